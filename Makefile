@@ -1,0 +1,104 @@
+# agentscaler build.  `make` builds build/release/agentscaler; `make test`
+# installs what it needs, then runs every suite under ASan+UBSan; `make
+# valgrind` runs the same suites under valgrind.  See README.md.
+
+CC	?= cc
+PKGS	 = libcjson hiredis libcurl libmicrohttpd librabbitmq yaml-0.1
+WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	   -Wmissing-prototypes -Wpointer-arith -Wformat=2
+VERSION	:= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(WARN) -Iinclude \
+	   -DAS_VERSION='"0.1.0+$(VERSION)"' \
+	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+SRCS	 = $(wildcard scheduler/*.c scalers/*.c k8s/*.c)
+LIB_SRCS = $(filter-out scheduler/main.c,$(SRCS))
+TEST_SRCS = $(wildcard tests/check_*.c)
+TEST_UTIL = $(wildcard tests/util/*.c)
+
+# Three builds, each in its own directory.
+REL	 = build/release
+ASAN	 = build/asan
+VG	 = build/vg
+REL_CFLAGS  = $(CFLAGS_BASE) -O2
+ASAN_CFLAGS = $(CFLAGS_BASE) -O1 -DAS_TESTING -fno-omit-frame-pointer \
+	      -fsanitize=address,undefined -fno-sanitize-recover=all
+VG_CFLAGS   = $(CFLAGS_BASE) -O1 -DAS_TESTING
+
+objs = $(patsubst %.c,$(1)/%.o,$(2))
+
+.PHONY: all deps test unit integration valgrind demo bench format \
+	format-check lint clean fuzz
+all: $(REL)/agentscaler
+
+define build_rules
+$(1)/%.o: %.c $$(wildcard include/agentscaler/*.h) Makefile
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -c $$< -o $$@
+$(1)/libagentscaler.a: $$(call objs,$(1),$$(LIB_SRCS))
+	rm -f $$@ && ar rcs $$@ $$^
+$(1)/agentscaler: $(1)/scheduler/main.o $(1)/libagentscaler.a
+	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
+$(1)/tests/%: $(1)/tests/%.o $$(call objs,$(1),$$(TEST_UTIL)) $(1)/libagentscaler.a
+	$$(CC) $(2) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS)
+endef
+$(eval $(call build_rules,$(REL),$(REL_CFLAGS)))
+$(eval $(call build_rules,$(ASAN),$(ASAN_CFLAGS)))
+$(eval $(call build_rules,$(VG),$(VG_CFLAGS)))
+
+ASAN_TESTS = $(patsubst tests/%.c,$(ASAN)/tests/%,$(TEST_SRCS))
+VG_TESTS   = $(patsubst tests/%.c,$(VG)/tests/%,$(TEST_SRCS))
+
+deps:
+	@tools/deps.sh
+
+# The ASan+UBSan gate: unit suites, then the integration suites with the
+# sanitized daemon.
+test: deps
+	$(MAKE) unit integration
+
+unit: $(ASAN_TESTS)
+	@set -e; for t in $(ASAN_TESTS); do \
+	    echo "== $$t"; \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+integration: $(ASAN)/agentscaler
+	AGENTSCALER_BIN=$(ASAN)/agentscaler \
+	    ASAN_OPTIONS=detect_leaks=1 \
+	    python3 -m unittest discover -s tests -p 'test_*.py' -t . -v
+
+valgrind: deps $(VG_TESTS) $(VG)/agentscaler
+	@set -e; for t in $(VG_TESTS); do \
+	    echo "== valgrind $$t"; \
+	    CK_FORK=no valgrind -q --error-exitcode=99 --leak-check=full \
+	    --errors-for-leak-kinds=definite,indirect,possible \
+	    --suppressions=tests/valgrind.supp $$t; done
+	AGENTSCALER_BIN=$(VG)/agentscaler \
+	    AGENTSCALER_WRAPPER="valgrind -q --error-exitcode=99 \
+	    --leak-check=full --errors-for-leak-kinds=definite,indirect,possible \
+	    --suppressions=tests/valgrind.supp" \
+	    python3 -m unittest discover -s tests/integration -p 'test_*.py' -t . -v
+
+demo: deps $(REL)/agentscaler
+	python3 tools/demo.py --bin $(REL)/agentscaler
+
+bench: deps $(REL)/agentscaler
+	python3 tools/bench/bench.py --bin $(REL)/agentscaler
+
+format:
+	clang-format -i $(SRCS) $(TEST_SRCS) $(TEST_UTIL) include/agentscaler/*.h
+
+format-check:
+	clang-format --dry-run --Werror $(SRCS) $(TEST_SRCS) $(TEST_UTIL) \
+	    include/agentscaler/*.h
+
+# Banned functions (STYLE.md habit 15): sprintf, strcpy, strtok, atoi.
+lint:
+	@! grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|gets)\(' $(SRCS) \
+	    include/agentscaler/*.h || (echo "lint: banned function" && false)
+
+clean:
+	rm -rf build

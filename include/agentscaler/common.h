@@ -1,0 +1,95 @@
+/*
+ * common.h: the error values, allocation wrappers and small helpers that
+ * every module shares.
+ *
+ * Ownership: x*alloc and xstrdup return memory the caller frees with free();
+ * they abort on out-of-memory, so no NULL check follows them (tmux
+ * xmalloc.c does the same).
+ */
+#ifndef AGENTSCALER_COMMON_H
+#define AGENTSCALER_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef AS_TESTING
+#define TESTABLE
+#else
+#define TESTABLE static
+#endif
+
+#define AS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#ifndef AS_VERSION
+#define AS_VERSION "0.1.0-dev"
+#endif
+
+/* Functions return 0 or one of these, negated. */
+enum as_err {
+	AS_OK = 0,
+	AS_ENOMEM = 1,
+	AS_EINVAL,	/* bad argument or bad input */
+	AS_EPROTO,	/* the peer answered something we cannot read */
+	AS_ETIMEDOUT,
+	AS_ECONN,	/* connection refused, reset or lost */
+	AS_EAUTH,	/* authentication failed */
+	AS_ENOTFOUND,
+	AS_EFORBIDDEN,
+	AS_ECONFLICT,
+	AS_ETHROTTLED,	/* 429 */
+	AS_ESERVER,	/* 5xx */
+	AS_ECANCELED,
+	AS_EIO,
+	AS_EAGAIN,
+	AS_EMAX
+};
+
+/* Returns a static name for a (positive or negative) as_err value. */
+const char	*as_strerror(int err);
+
+void		*xmalloc(size_t);
+void		*xcalloc(size_t, size_t);
+void		*xrealloc(void *, size_t);
+char		*xstrdup(const char *);
+char		*xstrndup(const char *, size_t);
+/* Formats into a new string; the caller frees it. */
+char		*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Copies at most size-1 bytes and always terminates; returns strlen(src)
+ * so callers can detect truncation, as OpenBSD's strlcpy.
+ */
+size_t		 as_strlcpy(char *dst, const char *src, size_t size);
+
+/* Monotonic clock in seconds. */
+double		 as_mono_now(void);
+/* Wall clock in seconds since the epoch. */
+double		 as_wall_now(void);
+
+/*
+ * Uniform random double in [0, 1) from a per-process xorshift generator
+ * seeded at start; used only for jitter, never for anything secret.
+ */
+double		 as_random(void);
+
+/*
+ * Exponential backoff with full jitter: a delay in [base/2, min(cap,
+ * base * 2^attempt)] seconds.
+ */
+double		 as_backoff(double base, double cap, unsigned attempt);
+
+/*
+ * Reads a whole small file into a new NUL-terminated buffer (at most
+ * maxlen bytes).  Returns NULL with a message in err on failure.  The caller
+ * frees the result.
+ */
+char		*as_read_file(const char *path, size_t maxlen, size_t *lenp,
+		    char *err, size_t errlen);
+
+/*
+ * Reads a secret from a file (trailing newlines stripped).  Same contract as
+ * as_read_file; the secret is never logged by anything in this project.
+ */
+char		*as_read_secret(const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * k8s.h: the Kubernetes API client, libcurl multi driven by the caller's
+ * libev loop; nothing here blocks.
+ *
+ * Every request passes through one token-bucket rate limiter (qps, burst),
+ * is retried with jittered backoff on 5xx, transport errors and timeouts,
+ * waits for Retry-After on 429, re-reads the token file on 401 (and every
+ * minute), and turns a Kubernetes Status body into a one-line message.
+ *
+ * Ownership: options are copied by k8s_client_new().  A response passed to
+ * a completion is borrowed for the duration of the call.  A completion runs
+ * exactly once per accepted request, never before the call that started it
+ * returns, and with -AS_ECANCELED when the request is cancelled or the
+ * client freed.
+ */
+#ifndef AGENTSCALER_K8S_H
+#define AGENTSCALER_K8S_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct k8s_client;
+struct k8s_req;
+
+struct k8s_options {
+	const char	*apiserver;	/* https://host:port; NULL: in-cluster */
+	const char	*token_file;	/* bearer token, re-read every minute */
+	const char	*ca_file;
+	int		 insecure_skip_tls_verify;
+	double		 qps;		/* default 20 */
+	int		 burst;		/* default 30 */
+	double		 timeout;	/* per attempt, seconds; default 10 */
+	int		 max_retries;	/* default 5 */
+	double		 retry_base;	/* first backoff, seconds; default 0.1 */
+	double		 retry_cap;	/* largest backoff, seconds; default 5 */
+};
+
+struct k8s_response {
+	int		 err;		/* 0 on 2xx, else -AS_E... */
+	long		 code;		/* HTTP status, 0 when none arrived */
+	const char	*body;		/* NUL-terminated, may be "" */
+	size_t		 body_len;
+	const char	*message;	/* human text for errors, "" on success */
+};
+
+typedef void	 k8s_done_fn(const struct k8s_response *, void *arg);
+
+/*
+ * Fills opts from KUBERNETES_SERVICE_HOST/PORT and the service-account
+ * files under dir (NULL: /var/run/secrets/kubernetes.io/serviceaccount).
+ * The strings point into buf.  Returns 0 or -AS_EINVAL with a reason.
+ */
+int	 k8s_options_incluster(struct k8s_options *opts, const char *dir,
+	    char *buf, size_t buflen, char *err, size_t errlen);
+
+/* Returns a client or NULL with a reason in err. */
+struct k8s_client *k8s_client_new(struct ev_loop *, const struct k8s_options *,
+	    char *err, size_t errlen);
+/* Cancels every pending request (completions run), then frees. */
+void	 k8s_client_free(struct k8s_client *);
+
+/*
+ * Queues a request.  path starts with "/"; body may be NULL; content_type
+ * applies to the body.  Returns a handle valid until the completion runs,
+ * or NULL (the completion will not run) when the arguments are bad.
+ */
+struct k8s_req *k8s_client_request(struct k8s_client *, const char *method,
+	    const char *path, const char *content_type, const char *body,
+	    k8s_done_fn *, void *arg);
+/* Ends a pending request now; its completion runs with -AS_ECANCELED. */
+void	 k8s_req_cancel(struct k8s_req *);
+
+/* Calls fn for each (verb, code) request counter; code 0: no response. */
+void	 k8s_client_foreach_stat(const struct k8s_client *,
+	    void (*fn)(const char *verb, long code, uint64_t count, void *),
+	    void *arg);
+
+/* The scale subresource of a workload (autoscaling/v1 Scale). */
+struct k8s_scale {
+	long		 spec_replicas;
+	long		 status_replicas;
+};
+
+typedef void	 k8s_scale_fn(int err, const struct k8s_scale *,
+		    const char *errmsg, void *arg);
+
+/*
+ * Resolves a workload kind ("Deployment", "StatefulSet", "SandboxWarmPool")
+ * to its API path prefix and resource, e.g. "/apis/apps/v1", "deployments".
+ * Returns 0 or -AS_EINVAL for an unknown kind.
+ */
+int	 k8s_kind_resource(const char *kind, const char **prefix,
+	    const char **resource);
+
+/* GET .../<resource>/<name>/scale. */
+struct k8s_req *k8s_scale_get(struct k8s_client *, const char *kind,
+	    const char *ns, const char *name, k8s_scale_fn *, void *arg);
+/* Merge-PATCH {"spec":{"replicas":N}} on .../<name>/scale. */
+struct k8s_req *k8s_scale_patch(struct k8s_client *, const char *kind,
+	    const char *ns, const char *name, long replicas, k8s_scale_fn *,
+	    void *arg);
+
+/*
+ * Pure: parses an autoscaling/v1 Scale body.  Returns 0 or -AS_EPROTO with
+ * the reason in err.
+ */
+int	 k8s_scale_parse(const char *body, size_t len, struct k8s_scale *,
+	    char *err, size_t errlen);
+/*
+ * Pure: turns an error response (Status object or anything else) into one
+ * line of text in out, e.g. `404 NotFound: deployments.apps "x" not found`.
+ */
+void	 k8s_status_message(long code, const char *body, size_t len, char *out,
+	    size_t outlen);
+
+#endif

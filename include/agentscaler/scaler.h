@@ -1,0 +1,93 @@
+/*
+ * scaler.h: the one interface every queue source implements (KEDA's
+ * Scaler, pkg/scalers/scaler.go, made asynchronous for one libev loop).
+ *
+ * Contract of poll(): the completion runs exactly once per successful
+ * poll() call, never before poll() has returned, with an error on failure
+ * and -AS_ECANCELED when the instance is destroyed first.  A poll() that
+ * returns non-zero never runs its completion.  The result passed to the
+ * completion is borrowed for the duration of the call.
+ *
+ * Ownership: create() returns an instance the caller releases with
+ * scaler_destroy(); the source config is copied, never kept.
+ */
+#ifndef AGENTSCALER_SCALER_H
+#define AGENTSCALER_SCALER_H
+
+#include <stddef.h>
+
+struct ev_loop;
+struct scaler;
+
+/* What a source needs to know; strings are borrowed during create(). */
+struct scaler_source {
+	const char	*type;		/* "redis-list", ... */
+	const char	*address;	/* redis://host:port/db */
+	const char	*queue;		/* list, stream or queue name */
+	const char	*processing;	/* in-flight list (redis-list) or NULL */
+	const char	*consumer_group;
+	const char	*password_file;	/* secret from a file, re-read on connect */
+	const char	*password_env;	/* or from an environment variable */
+	int		 count_in_flight;
+	double		 connect_timeout;	/* seconds */
+	double		 command_timeout;	/* seconds */
+};
+
+struct scaler_result {
+	int		 error;		/* 0 or -AS_E... */
+	double		 ready;		/* messages waiting */
+	double		 in_flight;	/* taken but not finished, when counted */
+	char		 errmsg[192];
+};
+
+typedef void	 scaler_done_fn(struct scaler *, const struct scaler_result *,
+		    void *arg);
+/* Push wake-up: something changed on the source, evaluate now. */
+typedef void	 scaler_wake_fn(struct scaler *, void *arg);
+
+struct scaler_type {
+	const char	*name;
+	/* Checks the combination of fields; optional. */
+	int		 (*validate)(const struct scaler_source *, char *err,
+			    size_t errlen);
+	struct scaler	*(*create)(struct ev_loop *, const struct scaler_source *,
+			    char *err, size_t errlen);
+	int		 (*poll)(struct scaler *, scaler_done_fn *, void *arg);
+	/*
+	 * Optional push mode: call wake() whenever the source changes.  Returns
+	 * 0 when subscribed (it may still fall back to polling later and says so
+	 * in the log), -AS_EINVAL when this type cannot push.
+	 */
+	int		 (*subscribe)(struct scaler *, scaler_wake_fn *, void *arg);
+	/* 1 while push wake-ups are live, 0 when only polling works. */
+	int		 (*pushing)(const struct scaler *);
+	void		 (*destroy)(struct scaler *);
+};
+
+/* Every backend instance embeds this first. */
+struct scaler {
+	const struct scaler_type *type;
+};
+
+/* Looks a type up by name in the registry; NULL when unknown. */
+const struct scaler_type *scaler_type_find(const char *name);
+/* Returns the registry's names, comma-separated, for error messages. */
+const char	*scaler_type_names(void);
+
+static inline int
+scaler_poll(struct scaler *s, scaler_done_fn *fn, void *arg)
+{
+	return (s->type->poll(s, fn, arg));
+}
+
+static inline void
+scaler_destroy(struct scaler *s)
+{
+	if (s != NULL)
+		s->type->destroy(s);
+}
+
+extern const struct scaler_type scaler_type_fake;
+extern const struct scaler_type scaler_type_redis_list;
+
+#endif

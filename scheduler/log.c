@@ -1,0 +1,128 @@
+/*
+ * log.c: one line per event on stderr, JSON by default so that log
+ * pipelines can index fields, or text for people (--log-format text).
+ * Lines are written with one write(2) each so they never interleave.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/log.h"
+
+static enum log_level log_level = LOG_INFO;
+static enum log_format log_format = LOG_FORMAT_JSON;
+
+static const char *const log_level_names[] = { "debug", "info", "warn",
+    "error" };
+
+void
+log_set_level(enum log_level level)
+{
+	log_level = level;
+}
+
+void
+log_set_format(enum log_format format)
+{
+	log_format = format;
+}
+
+int
+log_parse_level(const char *s, enum log_level *out)
+{
+	size_t	 i;
+
+	for (i = 0; i < AS_ARRAY_SIZE(log_level_names); i++) {
+		if (strcmp(s, log_level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return (0);
+		}
+	}
+	return (-AS_EINVAL);
+}
+
+int
+log_parse_format(const char *s, enum log_format *out)
+{
+	if (strcmp(s, "json") == 0)
+		*out = LOG_FORMAT_JSON;
+	else if (strcmp(s, "text") == 0)
+		*out = LOG_FORMAT_TEXT;
+	else
+		return (-AS_EINVAL);
+	return (0);
+}
+
+/* Appends s to buf as the inside of a JSON string; returns the new length. */
+static size_t
+log_escape(char *buf, size_t len, size_t size, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char c;
+
+	for (; *s != '\0' && len + 7 < size; s++) {
+		c = (unsigned char)*s;
+		if (c == '"' || c == '\\') {
+			buf[len++] = '\\';
+			buf[len++] = (char)c;
+		} else if (c == '\n') {
+			buf[len++] = '\\';
+			buf[len++] = 'n';
+		} else if (c < 0x20) {
+			buf[len++] = '\\';
+			buf[len++] = 'u';
+			buf[len++] = '0';
+			buf[len++] = '0';
+			buf[len++] = hex[c >> 4];
+			buf[len++] = hex[c & 0xf];
+		} else
+			buf[len++] = (char)c;
+	}
+	return (len);
+}
+
+void
+log_msg(enum log_level level, const char *component, const char *fmt, ...)
+{
+	char		 msg[2048], line[4608], ts[40];
+	struct timespec	 now;
+	struct tm	 tm;
+	va_list		 ap;
+	size_t		 len;
+	int		 n;
+
+	if (level < log_level)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	n = (int)strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + n, sizeof ts - (size_t)n, ".%03ldZ",
+	    now.tv_nsec / 1000000);
+
+	if (log_format == LOG_FORMAT_TEXT) {
+		n = snprintf(line, sizeof line - 1, "%s %-5s %s: %s", ts,
+		    log_level_names[level], component, msg);
+		len = n < 0 ? 0 : (size_t)n;
+		if (len > sizeof line - 2)
+			len = sizeof line - 2;
+	} else {
+		len = (size_t)snprintf(line, sizeof line,
+		    "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
+		    log_level_names[level]);
+		len = log_escape(line, len, sizeof line - 8, component);
+		memcpy(line + len, "\",\"msg\":\"", 9);
+		len += 9;
+		len = log_escape(line, len, sizeof line - 4, msg);
+		line[len++] = '"';
+		line[len++] = '}';
+	}
+	line[len++] = '\n';
+	(void)!write(STDERR_FILENO, line, len);
+}
