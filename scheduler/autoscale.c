@@ -125,7 +125,8 @@ autoscale_decide(struct autoscale_state *st, const struct autoscale_params *p,
 		autoscale_window_add(st, in->now, in->current,
 		    p->stabilization_seconds);
 	}
-	prev = st->desired;
+	/* Decide from what the target really has, not from our last wish. */
+	prev = in->current;
 	memset(d, 0, sizeof *d);
 
 	if (!in->source_ok) {

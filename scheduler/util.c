@@ -246,3 +246,44 @@ as_read_secret(const char *path, char *err, size_t errlen)
 		s[--len] = '\0';
 	return (s);
 }
+
+void
+as_buf_printf(struct as_buf *b, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	for (;;) {
+		if (b->cap - b->len < 2 || b->p == NULL) {
+			b->cap = b->cap == 0 ? 1024 : b->cap * 2;
+			b->p = xrealloc(b->p, b->cap);
+		}
+		va_start(ap, fmt);
+		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			abort();
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		while (b->cap - b->len <= (size_t)n)
+			b->cap *= 2;
+		b->p = xrealloc(b->p, b->cap);
+	}
+}
+
+void
+as_buf_label(struct as_buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\')
+			as_buf_printf(b, "\\\\");
+		else if (*s == '"')
+			as_buf_printf(b, "\\\"");
+		else if (*s == '\n')
+			as_buf_printf(b, "\\n");
+		else
+			as_buf_printf(b, "%c", *s);
+	}
+}

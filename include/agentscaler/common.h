@@ -92,4 +92,19 @@ char		*as_read_file(const char *path, size_t maxlen, size_t *lenp,
  */
 char		*as_read_secret(const char *path, char *err, size_t errlen);
 
+/*
+ * A growable string; as_buf_printf appends.  The caller owns b->p and frees
+ * it with free() (or hands it to a library that does).
+ */
+struct as_buf {
+	char	*p;
+	size_t	 len;
+	size_t	 cap;
+};
+
+void		 as_buf_printf(struct as_buf *, const char *, ...)
+		    __attribute__((format(printf, 2, 3)));
+/* Appends s with Prometheus label-value escaping (\\, \", \n). */
+void		 as_buf_label(struct as_buf *, const char *s);
+
 #endif

@@ -31,7 +31,7 @@ struct k8s_options {
 	double		 qps;		/* default 20 */
 	int		 burst;		/* default 30 */
 	double		 timeout;	/* per attempt, seconds; default 10 */
-	int		 max_retries;	/* default 5 */
+	int		 max_retries;	/* default 5; -1: no retries */
 	double		 retry_base;	/* first backoff, seconds; default 0.1 */
 	double		 retry_cap;	/* largest backoff, seconds; default 5 */
 };
@@ -54,7 +54,10 @@ typedef void	 k8s_done_fn(const struct k8s_response *, void *arg);
 int	 k8s_options_incluster(struct k8s_options *opts, const char *dir,
 	    char *buf, size_t buflen, char *err, size_t errlen);
 
-/* Returns a client or NULL with a reason in err. */
+/*
+ * Returns a client or NULL with a reason in err.  Each client holds a
+ * curl_global_init() reference until k8s_client_free().
+ */
 struct k8s_client *k8s_client_new(struct ev_loop *, const struct k8s_options *,
 	    char *err, size_t errlen);
 /* Cancels every pending request (completions run), then frees. */

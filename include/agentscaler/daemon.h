@@ -1,0 +1,32 @@
+/*
+ * daemon.h: the agentscaler process: one libev loop that owns the config,
+ * the pools, the Kubernetes client and the HTTP endpoints.
+ *
+ * Ownership: options are borrowed for the life of daemon_run().
+ */
+#ifndef AGENTSCALER_DAEMON_H
+#define AGENTSCALER_DAEMON_H
+
+#include "agentscaler/k8s.h"
+
+struct daemon_options {
+	const char		*config_path;
+	const char		*secrets_dir;
+	const char		*metrics_addr;
+	double			 resync_seconds;	/* re-read /scale */
+	struct k8s_options	 k8s;
+};
+
+/* Exit codes of daemon_run() and of the process. */
+#define DAEMON_EXIT_OK		0
+#define DAEMON_EXIT_FAIL	1	/* cannot start: port in use, ... */
+#define DAEMON_EXIT_CONFIG	2	/* bad flags or config */
+
+/*
+ * Loads the config, starts every pool and serves until SIGTERM or SIGINT;
+ * SIGHUP reloads the config (a bad one is refused, the old one kept).
+ * Returns one of the exit codes above.
+ */
+int	 daemon_run(const struct daemon_options *);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * http.h: the small HTTP server behind /metrics, /healthz, /readyz and
+ * /status, libmicrohttpd with external epoll polling on the caller's libev
+ * loop (ref/c-event-loop-patterns.md section 6), so handlers run on the
+ * loop thread and read scheduler state directly.
+ *
+ * Ownership: a handler returns a body it allocated with malloc (x*alloc);
+ * the server frees it after sending.
+ */
+#ifndef AGENTSCALER_HTTP_H
+#define AGENTSCALER_HTTP_H
+
+#include <stddef.h>
+
+struct ev_loop;
+struct http_server;
+
+struct http_reply {
+	int		 status;	/* 200 unless set */
+	const char	*content_type;	/* static string */
+	char		*body;		/* malloc'd; the server frees it */
+	size_t		 len;
+};
+
+typedef void	 http_handler_fn(void *arg, struct http_reply *);
+
+/*
+ * Parses "host:port" or "[v6]:port" and listens there.  Returns the server
+ * or NULL with the reason in err.
+ */
+struct http_server *http_server_new(struct ev_loop *, const char *addr,
+	    char *err, size_t errlen);
+/* Adds an exact-path GET route; at most 16. Returns 0 or -AS_EINVAL. */
+int	 http_server_route(struct http_server *, const char *path,
+	    http_handler_fn *, void *arg);
+/* The port actually bound (useful with port 0). */
+int	 http_server_port(const struct http_server *);
+void	 http_server_free(struct http_server *);
+
+#endif

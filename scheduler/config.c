@@ -1,0 +1,875 @@
+/*
+ * config.c: the AgentPool/AgentQuota document, declared once as field
+ * tables (STYLE.md habit 7, after tmux options-table.c).  One generic walker
+ * applies a table to a cJSON object: it rejects unknown and duplicate keys,
+ * checks types and ranges, fills defaults and names the field path in every
+ * error.  Checks that span fields run after the walk.
+ *
+ * Offsets in a table are into the top struct (struct pool_config or struct
+ * quota_config); nested JSON objects only group keys.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/scaler.h"
+
+#define CONFIG_MAX_BYTES (4 * 1024 * 1024)
+#define API_VERSION "agentscaler.io/v1alpha1"
+
+enum field_kind {
+	F_STRING,
+	F_INT,
+	F_NUMBER,
+	F_BOOL,
+	F_ENUM,		/* one of values, stored as its index (int) */
+	F_OBJECT,	/* keys of a nested object; sub is its table */
+	F_IGNORE,	/* accepted and ignored (metadata.labels, status) */
+	F_RESOURCES	/* map of resource name to quantity */
+};
+
+struct field {
+	const char		*name;
+	enum field_kind		 kind;
+	size_t			 off;
+	int			 required;
+	double			 min, max;
+	double			 def;		/* numbers, bools, enums */
+	const char		*def_str;	/* strings */
+	const char *const	*values;	/* F_ENUM, NULL-terminated */
+	const struct field	*sub;		/* F_OBJECT */
+	const char		*help;
+};
+
+#define END_FIELDS { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
+#define PO(m) offsetof(struct pool_config, m)
+#define QO(m) offsetof(struct quota_config, m)
+
+static const char *const mode_values[] = { "scale", "dispatch", NULL };
+static const char *const source_values[] = { "redis-list", "redis-stream",
+    "rabbitmq", NULL };
+static const char *const kind_values[] = { "Deployment", "StatefulSet",
+    "SandboxWarmPool", NULL };
+static const char *const exceeded_values[] = { "defer", "reject", NULL };
+
+static const struct field metadata_fields[] = {
+	{ "name", F_STRING, PO(name), 1, 0, 0, 0, NULL, NULL, NULL,
+	    "object name (DNS-1123 subdomain)" },
+	{ "namespace", F_STRING, PO(ns), 0, 0, 0, 0, "default", NULL, NULL,
+	    "namespace of the pool and its target" },
+	{ "labels", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL, "ignored" },
+	{ "annotations", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL,
+	    "ignored" },
+	END_FIELDS
+};
+
+static const struct field secret_ref_fields[] = {
+	{ "name", F_STRING, PO(source.secret_name), 1, 0, 0, 0, NULL, NULL,
+	    NULL, "Secret name; mounted at <secrets-dir>/<name>/<key>" },
+	{ "key", F_STRING, PO(source.secret_key), 1, 0, 0, 0, NULL, NULL,
+	    NULL, "key in the Secret holding the password" },
+	END_FIELDS
+};
+
+static const struct field source_fields[] = {
+	{ "type", F_STRING, PO(source.type), 1, 0, 0, 0, NULL, source_values,
+	    NULL, "redis-list | redis-stream | rabbitmq" },
+	{ "address", F_STRING, PO(source.address), 1, 0, 0, 0, NULL, NULL,
+	    NULL, "redis://host:6379/0 (credentials never inline)" },
+	{ "authSecretRef", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL,
+	    secret_ref_fields, "{name, key} of the password Secret" },
+	{ "passwordFile", F_STRING, PO(source.password_file), 0, 0, 0, 0,
+	    NULL, NULL, NULL, "file holding the password (outside Kubernetes)" },
+	{ "passwordEnv", F_STRING, PO(source.password_env), 0, 0, 0, 0, NULL,
+	    NULL, NULL, "environment variable holding the password" },
+	{ "queue", F_STRING, PO(source.queue), 1, 0, 0, 0, NULL, NULL, NULL,
+	    "list, stream or queue name" },
+	{ "processingList", F_STRING, PO(source.processing_list), 0, 0, 0, 0,
+	    NULL, NULL, NULL,
+	    "redis-list: list of taken tasks (default <queue>.processing)" },
+	{ "consumerGroup", F_STRING, PO(source.consumer_group), 0, 0, 0, 0,
+	    NULL, NULL, NULL, "redis-stream consumer group" },
+	{ "countInFlight", F_BOOL, PO(source.count_in_flight), 0, 0, 1, 0,
+	    NULL, NULL, NULL, "backlog = ready + in flight" },
+	END_FIELDS
+};
+
+static const struct field target_fields[] = {
+	{ "kind", F_STRING, PO(target_kind), 1, 0, 0, 0, NULL, kind_values,
+	    NULL, "Deployment | StatefulSet | SandboxWarmPool" },
+	{ "name", F_STRING, PO(target_name), 1, 0, 0, 0, NULL, NULL, NULL,
+	    "workload to scale, in the pool's namespace" },
+	END_FIELDS
+};
+
+static const struct field spare_fields[] = {
+	{ "min", F_INT, PO(spare_min), 0, 0, 100000, 0, NULL, NULL, NULL,
+	    "fewest warm sandboxes" },
+	{ "max", F_INT, PO(spare_max), 0, 0, 100000, 50, NULL, NULL, NULL,
+	    "most warm sandboxes" },
+	END_FIELDS
+};
+
+static const struct field sandbox_fields[] = {
+	{ "warmPool", F_STRING, PO(warm_pool), 1, 0, 0, 0, NULL, NULL, NULL,
+	    "SandboxWarmPool to claim from" },
+	{ "claimTTLSeconds", F_INT, PO(claim_ttl_seconds), 0, 1, 604800, 3600,
+	    NULL, NULL, NULL, "lifecycle.shutdownTime set on every claim" },
+	{ "spare", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, spare_fields,
+	    "warm-pool size bounds" },
+	END_FIELDS
+};
+
+static const struct field scaling_fields[] = {
+	{ "minReplicas", F_INT, PO(scaling.min_replicas), 0, 0, 100000, 0,
+	    NULL, NULL, NULL, "fewest replicas" },
+	{ "maxReplicas", F_INT, PO(scaling.max_replicas), 0, 0, 100000, 100,
+	    NULL, NULL, NULL, "most replicas" },
+	{ "tasksPerReplica", F_INT, PO(scaling.tasks_per_replica), 0, 1,
+	    1000000, 1, NULL, NULL, NULL, "backlog one replica takes" },
+	{ "activationBacklog", F_INT, PO(scaling.activation_backlog), 0, 0,
+	    1000000000, 0, NULL, NULL, NULL, "wake from zero above this" },
+	{ "cooldownSeconds", F_NUMBER, PO(scaling.cooldown_seconds), 0, 0,
+	    604800, 60, NULL, NULL, NULL, "idle time before zero" },
+	{ "scaleDownStabilizationSeconds", F_NUMBER,
+	    PO(scaling.stabilization_seconds), 0, 0, 86400, 60, NULL, NULL,
+	    NULL, "look-back window on the way down" },
+	{ "maxScaleUpStep", F_INT, PO(scaling.max_scale_up_step), 0, 0,
+	    100000, 0, NULL, NULL, NULL, "0 = jump straight to the need" },
+	{ "pollIntervalMs", F_INT, PO(poll_interval_ms), 0, 10, 3600000, 1000,
+	    NULL, NULL, NULL, "poll period; push sources wake earlier" },
+	END_FIELDS
+};
+
+static const struct field pool_spec_fields[] = {
+	{ "mode", F_ENUM, PO(mode), 0, 0, 0, POOL_MODE_SCALE, NULL,
+	    mode_values, NULL, "scale | dispatch" },
+	{ "source", F_OBJECT, 0, 1, 0, 0, 0, NULL, NULL, source_fields,
+	    "where the tasks wait" },
+	{ "target", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, target_fields,
+	    "scale mode: the workload to scale" },
+	{ "sandbox", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, sandbox_fields,
+	    "dispatch mode: warm pool and claims" },
+	{ "scaling", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, scaling_fields,
+	    "replica maths (DESIGN.md section 8)" },
+	END_FIELDS
+};
+
+static const struct field quota_metadata_fields[] = {
+	{ "name", F_STRING, QO(name), 1, 0, 0, 0, NULL, NULL, NULL,
+	    "object name" },
+	{ "namespace", F_STRING, QO(ns), 0, 0, 0, 0, "default", NULL, NULL,
+	    "namespace the quota limits" },
+	{ "labels", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL, "ignored" },
+	{ "annotations", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL,
+	    "ignored" },
+	END_FIELDS
+};
+
+static const struct field spawn_fields[] = {
+	{ "perSecond", F_NUMBER, QO(spawn_per_second), 0, 0, 1e6, 0, NULL,
+	    NULL, NULL, "sustained spawns per second per tree (0: no limit)" },
+	{ "burst", F_INT, QO(spawn_burst), 0, 1, 1000000, 1, NULL, NULL, NULL,
+	    "spawns allowed at once" },
+	END_FIELDS
+};
+
+static const struct field cascade_fields[] = {
+	{ "maxDepth", F_INT, QO(max_depth), 0, 0, 1000, -1, NULL, NULL, NULL,
+	    "deepest sub-agent; the root has depth 0" },
+	{ "maxChildrenPerTask", F_INT, QO(max_children_per_task), 0, 0,
+	    1000000, -1, NULL, NULL, NULL, "live children of one task" },
+	{ "maxDescendantsPerRoot", F_INT, QO(max_descendants_per_root), 0, 0,
+	    1000000, -1, NULL, NULL, NULL, "live tasks in one tree" },
+	{ "maxRoots", F_INT, QO(max_roots), 0, 0, 1000000, -1, NULL, NULL,
+	    NULL, "live trees" },
+	{ "spawnRate", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, spawn_fields,
+	    "token bucket per tree" },
+	{ "sandboxSecondsPerRoot", F_NUMBER, QO(sandbox_seconds_per_root), 0,
+	    0, 1e9, 0, NULL, NULL, NULL, "budget of one tree (0: none)" },
+	{ "reserveForDescendants", F_NUMBER, QO(reserve_for_descendants), 0, 0,
+	    1, 0, NULL, NULL, NULL, "share of maxSandboxes kept for children" },
+	END_FIELDS
+};
+
+static const struct field quota_spec_fields[] = {
+	{ "maxSandboxes", F_INT, QO(max_sandboxes), 0, 0, 1000000, -1, NULL,
+	    NULL, NULL, "live replicas + claims in the namespace" },
+	{ "resources", F_RESOURCES, 0, 0, 0, 0, 0, NULL, NULL, NULL,
+	    "sum of pod requests, e.g. {\"cpu\": \"64\"}" },
+	{ "cascade", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, cascade_fields,
+	    "limits on trees of sub-agents" },
+	{ "onExceeded", F_ENUM, QO(on_exceeded), 0, 0, 0, QUOTA_DEFER, NULL,
+	    exceeded_values, NULL, "defer | reject, for live limits" },
+	END_FIELDS
+};
+
+static int	 config_apply(const struct field *, const cJSON *, void *,
+		    const char *, char *, size_t);
+static void	 config_defaults(const struct field *, void *);
+
+static void
+config_path(char *out, size_t outlen, const char *path, const char *key)
+{
+	snprintf(out, outlen, "%s%s%s", path, *path != '\0' ? "." : "", key);
+}
+
+/* Describes a JSON value briefly for error messages. */
+static void
+config_describe(const cJSON *v, char *out, size_t outlen)
+{
+	char	*s;
+
+	if (cJSON_IsObject(v))
+		as_strlcpy(out, "an object", outlen);
+	else if (cJSON_IsArray(v))
+		as_strlcpy(out, "an array", outlen);
+	else if (cJSON_IsNull(v))
+		as_strlcpy(out, "null", outlen);
+	else if ((s = cJSON_PrintUnformatted(v)) != NULL) {
+		if (strlen(s) > 40)
+			snprintf(out, outlen, "%.37s...", s);
+		else
+			as_strlcpy(out, s, outlen);
+		cJSON_free(s);
+	} else
+		as_strlcpy(out, "?", outlen);
+}
+
+static void
+config_names(const struct field *tbl, char *out, size_t outlen)
+{
+	size_t	 len = 0;
+
+	out[0] = '\0';
+	for (; tbl->name != NULL && len < outlen; tbl++)
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s",
+		    len > 0 ? ", " : "", tbl->name);
+}
+
+static void
+config_defaults(const struct field *tbl, void *base)
+{
+	char	*p;
+
+	for (; tbl->name != NULL; tbl++) {
+		p = (char *)base + tbl->off;
+		switch (tbl->kind) {
+		case F_STRING:
+			if (*(char **)p == NULL && tbl->def_str != NULL)
+				*(char **)p = xstrdup(tbl->def_str);
+			break;
+		case F_INT:
+			*(long *)p = (long)tbl->def;
+			break;
+		case F_NUMBER:
+			*(double *)p = tbl->def;
+			break;
+		case F_BOOL:
+		case F_ENUM:
+			*(int *)p = (int)tbl->def;
+			break;
+		case F_OBJECT:
+			config_defaults(tbl->sub, base);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int
+config_enum_index(const char *const *values, const char *s)
+{
+	int	 i;
+
+	for (i = 0; values[i] != NULL; i++)
+		if (strcmp(values[i], s) == 0)
+			return (i);
+	return (-1);
+}
+
+static int
+config_resources(const cJSON *v, struct quota_config *q, const char *path,
+    char *err, size_t errlen)
+{
+	const cJSON	*it;
+	size_t		 n = 0;
+	double		 d;
+
+	if (!cJSON_IsObject(v)) {
+		snprintf(err, errlen, "%s: expected an object of quantities",
+		    path);
+		return (-AS_EINVAL);
+	}
+	cJSON_ArrayForEach(it, v)
+		n++;
+	q->resources = xcalloc(n, sizeof *q->resources);
+	cJSON_ArrayForEach(it, v) {
+		char qs[64];
+
+		if (cJSON_IsString(it))
+			as_strlcpy(qs, it->valuestring, sizeof qs);
+		else if (cJSON_IsNumber(it))
+			snprintf(qs, sizeof qs, "%.17g", it->valuedouble);
+		else
+			qs[0] = '\0';
+		if (qs[0] == '\0' || config_parse_quantity(qs, &d) != 0 ||
+		    d < 0) {
+			char got[64];
+
+			config_describe(it, got, sizeof got);
+			snprintf(err, errlen, "%s.%s: expected a quantity such "
+			    "as \"4\", \"500m\" or \"16Gi\", got %s", path,
+			    it->string, got);
+			return (-AS_EINVAL);
+		}
+		q->resources[q->nresources].name = xstrdup(it->string);
+		q->resources[q->nresources].quantity = xstrdup(qs);
+		q->resources[q->nresources].value = d;
+		q->nresources++;
+	}
+	return (0);
+}
+
+static int
+config_field(const struct field *f, const cJSON *v, void *base,
+    const char *path, char *err, size_t errlen)
+{
+	char	*p = (char *)base + f->off, got[64];
+	double	 d;
+	int	 i;
+
+	config_describe(v, got, sizeof got);
+	switch (f->kind) {
+	case F_STRING:
+		if (!cJSON_IsString(v) || v->valuestring[0] == '\0') {
+			snprintf(err, errlen, "%s: expected a non-empty string, "
+			    "got %s", path, got);
+			return (-AS_EINVAL);
+		}
+		if (f->values != NULL &&
+		    config_enum_index(f->values, v->valuestring) < 0)
+			goto bad_enum;
+		free(*(char **)p);
+		*(char **)p = xstrdup(v->valuestring);
+		return (0);
+	case F_ENUM:
+		if (!cJSON_IsString(v) ||
+		    (i = config_enum_index(f->values, v->valuestring)) < 0)
+			goto bad_enum;
+		*(int *)p = i;
+		return (0);
+	case F_BOOL:
+		if (!cJSON_IsBool(v)) {
+			snprintf(err, errlen, "%s: expected true or false, got "
+			    "%s", path, got);
+			return (-AS_EINVAL);
+		}
+		*(int *)p = cJSON_IsTrue(v);
+		return (0);
+	case F_INT:
+	case F_NUMBER:
+		d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+		if (!cJSON_IsNumber(v) || !isfinite(d) || d < f->min ||
+		    d > f->max || (f->kind == F_INT && d != floor(d))) {
+			snprintf(err, errlen, "%s: expected %s in [%.15g, "
+			    "%.15g], got %s", path, f->kind == F_INT ?
+			    "an integer" : "a number", f->min, f->max, got);
+			return (-AS_EINVAL);
+		}
+		if (f->kind == F_INT)
+			*(long *)p = (long)d;
+		else
+			*(double *)p = d;
+		return (0);
+	case F_OBJECT:
+		return (config_apply(f->sub, v, base, path, err, errlen));
+	case F_RESOURCES:
+		return (config_resources(v, base, path, err, errlen));
+	case F_IGNORE:
+		return (0);
+	}
+	return (0);
+bad_enum:
+	{
+		char	 vals[256];
+		size_t	 len = 0;
+
+		vals[0] = '\0';
+		for (i = 0; f->values[i] != NULL; i++)
+			len += (size_t)snprintf(vals + len, sizeof vals - len,
+			    "%s%s", i > 0 ? " | " : "", f->values[i]);
+		snprintf(err, errlen, "%s: expected one of %s, got %s", path,
+		    vals, got);
+	}
+	return (-AS_EINVAL);
+}
+
+static int
+config_apply(const struct field *tbl, const cJSON *obj, void *base,
+    const char *path, char *err, size_t errlen)
+{
+	const struct field	*f;
+	const cJSON		*it, *prev;
+	char			 sub[256], names[512], got[64];
+	int			 rc;
+
+	if (!cJSON_IsObject(obj)) {
+		config_describe(obj, got, sizeof got);
+		snprintf(err, errlen, "%s: expected an object, got %s",
+		    *path != '\0' ? path : "(document)", got);
+		return (-AS_EINVAL);
+	}
+	cJSON_ArrayForEach(it, obj) {
+		config_path(sub, sizeof sub, path, it->string);
+		for (prev = obj->child; prev != it; prev = prev->next) {
+			if (strcmp(prev->string, it->string) == 0) {
+				snprintf(err, errlen, "%s: duplicate field",
+				    sub);
+				return (-AS_EINVAL);
+			}
+		}
+		for (f = tbl; f->name != NULL; f++)
+			if (strcmp(f->name, it->string) == 0)
+				break;
+		if (f->name == NULL) {
+			config_names(tbl, names, sizeof names);
+			snprintf(err, errlen, "%s: unknown field (expected one "
+			    "of: %s)", sub, names);
+			return (-AS_EINVAL);
+		}
+		if ((rc = config_field(f, it, base, sub, err, errlen)) != 0)
+			return (rc);
+	}
+	for (f = tbl; f->name != NULL; f++) {
+		if (f->required &&
+		    cJSON_GetObjectItemCaseSensitive(obj, f->name) == NULL) {
+			config_path(sub, sizeof sub, path, f->name);
+			snprintf(err, errlen, "%s: required field is missing",
+			    sub);
+			return (-AS_EINVAL);
+		}
+	}
+	return (0);
+}
+
+/* Header fields shared by both kinds: apiVersion, kind, status. */
+static int
+config_header(const cJSON *obj, const char *kind, const char *path,
+    char *err, size_t errlen)
+{
+	const cJSON	*v;
+
+	if (!cJSON_IsObject(obj)) {
+		snprintf(err, errlen, "%s: expected an %s object", path, kind);
+		return (-AS_EINVAL);
+	}
+	v = cJSON_GetObjectItemCaseSensitive(obj, "apiVersion");
+	if (v != NULL && (!cJSON_IsString(v) ||
+	    strcmp(v->valuestring, API_VERSION) != 0)) {
+		snprintf(err, errlen, "%s.apiVersion: expected \"%s\"", path,
+		    API_VERSION);
+		return (-AS_EINVAL);
+	}
+	v = cJSON_GetObjectItemCaseSensitive(obj, "kind");
+	if (v != NULL && (!cJSON_IsString(v) ||
+	    strcmp(v->valuestring, kind) != 0)) {
+		snprintf(err, errlen, "%s.kind: expected \"%s\"", path, kind);
+		return (-AS_EINVAL);
+	}
+	return (0);
+}
+
+/* DNS-1123 subdomain: lowercase alphanumerics, '-' and '.', <= 253. */
+static int
+config_dns_name(const char *s, size_t max)
+{
+	size_t	 n = strlen(s), i;
+
+	if (n == 0 || n > max || !isalnum((unsigned char)s[0]) ||
+	    !isalnum((unsigned char)s[n - 1]))
+		return (0);
+	for (i = 0; i < n; i++) {
+		if (!(islower((unsigned char)s[i]) ||
+		    isdigit((unsigned char)s[i]) || s[i] == '-' || s[i] == '.'))
+			return (0);
+	}
+	return (1);
+}
+
+static const struct field pool_top_fields[] = {
+	{ "apiVersion", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL, API_VERSION },
+	{ "kind", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL, "AgentPool" },
+	{ "metadata", F_OBJECT, 0, 1, 0, 0, 0, NULL, NULL, metadata_fields,
+	    "name and namespace" },
+	{ "spec", F_OBJECT, 0, 1, 0, 0, 0, NULL, NULL, pool_spec_fields,
+	    "the pool" },
+	{ "status", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL,
+	    "written by agentscaler" },
+	END_FIELDS
+};
+
+static const struct field quota_top_fields[] = {
+	{ "apiVersion", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL, API_VERSION },
+	{ "kind", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL, "AgentQuota" },
+	{ "metadata", F_OBJECT, 0, 1, 0, 0, 0, NULL, NULL,
+	    quota_metadata_fields, "name and namespace" },
+	{ "spec", F_OBJECT, 0, 1, 0, 0, 0, NULL, NULL, quota_spec_fields,
+	    "the quota" },
+	{ "status", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL,
+	    "written by agentscaler" },
+	END_FIELDS
+};
+
+/* Checks that span fields of one pool. */
+static int
+config_check_pool(struct pool_config *p, const cJSON *obj,
+    const char *secrets_dir, const char *path, char *err, size_t errlen)
+{
+	const struct scaler_type	*st;
+	const cJSON			*spec;
+	int				 nauth;
+
+	spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+	if (!config_dns_name(p->name, 253)) {
+		snprintf(err, errlen, "%s.metadata.name: expected a DNS-1123 "
+		    "name (lowercase letters, digits, '-', '.'), got \"%s\"",
+		    path, p->name);
+		return (-AS_EINVAL);
+	}
+	if (!config_dns_name(p->ns, 63) || strchr(p->ns, '.') != NULL) {
+		snprintf(err, errlen, "%s.metadata.namespace: expected a "
+		    "DNS-1123 label, got \"%s\"", path, p->ns);
+		return (-AS_EINVAL);
+	}
+	if (p->scaling.min_replicas > p->scaling.max_replicas) {
+		snprintf(err, errlen, "%s.spec.scaling.minReplicas: %ld is "
+		    "above maxReplicas %ld", path, p->scaling.min_replicas,
+		    p->scaling.max_replicas);
+		return (-AS_EINVAL);
+	}
+	if (p->spare_min > p->spare_max) {
+		snprintf(err, errlen, "%s.spec.sandbox.spare.min: %ld is above "
+		    "spare.max %ld", path, p->spare_min, p->spare_max);
+		return (-AS_EINVAL);
+	}
+	if (p->mode == POOL_MODE_SCALE &&
+	    cJSON_GetObjectItemCaseSensitive(spec, "target") == NULL) {
+		snprintf(err, errlen, "%s.spec.target: required in scale mode",
+		    path);
+		return (-AS_EINVAL);
+	}
+	if (p->mode == POOL_MODE_DISPATCH &&
+	    cJSON_GetObjectItemCaseSensitive(spec, "sandbox") == NULL) {
+		snprintf(err, errlen, "%s.spec.sandbox: required in dispatch "
+		    "mode", path);
+		return (-AS_EINVAL);
+	}
+	if (strcmp(p->source.type, "redis-stream") == 0 &&
+	    p->source.consumer_group == NULL) {
+		snprintf(err, errlen, "%s.spec.source.consumerGroup: required "
+		    "for redis-stream", path);
+		return (-AS_EINVAL);
+	}
+	nauth = (p->source.secret_name != NULL) +
+	    (p->source.password_file != NULL) +
+	    (p->source.password_env != NULL);
+	if (nauth > 1) {
+		snprintf(err, errlen, "%s.spec.source: give at most one of "
+		    "authSecretRef, passwordFile, passwordEnv", path);
+		return (-AS_EINVAL);
+	}
+	if ((st = scaler_type_find(p->source.type)) == NULL) {
+		snprintf(err, errlen, "%s.spec.source.type: \"%s\" is not "
+		    "available in this build (available: %s)", path,
+		    p->source.type, scaler_type_names());
+		return (-AS_EINVAL);
+	}
+	if (p->source.secret_name != NULL) {
+		if (secrets_dir == NULL)
+			secrets_dir = "/etc/agentscaler/secrets";
+		p->source.password_file = xasprintf("%s/%s/%s", secrets_dir,
+		    p->source.secret_name, p->source.secret_key);
+	}
+	if (p->source.processing_list == NULL &&
+	    strcmp(p->source.type, "redis-list") == 0)
+		p->source.processing_list = xasprintf("%s.processing",
+		    p->source.queue);
+	if (st->validate != NULL) {
+		struct scaler_source src;
+		char e[192];
+
+		memset(&src, 0, sizeof src);
+		src.type = p->source.type;
+		src.address = p->source.address;
+		src.queue = p->source.queue;
+		src.processing = p->source.processing_list;
+		src.consumer_group = p->source.consumer_group;
+		src.count_in_flight = p->source.count_in_flight;
+		if (st->validate(&src, e, sizeof e) != 0) {
+			snprintf(err, errlen, "%s.spec.source: %s", path, e);
+			return (-AS_EINVAL);
+		}
+	}
+	return (0);
+}
+
+int
+config_parse(const char *buf, size_t len, const char *secrets_dir,
+    struct config **out, char *err, size_t errlen)
+{
+	struct config	*c = NULL;
+	const cJSON	*pools, *quotas, *it, *top;
+	cJSON		*doc = NULL;
+	char		 path[64];
+	size_t		 i, j, n;
+	int		 rc = -AS_EINVAL;
+
+	*out = NULL;
+	if (len > CONFIG_MAX_BYTES) {
+		snprintf(err, errlen, "config: larger than %d bytes",
+		    CONFIG_MAX_BYTES);
+		return (-AS_EINVAL);
+	}
+	if ((doc = cJSON_ParseWithLength(buf, len)) == NULL) {
+		const char *at = cJSON_GetErrorPtr();
+		size_t off = at != NULL && at >= buf && at <= buf + len ?
+		    (size_t)(at - buf) : 0;
+		int line = 1;
+
+		for (i = 0; i < off; i++)
+			line += buf[i] == '\n';
+		snprintf(err, errlen, "config: not valid JSON (near byte %zu, "
+		    "line %d)", off, line);
+		return (-AS_EINVAL);
+	}
+	if (!cJSON_IsObject(doc)) {
+		snprintf(err, errlen, "config: expected an object with "
+		    "\"pools\" and \"quotas\"");
+		goto out;
+	}
+	cJSON_ArrayForEach(top, doc) {
+		if (strcmp(top->string, "pools") != 0 &&
+		    strcmp(top->string, "quotas") != 0) {
+			snprintf(err, errlen, "%s: unknown field (expected one "
+			    "of: pools, quotas)", top->string);
+			goto out;
+		}
+	}
+	pools = cJSON_GetObjectItemCaseSensitive(doc, "pools");
+	quotas = cJSON_GetObjectItemCaseSensitive(doc, "quotas");
+	if ((pools != NULL && !cJSON_IsArray(pools)) ||
+	    (quotas != NULL && !cJSON_IsArray(quotas))) {
+		snprintf(err, errlen, "%s: expected an array",
+		    pools != NULL && !cJSON_IsArray(pools) ? "pools" : "quotas");
+		goto out;
+	}
+	c = xcalloc(1, sizeof *c);
+	n = (size_t)cJSON_GetArraySize(pools);
+	c->pools = xcalloc(n, sizeof *c->pools);
+	cJSON_ArrayForEach(it, pools) {
+		struct pool_config *p = &c->pools[c->npools++];
+
+		snprintf(path, sizeof path, "pools[%zu]", c->npools - 1);
+		config_defaults(pool_top_fields, p);
+		if ((rc = config_header(it, "AgentPool", path, err,
+		    errlen)) != 0 ||
+		    (rc = config_apply(pool_top_fields, it, p, path, err,
+		    errlen)) != 0 ||
+		    (rc = config_check_pool(p, it, secrets_dir, path, err,
+		    errlen)) != 0)
+			goto out;
+		for (j = 0; j + 1 < c->npools; j++) {
+			if (strcmp(c->pools[j].ns, p->ns) == 0 &&
+			    strcmp(c->pools[j].name, p->name) == 0) {
+				snprintf(err, errlen, "%s.metadata.name: pool "
+				    "%s/%s is declared twice (first at "
+				    "pools[%zu])", path, p->ns, p->name, j);
+				rc = -AS_EINVAL;
+				goto out;
+			}
+		}
+	}
+	n = (size_t)cJSON_GetArraySize(quotas);
+	c->quotas = xcalloc(n, sizeof *c->quotas);
+	cJSON_ArrayForEach(it, quotas) {
+		struct quota_config *q = &c->quotas[c->nquotas++];
+
+		snprintf(path, sizeof path, "quotas[%zu]", c->nquotas - 1);
+		config_defaults(quota_top_fields, q);
+		if ((rc = config_header(it, "AgentQuota", path, err,
+		    errlen)) != 0 ||
+		    (rc = config_apply(quota_top_fields, it, q, path, err,
+		    errlen)) != 0)
+			goto out;
+		for (j = 0; j + 1 < c->nquotas; j++) {
+			if (strcmp(c->quotas[j].ns, q->ns) == 0) {
+				snprintf(err, errlen, "%s.metadata.namespace: "
+				    "namespace %s already has a quota (%s); at "
+				    "most one per namespace", path, q->ns,
+				    c->quotas[j].name);
+				rc = -AS_EINVAL;
+				goto out;
+			}
+		}
+	}
+	*out = c;
+	c = NULL;
+	rc = 0;
+out:
+	config_free(c);
+	cJSON_Delete(doc);
+	return (rc);
+}
+
+int
+config_load(const char *path, const char *secrets_dir, struct config **out,
+    char *err, size_t errlen)
+{
+	char	*buf, e[256];
+	size_t	 len;
+	int	 rc;
+
+	*out = NULL;
+	if ((buf = as_read_file(path, CONFIG_MAX_BYTES, &len, e,
+	    sizeof e)) == NULL) {
+		snprintf(err, errlen, "%s", e);
+		return (-AS_EINVAL);
+	}
+	rc = config_parse(buf, len, secrets_dir, out, err, errlen);
+	free(buf);
+	return (rc);
+}
+
+static void
+config_free_pool(struct pool_config *p)
+{
+	free(p->ns);
+	free(p->name);
+	free(p->source.type);
+	free(p->source.address);
+	free(p->source.queue);
+	free(p->source.processing_list);
+	free(p->source.consumer_group);
+	free(p->source.secret_name);
+	free(p->source.secret_key);
+	free(p->source.password_file);
+	free(p->source.password_env);
+	free(p->target_kind);
+	free(p->target_name);
+	free(p->warm_pool);
+}
+
+void
+config_free(struct config *c)
+{
+	size_t	 i, j;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->npools; i++)
+		config_free_pool(&c->pools[i]);
+	for (i = 0; i < c->nquotas; i++) {
+		free(c->quotas[i].ns);
+		free(c->quotas[i].name);
+		for (j = 0; j < c->quotas[i].nresources; j++) {
+			free(c->quotas[i].resources[j].name);
+			free(c->quotas[i].resources[j].quantity);
+		}
+		free(c->quotas[i].resources);
+	}
+	free(c->pools);
+	free(c->quotas);
+	free(c);
+}
+
+const struct quota_config *
+config_quota_for(const struct config *c, const char *ns)
+{
+	size_t	 i;
+
+	for (i = 0; c != NULL && i < c->nquotas; i++)
+		if (strcmp(c->quotas[i].ns, ns) == 0)
+			return (&c->quotas[i]);
+	return (NULL);
+}
+
+/* Kubernetes quantity suffixes (k8s.io/apimachinery resource/suffix.go). */
+static const struct {
+	const char	*suffix;
+	double		 mult;
+} quantity_suffixes[] = {
+	{ "Ki", 1024.0 }, { "Mi", 1048576.0 }, { "Gi", 1073741824.0 },
+	{ "Ti", 1099511627776.0 }, { "Pi", 1125899906842624.0 },
+	{ "Ei", 1152921504606846976.0 },
+	{ "n", 1e-9 }, { "u", 1e-6 }, { "m", 1e-3 }, { "", 1 },
+	{ "k", 1e3 }, { "M", 1e6 }, { "G", 1e9 }, { "T", 1e12 },
+	{ "P", 1e15 }, { "E", 1e18 },
+};
+
+int
+config_parse_quantity(const char *s, double *out)
+{
+	const char	*p = s;
+	char		*end;
+	double		 v;
+	size_t		 i;
+
+	if (*p == '+' || *p == '-')
+		p++;
+	if (!isdigit((unsigned char)*p) && *p != '.')
+		return (-AS_EINVAL);
+	v = strtod(s, &end);
+	if (end == s || !isfinite(v))
+		return (-AS_EINVAL);
+	for (i = 0; i < AS_ARRAY_SIZE(quantity_suffixes); i++) {
+		if (strcmp(end, quantity_suffixes[i].suffix) == 0) {
+			*out = v * quantity_suffixes[i].mult;
+			return (isfinite(*out) ? 0 : -AS_EINVAL);
+		}
+	}
+	return (-AS_EINVAL);
+}
+
+static void
+config_print_table(const struct field *tbl, const char *path)
+{
+	char	 sub[256];
+
+	for (; tbl->name != NULL; tbl++) {
+		config_path(sub, sizeof sub, path, tbl->name);
+		switch (tbl->kind) {
+		case F_OBJECT:
+			printf("  %-48s %s\n", sub, tbl->help);
+			config_print_table(tbl->sub, sub);
+			continue;
+		case F_IGNORE:
+			continue;
+		case F_INT:
+		case F_NUMBER:
+			printf("  %-48s %s (default %.15g, range %.15g..%.15g)"
+			    "%s\n", sub, tbl->help, tbl->def, tbl->min,
+			    tbl->max, tbl->required ? ", required" : "");
+			continue;
+		default:
+			printf("  %-48s %s%s\n", sub, tbl->help,
+			    tbl->required ? " (required)" : "");
+		}
+	}
+}
+
+void
+config_print_reference(void)
+{
+	printf("AgentPool (pools[]):\n");
+	config_print_table(pool_top_fields, "");
+	printf("\nAgentQuota (quotas[]):\n");
+	config_print_table(quota_top_fields, "");
+}

@@ -1,0 +1,729 @@
+/*
+ * daemon.c: the main loop and the pools of scale mode.
+ *
+ * Who runs what: every pool owns one jittered poll timer and, when its
+ * source can push, a wake-up callback.  A poll completion records the
+ * source's reading and evaluates the pool: the pure autoscale_decide() turns
+ * (state, reading, current replicas, now) into a desired count, and a PATCH
+ * of the target's /scale carries it out.  A pool has at most one Kubernetes
+ * request in flight; an evaluation that arrives meanwhile marks the pool
+ * dirty and runs again when the request completes, so each target sees at
+ * most one write at a time and always the newest decision.
+ *
+ * Time: decisions use the monotonic clock, sampled when the reading
+ * arrives, never ev_now() (wall clock; ref/c-event-loop-patterns.md 5).
+ *
+ * Failures: a source error holds the replicas where they are (the maths
+ * never acts on a value it could not read); Kubernetes errors are retried by
+ * the client, then again at the next poll.  Both are logged on change, not
+ * on every tick, and counted in /metrics.
+ */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "agentscaler/autoscale.h"
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/daemon.h"
+#include "agentscaler/http.h"
+#include "agentscaler/k8s.h"
+#include "agentscaler/log.h"
+#include "agentscaler/scaler.h"
+
+struct daemon;
+
+struct pool {
+	struct daemon		*d;
+	const struct pool_config *cfg;	/* points into d->config */
+	char			 id[320];	/* ns/name, for logs */
+	struct scaler		*scaler;
+	ev_timer		 poll_timer;
+	int			 polling;	/* a poll is in flight */
+	int			 wake_pending;	/* woken while polling */
+	int			 pushing;	/* last known push state */
+
+	/* Latest reading of the source. */
+	int			 source_ok;
+	int			 source_read;	/* at least one good read */
+	double			 ready;
+	double			 in_flight;
+	char			 source_err[192];
+
+	/* The target, as Kubernetes last told us. */
+	struct k8s_req		*req;
+	int			 dirty;
+	int			 spec_known;
+	long			 spec_replicas;
+	long			 status_replicas;
+	double			 spec_time;	/* monotonic */
+	char			 k8s_err[256];
+
+	struct autoscale_state	 as;
+	struct autoscale_decision last;
+	double			 last_scale_wall;
+
+	uint64_t		 scale_up;
+	uint64_t		 scale_down;
+	uint64_t		 source_errors;
+	uint64_t		 kube_errors;
+	uint64_t		 polls;
+	uint64_t		 wakeups;
+};
+
+struct daemon {
+	struct ev_loop		*loop;
+	const struct daemon_options *opts;
+	struct config		*config;
+	struct pool		**pools;
+	size_t			 npools;
+	struct k8s_client	*k8s;
+	struct http_server	*http;
+	ev_signal		 sigterm, sigint, sighup;
+	uint64_t		 reloads_ok, reloads_failed;
+	double			 started;
+};
+
+static void	 pool_poll(struct pool *);
+static void	 pool_evaluate(struct pool *);
+static void	 pool_free(struct pool *);
+
+static double
+pool_interval(const struct pool *p)
+{
+	double	 base = (double)p->cfg->poll_interval_ms / 1000.0;
+
+	/* +-10% jitter so pools sharing a broker spread their polls. */
+	return (base * (0.9 + 0.2 * as_random()));
+}
+
+static void
+pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
+{
+	struct pool	*p = arg;
+
+	(void)s;
+	if (r->error == -AS_ECANCELED)
+		return;		/* the pool is being destroyed */
+	p->polling = 0;
+	p->polls++;
+	if (r->error != 0) {
+		p->source_errors++;
+		if (p->source_ok || strcmp(p->source_err, r->errmsg) != 0)
+			log_warn("pool", "%s: cannot read the source, holding "
+			    "replicas: %s", p->id, r->errmsg);
+		p->source_ok = 0;
+		as_strlcpy(p->source_err, r->errmsg, sizeof p->source_err);
+	} else {
+		if (!p->source_ok && p->source_err[0] != '\0')
+			log_info("pool", "%s: source readable again", p->id);
+		p->source_ok = 1;
+		p->source_read = 1;
+		p->source_err[0] = '\0';
+		p->ready = r->ready;
+		p->in_flight = r->in_flight;
+	}
+	pool_evaluate(p);
+	if (p->wake_pending) {
+		p->wake_pending = 0;
+		pool_poll(p);
+	}
+}
+
+static void
+pool_poll(struct pool *p)
+{
+	int	 rc;
+
+	if (p->scaler == NULL)
+		return;
+	if (p->polling) {
+		p->wake_pending = 1;
+		return;
+	}
+	if ((rc = scaler_poll(p->scaler, pool_poll_done, p)) != 0) {
+		log_warn("pool", "%s: poll refused: %s", p->id,
+		    as_strerror(rc));
+		return;
+	}
+	p->polling = 1;
+}
+
+static void
+pool_wake(struct scaler *s, void *arg)
+{
+	struct pool	*p = arg;
+
+	(void)s;
+	p->wakeups++;
+	pool_poll(p);
+}
+
+static void
+pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pool	*p = w->data;
+
+	(void)revents;
+	if (p->scaler != NULL && p->scaler->type->pushing != NULL) {
+		int push = p->scaler->type->pushing(p->scaler);
+
+		if (push != p->pushing)
+			log_info("pool", "%s: %s", p->id, push ?
+			    "push wake-ups live" : "push wake-ups lost, "
+			    "polling");
+		p->pushing = push;
+	}
+	pool_poll(p);
+	w->repeat = pool_interval(p);
+	ev_timer_again(loop, w);
+}
+
+static void
+pool_set_k8s_error(struct pool *p, const char *what, const char *msg)
+{
+	p->kube_errors++;
+	if (strcmp(p->k8s_err, msg) != 0)
+		log_warn("pool", "%s: %s %s %s failed: %s", p->id, what,
+		    p->cfg->target_kind, p->cfg->target_name, msg);
+	as_strlcpy(p->k8s_err, msg, sizeof p->k8s_err);
+}
+
+static void
+pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
+{
+	if (p->k8s_err[0] != '\0')
+		log_info("pool", "%s: %s %s reachable again", p->id,
+		    p->cfg->target_kind, p->cfg->target_name);
+	p->k8s_err[0] = '\0';
+	p->spec_known = 1;
+	p->spec_replicas = sc->spec_replicas;
+	p->status_replicas = sc->status_replicas;
+	p->spec_time = as_mono_now();
+}
+
+static void
+pool_get_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
+{
+	struct pool	*p = arg;
+
+	if (err == -AS_ECANCELED)
+		return;
+	p->req = NULL;
+	if (err != 0)
+		pool_set_k8s_error(p, "reading", msg);
+	else {
+		pool_k8s_ok(p, sc);
+		p->dirty = 1;
+	}
+	if (p->dirty && p->spec_known) {
+		p->dirty = 0;
+		pool_evaluate(p);
+	}
+}
+
+static void
+pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
+    void *arg)
+{
+	struct pool	*p = arg;
+	long		 before = p->spec_replicas;
+
+	if (err == -AS_ECANCELED)
+		return;
+	p->req = NULL;
+	if (err != 0) {
+		pool_set_k8s_error(p, "scaling", msg);
+		/* Read it again before the next decision. */
+		if (err == -AS_ENOTFOUND || err == -AS_ECONFLICT)
+			p->spec_known = 0;
+	} else {
+		pool_k8s_ok(p, sc);
+		if (sc->spec_replicas > before)
+			p->scale_up++;
+		else if (sc->spec_replicas < before)
+			p->scale_down++;
+		p->last_scale_wall = as_wall_now();
+		log_info("pool", "%s: scaled %s %s from %ld to %ld (%s, "
+		    "backlog %.0f, in flight %.0f)", p->id,
+		    p->cfg->target_kind, p->cfg->target_name, before,
+		    sc->spec_replicas, autoscale_reason_name(p->last.reason),
+		    p->ready, p->in_flight);
+	}
+	if (p->dirty) {
+		p->dirty = 0;
+		pool_evaluate(p);
+	}
+}
+
+static void
+pool_evaluate(struct pool *p)
+{
+	const struct pool_config *c = p->cfg;
+	struct autoscale_input	 in;
+	struct autoscale_decision d;
+	double			 now = as_mono_now();
+
+	if (p->req != NULL) {
+		p->dirty = 1;
+		return;
+	}
+	if (!p->spec_known || now - p->spec_time >
+	    p->d->opts->resync_seconds) {
+		p->req = k8s_scale_get(p->d->k8s, c->target_kind, c->ns,
+		    c->target_name, pool_get_done, p);
+		return;
+	}
+	memset(&in, 0, sizeof in);
+	in.source_ok = p->source_ok;
+	in.backlog = p->ready + (c->source.count_in_flight ? p->in_flight : 0);
+	in.in_flight = c->source.count_in_flight ? p->in_flight : 0;
+	in.current = p->spec_replicas;
+	in.quota_cap = -1;
+	in.now = now;
+	autoscale_decide(&p->as, &c->scaling, &in, &d);
+	p->last = d;
+	if (d.desired == p->spec_replicas)
+		return;
+	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
+	    c->target_name, d.desired, pool_patch_done, p);
+}
+
+static void
+pool_source_of(const struct pool_config *c, struct scaler_source *src)
+{
+	memset(src, 0, sizeof *src);
+	src->type = c->source.type;
+	src->address = c->source.address;
+	src->queue = c->source.queue;
+	src->processing = c->source.count_in_flight ?
+	    c->source.processing_list : NULL;
+	src->consumer_group = c->source.consumer_group;
+	src->password_file = c->source.password_file;
+	src->password_env = c->source.password_env;
+	src->count_in_flight = c->source.count_in_flight;
+}
+
+static struct pool *
+pool_new(struct daemon *d, const struct pool_config *c)
+{
+	const struct scaler_type *st;
+	struct scaler_source	 src;
+	struct pool		*p;
+	char			 err[256];
+
+	p = xcalloc(1, sizeof *p);
+	p->d = d;
+	p->cfg = c;
+	p->source_ok = 1;
+	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
+	st = scaler_type_find(c->source.type);	/* checked by config */
+	pool_source_of(c, &src);
+	p->scaler = st != NULL ? st->create(d->loop, &src, err, sizeof err) :
+	    NULL;
+	if (p->scaler == NULL) {
+		/* Config validated the source; this is a resource failure. */
+		log_error("pool", "%s: cannot create the %s source: %s", p->id,
+		    c->source.type, st != NULL ? err : "unknown type");
+		p->source_ok = 0;
+		as_strlcpy(p->source_err, err, sizeof p->source_err);
+	} else if (st->subscribe != NULL &&
+	    st->subscribe(p->scaler, pool_wake, p) == 0)
+		log_info("pool", "%s: push wake-ups requested on %s %s", p->id,
+		    c->source.type, c->source.queue);
+	else
+		log_info("pool", "%s: polling %s %s every %ld ms", p->id,
+		    c->source.type, c->source.queue, c->poll_interval_ms);
+	ev_init(&p->poll_timer, pool_timer_cb);
+	p->poll_timer.data = p;
+	/* First poll soon, spread across pools. */
+	p->poll_timer.repeat = 0.01 + 0.05 * as_random();
+	ev_timer_again(d->loop, &p->poll_timer);
+	return (p);
+}
+
+static void
+pool_free(struct pool *p)
+{
+	if (p == NULL)
+		return;
+	ev_timer_stop(p->d->loop, &p->poll_timer);
+	if (p->req != NULL)
+		k8s_req_cancel(p->req);
+	p->req = NULL;
+	scaler_destroy(p->scaler);
+	free(p);
+}
+
+static int
+pool_same_source(const struct pool_config *a, const struct pool_config *b)
+{
+#define SAME(f) ((a->f == NULL && b->f == NULL) || \
+	(a->f != NULL && b->f != NULL && strcmp(a->f, b->f) == 0))
+	return (SAME(source.type) && SAME(source.address) &&
+	    SAME(source.queue) && SAME(source.processing_list) &&
+	    SAME(source.consumer_group) && SAME(source.password_file) &&
+	    SAME(source.password_env) &&
+	    a->source.count_in_flight == b->source.count_in_flight);
+#undef SAME
+}
+
+/*
+ * Swaps in a new config: a pool whose identity and source are unchanged
+ * keeps its connection, its readings and its autoscale state; the others are
+ * rebuilt.  Takes ownership of nc.
+ */
+static void
+daemon_apply(struct daemon *d, struct config *nc)
+{
+	struct pool	**np, *p;
+	size_t		 i, j;
+
+	np = xcalloc(nc->npools, sizeof *np);
+	for (i = 0; i < nc->npools; i++) {
+		const struct pool_config *c = &nc->pools[i];
+
+		for (j = 0; j < d->npools; j++) {
+			p = d->pools[j];
+			if (p == NULL || strcmp(p->cfg->ns, c->ns) != 0 ||
+			    strcmp(p->cfg->name, c->name) != 0)
+				continue;
+			if (pool_same_source(p->cfg, c)) {
+				np[i] = p;
+				d->pools[j] = NULL;
+				if (strcmp(p->cfg->target_kind,
+				    c->target_kind) != 0 ||
+				    strcmp(p->cfg->target_name,
+				    c->target_name) != 0) {
+					if (p->req != NULL)
+						k8s_req_cancel(p->req);
+					p->req = NULL;
+					p->spec_known = 0;
+					memset(&p->as, 0, sizeof p->as);
+				}
+				p->cfg = c;
+			}
+			break;
+		}
+		if (np[i] == NULL)
+			np[i] = pool_new(d, c);
+	}
+	for (j = 0; j < d->npools; j++)
+		pool_free(d->pools[j]);
+	free(d->pools);
+	config_free(d->config);
+	d->pools = np;
+	d->npools = nc->npools;
+	d->config = nc;
+	for (i = 0; i < d->npools; i++)
+		d->pools[i]->cfg = &nc->pools[i];
+	log_info("daemon", "config loaded: %zu pools, %zu quotas", nc->npools,
+	    nc->nquotas);
+}
+
+static void
+daemon_reload(struct daemon *d)
+{
+	struct config	*nc;
+	char		 err[512];
+
+	if (config_load(d->opts->config_path, d->opts->secrets_dir, &nc, err,
+	    sizeof err) != 0) {
+		d->reloads_failed++;
+		log_error("daemon", "reload refused, keeping the running "
+		    "config: %s", err);
+		return;
+	}
+	d->reloads_ok++;
+	daemon_apply(d, nc);
+}
+
+static void
+daemon_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct daemon	*d = w->data;
+
+	(void)revents;
+	if (w->signum == SIGHUP) {
+		log_info("daemon", "SIGHUP: reloading %s", d->opts->config_path);
+		daemon_reload(d);
+		return;
+	}
+	log_info("daemon", "%s: stopping", w->signum == SIGTERM ? "SIGTERM" :
+	    "SIGINT");
+	ev_break(loop, EVBREAK_ALL);
+}
+
+/* /metrics: Prometheus text exposition format 0.0.4. */
+
+struct metrics_ctx {
+	struct as_buf	*b;
+};
+
+static void
+metrics_kube_stat(const char *verb, long code, uint64_t count, void *arg)
+{
+	struct as_buf	*b = arg;
+
+	as_buf_printf(b, "agentscaler_kube_requests_total{verb=\"");
+	as_buf_label(b, verb);
+	as_buf_printf(b, "\",code=\"%ld\"} %llu\n", code,
+	    (unsigned long long)count);
+}
+
+static void
+metrics_pool_labels(struct as_buf *b, const struct pool *p)
+{
+	as_buf_printf(b, "{namespace=\"");
+	as_buf_label(b, p->cfg->ns);
+	as_buf_printf(b, "\",pool=\"");
+	as_buf_label(b, p->cfg->name);
+	as_buf_printf(b, "\"}");
+}
+
+static void
+metrics_gauge(struct as_buf *b, struct daemon *d, const char *name,
+    const char *type, const char *help, double (*get)(const struct pool *))
+{
+	size_t	 i;
+
+	as_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
+	    type);
+	for (i = 0; i < d->npools; i++) {
+		as_buf_printf(b, "%s", name);
+		metrics_pool_labels(b, d->pools[i]);
+		as_buf_printf(b, " %.17g\n", get(d->pools[i]));
+	}
+}
+
+static double m_backlog(const struct pool *p) { return (p->ready); }
+static double m_in_flight(const struct pool *p) { return (p->in_flight); }
+static double m_desired(const struct pool *p) { return (p->as.desired); }
+static double m_spec(const struct pool *p) { return (p->spec_replicas); }
+static double m_status(const struct pool *p) { return (p->status_replicas); }
+static double m_up(const struct pool *p) { return ((double)p->scale_up); }
+static double m_down(const struct pool *p) { return ((double)p->scale_down); }
+static double m_src_err(const struct pool *p) { return ((double)p->source_errors); }
+static double m_kube_err(const struct pool *p) { return ((double)p->kube_errors); }
+static double m_source_ok(const struct pool *p) { return (p->source_ok); }
+static double m_push(const struct pool *p) { return (p->pushing); }
+static double m_polls(const struct pool *p) { return ((double)p->polls); }
+static double m_wakeups(const struct pool *p) { return ((double)p->wakeups); }
+
+static void
+daemon_metrics(void *arg, struct http_reply *r)
+{
+	struct daemon	*d = arg;
+	struct as_buf	 b = { NULL, 0, 0 };
+
+	as_buf_printf(&b, "# HELP agentscaler_build_info Build of the running "
+	    "daemon.\n# TYPE agentscaler_build_info gauge\n"
+	    "agentscaler_build_info{version=\"");
+	as_buf_label(&b, AS_VERSION);
+	as_buf_printf(&b, "\"} 1\n");
+	as_buf_printf(&b, "# HELP agentscaler_uptime_seconds Seconds since "
+	    "start.\n# TYPE agentscaler_uptime_seconds gauge\n"
+	    "agentscaler_uptime_seconds %.3f\n", as_mono_now() - d->started);
+	as_buf_printf(&b, "# HELP agentscaler_config_reloads_total SIGHUP "
+	    "reloads by result.\n# TYPE agentscaler_config_reloads_total "
+	    "counter\nagentscaler_config_reloads_total{result=\"ok\"} %llu\n"
+	    "agentscaler_config_reloads_total{result=\"refused\"} %llu\n",
+	    (unsigned long long)d->reloads_ok,
+	    (unsigned long long)d->reloads_failed);
+	metrics_gauge(&b, d, "agentscaler_pool_backlog", "gauge",
+	    "Tasks waiting in the source at the last read.", m_backlog);
+	metrics_gauge(&b, d, "agentscaler_pool_in_flight", "gauge",
+	    "Tasks taken but not finished at the last read.", m_in_flight);
+	metrics_gauge(&b, d, "agentscaler_pool_desired_replicas", "gauge",
+	    "Replicas the last decision asked for.", m_desired);
+	metrics_gauge(&b, d, "agentscaler_pool_replicas", "gauge",
+	    "spec.replicas of the target as last read or written.", m_spec);
+	metrics_gauge(&b, d, "agentscaler_pool_status_replicas", "gauge",
+	    "status.replicas of the target as last read.", m_status);
+	as_buf_printf(&b, "# HELP agentscaler_pool_scale_events_total "
+	    "Successful scale writes by direction.\n"
+	    "# TYPE agentscaler_pool_scale_events_total counter\n");
+	for (size_t i = 0; i < d->npools; i++) {
+		const struct pool *p = d->pools[i];
+
+		as_buf_printf(&b, "agentscaler_pool_scale_events_total"
+		    "{namespace=\"");
+		as_buf_label(&b, p->cfg->ns);
+		as_buf_printf(&b, "\",pool=\"");
+		as_buf_label(&b, p->cfg->name);
+		as_buf_printf(&b, "\",direction=\"up\"} %llu\n",
+		    (unsigned long long)m_up(p));
+		as_buf_printf(&b, "agentscaler_pool_scale_events_total"
+		    "{namespace=\"");
+		as_buf_label(&b, p->cfg->ns);
+		as_buf_printf(&b, "\",pool=\"");
+		as_buf_label(&b, p->cfg->name);
+		as_buf_printf(&b, "\",direction=\"down\"} %llu\n",
+		    (unsigned long long)m_down(p));
+	}
+	metrics_gauge(&b, d, "agentscaler_source_errors_total", "counter",
+	    "Failed reads of the pool's source.", m_src_err);
+	metrics_gauge(&b, d, "agentscaler_source_up", "gauge",
+	    "1 when the last read of the source succeeded.", m_source_ok);
+	metrics_gauge(&b, d, "agentscaler_source_push", "gauge",
+	    "1 while push wake-ups are live, 0 when polling only.", m_push);
+	metrics_gauge(&b, d, "agentscaler_source_polls_total", "counter",
+	    "Completed reads of the source.", m_polls);
+	metrics_gauge(&b, d, "agentscaler_source_wakeups_total", "counter",
+	    "Push wake-ups received.", m_wakeups);
+	metrics_gauge(&b, d, "agentscaler_pool_kube_errors_total", "counter",
+	    "Failed reads or writes of the pool's target.", m_kube_err);
+	as_buf_printf(&b, "# HELP agentscaler_kube_requests_total Kubernetes "
+	    "API requests by verb and HTTP code (0: no response).\n"
+	    "# TYPE agentscaler_kube_requests_total counter\n");
+	k8s_client_foreach_stat(d->k8s, metrics_kube_stat, &b);
+	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	r->body = b.p;
+	r->len = b.len;
+}
+
+static void
+daemon_healthz(void *arg, struct http_reply *r)
+{
+	(void)arg;
+	r->body = xstrdup("ok\n");
+}
+
+static void
+daemon_readyz(void *arg, struct http_reply *r)
+{
+	struct daemon	*d = arg;
+	struct as_buf	 b = { NULL, 0, 0 };
+	size_t		 i;
+
+	for (i = 0; i < d->npools; i++) {
+		const struct pool *p = d->pools[i];
+
+		if (!p->source_read)
+			as_buf_printf(&b, "%s: source not read yet%s%s\n",
+			    p->id, p->source_err[0] ? ": " : "",
+			    p->source_err);
+		else if (!p->spec_known)
+			as_buf_printf(&b, "%s: target not read yet%s%s\n",
+			    p->id, p->k8s_err[0] ? ": " : "", p->k8s_err);
+	}
+	if (b.len > 0) {
+		r->status = 503;
+		r->body = b.p;
+		r->len = b.len;
+	} else {
+		free(b.p);
+		r->body = xstrdup("ok\n");
+	}
+}
+
+/* /status: the pools as JSON, for the CLI and people. */
+static void
+daemon_status(void *arg, struct http_reply *r)
+{
+	struct daemon	*d = arg;
+	cJSON		*root, *arr, *o;
+	size_t		 i;
+
+	root = cJSON_CreateObject();
+	cJSON_AddStringToObject(root, "version", AS_VERSION);
+	arr = cJSON_AddArrayToObject(root, "pools");
+	for (i = 0; i < d->npools; i++) {
+		const struct pool *p = d->pools[i];
+
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "namespace", p->cfg->ns);
+		cJSON_AddStringToObject(o, "name", p->cfg->name);
+		cJSON_AddStringToObject(o, "target", p->cfg->target_name);
+		cJSON_AddNumberToObject(o, "backlog", p->ready);
+		cJSON_AddNumberToObject(o, "inFlight", p->in_flight);
+		cJSON_AddNumberToObject(o, "desiredReplicas", p->as.desired);
+		cJSON_AddNumberToObject(o, "replicas", p->spec_replicas);
+		cJSON_AddStringToObject(o, "lastReason",
+		    autoscale_reason_name(p->last.reason));
+		cJSON_AddBoolToObject(o, "sourceOk", p->source_ok);
+		cJSON_AddBoolToObject(o, "push", p->pushing);
+		cJSON_AddStringToObject(o, "sourceError", p->source_err);
+		cJSON_AddStringToObject(o, "kubeError", p->k8s_err);
+		cJSON_AddItemToArray(arr, o);
+	}
+	r->content_type = "application/json";
+	r->body = cJSON_PrintUnformatted(root);
+	cJSON_Delete(root);
+	if (r->body == NULL)
+		r->body = xstrdup("{}");
+}
+
+int
+daemon_run(const struct daemon_options *opts)
+{
+	struct daemon	 d;
+	struct config	*c = NULL;
+	char		 err[512];
+	size_t		 i;
+	int		 rc = DAEMON_EXIT_FAIL;
+
+	memset(&d, 0, sizeof d);
+	d.opts = opts;
+	d.started = as_mono_now();
+	if (config_load(opts->config_path, opts->secrets_dir, &c, err,
+	    sizeof err) != 0) {
+		log_error("daemon", "bad config: %s", err);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	d.loop = ev_default_loop(EVFLAG_AUTO);
+	if ((d.k8s = k8s_client_new(d.loop, &opts->k8s, err,
+	    sizeof err)) == NULL) {
+		log_error("daemon", "kubernetes client: %s", err);
+		rc = DAEMON_EXIT_CONFIG;
+		goto out;
+	}
+	if ((d.http = http_server_new(d.loop, opts->metrics_addr, err,
+	    sizeof err)) == NULL) {
+		log_error("daemon", "metrics endpoint: %s", err);
+		goto out;
+	}
+	http_server_route(d.http, "/metrics", daemon_metrics, &d);
+	http_server_route(d.http, "/healthz", daemon_healthz, &d);
+	http_server_route(d.http, "/readyz", daemon_readyz, &d);
+	http_server_route(d.http, "/status", daemon_status, &d);
+	log_info("daemon", "agentscaler %s serving /metrics /healthz /readyz "
+	    "/status on %s (port %d)", AS_VERSION, opts->metrics_addr,
+	    http_server_port(d.http));
+
+	ev_signal_init(&d.sigterm, daemon_signal_cb, SIGTERM);
+	ev_signal_init(&d.sigint, daemon_signal_cb, SIGINT);
+	ev_signal_init(&d.sighup, daemon_signal_cb, SIGHUP);
+	d.sigterm.data = d.sigint.data = d.sighup.data = &d;
+	ev_signal_start(d.loop, &d.sigterm);
+	ev_signal_start(d.loop, &d.sigint);
+	ev_signal_start(d.loop, &d.sighup);
+
+	daemon_apply(&d, c);
+	c = NULL;
+	ev_run(d.loop, 0);
+	rc = DAEMON_EXIT_OK;
+	log_info("daemon", "stopped");
+out:
+	for (i = 0; i < d.npools; i++)
+		pool_free(d.pools[i]);
+	free(d.pools);
+	config_free(d.config);
+	config_free(c);
+	http_server_free(d.http);
+	k8s_client_free(d.k8s);
+	if (d.loop != NULL) {
+		ev_signal_stop(d.loop, &d.sigterm);
+		ev_signal_stop(d.loop, &d.sigint);
+		ev_signal_stop(d.loop, &d.sighup);
+		/* Let cancelled transfers and freed contexts settle. */
+		ev_run(d.loop, EVRUN_NOWAIT);
+		ev_loop_destroy(d.loop);
+	}
+	return (rc);
+}

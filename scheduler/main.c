@@ -1,0 +1,247 @@
+/*
+ * main.c: command-line flags, declared once in options_table (STYLE.md
+ * habit 7): getopt_long's table and --help are generated from it.  Flags may
+ * also come from AGENTSCALER_<FLAG> environment variables (the chart uses
+ * them); a flag on the command line wins.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/daemon.h"
+#include "agentscaler/log.h"
+
+enum opt_kind { OPT_STRING, OPT_NUMBER, OPT_INT, OPT_FLAG };
+
+struct option_row {
+	const char	*name;
+	enum opt_kind	 kind;
+	const char	*def;
+	double		 min, max;
+	const char	*help;
+};
+
+enum {
+	O_CONFIG, O_SECRETS_DIR, O_METRICS_ADDR, O_LOG_FORMAT, O_LOG_LEVEL,
+	O_APISERVER, O_TOKEN_FILE, O_CA_FILE, O_INSECURE, O_KUBE_QPS,
+	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_CHECK_CONFIG,
+	O_HELP_CONFIG, O_HELP, O_VERSION, O_COUNT
+};
+
+static const struct option_row options_table[O_COUNT] = {
+	[O_CONFIG] = { "config", OPT_STRING, NULL, 0, 0,
+	    "AgentPool/AgentQuota JSON file: {\"pools\": [...], "
+	    "\"quotas\": [...]}" },
+	[O_SECRETS_DIR] = { "secrets-dir", OPT_STRING,
+	    "/etc/agentscaler/secrets", 0, 0,
+	    "where authSecretRef {name, key} is mounted as <dir>/<name>/<key>" },
+	[O_METRICS_ADDR] = { "metrics-addr", OPT_STRING, "127.0.0.1:9090", 0, 0,
+	    "listen address of /metrics /healthz /readyz /status" },
+	[O_LOG_FORMAT] = { "log-format", OPT_STRING, "json", 0, 0,
+	    "json | text" },
+	[O_LOG_LEVEL] = { "log-level", OPT_STRING, "info", 0, 0,
+	    "debug | info | warn | error" },
+	[O_APISERVER] = { "apiserver", OPT_STRING, NULL, 0, 0,
+	    "API server URL; default: in-cluster config" },
+	[O_TOKEN_FILE] = { "token-file", OPT_STRING, NULL, 0, 0,
+	    "bearer token file, re-read every minute and on 401" },
+	[O_CA_FILE] = { "ca-file", OPT_STRING, NULL, 0, 0,
+	    "CA bundle for the API server's certificate" },
+	[O_INSECURE] = { "insecure-skip-tls-verify", OPT_FLAG, NULL, 0, 0,
+	    "do not verify the API server's certificate (testing only)" },
+	[O_KUBE_QPS] = { "kube-qps", OPT_NUMBER, "20", 0.1, 10000,
+	    "sustained Kubernetes requests per second" },
+	[O_KUBE_BURST] = { "kube-burst", OPT_INT, "30", 1, 100000,
+	    "Kubernetes requests allowed at once" },
+	[O_KUBE_TIMEOUT] = { "kube-timeout", OPT_NUMBER, "10", 0.1, 600,
+	    "seconds per Kubernetes request attempt" },
+	[O_KUBE_RETRIES] = { "kube-retries", OPT_INT, "5", 0, 100,
+	    "retries of a failed Kubernetes request (5xx, 429, timeouts)" },
+	[O_RESYNC] = { "resync-seconds", OPT_NUMBER, "30", 1, 86400,
+	    "re-read each target's replicas at least this often" },
+	[O_CHECK_CONFIG] = { "check-config", OPT_FLAG, NULL, 0, 0,
+	    "validate --config and exit (0 good, 2 bad)" },
+	[O_HELP_CONFIG] = { "help-config", OPT_FLAG, NULL, 0, 0,
+	    "print the config file reference and exit" },
+	[O_HELP] = { "help", OPT_FLAG, NULL, 0, 0, "print this help and exit" },
+	[O_VERSION] = { "version", OPT_FLAG, NULL, 0, 0,
+	    "print the version and exit" },
+};
+
+static void
+usage(FILE *fp)
+{
+	size_t	 i;
+	char	 flag[64];
+
+	fprintf(fp, "usage: agentscaler --config FILE [flags]\n\n"
+	    "Queue-driven autoscaler for AI-agent workloads on Kubernetes.\n"
+	    "Every flag may also be set as AGENTSCALER_<FLAG> (upper case, "
+	    "'-' as '_').\n\nflags:\n");
+	for (i = 0; i < O_COUNT; i++) {
+		const struct option_row *o = &options_table[i];
+
+		snprintf(flag, sizeof flag, "--%s%s", o->name,
+		    o->kind == OPT_FLAG ? "" : o->kind == OPT_STRING ?
+		    " S" : " N");
+		fprintf(fp, "  %-32s %s", flag, o->help);
+		if (o->def != NULL)
+			fprintf(fp, " (default %s)", o->def);
+		fprintf(fp, "\n");
+	}
+}
+
+static int
+opt_number(const struct option_row *o, const char *s, double *out)
+{
+	char	*end;
+	double	 v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < o->min ||
+	    v > o->max || (o->kind == OPT_INT && v != (double)(long)v)) {
+		fprintf(stderr, "agentscaler: --%s: expected %s in [%g, %g], "
+		    "got \"%s\"\n", o->name, o->kind == OPT_INT ?
+		    "an integer" : "a number", o->min, o->max, s);
+		return (-AS_EINVAL);
+	}
+	*out = v;
+	return (0);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct option		 longopts[O_COUNT + 1];
+	const char		*val[O_COUNT];
+	struct daemon_options	 opts;
+	enum log_format		 fmt;
+	enum log_level		 lvl;
+	double			 num[O_COUNT];
+	char			 env[96], err[512];
+	size_t			 i, j;
+	int			 ch, idx, rc;
+
+	memset(longopts, 0, sizeof longopts);
+	for (i = 0; i < O_COUNT; i++) {
+		const struct option_row *o = &options_table[i];
+
+		longopts[i].name = o->name;
+		longopts[i].has_arg = o->kind == OPT_FLAG ? no_argument :
+		    required_argument;
+		longopts[i].val = 0x100 + (int)i;
+		/* Defaults, then the environment. */
+		val[i] = o->def;
+		snprintf(env, sizeof env, "AGENTSCALER_%s", o->name);
+		for (j = 12; env[j] != '\0'; j++)
+			env[j] = env[j] == '-' ? '_' :
+			    (char)(env[j] >= 'a' && env[j] <= 'z' ?
+			    env[j] - 32 : env[j]);
+		if (getenv(env) != NULL && *getenv(env) != '\0')
+			val[i] = o->kind == OPT_FLAG ?
+			    (strcmp(getenv(env), "false") == 0 ||
+			    strcmp(getenv(env), "0") == 0 ? NULL : "1") :
+			    getenv(env);
+	}
+	while ((ch = getopt_long(argc, argv, "hV", longopts, &idx)) != -1) {
+		if (ch == 'h')
+			ch = 0x100 + O_HELP;
+		if (ch == 'V')
+			ch = 0x100 + O_VERSION;
+		if (ch < 0x100 || ch >= 0x100 + O_COUNT) {
+			usage(stderr);
+			return (DAEMON_EXIT_CONFIG);
+		}
+		val[ch - 0x100] = options_table[ch - 0x100].kind == OPT_FLAG ?
+		    "1" : optarg;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "agentscaler: unexpected argument \"%s\"\n",
+		    argv[optind]);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	if (val[O_HELP] != NULL) {
+		usage(stdout);
+		return (DAEMON_EXIT_OK);
+	}
+	if (val[O_VERSION] != NULL) {
+		printf("agentscaler %s\n", AS_VERSION);
+		return (DAEMON_EXIT_OK);
+	}
+	if (val[O_HELP_CONFIG] != NULL) {
+		config_print_reference();
+		return (DAEMON_EXIT_OK);
+	}
+	for (i = 0; i < O_COUNT; i++) {
+		num[i] = 0;
+		if ((options_table[i].kind == OPT_NUMBER ||
+		    options_table[i].kind == OPT_INT) && val[i] != NULL &&
+		    opt_number(&options_table[i], val[i], &num[i]) != 0)
+			return (DAEMON_EXIT_CONFIG);
+	}
+	if (log_parse_format(val[O_LOG_FORMAT], &fmt) != 0) {
+		fprintf(stderr, "agentscaler: --log-format: expected json or "
+		    "text, got \"%s\"\n", val[O_LOG_FORMAT]);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	if (log_parse_level(val[O_LOG_LEVEL], &lvl) != 0) {
+		fprintf(stderr, "agentscaler: --log-level: expected debug, "
+		    "info, warn or error, got \"%s\"\n", val[O_LOG_LEVEL]);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	log_set_format(fmt);
+	log_set_level(lvl);
+	if (val[O_CONFIG] == NULL) {
+		fprintf(stderr, "agentscaler: --config FILE is required "
+		    "(see --help and --help-config)\n");
+		return (DAEMON_EXIT_CONFIG);
+	}
+	if (val[O_CHECK_CONFIG] != NULL) {
+		struct config *c;
+
+		if (config_load(val[O_CONFIG], val[O_SECRETS_DIR], &c, err,
+		    sizeof err) != 0) {
+			log_error("config", "%s", err);
+			return (DAEMON_EXIT_CONFIG);
+		}
+		printf("%s: %zu pools, %zu quotas: ok\n", val[O_CONFIG],
+		    c->npools, c->nquotas);
+		config_free(c);
+		return (DAEMON_EXIT_OK);
+	}
+
+	memset(&opts, 0, sizeof opts);
+	opts.config_path = val[O_CONFIG];
+	opts.secrets_dir = val[O_SECRETS_DIR];
+	opts.metrics_addr = val[O_METRICS_ADDR];
+	opts.resync_seconds = num[O_RESYNC];
+	opts.k8s.apiserver = val[O_APISERVER];
+	opts.k8s.token_file = val[O_TOKEN_FILE];
+	opts.k8s.ca_file = val[O_CA_FILE];
+	opts.k8s.insecure_skip_tls_verify = val[O_INSECURE] != NULL;
+	opts.k8s.qps = num[O_KUBE_QPS];
+	opts.k8s.burst = (int)num[O_KUBE_BURST];
+	opts.k8s.timeout = num[O_KUBE_TIMEOUT];
+	opts.k8s.max_retries = (int)num[O_KUBE_RETRIES];
+
+	/*
+	 * hiredis and rabbitmq-c write to sockets with write(2): a peer that
+	 * went away must give EPIPE, not kill the daemon.
+	 */
+	signal(SIGPIPE, SIG_IGN);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_error("daemon", "libcurl initialisation failed");
+		return (DAEMON_EXIT_FAIL);
+	}
+	rc = daemon_run(&opts);
+	curl_global_cleanup();
+	return (rc);
+}

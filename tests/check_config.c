@@ -1,0 +1,242 @@
+/*
+ * check_config.c: the config document.  A good document parses with every
+ * default in place; each bad row must fail with exit-worthy -AS_EINVAL and
+ * an error that names the field path and what was expected.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+
+#define POOL(spec) "{\"pools\":[{\"metadata\":{\"name\":\"p1\"},\"spec\":" \
+	spec "}]}"
+#define SRC "\"source\":{\"type\":\"redis-list\",\"address\":" \
+	"\"redis://127.0.0.1:6379/0\",\"queue\":\"tasks\"}"
+#define TGT "\"target\":{\"kind\":\"Deployment\",\"name\":\"web\"}"
+
+START_TEST(test_good)
+{
+	const char *doc = "{\"pools\":[{\"apiVersion\":\"agentscaler.io/"
+	    "v1alpha1\",\"kind\":\"AgentPool\",\"metadata\":{\"name\":\"p1\","
+	    "\"namespace\":\"team-a\",\"labels\":{\"x\":\"y\"}},\"spec\":{"
+	    SRC "," TGT ",\"scaling\":{\"maxReplicas\":5,\"tasksPerReplica\":"
+	    "2,\"cooldownSeconds\":0.5}}}],\"quotas\":[{\"metadata\":{\"name\":"
+	    "\"q\",\"namespace\":\"team-a\"},\"spec\":{\"maxSandboxes\":50,"
+	    "\"resources\":{\"cpu\":\"64\",\"memory\":\"256Gi\",\"nvidia.com/"
+	    "gpu\":4},\"cascade\":{\"maxDepth\":3,\"spawnRate\":{\"perSecond\":"
+	    "1,\"burst\":4},\"reserveForDescendants\":0.2},\"onExceeded\":"
+	    "\"reject\"}}]}";
+	struct config		*c;
+	const struct quota_config *q;
+	char			 err[512];
+
+	ck_assert_int_eq(config_parse(doc, strlen(doc), "/s", &c, err,
+	    sizeof err), 0);
+	ck_assert_uint_eq(c->npools, 1);
+	ck_assert_str_eq(c->pools[0].ns, "team-a");
+	ck_assert_str_eq(c->pools[0].name, "p1");
+	ck_assert_int_eq(c->pools[0].mode, POOL_MODE_SCALE);
+	ck_assert_str_eq(c->pools[0].source.queue, "tasks");
+	ck_assert_str_eq(c->pools[0].source.processing_list,
+	    "tasks.processing");
+	ck_assert_str_eq(c->pools[0].target_kind, "Deployment");
+	ck_assert_int_eq(c->pools[0].scaling.max_replicas, 5);
+	ck_assert_int_eq(c->pools[0].scaling.min_replicas, 0);
+	ck_assert_int_eq(c->pools[0].scaling.tasks_per_replica, 2);
+	ck_assert_double_eq(c->pools[0].scaling.cooldown_seconds, 0.5);
+	ck_assert_double_eq(c->pools[0].scaling.stabilization_seconds, 60);
+	ck_assert_int_eq(c->pools[0].poll_interval_ms, 1000);
+	ck_assert_int_eq(c->pools[0].claim_ttl_seconds, 3600);
+	ck_assert_int_eq(c->pools[0].spare_max, 50);
+	q = config_quota_for(c, "team-a");
+	ck_assert_ptr_nonnull(q);
+	ck_assert_ptr_null(config_quota_for(c, "team-b"));
+	ck_assert_int_eq(q->max_sandboxes, 50);
+	ck_assert_uint_eq(q->nresources, 3);
+	ck_assert_double_eq(q->resources[1].value, 256.0 * 1073741824.0);
+	ck_assert_int_eq(q->max_depth, 3);
+	ck_assert_int_eq(q->max_roots, -1);
+	ck_assert_int_eq(q->spawn_burst, 4);
+	ck_assert_int_eq(q->on_exceeded, QUOTA_REJECT);
+	config_free(c);
+}
+END_TEST
+
+START_TEST(test_secret_ref)
+{
+	const char *doc = POOL("{\"source\":{\"type\":\"redis-list\","
+	    "\"address\":\"redis://r:6379\",\"queue\":\"q\",\"authSecretRef\":"
+	    "{\"name\":\"redis\",\"key\":\"password\"}}," TGT "}");
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_int_eq(config_parse(doc, strlen(doc), "/etc/as", &c, err,
+	    sizeof err), 0);
+	ck_assert_str_eq(c->pools[0].source.password_file,
+	    "/etc/as/redis/password");
+	config_free(c);
+}
+END_TEST
+
+static const struct bad {
+	const char	*doc;
+	const char	*want;		/* a substring of the error */
+} bad_rows[] = {
+	{ "{", "not valid JSON" },
+	{ "[]", "expected an object" },
+	{ "{\"pool\":[]}", "pool: unknown field" },
+	{ "{\"pools\":{}}", "pools: expected an array" },
+	{ "{\"pools\":[1]}", "pools[0]: expected an AgentPool object" },
+	{ POOL("{" SRC "}"), "pools[0].spec.target: required in scale mode" },
+	{ "{\"pools\":[{\"spec\":{" SRC "," TGT "}}]}",
+	    "pools[0].metadata: required field is missing" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"maxReplicas\":\"ten\"}}"),
+	    "pools[0].spec.scaling.maxReplicas: expected an integer in [0, "
+	    "100000], got \"ten\"" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"maxReplicas\":2.5}}"),
+	    "maxReplicas: expected an integer" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"maxReplicas\":-1}}"),
+	    "maxReplicas: expected an integer in [0, 100000], got -1" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"maxreplicas\":3}}"),
+	    "pools[0].spec.scaling.maxreplicas: unknown field (expected one "
+	    "of: minReplicas, maxReplicas" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"minReplicas\":5,"
+	    "\"maxReplicas\":3}}"), "minReplicas: 5 is above maxReplicas 3" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":1}}"),
+	    "pollIntervalMs: expected an integer in [10, 3600000], got 1" },
+	{ POOL("{" SRC ",\"target\":{\"kind\":\"Pod\",\"name\":\"x\"}}"),
+	    "pools[0].spec.target.kind: expected one of Deployment | "
+	    "StatefulSet | SandboxWarmPool, got \"Pod\"" },
+	{ POOL("{" SRC ",\"target\":{\"kind\":\"Deployment\"}}"),
+	    "pools[0].spec.target.name: required field is missing" },
+	{ POOL("{\"source\":{\"type\":\"kafka\",\"address\":\"x\",\"queue\":"
+	    "\"q\"}," TGT "}"), "pools[0].spec.source.type: expected one of "
+	    "redis-list | redis-stream | rabbitmq, got \"kafka\"" },
+	{ POOL("{\"source\":{\"type\":\"redis-list\",\"address\":\"x\"},"
+	    TGT "}"), "pools[0].spec.source.queue: required field is "
+	    "missing" },
+	{ POOL("{\"source\":{\"type\":\"redis-list\",\"address\":\"x\","
+	    "\"queue\":\"\"}," TGT "}"), "queue: expected a non-empty string" },
+	{ POOL("{\"source\":{\"type\":\"redis-list\",\"address\":\"x\","
+	    "\"queue\":\"q\",\"countInFlight\":\"yes\"}," TGT "}"),
+	    "countInFlight: expected true or false, got \"yes\"" },
+	{ POOL("{\"source\":{\"type\":\"redis-list\",\"address\":\"x\","
+	    "\"queue\":\"q\",\"passwordFile\":\"/a\",\"passwordEnv\":\"B\"},"
+	    TGT "}"), "give at most one of authSecretRef, passwordFile" },
+	{ POOL("{\"source\":{\"type\":\"redis-stream\",\"address\":\"x\","
+	    "\"queue\":\"q\"}," TGT "}"),
+	    "spec.source.consumerGroup: required for redis-stream" },
+	{ POOL("{\"mode\":\"dispatch\"," SRC "}"),
+	    "spec.sandbox: required in dispatch mode" },
+	{ POOL("{\"mode\":\"both\"," SRC "}"),
+	    "spec.mode: expected one of scale | dispatch, got \"both\"" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{},\"scaling\":{}}"),
+	    "pools[0].spec.scaling: duplicate field" },
+	{ "{\"pools\":[{\"kind\":\"Pool\",\"metadata\":{\"name\":\"p\"},"
+	    "\"spec\":{" SRC "," TGT "}}]}", "pools[0].kind: expected "
+	    "\"AgentPool\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"Bad_Name\"},\"spec\":{" SRC
+	    "," TGT "}}]}", "metadata.name: expected a DNS-1123 name" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p\"},\"spec\":{" SRC "," TGT
+	    "}},{\"metadata\":{\"name\":\"p\"},\"spec\":{" SRC "," TGT "}}]}",
+	    "pools[1].metadata.name: pool default/p is declared twice" },
+	{ "{\"quotas\":[{\"metadata\":{\"name\":\"q\"},\"spec\":{\"resources\":"
+	    "{\"cpu\":\"lots\"}}}]}", "quotas[0].spec.resources.cpu: expected "
+	    "a quantity" },
+	{ "{\"quotas\":[{\"metadata\":{\"name\":\"q\"},\"spec\":{\"cascade\":"
+	    "{\"reserveForDescendants\":1.5}}}]}",
+	    "quotas[0].spec.cascade.reserveForDescendants: expected a number "
+	    "in [0, 1], got 1.5" },
+	{ "{\"quotas\":[{\"metadata\":{\"name\":\"q\"},\"spec\":{}},"
+	    "{\"metadata\":{\"name\":\"r\"},\"spec\":{}}]}",
+	    "quotas[1].metadata.namespace: namespace default already has a "
+	    "quota (q)" },
+	{ "{\"quotas\":[{\"metadata\":{\"name\":\"q\"},\"spec\":{\"onExceeded"
+	    "\":\"drop\"}}]}", "onExceeded: expected one of defer | reject" },
+};
+
+START_TEST(test_bad)
+{
+	const struct bad	*b = &bad_rows[_i];
+	struct config		*c = (struct config *)1;
+	char			 err[512] = "";
+
+	ck_assert_int_eq(config_parse(b->doc, strlen(b->doc), NULL, &c, err,
+	    sizeof err), -AS_EINVAL);
+	ck_assert_ptr_null(c);
+	ck_assert_msg(strstr(err, b->want) != NULL,
+	    "row %d: error \"%s\" lacks \"%s\"", _i, err, b->want);
+}
+END_TEST
+
+static const struct {
+	const char	*s;
+	int		 ok;
+	double		 v;
+} quantity_rows[] = {
+	{ "2", 1, 2 }, { "500m", 1, 0.5 }, { "1.5Gi", 1, 1610612736.0 },
+	{ "1e3", 1, 1000 }, { "4k", 1, 4000 }, { "", 0, 0 }, { "Gi", 0, 0 },
+	{ "1GB", 0, 0 }, { "1 Gi", 0, 0 }, { "nan", 0, 0 }, { "inf", 0, 0 },
+};
+
+START_TEST(test_quantity)
+{
+	double	 v = -1;
+	int	 rc = config_parse_quantity(quantity_rows[_i].s, &v);
+
+	ck_assert_int_eq(rc == 0, quantity_rows[_i].ok);
+	if (quantity_rows[_i].ok)
+		ck_assert_double_eq_tol(v, quantity_rows[_i].v, 1e-9);
+}
+END_TEST
+
+/* Every truncation of a good document is rejected cleanly, never crashes. */
+START_TEST(test_truncations)
+{
+	const char	*doc = POOL("{" SRC "," TGT ",\"scaling\":{"
+	    "\"maxReplicas\":5}}");
+	struct config	*c;
+	char		 err[512];
+	size_t		 n, len = strlen(doc);
+
+	for (n = 0; n < len; n++) {
+		ck_assert_int_ne(config_parse(doc, n, NULL, &c, err,
+		    sizeof err), 0);
+		ck_assert_ptr_null(c);
+	}
+	ck_assert_int_eq(config_parse(doc, len, NULL, &c, err, sizeof err), 0);
+	config_free(c);
+}
+END_TEST
+
+static Suite *
+config_suite(void)
+{
+	Suite	*s = suite_create("config");
+	TCase	*tc = tcase_create("parse");
+
+	tcase_add_test(tc, test_good);
+	tcase_add_test(tc, test_secret_ref);
+	tcase_add_loop_test(tc, test_bad, 0,
+	    (int)(sizeof bad_rows / sizeof bad_rows[0]));
+	tcase_add_loop_test(tc, test_quantity, 0,
+	    (int)(sizeof quantity_rows / sizeof quantity_rows[0]));
+	tcase_add_test(tc, test_truncations);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	SRunner	*sr = srunner_create(config_suite());
+	int	 failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}

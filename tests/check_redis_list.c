@@ -1,0 +1,1074 @@
+/*
+ * check_redis_list.c: the redis-list source against real redis-server
+ * processes (tests/util/testutil.c), each test with its own server and its
+ * own ev loop, driven with EVRUN_ONCE under a bounded deadline.  What the
+ * server sees (INFO, PUBSUB, CONFIG) is checked through a separate blocking
+ * hiredis connection.  The address parser is a table of rows.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <ev.h>
+#include <hiredis/hiredis.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/redis_list.h"
+#include "agentscaler/scaler.h"
+#include "util/testutil.h"
+
+#define DEADLINE 10.0	/* seconds; generous for valgrind */
+
+/* Servers started by this process, stopped at exit even after a failure. */
+static struct tu_redis *started[8];
+
+static void
+stop_all(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
+		if (started[i] != NULL) {
+			if (started[i]->pid > 0)
+				kill(started[i]->pid, SIGCONT);
+			tu_redis_stop(started[i]);
+			started[i] = NULL;
+		}
+	}
+}
+
+static void
+start_redis(struct tu_redis *r, const char *const *extra)
+{
+	size_t	 i;
+
+	ck_assert_int_eq(tu_redis_start(r, extra), 0);
+	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
+		if (started[i] == NULL) {
+			started[i] = r;
+			break;
+		}
+	}
+}
+
+static void
+stop_redis(struct tu_redis *r)
+{
+	size_t	 i;
+
+	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
+		if (started[i] == r)
+			started[i] = NULL;
+	}
+	tu_redis_stop(r);
+}
+
+/* A reply from a fresh blocking connection, as a new string (or NULL). */
+static char *
+server_str(const struct tu_redis *r, const char *fmt, ...)
+{
+	redisContext	*c;
+	redisReply	*rep;
+	va_list		 ap;
+	char		*out = NULL;
+
+	c = redisConnect("127.0.0.1", r->port);
+	if (c == NULL || c->err != 0)
+		goto out;
+	va_start(ap, fmt);
+	rep = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	if (rep == NULL)
+		goto out;
+	if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS)
+		out = xstrdup(rep->str);
+	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+	    rep->element[1]->type == REDIS_REPLY_STRING)
+		out = xstrdup(rep->element[1]->str);
+	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+	    rep->element[1]->type == REDIS_REPLY_INTEGER)
+		out = xasprintf("%lld", rep->element[1]->integer);
+	freeReplyObject(rep);
+out:
+	if (c != NULL)
+		redisFree(c);
+	return (out);
+}
+
+/* A numeric field of INFO <section>, or -1. */
+static long long
+server_info(const struct tu_redis *r, const char *section, const char *field)
+{
+	char		*info, *p, key[64];
+	long long	 v = -1;
+
+	if ((info = server_str(r, "INFO %s", section)) == NULL)
+		return (-1);
+	snprintf(key, sizeof key, "\n%s:", field);
+	if ((p = strstr(info, key)) != NULL)
+		v = strtoll(p + strlen(key), NULL, 10);
+	free(info);
+	return (v);
+}
+
+/* Runs a command in database db on a fresh blocking connection. */
+static void
+server_cmd_db(const struct tu_redis *r, int db, const char *cmd)
+{
+	redisContext	*c;
+	redisReply	*rep;
+
+	c = redisConnect("127.0.0.1", r->port);
+	ck_assert(c != NULL && c->err == 0);
+	rep = redisCommand(c, "SELECT %d", db);
+	ck_assert(rep != NULL && rep->type == REDIS_REPLY_STATUS);
+	freeReplyObject(rep);
+	rep = redisCommand(c, cmd);
+	ck_assert(rep != NULL && rep->type != REDIS_REPLY_ERROR);
+	freeReplyObject(rep);
+	redisFree(c);
+}
+
+/* Completions and wake-ups land here. */
+struct rec {
+	int			 ndone;
+	int			 nwake;
+	struct scaler_result	 res;
+	struct scaler		*destroy_in_done;	/* destroyed on done */
+	struct scaler		*destroy_too;
+	int			 poll_again;
+};
+
+static void
+rec_done(struct scaler *s, const struct scaler_result *r, void *arg)
+{
+	struct rec	*w = arg;
+	struct scaler	*d;
+
+	w->ndone++;
+	w->res = *r;
+	if (w->poll_again) {
+		w->poll_again = 0;
+		ck_assert_int_eq(scaler_poll(s, rec_done, w), 0);
+	}
+	if ((d = w->destroy_in_done) != NULL) {
+		w->destroy_in_done = NULL;
+		scaler_destroy(d);
+		d = w->destroy_too;
+		w->destroy_too = NULL;
+		scaler_destroy(d);
+	}
+}
+
+static void
+rec_wake(struct scaler *s, void *arg)
+{
+	struct rec	*w = arg;
+
+	(void)s;
+	w->nwake++;
+}
+
+static void
+tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+}
+
+typedef int	 pred_fn(void *);
+
+/* Turns the loop until pred holds or the deadline passes; returns pred. */
+static int
+run_until(struct ev_loop *loop, pred_fn *pred, void *arg, double timeout)
+{
+	ev_timer	 tick;
+	double		 end = as_mono_now() + timeout;
+	int		 ok;
+
+	ev_timer_init(&tick, tick_cb, 0.02, 0.02);
+	ev_timer_start(loop, &tick);
+	while (!(ok = pred(arg)) && as_mono_now() < end)
+		ev_run(loop, EVRUN_ONCE);
+	ev_timer_stop(loop, &tick);
+	return (ok);
+}
+
+static int
+pred_never(void *arg)
+{
+	(void)arg;
+	return (0);
+}
+
+static void
+run_for(struct ev_loop *loop, double seconds)
+{
+	run_until(loop, pred_never, NULL, seconds);
+}
+
+static int
+pred_done(void *arg)
+{
+	return (((struct rec *)arg)->ndone > 0);
+}
+
+static int
+pred_woken(void *arg)
+{
+	return (((struct rec *)arg)->nwake > 0);
+}
+
+static int
+pred_pushing(void *arg)
+{
+	struct scaler	*s = arg;
+
+	return (s->type->pushing(s));
+}
+
+/* One poll to completion; returns its result. */
+static struct scaler_result
+poll_wait(struct ev_loop *loop, struct scaler *s)
+{
+	struct rec	 w;
+
+	memset(&w, 0, sizeof w);
+	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	ck_assert_int_eq(w.ndone, 0);	/* never before poll() returns */
+	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert_int_eq(w.ndone, 1);
+	return (w.res);
+}
+
+static struct scaler *
+make(struct ev_loop *loop, const struct scaler_source *src)
+{
+	struct scaler	*s;
+	char		 err[256] = "";
+
+	s = scaler_type_redis_list.create(loop, src, err, sizeof err);
+	ck_assert_msg(s != NULL, "create: %s", err);
+	return (s);
+}
+
+static struct scaler_source
+source(const struct tu_redis *r, const char *queue)
+{
+	struct scaler_source src;
+
+	memset(&src, 0, sizeof src);
+	src.type = "redis-list";
+	src.address = r->url;
+	src.queue = queue;
+	return (src);
+}
+
+/* stderr to a file, so that tests can read our log lines. */
+struct capture {
+	int	 saved;
+	char	 path[64];
+};
+
+static void
+capture_start(struct capture *c)
+{
+	int	 fd;
+
+	snprintf(c->path, sizeof c->path, "/tmp/check_redis_list.%d.log",
+	    (int)getpid());
+	fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert(fd >= 0);
+	c->saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+}
+
+static char *
+capture_end(struct capture *c)
+{
+	char	 err[128];
+	char	*text;
+
+	dup2(c->saved, STDERR_FILENO);
+	close(c->saved);
+	text = as_read_file(c->path, 1 << 20, NULL, err, sizeof err);
+	unlink(c->path);
+	ck_assert_msg(text != NULL, "%s", err);
+	fputs(text, stderr);
+	return (text);
+}
+
+static int
+count_of(const char *hay, const char *needle)
+{
+	int	 n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return (n);
+}
+
+/* The address parser. */
+
+struct addr_row {
+	const char	*url;
+	int		 rc;
+	const char	*host;
+	int		 port;
+	int		 db;
+	const char	*err;	/* expected in the message */
+};
+
+static const struct addr_row addr_rows[] = {
+	{ "redis://127.0.0.1:6379/0", 0, "127.0.0.1", 6379, 0, NULL },
+	{ "redis://localhost", 0, "localhost", 6379, 0, NULL },
+	{ "redis://localhost/", 0, "localhost", 6379, 0, NULL },
+	{ "redis://redis.ns.svc:6380/3", 0, "redis.ns.svc", 6380, 3, NULL },
+	{ "REDIS://h_1:1/15", 0, "h_1", 1, 15, NULL },
+	{ "redis://h:65535/2147483647", 0, "h", 65535, 2147483647, NULL },
+	{ "redis://[::1]:6379/2", 0, "::1", 6379, 2, NULL },
+	{ "redis://[::1]", 0, "::1", 6379, 0, NULL },
+	{ "redis://[fe80::1:2]/1", 0, "fe80::1:2", 6379, 1, NULL },
+	{ "redis://[::ffff:10.0.0.1]:7000", 0, "::ffff:10.0.0.1", 7000, 0,
+	    NULL },
+	{ NULL, -AS_EINVAL, NULL, 0, 0, "empty address" },
+	{ "", -AS_EINVAL, NULL, 0, 0, "empty address" },
+	{ "localhost:6379", -AS_EINVAL, NULL, 0, 0, "redis://" },
+	{ "redis:/h", -AS_EINVAL, NULL, 0, 0, "redis://" },
+	{ " redis://h", -AS_EINVAL, NULL, 0, 0, "redis://" },
+	{ "http://h:80/", -AS_EINVAL, NULL, 0, 0, "scheme \"http\"" },
+	{ "rediss://h", -AS_EINVAL, NULL, 0, 0, "TLS" },
+	{ "redis-sentinel://h", -AS_EINVAL, NULL, 0, 0, "scheme" },
+	{ "redis://", -AS_EINVAL, NULL, 0, 0, "no host" },
+	{ "redis://:6379/0", -AS_EINVAL, NULL, 0, 0, "no host" },
+	{ "redis://h:", -AS_EINVAL, NULL, 0, 0, "empty port" },
+	{ "redis://h:/1", -AS_EINVAL, NULL, 0, 0, "empty port" },
+	{ "redis://h:0", -AS_EINVAL, NULL, 0, 0, "1 to 65535" },
+	{ "redis://h:65536", -AS_EINVAL, NULL, 0, 0, "1 to 65535" },
+	{ "redis://h:99999999999999999999", -AS_EINVAL, NULL, 0, 0,
+	    "1 to 65535" },
+	{ "redis://h:12ab", -AS_EINVAL, NULL, 0, 0, "1 to 65535" },
+	{ "redis://h:-1", -AS_EINVAL, NULL, 0, 0, "1 to 65535" },
+	{ "redis://h:+1", -AS_EINVAL, NULL, 0, 0, "1 to 65535" },
+	{ "redis://user:hunter2@h:6379/0", -AS_EINVAL, NULL, 0, 0,
+	    "credentials" },
+	{ "redis://:hunter2@h", -AS_EINVAL, NULL, 0, 0, "credentials" },
+	{ "redis://hunter2@h", -AS_EINVAL, NULL, 0, 0, "credentials" },
+	{ "redis://u:hunter2/x@h", -AS_EINVAL, NULL, 0, 0, "1 to 65535" },
+	{ "redis://h/x", -AS_EINVAL, NULL, 0, 0, "database" },
+	{ "redis://h/1/2", -AS_EINVAL, NULL, 0, 0, "database" },
+	{ "redis://h/-1", -AS_EINVAL, NULL, 0, 0, "database" },
+	{ "redis://h/2147483648", -AS_EINVAL, NULL, 0, 0, "database" },
+	{ "redis://h/0@hunter2", -AS_EINVAL, NULL, 0, 0, "database" },
+	{ "redis://h?db=1", -AS_EINVAL, NULL, 0, 0, "query" },
+	{ "redis://h/1#x", -AS_EINVAL, NULL, 0, 0, "database" },
+	{ "redis://h#x", -AS_EINVAL, NULL, 0, 0, "query" },
+	{ "redis://[::1", -AS_EINVAL, NULL, 0, 0, "unterminated" },
+	{ "redis://[]:1", -AS_EINVAL, NULL, 0, 0, "IPv6" },
+	{ "redis://[host]:1", -AS_EINVAL, NULL, 0, 0, "IPv6" },
+	{ "redis://[::1]x", -AS_EINVAL, NULL, 0, 0, "after the host" },
+	{ "redis://::1:6379", -AS_EINVAL, NULL, 0, 0, "brackets" },
+	{ "redis://h$t:1", -AS_EINVAL, NULL, 0, 0, "bad character" },
+	{ "redis://h t", -AS_EINVAL, NULL, 0, 0, "bad character" },
+};
+
+START_TEST(test_parse_address)
+{
+	const struct addr_row *row = &addr_rows[_i];
+	struct redis_addr a;
+	char		 err[192] = "";
+	int		 rc;
+
+	rc = redis_list_parse_address(row->url, &a, err, sizeof err);
+	ck_assert_msg(rc == row->rc, "%s: rc %d (%s)", row->url, rc, err);
+	if (rc == 0) {
+		ck_assert_str_eq(a.host, row->host);
+		ck_assert_int_eq(a.port, row->port);
+		ck_assert_int_eq(a.db, row->db);
+	} else {
+		ck_assert_msg(strstr(err, row->err) != NULL, "%s: \"%s\"",
+		    row->url, err);
+		ck_assert_msg(strstr(err, "hunter2") == NULL, "%s: leaks "
+		    "\"%s\"", row->url, err);
+	}
+}
+END_TEST
+
+START_TEST(test_parse_long_host)
+{
+	struct redis_addr a;
+	char		 url[400], err[192];
+
+	memset(url, 'a', sizeof url);
+	memcpy(url, "redis://", 8);
+	url[8 + 255] = '\0';
+	ck_assert_int_eq(redis_list_parse_address(url, &a, err, sizeof err),
+	    0);
+	ck_assert_uint_eq(strlen(a.host), 255);
+	memset(url, 'a', sizeof url);
+	memcpy(url, "redis://", 8);
+	url[8 + 256] = '\0';
+	ck_assert_int_eq(redis_list_parse_address(url, &a, err, sizeof err),
+	    -AS_EINVAL);
+	ck_assert(strstr(err, "too long") != NULL);
+	/* A tiny buffer still gets a terminated message. */
+	ck_assert_int_eq(redis_list_parse_address("x", &a, err, 4),
+	    -AS_EINVAL);
+	ck_assert_uint_eq(strlen(err), 3);
+}
+END_TEST
+
+START_TEST(test_validate)
+{
+	struct scaler_source src;
+	char		 err[192];
+
+	memset(&src, 0, sizeof src);
+	src.queue = "q";
+	ck_assert_int_eq(scaler_type_redis_list.validate(&src, err,
+	    sizeof err), -AS_EINVAL);
+	src.address = "redis://h";
+	ck_assert_int_eq(scaler_type_redis_list.validate(&src, err,
+	    sizeof err), 0);
+	src.queue = "";
+	ck_assert_int_eq(scaler_type_redis_list.validate(&src, err,
+	    sizeof err), -AS_EINVAL);
+	src.queue = "q";
+	src.password_file = "/f";
+	src.password_env = "E";
+	ck_assert_int_eq(scaler_type_redis_list.validate(&src, err,
+	    sizeof err), -AS_EINVAL);
+	ck_assert(strstr(err, "not both") != NULL);
+	src.password_env = NULL;
+	src.command_timeout = -1;
+	ck_assert_int_eq(scaler_type_redis_list.validate(&src, err,
+	    sizeof err), -AS_EINVAL);
+	src.command_timeout = 0;
+	src.address = "redis://u:hunter2@h";
+	ck_assert(scaler_type_redis_list.create(NULL, &src, err,
+	    sizeof err) == NULL);
+	ck_assert(strstr(err, "hunter2") == NULL);
+	ck_assert_ptr_eq(scaler_type_find("redis-list"),
+	    &scaler_type_redis_list);
+}
+END_TEST
+
+/* Against a server. */
+
+START_TEST(test_llen_counts)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*s, *bare, *wrong, *db3;
+	char		 addr[96];
+
+	start_redis(&r, NULL);
+	ck_assert_int_eq(tu_redis_cmd(&r, "RPUSH %s a b c d e f g", "jobs"),
+	    7);
+	ck_assert_int_eq(tu_redis_cmd(&r, "RPUSH %s x y z", "jobs:proc"), 3);
+	ck_assert_int_eq(tu_redis_cmd(&r, "SET %s v", "str"), 0);
+	src = source(&r, "jobs");
+	src.processing = "jobs:proc";
+	src.count_in_flight = 1;
+	s = make(loop, &src);
+	src.count_in_flight = 0;
+	bare = make(loop, &src);
+	src.queue = "str";
+	wrong = make(loop, &src);
+	snprintf(addr, sizeof addr, "redis://127.0.0.1:%d/3", r.port);
+	src.address = addr;
+	src.queue = "jobs";
+	db3 = make(loop, &src);
+	server_cmd_db(&r, 3, "RPUSH jobs only-in-db-3");
+
+	res = poll_wait(loop, s);
+	ck_assert_msg(res.error == 0, "%s", res.errmsg);
+	ck_assert(res.ready == 7 && res.in_flight == 3);
+	ck_assert_str_eq(res.errmsg, "");
+	res = poll_wait(loop, bare);
+	ck_assert(res.error == 0 && res.ready == 7 && res.in_flight == 0);
+	res = poll_wait(loop, db3);
+	ck_assert(res.error == 0 && res.ready == 1);
+	res = poll_wait(loop, wrong);
+	ck_assert_int_eq(res.error, -AS_EPROTO);
+	ck_assert(strstr(res.errmsg, "WRONGTYPE") != NULL);
+	ck_assert(strstr(res.errmsg, "127.0.0.1:") != NULL);
+	/* An empty list is a real zero. */
+	ck_assert_int_eq(tu_redis_cmd(&r, "DEL %s", "jobs"), 1);
+	res = poll_wait(loop, s);
+	ck_assert(res.error == 0 && res.ready == 0 && res.in_flight == 3);
+
+	scaler_destroy(s);
+	scaler_destroy(bare);
+	scaler_destroy(wrong);
+	scaler_destroy(db3);
+	stop_redis(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+struct clients_arg {
+	const struct tu_redis	*r;
+	long long		 want;
+};
+
+static int
+pred_clients(void *arg)
+{
+	struct clients_arg *c = arg;
+
+	return (server_info(c->r, "clients", "connected_clients") == c->want);
+}
+
+START_TEST(test_shared_connection)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler	*s[20], *other;
+	struct rec	 w[20];
+	struct clients_arg ca;
+	char		 q[16], addr[96];
+	long long	 reads0, reads1;
+	size_t		 i;
+
+	start_redis(&r, NULL);
+	src = source(&r, NULL);
+	for (i = 0; i < AS_ARRAY_SIZE(s); i++) {
+		snprintf(q, sizeof q, "q%zu", i);
+		src.queue = q;
+		s[i] = make(loop, &src);
+		tu_redis_cmd(&r, "RPUSH %s %d", q, (int)i);
+	}
+	snprintf(addr, sizeof addr, "redis://127.0.0.1:%d/1", r.port);
+	src.address = addr;
+	other = make(loop, &src);
+	(void)poll_wait(loop, s[0]);
+	(void)poll_wait(loop, other);
+
+	/* The server's view: ours are two (db 0, db 1) plus this check. */
+	ck_assert_int_eq(server_info(&r, "clients", "connected_clients"), 3);
+
+	/* All twenty polls of one loop turn reach the server in one read. */
+	reads0 = server_info(&r, "stats", "total_reads_processed");
+	memset(w, 0, sizeof w);
+	for (i = 0; i < AS_ARRAY_SIZE(s); i++)
+		ck_assert_int_eq(scaler_poll(s[i], rec_done, &w[i]), 0);
+	for (i = 0; i < AS_ARRAY_SIZE(s); i++)
+		ck_assert(run_until(loop, pred_done, &w[i], DEADLINE));
+	reads1 = server_info(&r, "stats", "total_reads_processed");
+	/*
+	 * One read for the batch, the rest for the INFO connections; one
+	 * command per write would be twenty or more.
+	 */
+	ck_assert_msg(reads1 - reads0 <= 5, "%lld reads", reads1 - reads0);
+	for (i = 0; i < AS_ARRAY_SIZE(s); i++) {
+		ck_assert_int_eq(w[i].res.error, 0);
+		ck_assert(w[i].res.ready == 1);
+	}
+
+	/* The last instance of an endpoint closes its socket. */
+	for (i = 0; i < AS_ARRAY_SIZE(s); i++)
+		scaler_destroy(s[i]);
+	ca.r = &r;
+	ca.want = 2;
+	ck_assert(run_until(loop, pred_clients, &ca, DEADLINE));
+	scaler_destroy(other);
+	ca.want = 1;
+	ck_assert(run_until(loop, pred_clients, &ca, DEADLINE));
+	stop_redis(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(test_push_wakeup)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler	*a, *b, *c;
+	struct rec	 wa, wb, wc;
+	struct capture	 cap;
+	char		*flags, *n, *log;
+
+	start_redis(&r, NULL);
+	capture_start(&cap);
+	src = source(&r, "tasks");
+	a = make(loop, &src);
+	b = make(loop, &src);
+	src.queue = "other";
+	c = make(loop, &src);
+	memset(&wa, 0, sizeof wa);
+	memset(&wb, 0, sizeof wb);
+	memset(&wc, 0, sizeof wc);
+	ck_assert_int_eq(a->type->subscribe(a, rec_wake, &wa), 0);
+	ck_assert_int_eq(b->type->subscribe(b, rec_wake, &wb), 0);
+	ck_assert_int_eq(c->type->subscribe(c, rec_wake, &wc), 0);
+	ck_assert(run_until(loop, pred_pushing, a, DEADLINE));
+	ck_assert(run_until(loop, pred_pushing, b, DEADLINE));
+	ck_assert(run_until(loop, pred_pushing, c, DEADLINE));
+
+	flags = server_str(&r, "CONFIG GET %s", "notify-keyspace-events");
+	ck_assert(flags != NULL && strchr(flags, 'K') != NULL &&
+	    strchr(flags, 'l') != NULL);
+	free(flags);
+	/* a and b share one SUBSCRIBE on one subscriber connection. */
+	n = server_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
+	ck_assert_str_eq(n, "1");
+	free(n);
+	ck_assert_int_eq(server_info(&r, "clients", "connected_clients"), 3);
+
+	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s job", "tasks"), 1);
+	ck_assert(run_until(loop, pred_woken, &wa, DEADLINE));
+	ck_assert(run_until(loop, pred_woken, &wb, DEADLINE));
+	ck_assert_int_eq(wc.nwake, 0);
+	ck_assert_int_eq(tu_redis_cmd(&r, "RPOP %s", "tasks"), 0);
+	ck_assert_int_eq(tu_redis_cmd(&r, "RPUSH %s job", "other"), 1);
+	ck_assert(run_until(loop, pred_woken, &wc, DEADLINE));
+
+	/* Still subscribed for b when a goes; nothing left after b. */
+	scaler_destroy(a);
+	run_for(loop, 0.1);
+	n = server_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
+	ck_assert_str_eq(n, "1");
+	free(n);
+	wb.nwake = 0;
+	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s job", "tasks"), 1);
+	ck_assert(run_until(loop, pred_woken, &wb, DEADLINE));
+	scaler_destroy(b);
+	run_for(loop, 0.1);
+	n = server_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
+	ck_assert_str_eq(n, "0");
+	free(n);
+	scaler_destroy(c);
+	log = capture_end(&cap);
+	ck_assert_int_eq(count_of(log, "push wake-ups via keyspace "
+	    "notifications"), 1);
+	free(log);
+	stop_redis(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(test_push_fallback)
+{
+	static const char *const extra[] = { "--rename-command", "CONFIG", "",
+	    NULL };
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*s, *t;
+	struct rec	 w, w2;
+	struct capture	 cap;
+	char		*log;
+
+	start_redis(&r, extra);
+	capture_start(&cap);
+	src = source(&r, "tasks");
+	s = make(loop, &src);
+	t = make(loop, &src);
+	memset(&w, 0, sizeof w);
+	memset(&w2, 0, sizeof w2);
+	ck_assert_int_eq(s->type->subscribe(s, rec_wake, &w), 0);
+	ck_assert_int_eq(t->type->subscribe(t, rec_wake, &w2), 0);
+	run_for(loop, 0.5);
+	ck_assert_int_eq(s->type->pushing(s), 0);
+	ck_assert_int_eq(t->type->pushing(t), 0);
+	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s a b", "tasks"), 2);
+	res = poll_wait(loop, s);
+	ck_assert(res.error == 0 && res.ready == 2);
+	run_for(loop, 0.2);
+	ck_assert_int_eq(w.nwake, 0);
+	scaler_destroy(s);
+	scaler_destroy(t);
+	log = capture_end(&cap);
+	ck_assert_int_eq(count_of(log, "polling only: CONFIG GET refused"),
+	    1);
+	free(log);
+	stop_redis(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(test_restart)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*s;
+	struct rec	 w;
+	double		 end;
+	int		 i, ok = 0;
+
+	start_redis(&r, NULL);
+	src = source(&r, "tasks");
+	s = make(loop, &src);
+	memset(&w, 0, sizeof w);
+	ck_assert_int_eq(s->type->subscribe(s, rec_wake, &w), 0);
+	ck_assert(run_until(loop, pred_pushing, s, DEADLINE));
+	tu_redis_cmd(&r, "RPUSH %s a", "tasks");
+	res = poll_wait(loop, s);
+	ck_assert(res.error == 0 && res.ready == 1);
+
+	tu_redis_stop(&r);
+	for (i = 0; i < 5; i++) {
+		res = poll_wait(loop, s);
+		ck_assert_msg(res.error == -AS_ECONN, "poll %d: %d %s", i,
+		    res.error, res.errmsg);
+		ck_assert(strstr(res.errmsg, "127.0.0.1:") != NULL);
+		run_for(loop, 0.1);
+	}
+	ck_assert_int_eq(s->type->pushing(s), 0);
+
+	ck_assert_int_eq(tu_redis_restart(&r, NULL), 0);
+	end = as_mono_now() + DEADLINE;
+	while (!ok && as_mono_now() < end) {
+		res = poll_wait(loop, s);
+		ok = res.error == 0;
+		if (!ok) {
+			ck_assert_int_eq(res.error, -AS_ECONN);
+			run_for(loop, 0.05);
+		}
+	}
+	ck_assert_msg(ok, "no recovery: %s", res.errmsg);
+	ck_assert(res.ready == 0);	/* a fresh, empty server */
+	ck_assert(run_until(loop, pred_pushing, s, DEADLINE));
+	w.nwake = 0;
+	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s b", "tasks"), 1);
+	ck_assert(run_until(loop, pred_woken, &w, DEADLINE));
+	res = poll_wait(loop, s);
+	ck_assert(res.error == 0 && res.ready == 1);
+	scaler_destroy(s);
+	stop_redis(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(test_auth)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*s, *e, *none;
+	struct capture	 cap;
+	char		 path[64], *log;
+	FILE		*fp;
+	double		 end;
+
+	/* As --requirepass (testutil's readiness PING needs no password). */
+	start_redis(&r, NULL);
+	ck_assert_int_eq(tu_redis_cmd(&r, "CONFIG SET requirepass %s",
+	    "s3cret-pw"), 0);
+	snprintf(path, sizeof path, "/tmp/check_redis_list.%d.pw",
+	    (int)getpid());
+	fp = fopen(path, "w");
+	ck_assert(fp != NULL);
+	fputs("wr0ng-pw\n", fp);
+	fclose(fp);
+	capture_start(&cap);
+	src = source(&r, "tasks");
+	src.password_file = path;
+	s = make(loop, &src);
+	res = poll_wait(loop, s);
+	ck_assert_int_eq(res.error, -AS_EAUTH);
+	ck_assert(strstr(res.errmsg, "authentication failed") != NULL);
+	ck_assert(strstr(res.errmsg, "WRONGPASS") != NULL);
+	ck_assert(strstr(res.errmsg, "127.0.0.1:") != NULL);
+	ck_assert(strstr(res.errmsg, "wr0ng") == NULL);
+	ck_assert(strstr(res.errmsg, "s3cret") == NULL);
+	/* While down, the cause stays an authentication failure. */
+	res = poll_wait(loop, s);
+	ck_assert_int_eq(res.error, -AS_EAUTH);
+
+	/* No password at all: the server's NOAUTH is an auth error too. */
+	src.password_file = NULL;
+	none = make(loop, &src);
+	res = poll_wait(loop, none);
+	ck_assert_int_eq(res.error, -AS_EAUTH);
+	ck_assert(strstr(res.errmsg, "NOAUTH") != NULL);
+	scaler_destroy(none);
+
+	/* The file is read again at each connect. */
+	fp = fopen(path, "w");
+	ck_assert(fp != NULL);
+	fputs("s3cret-pw\n", fp);
+	fclose(fp);
+	end = as_mono_now() + DEADLINE;
+	do {
+		run_for(loop, 0.05);
+		res = poll_wait(loop, s);
+	} while (res.error != 0 && as_mono_now() < end);
+	ck_assert_msg(res.error == 0, "%s", res.errmsg);
+
+	/* From the environment. */
+	setenv("CHECK_REDIS_LIST_PW", "s3cret-pw", 1);
+	src.password_env = "CHECK_REDIS_LIST_PW";
+	e = make(loop, &src);
+	res = poll_wait(loop, e);
+	ck_assert_msg(res.error == 0, "%s", res.errmsg);
+	scaler_destroy(e);
+	unsetenv("CHECK_REDIS_LIST_PW");
+	e = make(loop, &src);
+	res = poll_wait(loop, e);
+	ck_assert_int_eq(res.error, -AS_EAUTH);
+	ck_assert(strstr(res.errmsg, "CHECK_REDIS_LIST_PW") != NULL);
+	scaler_destroy(e);
+
+	scaler_destroy(s);
+	log = capture_end(&cap);
+	ck_assert(strstr(log, "authentication failed") != NULL);
+	ck_assert(strstr(log, "wr0ng") == NULL);
+	ck_assert(strstr(log, "s3cret") == NULL);
+	free(log);
+	unlink(path);
+	stop_redis(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(test_command_timeout)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler_result res, during, again;
+	struct scaler	*s;
+	double		 t0, took, end;
+
+	start_redis(&r, NULL);
+	src = source(&r, "tasks");
+	src.command_timeout = 0.3;
+	s = make(loop, &src);
+	res = poll_wait(loop, s);
+	ck_assert_int_eq(res.error, 0);
+
+	kill(r.pid, SIGSTOP);
+	t0 = as_mono_now();
+	during = poll_wait(loop, s);
+	took = as_mono_now() - t0;
+	again = poll_wait(loop, s);
+	kill(r.pid, SIGCONT);
+
+	ck_assert_msg(during.error == -AS_ETIMEDOUT, "%d %s", during.error,
+	    during.errmsg);
+	ck_assert(strstr(during.errmsg, "0.3 s") != NULL);
+	ck_assert(strstr(during.errmsg, "127.0.0.1:") != NULL);
+	ck_assert_msg(took >= 0.25 && took < 5, "took %.3f s", took);
+	ck_assert(again.error != 0);
+	end = as_mono_now() + DEADLINE;
+	do {
+		run_for(loop, 0.05);
+		res = poll_wait(loop, s);
+	} while (res.error != 0 && as_mono_now() < end);
+	ck_assert_msg(res.error == 0, "%s", res.errmsg);
+	scaler_destroy(s);
+	stop_redis(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(test_refused)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*s;
+	char		 addr[64], name[64];
+	int		 port = tu_free_port();
+
+	snprintf(addr, sizeof addr, "redis://127.0.0.1:%d/0", port);
+	snprintf(name, sizeof name, "redis 127.0.0.1:%d: ", port);
+	memset(&src, 0, sizeof src);
+	src.address = addr;
+	src.queue = "q";
+	s = make(loop, &src);
+	res = poll_wait(loop, s);
+	ck_assert_int_eq(res.error, -AS_ECONN);
+	ck_assert(strncmp(res.errmsg, name, strlen(name)) == 0);
+	ck_assert(strstr(res.errmsg, "refused") != NULL);
+	res = poll_wait(loop, s);
+	ck_assert_int_eq(res.error, -AS_ECONN);
+	scaler_destroy(s);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+/*
+ * A listener with backlog 0 that never accepts: once one connection fills
+ * its queue, further SYNs are dropped and connect() hangs.
+ */
+START_TEST(test_connect_timeout)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct sockaddr_in sin;
+	socklen_t	 len = sizeof sin;
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*s;
+	char		 addr[64];
+	double		 t0, took;
+	int		 lfd, ffd;
+
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert(bind(lfd, (struct sockaddr *)&sin, sizeof sin) == 0);
+	ck_assert(listen(lfd, 0) == 0);
+	ck_assert(getsockname(lfd, (struct sockaddr *)&sin, &len) == 0);
+	ffd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert(connect(ffd, (struct sockaddr *)&sin, sizeof sin) == 0);
+
+	snprintf(addr, sizeof addr, "redis://127.0.0.1:%d",
+	    ntohs(sin.sin_port));
+	memset(&src, 0, sizeof src);
+	src.address = addr;
+	src.queue = "q";
+	src.connect_timeout = 0.2;
+	s = make(loop, &src);
+	t0 = as_mono_now();
+	res = poll_wait(loop, s);
+	took = as_mono_now() - t0;
+	ck_assert_msg(res.error == -AS_ETIMEDOUT, "%d %s", res.error,
+	    res.errmsg);
+	ck_assert(strstr(res.errmsg, "connect timed out after 0.2 s") != NULL);
+	ck_assert_msg(took >= 0.15 && took < 5, "took %.3f s", took);
+	res = poll_wait(loop, s);
+	ck_assert(res.error == -AS_ECONN || res.error == -AS_ETIMEDOUT);
+	scaler_destroy(s);
+	close(ffd);
+	close(lfd);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+START_TEST(test_destroy_pending)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler	*s, *t, *u;
+	struct rec	 w, w2;
+
+	start_redis(&r, NULL);
+	src = source(&r, "tasks");
+	s = make(loop, &src);
+	(void)poll_wait(loop, s);
+
+	/* In hiredis's hands. */
+	memset(&w, 0, sizeof w);
+	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(s, rec_done, &w), -AS_EAGAIN);
+	scaler_destroy(s);
+	ck_assert_int_eq(w.ndone, 1);
+	ck_assert_int_eq(w.res.error, -AS_ECANCELED);
+	run_for(loop, 0.2);
+	ck_assert_int_eq(w.ndone, 1);
+
+	/* A completion that destroys its own and a sibling's instance. */
+	s = make(loop, &src);
+	t = make(loop, &src);
+	memset(&w, 0, sizeof w);
+	memset(&w2, 0, sizeof w2);
+	w.destroy_in_done = s;
+	w.destroy_too = t;
+	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(t, rec_done, &w2), 0);
+	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert_int_eq(w.ndone, 1);
+	ck_assert_int_eq(w2.ndone, 1);
+	ck_assert_int_eq(w2.res.error, -AS_ECANCELED);
+	run_for(loop, 0.2);
+	ck_assert_int_eq(w.ndone + w2.ndone, 2);
+
+	/* A completion that polls again, then one that destroys. */
+	s = make(loop, &src);
+	memset(&w, 0, sizeof w);
+	w.poll_again = 1;
+	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	w.ndone = 0;
+	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert_int_eq(w.res.error, 0);
+
+	/* While disconnected: the deferred completion, canceled. */
+	stop_redis(&r);
+	u = make(loop, &src);
+	run_for(loop, 0.2);
+	memset(&w, 0, sizeof w);
+	ck_assert_int_eq(scaler_poll(u, rec_done, &w), 0);
+	ck_assert_int_eq(w.ndone, 0);
+	scaler_destroy(u);
+	ck_assert_int_eq(w.ndone, 1);
+	ck_assert_int_eq(w.res.error, -AS_ECANCELED);
+	memset(&w, 0, sizeof w);
+	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	scaler_destroy(s);
+	ck_assert_int_eq(w.ndone, 1);
+	run_for(loop, 0.2);
+	ck_assert_int_eq(w.ndone, 1);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+static Suite *
+redis_list_suite(void)
+{
+	Suite	*s = suite_create("redis_list");
+	TCase	*tc;
+
+	tc = tcase_create("parse");
+	tcase_add_loop_test(tc, test_parse_address, 0,
+	    (int)AS_ARRAY_SIZE(addr_rows));
+	tcase_add_test(tc, test_parse_long_host);
+	tcase_add_test(tc, test_validate);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("server");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_llen_counts);
+	tcase_add_test(tc, test_shared_connection);
+	tcase_add_test(tc, test_push_wakeup);
+	tcase_add_test(tc, test_push_fallback);
+	tcase_add_test(tc, test_restart);
+	tcase_add_test(tc, test_auth);
+	tcase_add_test(tc, test_command_timeout);
+	tcase_add_test(tc, test_refused);
+	tcase_add_test(tc, test_connect_timeout);
+	tcase_add_test(tc, test_destroy_pending);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	SRunner	*sr = srunner_create(redis_list_suite());
+	int	 failed;
+
+	/* hiredis 0.14.1 writes with write(2): a reset peer raises SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	atexit(stop_all);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}

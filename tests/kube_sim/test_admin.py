@@ -1,0 +1,136 @@
+"""Admin port: fault injection, latency, outage, request log."""
+
+import socket
+import time
+
+from .ksim import DEPLOYS, SimTestCase, deployment
+
+
+class AdminTest(SimTestCase):
+    def setUp(self):
+        self.sim.adm("DELETE", "/faults")
+        self.sim.adm("POST", "/latency", {"ms": 0})
+
+    def test_fail_next_n_matching(self):
+        self.sim.post(DEPLOYS % "default", deployment("f1"))
+        c, r = self.sim.adm("POST", "/faults", {"method": "PATCH", "path": "deployments/f1",
+                                                "code": 500, "count": 2})
+        self.assertEqual(c, 200)
+        p = DEPLOYS % "default" + "/f1/scale"
+        # other methods and paths are not affected
+        self.assertEqual(self.sim.get(p)[0], 200)
+        for _ in range(2):
+            self.assertStatus(self.sim.patch(p, {"spec": {"replicas": 2}}), 500,
+                              "InternalError")
+        self.assertEqual(self.sim.patch(p, {"spec": {"replicas": 2}})[0], 200)
+        c, f = self.sim.adm("GET", "/faults")
+        self.assertEqual((f["faults"][0]["remaining"], f["faults"][0]["fired"]), (0, 2))
+
+    def test_429_retry_after_and_503(self):
+        self.sim.adm("POST", "/faults", {"path": "^/api/v1/namespaces/default/configmaps$",
+                                         "code": 429, "count": 1, "retryAfter": 3})
+        c, h, body = self.sim.raw("GET", "/api/v1/namespaces/default/configmaps")
+        self.assertEqual(c, 429)
+        self.assertEqual(h["retry-after"], "3")
+        import json
+        st = json.loads(body)
+        self.assertEqual((st["reason"], st["details"]["retryAfterSeconds"]),
+                         ("TooManyRequests", 3))
+        # APF style: plain text body
+        self.sim.adm("POST", "/faults", {"code": 429, "count": 1, "body": "text"})
+        c, h, body = self.sim.raw("GET", "/api/v1/namespaces/default/configmaps")
+        self.assertEqual((c, h["retry-after"]), (429, "1"))
+        self.assertEqual(body, b"Too many requests, please try again later.\n")
+        self.assertTrue(h["content-type"].startswith("text/plain"))
+        self.sim.adm("POST", "/faults", {"code": 503, "count": 1})
+        c, h, body = self.sim.raw("GET", "/api/v1/namespaces/default/configmaps")
+        self.assertEqual(c, 503)
+        self.assertNotIn("retry-after", h)
+        self.assertEqual(json.loads(body)["reason"], "ServiceUnavailable")
+        self.assertEqual(self.sim.get("/api/v1/namespaces/default/configmaps")[0], 200)
+
+    def test_latency(self):
+        self.sim.adm("POST", "/latency", {"ms": 300, "method": "GET", "path": "/version"})
+        t = time.monotonic()
+        self.sim.get("/version")
+        self.assertGreaterEqual(time.monotonic() - t, 0.29)
+        t = time.monotonic()
+        self.sim.get("/api")
+        fast = time.monotonic() - t
+        self.sim.adm("POST", "/latency", {"ms": 0})
+        t = time.monotonic()
+        self.sim.get("/version")
+        self.assertLess(fast, 0.29)
+
+    def test_pause_and_resume_same_port(self):
+        self.sim.adm("POST", "/pause")
+        try:
+            with self.assertRaises(OSError):
+                s = socket.create_connection((self.sim.host, self.sim.port), timeout=2)
+                s.close()
+        finally:
+            self.sim.adm("POST", "/resume")
+        self.assertEqual(self.sim.get("/api")[0], 200)
+
+    def test_pause_resets_open_watches(self):
+        w = self.sim.watch("/api/v1/namespaces/default/configmaps?watch=1")
+        self.sim.adm("POST", "/pause")
+        try:
+            self.assertIsNone(w.next(timeout=5))
+        finally:
+            self.sim.adm("POST", "/resume")
+            w.close()
+
+    def test_request_log(self):
+        c, r = self.sim.adm("GET", "/requests?since=0")
+        since = r["next"]
+        t0m, t0w = time.monotonic(), time.time()
+        self.sim.get("/api/v1/namespaces/default/configmaps?limit=3")
+        self.sim.get(DEPLOYS % "default" + "/missing")
+        c, r = self.sim.adm("GET", "/requests?since=%d" % since)
+        reqs = r["requests"]
+        self.assertEqual([(x["method"], x["path"], x["code"]) for x in reqs],
+                         [("GET", "/api/v1/namespaces/default/configmaps", 200),
+                          ("GET", DEPLOYS % "default" + "/missing", 404)])
+        self.assertEqual(reqs[0]["query"], "limit=3")
+        self.assertEqual(reqs[0]["user"], "system:anonymous")
+        self.assertEqual(reqs[1]["seq"], reqs[0]["seq"] + 1)
+        self.assertGreaterEqual(reqs[0]["mono"], t0m)
+        self.assertLessEqual(reqs[0]["mono"], reqs[1]["mono"])
+        self.assertLess(abs(reqs[0]["wall"] - t0w), 5)
+        self.assertEqual(r["next"], reqs[1]["seq"] + 1)
+        self.sim.adm("DELETE", "/requests")
+        c, r = self.sim.adm("GET", "/requests?since=0")
+        self.assertEqual(r["requests"], [])
+
+    def test_admin_unreachable_from_api_port(self):
+        for p in ("/faults", "/pause", "/requests", "/drop-watches", "/compact"):
+            c, body = self.sim.req("POST" if p == "/pause" else "GET", p,
+                                   {} if p == "/pause" else None)
+            self.assertEqual(c, 404)
+        # the API port's /healthz is the apiserver's plain "ok", not the admin JSON
+        c, h, body = self.sim.raw("GET", "/healthz")
+        self.assertEqual((c, body), (200, b"ok"))
+        self.assertEqual(self.sim.get("/api")[0], 200)
+        c, h = self.sim.adm("GET", "/healthz")
+        self.assertEqual((c, h["ok"]), (200, True))
+
+    def test_every_response_has_apf_headers(self):
+        for path in ("/api", DEPLOYS % "default" + "/missing"):
+            c, h, _b = self.sim.raw("GET", path)
+            self.assertIn("x-kubernetes-pf-flowschema-uid", h)
+            self.assertIn("x-kubernetes-pf-prioritylevel-uid", h)
+
+
+class QuotaConflictFaultTest(SimTestCase):
+    def test_injected_resourcequota_conflict(self):
+        msg = ('Operation cannot be fulfilled on resourcequotas "q": the object has been '
+               'modified; please apply your changes to the latest version and try again')
+        self.sim.adm("POST", "/faults", {"method": "POST", "path": "/configmaps$", "code": 409,
+                                         "reason": "Conflict", "message": msg,
+                                         "details": {"name": "q", "kind": "resourcequotas"}})
+        body = self.assertStatus(self.sim.post("/api/v1/namespaces/default/configmaps",
+                                               {"apiVersion": "v1", "kind": "ConfigMap",
+                                                "metadata": {"name": "x"}}),
+                                 409, "Conflict", msg)
+        self.assertEqual(body["details"], {"name": "q", "kind": "resourcequotas"})

@@ -1,0 +1,193 @@
+"""Authentication/authorization, ResourceQuota admission, garbage collection."""
+
+import json
+import os
+import tempfile
+import time
+
+from .ksim import DEPLOYS, KubeSim, SimTestCase, configmap, deployment, wait_for
+
+CM = "/api/v1/namespaces/default/configmaps"
+
+
+class AuthTest(SimTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ksim-auth-")
+        cls.tokens = os.path.join(cls.dir, "tokens.csv")
+        with open(cls.tokens, "w") as f:
+            f.write('tok-alice,alice,1001,"dev,ops"\ntok-admin,admin,1,"system:masters"\n'
+                    'tok-bob,bob,1002,\n')
+        rules = os.path.join(cls.dir, "rules.json")
+        with open(rules, "w") as f:
+            json.dump([{"users": ["alice"], "verbs": ["get", "list", "watch"],
+                        "apiGroups": ["apps"], "resources": ["deployments"],
+                        "namespaces": ["default"]},
+                       {"groups": ["ops"], "verbs": ["get", "update"],
+                        "apiGroups": ["apps"], "resources": ["deployments/scale"],
+                        "namespaces": ["default"]}], f)
+        cls.sim = KubeSim("--port", "0", "--tokens", cls.tokens, "--rules", rules)
+
+    def test_401_for_unknown_token(self):
+        self.assertStatus(self.sim.get(DEPLOYS % "default", token="nope"), 401,
+                          "Unauthorized", "Unauthorized")
+
+    def test_403_message_shape(self):
+        self.assertEqual(self.sim.post(DEPLOYS % "default", deployment("web"),
+                                       token="tok-admin")[0], 201)
+        self.assertEqual(self.sim.get(DEPLOYS % "default" + "/web", token="tok-alice")[0], 200)
+        self.assertEqual(self.sim.get(DEPLOYS % "default" + "/web/scale",
+                                      token="tok-alice")[0], 200)
+        body = self.assertStatus(
+            self.sim.patch(DEPLOYS % "default" + "/web/scale", {"spec": {"replicas": 2}},
+                           token="tok-alice"), 403, "Forbidden",
+            'deployments.apps "web" is forbidden: User "alice" cannot patch resource '
+            '"deployments/scale" in API group "apps" in the namespace "default"')
+        self.assertEqual(body["details"], {"name": "web", "group": "apps",
+                                           "kind": "deployments"})
+        self.assertStatus(self.sim.get(DEPLOYS % "kube-system", token="tok-alice"), 403,
+                          "Forbidden",
+                          'deployments.apps is forbidden: User "alice" cannot list resource '
+                          '"deployments" in API group "apps" in the namespace "kube-system"')
+        self.assertStatus(self.sim.get("/api/v1/namespaces", token="tok-bob"), 403,
+                          "Forbidden",
+                          'namespaces is forbidden: User "bob" cannot list resource '
+                          '"namespaces" in API group "" at the cluster scope')
+        self.assertStatus(self.sim.get(CM, token="tok-bob"), 403, "Forbidden",
+                          'configmaps is forbidden: User "bob" cannot list resource '
+                          '"configmaps" in API group "" in the namespace "default"')
+        # anonymous requests are denied, discovery is open to authenticated users
+        self.assertStatus(self.sim.get(DEPLOYS % "default"), 403, "Forbidden",
+                          'deployments.apps is forbidden: User "system:anonymous" cannot list '
+                          'resource "deployments" in API group "apps" in the namespace '
+                          '"default"')
+        self.assertEqual(self.sim.get("/apis", token="tok-bob")[0], 200)
+        self.assertEqual(self.sim.get("/version")[0], 200)
+
+    def test_request_log_records_user(self):
+        self.sim.get("/apis", token="tok-bob")
+        c, r = self.sim.adm("GET", "/requests?since=0")
+        self.assertEqual(r["requests"][-1]["user"], "bob")
+
+    def test_token_rotation(self):
+        self.assertEqual(self.sim.get("/apis", token="tok-carol")[0], 401)
+        with open(self.tokens, "a") as f:
+            f.write("tok-carol,carol,1003,\n")
+        os.utime(self.tokens, (time.time() + 5, time.time() + 5))
+        self.assertEqual(self.sim.get("/apis", token="tok-carol")[0], 200)
+
+
+class AnonymousTest(SimTestCase):
+    def test_full_access_without_token_file(self):
+        self.assertEqual(self.sim.post(CM, configmap("anon"))[0], 201)
+        self.assertEqual(self.sim.get(CM + "/anon", token="whatever")[0], 200)
+
+
+class QuotaTest(SimTestCase):
+    def test_count_quota(self):
+        base = "/api/v1/namespaces"
+        self.sim.post(base, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "q"}})
+        q = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "caps"},
+             "spec": {"hard": {"count/configmaps": "2",
+                               "count/sandboxclaims.extensions.agents.x-k8s.io": "1"}}}
+        c, o = self.sim.post("/api/v1/namespaces/q/resourcequotas", q)
+        self.assertEqual(c, 201)
+        wait_for(lambda: (self.sim.get("/api/v1/namespaces/q/resourcequotas/caps")[1]
+                          .get("status") or {}).get("hard"), msg="quota status")
+        cm = "/api/v1/namespaces/q/configmaps"
+        self.assertEqual(self.sim.post(cm, configmap("c1"))[0], 201)
+        self.assertEqual(self.sim.post(cm, configmap("c2"))[0], 201)
+        body = self.assertStatus(
+            self.sim.post(cm, configmap("c3")), 403, "Forbidden",
+            'configmaps "c3" is forbidden: exceeded quota: caps, requested: '
+            'count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2')
+        self.assertEqual(body["details"], {"name": "c3", "kind": "configmaps"})
+        c, qq = self.sim.get("/api/v1/namespaces/q/resourcequotas/caps")
+        self.assertEqual(qq["status"]["used"]["count/configmaps"], "2")
+        claims = "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/q/sandboxclaims"
+        cl = {"apiVersion": "extensions.agents.x-k8s.io/v1beta1", "kind": "SandboxClaim",
+              "metadata": {"name": "k1"}, "spec": {"warmPoolRef": {"name": "p"}}}
+        self.assertEqual(self.sim.post(claims, cl)[0], 201)
+        cl["metadata"]["name"] = "k2"
+        self.assertStatus(
+            self.sim.post(claims, cl), 403, "Forbidden",
+            'sandboxclaims.extensions.agents.x-k8s.io "k2" is forbidden: exceeded quota: caps, '
+            'requested: count/sandboxclaims.extensions.agents.x-k8s.io=1, used: '
+            'count/sandboxclaims.extensions.agents.x-k8s.io=1, limited: '
+            'count/sandboxclaims.extensions.agents.x-k8s.io=1')
+        # a delete is replenished by the quota controller
+        self.sim.delete(cm + "/c1")
+        wait_for(lambda: self.sim.get("/api/v1/namespaces/q/resourcequotas/caps")[1]
+                 ["status"]["used"]["count/configmaps"] == "1", msg="replenish")
+        self.assertEqual(self.sim.post(cm, configmap("c3"))[0], 201)
+
+
+class GcTest(SimTestCase):
+    def owner_and_deps(self, name, n=2, block=True):
+        c, owner = self.sim.post(CM, configmap(name))
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": name,
+               "uid": owner["metadata"]["uid"], "controller": True,
+               "blockOwnerDeletion": block}
+        deps = []
+        for i in range(n):
+            c, d = self.sim.post(CM, configmap("%s-d%d" % (name, i), ownerReferences=[ref]))
+            self.assertEqual(c, 201)
+            deps.append(d["metadata"]["name"])
+        return owner, deps
+
+    def gone(self, name):
+        return self.sim.get(CM + "/" + name)[0] == 404
+
+    def test_background(self):
+        owner, deps = self.owner_and_deps("bg")
+        c, st = self.sim.delete(CM + "/bg")
+        self.assertEqual(st["status"], "Success")
+        for d in deps:
+            wait_for(lambda d=d: self.gone(d), msg="dependent %s collected" % d)
+
+    def test_foreground(self):
+        owner, deps = self.owner_and_deps("fg")
+        w = self.sim.watch(CM + "?watch=1&fieldSelector=metadata.name%3Dfg&resourceVersion="
+                           + owner["metadata"]["resourceVersion"])
+        c, o = self.sim.delete(CM + "/fg", {"kind": "DeleteOptions", "apiVersion": "v1",
+                                            "propagationPolicy": "Foreground"})
+        self.assertEqual(c, 200)
+        self.assertEqual(o["metadata"]["finalizers"], ["foregroundDeletion"])
+        self.assertIn("deletionTimestamp", o["metadata"])
+        e = w.next()
+        self.assertEqual(e["type"], "MODIFIED")
+        e = w.next()
+        self.assertEqual(e["type"], "DELETED")
+        for d in deps:
+            self.assertTrue(self.gone(d))
+        w.close()
+
+    def test_orphan(self):
+        owner, deps = self.owner_and_deps("or")
+        c, o = self.sim.delete(CM + "/or?propagationPolicy=Orphan")
+        self.assertEqual(o["metadata"]["finalizers"], ["orphan"])
+        wait_for(lambda: self.gone("or"), msg="owner gone")
+        for d in deps:
+            c, dep = self.sim.get(CM + "/" + d)
+            self.assertEqual(c, 200)
+            self.assertNotIn("ownerReferences", dep["metadata"])
+
+    def test_dangling_owner_collected(self):
+        c, d = self.sim.post(CM, configmap("dangle", ownerReferences=[{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": "ghost",
+            "uid": "00000000-0000-0000-0000-000000000000"}]))
+        self.assertEqual(c, 201)
+        wait_for(lambda: self.gone("dangle"), msg="dangling dependent collected")
+
+    def test_namespace_deletion(self):
+        self.sim.post("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                             "metadata": {"name": "gone"}})
+        self.sim.post("/api/v1/namespaces/gone/configmaps", configmap("x"))
+        c, ns = self.sim.delete("/api/v1/namespaces/gone")
+        self.assertEqual(c, 200)
+        self.assertEqual(ns["status"]["phase"], "Terminating")
+        wait_for(lambda: self.sim.get("/api/v1/namespaces/gone")[0] == 404, msg="ns gone")
+        self.assertEqual(self.sim.get("/api/v1/namespaces/gone/configmaps/x")[0], 404)
+        self.assertStatus(self.sim.delete("/api/v1/namespaces/default"), 403, "Forbidden",
+                          'namespaces "default" is forbidden: this namespace may not be '
+                          'deleted')

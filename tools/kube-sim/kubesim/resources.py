@@ -1,0 +1,414 @@
+"""Resource types served by kube-sim (built-in and CRD-defined)."""
+
+import copy
+
+from .util import invalid
+
+COLLECTION_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch",
+                    "update", "watch"]
+SUB_VERBS = ["get", "patch", "update"]
+
+
+class RType:
+    def __init__(self, group, version, plural, kind, namespaced=True, singular=None,
+                 short=None, categories=None, status=False, scale=None, builtin=True,
+                 generation=False, create_on_update=False, crd=None, schema=None,
+                 printer=None, extra_fields=None, verbs=None, storage=True,
+                 storage_key=None):
+        self.group = group
+        self.version = version
+        self.plural = plural
+        self.kind = kind
+        self.namespaced = namespaced
+        self.singular = singular or kind.lower()
+        self.short = short or []
+        self.categories = categories or []
+        self.status = status
+        self.scale = scale  # dict specReplicasPath/statusReplicasPath/labelSelectorPath
+        self.builtin = builtin
+        self.generation = generation
+        self.create_on_update = create_on_update
+        self.crd = crd  # CRD name when defined by a CRD
+        self.schema = schema
+        self.printer = printer or []
+        self.extra_fields = extra_fields or []
+        self.verbs = verbs or COLLECTION_VERBS
+        self.storage = storage
+        self.storage_key = storage_key
+
+    @property
+    def gv(self):
+        return self.group + "/" + self.version if self.group else self.version
+
+    @property
+    def key(self):
+        """Storage key: objects are shared by every version of a group/resource."""
+        return self.storage_key or (self.group, self.plural)
+
+    @property
+    def qualified(self):
+        return self.plural + "." + self.group if self.group else self.plural
+
+    @property
+    def list_kind(self):
+        return self.kind + "List"
+
+    def field_selectors(self):
+        return ["metadata.name", "metadata.namespace"] + self.extra_fields
+
+    def discovery(self):
+        out = [{"name": self.plural, "singularName": self.singular,
+                "namespaced": self.namespaced, "kind": self.kind, "verbs": self.verbs}]
+        if self.short:
+            out[0]["shortNames"] = self.short
+        if self.categories:
+            out[0]["categories"] = self.categories
+        if self.status:
+            out.append({"name": self.plural + "/status", "singularName": "",
+                        "namespaced": self.namespaced, "kind": self.kind,
+                        "verbs": SUB_VERBS})
+        if self.scale:
+            out.append({"name": self.plural + "/scale", "singularName": "",
+                        "namespaced": self.namespaced, "group": "autoscaling",
+                        "version": "v1", "kind": "Scale", "verbs": SUB_VERBS})
+        return out
+
+
+EVENT_FIELDS = ["involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                "involvedObject.uid", "involvedObject.apiVersion",
+                "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
+                "reportingComponent", "source", "type"]
+NEW_EVENT_FIELDS = ["regarding.kind", "regarding.namespace", "regarding.name",
+                    "regarding.uid", "regarding.apiVersion", "regarding.resourceVersion",
+                    "regarding.fieldPath", "reason", "reportingController", "type"]
+
+
+def builtin_types():
+    return [
+        RType("", "v1", "namespaces", "Namespace", namespaced=False, short=["ns"],
+              status=True, verbs=["create", "delete", "get", "list", "patch", "update",
+                                  "watch"], extra_fields=["status.phase"]),
+        RType("", "v1", "configmaps", "ConfigMap", short=["cm"]),
+        RType("", "v1", "secrets", "Secret", extra_fields=["type"]),
+        RType("", "v1", "events", "Event", short=["ev"], create_on_update=True,
+              extra_fields=EVENT_FIELDS),
+        RType("", "v1", "resourcequotas", "ResourceQuota", short=["quota"], status=True),
+        RType("apps", "v1", "deployments", "Deployment", short=["deploy"], status=True,
+              categories=["all"], generation=True,
+              scale={"specReplicasPath": ".spec.replicas",
+                     "statusReplicasPath": ".status.replicas"}),
+        RType("apps", "v1", "statefulsets", "StatefulSet", short=["sts"], status=True,
+              categories=["all"], generation=True,
+              scale={"specReplicasPath": ".spec.replicas",
+                     "statusReplicasPath": ".status.replicas"}),
+        RType("coordination.k8s.io", "v1", "leases", "Lease"),
+        RType("events.k8s.io", "v1", "events", "Event", short=["ev"],
+              create_on_update=True, extra_fields=NEW_EVENT_FIELDS, storage=False,
+              storage_key=("", "events")),
+        RType("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+              "CustomResourceDefinition", namespaced=False, short=["crd", "crds"],
+              categories=["api-extensions"], status=True, generation=True),
+    ]
+
+
+# ---------------------------------------------------------------- built-in defaults
+
+def _default_pod_template(tpl):
+    spec = tpl.setdefault("spec", {})
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("schedulerName", "default-scheduler")
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        if not isinstance(c, dict):
+            continue
+        c.setdefault("resources", {})
+        c.setdefault("terminationMessagePath", "/dev/termination-log")
+        c.setdefault("terminationMessagePolicy", "File")
+        img = c.get("image") or ""
+        tag_latest = (":" not in img.rsplit("/", 1)[-1]) or img.endswith(":latest")
+        c.setdefault("imagePullPolicy", "Always" if tag_latest and "@" not in img
+                     else "IfNotPresent")
+        for p in c.get("ports") or []:
+            if isinstance(p, dict):
+                p.setdefault("protocol", "TCP")
+    tpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+
+
+def default_builtin(rt, obj):
+    spec = obj.get("spec")
+    if rt.kind == "Deployment" and rt.group == "apps":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        st = spec.setdefault("strategy", {})
+        st.setdefault("type", "RollingUpdate")
+        if st["type"] == "RollingUpdate":
+            ru = st.setdefault("rollingUpdate", {})
+            ru.setdefault("maxUnavailable", "25%")
+            ru.setdefault("maxSurge", "25%")
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        if isinstance(spec.get("template"), dict):
+            _default_pod_template(spec["template"])
+    elif rt.kind == "StatefulSet":
+        spec = obj.setdefault("spec", {})
+        spec.setdefault("replicas", 1)
+        spec.setdefault("podManagementPolicy", "OrderedReady")
+        us = spec.setdefault("updateStrategy", {"type": "RollingUpdate"})
+        if us.get("type") == "RollingUpdate":
+            us.setdefault("rollingUpdate", {"partition": 0})
+        spec.setdefault("revisionHistoryLimit", 10)
+        spec.setdefault("persistentVolumeClaimRetentionPolicy",
+                        {"whenDeleted": "Retain", "whenScaled": "Retain"})
+        if isinstance(spec.get("template"), dict):
+            _default_pod_template(spec["template"])
+    elif rt.kind == "Secret":
+        obj.setdefault("type", "Opaque")
+    elif rt.kind == "Namespace":
+        obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+        obj.setdefault("status", {}).setdefault("phase", "Active")
+        obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = \
+            obj["metadata"]["name"]
+    elif rt.kind == "Event" and rt.group == "":
+        obj.setdefault("reportingComponent", "")
+        obj.setdefault("reportingInstance", "")
+    del spec
+
+
+def validate_builtin(rt, obj):
+    name = obj["metadata"].get("name") or ""
+    errs = []
+    if rt.kind in ("Deployment", "StatefulSet"):
+        spec = obj.get("spec") or {}
+        sel = spec.get("selector")
+        r = spec.get("replicas")
+        if not isinstance(r, int) or isinstance(r, bool):
+            errs.append(("spec.replicas", "FieldValueInvalid",
+                         "Invalid value: %s: must be an integer" % r))
+        elif r < 0:
+            errs.append(("spec.replicas", "FieldValueInvalid",
+                         "Invalid value: %d: must be greater than or equal to 0" % r))
+        if not isinstance(sel, dict) or not (sel.get("matchLabels") or
+                                             sel.get("matchExpressions")):
+            errs.append(("spec.selector", "FieldValueRequired", "Required value"))
+        tpl = spec.get("template") or {}
+        labels = (tpl.get("metadata") or {}).get("labels") or {}
+        if isinstance(sel, dict) and sel.get("matchLabels"):
+            ml = sel["matchLabels"]
+            if any(labels.get(k) != v for k, v in ml.items()):
+                errs.append(("spec.template.metadata.labels", "FieldValueInvalid",
+                             "Invalid value: map[string]string{%s}: `selector` does not "
+                             "match template `labels`" % ", ".join(
+                                 '"%s":"%s"' % (k, labels[k]) for k in sorted(labels))))
+        conts = (tpl.get("spec") or {}).get("containers")
+        if not conts:
+            errs.append(("spec.template.spec.containers", "FieldValueRequired",
+                         "Required value"))
+        else:
+            for i, c in enumerate(conts):
+                if not isinstance(c, dict) or not c.get("name"):
+                    errs.append(("spec.template.spec.containers[%d].name" % i,
+                                 "FieldValueRequired", "Required value"))
+                if not isinstance(c, dict) or not c.get("image"):
+                    errs.append(("spec.template.spec.containers[%d].image" % i,
+                                 "FieldValueRequired", "Required value"))
+    elif rt.kind == "Lease":
+        spec = obj.get("spec") or {}
+        lds = spec.get("leaseDurationSeconds")
+        if lds is not None and (not isinstance(lds, int) or lds <= 0):
+            errs.append(("spec.leaseDurationSeconds", "FieldValueInvalid",
+                         "Invalid value: %s: must be greater than 0" % lds))
+    elif rt.kind == "ConfigMap":
+        for k in list((obj.get("data") or {}).keys()):
+            if k in (obj.get("binaryData") or {}):
+                errs.append(("data[%s]" % k, "FieldValueDuplicate",
+                             'Duplicate value: "%s"' % k))
+    if errs:
+        raise invalid(rt.kind, rt.group, name, errs)
+
+
+# ---------------------------------------------------------------- CRD schemas
+
+def _type_ok(t, v):
+    if t == "object":
+        return isinstance(v, dict)
+    if t == "array":
+        return isinstance(v, list)
+    if t == "string":
+        return isinstance(v, str)
+    if t == "integer":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if t == "number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if t == "boolean":
+        return isinstance(v, bool)
+    return True
+
+
+def _go_type(v):
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int):
+        return "integer"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    if isinstance(v, dict):
+        return "object"
+    return "null"
+
+
+def _fmt_val(v):
+    if isinstance(v, str):
+        return '"%s"' % v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (dict, list)):
+        return '"%s"' % _go_type(v)
+    return str(v)
+
+
+def apply_schema(schema, val, path, errs, top=False):
+    """Default, prune and validate val in place against a structural schema.
+    Returns the (possibly replaced) value."""
+    if not isinstance(schema, dict):
+        return val
+    t = schema.get("type")
+    if val is None:
+        if schema.get("nullable"):
+            return val
+        return val
+    if t and not schema.get("x-kubernetes-int-or-string") and not _type_ok(t, val):
+        errs.append((path, "FieldValueTypeInvalid",
+                     "Invalid value: %s: %s in body must be of type %s: %s"
+                     % (_fmt_val(val), path, t, '"%s"' % _go_type(val))))
+        return val
+    if isinstance(val, dict):
+        props = schema.get("properties")
+        addl = schema.get("additionalProperties")
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields")
+        if props is not None:
+            for k, ps in props.items():
+                if k not in val and isinstance(ps, dict) and "default" in ps:
+                    val[k] = copy.deepcopy(ps["default"])
+            for k in list(val.keys()):
+                sub = path + "." + k if path else k
+                if k in props:
+                    val[k] = apply_schema(props[k], val[k], sub, errs)
+                elif top and k in ("apiVersion", "kind", "metadata"):
+                    continue
+                elif isinstance(addl, dict):
+                    val[k] = apply_schema(addl, val[k], sub, errs)
+                elif not preserve and addl is not True:
+                    del val[k]
+        elif isinstance(addl, dict):
+            for k in list(val.keys()):
+                val[k] = apply_schema(addl, val[k], path + "." + k if path else k, errs)
+        for req in schema.get("required") or []:
+            if req not in val:
+                errs.append(((path + "." + req) if path else req, "FieldValueRequired",
+                             "Required value"))
+        mp = schema.get("minProperties")
+        if mp is not None and len(val) < mp:
+            errs.append((path, "FieldValueInvalid",
+                         "Invalid value: %d: %s in body should have at least %d "
+                         "properties" % (len(val), path, mp)))
+    elif isinstance(val, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i in range(len(val)):
+                val[i] = apply_schema(items, val[i], "%s[%d]" % (path, i), errs)
+        mi = schema.get("maxItems")
+        if mi is not None and len(val) > mi:
+            errs.append((path, "TooMany", "Too many: %d: must have at most %d items"
+                         % (len(val), mi)))
+    else:
+        enum = schema.get("enum")
+        if enum is not None and val not in enum:
+            errs.append((path, "FieldValueNotSupported",
+                         "Unsupported value: %s: supported values: %s"
+                         % (_fmt_val(val), ", ".join(_fmt_val(e) for e in enum))))
+        if isinstance(val, (int, float)) and not isinstance(val, bool):
+            mn = schema.get("minimum")
+            if mn is not None and val < mn:
+                errs.append((path, "FieldValueInvalid",
+                             "Invalid value: %s: %s in body should be greater than or "
+                             "equal to %s" % (val, path, mn)))
+            mx = schema.get("maximum")
+            if mx is not None and val > mx:
+                errs.append((path, "FieldValueInvalid",
+                             "Invalid value: %s: %s in body should be less than or "
+                             "equal to %s" % (val, path, mx)))
+        if isinstance(val, str):
+            ml = schema.get("maxLength")
+            if ml is not None and len(val) > ml:
+                errs.append((path, "TooLong", "Too long: may not be more than %d bytes"
+                             % ml))
+            if schema.get("format") == "date-time":
+                from .util import parse_ts
+                if parse_ts(val) is None:
+                    errs.append((path, "FieldValueInvalid",
+                                 'Invalid value: "%s": %s in body must be of type '
+                                 'date-time: "%s"' % (val, path, val)))
+    return val
+
+
+def crd_types(crd):
+    """RTypes served by a CRD object (one per served version)."""
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    out = []
+    for v in spec.get("versions") or []:
+        if not v.get("served", True):
+            continue
+        sub = v.get("subresources") or {}
+        sc = sub.get("scale")
+        schema = (v.get("schema") or {}).get("openAPIV3Schema")
+        out.append(RType(spec.get("group", ""), v.get("name"), names.get("plural"),
+                         names.get("kind"), namespaced=spec.get("scope") != "Cluster",
+                         singular=names.get("singular") or names.get("kind", "").lower(),
+                         short=names.get("shortNames") or [],
+                         categories=names.get("categories") or [],
+                         status="status" in sub, scale=sc, builtin=False,
+                         generation=True, crd=crd["metadata"]["name"], schema=schema,
+                         printer=v.get("additionalPrinterColumns") or [],
+                         extra_fields=[f.get("jsonPath", "").lstrip(".")
+                                       for f in v.get("selectableFields") or []],
+                         storage=v.get("storage", False)))
+    return out
+
+
+# ---------------------------------------------------------------- Event conversion
+# core/v1 Event <-> events.k8s.io/v1 Event share one storage (core form).
+_EV_MAP = [("involvedObject", "regarding"), ("message", "note"),
+           ("reportingComponent", "reportingController"),
+           ("reportingInstance", "reportingInstance"), ("source", "deprecatedSource"),
+           ("firstTimestamp", "deprecatedFirstTimestamp"),
+           ("lastTimestamp", "deprecatedLastTimestamp"), ("count", "deprecatedCount"),
+           ("eventTime", "eventTime"), ("action", "action"), ("reason", "reason"),
+           ("related", "related"), ("type", "type"), ("series", "series")]
+
+
+def event_core_to_new(o):
+    out = {"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": o["metadata"]}
+    for c, n in _EV_MAP:
+        if o.get(c) not in (None, "", 0, {}):
+            out[n] = o[c]
+    out.setdefault("eventTime", None)
+    return out
+
+
+def event_new_to_core(o):
+    out = {"apiVersion": "v1", "kind": "Event", "metadata": o.get("metadata") or {}}
+    for c, n in _EV_MAP:
+        if o.get(n) is not None:
+            out[c] = o[n]
+    if "involvedObject" not in out:
+        out["involvedObject"] = {}
+    return out
