@@ -684,14 +684,16 @@ static void	 redis_list_handshake_cb(redisAsyncContext *, void *, void *);
 
 /*
  * CONFIG GET notify-keyspace-events answered.  We need K (keyspace
- * channel) and l (list commands) or A (all classes); add what is missing to
- * the server's flags rather than replacing them.
+ * channel), l (list commands: pushes and pops) and g (generic: DEL, EXPIRE,
+ * RENAME, so that a deleted queue wakes the pool too), or A for all classes;
+ * add what is missing to the server's flags rather than replacing them.
  */
 static void
 redis_list_config_got(struct redis_list_conn *c, const redisReply *r)
 {
 	const char	*flags;
 	char		 want[64];
+	int		 all;
 
 	if (r->type == REDIS_REPLY_ERROR) {
 		redis_list_push_refused(c, "CONFIG GET", r->str);
@@ -703,15 +705,16 @@ redis_list_config_got(struct redis_list_conn *c, const redisReply *r)
 		return;
 	}
 	flags = r->element[1]->str;
-	if (strchr(flags, 'K') != NULL && (strchr(flags, 'l') != NULL ||
-	    strchr(flags, 'A') != NULL)) {
+	all = strchr(flags, 'A') != NULL;
+	if (strchr(flags, 'K') != NULL && (all || (strchr(flags, 'l') !=
+	    NULL && strchr(flags, 'g') != NULL))) {
 		redis_list_push_live(c);
 		return;
 	}
-	snprintf(want, sizeof want, "%.32s%s%s", flags,
+	snprintf(want, sizeof want, "%.32s%s%s%s", flags,
 	    strchr(flags, 'K') != NULL ? "" : "K",
-	    strchr(flags, 'l') != NULL || strchr(flags, 'A') != NULL ? "" :
-	    "l");
+	    all || strchr(flags, 'l') != NULL ? "" : "l",
+	    all || strchr(flags, 'g') != NULL ? "" : "g");
 	if (redis_list_conn_command(c, redis_list_handshake_cb,
 	    (void *)(intptr_t)REDIS_LIST_TAG_CONFIG_SET,
 	    "CONFIG SET notify-keyspace-events %s", want) != 0)

@@ -625,7 +625,7 @@ START_TEST(test_push_wakeup)
 
 	flags = server_str(&r, "CONFIG GET %s", "notify-keyspace-events");
 	ck_assert(flags != NULL && strchr(flags, 'K') != NULL &&
-	    strchr(flags, 'l') != NULL);
+	    strchr(flags, 'l') != NULL && strchr(flags, 'g') != NULL);
 	free(flags);
 	/* a and b share one SUBSCRIBE on one subscriber connection. */
 	n = server_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
@@ -639,6 +639,10 @@ START_TEST(test_push_wakeup)
 	ck_assert_int_eq(wc.nwake, 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "RPOP %s", "tasks"), 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "RPUSH %s job", "other"), 1);
+	ck_assert(run_until(loop, pred_woken, &wc, DEADLINE));
+	/* Deleting a queue (a drain by DEL) wakes its pool too. */
+	wc.nwake = 0;
+	ck_assert_int_eq(tu_redis_cmd(&r, "DEL %s", "other"), 1);
 	ck_assert(run_until(loop, pred_woken, &wc, DEADLINE));
 
 	/* Still subscribed for b when a goes; nothing left after b. */

@@ -96,7 +96,7 @@ def main():
             time.sleep(0.05)
 
         mt = daemon.metrics()
-        lab = '{direction="%s",namespace="default",pool="research-agents"}'
+        lab = '{namespace="default",pool="research-agents",direction="%s"}'
         ups = mt.get("agentscaler_pool_scale_events_total" + lab % "up", 0)
         downs = mt.get("agentscaler_pool_scale_events_total" + lab % "down", 0)
         patches = [r for r in kube.requests() if r["method"] == "PATCH"]
@@ -113,6 +113,7 @@ def main():
     finally:
         if daemon is not None:
             rc = daemon.stop()
+            daemon.cleanup()
             if rc != 0:
                 print("agentscaler exited %s" % rc)
         kube.stop()

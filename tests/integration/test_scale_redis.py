@@ -5,7 +5,7 @@ PID.  Waits are bounded polls; nothing asserts on speed.
 """
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,7 +20,7 @@ FAST = dict(pollIntervalMs=100, cooldownSeconds=1, scaleDownStabilizationSeconds
 
 
 def m(daemon, name, **labels):
-    lab = ",".join('%s="%s"' % kv for kv in sorted(labels.items(), key=lambda kv: kv[0]))
+    lab = ",".join('%s="%s"' % kv for kv in labels.items())
     key = "%s{%s}" % (name, lab) if labels else name
     return daemon.metrics().get(key)
 
@@ -30,17 +30,18 @@ class World(unittest.TestCase):
 
     def setUp(self):
         self.redis = world.Redis()
+        self.addCleanup(self.redis.stop)
         self.kube = world.KubeSim("--replica-delay-ms", "50", *self.kube_args)
+        self.addCleanup(self.kube.stop)
         self.daemon = None
 
     def tearDown(self):
         if self.daemon is not None:
             rc = self.daemon.stop()
-            if rc != 0:
-                print(self.daemon_logs, file=sys.stderr)
+            if rc != 0 or os.environ.get("AGENTSCALER_TEST_LOGS"):
+                print(self.daemon_logs[-20000:], file=sys.stderr)
+            self.daemon.cleanup()
             self.assertEqual(rc, 0, "daemon exit code (valgrind or ASan reports fail it)")
-        self.kube.stop()
-        self.redis.stop()
 
     @property
     def daemon_logs(self):
@@ -80,7 +81,7 @@ class ScaleTest(World):
                  10, what="backlog metric")
         self.assertEqual(m(self.daemon, "agentscaler_pool_desired_replicas", namespace="default", pool="a"), 7)
         self.assertGreaterEqual(m(self.daemon, "agentscaler_pool_scale_events_total",
-                                  direction="up", namespace="default", pool="a"), 1)
+                                  namespace="default", pool="a", direction="up"), 1)
 
         drained = time.monotonic()
         self.redis.cmd("DEL", "tasks-a", "tasks-b")
@@ -213,9 +214,12 @@ class FaultTest(World):
 class AuthTest(World):
     def setUp(self):
         self.redis = world.Redis(["--requirepass", "s3cret-pw"])
+        self.addCleanup(self.redis.stop)
         self.kube = world.KubeSim("--replica-delay-ms", "50")
+        self.addCleanup(self.kube.stop)
         self.daemon = None
         self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp, True)
         self.pwfile = os.path.join(self.tmp, "pw")
         with open(self.pwfile, "w") as f:
             f.write("wrong-pw-value\n")

@@ -87,6 +87,7 @@ def run_mode(binary, mode, trials, npools):
     finally:
         if daemon is not None:
             daemon.stop()
+            daemon.cleanup()
         kube.stop()
         redis.stop()
 

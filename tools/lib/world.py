@@ -69,6 +69,8 @@ class Redis:
     def _ping(self):
         try:
             return self.cmd("PING") == "PONG"
+        except RuntimeError as e:
+            return str(e).startswith("NOAUTH")   # up, with requirepass
         except OSError:
             return False
 
@@ -134,6 +136,8 @@ def http(method, url, body=None, ctype="application/json", timeout=10):
             code, raw = r.status, r.read()
     except urllib.error.HTTPError as e:
         code, raw = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)
     try:
         return code, json.loads(raw)
     except ValueError:
@@ -238,15 +242,18 @@ class Daemon:
         return http("GET", "http://127.0.0.1:%d%s" % (self.metrics_port, path))
 
     def logs(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
     def stop(self):
         rc = stop_pid(self.proc, timeout=60 if self.slow else 15)
         self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
         return rc
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def pool(name, redis_url, queue, target, **scaling):
