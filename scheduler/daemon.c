@@ -19,6 +19,7 @@
  * on every tick, and counted in /metrics.
  */
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,10 +462,6 @@ daemon_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* /metrics: Prometheus text exposition format 0.0.4. */
 
-struct metrics_ctx {
-	struct as_buf	*b;
-};
-
 static void
 metrics_kube_stat(const char *verb, long code, uint64_t count, void *arg)
 {
@@ -476,50 +473,85 @@ metrics_kube_stat(const char *verb, long code, uint64_t count, void *arg)
 	    (unsigned long long)count);
 }
 
+/* One series of a pool: name{namespace,pool[,extra]} value. */
 static void
-metrics_pool_labels(struct as_buf *b, const struct pool *p)
+metrics_series(struct as_buf *b, const char *name, const struct pool *p,
+    const char *extra, double v)
 {
-	as_buf_printf(b, "{namespace=\"");
+	as_buf_printf(b, "%s{namespace=\"", name);
 	as_buf_label(b, p->cfg->ns);
 	as_buf_printf(b, "\",pool=\"");
 	as_buf_label(b, p->cfg->name);
-	as_buf_printf(b, "\"}");
+	as_buf_printf(b, "\"%s%s} %.17g\n", extra != NULL ? "," : "",
+	    extra != NULL ? extra : "", v);
 }
 
-static void
-metrics_gauge(struct as_buf *b, struct daemon *d, const char *name,
-    const char *type, const char *help, double (*get)(const struct pool *))
-{
-	size_t	 i;
+/* The per-pool families, read straight from struct pool. */
+#define POOL_D(m) offsetof(struct pool, m), 'd'
+#define POOL_L(m) offsetof(struct pool, m), 'l'
+#define POOL_U(m) offsetof(struct pool, m), 'u'
+#define POOL_I(m) offsetof(struct pool, m), 'i'
+static const struct {
+	const char	*name;
+	const char	*type;
+	const char	*extra;		/* a fixed extra label, or NULL */
+	size_t		 off;
+	char		 kind;		/* d double, l long, u uint64, i int */
+	const char	*help;
+} metrics_pool_rows[] = {
+	{ "agentscaler_pool_backlog", "gauge", NULL, POOL_D(ready),
+	    "Tasks waiting in the source at the last read." },
+	{ "agentscaler_pool_in_flight", "gauge", NULL, POOL_D(in_flight),
+	    "Tasks taken but not finished at the last read." },
+	{ "agentscaler_pool_desired_replicas", "gauge", NULL,
+	    POOL_L(as.desired), "Replicas the last decision asked for." },
+	{ "agentscaler_pool_replicas", "gauge", NULL, POOL_L(spec_replicas),
+	    "spec.replicas of the target as last read or written." },
+	{ "agentscaler_pool_status_replicas", "gauge", NULL,
+	    POOL_L(status_replicas),
+	    "status.replicas of the target as last read." },
+	{ "agentscaler_pool_scale_events_total", "counter",
+	    "direction=\"up\"", POOL_U(scale_up),
+	    "Successful scale writes by direction." },
+	{ "agentscaler_pool_scale_events_total", NULL, "direction=\"down\"",
+	    POOL_U(scale_down), NULL },
+	{ "agentscaler_source_errors_total", "counter", NULL,
+	    POOL_U(source_errors), "Failed reads of the pool's source." },
+	{ "agentscaler_source_up", "gauge", NULL, POOL_I(source_ok),
+	    "1 when the last read of the source succeeded." },
+	{ "agentscaler_source_push", "gauge", NULL, POOL_I(pushing),
+	    "1 while push wake-ups are live, 0 when polling only." },
+	{ "agentscaler_source_polls_total", "counter", NULL, POOL_U(polls),
+	    "Completed reads of the source." },
+	{ "agentscaler_source_wakeups_total", "counter", NULL,
+	    POOL_U(wakeups), "Push wake-ups received." },
+	{ "agentscaler_pool_kube_errors_total", "counter", NULL,
+	    POOL_U(kube_errors), "Failed reads or writes of the pool's target." },
+};
 
-	as_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-	    type);
-	for (i = 0; i < d->npools; i++) {
-		as_buf_printf(b, "%s", name);
-		metrics_pool_labels(b, d->pools[i]);
-		as_buf_printf(b, " %.17g\n", get(d->pools[i]));
+static double
+metrics_pool_value(const struct pool *p, size_t off, char kind)
+{
+	const char	*f = (const char *)p + off;
+
+	switch (kind) {
+	case 'd':
+		return (*(const double *)f);
+	case 'l':
+		return ((double)*(const long *)f);
+	case 'u':
+		return ((double)*(const uint64_t *)f);
+	default:
+		return ((double)*(const int *)f);
 	}
 }
-
-static double m_backlog(const struct pool *p) { return (p->ready); }
-static double m_in_flight(const struct pool *p) { return (p->in_flight); }
-static double m_desired(const struct pool *p) { return (p->as.desired); }
-static double m_spec(const struct pool *p) { return (p->spec_replicas); }
-static double m_status(const struct pool *p) { return (p->status_replicas); }
-static double m_up(const struct pool *p) { return ((double)p->scale_up); }
-static double m_down(const struct pool *p) { return ((double)p->scale_down); }
-static double m_src_err(const struct pool *p) { return ((double)p->source_errors); }
-static double m_kube_err(const struct pool *p) { return ((double)p->kube_errors); }
-static double m_source_ok(const struct pool *p) { return (p->source_ok); }
-static double m_push(const struct pool *p) { return (p->pushing); }
-static double m_polls(const struct pool *p) { return ((double)p->polls); }
-static double m_wakeups(const struct pool *p) { return ((double)p->wakeups); }
 
 static void
 daemon_metrics(void *arg, struct http_reply *r)
 {
 	struct daemon	*d = arg;
 	struct as_buf	 b = { NULL, 0, 0 };
+	size_t		 i, j;
 
 	as_buf_printf(&b, "# HELP agentscaler_build_info Build of the running "
 	    "daemon.\n# TYPE agentscaler_build_info gauge\n"
@@ -535,49 +567,21 @@ daemon_metrics(void *arg, struct http_reply *r)
 	    "agentscaler_config_reloads_total{result=\"refused\"} %llu\n",
 	    (unsigned long long)d->reloads_ok,
 	    (unsigned long long)d->reloads_failed);
-	metrics_gauge(&b, d, "agentscaler_pool_backlog", "gauge",
-	    "Tasks waiting in the source at the last read.", m_backlog);
-	metrics_gauge(&b, d, "agentscaler_pool_in_flight", "gauge",
-	    "Tasks taken but not finished at the last read.", m_in_flight);
-	metrics_gauge(&b, d, "agentscaler_pool_desired_replicas", "gauge",
-	    "Replicas the last decision asked for.", m_desired);
-	metrics_gauge(&b, d, "agentscaler_pool_replicas", "gauge",
-	    "spec.replicas of the target as last read or written.", m_spec);
-	metrics_gauge(&b, d, "agentscaler_pool_status_replicas", "gauge",
-	    "status.replicas of the target as last read.", m_status);
-	as_buf_printf(&b, "# HELP agentscaler_pool_scale_events_total "
-	    "Successful scale writes by direction.\n"
-	    "# TYPE agentscaler_pool_scale_events_total counter\n");
-	for (size_t i = 0; i < d->npools; i++) {
-		const struct pool *p = d->pools[i];
+	for (i = 0; i < AS_ARRAY_SIZE(metrics_pool_rows); i++) {
+		const char *name = metrics_pool_rows[i].name;
 
-		as_buf_printf(&b, "agentscaler_pool_scale_events_total"
-		    "{namespace=\"");
-		as_buf_label(&b, p->cfg->ns);
-		as_buf_printf(&b, "\",pool=\"");
-		as_buf_label(&b, p->cfg->name);
-		as_buf_printf(&b, "\",direction=\"up\"} %llu\n",
-		    (unsigned long long)m_up(p));
-		as_buf_printf(&b, "agentscaler_pool_scale_events_total"
-		    "{namespace=\"");
-		as_buf_label(&b, p->cfg->ns);
-		as_buf_printf(&b, "\",pool=\"");
-		as_buf_label(&b, p->cfg->name);
-		as_buf_printf(&b, "\",direction=\"down\"} %llu\n",
-		    (unsigned long long)m_down(p));
+		/* Rows of one family are adjacent; only the first has help. */
+		if (metrics_pool_rows[i].help != NULL)
+			as_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", name,
+			    metrics_pool_rows[i].help, name,
+			    metrics_pool_rows[i].type);
+		for (j = 0; j < d->npools; j++)
+			metrics_series(&b, name, d->pools[j],
+			    metrics_pool_rows[i].extra,
+			    metrics_pool_value(d->pools[j],
+			    metrics_pool_rows[i].off,
+			    metrics_pool_rows[i].kind));
 	}
-	metrics_gauge(&b, d, "agentscaler_source_errors_total", "counter",
-	    "Failed reads of the pool's source.", m_src_err);
-	metrics_gauge(&b, d, "agentscaler_source_up", "gauge",
-	    "1 when the last read of the source succeeded.", m_source_ok);
-	metrics_gauge(&b, d, "agentscaler_source_push", "gauge",
-	    "1 while push wake-ups are live, 0 when polling only.", m_push);
-	metrics_gauge(&b, d, "agentscaler_source_polls_total", "counter",
-	    "Completed reads of the source.", m_polls);
-	metrics_gauge(&b, d, "agentscaler_source_wakeups_total", "counter",
-	    "Push wake-ups received.", m_wakeups);
-	metrics_gauge(&b, d, "agentscaler_pool_kube_errors_total", "counter",
-	    "Failed reads or writes of the pool's target.", m_kube_err);
 	as_buf_printf(&b, "# HELP agentscaler_kube_requests_total Kubernetes "
 	    "API requests by verb and HTTP code (0: no response).\n"
 	    "# TYPE agentscaler_kube_requests_total counter\n");

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "agentscaler/autoscale.h"
+#include "util/testutil.h"
 
 struct step {
 	double	 now;
@@ -184,11 +185,5 @@ autoscale_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(autoscale_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+	return (tu_run_suite(autoscale_suite()));
 }

@@ -10,6 +10,7 @@
 
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
+#include "util/testutil.h"
 
 #define POOL(spec) "{\"pools\":[{\"metadata\":{\"name\":\"p1\"},\"spec\":" \
 	spec "}]}"
@@ -232,11 +233,5 @@ config_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(config_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+	return (tu_run_suite(config_suite()));
 }

@@ -1065,14 +1065,8 @@ redis_list_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(redis_list_suite());
-	int	 failed;
-
 	/* hiredis 0.14.1 writes with write(2): a reset peer raises SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
 	atexit(stop_all);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+	return (tu_run_suite(redis_list_suite()));
 }

@@ -12,6 +12,7 @@
 #include "agentscaler/common.h"
 #include "agentscaler/scaler.h"
 #include "agentscaler/scaler_fake.h"
+#include "util/testutil.h"
 
 struct rec {
 	int			 ndone;
@@ -240,11 +241,5 @@ scalers_suite(void)
 int
 main(void)
 {
-	SRunner	*sr = srunner_create(scalers_suite());
-	int	 failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+	return (tu_run_suite(scalers_suite()));
 }

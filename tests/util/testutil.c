@@ -281,3 +281,15 @@ tu_http(const char *method, const char *url, const char *ctype,
 		free(b.p);
 	return (code);
 }
+
+int
+tu_run_suite(Suite *s)
+{
+	SRunner	*sr = srunner_create(s);
+	int	 failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}

@@ -11,6 +11,8 @@
 
 #include <sys/types.h>
 
+#include <check.h>
+
 struct tu_redis {
 	pid_t	 pid;
 	int	 port;
@@ -46,5 +48,8 @@ void	 tu_kubesim_stop(struct tu_kubesim *);
  */
 long	 tu_http(const char *method, const char *url, const char *ctype,
 	    const char *body, char **bodyp);
+
+/* Runs a suite with the default runner; returns the process exit code. */
+int	 tu_run_suite(Suite *);
 
 #endif
