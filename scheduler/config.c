@@ -77,6 +77,14 @@ static const struct field secret_ref_fields[] = {
 	END_FIELDS
 };
 
+static const struct field tls_fields[] = {
+	{ "caFile", F_STRING, PO(source.tls_ca_file), 0, 0, 0, 0, NULL, NULL,
+	    NULL, "CA bundle for amqps:// and https:// (default: system CAs)" },
+	{ "insecureSkipVerify", F_BOOL, PO(source.tls_insecure), 0, 0, 1, 0,
+	    NULL, NULL, NULL, "do not verify the broker's certificate (tests)" },
+	END_FIELDS
+};
+
 static const struct field source_fields[] = {
 	{ "type", F_STRING, PO(source.type), 1, 0, 0, 0, NULL, source_values,
 	    NULL, "redis-list | redis-stream | rabbitmq" },
@@ -88,6 +96,10 @@ static const struct field source_fields[] = {
 	    NULL, NULL, NULL, "file holding the password (outside Kubernetes)" },
 	{ "passwordEnv", F_STRING, PO(source.password_env), 0, 0, 0, 0, NULL,
 	    NULL, NULL, "environment variable holding the password" },
+	{ "username", F_STRING, PO(source.username), 0, 0, 0, 0, NULL, NULL,
+	    NULL, "rabbitmq user (the password comes from the secret)" },
+	{ "tls", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, tls_fields,
+	    "TLS options of the broker connection" },
 	{ "queue", F_STRING, PO(source.queue), 1, 0, 0, 0, NULL, NULL, NULL,
 	    "list, stream or queue name" },
 	{ "processingList", F_STRING, PO(source.processing_list), 0, 0, 0, 0,
@@ -613,6 +625,9 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		src.processing = p->source.processing_list;
 		src.consumer_group = p->source.consumer_group;
 		src.count_in_flight = p->source.count_in_flight;
+		src.username = p->source.username;
+		src.ca_file = p->source.tls_ca_file;
+		src.insecure_skip_verify = p->source.tls_insecure;
 		if (st->validate(&src, e, sizeof e) != 0) {
 			snprintf(err, errlen, "%s.spec.source: %s", path, e);
 			return (-AS_EINVAL);
@@ -762,6 +777,8 @@ config_free_pool(struct pool_config *p)
 	free(p->source.secret_key);
 	free(p->source.password_file);
 	free(p->source.password_env);
+	free(p->source.username);
+	free(p->source.tls_ca_file);
 	free(p->target_kind);
 	free(p->target_name);
 	free(p->warm_pool);

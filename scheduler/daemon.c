@@ -308,6 +308,9 @@ pool_source_of(const struct pool_config *c, struct scaler_source *src)
 	src->password_file = c->source.password_file;
 	src->password_env = c->source.password_env;
 	src->count_in_flight = c->source.count_in_flight;
+	src->username = c->source.username;
+	src->ca_file = c->source.tls_ca_file;
+	src->insecure_skip_verify = c->source.tls_insecure;
 }
 
 static struct pool *
@@ -369,7 +372,9 @@ pool_same_source(const struct pool_config *a, const struct pool_config *b)
 	return (SAME(source.type) && SAME(source.address) &&
 	    SAME(source.queue) && SAME(source.processing_list) &&
 	    SAME(source.consumer_group) && SAME(source.password_file) &&
-	    SAME(source.password_env) &&
+	    SAME(source.password_env) && SAME(source.username) &&
+	    SAME(source.tls_ca_file) &&
+	    a->source.tls_insecure == b->source.tls_insecure &&
 	    a->source.count_in_flight == b->source.count_in_flight);
 #undef SAME
 }

@@ -30,6 +30,9 @@ struct pool_source_config {
 	char	*secret_key;
 	char	*password_file;		/* resolved from authSecretRef */
 	char	*password_env;
+	char	*username;
+	char	*tls_ca_file;
+	int	 tls_insecure;
 	int	 count_in_flight;
 };
 

@@ -28,6 +28,9 @@ struct scaler_source {
 	const char	*consumer_group;
 	const char	*password_file;	/* secret from a file, re-read on connect */
 	const char	*password_env;	/* or from an environment variable */
+	const char	*username;	/* rabbitmq user; NULL: guest */
+	const char	*ca_file;	/* TLS: CA bundle; NULL: system CAs */
+	int		 insecure_skip_verify;	/* TLS: do not verify (tests) */
 	int		 count_in_flight;
 	double		 connect_timeout;	/* seconds */
 	double		 command_timeout;	/* seconds */
