@@ -27,10 +27,13 @@ ASAN_CFLAGS = $(CFLAGS_BASE) -O1 -DAS_TESTING -fno-omit-frame-pointer \
 	      -fsanitize=address,undefined -fno-sanitize-recover=all
 VG_CFLAGS   = $(CFLAGS_BASE) -O1 -DAS_TESTING
 
+SHELL	 = /bin/bash
+.SECONDEXPANSION:
+
 objs = $(patsubst %.c,$(1)/%.o,$(2))
 
 .PHONY: all deps test unit integration valgrind demo bench format \
-	format-check lint clean fuzz
+	format-check lint clean fuzz fuzz-smoke
 all: $(REL)/agentscaler
 
 define build_rules
@@ -57,7 +60,7 @@ deps:
 # The ASan+UBSan gate: unit suites, then the integration suites with the
 # sanitized daemon.
 test: deps
-	$(MAKE) unit integration
+	$(MAKE) unit fuzz-smoke integration
 
 unit: $(ASAN_TESTS)
 	@set -e; for t in $(ASAN_TESTS); do \
@@ -87,6 +90,32 @@ demo: deps $(REL)/agentscaler
 
 bench: deps $(REL)/agentscaler
 	python3 tools/bench/bench.py --bin $(REL)/agentscaler
+
+# libFuzzer targets for the pure parsers (clang).  `make fuzz` runs each for
+# FUZZ_SECONDS; `make fuzz-smoke` (part of `make test`) runs a fixed number
+# of inputs, so it is bounded by count, not by the clock.
+FUZZ	 = build/fuzz
+FUZZ_SRCS = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS = $(patsubst tests/fuzz/%.c,$(FUZZ)/%,$(FUZZ_SRCS))
+FUZZ_CFLAGS = $(filter-out -Wformat=2,$(CFLAGS_BASE)) -O1 -fsanitize=fuzzer,address,undefined
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 20000
+
+$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $$(wildcard include/agentscaler/*.h)
+	@mkdir -p $(FUZZ)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
+
+fuzz: deps $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; \
+	    mkdir -p build/fuzz-corpus/$$n; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	    build/fuzz-corpus/$$n tests/fuzz/corpus/$$n; done
+
+fuzz-smoke: $(FUZZ_BINS)
+	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; \
+	    echo "== $$f ($(FUZZ_RUNS) inputs)"; \
+	    $$f -runs=$(FUZZ_RUNS) -seed=1 -max_len=4096 \
+	    tests/fuzz/corpus/$$n 2>&1 | tail -1; done
 
 format:
 	clang-format -i $(SRCS) $(TEST_SRCS) $(TEST_UTIL) include/agentscaler/*.h

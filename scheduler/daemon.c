@@ -47,7 +47,6 @@ struct pool {
 	ev_timer		 poll_timer;
 	int			 polling;	/* a poll is in flight */
 	int			 wake_pending;	/* woken while polling */
-	int			 pushing;	/* last known push state */
 
 	/* Latest reading of the source. */
 	int			 source_ok;
@@ -171,18 +170,18 @@ pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct pool	*p = w->data;
 
 	(void)revents;
-	if (p->scaler != NULL && p->scaler->type->pushing != NULL) {
-		int push = p->scaler->type->pushing(p->scaler);
-
-		if (push != p->pushing)
-			log_info("pool", "%s: %s", p->id, push ?
-			    "push wake-ups live" : "push wake-ups lost, "
-			    "polling");
-		p->pushing = push;
-	}
 	pool_poll(p);
 	w->repeat = pool_interval(p);
 	ev_timer_again(loop, w);
+}
+
+/* 1 while the source's push wake-ups are live; read live, never cached. */
+static int
+pool_pushing(const struct pool *p)
+{
+	if (p->scaler == NULL || p->scaler->type->pushing == NULL)
+		return (0);
+	return (p->scaler->type->pushing(p->scaler));
 }
 
 static void
@@ -501,7 +500,8 @@ static const struct {
 	const char	*type;
 	const char	*extra;		/* a fixed extra label, or NULL */
 	size_t		 off;
-	char		 kind;		/* d double, l long, u uint64, i int */
+	char		 kind;		/* d double, l long, u uint64, i int,
+					   p push state (computed) */
 	const char	*help;
 } metrics_pool_rows[] = {
 	{ "agentscaler_pool_backlog", "gauge", NULL, POOL_D(ready),
@@ -524,7 +524,7 @@ static const struct {
 	    POOL_U(source_errors), "Failed reads of the pool's source." },
 	{ "agentscaler_source_up", "gauge", NULL, POOL_I(source_ok),
 	    "1 when the last read of the source succeeded." },
-	{ "agentscaler_source_push", "gauge", NULL, POOL_I(pushing),
+	{ "agentscaler_source_push", "gauge", NULL, 0, 'p',
 	    "1 while push wake-ups are live, 0 when polling only." },
 	{ "agentscaler_source_polls_total", "counter", NULL, POOL_U(polls),
 	    "Completed reads of the source." },
@@ -546,6 +546,8 @@ metrics_pool_value(const struct pool *p, size_t off, char kind)
 		return ((double)*(const long *)f);
 	case 'u':
 		return ((double)*(const uint64_t *)f);
+	case 'p':
+		return (pool_pushing(p));
 	default:
 		return ((double)*(const int *)f);
 	}
@@ -656,7 +658,7 @@ daemon_status(void *arg, struct http_reply *r)
 		cJSON_AddStringToObject(o, "lastReason",
 		    autoscale_reason_name(p->last.reason));
 		cJSON_AddBoolToObject(o, "sourceOk", p->source_ok);
-		cJSON_AddBoolToObject(o, "push", p->pushing);
+		cJSON_AddBoolToObject(o, "push", pool_pushing(p));
 		cJSON_AddStringToObject(o, "sourceError", p->source_err);
 		cJSON_AddStringToObject(o, "kubeError", p->k8s_err);
 		cJSON_AddItemToArray(arr, o);
