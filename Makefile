@@ -90,6 +90,7 @@ demo: deps $(REL)/agentscaler
 
 bench: deps $(REL)/agentscaler
 	python3 tools/bench/bench.py --bin $(REL)/agentscaler
+	python3 tools/kube-sim/bench.py
 
 # libFuzzer targets for the pure parsers (clang).  `make fuzz` runs each for
 # FUZZ_SECONDS; `make fuzz-smoke` (part of `make test`) runs a fixed number

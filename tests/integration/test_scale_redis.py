@@ -239,6 +239,48 @@ class AuthTest(World):
         self.assertNotIn("s3cret-pw", self.daemon_logs)
 
 
+class RbacTest(World):
+    """Least privilege: a token that may read but not write /scale."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.tokens = os.path.join(self.tmp, "tokens.csv")
+        self.rules = os.path.join(self.tmp, "rules.json")
+        self.token = os.path.join(self.tmp, "token")
+        with open(self.tokens, "w") as f:
+            f.write('tok-as-1,agentscaler,u1,""\ntok-admin,admin,u2,"system:masters"\n')
+        with open(self.token, "w") as f:
+            f.write("tok-as-1\n")
+        self.set_verbs(["get"])
+        self.kube_args = ("--tokens", self.tokens, "--rules", self.rules)
+        super().setUp()
+
+    def set_verbs(self, verbs):
+        rules = [{"users": ["agentscaler"], "verbs": verbs, "apiGroups": ["apps"],
+                  "resources": ["deployments/scale"], "namespaces": ["default"]}]
+        tmp = self.rules + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(rules, f)
+        os.replace(tmp, self.rules)
+
+    def test_forbidden_then_granted(self):
+        self.kube.token = "tok-admin"
+        self.kube.create_deployment("agents")
+        self.start([world.pool("p", self.redis.url, "q", "agents", **FAST)],
+                   extra=["--token-file", self.token])
+        self.push("q", 3)
+        wait_for(lambda: "is forbidden" in self.daemon_logs, 20, what="a 403 log line")
+        self.assertIn('User \\"agentscaler\\" cannot patch resource \\"deployments/scale\\"',
+                      self.daemon_logs)
+        self.assertNotIn("tok-as-1", self.daemon_logs)
+        self.assertIn('agentscaler_kube_requests_total{verb="PATCH",code="403"}',
+                      self.daemon.get("/metrics")[1])
+        self.assertTrue(self._alive())
+        self.set_verbs(["get", "patch"])
+        self.replicas_become("agents", 3)
+
+
 class CliTest(unittest.TestCase):
     def run_bin(self, *args, config=None):
         binary = os.environ.get("AGENTSCALER_BIN", os.path.join(world.ROOT, "build/release/agentscaler"))

@@ -123,7 +123,7 @@ class Redis:
         raise OSError("bad RESP reply %r" % line)
 
 
-def http(method, url, body=None, ctype="application/json", timeout=10):
+def http(method, url, body=None, ctype="application/json", timeout=10, headers=None):
     """Returns (code, parsed JSON or text)."""
     data = None
     if body is not None:
@@ -131,6 +131,8 @@ def http(method, url, body=None, ctype="application/json", timeout=10):
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         req.add_header("Content-Type", ctype)
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             code, raw = r.status, r.read()
@@ -155,6 +157,7 @@ class KubeSim:
             raise RuntimeError("kube-sim did not start")
         info = json.loads(line)
         self.url, self.admin, self.ca = info["url"], info["admin"], info.get("ca")
+        self.token = None      # bearer token for api(), when --tokens is on
 
     def stop(self):
         stop_pid(self.proc)
@@ -162,7 +165,8 @@ class KubeSim:
             self.proc.stdout.close()
 
     def api(self, method, path, body=None, ctype="application/json"):
-        return http(method, self.url + path, body, ctype)
+        auth = {"Authorization": "Bearer " + self.token} if self.token else None
+        return http(method, self.url + path, body, ctype, headers=auth)
 
     def adm(self, method, path, body=None):
         return http(method, self.admin + path, body)
