@@ -44,6 +44,8 @@ $(1)/libagentscaler.a: $$(call objs,$(1),$$(LIB_SRCS))
 	rm -f $$@ && ar rcs $$@ $$^
 $(1)/agentscaler: $(1)/scheduler/main.o $(1)/libagentscaler.a
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
+$(1)/tools/bench/%: $(1)/tools/bench/%.o $(1)/libagentscaler.a
+	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
 $(1)/tests/%: $(1)/tests/%.o $$(call objs,$(1),$$(TEST_UTIL)) $(1)/libagentscaler.a
 	$$(CC) $(2) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS)
 endef
@@ -88,7 +90,7 @@ valgrind: deps $(VG_TESTS) $(VG)/agentscaler
 demo: deps $(REL)/agentscaler
 	python3 tools/demo.py --bin $(REL)/agentscaler
 
-bench: deps $(REL)/agentscaler
+bench: deps $(REL)/agentscaler $(REL)/tools/bench/poll_cost
 	python3 tools/bench/bench.py --bin $(REL)/agentscaler
 	python3 tools/kube-sim/bench.py
 

@@ -24,6 +24,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -98,11 +99,46 @@ def run_mode(binary, mode, trials, npools):
         redis.stop()
 
 
+def redis_reads(redis):
+    for line in redis.cmd("INFO", "stats").splitlines():
+        if line.startswith("total_reads_processed:"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def poll_cost(tool, kind, n, sweeps):
+    """CPU per sweep of N sources on one endpoint, and broker reads per sweep."""
+    redis = world.Redis()
+    try:
+        group = None
+        if kind == "redis-stream":
+            group = "workers"
+            for base in range(0, n, 1000):
+                redis.pipeline([("XGROUP", "CREATE", "q-%d" % i, group, "$", "MKSTREAM")
+                                for i in range(base, min(n, base + 1000))])
+        before = redis_reads(redis)
+        args = [tool, kind, redis.url, "q", str(n), str(sweeps)] + ([group] if group else [])
+        out = subprocess.run(args, capture_output=True, text=True, timeout=600)
+        if out.returncode != 0:
+            raise RuntimeError("poll_cost: %s %s" % (out.stdout, out.stderr))
+        r = json.loads(out.stdout)
+        reads = (redis_reads(redis) - before - 1) / float(sweeps + 1)
+        return r, reads
+    finally:
+        redis.stop()
+
+
+def _has_type(tool, kind):
+    r = subprocess.run([tool, kind, "redis://127.0.0.1:1/0", "x", "0", "0"],
+                       capture_output=True, text=True, timeout=30)
+    return "unknown type" not in r.stderr
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(world.ROOT, "build/release/agentscaler"))
     ap.add_argument("--trials", type=int, default=200)
-    ap.add_argument("--modes", default="push,polling")
+    ap.add_argument("--modes", default="push,polling,cost")
     args = ap.parse_args()
     print(__doc__.strip())
     print()
@@ -114,6 +150,22 @@ def main():
         print("reaction from zero, %-8s n=%d  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  mean %.2f ms"
               % (mode, len(lat), pct(lat, 50), pct(lat, 90), pct(lat, 99), max(lat), statistics.mean(lat)),
               flush=True)
+    tool = os.path.join(os.path.dirname(args.bin), "tools/bench/poll_cost")
+    if "cost" in args.modes.split(",") and os.path.exists(tool):
+        print()
+        print("poll cost: N sources of one type on one redis-server endpoint; every source polls")
+        print("once per sweep; CPU = this process's user+system time (getrusage) over the sweeps")
+        print("after one warm-up sweep; reads = the server's total_reads_processed per sweep")
+        print("(one read covers a whole pipelined batch).  Broker CPU is not included.")
+        for kind in ("redis-list", "redis-stream"):
+            if kind == "redis-stream" and not _has_type(tool, kind):
+                continue
+            for n, sweeps in ((1000, 50), (10000, 20)):
+                r, reads = poll_cost(tool, kind, n, sweeps)
+                print("  %-13s pools %6d  CPU %7.3f ms/sweep (%.2f%% of a core at 1 sweep/s)  "
+                      "wall %7.3f ms/sweep  server reads %.1f/sweep"
+                      % (kind, n, r["cpu_ms_per_sweep"], r["cpu_ms_per_sweep"] / 10.0,
+                         r["wall_ms_per_sweep"], reads), flush=True)
     print("reference: KEDA polls every 30 s by default (pollingInterval), so its mean reaction from "
           "zero is about 15 s plus the HPA/scale write.")
 
