@@ -1,44 +1,20 @@
 /*
- * client.c: the Kubernetes API client, libcurl multi on the caller's libev
- * loop.
+ * client.c: the Kubernetes API client, a thin layer over the HTTP client
+ * (scheduler/httpc.c: libcurl multi on the caller's libev loop, the token
+ * bucket, retries and per-attempt timeouts all live there).
  *
- * Design.  One CURLM per client keeps the keep-alive connections.  The
- * structure follows curl's docs/examples/evhiperfifo.c: curl tells us which
- * sockets to watch (client_sock_cb; one struct k8s_sock with an embedded
- * ev_io each) and when to wake it (client_timer_cb; one ev_timer), and each
- * watcher calls curl_multi_socket_action and then collects finished
- * transfers.  Unlike the example we divide timeouts by 1000.0, use the
- * CURL_CSELECT_* names and never exit().  curl is never called from inside
- * its own callbacks.
- *
- * A request (struct k8s_req) lives from k8s_client_request until its
- * completion has run, and is in exactly one state:
- *
- *	QUEUED		in the FIFO of the token bucket, waiting for a token
- *	RUNNING		an attempt is in the multi handle
- *	SLEEPING	its own ev_timer runs: a backoff, a Retry-After, or a
- *			zero-delay timer that delivers an early failure
- *	DONE		the completion is running or has run
- *
- * Every attempt, retries included, takes one token from the single bucket
- * (qps, burst); when the bucket is empty one ev_timer wakes the queue when
- * the next token is due.  Each attempt gets a fresh easy handle (with a new
- * Authorization header, as the token file may have changed); connections
- * are reused through the multi handle regardless.  libcurl 7.88 has no
- * curl_multi_get_handles, so every pending request is also on c->reqs; free
- * and cancel walk that list.
- *
- * Reentrancy.  Completions run from our watchers, and may start requests,
- * cancel others or free the client.  Every watcher callback brackets its
- * work with c->depth; k8s_client_free inside a completion cancels all
- * requests at once but leaves the final teardown to the outermost callback,
- * after curl has returned (the in-callback flag hiredis's async.c uses).
- *
- * The bearer token is read at start, again when it is a minute old (as
+ * What this layer adds: the in-cluster configuration, the bearer token file
+ * and Kubernetes Status objects as error messages.  The token is read at
+ * start, again before an attempt when the copy is a minute old (as
  * client-go's cached file token source) and at once after a 401, after
  * which the request is tried once more.  It is never logged.
+ *
+ * Lifetimes.  A struct k8s_req wraps one httpc request and is freed right
+ * after its completion has run.  The struct k8s_client lives until the
+ * httpc client is gone: k8s_client_free() may run inside a completion, in
+ * which case httpc defers its teardown, and our cleanup hook frees the rest
+ * only then, so a second k8s_client_free() still finds c->closing set.
  */
-#include <sys/queue.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,137 +22,43 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <ev.h>
 
 #include "agentscaler/common.h"
+#include "agentscaler/httpc.h"
 #include "agentscaler/k8s.h"
 #include "agentscaler/log.h"
 
 #define K8S_SA_DIR		"/var/run/secrets/kubernetes.io/serviceaccount"
 #define K8S_TOKEN_PERIOD	60.0	/* seconds between token re-reads */
-#define K8S_BODY_MAX		(64 * 1024 * 1024)
-#define K8S_RETRY_AFTER_MAX	300.0	/* the longest Retry-After we wait */
-#define K8S_CONNECT_TIMEOUT	5.0	/* at most, per attempt */
-#define K8S_TIMEOUT_MAX		3600.0	/* keeps milliseconds in a long */
-#define K8S_TOKEN_SLACK		1e-9
-
-#define K8S_CONTAINER(p, type, member)					\
-	((type *)(void *)((char *)(p) - offsetof(type, member)))
-
-enum k8s_req_state {
-	K8S_REQ_QUEUED,
-	K8S_REQ_RUNNING,
-	K8S_REQ_SLEEPING,
-	K8S_REQ_DONE
-};
-
-/* One socket curl asked us to watch. */
-struct k8s_sock {
-	struct ev_io		 io;
-	struct k8s_client	*client;
-	LIST_ENTRY(k8s_sock)	 entry;
-};
-
-/* One (verb, code) request counter. */
-struct k8s_stat {
-	char			 verb[16];
-	long			 code;
-	uint64_t		 count;
-};
-
-struct k8s_req {
-	struct k8s_client	*client;
-	enum k8s_req_state	 state;
-	TAILQ_ENTRY(k8s_req)	 entry;		/* on c->reqs while pending */
-	TAILQ_ENTRY(k8s_req)	 wait;		/* on c->waitq while QUEUED */
-	struct ev_timer		 timer;		/* SLEEPING */
-	int			 fail_on_wake;	/* the timer delivers err */
-
-	char			*method;
-	char			*path;
-	char			*url;
-	char			*content_type;
-	char			*body;
-	size_t			 body_len;
-	k8s_done_fn		*done;
-	void			*arg;
-
-	unsigned		 attempts;	/* finished, 401 retry excluded */
-	int			 auth_retried;
-	CURL			*easy;
-	struct curl_slist	*headers;
-	char			 errbuf[CURL_ERROR_SIZE];
-
-	char			*resp;		/* the last attempt's body */
-	size_t			 resp_len;
-	int			 resp_too_big;
-
-	int			 err;
-	long			 code;
-	char			 msg[512];
-};
 
 struct k8s_client {
-	struct ev_loop		*loop;
-	CURLM			*multi;
-	struct ev_timer		 curl_timer;
-	struct ev_timer		 rl_timer;
-
-	char			*apiserver;
+	struct httpc		*h;
 	char			*token_file;
-	char			*ca_file;
 	char			*token;
 	double			 token_at;	/* mono time of the last read */
-	int			 insecure;
-	double			 qps;
-	int			 burst;
-	double			 timeout;
-	int			 max_retries;
-	double			 retry_base;
-	double			 retry_cap;
-	char			 user_agent[128];
-
-	double			 tokens;	/* the bucket */
-	double			 tokens_at;
-
-	TAILQ_HEAD(, k8s_req)	 reqs;
-	TAILQ_HEAD(, k8s_req)	 waitq;
-	LIST_HEAD(, k8s_sock)	 socks;
-
-	struct k8s_stat		*stats;
-	size_t			 nstats;
-
-	unsigned		 depth;		/* watcher callbacks running */
 	int			 closing;
 };
 
-TESTABLE int	 k8s_client_classify(int curl_ok, long code, int *retry);
-TESTABLE double	 k8s_client_retry_after(const char *value, time_t now);
+struct k8s_req {
+	struct httpc_req	*hr;
+	k8s_done_fn		*done;
+	void			*arg;
+};
 
-static int	 client_sock_cb(CURL *, curl_socket_t, int, void *, void *);
-static int	 client_timer_cb(CURLM *, long, void *);
-static void	 client_io_cb(struct ev_loop *, struct ev_io *, int);
-static void	 client_curl_timer_cb(struct ev_loop *, struct ev_timer *, int);
-static void	 client_rl_timer_cb(struct ev_loop *, struct ev_timer *, int);
-static void	 client_check_done(struct k8s_client *);
-static void	 client_leave(struct k8s_client *);
-static void	 client_destroy(struct k8s_client *);
-static void	 client_pump(struct k8s_client *);
+#ifdef AS_TESTING
+/* The unit tests' names for two pure functions now in httpc.c. */
+int	 k8s_client_classify(int curl_ok, long code, int *retry);
+double	 k8s_client_retry_after(const char *value, time_t now);
+#endif
+
+static void	 client_token_free(char *);
 static void	 client_token_load(struct k8s_client *, int);
-static void	 client_count(struct k8s_client *, const char *, long);
-static size_t	 req_write_cb(char *, size_t, size_t, void *);
-static void	 req_enqueue(struct k8s_req *);
-static void	 req_start(struct k8s_req *);
-static int	 req_setup(struct k8s_req *);
-static void	 req_attempt_done(struct k8s_req *, CURLcode);
-static void	 req_transport_message(struct k8s_req *, CURLcode, long);
-static void	 req_detach(struct k8s_req *);
-static void	 req_sleep(struct k8s_req *, double);
-static void	 req_fail_later(struct k8s_req *, int, const char *);
-static void	 req_timer_cb(struct ev_loop *, struct ev_timer *, int);
-static void	 req_complete(struct k8s_req *);
-static void	 req_cancel(struct k8s_req *);
+static void	 client_prepare(struct httpc *, void *);
+static int	 client_unauthorized(struct httpc *, const char *,
+		    const char *, void *);
+static void	 client_cleanup(void *);
+static void	 client_req_done(const struct httpc_response *, void *);
 
 /*
  * In-cluster configuration as client-go's InClusterConfig: both variables
@@ -237,10 +119,9 @@ k8s_client_new(struct ev_loop *loop, const struct k8s_options *opts,
     char *err, size_t errlen)
 {
 	struct k8s_options o;
-	struct k8s_client *c = NULL, *out = NULL;
+	struct httpc_options ho;
+	struct k8s_client *c = NULL;
 	char		 buf[1024];
-	size_t		 len;
-	int		 global = 0;
 
 	if (loop == NULL || opts == NULL) {
 		snprintf(err, errlen, "no loop or no options");
@@ -265,165 +146,79 @@ k8s_client_new(struct ev_loop *loop, const struct k8s_options *opts,
 		snprintf(err, errlen, "apiserver must be an http(s) URL");
 		return (NULL);
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(err, errlen, "curl_global_init failed");
-		return (NULL);
-	}
-	global = 1;
 
 	c = xcalloc(1, sizeof *c);
-	c->loop = loop;
-	TAILQ_INIT(&c->reqs);
-	TAILQ_INIT(&c->waitq);
-	LIST_INIT(&c->socks);
-	ev_timer_init(&c->curl_timer, client_curl_timer_cb, 0., 0.);
-	ev_timer_init(&c->rl_timer, client_rl_timer_cb, 0., 0.);
-	c->curl_timer.data = c;
-	c->rl_timer.data = c;
-
-	c->apiserver = xstrdup(o.apiserver);
-	len = strlen(c->apiserver);
-	while (len > 0 && c->apiserver[len - 1] == '/')
-		c->apiserver[--len] = '\0';
-	if (o.token_file != NULL)
+	if (o.token_file != NULL) {
 		c->token_file = xstrdup(o.token_file);
-	if (o.ca_file != NULL)
-		c->ca_file = xstrdup(o.ca_file);
-	c->insecure = o.insecure_skip_tls_verify;
-	c->qps = o.qps > 0 ? o.qps : 20;
-	c->burst = o.burst > 0 ? o.burst : 30;
-	c->timeout = o.timeout > 0 ? o.timeout : 10;
-	if (c->timeout > K8S_TIMEOUT_MAX)
-		c->timeout = K8S_TIMEOUT_MAX;
-	c->max_retries = o.max_retries > 0 ? o.max_retries :
-	    (o.max_retries < 0 ? 0 : 5);
-	c->retry_base = o.retry_base > 0 ? o.retry_base : 0.1;
-	c->retry_cap = o.retry_cap > 0 ? o.retry_cap : 5;
-	if (c->retry_cap < c->retry_base)
-		c->retry_cap = c->retry_base;
-	c->tokens = c->burst;
-	c->tokens_at = as_mono_now();
-	snprintf(c->user_agent, sizeof c->user_agent, "agentscaler/%s",
-	    AS_VERSION);
-
-	if (c->token_file != NULL) {
 		if ((c->token = as_read_secret(c->token_file, err,
 		    errlen)) == NULL)
-			goto out;
+			goto fail;
 		c->token_at = as_mono_now();
 	}
-	if ((c->multi = curl_multi_init()) == NULL) {
-		snprintf(err, errlen, "curl_multi_init failed");
-		goto out;
-	}
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, client_sock_cb);
-	curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, client_timer_cb);
-	curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-
-	if (c->insecure)
-		log_warn("k8s", "TLS verification of %s is disabled "
-		    "(insecure_skip_tls_verify)", c->apiserver);
-	out = c;
-	c = NULL;
-	global = 0;
-out:
-	if (c != NULL) {
-		if (c->multi != NULL)
-			curl_multi_cleanup(c->multi);
-		if (c->token != NULL) {
-			explicit_bzero(c->token, strlen(c->token));
-			free(c->token);
-		}
-		free(c->apiserver);
-		free(c->token_file);
-		free(c->ca_file);
-		free(c);
-	}
-	if (global)
-		curl_global_cleanup();
-	return (out);
+	memset(&ho, 0, sizeof ho);
+	ho.base_url = o.apiserver;
+	ho.log_name = "k8s";
+	ho.ca_file = o.ca_file;
+	ho.insecure_skip_verify = o.insecure_skip_tls_verify;
+	ho.qps = o.qps;
+	ho.burst = o.burst;
+	ho.timeout = o.timeout;
+	ho.max_retries = o.max_retries;
+	ho.retry_base = o.retry_base;
+	ho.retry_cap = o.retry_cap;
+	ho.message = k8s_status_message;
+	ho.prepare = client_prepare;
+	ho.unauthorized = client_unauthorized;
+	ho.cleanup = client_cleanup;
+	ho.arg = c;
+	if ((c->h = httpc_new(loop, &ho, err, errlen)) == NULL)
+		goto fail;
+	httpc_set_bearer(c->h, c->token);
+	return (c);
+fail:
+	client_token_free(c->token);
+	free(c->token_file);
+	free(c);
+	return (NULL);
 }
 
+/* Cancels every pending request (completions run), then frees. */
 void
 k8s_client_free(struct k8s_client *c)
 {
-	struct k8s_req	*r;
-
 	if (c == NULL || c->closing)
 		return;
 	c->closing = 1;
-	c->depth++;
-	while ((r = TAILQ_FIRST(&c->reqs)) != NULL)
-		req_cancel(r);
-	client_leave(c);
+	httpc_free(c->h);	/* client_cleanup frees c, now or later */
 }
 
-/* The end of every entry from the loop: tears down a client freed inside. */
+/* httpc's cleanup hook: the last use of c. */
 static void
-client_leave(struct k8s_client *c)
+client_cleanup(void *arg)
 {
-	if (--c->depth == 0 && c->closing)
-		client_destroy(c);
-}
+	struct k8s_client *c = arg;
 
-static void
-client_destroy(struct k8s_client *c)
-{
-	struct k8s_sock	*sk;
-
-	ev_timer_stop(c->loop, &c->curl_timer);
-	ev_timer_stop(c->loop, &c->rl_timer);
-	/* Closes the cached connections; may call client_sock_cb. */
-	curl_multi_cleanup(c->multi);
-	ev_timer_stop(c->loop, &c->curl_timer);
-	while ((sk = LIST_FIRST(&c->socks)) != NULL) {
-		ev_io_stop(c->loop, &sk->io);
-		LIST_REMOVE(sk, entry);
-		free(sk);
-	}
-	if (c->token != NULL) {
-		explicit_bzero(c->token, strlen(c->token));
-		free(c->token);
-	}
-	free(c->stats);
-	free(c->apiserver);
+	client_token_free(c->token);
 	free(c->token_file);
-	free(c->ca_file);
 	free(c);
-	curl_global_cleanup();
 }
 
 void
 k8s_client_foreach_stat(const struct k8s_client *c,
     void (*fn)(const char *, long, uint64_t, void *), void *arg)
 {
-	size_t	 i;
-
-	if (c == NULL)
+	if (c == NULL || c->closing)
 		return;
-	for (i = 0; i < c->nstats; i++)
-		fn(c->stats[i].verb, c->stats[i].code, c->stats[i].count, arg);
+	httpc_foreach_stat(c->h, fn, arg);
 }
 
 static void
-client_count(struct k8s_client *c, const char *verb, long code)
+client_token_free(char *tok)
 {
-	size_t	 i;
-
-	for (i = 0; i < c->nstats; i++) {
-		if (c->stats[i].code == code &&
-		    strcmp(c->stats[i].verb, verb) == 0) {
-			c->stats[i].count++;
-			return;
-		}
+	if (tok != NULL) {
+		explicit_bzero(tok, strlen(tok));
+		free(tok);
 	}
-	c->stats = xrealloc(c->stats, (c->nstats + 1) * sizeof *c->stats);
-	as_strlcpy(c->stats[c->nstats].verb, verb,
-	    sizeof c->stats[c->nstats].verb);
-	c->stats[c->nstats].code = code;
-	c->stats[c->nstats].count = 1;
-	c->nstats++;
 }
 
 /*
@@ -448,231 +243,48 @@ client_token_load(struct k8s_client *c, int force)
 		log_warn("k8s", "cannot re-read the token: %s", err);
 		return;
 	}
-	if (c->token != NULL) {
-		explicit_bzero(c->token, strlen(c->token));
-		free(c->token);
-	}
+	client_token_free(c->token);
 	c->token = tok;
+	httpc_set_bearer(c->h, c->token);
 }
 
-/*
- * Maps the outcome of one attempt to an as_err value; *retry says whether
- * another attempt may help.  curl_ok is 0 for a transport failure (code is
- * then ignored), else the HTTP status decides.  401 is not marked retryable
- * here: the caller retries it once, after re-reading the token.
- */
-TESTABLE int
+/* Before every attempt: the token may be a minute old. */
+static void
+client_prepare(struct httpc *h, void *arg)
+{
+	(void)h;
+	client_token_load(arg, 0);
+}
+
+/* After a 401: re-read the token file and try once more, if we have one. */
+static int
+client_unauthorized(struct httpc *h, const char *method, const char *path,
+    void *arg)
+{
+	struct k8s_client *c = arg;
+
+	(void)h;
+	if (c->token_file == NULL)
+		return (0);
+	log_info("k8s", "%s %s: 401, re-reading the token file %s", method,
+	    path, c->token_file);
+	client_token_load(c, 1);
+	return (1);
+}
+
+#ifdef AS_TESTING
+int
 k8s_client_classify(int curl_ok, long code, int *retry)
 {
-	*retry = 0;
-	if (!curl_ok) {
-		*retry = 1;
-		return (-AS_ECONN);
-	}
-	if (code >= 200 && code < 300)
-		return (0);
-	switch (code) {
-	case 400:
-	case 422:
-		return (-AS_EINVAL);
-	case 401:
-		return (-AS_EAUTH);
-	case 403:
-		return (-AS_EFORBIDDEN);
-	case 404:
-		return (-AS_ENOTFOUND);
-	case 409:
-		return (-AS_ECONFLICT);
-	case 429:
-		*retry = 1;
-		return (-AS_ETHROTTLED);
-	}
-	if (code >= 500 && code < 600) {
-		*retry = 1;
-		return (-AS_ESERVER);
-	}
-	return (-AS_EPROTO);
+	return (httpc_classify(curl_ok, code, retry));
 }
 
-/*
- * Parses a Retry-After value: delta-seconds, or an HTTP-date taken relative
- * to now.  Returns the delay in seconds, or -1 when absent or unreadable.
- */
-TESTABLE double
+double
 k8s_client_retry_after(const char *value, time_t now)
 {
-	const char	*p;
-	double		 secs = 0;
-	time_t		 t;
-
-	if (value == NULL)
-		return (-1);
-	while (*value == ' ' || *value == '\t')
-		value++;
-	if (*value == '\0')
-		return (-1);
-	for (p = value; *p >= '0' && *p <= '9'; p++) {
-		if (secs < 1e9)
-			secs = secs * 10 + (*p - '0');
-	}
-	while (*p == ' ' || *p == '\t')
-		p++;
-	if (p != value && *p == '\0')
-		return (secs);
-	if ((t = curl_getdate(value, NULL)) == -1)
-		return (-1);
-	return (t > now ? (double)(t - now) : 0);
+	return (httpc_retry_after(value, now));
 }
-
-/* CURLMOPT_SOCKETFUNCTION: only (re)arms watchers, never calls curl. */
-static int
-client_sock_cb(CURL *easy, curl_socket_t s, int what, void *userp,
-    void *sockp)
-{
-	struct k8s_client *c = userp;
-	struct k8s_sock	*sk = sockp;
-	int		 events = 0;
-
-	(void)easy;
-	if (what == CURL_POLL_REMOVE) {
-		if (sk != NULL) {
-			ev_io_stop(c->loop, &sk->io);
-			LIST_REMOVE(sk, entry);
-			free(sk);
-		}
-		return (0);
-	}
-	if (sk == NULL) {
-		sk = xcalloc(1, sizeof *sk);
-		sk->client = c;
-		LIST_INSERT_HEAD(&c->socks, sk, entry);
-		curl_multi_assign(c->multi, s, sk);
-	} else
-		ev_io_stop(c->loop, &sk->io);
-	if (what & CURL_POLL_IN)
-		events |= EV_READ;
-	if (what & CURL_POLL_OUT)
-		events |= EV_WRITE;
-	/* Set even for a known fd: the number may belong to a new socket. */
-	ev_io_init(&sk->io, client_io_cb, s, events);
-	ev_io_start(c->loop, &sk->io);
-	return (0);
-}
-
-/* CURLMOPT_TIMERFUNCTION: -1 stops the timer, 0 arms a zero-delay one. */
-static int
-client_timer_cb(CURLM *multi, long timeout_ms, void *userp)
-{
-	struct k8s_client *c = userp;
-
-	(void)multi;
-	ev_timer_stop(c->loop, &c->curl_timer);
-	if (timeout_ms >= 0) {
-		ev_timer_set(&c->curl_timer, (double)timeout_ms / 1000.0, 0.);
-		ev_timer_start(c->loop, &c->curl_timer);
-	}
-	return (0);
-}
-
-static void
-client_io_cb(struct ev_loop *loop, struct ev_io *w, int revents)
-{
-	struct k8s_sock	*sk = K8S_CONTAINER(w, struct k8s_sock, io);
-	struct k8s_client *c = sk->client;
-	int		 mask = 0, running, fd = w->fd;
-
-	(void)loop;
-	if (revents & EV_READ)
-		mask |= CURL_CSELECT_IN;
-	if (revents & EV_WRITE)
-		mask |= CURL_CSELECT_OUT;
-	if (revents & EV_ERROR)
-		mask |= CURL_CSELECT_ERR;
-	c->depth++;
-	/* May free sk (CURL_POLL_REMOVE): use only fd from here on. */
-	curl_multi_socket_action(c->multi, fd, mask, &running);
-	client_check_done(c);
-	client_leave(c);
-}
-
-static void
-client_curl_timer_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
-{
-	struct k8s_client *c = w->data;
-	int		 running;
-
-	(void)loop;
-	(void)revents;
-	c->depth++;
-	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	client_check_done(c);
-	client_leave(c);
-}
-
-/* Collects finished transfers; stops early when a completion frees c. */
-static void
-client_check_done(struct k8s_client *c)
-{
-	struct k8s_req	*r;
-	CURLMsg		*m;
-	CURLcode	 res;
-	CURL		*easy;
-	char		*priv;
-	int		 left;
-
-	while (!c->closing &&
-	    (m = curl_multi_info_read(c->multi, &left)) != NULL) {
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		easy = m->easy_handle;
-		res = m->data.result;
-		priv = NULL;
-		curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
-		if ((r = (struct k8s_req *)(void *)priv) == NULL)
-			continue;
-		req_attempt_done(r, res);
-	}
-}
-
-static void
-client_rl_timer_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
-{
-	struct k8s_client *c = w->data;
-
-	(void)loop;
-	(void)revents;
-	c->depth++;
-	client_pump(c);
-	client_leave(c);
-}
-
-/*
- * The token bucket: refills at qps up to burst, starts queued attempts in
- * FIFO order while tokens last, and otherwise sleeps until the next one.
- */
-static void
-client_pump(struct k8s_client *c)
-{
-	struct k8s_req	*r;
-	double		 now, delay;
-
-	now = as_mono_now();
-	c->tokens += (now - c->tokens_at) * c->qps;
-	if (c->tokens > c->burst)
-		c->tokens = c->burst;
-	c->tokens_at = now;
-	while ((r = TAILQ_FIRST(&c->waitq)) != NULL &&
-	    c->tokens >= 1.0 - K8S_TOKEN_SLACK) {
-		c->tokens -= 1.0;
-		TAILQ_REMOVE(&c->waitq, r, wait);
-		req_start(r);
-	}
-	if (TAILQ_EMPTY(&c->waitq) || ev_is_active(&c->rl_timer))
-		return;
-	delay = (1.0 - c->tokens) / c->qps;
-	ev_timer_set(&c->rl_timer, delay > 0 ? delay : 0., 0.);
-	ev_timer_start(c->loop, &c->rl_timer);
-}
+#endif
 
 struct k8s_req *
 k8s_client_request(struct k8s_client *c, const char *method,
@@ -680,383 +292,41 @@ k8s_client_request(struct k8s_client *c, const char *method,
     k8s_done_fn *done, void *arg)
 {
 	struct k8s_req	*r;
-	const char	*p;
 
-	if (c == NULL || c->closing || method == NULL || path == NULL ||
-	    done == NULL || path[0] != '/')
+	if (c == NULL || c->closing || done == NULL)
 		return (NULL);
-	if (*method == '\0' || strlen(method) >= sizeof c->stats->verb)
-		return (NULL);
-	for (p = method; *p != '\0'; p++)
-		if (*p < 'A' || *p > 'Z')
-			return (NULL);
-	/* No spaces or control characters: they would split the request. */
-	for (p = path; *p != '\0'; p++)
-		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-			return (NULL);
-	if (content_type != NULL && strpbrk(content_type, "\r\n") != NULL)
-		return (NULL);
-
 	r = xcalloc(1, sizeof *r);
-	r->client = c;
-	r->method = xstrdup(method);
-	r->path = xstrdup(path);
-	r->url = xasprintf("%s%s", c->apiserver, path);
-	if (body != NULL) {
-		r->body = xstrdup(body);
-		r->body_len = strlen(body);
-		r->content_type = xstrdup(content_type != NULL ? content_type :
-		    "application/json");
-	}
 	r->done = done;
 	r->arg = arg;
-	ev_timer_init(&r->timer, req_timer_cb, 0., 0.);
-	TAILQ_INSERT_TAIL(&c->reqs, r, entry);
-	/* Starting is safe here: no completion can run before we return. */
-	req_enqueue(r);
+	/* No completion can run before httpc_request returns. */
+	r->hr = httpc_request(c->h, method, path, content_type, body,
+	    client_req_done, r);
+	if (r->hr == NULL) {
+		free(r);
+		return (NULL);
+	}
 	return (r);
+}
+
+static void
+client_req_done(const struct httpc_response *hresp, void *arg)
+{
+	struct k8s_req	*r = arg;
+	struct k8s_response resp;
+
+	resp.err = hresp->err;
+	resp.code = hresp->code;
+	resp.body = hresp->body;
+	resp.body_len = hresp->body_len;
+	resp.message = hresp->message;
+	r->done(&resp, r->arg);
+	free(r);
 }
 
 void
 k8s_req_cancel(struct k8s_req *r)
 {
-	struct k8s_client *c;
-
-	if (r == NULL || r->state == K8S_REQ_DONE)
-		return;
-	c = r->client;
-	c->depth++;
-	req_cancel(r);
-	client_leave(c);
-}
-
-static void
-req_enqueue(struct k8s_req *r)
-{
-	r->state = K8S_REQ_QUEUED;
-	TAILQ_INSERT_TAIL(&r->client->waitq, r, wait);
-	client_pump(r->client);
-}
-
-static size_t
-req_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-	struct k8s_req	*r = arg;
-	size_t		 n = size * nmemb;
-
-	if (n > K8S_BODY_MAX - r->resp_len) {
-		r->resp_too_big = 1;
-		return (0);	/* CURLE_WRITE_ERROR ends the transfer */
-	}
-	r->resp = xrealloc(r->resp, r->resp_len + n + 1);
-	memcpy(r->resp + r->resp_len, ptr, n);
-	r->resp_len += n;
-	r->resp[r->resp_len] = '\0';
-	return (n);
-}
-
-/* Builds the easy handle of one attempt.  Returns 0 or -AS_ENOMEM. */
-static int
-req_setup(struct k8s_req *r)
-{
-	struct k8s_client *c = r->client;
-	struct curl_slist *h;
-	CURL		*e;
-	char		*line;
-	double		 conn;
-
-	if ((e = curl_easy_init()) == NULL)
-		return (-AS_ENOMEM);
-	r->easy = e;
-	r->errbuf[0] = '\0';
-	curl_easy_setopt(e, CURLOPT_URL, r->url);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)r);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, req_write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->timeout * 1000));
-	conn = c->timeout < K8S_CONNECT_TIMEOUT ? c->timeout :
-	    K8S_CONNECT_TIMEOUT;
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(conn * 1000));
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (c->ca_file != NULL)
-		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-	if (c->insecure) {
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
-	if (strcmp(r->method, "GET") == 0 && r->body == NULL)
-		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
-	else {
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-		if (strcmp(r->method, "HEAD") == 0)
-			curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-	}
-	if (r->body != NULL) {
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)r->body_len);
-	}
-
-	h = curl_slist_append(NULL, "Accept: application/json");
-	/* No "Expect: 100-continue" round trip for larger bodies. */
-	if (h != NULL)
-		h = curl_slist_append(h, "Expect:");
-	if (h != NULL && r->content_type != NULL) {
-		line = xasprintf("Content-Type: %s", r->content_type);
-		h = curl_slist_append(h, line);
-		free(line);
-	}
-	if (h != NULL && c->token != NULL && *c->token != '\0') {
-		line = xasprintf("Authorization: Bearer %s", c->token);
-		h = curl_slist_append(h, line);
-		explicit_bzero(line, strlen(line));
-		free(line);
-	}
-	/* curl_slist_append keeps the list on failure, but we lose it. */
-	if (h == NULL)
-		return (-AS_ENOMEM);
-	r->headers = h;
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-	return (0);
-}
-
-/* Starts one attempt; failures come back through a zero-delay timer. */
-static void
-req_start(struct k8s_req *r)
-{
-	struct k8s_client *c = r->client;
-	char		 msg[128];
-	int		 rc;
-
-	client_token_load(c, 0);
-	free(r->resp);
-	r->resp = NULL;
-	r->resp_len = 0;
-	r->resp_too_big = 0;
-	if ((rc = req_setup(r)) != 0) {
-		req_detach(r);
-		req_fail_later(r, rc, "cannot set up the transfer");
-		return;
-	}
-	if (curl_multi_add_handle(c->multi, r->easy) != CURLM_OK) {
-		req_detach(r);
-		snprintf(msg, sizeof msg, "curl_multi_add_handle failed");
-		req_fail_later(r, -AS_EIO, msg);
-		return;
-	}
-	r->state = K8S_REQ_RUNNING;
-}
-
-/* Takes the easy handle out of the multi handle and frees it. */
-static void
-req_detach(struct k8s_req *r)
-{
-	struct k8s_client *c = r->client;
-
-	if (r->easy != NULL) {
-		if (r->state == K8S_REQ_RUNNING)
-			curl_multi_remove_handle(c->multi, r->easy);
-		curl_easy_cleanup(r->easy);
-		r->easy = NULL;
-	}
-	curl_slist_free_all(r->headers);
-	r->headers = NULL;
-}
-
-static void
-req_sleep(struct k8s_req *r, double delay)
-{
-	r->state = K8S_REQ_SLEEPING;
-	/* A delay counts from now, not from the start of this iteration. */
-	ev_now_update(r->client->loop);
-	ev_timer_set(&r->timer, delay, 0.);
-	ev_timer_start(r->client->loop, &r->timer);
-}
-
-static void
-req_fail_later(struct k8s_req *r, int err, const char *msg)
-{
-	r->err = err;
-	r->code = 0;
-	as_strlcpy(r->msg, msg, sizeof r->msg);
-	r->fail_on_wake = 1;
-	req_sleep(r, 0.);
-}
-
-static void
-req_timer_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
-{
-	struct k8s_req	*r = K8S_CONTAINER(w, struct k8s_req, timer);
-	struct k8s_client *c = r->client;
-
-	(void)loop;
-	(void)revents;
-	c->depth++;
-	if (r->fail_on_wake)
-		req_complete(r);
-	else
-		req_enqueue(r);
-	client_leave(c);
-}
-
-/*
- * The message of a transport failure: curl's error buffer, then the system's
- * reason when curl left it out (7.88 says "Couldn't connect to server" for a
- * refused connection), then the server, e.g. "Failed to connect to 127.0.0.1
- * port 1234 after 0 ms: Couldn't connect to server: connection refused
- * (http://127.0.0.1:1234)".  oserr is CURLINFO_OS_ERRNO.
- */
-static void
-req_transport_message(struct k8s_req *r, CURLcode res, long oserr)
-{
-	const char	*text;
-	char		 sys[128] = "";
-	size_t		 i;
-
-	text = r->errbuf[0] != '\0' ? r->errbuf : curl_easy_strerror(res);
-	if (oserr > 0) {
-		as_strlcpy(sys, strerror((int)oserr), sizeof sys);
-		for (i = 0; sys[i] != '\0'; i++)
-			if (sys[i] >= 'A' && sys[i] <= 'Z')
-				sys[i] = (char)(sys[i] - 'A' + 'a');
-		if (strcasestr(text, sys) != NULL)
-			sys[0] = '\0';
-	}
-	snprintf(r->msg, sizeof r->msg, "%s%s%s (%s)", text,
-	    sys[0] != '\0' ? ": " : "", sys, r->client->apiserver);
-}
-
-/* Decides what one finished attempt means: done, retry, or 401 retry. */
-static void
-req_attempt_done(struct k8s_req *r, CURLcode res)
-{
-	struct k8s_client *c = r->client;
-	struct curl_header *hdr;
-	const char	*what;
-	double		 delay = -1;
-	long		 code = 0, oserr = 0;
-	int		 retry;
-
-	if (res != CURLE_OK)
-		curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &oserr);
-	if (res == CURLE_OK) {
-		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
-		if (curl_easy_header(r->easy, "Retry-After", 0, CURLH_HEADER,
-		    -1, &hdr) == CURLHE_OK)
-			delay = k8s_client_retry_after(hdr->value,
-			    time(NULL));
-	}
-	req_detach(r);
-	client_count(c, r->method, code);
-	r->attempts++;
-	r->code = code;
-	r->err = k8s_client_classify(res == CURLE_OK, code, &retry);
-	if (res == CURLE_WRITE_ERROR && r->resp_too_big) {
-		r->err = -AS_EPROTO;
-		retry = 0;
-		snprintf(r->msg, sizeof r->msg, "response larger than %d "
-		    "bytes (%s)", K8S_BODY_MAX, r->url);
-	} else if (res != CURLE_OK) {
-		if (res == CURLE_OPERATION_TIMEDOUT)
-			r->err = -AS_ETIMEDOUT;
-		else if (res == CURLE_OUT_OF_MEMORY)
-			r->err = -AS_ENOMEM;
-		/* A certificate that does not verify will not start to. */
-		if (res == CURLE_PEER_FAILED_VERIFICATION ||
-		    res == CURLE_SSL_CACERT_BADFILE ||
-		    res == CURLE_SSL_CERTPROBLEM ||
-		    res == CURLE_UNSUPPORTED_PROTOCOL ||
-		    res == CURLE_URL_MALFORMAT)
-			retry = 0;
-		req_transport_message(r, res, oserr);
-	} else if (r->err != 0)
-		k8s_status_message(code, r->resp, r->resp_len, r->msg,
-		    sizeof r->msg);
-	else
-		r->msg[0] = '\0';
-
-	if (code == 401 && c->token_file != NULL && !r->auth_retried) {
-		/* The 401 attempt does not count against max_retries. */
-		r->auth_retried = 1;
-		r->attempts--;
-		log_info("k8s", "%s %s: 401, re-reading the token file %s",
-		    r->method, r->path, c->token_file);
-		client_token_load(c, 1);
-		req_enqueue(r);
-		return;
-	}
-	if (r->err == 0 || !retry || r->attempts > (unsigned)c->max_retries) {
-		req_complete(r);
-		return;
-	}
-	/* The server knows best how long it needs; a 429 says so always. */
-	if (delay >= 0 && (code == 429 || code >= 500)) {
-		what = "Retry-After";
-		if (delay > K8S_RETRY_AFTER_MAX)
-			delay = K8S_RETRY_AFTER_MAX;
-	} else {
-		what = "backoff";
-		delay = as_backoff(c->retry_base, c->retry_cap,
-		    r->attempts - 1);
-	}
-	log_warn("k8s", "%s %s: %s; retry %u of %d in %.2fs (%s)", r->method,
-	    r->path, r->msg, r->attempts, c->max_retries, delay, what);
-	req_sleep(r, delay);
-}
-
-/* Takes r off every list, then runs its completion once and frees it. */
-static void
-req_complete(struct k8s_req *r)
-{
-	struct k8s_client *c = r->client;
-	struct k8s_response resp;
-
-	TAILQ_REMOVE(&c->reqs, r, entry);
-	r->state = K8S_REQ_DONE;
-	resp.err = r->err;
-	resp.code = r->code;
-	resp.body = r->resp != NULL ? r->resp : "";
-	resp.body_len = r->resp_len;
-	resp.message = r->err != 0 ? r->msg : "";
-	r->done(&resp, r->arg);
-	/* The client may be gone now; touch only r. */
-	free(r->resp);
-	free(r->method);
-	free(r->path);
-	free(r->url);
-	free(r->content_type);
-	free(r->body);
-	free(r);
-}
-
-static void
-req_cancel(struct k8s_req *r)
-{
-	struct k8s_client *c = r->client;
-
-	switch (r->state) {
-	case K8S_REQ_QUEUED:
-		TAILQ_REMOVE(&c->waitq, r, wait);
-		break;
-	case K8S_REQ_RUNNING:
-		client_count(c, r->method, 0);
-		req_detach(r);
-		break;
-	case K8S_REQ_SLEEPING:
-		ev_timer_stop(c->loop, &r->timer);
-		break;
-	case K8S_REQ_DONE:
-		return;
-	}
-	free(r->resp);
-	r->resp = NULL;
-	r->resp_len = 0;
-	r->err = -AS_ECANCELED;
-	r->code = 0;
-	as_strlcpy(r->msg, "canceled", sizeof r->msg);
-	req_complete(r);
+	/* Inside its own completion this does nothing (httpc's DONE state). */
+	if (r != NULL)
+		httpc_req_cancel(r->hr);
 }

@@ -11,7 +11,9 @@
 
 static const struct scaler_type *const scaler_types[] = {
 	&scaler_type_fake,
+	&scaler_type_rabbitmq,
 	&scaler_type_redis_list,
+	&scaler_type_redis_stream,
 	NULL
 };
 
@@ -38,7 +40,10 @@ scaler_type_names(void)
 	if (names[0] != '\0')
 		return (names);
 	for (i = 0; scaler_types[i] != NULL; i++) {
-		if (i > 0)
+		/* The scripted fake is for tests; users never pick it. */
+		if (scaler_types[i] == &scaler_type_fake)
+			continue;
+		if (len > 0)
 			len += as_strlcpy(names + len, ", ",
 			    sizeof names - len);
 		if (len >= sizeof names)

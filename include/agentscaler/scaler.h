@@ -41,6 +41,10 @@ struct scaler_result {
 	double		 ready;		/* messages waiting */
 	double		 in_flight;	/* taken but not finished, when counted */
 	char		 errmsg[192];
+	double		 consumers;	/* rabbitmq: consumers of the queue */
+	double		 publish_rate;	/* messages/s in, when has_rates */
+	double		 deliver_rate;	/* messages/s out, when has_rates */
+	int		 has_rates;	/* rabbitmq http transport only */
 };
 
 typedef void	 scaler_done_fn(struct scaler *, const struct scaler_result *,
@@ -91,6 +95,8 @@ scaler_destroy(struct scaler *s)
 }
 
 extern const struct scaler_type scaler_type_fake;
+extern const struct scaler_type scaler_type_rabbitmq;
 extern const struct scaler_type scaler_type_redis_list;
+extern const struct scaler_type scaler_type_redis_stream;
 
 #endif

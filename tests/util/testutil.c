@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -292,4 +293,381 @@ tu_run_suite(Suite *s)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+/*
+ * rabbitmq-server.  The script stays the parent of the Erlang VM and turns
+ * SIGTERM into `rabbitmqctl stop`; PR_SET_PDEATHSIG makes it (and our epmd)
+ * go away with the test process even after a crash.
+ */
+#define TU_RABBIT_BIN	"/usr/lib/rabbitmq/bin/"
+#define TU_RABBIT_WAIT	120.0	/* seconds, start to ready at most */
+
+static void
+tu_rabbit_env(const struct tu_rabbit *r)
+{
+	char	 v[256];
+
+	setenv("HOME", r->dir, 1);
+	setenv("RABBITMQ_NODENAME", r->node, 1);
+	setenv("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1", 1);
+	snprintf(v, sizeof v, "%d", r->amqp_port);
+	setenv("RABBITMQ_NODE_PORT", v, 1);
+	snprintf(v, sizeof v, "%d", r->dist_port);
+	setenv("RABBITMQ_DIST_PORT", v, 1);
+	setenv("ERL_EPMD_ADDRESS", "127.0.0.1", 1);
+	snprintf(v, sizeof v, "%d", r->epmd_port);
+	setenv("ERL_EPMD_PORT", v, 1);
+	setenv("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+	    "-kernel inet_dist_use_interface {127,0,0,1}", 1);
+	snprintf(v, sizeof v, "%s/mnesia", r->dir);
+	setenv("RABBITMQ_MNESIA_BASE", v, 1);
+	snprintf(v, sizeof v, "%s/log", r->dir);
+	setenv("RABBITMQ_LOG_BASE", v, 1);
+	snprintf(v, sizeof v, "%s/enabled_plugins", r->dir);
+	setenv("RABBITMQ_ENABLED_PLUGINS_FILE", v, 1);
+	snprintf(v, sizeof v, "%s/rabbitmq", r->dir);
+	setenv("RABBITMQ_CONFIG_FILE", v, 1);
+	snprintf(v, sizeof v, "%s/no-env.conf", r->dir);
+	setenv("RABBITMQ_CONF_ENV_FILE", v, 1);
+}
+
+/* fork + exec with the broker's environment; stdout/err to dir/name. */
+static pid_t
+tu_rabbit_spawn(const struct tu_rabbit *r, const char *const *argv,
+    const char *log, int pdeath, int outfd)
+{
+	char	 path[256];
+	pid_t	 pid;
+	int	 fd;
+
+	if ((pid = fork()) == -1)
+		return (-1);
+	if (pid > 0)
+		return (pid);
+	if (pdeath)
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+	setsid();
+	tu_rabbit_env(r);
+	if (chdir(r->dir) != 0)
+		_exit(126);
+	snprintf(path, sizeof path, "%s/%s", r->dir, log);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	if (fd >= 0) {
+		dup2(outfd >= 0 ? outfd : fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
+	if (outfd >= 0)
+		close(outfd);
+	fd = open("/dev/null", O_RDONLY);
+	if (fd >= 0)
+		dup2(fd, 0);
+	execv(argv[0], (char *const *)argv);
+	_exit(127);
+}
+
+static int
+tu_rabbit_vctl(const struct tu_rabbit *r, char **outp, va_list ap)
+{
+	const char	*argv[32];
+	struct tu_buf	 b = { xstrdup(""), 0 };
+	char		 chunk[4096];
+	size_t		 n = 0;
+	ssize_t		 got;
+	pid_t		 pid;
+	int		 pfd[2], status;
+
+	argv[n++] = TU_RABBIT_BIN "rabbitmqctl";
+	argv[n++] = "-n";
+	argv[n++] = r->node;
+	while (n < 31 && (argv[n] = va_arg(ap, const char *)) != NULL)
+		n++;
+	argv[n] = NULL;
+	if (pipe(pfd) == -1) {
+		free(b.p);
+		return (-1);
+	}
+	if ((pid = tu_rabbit_spawn(r, argv, "ctl.log", 1, pfd[1])) == -1) {
+		close(pfd[0]);
+		close(pfd[1]);
+		free(b.p);
+		return (-1);
+	}
+	close(pfd[1]);
+	while ((got = read(pfd[0], chunk, sizeof chunk)) > 0 ||
+	    (got == -1 && errno == EINTR)) {
+		if (got <= 0)
+			continue;
+		b.p = xrealloc(b.p, b.len + (size_t)got + 1);
+		memcpy(b.p + b.len, chunk, (size_t)got);
+		b.len += (size_t)got;
+		b.p[b.len] = '\0';
+	}
+	close(pfd[0]);
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (outp != NULL)
+		*outp = b.p;
+	else
+		free(b.p);
+	return (WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+int
+tu_rabbit_ctl(const struct tu_rabbit *r, char **outp, ...)
+{
+	va_list	 ap;
+	int	 rc;
+
+	va_start(ap, outp);
+	rc = tu_rabbit_vctl(r, outp, ap);
+	va_end(ap);
+	return (rc);
+}
+
+static int
+tu_rabbit_write(const char *dir, const char *name, const char *text)
+{
+	char	 path[256];
+	FILE	*fp;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	if ((fp = fopen(path, "w")) == NULL)
+		return (-1);
+	fputs(text, fp);
+	return (fclose(fp) == 0 ? 0 : -1);
+}
+
+/* A self-signed certificate for localhost and 127.0.0.1; 0 or -1. */
+static int
+tu_rabbit_cert(struct tu_rabbit *r)
+{
+	char	 cmd[1024];
+
+	snprintf(cmd, sizeof cmd, "openssl req -x509 -newkey rsa:2048 -nodes "
+	    "-keyout '%s/key.pem' -out '%s/cert.pem' -days 2 "
+	    "-subj /CN=localhost -addext "
+	    "'subjectAltName=DNS:localhost,IP:127.0.0.1' >/dev/null 2>&1 && "
+	    "chmod 644 '%s/key.pem'", r->dir, r->dir, r->dir);
+	if (system(cmd) != 0)
+		return (-1);
+	snprintf(r->ca, sizeof r->ca, "%s/cert.pem", r->dir);
+	return (0);
+}
+
+static int
+tu_rabbit_boot(struct tu_rabbit *r)
+{
+	const char	*argv[] = { TU_RABBIT_BIN "rabbitmq-server", NULL };
+	double		 end = as_mono_now() + TU_RABBIT_WAIT;
+	int		 status;
+
+	if ((r->pid = tu_rabbit_spawn(r, argv, "server.out", 1, -1)) == -1) {
+		r->pid = 0;
+		return (-1);
+	}
+	while (as_mono_now() < end) {
+		/* An early call exits 69 before the node has registered. */
+		if (tu_rabbit_ctl(r, NULL, "await_startup", "--timeout", "60",
+		    NULL) == 0)
+			return (0);
+		if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+			r->pid = 0;
+			return (-1);
+		}
+		usleep(200000);
+	}
+	return (-1);
+}
+
+int
+tu_rabbit_start(struct tu_rabbit *r)
+{
+	const char	*epmd[] = { "/usr/bin/epmd", "-address", "127.0.0.1",
+	    "-port", NULL, NULL };
+	char		 conf[2048], port[16];
+	int		 i, fd;
+
+	memset(r, 0, sizeof *r);
+	r->owner = getpid();
+	snprintf(r->dir, sizeof r->dir, "/tmp/tu_rabbit.XXXXXX");
+	if (mkdtemp(r->dir) == NULL)
+		return (-1);
+	snprintf(r->node, sizeof r->node, "tu%d@localhost", (int)getpid());
+	r->amqp_port = tu_free_port();
+	r->mgmt_port = tu_free_port();
+	r->dist_port = tu_free_port();
+	r->epmd_port = tu_free_port();
+	if (tu_rabbit_cert(r) == 0) {
+		r->amqps_port = tu_free_port();
+		r->mgmts_port = tu_free_port();
+	}
+	snprintf(r->amqp_url, sizeof r->amqp_url, "amqp://127.0.0.1:%d/",
+	    r->amqp_port);
+	snprintf(r->http_url, sizeof r->http_url, "http://127.0.0.1:%d/",
+	    r->mgmt_port);
+	if (r->amqps_port > 0) {
+		snprintf(r->amqps_url, sizeof r->amqps_url,
+		    "amqps://localhost:%d/", r->amqps_port);
+		snprintf(r->https_url, sizeof r->https_url,
+		    "https://localhost:%d/", r->mgmts_port);
+	}
+	snprintf(conf, sizeof conf,
+	    "listeners.tcp.default = 127.0.0.1:%d\n"
+	    "management.tcp.ip = 127.0.0.1\n"
+	    "management.tcp.port = %d\n"
+	    "collect_statistics_interval = 500\n"
+	    "management.rates_mode = basic\n"
+	    "log.console = false\n"
+	    "log.file.level = warning\n",
+	    r->amqp_port, r->mgmt_port);
+	if (r->amqps_port > 0)
+		snprintf(conf + strlen(conf), sizeof conf - strlen(conf),
+		    "listeners.ssl.default = 127.0.0.1:%d\n"
+		    "ssl_options.cacertfile = %s\n"
+		    "ssl_options.certfile = %s\n"
+		    "ssl_options.keyfile = %s/key.pem\n"
+		    "ssl_options.verify = verify_none\n"
+		    "ssl_options.fail_if_no_peer_cert = false\n"
+		    "management.ssl.ip = 127.0.0.1\n"
+		    "management.ssl.port = %d\n"
+		    "management.ssl.cacertfile = %s\n"
+		    "management.ssl.certfile = %s\n"
+		    "management.ssl.keyfile = %s/key.pem\n",
+		    r->amqps_port, r->ca, r->ca, r->dir, r->mgmts_port, r->ca,
+		    r->ca, r->dir);
+	if (tu_rabbit_write(r->dir, "rabbitmq.conf", conf) != 0 ||
+	    tu_rabbit_write(r->dir, "enabled_plugins",
+	    "[rabbitmq_management].\n") != 0)
+		goto fail;
+	/* Our own epmd, so that stop can end exactly it. */
+	snprintf(port, sizeof port, "%d", r->epmd_port);
+	epmd[4] = port;
+	if ((r->epmd_pid = tu_rabbit_spawn(r, epmd, "epmd.log", 1,
+	    -1)) == -1) {
+		r->epmd_pid = 0;
+		goto fail;
+	}
+	for (i = 0; i < 500; i++) {
+		struct sockaddr_in sin;
+
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		memset(&sin, 0, sizeof sin);
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((unsigned short)r->epmd_port);
+		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sin,
+		    sizeof sin) == 0) {
+			close(fd);
+			break;
+		}
+		if (fd >= 0)
+			close(fd);
+		usleep(10000);
+	}
+	if (tu_rabbit_boot(r) != 0)
+		goto fail;
+	return (0);
+fail:
+	tu_rabbit_stop(r);
+	return (-1);
+}
+
+static void
+tu_rabbit_stop_node(struct tu_rabbit *r)
+{
+	double	 end;
+	int	 status;
+
+	if (r->pid <= 0)
+		return;
+	tu_rabbit_ctl(r, NULL, "stop", NULL);
+	end = as_mono_now() + 30;
+	while (as_mono_now() < end) {
+		if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
+			r->pid = 0;
+			return;
+		}
+		usleep(20000);
+	}
+	/* The script's process group holds the VM and its helpers. */
+	kill(-r->pid, SIGKILL);
+	waitpid(r->pid, &status, 0);
+	r->pid = 0;
+}
+
+int
+tu_rabbit_stop_app(const struct tu_rabbit *r)
+{
+	return (tu_rabbit_ctl(r, NULL, "stop_app", NULL) == 0 ? 0 : -1);
+}
+
+int
+tu_rabbit_start_app(const struct tu_rabbit *r)
+{
+	if (tu_rabbit_ctl(r, NULL, "start_app", NULL) != 0)
+		return (-1);
+	return (tu_rabbit_ctl(r, NULL, "await_startup", "--timeout", "60",
+	    NULL) == 0 ? 0 : -1);
+}
+
+void
+tu_rabbit_stop(struct tu_rabbit *r)
+{
+	char	 cmd[256];
+
+	if (getpid() != r->owner)
+		return;		/* a forked test: the parent owns it */
+	tu_rabbit_stop_node(r);
+	if (r->epmd_pid > 0) {
+		tu_kill(r->epmd_pid);
+		r->epmd_pid = 0;
+	}
+	if (r->dir[0] != '\0' && strncmp(r->dir, "/tmp/tu_rabbit.", 15) ==
+	    0) {
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", r->dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "tu_rabbit: cannot remove %s\n",
+			    r->dir);
+	}
+	r->dir[0] = '\0';
+}
+
+long
+tu_rabbit_api(const struct tu_rabbit *r, const char *method, const char *path,
+    const char *body, char **bodyp)
+{
+	struct curl_slist *h = NULL;
+	struct tu_buf	 b = { xstrdup(""), 0 };
+	char		 url[512];
+	long		 code = -1;
+	CURL		*c;
+
+	if ((c = curl_easy_init()) == NULL) {
+		free(b.p);
+		return (-1);
+	}
+	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", r->mgmt_port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	curl_easy_setopt(c, CURLOPT_USERNAME, "guest");
+	curl_easy_setopt(c, CURLOPT_PASSWORD, "guest");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tu_http_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	if (body != NULL) {
+		h = curl_slist_append(h, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	}
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	if (bodyp != NULL)
+		*bodyp = b.p;
+	else
+		free(b.p);
+	return (code);
 }

@@ -52,4 +52,58 @@ long	 tu_http(const char *method, const char *url, const char *ctype,
 /* Runs a suite with the default runner; returns the process exit code. */
 int	 tu_run_suite(Suite *);
 
+/*
+ * A private rabbitmq-server with the management plugin, everything on
+ * 127.0.0.1: AMQP, management HTTP, both again over TLS (a self-signed
+ * certificate for localhost, CA in ca), Erlang distribution and an epmd of
+ * its own, started first so that the node does not start a shared one.
+ * Its own HOME (cookie), node name, data and log directories under dir.
+ * Management statistics are collected every 500 ms.  Starting takes
+ * seconds: one broker per suite.
+ */
+struct tu_rabbit {
+	pid_t	 pid;		/* the rabbitmq-server script */
+	pid_t	 epmd_pid;
+	pid_t	 owner;		/* the process that started it */
+	int	 amqp_port;
+	int	 amqps_port;	/* 0 when TLS could not be set up */
+	int	 mgmt_port;
+	int	 mgmts_port;	/* management over TLS, 0 without */
+	int	 dist_port;
+	int	 epmd_port;
+	char	 dir[128];
+	char	 node[64];
+	char	 amqp_url[96];	/* amqp://127.0.0.1:port/ */
+	char	 amqps_url[96];	/* amqps://localhost:port/ or "" */
+	char	 http_url[96];	/* http://127.0.0.1:port/ */
+	char	 https_url[96];	/* https://localhost:port/ or "" */
+	char	 ca[192];	/* the TLS listeners' certificate, or "" */
+};
+
+/* Returns 0 once `rabbitmqctl await_startup` succeeds, or -1. */
+int	 tu_rabbit_start(struct tu_rabbit *);
+/*
+ * Stops the node, then its epmd, by PID; removes dir.  Only the process
+ * that started it does anything (Check forks its tests).  Idempotent.
+ */
+void	 tu_rabbit_stop(struct tu_rabbit *);
+/*
+ * A broker restart as clients see it, from any process: stop_app closes
+ * every connection and listener, start_app opens them again (and returns
+ * once the broker is ready).  Both return 0 or -1.
+ */
+int	 tu_rabbit_stop_app(const struct tu_rabbit *);
+int	 tu_rabbit_start_app(const struct tu_rabbit *);
+/*
+ * Runs rabbitmqctl -n node with the arguments (NULL-terminated); returns
+ * its exit status, stdout in a new string in *outp when outp is not NULL.
+ */
+int	 tu_rabbit_ctl(const struct tu_rabbit *, char **outp, ...);
+/*
+ * A blocking management API request as guest; path starts with /api.
+ * Returns the HTTP code or -1, the body in *bodyp as tu_http().
+ */
+long	 tu_rabbit_api(const struct tu_rabbit *, const char *method,
+	    const char *path, const char *body, char **bodyp);
+
 #endif

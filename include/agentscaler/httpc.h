@@ -1,0 +1,122 @@
+/*
+ * httpc.h: an HTTP client for JSON APIs on the caller's libev loop (libcurl
+ * multi); nothing here blocks.  The Kubernetes client (k8s/client.c) and the
+ * RabbitMQ management source (scalers/rabbitmq_http.c) are built on it.
+ *
+ * Every request passes through one token-bucket rate limiter per client
+ * (qps, burst), gets a per-attempt timeout, is retried with jittered backoff
+ * on 5xx, transport errors and timeouts, and waits for Retry-After on 429.
+ * Authentication is basic (user and password) or bearer (a token); a hook
+ * may refresh the credentials before each attempt, and another decides
+ * whether a 401 is worth one more try.  Credentials are never logged.
+ *
+ * Ownership: httpc_new() copies its options and strings.  A response passed
+ * to a completion is borrowed for the duration of the call.  A completion
+ * runs exactly once per accepted request, never before the call that started
+ * it returns, and with -AS_ECANCELED when the request is cancelled or the
+ * client freed.  httpc_free() may be called from inside a completion.
+ */
+#ifndef AGENTSCALER_HTTPC_H
+#define AGENTSCALER_HTTPC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct ev_loop;
+struct httpc;
+struct httpc_req;
+
+struct httpc_response {
+	int		 err;		/* 0 on 2xx, else -AS_E... */
+	long		 code;		/* HTTP status, 0 when none arrived */
+	const char	*body;		/* NUL-terminated, may be "" */
+	size_t		 body_len;
+	const char	*message;	/* text for errors, "" on success */
+};
+
+typedef void	 httpc_done_fn(const struct httpc_response *, void *arg);
+/* Writes one line describing an HTTP error response into out. */
+typedef void	 httpc_message_fn(long code, const char *body, size_t len,
+		    char *out, size_t outlen);
+/* Runs before every attempt; may call httpc_set_bearer()/_basic(). */
+typedef void	 httpc_prepare_fn(struct httpc *, void *arg);
+/*
+ * Runs after a 401, at most once per request; returns 1 when the request
+ * should be tried once more (the credentials may have changed), 0 to fail
+ * it with -AS_EAUTH.  That extra attempt does not count as a retry.
+ */
+typedef int	 httpc_unauthorized_fn(struct httpc *, const char *method,
+		    const char *path, void *arg);
+
+struct httpc_options {
+	const char	*base_url;	/* http(s)://host[:port][/prefix] */
+	const char	*log_name;	/* log component; default "http" */
+	const char	*ca_file;	/* NULL: the system CAs */
+	int		 insecure_skip_verify;
+	double		 qps;		/* default 20 */
+	int		 burst;		/* default 30 */
+	double		 timeout;	/* per attempt, seconds; default 10 */
+	double		 connect_timeout; /* at most, per attempt; default 5 */
+	int		 max_retries;	/* default 5; -1: no retries */
+	double		 retry_base;	/* first backoff, s; default 0.1 */
+	double		 retry_cap;	/* largest backoff, s; default 5 */
+	size_t		 max_body;	/* bytes; default 64 MiB */
+	httpc_message_fn *message;	/* NULL: "<code>: <start of body>" */
+	httpc_prepare_fn *prepare;	/* optional */
+	httpc_unauthorized_fn *unauthorized;	/* optional */
+	void		(*cleanup)(void *arg);	/* runs once, at the end */
+	void		*arg;		/* for the three hooks above */
+};
+
+/*
+ * Returns a client or NULL with a reason in err.  Each client holds a
+ * curl_global_init() reference until it is gone.
+ */
+struct httpc	*httpc_new(struct ev_loop *, const struct httpc_options *,
+		    char *err, size_t errlen);
+/*
+ * Cancels every pending request (completions run), then frees; inside a
+ * completion the final teardown (and the cleanup hook) waits until the
+ * client's own callback returns.  A second call does nothing.
+ */
+void		 httpc_free(struct httpc *);
+
+/* Sets (token) or clears (NULL) the bearer token; copied. */
+void		 httpc_set_bearer(struct httpc *, const char *token);
+/* Sets (both) or clears (NULL user) basic authentication; copied. */
+void		 httpc_set_basic(struct httpc *, const char *user,
+		    const char *password);
+
+/*
+ * Queues a request.  path starts with "/" and is appended to the base URL;
+ * body may be NULL; content_type applies to the body.  Returns a handle
+ * valid until the completion runs, or NULL (the completion will not run)
+ * when the arguments are bad or the client is closing.
+ */
+struct httpc_req *httpc_request(struct httpc *, const char *method,
+		    const char *path, const char *content_type,
+		    const char *body, httpc_done_fn *, void *arg);
+/* Ends a pending request now; its completion runs with -AS_ECANCELED. */
+void		 httpc_req_cancel(struct httpc_req *);
+
+/* Calls fn for each (verb, code) attempt counter; code 0: no response. */
+void		 httpc_foreach_stat(const struct httpc *,
+		    void (*fn)(const char *verb, long code, uint64_t count,
+		    void *), void *arg);
+/* The base URL as used, without trailing slashes (borrowed). */
+const char	*httpc_base_url(const struct httpc *);
+
+/*
+ * Pure: maps the outcome of one attempt to an as_err value; *retry says
+ * whether another attempt may help.  curl_ok is 0 for a transport failure
+ * (code is then ignored).  401 is not retryable here (see unauthorized).
+ */
+int		 httpc_classify(int curl_ok, long code, int *retry);
+/*
+ * Pure: parses a Retry-After value, delta-seconds or an HTTP-date taken
+ * relative to now.  Returns seconds, or -1 when absent or unreadable.
+ */
+double		 httpc_retry_after(const char *value, time_t now);
+
+#endif

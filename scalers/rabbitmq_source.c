@@ -1,0 +1,505 @@
+/*
+ * rabbitmq_source.c: the "rabbitmq" scaler type as the configuration sees
+ * it (source.type: rabbitmq).  It parses the address, checks the fields and
+ * hands create() to one of two transports by the scheme: amqp/amqps to
+ * scalers/rabbitmq_amqp.c, http/https to scalers/rabbitmq_http.c.  An
+ * instance carries its transport's type, so poll() and destroy() never come
+ * back here.  The helpers both transports share (secrets, redaction, error
+ * text) live here too.
+ *
+ * Which transport when (README.md, "RabbitMQ: which transport when"): AMQP
+ * is the cheapest read but sees only ready messages; a passive declare does
+ * not count messages delivered and not yet acknowledged, so countInFlight
+ * is refused there (KEDA's kedacore/keda#356 and #638 are what happens
+ * otherwise: work in flight looks like an empty queue).  The management API
+ * sees ready, unacknowledged and the message rates.
+ */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/rabbitmq.h"
+#include "agentscaler/scaler.h"
+
+static int	 rabbitmq_validate(const struct scaler_source *, char *,
+		    size_t);
+static struct scaler *rabbitmq_create(struct ev_loop *,
+		    const struct scaler_source *, char *, size_t);
+static int	 rabbitmq_poll(struct scaler *, scaler_done_fn *, void *);
+static void	 rabbitmq_destroy(struct scaler *);
+
+struct rabbitmq_scheme {
+	const char		*name;
+	enum rabbitmq_transport	 transport;
+	int			 tls;
+	int			 port;
+};
+
+static const struct rabbitmq_scheme rabbitmq_schemes[] = {
+	{ "amqp", RABBITMQ_AMQP, 0, 5672 },
+	{ "amqps", RABBITMQ_AMQP, 1, 5671 },
+	{ "http", RABBITMQ_HTTP, 0, 15672 },
+	{ "https", RABBITMQ_HTTP, 1, 15671 },
+};
+
+static int
+rabbitmq_parse_port(const char *p, const char *end, int *out)
+{
+	long	 v = 0;
+
+	if (p == end)
+		return (-1);
+	for (; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return (-1);
+		v = v * 10 + (*p - '0');
+		if (v > 65535)
+			return (-1);
+	}
+	if (v == 0)
+		return (-1);
+	*out = (int)v;
+	return (0);
+}
+
+static int
+rabbitmq_hex(int c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	if (c >= 'A' && c <= 'F')
+		return (c - 'A' + 10);
+	return (-1);
+}
+
+/* Decodes the vhost segment [p, end) into out; 0 or -1 with err set. */
+static int
+rabbitmq_parse_vhost(const char *p, const char *end, char *out,
+    size_t outlen, char *err, size_t errlen)
+{
+	size_t	 n = 0;
+	int	 hi, lo;
+	char	 ch;
+
+	for (; p < end; p++) {
+		ch = *p;
+		if (ch == '/') {
+			snprintf(err, errlen, "the vhost is one path segment; "
+			    "write a '/' inside a vhost name as %%2F");
+			return (-1);
+		}
+		if (ch == '%') {
+			if (end - p < 3 || (hi = rabbitmq_hex(p[1])) < 0 ||
+			    (lo = rabbitmq_hex(p[2])) < 0) {
+				snprintf(err, errlen, "bad percent-escape in "
+				    "the vhost");
+				return (-1);
+			}
+			ch = (char)(hi * 16 + lo);
+			p += 2;
+			if (ch == '\0') {
+				snprintf(err, errlen, "the vhost has %%00");
+				return (-1);
+			}
+		} else if ((unsigned char)ch <= 0x20 || ch == 0x7f) {
+			snprintf(err, errlen, "bad character in the vhost; "
+			    "percent-encode it");
+			return (-1);
+		}
+		if (n + 1 >= outlen) {
+			snprintf(err, errlen, "the vhost is longer than %d "
+			    "bytes", RABBITMQ_NAME_MAX);
+			return (-1);
+		}
+		out[n++] = ch;
+	}
+	out[n] = '\0';
+	return (0);
+}
+
+/*
+ * The parser.  Error messages never quote the authority part, since a
+ * rejected address may carry a password.
+ */
+int
+rabbitmq_parse_address(const char *url, struct rabbitmq_addr *out, char *err,
+    size_t errlen)
+{
+	const struct rabbitmq_scheme *sch = NULL;
+	const char	*p, *auth, *auth_end, *host, *host_end, *q;
+	size_t		 hostlen, i, ncolon, slen;
+
+	memset(out, 0, sizeof *out);
+	if (url == NULL || *url == '\0') {
+		snprintf(err, errlen, "empty address; expected "
+		    "amqp://host:5672/vhost or http://host:15672/vhost");
+		return (-AS_EINVAL);
+	}
+	for (p = url; isalnum((unsigned char)*p) || *p == '+' ||
+	    *p == '-' || *p == '.'; p++)
+		;
+	if (p == url || strncmp(p, "://", 3) != 0 || p - url > 16 ||
+	    !isalpha((unsigned char)*url)) {
+		snprintf(err, errlen, "address must start with amqp://, "
+		    "amqps://, http:// or https://");
+		return (-AS_EINVAL);
+	}
+	slen = (size_t)(p - url);
+	for (i = 0; i < AS_ARRAY_SIZE(rabbitmq_schemes); i++) {
+		if (strlen(rabbitmq_schemes[i].name) == slen &&
+		    strncasecmp(url, rabbitmq_schemes[i].name, slen) == 0)
+			sch = &rabbitmq_schemes[i];
+	}
+	if (sch == NULL) {
+		snprintf(err, errlen, "unsupported scheme \"%.*s\"; expected "
+		    "amqp://, amqps://, http:// or https://", (int)slen, url);
+		return (-AS_EINVAL);
+	}
+	auth = p + 3;
+	auth_end = auth + strcspn(auth, "/?#");
+	if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL) {
+		snprintf(err, errlen, "credentials in the address are not "
+		    "allowed; use username with passwordFile, passwordEnv or "
+		    "authSecretRef");
+		return (-AS_EINVAL);
+	}
+
+	if (*auth == '[') {
+		host = auth + 1;
+		host_end = memchr(host, ']', (size_t)(auth_end - host));
+		if (host_end == NULL) {
+			snprintf(err, errlen, "unterminated '[' in the "
+			    "address");
+			return (-AS_EINVAL);
+		}
+		hostlen = (size_t)(host_end - host);
+		for (i = 0, ncolon = 0; i < hostlen; i++) {
+			if (host[i] == ':')
+				ncolon++;
+			else if (!isxdigit((unsigned char)host[i]) &&
+			    host[i] != '.')
+				break;
+		}
+		if (hostlen == 0 || i != hostlen || ncolon < 2) {
+			snprintf(err, errlen, "bad IPv6 address in brackets");
+			return (-AS_EINVAL);
+		}
+		q = host_end + 1;
+	} else {
+		host = auth;
+		host_end = auth + strcspn(auth, ":/?#");
+		hostlen = (size_t)(host_end - host);
+		for (p = auth, ncolon = 0; p < auth_end; p++)
+			ncolon += *p == ':';
+		if (ncolon > 1) {
+			snprintf(err, errlen, "IPv6 addresses need brackets, "
+			    "as in amqp://[::1]:5672/");
+			return (-AS_EINVAL);
+		}
+		if (hostlen == 0) {
+			snprintf(err, errlen, "the address has no host");
+			return (-AS_EINVAL);
+		}
+		for (i = 0; i < hostlen; i++) {
+			if (!isalnum((unsigned char)host[i]) &&
+			    host[i] != '-' && host[i] != '.' && host[i] != '_')
+				break;
+		}
+		if (i != hostlen) {
+			snprintf(err, errlen, "bad character in the host name");
+			return (-AS_EINVAL);
+		}
+		q = host_end;
+	}
+	if (hostlen >= sizeof out->host) {
+		snprintf(err, errlen, "host name too long");
+		return (-AS_EINVAL);
+	}
+
+	out->port = sch->port;
+	if (q < auth_end && *q == ':') {
+		if (q + 1 == auth_end) {
+			snprintf(err, errlen, "empty port after ':'");
+			return (-AS_EINVAL);
+		}
+		if (rabbitmq_parse_port(q + 1, auth_end, &out->port) != 0) {
+			snprintf(err, errlen, "port must be a number from 1 "
+			    "to 65535");
+			return (-AS_EINVAL);
+		}
+	} else if (q != auth_end) {
+		snprintf(err, errlen, "unexpected character after the host");
+		return (-AS_EINVAL);
+	}
+
+	p = auth_end;
+	if (strpbrk(p, "?#") != NULL) {
+		snprintf(err, errlen, "query strings and fragments are not "
+		    "supported; the vhost goes in the path: /vhost");
+		return (-AS_EINVAL);
+	}
+	if (*p == '\0' || strcmp(p, "/") == 0)
+		as_strlcpy(out->vhost, "/", sizeof out->vhost);
+	else if (rabbitmq_parse_vhost(p + 1, p + strlen(p), out->vhost,
+	    sizeof out->vhost, err, errlen) != 0)
+		return (-AS_EINVAL);
+	out->transport = sch->transport;
+	out->tls = sch->tls;
+	as_strlcpy(out->scheme, sch->name, sizeof out->scheme);
+	memcpy(out->host, host, hostlen);
+	out->host[hostlen] = '\0';
+	return (0);
+}
+
+/* Shared helpers. */
+
+const char *
+rabbitmq_nonempty(const char *s)
+{
+	return (s != NULL && *s != '\0' ? s : NULL);
+}
+
+int
+rabbitmq_same(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return (a == b);
+	return (strcmp(a, b) == 0);
+}
+
+const char *
+rabbitmq_user(const struct scaler_source *src)
+{
+	const char	*u = rabbitmq_nonempty(src->username);
+
+	return (u != NULL ? u : "guest");
+}
+
+void
+rabbitmq_secret_free(char *secret)
+{
+	if (secret != NULL) {
+		explicit_bzero(secret, strlen(secret));
+		free(secret);
+	}
+}
+
+int
+rabbitmq_secret_read(const char *password_file, const char *password_env,
+    const char *user, char **out, char *err, size_t errlen)
+{
+	const char	*v;
+
+	*out = NULL;
+	if ((password_file = rabbitmq_nonempty(password_file)) != NULL) {
+		if ((*out = as_read_secret(password_file, err, errlen)) ==
+		    NULL)
+			return (-AS_EAUTH);
+		if (**out == '\0') {
+			snprintf(err, errlen, "password file %s is empty",
+			    password_file);
+			rabbitmq_secret_free(*out);
+			*out = NULL;
+			return (-AS_EAUTH);
+		}
+		return (0);
+	}
+	if ((password_env = rabbitmq_nonempty(password_env)) != NULL) {
+		if ((v = getenv(password_env)) == NULL || *v == '\0') {
+			snprintf(err, errlen, "environment variable %s is "
+			    "not set", password_env);
+			return (-AS_EAUTH);
+		}
+		*out = xstrdup(v);
+		return (0);
+	}
+	if (strcmp(user, "guest") != 0) {
+		snprintf(err, errlen, "user %.64s has no password: set "
+		    "passwordFile, passwordEnv or authSecretRef", user);
+		return (-AS_EAUTH);
+	}
+	*out = xstrdup("guest");
+	return (0);
+}
+
+void
+rabbitmq_redact(char *dst, size_t dstlen, const char *text,
+    const char *secret)
+{
+	const char	*hit;
+	size_t		 len = 0, n, slen;
+
+	if (dstlen == 0)
+		return;
+	dst[0] = '\0';
+	slen = secret != NULL ? strlen(secret) : 0;
+	while (*text != '\0' && len + 1 < dstlen) {
+		hit = slen > 0 ? strstr(text, secret) : NULL;
+		n = hit != NULL ? (size_t)(hit - text) : strlen(text);
+		if (n > dstlen - 1 - len)
+			n = dstlen - 1 - len;
+		memcpy(dst + len, text, n);
+		len += n;
+		dst[len] = '\0';
+		if (hit == NULL)
+			break;
+		len += as_strlcpy(dst + len, "<redacted>", dstlen - len);
+		if (len >= dstlen)
+			break;
+		text = hit + slen;
+	}
+}
+
+void
+rabbitmq_endpoint_name(const struct rabbitmq_addr *a, char *out,
+    size_t outlen)
+{
+	if (strchr(a->host, ':') != NULL)
+		snprintf(out, outlen, "[%s]:%d", a->host, a->port);
+	else
+		snprintf(out, outlen, "%s:%d", a->host, a->port);
+}
+
+void
+rabbitmq_result_error(struct scaler_result *res, int err, const char *name,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	res->error = err;
+	n = snprintf(res->errmsg, sizeof res->errmsg, "rabbitmq %s: ", name);
+	if (n < 0 || (size_t)n >= sizeof res->errmsg)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(res->errmsg + n, sizeof res->errmsg - (size_t)n, fmt, ap);
+	va_end(ap);
+}
+
+int
+rabbitmq_stats(const struct scaler *s, struct rabbitmq_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	if (s == NULL)
+		return (-AS_EINVAL);
+	if (s->type == &rabbitmq_amqp_type)
+		rabbitmq_amqp_stats(s, st);
+	else if (s->type == &rabbitmq_http_type)
+		rabbitmq_http_stats(s, st);
+	else
+		return (-AS_EINVAL);
+	return (0);
+}
+
+/* The vtable. */
+
+static int
+rabbitmq_validate(const struct scaler_source *src, char *err, size_t errlen)
+{
+	struct rabbitmq_addr addr;
+	int		 rc;
+
+	if (src->address == NULL) {
+		snprintf(err, errlen, "rabbitmq needs an address "
+		    "(amqp://host:5672/vhost or http://host:15672/vhost)");
+		return (-AS_EINVAL);
+	}
+	if ((rc = rabbitmq_parse_address(src->address, &addr, err,
+	    errlen)) != 0)
+		return (rc);
+	if (src->queue == NULL || *src->queue == '\0') {
+		snprintf(err, errlen, "rabbitmq needs a queue name");
+		return (-AS_EINVAL);
+	}
+	if (strlen(src->queue) > RABBITMQ_NAME_MAX) {
+		snprintf(err, errlen, "the queue name is longer than %d bytes",
+		    RABBITMQ_NAME_MAX);
+		return (-AS_EINVAL);
+	}
+	/*
+	 * A passive queue.declare answers message_count, which counts ready
+	 * messages only: messages delivered and not yet acknowledged are
+	 * invisible over AMQP.  Counting them needs the management API.
+	 */
+	if (src->count_in_flight && addr.transport == RABBITMQ_AMQP) {
+		snprintf(err, errlen, "countInFlight needs the unacknowledged "
+		    "count, which AMQP (a passive queue.declare) cannot see; "
+		    "use the management API: http://host:15672/vhost");
+		return (-AS_EINVAL);
+	}
+	if (rabbitmq_nonempty(src->processing) != NULL) {
+		snprintf(err, errlen, "processingList belongs to redis-list; "
+		    "RabbitMQ counts unacknowledged messages itself (http "
+		    "transport)");
+		return (-AS_EINVAL);
+	}
+	if (rabbitmq_nonempty(src->consumer_group) != NULL) {
+		snprintf(err, errlen, "consumerGroup is not used by rabbitmq");
+		return (-AS_EINVAL);
+	}
+	if (!addr.tls && (rabbitmq_nonempty(src->ca_file) != NULL ||
+	    src->insecure_skip_verify)) {
+		snprintf(err, errlen, "tls is set but the address is %s://; "
+		    "use %ss://", addr.scheme, addr.scheme);
+		return (-AS_EINVAL);
+	}
+	if (rabbitmq_nonempty(src->password_file) != NULL &&
+	    rabbitmq_nonempty(src->password_env) != NULL) {
+		snprintf(err, errlen, "set passwordFile or passwordEnv, not "
+		    "both");
+		return (-AS_EINVAL);
+	}
+	if (!(src->connect_timeout >= 0) || !(src->command_timeout >= 0) ||
+	    isinf(src->connect_timeout) || isinf(src->command_timeout)) {
+		snprintf(err, errlen, "timeouts must be finite and not "
+		    "negative");
+		return (-AS_EINVAL);
+	}
+	return (0);
+}
+
+static struct scaler *
+rabbitmq_create(struct ev_loop *loop, const struct scaler_source *src,
+    char *err, size_t errlen)
+{
+	struct rabbitmq_addr addr;
+
+	if (rabbitmq_validate(src, err, errlen) != 0)
+		return (NULL);
+	if (rabbitmq_parse_address(src->address, &addr, err, errlen) != 0)
+		return (NULL);
+	if (addr.transport == RABBITMQ_AMQP)
+		return (rabbitmq_amqp_type.create(loop, src, err, errlen));
+	return (rabbitmq_http_type.create(loop, src, err, errlen));
+}
+
+/* Instances carry their transport's type; these only forward. */
+static int
+rabbitmq_poll(struct scaler *s, scaler_done_fn *fn, void *arg)
+{
+	if (s->type == &scaler_type_rabbitmq)
+		return (-AS_EINVAL);
+	return (s->type->poll(s, fn, arg));
+}
+
+static void
+rabbitmq_destroy(struct scaler *s)
+{
+	if (s->type != &scaler_type_rabbitmq)
+		s->type->destroy(s);
+}
+
+const struct scaler_type scaler_type_rabbitmq = {
+	.name = "rabbitmq",
+	.validate = rabbitmq_validate,
+	.create = rabbitmq_create,
+	.poll = rabbitmq_poll,
+	.destroy = rabbitmq_destroy,
+};
