@@ -10,12 +10,16 @@ arrival time (kube-sim's monotonic clock, same CLOCK_MONOTONIC) of the first
 PATCH .../agents/scale that follows.  The list is then deleted and the pool
 returns to zero before the next trial.
 
-Two modes: push (keyspace notifications, the default when the server
-allows CONFIG SET) and polling (the server started with CONFIG renamed away,
+Sources: redis-list (LPUSH; reset by DEL), redis-stream (XADD to a stream
+with a consumer group; reset by XREADGROUP then XTRIM), rabbitmq over AMQP
+and over the management API (publish; reset by purge), one private broker
+each.  Two modes: push (keyspace notifications, the default when the server
+allows CONFIG SET; Redis only) and polling (the server started with CONFIG renamed away,
 so agentscaler falls back to its default 1000 ms poll).  Polling trials are
 spread over several pools at once to bound the run time; each trial still
-measures one pool from an empty list to its PATCH.  Trials are spaced
-100-250 ms apart so that the two scale writes of each stay under the default
+measures one pool from an empty list to its PATCH.  Push trials are spaced
+100-250 ms apart (polling trials 100-1100 ms, a random phase against the
+poll timer) so that the two scale writes of each stay under the default
 --kube-qps 20; the bench client, kube-sim (Python), redis-server and the
 daemon share the machine's cores.
 """
@@ -40,20 +44,66 @@ def pct(xs, p):
     return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
-def run_mode(binary, mode, trials, npools):
-    redis = world.Redis([] if mode == "push" else ["--rename-command", "CONFIG", ""])
+class Source:
+    """How a trial writes one task and empties the queue, per source type."""
+
+    def __init__(self, kind, push, rabbit=None):
+        self.kind, self.rabbit = kind, rabbit
+        self.redis = None
+        if kind.startswith("redis"):
+            self.redis = world.Redis([] if push else ["--rename-command", "CONFIG", ""])
+
+    def stop(self):
+        if self.redis:
+            self.redis.stop()
+
+    def setup(self, q):
+        if self.kind == "redis-stream":
+            self.redis.cmd("XGROUP", "CREATE", q, "workers", "$", "MKSTREAM")
+        elif self.rabbit:
+            self.rabbit.declare(q)
+
+    def pool(self, name, q, target, **scaling):
+        if self.kind == "redis-list":
+            return world.pool(name, self.redis.url, q, target, **scaling)
+        if self.kind == "redis-stream":
+            return world.pool_stream(name, self.redis.url, q, "workers", target, **scaling)
+        url = self.rabbit.amqp_url() if self.kind == "rabbitmq-amqp" else self.rabbit.http_url()
+        return world.pool_rabbit(name, url, q, target, **scaling)
+
+    def push(self, q):
+        if self.kind == "redis-list":
+            self.redis.cmd("LPUSH", q, json.dumps({"id": "b"}))
+        elif self.kind == "redis-stream":
+            self.redis.cmd("XADD", q, "*", "task", json.dumps({"id": "b"}))
+        else:
+            self.rabbit.publish(q, 1)
+
+    def reset(self, q):
+        if self.kind == "redis-list":
+            self.redis.cmd("DEL", q)
+        elif self.kind == "redis-stream":
+            # Deliver it to the group (lag 0), then trim: the trim wakes the pool.
+            self.redis.cmd("XREADGROUP", "GROUP", "workers", "bench", "COUNT", "100", "STREAMS", q, ">")
+            self.redis.cmd("XTRIM", q, "MAXLEN", "0")
+        else:
+            self.rabbit.purge(q)
+
+
+def run_mode(binary, kind, mode, trials, npools, rabbit=None):
+    src = Source(kind, mode == "push", rabbit)
     kube = world.KubeSim("--replica-delay-ms", "10")
     daemon = None
     try:
         pools = []
         for i in range(npools):
             kube.create_deployment("agents-%d" % i)
-            pools.append(world.pool("bench-%d" % i, redis.url, "q-%d" % i, "agents-%d" % i,
-                                    maxReplicas=10, cooldownSeconds=0,
-                                    scaleDownStabilizationSeconds=0,
-                                    pollIntervalMs=1000))
+            src.setup("q-%d" % i)
+            pools.append(src.pool("bench-%d" % i, "q-%d" % i, "agents-%d" % i,
+                                  maxReplicas=10, cooldownSeconds=0,
+                                  scaleDownStabilizationSeconds=0, pollIntervalMs=1000))
         daemon = world.Daemon({"pools": pools}, kube, binary=binary, extra=["--log-level", "warn"])
-        world.wait_for(lambda: daemon.get("/readyz")[0] == 200, 30, what="ready")
+        world.wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, what="ready")
         want_push = 1.0 if mode == "push" else 0.0
         world.wait_for(lambda: daemon.metrics().get(
             'agentscaler_source_push{namespace="default",pool="bench-0"}') == want_push, 15,
@@ -62,27 +112,30 @@ def run_mode(binary, mode, trials, npools):
         lock = threading.Lock()
 
         def worker(i, n):
-            name = "agents-%d" % i
+            name, q = "agents-%d" % i, "q-%d" % i
             path = "/deployments/%s/scale" % name
             for _ in range(n):
-                world.wait_for(lambda: kube.replicas(name) == 0, 30, 0.01, "%s at zero" % name)
+                world.wait_for(lambda: kube.replicas(name) == 0, 60, 0.01, "%s at zero" % name)
                 # Trials 100-250 ms apart: two scale writes per trial stay
                 # under the daemon's default --kube-qps 20, so the figure is
                 # the reaction, not our own rate limiter's queue.
-                time.sleep(random.uniform(0.1, 0.25))
-                seq = kube.requests()[-1]["seq"] if kube.requests() else 0
+                # Polling: a random phase against the poll timer, since the
+                # pool reached zero on one of its own ticks.
+                time.sleep(random.uniform(0.1, 0.25) if mode == "push" else random.uniform(0.1, 1.1))
+                reqs = kube.requests()
+                seq = reqs[-1]["seq"] + 1 if reqs else 0
                 t_push = time.monotonic()
-                redis.cmd("LPUSH", "q-%d" % i, json.dumps({"id": "b"}))
+                src.push(q)
 
                 def patched():
                     for r in kube.requests(seq):
                         if r["method"] == "PATCH" and r["path"].endswith(path) and r["mono"] >= t_push:
                             return r
                     return None
-                r = world.wait_for(patched, 30, 0.002, "the PATCH")
+                r = world.wait_for(patched, 60, 0.002, "the PATCH")
                 with lock:
                     lat.append((r["mono"] - t_push) * 1000.0)
-                redis.cmd("DEL", "q-%d" % i)
+                src.reset(q)
 
         per = [trials // npools + (1 if i < trials % npools else 0) for i in range(npools)]
         ts = [threading.Thread(target=worker, args=(i, per[i])) for i in range(npools)]
@@ -96,7 +149,7 @@ def run_mode(binary, mode, trials, npools):
             daemon.stop()
             daemon.cleanup()
         kube.stop()
-        redis.stop()
+        src.stop()
 
 
 def redis_reads(redis):
@@ -128,28 +181,36 @@ def poll_cost(tool, kind, n, sweeps):
         redis.stop()
 
 
-def _has_type(tool, kind):
-    r = subprocess.run([tool, kind, "redis://127.0.0.1:1/0", "x", "0", "0"],
-                       capture_output=True, text=True, timeout=30)
-    return "unknown type" not in r.stderr
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(world.ROOT, "build/release/agentscaler"))
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--modes", default="push,polling,cost")
+    ap.add_argument("--sources", default="redis,rabbitmq")
     args = ap.parse_args()
     print(__doc__.strip())
     print()
     print("machine: %d CPUs, %s" % (os.cpu_count(), os.uname().release))
-    for mode, npools in (("push", 1), ("polling", 8)):
-        if mode not in args.modes.split(","):
-            continue
-        lat = run_mode(args.bin, mode, args.trials, npools)
-        print("reaction from zero, %-8s n=%d  p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  mean %.2f ms"
-              % (mode, len(lat), pct(lat, 50), pct(lat, 90), pct(lat, 99), max(lat), statistics.mean(lat)),
-              flush=True)
+    runs = [("redis-list", "push", 1), ("redis-list", "polling", 8),
+            ("redis-stream", "push", 1), ("redis-stream", "polling", 8),
+            ("rabbitmq-amqp", "polling", 8), ("rabbitmq-http", "polling", 8)]
+    rabbit = None
+    try:
+        for kind, mode, npools in runs:
+            if mode not in args.modes.split(",") or kind.split("-")[0] not in args.sources.split(","):
+                continue
+            if kind.startswith("rabbitmq") and rabbit is None:
+                rabbit = world.RabbitMQ()
+            lat = run_mode(args.bin, kind, mode, args.trials, npools, rabbit)
+            print("reaction from zero, %-13s %-8s n=%d  p50 %8.2f ms  p90 %8.2f ms  p99 %8.2f ms  "
+                  "max %8.2f ms" % (kind, mode, len(lat), pct(lat, 50), pct(lat, 90), pct(lat, 99),
+                                    max(lat)), flush=True)
+    finally:
+        if rabbit is not None:
+            rabbit.stop()
+    print("(rabbitmq-http reads the management plugin's queue statistics: its figure is their age,")
+    print(" observed here at about 5 s even with collect_statistics_interval = 500 ms; choose AMQP")
+    print(" when reaction time matters and in-flight counts do not)")
     tool = os.path.join(os.path.dirname(args.bin), "tools/bench/poll_cost")
     if "cost" in args.modes.split(",") and os.path.exists(tool):
         print()
@@ -158,14 +219,33 @@ def main():
         print("after one warm-up sweep; reads = the server's total_reads_processed per sweep")
         print("(one read covers a whole pipelined batch).  Broker CPU is not included.")
         for kind in ("redis-list", "redis-stream"):
-            if kind == "redis-stream" and not _has_type(tool, kind):
-                continue
             for n, sweeps in ((1000, 50), (10000, 20)):
                 r, reads = poll_cost(tool, kind, n, sweeps)
                 print("  %-13s pools %6d  CPU %7.3f ms/sweep (%.2f%% of a core at 1 sweep/s)  "
                       "wall %7.3f ms/sweep  server reads %.1f/sweep"
                       % (kind, n, r["cpu_ms_per_sweep"], r["cpu_ms_per_sweep"] / 10.0,
                          r["wall_ms_per_sweep"], reads), flush=True)
+        if "rabbitmq" in args.sources.split(","):
+            rabbit = world.RabbitMQ()
+            try:
+                n = 1000
+                for i in range(n):
+                    rabbit.declare("q-%d" % i)
+                print("  (rabbitmq: batches = the source's own count of AMQP declare batches or")
+                print("   management listings per sweep; sweeps 600 ms apart for HTTP, past its")
+                print("   0.5 s listing reuse)")
+                for kind, url, gap in (("amqp", rabbit.amqp_url(), "0"), ("http", rabbit.http_url(), "600")):
+                    out = subprocess.run([tool, "rabbitmq", url, "q", str(n), "20"], capture_output=True,
+                                         text=True, timeout=600, env=dict(os.environ, POLL_COST_GAP_MS=gap))
+                    if out.returncode != 0:
+                        raise RuntimeError("poll_cost: %s %s" % (out.stdout, out.stderr))
+                    r = json.loads(out.stdout)
+                    print("  %-13s pools %6d  CPU %7.3f ms/sweep (%.2f%% of a core at 1 sweep/s)  "
+                          "wall %7.3f ms/sweep  batches %.1f/sweep"
+                          % ("rabbitmq-" + kind, n, r["cpu_ms_per_sweep"], r["cpu_ms_per_sweep"] / 10.0,
+                             r["wall_ms_per_sweep"], r["batches_per_sweep"]), flush=True)
+            finally:
+                rabbit.stop()
     print("reference: KEDA polls every 30 s by default (pollingInterval), so its mean reaction from "
           "zero is about 15 s plus the HPA/scale write.")
 

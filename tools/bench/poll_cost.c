@@ -6,7 +6,11 @@
  * and the sweep ends when all completions have arrived.  Prints the CPU time
  * of this process (getrusage, user + system) and the wall time per sweep.
  * The broker's own CPU is not counted; the caller measures round trips on
- * the broker side (tools/bench/bench.py reads redis INFO stats).
+ * the broker side for Redis (tools/bench/bench.py reads INFO stats); for
+ * RabbitMQ the source's own counters give the batches (AMQP declare
+ * batches, HTTP listings) per sweep.  POLL_COST_GAP_MS sleeps between
+ * sweeps (outside the measured CPU), so that the HTTP transport's 0.5 s
+ * listing reuse does not answer a sweep for free.
  *
  * usage: poll_cost TYPE ADDRESS PREFIX N SWEEPS [GROUP]
  */
@@ -19,6 +23,7 @@
 
 #include "agentscaler/common.h"
 #include "agentscaler/log.h"
+#include "agentscaler/rabbitmq.h"
 #include "agentscaler/scaler.h"
 
 struct sweep {
@@ -59,7 +64,10 @@ main(int argc, char **argv)
 	struct ev_loop		*loop;
 	struct sweep		 sw;
 	char			 err[256], **names;
+	struct rabbitmq_stats	 rs0, rs1;
 	size_t			 n, i, k, sweeps, errors = 0;
+	double			 gap = 0;
+	int			 warmups = 0;
 	double			 cpu0 = 0, wall0 = 0, cpu, wall;
 
 	if (argc < 6) {
@@ -72,6 +80,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "poll_cost: unknown type %s\n", argv[1]);
 		return (2);
 	}
+	if (getenv("POLL_COST_GAP_MS") != NULL)
+		gap = strtod(getenv("POLL_COST_GAP_MS"), NULL) / 1000.0;
+	memset(&rs0, 0, sizeof rs0);
+	memset(&rs1, 0, sizeof rs1);
 	n = strtoul(argv[4], NULL, 10);
 	sweeps = strtoul(argv[5], NULL, 10);
 	loop = ev_default_loop(EVFLAG_AUTO);
@@ -91,9 +103,18 @@ main(int argc, char **argv)
 	}
 	/* One warm-up sweep: connections, handshakes. */
 	for (k = 0; k <= sweeps; k++) {
+		if (k > 0 && gap > 0) {
+			double c = poll_cost_cpu(), w = as_mono_now();
+
+			ev_sleep(gap);
+			cpu0 += poll_cost_cpu() - c;	/* not ours to count */
+			wall0 += as_mono_now() - w;
+		}
 		if (k == 1) {
 			cpu0 = poll_cost_cpu();
 			wall0 = as_mono_now();
+			if (n > 0)
+				(void)rabbitmq_stats(s[0], &rs0);
 		}
 		memset(&sw, 0, sizeof sw);
 		for (i = 0; i < n; i++)
@@ -103,18 +124,24 @@ main(int argc, char **argv)
 			ev_run(loop, EVRUN_ONCE);
 		if (k > 0)
 			errors += sw.errors;
-		else if (sw.errors == n) {
-			/* Still connecting: try the warm-up again. */
+		else if (n > 0 && sw.errors > 0 && ++warmups < 300) {
+			/*
+			 * Still connecting, or (management API) queues not in
+			 * the statistics yet: warm up again, for at most ~30 s.
+			 */
 			k--;
-			ev_sleep(0.05);
+			ev_sleep(0.1);
 		}
 	}
 	cpu = poll_cost_cpu() - cpu0;
 	wall = as_mono_now() - wall0;
+	if (n > 0)
+		(void)rabbitmq_stats(s[0], &rs1);
 	printf("{\"type\": \"%s\", \"pools\": %zu, \"sweeps\": %zu, "
 	    "\"cpu_ms_per_sweep\": %.3f, \"wall_ms_per_sweep\": %.3f, "
-	    "\"errors\": %zu}\n", argv[1], n, sweeps, cpu * 1000.0 / sweeps,
-	    wall * 1000.0 / sweeps, errors);
+	    "\"batches_per_sweep\": %.2f, \"errors\": %zu}\n", argv[1], n,
+	    sweeps, cpu * 1000.0 / sweeps, wall * 1000.0 / sweeps,
+	    (double)(rs1.batches - rs0.batches) / sweeps, errors);
 	for (i = 0; i < n; i++) {
 		scaler_destroy(s[i]);
 		free(names[i]);
