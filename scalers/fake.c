@@ -2,11 +2,12 @@
  * fake.c: the scripted "fake" scaler type for the scheduler's unit tests
  * (KEDA swaps I/O out through function fields; our seam is the vtable).
  *
- * A poll takes the next scripted result and arms a one-shot ev_timer (zero
- * delay unless scripted otherwise); the timer delivers it, so a completion
- * never runs before poll() has returned.  destroy() delivers -AS_ECANCELED
- * to a pending poll before returning.  Wake-ups go through a second timer,
- * for the same reason.  See scaler_fake.h for the script's rules.
+ * A poll takes the next scripted result and arms the one-shot ev_timer of
+ * its struct scaler_later (zero delay unless scripted otherwise); the timer
+ * delivers it, so a completion never runs before poll() has returned.
+ * destroy() delivers -AS_ECANCELED to a pending poll before returning.
+ * Wake-ups go through a second timer, for the same reason.  See
+ * scaler_fake.h for the script's rules.
  */
 #include <sys/queue.h>
 
@@ -19,6 +20,7 @@
 #include "agentscaler/common.h"
 #include "agentscaler/scaler.h"
 #include "agentscaler/scaler_fake.h"
+#include "agentscaler/scaler_later.h"
 
 struct fake_step {
 	int	 err;
@@ -39,10 +41,7 @@ struct fake_scaler {
 	int			 fail_next;	/* poll() itself fails with it */
 	int			 can_push;
 	unsigned		 polls;
-	scaler_done_fn		*done_fn;	/* set while a poll is pending */
-	void			*done_arg;
-	struct scaler_result	 result;
-	ev_timer		 done_timer;
+	struct scaler_later	 later;		/* the pending poll */
 	scaler_wake_fn		*wake_fn;
 	void			*wake_arg;
 	ev_timer		 wake_timer;
@@ -65,19 +64,6 @@ fake_of(const struct scaler *s)
 	if (s == NULL || s->type != &scaler_type_fake)
 		abort();
 	return ((struct fake_scaler *)(uintptr_t)s);
-}
-
-static void
-fake_done_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct fake_scaler *f = w->data;
-	struct scaler_result res = f->result;
-	scaler_done_fn	*fn = f->done_fn;
-
-	(void)loop;
-	(void)revents;
-	f->done_fn = NULL;
-	fn(&f->base, &res, f->done_arg);	/* may destroy f */
 }
 
 static void
@@ -106,9 +92,9 @@ fake_create(struct ev_loop *loop, const struct scaler_source *src, char *err,
 	f->loop = loop;
 	f->queue = xstrdup(src->queue != NULL ? src->queue : "");
 	f->can_push = 1;
-	ev_timer_init(&f->done_timer, fake_done_cb, 0., 0.);
+	scaler_later_init(&f->later, loop, &f->base);
 	ev_timer_init(&f->wake_timer, fake_wake_cb, 0., 0.);
-	f->done_timer.data = f->wake_timer.data = f;
+	f->wake_timer.data = f;
 	LIST_INSERT_HEAD(&fake_scalers, f, entry);
 	fake_ninstances++;
 	return (&f->base);
@@ -118,43 +104,41 @@ static int
 fake_poll(struct scaler *s, scaler_done_fn *fn, void *arg)
 {
 	struct fake_scaler *f = fake_of(s);
+	struct scaler_result *res = &f->later.res;
 	struct fake_step step;
 	int		 rc;
 
 	if (fn == NULL)
 		return (-AS_EINVAL);
-	if (f->done_fn != NULL)
+	if (scaler_later_pending(&f->later))
 		return (-AS_EAGAIN);
 	if (f->fail_next != 0) {
 		rc = f->fail_next;
 		f->fail_next = 0;
 		return (rc);
 	}
-	memset(&f->result, 0, sizeof f->result);
+	(void)scaler_later_start(&f->later, fn, arg);	/* checked above */
 	if (f->next < f->nsteps) {
 		f->last = f->steps[f->next++];
 		f->have_last = 1;
 	}
 	if (f->have_last) {
 		step = f->last;
-		f->result.error = step.err;
+		res->error = step.err;
 		if (step.err == 0) {
-			f->result.ready = step.ready;
-			f->result.in_flight = step.in_flight;
+			res->ready = step.ready;
+			res->in_flight = step.in_flight;
 		} else
-			snprintf(f->result.errmsg, sizeof f->result.errmsg,
+			snprintf(res->errmsg, sizeof res->errmsg,
 			    "fake %s: scripted error: %s", f->queue,
 			    as_strerror(step.err));
 	} else {
-		f->result.error = -AS_EAGAIN;
-		snprintf(f->result.errmsg, sizeof f->result.errmsg,
+		res->error = -AS_EAGAIN;
+		snprintf(res->errmsg, sizeof res->errmsg,
 		    "fake %s: no scripted result", f->queue);
 	}
-	f->done_fn = fn;
-	f->done_arg = arg;
 	f->polls++;
-	ev_timer_set(&f->done_timer, f->delay, 0.);
-	ev_timer_start(f->loop, &f->done_timer);
+	scaler_later_arm(&f->later, f->delay);
 	return (0);
 }
 
@@ -183,19 +167,19 @@ fake_destroy(struct scaler *s)
 {
 	struct fake_scaler *f = fake_of(s);
 	struct scaler_result res;
-	scaler_done_fn	*fn = f->done_fn;
+	scaler_done_fn	*fn;
+	void		*arg;
 
-	ev_timer_stop(f->loop, &f->done_timer);
+	fn = scaler_later_cancel(&f->later, &arg);
 	ev_timer_stop(f->loop, &f->wake_timer);
 	LIST_REMOVE(f, entry);
 	fake_ninstances--;
-	f->done_fn = NULL;
 	if (fn != NULL) {
 		memset(&res, 0, sizeof res);
 		res.error = -AS_ECANCELED;
 		snprintf(res.errmsg, sizeof res.errmsg, "fake %s: poll "
 		    "canceled: source destroyed", f->queue);
-		fn(&f->base, &res, f->done_arg);
+		fn(&f->base, &res, arg);
 	}
 	free(f->steps);
 	free(f->queue);
@@ -264,7 +248,7 @@ scaler_fake_polls(const struct scaler *s)
 int
 scaler_fake_pending(const struct scaler *s)
 {
-	return (fake_of(s)->done_fn != NULL);
+	return (scaler_later_pending(&fake_of(s)->later));
 }
 
 unsigned

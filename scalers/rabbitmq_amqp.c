@@ -81,6 +81,7 @@
 #include "agentscaler/log.h"
 #include "agentscaler/rabbitmq.h"
 #include "agentscaler/scaler.h"
+#include "agentscaler/scaler_later.h"
 
 #define RMQ_LOG			"rabbitmq"
 #define RMQ_TIMEOUT		2.0	/* connect and command, seconds */
@@ -98,10 +99,9 @@ enum rmq_state {
 };
 
 enum rmq_poll {
-	RMQ_POLL_IDLE,
+	RMQ_POLL_IDLE,		/* on no list: none, or the result waits */
 	RMQ_POLL_WAITING,	/* on ep->waiting, not sent yet */
-	RMQ_POLL_SENT,		/* a waiter of a declare on the wire */
-	RMQ_POLL_LATER		/* the result waits for later_timer */
+	RMQ_POLL_SENT		/* a waiter of a declare on the wire */
 };
 
 struct rmq_scaler;
@@ -168,10 +168,7 @@ struct rmq_scaler {
 	char			*queue;
 	enum rmq_poll		 pstate;
 	struct rmq_decl		*decl;
-	scaler_done_fn		*done_fn;	/* set while a poll pends */
-	void			*done_arg;
-	struct scaler_result	 later;
-	ev_timer		 later_timer;
+	struct scaler_later	 later;		/* the pending poll */
 };
 
 static struct scaler *rmq_create(struct ev_loop *,
@@ -222,30 +219,15 @@ rmq_bytes(char *out, size_t outlen, amqp_bytes_t b)
 static void
 rmq_later(struct rmq_scaler *s)
 {
-	s->pstate = RMQ_POLL_LATER;
-	s->decl = NULL;
-	ev_timer_set(&s->later_timer, 0., 0.);
-	ev_timer_start(s->loop, &s->later_timer);
-}
-
-static void
-rmq_later_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct rmq_scaler *s = w->data;
-	struct scaler_result res = s->later;
-	scaler_done_fn	*fn = s->done_fn;
-
-	(void)loop;
-	(void)revents;
 	s->pstate = RMQ_POLL_IDLE;
-	s->done_fn = NULL;
-	fn(&s->base, &res, s->done_arg);	/* may destroy s */
+	s->decl = NULL;
+	scaler_later_arm(&s->later, 0.);
 }
 
 static void
 rmq_fail_poll(struct rmq_scaler *s, int err, const char *cause)
 {
-	rabbitmq_result_error(&s->later, err, s->ep->name, "%s", cause);
+	rabbitmq_result_error(&s->later.res, err, s->ep->name, "%s", cause);
 	rmq_later(s);
 }
 
@@ -728,8 +710,8 @@ rmq_declared(struct rmq_endpoint *ep, const amqp_queue_declare_ok_t *ok)
 	TAILQ_REMOVE(&ep->inflight, d, entry);
 	while ((s = LIST_FIRST(&d->waiters)) != NULL) {
 		LIST_REMOVE(s, dentry);
-		s->later.ready = (double)ok->message_count;
-		s->later.consumers = (double)ok->consumer_count;
+		s->later.res.ready = (double)ok->message_count;
+		s->later.res.consumers = (double)ok->consumer_count;
 		rmq_later(s);
 	}
 	free(d->queue);
@@ -766,12 +748,13 @@ rmq_channel_closed(struct rmq_endpoint *ep, const amqp_channel_close_t *cc)
 		while ((s = LIST_FIRST(&d->waiters)) != NULL) {
 			LIST_REMOVE(s, dentry);
 			if (code == AMQP_NOT_FOUND)
-				rabbitmq_result_error(&s->later, err, ep->name,
-				    "queue %.64s not found in vhost %.64s",
-				    d->queue, ep->addr.vhost);
+				rabbitmq_result_error(&s->later.res, err,
+				    ep->name, "queue %.64s not found in vhost "
+				    "%.64s", d->queue, ep->addr.vhost);
 			else
-				rabbitmq_result_error(&s->later, err, ep->name,
-				    "queue %.64s: %s", d->queue, text);
+				rabbitmq_result_error(&s->later.res, err,
+				    ep->name, "queue %.64s: %s", d->queue,
+				    text);
 			rmq_later(s);
 		}
 		log_debug(RMQ_LOG, "%s: channel closed on queue %s: %s",
@@ -1126,8 +1109,7 @@ rmq_create(struct ev_loop *loop, const struct scaler_source *src, char *err,
 	s->base.type = &rabbitmq_amqp_type;
 	s->loop = loop;
 	s->queue = xstrdup(src->queue);
-	ev_timer_init(&s->later_timer, rmq_later_cb, 0., 0.);
-	s->later_timer.data = s;
+	scaler_later_init(&s->later, loop, &s->base);
 	s->ep = rmq_endpoint_get(loop, &addr, src);
 	LIST_INSERT_HEAD(&s->ep->scalers, s, entry);
 	return (&s->base);
@@ -1144,16 +1126,12 @@ rmq_poll(struct scaler *base, scaler_done_fn *fn, void *arg)
 {
 	struct rmq_scaler *s = (struct rmq_scaler *)base;
 	struct rmq_endpoint *ep = s->ep;
+	int		 rc;
 
-	if (fn == NULL)
-		return (-AS_EINVAL);
-	if (s->done_fn != NULL)
-		return (-AS_EAGAIN);
-	s->done_fn = fn;
-	s->done_arg = arg;
-	memset(&s->later, 0, sizeof s->later);
+	if ((rc = scaler_later_start(&s->later, fn, arg)) != 0)
+		return (rc);
 	if (ep->state == RMQ_DOWN && ep->err != 0) {
-		rabbitmq_result_error(&s->later, ep->err, ep->name,
+		rabbitmq_result_error(&s->later.res, ep->err, ep->name,
 		    "not connected: %s", ep->cause);
 		rmq_later(s);
 		return (0);
@@ -1178,17 +1156,16 @@ rmq_destroy(struct scaler *base)
 	struct rmq_scaler *s = (struct rmq_scaler *)base;
 	struct rmq_endpoint *ep = s->ep;
 	struct scaler_result res;
-	scaler_done_fn	*fn = s->done_fn;
-	void		*arg = s->done_arg;
+	scaler_done_fn	*fn;
+	void		*arg;
 	char		 name[sizeof ep->name];
 
-	ev_timer_stop(s->loop, &s->later_timer);
+	fn = scaler_later_cancel(&s->later, &arg);
 	if (s->pstate == RMQ_POLL_WAITING)
 		TAILQ_REMOVE(&ep->waiting, s, wentry);
 	else if (s->pstate == RMQ_POLL_SENT)
 		LIST_REMOVE(s, dentry);
 	s->pstate = RMQ_POLL_IDLE;
-	s->done_fn = NULL;
 	as_strlcpy(name, ep->name, sizeof name);
 	LIST_REMOVE(s, entry);
 	rmq_endpoint_put(ep);

@@ -55,6 +55,7 @@
 #include "agentscaler/log.h"
 #include "agentscaler/rabbitmq.h"
 #include "agentscaler/scaler.h"
+#include "agentscaler/scaler_later.h"
 
 #define RMH_LOG			"rabbitmq"
 #define RMH_TIMEOUT		5.0	/* per request, seconds */
@@ -71,9 +72,8 @@ TESTABLE int	 rabbitmq_http_page_size = RMH_PAGE_SIZE;
 TESTABLE double	 rabbitmq_http_reuse = RMH_REUSE;
 
 enum rmh_poll {
-	RMH_POLL_IDLE,
-	RMH_POLL_WAITING,	/* on ep->waiting or a fetch's waiters */
-	RMH_POLL_LATER		/* the result waits for later_timer */
+	RMH_POLL_IDLE,		/* on no list: none, or the result waits */
+	RMH_POLL_WAITING	/* on ep->waiting or a fetch's waiters */
 };
 
 struct rmh_row {
@@ -134,10 +134,7 @@ struct rmh_scaler {
 	char			*queue;
 	enum rmh_poll		 pstate;
 	struct rmh_scaler_q	*on;		/* the list wentry is on */
-	scaler_done_fn		*done_fn;
-	void			*done_arg;
-	struct scaler_result	 later;
-	ev_timer		 later_timer;
+	struct scaler_later	 later;		/* the pending poll */
 };
 
 static struct scaler *rmh_create(struct ev_loop *,
@@ -213,24 +210,9 @@ rmh_message(long code, const char *body, size_t len, char *out,
 static void
 rmh_later(struct rmh_scaler *s)
 {
-	s->pstate = RMH_POLL_LATER;
-	s->on = NULL;
-	ev_timer_set(&s->later_timer, 0., 0.);
-	ev_timer_start(s->loop, &s->later_timer);
-}
-
-static void
-rmh_later_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct rmh_scaler *s = w->data;
-	struct scaler_result res = s->later;
-	scaler_done_fn	*fn = s->done_fn;
-
-	(void)loop;
-	(void)revents;
 	s->pstate = RMH_POLL_IDLE;
-	s->done_fn = NULL;
-	fn(&s->base, &res, s->done_arg);	/* may destroy s */
+	s->on = NULL;
+	scaler_later_arm(&s->later, 0.);
 }
 
 static void
@@ -241,7 +223,7 @@ rmh_fail_list(struct rmh_endpoint *ep, struct rmh_scaler_q *q, int err,
 
 	while ((s = TAILQ_FIRST(q)) != NULL) {
 		TAILQ_REMOVE(q, s, wentry);
-		rabbitmq_result_error(&s->later, err, ep->name, "%s", msg);
+		rabbitmq_result_error(&s->later.res, err, ep->name, "%s", msg);
 		rmh_later(s);
 	}
 }
@@ -487,7 +469,7 @@ rmh_row_cmp(const void *a, const void *b)
 static void
 rmh_answer(struct rmh_endpoint *ep, struct rmh_scaler *s)
 {
-	struct scaler_result *res = &s->later;
+	struct scaler_result *res = &s->later.res;
 	struct rmh_row	 key, *row;
 
 	key.name = s->queue;
@@ -714,8 +696,7 @@ rmh_create(struct ev_loop *loop, const struct scaler_source *src, char *err,
 	s->loop = loop;
 	s->queue = xstrdup(src->queue);
 	s->ep = ep;
-	ev_timer_init(&s->later_timer, rmh_later_cb, 0., 0.);
-	s->later_timer.data = s;
+	scaler_later_init(&s->later, loop, &s->base);
 	return (&s->base);
 }
 
@@ -730,14 +711,10 @@ rmh_poll(struct scaler *base, scaler_done_fn *fn, void *arg)
 {
 	struct rmh_scaler *s = (struct rmh_scaler *)base;
 	struct rmh_endpoint *ep = s->ep;
+	int		 rc;
 
-	if (fn == NULL)
-		return (-AS_EINVAL);
-	if (s->done_fn != NULL)
-		return (-AS_EAGAIN);
-	s->done_fn = fn;
-	s->done_arg = arg;
-	memset(&s->later, 0, sizeof s->later);
+	if ((rc = scaler_later_start(&s->later, fn, arg)) != 0)
+		return (rc);
 	if (ep->fetch == NULL && ep->rows != NULL &&
 	    as_mono_now() - ep->rows_at < rabbitmq_http_reuse) {
 		rmh_answer(ep, s);
@@ -765,15 +742,14 @@ rmh_destroy(struct scaler *base)
 	struct rmh_scaler *s = (struct rmh_scaler *)base;
 	struct rmh_endpoint *ep = s->ep;
 	struct scaler_result res;
-	scaler_done_fn	*fn = s->done_fn;
-	void		*arg = s->done_arg;
+	scaler_done_fn	*fn;
+	void		*arg;
 	char		 name[sizeof ep->name];
 
-	ev_timer_stop(s->loop, &s->later_timer);
+	fn = scaler_later_cancel(&s->later, &arg);
 	if (s->pstate == RMH_POLL_WAITING)
 		TAILQ_REMOVE(s->on, s, wentry);
 	s->pstate = RMH_POLL_IDLE;
-	s->done_fn = NULL;
 	as_strlcpy(name, ep->name, sizeof name);
 	rmh_endpoint_put(ep);
 	s->ep = NULL;

@@ -14,7 +14,6 @@
  * otherwise: work in flight looks like an empty queue).  The management API
  * sees ready, unacknowledged and the message rates.
  */
-#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 #include "agentscaler/common.h"
 #include "agentscaler/rabbitmq.h"
 #include "agentscaler/scaler.h"
+#include "agentscaler/scaler_url.h"
 
 static int	 rabbitmq_validate(const struct scaler_source *, char *,
 		    size_t);
@@ -47,25 +47,14 @@ static const struct rabbitmq_scheme rabbitmq_schemes[] = {
 	{ "https", RABBITMQ_HTTP, 1, 15671 },
 };
 
-static int
-rabbitmq_parse_port(const char *p, const char *end, int *out)
-{
-	long	 v = 0;
+static const struct scaler_url_texts rabbitmq_url_texts = {
+	.credentials = "username with passwordFile, passwordEnv or "
+	    "authSecretRef",
+	.ipv6_example = "amqp://[::1]:5672/",
+};
 
-	if (p == end)
-		return (-1);
-	for (; p < end; p++) {
-		if (*p < '0' || *p > '9')
-			return (-1);
-		v = v * 10 + (*p - '0');
-		if (v > 65535)
-			return (-1);
-	}
-	if (v == 0)
-		return (-1);
-	*out = (int)v;
-	return (0);
-}
+_Static_assert(sizeof ((struct rabbitmq_addr *)0)->host >=
+    SCALER_URL_HOST_MAX + 1, "rabbitmq_addr.host holds any parsed host");
 
 static int
 rabbitmq_hex(int c)
@@ -133,8 +122,9 @@ rabbitmq_parse_address(const char *url, struct rabbitmq_addr *out, char *err,
     size_t errlen)
 {
 	const struct rabbitmq_scheme *sch = NULL;
-	const char	*p, *auth, *auth_end, *host, *host_end, *q;
-	size_t		 hostlen, i, ncolon, slen;
+	struct scaler_url_authority a;
+	const char	*p;
+	size_t		 i, slen;
 
 	memset(out, 0, sizeof *out);
 	if (url == NULL || *url == '\0') {
@@ -142,16 +132,11 @@ rabbitmq_parse_address(const char *url, struct rabbitmq_addr *out, char *err,
 		    "amqp://host:5672/vhost or http://host:15672/vhost");
 		return (-AS_EINVAL);
 	}
-	for (p = url; isalnum((unsigned char)*p) || *p == '+' ||
-	    *p == '-' || *p == '.'; p++)
-		;
-	if (p == url || strncmp(p, "://", 3) != 0 || p - url > 16 ||
-	    !isalpha((unsigned char)*url)) {
+	if ((slen = scaler_url_scheme_length(url)) == 0) {
 		snprintf(err, errlen, "address must start with amqp://, "
 		    "amqps://, http:// or https://");
 		return (-AS_EINVAL);
 	}
-	slen = (size_t)(p - url);
 	for (i = 0; i < AS_ARRAY_SIZE(rabbitmq_schemes); i++) {
 		if (strlen(rabbitmq_schemes[i].name) == slen &&
 		    strncasecmp(url, rabbitmq_schemes[i].name, slen) == 0)
@@ -162,84 +147,11 @@ rabbitmq_parse_address(const char *url, struct rabbitmq_addr *out, char *err,
 		    "amqp://, amqps://, http:// or https://", (int)slen, url);
 		return (-AS_EINVAL);
 	}
-	auth = p + 3;
-	auth_end = auth + strcspn(auth, "/?#");
-	if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL) {
-		snprintf(err, errlen, "credentials in the address are not "
-		    "allowed; use username with passwordFile, passwordEnv or "
-		    "authSecretRef");
+	if (scaler_url_parse_authority(url + slen + 3, &rabbitmq_url_texts,
+	    &a, err, errlen) != 0)
 		return (-AS_EINVAL);
-	}
 
-	if (*auth == '[') {
-		host = auth + 1;
-		host_end = memchr(host, ']', (size_t)(auth_end - host));
-		if (host_end == NULL) {
-			snprintf(err, errlen, "unterminated '[' in the "
-			    "address");
-			return (-AS_EINVAL);
-		}
-		hostlen = (size_t)(host_end - host);
-		for (i = 0, ncolon = 0; i < hostlen; i++) {
-			if (host[i] == ':')
-				ncolon++;
-			else if (!isxdigit((unsigned char)host[i]) &&
-			    host[i] != '.')
-				break;
-		}
-		if (hostlen == 0 || i != hostlen || ncolon < 2) {
-			snprintf(err, errlen, "bad IPv6 address in brackets");
-			return (-AS_EINVAL);
-		}
-		q = host_end + 1;
-	} else {
-		host = auth;
-		host_end = auth + strcspn(auth, ":/?#");
-		hostlen = (size_t)(host_end - host);
-		for (p = auth, ncolon = 0; p < auth_end; p++)
-			ncolon += *p == ':';
-		if (ncolon > 1) {
-			snprintf(err, errlen, "IPv6 addresses need brackets, "
-			    "as in amqp://[::1]:5672/");
-			return (-AS_EINVAL);
-		}
-		if (hostlen == 0) {
-			snprintf(err, errlen, "the address has no host");
-			return (-AS_EINVAL);
-		}
-		for (i = 0; i < hostlen; i++) {
-			if (!isalnum((unsigned char)host[i]) &&
-			    host[i] != '-' && host[i] != '.' && host[i] != '_')
-				break;
-		}
-		if (i != hostlen) {
-			snprintf(err, errlen, "bad character in the host name");
-			return (-AS_EINVAL);
-		}
-		q = host_end;
-	}
-	if (hostlen >= sizeof out->host) {
-		snprintf(err, errlen, "host name too long");
-		return (-AS_EINVAL);
-	}
-
-	out->port = sch->port;
-	if (q < auth_end && *q == ':') {
-		if (q + 1 == auth_end) {
-			snprintf(err, errlen, "empty port after ':'");
-			return (-AS_EINVAL);
-		}
-		if (rabbitmq_parse_port(q + 1, auth_end, &out->port) != 0) {
-			snprintf(err, errlen, "port must be a number from 1 "
-			    "to 65535");
-			return (-AS_EINVAL);
-		}
-	} else if (q != auth_end) {
-		snprintf(err, errlen, "unexpected character after the host");
-		return (-AS_EINVAL);
-	}
-
-	p = auth_end;
+	p = a.end;
 	if (strpbrk(p, "?#") != NULL) {
 		snprintf(err, errlen, "query strings and fragments are not "
 		    "supported; the vhost goes in the path: /vhost");
@@ -253,8 +165,8 @@ rabbitmq_parse_address(const char *url, struct rabbitmq_addr *out, char *err,
 	out->transport = sch->transport;
 	out->tls = sch->tls;
 	as_strlcpy(out->scheme, sch->name, sizeof out->scheme);
-	memcpy(out->host, host, hostlen);
-	out->host[hostlen] = '\0';
+	as_strlcpy(out->host, a.host, sizeof out->host);
+	out->port = a.port != 0 ? a.port : sch->port;
 	return (0);
 }
 

@@ -49,7 +49,6 @@
  */
 #include <sys/queue.h>
 
-#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -67,6 +66,8 @@
 #include "agentscaler/log.h"
 #include "agentscaler/redis_endpoint.h"
 #include "agentscaler/scaler.h"
+#include "agentscaler/scaler_later.h"
+#include "agentscaler/scaler_url.h"
 
 #define REDIS_ENDPOINT_LOG		"redis"
 #define REDIS_ENDPOINT_TIMEOUT		2.0	/* connect, command: s */
@@ -159,36 +160,26 @@ static LIST_HEAD(, redis_endpoint) redis_endpoints =
     LIST_HEAD_INITIALIZER(redis_endpoints);
 
 /*
- * The address parser.  Error messages never quote the authority part, since
- * a rejected address may carry a password.
+ * The address parser; the authority is scalers/url.c's.  Error messages
+ * never quote the authority part, since a rejected address may carry a
+ * password.
  */
-static int
-redis_endpoint_parse_number(const char *p, const char *end, long max,
-    long *out)
-{
-	long	 v = 0;
+static const struct scaler_url_texts redis_endpoint_url_texts = {
+	.credentials = "password_file or password_env",
+	.ipv6_example = "redis://[::1]:6379/0",
+};
 
-	if (p == end)
-		return (-1);
-	for (; p < end; p++) {
-		if (*p < '0' || *p > '9')
-			return (-1);
-		v = v * 10 + (*p - '0');
-		if (v > max)
-			return (-2);
-	}
-	*out = v;
-	return (0);
-}
+_Static_assert(sizeof ((struct redis_addr *)0)->host >=
+    SCALER_URL_HOST_MAX + 1, "redis_addr.host holds any parsed host");
 
 int
 redis_endpoint_parse_address(const char *url, struct redis_addr *out,
     char *err, size_t errlen)
 {
-	const char	*p, *auth, *auth_end, *host, *host_end, *q;
-	size_t		 hostlen, i, ncolon;
+	struct scaler_url_authority a;
+	const char	*p;
+	size_t		 slen;
 	long		 v = 0;
-	int		 rc;
 
 	memset(out, 0, sizeof *out);
 	if (url == NULL || *url == '\0') {
@@ -196,122 +187,43 @@ redis_endpoint_parse_address(const char *url, struct redis_addr *out,
 		    "redis://host:port/db");
 		return (-AS_EINVAL);
 	}
-	for (p = url; isalnum((unsigned char)*p) || *p == '+' ||
-	    *p == '-' || *p == '.'; p++)
-		;
-	if (p == url || strncmp(p, "://", 3) != 0 || p - url > 16 ||
-	    !isalpha((unsigned char)*url)) {
+	if ((slen = scaler_url_scheme_length(url)) == 0) {
 		snprintf(err, errlen, "address must start with redis://");
 		return (-AS_EINVAL);
 	}
-	if (p - url == 6 && strncasecmp(url, "rediss", 6) == 0) {
+	if (slen == 6 && strncasecmp(url, "rediss", 6) == 0) {
 		/* hiredis_ssl arrived in hiredis 1.0; Debian 12 has 0.14.1. */
 		snprintf(err, errlen, "rediss:// needs hiredis >= 1.0 with "
 		    "TLS; this build has %d.%d.%d", HIREDIS_MAJOR,
 		    HIREDIS_MINOR, HIREDIS_PATCH);
 		return (-AS_EINVAL);
 	}
-	if (p - url != 5 || strncasecmp(url, "redis", 5) != 0) {
+	if (slen != 5 || strncasecmp(url, "redis", 5) != 0) {
 		snprintf(err, errlen, "unsupported scheme \"%.*s\"; expected "
-		    "redis://", (int)(p - url), url);
+		    "redis://", (int)slen, url);
 		return (-AS_EINVAL);
 	}
-	auth = p + 3;
-	auth_end = auth + strcspn(auth, "/?#");
-	if (memchr(auth, '@', (size_t)(auth_end - auth)) != NULL) {
-		snprintf(err, errlen, "credentials in the address are not "
-		    "allowed; use password_file or password_env");
+	if (scaler_url_parse_authority(url + slen + 3,
+	    &redis_endpoint_url_texts, &a, err, errlen) != 0)
 		return (-AS_EINVAL);
-	}
 
-	if (*auth == '[') {
-		host = auth + 1;
-		host_end = memchr(host, ']', (size_t)(auth_end - host));
-		if (host_end == NULL) {
-			snprintf(err, errlen, "unterminated '[' in the "
-			    "address");
-			return (-AS_EINVAL);
-		}
-		hostlen = (size_t)(host_end - host);
-		for (i = 0, ncolon = 0; i < hostlen; i++) {
-			if (host[i] == ':')
-				ncolon++;
-			else if (!isxdigit((unsigned char)host[i]) &&
-			    host[i] != '.')
-				break;
-		}
-		if (hostlen == 0 || i != hostlen || ncolon < 2) {
-			snprintf(err, errlen, "bad IPv6 address in brackets");
-			return (-AS_EINVAL);
-		}
-		q = host_end + 1;
-	} else {
-		host = auth;
-		host_end = auth + strcspn(auth, ":/?#");
-		hostlen = (size_t)(host_end - host);
-		for (p = auth, ncolon = 0; p < auth_end; p++)
-			ncolon += *p == ':';
-		if (ncolon > 1) {
-			snprintf(err, errlen, "IPv6 addresses need brackets, "
-			    "as in redis://[::1]:6379/0");
-			return (-AS_EINVAL);
-		}
-		if (hostlen == 0) {
-			snprintf(err, errlen, "the address has no host");
-			return (-AS_EINVAL);
-		}
-		for (i = 0; i < hostlen; i++) {
-			if (!isalnum((unsigned char)host[i]) &&
-			    host[i] != '-' && host[i] != '.' && host[i] != '_')
-				break;
-		}
-		if (i != hostlen) {
-			snprintf(err, errlen, "bad character in the host name");
-			return (-AS_EINVAL);
-		}
-		q = host_end;
-	}
-	if (hostlen >= sizeof out->host) {
-		snprintf(err, errlen, "host name too long");
-		return (-AS_EINVAL);
-	}
-
-	out->port = 6379;
-	if (q < auth_end && *q == ':') {
-		rc = redis_endpoint_parse_number(q + 1, auth_end, 65535, &v);
-		if (rc == -1 && q + 1 == auth_end) {
-			snprintf(err, errlen, "empty port after ':'");
-			return (-AS_EINVAL);
-		}
-		if (rc != 0 || v == 0) {
-			snprintf(err, errlen, "port must be a number from 1 "
-			    "to 65535");
-			return (-AS_EINVAL);
-		}
-		out->port = (int)v;
-	} else if (q != auth_end) {
-		snprintf(err, errlen, "unexpected character after the host");
-		return (-AS_EINVAL);
-	}
-
-	p = auth_end;
+	p = a.end;
 	if (*p == '?' || *p == '#') {
 		snprintf(err, errlen, "query strings and fragments are not "
 		    "supported; the database goes in the path: /db");
 		return (-AS_EINVAL);
 	}
 	if (*p == '/' && p[1] != '\0') {
-		rc = redis_endpoint_parse_number(p + 1, p + strlen(p),
-		    2147483647L, &v);
-		if (rc != 0) {
+		if (scaler_url_parse_number(p + 1, p + strlen(p),
+		    2147483647L, &v) != 0) {
 			snprintf(err, errlen, "database must be a number from "
 			    "0 to 2147483647, as in redis://host:6379/0");
 			return (-AS_EINVAL);
 		}
 		out->db = (int)v;
 	}
-	memcpy(out->host, host, hostlen);
-	out->host[hostlen] = '\0';
+	as_strlcpy(out->host, a.host, sizeof out->host);
+	out->port = a.port != 0 ? a.port : 6379;
 	return (0);
 }
 
@@ -1212,19 +1124,6 @@ redis_endpoint_reply_err(const char *text)
 /* Sources and their polls. */
 
 static void
-redis_endpoint_later_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct redis_endpoint_source *s = w->data;
-	struct scaler_result res = s->later;
-	scaler_done_fn	*fn = s->done_fn;
-
-	(void)loop;
-	(void)revents;
-	s->done_fn = NULL;
-	fn(&s->base, &res, s->done_arg);	/* may destroy s */
-}
-
-static void
 redis_endpoint_wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct redis_endpoint_source *s = w->data;
@@ -1277,9 +1176,9 @@ redis_endpoint_source_init(struct redis_endpoint_source *s,
 		return (rc);
 	s->base.type = type;
 	s->loop = loop;
-	ev_timer_init(&s->later_timer, redis_endpoint_later_cb, 0., 0.);
+	scaler_later_init(&s->later, loop, &s->base);
 	ev_timer_init(&s->wake_timer, redis_endpoint_wake_cb, 0., 0.);
-	s->later_timer.data = s->wake_timer.data = s;
+	s->wake_timer.data = s;
 	s->ep = redis_endpoint_get(loop, &addr, src);
 	LIST_INSERT_HEAD(&s->ep->sources, s, entry);
 	return (0);
@@ -1290,14 +1189,13 @@ redis_endpoint_source_fini(struct redis_endpoint_source *s)
 {
 	struct redis_endpoint *ep = s->ep;
 	struct scaler_result res;
-	scaler_done_fn	*fn = s->done_fn;
-	void		*arg = s->done_arg;
+	scaler_done_fn	*fn;
+	void		*arg;
 
 	if (ep == NULL)
 		return;
-	ev_timer_stop(s->loop, &s->later_timer);
+	fn = scaler_later_cancel(&s->later, &arg);
 	ev_timer_stop(s->loop, &s->wake_timer);
-	s->done_fn = NULL;
 	if (s->poll != NULL) {
 		s->poll->src = NULL;
 		s->poll = NULL;
@@ -1321,15 +1219,13 @@ redis_endpoint_poll_start(struct redis_endpoint_source *s, size_t size,
     struct redis_endpoint_poll **pp)
 {
 	struct redis_endpoint_poll *p;
+	int		 rc;
 
 	*pp = NULL;
-	if (fn == NULL || take == NULL || size < sizeof *p)
+	if (take == NULL || size < sizeof *p)
 		return (-AS_EINVAL);
-	if (s->done_fn != NULL)
-		return (-AS_EAGAIN);
-	s->done_fn = fn;
-	s->done_arg = arg;
-	memset(&s->later, 0, sizeof s->later);
+	if ((rc = scaler_later_start(&s->later, fn, arg)) != 0)
+		return (rc);
 	p = xcalloc(1, size);
 	p->src = s;
 	p->take = take;
@@ -1359,15 +1255,12 @@ redis_endpoint_poll_finish(struct redis_endpoint_poll *p)
 {
 	struct redis_endpoint_source *s = p->src;
 	struct scaler_result res = p->res;
-	scaler_done_fn	*fn;
 
 	free(p);
 	if (s == NULL)
 		return;		/* destroy() completed it already */
 	s->poll = NULL;
-	fn = s->done_fn;
-	s->done_fn = NULL;
-	fn(&s->base, &res, s->done_arg);	/* may destroy s */
+	scaler_later_complete(&s->later, &res);	/* may destroy s */
 }
 
 static void
@@ -1435,11 +1328,10 @@ redis_endpoint_poll_sent(struct redis_endpoint_poll *p)
 	if (--p->outstanding > 0)
 		return;
 	/* Nothing went out: complete on a later turn, never before return. */
-	s->later = p->res;
+	s->later.res = p->res;
 	s->poll = NULL;
 	free(p);
-	ev_timer_set(&s->later_timer, 0., 0.);
-	ev_timer_start(s->loop, &s->later_timer);
+	scaler_later_arm(&s->later, 0.);
 }
 
 int

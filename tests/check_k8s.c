@@ -20,6 +20,7 @@
 
 #include "agentscaler/common.h"
 #include "agentscaler/k8s.h"
+#include "util/loop.h"
 #include "util/testutil.h"
 
 /* TESTABLE functions of k8s/client.c. */
@@ -435,27 +436,6 @@ loop_teardown(void)
 	loop = NULL;
 }
 
-/* Runs the loop until *count reaches want or secs pass. */
-static int
-run_until(const int *count, int want, double secs)
-{
-	double	 end = as_mono_now() + secs;
-
-	while (*count < want && as_mono_now() < end)
-		ev_run(loop, EVRUN_ONCE);
-	return (*count >= want);
-}
-
-/* Runs the loop for secs whatever happens. */
-static void
-run_for(double secs)
-{
-	double	 end = as_mono_now() + secs;
-
-	while (as_mono_now() < end)
-		ev_run(loop, EVRUN_ONCE);
-}
-
 static void
 on_done(const struct k8s_response *resp, void *arg)
 {
@@ -586,7 +566,7 @@ START_TEST(test_client_bad_args)
 	    "Web", on_scale, &res));
 	ck_assert_ptr_null(k8s_scale_patch(c, "Deployment", "default", "web",
 	    -1, on_scale, &res));
-	run_for(0.1);
+	tu_run_for(loop, 0.1);
 	ck_assert_int_eq(res.calls, 0);
 	k8s_client_free(c);
 	k8s_client_free(NULL);
@@ -607,8 +587,8 @@ START_TEST(test_client_refused)
 	ck_assert_ptr_nonnull(k8s_client_request(c, "GET", "/api", NULL, NULL,
 	    on_done, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
-	run_for(0.1);
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
+	tu_run_for(loop, 0.1);
 	ck_assert_int_eq(res.calls, 1);
 	ck_assert_int_eq(res.err, -AS_ECONN);
 	ck_assert_int_eq(res.code, 0);
@@ -633,7 +613,7 @@ START_TEST(test_client_no_retries)
 	ck_assert_ptr_nonnull(k8s_client_request(c, "DELETE", "/api/x", NULL,
 	    NULL, on_done, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, -AS_ECONN);
 	ck_assert_uint_eq(stat_get(c, "DELETE", 0), 1);
 	k8s_client_free(c);
@@ -666,7 +646,7 @@ START_TEST(test_client_cancel_offline)
 	ck_assert_int_eq(res[1].calls, 1);
 	ck_assert_int_eq(res[1].err, -AS_ECANCELED);
 	ck_assert_str_eq(res[1].msg, "canceled");
-	run_for(0.2);	/* r1 now sleeps between refused attempts */
+	tu_run_for(loop, 0.2);	/* r1 now sleeps between refused attempts */
 	ck_assert_int_eq(res[0].calls, 0);
 	k8s_client_free(c);
 	ck_assert_int_eq(res[0].calls, 1);
@@ -674,7 +654,7 @@ START_TEST(test_client_cancel_offline)
 	ck_assert_int_eq(res[1].calls, 1);
 	ck_assert_int_eq(res[2].calls, 1);
 	ck_assert_int_eq(res[2].err, -AS_ECANCELED);
-	run_for(0.1);
+	tu_run_for(loop, 0.1);
 	ck_assert_int_eq(res[0].calls + res[1].calls + res[2].calls, 3);
 }
 END_TEST
@@ -718,8 +698,8 @@ START_TEST(test_client_free_in_callback)
 	for (i = 0; i < 4; i++)
 		ck_assert_ptr_nonnull(k8s_client_request(f.c, "GET", "/a",
 		    NULL, NULL, on_done_free, &f));
-	ck_assert(run_until(&f.calls, 4, WAIT));
-	run_for(0.1);
+	ck_assert(tu_run_count(loop, &f.calls, 4, WAIT));
+	tu_run_for(loop, 0.1);
 	ck_assert_int_eq(f.calls, 4);
 	ck_assert_ptr_null(f.c);
 	ck_assert_int_ge(f.canceled, 1);
@@ -990,7 +970,7 @@ api_deployment(struct k8s_client *c, const char *name)
 	    "/apis/apps/v1/namespaces/default/deployments", NULL, body,
 	    on_done, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0 || res.err == -AS_ECONFLICT, "create: %s",
 	    res.msg);
 }
@@ -1006,7 +986,7 @@ START_TEST(test_ks_scale_get)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "get-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(res.calls, 1);
 	ck_assert_int_eq(res.sc.spec_replicas, 3);
@@ -1032,7 +1012,7 @@ START_TEST(test_ks_scale_patch)
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
 	    "patch-web", 5, on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(res.sc.spec_replicas, 5);
 	ck_assert_int_eq(ks_spec_replicas("patch-web"), 5);
@@ -1045,7 +1025,7 @@ START_TEST(test_ks_scale_patch)
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
 	    "patch-web", 0, on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(res.sc.spec_replicas, 0);
 	ck_assert_int_eq(ks_spec_replicas("patch-web"), 0);
@@ -1067,11 +1047,11 @@ START_TEST(test_ks_not_found)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "missing", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, -AS_ENOTFOUND);
 	ck_assert_str_eq(res.msg,
 	    "404 NotFound: deployments.apps \"missing\" not found");
-	run_for(0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(ks_log(seq, "GET", "/missing/scale", e, 4), 1);
 	ck_assert_uint_eq(stat_get(c, "GET", 404), 1);
 	k8s_client_free(c);
@@ -1093,7 +1073,7 @@ START_TEST(test_ks_500_then_ok)
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
 	    "r500-web", 4, on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(res.sc.spec_replicas, 4);
 	ck_assert_int_eq(ks_log(seq, "PATCH", "r500-web/scale", e, 8), 4);
@@ -1125,10 +1105,10 @@ START_TEST(test_ks_500_exhausted)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "x500-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, -AS_ESERVER);
 	ck_assert_msg(strncmp(res.msg, "503", 3) == 0, "msg %s", res.msg);
-	run_for(0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(ks_log(seq, "GET", "x500-web/scale", e, 8), 3);
 	ck_assert_uint_eq(stat_get(c, "GET", 503), 3);
 	k8s_client_free(c);
@@ -1165,11 +1145,11 @@ START_TEST(test_ks_not_retried)
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
 	    "noretry-web", 3, on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, row->err);
 	snprintf(want, sizeof want, "%d", row->code);
 	ck_assert_msg(strncmp(res.msg, want, 3) == 0, "msg %s", res.msg);
-	run_for(0.3);
+	tu_run_for(loop, 0.3);
 	ck_assert_int_eq(ks_log(seq, "PATCH", "noretry-web/scale", e, 8), 1);
 	ck_assert_uint_eq(stat_get(c, "PATCH", row->code), 1);
 	ck_assert_int_eq(ks_spec_replicas("noretry-web"), 2);
@@ -1197,7 +1177,7 @@ START_TEST(test_ks_429_retry_after)
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
 	    "r429-web", 2, on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(ks_log(seq, "PATCH", "r429-web/scale", e, 8), 2);
 	ck_assert_int_eq(e[0].code, 429);
@@ -1230,7 +1210,7 @@ START_TEST(test_ks_timeout)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "slow-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, -AS_ETIMEDOUT);
 	ck_assert_msg(strstr(res.msg, ks.url) != NULL, "msg %s", res.msg);
 	ck_assert_int_eq(ks_log(seq, "GET", "slow-web/scale", e, 8), 2);
@@ -1254,7 +1234,7 @@ START_TEST(test_ks_pause_resume)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "pause-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, 0);
 	ck_assert_int_eq(ks_admin("POST", "/pause", "{}") / 100, 2);
 
@@ -1262,7 +1242,7 @@ START_TEST(test_ks_pause_resume)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "pause-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, -AS_ECONN);
 	ck_assert_msg(strstr(res.msg, "connection refused") != NULL &&
 	    strstr(res.msg, ks.url) != NULL, "msg %s", res.msg);
@@ -1279,10 +1259,10 @@ START_TEST(test_ks_pause_resume)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "pause-web", on_scale, &res));
 	res.returned = 1;
-	run_for(0.4);
+	tu_run_for(loop, 0.4);
 	ck_assert_int_eq(res.calls, 0);
 	ck_assert_int_eq(ks_admin("POST", "/resume", "{}") / 100, 2);
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(res.sc.spec_replicas, 2);
 	ck_assert_uint_ge(stat_get(c, "GET", 0), 2);
@@ -1309,7 +1289,7 @@ START_TEST(test_ks_cancel_pending)
 		ck_assert_ptr_nonnull(r[i]);
 		res[i].returned = 1;
 	}
-	run_for(0.3);	/* all three are on the wire now */
+	tu_run_for(loop, 0.3);	/* all three are on the wire now */
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(res[i].calls, 0);
 	k8s_req_cancel(r[1]);
@@ -1321,7 +1301,7 @@ START_TEST(test_ks_cancel_pending)
 		ck_assert_int_eq(res[i].err, -AS_ECANCELED);
 		ck_assert_str_eq(res[i].msg, "canceled");
 	}
-	run_for(0.2);
+	tu_run_for(loop, 0.2);
 	for (i = 0; i < 3; i++)
 		ck_assert_int_eq(res[i].calls, 1);
 }
@@ -1349,7 +1329,7 @@ START_TEST(test_ks_rate_limit)
 		res[i].returned = 1;
 	}
 	for (done = 0; done < 6; ) {
-		ck_assert(run_until(&res[done].calls, 1, WAIT));
+		ck_assert(tu_run_count(loop, &res[done].calls, 1, WAIT));
 		ck_assert_int_eq(res[done].err, 0);
 		done++;
 	}
@@ -1383,7 +1363,7 @@ START_TEST(test_tls_with_ca)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "tls-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(res.sc.spec_replicas, 1);
 	k8s_client_free(c);
@@ -1404,7 +1384,7 @@ START_TEST(test_tls_without_ca)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "tls-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, -AS_ECONN);
 	ck_assert_msg(strstr(res.msg, "certificate") != NULL, "msg %s",
 	    res.msg);
@@ -1429,7 +1409,7 @@ START_TEST(test_tls_insecure)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "tls-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	k8s_client_free(c);
 }
@@ -1456,7 +1436,7 @@ START_TEST(test_token_sent)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "tok-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(ks_log(seq, "GET", "tok-web/scale", e, 4), 1);
 	ck_assert_str_eq(e[0].user, "agentscaler");
@@ -1484,11 +1464,11 @@ START_TEST(test_token_bad)
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "tok-web", on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_int_eq(res.err, -AS_EAUTH);
 	ck_assert_msg(strncmp(res.msg, "401", 3) == 0, "msg %s", res.msg);
 	/* Tried once more after re-reading the file, then given up. */
-	run_for(0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(ks_log(seq, "GET", "tok-web/scale", e, 4), 2);
 	ck_assert_uint_eq(stat_get(c, "GET", 401), 2);
 	k8s_client_free(c);
@@ -1519,7 +1499,7 @@ START_TEST(test_token_rotated)
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
 	    "rot-web", 2, on_scale, &res));
 	res.returned = 1;
-	ck_assert(run_until(&res.calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
 	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
 	ck_assert_int_eq(ks_log(seq, "PATCH", "rot-web/scale", e, 4), 2);
 	ck_assert_int_eq(e[0].code, 401);

@@ -14,16 +14,11 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <cjson/cJSON.h>
 #include <ev.h>
@@ -32,6 +27,7 @@
 #include "agentscaler/compat_amqp.h"
 #include "agentscaler/rabbitmq.h"
 #include "agentscaler/scaler.h"
+#include "util/loop.h"
 #include "util/testutil.h"
 
 #define DEADLINE 20.0	/* seconds; a bound, never a speed check */
@@ -193,90 +189,11 @@ broker_connections(const char *vhost)
 
 /* ---- the loop ---- */
 
-struct rec {
-	int			 ndone;
-	struct scaler_result	 res;
-	struct scaler		*destroy_in_done;
-	struct scaler		*destroy_too;
-	int			 poll_again;
-};
-
-static void
-rec_done(struct scaler *s, const struct scaler_result *r, void *arg)
-{
-	struct rec	*w = arg;
-	struct scaler	*d;
-
-	w->ndone++;
-	w->res = *r;
-	if (w->poll_again) {
-		w->poll_again = 0;
-		ck_assert_int_eq(scaler_poll(s, rec_done, w), 0);
-	}
-	if ((d = w->destroy_in_done) != NULL) {
-		w->destroy_in_done = NULL;
-		scaler_destroy(d);
-		d = w->destroy_too;
-		w->destroy_too = NULL;
-		scaler_destroy(d);
-	}
-}
-
-static void
-tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)loop;
-	(void)w;
-	(void)revents;
-}
-
-typedef int	 pred_fn(void *);
-
-static int
-run_until(struct ev_loop *loop, pred_fn *pred, void *arg, double timeout)
-{
-	ev_timer	 tick;
-	double		 end = as_mono_now() + timeout;
-	int		 ok;
-
-	ev_timer_init(&tick, tick_cb, 0.02, 0.02);
-	ev_timer_start(loop, &tick);
-	while (!(ok = pred(arg)) && as_mono_now() < end)
-		ev_run(loop, EVRUN_ONCE);
-	ev_timer_stop(loop, &tick);
-	return (ok);
-}
-
-static int
-pred_never(void *arg)
-{
-	(void)arg;
-	return (0);
-}
-
-static void
-run_for(struct ev_loop *loop, double seconds)
-{
-	run_until(loop, pred_never, NULL, seconds);
-}
-
-static int
-pred_done(void *arg)
-{
-	return (((struct rec *)arg)->ndone > 0);
-}
-
+/* One poll to completion; returns its result. */
 static struct scaler_result
 poll_wait(struct ev_loop *loop, struct scaler *s)
 {
-	struct rec	 w;
-
-	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(w.ndone, 0);	/* never before poll() returns */
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
-	ck_assert_int_eq(w.ndone, 1);
-	return (w.res);
+	return (tu_poll_wait(loop, s, DEADLINE));
 }
 
 /*
@@ -297,7 +214,7 @@ poll_until(struct ev_loop *loop, struct scaler *s, int error, double ready,
 			return (res);
 		if (as_mono_now() > end)
 			return (res);
-		run_for(loop, 0.1);
+		tu_run_for(loop, 0.1);
 	}
 }
 
@@ -351,41 +268,6 @@ stats_of(const struct scaler *s)
 
 	ck_assert_int_eq(rabbitmq_stats(s, &st), 0);
 	return (st);
-}
-
-/* stderr to a file, so that tests can read our log lines. */
-struct capture {
-	int	 saved;
-	char	 path[64];
-};
-
-static void
-capture_start(struct capture *c)
-{
-	int	 fd;
-
-	snprintf(c->path, sizeof c->path, "/tmp/check_rabbitmq.%d.log",
-	    (int)getpid());
-	fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert(fd >= 0);
-	c->saved = dup(STDERR_FILENO);
-	dup2(fd, STDERR_FILENO);
-	close(fd);
-}
-
-static char *
-capture_end(struct capture *c)
-{
-	char	 err[128];
-	char	*text;
-
-	dup2(c->saved, STDERR_FILENO);
-	close(c->saved);
-	text = as_read_file(c->path, 1 << 20, NULL, err, sizeof err);
-	unlink(c->path);
-	ck_assert_msg(text != NULL, "%s", err);
-	fputs(text, stderr);
-	return (text);
 }
 
 /* ---- pure: the address parser ---- */
@@ -641,20 +523,20 @@ END_TEST
 
 /* Polls every instance in the same loop iteration; waits for them all. */
 static void
-poll_all(struct ev_loop *loop, struct scaler **s, struct rec *w, int n)
+poll_all(struct ev_loop *loop, struct scaler **s, struct tu_rec *w, int n)
 {
 	int	 i, done;
 	double	 end = as_mono_now() + DEADLINE;
 
 	memset(w, 0, (size_t)n * sizeof *w);
 	for (i = 0; i < n; i++)
-		ck_assert_int_eq(scaler_poll(s[i], rec_done, &w[i]), 0);
+		ck_assert_int_eq(scaler_poll(s[i], tu_rec_done, &w[i]), 0);
 	for (;;) {
 		for (i = 0, done = 0; i < n; i++)
 			done += w[i].ndone;
 		if (done == n || as_mono_now() > end)
 			break;
-		run_for(loop, 0.01);
+		tu_run_for(loop, 0.01);
 	}
 	for (i = 0; i < n; i++)
 		ck_assert_int_eq(w[i].ndone, 1);
@@ -672,7 +554,7 @@ START_TEST(test_amqp_missing_queue)
 	amqp_connection_state_t c;
 	struct scaler_source src;
 	struct scaler	*s[3];
-	struct rec	 w[3];
+	struct tu_rec	 w[3];
 	struct rabbitmq_stats st;
 	int		 tick;
 
@@ -735,7 +617,7 @@ START_TEST(test_amqp_shared_connection)
 	amqp_connection_state_t c;
 	struct scaler_source src;
 	struct scaler	*s[5], *other;
-	struct rec	 w[5];
+	struct tu_rec	 w[5];
 	struct rabbitmq_stats before, after;
 	int		 i;
 
@@ -793,7 +675,7 @@ START_TEST(test_http_shared_listing)
 	struct scaler_source src;
 	struct scaler	*s[4], *other;
 	struct scaler_result res;
-	struct rec	 w[4];
+	struct tu_rec	 w[4];
 	struct rabbitmq_stats before, after;
 	double		 end;
 	int		 i, settled = 0;
@@ -821,7 +703,7 @@ START_TEST(test_http_shared_listing)
 			settled &= w[i].res.error == 0 &&
 			    w[i].res.ready == i + 2;
 		if (!settled)
-			run_for(loop, 0.2);
+			tu_run_for(loop, 0.2);
 	}
 	ck_assert_msg(settled, "%d %g %s", w[0].res.error, w[0].res.ready,
 	    w[0].res.errmsg);
@@ -952,14 +834,14 @@ START_TEST(test_auth)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*a, *h, *n;
-	struct capture	 cap;
+	struct tu_capture	 cap;
 	char		 path[64], *log;
 
 	need_broker();
 	snprintf(path, sizeof path, "/tmp/check_rabbitmq.%d.pw",
 	    (int)getpid());
 	write_pw(path, "wr0ng-pw");
-	capture_start(&cap);
+	tu_capture_start(&cap);
 	src = source(amqp_url(""), "q");
 	src.password_file = path;
 	a = make(loop, &src);
@@ -1011,7 +893,7 @@ START_TEST(test_auth)
 	scaler_destroy(h);
 
 	scaler_destroy(a);
-	log = capture_end(&cap);
+	log = tu_capture_end(&cap);
 	ck_assert(strstr(log, "authentication failed") != NULL);
 	ck_assert(strstr(log, "wr0ng") == NULL);
 	free(log);
@@ -1058,16 +940,16 @@ destroy_cases(struct ev_loop *loop, const char *address)
 {
 	struct scaler_source src = source(address, "dq");
 	struct scaler	*s, *t;
-	struct rec	 w, w2;
+	struct tu_rec	 w, w2;
 
 	s = make(loop, &src);
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), -AS_EAGAIN);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), -AS_EAGAIN);
 	scaler_destroy(s);
 	ck_assert_int_eq(w.ndone, 1);
 	ck_assert_int_eq(w.res.error, -AS_ECANCELED);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.ndone, 1);
 
 	/* A completion that destroys its own and a sibling's instance. */
@@ -1077,22 +959,22 @@ destroy_cases(struct ev_loop *loop, const char *address)
 	memset(&w2, 0, sizeof w2);
 	w.destroy_in_done = s;
 	w.destroy_too = t;
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(scaler_poll(t, rec_done, &w2), 0);
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(t, tu_rec_done, &w2), 0);
+	ck_assert(tu_run_until(loop, tu_pred_done, &w, DEADLINE));
 	ck_assert_int_eq(w.ndone, 1);
 	ck_assert_int_eq(w2.ndone, 1);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.ndone + w2.ndone, 2);
 
 	/* A completion that polls again. */
 	s = make(loop, &src);
 	memset(&w, 0, sizeof w);
 	w.poll_again = 1;
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
+	ck_assert(tu_run_until(loop, tu_pred_done, &w, DEADLINE));
 	w.ndone = 0;
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_done, &w, DEADLINE));
 	ck_assert_int_eq(w.res.error, 0);
 	scaler_destroy(s);
 }
@@ -1104,7 +986,7 @@ START_TEST(test_destroy_pending)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s, *t;
-	struct rec	 w;
+	struct tu_rec	 w;
 	uint64_t	 sent;
 
 	need_broker();
@@ -1133,7 +1015,7 @@ START_TEST(test_destroy_pending)
 	(void)poll_wait(loop, t);
 	sent = stats_of(t).requests;
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
 	while (stats_of(t).requests == sent)
 		ev_run(loop, EVRUN_NOWAIT);
 	ck_assert_int_eq(w.ndone, 0);
@@ -1171,7 +1053,7 @@ START_TEST(test_amqp_heartbeat)
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
 	ck_assert_int_eq(res.error, -AS_ENOTFOUND);
-	run_for(loop, 5.0);
+	tu_run_for(loop, 5.0);
 	rabbitmq_amqp_heartbeat = saved;
 	ck_assert_int_eq(stats_of(s).connected, 1);
 	ck_assert_int_eq(broker_connections("t-heartbeat"), 1);
@@ -1315,7 +1197,7 @@ START_TEST(test_restart)
 	ck_assert_msg(res.error == 0 && res.ready == 3, "%s", res.errmsg);
 
 	ck_assert_int_eq(tu_rabbit_stop_app(&rb), 0);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	res = poll_wait(loop, a);
 	ck_assert_msg(res.error == -AS_ECONN, "%d %s", res.error, res.errmsg);
 	res = poll_wait(loop, h);
@@ -1349,7 +1231,7 @@ START_TEST(test_http_join_listing)
 	amqp_connection_state_t c;
 	struct scaler_source src;
 	struct scaler	*s, *t;
-	struct rec	 w, w2;
+	struct tu_rec	 w, w2;
 	uint64_t	 before;
 
 	need_broker();
@@ -1365,13 +1247,13 @@ START_TEST(test_http_join_listing)
 	before = stats_of(s).requests;
 	memset(&w, 0, sizeof w);
 	memset(&w2, 0, sizeof w2);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
 	while (stats_of(s).requests == before)
 		ev_run(loop, EVRUN_NOWAIT);
 	ck_assert_int_eq(w.ndone, 0);
-	ck_assert_int_eq(scaler_poll(t, rec_done, &w2), 0);
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
-	ck_assert(run_until(loop, pred_done, &w2, DEADLINE));
+	ck_assert_int_eq(scaler_poll(t, tu_rec_done, &w2), 0);
+	ck_assert(tu_run_until(loop, tu_pred_done, &w, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_done, &w2, DEADLINE));
 	ck_assert_msg(w2.res.error == 0 && w2.res.ready == 4, "%d %s",
 	    w2.res.error, w2.res.errmsg);
 	ck_assert_int_eq(stats_of(s).requests - before, 1);
@@ -1392,27 +1274,17 @@ END_TEST
 START_TEST(test_amqp_connect_timeout)
 {
 	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
-	struct sockaddr_in sin;
-	socklen_t	 len = sizeof sin;
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s;
 	char		 addr[64];
 	double		 t0, took;
-	int		 lfd, ffd;
+	int		 lfd, ffd, port;
 
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert(bind(lfd, (struct sockaddr *)&sin, sizeof sin) == 0);
-	ck_assert(listen(lfd, 0) == 0);
-	ck_assert(getsockname(lfd, (struct sockaddr *)&sin, &len) == 0);
-	ffd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert(connect(ffd, (struct sockaddr *)&sin, sizeof sin) == 0);
+	lfd = tu_listen(0, &port);
+	ffd = tu_connect(port);
 
-	snprintf(addr, sizeof addr, "amqp://127.0.0.1:%d/",
-	    ntohs(sin.sin_port));
+	snprintf(addr, sizeof addr, "amqp://127.0.0.1:%d/", port);
 	src = source(addr, "q");
 	src.connect_timeout = 0.3;
 	s = make(loop, &src);
@@ -1437,23 +1309,14 @@ END_TEST
 START_TEST(test_amqp_login_timeout)
 {
 	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
-	struct sockaddr_in sin;
-	socklen_t	 len = sizeof sin;
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s;
 	char		 addr[64];
-	int		 lfd;
+	int		 lfd, port;
 
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert(bind(lfd, (struct sockaddr *)&sin, sizeof sin) == 0);
-	ck_assert(listen(lfd, 8) == 0);
-	ck_assert(getsockname(lfd, (struct sockaddr *)&sin, &len) == 0);
-	snprintf(addr, sizeof addr, "amqp://127.0.0.1:%d/",
-	    ntohs(sin.sin_port));
+	lfd = tu_listen(8, &port);
+	snprintf(addr, sizeof addr, "amqp://127.0.0.1:%d/", port);
 	src = source(addr, "q");
 	src.command_timeout = 0.3;
 	s = make(loop, &src);

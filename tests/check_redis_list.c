@@ -7,16 +7,11 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <ev.h>
 #include <hiredis/hiredis.h>
@@ -24,101 +19,10 @@
 #include "agentscaler/common.h"
 #include "agentscaler/redis_list.h"
 #include "agentscaler/scaler.h"
+#include "util/loop.h"
 #include "util/testutil.h"
 
 #define DEADLINE 10.0	/* seconds; generous for valgrind */
-
-/* Servers started by this process, stopped at exit even after a failure. */
-static struct tu_redis *started[8];
-
-static void
-stop_all(void)
-{
-	size_t	 i;
-
-	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
-		if (started[i] != NULL) {
-			if (started[i]->pid > 0)
-				kill(started[i]->pid, SIGCONT);
-			tu_redis_stop(started[i]);
-			started[i] = NULL;
-		}
-	}
-}
-
-static void
-start_redis(struct tu_redis *r, const char *const *extra)
-{
-	size_t	 i;
-
-	ck_assert_int_eq(tu_redis_start(r, extra), 0);
-	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
-		if (started[i] == NULL) {
-			started[i] = r;
-			break;
-		}
-	}
-}
-
-static void
-stop_redis(struct tu_redis *r)
-{
-	size_t	 i;
-
-	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
-		if (started[i] == r)
-			started[i] = NULL;
-	}
-	tu_redis_stop(r);
-}
-
-/* A reply from a fresh blocking connection, as a new string (or NULL). */
-static char *
-server_str(const struct tu_redis *r, const char *fmt, ...)
-{
-	redisContext	*c;
-	redisReply	*rep;
-	va_list		 ap;
-	char		*out = NULL;
-
-	c = redisConnect("127.0.0.1", r->port);
-	if (c == NULL || c->err != 0)
-		goto out;
-	va_start(ap, fmt);
-	rep = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	if (rep == NULL)
-		goto out;
-	if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS)
-		out = xstrdup(rep->str);
-	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-	    rep->element[1]->type == REDIS_REPLY_STRING)
-		out = xstrdup(rep->element[1]->str);
-	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-	    rep->element[1]->type == REDIS_REPLY_INTEGER)
-		out = xasprintf("%lld", rep->element[1]->integer);
-	freeReplyObject(rep);
-out:
-	if (c != NULL)
-		redisFree(c);
-	return (out);
-}
-
-/* A numeric field of INFO <section>, or -1. */
-static long long
-server_info(const struct tu_redis *r, const char *section, const char *field)
-{
-	char		*info, *p, key[64];
-	long long	 v = -1;
-
-	if ((info = server_str(r, "INFO %s", section)) == NULL)
-		return (-1);
-	snprintf(key, sizeof key, "\n%s:", field);
-	if ((p = strstr(info, key)) != NULL)
-		v = strtoll(p + strlen(key), NULL, 10);
-	free(info);
-	return (v);
-}
 
 /* Runs a command in database db on a fresh blocking connection. */
 static void
@@ -138,117 +42,11 @@ server_cmd_db(const struct tu_redis *r, int db, const char *cmd)
 	redisFree(c);
 }
 
-/* Completions and wake-ups land here. */
-struct rec {
-	int			 ndone;
-	int			 nwake;
-	struct scaler_result	 res;
-	struct scaler		*destroy_in_done;	/* destroyed on done */
-	struct scaler		*destroy_too;
-	int			 poll_again;
-};
-
-static void
-rec_done(struct scaler *s, const struct scaler_result *r, void *arg)
-{
-	struct rec	*w = arg;
-	struct scaler	*d;
-
-	w->ndone++;
-	w->res = *r;
-	if (w->poll_again) {
-		w->poll_again = 0;
-		ck_assert_int_eq(scaler_poll(s, rec_done, w), 0);
-	}
-	if ((d = w->destroy_in_done) != NULL) {
-		w->destroy_in_done = NULL;
-		scaler_destroy(d);
-		d = w->destroy_too;
-		w->destroy_too = NULL;
-		scaler_destroy(d);
-	}
-}
-
-static void
-rec_wake(struct scaler *s, void *arg)
-{
-	struct rec	*w = arg;
-
-	(void)s;
-	w->nwake++;
-}
-
-static void
-tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)loop;
-	(void)w;
-	(void)revents;
-}
-
-typedef int	 pred_fn(void *);
-
-/* Turns the loop until pred holds or the deadline passes; returns pred. */
-static int
-run_until(struct ev_loop *loop, pred_fn *pred, void *arg, double timeout)
-{
-	ev_timer	 tick;
-	double		 end = as_mono_now() + timeout;
-	int		 ok;
-
-	ev_timer_init(&tick, tick_cb, 0.02, 0.02);
-	ev_timer_start(loop, &tick);
-	while (!(ok = pred(arg)) && as_mono_now() < end)
-		ev_run(loop, EVRUN_ONCE);
-	ev_timer_stop(loop, &tick);
-	return (ok);
-}
-
-static int
-pred_never(void *arg)
-{
-	(void)arg;
-	return (0);
-}
-
-static void
-run_for(struct ev_loop *loop, double seconds)
-{
-	run_until(loop, pred_never, NULL, seconds);
-}
-
-static int
-pred_done(void *arg)
-{
-	return (((struct rec *)arg)->ndone > 0);
-}
-
-static int
-pred_woken(void *arg)
-{
-	return (((struct rec *)arg)->nwake > 0);
-}
-
-static int
-pred_pushing(void *arg)
-{
-	struct scaler	*s = arg;
-
-	return (s->type->pushing(s));
-}
-
 /* One poll to completion; returns its result. */
 static struct scaler_result
 poll_wait(struct ev_loop *loop, struct scaler *s)
 {
-	struct rec	 w;
-
-	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(w.ndone, 0);	/* never before poll() returns */
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
-	ck_assert_int_eq(w.ndone, 1);
-	return (w.res);
+	return (tu_poll_wait(loop, s, DEADLINE));
 }
 
 static struct scaler *
@@ -272,41 +70,6 @@ source(const struct tu_redis *r, const char *queue)
 	src.address = r->url;
 	src.queue = queue;
 	return (src);
-}
-
-/* stderr to a file, so that tests can read our log lines. */
-struct capture {
-	int	 saved;
-	char	 path[64];
-};
-
-static void
-capture_start(struct capture *c)
-{
-	int	 fd;
-
-	snprintf(c->path, sizeof c->path, "/tmp/check_redis_list.%d.log",
-	    (int)getpid());
-	fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert(fd >= 0);
-	c->saved = dup(STDERR_FILENO);
-	dup2(fd, STDERR_FILENO);
-	close(fd);
-}
-
-static char *
-capture_end(struct capture *c)
-{
-	char	 err[128];
-	char	*text;
-
-	dup2(c->saved, STDERR_FILENO);
-	close(c->saved);
-	text = as_read_file(c->path, 1 << 20, NULL, err, sizeof err);
-	unlink(c->path);
-	ck_assert_msg(text != NULL, "%s", err);
-	fputs(text, stderr);
-	return (text);
 }
 
 static int
@@ -478,7 +241,7 @@ START_TEST(test_llen_counts)
 	struct scaler	*s, *bare, *wrong, *db3;
 	char		 addr[96];
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "RPUSH %s a b c d e f g", "jobs"),
 	    7);
 	ck_assert_int_eq(tu_redis_cmd(&r, "RPUSH %s x y z", "jobs:proc"), 3);
@@ -518,23 +281,10 @@ START_TEST(test_llen_counts)
 	scaler_destroy(bare);
 	scaler_destroy(wrong);
 	scaler_destroy(db3);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
-
-struct clients_arg {
-	const struct tu_redis	*r;
-	long long		 want;
-};
-
-static int
-pred_clients(void *arg)
-{
-	struct clients_arg *c = arg;
-
-	return (server_info(c->r, "clients", "connected_clients") == c->want);
-}
 
 START_TEST(test_shared_connection)
 {
@@ -542,13 +292,13 @@ START_TEST(test_shared_connection)
 	struct tu_redis	 r;
 	struct scaler_source src;
 	struct scaler	*s[20], *other;
-	struct rec	 w[20];
-	struct clients_arg ca;
+	struct tu_rec	 w[20];
+	struct tu_clients_arg ca;
 	char		 q[16], addr[96];
 	long long	 reads0, reads1;
 	size_t		 i;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	src = source(&r, NULL);
 	for (i = 0; i < AS_ARRAY_SIZE(s); i++) {
 		snprintf(q, sizeof q, "q%zu", i);
@@ -563,16 +313,16 @@ START_TEST(test_shared_connection)
 	(void)poll_wait(loop, other);
 
 	/* The server's view: ours are two (db 0, db 1) plus this check. */
-	ck_assert_int_eq(server_info(&r, "clients", "connected_clients"), 3);
+	ck_assert_int_eq(tu_redis_clients(&r), 3);
 
 	/* All twenty polls of one loop turn reach the server in one read. */
-	reads0 = server_info(&r, "stats", "total_reads_processed");
+	reads0 = tu_redis_info(&r, "stats", "\ntotal_reads_processed:");
 	memset(w, 0, sizeof w);
 	for (i = 0; i < AS_ARRAY_SIZE(s); i++)
-		ck_assert_int_eq(scaler_poll(s[i], rec_done, &w[i]), 0);
+		ck_assert_int_eq(scaler_poll(s[i], tu_rec_done, &w[i]), 0);
 	for (i = 0; i < AS_ARRAY_SIZE(s); i++)
-		ck_assert(run_until(loop, pred_done, &w[i], DEADLINE));
-	reads1 = server_info(&r, "stats", "total_reads_processed");
+		ck_assert(tu_run_until(loop, tu_pred_done, &w[i], DEADLINE));
+	reads1 = tu_redis_info(&r, "stats", "\ntotal_reads_processed:");
 	/*
 	 * One read for the batch, the rest for the INFO connections; one
 	 * command per write would be twenty or more.
@@ -588,11 +338,11 @@ START_TEST(test_shared_connection)
 		scaler_destroy(s[i]);
 	ca.r = &r;
 	ca.want = 2;
-	ck_assert(run_until(loop, pred_clients, &ca, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_clients, &ca, DEADLINE));
 	scaler_destroy(other);
 	ca.want = 1;
-	ck_assert(run_until(loop, pred_clients, &ca, DEADLINE));
-	stop_redis(&r);
+	ck_assert(tu_run_until(loop, tu_pred_clients, &ca, DEADLINE));
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -603,12 +353,12 @@ START_TEST(test_push_wakeup)
 	struct tu_redis	 r;
 	struct scaler_source src;
 	struct scaler	*a, *b, *c;
-	struct rec	 wa, wb, wc;
-	struct capture	 cap;
+	struct tu_rec	 wa, wb, wc;
+	struct tu_capture	 cap;
 	char		*flags, *n, *log;
 
-	start_redis(&r, NULL);
-	capture_start(&cap);
+	tu_redis_up(&r, NULL);
+	tu_capture_start(&cap);
 	src = source(&r, "tasks");
 	a = make(loop, &src);
 	b = make(loop, &src);
@@ -617,55 +367,55 @@ START_TEST(test_push_wakeup)
 	memset(&wa, 0, sizeof wa);
 	memset(&wb, 0, sizeof wb);
 	memset(&wc, 0, sizeof wc);
-	ck_assert_int_eq(a->type->subscribe(a, rec_wake, &wa), 0);
-	ck_assert_int_eq(b->type->subscribe(b, rec_wake, &wb), 0);
-	ck_assert_int_eq(c->type->subscribe(c, rec_wake, &wc), 0);
-	ck_assert(run_until(loop, pred_pushing, a, DEADLINE));
-	ck_assert(run_until(loop, pred_pushing, b, DEADLINE));
-	ck_assert(run_until(loop, pred_pushing, c, DEADLINE));
+	ck_assert_int_eq(a->type->subscribe(a, tu_rec_wake, &wa), 0);
+	ck_assert_int_eq(b->type->subscribe(b, tu_rec_wake, &wb), 0);
+	ck_assert_int_eq(c->type->subscribe(c, tu_rec_wake, &wc), 0);
+	ck_assert(tu_run_until(loop, tu_pred_pushing, a, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_pushing, b, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_pushing, c, DEADLINE));
 
-	flags = server_str(&r, "CONFIG GET %s", "notify-keyspace-events");
+	flags = tu_redis_str(&r, "CONFIG GET %s", "notify-keyspace-events");
 	ck_assert(flags != NULL && strchr(flags, 'K') != NULL &&
 	    strchr(flags, 'l') != NULL && strchr(flags, 'g') != NULL);
 	free(flags);
 	/* a and b share one SUBSCRIBE on one subscriber connection. */
-	n = server_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
+	n = tu_redis_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
 	ck_assert_str_eq(n, "1");
 	free(n);
-	ck_assert_int_eq(server_info(&r, "clients", "connected_clients"), 3);
+	ck_assert_int_eq(tu_redis_clients(&r), 3);
 
 	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s job", "tasks"), 1);
-	ck_assert(run_until(loop, pred_woken, &wa, DEADLINE));
-	ck_assert(run_until(loop, pred_woken, &wb, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &wa, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &wb, DEADLINE));
 	ck_assert_int_eq(wc.nwake, 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "RPOP %s", "tasks"), 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "RPUSH %s job", "other"), 1);
-	ck_assert(run_until(loop, pred_woken, &wc, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &wc, DEADLINE));
 	/* Deleting a queue (a drain by DEL) wakes its pool too. */
 	wc.nwake = 0;
 	ck_assert_int_eq(tu_redis_cmd(&r, "DEL %s", "other"), 1);
-	ck_assert(run_until(loop, pred_woken, &wc, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &wc, DEADLINE));
 
 	/* Still subscribed for b when a goes; nothing left after b. */
 	scaler_destroy(a);
-	run_for(loop, 0.1);
-	n = server_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
+	tu_run_for(loop, 0.1);
+	n = tu_redis_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
 	ck_assert_str_eq(n, "1");
 	free(n);
 	wb.nwake = 0;
 	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s job", "tasks"), 1);
-	ck_assert(run_until(loop, pred_woken, &wb, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &wb, DEADLINE));
 	scaler_destroy(b);
-	run_for(loop, 0.1);
-	n = server_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
+	tu_run_for(loop, 0.1);
+	n = tu_redis_str(&r, "PUBSUB NUMSUB %s", "__keyspace@0__:tasks");
 	ck_assert_str_eq(n, "0");
 	free(n);
 	scaler_destroy(c);
-	log = capture_end(&cap);
+	log = tu_capture_end(&cap);
 	ck_assert_int_eq(count_of(log, "push wake-ups via keyspace "
 	    "notifications"), 1);
 	free(log);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -679,34 +429,34 @@ START_TEST(test_push_fallback)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s, *t;
-	struct rec	 w, w2;
-	struct capture	 cap;
+	struct tu_rec	 w, w2;
+	struct tu_capture	 cap;
 	char		*log;
 
-	start_redis(&r, extra);
-	capture_start(&cap);
+	tu_redis_up(&r, extra);
+	tu_capture_start(&cap);
 	src = source(&r, "tasks");
 	s = make(loop, &src);
 	t = make(loop, &src);
 	memset(&w, 0, sizeof w);
 	memset(&w2, 0, sizeof w2);
-	ck_assert_int_eq(s->type->subscribe(s, rec_wake, &w), 0);
-	ck_assert_int_eq(t->type->subscribe(t, rec_wake, &w2), 0);
-	run_for(loop, 0.5);
+	ck_assert_int_eq(s->type->subscribe(s, tu_rec_wake, &w), 0);
+	ck_assert_int_eq(t->type->subscribe(t, tu_rec_wake, &w2), 0);
+	tu_run_for(loop, 0.5);
 	ck_assert_int_eq(s->type->pushing(s), 0);
 	ck_assert_int_eq(t->type->pushing(t), 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s a b", "tasks"), 2);
 	res = poll_wait(loop, s);
 	ck_assert(res.error == 0 && res.ready == 2);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.nwake, 0);
 	scaler_destroy(s);
 	scaler_destroy(t);
-	log = capture_end(&cap);
+	log = tu_capture_end(&cap);
 	ck_assert_int_eq(count_of(log, "polling only: CONFIG GET refused"),
 	    1);
 	free(log);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -718,16 +468,16 @@ START_TEST(test_restart)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s;
-	struct rec	 w;
+	struct tu_rec	 w;
 	double		 end;
 	int		 i, ok = 0;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	src = source(&r, "tasks");
 	s = make(loop, &src);
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(s->type->subscribe(s, rec_wake, &w), 0);
-	ck_assert(run_until(loop, pred_pushing, s, DEADLINE));
+	ck_assert_int_eq(s->type->subscribe(s, tu_rec_wake, &w), 0);
+	ck_assert(tu_run_until(loop, tu_pred_pushing, s, DEADLINE));
 	tu_redis_cmd(&r, "RPUSH %s a", "tasks");
 	res = poll_wait(loop, s);
 	ck_assert(res.error == 0 && res.ready == 1);
@@ -738,7 +488,7 @@ START_TEST(test_restart)
 		ck_assert_msg(res.error == -AS_ECONN, "poll %d: %d %s", i,
 		    res.error, res.errmsg);
 		ck_assert(strstr(res.errmsg, "127.0.0.1:") != NULL);
-		run_for(loop, 0.1);
+		tu_run_for(loop, 0.1);
 	}
 	ck_assert_int_eq(s->type->pushing(s), 0);
 
@@ -749,19 +499,19 @@ START_TEST(test_restart)
 		ok = res.error == 0;
 		if (!ok) {
 			ck_assert_int_eq(res.error, -AS_ECONN);
-			run_for(loop, 0.05);
+			tu_run_for(loop, 0.05);
 		}
 	}
 	ck_assert_msg(ok, "no recovery: %s", res.errmsg);
 	ck_assert(res.ready == 0);	/* a fresh, empty server */
-	ck_assert(run_until(loop, pred_pushing, s, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_pushing, s, DEADLINE));
 	w.nwake = 0;
 	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s b", "tasks"), 1);
-	ck_assert(run_until(loop, pred_woken, &w, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &w, DEADLINE));
 	res = poll_wait(loop, s);
 	ck_assert(res.error == 0 && res.ready == 1);
 	scaler_destroy(s);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -773,13 +523,13 @@ START_TEST(test_auth)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s, *e, *none;
-	struct capture	 cap;
+	struct tu_capture	 cap;
 	char		 path[64], *log;
 	FILE		*fp;
 	double		 end;
 
 	/* As --requirepass (testutil's readiness PING needs no password). */
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "CONFIG SET requirepass %s",
 	    "s3cret-pw"), 0);
 	snprintf(path, sizeof path, "/tmp/check_redis_list.%d.pw",
@@ -788,7 +538,7 @@ START_TEST(test_auth)
 	ck_assert(fp != NULL);
 	fputs("wr0ng-pw\n", fp);
 	fclose(fp);
-	capture_start(&cap);
+	tu_capture_start(&cap);
 	src = source(&r, "tasks");
 	src.password_file = path;
 	s = make(loop, &src);
@@ -818,7 +568,7 @@ START_TEST(test_auth)
 	fclose(fp);
 	end = as_mono_now() + DEADLINE;
 	do {
-		run_for(loop, 0.05);
+		tu_run_for(loop, 0.05);
 		res = poll_wait(loop, s);
 	} while (res.error != 0 && as_mono_now() < end);
 	ck_assert_msg(res.error == 0, "%s", res.errmsg);
@@ -838,13 +588,13 @@ START_TEST(test_auth)
 	scaler_destroy(e);
 
 	scaler_destroy(s);
-	log = capture_end(&cap);
+	log = tu_capture_end(&cap);
 	ck_assert(strstr(log, "authentication failed") != NULL);
 	ck_assert(strstr(log, "wr0ng") == NULL);
 	ck_assert(strstr(log, "s3cret") == NULL);
 	free(log);
 	unlink(path);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -858,7 +608,7 @@ START_TEST(test_command_timeout)
 	struct scaler	*s;
 	double		 t0, took, end;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	src = source(&r, "tasks");
 	src.command_timeout = 0.3;
 	s = make(loop, &src);
@@ -880,12 +630,12 @@ START_TEST(test_command_timeout)
 	ck_assert(again.error != 0);
 	end = as_mono_now() + DEADLINE;
 	do {
-		run_for(loop, 0.05);
+		tu_run_for(loop, 0.05);
 		res = poll_wait(loop, s);
 	} while (res.error != 0 && as_mono_now() < end);
 	ck_assert_msg(res.error == 0, "%s", res.errmsg);
 	scaler_destroy(s);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -923,27 +673,17 @@ END_TEST
 START_TEST(test_connect_timeout)
 {
 	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
-	struct sockaddr_in sin;
-	socklen_t	 len = sizeof sin;
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s;
 	char		 addr[64];
 	double		 t0, took;
-	int		 lfd, ffd;
+	int		 lfd, ffd, port;
 
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	memset(&sin, 0, sizeof sin);
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert(bind(lfd, (struct sockaddr *)&sin, sizeof sin) == 0);
-	ck_assert(listen(lfd, 0) == 0);
-	ck_assert(getsockname(lfd, (struct sockaddr *)&sin, &len) == 0);
-	ffd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert(connect(ffd, (struct sockaddr *)&sin, sizeof sin) == 0);
+	lfd = tu_listen(0, &port);
+	ffd = tu_connect(port);
 
-	snprintf(addr, sizeof addr, "redis://127.0.0.1:%d",
-	    ntohs(sin.sin_port));
+	snprintf(addr, sizeof addr, "redis://127.0.0.1:%d", port);
 	memset(&src, 0, sizeof src);
 	src.address = addr;
 	src.queue = "q";
@@ -971,21 +711,21 @@ START_TEST(test_destroy_pending)
 	struct tu_redis	 r;
 	struct scaler_source src;
 	struct scaler	*s, *t, *u;
-	struct rec	 w, w2;
+	struct tu_rec	 w, w2;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	src = source(&r, "tasks");
 	s = make(loop, &src);
 	(void)poll_wait(loop, s);
 
 	/* In hiredis's hands. */
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), -AS_EAGAIN);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), -AS_EAGAIN);
 	scaler_destroy(s);
 	ck_assert_int_eq(w.ndone, 1);
 	ck_assert_int_eq(w.res.error, -AS_ECANCELED);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.ndone, 1);
 
 	/* A completion that destroys its own and a sibling's instance. */
@@ -995,40 +735,40 @@ START_TEST(test_destroy_pending)
 	memset(&w2, 0, sizeof w2);
 	w.destroy_in_done = s;
 	w.destroy_too = t;
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(scaler_poll(t, rec_done, &w2), 0);
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(t, tu_rec_done, &w2), 0);
+	ck_assert(tu_run_until(loop, tu_pred_done, &w, DEADLINE));
 	ck_assert_int_eq(w.ndone, 1);
 	ck_assert_int_eq(w2.ndone, 1);
 	ck_assert_int_eq(w2.res.error, -AS_ECANCELED);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.ndone + w2.ndone, 2);
 
 	/* A completion that polls again, then one that destroys. */
 	s = make(loop, &src);
 	memset(&w, 0, sizeof w);
 	w.poll_again = 1;
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
+	ck_assert(tu_run_until(loop, tu_pred_done, &w, DEADLINE));
 	w.ndone = 0;
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_done, &w, DEADLINE));
 	ck_assert_int_eq(w.res.error, 0);
 
 	/* While disconnected: the deferred completion, canceled. */
-	stop_redis(&r);
+	tu_redis_down(&r);
 	u = make(loop, &src);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(u, rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(u, tu_rec_done, &w), 0);
 	ck_assert_int_eq(w.ndone, 0);
 	scaler_destroy(u);
 	ck_assert_int_eq(w.ndone, 1);
 	ck_assert_int_eq(w.res.error, -AS_ECANCELED);
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
 	scaler_destroy(s);
 	ck_assert_int_eq(w.ndone, 1);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.ndone, 1);
 	ev_loop_destroy(loop);
 }
@@ -1068,6 +808,6 @@ main(void)
 {
 	/* hiredis 0.14.1 writes with write(2): a reset peer raises SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
-	atexit(stop_all);
+	atexit(tu_redis_down_all);
 	return (tu_run_suite(redis_list_suite()));
 }

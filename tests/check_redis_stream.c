@@ -7,9 +7,7 @@
  * through separate blocking hiredis connections.
  */
 #include <check.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +19,7 @@
 #include "agentscaler/common.h"
 #include "agentscaler/redis_endpoint.h"
 #include "agentscaler/scaler.h"
+#include "util/loop.h"
 #include "util/testutil.h"
 
 #define DEADLINE 10.0	/* seconds; generous for valgrind */
@@ -28,108 +27,11 @@
 /* TESTABLE functions of scalers/redis_stream.c. */
 int	 redis_stream_next_id(const char *, char *, size_t);
 
-/* Servers started by this process, stopped at exit even after a failure. */
-static struct tu_redis *started[8];
-
-static void
-stop_all(void)
-{
-	size_t	 i;
-
-	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
-		if (started[i] != NULL) {
-			if (started[i]->pid > 0)
-				kill(started[i]->pid, SIGCONT);
-			tu_redis_stop(started[i]);
-			started[i] = NULL;
-		}
-	}
-}
-
-static void
-start_redis(struct tu_redis *r, const char *const *extra)
-{
-	size_t	 i;
-
-	ck_assert_int_eq(tu_redis_start(r, extra), 0);
-	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
-		if (started[i] == NULL) {
-			started[i] = r;
-			break;
-		}
-	}
-}
-
-static void
-stop_redis(struct tu_redis *r)
-{
-	size_t	 i;
-
-	for (i = 0; i < AS_ARRAY_SIZE(started); i++) {
-		if (started[i] == r)
-			started[i] = NULL;
-	}
-	tu_redis_stop(r);
-}
-
-/* A string reply from a fresh blocking connection, as a new string. */
-static char *
-server_str(const struct tu_redis *r, const char *fmt, ...)
-{
-	redisContext	*c;
-	redisReply	*rep;
-	va_list		 ap;
-	char		*out = NULL;
-
-	c = redisConnect("127.0.0.1", r->port);
-	if (c == NULL || c->err != 0)
-		goto out;
-	va_start(ap, fmt);
-	rep = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	if (rep == NULL)
-		goto out;
-	if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS)
-		out = xstrdup(rep->str);
-	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-	    rep->element[1]->type == REDIS_REPLY_STRING)
-		out = xstrdup(rep->element[1]->str);
-	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-	    rep->element[1]->type == REDIS_REPLY_INTEGER)
-		out = xasprintf("%lld", rep->element[1]->integer);
-	freeReplyObject(rep);
-out:
-	if (c != NULL)
-		redisFree(c);
-	return (out);
-}
-
-/* The number after "<key>" in INFO <section>, or -1. */
-static long long
-server_info(const struct tu_redis *r, const char *section, const char *key)
-{
-	char		*info, *p;
-	long long	 v = -1;
-
-	if ((info = server_str(r, "INFO %s", section)) == NULL)
-		return (-1);
-	if ((p = strstr(info, key)) != NULL)
-		v = strtoll(p + strlen(key), NULL, 10);
-	free(info);
-	return (v);
-}
-
-static long long
-server_clients(const struct tu_redis *r)
-{
-	return (server_info(r, "clients", "\nconnected_clients:"));
-}
-
 /* Connections the server ever accepted, our checks' included. */
 static long long
 server_accepted(const struct tu_redis *r)
 {
-	return (server_info(r, "stats", "\ntotal_connections_received:"));
+	return (tu_redis_info(r, "stats", "\ntotal_connections_received:"));
 }
 
 /* How often a command ran, from INFO commandstats (0 when never). */
@@ -140,113 +42,15 @@ server_calls(const struct tu_redis *r, const char *cmd)
 	long long	 v;
 
 	snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
-	v = server_info(r, "commandstats", key);
+	v = tu_redis_info(r, "commandstats", key);
 	return (v < 0 ? 0 : v);
-}
-
-/* Completions and wake-ups land here. */
-struct rec {
-	int			 ndone;
-	int			 nwake;
-	struct scaler_result	 res;
-	struct scaler		*destroy_in_done;
-};
-
-static void
-rec_done(struct scaler *s, const struct scaler_result *r, void *arg)
-{
-	struct rec	*w = arg;
-	struct scaler	*d;
-
-	(void)s;
-	w->ndone++;
-	w->res = *r;
-	if ((d = w->destroy_in_done) != NULL) {
-		w->destroy_in_done = NULL;
-		scaler_destroy(d);
-	}
-}
-
-static void
-rec_wake(struct scaler *s, void *arg)
-{
-	struct rec	*w = arg;
-
-	(void)s;
-	w->nwake++;
-}
-
-static void
-tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	(void)loop;
-	(void)w;
-	(void)revents;
-}
-
-typedef int	 pred_fn(void *);
-
-/* Turns the loop until pred holds or the deadline passes; returns pred. */
-static int
-run_until(struct ev_loop *loop, pred_fn *pred, void *arg, double timeout)
-{
-	ev_timer	 tick;
-	double		 end = as_mono_now() + timeout;
-	int		 ok;
-
-	ev_timer_init(&tick, tick_cb, 0.02, 0.02);
-	ev_timer_start(loop, &tick);
-	while (!(ok = pred(arg)) && as_mono_now() < end)
-		ev_run(loop, EVRUN_ONCE);
-	ev_timer_stop(loop, &tick);
-	return (ok);
-}
-
-static int
-pred_never(void *arg)
-{
-	(void)arg;
-	return (0);
-}
-
-static void
-run_for(struct ev_loop *loop, double seconds)
-{
-	run_until(loop, pred_never, NULL, seconds);
-}
-
-static int
-pred_done(void *arg)
-{
-	return (((struct rec *)arg)->ndone > 0);
-}
-
-static int
-pred_woken(void *arg)
-{
-	return (((struct rec *)arg)->nwake > 0);
-}
-
-static int
-pred_pushing(void *arg)
-{
-	struct scaler	*s = arg;
-
-	return (s->type->pushing(s));
 }
 
 /* One poll to completion; returns its result. */
 static struct scaler_result
 poll_wait(struct ev_loop *loop, struct scaler *s)
 {
-	struct rec	 w;
-
-	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(w.ndone, 0);	/* never before poll() returns */
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
-	ck_assert_int_eq(w.ndone, 1);
-	return (w.res);
+	return (tu_poll_wait(loop, s, DEADLINE));
 }
 
 static struct scaler *
@@ -305,43 +109,8 @@ xadd_bulk(const struct tu_redis *r, const char *stream, int n)
 	    "'task', i) end", stream, n), 0);
 }
 
-/* stderr to a file, so that tests can read our log lines. */
-struct capture {
-	int	 saved;
-	char	 path[64];
-};
-
-static void
-capture_start(struct capture *c)
-{
-	int	 fd;
-
-	snprintf(c->path, sizeof c->path, "/tmp/check_redis_stream.%d.log",
-	    (int)getpid());
-	fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	ck_assert(fd >= 0);
-	c->saved = dup(STDERR_FILENO);
-	dup2(fd, STDERR_FILENO);
-	close(fd);
-}
-
-static char *
-capture_end(struct capture *c)
-{
-	char	 err[128];
-	char	*text;
-
-	dup2(c->saved, STDERR_FILENO);
-	close(c->saved);
-	text = as_read_file(c->path, 1 << 20, NULL, err, sizeof err);
-	unlink(c->path);
-	ck_assert_msg(text != NULL, "%s", err);
-	fputs(text, stderr);
-	return (text);
-}
-
 struct log_arg {
-	const struct capture	*cap;
+	const struct tu_capture	*cap;
 	const char		*needle;
 };
 
@@ -462,7 +231,7 @@ START_TEST(test_lag_and_pending)
 	struct scaler	*s, *bare, *other;
 	long long	 calls;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0 MKSTREAM",
 	    "tasks", "workers"), 0);
 	/* A second group on the same stream, which reads nothing. */
@@ -526,7 +295,7 @@ START_TEST(test_lag_and_pending)
 	scaler_destroy(s);
 	scaler_destroy(bare);
 	scaler_destroy(other);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -542,11 +311,11 @@ START_TEST(test_lag_fallback)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s, *mid, *big;
-	struct rec	 ws, wm;
+	struct tu_rec	 ws, wm;
 	char		*lag;
 	long long	 ranges;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0 MKSTREAM",
 	    "tasks", "workers"), 0);
 	xadd_n(&r, "tasks", 1, 10);
@@ -554,7 +323,7 @@ START_TEST(test_lag_fallback)
 	    "STREAMS %s >", "workers", "c1", "tasks"), 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "XDEL %s 8-0", "tasks"), 1);
 	/* The premise: the server no longer knows the lag. */
-	lag = server_str(&r, "EVAL %s 0", "local g = redis.call('XINFO', "
+	lag = tu_redis_str(&r, "EVAL %s 0", "local g = redis.call('XINFO', "
 	    "'GROUPS', 'tasks')[1]; for i = 1, #g, 2 do if g[i] == 'lag' "
 	    "then return type(g[i + 1]) end end; return 'absent'");
 	ck_assert_msg(lag != NULL && strcmp(lag, "boolean") == 0, "lag is %s",
@@ -617,18 +386,18 @@ START_TEST(test_lag_fallback)
 	memset(&ws, 0, sizeof ws);
 	memset(&wm, 0, sizeof wm);
 	wm.destroy_in_done = s;
-	ck_assert_int_eq(scaler_poll(s, rec_done, &ws), 0);
-	ck_assert_int_eq(scaler_poll(mid, rec_done, &wm), 0);
-	ck_assert(run_until(loop, pred_done, &wm, DEADLINE));
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &ws), 0);
+	ck_assert_int_eq(scaler_poll(mid, tu_rec_done, &wm), 0);
+	ck_assert(tu_run_until(loop, tu_pred_done, &wm, DEADLINE));
 	ck_assert_int_eq(wm.res.error, 0);
 	ck_assert_int_eq(ws.ndone, 1);
 	ck_assert_int_eq(ws.res.error, -AS_ECANCELED);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(ws.ndone, 1);
 	ck_assert_int_eq(server_calls(&r, "xrange"), ranges + 1);
 	scaler_destroy(mid);
 	scaler_destroy(big);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -643,7 +412,7 @@ START_TEST(test_not_found)
 	long long	 clients, accepted;
 	int		 i;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	src = stream_source(&r, "tasks", "workers");
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
@@ -652,7 +421,7 @@ START_TEST(test_not_found)
 	    NULL, "%s", res.errmsg);
 	ck_assert(strstr(res.errmsg, "127.0.0.1:") != NULL);
 	/* Ours (one main connection) plus this check's. */
-	clients = server_clients(&r);
+	clients = tu_redis_clients(&r);
 	ck_assert_int_eq(clients, 2);
 
 	/*
@@ -678,7 +447,7 @@ START_TEST(test_not_found)
 		    "consumer group workers") != NULL, "%s", res.errmsg);
 	}
 	ck_assert_int_eq(server_accepted(&r), accepted + 1);
-	ck_assert_int_eq(server_clients(&r), clients);
+	ck_assert_int_eq(tu_redis_clients(&r), clients);
 
 	/* Creating the group recovers on the next poll. */
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0", "tasks",
@@ -703,7 +472,7 @@ START_TEST(test_not_found)
 	ck_assert_int_eq(res.error, -AS_ENOTFOUND);
 	ck_assert_int_eq(server_accepted(&r), accepted + 1);
 	scaler_destroy(s);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -715,16 +484,16 @@ START_TEST(test_push_xadd)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s;
-	struct rec	 w;
+	struct tu_rec	 w;
 	char		*flags;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	src = stream_source(&r, "tasks", "workers");
 	s = make(loop, &src);
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(s->type->subscribe(s, rec_wake, &w), 0);
-	ck_assert(run_until(loop, pred_pushing, s, DEADLINE));
-	flags = server_str(&r, "CONFIG GET %s", "notify-keyspace-events");
+	ck_assert_int_eq(s->type->subscribe(s, tu_rec_wake, &w), 0);
+	ck_assert(tu_run_until(loop, tu_pred_pushing, s, DEADLINE));
+	flags = tu_redis_str(&r, "CONFIG GET %s", "notify-keyspace-events");
 	ck_assert_msg(flags != NULL && strchr(flags, 'K') != NULL &&
 	    strchr(flags, 't') != NULL && strchr(flags, 'g') != NULL,
 	    "flags %s", flags != NULL ? flags : "?");
@@ -735,36 +504,23 @@ START_TEST(test_push_xadd)
 	/* Creating the stream and its group wakes the pool. */
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s $ MKSTREAM",
 	    "tasks", "workers"), 0);
-	ck_assert(run_until(loop, pred_woken, &w, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &w, DEADLINE));
 	w.nwake = 0;
 	xadd_auto(&r, "tasks", 1);
-	ck_assert(run_until(loop, pred_woken, &w, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &w, DEADLINE));
 	res = poll_wait(loop, s);
 	ck_assert(res.error == 0 && res.ready == 1);
 	/* Three XADDs in one script: one or more wake-ups, and all counted. */
 	w.nwake = 0;
 	xadd_auto(&r, "tasks", 3);
-	ck_assert(run_until(loop, pred_woken, &w, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &w, DEADLINE));
 	res = poll_wait(loop, s);
 	ck_assert(res.error == 0 && res.ready == 4);
 	scaler_destroy(s);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
-
-struct clients_arg {
-	const struct tu_redis	*r;
-	long long		 want;
-};
-
-static int
-pred_clients(void *arg)
-{
-	struct clients_arg *c = arg;
-
-	return (server_clients(c->r) == c->want);
-}
 
 /*
  * A list pool and a stream pool on one server share one main connection
@@ -777,12 +533,12 @@ START_TEST(test_shared_with_list)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*list, *stream, *stream2;
-	struct rec	 wl, ws, ws2, dl, ds;
-	struct clients_arg ca;
+	struct tu_rec	 wl, ws, ws2, dl, ds;
+	struct tu_clients_arg ca;
 	long long	 accepted, reads0, reads1;
 	char		*flags;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0 MKSTREAM",
 	    "stream", "workers"), 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "RPUSH %s a b", "list"), 2);
@@ -800,18 +556,18 @@ START_TEST(test_shared_with_list)
 	res = poll_wait(loop, stream);
 	ck_assert(res.error == 0 && res.ready == 3);
 	/* One connection between them (plus this check's). */
-	ck_assert_int_eq(server_clients(&r), 2);
+	ck_assert_int_eq(tu_redis_clients(&r), 2);
 	ck_assert_int_eq(server_accepted(&r), accepted + 1 + 2);
 
 	/* Both polls of one loop turn arrive in one read. */
-	reads0 = server_info(&r, "stats", "\ntotal_reads_processed:");
+	reads0 = tu_redis_info(&r, "stats", "\ntotal_reads_processed:");
 	memset(&dl, 0, sizeof dl);
 	memset(&ds, 0, sizeof ds);
-	ck_assert_int_eq(scaler_poll(list, rec_done, &dl), 0);
-	ck_assert_int_eq(scaler_poll(stream, rec_done, &ds), 0);
-	ck_assert(run_until(loop, pred_done, &dl, DEADLINE));
-	ck_assert(run_until(loop, pred_done, &ds, DEADLINE));
-	reads1 = server_info(&r, "stats", "\ntotal_reads_processed:");
+	ck_assert_int_eq(scaler_poll(list, tu_rec_done, &dl), 0);
+	ck_assert_int_eq(scaler_poll(stream, tu_rec_done, &ds), 0);
+	ck_assert(tu_run_until(loop, tu_pred_done, &dl, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_done, &ds, DEADLINE));
+	reads1 = tu_redis_info(&r, "stats", "\ntotal_reads_processed:");
 	/* One for the batch, two for the INFO connection; not four. */
 	ck_assert_msg(reads1 - reads0 <= 3, "%lld reads", reads1 - reads0);
 	ck_assert(dl.res.ready == 2 && ds.res.ready == 3);
@@ -820,39 +576,39 @@ START_TEST(test_shared_with_list)
 	memset(&wl, 0, sizeof wl);
 	memset(&ws, 0, sizeof ws);
 	memset(&ws2, 0, sizeof ws2);
-	ck_assert_int_eq(list->type->subscribe(list, rec_wake, &wl), 0);
-	ck_assert(run_until(loop, pred_pushing, list, DEADLINE));
-	flags = server_str(&r, "CONFIG GET %s", "notify-keyspace-events");
+	ck_assert_int_eq(list->type->subscribe(list, tu_rec_wake, &wl), 0);
+	ck_assert(tu_run_until(loop, tu_pred_pushing, list, DEADLINE));
+	flags = tu_redis_str(&r, "CONFIG GET %s", "notify-keyspace-events");
 	ck_assert(flags != NULL && strchr(flags, 't') == NULL);
 	free(flags);
 	/* Then the stream: t is added, asked on the main connection. */
-	ck_assert_int_eq(stream->type->subscribe(stream, rec_wake, &ws), 0);
-	ck_assert(run_until(loop, pred_pushing, stream, DEADLINE));
-	flags = server_str(&r, "CONFIG GET %s", "notify-keyspace-events");
+	ck_assert_int_eq(stream->type->subscribe(stream, tu_rec_wake, &ws), 0);
+	ck_assert(tu_run_until(loop, tu_pred_pushing, stream, DEADLINE));
+	flags = tu_redis_str(&r, "CONFIG GET %s", "notify-keyspace-events");
 	ck_assert_msg(flags != NULL && strchr(flags, 'K') != NULL &&
 	    strchr(flags, 'g') != NULL && strchr(flags, 'l') != NULL &&
 	    strchr(flags, 't') != NULL, "flags %s", flags);
 	free(flags);
 	ck_assert(list->type->pushing(list));
 	/* Main plus one subscriber, plus this check. */
-	ck_assert_int_eq(server_clients(&r), 3);
+	ck_assert_int_eq(tu_redis_clients(&r), 3);
 
 	/* A second stream pool on the endpoint: no new socket. */
 	src.consumer_group = "audit";
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0", "stream",
 	    "audit"), 0);
 	stream2 = make(loop, &src);
-	ck_assert_int_eq(stream2->type->subscribe(stream2, rec_wake, &ws2),
+	ck_assert_int_eq(stream2->type->subscribe(stream2, tu_rec_wake, &ws2),
 	    0);
-	ck_assert(run_until(loop, pred_pushing, stream2, DEADLINE));
-	ck_assert_int_eq(server_clients(&r), 3);
+	ck_assert(tu_run_until(loop, tu_pred_pushing, stream2, DEADLINE));
+	ck_assert_int_eq(tu_redis_clients(&r), 3);
 
 	ck_assert_int_eq(tu_redis_cmd(&r, "XADD %s * k v", "stream"), 0);
-	ck_assert(run_until(loop, pred_woken, &ws, DEADLINE));
-	ck_assert(run_until(loop, pred_woken, &ws2, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &ws, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &ws2, DEADLINE));
 	ck_assert_int_eq(wl.nwake, 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s c", "list"), 3);
-	ck_assert(run_until(loop, pred_woken, &wl, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &wl, DEADLINE));
 	res = poll_wait(loop, stream2);
 	ck_assert(res.error == 0 && res.ready == 4);
 
@@ -861,11 +617,11 @@ START_TEST(test_shared_with_list)
 	scaler_destroy(stream);
 	ca.r = &r;
 	ca.want = 3;
-	ck_assert(run_until(loop, pred_clients, &ca, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_clients, &ca, DEADLINE));
 	scaler_destroy(stream2);
 	ca.want = 1;
-	ck_assert(run_until(loop, pred_clients, &ca, DEADLINE));
-	stop_redis(&r);
+	ck_assert(tu_run_until(loop, tu_pred_clients, &ca, DEADLINE));
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -884,17 +640,17 @@ START_TEST(test_class_refused)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*list, *stream;
-	struct rec	 wl, ws;
-	struct capture	 cap;
+	struct tu_rec	 wl, ws;
+	struct tu_capture	 cap;
 	struct log_arg	 la;
 	char		*log;
 
-	start_redis(&r, extra);
+	tu_redis_up(&r, extra);
 	ck_assert_int_eq(tu_redis_cmd(&r, "ACL SETUSER default -config|set"),
 	    0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0 MKSTREAM",
 	    "stream", "workers"), 0);
-	capture_start(&cap);
+	tu_capture_start(&cap);
 	memset(&src, 0, sizeof src);
 	src.type = "redis-list";
 	src.address = r.url;
@@ -904,28 +660,28 @@ START_TEST(test_class_refused)
 	stream = make(loop, &src);
 	memset(&wl, 0, sizeof wl);
 	memset(&ws, 0, sizeof ws);
-	ck_assert_int_eq(list->type->subscribe(list, rec_wake, &wl), 0);
-	ck_assert(run_until(loop, pred_pushing, list, DEADLINE));
-	ck_assert_int_eq(stream->type->subscribe(stream, rec_wake, &ws), 0);
+	ck_assert_int_eq(list->type->subscribe(list, tu_rec_wake, &wl), 0);
+	ck_assert(tu_run_until(loop, tu_pred_pushing, list, DEADLINE));
+	ck_assert_int_eq(stream->type->subscribe(stream, tu_rec_wake, &ws), 0);
 	la.cap = &cap;
 	la.needle = "no keyspace events of class t, those pools poll only";
-	ck_assert(run_until(loop, pred_logged, &la, DEADLINE));
+	ck_assert(tu_run_until(loop, pred_logged, &la, DEADLINE));
 	ck_assert_int_eq(stream->type->pushing(stream), 0);
 	ck_assert_int_eq(list->type->pushing(list), 1);
 	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s a", "list"), 1);
-	ck_assert(run_until(loop, pred_woken, &wl, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &wl, DEADLINE));
 	ck_assert_int_eq(tu_redis_cmd(&r, "XADD %s * k v", "stream"), 0);
 	res = poll_wait(loop, stream);
 	ck_assert(res.error == 0 && res.ready == 1);
 	ck_assert_int_eq(ws.nwake, 0);
 	scaler_destroy(stream);
 	scaler_destroy(list);
-	log = capture_end(&cap);
+	log = tu_capture_end(&cap);
 	ck_assert_msg(strstr(log, "no keyspace events of class t, those "
 	    "pools poll only") != NULL, "%s", log);
 	ck_assert(strstr(log, "CONFIG SET refused") != NULL);
 	free(log);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -937,19 +693,19 @@ START_TEST(test_restart)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s;
-	struct rec	 w;
+	struct tu_rec	 w;
 	double		 end;
 	int		 i, ok = 0;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0 MKSTREAM",
 	    "tasks", "workers"), 0);
 	xadd_n(&r, "tasks", 1, 2);
 	src = stream_source(&r, "tasks", "workers");
 	s = make(loop, &src);
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(s->type->subscribe(s, rec_wake, &w), 0);
-	ck_assert(run_until(loop, pred_pushing, s, DEADLINE));
+	ck_assert_int_eq(s->type->subscribe(s, tu_rec_wake, &w), 0);
+	ck_assert(tu_run_until(loop, tu_pred_pushing, s, DEADLINE));
 	res = poll_wait(loop, s);
 	ck_assert(res.error == 0 && res.ready == 2);
 
@@ -959,7 +715,7 @@ START_TEST(test_restart)
 		ck_assert_msg(res.error == -AS_ECONN, "poll %d: %d %s", i,
 		    res.error, res.errmsg);
 		ck_assert(strstr(res.errmsg, "127.0.0.1:") != NULL);
-		run_for(loop, 0.1);
+		tu_run_for(loop, 0.1);
 	}
 	ck_assert_int_eq(s->type->pushing(s), 0);
 
@@ -970,21 +726,21 @@ START_TEST(test_restart)
 		res = poll_wait(loop, s);
 		ok = res.error != -AS_ECONN;
 		if (!ok)
-			run_for(loop, 0.05);
+			tu_run_for(loop, 0.05);
 	}
 	ck_assert_msg(ok, "no recovery: %s", res.errmsg);
 	ck_assert_msg(res.error == -AS_ENOTFOUND, "%s", res.errmsg);
 	/* The new server gets its flags again, and pushes. */
-	ck_assert(run_until(loop, pred_pushing, s, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_pushing, s, DEADLINE));
 	w.nwake = 0;
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0 MKSTREAM",
 	    "tasks", "workers"), 0);
 	xadd_n(&r, "tasks", 1, 3);
-	ck_assert(run_until(loop, pred_woken, &w, DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_woken, &w, DEADLINE));
 	res = poll_wait(loop, s);
 	ck_assert_msg(res.error == 0 && res.ready == 3, "%s", res.errmsg);
 	scaler_destroy(s);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -996,12 +752,12 @@ START_TEST(test_auth)
 	struct scaler_source src;
 	struct scaler_result res;
 	struct scaler	*s, *good;
-	struct capture	 cap;
-	struct rec	 w;
+	struct tu_capture	 cap;
+	struct tu_rec	 w;
 	char		 path[64], *log;
 	FILE		*fp;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0 MKSTREAM",
 	    "tasks", "workers"), 0);
 	ck_assert_int_eq(tu_redis_cmd(&r, "CONFIG SET requirepass %s",
@@ -1012,12 +768,12 @@ START_TEST(test_auth)
 	ck_assert(fp != NULL);
 	fputs("wr0ng-pw\n", fp);
 	fclose(fp);
-	capture_start(&cap);
+	tu_capture_start(&cap);
 	src = stream_source(&r, "tasks", "workers");
 	src.password_file = path;
 	s = make(loop, &src);
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(s->type->subscribe(s, rec_wake, &w), 0);
+	ck_assert_int_eq(s->type->subscribe(s, tu_rec_wake, &w), 0);
 	res = poll_wait(loop, s);
 	ck_assert_int_eq(res.error, -AS_EAUTH);
 	ck_assert(strstr(res.errmsg, "authentication failed") != NULL);
@@ -1026,7 +782,7 @@ START_TEST(test_auth)
 	ck_assert(strstr(res.errmsg, "s3cret") == NULL);
 	res = poll_wait(loop, s);
 	ck_assert_int_eq(res.error, -AS_EAUTH);
-	run_for(loop, 0.3);
+	tu_run_for(loop, 0.3);
 	ck_assert_int_eq(s->type->pushing(s), 0);
 	scaler_destroy(s);
 
@@ -1040,13 +796,13 @@ START_TEST(test_auth)
 	scaler_destroy(good);
 	unsetenv("CHECK_REDIS_STREAM_PW");
 
-	log = capture_end(&cap);
+	log = tu_capture_end(&cap);
 	ck_assert(strstr(log, "authentication failed") != NULL);
 	ck_assert(strstr(log, "wr0ng") == NULL);
 	ck_assert(strstr(log, "s3cret") == NULL);
 	free(log);
 	unlink(path);
-	stop_redis(&r);
+	tu_redis_down(&r);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -1057,9 +813,9 @@ START_TEST(test_destroy_pending)
 	struct tu_redis	 r;
 	struct scaler_source src;
 	struct scaler	*s, *t;
-	struct rec	 w, w2;
+	struct tu_rec	 w, w2;
 
-	start_redis(&r, NULL);
+	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "XGROUP CREATE %s %s 0 MKSTREAM",
 	    "tasks", "workers"), 0);
 	src = stream_source(&r, "tasks", "workers");
@@ -1067,12 +823,12 @@ START_TEST(test_destroy_pending)
 	(void)poll_wait(loop, s);
 
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), -AS_EAGAIN);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), -AS_EAGAIN);
 	scaler_destroy(s);
 	ck_assert_int_eq(w.ndone, 1);
 	ck_assert_int_eq(w.res.error, -AS_ECANCELED);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.ndone, 1);
 
 	/* A completion that destroys a sibling with its poll pending. */
@@ -1081,25 +837,25 @@ START_TEST(test_destroy_pending)
 	memset(&w, 0, sizeof w);
 	memset(&w2, 0, sizeof w2);
 	w.destroy_in_done = t;
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
-	ck_assert_int_eq(scaler_poll(t, rec_done, &w2), 0);
-	ck_assert(run_until(loop, pred_done, &w, DEADLINE));
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(t, tu_rec_done, &w2), 0);
+	ck_assert(tu_run_until(loop, tu_pred_done, &w, DEADLINE));
 	ck_assert_int_eq(w.res.error, 0);
 	ck_assert_int_eq(w2.ndone, 1);
 	ck_assert_int_eq(w2.res.error, -AS_ECANCELED);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.ndone + w2.ndone, 2);
 
 	/* While disconnected: the deferred completion, canceled. */
-	stop_redis(&r);
-	run_for(loop, 0.2);
+	tu_redis_down(&r);
+	tu_run_for(loop, 0.2);
 	memset(&w, 0, sizeof w);
-	ck_assert_int_eq(scaler_poll(s, rec_done, &w), 0);
+	ck_assert_int_eq(scaler_poll(s, tu_rec_done, &w), 0);
 	ck_assert_int_eq(w.ndone, 0);
 	scaler_destroy(s);
 	ck_assert_int_eq(w.ndone, 1);
 	ck_assert_int_eq(w.res.error, -AS_ECANCELED);
-	run_for(loop, 0.2);
+	tu_run_for(loop, 0.2);
 	ck_assert_int_eq(w.ndone, 1);
 	ev_loop_destroy(loop);
 }
@@ -1136,6 +892,6 @@ main(void)
 {
 	/* hiredis 0.14.1 writes with write(2): a reset peer raises SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
-	atexit(stop_all);
+	atexit(tu_redis_down_all);
 	return (tu_run_suite(redis_stream_suite()));
 }

@@ -34,6 +34,7 @@
 #include <ev.h>
 
 #include "agentscaler/scaler.h"
+#include "agentscaler/scaler_later.h"
 
 struct redisReply;
 struct redis_endpoint;
@@ -87,10 +88,7 @@ struct redis_endpoint_source {
 	struct ev_loop		*loop;
 	LIST_ENTRY(redis_endpoint_source) entry;
 	struct redis_endpoint_poll *poll;	/* in hiredis's hands */
-	scaler_done_fn		*done_fn;	/* while a poll pends */
-	void			*done_arg;
-	struct scaler_result	 later;		/* by later_timer */
-	ev_timer		 later_timer;
+	struct scaler_later	 later;		/* the pending poll */
 	scaler_wake_fn		*wake_fn;
 	void			*wake_arg;
 	ev_timer		 wake_timer;

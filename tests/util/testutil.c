@@ -1,6 +1,7 @@
 /*
- * testutil.c: starts and stops real redis-server and kube-sim processes for
- * the C suites, by PID, on free loopback ports.
+ * testutil.c: starts and stops real redis-server, kube-sim and
+ * rabbitmq-server processes for the C suites, by PID, on free loopback
+ * ports; reads what a redis-server reports; captures the log.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,6 +41,39 @@ tu_free_port(void)
 		port = ntohs(sin.sin_port);
 	close(fd);
 	return (port);
+}
+
+int
+tu_listen(int backlog, int *portp)
+{
+	struct sockaddr_in sin;
+	socklen_t	 len = sizeof sin;
+	int		 fd;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert(bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+	ck_assert(listen(fd, backlog) == 0);
+	ck_assert(getsockname(fd, (struct sockaddr *)&sin, &len) == 0);
+	*portp = ntohs(sin.sin_port);
+	return (fd);
+}
+
+int
+tu_connect(int port)
+{
+	struct sockaddr_in sin;
+	int		 fd;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((unsigned short)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+	return (fd);
 }
 
 static void
@@ -163,6 +197,138 @@ tu_redis_cmd(const struct tu_redis *r, const char *fmt, ...)
 	return (v);
 }
 
+char *
+tu_redis_str(const struct tu_redis *r, const char *fmt, ...)
+{
+	redisContext	*c;
+	redisReply	*rep;
+	va_list		 ap;
+	char		*out = NULL;
+
+	c = redisConnect("127.0.0.1", r->port);
+	if (c == NULL || c->err != 0)
+		goto out;
+	va_start(ap, fmt);
+	rep = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	if (rep == NULL)
+		goto out;
+	if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS)
+		out = xstrdup(rep->str);
+	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+	    rep->element[1]->type == REDIS_REPLY_STRING)
+		out = xstrdup(rep->element[1]->str);
+	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+	    rep->element[1]->type == REDIS_REPLY_INTEGER)
+		out = xasprintf("%lld", rep->element[1]->integer);
+	freeReplyObject(rep);
+out:
+	if (c != NULL)
+		redisFree(c);
+	return (out);
+}
+
+long long
+tu_redis_info(const struct tu_redis *r, const char *section, const char *key)
+{
+	char		*info, *p;
+	long long	 v = -1;
+
+	if ((info = tu_redis_str(r, "INFO %s", section)) == NULL)
+		return (-1);
+	if ((p = strstr(info, key)) != NULL)
+		v = strtoll(p + strlen(key), NULL, 10);
+	free(info);
+	return (v);
+}
+
+long long
+tu_redis_clients(const struct tu_redis *r)
+{
+	return (tu_redis_info(r, "clients", "\nconnected_clients:"));
+}
+
+int
+tu_pred_clients(void *arg)
+{
+	struct tu_clients_arg *c = arg;
+
+	return (tu_redis_clients(c->r) == c->want);
+}
+
+/* Servers started through tu_redis_up() and not yet stopped. */
+static struct tu_redis *tu_redis_kept[8];
+
+void
+tu_redis_down_all(void)
+{
+	size_t	 i;
+
+	for (i = 0; i < AS_ARRAY_SIZE(tu_redis_kept); i++) {
+		if (tu_redis_kept[i] != NULL) {
+			if (tu_redis_kept[i]->pid > 0)
+				kill(tu_redis_kept[i]->pid, SIGCONT);
+			tu_redis_stop(tu_redis_kept[i]);
+			tu_redis_kept[i] = NULL;
+		}
+	}
+}
+
+void
+tu_redis_up(struct tu_redis *r, const char *const *extra)
+{
+	size_t	 i;
+
+	ck_assert_int_eq(tu_redis_start(r, extra), 0);
+	for (i = 0; i < AS_ARRAY_SIZE(tu_redis_kept); i++) {
+		if (tu_redis_kept[i] == NULL) {
+			tu_redis_kept[i] = r;
+			break;
+		}
+	}
+}
+
+void
+tu_redis_down(struct tu_redis *r)
+{
+	size_t	 i;
+
+	for (i = 0; i < AS_ARRAY_SIZE(tu_redis_kept); i++) {
+		if (tu_redis_kept[i] == r)
+			tu_redis_kept[i] = NULL;
+	}
+	tu_redis_stop(r);
+}
+
+void
+tu_capture_start(struct tu_capture *c)
+{
+	int	 fd;
+
+	snprintf(c->path, sizeof c->path, "/tmp/%s.%d.log",
+	    program_invocation_short_name, (int)getpid());
+	fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	ck_assert(fd >= 0);
+	c->saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+}
+
+char *
+tu_capture_end(struct tu_capture *c)
+{
+	char	 err[128];
+	char	*text;
+
+	dup2(c->saved, STDERR_FILENO);
+	close(c->saved);
+	text = as_read_file(c->path, 1 << 20, NULL, err, sizeof err);
+	unlink(c->path);
+	ck_assert_msg(text != NULL, "%s", err);
+	fputs(text, stderr);
+	return (text);
+}
+
 int
 tu_kubesim_start(struct tu_kubesim *k, const char *const *args)
 {
@@ -248,21 +414,19 @@ tu_http_write(char *ptr, size_t size, size_t nmemb, void *arg)
 	return (n);
 }
 
-long
-tu_http(const char *method, const char *url, const char *ctype,
-    const char *body, char **bodyp)
+/*
+ * Sends the request c is set up for (URL, method, timeout, credentials),
+ * with body as ctype (NULL: application/json) when body is not NULL, and
+ * frees c.  Returns the HTTP code or -1, the body as tu_http() does.
+ */
+static long
+tu_http_perform(CURL *c, const char *ctype, const char *body, char **bodyp)
 {
 	struct curl_slist *h = NULL;
 	struct tu_buf	 b = { xstrdup(""), 0 };
 	char		 ct[128];
 	long		 code = -1;
-	CURL		*c;
 
-	if ((c = curl_easy_init()) == NULL)
-		return (-1);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tu_http_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	if (body != NULL) {
@@ -281,6 +445,20 @@ tu_http(const char *method, const char *url, const char *ctype,
 	else
 		free(b.p);
 	return (code);
+}
+
+long
+tu_http(const char *method, const char *url, const char *ctype,
+    const char *body, char **bodyp)
+{
+	CURL	*c;
+
+	if ((c = curl_easy_init()) == NULL)
+		return (-1);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	return (tu_http_perform(c, ctype, body, bodyp));
 }
 
 int
@@ -638,36 +816,16 @@ long
 tu_rabbit_api(const struct tu_rabbit *r, const char *method, const char *path,
     const char *body, char **bodyp)
 {
-	struct curl_slist *h = NULL;
-	struct tu_buf	 b = { xstrdup(""), 0 };
-	char		 url[512];
-	long		 code = -1;
-	CURL		*c;
+	char	 url[512];
+	CURL	*c;
 
-	if ((c = curl_easy_init()) == NULL) {
-		free(b.p);
+	if ((c = curl_easy_init()) == NULL)
 		return (-1);
-	}
 	snprintf(url, sizeof url, "http://127.0.0.1:%d%s", r->mgmt_port, path);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
 	curl_easy_setopt(c, CURLOPT_USERNAME, "guest");
 	curl_easy_setopt(c, CURLOPT_PASSWORD, "guest");
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tu_http_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	if (body != NULL) {
-		h = curl_slist_append(h, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	}
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
-	if (bodyp != NULL)
-		*bodyp = b.p;
-	else
-		free(b.p);
-	return (code);
+	return (tu_http_perform(c, NULL, body, bodyp));
 }

@@ -4,7 +4,7 @@
  * records its PID; the matching stop function ends it by that PID.
  *
  * Ownership: the structs are the caller's; stop frees nothing but the
- * process.
+ * process.  Helpers that cannot go on assert with Check.
  */
 #ifndef AGENTSCALER_TESTUTIL_H
 #define AGENTSCALER_TESTUTIL_H
@@ -28,6 +28,13 @@ struct tu_kubesim {
 
 /* Returns a free loopback TCP port (bind to port 0, read it, close). */
 int	 tu_free_port(void);
+/*
+ * A loopback TCP listener on a free port that nobody accepts on, with the
+ * given backlog; returns its fd (the caller closes it), the port in *portp.
+ */
+int	 tu_listen(int backlog, int *portp);
+/* A blocking loopback connection to port; returns its fd. */
+int	 tu_connect(int port);
 /* extra: more redis-server arguments or NULL.  Returns 0 or -1. */
 int	 tu_redis_start(struct tu_redis *, const char *const *extra);
 /* Restarts on the same port (a broker restart as clients see it). */
@@ -38,6 +45,54 @@ void	 tu_redis_stop(struct tu_redis *);
  * the integer reply (or 0 for status replies); -1 on error.
  */
 long long tu_redis_cmd(const struct tu_redis *, const char *fmt, ...);
+
+/*
+ * A reply from a fresh blocking connection as a new string the caller
+ * frees: a string or status reply, or the second element of a two-element
+ * array (CONFIG GET, PUBSUB NUMSUB), a number printed; NULL otherwise.
+ */
+char	*tu_redis_str(const struct tu_redis *, const char *fmt, ...);
+/*
+ * The number that follows key (e.g. "\nconnected_clients:") in the text
+ * of INFO section, or -1.
+ */
+long long tu_redis_info(const struct tu_redis *, const char *section,
+	    const char *key);
+/* INFO clients connected_clients, or -1. */
+long long tu_redis_clients(const struct tu_redis *);
+
+/* tu_pred_clients() waits for connected_clients to equal want. */
+struct tu_clients_arg {
+	const struct tu_redis	*r;
+	long long		 want;
+};
+/* A predicate for tu_run_until(): arg is a struct tu_clients_arg. */
+int	 tu_pred_clients(void *arg);
+
+/*
+ * Servers a suite keeps track of, so that a failed test cannot leave one
+ * running.  tu_redis_up() starts one as tu_redis_start() does, asserts
+ * that it started, and records the struct (borrowed: it must outlive
+ * tu_redis_down()); tu_redis_down() forgets it and stops it;
+ * tu_redis_down_all(), for atexit(), stops every server still recorded
+ * (continuing a stopped one first).  At most eight at a time.
+ */
+void	 tu_redis_up(struct tu_redis *, const char *const *extra);
+void	 tu_redis_down(struct tu_redis *);
+void	 tu_redis_down_all(void);
+
+/*
+ * Log capture: tu_capture_start() sends stderr to a new file,
+ * /tmp/<program name>.<pid>.log (path); tu_capture_end() restores stderr,
+ * removes the file, copies its text to the real stderr and returns it as
+ * a new string the caller frees.  Both assert on failure.
+ */
+struct tu_capture {
+	int	 saved;		/* the real stderr */
+	char	 path[64];
+};
+void	 tu_capture_start(struct tu_capture *);
+char	*tu_capture_end(struct tu_capture *);
 
 /* args: extra kube-sim arguments, NULL-terminated, or NULL. */
 int	 tu_kubesim_start(struct tu_kubesim *, const char *const *args);
