@@ -441,7 +441,7 @@ rmq_login(struct rmq_endpoint *ep, amqp_connection_state_t conn)
 
 			code = cc->reply_code;
 			rmq_bytes(raw, sizeof raw, cc->reply_text);
-			rabbitmq_redact(text, sizeof text, raw, secret);
+			as_redact(text, sizeof text, raw, secret);
 			if (code == AMQP_ACCESS_REFUSED) {
 				rc = -AS_EAUTH;
 				snprintf(err, sizeof err, "authentication "

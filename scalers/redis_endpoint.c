@@ -268,36 +268,6 @@ redis_endpoint_secret_read(const struct redis_endpoint *ep, char **secretp,
 	return (0);
 }
 
-/*
- * Copies a server's error text, replacing any copy of the secret with
- * "<redacted>": servers should never echo it, but the text goes into logs.
- */
-static void
-redis_endpoint_redact(char *dst, size_t dstlen, const char *text,
-    const char *secret)
-{
-	const char	*hit;
-	size_t		 len = 0, n, slen;
-
-	dst[0] = '\0';
-	slen = secret != NULL ? strlen(secret) : 0;
-	while (*text != '\0' && len + 1 < dstlen) {
-		hit = slen > 0 ? strstr(text, secret) : NULL;
-		n = hit != NULL ? (size_t)(hit - text) : strlen(text);
-		if (n > dstlen - 1 - len)
-			n = dstlen - 1 - len;
-		memcpy(dst + len, text, n);
-		len += n;
-		dst[len] = '\0';
-		if (hit == NULL)
-			break;
-		len += as_strlcpy(dst + len, "<redacted>", dstlen - len);
-		if (len >= dstlen)
-			break;
-		text = hit + slen;
-	}
-}
-
 /* Connections. */
 
 static const char *
@@ -772,7 +742,7 @@ redis_endpoint_handshake_cb(redisAsyncContext *ac, void *r, void *privdata)
 	case REDIS_ENDPOINT_TAG_AUTH:
 		c->nhandshake--;
 		if (reply->type == REDIS_REPLY_ERROR) {
-			redis_endpoint_redact(text, sizeof text, reply->str,
+			as_redact(text, sizeof text, reply->str,
 			    c->secret);
 			snprintf(cause, sizeof cause, "authentication failed: "
 			    "%s", text);

@@ -287,3 +287,30 @@ as_buf_label(struct as_buf *b, const char *s)
 			as_buf_printf(b, "%c", *s);
 	}
 }
+
+void
+as_redact(char *dst, size_t dstlen, const char *text, const char *secret)
+{
+	const char	*hit;
+	size_t		 len = 0, n, slen;
+
+	if (dstlen == 0)
+		return;
+	dst[0] = '\0';
+	slen = secret != NULL ? strlen(secret) : 0;
+	while (*text != '\0' && len + 1 < dstlen) {
+		hit = slen > 0 ? strstr(text, secret) : NULL;
+		n = hit != NULL ? (size_t)(hit - text) : strlen(text);
+		if (n > dstlen - 1 - len)
+			n = dstlen - 1 - len;
+		memcpy(dst + len, text, n);
+		len += n;
+		dst[len] = '\0';
+		if (hit == NULL)
+			break;
+		len += as_strlcpy(dst + len, "<redacted>", dstlen - len);
+		if (len >= dstlen)
+			break;
+		text = hit + slen;
+	}
+}

@@ -93,6 +93,14 @@ char		*as_read_file(const char *path, size_t maxlen, size_t *lenp,
 char		*as_read_secret(const char *path, char *err, size_t errlen);
 
 /*
+ * Copies text into dst (always terminated), replacing every copy of secret
+ * with "<redacted>": servers should never echo a password, but their error
+ * text goes into logs.  secret may be NULL or "".
+ */
+void		 as_redact(char *dst, size_t dstlen, const char *text,
+		    const char *secret);
+
+/*
  * A growable string; as_buf_printf appends.  The caller owns b->p and frees
  * it with free() (or hands it to a library that does).
  */

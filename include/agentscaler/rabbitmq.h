@@ -93,9 +93,6 @@ int	 rabbitmq_secret_read(const char *password_file,
 	    size_t errlen);
 /* Wipes and frees; NULL is fine. */
 void	 rabbitmq_secret_free(char *);
-/* Copies text into dst with every copy of secret replaced by <redacted>. */
-void	 rabbitmq_redact(char *dst, size_t dstlen, const char *text,
-	    const char *secret);
 /* "host:port" or "[v6]:port" into out. */
 void	 rabbitmq_endpoint_name(const struct rabbitmq_addr *, char *out,
 	    size_t outlen);
