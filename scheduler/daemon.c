@@ -323,7 +323,8 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	p = xcalloc(1, sizeof *p);
 	p->d = d;
 	p->cfg = c;
-	p->source_ok = 1;
+	/* Unknown until the first read: nothing is decided before it. */
+	p->source_ok = 0;
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
 	st = scaler_type_find(c->source.type);	/* checked by config */
 	pool_source_of(c, &src);
