@@ -115,10 +115,12 @@ fuzz: deps $(FUZZ_BINS)
 	    build/fuzz-corpus/$$n tests/fuzz/corpus/$$n; done
 
 fuzz-smoke: $(FUZZ_BINS)
-	@set -e; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; \
+	@set -eo pipefail; for f in $(FUZZ_BINS); do n=$${f##*/fuzz_}; \
 	    echo "== $$f ($(FUZZ_RUNS) inputs)"; \
+	    rm -rf build/fuzz-smoke/$$n; mkdir -p build/fuzz-smoke/$$n; \
 	    $$f -runs=$(FUZZ_RUNS) -seed=1 -max_len=4096 \
-	    tests/fuzz/corpus/$$n 2>&1 | tail -1; done
+	    -artifact_prefix=build/fuzz-smoke/$$n- \
+	    build/fuzz-smoke/$$n tests/fuzz/corpus/$$n 2>&1 | tail -1; done
 
 format:
 	clang-format -i $(SRCS) $(TEST_SRCS) $(TEST_UTIL) include/agentscaler/*.h
