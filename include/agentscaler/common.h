@@ -115,4 +115,16 @@ void		 as_buf_printf(struct as_buf *, const char *, ...)
 /* Appends s with Prometheus label-value escaping (\\, \", \n). */
 void		 as_buf_label(struct as_buf *, const char *s);
 
+/*
+ * Formats a wall time (unix seconds) as RFC 3339 UTC into out:
+ * "2026-11-25T17:34:45Z", or with nanos "2026-11-25T17:34:45.123456789Z"
+ * (the Go SDK's RFC3339Nano, trailing zeros kept).  out needs 40 bytes.
+ */
+void		 as_rfc3339(double wall, int nanos, char *out, size_t outlen);
+/*
+ * Pure: parses RFC 3339 ("Z" or +hh:mm/-hh:mm offsets, optional fraction)
+ * into unix seconds.  Returns 0 or -AS_EINVAL.
+ */
+int		 as_parse_rfc3339(const char *s, double *out);
+
 #endif

@@ -1,0 +1,131 @@
+/*
+ * consumer.h: taking task messages off a source with manual acknowledgement
+ * (dispatch mode, DESIGN.md section 7 steps 1, 3 and 6).  One interface, one
+ * implementation per source type:
+ *
+ *  - redis-list:   LMOVE <queue> -> <queue>:processing:<instance> (RIGHT
+ *                  LEFT, FIFO with LPUSH producers); ack = LREM of that
+ *                  entry; what the processing list holds at start is
+ *                  delivered first, marked redelivered (crash recovery).
+ *  - redis-stream: XREADGROUP GROUP <group> <instance> ... ">"; own pending
+ *                  entries (id 0) first at start; XAUTOCLAIM takes entries
+ *                  idle longer than claim_idle from dead consumers; ack =
+ *                  XACK.  The group is created (MKSTREAM) when missing.
+ *  - rabbitmq (amqp:// and amqps:// only): basic.consume with manual ack
+ *                  and basic.qos prefetch = window; ack = basic.ack; an
+ *                  unacked message returns to the queue when the
+ *                  connection goes.
+ *
+ * Flow control: at most `window` messages are outstanding (delivered and
+ * neither acked nor dead-lettered).  A consumer never fetches beyond it;
+ * consumer_set_window() changes it (0 pauses fetching: backpressure).
+ * Sources that can push (Redis keyspace notifications, AMQP deliveries)
+ * fetch as soon as something arrives; otherwise every poll_interval.
+ *
+ * Dead letters go to "<queue>.rejected" (a list for redis-list, a stream
+ * with one field "record" for redis-stream, a durable queue for rabbitmq)
+ * and the original is acked in the same step (MULTI/EXEC on Redis; publish
+ * confirmed before basic.ack on RabbitMQ).
+ *
+ * Hand-off pushes a task to a sandbox's inbox on the same broker, at most
+ * once per (namespace, task id):
+ *  - Redis: list "agentscaler:inbox:<ns>:<sandbox>", guarded by the key
+ *    "agentscaler:handoff:<ns>:<task id>" (SET NX EX marker_ttl) in one
+ *    script, so a second hand-off of the same task pushes nothing and
+ *    reports CONSUMER_HANDOFF_DUPLICATE.
+ *  - RabbitMQ: durable queue "agentscaler.inbox.<ns>.<sandbox>" (declared),
+ *    persistent message with message_id = task id, confirmed by the broker;
+ *    the receiver dedupes by message_id (RabbitMQ has no server-side dedupe).
+ *
+ * Ownership: consumer_new() copies what it needs.  A struct consumer_msg
+ * is created by the consumer and belongs to the caller from delivery until
+ * it is passed to consumer_ack() or consumer_dead_letter(), which take it
+ * back (the consumer frees it once that operation ends).  Completions run
+ * exactly once per call that returned 0, never before that call returns,
+ * with -AS_ECANCELED when the consumer is destroyed first.  Messages still
+ * held by the caller when the consumer is destroyed must be released with
+ * consumer_msg_free() (they are redelivered by the broker later), which
+ * frees body, priv (one plain allocation or NULL) and the struct.
+ */
+#ifndef AGENTSCALER_CONSUMER_H
+#define AGENTSCALER_CONSUMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agentscaler/scaler.h"
+
+struct ev_loop;
+struct consumer;
+
+struct consumer_options {
+	const char	*instance;	/* stable name of this agentscaler */
+	int		 window;	/* most outstanding messages; > 0 */
+	double		 poll_interval;	/* s, fallback fetch period */
+	double		 claim_idle;	/* s, redis-stream XAUTOCLAIM idle */
+	double		 marker_ttl;	/* s, life of a hand-off marker */
+};
+
+struct consumer_msg {
+	char		*body;		/* NUL-terminated copy */
+	size_t		 len;		/* bytes, without the NUL */
+	int		 redelivered;	/* recovered or redelivered */
+	double		 received;	/* as_mono_now() at dequeue */
+	char		 ref[64];	/* entry id or delivery tag, for logs */
+	void		*priv;		/* the consumer's */
+};
+
+typedef void	 consumer_deliver_fn(struct consumer *, struct consumer_msg *,
+		    void *arg);
+/* State changes of the connection: up = 1 when consuming, 0 when down. */
+typedef void	 consumer_state_fn(struct consumer *, int up,
+		    const char *errmsg, void *arg);
+typedef void	 consumer_done_fn(int err, const char *errmsg, void *arg);
+
+#define CONSUMER_HANDOFF_DONE		0	/* pushed now */
+#define CONSUMER_HANDOFF_DUPLICATE	1	/* pushed before, not again */
+typedef void	 consumer_handoff_fn(int err, int outcome, const char *errmsg,
+		    void *arg);
+
+struct consumer_type {
+	const char	*name;		/* source type it serves */
+	/* Checks source + options; optional. */
+	int		 (*validate)(const struct scaler_source *,
+			    const struct consumer_options *, char *err,
+			    size_t errlen);
+	struct consumer	*(*create)(struct ev_loop *,
+			    const struct scaler_source *,
+			    const struct consumer_options *, char *err,
+			    size_t errlen);
+	/* Starts fetching; deliver runs for each message. */
+	int		 (*start)(struct consumer *, consumer_deliver_fn *,
+			    consumer_state_fn *, void *arg);
+	void		 (*set_window)(struct consumer *, int window);
+	int		 (*ack)(struct consumer *, struct consumer_msg *,
+			    consumer_done_fn *, void *arg);
+	/* record: the JSON dead-letter record (task.h) */
+	int		 (*dead_letter)(struct consumer *,
+			    struct consumer_msg *, const char *record,
+			    size_t len, consumer_done_fn *, void *arg);
+	int		 (*handoff)(struct consumer *, const char *ns,
+			    const char *sandbox, const char *task_id,
+			    const char *body, size_t len,
+			    consumer_handoff_fn *, void *arg);
+	/* Messages outstanding now (delivered, not yet acked). */
+	int		 (*outstanding)(const struct consumer *);
+	void		 (*destroy)(struct consumer *);
+};
+
+struct consumer {
+	const struct consumer_type *type;
+};
+
+const struct consumer_type *consumer_type_find(const char *source_type,
+	    const char *address);
+void	 consumer_msg_free(struct consumer_msg *);
+
+extern const struct consumer_type consumer_type_redis_list;
+extern const struct consumer_type consumer_type_redis_stream;
+extern const struct consumer_type consumer_type_rabbitmq;
+
+#endif

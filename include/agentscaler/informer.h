@@ -1,0 +1,85 @@
+/*
+ * informer.h: list + watch of one Kubernetes collection, with a local cache
+ * (client-go's reflector + store, k8s.io/client-go/tools/cache/reflector.go,
+ * made asynchronous for one libev loop).
+ *
+ * Life: LIST (paged by limit/continue) fills the cache and reports every
+ * object as ADDED (or MODIFIED / DELETED against the previous cache after a
+ * re-list), then INFORMER_SYNCED once; then WATCH from the list's
+ * resourceVersion with allowWatchBookmarks=true and timeoutSeconds.  Events
+ * update the cache and are reported; BOOKMARKs only move the
+ * resourceVersion.  A watch that ends normally is reopened from the last
+ * resourceVersion; 410 Gone (status code or an ERROR event) re-lists; any
+ * other failure retries with jittered backoff (base..cap), counted.
+ *
+ * A watch is one streaming GET through the k8s client (so it shares the
+ * rate limiter and credentials); events are newline-delimited JSON.
+ *
+ * Ownership: options are copied.  Objects passed to the callback and
+ * returned by informer_get() belong to the cache: borrowed until the next
+ * return to the loop.  The callback may call informer_free() on its own
+ * informer; nothing more is reported after that.
+ */
+#ifndef AGENTSCALER_INFORMER_H
+#define AGENTSCALER_INFORMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+struct k8s_client;
+struct informer;
+
+enum informer_event {
+	INFORMER_ADDED,
+	INFORMER_MODIFIED,
+	INFORMER_DELETED,	/* obj: the last state known */
+	INFORMER_SYNCED		/* a (re-)list is done; obj NULL */
+};
+
+typedef void	 informer_fn(struct informer *, enum informer_event,
+		    const struct cJSON *obj, void *arg);
+
+struct informer_options {
+	const char	*path;		/* collection, e.g. /apis/extensions.
+					   agents.x-k8s.io/v1beta1/namespaces/
+					   ns/sandboxclaims */
+	const char	*label_selector;	/* NULL: all */
+	const char	*field_selector;	/* NULL: all */
+	long		 page_size;	/* default 500 */
+	long		 watch_timeout;	/* s, timeoutSeconds; default 300 */
+	double		 backoff_base;	/* s, default 0.2 */
+	double		 backoff_cap;	/* s, default 10 */
+	const char	*log_name;	/* for logs; default the path */
+};
+
+struct informer_stats {
+	uint64_t	 lists;		/* LISTs completed (first + re-lists) */
+	uint64_t	 relists_gone;	/* re-lists caused by 410 */
+	uint64_t	 watches;	/* WATCH requests started */
+	uint64_t	 events;	/* ADDED/MODIFIED/DELETED applied */
+	uint64_t	 bookmarks;
+	uint64_t	 errors;	/* failed LIST/WATCH attempts */
+};
+
+/* Starts listing at once.  Returns NULL with err on bad options. */
+struct informer	*informer_new(struct k8s_client *,
+		    const struct informer_options *, informer_fn *, void *arg,
+		    char *err, size_t errlen);
+/* Stops (cancels the request in flight) and frees the cache. */
+void		 informer_free(struct informer *);
+
+/* 1 once the first list is complete. */
+int		 informer_synced(const struct informer *);
+/* The cached object of that name (namespace for namespaced paths), or NULL. */
+const struct cJSON *informer_get(const struct informer *, const char *ns,
+		    const char *name);
+/* Calls fn for every cached object (order unspecified). */
+void		 informer_foreach(const struct informer *,
+		    void (*fn)(const struct cJSON *obj, void *arg), void *arg);
+size_t		 informer_size(const struct informer *);
+const char	*informer_resource_version(const struct informer *);
+void		 informer_get_stats(const struct informer *,
+		    struct informer_stats *);
+
+#endif

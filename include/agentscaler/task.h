@@ -1,0 +1,176 @@
+/*
+ * task.h: the task message (DESIGN.md section 6) and the SandboxClaim that
+ * carries it (section 7, ref/agent-sandbox-api.md section 9).  Everything
+ * here is pure: bytes or parsed JSON in, structs or bytes out; no I/O, no
+ * clock (callers pass the time).
+ *
+ * Ownership: returned strings are malloc'd and belong to the caller.
+ * struct task and struct claim_view are plain values (fixed buffers).
+ */
+#ifndef AGENTSCALER_TASK_H
+#define AGENTSCALER_TASK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+
+#define TASK_MAX_BYTES_DEFAULT	(1024 * 1024)
+#define TASK_ID_MAX		253	/* bytes */
+#define TASK_MAX_RESOURCES	16
+#define CLAIM_NAME_MAX		63
+
+/* Label and annotation keys we put on claims. */
+#define TASK_LABEL_MANAGED	"app.kubernetes.io/managed-by"
+#define TASK_LABEL_MANAGED_VALUE "agentscaler"
+#define TASK_LABEL_POOL		"agentscaler.io/pool"	/* AgentPool name */
+#define TASK_LABEL_TASK		"agentscaler.io/task"	/* task hash, hex */
+#define TASK_LABEL_ROOT		"agentscaler.io/root"	/* root hash, hex */
+#define TASK_LABEL_DEPTH	"agentscaler.io/depth"
+#define TASK_ANN_TASK_ID	"agentscaler.io/task-id"
+#define TASK_ANN_PARENT_ID	"agentscaler.io/parent-id"
+#define TASK_ANN_ROOT_ID	"agentscaler.io/root-id"
+#define TASK_ANN_INSTANCE	"agentscaler.io/instance"
+#define TASK_ANN_TRACEPARENT	"agentscaler.io/traceparent"
+#define TASK_ANN_REQUESTED_AT	"agents.x-k8s.io/client-first-requested-at"
+
+struct task_resource {
+	char	 name[128];	/* cpu, memory, nvidia.com/gpu */
+	double	 value;		/* base units (cores, bytes, devices) */
+};
+
+struct task {
+	char	 id[TASK_ID_MAX + 1];
+	char	 parent[TASK_ID_MAX + 1];	/* "" when a root */
+	char	 traceparent[56];		/* "" when absent */
+	double	 deadline;			/* unix s; 0 when absent */
+	struct task_resource resources[TASK_MAX_RESOURCES];
+	size_t	 nresources;
+};
+
+/* Why a message was refused: a machine-readable reason and a detail. */
+struct task_error {
+	char	 reason[48];	/* "task.notJson", "task.badId", ... */
+	char	 detail[256];
+};
+
+/*
+ * Parses one message: UTF-8 JSON object of at most max_bytes (0: the
+ * default), "id" required (a string of 1..253 printable ASCII bytes, no
+ * spaces), "parent" optional (same rules), "payload" any JSON, "resources"
+ * an object of Kubernetes quantities, "traceparent" a W3C traceparent
+ * (version 00: 2-32-16-2 lowercase hex), "deadline" RFC 3339.  Unknown
+ * fields are ignored.  Returns 0, or -AS_EINVAL with err filled; reasons:
+ * task.tooLarge, task.invalidUtf8, task.notJson, task.notObject,
+ * task.missingId, task.badId, task.badParent, task.badResources,
+ * task.badTraceparent, task.badDeadline.
+ */
+int	 task_parse(const char *buf, size_t len, size_t max_bytes,
+	    struct task *out, struct task_error *err);
+
+/*
+ * The dead-letter record for "<queue>.rejected":
+ *   {"reason": ..., "detail": ..., "pool": "<ns>/<name>", "taskId": ...
+ *    (when known), "at": "<RFC 3339>", "original": "<the message>"}
+ * with "originalBase64" instead of "original" when the bytes are not valid
+ * UTF-8.  task_id may be NULL.  Returns the JSON text and its length.
+ */
+char	*task_dead_letter_record(const char *reason, const char *detail,
+	    const char *pool_ns, const char *pool_name, const char *task_id,
+	    const char *body, size_t len, double wall_now, size_t *outlen);
+
+/* 64-bit FNV-1a of ns, a NUL byte, then id. */
+uint64_t task_hash(const char *ns, const char *id);
+/* 32-bit FNV-1a as 8 lowercase hex digits (agent-sandbox NameHash). */
+void	 task_name_hash(const char *s, char out[9]);
+
+/*
+ * Deterministic claim name: the prefix (an AgentPool name) reduced to
+ * DNS-1123 label characters and cut so that "<prefix>-<16 hex of
+ * task_hash(ns, id)>" fits in 63; an empty result prefix becomes "task".
+ */
+void	 task_claim_name(const char *prefix, const char *ns, const char *id,
+	    char out[CLAIM_NAME_MAX + 1]);
+
+struct claim_spec {
+	const char	*ns;
+	const char	*name;		/* task_claim_name() */
+	const char	*pool;		/* AgentPool name */
+	const char	*warm_pool;	/* SandboxWarmPool name */
+	const char	*task_id;
+	const char	*parent_id;	/* NULL for a root */
+	const char	*root_id;
+	int		 depth;		/* 0 for a root */
+	const char	*traceparent;	/* NULL when absent */
+	const char	*instance;	/* the agentscaler that made it */
+	double		 wall_now;	/* unix seconds */
+	long		 ttl_seconds;	/* lifecycle.shutdownTime = now + ttl */
+};
+
+/*
+ * The SandboxClaim (extensions.agents.x-k8s.io/v1beta1) to POST: name,
+ * labels and annotations above, agents.x-k8s.io/created-by, traceparent
+ * copied (also as opentelemetry.io/trace-context), spec.warmPoolRef, and
+ * spec.lifecycle {shutdownTime, shutdownPolicy: Delete}.
+ */
+char	*task_claim_body(const struct claim_spec *, size_t *outlen);
+
+/* What dispatch needs to know about a claim object. */
+struct claim_view {
+	char	 name[CLAIM_NAME_MAX + 1];
+	char	 ns[64];
+	char	 uid[64];
+	int	 managed;		/* carries our managed-by label */
+	char	 pool[64];		/* TASK_LABEL_POOL */
+	char	 task_id[TASK_ID_MAX + 1];
+	char	 parent_id[TASK_ID_MAX + 1];
+	char	 root_id[TASK_ID_MAX + 1];
+	int	 depth;
+	char	 sandbox[254];		/* status.sandbox.name; "" unbound */
+	int	 ready;			/* Ready: 1 True, 0 False, -1 none */
+	char	 ready_reason[64];
+	char	 ready_message[256];
+	int	 finished;		/* Finished=True */
+	int	 deleting;		/* metadata.deletionTimestamp set */
+	double	 created;		/* creationTimestamp, unix s; 0 */
+	double	 shutdown_time;		/* spec.lifecycle.shutdownTime; 0 */
+	double	 requested_at;		/* TASK_ANN_REQUESTED_AT; 0 */
+};
+
+/*
+ * Reads a SandboxClaim object.  Missing optional parts leave defaults
+ * (ready -1, "" strings, 0 times).  Returns 0 or -AS_EPROTO with err when
+ * the object has no metadata.name.
+ */
+int	 task_claim_parse(const struct cJSON *obj, struct claim_view *out,
+	    char *err, size_t errlen);
+
+/*
+ * 1 when the claim's Ready reason means it will never become ready
+ * (ref/agent-sandbox-api.md 4.3: InvalidMetadata, EnvVarsInjectionRejected,
+ * VolumeClaimTemplatesError, ClaimExpired, SandboxExpired,
+ * TemplateNotFound, WarmPoolNotFound, PodFailed, PodSucceeded).
+ */
+int	 task_claim_terminal(const struct claim_view *);
+
+struct handoff_spec {
+	const char	*ns;
+	const char	*pool;
+	const char	*claim;
+	const char	*sandbox;
+	const char	*task_id;
+	const char	*parent_id;	/* NULL for a root */
+	const char	*root_id;
+	int		 depth;
+};
+
+/*
+ * What goes into the sandbox's inbox: the original message untouched
+ * under "task", with what agentscaler knows beside it:
+ *   {"agentscaler": {"namespace", "pool", "claim", "sandbox", "id",
+ *    "parent", "root", "depth"}, "task": <original JSON>}
+ */
+char	*task_handoff_body(const struct handoff_spec *, const char *orig,
+	    size_t len, size_t *outlen);
+
+#endif
