@@ -1,5 +1,6 @@
 """Test helpers: start kube-sim on free ports, talk to it, run kubectl."""
 
+import copy
 import http.client
 import json
 import os
@@ -77,6 +78,18 @@ class KubeSim:
                 pass
         if self._conn is not None:
             self._conn.close()
+
+    def client(self):
+        """Another handle on this kube-sim with its own keep-alive connection (for
+        concurrent requests from threads); release it with close(), never stop()."""
+        c = copy.copy(self)
+        c._conn = None
+        return c
+
+    def close(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # -------------------------------------------------------------- HTTP
     def connect(self, timeout=10):

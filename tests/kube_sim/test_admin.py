@@ -103,6 +103,16 @@ class AdminTest(SimTestCase):
         c, r = self.sim.adm("GET", "/requests?since=0")
         self.assertEqual(r["requests"], [])
 
+    def test_request_log_code_is_there_when_the_client_has_the_response(self):
+        # The code used to be set after the response bytes were written, so
+        # a client that asked /requests right away could see code None.
+        for _ in range(200):
+            c, r = self.sim.adm("GET", "/requests?since=0")
+            since = r["next"]
+            self.assertEqual(self.sim.get(DEPLOYS % "default" + "/missing")[0], 404)
+            c, r = self.sim.adm("GET", "/requests?since=%d" % since)
+            self.assertEqual([x["code"] for x in r["requests"]], [404])
+
     def test_admin_unreachable_from_api_port(self):
         for p in ("/faults", "/pause", "/requests", "/drop-watches", "/compact"):
             c, body = self.sim.req("POST" if p == "/pause" else "GET", p,

@@ -191,3 +191,99 @@ class GcTest(SimTestCase):
         self.assertStatus(self.sim.delete("/api/v1/namespaces/default"), 403, "Forbidden",
                           'namespaces "default" is forbidden: this namespace may not be '
                           'deleted')
+
+    # The GC is incremental (it visits only what an event concerns): these pin the
+    # paths where the work arrives late, through another object's event.
+    def test_foreground_waits_for_a_finalizer_held_dependent(self):
+        c, owner = self.sim.post(CM, configmap("fgw"))
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "fgw",
+               "uid": owner["metadata"]["uid"], "controller": True,
+               "blockOwnerDeletion": True}
+        c, d = self.sim.post(CM, configmap("fgw-held", ownerReferences=[ref],
+                                           finalizers=["example.com/hold"]))
+        self.assertEqual(c, 201)
+        c, o = self.sim.delete(CM + "/fgw?propagationPolicy=Foreground")
+        self.assertEqual(o["metadata"]["finalizers"], ["foregroundDeletion"])
+        wait_for(lambda: self.sim.get(CM + "/fgw-held")[1]["metadata"]
+                 .get("deletionTimestamp"), msg="dependent being deleted")
+        time.sleep(0.3)
+        self.assertEqual(self.sim.get(CM + "/fgw")[0], 200)  # blocked by the dependent
+        self.sim.patch(CM + "/fgw-held", {"metadata": {"finalizers": None}})
+        wait_for(lambda: self.gone("fgw-held"), msg="dependent released")
+        wait_for(lambda: self.gone("fgw"), msg="owner deleted once its dependent is gone")
+
+    def test_foreground_unblocked_when_dependent_drops_the_reference(self):
+        c, owner = self.sim.post(CM, configmap("fgr"))
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "fgr",
+               "uid": owner["metadata"]["uid"], "blockOwnerDeletion": True}
+        c, d = self.sim.post(CM, configmap("fgr-dep", ownerReferences=[ref],
+                                           finalizers=["example.com/hold"]))
+        self.sim.delete(CM + "/fgr?propagationPolicy=Foreground")
+        wait_for(lambda: self.sim.get(CM + "/fgr-dep")[1]["metadata"]
+                 .get("deletionTimestamp"), msg="dependent being deleted")
+        self.assertEqual(self.sim.get(CM + "/fgr")[0], 200)
+        c, _ = self.sim.patch(CM + "/fgr-dep", {"metadata": {"ownerReferences": None}})
+        self.assertEqual(c, 200)
+        wait_for(lambda: self.gone("fgr"), msg="owner deleted once not referenced")
+        self.assertEqual(self.sim.get(CM + "/fgr-dep")[0], 200)  # its own finalizer holds
+        self.sim.patch(CM + "/fgr-dep", {"metadata": {"finalizers": None}})
+        wait_for(lambda: self.gone("fgr-dep"), msg="dependent released")
+
+    def test_namespace_waits_for_finalizers_then_goes(self):
+        base = "/api/v1/namespaces"
+        self.sim.post(base, {"apiVersion": "v1", "kind": "Namespace",
+                             "metadata": {"name": "held"}})
+        cms = base + "/held/configmaps"
+        for i in range(30):
+            self.assertEqual(self.sim.post(cms, configmap("x%d" % i))[0], 201)
+        self.sim.post(cms, configmap("keep", finalizers=["example.com/hold"]))
+        self.assertEqual(self.sim.delete(base + "/held")[0], 200)
+        wait_for(lambda: len(self.sim.get(cms)[1]["items"]) == 1, msg="content deleted")
+        time.sleep(0.3)
+        c, ns = self.sim.get(base + "/held")
+        self.assertEqual((c, ns["status"]["phase"]), (200, "Terminating"))
+        self.sim.patch(cms + "/keep", {"metadata": {"finalizers": None}})
+        wait_for(lambda: self.sim.get(base + "/held")[0] == 404, msg="namespace gone")
+
+    def test_many_dependents_of_one_owner(self):
+        c, owner = self.sim.post(CM, configmap("big"))
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "big",
+               "uid": owner["metadata"]["uid"]}
+        for i in range(50):
+            self.sim.post(CM, configmap("big-d%d" % i, ownerReferences=[ref]))
+        self.sim.delete(CM + "/big")
+        wait_for(lambda: not [o for o in self.sim.get(CM)[1]["items"]
+                              if o["metadata"]["name"].startswith("big-d")],
+                 msg="all 50 dependents collected")
+
+    def test_full_scan_on_admin_gc(self):
+        code, body = self.sim.adm("POST", "/gc")
+        self.assertEqual((code, body), (200, {"ok": True}))
+        self.assertEqual(self.sim.post(CM, configmap("after-gc"))[0], 201)
+        time.sleep(0.2)
+        self.assertEqual(self.sim.get(CM + "/after-gc")[0], 200)  # nothing collected wrongly
+
+
+class EventTtlTest(SimTestCase):
+    SIM_ARGS = ("--event-ttl-s", "1")
+
+    def test_events_expire_after_their_last_write(self):
+        base = "/api/v1/namespaces/default/events"
+        ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"},
+              "involvedObject": {"kind": "ConfigMap", "name": "x", "namespace": "default"},
+              "reason": "Test", "message": "m", "type": "Normal"}
+        c, _ = self.sim.post(base, ev)
+        self.assertEqual(c, 201)
+        ev2 = dict(ev, metadata={"name": "e2"})
+        self.assertEqual(self.sim.post(base, ev2)[0], 201)
+        t0 = time.monotonic()
+        time.sleep(0.6)
+        c, _ = self.sim.patch(base + "/e2", {"message": "again"})  # restarts e2's TTL
+        self.assertEqual(c, 200)
+        wait_for(lambda: self.sim.get(base + "/e1")[0] == 404, timeout=10, msg="e1 expired")
+        if time.monotonic() - t0 < 1.5:
+            self.assertEqual(self.sim.get(base + "/e2")[0], 200)
+        wait_for(lambda: self.sim.get(base + "/e2")[0] == 404, timeout=10, msg="e2 expired")
+        # the events.k8s.io/v1 view shares the storage
+        self.assertEqual(self.sim.get("/apis/events.k8s.io/v1/namespaces/default/events/e1")[0],
+                         404)

@@ -3,6 +3,7 @@ selectors, paging, subresources."""
 
 import base64
 import json
+import socket
 
 from .ksim import DEPLOYS, SimTestCase, configmap, deployment, wait_for
 
@@ -379,6 +380,71 @@ class CoreTest(SimTestCase):
         raw = json.loads(base64.b64decode(tok + "=" * (-len(tok) % 4)))
         self.assertEqual(str(raw["rv"]), l["metadata"]["resourceVersion"])
         self.assertStatus(self.sim.get(base + "?limit=1&continue=garbage"), 400, "BadRequest")
+
+
+class RawHttpTest(SimTestCase):
+    """The request line and header parsing kube-sim does itself (instead of the
+    email package): keep-alive rules, case-insensitive names, the stdlib's errors."""
+
+    def exchange(self, data, port=None):
+        s = socket.create_connection(("127.0.0.1", port or self.sim.port), timeout=10)
+        try:
+            s.sendall(data)
+            out = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return out, True  # the server closed the connection
+                out += chunk
+                head, _, body = out.partition(b"\r\n\r\n")
+                if _ and b"content-length:" in head.lower():
+                    n = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    if len(body) >= n:
+                        s.settimeout(0.5)
+                        try:
+                            more = s.recv(1)
+                        except socket.timeout:
+                            return out, False  # kept alive
+                        return out + more, more == b""
+        finally:
+            s.close()
+
+    def test_keep_alive_and_close(self):
+        out, closed = self.exchange(b"GET /version HTTP/1.1\r\nhOsT: x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        self.assertFalse(closed)
+        out, closed = self.exchange(b"GET /version HTTP/1.1\r\nHost: x\r\n"
+                                    b"CONNECTION: Close\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        self.assertTrue(closed)
+        out, closed = self.exchange(b"GET /version HTTP/1.0\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        self.assertTrue(closed)
+
+    def test_case_insensitive_headers_and_body(self):
+        body = json.dumps(configmap("rawcm")).encode()
+        out, _ = self.exchange(b"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\n"
+                               b"content-TYPE: application/json\r\nContent-length: %d\r\n"
+                               b"\r\n%s" % (len(body), body))
+        self.assertTrue(out.startswith(b"HTTP/1.1 201"), out)
+        self.assertEqual(self.sim.get("/api/v1/namespaces/default/configmaps/rawcm")[0], 200)
+
+    def test_bad_requests(self):
+        # (each request stops where the server stops reading: bytes left unread when it
+        # closes would turn its FIN into a reset that can swallow the answer)
+        # an unparsable version is answered as HTTP/0.9 (no status line), as the stdlib does
+        out, closed = self.exchange(b"GET /version HTTP/x.y\r\n")
+        self.assertIn(b"Error code: 400", out)
+        self.assertIn(b"Bad request version", out)
+        self.assertTrue(closed)
+        out, _ = self.exchange(b"GET /version HTTP/1.1\r\n" +
+                               b"".join(b"X-H%d: v\r\n" % i for i in range(101)))
+        self.assertTrue(out.startswith(b"HTTP/1.1 431"), out)
+        # the admin port parses the same way
+        port = int(self.sim.admin.rsplit(":", 1)[1])
+        out, _ = self.exchange(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n", port)
+        self.assertTrue(out.startswith(b"HTTP/1.0 200") or out.startswith(b"HTTP/1.1 200"),
+                        out)
 
 
 class FlagsTest(SimTestCase):

@@ -74,6 +74,32 @@ class WatchTest(SimTestCase):
         self.assertEqual((e["type"], e["object"]["metadata"]["name"]), ("ADDED", "b"))
         w.close()
 
+    def test_name_pinned_watch_sees_only_its_object(self):
+        # the store hands a metadata.name watch only that name's events (an index, not
+        # a filter over every event): changes, the DELETED, other namespaces excluded
+        base = self.ns("w5")
+        other = self.ns("w5b")
+        c, a = self.sim.post(base, configmap("pin"))
+        rv = a["metadata"]["resourceVersion"]
+        w = self.sim.watch(base + "?watch=1&fieldSelector=metadata.name%3Dpin&resourceVersion="
+                           + rv)
+        allns = self.sim.watch("/api/v1/configmaps?watch=1&fieldSelector=metadata.name%3Dpin"
+                               "&resourceVersion=" + rv)
+        for i in range(20):
+            self.sim.post(base, configmap("noise%d" % i))
+        self.sim.post(other, configmap("pin"))
+        self.sim.patch(base + "/pin", {"data": {"k": "1"}})
+        self.sim.delete(base + "/pin")
+        evs = [w.next() for _ in range(2)]
+        self.assertEqual([(e["type"], e["object"]["metadata"]["namespace"]) for e in evs],
+                         [("MODIFIED", "w5"), ("DELETED", "w5")])
+        self.assertEqual(evs[0]["object"]["data"], {"k": "1"})
+        evs = [allns.next() for _ in range(3)]
+        self.assertEqual([(e["type"], e["object"]["metadata"]["namespace"]) for e in evs],
+                         [("ADDED", "w5b"), ("MODIFIED", "w5"), ("DELETED", "w5")])
+        w.close()
+        allns.close()
+
     def test_bookmarks_and_timeout(self):
         base = self.ns("w4")
         c, l = self.sim.get(base)

@@ -77,7 +77,10 @@ class Admin:
                     nxt = st.seq + 1
                 return 200, {"requests": reqs, "next": nxt}
         if p == "/gc" and method == "POST":
-            self.api.kick_gc.set()
+            if self.collector is not None:
+                self.collector.request_full()
+            else:
+                self.api.kick_gc.set()
             return 200, {"ok": True}
         if p == "/reconcile-quota" and method == "POST":
             self.api.quota_sync()

@@ -1,9 +1,18 @@
 """Simulated agent-sandbox controllers: Sandbox (cold start, expiry, suspend,
 Finished), SandboxWarmPool (keep N warm, refill) and SandboxClaim (warm
-adoption, cold start, lifecycle).  Level-triggered: every pass recomputes the
-desired state of every object, as controller-runtime reconcilers do."""
+adoption, cold start, lifecycle).
 
-import copy
+Shaped like controller-runtime reconcilers: a store event queues the keys it
+concerns (the object, its controller owner, the claims waiting on a pool) and a
+reconcile recomputes the desired state of that one object, level-triggered.
+Indexes kept by the store listener (pool members in creation order by
+readiness tier, unbound claims per pool, pools per template) mean no reconcile
+scans every object, so the cost of a claim does not grow with the pool size
+(upstream keeps an in-memory warm queue per pool for the same reason, #536)."""
+
+import bisect
+import collections
+import heapq
 import json
 import time
 
@@ -26,6 +35,10 @@ A_TPLREF = "agents.x-k8s.io/sandbox-template-ref"
 A_PODNAME = "agents.x-k8s.io/pod-name"
 A_SBNAME = "agents.x-k8s.io/sandbox-name"
 A_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+ANN = (("metadata", "annotations"),)   # internal_update(shallow=): annotations only
+ADOPT = (("metadata", "labels"), ("metadata", "annotations"),
+         ("spec", "podTemplate", "metadata", "annotations"),
+         ("spec", "podTemplate", "metadata", "labels"))   # what the adoption patch changes
 WARM_GRACE = 2.0
 WARM_RETRY = 0.5
 ALLOWED_LABEL_DOMAINS = ["sandbox.users.io"]
@@ -63,6 +76,21 @@ def _set_cond(conds, typ, status, reason, message, gen, t):
                   "observedGeneration": gen, "lastTransitionTime": t})
 
 
+def _claim_expiry(lc, claim):
+    """min(shutdownTime, Finished time + ttlSecondsAfterFinished) as epoch seconds."""
+    if not lc:
+        return None
+    exp = parse_ts(lc.get("shutdownTime"))
+    ttl = lc.get("ttlSecondsAfterFinished")
+    if ttl is not None:
+        fin = _cond(claim, "Finished")
+        if fin is not None and fin.get("status") == "True":
+            ft = parse_ts(fin.get("lastTransitionTime"))
+            if ft is not None:
+                exp = ft + ttl if exp is None else min(exp, ft + ttl)
+    return exp
+
+
 def _normalize_created_by(v):
     return v if v in ("go-client", "python-client", "controller") else "unknown"
 
@@ -74,7 +102,110 @@ def _domain_ok(key, allowed):
     return any(dom == a or dom.endswith("." + a) for a in allowed)
 
 
+class _Members:
+    """The Sandboxes one pool controls, with its adoption candidates (pool-owned, pool
+    and template-ref labels, not deleting) in three tiers kept in creation order:
+    Ready with pod IPs, pod IPs only, no pod IP.  Creation order is (creationTimestamp,
+    resourceVersion when the member was first seen), so "oldest" is exact even within
+    one creationTimestamp second."""
+
+    __slots__ = ("objs", "order", "tier", "tiers", "deleting", "ready")
+
+    def __init__(self):
+        self.objs = {}               # name -> stored Sandbox
+        self.order = {}              # name -> (creationTimestamp, first RV)
+        self.tier = {}               # name -> 0/1/2 while a candidate
+        self.tiers = ([], [], [])    # sorted [(order, name)] per tier
+        self.deleting = 0
+        self.ready = 0               # Ready members not being deleted
+
+    def remove(self, name):
+        o = self.objs.pop(name, None)
+        if o is None:
+            return
+        if o["metadata"].get("deletionTimestamp"):
+            self.deleting -= 1
+        elif _ready(o):
+            self.ready -= 1
+        key = self.order.pop(name)
+        t = self.tier.pop(name, None)
+        if t is not None:
+            lst = self.tiers[t]
+            i = bisect.bisect_left(lst, (key, name))
+            del lst[i]
+
+    def put(self, name, o, rv):
+        """Adds or refreshes a member; returns True when it became a candidate with a
+        pod IP (a claim waiting for one can go on)."""
+        key = self.order.get(name)
+        before = self.tier.get(name)
+        if key is None:
+            key = (o["metadata"].get("creationTimestamp") or "", rv)
+        else:
+            self.remove(name)
+        self.objs[name] = o
+        self.order[name] = key
+        md = o["metadata"]
+        if md.get("deletionTimestamp"):
+            self.deleting += 1
+            return False
+        rdy = _ready(o)
+        if rdy:
+            self.ready += 1
+        lab = md.get("labels") or {}
+        if not (lab.get(L_POOL) and lab.get(L_TPLREF)):
+            return False
+        t = 2
+        if (o.get("status") or {}).get("podIPs"):
+            t = 0 if rdy else 1
+        self.tier[name] = t
+        bisect.insort(self.tiers[t], (key, name))
+        return t < 2 and (before is None or before == 2)
+
+    def pick(self):
+        """The oldest Ready candidate with an IP, else the oldest with an IP, else None."""
+        for t in (0, 1):
+            if self.tiers[t]:
+                return self.objs[self.tiers[t][0][1]]
+        return None
+
+    def candidates(self):
+        return bool(self.tier)
+
+
+_NO_MEMBERS = _Members()
+
+
+def _pool_uid(o):
+    if o is None:
+        return None
+    r = _ctrl_ref(o)
+    if r is not None and r.get("kind") == "SandboxWarmPool":
+        return r.get("uid")
+    return None
+
+
+def _tpl_name(pool):
+    return ((pool.get("spec") or {}).get("sandboxTemplateRef") or {}).get("name")
+
+
+def _pool_name(claim):
+    return ((claim.get("spec") or {}).get("warmPoolRef") or {}).get("name")
+
+
+def _bound_name(claim):
+    return ((claim.get("status") or {}).get("sandbox") or {}).get("name")
+
+
 class SandboxControllers:
+    """Event-driven: a store listener (called under the global lock) keeps the indexes
+    and queues the keys an event concerns ("sb"/"claim"/"pool", ns, name); the loop
+    reconciles only queued keys and keys whose timer fell due, in slices of at most
+    SLICE seconds of lock hold.  Each reconcile is level-triggered on its one object."""
+
+    SLICE = 0.005          # seconds of work per lock hold
+    CREATE_BATCH = 50      # pool member creates per reconcile (then requeued)
+
     def __init__(self, api, cold_start_s, warm_bind_s):
         self.api = api
         self.cold = cold_start_s
@@ -84,15 +215,156 @@ class SandboxControllers:
         self.finished = {}   # sandbox uid -> (phase, RFC 3339 time)
         self.ips = {}        # sandbox uid -> pod IP
         self.ipn = 0
+        self.queue = {}      # key -> None, in arrival order
+        self.pending = collections.deque()
+        self.timers = []     # heap of (due, seq, key)
+        self.due = {}        # key -> earliest due time in the heap
+        self.tseq = 0
+        self.current = None  # key being reconciled
+        self.members = {}    # (ns, pool uid) -> _Members
+        self.unbound = {}    # (ns, pool name) -> {claim name} without status.sandbox.name
+        self.waiting = {}    # (ns, pool name) -> {claim name} waiting for an IP-less member
+        self.by_tpl = {}     # (ns, template name) -> {pool name}
         self.loop = Loop("sandbox", self.run_pass, debounce=0.001, idle=1.0)
         api.store.listeners.append(self._on_event)
 
-    def _on_event(self, ev):
-        if ev.rkey in (SB, CLAIM, POOL, TPL):
-            self.loop.wake()
-
     def rt(self, key):
         return self.api.storage.get(key)
+
+    # ------------------------------------------------------------ indexes (lock held)
+    def _enqueue(self, key):
+        # The key being reconciled is not requeued by its own writes: a reconcile ends
+        # at the state it wrote (the re-run would be a no-op).
+        if key != self.current:
+            self.queue[key] = None
+
+    def _timer(self, key, due):
+        cur = self.due.get(key)
+        if cur is not None and cur <= due:
+            return
+        self.due[key] = due
+        self.tseq += 1
+        heapq.heappush(self.timers, (due, self.tseq, key))
+        if len(self.timers) > 2 * len(self.due) + 1024:
+            # entries replaced by an earlier due time or dropped with their object (a
+            # claim's expiry can be hours away): rebuild from the live ones
+            self.timers = [(d, i, k) for i, (k, d) in enumerate(self.due.items())]
+            heapq.heapify(self.timers)
+
+    def _untime(self, key):
+        """The object is gone: its timer, if any, becomes a stale heap entry."""
+        self.due.pop(key, None)
+
+    @staticmethod
+    def _ix_add(ix, k, v):
+        ix.setdefault(k, set()).add(v)
+
+    @staticmethod
+    def _ix_del(ix, k, v):
+        s = ix.get(k)
+        if s is not None:
+            s.discard(v)
+            if not s:
+                del ix[k]
+
+    def _on_event(self, ev):
+        rkey = ev.rkey
+        if rkey == SB:
+            self._on_sandbox(ev)
+        elif rkey == CLAIM:
+            self._on_claim(ev)
+        elif rkey == POOL:
+            self._on_pool(ev)
+        elif rkey == TPL:
+            ns = ev.ns
+            for pname in list(self.by_tpl.get((ns, ev.obj["metadata"]["name"]), ())):
+                self._enqueue(("pool", ns, pname))
+                for c in self.unbound.get((ns, pname), ()):
+                    self._enqueue(("claim", ns, c))
+        else:
+            return
+        if self.queue:
+            self.loop.wake()
+
+    def _on_sandbox(self, ev):
+        ns = ev.ns
+        obj = ev.obj
+        name = obj["metadata"]["name"]
+        prev = ev.prev
+        gone = ev.type == "DELETED"
+        old_pool = _pool_uid(prev)
+        new_pool = None if gone else _pool_uid(obj)
+        if old_pool is not None and old_pool != new_pool:
+            m = self.members.get((ns, old_pool))
+            if m is not None:
+                m.remove(name)
+                if not m.objs:
+                    del self.members[(ns, old_pool)]
+        if new_pool is not None:
+            m = self.members.get((ns, new_pool))
+            if m is None:
+                m = self.members[(ns, new_pool)] = _Members()
+            if m.put(name, obj, ev.rv):
+                # a candidate with an IP appeared: claims waiting for one go on
+                r = _ctrl_ref(obj)
+                for c in self.waiting.pop((ns, r.get("name")), ()):
+                    self._enqueue(("claim", ns, c))
+        if gone:
+            uid = obj["metadata"].get("uid")
+            self.born.pop(uid, None)
+            self.finished.pop(uid, None)
+            self.ips.pop(uid, None)
+            self._untime(("sb", ns, name))
+        else:
+            self._enqueue(("sb", ns, name))
+        seen = set()
+        for o in (prev, None if gone else obj):
+            r = _ctrl_ref(o) if o is not None else None
+            if r is None or r.get("name") in seen:
+                continue
+            seen.add(r.get("name"))
+            if r.get("kind") == "SandboxClaim":
+                self._enqueue(("claim", ns, r.get("name")))
+            elif r.get("kind") == "SandboxWarmPool":
+                self._enqueue(("pool", ns, r.get("name")))
+        # a claim named like this Sandbox (cold start, or a foreign one in the way)
+        if self.api.store.get(CLAIM, ns, name) is not None:
+            self._enqueue(("claim", ns, name))
+
+    def _on_claim(self, ev):
+        ns = ev.ns
+        obj = ev.obj
+        name = obj["metadata"]["name"]
+        prev = ev.prev
+        if prev is not None:
+            self._ix_del(self.unbound, (ns, _pool_name(prev)), name)
+        if ev.type == "DELETED":
+            self.seen.pop(obj["metadata"].get("uid"), None)
+            pn = _pool_name(obj)
+            self._ix_del(self.waiting, (ns, pn), name)
+            self._untime(("claim", ns, name))
+            return
+        if not _bound_name(obj) and not obj["metadata"].get("deletionTimestamp"):
+            self._ix_add(self.unbound, (ns, _pool_name(obj)), name)
+        self._enqueue(("claim", ns, name))
+
+    def _on_pool(self, ev):
+        ns = ev.ns
+        obj = ev.obj
+        name = obj["metadata"]["name"]
+        prev = ev.prev
+        if prev is not None:
+            self._ix_del(self.by_tpl, (ns, _tpl_name(prev)), name)
+        if ev.type != "DELETED":
+            self._ix_add(self.by_tpl, (ns, _tpl_name(obj)), name)
+            self._enqueue(("pool", ns, name))
+        else:
+            self._untime(("pool", ns, name))
+        # pool create/delete or generation change wakes its unbound claims
+        if ev.type != "MODIFIED" or prev is None or \
+                prev["metadata"].get("generation") != obj["metadata"].get("generation"):
+            for c in self.unbound.get((ns, name), ()):
+                self._enqueue(("claim", ns, c))
 
     # ------------------------------------------------------------ hooks
     def finish(self, ns, name, phase):
@@ -102,40 +374,68 @@ class SandboxControllers:
             if sb is None:
                 return None
             self.finished[sb["metadata"]["uid"]] = (phase, now_ts())
-            self._sandbox(sb, time.monotonic(), time.time(), [])
+            self._reconcile(("sb", ns, name), time.monotonic(), time.time())
             out = api.store.get(SB, ns, name)
         self.loop.wake()
         return out
 
-    # ------------------------------------------------------------ pass
+    # ------------------------------------------------------------ loop
     def run_pass(self):
         api = self.api
-        if self.rt(SB) is None:
-            return None
-        now = time.monotonic()
-        wall = time.time()
-        nxt = []
-        with api.lock:
-            for sb in api.store.items(SB):
-                self._sandbox(sb, now, wall, nxt)
-            for pool in api.store.items(POOL):
-                self._pool(pool, now, nxt)
-            for claim in api.store.items(CLAIM):
-                self._claim(claim, now, wall, nxt)
-            for pool in api.store.items(POOL):
-                self._pool(pool, now, nxt)
-            live = {o["metadata"]["uid"] for o in api.store.items(SB)}
-            for d in (self.born, self.finished, self.ips):
-                for k in [k for k in d if k not in live]:
-                    del d[k]
-            live_c = {o["metadata"]["uid"] for o in api.store.items(CLAIM)}
-            for k in [k for k in self.seen if k not in live_c]:
-                del self.seen[k]
-        return min(nxt) if nxt else None
+        lock = api.lock
+        clock = time.perf_counter
+        while True:
+            with lock:
+                now = time.monotonic()
+                wall = time.time()
+                timers = self.timers
+                while timers and timers[0][0] <= now:
+                    due, _seq, key = heapq.heappop(timers)
+                    if self.due.get(key) == due:
+                        del self.due[key]
+                        self.queue[key] = None
+                if not self.pending:
+                    if not self.queue:
+                        return timers[0][0] if timers else None
+                    self.pending.extend(self.queue)
+                    self.queue = {}
+                if self.rt(SB) is None or self.rt(CLAIM) is None or self.rt(POOL) is None:
+                    self.pending.clear()  # CRDs deleted: nothing to reconcile
+                    continue
+                end = clock() + self.SLICE
+                pending = self.pending
+                while pending:
+                    self._reconcile(pending.popleft(), now, wall)
+                    if clock() >= end:
+                        break
+            time.sleep(0)  # let the API threads take the lock between slices
 
-    def _write(self, key, obj, mutate):
+    def _reconcile(self, key, now, wall):
+        kind, ns, name = key
+        store = self.api.store
+        nxt = []
+        self.current = key
         try:
-            return self.api.internal_update(self.rt(key), obj, mutate)
+            if kind == "sb":
+                o = store.get(SB, ns, name)
+                if o is not None:
+                    self._sandbox(o, now, wall, nxt)
+            elif kind == "claim":
+                o = store.get(CLAIM, ns, name)
+                if o is not None:
+                    self._claim(o, now, wall, nxt)
+            else:
+                o = store.get(POOL, ns, name)
+                if o is not None:
+                    self._pool(o, now, nxt)
+        finally:
+            self.current = None
+        if nxt:
+            self._timer(key, min(nxt))
+
+    def _write(self, key, obj, mutate, shallow=None):
+        try:
+            return self.api.internal_update(self.rt(key), obj, mutate, shallow)
         except ApiError:
             return None
 
@@ -157,7 +457,7 @@ class SandboxControllers:
                             "name": md["name"], "namespace": md.get("namespace"),
                             "uid": md["uid"], "resourceVersion": md.get("resourceVersion")}}
         try:
-            api.create(rt, md.get("namespace"), ev, {})
+            api.create(rt, md.get("namespace"), ev, {}, owned=True)
         except ApiError:
             pass
 
@@ -203,7 +503,8 @@ class SandboxControllers:
             self._put_status(sb, st)
             if (md.get("annotations") or {}).get(A_PODNAME):
                 self._write(SB, sb, lambda n: n["metadata"]["annotations"].pop(A_PODNAME,
-                                                                                None))
+                                                                                None),
+                            ANN)
             return
         born = self.born.setdefault(uid, now)
         _set_cond(conds, "Suspended", "False", "NotSuspended", "Sandbox is not suspended",
@@ -238,7 +539,7 @@ class SandboxControllers:
         if cur is not None and (cur["metadata"].get("annotations") or {}).get(A_PODNAME) \
                 != md["name"]:
             cur = self._write(SB, cur, lambda n: n["metadata"].setdefault(
-                "annotations", {}).__setitem__(A_PODNAME, n["metadata"]["name"])) or cur
+                "annotations", {}).__setitem__(A_PODNAME, n["metadata"]["name"]), ANN) or cur
         self._put_status(cur or sb, st)
 
     def _put_status(self, obj, st):
@@ -246,19 +547,9 @@ class SandboxControllers:
             return obj
         rkey = SB if obj["kind"] == "Sandbox" else (CLAIM if obj["kind"] == "SandboxClaim"
                                                      else POOL)
-        return self._write(rkey, obj, lambda n: n.__setitem__("status", st))
+        return self._write(rkey, obj, lambda n: n.__setitem__("status", st), ())
 
     # ------------------------------------------------------------ pool
-    def _members(self, pool):
-        ns = pool["metadata"]["namespace"]
-        uid = pool["metadata"]["uid"]
-        out = []
-        for sb in self.api.store.items(SB, ns):
-            r = _ctrl_ref(sb)
-            if r is not None and r.get("uid") == uid and r.get("kind") == "SandboxWarmPool":
-                out.append(sb)
-        return out
-
     def _blueprint(self, tpl):
         spec = tpl.get("spec") or {}
         bp = {"podTemplate": clone(spec.get("podTemplate") or {"spec": {}})}
@@ -283,17 +574,24 @@ class SandboxControllers:
         spec = pool.get("spec") or {}
         desired = spec.get("replicas")
         desired = 1 if desired is None else desired
-        members = self._members(pool)
-        active = [m for m in members if not m["metadata"].get("deletionTimestamp")]
+        m = self.members.get((ns, uid), _NO_MEMBERS)
+        total = len(m.objs)
+        active = total - m.deleting
         tname = (spec.get("sandboxTemplateRef") or {}).get("name")
         tpl = api.store.get(TPL, ns, tname) if tname else None
         label = name_hash(name)
-        if len(members) < desired and tpl is not None:
+        if total < desired and tpl is not None:
             bp = self._blueprint(tpl)
             bp_hash = name_hash(json.dumps(bp, sort_keys=True))
             ann = bp["podTemplate"].setdefault("metadata", {}).setdefault("annotations", {})
             ann.setdefault(A_EVICT, "true")
-            for _ in range(desired - len(members)):
+            n = desired - total
+            if n > self.CREATE_BATCH:
+                # the rest after the API threads had the lock (upstream creates in
+                # batches too, at most --sandbox-warm-pool-max-batch-size per reconcile)
+                n = self.CREATE_BATCH
+                nxt.append(now)
+            for _ in range(n):
                 sb = {"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox",
                       "metadata": {"generateName": name + "-", "namespace": ns,
                                    "labels": {L_POOL: label, L_TPLREF: name_hash(tname),
@@ -304,28 +602,27 @@ class SandboxControllers:
                                        "apiVersion": "extensions.agents.x-k8s.io/v1beta1",
                                        "kind": "SandboxWarmPool", "name": name, "uid": uid,
                                        "controller": True, "blockOwnerDeletion": True}]},
-                      "spec": copy.deepcopy(bp)}
+                      "spec": clone(bp)}
                 try:
-                    api.create(self.rt(SB), ns, sb, {})
+                    api.create(self.rt(SB), ns, sb, {}, owned=True)
                 except ApiError:
                     nxt.append(now + 1.0)
                     break
-        elif len(active) > desired:
-            extra = len(active) - desired
-            order = sorted(active, key=lambda m: (_ready(m), m["metadata"]["creationTimestamp"]),
-                           reverse=False)
-            unready = [m for m in order if not _ready(m)]
-            ready = [m for m in order if _ready(m)]
-            victims = (sorted(unready, key=lambda m: m["metadata"]["creationTimestamp"],
+        elif active > desired:
+            extra = active - desired
+            live = [o for o in m.objs.values() if not o["metadata"].get("deletionTimestamp")]
+            unready = [o for o in live if not _ready(o)]
+            ready = [o for o in live if _ready(o)]
+            victims = (sorted(unready, key=lambda o: m.order[o["metadata"]["name"]],
                               reverse=True) +
-                       sorted(ready, key=lambda m: m["metadata"]["creationTimestamp"],
+                       sorted(ready, key=lambda o: m.order[o["metadata"]["name"]],
                               reverse=True))[:extra]
             for v in victims:
                 api.internal_delete(self.rt(SB), v, "Background")
-        members = [m for m in self._members(pool) if not m["metadata"].get("deletionTimestamp")]
+        m = self.members.get((ns, uid), _NO_MEMBERS)
         st = clone(pool.get("status") or {})
-        st["replicas"] = len(members)
-        st["readyReplicas"] = sum(1 for m in members if _ready(m))
+        st["replicas"] = len(m.objs) - m.deleting
+        st["readyReplicas"] = m.ready
         st["selector"] = "%s=%s" % (L_POOL, label)
         st["observedGeneration"] = md.get("generation", 1)
         cur = api.store.get(POOL, ns, name)
@@ -351,17 +648,7 @@ class SandboxControllers:
         st = clone(claim.get("status") or {})
         conds = st.setdefault("conditions", [])
         # -- expiry
-        exp = None
-        if lc:
-            s = parse_ts(lc.get("shutdownTime"))
-            if s is not None:
-                exp = s
-            ttl = lc.get("ttlSecondsAfterFinished")
-            fin = _cond(claim, "Finished")
-            if ttl is not None and fin is not None and fin.get("status") == "True":
-                ft = parse_ts(fin.get("lastTransitionTime"))
-                if ft is not None:
-                    exp = ft + ttl if exp is None else min(exp, ft + ttl)
+        exp = _claim_expiry(lc, claim)
         bound, err = self._bound(claim)
         if exp is not None and wall >= exp:
             rc = _cond(claim, "Ready")
@@ -411,17 +698,14 @@ class SandboxControllers:
                 return
             cold = bool(spec.get("env") or spec.get("volumeClaimTemplates"))
             if not cold:
-                cands = [m for m in self._members(pool)
-                         if not m["metadata"].get("deletionTimestamp")
-                         and (m["metadata"].get("labels") or {}).get(L_POOL)
-                         and (m["metadata"].get("labels") or {}).get(L_TPLREF)]
-                cands.sort(key=lambda m: (m["metadata"]["creationTimestamp"],
-                                          int(m["metadata"]["resourceVersion"])))
-                with_ips = [m for m in cands if (m.get("status") or {}).get("podIPs")]
-                ready = [m for m in with_ips if _ready(m)]
-                pick = ready[0] if ready else (with_ips[0] if with_ips else None)
-                if pick is None and cands and (pool.get("spec") or {}).get("replicas", 1) and \
+                m = self.members.get((ns, pool["metadata"]["uid"]), _NO_MEMBERS)
+                pick = m.pick()
+                if pick is None and m.candidates() and \
+                        (pool.get("spec") or {}).get("replicas", 1) and \
                         now < seen + WARM_GRACE:
+                    # only IP-less candidates: retry every WARM_RETRY, or as soon as
+                    # one gets an IP (the listener requeues waiting claims)
+                    self._ix_add(self.waiting, (ns, pname), name)
                     nxt.append(min(seen + WARM_GRACE, now + WARM_RETRY))
                     return
                 if pick is not None:
@@ -478,7 +762,13 @@ class SandboxControllers:
         if ips:
             sbst["podIPs"] = list(ips)
         st["sandbox"] = sbst
-        self._put_status(claim, st)
+        new = self._put_status(claim, st)
+        if new is not None and new is not claim:
+            # this write does not requeue the claim: if it brought Finished, the TTL
+            # expiry it starts is scheduled here
+            e2 = _claim_expiry(lc, new)
+            if e2 is not None and e2 != exp:
+                nxt.append(now + (e2 - wall) + 0.001)
 
     def _bound(self, claim):
         api = self.api
@@ -544,7 +834,7 @@ class SandboxControllers:
         sbname = sb["metadata"]["name"]
         if annotate:
             claim = self._write(CLAIM, claim, lambda n: n["metadata"].setdefault(
-                "annotations", {}).__setitem__(A_SBNAME, sbname))
+                "annotations", {}).__setitem__(A_SBNAME, sbname), ANN)
             if claim is None:
                 return None
         apm = (claim.get("spec") or {}).get("additionalPodMetadata") or {}
@@ -577,7 +867,7 @@ class SandboxControllers:
         live = api.store.get(SB, sb["metadata"]["namespace"], sbname)
         if live is None:
             return None
-        return self._write(SB, live, mut)
+        return self._write(SB, live, mut, ADOPT)
 
     def _cold_create(self, claim, tpl):
         api = self.api
@@ -632,7 +922,7 @@ class SandboxControllers:
                            "ownerReferences": [self._claim_ref(claim)]},
               "spec": bp}
         try:
-            return api.create(self.rt(SB), md["namespace"], sb, {})
+            return api.create(self.rt(SB), md["namespace"], sb, {}, owned=True)
         except ApiError:
             return None
 

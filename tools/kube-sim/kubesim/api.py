@@ -299,10 +299,12 @@ class Api:
         return base64.b64encode(raw).decode().rstrip("=")
 
     # ------------------------------------------------------------ create
-    def create(self, rt, ns, body, q, sub=None):
+    def create(self, rt, ns, body, q, sub=None, owned=False):
+        """owned: the caller hands body over (freshly parsed or built, shared with
+        nothing, not used afterwards), so it is stored without a copy."""
         if not isinstance(body, dict):
             raise bad_request("the object provided is unrecognized")
-        obj = clone(body)
+        obj = body if owned else clone(body)
         if self._is_new_event(rt) and isinstance(obj, dict):
             obj = event_new_to_core(obj)
         if obj.get("kind") and obj.get("kind") != rt.kind and not (
@@ -448,13 +450,19 @@ class Api:
             new["status"] = clone(cur.get("status") or {})
         return new
 
-    def _commit(self, rt, cur, new, q=None):
-        """Validate, bump generation/RV and store an update (lock held)."""
+    def _commit(self, rt, cur, new, q=None, internal=False):
+        """Validate, bump generation/RV and store an update (lock held).
+        internal: a simulated controller's write (status, annotations, ownerReferences,
+        finalizers).  It writes only what the schema allows, so the walk of the whole
+        object, the biggest cost of a write, is skipped; client writes get it all."""
         name = cur["metadata"]["name"]
         nmd = new["metadata"]
         if nmd.get("resourceVersion") != cur["metadata"]["resourceVersion"]:
             raise conflict(rt.plural, rt.group, name)
-        self._defaults_validate(rt, new, name)
+        if internal:
+            self._norm_meta(new)
+        else:
+            self._defaults_validate(rt, new, name)
         if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._crd_validate(new)
         if cur["metadata"].get("deletionTimestamp"):
@@ -489,17 +497,35 @@ class Api:
             h("update", rt, new)
         return self._out(rt, new)
 
-    def internal_update(self, rt, cur, mutate):
-        """Controller write: mutate a clone of cur and commit (lock held).
-        Returns the stored object, or None when cur vanished."""
+    def internal_update(self, rt, cur, mutate, shallow=None):
+        """Controller write: mutate a copy of cur and commit (lock held).
+        Returns the stored object, or None when cur vanished.
+        shallow: None for a deep copy; else the paths (tuples of keys) of the only nested
+        dicts mutate changes in place: the top level, metadata and those are copied and
+        the rest is shared with the stored version (stored objects are never mutated),
+        which makes a status or metadata write cheap whatever the object's size."""
         live = self.store.get(rt.key, cur["metadata"].get("namespace"),
                               cur["metadata"]["name"])
         if live is None:
             return None
-        new = clone(live)
+        if shallow is None:
+            new = clone(live)
+        else:
+            new = dict(live)
+            new["metadata"] = dict(live["metadata"])
+            for path in shallow:
+                node = new
+                src = live
+                for k in path:
+                    s = src.get(k) if isinstance(src, dict) else None
+                    if not isinstance(s, dict):
+                        break
+                    if node.get(k) is s:
+                        node[k] = dict(s)
+                    node, src = node[k], s
         mutate(new)
         new["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
-        return self._commit(rt, live, new)
+        return self._commit(rt, live, new, internal=True)
 
     # ------------------------------------------------------------ patch
     def patch(self, rt, ns, name, raw, ctype, sub, q):
@@ -835,7 +861,7 @@ class Api:
             plural, group = res.split(".", 1)
         else:
             plural, group = res, ""
-        return len(self.store.items((group, plural), ns))
+        return self.store.count((group, plural), ns)
 
     # ------------------------------------------------------------ CRDs
     def _crd_validate(self, crd):

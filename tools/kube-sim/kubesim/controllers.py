@@ -25,7 +25,10 @@ class Loop:
         self.thread.start()
 
     def wake(self):
-        self.ev.set()
+        # called for every store event: skip the Event's lock when already set (the
+        # loop clears it before each pass, so a wake seen set is still served)
+        if not self.ev.is_set():
+            self.ev.set()
 
     def _run(self):
         due = None
@@ -165,121 +168,192 @@ def _rs_hash(o):
     return out
 
 
+NS_KEY = ("", "namespaces")
+QUOTA_KEY = ("", "resourcequotas")
+EVENT_KEY = ("", "events")
+
+
+def _refs(o):
+    return (o["metadata"].get("ownerReferences") or []) if o is not None else []
+
+
 class Collector:
-    """Garbage collector, namespace finalizer and quota controller."""
+    """Garbage collector, namespace finalizer and quota controller.
 
-    def __init__(self, api):
+    Incremental, like the real one (an owner graph fed by informers): a store listener
+    records which objects an event may concern (the object when its owners or deletion
+    state change, the dependents of a deleted owner, the owners still waiting for a
+    foreground deletion, the namespace being emptied) and a pass visits only those,
+    through the store's owner index.  POST /gc on the admin port also runs a full scan."""
+
+    def __init__(self, api, event_ttl=0.0):
         self.api = api
+        self.event_ttl = event_ttl
+        self.expiring = collections.deque()  # (wall expiry, ns, name, RV) of Event writes
         self.loop = Loop("gc", self.run_pass, debounce=0.005, idle=2.0)
-        self._kick = api.kick_gc
+        # the API's kicks wake this loop directly (no relay thread to wake first)
+        api.kick_gc = self.loop.ev
         self.runs = 0
-        threading.Thread(target=self._relay, daemon=True).start()
+        self.dirty = {}         # (rkey, ns, name) -> None, in arrival order
+        self.full = False
+        self.purged = set()     # terminating namespaces whose content was deleted
+        api.store.listeners.append(self._on_event)
 
-    def _relay(self):
-        while True:
-            self._kick.wait()
-            self._kick.clear()
-            self.loop.wake()
+    def request_full(self):
+        with self.api.lock:
+            self.full = True
+        self.loop.wake()
 
+    # ------------------------------------------------------------ listener (lock held)
+    def _on_event(self, ev):
+        st = self.api.store
+        obj = ev.obj
+        md = obj["metadata"]
+        d = self.dirty
+        if ev.rkey == EVENT_KEY and ev.type != "DELETED" and self.event_ttl > 0:
+            # kube-apiserver --event-ttl puts an etcd lease on every write of an Event:
+            # it goes TTL after its last write
+            self.expiring.append((time.time() + self.event_ttl, ev.ns, md["name"],
+                                  md.get("resourceVersion")))
+        if ev.type == "DELETED":
+            for loc in st.owners.get(md.get("uid"), ()):
+                d[loc] = None          # may dangle now
+            for r in _refs(ev.prev if ev.prev is not None else obj):
+                loc = st.uids.get(r.get("uid"))
+                if loc is not None:
+                    d[loc] = None      # an owner waiting in foreground deletion
+            if ev.ns:
+                nso = st.get(NS_KEY, "", ev.ns)
+                if nso is not None and nso["metadata"].get("deletionTimestamp"):
+                    d[(NS_KEY, "", ev.ns)] = None
+            if ev.rkey == NS_KEY:
+                self.purged.discard(md["name"])
+            return
+        old = _refs(ev.prev)
+        new = md.get("ownerReferences") or []
+        if new and (ev.prev is None or old != new):
+            d[(ev.rkey, ev.ns, md["name"])] = None
+        if old and old != new:
+            for r in old:
+                loc = st.uids.get(r.get("uid"))
+                if loc is not None:
+                    d[loc] = None
+        if md.get("deletionTimestamp"):
+            d[(ev.rkey, ev.ns, md["name"])] = None
+
+    # ------------------------------------------------------------ pass
     def run_pass(self):
         api = self.api
         st = api.store
         with api.lock:
-            for _round in range(100):
-                if not self._one_round():
+            if self.full:
+                self.full = False
+                for rkey, dd in list(st.data.items()):
+                    for (ns, name) in list(dd):
+                        self.dirty[(rkey, ns, name)] = None
+            for _round in range(100000):
+                if not self.dirty:
                     break
-            if st.data.get(("", "resourcequotas")):
+                batch = list(self.dirty)
+                self.dirty = {}
+                for loc in batch:
+                    self._visit(*loc)
+            self._expire_events()
+            if st.data.get(QUOTA_KEY):
                 api.quota_sync()
             self.runs += 1
-        return None
+        return self.expiring[0][0] - time.time() + time.monotonic() if self.expiring \
+            else None
+
+    def _expire_events(self):
+        st = self.api.store
+        rt = self._rt(EVENT_KEY)
+        now = time.time()
+        q = self.expiring
+        while q and q[0][0] <= now:
+            _t, ns, name, rv = q.popleft()
+            live = st.get(EVENT_KEY, ns, name)
+            if rt is not None and live is not None and \
+                    live["metadata"].get("resourceVersion") == rv:
+                self.api._final_delete(rt, live)  # not written again since
 
     def _rt(self, rkey):
         return self.api.storage.get(rkey)
 
-    def _one_round(self):
+    def _visit(self, rkey, ns, name):
         api = self.api
         st = api.store
-        changed = False
-        objs = [(rkey, o) for rkey, d in list(st.data.items()) for o in list(d.values())]
-        deps = collections.defaultdict(list)
-        for rkey, o in objs:
-            for ref in o["metadata"].get("ownerReferences") or []:
-                if ref.get("uid"):
-                    deps[ref["uid"]].append((rkey, o))
-        # namespaces being deleted
-        for rkey, o in objs:
-            if rkey != ("", "namespaces") or not o["metadata"].get("deletionTimestamp"):
-                continue
-            nsname = o["metadata"]["name"]
-            content = [(rk, x) for rk, x in objs
-                       if rk != ("", "namespaces") and x["metadata"].get("namespace") == nsname]
-            for rk, x in content:
-                if not x["metadata"].get("deletionTimestamp"):
-                    rt = self._rt(rk)
-                    if rt is not None:
-                        api.internal_delete(rt, x, "Background")
-                        changed = True
-            if not content:
-                live = st.get(rkey, "", nsname)
-                if live is not None:
-                    api._final_delete(self._rt(rkey), live)
-                    changed = True
-        for rkey, o in objs:
-            rt = self._rt(rkey)
-            if rt is None:
-                continue
-            live = st.get(rkey, o["metadata"].get("namespace"), o["metadata"]["name"])
-            if live is None or live["metadata"]["uid"] != o["metadata"]["uid"]:
-                continue
-            md = live["metadata"]
-            uid = md["uid"]
-            fins = md.get("finalizers") or []
-            if md.get("deletionTimestamp") and "orphan" in fins:
-                for drk, d in deps.get(uid, []):
-                    drt = self._rt(drk)
-                    dl = st.get(drk, d["metadata"].get("namespace"), d["metadata"]["name"])
-                    if drt is None or dl is None:
-                        continue
-                    api.internal_update(drt, dl, lambda n, u=uid: n["metadata"].__setitem__(
-                        "ownerReferences", [r for r in n["metadata"].get("ownerReferences")
-                                            or [] if r.get("uid") != u]))
+        live = st.get(rkey, ns, name)
+        rt = self._rt(rkey)
+        if live is None or rt is None:
+            return
+        md = live["metadata"]
+        uid = md["uid"]
+        if rkey == NS_KEY and md.get("deletionTimestamp"):
+            self._namespace(rt, live)
+            return
+        fins = md.get("finalizers") or []
+        if md.get("deletionTimestamp") and "orphan" in fins:
+            for drk, dns, dname in st.dependents(uid):
+                drt = self._rt(drk)
+                dl = st.get(drk, dns, dname)
+                if drt is None or dl is None:
+                    continue
+                api.internal_update(drt, dl, lambda n, u=uid: n["metadata"].__setitem__(
+                    "ownerReferences", [r for r in n["metadata"].get("ownerReferences")
+                                        or [] if r.get("uid") != u]), ())
+            api.internal_update(rt, live, lambda n: n["metadata"].__setitem__(
+                "finalizers", [f for f in n["metadata"].get("finalizers") or []
+                               if f != "orphan"]), ())
+            return
+        if md.get("deletionTimestamp") and "foregroundDeletion" in fins:
+            blocking = False
+            for drk, dns, dname in st.dependents(uid):
+                drt = self._rt(drk)
+                dl = st.get(drk, dns, dname)
+                if drt is None or dl is None:
+                    continue
+                refs = [r for r in dl["metadata"].get("ownerReferences") or []
+                        if r.get("uid") == uid]
+                if not refs:
+                    continue
+                if any(r.get("blockOwnerDeletion") for r in refs):
+                    blocking = True
+                if not dl["metadata"].get("deletionTimestamp"):
+                    pol = "Foreground" if st.owners.get(dl["metadata"]["uid"]) \
+                        else "Background"
+                    api.internal_delete(drt, dl, pol)
+            if not blocking:
                 api.internal_update(rt, live, lambda n: n["metadata"].__setitem__(
                     "finalizers", [f for f in n["metadata"].get("finalizers") or []
-                                   if f != "orphan"]))
-                changed = True
+                                   if f != "foregroundDeletion"]), ())
+            return
+        refs = md.get("ownerReferences") or []
+        if refs and not md.get("deletionTimestamp"):
+            for r in refs:
+                if st.by_uid(r.get("uid")) is not None:
+                    return
+            api.internal_delete(rt, live, "Background")
+
+    def _namespace(self, rt, live):
+        api = self.api
+        st = api.store
+        nsname = live["metadata"]["name"]
+        if st.ns_total.get(nsname, 0) == 0:
+            self.purged.discard(nsname)
+            api._final_delete(rt, live)
+            return
+        if nsname in self.purged:
+            return
+        # Once per termination: delete the content (objects with finalizers stay
+        # until they are released; each deletion brings the namespace back here).
+        self.purged.add(nsname)
+        for rkey, dd in list(st.data.items()):
+            if rkey == NS_KEY:
                 continue
-            if md.get("deletionTimestamp") and "foregroundDeletion" in fins:
-                blocking = False
-                for drk, d in deps.get(uid, []):
-                    drt = self._rt(drk)
-                    dl = st.get(drk, d["metadata"].get("namespace"), d["metadata"]["name"])
-                    if drt is None or dl is None:
-                        continue
-                    refs = [r for r in dl["metadata"].get("ownerReferences") or []
-                            if r.get("uid") == uid]
-                    if not refs:
-                        continue
-                    if any(r.get("blockOwnerDeletion") for r in refs):
-                        blocking = True
-                    if not dl["metadata"].get("deletionTimestamp"):
-                        pol = "Foreground" if deps.get(dl["metadata"]["uid"]) else "Background"
-                        api.internal_delete(drt, dl, pol)
-                        changed = True
-                if not blocking:
-                    api.internal_update(rt, live, lambda n: n["metadata"].__setitem__(
-                        "finalizers", [f for f in n["metadata"].get("finalizers") or []
-                                       if f != "foregroundDeletion"]))
-                    changed = True
+            crt = self._rt(rkey)
+            if crt is None:
                 continue
-            refs = md.get("ownerReferences") or []
-            if refs and not md.get("deletionTimestamp"):
-                alive = False
-                for r in refs:
-                    owner = st.by_uid(r.get("uid"))
-                    if owner is not None:
-                        alive = True
-                        break
-                if not alive:
-                    api.internal_delete(rt, live, "Background")
-                    changed = True
-        return changed
+            for (ons, oname), x in list(dd.items()):
+                if ons == nsname and not x["metadata"].get("deletionTimestamp"):
+                    api.internal_delete(crt, x, "Background")

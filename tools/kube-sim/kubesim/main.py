@@ -36,6 +36,9 @@ def parse_args(argv):
     p.add_argument("--no-gc", action="store_true",
                    help="disable the garbage collector / namespace / quota controller")
     p.add_argument("--history", type=int, default=1000, help="watch event history size")
+    p.add_argument("--event-ttl-s", type=float, default=3600.0,
+                   help="Events are deleted this long after their last write (kube-apiserver "
+                        "--event-ttl, 1 h); 0 keeps them forever")
     p.add_argument("--bookmark-interval-ms", type=int, default=60000,
                    help="interval between watch bookmarks (real servers: about 1 min)")
     return p.parse_args(argv)
@@ -94,7 +97,7 @@ def main(argv):
     sandboxes = None
     collector = None
     if not args.no_gc:
-        collector = Collector(api)
+        collector = Collector(api, args.event_ttl_s)
         collector.loop.start()
     if not args.no_deployment_controller:
         w = Workloads(api, args.replica_delay_ms / 1000.0)

@@ -274,83 +274,129 @@ def _fmt_val(v):
     return str(v)
 
 
+class _Node:
+    """A schema node with its keywords looked up once (apply_schema visits the same
+    nodes for every object of a kind)."""
+
+    __slots__ = ("schema", "typ", "props", "addl", "preserve", "required", "minp",
+                 "items", "maxi", "enum", "mn", "mx", "ml", "datetime", "defaults",
+                 "plain")
+
+    def __init__(self, schema):
+        g = schema.get
+        self.schema = schema  # keeps id(schema) from being reused while cached
+        t = g("type")
+        self.typ = None if g("x-kubernetes-int-or-string") else t
+        self.props = g("properties")
+        addl = g("additionalProperties")
+        self.addl = addl
+        self.preserve = g("x-kubernetes-preserve-unknown-fields")
+        self.required = g("required") or ()
+        self.minp = g("minProperties")
+        self.items = g("items")
+        self.maxi = g("maxItems")
+        self.enum = g("enum")
+        self.mn = g("minimum")
+        self.mx = g("maximum")
+        self.ml = g("maxLength")
+        self.datetime = g("format") == "date-time"
+        self.defaults = [(k, ps["default"]) for k, ps in (self.props or {}).items()
+                         if isinstance(ps, dict) and "default" in ps]
+        # a string with no constraint: nothing to do once the type matches
+        self.plain = (t == "string" and self.enum is None and self.ml is None and
+                      not self.datetime)
+
+
+_NODES = {}
+
+
+def _node(schema):
+    n = _NODES.get(id(schema))
+    if n is None or n.schema is not schema:
+        n = _NODES[id(schema)] = _Node(schema)
+    return n
+
+
 def apply_schema(schema, val, path, errs, top=False):
     """Default, prune and validate val in place against a structural schema.
     Returns the (possibly replaced) value."""
     if not isinstance(schema, dict):
         return val
-    t = schema.get("type")
     if val is None:
-        if schema.get("nullable"):
-            return val
         return val
-    if t and not schema.get("x-kubernetes-int-or-string") and not _type_ok(t, val):
+    n = _node(schema)
+    if n.plain and val.__class__ is str:
+        return val
+    t = n.typ
+    if t and not _type_ok(t, val):
         errs.append((path, "FieldValueTypeInvalid",
                      "Invalid value: %s: %s in body must be of type %s: %s"
                      % (_fmt_val(val), path, t, '"%s"' % _go_type(val))))
         return val
     if isinstance(val, dict):
-        props = schema.get("properties")
-        addl = schema.get("additionalProperties")
-        preserve = schema.get("x-kubernetes-preserve-unknown-fields")
+        props = n.props
+        addl = n.addl
         if props is not None:
-            for k, ps in props.items():
-                if k not in val and isinstance(ps, dict) and "default" in ps:
-                    val[k] = copy.deepcopy(ps["default"])
-            for k in list(val.keys()):
-                sub = path + "." + k if path else k
+            for k, d in n.defaults:
+                if k not in val:
+                    val[k] = copy.deepcopy(d) if isinstance(d, (dict, list)) else d
+            sub_addl = isinstance(addl, dict)
+            drop = not n.preserve and addl is not True
+            for k in list(val):
                 if k in props:
-                    val[k] = apply_schema(props[k], val[k], sub, errs)
+                    val[k] = apply_schema(props[k], val[k], path + "." + k if path else k,
+                                          errs)
                 elif top and k in ("apiVersion", "kind", "metadata"):
                     continue
-                elif isinstance(addl, dict):
-                    val[k] = apply_schema(addl, val[k], sub, errs)
-                elif not preserve and addl is not True:
+                elif sub_addl:
+                    val[k] = apply_schema(addl, val[k], path + "." + k if path else k,
+                                          errs)
+                elif drop:
                     del val[k]
         elif isinstance(addl, dict):
-            for k in list(val.keys()):
+            for k in list(val):
                 val[k] = apply_schema(addl, val[k], path + "." + k if path else k, errs)
-        for req in schema.get("required") or []:
+        for req in n.required:
             if req not in val:
                 errs.append(((path + "." + req) if path else req, "FieldValueRequired",
                              "Required value"))
-        mp = schema.get("minProperties")
+        mp = n.minp
         if mp is not None and len(val) < mp:
             errs.append((path, "FieldValueInvalid",
                          "Invalid value: %d: %s in body should have at least %d "
                          "properties" % (len(val), path, mp)))
     elif isinstance(val, list):
-        items = schema.get("items")
+        items = n.items
         if isinstance(items, dict):
             for i in range(len(val)):
                 val[i] = apply_schema(items, val[i], "%s[%d]" % (path, i), errs)
-        mi = schema.get("maxItems")
+        mi = n.maxi
         if mi is not None and len(val) > mi:
             errs.append((path, "TooMany", "Too many: %d: must have at most %d items"
                          % (len(val), mi)))
     else:
-        enum = schema.get("enum")
+        enum = n.enum
         if enum is not None and val not in enum:
             errs.append((path, "FieldValueNotSupported",
                          "Unsupported value: %s: supported values: %s"
                          % (_fmt_val(val), ", ".join(_fmt_val(e) for e in enum))))
         if isinstance(val, (int, float)) and not isinstance(val, bool):
-            mn = schema.get("minimum")
+            mn = n.mn
             if mn is not None and val < mn:
                 errs.append((path, "FieldValueInvalid",
                              "Invalid value: %s: %s in body should be greater than or "
                              "equal to %s" % (val, path, mn)))
-            mx = schema.get("maximum")
+            mx = n.mx
             if mx is not None and val > mx:
                 errs.append((path, "FieldValueInvalid",
                              "Invalid value: %s: %s in body should be less than or "
                              "equal to %s" % (val, path, mx)))
         if isinstance(val, str):
-            ml = schema.get("maxLength")
+            ml = n.ml
             if ml is not None and len(val) > ml:
                 errs.append((path, "TooLong", "Too long: may not be more than %d bytes"
                              % ml))
-            if schema.get("format") == "date-time":
+            if n.datetime:
                 from .util import parse_ts
                 if parse_ts(val) is None:
                     errs.append((path, "FieldValueInvalid",
