@@ -90,8 +90,11 @@ valgrind: deps $(VG_TESTS) $(VG)/agentscaler
 demo: deps $(REL)/agentscaler
 	python3 tools/demo.py --bin $(REL)/agentscaler
 
-bench: deps $(REL)/agentscaler $(REL)/tools/bench/poll_cost
+bench: deps $(REL)/agentscaler $(REL)/tools/bench/poll_cost \
+	$(REL)/tools/bench/quota_bench
+	$(REL)/tools/bench/quota_bench
 	python3 tools/bench/bench.py --bin $(REL)/agentscaler
+	python3 tools/bench/dispatch_bench.py --bin $(REL)/agentscaler
 	python3 tools/kube-sim/bench.py
 
 # libFuzzer targets for the pure parsers (clang).  `make fuzz` runs each for

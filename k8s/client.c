@@ -42,6 +42,7 @@ struct k8s_client {
 
 struct k8s_req {
 	struct httpc_req	*hr;
+	k8s_line_fn		*line;		/* watches */
 	k8s_done_fn		*done;
 	void			*arg;
 };
@@ -59,6 +60,7 @@ static int	 client_unauthorized(struct httpc *, const char *,
 		    const char *, void *);
 static void	 client_cleanup(void *);
 static void	 client_req_done(const struct httpc_response *, void *);
+static void	 client_line(const char *, size_t, void *);
 
 /*
  * In-cluster configuration as client-go's InClusterConfig: both variables
@@ -306,6 +308,46 @@ k8s_client_request(struct k8s_client *c, const char *method,
 		return (NULL);
 	}
 	return (r);
+}
+
+struct k8s_req *
+k8s_client_watch(struct k8s_client *c, const char *path, double idle_timeout,
+    size_t max_line, k8s_line_fn *line, k8s_done_fn *done, void *arg)
+{
+	struct httpc_stream_options so;
+	struct k8s_req	*r;
+
+	if (c == NULL || c->closing || line == NULL || done == NULL)
+		return (NULL);
+	memset(&so, 0, sizeof so);
+	so.idle_timeout = idle_timeout;
+	so.max_line = max_line;
+	r = xcalloc(1, sizeof *r);
+	r->line = line;
+	r->done = done;
+	r->arg = arg;
+	/* The token hooks of the client apply to this request too. */
+	r->hr = httpc_stream(c->h, path, &so, client_line, client_req_done, r);
+	if (r->hr == NULL) {
+		free(r);
+		return (NULL);
+	}
+	return (r);
+}
+
+struct ev_loop *
+k8s_client_loop(const struct k8s_client *c)
+{
+	return (httpc_loop(c->h));
+}
+
+/* May cancel r (freeing it inside): r is not touched after the call. */
+static void
+client_line(const char *line, size_t len, void *arg)
+{
+	struct k8s_req	*r = arg;
+
+	r->line(line, len, r->arg);
 }
 
 static void

@@ -56,18 +56,6 @@ static const struct scaler_url_texts rabbitmq_url_texts = {
 _Static_assert(sizeof ((struct rabbitmq_addr *)0)->host >=
     SCALER_URL_HOST_MAX + 1, "rabbitmq_addr.host holds any parsed host");
 
-static int
-rabbitmq_hex(int c)
-{
-	if (c >= '0' && c <= '9')
-		return (c - '0');
-	if (c >= 'a' && c <= 'f')
-		return (c - 'a' + 10);
-	if (c >= 'A' && c <= 'F')
-		return (c - 'A' + 10);
-	return (-1);
-}
-
 /* Decodes the vhost segment [p, end) into out; 0 or -1 with err set. */
 static int
 rabbitmq_parse_vhost(const char *p, const char *end, char *out,
@@ -85,8 +73,8 @@ rabbitmq_parse_vhost(const char *p, const char *end, char *out,
 			return (-1);
 		}
 		if (ch == '%') {
-			if (end - p < 3 || (hi = rabbitmq_hex(p[1])) < 0 ||
-			    (lo = rabbitmq_hex(p[2])) < 0) {
+			if (end - p < 3 || (hi = as_hexval(p[1])) < 0 ||
+			    (lo = as_hexval(p[2])) < 0) {
 				snprintf(err, errlen, "bad percent-escape in "
 				    "the vhost");
 				return (-1);
@@ -283,12 +271,12 @@ rabbitmq_stats(const struct scaler *s, struct rabbitmq_stats *st)
 	return (0);
 }
 
-/* The vtable. */
+/* Checking a source, for the scaler and the consumer. */
 
-static int
-rabbitmq_validate(const struct scaler_source *src, char *err, size_t errlen)
+int
+rabbitmq_check_source(const struct scaler_source *src, int consumer,
+    struct rabbitmq_addr *addr, char *err, size_t errlen)
 {
-	struct rabbitmq_addr addr;
 	int		 rc;
 
 	if (src->address == NULL) {
@@ -296,9 +284,16 @@ rabbitmq_validate(const struct scaler_source *src, char *err, size_t errlen)
 		    "(amqp://host:5672/vhost or http://host:15672/vhost)");
 		return (-AS_EINVAL);
 	}
-	if ((rc = rabbitmq_parse_address(src->address, &addr, err,
+	if ((rc = rabbitmq_parse_address(src->address, addr, err,
 	    errlen)) != 0)
 		return (rc);
+	if (consumer && addr->transport != RABBITMQ_AMQP) {
+		snprintf(err, errlen, "dispatch mode consumes over AMQP: use "
+		    "an amqp:// or amqps:// address; the management API "
+		    "(%s://) can read queue depths but cannot consume",
+		    addr->scheme);
+		return (-AS_EINVAL);
+	}
 	if (src->queue == NULL || *src->queue == '\0') {
 		snprintf(err, errlen, "rabbitmq needs a queue name");
 		return (-AS_EINVAL);
@@ -311,9 +306,11 @@ rabbitmq_validate(const struct scaler_source *src, char *err, size_t errlen)
 	/*
 	 * A passive queue.declare answers message_count, which counts ready
 	 * messages only: messages delivered and not yet acknowledged are
-	 * invisible over AMQP.  Counting them needs the management API.
+	 * invisible over AMQP.  Counting them needs the management API.  A
+	 * consumer counts what it holds itself.
 	 */
-	if (src->count_in_flight && addr.transport == RABBITMQ_AMQP) {
+	if (!consumer && src->count_in_flight &&
+	    addr->transport == RABBITMQ_AMQP) {
 		snprintf(err, errlen, "countInFlight needs the unacknowledged "
 		    "count, which AMQP (a passive queue.declare) cannot see; "
 		    "use the management API: http://host:15672/vhost");
@@ -329,10 +326,10 @@ rabbitmq_validate(const struct scaler_source *src, char *err, size_t errlen)
 		snprintf(err, errlen, "consumerGroup is not used by rabbitmq");
 		return (-AS_EINVAL);
 	}
-	if (!addr.tls && (rabbitmq_nonempty(src->ca_file) != NULL ||
+	if (!addr->tls && (rabbitmq_nonempty(src->ca_file) != NULL ||
 	    src->insecure_skip_verify)) {
 		snprintf(err, errlen, "tls is set but the address is %s://; "
-		    "use %ss://", addr.scheme, addr.scheme);
+		    "use %ss://", addr->scheme, addr->scheme);
 		return (-AS_EINVAL);
 	}
 	if (rabbitmq_nonempty(src->password_file) != NULL &&
@@ -350,15 +347,23 @@ rabbitmq_validate(const struct scaler_source *src, char *err, size_t errlen)
 	return (0);
 }
 
+/* The vtable. */
+
+static int
+rabbitmq_validate(const struct scaler_source *src, char *err, size_t errlen)
+{
+	struct rabbitmq_addr addr;
+
+	return (rabbitmq_check_source(src, 0, &addr, err, errlen));
+}
+
 static struct scaler *
 rabbitmq_create(struct ev_loop *loop, const struct scaler_source *src,
     char *err, size_t errlen)
 {
 	struct rabbitmq_addr addr;
 
-	if (rabbitmq_validate(src, err, errlen) != 0)
-		return (NULL);
-	if (rabbitmq_parse_address(src->address, &addr, err, errlen) != 0)
+	if (rabbitmq_check_source(src, 0, &addr, err, errlen) != 0)
 		return (NULL);
 	if (addr.transport == RABBITMQ_AMQP)
 		return (rabbitmq_amqp_type.create(loop, src, err, errlen));

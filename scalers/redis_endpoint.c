@@ -1,17 +1,20 @@
 /*
- * redis_endpoint.c: the Redis endpoints every Redis source shares, read with
- * hiredis 0.14.1 on the caller's libev loop.
+ * redis_endpoint.c: the Redis endpoints every Redis source and consumer
+ * shares, read with hiredis 0.14.1 on the caller's libev loop.
  *
- * Endpoints.  Every source belongs to one endpoint, shared by all the
- * sources on the same loop with the same host, port, database and password
- * source, whatever their type (redis-list, redis-stream), and refcounted
- * by them.  An endpoint owns two connections: "main", on which every
- * source's commands go, and "sub", opened by the first subscribe(), which
- * carries keyspace notifications.  hiredis only appends a command to its
- * output buffer and arms the write watcher; the write happens when the loop
- * next finds the socket writable.  So all the polls issued during one loop
- * iteration, for every pool on the endpoint, leave in one write and come
- * back as one pipelined batch.
+ * Endpoints.  Every client (a scale-mode source or a dispatch-mode
+ * consumer) belongs to one endpoint, shared by all the clients on the same
+ * loop with the same host, port, database and password source, whatever
+ * their type, and refcounted by them.  An endpoint owns two connections:
+ * "main", on which every client's commands go, and "sub", opened by the
+ * first subscribe(), which carries keyspace notifications.  hiredis only
+ * appends a command to its output buffer and arms the write watcher; the
+ * write happens when the loop next finds the socket writable.  So all the
+ * commands issued during one loop iteration, for every pool on the
+ * endpoint, leave in one write and come back as one pipelined batch.
+ * That is also why nothing here may block the server on our behalf: a
+ * BLMOVE or XREADGROUP BLOCK on the main connection would hold back the
+ * replies of every pool behind it.
  *
  * Lifetimes.  hiredis calls each command callback exactly once, with NULL
  * when the context goes away, and frees the context itself after an I/O
@@ -21,21 +24,24 @@
  * redis_endpoint_conn_close()) first clears both pointers, so callbacks
  * that run later, possibly after the endpoint is gone, see data == NULL and
  * only release their own privdata.  Callers' code (completions) runs only
- * from poll reply callbacks and from our own timers, and nothing touches the
- * endpoint after calling it: a completion may destroy the last source,
- * which frees the endpoint at once (redisAsyncFree() from inside a reply
- * callback is deferred by hiredis until the callback returns).
+ * from poll and request reply callbacks, from our own timers, and from
+ * client_fini() (its cancellations), and nothing touches the endpoint
+ * after calling it: a completion may finalize the last client, which
+ * frees the endpoint at once (redisAsyncFree() from inside a reply callback
+ * is deferred by hiredis until the callback returns).
  *
  * hiredis calls the connect and disconnect callbacks without its "in
  * callback" guard, so a free there would not be deferred; caller code never
- * runs there, nor in the subscriber's callbacks: wake-ups go through a
- * zero-delay timer per source.
+ * runs there, nor in the subscriber's callbacks: wake-ups and link events
+ * (main connection up or down, subscription confirmed) go through
+ * zero-delay timers per client, as do the completions of requests sent
+ * while the main connection is down.
  *
- * Keyspace notifications.  Each source says which notification classes its
- * key raises (l for lists, t for streams; g for DEL and friends comes with
- * both).  The subscriber's handshake reads notify-keyspace-events and adds
- * what the sources then subscribed need; a source that subscribes later
- * with a class not yet on makes the endpoint ask again, on the main
+ * Keyspace notifications.  Each client says which notification classes
+ * its key raises (l for lists, t for streams; g for DEL and friends comes
+ * with both).  The subscriber's handshake reads notify-keyspace-events and
+ * adds what the clients then subscribed need; a client that subscribes
+ * later with a class not yet on makes the endpoint ask again, on the main
  * connection (a subscribed connection accepts no CONFIG).  Flags are only
  * ever added, never removed.
  *
@@ -135,7 +141,8 @@ struct redis_endpoint {
 	double			 connect_timeout;
 	double			 command_timeout;
 	unsigned		 refs;
-	LIST_HEAD(, redis_endpoint_source) sources;
+	LIST_HEAD(, redis_endpoint_client) clients;
+	unsigned		 main_losses;	/* main connection outages */
 	struct redis_endpoint_conn main;
 	struct redis_endpoint_conn sub;
 	unsigned		 ev_on;		/* classes on */
@@ -149,11 +156,35 @@ struct redis_endpoint_cmd {
 	int			 tag;
 };
 
+/*
+ * A command or a transaction of a client; the privdata of each of its
+ * hiredis callbacks.  On the client's reqs list while hiredis has it, on
+ * its failed list when it could not be sent; cl is NULL once orphaned.
+ */
+struct redis_endpoint_req {
+	TAILQ_ENTRY(redis_endpoint_req) entry;
+	struct redis_endpoint_client *cl;
+	redis_endpoint_reply_fn	*fn;
+	void			*arg;
+	unsigned		 due;		/* replies still to come */
+	int			 err;		/* failed before leaving */
+	char			 errmsg[192];
+};
+
+/* Formatted commands waiting for tx_send(); NULL for a bad format. */
+struct redis_endpoint_tx {
+	char			**cmds;
+	size_t			*lens;
+	size_t			 n;
+};
+
 static void	 redis_endpoint_conn_start(struct redis_endpoint_conn *);
 static void	 redis_endpoint_conn_lost(struct redis_endpoint_conn *, int,
 		    const char *, int);
 static void	 redis_endpoint_sub_watch(struct redis_endpoint *,
-		    struct redis_endpoint_source *);
+		    struct redis_endpoint_client *);
+static void	 redis_endpoint_link_kick(struct redis_endpoint_client *);
+static void	 redis_endpoint_links_kick(struct redis_endpoint *, int);
 static void	 redis_endpoint_config_extend(struct redis_endpoint *);
 
 static LIST_HEAD(, redis_endpoint) redis_endpoints =
@@ -341,10 +372,12 @@ redis_endpoint_conn_reset(struct redis_endpoint_conn *c)
 static void
 redis_endpoint_sub_reset(struct redis_endpoint *ep)
 {
-	struct redis_endpoint_source *s;
+	struct redis_endpoint_client *cl;
 
-	LIST_FOREACH(s, &ep->sources, entry)
-		s->sub = REDIS_ENDPOINT_SUB_NONE;
+	LIST_FOREACH(cl, &ep->clients, entry) {
+		cl->sub = REDIS_ENDPOINT_SUB_NONE;
+		cl->push_told = 0;
+	}
 	ep->ev_on = ep->ev_refused = 0;
 }
 
@@ -379,6 +412,8 @@ redis_endpoint_conn_down(struct redis_endpoint_conn *c, int err,
 		c->attempt = 0;
 	if (c->kind == REDIS_ENDPOINT_SUB)
 		redis_endpoint_sub_reset(ep);
+	else
+		redis_endpoint_links_kick(ep, 1);
 	if (err == 0)
 		delay = REDIS_ENDPOINT_RECHECK;
 	else
@@ -460,8 +495,10 @@ redis_endpoint_conn_ready(struct redis_endpoint_conn *c)
 	c->was_ready = 1;
 	c->attempt = 0;
 	/* A class check that the main connection lost is asked again. */
-	if (c->kind == REDIS_ENDPOINT_MAIN)
+	if (c->kind == REDIS_ENDPOINT_MAIN) {
+		redis_endpoint_links_kick(ep, 0);
 		redis_endpoint_config_extend(ep);
+	}
 }
 
 static void
@@ -571,24 +608,24 @@ redis_endpoint_ev_letters(unsigned classes, char *buf)
 	return (buf);
 }
 
-/* The classes a source needs on the server: its own, g and K. */
+/* The classes a client needs on the server: its own, g and K. */
 static unsigned
-redis_endpoint_ev_need(const struct redis_endpoint_source *s)
+redis_endpoint_ev_need(const struct redis_endpoint_client *cl)
 {
-	return (s->classes | REDIS_ENDPOINT_EV_GENERIC |
+	return (cl->classes | REDIS_ENDPOINT_EV_GENERIC |
 	    REDIS_ENDPOINT_EV_KEYSPACE);
 }
 
-/* The union over the sources that asked for push, minus refusals. */
+/* The union over the clients that asked for push, minus refusals. */
 static unsigned
 redis_endpoint_ev_want(const struct redis_endpoint *ep)
 {
-	const struct redis_endpoint_source *s;
+	const struct redis_endpoint_client *cl;
 	unsigned	 want = 0;
 
-	LIST_FOREACH(s, &ep->sources, entry) {
-		if (s->wake_fn != NULL)
-			want |= redis_endpoint_ev_need(s);
+	LIST_FOREACH(cl, &ep->clients, entry) {
+		if (cl->wake_fn != NULL)
+			want |= redis_endpoint_ev_need(cl);
 	}
 	return (want & ~ep->ev_refused);
 }
@@ -612,8 +649,8 @@ redis_endpoint_push_mode(struct redis_endpoint *ep,
 /*
  * CONFIG refused.  On the subscriber's handshake nothing can push: drop it
  * quietly and let the retry timer ask again much later.  On the main
- * connection (a later source needed more classes) the pushes already live
- * stay; the sources that needed the refused classes keep polling until the
+ * connection (a later client needed more classes) the pushes already live
+ * stay; the clients that needed the refused classes keep polling until the
  * subscriber reconnects.
  */
 static void
@@ -644,7 +681,7 @@ static void
 redis_endpoint_config_ok(struct redis_endpoint_conn *c, unsigned on)
 {
 	struct redis_endpoint *ep = c->ep;
-	struct redis_endpoint_source *s;
+	struct redis_endpoint_client *cl;
 
 	c->checking = 0;
 	ep->ev_on = on;
@@ -653,9 +690,9 @@ redis_endpoint_config_ok(struct redis_endpoint_conn *c, unsigned on)
 	if (!ep->sub.push_ok)
 		return;
 	redis_endpoint_push_mode(ep, REDIS_ENDPOINT_PUSH_LIVE, NULL);
-	LIST_FOREACH(s, &ep->sources, entry) {
-		if (s->wake_fn != NULL && s->sub == REDIS_ENDPOINT_SUB_NONE)
-			redis_endpoint_sub_watch(ep, s);
+	LIST_FOREACH(cl, &ep->clients, entry) {
+		if (cl->wake_fn != NULL && cl->sub == REDIS_ENDPOINT_SUB_NONE)
+			redis_endpoint_sub_watch(ep, cl);
 	}
 	redis_endpoint_config_extend(ep);
 }
@@ -665,7 +702,7 @@ static void	 redis_endpoint_handshake_cb(redisAsyncContext *, void *,
 
 /*
  * CONFIG GET notify-keyspace-events answered.  Adds what the subscribed
- * sources need and the server lacks to its flags, rather than replacing
+ * clients need and the server lacks to its flags, rather than replacing
  * them.
  */
 static void
@@ -705,7 +742,7 @@ redis_endpoint_config_got(struct redis_endpoint_conn *c, const redisReply *r)
 }
 
 /*
- * A source subscribed after the subscriber's handshake and needs a class
+ * A client subscribed after the subscriber's handshake and needs a class
  * the server does not have on: ask on the main connection, since the
  * subscribed one accepts no CONFIG.
  */
@@ -888,7 +925,7 @@ redis_endpoint_nonempty(const char *s)
 	return (s != NULL && *s != '\0' ? s : NULL);
 }
 
-/* Finds or opens the endpoint for this source; the caller holds a ref. */
+/* Finds or opens the endpoint for this client; the caller holds a ref. */
 static struct redis_endpoint *
 redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
     const struct scaler_source *src)
@@ -937,7 +974,7 @@ redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
 	ep->connect_timeout = ct;
 	ep->command_timeout = mt;
 	ep->refs = 1;
-	LIST_INIT(&ep->sources);
+	LIST_INIT(&ep->clients);
 	redis_endpoint_conn_init(&ep->main, ep, REDIS_ENDPOINT_MAIN);
 	redis_endpoint_conn_init(&ep->sub, ep, REDIS_ENDPOINT_SUB);
 	LIST_INSERT_HEAD(&redis_endpoints, ep, entry);
@@ -968,66 +1005,68 @@ redis_endpoint_name(const struct redis_endpoint *ep)
 /* Keyspace subscriptions, one SUBSCRIBE per distinct channel. */
 
 static int
-redis_endpoint_channel_is(const struct redis_endpoint_source *s,
+redis_endpoint_channel_is(const struct redis_endpoint_client *cl,
     const char *name, size_t len)
 {
-	return (s->channel != NULL && strlen(s->channel) == len &&
-	    memcmp(s->channel, name, len) == 0);
+	return (cl->channel != NULL && strlen(cl->channel) == len &&
+	    memcmp(cl->channel, name, len) == 0);
 }
 
 static void	 redis_endpoint_sub_cb(redisAsyncContext *, void *, void *);
 
-/* Subscribes s, unless the server lacks one of its classes. */
+/* Subscribes cl, unless the server lacks one of its classes. */
 static void
 redis_endpoint_sub_watch(struct redis_endpoint *ep,
-    struct redis_endpoint_source *s)
+    struct redis_endpoint_client *cl)
 {
-	struct redis_endpoint_source *o;
+	struct redis_endpoint_client *o;
 
 	if (ep->sub.ac == NULL || !ep->sub.push_ok ||
-	    (redis_endpoint_ev_need(s) & ~ep->ev_on) != 0)
+	    (redis_endpoint_ev_need(cl) & ~ep->ev_on) != 0)
 		return;
-	LIST_FOREACH(o, &ep->sources, entry) {
-		if (o != s && o->sub != REDIS_ENDPOINT_SUB_NONE &&
-		    strcmp(o->channel, s->channel) == 0) {
-			s->sub = o->sub;
+	LIST_FOREACH(o, &ep->clients, entry) {
+		if (o != cl && o->sub != REDIS_ENDPOINT_SUB_NONE &&
+		    strcmp(o->channel, cl->channel) == 0) {
+			cl->sub = o->sub;
+			if (cl->sub == REDIS_ENDPOINT_SUB_LIVE)
+				redis_endpoint_link_kick(cl);
 			return;
 		}
 	}
 	if (redis_endpoint_conn_command(&ep->sub, redis_endpoint_sub_cb, NULL,
-	    "SUBSCRIBE %s", s->channel) == 0)
-		s->sub = REDIS_ENDPOINT_SUB_SENT;
+	    "SUBSCRIBE %s", cl->channel) == 0)
+		cl->sub = REDIS_ENDPOINT_SUB_SENT;
 }
 
 static void
 redis_endpoint_sub_unwatch(struct redis_endpoint *ep,
-    struct redis_endpoint_source *s)
+    struct redis_endpoint_client *cl)
 {
-	struct redis_endpoint_source *o;
+	struct redis_endpoint_client *o;
 
-	if (s->sub == REDIS_ENDPOINT_SUB_NONE || ep->sub.ac == NULL)
+	if (cl->sub == REDIS_ENDPOINT_SUB_NONE || ep->sub.ac == NULL)
 		return;
-	s->sub = REDIS_ENDPOINT_SUB_NONE;
-	LIST_FOREACH(o, &ep->sources, entry) {
-		if (o != s && o->sub != REDIS_ENDPOINT_SUB_NONE &&
-		    strcmp(o->channel, s->channel) == 0)
+	cl->sub = REDIS_ENDPOINT_SUB_NONE;
+	LIST_FOREACH(o, &ep->clients, entry) {
+		if (o != cl && o->sub != REDIS_ENDPOINT_SUB_NONE &&
+		    strcmp(o->channel, cl->channel) == 0)
 			return;
 	}
 	/* No reply callback: hiredis routes "unsubscribe" to the channel's. */
 	redisAsyncCommand(ep->sub.ac, NULL, NULL, "UNSUBSCRIBE %s",
-	    s->channel);
+	    cl->channel);
 }
 
 /*
  * Subscription replies and keyspace events.  Wake-ups are delivered from
- * each source's zero-delay timer: never from inside hiredis, and several
+ * each client's zero-delay timer: never from inside hiredis, and several
  * events in one loop iteration make one wake-up.
  */
 static void
 redis_endpoint_sub_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct redis_endpoint_conn *c = ac->data;
-	struct redis_endpoint_source *s;
+	struct redis_endpoint_client *cl;
 	redisReply	*reply = r;
 	const char	*kind, *chan;
 	size_t		 len;
@@ -1048,18 +1087,20 @@ redis_endpoint_sub_cb(redisAsyncContext *ac, void *r, void *privdata)
 	len = reply->element[1]->len;
 	if (strcasecmp(kind, "subscribe") == 0) {
 		redis_endpoint_conn_replied(c);
-		LIST_FOREACH(s, &c->ep->sources, entry) {
-			if (redis_endpoint_channel_is(s, chan, len) &&
-			    s->sub != REDIS_ENDPOINT_SUB_NONE)
-				s->sub = REDIS_ENDPOINT_SUB_LIVE;
+		LIST_FOREACH(cl, &c->ep->clients, entry) {
+			if (redis_endpoint_channel_is(cl, chan, len) &&
+			    cl->sub != REDIS_ENDPOINT_SUB_NONE) {
+				cl->sub = REDIS_ENDPOINT_SUB_LIVE;
+				redis_endpoint_link_kick(cl);
+			}
 		}
 	} else if (strcasecmp(kind, "message") == 0) {
-		LIST_FOREACH(s, &c->ep->sources, entry) {
-			if (s->wake_fn != NULL &&
-			    redis_endpoint_channel_is(s, chan, len) &&
-			    !ev_is_active(&s->wake_timer)) {
-				ev_timer_set(&s->wake_timer, 0., 0.);
-				ev_timer_start(s->loop, &s->wake_timer);
+		LIST_FOREACH(cl, &c->ep->clients, entry) {
+			if (cl->wake_fn != NULL &&
+			    redis_endpoint_channel_is(cl, chan, len) &&
+			    !ev_is_active(&cl->wake_timer)) {
+				ev_timer_set(&cl->wake_timer, 0., 0.);
+				ev_timer_start(cl->loop, &cl->wake_timer);
 			}
 		}
 	}
@@ -1067,19 +1108,38 @@ redis_endpoint_sub_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 /* Results. */
 
+static void
+redis_endpoint_verrmsg(char *buf, size_t len, const struct redis_endpoint *ep,
+    const char *fmt, va_list ap)
+{
+	int	 n;
+
+	n = snprintf(buf, len, "redis %s: ", ep->name);
+	if (n < 0 || (size_t)n >= len)
+		return;
+	vsnprintf(buf + n, len - (size_t)n, fmt, ap);
+}
+
+void
+redis_endpoint_errmsg(char *buf, size_t len, const struct redis_endpoint *ep,
+    const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	redis_endpoint_verrmsg(buf, len, ep, fmt, ap);
+	va_end(ap);
+}
+
 void
 redis_endpoint_result_error(struct scaler_result *res, int err,
     const struct redis_endpoint *ep, const char *fmt, ...)
 {
 	va_list	 ap;
-	int	 n;
 
 	res->error = err;
-	n = snprintf(res->errmsg, sizeof res->errmsg, "redis %s: ", ep->name);
-	if (n < 0 || (size_t)n >= sizeof res->errmsg)
-		return;
 	va_start(ap, fmt);
-	vsnprintf(res->errmsg + n, sizeof res->errmsg - (size_t)n, fmt, ap);
+	redis_endpoint_verrmsg(res->errmsg, sizeof res->errmsg, ep, fmt, ap);
 	va_end(ap);
 }
 
@@ -1091,17 +1151,7 @@ redis_endpoint_reply_err(const char *text)
 	    strncmp(text, "NOPERM", 6) == 0 ? -AS_EAUTH : -AS_EPROTO);
 }
 
-/* Sources and their polls. */
-
-static void
-redis_endpoint_wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct redis_endpoint_source *s = w->data;
-
-	(void)loop;
-	(void)revents;
-	s->wake_fn(&s->base, s->wake_arg);	/* may destroy s */
-}
+/* Clients. */
 
 int
 redis_endpoint_validate(const char *what, const struct scaler_source *src,
@@ -1133,52 +1183,528 @@ redis_endpoint_validate(const char *what, const struct scaler_source *src,
 	return (0);
 }
 
+static void
+redis_endpoint_wake_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct redis_endpoint_client *cl = w->data;
+
+	(void)loop;
+	(void)revents;
+	cl->wake_fn(cl, cl->wake_arg);	/* may finalize cl */
+}
+
+/* Something about the main connection or the subscription changed. */
+static void
+redis_endpoint_link_kick(struct redis_endpoint_client *cl)
+{
+	if (cl->link_fn != NULL && !ev_is_active(&cl->link_timer)) {
+		ev_timer_set(&cl->link_timer, 0., 0.);
+		ev_timer_start(cl->loop, &cl->link_timer);
+	}
+}
+
+/* The main connection came up (lost 0) or went down (lost 1). */
+static void
+redis_endpoint_links_kick(struct redis_endpoint *ep, int lost)
+{
+	struct redis_endpoint_client *cl;
+
+	if (lost)
+		ep->main_losses++;
+	LIST_FOREACH(cl, &ep->clients, entry)
+		redis_endpoint_link_kick(cl);
+}
+
+/*
+ * Tells one link event, the most urgent first: a loss not told yet (even
+ * when the connection is back by now, so that the owner hears of every
+ * outage), then the connection being up, then a confirmed subscription.
+ * The timer looks again on the next turn, since more may be due.
+ */
+static void
+redis_endpoint_link_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct redis_endpoint_client *cl = w->data;
+	struct redis_endpoint *ep = cl->ep;
+	const struct redis_endpoint_conn *c = &ep->main;
+	char		 msg[224];
+	int		 ev = 0;
+
+	(void)revents;
+	msg[0] = '\0';
+	if (cl->link_told != REDIS_ENDPOINT_LINK_DOWN &&
+	    cl->link_losses != ep->main_losses) {
+		ev = REDIS_ENDPOINT_LINK_DOWN;
+		redis_endpoint_errmsg(msg, sizeof msg, ep, "%s",
+		    c->cause[0] != '\0' ? c->cause : "connection lost");
+	} else if (cl->link_told != REDIS_ENDPOINT_LINK_UP && c->ready)
+		ev = REDIS_ENDPOINT_LINK_UP;
+	else if (cl->sub == REDIS_ENDPOINT_SUB_LIVE && !cl->push_told) {
+		cl->push_told = 1;
+		ev = REDIS_ENDPOINT_LINK_PUSH;
+	}
+	if (ev == 0)
+		return;
+	if (ev != REDIS_ENDPOINT_LINK_PUSH) {
+		cl->link_told = ev;
+		cl->link_losses = ep->main_losses;
+	}
+	ev_timer_set(w, 0., 0.);
+	ev_timer_start(loop, w);
+	cl->link_fn(cl, ev, msg, cl->link_arg);	/* may finalize cl */
+}
+
+/* Completes the failed requests, one per loop turn (fn may finalize cl). */
+static void
+redis_endpoint_fail_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct redis_endpoint_client *cl = w->data;
+	struct redis_endpoint_req *req;
+	redis_endpoint_reply_fn *fn;
+	void		*arg;
+	char		 errmsg[sizeof req->errmsg];
+	int		 err;
+
+	(void)revents;
+	if ((req = TAILQ_FIRST(&cl->failed)) == NULL)
+		return;
+	TAILQ_REMOVE(&cl->failed, req, entry);
+	if (!TAILQ_EMPTY(&cl->failed)) {
+		ev_timer_set(w, 0., 0.);
+		ev_timer_start(loop, w);
+	}
+	fn = req->fn;
+	arg = req->arg;
+	err = req->err;
+	as_strlcpy(errmsg, req->errmsg, sizeof errmsg);
+	free(req);
+	fn(err, NULL, errmsg, arg);
+}
+
+int
+redis_endpoint_client_init(struct redis_endpoint_client *cl,
+    struct ev_loop *loop, const struct scaler_source *src, char *err,
+    size_t errlen)
+{
+	struct redis_addr addr;
+	int		 rc;
+
+	memset(cl, 0, sizeof *cl);
+	if ((rc = redis_endpoint_parse_address(src->address, &addr, err,
+	    errlen)) != 0)
+		return (rc);
+	cl->loop = loop;
+	TAILQ_INIT(&cl->reqs);
+	TAILQ_INIT(&cl->failed);
+	ev_timer_init(&cl->wake_timer, redis_endpoint_wake_cb, 0., 0.);
+	ev_timer_init(&cl->link_timer, redis_endpoint_link_cb, 0., 0.);
+	ev_timer_init(&cl->fail_timer, redis_endpoint_fail_cb, 0., 0.);
+	cl->wake_timer.data = cl->link_timer.data = cl;
+	cl->fail_timer.data = cl;
+	cl->ep = redis_endpoint_get(loop, &addr, src);
+	LIST_INSERT_HEAD(&cl->ep->clients, cl, entry);
+	return (0);
+}
+
+/* A completion to run with -AS_ECANCELED once fini() has let go. */
+struct redis_endpoint_cancel {
+	redis_endpoint_reply_fn	*fn;
+	void			*arg;
+};
+
+void
+redis_endpoint_client_fini(struct redis_endpoint_client *cl)
+{
+	struct redis_endpoint *ep = cl->ep;
+	struct redis_endpoint_cancel *cancel = NULL;
+	struct redis_endpoint_req *req;
+	size_t		 n = 0, i = 0;
+	char		 msg[224];
+
+	if (ep == NULL)
+		return;
+	ev_timer_stop(cl->loop, &cl->wake_timer);
+	ev_timer_stop(cl->loop, &cl->link_timer);
+	ev_timer_stop(cl->loop, &cl->fail_timer);
+	cl->wake_fn = NULL;
+	cl->link_fn = NULL;
+	redis_endpoint_errmsg(msg, sizeof msg, ep, "canceled: the client "
+	    "went away");
+
+	/*
+	 * Requests with hiredis are orphaned (their callbacks free them),
+	 * failed ones are ours to free; the completions run once the endpoint
+	 * is let go, since dropping the last reference frees the contexts,
+	 * and with them the orphans.
+	 */
+	TAILQ_FOREACH(req, &cl->reqs, entry)
+		n++;
+	TAILQ_FOREACH(req, &cl->failed, entry)
+		n++;
+	if (n > 0)
+		cancel = xcalloc(n, sizeof *cancel);
+	while ((req = TAILQ_FIRST(&cl->reqs)) != NULL) {
+		TAILQ_REMOVE(&cl->reqs, req, entry);
+		req->cl = NULL;
+		cancel[i].fn = req->fn;
+		cancel[i++].arg = req->arg;
+	}
+	while ((req = TAILQ_FIRST(&cl->failed)) != NULL) {
+		TAILQ_REMOVE(&cl->failed, req, entry);
+		cancel[i].fn = req->fn;
+		cancel[i++].arg = req->arg;
+		free(req);
+	}
+
+	redis_endpoint_sub_unwatch(ep, cl);
+	LIST_REMOVE(cl, entry);
+	cl->ep = NULL;
+	redis_endpoint_put(ep);
+	free(cl->channel);
+	cl->channel = NULL;
+	for (i = 0; i < n; i++)
+		cancel[i].fn(-AS_ECANCELED, NULL, msg, cancel[i].arg);
+	free(cancel);
+}
+
+int
+redis_endpoint_client_subscribe(struct redis_endpoint_client *cl,
+    const char *key, unsigned classes, redis_endpoint_wake_fn *fn,
+    void *arg)
+{
+	struct redis_endpoint *ep = cl->ep;
+	int		 first = cl->wake_fn == NULL;
+
+	if (fn == NULL || ep == NULL)
+		return (-AS_EINVAL);
+	cl->wake_fn = fn;
+	cl->wake_arg = arg;
+	if (!first)
+		return (0);
+	cl->classes = classes;
+	free(cl->channel);
+	cl->channel = xasprintf("__keyspace@%d__:%s", ep->addr.db, key);
+	if (ep->sub.ac == NULL && !ev_is_active(&ep->sub.retry_timer))
+		redis_endpoint_conn_start(&ep->sub);
+	else if (ep->sub.push_ok && (redis_endpoint_ev_need(cl) &
+	    ~ep->ev_on) != 0)
+		redis_endpoint_config_extend(ep);
+	else
+		redis_endpoint_sub_watch(ep, cl);
+	return (0);
+}
+
+int
+redis_endpoint_client_pushing(const struct redis_endpoint_client *cl)
+{
+	return (cl->sub == REDIS_ENDPOINT_SUB_LIVE);
+}
+
+void
+redis_endpoint_client_link(struct redis_endpoint_client *cl,
+    redis_endpoint_link_fn *fn, void *arg)
+{
+	struct redis_endpoint *ep = cl->ep;
+	int		 first = cl->link_fn == NULL;
+
+	if (ep == NULL)
+		return;
+	cl->link_fn = fn;
+	cl->link_arg = arg;
+	if (fn == NULL) {
+		ev_timer_stop(cl->loop, &cl->link_timer);
+		return;
+	}
+	if (first) {
+		cl->link_told = 0;
+		cl->link_losses = ep->main_losses;
+		/* Already failing (not just connecting): say so at once. */
+		if (!ep->main.ready && ep->main.attempt > 0)
+			cl->link_losses--;
+	}
+	redis_endpoint_link_kick(cl);
+}
+
+/* Requests. */
+
+/* Fills req's error from the main connection's last failure. */
+static void
+redis_endpoint_req_lost(struct redis_endpoint_req *req)
+{
+	const struct redis_endpoint *ep;
+	const struct redis_endpoint_conn *c;
+
+	if (req->err != 0 || req->cl == NULL)
+		return;
+	ep = req->cl->ep;
+	c = &ep->main;
+	req->err = c->err != 0 ? c->err : -AS_ECONN;
+	redis_endpoint_errmsg(req->errmsg, sizeof req->errmsg, ep, "%s",
+	    c->cause[0] != '\0' ? c->cause : "connection closed");
+}
+
+/*
+ * Each reply of a request; the last one completes it.  Nothing touches
+ * the connection or the client after the completion, which may finalize
+ * the client and free the endpoint (hiredis defers that free until this
+ * callback returns).
+ */
+static void
+redis_endpoint_req_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct redis_endpoint_conn *c = ac->data;
+	struct redis_endpoint_req *req = privdata;
+	redis_endpoint_reply_fn *fn;
+	void		*arg;
+	char		 errmsg[sizeof req->errmsg];
+	int		 err;
+
+	if (r == NULL) {
+		/* data still set: hiredis is freeing on its own. */
+		if (c != NULL)
+			redis_endpoint_conn_lost(c, -AS_ECONN, ac->c.errstr,
+			    1);
+		redis_endpoint_req_lost(req);
+	} else if (c != NULL)
+		redis_endpoint_conn_replied(c);
+	if (--req->due > 0)
+		return;
+	if (req->cl == NULL) {
+		free(req);		/* orphaned: fini() completed it */
+		return;
+	}
+	TAILQ_REMOVE(&req->cl->reqs, req, entry);
+	fn = req->fn;
+	arg = req->arg;
+	err = req->err;
+	as_strlcpy(errmsg, req->errmsg, sizeof errmsg);
+	free(req);
+	if (err != 0)
+		fn(err, NULL, errmsg, arg);
+	else
+		fn(0, r, "", arg);
+}
+
+/*
+ * Queues n formatted commands back to back on the main connection, all
+ * answering to req.  When the connection is down, or a command did not
+ * format (cmds[i] NULL), req completes from the fail timer instead.
+ */
+static void
+redis_endpoint_req_send(struct redis_endpoint_client *cl,
+    struct redis_endpoint_req *req, char *const *cmds, const size_t *lens,
+    size_t n)
+{
+	struct redis_endpoint *ep = cl->ep;
+	struct redis_endpoint_conn *c = &ep->main;
+	size_t		 i;
+
+	req->cl = cl;
+	for (i = 0; i < n; i++) {
+		if (cmds[i] == NULL) {
+			req->err = -AS_EINVAL;
+			redis_endpoint_errmsg(req->errmsg, sizeof req->errmsg,
+			    ep, "a command does not format");
+			goto fail;
+		}
+	}
+	if (c->ac == NULL) {
+		req->err = c->err == -AS_EAUTH ? -AS_EAUTH : -AS_ECONN;
+		redis_endpoint_errmsg(req->errmsg, sizeof req->errmsg, ep,
+		    "not connected: %s", c->cause[0] != '\0' ? c->cause :
+		    "connection closed");
+		if (!ev_is_active(&c->retry_timer))
+			redis_endpoint_conn_fail(c, -AS_ECONN,
+			    "not connected");
+		goto fail;
+	}
+	for (i = 0; i < n; i++) {
+		if (redisAsyncFormattedCommand(c->ac, redis_endpoint_req_cb,
+		    req, cmds[i], lens[i]) != REDIS_OK)
+			break;
+		req->due++;
+		if (c->npending++ == 0 && c->connected)
+			ev_timer_again(ep->loop, &c->command_timer);
+	}
+	/*
+	 * hiredis refuses a well-formed command only once the context is
+	 * disconnecting or being freed, and that cannot change between two
+	 * calls: either every command of a transaction was queued or none.
+	 */
+	if (i == 0) {
+		req->err = -AS_ECONN;
+		redis_endpoint_errmsg(req->errmsg, sizeof req->errmsg, ep,
+		    "the connection refuses commands");
+		goto fail;
+	}
+	TAILQ_INSERT_TAIL(&cl->reqs, req, entry);
+	return;
+fail:
+	TAILQ_INSERT_TAIL(&cl->failed, req, entry);
+	if (!ev_is_active(&cl->fail_timer)) {
+		ev_timer_set(&cl->fail_timer, 0., 0.);
+		ev_timer_start(cl->loop, &cl->fail_timer);
+	}
+}
+
+static char *
+redis_endpoint_format(const char *fmt, va_list ap, size_t *lenp)
+{
+	char	*cmd = NULL;
+	int	 len;
+
+	if ((len = redisvFormatCommand(&cmd, fmt, ap)) < 0) {
+		*lenp = 0;
+		return (NULL);
+	}
+	*lenp = (size_t)len;
+	return (cmd);
+}
+
+int
+redis_endpoint_command(struct redis_endpoint_client *cl,
+    redis_endpoint_reply_fn *fn, void *arg, const char *fmt, ...)
+{
+	struct redis_endpoint_req *req;
+	va_list		 ap;
+	char		*cmd;
+	size_t		 len;
+
+	if (fn == NULL || cl->ep == NULL)
+		return (-AS_EINVAL);
+	req = xcalloc(1, sizeof *req);
+	req->fn = fn;
+	req->arg = arg;
+	va_start(ap, fmt);
+	cmd = redis_endpoint_format(fmt, ap, &len);
+	va_end(ap);
+	redis_endpoint_req_send(cl, req, &cmd, &len, 1);
+	redisFreeCommand(cmd);
+	return (0);
+}
+
+/* Appends a formatted command, or NULL for one that did not format. */
+static void
+redis_endpoint_tx_push(struct redis_endpoint_tx *tx, char *cmd, size_t len)
+{
+	tx->cmds = xrealloc(tx->cmds, (tx->n + 1) * sizeof *tx->cmds);
+	tx->lens = xrealloc(tx->lens, (tx->n + 1) * sizeof *tx->lens);
+	tx->cmds[tx->n] = cmd;
+	tx->lens[tx->n++] = len;
+}
+
+static void
+redis_endpoint_tx_word(struct redis_endpoint_tx *tx, const char *word)
+{
+	char	*cmd = NULL;
+	int	 len;
+
+	len = redisFormatCommand(&cmd, "%s", word);
+	redis_endpoint_tx_push(tx, len < 0 ? NULL : cmd, len < 0 ? 0 :
+	    (size_t)len);
+}
+
+struct redis_endpoint_tx *
+redis_endpoint_tx_new(void)
+{
+	struct redis_endpoint_tx *tx;
+
+	tx = xcalloc(1, sizeof *tx);
+	redis_endpoint_tx_word(tx, "MULTI");
+	return (tx);
+}
+
+int
+redis_endpoint_tx_add(struct redis_endpoint_tx *tx, const char *fmt, ...)
+{
+	va_list		 ap;
+	char		*cmd;
+	size_t		 len;
+
+	va_start(ap, fmt);
+	cmd = redis_endpoint_format(fmt, ap, &len);
+	va_end(ap);
+	redis_endpoint_tx_push(tx, cmd, len);
+	return (cmd == NULL ? -AS_EINVAL : 0);
+}
+
+void
+redis_endpoint_tx_free(struct redis_endpoint_tx *tx)
+{
+	size_t	 i;
+
+	if (tx == NULL)
+		return;
+	for (i = 0; i < tx->n; i++)
+		redisFreeCommand(tx->cmds[i]);
+	free(tx->cmds);
+	free(tx->lens);
+	free(tx);
+}
+
+int
+redis_endpoint_tx_send(struct redis_endpoint_client *cl,
+    struct redis_endpoint_tx *tx, redis_endpoint_reply_fn *fn, void *arg)
+{
+	struct redis_endpoint_req *req;
+
+	if (fn == NULL || cl->ep == NULL) {
+		redis_endpoint_tx_free(tx);
+		return (-AS_EINVAL);
+	}
+	req = xcalloc(1, sizeof *req);
+	req->fn = fn;
+	req->arg = arg;
+	redis_endpoint_tx_word(tx, "EXEC");
+	redis_endpoint_req_send(cl, req, tx->cmds, tx->lens, tx->n);
+	redis_endpoint_tx_free(tx);
+	return (0);
+}
+
+/* Sources and their polls. */
+
+static void
+redis_endpoint_source_woken(struct redis_endpoint_client *cl, void *arg)
+{
+	struct redis_endpoint_source *s = arg;
+
+	(void)cl;
+	s->wake_fn(&s->base, s->wake_arg);	/* may destroy s */
+}
+
 int
 redis_endpoint_source_init(struct redis_endpoint_source *s,
     const struct scaler_type *type, struct ev_loop *loop,
     const struct scaler_source *src, char *err, size_t errlen)
 {
-	struct redis_addr addr;
-	int		 rc;
+	int	 rc;
 
-	if ((rc = redis_endpoint_parse_address(src->address, &addr, err,
+	if ((rc = redis_endpoint_client_init(&s->cl, loop, src, err,
 	    errlen)) != 0)
 		return (rc);
 	s->base.type = type;
-	s->loop = loop;
 	scaler_later_init(&s->later, loop, &s->base);
-	ev_timer_init(&s->wake_timer, redis_endpoint_wake_cb, 0., 0.);
-	s->wake_timer.data = s;
-	s->ep = redis_endpoint_get(loop, &addr, src);
-	LIST_INSERT_HEAD(&s->ep->sources, s, entry);
 	return (0);
 }
 
 void
 redis_endpoint_source_fini(struct redis_endpoint_source *s)
 {
-	struct redis_endpoint *ep = s->ep;
 	struct scaler_result res;
 	scaler_done_fn	*fn;
 	void		*arg;
 
-	if (ep == NULL)
+	if (s->cl.ep == NULL)
 		return;
 	fn = scaler_later_cancel(&s->later, &arg);
-	ev_timer_stop(s->loop, &s->wake_timer);
 	if (s->poll != NULL) {
 		s->poll->src = NULL;
 		s->poll = NULL;
 	}
 	memset(&res, 0, sizeof res);
-	redis_endpoint_result_error(&res, -AS_ECANCELED, ep, "poll canceled: "
-	    "source destroyed");
-	redis_endpoint_sub_unwatch(ep, s);
-	LIST_REMOVE(s, entry);
-	redis_endpoint_put(ep);
-	s->ep = NULL;
-	free(s->channel);
-	s->channel = NULL;
+	redis_endpoint_result_error(&res, -AS_ECANCELED, s->cl.ep, "poll "
+	    "canceled: source destroyed");
+	redis_endpoint_client_fini(&s->cl);
 	if (fn != NULL)
 		fn(&s->base, &res, arg);
 }
@@ -1213,9 +1739,9 @@ redis_endpoint_poll_lost(struct redis_endpoint_poll *p)
 
 	if (p->src == NULL || p->res.error != 0)
 		return;
-	c = &p->src->ep->main;
+	c = &p->src->cl.ep->main;
 	redis_endpoint_result_error(&p->res, c->err != 0 ? c->err : -AS_ECONN,
-	    p->src->ep, "%s", c->cause[0] != '\0' ? c->cause :
+	    p->src->cl.ep, "%s", c->cause[0] != '\0' ? c->cause :
 	    "connection lost");
 }
 
@@ -1263,7 +1789,7 @@ redis_endpoint_poll_command(struct redis_endpoint_poll *p, int tag,
     const char *fmt, ...)
 {
 	struct redis_endpoint_source *s = p->src;
-	struct redis_endpoint_conn *c = &s->ep->main;
+	struct redis_endpoint_conn *c = &s->cl.ep->main;
 	struct redis_endpoint_cmd *cmd;
 	va_list		 ap;
 	int		 rc;
@@ -1282,7 +1808,7 @@ redis_endpoint_poll_command(struct redis_endpoint_poll *p, int tag,
 	free(cmd);
 	rc = c->err == -AS_EAUTH ? -AS_EAUTH : -AS_ECONN;
 	if (p->res.error == 0)
-		redis_endpoint_result_error(&p->res, rc, s->ep,
+		redis_endpoint_result_error(&p->res, rc, s->cl.ep,
 		    "not connected: %s", c->cause[0] != '\0' ? c->cause :
 		    "connection closed");
 	if (c->ac == NULL && !ev_is_active(&c->retry_timer))
@@ -1308,29 +1834,16 @@ int
 redis_endpoint_source_subscribe(struct redis_endpoint_source *s,
     const char *key, unsigned classes, scaler_wake_fn *fn, void *arg)
 {
-	struct redis_endpoint *ep = s->ep;
-	int		 first = s->wake_fn == NULL;
-
 	if (fn == NULL)
 		return (-AS_EINVAL);
 	s->wake_fn = fn;
 	s->wake_arg = arg;
-	if (!first)
-		return (0);
-	s->classes = classes;
-	s->channel = xasprintf("__keyspace@%d__:%s", ep->addr.db, key);
-	if (ep->sub.ac == NULL && !ev_is_active(&ep->sub.retry_timer))
-		redis_endpoint_conn_start(&ep->sub);
-	else if (ep->sub.push_ok && (redis_endpoint_ev_need(s) &
-	    ~ep->ev_on) != 0)
-		redis_endpoint_config_extend(ep);
-	else
-		redis_endpoint_sub_watch(ep, s);
-	return (0);
+	return (redis_endpoint_client_subscribe(&s->cl, key, classes,
+	    redis_endpoint_source_woken, s));
 }
 
 int
 redis_endpoint_source_pushing(const struct redis_endpoint_source *s)
 {
-	return (s->sub == REDIS_ENDPOINT_SUB_LIVE);
+	return (redis_endpoint_client_pushing(&s->cl));
 }

@@ -114,10 +114,10 @@ redis_list_take(struct redis_endpoint_poll *p, int tag,
 			p->res.in_flight = (double)reply->integer;
 	} else if (reply->type == REDIS_REPLY_ERROR)
 		redis_endpoint_result_error(&p->res,
-		    redis_endpoint_reply_err(reply->str), s->rs.ep,
+		    redis_endpoint_reply_err(reply->str), s->rs.cl.ep,
 		    "LLEN %.40s: %.100s", key, reply->str);
 	else
-		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->rs.ep,
+		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->rs.cl.ep,
 		    "LLEN %.40s: unexpected reply type %d", key, reply->type);
 }
 

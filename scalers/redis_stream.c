@@ -212,11 +212,11 @@ redis_stream_not_found(struct redis_endpoint_poll *p, int no_stream)
 	    (const struct redis_stream_scaler *)p->src;
 
 	if (no_stream)
-		redis_endpoint_result_error(&p->res, -AS_ENOTFOUND, s->rs.ep,
+		redis_endpoint_result_error(&p->res, -AS_ENOTFOUND, s->rs.cl.ep,
 		    "stream %.40s does not exist (XGROUP CREATE %.40s %.40s 0 "
 		    "MKSTREAM makes both)", s->stream, s->stream, s->group);
 	else
-		redis_endpoint_result_error(&p->res, -AS_ENOTFOUND, s->rs.ep,
+		redis_endpoint_result_error(&p->res, -AS_ENOTFOUND, s->rs.cl.ep,
 		    "stream %.40s has no consumer group %.40s", s->stream,
 		    s->group);
 }
@@ -237,12 +237,12 @@ redis_stream_take_groups(struct redis_stream_poll *sp, const redisReply *r)
 			redis_stream_not_found(p, 1);
 		else
 			redis_endpoint_result_error(&p->res,
-			    redis_endpoint_reply_err(r->str), s->rs.ep,
+			    redis_endpoint_reply_err(r->str), s->rs.cl.ep,
 			    "XINFO GROUPS %.40s: %.100s", s->stream, r->str);
 		return;
 	}
 	if (r->type != REDIS_REPLY_ARRAY) {
-		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->rs.ep,
+		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->rs.cl.ep,
 		    "XINFO GROUPS %.40s: unexpected reply type %d", s->stream,
 		    r->type);
 		return;
@@ -264,7 +264,7 @@ redis_stream_take_groups(struct redis_stream_poll *sp, const redisReply *r)
 	}
 	rc = redis_stream_next_id(g.last_id, next, sizeof next);
 	if (rc < 0) {
-		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->rs.ep,
+		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->rs.cl.ep,
 		    "XINFO GROUPS %.40s: no usable last-delivered-id for "
 		    "group %.40s", s->stream, s->group);
 		return;
@@ -324,10 +324,10 @@ redis_stream_take(struct redis_endpoint_poll *p, int tag,
 	}
 	if (r->type == REDIS_REPLY_ERROR)
 		redis_endpoint_result_error(&p->res,
-		    redis_endpoint_reply_err(r->str), s->rs.ep,
+		    redis_endpoint_reply_err(r->str), s->rs.cl.ep,
 		    "%s %.40s: %.100s", what, s->stream, r->str);
 	else
-		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->rs.ep,
+		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->rs.cl.ep,
 		    "%s %.40s: unexpected reply type %d", what, s->stream,
 		    r->type);
 }

@@ -109,6 +109,11 @@ static const struct field source_fields[] = {
 	    NULL, NULL, NULL, "redis-stream consumer group" },
 	{ "countInFlight", F_BOOL, PO(source.count_in_flight), 0, 0, 1, 0,
 	    NULL, NULL, NULL, "backlog = ready + in flight" },
+	{ "prefetch", F_INT, PO(source.prefetch), 0, 1, 10000, 32, NULL, NULL,
+	    NULL, "dispatch: most messages taken and not yet acked" },
+	{ "claimIdleSeconds", F_INT, PO(source.claim_idle_seconds), 0, 1,
+	    86400, 300, NULL, NULL, NULL,
+	    "dispatch, redis-stream: take others' pending entries idle this long" },
 	END_FIELDS
 };
 
@@ -135,6 +140,11 @@ static const struct field sandbox_fields[] = {
 	    NULL, NULL, NULL, "lifecycle.shutdownTime set on every claim" },
 	{ "spare", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, spare_fields,
 	    "warm-pool size bounds" },
+	{ "readyTimeoutSeconds", F_INT, PO(ready_timeout_seconds), 0, 1, 86400,
+	    180, NULL, NULL, NULL,
+	    "a claim not bound and Ready by then is dead-lettered and deleted" },
+	{ "maxTaskBytes", F_INT, PO(max_task_bytes), 0, 64, 67108864, 1048576,
+	    NULL, NULL, NULL, "larger task messages are dead-lettered" },
 	END_FIELDS
 };
 
@@ -217,7 +227,7 @@ static const struct field quota_spec_fields[] = {
 	    "sum of pod requests, e.g. {\"cpu\": \"64\"}" },
 	{ "cascade", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, cascade_fields,
 	    "limits on trees of sub-agents" },
-	{ "onExceeded", F_ENUM, QO(on_exceeded), 0, 0, 0, QUOTA_DEFER, NULL,
+	{ "onExceeded", F_ENUM, QO(on_exceeded), 0, 0, 0, QUOTA_ON_DEFER, NULL,
 	    exceeded_values, NULL, "defer | reject, for live limits" },
 	END_FIELDS
 };
@@ -584,6 +594,15 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		    "mode", path);
 		return (-AS_EINVAL);
 	}
+	if (p->mode == POOL_MODE_DISPATCH &&
+	    strcmp(p->source.type, "rabbitmq") == 0 &&
+	    strncmp(p->source.address, "amqp://", 7) != 0 &&
+	    strncmp(p->source.address, "amqps://", 8) != 0) {
+		snprintf(err, errlen, "%s.spec.source.address: dispatch mode "
+		    "consumes the queue, which needs amqp:// or amqps:// (the "
+		    "management API can only be read)", path);
+		return (-AS_EINVAL);
+	}
 	if (strcmp(p->source.type, "redis-stream") == 0 &&
 	    p->source.consumer_group == NULL) {
 		snprintf(err, errlen, "%s.spec.source.consumerGroup: required "
@@ -818,41 +837,100 @@ config_quota_for(const struct config *c, const char *ns)
 	return (NULL);
 }
 
-/* Kubernetes quantity suffixes (k8s.io/apimachinery resource/suffix.go). */
+/*
+ * Kubernetes quantity suffixes (k8s.io/apimachinery pkg/api/resource
+ * suffix.go): binary SI as powers of two, decimal SI as powers of ten.
+ */
 static const struct {
 	const char	*suffix;
-	double		 mult;
+	int		 pow2;
+	int		 pow10;
 } quantity_suffixes[] = {
-	{ "Ki", 1024.0 }, { "Mi", 1048576.0 }, { "Gi", 1073741824.0 },
-	{ "Ti", 1099511627776.0 }, { "Pi", 1125899906842624.0 },
-	{ "Ei", 1152921504606846976.0 },
-	{ "n", 1e-9 }, { "u", 1e-6 }, { "m", 1e-3 }, { "", 1 },
-	{ "k", 1e3 }, { "M", 1e6 }, { "G", 1e9 }, { "T", 1e12 },
-	{ "P", 1e15 }, { "E", 1e18 },
+	{ "Ki", 10, 0 }, { "Mi", 20, 0 }, { "Gi", 30, 0 }, { "Ti", 40, 0 },
+	{ "Pi", 50, 0 }, { "Ei", 60, 0 },
+	{ "n", 0, -9 }, { "u", 0, -6 }, { "m", 0, -3 }, { "", 0, 0 },
+	{ "k", 0, 3 }, { "M", 0, 6 }, { "G", 0, 9 }, { "T", 0, 12 },
+	{ "P", 0, 15 }, { "E", 0, 18 },
 };
 
+static int
+quantity_digit(char c)
+{
+	return (c >= '0' && c <= '9');
+}
+
+/*
+ * The grammar of k8s.io/apimachinery pkg/api/resource quantity.go:
+ *
+ *   quantity ::= [sign] number suffix
+ *   number   ::= digits | digits "." | digits "." digits | "." digits
+ *   suffix   ::= "" | binarySI | decimalSI | ("e" | "E") [sign] digits
+ *
+ * checked by hand so that strtod() never sees what Kubernetes refuses
+ * (hex, "inf", "nan", spaces, an exponent followed by a suffix).  The
+ * exponent must fit an int64 as ParseQuantity's strconv.ParseInt demands.
+ * Unlike Kubernetes, which rounds below 1n up to 1n, the value is the
+ * nearest double.  Negative values are refused: nothing we limit or
+ * request can be below zero.
+ */
 int
 config_parse_quantity(const char *s, double *out)
 {
-	const char	*p = s;
+	const char	*p, *suffix, *exp;
 	char		*end;
-	double		 v;
-	size_t		 i;
+	size_t		 ndigits = 0, nexp = 0, i;
+	double		 v, scale;
+	int		 neg;
 
+	if (s == NULL)
+		return (-AS_EINVAL);
+	p = s;
 	if (*p == '+' || *p == '-')
 		p++;
-	if (!isdigit((unsigned char)*p) && *p != '.')
+	for (; quantity_digit(*p); p++)
+		ndigits++;
+	if (*p == '.')
+		for (p++; quantity_digit(*p); p++)
+			ndigits++;
+	if (ndigits == 0)
 		return (-AS_EINVAL);
-	v = strtod(s, &end);
-	if (end == s || !isfinite(v))
-		return (-AS_EINVAL);
-	for (i = 0; i < AS_ARRAY_SIZE(quantity_suffixes); i++) {
-		if (strcmp(end, quantity_suffixes[i].suffix) == 0) {
-			*out = v * quantity_suffixes[i].mult;
-			return (isfinite(*out) ? 0 : -AS_EINVAL);
-		}
+	suffix = p;
+	if ((*p == 'e' || *p == 'E') && p[1] != '\0' &&
+	    !(p[0] == 'E' && p[1] == 'i')) {
+		/* A decimal exponent: a signed integer, then nothing. */
+		p++;
+		neg = *p == '-';
+		if (*p == '+' || *p == '-')
+			p++;
+		for (; *p == '0'; p++)
+			;
+		for (exp = p; quantity_digit(*p); p++)
+			nexp++;
+		if (*p != '\0' || !quantity_digit(p[-1]) || nexp > 19 ||
+		    (nexp == 19 && strcmp(exp, neg ? "9223372036854775808" :
+		    "9223372036854775807") > 0))
+			return (-AS_EINVAL);
+		v = strtod(s, &end);
+		if (end != p)
+			return (-AS_EINVAL);
+	} else {
+		for (i = 0; i < AS_ARRAY_SIZE(quantity_suffixes); i++)
+			if (strcmp(suffix, quantity_suffixes[i].suffix) == 0)
+				break;
+		if (i == AS_ARRAY_SIZE(quantity_suffixes))
+			return (-AS_EINVAL);
+		v = strtod(s, &end);
+		if (end != suffix)
+			return (-AS_EINVAL);
+		/* Powers of two and of ten up to 1e22 are exact doubles. */
+		v = ldexp(v, quantity_suffixes[i].pow2);
+		scale = pow(10, abs(quantity_suffixes[i].pow10));
+		v = quantity_suffixes[i].pow10 < 0 ? v / scale : v * scale;
 	}
-	return (-AS_EINVAL);
+	if (!isfinite(v) || v < 0)
+		return (-AS_EINVAL);
+	*out = v + 0.0;		/* "-0" is zero, not minus zero */
+	return (0);
 }
 
 static void
@@ -889,4 +967,39 @@ config_print_reference(void)
 	config_print_table(pool_top_fields, "");
 	printf("\nAgentQuota (quotas[]):\n");
 	config_print_table(quota_top_fields, "");
+}
+
+void
+config_pool_source(const struct pool_config *c, struct scaler_source *src)
+{
+	memset(src, 0, sizeof *src);
+	src->type = c->source.type;
+	src->address = c->source.address;
+	src->queue = c->source.queue;
+	src->processing = c->mode == POOL_MODE_DISPATCH ||
+	    c->source.count_in_flight ? c->source.processing_list : NULL;
+	src->consumer_group = c->source.consumer_group;
+	src->password_file = c->source.password_file;
+	src->password_env = c->source.password_env;
+	src->count_in_flight = c->source.count_in_flight;
+	src->username = c->source.username;
+	src->ca_file = c->source.tls_ca_file;
+	src->insecure_skip_verify = c->source.tls_insecure;
+}
+
+int
+config_same_source(const struct pool_config *a, const struct pool_config *b)
+{
+#define SAME(f) ((a->f == NULL && b->f == NULL) || \
+	(a->f != NULL && b->f != NULL && strcmp(a->f, b->f) == 0))
+	return (SAME(source.type) && SAME(source.address) &&
+	    SAME(source.queue) && SAME(source.processing_list) &&
+	    SAME(source.consumer_group) && SAME(source.password_file) &&
+	    SAME(source.password_env) && SAME(source.username) &&
+	    SAME(source.tls_ca_file) &&
+	    a->source.tls_insecure == b->source.tls_insecure &&
+	    a->source.count_in_flight == b->source.count_in_flight &&
+	    a->source.prefetch == b->source.prefetch &&
+	    a->source.claim_idle_seconds == b->source.claim_idle_seconds);
+#undef SAME
 }

@@ -32,9 +32,11 @@
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
 #include "agentscaler/daemon.h"
+#include "agentscaler/dispatch.h"
 #include "agentscaler/http.h"
 #include "agentscaler/k8s.h"
 #include "agentscaler/log.h"
+#include "agentscaler/quota.h"
 #include "agentscaler/scaler.h"
 
 struct daemon;
@@ -83,6 +85,7 @@ struct daemon {
 	struct pool		**pools;
 	size_t			 npools;
 	struct k8s_client	*k8s;
+	struct dispatcher	*dispatch;
 	struct http_server	*http;
 	ev_signal		 sigterm, sigint, sighup;
 	uint64_t		 reloads_ok, reloads_failed;
@@ -261,6 +264,72 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 	}
 }
 
+/* What a pool would ask for from its latest reading, within min/max. */
+static long
+pool_need(const struct pool *q, double backlog)
+{
+	long	 need;
+
+	need = (long)ceil(backlog / (double)q->cfg->scaling.tasks_per_replica);
+	if (need > q->cfg->scaling.max_replicas)
+		need = q->cfg->scaling.max_replicas;
+	if (need < q->cfg->scaling.min_replicas)
+		need = q->cfg->scaling.min_replicas;
+	return (need);
+}
+
+/*
+ * The most replicas this pool may run under its namespace's AgentQuota,
+ * or -1 without a limit.  The namespace's budget for scale pools (what
+ * maxSandboxes leaves after dispatch tasks and warm spares) is shared by
+ * quota_share(): equal shares, water-filled over what each pool needs, so
+ * pools that compete converge to fair shares.  The cap also never exceeds
+ * what is free right now (replicas written or being written count), so a
+ * pool grows into its share only as another shrinks out of it: the sum
+ * never overshoots.
+ */
+static long
+pool_quota_cap(struct pool *p, double backlog)
+{
+	struct daemon	*d = p->d;
+	long		*need, *fair, used = 0, head, budget, cap, c;
+	size_t		 i, n = 0, self = 0;
+
+	for (i = 0; i < d->npools; i++) {
+		const struct pool *q = d->pools[i];
+
+		if (strcmp(q->cfg->ns, p->cfg->ns) == 0)
+			used += q->as.desired > q->spec_replicas ?
+			    q->as.desired : q->spec_replicas;
+	}
+	head = dispatcher_headroom(d->dispatch, d->config, p->cfg->ns, used);
+	if (head < 0)
+		return (-1);
+	budget = head + used;
+	need = xcalloc(d->npools, sizeof *need);
+	fair = xcalloc(d->npools, sizeof *fair);
+	for (i = 0; i < d->npools; i++) {
+		const struct pool *q = d->pools[i];
+
+		if (strcmp(q->cfg->ns, p->cfg->ns) != 0)
+			continue;
+		if (q == p)
+			self = n;
+		need[n++] = q == p ? pool_need(q, backlog) : q->source_read ?
+		    pool_need(q, q->ready + (q->cfg->source.count_in_flight ?
+		    q->in_flight : 0)) : 0;
+	}
+	quota_share(budget, need, fair, n);
+	c = p->as.desired > p->spec_replicas ? p->as.desired :
+	    p->spec_replicas;
+	cap = fair[self];
+	if (cap > c + head)
+		cap = c + head;
+	free(need);
+	free(fair);
+	return (cap > 0 ? cap : 0);
+}
+
 static void
 pool_evaluate(struct pool *p)
 {
@@ -284,7 +353,7 @@ pool_evaluate(struct pool *p)
 	in.backlog = p->ready + (c->source.count_in_flight ? p->in_flight : 0);
 	in.in_flight = c->source.count_in_flight ? p->in_flight : 0;
 	in.current = p->spec_replicas;
-	in.quota_cap = -1;
+	in.quota_cap = pool_quota_cap(p, in.backlog);
 	in.now = now;
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
@@ -292,24 +361,6 @@ pool_evaluate(struct pool *p)
 		return;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
 	    c->target_name, d.desired, pool_patch_done, p);
-}
-
-static void
-pool_source_of(const struct pool_config *c, struct scaler_source *src)
-{
-	memset(src, 0, sizeof *src);
-	src->type = c->source.type;
-	src->address = c->source.address;
-	src->queue = c->source.queue;
-	src->processing = c->source.count_in_flight ?
-	    c->source.processing_list : NULL;
-	src->consumer_group = c->source.consumer_group;
-	src->password_file = c->source.password_file;
-	src->password_env = c->source.password_env;
-	src->count_in_flight = c->source.count_in_flight;
-	src->username = c->source.username;
-	src->ca_file = c->source.tls_ca_file;
-	src->insecure_skip_verify = c->source.tls_insecure;
 }
 
 static struct pool *
@@ -327,7 +378,7 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	p->source_ok = 0;
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
 	st = scaler_type_find(c->source.type);	/* checked by config */
-	pool_source_of(c, &src);
+	config_pool_source(c, &src);
 	p->scaler = st != NULL ? st->create(d->loop, &src, err, sizeof err) :
 	    NULL;
 	if (p->scaler == NULL) {
@@ -364,21 +415,6 @@ pool_free(struct pool *p)
 	free(p);
 }
 
-static int
-pool_same_source(const struct pool_config *a, const struct pool_config *b)
-{
-#define SAME(f) ((a->f == NULL && b->f == NULL) || \
-	(a->f != NULL && b->f != NULL && strcmp(a->f, b->f) == 0))
-	return (SAME(source.type) && SAME(source.address) &&
-	    SAME(source.queue) && SAME(source.processing_list) &&
-	    SAME(source.consumer_group) && SAME(source.password_file) &&
-	    SAME(source.password_env) && SAME(source.username) &&
-	    SAME(source.tls_ca_file) &&
-	    a->source.tls_insecure == b->source.tls_insecure &&
-	    a->source.count_in_flight == b->source.count_in_flight);
-#undef SAME
-}
-
 /*
  * Swaps in a new config: a pool whose identity and source are unchanged
  * keeps its connection, its readings and its autoscale state; the others are
@@ -388,19 +424,22 @@ static void
 daemon_apply(struct daemon *d, struct config *nc)
 {
 	struct pool	**np, *p;
-	size_t		 i, j;
+	size_t		 i, j, n;
 
 	np = xcalloc(nc->npools, sizeof *np);
-	for (i = 0; i < nc->npools; i++) {
+	for (i = 0, n = 0; i < nc->npools; i++) {
 		const struct pool_config *c = &nc->pools[i];
+
+		if (c->mode != POOL_MODE_SCALE)
+			continue;	/* the dispatcher's */
 
 		for (j = 0; j < d->npools; j++) {
 			p = d->pools[j];
 			if (p == NULL || strcmp(p->cfg->ns, c->ns) != 0 ||
 			    strcmp(p->cfg->name, c->name) != 0)
 				continue;
-			if (pool_same_source(p->cfg, c)) {
-				np[i] = p;
+			if (config_same_source(p->cfg, c)) {
+				np[n] = p;
 				d->pools[j] = NULL;
 				if (strcmp(p->cfg->target_kind,
 				    c->target_kind) != 0 ||
@@ -416,18 +455,18 @@ daemon_apply(struct daemon *d, struct config *nc)
 			}
 			break;
 		}
-		if (np[i] == NULL)
-			np[i] = pool_new(d, c);
+		if (np[n] == NULL)
+			np[n] = pool_new(d, c);
+		n++;
 	}
 	for (j = 0; j < d->npools; j++)
 		pool_free(d->pools[j]);
 	free(d->pools);
-	config_free(d->config);
 	d->pools = np;
-	d->npools = nc->npools;
+	d->npools = n;
+	dispatcher_apply(d->dispatch, nc);
+	config_free(d->config);
 	d->config = nc;
-	for (i = 0; i < d->npools; i++)
-		d->pools[i]->cfg = &nc->pools[i];
 	log_info("daemon", "config loaded: %zu pools, %zu quotas", nc->npools,
 	    nc->nquotas);
 }
@@ -594,6 +633,7 @@ daemon_metrics(void *arg, struct http_reply *r)
 	    "API requests by verb and HTTP code (0: no response).\n"
 	    "# TYPE agentscaler_kube_requests_total counter\n");
 	k8s_client_foreach_stat(d->k8s, metrics_kube_stat, &b);
+	dispatcher_metrics(d->dispatch, &b);
 	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	r->body = b.p;
 	r->len = b.len;
@@ -624,6 +664,7 @@ daemon_readyz(void *arg, struct http_reply *r)
 			as_buf_printf(&b, "%s: target not read yet%s%s\n",
 			    p->id, p->k8s_err[0] ? ": " : "", p->k8s_err);
 	}
+	dispatcher_readyz(d->dispatch, &b);
 	if (b.len > 0) {
 		r->status = 503;
 		r->body = b.p;
@@ -632,6 +673,29 @@ daemon_readyz(void *arg, struct http_reply *r)
 		free(b.p);
 		r->body = xstrdup("ok\n");
 	}
+}
+
+/* /explain?task=ID: why a task waits, runs or was rejected. */
+static void
+daemon_explain(void *arg, struct http_reply *r)
+{
+	struct daemon	*d = arg;
+	const char	*id = http_query(r, "task");
+	cJSON		*o;
+
+	r->content_type = "application/json";
+	if (id == NULL || *id == '\0') {
+		r->status = 400;
+		r->body = xstrdup("{\"error\":\"give ?task=<task id>\"}\n");
+		return;
+	}
+	o = cJSON_CreateObject();
+	if (!dispatcher_explain(d->dispatch, id, o))
+		r->status = 404;
+	r->body = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (r->body == NULL)
+		r->body = xstrdup("{}");
 }
 
 /* /status: the pools as JSON, for the CLI and people. */
@@ -664,6 +728,7 @@ daemon_status(void *arg, struct http_reply *r)
 		cJSON_AddStringToObject(o, "kubeError", p->k8s_err);
 		cJSON_AddItemToArray(arr, o);
 	}
+	dispatcher_status(d->dispatch, root);
 	r->content_type = "application/json";
 	r->body = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
@@ -675,12 +740,14 @@ int
 daemon_run(const struct daemon_options *opts)
 {
 	struct daemon	 d;
+	struct dispatch_options dopts;
 	struct config	*c = NULL;
 	char		 err[512];
 	size_t		 i;
 	int		 rc = DAEMON_EXIT_FAIL;
 
 	memset(&d, 0, sizeof d);
+	memset(&dopts, 0, sizeof dopts);
 	d.opts = opts;
 	d.started = as_mono_now();
 	if (config_load(opts->config_path, opts->secrets_dir, &c, err,
@@ -695,6 +762,8 @@ daemon_run(const struct daemon_options *opts)
 		rc = DAEMON_EXIT_CONFIG;
 		goto out;
 	}
+	dopts.instance = opts->instance;
+	d.dispatch = dispatcher_new(d.loop, d.k8s, &dopts);
 	if ((d.http = http_server_new(d.loop, opts->metrics_addr, err,
 	    sizeof err)) == NULL) {
 		log_error("daemon", "metrics endpoint: %s", err);
@@ -704,6 +773,7 @@ daemon_run(const struct daemon_options *opts)
 	http_server_route(d.http, "/healthz", daemon_healthz, &d);
 	http_server_route(d.http, "/readyz", daemon_readyz, &d);
 	http_server_route(d.http, "/status", daemon_status, &d);
+	http_server_route(d.http, "/explain", daemon_explain, &d);
 	log_info("daemon", "agentscaler %s serving /metrics /healthz /readyz "
 	    "/status on %s (port %d)", AS_VERSION, opts->metrics_addr,
 	    http_server_port(d.http));
@@ -725,6 +795,7 @@ out:
 	for (i = 0; i < d.npools; i++)
 		pool_free(d.pools[i]);
 	free(d.pools);
+	dispatcher_free(d.dispatch);
 	config_free(d.config);
 	config_free(c);
 	http_server_free(d.http);

@@ -98,6 +98,7 @@ http_answer(void *cls, struct MHD_Connection *conn, const char *url,
 		return (MHD_YES);
 	}
 	memset(&r, 0, sizeof r);
+	r.request = conn;
 	r.status = 200;
 	r.content_type = "text/plain; charset=utf-8";
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
@@ -216,6 +217,15 @@ http_server_new(struct ev_loop *loop, const char *addr, char *err,
 	info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	s->port = info != NULL ? info->port : 0;
 	return (s);
+}
+
+const char *
+http_query(const struct http_reply *r, const char *key)
+{
+	if (r->request == NULL)
+		return (NULL);
+	return (MHD_lookup_connection_value(r->request, MHD_GET_ARGUMENT_KIND,
+	    key));
 }
 
 int

@@ -30,6 +30,17 @@
  * has no curl_multi_get_handles, so every pending request is also on
  * c->reqs; free and cancel walk that list.
  *
+ * Streams.  httpc_stream() is a request with no total timeout and no
+ * retries whose 2xx body is split into lines.  curl's write callback only
+ * appends to the request's buffer (checking the line bound, restarting the
+ * idle timer, which is the request's own ev_timer, free while RUNNING) and
+ * puts the request on c->ready; after curl_multi_socket_action has
+ * returned, httpc_deliver hands the complete lines over, before any
+ * completion of the same turn.  So a line callback never runs inside curl
+ * and may cancel its request: the completion runs inside the cancel, and
+ * the request itself is freed once the delivery loop lets go of it
+ * (r->delivering).
+ *
  * Reentrancy.  Completions run from our watchers, and may start requests,
  * cancel others or free the client.  Every watcher callback brackets its
  * work with c->depth; httpc_free inside a completion cancels all requests
@@ -56,6 +67,7 @@
 #define HTTPC_TIMEOUT_MAX	3600.0	/* keeps milliseconds in a long */
 #define HTTPC_TOKEN_SLACK	1e-9
 #define HTTPC_MSG_RAW		200	/* body bytes in a default message */
+#define HTTPC_LINE_MAX		(16 * 1024 * 1024)
 
 #define HTTPC_CONTAINER(p, type, member)				\
 	((type *)(void *)((char *)(p) - offsetof(type, member)))
@@ -106,11 +118,27 @@ struct httpc_req {
 
 	char			*resp;		/* the last attempt's body */
 	size_t			 resp_len;
+	size_t			 resp_cap;
 	int			 resp_too_big;
 
 	int			 err;
 	long			 code;
 	char			 msg[512];
+
+	/* Streams only. */
+	int			 stream;
+	httpc_line_fn		*line;
+	double			 idle_timeout;
+	size_t			 max_line;
+	long			 stream_code;	/* the status, once known */
+	char			*sbuf;		/* lines not yet delivered */
+	size_t			 slen;
+	size_t			 scap;
+	size_t			 sline;		/* bytes since the last \n */
+	int			 line_too_long;
+	int			 on_ready;
+	TAILQ_ENTRY(httpc_req)	 ready;		/* on c->ready */
+	int			 delivering;	/* httpc_deliver holds it */
 };
 
 struct httpc {
@@ -147,6 +175,7 @@ struct httpc {
 
 	TAILQ_HEAD(, httpc_req)	 reqs;
 	TAILQ_HEAD(, httpc_req)	 waitq;
+	TAILQ_HEAD(, httpc_req)	 ready;		/* streams with lines */
 	LIST_HEAD(, httpc_sock)	 socks;
 
 	struct httpc_stat	*stats;
@@ -162,6 +191,7 @@ static void	 httpc_io_cb(struct ev_loop *, struct ev_io *, int);
 static void	 httpc_curl_timer_cb(struct ev_loop *, struct ev_timer *, int);
 static void	 httpc_rl_timer_cb(struct ev_loop *, struct ev_timer *, int);
 static void	 httpc_check_done(struct httpc *);
+static void	 httpc_deliver(struct httpc *);
 static void	 httpc_leave(struct httpc *);
 static void	 httpc_destroy(struct httpc *);
 static void	 httpc_pump(struct httpc *);
@@ -170,6 +200,12 @@ static void	 httpc_default_message(long, const char *, size_t, char *,
 		    size_t);
 static void	 httpc_secret_free(char *);
 static size_t	 req_write_cb(char *, size_t, size_t, void *);
+static size_t	 req_stream_write(struct httpc_req *, const char *, size_t);
+static void	 req_deliver(struct httpc_req *);
+static void	 req_idle(struct httpc_req *);
+static struct httpc_req *req_new(struct httpc *, const char *, const char *,
+		    const char *, const char *, httpc_done_fn *, void *);
+static void	 req_free(struct httpc_req *);
 static void	 req_enqueue(struct httpc_req *);
 static void	 req_start(struct httpc_req *);
 static int	 req_setup(struct httpc_req *);
@@ -218,6 +254,7 @@ httpc_new(struct ev_loop *loop, const struct httpc_options *o, char *err,
 	c->loop = loop;
 	TAILQ_INIT(&c->reqs);
 	TAILQ_INIT(&c->waitq);
+	TAILQ_INIT(&c->ready);
 	LIST_INIT(&c->socks);
 	ev_timer_init(&c->curl_timer, httpc_curl_timer_cb, 0., 0.);
 	ev_timer_init(&c->rl_timer, httpc_rl_timer_cb, 0., 0.);
@@ -361,6 +398,12 @@ const char *
 httpc_base_url(const struct httpc *c)
 {
 	return (c->base_url);
+}
+
+struct ev_loop *
+httpc_loop(const struct httpc *c)
+{
+	return (c->loop);
 }
 
 void
@@ -550,6 +593,7 @@ httpc_io_cb(struct ev_loop *loop, struct ev_io *w, int revents)
 	c->depth++;
 	/* May free sk (CURL_POLL_REMOVE): use only fd from here on. */
 	curl_multi_socket_action(c->multi, fd, mask, &running);
+	httpc_deliver(c);
 	httpc_check_done(c);
 	httpc_leave(c);
 }
@@ -564,6 +608,7 @@ httpc_curl_timer_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
 	(void)revents;
 	c->depth++;
 	curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	httpc_deliver(c);
 	httpc_check_done(c);
 	httpc_leave(c);
 }
@@ -590,6 +635,22 @@ httpc_check_done(struct httpc *c)
 		if ((r = (struct httpc_req *)(void *)priv) == NULL)
 			continue;
 		req_attempt_done(r, res);
+	}
+}
+
+/*
+ * Hands the complete lines of every stream that received some to their
+ * line callbacks, outside curl; stops early when a callback frees c.
+ */
+static void
+httpc_deliver(struct httpc *c)
+{
+	struct httpc_req *r;
+
+	while (!c->closing && (r = TAILQ_FIRST(&c->ready)) != NULL) {
+		TAILQ_REMOVE(&c->ready, r, ready);
+		r->on_ready = 0;
+		req_deliver(r);
 	}
 }
 
@@ -639,6 +700,42 @@ httpc_request(struct httpc *c, const char *method, const char *path,
     void *arg)
 {
 	struct httpc_req *r;
+
+	if ((r = req_new(c, method, path, content_type, body, done,
+	    arg)) == NULL)
+		return (NULL);
+	/* Starting is safe here: no completion can run before we return. */
+	req_enqueue(r);
+	return (r);
+}
+
+struct httpc_req *
+httpc_stream(struct httpc *c, const char *path,
+    const struct httpc_stream_options *o, httpc_line_fn *line,
+    httpc_done_fn *done, void *arg)
+{
+	struct httpc_req *r;
+
+	if (line == NULL || (o != NULL && o->idle_timeout < 0))
+		return (NULL);
+	if ((r = req_new(c, "GET", path, NULL, NULL, done, arg)) == NULL)
+		return (NULL);
+	r->stream = 1;
+	r->line = line;
+	r->idle_timeout = o != NULL ? o->idle_timeout : 0;
+	r->max_line = o != NULL && o->max_line > 0 ? o->max_line :
+	    HTTPC_LINE_MAX;
+	req_enqueue(r);
+	return (r);
+}
+
+/* Checks the arguments and makes a request that is on c->reqs, or NULL. */
+static struct httpc_req *
+req_new(struct httpc *c, const char *method, const char *path,
+    const char *content_type, const char *body, httpc_done_fn *done,
+    void *arg)
+{
+	struct httpc_req *r;
 	const char	*p;
 
 	if (c == NULL || c->closing || method == NULL || path == NULL ||
@@ -671,8 +768,6 @@ httpc_request(struct httpc *c, const char *method, const char *path,
 	r->arg = arg;
 	ev_timer_init(&r->timer, req_timer_cb, 0., 0.);
 	TAILQ_INSERT_TAIL(&c->reqs, r, entry);
-	/* Starting is safe here: no completion can run before we return. */
-	req_enqueue(r);
 	return (r);
 }
 
@@ -703,15 +798,104 @@ req_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 	struct httpc_req *r = arg;
 	size_t		 n = size * nmemb;
 
+	if (r->stream) {
+		/* Any byte, even of an error body, shows the peer is alive. */
+		if (r->idle_timeout > 0)
+			ev_timer_again(r->client->loop, &r->timer);
+		if (r->stream_code == 0)
+			curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE,
+			    &r->stream_code);
+		if (r->stream_code >= 200 && r->stream_code < 300)
+			return (req_stream_write(r, ptr, n));
+	}
 	if (n > r->client->max_body - r->resp_len) {
 		r->resp_too_big = 1;
 		return (0);	/* CURLE_WRITE_ERROR ends the transfer */
 	}
-	r->resp = xrealloc(r->resp, r->resp_len + n + 1);
+	/* Doubling: a LIST of many MiB comes in 16 KiB pieces. */
+	if (r->resp_len + n + 1 > r->resp_cap) {
+		r->resp_cap = r->resp_cap * 2 > r->resp_len + n + 1 ?
+		    r->resp_cap * 2 : r->resp_len + n + 1;
+		r->resp = xrealloc(r->resp, r->resp_cap);
+	}
 	memcpy(r->resp + r->resp_len, ptr, n);
 	r->resp_len += n;
 	r->resp[r->resp_len] = '\0';
 	return (n);
+}
+
+/*
+ * Inside curl: appends a 2xx stream's bytes for httpc_deliver, checking
+ * that no line grows beyond max_line.  Such a line ends the transfer (a
+ * write error), and only the lines before it are kept.
+ */
+static size_t
+req_stream_write(struct httpc_req *r, const char *ptr, size_t n)
+{
+	const char	*p = ptr, *end = ptr + n, *nl;
+	size_t		 keep = n, need;
+
+	while ((nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		r->sline += (size_t)(nl - p);
+		if (r->sline > r->max_line)
+			break;
+		r->sline = 0;
+		p = nl + 1;
+	}
+	if (nl == NULL)
+		r->sline += (size_t)(end - p);
+	if (r->sline > r->max_line) {
+		r->line_too_long = 1;
+		keep = (size_t)(p - ptr);
+	}
+	if (keep > 0) {
+		need = r->slen + keep + 1;
+		if (need > r->scap) {
+			r->scap = r->scap * 2 > need ? r->scap * 2 : need;
+			r->sbuf = xrealloc(r->sbuf, r->scap);
+		}
+		memcpy(r->sbuf + r->slen, ptr, keep);
+		r->slen += keep;
+		if (p != ptr && !r->on_ready) {
+			TAILQ_INSERT_TAIL(&r->client->ready, r, ready);
+			r->on_ready = 1;
+		}
+	}
+	return (r->line_too_long ? 0 : n);
+}
+
+/*
+ * Outside curl: calls the line callback for each complete line.  The
+ * callback may cancel r (the completion then runs inside it, and r is
+ * freed here) or free the client.
+ */
+static void
+req_deliver(struct httpc_req *r)
+{
+	struct httpc	*c = r->client;
+	char		*line, *nl;
+	size_t		 off = 0, len;
+
+	r->delivering = 1;
+	while (r->state == HTTPC_REQ_RUNNING && !c->closing &&
+	    off < r->slen &&
+	    (nl = memchr(r->sbuf + off, '\n', r->slen - off)) != NULL) {
+		line = r->sbuf + off;
+		len = (size_t)(nl - line);
+		off += len + 1;
+		if (len > 0 && line[len - 1] == '\r')
+			len--;
+		line[len] = '\0';
+		if (len > 0)
+			r->line(line, len, r->arg);
+	}
+	r->delivering = 0;
+	if (r->state == HTTPC_REQ_DONE) {
+		req_free(r);
+		return;
+	}
+	memmove(r->sbuf, r->sbuf + off, r->slen - off);
+	r->slen -= off;
 }
 
 /* Builds the easy handle of one attempt.  Returns 0 or -AS_ENOMEM. */
@@ -735,7 +919,9 @@ req_setup(struct httpc_req *r)
 	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, req_write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->timeout * 1000));
+	/* A stream (a watch) lives for minutes: only idle_timeout ends it. */
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->stream ? 0L :
+	    (long)(c->timeout * 1000));
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(c->connect_timeout * 1000));
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -799,7 +985,12 @@ req_start(struct httpc_req *r)
 	free(r->resp);
 	r->resp = NULL;
 	r->resp_len = 0;
+	r->resp_cap = 0;
 	r->resp_too_big = 0;
+	r->stream_code = 0;
+	r->slen = 0;
+	r->sline = 0;
+	r->line_too_long = 0;
 	if ((rc = req_setup(r)) != 0) {
 		req_detach(r);
 		req_fail_later(r, rc, "cannot set up the transfer");
@@ -812,6 +1003,12 @@ req_start(struct httpc_req *r)
 		return;
 	}
 	r->state = HTTPC_REQ_RUNNING;
+	if (r->stream && r->idle_timeout > 0) {
+		/* The idle clock starts now; each write restarts it. */
+		ev_now_update(c->loop);
+		r->timer.repeat = r->idle_timeout;
+		ev_timer_again(c->loop, &r->timer);
+	}
 }
 
 /* Takes the easy handle out of the multi handle and frees it. */
@@ -820,6 +1017,8 @@ req_detach(struct httpc_req *r)
 {
 	struct httpc	*c = r->client;
 
+	if (r->stream && r->state == HTTPC_REQ_RUNNING)
+		ev_timer_stop(c->loop, &r->timer);	/* the idle timer */
 	if (r->easy != NULL) {
 		if (r->state == HTTPC_REQ_RUNNING)
 			curl_multi_remove_handle(c->multi, r->easy);
@@ -859,11 +1058,31 @@ req_timer_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	c->depth++;
-	if (r->fail_on_wake)
+	if (r->state == HTTPC_REQ_RUNNING)
+		req_idle(r);
+	else if (r->fail_on_wake)
 		req_complete(r);
 	else
 		req_enqueue(r);
 	httpc_leave(c);
+}
+
+/* A stream received nothing for idle_timeout: it ends, not retried. */
+static void
+req_idle(struct httpc_req *r)
+{
+	struct httpc	*c = r->client;
+	long		 code = 0;
+
+	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	req_detach(r);
+	httpc_count(c, r->method, code);
+	r->attempts++;
+	r->code = code;
+	r->err = -AS_ETIMEDOUT;
+	snprintf(r->msg, sizeof r->msg, "no data for %.1f s (%s)",
+	    r->idle_timeout, r->url);
+	req_complete(r);
 }
 
 /*
@@ -906,7 +1125,8 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 
 	if (res != CURLE_OK)
 		curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &oserr);
-	if (res == CURLE_OK) {
+	/* A stream that broke after its status line reports that status. */
+	if (res == CURLE_OK || r->stream) {
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 		if (curl_easy_header(r->easy, "Retry-After", 0, CURLH_HEADER,
 		    -1, &hdr) == CURLHE_OK)
@@ -939,6 +1159,17 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 		c->message(code, r->resp, r->resp_len, r->msg, sizeof r->msg);
 	else
 		r->msg[0] = '\0';
+	if (r->stream && r->line_too_long) {
+		/* Checked first: the write error it caused is ours. */
+		r->err = -AS_EPROTO;
+		retry = 0;
+		snprintf(r->msg, sizeof r->msg, "a line longer than %zu bytes "
+		    "(%s)", r->max_line, r->url);
+	} else if (r->stream && r->err == 0 && r->sline > 0) {
+		r->err = -AS_EPROTO;
+		snprintf(r->msg, sizeof r->msg, "the stream ended inside a "
+		    "line (%s)", r->url);
+	}
 
 	if (code == 401 && !r->auth_retried && c->unauthorized != NULL &&
 	    c->unauthorized(c, r->method, r->path, c->arg)) {
@@ -948,7 +1179,9 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 		req_enqueue(r);
 		return;
 	}
-	if (r->err == 0 || !retry || r->attempts > (unsigned)c->max_retries) {
+	/* A stream's owner decides what to do next. */
+	if (r->err == 0 || !retry || r->stream ||
+	    r->attempts > (unsigned)c->max_retries) {
 		req_complete(r);
 		return;
 	}
@@ -976,6 +1209,10 @@ req_complete(struct httpc_req *r)
 	struct httpc_response resp;
 
 	TAILQ_REMOVE(&c->reqs, r, entry);
+	if (r->on_ready) {
+		TAILQ_REMOVE(&c->ready, r, ready);
+		r->on_ready = 0;
+	}
 	r->state = HTTPC_REQ_DONE;
 	resp.err = r->err;
 	resp.code = r->code;
@@ -984,6 +1221,14 @@ req_complete(struct httpc_req *r)
 	resp.message = r->err != 0 ? r->msg : "";
 	r->done(&resp, r->arg);
 	/* The client may be gone now; touch only r. */
+	if (!r->delivering)
+		req_free(r);
+}
+
+static void
+req_free(struct httpc_req *r)
+{
+	free(r->sbuf);
 	free(r->resp);
 	free(r->method);
 	free(r->path);
@@ -1015,6 +1260,7 @@ req_cancel(struct httpc_req *r)
 	free(r->resp);
 	r->resp = NULL;
 	r->resp_len = 0;
+	r->resp_cap = 0;
 	r->err = -AS_ECANCELED;
 	r->code = 0;
 	as_strlcpy(r->msg, "canceled", sizeof r->msg);

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <cjson/cJSON.h>
 #include <curl/curl.h>
 
 #include "agentscaler/common.h"
@@ -31,7 +33,8 @@ struct option_row {
 enum {
 	O_CONFIG, O_SECRETS_DIR, O_METRICS_ADDR, O_LOG_FORMAT, O_LOG_LEVEL,
 	O_APISERVER, O_TOKEN_FILE, O_CA_FILE, O_INSECURE, O_KUBE_QPS,
-	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_CHECK_CONFIG,
+	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_INSTANCE,
+	O_CHECK_CONFIG,
 	O_HELP_CONFIG, O_HELP, O_VERSION, O_COUNT
 };
 
@@ -66,6 +69,10 @@ static const struct option_row options_table[O_COUNT] = {
 	    "retries of a failed Kubernetes request (5xx, 429, timeouts)" },
 	[O_RESYNC] = { "resync-seconds", OPT_NUMBER, "30", 1, 86400,
 	    "re-read each target's replicas at least this often" },
+	[O_INSTANCE] = { "instance", OPT_STRING, NULL, 0, 0,
+	    "stable name of this agentscaler: its Redis processing lists and "
+	    "stream consumer, recovered after a restart (default: the host "
+	    "name, i.e. the pod name)" },
 	[O_CHECK_CONFIG] = { "check-config", OPT_FLAG, NULL, 0, 0,
 	    "validate --config and exit (0 good, 2 bad)" },
 	[O_HELP_CONFIG] = { "help-config", OPT_FLAG, NULL, 0, 0,
@@ -81,7 +88,9 @@ usage(FILE *fp)
 	size_t	 i;
 	char	 flag[64];
 
-	fprintf(fp, "usage: agentscaler --config FILE [flags]\n\n"
+	fprintf(fp, "usage: agentscaler --config FILE [flags]\n"
+	    "       agentscaler explain TASK-ID [--metrics-addr HOST:PORT] "
+	    "[--json]\n\n"
 	    "Queue-driven autoscaler for AI-agent workloads on Kubernetes.\n"
 	    "Every flag may also be set as AGENTSCALER_<FLAG> (upper case, "
 	    "'-' as '_').\n\nflags:\n");
@@ -117,6 +126,88 @@ opt_number(const struct option_row *o, const char *s, double *out)
 	return (0);
 }
 
+static size_t
+explain_write(char *p, size_t size, size_t n, void *arg)
+{
+	struct as_buf	*b = arg;
+
+	if (b->len < 1 << 20)
+		as_buf_printf(b, "%.*s", (int)(size * n), p);
+	return (size * n);
+}
+
+/*
+ * agentscaler explain TASK-ID [--metrics-addr HOST:PORT] [--json]: asks a
+ * running daemon why a task waits or was rejected.  Exit 0 when the task is
+ * known, 1 when not, 2 when the daemon cannot be asked.
+ */
+static int
+explain_main(int argc, char **argv)
+{
+	const char	*addr = getenv("AGENTSCALER_METRICS_ADDR");
+	const char	*id = NULL;
+	struct as_buf	 b = { NULL, 0, 0 };
+	CURL		*c;
+	char		*esc, url[1024];
+	cJSON		*o;
+	const cJSON	*e;
+	long		 code = 0;
+	int		 i, json = 0, rc;
+
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--metrics-addr") == 0 && i + 1 < argc)
+			addr = argv[++i];
+		else if (strncmp(argv[i], "--metrics-addr=", 15) == 0)
+			addr = argv[i] + 15;
+		else if (strcmp(argv[i], "--json") == 0)
+			json = 1;
+		else if (id == NULL && argv[i][0] != '-')
+			id = argv[i];
+		else {
+			fprintf(stderr, "usage: agentscaler explain TASK-ID "
+			    "[--metrics-addr HOST:PORT] [--json]\n");
+			return (2);
+		}
+	}
+	if (id == NULL) {
+		fprintf(stderr, "usage: agentscaler explain TASK-ID "
+		    "[--metrics-addr HOST:PORT] [--json]\n");
+		return (2);
+	}
+	if (addr == NULL)
+		addr = "127.0.0.1:9090";
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+	    (c = curl_easy_init()) == NULL)
+		return (2);
+	esc = curl_easy_escape(c, id, 0);
+	snprintf(url, sizeof url, "http://%s/explain?task=%s", addr,
+	    esc != NULL ? esc : "");
+	curl_free(esc);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, explain_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	if (curl_easy_perform(c) != CURLE_OK) {
+		fprintf(stderr, "agentscaler explain: cannot reach the daemon "
+		    "at %s (see --metrics-addr)\n", addr);
+		rc = 2;
+	} else {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+		o = b.p != NULL ? cJSON_Parse(b.p) : NULL;
+		e = cJSON_GetObjectItemCaseSensitive(o, "explanation");
+		if (json || !cJSON_IsString(e))
+			printf("%s\n", b.p != NULL ? b.p : "");
+		else
+			printf("%s\n", e->valuestring);
+		cJSON_Delete(o);
+		rc = code == 200 ? 0 : code == 404 ? 1 : 2;
+	}
+	free(b.p);
+	curl_easy_cleanup(c);
+	curl_global_cleanup();
+	return (rc);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -130,6 +221,8 @@ main(int argc, char **argv)
 	size_t			 i, j;
 	int			 ch, idx, rc;
 
+	if (argc >= 2 && strcmp(argv[1], "explain") == 0)
+		return (explain_main(argc, argv));
 	memset(longopts, 0, sizeof longopts);
 	for (i = 0; i < O_COUNT; i++) {
 		const struct option_row *o = &options_table[i];
@@ -223,6 +316,12 @@ main(int argc, char **argv)
 	opts.secrets_dir = val[O_SECRETS_DIR];
 	opts.metrics_addr = val[O_METRICS_ADDR];
 	opts.resync_seconds = num[O_RESYNC];
+	if (val[O_INSTANCE] != NULL)
+		as_strlcpy(opts.instance, val[O_INSTANCE], sizeof opts.instance);
+	else if (gethostname(opts.instance, sizeof opts.instance) != 0 ||
+	    opts.instance[0] == '\0')
+		as_strlcpy(opts.instance, "agentscaler", sizeof opts.instance);
+	opts.instance[sizeof opts.instance - 1] = '\0';
 	opts.k8s.apiserver = val[O_APISERVER];
 	opts.k8s.token_file = val[O_TOKEN_FILE];
 	opts.k8s.ca_file = val[O_CA_FILE];

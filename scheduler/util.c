@@ -1,9 +1,11 @@
 /*
  * util.c: allocation wrappers, error names, clocks, jitter and small file
- * readers shared by every module.  Nothing here touches the event loop.
+ * readers and RFC 3339 times shared by every module.  Nothing here touches
+ * the event loop.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,4 +315,151 @@ as_redact(char *dst, size_t dstlen, const char *text, const char *secret)
 			break;
 		text = hit + slen;
 	}
+}
+
+/*
+ * RFC 3339 in UTC, as Go's time.RFC3339 and RFC3339Nano write it (the
+ * nanosecond form keeps trailing zeros, which Go's RFC3339Nano trims; the
+ * fixed width sorts as text).  A value that gmtime_r cannot represent
+ * prints as the epoch rather than as garbage.
+ */
+void
+as_rfc3339(double wall, int nanos, char *out, size_t outlen)
+{
+	struct tm	 tm;
+	time_t		 sec;
+	double		 whole;
+	long		 ns;
+
+	if (outlen == 0)
+		return;
+	if (!(wall > -1e15 && wall < 1e15))	/* NaN and absurd values */
+		wall = 0;
+	whole = floor(wall);
+	ns = lround((wall - whole) * 1e9);
+	if (ns >= 1000000000L) {
+		whole += 1;
+		ns -= 1000000000L;
+	}
+	sec = (time_t)whole;
+	if (gmtime_r(&sec, &tm) == NULL) {
+		sec = 0;
+		ns = 0;
+		gmtime_r(&sec, &tm);
+	}
+	if (nanos)
+		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, ns);
+	else
+		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02dZ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec);
+}
+
+/* Reads exactly n decimal digits at *sp and advances; -1 if not digits. */
+static long
+rfc3339_digits(const char **sp, int n)
+{
+	const char	*s = *sp;
+	long		 v = 0;
+	int		 i;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return (-1);
+		v = v * 10 + (s[i] - '0');
+	}
+	*sp = s + n;
+	return (v);
+}
+
+/*
+ * Days from 1970-01-01 to a proleptic Gregorian date, computed here so the
+ * result never depends on TZ or on timegm() (the era arithmetic is Howard
+ * Hinnant's days_from_civil, described in his "chrono-Compatible Low-Level
+ * Date Algorithms").
+ */
+static long
+rfc3339_days(long y, long m, long d)
+{
+	long	 era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (era * 146097 + doe - 719468);
+}
+
+/*
+ * Strict RFC 3339 section 5.6 date-time: four-digit year, two-digit
+ * fields, 'T' or 't', an optional fraction of 1 to 9 digits, then 'Z',
+ * 'z' or +hh:mm/-hh:mm, and nothing after.  A leap second (:60) is
+ * refused, as Go's time.Parse refuses it.
+ */
+int
+as_parse_rfc3339(const char *s, double *out)
+{
+	static const int mdays[12] = { 31, 29, 31, 30, 31, 30, 31, 31, 30,
+	    31, 30, 31 };
+	long	 y, mo, d, h, mi, sec, oh, om, off = 0, frac = 0;
+	int	 nfrac = 0, leap;
+
+	if (s == NULL)
+		return (-AS_EINVAL);
+	if ((y = rfc3339_digits(&s, 4)) < 0 || *s++ != '-' ||
+	    (mo = rfc3339_digits(&s, 2)) < 0 || *s++ != '-' ||
+	    (d = rfc3339_digits(&s, 2)) < 0 || (*s != 'T' && *s != 't'))
+		return (-AS_EINVAL);
+	s++;
+	if ((h = rfc3339_digits(&s, 2)) < 0 || *s++ != ':' ||
+	    (mi = rfc3339_digits(&s, 2)) < 0 || *s++ != ':' ||
+	    (sec = rfc3339_digits(&s, 2)) < 0)
+		return (-AS_EINVAL);
+	if (*s == '.') {
+		s++;
+		while (*s >= '0' && *s <= '9') {
+			if (++nfrac > 9)
+				return (-AS_EINVAL);
+			frac = frac * 10 + (*s++ - '0');
+		}
+		if (nfrac == 0)
+			return (-AS_EINVAL);
+		for (; nfrac < 9; nfrac++)
+			frac *= 10;
+	}
+	if (*s == 'Z' || *s == 'z')
+		s++;
+	else if (*s == '+' || *s == '-') {
+		int sign = *s++ == '-' ? -1 : 1;
+
+		if ((oh = rfc3339_digits(&s, 2)) < 0 || *s++ != ':' ||
+		    (om = rfc3339_digits(&s, 2)) < 0 || oh > 23 || om > 59)
+			return (-AS_EINVAL);
+		off = sign * (oh * 3600 + om * 60);
+	} else
+		return (-AS_EINVAL);
+	if (*s != '\0')
+		return (-AS_EINVAL);
+	leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+	    (mo == 2 && d == 29 && !leap) || h > 23 || mi > 59 || sec > 59)
+		return (-AS_EINVAL);
+	*out = (double)(rfc3339_days(y, mo, d) * 86400 + h * 3600 + mi * 60 +
+	    sec - off) + (double)frac / 1e9;
+	return (0);
+}
+
+int
+as_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return (c - '0');
+	if (c >= 'a' && c <= 'f')
+		return (c - 'a' + 10);
+	if (c >= 'A' && c <= 'F')
+		return (c - 'A' + 10);
+	return (-1);
 }

@@ -4,6 +4,7 @@
  * an error that names the field path and what was expected.
  */
 #include <check.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,7 +62,7 @@ START_TEST(test_good)
 	ck_assert_int_eq(q->max_depth, 3);
 	ck_assert_int_eq(q->max_roots, -1);
 	ck_assert_int_eq(q->spawn_burst, 4);
-	ck_assert_int_eq(q->on_exceeded, QUOTA_REJECT);
+	ck_assert_int_eq(q->on_exceeded, QUOTA_ON_REJECT);
 	config_free(c);
 }
 END_TEST
@@ -173,14 +174,51 @@ START_TEST(test_bad)
 }
 END_TEST
 
+/*
+ * Kubernetes quantity syntax (k8s.io/apimachinery pkg/api/resource
+ * quantity.go): [sign] number, then one suffix, a decimal exponent, or
+ * nothing.  Values are exact where the double is.
+ */
 static const struct {
 	const char	*s;
 	int		 ok;
 	double		 v;
 } quantity_rows[] = {
-	{ "2", 1, 2 }, { "500m", 1, 0.5 }, { "1.5Gi", 1, 1610612736.0 },
-	{ "1e3", 1, 1000 }, { "4k", 1, 4000 }, { "", 0, 0 }, { "Gi", 0, 0 },
-	{ "1GB", 0, 0 }, { "1 Gi", 0, 0 }, { "nan", 0, 0 }, { "inf", 0, 0 },
+	/* plain numbers and fractions */
+	{ "2", 1, 2 }, { "0", 1, 0 }, { "007", 1, 7 }, { "0.5", 1, 0.5 },
+	{ ".5", 1, 0.5 }, { "5.", 1, 5 }, { "+3", 1, 3 }, { "-0", 1, 0 },
+	{ "1.25", 1, 1.25 },
+	/* decimal SI */
+	{ "100n", 1, 100e-9 }, { "100u", 1, 100e-6 }, { "500m", 1, 0.5 },
+	{ "1500m", 1, 1.5 }, { "4k", 1, 4000 }, { "1.5k", 1, 1500 },
+	{ "2M", 1, 2e6 }, { "3G", 1, 3e9 }, { "1T", 1, 1e12 },
+	{ "1P", 1, 1e15 }, { "2E", 1, 2e18 },
+	/* binary SI */
+	{ "1Ki", 1, 1024 }, { "64Mi", 1, 67108864.0 },
+	{ "1.5Gi", 1, 1610612736.0 }, { "256Gi", 1, 274877906944.0 },
+	{ "1Ti", 1, 1099511627776.0 }, { "1Pi", 1, 1125899906842624.0 },
+	{ "1Ei", 1, 1152921504606846976.0 }, { ".5Mi", 1, 524288 },
+	/* decimal exponents */
+	{ "1e3", 1, 1000 }, { "1E3", 1, 1000 }, { "1e+3", 1, 1000 },
+	{ "12e-1", 1, 1.2 }, { "1.5e2", 1, 150 }, { "2.e1", 1, 20 },
+	{ "1e0", 1, 1 }, { "1e-0003", 1, 1e-3 },
+	/* refused: empty, signs and dots alone, negatives */
+	{ "", 0, 0 }, { "+", 0, 0 }, { "-", 0, 0 }, { ".", 0, 0 },
+	{ "-.", 0, 0 }, { "-1", 0, 0 }, { "-500m", 0, 0 }, { "-1e3", 0, 0 },
+	/* refused: suffixes Kubernetes does not know */
+	{ "Gi", 0, 0 }, { "1GB", 0, 0 }, { "1K", 0, 0 }, { "1ki", 0, 0 },
+	{ "1gi", 0, 0 }, { "1Mii", 0, 0 }, { "1mi", 0, 0 }, { "1b", 0, 0 },
+	{ "1kk", 0, 0 },
+	/* refused: exponents done wrong */
+	{ "1e", 0, 0 }, { "1e+", 0, 0 }, { "1e3Gi", 0, 0 }, { "1e3k", 0, 0 },
+	{ "1e1.5", 0, 0 }, { "1Ee3", 0, 0 }, { "e3", 0, 0 }, { "1e400", 0, 0 },
+	{ "1e99999999999999999999", 0, 0 },
+	/* refused: C number syntax that strtod would take */
+	{ "0x10", 0, 0 }, { "0X1p4", 0, 0 }, { "nan", 0, 0 }, { "inf", 0, 0 },
+	{ "infinity", 0, 0 }, { "1,5", 0, 0 },
+	/* refused: spaces and stray characters */
+	{ "1 Gi", 0, 0 }, { " 1", 0, 0 }, { "1 ", 0, 0 }, { "1\n", 0, 0 },
+	{ "1.2.3", 0, 0 }, { "++1", 0, 0 }, { "1-", 0, 0 }, { "Ki1", 0, 0 },
 };
 
 START_TEST(test_quantity)
@@ -188,9 +226,16 @@ START_TEST(test_quantity)
 	double	 v = -1;
 	int	 rc = config_parse_quantity(quantity_rows[_i].s, &v);
 
-	ck_assert_int_eq(rc == 0, quantity_rows[_i].ok);
+	ck_assert_msg((rc == 0) == quantity_rows[_i].ok, "\"%s\": rc %d",
+	    quantity_rows[_i].s, rc);
 	if (quantity_rows[_i].ok)
-		ck_assert_double_eq_tol(v, quantity_rows[_i].v, 1e-9);
+		ck_assert_msg(v == quantity_rows[_i].v ||
+		    fabs(v - quantity_rows[_i].v) <= 1e-15 * fabs(v),
+		    "\"%s\": got %.17g, want %.17g", quantity_rows[_i].s, v,
+		    quantity_rows[_i].v);
+	else
+		ck_assert_msg(v == -1, "\"%s\": out written on failure",
+		    quantity_rows[_i].s);
 }
 END_TEST
 

@@ -708,31 +708,15 @@ END_TEST
 
 /* ---- against the real kube-sim ---- */
 
-static struct tu_kubesim ks;
-static int	 ks_started;
-static char	 tok_dir[64];	/* tokens.csv for kube-sim, token for us */
-static char	 tok_csv[128];
-static char	 tok_file[128];
+static struct tu_kubesim ks;	/* pid 0 when it did not start */
+/* tokens.csv for kube-sim, token for us; dir "" without --tokens */
+static struct tu_kubesim_tokens tok;
 static int	 ks_tokens = 1;	/* kube-sim supports --tokens */
-
-static void
-write_file(const char *path, const char *text)
-{
-	char	 tmp[256];
-	FILE	*fp;
-
-	/* Replace atomically, as the kubelet does. */
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	ck_assert_ptr_nonnull(fp = fopen(tmp, "w"));
-	fputs(text, fp);
-	ck_assert_int_eq(fclose(fp), 0);
-	ck_assert_int_eq(rename(tmp, path), 0);
-}
 
 static void
 ks_start(const char *const *args)
 {
-	ks_started = tu_kubesim_start(&ks, args) == 0;
+	(void)tu_kubesim_start(&ks, args);
 }
 
 static void
@@ -769,7 +753,7 @@ ks_has_tokens(void)
 static void
 ks_setup_tokens(void)
 {
-	static const char *args[] = { "--tokens", tok_csv, NULL };
+	static const char *const args[] = { "--tokens", tok.csv, NULL };
 
 	if (!(ks_tokens = ks_has_tokens())) {
 		fprintf(stderr, "check_k8s: kube-sim has no --tokens; "
@@ -777,36 +761,21 @@ ks_setup_tokens(void)
 		return;
 	}
 
-	snprintf(tok_dir, sizeof tok_dir, "/tmp/check_k8s_tok.XXXXXX");
-	ck_assert_ptr_nonnull(mkdtemp(tok_dir));
-	snprintf(tok_csv, sizeof tok_csv, "%s/tokens.csv", tok_dir);
-	snprintf(tok_file, sizeof tok_file, "%s/token", tok_dir);
-	write_file(tok_csv, "tok-a,agentscaler,uid-1,system:masters\n");
-	write_file(tok_file, "tok-a\n");
+	tu_kubesim_tokens_make(&tok, "check_k8s_tok");
 	ks_start(args);
 }
 
 static void
 ks_teardown(void)
 {
-	if (ks_started)
-		tu_kubesim_stop(&ks);
-	ks_started = 0;
-	if (tok_dir[0] != '\0') {
-		unlink(tok_csv);
-		unlink(tok_file);
-		rmdir(tok_dir);
-		tok_dir[0] = '\0';
-	}
+	tu_kubesim_stop(&ks);
+	tu_kubesim_tokens_remove(&tok);
 }
 
 static long
 ks_admin(const char *method, const char *path, const char *body)
 {
-	char	 url[256];
-
-	snprintf(url, sizeof url, "%s%s", ks.admin, path);
-	return (tu_http(method, url, "application/json", body, NULL));
+	return (tu_kubesim_admin(&ks, method, path, body, NULL));
 }
 
 /* Each test starts from a healthy server: no faults, no delay, running. */
@@ -817,11 +786,9 @@ ks_test_setup(void)
 		loop_setup();
 		return;
 	}
-	ck_assert_msg(ks_started, "tools/kube-sim/kube-sim did not start");
+	ck_assert_msg(ks.pid > 0, "tools/kube-sim/kube-sim did not start");
 	loop_setup();
-	ks_admin("POST", "/resume", "{}");
-	ks_admin("DELETE", "/faults", NULL);
-	ks_admin("DELETE", "/latency", NULL);
+	tu_kubesim_reset(&ks);
 }
 
 static void
@@ -931,22 +898,6 @@ ks_log(long since, const char *method, const char *path,
 	}
 	cJSON_Delete(j);
 	return (n);
-}
-
-static void
-ks_fault(const char *method, const char *path, int code, int count,
-    int retry_after)
-{
-	char	 body[256];
-
-	if (retry_after >= 0)
-		snprintf(body, sizeof body, "{\"method\":\"%s\",\"path\":\"%s\","
-		    "\"code\":%d,\"count\":%d,\"retryAfter\":%d}", method, path,
-		    code, count, retry_after);
-	else
-		snprintf(body, sizeof body, "{\"method\":\"%s\",\"path\":\"%s\","
-		    "\"code\":%d,\"count\":%d}", method, path, code, count);
-	ck_assert_int_eq(ks_admin("POST", "/faults", body) / 100, 2);
 }
 
 /*
@@ -1067,7 +1018,7 @@ START_TEST(test_ks_500_then_ok)
 
 	memset(&res, 0, sizeof res);
 	ks_deployment("r500-web", 1);
-	ks_fault("PATCH", "r500-web/scale", 500, 3, -1);
+	tu_kubesim_fault(&ks, "PATCH", "r500-web/scale", 500, 3, -1);
 	seq = ks_log(-1, NULL, NULL, NULL, 0);
 	c = client_new(ks.url, NULL);
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
@@ -1099,7 +1050,7 @@ START_TEST(test_ks_500_exhausted)
 	memset(&res, 0, sizeof res);
 	o.max_retries = 2;
 	ks_deployment("x500-web", 1);
-	ks_fault("GET", "x500-web/scale", 503, 10, -1);
+	tu_kubesim_fault(&ks, "GET", "x500-web/scale", 503, 10, -1);
 	seq = ks_log(-1, NULL, NULL, NULL, 0);
 	c = client_new(ks.url, &o);
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
@@ -1139,7 +1090,7 @@ START_TEST(test_ks_not_retried)
 
 	memset(&res, 0, sizeof res);
 	ks_deployment("noretry-web", 2);
-	ks_fault("PATCH", "noretry-web/scale", row->code, 5, -1);
+	tu_kubesim_fault(&ks, "PATCH", "noretry-web/scale", row->code, 5, -1);
 	seq = ks_log(-1, NULL, NULL, NULL, 0);
 	c = client_new(ks.url, NULL);
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
@@ -1171,7 +1122,7 @@ START_TEST(test_ks_429_retry_after)
 	o.retry_base = 0.01;
 	o.retry_cap = 0.02;
 	ks_deployment("r429-web", 1);
-	ks_fault("PATCH", "r429-web/scale", 429, 1, 1);
+	tu_kubesim_fault(&ks, "PATCH", "r429-web/scale", 429, 1, 1);
 	seq = ks_log(-1, NULL, NULL, NULL, 0);
 	c = client_new(ks.url, &o);
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
@@ -1427,9 +1378,9 @@ START_TEST(test_token_sent)
 		return;
 	memset(&o, 0, sizeof o);
 	memset(&res, 0, sizeof res);
-	write_file(tok_csv, "tok-a,agentscaler,uid-1,system:masters\n");
-	write_file(tok_file, "tok-a\n");
-	o.token_file = tok_file;
+	tu_write_file(tok.csv, "tok-a,agentscaler,uid-1,system:masters\n");
+	tu_write_file(tok.file, "tok-a\n");
+	o.token_file = tok.file;
 	c = client_new(ks.url, &o);
 	api_deployment(c, "tok-web");
 	seq = ks_log(-1, NULL, NULL, NULL, 0);
@@ -1456,10 +1407,10 @@ START_TEST(test_token_bad)
 		return;
 	memset(&o, 0, sizeof o);
 	memset(&res, 0, sizeof res);
-	write_file(tok_csv, "tok-a,agentscaler,uid-1,system:masters\n");
-	write_file(tok_file, "wrong\n");
+	tu_write_file(tok.csv, "tok-a,agentscaler,uid-1,system:masters\n");
+	tu_write_file(tok.file, "wrong\n");
 	seq = ks_log(-1, NULL, NULL, NULL, 0);
-	o.token_file = tok_file;
+	o.token_file = tok.file;
 	c = client_new(ks.url, &o);
 	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
 	    "tok-web", on_scale, &res));
@@ -1487,14 +1438,14 @@ START_TEST(test_token_rotated)
 		return;
 	memset(&o, 0, sizeof o);
 	memset(&res, 0, sizeof res);
-	write_file(tok_csv, "tok-a,agentscaler,uid-1,system:masters\n");
-	write_file(tok_file, "tok-a\n");
-	o.token_file = tok_file;
+	tu_write_file(tok.csv, "tok-a,agentscaler,uid-1,system:masters\n");
+	tu_write_file(tok.file, "tok-a\n");
+	o.token_file = tok.file;
 	c = client_new(ks.url, &o);
 	api_deployment(c, "rot-web");
 	/* The token rotates; the client still holds the old one. */
-	write_file(tok_csv, "tok-b,agentscaler,uid-1,system:masters\n");
-	write_file(tok_file, "tok-b\n");
+	tu_write_file(tok.csv, "tok-b,agentscaler,uid-1,system:masters\n");
+	tu_write_file(tok.file, "tok-b\n");
 	seq = ks_log(-1, NULL, NULL, NULL, 0);
 	ck_assert_ptr_nonnull(k8s_scale_patch(c, "Deployment", "default",
 	    "rot-web", 2, on_scale, &res));
@@ -1535,20 +1486,15 @@ k8s_suite(void)
 	tcase_add_test(tc, test_incluster_errors);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("offline");
-	tcase_add_checked_fixture(tc, dead_setup, loop_teardown);
-	tcase_set_timeout(tc, 60);
+	tc = tu_tcase(s, "offline", 60, NULL, NULL, dead_setup, loop_teardown);
 	tcase_add_test(tc, test_client_bad_args);
 	tcase_add_test(tc, test_client_refused);
 	tcase_add_test(tc, test_client_no_retries);
 	tcase_add_test(tc, test_client_cancel_offline);
 	tcase_add_test(tc, test_client_free_in_callback);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("kube-sim");
-	tcase_add_unchecked_fixture(tc, ks_setup_plain, ks_teardown);
-	tcase_add_checked_fixture(tc, ks_test_setup, ks_test_teardown);
-	tcase_set_timeout(tc, 120);
+	tc = tu_tcase(s, "kube-sim", 120, ks_setup_plain, ks_teardown,
+	    ks_test_setup, ks_test_teardown);
 	tcase_add_test(tc, test_ks_scale_get);
 	tcase_add_test(tc, test_ks_scale_patch);
 	tcase_add_test(tc, test_ks_not_found);
@@ -1561,25 +1507,18 @@ k8s_suite(void)
 	tcase_add_test(tc, test_ks_cancel_pending);
 	tcase_add_test(tc, test_ks_rate_limit);
 	tcase_add_test(tc, test_ks_pause_resume);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("kube-sim-tls");
-	tcase_add_unchecked_fixture(tc, ks_setup_tls, ks_teardown);
-	tcase_add_checked_fixture(tc, ks_test_setup, ks_test_teardown);
-	tcase_set_timeout(tc, 120);
+	tc = tu_tcase(s, "kube-sim-tls", 120, ks_setup_tls, ks_teardown,
+	    ks_test_setup, ks_test_teardown);
 	tcase_add_test(tc, test_tls_with_ca);
 	tcase_add_test(tc, test_tls_without_ca);
 	tcase_add_test(tc, test_tls_insecure);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("kube-sim-tokens");
-	tcase_add_unchecked_fixture(tc, ks_setup_tokens, ks_teardown);
-	tcase_add_checked_fixture(tc, ks_test_setup, ks_test_teardown);
-	tcase_set_timeout(tc, 120);
+	tc = tu_tcase(s, "kube-sim-tokens", 120, ks_setup_tokens, ks_teardown,
+	    ks_test_setup, ks_test_teardown);
 	tcase_add_test(tc, test_token_sent);
 	tcase_add_test(tc, test_token_bad);
 	tcase_add_test(tc, test_token_rotated);
-	suite_add_tcase(s, tc);
 
 	return (s);
 }

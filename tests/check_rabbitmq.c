@@ -5,8 +5,8 @@
  * Each test uses its own queue names or vhost and its own ev loop, driven
  * with EVRUN_ONCE under a bounded deadline.  What the broker sees is read
  * with rabbitmqctl and the management API; messages are published and
- * consumed with rabbitmq-c's blocking API.  The address parser and
- * validate() are tables of rows.
+ * consumed with rabbitmq-c's blocking API (tests/util/amqp.c).  The address
+ * parser and validate() are tables of rows.
  *
  * The management API refreshes queue statistics every 500 ms here
  * (collect_statistics_interval in the test broker's config), so the HTTP
@@ -27,6 +27,7 @@
 #include "agentscaler/compat_amqp.h"
 #include "agentscaler/rabbitmq.h"
 #include "agentscaler/scaler.h"
+#include "util/amqp.h"
 #include "util/loop.h"
 #include "util/testutil.h"
 
@@ -38,98 +39,17 @@ extern double	 rabbitmq_http_reuse;
 extern int	 rabbitmq_amqp_heartbeat;
 
 static struct tu_rabbit rb;
-static int	 rb_started;
 
-static void
-rb_cleanup(void)
-{
-	if (rb.pid > 0)
-		kill(-rb.pid, SIGCONT);
-	tu_rabbit_stop(&rb);
-}
-
-static void
-need_broker(void)
-{
-	ck_assert_msg(rb_started, "rabbitmq-server did not start (see %s)",
-	    rb.dir);
-}
-
-/* ---- blocking rabbitmq-c helpers, test side only ---- */
-
-static amqp_connection_state_t
-bconn(const char *vhost)
-{
-	amqp_connection_state_t c = amqp_new_connection();
-	amqp_socket_t	*sock = amqp_tcp_socket_new(c);
-	amqp_rpc_reply_t r;
-
-	ck_assert_ptr_nonnull(sock);
-	ck_assert_int_eq(amqp_socket_open(sock, "127.0.0.1", rb.amqp_port),
-	    AMQP_STATUS_OK);
-	r = amqp_login(c, vhost, 0, AMQP_DEFAULT_FRAME_SIZE, 0,
-	    AMQP_SASL_METHOD_PLAIN, "guest", "guest");
-	ck_assert_msg(r.reply_type == AMQP_RESPONSE_NORMAL, "login to %s",
-	    vhost);
-	amqp_channel_open(c, 1);
-	r = amqp_get_rpc_reply(c);
-	ck_assert(r.reply_type == AMQP_RESPONSE_NORMAL);
-	return (c);
-}
-
-static void
-bclose(amqp_connection_state_t c)
-{
-	amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
-	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
-	amqp_destroy_connection(c);
-}
-
-static void
-bdeclare(amqp_connection_state_t c, const char *q, int durable)
-{
-	amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 0, durable, 0, 0,
-	    amqp_empty_table);
-	ck_assert(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
-	/* Empty, whatever an earlier run left. */
-	amqp_queue_purge(c, 1, amqp_cstring_bytes(q));
-	ck_assert(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
-}
-
-static void
-bdelete(amqp_connection_state_t c, const char *q)
-{
-	amqp_queue_delete(c, 1, amqp_cstring_bytes(q), 0, 0);
-	ck_assert(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
-}
-
-static void
-bpublish(amqp_connection_state_t c, const char *q, int n)
-{
-	amqp_basic_properties_t props;
-	int		 i;
-
-	memset(&props, 0, sizeof props);
-	props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG;
-	props.delivery_mode = 2;
-	for (i = 0; i < n; i++)
-		ck_assert_int_eq(amqp_basic_publish(c, 1, amqp_empty_bytes,
-		    amqp_cstring_bytes(q), 0, 0, &props,
-		    amqp_cstring_bytes("{\"task\":1}")), AMQP_STATUS_OK);
-	/* A round trip, so that the publishes have been routed. */
-	amqp_queue_declare(c, 1, amqp_cstring_bytes(q), 1, 0, 0, 0,
-	    amqp_empty_table);
-	ck_assert(amqp_get_rpc_reply(c).reply_type == AMQP_RESPONSE_NORMAL);
-}
+/* ---- blocking rabbitmq-c helpers (tests/util/amqp.c) ---- */
 
 /*
  * A consumer that takes n messages (prefetch n) and acknowledges none; the
- * connection stays open until bclose().
+ * connection stays open until tu_amqp_close().
  */
 static amqp_connection_state_t
 bconsume_noack(const char *vhost, const char *q, int n)
 {
-	amqp_connection_state_t c = bconn(vhost);
+	amqp_connection_state_t c = tu_amqp_open(&rb, vhost);
 	amqp_envelope_t	 env;
 	amqp_rpc_reply_t r;
 	struct timeval	 tv = { 10, 0 };
@@ -216,18 +136,6 @@ poll_until(struct ev_loop *loop, struct scaler *s, int error, double ready,
 			return (res);
 		tu_run_for(loop, 0.1);
 	}
-}
-
-static struct scaler_source
-source(const char *address, const char *queue)
-{
-	struct scaler_source src;
-
-	memset(&src, 0, sizeof src);
-	src.type = "rabbitmq";
-	src.address = address;
-	src.queue = queue;
-	return (src);
 }
 
 static struct scaler *
@@ -409,7 +317,7 @@ static const struct valid_row valid_rows[] = {
 START_TEST(test_validate)
 {
 	const struct valid_row *row = &valid_rows[_i];
-	struct scaler_source src = source(row->address, row->queue);
+	struct scaler_source src = tu_amqp_source(row->address, row->queue);
 	char		 err[192] = "";
 	int		 rc;
 
@@ -431,7 +339,7 @@ START_TEST(test_validate_queue_too_long)
 
 	memset(q, 'q', sizeof q - 1);
 	q[sizeof q - 1] = '\0';
-	src = source("amqp://h/", q);
+	src = tu_amqp_source("amqp://h/", q);
 	ck_assert_int_eq(scaler_type_rabbitmq.validate(&src, err, sizeof err),
 	    -AS_EINVAL);
 	ck_assert(strstr(err, "longer than 255") != NULL);
@@ -448,15 +356,15 @@ START_TEST(test_amqp_backlog)
 	struct scaler_result res;
 	struct scaler	*s;
 
-	need_broker();
-	c = bconn("/");
-	bdeclare(c, "amqp-backlog", 0);
-	src = source(amqp_url(""), "amqp-backlog");
+	tu_rabbit_need();
+	c = tu_amqp_open(&rb, "/");
+	tu_amqp_declare(c, "amqp-backlog", 0);
+	src = tu_amqp_source(amqp_url(""), "amqp-backlog");
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
 	ck_assert_msg(res.error == 0, "%s", res.errmsg);
 	ck_assert(res.ready == 0);
-	bpublish(c, "amqp-backlog", 7);
+	tu_amqp_publish(c, "amqp-backlog", 7);
 	res = poll_wait(loop, s);
 	ck_assert_msg(res.error == 0, "%s", res.errmsg);
 	ck_assert_msg(res.ready == 7, "ready %g", res.ready);
@@ -471,11 +379,11 @@ START_TEST(test_amqp_backlog)
 	ck_assert_msg(res.ready == 4, "ready %g", res.ready);
 	ck_assert(res.consumers == 1);
 	ck_assert(res.in_flight == 0);
-	bclose(k);
+	tu_amqp_close(k);
 	ck_assert_int_eq(stats_of(s).connects, 1);
 	scaler_destroy(s);
-	bdelete(c, "amqp-backlog");
-	bclose(c);
+	tu_amqp_delete(c, "amqp-backlog");
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -490,11 +398,11 @@ START_TEST(test_http_backlog_in_flight)
 	struct scaler_result res;
 	struct scaler	*s;
 
-	need_broker();
-	c = bconn("/");
-	bdeclare(c, "http-backlog", 0);
-	bpublish(c, "http-backlog", 5);
-	src = source(http_url(""), "http-backlog");
+	tu_rabbit_need();
+	c = tu_amqp_open(&rb, "/");
+	tu_amqp_declare(c, "http-backlog", 0);
+	tu_amqp_publish(c, "http-backlog", 5);
+	src = tu_amqp_source(http_url(""), "http-backlog");
 	src.count_in_flight = 1;
 	s = make(loop, &src);
 	res = poll_until(loop, s, 0, 5, 0);
@@ -509,14 +417,14 @@ START_TEST(test_http_backlog_in_flight)
 	    "ready %g in flight %g %s", res.ready, res.in_flight, res.errmsg);
 	ck_assert(res.consumers == 1);
 	ck_assert(res.publish_rate >= 0 && res.deliver_rate >= 0);
-	bclose(k);
+	tu_amqp_close(k);
 	/* Unacked messages return to the queue when the consumer goes. */
 	res = poll_until(loop, s, 0, 5, 0);
 	ck_assert_msg(res.ready == 5 && res.in_flight == 0, "%g %g",
 	    res.ready, res.in_flight);
 	scaler_destroy(s);
-	bdelete(c, "http-backlog");
-	bclose(c);
+	tu_amqp_delete(c, "http-backlog");
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -558,12 +466,12 @@ START_TEST(test_amqp_missing_queue)
 	struct rabbitmq_stats st;
 	int		 tick;
 
-	need_broker();
+	tu_rabbit_need();
 	mkvhost("t-missing");
-	c = bconn("t-missing");
-	bdeclare(c, "present", 0);
-	bpublish(c, "present", 2);
-	src = source(amqp_url("t-missing"), "absent-q");
+	c = tu_amqp_open(&rb, "t-missing");
+	tu_amqp_declare(c, "present", 0);
+	tu_amqp_publish(c, "present", 2);
+	src = tu_amqp_source(amqp_url("t-missing"), "absent-q");
 	s[0] = make(loop, &src);
 	src.queue = "present";
 	s[1] = make(loop, &src);
@@ -589,7 +497,7 @@ START_TEST(test_amqp_missing_queue)
 	ck_assert_int_eq(broker_connections("t-missing"), 1);
 
 	/* Declared now: found at the next poll, same connection. */
-	bdeclare(c, "absent-q", 0);
+	tu_amqp_declare(c, "absent-q", 0);
 	poll_all(loop, s, w, 3);
 	ck_assert_msg(w[0].res.error == 0, "%s", w[0].res.errmsg);
 	ck_assert(w[0].res.ready == 0);
@@ -597,9 +505,9 @@ START_TEST(test_amqp_missing_queue)
 	scaler_destroy(s[0]);
 	scaler_destroy(s[1]);
 	scaler_destroy(s[2]);
-	bdelete(c, "absent-q");
-	bdelete(c, "present");
-	bclose(c);
+	tu_amqp_delete(c, "absent-q");
+	tu_amqp_delete(c, "present");
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -621,15 +529,15 @@ START_TEST(test_amqp_shared_connection)
 	struct rabbitmq_stats before, after;
 	int		 i;
 
-	need_broker();
+	tu_rabbit_need();
 	mkvhost("t-share");
-	c = bconn("t-share");
+	c = tu_amqp_open(&rb, "t-share");
 	for (i = 0; i < 4; i++) {
-		bdeclare(c, queues[i], 0);
-		bpublish(c, queues[i], i + 1);
+		tu_amqp_declare(c, queues[i], 0);
+		tu_amqp_publish(c, queues[i], i + 1);
 	}
 	for (i = 0; i < 5; i++) {
-		src = source(amqp_url("t-share"), queues[i]);
+		src = tu_amqp_source(amqp_url("t-share"), queues[i]);
 		s[i] = make(loop, &src);
 	}
 	poll_all(loop, s, w, 5);
@@ -647,7 +555,7 @@ START_TEST(test_amqp_shared_connection)
 	ck_assert_int_eq(broker_connections("t-share"), 1);
 
 	/* The default vhost: another endpoint, another connection. */
-	src = source(amqp_url(""), "sq0");
+	src = tu_amqp_source(amqp_url(""), "sq0");
 	other = make(loop, &src);
 	ck_assert_int_eq(stats_of(other).sharing, 1);
 	ck_assert_int_eq(poll_wait(loop, other).error, -AS_ENOTFOUND);
@@ -657,8 +565,8 @@ START_TEST(test_amqp_shared_connection)
 	for (i = 0; i < 5; i++)
 		scaler_destroy(s[i]);
 	for (i = 0; i < 4; i++)
-		bdelete(c, queues[i]);
-	bclose(c);
+		tu_amqp_delete(c, queues[i]);
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -680,15 +588,15 @@ START_TEST(test_http_shared_listing)
 	double		 end;
 	int		 i, settled = 0;
 
-	need_broker();
+	tu_rabbit_need();
 	mkvhost("t-hshare");
-	c = bconn("t-hshare");
+	c = tu_amqp_open(&rb, "t-hshare");
 	for (i = 0; i < 3; i++) {
-		bdeclare(c, queues[i], 0);
-		bpublish(c, queues[i], i + 2);
+		tu_amqp_declare(c, queues[i], 0);
+		tu_amqp_publish(c, queues[i], i + 2);
 	}
 	for (i = 0; i < 4; i++) {
-		src = source(http_url("t-hshare"), queues[i]);
+		src = tu_amqp_source(http_url("t-hshare"), queues[i]);
 		s[i] = make(loop, &src);
 	}
 	end = as_mono_now() + DEADLINE;
@@ -729,7 +637,7 @@ START_TEST(test_http_shared_listing)
 	ck_assert_int_eq(stats_of(s[0]).requests, before.requests + 1);
 
 	/* Another vhost: another endpoint and its own listing. */
-	src = source(http_url(""), "hq0");
+	src = tu_amqp_source(http_url(""), "hq0");
 	other = make(loop, &src);
 	ck_assert_int_eq(stats_of(other).sharing, 1);
 	ck_assert_int_eq(poll_wait(loop, other).error, -AS_ENOTFOUND);
@@ -740,8 +648,8 @@ START_TEST(test_http_shared_listing)
 	for (i = 0; i < 4; i++)
 		scaler_destroy(s[i]);
 	for (i = 0; i < 3; i++)
-		bdelete(c, queues[i]);
-	bclose(c);
+		tu_amqp_delete(c, queues[i]);
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -758,16 +666,16 @@ START_TEST(test_http_pages)
 	char		 q[16];
 	int		 i, saved = rabbitmq_http_page_size;
 
-	need_broker();
+	tu_rabbit_need();
 	mkvhost("t-page");
-	c = bconn("t-page");
+	c = tu_amqp_open(&rb, "t-page");
 	for (i = 0; i < 5; i++) {
 		snprintf(q, sizeof q, "p%d", i);
-		bdeclare(c, q, 0);
+		tu_amqp_declare(c, q, 0);
 	}
-	bpublish(c, "p4", 3);
+	tu_amqp_publish(c, "p4", 3);
 	rabbitmq_http_page_size = 2;
-	src = source(http_url("t-page"), "p4");
+	src = tu_amqp_source(http_url("t-page"), "p4");
 	s = make(loop, &src);
 	res = poll_until(loop, s, 0, 3, -1);
 	before = stats_of(s).requests;
@@ -779,9 +687,9 @@ START_TEST(test_http_pages)
 	scaler_destroy(s);
 	for (i = 0; i < 5; i++) {
 		snprintf(q, sizeof q, "p%d", i);
-		bdelete(c, q);
+		tu_amqp_delete(c, q);
 	}
-	bclose(c);
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -793,8 +701,8 @@ START_TEST(test_missing_vhost)
 	struct scaler_result res;
 	struct scaler	*s;
 
-	need_broker();
-	src = source(http_url("no-such-vhost"), "q");
+	tu_rabbit_need();
+	src = tu_amqp_source(http_url("no-such-vhost"), "q");
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
 	ck_assert_msg(res.error == -AS_ENOTFOUND, "%d %s", res.error,
@@ -802,7 +710,7 @@ START_TEST(test_missing_vhost)
 	ck_assert(strstr(res.errmsg, "vhost no-such-vhost not found") != NULL);
 	scaler_destroy(s);
 
-	src = source(amqp_url("no-such-vhost"), "q");
+	src = tu_amqp_source(amqp_url("no-such-vhost"), "q");
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
 	ck_assert_msg(res.error == -AS_EFORBIDDEN, "%d %s", res.error,
@@ -837,12 +745,12 @@ START_TEST(test_auth)
 	struct tu_capture	 cap;
 	char		 path[64], *log;
 
-	need_broker();
+	tu_rabbit_need();
 	snprintf(path, sizeof path, "/tmp/check_rabbitmq.%d.pw",
 	    (int)getpid());
 	write_pw(path, "wr0ng-pw");
 	tu_capture_start(&cap);
-	src = source(amqp_url(""), "q");
+	src = tu_amqp_source(amqp_url(""), "q");
 	src.password_file = path;
 	a = make(loop, &src);
 	res = poll_wait(loop, a);
@@ -850,7 +758,7 @@ START_TEST(test_auth)
 	ck_assert(strstr(res.errmsg, "authentication failed for user guest")
 	    != NULL);
 	ck_assert(strstr(res.errmsg, "wr0ng") == NULL);
-	src = source(http_url(""), "q");
+	src = tu_amqp_source(http_url(""), "q");
 	src.password_file = path;
 	h = make(loop, &src);
 	res = poll_wait(loop, h);
@@ -861,7 +769,7 @@ START_TEST(test_auth)
 	ck_assert(strstr(res.errmsg, "wr0ng") == NULL);
 
 	/* Another user with no password source at all. */
-	src = source(http_url(""), "q");
+	src = tu_amqp_source(http_url(""), "q");
 	src.username = "nobody";
 	n = make(loop, &src);
 	res = poll_wait(loop, n);
@@ -880,7 +788,7 @@ START_TEST(test_auth)
 	/* From the environment. */
 	setenv("CHECK_RABBITMQ_PW", "guest", 1);
 	scaler_destroy(h);
-	src = source(http_url(""), "q");
+	src = tu_amqp_source(http_url(""), "q");
 	src.password_env = "CHECK_RABBITMQ_PW";
 	h = make(loop, &src);
 	ck_assert_int_eq(poll_wait(loop, h).error, -AS_ENOTFOUND);
@@ -912,7 +820,7 @@ START_TEST(test_refused)
 	int		 port = tu_free_port();
 
 	snprintf(addr, sizeof addr, "amqp://127.0.0.1:%d/", port);
-	src = source(addr, "q");
+	src = tu_amqp_source(addr, "q");
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
 	ck_assert_msg(res.error == -AS_ECONN, "%d %s", res.error, res.errmsg);
@@ -924,7 +832,7 @@ START_TEST(test_refused)
 	scaler_destroy(s);
 
 	snprintf(addr, sizeof addr, "http://127.0.0.1:%d/", port);
-	src = source(addr, "q");
+	src = tu_amqp_source(addr, "q");
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
 	ck_assert_msg(res.error == -AS_ECONN, "%d %s", res.error, res.errmsg);
@@ -938,7 +846,7 @@ END_TEST
 static void
 destroy_cases(struct ev_loop *loop, const char *address)
 {
-	struct scaler_source src = source(address, "dq");
+	struct scaler_source src = tu_amqp_source(address, "dq");
 	struct scaler	*s, *t;
 	struct tu_rec	 w, w2;
 
@@ -989,15 +897,15 @@ START_TEST(test_destroy_pending)
 	struct tu_rec	 w;
 	uint64_t	 sent;
 
-	need_broker();
-	c = bconn("/");
-	bdeclare(c, "dq", 0);
-	bdeclare(c, "dq2", 0);
-	bpublish(c, "dq", 1);
-	bpublish(c, "dq2", 2);
+	tu_rabbit_need();
+	c = tu_amqp_open(&rb, "/");
+	tu_amqp_declare(c, "dq", 0);
+	tu_amqp_declare(c, "dq2", 0);
+	tu_amqp_publish(c, "dq", 1);
+	tu_amqp_publish(c, "dq2", 2);
 	destroy_cases(loop, amqp_url(""));
 	/* A new queue has no statistics at first: wait for them. */
-	src = source(http_url(""), "dq");
+	src = tu_amqp_source(http_url(""), "dq");
 	s = make(loop, &src);
 	res = poll_until(loop, s, 0, 1, -1);
 	ck_assert_msg(res.error == 0, "%s", res.errmsg);
@@ -1008,7 +916,7 @@ START_TEST(test_destroy_pending)
 	 * A declare already on the wire when its poll is destroyed: the
 	 * reply that follows must not be taken for the next one's.
 	 */
-	src = source(amqp_url(""), "dq");
+	src = tu_amqp_source(amqp_url(""), "dq");
 	s = make(loop, &src);
 	src.queue = "dq2";
 	t = make(loop, &src);
@@ -1026,9 +934,9 @@ START_TEST(test_destroy_pending)
 	ck_assert_msg(res.error == 0 && res.ready == 2, "%d %g", res.error,
 	    res.ready);
 	scaler_destroy(t);
-	bdelete(c, "dq");
-	bdelete(c, "dq2");
-	bclose(c);
+	tu_amqp_delete(c, "dq");
+	tu_amqp_delete(c, "dq2");
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -1046,10 +954,10 @@ START_TEST(test_amqp_heartbeat)
 	struct scaler	*s;
 	int		 saved = rabbitmq_amqp_heartbeat;
 
-	need_broker();
+	tu_rabbit_need();
 	mkvhost("t-heartbeat");
 	rabbitmq_amqp_heartbeat = 1;
-	src = source(amqp_url("t-heartbeat"), "hb");
+	src = tu_amqp_source(amqp_url("t-heartbeat"), "hb");
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
 	ck_assert_int_eq(res.error, -AS_ENOTFOUND);
@@ -1072,10 +980,10 @@ START_TEST(test_amqps)
 	struct scaler_result res;
 	struct scaler	*s;
 
-	need_broker();
+	tu_rabbit_need();
 	ck_assert_msg(rb.amqps_url[0] != '\0', "no TLS listener (openssl?)");
 	/* Our CA: verified, peer and host name (localhost). */
-	src = source(rb.amqps_url, "tls-q");
+	src = tu_amqp_source(rb.amqps_url, "tls-q");
 	src.ca_file = rb.ca;
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
@@ -1106,9 +1014,9 @@ START_TEST(test_https)
 	struct scaler_result res;
 	struct scaler	*s;
 
-	need_broker();
+	tu_rabbit_need();
 	ck_assert_msg(rb.https_url[0] != '\0', "no TLS listener (openssl?)");
-	src = source(rb.https_url, "tls-q");
+	src = tu_amqp_source(rb.https_url, "tls-q");
 	src.ca_file = rb.ca;
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
@@ -1143,11 +1051,11 @@ START_TEST(test_timeout)
 	struct scaler_result res;
 	struct scaler	*a, *h;
 
-	need_broker();
-	src = source(amqp_url(""), "to-q");
+	tu_rabbit_need();
+	src = tu_amqp_source(amqp_url(""), "to-q");
 	src.command_timeout = 0.5;
 	a = make(loop, &src);
-	src = source(http_url(""), "to-q");
+	src = tu_amqp_source(http_url(""), "to-q");
 	src.command_timeout = 0.5;
 	h = make(loop, &src);
 	ck_assert_int_eq(poll_wait(loop, a).error, -AS_ENOTFOUND);
@@ -1182,14 +1090,14 @@ START_TEST(test_restart)
 	struct scaler_result res;
 	struct scaler	*a, *h;
 
-	need_broker();
-	c = bconn("/");
-	bdeclare(c, "restart-q", 1);
-	bpublish(c, "restart-q", 3);
-	bclose(c);
-	src = source(amqp_url(""), "restart-q");
+	tu_rabbit_need();
+	c = tu_amqp_open(&rb, "/");
+	tu_amqp_declare(c, "restart-q", 1);
+	tu_amqp_publish(c, "restart-q", 3);
+	tu_amqp_close(c);
+	src = tu_amqp_source(amqp_url(""), "restart-q");
 	a = make(loop, &src);
-	src = source(http_url(""), "restart-q");
+	src = tu_amqp_source(http_url(""), "restart-q");
 	h = make(loop, &src);
 	res = poll_wait(loop, a);
 	ck_assert_msg(res.error == 0 && res.ready == 3, "%s", res.errmsg);
@@ -1214,9 +1122,9 @@ START_TEST(test_restart)
 	    res.errmsg);
 	scaler_destroy(a);
 	scaler_destroy(h);
-	c = bconn("/");
-	bdelete(c, "restart-q");
-	bclose(c);
+	c = tu_amqp_open(&rb, "/");
+	tu_amqp_delete(c, "restart-q");
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -1234,12 +1142,12 @@ START_TEST(test_http_join_listing)
 	struct tu_rec	 w, w2;
 	uint64_t	 before;
 
-	need_broker();
-	c = bconn("/");
-	bdeclare(c, "join-a", 0);
-	bdeclare(c, "join-b", 0);
-	bpublish(c, "join-b", 4);
-	src = source(http_url(""), "join-a");
+	tu_rabbit_need();
+	c = tu_amqp_open(&rb, "/");
+	tu_amqp_declare(c, "join-a", 0);
+	tu_amqp_declare(c, "join-b", 0);
+	tu_amqp_publish(c, "join-b", 4);
+	src = tu_amqp_source(http_url(""), "join-a");
 	s = make(loop, &src);
 	src.queue = "join-b";
 	t = make(loop, &src);
@@ -1259,9 +1167,9 @@ START_TEST(test_http_join_listing)
 	ck_assert_int_eq(stats_of(s).requests - before, 1);
 	scaler_destroy(s);
 	scaler_destroy(t);
-	bdelete(c, "join-a");
-	bdelete(c, "join-b");
-	bclose(c);
+	tu_amqp_delete(c, "join-a");
+	tu_amqp_delete(c, "join-b");
+	tu_amqp_close(c);
 	ev_loop_destroy(loop);
 }
 END_TEST
@@ -1285,7 +1193,7 @@ START_TEST(test_amqp_connect_timeout)
 	ffd = tu_connect(port);
 
 	snprintf(addr, sizeof addr, "amqp://127.0.0.1:%d/", port);
-	src = source(addr, "q");
+	src = tu_amqp_source(addr, "q");
 	src.connect_timeout = 0.3;
 	s = make(loop, &src);
 	t0 = as_mono_now();
@@ -1317,7 +1225,7 @@ START_TEST(test_amqp_login_timeout)
 
 	lfd = tu_listen(8, &port);
 	snprintf(addr, sizeof addr, "amqp://127.0.0.1:%d/", port);
-	src = source(addr, "q");
+	src = tu_amqp_source(addr, "q");
 	src.command_timeout = 0.3;
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
@@ -1330,14 +1238,6 @@ START_TEST(test_amqp_login_timeout)
 	ev_loop_destroy(loop);
 }
 END_TEST
-
-/* Each broker test starts with a running broker, whatever came before. */
-static void
-broker_setup(void)
-{
-	if (rb.pid > 0)
-		kill(-rb.pid, SIGCONT);
-}
 
 static Suite *
 rabbitmq_suite(void)
@@ -1354,9 +1254,8 @@ rabbitmq_suite(void)
 	tcase_add_test(tc, test_validate_queue_too_long);
 	suite_add_tcase(s, tc);
 
-	tc = tcase_create("broker");
-	tcase_set_timeout(tc, 180);
-	tcase_add_checked_fixture(tc, broker_setup, NULL);
+	/* Each starts with a running broker, whatever came before. */
+	tc = tu_tcase(s, "broker", 180, NULL, NULL, tu_rabbit_continue, NULL);
 	tcase_add_test(tc, test_amqp_backlog);
 	tcase_add_test(tc, test_http_backlog_in_flight);
 	tcase_add_test(tc, test_amqp_missing_queue);
@@ -1375,28 +1274,16 @@ rabbitmq_suite(void)
 	tcase_add_test(tc, test_https);
 	tcase_add_test(tc, test_timeout);
 	tcase_add_test(tc, test_restart);
-	suite_add_tcase(s, tc);
 	return (s);
 }
 
 int
 main(void)
 {
-	int	 rc;
-
-	/* rabbitmq-c and libcurl write to sockets: a reset peer raises it. */
-	signal(SIGPIPE, SIG_IGN);
 	/*
 	 * Every HTTP poll makes a request unless a test asks otherwise, so
 	 * that outages and counts show at once (the reuse test sets it).
 	 */
 	rabbitmq_http_reuse = 0;
-	rb_started = tu_rabbit_start(&rb) == 0;
-	if (!rb_started)
-		fprintf(stderr, "check_rabbitmq: rabbitmq-server did not "
-		    "start\n");
-	atexit(rb_cleanup);
-	rc = tu_run_suite(rabbitmq_suite());
-	rb_cleanup();
-	return (rc);
+	return (tu_rabbit_run_suite(&rb, rabbitmq_suite()));
 }

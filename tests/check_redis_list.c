@@ -72,18 +72,6 @@ source(const struct tu_redis *r, const char *queue)
 	return (src);
 }
 
-static int
-count_of(const char *hay, const char *needle)
-{
-	int	 n = 0;
-
-	while ((hay = strstr(hay, needle)) != NULL) {
-		n++;
-		hay += strlen(needle);
-	}
-	return (n);
-}
-
 /* The address parser. */
 
 struct addr_row {
@@ -412,7 +400,7 @@ START_TEST(test_push_wakeup)
 	free(n);
 	scaler_destroy(c);
 	log = tu_capture_end(&cap);
-	ck_assert_int_eq(count_of(log, "push wake-ups via keyspace "
+	ck_assert_int_eq(tu_count(log, "push wake-ups via keyspace "
 	    "notifications"), 1);
 	free(log);
 	tu_redis_down(&r);
@@ -453,7 +441,7 @@ START_TEST(test_push_fallback)
 	scaler_destroy(s);
 	scaler_destroy(t);
 	log = tu_capture_end(&cap);
-	ck_assert_int_eq(count_of(log, "polling only: CONFIG GET refused"),
+	ck_assert_int_eq(tu_count(log, "polling only: CONFIG GET refused"),
 	    1);
 	free(log);
 	tu_redis_down(&r);
@@ -806,8 +794,5 @@ redis_list_suite(void)
 int
 main(void)
 {
-	/* hiredis 0.14.1 writes with write(2): a reset peer raises SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	atexit(tu_redis_down_all);
-	return (tu_run_suite(redis_list_suite()));
+	return (tu_redis_run_suite(redis_list_suite()));
 }

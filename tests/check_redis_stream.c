@@ -7,7 +7,6 @@
  * through separate blocking hiredis connections.
  */
 #include <check.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -890,8 +889,5 @@ redis_stream_suite(void)
 int
 main(void)
 {
-	/* hiredis 0.14.1 writes with write(2): a reset peer raises SIGPIPE. */
-	signal(SIGPIPE, SIG_IGN);
-	atexit(tu_redis_down_all);
-	return (tu_run_suite(redis_stream_suite()));
+	return (tu_redis_run_suite(redis_stream_suite()));
 }

@@ -1,8 +1,10 @@
 /*
  * check_util.c: the shared helpers: secret redaction, backoff bounds,
- * bounded copies and the growable buffer with Prometheus escaping.
+ * bounded copies, the growable buffer with Prometheus escaping, and RFC
+ * 3339 times.
  */
 #include <check.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +72,135 @@ START_TEST(test_buf_and_strlcpy)
 }
 END_TEST
 
+/* ok 0: refused.  want is unix seconds. */
+static const struct {
+	const char	*text;
+	int		 ok;
+	double		 want;
+} rfc3339_rows[] = {
+	{ "1970-01-01T00:00:00Z", 1, 0 },
+	{ "2026-11-25T17:34:45Z", 1, 1795628085 },
+	{ "2026-11-25t17:34:45z", 1, 1795628085 },
+	{ "2026-11-25T19:34:45+02:00", 1, 1795628085 },
+	{ "2026-11-25T12:04:45-05:30", 1, 1795628085 },
+	{ "2026-11-25T17:34:45+00:00", 1, 1795628085 },
+	{ "2026-11-25T17:34:45-00:00", 1, 1795628085 },
+	{ "2026-11-26T17:33:45+23:59", 1, 1795628085 },
+	{ "2026-11-25T17:34:45.5Z", 1, 1795628085.5 },
+	{ "2026-11-25T17:34:45.250000000Z", 1, 1795628085.25 },
+	{ "2026-11-25T17:34:45.125+01:00", 1, 1795628085.125 - 3600 },
+	{ "1969-12-31T23:59:59Z", 1, -1 },
+	{ "2000-02-29T00:00:00Z", 1, 951782400 },	/* 400-year leap */
+	{ "2024-02-29T23:59:59Z", 1, 1709251199 },
+	{ "9999-12-31T23:59:59Z", 1, 253402300799.0 },
+	{ "0001-01-01T00:00:00Z", 1, -62135596800.0 },
+	{ "0000-01-01T00:00:00Z", 1, -62167219200.0 },
+	{ "2023-02-29T00:00:00Z", 0, 0 },
+	{ "1900-02-29T00:00:00Z", 0, 0 },		/* 100-year rule */
+	{ "2026-04-31T00:00:00Z", 0, 0 },
+	{ "2026-13-01T00:00:00Z", 0, 0 },
+	{ "2026-00-01T00:00:00Z", 0, 0 },
+	{ "2026-01-00T00:00:00Z", 0, 0 },
+	{ "2026-01-32T00:00:00Z", 0, 0 },
+	{ "2026-11-25T24:00:00Z", 0, 0 },
+	{ "2026-11-25T23:60:00Z", 0, 0 },
+	{ "2026-12-31T23:59:60Z", 0, 0 },		/* leap second */
+	{ "2026-11-25T17:34:45+24:00", 0, 0 },
+	{ "2026-11-25T17:34:45+02:60", 0, 0 },
+	{ "2026-11-25T17:34:45+0200", 0, 0 },
+	{ "2026-11-25T17:34:45+02", 0, 0 },
+	{ "2026-11-25T17:34:45.1234567891Z", 0, 0 },	/* 10 digits */
+	{ "2026-11-25T17:34:45.Z", 0, 0 },
+	{ "2026-11-25T17:34:45", 0, 0 },
+	{ "2026-11-25T17:34:45ZZ", 0, 0 },
+	{ "2026-11-25T17:34:45Z ", 0, 0 },
+	{ " 2026-11-25T17:34:45Z", 0, 0 },
+	{ "2026-11-25 17:34:45Z", 0, 0 },
+	{ "2026-11-25", 0, 0 },
+	{ "26-11-25T17:34:45Z", 0, 0 },
+	{ "2026-1-25T17:34:45Z", 0, 0 },
+	{ "2026-11-25T7:34:45Z", 0, 0 },
+	{ "+2026-11-25T17:34:45Z", 0, 0 },
+	{ "2026-11-25T17:34:4aZ", 0, 0 },
+	{ "2026/11/25T17:34:45Z", 0, 0 },
+	{ "", 0, 0 },
+	{ "Z", 0, 0 },
+};
+
+START_TEST(test_rfc3339_parse)
+{
+	double	 t = -12345;
+	int	 rc;
+
+	rc = as_parse_rfc3339(rfc3339_rows[_i].text, &t);
+	if (rfc3339_rows[_i].ok) {
+		ck_assert_msg(rc == 0, "%s refused", rfc3339_rows[_i].text);
+		ck_assert_double_eq(t, rfc3339_rows[_i].want);
+	} else {
+		ck_assert_msg(rc == -AS_EINVAL, "%s accepted",
+		    rfc3339_rows[_i].text);
+		ck_assert_double_eq(t, -12345);	/* untouched */
+	}
+}
+END_TEST
+
+START_TEST(test_rfc3339_format)
+{
+	char	 s[40];
+	double	 t;
+
+	as_rfc3339(0, 0, s, sizeof s);
+	ck_assert_str_eq(s, "1970-01-01T00:00:00Z");
+	as_rfc3339(0, 1, s, sizeof s);
+	ck_assert_str_eq(s, "1970-01-01T00:00:00.000000000Z");
+	as_rfc3339(1795628085.5, 1, s, sizeof s);
+	ck_assert_str_eq(s, "2026-11-25T17:34:45.500000000Z");
+	as_rfc3339(1795628085.5, 0, s, sizeof s);	/* truncated, not */
+	ck_assert_str_eq(s, "2026-11-25T17:34:45Z");	/* rounded */
+	as_rfc3339(951782400, 0, s, sizeof s);
+	ck_assert_str_eq(s, "2000-02-29T00:00:00Z");
+	as_rfc3339(-0.5, 1, s, sizeof s);
+	ck_assert_str_eq(s, "1969-12-31T23:59:59.500000000Z");
+	/* A fraction that rounds up to the next second carries. */
+	as_rfc3339(1.9999999999, 1, s, sizeof s);
+	ck_assert_str_eq(s, "1970-01-01T00:00:02.000000000Z");
+	as_rfc3339(0.000000001, 1, s, sizeof s);
+	ck_assert_str_eq(s, "1970-01-01T00:00:00.000000001Z");
+	/* Nonsense prints as the epoch; a short buffer stays terminated. */
+	as_rfc3339(NAN, 0, s, sizeof s);
+	ck_assert_str_eq(s, "1970-01-01T00:00:00Z");
+	as_rfc3339(1e300, 0, s, sizeof s);
+	ck_assert_str_eq(s, "1970-01-01T00:00:00Z");
+	as_rfc3339(0, 0, s, 5);
+	ck_assert_str_eq(s, "1970");
+	ck_assert_int_eq(as_parse_rfc3339(NULL, &t), -AS_EINVAL);
+}
+END_TEST
+
+/*
+ * Every format parses back to its value, from year 1 to 9999; gmtime_r
+ * writes the text, so this also checks our civil-date arithmetic against
+ * the C library's.
+ */
+START_TEST(test_rfc3339_round_trip)
+{
+	char	 s[40];
+	double	 t, back;
+
+	for (t = -62135596800.0; t <= 253402300799.0;
+	    t += 86400.0 * 13 + 3671) {
+		as_rfc3339(t, 0, s, sizeof s);
+		ck_assert_int_eq(as_parse_rfc3339(s, &back), 0);
+		ck_assert_msg(back == t, "%s: %.0f != %.0f", s, back, t);
+	}
+	for (t = 1.7e9; t < 1.7e9 + 86400 * 400; t += 86400.0 * 3 + 0.125) {
+		as_rfc3339(t, 1, s, sizeof s);
+		ck_assert_int_eq(as_parse_rfc3339(s, &back), 0);
+		ck_assert_msg(back == t, "%s: %.9f != %.9f", s, back, t);
+	}
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -80,6 +211,10 @@ util_suite(void)
 	    (int)AS_ARRAY_SIZE(redact_rows));
 	tcase_add_test(tc, test_backoff_bounds);
 	tcase_add_test(tc, test_buf_and_strlcpy);
+	tcase_add_loop_test(tc, test_rfc3339_parse, 0,
+	    (int)AS_ARRAY_SIZE(rfc3339_rows));
+	tcase_add_test(tc, test_rfc3339_format);
+	tcase_add_test(tc, test_rfc3339_round_trip);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -61,6 +61,9 @@ char		*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
  */
 size_t		 as_strlcpy(char *dst, const char *src, size_t size);
 
+/* The value of one hex digit (either case), or -1. */
+int		 as_hexval(int c);
+
 /* Monotonic clock in seconds. */
 double		 as_mono_now(void);
 /* Wall clock in seconds since the epoch. */

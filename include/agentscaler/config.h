@@ -18,7 +18,7 @@
 #include "agentscaler/autoscale.h"
 
 enum pool_mode { POOL_MODE_SCALE, POOL_MODE_DISPATCH };
-enum quota_on_exceeded { QUOTA_DEFER, QUOTA_REJECT };
+enum quota_on_exceeded { QUOTA_ON_DEFER, QUOTA_ON_REJECT };
 
 struct pool_source_config {
 	char	*type;
@@ -34,6 +34,8 @@ struct pool_source_config {
 	char	*tls_ca_file;
 	int	 tls_insecure;
 	int	 count_in_flight;
+	long	 prefetch;		/* dispatch: consumer window */
+	long	 claim_idle_seconds;	/* dispatch: redis-stream XAUTOCLAIM */
 };
 
 struct pool_config {
@@ -47,6 +49,8 @@ struct pool_config {
 	long			 claim_ttl_seconds;
 	long			 spare_min;
 	long			 spare_max;
+	long			 ready_timeout_seconds;
+	long			 max_task_bytes;
 	struct autoscale_params	 scaling;
 	long			 poll_interval_ms;
 };
@@ -99,9 +103,24 @@ const struct quota_config *config_quota_for(const struct config *,
 
 /*
  * Pure: parses a Kubernetes quantity ("500m", "2", "1.5Gi", "1e3") into a
- * number of base units.  Returns 0 or -AS_EINVAL.
+ * number of base units, with the syntax of k8s.io/apimachinery
+ * pkg/api/resource (no hex, no spaces, no suffix after an exponent).
+ * Returns 0, or -AS_EINVAL for anything else and for negative values.
  */
 int	 config_parse_quantity(const char *, double *);
+
+struct scaler_source;
+
+/*
+ * Fills src (strings borrowed from p) with the pool's source for a scaler or
+ * a consumer; the processing list is passed for dispatch mode, and for
+ * scale mode only when it is counted.
+ */
+void	 config_pool_source(const struct pool_config *p,
+	    struct scaler_source *src);
+/* 1 when the two pools' sources are the same (every source field). */
+int	 config_same_source(const struct pool_config *,
+	    const struct pool_config *);
 
 /* Help text for the config file format, generated from the field table. */
 void	 config_print_reference(void);

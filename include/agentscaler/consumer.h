@@ -30,9 +30,11 @@
  * Hand-off pushes a task to a sandbox's inbox on the same broker, at most
  * once per (namespace, task id):
  *  - Redis: list "agentscaler:inbox:<ns>:<sandbox>", guarded by the key
- *    "agentscaler:handoff:<ns>:<task id>" (SET NX EX marker_ttl) in one
- *    script, so a second hand-off of the same task pushes nothing and
- *    reports CONSUMER_HANDOFF_DUPLICATE.
+ *    "agentscaler:handoff:<ns>:<task id>" (holding the sandbox name, EX
+ *    marker_ttl) in one script, so a second hand-off of the same task
+ *    pushes nothing and reports CONSUMER_HANDOFF_DUPLICATE (same sandbox)
+ *    or CONSUMER_HANDOFF_ELSEWHERE (the task went to another sandbox
+ *    before: an earlier claim, since gone).
  *  - RabbitMQ: durable queue "agentscaler.inbox.<ns>.<sandbox>" (declared),
  *    persistent message with message_id = task id, confirmed by the broker;
  *    the receiver dedupes by message_id (RabbitMQ has no server-side dedupe).
@@ -83,8 +85,12 @@ typedef void	 consumer_state_fn(struct consumer *, int up,
 typedef void	 consumer_done_fn(int err, const char *errmsg, void *arg);
 
 #define CONSUMER_HANDOFF_DONE		0	/* pushed now */
-#define CONSUMER_HANDOFF_DUPLICATE	1	/* pushed before, not again */
+#define CONSUMER_HANDOFF_DUPLICATE	1	/* pushed before to this sandbox */
+#define CONSUMER_HANDOFF_ELSEWHERE	2	/* pushed before to another */
 typedef void	 consumer_handoff_fn(int err, int outcome, const char *errmsg,
+		    void *arg);
+/* yes: 1 when the task's hand-off marker exists. */
+typedef void	 consumer_check_fn(int err, int yes, const char *errmsg,
 		    void *arg);
 
 struct consumer_type {
@@ -111,6 +117,13 @@ struct consumer_type {
 			    const char *sandbox, const char *task_id,
 			    const char *body, size_t len,
 			    consumer_handoff_fn *, void *arg);
+	/*
+	 * Optional: whether a task was handed off before (its marker lives);
+	 * types that keep no marker leave it NULL.
+	 */
+	int		 (*handed_off)(struct consumer *, const char *ns,
+			    const char *task_id, consumer_check_fn *,
+			    void *arg);
 	/* Messages outstanding now (delivered, not yet acked). */
 	int		 (*outstanding)(const struct consumer *);
 	void		 (*destroy)(struct consumer *);

@@ -14,6 +14,7 @@ struct daemon_options {
 	const char		*secrets_dir;
 	const char		*metrics_addr;
 	double			 resync_seconds;	/* re-read /scale */
+	char			 instance[128];	/* dispatch: stable name */
 	struct k8s_options	 k8s;
 };
 

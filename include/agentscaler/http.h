@@ -16,6 +16,7 @@ struct ev_loop;
 struct http_server;
 
 struct http_reply {
+	void		*request;	/* set by the server, for http_query() */
 	int		 status;	/* 200 unless set */
 	const char	*content_type;	/* static string */
 	char		*body;		/* malloc'd; the server frees it */
@@ -33,6 +34,11 @@ struct http_server *http_server_new(struct ev_loop *, const char *addr,
 /* Adds an exact-path GET route; at most 16. Returns 0 or -AS_EINVAL. */
 int	 http_server_route(struct http_server *, const char *path,
 	    http_handler_fn *, void *arg);
+/*
+ * A query-string argument of the request being answered (URL-decoded), or
+ * NULL; borrowed for the handler's call.
+ */
+const char *http_query(const struct http_reply *, const char *key);
 /* The port actually bound (useful with port 0). */
 int	 http_server_port(const struct http_server *);
 void	 http_server_free(struct http_server *);

@@ -15,6 +15,13 @@
  * runs exactly once per accepted request, never before the call that started
  * it returns, and with -AS_ECANCELED when the request is cancelled or the
  * client freed.  httpc_free() may be called from inside a completion.
+ *
+ * Streaming (httpc_stream()): a GET whose 2xx body is handed over line by
+ * line as it arrives, for Kubernetes watches.  A line passed to the line
+ * callback is borrowed for the duration of the call.  The line callback runs
+ * on the loop, never inside libcurl, so it may cancel its own request (the
+ * completion then runs at once, inside the cancel, and no more lines come),
+ * start others or free the client.
  */
 #ifndef AGENTSCALER_HTTPC_H
 #define AGENTSCALER_HTTPC_H
@@ -36,6 +43,11 @@ struct httpc_response {
 };
 
 typedef void	 httpc_done_fn(const struct httpc_response *, void *arg);
+/*
+ * One line of a streaming response: without its "\n" (and a "\r" before
+ * it), NUL-terminated at line[len]; empty lines are not reported.
+ */
+typedef void	 httpc_line_fn(const char *line, size_t len, void *arg);
 /* Writes one line describing an HTTP error response into out. */
 typedef void	 httpc_message_fn(long code, const char *body, size_t len,
 		    char *out, size_t outlen);
@@ -100,12 +112,40 @@ struct httpc_req *httpc_request(struct httpc *, const char *method,
 /* Ends a pending request now; its completion runs with -AS_ECANCELED. */
 void		 httpc_req_cancel(struct httpc_req *);
 
+struct httpc_stream_options {
+	double		 idle_timeout;	/* s without a byte: -AS_ETIMEDOUT;
+					   0: no limit */
+	size_t		 max_line;	/* bytes; default 16 MiB */
+};
+
+/*
+ * Queues a streaming GET of path (see the top of this file).  Unlike
+ * httpc_request() it has no total timeout (only the connect timeout and
+ * opts->idle_timeout), takes one token from the rate limiter, and is never
+ * retried, except once after a 401 when the unauthorized hook asks for it;
+ * the caller decides what a failure means.  A 2xx body goes to line, one
+ * call per line; any other body is kept, up to max_body, for the
+ * completion's message as for httpc_request().  done runs exactly once, at
+ * the end: err 0 when a 2xx stream ended cleanly, -AS_ETIMEDOUT when it was
+ * idle too long, -AS_EPROTO when a line was longer than max_line or the
+ * stream ended inside a line (lines before it were delivered), the usual
+ * errors otherwise; code is the HTTP status when one arrived (so a 2xx
+ * code with an error means the stream broke after it started).  body is
+ * "" for a 2xx stream.  Returns a handle valid until done runs, or NULL
+ * as httpc_request() does.
+ */
+struct httpc_req *httpc_stream(struct httpc *, const char *path,
+		    const struct httpc_stream_options *, httpc_line_fn *line,
+		    httpc_done_fn *done, void *arg);
+
 /* Calls fn for each (verb, code) attempt counter; code 0: no response. */
 void		 httpc_foreach_stat(const struct httpc *,
 		    void (*fn)(const char *verb, long code, uint64_t count,
 		    void *), void *arg);
 /* The base URL as used, without trailing slashes (borrowed). */
 const char	*httpc_base_url(const struct httpc *);
+/* The loop the client runs on. */
+struct ev_loop	*httpc_loop(const struct httpc *);
 
 /*
  * Pure: maps the outcome of one attempt to an as_err value; *retry says

@@ -11,7 +11,7 @@
  * a completion is borrowed for the duration of the call.  A completion runs
  * exactly once per accepted request, never before the call that started it
  * returns, and with -AS_ECANCELED when the request is cancelled or the
- * client freed.
+ * client freed.  A watch line is borrowed for the duration of its call.
  */
 #ifndef AGENTSCALER_K8S_H
 #define AGENTSCALER_K8S_H
@@ -45,6 +45,8 @@ struct k8s_response {
 };
 
 typedef void	 k8s_done_fn(const struct k8s_response *, void *arg);
+/* One line of a watch stream (one JSON event), NUL-terminated at len. */
+typedef void	 k8s_line_fn(const char *line, size_t len, void *arg);
 
 /*
  * Fills opts from KUBERNETES_SERVICE_HOST/PORT and the service-account
@@ -73,6 +75,23 @@ struct k8s_req *k8s_client_request(struct k8s_client *, const char *method,
 	    k8s_done_fn *, void *arg);
 /* Ends a pending request now; its completion runs with -AS_ECANCELED. */
 void	 k8s_req_cancel(struct k8s_req *);
+
+/*
+ * Opens a watch: a streaming GET of path (which carries the query, e.g.
+ * "...?watch=true&resourceVersion=7"), with the client's credentials and
+ * rate limiter but no total timeout and no retries; the caller decides what
+ * a failure means.  Each newline-terminated event goes to line (outside
+ * libcurl: it may cancel the watch or free the client); done runs once at
+ * the end, err 0 when the server closed the stream cleanly.  idle_timeout:
+ * seconds without a byte before it fails with -AS_ETIMEDOUT, 0 none;
+ * max_line: the longest event, 0 for 16 MiB (-AS_EPROTO beyond).  See
+ * httpc_stream() for the rest.  Returns a handle as k8s_client_request().
+ */
+struct k8s_req *k8s_client_watch(struct k8s_client *, const char *path,
+	    double idle_timeout, size_t max_line, k8s_line_fn *, k8s_done_fn *,
+	    void *arg);
+/* The loop the client runs on. */
+struct ev_loop	*k8s_client_loop(const struct k8s_client *);
 
 /* Calls fn for each (verb, code) request counter; code 0: no response. */
 void	 k8s_client_foreach_stat(const struct k8s_client *,

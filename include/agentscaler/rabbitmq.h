@@ -12,7 +12,9 @@
  *		(in flight) and rates
  *
  * scalers/rabbitmq_source.c holds the pure address parser, validate(), the
- * dispatching type and the helpers both transports share.
+ * dispatching type and the helpers both transports share.  The AMQP
+ * connection itself is scalers/rabbitmq_conn.c (rabbitmq_conn.h), shared
+ * with the dispatch-mode consumer, scalers/rabbitmq_consumer.c (consumer.h).
  *
  * Ownership: the caller owns every struct passed in; nothing here keeps a
  * pointer it was given.  Secrets returned by rabbitmq_secret_read() are the
@@ -78,6 +80,18 @@ extern const struct scaler_type rabbitmq_http_type;
 
 void	 rabbitmq_amqp_stats(const struct scaler *, struct rabbitmq_stats *);
 void	 rabbitmq_http_stats(const struct scaler *, struct rabbitmq_stats *);
+
+/*
+ * Checks the fields of a rabbitmq source and parses its address into
+ * *addr: the address, the queue, TLS settings only with amqps:// or
+ * https://, one password source, finite timeouts, no fields of other
+ * sources.  consumer = 0 for the scaler (countInFlight needs http://);
+ * 1 for the dispatch-mode consumer (scalers/rabbitmq_consumer.c), which
+ * needs amqp:// or amqps://.  Returns 0, or -AS_EINVAL with the reason in
+ * err.
+ */
+int	 rabbitmq_check_source(const struct scaler_source *, int consumer,
+	    struct rabbitmq_addr *addr, char *err, size_t errlen);
 
 /* "guest" unless set. */
 const char *rabbitmq_user(const struct scaler_source *);

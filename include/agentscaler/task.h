@@ -32,6 +32,7 @@ struct cJSON;
 #define TASK_ANN_ROOT_ID	"agentscaler.io/root-id"
 #define TASK_ANN_INSTANCE	"agentscaler.io/instance"
 #define TASK_ANN_TRACEPARENT	"agentscaler.io/traceparent"
+#define TASK_ANN_RESOURCES	"agentscaler.io/resources"	/* JSON */
 #define TASK_ANN_REQUESTED_AT	"agents.x-k8s.io/client-first-requested-at"
 
 struct task_resource {
@@ -63,7 +64,9 @@ struct task_error {
  * fields are ignored.  Returns 0, or -AS_EINVAL with err filled; reasons:
  * task.tooLarge, task.invalidUtf8, task.notJson, task.notObject,
  * task.missingId, task.badId, task.badParent, task.badResources,
- * task.badTraceparent, task.badDeadline.
+ * task.badTraceparent, task.badDeadline.  On failure out is zeroed except
+ * out->id, which keeps the id when the id itself was valid (for the
+ * dead-letter record's taskId).
  */
 int	 task_parse(const char *buf, size_t len, size_t max_bytes,
 	    struct task *out, struct task_error *err);
@@ -92,6 +95,13 @@ void	 task_name_hash(const char *s, char out[9]);
 void	 task_claim_name(const char *prefix, const char *ns, const char *id,
 	    char out[CLAIM_NAME_MAX + 1]);
 
+/*
+ * The TASK_LABEL_POOL value for an AgentPool name: the name itself when it
+ * is a valid label value (<= 63 of [A-Za-z0-9._-], alphanumeric at both
+ * ends), else a sanitized cut of it, '-', and its task_name_hash().
+ */
+void	 task_pool_label(const char *pool, char out[64]);
+
 struct claim_spec {
 	const char	*ns;
 	const char	*name;		/* task_claim_name() */
@@ -105,11 +115,15 @@ struct claim_spec {
 	const char	*instance;	/* the agentscaler that made it */
 	double		 wall_now;	/* unix seconds */
 	long		 ttl_seconds;	/* lifecycle.shutdownTime = now + ttl */
+	const struct task_resource *resources;	/* the task's requests */
+	size_t		 nresources;
 };
 
 /*
  * The SandboxClaim (extensions.agents.x-k8s.io/v1beta1) to POST: name,
- * labels and annotations above, agents.x-k8s.io/created-by, traceparent
+ * labels and annotations above (the task's resource requests as a JSON
+ * object of base units, so that quota usage is rebuilt from claims after a
+ * restart), agents.x-k8s.io/created-by, traceparent
  * copied (also as opentelemetry.io/trace-context), spec.warmPoolRef, and
  * spec.lifecycle {shutdownTime, shutdownPolicy: Delete}.
  */
@@ -135,6 +149,8 @@ struct claim_view {
 	double	 created;		/* creationTimestamp, unix s; 0 */
 	double	 shutdown_time;		/* spec.lifecycle.shutdownTime; 0 */
 	double	 requested_at;		/* TASK_ANN_REQUESTED_AT; 0 */
+	struct task_resource resources[TASK_MAX_RESOURCES];
+	size_t	 nresources;		/* from TASK_ANN_RESOURCES */
 };
 
 /*

@@ -25,46 +25,27 @@ def m(daemon, name, **labels):
     return daemon.metrics().get(key)
 
 
-RABBIT = None
+# One broker for the whole module: starting one takes seconds.
+RABBIT = world.SharedRabbitMQ()
+setUpModule, tearDownModule = RABBIT.start, RABBIT.stop
 
 
-def setUpModule():
-    """One broker for the whole module: starting one takes seconds."""
-    global RABBIT
-    RABBIT = world.RabbitMQ()
-
-
-def tearDownModule():
-    if RABBIT is not None:
-        RABBIT.stop()
-
-
-class RabbitWorld(unittest.TestCase):
+class RabbitWorld(world.DaemonTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.rabbit = RABBIT
+        cls.rabbit = RABBIT.broker
 
     def setUp(self):
+        super().setUp()
         self.kube = world.KubeSim("--replica-delay-ms", "50")
         self.addCleanup(self.kube.stop)
-        self.daemon = None
-
-    def tearDown(self):
-        if self.daemon is not None:
-            rc = self.daemon.stop()
-            if rc != 0 or os.environ.get("AGENTSCALER_TEST_LOGS"):
-                print(self.daemon_logs[-20000:], file=sys.stderr)
-            self.daemon.cleanup()
-            self.assertEqual(rc, 0, "daemon exit code (valgrind or ASan reports fail it)")
 
     @property
     def daemon_logs(self):
         return self.daemon.logs() if self.daemon else ""
 
     def start(self, pools):
-        self.daemon = world.Daemon({"pools": pools}, self.kube)
-        wait_for(lambda: self.daemon.get("/healthz")[0] == 200 if self._alive() else self.fail(self.daemon.logs()),
-                 30, 0.05, "the daemon's /healthz")
+        self.start_daemon({"pools": pools}, probe="/healthz")
 
     def _alive(self):
         return self.daemon.proc.poll() is None

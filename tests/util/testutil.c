@@ -1,7 +1,8 @@
 /*
  * testutil.c: starts and stops real redis-server, kube-sim and
  * rabbitmq-server processes for the C suites, by PID, on free loopback
- * ports; reads what a redis-server reports; captures the log.
+ * ports; reads what a redis-server reports; drives kube-sim's admin API;
+ * captures the log; builds and runs suites around those servers.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +75,31 @@ tu_connect(int port)
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert(connect(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
 	return (fd);
+}
+
+void
+tu_write_file(const char *path, const char *text)
+{
+	char	 tmp[256];
+	FILE	*fp;
+
+	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	ck_assert_msg((fp = fopen(tmp, "w")) != NULL, "open %s", tmp);
+	fputs(text, fp);
+	ck_assert_int_eq(fclose(fp), 0);
+	ck_assert_msg(rename(tmp, path) == 0, "rename %s", tmp);
+}
+
+int
+tu_count(const char *hay, const char *needle)
+{
+	int	 n = 0;
+
+	while ((hay = strstr(hay, needle)) != NULL) {
+		n++;
+		hay += strlen(needle);
+	}
+	return (n);
 }
 
 static void
@@ -300,6 +326,14 @@ tu_redis_down(struct tu_redis *r)
 	tu_redis_stop(r);
 }
 
+int
+tu_redis_run_suite(Suite *s)
+{
+	signal(SIGPIPE, SIG_IGN);
+	atexit(tu_redis_down_all);
+	return (tu_run_suite(s));
+}
+
 void
 tu_capture_start(struct tu_capture *c)
 {
@@ -396,6 +430,61 @@ tu_kubesim_stop(struct tu_kubesim *k)
 	k->pid = 0;
 }
 
+long
+tu_kubesim_admin(const struct tu_kubesim *k, const char *method,
+    const char *path, const char *body, char **bodyp)
+{
+	char	 url[256];
+
+	snprintf(url, sizeof url, "%s%s", k->admin, path);
+	return (tu_http(method, url, "application/json", body, bodyp));
+}
+
+void
+tu_kubesim_reset(const struct tu_kubesim *k)
+{
+	tu_kubesim_admin(k, "POST", "/resume", "{}", NULL);
+	tu_kubesim_admin(k, "DELETE", "/faults", NULL, NULL);
+	tu_kubesim_admin(k, "DELETE", "/latency", NULL, NULL);
+}
+
+void
+tu_kubesim_fault(const struct tu_kubesim *k, const char *method,
+    const char *path, int code, int count, int retry_after)
+{
+	char	 body[256], ra[32] = "";
+	long	 rc;
+
+	if (retry_after >= 0)
+		snprintf(ra, sizeof ra, ",\"retryAfter\":%d", retry_after);
+	snprintf(body, sizeof body, "{\"method\":\"%s\",\"path\":\"%s\","
+	    "\"code\":%d,\"count\":%d%s}", method, path, code, count, ra);
+	rc = tu_kubesim_admin(k, "POST", "/faults", body, NULL);
+	ck_assert_msg(rc / 100 == 2, "POST /faults %s: %ld", body, rc);
+}
+
+void
+tu_kubesim_tokens_make(struct tu_kubesim_tokens *t, const char *prefix)
+{
+	snprintf(t->dir, sizeof t->dir, "/tmp/%s.XXXXXX", prefix);
+	ck_assert_msg(mkdtemp(t->dir) != NULL, "mkdtemp %s", t->dir);
+	snprintf(t->csv, sizeof t->csv, "%s/tokens.csv", t->dir);
+	snprintf(t->file, sizeof t->file, "%s/token", t->dir);
+	tu_write_file(t->csv, "tok-a,agentscaler,uid-1,system:masters\n");
+	tu_write_file(t->file, "tok-a\n");
+}
+
+void
+tu_kubesim_tokens_remove(struct tu_kubesim_tokens *t)
+{
+	if (t->dir[0] == '\0')
+		return;
+	unlink(t->csv);
+	unlink(t->file);
+	rmdir(t->dir);
+	t->dir[0] = '\0';
+}
+
 struct tu_buf {
 	char	*p;
 	size_t	 len;
@@ -471,6 +560,22 @@ tu_run_suite(Suite *s)
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return (failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE);
+}
+
+TCase *
+tu_tcase(Suite *s, const char *name, int timeout, SFun once_setup,
+    SFun once_teardown, SFun setup, SFun teardown)
+{
+	TCase	*tc = tcase_create(name);
+
+	if (timeout > 0)
+		tcase_set_timeout(tc, timeout);
+	if (once_setup != NULL || once_teardown != NULL)
+		tcase_add_unchecked_fixture(tc, once_setup, once_teardown);
+	if (setup != NULL || teardown != NULL)
+		tcase_add_checked_fixture(tc, setup, teardown);
+	suite_add_tcase(s, tc);
+	return (tc);
 }
 
 /*
@@ -810,6 +915,48 @@ tu_rabbit_stop(struct tu_rabbit *r)
 			    r->dir);
 	}
 	r->dir[0] = '\0';
+}
+
+/* The broker of tu_rabbit_run_suite(), and whether it started. */
+static struct tu_rabbit *tu_rabbit_suite;
+static int	 tu_rabbit_suite_up;
+
+void
+tu_rabbit_continue(void)
+{
+	if (tu_rabbit_suite != NULL && tu_rabbit_suite->pid > 0)
+		kill(-tu_rabbit_suite->pid, SIGCONT);
+}
+
+static void
+tu_rabbit_suite_end(void)
+{
+	tu_rabbit_continue();
+	tu_rabbit_stop(tu_rabbit_suite);
+}
+
+void
+tu_rabbit_need(void)
+{
+	ck_assert_msg(tu_rabbit_suite_up, "rabbitmq-server did not start "
+	    "(see %s)", tu_rabbit_suite != NULL ? tu_rabbit_suite->dir : "");
+}
+
+int
+tu_rabbit_run_suite(struct tu_rabbit *rb, Suite *s)
+{
+	int	 rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	tu_rabbit_suite = rb;
+	tu_rabbit_suite_up = tu_rabbit_start(rb) == 0;
+	if (!tu_rabbit_suite_up)
+		fprintf(stderr, "%s: rabbitmq-server did not start\n",
+		    program_invocation_short_name);
+	atexit(tu_rabbit_suite_end);
+	rc = tu_run_suite(s);
+	tu_rabbit_suite_end();
+	return (rc);
 }
 
 long

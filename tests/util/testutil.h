@@ -26,6 +26,15 @@ struct tu_kubesim {
 	char	 ca[512];	/* "" without --tls */
 };
 
+/*
+ * Writes text to path through path.tmp and rename(2), so that a reader
+ * sees the old text or the new, never a part (as the kubelet replaces a
+ * mounted token).  Asserts.
+ */
+void	 tu_write_file(const char *path, const char *text);
+/* How many times needle occurs in hay, not overlapping. */
+int	 tu_count(const char *hay, const char *needle);
+
 /* Returns a free loopback TCP port (bind to port 0, read it, close). */
 int	 tu_free_port(void);
 /*
@@ -80,6 +89,12 @@ int	 tu_pred_clients(void *arg);
 void	 tu_redis_up(struct tu_redis *, const char *const *extra);
 void	 tu_redis_down(struct tu_redis *);
 void	 tu_redis_down_all(void);
+/*
+ * Runs a suite of redis tests with the default runner: SIGPIPE ignored
+ * (hiredis 0.14.1 writes with write(2), and a reset peer raises it) and
+ * tu_redis_down_all() at exit.  Returns the process exit code.
+ */
+int	 tu_redis_run_suite(Suite *);
 
 /*
  * Log capture: tu_capture_start() sends stderr to a new file,
@@ -94,9 +109,42 @@ struct tu_capture {
 void	 tu_capture_start(struct tu_capture *);
 char	*tu_capture_end(struct tu_capture *);
 
-/* args: extra kube-sim arguments, NULL-terminated, or NULL. */
+/*
+ * args: extra kube-sim arguments, NULL-terminated, or NULL.  Returns 0,
+ * or -1 with pid 0.  Stopping one that is not running does nothing.
+ */
 int	 tu_kubesim_start(struct tu_kubesim *, const char *const *args);
 void	 tu_kubesim_stop(struct tu_kubesim *);
+/*
+ * A request to kube-sim's admin API (path such as "/faults"), JSON body or
+ * NULL; returns the HTTP code or -1, the body as tu_http() does.
+ */
+long	 tu_kubesim_admin(const struct tu_kubesim *, const char *method,
+	    const char *path, const char *body, char **bodyp);
+/* A healthy server for the next test: resumed, no faults, no latency. */
+void	 tu_kubesim_reset(const struct tu_kubesim *);
+/*
+ * The next count requests with method whose path and query contain path
+ * fail with code, with Retry-After when retry_after >= 0.  Asserts.
+ */
+void	 tu_kubesim_fault(const struct tu_kubesim *, const char *method,
+	    const char *path, int code, int count, int retry_after);
+
+/*
+ * Bearer tokens for kube-sim (--tokens csv), in a new directory under /tmp
+ * named after prefix: csv makes tok-a the admin user "agentscaler"
+ * (system:masters), file (for the client's token_file) holds tok-a.
+ * tu_kubesim_tokens_remove() removes all three; it does nothing when dir
+ * is "" (never made, or removed already).  Both assert.
+ */
+struct tu_kubesim_tokens {
+	char	 dir[64];
+	char	 csv[128];
+	char	 file[128];
+};
+void	 tu_kubesim_tokens_make(struct tu_kubesim_tokens *,
+	    const char *prefix);
+void	 tu_kubesim_tokens_remove(struct tu_kubesim_tokens *);
 /*
  * A blocking HTTP request with libcurl easy (tests only); returns the HTTP
  * code or -1, the body in a new string in *bodyp when bodyp is not NULL.
@@ -106,6 +154,14 @@ long	 tu_http(const char *method, const char *url, const char *ctype,
 
 /* Runs a suite with the default runner; returns the process exit code. */
 int	 tu_run_suite(Suite *);
+/*
+ * A new test case added to s, with a timeout in seconds (0: Check's
+ * default) and its fixtures, each pair or function NULL for none:
+ * once_setup and once_teardown run around the whole case (unchecked),
+ * setup and teardown around each test (checked).
+ */
+TCase	*tu_tcase(Suite *s, const char *name, int timeout, SFun once_setup,
+	    SFun once_teardown, SFun setup, SFun teardown);
 
 /*
  * A private rabbitmq-server with the management plugin, everything on
@@ -137,6 +193,19 @@ struct tu_rabbit {
 
 /* Returns 0 once `rabbitmqctl await_startup` succeeds, or -1. */
 int	 tu_rabbit_start(struct tu_rabbit *);
+/*
+ * One broker for a whole suite.  tu_rabbit_run_suite() ignores SIGPIPE
+ * (rabbitmq-c and libcurl write to sockets), starts rb (saying so on
+ * stderr when it cannot), runs the suite with the default runner and stops
+ * rb, at exit too, continued first in case a test left it stopped
+ * (SIGSTOP); it returns the process exit code.  rb must live until the
+ * process exits (a static).
+ * tu_rabbit_need() asserts, in a test, that the broker started;
+ * tu_rabbit_continue(), a checked fixture, continues it before each test.
+ */
+int	 tu_rabbit_run_suite(struct tu_rabbit *rb, Suite *);
+void	 tu_rabbit_need(void);
+void	 tu_rabbit_continue(void);
 /*
  * Stops the node, then its epmd, by PID; removes dir.  Only the process
  * that started it does anything (Check forks its tests).  Idempotent.

@@ -9,8 +9,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import unittest
 import urllib.error
 import urllib.request
 
@@ -100,7 +102,9 @@ class Redis:
             out.append(b"$%d\r\n%s\r\n" % (len(b), b))
         return b"".join(out)
 
-    def _read(self, f):
+    @staticmethod
+    def _read(f):
+        """One RESP reply from the binary file f; error replies raise RuntimeError."""
         line = f.readline()
         if not line:
             raise OSError("redis closed the connection")
@@ -119,8 +123,92 @@ class Redis:
             return data.decode(errors="replace")
         if t == b"*":
             n = int(rest)
-            return None if n < 0 else [self._read(f) for _ in range(n)]
+            return None if n < 0 else [Redis._read(f) for _ in range(n)]
         raise OSError("bad RESP reply %r" % line)
+
+
+def parse_redis_url(url):
+    """redis://host[:port][/db] -> (host, port, db).  Credentials are refused
+    in the address (as agentscaler does): pass the password separately."""
+    from urllib.parse import urlsplit
+    u = urlsplit(url)
+    if u.scheme != "redis":
+        raise ValueError("redis address must start with redis:// (got scheme %r)" % u.scheme)
+    if "@" in u.netloc:
+        raise ValueError("credentials are not allowed in the redis address; "
+                         "use a password file or variable")
+    if not u.hostname:
+        raise ValueError("redis address has no host")
+    path = u.path.strip("/")
+    if path and not path.isdigit():
+        raise ValueError("redis database must be a number, as in redis://host:6379/0")
+    return u.hostname, u.port or 6379, int(path or 0)
+
+
+class RespConn:
+    """One persistent RESP connection to a redis server, reconnected on the
+    next call after any failure.  Every call is bounded by a socket timeout.
+    Not thread safe: one per thread, or a lock around it."""
+
+    def __init__(self, url, password=None, username=None, timeout=5.0):
+        self.host, self.port, self.db = parse_redis_url(url)
+        self.password, self.username = password, username
+        self.timeout = timeout
+        self.sock = self.f = None
+
+    def _connect(self):
+        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.f = self.sock.makefile("rb")
+        try:
+            if self.password is not None:
+                auth = ("AUTH", self.username, self.password) if self.username else \
+                    ("AUTH", self.password)
+                self._roundtrip([auth])
+            if self.db:
+                self._roundtrip([("SELECT", self.db)])
+        except BaseException:
+            self.close()
+            raise
+
+    def _roundtrip(self, cmds, timeout=None):
+        self.sock.settimeout(timeout if timeout is not None else self.timeout)
+        self.sock.sendall(b"".join(Redis._encode(c) for c in cmds))
+        out = []
+        for _ in cmds:
+            try:
+                out.append(Redis._read(self.f))
+            except RuntimeError as e:      # an error reply: the stream is still in step
+                out.append(e)
+        return out
+
+    def pipeline(self, cmds, timeout=None):
+        """Sends every command, reads every reply; error replies come back as
+        RuntimeError instances in the list.  OSError (after closing) on I/O
+        failure or timeout."""
+        if self.sock is None:
+            self._connect()
+        try:
+            return self._roundtrip(cmds, timeout)
+        except BaseException:
+            self.close()                   # a reply may be half read: never reuse
+            raise
+
+    def cmd(self, *args, timeout=None):
+        """One command; an error reply raises RuntimeError."""
+        r = self.pipeline([args], timeout)[0]
+        if isinstance(r, RuntimeError):
+            raise r
+        return r
+
+    def close(self):
+        for x in (self.f, self.sock):
+            if x is not None:
+                try:
+                    x.close()
+                except OSError:
+                    pass
+        self.sock = self.f = None
 
 
 def http(method, url, body=None, ctype="application/json", timeout=10, headers=None):
@@ -260,6 +348,38 @@ class Daemon:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class DaemonTestCase(unittest.TestCase):
+    """A test that runs the daemon (self.daemon, None until started) against
+    self.kube, which the subclass's setUp makes, and maybe the example agent
+    runtime (self.runtime).  tearDown stops both; the daemon's log goes to
+    stderr when it exits non-zero or AGENTSCALER_TEST_LOGS is set, and a
+    non-zero exit fails the test (valgrind and ASan reports make it so).
+    """
+
+    def setUp(self):
+        self.daemon = None
+        self.runtime = None
+
+    def tearDown(self):
+        if self.runtime is not None:
+            self.runtime.cleanup()
+        if self.daemon is not None:
+            rc = self.daemon.stop()
+            if rc != 0 or os.environ.get("AGENTSCALER_TEST_LOGS"):
+                print(self.daemon.logs()[-20000:], file=sys.stderr)
+            self.daemon.cleanup()
+            self.assertEqual(rc, 0, "daemon exit code (valgrind or ASan reports fail it)")
+
+    def start_daemon(self, config, probe="/readyz", extra=()):
+        """Starts the daemon and waits until probe answers 200; a daemon that
+        exits first fails the test with the end of its log."""
+        self.daemon = Daemon(config, self.kube, extra=extra)
+        wait_for(lambda: self.daemon.get(probe)[0] == 200 if self.daemon.proc.poll() is None
+                 else self.fail(self.daemon.logs()[-5000:]),
+                 30, 0.05, "the daemon's " + probe)
+        return self.daemon
+
+
 def pool(name, redis_url, queue, target, **scaling):
     spec = {"source": {"type": "redis-list", "address": redis_url, "queue": queue},
             "target": {"kind": "Deployment", "name": target},
@@ -284,7 +404,7 @@ class RabbitMQ:
     Own HOME (Erlang cookie), node name, data and log directories, and an
     epmd of its own started first, so that stop() ends exactly what start()
     began, by PID.  Management statistics every 500 ms.  Starting takes
-    seconds: one broker per test module (setUpClass).  The tests talk to it
+    seconds: one broker per test module (SharedRabbitMQ).  The tests talk to it
     through the management API (declare, publish, purge), standard library
     only.
     """
@@ -450,6 +570,26 @@ class RabbitMQ:
                 (c.get("client_properties") or {}).get("connection_name", "").startswith(name_prefix)]
 
 
+class SharedRabbitMQ:
+    """One broker for a whole test module, since starting one takes seconds:
+
+        RABBIT = world.SharedRabbitMQ()
+        setUpModule, tearDownModule = RABBIT.start, RABBIT.stop
+
+    and the tests use RABBIT.broker (None outside the module's run)."""
+
+    def __init__(self):
+        self.broker = None
+
+    def start(self):
+        self.broker = RabbitMQ()
+
+    def stop(self):
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+
 def pool_rabbit(name, address, queue, target, count_in_flight=False, **scaling):
     """An AgentPool reading a RabbitMQ queue, over AMQP or the management API by scheme."""
     p = pool(name, address, queue, target, **scaling)
@@ -532,3 +672,248 @@ class AmqpConsumer:
     def close(self):
         """Drops the connection: the broker requeues what was not acknowledged."""
         self.sock.close()
+
+
+def pool_dispatch(name, address, queue, warm_pool, source_type=None, consumer_group=None,
+                  claim_ttl_seconds=3600, spare_min=0, spare_max=50, namespace="default",
+                  **scaling):
+    """An AgentPool in dispatch mode (DESIGN.md sections 5 and 7): one
+    SandboxClaim per task from warm_pool.  The source type follows the
+    address (redis:// -> redis-list, or redis-stream when consumer_group is
+    given; amqp:// or http:// -> rabbitmq) unless source_type says."""
+    if source_type is None:
+        if address.startswith("redis"):
+            source_type = "redis-stream" if consumer_group else "redis-list"
+        else:
+            source_type = "rabbitmq"
+    src = {"type": source_type, "address": address, "queue": queue}
+    if consumer_group:
+        src["consumerGroup"] = consumer_group
+    spec = {"mode": "dispatch", "source": src,
+            "sandbox": {"warmPool": warm_pool, "claimTTLSeconds": claim_ttl_seconds,
+                        "spare": {"min": spare_min, "max": spare_max}},
+            "scaling": scaling}
+    return {"apiVersion": "agentscaler.io/v1alpha1", "kind": "AgentPool",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+# agent-sandbox objects in kube-sim (ref/agent-sandbox-api.md sections 1 and 9).
+EXT_API = "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/%s/"
+SANDBOX_API = "/apis/agents.x-k8s.io/v1beta1/namespaces/%s/sandboxes"
+MANAGED_BY = ("app.kubernetes.io/managed-by", "agentscaler")
+
+
+def condition(obj, typ):
+    """The condition typ of obj's status, or None."""
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == typ:
+            return c
+    return None
+
+
+def is_true(obj, typ):
+    c = condition(obj, typ)
+    return c is not None and c.get("status") == "True"
+
+
+def create_namespace(kube, ns):
+    code, obj = kube.api("POST", "/api/v1/namespaces",
+                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    if code not in (201, 409):
+        raise RuntimeError("create namespace %s: %s %s" % (ns, code, obj))
+
+
+def sandbox_pool(kube, pool="pool", replicas=1, ns="default", template="tpl", wait_ready=True,
+                 timeout=30):
+    """Creates the minimal SandboxTemplate `template` (one container) and the
+    SandboxWarmPool `pool` on it with `replicas` members; by default waits
+    until they are all Ready.  Returns the pool object."""
+    tpl = {"apiVersion": "extensions.agents.x-k8s.io/v1beta1", "kind": "SandboxTemplate",
+           "metadata": {"name": template, "namespace": ns},
+           "spec": {"podTemplate": {"spec": {"containers": [{"name": "agent",
+                                                             "image": "agent:1"}]}}}}
+    code, obj = kube.api("POST", EXT_API % ns + "sandboxtemplates", tpl)
+    if code not in (201, 409):
+        raise RuntimeError("create SandboxTemplate %s/%s: %s %s" % (ns, template, code, obj))
+    wp = {"apiVersion": "extensions.agents.x-k8s.io/v1beta1", "kind": "SandboxWarmPool",
+          "metadata": {"name": pool, "namespace": ns},
+          "spec": {"replicas": replicas, "sandboxTemplateRef": {"name": template}}}
+    code, obj = kube.api("POST", EXT_API % ns + "sandboxwarmpools", wp)
+    if code != 201:
+        raise RuntimeError("create SandboxWarmPool %s/%s: %s %s" % (ns, pool, code, obj))
+    if wait_ready and replicas:
+        wait_for(lambda: ((kube.api("GET", EXT_API % ns + "sandboxwarmpools/" + pool)[1]
+                           .get("status") or {}).get("readyReplicas") == replicas),
+                 timeout, what="warm pool %s/%s to have %d ready" % (ns, pool, replicas))
+    return obj
+
+
+def create_claim(kube, name, warm_pool="pool", ns="default", managed=True, labels=None,
+                 annotations=None):
+    """A SandboxClaim on warm_pool, labelled managed-by=agentscaler unless
+    managed is False.  Returns the created object."""
+    lab = dict(labels or {})
+    if managed:
+        lab[MANAGED_BY[0]] = MANAGED_BY[1]
+    body = {"apiVersion": "extensions.agents.x-k8s.io/v1beta1", "kind": "SandboxClaim",
+            "metadata": {"name": name, "namespace": ns, "labels": lab,
+                         "annotations": dict(annotations or {})},
+            "spec": {"warmPoolRef": {"name": warm_pool}}}
+    code, obj = kube.api("POST", EXT_API % ns + "sandboxclaims", body)
+    if code != 201:
+        raise RuntimeError("create SandboxClaim %s/%s: %s %s" % (ns, name, code, obj))
+    return obj
+
+
+def get_claim(kube, name, ns="default"):
+    code, obj = kube.api("GET", EXT_API % ns + "sandboxclaims/" + name)
+    return obj if code == 200 else None
+
+
+def get_sandbox(kube, name, ns="default"):
+    code, obj = kube.api("GET", SANDBOX_API % ns + "/" + name)
+    return obj if code == 200 else None
+
+
+def wait_claim_ready(kube, name, ns="default", timeout=30):
+    """Waits until the claim is bound (status.sandbox.name) and Ready=True,
+    as agentscaler does before the hand-off; returns the sandbox name."""
+    def bound():
+        c = get_claim(kube, name, ns)
+        sb = ((c or {}).get("status") or {}).get("sandbox", {}).get("name")
+        return sb if sb and is_true(c, "Ready") else None
+    return wait_for(bound, timeout, what="claim %s/%s bound and Ready" % (ns, name))
+
+
+def inbox_key(ns, sandbox):
+    """The Redis list agentscaler LPUSHes a sandbox's task to."""
+    return "agentscaler:inbox:%s:%s" % (ns, sandbox)
+
+
+def inbox_queue(ns, sandbox):
+    """The durable RabbitMQ queue agentscaler publishes a sandbox's task to."""
+    return "agentscaler.inbox.%s.%s" % (ns, sandbox)
+
+
+def handoff(task, ns, sandbox, claim, pool="pool", parent=None, root=None, depth=0):
+    """The inbox message (include/agentscaler/task.h task_handoff_body)."""
+    return {"agentscaler": {"namespace": ns, "pool": pool, "claim": claim, "sandbox": sandbox,
+                            "id": task["id"], "parent": parent,
+                            "root": root or task["id"], "depth": depth},
+            "task": task}
+
+
+class AgentRuntime:
+    """tools/agent-runtime/agent_runtime.py, the example agent of every
+    sandbox; started and stopped by PID.  Its JSON-lines event log is read
+    back parsed.  inbox: redis://... or the RabbitMQ management URL."""
+
+    BIN = os.path.join(ROOT, "tools/agent-runtime/agent_runtime.py")
+
+    def __init__(self, kubesim, inbox, namespace="default", all_namespaces=False,
+                 publish_to=None, publish_address=None, children=0, max_depth=None,
+                 work_ms=50, exit_after_idle=None, password=None, username=None, extra=(),
+                 wait_ready=True):
+        self.dir = tempfile.mkdtemp(prefix="agent-runtime-")
+        self.log_path = os.path.join(self.dir, "events.jsonl")
+        self.err_path = os.path.join(self.dir, "stderr.log")
+        args = [sys.executable, self.BIN, "--apiserver", kubesim.url, "--admin", kubesim.admin,
+                "--inbox", inbox, "--log", self.log_path, "--work-ms", str(work_ms)]
+        if all_namespaces:
+            args.append("--all-namespaces")
+        else:
+            args += ["--namespace", namespace]
+        if kubesim.ca:
+            args += ["--ca-file", kubesim.ca]
+        if kubesim.token:
+            args += ["--token-file", self._secret("token", kubesim.token)]
+        if password is not None:
+            args += ["--password-file", self._secret("password", password)]
+        if username:
+            args += ["--username", username]
+        if publish_to:
+            args += ["--publish-to", publish_to]
+        if publish_address:
+            args += ["--publish-address", publish_address]
+        if children:
+            args += ["--children", str(children)]
+        if max_depth is not None:
+            args += ["--max-depth", str(max_depth)]
+        if exit_after_idle is not None:
+            args += ["--exit-after-idle", str(exit_after_idle)]
+        args += list(extra)
+        self.err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.err)
+        if wait_ready:
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.cleanup()     # the caller never gets the object to stop it
+                raise
+
+    def _secret(self, name, value):
+        path = os.path.join(self.dir, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return path
+
+    def events(self, event=None):
+        """Every complete line of the log, parsed; only `event` ones if given."""
+        try:
+            with open(self.log_path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in data.split(b"\n")[:-1]:     # the last piece may be half written
+            if line.strip():
+                rec = json.loads(line)
+                if event is None or rec.get("event") == event:
+                    out.append(rec)
+        return out
+
+    def ids(self, event):
+        return [e.get("id") for e in self.events(event)]
+
+    def received_ids(self):
+        return self.ids("received")
+
+    def finished_ids(self):
+        return self.ids("finished")
+
+    def stderr(self):
+        if not self.err.closed:
+            self.err.flush()
+        with open(self.err_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def wait_event(self, event, n=1, pred=None, timeout=30):
+        """Waits until at least n `event` records (matching pred) are logged; returns them."""
+        def got():
+            if self.proc.poll() is not None and not self.events("stopped"):
+                raise AssertionError("agent-runtime exited %s: %s"
+                                     % (self.proc.returncode, self.stderr()[-2000:]))
+            evs = [e for e in self.events(event) if pred is None or pred(e)]
+            return evs if len(evs) >= n else None
+        return wait_for(got, timeout, what="%d %r event(s) from agent-runtime" % (n, event))
+
+    def wait_ready(self, timeout=20):
+        return self.wait_event("ready", 1, timeout=timeout)
+
+    def wait_received(self, n, timeout=30):
+        return self.wait_event("received", n, timeout=timeout)
+
+    def wait_finished(self, n, timeout=30):
+        return self.wait_event("finished", n, timeout=timeout)
+
+    def stop(self):
+        """SIGTERM, then waits; returns the exit status."""
+        rc = stop_pid(self.proc)
+        if not self.err.closed:
+            self.err.close()
+        return rc
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,63 @@
+/*
+ * dispatch.h: dispatch mode (DESIGN.md section 7): every task message of a
+ * dispatch pool becomes one SandboxClaim, is handed to the bound sandbox's
+ * inbox, and its source message is acked only after that; the warm pool is
+ * kept at the spare target (warmpool.h).
+ *
+ * One dispatcher per daemon.  Per namespace it keeps one informer on the
+ * SandboxClaims labelled app.kubernetes.io/managed-by=agentscaler (never a
+ * watch per claim) and the table of live tasks, rebuilt from those claims'
+ * labels and annotations before any pool of the namespace starts
+ * consuming.  Per pool it owns one consumer (consumer.h).
+ *
+ * Ownership: the config passed to dispatcher_apply() is borrowed until the
+ * next dispatcher_apply() or dispatcher_free().
+ */
+#ifndef AGENTSCALER_DISPATCH_H
+#define AGENTSCALER_DISPATCH_H
+
+struct as_buf;
+struct cJSON;
+struct config;
+struct ev_loop;
+struct k8s_client;
+struct dispatcher;
+
+struct dispatch_options {
+	const char	*instance;	/* this agentscaler's stable name */
+	double		 sweep_interval;	/* s; default 0.25 */
+	double		 sizing_interval;	/* s; default 1 */
+};
+
+struct dispatcher *dispatcher_new(struct ev_loop *, struct k8s_client *,
+	    const struct dispatch_options *);
+/* Releases held messages (the broker redelivers them), stops, frees. */
+void	 dispatcher_free(struct dispatcher *);
+/*
+ * Takes the dispatch-mode pools of c: new ones start, removed ones stop,
+ * unchanged ones (same source and sandbox settings) keep running.
+ */
+void	 dispatcher_apply(struct dispatcher *, const struct config *c);
+/*
+ * Scale mode: the namespace's headroom under its AgentQuota (more
+ * sandboxes that may start), given the replicas its scale-mode pools run
+ * now; -1 when unlimited.  Dispatch tasks and warm spares of the namespace
+ * count too.
+ */
+long	 dispatcher_headroom(struct dispatcher *, const struct config *,
+	    const char *ns, long scale_replicas);
+/*
+ * Why task id waits, runs or was rejected, as JSON fields into out
+ * ("state", "reason", "detail", "explanation", ...).  Returns 1 when the
+ * task is known, 0 otherwise (out still says so).
+ */
+int	 dispatcher_explain(const struct dispatcher *, const char *id,
+	    struct cJSON *out);
+/* Prometheus text of the dispatch families. */
+void	 dispatcher_metrics(const struct dispatcher *, struct as_buf *);
+/* Adds "dispatch": {...} to the /status document. */
+void	 dispatcher_status(const struct dispatcher *, struct cJSON *root);
+/* Appends one line per reason the dispatcher is not ready. */
+void	 dispatcher_readyz(const struct dispatcher *, struct as_buf *);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * quota.h: AgentQuota admission (DESIGN.md sections 5 and 6), the pure core.
+ *
+ * One struct quota_ns per namespace holds what is live there: sandboxes,
+ * resource sums, live trees (one per root task) with their live task count,
+ * spawn token bucket and sandbox-seconds budget, and live children per task.
+ * The dispatcher (scheduler/dispatch.c) derives lineage (root, depth,
+ * parent) from its own records, asks quota_check() before making a claim,
+ * then reports the outcome with quota_admit() / quota_release().  Time is
+ * always passed in (monotonic seconds); nothing here does I/O or reads a
+ * clock, so every decision replays in a table-driven test.
+ *
+ * Limits (a quota_config field < 0, or 0 for spawn_per_second and
+ * sandbox_seconds_per_root, means unlimited):
+ *
+ *   structural, always rejected whatever onExceeded says:
+ *     cascade.maxDepth          depth > max_depth
+ *     cascade.unknownParent     (decided by the caller, named here only)
+ *     budget.sandboxSeconds     the tree's charged sandbox-seconds reached
+ *                               sandbox_seconds_per_root
+ *     quota.resourcesNeverFit   one task asks more than the whole quota
+ *   live, deferred or rejected by onExceeded (they can clear later):
+ *     quota.maxSandboxes        live sandboxes (claims + replicas) at max
+ *     quota.reserved            a new root would eat into the share
+ *                               reserve_for_descendants keeps for
+ *                               descendants: roots may use at most
+ *                               floor(max_sandboxes x (1 - reserve))
+ *     quota.resources           the sum of requests would exceed a limit
+ *                               (cpu, memory, extended resources by name)
+ *     cascade.maxRoots          live trees at max (new roots only)
+ *     cascade.maxChildrenPerTask  the parent's live children at max
+ *     cascade.maxDescendantsPerRoot  live tasks of the tree at max
+ *                               (the root counts)
+ *     cascade.spawnRate         the tree's token bucket (per_second, burst)
+ *                               is empty (descendants only; a root starts a
+ *                               full bucket)
+ *
+ * Checks run in the order above; the first that fails decides.  Charging:
+ * a tree is charged, for every second, the number of its live sandboxes
+ * (quota_charge brings the charge up to now; check and admit call it).
+ *
+ * Ownership: a quota_ns copies what it needs from the config (the config
+ * may go away after quota_ns_new()/quota_ns_set_config()); strings passed
+ * in are copied when kept.  A NULL config means no AgentQuota: everything
+ * is admitted, but usage and trees are still tracked for /status.
+ */
+#ifndef AGENTSCALER_QUOTA_H
+#define AGENTSCALER_QUOTA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct quota_config;
+struct quota_ns;
+
+enum quota_verdict {
+	QUOTA_ADMIT,
+	QUOTA_DEFER,
+	QUOTA_REJECT
+};
+
+struct quota_decision {
+	enum quota_verdict verdict;
+	char		 reason[48];	/* "" when admitted */
+	char		 detail[240];	/* numbers: "20 of 20 sandboxes live" */
+};
+
+struct quota_res {
+	const char	*name;		/* cpu, memory, nvidia.com/gpu */
+	double		 value;		/* base units (cores, bytes, devices) */
+};
+
+/* A task as admission sees it; strings borrowed for the call. */
+struct quota_task {
+	const char		*id;
+	const char		*parent;	/* NULL: a new root */
+	const char		*root;		/* = id for a root */
+	int			 depth;		/* 0 for a root */
+	const struct quota_res	*res;		/* requests, may be NULL */
+	size_t			 nres;
+};
+
+struct quota_usage {
+	long		 sandboxes;	/* live tasks + replicas */
+	long		 replicas;	/* of them, set by quota_set_replicas */
+	long		 roots;		/* live trees */
+	long		 tasks;		/* live tasks */
+	uint64_t	 admitted, deferred, rejected;	/* decisions counted */
+};
+
+struct quota_tree_info {
+	const char	*root;
+	long		 live;		/* live tasks in the tree */
+	long		 total;		/* tasks ever admitted in it */
+	int		 max_depth;	/* deepest live task */
+	double		 seconds;	/* sandbox-seconds charged */
+	double		 tokens;	/* spawn bucket */
+};
+
+struct quota_ns	*quota_ns_new(const struct quota_config *);
+/* Takes a new config (or NULL); usage and trees are kept. */
+void		 quota_ns_set_config(struct quota_ns *,
+		    const struct quota_config *);
+void		 quota_ns_free(struct quota_ns *);
+
+/*
+ * Decides without changing anything but the tree charge.  Reasons and
+ * verdicts as above; deferral only when onExceeded is defer.
+ */
+void		 quota_check(struct quota_ns *, const struct quota_task *,
+		    double now, struct quota_decision *);
+/* Records the decision in the counters (check + count, for metrics). */
+void		 quota_count(struct quota_ns *, enum quota_verdict);
+/*
+ * The task is live: takes one sandbox and its resources, joins (or
+ * starts) its tree, counts as a live child of its parent, takes a spawn
+ * token when it is a descendant.  Admitting the same id twice is a no-op.
+ */
+void		 quota_admit(struct quota_ns *, const struct quota_task *,
+		    double now);
+/*
+ * The task ended: gives its sandbox and resources back, leaves its tree
+ * (the tree goes with its last live task) and its parent's children.
+ * Unknown ids are ignored.
+ */
+void		 quota_release(struct quota_ns *, const char *id, double now);
+/* 1 while id is a live task. */
+int		 quota_live(const struct quota_ns *, const char *id);
+/*
+ * Replicas the namespace runs outside dispatch (scale-mode pools, warm
+ * spares): they count against max_sandboxes.
+ */
+void		 quota_set_replicas(struct quota_ns *, long replicas);
+/*
+ * Scale mode: how many more sandboxes may start now (max_sandboxes -
+ * live), or -1 when unlimited.
+ */
+long		 quota_headroom(const struct quota_ns *);
+
+void		 quota_usage(const struct quota_ns *, struct quota_usage *);
+/* Sum of live requests of one resource. */
+double		 quota_used(const struct quota_ns *, const char *resource);
+/*
+ * The largest live trees (by live tasks, then total), at most n, into out;
+ * returns how many.  Strings borrowed until the next change.
+ */
+size_t		 quota_top_trees(struct quota_ns *, double now,
+		    struct quota_tree_info *out, size_t n);
+
+/*
+ * Scale mode: shares a namespace's headroom among pools that want more
+ * replicas.  want[i] is pool i's desired increase, cap[i] receives the
+ * increase it may take.  Rule (documented in the README): water-filling
+ * in equal shares, smallest wants first, so that no pool gets more than it
+ * asked and leftover goes to the others; ties by index.  headroom < 0:
+ * unlimited (cap = want).
+ */
+void		 quota_share(long headroom, const long *want, long *cap,
+		    size_t n);
+
+#endif

@@ -1,0 +1,1262 @@
+/*
+ * task.c: the task message (DESIGN.md section 6) and the SandboxClaim that
+ * carries it (section 7, ref/agent-sandbox-api.md sections 4 and 9).
+ *
+ * Everything here is pure: the caller passes bytes, parsed JSON and the
+ * time; nothing reads a clock or does I/O, so every function is tested and
+ * fuzzed directly.
+ *
+ * A message goes through four gates in a fixed order, each with its own
+ * reason: size, UTF-8, strict JSON syntax, then the fields.  The strict
+ * syntax pass exists because cJSON is lenient (a byte order mark, leading
+ * zeros, "1.", raw control characters in strings, \u with non-hex digits)
+ * and the original bytes are handed to the sandbox verbatim: whatever we
+ * accept must be JSON for any parser on the other side, not only for
+ * cJSON.  The same pass refuses \u0000, which cJSON silently turns into the
+ * end of a C string (a key "id\u0000x" would read as "id" here and as
+ * something else in the sandbox).
+ *
+ * Output JSON is built with cJSON, which escapes for us; every string is
+ * made valid UTF-8 first (invalid bytes become U+FFFD), so the output is
+ * valid JSON whatever a caller passes in.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/task.h"
+
+/* A JSON syntax check over a buffer already known to be UTF-8. */
+struct json_scan {
+	const unsigned char	*p;
+	const unsigned char	*start;
+	const unsigned char	*end;
+	const char		*why;
+};
+
+static void	 task_oom(void) __attribute__((noreturn));
+static size_t	 utf8_seq(const unsigned char *, size_t);
+static size_t	 utf8_invalid_at(const char *, size_t);
+static int	 json_value(struct json_scan *, int);
+static int	 task_fail(struct task_error *, const char *, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+
+/*
+ * cJSON reports out-of-memory as a NULL or false return; the rest of the
+ * project aborts on it (common.h, x*alloc), so this module does the same.
+ */
+static void
+task_oom(void)
+{
+	fprintf(stderr, "agentscaler: out of memory building JSON\n");
+	abort();
+}
+
+/*
+ * The length of the well-formed UTF-8 sequence at p (at most n bytes
+ * available), or 0: overlong forms, surrogates (U+D800..U+DFFF) and code
+ * points above U+10FFFF are all ill-formed (Unicode 15, table 3-7).
+ */
+static size_t
+utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char	 c = p[0], lo = 0x80, hi = 0xbf;
+	size_t		 need, i;
+
+	if (c < 0x80)
+		return (1);
+	if (c >= 0xc2 && c <= 0xdf)
+		need = 1;
+	else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0;	/* overlong */
+		else if (c == 0xed)
+			hi = 0x9f;	/* surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90;	/* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f;	/* above U+10FFFF */
+	} else
+		return (0);	/* continuation, 0xc0, 0xc1, 0xf5.. */
+	if (n < need + 1)
+		return (0);
+	if (p[1] < lo || p[1] > hi)
+		return (0);
+	for (i = 2; i <= need; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return (0);
+	return (need + 1);
+}
+
+/* The offset of the first ill-formed byte, or len when all is UTF-8. */
+static size_t
+utf8_invalid_at(const char *buf, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)buf;
+	size_t			 i = 0, n;
+
+	while (i < len) {
+		if ((n = utf8_seq(p + i, len - i)) == 0)
+			return (i);
+		i += n;
+	}
+	return (len);
+}
+
+/* A copy of s that is valid UTF-8: ill-formed bytes become U+FFFD. */
+static char *
+utf8_clean(const char *s)
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	size_t			 len, i = 0, o = 0, n;
+	char			*out;
+
+	len = strlen(s);
+	if (utf8_invalid_at(s, len) == len)
+		return (xstrdup(s));
+	out = xmalloc(len * 3 + 1);
+	while (i < len) {
+		if ((n = utf8_seq(p + i, len - i)) == 0) {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		memcpy(out + o, p + i, n);
+		o += n;
+		i += n;
+	}
+	out[o] = '\0';
+	return (out);
+}
+
+/*
+ * Copies src into dst (size bytes), cut so that no UTF-8 sequence is
+ * split: a claim field longer than its buffer loses whole characters.
+ */
+static void
+copy_cut(char *dst, size_t size, const char *src)
+{
+	size_t	 n;
+
+	if (src == NULL) {
+		dst[0] = '\0';
+		return;
+	}
+	n = strlen(src);
+	if (n >= size) {
+		n = size - 1;
+		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
+			n--;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/*
+ * For error details: at most max bytes of s, printable ASCII only (others
+ * shown as '?'), "..." when cut.  Details go to logs and dead letters, so
+ * they never carry raw message bytes.
+ */
+static void
+quote(char *dst, size_t size, const char *s, size_t max)
+{
+	size_t	 i, o = 0;
+
+	for (i = 0; s[i] != '\0' && o + 4 < size; i++) {
+		if (i == max) {
+			memcpy(dst + o, "...", 3);
+			o += 3;
+			break;
+		}
+		dst[o++] = s[i] >= 0x21 && s[i] <= 0x7e ? s[i] : '?';
+	}
+	dst[o] = '\0';
+}
+
+static int
+task_fail(struct task_error *err, const char *reason, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	as_strlcpy(err->reason, reason, sizeof err->reason);
+	va_start(ap, fmt);
+	vsnprintf(err->detail, sizeof err->detail, fmt, ap);
+	va_end(ap);
+	return (-AS_EINVAL);
+}
+
+/*
+ * Strict JSON (RFC 8259) syntax, recursive descent with cJSON's nesting
+ * limit.  Returns 0, or -1 with s->why set and s->p at the offending byte.
+ */
+static void
+json_ws(struct json_scan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' ||
+	    *s->p == '\n' || *s->p == '\r'))
+		s->p++;
+}
+
+static int
+json_string(struct json_scan *s)
+{
+	int	 i, h, v;
+
+	s->p++;		/* the opening quote */
+	while (s->p < s->end) {
+		if (*s->p == '"') {
+			s->p++;
+			return (0);
+		}
+		if (*s->p < 0x20) {
+			s->why = "raw control character in a string";
+			return (-1);
+		}
+		if (*s->p != '\\') {
+			s->p++;
+			continue;
+		}
+		if (s->end - s->p < 2) {
+			s->why = "unterminated escape";
+			return (-1);
+		}
+		if (s->p[1] != '\0' && strchr("\"\\/bfnrt", s->p[1]) != NULL) {
+			s->p += 2;
+			continue;
+		}
+		if (s->p[1] != 'u' || s->end - s->p < 6) {
+			s->why = "bad escape in a string";
+			return (-1);
+		}
+		for (i = 0, v = 0; i < 4; i++) {
+			if ((h = as_hexval(s->p[2 + i])) < 0) {
+				s->why = "bad \\u escape";
+				return (-1);
+			}
+			v = v * 16 + h;
+		}
+		if (v == 0) {
+			s->why = "\\u0000 is not accepted";
+			return (-1);
+		}
+		s->p += 6;
+	}
+	s->why = "unterminated string";
+	return (-1);
+}
+
+static int
+json_digits(struct json_scan *s)
+{
+	const unsigned char *p0 = s->p;
+
+	while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+		s->p++;
+	if (s->p == p0) {
+		s->why = "digit expected in a number";
+		return (-1);
+	}
+	return (0);
+}
+
+static int
+json_number(struct json_scan *s)
+{
+	if (*s->p == '-')
+		s->p++;
+	if (s->p < s->end && *s->p == '0')
+		s->p++;		/* no leading zeros */
+	else if (json_digits(s) != 0)
+		return (-1);
+	if (s->p < s->end && *s->p == '.') {
+		s->p++;
+		if (json_digits(s) != 0)
+			return (-1);
+	}
+	if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+		s->p++;
+		if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+			s->p++;
+		if (json_digits(s) != 0)
+			return (-1);
+	}
+	return (0);
+}
+
+static int
+json_literal(struct json_scan *s, const char *word)
+{
+	size_t	 n = strlen(word);
+
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) {
+		s->why = "unexpected character";
+		return (-1);
+	}
+	s->p += n;
+	return (0);
+}
+
+/* An object or an array; s->p is at '{' or '['. */
+static int
+json_container(struct json_scan *s, int depth)
+{
+	int	 obj = *s->p == '{';
+	char	 close = obj ? '}' : ']';
+
+	if (depth >= CJSON_NESTING_LIMIT) {
+		s->why = "nested too deeply";
+		return (-1);
+	}
+	s->p++;
+	json_ws(s);
+	if (s->p < s->end && *s->p == close) {
+		s->p++;
+		return (0);
+	}
+	for (;;) {
+		if (obj) {
+			if (s->p >= s->end || *s->p != '"') {
+				s->why = "object key expected";
+				return (-1);
+			}
+			if (json_string(s) != 0)
+				return (-1);
+			json_ws(s);
+			if (s->p >= s->end || *s->p != ':') {
+				s->why = "':' expected";
+				return (-1);
+			}
+			s->p++;
+		}
+		if (json_value(s, depth + 1) != 0)
+			return (-1);
+		if (s->p < s->end && *s->p == ',') {
+			s->p++;
+			json_ws(s);
+			continue;
+		}
+		if (s->p < s->end && *s->p == close) {
+			s->p++;
+			return (0);
+		}
+		s->why = obj ? "',' or '}' expected" : "',' or ']' expected";
+		return (-1);
+	}
+}
+
+/* A value with the whitespace around it. */
+static int
+json_value(struct json_scan *s, int depth)
+{
+	int	 rc;
+
+	json_ws(s);
+	if (s->p >= s->end) {
+		s->why = "unexpected end";
+		return (-1);
+	}
+	switch (*s->p) {
+	case '{':
+	case '[':
+		rc = json_container(s, depth);
+		break;
+	case '"':
+		rc = json_string(s);
+		break;
+	case 't':
+		rc = json_literal(s, "true");
+		break;
+	case 'f':
+		rc = json_literal(s, "false");
+		break;
+	case 'n':
+		rc = json_literal(s, "null");
+		break;
+	default:
+		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+			rc = json_number(s);
+		else {
+			s->why = "unexpected character";
+			rc = -1;
+		}
+	}
+	if (rc == 0)
+		json_ws(s);
+	return (rc);
+}
+
+/* 0 when buf is one strict JSON text; else -1 with why and the offset. */
+static int
+json_check(const char *buf, size_t len, const char **why, size_t *at)
+{
+	struct json_scan s;
+
+	s.start = s.p = (const unsigned char *)buf;
+	s.end = s.start + len;
+	s.why = NULL;
+	if (json_value(&s, 0) == 0 && s.p != s.end)
+		s.why = "trailing data after the value";
+	if (s.why == NULL)
+		return (0);
+	*why = s.why;
+	*at = (size_t)(s.p - s.start);
+	return (-1);
+}
+
+/*
+ * The first member named key (case-sensitive) and whether another follows:
+ * cJSON keeps duplicate keys and returns the first, while other parsers
+ * keep the last, so a duplicated field we act on is refused.
+ */
+static const cJSON *
+task_field(const cJSON *doc, const char *key, int *dup)
+{
+	const cJSON	*c, *first = NULL;
+
+	*dup = 0;
+	for (c = doc->child; c != NULL; c = c->next) {
+		if (c->string == NULL || strcmp(c->string, key) != 0)
+			continue;
+		if (first != NULL) {
+			*dup = 1;
+			break;
+		}
+		first = c;
+	}
+	return (first);
+}
+
+static const char *
+json_type_name(const cJSON *v)
+{
+	if (cJSON_IsArray(v))
+		return ("an array");
+	if (cJSON_IsString(v))
+		return ("a string");
+	if (cJSON_IsNumber(v))
+		return ("a number");
+	if (cJSON_IsBool(v))
+		return ("a boolean");
+	if (cJSON_IsNull(v))
+		return ("null");
+	if (cJSON_IsObject(v))
+		return ("an object");
+	return ("something else");
+}
+
+/* An id or a parent: 1..TASK_ID_MAX printable ASCII bytes, no spaces. */
+static int
+task_id_check(const cJSON *v, const char *what, char *dst,
+    const char *reason, struct task_error *err)
+{
+	const char	*s;
+	size_t		 i, len;
+
+	if (!cJSON_IsString(v))
+		return (task_fail(err, reason, "\"%s\" must be a string, not "
+		    "%s", what, json_type_name(v)));
+	s = v->valuestring;
+	len = strlen(s);
+	if (len == 0 || len > TASK_ID_MAX)
+		return (task_fail(err, reason, "\"%s\" must be 1 to %d bytes, "
+		    "not %zu", what, TASK_ID_MAX, len));
+	for (i = 0; i < len; i++)
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return (task_fail(err, reason, "\"%s\" has a byte "
+			    "that is not printable ASCII at offset %zu (spaces "
+			    "and control characters are refused)", what, i));
+	memcpy(dst, s, len + 1);
+	return (0);
+}
+
+/* Kubernetes resource names: cpu, memory, nvidia.com/gpu, hugepages-2Mi. */
+static int
+task_resource_name_ok(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len == 0 || len >= sizeof(((struct task_resource *)0)->name))
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+		    s[i] == '-' || s[i] == '_' || s[i] == '/'))
+			return (0);
+	return (1);
+}
+
+static int
+task_resources(const cJSON *v, struct task *out, struct task_error *err)
+{
+	const cJSON	*r;
+	char		 q[80], vq[48];
+	double		 val;
+	size_t		 i;
+
+	if (!cJSON_IsObject(v))
+		return (task_fail(err, "task.badResources", "\"resources\" "
+		    "must be an object, not %s", json_type_name(v)));
+	for (r = v->child; r != NULL; r = r->next) {
+		quote(q, sizeof q, r->string, 64);
+		if (!task_resource_name_ok(r->string))
+			return (task_fail(err, "task.badResources", "resource "
+			    "name \"%s\" is not a Kubernetes resource name",
+			    q));
+		for (i = 0; i < out->nresources; i++)
+			if (strcmp(out->resources[i].name, r->string) == 0)
+				return (task_fail(err, "task.badResources",
+				    "resource \"%s\" given twice", q));
+		if (out->nresources == TASK_MAX_RESOURCES)
+			return (task_fail(err, "task.badResources", "more "
+			    "than %d resources", TASK_MAX_RESOURCES));
+		if (cJSON_IsNumber(r))
+			val = r->valuedouble;
+		else if (cJSON_IsString(r)) {
+			if (config_parse_quantity(r->valuestring, &val) != 0) {
+				quote(vq, sizeof vq, r->valuestring, 32);
+				return (task_fail(err, "task.badResources",
+				    "resource \"%s\": \"%s\" is not a "
+				    "Kubernetes quantity of zero or more", q,
+				    vq));
+			}
+		} else
+			return (task_fail(err, "task.badResources", "resource "
+			    "\"%s\" must be a quantity string or a number, not "
+			    "%s", q, json_type_name(r)));
+		if (!isfinite(val) || val < 0)
+			return (task_fail(err, "task.badResources", "resource "
+			    "\"%s\" must be a finite quantity of zero or more",
+			    q));
+		as_strlcpy(out->resources[out->nresources].name, r->string,
+		    sizeof out->resources[0].name);
+		out->resources[out->nresources].value = val;
+		out->nresources++;
+	}
+	return (0);
+}
+
+/* W3C Trace Context, version 00: 00-<32 hex>-<16 hex>-<2 hex>. */
+static int
+task_traceparent(const char *s, char *dst, size_t dstlen,
+    struct task_error *err)
+{
+	static const char zeros[33] = "00000000000000000000000000000000";
+	size_t	 i;
+
+	if (strlen(s) != 55 || s[0] != '0' || s[1] != '0' || s[2] != '-' ||
+	    s[35] != '-' || s[52] != '-')
+		goto bad;
+	for (i = 3; i < 55; i++) {
+		if (i == 35 || i == 52)
+			continue;
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		    (s[i] >= 'a' && s[i] <= 'f')))
+			goto bad;
+	}
+	if (memcmp(s + 3, zeros, 32) == 0)
+		return (task_fail(err, "task.badTraceparent", "the trace id "
+		    "is all zeros"));
+	if (memcmp(s + 36, zeros, 16) == 0)
+		return (task_fail(err, "task.badTraceparent", "the parent id "
+		    "is all zeros"));
+	as_strlcpy(dst, s, dstlen);
+	return (0);
+bad:
+	return (task_fail(err, "task.badTraceparent", "\"traceparent\" must "
+	    "be 00-<32 hex>-<16 hex>-<2 hex> in lowercase (W3C Trace Context "
+	    "version 00)"));
+}
+
+/* The fields, in the order the reasons are documented. */
+static int
+task_fields(const cJSON *doc, struct task *out, struct task_error *err)
+{
+	const cJSON	*v;
+	int		 dup, rc;
+	char		 q[48];
+
+	if ((v = task_field(doc, "id", &dup)) == NULL)
+		return (task_fail(err, "task.missingId", "the task has no "
+		    "\"id\""));
+	if (dup)
+		return (task_fail(err, "task.badId", "\"id\" given twice"));
+	if ((rc = task_id_check(v, "id", out->id, "task.badId", err)) != 0)
+		return (rc);
+
+	/* Optional fields: absent and null mean the same. */
+	if ((v = task_field(doc, "parent", &dup)) != NULL && dup)
+		return (task_fail(err, "task.badParent", "\"parent\" given "
+		    "twice"));
+	if (v != NULL && !cJSON_IsNull(v)) {
+		if ((rc = task_id_check(v, "parent", out->parent,
+		    "task.badParent", err)) != 0)
+			return (rc);
+		if (strcmp(out->parent, out->id) == 0)
+			return (task_fail(err, "task.badParent", "a task "
+			    "cannot be its own parent"));
+	}
+
+	if ((v = task_field(doc, "resources", &dup)) != NULL && dup)
+		return (task_fail(err, "task.badResources", "\"resources\" "
+		    "given twice"));
+	if (v != NULL && !cJSON_IsNull(v) &&
+	    (rc = task_resources(v, out, err)) != 0)
+		return (rc);
+
+	if ((v = task_field(doc, "traceparent", &dup)) != NULL && dup)
+		return (task_fail(err, "task.badTraceparent", "\"traceparent\" "
+		    "given twice"));
+	if (v != NULL && !cJSON_IsNull(v)) {
+		if (!cJSON_IsString(v))
+			return (task_fail(err, "task.badTraceparent",
+			    "\"traceparent\" must be a string, not %s",
+			    json_type_name(v)));
+		if ((rc = task_traceparent(v->valuestring, out->traceparent,
+		    sizeof out->traceparent, err)) != 0)
+			return (rc);
+	}
+
+	if ((v = task_field(doc, "deadline", &dup)) != NULL && dup)
+		return (task_fail(err, "task.badDeadline", "\"deadline\" given "
+		    "twice"));
+	if (v != NULL && !cJSON_IsNull(v)) {
+		if (!cJSON_IsString(v))
+			return (task_fail(err, "task.badDeadline",
+			    "\"deadline\" must be an RFC 3339 string, not %s",
+			    json_type_name(v)));
+		quote(q, sizeof q, v->valuestring, 40);
+		if (as_parse_rfc3339(v->valuestring, &out->deadline) != 0)
+			return (task_fail(err, "task.badDeadline", "\"%s\" is "
+			    "not an RFC 3339 time such as "
+			    "2026-11-25T17:34:45Z", q));
+		/* 0 means "no deadline" in struct task. */
+		if (out->deadline <= 0)
+			return (task_fail(err, "task.badDeadline", "\"%s\" is "
+			    "not after 1970-01-01T00:00:00Z", q));
+	}
+	return (0);
+}
+
+/*
+ * On failure out is zeroed except out->id, which keeps the id when the id
+ * itself was valid, so that the dead-letter record can name the task.
+ */
+int
+task_parse(const char *buf, size_t len, size_t max_bytes, struct task *out,
+    struct task_error *err)
+{
+	struct task_error	 scratch;
+	cJSON			*doc = NULL;
+	char			*copy = NULL;
+	char			 id[TASK_ID_MAX + 1];
+	const char		*why, *end = NULL;
+	size_t			 at;
+	int			 rc;
+
+	if (err == NULL)
+		err = &scratch;
+	memset(err, 0, sizeof *err);
+	memset(out, 0, sizeof *out);
+	if (max_bytes == 0)
+		max_bytes = TASK_MAX_BYTES_DEFAULT;
+	if (len > max_bytes)
+		return (task_fail(err, "task.tooLarge", "the message is %zu "
+		    "bytes, more than the limit of %zu", len, max_bytes));
+	if (buf == NULL) {
+		buf = "";
+		len = 0;
+	}
+	if ((at = utf8_invalid_at(buf, len)) < len)
+		return (task_fail(err, "task.invalidUtf8", "the message is not "
+		    "valid UTF-8 (byte %zu)", at));
+	if (json_check(buf, len, &why, &at) != 0)
+		return (task_fail(err, "task.notJson", "the message is not "
+		    "JSON: %s at byte %zu", why, at));
+
+	/*
+	 * cJSON with require_null_terminated over len + 1 bytes: the parse
+	 * must end exactly at our terminator.  The syntax pass has already
+	 * refused NUL bytes, so the terminator is the only one.
+	 */
+	copy = xmalloc(len + 1);
+	if (len > 0)
+		memcpy(copy, buf, len);
+	copy[len] = '\0';
+	if ((doc = cJSON_ParseWithLengthOpts(copy, len + 1, &end, 1)) ==
+	    NULL) {
+		rc = task_fail(err, "task.notJson", "the message is not JSON "
+		    "(the parser stopped at byte %td)",
+		    end != NULL ? end - copy : (ptrdiff_t)0);
+		goto out;
+	}
+	if (!cJSON_IsObject(doc)) {
+		rc = task_fail(err, "task.notObject", "a task is a JSON "
+		    "object, not %s", json_type_name(doc));
+		goto out;
+	}
+	if ((rc = task_fields(doc, out, err)) != 0) {
+		memcpy(id, out->id, sizeof id);
+		memset(out, 0, sizeof *out);
+		memcpy(out->id, id, sizeof id);
+	} else
+		err->reason[0] = err->detail[0] = '\0';
+out:
+	cJSON_Delete(doc);
+	free(copy);
+	return (rc);
+}
+
+/* Adds item under key, taking ownership of item in every case. */
+static void
+json_put(cJSON *o, const char *key, cJSON *item)
+{
+	if (item == NULL)
+		task_oom();
+	if (!cJSON_AddItemToObject(o, key, item)) {
+		cJSON_Delete(item);
+		task_oom();
+	}
+}
+
+/* Adds a string (NULL as ""), made valid UTF-8 first. */
+static void
+json_put_str(cJSON *o, const char *key, const char *s)
+{
+	char	*c = utf8_clean(s != NULL ? s : "");
+
+	json_put(o, key, cJSON_CreateString(c));
+	free(c);
+}
+
+static cJSON *
+json_object(void)
+{
+	cJSON	*o;
+
+	if ((o = cJSON_CreateObject()) == NULL)
+		task_oom();
+	return (o);
+}
+
+static cJSON *
+json_put_object(cJSON *o, const char *key)
+{
+	cJSON	*c = json_object();
+
+	json_put(o, key, c);
+	return (c);
+}
+
+/*
+ * Prints and frees o.  The text is copied into our own allocation so the
+ * caller frees it with free() whatever allocator cJSON was built with.
+ */
+static char *
+json_finish(cJSON *o, size_t *outlen)
+{
+	char	*s, *out;
+	size_t	 len;
+
+	s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	if (s == NULL)
+		task_oom();
+	len = strlen(s);
+	out = xmalloc(len + 1);
+	memcpy(out, s, len + 1);
+	cJSON_free(s);
+	if (outlen != NULL)
+		*outlen = len;
+	return (out);
+}
+
+/* RFC 4648 base64 with padding. */
+static char *
+base64(const char *buf, size_t len)
+{
+	static const char tbl[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char	*p = (const unsigned char *)buf;
+	char			*out;
+	size_t			 i, o = 0;
+	uint32_t		 v;
+
+	out = xmalloc((len + 2) / 3 * 4 + 1);
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		out[o++] = tbl[v >> 18];
+		out[o++] = tbl[(v >> 12) & 63];
+		out[o++] = tbl[(v >> 6) & 63];
+		out[o++] = tbl[v & 63];
+	}
+	if (i < len) {
+		v = (uint32_t)p[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)p[i + 1] << 8;
+		out[o++] = tbl[v >> 18];
+		out[o++] = tbl[(v >> 12) & 63];
+		out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return (out);
+}
+
+/*
+ * "original" holds the message as a JSON string when it is UTF-8 without
+ * NUL bytes (cJSON strings end at a NUL); anything else goes in
+ * "originalBase64" so the exact bytes survive.
+ */
+char *
+task_dead_letter_record(const char *reason, const char *detail,
+    const char *pool_ns, const char *pool_name, const char *task_id,
+    const char *body, size_t len, double wall_now, size_t *outlen)
+{
+	cJSON	*o = json_object();
+	char	 at[40], *s;
+
+	if (body == NULL)
+		len = 0;
+	json_put_str(o, "reason", reason);
+	json_put_str(o, "detail", detail);
+	s = xasprintf("%s/%s", pool_ns != NULL ? pool_ns : "",
+	    pool_name != NULL ? pool_name : "");
+	json_put_str(o, "pool", s);
+	free(s);
+	if (task_id != NULL)
+		json_put_str(o, "taskId", task_id);
+	as_rfc3339(wall_now, 1, at, sizeof at);
+	json_put_str(o, "at", at);
+	if (utf8_invalid_at(body, len) == len &&
+	    (len == 0 || memchr(body, '\0', len) == NULL)) {
+		s = xstrndup(len > 0 ? body : "", len);
+		json_put(o, "original", cJSON_CreateString(s));
+	} else {
+		s = base64(body, len);
+		json_put(o, "originalBase64", cJSON_CreateString(s));
+	}
+	free(s);
+	return (json_finish(o, outlen));
+}
+
+uint64_t
+task_hash(const char *ns, const char *id)
+{
+	const unsigned char	*p;
+	uint64_t		 h = 14695981039346656037ULL;
+	const uint64_t		 prime = 1099511628211ULL;
+
+	for (p = (const unsigned char *)(ns != NULL ? ns : ""); *p; p++)
+		h = (h ^ *p) * prime;
+	h *= prime;		/* the NUL separator: h ^ 0 == h */
+	for (p = (const unsigned char *)(id != NULL ? id : ""); *p; p++)
+		h = (h ^ *p) * prime;
+	return (h);
+}
+
+/*
+ * agent-sandbox's NameHash (FNV-1a 32 over the name, as %08x), the hash
+ * its warm-pool selector carries (ref/agent-sandbox-api.md section 5).
+ */
+void
+task_name_hash(const char *s, char out[9])
+{
+	const unsigned char	*p = (const unsigned char *)s;
+	uint32_t		 h = 2166136261U;
+
+	for (; *p != '\0'; p++)
+		h = (h ^ *p) * 16777619U;
+	snprintf(out, 9, "%08" PRIx32, h);
+}
+
+static int
+is_alnum(char c)
+{
+	return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'));
+}
+
+void
+task_claim_name(const char *prefix, const char *ns, const char *id,
+    char out[CLAIM_NAME_MAX + 1])
+{
+	/* "-" and 16 hex digits follow the prefix. */
+	char		 p[CLAIM_NAME_MAX - 16];
+	const size_t	 max = sizeof p - 1;
+	size_t		 n = 0;
+	char		 c;
+
+	for (; prefix != NULL && *prefix != '\0' && n < max; prefix++) {
+		c = *prefix;
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (!is_alnum(c))
+			c = '-';
+		/* No leading '-' and no runs of them. */
+		if (c == '-' && (n == 0 || p[n - 1] == '-'))
+			continue;
+		p[n++] = c;
+	}
+	while (n > 0 && p[n - 1] == '-')
+		n--;
+	p[n] = '\0';
+	if (n == 0)
+		as_strlcpy(p, "task", sizeof p);
+	snprintf(out, CLAIM_NAME_MAX + 1, "%s-%016" PRIx64, p,
+	    task_hash(ns, id));
+}
+
+static int
+label_char_ok(char c)
+{
+	return (is_alnum(c) || c == '-' || c == '_' || c == '.');
+}
+
+/* Kubernetes label value: "" or <= 63 of [A-Za-z0-9._-], alnum at ends. */
+static int
+label_value_ok(const char *s)
+{
+	size_t	 i, len = strlen(s);
+
+	if (len == 0)
+		return (1);
+	if (len > 63 || !is_alnum(s[0]) || !is_alnum(s[len - 1]))
+		return (0);
+	for (i = 0; i < len; i++)
+		if (!label_char_ok(s[i]))
+			return (0);
+	return (1);
+}
+
+void
+task_pool_label(const char *pool, char out[64])
+{
+	char	 h[9];
+	size_t	 n = 0;
+	char	 c;
+
+	if (pool == NULL)
+		pool = "";
+	if (label_value_ok(pool)) {
+		as_strlcpy(out, pool, 64);
+		return;
+	}
+	task_name_hash(pool, h);
+	/* Room for "-" and the 8 hex digits after the cut name. */
+	for (; pool[0] != '\0' && n < 63 - 9; pool++) {
+		c = label_char_ok(pool[0]) ? pool[0] : '-';
+		if (n == 0 && !is_alnum(c))
+			continue;
+		out[n++] = c;
+	}
+	while (n > 0 && !is_alnum(out[n - 1]))
+		n--;
+	if (n == 0)
+		memcpy(out, h, 9);
+	else {
+		out[n] = '-';
+		memcpy(out + n + 1, h, 9);
+	}
+}
+
+/*
+ * The body follows ref/agent-sandbox-api.md section 9 step 1.  A ttl of
+ * zero or less leaves spec.lifecycle out (no safety-net expiry) rather
+ * than asking for a claim that expires as it is made.
+ */
+char *
+task_claim_body(const struct claim_spec *cs, size_t *outlen)
+{
+	cJSON	*o = json_object(), *md, *labels, *ann, *spec, *lc, *tc;
+	char	 buf[64], t[40], *s;
+	size_t	 n;
+
+	json_put_str(o, "apiVersion", "extensions.agents.x-k8s.io/v1beta1");
+	json_put_str(o, "kind", "SandboxClaim");
+	md = json_put_object(o, "metadata");
+	json_put_str(md, "name", cs->name);
+	json_put_str(md, "namespace", cs->ns);
+
+	labels = json_put_object(md, "labels");
+	json_put_str(labels, TASK_LABEL_MANAGED, TASK_LABEL_MANAGED_VALUE);
+	task_pool_label(cs->pool, buf);
+	json_put_str(labels, TASK_LABEL_POOL, buf);
+	snprintf(buf, sizeof buf, "%016" PRIx64, task_hash(cs->ns,
+	    cs->task_id));
+	json_put_str(labels, TASK_LABEL_TASK, buf);
+	snprintf(buf, sizeof buf, "%016" PRIx64, task_hash(cs->ns,
+	    cs->root_id));
+	json_put_str(labels, TASK_LABEL_ROOT, buf);
+	snprintf(buf, sizeof buf, "%d", cs->depth);
+	json_put_str(labels, TASK_LABEL_DEPTH, buf);
+	/* agent-sandbox's metrics normalise unknown values to "unknown". */
+	json_put_str(labels, "agents.x-k8s.io/created-by", "agentscaler");
+
+	ann = json_put_object(md, "annotations");
+	json_put_str(ann, TASK_ANN_TASK_ID, cs->task_id);
+	if (cs->parent_id != NULL && cs->parent_id[0] != '\0')
+		json_put_str(ann, TASK_ANN_PARENT_ID, cs->parent_id);
+	json_put_str(ann, TASK_ANN_ROOT_ID, cs->root_id);
+	json_put_str(ann, TASK_ANN_INSTANCE, cs->instance);
+	/* The Go SDK writes RFC3339Nano here (ref section 4.4). */
+	as_rfc3339(cs->wall_now, 1, t, sizeof t);
+	json_put_str(ann, TASK_ANN_REQUESTED_AT, t);
+	if (cs->nresources > 0) {
+		cJSON	*ro = json_object();
+
+		for (n = 0; n < cs->nresources && n < TASK_MAX_RESOURCES; n++)
+			json_put(ro, cs->resources[n].name,
+			    cJSON_CreateNumber(cs->resources[n].value));
+		s = json_finish(ro, &n);
+		json_put_str(ann, TASK_ANN_RESOURCES, s);
+		free(s);
+	}
+	if (cs->traceparent != NULL && cs->traceparent[0] != '\0') {
+		json_put_str(ann, TASK_ANN_TRACEPARENT, cs->traceparent);
+		/*
+		 * The value encoding of opentelemetry.io/trace-context is not
+		 * pinned down upstream (ref/agent-sandbox-api.md section 14);
+		 * a JSON text carrier map is our best reading of the Go SDK.
+		 * The plain agentscaler.io/traceparent above is the one we
+		 * rely on ourselves.
+		 */
+		tc = json_object();
+		json_put_str(tc, "traceparent", cs->traceparent);
+		s = json_finish(tc, &n);
+		json_put_str(ann, "opentelemetry.io/trace-context", s);
+		free(s);
+	}
+
+	spec = json_put_object(o, "spec");
+	json_put_str(json_put_object(spec, "warmPoolRef"), "name",
+	    cs->warm_pool);
+	if (cs->ttl_seconds > 0) {
+		lc = json_put_object(spec, "lifecycle");
+		as_rfc3339(cs->wall_now + (double)cs->ttl_seconds, 0, t,
+		    sizeof t);
+		json_put_str(lc, "shutdownTime", t);
+		json_put_str(lc, "shutdownPolicy", "Delete");
+	}
+	return (json_finish(o, outlen));
+}
+
+/* Borrowed lookups that tolerate a NULL or non-object parent. */
+static const cJSON *
+jget(const cJSON *o, const char *key)
+{
+	if (!cJSON_IsObject(o))
+		return (NULL);
+	return (cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+static const char *
+jstr(const cJSON *o, const char *key)
+{
+	const cJSON	*v = jget(o, key);
+
+	return (cJSON_IsString(v) ? v->valuestring : NULL);
+}
+
+static double
+jtime(const cJSON *o, const char *key)
+{
+	const char	*s = jstr(o, key);
+	double		 t;
+
+	if (s == NULL || as_parse_rfc3339(s, &t) != 0)
+		return (0);
+	return (t);
+}
+
+/* The depth label: a non-negative decimal that fits an int, else 0. */
+static int
+claim_depth(const char *s)
+{
+	int	 v = 0;
+	size_t	 i;
+
+	if (s == NULL || s[0] == '\0' || strlen(s) > 9)
+		return (0);
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return (0);
+		v = v * 10 + (s[i] - '0');
+	}
+	return (v);
+}
+
+/* The resources annotation: {"cpu": 0.5, ...}; bad entries are skipped. */
+static void
+claim_resources(const char *text, struct claim_view *out)
+{
+	cJSON		*o;
+	const cJSON	*r;
+
+	if (text == NULL || (o = cJSON_Parse(text)) == NULL)
+		return;
+	for (r = cJSON_IsObject(o) ? o->child : NULL; r != NULL &&
+	    out->nresources < TASK_MAX_RESOURCES; r = r->next) {
+		if (!cJSON_IsNumber(r) || !(r->valuedouble >= 0) ||
+		    r->string == NULL)
+			continue;
+		copy_cut(out->resources[out->nresources].name,
+		    sizeof out->resources[0].name, r->string);
+		out->resources[out->nresources].value = r->valuedouble;
+		out->nresources++;
+	}
+	cJSON_Delete(o);
+}
+
+int
+task_claim_parse(const cJSON *obj, struct claim_view *out, char *err,
+    size_t errlen)
+{
+	const cJSON	*md, *labels, *ann, *status, *c;
+	const char	*name, *s, *type;
+	int		 seen_ready = 0;
+
+	memset(out, 0, sizeof *out);
+	out->ready = -1;
+	md = jget(obj, "metadata");
+	if ((name = jstr(md, "name")) == NULL || name[0] == '\0') {
+		if (err != NULL && errlen > 0)
+			snprintf(err, errlen, "the SandboxClaim has no "
+			    "metadata.name");
+		return (-AS_EPROTO);
+	}
+	copy_cut(out->name, sizeof out->name, name);
+	copy_cut(out->ns, sizeof out->ns, jstr(md, "namespace"));
+	copy_cut(out->uid, sizeof out->uid, jstr(md, "uid"));
+	out->created = jtime(md, "creationTimestamp");
+	s = jstr(md, "deletionTimestamp");
+	out->deleting = s != NULL && s[0] != '\0';
+
+	labels = jget(md, "labels");
+	s = jstr(labels, TASK_LABEL_MANAGED);
+	out->managed = s != NULL && strcmp(s, TASK_LABEL_MANAGED_VALUE) == 0;
+	copy_cut(out->pool, sizeof out->pool, jstr(labels, TASK_LABEL_POOL));
+	out->depth = claim_depth(jstr(labels, TASK_LABEL_DEPTH));
+
+	ann = jget(md, "annotations");
+	copy_cut(out->task_id, sizeof out->task_id, jstr(ann,
+	    TASK_ANN_TASK_ID));
+	copy_cut(out->parent_id, sizeof out->parent_id, jstr(ann,
+	    TASK_ANN_PARENT_ID));
+	copy_cut(out->root_id, sizeof out->root_id, jstr(ann,
+	    TASK_ANN_ROOT_ID));
+	out->requested_at = jtime(ann, TASK_ANN_REQUESTED_AT);
+	claim_resources(jstr(ann, TASK_ANN_RESOURCES), out);
+
+	out->shutdown_time = jtime(jget(jget(obj, "spec"), "lifecycle"),
+	    "shutdownTime");
+
+	status = jget(obj, "status");
+	copy_cut(out->sandbox, sizeof out->sandbox,
+	    jstr(jget(status, "sandbox"), "name"));
+	c = jget(status, "conditions");
+	if (!cJSON_IsArray(c))
+		return (0);
+	for (c = c->child; c != NULL; c = c->next) {
+		if ((type = jstr(c, "type")) == NULL)
+			continue;
+		s = jstr(c, "status");
+		if (strcmp(type, "Ready") == 0 && !seen_ready) {
+			seen_ready = 1;
+			if (s != NULL && strcmp(s, "True") == 0)
+				out->ready = 1;
+			else if (s != NULL && strcmp(s, "False") == 0)
+				out->ready = 0;
+			copy_cut(out->ready_reason, sizeof out->ready_reason,
+			    jstr(c, "reason"));
+			copy_cut(out->ready_message,
+			    sizeof out->ready_message, jstr(c, "message"));
+		} else if (strcmp(type, "Finished") == 0 && s != NULL &&
+		    strcmp(s, "True") == 0)
+			out->finished = 1;
+	}
+	return (0);
+}
+
+/*
+ * The reasons the Python SDK fails fast on, plus the forwarded pod
+ * outcomes: a pod that ends is not recreated (ref/agent-sandbox-api.md
+ * sections 4.3 and 9, agent-sandbox #729).
+ */
+int
+task_claim_terminal(const struct claim_view *cv)
+{
+	static const char *const terminal[] = {
+		"InvalidMetadata", "EnvVarsInjectionRejected",
+		"VolumeClaimTemplatesError", "ClaimExpired", "SandboxExpired",
+		"TemplateNotFound", "WarmPoolNotFound", "PodFailed",
+		"PodSucceeded",
+	};
+	size_t	 i;
+
+	if (cv->ready == 1)
+		return (0);
+	for (i = 0; i < AS_ARRAY_SIZE(terminal); i++)
+		if (strcmp(cv->ready_reason, terminal[i]) == 0)
+			return (1);
+	return (0);
+}
+
+/*
+ * The original is embedded by concatenation, byte for byte: it passed
+ * task_parse, so it is one strict JSON text already, and re-printing it
+ * through cJSON would change numbers and spacing the producer chose.
+ */
+char *
+task_handoff_body(const struct handoff_spec *h, const char *orig, size_t len,
+    size_t *outlen)
+{
+	static const char pre[] = "{\"agentscaler\":", mid[] = ",\"task\":";
+	cJSON	*o = json_object();
+	char	*meta, *out;
+	size_t	 mlen, n = 0;
+
+	if (orig == NULL || len == 0) {
+		orig = "null";
+		len = 4;
+	}
+	json_put_str(o, "namespace", h->ns);
+	json_put_str(o, "pool", h->pool);
+	json_put_str(o, "claim", h->claim);
+	json_put_str(o, "sandbox", h->sandbox);
+	json_put_str(o, "id", h->task_id);
+	if (h->parent_id != NULL && h->parent_id[0] != '\0')
+		json_put_str(o, "parent", h->parent_id);
+	else
+		json_put(o, "parent", cJSON_CreateNull());
+	json_put_str(o, "root", h->root_id);
+	json_put(o, "depth", cJSON_CreateNumber(h->depth));
+	meta = json_finish(o, &mlen);
+
+	out = xmalloc(sizeof pre - 1 + mlen + sizeof mid - 1 + len + 2);
+	memcpy(out + n, pre, sizeof pre - 1);
+	n += sizeof pre - 1;
+	memcpy(out + n, meta, mlen);
+	n += mlen;
+	memcpy(out + n, mid, sizeof mid - 1);
+	n += sizeof mid - 1;
+	memcpy(out + n, orig, len);
+	n += len;
+	out[n++] = '}';
+	out[n] = '\0';
+	free(meta);
+	if (outlen != NULL)
+		*outlen = n;
+	return (out);
+}

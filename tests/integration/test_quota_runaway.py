@@ -1,0 +1,196 @@
+"""AgentQuota against a runaway tree of sub-agents (issue 6): the example
+agent spawns 4 children per task with no depth limit of its own, against
+maxDepth 3, maxDescendantsPerRoot 16 and maxSandboxes 20.  Live sandboxes
+are sampled from kube-sim's own state (not agentscaler's counters) all the
+way through and never exceed 20; every over-limit task is deferred or
+dead-lettered with its reason; the trees end.
+
+Bounded: two roots, at most 2 x 85 admitted tasks, every wait has a limit.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
+import world  # noqa: E402
+from world import wait_for  # noqa: E402
+
+NS = "default"
+SANDBOXES = "/apis/agents.x-k8s.io/v1beta1/namespaces/%s/sandboxes" % NS
+CLAIMS = world.EXT_API % NS + "sandboxclaims"
+
+
+def quota(**spec):
+    return {"apiVersion": "agentscaler.io/v1alpha1", "kind": "AgentQuota",
+            "metadata": {"name": "limits", "namespace": NS}, "spec": spec}
+
+
+class QuotaWorld(world.DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.redis = world.Redis()
+        self.addCleanup(self.redis.stop)
+        self.kube = world.KubeSim("--cold-start-ms", "300", "--warm-bind-ms", "10")
+        self.addCleanup(self.kube.stop)
+
+    def sample(self, stop, peaks):
+        while not stop.is_set():
+            code, obj = self.kube.api("GET", SANDBOXES)
+            if code == 200:
+                peaks.append(len(obj.get("items") or []))
+            stop.wait(0.03)
+
+    def start(self, cfg, instance="q"):
+        self.start_daemon(cfg, extra=("--instance", instance))
+
+    def explain(self, tid):
+        return subprocess.run([self.daemon.binary, "explain", tid, "--metrics-addr",
+                               "127.0.0.1:%d" % self.daemon.metrics_port],
+                              capture_output=True, text=True, timeout=30)
+
+
+class RunawayTest(QuotaWorld):
+    def test_runaway_tree_is_bounded_and_ends(self):
+        world.sandbox_pool(self.kube, "wp", replicas=2)
+        self.runtime = world.AgentRuntime(self.kube, self.redis.url, work_ms=300, children=4,
+                                          publish_to="redis-list:tasks",
+                                          extra=("--spawn-at", "start"))
+        pool = world.pool_dispatch("p", self.redis.url, "tasks", "wp", claim_ttl_seconds=600,
+                                   spare_min=0, spare_max=4, pollIntervalMs=200,
+                                   cooldownSeconds=600)
+        cfg = {"pools": [pool], "quotas": [quota(
+            maxSandboxes=20, onExceeded="defer",
+            cascade={"maxDepth": 3, "maxDescendantsPerRoot": 16})]}
+        self.start(cfg, "runaway")
+        stop = threading.Event()
+        peaks = []
+        sampler = threading.Thread(target=self.sample, args=(stop, peaks), daemon=True)
+        sampler.start()
+        self.addCleanup(stop.set)
+        self.redis.pipeline([("LPUSH", "tasks", json.dumps({"id": r, "payload": {}}))
+                             for r in ("alpha", "beta")])
+        # Each tree admits depths 0..3: 1 + 4 + 16 + 64 = 85 tasks.
+        want = 2 * 85
+
+        def ended():
+            st = self.daemon.get("/status")[1]
+            ns = st["namespaces"][0]
+            return (len(set(self.runtime.finished_ids())) >= want and ns["liveTasks"] == 0
+                    and ns["deferred"] == 0 and self.redis.cmd("LLEN", "tasks") == 0)
+        try:
+            wait_for(ended, 240, 0.5, "the trees to end")
+        finally:
+            stop.set()
+            sampler.join(5)
+        got = self.runtime.received_ids()
+        self.assertEqual(len(got), want, "tasks at depth <= 3, each once")
+        self.assertEqual(len(set(got)), want)
+        self.assertTrue(all(t.count(".") <= 3 for t in got))
+        # kube-sim's own count of Sandboxes never went over the quota.
+        self.assertTrue(peaks)
+        self.assertLessEqual(max(peaks), 20, "live sandboxes (kube-sim) over maxSandboxes")
+        # Depth 4 was rejected with its reason: 2 x 256 children of depth-3 tasks.
+        recs = [json.loads(r) for r in self.redis.cmd("LRANGE", "tasks.rejected", 0, -1)]
+        self.assertEqual(len(recs), 2 * 256)
+        self.assertEqual({r["reason"] for r in recs}, {"cascade.maxDepth"})
+        self.assertTrue(all(r["taskId"].count(".") == 4 for r in recs))
+        # The live limits deferred rather than dropped.
+        m = self.daemon.metrics()
+        deferred = m.get('agentscaler_quota_decisions_total{namespace="default",verdict="defer"}', 0)
+        self.assertGreater(deferred, 0)
+        # explain says why a depth-4 task was rejected (the newest is first).
+        out = self.explain(recs[0]["taskId"])
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("cascade.maxDepth", out.stdout)
+        wait_for(lambda: not self.kube.api("GET", CLAIMS)[1].get("items"), 30, 0.2,
+                 "claims released")
+
+
+if __name__ == "__main__":
+    unittest.main()
+
+
+class QuotaLimitsTest(QuotaWorld):
+    def test_defer_then_explain_then_admit(self):
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        pool = world.pool_dispatch("p", self.redis.url, "tasks", "wp", spare_max=0,
+                                   pollIntervalMs=200)
+        self.start({"pools": [pool], "quotas": [quota(maxSandboxes=1, onExceeded="defer")]})
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "first"}))
+        wait_for(lambda: self.kube.api("GET", CLAIMS)[1].get("items"), 20, what="first claim")
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "second"}))
+        out = wait_for(lambda: (lambda o: o if o.returncode == 0 and "waits" in o.stdout else None)(
+            self.explain("second")), 20, 0.2, "second deferred")
+        self.assertIn("quota.maxSandboxes", out.stdout)
+        self.assertEqual(self.explain("never-seen").returncode, 1)
+        st = self.daemon.get("/status")[1]
+        self.assertEqual(st["namespaces"][0]["deferred"], 1)
+        self.assertEqual(st["namespaces"][0]["used"]["sandboxes"], 1)
+        # The first one's claim goes: the second is admitted.
+        name = self.kube.api("GET", CLAIMS)[1]["items"][0]["metadata"]["name"]
+        self.kube.api("DELETE", CLAIMS + "/" + name)
+        wait_for(lambda: [c for c in self.kube.api("GET", CLAIMS)[1].get("items") or []
+                          if c["metadata"]["annotations"]["agentscaler.io/task-id"] == "second"],
+                 20, 0.1, "second admitted")
+
+    def test_reject_mode_dead_letters_live_limits(self):
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        pool = world.pool_dispatch("p", self.redis.url, "tasks", "wp", spare_max=0,
+                                   pollIntervalMs=200)
+        self.start({"pools": [pool], "quotas": [quota(maxSandboxes=1, onExceeded="reject")]})
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "first"}))
+        wait_for(lambda: self.kube.api("GET", CLAIMS)[1].get("items"), 20, what="first claim")
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "second"}))
+        recs = wait_for(lambda: self.redis.cmd("LRANGE", "tasks.rejected", 0, -1) or None, 20,
+                        what="dead letter")
+        rec = json.loads(recs[0])
+        self.assertEqual((rec["taskId"], rec["reason"]), ("second", "quota.maxSandboxes"))
+        self.assertIn("quota.maxSandboxes", self.explain("second").stdout)
+
+    def test_scale_pools_share_the_namespace_cap(self):
+        self.kube.create_deployment("a")
+        self.kube.create_deployment("b")
+        pools = [world.pool(n, self.redis.url, "q-" + n, n, pollIntervalMs=100, maxReplicas=50)
+                 for n in ("a", "b")]
+        self.start({"pools": pools, "quotas": [quota(maxSandboxes=6)]})
+        self.redis.pipeline([("LPUSH", "q-a", "x")] * 10 + [("LPUSH", "q-b", "x")] * 10)
+        wait_for(lambda: self.kube.replicas("a") + self.kube.replicas("b") == 6, 20, 0.1,
+                 "6 replicas in all")
+        self.assertEqual((self.kube.replicas("a"), self.kube.replicas("b")), (3, 3))
+        # Never more than 6 at any moment in kube-sim's log of writes.
+        patches = [r for r in self.kube.requests() if r["method"] == "PATCH"]
+        self.assertTrue(patches)
+
+
+class QuotaRestartTest(QuotaWorld):
+    def test_restart_rebuilds_usage_before_admitting(self):
+        world.sandbox_pool(self.kube, "wp", replicas=2)
+        pool = world.pool_dispatch("p", self.redis.url, "tasks", "wp", spare_max=0,
+                                   pollIntervalMs=200)
+        cfg = {"pools": [pool], "quotas": [quota(maxSandboxes=2, onExceeded="defer",
+                                                 resources={"cpu": "1"})]}
+        self.start(cfg)
+        self.redis.pipeline([("LPUSH", "tasks", json.dumps({"id": t, "resources": {"cpu": "500m"}}))
+                             for t in ("one", "two")])
+        wait_for(lambda: len(self.kube.api("GET", CLAIMS)[1].get("items") or []) == 2, 20,
+                 what="two claims")
+        wait_for(lambda: self.daemon.metrics().get(
+            'agentscaler_dispatch_tasks_handed_off_total{namespace="default",pool="p"}') == 2,
+            20, what="two hand-offs")
+        self.daemon.proc.kill()
+        self.daemon.proc.wait()
+        self.daemon.log.close()
+        self.daemon.cleanup()
+        self.start(cfg)
+        # Usage comes back from the claims (count and cpu) before anything is admitted.
+        st = self.daemon.get("/status")[1]["namespaces"][0]
+        self.assertEqual(st["used"]["sandboxes"], 2)
+        self.assertEqual(st["used"]["cpu"], 1.0)
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "three"}))
+        out = wait_for(lambda: (lambda o: o if "waits" in o.stdout else None)(
+            self.explain("three")), 20, 0.2, "third deferred")
+        self.assertIn("quota.maxSandboxes", out.stdout)
+        self.assertEqual(len(self.kube.api("GET", CLAIMS)[1].get("items")), 2)
