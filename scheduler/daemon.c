@@ -315,9 +315,21 @@ pool_quota_cap(struct pool *p, double backlog)
 			continue;
 		if (q == p)
 			self = n;
-		need[n++] = q == p ? pool_need(q, backlog) : q->source_read ?
-		    pool_need(q, q->ready + (q->cfg->source.count_in_flight ?
-		    q->in_flight : 0)) : 0;
+		/*
+		 * A pool that has not polled yet may need anything: its fair
+		 * share is kept for it, so the first pool to read does not
+		 * take the whole budget only to give it back (pods started
+		 * and then killed).  After a failed read it needs nothing
+		 * new; the replicas it holds are in "used" all the same.
+		 */
+		if (q == p)
+			need[n++] = pool_need(q, backlog);
+		else if (q->polls == 0)
+			need[n++] = q->cfg->scaling.max_replicas;
+		else
+			need[n++] = q->source_read ? pool_need(q, q->ready +
+			    (q->cfg->source.count_in_flight ? q->in_flight :
+			    0)) : 0;
 	}
 	quota_share(budget, need, fair, n);
 	c = p->as.desired > p->spec_replicas ? p->as.desired :
