@@ -218,6 +218,7 @@ static void	 dtask_check(struct dtask *);
 static void	 dpool_size(struct dpool *, double now);
 static void	 dpool_window(struct dpool *);
 static void	 dns_kick(struct dns *);
+static void	 dns_replicas(struct dns *);
 static void	 recent_add(struct dispatcher *, const char *ns, const char *id,
 		    const char *reason, const char *detail);
 
@@ -408,6 +409,46 @@ dtask_quota_task(const struct dtask *t, struct quota_task *qt,
 	qt->nres = i;
 }
 
+/* The warm spares a pool holds or is about to (the larger of the two). */
+static long
+dpool_spares(const struct dpool *q)
+{
+	long	 patched = q->spare_patched > 0 ? q->spare_patched : 0;
+
+	return (patched > q->ws.target ? patched : q->ws.target);
+}
+
+static long
+dns_spares(const struct dns *ns)
+{
+	const struct dpool *q;
+	long		 n = 0;
+
+	LIST_FOREACH(q, &ns->d->pools, entry)
+		if (q->ns == ns)
+			n += dpool_spares(q);
+	return (n);
+}
+
+/*
+ * Deferred tasks of ns that wait for a sandbox slot (quota.maxSandboxes),
+ * counted up to max: the warm spares give up that many slots to them.
+ */
+static long
+dns_waiting_for_slots(const struct dns *ns, long max)
+{
+	const struct dtask *t;
+	long		 n = 0;
+
+	TAILQ_FOREACH(t, &ns->defer_desc, dq)
+		if (n < max && strcmp(t->why, "quota.maxSandboxes") == 0)
+			n++;
+	TAILQ_FOREACH(t, &ns->defer_roots, dq)
+		if (n < max && strcmp(t->why, "quota.maxSandboxes") == 0)
+			n++;
+	return (n);
+}
+
 /*
  * Runs admission (quota.h) for a task holding its message.  Returns 1 when
  * admitted (the caller goes on to claim), 0 when it was deferred (queued,
@@ -430,6 +471,17 @@ dtask_admit(struct dtask *t)
 		t->admitted = 1;
 		t->why[0] = '\0';
 		return (1);
+	}
+	if (qd.verdict == QUOTA_REJECT &&
+	    strcmp(qd.reason, "quota.maxSandboxes") == 0 && dns_spares(ns) > 0) {
+		/*
+		 * Idle warm spares hold the slots: a task comes before them.
+		 * It waits while dpool_size() shrinks the spares, and is
+		 * rejected only if no slot is left once they are gone.
+		 */
+		qd.verdict = QUOTA_DEFER;
+		snprintf(qd.detail + strlen(qd.detail), sizeof qd.detail -
+		    strlen(qd.detail), "; waiting for warm spares to give way");
 	}
 	if (qd.verdict == QUOTA_REJECT) {
 		quota_count(ns->quota, QUOTA_REJECT);
@@ -1093,6 +1145,7 @@ dns_pump(struct dns *ns)
 	int	 n = 0;
 
 	ns->pump = 0;
+	dns_replicas(ns);	/* spares may have shrunk since */
 	if (!dns_pump_queue(ns, TAILQ_FIRST(&ns->defer_desc), &n, 0))
 		(void)dns_pump_queue(ns, TAILQ_FIRST(&ns->defer_roots), &n, 1);
 }
@@ -1329,6 +1382,8 @@ patch_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 			log_info("dispatch", "%s: warm pool %s spare %ld -> "
 			    "%ld", p->id, p->cfg->warm_pool, p->spare_patched,
 			    sc->spec_replicas);
+		if (sc->spec_replicas < p->spare_patched)
+			dns_kick(p->ns);	/* slots freed for waiting tasks */
 		p->spare_patched = sc->spec_replicas;
 	}
 	scale_done(err, sc, msg, arg);
@@ -1341,25 +1396,17 @@ patch_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 static void
 dns_replicas(struct dns *ns)
 {
-	struct dpool	*q;
-	long		 n = ns->scale_replicas;
-
 	/*
 	 * The larger of the size written and the one about to be: a PATCH
 	 * in flight must not leave room that admissions take meanwhile.
 	 */
-	LIST_FOREACH(q, &ns->d->pools, entry)
-		if (q->ns == ns)
-			n += q->spare_patched > q->ws.target ?
-			    (q->spare_patched > 0 ? q->spare_patched : 0) :
-			    q->ws.target;
-	quota_set_replicas(ns->quota, n);
+	quota_set_replicas(ns->quota, ns->scale_replicas + dns_spares(ns));
 }
 
 static void
 dpool_size(struct dpool *p, double now)
 {
-	long	 target, head, cur;
+	long	 target, head, cur, give;
 
 	target = warmpool_target(&p->ws, &p->wp, now, p->waiting);
 	/* Spares are sandboxes too: never past the namespace's quota. */
@@ -1367,6 +1414,11 @@ dpool_size(struct dpool *p, double now)
 	cur = p->spare_patched > 0 ? p->spare_patched : 0;
 	if ((head = quota_headroom(p->ns->quota)) >= 0 && target > cur + head)
 		target = cur + head;
+	/* Tasks waiting for a slot come first: spares give theirs up. */
+	if (head == 0 && cur > 0 && p->ns->ndeferred > 0 &&
+	    (give = dns_waiting_for_slots(p->ns, cur)) > 0 &&
+	    target > cur - give)
+		target = cur - give;
 	p->ws.target = target;
 	if (p->scale_req != NULL)
 		return;

@@ -154,6 +154,42 @@ class QuotaLimitsTest(QuotaWorld):
         self.assertEqual((rec["taskId"], rec["reason"]), ("second", "quota.maxSandboxes"))
         self.assertIn("quota.maxSandboxes", self.explain("second").stdout)
 
+    def spare_world(self, mode):
+        # The pool wants one warm spare at all times (min = max = 1) and the
+        # namespace allows one sandbox: the spare holds the only slot.
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        pool = world.pool_dispatch("p", self.redis.url, "tasks", "wp", spare_min=1,
+                                   spare_max=1, pollIntervalMs=200)
+        self.start({"pools": [pool], "quotas": [quota(maxSandboxes=1, onExceeded=mode)]})
+        wait_for(lambda: self.daemon.metrics().get(
+            'agentscaler_quota_used{namespace="default",what="sandboxes"}') == 1,
+            20, 0.1, "the spare counted")
+
+    def test_warm_spares_give_way_to_a_task_in_reject_mode(self):
+        # Before: the idle spare filled maxSandboxes and the task was
+        # dead-lettered with quota.maxSandboxes.
+        self.spare_world("reject")
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "t1"}))
+        wait_for(lambda: self.daemon.metrics().get(
+            'agentscaler_dispatch_tasks_handed_off_total{namespace="default",pool="p"}') == 1,
+            30, 0.1, "t1 handed off")
+        self.assertEqual(self.redis.cmd("LRANGE", "tasks.rejected", 0, -1), [])
+        wp = self.kube.api("GET", world.EXT_API % "default" + "sandboxwarmpools/wp")[1]
+        self.assertEqual(wp["spec"].get("replicas", 0), 0)
+        # The slot is the task's now: a second task is rejected.
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "t2"}))
+        recs = wait_for(lambda: self.redis.cmd("LRANGE", "tasks.rejected", 0, -1) or None, 20,
+                        what="t2 dead-lettered")
+        self.assertEqual(json.loads(recs[0])["taskId"], "t2")
+
+    def test_warm_spares_give_way_to_a_task_in_defer_mode(self):
+        # Before: the task waited as long as the spare sat idle.
+        self.spare_world("defer")
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "t1"}))
+        wait_for(lambda: self.daemon.metrics().get(
+            'agentscaler_dispatch_tasks_handed_off_total{namespace="default",pool="p"}') == 1,
+            30, 0.1, "t1 handed off")
+
     def scale_world(self):
         self.kube.create_deployment("a")
         self.kube.create_deployment("b")
