@@ -194,6 +194,56 @@ as_backoff(double base, double cap, unsigned attempt)
 	return (base / 2 + as_random() * (hi - base / 2));
 }
 
+uint64_t
+as_hash_str(const char *s)
+{
+	uint64_t	 h = 1469598103934665603ULL;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return (h);
+}
+
+void
+as_bucket_init(struct as_bucket *b, double rate, double burst, double now)
+{
+	b->rate = rate;
+	b->burst = burst;
+	b->tokens = burst;
+	b->at = now;
+}
+
+static void
+as_bucket_refill(struct as_bucket *b, double now)
+{
+	if (now > b->at)
+		b->tokens += (now - b->at) * b->rate;
+	if (b->tokens > b->burst)
+		b->tokens = b->burst;
+	b->at = now;
+}
+
+int
+as_bucket_take(struct as_bucket *b, double now)
+{
+	as_bucket_refill(b, now);
+	if (b->tokens < 1.0 - 1e-9)
+		return (0);
+	b->tokens -= 1.0;
+	return (1);
+}
+
+double
+as_bucket_wait(struct as_bucket *b, double now)
+{
+	as_bucket_refill(b, now);
+	if (b->tokens >= 1.0 - 1e-9 || b->rate <= 0)
+		return (0);
+	return ((1.0 - b->tokens) / b->rate);
+}
+
 char *
 as_read_file(const char *path, size_t maxlen, size_t *lenp, char *err,
     size_t errlen)
@@ -355,6 +405,22 @@ as_rfc3339(double wall, int nanos, char *out, size_t outlen)
 		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02dZ",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		    tm.tm_min, tm.tm_sec);
+}
+
+void
+as_rfc3339_micro(double wall, char *out, size_t outlen)
+{
+	char	 buf[48];
+	size_t	 n;
+
+	as_rfc3339(wall, 1, buf, sizeof buf);
+	/* "...:SS.nnnnnnnnnZ": keep three digits fewer. */
+	n = strlen(buf);
+	if (n >= 4) {
+		buf[n - 4] = 'Z';
+		buf[n - 3] = '\0';
+	}
+	as_strlcpy(out, buf, outlen);
 }
 
 /* Reads exactly n decimal digits at *sp and advances; -1 if not digits. */
