@@ -1115,6 +1115,9 @@ config_print_reference_json(void)
 void
 config_print_reference(void)
 {
+	printf("The objects of the --config file ({\"pools\": [...], "
+	    "\"quotas\": [...]}), and of the\nAgentPool and AgentQuota "
+	    "custom resources (agentscaler.io/v1alpha1) in CRD mode.\n\n");
 	printf("AgentPool (pools[]):\n");
 	config_print_table(pool_top_fields, "");
 	printf("\nAgentQuota (quotas[]):\n");
