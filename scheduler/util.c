@@ -411,15 +411,23 @@ void
 as_rfc3339_micro(double wall, char *out, size_t outlen)
 {
 	char	 buf[48];
+	double	 whole;
+	long	 us;
 	size_t	 n;
 
-	as_rfc3339(wall, 1, buf, sizeof buf);
-	/* "...:SS.nnnnnnnnnZ": keep three digits fewer. */
-	n = strlen(buf);
-	if (n >= 4) {
-		buf[n - 4] = 'Z';
-		buf[n - 3] = '\0';
+	if (!(wall > -1e15 && wall < 1e15))
+		wall = 0;
+	/* Rounded to the microsecond, not truncated from the nanoseconds. */
+	whole = floor(wall);
+	us = lround((wall - whole) * 1e6);
+	if (us >= 1000000L) {
+		whole += 1;
+		us -= 1000000L;
 	}
+	as_rfc3339(whole, 0, buf, sizeof buf);
+	n = strlen(buf);
+	if (n > 0 && buf[n - 1] == 'Z')
+		snprintf(buf + n - 1, sizeof buf - (n - 1), ".%06ldZ", us);
 	as_strlcpy(out, buf, outlen);
 }
 
