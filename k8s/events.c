@@ -87,6 +87,8 @@ static void	 events_fail(struct events *, struct ev_entry *, const char *,
 static void	 events_create(struct events *, struct ev_entry *);
 static void	 events_patch(struct events *, struct ev_entry *);
 static void	 events_series(struct ev_entry *, cJSON *);
+static int	 events_done_begin(struct ev_entry *,
+		    const struct k8s_response *);
 static void	 events_create_done(const struct k8s_response *, void *);
 static void	 events_patch_done(const struct k8s_response *, void *);
 static void	 events_timer_cb(struct ev_loop *, ev_timer *, int);
@@ -208,18 +210,30 @@ events_patch(struct events *r, struct ev_entry *e)
 	}
 }
 
+/*
+ * The start of both completions: the write is over; returns 0 when the
+ * entry is gone (freed here if it was forgotten meanwhile) or the write was
+ * cancelled, so that there is nothing more to do.
+ */
+static int
+events_done_begin(struct ev_entry *e, const struct k8s_response *resp)
+{
+	e->req = NULL;
+	if (e->dead) {
+		events_drop(e->r, e);
+		return (0);
+	}
+	return (resp->err != -AS_ECANCELED);
+}
+
 static void
 events_create_done(const struct k8s_response *resp, void *arg)
 {
 	struct ev_entry	*e = arg;
 	struct events	*r = e->r;
 
-	e->req = NULL;
-	if (resp->err == -AS_ECANCELED || e->dead) {
-		if (e->dead)
-			events_drop(r, e);
+	if (!events_done_begin(e, resp))
 		return;
-	}
 	if (resp->err != 0) {
 		events_fail(r, e, "create", resp->message);
 		events_drop(r, e);
@@ -241,12 +255,8 @@ events_patch_done(const struct k8s_response *resp, void *arg)
 	struct ev_entry	*e = arg;
 	struct events	*r = e->r;
 
-	e->req = NULL;
-	if (resp->err == -AS_ECANCELED || e->dead) {
-		if (e->dead)
-			events_drop(r, e);
+	if (!events_done_begin(e, resp))
 		return;
-	}
 	if (resp->err == -AS_ENOTFOUND) {
 		/* Expired on the server: create it again, as upstream. */
 		e->created = 0;

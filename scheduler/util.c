@@ -197,7 +197,7 @@ as_backoff(double base, double cap, unsigned attempt)
 uint64_t
 as_hash_str(const char *s)
 {
-	uint64_t	 h = 1469598103934665603ULL;
+	uint64_t	 h = 14695981039346656037ULL;	/* FNV-1a */
 
 	for (; *s != '\0'; s++) {
 		h ^= (unsigned char)*s;
@@ -373,34 +373,38 @@ as_redact(char *dst, size_t dstlen, const char *text, const char *secret)
  * fixed width sorts as text).  A value that gmtime_r cannot represent
  * prints as the epoch rather than as garbage.
  */
-void
-as_rfc3339(double wall, int nanos, char *out, size_t outlen)
+static void
+as_rfc3339_digits(double wall, int digits, char *out, size_t outlen)
 {
 	struct tm	 tm;
 	time_t		 sec;
-	double		 whole;
-	long		 ns;
+	double		 whole, unit = pow(10, digits > 0 ? digits : 9);
+	long		 frac;
 
 	if (outlen == 0)
 		return;
 	if (!(wall > -1e15 && wall < 1e15))	/* NaN and absurd values */
 		wall = 0;
+	/*
+	 * Rounded to the last digit shown (whole seconds: to the nanosecond,
+	 * then cut), carried into the seconds.
+	 */
 	whole = floor(wall);
-	ns = lround((wall - whole) * 1e9);
-	if (ns >= 1000000000L) {
+	frac = lround((wall - whole) * unit);
+	if (frac >= (long)unit) {
 		whole += 1;
-		ns -= 1000000000L;
+		frac -= (long)unit;
 	}
 	sec = (time_t)whole;
 	if (gmtime_r(&sec, &tm) == NULL) {
 		sec = 0;
-		ns = 0;
+		frac = 0;
 		gmtime_r(&sec, &tm);
 	}
-	if (nanos)
-		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ",
+	if (digits > 0)
+		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%0*ldZ",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		    tm.tm_min, tm.tm_sec, ns);
+		    tm.tm_min, tm.tm_sec, digits, frac);
 	else
 		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02dZ",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
@@ -408,27 +412,15 @@ as_rfc3339(double wall, int nanos, char *out, size_t outlen)
 }
 
 void
+as_rfc3339(double wall, int nanos, char *out, size_t outlen)
+{
+	as_rfc3339_digits(wall, nanos ? 9 : 0, out, outlen);
+}
+
+void
 as_rfc3339_micro(double wall, char *out, size_t outlen)
 {
-	char	 buf[48];
-	double	 whole;
-	long	 us;
-	size_t	 n;
-
-	if (!(wall > -1e15 && wall < 1e15))
-		wall = 0;
-	/* Rounded to the microsecond, not truncated from the nanoseconds. */
-	whole = floor(wall);
-	us = lround((wall - whole) * 1e6);
-	if (us >= 1000000L) {
-		whole += 1;
-		us -= 1000000L;
-	}
-	as_rfc3339(whole, 0, buf, sizeof buf);
-	n = strlen(buf);
-	if (n > 0 && buf[n - 1] == 'Z')
-		snprintf(buf + n - 1, sizeof buf - (n - 1), ".%06ldZ", us);
-	as_strlcpy(out, buf, outlen);
+	as_rfc3339_digits(wall, 6, out, outlen);
 }
 
 /* Reads exactly n decimal digits at *sp and advances; -1 if not digits. */

@@ -61,7 +61,7 @@ char		*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
  */
 size_t		 as_strlcpy(char *dst, const char *src, size_t size);
 
-/* FNV-1a hash of a string, for hash tables. */
+/* 64-bit FNV-1a hash of a string, for hash tables (no adversary). */
 uint64_t	 as_hash_str(const char *);
 
 /* The value of one hex digit (either case), or -1. */

@@ -294,14 +294,15 @@ CRDS = os.path.join(ROOT, "charts/agentscaler/crds")
 
 
 class Kubectl:
-    """The real kubectl against a kube-sim, with a fresh HOME (so no stale
-    discovery cache) and no kubeconfig; cleanup() removes the HOME."""
+    """The real kubectl against a kube-sim (anything with .url), with a
+    fresh HOME (so no stale discovery cache) and no kubeconfig; extra:
+    more global flags.  cleanup() removes the HOME."""
 
-    def __init__(self, kubesim):
+    def __init__(self, kubesim, extra=None):
         self.home = tempfile.mkdtemp(prefix="kubectl-home-")
         self.env = dict(os.environ, HOME=self.home,
                         KUBECONFIG=os.path.join(self.home, "kubeconfig-none"))
-        self.base = ["kubectl", "--server", kubesim.url]
+        self.base = ["kubectl", "--server", kubesim.url] + list(extra or [])
 
     @staticmethod
     def available():
@@ -314,6 +315,10 @@ class Kubectl:
             raise AssertionError("kubectl %s failed (%d): %s %s"
                                  % (" ".join(args), r.returncode, r.stdout, r.stderr))
         return r
+
+    def popen(self, *args):
+        return subprocess.Popen(self.base + list(args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env)
 
     def install_crds(self):
         """kubectl apply of charts/agentscaler/crds (kube-sim serves no
