@@ -61,6 +61,9 @@ static int	 client_unauthorized(struct httpc *, const char *,
 static void	 client_cleanup(void *);
 static void	 client_req_done(const struct httpc_response *, void *);
 static void	 client_line(const char *, size_t, void *);
+static void	*client_sink_send(void *, const char *, const char *,
+		    const char *, const char *, k8s_done_fn *, void *);
+static void	 client_sink_cancel(void *, void *);
 
 /*
  * In-cluster configuration as client-go's InClusterConfig: both variables
@@ -308,6 +311,29 @@ k8s_client_request(struct k8s_client *c, const char *method,
 		return (NULL);
 	}
 	return (r);
+}
+
+static void *
+client_sink_send(void *arg, const char *method, const char *path,
+    const char *content_type, const char *body, k8s_done_fn *done, void *ctx)
+{
+	return (k8s_client_request(arg, method, path, content_type, body, done,
+	    ctx));
+}
+
+static void
+client_sink_cancel(void *arg, void *req)
+{
+	(void)arg;
+	k8s_req_cancel(req);
+}
+
+void
+k8s_client_sink(struct k8s_client *c, struct k8s_sink *s)
+{
+	s->send = client_sink_send;
+	s->cancel = client_sink_cancel;
+	s->arg = c;
 }
 
 struct k8s_req *

@@ -141,7 +141,6 @@ struct informer {
 	struct informer_stats	 st;
 };
 
-static uint64_t	 tab_hash(const char *);
 static void	 tab_init(struct inf_table *);
 static struct inf_entry *tab_find(const struct inf_table *, const char *);
 static struct inf_entry *tab_insert(struct inf_table *, const char *,
@@ -181,19 +180,6 @@ static void	 inf_watch_done(const struct k8s_response *, void *);
 
 /* ---- the table ---- */
 
-/* FNV-1a: short keys, no adversary (the API server names them). */
-static uint64_t
-tab_hash(const char *s)
-{
-	uint64_t	 h = 14695981039346656037ULL;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return (h);
-}
-
 static void
 tab_init(struct inf_table *t)
 {
@@ -207,7 +193,7 @@ tab_find(const struct inf_table *t, const char *key)
 {
 	struct inf_entry *e;
 
-	for (e = t->b[tab_hash(key) & (t->nb - 1)]; e != NULL; e = e->next)
+	for (e = t->b[as_hash_str(key) & (t->nb - 1)]; e != NULL; e = e->next)
 		if (strcmp(e->key, key) == 0)
 			return (e);
 	return (NULL);
@@ -225,7 +211,7 @@ tab_insert(struct inf_table *t, const char *key, cJSON *obj)
 		for (i = 0; i < t->nb; i++) {
 			for (e = t->b[i]; e != NULL; e = next) {
 				next = e->next;
-				h = tab_hash(e->key) & (t->nb * 2 - 1);
+				h = as_hash_str(e->key) & (t->nb * 2 - 1);
 				e->next = nb[h];
 				nb[h] = e;
 			}
@@ -237,7 +223,7 @@ tab_insert(struct inf_table *t, const char *key, cJSON *obj)
 	e = xcalloc(1, sizeof *e);
 	e->key = xstrdup(key);
 	e->obj = obj;
-	h = tab_hash(key) & (t->nb - 1);
+	h = as_hash_str(key) & (t->nb - 1);
 	e->next = t->b[h];
 	t->b[h] = e;
 	t->n++;
@@ -251,7 +237,7 @@ tab_remove(struct inf_table *t, const char *key)
 	struct inf_entry **ep, *e;
 	cJSON		*obj;
 
-	for (ep = &t->b[tab_hash(key) & (t->nb - 1)]; (e = *ep) != NULL;
+	for (ep = &t->b[as_hash_str(key) & (t->nb - 1)]; (e = *ep) != NULL;
 	    ep = &e->next) {
 		if (strcmp(e->key, key) == 0) {
 			*ep = e->next;

@@ -235,6 +235,8 @@ static const struct field quota_spec_fields[] = {
 static int	 config_apply(const struct field *, const cJSON *, void *,
 		    const char *, char *, size_t);
 static void	 config_defaults(const struct field *, void *);
+static void	 config_free_pool(struct pool_config *);
+static void	 config_free_quota(struct quota_config *);
 
 static void
 config_path(char *out, size_t outlen, const char *path, const char *key)
@@ -489,21 +491,25 @@ config_header(const cJSON *obj, const char *kind, const char *path,
 {
 	const cJSON	*v;
 
+	char		 at[256];
+
 	if (!cJSON_IsObject(obj)) {
-		snprintf(err, errlen, "%s: expected an %s object", path, kind);
+		snprintf(err, errlen, "%s: expected an %s object",
+		    *path != '\0' ? path : "(document)", kind);
 		return (-AS_EINVAL);
 	}
 	v = cJSON_GetObjectItemCaseSensitive(obj, "apiVersion");
 	if (v != NULL && (!cJSON_IsString(v) ||
 	    strcmp(v->valuestring, API_VERSION) != 0)) {
-		snprintf(err, errlen, "%s.apiVersion: expected \"%s\"", path,
-		    API_VERSION);
+		config_path(at, sizeof at, path, "apiVersion");
+		snprintf(err, errlen, "%s: expected \"%s\"", at, API_VERSION);
 		return (-AS_EINVAL);
 	}
 	v = cJSON_GetObjectItemCaseSensitive(obj, "kind");
 	if (v != NULL && (!cJSON_IsString(v) ||
 	    strcmp(v->valuestring, kind) != 0)) {
-		snprintf(err, errlen, "%s.kind: expected \"%s\"", path, kind);
+		config_path(at, sizeof at, path, "kind");
+		snprintf(err, errlen, "%s: expected \"%s\"", at, kind);
 		return (-AS_EINVAL);
 	}
 	return (0);
@@ -557,69 +563,79 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 {
 	const struct scaler_type	*st;
 	const cJSON			*spec;
+	char				 at[256];
 	int				 nauth;
 
 	spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
 	if (!config_dns_name(p->name, 253)) {
-		snprintf(err, errlen, "%s.metadata.name: expected a DNS-1123 "
+		config_path(at, sizeof at, path, "metadata.name");
+		snprintf(err, errlen, "%s: expected a DNS-1123 "
 		    "name (lowercase letters, digits, '-', '.'), got \"%s\"",
-		    path, p->name);
+		    at, p->name);
 		return (-AS_EINVAL);
 	}
 	if (!config_dns_name(p->ns, 63) || strchr(p->ns, '.') != NULL) {
-		snprintf(err, errlen, "%s.metadata.namespace: expected a "
-		    "DNS-1123 label, got \"%s\"", path, p->ns);
+		config_path(at, sizeof at, path, "metadata.namespace");
+		snprintf(err, errlen, "%s: expected a "
+		    "DNS-1123 label, got \"%s\"", at, p->ns);
 		return (-AS_EINVAL);
 	}
 	if (p->scaling.min_replicas > p->scaling.max_replicas) {
-		snprintf(err, errlen, "%s.spec.scaling.minReplicas: %ld is "
-		    "above maxReplicas %ld", path, p->scaling.min_replicas,
+		config_path(at, sizeof at, path, "spec.scaling.minReplicas");
+		snprintf(err, errlen, "%s: %ld is "
+		    "above maxReplicas %ld", at, p->scaling.min_replicas,
 		    p->scaling.max_replicas);
 		return (-AS_EINVAL);
 	}
 	if (p->spare_min > p->spare_max) {
-		snprintf(err, errlen, "%s.spec.sandbox.spare.min: %ld is above "
-		    "spare.max %ld", path, p->spare_min, p->spare_max);
+		config_path(at, sizeof at, path, "spec.sandbox.spare.min");
+		snprintf(err, errlen, "%s: %ld is above "
+		    "spare.max %ld", at, p->spare_min, p->spare_max);
 		return (-AS_EINVAL);
 	}
 	if (p->mode == POOL_MODE_SCALE &&
 	    cJSON_GetObjectItemCaseSensitive(spec, "target") == NULL) {
-		snprintf(err, errlen, "%s.spec.target: required in scale mode",
-		    path);
+		config_path(at, sizeof at, path, "spec.target");
+		snprintf(err, errlen, "%s: required in scale mode", at);
 		return (-AS_EINVAL);
 	}
 	if (p->mode == POOL_MODE_DISPATCH &&
 	    cJSON_GetObjectItemCaseSensitive(spec, "sandbox") == NULL) {
-		snprintf(err, errlen, "%s.spec.sandbox: required in dispatch "
-		    "mode", path);
+		config_path(at, sizeof at, path, "spec.sandbox");
+		snprintf(err, errlen, "%s: required in dispatch mode",
+		    at);
 		return (-AS_EINVAL);
 	}
 	if (p->mode == POOL_MODE_DISPATCH &&
 	    strcmp(p->source.type, "rabbitmq") == 0 &&
 	    strncmp(p->source.address, "amqp://", 7) != 0 &&
 	    strncmp(p->source.address, "amqps://", 8) != 0) {
-		snprintf(err, errlen, "%s.spec.source.address: dispatch mode "
+		config_path(at, sizeof at, path, "spec.source.address");
+		snprintf(err, errlen, "%s: dispatch mode "
 		    "consumes the queue, which needs amqp:// or amqps:// (the "
-		    "management API can only be read)", path);
+		    "management API can only be read)", at);
 		return (-AS_EINVAL);
 	}
 	if (strcmp(p->source.type, "redis-stream") == 0 &&
 	    p->source.consumer_group == NULL) {
-		snprintf(err, errlen, "%s.spec.source.consumerGroup: required "
-		    "for redis-stream", path);
+		config_path(at, sizeof at, path, "spec.source.consumerGroup");
+		snprintf(err, errlen, "%s: required for redis-stream",
+		    at);
 		return (-AS_EINVAL);
 	}
 	nauth = (p->source.secret_name != NULL) +
 	    (p->source.password_file != NULL) +
 	    (p->source.password_env != NULL);
 	if (nauth > 1) {
-		snprintf(err, errlen, "%s.spec.source: give at most one of "
-		    "authSecretRef, passwordFile, passwordEnv", path);
+		config_path(at, sizeof at, path, "spec.source");
+		snprintf(err, errlen, "%s: give at most one of "
+		    "authSecretRef, passwordFile, passwordEnv", at);
 		return (-AS_EINVAL);
 	}
 	if ((st = scaler_type_find(p->source.type)) == NULL) {
-		snprintf(err, errlen, "%s.spec.source.type: \"%s\" is not "
-		    "available in this build (available: %s)", path,
+		config_path(at, sizeof at, path, "spec.source.type");
+		snprintf(err, errlen, "%s: \"%s\" is not "
+		    "available in this build (available: %s)", at,
 		    p->source.type, scaler_type_names());
 		return (-AS_EINVAL);
 	}
@@ -648,11 +664,101 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		src.ca_file = p->source.tls_ca_file;
 		src.insecure_skip_verify = p->source.tls_insecure;
 		if (st->validate(&src, e, sizeof e) != 0) {
-			snprintf(err, errlen, "%s.spec.source: %s", path, e);
+			config_path(at, sizeof at, path, "spec.source");
+			snprintf(err, errlen, "%s: %s", at, e);
 			return (-AS_EINVAL);
 		}
 	}
 	return (0);
+}
+
+struct config *
+config_new(void)
+{
+	return (xcalloc(1, sizeof(struct config)));
+}
+
+/* Makes room for one more element in *arr (of *n, capacity *cap). */
+static void
+config_grow(void **arr, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return;
+	*cap = *cap == 0 ? 8 : *cap * 2;
+	*arr = xrealloc(*arr, *cap * size);
+}
+
+int
+config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
+    const char *path, char *err, size_t errlen)
+{
+	struct pool_config	*p;
+	char			 at[256];
+	size_t			 j;
+	int			 rc;
+
+	config_grow((void **)&c->pools, c->npools, &c->pools_cap,
+	    sizeof *c->pools);
+	p = &c->pools[c->npools];
+	memset(p, 0, sizeof *p);
+	config_defaults(pool_top_fields, p);
+	if ((rc = config_header(obj, "AgentPool", path, err, errlen)) != 0 ||
+	    (rc = config_apply(pool_top_fields, obj, p, path, err,
+	    errlen)) != 0 ||
+	    (rc = config_check_pool(p, obj, secrets_dir, path, err,
+	    errlen)) != 0)
+		goto fail;
+	for (j = 0; j < c->npools; j++) {
+		if (strcmp(c->pools[j].ns, p->ns) == 0 &&
+		    strcmp(c->pools[j].name, p->name) == 0) {
+			config_path(at, sizeof at, path, "metadata.name");
+			snprintf(err, errlen, "%s: pool %s/%s is declared "
+			    "twice (first at pools[%zu])", at, p->ns, p->name,
+			    j);
+			rc = -AS_EINVAL;
+			goto fail;
+		}
+	}
+	c->npools++;
+	return (0);
+fail:
+	config_free_pool(p);
+	return (rc);
+}
+
+int
+config_add_quota(struct config *c, const cJSON *obj, const char *path,
+    char *err, size_t errlen)
+{
+	struct quota_config	*q;
+	char			 at[256];
+	size_t			 j;
+	int			 rc;
+
+	config_grow((void **)&c->quotas, c->nquotas, &c->quotas_cap,
+	    sizeof *c->quotas);
+	q = &c->quotas[c->nquotas];
+	memset(q, 0, sizeof *q);
+	config_defaults(quota_top_fields, q);
+	if ((rc = config_header(obj, "AgentQuota", path, err, errlen)) != 0 ||
+	    (rc = config_apply(quota_top_fields, obj, q, path, err,
+	    errlen)) != 0)
+		goto fail;
+	for (j = 0; j < c->nquotas; j++) {
+		if (strcmp(c->quotas[j].ns, q->ns) == 0) {
+			config_path(at, sizeof at, path, "metadata.namespace");
+			snprintf(err, errlen, "%s: namespace %s already has a "
+			    "quota (%s); at most one per namespace", at, q->ns,
+			    c->quotas[j].name);
+			rc = -AS_EINVAL;
+			goto fail;
+		}
+	}
+	c->nquotas++;
+	return (0);
+fail:
+	config_free_quota(q);
+	return (rc);
 }
 
 int
@@ -663,7 +769,7 @@ config_parse(const char *buf, size_t len, const char *secrets_dir,
 	const cJSON	*pools, *quotas, *it, *top;
 	cJSON		*doc = NULL;
 	char		 path[64];
-	size_t		 i, j, n;
+	size_t		 i, n;
 	int		 rc = -AS_EINVAL;
 
 	*out = NULL;
@@ -705,54 +811,19 @@ config_parse(const char *buf, size_t len, const char *secrets_dir,
 		    pools != NULL && !cJSON_IsArray(pools) ? "pools" : "quotas");
 		goto out;
 	}
-	c = xcalloc(1, sizeof *c);
-	n = (size_t)cJSON_GetArraySize(pools);
-	c->pools = xcalloc(n, sizeof *c->pools);
+	c = config_new();
+	n = 0;
 	cJSON_ArrayForEach(it, pools) {
-		struct pool_config *p = &c->pools[c->npools++];
-
-		snprintf(path, sizeof path, "pools[%zu]", c->npools - 1);
-		config_defaults(pool_top_fields, p);
-		if ((rc = config_header(it, "AgentPool", path, err,
-		    errlen)) != 0 ||
-		    (rc = config_apply(pool_top_fields, it, p, path, err,
-		    errlen)) != 0 ||
-		    (rc = config_check_pool(p, it, secrets_dir, path, err,
+		snprintf(path, sizeof path, "pools[%zu]", n++);
+		if ((rc = config_add_pool(c, it, secrets_dir, path, err,
 		    errlen)) != 0)
 			goto out;
-		for (j = 0; j + 1 < c->npools; j++) {
-			if (strcmp(c->pools[j].ns, p->ns) == 0 &&
-			    strcmp(c->pools[j].name, p->name) == 0) {
-				snprintf(err, errlen, "%s.metadata.name: pool "
-				    "%s/%s is declared twice (first at "
-				    "pools[%zu])", path, p->ns, p->name, j);
-				rc = -AS_EINVAL;
-				goto out;
-			}
-		}
 	}
-	n = (size_t)cJSON_GetArraySize(quotas);
-	c->quotas = xcalloc(n, sizeof *c->quotas);
+	n = 0;
 	cJSON_ArrayForEach(it, quotas) {
-		struct quota_config *q = &c->quotas[c->nquotas++];
-
-		snprintf(path, sizeof path, "quotas[%zu]", c->nquotas - 1);
-		config_defaults(quota_top_fields, q);
-		if ((rc = config_header(it, "AgentQuota", path, err,
-		    errlen)) != 0 ||
-		    (rc = config_apply(quota_top_fields, it, q, path, err,
-		    errlen)) != 0)
+		snprintf(path, sizeof path, "quotas[%zu]", n++);
+		if ((rc = config_add_quota(c, it, path, err, errlen)) != 0)
 			goto out;
-		for (j = 0; j + 1 < c->nquotas; j++) {
-			if (strcmp(c->quotas[j].ns, q->ns) == 0) {
-				snprintf(err, errlen, "%s.metadata.namespace: "
-				    "namespace %s already has a quota (%s); at "
-				    "most one per namespace", path, q->ns,
-				    c->quotas[j].name);
-				rc = -AS_EINVAL;
-				goto out;
-			}
-		}
 	}
 	*out = c;
 	c = NULL;
@@ -785,6 +856,8 @@ config_load(const char *path, const char *secrets_dir, struct config **out,
 static void
 config_free_pool(struct pool_config *p)
 {
+	if (p == NULL)
+		return;
 	free(p->ns);
 	free(p->name);
 	free(p->source.type);
@@ -803,24 +876,31 @@ config_free_pool(struct pool_config *p)
 	free(p->warm_pool);
 }
 
+static void
+config_free_quota(struct quota_config *q)
+{
+	size_t	 j;
+
+	free(q->ns);
+	free(q->name);
+	for (j = 0; j < q->nresources; j++) {
+		free(q->resources[j].name);
+		free(q->resources[j].quantity);
+	}
+	free(q->resources);
+}
+
 void
 config_free(struct config *c)
 {
-	size_t	 i, j;
+	size_t	 i;
 
 	if (c == NULL)
 		return;
 	for (i = 0; i < c->npools; i++)
 		config_free_pool(&c->pools[i]);
-	for (i = 0; i < c->nquotas; i++) {
-		free(c->quotas[i].ns);
-		free(c->quotas[i].name);
-		for (j = 0; j < c->quotas[i].nresources; j++) {
-			free(c->quotas[i].resources[j].name);
-			free(c->quotas[i].resources[j].quantity);
-		}
-		free(c->quotas[i].resources);
-	}
+	for (i = 0; i < c->nquotas; i++)
+		config_free_quota(&c->quotas[i]);
 	free(c->pools);
 	free(c->quotas);
 	free(c);
@@ -960,9 +1040,84 @@ config_print_table(const struct field *tbl, const char *path)
 	}
 }
 
+static void
+config_json_table(const struct field *tbl, const char *path, cJSON *arr)
+{
+	static const char *const types[] = { [F_STRING] = "string",
+	    [F_INT] = "integer", [F_NUMBER] = "number", [F_BOOL] = "boolean",
+	    [F_ENUM] = "enum", [F_OBJECT] = "object",
+	    [F_RESOURCES] = "quantities" };
+	cJSON	*o, *vals;
+	char	 sub[256];
+	size_t	 i;
+
+	for (; tbl->name != NULL; tbl++) {
+		if (tbl->kind == F_IGNORE)
+			continue;
+		config_path(sub, sizeof sub, path, tbl->name);
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "path", sub);
+		cJSON_AddStringToObject(o, "type", types[tbl->kind]);
+		cJSON_AddBoolToObject(o, "required", tbl->required);
+		cJSON_AddStringToObject(o, "help", tbl->help);
+		switch (tbl->kind) {
+		case F_INT:
+		case F_NUMBER:
+			cJSON_AddNumberToObject(o, "min", tbl->min);
+			cJSON_AddNumberToObject(o, "max", tbl->max);
+			if (tbl->def >= tbl->min && tbl->def <= tbl->max)
+				cJSON_AddNumberToObject(o, "default", tbl->def);
+			break;
+		case F_BOOL:
+			cJSON_AddBoolToObject(o, "default", tbl->def != 0);
+			break;
+		case F_ENUM:
+			cJSON_AddStringToObject(o, "default",
+			    tbl->values[(int)tbl->def]);
+			break;
+		case F_STRING:
+			if (tbl->def_str != NULL)
+				cJSON_AddStringToObject(o, "default",
+				    tbl->def_str);
+			break;
+		default:
+			break;
+		}
+		if (tbl->values != NULL) {
+			vals = cJSON_AddArrayToObject(o, "enum");
+			for (i = 0; tbl->values[i] != NULL; i++)
+				cJSON_AddItemToArray(vals,
+				    cJSON_CreateString(tbl->values[i]));
+		}
+		cJSON_AddItemToArray(arr, o);
+		if (tbl->kind == F_OBJECT)
+			config_json_table(tbl->sub, sub, arr);
+	}
+}
+
+void
+config_print_reference_json(void)
+{
+	cJSON	*root;
+	char	*s;
+
+	root = cJSON_CreateObject();
+	config_json_table(pool_top_fields, "",
+	    cJSON_AddArrayToObject(root, "AgentPool"));
+	config_json_table(quota_top_fields, "",
+	    cJSON_AddArrayToObject(root, "AgentQuota"));
+	if ((s = cJSON_Print(root)) != NULL)
+		printf("%s\n", s);
+	cJSON_free(s);
+	cJSON_Delete(root);
+}
+
 void
 config_print_reference(void)
 {
+	printf("The objects of the --config file ({\"pools\": [...], "
+	    "\"quotas\": [...]}), and of the\nAgentPool and AgentQuota "
+	    "custom resources (agentscaler.io/v1alpha1) in CRD mode.\n\n");
 	printf("AgentPool (pools[]):\n");
 	config_print_table(pool_top_fields, "");
 	printf("\nAgentQuota (quotas[]):\n");

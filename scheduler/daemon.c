@@ -31,6 +31,7 @@
 #include "agentscaler/autoscale.h"
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
+#include "agentscaler/crd.h"
 #include "agentscaler/daemon.h"
 #include "agentscaler/dispatch.h"
 #include "agentscaler/http.h"
@@ -90,11 +91,14 @@ struct daemon {
 	ev_signal		 sigterm, sigint, sighup;
 	uint64_t		 reloads_ok, reloads_failed;
 	double			 started;
+	int			 leading;	/* may write status, Events */
+	struct crd		*crd;		/* CRD mode, else NULL */
 };
 
 static void	 pool_poll(struct pool *);
 static void	 pool_evaluate(struct pool *);
 static void	 pool_free(struct pool *);
+static void	 daemon_apply(struct daemon *, struct config *);
 
 static double
 pool_interval(const struct pool *p)
@@ -120,6 +124,12 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		if (p->source_ok || strcmp(p->source_err, r->errmsg) != 0)
 			log_warn("pool", "%s: cannot read the source, holding "
 			    "replicas: %s", p->id, r->errmsg);
+		if (p->source_ok || p->source_err[0] == '\0')
+			crd_event(p->d->crd, "AgentPool", p->cfg->ns,
+			    p->cfg->name, EVENT_WARNING, "SourceError", "Poll",
+			    "cannot read %s %s, holding replicas: %s",
+			    p->cfg->source.type, p->cfg->source.queue,
+			    r->errmsg);
 		p->source_ok = 0;
 		as_strlcpy(p->source_err, r->errmsg, sizeof p->source_err);
 	} else {
@@ -257,6 +267,16 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 		    p->cfg->target_kind, p->cfg->target_name, before,
 		    sc->spec_replicas, autoscale_reason_name(p->last.reason),
 		    p->ready, p->in_flight);
+		if (sc->spec_replicas != before)
+			crd_event(p->d->crd, "AgentPool", p->cfg->ns,
+			    p->cfg->name, EVENT_NORMAL, sc->spec_replicas >
+			    before ? "ScaledUp" : sc->spec_replicas == 0 ?
+			    "ScaledToZero" : "ScaledDown", "Scale",
+			    "%s %s scaled from %ld to %ld (%s, backlog %.0f, "
+			    "in flight %.0f)", p->cfg->target_kind,
+			    p->cfg->target_name, before, sc->spec_replicas,
+			    autoscale_reason_name(p->last.reason), p->ready,
+			    p->in_flight);
 	}
 	if (p->dirty) {
 		p->dirty = 0;
@@ -489,6 +509,11 @@ daemon_reload(struct daemon *d)
 	struct config	*nc;
 	char		 err[512];
 
+	if (d->crd != NULL) {
+		log_info("daemon", "CRD mode: nothing to reload, AgentPool and "
+		    "AgentQuota changes apply as they happen");
+		return;
+	}
 	if (config_load(d->opts->config_path, d->opts->secrets_dir, &nc, err,
 	    sizeof err) != 0) {
 		d->reloads_failed++;
@@ -507,7 +532,9 @@ daemon_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 	(void)revents;
 	if (w->signum == SIGHUP) {
-		log_info("daemon", "SIGHUP: reloading %s", d->opts->config_path);
+		log_info("daemon", "SIGHUP: reloading %s",
+		    d->opts->config_path != NULL ? d->opts->config_path :
+		    "(CRD mode)");
 		daemon_reload(d);
 		return;
 	}
@@ -646,6 +673,8 @@ daemon_metrics(void *arg, struct http_reply *r)
 	    "# TYPE agentscaler_kube_requests_total counter\n");
 	k8s_client_foreach_stat(d->k8s, metrics_kube_stat, &b);
 	dispatcher_metrics(d->dispatch, &b);
+	if (d->crd != NULL)
+		crd_metrics(d->crd, &b);
 	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	r->body = b.p;
 	r->len = b.len;
@@ -677,6 +706,8 @@ daemon_readyz(void *arg, struct http_reply *r)
 			    p->id, p->k8s_err[0] ? ": " : "", p->k8s_err);
 	}
 	dispatcher_readyz(d->dispatch, &b);
+	if (d->crd != NULL)
+		crd_readyz(d->crd, &b);
 	if (b.len > 0) {
 		r->status = 503;
 		r->body = b.p;
@@ -748,11 +779,88 @@ daemon_status(void *arg, struct http_reply *r)
 		r->body = xstrdup("{}");
 }
 
+/* CRD mode (crd.h): the objects' config, status snapshots, Events. */
+
+static void
+daemon_crd_apply(void *arg, struct config *c)
+{
+	daemon_apply(arg, c);
+}
+
+static int
+daemon_pool_status(void *arg, const char *ns, const char *name,
+    struct crd_pool_status *st)
+{
+	struct daemon	*d = arg;
+	const struct pool *p;
+	size_t		 i;
+
+	for (i = 0; i < d->npools; i++) {
+		p = d->pools[i];
+		if (strcmp(p->cfg->ns, ns) != 0 ||
+		    strcmp(p->cfg->name, name) != 0)
+			continue;
+		st->replicas = p->spec_known ? p->spec_replicas : -1;
+		st->desired = p->as.desired;
+		st->backlog = lround(p->ready);
+		st->in_flight = lround(p->in_flight);
+		st->last_scale = p->last_scale_wall;
+		st->started = p->source_read && p->spec_known;
+		st->source_ok = p->source_ok;
+		as_strlcpy(st->source_err, p->source_err,
+		    sizeof st->source_err);
+		as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+		st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
+		if (st->quota_limited)
+			snprintf(st->quota_msg, sizeof st->quota_msg, "needs "
+			    "%ld replicas, the namespace's AgentQuota allows "
+			    "%ld", p->last.need, p->last.desired);
+		return (0);
+	}
+	return (dispatcher_pool_status(d->dispatch, ns, name, st));
+}
+
+static int
+daemon_quota_status(void *arg, const char *ns, struct crd_quota_status *st)
+{
+	struct daemon	*d = arg;
+	const struct quota_config *qc;
+	size_t		 i;
+	long		 n = 0;
+
+	if (dispatcher_quota_status(d->dispatch, ns, st) == 0)
+		return (0);
+	/* Scale pools only: their replicas are all the namespace uses. */
+	for (i = 0; i < d->npools; i++)
+		if (strcmp(d->pools[i]->cfg->ns, ns) == 0)
+			n += d->pools[i]->spec_replicas;
+	st->sandboxes = st->replicas = n;
+	qc = config_quota_for(d->config, ns);
+	st->limited = qc != NULL && qc->max_sandboxes >= 0 &&
+	    n >= qc->max_sandboxes;
+	if (st->limited)
+		snprintf(st->limited_msg, sizeof st->limited_msg, "%ld of %ld "
+		    "sandboxes in use", n, qc->max_sandboxes);
+	return (0);
+}
+
+static void
+daemon_dispatch_event(void *arg, const char *kind, const char *ns,
+    const char *name, int warning, const char *reason, const char *action,
+    const char *note)
+{
+	struct daemon	*d = arg;
+
+	crd_event(d->crd, kind, ns, name, warning ? EVENT_WARNING :
+	    EVENT_NORMAL, reason, action, "%s", note);
+}
+
 int
 daemon_run(const struct daemon_options *opts)
 {
 	struct daemon	 d;
 	struct dispatch_options dopts;
+	struct crd_options copts;
 	struct config	*c = NULL;
 	char		 err[512];
 	size_t		 i;
@@ -760,9 +868,13 @@ daemon_run(const struct daemon_options *opts)
 
 	memset(&d, 0, sizeof d);
 	memset(&dopts, 0, sizeof dopts);
+	memset(&copts, 0, sizeof copts);
 	d.opts = opts;
 	d.started = as_mono_now();
-	if (config_load(opts->config_path, opts->secrets_dir, &c, err,
+	d.leading = 1;
+	if (opts->config_path == NULL)
+		c = config_new();	/* CRD mode: filled by the informers */
+	else if (config_load(opts->config_path, opts->secrets_dir, &c, err,
 	    sizeof err) != 0) {
 		log_error("daemon", "bad config: %s", err);
 		return (DAEMON_EXIT_CONFIG);
@@ -775,6 +887,8 @@ daemon_run(const struct daemon_options *opts)
 		goto out;
 	}
 	dopts.instance = opts->instance;
+	dopts.event = daemon_dispatch_event;
+	dopts.event_arg = &d;
 	d.dispatch = dispatcher_new(d.loop, d.k8s, &dopts);
 	if ((d.http = http_server_new(d.loop, opts->metrics_addr, err,
 	    sizeof err)) == NULL) {
@@ -800,10 +914,26 @@ daemon_run(const struct daemon_options *opts)
 
 	daemon_apply(&d, c);
 	c = NULL;
+	if (opts->config_path == NULL) {
+		copts.watch_namespace = opts->watch_namespace;
+		copts.secrets_dir = opts->secrets_dir;
+		copts.instance = opts->instance;
+		copts.leading = &d.leading;
+		copts.apply = daemon_crd_apply;
+		copts.pool_status = daemon_pool_status;
+		copts.quota_status = daemon_quota_status;
+		copts.arg = &d;
+		if ((d.crd = crd_new(d.loop, d.k8s, &copts, err,
+		    sizeof err)) == NULL) {
+			log_error("daemon", "CRD mode: %s", err);
+			goto out;
+		}
+	}
 	ev_run(d.loop, 0);
 	rc = DAEMON_EXIT_OK;
 	log_info("daemon", "stopped");
 out:
+	crd_free(d.crd);
 	for (i = 0; i < d.npools; i++)
 		pool_free(d.pools[i]);
 	free(d.pools);

@@ -34,6 +34,7 @@
 #include <sys/queue.h>
 
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +47,7 @@
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
 #include "agentscaler/consumer.h"
+#include "agentscaler/crd.h"
 #include "agentscaler/dispatch.h"
 #include "agentscaler/informer.h"
 #include "agentscaler/k8s.h"
@@ -207,6 +209,8 @@ struct dispatcher {
 	size_t			 nrecent;
 	LIST_HEAD(, dns)	 nss;
 	LIST_HEAD(, dpool)	 pools;
+	dispatch_event_fn	*event;
+	void			*event_arg;
 };
 
 static void	 dtask_claim(struct dtask *);
@@ -221,6 +225,10 @@ static void	 dns_kick(struct dns *);
 static void	 dns_replicas(struct dns *);
 static void	 recent_add(struct dispatcher *, const char *ns, const char *id,
 		    const char *reason, const char *detail);
+static void	 dpool_event(struct dpool *, int, const char *, const char *,
+		    const char *, ...) __attribute__((format(printf, 5, 6)));
+static void	 dtask_quota_event(struct dtask *, const char *, const char *,
+		    int);
 
 /* Histograms. */
 
@@ -390,6 +398,51 @@ dtask_undefer(struct dtask *t)
 	}
 }
 
+/* Events (dispatch_options.event): about the pool's AgentPool. */
+static void
+dpool_event(struct dpool *p, int warning, const char *reason,
+    const char *action, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 note[1024];
+
+	if (p == NULL || p->d->event == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(note, sizeof note, fmt, ap);
+	va_end(ap);
+	p->d->event(p->d->event_arg, "AgentPool", p->cfg->ns, p->cfg->name,
+	    warning, reason, action, note);
+}
+
+/*
+ * A task the quota deferred or rejected: CascadeRejected for cascade.*
+ * limits, QuotaExceeded for the others, on the pool and on the namespace's
+ * AgentQuota.
+ */
+static void
+dtask_quota_event(struct dtask *t, const char *why, const char *detail,
+    int rejected)
+{
+	struct dispatcher *d = t->ns->d;
+	const struct quota_config *qc;
+	const char	*reason;
+	char		 note[512];
+
+	if (d->event == NULL)
+		return;
+	reason = strncmp(why, "cascade.", 8) == 0 ? "CascadeRejected" :
+	    "QuotaExceeded";
+	snprintf(note, sizeof note, "task %s %s: %s: %s", t->id, rejected ?
+	    "rejected" : "deferred", why, detail);
+	if (t->pool != NULL)
+		d->event(d->event_arg, "AgentPool", t->ns->name,
+		    t->pool->cfg->name, 1, reason, "Admit", note);
+	if ((qc = config_quota_for(d->config, t->ns->name)) != NULL)
+		d->event(d->event_arg, "AgentQuota", t->ns->name, qc->name, 1,
+		    reason, "Admit", note);
+}
+
 static void
 dtask_quota_task(const struct dtask *t, struct quota_task *qt,
     struct quota_res *qr)
@@ -489,6 +542,7 @@ dtask_admit(struct dtask *t)
 			t->pool->rejected++;
 		if (t->st == T_DEFERRED)
 			dtask_undefer(t);
+		dtask_quota_event(t, qd.reason, qd.detail, 1);
 		dtask_fail(t, qd.reason, qd.detail);
 		return (0);
 	}
@@ -508,6 +562,7 @@ dtask_admit(struct dtask *t)
 		if (strcmp(t->why, qd.reason) != 0 && t->pool != NULL)
 			log_info("dispatch", "%s: task %s deferred: %s: %s",
 			    t->pool->id, t->id, qd.reason, qd.detail);
+		dtask_quota_event(t, qd.reason, qd.detail, 0);
 	}
 	as_strlcpy(t->why, qd.reason, sizeof t->why);
 	free(t->why_detail);
@@ -638,6 +693,9 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 	struct consumer_msg *msg = t->msg;
 
 	t->msg = NULL;
+	if (strncmp(reason, "claim.", 6) == 0)
+		dpool_event(t->pool, 1, "ClaimFailed", "Claim", "task %s: claim "
+		    "%s failed: %s: %s", t->id, t->claim, reason, detail);
 	if (msg != NULL && t->pool != NULL)
 		dead_letter(t->pool, t, msg, reason, detail, t->id);
 	else if (msg != NULL)
@@ -1292,6 +1350,9 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 		    par->st == T_DEFERRED || par->doomed) {
 			snprintf(detail, sizeof detail, "parent %s is not a "
 			    "live task of namespace %s", tk->parent, ns->name);
+			dpool_event(p, 1, "CascadeRejected", "Admit", "task %s "
+			    "rejected: cascade.unknownParent: %s", tk->id,
+			    detail);
 			dead_letter(p, NULL, msg, "cascade.unknownParent",
 			    detail, tk->id);
 			goto out;
@@ -1325,6 +1386,10 @@ dpool_state(struct consumer *c, int up, const char *errmsg, void *arg)
 		    p->cfg->source.type, p->cfg->source.queue);
 	else if (!up && (p->up || strcmp(p->src_err, errmsg) != 0))
 		log_warn("dispatch", "%s: source down: %s", p->id, errmsg);
+	if (!up && (p->up || p->src_err[0] == '\0'))
+		dpool_event(p, 1, "SourceError", "Consume", "cannot consume "
+		    "%s %s: %s", p->cfg->source.type, p->cfg->source.queue,
+		    errmsg);
 	p->up = up;
 	as_strlcpy(p->src_err, up ? "" : errmsg, sizeof p->src_err);
 }
@@ -1768,6 +1833,8 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	as_strlcpy(d->instance, o->instance != NULL && o->instance[0] ?
 	    o->instance : "agentscaler", sizeof d->instance);
 	d->sweep_interval = o->sweep_interval > 0 ? o->sweep_interval : 0.25;
+	d->event = o->event;
+	d->event_arg = o->event_arg;
 	d->sizing_interval = o->sizing_interval > 0 ? o->sizing_interval : 1;
 	LIST_INIT(&d->nss);
 	LIST_INIT(&d->pools);
@@ -2260,4 +2327,85 @@ dispatcher_explain(const struct dispatcher *d, const char *id, cJSON *out)
 	    "finished, or rejected more than %d rejections ago", id, RECENT);
 	cJSON_AddStringToObject(out, "explanation", text);
 	return (0);
+}
+
+int
+dispatcher_pool_status(const struct dispatcher *d, const char *ns,
+    const char *name, struct crd_pool_status *st)
+{
+	const struct dpool *p;
+	const struct dtask *t;
+
+	LIST_FOREACH(p, &d->pools, entry) {
+		if (strcmp(p->cfg->ns, ns) != 0 ||
+		    strcmp(p->cfg->name, name) != 0)
+			continue;
+		st->dispatch = 1;
+		st->replicas = p->spare_actual;
+		st->desired = p->ws.target;
+		st->backlog = p->deferred + p->waiting;
+		st->in_flight = p->live;
+		TAILQ_FOREACH(t, &p->ns->tasks, all) {
+			if (t->pool != p || t->doomed)
+				continue;
+			if (t->counted_waiting)
+				st->claims_pending++;
+			else if (t->launch == L_WARM)
+				st->claims_warm++;
+			else if (t->launch == L_COLD)
+				st->claims_cold++;
+		}
+		st->started = p->ns->synced && p->started;
+		st->source_ok = p->up;
+		as_strlcpy(st->source_err, p->src_err, sizeof st->source_err);
+		as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+		st->quota_limited = p->deferred > 0;
+		if (st->quota_limited)
+			snprintf(st->quota_msg, sizeof st->quota_msg, "%ld tasks "
+			    "deferred by the namespace's AgentQuota",
+			    p->deferred);
+		return (0);
+	}
+	return (-1);
+}
+
+int
+dispatcher_quota_status(const struct dispatcher *d, const char *ns,
+    struct crd_quota_status *st)
+{
+	const struct quota_config *qc;
+	const struct dns *n;
+	struct quota_usage u;
+	size_t		 k;
+	long		 head;
+
+	LIST_FOREACH(n, &d->nss, entry) {
+		if (strcmp(n->name, ns) != 0)
+			continue;
+		quota_usage(n->quota, &u);
+		st->sandboxes = u.sandboxes;
+		st->replicas = u.replicas;
+		st->tasks = u.tasks;
+		st->roots = u.roots;
+		st->deferred = (long)n->ndeferred;
+		st->rejected = u.rejected;
+		qc = d->config != NULL ? config_quota_for(d->config, ns) : NULL;
+		for (k = 0; qc != NULL && k < qc->nresources &&
+		    st->nres < CRD_MAX_RESOURCES; k++) {
+			as_strlcpy(st->res[st->nres].name,
+			    qc->resources[k].name, sizeof st->res[0].name);
+			st->res[st->nres++].used = quota_used(n->quota,
+			    qc->resources[k].name);
+		}
+		head = quota_headroom(n->quota);
+		st->limited = n->ndeferred > 0 || head == 0;
+		if (n->ndeferred > 0)
+			snprintf(st->limited_msg, sizeof st->limited_msg,
+			    "%zu tasks wait for capacity", n->ndeferred);
+		else if (head == 0)
+			snprintf(st->limited_msg, sizeof st->limited_msg,
+			    "no sandbox may start now (%ld live)", u.sandboxes);
+		return (0);
+	}
+	return (-1);
 }

@@ -34,14 +34,15 @@ enum {
 	O_CONFIG, O_SECRETS_DIR, O_METRICS_ADDR, O_LOG_FORMAT, O_LOG_LEVEL,
 	O_APISERVER, O_TOKEN_FILE, O_CA_FILE, O_INSECURE, O_KUBE_QPS,
 	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_INSTANCE,
-	O_CHECK_CONFIG,
-	O_HELP_CONFIG, O_HELP, O_VERSION, O_COUNT
+	O_CHECK_CONFIG, O_WATCH_NAMESPACE,
+	O_HELP_CONFIG, O_HELP_CONFIG_JSON, O_HELP, O_VERSION, O_COUNT
 };
 
 static const struct option_row options_table[O_COUNT] = {
 	[O_CONFIG] = { "config", OPT_STRING, NULL, 0, 0,
 	    "AgentPool/AgentQuota JSON file: {\"pools\": [...], "
-	    "\"quotas\": [...]}" },
+	    "\"quotas\": [...]}; without it, the AgentPool and AgentQuota "
+	    "objects of the cluster (CRD mode)" },
 	[O_SECRETS_DIR] = { "secrets-dir", OPT_STRING,
 	    "/etc/agentscaler/secrets", 0, 0,
 	    "where authSecretRef {name, key} is mounted as <dir>/<name>/<key>" },
@@ -75,8 +76,13 @@ static const struct option_row options_table[O_COUNT] = {
 	    "name, i.e. the pod name)" },
 	[O_CHECK_CONFIG] = { "check-config", OPT_FLAG, NULL, 0, 0,
 	    "validate --config and exit (0 good, 2 bad)" },
+	[O_WATCH_NAMESPACE] = { "watch-namespace", OPT_STRING, NULL, 0, 0,
+	    "CRD mode: watch AgentPools and AgentQuotas of this namespace "
+	    "only (default: all namespaces)" },
 	[O_HELP_CONFIG] = { "help-config", OPT_FLAG, NULL, 0, 0,
 	    "print the config file reference and exit" },
+	[O_HELP_CONFIG_JSON] = { "help-config-json", OPT_FLAG, NULL, 0, 0,
+	    "print the config field table as JSON and exit" },
 	[O_HELP] = { "help", OPT_FLAG, NULL, 0, 0, "print this help and exit" },
 	[O_VERSION] = { "version", OPT_FLAG, NULL, 0, 0,
 	    "print the version and exit" },
@@ -88,7 +94,7 @@ usage(FILE *fp)
 	size_t	 i;
 	char	 flag[64];
 
-	fprintf(fp, "usage: agentscaler --config FILE [flags]\n"
+	fprintf(fp, "usage: agentscaler [--config FILE] [flags]\n"
 	    "       agentscaler explain TASK-ID [--metrics-addr HOST:PORT] "
 	    "[--json]\n\n"
 	    "Queue-driven autoscaler for AI-agent workloads on Kubernetes.\n"
@@ -273,6 +279,10 @@ main(int argc, char **argv)
 		config_print_reference();
 		return (DAEMON_EXIT_OK);
 	}
+	if (val[O_HELP_CONFIG_JSON] != NULL) {
+		config_print_reference_json();
+		return (DAEMON_EXIT_OK);
+	}
 	for (i = 0; i < O_COUNT; i++) {
 		num[i] = 0;
 		if ((options_table[i].kind == OPT_NUMBER ||
@@ -292,9 +302,9 @@ main(int argc, char **argv)
 	}
 	log_set_format(fmt);
 	log_set_level(lvl);
-	if (val[O_CONFIG] == NULL) {
-		fprintf(stderr, "agentscaler: --config FILE is required "
-		    "(see --help and --help-config)\n");
+	if (val[O_CHECK_CONFIG] != NULL && val[O_CONFIG] == NULL) {
+		fprintf(stderr, "agentscaler: --check-config needs --config "
+		    "FILE (see --help and --help-config)\n");
 		return (DAEMON_EXIT_CONFIG);
 	}
 	if (val[O_CHECK_CONFIG] != NULL) {
@@ -313,6 +323,7 @@ main(int argc, char **argv)
 
 	memset(&opts, 0, sizeof opts);
 	opts.config_path = val[O_CONFIG];
+	opts.watch_namespace = val[O_WATCH_NAMESPACE];
 	opts.secrets_dir = val[O_SECRETS_DIR];
 	opts.metrics_addr = val[O_METRICS_ADDR];
 	opts.resync_seconds = num[O_RESYNC];

@@ -194,6 +194,56 @@ as_backoff(double base, double cap, unsigned attempt)
 	return (base / 2 + as_random() * (hi - base / 2));
 }
 
+uint64_t
+as_hash_str(const char *s)
+{
+	uint64_t	 h = 14695981039346656037ULL;	/* FNV-1a */
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return (h);
+}
+
+void
+as_bucket_init(struct as_bucket *b, double rate, double burst, double now)
+{
+	b->rate = rate;
+	b->burst = burst;
+	b->tokens = burst;
+	b->at = now;
+}
+
+static void
+as_bucket_refill(struct as_bucket *b, double now)
+{
+	if (now > b->at)
+		b->tokens += (now - b->at) * b->rate;
+	if (b->tokens > b->burst)
+		b->tokens = b->burst;
+	b->at = now;
+}
+
+int
+as_bucket_take(struct as_bucket *b, double now)
+{
+	as_bucket_refill(b, now);
+	if (b->tokens < 1.0 - 1e-9)
+		return (0);
+	b->tokens -= 1.0;
+	return (1);
+}
+
+double
+as_bucket_wait(struct as_bucket *b, double now)
+{
+	as_bucket_refill(b, now);
+	if (b->tokens >= 1.0 - 1e-9 || b->rate <= 0)
+		return (0);
+	return ((1.0 - b->tokens) / b->rate);
+}
+
 char *
 as_read_file(const char *path, size_t maxlen, size_t *lenp, char *err,
     size_t errlen)
@@ -323,38 +373,54 @@ as_redact(char *dst, size_t dstlen, const char *text, const char *secret)
  * fixed width sorts as text).  A value that gmtime_r cannot represent
  * prints as the epoch rather than as garbage.
  */
-void
-as_rfc3339(double wall, int nanos, char *out, size_t outlen)
+static void
+as_rfc3339_digits(double wall, int digits, char *out, size_t outlen)
 {
 	struct tm	 tm;
 	time_t		 sec;
-	double		 whole;
-	long		 ns;
+	double		 whole, unit = pow(10, digits > 0 ? digits : 9);
+	long		 frac;
 
 	if (outlen == 0)
 		return;
 	if (!(wall > -1e15 && wall < 1e15))	/* NaN and absurd values */
 		wall = 0;
+	/*
+	 * Rounded to the last digit shown (whole seconds: to the nanosecond,
+	 * then cut), carried into the seconds.
+	 */
 	whole = floor(wall);
-	ns = lround((wall - whole) * 1e9);
-	if (ns >= 1000000000L) {
+	frac = lround((wall - whole) * unit);
+	if (frac >= (long)unit) {
 		whole += 1;
-		ns -= 1000000000L;
+		frac -= (long)unit;
 	}
 	sec = (time_t)whole;
 	if (gmtime_r(&sec, &tm) == NULL) {
 		sec = 0;
-		ns = 0;
+		frac = 0;
 		gmtime_r(&sec, &tm);
 	}
-	if (nanos)
-		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ",
+	if (digits > 0)
+		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%0*ldZ",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		    tm.tm_min, tm.tm_sec, ns);
+		    tm.tm_min, tm.tm_sec, digits, frac);
 	else
 		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02dZ",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 		    tm.tm_min, tm.tm_sec);
+}
+
+void
+as_rfc3339(double wall, int nanos, char *out, size_t outlen)
+{
+	as_rfc3339_digits(wall, nanos ? 9 : 0, out, outlen);
+}
+
+void
+as_rfc3339_micro(double wall, char *out, size_t outlen)
+{
+	as_rfc3339_digits(wall, 6, out, outlen);
 }
 
 /* Reads exactly n decimal digits at *sp and advances; -1 if not digits. */

@@ -201,6 +201,32 @@ START_TEST(test_rfc3339_round_trip)
 }
 END_TEST
 
+START_TEST(test_bucket_and_micro)
+{
+	struct as_bucket b;
+	char		 t[48];
+
+	as_bucket_init(&b, 2, 3, 100);
+	ck_assert(as_bucket_take(&b, 100));
+	ck_assert(as_bucket_take(&b, 100));
+	ck_assert(as_bucket_take(&b, 100));
+	ck_assert(!as_bucket_take(&b, 100));		/* burst spent */
+	ck_assert_double_eq_tol(as_bucket_wait(&b, 100), 0.5, 1e-9);
+	ck_assert(!as_bucket_take(&b, 100.4));
+	ck_assert(as_bucket_take(&b, 100.5));		/* 2 per second */
+	ck_assert(as_bucket_take(&b, 1000));
+	ck_assert(as_bucket_take(&b, 1000));
+	ck_assert(as_bucket_take(&b, 1000));
+	ck_assert(!as_bucket_take(&b, 1000));		/* never past burst */
+	as_rfc3339_micro(1669831467.912073, t, sizeof t);
+	ck_assert_str_eq(t, "2022-11-30T18:04:27.912073Z");
+	as_rfc3339_micro(0, t, sizeof t);
+	ck_assert_str_eq(t, "1970-01-01T00:00:00.000000Z");
+	ck_assert_uint_ne(as_hash_str("a"), as_hash_str("b"));
+	ck_assert_uint_eq(as_hash_str(""), 14695981039346656037ULL);
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -215,6 +241,7 @@ util_suite(void)
 	    (int)AS_ARRAY_SIZE(rfc3339_rows));
 	tcase_add_test(tc, test_rfc3339_format);
 	tcase_add_test(tc, test_rfc3339_round_trip);
+	tcase_add_test(tc, test_bucket_and_micro);
 	suite_add_tcase(s, tc);
 	return (s);
 }

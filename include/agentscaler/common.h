@@ -61,6 +61,9 @@ char		*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
  */
 size_t		 as_strlcpy(char *dst, const char *src, size_t size);
 
+/* 64-bit FNV-1a hash of a string, for hash tables (no adversary). */
+uint64_t	 as_hash_str(const char *);
+
 /* The value of one hex digit (either case), or -1. */
 int		 as_hexval(int c);
 
@@ -80,6 +83,24 @@ double		 as_random(void);
  * base * 2^attempt)] seconds.
  */
 double		 as_backoff(double base, double cap, unsigned attempt);
+
+/*
+ * A token bucket: rate tokens per second up to burst, starting full.  Pure:
+ * the caller passes the time (any clock, the same one every call).
+ */
+struct as_bucket {
+	double	 rate;
+	double	 burst;
+	double	 tokens;
+	double	 at;
+};
+
+void		 as_bucket_init(struct as_bucket *, double rate, double burst,
+		    double now);
+/* Takes one token if there is one: returns 1, else 0. */
+int		 as_bucket_take(struct as_bucket *, double now);
+/* Seconds until a token is there (0: now). */
+double		 as_bucket_wait(struct as_bucket *, double now);
 
 /*
  * Reads a whole small file into a new NUL-terminated buffer (at most
@@ -124,6 +145,8 @@ void		 as_buf_label(struct as_buf *, const char *s);
  * (the Go SDK's RFC3339Nano, trailing zeros kept).  out needs 40 bytes.
  */
 void		 as_rfc3339(double wall, int nanos, char *out, size_t outlen);
+/* The same as a Kubernetes MicroTime: six fractional digits. */
+void		 as_rfc3339_micro(double wall, char *out, size_t outlen);
 /*
  * Pure: parses RFC 3339 ("Z" or +hh:mm/-hh:mm offsets, optional fraction)
  * into unix seconds.  Returns 0 or -AS_EINVAL.

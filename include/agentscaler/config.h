@@ -83,7 +83,11 @@ struct config {
 	size_t			 npools;
 	struct quota_config	*quotas;
 	size_t			 nquotas;
+	size_t			 pools_cap;	/* allocated, for config_add_* */
+	size_t			 quotas_cap;
 };
+
+struct cJSON;
 
 /*
  * Parses a config document.  secrets_dir (may be NULL) is where
@@ -96,6 +100,22 @@ int	 config_parse(const char *buf, size_t len, const char *secrets_dir,
 int	 config_load(const char *path, const char *secrets_dir,
 	    struct config **out, char *err, size_t errlen);
 void	 config_free(struct config *);
+
+/*
+ * One object at a time, for the CRD mode (each AgentPool and AgentQuota is
+ * judged on its own) and for config_parse() itself.  config_new() returns an
+ * empty config.  config_add_pool() and config_add_quota() parse one object
+ * (a cJSON object, borrowed) and append it to c; path prefixes the field
+ * paths of errors ("pools[0]", or "" for plain "spec.scaling.maxReplicas").
+ * A second pool of the same namespace/name, or a second quota in a
+ * namespace, is refused.  Pure.  Return 0, or -AS_EINVAL with the error in
+ * err and c unchanged.
+ */
+struct config *config_new(void);
+int	 config_add_pool(struct config *c, const struct cJSON *obj,
+	    const char *secrets_dir, const char *path, char *err, size_t errlen);
+int	 config_add_quota(struct config *c, const struct cJSON *obj,
+	    const char *path, char *err, size_t errlen);
 
 /* Finds the quota of a namespace, or NULL. */
 const struct quota_config *config_quota_for(const struct config *,
@@ -124,5 +144,14 @@ int	 config_same_source(const struct pool_config *,
 
 /* Help text for the config file format, generated from the field table. */
 void	 config_print_reference(void);
+/*
+ * The same field table as JSON, for tools and for the test that keeps the
+ * CRDs in charts/agentscaler/crds in step with the parser:
+ * {"AgentPool": [{"path", "type", "required", "min", "max", "default",
+ * "enum"}...], "AgentQuota": [...]}.  type is string, integer, number,
+ * boolean, enum, object or quantities; "default" is absent when unset is
+ * its own meaning (e.g. -1 = unlimited, below "min").
+ */
+void	 config_print_reference_json(void);
 
 #endif

@@ -10,7 +10,8 @@
 #include "agentscaler/k8s.h"
 
 struct daemon_options {
-	const char		*config_path;
+	const char		*config_path;	/* NULL: CRD mode */
+	const char		*watch_namespace;	/* CRD mode; NULL: all */
 	const char		*secrets_dir;
 	const char		*metrics_addr;
 	double			 resync_seconds;	/* re-read /scale */
@@ -26,6 +27,8 @@ struct daemon_options {
 /*
  * Loads the config, starts every pool and serves until SIGTERM or SIGINT;
  * SIGHUP reloads the config (a bad one is refused, the old one kept).
+ * Without a config file (CRD mode) the config comes from the AgentPool and
+ * AgentQuota objects of the cluster, applied live as they change (crd.h).
  * Returns one of the exit codes above.
  */
 int	 daemon_run(const struct daemon_options *);

@@ -23,10 +23,23 @@ struct ev_loop;
 struct k8s_client;
 struct dispatcher;
 
+struct crd_pool_status;
+struct crd_quota_status;
+
+/*
+ * An Event worth recording about the AgentPool or AgentQuota (kind) ns/name:
+ * QuotaExceeded, CascadeRejected, ClaimFailed, SourceError.
+ */
+typedef void	 dispatch_event_fn(void *arg, const char *kind, const char *ns,
+		    const char *name, int warning, const char *reason,
+		    const char *action, const char *note);
+
 struct dispatch_options {
 	const char	*instance;	/* this agentscaler's stable name */
 	double		 sweep_interval;	/* s; default 0.25 */
 	double		 sizing_interval;	/* s; default 1 */
+	dispatch_event_fn *event;	/* NULL: no Events */
+	void		*event_arg;
 };
 
 struct dispatcher *dispatcher_new(struct ev_loop *, struct k8s_client *,
@@ -57,6 +70,18 @@ int	 dispatcher_explain(const struct dispatcher *, const char *id,
 void	 dispatcher_metrics(const struct dispatcher *, struct as_buf *);
 /* Adds "dispatch": {...} to the /status document. */
 void	 dispatcher_status(const struct dispatcher *, struct cJSON *root);
+/*
+ * The status snapshot of dispatch pool ns/name (crd.h).  Returns 0, or -1
+ * when no such pool runs.
+ */
+int	 dispatcher_pool_status(const struct dispatcher *, const char *ns,
+	    const char *name, struct crd_pool_status *);
+/*
+ * The namespace's usage for its AgentQuota status.  Returns 0, or -1 when
+ * no dispatch pool runs there (the caller counts scale replicas itself).
+ */
+int	 dispatcher_quota_status(const struct dispatcher *, const char *ns,
+	    struct crd_quota_status *);
 /* Appends one line per reason the dispatcher is not ready. */
 void	 dispatcher_readyz(const struct dispatcher *, struct as_buf *);
 

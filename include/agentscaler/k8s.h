@@ -90,6 +90,22 @@ void	 k8s_req_cancel(struct k8s_req *);
 struct k8s_req *k8s_client_watch(struct k8s_client *, const char *path,
 	    double idle_timeout, size_t max_line, k8s_line_fn *, k8s_done_fn *,
 	    void *arg);
+/*
+ * A way to send one request, for modules that only write (the event
+ * recorder, the status writer): k8s_client_sink() fills it with
+ * k8s_client_request() and k8s_req_cancel(); tests put a fake there.  send
+ * returns a handle, or NULL when the request was refused (done will not
+ * run); cancel makes done run at once with -AS_ECANCELED.
+ */
+struct k8s_sink {
+	void	*(*send)(void *arg, const char *method, const char *path,
+		    const char *content_type, const char *body, k8s_done_fn *done,
+		    void *ctx);
+	void	 (*cancel)(void *arg, void *req);
+	void	*arg;
+};
+
+void	 k8s_client_sink(struct k8s_client *, struct k8s_sink *);
 /* The loop the client runs on. */
 struct ev_loop	*k8s_client_loop(const struct k8s_client *);
 

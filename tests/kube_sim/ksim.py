@@ -252,30 +252,10 @@ def cond(obj, typ):
     return None
 
 
-class Kubectl:
-    """kubectl with a fresh HOME (clean discovery cache) per instance."""
-
-    def __init__(self, sim, extra=None):
-        self.sim = sim
-        self.home = tempfile.mkdtemp(prefix="ksim-home-")
-        self.env = dict(os.environ, HOME=self.home,
-                        KUBECONFIG=os.path.join(self.home, "kubeconfig-none"))
-        self.base = ["kubectl", "--server", sim.url] + list(extra or [])
-
-    def run(self, *args, stdin=None, timeout=60, check=True):
-        r = subprocess.run(self.base + list(args), capture_output=True, text=True,
-                           env=self.env, input=stdin, timeout=timeout)
-        if check and r.returncode != 0:
-            raise AssertionError("kubectl %s failed (%d): %s %s"
-                                 % (" ".join(args), r.returncode, r.stdout, r.stderr))
-        return r
-
-    def popen(self, *args):
-        return subprocess.Popen(self.base + list(args), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env)
-
-    def cleanup(self):
-        shutil.rmtree(self.home, ignore_errors=True)
+# The same kubectl wrapper the integration suites use (fresh HOME per
+# instance, no kubeconfig).
+sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
+from world import Kubectl  # noqa: E402,F401
 
 
 def have_kubectl():

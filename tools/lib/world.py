@@ -290,22 +290,64 @@ class KubeSim:
             raise RuntimeError("fault: %s %s" % (c, obj))
 
 
+CRDS = os.path.join(ROOT, "charts/agentscaler/crds")
+
+
+class Kubectl:
+    """The real kubectl against a kube-sim (anything with .url), with a
+    fresh HOME (so no stale discovery cache) and no kubeconfig; extra:
+    more global flags.  cleanup() removes the HOME."""
+
+    def __init__(self, kubesim, extra=None):
+        self.home = tempfile.mkdtemp(prefix="kubectl-home-")
+        self.env = dict(os.environ, HOME=self.home,
+                        KUBECONFIG=os.path.join(self.home, "kubeconfig-none"))
+        self.base = ["kubectl", "--server", kubesim.url] + list(extra or [])
+
+    @staticmethod
+    def available():
+        return shutil.which("kubectl") is not None
+
+    def run(self, *args, stdin=None, timeout=60, check=True):
+        r = subprocess.run(self.base + list(args), capture_output=True, text=True,
+                           env=self.env, input=stdin, timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError("kubectl %s failed (%d): %s %s"
+                                 % (" ".join(args), r.returncode, r.stdout, r.stderr))
+        return r
+
+    def popen(self, *args):
+        return subprocess.Popen(self.base + list(args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env)
+
+    def install_crds(self):
+        """kubectl apply of charts/agentscaler/crds (kube-sim serves no
+        OpenAPI, hence --validate=false)."""
+        return self.run("apply", "--validate=false", "-f", CRDS)
+
+    def cleanup(self):
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
 class Daemon:
     """The agentscaler daemon under test; AGENTSCALER_WRAPPER (valgrind)."""
 
     def __init__(self, config, kubesim, extra=(), binary=None, log_path=None):
+        """config None: CRD mode (no --config; the daemon watches AgentPools)."""
         self.dir = tempfile.mkdtemp(prefix="agentscaler-")
         self.config_path = os.path.join(self.dir, "pools.json")
-        self.write_config(config)
+        if config is not None:
+            self.write_config(config)
         self.metrics_port = free_port()
         self.binary = binary or os.environ.get("AGENTSCALER_BIN",
                                                os.path.join(ROOT, "build/release/agentscaler"))
         wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
         self.log_path = log_path or os.path.join(self.dir, "daemon.log")
         self.log = open(self.log_path, "wb")
-        args = wrapper + [self.binary, "--config", self.config_path,
-                          "--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
-                          "--apiserver", kubesim.url] + list(extra)
+        args = wrapper + [self.binary] + \
+            (["--config", self.config_path] if config is not None else []) + \
+            ["--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
+             "--apiserver", kubesim.url] + list(extra)
         self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log)
         self.slow = bool(wrapper)
 

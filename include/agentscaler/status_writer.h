@@ -1,0 +1,69 @@
+/*
+ * status_writer.h: writes the status of custom objects (AgentPool,
+ * AgentQuota) through their status subresource: a merge-PATCH of
+ * {"status": {...}} on <object path>/status, only when the status differs
+ * from the one last written (or, before the first write, from the one the
+ * object was seen with), coalesced (the latest status wins while a write is
+ * in flight or waiting), at most one write per object every min_interval
+ * seconds, and all objects together under one token bucket (qps, burst).
+ * Nothing is written while *leading is 0.  A failed write is logged once
+ * (until a write succeeds) and tried again after a backoff; 404 means the
+ * object is gone and forgets it.
+ *
+ * Ownership: status_writer_set() takes the cJSON it is given; paths are
+ * copied; what status_writer_current() returns is borrowed until the next
+ * call into the writer.  The sink is borrowed until status_writer_free(),
+ * which cancels the write in flight.
+ */
+#ifndef AGENTSCALER_STATUS_WRITER_H
+#define AGENTSCALER_STATUS_WRITER_H
+
+#include <stdint.h>
+
+#include "agentscaler/k8s.h"
+
+struct cJSON;
+struct status_writer;
+
+struct status_writer_options {
+	double		 min_interval;	/* s per object; default 2 */
+	double		 qps;		/* all objects; default 10 */
+	double		 burst;		/* default 20 */
+	const int	*leading;	/* NULL: always write */
+	double		 (*clock)(void);	/* monotonic; as_mono_now */
+	struct ev_loop	*loop;		/* NULL: the caller calls
+					   status_writer_tick() */
+};
+
+struct status_writer_stats {
+	uint64_t	 writes;	/* PATCHes that succeeded */
+	uint64_t	 unchanged;	/* statuses set equal to the last */
+	uint64_t	 failed;
+};
+
+struct status_writer *status_writer_new(const struct k8s_sink *,
+		    const struct status_writer_options *);
+void		 status_writer_free(struct status_writer *);
+/*
+ * The status the object at path (".../agentpools/NAME", without
+ * "/status") should have; takes status.
+ */
+void		 status_writer_set(struct status_writer *, const char *path,
+		    struct cJSON *status);
+/*
+ * The status the object was seen with (an informer's copy; borrowed), the
+ * base of the comparison until the first write.  NULL: none.
+ */
+void		 status_writer_seen(struct status_writer *, const char *path,
+		    const struct cJSON *status);
+/* The object is gone: forget it (a write in flight is cancelled). */
+void		 status_writer_forget(struct status_writer *, const char *path);
+/* The latest status set, written or seen for path, or NULL. */
+const struct cJSON *status_writer_current(const struct status_writer *,
+		    const char *path);
+/* Starts the writes that are due; a timer calls it with a loop. */
+void		 status_writer_tick(struct status_writer *);
+void		 status_writer_get_stats(const struct status_writer *,
+		    struct status_writer_stats *);
+
+#endif

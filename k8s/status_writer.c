@@ -1,0 +1,319 @@
+/*
+ * status_writer.c: status subresource writes (status_writer.h).
+ *
+ * One entry per object path in a chained hash table: `base` is what the
+ * server has as far as we know (the last status written, or the one the
+ * object was seen with), `want` the status to write next (NULL: nothing to
+ * do), `req` the write in flight and `sent` its body's status.  A want equal
+ * to base (cJSON_Compare: key order does not matter) is dropped at once, so
+ * a quiet object costs no request.  The patch sets every key of want and
+ * nulls the keys of base that want lost (merge patch, RFC 7386: arrays such
+ * as conditions are replaced whole).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/log.h"
+#include "agentscaler/status_writer.h"
+
+#define SW_BUCKETS	256
+
+struct sw_entry {
+	struct status_writer	*w;
+	char			*path;
+	cJSON			*base;
+	cJSON			*want;
+	cJSON			*sent;
+	void			*req;
+	double			 next_at;	/* mono: earliest next write */
+	unsigned		 failures;
+	int			 dead;		/* forgotten while in flight */
+	struct sw_entry		*next;
+};
+
+struct status_writer {
+	struct k8s_sink		 sink;
+	double			 min_interval;
+	const int		*leading;
+	double			 (*clock)(void);
+	struct as_bucket	 bucket;
+	struct sw_entry		*b[SW_BUCKETS];
+	int			 logged;
+	struct status_writer_stats st;
+	struct ev_loop		*loop;
+	ev_timer		 timer;
+};
+
+static struct sw_entry *sw_find(const struct status_writer *, const char *);
+static struct sw_entry *sw_get(struct status_writer *, const char *);
+static void	 sw_free_entry(struct sw_entry *);
+static void	 sw_flush(struct status_writer *, struct sw_entry *, double);
+static void	 sw_done(const struct k8s_response *, void *);
+static void	 sw_timer_cb(struct ev_loop *, ev_timer *, int);
+
+static struct sw_entry *
+sw_find(const struct status_writer *w, const char *path)
+{
+	struct sw_entry	*e;
+
+	for (e = w->b[as_hash_str(path) % SW_BUCKETS]; e != NULL; e = e->next)
+		if (strcmp(e->path, path) == 0)
+			return (e);
+	return (NULL);
+}
+
+static struct sw_entry *
+sw_get(struct status_writer *w, const char *path)
+{
+	struct sw_entry	*e;
+	size_t		 h;
+
+	if ((e = sw_find(w, path)) != NULL)
+		return (e);
+	h = as_hash_str(path) % SW_BUCKETS;
+	e = xcalloc(1, sizeof *e);
+	e->w = w;
+	e->path = xstrdup(path);
+	e->next = w->b[h];
+	w->b[h] = e;
+	return (e);
+}
+
+static void
+sw_free_entry(struct sw_entry *e)
+{
+	cJSON_Delete(e->base);
+	cJSON_Delete(e->want);
+	cJSON_Delete(e->sent);
+	free(e->path);
+	free(e);
+}
+
+/* Sends e's want if it may go now. */
+static void
+sw_flush(struct status_writer *w, struct sw_entry *e, double now)
+{
+	cJSON	*patch, *st, *it;
+	char	*body, path[600];
+
+	if (e->want == NULL || e->req != NULL || now < e->next_at ||
+	    (w->leading != NULL && !*w->leading))
+		return;
+	if (e->base != NULL && cJSON_Compare(e->base, e->want, 1)) {
+		cJSON_Delete(e->want);
+		e->want = NULL;
+		w->st.unchanged++;
+		return;
+	}
+	if (!as_bucket_take(&w->bucket, now))
+		return;
+	patch = cJSON_CreateObject();
+	st = cJSON_Duplicate(e->want, 1);
+	cJSON_ArrayForEach(it, e->base)
+		if (it->string != NULL &&
+		    cJSON_GetObjectItemCaseSensitive(st, it->string) == NULL)
+			cJSON_AddNullToObject(st, it->string);
+	cJSON_AddItemToObject(patch, "status", st);
+	body = cJSON_PrintUnformatted(patch);
+	cJSON_Delete(patch);
+	snprintf(path, sizeof path, "%s/status", e->path);
+	e->sent = e->want;
+	e->want = NULL;
+	e->next_at = now + w->min_interval;
+	e->req = body != NULL ? w->sink.send(w->sink.arg, "PATCH", path,
+	    "application/merge-patch+json", body, sw_done, e) : NULL;
+	cJSON_free(body);
+	if (e->req == NULL) {
+		/* Refused (a bad path): keep it for the next try. */
+		e->want = e->sent;
+		e->sent = NULL;
+		e->next_at = now + as_backoff(1, 60, e->failures++);
+	}
+}
+
+static void
+sw_done(const struct k8s_response *r, void *arg)
+{
+	struct sw_entry		*e = arg;
+	struct status_writer	*w = e->w;
+	double			 now;
+
+	e->req = NULL;
+	if (r->err == -AS_ECANCELED || e->dead) {
+		if (e->dead)
+			sw_free_entry(e);
+		return;
+	}
+	now = w->clock();
+	if (r->err == 0) {
+		w->st.writes++;
+		w->logged = 0;
+		e->failures = 0;
+		cJSON_Delete(e->base);
+		e->base = e->sent;
+		e->sent = NULL;
+		return;
+	}
+	w->st.failed++;
+	if (r->err == -AS_ENOTFOUND) {
+		/* The object went; its informer says so soon. */
+		cJSON_Delete(e->sent);
+		e->sent = NULL;
+		return;
+	}
+	if (!w->logged)
+		log_warn("status", "cannot write %s/status, will retry (further "
+		    "failures are not logged until a write succeeds): %s",
+		    e->path, r->message);
+	w->logged = 1;
+	if (e->want == NULL)
+		e->want = e->sent;	/* nothing newer: try it again */
+	else
+		cJSON_Delete(e->sent);
+	e->sent = NULL;
+	e->next_at = now + as_backoff(1, 60, e->failures++);
+}
+
+struct status_writer *
+status_writer_new(const struct k8s_sink *sink,
+    const struct status_writer_options *o)
+{
+	struct status_writer *w;
+
+	w = xcalloc(1, sizeof *w);
+	w->sink = *sink;
+	w->min_interval = o->min_interval > 0 ? o->min_interval : 2;
+	w->leading = o->leading;
+	w->clock = o->clock != NULL ? o->clock : as_mono_now;
+	as_bucket_init(&w->bucket, o->qps > 0 ? o->qps : 10,
+	    o->burst >= 1 ? o->burst : 20, w->clock());
+	if ((w->loop = o->loop) != NULL) {
+		ev_timer_init(&w->timer, sw_timer_cb, 0.25, 0.25);
+		w->timer.data = w;
+		ev_timer_start(w->loop, &w->timer);
+		ev_unref(w->loop);
+	}
+	return (w);
+}
+
+void
+status_writer_free(struct status_writer *w)
+{
+	struct sw_entry	*e;
+	size_t		 i;
+
+	if (w == NULL)
+		return;
+	if (w->loop != NULL) {
+		ev_ref(w->loop);
+		ev_timer_stop(w->loop, &w->timer);
+	}
+	for (i = 0; i < SW_BUCKETS; i++) {
+		while ((e = w->b[i]) != NULL) {
+			w->b[i] = e->next;
+			if (e->req != NULL) {
+				e->dead = 1;
+				w->sink.cancel(w->sink.arg, e->req);
+			} else
+				sw_free_entry(e);
+		}
+	}
+	free(w);
+}
+
+void
+status_writer_set(struct status_writer *w, const char *path, cJSON *status)
+{
+	struct sw_entry	*e = sw_get(w, path);
+	const cJSON	*last;
+
+	/* Equal to what is on its way or there already: nothing to do. */
+	last = e->sent != NULL ? e->sent : e->base;
+	if (last != NULL && cJSON_Compare(last, status, 1)) {
+		cJSON_Delete(status);
+		if (e->want != NULL) {
+			cJSON_Delete(e->want);
+			e->want = NULL;
+		}
+		w->st.unchanged++;
+		return;
+	}
+	cJSON_Delete(e->want);
+	e->want = status;
+	sw_flush(w, e, w->clock());
+}
+
+void
+status_writer_seen(struct status_writer *w, const char *path,
+    const cJSON *status)
+{
+	struct sw_entry	*e = sw_get(w, path);
+
+	if (e->base != NULL || e->sent != NULL)
+		return;		/* we wrote since: ours is newer */
+	e->base = status != NULL ? cJSON_Duplicate(status, 1) : NULL;
+}
+
+void
+status_writer_forget(struct status_writer *w, const char *path)
+{
+	struct sw_entry	**pp, *e;
+
+	for (pp = &w->b[as_hash_str(path) % SW_BUCKETS]; (e = *pp) != NULL;
+	    pp = &e->next) {
+		if (strcmp(e->path, path) != 0)
+			continue;
+		*pp = e->next;
+		if (e->req != NULL) {
+			e->dead = 1;
+			w->sink.cancel(w->sink.arg, e->req);
+		} else
+			sw_free_entry(e);
+		return;
+	}
+}
+
+const cJSON *
+status_writer_current(const struct status_writer *w, const char *path)
+{
+	const struct sw_entry *e = sw_find(w, path);
+
+	if (e == NULL)
+		return (NULL);
+	return (e->want != NULL ? e->want : e->sent != NULL ? e->sent :
+	    e->base);
+}
+
+void
+status_writer_tick(struct status_writer *w)
+{
+	struct sw_entry	*e;
+	double		 now = w->clock();
+	size_t		 i;
+
+	for (i = 0; i < SW_BUCKETS; i++)
+		for (e = w->b[i]; e != NULL; e = e->next)
+			if (e->want != NULL)
+				sw_flush(w, e, now);
+}
+
+static void
+sw_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	(void)loop;
+	(void)revents;
+	status_writer_tick(t->data);
+}
+
+void
+status_writer_get_stats(const struct status_writer *w,
+    struct status_writer_stats *st)
+{
+	*st = w->st;
+}

@@ -1,0 +1,774 @@
+/*
+ * crd.c: CRD mode (crd.h).
+ *
+ * Who runs what.  Three informers feed one table of objects (AgentPools and
+ * AgentQuotas; SandboxWarmPools are only read from their informer's cache).
+ * An event that changes an object's spec (or adds or deletes one) marks the
+ * table dirty and arms a zero-delay timer, so that a whole LIST, or a burst
+ * of edits, becomes one rebuild: crd_build_config() parses every object on
+ * its own and the config of the valid ones goes to the daemon's apply
+ * callback, the path a SIGHUP reload takes.  Nothing is applied before both
+ * informers have listed once, so a pool never starts without its quota.
+ * Status-only changes (our own writes among them) never rebuild.
+ *
+ * A status timer walks the table every status_interval: an invalid object
+ * gets Ready=False/InvalidSpec, a valid one the status computed from the
+ * daemon's snapshot of its pool (or namespace); the status writer drops
+ * what did not change.  Invalid objects also get one Warning Event per
+ * (generation, message).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/crd.h"
+#include "agentscaler/events.h"
+#include "agentscaler/informer.h"
+#include "agentscaler/k8s.h"
+#include "agentscaler/log.h"
+#include "agentscaler/status_writer.h"
+
+#define CRD_API		"/apis/agentscaler.io/v1alpha1"
+#define WARM_API	"/apis/extensions.agents.x-k8s.io/v1beta1"
+#define CRD_BUCKETS	1024
+
+static const char *const crd_kinds[] = { "AgentPool", "AgentQuota" };
+static const char *const crd_plurals[] = { "agentpools", "agentquotas" };
+
+struct crd_obj {
+	int		 quota;
+	char		 ns[64];
+	char		 name[254];
+	char		 uid[64];
+	char		 path[400];	/* the object's API path */
+	char		*spec;		/* printed, to see spec changes */
+	char		 warm_pool[254];	/* spec.sandbox.warmPool */
+	cJSON		*obj;		/* a copy of the object */
+	long		 generation;
+	double		 created;
+	int		 valid;
+	char		 err[512];
+	long		 reported_gen;	/* InvalidSpec Event sent for */
+	char		 reported[512];
+	struct crd_obj	*next;		/* hash chain */
+};
+
+struct crd {
+	struct ev_loop		*loop;
+	struct k8s_client	*k8s;
+	const struct crd_options *o;
+	struct informer		*inf[2];	/* pools, quotas */
+	struct informer		*warm;
+	struct crd_obj		*b[CRD_BUCKETS];
+	size_t			 nobjs;
+	int			 dirty;
+	uint64_t		 applies;
+	uint64_t		 invalid;
+	ev_timer		 rebuild;
+	ev_timer		 status;
+	struct k8s_sink		 sink;
+	struct status_writer	*sw;
+	struct events		*ev;
+};
+
+static uint64_t	 crd_key_hash(int, const char *, const char *);
+static struct crd_obj *crd_find(const struct crd *, int, const char *,
+		    const char *);
+static void	 crd_obj_free(struct crd_obj *);
+static void	 crd_upsert(struct crd *, int, const cJSON *);
+static void	 crd_remove(struct crd *, int, const cJSON *);
+static void	 crd_dirty(struct crd *);
+static void	 crd_informer_cb(struct informer *, enum informer_event,
+		    const cJSON *, void *);
+static void	 crd_warm_cb(struct informer *, enum informer_event,
+		    const cJSON *, void *);
+static void	 crd_rebuild(struct crd *);
+static void	 crd_rebuild_cb(struct ev_loop *, ev_timer *, int);
+static void	 crd_status_cb(struct ev_loop *, ev_timer *, int);
+static const char *crd_str(const cJSON *, const char *);
+static int	 crd_object_cmp(const void *, const void *);
+static void	 crd_condition(cJSON *, const cJSON *, const char *, int,
+		    const char *, const char *, long, double);
+
+static const char *
+crd_str(const cJSON *o, const char *key)
+{
+	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return (cJSON_IsString(v) ? v->valuestring : NULL);
+}
+
+static uint64_t
+crd_key_hash(int quota, const char *ns, const char *name)
+{
+	return ((as_hash_str(ns) * 31 + as_hash_str(name)) * 2 +
+	    (uint64_t)quota);
+}
+
+static struct crd_obj *
+crd_find(const struct crd *c, int quota, const char *ns, const char *name)
+{
+	struct crd_obj	*o;
+
+	for (o = c->b[crd_key_hash(quota, ns, name) % CRD_BUCKETS]; o != NULL;
+	    o = o->next)
+		if (o->quota == quota && strcmp(o->ns, ns) == 0 &&
+		    strcmp(o->name, name) == 0)
+			return (o);
+	return (NULL);
+}
+
+static void
+crd_obj_free(struct crd_obj *o)
+{
+	if (o == NULL)
+		return;
+	cJSON_Delete(o->obj);
+	free(o->spec);
+	free(o);
+}
+
+static void
+crd_dirty(struct crd *c)
+{
+	c->dirty = 1;
+	if (!ev_is_active(&c->rebuild)) {
+		ev_timer_set(&c->rebuild, 0., 0.);
+		ev_timer_start(c->loop, &c->rebuild);
+	}
+}
+
+/* An ADDED or MODIFIED object. */
+static void
+crd_upsert(struct crd *c, int quota, const cJSON *obj)
+{
+	const cJSON	*md, *gen, *sb;
+	struct crd_obj	*o;
+	const char	*ns, *name, *uid, *ts;
+	char		*spec;
+	size_t		 h;
+	int		 changed;
+
+	md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	ns = crd_str(md, "namespace");
+	name = crd_str(md, "name");
+	if (ns == NULL || name == NULL || strlen(ns) >= sizeof o->ns ||
+	    strlen(name) >= sizeof o->name)
+		return;
+	uid = crd_str(md, "uid");
+	spec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(obj,
+	    "spec"));
+	if ((o = crd_find(c, quota, ns, name)) == NULL) {
+		o = xcalloc(1, sizeof *o);
+		o->quota = quota;
+		as_strlcpy(o->ns, ns, sizeof o->ns);
+		as_strlcpy(o->name, name, sizeof o->name);
+		snprintf(o->path, sizeof o->path, CRD_API "/namespaces/%s/%s/%s",
+		    ns, crd_plurals[quota], name);
+		o->reported_gen = -1;
+		h = crd_key_hash(quota, ns, name) % CRD_BUCKETS;
+		o->next = c->b[h];
+		c->b[h] = o;
+		c->nobjs++;
+		status_writer_seen(c->sw, o->path,
+		    cJSON_GetObjectItemCaseSensitive(obj, "status"));
+		changed = 1;
+	} else
+		changed = strcmp(o->uid, uid != NULL ? uid : "") != 0 ||
+		    o->spec == NULL || spec == NULL ||
+		    strcmp(o->spec, spec) != 0;
+	as_strlcpy(o->uid, uid != NULL ? uid : "", sizeof o->uid);
+	gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
+	o->generation = cJSON_IsNumber(gen) ? (long)gen->valuedouble : 0;
+	ts = crd_str(md, "creationTimestamp");
+	if (ts == NULL || as_parse_rfc3339(ts, &o->created) != 0)
+		o->created = 0;
+	sb = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    obj, "spec"), "sandbox");
+	as_strlcpy(o->warm_pool, crd_str(sb, "warmPool") != NULL ?
+	    crd_str(sb, "warmPool") : "", sizeof o->warm_pool);
+	free(o->spec);
+	o->spec = spec;
+	cJSON_Delete(o->obj);
+	o->obj = cJSON_Duplicate(obj, 1);
+	if (changed)
+		crd_dirty(c);
+}
+
+static void
+crd_remove(struct crd *c, int quota, const cJSON *obj)
+{
+	const cJSON	*md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const char	*ns = crd_str(md, "namespace"), *name = crd_str(md,
+			    "name");
+	struct crd_obj	**pp, *o;
+
+	if (ns == NULL || name == NULL)
+		return;
+	for (pp = &c->b[crd_key_hash(quota, ns, name) % CRD_BUCKETS];
+	    (o = *pp) != NULL; pp = &o->next) {
+		if (o->quota != quota || strcmp(o->ns, ns) != 0 ||
+		    strcmp(o->name, name) != 0)
+			continue;
+		*pp = o->next;
+		c->nobjs--;
+		status_writer_forget(c->sw, o->path);
+		crd_obj_free(o);
+		crd_dirty(c);
+		return;
+	}
+}
+
+static void
+crd_informer_cb(struct informer *inf, enum informer_event ev,
+    const cJSON *obj, void *arg)
+{
+	struct crd	*c = arg;
+	int		 quota = inf == c->inf[1];
+
+	switch (ev) {
+	case INFORMER_ADDED:
+	case INFORMER_MODIFIED:
+		crd_upsert(c, quota, obj);
+		break;
+	case INFORMER_DELETED:
+		crd_remove(c, quota, obj);
+		break;
+	case INFORMER_SYNCED:
+		crd_dirty(c);
+		break;
+	}
+}
+
+/* Warm pools are read from the cache when statuses are made. */
+static void
+crd_warm_cb(struct informer *inf, enum informer_event ev, const cJSON *obj,
+    void *arg)
+{
+	(void)inf;
+	(void)ev;
+	(void)obj;
+	(void)arg;
+}
+
+/* Orders quotas by namespace, then age, then name (the oldest wins). */
+static int
+crd_object_cmp(const void *a, const void *b)
+{
+	const struct crd_object *x = *(const struct crd_object *const *)a;
+	const struct crd_object *y = *(const struct crd_object *const *)b;
+	const cJSON	*mx, *my;
+	int		 r;
+
+	if (x->quota != y->quota)
+		return (x->quota - y->quota);
+	mx = cJSON_GetObjectItemCaseSensitive(x->obj, "metadata");
+	my = cJSON_GetObjectItemCaseSensitive(y->obj, "metadata");
+	if ((r = strcmp(crd_str(mx, "namespace") != NULL ?
+	    crd_str(mx, "namespace") : "", crd_str(my, "namespace") != NULL ?
+	    crd_str(my, "namespace") : "")) != 0)
+		return (r);
+	if (x->quota && x->created != y->created)
+		return (x->created < y->created ? -1 : 1);
+	return (strcmp(crd_str(mx, "name") != NULL ? crd_str(mx, "name") : "",
+	    crd_str(my, "name") != NULL ? crd_str(my, "name") : ""));
+}
+
+struct config *
+crd_build_config(struct crd_object *objs, size_t n, const char *secrets_dir)
+{
+	struct crd_object	**ord;
+	const struct quota_config *qc;
+	struct config		*c = config_new();
+	const cJSON		*md;
+	cJSON			*min, *m;
+	size_t			 i;
+
+	ord = xcalloc(n > 0 ? n : 1, sizeof *ord);
+	for (i = 0; i < n; i++)
+		ord[i] = &objs[i];
+	qsort(ord, n, sizeof *ord, crd_object_cmp);
+	for (i = 0; i < n; i++) {
+		struct crd_object *x = ord[i];
+
+		x->valid = 0;
+		x->err[0] = '\0';
+		md = cJSON_GetObjectItemCaseSensitive(x->obj, "metadata");
+		/* Only what a config file would hold: name, namespace, spec. */
+		min = cJSON_CreateObject();
+		cJSON_AddStringToObject(min, "apiVersion", CRD_GROUP_VERSION);
+		cJSON_AddStringToObject(min, "kind", crd_kinds[x->quota]);
+		m = cJSON_AddObjectToObject(min, "metadata");
+		if (crd_str(md, "name") != NULL)
+			cJSON_AddStringToObject(m, "name", crd_str(md, "name"));
+		if (crd_str(md, "namespace") != NULL)
+			cJSON_AddStringToObject(m, "namespace",
+			    crd_str(md, "namespace"));
+		if (cJSON_GetObjectItemCaseSensitive(x->obj, "spec") != NULL)
+			cJSON_AddItemReferenceToObject(min, "spec",
+			    cJSON_GetObjectItemCaseSensitive(x->obj, "spec"));
+		if (x->quota && crd_str(md, "namespace") != NULL &&
+		    (qc = config_quota_for(c, crd_str(md, "namespace"))) !=
+		    NULL)
+			snprintf(x->err, sizeof x->err, "metadata.namespace: "
+			    "namespace %s already has AgentQuota %s, the "
+			    "oldest, which is the one in force; at most one "
+			    "per namespace", qc->ns, qc->name);
+		else if (x->quota)
+			x->valid = config_add_quota(c, min, "", x->err,
+			    sizeof x->err) == 0;
+		else
+			x->valid = config_add_pool(c, min, secrets_dir, "",
+			    x->err, sizeof x->err) == 0;
+		cJSON_Delete(min);
+	}
+	free(ord);
+	return (c);
+}
+
+static void
+crd_rebuild(struct crd *c)
+{
+	struct crd_object *objs;
+	struct crd_obj	**byidx, *o;
+	struct config	*cfg;
+	size_t		 i, n = 0;
+	uint64_t	 bad = 0;
+
+	c->dirty = 0;
+	if (!informer_synced(c->inf[0]) || !informer_synced(c->inf[1]))
+		return;
+	objs = xcalloc(c->nobjs > 0 ? c->nobjs : 1, sizeof *objs);
+	byidx = xcalloc(c->nobjs > 0 ? c->nobjs : 1, sizeof *byidx);
+	for (i = 0; i < CRD_BUCKETS; i++)
+		for (o = c->b[i]; o != NULL; o = o->next) {
+			objs[n].quota = o->quota;
+			objs[n].obj = o->obj;
+			objs[n].created = o->created;
+			byidx[n++] = o;
+		}
+	cfg = crd_build_config(objs, n, c->o->secrets_dir);
+	for (i = 0; i < n; i++) {
+		o = byidx[i];
+		if (objs[i].valid) {
+			if (!o->valid && o->err[0] != '\0')
+				log_info("crd", "%s %s/%s: valid now",
+				    crd_kinds[o->quota], o->ns, o->name);
+			o->valid = 1;
+			o->err[0] = '\0';
+			continue;
+		}
+		bad++;
+		o->valid = 0;
+		as_strlcpy(o->err, objs[i].err, sizeof o->err);
+		if (o->reported_gen == o->generation &&
+		    strcmp(o->reported, o->err) == 0)
+			continue;
+		log_warn("crd", "%s %s/%s (generation %ld) is invalid and not "
+		    "applied: %s", crd_kinds[o->quota], o->ns, o->name,
+		    o->generation, o->err);
+		crd_event(c, crd_kinds[o->quota], o->ns, o->name,
+		    EVENT_WARNING, "InvalidSpec", "Validate", "%s", o->err);
+		o->reported_gen = o->generation;
+		as_strlcpy(o->reported, o->err, sizeof o->reported);
+	}
+	free(objs);
+	free(byidx);
+	c->invalid = bad;
+	c->applies++;
+	log_info("crd", "applying %zu AgentPools and %zu AgentQuotas (%llu "
+	    "invalid left out)", cfg->npools, cfg->nquotas,
+	    (unsigned long long)bad);
+	c->o->apply(c->o->arg, cfg);
+	/* Statuses (InvalidSpec at once) without waiting for the timer. */
+	ev_feed_event(c->loop, &c->status, EV_TIMER);
+}
+
+static void
+crd_rebuild_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct crd	*c = w->data;
+
+	(void)loop;
+	(void)revents;
+	if (c->dirty)
+		crd_rebuild(c);
+}
+
+/*
+ * Adds condition type to arr; lastTransitionTime comes from the same
+ * condition in prev when its status is unchanged.
+ */
+static void
+crd_condition(cJSON *arr, const cJSON *prev, const char *type, int status,
+    const char *reason, const char *message, long generation, double now)
+{
+	const cJSON	*pc, *it;
+	const char	*st = status ? "True" : "False", *t = NULL;
+	cJSON		*o;
+	char		 ts[48];
+
+	pc = cJSON_GetObjectItemCaseSensitive(prev, "conditions");
+	cJSON_ArrayForEach(it, pc) {
+		const char *ty = crd_str(it, "type"), *s = crd_str(it, "status");
+
+		if (ty != NULL && strcmp(ty, type) == 0 && s != NULL &&
+		    strcmp(s, st) == 0)
+			t = crd_str(it, "lastTransitionTime");
+	}
+	if (t == NULL) {
+		as_rfc3339(now, 0, ts, sizeof ts);
+		t = ts;
+	}
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "type", type);
+	cJSON_AddStringToObject(o, "status", st);
+	cJSON_AddNumberToObject(o, "observedGeneration", (double)generation);
+	cJSON_AddStringToObject(o, "lastTransitionTime", t);
+	cJSON_AddStringToObject(o, "reason", reason);
+	cJSON_AddStringToObject(o, "message", message);
+	cJSON_AddItemToArray(arr, o);
+}
+
+cJSON *
+crd_pool_status_json(const struct crd_pool_status *s, long generation,
+    const cJSON *prev, double now)
+{
+	cJSON		*o, *c, *cl, *wp;
+	const char	*ready_reason, *ready_msg;
+	char		 t[48];
+	int		 ready, source_err;
+
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "observedGeneration", (double)generation);
+	if (s->replicas >= 0)
+		cJSON_AddNumberToObject(o, "replicas", (double)s->replicas);
+	cJSON_AddNumberToObject(o, "desiredReplicas", (double)s->desired);
+	cJSON_AddNumberToObject(o, "backlog", (double)s->backlog);
+	cJSON_AddNumberToObject(o, "inFlight", (double)s->in_flight);
+	if (s->last_scale > 0) {
+		as_rfc3339(s->last_scale, 0, t, sizeof t);
+		cJSON_AddStringToObject(o, "lastScaleTime", t);
+	}
+	if (s->dispatch) {
+		cl = cJSON_AddObjectToObject(o, "claims");
+		cJSON_AddNumberToObject(cl, "warm", (double)s->claims_warm);
+		cJSON_AddNumberToObject(cl, "cold", (double)s->claims_cold);
+		cJSON_AddNumberToObject(cl, "pending",
+		    (double)s->claims_pending);
+		if (s->warm_replicas >= 0) {
+			wp = cJSON_AddObjectToObject(o, "warmPool");
+			cJSON_AddNumberToObject(wp, "replicas",
+			    (double)s->warm_replicas);
+			cJSON_AddNumberToObject(wp, "readyReplicas",
+			    (double)(s->warm_ready >= 0 ? s->warm_ready : 0));
+		}
+	}
+	source_err = s->source_err[0] != '\0' && !s->source_ok;
+	ready = s->started && s->source_ok && s->target_err[0] == '\0';
+	if (ready) {
+		ready_reason = "Running";
+		ready_msg = s->dispatch ? "consuming the source" :
+		    "reading the source and the target";
+	} else if (source_err) {
+		ready_reason = "SourceError";
+		ready_msg = s->source_err;
+	} else if (s->target_err[0] != '\0') {
+		ready_reason = s->dispatch ? "WarmPoolError" : "TargetError";
+		ready_msg = s->target_err;
+	} else {
+		ready_reason = "Starting";
+		ready_msg = "the source has not been read yet";
+	}
+	c = cJSON_AddArrayToObject(o, "conditions");
+	crd_condition(c, prev, "Ready", ready, ready_reason, ready_msg,
+	    generation, now);
+	crd_condition(c, prev, "Active", s->dispatch ? s->in_flight > 0 ||
+	    s->desired > 0 : s->replicas > 0, s->dispatch ?
+	    (s->in_flight > 0 || s->desired > 0 ? "Working" : "Idle") :
+	    (s->replicas > 0 ? "ScaledUp" : "ScaledToZero"), "", generation,
+	    now);
+	crd_condition(c, prev, "QuotaLimited", s->quota_limited,
+	    s->quota_limited ? "QuotaExceeded" : "WithinQuota",
+	    s->quota_limited ? s->quota_msg : "", generation, now);
+	crd_condition(c, prev, "SourceError", source_err, source_err ?
+	    "SourceUnreadable" : "SourceReadable", source_err ?
+	    s->source_err : "", generation, now);
+	return (o);
+}
+
+cJSON *
+crd_quota_status_json(const struct crd_quota_status *s, long generation,
+    const cJSON *prev, double now)
+{
+	cJSON	*o, *u, *c;
+	size_t	 i;
+
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "observedGeneration", (double)generation);
+	u = cJSON_AddObjectToObject(o, "used");
+	cJSON_AddNumberToObject(u, "sandboxes", (double)s->sandboxes);
+	cJSON_AddNumberToObject(u, "replicas", (double)s->replicas);
+	cJSON_AddNumberToObject(u, "tasks", (double)s->tasks);
+	for (i = 0; i < s->nres && i < CRD_MAX_RESOURCES; i++)
+		if (cJSON_GetObjectItemCaseSensitive(u, s->res[i].name) ==
+		    NULL)
+			cJSON_AddNumberToObject(u, s->res[i].name,
+			    s->res[i].used);
+	cJSON_AddNumberToObject(o, "roots", (double)s->roots);
+	cJSON_AddNumberToObject(o, "deferred", (double)s->deferred);
+	cJSON_AddNumberToObject(o, "rejected", (double)s->rejected);
+	c = cJSON_AddArrayToObject(o, "conditions");
+	crd_condition(c, prev, "Ready", 1, "InForce",
+	    "the quota of the namespace", generation, now);
+	crd_condition(c, prev, "QuotaLimited", s->limited, s->limited ?
+	    "QuotaExceeded" : "WithinQuota", s->limited ? s->limited_msg : "",
+	    generation, now);
+	return (o);
+}
+
+cJSON *
+crd_invalid_status_json(const char *msg, long generation, const cJSON *prev,
+    double now)
+{
+	cJSON	*o, *c;
+
+	o = cJSON_CreateObject();
+	cJSON_AddNumberToObject(o, "observedGeneration", (double)generation);
+	c = cJSON_AddArrayToObject(o, "conditions");
+	crd_condition(c, prev, "Ready", 0, "InvalidSpec", msg, generation,
+	    now);
+	return (o);
+}
+
+static void
+crd_status_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct crd		*c = w->data;
+	struct crd_pool_status	 ps;
+	struct crd_quota_status	 qs;
+	struct crd_obj		*o;
+	const cJSON		*prev, *wp, *st, *v;
+	cJSON			*doc;
+	double			 now = as_wall_now();
+	size_t			 i;
+
+	(void)loop;
+	(void)revents;
+	if (c->applies == 0)
+		return;
+	for (i = 0; i < CRD_BUCKETS; i++)
+		for (o = c->b[i]; o != NULL; o = o->next) {
+			prev = status_writer_current(c->sw, o->path);
+			doc = NULL;
+			if (!o->valid && o->err[0] != '\0')
+				doc = crd_invalid_status_json(o->err,
+				    o->generation, prev, now);
+			else if (!o->valid)
+				continue;	/* not judged yet */
+			else if (o->quota) {
+				memset(&qs, 0, sizeof qs);
+				if (c->o->quota_status(c->o->arg, o->ns,
+				    &qs) == 0)
+					doc = crd_quota_status_json(&qs,
+					    o->generation, prev, now);
+			} else {
+				memset(&ps, 0, sizeof ps);
+				ps.warm_replicas = ps.warm_ready = -1;
+				if (c->o->pool_status(c->o->arg, o->ns,
+				    o->name, &ps) != 0)
+					continue;
+				wp = ps.dispatch && o->warm_pool[0] != '\0' &&
+				    c->warm != NULL ? informer_get(c->warm,
+				    o->ns, o->warm_pool) : NULL;
+				st = cJSON_GetObjectItemCaseSensitive(wp,
+				    "status");
+				if (wp != NULL) {
+					v = cJSON_GetObjectItemCaseSensitive(
+					    st, "replicas");
+					ps.warm_replicas = cJSON_IsNumber(v) ?
+					    (long)v->valuedouble : 0;
+					v = cJSON_GetObjectItemCaseSensitive(
+					    st, "readyReplicas");
+					ps.warm_ready = cJSON_IsNumber(v) ?
+					    (long)v->valuedouble : 0;
+					if (ps.dispatch)
+						ps.replicas = ps.warm_replicas;
+				}
+				doc = crd_pool_status_json(&ps, o->generation,
+				    prev, now);
+			}
+			if (doc != NULL)
+				status_writer_set(c->sw, o->path, doc);
+		}
+}
+
+struct crd *
+crd_new(struct ev_loop *loop, struct k8s_client *k8s,
+    const struct crd_options *o, char *err, size_t errlen)
+{
+	struct informer_options	 io;
+	struct status_writer_options so;
+	struct events_options	 eo;
+	struct crd		*c;
+	char			 path[256];
+	int			 k;
+
+	c = xcalloc(1, sizeof *c);
+	c->loop = loop;
+	c->k8s = k8s;
+	c->o = o;
+	k8s_client_sink(k8s, &c->sink);
+	memset(&so, 0, sizeof so);
+	so.min_interval = o->status_min_interval;
+	so.leading = o->leading;
+	so.loop = loop;
+	c->sw = status_writer_new(&c->sink, &so);
+	memset(&eo, 0, sizeof eo);
+	eo.controller = "agentscaler.io/agentscaler";
+	eo.instance = o->instance;
+	eo.leading = o->leading;
+	eo.loop = loop;
+	c->ev = events_new(&c->sink, &eo);
+	ev_init(&c->rebuild, crd_rebuild_cb);
+	c->rebuild.data = c;
+	ev_init(&c->status, crd_status_cb);
+	c->status.data = c;
+	c->status.repeat = o->status_interval > 0 ? o->status_interval : 1;
+	ev_timer_again(loop, &c->status);
+	for (k = 0; k < 3; k++) {
+		memset(&io, 0, sizeof io);
+		if (o->watch_namespace != NULL)
+			snprintf(path, sizeof path, "%s/namespaces/%s/%s",
+			    k < 2 ? CRD_API : WARM_API, o->watch_namespace,
+			    k < 2 ? crd_plurals[k] : "sandboxwarmpools");
+		else
+			snprintf(path, sizeof path, "%s/%s", k < 2 ? CRD_API :
+			    WARM_API, k < 2 ? crd_plurals[k] :
+			    "sandboxwarmpools");
+		io.path = path;
+		io.log_name = k < 2 ? crd_plurals[k] : "sandboxwarmpools";
+		if (k < 2)
+			c->inf[k] = informer_new(k8s, &io, crd_informer_cb, c,
+			    err, errlen);
+		else
+			c->warm = informer_new(k8s, &io, crd_warm_cb, c, err,
+			    errlen);
+		if ((k < 2 ? c->inf[k] : c->warm) == NULL) {
+			crd_free(c);
+			return (NULL);
+		}
+	}
+	log_info("crd", "CRD mode: watching AgentPools and AgentQuotas in %s",
+	    o->watch_namespace != NULL ? o->watch_namespace :
+	    "all namespaces");
+	return (c);
+}
+
+void
+crd_free(struct crd *c)
+{
+	struct crd_obj	*o;
+	size_t		 i;
+
+	if (c == NULL)
+		return;
+	informer_free(c->inf[0]);
+	informer_free(c->inf[1]);
+	informer_free(c->warm);
+	ev_timer_stop(c->loop, &c->rebuild);
+	ev_timer_stop(c->loop, &c->status);
+	for (i = 0; i < CRD_BUCKETS; i++)
+		while ((o = c->b[i]) != NULL) {
+			c->b[i] = o->next;
+			crd_obj_free(o);
+		}
+	status_writer_free(c->sw);
+	events_free(c->ev);
+	free(c);
+}
+
+void
+crd_readyz(const struct crd *c, struct as_buf *b)
+{
+	if (!informer_synced(c->inf[0]))
+		as_buf_printf(b, "AgentPools not listed yet\n");
+	if (!informer_synced(c->inf[1]))
+		as_buf_printf(b, "AgentQuotas not listed yet\n");
+	if (!informer_synced(c->warm))
+		as_buf_printf(b, "SandboxWarmPools not listed yet\n");
+	if (c->applies == 0 && informer_synced(c->inf[0]) &&
+	    informer_synced(c->inf[1]))
+		as_buf_printf(b, "config not applied yet\n");
+}
+
+void
+crd_metrics(const struct crd *c, struct as_buf *b)
+{
+	struct status_writer_stats sws;
+	struct events_stats	 es;
+
+	status_writer_get_stats(c->sw, &sws);
+	events_get_stats(c->ev, &es);
+	as_buf_printf(b, "# HELP agentscaler_crd_objects AgentPools and "
+	    "AgentQuotas known, and of them invalid (not applied).\n"
+	    "# TYPE agentscaler_crd_objects gauge\n"
+	    "agentscaler_crd_objects{state=\"all\"} %zu\n"
+	    "agentscaler_crd_objects{state=\"invalid\"} %llu\n",
+	    c->nobjs, (unsigned long long)c->invalid);
+	as_buf_printf(b, "# HELP agentscaler_crd_applies_total Configs built "
+	    "from the objects and applied.\n"
+	    "# TYPE agentscaler_crd_applies_total counter\n"
+	    "agentscaler_crd_applies_total %llu\n",
+	    (unsigned long long)c->applies);
+	as_buf_printf(b, "# HELP agentscaler_status_writes_total Status "
+	    "subresource writes by result (unchanged: not sent).\n"
+	    "# TYPE agentscaler_status_writes_total counter\n"
+	    "agentscaler_status_writes_total{result=\"ok\"} %llu\n"
+	    "agentscaler_status_writes_total{result=\"failed\"} %llu\n"
+	    "agentscaler_status_writes_total{result=\"unchanged\"} %llu\n",
+	    (unsigned long long)sws.writes, (unsigned long long)sws.failed,
+	    (unsigned long long)sws.unchanged);
+	as_buf_printf(b, "# HELP agentscaler_events_total Events by outcome: "
+	    "created, series updates, dropped by the rate limit, failed.\n"
+	    "# TYPE agentscaler_events_total counter\n"
+	    "agentscaler_events_total{result=\"created\"} %llu\n"
+	    "agentscaler_events_total{result=\"series\"} %llu\n"
+	    "agentscaler_events_total{result=\"dropped\"} %llu\n"
+	    "agentscaler_events_total{result=\"failed\"} %llu\n",
+	    (unsigned long long)es.created, (unsigned long long)es.patched,
+	    (unsigned long long)es.dropped, (unsigned long long)es.failed);
+}
+
+void
+crd_event(struct crd *c, const char *kind, const char *ns, const char *name,
+    enum event_type type, const char *reason, const char *action,
+    const char *fmt, ...)
+{
+	struct event_ref ref;
+	struct crd_obj	*o;
+	va_list		 ap;
+	char		 note[1024];
+
+	if (c == NULL || ns == NULL || name == NULL)
+		return;
+	if ((o = crd_find(c, strcmp(kind, "AgentQuota") == 0, ns, name)) ==
+	    NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(note, sizeof note, fmt, ap);
+	va_end(ap);
+	memset(&ref, 0, sizeof ref);
+	ref.api_version = CRD_GROUP_VERSION;
+	ref.kind = crd_kinds[o->quota];
+	ref.ns = o->ns;
+	ref.name = o->name;
+	ref.uid = o->uid;
+	events_record(c->ev, &ref, type, reason, action, "%s", note);
+}

@@ -1,0 +1,264 @@
+/*
+ * check_crd.c: the pure parts of CRD mode (crd.h): building the config
+ * from objects judged one by one, the oldest AgentQuota of a namespace
+ * winning, and the status documents with their conditions, whose
+ * lastTransitionTime moves only when their status flips.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/crd.h"
+#include "util/testutil.h"
+
+/* An object as the API server returns it: server metadata, status. */
+#define POOL_OBJ(name, addr, extra) "{\"apiVersion\":\"agentscaler.io/" \
+	"v1alpha1\",\"kind\":\"AgentPool\",\"metadata\":{\"name\":\"" name \
+	"\",\"namespace\":\"team-a\",\"uid\":\"u-" name "\",\"generation\":2," \
+	"\"resourceVersion\":\"17\",\"creationTimestamp\":" \
+	"\"2026-01-01T00:00:00Z\",\"managedFields\":[]},\"spec\":{\"mode\":" \
+	"\"scale\",\"source\":{\"type\":\"redis-list\",\"address\":\"" addr \
+	"\",\"queue\":\"q\"" extra "},\"target\":{\"kind\":\"Deployment\"," \
+	"\"name\":\"web\"},\"scaling\":{\"maxReplicas\":5}},\"status\":" \
+	"{\"replicas\":1}}"
+#define QUOTA_OBJ(name, ns, ts) "{\"metadata\":{\"name\":\"" name "\"," \
+	"\"namespace\":\"" ns "\",\"creationTimestamp\":\"" ts "\"},\"spec\":" \
+	"{\"maxSandboxes\":5}}"
+
+static struct config *
+build(const char *const *docs, const int *quota, size_t n,
+    struct crd_object *objs, cJSON **keep)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++) {
+		keep[i] = cJSON_Parse(docs[i]);
+		ck_assert_ptr_nonnull(keep[i]);
+		memset(&objs[i], 0, sizeof objs[i]);
+		objs[i].quota = quota[i];
+		objs[i].obj = keep[i];
+	}
+	return (crd_build_config(objs, n, "/s"));
+}
+
+START_TEST(test_each_object_alone)
+{
+	const char *const docs[] = {
+	    POOL_OBJ("good", "redis://127.0.0.1:6379/0", ""),
+	    POOL_OBJ("bad-address", "redis://", ""),
+	    POOL_OBJ("bad-auth", "redis://127.0.0.1:6379/0",
+		",\"passwordFile\":\"/a\",\"passwordEnv\":\"B\""),
+	    POOL_OBJ("good-2", "redis://127.0.0.1:6380/0", ""),
+	};
+	const int	 quota[] = { 0, 0, 0, 0 };
+	struct crd_object objs[4];
+	cJSON		*keep[4];
+	struct config	*c;
+	size_t		 i;
+
+	c = build(docs, quota, 4, objs, keep);
+	ck_assert_uint_eq(c->npools, 2);
+	ck_assert_str_eq(c->pools[0].name, "good");
+	ck_assert_str_eq(c->pools[1].name, "good-2");
+	ck_assert_int_eq(c->pools[0].scaling.max_replicas, 5);
+	ck_assert(objs[0].valid && objs[3].valid);
+	ck_assert(!objs[1].valid && !objs[2].valid);
+	/* The parser's message, with the field path of the object. */
+	ck_assert_str_eq(objs[1].err, "spec.source: the address has no host");
+	ck_assert_str_eq(objs[2].err, "spec.source: give at most one of "
+	    "authSecretRef, passwordFile, passwordEnv");
+	ck_assert_str_eq(objs[0].err, "");
+	config_free(c);
+	for (i = 0; i < 4; i++)
+		cJSON_Delete(keep[i]);
+}
+END_TEST
+
+START_TEST(test_oldest_quota_wins)
+{
+	const char *const docs[] = {
+	    QUOTA_OBJ("zz-newer", "team-a", "2026-03-01T00:00:00Z"),
+	    QUOTA_OBJ("b-old", "team-a", "2026-01-01T00:00:00Z"),
+	    QUOTA_OBJ("a-old", "team-a", "2026-01-01T00:00:00Z"),
+	    QUOTA_OBJ("only", "team-b", "2026-05-01T00:00:00Z"),
+	};
+	struct crd_object objs[4];
+	cJSON		*keep[4];
+	struct config	*c;
+	size_t		 i;
+
+	for (i = 0; i < 4; i++) {
+		keep[i] = cJSON_Parse(docs[i]);
+		memset(&objs[i], 0, sizeof objs[i]);
+		objs[i].quota = 1;
+		objs[i].obj = keep[i];
+		as_parse_rfc3339(cJSON_GetObjectItem(cJSON_GetObjectItem(
+		    keep[i], "metadata"), "creationTimestamp")->valuestring,
+		    &objs[i].created);
+	}
+	c = crd_build_config(objs, 4, NULL);
+	ck_assert_uint_eq(c->nquotas, 2);
+	ck_assert_str_eq(config_quota_for(c, "team-a")->name, "a-old");
+	ck_assert_str_eq(config_quota_for(c, "team-b")->name, "only");
+	ck_assert(!objs[0].valid && !objs[1].valid && objs[2].valid &&
+	    objs[3].valid);
+	ck_assert_ptr_nonnull(strstr(objs[0].err, "already has AgentQuota "
+	    "a-old, the oldest"));
+	ck_assert_ptr_nonnull(strstr(objs[1].err, "a-old"));
+	config_free(c);
+	for (i = 0; i < 4; i++)
+		cJSON_Delete(keep[i]);
+}
+END_TEST
+
+static const char *
+cond(const cJSON *st, const char *type, const char *field)
+{
+	const cJSON	*it;
+
+	cJSON_ArrayForEach(it, cJSON_GetObjectItem(st, "conditions"))
+		if (strcmp(cJSON_GetObjectItem(it, "type")->valuestring,
+		    type) == 0)
+			return (cJSON_GetObjectItem(it, field)->valuestring);
+	return (NULL);
+}
+
+START_TEST(test_pool_status)
+{
+	struct crd_pool_status s;
+	cJSON		*a, *b, *c;
+	const double	 t0 = 1767225600;	/* 2026-01-01T00:00:00Z */
+
+	memset(&s, 0, sizeof s);
+	s.replicas = 3;
+	s.desired = 3;
+	s.backlog = 7;
+	s.in_flight = 2;
+	s.last_scale = t0;
+	s.started = 1;
+	s.source_ok = 1;
+	s.warm_replicas = -1;
+	a = crd_pool_status_json(&s, 4, NULL, t0 + 10);
+	ck_assert_int_eq(cJSON_GetObjectItem(a, "replicas")->valueint, 3);
+	ck_assert_int_eq(cJSON_GetObjectItem(a, "backlog")->valueint, 7);
+	ck_assert_int_eq(cJSON_GetObjectItem(a, "observedGeneration")->valueint,
+	    4);
+	ck_assert_str_eq(cJSON_GetObjectItem(a, "lastScaleTime")->valuestring,
+	    "2026-01-01T00:00:00Z");
+	ck_assert_ptr_null(cJSON_GetObjectItem(a, "claims"));
+	ck_assert_str_eq(cond(a, "Ready", "status"), "True");
+	ck_assert_str_eq(cond(a, "Active", "status"), "True");
+	ck_assert_str_eq(cond(a, "QuotaLimited", "status"), "False");
+	ck_assert_str_eq(cond(a, "SourceError", "status"), "False");
+	ck_assert_str_eq(cond(a, "Ready", "lastTransitionTime"),
+	    "2026-01-01T00:00:10Z");
+
+	/* Same state later: the very same document (nothing to write). */
+	b = crd_pool_status_json(&s, 4, a, t0 + 100);
+	ck_assert(cJSON_Compare(a, b, 1));
+
+	/* The source breaks: Ready and SourceError flip, others keep time. */
+	s.source_ok = 0;
+	as_strlcpy(s.source_err, "connection refused", sizeof s.source_err);
+	c = crd_pool_status_json(&s, 4, b, t0 + 200);
+	ck_assert_str_eq(cond(c, "Ready", "status"), "False");
+	ck_assert_str_eq(cond(c, "Ready", "reason"), "SourceError");
+	ck_assert_str_eq(cond(c, "Ready", "lastTransitionTime"),
+	    "2026-01-01T00:03:20Z");
+	ck_assert_str_eq(cond(c, "SourceError", "status"), "True");
+	ck_assert_str_eq(cond(c, "SourceError", "message"),
+	    "connection refused");
+	ck_assert_str_eq(cond(c, "Active", "lastTransitionTime"),
+	    "2026-01-01T00:00:10Z");
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+	cJSON_Delete(c);
+
+	/* Dispatch: claims and the warm pool. */
+	memset(&s, 0, sizeof s);
+	s.dispatch = 1;
+	s.replicas = 2;
+	s.claims_warm = 2;
+	s.claims_pending = 1;
+	s.warm_replicas = 2;
+	s.warm_ready = 1;
+	s.quota_limited = 1;
+	as_strlcpy(s.quota_msg, "3 tasks deferred", sizeof s.quota_msg);
+	a = crd_pool_status_json(&s, 1, NULL, t0);
+	ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "claims"),
+	    "warm")->valueint, 2);
+	ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(a, "claims"),
+	    "pending")->valueint, 1);
+	ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(a,
+	    "warmPool"), "readyReplicas")->valueint, 1);
+	ck_assert_str_eq(cond(a, "QuotaLimited", "status"), "True");
+	ck_assert_str_eq(cond(a, "QuotaLimited", "message"),
+	    "3 tasks deferred");
+	ck_assert_str_eq(cond(a, "Ready", "reason"), "Starting");
+	ck_assert_ptr_null(cJSON_GetObjectItem(a, "lastScaleTime"));
+	cJSON_Delete(a);
+}
+END_TEST
+
+START_TEST(test_quota_and_invalid_status)
+{
+	struct crd_quota_status q;
+	cJSON		*a, *b;
+	const cJSON	*u;
+
+	memset(&q, 0, sizeof q);
+	q.sandboxes = 4;
+	q.tasks = 3;
+	q.replicas = 1;
+	q.roots = 2;
+	q.deferred = 1;
+	q.rejected = 9;
+	q.nres = 1;
+	as_strlcpy(q.res[0].name, "cpu", sizeof q.res[0].name);
+	q.res[0].used = 1.5;
+	q.limited = 1;
+	a = crd_quota_status_json(&q, 3, NULL, 1767225600);
+	u = cJSON_GetObjectItem(a, "used");
+	ck_assert_int_eq(cJSON_GetObjectItem(u, "sandboxes")->valueint, 4);
+	ck_assert_double_eq(cJSON_GetObjectItem(u, "cpu")->valuedouble, 1.5);
+	ck_assert_int_eq(cJSON_GetObjectItem(a, "rejected")->valueint, 9);
+	ck_assert_str_eq(cond(a, "QuotaLimited", "status"), "True");
+	cJSON_Delete(a);
+
+	a = crd_invalid_status_json("spec.x: bad", 5, NULL, 1767225600);
+	ck_assert_str_eq(cond(a, "Ready", "status"), "False");
+	ck_assert_str_eq(cond(a, "Ready", "reason"), "InvalidSpec");
+	ck_assert_str_eq(cond(a, "Ready", "message"), "spec.x: bad");
+	ck_assert_int_eq(cJSON_GetObjectItem(a, "observedGeneration")->valueint,
+	    5);
+	b = crd_invalid_status_json("spec.x: bad", 5, a, 1767225700);
+	ck_assert(cJSON_Compare(a, b, 1));
+	cJSON_Delete(a);
+	cJSON_Delete(b);
+}
+END_TEST
+
+static Suite *
+crd_suite(void)
+{
+	Suite	*s = suite_create("crd");
+	TCase	*tc = tcase_create("pure");
+
+	tcase_add_test(tc, test_each_object_alone);
+	tcase_add_test(tc, test_oldest_quota_wins);
+	tcase_add_test(tc, test_pool_status);
+	tcase_add_test(tc, test_quota_and_invalid_status);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (tu_run_suite(crd_suite()));
+}

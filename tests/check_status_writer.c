@@ -1,0 +1,202 @@
+/*
+ * check_status_writer.c: status subresource writes (status_writer.h)
+ * against a fake sink and an injected clock: written only on change (key
+ * order does not matter), not before min_interval per object, the latest
+ * wins, lost keys are nulled, the status seen on the object counts as
+ * written, failures retry after a backoff, 404 stops, nothing while not
+ * leading.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/status_writer.h"
+#include "util/sink.h"
+#include "util/testutil.h"
+
+#define P	"/apis/agentscaler.io/v1alpha1/namespaces/a/agentpools/web"
+
+static double		 now_s;
+static struct tu_sink	 sk;
+static struct status_writer *w;
+static int		 leading;
+
+static double
+fake_clock(void)
+{
+	return (now_s);
+}
+
+static void
+setup(void)
+{
+	struct status_writer_options o;
+
+	now_s = 100;
+	leading = 1;
+	tu_sink_init(&sk);
+	memset(&o, 0, sizeof o);
+	o.min_interval = 2;
+	o.qps = 100;
+	o.burst = 100;
+	o.clock = fake_clock;
+	o.leading = &leading;
+	w = status_writer_new(&sk.sink, &o);
+}
+
+static void
+teardown(void)
+{
+	status_writer_free(w);
+	ck_assert_int_eq(tu_sink_pending(&sk), 0);
+	tu_sink_clear(&sk);
+}
+
+static void
+set(const char *json)
+{
+	cJSON	*o = cJSON_Parse(json);
+
+	ck_assert_ptr_nonnull(o);
+	status_writer_set(w, P, o);
+}
+
+START_TEST(test_only_on_change)
+{
+	struct status_writer_stats st;
+
+	set("{\"replicas\":1,\"backlog\":0}");
+	ck_assert_int_eq(sk.n, 1);
+	ck_assert_str_eq(sk.r[0].method, "PATCH");
+	ck_assert_str_eq(sk.r[0].path, P "/status");
+	ck_assert_str_eq(sk.r[0].ctype, "application/merge-patch+json");
+	ck_assert_str_eq(sk.r[0].body,
+	    "{\"status\":{\"replicas\":1,\"backlog\":0}}");
+	tu_sink_reply(&sk, 0, 200, "{}");
+	/* The same status (other key order), many times: nothing sent. */
+	now_s += 10;
+	set("{\"backlog\":0,\"replicas\":1}");
+	set("{\"replicas\":1,\"backlog\":0}");
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 1);
+	status_writer_get_stats(w, &st);
+	ck_assert_uint_eq(st.writes, 1);
+	ck_assert_uint_eq(st.unchanged, 2);
+}
+END_TEST
+
+START_TEST(test_rate_and_coalescing)
+{
+	set("{\"replicas\":1}");
+	tu_sink_reply(&sk, 0, 200, "{}");
+	/* Within min_interval: held; the latest wins. */
+	now_s += 0.5;
+	set("{\"replicas\":2}");
+	set("{\"replicas\":3,\"backlog\":4}");
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 1);
+	now_s += 2;
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 2);
+	ck_assert_str_eq(sk.r[1].body,
+	    "{\"status\":{\"replicas\":3,\"backlog\":4}}");
+	/* A change while a write is in flight goes after it. */
+	now_s += 3;
+	set("{\"replicas\":5}");
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 2);
+	tu_sink_reply(&sk, 1, 200, "{}");
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 3);
+	/* backlog went away: nulled, merge patch semantics. */
+	ck_assert_str_eq(sk.r[2].body,
+	    "{\"status\":{\"replicas\":5,\"backlog\":null}}");
+	tu_sink_reply(&sk, 2, 200, "{}");
+}
+END_TEST
+
+START_TEST(test_seen_status)
+{
+	cJSON	*seen = cJSON_Parse("{\"replicas\":1}");
+
+	/* What the object already has (after a restart) is not rewritten. */
+	status_writer_seen(w, P, seen);
+	cJSON_Delete(seen);
+	set("{\"replicas\":1}");
+	ck_assert_int_eq(sk.n, 0);
+	ck_assert_ptr_nonnull(status_writer_current(w, P));
+	set("{\"replicas\":2}");
+	ck_assert_int_eq(sk.n, 1);
+	tu_sink_reply(&sk, 0, 200, "{}");
+}
+END_TEST
+
+START_TEST(test_failures)
+{
+	struct tu_capture cap;
+	char	*log;
+
+	tu_capture_start(&cap);
+	set("{\"replicas\":1}");
+	tu_sink_reply(&sk, 0, 503, "{}");
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 1);		/* backoff */
+	now_s += 120;
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 2);		/* retried */
+	tu_sink_reply(&sk, 1, 503, "{}");
+	log = tu_capture_end(&cap);
+	ck_assert_int_eq(tu_count(log, "cannot write"), 1);
+	free(log);
+	now_s += 120;
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 3);
+	/* 404: the object is gone; nothing more for it. */
+	tu_sink_reply(&sk, 2, 404, "{}");
+	now_s += 120;
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 3);
+	/* Forgotten with a write in flight: cancelled. */
+	set("{\"replicas\":9}");
+	ck_assert_int_eq(sk.n, 4);
+	status_writer_forget(w, P);
+	ck_assert_int_eq(tu_sink_pending(&sk), 0);
+	ck_assert_ptr_null(status_writer_current(w, P));
+}
+END_TEST
+
+START_TEST(test_standby)
+{
+	leading = 0;
+	set("{\"replicas\":1}");
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 0);
+	leading = 1;
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 1);
+	tu_sink_reply(&sk, 0, 200, "{}");
+}
+END_TEST
+
+static Suite *
+status_writer_suite(void)
+{
+	Suite	*s = suite_create("status_writer");
+	TCase	*tc = tu_tcase(s, "writes", 0, NULL, NULL, setup, teardown);
+
+	tcase_add_test(tc, test_only_on_change);
+	tcase_add_test(tc, test_rate_and_coalescing);
+	tcase_add_test(tc, test_seen_status);
+	tcase_add_test(tc, test_failures);
+	tcase_add_test(tc, test_standby);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (tu_run_suite(status_writer_suite()));
+}

@@ -1,0 +1,148 @@
+"""The CRDs in charts/agentscaler/crds against the config parser's field
+table (`agentscaler --help-config-json`): every field the parser accepts is
+in the schema with the same type, enum, minimum, maximum, default and
+required flag, and the schema has no field the parser would refuse.
+
+The YAML is turned into JSON by the real kubectl: applied to a kube-sim,
+then read back from the API.  No PyYAML.
+"""
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
+import world  # noqa: E402
+
+TYPES = {"string": "string", "enum": "string", "integer": "integer", "number": "number",
+         "boolean": "boolean", "object": "object", "quantities": "object"}
+
+
+@unittest.skipUnless(world.Kubectl.available(), "kubectl not installed")
+class CrdSchemaTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        binary = os.environ.get("AGENTSCALER_BIN",
+                                os.path.join(world.ROOT, "build/release/agentscaler"))
+        out = subprocess.run([binary, "--help-config-json"], capture_output=True, check=True,
+                             text=True, timeout=60).stdout
+        cls.table = json.loads(out)
+        cls.kube = world.KubeSim("--no-sandbox-controller")
+        cls.kubectl = world.Kubectl(cls.kube)
+        try:
+            r = cls.kubectl.install_crds()
+            cls.applied = r.stdout
+            cls.crds = {}
+            for plural in ("agentpools", "agentquotas"):
+                code, obj = cls.kube.api(
+                    "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                    "%s.agentscaler.io" % plural)
+                assert code == 200, (code, obj)
+                cls.crds[plural] = obj
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.kubectl.cleanup()
+        cls.kube.stop()
+
+    def version(self, plural):
+        vs = self.crds[plural]["spec"]["versions"]
+        self.assertEqual([v["name"] for v in vs], ["v1alpha1"])
+        return vs[0]
+
+    def node(self, schema, path):
+        """The schema node of a dotted spec path, and its parent."""
+        parent, cur = None, schema
+        for part in path.split("."):
+            props = cur.get("properties") or {}
+            self.assertIn(part, props, "%s: not in the CRD schema" % path)
+            parent, cur = cur, props[part]
+        return parent, cur
+
+    def check_kind(self, plural, kind):
+        schema = self.version(plural)["schema"]["openAPIV3Schema"]
+        fields = [f for f in self.table[kind] if f["path"].startswith("spec")]
+        self.assertTrue(fields)
+        seen = set()
+        for f in fields:
+            path = f["path"]
+            seen.add(path)
+            parent, n = self.node(schema, path)
+            with self.subTest(kind=kind, path=path):
+                if f["type"] == "quantities":
+                    self.assertTrue(n["additionalProperties"].get("x-kubernetes-int-or-string"))
+                else:
+                    self.assertEqual(n.get("type"), TYPES[f["type"]])
+                self.assertEqual(n.get("enum"), f.get("enum"))
+                self.assertEqual(n.get("minimum"), f.get("min"))
+                self.assertEqual(n.get("maximum"), f.get("max"))
+                self.assertEqual(n.get("default"), f.get("default"))
+                name = path.rsplit(".", 1)[-1]
+                self.assertEqual(name in (parent.get("required") or []), f["required"],
+                                 "required flag of %s" % path)
+                if f["type"] == "string" and "enum" not in f:
+                    self.assertEqual(n.get("minLength"), 1, "the parser refuses \"\"")
+        # Nothing in the spec schema that the parser would refuse.
+        def walk(node, path):
+            for k, sub in (node.get("properties") or {}).items():
+                p = path + "." + k
+                self.assertIn(p, seen, "%s is in the CRD but not in the parser" % p)
+                walk(sub, p)
+        walk(schema["properties"]["spec"], "spec")
+        self.assertEqual(schema.get("required"), ["spec"])
+
+    def test_agentpool_spec_matches_parser(self):
+        self.check_kind("agentpools", "AgentPool")
+
+    def test_agentquota_spec_matches_parser(self):
+        self.check_kind("agentquotas", "AgentQuota")
+
+    def test_names_status_and_columns(self):
+        for plural, kind, short, cols in (
+                ("agentpools", "AgentPool", "apool",
+                 ["Mode", "Backlog", "Replicas", "Desired", "Age"]),
+                ("agentquotas", "AgentQuota", "aquota", ["Max", "Used", "Age"])):
+            crd = self.crds[plural]
+            names = crd["spec"]["names"]
+            self.assertEqual(names["kind"], kind)
+            self.assertEqual(names["shortNames"], [short])
+            self.assertEqual(names["categories"], ["agentscaler"])
+            v = self.version(plural)
+            self.assertEqual(v["subresources"], {"status": {}})
+            have = [c["name"] for c in v["additionalPrinterColumns"]]
+            for c in cols:
+                self.assertIn(c, have)
+            status = v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+            self.assertIn("conditions", status)
+            self.assertIn("observedGeneration", status)
+        pst = self.version("agentpools")["schema"]["openAPIV3Schema"]["properties"]["status"]
+        for k in ("replicas", "desiredReplicas", "backlog", "inFlight", "lastScaleTime",
+                  "claims"):
+            self.assertIn(k, pst["properties"])
+        qst = self.version("agentquotas")["schema"]["openAPIV3Schema"]["properties"]["status"]
+        for k in ("used", "roots", "deferred", "rejected"):
+            self.assertIn(k, qst["properties"])
+
+    def test_short_names_do_not_clash(self):
+        """apool and aquota are unknown to kube-sim's built-ins and to the
+        agent-sandbox CRDs (and to upstream Kubernetes' short names)."""
+        r = self.kubectl.run("api-resources", "--no-headers")
+        taken = {}
+        for line in r.stdout.splitlines():
+            cols = line.split()
+            # NAME [SHORTNAMES] APIVERSION NAMESPACED KIND
+            if len(cols) == 5:
+                for s in cols[1].split(","):
+                    taken.setdefault(s, []).append(cols[0])
+        self.assertEqual(taken.get("apool"), ["agentpools"])
+        self.assertEqual(taken.get("aquota"), ["agentquotas"])
+        r = self.kubectl.run("get", "agentscaler")
+        self.assertIn("No resources found", r.stderr + r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
