@@ -320,37 +320,39 @@ as_redact(char *dst, size_t dstlen, const char *text, const char *secret)
 /*
  * RFC 3339 in UTC, as Go's time.RFC3339 and RFC3339Nano write it (the
  * nanosecond form keeps trailing zeros, which Go's RFC3339Nano trims; the
- * fixed width sorts as text).  A value that gmtime_r cannot represent
- * prints as the epoch rather than as garbage.
+ * fixed width sorts as text), or with six digits as metav1.MicroTime.  A
+ * value that gmtime_r cannot represent prints as the epoch rather than as
+ * garbage.
  */
 void
-as_rfc3339(double wall, int nanos, char *out, size_t outlen)
+as_rfc3339(double wall, int frac, char *out, size_t outlen)
 {
 	struct tm	 tm;
 	time_t		 sec;
-	double		 whole;
-	long		 ns;
+	double		 whole, scale;
+	long		 fr;
 
 	if (outlen == 0)
 		return;
 	if (!(wall > -1e15 && wall < 1e15))	/* NaN and absurd values */
 		wall = 0;
+	scale = frac == AS_RFC3339_MICRO ? 1e6 : 1e9;
 	whole = floor(wall);
-	ns = lround((wall - whole) * 1e9);
-	if (ns >= 1000000000L) {
+	fr = lround((wall - whole) * scale);
+	if (fr >= (long)scale) {
 		whole += 1;
-		ns -= 1000000000L;
+		fr -= (long)scale;
 	}
 	sec = (time_t)whole;
 	if (gmtime_r(&sec, &tm) == NULL) {
 		sec = 0;
-		ns = 0;
+		fr = 0;
 		gmtime_r(&sec, &tm);
 	}
-	if (nanos)
-		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%09ldZ",
+	if (frac == AS_RFC3339_NANO || frac == AS_RFC3339_MICRO)
+		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%0*ldZ",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		    tm.tm_min, tm.tm_sec, ns);
+		    tm.tm_min, tm.tm_sec, frac == AS_RFC3339_MICRO ? 6 : 9, fr);
 	else
 		snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02dZ",
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,

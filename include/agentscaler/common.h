@@ -119,11 +119,16 @@ void		 as_buf_printf(struct as_buf *, const char *, ...)
 void		 as_buf_label(struct as_buf *, const char *s);
 
 /*
- * Formats a wall time (unix seconds) as RFC 3339 UTC into out:
- * "2026-11-25T17:34:45Z", or with nanos "2026-11-25T17:34:45.123456789Z"
- * (the Go SDK's RFC3339Nano, trailing zeros kept).  out needs 40 bytes.
+ * Formats a wall time (unix seconds) as RFC 3339 UTC into out, by frac:
+ * AS_RFC3339_SEC "2026-11-25T17:34:45Z", AS_RFC3339_NANO
+ * "2026-11-25T17:34:45.123456789Z" (the Go SDK's RFC3339Nano, trailing
+ * zeros kept), AS_RFC3339_MICRO "2026-11-25T17:34:45.123456Z" (Kubernetes
+ * MicroTime: Lease times, eventTime).  out needs 40 bytes.
  */
-void		 as_rfc3339(double wall, int nanos, char *out, size_t outlen);
+#define AS_RFC3339_SEC		0
+#define AS_RFC3339_NANO		1
+#define AS_RFC3339_MICRO	2
+void		 as_rfc3339(double wall, int frac, char *out, size_t outlen);
 /*
  * Pure: parses RFC 3339 ("Z" or +hh:mm/-hh:mm offsets, optional fraction)
  * into unix seconds.  Returns 0 or -AS_EINVAL.
