@@ -659,6 +659,85 @@ START_TEST(test_list_dead_letter)
 }
 END_TEST
 
+/*
+ * Adoption (leader election): a new leader takes over what the old one
+ * left in its processing list, once at start and again when more arrives
+ * there late; without adopt, nothing of another instance is touched.
+ */
+START_TEST(test_list_adopt)
+{
+	struct scaler_source src;
+	struct consumer_options oa = tu_consumer_options("as-a", 10);
+	struct consumer_options ob = tu_consumer_options("as-b", 10);
+	struct consumer	*a, *b;
+	struct rec	 ra, rb;
+	char		*score;
+	int		 i;
+
+	oa.adopt = ob.adopt = 1;
+	ob.poll_interval = 0.1;		/* sweeps every second */
+	for (i = 1; i <= 3; i++)
+		tu_redis_cmd(&srv, "LPUSH q m%d", i);
+	src = source(&srv, "redis-list", "q", NULL);
+	a = start(&consumer_type_redis_list, &src, &oa, &ra);
+	ck_assert(tu_run_count(loop, &ra.n, 3, DEADLINE));
+	ck_assert_int_eq(ack_wait(a, ra.msgs[0]), 0);
+	/* Registered, so that a successor finds its list. */
+	ck_assert_int_eq(tu_redis_cmd(&srv, "ZCARD "
+	    "agentscaler:processing-lists:q"), 1);
+	/* The leader dies holding m2 and m3. */
+	a->type->destroy(a);
+	rec_free(&ra, 1);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:as-a"), 2);
+
+	/* The next leader: m2, m3 first (redelivered, oldest first), then new. */
+	tu_redis_cmd(&srv, "LPUSH q m4");
+	b = start(&consumer_type_redis_list, &src, &ob, &rb);
+	ck_assert(tu_run_count(loop, &rb.n, 3, DEADLINE));
+	ck_assert_str_eq(rb.msgs[0]->body, "m2");
+	ck_assert_int_eq(rb.msgs[0]->redelivered, 1);
+	ck_assert_str_eq(rb.msgs[1]->body, "m3");
+	ck_assert_int_eq(rb.msgs[1]->redelivered, 1);
+	ck_assert_str_eq(rb.msgs[2]->body, "m4");
+	ck_assert_int_eq(rb.msgs[2]->redelivered, 0);
+	/* Moved, not copied: all three in b's list, none left in a's. */
+	ck_assert_int_eq(tu_redis_cmd(&srv, "EXISTS q:processing:as-a"), 0);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:as-b"), 3);
+	ck_assert_int_eq(ack_wait(b, rb.msgs[0]), 0);
+	ck_assert(!in_list(&srv, "q:processing:as-b", "m2"));
+
+	/* A late move of the old leader (its LMOVE reached Redis late). */
+	tu_redis_cmd(&srv, "LPUSH q:processing:as-a m5");
+	ck_assert(tu_run_count(loop, &rb.n, 4, DEADLINE));
+	ck_assert_str_eq(rb.msgs[3]->body, "m5");
+	ck_assert_int_eq(rb.msgs[3]->redelivered, 1);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:as-a"), 0);
+	/* A key of another type is skipped, not fatal. */
+	tu_redis_cmd(&srv, "SET q:processing:odd x");
+	tu_redis_cmd(&srv, "ZADD agentscaler:processing-lists:q 1 "
+	    "q:processing:odd");
+	tu_redis_cmd(&srv, "LPUSH q:processing:as-a m6");
+	ck_assert(tu_run_count(loop, &rb.n, 5, DEADLINE));
+	ck_assert_str_eq(rb.msgs[4]->body, "m6");
+	/* An old, empty registration is forgotten; ours stays. */
+	tu_redis_cmd(&srv, "DEL q:processing:odd");
+	tu_redis_cmd(&srv, "ZADD agentscaler:processing-lists:q 1 "
+	    "q:processing:as-a");
+	tu_run_for(loop, 1.3);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "ZCARD "
+	    "agentscaler:processing-lists:q"), 1);
+	score = tu_redis_str(&srv, "ZSCORE agentscaler:processing-lists:q "
+	    "q:processing:as-b");
+	ck_assert(score != NULL && atof(score) > 1e9);	/* seen now */
+	free(score);
+	for (i = 1; i < 5; i++)
+		ck_assert_int_eq(ack_wait(b, rb.msgs[i]), 0);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "EXISTS q:processing:as-b"), 0);
+	b->type->destroy(b);
+	rec_free(&rb, 5);
+}
+END_TEST
+
 START_TEST(test_list_recovery)
 {
 	struct scaler_source src;
@@ -1375,6 +1454,7 @@ redis_consume_suite(void)
 	tcase_add_test(tc, test_list_window);
 	tcase_add_test(tc, test_list_dead_letter);
 	tcase_add_test(tc, test_list_recovery);
+	tcase_add_test(tc, test_list_adopt);
 	tcase_add_test(tc, test_list_push);
 	tcase_add_loop_test(tc, test_handoff, 0, 2);
 	tcase_add_test(tc, test_stream_basic);
