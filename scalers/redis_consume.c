@@ -760,12 +760,35 @@ redis_consume_claim(struct redis_consume *c)
 
 /* Replies: setup and fetching. */
 
-static void
-redis_consume_took_range(struct redis_consume *c, const redisReply *r)
+/*
+ * Queues the string elements of an array reply as redelivered messages
+ * with refs "<what>-<n>", last element first when reverse; returns how
+ * many.
+ */
+static size_t
+redis_consume_take_all(struct redis_consume *c, const redisReply *r,
+    int reverse, const char *what)
 {
 	const redisReply *e;
 	char		 ref[64];
 	size_t		 i, n = 0;
+
+	for (i = 0; i < r->elements; i++) {
+		e = r->element[reverse ? r->elements - 1 - i : i];
+		if (e->type != REDIS_REPLY_STRING)
+			continue;
+		snprintf(ref, sizeof ref, "%s-%llu", what, ++c->seq);
+		redis_consume_enqueue(c, redis_consume_msg_new(
+		    redis_consume_copy(e->str, e->len), e->len, 1, ref));
+		n++;
+	}
+	return (n);
+}
+
+static void
+redis_consume_took_range(struct redis_consume *c, const redisReply *r)
+{
+	size_t		 n;
 
 	if (r->type != REDIS_REPLY_ARRAY) {
 		redis_consume_down(c, "LRANGE %.60s: %.100s", c->processing,
@@ -773,15 +796,7 @@ redis_consume_took_range(struct redis_consume *c, const redisReply *r)
 		return;
 	}
 	/* LMOVE ... LEFT pushed on the left: the oldest is on the right. */
-	for (i = r->elements; i > 0; i--) {
-		e = r->element[i - 1];
-		if (e->type != REDIS_REPLY_STRING)
-			continue;
-		snprintf(ref, sizeof ref, "recovered-%llu", ++c->seq);
-		redis_consume_enqueue(c, redis_consume_msg_new(
-		    redis_consume_copy(e->str, e->len), e->len, 1, ref));
-		n++;
-	}
+	n = redis_consume_take_all(c, r, 1, "recovered");
 	if (n > 0)
 		log_info(REDIS_CONSUME_LOG, "%s: recovering %zu message%s "
 		    "left in %s by an earlier run", redis_endpoint_name(
@@ -818,9 +833,7 @@ redis_consume_adopt(struct redis_consume *c)
 static void
 redis_consume_adopted(struct redis_consume *c, const redisReply *r)
 {
-	const redisReply *e;
-	char		 ref[64];
-	size_t		 i, n = 0;
+	size_t		 n;
 
 	if (r->type != REDIS_REPLY_ARRAY) {
 		if (!c->adopt_failed)
@@ -833,15 +846,7 @@ redis_consume_adopted(struct redis_consume *c, const redisReply *r)
 		return;
 	}
 	c->adopt_failed = 0;
-	for (i = 0; i < r->elements; i++) {
-		e = r->element[i];
-		if (e->type != REDIS_REPLY_STRING)
-			continue;
-		snprintf(ref, sizeof ref, "adopted-%llu", ++c->seq);
-		redis_consume_enqueue(c, redis_consume_msg_new(
-		    redis_consume_copy(e->str, e->len), e->len, 1, ref));
-		n++;
-	}
+	n = redis_consume_take_all(c, r, 0, "adopted");	/* oldest first */
 	if (n > 0)
 		log_info(REDIS_CONSUME_LOG, "%s: took over %zu message%s left "
 		    "in flight by other instances of %s (now in %s)",

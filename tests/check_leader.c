@@ -514,11 +514,17 @@ pred_one_started(void *arg)
 	return (c[0].started + c[1].started > 0);
 }
 
-/* The one that leads, after waiting for one to. */
+/*
+ * Two candidates, a and b, on this test's Lease; returns the one that
+ * leads once one does, the other in *other.
+ */
 static struct cand *
-wait_leader(struct cand *c)
+pair_start(struct cand *c, struct cand **other)
 {
+	cand_start(&c[0], "a");
+	cand_start(&c[1], "b");
 	ck_assert(tu_run_until(loop, pred_one_started, c, WAIT));
+	*other = c[0].started ? &c[1] : &c[0];
 	return (c[0].started ? &c[0] : &c[1]);
 }
 
@@ -541,10 +547,7 @@ START_TEST(test_one_leader)
 	struct cand	 c[2], *lead, *other;
 	struct leader_record r;
 
-	cand_start(&c[0], "a");
-	cand_start(&c[1], "b");
-	lead = wait_leader(c);
-	other = lead == &c[0] ? &c[1] : &c[0];
+	lead = pair_start(c, &other);
 	run_never_two(c, 2.0);
 	/* Renewed all along: no change of hands. */
 	ck_assert_int_eq(lead->started, 1);
@@ -573,10 +576,7 @@ START_TEST(test_takeover_after_expiry)
 	struct leader_record r;
 	double		 gone, took;
 
-	cand_start(&c[0], "a");
-	cand_start(&c[1], "b");
-	lead = wait_leader(c);
-	other = lead == &c[0] ? &c[1] : &c[0];
+	lead = pair_start(c, &other);
 	run_never_two(c, 0.5);
 	/* The leader dies: no release, no more renewals. */
 	cand_end(lead);
@@ -608,10 +608,7 @@ START_TEST(test_release_hands_over)
 	struct leader_record r;
 	double		 t;
 
-	cand_start(&c[0], "a");
-	cand_start(&c[1], "b");
-	lead = wait_leader(c);
-	other = lead == &c[0] ? &c[1] : &c[0];
+	lead = pair_start(c, &other);
 	run_never_two(c, 0.3);
 	ck_assert_int_eq(leader_release(lead->l, 2.0, cand_released, lead), 0);
 	/* Stopped inside the call; the completion comes later. */
