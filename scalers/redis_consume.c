@@ -30,6 +30,21 @@
  * had outstanding.  A dead letter is MULTI; LPUSH "<queue>.rejected"
  * <record>; LREM <processing> 1 <body>; EXEC.
  *
+ * Adoption (redis-list with adopt, i.e. under leader election, where only
+ * the leader consumes).  A processing list is recovered by its own
+ * instance only, and after a failover the old leader's would stay orphaned.
+ * So an adopting consumer registers its processing list in the sorted set
+ * "agentscaler:processing-lists:<queue>" (score: when last seen in use)
+ * and, in one script, moves every entry of the other lists registered
+ * there into its own, oldest first, and delivers them redelivered (the
+ * dispatcher then checks the hand-off marker, so a task the old leader
+ * handed off is acked, not run twice).  It does so right after its own
+ * recovery, before its first LMOVE, on every reconnect, and every ten
+ * poll intervals (at least every second), which catches an LMOVE of the
+ * old leader that reached the server late.  A list found empty that was
+ * last seen in use more than REDIS_CONSUME_ADOPT_KEEP ago is forgotten,
+ * so pod names of old deployments do not pile up.
+ *
  * redis-stream.  XREADGROUP GROUP <group> <instance>.  At every connect the
  * group is made with XGROUP CREATE <stream> <group> $ MKSTREAM (BUSYGROUP,
  * "it exists", is fine): a group created here starts at "$" and never sees
@@ -105,6 +120,7 @@
 #define REDIS_CONSUME_BURST	16	/* LMOVEs in flight at most */
 #define REDIS_CONSUME_POLL	1.0	/* s, when poll_interval is 0 */
 #define REDIS_CONSUME_MAX_S	31536000.0	/* a year: longest period */
+#define REDIS_CONSUME_ADOPT_KEEP 86400	/* s an idle registration lives */
 
 /*
  * KEYS[1] inbox, KEYS[2] marker; ARGV[1] body, ARGV[2] marker TTL in s,
@@ -116,6 +132,32 @@ static const char redis_consume_handoff_lua[] =
     "if prev then if prev == ARGV[3] then return 0 end return 2 end "
     "redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2]) "
     "redis.call('LPUSH', KEYS[1], ARGV[1]) return 1";
+
+/*
+ * KEYS[1] the registry (sorted set), KEYS[2] our processing list; ARGV[1]
+ * now (unix s), ARGV[2] how long an unused registration is kept.  Returns
+ * the entries moved from the other lists into ours, oldest first.  pcall:
+ * a key of another type is skipped rather than failing the whole script,
+ * which would leave what it moved so far undelivered.
+ */
+static const char redis_consume_adopt_lua[] =
+    "local own, now, keep = KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]) "
+    "redis.call('ZADD', KEYS[1], now, own) "
+    "local out = {} "
+    "for _, l in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
+    "if l ~= own then "
+    "local n = 0 "
+    "while true do "
+    "local v = redis.pcall('LMOVE', l, own, 'RIGHT', 'LEFT') "
+    "if type(v) ~= 'string' then break end "
+    "out[#out + 1] = v n = n + 1 "
+    "end "
+    "if n > 0 then redis.call('ZADD', KEYS[1], now, l) "
+    "elseif tonumber(redis.call('ZSCORE', KEYS[1], l)) < now - keep then "
+    "redis.call('ZREM', KEYS[1], l) end "
+    "end "
+    "end "
+    "return out";
 
 enum redis_consume_kind {
 	REDIS_CONSUME_LIST,
@@ -130,7 +172,8 @@ enum redis_consume_op {
 	REDIS_CONSUME_DEAD,	/* MULTI ... EXEC */
 	REDIS_CONSUME_HANDOFF,	/* EVAL */
 	REDIS_CONSUME_CHECK,	/* EXISTS of a hand-off marker */
-	REDIS_CONSUME_DROP	/* XACK of an entry deleted from the stream */
+	REDIS_CONSUME_DROP,	/* XACK of an entry deleted from the stream */
+	REDIS_CONSUME_ADOPT	/* EVAL: other instances' processing lists */
 };
 
 /* Taken from Redis, not delivered yet. */
@@ -169,6 +212,9 @@ struct redis_consume {
 	char			*group;		/* stream */
 	char			*instance;
 	char			*rejected;	/* "<key>.rejected" */
+	char			*registry;	/* adopt: processing lists */
+	int			 adopting;	/* adoption in flight */
+	int			 adopt_failed;	/* the last one failed */
 	int			 window;
 	double			 poll_interval;
 	double			 claim_idle;
@@ -203,6 +249,7 @@ struct redis_consume {
 	ev_timer		 poll_timer;
 	ev_timer		 claim_timer;
 	ev_timer		 kick_timer;
+	ev_timer		 adopt_timer;
 	unsigned		 refs;
 	int			 destroyed;
 };
@@ -236,6 +283,7 @@ static void	 redis_consume_destroy(struct consumer *);
 static void	 redis_consume_reply(int, const redisReply *, const char *,
 		    void *);
 static void	 redis_consume_fetch(struct redis_consume *);
+static void	 redis_consume_adopt(struct redis_consume *);
 
 const struct consumer_type consumer_type_redis_list = {
 	.name = "redis-list",
@@ -378,6 +426,7 @@ redis_consume_release(struct redis_consume *c)
 	free(c->group);
 	free(c->instance);
 	free(c->rejected);
+	free(c->registry);
 	free(c);
 }
 
@@ -615,6 +664,7 @@ redis_consume_setup(struct redis_consume *c)
 	    c->setting_up)
 		return;
 	if (c->kind == REDIS_CONSUME_LIST && c->recovered) {
+		redis_consume_adopt(c);	/* before the first LMOVE */
 		c->ready = 1;
 		c->want = 1;
 		return;
@@ -710,12 +760,35 @@ redis_consume_claim(struct redis_consume *c)
 
 /* Replies: setup and fetching. */
 
-static void
-redis_consume_took_range(struct redis_consume *c, const redisReply *r)
+/*
+ * Queues the string elements of an array reply as redelivered messages
+ * with refs "<what>-<n>", last element first when reverse; returns how
+ * many.
+ */
+static size_t
+redis_consume_take_all(struct redis_consume *c, const redisReply *r,
+    int reverse, const char *what)
 {
 	const redisReply *e;
 	char		 ref[64];
 	size_t		 i, n = 0;
+
+	for (i = 0; i < r->elements; i++) {
+		e = r->element[reverse ? r->elements - 1 - i : i];
+		if (e->type != REDIS_REPLY_STRING)
+			continue;
+		snprintf(ref, sizeof ref, "%s-%llu", what, ++c->seq);
+		redis_consume_enqueue(c, redis_consume_msg_new(
+		    redis_consume_copy(e->str, e->len), e->len, 1, ref));
+		n++;
+	}
+	return (n);
+}
+
+static void
+redis_consume_took_range(struct redis_consume *c, const redisReply *r)
+{
+	size_t		 n;
 
 	if (r->type != REDIS_REPLY_ARRAY) {
 		redis_consume_down(c, "LRANGE %.60s: %.100s", c->processing,
@@ -723,22 +796,62 @@ redis_consume_took_range(struct redis_consume *c, const redisReply *r)
 		return;
 	}
 	/* LMOVE ... LEFT pushed on the left: the oldest is on the right. */
-	for (i = r->elements; i > 0; i--) {
-		e = r->element[i - 1];
-		if (e->type != REDIS_REPLY_STRING)
-			continue;
-		snprintf(ref, sizeof ref, "recovered-%llu", ++c->seq);
-		redis_consume_enqueue(c, redis_consume_msg_new(
-		    redis_consume_copy(e->str, e->len), e->len, 1, ref));
-		n++;
-	}
+	n = redis_consume_take_all(c, r, 1, "recovered");
 	if (n > 0)
 		log_info(REDIS_CONSUME_LOG, "%s: recovering %zu message%s "
 		    "left in %s by an earlier run", redis_endpoint_name(
 		    c->cl.ep), n, n == 1 ? "" : "s", c->processing);
 	c->recovered = 1;
+	redis_consume_adopt(c);		/* queued behind our own, older */
 	c->ready = 1;
 	c->want = 1;
+}
+
+/*
+ * Runs the adoption script (see the top of the file) unless one is in
+ * flight; its entries are queued as they come back.
+ */
+static void
+redis_consume_adopt(struct redis_consume *c)
+{
+	struct redis_consume_req *req;
+
+	if (c->registry == NULL || c->destroyed || !c->started || !c->linked ||
+	    c->adopting || !c->recovered)
+		return;
+	req = redis_consume_req_new(c, REDIS_CONSUME_ADOPT);
+	if (redis_endpoint_command(&c->cl, redis_consume_reply, req,
+	    "EVAL %s 2 %b %b %lld %d", redis_consume_adopt_lua, c->registry,
+	    strlen(c->registry), c->processing, strlen(c->processing),
+	    (long long)as_wall_now(), REDIS_CONSUME_ADOPT_KEEP) != 0) {
+		free(req);
+		return;
+	}
+	c->adopting = 1;
+}
+
+static void
+redis_consume_adopted(struct redis_consume *c, const redisReply *r)
+{
+	size_t		 n;
+
+	if (r->type != REDIS_REPLY_ARRAY) {
+		if (!c->adopt_failed)
+			log_warn(REDIS_CONSUME_LOG, "%s: cannot take over the "
+			    "processing lists registered in %s: %.100s",
+			    redis_endpoint_name(c->cl.ep), c->registry,
+			    r->type == REDIS_REPLY_ERROR ? r->str :
+			    "unexpected reply");
+		c->adopt_failed = 1;
+		return;
+	}
+	c->adopt_failed = 0;
+	n = redis_consume_take_all(c, r, 0, "adopted");	/* oldest first */
+	if (n > 0)
+		log_info(REDIS_CONSUME_LOG, "%s: took over %zu message%s left "
+		    "in flight by other instances of %s (now in %s)",
+		    redis_endpoint_name(c->cl.ep), n, n == 1 ? "" : "s",
+		    c->key, c->processing);
 }
 
 static void
@@ -1077,6 +1190,11 @@ redis_consume_reply(int err, const redisReply *r, const char *errmsg,
 		break;
 	case REDIS_CONSUME_DROP:
 		break;
+	case REDIS_CONSUME_ADOPT:
+		c->adopting = 0;
+		if (err == 0 && !c->destroyed)
+			redis_consume_adopted(c, r);
+		break;
 	}
 	free(req);
 	redis_consume_pump(c);
@@ -1151,6 +1269,14 @@ redis_consume_claim_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 static void
+redis_consume_adopt_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	redis_consume_adopt(w->data);
+}
+
+static void
 redis_consume_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct redis_consume *c = w->data;
@@ -1170,7 +1296,7 @@ redis_consume_create(enum redis_consume_kind kind, struct ev_loop *loop,
     char *err, size_t errlen)
 {
 	struct redis_consume *c;
-	double		 ttl;
+	double		 ttl, every;
 
 	if (redis_consume_validate(kind, src, opt, err, errlen) != 0)
 		return (NULL);
@@ -1211,6 +1337,15 @@ redis_consume_create(enum redis_consume_kind kind, struct ev_loop *loop,
 	    c->claim_idle / 2, c->claim_idle / 2);
 	ev_timer_init(&c->kick_timer, redis_consume_kick_cb, 0., 0.);
 	c->poll_timer.data = c->claim_timer.data = c->kick_timer.data = c;
+	if (kind == REDIS_CONSUME_LIST && opt->adopt) {
+		c->registry = xasprintf("agentscaler:processing-lists:%s",
+		    src->queue);
+		every = c->poll_interval * 10 > 1 ? c->poll_interval * 10 : 1;
+		ev_timer_init(&c->adopt_timer, redis_consume_adopt_cb, every,
+		    every);
+	} else
+		ev_init(&c->adopt_timer, redis_consume_adopt_cb);
+	c->adopt_timer.data = c;
 	return (&c->base);
 }
 
@@ -1261,6 +1396,8 @@ redis_consume_start(struct consumer *base, consumer_deliver_fn *deliver,
 	ev_timer_start(c->loop, &c->poll_timer);
 	if (c->kind == REDIS_CONSUME_STREAM && c->claim_idle > 0)
 		ev_timer_start(c->loop, &c->claim_timer);
+	if (c->registry != NULL)
+		ev_timer_start(c->loop, &c->adopt_timer);
 	return (0);
 }
 
@@ -1442,6 +1579,7 @@ redis_consume_destroy(struct consumer *base)
 	ev_timer_stop(c->loop, &c->poll_timer);
 	ev_timer_stop(c->loop, &c->claim_timer);
 	ev_timer_stop(c->loop, &c->kick_timer);
+	ev_timer_stop(c->loop, &c->adopt_timer);
 	while ((q = TAILQ_FIRST(&c->queued)) != NULL) {
 		TAILQ_REMOVE(&c->queued, q, entry);
 		consumer_msg_free(q->m);

@@ -104,7 +104,8 @@ static const struct field source_fields[] = {
 	    "list, stream or queue name" },
 	{ "processingList", F_STRING, PO(source.processing_list), 0, 0, 0, 0,
 	    NULL, NULL, NULL,
-	    "redis-list: list of taken tasks (default <queue>.processing)" },
+	    "redis-list: list of taken tasks (default: scale mode "
+	    "<queue>.processing, dispatch mode <queue>:processing:<instance>)" },
 	{ "consumerGroup", F_STRING, PO(source.consumer_group), 0, 0, 0, 0,
 	    NULL, NULL, NULL, "redis-stream consumer group" },
 	{ "countInFlight", F_BOOL, PO(source.count_in_flight), 0, 0, 1, 0,
@@ -645,7 +646,11 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		p->source.password_file = xasprintf("%s/%s/%s", secrets_dir,
 		    p->source.secret_name, p->source.secret_key);
 	}
-	if (p->source.processing_list == NULL &&
+	/*
+	 * Dispatch mode leaves it unset: the consumer then takes one list
+	 * per instance, <queue>:processing:<instance> (consumer.h).
+	 */
+	if (p->source.processing_list == NULL && p->mode == POOL_MODE_SCALE &&
 	    strcmp(p->source.type, "redis-list") == 0)
 		p->source.processing_list = xasprintf("%s.processing",
 		    p->source.queue);

@@ -17,6 +17,15 @@
  * never acts on a value it could not read); Kubernetes errors are retried by
  * the client, then again at the next poll.  Both are logged on change, not
  * on every tick, and counted in /metrics.
+ *
+ * Leader election (--leader-elect, k8s/leader.c): d->leading is 1 while
+ * this process may write, always 1 without election.  A standby polls its
+ * sources, reads its targets and runs the maths (so its stabilization
+ * windows are warm), but every write site asks daemon_may_write() first,
+ * which also reads the elector's clock, and the dispatcher (consumers,
+ * claims, warm-pool sizing) exists only while leading.  Stopping to lead
+ * cancels the writes in flight and frees the dispatcher: held messages go
+ * back to their sources.
  */
 #include <math.h>
 #include <stddef.h>
@@ -36,6 +45,7 @@
 #include "agentscaler/dispatch.h"
 #include "agentscaler/http.h"
 #include "agentscaler/k8s.h"
+#include "agentscaler/leader.h"
 #include "agentscaler/log.h"
 #include "agentscaler/quota.h"
 #include "agentscaler/scaler.h"
@@ -91,14 +101,33 @@ struct daemon {
 	ev_signal		 sigterm, sigint, sighup;
 	uint64_t		 reloads_ok, reloads_failed;
 	double			 started;
-	int			 leading;	/* may write status, Events */
 	struct crd		*crd;		/* CRD mode, else NULL */
+
+	/* Leader election; elector NULL when off. */
+	struct leader		*elector;
+	struct k8s_client	*lease_k8s;	/* the elector's own client */
+	int			 leading;	/* 1 without election */
+	int			 releasing;	/* SIGTERM: Lease going */
+	struct dispatch_options	 dopts;
 };
 
 static void	 pool_poll(struct pool *);
 static void	 pool_evaluate(struct pool *);
 static void	 pool_free(struct pool *);
 static void	 daemon_apply(struct daemon *, struct config *);
+
+/*
+ * 1 when this process may write to Kubernetes now: always without leader
+ * election; with it, while it holds the Lease within its renew deadline,
+ * read from the clock at this call (leader_is_leader()), so a write is
+ * refused even before the elector's timers have run.
+ */
+static int
+daemon_may_write(const struct daemon *d)
+{
+	return (d->leading && (d->elector == NULL ||
+	    leader_is_leader(d->elector)));
+}
 
 static double
 pool_interval(const struct pool *p)
@@ -389,7 +418,8 @@ pool_evaluate(struct pool *p)
 	in.now = now;
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
-	if (d.desired == p->spec_replicas)
+	/* A standby decides (its windows stay warm) but never writes. */
+	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))
 		return;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
 	    c->target_name, d.desired, pool_patch_done, p);
@@ -496,7 +526,8 @@ daemon_apply(struct daemon *d, struct config *nc)
 	free(d->pools);
 	d->pools = np;
 	d->npools = n;
-	dispatcher_apply(d->dispatch, nc);
+	if (d->dispatch != NULL)
+		dispatcher_apply(d->dispatch, nc);
 	config_free(d->config);
 	d->config = nc;
 	log_info("daemon", "config loaded: %zu pools, %zu quotas", nc->npools,
@@ -525,6 +556,122 @@ daemon_reload(struct daemon *d)
 	daemon_apply(d, nc);
 }
 
+/* Leader election. */
+
+/*
+ * Leadership changed hands: each pool's request in flight is cancelled
+ * and its target read again before the next decision (the other process
+ * may have written it meanwhile).
+ */
+static void
+daemon_pools_forget_targets(struct daemon *d)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->npools; i++) {
+		struct pool *p = d->pools[i];
+
+		if (p->req != NULL)
+			k8s_req_cancel(p->req);
+		p->req = NULL;
+		p->dirty = 0;
+		p->spec_known = 0;
+	}
+}
+
+/*
+ * The elector's started callback: the writes begin.  Each scale pool reads
+ * its target again before its first write (the old leader may have changed
+ * it after our last read), and the dispatcher starts: it lists the claims,
+ * rebuilds the live tasks, then consumes (adopting the Redis processing
+ * lists of other instances, now orphans).
+ */
+static void
+daemon_start_leading(struct leader *l, void *arg)
+{
+	struct daemon	*d = arg;
+	size_t		 i;
+
+	(void)l;
+	if (d->leading)
+		return;
+	d->leading = 1;
+	log_info("daemon", "leader: writing to Kubernetes and consuming tasks");
+	daemon_pools_forget_targets(d);
+	for (i = 0; i < d->npools; i++)
+		pool_evaluate(d->pools[i]);
+	if (d->dispatch == NULL) {
+		d->dispatch = dispatcher_new(d->loop, d->k8s, &d->dopts);
+		dispatcher_apply(d->dispatch, d->config);
+	}
+}
+
+/*
+ * The elector's stopped callback (renew deadline passed, Lease lost or
+ * being released): no write may go out from here on.  Requests in flight
+ * are cancelled; the dispatcher goes, its consumers with it, so the
+ * messages it held return to their sources for the next leader.
+ */
+static void
+daemon_stop_leading(struct leader *l, void *arg)
+{
+	struct daemon	*d = arg;
+
+	(void)l;
+	if (!d->leading)
+		return;
+	d->leading = 0;
+	daemon_pools_forget_targets(d);
+	dispatcher_free(d->dispatch);
+	d->dispatch = NULL;
+	log_warn("daemon", "standby: no more writes to Kubernetes, no tasks "
+	    "consumed");
+}
+
+/*
+ * Starts campaigning.  The elector gets a Kubernetes client of its own:
+ * no retries (its retry period is the retry) and a timeout of half the
+ * renew deadline, so a renewal never waits behind other requests in the
+ * shared rate limiter nor outlives the term it is meant to extend.
+ */
+static int
+daemon_elect(struct daemon *d)
+{
+	struct k8s_options ko = d->opts->k8s;
+	struct leader_options lo = d->opts->leader;
+	char		 err[512];
+
+	lo.identity = d->opts->instance;
+	ko.max_retries = -1;
+	if (ko.timeout <= 0 || ko.timeout > lo.renew_deadline / 2)
+		ko.timeout = lo.renew_deadline / 2;
+	if ((d->lease_k8s = k8s_client_new(d->loop, &ko, err,
+	    sizeof err)) == NULL) {
+		log_error("daemon", "kubernetes client (leader election): %s",
+		    err);
+		return (-AS_EINVAL);
+	}
+	d->elector = leader_new(d->lease_k8s, &lo, daemon_start_leading,
+	    daemon_stop_leading, d, err, sizeof err);
+	if (d->elector == NULL) {
+		log_error("daemon", "leader election: %s", err);
+		return (-AS_EINVAL);
+	}
+	return (0);
+}
+
+static void
+daemon_released(struct leader *l, int err, void *arg)
+{
+	struct daemon	*d = arg;
+
+	(void)l;
+	if (err != 0)
+		log_warn("daemon", "the Lease was not released (%s); the "
+		    "standby takes over when it expires", as_strerror(err));
+	ev_break(d->loop, EVBREAK_ALL);
+}
+
 static void
 daemon_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -540,19 +687,35 @@ daemon_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 	}
 	log_info("daemon", "%s: stopping", w->signum == SIGTERM ? "SIGTERM" :
 	    "SIGINT");
+	/*
+	 * Stop writing, then hand the Lease over (bounded), so the standby
+	 * need not wait for it to expire.  A second signal does not wait.
+	 */
+	if (d->elector != NULL && !d->releasing) {
+		d->releasing = 1;
+		if (leader_release(d->elector, DAEMON_RELEASE_WAIT,
+		    daemon_released, d) == 0)
+			return;
+	}
 	ev_break(loop, EVBREAK_ALL);
 }
 
 /* /metrics: Prometheus text exposition format 0.0.4. */
 
+/* One (verb, code) counter of a client, into the family named. */
+struct metrics_stat {
+	struct as_buf	*b;
+	const char	*family;
+};
+
 static void
 metrics_kube_stat(const char *verb, long code, uint64_t count, void *arg)
 {
-	struct as_buf	*b = arg;
+	struct metrics_stat *ms = arg;
 
-	as_buf_printf(b, "agentscaler_kube_requests_total{verb=\"");
-	as_buf_label(b, verb);
-	as_buf_printf(b, "\",code=\"%ld\"} %llu\n", code,
+	as_buf_printf(ms->b, "%s{verb=\"", ms->family);
+	as_buf_label(ms->b, verb);
+	as_buf_printf(ms->b, "\",code=\"%ld\"} %llu\n", code,
 	    (unsigned long long)count);
 }
 
@@ -637,6 +800,7 @@ daemon_metrics(void *arg, struct http_reply *r)
 {
 	struct daemon	*d = arg;
 	struct as_buf	 b = { NULL, 0, 0 };
+	struct metrics_stat ms = { &b, "agentscaler_kube_requests_total" };
 	size_t		 i, j;
 
 	as_buf_printf(&b, "# HELP agentscaler_build_info Build of the running "
@@ -671,8 +835,23 @@ daemon_metrics(void *arg, struct http_reply *r)
 	as_buf_printf(&b, "# HELP agentscaler_kube_requests_total Kubernetes "
 	    "API requests by verb and HTTP code (0: no response).\n"
 	    "# TYPE agentscaler_kube_requests_total counter\n");
-	k8s_client_foreach_stat(d->k8s, metrics_kube_stat, &b);
-	dispatcher_metrics(d->dispatch, &b);
+	k8s_client_foreach_stat(d->k8s, metrics_kube_stat, &ms);
+	if (d->lease_k8s != NULL) {
+		as_buf_printf(&b, "# HELP agentscaler_lease_requests_total "
+		    "Requests of the leader elector (a client of its own) by "
+		    "verb and HTTP code (0: no response).\n"
+		    "# TYPE agentscaler_lease_requests_total counter\n");
+		ms.family = "agentscaler_lease_requests_total";
+		k8s_client_foreach_stat(d->lease_k8s, metrics_kube_stat, &ms);
+	}
+	as_buf_printf(&b, "# HELP agentscaler_leader 1 while this process "
+	    "may write to Kubernetes (holds the Lease; always 1 without "
+	    "--leader-elect).\n# TYPE agentscaler_leader gauge\n"
+	    "agentscaler_leader %d\n", daemon_may_write(d));
+	if (d->elector != NULL)
+		leader_metrics(d->elector, &b);
+	if (d->dispatch != NULL)
+		dispatcher_metrics(d->dispatch, &b);
 	if (d->crd != NULL)
 		crd_metrics(d->crd, &b);
 	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -705,13 +884,26 @@ daemon_readyz(void *arg, struct http_reply *r)
 			as_buf_printf(&b, "%s: target not read yet%s%s\n",
 			    p->id, p->k8s_err[0] ? ": " : "", p->k8s_err);
 	}
-	dispatcher_readyz(d->dispatch, &b);
+	if (d->dispatch != NULL)
+		dispatcher_readyz(d->dispatch, &b);
+	if (d->elector != NULL && !leader_observed(d->elector))
+		as_buf_printf(&b, "Lease %s/%s not read yet%s%s\n",
+		    d->opts->leader.ns, d->opts->leader.name,
+		    leader_error(d->elector)[0] ? ": " : "",
+		    leader_error(d->elector));
 	if (d->crd != NULL)
 		crd_readyz(d->crd, &b);
 	if (b.len > 0) {
 		r->status = 503;
 		r->body = b.p;
 		r->len = b.len;
+	} else if (d->elector != NULL) {
+		/* Both are ready: the standby is the warm spare. */
+		free(b.p);
+		r->body = daemon_may_write(d) ? xstrdup("ok: leader\n") :
+		    xasprintf("ok: standby (Lease held by %s)\n",
+		    leader_holder(d->elector)[0] != '\0' ?
+		    leader_holder(d->elector) : "nobody");
 	} else {
 		free(b.p);
 		r->body = xstrdup("ok\n");
@@ -733,7 +925,14 @@ daemon_explain(void *arg, struct http_reply *r)
 		return;
 	}
 	o = cJSON_CreateObject();
-	if (!dispatcher_explain(d->dispatch, id, o))
+	if (d->dispatch == NULL) {
+		/* A standby holds no tasks: the leader knows. */
+		r->status = 503;
+		cJSON_AddStringToObject(o, "task", id);
+		cJSON_AddStringToObject(o, "explanation", "this agentscaler is "
+		    "a standby and holds no tasks; ask the leader (the Lease's "
+		    "holder, see /status)");
+	} else if (!dispatcher_explain(d->dispatch, id, o))
 		r->status = 404;
 	r->body = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
@@ -771,7 +970,15 @@ daemon_status(void *arg, struct http_reply *r)
 		cJSON_AddStringToObject(o, "kubeError", p->k8s_err);
 		cJSON_AddItemToArray(arr, o);
 	}
-	dispatcher_status(d->dispatch, root);
+	if (d->dispatch != NULL)
+		dispatcher_status(d->dispatch, root);
+	if (d->elector != NULL)
+		leader_status(d->elector, root);
+	else {
+		o = cJSON_AddObjectToObject(root, "leaderElection");
+		cJSON_AddBoolToObject(o, "enabled", 0);
+		cJSON_AddBoolToObject(o, "leader", 1);
+	}
 	r->content_type = "application/json";
 	r->body = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
@@ -817,6 +1024,8 @@ daemon_pool_status(void *arg, const char *ns, const char *name,
 			    "%ld", p->last.need, p->last.desired);
 		return (0);
 	}
+	if (d->dispatch == NULL)
+		return (-1);	/* a standby: the leader writes status */
 	return (dispatcher_pool_status(d->dispatch, ns, name, st));
 }
 
@@ -828,7 +1037,8 @@ daemon_quota_status(void *arg, const char *ns, struct crd_quota_status *st)
 	size_t		 i;
 	long		 n = 0;
 
-	if (dispatcher_quota_status(d->dispatch, ns, st) == 0)
+	if (d->dispatch != NULL &&
+	    dispatcher_quota_status(d->dispatch, ns, st) == 0)
 		return (0);
 	/* Scale pools only: their replicas are all the namespace uses. */
 	for (i = 0; i < d->npools; i++)
@@ -859,7 +1069,6 @@ int
 daemon_run(const struct daemon_options *opts)
 {
 	struct daemon	 d;
-	struct dispatch_options dopts;
 	struct crd_options copts;
 	struct config	*c = NULL;
 	char		 err[512];
@@ -867,11 +1076,9 @@ daemon_run(const struct daemon_options *opts)
 	int		 rc = DAEMON_EXIT_FAIL;
 
 	memset(&d, 0, sizeof d);
-	memset(&dopts, 0, sizeof dopts);
 	memset(&copts, 0, sizeof copts);
 	d.opts = opts;
 	d.started = as_mono_now();
-	d.leading = 1;
 	if (opts->config_path == NULL)
 		c = config_new();	/* CRD mode: filled by the informers */
 	else if (config_load(opts->config_path, opts->secrets_dir, &c, err,
@@ -886,10 +1093,15 @@ daemon_run(const struct daemon_options *opts)
 		rc = DAEMON_EXIT_CONFIG;
 		goto out;
 	}
-	dopts.instance = opts->instance;
-	dopts.event = daemon_dispatch_event;
-	dopts.event_arg = &d;
-	d.dispatch = dispatcher_new(d.loop, d.k8s, &dopts);
+	d.dopts.instance = opts->instance;
+	d.dopts.event = daemon_dispatch_event;
+	d.dopts.event_arg = &d;
+	/* With election, only the leader consumes: theirs are orphans. */
+	d.dopts.adopt = opts->leader_elect;
+	if (!opts->leader_elect) {
+		d.leading = 1;
+		d.dispatch = dispatcher_new(d.loop, d.k8s, &d.dopts);
+	}
 	if ((d.http = http_server_new(d.loop, opts->metrics_addr, err,
 	    sizeof err)) == NULL) {
 		log_error("daemon", "metrics endpoint: %s", err);
@@ -929,6 +1141,10 @@ daemon_run(const struct daemon_options *opts)
 			goto out;
 		}
 	}
+	if (opts->leader_elect && daemon_elect(&d) != 0) {
+		rc = DAEMON_EXIT_CONFIG;
+		goto out;
+	}
 	ev_run(d.loop, 0);
 	rc = DAEMON_EXIT_OK;
 	log_info("daemon", "stopped");
@@ -938,6 +1154,8 @@ out:
 		pool_free(d.pools[i]);
 	free(d.pools);
 	dispatcher_free(d.dispatch);
+	leader_free(d.elector);
+	k8s_client_free(d.lease_k8s);
 	config_free(d.config);
 	config_free(c);
 	http_server_free(d.http);

@@ -199,6 +199,7 @@ struct dispatcher {
 	struct ev_loop		*loop;
 	struct k8s_client	*k8s;
 	char			 instance[128];
+	int			 adopt;
 	double			 sweep_interval;
 	double			 sizing_interval;
 	ev_timer		 sweep;
@@ -1756,6 +1757,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	config_pool_source(c, &src);
 	memset(&co, 0, sizeof co);
 	co.instance = d->instance;
+	co.adopt = d->adopt;
 	co.window = (int)c->source.prefetch;
 	co.poll_interval = (double)c->poll_interval_ms / 1000.0;
 	co.claim_idle = (double)c->source.claim_idle_seconds;
@@ -1832,6 +1834,7 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d->k8s = k8s;
 	as_strlcpy(d->instance, o->instance != NULL && o->instance[0] ?
 	    o->instance : "agentscaler", sizeof d->instance);
+	d->adopt = o->adopt;
 	d->sweep_interval = o->sweep_interval > 0 ? o->sweep_interval : 0.25;
 	d->event = o->event;
 	d->event_arg = o->event_arg;
@@ -2247,7 +2250,8 @@ dispatcher_headroom(struct dispatcher *d, const struct config *c,
 	const struct quota_config *qc;
 	struct dns	*n;
 
-	LIST_FOREACH(n, &d->nss, entry)
+	for (n = d != NULL ? LIST_FIRST(&d->nss) : NULL; n != NULL;
+	    n = LIST_NEXT(n, entry))
 		if (strcmp(n->name, ns) == 0) {
 			n->scale_replicas = scale_replicas;
 			dns_replicas(n);

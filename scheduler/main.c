@@ -18,6 +18,7 @@
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
 #include "agentscaler/daemon.h"
+#include "agentscaler/leader.h"
 #include "agentscaler/log.h"
 
 enum opt_kind { OPT_STRING, OPT_NUMBER, OPT_INT, OPT_FLAG };
@@ -34,7 +35,8 @@ enum {
 	O_CONFIG, O_SECRETS_DIR, O_METRICS_ADDR, O_LOG_FORMAT, O_LOG_LEVEL,
 	O_APISERVER, O_TOKEN_FILE, O_CA_FILE, O_INSECURE, O_KUBE_QPS,
 	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_INSTANCE,
-	O_CHECK_CONFIG, O_WATCH_NAMESPACE,
+	O_LEADER_ELECT, O_LEASE_NAME, O_LEASE_NAMESPACE, O_LEASE_DURATION,
+	O_RENEW_DEADLINE, O_RETRY_PERIOD, O_CHECK_CONFIG, O_WATCH_NAMESPACE,
 	O_HELP_CONFIG, O_HELP_CONFIG_JSON, O_HELP, O_VERSION, O_COUNT
 };
 
@@ -73,7 +75,26 @@ static const struct option_row options_table[O_COUNT] = {
 	[O_INSTANCE] = { "instance", OPT_STRING, NULL, 0, 0,
 	    "stable name of this agentscaler: its Redis processing lists and "
 	    "stream consumer, recovered after a restart (default: the host "
-	    "name, i.e. the pod name)" },
+	    "name, i.e. the pod name); with --leader-elect, the Lease's "
+	    "holder identity" },
+	[O_LEADER_ELECT] = { "leader-elect", OPT_FLAG, NULL, 0, 0,
+	    "elect a leader on a coordination.k8s.io/v1 Lease: only the "
+	    "holder writes to Kubernetes and consumes tasks, the others wait "
+	    "warm and take over when it expires (the Helm chart sets it)" },
+	[O_LEASE_NAME] = { "lease-name", OPT_STRING, "agentscaler", 0, 0,
+	    "name of the Lease" },
+	[O_LEASE_NAMESPACE] = { "lease-namespace", OPT_STRING, NULL, 0, 0,
+	    "namespace of the Lease (default: $POD_NAMESPACE, else the "
+	    "service account's namespace, else default)" },
+	[O_LEASE_DURATION] = { "lease-duration", OPT_INT, "15", 1, 86400,
+	    "seconds a standby waits, from the last change it saw, before it "
+	    "takes the Lease" },
+	[O_RENEW_DEADLINE] = { "renew-deadline", OPT_NUMBER, "10", 0.001,
+	    86400, "seconds the leader leads on without a successful "
+	    "renewal; below --lease-duration" },
+	[O_RETRY_PERIOD] = { "retry-period", OPT_NUMBER, "2", 0.001, 86400,
+	    "seconds between attempts to renew or take the Lease; "
+	    "--renew-deadline must exceed 1.2 times it" },
 	[O_CHECK_CONFIG] = { "check-config", OPT_FLAG, NULL, 0, 0,
 	    "validate --config and exit (0 good, 2 bad)" },
 	[O_WATCH_NAMESPACE] = { "watch-namespace", OPT_STRING, NULL, 0, 0,
@@ -223,7 +244,7 @@ main(int argc, char **argv)
 	enum log_format		 fmt;
 	enum log_level		 lvl;
 	double			 num[O_COUNT];
-	char			 env[96], err[512];
+	char			 env[96], err[512], lease_ns[256];
 	size_t			 i, j;
 	int			 ch, idx, rc;
 
@@ -341,6 +362,24 @@ main(int argc, char **argv)
 	opts.k8s.burst = (int)num[O_KUBE_BURST];
 	opts.k8s.timeout = num[O_KUBE_TIMEOUT];
 	opts.k8s.max_retries = (int)num[O_KUBE_RETRIES];
+	opts.leader_elect = val[O_LEADER_ELECT] != NULL;
+	opts.leader.name = val[O_LEASE_NAME];
+	if (val[O_LEASE_NAMESPACE] != NULL)
+		opts.leader.ns = val[O_LEASE_NAMESPACE];
+	else {
+		leader_default_namespace(NULL, lease_ns, sizeof lease_ns);
+		opts.leader.ns = lease_ns;
+	}
+	opts.leader.identity = opts.instance;
+	opts.leader.lease_duration = num[O_LEASE_DURATION];
+	opts.leader.renew_deadline = num[O_RENEW_DEADLINE];
+	opts.leader.retry_period = num[O_RETRY_PERIOD];
+	if (opts.leader_elect && leader_options_check(&opts.leader, err,
+	    sizeof err) != 0) {
+		fprintf(stderr, "agentscaler: leader election (--lease-*, "
+		    "--renew-deadline, --retry-period, --instance): %s\n", err);
+		return (DAEMON_EXIT_CONFIG);
+	}
 
 	/*
 	 * hiredis and rabbitmq-c write to sockets with write(2): a peer that

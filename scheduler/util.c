@@ -370,8 +370,9 @@ as_redact(char *dst, size_t dstlen, const char *text, const char *secret)
 /*
  * RFC 3339 in UTC, as Go's time.RFC3339 and RFC3339Nano write it (the
  * nanosecond form keeps trailing zeros, which Go's RFC3339Nano trims; the
- * fixed width sorts as text).  A value that gmtime_r cannot represent
- * prints as the epoch rather than as garbage.
+ * fixed width sorts as text), or with six digits as metav1.MicroTime.  A
+ * value that gmtime_r cannot represent prints as the epoch rather than as
+ * garbage.
  */
 static void
 as_rfc3339_digits(double wall, int digits, char *out, size_t outlen)

@@ -659,6 +659,105 @@ START_TEST(test_list_dead_letter)
 }
 END_TEST
 
+/* Delivery i of r has this body and redelivered flag. */
+static void
+assert_msg(const struct rec *r, int i, const char *body, int redelivered)
+{
+	ck_assert_int_lt(i, r->n);
+	ck_assert_str_eq(r->msgs[i]->body, body);
+	ck_assert_int_eq(r->msgs[i]->redelivered, redelivered);
+}
+
+/*
+ * Pushes m1..m3 to q; a consumer of instance o takes them, acks m1 and
+ * dies (destroyed) holding m2 and m3 in q:processing:<instance>.
+ */
+static void
+crash_holding_two(const struct scaler_source *src,
+    const struct consumer_options *o)
+{
+	struct consumer	*c;
+	struct rec	 r;
+
+	tu_redis_cmd(&srv, "LPUSH q m1");
+	tu_redis_cmd(&srv, "LPUSH q m2");
+	tu_redis_cmd(&srv, "LPUSH q m3");
+	c = start(&consumer_type_redis_list, src, o, &r);
+	ck_assert(tu_run_count(loop, &r.n, 3, DEADLINE));
+	ck_assert_int_eq(ack_wait(c, r.msgs[0]), 0);
+	c->type->destroy(c);
+	rec_free(&r, 1);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:%s",
+	    o->instance), 2);
+}
+
+/*
+ * Adoption (leader election): a new leader takes over what the old one
+ * left in its processing list, once at start and again when more arrives
+ * there late; without adopt, nothing of another instance is touched.
+ */
+START_TEST(test_list_adopt)
+{
+	struct scaler_source src;
+	struct consumer_options oa = tu_consumer_options("as-a", 10);
+	struct consumer_options ob = tu_consumer_options("as-b", 10);
+	struct consumer	*b;
+	struct rec	 rb;
+	char		*score;
+	int		 i;
+
+	oa.adopt = ob.adopt = 1;
+	ob.poll_interval = 0.1;		/* sweeps every second */
+	src = source(&srv, "redis-list", "q", NULL);
+	/* The leader dies holding m2 and m3, its list registered. */
+	crash_holding_two(&src, &oa);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "ZCARD "
+	    "agentscaler:processing-lists:q"), 1);
+
+	/* The next leader: m2, m3 first (redelivered, oldest first), then new. */
+	tu_redis_cmd(&srv, "LPUSH q m4");
+	b = start(&consumer_type_redis_list, &src, &ob, &rb);
+	ck_assert(tu_run_count(loop, &rb.n, 3, DEADLINE));
+	assert_msg(&rb, 0, "m2", 1);
+	assert_msg(&rb, 1, "m3", 1);
+	assert_msg(&rb, 2, "m4", 0);
+	/* Moved, not copied: all three in b's list, none left in a's. */
+	ck_assert_int_eq(tu_redis_cmd(&srv, "EXISTS q:processing:as-a"), 0);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:as-b"), 3);
+	ck_assert_int_eq(ack_wait(b, rb.msgs[0]), 0);
+	ck_assert(!in_list(&srv, "q:processing:as-b", "m2"));
+
+	/* A late move of the old leader (its LMOVE reached Redis late). */
+	tu_redis_cmd(&srv, "LPUSH q:processing:as-a m5");
+	ck_assert(tu_run_count(loop, &rb.n, 4, DEADLINE));
+	assert_msg(&rb, 3, "m5", 1);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:as-a"), 0);
+	/* A key of another type is skipped, not fatal. */
+	tu_redis_cmd(&srv, "SET q:processing:odd x");
+	tu_redis_cmd(&srv, "ZADD agentscaler:processing-lists:q 1 "
+	    "q:processing:odd");
+	tu_redis_cmd(&srv, "LPUSH q:processing:as-a m6");
+	ck_assert(tu_run_count(loop, &rb.n, 5, DEADLINE));
+	ck_assert_str_eq(rb.msgs[4]->body, "m6");
+	/* An old, empty registration is forgotten; ours stays. */
+	tu_redis_cmd(&srv, "DEL q:processing:odd");
+	tu_redis_cmd(&srv, "ZADD agentscaler:processing-lists:q 1 "
+	    "q:processing:as-a");
+	tu_run_for(loop, 1.3);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "ZCARD "
+	    "agentscaler:processing-lists:q"), 1);
+	score = tu_redis_str(&srv, "ZSCORE agentscaler:processing-lists:q "
+	    "q:processing:as-b");
+	ck_assert(score != NULL && atof(score) > 1e9);	/* seen now */
+	free(score);
+	for (i = 1; i < 5; i++)
+		ck_assert_int_eq(ack_wait(b, rb.msgs[i]), 0);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "EXISTS q:processing:as-b"), 0);
+	b->type->destroy(b);
+	rec_free(&rb, 5);
+}
+END_TEST
+
 START_TEST(test_list_recovery)
 {
 	struct scaler_source src;
@@ -667,17 +766,9 @@ START_TEST(test_list_recovery)
 	struct consumer	*a, *b;
 	struct rec	 ra, rb;
 
-	tu_redis_cmd(&srv, "LPUSH q m1");
-	tu_redis_cmd(&srv, "LPUSH q m2");
-	tu_redis_cmd(&srv, "LPUSH q m3");
 	src = source(&srv, "redis-list", "q", NULL);
-	a = start(&consumer_type_redis_list, &src, &oa, &ra);
-	ck_assert(tu_run_count(loop, &ra.n, 3, DEADLINE));
-	ck_assert_int_eq(ack_wait(a, ra.msgs[0]), 0);
 	/* A crash, as the broker sees it: m2 and m3 never acked. */
-	a->type->destroy(a);
-	rec_free(&ra, 1);
-	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:as-a"), 2);
+	crash_holding_two(&src, &oa);
 
 	/* Another instance does not take them; it gets new work only. */
 	tu_redis_cmd(&srv, "LPUSH q m4");
@@ -685,8 +776,7 @@ START_TEST(test_list_recovery)
 	ck_assert(tu_run_count(loop, &rb.n, 1, DEADLINE));
 	tu_run_for(loop, 0.3);
 	ck_assert_int_eq(rb.n, 1);
-	ck_assert_str_eq(rb.msgs[0]->body, "m4");
-	ck_assert_int_eq(rb.msgs[0]->redelivered, 0);
+	assert_msg(&rb, 0, "m4", 0);
 	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:as-a"), 2);
 	b->type->destroy(b);
 	rec_free(&rb, 0);
@@ -697,12 +787,9 @@ START_TEST(test_list_recovery)
 	ck_assert(tu_run_count(loop, &ra.n, 3, DEADLINE));
 	tu_run_for(loop, 0.3);
 	ck_assert_int_eq(ra.n, 3);
-	ck_assert_str_eq(ra.msgs[0]->body, "m2");
-	ck_assert_int_eq(ra.msgs[0]->redelivered, 1);
-	ck_assert_str_eq(ra.msgs[1]->body, "m3");
-	ck_assert_int_eq(ra.msgs[1]->redelivered, 1);
-	ck_assert_str_eq(ra.msgs[2]->body, "m5");
-	ck_assert_int_eq(ra.msgs[2]->redelivered, 0);
+	assert_msg(&ra, 0, "m2", 1);
+	assert_msg(&ra, 1, "m3", 1);
+	assert_msg(&ra, 2, "m5", 0);
 	/* Acking a recovered message removes it from the processing list. */
 	ck_assert_int_eq(ack_wait(a, ra.msgs[0]), 0);
 	ck_assert(!in_list(&srv, "q:processing:as-a", "m2"));
@@ -719,8 +806,7 @@ START_TEST(test_list_recovery)
 	ck_assert_str_eq(ra.msgs[0]->body, "m3");
 	ck_assert_int_eq(ack_wait(a, ra.msgs[0]), 0);
 	ck_assert(tu_run_count(loop, &ra.n, 2, DEADLINE));
-	ck_assert_str_eq(ra.msgs[1]->body, "m5");
-	ck_assert_int_eq(ra.msgs[1]->redelivered, 1);
+	assert_msg(&ra, 1, "m5", 1);
 	a->type->destroy(a);
 	rec_free(&ra, 1);
 }
@@ -1375,6 +1461,7 @@ redis_consume_suite(void)
 	tcase_add_test(tc, test_list_window);
 	tcase_add_test(tc, test_list_dead_letter);
 	tcase_add_test(tc, test_list_recovery);
+	tcase_add_test(tc, test_list_adopt);
 	tcase_add_test(tc, test_list_push);
 	tcase_add_loop_test(tc, test_handoff, 0, 2);
 	tcase_add_test(tc, test_stream_basic);

@@ -166,6 +166,16 @@ START_TEST(test_rfc3339_format)
 	ck_assert_str_eq(s, "1970-01-01T00:00:02.000000000Z");
 	as_rfc3339(0.000000001, 1, s, sizeof s);
 	ck_assert_str_eq(s, "1970-01-01T00:00:00.000000001Z");
+	/* MicroTime: six digits, rounded, carrying into the second. */
+	as_rfc3339_micro(1795628085.5, s, sizeof s);
+	ck_assert_str_eq(s, "2026-11-25T17:34:45.500000Z");
+	as_rfc3339_micro(1795628085.1234564, s, sizeof s);
+	ck_assert_str_eq(s, "2026-11-25T17:34:45.123456Z");
+	as_rfc3339_micro(1.9999996, s, sizeof s);
+	ck_assert_str_eq(s, "1970-01-01T00:00:02.000000Z");
+	ck_assert_int_eq(as_parse_rfc3339("2026-11-25T17:34:45.123456Z", &t),
+	    0);
+	ck_assert(fabs(t - 1795628085.123456) < 1e-6);
 	/* Nonsense prints as the epoch; a short buffer stays terminated. */
 	as_rfc3339(NAN, 0, s, sizeof s);
 	ck_assert_str_eq(s, "1970-01-01T00:00:00Z");

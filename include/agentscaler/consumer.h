@@ -7,6 +7,11 @@
  *                  LEFT, FIFO with LPUSH producers); ack = LREM of that
  *                  entry; what the processing list holds at start is
  *                  delivered first, marked redelivered (crash recovery).
+ *                  With adopt (leader election: one consumer at a time),
+ *                  the processing lists that other instances registered
+ *                  for the queue are emptied into ours, atomically, and
+ *                  their entries delivered redelivered too: at start and
+ *                  every ten poll intervals (late moves of an old leader).
  *  - redis-stream: XREADGROUP GROUP <group> <instance> ... ">"; own pending
  *                  entries (id 0) first at start; XAUTOCLAIM takes entries
  *                  idle longer than claim_idle from dead consumers; ack =
@@ -62,6 +67,8 @@ struct consumer;
 
 struct consumer_options {
 	const char	*instance;	/* stable name of this agentscaler */
+	int		 adopt;		/* redis-list: take other instances'
+					   processing lists (see above) */
 	int		 window;	/* most outstanding messages; > 0 */
 	double		 poll_interval;	/* s, fallback fetch period */
 	double		 claim_idle;	/* s, redis-stream XAUTOCLAIM idle */

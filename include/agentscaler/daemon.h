@@ -8,6 +8,7 @@
 #define AGENTSCALER_DAEMON_H
 
 #include "agentscaler/k8s.h"
+#include "agentscaler/leader.h"
 
 struct daemon_options {
 	const char		*config_path;	/* NULL: CRD mode */
@@ -17,6 +18,12 @@ struct daemon_options {
 	double			 resync_seconds;	/* re-read /scale */
 	char			 instance[128];	/* dispatch: stable name */
 	struct k8s_options	 k8s;
+	/*
+	 * Leader election (--leader-elect): only the holder of the Lease
+	 * writes to Kubernetes and consumes tasks; identity is instance.
+	 */
+	int			 leader_elect;
+	struct leader_options	 leader;
 };
 
 /* Exit codes of daemon_run() and of the process. */
@@ -24,11 +31,17 @@ struct daemon_options {
 #define DAEMON_EXIT_FAIL	1	/* cannot start: port in use, ... */
 #define DAEMON_EXIT_CONFIG	2	/* bad flags or config */
 
+/* Seconds SIGTERM waits for the Lease's release before exiting anyway. */
+#define DAEMON_RELEASE_WAIT	2.0
+
 /*
  * Loads the config, starts every pool and serves until SIGTERM or SIGINT;
  * SIGHUP reloads the config (a bad one is refused, the old one kept).
  * Without a config file (CRD mode) the config comes from the AgentPool and
  * AgentQuota objects of the cluster, applied live as they change (crd.h).
+ * With leader election, a standby reads (sources, targets) but neither
+ * writes to Kubernetes nor consumes tasks until it holds the Lease, and
+ * SIGTERM releases the Lease (waiting DAEMON_RELEASE_WAIT at most).
  * Returns one of the exit codes above.
  */
 int	 daemon_run(const struct daemon_options *);

@@ -40,6 +40,11 @@ struct dispatch_options {
 	double		 sizing_interval;	/* s; default 1 */
 	dispatch_event_fn *event;	/* NULL: no Events */
 	void		*event_arg;
+	/*
+	 * 1 under leader election: consumers also take over what other
+	 * instances left in flight (consumer_options.adopt).
+	 */
+	int		 adopt;
 };
 
 struct dispatcher *dispatcher_new(struct ev_loop *, struct k8s_client *,
@@ -55,7 +60,7 @@ void	 dispatcher_apply(struct dispatcher *, const struct config *c);
  * Scale mode: the namespace's headroom under its AgentQuota (more
  * sandboxes that may start), given the replicas its scale-mode pools run
  * now; -1 when unlimited.  Dispatch tasks and warm spares of the namespace
- * count too.
+ * count too.  A NULL dispatcher (a standby's) counts from the config.
  */
 long	 dispatcher_headroom(struct dispatcher *, const struct config *,
 	    const char *ns, long scale_replicas);

@@ -44,14 +44,7 @@ class CrashTest(unittest.TestCase):
         # process sent each request.
         self.dir = tempfile.mkdtemp(prefix="crash-")
         self.addCleanup(shutil.rmtree, self.dir, True)
-        rows = ["test-token,tester,u-test,system:masters"]
-        for k in range(KILLS + 1):
-            rows.append("daemon-%d-token,daemon-%d,u-%d," % (k, k, k))
-            with open(os.path.join(self.dir, "token-%d" % k), "w") as f:
-                f.write("daemon-%d-token" % k)
-        tokens = os.path.join(self.dir, "tokens.csv")
-        with open(tokens, "w") as f:
-            f.write("\n".join(rows) + "\n")
+        tokens = world.kube_tokens(self.dir, range(KILLS + 1))
         self.kube = world.KubeSim("--cold-start-ms", "200", "--warm-bind-ms", "5",
                                   "--tokens", tokens)
         self.kube.token = "test-token"

@@ -234,6 +234,23 @@ def http(method, url, body=None, ctype="application/json", timeout=10, headers=N
         return code, raw.decode(errors="replace")
 
 
+def kube_tokens(directory, names):
+    """Bearer tokens for kube-sim --tokens, one user per process so that its
+    request log says who sent what: "tester" (system:masters, token
+    "test-token", for the test itself) and, for each name, the user
+    "daemon-<name>" whose token is in the file <directory>/token-<name>.
+    Returns the path of the CSV."""
+    rows = ["test-token,tester,u-test,system:masters"]
+    for name in names:
+        rows.append("%s-token,daemon-%s,u-%s," % (name, name, name))
+        with open(os.path.join(directory, "token-%s" % name), "w") as f:
+            f.write("%s-token" % name)
+    path = os.path.join(directory, "tokens.csv")
+    with open(path, "w") as f:
+        f.write("\n".join(rows) + "\n")
+    return path
+
+
 class KubeSim:
     def __init__(self, *args):
         self.proc = subprocess.Popen(
