@@ -463,8 +463,12 @@ client_unauthorized(struct httpc *h, const char *method, const char *path,
 		if (!execcred_busy(c->ex) && c->ex_failures > 0 &&
 		    as_mono_now() - c->ex_failed_at < K8S_EXEC_MIN_DELAY)
 			return (0);
-		log_info("k8s", "%s %s: 401, running the exec plugin %s "
-		    "again", method, path, execcred_command(c->ex));
+		if (execcred_busy(c->ex))
+			log_debug("k8s", "%s %s: 401, waiting for the exec "
+			    "plugin", method, path);
+		else
+			log_info("k8s", "%s %s: 401, running the exec plugin "
+			    "%s again", method, path, execcred_command(c->ex));
 		client_exec_refresh(c, 1);
 		return (1);
 	}

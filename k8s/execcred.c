@@ -584,7 +584,7 @@ ec_result(struct execcred *x, struct execcred_cred *cred, char *err,
 	ec_stderr_line(x, line, sizeof line);
 	if (x->timed_out) {
 		snprintf(err, errlen, "exec plugin \"%s\": no answer within "
-		    "%.0f s, killed", x->command, x->timeout);
+		    "%g s, killed", x->command, x->timeout);
 		return (-AS_ETIMEDOUT);
 	}
 	if (x->too_big) {

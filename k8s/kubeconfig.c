@@ -375,18 +375,38 @@ kc_resolve(const char *dir, const char *path)
 	    dir[strlen(dir) - 1] == '/' ? "" : "/", path));
 }
 
+struct kc_name {
+	const char	*name;
+	size_t		 index;
+};
+
+static int
+kc_name_cmp(const void *a, const void *b)
+{
+	const struct kc_name *x = a, *y = b;
+	int		 c = strcmp(x->name, y->name);
+
+	if (c != 0)
+		return (c);
+	return (x->index < y->index ? -1 : x->index > y->index);
+}
+
 /*
- * A list of named entries, {name: ..., <what>: {...}}: checks each is a
- * mapping with a unique, non-empty name.  *seqp points into the document.
+ * A list of named entries, {name: ..., cluster|user|context: {...}}:
+ * checks each is a mapping with a non-empty name, and that no name is
+ * given twice (sorted, so a huge list costs n log n, not n^2).  *seqp
+ * points into the document.
  */
 static int
 kc_entries(struct kc_parse *p, yaml_node_t *root, const char *key,
     yaml_node_t **seqp, size_t *np)
 {
-	yaml_node_item_t *it, *jt;
-	yaml_node_t	*seq, *e, *f;
-	const yaml_node_t *name, *other;
+	yaml_node_item_t *it;
+	yaml_node_t	*seq, *e;
+	const yaml_node_t *name;
+	struct kc_name	*names = NULL;
 	char		 where[KC_PATH_MAX];
+	size_t		 n = 0, i;
 	int		 rc;
 
 	*np = 0;
@@ -395,32 +415,38 @@ kc_entries(struct kc_parse *p, yaml_node_t *root, const char *key,
 	*seqp = seq;
 	if (seq == NULL)
 		return (0);
+	names = xcalloc((size_t)(seq->data.sequence.items.top -
+	    seq->data.sequence.items.start) + 1, sizeof *names);
 	for (it = seq->data.sequence.items.start;
-	    it < seq->data.sequence.items.top; it++) {
-		kc_fmt(where, sizeof where, "%s[%zu]", key,
-		    (size_t)(it - seq->data.sequence.items.start));
+	    it < seq->data.sequence.items.top; it++, n++) {
+		kc_fmt(where, sizeof where, "%s[%zu]", key, n);
 		e = kc_node(p, *it);
-		if (e == NULL || e->type != YAML_MAPPING_NODE)
-			return (kc_fail(p, "%s: expected a mapping", where));
-		if ((rc = kc_scalar(p, e, where, "name", &name)) != 0)
-			return (rc);
-		if (name == NULL || name->data.scalar.length == 0)
-			return (kc_fail(p, "%s.name: missing", where));
-		/* Names are few; a quadratic check is fine. */
-		for (jt = seq->data.sequence.items.start; jt < it; jt++) {
-			f = kc_node(p, *jt);
-			if (kc_scalar(p, f, "", "name", &other) != 0 ||
-			    other == NULL)
-				continue;
-			if (strcmp((const char *)other->data.scalar.value,
-			    (const char *)name->data.scalar.value) == 0)
-				return (kc_fail(p, "%s.name: \"%s\" is given "
-				    "twice", where,
-				    (const char *)name->data.scalar.value));
+		if (e == NULL || e->type != YAML_MAPPING_NODE) {
+			rc = kc_fail(p, "%s: expected a mapping", where);
+			goto out;
 		}
-		(*np)++;
+		if ((rc = kc_scalar(p, e, where, "name", &name)) != 0)
+			goto out;
+		if (name == NULL || name->data.scalar.length == 0) {
+			rc = kc_fail(p, "%s.name: missing", where);
+			goto out;
+		}
+		names[n].name = (const char *)name->data.scalar.value;
+		names[n].index = n;
 	}
-	return (0);
+	qsort(names, n, sizeof *names, kc_name_cmp);
+	for (i = 1; i < n; i++) {
+		if (strcmp(names[i - 1].name, names[i].name) == 0) {
+			rc = kc_fail(p, "%s[%zu].name: \"%s\" is given twice",
+			    key, names[i].index, names[i].name);
+			goto out;
+		}
+	}
+	*np = n;
+	rc = 0;
+out:
+	free(names);
+	return (rc);
 }
 
 static int
@@ -616,8 +642,8 @@ kubeconfig_parse(const char *data, size_t len, const char *dir,
 		snprintf(err, errlen, "cannot initialise the YAML parser");
 		return (-AS_ENOMEM);
 	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)data,
-	    data != NULL ? len : 0);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)(data !=
+	    NULL ? data : ""), data != NULL ? len : 0);
 	if (!yaml_parser_load(&parser, &doc)) {
 		snprintf(err, errlen, "not valid YAML: line %zu, column %zu: "
 		    "%s%s%s", parser.problem_mark.line + 1,

@@ -439,6 +439,9 @@ httpc_set_bearer(struct httpc *c, const char *token)
 void
 httpc_set_basic(struct httpc *c, const char *user, const char *password)
 {
+	if (user != NULL && c->user != NULL && strcmp(user, c->user) == 0 &&
+	    strcmp(password != NULL ? password : "", c->password) == 0)
+		return;
 	free(c->user);
 	httpc_secret_free(c->password);
 	c->user = user != NULL ? xstrdup(user) : NULL;
