@@ -90,6 +90,7 @@ static void	 client_exec_schedule(struct k8s_client *, double);
 static void	 client_exec_refresh(struct k8s_client *, int);
 static void	 client_exec_timer_cb(struct ev_loop *, struct ev_timer *,
 		    int);
+static void	 client_exec_over(struct k8s_client *, const char *);
 static void	 client_exec_done(struct execcred *, int,
 		    struct execcred_cred *, const char *, void *);
 
@@ -318,7 +319,6 @@ static void
 client_exec_refresh(struct k8s_client *c, int hold)
 {
 	char	 err[512];
-	double	 delay;
 
 	if (hold && !c->holding) {
 		c->holding = 1;
@@ -327,36 +327,20 @@ client_exec_refresh(struct k8s_client *c, int hold)
 	if (execcred_busy(c->ex))
 		return;
 	ev_timer_stop(c->loop, &c->ex_timer);
-	if (execcred_start(c->ex, client_exec_done, c, err, sizeof err) == 0)
-		return;
-	c->ex_failures++;
-	c->ex_failed_at = as_mono_now();
-	delay = as_backoff(K8S_EXEC_MIN_DELAY, K8S_EXEC_RETRY_CAP,
-	    c->ex_failures - 1);
-	log_warn("k8s", "%s; keeping the current credentials, next try in "
-	    "%.1fs", err, delay);
-	client_exec_schedule(c, delay);
-	if (c->holding) {
-		c->holding = 0;
-		httpc_hold(c->h, 0);
-	}
+	if (execcred_start(c->ex, client_exec_done, c, err, sizeof err) != 0)
+		client_exec_over(c, err);
 }
 
+/*
+ * The end of a run, or of a start that failed (msg: the reason, NULL on
+ * success): backoff after a failure, the queue released either way.
+ */
 static void
-client_exec_done(struct execcred *x, int err, struct execcred_cred *cred,
-    const char *msg, void *arg)
+client_exec_over(struct k8s_client *c, const char *msg)
 {
-	struct k8s_client *c = arg;
-	double		 delay;
+	double	 delay;
 
-	(void)x;
-	if (err == 0) {
-		execcred_cred_clear(&c->cred);
-		c->cred = *cred;
-		memset(cred, 0, sizeof *cred);
-		c->ex_failures = 0;
-		client_exec_use(c);
-	} else {
+	if (msg != NULL) {
 		c->ex_failures++;
 		c->ex_failed_at = as_mono_now();
 		delay = as_backoff(K8S_EXEC_MIN_DELAY, K8S_EXEC_RETRY_CAP,
@@ -369,6 +353,23 @@ client_exec_done(struct execcred *x, int err, struct execcred_cred *cred,
 		c->holding = 0;
 		httpc_hold(c->h, 0);
 	}
+}
+
+static void
+client_exec_done(struct execcred *x, int err, struct execcred_cred *cred,
+    const char *msg, void *arg)
+{
+	struct k8s_client *c = arg;
+
+	(void)x;
+	if (err == 0) {
+		execcred_cred_clear(&c->cred);
+		c->cred = *cred;
+		memset(cred, 0, sizeof *cred);
+		c->ex_failures = 0;
+		client_exec_use(c);
+	}
+	client_exec_over(c, err == 0 ? NULL : msg);
 }
 
 /* Cancels every pending request (completions run), then frees. */

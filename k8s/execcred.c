@@ -397,7 +397,10 @@ ec_closefd(int *fd)
 	}
 }
 
-/* Starts the child; returns 0 or a negative as_err with the reason. */
+/*
+ * Starts the child unless a loop run is going; returns 0 or a negative
+ * as_err (-AS_EAGAIN when busy) with the reason.
+ */
 static int
 ec_spawn(struct execcred *x, char *err, size_t errlen)
 {
@@ -410,6 +413,11 @@ ec_spawn(struct execcred *x, char *err, size_t errlen)
 	ssize_t		 n;
 	pid_t		 pid;
 
+	if (x->busy) {
+		snprintf(err, errlen, "exec plugin \"%s\": already running",
+		    x->command);
+		return (-AS_EAGAIN);
+	}
 	if ((path = ec_find(x->command, pathbuf, sizeof pathbuf)) == NULL) {
 		snprintf(err, errlen, "exec plugin \"%s\": not found%s%s",
 		    x->command, x->install_hint != NULL ? ": " : "",
@@ -644,11 +652,6 @@ execcred_run(struct execcred *x, struct execcred_cred *out, char *err,
 	pid_t		 p;
 	int		 i, rc;
 
-	if (x->busy) {
-		snprintf(err, errlen, "exec plugin \"%s\": already running",
-		    x->command);
-		return (-AS_EAGAIN);
-	}
 	if ((rc = ec_spawn(x, err, errlen)) != 0)
 		return (rc);
 	while (x->fds[0] >= 0 || x->fds[1] >= 0) {
@@ -698,11 +701,6 @@ execcred_start(struct execcred *x, execcred_done_fn *done, void *arg,
 {
 	int	 i, rc;
 
-	if (x->busy) {
-		snprintf(err, errlen, "exec plugin \"%s\": already running",
-		    x->command);
-		return (-AS_EAGAIN);
-	}
 	if ((rc = ec_spawn(x, err, errlen)) != 0)
 		return (rc);
 	x->busy = 1;

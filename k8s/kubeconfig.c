@@ -71,14 +71,17 @@ static int	 kc_present(struct kc_parse *, yaml_node_t *, const char *,
 static char	*kc_resolve(const char *, const char *);
 static int	 kc_entries(struct kc_parse *, yaml_node_t *, const char *,
 		    yaml_node_t **, size_t *);
-static int	 kc_cluster(struct kc_parse *, yaml_node_t *, const char *,
-		    struct kubeconfig_cluster *);
-static int	 kc_user(struct kc_parse *, yaml_node_t *, const char *,
-		    struct kubeconfig_user *);
+/* Fills one entry (a struct kubeconfig_cluster, _user or _context). */
+typedef int	 kc_entry_fn(struct kc_parse *, yaml_node_t *, const char *,
+		    void *);
+
+static int	 kc_list(struct kc_parse *, yaml_node_t *, const char *,
+		    size_t, kc_entry_fn *, void **, size_t *);
+static kc_entry_fn kc_cluster;
+static kc_entry_fn kc_user;
+static kc_entry_fn kc_context;
 static int	 kc_exec(struct kc_parse *, yaml_node_t *, const char *,
 		    struct kubeconfig_exec **);
-static int	 kc_context(struct kc_parse *, yaml_node_t *, const char *,
-		    struct kubeconfig_context *);
 static void	 kc_fmt(char *, size_t, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 static void	 kc_join(char *, size_t, const char *, const char *);
@@ -210,37 +213,36 @@ kc_get(struct kc_parse *p, yaml_node_t *map, const char *path,
 	return (kc_lookup(p, map, path, key, out, 0));
 }
 
-/* The value of key as a mapping, NULL when absent. */
+/* The value of key when it has the type (NULL when absent), else an error. */
 static int
-kc_mapping(struct kc_parse *p, yaml_node_t *map, const char *path,
-    const char *key, yaml_node_t **out)
+kc_typed(struct kc_parse *p, yaml_node_t *map, const char *path,
+    const char *key, yaml_node_type_t type, yaml_node_t **out)
 {
 	char	 where[KC_PATH_MAX];
 	int	 rc;
 
 	if ((rc = kc_get(p, map, path, key, out)) != 0)
 		return (rc);
-	if (*out != NULL && (*out)->type != YAML_MAPPING_NODE) {
+	if (*out != NULL && (*out)->type != type) {
 		kc_join(where, sizeof where, path, key);
-		return (kc_fail(p, "%s: expected a mapping", where));
+		return (kc_fail(p, "%s: expected a %s", where,
+		    type == YAML_MAPPING_NODE ? "mapping" : "list"));
 	}
 	return (0);
+}
+
+static int
+kc_mapping(struct kc_parse *p, yaml_node_t *map, const char *path,
+    const char *key, yaml_node_t **out)
+{
+	return (kc_typed(p, map, path, key, YAML_MAPPING_NODE, out));
 }
 
 static int
 kc_sequence(struct kc_parse *p, yaml_node_t *map, const char *path,
     const char *key, yaml_node_t **out)
 {
-	char	 where[KC_PATH_MAX];
-	int	 rc;
-
-	if ((rc = kc_get(p, map, path, key, out)) != 0)
-		return (rc);
-	if (*out != NULL && (*out)->type != YAML_SEQUENCE_NODE) {
-		kc_join(where, sizeof where, path, key);
-		return (kc_fail(p, "%s: expected a list", where));
-	}
-	return (0);
+	return (kc_typed(p, map, path, key, YAML_SEQUENCE_NODE, out));
 }
 
 static int
@@ -449,10 +451,38 @@ out:
 	return (rc);
 }
 
+/*
+ * One list of named entries into a new array of n + 1 elements of size
+ * bytes, each filled by fn.  *arrp and *np are set even on failure (the
+ * entries counted are the ones to free).
+ */
 static int
-kc_cluster(struct kc_parse *p, yaml_node_t *e, const char *where,
-    struct kubeconfig_cluster *c)
+kc_list(struct kc_parse *p, yaml_node_t *root, const char *key, size_t size,
+    kc_entry_fn *fn, void **arrp, size_t *np)
 {
+	yaml_node_t	*seq;
+	char		 where[KC_PATH_MAX];
+	size_t		 n, i;
+	int		 rc;
+
+	*np = 0;
+	if ((rc = kc_entries(p, root, key, &seq, &n)) != 0)
+		return (rc);
+	*arrp = xcalloc(n + 1, size);
+	for (i = 0; i < n; i++) {
+		kc_fmt(where, sizeof where, "%s[%zu]", key, i);
+		(*np)++;
+		if ((rc = fn(p, kc_node(p, seq->data.sequence.items.start[i]),
+		    where, (char *)*arrp + i * size)) != 0)
+			return (rc);
+	}
+	return (0);
+}
+
+static int
+kc_cluster(struct kc_parse *p, yaml_node_t *e, const char *where, void *out)
+{
+	struct kubeconfig_cluster *c = out;
 	yaml_node_t	*m;
 	char		 path[KC_PATH_MAX];
 	int		 rc;
@@ -477,9 +507,9 @@ kc_cluster(struct kc_parse *p, yaml_node_t *e, const char *where,
 }
 
 static int
-kc_user(struct kc_parse *p, yaml_node_t *e, const char *where,
-    struct kubeconfig_user *u)
+kc_user(struct kc_parse *p, yaml_node_t *e, const char *where, void *out)
 {
+	struct kubeconfig_user *u = out;
 	static const char *const imp[] = { "as", "as-uid", "as-groups",
 	    "as-user-extra" };
 	const yaml_node_t *name;
@@ -599,9 +629,9 @@ kc_exec(struct kc_parse *p, yaml_node_t *user, const char *upath,
 }
 
 static int
-kc_context(struct kc_parse *p, yaml_node_t *e, const char *where,
-    struct kubeconfig_context *c)
+kc_context(struct kc_parse *p, yaml_node_t *e, const char *where, void *out)
 {
+	struct kubeconfig_context *c = out;
 	yaml_node_t	*m;
 	char		 path[KC_PATH_MAX];
 	int		 rc;
@@ -626,10 +656,8 @@ kubeconfig_parse(const char *data, size_t len, const char *dir,
 	yaml_document_t	 doc;
 	struct kc_parse	 p;
 	struct kubeconfig *kc = NULL;
-	yaml_node_t	*root, *seq;
-	yaml_node_item_t *it;
-	char		 where[KC_PATH_MAX];
-	size_t		 n, i;
+	yaml_node_t	*root;
+	void		*arr;
 	int		 rc = -AS_EINVAL, have_doc = 0;
 
 	*out = NULL;
@@ -670,39 +698,24 @@ kubeconfig_parse(const char *data, size_t len, const char *dir,
 	    &kc->current_context)) != 0)
 		goto out;
 
-	if ((rc = kc_entries(&p, root, "clusters", &seq, &n)) != 0)
+	arr = NULL;
+	rc = kc_list(&p, root, "clusters", sizeof *kc->clusters, kc_cluster,
+	    &arr, &kc->nclusters);
+	kc->clusters = arr;
+	if (rc != 0)
 		goto out;
-	kc->clusters = xcalloc(n + 1, sizeof *kc->clusters);
-	for (i = 0; i < n; i++) {
-		it = seq->data.sequence.items.start + i;
-		kc_fmt(where, sizeof where, "clusters[%zu]", i);
-		kc->nclusters++;
-		if ((rc = kc_cluster(&p, kc_node(&p, *it), where,
-		    &kc->clusters[i])) != 0)
-			goto out;
-	}
-	if ((rc = kc_entries(&p, root, "users", &seq, &n)) != 0)
+	arr = NULL;
+	rc = kc_list(&p, root, "users", sizeof *kc->users, kc_user, &arr,
+	    &kc->nusers);
+	kc->users = arr;
+	if (rc != 0)
 		goto out;
-	kc->users = xcalloc(n + 1, sizeof *kc->users);
-	for (i = 0; i < n; i++) {
-		it = seq->data.sequence.items.start + i;
-		kc_fmt(where, sizeof where, "users[%zu]", i);
-		kc->nusers++;
-		if ((rc = kc_user(&p, kc_node(&p, *it), where,
-		    &kc->users[i])) != 0)
-			goto out;
-	}
-	if ((rc = kc_entries(&p, root, "contexts", &seq, &n)) != 0)
+	arr = NULL;
+	rc = kc_list(&p, root, "contexts", sizeof *kc->contexts, kc_context,
+	    &arr, &kc->ncontexts);
+	kc->contexts = arr;
+	if (rc != 0)
 		goto out;
-	kc->contexts = xcalloc(n + 1, sizeof *kc->contexts);
-	for (i = 0; i < n; i++) {
-		it = seq->data.sequence.items.start + i;
-		kc_fmt(where, sizeof where, "contexts[%zu]", i);
-		kc->ncontexts++;
-		if ((rc = kc_context(&p, kc_node(&p, *it), where,
-		    &kc->contexts[i])) != 0)
-			goto out;
-	}
 	rc = 0;
 out:
 	if (have_doc)
