@@ -271,11 +271,10 @@ client_exec_use(struct k8s_client *c)
 	char	 until[40] = "";
 	double	 left, early;
 
-	if (c->cred.token != NULL)
-		httpc_set_bearer(c->h, c->cred.token);
-	if (c->cred.cert != NULL)
-		httpc_set_client_cert(c->h, c->cred.cert, c->cred.cert_len,
-		    c->cred.key, c->cred.key_len);
+	/* Exactly what the plugin gave: a missing one clears the old one. */
+	httpc_set_bearer(c->h, c->cred.token);
+	httpc_set_client_cert(c->h, c->cred.cert, c->cred.cert_len,
+	    c->cred.key, c->cred.key_len);
 	if (c->cred.expiry <= 0) {
 		log_info("k8s", "exec plugin %s: %s without expiry (run "
 		    "again after a 401)", execcred_command(c->ex),

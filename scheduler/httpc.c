@@ -429,7 +429,8 @@ void
 httpc_set_bearer(struct httpc *c, const char *token)
 {
 	/* The same token again (a re-read file) is not a new credential. */
-	if (token != NULL && c->bearer != NULL && strcmp(token, c->bearer) == 0)
+	if (token == NULL ? c->bearer == NULL :
+	    c->bearer != NULL && strcmp(token, c->bearer) == 0)
 		return;
 	httpc_secret_free(c->bearer);
 	c->bearer = token != NULL ? xstrdup(token) : NULL;
@@ -454,6 +455,11 @@ void
 httpc_set_client_cert(struct httpc *c, const char *cert, size_t cert_len,
     const char *key, size_t key_len)
 {
+	if (cert == NULL ? c->cert_blob == NULL : c->cert_blob != NULL &&
+	    cert_len == c->cert_blob_len && key_len == c->key_blob_len &&
+	    memcmp(cert, c->cert_blob, cert_len) == 0 && key != NULL &&
+	    memcmp(key, c->key_blob, key_len) == 0)
+		return;
 	free(c->cert_blob);
 	httpc_blob_free(c->key_blob, c->key_blob_len);
 	c->cert_blob = c->key_blob = NULL;

@@ -2,8 +2,9 @@
 """A client.authentication.k8s.io/v1 exec credential plugin for the tests.
 
 Reads its answer from the directory in EXEC_PLUGIN_STATE: "token" (the
-bearer token to hand out), "ttl" (seconds until expirationTimestamp; no file:
-no expiry), "fail" (when present: print its text on stderr and exit 3).
+bearer token to hand out), "cert" and "key" (PEM files: a client certificate
+instead), "ttl" (seconds until expirationTimestamp; no file: no expiry),
+"fail" (when present: print its text on stderr and exit 3).
 Appends one JSON line per run to "runs": the KUBERNETES_EXEC_INFO it got and
 whether stdin was a terminal.  Standard library only.
 """
@@ -30,7 +31,11 @@ def main():
     if fail is not None:
         sys.stderr.write(fail + "\nsecond line\n")
         return 3
-    status = {"token": read(state, "token")}
+    if read(state, "cert") is not None:
+        status = {"clientCertificateData": read(state, "cert") + "\n",
+                  "clientKeyData": read(state, "key") + "\n"}
+    else:
+        status = {"token": read(state, "token")}
     ttl = read(state, "ttl")
     if ttl is not None:
         t = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=float(ttl))

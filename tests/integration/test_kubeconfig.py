@@ -247,6 +247,30 @@ class KubeconfigTest(world.DaemonTestCase):
         self.assertGreaterEqual(len(nruns()), before + 1)
         self.assertIn("401, running the exec plugin", self.daemon.logs())
 
+    # (c'') an exec plugin that hands out a client certificate
+    def test_exec_plugin_client_certificate(self):
+        state = os.path.join(self.dir, "plugin")
+        os.makedirs(state)
+        ca = certs.make_ca(self.dir, "client-ca")
+        crt, key = certs.make_client_cert(self.dir, ca, "exec-cert-bot", ["system:masters"])
+        shutil.copy(crt, os.path.join(state, "cert"))
+        shutil.copy(key, os.path.join(state, "key"))
+        with open(key) as f:
+            self.secrets.append(f.read().splitlines()[1])
+        self.start_kube("--client-ca", ca[0])
+        kc = kubeconfig(os.path.join(self.dir, "config"),
+                        clusters=[("sim", self.cluster())],
+                        users=[("plug", {"exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1",
+                            "command": sys.executable, "args": [PLUGIN],
+                            "env": [("EXEC_PLUGIN_STATE", state)],
+                            "interactiveMode": "IfAvailable"}})],
+                        contexts=[("main", {"cluster": "sim", "user": "plug"})],
+                        current="main")
+        self.start(["--kubeconfig", kc])
+        self.wait_user("exec-cert-bot")
+        self.assertIn("client certificate without expiry", self.daemon.logs())
+
     # (c') a failing plugin at start: the daemon refuses to start, and says why
     def test_exec_plugin_failure_at_start(self):
         state = os.path.join(self.dir, "plugin")
