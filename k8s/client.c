@@ -3,11 +3,21 @@
  * (scheduler/httpc.c: libcurl multi on the caller's libev loop, the token
  * bucket, retries and per-attempt timeouts all live there).
  *
- * What this layer adds: the in-cluster configuration, the bearer token file
- * and Kubernetes Status objects as error messages.  The token is read at
- * start, again before an attempt when the copy is a minute old (as
- * client-go's cached file token source) and at once after a 401, after
- * which the request is tried once more.  It is never logged.
+ * What this layer adds: where the configuration comes from (kubeconfig,
+ * --apiserver, in-cluster; k8s/kubeconfig.c decides), the bearer token
+ * file, exec credential plugins and Kubernetes Status objects as error
+ * messages.  The token is read at start, again before an attempt when the
+ * copy is a minute old (as client-go's cached file token source) and at
+ * once after a 401, after which the request is tried once more.  It is
+ * never logged.
+ *
+ * An exec plugin (k8s/execcred.c) runs once at start, blocking (bounded by
+ * its timeout), so that the first requests carry credentials.  Later runs
+ * go on the loop: a timer starts one shortly before the credentials
+ * expire, while the old ones still work, and a 401 starts one at once and
+ * holds the request queue (httpc_hold) until it is over, so the retried
+ * request and the ones behind it carry the new credentials.  A failed run
+ * keeps the old credentials and is tried again with backoff.
  *
  * Lifetimes.  A struct k8s_req wraps one httpc request and is freed right
  * after its completion has run.  The struct k8s_client lives until the
@@ -25,18 +35,30 @@
 #include <ev.h>
 
 #include "agentscaler/common.h"
+#include "agentscaler/execcred.h"
 #include "agentscaler/httpc.h"
 #include "agentscaler/k8s.h"
+#include "agentscaler/kubeconfig.h"
 #include "agentscaler/log.h"
 
 #define K8S_SA_DIR		"/var/run/secrets/kubernetes.io/serviceaccount"
 #define K8S_TOKEN_PERIOD	60.0	/* seconds between token re-reads */
+#define K8S_EXEC_EARLY_MAX	60.0	/* refresh at most this early, s */
+#define K8S_EXEC_MIN_DELAY	1.0	/* between two plugin runs, s */
+#define K8S_EXEC_RETRY_CAP	30.0	/* backoff after failed runs, s */
 
 struct k8s_client {
+	struct ev_loop		*loop;
 	struct httpc		*h;
 	char			*token_file;
 	char			*token;
 	double			 token_at;	/* mono time of the last read */
+	struct execcred		*ex;		/* NULL: no exec plugin */
+	struct execcred_cred	 cred;		/* its current credentials */
+	struct ev_timer		 ex_timer;	/* the next refresh */
+	unsigned		 ex_failures;	/* runs failed in a row */
+	double			 ex_failed_at;	/* mono */
+	int			 holding;	/* httpc_hold while it runs */
 	int			 closing;
 };
 
@@ -64,6 +86,16 @@ static void	 client_line(const char *, size_t, void *);
 static void	*client_sink_send(void *, const char *, const char *,
 		    const char *, const char *, k8s_done_fn *, void *);
 static void	 client_sink_cancel(void *, void *);
+static struct execcred *client_exec_new(struct ev_loop *,
+		    const struct k8s_options *, char *, size_t);
+static void	 client_exec_use(struct k8s_client *);
+static void	 client_exec_schedule(struct k8s_client *, double);
+static void	 client_exec_refresh(struct k8s_client *, int);
+static void	 client_exec_timer_cb(struct ev_loop *, struct ev_timer *,
+		    int);
+static void	 client_exec_over(struct k8s_client *, const char *);
+static void	 client_exec_done(struct execcred *, int,
+		    struct execcred_cred *, const char *, void *);
 
 /*
  * In-cluster configuration as client-go's InClusterConfig: both variables
@@ -125,45 +157,50 @@ k8s_client_new(struct ev_loop *loop, const struct k8s_options *opts,
 {
 	struct k8s_options o;
 	struct httpc_options ho;
-	struct k8s_client *c = NULL;
-	char		 buf[1024];
+	struct k8s_client *c = NULL, *out = NULL;
+	struct kubeconfig *kc = NULL;
+	char		 buf[1024], desc[1024];
 
 	if (loop == NULL || opts == NULL) {
 		snprintf(err, errlen, "no loop or no options");
 		return (NULL);
 	}
-	o = *opts;
-	if (o.apiserver == NULL) {
-		struct k8s_options ic;
-
-		memset(&ic, 0, sizeof ic);
-		if (k8s_options_incluster(&ic, NULL, buf, sizeof buf, err,
-		    errlen) != 0)
-			return (NULL);
-		o.apiserver = ic.apiserver;
-		if (o.token_file == NULL)
-			o.token_file = ic.token_file;
-		if (o.ca_file == NULL)
-			o.ca_file = ic.ca_file;
-	}
+	if (kubeconfig_resolve(opts, &o, &kc, buf, sizeof buf, desc,
+	    sizeof desc, err, errlen) != 0)
+		return (NULL);
 	if (strncmp(o.apiserver, "https://", 8) != 0 &&
 	    strncmp(o.apiserver, "http://", 7) != 0) {
 		snprintf(err, errlen, "apiserver must be an http(s) URL");
-		return (NULL);
+		goto out;
 	}
+	log_info("k8s", "configuration: %s", desc);
 
 	c = xcalloc(1, sizeof *c);
+	c->loop = loop;
+	ev_timer_init(&c->ex_timer, client_exec_timer_cb, 0., 0.);
+	c->ex_timer.data = c;
 	if (o.token_file != NULL) {
 		c->token_file = xstrdup(o.token_file);
 		if ((c->token = as_read_secret(c->token_file, err,
 		    errlen)) == NULL)
 			goto fail;
 		c->token_at = as_mono_now();
+	} else if (o.token != NULL)
+		c->token = xstrdup(o.token);
+	if (o.exec != NULL) {
+		/* Blocking, once: the first requests need credentials. */
+		if ((c->ex = client_exec_new(loop, &o, err, errlen)) == NULL ||
+		    execcred_run(c->ex, &c->cred, err, errlen) != 0)
+			goto fail;
 	}
 	memset(&ho, 0, sizeof ho);
 	ho.base_url = o.apiserver;
 	ho.log_name = "k8s";
 	ho.ca_file = o.ca_file;
+	ho.ca_data = o.ca_data;
+	ho.ca_data_len = o.ca_data_len;
+	ho.cert_file = o.cert_file;
+	ho.key_file = o.key_file;
 	ho.insecure_skip_verify = o.insecure_skip_tls_verify;
 	ho.qps = o.qps;
 	ho.burst = o.burst;
@@ -179,12 +216,162 @@ k8s_client_new(struct ev_loop *loop, const struct k8s_options *opts,
 	if ((c->h = httpc_new(loop, &ho, err, errlen)) == NULL)
 		goto fail;
 	httpc_set_bearer(c->h, c->token);
-	return (c);
+	if (o.cert_data != NULL)
+		httpc_set_client_cert(c->h, o.cert_data, o.cert_data_len,
+		    o.key_data, o.key_data_len);
+	if (c->ex != NULL)
+		client_exec_use(c);
+	out = c;
+	c = NULL;
+	goto out;
 fail:
+	execcred_free(c->ex);
+	execcred_cred_clear(&c->cred);
 	client_token_free(c->token);
 	free(c->token_file);
 	free(c);
-	return (NULL);
+out:
+	kubeconfig_free(kc);
+	return (out);
+}
+
+/*
+ * The runner of the exec plugin, told about the cluster the way client-go
+ * does when provideClusterInfo is set (the CA as data, read from its file
+ * if need be).  NULL with a reason when the CA cannot be read.
+ */
+static struct execcred *
+client_exec_new(struct ev_loop *loop, const struct k8s_options *o, char *err,
+    size_t errlen)
+{
+	struct execcred_cluster cl;
+	struct execcred	*x;
+	char		*ca = NULL;
+	size_t		 calen = 0;
+
+	memset(&cl, 0, sizeof cl);
+	cl.server = o->apiserver;
+	cl.insecure_skip_tls_verify = o->insecure_skip_tls_verify;
+	cl.ca_data = o->ca_data;
+	cl.ca_data_len = o->ca_data_len;
+	if (o->exec->provide_cluster_info && o->ca_data == NULL &&
+	    o->ca_file != NULL) {
+		if ((ca = as_read_file(o->ca_file, 1024 * 1024, &calen, err,
+		    errlen)) == NULL)
+			return (NULL);
+		cl.ca_data = ca;
+		cl.ca_data_len = calen;
+	}
+	x = execcred_new(loop, o->exec, &cl, 0);
+	free(ca);
+	return (x);
+}
+
+/* Hands the plugin's credentials to httpc and plans the next run. */
+static void
+client_exec_use(struct k8s_client *c)
+{
+	char	 until[40] = "";
+	double	 left, early;
+
+	/* Exactly what the plugin gave: a missing one clears the old one. */
+	httpc_set_bearer(c->h, c->cred.token);
+	httpc_set_client_cert(c->h, c->cred.cert, c->cred.cert_len,
+	    c->cred.key, c->cred.key_len);
+	if (c->cred.expiry <= 0) {
+		log_info("k8s", "exec plugin %s: %s without expiry (run "
+		    "again after a 401)", execcred_command(c->ex),
+		    c->cred.token != NULL ? "token" : "client certificate");
+		return;
+	}
+	as_rfc3339(c->cred.expiry, 0, until, sizeof until);
+	log_info("k8s", "exec plugin %s: %s valid until %s",
+	    execcred_command(c->ex), c->cred.token != NULL ? "token" :
+	    "client certificate", until);
+	/* A tenth of the lifetime early, at most a minute. */
+	left = c->cred.expiry - as_wall_now();
+	early = left / 10 < K8S_EXEC_EARLY_MAX ? left / 10 :
+	    K8S_EXEC_EARLY_MAX;
+	client_exec_schedule(c, left - early);
+}
+
+static void
+client_exec_schedule(struct k8s_client *c, double delay)
+{
+	if (delay < K8S_EXEC_MIN_DELAY)
+		delay = K8S_EXEC_MIN_DELAY;
+	ev_timer_stop(c->loop, &c->ex_timer);
+	ev_timer_set(&c->ex_timer, delay, 0.);
+	ev_timer_start(c->loop, &c->ex_timer);
+}
+
+static void
+client_exec_timer_cb(struct ev_loop *loop, struct ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	client_exec_refresh(w->data, 0);
+}
+
+/*
+ * Starts a plugin run unless one is going; hold: keep every request
+ * queued until it is over (after a 401).
+ */
+static void
+client_exec_refresh(struct k8s_client *c, int hold)
+{
+	char	 err[512];
+
+	if (hold && !c->holding) {
+		c->holding = 1;
+		httpc_hold(c->h, 1);
+	}
+	if (execcred_busy(c->ex))
+		return;
+	ev_timer_stop(c->loop, &c->ex_timer);
+	if (execcred_start(c->ex, client_exec_done, c, err, sizeof err) != 0)
+		client_exec_over(c, err);
+}
+
+/*
+ * The end of a run, or of a start that failed (msg: the reason, NULL on
+ * success): backoff after a failure, the queue released either way.
+ */
+static void
+client_exec_over(struct k8s_client *c, const char *msg)
+{
+	double	 delay;
+
+	if (msg != NULL) {
+		c->ex_failures++;
+		c->ex_failed_at = as_mono_now();
+		delay = as_backoff(K8S_EXEC_MIN_DELAY, K8S_EXEC_RETRY_CAP,
+		    c->ex_failures - 1);
+		log_warn("k8s", "%s; keeping the current credentials, next "
+		    "try in %.1fs", msg, delay);
+		client_exec_schedule(c, delay);
+	}
+	if (c->holding) {
+		c->holding = 0;
+		httpc_hold(c->h, 0);
+	}
+}
+
+static void
+client_exec_done(struct execcred *x, int err, struct execcred_cred *cred,
+    const char *msg, void *arg)
+{
+	struct k8s_client *c = arg;
+
+	(void)x;
+	if (err == 0) {
+		execcred_cred_clear(&c->cred);
+		c->cred = *cred;
+		memset(cred, 0, sizeof *cred);
+		c->ex_failures = 0;
+		client_exec_use(c);
+	}
+	client_exec_over(c, err == 0 ? NULL : msg);
 }
 
 /* Cancels every pending request (completions run), then frees. */
@@ -194,6 +381,10 @@ k8s_client_free(struct k8s_client *c)
 	if (c == NULL || c->closing)
 		return;
 	c->closing = 1;
+	/* No plugin run or timer may outlive this call. */
+	ev_timer_stop(c->loop, &c->ex_timer);
+	execcred_free(c->ex);
+	c->ex = NULL;
 	httpc_free(c->h);	/* client_cleanup frees c, now or later */
 }
 
@@ -203,6 +394,7 @@ client_cleanup(void *arg)
 {
 	struct k8s_client *c = arg;
 
+	execcred_cred_clear(&c->cred);
 	client_token_free(c->token);
 	free(c->token_file);
 	free(c);
@@ -269,6 +461,20 @@ client_unauthorized(struct httpc *h, const char *method, const char *path,
 	struct k8s_client *c = arg;
 
 	(void)h;
+	if (c->ex != NULL) {
+		/* A plugin that just failed is not run again at once. */
+		if (!execcred_busy(c->ex) && c->ex_failures > 0 &&
+		    as_mono_now() - c->ex_failed_at < K8S_EXEC_MIN_DELAY)
+			return (0);
+		if (execcred_busy(c->ex))
+			log_debug("k8s", "%s %s: 401, waiting for the exec "
+			    "plugin", method, path);
+		else
+			log_info("k8s", "%s %s: 401, running the exec plugin "
+			    "%s again", method, path, execcred_command(c->ex));
+		client_exec_refresh(c, 1);
+		return (1);
+	}
 	if (c->token_file == NULL)
 		return (0);
 	log_info("k8s", "%s %s: 401, re-reading the token file %s", method,

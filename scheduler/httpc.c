@@ -112,6 +112,7 @@ struct httpc_req {
 
 	unsigned		 attempts;	/* finished, 401 retry not */
 	int			 auth_retried;
+	unsigned		 cred_gen;	/* of the attempt's credentials */
 	CURL			*easy;
 	struct curl_slist	*headers;
 	char			 errbuf[CURL_ERROR_SIZE];
@@ -150,9 +151,19 @@ struct httpc {
 	char			*base_url;
 	char			*log_name;
 	char			*ca_file;
+	char			*ca_data;
+	size_t			 ca_data_len;
+	char			*cert_file;
+	char			*key_file;
+	char			*cert_blob;
+	size_t			 cert_blob_len;
+	char			*key_blob;
+	size_t			 key_blob_len;
 	char			*bearer;
 	char			*user;
 	char			*password;
+	unsigned		 cred_gen;	/* bumped by httpc_set_* */
+	int			 held;		/* httpc_hold */
 	int			 insecure;
 	double			 qps;
 	int			 burst;
@@ -227,6 +238,29 @@ httpc_secret_free(char *s)
 	}
 }
 
+/* A copy of len bytes, NUL-terminated, or NULL for NULL. */
+static char *
+httpc_blob_dup(const char *p, size_t len)
+{
+	char	*out;
+
+	if (p == NULL)
+		return (NULL);
+	out = xmalloc(len + 1);
+	memcpy(out, p, len);
+	out[len] = '\0';
+	return (out);
+}
+
+static void
+httpc_blob_free(char *p, size_t len)
+{
+	if (p != NULL) {
+		explicit_bzero(p, len);
+		free(p);
+	}
+}
+
 struct httpc *
 httpc_new(struct ev_loop *loop, const struct httpc_options *o, char *err,
     size_t errlen)
@@ -268,6 +302,12 @@ httpc_new(struct ev_loop *loop, const struct httpc_options *o, char *err,
 	c->log_name = xstrdup(o->log_name != NULL ? o->log_name : "http");
 	if (o->ca_file != NULL)
 		c->ca_file = xstrdup(o->ca_file);
+	c->ca_data = httpc_blob_dup(o->ca_data, o->ca_data_len);
+	c->ca_data_len = o->ca_data_len;
+	if (o->cert_file != NULL)
+		c->cert_file = xstrdup(o->cert_file);
+	if (o->key_file != NULL)
+		c->key_file = xstrdup(o->key_file);
 	c->insecure = o->insecure_skip_verify;
 	c->qps = o->qps > 0 ? o->qps : 20;
 	c->burst = o->burst > 0 ? o->burst : 30;
@@ -318,6 +358,9 @@ out:
 		free(c->base_url);
 		free(c->log_name);
 		free(c->ca_file);
+		free(c->ca_data);
+		free(c->cert_file);
+		free(c->key_file);
 		free(c);
 	}
 	if (global)
@@ -366,11 +409,16 @@ httpc_destroy(struct httpc *c)
 	}
 	httpc_secret_free(c->bearer);
 	httpc_secret_free(c->password);
+	httpc_blob_free(c->key_blob, c->key_blob_len);
+	free(c->cert_blob);
 	free(c->user);
 	free(c->stats);
 	free(c->base_url);
 	free(c->log_name);
 	free(c->ca_file);
+	free(c->ca_data);
+	free(c->cert_file);
+	free(c->key_file);
 	free(c);
 	curl_global_cleanup();
 	if (cleanup != NULL)
@@ -380,18 +428,60 @@ httpc_destroy(struct httpc *c)
 void
 httpc_set_bearer(struct httpc *c, const char *token)
 {
+	/* The same token again (a re-read file) is not a new credential. */
+	if (token == NULL ? c->bearer == NULL :
+	    c->bearer != NULL && strcmp(token, c->bearer) == 0)
+		return;
 	httpc_secret_free(c->bearer);
 	c->bearer = token != NULL ? xstrdup(token) : NULL;
+	c->cred_gen++;
 }
 
 void
 httpc_set_basic(struct httpc *c, const char *user, const char *password)
 {
+	if (user != NULL && c->user != NULL && strcmp(user, c->user) == 0 &&
+	    strcmp(password != NULL ? password : "", c->password) == 0)
+		return;
 	free(c->user);
 	httpc_secret_free(c->password);
 	c->user = user != NULL ? xstrdup(user) : NULL;
 	c->password = user != NULL ? xstrdup(password != NULL ? password :
 	    "") : NULL;
+	c->cred_gen++;
+}
+
+void
+httpc_set_client_cert(struct httpc *c, const char *cert, size_t cert_len,
+    const char *key, size_t key_len)
+{
+	if (cert == NULL ? c->cert_blob == NULL : c->cert_blob != NULL &&
+	    cert_len == c->cert_blob_len && key_len == c->key_blob_len &&
+	    memcmp(cert, c->cert_blob, cert_len) == 0 && key != NULL &&
+	    memcmp(key, c->key_blob, key_len) == 0)
+		return;
+	free(c->cert_blob);
+	httpc_blob_free(c->key_blob, c->key_blob_len);
+	c->cert_blob = c->key_blob = NULL;
+	c->cert_blob_len = c->key_blob_len = 0;
+	if (cert != NULL) {
+		c->cert_blob = httpc_blob_dup(cert, cert_len);
+		c->cert_blob_len = cert_len;
+		c->key_blob = httpc_blob_dup(key != NULL ? key : "",
+		    key != NULL ? key_len : 0);
+		c->key_blob_len = key != NULL ? key_len : 0;
+	}
+	c->cred_gen++;
+}
+
+void
+httpc_hold(struct httpc *c, int on)
+{
+	if (c->closing || c->held == !!on)
+		return;
+	c->held = !!on;
+	if (!c->held)
+		httpc_pump(c);
 }
 
 const char *
@@ -676,6 +766,8 @@ httpc_pump(struct httpc *c)
 	struct httpc_req *r;
 	double		 now, delay;
 
+	if (c->held)
+		return;		/* httpc_hold(c, 0) pumps again */
 	now = as_mono_now();
 	c->tokens += (now - c->tokens_at) * c->qps;
 	if (c->tokens > c->burst)
@@ -925,8 +1017,27 @@ req_setup(struct httpc_req *r)
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(c->connect_timeout * 1000));
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (c->ca_file != NULL)
+	if (c->ca_data != NULL) {
+		struct curl_blob blob = { c->ca_data, c->ca_data_len,
+		    CURL_BLOB_COPY };
+
+		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
+	} else if (c->ca_file != NULL)
 		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
+	if (c->cert_blob != NULL) {
+		/* libcurl 7.71+ (Debian 12: 7.88), OpenSSL backend. */
+		struct curl_blob cb = { c->cert_blob, c->cert_blob_len,
+		    CURL_BLOB_COPY };
+		struct curl_blob kb = { c->key_blob, c->key_blob_len,
+		    CURL_BLOB_COPY };
+
+		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cb);
+		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &kb);
+	} else if (c->cert_file != NULL) {
+		curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
+		curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
+	}
+	r->cred_gen = c->cred_gen;
 	if (c->insecure) {
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -1171,8 +1282,10 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 		    "line (%s)", r->url);
 	}
 
-	if (code == 401 && !r->auth_retried && c->unauthorized != NULL &&
-	    c->unauthorized(c, r->method, r->path, c->arg)) {
+	/* New credentials since this attempt began: they deserve a try. */
+	if (code == 401 && !r->auth_retried && (r->cred_gen != c->cred_gen ||
+	    (c->unauthorized != NULL &&
+	    c->unauthorized(c, r->method, r->path, c->arg)))) {
 		/* The 401 attempt does not count against max_retries. */
 		r->auth_retried = 1;
 		r->attempts--;

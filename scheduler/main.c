@@ -33,6 +33,7 @@ struct option_row {
 
 enum {
 	O_CONFIG, O_SECRETS_DIR, O_METRICS_ADDR, O_LOG_FORMAT, O_LOG_LEVEL,
+	O_KUBECONFIG, O_CONTEXT,
 	O_APISERVER, O_TOKEN_FILE, O_CA_FILE, O_INSECURE, O_KUBE_QPS,
 	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_INSTANCE,
 	O_LEADER_ELECT, O_LEASE_NAME, O_LEASE_NAMESPACE, O_LEASE_DURATION,
@@ -54,12 +55,20 @@ static const struct option_row options_table[O_COUNT] = {
 	    "json | text" },
 	[O_LOG_LEVEL] = { "log-level", OPT_STRING, "info", 0, 0,
 	    "debug | info | warn | error" },
+	[O_KUBECONFIG] = { "kubeconfig", OPT_STRING, NULL, 0, 0,
+	    "kubeconfig file; without it and without --apiserver: "
+	    "KUBECONFIG, in-cluster, then ~/.kube/config" },
+	[O_CONTEXT] = { "context", OPT_STRING, NULL, 0, 0,
+	    "kubeconfig context to use (default: its current-context)" },
 	[O_APISERVER] = { "apiserver", OPT_STRING, NULL, 0, 0,
-	    "API server URL; default: in-cluster config" },
+	    "API server URL; overrides the kubeconfig's server (alone: no "
+	    "kubeconfig is read)" },
 	[O_TOKEN_FILE] = { "token-file", OPT_STRING, NULL, 0, 0,
-	    "bearer token file, re-read every minute and on 401" },
+	    "bearer token file, re-read every minute and on 401; overrides "
+	    "the kubeconfig user's token and exec plugin" },
 	[O_CA_FILE] = { "ca-file", OPT_STRING, NULL, 0, 0,
-	    "CA bundle for the API server's certificate" },
+	    "CA bundle for the API server's certificate; overrides the "
+	    "kubeconfig's" },
 	[O_INSECURE] = { "insecure-skip-tls-verify", OPT_FLAG, NULL, 0, 0,
 	    "do not verify the API server's certificate (testing only)" },
 	[O_KUBE_QPS] = { "kube-qps", OPT_NUMBER, "20", 0.1, 10000,
@@ -354,6 +363,8 @@ main(int argc, char **argv)
 	    opts.instance[0] == '\0')
 		as_strlcpy(opts.instance, "agentscaler", sizeof opts.instance);
 	opts.instance[sizeof opts.instance - 1] = '\0';
+	opts.k8s.kubeconfig = val[O_KUBECONFIG];
+	opts.k8s.context = val[O_CONTEXT];
 	opts.k8s.apiserver = val[O_APISERVER];
 	opts.k8s.token_file = val[O_TOKEN_FILE];
 	opts.k8s.ca_file = val[O_CA_FILE];

@@ -782,38 +782,6 @@ json_finish(cJSON *o, size_t *outlen)
 	return (out);
 }
 
-/* RFC 4648 base64 with padding. */
-static char *
-base64(const char *buf, size_t len)
-{
-	static const char tbl[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	const unsigned char	*p = (const unsigned char *)buf;
-	char			*out;
-	size_t			 i, o = 0;
-	uint32_t		 v;
-
-	out = xmalloc((len + 2) / 3 * 4 + 1);
-	for (i = 0; i + 2 < len; i += 3) {
-		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		out[o++] = tbl[v >> 18];
-		out[o++] = tbl[(v >> 12) & 63];
-		out[o++] = tbl[(v >> 6) & 63];
-		out[o++] = tbl[v & 63];
-	}
-	if (i < len) {
-		v = (uint32_t)p[i] << 16;
-		if (i + 1 < len)
-			v |= (uint32_t)p[i + 1] << 8;
-		out[o++] = tbl[v >> 18];
-		out[o++] = tbl[(v >> 12) & 63];
-		out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-		out[o++] = '=';
-	}
-	out[o] = '\0';
-	return (out);
-}
-
 /*
  * "original" holds the message as a JSON string when it is UTF-8 without
  * NUL bytes (cJSON strings end at a NUL); anything else goes in
@@ -844,7 +812,7 @@ task_dead_letter_record(const char *reason, const char *detail,
 		s = xstrndup(len > 0 ? body : "", len);
 		json_put(o, "original", cJSON_CreateString(s));
 	} else {
-		s = base64(body, len);
+		s = as_base64_encode(body, len);
 		json_put(o, "originalBase64", cJSON_CreateString(s));
 	}
 	free(s);

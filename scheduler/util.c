@@ -530,3 +530,100 @@ as_hexval(int c)
 		return (c - 'A' + 10);
 	return (-1);
 }
+
+static const char as_b64_tbl[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *
+as_base64_encode(const char *buf, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)buf;
+	char			*out;
+	size_t			 i, o = 0;
+	uint32_t		 v;
+
+	out = xmalloc((len + 2) / 3 * 4 + 1);
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		out[o++] = as_b64_tbl[v >> 18];
+		out[o++] = as_b64_tbl[(v >> 12) & 63];
+		out[o++] = as_b64_tbl[(v >> 6) & 63];
+		out[o++] = as_b64_tbl[v & 63];
+	}
+	if (i < len) {
+		v = (uint32_t)p[i] << 16;
+		if (i + 1 < len)
+			v |= (uint32_t)p[i + 1] << 8;
+		out[o++] = as_b64_tbl[v >> 18];
+		out[o++] = as_b64_tbl[(v >> 12) & 63];
+		out[o++] = i + 1 < len ? as_b64_tbl[(v >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = '\0';
+	return (out);
+}
+
+static int
+as_b64_val(int c)
+{
+	const char	*p;
+
+	if (c == '\0' || (p = strchr(as_b64_tbl, c)) == NULL)
+		return (-1);
+	return ((int)(p - as_b64_tbl));
+}
+
+/*
+ * Strict like Go's base64.StdEncoding (which decodes Kubernetes' []byte
+ * fields): padding required, nothing after it, unused bits zero; only line
+ * breaks and blanks between characters are skipped.
+ */
+char *
+as_base64_decode(const char *s, size_t len, size_t *outlen)
+{
+	char		*out;
+	size_t		 i, o = 0, n = 0, pad = 0;
+	uint32_t	 v = 0;
+	int		 d;
+
+	out = xmalloc(len / 4 * 3 + 3);
+	for (i = 0; i < len; i++) {
+		if (s[i] == '\n' || s[i] == '\r' || s[i] == ' ' ||
+		    s[i] == '\t')
+			continue;
+		if (s[i] == '=') {
+			/* "xx==" or "xxx=", and nothing but '=' after. */
+			if (n % 4 < 2)
+				goto bad;
+			pad++;
+			d = 0;
+		} else if (pad > 0 ||
+		    (d = as_b64_val((unsigned char)s[i])) < 0)
+			goto bad;
+		v = v << 6 | (uint32_t)d;
+		if (++n % 4 == 0) {
+			out[o++] = (char)(v >> 16);
+			out[o++] = (char)(v >> 8);
+			out[o++] = (char)v;
+			v = 0;
+		}
+	}
+	if (pad > 0) {
+		if (n % 4 != 0 || pad > 2)
+			goto bad;
+		/* The bits the padding hides must be zero. */
+		if ((pad == 2 && (out[o - 2] != 0 || out[o - 1] != 0)) ||
+		    (pad == 1 && out[o - 1] != 0))
+			goto bad;
+		o -= pad;
+	}
+	if (n % 4 != 0)
+		goto bad;
+	out[o] = '\0';
+	if (outlen != NULL)
+		*outlen = o;
+	return (out);
+bad:
+	free(out);
+	return (NULL);
+}

@@ -386,12 +386,18 @@ START_TEST(test_incluster_errors)
 	    err, sizeof err), -AS_EINVAL);
 	ck_assert(strstr(err, "token") != NULL);
 	/* The client takes the same path when apiserver is NULL. */
-	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBECONFIG");
 	memset(&o, 0, sizeof o);
 	loop_setup();
 	ck_assert_ptr_null(k8s_client_new(loop, &o, err, sizeof err));
+	ck_assert_msg(strstr(err, "token") != NULL, "%s", err);
+	/* Not in a cluster, no kubeconfig anywhere: it says where it looked. */
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	setenv("HOME", sa_dir, 1);
+	ck_assert_ptr_null(k8s_client_new(loop, &o, err, sizeof err));
 	loop_teardown();
-	ck_assert(strstr(err, "not in a cluster") != NULL);
+	ck_assert_msg(strstr(err, "no Kubernetes configuration") != NULL &&
+	    strstr(err, "/.kube/config") != NULL, "%s", err);
 }
 END_TEST
 
@@ -1460,6 +1466,169 @@ START_TEST(test_token_rotated)
 }
 END_TEST
 
+/* ---- kubeconfig: CA data, a static token, an exec plugin (TLS) ---- */
+
+static void
+ks_setup_tls_tokens(void)
+{
+	static const char *const args[] = { "--tls", "--tokens", tok.csv,
+	    NULL };
+
+	tu_kubesim_tokens_make(&tok, "check_k8s_kc");
+	ks_start(args);
+}
+
+/*
+ * Writes tok.dir/config: the TLS kube-sim with ca as its CA (base64), and
+ * user as the "user:" body; returns its path (static).
+ */
+static const char *
+kc_write(const char *ca, const char *user)
+{
+	static char	 path[160];
+	char		*pem, *b64, *doc, err[256];
+	size_t		 len;
+
+	ck_assert_ptr_nonnull(pem = as_read_file(ca, 65536, &len, err,
+	    sizeof err));
+	b64 = as_base64_encode(pem, len);
+	doc = xasprintf("apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+	    "clusters:\n- name: sim\n  cluster:\n    server: %s\n"
+	    "    certificate-authority-data: %s\n"
+	    "users:\n- name: u\n  user:\n%s\n"
+	    "contexts:\n- name: t\n  context: {cluster: sim, user: u}\n",
+	    ks.url, b64, user);
+	snprintf(path, sizeof path, "%s/config", tok.dir);
+	tu_write_file(path, doc);
+	free(doc);
+	free(b64);
+	free(pem);
+	return (path);
+}
+
+static struct k8s_client *
+kc_client(const char *path)
+{
+	struct k8s_options o;
+	struct k8s_client *c;
+	char		 err[512] = "";
+
+	memset(&o, 0, sizeof o);
+	o.kubeconfig = path;
+	o.retry_base = 0.02;
+	o.retry_cap = 0.1;
+	c = k8s_client_new(loop, &o, err, sizeof err);
+	ck_assert_msg(c != NULL, "k8s_client_new: %s", err);
+	return (c);
+}
+
+START_TEST(test_kc_ca_data_and_token)
+{
+	struct k8s_client *c;
+	struct result	 res;
+	struct ks_entry	 e[4];
+	long		 seq;
+
+	tu_write_file(tok.csv, "tok-a,agentscaler,uid-1,system:masters\n");
+	c = kc_client(kc_write(ks.ca, "    token: tok-a"));
+	api_deployment(c, "kc-web");
+	seq = ks_log(-1, NULL, NULL, NULL, 0);
+	memset(&res, 0, sizeof res);
+	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
+	    "kc-web", on_scale, &res));
+	res.returned = 1;
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
+	ck_assert_msg(res.err == 0, "err %d: %s", res.err, res.msg);
+	ck_assert_int_eq(ks_log(seq, "GET", "kc-web/scale", e, 4), 1);
+	ck_assert_str_eq(e[0].user, "agentscaler");
+	k8s_client_free(c);
+}
+END_TEST
+
+/* certificate-authority-data replaces the system CAs: a wrong one fails. */
+START_TEST(test_kc_wrong_ca)
+{
+	struct k8s_client *c;
+	struct result	 res;
+	char		 path[160];
+	FILE		*fp;
+
+	/* A certificate of nobody we trust: the server's own, as a CA. */
+	snprintf(path, sizeof path, "%s/other.pem", tok.dir);
+	ck_assert_int_eq(system("openssl req -x509 -newkey ec -pkeyopt "
+	    "ec_paramgen_curve:prime256v1 -nodes -keyout /dev/null -subj "
+	    "/CN=other -days 1 2>/dev/null > /tmp/check_k8s_other.pem"), 0);
+	ck_assert_ptr_nonnull(fp = fopen("/tmp/check_k8s_other.pem", "r"));
+	fclose(fp);
+	c = kc_client(kc_write("/tmp/check_k8s_other.pem", "    token: tok-a"));
+	unlink("/tmp/check_k8s_other.pem");
+	memset(&res, 0, sizeof res);
+	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
+	    "kc-web", on_scale, &res));
+	res.returned = 1;
+	ck_assert(tu_run_count(loop, &res.calls, 1, WAIT));
+	ck_assert_int_eq(res.err, -AS_ECONN);
+	ck_assert_msg(strstr(res.msg, "certificate") != NULL, "%s", res.msg);
+	k8s_client_free(c);
+}
+END_TEST
+
+/*
+ * An exec plugin run at start, then again after a 401 on the loop (a
+ * private loop: waitpid polling); the retried request waits for it.
+ */
+START_TEST(test_kc_exec_after_401)
+{
+	struct k8s_client *c;
+	struct result	 res[3];
+	struct ks_entry	 e[8];
+	char		 plugin[160], user[512], runs[160], *text;
+	long		 seq;
+	int		 i;
+
+	snprintf(plugin, sizeof plugin, "%s/plugin", tok.dir);
+	snprintf(runs, sizeof runs, "%s/runs", tok.dir);
+	tu_write_file(plugin, "#!/bin/sh\necho run >> \"$RUNS\"\n"
+	    "printf '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
+	    "\"kind\":\"ExecCredential\",\"status\":{\"token\":\"%s\"}}' "
+	    "\"$(cat \"$TOKEN_FILE\")\"\n");
+	ck_assert_int_eq(chmod(plugin, 0700), 0);
+	snprintf(user, sizeof user, "    exec:\n"
+	    "      apiVersion: client.authentication.k8s.io/v1\n"
+	    "      command: ./plugin\n      interactiveMode: Never\n"
+	    "      env:\n      - {name: TOKEN_FILE, value: %s}\n"
+	    "      - {name: RUNS, value: %s}", tok.file, runs);
+	tu_write_file(tok.csv, "tok-a,agentscaler,uid-1,system:masters\n");
+	tu_write_file(tok.file, "tok-a\n");
+	c = kc_client(kc_write(ks.ca, user));
+	api_deployment(c, "kc-exec");
+
+	/* Rotate: the server forgets tok-a, the plugin hands out tok-b. */
+	tu_write_file(tok.csv, "tok-b,agentscaler,uid-1,system:masters\n");
+	tu_write_file(tok.file, "tok-b\n");
+	seq = ks_log(-1, NULL, NULL, NULL, 0);
+	memset(res, 0, sizeof res);
+	for (i = 0; i < 3; i++) {
+		ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment",
+		    "default", "kc-exec", on_scale, &res[i]));
+		res[i].returned = 1;
+	}
+	for (i = 0; i < 3; i++) {
+		ck_assert(tu_run_count(loop, &res[i].calls, 1, WAIT));
+		ck_assert_msg(res[i].err == 0, "err %d: %s", res[i].err,
+		    res[i].msg);
+	}
+	ck_assert_int_ge(ks_log(seq, "GET", "kc-exec/scale", e, 8), 4);
+	ck_assert_int_eq(e[0].code, 401);
+	/* One run at start, one for the 401s, however many came back. */
+	ck_assert_ptr_nonnull(text = as_read_file(runs, 4096, NULL, user,
+	    sizeof user));
+	ck_assert_int_eq(tu_count(text, "run\n"), 2);
+	free(text);
+	k8s_client_free(c);
+}
+END_TEST
+
 static Suite *
 k8s_suite(void)
 {
@@ -1519,6 +1688,12 @@ k8s_suite(void)
 	tcase_add_test(tc, test_token_sent);
 	tcase_add_test(tc, test_token_bad);
 	tcase_add_test(tc, test_token_rotated);
+
+	tc = tu_tcase(s, "kubeconfig", 120, ks_setup_tls_tokens, ks_teardown,
+	    ks_test_setup, ks_test_teardown);
+	tcase_add_test(tc, test_kc_ca_data_and_token);
+	tcase_add_test(tc, test_kc_wrong_ca);
+	tcase_add_test(tc, test_kc_exec_after_401);
 
 	return (s);
 }

@@ -234,6 +234,54 @@ START_TEST(test_bucket_and_micro)
 	ck_assert_str_eq(t, "1970-01-01T00:00:00.000000Z");
 	ck_assert_uint_ne(as_hash_str("a"), as_hash_str("b"));
 	ck_assert_uint_eq(as_hash_str(""), 14695981039346656037ULL);
+/* ---- base64 (kubeconfig *-data fields, task originalBase64) ---- */
+
+static const struct b64_row {
+	const char	*in;
+	const char	*out;	/* NULL: invalid */
+	size_t		 outlen;
+} b64_rows[] = {
+	{ "", "", 0 },
+	{ "QQ==", "A", 1 },
+	{ "QUI=", "AB", 2 },
+	{ "QUJD", "ABC", 3 },
+	{ "aGVsbG8gd29ybGQ=", "hello world", 11 },
+	{ "aGVs\nbG8g\r\nd29y bGQ=\n", "hello world", 11 },
+	{ "AAEC/w==", "\x00\x01\x02\xff", 4 },
+	{ "+/+/", "\xfb\xff\xbf", 3 },
+	{ "QQ", NULL, 0 },		/* padding is required (StdEncoding) */
+	{ "QQ=", NULL, 0 },
+	{ "QQ===", NULL, 0 },
+	{ "Q===", NULL, 0 },
+	{ "QR==", NULL, 0 },		/* bits under the padding set */
+	{ "QUJ=", NULL, 0 },
+	{ "QQ==QQ==", NULL, 0 },	/* data after padding */
+	{ "QU!D", NULL, 0 },
+	{ "QUJD_-==", NULL, 0 },	/* URL alphabet is not this one */
+	{ "=", NULL, 0 },
+};
+
+START_TEST(test_base64_decode)
+{
+	const struct b64_row *row = &b64_rows[_i];
+	size_t		 len = 99;
+	char		*out, *back;
+
+	out = as_base64_decode(row->in, strlen(row->in), &len);
+	if (row->out == NULL) {
+		ck_assert_msg(out == NULL, "\"%s\" decoded", row->in);
+		return;
+	}
+	ck_assert_msg(out != NULL, "\"%s\" refused", row->in);
+	ck_assert_uint_eq(len, row->outlen);
+	ck_assert(memcmp(out, row->out, len) == 0);
+	ck_assert_int_eq(out[len], '\0');
+	/* Encoding gives the canonical text back. */
+	back = as_base64_encode(out, len);
+	if (strpbrk(row->in, " \r\n") == NULL)
+		ck_assert_str_eq(back, row->in);
+	free(back);
+	free(out);
 }
 END_TEST
 
@@ -252,6 +300,8 @@ util_suite(void)
 	tcase_add_test(tc, test_rfc3339_format);
 	tcase_add_test(tc, test_rfc3339_round_trip);
 	tcase_add_test(tc, test_bucket_and_micro);
+	tcase_add_loop_test(tc, test_base64_decode, 0,
+	    (int)AS_ARRAY_SIZE(b64_rows));
 	suite_add_tcase(s, tc);
 	return (s);
 }

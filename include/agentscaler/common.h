@@ -64,6 +64,16 @@ size_t		 as_strlcpy(char *dst, const char *src, size_t size);
 /* 64-bit FNV-1a hash of a string, for hash tables (no adversary). */
 uint64_t	 as_hash_str(const char *);
 
+/*
+ * RFC 4648 base64 with padding.  as_base64_encode() returns a new
+ * NUL-terminated string.  as_base64_decode() returns the bytes in a new
+ * buffer (NUL-terminated for convenience, length in *outlen), or NULL when
+ * s is not valid base64; line breaks and blanks in s are skipped.  The
+ * caller frees either result.
+ */
+char		*as_base64_encode(const char *buf, size_t len);
+char		*as_base64_decode(const char *s, size_t len, size_t *outlen);
+
 /* The value of one hex digit (either case), or -1. */
 int		 as_hexval(int c);
 

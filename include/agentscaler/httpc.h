@@ -56,7 +56,9 @@ typedef void	 httpc_prepare_fn(struct httpc *, void *arg);
 /*
  * Runs after a 401, at most once per request; returns 1 when the request
  * should be tried once more (the credentials may have changed), 0 to fail
- * it with -AS_EAUTH.  That extra attempt does not count as a retry.
+ * it with -AS_EAUTH.  That extra attempt does not count as a retry.  When
+ * the credentials were set again (httpc_set_*) after the failed attempt
+ * started, the request is tried once more without asking the hook.
  */
 typedef int	 httpc_unauthorized_fn(struct httpc *, const char *method,
 		    const char *path, void *arg);
@@ -65,6 +67,11 @@ struct httpc_options {
 	const char	*base_url;	/* http(s)://host[:port][/prefix] */
 	const char	*log_name;	/* log component; default "http" */
 	const char	*ca_file;	/* NULL: the system CAs */
+	const char	*ca_data;	/* PEM; replaces ca_file and the
+					   system CAs (CURLOPT_CAINFO_BLOB) */
+	size_t		 ca_data_len;
+	const char	*cert_file;	/* client certificate, PEM */
+	const char	*key_file;	/* its private key, PEM */
 	int		 insecure_skip_verify;
 	double		 qps;		/* default 20 */
 	int		 burst;		/* default 30 */
@@ -99,6 +106,19 @@ void		 httpc_set_bearer(struct httpc *, const char *token);
 /* Sets (both) or clears (NULL user) basic authentication; copied. */
 void		 httpc_set_basic(struct httpc *, const char *user,
 		    const char *password);
+/*
+ * Sets (both) or clears (NULL cert) an in-memory client certificate and
+ * key, PEM; copied (the key is zeroed when replaced).  They win over
+ * cert_file/key_file for the attempts that start afterwards.
+ */
+void		 httpc_set_client_cert(struct httpc *, const char *cert,
+		    size_t cert_len, const char *key, size_t key_len);
+/*
+ * Holds (on) or releases (off) the queue: while held no attempt starts,
+ * so requests queue up behind, for instance, a credential refresh.
+ * Releasing starts what the rate limiter allows.  Holds do not nest.
+ */
+void		 httpc_hold(struct httpc *, int on);
 
 /*
  * Queues a request.  path starts with "/" and is appended to the base URL;

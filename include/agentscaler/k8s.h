@@ -5,7 +5,8 @@
  * Every request passes through one token-bucket rate limiter (qps, burst),
  * is retried with jittered backoff on 5xx, transport errors and timeouts,
  * waits for Retry-After on 429, re-reads the token file on 401 (and every
- * minute), and turns a Kubernetes Status body into a one-line message.
+ * minute), runs an exec credential plugin before its credentials expire and
+ * after a 401, and turns a Kubernetes Status body into a one-line message.
  *
  * Ownership: options are copied by k8s_client_new().  A response passed to
  * a completion is borrowed for the duration of the call.  A completion runs
@@ -22,12 +23,36 @@
 struct ev_loop;
 struct k8s_client;
 struct k8s_req;
+struct kubeconfig_cluster;
+struct kubeconfig_exec;
 
+/*
+ * Where the configuration comes from (k8s_client_new() resolves it, see
+ * kubeconfig_resolve() in kubeconfig.h): kubeconfig (--kubeconfig), else
+ * apiserver alone, else KUBECONFIG, in-cluster, ~/.kube/config.  With a
+ * kubeconfig, apiserver, token_file, ca_file and insecure_skip_tls_verify
+ * override what it says (kubectl's --server, --token, --certificate-
+ * authority); without one the fields below are used as given.
+ */
 struct k8s_options {
-	const char	*apiserver;	/* https://host:port; NULL: in-cluster */
+	const char	*apiserver;	/* https://host:port */
 	const char	*token_file;	/* bearer token, re-read every minute */
 	const char	*ca_file;
 	int		 insecure_skip_tls_verify;
+	const char	*kubeconfig;	/* a file; NULL: see above */
+	const char	*context;	/* NULL: current-context */
+	/* Credentials a kubeconfig provides (or a caller sets directly). */
+	const char	*token;		/* static bearer token */
+	const char	*ca_data;	/* PEM */
+	size_t		 ca_data_len;
+	const char	*cert_file;	/* client certificate, PEM */
+	const char	*key_file;
+	const char	*cert_data;	/* PEM */
+	size_t		 cert_data_len;
+	const char	*key_data;	/* PEM */
+	size_t		 key_data_len;
+	const struct kubeconfig_exec *exec;	/* credential plugin */
+	const struct kubeconfig_cluster *exec_cluster;	/* for its info */
 	double		 qps;		/* default 20 */
 	int		 burst;		/* default 30 */
 	double		 timeout;	/* per attempt, seconds; default 10 */
@@ -57,8 +82,11 @@ int	 k8s_options_incluster(struct k8s_options *opts, const char *dir,
 	    char *buf, size_t buflen, char *err, size_t errlen);
 
 /*
- * Returns a client or NULL with a reason in err.  Each client holds a
- * curl_global_init() reference until k8s_client_free().
+ * Resolves where the configuration comes from (see struct k8s_options),
+ * logs that source (never a secret), runs an exec credential plugin once
+ * (blocking, bounded) when the user has one, and returns a client, or NULL
+ * with a reason in err.  Each client holds a curl_global_init() reference
+ * until k8s_client_free().
  */
 struct k8s_client *k8s_client_new(struct ev_loop *, const struct k8s_options *,
 	    char *err, size_t errlen);

@@ -211,8 +211,9 @@ class RespConn:
         self.sock = self.f = None
 
 
-def http(method, url, body=None, ctype="application/json", timeout=10, headers=None):
-    """Returns (code, parsed JSON or text)."""
+def http(method, url, body=None, ctype="application/json", timeout=10, headers=None,
+         cafile=None):
+    """Returns (code, parsed JSON or text).  cafile: trust it for https."""
     data = None
     if body is not None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -221,8 +222,12 @@ def http(method, url, body=None, ctype="application/json", timeout=10, headers=N
         req.add_header("Content-Type", ctype)
     for k, v in (headers or {}).items():
         req.add_header(k, v)
+    ctx = None
+    if cafile is not None:
+        import ssl
+        ctx = ssl.create_default_context(cafile=cafile)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as r:
             code, raw = r.status, r.read()
     except urllib.error.HTTPError as e:
         code, raw = e.code, e.read()
@@ -271,7 +276,7 @@ class KubeSim:
 
     def api(self, method, path, body=None, ctype="application/json"):
         auth = {"Authorization": "Bearer " + self.token} if self.token else None
-        return http(method, self.url + path, body, ctype, headers=auth)
+        return http(method, self.url + path, body, ctype, headers=auth, cafile=self.ca)
 
     def adm(self, method, path, body=None):
         return http(method, self.admin + path, body)
@@ -347,9 +352,11 @@ class Kubectl:
 
 
 class Daemon:
-    """The agentscaler daemon under test; AGENTSCALER_WRAPPER (valgrind)."""
+    """The agentscaler daemon under test; AGENTSCALER_WRAPPER (valgrind).
+    kubesim None: no --apiserver (the caller passes --kubeconfig or sets
+    KUBECONFIG in env, the daemon's environment when given)."""
 
-    def __init__(self, config, kubesim, extra=(), binary=None, log_path=None):
+    def __init__(self, config, kubesim, extra=(), binary=None, log_path=None, env=None):
         """config None: CRD mode (no --config; the daemon watches AgentPools)."""
         self.dir = tempfile.mkdtemp(prefix="agentscaler-")
         self.config_path = os.path.join(self.dir, "pools.json")
@@ -363,9 +370,11 @@ class Daemon:
         self.log = open(self.log_path, "wb")
         args = wrapper + [self.binary] + \
             (["--config", self.config_path] if config is not None else []) + \
-            ["--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
-             "--apiserver", kubesim.url] + list(extra)
-        self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log)
+            ["--metrics-addr", "127.0.0.1:%d" % self.metrics_port]
+        if kubesim is not None:
+            args += ["--apiserver", kubesim.url]
+        args += list(extra)
+        self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log, env=env)
         self.slow = bool(wrapper)
 
     def write_config(self, config):

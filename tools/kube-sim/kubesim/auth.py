@@ -1,5 +1,6 @@
-"""Bearer-token authentication (CSV token file) and a small rule-based
-authorizer that produces the real RBAC denial messages."""
+"""Authentication (x509 client certificates, bearer tokens from a CSV file)
+and a small rule-based authorizer that produces the real RBAC denial
+messages."""
 
 import csv
 import json
@@ -11,9 +12,10 @@ PUBLIC_PATHS = ("/version", "/healthz", "/livez", "/readyz")
 
 
 class Auth:
-    def __init__(self, tokens_file=None, rules_file=None):
+    def __init__(self, tokens_file=None, rules_file=None, client_certs=False):
         self.tokens_file = tokens_file
         self.rules_file = rules_file
+        self.client_certs = client_certs
         self.lock = threading.Lock()
         self.tokens = {}
         self.rules = None
@@ -23,7 +25,7 @@ class Auth:
 
     @property
     def enabled(self):
-        return self.tokens_file is not None
+        return self.tokens_file is not None or self.client_certs
 
     def _reload(self):
         if self.tokens_file:
@@ -62,10 +64,16 @@ class Auth:
                     rules = data
                 self.rules = rules
 
-    def authenticate(self, header):
-        """Returns a user dict, or None for 401."""
+    def authenticate(self, header, cert=None):
+        """Returns a user dict, or None for 401.  cert: the verified client
+        certificate (ssl getpeercert() form) or None.  As kube-apiserver's
+        authenticator union, a client certificate is tried before a token."""
         if not self.enabled:
             return dict(ANON)
+        if cert and self.client_certs:
+            user = cert_user(cert)
+            if user is not None:
+                return user
         with self.lock:
             self._reload()
             if not header:
@@ -73,6 +81,8 @@ class Auth:
             parts = header.split(None, 1)
             if len(parts) != 2 or parts[0].lower() != "bearer":
                 return None
+            if self.tokens_file is None:
+                return dict(ANON)       # no token authenticator configured
             return self.tokens.get(parts[1].strip())
 
     def allowed(self, user, verb, group, resource, ns, name, path=None):
@@ -120,6 +130,21 @@ class Auth:
                 continue
             return True
         return False
+
+
+def cert_user(cert):
+    """kube-apiserver's x509 mapping: subject CN is the user name, every O a
+    group; no CN, no user."""
+    cn, orgs = None, []
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName" and cn is None:
+                cn = value
+            elif key == "organizationName":
+                orgs.append(value)
+    if not cn:
+        return None
+    return {"name": cn, "uid": "", "groups": orgs + ["system:authenticated"]}
 
 
 def forbidden_message(user, verb, group, plural, sub, ns, name):

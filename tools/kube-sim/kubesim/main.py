@@ -25,6 +25,8 @@ def parse_args(argv):
     p.add_argument("--admin-port", type=int, default=0, help="admin port (0 = free port)")
     p.add_argument("--tls", action="store_true", help="serve HTTPS with a generated CA")
     p.add_argument("--state-dir", help="directory for generated certificates")
+    p.add_argument("--client-ca", help="with --tls: CA bundle for x509 client certificates "
+                                       "(requested, not required; CN = user, O = groups)")
     p.add_argument("--tokens", help="token CSV file: token,user,uid,\"group1,group2\"")
     p.add_argument("--rules", help="authorization rules JSON file")
     p.add_argument("--replica-delay-ms", type=int, default=200)
@@ -73,6 +75,9 @@ def make_certs(d):
 
 def main(argv):
     args = parse_args(argv)
+    if args.client_ca and not args.tls:
+        sys.stderr.write("kube-sim: --client-ca needs --tls\n")
+        return 2
     threading.stack_size(1024 * 1024)
     tmpdir = None
     ssl_ctx = None
@@ -86,11 +91,16 @@ def main(argv):
         ca, crt, key = make_certs(d)
         ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ssl_ctx.load_cert_chain(crt, key)
+        if args.client_ca:
+            # kube-apiserver --client-ca-file: ask for a certificate, accept
+            # connections without one (tokens still work).
+            ssl_ctx.load_verify_locations(cafile=args.client_ca)
+            ssl_ctx.verify_mode = ssl.CERT_OPTIONAL
     api = Api(history=args.history)
     if not args.no_agent_sandbox_crds:
         from .agentsandbox import install_crds
         install_crds(api)
-    auth = Auth(args.tokens, args.rules)
+    auth = Auth(args.tokens, args.rules, client_certs=bool(args.client_ca))
     state = State()
     server = ApiServer(("127.0.0.1", args.port), api, auth, state, Tables(), ssl_ctx,
                        bookmark_interval=args.bookmark_interval_ms / 1000.0)

@@ -312,7 +312,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         for k, v in urllib.parse.parse_qsl(qs, keep_blank_values=True):
             q[k] = v
         try:
-            user = srv.auth.authenticate(self.headers.get("Authorization"))
+            cert = self.connection.getpeercert() \
+                if isinstance(self.connection, ssl.SSLSocket) else None
+            user = srv.auth.authenticate(self.headers.get("Authorization"), cert)
             if user is None:
                 raise ApiError(401, "Unauthorized", "Unauthorized")
             self.entry["user"] = user["name"]
