@@ -159,6 +159,7 @@ class DispatchTest(DispatchWorld):
     def test_ready_timeout_dead_letters_and_deletes_claim(self):
         self.kube.stop()
         self.kube = world.KubeSim("--cold-start-ms", "60000", "--warm-bind-ms", "10")
+        self.addCleanup(self.kube.stop)
         world.sandbox_pool(self.kube, "wp", replicas=0, wait_ready=False)
         self.start([self.pool(sandbox={"readyTimeoutSeconds": 1}, spare_max=0)])
         self.redis.cmd("LPUSH", "tasks", task("slow-1"))

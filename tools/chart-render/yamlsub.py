@@ -71,7 +71,7 @@ def resolve_plain(s, where):
     if s in _V11_BOOLS:
         raise YAMLError("%s: %r is a boolean in YAML 1.1 (helm reads it so); "
                         "write true/false, or quote it for a string" % (where, s))
-    if _DEC_INT.match(s) or _FLOAT.match(s):
+    if _DEC_INT.match(s) or (_FLOAT.match(s) and not _AMBIG[0][0].match(s)):
         return float(s)
     for rx, what in _AMBIG:
         if rx.match(s):
@@ -84,6 +84,16 @@ def resolve_plain(s, where):
 
 
 # --------------------------------------------------------------- loading
+
+def _plain_key(k, where):
+    """A plain mapping key: go-yaml v2 resolves keys like values and helm then
+    turns them into strings, so `y:` would become "true"; refuse those."""
+    if k in _V11_BOOLS or k in _NULLS:
+        raise YAMLError("%s: the key %r reads as a boolean or null in YAML 1.1 (helm "
+                        "would turn it into \"true\"/\"false\"/\"null\"); quote it"
+                        % (where, k))
+    return k
+
 
 def _strip_comment(text):
     """text without a trailing comment; quotes that open a scalar protect '#'."""
@@ -183,7 +193,7 @@ class _Loader:
         key = m.group(1)
         if ": " in key:
             return None
-        return key, (m.group(3) or "").strip()
+        return _plain_key(key, self.where(i)), (m.group(3) or "").strip()
 
     def node(self, i, min_indent):
         no, ind, content = self.lines[i]
@@ -364,7 +374,8 @@ class _Loader:
                 else:
                     k, j = self.flow(s, j, i)
                     if not isinstance(k, str):
-                        raise YAMLError("%s: flow mapping keys must be strings" % self.where(i))
+                        raise YAMLError("%s: flow mapping keys must be strings (quote "
+                                        "numbers, booleans and null)" % self.where(i))
                     j = ws(j)
                     if s[j:j + 1] != ":":
                         raise YAMLError("%s: expected ':' in flow mapping" % self.where(i))
