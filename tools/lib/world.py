@@ -312,10 +312,11 @@ class KubeSim:
         if self.auth_dir:
             shutil.rmtree(self.auth_dir, ignore_errors=True)
         if denied:
+            what = sorted({"%s %s" % (r["method"], r["path"]) for r in denied})
             raise AssertionError(
-                "the chart's RBAC denied %d request(s) of %s: %s" % (
-                    len(denied), self.sa_user,
-                    ", ".join(sorted({"%s %s" % (r["method"], r["path"]) for r in denied}))))
+                "the chart's RBAC denied %d request(s) of %s: %s%s" % (
+                    len(denied), self.sa_user, ", ".join(what[:5]),
+                    " and %d more" % (len(what) - 5) if len(what) > 5 else ""))
 
     def api(self, method, path, body=None, ctype="application/json"):
         auth = {"Authorization": "Bearer " + self.token} if self.token else None
