@@ -211,6 +211,29 @@ class DefaultValuesTest(unittest.TestCase):
         for i in rules:
             self.assertTrue(lines[i - 1].startswith("# "), lines[i])
 
+    def test_values_fully_commented(self):
+        """Every option line of values.yaml has a comment right above it
+        (inside the free-form Kubernetes blocks, the block's own line)."""
+        freeform = ("resources:", "podSecurityContext:", "securityContext:")
+        with open(os.path.join(CHART, "values.yaml")) as f:
+            lines = f.read().split("\n")
+        inside = None
+        for i, ln in enumerate(lines):
+            m = re.match(r"( *)([A-Za-z][\w]*):( .*)?$", ln)
+            if not m:
+                continue
+            ind = len(m.group(1))
+            if inside is not None and ind > inside:
+                continue
+            inside = ind if ln.strip() in freeform else None
+            parent = not m.group(3) and i + 1 < len(lines) and \
+                re.match(r" {%d,}\S" % (ind + 1), lines[i + 1] or "") and \
+                ln.strip() not in freeform
+            if parent:
+                continue
+            with self.subTest(line=ln):
+                self.assertTrue(lines[i - 1].lstrip().startswith("#"), "no comment above")
+
     def test_notes(self):
         self.assertIn("installed as agentscaler in namespace platform", self.notes)
         self.assertIn("get lease agentscaler", self.notes)

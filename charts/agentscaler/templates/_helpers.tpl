@@ -88,7 +88,7 @@ it runs on every render.  Helm shows the message as the error.
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: two replicas without a Lease would both write" }}
 {{- end }}
-{{- if and .Values.leaderElection.enabled (ge .Values.leaderElection.renewDeadline .Values.leaderElection.leaseDuration) }}
+{{- if and .Values.leaderElection.enabled (ge (int .Values.leaderElection.renewDeadline) (int .Values.leaderElection.leaseDuration)) }}
 {{- fail "leaderElection.renewDeadline must be below leaderElection.leaseDuration" }}
 {{- end }}
 {{- if and .Values.rbac.create .Values.rbac.namespaced }}
