@@ -242,6 +242,9 @@ def http(method, url, body=None, ctype="application/json", timeout=10, headers=N
 # claims, the agent runtime) keeps full rights through an admin token in
 # system:masters.  A 403 answered to the ServiceAccount fails the test when
 # its KubeSim stops.  `make chart-rbac` runs a list of modules this way.
+# AGENTSCALER_CHART_RBAC_USAGE=FILE appends, per KubeSim, a JSON line counting
+# the ServiceAccount's requests by method, resource and answer code (to see
+# which of the granted verbs the scenarios exercise).
 CHART_RBAC = os.environ.get("AGENTSCALER_CHART_RBAC") == "1"
 CHART_NAMESPACE = "agentscaler"
 _chart_rbac = None
@@ -302,10 +305,36 @@ class KubeSim:
         return [r for r in self.requests() if r.get("code") == 403 and
                 r.get("user") == self.sa_user]
 
+    def _sa_usage(self):
+        """{"METHOD group/resource[/sub] (item|collection|watch)": count} of the
+        ServiceAccount's requests, for AGENTSCALER_CHART_RBAC_USAGE."""
+        out = {}
+        for r in self.requests():
+            if r.get("user") != self.sa_user:
+                continue
+            parts = r["path"].strip("/").split("/")
+            if parts[0] == "api":
+                parts = ["api", ""] + parts[1:]
+            grp, rest = parts[1].split("/")[0] if parts[0] == "apis" else "", parts[3:]
+            if rest[:1] == ["namespaces"] and len(rest) > 2:
+                rest = rest[2:]
+            res = rest[0] if rest else "?"
+            if len(rest) > 2:
+                res += "/" + rest[2]
+            kind = "watch" if "watch=" in (r.get("query") or "") else \
+                "item" if len(rest) > 1 else "collection"
+            key = "%s %s/%s (%s) %s" % (r["method"], grp, res, kind, r.get("code"))
+            out[key] = out.get(key, 0) + 1
+        return out
+
     def stop(self):
         denied = None
         if self.chart_rbac and self.proc.poll() is None:
             denied = self.forbidden()
+            usage_file = os.environ.get("AGENTSCALER_CHART_RBAC_USAGE")
+            if usage_file:
+                with open(usage_file, "a") as f:
+                    f.write(json.dumps(self._sa_usage()) + "\n")
         stop_pid(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
