@@ -53,7 +53,7 @@ class DiscoveryTest(SimTestCase):
         self.assertEqual(r["services"]["shortNames"], ["svc"])
         self.assertEqual(r["services"]["categories"], ["all"])
         self.assertIn("services/status", r)
-        # services have no deletecollection verb
+        # services have no deletecollection verb (kubernetes#98994, #63861)
         self.assertNotIn("deletecollection", r["services"]["verbs"])
 
     def test_rbac_and_policy_groups(self):
