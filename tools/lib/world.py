@@ -256,23 +256,118 @@ def kube_tokens(directory, names):
     return path
 
 
+# AGENTSCALER_CHART_RBAC=1: every KubeSim started without its own --tokens
+# authorizes with the RBAC that charts/agentscaler (default values, release
+# "agentscaler" in namespace CHART_NAMESPACE) grants its ServiceAccount, and
+# every Daemon on such a KubeSim (without its own --token-file) uses that
+# ServiceAccount's token.  The tests' own setup (Deployments, warm pools,
+# claims, the agent runtime) keeps full rights through an admin token in
+# system:masters.  A 403 answered to the ServiceAccount fails the test when
+# its KubeSim stops.  `make chart-rbac` runs a list of modules this way.
+# AGENTSCALER_CHART_RBAC_USAGE=FILE appends, per KubeSim, a JSON line counting
+# the ServiceAccount's requests by method, resource and answer code (to see
+# which of the granted verbs the scenarios exercise).
+CHART_RBAC = os.environ.get("AGENTSCALER_CHART_RBAC") == "1"
+CHART_NAMESPACE = "agentscaler"
+_chart_rbac = None
+
+
+def chart_rbac():
+    """(user, kube-sim rules) of the chart's ServiceAccount, rendered once."""
+    global _chart_rbac
+    if _chart_rbac is None:
+        sys.path.insert(0, os.path.join(ROOT, "tools/chart-render"))
+        import rbac_rules
+        user, rules, _objs = rbac_rules.chart_rbac(os.path.join(ROOT, "charts/agentscaler"),
+                                                   namespace=CHART_NAMESPACE)
+        _chart_rbac = (user, rules)
+    return _chart_rbac
+
+
 class KubeSim:
     def __init__(self, *args):
+        args = list(args)
+        self.chart_rbac = CHART_RBAC and "--tokens" not in args
+        self.auth_dir = None
+        self.sa_user = self.sa_token = None
+        self.token = None      # bearer token for api(), when --tokens is on
+        if self.chart_rbac:
+            self.sa_user, rules = chart_rbac()
+            self.auth_dir = tempfile.mkdtemp(prefix="kube-sim-chart-rbac-")
+            tokens = os.path.join(self.auth_dir, "tokens.csv")
+            with open(tokens, "w") as f:
+                f.write('chart-admin-token,chart-test-admin,u-admin,"system:masters"\n'
+                        "chart-sa-token,%s,u-sa,\n" % self.sa_user)
+            rules_path = os.path.join(self.auth_dir, "rules.json")
+            with open(rules_path, "w") as f:
+                json.dump(rules, f, indent=1)
+            args += ["--tokens", tokens, "--rules", rules_path]
+            self.token = "chart-admin-token"
+            self.sa_token = "chart-sa-token"
         self.proc = subprocess.Popen(
             [os.path.join(ROOT, "tools/kube-sim/kube-sim"), "--port", "0",
-             "--admin-port", "0"] + list(args),
+             "--admin-port", "0"] + args,
             stdout=subprocess.PIPE)
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError("kube-sim did not start")
         info = json.loads(line)
         self.url, self.admin, self.ca = info["url"], info["admin"], info.get("ca")
-        self.token = None      # bearer token for api(), when --tokens is on
+
+    def sa_token_file(self, directory):
+        """Writes the chart ServiceAccount's token into directory; its path."""
+        path = os.path.join(directory, "chart-sa-token")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.sa_token)
+        return path
+
+    def forbidden(self):
+        """Requests kube-sim answered 403 to the chart's ServiceAccount."""
+        return [r for r in self.requests() if r.get("code") == 403 and
+                r.get("user") == self.sa_user]
+
+    def _sa_usage(self):
+        """{"METHOD group/resource[/sub] (item|collection|watch)": count} of the
+        ServiceAccount's requests, for AGENTSCALER_CHART_RBAC_USAGE."""
+        out = {}
+        for r in self.requests():
+            if r.get("user") != self.sa_user:
+                continue
+            parts = r["path"].strip("/").split("/")
+            if parts[0] == "api":
+                parts = ["api", ""] + parts[1:]
+            grp, rest = parts[1].split("/")[0] if parts[0] == "apis" else "", parts[3:]
+            if rest[:1] == ["namespaces"] and len(rest) > 2:
+                rest = rest[2:]
+            res = rest[0] if rest else "?"
+            if len(rest) > 2:
+                res += "/" + rest[2]
+            kind = "watch" if "watch=" in (r.get("query") or "") else \
+                "item" if len(rest) > 1 else "collection"
+            key = "%s %s/%s (%s) %s" % (r["method"], grp, res, kind, r.get("code"))
+            out[key] = out.get(key, 0) + 1
+        return out
 
     def stop(self):
+        denied = None
+        if self.chart_rbac and self.proc.poll() is None:
+            denied = self.forbidden()
+            usage_file = os.environ.get("AGENTSCALER_CHART_RBAC_USAGE")
+            if usage_file:
+                with open(usage_file, "a") as f:
+                    f.write(json.dumps(self._sa_usage()) + "\n")
         stop_pid(self.proc)
         if self.proc.stdout:
             self.proc.stdout.close()
+        if self.auth_dir:
+            shutil.rmtree(self.auth_dir, ignore_errors=True)
+        if denied:
+            what = sorted({"%s %s" % (r["method"], r["path"]) for r in denied})
+            raise AssertionError(
+                "the chart's RBAC denied %d request(s) of %s: %s%s" % (
+                    len(denied), self.sa_user, ", ".join(what[:5]),
+                    " and %d more" % (len(what) - 5) if len(what) > 5 else ""))
 
     def api(self, method, path, body=None, ctype="application/json"):
         auth = {"Authorization": "Bearer " + self.token} if self.token else None
@@ -368,12 +463,15 @@ class Daemon:
         wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
         self.log_path = log_path or os.path.join(self.dir, "daemon.log")
         self.log = open(self.log_path, "wb")
+        extra = list(extra)
+        if getattr(kubesim, "chart_rbac", False) and "--token-file" not in extra:
+            extra += ["--token-file", kubesim.sa_token_file(self.dir)]
         args = wrapper + [self.binary] + \
             (["--config", self.config_path] if config is not None else []) + \
             ["--metrics-addr", "127.0.0.1:%d" % self.metrics_port]
         if kubesim is not None:
             args += ["--apiserver", kubesim.url]
-        args += list(extra)
+        args += extra
         self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log, env=env)
         self.slow = bool(wrapper)
 

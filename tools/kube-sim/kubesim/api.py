@@ -8,7 +8,8 @@ import threading
 
 from . import patch as P
 from .resources import (apply_schema, builtin_types, crd_types, default_builtin,
-                        event_core_to_new, event_new_to_core, validate_builtin)
+                        event_core_to_new, event_new_to_core, validate_builtin,
+                        validate_builtin_update)
 from .selectors import FieldSelector, LabelSelector, selector_from_match_labels
 from .store import Store
 from .util import (ApiError, already_exists, bad_request, clone, conflict, details,
@@ -26,8 +27,8 @@ LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric
              "(e.g. 'my-name',  or '123-abc', regex used for validation is "
              "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
 PROTECTED_NS = ("default", "kube-system", "kube-public")
-GROUP_ORDER = ["", "apps", "events.k8s.io", "autoscaling", "coordination.k8s.io",
-               "apiextensions.k8s.io"]
+GROUP_ORDER = ["", "apps", "events.k8s.io", "autoscaling", "policy",
+               "rbac.authorization.k8s.io", "coordination.k8s.io", "apiextensions.k8s.io"]
 SERVER_FIELDS = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp",
                  "deletionGracePeriodSeconds", "generation", "selfLink")
 
@@ -462,6 +463,8 @@ class Api:
         if internal:
             self._norm_meta(new)
         else:
+            if rt.builtin:
+                validate_builtin_update(rt, cur, new)
             self._defaults_validate(rt, new, name)
         if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self._crd_validate(new)

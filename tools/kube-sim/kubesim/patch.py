@@ -215,7 +215,7 @@ def strategic_merge(target, patch, field=None):
             out.pop(k, None)
             continue
         if isinstance(v, list) and k in MERGE_KEYS and isinstance(out.get(k), list):
-            out[k] = _merge_list(out[k], v, MERGE_KEYS[k], k)
+            out[k] = _merge_list(out[k], v, _merge_key(k, out[k], v), k)
         elif isinstance(v, dict):
             merged = strategic_merge(out.get(k), v, k)
             if merged is None:
@@ -228,6 +228,18 @@ def strategic_merge(target, patch, field=None):
         out = {k: v for k, v in out.items() if k in retain or k not in target}
         out = {k: v for k, v in out.items() if k in retain or k in patch}
     return out
+
+
+def _merge_key(field, cur, patch):
+    """The merge key of a list field.  `ports` is the one name shared by two
+    types: container ports merge on containerPort, Service ports on port."""
+    key = MERGE_KEYS[field]
+    if field == "ports":
+        items = [i for i in list(cur) + list(patch) if isinstance(i, dict)
+                 and "$patch" not in i]
+        if items and all("containerPort" not in i for i in items):
+            return "port"
+    return key
 
 
 def _merge_list(cur, patch, key, field):

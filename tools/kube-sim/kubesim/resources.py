@@ -1,6 +1,7 @@
 """Resource types served by kube-sim (built-in and CRD-defined)."""
 
 import copy
+import re
 
 from .util import invalid
 
@@ -101,6 +102,18 @@ def builtin_types():
               categories=["all"], generation=True,
               scale={"specReplicasPath": ".spec.replicas",
                      "statusReplicasPath": ".status.replicas"}),
+        RType("", "v1", "serviceaccounts", "ServiceAccount", short=["sa"]),
+        RType("", "v1", "services", "Service", short=["svc"], status=True,
+              categories=["all"], verbs=["create", "delete", "get", "list", "patch",
+                                         "update", "watch"]),
+        RType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=["pdb"],
+              status=True, generation=True),
+        RType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
+              namespaced=False),
+        RType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole",
+              namespaced=False),
+        RType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+        RType("rbac.authorization.k8s.io", "v1", "roles", "Role"),
         RType("coordination.k8s.io", "v1", "leases", "Lease"),
         RType("events.k8s.io", "v1", "events", "Event", short=["ev"],
               create_on_update=True, extra_fields=NEW_EVENT_FIELDS, storage=False,
@@ -134,6 +147,46 @@ def _default_pod_template(tpl):
             if isinstance(p, dict):
                 p.setdefault("protocol", "TCP")
     tpl.setdefault("metadata", {}).setdefault("creationTimestamp", None)
+
+
+_ALLOC = {"ip": 10, "node_port": 30000}
+_ALLOC_LOCK = __import__("threading").Lock()
+
+
+def _alloc(what):
+    """A fake ClusterIP (10.96.x.y) or NodePort (30000-32767), never reused."""
+    with _ALLOC_LOCK:
+        n = _ALLOC[what]
+        _ALLOC[what] += 1
+    if what == "ip":
+        return "10.96.%d.%d" % (n // 250, n % 250 + 1)
+    return 30000 + (n - 30000) % 2768
+
+
+def _default_service(obj):
+    spec = obj.setdefault("spec", {})
+    typ = spec.setdefault("type", "ClusterIP")
+    obj.setdefault("status", {}).setdefault("loadBalancer", {})
+    if typ == "ExternalName":
+        return
+    spec.setdefault("sessionAffinity", "None")
+    if not spec.get("clusterIP"):
+        spec["clusterIP"] = _alloc("ip")
+    if spec["clusterIP"] != "None":
+        spec.setdefault("clusterIPs", [spec["clusterIP"]])
+        spec.setdefault("ipFamilies", ["IPv4"])
+        spec.setdefault("ipFamilyPolicy", "SingleStack")
+    spec.setdefault("internalTrafficPolicy", "Cluster")
+    if typ in ("NodePort", "LoadBalancer"):
+        spec.setdefault("externalTrafficPolicy", "Cluster")
+    for p in spec.get("ports") or []:
+        if not isinstance(p, dict):
+            continue
+        p.setdefault("protocol", "TCP")
+        if "port" in p:
+            p.setdefault("targetPort", p["port"])
+        if typ in ("NodePort", "LoadBalancer") and not p.get("nodePort"):
+            p["nodePort"] = _alloc("node_port")
 
 
 def default_builtin(rt, obj):
@@ -173,6 +226,8 @@ def default_builtin(rt, obj):
     elif rt.kind == "Event" and rt.group == "":
         obj.setdefault("reportingComponent", "")
         obj.setdefault("reportingInstance", "")
+    elif rt.kind == "Service":
+        _default_service(obj)
     del spec
 
 
@@ -219,6 +274,16 @@ def validate_builtin(rt, obj):
         if lds is not None and (not isinstance(lds, int) or lds <= 0):
             errs.append(("spec.leaseDurationSeconds", "FieldValueInvalid",
                          "Invalid value: %s: must be greater than 0" % lds))
+    elif rt.kind == "Service":
+        errs += _validate_service(obj.get("spec") or {})
+    elif rt.group == "rbac.authorization.k8s.io" and rt.kind in ("Role", "ClusterRole"):
+        for i, r in enumerate(obj.get("rules") or []):
+            errs += _validate_policy_rule(r if isinstance(r, dict) else {},
+                                          rt.kind == "Role", "rules[%d]" % i)
+    elif rt.group == "rbac.authorization.k8s.io":
+        errs += _validate_binding(obj, rt.kind == "RoleBinding")
+    elif rt.kind == "PodDisruptionBudget":
+        errs += _validate_pdb(obj.get("spec") or {})
     elif rt.kind == "ConfigMap":
         for k in list((obj.get("data") or {}).keys()):
             if k in (obj.get("binaryData") or {}):
@@ -226,6 +291,206 @@ def validate_builtin(rt, obj):
                              'Duplicate value: "%s"' % k))
     if errs:
         raise invalid(rt.kind, rt.group, name, errs)
+
+
+def validate_builtin_update(rt, cur, new):
+    """Update-only rules (immutable fields), checked before defaulting: a
+    Service keeps its allocated clusterIP and node ports when the update
+    leaves them out, and refuses to change them; a binding's roleRef never
+    changes."""
+    name = cur["metadata"].get("name") or ""
+    errs = []
+    if rt.kind == "Service":
+        cs, ns = cur.get("spec") or {}, new.setdefault("spec", {})
+        if not ns.get("clusterIP") and cs.get("clusterIP"):
+            ns["clusterIP"] = cs["clusterIP"]
+            if cs.get("clusterIPs") and not ns.get("clusterIPs"):
+                ns["clusterIPs"] = list(cs["clusterIPs"])
+        elif cs.get("clusterIP") and ns.get("clusterIP") != cs.get("clusterIP") and \
+                ns.get("type") != "ExternalName":
+            errs.append(("spec.clusterIPs[0]", "FieldValueInvalid",
+                         'Invalid value: []string{"%s"}: may not change once set'
+                         % ns.get("clusterIP")))
+        old_np = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                  for p in cs.get("ports") or [] if isinstance(p, dict)}
+        for p in ns.get("ports") or []:
+            if isinstance(p, dict) and not p.get("nodePort"):
+                np = old_np.get((p.get("port"), p.get("protocol", "TCP")))
+                if np and ns.get("type", "ClusterIP") in ("NodePort", "LoadBalancer"):
+                    p["nodePort"] = np
+    elif rt.group == "rbac.authorization.k8s.io" and rt.kind.endswith("Binding"):
+        if (new.get("roleRef") or {}) != (cur.get("roleRef") or {}):
+            rr = new.get("roleRef") or {}
+            errs.append(("roleRef", "FieldValueInvalid",
+                         "Invalid value: rbac.RoleRef{APIGroup:\"%s\", Kind:\"%s\", "
+                         "Name:\"%s\"}: cannot change roleRef"
+                         % (rr.get("apiGroup", ""), rr.get("kind", ""), rr.get("name", ""))))
+    if errs:
+        raise invalid(rt.kind, rt.group, name, errs)
+
+
+_IANA_SVC = re.compile(r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$")
+
+
+def _validate_service(spec):
+    """pkg/apis/core/validation ValidateService, the part a chart can get
+    wrong: type, ports (required, range, names, protocol, targetPort)."""
+    errs = []
+    typ = spec.get("type", "ClusterIP")
+    types = ("ClusterIP", "ExternalName", "LoadBalancer", "NodePort")
+    if typ not in types:
+        errs.append(("spec.type", "FieldValueNotSupported",
+                     'Unsupported value: "%s": supported values: %s'
+                     % (typ, ", ".join('"%s"' % t for t in types))))
+        return errs
+    ports = spec.get("ports") or []
+    if not ports and typ != "ExternalName" and spec.get("clusterIP") != "None":
+        errs.append(("spec.ports", "FieldValueRequired", "Required value"))
+    names = set()
+    for i, p in enumerate(ports):
+        f = "spec.ports[%d]" % i
+        if not isinstance(p, dict):
+            errs.append((f, "FieldValueInvalid", "Invalid value: must be an object"))
+            continue
+        nm = p.get("name")
+        if len(ports) > 1 and not nm:
+            errs.append((f + ".name", "FieldValueRequired", "Required value"))
+        elif nm:
+            if nm in names:
+                errs.append((f + ".name", "FieldValueDuplicate", 'Duplicate value: "%s"' % nm))
+            names.add(nm)
+        port = p.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            errs.append((f + ".port", "FieldValueInvalid",
+                         "Invalid value: %s: must be between 1 and 65535, inclusive" % port))
+        proto = p.get("protocol", "TCP")
+        if proto not in ("SCTP", "TCP", "UDP"):
+            errs.append((f + ".protocol", "FieldValueNotSupported",
+                         'Unsupported value: "%s": supported values: "SCTP", "TCP", "UDP"'
+                         % proto))
+        tp = p.get("targetPort")
+        if isinstance(tp, str) and not _IANA_SVC.match(tp):
+            errs.append((f + ".targetPort", "FieldValueInvalid",
+                         'Invalid value: "%s": must contain only alpha-numeric characters '
+                         '(a-z, 0-9), and hyphens (-), at most 15 characters' % tp))
+        elif isinstance(tp, int) and not isinstance(tp, bool) and not 1 <= tp <= 65535:
+            errs.append((f + ".targetPort", "FieldValueInvalid",
+                         "Invalid value: %d: must be between 1 and 65535, inclusive" % tp))
+        np = p.get("nodePort")
+        if np and typ not in ("NodePort", "LoadBalancer"):
+            errs.append((f + ".nodePort", "FieldValueForbidden",
+                         "Forbidden: may not be used when `type` is '%s'" % typ))
+    return errs
+
+
+def _validate_policy_rule(r, namespaced, f):
+    """pkg/apis/rbac/validation ValidatePolicyRule."""
+    errs = []
+    if not r.get("verbs"):
+        errs.append((f + ".verbs", "FieldValueRequired",
+                     "Required value: verbs must contain at least one value"))
+    if r.get("nonResourceURLs"):
+        if namespaced:
+            errs.append((f + ".nonResourceURLs", "FieldValueInvalid",
+                         "Invalid value: %s: namespaced rules cannot apply to non-resource URLs"
+                         % _go_list(r["nonResourceURLs"])))
+        if r.get("apiGroups") or r.get("resources") or r.get("resourceNames"):
+            errs.append((f + ".nonResourceURLs", "FieldValueInvalid",
+                         "Invalid value: %s: rules cannot apply to both regular resources "
+                         "and non-resource URLs" % _go_list(r["nonResourceURLs"])))
+        return errs
+    if not r.get("apiGroups"):
+        errs.append((f + ".apiGroups", "FieldValueRequired",
+                     "Required value: resource rules must supply at least one api group"))
+    if not r.get("resources"):
+        errs.append((f + ".resources", "FieldValueRequired",
+                     "Required value: resource rules must supply at least one resource"))
+    return errs
+
+
+def _go_list(v):
+    return "[]string{%s}" % ", ".join('"%s"' % x for x in v)
+
+
+def _validate_binding(obj, namespaced):
+    """pkg/apis/rbac/validation ValidateRoleBinding / ValidateClusterRoleBinding."""
+    errs = []
+    rr = obj.get("roleRef") or {}
+    grp = "rbac.authorization.k8s.io"
+    if rr.get("apiGroup") != grp:
+        errs.append(("roleRef.apiGroup", "FieldValueNotSupported",
+                     'Unsupported value: "%s": supported values: "%s"'
+                     % (rr.get("apiGroup", ""), grp)))
+    kinds = ("Role", "ClusterRole") if namespaced else ("ClusterRole",)
+    if rr.get("kind") not in kinds:
+        errs.append(("roleRef.kind", "FieldValueNotSupported",
+                     'Unsupported value: "%s": supported values: %s'
+                     % (rr.get("kind", ""), ", ".join('"%s"' % k for k in kinds))))
+    if not rr.get("name"):
+        errs.append(("roleRef.name", "FieldValueRequired", "Required value"))
+    for i, sub in enumerate(obj.get("subjects") or []):
+        f = "subjects[%d]" % i
+        sub = sub if isinstance(sub, dict) else {}
+        if not sub.get("name"):
+            errs.append((f + ".name", "FieldValueRequired", "Required value"))
+        k = sub.get("kind")
+        if k == "ServiceAccount":
+            if sub.get("apiGroup"):
+                errs.append((f + ".apiGroup", "FieldValueNotSupported",
+                             'Unsupported value: "%s": supported values: ""'
+                             % sub["apiGroup"]))
+            if not namespaced and not sub.get("namespace"):
+                errs.append((f + ".namespace", "FieldValueRequired", "Required value"))
+        elif k in ("User", "Group"):
+            if sub.get("apiGroup") != grp:
+                errs.append((f + ".apiGroup", "FieldValueNotSupported",
+                             'Unsupported value: "%s": supported values: "%s"'
+                             % (sub.get("apiGroup", ""), grp)))
+        else:
+            errs.append((f + ".kind", "FieldValueNotSupported",
+                         'Unsupported value: "%s": supported values: "ServiceAccount", '
+                         '"User", "Group"' % (k or "")))
+    return errs
+
+
+_PERCENT = re.compile(r"^[0-9]+%$")
+
+
+def _validate_pdb(spec):
+    """pkg/apis/policy/validation ValidatePodDisruptionBudgetSpec."""
+    errs = []
+    if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+        errs.append(("spec", "FieldValueInvalid",
+                     "Invalid value: policy.PodDisruptionBudgetSpec{...}: minAvailable and "
+                     "maxUnavailable cannot be both set"))
+    for k in ("minAvailable", "maxUnavailable"):
+        v = spec.get(k)
+        if v is None:
+            continue
+        f = "spec." + k
+        if isinstance(v, bool):
+            errs.append((f, "FieldValueInvalid", "Invalid value: must be an int or a string"))
+        elif isinstance(v, int):
+            if v < 0:
+                errs.append((f, "FieldValueInvalid",
+                             "Invalid value: %d: must be greater than or equal to 0" % v))
+        elif isinstance(v, str):
+            if not _PERCENT.match(v):
+                errs.append((f, "FieldValueInvalid",
+                             "Invalid value: \"%s\": a valid percent string must be a numeric "
+                             "string followed by an ending '%%' (e.g. '1%%',  or '93%%', regex "
+                             "used for validation is '[0-9]+%%')" % v))
+            elif int(v[:-1]) > 100:
+                errs.append((f, "FieldValueInvalid",
+                             'Invalid value: "%s": must not be greater than 100%%' % v))
+        else:
+            errs.append((f, "FieldValueInvalid", "Invalid value: must be an int or a string"))
+    pol = spec.get("unhealthyPodEvictionPolicy")
+    if pol is not None and pol not in ("AlwaysAllow", "IfHealthyBudget"):
+        errs.append(("spec.unhealthyPodEvictionPolicy", "FieldValueNotSupported",
+                     'Unsupported value: "%s": supported values: "AlwaysAllow", '
+                     '"IfHealthyBudget"' % pol))
+    return errs
 
 
 # ---------------------------------------------------------------- CRD schemas

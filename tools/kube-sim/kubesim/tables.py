@@ -56,6 +56,28 @@ def _containers(o):
             .get("containers") or [])
 
 
+def _svc_ports(o):
+    out = []
+    for p in (o.get("spec") or {}).get("ports") or []:
+        s = str(p.get("port", ""))
+        if p.get("nodePort"):
+            s += ":%s" % p["nodePort"]
+        out.append(s + "/" + p.get("protocol", "TCP"))
+    return ",".join(out) or "<none>"
+
+
+def _binding_row(o):
+    rr = o.get("roleRef") or {}
+    subs = o.get("subjects") or []
+
+    def names(kind):
+        return ", ".join((s.get("namespace") + "/" if kind == "ServiceAccount" and
+                          s.get("namespace") else "") + s.get("name", "")
+                         for s in subs if s.get("kind") == kind)
+    return ["%s/%s" % (rr.get("kind", ""), rr.get("name", "")), _age(o), names("User"),
+            names("Group"), names("ServiceAccount")]
+
+
 BUILTIN = {
     "Namespace": ([_col("Status"), _col("Age")],
                   lambda o: [(o.get("status") or {}).get("phase", ""), _age(o)]),
@@ -98,6 +120,32 @@ BUILTIN = {
                          "%s/%s" % ((o.get("involvedObject") or {}).get("kind", "").lower(),
                                     (o.get("involvedObject") or {}).get("name", "")),
                          o.get("message", "")]),
+    "ServiceAccount": ([_col("Secrets", "integer"), _col("Age")],
+                       lambda o: [len(o.get("secrets") or []), _age(o)]),
+    "Service": ([_col("Type"), _col("Cluster-IP"), _col("External-IP"), _col("Port(s)"),
+                 _col("Age"), _col("Selector", prio=1)],
+                lambda o: [(o.get("spec") or {}).get("type", ""),
+                           (o.get("spec") or {}).get("clusterIP", "") or "<none>",
+                           ",".join((o.get("spec") or {}).get("externalIPs") or []) or "<none>",
+                           _svc_ports(o), _age(o),
+                           ",".join("%s=%s" % kv for kv in sorted(
+                               ((o.get("spec") or {}).get("selector") or {}).items()))
+                           or "<none>"]),
+    "PodDisruptionBudget": ([_col("Min Available"), _col("Max Unavailable"),
+                             _col("Allowed Disruptions", "integer"), _col("Age")],
+                            lambda o: [str((o.get("spec") or {}).get("minAvailable", "N/A")),
+                                       str((o.get("spec") or {}).get("maxUnavailable", "N/A")),
+                                       (o.get("status") or {}).get("disruptionsAllowed", 0),
+                                       _age(o)]),
+    "Role": ([_col("Created At", "date")], lambda o: [o["metadata"].get("creationTimestamp")]),
+    "ClusterRole": ([_col("Created At", "date")],
+                    lambda o: [o["metadata"].get("creationTimestamp")]),
+    "RoleBinding": ([_col("Role"), _col("Age"), _col("Users", prio=1),
+                     _col("Groups", prio=1), _col("ServiceAccounts", prio=1)],
+                    lambda o: _binding_row(o)),
+    "ClusterRoleBinding": ([_col("Role"), _col("Age"), _col("Users", prio=1),
+                            _col("Groups", prio=1), _col("ServiceAccounts", prio=1)],
+                           lambda o: _binding_row(o)),
     "CustomResourceDefinition": ([_col("Created At", "date")],
                                  lambda o: [o["metadata"].get("creationTimestamp")]),
 

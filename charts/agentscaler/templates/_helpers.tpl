@@ -1,0 +1,105 @@
+{{/*
+Named templates shared by the chart.  The chart keeps to a small subset of Go
+template and Sprig so that tools/chart-render can render it without helm
+(README there): actions if/else/with/range/define/include, variables, and the
+functions default, quote, toString, toYaml, toJson, nindent, printf, trunc,
+trimSuffix, replace, required, fail, contains, eq/ne/ge/gt, and/or/not, int,
+list, dict, hasKey, has, sha256sum, and .Capabilities.APIVersions.Has.
+*/}}
+
+{{/* The chart name, at most 63 characters (a DNS label). */}}
+{{- define "agentscaler.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of every object: <release>-<chart>, or the release name when
+it already contains the chart name; at most 63 characters.
+*/}}
+{{- define "agentscaler.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* helm.sh/chart: <name>-<version> ('+' is not allowed in a label). */}}
+{{- define "agentscaler.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The labels the Deployment selects its pods by; never change them. */}}
+{{- define "agentscaler.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "agentscaler.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The standard labels of every object. */}}
+{{- define "agentscaler.labels" -}}
+helm.sh/chart: {{ include "agentscaler.chart" . }}
+{{ include "agentscaler.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: autoscaler
+app.kubernetes.io/part-of: agentscaler
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- if .Values.commonLabels }}
+{{ toYaml .Values.commonLabels }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount the pods run as. */}}
+{{- define "agentscaler.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "agentscaler.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Lease the replicas elect a leader with, and its namespace. */}}
+{{- define "agentscaler.leaseName" -}}
+{{- default (include "agentscaler.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+{{- define "agentscaler.leaseNamespace" -}}
+{{- default .Release.Namespace .Values.leaderElection.leaseNamespace }}
+{{- end }}
+
+{{/* The image reference: repository[:tag][@digest]. */}}
+{{- define "agentscaler.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses values that render but cannot work; included by deployment.yaml so
+it runs on every render.  Helm shows the message as the error.
+*/}}
+{{- define "agentscaler.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled: two replicas without a Lease would both write" }}
+{{- end }}
+{{- if and .Values.leaderElection.enabled (ge (int .Values.leaderElection.renewDeadline) (int .Values.leaderElection.leaseDuration)) }}
+{{- fail "leaderElection.renewDeadline must be below leaderElection.leaseDuration" }}
+{{- end }}
+{{- if and .Values.rbac.create .Values.rbac.namespaced }}
+{{- if not .Values.watchNamespace }}
+{{- fail "rbac.namespaced needs watchNamespace: without it agentscaler watches every namespace and needs the ClusterRole" }}
+{{- end }}
+{{- if and .Values.rbac.namespaces (not (has .Values.watchNamespace .Values.rbac.namespaces)) }}
+{{- fail "rbac.namespaces must include watchNamespace" }}
+{{- end }}
+{{- end }}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled" }}
+{{- end }}
+{{- end }}
