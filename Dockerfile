@@ -33,6 +33,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
        ca-certificates \
        libcjson1 libcurl4 libev4 libhiredis0.14 libmicrohttpd12 librabbitmq4 \
+       libyaml-0-2 \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/release/agentscaler /usr/local/bin/agentscaler
 # Numeric, so that runAsNonRoot is verifiable without /etc/passwd; the same

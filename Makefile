@@ -88,7 +88,8 @@ chart: $(REL)/agentscaler
 CHART_RBAC_TESTS = tests.integration.test_scale_redis \
 	tests.integration.test_scale_redis_stream \
 	tests.integration.test_dispatch_redis \
-	tests.integration.test_quota_runaway
+	tests.integration.test_quota_runaway \
+	tests.integration.test_crd
 chart-rbac: $(ASAN)/agentscaler
 	@if ! command -v kubectl >/dev/null; then \
 	    echo "chart-rbac: SKIPPED: kubectl is needed to parse the chart"; \

@@ -52,12 +52,6 @@ EXPECTED_RULES = {
     ("events.k8s.io", "events"): {"create", "patch"},
 }
 
-# Flags the chart passes that the daemon on this branch does not have yet:
-# they come with the parallel parts of issue 7 (leader election, namespace
-# scope).  test_flags_known insists each is still missing from main.c, so
-# this list must shrink (and the test then checks the flag) when they land.
-PENDING_FLAGS = {"leader-elect", "lease-name", "lease-namespace", "lease-duration",
-                 "renew-deadline", "retry-period", "watch-namespace"}
 
 
 def flatten_rules(rules):
@@ -245,14 +239,12 @@ class DefaultValuesTest(unittest.TestCase):
         with open(os.path.join(ROOT, "scheduler", "main.c")) as f:
             known = set(re.findall(r'\[O_[A-Z_]+\] = \{ "([a-z-]+)"', f.read()))
         self.assertIn("metrics-addr", known)
-        self.assertFalse(PENDING_FLAGS & known,
-                         "now in main.c, remove from PENDING_FLAGS: %s" % (PENDING_FLAGS & known))
         _t, objs, _n = render([VALUES_ALL], api_versions=["monitoring.coreos.com/v1"])
         for o in (self.objs, objs):
             args = one(o, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
             for a in args:
                 flag = a[2:].split("=")[0]
-                self.assertIn(flag, known | PENDING_FLAGS, a)
+                self.assertIn(flag, known, a)
         # and the environment variable the chart sets is a flag too
         self.assertIn("instance", known)
 

@@ -225,6 +225,36 @@ class CrdScaleTest(CrdWorld):
         self.assertEqual(names, ["mine"])
 
 
+class CrdLeaderTest(CrdWorld):
+    def test_crd_mode_with_leader_election_as_the_chart_runs_it(self):
+        """The chart's way: CRD mode, --leader-elect, the Lease in the
+        release's namespace.  The leader takes the Lease, writes status and
+        scales; under `make chart-rbac` this covers the chart's Lease Role."""
+        ns = world.CHART_NAMESPACE
+        self.kubectl.run("apply", "--validate=false", "-f", "-", stdin=json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}))
+        self.kube.create_deployment("web", 0)
+        d = self.start(extra=("--leader-elect", "--lease-namespace", ns,
+                              "--instance", "as-crd-0", "--lease-duration", "3",
+                              "--renew-deadline", "2", "--retry-period", "0.5"))
+        lease = "/apis/coordination.k8s.io/v1/namespaces/%s/leases/agentscaler" % ns
+        got = wait_for(lambda: (self.get(lease) or {}).get("spec", {}).get("holderIdentity")
+                       == "as-crd-0" and self.get(lease), 30, what="Lease held")
+        self.assertEqual(got["spec"]["leaseDurationSeconds"], 3)
+        self.apply(world.pool("p1", self.redis.url, "q1", "web", maxReplicas=10, **FAST))
+        self.push("q1", 3)
+        wait_for(lambda: self.kube.replicas("web") == 3, 30, what="3 replicas")
+        wait_for(lambda: ((self.pool_obj("p1") or {}).get("status") or {}).get("replicas") == 3,
+                 30, what="status written by the leader")
+        self.assertEqual(d.metrics().get("agentscaler_leader"), 1)
+        # Renewals keep going (PUTs by the daemon's identity).
+        renew = wait_for(lambda: [r for r in self.kube.requests()
+                                  if r["method"] == "PUT" and r["path"].endswith(
+                                      "/leases/agentscaler") and r["code"] == 200][1:] or None,
+                         30, what="renewals")
+        self.assertTrue(renew)
+
+
 class CrdDispatchTest(CrdWorld):
     kube_args = ("--cold-start-ms", "300", "--warm-bind-ms", "10")
 
