@@ -234,6 +234,9 @@ START_TEST(test_bucket_and_micro)
 	ck_assert_str_eq(t, "1970-01-01T00:00:00.000000Z");
 	ck_assert_uint_ne(as_hash_str("a"), as_hash_str("b"));
 	ck_assert_uint_eq(as_hash_str(""), 14695981039346656037ULL);
+}
+END_TEST
+
 /* ---- base64 (kubeconfig *-data fields, task originalBase64) ---- */
 
 static const struct b64_row {
