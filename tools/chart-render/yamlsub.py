@@ -570,14 +570,8 @@ def _needs_quotes(s):
 
 
 def _scalar(v):
-    if v is None:
-        return "null"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, (int, float)):
-        # through JSON, as sigs.k8s.io/yaml does: 2.0 -> 2
+    if v is None or isinstance(v, (bool, int, float)):
+        # null, booleans and numbers through JSON, as sigs.k8s.io/yaml does: 2.0 -> 2
         return go_json(v)
     if isinstance(v, str):
         return _json_str(v).replace("\\u003c", "<").replace("\\u003e", ">") \
