@@ -95,42 +95,6 @@ def _plain_key(k, where):
     return k
 
 
-def _strip_comment(text):
-    """text without a trailing comment; quotes that open a scalar protect '#'."""
-    i, n = 0, len(text)
-    prev = ""
-    while i < n:
-        c = text[i]
-        if c in "'\"" and prev in ("", ":", "-", "[", "{", ","):
-            q = c
-            i += 1
-            while i < n:
-                if q == "'" and text[i] == "'":
-                    if i + 1 < n and text[i + 1] == "'":
-                        i += 2
-                        continue
-                    break
-                if q == '"' and text[i] == "\\":
-                    i += 2
-                    continue
-                if text[i] == q:
-                    break
-                i += 1
-            prev = q
-            i += 1
-            continue
-        if c == "#" and (i == 0 or text[i - 1] in " \t"):
-            return text[:i].rstrip()
-        if not c.isspace():
-            prev = c
-        i += 1
-    return text.rstrip()
-
-
-_DQ_ESC = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r",
-           "0": "\0", "b": "\b", "f": "\f", " ": " ", "e": "\x1b", "a": "\a", "v": "\v"}
-
-
 def _quote_end(s, j):
     """The index of the quote that closes the quoted scalar opening at s[j]
     ('' inside single quotes and a backslash escape inside double quotes do
@@ -148,6 +112,28 @@ def _quote_end(s, j):
             break
         k += 1
     return k
+
+
+def _strip_comment(text):
+    """text without a trailing comment; quotes that open a scalar protect '#'."""
+    i, n = 0, len(text)
+    prev = ""
+    while i < n:
+        c = text[i]
+        if c in "'\"" and prev in ("", ":", "-", "[", "{", ","):
+            i = _quote_end(text, i) + 1
+            prev = c
+            continue
+        if c == "#" and (i == 0 or text[i - 1] in " \t"):
+            return text[:i].rstrip()
+        if not c.isspace():
+            prev = c
+        i += 1
+    return text.rstrip()
+
+
+_DQ_ESC = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r",
+           "0": "\0", "b": "\b", "f": "\f", " ": " ", "e": "\x1b", "a": "\a", "v": "\v"}
 
 
 class _Loader:
