@@ -292,3 +292,18 @@ class SimTestCase(unittest.TestCase):
         if message is not None:
             self.assertEqual(body.get("message"), message, body)
         return body
+
+
+class KubectlTestCase(SimTestCase):
+    """SimTestCase with a Kubectl (fresh HOME and kubeconfig) for the class in
+    self.k; decorate the subclass with skipUnless(have_kubectl())."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.k = Kubectl(cls.sim)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.k.cleanup()
+        super().tearDownClass()

@@ -4,7 +4,7 @@
 import json
 import unittest
 
-from .ksim import Kubectl, SimTestCase, have_kubectl
+from .ksim import KubectlTestCase, SimTestCase, have_kubectl
 
 SA = "/api/v1/namespaces/%s/serviceaccounts"
 SVC = "/api/v1/namespaces/%s/services"
@@ -208,17 +208,7 @@ class PdbTest(SimTestCase):
 
 
 @unittest.skipUnless(have_kubectl(), "kubectl not installed")
-class KubectlChartTypesTest(SimTestCase):
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.k = Kubectl(cls.sim)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.k.cleanup()
-        super().tearDownClass()
-
+class KubectlChartTypesTest(KubectlTestCase):
     def test_apply_get_reapply(self):
         k = self.k
         objs = [

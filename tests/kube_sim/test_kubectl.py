@@ -7,8 +7,8 @@ import signal
 import time
 import unittest
 
-from .ksim import (DEPLOYS, EXT, KubeSim, Kubectl, SimTestCase, deployment, have_kubectl,
-                   pool, template, wait_for)
+from .ksim import (DEPLOYS, EXT, KubeSim, Kubectl, KubectlTestCase, deployment,
+                   have_kubectl, pool, template, wait_for)
 
 
 def read_lines_until(proc, pred, timeout=20):
@@ -40,18 +40,8 @@ def stop(proc):
 
 
 @unittest.skipUnless(have_kubectl(), "kubectl not installed")
-class KubectlDeploymentTest(SimTestCase):
+class KubectlDeploymentTest(KubectlTestCase):
     SIM_ARGS = ("--replica-delay-ms", "100")
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.k = Kubectl(cls.sim)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.k.cleanup()
-        super().tearDownClass()
 
     def test_apply_get_scale_patch_delete(self):
         k = self.k
@@ -127,18 +117,8 @@ class KubectlDeploymentTest(SimTestCase):
 
 
 @unittest.skipUnless(have_kubectl(), "kubectl not installed")
-class KubectlCustomResourceTest(SimTestCase):
+class KubectlCustomResourceTest(KubectlTestCase):
     SIM_ARGS = ("--cold-start-ms", "200")
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.k = Kubectl(cls.sim)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.k.cleanup()
-        super().tearDownClass()
 
     def test_warm_pool_scale_and_columns(self):
         k = self.k

@@ -24,7 +24,7 @@ and line, never a silently different output.
 import hashlib
 import re
 
-from yamlsub import dump as yaml_dump, go_float_v, go_json
+from yamlsub import dump as yaml_dump, go_escape, go_float_v, go_json
 
 
 class TemplateError(Exception):
@@ -537,26 +537,8 @@ def go_printf(fmt, *args):
 
 
 def go_quote(s):
-    """strconv.Quote for printable text."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif o < 0x20 or o == 0x7f:
-            out.append("\\x%02x" % o)
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
+    """strconv.Quote for printable text (DEL as \\x7f)."""
+    return go_escape(s, "\\x%02x", (0x7f,))
 
 
 def empty(v):

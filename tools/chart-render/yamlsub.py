@@ -95,6 +95,25 @@ def _plain_key(k, where):
     return k
 
 
+def _quote_end(s, j):
+    """The index of the quote that closes the quoted scalar opening at s[j]
+    ('' inside single quotes and a backslash escape inside double quotes do
+    not close it); len(s) or more when the line does not close it."""
+    q = s[j]
+    k = j + 1
+    while k < len(s):
+        if q == "'" and s[k] == "'" and s[k + 1:k + 2] == "'":
+            k += 2
+            continue
+        if q == '"' and s[k] == "\\":
+            k += 2
+            continue
+        if s[k] == q:
+            break
+        k += 1
+    return k
+
+
 def _strip_comment(text):
     """text without a trailing comment; quotes that open a scalar protect '#'."""
     i, n = 0, len(text)
@@ -102,22 +121,8 @@ def _strip_comment(text):
     while i < n:
         c = text[i]
         if c in "'\"" and prev in ("", ":", "-", "[", "{", ","):
-            q = c
-            i += 1
-            while i < n:
-                if q == "'" and text[i] == "'":
-                    if i + 1 < n and text[i + 1] == "'":
-                        i += 2
-                        continue
-                    break
-                if q == '"' and text[i] == "\\":
-                    i += 2
-                    continue
-                if text[i] == q:
-                    break
-                i += 1
-            prev = q
-            i += 1
+            i = _quote_end(text, i) + 1
+            prev = c
             continue
         if c == "#" and (i == 0 or text[i - 1] in " \t"):
             return text[:i].rstrip()
@@ -169,19 +174,8 @@ class _Loader:
     def key_split(self, content, i):
         """(key, rest) when content is `key:` / `key: rest`, else None."""
         if content[0] in "\"'":
-            q = content[0]
-            j = 1
-            while j < len(content):
-                if q == "'" and content[j] == "'" and content[j + 1:j + 2] == "'":
-                    j += 2
-                    continue
-                if q == '"' and content[j] == "\\":
-                    j += 2
-                    continue
-                if content[j] == q:
-                    break
-                j += 1
-            else:
+            j = _quote_end(content, 0)
+            if j >= len(content):
                 return None
             after = content[j + 1:]
             if not (after == ":" or after.startswith(": ")):
@@ -394,17 +388,7 @@ class _Loader:
                 raise YAMLError("%s: expected ',' or %r in flow collection" % (self.where(i),
                                                                                   close))
         if c in "'\"":
-            k = j + 1
-            while k < len(s):
-                if c == "'" and s[k] == "'" and s[k + 1:k + 2] == "'":
-                    k += 2
-                    continue
-                if c == '"' and s[k] == "\\":
-                    k += 2
-                    continue
-                if s[k] == c:
-                    break
-                k += 1
+            k = _quote_end(s, j)
             return self.quoted(s[j:k + 1], i), k + 1
         m = re.match(r"[^,\[\]{}:]*(:[^ ,\[\]{}][^,\[\]{}:]*)*", s[j:])
         tok = m.group(0).strip()
@@ -496,7 +480,10 @@ def go_json_float(f):
 
 # --------------------------------------------------------------- JSON as Go writes it
 
-def _json_str(s):
+def go_escape(s, code_fmt, coded=()):
+    """s in double quotes with Go's escapes for '"', '\\', newline, tab and
+    carriage return; the other C0 controls and the characters in coded are
+    written as code_fmt % ord(ch), the rest as they are."""
     out = ['"']
     for ch in s:
         o = ord(ch)
@@ -510,16 +497,20 @@ def _json_str(s):
             out.append("\\r")
         elif ch == "\t":
             out.append("\\t")
-        elif o < 0x20:
-            out.append("\\u%04x" % o)
-        elif ch in "<>&":                      # json.Marshal's HTML escaping
-            out.append("\\u%04x" % o)
-        elif o in (0x2028, 0x2029):
-            out.append("\\u%04x" % o)
+        elif o < 0x20 or o in coded:
+            out.append(code_fmt % o)
         else:
             out.append(ch)
     out.append('"')
     return "".join(out)
+
+
+# json.Marshal escapes <, > and & (HTML) and U+2028/U+2029 as \uXXXX too
+_JSON_CODED = frozenset((0x3c, 0x3e, 0x26, 0x2028, 0x2029))
+
+
+def _json_str(s):
+    return go_escape(s, "\\u%04x", _JSON_CODED)
 
 
 def go_json(v):
@@ -565,14 +556,8 @@ def _needs_quotes(s):
 
 
 def _scalar(v):
-    if v is None:
-        return "null"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, (int, float)):
-        # through JSON, as sigs.k8s.io/yaml does: 2.0 -> 2
+    if v is None or isinstance(v, (bool, int, float)):
+        # null, booleans and numbers through JSON, as sigs.k8s.io/yaml does: 2.0 -> 2
         return go_json(v)
     if isinstance(v, str):
         return _json_str(v).replace("\\u003c", "<").replace("\\u003e", ">") \
