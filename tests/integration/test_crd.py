@@ -300,8 +300,12 @@ class CrdDispatchTest(CrdWorld):
         st = wait_for(qstatus, 30, what="quota status")
         self.assertGreaterEqual(st["rejected"], 1)     # maxDepth (unknownParent is no quota's)
         self.assertTrue(world.is_true({"status": st}, "QuotaLimited"))
-        pst = wait_for(lambda: ((self.pool_obj("dp") or {}).get("status") or {})
-                       .get("claims"), 30, what="pool claims status")
+        # The status is written at most every 2 s and may still show the
+        # claims before root-1's launch was counted: wait for the count.
+        def claims():
+            c = ((self.pool_obj("dp") or {}).get("status") or {}).get("claims") or {}
+            return c if c.get("warm", 0) + c.get("cold", 0) >= 1 else None
+        pst = wait_for(claims, 30, what="pool claims status")
         self.assertEqual(pst.get("warm", 0) + pst.get("cold", 0), 1)
         out = self.kubectl.run("get", "agentquotas").stdout.splitlines()
         self.assertEqual(out[0].split()[:6], ["NAME", "MAX", "USED", "ROOTS", "DEFERRED",
