@@ -330,6 +330,20 @@ events_free(struct events *r)
 }
 
 void
+events_hold(struct events *r)
+{
+	struct ev_entry	*e, *next;
+
+	for (e = TAILQ_FIRST(&r->lru); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, lru);
+		if (e->req == NULL)
+			continue;
+		events_unlink(r, e);			/* dead: ... */
+		r->sink.cancel(r->sink.arg, e->req);	/* ... freed here */
+	}
+}
+
+void
 events_record(struct events *r, const struct event_ref *ref,
     enum event_type type, const char *reason, const char *action,
     const char *fmt, ...)

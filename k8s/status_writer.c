@@ -145,9 +145,17 @@ sw_done(const struct k8s_response *r, void *arg)
 	double			 now;
 
 	e->req = NULL;
-	if (r->err == -AS_ECANCELED || e->dead) {
-		if (e->dead)
-			sw_free_entry(e);
+	if (e->dead) {
+		sw_free_entry(e);
+		return;
+	}
+	if (r->err == -AS_ECANCELED) {
+		/* status_writer_hold(): not written; send it again later. */
+		if (e->want == NULL)
+			e->want = e->sent;
+		else
+			cJSON_Delete(e->sent);
+		e->sent = NULL;
 		return;
 	}
 	now = w->clock();
@@ -288,6 +296,18 @@ status_writer_current(const struct status_writer *w, const char *path)
 		return (NULL);
 	return (e->want != NULL ? e->want : e->sent != NULL ? e->sent :
 	    e->base);
+}
+
+void
+status_writer_hold(struct status_writer *w)
+{
+	struct sw_entry	*e;
+	size_t		 i;
+
+	for (i = 0; i < SW_BUCKETS; i++)
+		for (e = w->b[i]; e != NULL; e = e->next)
+			if (e->req != NULL)
+				w->sink.cancel(w->sink.arg, e->req);
 }
 
 void

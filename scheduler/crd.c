@@ -672,6 +672,15 @@ crd_new(struct ev_loop *loop, struct k8s_client *k8s,
 }
 
 void
+crd_hold(struct crd *c)
+{
+	if (c == NULL)
+		return;
+	status_writer_hold(c->sw);
+	events_hold(c->ev);
+}
+
+void
 crd_free(struct crd *c)
 {
 	struct crd_obj	*o;

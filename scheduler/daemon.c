@@ -622,6 +622,7 @@ daemon_stop_leading(struct leader *l, void *arg)
 		return;
 	d->leading = 0;
 	daemon_pools_forget_targets(d);
+	crd_hold(d->crd);	/* status, Events in flight */
 	dispatcher_free(d->dispatch);
 	d->dispatch = NULL;
 	log_warn("daemon", "standby: no more writes to Kubernetes, no tasks "

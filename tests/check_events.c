@@ -314,6 +314,29 @@ START_TEST(test_standby_writes_nothing)
 }
 END_TEST
 
+START_TEST(test_hold_cancels_writes_in_flight)
+{
+	/*
+	 * Leadership lost with a create in flight: it is cancelled (no retry
+	 * can go out later) and forgotten; the next occurrence, as leader
+	 * again, creates afresh.
+	 */
+	events_record(rec, &pool_a, EVENT_NORMAL, "ScaledUp", "Scale", "a");
+	ck_assert_int_eq(tu_sink_pending(&sk), 1);
+	leading = 0;
+	events_hold(rec);
+	ck_assert_int_eq(tu_sink_pending(&sk), 0);
+	events_record(rec, &pool_a, EVENT_NORMAL, "ScaledUp", "Scale", "a");
+	events_tick(rec);
+	ck_assert_int_eq(sk.n, 1);
+	leading = 1;
+	events_record(rec, &pool_a, EVENT_NORMAL, "ScaledUp", "Scale", "a");
+	ck_assert_int_eq(sk.n, 2);
+	ck_assert_str_eq(sk.r[1].method, "POST");
+	tu_sink_reply(&sk, 1, 201, "{}");
+}
+END_TEST
+
 static Suite *
 events_suite(void)
 {
@@ -327,6 +350,7 @@ events_suite(void)
 	tcase_add_test(tc, test_failures_not_retried);
 	tcase_add_test(tc, test_rate_limit_and_lru);
 	tcase_add_test(tc, test_standby_writes_nothing);
+	tcase_add_test(tc, test_hold_cancels_writes_in_flight);
 	return (s);
 }
 

@@ -181,6 +181,32 @@ START_TEST(test_standby)
 }
 END_TEST
 
+START_TEST(test_hold_keeps_the_status_for_later)
+{
+	/*
+	 * Leadership lost with a write in flight: it is cancelled, nothing
+	 * goes out while standing by, and the same status is written once
+	 * leading again.  Before status_writer_hold() a cancelled write also
+	 * leaked what was being sent.
+	 */
+	set("{\"replicas\":4}");
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 1);
+	leading = 0;
+	status_writer_hold(w);
+	ck_assert_int_eq(tu_sink_pending(&sk), 0);
+	now_s += 10;
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 1);
+	leading = 1;
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 2);
+	ck_assert_str_eq(sk.r[1].body, sk.r[0].body);
+	tu_sink_reply(&sk, 1, 200, "{}");
+	ck_assert_ptr_nonnull(strstr(sk.r[1].body, "\"replicas\":4"));
+}
+END_TEST
+
 static Suite *
 status_writer_suite(void)
 {
@@ -192,6 +218,7 @@ status_writer_suite(void)
 	tcase_add_test(tc, test_seen_status);
 	tcase_add_test(tc, test_failures);
 	tcase_add_test(tc, test_standby);
+	tcase_add_test(tc, test_hold_keeps_the_status_for_later);
 	return (s);
 }
 

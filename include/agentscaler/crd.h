@@ -101,6 +101,8 @@ struct crd	*crd_new(struct ev_loop *, struct k8s_client *,
 		    const struct crd_options *, char *err, size_t errlen);
 /* Stops the informers, cancels writes in flight, frees. */
 void		 crd_free(struct crd *);
+/* Leadership lost: status and Event writes in flight are cancelled. */
+void		 crd_hold(struct crd *);
 /* Appends one line per informer that has not listed yet. */
 void		 crd_readyz(const struct crd *, struct as_buf *);
 /* Prometheus text of the CRD mode families. */

@@ -72,6 +72,11 @@ struct events	*events_new(const struct k8s_sink *sink,
 /* Cancels the writes in flight and frees; NULL does nothing. */
 void		 events_free(struct events *);
 /*
+ * Leadership lost: cancels every write in flight (no retry may go out
+ * later) and forgets those entries; the next occurrence starts afresh.
+ */
+void		 events_hold(struct events *);
+/*
  * Records one occurrence: creates the Event, or counts a repeat into its
  * series.  note is printf-formatted (cut to 1 kB).  ref->ns and ref->name
  * are required; the Event lives in ref->ns.

@@ -63,6 +63,12 @@ const struct cJSON *status_writer_current(const struct status_writer *,
 		    const char *path);
 /* Starts the writes that are due; a timer calls it with a loop. */
 void		 status_writer_tick(struct status_writer *);
+/*
+ * Leadership lost: cancels every write in flight, so no retry goes out
+ * later; what was being sent is kept as wanted and written once leading
+ * again (unless something newer is set meanwhile).
+ */
+void		 status_writer_hold(struct status_writer *);
 void		 status_writer_get_stats(const struct status_writer *,
 		    struct status_writer_stats *);
 
