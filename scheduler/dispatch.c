@@ -494,11 +494,14 @@ dns_waiting_for_slots(const struct dns *ns, long max)
 	const struct dtask *t;
 	long		 n = 0;
 
-	TAILQ_FOREACH(t, &ns->defer_desc, dq)
-		if (n < max && strcmp(t->why, "quota.maxSandboxes") == 0)
+	/* Up to 10000 deferred: stop as soon as max are found. */
+	for (t = TAILQ_FIRST(&ns->defer_desc); t != NULL && n < max;
+	    t = TAILQ_NEXT(t, dq))
+		if (strcmp(t->why, "quota.maxSandboxes") == 0)
 			n++;
-	TAILQ_FOREACH(t, &ns->defer_roots, dq)
-		if (n < max && strcmp(t->why, "quota.maxSandboxes") == 0)
+	for (t = TAILQ_FIRST(&ns->defer_roots); t != NULL && n < max;
+	    t = TAILQ_NEXT(t, dq))
+		if (strcmp(t->why, "quota.maxSandboxes") == 0)
 			n++;
 	return (n);
 }
