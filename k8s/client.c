@@ -75,7 +75,6 @@ int	 k8s_client_classify(int curl_ok, long code, int *retry);
 double	 k8s_client_retry_after(const char *value, time_t now);
 #endif
 
-static void	 client_token_free(char *);
 static void	 client_token_load(struct k8s_client *, int);
 static void	 client_prepare(struct httpc *, void *);
 static int	 client_unauthorized(struct httpc *, const char *,
@@ -227,7 +226,7 @@ k8s_client_new(struct ev_loop *loop, const struct k8s_options *opts,
 fail:
 	execcred_free(c->ex);
 	execcred_cred_clear(&c->cred);
-	client_token_free(c->token);
+	as_secret_free(c->token, 0);
 	free(c->token_file);
 	free(c);
 out:
@@ -395,7 +394,7 @@ client_cleanup(void *arg)
 	struct k8s_client *c = arg;
 
 	execcred_cred_clear(&c->cred);
-	client_token_free(c->token);
+	as_secret_free(c->token, 0);
 	free(c->token_file);
 	free(c);
 }
@@ -409,14 +408,6 @@ k8s_client_foreach_stat(const struct k8s_client *c,
 	httpc_foreach_stat(c->h, fn, arg);
 }
 
-static void
-client_token_free(char *tok)
-{
-	if (tok != NULL) {
-		explicit_bzero(tok, strlen(tok));
-		free(tok);
-	}
-}
 
 /*
  * Re-reads the token file when forced (after a 401) or when the copy is a
@@ -440,7 +431,7 @@ client_token_load(struct k8s_client *c, int force)
 		log_warn("k8s", "cannot re-read the token: %s", err);
 		return;
 	}
-	client_token_free(c->token);
+	as_secret_free(c->token, 0);
 	c->token = tok;
 	httpc_set_bearer(c->h, c->token);
 }

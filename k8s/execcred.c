@@ -239,15 +239,9 @@ execcred_info(const char *api_version, const struct execcred_cluster *cl)
 void
 execcred_cred_clear(struct execcred_cred *c)
 {
-	if (c->token != NULL) {
-		explicit_bzero(c->token, strlen(c->token));
-		free(c->token);
-	}
+	as_secret_free(c->token, 0);
 	free(c->cert);
-	if (c->key != NULL) {
-		explicit_bzero(c->key, c->key_len);
-		free(c->key);
-	}
+	as_secret_free(c->key, c->key_len);
 	memset(c, 0, sizeof *c);
 }
 

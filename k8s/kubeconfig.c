@@ -85,7 +85,6 @@ static int	 kc_exec(struct kc_parse *, yaml_node_t *, const char *,
 static void	 kc_fmt(char *, size_t, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
 static void	 kc_join(char *, size_t, const char *, const char *);
-static void	 kc_secret_free(char *, size_t);
 static void	 kc_cluster_free(struct kubeconfig_cluster *);
 static void	 kc_user_free(struct kubeconfig_user *);
 static void	 kc_exec_free(struct kubeconfig_exec *);
@@ -730,15 +729,6 @@ out:
 }
 
 static void
-kc_secret_free(char *s, size_t len)
-{
-	if (s != NULL) {
-		explicit_bzero(s, len > 0 ? len : strlen(s));
-		free(s);
-	}
-}
-
-static void
 kc_cluster_free(struct kubeconfig_cluster *c)
 {
 	free(c->name);
@@ -764,7 +754,7 @@ kc_exec_free(struct kubeconfig_exec *x)
 	/* An env value may be a secret (a client secret for the plugin). */
 	for (i = 0; i < x->nenv; i++) {
 		free(x->env[i].name);
-		kc_secret_free(x->env[i].value, 0);
+		as_secret_free(x->env[i].value, 0);
 	}
 	free(x->env);
 	free(x->install_hint);
@@ -776,12 +766,12 @@ static void
 kc_user_free(struct kubeconfig_user *u)
 {
 	free(u->name);
-	kc_secret_free(u->token, 0);
+	as_secret_free(u->token, 0);
 	free(u->token_file);
 	free(u->cert_file);
 	free(u->cert_data);
 	free(u->key_file);
-	kc_secret_free(u->key_data, u->key_data_len);
+	as_secret_free(u->key_data, u->key_data_len);
 	kc_exec_free(u->exec);
 	free(u->auth_provider);
 }
@@ -1025,8 +1015,7 @@ kubeconfig_load(const char *const *paths, size_t n, int skip_missing,
 		}
 		dir = kc_dirname(paths[i]);
 		rc = kubeconfig_parse(data, len, dir, &one, why, sizeof why);
-		explicit_bzero(data, len);
-		free(data);
+		as_secret_free(data, len);
 		free(dir);
 		if (rc != 0) {
 			snprintf(err, errlen, "%s: %s", paths[i], why);

@@ -166,17 +166,22 @@ rconn_down(struct rabbitmq_conn *c, int err, const char *cause)
 
 	c->err = err;
 	as_strlcpy(c->cause, cause, sizeof c->cause);
+	/* The next connect reads a Secret again, unless one is being read. */
+	if (err != -AS_EAGAIN)
+		c->down_at = as_mono_now();
 	if (c->state != RABBITMQ_CONN_DOWN && c->was_ready && c->attempt == 0)
 		log_warn(RCONN_LOG, "%s: connection lost: %s", c->name, cause);
-	else if (c->attempt == 0)
+	else if (c->attempt == 0 && err != -AS_EAGAIN)
 		log_warn(RCONN_LOG, "%s: cannot connect: %s; retrying with "
 		    "backoff", c->name, cause);
 	else
 		log_debug(RCONN_LOG, "%s: attempt %u: %s", c->name,
 		    c->attempt + 1, cause);
 	rconn_close(c, 0);
-	delay = as_backoff(RCONN_BACKOFF_BASE, RCONN_BACKOFF_CAP, c->attempt);
-	if (c->attempt < 64)
+	/* A Secret being read through the API: not a failure, try soon. */
+	delay = err == -AS_EAGAIN ? RCONN_BACKOFF_BASE :
+	    as_backoff(RCONN_BACKOFF_BASE, RCONN_BACKOFF_CAP, c->attempt);
+	if (c->attempt < 64 && err != -AS_EAGAIN)
 		c->attempt++;
 	ev_timer_stop(c->loop, &c->retry_timer);
 	ev_timer_set(&c->retry_timer, delay, 0.);
@@ -296,8 +301,8 @@ rconn_login(struct rabbitmq_conn *c, amqp_connection_state_t conn)
 	char		*secret = NULL, err[320];
 	int		 rc, fd, flags;
 
-	if ((rc = rabbitmq_secret_read(c->password_file, c->password_env,
-	    c->user, &secret, err, sizeof err)) != 0) {
+	if ((rc = rabbitmq_secret_read(&c->secret, c->user, c->down_at,
+	    &secret, err, sizeof err)) != 0) {
 		amqp_destroy_connection(conn);
 		rconn_down(c, rc, err);
 		return;
@@ -324,11 +329,11 @@ rconn_login(struct rabbitmq_conn *c, amqp_connection_state_t conn)
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
 		rc = rconn_login_error(c, &reply, secret, err, sizeof err);
 		amqp_destroy_connection(conn);
-		rabbitmq_secret_free(secret);
+		as_secret_free(secret, 0);
 		rconn_down(c, rc, err);
 		return;
 	}
-	rabbitmq_secret_free(secret);
+	as_secret_free(secret, 0);
 
 	fd = amqp_get_sockfd(conn);
 	/* Every read goes through a zero timeout; make sure none can block. */
@@ -726,8 +731,6 @@ rabbitmq_conn_init(struct rabbitmq_conn *c, struct ev_loop *loop,
     const struct rabbitmq_addr *addr, const struct scaler_source *src,
     const char *label, const struct rabbitmq_conn_hooks *hooks, void *arg)
 {
-	const char	*pwfile = rabbitmq_nonempty(src->password_file);
-	const char	*pwenv = rabbitmq_nonempty(src->password_env);
 	const char	*ca = rabbitmq_nonempty(src->ca_file);
 
 	memset(c, 0, sizeof *c);
@@ -736,8 +739,7 @@ rabbitmq_conn_init(struct rabbitmq_conn *c, struct ev_loop *loop,
 	rabbitmq_endpoint_name(addr, c->name, sizeof c->name);
 	c->label = xstrdup(label);
 	c->user = xstrdup(rabbitmq_user(src));
-	c->password_file = pwfile != NULL ? xstrdup(pwfile) : NULL;
-	c->password_env = pwenv != NULL ? xstrdup(pwenv) : NULL;
+	scaler_secret_set(&c->secret, src);
 	c->ca_file = ca != NULL ? xstrdup(ca) : NULL;
 	c->insecure = src->insecure_skip_verify != 0;
 	c->connect_timeout = rconn_timeout(src->connect_timeout);
@@ -770,10 +772,7 @@ rabbitmq_conn_matches(const struct rabbitmq_conn *c, struct ev_loop *loop,
 	    strcmp(c->addr.host, addr->host) == 0 &&
 	    strcmp(c->addr.vhost, addr->vhost) == 0 &&
 	    strcmp(c->user, rabbitmq_user(src)) == 0 &&
-	    rabbitmq_same(c->password_file,
-	    rabbitmq_nonempty(src->password_file)) &&
-	    rabbitmq_same(c->password_env,
-	    rabbitmq_nonempty(src->password_env)) &&
+	    scaler_secret_same(&c->secret, src) &&
 	    rabbitmq_same(c->ca_file, rabbitmq_nonempty(src->ca_file)) &&
 	    c->insecure == (src->insecure_skip_verify != 0));
 }
@@ -798,9 +797,7 @@ rabbitmq_conn_fini(struct rabbitmq_conn *c)
 	ev_timer_stop(c->loop, &c->retry_timer);
 	free(c->label);
 	free(c->user);
-	free(c->password_file);
-	free(c->password_env);
+	scaler_secret_clear(&c->secret);
 	free(c->ca_file);
-	c->label = c->user = c->password_file = c->password_env = NULL;
-	c->ca_file = NULL;
+	c->label = c->user = c->ca_file = NULL;
 }

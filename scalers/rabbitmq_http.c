@@ -108,8 +108,7 @@ struct rmh_endpoint {
 	char			 name[272];	/* host:port, for messages */
 	char			 vpath[3 * RABBITMQ_NAME_MAX + 1];
 	char			*user;
-	char			*password_file;
-	char			*password_env;
+	struct scaler_secret	 secret_src;	/* the password's source */
 	char			*ca_file;
 	int			 insecure;
 	char			*secret;	/* NULL until read */
@@ -241,15 +240,20 @@ rmh_secret_refresh(struct rmh_endpoint *ep, int force, char *err,
     size_t errlen)
 {
 	char	*secret;
-	double	 now = as_mono_now();
-	int	 changed;
+	double	 now = as_mono_now(), prev = ep->secret_at;
+	int	 changed, rc;
 
 	if (!force && ep->secret != NULL && now - ep->secret_at <
 	    RMH_SECRET_PERIOD)
 		return (0);
 	ep->secret_at = now;
-	if (rabbitmq_secret_read(ep->password_file, ep->password_env,
-	    ep->user, &secret, err, errlen) != 0) {
+	/* A Secret must have been read since the last refresh. */
+	if ((rc = rabbitmq_secret_read(&ep->secret_src, ep->user, prev,
+	    &secret, err, errlen)) != 0) {
+		if (rc == -AS_EAGAIN) {
+			ep->secret_at = prev;	/* ask again at the next poll */
+			return (ep->secret == NULL ? -1 : 0);
+		}
 		if (ep->secret == NULL)
 			return (-1);
 		log_warn(RMH_LOG, "%s: cannot re-read the password, keeping "
@@ -257,7 +261,7 @@ rmh_secret_refresh(struct rmh_endpoint *ep, int force, char *err,
 		return (0);
 	}
 	changed = ep->secret == NULL || strcmp(ep->secret, secret) != 0;
-	rabbitmq_secret_free(ep->secret);
+	as_secret_free(ep->secret, 0);
 	ep->secret = secret;
 	httpc_set_basic(ep->h, ep->user, ep->secret);
 	return (changed);
@@ -574,8 +578,6 @@ rmh_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
 	struct httpc_options ho;
 	struct rmh_endpoint *ep;
 	const char	*user = rabbitmq_user(src);
-	const char	*pwfile = rabbitmq_nonempty(src->password_file);
-	const char	*pwenv = rabbitmq_nonempty(src->password_env);
 	const char	*ca = rabbitmq_nonempty(src->ca_file);
 	int		 insecure = src->insecure_skip_verify != 0;
 	char		 base[320];
@@ -586,8 +588,7 @@ rmh_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
 		    strcmp(ep->addr.host, addr->host) == 0 &&
 		    strcmp(ep->addr.vhost, addr->vhost) == 0 &&
 		    strcmp(ep->user, user) == 0 &&
-		    rabbitmq_same(ep->password_file, pwfile) &&
-		    rabbitmq_same(ep->password_env, pwenv) &&
+		    scaler_secret_same(&ep->secret_src, src) &&
 		    rabbitmq_same(ep->ca_file, ca) &&
 		    ep->insecure == insecure) {
 			ep->refs++;
@@ -601,8 +602,7 @@ rmh_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
 	rabbitmq_endpoint_name(addr, ep->name, sizeof ep->name);
 	rmh_escape(ep->vpath, sizeof ep->vpath, addr->vhost);
 	ep->user = xstrdup(user);
-	ep->password_file = pwfile != NULL ? xstrdup(pwfile) : NULL;
-	ep->password_env = pwenv != NULL ? xstrdup(pwenv) : NULL;
+	scaler_secret_set(&ep->secret_src, src);
 	ep->ca_file = ca != NULL ? xstrdup(ca) : NULL;
 	ep->insecure = insecure;
 	ep->refs = 1;
@@ -654,10 +654,9 @@ rmh_endpoint_put(struct rmh_endpoint *ep)
 	}
 	httpc_free(ep->h);
 	rmh_rows_clear(ep);
-	rabbitmq_secret_free(ep->secret);
+	as_secret_free(ep->secret, 0);
 	free(ep->user);
-	free(ep->password_file);
-	free(ep->password_env);
+	scaler_secret_clear(&ep->secret_src);
 	free(ep->ca_file);
 	free(ep);
 }

@@ -48,8 +48,8 @@ static const struct rabbitmq_scheme rabbitmq_schemes[] = {
 };
 
 static const struct scaler_url_texts rabbitmq_url_texts = {
-	.credentials = "username with passwordFile, passwordEnv or "
-	    "authSecretRef",
+	.credentials = "username with authSecretRef, passwordFile or "
+	    "passwordEnv",
 	.ipv6_example = "amqp://[::1]:5672/",
 };
 
@@ -182,47 +182,18 @@ rabbitmq_user(const struct scaler_source *src)
 	return (u != NULL ? u : "guest");
 }
 
-void
-rabbitmq_secret_free(char *secret)
-{
-	if (secret != NULL) {
-		explicit_bzero(secret, strlen(secret));
-		free(secret);
-	}
-}
-
 int
-rabbitmq_secret_read(const char *password_file, const char *password_env,
-    const char *user, char **out, char *err, size_t errlen)
+rabbitmq_secret_read(const struct scaler_secret *sec, const char *user,
+    double since, char **out, char *err, size_t errlen)
 {
-	const char	*v;
+	int	 rc;
 
-	*out = NULL;
-	if ((password_file = rabbitmq_nonempty(password_file)) != NULL) {
-		if ((*out = as_read_secret(password_file, err, errlen)) ==
-		    NULL)
-			return (-AS_EAUTH);
-		if (**out == '\0') {
-			snprintf(err, errlen, "password file %s is empty",
-			    password_file);
-			rabbitmq_secret_free(*out);
-			*out = NULL;
-			return (-AS_EAUTH);
-		}
-		return (0);
-	}
-	if ((password_env = rabbitmq_nonempty(password_env)) != NULL) {
-		if ((v = getenv(password_env)) == NULL || *v == '\0') {
-			snprintf(err, errlen, "environment variable %s is "
-			    "not set", password_env);
-			return (-AS_EAUTH);
-		}
-		*out = xstrdup(v);
-		return (0);
-	}
+	if ((rc = scaler_secret_read(sec, since, out, err, errlen)) != 0 ||
+	    *out != NULL)
+		return (rc);
 	if (strcmp(user, "guest") != 0) {
 		snprintf(err, errlen, "user %.64s has no password: set "
-		    "passwordFile, passwordEnv or authSecretRef", user);
+		    "authSecretRef, passwordFile or passwordEnv", user);
 		return (-AS_EAUTH);
 	}
 	*out = xstrdup("guest");
@@ -332,12 +303,8 @@ rabbitmq_check_source(const struct scaler_source *src, int consumer,
 		    "use %ss://", addr->scheme, addr->scheme);
 		return (-AS_EINVAL);
 	}
-	if (rabbitmq_nonempty(src->password_file) != NULL &&
-	    rabbitmq_nonempty(src->password_env) != NULL) {
-		snprintf(err, errlen, "set passwordFile or passwordEnv, not "
-		    "both");
+	if (scaler_secret_check(src, err, errlen) != 0)
 		return (-AS_EINVAL);
-	}
 	if (!(src->connect_timeout >= 0) || !(src->command_timeout >= 0) ||
 	    isinf(src->connect_timeout) || isinf(src->command_timeout)) {
 		snprintf(err, errlen, "timeouts must be finite and not "

@@ -124,6 +124,7 @@ struct redis_endpoint_conn {
 	unsigned		 npending;	/* replies awaited */
 	unsigned		 nhandshake;	/* AUTH, SELECT, PING */
 	char			*secret;	/* until AUTH answers */
+	double			 down_at;	/* last failure (mono); 0 none */
 	int			 err;		/* last failure */
 	char			 cause[160];	/* its text */
 	ev_timer		 connect_timer;
@@ -136,8 +137,7 @@ struct redis_endpoint {
 	struct ev_loop		*loop;
 	struct redis_addr	 addr;
 	char			 name[272];	/* host:port */
-	char			*password_file;
-	char			*password_env;
+	struct scaler_secret	 secret;	/* the password's source */
 	double			 connect_timeout;
 	double			 command_timeout;
 	unsigned		 refs;
@@ -196,7 +196,7 @@ static LIST_HEAD(, redis_endpoint) redis_endpoints =
  * password.
  */
 static const struct scaler_url_texts redis_endpoint_url_texts = {
-	.credentials = "password_file or password_env",
+	.credentials = "authSecretRef, passwordFile or passwordEnv",
 	.ipv6_example = "redis://[::1]:6379/0",
 };
 
@@ -260,45 +260,6 @@ redis_endpoint_parse_address(const char *url, struct redis_addr *out,
 
 /* Secrets. */
 
-static void
-redis_endpoint_secret_free(char *secret)
-{
-	if (secret != NULL) {
-		explicit_bzero(secret, strlen(secret));
-		free(secret);
-	}
-}
-
-/* Reads the password afresh; *secretp stays NULL when none is set. */
-static int
-redis_endpoint_secret_read(const struct redis_endpoint *ep, char **secretp,
-    char *err, size_t errlen)
-{
-	const char	*v;
-
-	*secretp = NULL;
-	if (ep->password_file != NULL) {
-		*secretp = as_read_secret(ep->password_file, err, errlen);
-		if (*secretp == NULL)
-			return (-AS_EAUTH);
-		if (**secretp == '\0') {
-			snprintf(err, errlen, "password file %s is empty",
-			    ep->password_file);
-			redis_endpoint_secret_free(*secretp);
-			*secretp = NULL;
-			return (-AS_EAUTH);
-		}
-	} else if (ep->password_env != NULL) {
-		if ((v = getenv(ep->password_env)) == NULL || *v == '\0') {
-			snprintf(err, errlen, "environment variable %s is "
-			    "not set", ep->password_env);
-			return (-AS_EAUTH);
-		}
-		*secretp = xstrdup(v);
-	}
-	return (0);
-}
-
 /* Connections. */
 
 static const char *
@@ -361,7 +322,7 @@ redis_endpoint_conn_reset(struct redis_endpoint_conn *c)
 	c->connected = c->ready = c->push_ok = c->checking = 0;
 	c->setting = 0;
 	c->npending = c->nhandshake = 0;
-	redis_endpoint_secret_free(c->secret);
+	as_secret_free(c->secret, 0);
 	c->secret = NULL;
 }
 
@@ -394,12 +355,15 @@ redis_endpoint_conn_down(struct redis_endpoint_conn *c, int err,
 
 	if (err != 0) {
 		c->err = err;
+		/* The next connect reads a Secret again (not while one is). */
+		if (err != -AS_EAGAIN)
+			c->down_at = as_mono_now();
 		as_strlcpy(c->cause, cause != NULL && *cause != '\0' ? cause :
 		    "connection closed", sizeof c->cause);
 		if (c->ready)
 			log_warn(REDIS_ENDPOINT_LOG, "%s: %s lost: %s",
 			    ep->name, redis_endpoint_conn_what(c), c->cause);
-		else if (c->attempt == 0)
+		else if (c->attempt == 0 && err != -AS_EAGAIN)
 			log_warn(REDIS_ENDPOINT_LOG, "%s: cannot open the %s: "
 			    "%s; retrying with backoff", ep->name,
 			    redis_endpoint_conn_what(c), c->cause);
@@ -416,10 +380,12 @@ redis_endpoint_conn_down(struct redis_endpoint_conn *c, int err,
 		redis_endpoint_links_kick(ep, 1);
 	if (err == 0)
 		delay = REDIS_ENDPOINT_RECHECK;
+	else if (err == -AS_EAGAIN)	/* a Secret being read: try soon */
+		delay = REDIS_ENDPOINT_BACKOFF_BASE;
 	else
 		delay = as_backoff(REDIS_ENDPOINT_BACKOFF_BASE,
 		    REDIS_ENDPOINT_BACKOFF_CAP, c->attempt);
-	if (c->attempt < 64)
+	if (c->attempt < 64 && err != -AS_EAGAIN)
 		c->attempt++;
 	redis_endpoint_conn_reset(c);
 	ev_timer_stop(ep->loop, &c->retry_timer);
@@ -786,7 +752,7 @@ redis_endpoint_handshake_cb(redisAsyncContext *ac, void *r, void *privdata)
 			redis_endpoint_conn_lost(c, -AS_EAUTH, cause, 0);
 			return;
 		}
-		redis_endpoint_secret_free(c->secret);
+		as_secret_free(c->secret, 0);
 		c->secret = NULL;
 		break;
 	case REDIS_ENDPOINT_TAG_SELECT:
@@ -843,7 +809,7 @@ redis_endpoint_conn_start(struct redis_endpoint_conn *c)
 	if (c->ac != NULL)
 		return;
 	redis_endpoint_conn_reset(c);
-	if ((rc = redis_endpoint_secret_read(ep, &secret, cause,
+	if ((rc = scaler_secret_read(&ep->secret, c->down_at, &secret, cause,
 	    sizeof cause)) != 0) {
 		redis_endpoint_conn_fail(c, rc, cause);
 		return;
@@ -855,7 +821,7 @@ redis_endpoint_conn_start(struct redis_endpoint_conn *c)
 		    ac->errstr : "cannot allocate a context", sizeof cause);
 		if (ac != NULL)
 			redisAsyncFree(ac);
-		redis_endpoint_secret_free(secret);
+		as_secret_free(secret, 0);
 		redis_endpoint_conn_fail(c, -AS_ECONN, cause);
 		return;
 	}
@@ -911,28 +877,12 @@ redis_endpoint_conn_init(struct redis_endpoint_conn *c,
 
 /* Endpoints. */
 
-static int
-redis_endpoint_same(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return (a == b);
-	return (strcmp(a, b) == 0);
-}
-
-static const char *
-redis_endpoint_nonempty(const char *s)
-{
-	return (s != NULL && *s != '\0' ? s : NULL);
-}
-
 /* Finds or opens the endpoint for this client; the caller holds a ref. */
 static struct redis_endpoint *
 redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
     const struct scaler_source *src)
 {
 	struct redis_endpoint *ep;
-	const char	*pwfile = redis_endpoint_nonempty(src->password_file);
-	const char	*pwenv = redis_endpoint_nonempty(src->password_env);
 	double		 ct, mt;
 
 	ct = src->connect_timeout > 0 ? src->connect_timeout :
@@ -943,8 +893,7 @@ redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
 		if (ep->loop == loop && ep->addr.port == addr->port &&
 		    ep->addr.db == addr->db &&
 		    strcmp(ep->addr.host, addr->host) == 0 &&
-		    redis_endpoint_same(ep->password_file, pwfile) &&
-		    redis_endpoint_same(ep->password_env, pwenv))
+		    scaler_secret_same(&ep->secret, src))
 			break;
 	}
 	if (ep != NULL) {
@@ -969,8 +918,7 @@ redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
 	else
 		snprintf(ep->name, sizeof ep->name, "%s:%d", addr->host,
 		    addr->port);
-	ep->password_file = pwfile != NULL ? xstrdup(pwfile) : NULL;
-	ep->password_env = pwenv != NULL ? xstrdup(pwenv) : NULL;
+	scaler_secret_set(&ep->secret, src);
 	ep->connect_timeout = ct;
 	ep->command_timeout = mt;
 	ep->refs = 1;
@@ -991,8 +939,7 @@ redis_endpoint_put(struct redis_endpoint *ep)
 	LIST_REMOVE(ep, entry);
 	redis_endpoint_conn_close(&ep->sub);
 	redis_endpoint_conn_close(&ep->main);
-	free(ep->password_file);
-	free(ep->password_env);
+	scaler_secret_clear(&ep->secret);
 	free(ep);
 }
 
@@ -1168,12 +1115,8 @@ redis_endpoint_validate(const char *what, const struct scaler_source *src,
 	if ((rc = redis_endpoint_parse_address(src->address, &addr, err,
 	    errlen)) != 0)
 		return (rc);
-	if (redis_endpoint_nonempty(src->password_file) != NULL &&
-	    redis_endpoint_nonempty(src->password_env) != NULL) {
-		snprintf(err, errlen, "set password_file or password_env, "
-		    "not both");
-		return (-AS_EINVAL);
-	}
+	if ((rc = scaler_secret_check(src, err, errlen)) != 0)
+		return (rc);
 	if (!(src->connect_timeout >= 0) || !(src->command_timeout >= 0) ||
 	    isinf(src->connect_timeout) || isinf(src->command_timeout)) {
 		snprintf(err, errlen, "timeouts must be finite and not "

@@ -71,15 +71,21 @@ static const struct field metadata_fields[] = {
 
 static const struct field secret_ref_fields[] = {
 	{ "name", F_STRING, PO(source.secret_name), 1, 0, 0, 0, NULL, NULL,
-	    NULL, "Secret name; mounted at <secrets-dir>/<name>/<key>" },
+	    NULL, "Secret name (DNS-1123 subdomain); CRD mode: a Secret of "
+	    "the pool's namespace, read through the API; --config: the file "
+	    "<secrets-dir>/<name>/<key>" },
 	{ "key", F_STRING, PO(source.secret_key), 1, 0, 0, 0, NULL, NULL,
-	    NULL, "key in the Secret holding the password" },
+	    NULL, "key in the Secret holding the password ([-._a-zA-Z0-9]+)" },
+	{ "namespace", F_STRING, PO(source.secret_ns), 0, 0, 0, 0, NULL, NULL,
+	    NULL, "CRD mode: another namespace, only for a Secret the "
+	    "administrator shares (--shared-secret)" },
 	END_FIELDS
 };
 
 static const struct field tls_fields[] = {
 	{ "caFile", F_STRING, PO(source.tls_ca_file), 0, 0, 0, 0, NULL, NULL,
-	    NULL, "CA bundle for amqps:// and https:// (default: system CAs)" },
+	    NULL, "CA bundle for amqps:// and https:// (default: system CAs); "
+	    "--config only, refused in CRD mode" },
 	{ "insecureSkipVerify", F_BOOL, PO(source.tls_insecure), 0, 0, 1, 0,
 	    NULL, NULL, NULL, "do not verify the broker's certificate (tests)" },
 	END_FIELDS
@@ -93,9 +99,11 @@ static const struct field source_fields[] = {
 	{ "authSecretRef", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL,
 	    secret_ref_fields, "{name, key} of the password Secret" },
 	{ "passwordFile", F_STRING, PO(source.password_file), 0, 0, 0, 0,
-	    NULL, NULL, NULL, "file holding the password (outside Kubernetes)" },
+	    NULL, NULL, NULL, "file holding the password; --config only, "
+	    "refused in CRD mode" },
 	{ "passwordEnv", F_STRING, PO(source.password_env), 0, 0, 0, 0, NULL,
-	    NULL, NULL, "environment variable holding the password" },
+	    NULL, NULL, "environment variable holding the password; --config "
+	    "only, refused in CRD mode" },
 	{ "username", F_STRING, PO(source.username), 0, 0, 0, 0, NULL, NULL,
 	    NULL, "rabbitmq user (the password comes from the secret)" },
 	{ "tls", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, tls_fields,
@@ -533,6 +541,136 @@ config_dns_name(const char *s, size_t max)
 	return (1);
 }
 
+int
+config_dns_subdomain(const char *s, size_t max)
+{
+	size_t	 n = strlen(s), i;
+
+	if (!config_dns_name(s, max))
+		return (0);
+	/* Each dot-separated label starts and ends alphanumeric. */
+	for (i = 1; i < n; i++)
+		if (s[i] == '.' && (s[i - 1] == '.' || s[i - 1] == '-' ||
+		    s[i + 1] == '-'))
+			return (0);
+	return (1);
+}
+
+/* k8s.io/apimachinery validation IsConfigMapKey, which Secrets use too. */
+int
+config_secret_key(const char *s)
+{
+	size_t	 n = strlen(s), i;
+
+	if (n == 0 || n > 253 || strcmp(s, ".") == 0 ||
+	    strncmp(s, "..", 2) == 0)
+		return (0);
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-' &&
+		    s[i] != '_' && s[i] != '.')
+			return (0);
+	return (1);
+}
+
+static int
+config_listed(const char *s, const char *const *list, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(list[i], s) == 0)
+			return (1);
+	return (0);
+}
+
+/*
+ * Where the password comes from (see struct config_tenancy): file mode keeps
+ * the operator's files and variables; CRD mode allows only a Secret of the
+ * pool's namespace or a shared one, read through the API.
+ */
+static int
+config_check_secret(struct pool_config *p, const char *secrets_dir,
+    const struct config_tenancy *crd, const char *path, char *err,
+    size_t errlen)
+{
+	struct pool_source_config *s = &p->source;
+	const char	*field = NULL, *ns;
+	char		 at[256], key[320];
+
+	if (s->secret_name != NULL) {
+		if (!config_dns_subdomain(s->secret_name, 253)) {
+			config_path(at, sizeof at, path,
+			    "spec.source.authSecretRef.name");
+			snprintf(err, errlen, "%s: expected a Secret name "
+			    "(DNS-1123 subdomain: lowercase letters, digits, "
+			    "'-', '.'), got \"%.64s\"", at, s->secret_name);
+			return (-AS_EINVAL);
+		}
+		if (!config_secret_key(s->secret_key)) {
+			config_path(at, sizeof at, path,
+			    "spec.source.authSecretRef.key");
+			snprintf(err, errlen, "%s: expected a Secret key "
+			    "([-._a-zA-Z0-9]+, not \".\" or \"..\"), got "
+			    "\"%.64s\"", at, s->secret_key);
+			return (-AS_EINVAL);
+		}
+	}
+	if (crd == NULL) {
+		if (s->secret_ns != NULL) {
+			config_path(at, sizeof at, path,
+			    "spec.source.authSecretRef.namespace");
+			snprintf(err, errlen, "%s: only in CRD mode; with "
+			    "--config the Secret is the file "
+			    "<secrets-dir>/<name>/<key>", at);
+			return (-AS_EINVAL);
+		}
+		if (s->secret_name != NULL)
+			s->password_file = xasprintf("%s/%s/%s",
+			    secrets_dir != NULL ? secrets_dir :
+			    "/etc/agentscaler/secrets", s->secret_name,
+			    s->secret_key);
+		return (0);
+	}
+	if (s->password_file != NULL)
+		field = "spec.source.passwordFile";
+	else if (s->password_env != NULL)
+		field = "spec.source.passwordEnv";
+	else if (s->tls_ca_file != NULL)
+		field = "spec.source.tls.caFile";
+	if (field != NULL) {
+		config_path(at, sizeof at, path, field);
+		snprintf(err, errlen, "%s: refused in CRD mode: an AgentPool "
+		    "may not name a file or variable of agentscaler; put the "
+		    "password in a Secret of namespace %s and name it with "
+		    "authSecretRef", at, p->ns);
+		return (-AS_EINVAL);
+	}
+	if (s->secret_name == NULL)
+		return (0);
+	ns = s->secret_ns != NULL ? s->secret_ns : p->ns;
+	snprintf(key, sizeof key, "%s/%s", ns, s->secret_name);
+	config_path(at, sizeof at, path, "spec.source.authSecretRef");
+	if (strcmp(ns, p->ns) != 0) {
+		if (!config_listed(key, crd->shared, crd->nshared)) {
+			snprintf(err, errlen, "%s: Secret %s is in another "
+			    "namespace and not one the administrator shares "
+			    "(--shared-secret); a pool may only use Secrets "
+			    "of its own namespace %s", at, key, p->ns);
+			return (-AS_EINVAL);
+		}
+	} else if (crd->secret_namespaces != NULL &&
+	    !config_listed(ns, crd->secret_namespaces,
+	    crd->nsecret_namespaces) &&
+	    !config_listed(key, crd->shared, crd->nshared)) {
+		snprintf(err, errlen, "%s: agentscaler may not read Secrets "
+		    "in namespace %s (--secret-namespaces lists the "
+		    "namespaces it may read them in)", at, ns);
+		return (-AS_EINVAL);
+	}
+	s->password_secret = xasprintf("%s/%s", key, s->secret_key);
+	return (0);
+}
+
 static const struct field pool_top_fields[] = {
 	{ "apiVersion", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL, API_VERSION },
 	{ "kind", F_IGNORE, 0, 0, 0, 0, 0, NULL, NULL, NULL, "AgentPool" },
@@ -560,12 +698,13 @@ static const struct field quota_top_fields[] = {
 /* Checks that span fields of one pool. */
 static int
 config_check_pool(struct pool_config *p, const cJSON *obj,
-    const char *secrets_dir, const char *path, char *err, size_t errlen)
+    const char *secrets_dir, const struct config_tenancy *crd,
+    const char *path, char *err, size_t errlen)
 {
 	const struct scaler_type	*st;
 	const cJSON			*spec;
 	char				 at[256];
-	int				 nauth;
+	int				 nauth, rc;
 
 	spec = cJSON_GetObjectItemCaseSensitive(obj, "spec");
 	if (!config_dns_name(p->name, 253)) {
@@ -640,12 +779,9 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		    p->source.type, scaler_type_names());
 		return (-AS_EINVAL);
 	}
-	if (p->source.secret_name != NULL) {
-		if (secrets_dir == NULL)
-			secrets_dir = "/etc/agentscaler/secrets";
-		p->source.password_file = xasprintf("%s/%s/%s", secrets_dir,
-		    p->source.secret_name, p->source.secret_key);
-	}
+	if ((rc = config_check_secret(p, secrets_dir, crd, path, err,
+	    errlen)) != 0)
+		return (rc);
 	/*
 	 * Dispatch mode leaves it unset: the consumer then takes one list
 	 * per instance, <queue>:processing:<instance> (consumer.h).
@@ -666,6 +802,9 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		src.consumer_group = p->source.consumer_group;
 		src.count_in_flight = p->source.count_in_flight;
 		src.username = p->source.username;
+		src.password_file = p->source.password_file;
+		src.password_env = p->source.password_env;
+		src.password_secret = p->source.password_secret;
 		src.ca_file = p->source.tls_ca_file;
 		src.insecure_skip_verify = p->source.tls_insecure;
 		if (st->validate(&src, e, sizeof e) != 0) {
@@ -695,7 +834,8 @@ config_grow(void **arr, size_t n, size_t *cap, size_t size)
 
 int
 config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
-    const char *path, char *err, size_t errlen)
+    const struct config_tenancy *crd, const char *path, char *err,
+    size_t errlen)
 {
 	struct pool_config	*p;
 	char			 at[256];
@@ -710,7 +850,7 @@ config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
 	if ((rc = config_header(obj, "AgentPool", path, err, errlen)) != 0 ||
 	    (rc = config_apply(pool_top_fields, obj, p, path, err,
 	    errlen)) != 0 ||
-	    (rc = config_check_pool(p, obj, secrets_dir, path, err,
+	    (rc = config_check_pool(p, obj, secrets_dir, crd, path, err,
 	    errlen)) != 0)
 		goto fail;
 	for (j = 0; j < c->npools; j++) {
@@ -820,7 +960,7 @@ config_parse(const char *buf, size_t len, const char *secrets_dir,
 	n = 0;
 	cJSON_ArrayForEach(it, pools) {
 		snprintf(path, sizeof path, "pools[%zu]", n++);
-		if ((rc = config_add_pool(c, it, secrets_dir, path, err,
+		if ((rc = config_add_pool(c, it, secrets_dir, NULL, path, err,
 		    errlen)) != 0)
 			goto out;
 	}
@@ -874,6 +1014,8 @@ config_free_pool(struct pool_config *p)
 	free(p->source.secret_key);
 	free(p->source.password_file);
 	free(p->source.password_env);
+	free(p->source.secret_ns);
+	free(p->source.password_secret);
 	free(p->source.username);
 	free(p->source.tls_ca_file);
 	free(p->target_kind);
@@ -1141,6 +1283,7 @@ config_pool_source(const struct pool_config *c, struct scaler_source *src)
 	src->consumer_group = c->source.consumer_group;
 	src->password_file = c->source.password_file;
 	src->password_env = c->source.password_env;
+	src->password_secret = c->source.password_secret;
 	src->count_in_flight = c->source.count_in_flight;
 	src->username = c->source.username;
 	src->ca_file = c->source.tls_ca_file;
@@ -1155,7 +1298,8 @@ config_same_source(const struct pool_config *a, const struct pool_config *b)
 	return (SAME(source.type) && SAME(source.address) &&
 	    SAME(source.queue) && SAME(source.processing_list) &&
 	    SAME(source.consumer_group) && SAME(source.password_file) &&
-	    SAME(source.password_env) && SAME(source.username) &&
+	    SAME(source.password_env) && SAME(source.password_secret) &&
+	    SAME(source.username) &&
 	    SAME(source.tls_ca_file) &&
 	    a->source.tls_insecure == b->source.tls_insecure &&
 	    a->source.count_in_flight == b->source.count_in_flight &&

@@ -281,8 +281,10 @@ crd_object_cmp(const void *a, const void *b)
 }
 
 struct config *
-crd_build_config(struct crd_object *objs, size_t n, const char *secrets_dir)
+crd_build_config(struct crd_object *objs, size_t n,
+    const struct config_tenancy *tenancy)
 {
+	static const struct config_tenancy none;
 	struct crd_object	**ord;
 	const struct quota_config *qc;
 	struct config		*c = config_new();
@@ -324,8 +326,9 @@ crd_build_config(struct crd_object *objs, size_t n, const char *secrets_dir)
 			x->valid = config_add_quota(c, min, "", x->err,
 			    sizeof x->err) == 0;
 		else
-			x->valid = config_add_pool(c, min, secrets_dir, "",
-			    x->err, sizeof x->err) == 0;
+			x->valid = config_add_pool(c, min, NULL,
+			    tenancy != NULL ? tenancy : &none, "", x->err,
+			    sizeof x->err) == 0;
 		cJSON_Delete(min);
 	}
 	free(ord);
@@ -353,7 +356,7 @@ crd_rebuild(struct crd *c)
 			objs[n].created = o->created;
 			byidx[n++] = o;
 		}
-	cfg = crd_build_config(objs, n, c->o->secrets_dir);
+	cfg = crd_build_config(objs, n, c->o->tenancy);
 	for (i = 0; i < n; i++) {
 		o = byidx[i];
 		if (objs[i].valid) {

@@ -49,6 +49,7 @@
 #include "agentscaler/log.h"
 #include "agentscaler/quota.h"
 #include "agentscaler/scaler.h"
+#include "agentscaler/secret_store.h"
 
 struct daemon;
 
@@ -102,6 +103,7 @@ struct daemon {
 	uint64_t		 reloads_ok, reloads_failed;
 	double			 started;
 	struct crd		*crd;		/* CRD mode, else NULL */
+	struct secret_store	*secrets;	/* CRD mode, else NULL */
 
 	/* Leader election; elector NULL when off. */
 	struct leader		*elector;
@@ -855,6 +857,8 @@ daemon_metrics(void *arg, struct http_reply *r)
 		dispatcher_metrics(d->dispatch, &b);
 	if (d->crd != NULL)
 		crd_metrics(d->crd, &b);
+	if (d->secrets != NULL)
+		secret_store_metrics(d->secrets, &b);
 	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	r->body = b.p;
 	r->len = b.len;
@@ -992,7 +996,19 @@ daemon_status(void *arg, struct http_reply *r)
 static void
 daemon_crd_apply(void *arg, struct config *c)
 {
-	daemon_apply(arg, c);
+	struct daemon	*d = arg;
+	const struct pool_config *p;
+	size_t		 i;
+
+	/* Read the pools' Secrets now, so their first connect finds them. */
+	for (i = 0; i < c->npools; i++) {
+		p = &c->pools[i];
+		if (p->source.password_secret != NULL)
+			secret_store_want(d->secrets, p->source.secret_ns !=
+			    NULL ? p->source.secret_ns : p->ns,
+			    p->source.secret_name);
+	}
+	daemon_apply(d, c);
 }
 
 static int
@@ -1129,7 +1145,13 @@ daemon_run(const struct daemon_options *opts)
 	c = NULL;
 	if (opts->config_path == NULL) {
 		copts.watch_namespace = opts->watch_namespace;
-		copts.secrets_dir = opts->secrets_dir;
+		copts.tenancy = &opts->tenancy;
+		/*
+		 * Broker credentials come from Secrets of the pools' own
+		 * namespaces, through the API (secret_store.h).
+		 */
+		d.secrets = secret_store_new(d.k8s, 0);
+		as_secret_provider(secret_store_lookup, d.secrets);
 		copts.instance = opts->instance;
 		copts.leading = &d.leading;
 		copts.apply = daemon_crd_apply;
@@ -1154,6 +1176,8 @@ out:
 	for (i = 0; i < d.npools; i++)
 		pool_free(d.pools[i]);
 	free(d.pools);
+	as_secret_provider(NULL, NULL);
+	secret_store_free(d.secrets);
 	dispatcher_free(d.dispatch);
 	leader_free(d.elector);
 	k8s_client_free(d.lease_k8s);

@@ -209,7 +209,6 @@ static void	 httpc_pump(struct httpc *);
 static void	 httpc_count(struct httpc *, const char *, long);
 static void	 httpc_default_message(long, const char *, size_t, char *,
 		    size_t);
-static void	 httpc_secret_free(char *);
 static size_t	 req_write_cb(char *, size_t, size_t, void *);
 static size_t	 req_stream_write(struct httpc_req *, const char *, size_t);
 static void	 req_deliver(struct httpc_req *);
@@ -229,15 +228,6 @@ static void	 req_timer_cb(struct ev_loop *, struct ev_timer *, int);
 static void	 req_complete(struct httpc_req *);
 static void	 req_cancel(struct httpc_req *);
 
-static void
-httpc_secret_free(char *s)
-{
-	if (s != NULL) {
-		explicit_bzero(s, strlen(s));
-		free(s);
-	}
-}
-
 /* A copy of len bytes, NUL-terminated, or NULL for NULL. */
 static char *
 httpc_blob_dup(const char *p, size_t len)
@@ -250,15 +240,6 @@ httpc_blob_dup(const char *p, size_t len)
 	memcpy(out, p, len);
 	out[len] = '\0';
 	return (out);
-}
-
-static void
-httpc_blob_free(char *p, size_t len)
-{
-	if (p != NULL) {
-		explicit_bzero(p, len);
-		free(p);
-	}
 }
 
 struct httpc *
@@ -407,9 +388,9 @@ httpc_destroy(struct httpc *c)
 		LIST_REMOVE(sk, entry);
 		free(sk);
 	}
-	httpc_secret_free(c->bearer);
-	httpc_secret_free(c->password);
-	httpc_blob_free(c->key_blob, c->key_blob_len);
+	as_secret_free(c->bearer, 0);
+	as_secret_free(c->password, 0);
+	as_secret_free(c->key_blob, c->key_blob_len);
 	free(c->cert_blob);
 	free(c->user);
 	free(c->stats);
@@ -432,7 +413,7 @@ httpc_set_bearer(struct httpc *c, const char *token)
 	if (token == NULL ? c->bearer == NULL :
 	    c->bearer != NULL && strcmp(token, c->bearer) == 0)
 		return;
-	httpc_secret_free(c->bearer);
+	as_secret_free(c->bearer, 0);
 	c->bearer = token != NULL ? xstrdup(token) : NULL;
 	c->cred_gen++;
 }
@@ -444,7 +425,7 @@ httpc_set_basic(struct httpc *c, const char *user, const char *password)
 	    strcmp(password != NULL ? password : "", c->password) == 0)
 		return;
 	free(c->user);
-	httpc_secret_free(c->password);
+	as_secret_free(c->password, 0);
 	c->user = user != NULL ? xstrdup(user) : NULL;
 	c->password = user != NULL ? xstrdup(password != NULL ? password :
 	    "") : NULL;
@@ -461,7 +442,7 @@ httpc_set_client_cert(struct httpc *c, const char *cert, size_t cert_len,
 	    memcmp(key, c->key_blob, key_len) == 0)
 		return;
 	free(c->cert_blob);
-	httpc_blob_free(c->key_blob, c->key_blob_len);
+	as_secret_free(c->key_blob, c->key_blob_len);
 	c->cert_blob = c->key_blob = NULL;
 	c->cert_blob_len = c->key_blob_len = 0;
 	if (cert != NULL) {

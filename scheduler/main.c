@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -38,6 +40,7 @@ enum {
 	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_INSTANCE,
 	O_LEADER_ELECT, O_LEASE_NAME, O_LEASE_NAMESPACE, O_LEASE_DURATION,
 	O_RENEW_DEADLINE, O_RETRY_PERIOD, O_CHECK_CONFIG, O_WATCH_NAMESPACE,
+	O_SHARED_SECRETS, O_SECRET_NAMESPACES,
 	O_HELP_CONFIG, O_HELP_CONFIG_JSON, O_HELP, O_VERSION, O_COUNT
 };
 
@@ -48,7 +51,8 @@ static const struct option_row options_table[O_COUNT] = {
 	    "objects of the cluster (CRD mode)" },
 	[O_SECRETS_DIR] = { "secrets-dir", OPT_STRING,
 	    "/etc/agentscaler/secrets", 0, 0,
-	    "where authSecretRef {name, key} is mounted as <dir>/<name>/<key>" },
+	    "--config: where authSecretRef {name, key} is mounted as "
+	    "<dir>/<name>/<key> (CRD mode reads Secrets through the API)" },
 	[O_METRICS_ADDR] = { "metrics-addr", OPT_STRING, "127.0.0.1:9090", 0, 0,
 	    "listen address of /metrics /healthz /readyz /status" },
 	[O_LOG_FORMAT] = { "log-format", OPT_STRING, "json", 0, 0,
@@ -109,6 +113,14 @@ static const struct option_row options_table[O_COUNT] = {
 	[O_WATCH_NAMESPACE] = { "watch-namespace", OPT_STRING, NULL, 0, 0,
 	    "CRD mode: watch AgentPools and AgentQuotas of this namespace "
 	    "only (default: all namespaces)" },
+	[O_SHARED_SECRETS] = { "shared-secrets", OPT_STRING, NULL, 0, 0,
+	    "CRD mode: comma-separated NAMESPACE/NAME of Secrets that pools "
+	    "of every namespace may name (authSecretRef.namespace); only an "
+	    "administrator sets this" },
+	[O_SECRET_NAMESPACES] = { "secret-namespaces", OPT_STRING, NULL, 0, 0,
+	    "CRD mode: comma-separated namespaces whose pools may read "
+	    "Secrets of their own namespace (default: all; the chart's RBAC "
+	    "must match)" },
 	[O_HELP_CONFIG] = { "help-config", OPT_FLAG, NULL, 0, 0,
 	    "print the config file reference and exit" },
 	[O_HELP_CONFIG_JSON] = { "help-config-json", OPT_FLAG, NULL, 0, 0,
@@ -244,6 +256,57 @@ explain_main(int argc, char **argv)
 	return (rc);
 }
 
+/*
+ * Splits a comma-separated list into a new array of new strings (empty
+ * items skipped); *n is its length.  NULL for NULL.
+ */
+static char **
+opt_list(const char *s, size_t *n)
+{
+	char		**v;
+	const char	*p, *e;
+
+	*n = 0;
+	if (s == NULL)
+		return (NULL);
+	v = xcalloc(strlen(s) / 2 + 2, sizeof *v);
+	for (p = s; *p != '\0'; p = *e == ',' ? e + 1 : e) {
+		if ((e = strchr(p, ',')) == NULL)
+			e = p + strlen(p);
+		if (e > p)
+			v[(*n)++] = xstrndup(p, (size_t)(e - p));
+	}
+	return (v);
+}
+
+static void
+opt_list_free(char **v, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/*
+ * The daemon's memory holds broker passwords and tokens: no core dump may
+ * carry them, and other processes of the same user may not read or trace
+ * it (/proc/PID/mem) once it is not dumpable.
+ */
+static void
+no_core_dumps(void)
+{
+	struct rlimit	 rl = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &rl) != 0)
+		log_warn("daemon", "cannot disable core dumps: %s",
+		    strerror(errno));
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		log_warn("daemon", "cannot make the process not dumpable: %s",
+		    strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -253,6 +316,8 @@ main(int argc, char **argv)
 	enum log_format		 fmt;
 	enum log_level		 lvl;
 	double			 num[O_COUNT];
+	char			**shared = NULL, **secret_ns = NULL;
+	size_t			 nshared = 0, nsecret_ns = 0;
 	char			 env[96], err[512], lease_ns[256];
 	size_t			 i, j;
 	int			 ch, idx, rc;
@@ -355,6 +420,25 @@ main(int argc, char **argv)
 	opts.config_path = val[O_CONFIG];
 	opts.watch_namespace = val[O_WATCH_NAMESPACE];
 	opts.secrets_dir = val[O_SECRETS_DIR];
+	shared = opt_list(val[O_SHARED_SECRETS], &nshared);
+	secret_ns = opt_list(val[O_SECRET_NAMESPACES], &nsecret_ns);
+	for (i = 0; i < nshared; i++) {
+		const char *sl = strchr(shared[i], '/');
+
+		if (sl == NULL || strchr(sl + 1, '/') != NULL ||
+		    sl == shared[i] || !config_dns_subdomain(sl + 1, 253)) {
+			fprintf(stderr, "agentscaler: --shared-secrets: "
+			    "expected NAMESPACE/NAME, got \"%s\"\n",
+			    shared[i]);
+			opt_list_free(shared, nshared);
+			opt_list_free(secret_ns, nsecret_ns);
+			return (DAEMON_EXIT_CONFIG);
+		}
+	}
+	opts.tenancy.shared = (const char *const *)shared;
+	opts.tenancy.nshared = nshared;
+	opts.tenancy.secret_namespaces = (const char *const *)secret_ns;
+	opts.tenancy.nsecret_namespaces = nsecret_ns;
 	opts.metrics_addr = val[O_METRICS_ADDR];
 	opts.resync_seconds = num[O_RESYNC];
 	if (val[O_INSTANCE] != NULL)
@@ -389,6 +473,8 @@ main(int argc, char **argv)
 	    sizeof err) != 0) {
 		fprintf(stderr, "agentscaler: leader election (--lease-*, "
 		    "--renew-deadline, --retry-period, --instance): %s\n", err);
+		opt_list_free(shared, nshared);
+		opt_list_free(secret_ns, nsecret_ns);
 		return (DAEMON_EXIT_CONFIG);
 	}
 
@@ -397,11 +483,16 @@ main(int argc, char **argv)
 	 * went away must give EPIPE, not kill the daemon.
 	 */
 	signal(SIGPIPE, SIG_IGN);
+	no_core_dumps();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("daemon", "libcurl initialisation failed");
+		opt_list_free(shared, nshared);
+		opt_list_free(secret_ns, nsecret_ns);
 		return (DAEMON_EXIT_FAIL);
 	}
 	rc = daemon_run(&opts);
 	curl_global_cleanup();
+	opt_list_free(shared, nshared);
+	opt_list_free(secret_ns, nsecret_ns);
 	return (rc);
 }

@@ -300,6 +300,40 @@ as_read_secret(const char *path, char *err, size_t errlen)
 }
 
 void
+as_secret_free(char *s, size_t len)
+{
+	if (s != NULL) {
+		explicit_bzero(s, len > 0 ? len : strlen(s));
+		free(s);
+	}
+}
+
+static as_secret_lookup_fn	*secret_provider;
+static void			*secret_provider_arg;
+
+void
+as_secret_provider(as_secret_lookup_fn *fn, void *arg)
+{
+	secret_provider = fn;
+	secret_provider_arg = arg;
+}
+
+int
+as_secret_lookup(const char *ref, double since, char **out, char *err,
+    size_t errlen)
+{
+	*out = NULL;
+	if (secret_provider == NULL) {
+		snprintf(err, errlen, "Secret %s: no Kubernetes API to read it "
+		    "from (Secrets are read through the API in CRD mode only)",
+		    ref);
+		return (-AS_EAUTH);
+	}
+	return (secret_provider(secret_provider_arg, ref, since, out, err,
+	    errlen));
+}
+
+void
 as_buf_printf(struct as_buf *b, const char *fmt, ...)
 {
 	va_list	 ap;

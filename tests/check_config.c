@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
 #include "util/testutil.h"
@@ -79,6 +81,125 @@ START_TEST(test_secret_ref)
 	    sizeof err), 0);
 	ck_assert_str_eq(c->pools[0].source.password_file,
 	    "/etc/as/redis/password");
+	config_free(c);
+}
+END_TEST
+
+/*
+ * CRD mode (issue 11): tenants write the objects.  Nothing in a pool may
+ * name a file or variable of the daemon, reach out of its namespace for a
+ * Secret, or smuggle a path through a Secret's name or key.
+ */
+#define CRD_POOL(ns, source) "{\"metadata\":{\"name\":\"p1\",\"namespace\":" \
+	"\"" ns "\"},\"spec\":{\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://r:6379\",\"queue\":\"q\"" source "}," TGT "}}"
+#define REF(name, key) ",\"authSecretRef\":{\"name\":\"" name "\"," \
+	"\"key\":\"" key "\"}"
+
+static const char *const crd_shared[] = { "infra/shared-redis" };
+static const char *const crd_secret_ns[] = { "team-a" };
+
+static const struct crd_row {
+	const char	*obj;
+	int		 restrict_ns;	/* --secret-namespaces team-a */
+	const char	*want;		/* NULL: valid; else in the error */
+	const char	*secret;	/* valid: password_secret */
+} crd_rows[] = {
+	{ CRD_POOL("team-a", ",\"passwordFile\":\"/var/run/secrets/"
+	    "kubernetes.io/serviceaccount/token\""), 0,
+	    "spec.source.passwordFile: refused in CRD mode", NULL },
+	{ CRD_POOL("team-a", ",\"passwordEnv\":\"AWS_SECRET_ACCESS_KEY\""), 0,
+	    "spec.source.passwordEnv: refused in CRD mode", NULL },
+	{ CRD_POOL("team-a", ",\"tls\":{\"caFile\":\"/etc/shadow\"}"), 0,
+	    "spec.source.tls.caFile: refused in CRD mode", NULL },
+	{ CRD_POOL("team-a", REF("..", "../../var/run/secrets/kubernetes.io/"
+	    "serviceaccount/token")), 0,
+	    "spec.source.authSecretRef.name: expected a Secret name", NULL },
+	{ CRD_POOL("team-a", REF("redis", "../../token")), 0,
+	    "spec.source.authSecretRef.key: expected a Secret key", NULL },
+	{ CRD_POOL("team-a", REF("redis", "..")), 0,
+	    "spec.source.authSecretRef.key", NULL },
+	{ CRD_POOL("team-a", REF("redis", "a/b")), 0,
+	    "spec.source.authSecretRef.key", NULL },
+	{ CRD_POOL("team-a", REF("a..b", "k")), 0,
+	    "spec.source.authSecretRef.name", NULL },
+	{ CRD_POOL("team-a", REF("Redis", "k")), 0,
+	    "spec.source.authSecretRef.name", NULL },
+	{ CRD_POOL("team-a", ",\"authSecretRef\":{\"name\":\"broker\","
+	    "\"key\":\"password\",\"namespace\":\"team-b\"}"), 0,
+	    "Secret team-b/broker is in another namespace", NULL },
+	{ CRD_POOL("team-a", REF("redis", "password")), 0, NULL,
+	    "team-a/redis/password" },
+	{ CRD_POOL("team-a", REF("redis", "pass_word-1.txt")), 1, NULL,
+	    "team-a/redis/pass_word-1.txt" },
+	{ CRD_POOL("team-b", REF("redis", "password")), 1,
+	    "may not read Secrets in namespace team-b", NULL },
+	{ CRD_POOL("team-b", ",\"authSecretRef\":{\"name\":\"shared-redis\","
+	    "\"key\":\"password\",\"namespace\":\"infra\"}"), 1, NULL,
+	    "infra/shared-redis/password" },
+	{ CRD_POOL("team-a", ""), 0, NULL, NULL },
+};
+
+START_TEST(test_crd_tenancy)
+{
+	const struct crd_row *row = &crd_rows[_i];
+	struct config_tenancy t = { crd_shared, 1, NULL, 0 };
+	struct config	*c = config_new();
+	cJSON		*o = cJSON_Parse(row->obj);
+	char		 err[512] = "";
+	int		 rc;
+
+	ck_assert_ptr_nonnull(o);
+	if (row->restrict_ns) {
+		t.secret_namespaces = crd_secret_ns;
+		t.nsecret_namespaces = 1;
+	}
+	rc = config_add_pool(c, o, "/s", &t, "", err, sizeof err);
+	if (row->want != NULL) {
+		ck_assert_int_eq(rc, -AS_EINVAL);
+		ck_assert_msg(strstr(err, row->want) != NULL, "%s", err);
+		ck_assert_uint_eq(c->npools, 0);
+	} else {
+		ck_assert_msg(rc == 0, "%s", err);
+		ck_assert_uint_eq(c->npools, 1);
+		/* Never a file of the daemon in CRD mode. */
+		ck_assert_ptr_null(c->pools[0].source.password_file);
+		if (row->secret == NULL)
+			ck_assert_ptr_null(c->pools[0].source.password_secret);
+		else
+			ck_assert_str_eq(c->pools[0].source.password_secret,
+			    row->secret);
+	}
+	cJSON_Delete(o);
+	config_free(c);
+}
+END_TEST
+
+/* The operator's file keeps files and variables, but no traversal. */
+START_TEST(test_file_mode_secret_names)
+{
+	const char *traversal = "{\"pools\":[" CRD_POOL("team-a",
+	    REF("..", "../../var/run/secrets/kubernetes.io/serviceaccount/"
+	    "token")) "]}";
+	const char *ns = "{\"pools\":[" CRD_POOL("team-a",
+	    ",\"authSecretRef\":{\"name\":\"r\",\"key\":\"k\",\"namespace\":"
+	    "\"b\"}") "]}";
+	const char *env = "{\"pools\":[" CRD_POOL("team-a",
+	    ",\"passwordEnv\":\"REDIS_PW\"") "]}";
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_int_eq(config_parse(traversal, strlen(traversal), "/s", &c,
+	    err, sizeof err), -AS_EINVAL);
+	ck_assert_msg(strstr(err, "authSecretRef.name: expected a Secret "
+	    "name") != NULL, "%s", err);
+	ck_assert_int_eq(config_parse(ns, strlen(ns), "/s", &c, err,
+	    sizeof err), -AS_EINVAL);
+	ck_assert_msg(strstr(err, "only in CRD mode") != NULL, "%s", err);
+	ck_assert_int_eq(config_parse(env, strlen(env), "/s", &c, err,
+	    sizeof err), 0);
+	ck_assert_str_eq(c->pools[0].source.password_env, "REDIS_PW");
+	ck_assert_ptr_null(c->pools[0].source.password_secret);
 	config_free(c);
 }
 END_TEST
@@ -266,6 +387,9 @@ config_suite(void)
 
 	tcase_add_test(tc, test_good);
 	tcase_add_test(tc, test_secret_ref);
+	tcase_add_loop_test(tc, test_crd_tenancy, 0,
+	    (int)AS_ARRAY_SIZE(crd_rows));
+	tcase_add_test(tc, test_file_mode_secret_names);
 	tcase_add_loop_test(tc, test_bad, 0,
 	    (int)(sizeof bad_rows / sizeof bad_rows[0]));
 	tcase_add_loop_test(tc, test_quantity, 0,

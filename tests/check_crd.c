@@ -43,7 +43,7 @@ build(const char *const *docs, const int *quota, size_t n,
 		objs[i].quota = quota[i];
 		objs[i].obj = keep[i];
 	}
-	return (crd_build_config(objs, n, "/s"));
+	return (crd_build_config(objs, n, NULL));
 }
 
 START_TEST(test_each_object_alone)

@@ -203,7 +203,7 @@ START_TEST(test_validate)
 	src.password_env = "E";
 	ck_assert_int_eq(scaler_type_redis_list.validate(&src, err,
 	    sizeof err), -AS_EINVAL);
-	ck_assert(strstr(err, "not both") != NULL);
+	ck_assert(strstr(err, "not several") != NULL);
 	src.password_env = NULL;
 	src.command_timeout = -1;
 	ck_assert_int_eq(scaler_type_redis_list.validate(&src, err,

@@ -196,7 +196,7 @@ START_TEST(test_validate)
 	src.password_file = "/f";
 	src.password_env = "E";
 	ck_assert_int_eq(t->validate(&src, err, sizeof err), -AS_EINVAL);
-	ck_assert(strstr(err, "not both") != NULL);
+	ck_assert(strstr(err, "not several") != NULL);
 	src.password_env = NULL;
 
 	/* No TLS in hiredis 0.14.1: said plainly, by both types. */

@@ -127,6 +127,29 @@ char		*as_read_file(const char *path, size_t maxlen, size_t *lenp,
 char		*as_read_secret(const char *path, char *err, size_t errlen);
 
 /*
+ * Wipes a secret (len bytes, or up to its NUL when len is 0) and frees it;
+ * NULL is fine.  The one way every secret this process reads is let go of
+ * (broker passwords, tokens, keys), so none lingers in freed memory.
+ */
+void		 as_secret_free(char *s, size_t len);
+
+/*
+ * Secrets named by reference, "namespace/name/key" (a key of a Kubernetes
+ * Secret), come from whoever registered a provider: the daemon's secret
+ * store in CRD mode (k8s/secret_store.c).  Without one every lookup fails.
+ * since (as_mono_now() seconds; 0: any) asks for a value read after that
+ * moment, so that a connect after a failure uses a rotated Secret.  A
+ * lookup returns 0 with a new string in *out (let go of with
+ * as_secret_free), -AS_EAGAIN while the value is being read, or another
+ * -AS_E... with a reason that names the Secret, never its value.
+ */
+typedef int	 as_secret_lookup_fn(void *arg, const char *ref, double since,
+		    char **out, char *err, size_t errlen);
+void		 as_secret_provider(as_secret_lookup_fn *, void *arg);
+int		 as_secret_lookup(const char *ref, double since, char **out,
+		    char *err, size_t errlen);
+
+/*
  * Copies text into dst (always terminated), replacing every copy of secret
  * with "<redacted>": servers should never echo a password, but their error
  * text goes into logs.  secret may be NULL or "".

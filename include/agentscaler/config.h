@@ -28,8 +28,10 @@ struct pool_source_config {
 	char	*consumer_group;
 	char	*secret_name;		/* authSecretRef */
 	char	*secret_key;
-	char	*password_file;		/* resolved from authSecretRef */
+	char	*secret_ns;		/* authSecretRef.namespace (CRD mode) */
+	char	*password_file;		/* file mode: also from authSecretRef */
 	char	*password_env;
+	char	*password_secret;	/* CRD mode: "ns/name/key" of authSecretRef */
 	char	*username;
 	char	*tls_ca_file;
 	int	 tls_insecure;
@@ -112,8 +114,37 @@ void	 config_free(struct config *);
  * err and c unchanged.
  */
 struct config *config_new(void);
+
+/*
+ * CRD mode: the objects come from tenants, each of whom may create
+ * AgentPools in its own namespace only, and who must never reach the
+ * daemon's files, environment or another namespace's Secrets.  A pool then
+ * names no path or variable of the daemon (passwordFile, passwordEnv and
+ * tls.caFile are refused), and its authSecretRef is a Secret of its own
+ * namespace, read through the API, or one that the administrator shares
+ * with every namespace (shared, "namespace/name", from the chart).  When
+ * secret_namespaces is set, only pools of those namespaces may name a
+ * Secret of their own (the chart grants the daemon `get` on Secrets there
+ * only).
+ */
+struct config_tenancy {
+	const char *const	*shared;
+	size_t			 nshared;
+	const char *const	*secret_namespaces;	/* NULL: all */
+	size_t			 nsecret_namespaces;
+};
+
+/*
+ * crd: NULL for a file the operator wrote (authSecretRef is the file
+ * <secrets_dir>/<name>/<key>), the tenancy rules in CRD mode.
+ */
 int	 config_add_pool(struct config *c, const struct cJSON *obj,
-	    const char *secrets_dir, const char *path, char *err, size_t errlen);
+	    const char *secrets_dir, const struct config_tenancy *crd,
+	    const char *path, char *err, size_t errlen);
+/* A Secret key as Kubernetes takes it: [-._a-zA-Z0-9]+, not "." or "..". */
+int	 config_secret_key(const char *);
+/* A DNS-1123 subdomain of at most max bytes (Secret and object names). */
+int	 config_dns_subdomain(const char *, size_t max);
 int	 config_add_quota(struct config *c, const struct cJSON *obj,
 	    const char *path, char *err, size_t errlen);
 

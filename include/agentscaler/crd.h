@@ -33,6 +33,7 @@
 struct as_buf;
 struct cJSON;
 struct config;
+struct config_tenancy;
 struct ev_loop;
 struct k8s_client;
 struct crd;
@@ -81,7 +82,7 @@ struct crd_quota_status {
 
 struct crd_options {
 	const char	*watch_namespace;	/* NULL: all */
-	const char	*secrets_dir;
+	const struct config_tenancy *tenancy;	/* NULL: no shared Secrets */
 	const char	*instance;		/* reportingInstance */
 	const int	*leading;		/* writes only while *leading */
 	/* The config of the valid objects; the callee owns it. */
@@ -130,11 +131,12 @@ struct crd_object {
  * from its name, namespace and spec (the server's metadata and status are
  * not the parser's business); quotas are taken oldest first per namespace
  * (creationTimestamp, then name), so a second quota in a namespace is the
- * invalid one.  Sets valid and err of every object.  Returns a config the
- * caller frees.
+ * invalid one.  Pools are held to the tenancy rules (config.h; NULL: no
+ * Secret shared, every namespace may read its own).  Sets valid and err of
+ * every object.  Returns a config the caller frees.
  */
 struct config	*crd_build_config(struct crd_object *, size_t n,
-		    const char *secrets_dir);
+		    const struct config_tenancy *);
 
 /*
  * Pure: the status documents.  prev is the status written before (may be

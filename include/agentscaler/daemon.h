@@ -7,13 +7,15 @@
 #ifndef AGENTSCALER_DAEMON_H
 #define AGENTSCALER_DAEMON_H
 
+#include "agentscaler/config.h"
 #include "agentscaler/k8s.h"
 #include "agentscaler/leader.h"
 
 struct daemon_options {
 	const char		*config_path;	/* NULL: CRD mode */
 	const char		*watch_namespace;	/* CRD mode; NULL: all */
-	const char		*secrets_dir;
+	const char		*secrets_dir;	/* --config's authSecretRef */
+	struct config_tenancy	 tenancy;	/* CRD mode: who reads what */
 	const char		*metrics_addr;
 	double			 resync_seconds;	/* re-read /scale */
 	char			 instance[128];	/* dispatch: stable name */

@@ -18,7 +18,7 @@
  *
  * Ownership: the caller owns every struct passed in; nothing here keeps a
  * pointer it was given.  Secrets returned by rabbitmq_secret_read() are the
- * caller's, to release with rabbitmq_secret_free().
+ * caller's, to release with as_secret_free().
  */
 #ifndef AGENTSCALER_RABBITMQ_H
 #define AGENTSCALER_RABBITMQ_H
@@ -97,16 +97,14 @@ int	 rabbitmq_check_source(const struct scaler_source *, int consumer,
 const char *rabbitmq_user(const struct scaler_source *);
 
 /*
- * Reads the password afresh from password_file or password_env; with
- * neither, the password of user "guest" is "guest" and any other user gets
- * -AS_EAUTH.  Returns 0 with a new string in *out, or -AS_EAUTH with the
- * reason (never the secret) in err.
+ * Reads the password afresh (scaler_secret_read()); with no source, the
+ * password of user "guest" is "guest" and any other user gets -AS_EAUTH.
+ * Returns 0 with a new string in *out (let go of with as_secret_free), or
+ * -AS_EAUTH (-AS_EAGAIN while a Secret is being read) with the reason,
+ * never the secret, in err.
  */
-int	 rabbitmq_secret_read(const char *password_file,
-	    const char *password_env, const char *user, char **out, char *err,
-	    size_t errlen);
-/* Wipes and frees; NULL is fine. */
-void	 rabbitmq_secret_free(char *);
+int	 rabbitmq_secret_read(const struct scaler_secret *, const char *user,
+	    double since, char **out, char *err, size_t errlen);
 /* "host:port" or "[v6]:port" into out. */
 void	 rabbitmq_endpoint_name(const struct rabbitmq_addr *, char *out,
 	    size_t outlen);

@@ -66,8 +66,8 @@ struct rabbitmq_conn {
 	char			 name[272];	/* read: host:port */
 	char			*label;		/* connection_name */
 	char			*user;
-	char			*password_file;
-	char			*password_env;
+	struct scaler_secret	 secret;	/* the password's source */
+	double			 down_at;	/* last failure (mono); 0 none */
 	char			*ca_file;
 	int			 insecure;
 	double			 connect_timeout;	/* read */

@@ -28,6 +28,8 @@ struct scaler_source {
 	const char	*consumer_group;
 	const char	*password_file;	/* secret from a file, re-read on connect */
 	const char	*password_env;	/* or from an environment variable */
+	const char	*password_secret; /* or a Secret's key read through the
+					   API, "ns/name/key" (CRD mode) */
 	const char	*username;	/* rabbitmq user; NULL: guest */
 	const char	*ca_file;	/* TLS: CA bundle; NULL: system CAs */
 	int		 insecure_skip_verify;	/* TLS: do not verify (tests) */
@@ -98,5 +100,38 @@ extern const struct scaler_type scaler_type_fake;
 extern const struct scaler_type scaler_type_rabbitmq;
 extern const struct scaler_type scaler_type_redis_list;
 extern const struct scaler_type scaler_type_redis_stream;
+
+/*
+ * Where a source's password comes from, copied out of a scaler_source
+ * (scalers/secret.c): a file or an environment variable (file mode, set by
+ * the operator), or a key of a Secret in the pool's namespace read through
+ * the Kubernetes API (CRD mode; see as_secret_lookup()).  At most one is
+ * set; none means no password.
+ */
+struct scaler_secret {
+	char	*file;
+	char	*env;
+	char	*ref;
+};
+
+void	 scaler_secret_set(struct scaler_secret *, const struct scaler_source *);
+/* 1 when src names the same password source. */
+int	 scaler_secret_same(const struct scaler_secret *,
+	    const struct scaler_source *);
+void	 scaler_secret_clear(struct scaler_secret *);
+/* 1 when the source has a password. */
+int	 scaler_secret_any(const struct scaler_secret *);
+/* 0 or -AS_EINVAL when src names more than one password source. */
+int	 scaler_secret_check(const struct scaler_source *, char *err,
+	    size_t errlen);
+/*
+ * Reads the password afresh: 0 with a new string in *out (NULL when the
+ * source has none; let go of with as_secret_free), or -AS_EAUTH (or
+ * -AS_EAGAIN while a Secret is being read) with the reason in err.  since:
+ * a Secret's value must have been read after this moment (the end of the
+ * last failed attempt; 0 on the first connect), see as_secret_lookup().
+ */
+int	 scaler_secret_read(const struct scaler_secret *, double since,
+	    char **out, char *err, size_t errlen);
 
 #endif

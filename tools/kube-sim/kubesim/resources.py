@@ -544,7 +544,7 @@ class _Node:
     nodes for every object of a kind)."""
 
     __slots__ = ("schema", "typ", "props", "addl", "preserve", "required", "minp",
-                 "items", "maxi", "enum", "mn", "mx", "ml", "datetime", "defaults",
+                 "items", "maxi", "enum", "mn", "mx", "ml", "pat", "datetime", "defaults",
                  "plain")
 
     def __init__(self, schema):
@@ -564,12 +564,15 @@ class _Node:
         self.mn = g("minimum")
         self.mx = g("maximum")
         self.ml = g("maxLength")
+        # go-openapi matches a pattern with Go's regexp MatchString: unanchored
+        pat = g("pattern")
+        self.pat = (pat, re.compile(pat)) if pat is not None else None
         self.datetime = g("format") == "date-time"
         self.defaults = [(k, ps["default"]) for k, ps in (self.props or {}).items()
                          if isinstance(ps, dict) and "default" in ps]
         # a string with no constraint: nothing to do once the type matches
         self.plain = (t == "string" and self.enum is None and self.ml is None and
-                      not self.datetime)
+                      self.pat is None and not self.datetime)
 
 
 _NODES = {}
@@ -661,6 +664,10 @@ def apply_schema(schema, val, path, errs, top=False):
             if ml is not None and len(val) > ml:
                 errs.append((path, "TooLong", "Too long: may not be more than %d bytes"
                              % ml))
+            if n.pat is not None and not n.pat[1].search(val):
+                errs.append((path, "FieldValueInvalid",
+                             "Invalid value: %s: %s in body should match '%s'"
+                             % (_fmt_val(val), path, n.pat[0])))
             if n.datetime:
                 from .util import parse_ts
                 if parse_ts(val) is None:
