@@ -5,6 +5,7 @@ Real redis-server + kube-sim + the daemon, all on loopback.  Waits are
 bounded polls on conditions; nothing asserts on speed.
 """
 import os
+import re
 import select
 import socket
 import subprocess
@@ -161,6 +162,23 @@ class Endpoints(world.DaemonTestCase):
         self.assertIn("not found", pools["ghost"]["kubeError"])
         self.assertTrue(pools["fine"]["started"])
         self.assertEqual(d.metrics()['agentscaler_source_up{namespace="default",pool="down"}'], 0)
+
+
+class FlagsDocumented(unittest.TestCase):
+    def test_readme_flag_table_matches_help(self):
+        """README's flag table and `agentscaler --help` (both from main.c's
+        options_table) name the same flags."""
+        binary = os.environ.get("AGENTSCALER_BIN",
+                                os.path.join(world.ROOT, "build/release/agentscaler"))
+        r = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        helped = set(re.findall(r"^  --([a-z-]+)", r.stdout, re.M)) - {"help", "version"}
+        with open(os.path.join(world.ROOT, "README.md")) as f:
+            readme = f.read()
+        table = readme[readme.index("### Flags"):readme.index("### Configuration")]
+        rows = [ln.split("|")[1] for ln in table.splitlines() if ln.startswith("| `--")]
+        documented = set(re.findall(r"`--([a-z-]+)", "".join(rows)))
+        self.assertEqual(documented, helped)
 
 
 if __name__ == "__main__":
