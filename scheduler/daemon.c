@@ -98,7 +98,8 @@ struct daemon {
 	size_t			 npools;
 	struct k8s_client	*k8s;
 	struct dispatcher	*dispatch;
-	struct http_server	*http;
+	struct http_server	*http;		/* --metrics-addr */
+	struct http_server	*admin;		/* --admin-addr, or NULL */
 	ev_signal		 sigterm, sigint, sighup;
 	uint64_t		 reloads_ok, reloads_failed;
 	double			 started;
@@ -798,6 +799,41 @@ metrics_pool_value(const struct pool *p, size_t off, char kind)
 	}
 }
 
+/* The connection bounds of both listeners (http.h). */
+static void
+metrics_http(const struct daemon *d, struct as_buf *b)
+{
+	const struct http_server *srv[2] = { d->http, d->admin };
+	const char	*name[2] = { "metrics", "admin" };
+	struct http_stats st[2];
+	size_t		 i;
+
+	for (i = 0; i < 2; i++)
+		if (srv[i] != NULL)
+			http_server_get_stats(srv[i], &st[i]);
+	as_buf_printf(b, "# HELP agentscaler_http_connections Open "
+	    "connections of each listener (at most %d each).\n"
+	    "# TYPE agentscaler_http_connections gauge\n", HTTP_MAX_CONNS);
+	for (i = 0; i < 2; i++)
+		if (srv[i] != NULL)
+			as_buf_printf(b, "agentscaler_http_connections"
+			    "{listener=\"%s\"} %llu\n", name[i],
+			    (unsigned long long)st[i].open);
+	as_buf_printf(b, "# HELP agentscaler_http_connections_closed_total "
+	    "Connections the server closed: evicted (the oldest, for a new "
+	    "one at the limit), expired (no complete request within %d s).\n"
+	    "# TYPE agentscaler_http_connections_closed_total counter\n",
+	    HTTP_REQUEST_SECONDS);
+	for (i = 0; i < 2; i++)
+		if (srv[i] != NULL)
+			as_buf_printf(b, "agentscaler_http_connections_closed_"
+			    "total{listener=\"%s\",reason=\"evicted\"} %llu\n"
+			    "agentscaler_http_connections_closed_total"
+			    "{listener=\"%s\",reason=\"expired\"} %llu\n",
+			    name[i], (unsigned long long)st[i].evicted, name[i],
+			    (unsigned long long)st[i].expired);
+}
+
 static void
 daemon_metrics(void *arg, struct http_reply *r)
 {
@@ -859,6 +895,7 @@ daemon_metrics(void *arg, struct http_reply *r)
 		crd_metrics(d->crd, &b);
 	if (d->secrets != NULL)
 		secret_store_metrics(d->secrets, &b);
+	metrics_http(d, &b);
 	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	r->body = b.p;
 	r->len = b.len;
@@ -872,25 +909,56 @@ daemon_healthz(void *arg, struct http_reply *r)
 }
 
 static void
+daemon_k8s_answered(const char *verb, long code, uint64_t count, void *arg)
+{
+	int	*answered = arg;
+
+	(void)verb;
+	/* 0 is no answer; 401 refused our credentials, a process problem. */
+	if (count > 0 && code > 0 && code != 401)
+		*answered = 1;
+}
+
+/*
+ * /readyz is about this process, not its tenants: 200 once it can do its
+ * work: in CRD mode the informers listed and the config applied, else the
+ * API server answered (any status but 401: a missing Deployment is a 404
+ * answer); with election the Lease read; the claims of every dispatch
+ * namespace listed, since its tasks are rebuilt from them before anything
+ * is admitted.  Answering at all means the loop runs.  A pool's own trouble
+ * (its source unreachable, its target missing) is that pool's: its status
+ * conditions, agentscaler_source_up and /status carry it, and the body
+ * lists it after the verdict, but it never makes the process unready: a
+ * rollout must not stall, nor a replica leave its Service, because one
+ * tenant's Redis is down.
+ */
+static void
 daemon_readyz(void *arg, struct http_reply *r)
 {
 	struct daemon	*d = arg;
-	struct as_buf	 b = { NULL, 0, 0 };
+	struct as_buf	 b = { NULL, 0, 0 }, pools = { NULL, 0, 0 };
 	size_t		 i;
+	int		 answered = 0;
 
 	for (i = 0; i < d->npools; i++) {
 		const struct pool *p = d->pools[i];
 
 		if (!p->source_read)
-			as_buf_printf(&b, "%s: source not read yet%s%s\n",
+			as_buf_printf(&pools, "%s: source not read yet%s%s\n",
 			    p->id, p->source_err[0] ? ": " : "",
 			    p->source_err);
 		else if (!p->spec_known)
-			as_buf_printf(&b, "%s: target not read yet%s%s\n",
+			as_buf_printf(&pools, "%s: target not read yet%s%s\n",
 			    p->id, p->k8s_err[0] ? ": " : "", p->k8s_err);
 	}
+	if (d->crd == NULL && d->config != NULL && d->config->npools > 0) {
+		k8s_client_foreach_stat(d->k8s, daemon_k8s_answered,
+		    &answered);
+		if (!answered)
+			as_buf_printf(&b, "Kubernetes API not reached yet\n");
+	}
 	if (d->dispatch != NULL)
-		dispatcher_readyz(d->dispatch, &b);
+		dispatcher_readyz(d->dispatch, &b, &pools);
 	if (d->elector != NULL && !leader_observed(d->elector))
 		as_buf_printf(&b, "Lease %s/%s not read yet%s%s\n",
 		    d->opts->leader.ns, d->opts->leader.name,
@@ -898,21 +966,25 @@ daemon_readyz(void *arg, struct http_reply *r)
 		    leader_error(d->elector));
 	if (d->crd != NULL)
 		crd_readyz(d->crd, &b);
-	if (b.len > 0) {
+	if (b.len > 0)
 		r->status = 503;
-		r->body = b.p;
-		r->len = b.len;
-	} else if (d->elector != NULL) {
+	else if (d->elector != NULL) {
 		/* Both are ready: the standby is the warm spare. */
-		free(b.p);
-		r->body = daemon_may_write(d) ? xstrdup("ok: leader\n") :
-		    xasprintf("ok: standby (Lease held by %s)\n",
-		    leader_holder(d->elector)[0] != '\0' ?
-		    leader_holder(d->elector) : "nobody");
-	} else {
-		free(b.p);
-		r->body = xstrdup("ok\n");
-	}
+		if (daemon_may_write(d))
+			as_buf_printf(&b, "ok: leader\n");
+		else
+			as_buf_printf(&b, "ok: standby (Lease held by %s)\n",
+			    leader_holder(d->elector)[0] != '\0' ?
+			    leader_holder(d->elector) : "nobody");
+	} else
+		as_buf_printf(&b, "ok\n");
+	if (pools.len > 0)
+		as_buf_printf(&b, "pools with problems of their own (not "
+		    "this process's; see their status and /status):\n%s",
+		    pools.p);
+	free(pools.p);
+	r->body = b.p;
+	r->len = b.len;
 }
 
 /* /explain?task=ID: why a task waits, runs or was rejected. */
@@ -969,6 +1041,8 @@ daemon_status(void *arg, struct http_reply *r)
 		cJSON_AddNumberToObject(o, "replicas", p->spec_replicas);
 		cJSON_AddStringToObject(o, "lastReason",
 		    autoscale_reason_name(p->last.reason));
+		cJSON_AddBoolToObject(o, "started", p->source_read &&
+		    p->spec_known);
 		cJSON_AddBoolToObject(o, "sourceOk", p->source_ok);
 		cJSON_AddBoolToObject(o, "push", pool_pushing(p));
 		cJSON_AddStringToObject(o, "sourceError", p->source_err);
@@ -1127,11 +1201,27 @@ daemon_run(const struct daemon_options *opts)
 	http_server_route(d.http, "/metrics", daemon_metrics, &d);
 	http_server_route(d.http, "/healthz", daemon_healthz, &d);
 	http_server_route(d.http, "/readyz", daemon_readyz, &d);
-	http_server_route(d.http, "/status", daemon_status, &d);
-	http_server_route(d.http, "/explain", daemon_explain, &d);
 	log_info("daemon", "agentscaler %s serving /metrics /healthz /readyz "
-	    "/status on %s (port %d)", AS_VERSION, opts->metrics_addr,
+	    "on %s (port %d)", AS_VERSION, opts->metrics_addr,
 	    http_server_port(d.http));
+	/*
+	 * /status and /explain name tasks, namespaces and trees of every
+	 * tenant: on an address of their own, loopback by default, never on
+	 * the one Prometheus and the probes reach.
+	 */
+	if (opts->admin_addr != NULL) {
+		if ((d.admin = http_server_new(d.loop, opts->admin_addr, err,
+		    sizeof err)) == NULL) {
+			log_error("daemon", "admin endpoint: %s", err);
+			goto out;
+		}
+		http_server_route(d.admin, "/status", daemon_status, &d);
+		http_server_route(d.admin, "/explain", daemon_explain, &d);
+		log_info("daemon", "serving /status /explain on %s (port %d)",
+		    opts->admin_addr, http_server_port(d.admin));
+	} else
+		log_info("daemon", "/status and /explain are off "
+		    "(--admin-addr)");
 
 	ev_signal_init(&d.sigterm, daemon_signal_cb, SIGTERM);
 	ev_signal_init(&d.sigint, daemon_signal_cb, SIGINT);
@@ -1183,6 +1273,7 @@ out:
 	k8s_client_free(d.lease_k8s);
 	config_free(d.config);
 	config_free(c);
+	http_server_free(d.admin);
 	http_server_free(d.http);
 	k8s_client_free(d.k8s);
 	if (d.loop != NULL) {

@@ -2232,16 +2232,17 @@ dispatcher_status(const struct dispatcher *d, cJSON *root)
 }
 
 void
-dispatcher_readyz(const struct dispatcher *d, struct as_buf *b)
+dispatcher_readyz(const struct dispatcher *d, struct as_buf *notready,
+    struct as_buf *pools)
 {
 	const struct dpool *p;
 
 	LIST_FOREACH(p, &d->pools, entry) {
 		if (!p->ns->synced)
-			as_buf_printf(b, "%s: claims of namespace %s not "
-			    "listed yet\n", p->id, p->cfg->ns);
+			as_buf_printf(notready, "%s: claims of namespace %s "
+			    "not listed yet\n", p->id, p->cfg->ns);
 		else if (!p->up)
-			as_buf_printf(b, "%s: not consuming%s%s\n", p->id,
+			as_buf_printf(pools, "%s: not consuming%s%s\n", p->id,
 			    p->src_err[0] ? ": " : "", p->src_err);
 	}
 }

@@ -34,7 +34,8 @@ struct option_row {
 };
 
 enum {
-	O_CONFIG, O_SECRETS_DIR, O_METRICS_ADDR, O_LOG_FORMAT, O_LOG_LEVEL,
+	O_CONFIG, O_SECRETS_DIR, O_METRICS_ADDR, O_ADMIN_ADDR, O_LOG_FORMAT,
+	O_LOG_LEVEL,
 	O_KUBECONFIG, O_CONTEXT,
 	O_APISERVER, O_TOKEN_FILE, O_CA_FILE, O_INSECURE, O_KUBE_QPS,
 	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_INSTANCE,
@@ -54,7 +55,12 @@ static const struct option_row options_table[O_COUNT] = {
 	    "--config: where authSecretRef {name, key} is mounted as "
 	    "<dir>/<name>/<key> (CRD mode reads Secrets through the API)" },
 	[O_METRICS_ADDR] = { "metrics-addr", OPT_STRING, "127.0.0.1:9090", 0, 0,
-	    "listen address of /metrics /healthz /readyz /status" },
+	    "listen address of /metrics /healthz /readyz (Prometheus and "
+	    "the kubelet's probes)" },
+	[O_ADMIN_ADDR] = { "admin-addr", OPT_STRING, "127.0.0.1:9091", 0, 0,
+	    "listen address of /status and /explain, which show task ids, "
+	    "namespaces and trees: keep it on loopback (kubectl exec, "
+	    "port-forward); \"off\" or empty: not served" },
 	[O_LOG_FORMAT] = { "log-format", OPT_STRING, "json", 0, 0,
 	    "json | text" },
 	[O_LOG_LEVEL] = { "log-level", OPT_STRING, "info", 0, 0,
@@ -137,7 +143,7 @@ usage(FILE *fp)
 	char	 flag[64];
 
 	fprintf(fp, "usage: agentscaler [--config FILE] [flags]\n"
-	    "       agentscaler explain TASK-ID [--metrics-addr HOST:PORT] "
+	    "       agentscaler explain TASK-ID [--admin-addr HOST:PORT] "
 	    "[--json]\n\n"
 	    "Queue-driven autoscaler for AI-agent workloads on Kubernetes.\n"
 	    "Every flag may also be set as AGENTSCALER_<FLAG> (upper case, "
@@ -184,15 +190,32 @@ explain_write(char *p, size_t size, size_t n, void *arg)
 	return (size * n);
 }
 
+static int
+explain_usage(void)
+{
+	fprintf(stderr, "usage: agentscaler explain TASK-ID "
+	    "[--admin-addr HOST:PORT] [--json]\n");
+	return (2);
+}
+
+/* The daemon serves /explain on --admin-addr or nowhere. */
+static int
+addr_off(const char *addr)
+{
+	return (*addr == '\0' || strcmp(addr, "off") == 0);
+}
+
 /*
- * agentscaler explain TASK-ID [--metrics-addr HOST:PORT] [--json]: asks a
- * running daemon why a task waits or was rejected.  Exit 0 when the task is
- * known, 1 when not, 2 when the daemon cannot be asked.
+ * agentscaler explain TASK-ID [--admin-addr HOST:PORT] [--json]: asks a
+ * running daemon, on its admin address (AGENTSCALER_ADMIN_ADDR as the
+ * daemon reads it, else the default), why a task waits or was rejected.
+ * Exit 0 when the task is known, 1 when not, 2 when the daemon cannot be
+ * asked.
  */
 static int
 explain_main(int argc, char **argv)
 {
-	const char	*addr = getenv("AGENTSCALER_METRICS_ADDR");
+	const char	*addr = getenv("AGENTSCALER_ADMIN_ADDR");
 	const char	*id = NULL;
 	struct as_buf	 b = { NULL, 0, 0 };
 	CURL		*c;
@@ -202,28 +225,33 @@ explain_main(int argc, char **argv)
 	long		 code = 0;
 	int		 i, json = 0, rc;
 
+	if (addr != NULL && *addr == '\0')
+		addr = NULL;	/* as the daemon reads an empty variable */
 	for (i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--metrics-addr") == 0 && i + 1 < argc)
+		if (strcmp(argv[i], "--admin-addr") == 0 && i + 1 < argc)
 			addr = argv[++i];
-		else if (strncmp(argv[i], "--metrics-addr=", 15) == 0)
-			addr = argv[i] + 15;
-		else if (strcmp(argv[i], "--json") == 0)
+		else if (strncmp(argv[i], "--admin-addr=", 13) == 0)
+			addr = argv[i] + 13;
+		else if (strncmp(argv[i], "--metrics-addr", 14) == 0) {
+			fprintf(stderr, "agentscaler explain: /explain is "
+			    "served on the admin address: use --admin-addr\n");
+			return (2);
+		} else if (strcmp(argv[i], "--json") == 0)
 			json = 1;
 		else if (id == NULL && argv[i][0] != '-')
 			id = argv[i];
-		else {
-			fprintf(stderr, "usage: agentscaler explain TASK-ID "
-			    "[--metrics-addr HOST:PORT] [--json]\n");
-			return (2);
-		}
+		else
+			return (explain_usage());
 	}
-	if (id == NULL) {
-		fprintf(stderr, "usage: agentscaler explain TASK-ID "
-		    "[--metrics-addr HOST:PORT] [--json]\n");
+	if (id == NULL)
+		return (explain_usage());
+	if (addr == NULL)
+		addr = options_table[O_ADMIN_ADDR].def;
+	if (addr_off(addr)) {
+		fprintf(stderr, "agentscaler explain: the admin address is "
+		    "off; give the daemon's --admin-addr\n");
 		return (2);
 	}
-	if (addr == NULL)
-		addr = "127.0.0.1:9090";
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
 	    (c = curl_easy_init()) == NULL)
 		return (2);
@@ -237,7 +265,7 @@ explain_main(int argc, char **argv)
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	if (curl_easy_perform(c) != CURLE_OK) {
 		fprintf(stderr, "agentscaler explain: cannot reach the daemon "
-		    "at %s (see --metrics-addr)\n", addr);
+		    "at %s (see --admin-addr)\n", addr);
 		rc = 2;
 	} else {
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -440,6 +468,8 @@ main(int argc, char **argv)
 	opts.tenancy.secret_namespaces = (const char *const *)secret_ns;
 	opts.tenancy.nsecret_namespaces = nsecret_ns;
 	opts.metrics_addr = val[O_METRICS_ADDR];
+	opts.admin_addr = val[O_ADMIN_ADDR] != NULL &&
+	    !addr_off(val[O_ADMIN_ADDR]) ? val[O_ADMIN_ADDR] : NULL;
 	opts.resync_seconds = num[O_RESYNC];
 	if (val[O_INSTANCE] != NULL)
 		as_strlcpy(opts.instance, val[O_INSTANCE], sizeof opts.instance);

@@ -43,9 +43,10 @@ def scale_demo(args):
         pool["spec"]["source"]["countInFlight"] = True
         daemon = world.Daemon({"pools": [pool]}, kube, binary=args.bin,
                               extra=["--log-format", "text"])
-        world.wait_for(lambda: daemon.get("/readyz")[0] == 200, 20, what="agentscaler ready")
-        print("world: redis %s, kube-sim %s, agentscaler metrics http://127.0.0.1:%d/metrics"
-              % (redis.url, kube.url, daemon.metrics_port))
+        world.wait_for(lambda: daemon.started(), 20, what="agentscaler ready")
+        print("world: redis %s, kube-sim %s, agentscaler metrics http://127.0.0.1:%d/metrics, "
+              "status http://127.0.0.1:%d/status"
+              % (redis.url, kube.url, daemon.metrics_port, daemon.admin_port))
         print("pool research-agents: tasksPerReplica 5, max 12, cooldown 6 s; "
               "each agent finishes %.0f tasks/s\n" % PER_REPLICA_PER_SEC)
         print("%5s %8s %9s %8s %9s %6s" % ("t(s)", "backlog", "in-flight", "desired", "replicas", "ready"))
@@ -160,7 +161,7 @@ def dispatch_demo(args):
                                    cooldownSeconds=8, pollIntervalMs=1000)
         daemon = world.Daemon({"pools": [pool]}, kube, binary=args.bin,
                               extra=["--log-format", "text", "--instance", "demo"])
-        world.wait_for(lambda: daemon.get("/readyz")[0] == 200, 20, what="agentscaler ready")
+        world.wait_for(lambda: daemon.started(), 20, what="agentscaler ready")
         print("pool coding-agents: warm pool `sandboxes` (4 members to start), spare 2..20, "
               "cooldown 8 s;\nkube-sim cold start 2.5 s; each agent works 2.5 s and spawns 2 "
               "sub-tasks (depth 0 only)\n")

@@ -16,7 +16,8 @@ struct daemon_options {
 	const char		*watch_namespace;	/* CRD mode; NULL: all */
 	const char		*secrets_dir;	/* --config's authSecretRef */
 	struct config_tenancy	 tenancy;	/* CRD mode: who reads what */
-	const char		*metrics_addr;
+	const char		*metrics_addr;	/* /metrics /healthz /readyz */
+	const char		*admin_addr;	/* /status /explain; NULL: off */
 	double			 resync_seconds;	/* re-read /scale */
 	char			 instance[128];	/* dispatch: stable name */
 	struct k8s_options	 k8s;

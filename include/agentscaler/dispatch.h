@@ -87,7 +87,13 @@ int	 dispatcher_pool_status(const struct dispatcher *, const char *ns,
  */
 int	 dispatcher_quota_status(const struct dispatcher *, const char *ns,
 	    struct crd_quota_status *);
-/* Appends one line per reason the dispatcher is not ready. */
-void	 dispatcher_readyz(const struct dispatcher *, struct as_buf *);
+/*
+ * For /readyz: appends to notready one line per namespace whose claims are
+ * not listed yet (its tasks are not rebuilt, so nothing is admitted there),
+ * and to pools one line per pool not consuming, a problem of that pool,
+ * not of the process.
+ */
+void	 dispatcher_readyz(const struct dispatcher *, struct as_buf *notready,
+	    struct as_buf *pools);
 
 #endif

@@ -108,13 +108,15 @@ class DefaultValuesTest(unittest.TestCase):
             ("ClusterRole", "agentscaler", None),
             ("ClusterRoleBinding", "agentscaler", None),
             ("Deployment", "agentscaler", "platform"),
+            ("NetworkPolicy", "agentscaler", "platform"),
             ("Role", "agentscaler-leader-election", "platform"),
             ("RoleBinding", "agentscaler-leader-election", "platform"),
             ("Service", "agentscaler-metrics", "platform"),
             ("ServiceAccount", "agentscaler", "platform")]))
-        # Helm's install order: ServiceAccount, RBAC, Service, Deployment
+        # Helm's install order: NetworkPolicy, ServiceAccount, RBAC,
+        # Service, Deployment
         self.assertEqual([o["kind"] for o in self.objs],
-                         ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                         ["NetworkPolicy", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
                           "RoleBinding", "Service", "Deployment"])
 
     def test_labels(self):
@@ -143,12 +145,15 @@ class DefaultValuesTest(unittest.TestCase):
         args = c["args"]
         for a in ("--leader-elect", "--lease-name=agentscaler", "--lease-namespace=platform",
                   "--lease-duration=15", "--renew-deadline=10", "--retry-period=2",
-                  "--metrics-addr=0.0.0.0:9090", "--secrets-dir=/etc/agentscaler/secrets",
-                  "--log-format=json"):
+                  "--metrics-addr=0.0.0.0:9090", "--admin-addr=127.0.0.1:9091",
+                  "--secrets-dir=/etc/agentscaler/secrets", "--log-format=json"):
             self.assertIn(a, args)
+        # the CLI in the pod (kubectl exec ... agentscaler explain) finds it
+        self.assertIn({"name": "AGENTSCALER_ADMIN_ADDR", "value": "127.0.0.1:9091"}, c["env"])
         self.assertFalse([a for a in args if a.startswith(("--config", "--watch-namespace"))])
         self.assertEqual(c["env"][0], {"name": "AGENTSCALER_INSTANCE", "valueFrom": {
             "fieldRef": {"fieldPath": "metadata.name"}}})
+        # the admin port is no container port: loopback only
         self.assertEqual(c["ports"], [{"name": "metrics", "containerPort": 9090,
                                        "protocol": "TCP"}])
         self.assertEqual(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "metrics"})
@@ -178,6 +183,17 @@ class DefaultValuesTest(unittest.TestCase):
         self.assertEqual(s["spec"]["ports"], [{"name": "metrics", "port": 9090,
                                                "targetPort": "metrics", "protocol": "TCP"}])
         self.assertEqual(s["spec"]["type"], "ClusterIP")
+
+    def test_network_policy(self):
+        """Ingress to the daemon's pods: the metrics port from pods of the
+        release namespace, nothing else (probes come from the node, which a
+        NetworkPolicy cannot block)."""
+        np, d = one(self.objs, "NetworkPolicy"), one(self.objs, "Deployment")
+        self.assertEqual(np["spec"]["podSelector"], d["spec"]["selector"])
+        self.assertEqual(np["spec"]["policyTypes"], ["Ingress"])
+        self.assertEqual(np["spec"]["ingress"], [{
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+            "from": [{"podSelector": {}}]}])
 
     def test_rbac_is_exactly_what_agentscaler_uses(self):
         cr = one(self.objs, "ClusterRole")
@@ -232,6 +248,9 @@ class DefaultValuesTest(unittest.TestCase):
         self.assertIn("installed as agentscaler in namespace platform", self.notes)
         self.assertIn("get lease agentscaler", self.notes)
         self.assertIn("kubectl get agentpools,agentquotas -A", self.notes)
+        self.assertIn("exec deploy/agentscaler -- agentscaler explain TASK-ID", self.notes)
+        self.assertIn("port-forward deploy/agentscaler 9091", self.notes)
+        self.assertIn("from namespace platform", self.notes)
 
     def test_flags_known(self):
         """Every flag the chart passes is one of the daemon's (main.c's
@@ -265,7 +284,8 @@ class AllValuesTest(unittest.TestCase):
     # each is exercised with another value in VariantsTest.
     SAME_AS_DEFAULT = {"fullnameOverride", "affinity", "podDisruptionBudget.minAvailable",
                        "serviceAccount.create", "rbac.create", "leaderElection.enabled",
-                       "metrics.service.enabled", "podSecurityContext.runAsNonRoot",
+                       "metrics.service.enabled", "networkPolicy.enabled",
+                       "podSecurityContext.runAsNonRoot",
                        "podSecurityContext.seccompProfile.type", "securityContext"}
 
     def test_sets_every_option(self):
@@ -302,6 +322,7 @@ class AllValuesTest(unittest.TestCase):
                                  o["metadata"].get("namespace")) for o in self.objs), sorted([
             ("ConfigMap", "prod-scaler", "agents-system"),
             ("Deployment", "prod-scaler", "agents-system"),
+            ("NetworkPolicy", "prod-scaler", "agents-system"),
             ("PodDisruptionBudget", "prod-scaler", "agents-system"),
             ("Role", "prod-scaler", "agents"),
             ("Role", "prod-scaler", "agents-batch"),
@@ -331,7 +352,8 @@ class AllValuesTest(unittest.TestCase):
         for a in ("--watch-namespace=agents", "--config=/etc/agentscaler/config/pools.json",
                   "--lease-name=scaler-leader", "--lease-namespace=agents-system",
                   "--lease-duration=30", "--renew-deadline=20", "--retry-period=4",
-                  "--metrics-addr=0.0.0.0:9191", "--log-format=text", "--log-level=debug",
+                  "--metrics-addr=0.0.0.0:9191", "--admin-addr=127.0.0.1:9292",
+                  "--log-format=text", "--log-level=debug",
                   "--kube-qps=50", "--kube-burst=100", "--kube-timeout=5.5",
                   "--kube-retries=3", "--resync-seconds=60",
                   "--secrets-dir=/var/run/agentscaler/secrets"):
@@ -409,6 +431,15 @@ class AllValuesTest(unittest.TestCase):
         sa = one(self.objs, "ServiceAccount")
         self.assertEqual(sa["metadata"]["annotations"], {"iam.example.com/role": "agentscaler"})
 
+    def test_network_policy(self):
+        np = one(self.objs, "NetworkPolicy")
+        self.assertEqual(np["spec"]["ingress"], [{
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {"matchLabels": {
+                          "kubernetes.io/metadata.name": "monitoring"}},
+                      "podSelector": {"matchLabels": {
+                          "app.kubernetes.io/name": "prometheus"}}}]}])
+
     def test_notes(self):
         self.assertIn("ConfigMap prod-scaler", self.notes)
         self.assertIn("/var/run/agentscaler/secrets/rabbitmq-auth/<key>", self.notes)
@@ -436,6 +467,8 @@ rbac:
 metrics:
   service:
     enabled: false
+networkPolicy:
+  enabled: false
 podAntiAffinity: none
 podDisruptionBudget:
   enabled: true
@@ -492,6 +525,9 @@ class RefusedValuesTest(unittest.TestCase):
         ("kube:\n  qps: 0\n", 1, "kube.qps: Must be greater than or equal to 0.1"),
         ("image:\n  digest: latest\n", 1, "image.digest: Does not match pattern"),
         ("metrics:\n  service:\n    type: LoadBalancer\n", 1, "metrics.service.type"),
+        ("admin:\n  port: 0\n", 1, "admin.port: Must be greater than or equal to 1"),
+        ("networkPolicy:\n  metrics:\n    podSelector:\n      app: prometheus\n", 1,
+         "networkPolicy.metrics.podSelector: Additional property app is not allowed"),
         ("extraArgs: [leader-elect]\n", 1, "extraArgs.0: Does not match pattern '^--'"),
         ("podDisruptionBudget:\n  minAvailable: lots\n", 1,
          "podDisruptionBudget.minAvailable: Does not match pattern"),
@@ -597,6 +633,7 @@ class ApplyToKubeSimTest(unittest.TestCase):
             "role.rbac.authorization.k8s.io/agentscaler-leader-election created",
             "rolebinding.rbac.authorization.k8s.io/agentscaler-leader-election created",
             "service/agentscaler-metrics created",
+            "networkpolicy.networking.k8s.io/agentscaler created",
             "deployment.apps/agentscaler created"]))
         self.assertEqual(r.stderr, "")
         # stored as rendered

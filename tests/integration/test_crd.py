@@ -128,7 +128,7 @@ class CrdScaleTest(CrdWorld):
 
         # Delete: the pool stops (no series, nothing in /status).
         self.kubectl.run("delete", "agentpool", "p1")
-        wait_for(lambda: not d.get("/status")[1]["pools"], 30, what="pool gone")
+        wait_for(lambda: not d.admin("/status")[1]["pools"], 30, what="pool gone")
         self.assertNotIn('pool="p1"', d.get("/metrics")[1])
         self.push("q1", 3)
         time.sleep(1)
@@ -221,7 +221,7 @@ class CrdScaleTest(CrdWorld):
         wait_for(lambda: self.kube.replicas("web") == 1, 30, what="own namespace scales")
         time.sleep(1)
         self.assertEqual(self.kube.replicas("web", ns="team-b"), 0)
-        names = [p["name"] for p in d.get("/status")[1]["pools"]]
+        names = [p["name"] for p in d.admin("/status")[1]["pools"]]
         self.assertEqual(names, ["mine"])
 
 
@@ -269,7 +269,7 @@ class CrdDispatchTest(CrdWorld):
                          cascade={"maxDepth": 0}))
         self.apply(world.pool_dispatch("dp", self.redis.url, "tasks", "wp", spare_min=0,
                                        spare_max=0, pollIntervalMs=100, cooldownSeconds=600))
-        wait_for(lambda: self.daemon.get("/status")[1].get("dispatch"), 30,
+        wait_for(lambda: self.daemon.admin("/status")[1].get("dispatch"), 30,
                  what="dispatch pool running")
         self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "root-1", "payload": {}}))
         wait_for(lambda: any(((c.get("status") or {}).get("sandbox") or {}).get("name")

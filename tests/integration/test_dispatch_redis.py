@@ -181,7 +181,7 @@ class DispatchTest(DispatchWorld):
         self.daemon.cleanup()
         before = self.kube.requests()[-1]["seq"] + 1
         self.start([self.pool()])
-        st = self.daemon.get("/status")[1]
+        st = self.daemon.admin("/status")[1]
         self.assertEqual(st["namespaces"][0]["liveTasks"], 3, st)
         # A child of a rebuilt task is admitted with the right lineage.
         self.redis.cmd("LPUSH", "tasks", task("r-0.1", parent="r-0"))

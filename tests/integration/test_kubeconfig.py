@@ -112,7 +112,7 @@ class KubeconfigTest(world.DaemonTestCase):
                                    extra=["--log-level", "debug", "--resync-seconds", "1"] +
                                    list(extra))
         if ready:
-            wait_for(lambda: self.daemon.get("/readyz")[0] == 200
+            wait_for(lambda: self.daemon.started()
                      if self.daemon.proc.poll() is None else self.fail(self.daemon.logs()[-5000:]),
                      30, 0.05, "the daemon's /readyz")
 
@@ -357,6 +357,7 @@ class KubeconfigTest(world.DaemonTestCase):
                                 os.path.join(world.ROOT, "build/release/agentscaler"))
         wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
         r = subprocess.run(wrapper + [binary, "--config", cfg, "--metrics-addr",
+                                      "127.0.0.1:%d" % world.free_port(), "--admin-addr",
                                       "127.0.0.1:%d" % world.free_port()] + extra,
                            capture_output=True, timeout=120)
         return r.returncode, r.stderr.decode(errors="replace")

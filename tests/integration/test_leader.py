@@ -102,7 +102,7 @@ class LeaderTest(unittest.TestCase):
         return d
 
     def election(self, name):
-        code, st = self.daemons[name].get("/status")
+        code, st = self.daemons[name].admin("/status")
         return st.get("leaderElection", {}) if code == 200 else {}
 
     def leaders(self):
@@ -234,10 +234,10 @@ class LeaderTest(unittest.TestCase):
         # The standby's scale pool is warm: it read the source and decided.
         # (Its copy of the target's replicas is re-read every
         # --resync-seconds, and always before its first write as leader.)
-        pools = self.daemons[standby].get("/status")[1]["pools"]
+        pools = self.daemons[standby].admin("/status")[1]["pools"]
         self.assertEqual(pools[0]["backlog"], 5)
         self.assertEqual(pools[0]["desiredReplicas"], 5)
-        code, body = self.daemons[standby].get("/explain?task=a-00")
+        code, body = self.daemons[standby].admin("/explain?task=a-00")
         self.assertEqual(code, 503)
 
     # --- (b) ---
@@ -372,7 +372,7 @@ class LeaderTest(unittest.TestCase):
         try:
             wait_for(lambda: self.election("a").get("holder") == "b", 10, 0.02, "a to see b")
         except AssertionError:
-            self.fail("a: exit %r, status %r\n%s" % (a.proc.poll(), a.get("/status"),
+            self.fail("a: exit %r, status %r\n%s" % (a.proc.poll(), a.admin("/status"),
                                                     a.logs()[-6000:]))
         self.assertFalse(self.election("a").get("leader"))
         self.set_work(2)

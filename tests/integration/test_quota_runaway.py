@@ -48,8 +48,8 @@ class QuotaWorld(world.DaemonTestCase):
         self.start_daemon(cfg, extra=("--instance", instance))
 
     def explain(self, tid):
-        return subprocess.run([self.daemon.binary, "explain", tid, "--metrics-addr",
-                               "127.0.0.1:%d" % self.daemon.metrics_port],
+        return subprocess.run([self.daemon.binary, "explain", tid, "--admin-addr",
+                               "127.0.0.1:%d" % self.daemon.admin_port],
                               capture_output=True, text=True, timeout=30)
 
 
@@ -77,7 +77,7 @@ class RunawayTest(QuotaWorld):
         want = 2 * 85
 
         def ended():
-            st = self.daemon.get("/status")[1]
+            st = self.daemon.admin("/status")[1]
             ns = st["namespaces"][0]
             return (len(set(self.runtime.finished_ids())) >= want and ns["liveTasks"] == 0
                     and ns["deferred"] == 0 and self.redis.cmd("LLEN", "tasks") == 0)
@@ -127,11 +127,11 @@ class QuotaLimitsTest(QuotaWorld):
             self.explain("second")), 20, 0.2, "second deferred")
         self.assertIn("quota.maxSandboxes", out.stdout)
         self.assertEqual(self.explain("never-seen").returncode, 1)
-        st = self.daemon.get("/status")[1]
+        st = self.daemon.admin("/status")[1]
         self.assertEqual(st["namespaces"][0]["deferred"], 1)
         # The test's warm pool starts with a spare, which counts until the
         # PATCH to spare_max=0 lands: 2 for a moment, then the one task.
-        wait_for(lambda: self.daemon.get("/status")[1]["namespaces"][0]["used"]["sandboxes"]
+        wait_for(lambda: self.daemon.admin("/status")[1]["namespaces"][0]["used"]["sandboxes"]
                  == 1, 20, 0.1, "only the task's sandbox counted")
         # The first one's claim goes: the second is admitted.
         name = self.kube.api("GET", CLAIMS)[1]["items"][0]["metadata"]["name"]
@@ -251,7 +251,7 @@ class QuotaRestartTest(QuotaWorld):
         self.daemon.cleanup()
         self.start(cfg)
         # Usage comes back from the claims (count and cpu) before anything is admitted.
-        st = self.daemon.get("/status")[1]["namespaces"][0]
+        st = self.daemon.admin("/status")[1]["namespaces"][0]
         self.assertEqual(st["used"]["sandboxes"], 2)
         self.assertEqual(st["used"]["cpu"], 1.0)
         self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "three"}))

@@ -42,7 +42,7 @@ class StreamTest(World):
         self.start([world.pool_stream("p", self.redis.url, "tasks", "workers", "agents",
                                       count_in_flight=True, tasksPerReplica=2,
                                       maxReplicas=10, **FAST)])
-        wait_for(lambda: self.daemon.get("/readyz")[0] == 200, 20, what="/readyz")
+        wait_for(lambda: self.daemon.started(), 20, what="pools started")
         self.assertEqual(self.kube.replicas("agents"), 0)
 
         self.xadd("tasks", 12)
@@ -72,7 +72,10 @@ class StreamTest(World):
                  what="a missing-stream log line")
         wait_for(lambda: self.metric("agentscaler_source_up") == 0, 10, what="source_up 0")
         self.assertIn("cannot read the source", self.daemon_logs)
-        self.assertEqual(self.daemon.get("/readyz")[0], 503)
+        # The pool's trouble, not the process's: ready, and the body says it.
+        code, body = self.daemon.get("/readyz")
+        self.assertEqual(code, 200, body)
+        self.assertIn("default/p: source not read yet", body)
 
         # The stream without the group is still an error, naming the group.
         self.xadd("tasks", 3)

@@ -68,6 +68,9 @@ class DiscoveryTest(SimTestCase):
         p = self.resources("/apis/policy/v1")
         self.assertEqual(p["poddisruptionbudgets"]["shortNames"], ["pdb"])
         self.assertIn("poddisruptionbudgets/status", p)
+        n = self.resources("/apis/networking.k8s.io/v1")
+        self.assertEqual(n["networkpolicies"]["kind"], "NetworkPolicy")
+        self.assertEqual(n["networkpolicies"]["shortNames"], ["netpol"])
 
 
 class ServiceTest(SimTestCase):

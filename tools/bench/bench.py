@@ -103,7 +103,7 @@ def run_mode(binary, kind, mode, trials, npools, rabbit=None):
                                   maxReplicas=10, cooldownSeconds=0,
                                   scaleDownStabilizationSeconds=0, pollIntervalMs=1000))
         daemon = world.Daemon({"pools": pools}, kube, binary=binary, extra=["--log-level", "warn"])
-        world.wait_for(lambda: daemon.get("/readyz")[0] == 200, 60, what="ready")
+        world.wait_for(lambda: daemon.started(), 60, what="ready")
         want_push = 1.0 if mode == "push" else 0.0
         world.wait_for(lambda: daemon.metrics().get(
             'agentscaler_source_push{namespace="default",pool="bench-0"}') == want_push, 15,

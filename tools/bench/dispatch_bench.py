@@ -280,7 +280,7 @@ class World:
         self.daemon = world.Daemon({"pools": [pool]}, self.kube, binary=a.bin,
                                    extra=["--instance", INSTANCE, "--kube-qps", "5000",
                                           "--kube-burst", "5000", "--log-level", "info"])
-        world.wait_for(lambda: self._alive() and self.daemon.get("/readyz")[0] == 200, 30, 0.05,
+        world.wait_for(lambda: self._alive() and self.daemon.started(), 30, 0.05,
                        "agentscaler's /readyz")
         # Dispatch pools have no agentscaler_source_push gauge: the endpoint
         # logs when its keyspace-notification subscriber is live.

@@ -465,7 +465,10 @@ class Daemon:
         self.config_path = os.path.join(self.dir, "pools.json")
         if config is not None:
             self.write_config(config)
+        # /metrics /healthz /readyz on one port; /status /explain on the
+        # admin port (--admin-addr), as in the chart.
         self.metrics_port = free_port()
+        self.admin_port = free_port()
         self.binary = binary or os.environ.get("AGENTSCALER_BIN",
                                                os.path.join(ROOT, "build/release/agentscaler"))
         wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
@@ -476,7 +479,8 @@ class Daemon:
             extra += ["--token-file", kubesim.sa_token_file(self.dir)]
         args = wrapper + [self.binary] + \
             (["--config", self.config_path] if config is not None else []) + \
-            ["--metrics-addr", "127.0.0.1:%d" % self.metrics_port]
+            ["--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
+             "--admin-addr", "127.0.0.1:%d" % self.admin_port]
         if kubesim is not None:
             args += ["--apiserver", kubesim.url]
         args += extra
@@ -505,7 +509,25 @@ class Daemon:
         return out
 
     def get(self, path):
+        """GET on the metrics address: /metrics /healthz /readyz."""
         return http("GET", "http://127.0.0.1:%d%s" % (self.metrics_port, path))
+
+    def admin(self, path):
+        """GET on the admin address: /status /explain."""
+        return http("GET", "http://127.0.0.1:%d%s" % (self.admin_port, path))
+
+    def pools_started(self):
+        """Every pool has read its source and its target, and every
+        dispatch pool consumes (/status).  /readyz no longer says so: it is
+        about the process, and a pool's trouble is the pool's."""
+        code, st = self.admin("/status")
+        return (code == 200 and all(p.get("started") for p in st.get("pools", [])) and
+                all(p.get("consuming") for p in st.get("dispatch", [])))
+
+    def started(self):
+        """Ready (/readyz 200) and every pool started: what tests and tools
+        wait for before they put work in."""
+        return self.get("/readyz")[0] == 200 and self.pools_started()
 
     def logs(self):
         if not self.log.closed:
@@ -545,10 +567,13 @@ class DaemonTestCase(unittest.TestCase):
             self.assertEqual(rc, 0, "daemon exit code (valgrind or ASan reports fail it)")
 
     def start_daemon(self, config, probe="/readyz", extra=()):
-        """Starts the daemon and waits until probe answers 200; a daemon that
-        exits first fails the test with the end of its log."""
+        """Starts the daemon and waits until probe answers 200 (with
+        /readyz, also until its pools started); a daemon that exits first
+        fails the test with the end of its log."""
         self.daemon = Daemon(config, self.kube, extra=extra)
-        wait_for(lambda: self.daemon.get(probe)[0] == 200 if self.daemon.proc.poll() is None
+        wait_for(lambda: (self.daemon.started() if probe == "/readyz"
+                          else self.daemon.get(probe)[0] == 200)
+                 if self.daemon.proc.poll() is None
                  else self.fail(self.daemon.logs()[-5000:]),
                  30, 0.05, "the daemon's " + probe)
         return self.daemon

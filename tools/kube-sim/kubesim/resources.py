@@ -108,6 +108,8 @@ def builtin_types():
                                          "update", "watch"]),
         RType("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", short=["pdb"],
               status=True, generation=True),
+        RType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy",
+              short=["netpol"], generation=True),
         RType("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
               namespaced=False),
         RType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole",
