@@ -1407,7 +1407,9 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	tk = xmalloc(sizeof *tk);
 	if (task_parse(msg->body, msg->len, (size_t)p->cfg->max_task_bytes,
 	    tk, &te) != 0) {
-		dead_letter(p, NULL, msg, te.reason, te.detail, NULL);
+		/* task_parse keeps a valid id: the record names the task. */
+		dead_letter(p, NULL, msg, te.reason, te.detail,
+		    tk->id[0] != '\0' ? tk->id : NULL);
 		goto out;
 	}
 	if (tk->deadline > 0 && tk->deadline < as_wall_now()) {
@@ -1611,8 +1613,9 @@ patch:
  * until one has succeeded, dtask_charge() defers the tasks of a namespace
  * whose quota limits resources.  A later failure keeps the last requests
  * read: a template does not go away often, and every task waiting on an
- * API blip would be worse than a charge some seconds stale.  With
- * spec.sandbox.defaultResources set the template is not read at all.
+ * API blip would be worse than a charge some seconds stale.  Retries wait
+ * 0.5 to 10 s, jittered.  With spec.sandbox.defaultResources set the
+ * template is not read at all.
  */
 static void
 tpl_fail(struct dpool *p, const char *fmt, ...)
@@ -1633,7 +1636,7 @@ tpl_fail(struct dpool *p, const char *fmt, ...)
 		    p->cfg->warm_pool, msg);
 	}
 	as_strlcpy(p->tpl_err, msg, sizeof p->tpl_err);
-	p->tpl_at = as_mono_now() + as_backoff(1, TPL_REFRESH,
+	p->tpl_at = as_mono_now() + as_backoff(1, 10,
 	    p->tpl_attempts++);
 	if (!p->tpl_known)
 		dns_kick(p->ns);	/* the deferred tasks' detail */
