@@ -285,7 +285,8 @@ charge_template_requests(const cJSON *tmpl, struct task_resource *out,
 		if (reqs_container(c, &one, "init container", err, errlen) != 0)
 			return (-AS_EINVAL);
 		rp = cJSON_GetObjectItemCaseSensitive(c, "restartPolicy");
-		if (cJSON_IsString(rp) && strcmp(rp->valuestring, "Always") == 0) {
+		if (cJSON_IsString(rp) &&
+		    strcmp(rp->valuestring, "Always") == 0) {
 			/* A sidecar: runs from here on, with the app. */
 			if (reqs_merge(&side, &one, 1, err, errlen) != 0)
 				return (-AS_EINVAL);

@@ -546,7 +546,8 @@ dtask_charge(struct dtask *t, struct task_resource *out, size_t *nout,
 	if (p != NULL && p->cfg->ndefault_resources > 0) {
 		for (i = 0; i < p->cfg->ndefault_resources &&
 		    i < TASK_MAX_RESOURCES; i++) {
-			as_strlcpy(def[i].name, p->cfg->default_resources[i].name,
+			as_strlcpy(def[i].name,
+			    p->cfg->default_resources[i].name,
 			    sizeof def[i].name);
 			def[i].value = p->cfg->default_resources[i].value;
 		}

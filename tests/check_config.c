@@ -179,9 +179,9 @@ static const struct bad {
 	    "\"a.io/r14\":1,\"a.io/r15\":1,\"a.io/r16\":1}}}"),
 	    "spec.sandbox.defaultResources: at most 16 resources, not 17" },
 	{ "{\"quotas\":[{\"metadata\":{\"name\":\"q\"},\"spec\":{\"resources\":"
-	    "{\"Memory\":\"1Gi\"}}}]}", "quotas[0].spec.resources.Memory: not a "
-	    "Kubernetes resource name (names are case-sensitive: write "
-	    "\"memory\")" },
+	    "{\"Memory\":\"1Gi\"}}}]}",
+	    "quotas[0].spec.resources.Memory: not a Kubernetes resource name "
+	    "(names are case-sensitive: write \"memory\")" },
 	{ POOL("{\"mode\":\"both\"," SRC "}"),
 	    "spec.mode: expected one of scale | dispatch, got \"both\"" },
 	{ POOL("{" SRC "," TGT ",\"scaling\":{},\"scaling\":{}}"),

@@ -202,7 +202,7 @@ class DefaultValuesTest(unittest.TestCase):
         with open(os.path.join(CHART, "templates", "_rules.tpl")) as f:
             lines = f.read().split("\n")
         rules = [i for i, ln in enumerate(lines) if ln.startswith("- apiGroups:")]
-        self.assertEqual(len(rules), 7)
+        self.assertEqual(len(rules), 8)
         for i in rules:
             self.assertTrue(lines[i - 1].startswith("# "), lines[i])
 
