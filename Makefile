@@ -89,6 +89,7 @@ CHART_RBAC_TESTS = tests.integration.test_scale_redis \
 	tests.integration.test_scale_redis_stream \
 	tests.integration.test_dispatch_redis \
 	tests.integration.test_quota_runaway \
+	tests.integration.test_quota_charge \
 	tests.integration.test_crd
 chart-rbac: $(ASAN)/agentscaler
 	@if ! command -v kubectl >/dev/null; then \

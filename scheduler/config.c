@@ -16,9 +16,11 @@
 
 #include <cjson/cJSON.h>
 
+#include "agentscaler/charge.h"
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
 #include "agentscaler/scaler.h"
+#include "agentscaler/task.h"
 
 #define CONFIG_MAX_BYTES (4 * 1024 * 1024)
 #define API_VERSION "agentscaler.io/v1alpha1"
@@ -31,7 +33,8 @@ enum field_kind {
 	F_ENUM,		/* one of values, stored as its index (int) */
 	F_OBJECT,	/* keys of a nested object; sub is its table */
 	F_IGNORE,	/* accepted and ignored (metadata.labels, status) */
-	F_RESOURCES	/* map of resource name to quantity */
+	F_RESOURCES	/* map of resource name to quantity: off is a
+			   struct quota_resource * followed by its count */
 };
 
 struct field {
@@ -46,6 +49,14 @@ struct field {
 	const struct field	*sub;		/* F_OBJECT */
 	const char		*help;
 };
+
+/* F_RESOURCES writes the count right after the array pointer. */
+_Static_assert(offsetof(struct pool_config, ndefault_resources) ==
+    offsetof(struct pool_config, default_resources) +
+    sizeof(struct quota_resource *), "pool_config defaultResources layout");
+_Static_assert(offsetof(struct quota_config, nresources) ==
+    offsetof(struct quota_config, resources) +
+    sizeof(struct quota_resource *), "quota_config resources layout");
 
 #define END_FIELDS { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
 #define PO(m) offsetof(struct pool_config, m)
@@ -154,6 +165,11 @@ static const struct field sandbox_fields[] = {
 	    "a claim not bound and Ready by then is dead-lettered and deleted" },
 	{ "maxTaskBytes", F_INT, PO(max_task_bytes), 0, 64, 67108864, 1048576,
 	    NULL, NULL, NULL, "larger task messages are dead-lettered" },
+	{ "defaultResources", F_RESOURCES, PO(default_resources), 0, 0, 0, 0,
+	    NULL, NULL, NULL,
+	    "least a task is charged against the AgentQuota, per resource, "
+	    "in place of the warm pool's SandboxTemplate requests, e.g. "
+	    "{\"cpu\": \"1\"}" },
 	END_FIELDS
 };
 
@@ -232,7 +248,7 @@ static const struct field cascade_fields[] = {
 static const struct field quota_spec_fields[] = {
 	{ "maxSandboxes", F_INT, QO(max_sandboxes), 0, 0, 1000000, -1, NULL,
 	    NULL, NULL, "live replicas + claims in the namespace" },
-	{ "resources", F_RESOURCES, 0, 0, 0, 0, 0, NULL, NULL, NULL,
+	{ "resources", F_RESOURCES, QO(resources), 0, 0, 0, 0, NULL, NULL, NULL,
 	    "sum of pod requests, e.g. {\"cpu\": \"64\"}" },
 	{ "cascade", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, cascade_fields,
 	    "limits on trees of sub-agents" },
@@ -329,9 +345,11 @@ config_enum_index(const char *const *values, const char *s)
 }
 
 static int
-config_resources(const cJSON *v, struct quota_config *q, const char *path,
-    char *err, size_t errlen)
+config_resources(const cJSON *v, void *dst, const char *path, char *err,
+    size_t errlen)
 {
+	struct quota_resource **res = dst;
+	size_t		*nres = (size_t *)((char *)dst + sizeof *res);
 	const cJSON	*it;
 	size_t		 n = 0;
 	double		 d;
@@ -343,10 +361,16 @@ config_resources(const cJSON *v, struct quota_config *q, const char *path,
 	}
 	cJSON_ArrayForEach(it, v)
 		n++;
-	q->resources = xcalloc(n, sizeof *q->resources);
+	*res = xcalloc(n, sizeof **res);
 	cJSON_ArrayForEach(it, v) {
-		char qs[64];
+		char qs[64], why[256];
 
+		/* Names as in a task (charge.h): "CPU" would match nothing. */
+		if (charge_name_check(it->string, why, sizeof why) != 0) {
+			snprintf(err, errlen, "%s.%.64s: %s", path, it->string,
+			    why);
+			return (-AS_EINVAL);
+		}
 		if (cJSON_IsString(it))
 			as_strlcpy(qs, it->valuestring, sizeof qs);
 		else if (cJSON_IsNumber(it))
@@ -363,10 +387,10 @@ config_resources(const cJSON *v, struct quota_config *q, const char *path,
 			    it->string, got);
 			return (-AS_EINVAL);
 		}
-		q->resources[q->nresources].name = xstrdup(it->string);
-		q->resources[q->nresources].quantity = xstrdup(qs);
-		q->resources[q->nresources].value = d;
-		q->nresources++;
+		(*res)[*nres].name = xstrdup(it->string);
+		(*res)[*nres].quantity = xstrdup(qs);
+		(*res)[*nres].value = d;
+		(*nres)++;
 	}
 	return (0);
 }
@@ -425,7 +449,7 @@ config_field(const struct field *f, const cJSON *v, void *base,
 	case F_OBJECT:
 		return (config_apply(f->sub, v, base, path, err, errlen));
 	case F_RESOURCES:
-		return (config_resources(v, base, path, err, errlen));
+		return (config_resources(v, p, path, err, errlen));
 	case F_IGNORE:
 		return (0);
 	}
@@ -746,6 +770,14 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		    at);
 		return (-AS_EINVAL);
 	}
+	if (p->ndefault_resources > TASK_MAX_RESOURCES) {
+		/* A claim's annotation carries at most that many. */
+		config_path(at, sizeof at, path,
+		    "spec.sandbox.defaultResources");
+		snprintf(err, errlen, "%s: at most %d resources, not %zu", at,
+		    TASK_MAX_RESOURCES, p->ndefault_resources);
+		return (-AS_EINVAL);
+	}
 	if (p->mode == POOL_MODE_DISPATCH &&
 	    strcmp(p->source.type, "rabbitmq") == 0 &&
 	    strncmp(p->source.address, "amqp://", 7) != 0 &&
@@ -1001,6 +1033,8 @@ config_load(const char *path, const char *secrets_dir, struct config **out,
 static void
 config_free_pool(struct pool_config *p)
 {
+	size_t	 j;
+
 	if (p == NULL)
 		return;
 	free(p->ns);
@@ -1021,6 +1055,11 @@ config_free_pool(struct pool_config *p)
 	free(p->target_kind);
 	free(p->target_name);
 	free(p->warm_pool);
+	for (j = 0; j < p->ndefault_resources; j++) {
+		free(p->default_resources[j].name);
+		free(p->default_resources[j].quantity);
+	}
+	free(p->default_resources);
 }
 
 static void

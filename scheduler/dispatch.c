@@ -44,6 +44,7 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
+#include "agentscaler/charge.h"
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
 #include "agentscaler/consumer.h"
@@ -62,6 +63,7 @@
 #define MAX_DEFERRED	10000	/* per namespace; then backpressure */
 #define PUMP_MAX	1000	/* deferred tasks re-checked per pump */
 #define RECENT		1024	/* rejections kept for explain */
+#define TPL_REFRESH	30.0	/* s between reads of a pool's template */
 
 enum tstate {
 	T_CLAIMING, T_WAITING, T_HANDOFF, T_ACKING, T_RUNNING, T_RELEASING,
@@ -179,6 +181,16 @@ struct dpool {
 	double			 scale_read;	/* mono */
 	char			 k8s_err[256];
 
+	/* The charge floor (charge.h) when no defaultResources is set. */
+	struct k8s_req		*tpl_req;	/* GET pool, then template */
+	int			 tpl_known;	/* read once at least */
+	char			 tpl_name[254];
+	struct task_resource	 tpl_res[TASK_MAX_RESOURCES];
+	size_t			 tpl_nres;
+	double			 tpl_at;	/* mono: next read */
+	unsigned		 tpl_attempts;
+	char			 tpl_err[320];	/* last read's; "" */
+
 	long			 live;		/* tasks of this pool */
 	long			 deferred;	/* of them, deferred */
 	uint64_t		 rejected;
@@ -224,6 +236,7 @@ static void	 dpool_size(struct dpool *, double now);
 static void	 dpool_window(struct dpool *);
 static void	 dns_kick(struct dns *);
 static void	 dns_replicas(struct dns *);
+static void	 dpool_template(struct dpool *, double now);
 static void	 recent_add(struct dispatcher *, const char *ns, const char *id,
 		    const char *reason, const char *detail);
 static void	 dpool_event(struct dpool *, int, const char *, const char *,
@@ -445,14 +458,14 @@ dtask_quota_event(struct dtask *t, const char *why, const char *detail,
 }
 
 static void
-dtask_quota_task(const struct dtask *t, struct quota_task *qt,
-    struct quota_res *qr)
+dtask_quota_task(const struct dtask *t, const struct task_resource *res,
+    size_t nres, struct quota_task *qt, struct quota_res *qr)
 {
 	size_t	 i;
 
-	for (i = 0; i < t->nres && i < TASK_MAX_RESOURCES; i++) {
-		qr[i].name = t->res[i].name;
-		qr[i].value = t->res[i].value;
+	for (i = 0; i < nres && i < TASK_MAX_RESOURCES; i++) {
+		qr[i].name = res[i].name;
+		qr[i].value = res[i].value;
 	}
 	memset(qt, 0, sizeof *qt);
 	qt->id = t->id;
@@ -507,9 +520,71 @@ dns_waiting_for_slots(const struct dns *ns, long max)
 }
 
 /*
- * Runs admission (quota.h) for a task holding its message.  Returns 1 when
- * admitted (the caller goes on to claim), 0 when it was deferred (queued,
- * message kept unacked) or rejected (dead-lettered).
+ * What the task is charged (charge.h): its requests against the pool's
+ * floor, which is spec.sandbox.defaultResources when set, else the
+ * requests of the warm pool's SandboxTemplate as last read.  Until the
+ * template has been read once, a namespace whose AgentQuota limits
+ * resources cannot know the charge: the task waits (deferred,
+ * sandbox.templateUnknown, whatever onExceeded says: it is the cluster's
+ * wait, not the task's fault) rather than being charged less than its pod
+ * will request.  Without resource limits nothing is at stake and the task
+ * goes on with what is known.  Returns QUOTA_ADMIT with out filled, or
+ * the verdict with qd filled.
+ */
+static enum quota_verdict
+dtask_charge(struct dtask *t, struct task_resource *out, size_t *nout,
+    struct quota_decision *qd)
+{
+	struct dpool	*p = t->pool;
+	const struct quota_config *qc;
+	struct task_resource def[TASK_MAX_RESOURCES];
+	const struct task_resource *floor = NULL;
+	size_t		 i, nfloor = 0;
+	int		 n;
+
+	memset(qd, 0, sizeof *qd);
+	if (p != NULL && p->cfg->ndefault_resources > 0) {
+		for (i = 0; i < p->cfg->ndefault_resources &&
+		    i < TASK_MAX_RESOURCES; i++) {
+			as_strlcpy(def[i].name,
+			    p->cfg->default_resources[i].name,
+			    sizeof def[i].name);
+			def[i].value = p->cfg->default_resources[i].value;
+		}
+		floor = def;
+		nfloor = i;
+	} else if (p != NULL && p->tpl_known) {
+		floor = p->tpl_res;
+		nfloor = p->tpl_nres;
+	} else if (p != NULL && (qc = config_quota_for(t->ns->d->config,
+	    t->ns->name)) != NULL && qc->nresources > 0) {
+		qd->verdict = QUOTA_DEFER;
+		as_strlcpy(qd->reason, "sandbox.templateUnknown",
+		    sizeof qd->reason);
+		snprintf(qd->detail, sizeof qd->detail, "the requests of warm "
+		    "pool %.48s's SandboxTemplate are not known yet: %.100s",
+		    p->cfg->warm_pool, p->tpl_err[0] != '\0' ? p->tpl_err :
+		    "not read yet");
+		return (QUOTA_DEFER);
+	}
+	if ((n = charge_task(t->res, t->nres, floor, nfloor, out)) < 0) {
+		qd->verdict = QUOTA_REJECT;
+		as_strlcpy(qd->reason, "task.badResources", sizeof qd->reason);
+		snprintf(qd->detail, sizeof qd->detail, "\"resources\" and "
+		    "the pool's requests name more than %d resources together",
+		    TASK_MAX_RESOURCES);
+		return (QUOTA_REJECT);
+	}
+	*nout = (size_t)n;
+	return (QUOTA_ADMIT);
+}
+
+/*
+ * Runs admission (quota.h) for a task holding its message, on what it is
+ * charged (dtask_charge).  Returns 1 when admitted (the caller goes on to
+ * claim; t->res is now the charge, which the claim's annotation carries),
+ * 0 when it was deferred (queued, message kept unacked) or rejected
+ * (dead-lettered).
  */
 static int
 dtask_admit(struct dtask *t)
@@ -518,15 +593,36 @@ dtask_admit(struct dtask *t)
 	struct quota_task qt;
 	struct quota_res qr[TASK_MAX_RESOURCES];
 	struct quota_decision qd;
+	struct task_resource charged[TASK_MAX_RESOURCES];
+	size_t		 ncharged = 0;
 	double		 now = as_mono_now();
 
-	dtask_quota_task(t, &qt, qr);
-	quota_check(ns->quota, &qt, now, &qd);
+	switch (dtask_charge(t, charged, &ncharged, &qd)) {
+	case QUOTA_ADMIT:
+		dtask_quota_task(t, charged, ncharged, &qt, qr);
+		quota_check(ns->quota, &qt, now, &qd);
+		break;
+	case QUOTA_REJECT:
+		/* The task's own fault, not a quota decision. */
+		if (t->st == T_DEFERRED)
+			dtask_undefer(t);
+		dtask_fail(t, qd.reason, qd.detail);
+		return (0);
+	case QUOTA_DEFER:
+		break;
+	}
 	if (qd.verdict == QUOTA_ADMIT) {
 		quota_count(ns->quota, QUOTA_ADMIT);
 		quota_admit(ns->quota, &qt, now);
 		t->admitted = 1;
 		t->why[0] = '\0';
+		free(t->res);
+		t->res = NULL;
+		t->nres = ncharged;
+		if (ncharged > 0) {
+			t->res = xcalloc(ncharged, sizeof *t->res);
+			memcpy(t->res, charged, ncharged * sizeof *t->res);
+		}
 		return (1);
 	}
 	if (qd.verdict == QUOTA_REJECT &&
@@ -566,7 +662,8 @@ dtask_admit(struct dtask *t)
 		if (strcmp(t->why, qd.reason) != 0 && t->pool != NULL)
 			log_info("dispatch", "%s: task %s deferred: %s: %s",
 			    t->pool->id, t->id, qd.reason, qd.detail);
-		dtask_quota_event(t, qd.reason, qd.detail, 0);
+		if (strncmp(qd.reason, "sandbox.", 8) != 0)
+			dtask_quota_event(t, qd.reason, qd.detail, 0);
 	}
 	as_strlcpy(t->why, qd.reason, sizeof t->why);
 	free(t->why_detail);
@@ -1311,7 +1408,9 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	tk = xmalloc(sizeof *tk);
 	if (task_parse(msg->body, msg->len, (size_t)p->cfg->max_task_bytes,
 	    tk, &te) != 0) {
-		dead_letter(p, NULL, msg, te.reason, te.detail, NULL);
+		/* task_parse keeps a valid id: the record names the task. */
+		dead_letter(p, NULL, msg, te.reason, te.detail,
+		    tk->id[0] != '\0' ? tk->id : NULL);
 		goto out;
 	}
 	if (tk->deadline > 0 && tk->deadline < as_wall_now()) {
@@ -1506,6 +1605,149 @@ patch:
 	    p->cfg->ns, p->cfg->warm_pool, target, patch_done, p);
 }
 
+/*
+ * The charge floor: the effective requests of the pod the warm pool's
+ * SandboxTemplate makes (charge_template_requests), read with two GETs
+ * (the pool for spec.sandboxTemplateRef.name, then the template) at
+ * start and every TPL_REFRESH seconds, so that an edited template counts
+ * for the tasks admitted after it.  A failed read is retried with backoff;
+ * until one has succeeded, dtask_charge() defers the tasks of a namespace
+ * whose quota limits resources.  A later failure keeps the last requests
+ * read: a template does not go away often, and every task waiting on an
+ * API blip would be worse than a charge some seconds stale.  Retries wait
+ * 0.5 to 10 s, jittered.  With spec.sandbox.defaultResources set the
+ * template is not read at all.
+ */
+static void
+tpl_fail(struct dpool *p, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	 msg[sizeof p->tpl_err];
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (strcmp(msg, p->tpl_err) != 0) {
+		log_warn("dispatch", "%s: cannot read the requests of warm "
+		    "pool %s's template%s: %s", p->id, p->cfg->warm_pool,
+		    p->tpl_known ? " (the last ones read still count)" :
+		    " (tasks wait where the quota limits resources)", msg);
+		dpool_event(p, 1, "TemplateUnreadable", "Charge", "cannot read "
+		    "the requests of SandboxWarmPool %s's template: %s",
+		    p->cfg->warm_pool, msg);
+	}
+	as_strlcpy(p->tpl_err, msg, sizeof p->tpl_err);
+	p->tpl_at = as_mono_now() + as_backoff(1, 10,
+	    p->tpl_attempts++);
+	if (!p->tpl_known)
+		dns_kick(p->ns);	/* the deferred tasks' detail */
+}
+
+static void
+tpl_done(const struct k8s_response *r, void *arg)
+{
+	struct dpool	*p = arg;
+	struct task_resource res[TASK_MAX_RESOURCES];
+	cJSON		*obj;
+	struct as_buf	 line = { NULL, 0, 0 };
+	size_t		 i, n;
+	char		 err[256];
+	int		 rc, changed;
+
+	p->tpl_req = NULL;
+	if (r->err == -AS_ECANCELED)
+		return;
+	if (r->err != 0) {
+		tpl_fail(p, "SandboxTemplate %s: %s", p->tpl_name, r->message);
+		return;
+	}
+	if ((obj = cJSON_ParseWithLength(r->body, r->body_len)) == NULL) {
+		tpl_fail(p, "SandboxTemplate %s: not JSON", p->tpl_name);
+		return;
+	}
+	rc = charge_template_requests(obj, res, &n, err, sizeof err);
+	cJSON_Delete(obj);
+	if (rc != 0) {
+		tpl_fail(p, "SandboxTemplate %s: %s", p->tpl_name, err);
+		return;
+	}
+	changed = !p->tpl_known || n != p->tpl_nres ||
+	    memcmp(res, p->tpl_res, n * sizeof *res) != 0;
+	if (p->tpl_err[0] != '\0' || changed) {
+		for (i = 0; i < n; i++)
+			as_buf_printf(&line, " %s=%.15g", res[i].name,
+			    res[i].value);
+		log_info("dispatch", "%s: tasks are charged at least the "
+		    "requests of SandboxTemplate %s:%s", p->id, p->tpl_name,
+		    n > 0 ? line.p : " none");
+		free(line.p);
+	}
+	memset(p->tpl_res, 0, sizeof p->tpl_res);
+	memcpy(p->tpl_res, res, n * sizeof *res);
+	p->tpl_nres = n;
+	p->tpl_known = 1;
+	p->tpl_err[0] = '\0';
+	p->tpl_attempts = 0;
+	p->tpl_at = as_mono_now() + TPL_REFRESH;
+	if (changed)
+		dns_kick(p->ns);
+}
+
+static void
+tpl_pool_done(const struct k8s_response *r, void *arg)
+{
+	struct dpool	*p = arg;
+	const cJSON	*ref;
+	cJSON		*obj;
+	char		 path[640];
+
+	p->tpl_req = NULL;
+	if (r->err == -AS_ECANCELED)
+		return;
+	if (r->err != 0) {
+		tpl_fail(p, "SandboxWarmPool %s: %s", p->cfg->warm_pool,
+		    r->message);
+		return;
+	}
+	obj = cJSON_ParseWithLength(r->body, r->body_len);
+	ref = cJSON_GetObjectItemCaseSensitive(obj, "spec");
+	ref = cJSON_GetObjectItemCaseSensitive(ref, "sandboxTemplateRef");
+	ref = cJSON_GetObjectItemCaseSensitive(ref, "name");
+	if (!cJSON_IsString(ref) || ref->valuestring[0] == '\0' ||
+	    strlen(ref->valuestring) >= sizeof p->tpl_name) {
+		cJSON_Delete(obj);
+		tpl_fail(p, "SandboxWarmPool %s has no "
+		    "spec.sandboxTemplateRef.name", p->cfg->warm_pool);
+		return;
+	}
+	as_strlcpy(p->tpl_name, ref->valuestring, sizeof p->tpl_name);
+	cJSON_Delete(obj);
+	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/"
+	    "sandboxtemplates/%s", p->cfg->ns, p->tpl_name);
+	p->tpl_req = k8s_client_request(p->d->k8s, "GET", path, NULL, NULL,
+	    tpl_done, p);
+	if (p->tpl_req == NULL)
+		tpl_fail(p, "SandboxTemplate %s: bad request", p->tpl_name);
+}
+
+/* Starts a read of the pool's template when one is due. */
+static void
+dpool_template(struct dpool *p, double now)
+{
+	char	 path[640];
+
+	if (p->cfg->ndefault_resources > 0 || p->tpl_req != NULL ||
+	    now < p->tpl_at)
+		return;
+	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/"
+	    "sandboxwarmpools/%s", p->cfg->ns, p->cfg->warm_pool);
+	p->tpl_req = k8s_client_request(p->d->k8s, "GET", path, NULL, NULL,
+	    tpl_pool_done, p);
+	if (p->tpl_req == NULL)
+		tpl_fail(p, "SandboxWarmPool %s: bad request",
+		    p->cfg->warm_pool);
+}
+
 /* The sweep: retries, timeouts, TTL backstop, sizing. */
 
 static void
@@ -1577,6 +1819,8 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 		LIST_FOREACH(p, &d->pools, entry)
 			dpool_size(p, now);
 	}
+	LIST_FOREACH(p, &d->pools, entry)
+		dpool_template(p, now);
 }
 
 /* Claim informer of a namespace. */
@@ -1654,7 +1898,8 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 			struct quota_task qt;
 			struct quota_res qr[TASK_MAX_RESOURCES];
 
-			dtask_quota_task(t, &qt, qr);
+			/* The annotation holds what it was charged. */
+			dtask_quota_task(t, t->res, t->nres, &qt, qr);
 			quota_admit(ns->quota, &qt, as_mono_now());
 			t->admitted = 1;
 		}
@@ -1776,6 +2021,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 		log_error("dispatch", "%s: cannot consume: %s", p->id, err);
 		as_strlcpy(p->src_err, err, sizeof p->src_err);
 	}
+	dpool_template(p, 0);
 	if (p->ns->synced)
 		dpool_start(p);
 	log_info("dispatch", "%s: dispatch pool on %s %s, warm pool %s, "
@@ -1803,6 +2049,8 @@ dpool_free(struct dpool *p)
 	p->cons = NULL;
 	if (p->scale_req != NULL)
 		k8s_req_cancel(p->scale_req);
+	if (p->tpl_req != NULL)
+		k8s_req_cancel(p->tpl_req);
 	for (t = TAILQ_FIRST(&p->ns->tasks); t != NULL; t = next) {
 		next = TAILQ_NEXT(t, all);
 		if (t->pool == p) {
@@ -1919,6 +2167,36 @@ dispatcher_free(struct dispatcher *d)
 }
 
 /* Observability. */
+
+/*
+ * /status "charge": {"source": "defaultResources" | "template" | "unknown",
+ * "template": <name>, "resources": {...}, "error": <last read's>}.
+ */
+static void
+dpool_status_charge(const struct dpool *p, cJSON *o)
+{
+	cJSON	*c, *r;
+	size_t	 i;
+
+	c = cJSON_AddObjectToObject(o, "charge");
+	if (p->cfg->ndefault_resources > 0) {
+		cJSON_AddStringToObject(c, "source", "defaultResources");
+		r = cJSON_AddObjectToObject(c, "resources");
+		for (i = 0; i < p->cfg->ndefault_resources; i++)
+			cJSON_AddNumberToObject(r,
+			    p->cfg->default_resources[i].name,
+			    p->cfg->default_resources[i].value);
+	} else {
+		cJSON_AddStringToObject(c, "source", p->tpl_known ?
+		    "template" : "unknown");
+		cJSON_AddStringToObject(c, "template", p->tpl_name);
+		cJSON_AddStringToObject(c, "error", p->tpl_err);
+		r = cJSON_AddObjectToObject(c, "resources");
+		for (i = 0; i < p->tpl_nres; i++)
+			cJSON_AddNumberToObject(r, p->tpl_res[i].name,
+			    p->tpl_res[i].value);
+	}
+}
 
 static void
 m_head(struct as_buf *b, const char *name, const char *type, const char *help)
@@ -2162,6 +2440,7 @@ dispatcher_status(const struct dispatcher *d, cJSON *root)
 		cJSON_AddBoolToObject(o, "consuming", p->up);
 		cJSON_AddStringToObject(o, "sourceError", p->src_err);
 		cJSON_AddStringToObject(o, "kubeError", p->k8s_err);
+		dpool_status_charge(p, o);
 		cJSON_AddNumberToObject(o, "spareTarget", (double)p->ws.target);
 		cJSON_AddNumberToObject(o, "spareReplicas",
 		    (double)p->spare_actual);

@@ -29,6 +29,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "agentscaler/charge.h"
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
 #include "agentscaler/task.h"
@@ -480,28 +481,11 @@ task_id_check(const cJSON *v, const char *what, char *dst,
 	return (0);
 }
 
-/* Kubernetes resource names: cpu, memory, nvidia.com/gpu, hugepages-2Mi. */
-static int
-task_resource_name_ok(const char *s)
-{
-	size_t	 i, len = strlen(s);
-
-	if (len == 0 || len >= sizeof(((struct task_resource *)0)->name))
-		return (0);
-	for (i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= 'A' && s[i] <= 'Z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
-		    s[i] == '-' || s[i] == '_' || s[i] == '/'))
-			return (0);
-	return (1);
-}
-
 static int
 task_resources(const cJSON *v, struct task *out, struct task_error *err)
 {
 	const cJSON	*r;
-	char		 q[80], vq[48];
+	char		 q[80], vq[48], why[256];
 	double		 val;
 	size_t		 i;
 
@@ -510,10 +494,10 @@ task_resources(const cJSON *v, struct task *out, struct task_error *err)
 		    "must be an object, not %s", json_type_name(v)));
 	for (r = v->child; r != NULL; r = r->next) {
 		quote(q, sizeof q, r->string, 64);
-		if (!task_resource_name_ok(r->string))
+		/* Refused, not normalised: charge.c says why. */
+		if (charge_name_check(r->string, why, sizeof why) != 0)
 			return (task_fail(err, "task.badResources", "resource "
-			    "name \"%s\" is not a Kubernetes resource name",
-			    q));
+			    "\"%s\" in \"resources\": %s", q, why));
 		for (i = 0; i < out->nresources; i++)
 			if (strcmp(out->resources[i].name, r->string) == 0)
 				return (task_fail(err, "task.badResources",

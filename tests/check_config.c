@@ -69,6 +69,34 @@ START_TEST(test_good)
 }
 END_TEST
 
+/* spec.sandbox.defaultResources: the charge floor of a dispatch pool. */
+START_TEST(test_default_resources)
+{
+	const char *doc = "{\"pools\":[{\"metadata\":{\"name\":\"d\"},"
+	    "\"spec\":{\"mode\":\"dispatch\"," SRC ",\"sandbox\":{"
+	    "\"warmPool\":\"wp\",\"defaultResources\":{\"cpu\":\"500m\","
+	    "\"memory\":\"1Gi\",\"nvidia.com/gpu\":1}}}},{\"metadata\":{"
+	    "\"name\":\"e\"},\"spec\":{\"mode\":\"dispatch\"," SRC ","
+	    "\"sandbox\":{\"warmPool\":\"wp\"}}}]}";
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_int_eq(config_parse(doc, strlen(doc), NULL, &c, err,
+	    sizeof err), 0);
+	ck_assert_uint_eq(c->pools[0].ndefault_resources, 3);
+	ck_assert_str_eq(c->pools[0].default_resources[0].name, "cpu");
+	ck_assert_str_eq(c->pools[0].default_resources[0].quantity, "500m");
+	ck_assert_double_eq(c->pools[0].default_resources[0].value, 0.5);
+	ck_assert_double_eq(c->pools[0].default_resources[1].value,
+	    1073741824.0);
+	ck_assert_str_eq(c->pools[0].default_resources[2].name,
+	    "nvidia.com/gpu");
+	ck_assert_uint_eq(c->pools[1].ndefault_resources, 0);
+	ck_assert_ptr_null(c->pools[1].default_resources);
+	config_free(c);
+}
+END_TEST
+
 START_TEST(test_secret_ref)
 {
 	const char *doc = POOL("{\"source\":{\"type\":\"redis-list\","
@@ -254,6 +282,27 @@ static const struct bad {
 	    "spec.source.consumerGroup: required for redis-stream" },
 	{ POOL("{\"mode\":\"dispatch\"," SRC "}"),
 	    "spec.sandbox: required in dispatch mode" },
+	{ POOL("{\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":"
+	    "\"wp\",\"defaultResources\":{\"CPU\":\"1\"}}}"),
+	    "pools[0].spec.sandbox.defaultResources.CPU: not a Kubernetes "
+	    "resource name (names are case-sensitive: write \"cpu\")" },
+	{ POOL("{\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":"
+	    "\"wp\",\"defaultResources\":{\"cpu\":\"-1\"}}}"),
+	    "pools[0].spec.sandbox.defaultResources.cpu: expected a quantity" },
+	{ POOL("{\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":"
+	    "\"wp\",\"defaultResources\":[]}}"),
+	    "defaultResources: expected an object of quantities" },
+	{ POOL("{\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":"
+	    "\"wp\",\"defaultResources\":{\"a.io/r0\":1,\"a.io/r1\":1,"
+	    "\"a.io/r2\":1,\"a.io/r3\":1,\"a.io/r4\":1,\"a.io/r5\":1,"
+	    "\"a.io/r6\":1,\"a.io/r7\":1,\"a.io/r8\":1,\"a.io/r9\":1,"
+	    "\"a.io/r10\":1,\"a.io/r11\":1,\"a.io/r12\":1,\"a.io/r13\":1,"
+	    "\"a.io/r14\":1,\"a.io/r15\":1,\"a.io/r16\":1}}}"),
+	    "spec.sandbox.defaultResources: at most 16 resources, not 17" },
+	{ "{\"quotas\":[{\"metadata\":{\"name\":\"q\"},\"spec\":{\"resources\":"
+	    "{\"Memory\":\"1Gi\"}}}]}",
+	    "quotas[0].spec.resources.Memory: not a Kubernetes resource name "
+	    "(names are case-sensitive: write \"memory\")" },
 	{ POOL("{\"mode\":\"both\"," SRC "}"),
 	    "spec.mode: expected one of scale | dispatch, got \"both\"" },
 	{ POOL("{" SRC "," TGT ",\"scaling\":{},\"scaling\":{}}"),
@@ -390,6 +439,7 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_crd_tenancy, 0,
 	    (int)AS_ARRAY_SIZE(crd_rows));
 	tcase_add_test(tc, test_file_mode_secret_names);
+	tcase_add_test(tc, test_default_resources);
 	tcase_add_loop_test(tc, test_bad, 0,
 	    (int)(sizeof bad_rows / sizeof bad_rows[0]));
 	tcase_add_loop_test(tc, test_quantity, 0,

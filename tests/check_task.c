@@ -135,6 +135,15 @@ static const struct {
 	    "task.badResources" },
 	{ "{\"id\":\"t-1\",\"resources\":{},\"resources\":{}}",
 	    "task.badResources" },
+	/* Names are Kubernetes': a case variant is refused, never 0. */
+	{ "{\"id\":\"t-1\",\"resources\":{\"CPU\":\"0.1\"}}",
+	    "task.badResources" },
+	{ "{\"id\":\"t-1\",\"resources\":{\"Memory\":\"1Gi\"}}",
+	    "task.badResources" },
+	{ "{\"id\":\"t-1\",\"resources\":{\"gpu\":1}}",
+	    "task.badResources" },
+	{ "{\"id\":\"t-1\",\"resources\":{\"NVIDIA.com/gpu\":1}}",
+	    "task.badResources" },
 
 	{ "{\"id\":\"t-1\",\"traceparent\":7}", "task.badTraceparent" },
 	{ "{\"id\":\"t-1\",\"traceparent\":\"\"}", "task.badTraceparent" },
@@ -249,7 +258,8 @@ START_TEST(test_parse_odd_inputs)
 
 		as_buf_printf(&b, "{\"id\":\"t\",\"resources\":{");
 		for (j = 0; j < i; j++)
-			as_buf_printf(&b, "%s\"r%d\":%d", j ? "," : "", j, j);
+			as_buf_printf(&b, "%s\"x.io/r%d\":%d", j ? "," : "",
+			    j, j);
 		as_buf_printf(&b, "}}");
 		ck_assert_int_eq(task_parse(b.p, b.len, 0, &t, &err),
 		    i == 16 ? 0 : -AS_EINVAL);
@@ -311,6 +321,24 @@ START_TEST(test_parse_fields)
 	ck_assert_str_eq(t.traceparent, "");
 	ck_assert_double_eq(t.deadline, 0);
 	ck_assert_uint_eq(t.nresources, 0);
+}
+END_TEST
+
+/* A refused resource name: the detail names the field and the fix. */
+START_TEST(test_parse_resource_name_detail)
+{
+	const char *msg = "{\"id\":\"t-9\",\"resources\":{\"cpu\":\"1\","
+	    "\"CPU\":\"0.1\"}}";
+	struct task		 t;
+	struct task_error	 err;
+
+	ck_assert_int_eq(task_parse(msg, strlen(msg), 0, &t, &err),
+	    -AS_EINVAL);
+	ck_assert_str_eq(err.reason, "task.badResources");
+	ck_assert_str_eq(err.detail, "resource \"CPU\" in \"resources\": not "
+	    "a Kubernetes resource name (names are case-sensitive: write "
+	    "\"cpu\")");
+	ck_assert_str_eq(t.id, "t-9");
 }
 END_TEST
 
@@ -1199,6 +1227,7 @@ task_suite(void)
 	tcase_add_test(tc, test_claim_resources_round_trip);
 	tcase_add_test(tc, test_parse_fields);
 	tcase_add_test(tc, test_parse_failure_keeps_id);
+	tcase_add_test(tc, test_parse_resource_name_detail);
 	tcase_add_test(tc, test_size_limit);
 	tcase_add_loop_test(tc, test_utf8, 0, (int)AS_ARRAY_SIZE(utf8_rows));
 	suite_add_tcase(s, tc);

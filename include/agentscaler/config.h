@@ -40,6 +40,12 @@ struct pool_source_config {
 	long	 claim_idle_seconds;	/* dispatch: redis-stream XAUTOCLAIM */
 };
 
+struct quota_resource {
+	char	*name;		/* cpu, memory, nvidia.com/gpu */
+	char	*quantity;	/* as written: "64", "256Gi" */
+	double	 value;		/* in base units (cores, bytes, devices) */
+};
+
 struct pool_config {
 	char			*ns;
 	char			*name;
@@ -53,14 +59,11 @@ struct pool_config {
 	long			 spare_max;
 	long			 ready_timeout_seconds;
 	long			 max_task_bytes;
+	/* spec.sandbox.defaultResources: the charge floor (charge.h) */
+	struct quota_resource	*default_resources;
+	size_t			 ndefault_resources;	/* right after */
 	struct autoscale_params	 scaling;
 	long			 poll_interval_ms;
-};
-
-struct quota_resource {
-	char	*name;		/* cpu, memory, nvidia.com/gpu */
-	char	*quantity;	/* as written: "64", "256Gi" */
-	double	 value;		/* in base units (cores, bytes, devices) */
 };
 
 struct quota_config {
@@ -68,7 +71,7 @@ struct quota_config {
 	char			*name;
 	long			 max_sandboxes;		/* -1: unlimited */
 	struct quota_resource	*resources;
-	size_t			 nresources;
+	size_t			 nresources;		/* right after */
 	long			 max_depth;		/* -1: unlimited */
 	long			 max_children_per_task;
 	long			 max_descendants_per_root;

@@ -59,7 +59,8 @@ struct task_error {
  * Parses one message: UTF-8 JSON object of at most max_bytes (0: the
  * default), "id" required (a string of 1..253 printable ASCII bytes, no
  * spaces), "parent" optional (same rules), "payload" any JSON, "resources"
- * an object of Kubernetes quantities, "traceparent" a W3C traceparent
+ * an object of Kubernetes quantities under Kubernetes resource names
+ * (charge_name_check(): "CPU" is refused), "traceparent" a W3C traceparent
  * (version 00: 2-32-16-2 lowercase hex), "deadline" RFC 3339.  Unknown
  * fields are ignored.  Returns 0, or -AS_EINVAL with err filled; reasons:
  * task.tooLarge, task.invalidUtf8, task.notJson, task.notObject,

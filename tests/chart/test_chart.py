@@ -47,6 +47,7 @@ EXPECTED_RULES = {
     ("apps", "statefulsets/scale"): {"get", "patch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools"): {"get", "list", "watch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools/scale"): {"get", "patch"},
+    ("extensions.agents.x-k8s.io", "sandboxtemplates"): {"get"},
     ("extensions.agents.x-k8s.io", "sandboxclaims"): {"get", "list", "watch", "create",
                                                       "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
@@ -217,7 +218,7 @@ class DefaultValuesTest(unittest.TestCase):
         with open(os.path.join(CHART, "templates", "_rules.tpl")) as f:
             lines = f.read().split("\n")
         rules = [i for i, ln in enumerate(lines) if ln.startswith("- apiGroups:")]
-        self.assertEqual(len(rules), 7)
+        self.assertEqual(len(rules), 8)
         for i in rules:
             self.assertTrue(lines[i - 1].startswith("# "), lines[i])
 
@@ -778,6 +779,7 @@ class ChartRbacTest(unittest.TestCase):
             ("GET", "/api/v1/namespaces/team-a/secrets"),
             ("PATCH", ext + "/namespaces/team-a/sandboxclaims/c1"),
             ("DELETE", ext + "/namespaces/team-a/sandboxwarmpools/p"),
+            ("GET", ext + "/namespaces/team-a/sandboxtemplates"),
             ("POST", "/apis/coordination.k8s.io/v1/namespaces/team-a/leases"),
             ("GET", "/apis/coordination.k8s.io/v1/namespaces/agentscaler/leases/other"),
             ("DELETE", "/apis/coordination.k8s.io/v1/namespaces/agentscaler/leases/agentscaler"),

@@ -20,10 +20,16 @@ in lease-role.yaml: they only ever apply to one namespace and one name.
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
   verbs: ["get", "patch"]
-# agent-sandbox warm pools: watched for their ready members (dispatch mode).
+# agent-sandbox warm pools: watched for their ready members (dispatch mode);
+# get also reads a pool's spec.sandboxTemplateRef (below).
 - apiGroups: ["extensions.agents.x-k8s.io"]
   resources: ["sandboxwarmpools"]
   verbs: ["get", "list", "watch"]
+# Dispatch mode: get reads the template a warm pool names (every 30 s) for
+# its pod's requests, the least a task is charged against the AgentQuota.
+- apiGroups: ["extensions.agents.x-k8s.io"]
+  resources: ["sandboxtemplates"]
+  verbs: ["get"]
 # Warm-pool sizing (dispatch) and SandboxWarmPool targets (scale mode) set
 # the pool size through /scale.
 - apiGroups: ["extensions.agents.x-k8s.io"]
