@@ -26,8 +26,6 @@ The bounds, and why:
 import hashlib
 import json
 import os
-import socket
-import struct
 import sys
 import unittest
 
@@ -70,75 +68,6 @@ def vm_hwm(pid):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM for %d" % pid)
-
-
-class AmqpPublisher:
-    """A minimal AMQP 0-9-1 publisher with publisher confirms (standard
-    library only): the management API refuses bodies over 20 MB and a
-    16 MiB payload escaped as JSON comes close."""
-
-    def __init__(self, port, timeout=30):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buf = b""
-        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
-        self._expect(0, 10, 10)                                  # connection.start
-        self._method(0, 10, 11, b"\x00\x00\x00\x00" + self._ss("PLAIN") +
-                     struct.pack(">I", 12) + b"\x00guest\x00guest" + self._ss("en_US"))
-        chmax, self.fmax = struct.unpack(">HI", self._expect(0, 10, 30)[:6])
-        self._method(0, 10, 31, struct.pack(">HIH", chmax, self.fmax, 0))
-        self._method(0, 10, 40, self._ss("/") + self._ss("") + b"\x00")
-        self._expect(0, 10, 41)
-        self._method(1, 20, 10, self._ss(""))                    # channel.open
-        self._expect(1, 20, 11)
-        self._method(1, 85, 10, b"\x00")                         # confirm.select
-        self._expect(1, 85, 11)
-
-    def publish(self, queue, body):
-        """Persistent, to the default exchange; returns once confirmed."""
-        self._method(1, 60, 40, struct.pack(">H", 0) + self._ss("") + self._ss(queue) + b"\x00")
-        header = struct.pack(">HHQH", 60, 0, len(body), 0x1000) + b"\x02"
-        self._frame_out(2, 1, header)
-        step = self.fmax - 8
-        for i in range(0, len(body), step):
-            self._frame_out(3, 1, body[i:i + step])
-        self._expect(1, 60, 80)                                  # basic.ack
-
-    def close(self):
-        self.sock.close()
-
-    @staticmethod
-    def _ss(s):
-        b = s.encode()
-        return bytes([len(b)]) + b
-
-    def _frame_out(self, ftype, ch, payload):
-        self.sock.sendall(struct.pack(">BHI", ftype, ch, len(payload)) + payload + b"\xce")
-
-    def _method(self, ch, cls, meth, args):
-        self._frame_out(1, ch, struct.pack(">HH", cls, meth) + args)
-
-    def _read(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise OSError("the broker closed the connection")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def _expect(self, ch, cls, meth):
-        while True:
-            ftype, fch, size = struct.unpack(">BHI", self._read(7))
-            payload = self._read(size)
-            if self._read(1) != b"\xce":
-                raise OSError("bad AMQP frame end")
-            if ftype != 1:
-                continue
-            c, m = struct.unpack(">HH", payload[:4])
-            if (c, m) == (cls, meth) and fch == ch:
-                return payload[4:]
-            if (c, m) in ((10, 50), (20, 40), (60, 120)):
-                raise OSError("refused by the broker: %r" % payload[4:80])
 
 
 class OversizeCase(world.DaemonTestCase):
@@ -245,7 +174,7 @@ class OversizeRabbitTest(OversizeCase):
                                    spare_max=10, pollIntervalMs=200)
         self.start(pool, "as-big-amqp")
 
-        pub = AmqpPublisher(rabbit.amqp_port)
+        pub = world.AmqpPublisher(rabbit.amqp_port)
         self.addCleanup(pub.close)
 
         def push(body):
