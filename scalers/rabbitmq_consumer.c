@@ -41,8 +41,13 @@
  * the window below what is outstanding stops further deliveries until
  * enough acks go out.
  *
- * Memory: a delivery's body is held whole (the broker's max_message_size
- * bounds it, 128 MiB by default), at most `window` of them at a time.
+ * Memory: a delivery's body is held whole up to max_bytes (consumer.h),
+ * at most `window` of them at a time.  Above it (the content header says
+ * so before any body frame) only its first CONSUMER_PREFIX_BYTES are kept:
+ * each body frame (at most frame_max, 128 KiB, in rabbitmq-c's buffers,
+ * released before the next frame is read) goes into the SHA-256 of the
+ * whole and is dropped, so an oversized message costs a prefix, not its
+ * size.  Returned messages (our own publishes) are always small.
  *
  * Dead letters and hand-offs publish with publisher confirms, mandatory,
  * persistent (delivery_mode 2), content_type application/json, to the
@@ -194,6 +199,7 @@ struct rmqc {
 	char			*rejected;	/* <queue>.rejected */
 	char			*ctag;		/* agentscaler.<instance> */
 	int			 window;	/* wanted */
+	size_t			 max_bytes;	/* larger bodies are cut */
 	char			 ctag_now[RABBITMQ_NAME_MAX + 1]; /* in use */
 	unsigned		 consumes;	/* on this connection */
 
@@ -214,6 +220,8 @@ struct rmqc {
 	uint64_t		 cgot;
 	int			 cheader;	/* the header has come */
 	char			*cbuf;
+	int			 ccut;		/* above max_bytes: prefix kept */
+	struct as_sha256	 csha;		/* of the whole, when ccut */
 	int			 returned;	/* a return waits for its ack */
 	char			 return_text[128];
 
@@ -592,8 +600,15 @@ rmqc_delivered(struct rmqc *c)
 	struct rmqc_item *it;
 
 	m->body = c->cbuf;
-	m->body[c->cgot] = '\0';
+	m->size = c->cgot;
 	m->len = (size_t)c->cgot;
+	if (c->ccut) {
+		m->truncated = 1;
+		if (m->len > CONSUMER_PREFIX_BYTES)
+			m->len = CONSUMER_PREFIX_BYTES;
+		as_sha256_final(&c->csha, m->sha256);
+	}
+	m->body[m->len] = '\0';
 	m->redelivered = c->credelivered;
 	m->received = as_mono_now();
 	snprintf(m->ref, sizeof m->ref, "%" PRIu64, c->ctag_no);
@@ -620,6 +635,8 @@ rmqc_content_done(struct rmqc *c)
 	c->cbuf = NULL;
 	c->content = RMQC_NONE;
 	c->cheader = 0;
+	c->ccut = 0;
+	as_sha256_discard(&c->csha);
 }
 
 /* A content header or body frame. */
@@ -627,6 +644,7 @@ static void
 rmqc_content_frame(struct rmqc *c, const amqp_frame_t *f)
 {
 	amqp_bytes_t	 b;
+	size_t		 n;
 
 	if (c->content == RMQC_NONE || (f->frame_type == AMQP_FRAME_HEADER) ==
 	    c->cheader) {
@@ -643,7 +661,13 @@ rmqc_content_frame(struct rmqc *c, const amqp_frame_t *f)
 			return;
 		}
 		c->cgot = 0;
-		c->cbuf = xmalloc((size_t)c->csize + 1);
+		c->ccut = c->content == RMQC_DELIVERY && c->max_bytes > 0 &&
+		    c->csize > c->max_bytes;
+		if (c->ccut) {
+			as_sha256_init(&c->csha);
+			c->cbuf = xmalloc(CONSUMER_PREFIX_BYTES + 1);
+		} else
+			c->cbuf = xmalloc((size_t)c->csize + 1);
 	} else {
 		b = f->payload.body_fragment;
 		if (b.len > c->csize - c->cgot) {
@@ -651,7 +675,17 @@ rmqc_content_frame(struct rmqc *c, const amqp_frame_t *f)
 			    "longer than its header says");
 			return;
 		}
-		memcpy(c->cbuf + c->cgot, b.bytes, b.len);
+		if (!c->ccut)
+			memcpy(c->cbuf + c->cgot, b.bytes, b.len);
+		else {
+			as_sha256_update(&c->csha, b.bytes, b.len);
+			n = c->cgot < CONSUMER_PREFIX_BYTES ?
+			    CONSUMER_PREFIX_BYTES - (size_t)c->cgot : 0;
+			if (n > b.len)
+				n = b.len;
+			if (n > 0)
+				memcpy(c->cbuf + c->cgot, b.bytes, n);
+		}
 		c->cgot += b.len;
 	}
 	if (c->cgot == c->csize)
@@ -817,6 +851,8 @@ rmqc_down(struct rabbitmq_conn *conn, int err, const char *cause)
 	c->returned = 0;
 	free(c->cbuf);
 	c->cbuf = NULL;
+	c->ccut = 0;
+	as_sha256_discard(&c->csha);
 	rmqc_forget_declared(c, NULL);
 	while ((r = TAILQ_FIRST(&c->rpcs)) != NULL) {
 		TAILQ_REMOVE(&c->rpcs, r, entry);
@@ -962,6 +998,7 @@ rmqc_create(struct ev_loop *loop, const struct scaler_source *src,
 	c->rejected = xasprintf("%s%s", src->queue, RMQC_REJECTED);
 	c->ctag = xasprintf("%s%s", RMQC_TAG_PREFIX, opts->instance);
 	c->window = opts->window;
+	c->max_bytes = opts->max_bytes;
 	c->reported = -1;
 	TAILQ_INIT(&c->rpcs);
 	TAILQ_INIT(&c->confirms);
@@ -1196,6 +1233,7 @@ rmqc_destroy(struct consumer *base)
 	}
 	rmqc_forget_declared(c, NULL);
 	free(c->cbuf);
+	as_sha256_discard(&c->csha);
 	free(c->queue);
 	free(c->rejected);
 	free(c->ctag);

@@ -73,6 +73,17 @@
  * LREM (XACK) still runs.  The completion then reports the error and the
  * log names the key, so the operator learns that the original is gone.
  *
+ * Oversized messages (consumer.h).  hiredis has read the reply whole by the
+ * time we see it (its read buffer held the message, the reply object holds
+ * a copy); redis_consume_msg_new() keeps CONSUMER_PREFIX_BYTES of an entry
+ * above max_bytes, digests it, and the reply goes right after.  A list
+ * entry cut so cannot be removed with LREM <processing> 1 <body>: its ack
+ * and its dead letter are one EVAL that looks the entry up in the
+ * processing list by size and SHA-1 (redis.sha1hex(); Redis scripts have
+ * no SHA-256) and LREMs it there, the record's LPUSH first in the same
+ * script.  The look-up reads the processing list, at most `window` entries
+ * plus what recovery left, inside the server.
+ *
  * Hand-off (both types) is one EVAL: SET the marker NX EX, and only when
  * that succeeds LPUSH the inbox, so a second hand-off of a task while the
  * marker lives pushes nothing (CONSUMER_HANDOFF_DUPLICATE).
@@ -134,6 +145,22 @@ static const char redis_consume_handoff_lua[] =
     "redis.call('LPUSH', KEYS[1], ARGV[1]) return 1";
 
 /*
+ * KEYS[1] the processing list, KEYS[2] (dead letter only) the rejected
+ * list; ARGV[1] the entry's size, ARGV[2] its SHA-1 in hex, ARGV[3] (dead
+ * letter only) the record.  Pushes the record, then removes the first
+ * entry of that size and digest; returns how many it removed (0 or 1).
+ */
+static const char redis_consume_unlist_lua[] =
+    "local size, sha = tonumber(ARGV[1]), ARGV[2] "
+    "if ARGV[3] then redis.call('LPUSH', KEYS[2], ARGV[3]) end "
+    "for i = 0, redis.call('LLEN', KEYS[1]) - 1 do "
+    "local v = redis.call('LINDEX', KEYS[1], i) "
+    "if v and #v == size and redis.sha1hex(v) == sha then "
+    "return redis.call('LREM', KEYS[1], 1, v) end "
+    "end "
+    "return 0";
+
+/*
  * KEYS[1] the registry (sorted set), KEYS[2] our processing list; ARGV[1]
  * now (unix s), ARGV[2] how long an unused registration is kept.  Returns
  * the entries moved from the other lists into ours, oldest first.  pcall:
@@ -182,6 +209,11 @@ struct redis_consume_queued {
 	struct consumer_msg	*m;
 };
 
+/* msg->priv of a truncated list message: how to find its entry. */
+struct redis_consume_priv {
+	char			 sha1[41];
+};
+
 /* A stream entry in our hands: queued, delivered, or being acked. */
 struct redis_consume_held {
 	TAILQ_ENTRY(redis_consume_held) entry;
@@ -219,6 +251,7 @@ struct redis_consume {
 	double			 poll_interval;
 	double			 claim_idle;
 	long			 marker_ttl;	/* s, at least 1 */
+	size_t			 max_bytes;	/* larger entries are cut */
 
 	consumer_deliver_fn	*deliver_fn;
 	consumer_state_fn	*state_fn;
@@ -457,30 +490,26 @@ redis_consume_held_drop(struct redis_consume *c, const char *id)
 
 /* Messages. */
 
+/*
+ * A message from p[0..len) (in a reply, freed after): whole, or cut when
+ * above max_bytes (see the top of the file).
+ */
 static struct consumer_msg *
-redis_consume_msg_new(char *body, size_t len, int redelivered,
-    const char *ref)
+redis_consume_msg_new(const struct redis_consume *c, const char *p,
+    size_t len, int redelivered, const char *ref)
 {
 	struct consumer_msg *m;
+	struct redis_consume_priv *pv;
 
-	m = xcalloc(1, sizeof *m);
-	m->body = body;
-	m->len = len;
+	m = consumer_msg_new(p, len, c->max_bytes);
 	m->redelivered = redelivered;
-	m->received = as_mono_now();
 	as_strlcpy(m->ref, ref, sizeof m->ref);
+	if (m->truncated && c->kind == REDIS_CONSUME_LIST) {
+		pv = xmalloc(sizeof *pv);
+		as_sha1_hex(p, len, pv->sha1);
+		m->priv = pv;
+	}
 	return (m);
-}
-
-static char *
-redis_consume_copy(const char *p, size_t len)
-{
-	char	*s;
-
-	s = xmalloc(len + 1);
-	memcpy(s, p, len);
-	s[len] = '\0';
-	return (s);
 }
 
 static void
@@ -527,15 +556,17 @@ redis_consume_json_str(struct as_buf *b, const char *s, size_t len)
 
 /*
  * The body of a stream entry (see the top of the file): fields is the
- * entry's [name, value, ...] array.  Returns a new string and its length.
+ * entry's [name, value, ...] array.  Returns a field's value inside the
+ * reply, or the JSON object built in b (the caller frees b->p), and its
+ * length.  That object is built whole before it is cut, so its fields
+ * pass through memory once more.
  */
-static char *
+static const char *
 redis_consume_stream_body(const char *id, const redisReply *fields,
-    size_t *lenp)
+    struct as_buf *b, size_t *lenp)
 {
 	static const char *const names[] = { "task", "body", "data" };
 	const redisReply *k, *v;
-	struct as_buf	 b;
 	size_t		 i, j;
 
 	for (i = 0; i < AS_ARRAY_SIZE(names); i++) {
@@ -547,7 +578,7 @@ redis_consume_stream_body(const char *id, const redisReply *fields,
 			    k->len == strlen(names[i]) &&
 			    memcmp(k->str, names[i], k->len) == 0) {
 				*lenp = v->len;
-				return (redis_consume_copy(v->str, v->len));
+				return (v->str);
 			}
 		}
 	}
@@ -555,30 +586,29 @@ redis_consume_stream_body(const char *id, const redisReply *fields,
 	    fields->element[1]->type == REDIS_REPLY_STRING) {
 		v = fields->element[1];
 		*lenp = v->len;
-		return (redis_consume_copy(v->str, v->len));
+		return (v->str);
 	}
-	memset(&b, 0, sizeof b);
-	as_buf_printf(&b, "{\"streamEntry\":");
-	redis_consume_json_str(&b, id, strlen(id));
-	as_buf_printf(&b, ",\"fields\":{");
+	as_buf_printf(b, "{\"streamEntry\":");
+	redis_consume_json_str(b, id, strlen(id));
+	as_buf_printf(b, ",\"fields\":{");
 	for (j = 0; j + 1 < fields->elements; j += 2) {
 		k = fields->element[j];
 		v = fields->element[j + 1];
 		if (j > 0)
-			as_buf_printf(&b, ",");
+			as_buf_printf(b, ",");
 		if (k->type == REDIS_REPLY_STRING)
-			redis_consume_json_str(&b, k->str, k->len);
+			redis_consume_json_str(b, k->str, k->len);
 		else
-			as_buf_printf(&b, "\"\"");
-		as_buf_printf(&b, ":");
+			as_buf_printf(b, "\"\"");
+		as_buf_printf(b, ":");
 		if (v->type == REDIS_REPLY_STRING)
-			redis_consume_json_str(&b, v->str, v->len);
+			redis_consume_json_str(b, v->str, v->len);
 		else
-			as_buf_printf(&b, "null");
+			as_buf_printf(b, "null");
 	}
-	as_buf_printf(&b, "}}");
-	*lenp = b.len;
-	return (b.p);
+	as_buf_printf(b, "}}");
+	*lenp = b->len;
+	return (b->p);
 }
 
 /* State, delivery and fetching. */
@@ -778,8 +808,8 @@ redis_consume_take_all(struct redis_consume *c, const redisReply *r,
 		if (e->type != REDIS_REPLY_STRING)
 			continue;
 		snprintf(ref, sizeof ref, "%s-%llu", what, ++c->seq);
-		redis_consume_enqueue(c, redis_consume_msg_new(
-		    redis_consume_copy(e->str, e->len), e->len, 1, ref));
+		redis_consume_enqueue(c, redis_consume_msg_new(c, e->str,
+		    e->len, 1, ref));
 		n++;
 	}
 	return (n);
@@ -879,8 +909,8 @@ redis_consume_took_lmove(struct redis_consume *c,
 
 	if (r->type == REDIS_REPLY_STRING) {
 		snprintf(ref, sizeof ref, "lmove-%llu", ++c->seq);
-		redis_consume_enqueue(c, redis_consume_msg_new(
-		    redis_consume_copy(r->str, r->len), r->len, 0, ref));
+		redis_consume_enqueue(c, redis_consume_msg_new(c, r->str,
+		    r->len, 0, ref));
 		c->want = 1;
 		if (c->burst < REDIS_CONSUME_BURST)
 			c->burst *= 2;
@@ -923,7 +953,9 @@ redis_consume_took_entries(struct redis_consume *c, const redisReply *r,
     int redelivered, int skip_held, char *last, size_t lastlen)
 {
 	const redisReply *e, *id;
-	char		*body, idbuf[64];
+	const char	*body;
+	struct as_buf	 b;
+	char		 idbuf[64];
 	size_t		 i, len;
 
 	if (r->type != REDIS_REPLY_ARRAY)
@@ -945,9 +977,12 @@ redis_consume_took_entries(struct redis_consume *c, const redisReply *r,
 		}
 		if (skip_held && redis_consume_held_find(c, idbuf) != NULL)
 			continue;
-		body = redis_consume_stream_body(idbuf, e->element[1], &len);
-		redis_consume_enqueue(c, redis_consume_msg_new(body, len,
+		memset(&b, 0, sizeof b);
+		body = redis_consume_stream_body(idbuf, e->element[1], &b,
+		    &len);
+		redis_consume_enqueue(c, redis_consume_msg_new(c, body, len,
 		    redelivered, idbuf));
+		free(b.p);
 	}
 	return (r->elements);
 }
@@ -1324,6 +1359,7 @@ redis_consume_create(enum redis_consume_kind kind, struct ev_loop *loop,
 	c->claim_idle = opt->claim_idle;
 	ttl = ceil(opt->marker_ttl);
 	c->marker_ttl = ttl >= 1 ? (long)ttl : 1;
+	c->max_bytes = opt->max_bytes;
 	as_strlcpy(c->pending_id, "0", sizeof c->pending_id);
 	c->burst = 1;
 	as_strlcpy(c->cursor, "0-0", sizeof c->cursor);
@@ -1426,9 +1462,10 @@ redis_consume_set_window(struct consumer *base, int window)
 }
 
 /*
- * LREM <processing> 1 <body>, or XACK <stream> <group> <id>.  Takes m
- * (freed when the operation ends, whatever the outcome).  Returns 0, or
- * -AS_EINVAL without m or fn (m stays the caller's).
+ * LREM <processing> 1 <body> (the look-up script for a cut message), or
+ * XACK <stream> <group> <id>.  Takes m (freed when the operation ends,
+ * whatever the outcome).  Returns 0, or -AS_EINVAL without m or fn (m
+ * stays the caller's).
  */
 static int
 redis_consume_ack(struct consumer *base, struct consumer_msg *m,
@@ -1444,7 +1481,13 @@ redis_consume_ack(struct consumer *base, struct consumer_msg *m,
 	req->m = m;
 	req->done_fn = fn;
 	req->arg = arg;
-	if (c->kind == REDIS_CONSUME_LIST)
+	if (c->kind == REDIS_CONSUME_LIST && m->truncated)
+		rc = redis_endpoint_command(&c->cl, redis_consume_reply, req,
+		    "EVAL %s 1 %b %llu %s", redis_consume_unlist_lua,
+		    c->processing, strlen(c->processing),
+		    (unsigned long long)m->size,
+		    ((struct redis_consume_priv *)m->priv)->sha1);
+	else if (c->kind == REDIS_CONSUME_LIST)
 		rc = redis_endpoint_command(&c->cl, redis_consume_reply, req,
 		    "LREM %b 1 %b", c->processing, strlen(c->processing),
 		    m->body, m->len);
@@ -1459,7 +1502,7 @@ redis_consume_ack(struct consumer *base, struct consumer_msg *m,
 
 /*
  * The record goes to "<queue>.rejected" and the original is acked, in one
- * MULTI/EXEC.  Takes m as ack() does.
+ * MULTI/EXEC (one EVAL for a cut list message).  Takes m as ack() does.
  */
 static int
 redis_consume_dead_letter(struct consumer *base, struct consumer_msg *m,
@@ -1472,6 +1515,21 @@ redis_consume_dead_letter(struct consumer *base, struct consumer_msg *m,
 
 	if (m == NULL || fn == NULL || record == NULL || c->destroyed)
 		return (-AS_EINVAL);
+	req = redis_consume_req_new(c, REDIS_CONSUME_DEAD);
+	req->m = m;
+	req->done_fn = fn;
+	req->arg = arg;
+	if (c->kind == REDIS_CONSUME_LIST && m->truncated) {
+		if ((rc = redis_endpoint_command(&c->cl, redis_consume_reply,
+		    req, "EVAL %s 2 %b %b %llu %s %b",
+		    redis_consume_unlist_lua, c->processing,
+		    strlen(c->processing), c->rejected, strlen(c->rejected),
+		    (unsigned long long)m->size,
+		    ((struct redis_consume_priv *)m->priv)->sha1, record,
+		    len)) != 0)
+			free(req);
+		return (rc);
+	}
 	tx = redis_endpoint_tx_new();
 	if (c->kind == REDIS_CONSUME_LIST) {
 		redis_endpoint_tx_add(tx, "LPUSH %b %b", c->rejected,
@@ -1484,10 +1542,6 @@ redis_consume_dead_letter(struct consumer *base, struct consumer_msg *m,
 		redis_endpoint_tx_add(tx, "XACK %b %b %s", c->key,
 		    strlen(c->key), c->group, strlen(c->group), m->ref);
 	}
-	req = redis_consume_req_new(c, REDIS_CONSUME_DEAD);
-	req->m = m;
-	req->done_fn = fn;
-	req->arg = arg;
 	if ((rc = redis_endpoint_tx_send(&c->cl, tx, redis_consume_reply,
 	    req)) != 0)
 		free(req);

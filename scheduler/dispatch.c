@@ -33,6 +33,7 @@
  */
 #include <sys/queue.h>
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -752,6 +753,31 @@ dl_done(int err, const char *errmsg, void *arg)
 }
 
 /*
+ * The record of msg: task.tooLarge never copies the message whole (a cut
+ * message has only its prefix anyway), every other reason does.
+ */
+static char *
+dead_letter_record(struct dpool *p, struct consumer_msg *msg,
+    const char *reason, const char *detail, const char *task_id,
+    size_t *lenp)
+{
+	unsigned char	 sha[AS_SHA256_LEN];
+
+	if (msg->truncated)
+		return (task_dead_letter_record_cut(reason, detail, p->cfg->ns,
+		    p->cfg->name, task_id, msg->body, msg->len, msg->size,
+		    msg->sha256, as_wall_now(), lenp));
+	if (strcmp(reason, "task.tooLarge") == 0) {
+		as_sha256(msg->body, msg->len, sha);
+		return (task_dead_letter_record_cut(reason, detail, p->cfg->ns,
+		    p->cfg->name, task_id, msg->body, msg->len, msg->len, sha,
+		    as_wall_now(), lenp));
+	}
+	return (task_dead_letter_record(reason, detail, p->cfg->ns,
+	    p->cfg->name, task_id, msg->body, msg->len, as_wall_now(), lenp));
+}
+
+/*
  * Dead-letters msg (taken over) of pool p with a reason.  t, when given, is
  * held until the operation ends.
  */
@@ -767,8 +793,7 @@ dead_letter(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 	    p->id, task_id != NULL ? task_id : "(unparsed)",
 	    p->cfg->source.queue, reason, detail);
 	recent_add(p->d, p->cfg->ns, task_id, reason, detail);
-	rec = task_dead_letter_record(reason, detail, p->cfg->ns, p->cfg->name,
-	    task_id, msg->body, msg->len, as_wall_now(), &len);
+	rec = dead_letter_record(p, msg, reason, detail, task_id, &len);
 	op = xcalloc(1, sizeof *op);
 	op->pool = p;
 	op->t = t;
@@ -1406,6 +1431,14 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	if (before == 0)
 		dpool_size(p, now);	/* wake the pool in this tick */
 	tk = xmalloc(sizeof *tk);
+	if (msg->truncated) {
+		snprintf(detail, sizeof detail, "the message is %" PRIu64 " "
+		    "bytes, more than the limit of %ld; the record keeps its "
+		    "first bytes, its size and its SHA-256", msg->size,
+		    p->cfg->max_task_bytes);
+		dead_letter(p, NULL, msg, "task.tooLarge", detail, NULL);
+		goto out;
+	}
 	if (task_parse(msg->body, msg->len, (size_t)p->cfg->max_task_bytes,
 	    tk, &te) != 0) {
 		/* task_parse keeps a valid id: the record names the task. */
@@ -2010,6 +2043,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	co.poll_interval = (double)c->poll_interval_ms / 1000.0;
 	co.claim_idle = (double)c->source.claim_idle_seconds;
 	co.marker_ttl = (double)c->claim_ttl_seconds + 86400;
+	co.max_bytes = (size_t)c->max_task_bytes;
 	p->ct = consumer_type_find(c->source.type, c->source.address);
 	if (p->ct == NULL)
 		snprintf(err, sizeof err, "no consumer for %s %s",
@@ -2071,7 +2105,8 @@ dpool_same(const struct pool_config *a, const struct pool_config *b)
 	return (strcmp(a->ns, b->ns) == 0 && strcmp(a->name, b->name) == 0 &&
 	    config_same_source(a, b) && strcmp(a->warm_pool, b->warm_pool) == 0 &&
 	    a->claim_ttl_seconds == b->claim_ttl_seconds &&
-	    a->poll_interval_ms == b->poll_interval_ms);
+	    a->poll_interval_ms == b->poll_interval_ms &&
+	    a->max_task_bytes == b->max_task_bytes);	/* the consumer cuts */
 }
 
 struct dispatcher *

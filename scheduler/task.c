@@ -803,6 +803,107 @@ task_dead_letter_record(const char *reason, const char *detail,
 	return (json_finish(o, outlen));
 }
 
+/*
+ * 1 when p[0..n) is the start of a well-formed sequence cut short: the
+ * missing bytes are filled with the lowest ones allowed after p[0] and the
+ * result must read as one sequence longer than n.
+ */
+static int
+utf8_partial(const unsigned char *p, size_t n)
+{
+	unsigned char	 t[4];
+	size_t		 i, got;
+
+	if (n == 0 || n > 3)
+		return (0);
+	memcpy(t, p, n);
+	for (i = n; i < 4; i++)
+		t[i] = 0x80;
+	if (n == 1 && t[0] == 0xe0)
+		t[1] = 0xa0;
+	else if (n == 1 && t[0] == 0xf0)
+		t[1] = 0x90;
+	got = utf8_seq(t, 4);
+	return (got > n);
+}
+
+size_t
+task_utf8_cut(const char *buf, size_t len)
+{
+	size_t	 at;
+
+	if (len == 0)
+		return (0);
+	if (memchr(buf, '\0', len) != NULL)
+		return ((size_t)-1);
+	if ((at = utf8_invalid_at(buf, len)) == len)
+		return (len);
+	if (len - at < 4 && utf8_partial((const unsigned char *)buf + at,
+	    len - at))
+		return (at);
+	return ((size_t)-1);
+}
+
+/* Adds s (NULL as "") cut to TASK_CUT_STR_MAX bytes. */
+static void
+json_put_cut(cJSON *o, const char *key, const char *s)
+{
+	char	*c = xstrndup(s != NULL ? s : "", TASK_CUT_STR_MAX);
+
+	json_put_str(o, key, c);
+	free(c);
+}
+
+/*
+ * The record keeps a bounded prefix, the size and the digest instead of the
+ * message: an 8 MiB message used to become a 48 MiB record (escaped, or
+ * base64), which a broker may refuse over its own limit, and the message
+ * then comes back for ever.
+ */
+char *
+task_dead_letter_record_cut(const char *reason, const char *detail,
+    const char *pool_ns, const char *pool_name, const char *task_id,
+    const char *prefix, size_t prefix_len, uint64_t size,
+    const unsigned char sha256[32], double wall_now, size_t *outlen)
+{
+	cJSON	*o = json_object();
+	char	 at[40], hex[2 * 32 + 1], *s, *ns, *name;
+	size_t	 keep, cut;
+
+	if (prefix == NULL)
+		prefix_len = 0;
+	keep = prefix_len < TASK_PREFIX_BYTES ? prefix_len : TASK_PREFIX_BYTES;
+	if (keep > size)
+		keep = (size_t)size;
+	json_put_cut(o, "reason", reason);
+	json_put_cut(o, "detail", detail);
+	ns = xstrndup(pool_ns != NULL ? pool_ns : "", TASK_CUT_STR_MAX);
+	name = xstrndup(pool_name != NULL ? pool_name : "", TASK_CUT_STR_MAX);
+	s = xasprintf("%s/%s", ns, name);
+	json_put_str(o, "pool", s);
+	free(s);
+	free(ns);
+	free(name);
+	if (task_id != NULL)
+		json_put_cut(o, "taskId", task_id);
+	as_rfc3339(wall_now, 1, at, sizeof at);
+	json_put_str(o, "at", at);
+	json_put(o, "size", cJSON_CreateNumber((double)size));
+	as_hex(sha256, 32, hex);
+	json_put_str(o, "sha256", hex);
+	if ((cut = task_utf8_cut(prefix, keep)) != (size_t)-1) {
+		s = xstrndup(cut > 0 ? prefix : "", cut);
+		json_put(o, "originalPrefix", cJSON_CreateString(s));
+	} else {
+		cut = keep;
+		s = as_base64_encode(prefix, keep);
+		json_put(o, "originalPrefixBase64", cJSON_CreateString(s));
+	}
+	free(s);
+	json_put(o, "truncated", cJSON_CreateBool(cut < size));
+	return (json_finish(o, outlen));
+}
+
 uint64_t
 task_hash(const char *ns, const char *id)
 {

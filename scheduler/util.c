@@ -14,6 +14,8 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include <openssl/evp.h>
+
 #include "agentscaler/common.h"
 
 static const char *const as_err_names[AS_EMAX] = {
@@ -563,6 +565,94 @@ as_hexval(int c)
 	if (c >= 'A' && c <= 'F')
 		return (c - 'A' + 10);
 	return (-1);
+}
+
+/*
+ * Digests go through libcrypto's EVP interface, which the project links
+ * anyway (libcurl and rabbitmq-c use OpenSSL): no hand-rolled crypto.
+ */
+static void
+as_crypto_fail(const char *what)
+{
+	fprintf(stderr, "agentscaler: libcrypto: %s failed\n", what);
+	abort();
+}
+
+void
+as_sha256_init(struct as_sha256 *s)
+{
+	EVP_MD_CTX	*ctx;
+
+	as_sha256_discard(s);
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		as_crypto_fail("EVP_MD_CTX_new");
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		as_crypto_fail("EVP_DigestInit_ex");
+	s->ctx = ctx;
+}
+
+void
+as_sha256_update(struct as_sha256 *s, const void *p, size_t len)
+{
+	if (s->ctx == NULL || len == 0)
+		return;
+	if (EVP_DigestUpdate(s->ctx, p, len) != 1)
+		as_crypto_fail("EVP_DigestUpdate");
+}
+
+void
+as_sha256_final(struct as_sha256 *s, unsigned char out[AS_SHA256_LEN])
+{
+	unsigned int	 n = 0;
+
+	if (s->ctx == NULL) {
+		memset(out, 0, AS_SHA256_LEN);
+		return;
+	}
+	if (EVP_DigestFinal_ex(s->ctx, out, &n) != 1 || n != AS_SHA256_LEN)
+		as_crypto_fail("EVP_DigestFinal_ex");
+	as_sha256_discard(s);
+}
+
+void
+as_sha256_discard(struct as_sha256 *s)
+{
+	EVP_MD_CTX_free(s->ctx);
+	s->ctx = NULL;
+}
+
+void
+as_sha256(const void *p, size_t len, unsigned char out[AS_SHA256_LEN])
+{
+	struct as_sha256 s = { NULL };
+
+	as_sha256_init(&s);
+	as_sha256_update(&s, p, len);
+	as_sha256_final(&s, out);
+}
+
+void
+as_sha1_hex(const void *p, size_t len, char out[41])
+{
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 n = 0;
+
+	if (EVP_Digest(p, len, md, &n, EVP_sha1(), NULL) != 1 || n != 20)
+		as_crypto_fail("EVP_Digest(SHA-1)");
+	as_hex(md, n, out);
+}
+
+void
+as_hex(const unsigned char *p, size_t len, char *out)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	size_t			 i;
+
+	for (i = 0; i < len; i++) {
+		out[2 * i] = hex[p[i] >> 4];
+		out[2 * i + 1] = hex[p[i] & 15];
+	}
+	out[2 * len] = '\0';
 }
 
 static const char as_b64_tbl[] =

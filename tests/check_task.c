@@ -599,6 +599,201 @@ START_TEST(test_dead_letter_base64)
 }
 END_TEST
 
+/*
+ * task.tooLarge records: bounded whatever the message, the digest of the
+ * whole, the prefix cut on a character boundary (or base64 when the bytes
+ * are not UTF-8).
+ */
+enum cut_fill {
+	CUT_A,		/* 'a' */
+	CUT_E_ACUTE,	/* "{" then U+00E9 (2 bytes): 4096 splits one */
+	CUT_EMOJI0,	/* U+1F600 (4 bytes) after 0..3 ASCII bytes */
+	CUT_EMOJI1,
+	CUT_EMOJI2,
+	CUT_EMOJI3,
+	CUT_CONTROL,	/* 0x01: 6 bytes each as JSON */
+	CUT_FF,		/* never UTF-8 */
+	CUT_NUL,	/* UTF-8, but a NUL */
+	CUT_BAD_LATE,	/* ASCII, one 0xff at 2000 */
+	CUT_HALF_TAIL,	/* ASCII, 0xc3 0x28 across the cut: a prefix */
+	CUT_BAD_TAIL,	/* ASCII, 0xe0 0x80 before the cut: never one */
+	CUT_GOOD_TAIL	/* ASCII, U+0800 (0xe0 0xa0 0x80) across the cut */
+};
+
+static const struct cut_row {
+	enum cut_fill	 fill;
+	size_t		 size;		/* the whole message */
+	size_t		 passed;	/* bytes given; 0: all */
+	int		 base64;	/* expect originalPrefixBase64 */
+	size_t		 kept;		/* bytes of prefix expected */
+	const char	*sha256;	/* NULL: as_sha256() of the whole */
+} cut_rows[] = {
+	/* FIPS 180-2 appendix B.3: one million 'a'. */
+	{ CUT_A, 1000000, 0, 0, 4096, "cdc76e5c9914fb9281a1c7e284d73e67"
+	    "f1809a48a497200e046d39ccc7112cd0" },
+	{ CUT_A, 1000000, 4096, 0, 4096, "cdc76e5c9914fb9281a1c7e284d73e67"
+	    "f1809a48a497200e046d39ccc7112cd0" },	/* a consumer's prefix */
+	{ CUT_A, 100, 0, 0, 100, NULL },	/* whole: not truncated */
+	{ CUT_A, 0, 0, 0, 0, NULL },
+	{ CUT_E_ACUTE, 65537, 0, 0, 4095, NULL },
+	{ CUT_E_ACUTE, 65537, 4097, 0, 4095, NULL },
+	{ CUT_EMOJI0, 20000, 0, 0, 4096, NULL },
+	{ CUT_EMOJI1, 20000, 0, 0, 4093, NULL },
+	{ CUT_EMOJI2, 20000, 0, 0, 4094, NULL },
+	{ CUT_EMOJI3, 20000, 0, 0, 4095, NULL },
+	{ CUT_CONTROL, 100000, 0, 0, 4096, NULL },
+	{ CUT_FF, 100000, 0, 1, 4096, NULL },
+	{ CUT_NUL, 9000, 0, 1, 4096, NULL },
+	{ CUT_BAD_LATE, 9000, 0, 1, 4096, NULL },
+	{ CUT_HALF_TAIL, 9000, 0, 0, 4095, NULL },
+	{ CUT_BAD_TAIL, 9000, 0, 1, 4096, NULL },
+	{ CUT_GOOD_TAIL, 9000, 0, 0, 4094, NULL },
+	{ CUT_FF, 3, 0, 1, 3, NULL },
+};
+
+static char *
+cut_message(const struct cut_row *row)
+{
+	static const char emoji[] = "\xf0\x9f\x98\x80";
+	char	*m = xmalloc(row->size + 1);
+	size_t	 i, pad;
+
+	for (i = 0; i < row->size; i++) {
+		switch (row->fill) {
+		case CUT_A:
+			m[i] = 'a';
+			break;
+		case CUT_E_ACUTE:
+			m[i] = i == 0 ? '{' : (i % 2 == 1 ? '\xc3' : '\xa9');
+			break;
+		case CUT_EMOJI0:
+		case CUT_EMOJI1:
+		case CUT_EMOJI2:
+		case CUT_EMOJI3:
+			pad = (size_t)(row->fill - CUT_EMOJI0);
+			m[i] = i < pad ? 'x' : emoji[(i - pad) % 4];
+			break;
+		case CUT_CONTROL:
+			m[i] = '\x01';
+			break;
+		case CUT_FF:
+			m[i] = '\xff';
+			break;
+		case CUT_NUL:
+			m[i] = i == 17 ? '\0' : 'n';
+			break;
+		case CUT_BAD_LATE:
+			m[i] = i == 2000 ? '\xff' : 'b';
+			break;
+		case CUT_HALF_TAIL:
+			m[i] = i == 4095 ? '\xc3' : (i == 4096 ? '(' : 't');
+			break;
+		case CUT_BAD_TAIL:
+			m[i] = i == 4094 ? '\xe0' : (i == 4095 ? '\x80' : 't');
+			break;
+		case CUT_GOOD_TAIL:
+			m[i] = i == 4094 ? '\xe0' : (i == 4095 ? '\xa0' :
+			    (i == 4096 ? '\x80' : 'g'));
+			break;
+		}
+	}
+	m[row->size] = '\0';
+	return (m);
+}
+
+START_TEST(test_dead_letter_cut)
+{
+	const struct cut_row *row = &cut_rows[_i];
+	unsigned char	 sha[AS_SHA256_LEN];
+	char		 hex[2 * AS_SHA256_LEN + 1], *m, *r, *dec;
+	const char	*text;
+	size_t		 len, dlen, passed;
+	cJSON		*j, *v;
+
+	m = cut_message(row);
+	as_sha256(m, row->size, sha);
+	as_hex(sha, sizeof sha, hex);
+	if (row->sha256 != NULL)
+		ck_assert_str_eq(hex, row->sha256);
+	passed = row->passed > 0 ? row->passed : row->size;
+	r = task_dead_letter_record_cut("task.tooLarge", "the message is big",
+	    "team-a", "research", NULL, m, passed, row->size, sha,
+	    1795628085.5, &len);
+	ck_assert_uint_le(len, TASK_CUT_RECORD_MAX);
+	ck_assert_uint_eq(strlen(r), len);
+	j = parse_json(r, len);
+	ck_assert_str_eq(jstr(j, "reason"), "task.tooLarge");
+	ck_assert_str_eq(jstr(j, "detail"), "the message is big");
+	ck_assert_str_eq(jstr(j, "pool"), "team-a/research");
+	ck_assert_str_eq(jstr(j, "at"), "2026-11-25T17:34:45.500000000Z");
+	ck_assert_ptr_null(cJSON_GetObjectItem(j, "taskId"));
+	ck_assert_ptr_null(cJSON_GetObjectItem(j, "original"));
+	v = cJSON_GetObjectItem(j, "size");
+	ck_assert(cJSON_IsNumber(v));
+	ck_assert_double_eq(v->valuedouble, (double)row->size);
+	ck_assert_str_eq(jstr(j, "sha256"), hex);
+	v = cJSON_GetObjectItem(j, "truncated");
+	ck_assert(cJSON_IsBool(v));
+	ck_assert_int_eq(cJSON_IsTrue(v), row->kept < row->size);
+	if (row->base64) {
+		ck_assert_ptr_null(cJSON_GetObjectItem(j, "originalPrefix"));
+		dec = (char *)b64_decode(jstr(j, "originalPrefixBase64"),
+		    &dlen);
+		ck_assert_uint_eq(dlen, row->kept);
+		ck_assert(memcmp(dec, m, dlen) == 0);
+		free(dec);
+	} else {
+		ck_assert_ptr_null(cJSON_GetObjectItem(j,
+		    "originalPrefixBase64"));
+		text = jstr(j, "originalPrefix");
+		ck_assert_ptr_nonnull(text);
+		ck_assert_uint_eq(strlen(text), row->kept);
+		ck_assert(memcmp(text, m, row->kept) == 0);
+		/* Ends on a boundary: what follows is no continuation. */
+		if (row->kept < row->size)
+			ck_assert(((unsigned char)m[row->kept] & 0xc0) !=
+			    0x80);
+	}
+	cJSON_Delete(j);
+	free(r);
+	free(m);
+}
+END_TEST
+
+/* Every other string is bounded too, whatever it holds. */
+START_TEST(test_dead_letter_cut_bounded)
+{
+	unsigned char	 sha[AS_SHA256_LEN];
+	char		*big, *r;
+	size_t		 len, n = 100000;
+	cJSON		*j;
+
+	big = xmalloc(n + 1);
+	memset(big, '\x01', n);
+	big[n] = '\0';
+	as_sha256(big, n, sha);
+	r = task_dead_letter_record_cut(big, big, big, big, big, big, n,
+	    UINT64_MAX / 2, sha, 0, &len);
+	ck_assert_uint_le(len, TASK_CUT_RECORD_MAX);
+	j = parse_json(r, len);
+	ck_assert_uint_eq(strlen(jstr(j, "detail")), TASK_CUT_STR_MAX);
+	ck_assert_uint_eq(strlen(jstr(j, "taskId")), TASK_CUT_STR_MAX);
+	ck_assert_uint_eq(strlen(jstr(j, "originalPrefix")),
+	    TASK_PREFIX_BYTES);
+	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "truncated")));
+	cJSON_Delete(j);
+	free(r);
+	/* No prefix at all (NULL): still a record. */
+	r = task_dead_letter_record_cut("task.tooLarge", "d", "ns", "p", NULL,
+	    NULL, 5, 5, sha, 0, &len);
+	j = parse_json(r, len);
+	ck_assert_str_eq(jstr(j, "originalPrefix"), "");
+	cJSON_Delete(j);
+	free(r);
+	free(big);
+}
+END_TEST
+
 START_TEST(test_hashes)
 {
 	char	 h[9];
@@ -1236,6 +1431,9 @@ task_suite(void)
 	tcase_add_test(tc, test_dead_letter_text);
 	tcase_add_loop_test(tc, test_dead_letter_base64, 0,
 	    (int)AS_ARRAY_SIZE(b64_rows));
+	tcase_add_loop_test(tc, test_dead_letter_cut, 0,
+	    (int)AS_ARRAY_SIZE(cut_rows));
+	tcase_add_test(tc, test_dead_letter_cut_bounded);
 	tcase_add_test(tc, test_hashes);
 	tcase_add_loop_test(tc, test_claim_name_rows, 0,
 	    (int)AS_ARRAY_SIZE(claim_name_rows));

@@ -288,6 +288,67 @@ START_TEST(test_base64_decode)
 }
 END_TEST
 
+/* ---- SHA-256 and SHA-1 (dead-letter records of oversized messages) ---- */
+
+static const struct sha_row {
+	const char	*in;
+	size_t		 repeat;	/* in, this many times */
+	const char	*sha256;
+} sha_rows[] = {
+	/* FIPS 180-2 appendix B, and the empty string. */
+	{ "", 1, "e3b0c44298fc1c149afbf4c8996fb924"
+	    "27ae41e4649b934ca495991b7852b855" },
+	{ "abc", 1, "ba7816bf8f01cfea414140de5dae2223"
+	    "b00361a396177a9cb410ff61f20015ad" },
+	{ "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 1,
+	    "248d6a61d20638b8e5c026930c3e6039"
+	    "a33ce45964ff2167f6ecedd419db06c1" },
+	{ "a", 1000000, "cdc76e5c9914fb9281a1c7e284d73e67"
+	    "f1809a48a497200e046d39ccc7112cd0" },
+};
+
+START_TEST(test_sha256)
+{
+	const struct sha_row *row = &sha_rows[_i];
+	struct as_sha256 st = { NULL };
+	unsigned char	 md[AS_SHA256_LEN];
+	char		 hex[2 * AS_SHA256_LEN + 1], *all;
+	size_t		 n = strlen(row->in), len = n * row->repeat, i, step;
+
+	all = xmalloc(len + 1);
+	for (i = 0; i < row->repeat; i++)
+		memcpy(all + i * n, row->in, n);
+	as_sha256(all, len, md);
+	as_hex(md, sizeof md, hex);
+	ck_assert_str_eq(hex, row->sha256);
+	/* In uneven pieces, as body frames come. */
+	as_sha256_init(&st);
+	for (i = 0, step = 1; i < len; i += step, step = step * 3 + 1)
+		as_sha256_update(&st, all + i, step < len - i ? step : len - i);
+	as_sha256_final(&st, md);
+	ck_assert_ptr_null(st.ctx);
+	as_hex(md, sizeof md, hex);
+	ck_assert_str_eq(hex, row->sha256);
+	/* Discarded half-way: nothing leaks, a second discard is harmless. */
+	as_sha256_init(&st);
+	as_sha256_update(&st, all, len);
+	as_sha256_discard(&st);
+	as_sha256_discard(&st);
+	free(all);
+}
+END_TEST
+
+START_TEST(test_sha1)
+{
+	char	 hex[41];
+
+	as_sha1_hex("abc", 3, hex);
+	ck_assert_str_eq(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
+	as_sha1_hex("", 0, hex);
+	ck_assert_str_eq(hex, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -303,6 +364,8 @@ util_suite(void)
 	tcase_add_test(tc, test_rfc3339_format);
 	tcase_add_test(tc, test_rfc3339_round_trip);
 	tcase_add_test(tc, test_bucket_and_micro);
+	tcase_add_loop_test(tc, test_sha256, 0, (int)AS_ARRAY_SIZE(sha_rows));
+	tcase_add_test(tc, test_sha1);
 	tcase_add_loop_test(tc, test_base64_decode, 0,
 	    (int)AS_ARRAY_SIZE(b64_rows));
 	suite_add_tcase(s, tc);

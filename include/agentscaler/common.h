@@ -77,6 +77,31 @@ char		*as_base64_decode(const char *s, size_t len, size_t *outlen);
 /* The value of one hex digit (either case), or -1. */
 int		 as_hexval(int c);
 
+/*
+ * SHA-256 (FIPS 180-4) through OpenSSL's libcrypto (EVP), fed in pieces:
+ * as_sha256_init(), any number of as_sha256_update(), then
+ * as_sha256_final(), which writes the digest and frees the state;
+ * as_sha256_discard() frees it without a digest (a message lost half-way).
+ * Both accept a state never started or already finished.  Like x*alloc,
+ * they abort when libcrypto fails (it can only run out of memory here).
+ * as_sha256() digests one buffer, as_sha1_hex() one buffer as 40 lowercase
+ * hex digits (Redis scripts have SHA-1 only: redis.sha1hex()).
+ */
+#define AS_SHA256_LEN	32
+struct as_sha256 {
+	void	*ctx;		/* EVP_MD_CTX; NULL when not started */
+};
+
+void		 as_sha256_init(struct as_sha256 *);
+void		 as_sha256_update(struct as_sha256 *, const void *, size_t);
+void		 as_sha256_final(struct as_sha256 *,
+		    unsigned char out[AS_SHA256_LEN]);
+void		 as_sha256_discard(struct as_sha256 *);
+void		 as_sha256(const void *, size_t, unsigned char out[AS_SHA256_LEN]);
+void		 as_sha1_hex(const void *, size_t, char out[41]);
+/* len bytes as 2 * len lowercase hex digits and a NUL. */
+void		 as_hex(const unsigned char *, size_t len, char *out);
+
 /* Monotonic clock in seconds. */
 double		 as_mono_now(void);
 /* Wall clock in seconds since the epoch. */

@@ -44,6 +44,21 @@
  *    persistent message with message_id = task id, confirmed by the broker;
  *    the receiver dedupes by message_id (RabbitMQ has no server-side dedupe).
  *
+ * Oversized messages.  A message larger than max_bytes (consumer_options)
+ * is not kept whole: the struct consumer_msg holds only its first
+ * CONSUMER_PREFIX_BYTES (body, len), with truncated = 1, its whole size and
+ * the SHA-256 of all its bytes, so that the dispatcher dead-letters it
+ * (task.tooLarge) with a bounded record.  How much passes through memory on
+ * the way differs by source:
+ *  - RabbitMQ: the content header gives the size before the body, and body
+ *    frames (at most frame_max, 128 KiB) are digested one by one and
+ *    dropped: the message is never whole in our memory.
+ *  - Redis: hiredis reads a reply whole (its read buffer grows to hold it,
+ *    then the reply object copies it), so the message is in memory twice
+ *    while the reply is handled; only the prefix outlives it.  A list
+ *    entry is acked by a script that finds it in the processing list by
+ *    size and SHA-1 (redis.sha1hex()), since LREM would need all of it.
+ *
  * Ownership: consumer_new() copies what it needs.  A struct consumer_msg
  * is created by the consumer and belongs to the caller from delivery until
  * it is passed to consumer_ack() or consumer_dead_letter(), which take it
@@ -73,11 +88,22 @@ struct consumer_options {
 	double		 poll_interval;	/* s, fallback fetch period */
 	double		 claim_idle;	/* s, redis-stream XAUTOCLAIM idle */
 	double		 marker_ttl;	/* s, life of a hand-off marker */
+	size_t		 max_bytes;	/* larger messages are cut (above);
+					   0: every message whole */
 };
 
+#define CONSUMER_PREFIX_BYTES	4096	/* kept of an oversized message */
+
 struct consumer_msg {
-	char		*body;		/* NUL-terminated copy */
+	char		*body;		/* NUL-terminated copy (a prefix when
+					   truncated) */
 	size_t		 len;		/* bytes, without the NUL */
+	uint64_t	 size;		/* of the whole message: len unless
+					   truncated */
+	int		 truncated;	/* larger than max_bytes: body is at
+					   most its first
+					   CONSUMER_PREFIX_BYTES */
+	unsigned char	 sha256[32];	/* of the whole, when truncated */
 	int		 redelivered;	/* recovered or redelivered */
 	double		 received;	/* as_mono_now() at dequeue */
 	char		 ref[64];	/* entry id or delivery tag, for logs */
@@ -143,6 +169,13 @@ struct consumer {
 const struct consumer_type *consumer_type_find(const char *source_type,
 	    const char *address);
 void	 consumer_msg_free(struct consumer_msg *);
+/*
+ * A message with a copy of p[0..len): whole when len <= max_bytes or
+ * max_bytes is 0, else cut as above (prefix, size, digest).  Never copies
+ * more than max(max_bytes, CONSUMER_PREFIX_BYTES) bytes.
+ */
+struct consumer_msg *consumer_msg_new(const char *p, size_t len,
+	    size_t max_bytes);
 
 extern const struct consumer_type consumer_type_redis_list;
 extern const struct consumer_type consumer_type_redis_stream;

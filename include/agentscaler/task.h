@@ -16,6 +16,15 @@
 struct cJSON;
 
 #define TASK_MAX_BYTES_DEFAULT	(1024 * 1024)
+#define TASK_PREFIX_BYTES	4096	/* of a message in a cut record */
+#define TASK_CUT_STR_MAX	256	/* reason, detail, ns, name, id */
+/*
+ * The most a cut record (task_dead_letter_record_cut()) takes: the prefix
+ * and five strings as JSON (a control byte escapes to 6), the time, the
+ * digest, the size and the keys.
+ */
+#define TASK_CUT_RECORD_MAX	(6 * (TASK_PREFIX_BYTES + \
+				    5 * TASK_CUT_STR_MAX) + 512)
 #define TASK_ID_MAX		253	/* bytes */
 #define TASK_MAX_RESOURCES	16
 #define CLAIM_NAME_MAX		63
@@ -82,6 +91,34 @@ int	 task_parse(const char *buf, size_t len, size_t max_bytes,
 char	*task_dead_letter_record(const char *reason, const char *detail,
 	    const char *pool_ns, const char *pool_name, const char *task_id,
 	    const char *body, size_t len, double wall_now, size_t *outlen);
+
+/*
+ * The dead-letter record of a message too large to copy whole (reason
+ * task.tooLarge), bounded whatever the message (TASK_CUT_RECORD_MAX):
+ *   {"reason", "detail", "pool", "taskId" (when known), "at",
+ *    "size": <bytes of the whole message>,
+ *    "sha256": "<64 hex digits of the whole message>",
+ *    "originalPrefix": "<its first bytes>", "truncated": true}
+ * prefix holds the first prefix_len bytes of the size-byte message (the
+ * caller may pass more than it keeps); sha256 is the digest of the whole.
+ * At most TASK_PREFIX_BYTES are kept, cut back to the last whole UTF-8
+ * character, as "originalPrefix"; when those bytes are not UTF-8 (or hold a
+ * NUL), all of them go as "originalPrefixBase64".  "truncated" is true when
+ * the prefix kept is shorter than the message.  The other strings are
+ * cut to TASK_CUT_STR_MAX bytes each first.
+ */
+char	*task_dead_letter_record_cut(const char *reason, const char *detail,
+	    const char *pool_ns, const char *pool_name, const char *task_id,
+	    const char *prefix, size_t prefix_len, uint64_t size,
+	    const unsigned char sha256[32], double wall_now, size_t *outlen);
+
+/*
+ * How many of the first len bytes of buf make a prefix that ends on a
+ * UTF-8 character boundary: len when buf[0..len) is UTF-8, less when only
+ * its last character is cut short; (size_t)-1 when the bytes are not
+ * UTF-8 or hold a NUL.
+ */
+size_t	 task_utf8_cut(const char *buf, size_t len);
 
 /* 64-bit FNV-1a of ns, a NUL byte, then id. */
 uint64_t task_hash(const char *ns, const char *id);

@@ -3,7 +3,10 @@
  * RFC 3339 parser, all pure.  Every refusal must name a reason; every
  * JSON text we produce must parse again, the hand-off must carry the
  * original unchanged, and a claim we build must read back through
- * task_claim_parse.  Any input is also read as a claim object.
+ * task_claim_parse.  Any input is also read as a claim object, and as
+ * an oversized message: its cut record must stay within
+ * TASK_CUT_RECORD_MAX, carry the size and digest given, and keep a prefix
+ * of the input (as text only when that prefix is UTF-8).
  */
 #include <math.h>
 #include <stdint.h>
@@ -42,6 +45,61 @@ dns_label_ok(const char *s)
 		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
 			return (0);
 	return (1);
+}
+
+/* The task.tooLarge record of buf, told it is part of a larger message. */
+static void
+check_cut(const char *buf, size_t size)
+{
+	unsigned char	 sha[AS_SHA256_LEN];
+	char		 hex[2 * AS_SHA256_LEN + 1], *out, *dec, *str;
+	const cJSON	*o, *b;
+	cJSON		*j;
+	size_t		 len, dlen, n, whole = size + (size & 1);
+
+	as_sha256(buf, size, sha);
+	as_hex(sha, sizeof sha, hex);
+	str = xstrndup(buf, size);	/* as the strings, up to a NUL */
+	out = task_dead_letter_record_cut("task.tooLarge", str, str, "pool",
+	    size > 0 ? str : NULL, buf, size, whole, sha, 0, &len);
+	free(str);
+	if (len > TASK_CUT_RECORD_MAX)
+		abort();
+	j = must_json(out, len);
+	o = cJSON_GetObjectItemCaseSensitive(j, "sha256");
+	if (!cJSON_IsString(o) || strcmp(o->valuestring, hex) != 0)
+		abort();
+	o = cJSON_GetObjectItemCaseSensitive(j, "size");
+	if (!cJSON_IsNumber(o) || o->valuedouble != (double)whole)
+		abort();
+	o = cJSON_GetObjectItemCaseSensitive(j, "originalPrefix");
+	b = cJSON_GetObjectItemCaseSensitive(j, "originalPrefixBase64");
+	if ((o == NULL) == (b == NULL))
+		abort();
+	if (o != NULL) {
+		if (!cJSON_IsString(o))
+			abort();
+		n = strlen(o->valuestring);
+		if (n > TASK_PREFIX_BYTES || n > size ||
+		    memcmp(o->valuestring, buf, n) != 0 ||
+		    task_utf8_cut(buf, n) != n)
+			abort();
+	} else {
+		if (!cJSON_IsString(b))
+			abort();
+		dec = as_base64_decode(b->valuestring, strlen(b->valuestring),
+		    &dlen);
+		n = size < TASK_PREFIX_BYTES ? size : TASK_PREFIX_BYTES;
+		if (dec == NULL || dlen != n || memcmp(dec, buf, n) != 0 ||
+		    task_utf8_cut(buf, n) != (size_t)-1)
+			abort();
+		free(dec);
+	}
+	o = cJSON_GetObjectItemCaseSensitive(j, "truncated");
+	if (!cJSON_IsBool(o) || cJSON_IsTrue(o) != (n < whole))
+		abort();
+	cJSON_Delete(j);
+	free(out);
 }
 
 static void
@@ -84,6 +142,7 @@ check_task(const char *buf, size_t size)
 		abort();
 	cJSON_Delete(j);
 	free(out);
+	check_cut(buf, size);
 	if (rc != 0)
 		return;
 

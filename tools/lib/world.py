@@ -798,12 +798,12 @@ def pool_rabbit(name, address, queue, target, count_in_flight=False, **scaling):
     return p
 
 
-class AmqpConsumer:
-    """A minimal AMQP 0-9-1 consumer (standard library only) that takes n
-    messages with basic.qos prefetch n and acknowledges none, so that they
-    stay unacknowledged (in flight) until close().  Heartbeats off."""
+class AmqpClient:
+    """A minimal AMQP 0-9-1 client (standard library only): connects as
+    guest, opens channel 1, heartbeats off.  AmqpConsumer and AmqpPublisher
+    build on it."""
 
-    def __init__(self, port, queue, n, vhost="/", timeout=20):
+    def __init__(self, port, vhost="/", timeout=20):
         import struct
         self._st = struct
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -813,22 +813,12 @@ class AmqpConsumer:
         self._method(0, 10, 11, b"\x00\x00\x00\x00" + self._ss("PLAIN") +
                      self._ls(b"\x00guest\x00guest") + self._ss("en_US"))
         args = self._expect(0, 10, 30)                           # connection.tune
-        chmax, fmax = struct.unpack(">HI", args[:6])
-        self._method(0, 10, 31, struct.pack(">HIH", chmax, fmax, 0))
+        chmax, self.frame_max = struct.unpack(">HI", args[:6])
+        self._method(0, 10, 31, struct.pack(">HIH", chmax, self.frame_max, 0))
         self._method(0, 10, 40, self._ss(vhost) + self._ss("") + b"\x00")
         self._expect(0, 10, 41)
         self._method(1, 20, 10, self._ss(""))
         self._expect(1, 20, 11)
-        self._method(1, 60, 10, struct.pack(">IHB", 0, n, 0))   # basic.qos
-        self._expect(1, 60, 11)
-        self._method(1, 60, 20, struct.pack(">H", 0) + self._ss(queue) + self._ss("") +
-                     b"\x00" + b"\x00\x00\x00\x00")             # basic.consume, manual ack
-        self._expect(1, 60, 21)
-        got = 0
-        while got < n:                                           # deliveries, never acked
-            ftype, ch, payload = self._frame()
-            if ftype == 1 and payload[:4] == struct.pack(">HH", 60, 60):
-                got += 1
 
     def _ss(self, s):
         b = s.encode() if isinstance(s, str) else s
@@ -837,9 +827,11 @@ class AmqpConsumer:
     def _ls(self, b):
         return self._st.pack(">I", len(b)) + b
 
+    def _frame_out(self, ftype, ch, payload):
+        self.sock.sendall(self._st.pack(">BHI", ftype, ch, len(payload)) + payload + b"\xce")
+
     def _method(self, ch, cls, meth, args):
-        payload = self._st.pack(">HH", cls, meth) + args
-        self.sock.sendall(self._st.pack(">BHI", 1, ch, len(payload)) + payload + b"\xce")
+        self._frame_out(1, ch, self._st.pack(">HH", cls, meth) + args)
 
     def _read(self, n):
         while len(self.buf) < n:
@@ -865,12 +857,52 @@ class AmqpConsumer:
             c, m = self._st.unpack(">HH", payload[:4])
             if (c, m) == (cls, meth) and fch == ch:
                 return payload[4:]
-            if (c, m) in ((10, 50), (20, 40)):
-                raise OSError("closed by the broker: %r" % payload[4:80])
+            if (c, m) in ((10, 50), (20, 40), (60, 120)):       # closes, basic.nack
+                raise OSError("refused by the broker: %r" % payload[4:80])
 
     def close(self):
         """Drops the connection: the broker requeues what was not acknowledged."""
         self.sock.close()
+
+
+class AmqpConsumer(AmqpClient):
+    """A minimal AMQP 0-9-1 consumer that takes n messages with basic.qos
+    prefetch n and acknowledges none, so that they stay unacknowledged (in
+    flight) until close()."""
+
+    def __init__(self, port, queue, n, vhost="/", timeout=20):
+        super().__init__(port, vhost, timeout)
+        struct = self._st
+        self._method(1, 60, 10, struct.pack(">IHB", 0, n, 0))   # basic.qos
+        self._expect(1, 60, 11)
+        self._method(1, 60, 20, struct.pack(">H", 0) + self._ss(queue) + self._ss("") +
+                     b"\x00" + b"\x00\x00\x00\x00")             # basic.consume, manual ack
+        self._expect(1, 60, 21)
+        got = 0
+        while got < n:                                           # deliveries, never acked
+            ftype, ch, payload = self._frame()
+            if ftype == 1 and payload[:4] == struct.pack(">HH", 60, 60):
+                got += 1
+
+
+class AmqpPublisher(AmqpClient):
+    """Publishes with publisher confirms, in body frames of frame_max, for
+    messages the management API refuses (bodies over 20 MB as JSON)."""
+
+    def __init__(self, port, vhost="/", timeout=30):
+        super().__init__(port, vhost, timeout)
+        self._method(1, 85, 10, b"\x00")                         # confirm.select
+        self._expect(1, 85, 11)
+
+    def publish(self, queue, body):
+        """Persistent, to the default exchange; returns once confirmed."""
+        st = self._st
+        self._method(1, 60, 40, st.pack(">H", 0) + self._ss("") + self._ss(queue) + b"\x00")
+        self._frame_out(2, 1, st.pack(">HHQH", 60, 0, len(body), 0x1000) + b"\x02")
+        step = self.frame_max - 8
+        for i in range(0, len(body), step):
+            self._frame_out(3, 1, body[i:i + step])
+        self._expect(1, 60, 80)                                  # basic.ack
 
 
 def pool_dispatch(name, address, queue, warm_pool, source_type=None, consumer_group=None,
