@@ -198,6 +198,7 @@ struct dpool {
 struct dispatcher {
 	struct ev_loop		*loop;
 	struct k8s_client	*k8s;
+	const struct dispatch_ops *ops;
 	char			 instance[128];
 	int			 adopt;
 	double			 sweep_interval;
@@ -212,6 +213,18 @@ struct dispatcher {
 	LIST_HEAD(, dpool)	 pools;
 	dispatch_event_fn	*event;
 	void			*event_arg;
+};
+
+/* Production: the real client, informer and consumer registry. */
+static const struct dispatch_ops dispatch_ops_real = {
+	.request = k8s_client_request,
+	.cancel = k8s_req_cancel,
+	.scale_get = k8s_scale_get,
+	.scale_patch = k8s_scale_patch,
+	.informer_new = informer_new,
+	.informer_free = informer_free,
+	.informer_get = informer_get,
+	.consumer_type = consumer_type_find,
 };
 
 static void	 dtask_claim(struct dtask *);
@@ -793,7 +806,7 @@ dtask_release(struct dtask *t)
 	 * its Sandbox is gone, so the quota never frees a sandbox that still
 	 * exists (ref/agent-sandbox-api.md section 9, step 5).
 	 */
-	t->req = k8s_client_request(t->ns->d->k8s, "DELETE", path,
+	t->req = t->ns->d->ops->request(t->ns->d->k8s, "DELETE", path,
 	    "application/json", "{\"propagationPolicy\":\"Foreground\"}",
 	    delete_done, t);
 	if (t->req == NULL)
@@ -883,7 +896,7 @@ dtask_apply_cached(struct dtask *t)
 
 	if (t->doomed || t->st == T_RELEASING || t->ns->claims == NULL)
 		return;
-	obj = informer_get(t->ns->claims, t->ns->name, t->claim);
+	obj = t->ns->d->ops->informer_get(t->ns->claims, t->ns->name, t->claim);
 	if (obj != NULL && task_claim_parse(obj, &v, err, sizeof err) == 0 &&
 	    strcmp(v.task_id, t->id) == 0)
 		dtask_apply(t, &v);
@@ -958,8 +971,8 @@ post_done(const struct k8s_response *r, void *arg)
 		t->claim_exists = 1;
 		snprintf(path, sizeof path, CLAIMS_API
 		    "/namespaces/%s/sandboxclaims/%s", t->ns->name, t->claim);
-		t->req = k8s_client_request(t->ns->d->k8s, "GET", path, NULL,
-		    NULL, get_done, t);
+		t->req = t->ns->d->ops->request(t->ns->d->k8s, "GET", path,
+		    NULL, NULL, get_done, t);
 		if (t->req == NULL)
 			t->retry_at = as_mono_now() + 1;
 		return;
@@ -1017,7 +1030,7 @@ dtask_claim(struct dtask *t)
 	    t->ns->name);
 	if (t->t_claim == 0)
 		t->t_claim = as_mono_now();
-	t->req = k8s_client_request(p->d->k8s, "POST", path,
+	t->req = p->d->ops->request(p->d->k8s, "POST", path,
 	    "application/json", body, post_done, t);
 	free(body);
 	if (t->req == NULL)
@@ -1495,14 +1508,14 @@ dpool_size(struct dpool *p, double now)
 		/* Learn the current size (and refresh "actual") first. */
 		if (p->spare_patched >= 0 && target != p->spare_patched)
 			goto patch;
-		p->scale_req = k8s_scale_get(p->d->k8s, "SandboxWarmPool",
+		p->scale_req = p->d->ops->scale_get(p->d->k8s, "SandboxWarmPool",
 		    p->cfg->ns, p->cfg->warm_pool, scale_done, p);
 		return;
 	}
 	if (target == p->spare_patched)
 		return;
 patch:
-	p->scale_req = k8s_scale_patch(p->d->k8s, "SandboxWarmPool",
+	p->scale_req = p->d->ops->scale_patch(p->d->k8s, "SandboxWarmPool",
 	    p->cfg->ns, p->cfg->warm_pool, target, patch_done, p);
 }
 
@@ -1699,7 +1712,7 @@ dns_get(struct dispatcher *d, const char *name)
 	io.path = path;
 	io.label_selector = TASK_LABEL_MANAGED "=" TASK_LABEL_MANAGED_VALUE;
 	io.log_name = "claims";
-	ns->claims = informer_new(d->k8s, &io, dns_claim_event, ns, err,
+	ns->claims = d->ops->informer_new(d->k8s, &io, dns_claim_event, ns, err,
 	    sizeof err);
 	if (ns->claims == NULL)
 		log_error("dispatch", "namespace %s: cannot watch claims: %s",
@@ -1712,11 +1725,11 @@ dns_free(struct dns *ns)
 {
 	struct dtask	*t;
 
-	informer_free(ns->claims);
+	ns->d->ops->informer_free(ns->claims);
 	ns->claims = NULL;
 	while ((t = TAILQ_FIRST(&ns->tasks)) != NULL) {
 		if (t->req != NULL)
-			k8s_req_cancel(t->req);	/* runs its completion */
+			ns->d->ops->cancel(t->req);	/* runs its completion */
 		t->req = NULL;
 		t->op = 0;	/* consumers are gone: nothing will call */
 		dtask_maybe_free(t);
@@ -1765,7 +1778,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	co.poll_interval = (double)c->poll_interval_ms / 1000.0;
 	co.claim_idle = (double)c->source.claim_idle_seconds;
 	co.marker_ttl = (double)c->claim_ttl_seconds + 86400;
-	p->ct = consumer_type_find(c->source.type, c->source.address);
+	p->ct = d->ops->consumer_type(c->source.type, c->source.address);
 	if (p->ct == NULL)
 		snprintf(err, sizeof err, "no consumer for %s %s",
 		    c->source.type, c->source.address);
@@ -1802,7 +1815,7 @@ dpool_free(struct dpool *p)
 		p->ct->destroy(p->cons);	/* pending ops: -AS_ECANCELED */
 	p->cons = NULL;
 	if (p->scale_req != NULL)
-		k8s_req_cancel(p->scale_req);
+		p->d->ops->cancel(p->scale_req);
 	for (t = TAILQ_FIRST(&p->ns->tasks); t != NULL; t = next) {
 		next = TAILQ_NEXT(t, all);
 		if (t->pool == p) {
@@ -1835,6 +1848,7 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d = xcalloc(1, sizeof *d);
 	d->loop = loop;
 	d->k8s = k8s;
+	d->ops = o->ops != NULL ? o->ops : &dispatch_ops_real;
 	as_strlcpy(d->instance, o->instance != NULL && o->instance[0] ?
 	    o->instance : "agentscaler", sizeof d->instance);
 	d->adopt = o->adopt;
