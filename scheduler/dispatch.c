@@ -29,7 +29,10 @@
  * with backoff: the task waits, bounded by the consumer's window.
  *
  * A pending consumer operation or Kubernetes request holds its task: a task
- * is freed only once none is pending (dtask_maybe_free).
+ * is freed only once none is pending (dtask_maybe_free).  A task has at
+ * most one consumer operation in flight (t->op): a failure that comes
+ * meanwhile (its claim deleted or terminal during the hand-off) is kept and
+ * decided when the operation ends (dtask_settle), never started beside it.
  */
 #include <sys/queue.h>
 
@@ -120,6 +123,12 @@ struct dtask {
 	size_t			 nres;
 	char			 why[48];	/* last deferral reason */
 	char			*why_detail;
+	/*
+	 * A failure that came while a consumer operation was in flight,
+	 * decided once it ends (dtask_settle); "" when none.
+	 */
+	char			 fail_reason[48];
+	char			*fail_detail;
 	int			 counted_waiting;
 	enum launch		 launch;
 	double			 t_claim;	/* mono: POST sent */
@@ -615,6 +624,7 @@ dtask_maybe_free(struct dtask *t)
 	free(t->root);
 	free(t->res);
 	free(t->why_detail);
+	free(t->fail_detail);
 	free(t);
 }
 
@@ -709,6 +719,16 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 {
 	struct consumer_msg *msg = t->msg;
 
+	if (t->op && msg != NULL) {
+		/* A hand-off or marker check is in flight: it decides. */
+		if (t->fail_reason[0] == '\0') {
+			as_strlcpy(t->fail_reason, reason,
+			    sizeof t->fail_reason);
+			free(t->fail_detail);
+			t->fail_detail = xstrdup(detail != NULL ? detail : "");
+		}
+		return;
+	}
 	t->msg = NULL;
 	if (strncmp(reason, "claim.", 6) == 0)
 		dpool_event(t->pool, 1, "ClaimFailed", "Claim", "task %s: claim "
@@ -721,6 +741,31 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
 		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
 	dtask_release(t);
+}
+
+/*
+ * The consumer operation in flight has ended on a task that failed
+ * meanwhile (dtask_fail): one that did not reach its sandbox is failed now
+ * (its message dead-lettered); one that did (handed) has its message acked
+ * and its claim released, as a task that failed after its hand-off.
+ */
+static void
+dtask_settle(struct dtask *t, int handed)
+{
+	char	 reason[48];
+	char	*detail = t->fail_detail;
+
+	as_strlcpy(reason, t->fail_reason, sizeof reason);
+	t->fail_reason[0] = '\0';
+	t->fail_detail = NULL;
+	if (!handed)
+		dtask_fail(t, reason, detail);
+	else {
+		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
+		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
+		dtask_release(t);
+	}
+	free(detail);
 }
 
 /* Acks and releases. */
@@ -1051,6 +1096,10 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 			dtask_maybe_free(t);
 		return;
 	}
+	if (err != 0 && t->fail_reason[0] != '\0') {
+		dtask_settle(t, 0);
+		return;
+	}
 	if (err != 0) {
 		if (p != NULL)
 			log_warn("dispatch", "%s: hand-off of task %s to %s "
@@ -1070,7 +1119,9 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 	}
 	dtask_set_state(t, T_ACKING);
 	dtask_ack(t);
-	if (outcome == CONSUMER_HANDOFF_ELSEWHERE) {
+	if (t->fail_reason[0] != '\0')
+		dtask_settle(t, 1);
+	else if (outcome == CONSUMER_HANDOFF_ELSEWHERE) {
 		/*
 		 * The marker says this task went to another sandbox before:
 		 * an earlier claim of the same name, since gone, so the task
@@ -1143,7 +1194,12 @@ check_done(int err, int yes, const char *errmsg, void *arg)
 			    "message", t->pool->id, t->id);
 		dtask_set_state(t, T_ACKING);
 		dtask_ack(t);
+		t->fail_reason[0] = '\0';
 		dtask_release(t);
+		return;
+	}
+	if (t->fail_reason[0] != '\0') {
+		dtask_settle(t, 0);
 		return;
 	}
 	if (err != 0 && t->pool != NULL)

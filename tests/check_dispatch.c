@@ -949,6 +949,83 @@ START_TEST(test_claim_fails_before_handoff)
 }
 END_TEST
 
+/*
+ * Defect 1 (issue 12): the claim goes (deleted, being deleted, or
+ * terminal) while the task's hand-off is in flight.  No dead letter may
+ * start beside the hand-off; once it completes, a task that reached its
+ * sandbox has its message acked, one that did not is dead-lettered.
+ */
+enum claim_change { CC_DELETED, CC_DELETING, CC_TERMINAL };
+
+static const struct {
+	const char	*name;
+	enum claim_change change;
+	int		 others_first;	/* other completions before hand-off */
+	int		 handoff_err;	/* 0: the hand-off lands */
+	const char	*reason;	/* the dead letter's, when it fails */
+} gone_rows[] = {
+	{ "deleted, hand-off first", CC_DELETED, 0, 0, NULL },
+	{ "deleted, others first", CC_DELETED, 1, 0, NULL },
+	{ "deleted, hand-off fails", CC_DELETED, 0, -AS_ECONN,
+	    "claim.deleted" },
+	{ "deleting, hand-off first", CC_DELETING, 0, 0, NULL },
+	{ "deleting, others first", CC_DELETING, 1, 0, NULL },
+	{ "deleting, hand-off fails", CC_DELETING, 1, -AS_ECONN,
+	    "claim.deleted" },
+	{ "terminal, hand-off first", CC_TERMINAL, 0, 0, NULL },
+	{ "terminal, others first", CC_TERMINAL, 1, 0, NULL },
+	{ "terminal, hand-off fails", CC_TERMINAL, 0, -AS_ECONN,
+	    "claim.PodFailed" },
+};
+
+START_TEST(test_claim_gone_during_handoff)
+{
+	char		*name = to_handoff("qa", "t1", "sb-1");
+	struct fop	*op, *h = fop_find(NULL, OP_HANDOFF);
+	struct freq	*r;
+
+	switch (gone_rows[_i].change) {
+	case CC_DELETED:
+		fi_gone(NS, name);
+		break;
+	case CC_DELETING:
+		srv_deleting(name);
+		fi_show(NS, name);
+		break;
+	case CC_TERMINAL:
+		srv_status(name, "sb-1", "False", "PodFailed");
+		fi_show(NS, name);
+		break;
+	}
+	check_invariants();
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	if (gone_rows[_i].others_first) {
+		/* Whatever else is pending completes before the hand-off. */
+		while ((op = TAILQ_FIRST(&ops)) != NULL && op != h)
+			fop_complete(op, 0, 0);
+		if ((r = fk_find("DELETE", name)) != NULL)
+			finish_delete(name);
+		check_invariants();
+	}
+	fop_complete(h, gone_rows[_i].handoff_err, CONSUMER_HANDOFF_DONE);
+	check_invariants();
+	complete_all_ops();
+	if (fk_find("DELETE", name) != NULL)
+		finish_delete(name);
+	check_invariants();
+	if (gone_rows[_i].handoff_err == 0) {
+		ck_assert_int_eq(ledger[0].acked, 1);
+		ck_assert_int_eq(ledger[0].dead, 0);
+	} else {
+		ck_assert_int_eq(ledger[0].acked, 0);
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason, gone_rows[_i].reason);
+	}
+	ck_assert_int_eq(live_tasks(), 0);
+	free(name);
+}
+END_TEST
+
 static Suite *
 dispatch_suite(void)
 {
@@ -960,6 +1037,8 @@ dispatch_suite(void)
 	tcase_add_test(tc, test_happy_path);
 	tcase_add_loop_test(tc, test_claim_fails_before_handoff, 0,
 	    (int)AS_ARRAY_SIZE(early_rows));
+	tcase_add_loop_test(tc, test_claim_gone_during_handoff, 0,
+	    (int)AS_ARRAY_SIZE(gone_rows));
 	suite_add_tcase(s, tc);
 	return (s);
 }
