@@ -1366,7 +1366,7 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	struct task	*tk;
 	struct task_error te;
 	struct dtask	*t, *par;
-	char		 detail[400];
+	char		 detail[640];
 	double		 now = as_mono_now();
 	long		 before = p->ws.target;
 
@@ -1390,7 +1390,19 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 		goto out;
 	}
 	if ((t = dns_find(ns, tk->id)) != NULL) {
-		if (t->msg != NULL || t->op) {
+		if (t->pool != NULL && t->pool != p) {
+			/*
+			 * Task ids are unique in a namespace (DESIGN.md 6):
+			 * another pool's live task is not this message's,
+			 * and nothing of it goes through the other pool's
+			 * consumer.
+			 */
+			snprintf(detail, sizeof detail, "task %s is live in "
+			    "pool %s; task ids are unique in a namespace",
+			    tk->id, t->pool->id);
+			dead_letter(p, NULL, msg, "task.duplicate", detail,
+			    tk->id);
+		} else if (t->msg != NULL || t->op) {
 			snprintf(detail, sizeof detail, "task %s is already "
 			    "being dispatched from another message", tk->id);
 			dead_letter(p, NULL, msg, "task.duplicate", detail,

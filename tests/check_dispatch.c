@@ -354,6 +354,7 @@ struct fop {
 	struct consumer_msg	*msg;	/* ack and dead letter */
 	char			 task[TASK_ID_MAX + 1];
 	char			 reason[64];	/* dead letter */
+	char			 detail[256];
 	consumer_done_fn	*done;
 	consumer_handoff_fn	*hdone;
 	consumer_check_fn	*cdone;
@@ -389,18 +390,24 @@ static struct mrec	 ledger[MAX_MSGS];
 static int		 nmsgs;
 static int		 nhandoffs;	/* hand-offs completed */
 
-/* Tasks handed off (names), for the "no ack without hand-off" check. */
+/*
+ * Tasks handed off through each consumer, for the "no ack without
+ * hand-off" check.
+ */
 #define MAX_HANDED	1024
-static char	 handed[MAX_HANDED][TASK_ID_MAX + 1];
+static struct {
+	const struct fcons *c;
+	char		 task[TASK_ID_MAX + 1];
+} handed[MAX_HANDED];
 static int	 nhanded;
 
 static int
-was_handed_off(const char *task)
+was_handed_off(const struct fcons *c, const char *task)
 {
 	int	 i;
 
 	for (i = 0; i < nhanded; i++)
-		if (strcmp(handed[i], task) == 0)
+		if (handed[i].c == c && strcmp(handed[i].task, task) == 0)
 			return (1);
 	return (0);
 }
@@ -523,6 +530,9 @@ fc_dead_letter(struct consumer *base, struct consumer_msg *msg,
 	as_strlcpy(op->reason, cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(rec, "reason")),
 	    sizeof op->reason);
+	as_strlcpy(op->detail, cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(rec, "detail")),
+	    sizeof op->detail);
 	cJSON_Delete(rec);
 	op->msg = msg;
 	op->done = done;
@@ -579,16 +589,19 @@ fop_complete(struct fop *op, int err, int outcome)
 		ck_assert_msg(m->acked + m->dead <= 1, "message %d of task %s "
 		    "finished twice (acked %d, dead-lettered %d)",
 		    msg_serial(op->msg), m->task, m->acked, m->dead);
-		ck_assert_msg(!m->acked || was_handed_off(m->task),
-		    "message of task %s acked without a hand-off", m->task);
+		ck_assert_msg(!m->acked || was_handed_off(m->c, m->task),
+		    "message of task %s acked without a hand-off through "
+		    "its consumer", m->task);
 		op->c->outstanding--;
 		consumer_msg_free(op->msg);
 	}
 	if (op->kind == OP_HANDOFF && err == 0) {
 		nhandoffs++;
-		if (!was_handed_off(op->task) && nhanded < MAX_HANDED)
-			as_strlcpy(handed[nhanded++], op->task,
-			    sizeof handed[0]);
+		if (!was_handed_off(op->c, op->task) && nhanded < MAX_HANDED) {
+			handed[nhanded].c = op->c;
+			as_strlcpy(handed[nhanded++].task, op->task,
+			    sizeof handed[0].task);
+		}
 	}
 	switch (op->kind) {
 	case OP_ACK:
@@ -1026,6 +1039,61 @@ START_TEST(test_claim_gone_during_handoff)
 }
 END_TEST
 
+/*
+ * Defect 4 (issue 12): task t1 of pool a is live when pool b (same
+ * namespace) takes a message with the same id.  b's message must end
+ * through b's consumer (a dead letter naming pool a), and nothing may go
+ * through a's: before, it joined a's task and was acked by a's consumer,
+ * and b leaked a window slot each time.
+ */
+enum a_stage { A_CLAIMING, A_RUNNING, A_RELEASING };
+
+static const struct {
+	const char	*name;
+	enum a_stage	 stage;
+} twin_rows[] = {
+	{ "pool a still claiming", A_CLAIMING },
+	{ "pool a running", A_RUNNING },
+	{ "pool a releasing", A_RELEASING },
+};
+
+START_TEST(test_same_id_two_pools)
+{
+	struct fcons	*a = fc_find("qa"), *b = fc_find("qb");
+	struct fop	*op;
+	char		*name = NULL;
+	int		 serial;
+
+	if (twin_rows[_i].stage == A_CLAIMING)
+		fc_deliver("qa", "t1", 0);
+	else {
+		name = to_handoff("qa", "t1", "sb-1");
+		complete_all_ops();		/* hand-off, then ack */
+		ck_assert_int_eq(ledger[0].acked, 1);
+	}
+	if (twin_rows[_i].stage == A_RELEASING) {
+		srv_status(name, "sb-1", "False", "PodSucceeded");
+		fi_show(NS, name);
+		ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	}
+	serial = fc_deliver("qb", "t1", 0);
+	check_invariants();
+	ck_assert_int_eq(fop_count(a, OP_HANDOFF) + fop_count(a, OP_ACK) +
+	    fop_count(a, OP_DL), 0);
+	ck_assert_ptr_nonnull(op = fop_find(b, OP_DL));
+	ck_assert_str_eq(op->reason, "task.duplicate");
+	ck_assert_msg(strstr(op->detail, NS "/a") != NULL, "detail %s",
+	    op->detail);
+	complete_all_ops();
+	ck_assert_int_eq(ledger[serial].dead, 1);
+	ck_assert_int_eq(b->outstanding, 0);
+	/* a's task goes on untouched. */
+	ck_assert_int_eq(live_tasks(), 1);
+	check_invariants();
+	free(name);
+}
+END_TEST
+
 static Suite *
 dispatch_suite(void)
 {
@@ -1039,6 +1107,8 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(early_rows));
 	tcase_add_loop_test(tc, test_claim_gone_during_handoff, 0,
 	    (int)AS_ARRAY_SIZE(gone_rows));
+	tcase_add_loop_test(tc, test_same_id_two_pools, 0,
+	    (int)AS_ARRAY_SIZE(twin_rows));
 	suite_add_tcase(s, tc);
 	return (s);
 }
