@@ -3,7 +3,8 @@
 # valgrind` runs the same suites under valgrind.  See README.md.
 
 CC	?= cc
-PKGS	 = libcjson hiredis libcurl libmicrohttpd librabbitmq yaml-0.1
+PKGS	 = libcjson hiredis libcrypto libcurl libmicrohttpd librabbitmq \
+	   yaml-0.1
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wformat=2
 VERSION	:= $(shell git describe --always --dirty 2>/dev/null || echo unknown)

@@ -976,6 +976,8 @@ get_done(const struct k8s_response *r, void *arg)
 	}
 	cJSON_Delete(obj);
 	if (strcmp(v.task_id, t->id) != 0) {
+		/* Not ours (post_done assumed it was): never delete it. */
+		t->claim_exists = 0;
 		dtask_fail(t, "claim.nameConflict", "a claim of this name "
 		    "exists for another task");
 		return;

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
 
 #include "agentscaler/common.h"
 #include "agentscaler/config.h"
@@ -856,12 +857,47 @@ is_alnum(char c)
 	    (c >= '0' && c <= '9'));
 }
 
+/*
+ * SHA-256 through libcrypto (no crypto of our own).  It cannot fail but
+ * for memory, where the project aborts (common.h).
+ */
+void
+task_claim_digest(const char *ns, const char *id, char out[CLAIM_DIGEST_HEX + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 mdlen = 0;
+	EVP_MD_CTX	*ctx;
+	size_t		 i;
+
+	if (ns == NULL)
+		ns = "";
+	if (id == NULL)
+		id = "";
+	if ((ctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, ns, strlen(ns) + 1) != 1 ||	/* NUL too */
+	    EVP_DigestUpdate(ctx, id, strlen(id)) != 1 ||
+	    EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 ||
+	    mdlen * 2 < CLAIM_DIGEST_HEX) {
+		fprintf(stderr, "agentscaler: SHA-256 failed (libcrypto)\n");
+		abort();
+	}
+	EVP_MD_CTX_free(ctx);
+	for (i = 0; i < CLAIM_DIGEST_HEX / 2; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[CLAIM_DIGEST_HEX] = '\0';
+}
+
 void
 task_claim_name(const char *prefix, const char *ns, const char *id,
     char out[CLAIM_NAME_MAX + 1])
 {
-	/* "-" and 16 hex digits follow the prefix. */
-	char		 p[CLAIM_NAME_MAX - 16];
+	/* "-" and the digest follow the prefix. */
+	char		 p[CLAIM_NAME_MAX - CLAIM_DIGEST_HEX];
+	char		 digest[CLAIM_DIGEST_HEX + 1];
 	const size_t	 max = sizeof p - 1;
 	size_t		 n = 0;
 	char		 c;
@@ -882,8 +918,8 @@ task_claim_name(const char *prefix, const char *ns, const char *id,
 	p[n] = '\0';
 	if (n == 0)
 		as_strlcpy(p, "task", sizeof p);
-	snprintf(out, CLAIM_NAME_MAX + 1, "%s-%016" PRIx64, p,
-	    task_hash(ns, id));
+	task_claim_digest(ns, id, digest);
+	snprintf(out, CLAIM_NAME_MAX + 1, "%s-%s", p, digest);
 }
 
 static int

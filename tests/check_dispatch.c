@@ -1094,6 +1094,84 @@ START_TEST(test_same_id_two_pools)
 }
 END_TEST
 
+/* A claim on the server for task id, named name, bound to sandbox. */
+static void
+srv_put_claim(const char *name, const char *id, const char *sandbox)
+{
+	char	 key[160], *doc;
+	cJSON	*obj;
+
+	doc = xasprintf("{\"metadata\":{\"name\":\"%s\",\"namespace\":"
+	    "\"" NS "\",\"labels\":{\"" TASK_LABEL_MANAGED "\":\""
+	    TASK_LABEL_MANAGED_VALUE "\",\"" TASK_LABEL_POOL "\":\"a\","
+	    "\"" TASK_LABEL_DEPTH "\":\"0\"},\"annotations\":{\""
+	    TASK_ANN_TASK_ID "\":\"%s\",\"" TASK_ANN_ROOT_ID "\":\"%s\"}}}",
+	    name, id, id);
+	ck_assert_ptr_nonnull(obj = cJSON_Parse(doc));
+	free(doc);
+	snprintf(key, sizeof key, "%s/%s", NS, name);
+	cJSON_AddItemToObject(server, key, obj);
+	if (sandbox != NULL)
+		srv_status(name, sandbox, "True", "DependenciesReady");
+}
+
+/*
+ * Defect 9 (issue 12): the claim name of t1 is taken by another task's
+ * claim (a collision, made on purpose under the old FNV names).  The POST
+ * gets 409, the GET shows the other task: t1 is dead-lettered
+ * claim.nameConflict and the other task's claim is never deleted.
+ */
+START_TEST(test_name_conflict_keeps_other_claim)
+{
+	struct freq	*r;
+	char		 name[CLAIM_NAME_MAX + 1], *body;
+
+	task_claim_name("a", NS, "t1", name);
+	srv_put_claim(name, "someone-else", "sb-9");
+	fi_show(NS, name);		/* rebuilt: a live task of its own */
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_null(srv_post(r, 0));	/* 409 */
+	ck_assert_ptr_nonnull(r = fk_find("GET", name));
+	body = cJSON_PrintUnformatted(srv_claim(NS, name));
+	fk_reply(r, 0, 200, body);
+	free(body);
+	ck_assert_ptr_null(fk_find("DELETE", name));
+	complete_all_ops();
+	ck_assert_ptr_null(fk_find("DELETE", name));
+	ck_assert_int_eq(ledger[0].dead, 1);
+	ck_assert_str_eq(ledger[0].reason, "claim.nameConflict");
+	ck_assert_int_eq(live_tasks(), 1);	/* someone-else's */
+	ck_assert_ptr_nonnull(srv_claim(NS, name));
+	check_invariants();
+}
+END_TEST
+
+/*
+ * Upgrade: a claim named by the old scheme ("-" and 16 hex digits of
+ * FNV-1a-64) is rebuilt from its labels and annotations, and the task's
+ * redelivered message joins it: no second claim under the new name.
+ */
+START_TEST(test_old_claim_name_adopted)
+{
+	static const char old[] = "a-07d98f71556c9ea4";
+	struct fop	*op;
+
+	srv_put_claim(old, "t1", "sb-1");
+	fi_show(NS, old);
+	ck_assert_int_eq(live_tasks(), 1);
+	fc_deliver("qa", "t1", 1);
+	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(op = fop_find(NULL, OP_HANDOFF));
+	ck_assert_str_eq(op->task, "t1");
+	complete_all_ops();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	fi_gone(NS, old);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+}
+END_TEST
+
 static Suite *
 dispatch_suite(void)
 {
@@ -1109,6 +1187,8 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(gone_rows));
 	tcase_add_loop_test(tc, test_same_id_two_pools, 0,
 	    (int)AS_ARRAY_SIZE(twin_rows));
+	tcase_add_test(tc, test_name_conflict_keeps_other_claim);
+	tcase_add_test(tc, test_old_claim_name_adopted);
 	suite_add_tcase(s, tc);
 	return (s);
 }
