@@ -1409,6 +1409,16 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			    "being dispatched from another message", tk->id);
 			dead_letter(p, NULL, msg, "task.duplicate", detail,
 			    tk->id);
+		} else if ((t->st == T_RELEASING || t->doomed) &&
+		    !t->handed_off && !t->rebuilt) {
+			/*
+			 * It failed here and never ran: its own message was
+			 * dead-lettered; an ack would drop this one unseen.
+			 */
+			snprintf(detail, sizeof detail, "task %s failed and "
+			    "its claim is being released", tk->id);
+			dead_letter(p, NULL, msg, "task.duplicate", detail,
+			    tk->id);
 		} else if (t->st == T_RELEASING || t->doomed) {
 			/* It ran; this is a late redelivery. */
 			log_info("dispatch", "%s: task %s already finished; "

@@ -19,6 +19,7 @@
 #include <sys/queue.h>
 
 #include <check.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -591,7 +592,8 @@ fop_complete(struct fop *op, int err, int outcome)
 		    msg_serial(op->msg), m->task, m->acked, m->dead);
 		ck_assert_msg(!m->acked || was_handed_off(m->c, m->task),
 		    "message of task %s acked without a hand-off through "
-		    "its consumer", m->task);
+		    "its consumer (%s)", m->task, op->arg == op->c->arg ?
+		    "as a late redelivery" : "by its task");
 		op->c->outstanding--;
 		consumer_msg_free(op->msg);
 	}
@@ -762,7 +764,7 @@ teardown(void)
 {
 	struct freq	*r;
 
-	dispatcher_free(disp);
+	dispatcher_free(disp);	/* NULL: the test freed it */
 	disp = NULL;
 	ck_assert_msg(TAILQ_EMPTY(&ops), "consumer operations left");
 	while ((r = TAILQ_FIRST(&reqs)) != NULL)
@@ -812,6 +814,21 @@ fop_task(const struct fop *op)
 }
 
 /*
+ * Whether op is one of a task record's: not an ack of a message no task
+ * holds (its arg is the pool's, the one start() got), not a dead letter
+ * refusing a second message (task.duplicate).  Acks, hand-offs and checks
+ * of one record share their arg (the record); a dead letter is matched by
+ * task id.
+ */
+static int
+fop_on_task(const struct fop *op)
+{
+	if (op->arg == op->c->arg)
+		return (0);
+	return (op->kind != OP_DL || strcmp(op->reason, "task.duplicate") != 0);
+}
+
+/*
  * The invariants of the file's opening note that hold after every step
  * (the message ones are asserted as operations complete).  A dead letter
  * that refuses a second message of a live task (task.duplicate) is not an
@@ -827,16 +844,17 @@ check_invariants(void)
 	cJSON		*c, *tid, *ex;
 
 	TAILQ_FOREACH(op, &ops, entry) {
-		if (op->kind == OP_DL && strcmp(op->reason,
-		    "task.duplicate") == 0)
+		if (!fop_on_task(op))
 			continue;
 		for (o2 = TAILQ_NEXT(op, entry); o2 != NULL;
 		    o2 = TAILQ_NEXT(o2, entry))
-			ck_assert_msg(o2->c != op->c || strcmp(fop_task(o2),
-			    fop_task(op)) != 0 || (o2->kind == OP_DL &&
-			    strcmp(o2->reason, "task.duplicate") == 0),
-			    "two consumer operations in flight on task %s",
-			    fop_task(op));
+			ck_assert_msg(!fop_on_task(o2) || o2->c != op->c ||
+			    (op->kind != OP_DL && o2->kind != OP_DL ?
+			    o2->arg != op->arg : strcmp(fop_task(o2),
+			    fop_task(op)) != 0),
+			    "two consumer operations in flight on task %s "
+			    "(kinds %d %s, %d %s)", fop_task(op), op->kind,
+			    op->reason, o2->kind, o2->reason);
 	}
 	/*
 	 * A record that has let its quota go may wait for a completion;
@@ -1172,6 +1190,230 @@ START_TEST(test_old_claim_name_adopted)
 }
 END_TEST
 
+/*
+ * Randomized interleavings: each run is reproducible from its seed (the
+ * loop index) and bounded by RANDOM_STEPS.  Each step, chosen by the
+ * seeded generator, delivers a message (ids from a small set, on either
+ * pool, sometimes marked redelivered), completes one pending consumer
+ * operation or Kubernetes request (success or failure), or changes a claim
+ * and shows it to the informer; check_invariants() runs after every step.
+ * At the end the dispatcher is freed: every message must then be acked,
+ * dead-lettered or given back (freed), never two of them (ASan finds what
+ * is never freed).
+ */
+#define RANDOM_SEEDS	20
+#define RANDOM_STEPS	5000
+
+static uint64_t	 rng;
+
+static unsigned
+rnd(unsigned n)
+{
+	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return ((unsigned)(rng >> 33) % n);
+}
+
+static struct fop *
+fop_nth(unsigned n)
+{
+	struct fop	*op;
+
+	TAILQ_FOREACH(op, &ops, entry)
+		if (n-- == 0)
+			return (op);
+	return (NULL);
+}
+
+static struct freq *
+fk_nth(unsigned n)
+{
+	struct freq	*r;
+
+	TAILQ_FOREACH(r, &reqs, entry)
+		if (n-- == 0)
+			return (r);
+	return (NULL);
+}
+
+static unsigned
+count_ops(void)
+{
+	struct fop	*op;
+	unsigned	 n = 0;
+
+	TAILQ_FOREACH(op, &ops, entry)
+		n++;
+	return (n);
+}
+
+static unsigned
+count_reqs(void)
+{
+	struct freq	*r;
+	unsigned	 n = 0;
+
+	TAILQ_FOREACH(r, &reqs, entry)
+		n++;
+	return (n);
+}
+
+/* The name (borrowed from server) of a random claim, or NULL. */
+static const char *
+random_claim(void)
+{
+	cJSON	*c;
+	int	 n = cJSON_GetArraySize(server);
+
+	if (n == 0)
+		return (NULL);
+	c = cJSON_GetArrayItem(server, (int)rnd((unsigned)n));
+	return (claim_name_of(c));
+}
+
+static void
+random_op(void)
+{
+	struct fop	*op;
+	unsigned	 n = count_ops();
+
+	if (n == 0)
+		return;
+	op = fop_nth(rnd(n));
+	switch (op->kind) {
+	case OP_CHECK:
+		/* The marker is there only when the task was handed off. */
+		fop_complete(op, rnd(8) == 0 ? -AS_ECONN : 0,
+		    was_handed_off(op->c, op->task));
+		break;
+	case OP_HANDOFF:
+		fop_complete(op, rnd(6) == 0 ? -AS_ECONN : 0,
+		    was_handed_off(op->c, op->task) ?
+		    CONSUMER_HANDOFF_DUPLICATE : CONSUMER_HANDOFF_DONE);
+		break;
+	default:
+		fop_complete(op, rnd(8) == 0 ? -AS_ECONN : 0, 0);
+		break;
+	}
+}
+
+static void
+random_req(void)
+{
+	struct freq	*r;
+	char		 name[CLAIM_NAME_MAX + 1];
+	char		*made, *body;
+	unsigned	 n = count_reqs();
+
+	if (n == 0)
+		return;
+	r = fk_nth(rnd(n));
+	if (r->sdone != NULL) {
+		fk_reply(r, rnd(2) ? 0 : -AS_ESERVER, 0, NULL);
+		return;
+	}
+	as_strlcpy(name, strrchr(r->path, '/') + 1, sizeof name);
+	if (strcmp(r->method, "POST") == 0) {
+		if (rnd(5) == 0)
+			fk_reply(r, -AS_ESERVER, 500, "{}");
+		else if ((made = srv_post(r, 0)) != NULL) {
+			if (rnd(2))
+				fi_show(NS, made);
+			free(made);
+		}
+	} else if (strcmp(r->method, "GET") == 0) {
+		if (srv_claim(NS, name) == NULL)
+			fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+		else {
+			body = cJSON_PrintUnformatted(srv_claim(NS, name));
+			fk_reply(r, 0, 200, body);
+			free(body);
+		}
+	} else if (strcmp(r->method, "DELETE") == 0) {
+		if (rnd(5) == 0)
+			fk_reply(r, -AS_ESERVER, 500, "{}");
+		else if (srv_claim(NS, name) == NULL)
+			fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+		else {
+			srv_deleting(name);
+			fk_reply(r, 0, 200, "{}");
+			if (rnd(2))
+				fi_show(NS, name);
+			else
+				fi_gone(NS, name);
+		}
+	} else
+		ck_abort_msg("unexpected %s %s", r->method, r->path);
+}
+
+static void
+random_claim_change(void)
+{
+	const char	*name = random_claim();
+	char		 sb[80];
+
+	if (name == NULL)
+		return;
+	switch (rnd(6)) {
+	case 0:
+	case 1:
+		snprintf(sb, sizeof sb, "sb-%s", name);
+		srv_status(name, sb, "True", "DependenciesReady");
+		fi_show(NS, name);
+		break;
+	case 2:
+		srv_status(name, NULL, "False", "PodFailed");
+		fi_show(NS, name);
+		break;
+	case 3:
+		srv_deleting(name);
+		fi_show(NS, name);
+		break;
+	case 4:
+		fi_gone(NS, name);
+		break;
+	default:
+		fi_show(NS, name);
+		break;
+	}
+}
+
+START_TEST(test_random_interleavings)
+{
+	char		 id[16];
+	struct fcons	*c;
+	int		 step, i;
+
+	rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(_i + 1);
+	for (step = 0; step < RANDOM_STEPS; step++) {
+		switch (rnd(4)) {
+		case 0:
+			c = fc_find(rnd(2) ? "qa" : "qb");
+			if (c->outstanding >= c->window)
+				break;
+			snprintf(id, sizeof id, "t%u", rnd(8));
+			fc_deliver(c->queue, id, rnd(4) == 0);
+			break;
+		case 1:
+			random_op();
+			break;
+		case 2:
+			random_req();
+			break;
+		default:
+			random_claim_change();
+			break;
+		}
+		check_invariants();
+	}
+	ck_assert_int_gt(nhandoffs, 0);		/* it got somewhere */
+	dispatcher_free(disp);
+	disp = NULL;
+	for (i = 0; i < nmsgs; i++)
+		ck_assert_msg(ledger[i].acked + ledger[i].dead <= 1,
+		    "seed %d: message %d finished twice", _i, i);
+}
+END_TEST
+
 static Suite *
 dispatch_suite(void)
 {
@@ -1189,6 +1431,12 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(twin_rows));
 	tcase_add_test(tc, test_name_conflict_keeps_other_claim);
 	tcase_add_test(tc, test_old_claim_name_adopted);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("random");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 600);
+	tcase_add_loop_test(tc, test_random_interleavings, 0, RANDOM_SEEDS);
 	suite_add_tcase(s, tc);
 	return (s);
 }
