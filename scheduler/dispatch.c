@@ -1588,8 +1588,9 @@ dpool_size(struct dpool *p, double now)
 		/* Learn the current size (and refresh "actual") first. */
 		if (p->spare_patched >= 0 && target != p->spare_patched)
 			goto patch;
-		p->scale_req = p->d->ops->scale_get(p->d->k8s, "SandboxWarmPool",
-		    p->cfg->ns, p->cfg->warm_pool, scale_done, p);
+		p->scale_req = p->d->ops->scale_get(p->d->k8s,
+		    "SandboxWarmPool", p->cfg->ns, p->cfg->warm_pool,
+		    scale_done, p);
 		return;
 	}
 	if (target == p->spare_patched)
@@ -1809,7 +1810,8 @@ dns_free(struct dns *ns)
 	ns->claims = NULL;
 	while ((t = TAILQ_FIRST(&ns->tasks)) != NULL) {
 		if (t->req != NULL)
-			ns->d->ops->cancel(t->req);	/* runs its completion */
+			/* Runs its completion. */
+			ns->d->ops->cancel(t->req);
 		t->req = NULL;
 		t->op = 0;	/* consumers are gone: nothing will call */
 		dtask_maybe_free(t);

@@ -862,7 +862,8 @@ is_alnum(char c)
  * for memory, where the project aborts (common.h).
  */
 void
-task_claim_digest(const char *ns, const char *id, char out[CLAIM_DIGEST_HEX + 1])
+task_claim_digest(const char *ns, const char *id,
+    char out[CLAIM_DIGEST_HEX + 1])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char	 md[EVP_MAX_MD_SIZE];
