@@ -3,7 +3,8 @@
 # valgrind` runs the same suites under valgrind.  See README.md.
 
 CC	?= cc
-PKGS	 = libcjson hiredis libcrypto libcurl libmicrohttpd librabbitmq yaml-0.1
+PKGS	 = libcjson hiredis libcrypto libcurl libmicrohttpd librabbitmq \
+	   yaml-0.1
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wformat=2
 VERSION	:= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
@@ -90,6 +91,7 @@ CHART_RBAC_TESTS = tests.integration.test_scale_redis \
 	tests.integration.test_dispatch_redis \
 	tests.integration.test_quota_runaway \
 	tests.integration.test_quota_charge \
+	tests.integration.test_tenant_secrets \
 	tests.integration.test_crd
 chart-rbac: $(ASAN)/agentscaler
 	@if ! command -v kubectl >/dev/null; then \

@@ -18,6 +18,7 @@
 #include "agentscaler/autoscale.h"
 
 static long	 autoscale_clamp(long, long, long);
+static long	 autoscale_need(double, long);
 static void	 autoscale_window_add(struct autoscale_state *, double, long,
 		    double);
 static long	 autoscale_window_max(const struct autoscale_state *, double,
@@ -105,6 +106,24 @@ autoscale_window_max(const struct autoscale_state *st, double now,
 	return (m);
 }
 
+/*
+ * ceil(v / tpr) as a long.  Clamped in floating point first: converting a
+ * double beyond what a long holds (a huge or infinite backlog) is
+ * undefined, and x86 gives LONG_MIN, which scaled to minReplicas.  1e15 is
+ * exact in a double and far above any replica count.
+ */
+static long
+autoscale_need(double v, long tpr)
+{
+	double	 n = ceil(v / (double)tpr);
+
+	if (!(n >= 0))
+		return (0);
+	if (n > 1e15)
+		n = 1e15;
+	return ((long)n);
+}
+
 void
 autoscale_decide(struct autoscale_state *st, const struct autoscale_params *p,
     const struct autoscale_input *in, struct autoscale_decision *d)
@@ -137,9 +156,9 @@ autoscale_decide(struct autoscale_state *st, const struct autoscale_params *p,
 		return;
 	}
 
-	need = (long)ceil(backlog / (double)tpr);
+	need = autoscale_need(backlog, tpr);
 	if (in->in_flight > 0)
-		floor_ = (long)ceil(in->in_flight / (double)tpr);
+		floor_ = autoscale_need(in->in_flight, tpr);
 	d->need = need;
 	if (backlog > (double)p->activation_backlog || in->in_flight > 0)
 		st->last_active = in->now;

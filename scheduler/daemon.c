@@ -320,14 +320,15 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 static long
 pool_need(const struct pool *q, double backlog)
 {
-	long	 need;
+	double	 need;
 
-	need = (long)ceil(backlog / (double)q->cfg->scaling.tasks_per_replica);
-	if (need > q->cfg->scaling.max_replicas)
-		need = q->cfg->scaling.max_replicas;
-	if (need < q->cfg->scaling.min_replicas)
-		need = q->cfg->scaling.min_replicas;
-	return (need);
+	/* Clamped as a double: a long cannot hold every backlog. */
+	need = ceil(backlog / (double)q->cfg->scaling.tasks_per_replica);
+	if (need > (double)q->cfg->scaling.max_replicas)
+		need = (double)q->cfg->scaling.max_replicas;
+	if (!(need >= (double)q->cfg->scaling.min_replicas))
+		need = (double)q->cfg->scaling.min_replicas;
+	return ((long)need);
 }
 
 /*

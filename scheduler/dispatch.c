@@ -29,7 +29,10 @@
  * with backoff: the task waits, bounded by the consumer's window.
  *
  * A pending consumer operation or Kubernetes request holds its task: a task
- * is freed only once none is pending (dtask_maybe_free).
+ * is freed only once none is pending (dtask_maybe_free).  A task has at
+ * most one consumer operation in flight (t->op): a failure that comes
+ * meanwhile (its claim deleted or terminal during the hand-off) is kept and
+ * decided when the operation ends (dtask_settle), never started beside it.
  */
 #include <sys/queue.h>
 
@@ -123,6 +126,12 @@ struct dtask {
 	size_t			 nres;
 	char			 why[48];	/* last deferral reason */
 	char			*why_detail;
+	/*
+	 * A failure that came while a consumer operation was in flight,
+	 * decided once it ends (dtask_settle); "" when none.
+	 */
+	char			 fail_reason[48];
+	char			*fail_detail;
 	int			 counted_waiting;
 	enum launch		 launch;
 	double			 t_claim;	/* mono: POST sent */
@@ -211,6 +220,7 @@ struct dpool {
 struct dispatcher {
 	struct ev_loop		*loop;
 	struct k8s_client	*k8s;
+	const struct dispatch_ops *ops;
 	char			 instance[128];
 	int			 adopt;
 	double			 sweep_interval;
@@ -225,6 +235,18 @@ struct dispatcher {
 	LIST_HEAD(, dpool)	 pools;
 	dispatch_event_fn	*event;
 	void			*event_arg;
+};
+
+/* Production: the real client, informer and consumer registry. */
+static const struct dispatch_ops dispatch_ops_real = {
+	.request = k8s_client_request,
+	.cancel = k8s_req_cancel,
+	.scale_get = k8s_scale_get,
+	.scale_patch = k8s_scale_patch,
+	.informer_new = informer_new,
+	.informer_free = informer_free,
+	.informer_get = informer_get,
+	.consumer_type = consumer_type_find,
 };
 
 static void	 dtask_claim(struct dtask *);
@@ -700,6 +722,7 @@ dtask_maybe_free(struct dtask *t)
 	free(t->root);
 	free(t->res);
 	free(t->why_detail);
+	free(t->fail_detail);
 	free(t);
 }
 
@@ -818,6 +841,16 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 {
 	struct consumer_msg *msg = t->msg;
 
+	if (t->op && msg != NULL) {
+		/* A hand-off or marker check is in flight: it decides. */
+		if (t->fail_reason[0] == '\0') {
+			as_strlcpy(t->fail_reason, reason,
+			    sizeof t->fail_reason);
+			free(t->fail_detail);
+			t->fail_detail = xstrdup(detail != NULL ? detail : "");
+		}
+		return;
+	}
 	t->msg = NULL;
 	if (strncmp(reason, "claim.", 6) == 0)
 		dpool_event(t->pool, 1, "ClaimFailed", "Claim", "task %s: claim "
@@ -830,6 +863,31 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
 		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
 	dtask_release(t);
+}
+
+/*
+ * The consumer operation in flight has ended on a task that failed
+ * meanwhile (dtask_fail): one that did not reach its sandbox is failed now
+ * (its message dead-lettered); one that did (handed) has its message acked
+ * and its claim released, as a task that failed after its hand-off.
+ */
+static void
+dtask_settle(struct dtask *t, int handed)
+{
+	char	 reason[48];
+	char	*detail = t->fail_detail;
+
+	as_strlcpy(reason, t->fail_reason, sizeof reason);
+	t->fail_reason[0] = '\0';
+	t->fail_detail = NULL;
+	if (!handed)
+		dtask_fail(t, reason, detail);
+	else {
+		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
+		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
+		dtask_release(t);
+	}
+	free(detail);
 }
 
 /* Acks and releases. */
@@ -915,7 +973,7 @@ dtask_release(struct dtask *t)
 	 * its Sandbox is gone, so the quota never frees a sandbox that still
 	 * exists (ref/agent-sandbox-api.md section 9, step 5).
 	 */
-	t->req = k8s_client_request(t->ns->d->k8s, "DELETE", path,
+	t->req = t->ns->d->ops->request(t->ns->d->k8s, "DELETE", path,
 	    "application/json", "{\"propagationPolicy\":\"Foreground\"}",
 	    delete_done, t);
 	if (t->req == NULL)
@@ -1005,7 +1063,7 @@ dtask_apply_cached(struct dtask *t)
 
 	if (t->doomed || t->st == T_RELEASING || t->ns->claims == NULL)
 		return;
-	obj = informer_get(t->ns->claims, t->ns->name, t->claim);
+	obj = t->ns->d->ops->informer_get(t->ns->claims, t->ns->name, t->claim);
 	if (obj != NULL && task_claim_parse(obj, &v, err, sizeof err) == 0 &&
 	    strcmp(v.task_id, t->id) == 0)
 		dtask_apply(t, &v);
@@ -1040,6 +1098,8 @@ get_done(const struct k8s_response *r, void *arg)
 	}
 	cJSON_Delete(obj);
 	if (strcmp(v.task_id, t->id) != 0) {
+		/* Not ours (post_done assumed it was): never delete it. */
+		t->claim_exists = 0;
 		dtask_fail(t, "claim.nameConflict", "a claim of this name "
 		    "exists for another task");
 		return;
@@ -1080,8 +1140,8 @@ post_done(const struct k8s_response *r, void *arg)
 		t->claim_exists = 1;
 		snprintf(path, sizeof path, CLAIMS_API
 		    "/namespaces/%s/sandboxclaims/%s", t->ns->name, t->claim);
-		t->req = k8s_client_request(t->ns->d->k8s, "GET", path, NULL,
-		    NULL, get_done, t);
+		t->req = t->ns->d->ops->request(t->ns->d->k8s, "GET", path,
+		    NULL, NULL, get_done, t);
 		if (t->req == NULL)
 			t->retry_at = as_mono_now() + 1;
 		return;
@@ -1139,7 +1199,7 @@ dtask_claim(struct dtask *t)
 	    t->ns->name);
 	if (t->t_claim == 0)
 		t->t_claim = as_mono_now();
-	t->req = k8s_client_request(p->d->k8s, "POST", path,
+	t->req = p->d->ops->request(p->d->k8s, "POST", path,
 	    "application/json", body, post_done, t);
 	free(body);
 	if (t->req == NULL)
@@ -1158,6 +1218,10 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 	if (err == -AS_ECANCELED || t->doomed) {
 		if (t->doomed)
 			dtask_maybe_free(t);
+		return;
+	}
+	if (err != 0 && t->fail_reason[0] != '\0') {
+		dtask_settle(t, 0);
 		return;
 	}
 	if (err != 0) {
@@ -1179,7 +1243,9 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 	}
 	dtask_set_state(t, T_ACKING);
 	dtask_ack(t);
-	if (outcome == CONSUMER_HANDOFF_ELSEWHERE) {
+	if (t->fail_reason[0] != '\0')
+		dtask_settle(t, 1);
+	else if (outcome == CONSUMER_HANDOFF_ELSEWHERE) {
 		/*
 		 * The marker says this task went to another sandbox before:
 		 * an earlier claim of the same name, since gone, so the task
@@ -1252,7 +1318,12 @@ check_done(int err, int yes, const char *errmsg, void *arg)
 			    "message", t->pool->id, t->id);
 		dtask_set_state(t, T_ACKING);
 		dtask_ack(t);
+		t->fail_reason[0] = '\0';
 		dtask_release(t);
+		return;
+	}
+	if (t->fail_reason[0] != '\0') {
+		dtask_settle(t, 0);
 		return;
 	}
 	if (err != 0 && t->pool != NULL)
@@ -1419,7 +1490,7 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	struct task	*tk;
 	struct task_error te;
 	struct dtask	*t, *par;
-	char		 detail[400];
+	char		 detail[640];
 	double		 now = as_mono_now();
 	long		 before = p->ws.target;
 
@@ -1453,9 +1524,31 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 		goto out;
 	}
 	if ((t = dns_find(ns, tk->id)) != NULL) {
-		if (t->msg != NULL || t->op) {
+		if (t->pool != NULL && t->pool != p) {
+			/*
+			 * Task ids are unique in a namespace (DESIGN.md 6):
+			 * another pool's live task is not this message's,
+			 * and nothing of it goes through the other pool's
+			 * consumer.
+			 */
+			snprintf(detail, sizeof detail, "task %s is live in "
+			    "pool %s; task ids are unique in a namespace",
+			    tk->id, t->pool->id);
+			dead_letter(p, NULL, msg, "task.duplicate", detail,
+			    tk->id);
+		} else if (t->msg != NULL || t->op) {
 			snprintf(detail, sizeof detail, "task %s is already "
 			    "being dispatched from another message", tk->id);
+			dead_letter(p, NULL, msg, "task.duplicate", detail,
+			    tk->id);
+		} else if ((t->st == T_RELEASING || t->doomed) &&
+		    !t->handed_off && !t->rebuilt) {
+			/*
+			 * It failed here and never ran: its own message was
+			 * dead-lettered; an ack would drop this one unseen.
+			 */
+			snprintf(detail, sizeof detail, "task %s failed and "
+			    "its claim is being released", tk->id);
 			dead_letter(p, NULL, msg, "task.duplicate", detail,
 			    tk->id);
 		} else if (t->st == T_RELEASING || t->doomed) {
@@ -1627,14 +1720,15 @@ dpool_size(struct dpool *p, double now)
 		/* Learn the current size (and refresh "actual") first. */
 		if (p->spare_patched >= 0 && target != p->spare_patched)
 			goto patch;
-		p->scale_req = k8s_scale_get(p->d->k8s, "SandboxWarmPool",
-		    p->cfg->ns, p->cfg->warm_pool, scale_done, p);
+		p->scale_req = p->d->ops->scale_get(p->d->k8s,
+		    "SandboxWarmPool", p->cfg->ns, p->cfg->warm_pool,
+		    scale_done, p);
 		return;
 	}
 	if (target == p->spare_patched)
 		return;
 patch:
-	p->scale_req = k8s_scale_patch(p->d->k8s, "SandboxWarmPool",
+	p->scale_req = p->d->ops->scale_patch(p->d->k8s, "SandboxWarmPool",
 	    p->cfg->ns, p->cfg->warm_pool, target, patch_done, p);
 }
 
@@ -1757,7 +1851,7 @@ tpl_pool_done(const struct k8s_response *r, void *arg)
 	cJSON_Delete(obj);
 	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/"
 	    "sandboxtemplates/%s", p->cfg->ns, p->tpl_name);
-	p->tpl_req = k8s_client_request(p->d->k8s, "GET", path, NULL, NULL,
+	p->tpl_req = p->d->ops->request(p->d->k8s, "GET", path, NULL, NULL,
 	    tpl_done, p);
 	if (p->tpl_req == NULL)
 		tpl_fail(p, "SandboxTemplate %s: bad request", p->tpl_name);
@@ -1774,7 +1868,7 @@ dpool_template(struct dpool *p, double now)
 		return;
 	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/"
 	    "sandboxwarmpools/%s", p->cfg->ns, p->cfg->warm_pool);
-	p->tpl_req = k8s_client_request(p->d->k8s, "GET", path, NULL, NULL,
+	p->tpl_req = p->d->ops->request(p->d->k8s, "GET", path, NULL, NULL,
 	    tpl_pool_done, p);
 	if (p->tpl_req == NULL)
 		tpl_fail(p, "SandboxWarmPool %s: bad request",
@@ -1977,7 +2071,7 @@ dns_get(struct dispatcher *d, const char *name)
 	io.path = path;
 	io.label_selector = TASK_LABEL_MANAGED "=" TASK_LABEL_MANAGED_VALUE;
 	io.log_name = "claims";
-	ns->claims = informer_new(d->k8s, &io, dns_claim_event, ns, err,
+	ns->claims = d->ops->informer_new(d->k8s, &io, dns_claim_event, ns, err,
 	    sizeof err);
 	if (ns->claims == NULL)
 		log_error("dispatch", "namespace %s: cannot watch claims: %s",
@@ -1990,11 +2084,12 @@ dns_free(struct dns *ns)
 {
 	struct dtask	*t;
 
-	informer_free(ns->claims);
+	ns->d->ops->informer_free(ns->claims);
 	ns->claims = NULL;
 	while ((t = TAILQ_FIRST(&ns->tasks)) != NULL) {
 		if (t->req != NULL)
-			k8s_req_cancel(t->req);	/* runs its completion */
+			/* Runs its completion. */
+			ns->d->ops->cancel(t->req);
 		t->req = NULL;
 		t->op = 0;	/* consumers are gone: nothing will call */
 		dtask_maybe_free(t);
@@ -2044,7 +2139,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	co.claim_idle = (double)c->source.claim_idle_seconds;
 	co.marker_ttl = (double)c->claim_ttl_seconds + 86400;
 	co.max_bytes = (size_t)c->max_task_bytes;
-	p->ct = consumer_type_find(c->source.type, c->source.address);
+	p->ct = d->ops->consumer_type(c->source.type, c->source.address);
 	if (p->ct == NULL)
 		snprintf(err, sizeof err, "no consumer for %s %s",
 		    c->source.type, c->source.address);
@@ -2082,9 +2177,9 @@ dpool_free(struct dpool *p)
 		p->ct->destroy(p->cons);	/* pending ops: -AS_ECANCELED */
 	p->cons = NULL;
 	if (p->scale_req != NULL)
-		k8s_req_cancel(p->scale_req);
+		p->d->ops->cancel(p->scale_req);
 	if (p->tpl_req != NULL)
-		k8s_req_cancel(p->tpl_req);
+		p->d->ops->cancel(p->tpl_req);
 	for (t = TAILQ_FIRST(&p->ns->tasks); t != NULL; t = next) {
 		next = TAILQ_NEXT(t, all);
 		if (t->pool == p) {
@@ -2118,6 +2213,7 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d = xcalloc(1, sizeof *d);
 	d->loop = loop;
 	d->k8s = k8s;
+	d->ops = o->ops != NULL ? o->ops : &dispatch_ops_real;
 	as_strlcpy(d->instance, o->instance != NULL && o->instance[0] ?
 	    o->instance : "agentscaler", sizeof d->instance);
 	d->adopt = o->adopt;

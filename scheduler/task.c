@@ -941,12 +941,35 @@ is_alnum(char c)
 	    (c >= '0' && c <= '9'));
 }
 
+/* SHA-256 of ns, its NUL and id (the shared libcrypto helper, util.c). */
+void
+task_claim_digest(const char *ns, const char *id,
+    char out[CLAIM_DIGEST_HEX + 1])
+{
+	struct as_sha256 st = { NULL };
+	unsigned char	 md[AS_SHA256_LEN];
+	char		 hex[2 * AS_SHA256_LEN + 1];
+
+	if (ns == NULL)
+		ns = "";
+	if (id == NULL)
+		id = "";
+	as_sha256_init(&st);
+	as_sha256_update(&st, ns, strlen(ns) + 1);	/* the NUL too */
+	as_sha256_update(&st, id, strlen(id));
+	as_sha256_final(&st, md);
+	as_hex(md, sizeof md, hex);
+	memcpy(out, hex, CLAIM_DIGEST_HEX);
+	out[CLAIM_DIGEST_HEX] = '\0';
+}
+
 void
 task_claim_name(const char *prefix, const char *ns, const char *id,
     char out[CLAIM_NAME_MAX + 1])
 {
-	/* "-" and 16 hex digits follow the prefix. */
-	char		 p[CLAIM_NAME_MAX - 16];
+	/* "-" and the digest follow the prefix. */
+	char		 p[CLAIM_NAME_MAX - CLAIM_DIGEST_HEX];
+	char		 digest[CLAIM_DIGEST_HEX + 1];
 	const size_t	 max = sizeof p - 1;
 	size_t		 n = 0;
 	char		 c;
@@ -967,8 +990,8 @@ task_claim_name(const char *prefix, const char *ns, const char *id,
 	p[n] = '\0';
 	if (n == 0)
 		as_strlcpy(p, "task", sizeof p);
-	snprintf(out, CLAIM_NAME_MAX + 1, "%s-%016" PRIx64, p,
-	    task_hash(ns, id));
+	task_claim_digest(ns, id, digest);
+	snprintf(out, CLAIM_NAME_MAX + 1, "%s-%s", p, digest);
 }
 
 static int

@@ -114,6 +114,22 @@ static const struct scenario scenarios[] = {
 	    0), 0, {
 		S(0, 50, 0, 50, AUTOSCALE_ACTIVATE),
 		END } },
+	/*
+	 * Issue 12, defect 10a: a need past what a long holds went through
+	 * an undefined conversion and scaled to minReplicas.
+	 */
+	{ "a huge backlog clamps to max", P(1, 10, 1, 0, 60, 60, 0), 1, {
+		S(0, 1e19, 0, 10, AUTOSCALE_UP),
+		S(1, 1e300, 0, 10, AUTOSCALE_CLAMP),
+		S(2, 1.0 / 0.0, 0, 10, AUTOSCALE_CLAMP),
+		END } },
+	{ "a huge backlog wakes from zero", P(0, 10, 3, 0, 60, 60, 0), 0, {
+		S(0, 9.3e18, 0, 10, AUTOSCALE_ACTIVATE),
+		END } },
+	{ "a huge in-flight count clamps to max", P(0, 10, 1, 0, 60, 60, 0), 4,
+	    {
+		S(0, 0, 1e300, 10, AUTOSCALE_UP),
+		END } },
 };
 
 START_TEST(test_scenario)

@@ -862,10 +862,10 @@ static const struct {
 	{ "\xc3\xa9t\xc3\xa9", "t" },
 	{ "UPPER", "upper" },
 	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" },
-	/* Cut at 46 lands on a '-', which is trimmed. */
-	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbb",
-	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" },
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" },
+	/* Cut at 30 lands on a '-', which is trimmed. */
+	{ "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa.bbbb",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaa" },
 };
 
 START_TEST(test_claim_name_rows)
@@ -873,10 +873,32 @@ START_TEST(test_claim_name_rows)
 	char	 name[CLAIM_NAME_MAX + 1], want[CLAIM_NAME_MAX + 1];
 
 	task_claim_name(claim_name_rows[_i].prefix, "team-a", "t-1", name);
-	snprintf(want, sizeof want, "%s-%016" PRIx64, claim_name_rows[_i].want,
-	    task_hash("team-a", "t-1"));
+	/* SHA-256("team-a\0t-1"), its first 32 hex digits (Python hashlib). */
+	snprintf(want, sizeof want, "%s-%s", claim_name_rows[_i].want,
+	    "bb5836a4b350bf6458db04baff589c9c");
 	ck_assert_str_eq(name, want);
 	ck_assert(dns_label_ok(name));
+}
+END_TEST
+
+/*
+ * Issue 12, defect 9: the name's digest is SHA-256 (collision-resistant),
+ * no longer FNV-1a-64, which a producer can collide on purpose.
+ */
+START_TEST(test_claim_digest)
+{
+	char	 d[CLAIM_DIGEST_HEX + 1], name[CLAIM_NAME_MAX + 1];
+
+	task_claim_digest("team-a", "t-2", d);
+	ck_assert_str_eq(d, "249d63ec0a42066789987209faa7b84c");
+	/* The NUL between namespace and id keeps the parts apart. */
+	task_claim_digest("ab", "c", d);
+	task_claim_name("p", "a", "bc", name);
+	ck_assert_str_ne(name + 2, d);
+	task_claim_name("p", "ab", "c", name);
+	ck_assert_str_eq(name + 2, d);
+	task_claim_name("p", "team-a", "t-2", name);
+	ck_assert_str_eq(name, "p-249d63ec0a42066789987209faa7b84c");
 }
 END_TEST
 
@@ -1438,6 +1460,7 @@ task_suite(void)
 	tcase_add_loop_test(tc, test_claim_name_rows, 0,
 	    (int)AS_ARRAY_SIZE(claim_name_rows));
 	tcase_add_test(tc, test_claim_name_generated);
+	tcase_add_test(tc, test_claim_digest);
 	tcase_add_test(tc, test_pool_label);
 	tcase_add_test(tc, test_claim_body);
 	tcase_add_test(tc, test_handoff);

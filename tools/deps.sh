@@ -4,9 +4,9 @@
 # when a package is missing and the package lists are empty or stale.
 set -e
 PKGS="build-essential pkg-config libev-dev libhiredis-dev librabbitmq-dev
-libcurl4-openssl-dev libssl-dev libcjson-dev check libsubunit-dev libmicrohttpd-dev
-libyaml-dev redis-server rabbitmq-server openssl python3 valgrind
-clang-format curl clang libclang-rt-14-dev"
+libcurl4-openssl-dev libssl-dev libcjson-dev check libsubunit-dev
+libmicrohttpd-dev libyaml-dev redis-server rabbitmq-server openssl python3
+valgrind clang-format curl clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||

@@ -16,9 +16,15 @@
 #ifndef AGENTSCALER_DISPATCH_H
 #define AGENTSCALER_DISPATCH_H
 
+#include <stddef.h>
+
+#include "agentscaler/informer.h"
+#include "agentscaler/k8s.h"
+
 struct as_buf;
 struct cJSON;
 struct config;
+struct consumer_type;
 struct ev_loop;
 struct k8s_client;
 struct dispatcher;
@@ -34,6 +40,35 @@ typedef void	 dispatch_event_fn(void *arg, const char *kind, const char *ns,
 		    const char *name, int warning, const char *reason,
 		    const char *action, const char *note);
 
+/*
+ * What the dispatcher asks of Kubernetes and of the brokers, as one table
+ * so that a unit test (tests/check_dispatch.c) can complete each request
+ * and consumer operation in the order it chooses.  Each member has the
+ * contract of the function it stands for: k8s_client_request(),
+ * k8s_req_cancel(), k8s_scale_get(), k8s_scale_patch(), informer_new(),
+ * informer_free(), informer_get() and consumer_type_find().
+ */
+struct dispatch_ops {
+	struct k8s_req	*(*request)(struct k8s_client *, const char *method,
+			    const char *path, const char *content_type,
+			    const char *body, k8s_done_fn *, void *arg);
+	void		 (*cancel)(struct k8s_req *);
+	struct k8s_req	*(*scale_get)(struct k8s_client *, const char *kind,
+			    const char *ns, const char *name, k8s_scale_fn *,
+			    void *arg);
+	struct k8s_req	*(*scale_patch)(struct k8s_client *, const char *kind,
+			    const char *ns, const char *name, long replicas,
+			    k8s_scale_fn *, void *arg);
+	struct informer	*(*informer_new)(struct k8s_client *,
+			    const struct informer_options *, informer_fn *,
+			    void *arg, char *err, size_t errlen);
+	void		 (*informer_free)(struct informer *);
+	const struct cJSON *(*informer_get)(const struct informer *,
+			    const char *ns, const char *name);
+	const struct consumer_type *(*consumer_type)(const char *source_type,
+			    const char *address);
+};
+
 struct dispatch_options {
 	const char	*instance;	/* this agentscaler's stable name */
 	double		 sweep_interval;	/* s; default 0.25 */
@@ -45,6 +80,8 @@ struct dispatch_options {
 	 * instances left in flight (consumer_options.adopt).
 	 */
 	int		 adopt;
+	/* NULL: the real client, informer and consumers (tests only). */
+	const struct dispatch_ops *ops;
 };
 
 struct dispatcher *dispatcher_new(struct ev_loop *, struct k8s_client *,

@@ -126,9 +126,21 @@ uint64_t task_hash(const char *ns, const char *id);
 void	 task_name_hash(const char *s, char out[9]);
 
 /*
+ * The first CLAIM_DIGEST_HEX lowercase hex digits (128 bits) of the
+ * SHA-256 of ns, a NUL byte, then id: a producer cannot make two task ids
+ * share a claim name (FNV-1a, used before, can be collided on purpose).
+ */
+#define CLAIM_DIGEST_HEX	32
+void	 task_claim_digest(const char *ns, const char *id,
+	    char out[CLAIM_DIGEST_HEX + 1]);
+
+/*
  * Deterministic claim name: the prefix (an AgentPool name) reduced to
- * DNS-1123 label characters and cut so that "<prefix>-<16 hex of
- * task_hash(ns, id)>" fits in 63; an empty result prefix becomes "task".
+ * DNS-1123 label characters and cut so that "<prefix>-<task_claim_digest(
+ * ns, id)>" fits in 63 (the prefix keeps at most 30 characters); an empty
+ * result prefix becomes "task".  Claims named by earlier versions ("-" and
+ * 16 hex digits of task_hash()) are still adopted: dispatch finds a task's
+ * claim by its annotations, never by recomputing its name.
  */
 void	 task_claim_name(const char *prefix, const char *ns, const char *id,
 	    char out[CLAIM_NAME_MAX + 1]);

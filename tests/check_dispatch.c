@@ -1,0 +1,1448 @@
+/*
+ * check_dispatch.c: the dispatch state machine (scheduler/dispatch.c)
+ * driven through struct dispatch_ops by a fake Kubernetes client, a fake
+ * claim informer and a fake consumer, none of which completes anything by
+ * itself: each test completes requests, consumer operations and watch
+ * events by hand, in the order a real cluster or broker may produce them
+ * (a pipelined Redis connection, RabbitMQ confirms, a watch that beats a
+ * response).  Nothing here touches the network or waits for the clock.
+ *
+ * A ledger follows every message delivered: acked, dead-lettered (with the
+ * reason) or neither (given back to the broker when the dispatcher frees
+ * it), and every hand-off.  check_invariants() asserts what must hold after
+ * any step: no message both acked and dead-lettered or finished twice, no
+ * message acked without its task handed off, at most one consumer
+ * operation in flight per task, the quota's task count equal to the
+ * admitted records once nothing is pending (never above them), and no
+ * claim on the fake server without a live task.
+ */
+#include <sys/queue.h>
+
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/consumer.h"
+#include "agentscaler/dispatch.h"
+#include "agentscaler/informer.h"
+#include "agentscaler/k8s.h"
+#include "agentscaler/log.h"
+#include "agentscaler/task.h"
+#include "util/testutil.h"
+
+#define NS		"ns"
+#define CLAIMS_PATH	"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/"
+
+/* The fake Kubernetes client: requests wait until the test answers. */
+
+struct freq {
+	TAILQ_ENTRY(freq)	 entry;
+	char			 method[8];
+	char			 path[512];
+	char			*body;
+	k8s_done_fn		*done;
+	k8s_scale_fn		*sdone;
+	void			*arg;
+};
+
+static TAILQ_HEAD(, freq) reqs = TAILQ_HEAD_INITIALIZER(reqs);
+
+static struct freq *
+fk_add(const char *method, const char *path, const char *body)
+{
+	struct freq	*r = xcalloc(1, sizeof *r);
+
+	as_strlcpy(r->method, method, sizeof r->method);
+	as_strlcpy(r->path, path, sizeof r->path);
+	r->body = body != NULL ? xstrdup(body) : NULL;
+	TAILQ_INSERT_TAIL(&reqs, r, entry);
+	return (r);
+}
+
+static struct k8s_req *
+fk_request(struct k8s_client *k, const char *method, const char *path,
+    const char *content_type, const char *body, k8s_done_fn *done, void *arg)
+{
+	struct freq	*r;
+
+	(void)k;
+	(void)content_type;
+	r = fk_add(method, path, body);
+	r->done = done;
+	r->arg = arg;
+	return ((struct k8s_req *)r);
+}
+
+static struct k8s_req *
+fk_scale_get(struct k8s_client *k, const char *kind, const char *ns,
+    const char *name, k8s_scale_fn *done, void *arg)
+{
+	struct freq	*r;
+
+	(void)k;
+	(void)kind;
+	(void)ns;
+	r = fk_add("GET", name, NULL);
+	r->sdone = done;
+	r->arg = arg;
+	return ((struct k8s_req *)r);
+}
+
+static struct k8s_req *
+fk_scale_patch(struct k8s_client *k, const char *kind, const char *ns,
+    const char *name, long replicas, k8s_scale_fn *done, void *arg)
+{
+	struct freq	*r;
+
+	(void)replicas;
+	r = (struct freq *)fk_scale_get(k, kind, ns, name, done, arg);
+	as_strlcpy(r->method, "PATCH", sizeof r->method);
+	return ((struct k8s_req *)r);
+}
+
+/*
+ * Completes r (taken off the list first, as the real client does); body
+ * may be r's own.
+ */
+static void
+fk_reply(struct freq *r, int err, long code, const char *body)
+{
+	struct k8s_response resp;
+	struct k8s_scale sc = { 0, 0 };
+
+	TAILQ_REMOVE(&reqs, r, entry);
+	if (r->sdone != NULL)
+		r->sdone(err, err == 0 ? &sc : NULL, err == 0 ? "" : "failed",
+		    r->arg);
+	else {
+		memset(&resp, 0, sizeof resp);
+		resp.err = err;
+		resp.code = code;
+		resp.body = body != NULL ? body : "";
+		resp.body_len = strlen(resp.body);
+		resp.message = err == 0 ? "" : "fake failure";
+		r->done(&resp, r->arg);
+	}
+	free(r->body);
+	free(r);
+}
+
+static void
+fk_cancel(struct k8s_req *req)
+{
+	fk_reply((struct freq *)req, -AS_ECANCELED, 0, NULL);
+}
+
+/* The oldest pending request of method whose path contains needle. */
+static struct freq *
+fk_find(const char *method, const char *needle)
+{
+	struct freq	*r;
+
+	TAILQ_FOREACH(r, &reqs, entry)
+		if (strcmp(r->method, method) == 0 && r->done != NULL &&
+		    strstr(r->path, needle) != NULL)
+			return (r);
+	return (NULL);
+}
+
+/*
+ * The fake server's claims ("ns/name" -> object), made by answering POSTs,
+ * and the claim informer of each namespace, whose events the test sends.
+ */
+
+static cJSON	*server;
+
+struct finf {
+	char		 ns[64];
+	informer_fn	*fn;
+	void		*arg;
+	cJSON		*cache;
+};
+
+#define MAX_INF	4
+static struct finf *infs[MAX_INF];
+
+static struct informer *
+fi_new(struct k8s_client *k, const struct informer_options *io,
+    informer_fn *fn, void *arg, char *err, size_t errlen)
+{
+	struct finf	*fi = xcalloc(1, sizeof *fi);
+	const char	*p = strstr(io->path, "/namespaces/");
+	size_t		 i;
+
+	(void)k;
+	(void)err;
+	(void)errlen;
+	ck_assert_ptr_nonnull(p);
+	p += strlen("/namespaces/");
+	for (i = 0; p[i] != '\0' && p[i] != '/' && i < sizeof fi->ns - 1; i++)
+		fi->ns[i] = p[i];
+	fi->fn = fn;
+	fi->arg = arg;
+	fi->cache = cJSON_CreateObject();
+	for (i = 0; i < MAX_INF && infs[i] != NULL; i++)
+		;
+	ck_assert_uint_lt(i, MAX_INF);
+	infs[i] = fi;
+	return ((struct informer *)fi);
+}
+
+static void
+fi_free(struct informer *inf)
+{
+	struct finf	*fi = (struct finf *)inf;
+	size_t		 i;
+
+	if (fi == NULL)
+		return;
+	for (i = 0; i < MAX_INF; i++)
+		if (infs[i] == fi)
+			infs[i] = NULL;
+	cJSON_Delete(fi->cache);
+	free(fi);
+}
+
+static const cJSON *
+fi_get(const struct informer *inf, const char *ns, const char *name)
+{
+	const struct finf *fi = (const struct finf *)inf;
+
+	(void)ns;
+	return (cJSON_GetObjectItemCaseSensitive(fi->cache, name));
+}
+
+static struct finf *
+fi_find(const char *ns)
+{
+	size_t	 i;
+
+	for (i = 0; i < MAX_INF; i++)
+		if (infs[i] != NULL && strcmp(infs[i]->ns, ns) == 0)
+			return (infs[i]);
+	ck_abort_msg("no informer on namespace %s", ns);
+	return (NULL);
+}
+
+static void
+fi_synced(const char *ns)
+{
+	struct finf	*fi = fi_find(ns);
+
+	fi->fn((struct informer *)fi, INFORMER_SYNCED, NULL, fi->arg);
+}
+
+static cJSON *
+srv_claim(const char *ns, const char *name)
+{
+	char	 key[160];
+
+	snprintf(key, sizeof key, "%s/%s", ns, name);
+	return (cJSON_GetObjectItemCaseSensitive(server, key));
+}
+
+/* The informer sees the server's claim ns/name as it is now. */
+static void
+fi_show(const char *ns, const char *name)
+{
+	struct finf	*fi = fi_find(ns);
+	cJSON		*obj = srv_claim(ns, name), *old;
+	enum informer_event ev;
+
+	ck_assert_ptr_nonnull(obj);
+	old = cJSON_DetachItemFromObjectCaseSensitive(fi->cache, name);
+	ev = old != NULL ? INFORMER_MODIFIED : INFORMER_ADDED;
+	cJSON_Delete(old);
+	cJSON_AddItemToObject(fi->cache, name, cJSON_Duplicate(obj, 1));
+	fi->fn((struct informer *)fi, ev, cJSON_GetObjectItemCaseSensitive(
+	    fi->cache, name), fi->arg);
+}
+
+/* The claim goes from the server; the informer reports DELETED. */
+static void
+fi_gone(const char *ns, const char *name)
+{
+	struct finf	*fi = fi_find(ns);
+	cJSON		*obj;
+	char		 key[160];
+
+	snprintf(key, sizeof key, "%s/%s", ns, name);
+	obj = cJSON_DetachItemFromObjectCaseSensitive(server, key);
+	ck_assert_ptr_nonnull(obj);
+	cJSON_Delete(cJSON_DetachItemFromObjectCaseSensitive(fi->cache,
+	    name));
+	fi->fn((struct informer *)fi, INFORMER_DELETED, obj, fi->arg);
+	cJSON_Delete(obj);
+}
+
+static const char *
+claim_name_of(const cJSON *obj)
+{
+	return (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "name")));
+}
+
+/* Answers a claim POST: 201 with the object stored, or 409. */
+static char *
+srv_post(struct freq *r, int conflict)
+{
+	cJSON	*obj = cJSON_Parse(r->body), *old;
+	char	 key[160], *text;
+
+	ck_assert_ptr_nonnull(obj);
+	snprintf(key, sizeof key, "%s/%s", NS, claim_name_of(obj));
+	if ((old = srv_claim(NS, claim_name_of(obj))) != NULL || conflict) {
+		cJSON_Delete(obj);
+		fk_reply(r, -AS_ECONFLICT, 409, "{}");
+		return (NULL);
+	}
+	cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(obj,
+	    "metadata"), "uid", key);
+	cJSON_AddItemToObject(server, key, obj);
+	text = xstrdup(claim_name_of(obj));
+	fk_reply(r, 0, 201, r->body);
+	return (text);
+}
+
+/* Sets the claim's status: bound to sandbox (NULL: none), Ready or not. */
+static void
+srv_status(const char *name, const char *sandbox, const char *ready,
+    const char *reason)
+{
+	cJSON	*obj = srv_claim(NS, name), *st, *conds, *c;
+
+	ck_assert_ptr_nonnull(obj);
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, "status");
+	st = cJSON_AddObjectToObject(obj, "status");
+	if (sandbox != NULL)
+		cJSON_AddStringToObject(cJSON_AddObjectToObject(st, "sandbox"),
+		    "name", sandbox);
+	conds = cJSON_AddArrayToObject(st, "conditions");
+	c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "type", "Ready");
+	cJSON_AddStringToObject(c, "status", ready);
+	cJSON_AddStringToObject(c, "reason", reason);
+	cJSON_AddItemToArray(conds, c);
+}
+
+static void
+srv_deleting(const char *name)
+{
+	cJSON	*obj = srv_claim(NS, name);
+
+	ck_assert_ptr_nonnull(obj);
+	cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(obj,
+	    "metadata"), "deletionTimestamp", "2026-01-01T00:00:00Z");
+}
+
+/* The fake consumer: operations wait until the test completes them. */
+
+enum fop_kind { OP_ACK, OP_DL, OP_HANDOFF, OP_CHECK };
+
+struct fcons;
+
+struct fop {
+	TAILQ_ENTRY(fop)	 entry;
+	enum fop_kind		 kind;
+	struct fcons		*c;
+	struct consumer_msg	*msg;	/* ack and dead letter */
+	char			 task[TASK_ID_MAX + 1];
+	char			 reason[64];	/* dead letter */
+	char			 detail[256];
+	consumer_done_fn	*done;
+	consumer_handoff_fn	*hdone;
+	consumer_check_fn	*cdone;
+	void			*arg;
+};
+
+struct fcons {
+	struct consumer		 base;
+	char			 queue[64];
+	consumer_deliver_fn	*deliver;
+	consumer_state_fn	*state;
+	void			*arg;
+	int			 window;
+	int			 outstanding;
+	int			 started;
+};
+
+static TAILQ_HEAD(, fop) ops = TAILQ_HEAD_INITIALIZER(ops);
+
+#define MAX_CONS	4
+static struct fcons *conss[MAX_CONS];
+
+/* What became of each message delivered (the serial in its priv). */
+#define MAX_MSGS	4096
+struct mrec {
+	char		 task[TASK_ID_MAX + 1];
+	struct fcons	*c;
+	int		 acked;
+	int		 dead;
+	char		 reason[64];
+};
+static struct mrec	 ledger[MAX_MSGS];
+static int		 nmsgs;
+static int		 nhandoffs;	/* hand-offs completed */
+
+/*
+ * Tasks handed off through each consumer, for the "no ack without
+ * hand-off" check.
+ */
+#define MAX_HANDED	1024
+static struct {
+	const struct fcons *c;
+	char		 task[TASK_ID_MAX + 1];
+} handed[MAX_HANDED];
+static int	 nhanded;
+
+static int
+was_handed_off(const struct fcons *c, const char *task)
+{
+	int	 i;
+
+	for (i = 0; i < nhanded; i++)
+		if (handed[i].c == c && strcmp(handed[i].task, task) == 0)
+			return (1);
+	return (0);
+}
+
+static struct consumer *
+fc_create(struct ev_loop *loop, const struct scaler_source *src,
+    const struct consumer_options *co, char *err, size_t errlen);
+static int	 fc_start(struct consumer *, consumer_deliver_fn *,
+		    consumer_state_fn *, void *);
+static void	 fc_set_window(struct consumer *, int);
+static int	 fc_ack(struct consumer *, struct consumer_msg *,
+		    consumer_done_fn *, void *);
+static int	 fc_dead_letter(struct consumer *, struct consumer_msg *,
+		    const char *, size_t, consumer_done_fn *, void *);
+static int	 fc_handoff(struct consumer *, const char *, const char *,
+		    const char *, const char *, size_t, consumer_handoff_fn *,
+		    void *);
+static int	 fc_handed_off(struct consumer *, const char *, const char *,
+		    consumer_check_fn *, void *);
+static int	 fc_outstanding(const struct consumer *);
+static void	 fc_destroy(struct consumer *);
+
+static const struct consumer_type fake_consumer_type = {
+	.name = "fake",
+	.create = fc_create,
+	.start = fc_start,
+	.set_window = fc_set_window,
+	.ack = fc_ack,
+	.dead_letter = fc_dead_letter,
+	.handoff = fc_handoff,
+	.handed_off = fc_handed_off,
+	.outstanding = fc_outstanding,
+	.destroy = fc_destroy,
+};
+
+static struct consumer *
+fc_create(struct ev_loop *loop, const struct scaler_source *src,
+    const struct consumer_options *co, char *err, size_t errlen)
+{
+	struct fcons	*c = xcalloc(1, sizeof *c);
+	size_t		 i;
+
+	(void)loop;
+	(void)err;
+	(void)errlen;
+	c->base.type = &fake_consumer_type;
+	as_strlcpy(c->queue, src->queue, sizeof c->queue);
+	c->window = co->window;
+	for (i = 0; i < MAX_CONS && conss[i] != NULL; i++)
+		;
+	ck_assert_uint_lt(i, MAX_CONS);
+	conss[i] = c;
+	return (&c->base);
+}
+
+static int
+fc_start(struct consumer *base, consumer_deliver_fn *deliver,
+    consumer_state_fn *state, void *arg)
+{
+	struct fcons	*c = (struct fcons *)base;
+
+	c->deliver = deliver;
+	c->state = state;
+	c->arg = arg;
+	c->started = 1;
+	return (0);
+}
+
+static void
+fc_set_window(struct consumer *base, int window)
+{
+	((struct fcons *)base)->window = window;
+}
+
+static int
+fc_outstanding(const struct consumer *base)
+{
+	return (((const struct fcons *)base)->outstanding);
+}
+
+static struct fop *
+fop_add(struct fcons *c, enum fop_kind kind, void *arg)
+{
+	struct fop	*op = xcalloc(1, sizeof *op);
+
+	op->c = c;
+	op->kind = kind;
+	op->arg = arg;
+	TAILQ_INSERT_TAIL(&ops, op, entry);
+	return (op);
+}
+
+static int
+msg_serial(const struct consumer_msg *msg)
+{
+	return (*(const int *)msg->priv);
+}
+
+static int
+fc_ack(struct consumer *base, struct consumer_msg *msg,
+    consumer_done_fn *done, void *arg)
+{
+	struct fop	*op = fop_add((struct fcons *)base, OP_ACK, arg);
+
+	ck_assert_ptr_eq(ledger[msg_serial(msg)].c, base);
+	op->msg = msg;
+	op->done = done;
+	return (0);
+}
+
+static int
+fc_dead_letter(struct consumer *base, struct consumer_msg *msg,
+    const char *record, size_t len, consumer_done_fn *done, void *arg)
+{
+	struct fop	*op = fop_add((struct fcons *)base, OP_DL, arg);
+	cJSON		*rec = cJSON_ParseWithLength(record, len);
+
+	ck_assert_ptr_eq(ledger[msg_serial(msg)].c, base);
+	ck_assert_ptr_nonnull(rec);
+	as_strlcpy(op->reason, cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(rec, "reason")),
+	    sizeof op->reason);
+	as_strlcpy(op->detail, cJSON_GetStringValue(
+	    cJSON_GetObjectItemCaseSensitive(rec, "detail")),
+	    sizeof op->detail);
+	cJSON_Delete(rec);
+	op->msg = msg;
+	op->done = done;
+	return (0);
+}
+
+static int
+fc_handoff(struct consumer *base, const char *ns, const char *sandbox,
+    const char *task_id, const char *body, size_t len,
+    consumer_handoff_fn *done, void *arg)
+{
+	struct fop	*op = fop_add((struct fcons *)base, OP_HANDOFF, arg);
+
+	(void)ns;
+	(void)sandbox;
+	(void)body;
+	(void)len;
+	as_strlcpy(op->task, task_id, sizeof op->task);
+	op->hdone = done;
+	return (0);
+}
+
+static int
+fc_handed_off(struct consumer *base, const char *ns, const char *task_id,
+    consumer_check_fn *done, void *arg)
+{
+	struct fop	*op = fop_add((struct fcons *)base, OP_CHECK, arg);
+
+	(void)ns;
+	as_strlcpy(op->task, task_id, sizeof op->task);
+	op->cdone = done;
+	return (0);
+}
+
+/*
+ * Completes op with err; outcome is the hand-off outcome or the marker
+ * check's answer.
+ */
+static void
+fop_complete(struct fop *op, int err, int outcome)
+{
+	struct mrec	*m;
+	const char	*errmsg = err != 0 ? "fake failure" : "";
+
+	TAILQ_REMOVE(&ops, op, entry);
+	if (op->msg != NULL) {
+		m = &ledger[msg_serial(op->msg)];
+		if (err == 0 && op->kind == OP_ACK)
+			m->acked++;
+		else if (err == 0 && op->kind == OP_DL) {
+			m->dead++;
+			as_strlcpy(m->reason, op->reason, sizeof m->reason);
+		}
+		ck_assert_msg(m->acked + m->dead <= 1, "message %d of task %s "
+		    "finished twice (acked %d, dead-lettered %d)",
+		    msg_serial(op->msg), m->task, m->acked, m->dead);
+		ck_assert_msg(!m->acked || was_handed_off(m->c, m->task),
+		    "message of task %s acked without a hand-off through "
+		    "its consumer (%s)", m->task, op->arg == op->c->arg ?
+		    "as a late redelivery" : "by its task");
+		op->c->outstanding--;
+		consumer_msg_free(op->msg);
+	}
+	if (op->kind == OP_HANDOFF && err == 0) {
+		nhandoffs++;
+		if (!was_handed_off(op->c, op->task) && nhanded < MAX_HANDED) {
+			handed[nhanded].c = op->c;
+			as_strlcpy(handed[nhanded++].task, op->task,
+			    sizeof handed[0].task);
+		}
+	}
+	switch (op->kind) {
+	case OP_ACK:
+	case OP_DL:
+		op->done(err, errmsg, op->arg);
+		break;
+	case OP_HANDOFF:
+		op->hdone(err, outcome, errmsg, op->arg);
+		break;
+	case OP_CHECK:
+		op->cdone(err, outcome, errmsg, op->arg);
+		break;
+	}
+	free(op);
+}
+
+static void
+fc_destroy(struct consumer *base)
+{
+	struct fcons	*c = (struct fcons *)base;
+	struct fop	*op, *next;
+	size_t		 i;
+
+	for (op = TAILQ_FIRST(&ops); op != NULL; op = next) {
+		next = TAILQ_NEXT(op, entry);
+		if (op->c == c)
+			fop_complete(op, -AS_ECANCELED, 0);
+	}
+	for (i = 0; i < MAX_CONS; i++)
+		if (conss[i] == c)
+			conss[i] = NULL;
+	free(c);
+}
+
+static struct fcons *
+fc_find(const char *queue)
+{
+	size_t	 i;
+
+	for (i = 0; i < MAX_CONS; i++)
+		if (conss[i] != NULL && strcmp(conss[i]->queue, queue) == 0)
+			return (conss[i]);
+	ck_abort_msg("no consumer on queue %s", queue);
+	return (NULL);
+}
+
+/* The oldest pending operation of kind (on consumer c when not NULL). */
+static struct fop *
+fop_find(struct fcons *c, enum fop_kind kind)
+{
+	struct fop	*op;
+
+	TAILQ_FOREACH(op, &ops, entry)
+		if (op->kind == kind && (c == NULL || op->c == c))
+			return (op);
+	return (NULL);
+}
+
+static int
+fop_count(struct fcons *c, enum fop_kind kind)
+{
+	struct fop	*op;
+	int		 n = 0;
+
+	TAILQ_FOREACH(op, &ops, entry)
+		if (op->kind == kind && (c == NULL || op->c == c))
+			n++;
+	return (n);
+}
+
+/* Delivers task message {"id": id} on queue; returns its serial. */
+static int
+fc_deliver(const char *queue, const char *id, int redelivered)
+{
+	struct fcons	*c = fc_find(queue);
+	struct consumer_msg *msg;
+	char		 body[TASK_ID_MAX + 32];
+	int		 serial;
+
+	ck_assert(c->started);
+	ck_assert_int_lt(c->outstanding, c->window);
+	ck_assert_int_lt(nmsgs, MAX_MSGS);
+	serial = nmsgs++;
+	as_strlcpy(ledger[serial].task, id, sizeof ledger[serial].task);
+	ledger[serial].c = c;
+	snprintf(body, sizeof body, "{\"id\":\"%s\"}", id);
+	msg = xcalloc(1, sizeof *msg);
+	msg->body = xstrdup(body);
+	msg->len = strlen(body);
+	msg->redelivered = redelivered;
+	msg->received = as_mono_now();
+	snprintf(msg->ref, sizeof msg->ref, "%d", serial);
+	msg->priv = xmalloc(sizeof(int));
+	*(int *)msg->priv = serial;
+	c->outstanding++;
+	c->deliver(&c->base, msg, c->arg);
+	return (serial);
+}
+
+static const struct consumer_type *
+fc_type(const char *source_type, const char *address)
+{
+	(void)source_type;
+	(void)address;
+	return (&fake_consumer_type);
+}
+
+static const struct dispatch_ops fake_ops = {
+	.request = fk_request,
+	.cancel = fk_cancel,
+	.scale_get = fk_scale_get,
+	.scale_patch = fk_scale_patch,
+	.informer_new = fi_new,
+	.informer_free = fi_free,
+	.informer_get = fi_get,
+	.consumer_type = fc_type,
+};
+
+/* The dispatcher under test, on pools "a" (queue qa) and "b" (qb). */
+
+static struct ev_loop	*loop;
+static struct config	*cfg;
+static struct dispatcher *disp;
+
+#define POOL(name, queue) \
+	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
+	"\"sandbox\":{\"warmPool\":\"wp\",\"spare\":{\"min\":0,\"max\":0}}}}"
+
+static void
+setup(void)
+{
+	static const char doc[] = "{\"pools\":[" POOL("a", "qa") ","
+	    POOL("b", "qb") "]}";
+	struct dispatch_options o;
+	char		 err[512];
+
+	log_set_level(LOG_ERROR);
+	memset(ledger, 0, sizeof ledger);
+	nmsgs = nhandoffs = nhanded = 0;
+	server = cJSON_CreateObject();
+	loop = ev_loop_new(EVFLAG_AUTO);
+	ck_assert_int_eq(config_parse(doc, strlen(doc), NULL, &cfg, err,
+	    sizeof err), 0);
+	memset(&o, 0, sizeof o);
+	o.instance = "test";
+	o.sweep_interval = 86400;	/* the tests run no sweep */
+	o.sizing_interval = 86400;
+	o.ops = &fake_ops;
+	disp = dispatcher_new(loop, NULL, &o);
+	dispatcher_apply(disp, cfg);
+	fi_synced(NS);
+}
+
+static void
+teardown(void)
+{
+	struct freq	*r;
+
+	dispatcher_free(disp);	/* NULL: the test freed it */
+	disp = NULL;
+	ck_assert_msg(TAILQ_EMPTY(&ops), "consumer operations left");
+	while ((r = TAILQ_FIRST(&reqs)) != NULL)
+		fk_reply(r, -AS_ECANCELED, 0, NULL);	/* never reached */
+	config_free(cfg);
+	cJSON_Delete(server);
+	ev_loop_destroy(loop);
+}
+
+/*
+ * What /status says: live task records, of them deferred (not counted by
+ * the quota), and the quota's count of tasks.
+ */
+static void
+ns_counts(long *live, long *deferred, long *quota_tasks)
+{
+	cJSON	*root = cJSON_CreateObject(), *ns;
+
+	dispatcher_status(disp, root);
+	ns = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root,
+	    "namespaces"), 0);
+	ck_assert_ptr_nonnull(ns);
+	*live = (long)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(ns,
+	    "liveTasks"));
+	*deferred = (long)cJSON_GetNumberValue(
+	    cJSON_GetObjectItemCaseSensitive(ns, "deferred"));
+	*quota_tasks = (long)cJSON_GetNumberValue(
+	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    ns, "used"), "tasks"));
+	cJSON_Delete(root);
+}
+
+static long
+live_tasks(void)
+{
+	long	 live, deferred, q;
+
+	ns_counts(&live, &deferred, &q);
+	return (live);
+}
+
+/* The task a consumer operation is about. */
+static const char *
+fop_task(const struct fop *op)
+{
+	return (op->msg != NULL ? ledger[msg_serial(op->msg)].task : op->task);
+}
+
+/*
+ * Whether op is one of a task record's: not an ack of a message no task
+ * holds (its arg is the pool's, the one start() got), not a dead letter
+ * refusing a second message (task.duplicate).  Acks, hand-offs and checks
+ * of one record share their arg (the record); a dead letter is matched by
+ * task id.
+ */
+static int
+fop_on_task(const struct fop *op)
+{
+	if (op->arg == op->c->arg)
+		return (0);
+	return (op->kind != OP_DL || strcmp(op->reason, "task.duplicate") != 0);
+}
+
+/*
+ * The invariants of the file's opening note that hold after every step
+ * (the message ones are asserted as operations complete).  A dead letter
+ * that refuses a second message of a live task (task.duplicate) is not an
+ * operation on that task.
+ */
+static void
+check_invariants(void)
+{
+	struct fop	*op, *o2;
+	struct freq	*r;
+	long		 live, deferred, q;
+	int		 quiet = TAILQ_EMPTY(&ops);
+	cJSON		*c, *tid, *ex;
+
+	TAILQ_FOREACH(op, &ops, entry) {
+		if (!fop_on_task(op))
+			continue;
+		for (o2 = TAILQ_NEXT(op, entry); o2 != NULL;
+		    o2 = TAILQ_NEXT(o2, entry))
+			ck_assert_msg(!fop_on_task(o2) || o2->c != op->c ||
+			    (op->kind != OP_DL && o2->kind != OP_DL ?
+			    o2->arg != op->arg : strcmp(fop_task(o2),
+			    fop_task(op)) != 0),
+			    "two consumer operations in flight on task %s "
+			    "(kinds %d %s, %d %s)", fop_task(op), op->kind,
+			    op->reason, o2->kind, o2->reason);
+	}
+	/*
+	 * A record that has let its quota go may wait for a completion;
+	 * once nothing is pending, the quota counts exactly the admitted.
+	 */
+	TAILQ_FOREACH(r, &reqs, entry)
+		if (r->done != NULL)
+			quiet = 0;
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_le(q, live - deferred);
+	if (quiet)
+		ck_assert_int_eq(q, live - deferred);
+	cJSON_ArrayForEach(c, server) {
+		tid = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(c, "metadata"),
+		    "annotations"), TASK_ANN_TASK_ID);
+		ex = cJSON_CreateObject();
+		ck_assert_msg(dispatcher_explain(disp,
+		    cJSON_GetStringValue(tid), ex) == 1 &&
+		    cJSON_GetObjectItemCaseSensitive(ex, "claim") != NULL,
+		    "claim %s without a live task", c->string);
+		cJSON_Delete(ex);
+	}
+}
+
+/*
+ * Takes task id off queue through claim, bind and Ready to its hand-off,
+ * left in flight.  Returns the claim's name (the caller frees it).
+ */
+static char *
+to_handoff(const char *queue, const char *id, const char *sandbox)
+{
+	struct freq	*r;
+	char		*name;
+
+	fc_deliver(queue, id, 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	srv_status(name, sandbox, "True", "DependenciesReady");
+	fi_show(NS, name);
+	ck_assert_int_eq(fop_count(NULL, OP_HANDOFF), 1);
+	check_invariants();
+	return (name);
+}
+
+/* Answers the claim's DELETE, and the informer reports it gone. */
+static void
+finish_delete(const char *name)
+{
+	struct freq	*r;
+
+	ck_assert_ptr_nonnull(r = fk_find("DELETE", name));
+	fk_reply(r, 0, 200, "{}");
+	if (srv_claim(NS, name) != NULL)
+		fi_gone(NS, name);
+}
+
+/* Completes every pending consumer operation with success, oldest first. */
+static void
+complete_all_ops(void)
+{
+	struct fop	*op;
+
+	while ((op = TAILQ_FIRST(&ops)) != NULL) {
+		fop_complete(op, 0, CONSUMER_HANDOFF_DONE);
+		check_invariants();
+	}
+}
+
+START_TEST(test_happy_path)
+{
+	char	*name = to_handoff("qa", "t1", "sb-1");
+
+	fop_complete(fop_find(NULL, OP_HANDOFF), 0, CONSUMER_HANDOFF_DONE);
+	check_invariants();
+	ck_assert_int_eq(fop_count(NULL, OP_ACK), 1);
+	complete_all_ops();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	ck_assert_int_eq(live_tasks(), 1);
+	/* The sandbox finishes: the claim goes, the record with it. */
+	fi_gone(NS, name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	free(name);
+}
+END_TEST
+
+/* A claim that fails before the hand-off: dead letter, claim deleted. */
+static const struct {
+	const char	*name;
+	int		 deleting;	/* else terminal */
+	const char	*reason;
+} early_rows[] = {
+	{ "terminal before hand-off", 0, "claim.PodFailed" },
+	{ "deleting before hand-off", 1, "claim.deleted" },
+};
+
+START_TEST(test_claim_fails_before_handoff)
+{
+	struct freq	*r;
+	char		*name;
+
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	if (early_rows[_i].deleting)
+		srv_deleting(name);
+	else
+		srv_status(name, NULL, "False", "PodFailed");
+	fi_show(NS, name);
+	check_invariants();
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 1);
+	complete_all_ops();
+	finish_delete(name);
+	check_invariants();
+	ck_assert_int_eq(ledger[0].dead, 1);
+	ck_assert_str_eq(ledger[0].reason, early_rows[_i].reason);
+	ck_assert_int_eq(live_tasks(), 0);
+	free(name);
+}
+END_TEST
+
+/*
+ * Defect 1 (issue 12): the claim goes (deleted, being deleted, or
+ * terminal) while the task's hand-off is in flight.  No dead letter may
+ * start beside the hand-off; once it completes, a task that reached its
+ * sandbox has its message acked, one that did not is dead-lettered.
+ */
+enum claim_change { CC_DELETED, CC_DELETING, CC_TERMINAL };
+
+static const struct {
+	const char	*name;
+	enum claim_change change;
+	int		 others_first;	/* other completions before hand-off */
+	int		 handoff_err;	/* 0: the hand-off lands */
+	const char	*reason;	/* the dead letter's, when it fails */
+} gone_rows[] = {
+	{ "deleted, hand-off first", CC_DELETED, 0, 0, NULL },
+	{ "deleted, others first", CC_DELETED, 1, 0, NULL },
+	{ "deleted, hand-off fails", CC_DELETED, 0, -AS_ECONN,
+	    "claim.deleted" },
+	{ "deleting, hand-off first", CC_DELETING, 0, 0, NULL },
+	{ "deleting, others first", CC_DELETING, 1, 0, NULL },
+	{ "deleting, hand-off fails", CC_DELETING, 1, -AS_ECONN,
+	    "claim.deleted" },
+	{ "terminal, hand-off first", CC_TERMINAL, 0, 0, NULL },
+	{ "terminal, others first", CC_TERMINAL, 1, 0, NULL },
+	{ "terminal, hand-off fails", CC_TERMINAL, 0, -AS_ECONN,
+	    "claim.PodFailed" },
+};
+
+START_TEST(test_claim_gone_during_handoff)
+{
+	char		*name = to_handoff("qa", "t1", "sb-1");
+	struct fop	*op, *h = fop_find(NULL, OP_HANDOFF);
+	struct freq	*r;
+
+	switch (gone_rows[_i].change) {
+	case CC_DELETED:
+		fi_gone(NS, name);
+		break;
+	case CC_DELETING:
+		srv_deleting(name);
+		fi_show(NS, name);
+		break;
+	case CC_TERMINAL:
+		srv_status(name, "sb-1", "False", "PodFailed");
+		fi_show(NS, name);
+		break;
+	}
+	check_invariants();
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	if (gone_rows[_i].others_first) {
+		/* Whatever else is pending completes before the hand-off. */
+		while ((op = TAILQ_FIRST(&ops)) != NULL && op != h)
+			fop_complete(op, 0, 0);
+		if ((r = fk_find("DELETE", name)) != NULL)
+			finish_delete(name);
+		check_invariants();
+	}
+	fop_complete(h, gone_rows[_i].handoff_err, CONSUMER_HANDOFF_DONE);
+	check_invariants();
+	complete_all_ops();
+	if (fk_find("DELETE", name) != NULL)
+		finish_delete(name);
+	check_invariants();
+	if (gone_rows[_i].handoff_err == 0) {
+		ck_assert_int_eq(ledger[0].acked, 1);
+		ck_assert_int_eq(ledger[0].dead, 0);
+	} else {
+		ck_assert_int_eq(ledger[0].acked, 0);
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason, gone_rows[_i].reason);
+	}
+	ck_assert_int_eq(live_tasks(), 0);
+	free(name);
+}
+END_TEST
+
+/*
+ * Defect 4 (issue 12): task t1 of pool a is live when pool b (same
+ * namespace) takes a message with the same id.  b's message must end
+ * through b's consumer (a dead letter naming pool a), and nothing may go
+ * through a's: before, it joined a's task and was acked by a's consumer,
+ * and b leaked a window slot each time.
+ */
+enum a_stage { A_CLAIMING, A_RUNNING, A_RELEASING };
+
+static const struct {
+	const char	*name;
+	enum a_stage	 stage;
+} twin_rows[] = {
+	{ "pool a still claiming", A_CLAIMING },
+	{ "pool a running", A_RUNNING },
+	{ "pool a releasing", A_RELEASING },
+};
+
+START_TEST(test_same_id_two_pools)
+{
+	struct fcons	*a = fc_find("qa"), *b = fc_find("qb");
+	struct fop	*op;
+	char		*name = NULL;
+	int		 serial;
+
+	if (twin_rows[_i].stage == A_CLAIMING)
+		fc_deliver("qa", "t1", 0);
+	else {
+		name = to_handoff("qa", "t1", "sb-1");
+		complete_all_ops();		/* hand-off, then ack */
+		ck_assert_int_eq(ledger[0].acked, 1);
+	}
+	if (twin_rows[_i].stage == A_RELEASING) {
+		srv_status(name, "sb-1", "False", "PodSucceeded");
+		fi_show(NS, name);
+		ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	}
+	serial = fc_deliver("qb", "t1", 0);
+	check_invariants();
+	ck_assert_int_eq(fop_count(a, OP_HANDOFF) + fop_count(a, OP_ACK) +
+	    fop_count(a, OP_DL), 0);
+	ck_assert_ptr_nonnull(op = fop_find(b, OP_DL));
+	ck_assert_str_eq(op->reason, "task.duplicate");
+	ck_assert_msg(strstr(op->detail, NS "/a") != NULL, "detail %s",
+	    op->detail);
+	complete_all_ops();
+	ck_assert_int_eq(ledger[serial].dead, 1);
+	ck_assert_int_eq(b->outstanding, 0);
+	/* a's task goes on untouched. */
+	ck_assert_int_eq(live_tasks(), 1);
+	check_invariants();
+	free(name);
+}
+END_TEST
+
+/* A claim on the server for task id, named name, bound to sandbox. */
+static void
+srv_put_claim(const char *name, const char *id, const char *sandbox)
+{
+	char	 key[160], *doc;
+	cJSON	*obj;
+
+	doc = xasprintf("{\"metadata\":{\"name\":\"%s\",\"namespace\":"
+	    "\"" NS "\",\"labels\":{\"" TASK_LABEL_MANAGED "\":\""
+	    TASK_LABEL_MANAGED_VALUE "\",\"" TASK_LABEL_POOL "\":\"a\","
+	    "\"" TASK_LABEL_DEPTH "\":\"0\"},\"annotations\":{\""
+	    TASK_ANN_TASK_ID "\":\"%s\",\"" TASK_ANN_ROOT_ID "\":\"%s\"}}}",
+	    name, id, id);
+	ck_assert_ptr_nonnull(obj = cJSON_Parse(doc));
+	free(doc);
+	snprintf(key, sizeof key, "%s/%s", NS, name);
+	cJSON_AddItemToObject(server, key, obj);
+	if (sandbox != NULL)
+		srv_status(name, sandbox, "True", "DependenciesReady");
+}
+
+/*
+ * Defect 9 (issue 12): the claim name of t1 is taken by another task's
+ * claim (a collision, made on purpose under the old FNV names).  The POST
+ * gets 409, the GET shows the other task: t1 is dead-lettered
+ * claim.nameConflict and the other task's claim is never deleted.
+ */
+START_TEST(test_name_conflict_keeps_other_claim)
+{
+	struct freq	*r;
+	char		 name[CLAIM_NAME_MAX + 1], *body;
+
+	task_claim_name("a", NS, "t1", name);
+	srv_put_claim(name, "someone-else", "sb-9");
+	fi_show(NS, name);		/* rebuilt: a live task of its own */
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_null(srv_post(r, 0));	/* 409 */
+	ck_assert_ptr_nonnull(r = fk_find("GET", name));
+	body = cJSON_PrintUnformatted(srv_claim(NS, name));
+	fk_reply(r, 0, 200, body);
+	free(body);
+	ck_assert_ptr_null(fk_find("DELETE", name));
+	complete_all_ops();
+	ck_assert_ptr_null(fk_find("DELETE", name));
+	ck_assert_int_eq(ledger[0].dead, 1);
+	ck_assert_str_eq(ledger[0].reason, "claim.nameConflict");
+	ck_assert_int_eq(live_tasks(), 1);	/* someone-else's */
+	ck_assert_ptr_nonnull(srv_claim(NS, name));
+	check_invariants();
+}
+END_TEST
+
+/*
+ * Upgrade: a claim named by the old scheme ("-" and 16 hex digits of
+ * FNV-1a-64) is rebuilt from its labels and annotations, and the task's
+ * redelivered message joins it: no second claim under the new name.
+ */
+START_TEST(test_old_claim_name_adopted)
+{
+	static const char old[] = "a-07d98f71556c9ea4";
+	struct fop	*op;
+
+	srv_put_claim(old, "t1", "sb-1");
+	fi_show(NS, old);
+	ck_assert_int_eq(live_tasks(), 1);
+	fc_deliver("qa", "t1", 1);
+	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(op = fop_find(NULL, OP_HANDOFF));
+	ck_assert_str_eq(op->task, "t1");
+	complete_all_ops();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	fi_gone(NS, old);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+}
+END_TEST
+
+/*
+ * Randomized interleavings: each run is reproducible from its seed (the
+ * loop index) and bounded by RANDOM_STEPS.  Each step, chosen by the
+ * seeded generator, delivers a message (ids from a small set, on either
+ * pool, sometimes marked redelivered), completes one pending consumer
+ * operation or Kubernetes request (success or failure), or changes a claim
+ * and shows it to the informer; check_invariants() runs after every step.
+ * At the end the dispatcher is freed: every message must then be acked,
+ * dead-lettered or given back (freed), never two of them (ASan finds what
+ * is never freed).
+ */
+#define RANDOM_SEEDS	20
+#define RANDOM_STEPS	5000
+
+static uint64_t	 rng;
+
+static unsigned
+rnd(unsigned n)
+{
+	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return ((unsigned)(rng >> 33) % n);
+}
+
+static struct fop *
+fop_nth(unsigned n)
+{
+	struct fop	*op;
+
+	TAILQ_FOREACH(op, &ops, entry)
+		if (n-- == 0)
+			return (op);
+	return (NULL);
+}
+
+static struct freq *
+fk_nth(unsigned n)
+{
+	struct freq	*r;
+
+	TAILQ_FOREACH(r, &reqs, entry)
+		if (n-- == 0)
+			return (r);
+	return (NULL);
+}
+
+static unsigned
+count_ops(void)
+{
+	struct fop	*op;
+	unsigned	 n = 0;
+
+	TAILQ_FOREACH(op, &ops, entry)
+		n++;
+	return (n);
+}
+
+static unsigned
+count_reqs(void)
+{
+	struct freq	*r;
+	unsigned	 n = 0;
+
+	TAILQ_FOREACH(r, &reqs, entry)
+		n++;
+	return (n);
+}
+
+/* The name (borrowed from server) of a random claim, or NULL. */
+static const char *
+random_claim(void)
+{
+	cJSON	*c;
+	int	 n = cJSON_GetArraySize(server);
+
+	if (n == 0)
+		return (NULL);
+	c = cJSON_GetArrayItem(server, (int)rnd((unsigned)n));
+	return (claim_name_of(c));
+}
+
+static void
+random_op(void)
+{
+	struct fop	*op;
+	unsigned	 n = count_ops();
+
+	if (n == 0)
+		return;
+	op = fop_nth(rnd(n));
+	switch (op->kind) {
+	case OP_CHECK:
+		/* The marker is there only when the task was handed off. */
+		fop_complete(op, rnd(8) == 0 ? -AS_ECONN : 0,
+		    was_handed_off(op->c, op->task));
+		break;
+	case OP_HANDOFF:
+		fop_complete(op, rnd(6) == 0 ? -AS_ECONN : 0,
+		    was_handed_off(op->c, op->task) ?
+		    CONSUMER_HANDOFF_DUPLICATE : CONSUMER_HANDOFF_DONE);
+		break;
+	default:
+		fop_complete(op, rnd(8) == 0 ? -AS_ECONN : 0, 0);
+		break;
+	}
+}
+
+static void
+random_req(void)
+{
+	struct freq	*r;
+	char		 name[CLAIM_NAME_MAX + 1];
+	char		*made, *body;
+	unsigned	 n = count_reqs();
+
+	if (n == 0)
+		return;
+	r = fk_nth(rnd(n));
+	if (r->sdone != NULL) {
+		fk_reply(r, rnd(2) ? 0 : -AS_ESERVER, 0, NULL);
+		return;
+	}
+	as_strlcpy(name, strrchr(r->path, '/') + 1, sizeof name);
+	if (strcmp(r->method, "POST") == 0) {
+		if (rnd(5) == 0)
+			fk_reply(r, -AS_ESERVER, 500, "{}");
+		else if ((made = srv_post(r, 0)) != NULL) {
+			if (rnd(2))
+				fi_show(NS, made);
+			free(made);
+		}
+	} else if (strcmp(r->method, "GET") == 0) {
+		if (srv_claim(NS, name) == NULL)
+			fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+		else {
+			body = cJSON_PrintUnformatted(srv_claim(NS, name));
+			fk_reply(r, 0, 200, body);
+			free(body);
+		}
+	} else if (strcmp(r->method, "DELETE") == 0) {
+		if (rnd(5) == 0)
+			fk_reply(r, -AS_ESERVER, 500, "{}");
+		else if (srv_claim(NS, name) == NULL)
+			fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+		else {
+			srv_deleting(name);
+			fk_reply(r, 0, 200, "{}");
+			if (rnd(2))
+				fi_show(NS, name);
+			else
+				fi_gone(NS, name);
+		}
+	} else
+		ck_abort_msg("unexpected %s %s", r->method, r->path);
+}
+
+static void
+random_claim_change(void)
+{
+	const char	*name = random_claim();
+	char		 sb[80];
+
+	if (name == NULL)
+		return;
+	switch (rnd(6)) {
+	case 0:
+	case 1:
+		snprintf(sb, sizeof sb, "sb-%s", name);
+		srv_status(name, sb, "True", "DependenciesReady");
+		fi_show(NS, name);
+		break;
+	case 2:
+		srv_status(name, NULL, "False", "PodFailed");
+		fi_show(NS, name);
+		break;
+	case 3:
+		srv_deleting(name);
+		fi_show(NS, name);
+		break;
+	case 4:
+		fi_gone(NS, name);
+		break;
+	default:
+		fi_show(NS, name);
+		break;
+	}
+}
+
+START_TEST(test_random_interleavings)
+{
+	char		 id[16];
+	struct fcons	*c;
+	int		 step, i;
+
+	rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(_i + 1);
+	for (step = 0; step < RANDOM_STEPS; step++) {
+		switch (rnd(4)) {
+		case 0:
+			c = fc_find(rnd(2) ? "qa" : "qb");
+			if (c->outstanding >= c->window)
+				break;
+			snprintf(id, sizeof id, "t%u", rnd(8));
+			fc_deliver(c->queue, id, rnd(4) == 0);
+			break;
+		case 1:
+			random_op();
+			break;
+		case 2:
+			random_req();
+			break;
+		default:
+			random_claim_change();
+			break;
+		}
+		check_invariants();
+	}
+	ck_assert_int_gt(nhandoffs, 0);		/* it got somewhere */
+	dispatcher_free(disp);
+	disp = NULL;
+	for (i = 0; i < nmsgs; i++)
+		ck_assert_msg(ledger[i].acked + ledger[i].dead <= 1,
+		    "seed %d: message %d finished twice", _i, i);
+}
+END_TEST
+
+static Suite *
+dispatch_suite(void)
+{
+	Suite	*s = suite_create("dispatch");
+	TCase	*tc;
+
+	tc = tcase_create("state");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_happy_path);
+	tcase_add_loop_test(tc, test_claim_fails_before_handoff, 0,
+	    (int)AS_ARRAY_SIZE(early_rows));
+	tcase_add_loop_test(tc, test_claim_gone_during_handoff, 0,
+	    (int)AS_ARRAY_SIZE(gone_rows));
+	tcase_add_loop_test(tc, test_same_id_two_pools, 0,
+	    (int)AS_ARRAY_SIZE(twin_rows));
+	tcase_add_test(tc, test_name_conflict_keeps_other_claim);
+	tcase_add_test(tc, test_old_claim_name_adopted);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("random");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 600);
+	tcase_add_loop_test(tc, test_random_interleavings, 0, RANDOM_SEEDS);
+	suite_add_tcase(s, tc);
+	return (s);
+}
+
+int
+main(void)
+{
+	return (tu_run_suite(dispatch_suite()));
+}
