@@ -298,11 +298,13 @@ rconn_login(struct rabbitmq_conn *c, amqp_connection_state_t conn)
 	amqp_table_entry_t prop[2], caps[2];
 	amqp_table_t	 props;
 	struct timeval	 mtv;
-	char		*secret = NULL, err[320];
+	char		*secret = NULL, *user = NULL, err[320];
 	int		 rc, fd, flags;
 
-	if ((rc = rabbitmq_secret_read(&c->secret, c->user, c->down_at,
-	    &secret, err, sizeof err)) != 0) {
+	if ((rc = scaler_secret_user(&c->secret, c->down_at, &user, err,
+	    sizeof err)) != 0 || (rc = rabbitmq_secret_read(&c->secret,
+	    c->user, c->down_at, &secret, err, sizeof err)) != 0) {
+		as_secret_free(user, 0);
 		amqp_destroy_connection(conn);
 		rconn_down(c, rc, err);
 		return;
@@ -325,7 +327,8 @@ rconn_login(struct rabbitmq_conn *c, amqp_connection_state_t conn)
 	props.entries = prop;
 	reply = amqp_login_with_properties(conn, c->addr.vhost, 0,
 	    AMQP_DEFAULT_FRAME_SIZE, rabbitmq_amqp_heartbeat, &props,
-	    AMQP_SASL_METHOD_PLAIN, c->user, secret);
+	    AMQP_SASL_METHOD_PLAIN, user != NULL ? user : c->user, secret);
+	as_secret_free(user, 0);
 	if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
 		rc = rconn_login_error(c, &reply, secret, err, sizeof err);
 		amqp_destroy_connection(conn);

@@ -112,6 +112,7 @@ struct rmh_endpoint {
 	char			*ca_file;
 	int			 insecure;
 	char			*secret;	/* NULL until read */
+	char			*login;		/* the user, when from a Secret */
 	double			 secret_at;
 	struct httpc		*h;
 	unsigned		 refs;
@@ -239,7 +240,7 @@ static int
 rmh_secret_refresh(struct rmh_endpoint *ep, int force, char *err,
     size_t errlen)
 {
-	char	*secret;
+	char	*secret = NULL, *user = NULL;
 	double	 now = as_mono_now(), prev = ep->secret_at;
 	int	 changed, rc;
 
@@ -248,8 +249,10 @@ rmh_secret_refresh(struct rmh_endpoint *ep, int force, char *err,
 		return (0);
 	ep->secret_at = now;
 	/* A Secret must have been read since the last refresh. */
-	if ((rc = rabbitmq_secret_read(&ep->secret_src, ep->user, prev,
-	    &secret, err, errlen)) != 0) {
+	if ((rc = scaler_secret_user(&ep->secret_src, prev, &user, err,
+	    errlen)) != 0 || (rc = rabbitmq_secret_read(&ep->secret_src,
+	    ep->user, prev, &secret, err, errlen)) != 0) {
+		as_secret_free(user, 0);
 		if (rc == -AS_EAGAIN) {
 			ep->secret_at = prev;	/* ask again at the next poll */
 			return (ep->secret == NULL ? -1 : 0);
@@ -260,10 +263,17 @@ rmh_secret_refresh(struct rmh_endpoint *ep, int force, char *err,
 		    "the previous one: %s", ep->name, err);
 		return (0);
 	}
-	changed = ep->secret == NULL || strcmp(ep->secret, secret) != 0;
+	changed = ep->secret == NULL || strcmp(ep->secret, secret) != 0 ||
+	    (user != NULL && (ep->login == NULL ||
+	    strcmp(ep->login, user) != 0));
 	as_secret_free(ep->secret, 0);
 	ep->secret = secret;
-	httpc_set_basic(ep->h, ep->user, ep->secret);
+	if (user != NULL) {
+		as_secret_free(ep->login, 0);
+		ep->login = user;
+	}
+	httpc_set_basic(ep->h, ep->login != NULL ? ep->login : ep->user,
+	    ep->secret);
 	return (changed);
 }
 
@@ -655,6 +665,7 @@ rmh_endpoint_put(struct rmh_endpoint *ep)
 	httpc_free(ep->h);
 	rmh_rows_clear(ep);
 	as_secret_free(ep->secret, 0);
+	as_secret_free(ep->login, 0);
 	free(ep->user);
 	scaler_secret_clear(&ep->secret_src);
 	free(ep->ca_file);

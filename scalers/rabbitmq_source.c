@@ -179,6 +179,10 @@ rabbitmq_user(const struct scaler_source *src)
 {
 	const char	*u = rabbitmq_nonempty(src->username);
 
+	/* A label only: the name itself is read at each login. */
+	if (rabbitmq_nonempty(src->username_secret) != NULL ||
+	    rabbitmq_nonempty(src->username_file) != NULL)
+		return ("(the Secret's usernameKey)");
 	return (u != NULL ? u : "guest");
 }
 

@@ -801,7 +801,7 @@ redis_endpoint_conn_start(struct redis_endpoint_conn *c)
 {
 	struct redis_endpoint *ep = c->ep;
 	redisAsyncContext *ac;
-	char		*secret = NULL;
+	char		*secret = NULL, *user = NULL;
 	char		 cause[160];
 	int		 rc;
 
@@ -809,8 +809,11 @@ redis_endpoint_conn_start(struct redis_endpoint_conn *c)
 	if (c->ac != NULL)
 		return;
 	redis_endpoint_conn_reset(c);
-	if ((rc = scaler_secret_read(&ep->secret, c->down_at, &secret, cause,
-	    sizeof cause)) != 0) {
+	/* A user name (Redis 6 ACL) only from a Secret's usernameKey. */
+	if ((rc = scaler_secret_user(&ep->secret, c->down_at, &user, cause,
+	    sizeof cause)) != 0 || (rc = scaler_secret_read(&ep->secret,
+	    c->down_at, &secret, cause, sizeof cause)) != 0) {
+		as_secret_free(user, 0);
 		redis_endpoint_conn_fail(c, rc, cause);
 		return;
 	}
@@ -822,6 +825,7 @@ redis_endpoint_conn_start(struct redis_endpoint_conn *c)
 		if (ac != NULL)
 			redisAsyncFree(ac);
 		as_secret_free(secret, 0);
+		as_secret_free(user, 0);
 		redis_endpoint_conn_fail(c, -AS_ECONN, cause);
 		return;
 	}
@@ -834,11 +838,18 @@ redis_endpoint_conn_start(struct redis_endpoint_conn *c)
 	ev_timer_start(ep->loop, &c->connect_timer);
 	c->command_timer.repeat = ep->command_timeout;
 
-	if (secret != NULL) {
+	if (secret != NULL && user != NULL)
+		rc = redis_endpoint_conn_command(c,
+		    redis_endpoint_handshake_cb,
+		    (void *)(intptr_t)REDIS_ENDPOINT_TAG_AUTH, "AUTH %b %b",
+		    user, strlen(user), secret, strlen(secret));
+	else if (secret != NULL)
 		rc = redis_endpoint_conn_command(c,
 		    redis_endpoint_handshake_cb,
 		    (void *)(intptr_t)REDIS_ENDPOINT_TAG_AUTH, "AUTH %b",
 		    secret, strlen(secret));
+	as_secret_free(user, 0);
+	if (secret != NULL) {
 		c->secret = secret;	/* kept to redact the reply */
 		c->nhandshake += rc == 0;
 	}

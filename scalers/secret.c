@@ -38,6 +38,8 @@ scaler_secret_set(struct scaler_secret *s, const struct scaler_source *src)
 	s->file = secret_dup(src->password_file);
 	s->env = secret_dup(src->password_env);
 	s->ref = secret_dup(src->password_secret);
+	s->user_file = secret_dup(src->username_file);
+	s->user_ref = secret_dup(src->username_secret);
 }
 
 int
@@ -46,7 +48,9 @@ scaler_secret_same(const struct scaler_secret *s,
 {
 	return (secret_same(s->file, src->password_file) &&
 	    secret_same(s->env, src->password_env) &&
-	    secret_same(s->ref, src->password_secret));
+	    secret_same(s->ref, src->password_secret) &&
+	    secret_same(s->user_file, src->username_file) &&
+	    secret_same(s->user_ref, src->username_secret));
 }
 
 void
@@ -55,13 +59,9 @@ scaler_secret_clear(struct scaler_secret *s)
 	free(s->file);
 	free(s->env);
 	free(s->ref);
-	s->file = s->env = s->ref = NULL;
-}
-
-int
-scaler_secret_any(const struct scaler_secret *s)
-{
-	return (s->file != NULL || s->env != NULL || s->ref != NULL);
+	free(s->user_file);
+	free(s->user_ref);
+	s->file = s->env = s->ref = s->user_file = s->user_ref = NULL;
 }
 
 int
@@ -78,6 +78,51 @@ scaler_secret_check(const struct scaler_source *src, char *err,
 	return (0);
 }
 
+/* One value from a Secret (ref) or a file; *out stays NULL for neither. */
+static int
+secret_fetch(const char *ref, const char *file, double since, char **out,
+    char *err, size_t errlen)
+{
+	int	 rc;
+
+	*out = NULL;
+	if (ref != NULL) {
+		if ((rc = as_secret_lookup(ref, since, out, err, errlen)) != 0)
+			return (rc == -AS_EAGAIN ? rc : -AS_EAUTH);
+	} else if (file != NULL) {
+		if ((*out = as_read_secret(file, err, errlen)) == NULL)
+			return (-AS_EAUTH);
+	}
+	return (0);
+}
+
+/* Refuses an empty value: no broker takes one. */
+static int
+secret_nonempty_value(char **out, const char *what, const char *name,
+    char *err, size_t errlen)
+{
+	if (*out != NULL && **out == '\0') {
+		snprintf(err, errlen, "the %s (%s) is empty", what, name);
+		as_secret_free(*out, 0);
+		*out = NULL;
+		return (-AS_EAUTH);
+	}
+	return (0);
+}
+
+int
+scaler_secret_user(const struct scaler_secret *s, double since, char **out,
+    char *err, size_t errlen)
+{
+	int	 rc;
+
+	if ((rc = secret_fetch(s->user_ref, s->user_file, since, out, err,
+	    errlen)) != 0)
+		return (rc);
+	return (secret_nonempty_value(out, "user name", s->user_ref != NULL ?
+	    s->user_ref : s->user_file, err, errlen));
+}
+
 int
 scaler_secret_read(const struct scaler_secret *s, double since, char **out,
     char *err, size_t errlen)
@@ -86,13 +131,10 @@ scaler_secret_read(const struct scaler_secret *s, double since, char **out,
 	int		 rc;
 
 	*out = NULL;
-	if (s->ref != NULL) {
-		if ((rc = as_secret_lookup(s->ref, since, out, err,
+	if (s->ref != NULL || s->file != NULL) {
+		if ((rc = secret_fetch(s->ref, s->file, since, out, err,
 		    errlen)) != 0)
-			return (rc == -AS_EAGAIN ? rc : -AS_EAUTH);
-	} else if (s->file != NULL) {
-		if ((*out = as_read_secret(s->file, err, errlen)) == NULL)
-			return (-AS_EAUTH);
+			return (rc);
 	} else if (s->env != NULL) {
 		if ((v = getenv(s->env)) == NULL || *v == '\0') {
 			snprintf(err, errlen, "environment variable %s is "
@@ -102,14 +144,6 @@ scaler_secret_read(const struct scaler_secret *s, double since, char **out,
 		*out = xstrdup(v);
 	} else
 		return (0);
-	if (**out == '\0') {
-		snprintf(err, errlen, "the password (%s %s) is empty",
-		    s->ref != NULL ? "Secret" : s->file != NULL ? "file" :
-		    "variable", s->ref != NULL ? s->ref : s->file != NULL ?
-		    s->file : s->env);
-		as_secret_free(*out, 0);
-		*out = NULL;
-		return (-AS_EAUTH);
-	}
-	return (0);
+	return (secret_nonempty_value(out, "password", s->ref != NULL ?
+	    s->ref : s->file != NULL ? s->file : s->env, err, errlen));
 }

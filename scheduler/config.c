@@ -87,6 +87,9 @@ static const struct field secret_ref_fields[] = {
 	    "<secrets-dir>/<name>/<key>" },
 	{ "key", F_STRING, PO(source.secret_key), 1, 0, 0, 0, NULL, NULL,
 	    NULL, "key in the Secret holding the password ([-._a-zA-Z0-9]+)" },
+	{ "usernameKey", F_STRING, PO(source.secret_user_key), 0, 0, 0, 0,
+	    NULL, NULL, NULL, "key in the same Secret holding the user name "
+	    "(rabbitmq, or a Redis ACL user); instead of username" },
 	{ "namespace", F_STRING, PO(source.secret_ns), 0, 0, 0, 0, NULL, NULL,
 	    NULL, "CRD mode: another namespace, only for a Secret the "
 	    "administrator shares (--shared-secret)" },
@@ -630,12 +633,23 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 			    "'-', '.'), got \"%.64s\"", at, s->secret_name);
 			return (-AS_EINVAL);
 		}
-		if (!config_secret_key(s->secret_key)) {
+		if (!config_secret_key(s->secret_key) ||
+		    (s->secret_user_key != NULL &&
+		    !config_secret_key(s->secret_user_key))) {
 			config_path(at, sizeof at, path,
+			    config_secret_key(s->secret_key) ?
+			    "spec.source.authSecretRef.usernameKey" :
 			    "spec.source.authSecretRef.key");
 			snprintf(err, errlen, "%s: expected a Secret key "
 			    "([-._a-zA-Z0-9]+, not \".\" or \"..\"), got "
-			    "\"%.64s\"", at, s->secret_key);
+			    "\"%.64s\"", at, config_secret_key(s->secret_key) ?
+			    s->secret_user_key : s->secret_key);
+			return (-AS_EINVAL);
+		}
+		if (s->secret_user_key != NULL && s->username != NULL) {
+			config_path(at, sizeof at, path, "spec.source.username");
+			snprintf(err, errlen, "%s: give username or "
+			    "authSecretRef.usernameKey, not both", at);
 			return (-AS_EINVAL);
 		}
 	}
@@ -648,11 +662,14 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 			    "<secrets-dir>/<name>/<key>", at);
 			return (-AS_EINVAL);
 		}
+		if (secrets_dir == NULL)
+			secrets_dir = "/etc/agentscaler/secrets";
 		if (s->secret_name != NULL)
-			s->password_file = xasprintf("%s/%s/%s",
-			    secrets_dir != NULL ? secrets_dir :
-			    "/etc/agentscaler/secrets", s->secret_name,
-			    s->secret_key);
+			s->password_file = xasprintf("%s/%s/%s", secrets_dir,
+			    s->secret_name, s->secret_key);
+		if (s->secret_user_key != NULL)
+			s->username_file = xasprintf("%s/%s/%s", secrets_dir,
+			    s->secret_name, s->secret_user_key);
 		return (0);
 	}
 	if (s->password_file != NULL)
@@ -692,6 +709,9 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 		return (-AS_EINVAL);
 	}
 	s->password_secret = xasprintf("%s/%s", key, s->secret_key);
+	if (s->secret_user_key != NULL)
+		s->username_secret = xasprintf("%s/%s", key,
+		    s->secret_user_key);
 	return (0);
 }
 
@@ -837,6 +857,8 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		src.password_file = p->source.password_file;
 		src.password_env = p->source.password_env;
 		src.password_secret = p->source.password_secret;
+		src.username_file = p->source.username_file;
+		src.username_secret = p->source.username_secret;
 		src.ca_file = p->source.tls_ca_file;
 		src.insecure_skip_verify = p->source.tls_insecure;
 		if (st->validate(&src, e, sizeof e) != 0) {
@@ -1049,6 +1071,9 @@ config_free_pool(struct pool_config *p)
 	free(p->source.password_file);
 	free(p->source.password_env);
 	free(p->source.secret_ns);
+	free(p->source.secret_user_key);
+	free(p->source.username_file);
+	free(p->source.username_secret);
 	free(p->source.password_secret);
 	free(p->source.username);
 	free(p->source.tls_ca_file);
@@ -1323,6 +1348,8 @@ config_pool_source(const struct pool_config *c, struct scaler_source *src)
 	src->password_file = c->source.password_file;
 	src->password_env = c->source.password_env;
 	src->password_secret = c->source.password_secret;
+	src->username_file = c->source.username_file;
+	src->username_secret = c->source.username_secret;
 	src->count_in_flight = c->source.count_in_flight;
 	src->username = c->source.username;
 	src->ca_file = c->source.tls_ca_file;
@@ -1338,6 +1365,7 @@ config_same_source(const struct pool_config *a, const struct pool_config *b)
 	    SAME(source.queue) && SAME(source.processing_list) &&
 	    SAME(source.consumer_group) && SAME(source.password_file) &&
 	    SAME(source.password_env) && SAME(source.password_secret) &&
+	    SAME(source.username_file) && SAME(source.username_secret) &&
 	    SAME(source.username) &&
 	    SAME(source.tls_ca_file) &&
 	    a->source.tls_insecure == b->source.tls_insecure &&

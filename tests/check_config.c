@@ -166,6 +166,13 @@ static const struct crd_row {
 	    "\"key\":\"password\",\"namespace\":\"infra\"}"), 1, NULL,
 	    "infra/shared-redis/password" },
 	{ CRD_POOL("team-a", ""), 0, NULL, NULL },
+	{ CRD_POOL("team-a", ",\"authSecretRef\":{\"name\":\"r\",\"key\":\"pw\","
+	    "\"usernameKey\":\"../user\"}"), 0,
+	    "spec.source.authSecretRef.usernameKey: expected a Secret key",
+	    NULL },
+	{ CRD_POOL("team-a", ",\"username\":\"bob\",\"authSecretRef\":{"
+	    "\"name\":\"r\",\"key\":\"pw\",\"usernameKey\":\"user\"}"), 0,
+	    "give username or authSecretRef.usernameKey, not both", NULL },
 };
 
 START_TEST(test_crd_tenancy)
@@ -197,9 +204,40 @@ START_TEST(test_crd_tenancy)
 		else
 			ck_assert_str_eq(c->pools[0].source.password_secret,
 			    row->secret);
+		ck_assert_ptr_null(c->pools[0].source.username_secret);
 	}
 	cJSON_Delete(o);
 	config_free(c);
+}
+END_TEST
+
+/* usernameKey: the user name from the same Secret, in both modes. */
+START_TEST(test_username_key)
+{
+	const char *obj = CRD_POOL("team-a", ",\"authSecretRef\":{\"name\":"
+	    "\"rmq\",\"key\":\"password\",\"usernameKey\":\"user\"}");
+	const char *doc = "{\"pools\":[" CRD_POOL("team-a",
+	    ",\"authSecretRef\":{\"name\":\"rmq\",\"key\":\"password\","
+	    "\"usernameKey\":\"user\"}") "]}";
+	struct config_tenancy t = { NULL, 0, NULL, 0 };
+	struct config	*c = config_new(), *f;
+	cJSON		*o = cJSON_Parse(obj);
+	char		 err[512];
+
+	ck_assert_int_eq(config_add_pool(c, o, NULL, &t, "", err, sizeof err),
+	    0);
+	ck_assert_str_eq(c->pools[0].source.username_secret,
+	    "team-a/rmq/user");
+	ck_assert_str_eq(c->pools[0].source.password_secret,
+	    "team-a/rmq/password");
+	ck_assert_int_eq(config_parse(doc, strlen(doc), "/s", &f, err,
+	    sizeof err), 0);
+	ck_assert_str_eq(f->pools[0].source.username_file, "/s/rmq/user");
+	ck_assert_ptr_null(f->pools[0].source.username_secret);
+	ck_assert(!config_same_source(&c->pools[0], &f->pools[0]));
+	config_free(f);
+	config_free(c);
+	cJSON_Delete(o);
 }
 END_TEST
 
@@ -439,6 +477,7 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_crd_tenancy, 0,
 	    (int)AS_ARRAY_SIZE(crd_rows));
 	tcase_add_test(tc, test_file_mode_secret_names);
+	tcase_add_test(tc, test_username_key);
 	tcase_add_test(tc, test_default_resources);
 	tcase_add_loop_test(tc, test_bad, 0,
 	    (int)(sizeof bad_rows / sizeof bad_rows[0]));

@@ -732,6 +732,76 @@ write_pw(const char *path, const char *pw)
 }
 
 /*
+ * CRD mode's Secrets (as_secret_lookup): a stand-in provider serves the
+ * user name and the password; the first lookup of each answers -AS_EAGAIN
+ * as the store does while it reads, and a login waits for the value.
+ */
+static int	secret_lookups, secret_eagain;
+
+static int
+fake_secret(void *arg, const char *ref, double since, char **out, char *err,
+    size_t errlen)
+{
+	(void)arg;
+	(void)since;
+	secret_lookups++;
+	if (secret_eagain > 0) {
+		secret_eagain--;
+		snprintf(err, errlen, "reading Secret %s through the API", ref);
+		return (-AS_EAGAIN);
+	}
+	if (strcmp(ref, "ns/rmq/user") == 0 || strcmp(ref, "ns/rmq/pw") == 0) {
+		*out = xstrdup("guest");
+		return (0);
+	}
+	snprintf(err, errlen, "Secret %s has no such key", ref);
+	return (-AS_EAUTH);
+}
+
+START_TEST(test_auth_from_secret)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*a, *h;
+
+	tu_rabbit_need();
+	as_secret_provider(fake_secret, NULL);
+	secret_eagain = 2;
+	src = tu_amqp_source(amqp_url(""), "q");
+	src.username_secret = "ns/rmq/user";
+	src.password_secret = "ns/rmq/pw";
+	a = make(loop, &src);
+	res = poll_until(loop, a, -AS_ENOTFOUND, -1, -1);
+	ck_assert_msg(res.error == -AS_ENOTFOUND, "%d %s", res.error,
+	    res.errmsg);
+	src = tu_amqp_source(http_url(""), "q");
+	src.username_secret = "ns/rmq/user";
+	src.password_secret = "ns/rmq/pw";
+	h = make(loop, &src);
+	res = poll_until(loop, h, -AS_ENOTFOUND, -1, -1);
+	ck_assert_msg(res.error == -AS_ENOTFOUND, "%d %s", res.error,
+	    res.errmsg);
+	ck_assert_int_ge(secret_lookups, 4);
+	scaler_destroy(h);
+
+	/* A key the Secret lacks: an authentication error naming it. */
+	src = tu_amqp_source(amqp_url(""), "q");
+	src.username_secret = "ns/rmq/nouser";
+	src.password_secret = "ns/rmq/pw";
+	h = make(loop, &src);
+	res = poll_until(loop, h, -AS_EAUTH, -1, -1);
+	ck_assert_msg(res.error == -AS_EAUTH, "%d %s", res.error, res.errmsg);
+	ck_assert_msg(strstr(res.errmsg, "ns/rmq/nouser") != NULL, "%s",
+	    res.errmsg);
+	scaler_destroy(h);
+	scaler_destroy(a);
+	as_secret_provider(NULL, NULL);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+/*
  * Wrong credentials: -AS_EAUTH on both transports, the password in no
  * message and no log line.  A corrected password file is picked up: by the
  * next AMQP login, and by the HTTP retry after the 401.
@@ -1264,6 +1334,7 @@ rabbitmq_suite(void)
 	tcase_add_test(tc, test_http_pages);
 	tcase_add_test(tc, test_missing_vhost);
 	tcase_add_test(tc, test_auth);
+	tcase_add_test(tc, test_auth_from_secret);
 	tcase_add_test(tc, test_refused);
 	tcase_add_test(tc, test_amqp_connect_timeout);
 	tcase_add_test(tc, test_amqp_login_timeout);

@@ -29,6 +29,9 @@ struct pool_source_config {
 	char	*secret_name;		/* authSecretRef */
 	char	*secret_key;
 	char	*secret_ns;		/* authSecretRef.namespace (CRD mode) */
+	char	*secret_user_key;	/* authSecretRef.usernameKey */
+	char	*username_file;		/* file mode: from usernameKey */
+	char	*username_secret;	/* CRD mode: "ns/name/usernameKey" */
 	char	*password_file;		/* file mode: also from authSecretRef */
 	char	*password_env;
 	char	*password_secret;	/* CRD mode: "ns/name/key" of authSecretRef */

@@ -30,6 +30,8 @@ struct scaler_source {
 	const char	*password_env;	/* or from an environment variable */
 	const char	*password_secret; /* or a Secret's key read through the
 					   API, "ns/name/key" (CRD mode) */
+	const char	*username_file;	/* user name from a file (--config) */
+	const char	*username_secret; /* or a Secret's key (CRD mode) */
 	const char	*username;	/* rabbitmq user; NULL: guest */
 	const char	*ca_file;	/* TLS: CA bundle; NULL: system CAs */
 	int		 insecure_skip_verify;	/* TLS: do not verify (tests) */
@@ -112,6 +114,8 @@ struct scaler_secret {
 	char	*file;
 	char	*env;
 	char	*ref;
+	char	*user_file;	/* the user name, from the same Secret */
+	char	*user_ref;
 };
 
 void	 scaler_secret_set(struct scaler_secret *, const struct scaler_source *);
@@ -119,8 +123,6 @@ void	 scaler_secret_set(struct scaler_secret *, const struct scaler_source *);
 int	 scaler_secret_same(const struct scaler_secret *,
 	    const struct scaler_source *);
 void	 scaler_secret_clear(struct scaler_secret *);
-/* 1 when the source has a password. */
-int	 scaler_secret_any(const struct scaler_secret *);
 /* 0 or -AS_EINVAL when src names more than one password source. */
 int	 scaler_secret_check(const struct scaler_source *, char *err,
 	    size_t errlen);
@@ -132,6 +134,12 @@ int	 scaler_secret_check(const struct scaler_source *, char *err,
  * last failed attempt; 0 on the first connect), see as_secret_lookup().
  */
 int	 scaler_secret_read(const struct scaler_secret *, double since,
+	    char **out, char *err, size_t errlen);
+/*
+ * The user name when it comes from a Secret (authSecretRef.usernameKey):
+ * as scaler_secret_read(), *out NULL when the source names none.
+ */
+int	 scaler_secret_user(const struct scaler_secret *, double since,
 	    char **out, char *err, size_t errlen);
 
 #endif

@@ -213,6 +213,29 @@ class TenantSecretsTest(world.DaemonTestCase):
         self.assertNotIn("pw-one", d.logs())
         self.assertNotIn("pw-two", d.logs())
 
+    def test_user_name_from_the_secret(self):
+        """authSecretRef.usernameKey: a Redis 6 ACL user and its password,
+        both from the pool's Secret; the default user is switched off, so
+        only that user can read the queue."""
+        redis = world.Redis()
+        self.addCleanup(redis.stop)
+        admin = world.RespConn(redis.url)
+        self.addCleanup(admin.close)
+        admin.cmd("ACL", "SETUSER", "agents", "on", ">agents-pw", "~*", "&*", "+@all")
+        admin.cmd("ACL", "SETUSER", "default", "off")
+        self.create(secret("redis-acl", "team-a", user="agents", password="agents-pw"))
+        d = self.start_daemon(None)
+        code, out = self.create(ns_pool("p1", "team-a", redis.url, "q1", authSecretRef={
+            "name": "redis-acl", "key": "password", "usernameKey": "user"}))
+        self.assertEqual(code, 201, out)
+        user = world.RespConn(redis.url, password="agents-pw", username="agents")
+        self.addCleanup(user.close)
+        user.pipeline([("LPUSH", "q1", json.dumps({"id": "u-%d" % i})) for i in range(3)])
+        wait_for(lambda: self.kube.replicas("web", ns="team-a") == 3, 30,
+                 what="scaled as the Secret's ACL user")
+        self.assertNotIn("authentication failed", d.logs())
+        self.assertNotIn("agents-pw", d.logs())
+
 
 if __name__ == "__main__":
     unittest.main()
