@@ -885,11 +885,21 @@ req_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 		r->resp_too_big = 1;
 		return (0);	/* CURLE_WRITE_ERROR ends the transfer */
 	}
-	/* Doubling: a LIST of many MiB comes in 16 KiB pieces. */
+	/*
+	 * Doubling: a LIST of many MiB comes in 16 KiB pieces.  Not realloc:
+	 * a body may hold a Secret, and the old block is wiped before it goes
+	 * back to the allocator (as every body is when the request ends).
+	 */
 	if (r->resp_len + n + 1 > r->resp_cap) {
-		r->resp_cap = r->resp_cap * 2 > r->resp_len + n + 1 ?
+		size_t	 cap = r->resp_cap * 2 > r->resp_len + n + 1 ?
 		    r->resp_cap * 2 : r->resp_len + n + 1;
-		r->resp = xrealloc(r->resp, r->resp_cap);
+		char	*p = xmalloc(cap);
+
+		if (r->resp_len > 0)
+			memcpy(p, r->resp, r->resp_len);
+		as_secret_free(r->resp, r->resp_cap);
+		r->resp = p;
+		r->resp_cap = cap;
 	}
 	memcpy(r->resp + r->resp_len, ptr, n);
 	r->resp_len += n;
@@ -1074,7 +1084,7 @@ req_start(struct httpc_req *r)
 
 	if (c->prepare != NULL)
 		c->prepare(c, c->arg);
-	free(r->resp);
+	as_secret_free(r->resp, r->resp_cap);
 	r->resp = NULL;
 	r->resp_len = 0;
 	r->resp_cap = 0;
@@ -1323,7 +1333,7 @@ static void
 req_free(struct httpc_req *r)
 {
 	free(r->sbuf);
-	free(r->resp);
+	as_secret_free(r->resp, r->resp_cap);
 	free(r->method);
 	free(r->path);
 	free(r->url);
@@ -1351,7 +1361,7 @@ req_cancel(struct httpc_req *r)
 	case HTTPC_REQ_DONE:
 		return;
 	}
-	free(r->resp);
+	as_secret_free(r->resp, r->resp_cap);
 	r->resp = NULL;
 	r->resp_len = 0;
 	r->resp_cap = 0;
