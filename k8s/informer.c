@@ -897,80 +897,113 @@ inf_watch_start(struct informer *i)
 		    "request", INF_STEP_WATCH);
 }
 
-static void
-inf_watch_line(const char *line, size_t len, void *arg)
+enum watch_line
+watch_line_parse(const char *line, size_t len, struct watch_line_info *w)
 {
-	struct informer	*i = arg;
 	cJSON		*ev, *type, *obj, *code;
-	const char	*msg = NULL, *reason;
+	const char	*t, *reason;
+	enum watch_line	 kind;
 
-	i->depth++;
-	if (i->dead || i->req == NULL)
-		goto out;
-	i->watch_lines++;
+	memset(w, 0, sizeof *w);
 	if ((ev = cJSON_ParseWithLength(line, len)) == NULL) {
-		msg = "a watch event that is not JSON";
-		goto bad;
+		as_strlcpy(w->msg, "a watch event that is not JSON",
+		    sizeof w->msg);
+		return (WATCH_LINE_BAD);
 	}
 	type = cJSON_GetObjectItemCaseSensitive(ev, "type");
 	obj = cJSON_GetObjectItemCaseSensitive(ev, "object");
 	if (!cJSON_IsString(type) || !cJSON_IsObject(obj)) {
 		cJSON_Delete(ev);
-		msg = "a watch event without type or object";
-		goto bad;
+		as_strlcpy(w->msg, "a watch event without type or object",
+		    sizeof w->msg);
+		return (WATCH_LINE_BAD);
 	}
-	if (strcmp(type->valuestring, "ERROR") == 0) {
+	t = type->valuestring;
+	if (strcmp(t, "ADDED") == 0)
+		kind = WATCH_LINE_ADDED;
+	else if (strcmp(t, "MODIFIED") == 0)
+		kind = WATCH_LINE_MODIFIED;
+	else if (strcmp(t, "DELETED") == 0)
+		kind = WATCH_LINE_DELETED;
+	else if (strcmp(t, "BOOKMARK") == 0)
+		kind = WATCH_LINE_BOOKMARK;
+	else if (strcmp(t, "ERROR") == 0)
+		kind = WATCH_LINE_ERROR;
+	else {
+		cJSON_Delete(ev);
+		as_strlcpy(w->msg, "a watch event of an unknown type",
+		    sizeof w->msg);
+		return (WATCH_LINE_BAD);
+	}
+	cJSON_DetachItemViaPointer(ev, obj);
+	cJSON_Delete(ev);
+	w->obj = obj;
+	if (kind == WATCH_LINE_BOOKMARK)
+		w->rv = obj_rv(obj);
+	if (kind == WATCH_LINE_ERROR) {
 		code = cJSON_GetObjectItemCaseSensitive(obj, "code");
-		msg = obj_is_string(obj, "message") ?
-		    cJSON_GetObjectItemCaseSensitive(obj,
-		    "message")->valuestring : "no message";
 		reason = obj_is_string(obj, "reason") ?
 		    cJSON_GetObjectItemCaseSensitive(obj,
 		    "reason")->valuestring : "";
-		inf_stop_req(i);
+		w->code = cJSON_IsNumber(code) ? code->valuedouble : 0;
 		/* Older servers say Gone, newer Expired; both are 410. */
-		if ((cJSON_IsNumber(code) && code->valuedouble == 410) ||
-		    strcmp(reason, "Expired") == 0 ||
-		    strcmp(reason, "Gone") == 0) {
+		w->gone = w->code == 410 || strcmp(reason, "Expired") == 0 ||
+		    strcmp(reason, "Gone") == 0;
+		as_strlcpy(w->msg, obj_is_string(obj, "message") ?
+		    cJSON_GetObjectItemCaseSensitive(obj,
+		    "message")->valuestring : "no message", sizeof w->msg);
+	}
+	return (kind);
+}
+
+static void
+inf_watch_line(const char *line, size_t len, void *arg)
+{
+	struct informer	*i = arg;
+	struct watch_line_info w;
+	enum watch_line	 kind;
+	char		 text[600];
+
+	i->depth++;
+	if (i->dead || i->req == NULL)
+		goto out;
+	i->watch_lines++;
+	kind = watch_line_parse(line, len, &w);
+	switch (kind) {
+	case WATCH_LINE_BAD:
+		/* We may have missed a change: the cache is re-listed. */
+		inf_stop_req(i);
+		inf_fail(i, "WATCH", w.msg, INF_STEP_LIST);
+		break;
+	case WATCH_LINE_ERROR:
+		inf_stop_req(i);
+		if (w.gone) {
 			i->st.relists_gone++;
 			log_info("informer", "%s: watch from resourceVersion "
 			    "%s: 410 Gone (%s); re-listing", i->log_name,
-			    informer_resource_version(i), msg);
+			    informer_resource_version(i), w.msg);
 			inf_schedule(i, INF_STEP_LIST, 0.);
 		} else {
-			char	 text[512];
-
 			snprintf(text, sizeof text, "ERROR event %g: %s",
-			    cJSON_IsNumber(code) ? code->valuedouble : 0.,
-			    msg);
+			    w.code, w.msg);
 			inf_fail(i, "WATCH", text, INF_STEP_WATCH);
 		}
-		cJSON_Delete(ev);
-		goto out;
-	}
-	/* The stream works: whatever failed before is over. */
-	inf_recovered(i);
-	if (strcmp(type->valuestring, "BOOKMARK") == 0) {
+		break;
+	case WATCH_LINE_BOOKMARK:
+		/* The stream works: whatever failed before is over. */
+		inf_recovered(i);
 		i->st.bookmarks++;
-		inf_set_rv(i, obj_rv(obj));
-		cJSON_Delete(ev);
-		goto out;
+		inf_set_rv(i, w.rv);
+		break;
+	default:
+		inf_recovered(i);
+		inf_watch_event(i, kind == WATCH_LINE_ADDED ? "ADDED" :
+		    kind == WATCH_LINE_MODIFIED ? "MODIFIED" : "DELETED",
+		    w.obj);
+		w.obj = NULL;	/* the cache's now */
+		break;
 	}
-	if (strcmp(type->valuestring, "ADDED") != 0 &&
-	    strcmp(type->valuestring, "MODIFIED") != 0 &&
-	    strcmp(type->valuestring, "DELETED") != 0) {
-		cJSON_Delete(ev);
-		msg = "a watch event of an unknown type";
-		goto bad;
-	}
-	cJSON_DetachItemViaPointer(ev, obj);
-	inf_watch_event(i, type->valuestring, obj);
-	cJSON_Delete(ev);
-	goto out;
-bad:
-	/* We may have missed a change: the cache is re-listed. */
-	inf_stop_req(i);
-	inf_fail(i, "WATCH", msg, INF_STEP_LIST);
+	cJSON_Delete(w.obj);
 out:
 	inf_leave(i);
 }

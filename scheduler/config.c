@@ -92,7 +92,7 @@ static const struct field secret_ref_fields[] = {
 	    "(rabbitmq, or a Redis ACL user); instead of username" },
 	{ "namespace", F_STRING, PO(source.secret_ns), 0, 0, 0, 0, NULL, NULL,
 	    NULL, "CRD mode: another namespace, only for a Secret the "
-	    "administrator shares (--shared-secret)" },
+	    "administrator shares (--shared-secrets)" },
 	END_FIELDS
 };
 
@@ -695,7 +695,7 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 		if (!config_listed(key, crd->shared, crd->nshared)) {
 			snprintf(err, errlen, "%s: Secret %s is in another "
 			    "namespace and not one the administrator shares "
-			    "(--shared-secret); a pool may only use Secrets "
+			    "(--shared-secrets); a pool may only use Secrets "
 			    "of its own namespace %s", at, key, p->ns);
 			return (-AS_EINVAL);
 		}

@@ -82,4 +82,32 @@ const char	*informer_resource_version(const struct informer *);
 void		 informer_get_stats(const struct informer *,
 		    struct informer_stats *);
 
+/*
+ * Pure: one line of a watch stream.  Returns the kind of event; for
+ * ADDED/MODIFIED/DELETED *obj is the object, detached (the caller owns it),
+ * for BOOKMARK *rv is its resourceVersion (borrowed from *obj, which the
+ * caller frees too), for ERROR code and msg say what the server said.  A
+ * line that is not a watch event is WATCH_LINE_BAD with the reason in msg.
+ * Fuzzed (tests/fuzz/fuzz_watch.c).
+ */
+enum watch_line {
+	WATCH_LINE_BAD,
+	WATCH_LINE_ADDED,
+	WATCH_LINE_MODIFIED,
+	WATCH_LINE_DELETED,
+	WATCH_LINE_BOOKMARK,
+	WATCH_LINE_ERROR
+};
+
+struct watch_line_info {
+	struct cJSON	*obj;		/* the caller frees it; may be NULL */
+	const char	*rv;		/* BOOKMARK: borrowed from obj; or NULL */
+	double		 code;		/* ERROR: its code, 0 when none */
+	int		 gone;		/* ERROR: 410 Gone / Expired */
+	char		 msg[512];	/* ERROR and BAD */
+};
+
+enum watch_line	 watch_line_parse(const char *line, size_t len,
+		    struct watch_line_info *);
+
 #endif
