@@ -90,7 +90,8 @@ CHART_RBAC_TESTS = tests.integration.test_scale_redis \
 	tests.integration.test_dispatch_redis \
 	tests.integration.test_quota_runaway \
 	tests.integration.test_quota_charge \
-	tests.integration.test_crd
+	tests.integration.test_crd \
+	tests.integration.test_tenant_secrets
 chart-rbac: $(ASAN)/agentscaler
 	@if ! command -v kubectl >/dev/null; then \
 	    echo "chart-rbac: SKIPPED: kubectl is needed to parse the chart"; \
