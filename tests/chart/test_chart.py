@@ -51,7 +51,13 @@ EXPECTED_RULES = {
     ("extensions.agents.x-k8s.io", "sandboxclaims"): {"get", "list", "watch", "create",
                                                       "delete"},
     ("events.k8s.io", "events"): {"create", "patch"},
+    # secretAccess.mode cluster (the default): an AgentPool's authSecretRef,
+    # one named Secret of its namespace (issue 11)
+    ("", "secrets"): {"get"},
 }
+# The pool rules without Secrets (secretAccess.mode namespaces or none).
+POOL_RULES = {k: v for k, v in EXPECTED_RULES.items() if k != ("", "secrets")}
+SECRET_GET = [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
 
 
 
@@ -151,7 +157,9 @@ class DefaultValuesTest(unittest.TestCase):
             self.assertIn(a, args)
         # the CLI in the pod (kubectl exec ... agentscaler explain) finds it
         self.assertIn({"name": "AGENTSCALER_ADMIN_ADDR", "value": "127.0.0.1:9091"}, c["env"])
-        self.assertFalse([a for a in args if a.startswith(("--config", "--watch-namespace"))])
+        self.assertFalse([a for a in args if a.startswith(("--config", "--watch-namespace",
+                                                           "--secret-namespaces",
+                                                           "--shared-secrets"))])
         self.assertEqual(c["env"][0], {"name": "AGENTSCALER_INSTANCE", "valueFrom": {
             "fieldRef": {"fieldPath": "metadata.name"}}})
         # the admin port is no container port: loopback only
@@ -214,13 +222,16 @@ class DefaultValuesTest(unittest.TestCase):
              "resourceNames": ["agentscaler"], "verbs": ["get", "update"]}])
 
     def test_every_rule_is_commented(self):
-        """Each rule of the shared rules template has a comment above it."""
-        with open(os.path.join(CHART, "templates", "_rules.tpl")) as f:
-            lines = f.read().split("\n")
-        rules = [i for i, ln in enumerate(lines) if ln.startswith("- apiGroups:")]
-        self.assertEqual(len(rules), 8)
-        for i in rules:
-            self.assertTrue(lines[i - 1].startswith("# "), lines[i])
+        """Each rule of the shared rules template, and of the Secret Roles,
+        has a comment above it."""
+        for name, indent, count in (("_rules.tpl", "", 9), ("secret-roles.yaml", "  ", 2)):
+            with open(os.path.join(CHART, "templates", name)) as f:
+                lines = f.read().split("\n")
+            rules = [i for i, ln in enumerate(lines) if ln.startswith(indent + "- apiGroups:")]
+            with self.subTest(template=name):
+                self.assertEqual(len(rules), count)
+                for i in rules:
+                    self.assertTrue(lines[i - 1].startswith(indent + "# "), lines[i])
 
     def test_values_fully_commented(self):
         """Every option line of values.yaml has a comment right above it
@@ -252,6 +263,7 @@ class DefaultValuesTest(unittest.TestCase):
         self.assertIn("exec deploy/agentscaler -- agentscaler explain TASK-ID", self.notes)
         self.assertIn("port-forward deploy/agentscaler 9091", self.notes)
         self.assertIn("from namespace platform", self.notes)
+        self.assertIn("a pool may name a Secret of its own namespace", self.notes)
 
     def test_flags_known(self):
         """Every flag the chart passes is one of the daemon's (main.c's
@@ -328,9 +340,15 @@ class AllValuesTest(unittest.TestCase):
             ("Role", "prod-scaler", "agents"),
             ("Role", "prod-scaler", "agents-batch"),
             ("Role", "prod-scaler-leader-election", "agents-system"),
+            ("Role", "prod-scaler-secrets", "agents"),
+            ("Role", "prod-scaler-shared-secrets", "agents-batch"),
+            ("Role", "prod-scaler-shared-secrets", "platform"),
             ("RoleBinding", "prod-scaler", "agents"),
             ("RoleBinding", "prod-scaler", "agents-batch"),
             ("RoleBinding", "prod-scaler-leader-election", "agents-system"),
+            ("RoleBinding", "prod-scaler-secrets", "agents"),
+            ("RoleBinding", "prod-scaler-shared-secrets", "agents-batch"),
+            ("RoleBinding", "prod-scaler-shared-secrets", "platform"),
             ("Service", "prod-scaler-metrics", "agents-system"),
             ("ServiceAccount", "scaler-sa", "agents-system"),
             ("ServiceMonitor", "prod-scaler", "agents-system")]))
@@ -357,7 +375,10 @@ class AllValuesTest(unittest.TestCase):
                   "--log-format=text", "--log-level=debug",
                   "--kube-qps=50", "--kube-burst=100", "--kube-timeout=5.5",
                   "--kube-retries=3", "--resync-seconds=60",
-                  "--secrets-dir=/var/run/agentscaler/secrets"):
+                  "--secrets-dir=/var/run/agentscaler/secrets",
+                  "--secret-namespaces=agents",
+                  "--shared-secrets=platform/redis-shared,agents-batch/batch-redis,"
+                  "platform/rabbitmq-shared"):
             self.assertIn(a, c["args"])
         self.assertEqual(c["args"][-1], "--resync-seconds=90")          # extraArgs last
         self.assertIn({"name": "TZ", "value": "UTC"}, c["env"])
@@ -402,16 +423,47 @@ class AllValuesTest(unittest.TestCase):
 
     def test_namespaced_rbac(self):
         roles = [o for o in self.objs if o["kind"] == "Role" and
-                 not o["metadata"]["name"].endswith("leader-election")]
+                 o["metadata"]["name"] == "prod-scaler"]
         self.assertEqual(len(roles), 2)
         for r in roles:
-            self.assertEqual(flatten_rules(r["rules"]), EXPECTED_RULES)
+            # secretAccess.mode namespaces: no Secret in the pool rules
+            self.assertEqual(flatten_rules(r["rules"]), POOL_RULES)
         lease = [o for o in self.objs if o["kind"] == "Role" and
                  o["metadata"]["name"].endswith("leader-election")][0]
         self.assertEqual(lease["rules"][1]["resourceNames"], ["scaler-leader"])
         for b in (o for o in self.objs if o["kind"] == "RoleBinding"):
             self.assertEqual(b["subjects"], [{"kind": "ServiceAccount", "name": "scaler-sa",
                                               "namespace": "agents-system"}])
+
+    def test_secret_roles(self):
+        """secretAccess.mode namespaces: get on secrets in agents only;
+        secretAccess.shared: one Role per namespace, for the shared names
+        only; each bound to the ServiceAccount.  No other Secret rule."""
+        roles = {(o["metadata"]["namespace"], o["metadata"]["name"]): o["rules"]
+                 for o in self.objs if o["kind"] == "Role"}
+        self.assertEqual(roles[("agents", "prod-scaler-secrets")], SECRET_GET)
+        self.assertEqual(roles[("platform", "prod-scaler-shared-secrets")], [
+            {"apiGroups": [""], "resources": ["secrets"],
+             "resourceNames": ["redis-shared", "rabbitmq-shared"], "verbs": ["get"]}])
+        self.assertEqual(roles[("agents-batch", "prod-scaler-shared-secrets")], [
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["batch-redis"],
+             "verbs": ["get"]}])
+        secret_roles = {k for k, rules in roles.items()
+                        if any("secrets" in r["resources"] for r in rules)}
+        self.assertEqual(secret_roles, {("agents", "prod-scaler-secrets"),
+                                        ("platform", "prod-scaler-shared-secrets"),
+                                        ("agents-batch", "prod-scaler-shared-secrets")})
+        for b in self.objs:
+            if b["kind"] != "RoleBinding" or "secrets" not in b["metadata"]["name"]:
+                continue
+            with self.subTest(binding=(b["metadata"]["namespace"], b["metadata"]["name"])):
+                self.assertIn((b["metadata"]["namespace"], b["metadata"]["name"]), roles)
+                self.assertEqual(b["roleRef"], {"apiGroup": "rbac.authorization.k8s.io",
+                                                "kind": "Role",
+                                                "name": b["metadata"]["name"]})
+                self.assertEqual(b["subjects"], [{"kind": "ServiceAccount",
+                                                  "name": "scaler-sa",
+                                                  "namespace": "agents-system"}])
 
     def test_service_monitor_pdb_service(self):
         sm = one(self.objs, "ServiceMonitor")
@@ -444,6 +496,7 @@ class AllValuesTest(unittest.TestCase):
     def test_notes(self):
         self.assertIn("ConfigMap prod-scaler", self.notes)
         self.assertIn("/var/run/agentscaler/secrets/rabbitmq-auth/<key>", self.notes)
+        self.assertNotIn("Broker Secrets", self.notes)       # config.enabled: files
 
 
 @unittest.skipUnless(have_kubectl(), "kubectl not installed")
@@ -485,6 +538,64 @@ podDisruptionBudget:
                           "leader" in a])
         self.assertEqual(one(objs, "PodDisruptionBudget")["spec"]["minAvailable"], 1)
         self.assertNotIn("Lease", notes)
+
+    def test_secret_access(self):
+        """secretAccess with the pool rules in a ClusterRole: none drops the
+        Secret rule and tells the daemon (--secret-namespaces=), namespaces
+        moves it to Roles; shared adds its Roles in every mode; without
+        rbac.create the daemon still gets the flags."""
+        for text, cluster_secrets, arg, secret_roles, note in [
+            ("secretAccess:\n  mode: none\n", False, "--secret-namespaces=", [],
+             "no pool may name a Secret of its own namespace"),
+            ("secretAccess:\n  mode: namespaces\n  namespaces: [team-a, team-b]\n", False,
+             "--secret-namespaces=team-a,team-b",
+             [("team-a", "agentscaler-secrets", SECRET_GET),
+              ("team-b", "agentscaler-secrets", SECRET_GET)],
+             "a pool of team-a, team-b may name a Secret of its own namespace"),
+            ("secretAccess:\n  shared: [infra/redis]\n", True, None,
+             [("infra", "agentscaler-shared-secrets", [{
+                 "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["redis"],
+                 "verbs": ["get"]}])],
+             "Shared with every namespace (authSecretRef.namespace): infra/redis"),
+            ("secretAccess:\n  mode: none\n  shared: [infra/redis]\n", False,
+             "--secret-namespaces=",
+             [("infra", "agentscaler-shared-secrets", [{
+                 "apiGroups": [""], "resources": ["secrets"], "resourceNames": ["redis"],
+                 "verbs": ["get"]}])], "Shared with every namespace"),
+        ]:
+            with self.subTest(values=text):
+                _t, objs, notes = render([values_file(self.dir, text)])
+                self.assertIn(note, notes)
+                want = EXPECTED_RULES if cluster_secrets else POOL_RULES
+                self.assertEqual(flatten_rules(one(objs, "ClusterRole")["rules"]), want)
+                args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0][
+                    "args"]
+                self.assertEqual([a for a in args if a.startswith("--secret-namespaces")],
+                                 [arg] if arg else [])
+                self.assertEqual([a for a in args if a.startswith("--shared-secrets")],
+                                 ["--shared-secrets=infra/redis"] if "shared" in text else [])
+                got = [(o["metadata"]["namespace"], o["metadata"]["name"], o["rules"])
+                       for o in objs if o["kind"] == "Role" and "secrets" in
+                       o["metadata"]["name"]]
+                self.assertEqual(got, secret_roles)
+                self.assertEqual(sorted((o["metadata"]["namespace"], o["metadata"]["name"])
+                                        for o in objs if o["kind"] == "RoleBinding" and
+                                        "secrets" in o["metadata"]["name"]),
+                                 sorted((ns, n) for ns, n, _r in secret_roles))
+        # namespaced pool rules carry the Secret rule in mode cluster
+        _t, objs, _n = render([values_file(self.dir, "watchNamespace: team-a\nrbac:\n"
+                                           "  namespaced: true\n")])
+        role = [o for o in objs if o["kind"] == "Role" and
+                o["metadata"]["name"] == "agentscaler"]
+        self.assertEqual(flatten_rules(role[0]["rules"]), EXPECTED_RULES)
+        # rbac.create false: no Role, the flags all the same
+        _t, objs, _n = render([values_file(self.dir, "rbac:\n  create: false\nsecretAccess:\n"
+                                           "  mode: namespaces\n  namespaces: [a]\n"
+                                           "  shared: [b/c]\n")])
+        self.assertFalse([o for o in objs if o["kind"].endswith(("Role", "RoleBinding"))])
+        args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+        self.assertIn("--secret-namespaces=a", args)
+        self.assertIn("--shared-secrets=b/c", args)
 
     def test_custom_affinity_wins(self):
         f = values_file(self.dir, """
@@ -545,6 +656,20 @@ class RefusedValuesTest(unittest.TestCase):
          "needs the monitoring.coreos.com/v1 API"),
         ("metrics:\n  service:\n    enabled: false\n  serviceMonitor:\n    enabled: true\n",
          1, "metrics.serviceMonitor.enabled needs metrics.service.enabled"),
+        ("secretAccess:\n  mode: all\n", 1, 'secretAccess.mode: secretAccess.mode must be '
+         'one of the following: "cluster", "namespaces", "none"'),
+        ("secretAccess:\n  namespaces: [Team_A]\n", 1,
+         "secretAccess.namespaces.0: Does not match pattern"),
+        ("secretAccess:\n  shared: [redis-auth]\n", 1,
+         "secretAccess.shared.0: Does not match pattern"),
+        ("secretAccess:\n  shared: [a/b/c]\n", 1, "secretAccess.shared.0: Does not match"),
+        ("secretAccess:\n  shared: [/b]\n", 1, "secretAccess.shared.0: Does not match"),
+        ("secretAccess:\n  scope: all\n", 1,
+         "secretAccess: Additional property scope is not allowed"),
+        ("secretAccess:\n  mode: namespaces\n", 1,
+         "secretAccess.mode namespaces needs secretAccess.namespaces"),
+        ("secretAccess:\n  shared: [a/b, c/d, a/b]\n", 1,
+         "secretAccess.shared lists a/b twice"),
         ("config:\n  enabled: yes\n", 2, "'yes' is a boolean in YAML 1.1"),
         ("logLevel: [\n", 2, "unterminated flow collection"),
     ]
@@ -652,7 +777,7 @@ class ApplyToKubeSimTest(unittest.TestCase):
                          {"unchanged"}, r.stdout)
 
     def test_3_all_values(self):
-        self.namespaces("agents", "agents-batch", "agents-system")
+        self.namespaces("agents", "agents-batch", "agents-system", "platform")
         self.k.run("apply", "--validate=false", "-f", "-",
                    stdin=json.dumps(self.SERVICE_MONITOR_CRD))
         text, objs, _n = render([VALUES_ALL], name="prod", namespace="agents-system",
@@ -668,6 +793,11 @@ class ApplyToKubeSimTest(unittest.TestCase):
                        for o in json.loads(got)["items"])
         self.assertIn(("agents-batch", "Role", "prod-scaler"), names)
         self.assertIn(("agents-system", "RoleBinding", "prod-scaler-leader-election"), names)
+        self.assertIn(("platform", "Role", "prod-scaler-shared-secrets"), names)
+        shared = json.loads(self.k.run("-n", "platform", "get", "role",
+                                       "prod-scaler-shared-secrets", "-o", "json").stdout)
+        self.assertEqual(shared["rules"][0]["resourceNames"], ["redis-shared",
+                                                               "rabbitmq-shared"])
         rv = self.pdb_rv()
         r = self.apply(text)
         # kubectl always sends a PodDisruptionBudget's spec.selector (its Go
@@ -742,6 +872,10 @@ class ChartRbacTest(unittest.TestCase):
         self.world.create_namespace(k, "agentscaler")
         self.world.create_namespace(k, "team-a")
         k.create_deployment("web", ns="team-a")
+        code, obj = k.api("POST", "/api/v1/namespaces/team-a/secrets", {
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "redis-auth"},
+            "data": {"password": "czNjcjN0"}})
+        self.assertEqual(code, 201, obj)
         ext = "/apis/extensions.agents.x-k8s.io/v1beta1"
         allowed = [
             ("GET", "/apis/apps/v1/namespaces/team-a/deployments/web/scale", None),
@@ -766,6 +900,8 @@ class ChartRbacTest(unittest.TestCase):
                 "metadata": {"name": "agentscaler"}, "spec": {"holderIdentity": "a-0"}}),
             ("GET", "/apis/coordination.k8s.io/v1/namespaces/agentscaler/leases/agentscaler",
              None),
+            # an AgentPool's authSecretRef: one named Secret, read with get
+            ("GET", "/api/v1/namespaces/team-a/secrets/redis-auth", None),
         ]
         for method, path, body in allowed:
             with self.subTest(allowed=method + " " + path):
@@ -777,6 +913,9 @@ class ChartRbacTest(unittest.TestCase):
             ("GET", "/apis/apps/v1/namespaces/team-a/deployments/web"),
             ("PATCH", "/apis/apps/v1/namespaces/team-a/deployments/web"),
             ("GET", "/api/v1/namespaces/team-a/secrets"),
+            ("GET", "/api/v1/namespaces/team-a/secrets?watch=true"),
+            ("GET", "/api/v1/secrets"),
+            ("PUT", "/api/v1/namespaces/team-a/secrets/redis-auth"),
             ("PATCH", ext + "/namespaces/team-a/sandboxclaims/c1"),
             ("DELETE", ext + "/namespaces/team-a/sandboxwarmpools/p"),
             ("GET", ext + "/namespaces/team-a/sandboxtemplates"),
@@ -794,6 +933,57 @@ class ChartRbacTest(unittest.TestCase):
                 self.assertIn('User "system:serviceaccount:agentscaler:agentscaler" cannot',
                               obj["message"])
         self.assertEqual(len(self.kube.forbidden()), len(denied))
+
+    def test_secret_access_namespaces_and_shared(self):
+        """rbac_rules.py on secretAccess.mode namespaces with shared Secrets
+        in two namespaces: kube-sim, authorizing with the converted rules,
+        lets the ServiceAccount get a Secret of a listed namespace and the
+        shared names only."""
+        d = tempfile.mkdtemp(prefix="chart-rbac-")
+        self.addCleanup(shutil.rmtree, d, True)
+        values = values_file(d, "secretAccess:\n  mode: namespaces\n"
+                                "  namespaces: [team-a]\n"
+                                "  shared: [platform/redis, infra/rabbit, platform/amqp]\n")
+        user, rules, _objs = rbac_rules.chart_rbac(CHART, [values], namespace="agentscaler")
+        secret_rules = [r for r in rules if "secrets" in r["resources"]]
+        self.assertEqual(secret_rules, [
+            {"users": [user], "verbs": ["get"], "apiGroups": [""], "resources": ["secrets"],
+             "namespaces": ns, **({"resourceNames": names} if names else {})}
+            for ns, names in ((["team-a"], None), (["platform"], ["redis", "amqp"]),
+                              (["infra"], ["rabbit"]))])
+        self.assertEqual(flatten_rules([r for r in rules if r["namespaces"] == ["*"]]),
+                         POOL_RULES)
+        saved = self.world.CHART_RBAC, self.world._chart_rbac
+        self.world.CHART_RBAC, self.world._chart_rbac = True, (user, rules)
+        try:
+            kube = self.world.KubeSim("--no-sandbox-controller")
+        finally:
+            self.world.CHART_RBAC, self.world._chart_rbac = saved
+        try:
+            for ns, names in (("team-a", ["a", "b"]), ("team-b", ["a"]),
+                              ("platform", ["redis", "amqp", "other"]),
+                              ("infra", ["rabbit", "redis"])):
+                self.world.create_namespace(kube, ns)
+                for n in names:
+                    code, obj = kube.api("POST", "/api/v1/namespaces/%s/secrets" % ns, {
+                        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": n},
+                        "data": {"k": "dg=="}})
+                    self.assertEqual(code, 201, obj)
+            for path, want in (("team-a/secrets/a", 200), ("team-a/secrets/b", 200),
+                               ("team-b/secrets/a", 403), ("platform/secrets/redis", 200),
+                               ("platform/secrets/amqp", 200),
+                               ("platform/secrets/other", 403), ("infra/secrets/rabbit", 200),
+                               ("infra/secrets/redis", 403), ("team-a/secrets", 403),
+                               ("platform/secrets", 403)):
+                with self.subTest(path=path):
+                    code, _obj = self.world.http(
+                        "GET", kube.url + "/api/v1/namespaces/" + path,
+                        headers={"Authorization": "Bearer " + kube.sa_token})
+                    self.assertEqual(code, want)
+            self.assertEqual(len(kube.forbidden()), 5)
+        finally:
+            kube.chart_rbac = False     # the 403s above are expected
+            kube.stop()
 
     def test_zz_a_403_fails_the_run(self):
         # the world's check, on a kube-sim whose log holds 403s for the SA

@@ -57,6 +57,12 @@ class TemplateTest(unittest.TestCase):
         ("{{ \"a+b+c\" | replace \"+\" \"_\" }}", {}, "a_b_c"),
         ("{{ printf \"%d/%v/%q\" 3 .Values.f \"x\" }}", {"f": 0.25}, '3/0.25/"x"'),
         ("{{ contains \"cha\" \"chart\" }}", {}, "true"),
+        ("{{ join \",\" .Values.l }}|{{ join \",\" .Values.e }}|{{ join \",\" .Values.n }}",
+         {"l": ["a", 2.0, None, "b"], "e": [], "n": None}, "a,2,b||"),
+        ("{{ join \"-\" \"x\" }}", {}, "x"),
+        ("{{ splitList \"/\" \"ns/name\" | toJson }}|{{ index (splitList \"/\" \"a\") 0 }}",
+         {}, '["ns","name"]|a'),
+        ("{{ splitList \"/\" \"\" | len }}", {}, "1"),        # Go's strings.Split
         ("{{ and 1 \"\" 2 }}|{{ or 0 \"\" \"z\" }}|{{ not 0 }}", {}, "|z|true"),
         ("{{ eq .Values.s \"a\" \"b\" }}", {"s": "b"}, "true"),
         ("{{ ne .Values.s \"a\" }}", {"s": "a"}, "false"),

@@ -13,8 +13,8 @@ renderer provides (`.Capabilities.APIVersions.Has "v"`).
 Functions: Go's and, or (lazy), not, eq, ne, lt, le, gt, ge, len, index,
 print, printf (verbs %s %d %v %q %% only); Sprig's default, empty, quote,
 toString, toYaml, toJson, indent, nindent, trunc, trimSuffix, replace,
-contains, list, dict, hasKey, has, int, sha256sum; Helm's include, required,
-fail.
+contains, join, splitList, list, dict, hasKey, has, int, sha256sum; Helm's
+include, required, fail.
 
 Anything else (another function, break/continue, block, char literals,
 printf flags and widths, printing a map or list) is an error naming the file
@@ -596,6 +596,15 @@ def _has(needle, hay):
     return any(_kind(x) == _kind(needle) and x == needle for x in hay)
 
 
+def _join(sep, v):
+    """Sprig's join: the items of a list as text (nil items skipped), a
+    scalar as itself, nil as nothing; joined by sep."""
+    if v is None:
+        return ""
+    items = v if isinstance(v, list) else [v]
+    return strval(sep).join(strval(x) for x in items if x is not None)
+
+
 def _required(msg, v):
     if v is None or (isinstance(v, str) and v == ""):
         raise FailError(msg)
@@ -666,6 +675,8 @@ FUNCS = {
     "trimSuffix": lambda suf, s: s[:-len(suf)] if suf and s.endswith(suf) else s,
     "replace": lambda old, new, s: strval(s).replace(old, new),
     "contains": lambda sub, s: strval(sub) in strval(s),
+    "join": _join,
+    "splitList": lambda sep, s: strval(s).split(strval(sep)) if sep != "" else list(s),
     "list": lambda *a: list(a),
     "dict": _dict,
     "hasKey": lambda d, k: isinstance(d, dict) and k in d,

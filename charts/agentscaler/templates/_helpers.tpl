@@ -3,8 +3,9 @@ Named templates shared by the chart.  The chart keeps to a small subset of Go
 template and Sprig so that tools/chart-render can render it without helm
 (README there): actions if/else/with/range/define/include, variables, and the
 functions default, quote, toString, toYaml, toJson, nindent, printf, trunc,
-trimSuffix, replace, required, fail, contains, eq/ne/ge/gt, and/or/not, int,
-list, dict, hasKey, has, sha256sum, and .Capabilities.APIVersions.Has.
+trimSuffix, replace, required, fail, contains, join, splitList, eq/ne/ge/gt,
+lt, and/or/not, int, index, list, dict, hasKey, has, sha256sum, and
+.Capabilities.APIVersions.Has.
 */}}
 
 {{/* The chart name, at most 63 characters (a DNS label). */}}
@@ -97,6 +98,16 @@ it runs on every render.  Helm shows the message as the error.
 {{- end }}
 {{- if and .Values.rbac.namespaces (not (has .Values.watchNamespace .Values.rbac.namespaces)) }}
 {{- fail "rbac.namespaces must include watchNamespace" }}
+{{- end }}
+{{- end }}
+{{- if and (eq .Values.secretAccess.mode "namespaces") (not .Values.secretAccess.namespaces) }}
+{{- fail "secretAccess.mode namespaces needs secretAccess.namespaces: list the namespaces whose pools may read their own Secrets (or use mode none)" }}
+{{- end }}
+{{- range $i, $s := .Values.secretAccess.shared }}
+{{- range $j, $t := $.Values.secretAccess.shared }}
+{{- if and (lt $j $i) (eq $s $t) }}
+{{- fail (printf "secretAccess.shared lists %s twice" $s) }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}

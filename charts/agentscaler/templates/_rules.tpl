@@ -2,7 +2,9 @@
 The rules agentscaler needs in the namespaces it works in: exactly the verbs
 it uses, each with the reason.  Shared by the ClusterRole (rbac.namespaced
 false) and the namespaced Roles (rbac.namespaced true).  The Lease rules are
-in lease-role.yaml: they only ever apply to one namespace and one name.
+in lease-role.yaml: they only ever apply to one namespace and one name; the
+Secret rules of secretAccess.mode namespaces and secretAccess.shared are in
+secret-roles.yaml.
 */}}
 {{- define "agentscaler.rules" -}}
 # AgentPool and AgentQuota objects are the configuration: the informers list
@@ -47,4 +49,13 @@ in lease-role.yaml: they only ever apply to one namespace and one name.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if eq .Values.secretAccess.mode "cluster" }}
+# CRD mode: an AgentPool's source.authSecretRef names a Secret of the pool's
+# own namespace; get reads that one Secret when the daemon connects to the
+# broker.  Secrets are never listed or watched (secretAccess.mode namespaces
+# or none narrows or drops this rule).
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+{{- end }}
 {{- end }}
