@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <ev.h>
 
 #include "agentscaler/common.h"
 #include "agentscaler/k8s.h"
@@ -18,7 +17,6 @@
 
 #define SS_LOG		"secrets"
 #define SS_BUCKETS	1024
-#define SS_PRUNE_EVERY	60.0
 /* Seconds between reads of a Secret that could not be read. */
 #define SS_RETRY	1.0
 /* Seconds a connect waits for a read before the last copy serves. */
@@ -41,7 +39,7 @@ struct ss_entry {
 	int			 have;		/* a copy to serve */
 	double			 copy_at;	/* its read started then */
 	double			 tried_at;	/* the last read started */
-	double			 used_at;
+	uint64_t		 gen;		/* the last config naming it */
 	struct k8s_req		*req;		/* in flight */
 	char			 msg[224];	/* why nothing is served */
 	enum ss_result		 last;
@@ -49,9 +47,7 @@ struct ss_entry {
 
 struct secret_store {
 	struct k8s_client	*k8s;
-	struct ev_loop		*loop;
-	double			 idle;
-	ev_timer		 prune;
+	uint64_t		 gen;		/* of the config being applied */
 	struct ss_entry		*b[SS_BUCKETS];
 	size_t			 n;
 	uint64_t		 reads[SS_NRESULTS];
@@ -249,7 +245,7 @@ secret_store_want(struct secret_store *st, const char *ns, const char *name)
 
 	if ((e = ss_get(st, ns, strlen(ns), name, strlen(name))) == NULL)
 		return;
-	e->used_at = as_mono_now();
+	e->gen = st->gen;
 	if (!e->have && e->req == NULL)
 		ss_read(e);
 }
@@ -273,7 +269,6 @@ secret_store_lookup(void *arg, const char *ref, double since, char **out,
 		return (-AS_EINVAL);
 	}
 	key = s2 + 1;
-	e->used_at = now;
 	/*
 	 * The copy serves when it was read (its read started) after since.
 	 * Otherwise read it again, unless a read that failed is that recent
@@ -305,41 +300,39 @@ secret_store_lookup(void *arg, const char *ref, double since, char **out,
 	return (-AS_EAUTH);
 }
 
-/* Forgets the Secrets nobody asked for in idle seconds. */
-static void
-ss_prune_cb(struct ev_loop *loop, ev_timer *w, int revents)
+void
+secret_store_begin(struct secret_store *st)
 {
-	struct secret_store *st = w->data;
+	st->gen++;
+}
+
+/* Forgets (and wipes) the Secrets no pool of the config names. */
+void
+secret_store_end(struct secret_store *st)
+{
 	struct ss_entry	**pp, *e;
-	double		 now = as_mono_now();
 	size_t		 i;
 
-	(void)loop;
-	(void)revents;
 	for (i = 0; i < SS_BUCKETS; i++)
 		for (pp = &st->b[i]; (e = *pp) != NULL;) {
-			if (e->req != NULL || now - e->used_at < st->idle) {
+			if (e->gen == st->gen) {
 				pp = &e->next;
 				continue;
 			}
 			*pp = e->next;
 			st->n--;
+			if (e->req != NULL)	/* done runs now, cancelled */
+				k8s_req_cancel(e->req);
 			ss_entry_free(e);
 		}
 }
 
 struct secret_store *
-secret_store_new(struct k8s_client *k8s, double idle)
+secret_store_new(struct k8s_client *k8s)
 {
 	struct secret_store *st = xcalloc(1, sizeof *st);
 
 	st->k8s = k8s;
-	st->loop = k8s_client_loop(k8s);
-	st->idle = idle > 0 ? idle : 600;
-	ev_timer_init(&st->prune, ss_prune_cb, SS_PRUNE_EVERY,
-	    SS_PRUNE_EVERY);
-	st->prune.data = st;
-	ev_timer_start(st->loop, &st->prune);
 	return (st);
 }
 
@@ -351,7 +344,6 @@ secret_store_free(struct secret_store *st)
 
 	if (st == NULL)
 		return;
-	ev_timer_stop(st->loop, &st->prune);
 	for (i = 0; i < SS_BUCKETS; i++)
 		for (e = st->b[i]; e != NULL; e = next) {
 			next = e->next;

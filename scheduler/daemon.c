@@ -1075,7 +1075,11 @@ daemon_crd_apply(void *arg, struct config *c)
 	const struct pool_config *p;
 	size_t		 i;
 
-	/* Read the pools' Secrets now, so their first connect finds them. */
+	/*
+	 * Read the pools' Secrets now, so their first connect finds them;
+	 * forget those no pool names any more.
+	 */
+	secret_store_begin(d->secrets);
 	for (i = 0; i < c->npools; i++) {
 		p = &c->pools[i];
 		if (p->source.password_secret != NULL)
@@ -1083,6 +1087,7 @@ daemon_crd_apply(void *arg, struct config *c)
 			    NULL ? p->source.secret_ns : p->ns,
 			    p->source.secret_name);
 	}
+	secret_store_end(d->secrets);
 	daemon_apply(d, c);
 }
 
@@ -1241,7 +1246,7 @@ daemon_run(const struct daemon_options *opts)
 		 * Broker credentials come from Secrets of the pools' own
 		 * namespaces, through the API (secret_store.h).
 		 */
-		d.secrets = secret_store_new(d.k8s, 0);
+		d.secrets = secret_store_new(d.k8s);
 		as_secret_provider(secret_store_lookup, d.secrets);
 		copts.instance = opts->instance;
 		copts.leading = &d.leading;

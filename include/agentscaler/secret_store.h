@@ -16,8 +16,10 @@
  * of that one object: RBAC `get` on secrets, nothing listed or watched.
  *
  * Values live in this process only, are wiped when replaced or forgotten,
- * and are never logged.  Secrets not asked for in idle seconds are
- * forgotten.
+ * and are never logged.  A Secret is held while a pool of the config
+ * names it: each config is announced with secret_store_begin(),
+ * secret_store_want() for each Secret it names, secret_store_end(), which
+ * forgets the others.
  *
  * Ownership: the store borrows the client, which must outlive it.
  */
@@ -31,13 +33,17 @@ struct k8s_client;
 struct secret_store;
 struct as_buf;
 
-/* idle: seconds after which a Secret nobody asked for is forgotten (0: 600). */
-struct secret_store *secret_store_new(struct k8s_client *, double idle);
+struct secret_store *secret_store_new(struct k8s_client *);
 /* Cancels reads in flight, wipes every value, frees; NULL is fine. */
 void	 secret_store_free(struct secret_store *);
-/* Starts reading ns/name unless a copy or a read is there (config apply). */
+/*
+ * A new config: begin, then want each Secret it names (read at once unless
+ * a copy or a read is there), then end, which forgets and wipes the rest.
+ */
+void	 secret_store_begin(struct secret_store *);
 void	 secret_store_want(struct secret_store *, const char *ns,
 	    const char *name);
+void	 secret_store_end(struct secret_store *);
 /* An as_secret_lookup_fn; arg is the store. */
 int	 secret_store_lookup(void *arg, const char *ref, double since,
 	    char **out, char *err, size_t errlen);
