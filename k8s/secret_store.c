@@ -194,20 +194,30 @@ ss_read(struct ss_entry *e)
 		    "request was refused", e->id);
 }
 
-/* Names and namespaces reach a URL path: DNS-1123 characters only. */
+/*
+ * Names and namespaces reach a URL path: DNS-1123 subdomains only (labels
+ * of [a-z0-9-] that start and end alphanumeric), so no "." or ".." either.
+ */
 static int
 ss_valid_name(const char *s, size_t len)
 {
 	size_t	 i;
+	int	 an, prev_an = 0;
 
 	if (len == 0 || len > 253)
 		return (0);
-	for (i = 0; i < len; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') ||
-		    (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
-		    s[i] == '.'))
+	for (i = 0; i < len; i++) {
+		an = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9');
+		if (!an && s[i] != '-' && s[i] != '.')
 			return (0);
-	return (1);
+		/* A label starts and ends alphanumeric. */
+		if (s[i] == '.' && !prev_an)
+			return (0);
+		if (s[i] == '-' && (i == 0 || s[i - 1] == '.'))
+			return (0);
+		prev_an = an;
+	}
+	return (prev_an);
 }
 
 static struct ss_entry *
