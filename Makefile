@@ -38,7 +38,7 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 all: $(REL)/agentscaler
 
 define build_rules
-$(1)/%.o: %.c $$(wildcard include/agentscaler/*.h) Makefile
+$(1)/%.o: %.c $$(wildcard include/agentscaler/*.h scheduler/*.h) Makefile
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(2) -c $$< -o $$@
 $(1)/libagentscaler.a: $$(call objs,$(1),$$(LIB_SRCS))

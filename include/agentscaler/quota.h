@@ -4,7 +4,7 @@
  * One struct quota_ns per namespace holds what is live there: sandboxes,
  * resource sums, live trees (one per root task) with their live task count,
  * spawn token bucket and sandbox-seconds budget, and live children per task.
- * The dispatcher (scheduler/dispatch.c) derives lineage (root, depth,
+ * The dispatcher (scheduler/dispatch_ns.c) derives lineage (root, depth,
  * parent) from its own records, asks quota_check() before making a claim,
  * then reports the outcome with quota_admit() / quota_release().  Time is
  * always passed in (monotonic seconds); nothing here does I/O or reads a

@@ -1,0 +1,494 @@
+/*
+ * dispatch_claim.c: a task's SandboxClaim: the POST (a 409 adopts the claim
+ * an earlier attempt made), the GET of an adopted one, the foreground
+ * DELETE; the claim as the namespace's informer shows it, which at start
+ * rebuilds the task table from our claims; and the sweep: retries,
+ * readyTimeoutSeconds, the TTL backstop, sizing and template reads.
+ *
+ * Ownership: a request in flight is t->req and holds its task; its
+ * completion clears t->req first.  An informer event that comes while the
+ * claim's POST is in flight is not applied; the completion catches up from
+ * the informer's cache (dtask_apply_cached).  A claim whose task id is not
+ * the task's is never deleted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/informer.h"
+#include "agentscaler/k8s.h"
+#include "agentscaler/log.h"
+#include "agentscaler/quota.h"
+#include "agentscaler/task.h"
+#include "agentscaler/warmpool.h"
+
+#include "dispatch_int.h"
+
+#define TTL_GRACE	30.0	/* s past shutdownTime before we delete */
+
+static struct dpool *
+dns_pool_by_name(struct dns *ns, const char *name)
+{
+	struct dpool	*p;
+	char		 label[64];
+
+	/* name is the claim's pool label: compare reduced forms. */
+	LIST_FOREACH(p, &ns->d->pools, entry) {
+		if (p->ns != ns)
+			continue;
+		task_pool_label(p->cfg->name, label);
+		if (strcmp(label, name) == 0)
+			return (p);
+	}
+	return (NULL);
+}
+
+static void
+delete_done(const struct k8s_response *r, void *arg)
+{
+	struct dtask	*t = arg;
+
+	t->req = NULL;
+	if (r->err == -AS_ECANCELED || t->doomed) {
+		if (t->doomed)
+			dtask_maybe_free(t);
+		return;
+	}
+	if (r->err == 0 || r->err == -AS_ENOTFOUND) {
+		/* The DELETED event frees the record; 404: it is gone. */
+		if (r->err == -AS_ENOTFOUND)
+			dtask_maybe_free(t);
+		return;
+	}
+	log_warn("dispatch", "%s/%s: cannot delete claim, retrying: %s",
+	    t->ns->name, t->claim, r->message);
+	t->retry_at = as_mono_now() + as_backoff(0.5, 30, t->attempts++);
+}
+
+/* Deletes the claim (if any) and lets the record go with it. */
+void
+dtask_release(struct dtask *t)
+{
+	char	 path[512];
+
+	dtask_set_state(t, T_RELEASING);
+	t->retry_at = 0;
+	if (!t->claim_exists) {
+		dtask_maybe_free(t);
+		return;
+	}
+	if (t->req != NULL)
+		return;		/* a retry or the DELETED event follows */
+	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/sandboxclaims/%s",
+	    t->ns->name, t->claim);
+	/*
+	 * Foreground: the claim goes (and its DELETED event comes) only once
+	 * its Sandbox is gone, so the quota never frees a sandbox that still
+	 * exists (ref/agent-sandbox-api.md section 9, step 5).
+	 */
+	t->req = t->ns->d->ops->request(t->ns->d->k8s, "DELETE", path,
+	    "application/json", "{\"propagationPolicy\":\"Foreground\"}",
+	    delete_done, t);
+	if (t->req == NULL)
+		t->retry_at = as_mono_now() + 1;
+}
+
+/* The claim as the informer or a response shows it. */
+
+static void
+dtask_ready(struct dtask *t, const struct claim_view *v)
+{
+	struct dpool	*p = t->pool;
+	double		 lat = -1;
+
+	as_strlcpy(t->sandbox, v->sandbox, sizeof t->sandbox);
+	t->launch = strcmp(v->sandbox, v->name) == 0 ? L_COLD : L_WARM;
+	if (t->t_claim > 0)
+		lat = as_mono_now() - t->t_claim;
+	else if (v->requested_at > 0)
+		lat = as_wall_now() - v->requested_at;
+	if (p != NULL) {
+		if (t->launch == L_COLD) {
+			p->claims_cold++;
+			if (lat >= 0) {
+				dispatch_hist_add(&p->ready_cold, lat);
+				warmpool_cold_sample(&p->ws, &p->wp, lat);
+			}
+		} else {
+			p->claims_warm++;
+			if (lat >= 0)
+				dispatch_hist_add(&p->ready_warm, lat);
+		}
+	}
+	if (t->msg != NULL)
+		dtask_handoff(t);
+	else
+		/*
+		 * Known from the claim only: its message was acked before a
+		 * restart (handed off), or comes back and joins then.
+		 */
+		dtask_set_state(t, T_RUNNING);
+}
+
+static void
+dtask_apply(struct dtask *t, const struct claim_view *v)
+{
+	char	 reason[96];
+
+	t->claim_exists = 1;
+	if (v->shutdown_time > 0)
+		t->shutdown_time = v->shutdown_time;
+	if (v->sandbox[0] != '\0')
+		as_strlcpy(t->sandbox, v->sandbox, sizeof t->sandbox);
+	if (t->st == T_RELEASING || t->doomed)
+		return;
+	if (v->finished) {
+		if (t->msg != NULL && !t->handed_off)
+			dtask_fail(t, "claim.finishedBeforeHandoff",
+			    "the sandbox finished before the task reached it");
+		else
+			dtask_release(t);
+		return;
+	}
+	if (task_claim_terminal(v) || v->deleting) {
+		if (t->pool != NULL && !t->handed_off)
+			t->pool->claims_failed++;
+		snprintf(reason, sizeof reason, "claim.%s", v->deleting ?
+		    "deleted" : v->ready_reason);
+		dtask_fail(t, reason, v->deleting ? "the claim is being "
+		    "deleted" : v->ready_message);
+		return;
+	}
+	if (t->st == T_WAITING && v->sandbox[0] != '\0' && v->ready == 1)
+		dtask_ready(t, v);
+}
+
+/*
+ * The informer may have seen the claim change while our request was in
+ * flight (its events are not applied then): catch up from its cache.
+ */
+static void
+dtask_apply_cached(struct dtask *t)
+{
+	const cJSON	*obj;
+	struct claim_view v;
+	char		 err[128];
+
+	if (t->doomed || t->st == T_RELEASING || t->ns->claims == NULL)
+		return;
+	obj = t->ns->d->ops->informer_get(t->ns->claims, t->ns->name, t->claim);
+	if (obj != NULL && task_claim_parse(obj, &v, err, sizeof err) == 0 &&
+	    strcmp(v.task_id, t->id) == 0)
+		dtask_apply(t, &v);
+}
+
+/* Claim creation. */
+
+static void
+get_done(const struct k8s_response *r, void *arg)
+{
+	struct dtask	*t = arg;
+	struct claim_view v;
+	cJSON		*obj;
+	char		 err[128];
+
+	t->req = NULL;
+	if (r->err == -AS_ECANCELED || t->doomed) {
+		if (t->doomed)
+			dtask_maybe_free(t);
+		return;
+	}
+	if (r->err == -AS_ENOTFOUND) {
+		dtask_claim(t);		/* gone in between: make it again */
+		return;
+	}
+	obj = r->err == 0 ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
+	if (obj == NULL || task_claim_parse(obj, &v, err, sizeof err) != 0) {
+		cJSON_Delete(obj);
+		t->retry_at = as_mono_now() + as_backoff(0.2, 10,
+		    t->attempts++);
+		return;
+	}
+	cJSON_Delete(obj);
+	if (strcmp(v.task_id, t->id) != 0) {
+		/* Not ours (post_done assumed it was): never delete it. */
+		t->claim_exists = 0;
+		dtask_fail(t, "claim.nameConflict", "a claim of this name "
+		    "exists for another task");
+		return;
+	}
+	dtask_set_state(t, T_WAITING);
+	dtask_apply(t, &v);
+	dtask_apply_cached(t);
+}
+
+static void
+post_done(const struct k8s_response *r, void *arg)
+{
+	struct dtask	*t = arg;
+	struct claim_view v;
+	cJSON		*obj;
+	char		 err[128], path[512];
+
+	t->req = NULL;
+	if (r->err == -AS_ECANCELED || t->doomed) {
+		if (t->doomed)
+			dtask_maybe_free(t);
+		return;
+	}
+	if (r->err == 0) {
+		t->claim_exists = 1;
+		t->attempts = 0;
+		dtask_set_state(t, T_WAITING);
+		obj = cJSON_ParseWithLength(r->body, r->body_len);
+		if (obj != NULL && task_claim_parse(obj, &v, err,
+		    sizeof err) == 0)
+			dtask_apply(t, &v);
+		cJSON_Delete(obj);
+		dtask_apply_cached(t);
+		return;
+	}
+	if (r->err == -AS_ECONFLICT) {
+		/* An earlier attempt made it: adopt (DESIGN.md 7 step 4). */
+		t->claim_exists = 1;
+		snprintf(path, sizeof path, CLAIMS_API
+		    "/namespaces/%s/sandboxclaims/%s", t->ns->name, t->claim);
+		t->req = t->ns->d->ops->request(t->ns->d->k8s, "GET", path,
+		    NULL, NULL, get_done, t);
+		if (t->req == NULL)
+			t->retry_at = as_mono_now() + 1;
+		return;
+	}
+	if ((r->code == 400 || r->code == 422 || r->code == 404) &&
+	    t->pool != NULL) {
+		dtask_fail(t, "claim.rejected", r->message);
+		return;
+	}
+	/*
+	 * 403 (RBAC, or a ResourceQuota counting claims), 5xx after the
+	 * client's retries, timeouts: ours to fix, not the task's; keep the
+	 * message and try again, until readyTimeoutSeconds.
+	 */
+	if (t->attempts == 0 && t->pool != NULL)
+		log_warn("dispatch", "%s: cannot create claim %s for task %s, "
+		    "will retry: %s", t->pool->id, t->claim, t->id, r->message);
+	t->retry_at = as_mono_now() + as_backoff(0.5, 10, t->attempts++);
+}
+
+void
+dtask_claim(struct dtask *t)
+{
+	struct dpool	*p = t->pool;
+	struct claim_spec cs;
+	char		 path[512];
+	char		*body;
+	size_t		 len;
+
+	dtask_set_state(t, T_CLAIMING);
+	t->retry_at = 0;
+	if (p == NULL) {
+		dtask_release(t);
+		return;
+	}
+	memset(&cs, 0, sizeof cs);
+	cs.ns = t->ns->name;
+	cs.name = t->claim;
+	cs.pool = p->cfg->name;
+	cs.warm_pool = p->cfg->warm_pool;
+	cs.task_id = t->id;
+	cs.parent_id = t->parent;
+	cs.root_id = t->root;
+	cs.depth = t->depth;
+	cs.traceparent = NULL;
+	cs.instance = p->d->instance;
+	cs.wall_now = as_wall_now();
+	cs.ttl_seconds = p->cfg->claim_ttl_seconds;
+	if (t->traceparent[0] != '\0')
+		cs.traceparent = t->traceparent;
+	cs.resources = t->res;		/* rebuilt from the claim at restart */
+	cs.nresources = t->nres;
+	body = task_claim_body(&cs, &len);
+	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/sandboxclaims",
+	    t->ns->name);
+	if (t->t_claim == 0)
+		t->t_claim = as_mono_now();
+	t->req = p->d->ops->request(p->d->k8s, "POST", path,
+	    "application/json", body, post_done, t);
+	free(body);
+	if (t->req == NULL)
+		t->retry_at = as_mono_now() + 1;
+}
+
+/* The sweep: retries, timeouts, TTL backstop, sizing. */
+
+void
+dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dispatcher *d = w->data;
+	struct dns	*ns;
+	struct dtask	*t, *next;
+	struct dpool	*p;
+	double		 now = as_mono_now(), wall = as_wall_now();
+	char		 detail[128];
+
+	(void)loop;
+	(void)revents;
+	LIST_FOREACH(ns, &d->nss, entry) {
+		if (ns->ndeferred > 0)
+			dns_pump(ns);	/* spawn tokens refill with time */
+		for (t = TAILQ_FIRST(&ns->tasks); t != NULL; t = next) {
+			next = TAILQ_NEXT(t, all);
+			if (t->doomed || t->op || t->req != NULL)
+				continue;
+			if (t->msg != NULL && t->ready_by > 0 &&
+			    now > t->ready_by && (t->st == T_CLAIMING ||
+			    t->st == T_WAITING)) {
+				if (t->pool != NULL)
+					t->pool->claims_failed++;
+				snprintf(detail, sizeof detail, "claim %s not "
+				    "bound and Ready within %lds", t->claim,
+				    t->pool != NULL ?
+				    t->pool->cfg->ready_timeout_seconds : 0L);
+				dtask_fail(t, t->st == T_CLAIMING ?
+				    "claim.createFailed" : "claim.readyTimeout",
+				    detail);
+				continue;
+			}
+			if (t->st == T_RUNNING && t->shutdown_time > 0 &&
+			    wall > t->shutdown_time + TTL_GRACE) {
+				log_info("dispatch", "%s/%s: task %s outlived "
+				    "its claim's shutdownTime; deleting",
+				    ns->name, t->claim, t->id);
+				dtask_release(t);
+				continue;
+			}
+			if (t->retry_at == 0 || now < t->retry_at)
+				continue;
+			t->retry_at = 0;
+			switch (t->st) {
+			case T_CLAIMING:
+				dtask_claim(t);
+				break;
+			case T_WAITING:
+				if (t->sandbox[0] != '\0' && t->msg != NULL &&
+				    t->launch != L_UNKNOWN)
+					dtask_handoff(t);
+				else if (!t->claim_exists)
+					dtask_claim(t);
+				break;
+			case T_RELEASING:
+				t->st = T_RUNNING;	/* re-enter */
+				dtask_release(t);
+				break;
+			default:
+				break;
+			}
+		}
+	}
+	if (now - d->last_sizing >= d->sizing_interval) {
+		d->last_sizing = now;
+		LIST_FOREACH(p, &d->pools, entry)
+			dpool_size(p, now);
+	}
+	LIST_FOREACH(p, &d->pools, entry)
+		dpool_template(p, now);
+}
+
+/* Claim informer of a namespace. */
+
+void
+dns_claim_event(struct informer *inf, enum informer_event ev,
+    const cJSON *obj, void *arg)
+{
+	struct dns	*ns = arg;
+	struct dpool	*p;
+	struct claim_view v;
+	struct dtask	*t;
+	char		 err[128];
+	size_t		 nrebuilt = 0;
+
+	(void)inf;
+	if (ev == INFORMER_SYNCED) {
+		if (!ns->synced) {
+			TAILQ_FOREACH(t, &ns->tasks, all)
+				nrebuilt += t->rebuilt;
+			log_info("dispatch", "namespace %s: %zu live tasks "
+			    "rebuilt from claims; consuming", ns->name,
+			    nrebuilt);
+		}
+		ns->synced = 1;
+		LIST_FOREACH(p, &ns->d->pools, entry)
+			if (p->ns == ns)
+				dpool_start(p);
+		return;
+	}
+	if (task_claim_parse(obj, &v, err, sizeof err) != 0 || !v.managed ||
+	    v.task_id[0] == '\0')
+		return;
+	t = dns_find(ns, v.task_id);
+	if (ev == INFORMER_DELETED) {
+		if (t == NULL || strcmp(t->claim, v.name) != 0)
+			return;
+		t->claim_exists = 0;
+		if (t->msg != NULL && !t->handed_off && !t->doomed &&
+		    t->st != T_RELEASING) {
+			dtask_fail(t, "claim.deleted", "the claim was deleted "
+			    "before the task was handed off");
+			return;
+		}
+		if (t->pool != NULL && t->handed_off)
+			t->pool->completed++;
+		else if (t->pool != NULL && t->rebuilt)
+			t->pool->completed++;
+		dtask_maybe_free(t);
+		return;
+	}
+	if (t == NULL) {
+		/*
+		 * A claim of ours we hold no record of: made before a restart
+		 * (or by another instance).  Its labels give lineage and pool.
+		 */
+		p = dns_pool_by_name(ns, v.pool);
+		t = dtask_new(ns, NULL, v.task_id, v.parent_id,
+		    v.root_id[0] != '\0' ? v.root_id : v.task_id, v.depth);
+		if (p != NULL) {
+			t->pool = p;
+			p->live++;
+		}
+		as_strlcpy(t->claim, v.name, sizeof t->claim);
+		t->rebuilt = 1;
+		t->claim_exists = 1;
+		if (v.nresources > 0) {
+			t->res = xcalloc(v.nresources, sizeof *t->res);
+			memcpy(t->res, v.resources,
+			    v.nresources * sizeof *t->res);
+			t->nres = v.nresources;
+		}
+		/* Its sandbox exists: it counts, whatever the limits say. */
+		{
+			struct quota_task qt;
+			struct quota_res qr[TASK_MAX_RESOURCES];
+
+			/* The annotation holds what it was charged. */
+			dtask_quota_task(t, t->res, t->nres, &qt, qr);
+			quota_admit(ns->quota, &qt, as_mono_now());
+			t->admitted = 1;
+		}
+		dtask_set_state(t, T_WAITING);
+		dtask_apply(t, &v);
+		return;
+	}
+	if (strcmp(t->claim, v.name) != 0)
+		return;		/* same id, another pool's claim */
+	if (t->st == T_CLAIMING && t->req != NULL) {
+		/* The watch beat our POST's response; it will follow. */
+		t->claim_exists = 1;
+		return;
+	}
+	dtask_apply(t, &v);
+}

@@ -1,0 +1,258 @@
+/*
+ * dispatch_int.h: private to the dispatcher's files (scheduler/dispatch*.c):
+ * its structs and the functions those files share.  Other modules use
+ * include/agentscaler/dispatch.h only.
+ *
+ *   dispatch.c          the public API: dispatcher_new/apply/free/headroom,
+ *                       pool create and free;
+ *   dispatch_task.c     task records and their state machine: fail and
+ *                       settle, dead letters, acks, the hand-off;
+ *   dispatch_ns.c       namespaces: the task table, message intake,
+ *                       admission against the AgentQuota, deferral, pump;
+ *   dispatch_claim.c    SandboxClaims: create, adopt, delete, the claim
+ *                       informer (rebuild at start), the sweep;
+ *   dispatch_warm.c     warm pool sizing glue and the template reads;
+ *   dispatch_metrics.c  /metrics, /status, explain, Events, CRD status.
+ *
+ * Ownership: a dispatcher owns its pools (struct dpool) and namespaces
+ * (struct dns, freed with the last pool that uses it); a namespace owns its
+ * task records (struct dtask); a task owns the message it holds (t->msg)
+ * and is freed only once no consumer operation or Kubernetes request of
+ * its own is pending (dtask_maybe_free).  All of it runs on the
+ * dispatcher's loop.
+ */
+#ifndef AGENTSCALER_DISPATCH_INT_H
+#define AGENTSCALER_DISPATCH_INT_H
+
+#include <sys/queue.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "agentscaler/consumer.h"
+#include "agentscaler/dispatch.h"
+#include "agentscaler/informer.h"
+#include "agentscaler/quota.h"
+#include "agentscaler/task.h"
+#include "agentscaler/warmpool.h"
+
+#define CLAIMS_API	"/apis/extensions.agents.x-k8s.io/v1beta1"
+#define MAX_REASONS	32
+
+enum tstate {
+	T_CLAIMING, T_WAITING, T_HANDOFF, T_ACKING, T_RUNNING, T_RELEASING,
+	T_DEFERRED
+};
+
+enum launch { L_UNKNOWN, L_WARM, L_COLD };
+
+/* Fixed-bucket histogram for /metrics. */
+#define HIST_MAX	18
+struct hist {
+	const double	*bounds;
+	size_t		 n;
+	uint64_t	 counts[HIST_MAX];	/* per bucket, not cumulative */
+	uint64_t	 total;
+	double		 sum;
+};
+
+struct reason_count {
+	char		 reason[48];
+	uint64_t	 n;
+};
+
+struct dns;
+struct dpool;
+
+struct dtask {
+	struct dns		*ns;
+	struct dpool		*pool;		/* NULL: pool gone or unknown */
+	char			*id;
+	char			*parent;	/* NULL for a root */
+	char			*root;
+	int			 depth;
+	char			 claim[CLAIM_NAME_MAX + 1];
+	char			 sandbox[254];
+	char			 traceparent[56];
+	enum tstate		 st;
+	struct consumer_msg	*msg;		/* held, not yet acked */
+	struct k8s_req		*req;		/* Kubernetes request */
+	int			 op;		/* consumer operation pending */
+	int			 claim_exists;
+	int			 rebuilt;	/* known from a claim at start */
+	int			 handed_off;
+	int			 doomed;	/* free once nothing pending */
+	int			 admitted;	/* counted by the quota */
+	struct task_resource	*res;		/* requests, or NULL */
+	size_t			 nres;
+	char			 why[48];	/* last deferral reason */
+	char			*why_detail;
+	/*
+	 * A failure that came while a consumer operation was in flight,
+	 * decided once it ends (dtask_settle); "" when none.
+	 */
+	char			 fail_reason[48];
+	char			*fail_detail;
+	int			 counted_waiting;
+	enum launch		 launch;
+	double			 t_claim;	/* mono: POST sent */
+	double			 ready_by;	/* mono: readyTimeout */
+	double			 shutdown_time;	/* wall, from the claim */
+	double			 retry_at;	/* mono; 0: none */
+	unsigned		 attempts;
+	struct dtask		*hnext;
+	TAILQ_ENTRY(dtask)	 all;
+	TAILQ_ENTRY(dtask)	 dq;		/* deferred queue */
+};
+
+struct dns {
+	struct dispatcher	*d;
+	char			 name[64];
+	struct informer		*claims;
+	int			 synced;
+	struct dtask		**buckets;
+	size_t			 nbuckets;
+	size_t			 ntasks;
+	TAILQ_HEAD(, dtask)	 tasks;
+	int			 refs;		/* pools using it */
+	struct quota_ns		*quota;
+	TAILQ_HEAD(, dtask)	 defer_desc;	/* descendants first */
+	TAILQ_HEAD(, dtask)	 defer_roots;
+	size_t			 ndeferred;
+	int			 pump;		/* re-check deferred soon */
+	long			 scale_replicas;	/* scale-mode pools' */
+	LIST_ENTRY(dns)		 entry;
+};
+
+/* A rejected or dead-lettered task, for explain. */
+struct recent {
+	char		 ns[64];
+	char		 id[TASK_ID_MAX + 1];
+	char		 reason[48];
+	char		 detail[240];
+	double		 wall;
+};
+
+struct dpool {
+	struct dispatcher	*d;
+	struct dns		*ns;
+	const struct pool_config *cfg;
+	char			 id[320];
+	const struct consumer_type *ct;
+	struct consumer		*cons;
+	int			 started;
+	int			 up;
+	char			 src_err[192];
+
+	struct warmpool_params	 wp;
+	struct warmpool_state	 ws;
+	struct k8s_req		*scale_req;
+	long			 spare_patched;	/* -1: not yet */
+	long			 spare_actual;	/* status.replicas; -1 */
+	double			 scale_read;	/* mono */
+	char			 k8s_err[256];
+
+	/* The charge floor (charge.h) when no defaultResources is set. */
+	struct k8s_req		*tpl_req;	/* GET pool, then template */
+	int			 tpl_known;	/* read once at least */
+	char			 tpl_name[254];
+	struct task_resource	 tpl_res[TASK_MAX_RESOURCES];
+	size_t			 tpl_nres;
+	double			 tpl_at;	/* mono: next read */
+	unsigned		 tpl_attempts;
+	char			 tpl_err[320];	/* last read's; "" */
+
+	long			 live;		/* tasks of this pool */
+	long			 deferred;	/* of them, deferred */
+	uint64_t		 rejected;
+	long			 waiting;	/* CLAIMING + WAITING */
+	uint64_t		 received;
+	uint64_t		 handed_off;
+	uint64_t		 completed;
+	uint64_t		 claims_warm, claims_cold, claims_failed;
+	uint64_t		 redelivered;
+	uint64_t		 dead_letter_errors;
+	struct reason_count	 dead[MAX_REASONS];
+	size_t			 ndead;
+	struct hist		 ready_warm, ready_cold, handoff;
+	LIST_ENTRY(dpool)	 entry;
+};
+
+struct dispatcher {
+	struct ev_loop		*loop;
+	struct k8s_client	*k8s;
+	const struct dispatch_ops *ops;
+	char			 instance[128];
+	int			 adopt;
+	double			 sweep_interval;
+	double			 sizing_interval;
+	ev_timer		 sweep;
+	ev_timer		 kick;		/* pump deferred now */
+	double			 last_sizing;
+	const struct config	*config;
+	struct recent		*recent;	/* ring of RECENT */
+	size_t			 nrecent;
+	LIST_HEAD(, dns)	 nss;
+	LIST_HEAD(, dpool)	 pools;
+	dispatch_event_fn	*event;
+	void			*event_arg;
+};
+
+/* dispatch_task.c: task records and their state machine. */
+void		 dtask_set_waiting(struct dtask *, int);
+void		 dtask_set_state(struct dtask *, enum tstate);
+/* A record in ns's table, counted live by p (may be NULL). */
+struct dtask	*dtask_new(struct dns *, struct dpool *, const char *id,
+		    const char *parent, const char *root, int depth);
+void		 dtask_maybe_free(struct dtask *);
+/* Takes msg over; t (or NULL) is held until the broker answers. */
+void		 dpool_dead_letter(struct dpool *, struct dtask *,
+		    struct consumer_msg *, const char *reason,
+		    const char *detail, const char *task_id);
+void		 dtask_fail(struct dtask *, const char *, const char *);
+void		 dtask_handoff(struct dtask *);
+void		 dtask_go(struct dtask *);
+
+/* dispatch_ns.c: namespaces, intake, admission, deferral. */
+struct dtask	*dns_find(const struct dns *, const char *id);
+void		 dns_insert(struct dns *, struct dtask *);
+void		 dns_remove(struct dns *, struct dtask *);
+void		 dtask_undefer(struct dtask *);
+/* Fills qt and qr (TASK_MAX_RESOURCES) to point into t and res. */
+void		 dtask_quota_task(const struct dtask *,
+		    const struct task_resource *, size_t, struct quota_task *,
+		    struct quota_res *);
+void		 dns_pump(struct dns *);
+void		 dns_kick(struct dns *);
+void		 dispatcher_kick_cb(struct ev_loop *, ev_timer *, int);
+void		 dpool_start(struct dpool *);
+/* Finds or makes the namespace (and starts its claim informer). */
+struct dns	*dns_get(struct dispatcher *, const char *name);
+void		 dns_free(struct dns *);
+
+/* dispatch_claim.c: SandboxClaims and the sweep. */
+void		 dtask_claim(struct dtask *);
+void		 dtask_release(struct dtask *);
+void		 dns_claim_event(struct informer *, enum informer_event,
+		    const cJSON *, void *);
+void		 dispatcher_sweep(struct ev_loop *, ev_timer *, int);
+
+/* dispatch_warm.c: warm pool sizing glue, template reads. */
+long		 dns_spares(const struct dns *);
+void		 dns_replicas(struct dns *);
+void		 dpool_size(struct dpool *, double now);
+void		 dpool_template(struct dpool *, double now);
+
+/* dispatch_metrics.c: observability. */
+void		 dispatch_hist_init(struct hist *, const double *bounds,
+		    size_t n);
+void		 dispatch_hist_add(struct hist *, double);
+void		 dpool_event(struct dpool *, int, const char *, const char *,
+		    const char *, ...) __attribute__((format(printf, 5, 6)));
+void		 dispatch_recent_add(struct dispatcher *, const char *ns,
+		    const char *id, const char *reason, const char *detail);
+
+#endif

@@ -1,0 +1,630 @@
+/*
+ * dispatch_ns.c: a namespace (struct dns): its task table (chained hashing
+ * on the task id), the messages its pools' consumers deliver, admission of
+ * each task against the namespace's AgentQuota (quota.h) on what it is
+ * charged (charge.h), and the two deferred FIFOs with their pump.
+ *
+ * Ownership: a namespace is made by the first pool that names it (dns_get)
+ * and freed, with its tasks, by the last one (dns_free).  A deferred task
+ * keeps its message unacked and sits on one FIFO (t->dq) until it is
+ * admitted, rejected or freed; dtask_undefer() takes it off.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "agentscaler/charge.h"
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/consumer.h"
+#include "agentscaler/informer.h"
+#include "agentscaler/log.h"
+#include "agentscaler/quota.h"
+#include "agentscaler/task.h"
+#include "agentscaler/warmpool.h"
+
+#include "dispatch_int.h"
+
+#define MAX_DEFERRED	10000	/* per namespace; then backpressure */
+#define PUMP_MAX	1000	/* deferred tasks re-checked per pump */
+
+static void	 dpool_window(struct dpool *);
+
+/* The task table of a namespace: chained hashing on the task id. */
+
+static size_t
+dns_bucket(const struct dns *ns, const char *id)
+{
+	return ((size_t)task_hash("", id) & (ns->nbuckets - 1));
+}
+
+struct dtask *
+dns_find(const struct dns *ns, const char *id)
+{
+	struct dtask	*t;
+
+	for (t = ns->buckets[dns_bucket(ns, id)]; t != NULL; t = t->hnext)
+		if (strcmp(t->id, id) == 0)
+			return (t);
+	return (NULL);
+}
+
+static void
+dns_grow(struct dns *ns)
+{
+	struct dtask	**old = ns->buckets, *t, *next;
+	size_t		 i, n = ns->nbuckets;
+
+	ns->nbuckets = n * 2;
+	ns->buckets = xcalloc(ns->nbuckets, sizeof *ns->buckets);
+	for (i = 0; i < n; i++)
+		for (t = old[i]; t != NULL; t = next) {
+			next = t->hnext;
+			t->hnext = ns->buckets[dns_bucket(ns, t->id)];
+			ns->buckets[dns_bucket(ns, t->id)] = t;
+		}
+	free(old);
+}
+
+void
+dns_insert(struct dns *ns, struct dtask *t)
+{
+	size_t	 b;
+
+	if (ns->ntasks + 1 > ns->nbuckets)
+		dns_grow(ns);
+	b = dns_bucket(ns, t->id);
+	t->hnext = ns->buckets[b];
+	ns->buckets[b] = t;
+	TAILQ_INSERT_TAIL(&ns->tasks, t, all);
+	ns->ntasks++;
+}
+
+void
+dns_remove(struct dns *ns, struct dtask *t)
+{
+	struct dtask	**pp;
+
+	for (pp = &ns->buckets[dns_bucket(ns, t->id)]; *pp != NULL;
+	    pp = &(*pp)->hnext)
+		if (*pp == t) {
+			*pp = t->hnext;
+			break;
+		}
+	TAILQ_REMOVE(&ns->tasks, t, all);
+	ns->ntasks--;
+}
+
+/* Takes a deferred task out of its queue. */
+void
+dtask_undefer(struct dtask *t)
+{
+	struct dns	*ns = t->ns;
+
+	if (t->parent != NULL)
+		TAILQ_REMOVE(&ns->defer_desc, t, dq);
+	else
+		TAILQ_REMOVE(&ns->defer_roots, t, dq);
+	ns->ndeferred--;
+	if (t->pool != NULL) {
+		t->pool->deferred--;
+		dpool_window(t->pool);
+	}
+}
+
+/*
+ * A task the quota deferred or rejected: CascadeRejected for cascade.*
+ * limits, QuotaExceeded for the others, on the pool and on the namespace's
+ * AgentQuota.
+ */
+static void
+dtask_quota_event(struct dtask *t, const char *why, const char *detail,
+    int rejected)
+{
+	struct dispatcher *d = t->ns->d;
+	const struct quota_config *qc;
+	const char	*reason;
+	char		 note[512];
+
+	if (d->event == NULL)
+		return;
+	reason = strncmp(why, "cascade.", 8) == 0 ? "CascadeRejected" :
+	    "QuotaExceeded";
+	snprintf(note, sizeof note, "task %s %s: %s: %s", t->id, rejected ?
+	    "rejected" : "deferred", why, detail);
+	if (t->pool != NULL)
+		d->event(d->event_arg, "AgentPool", t->ns->name,
+		    t->pool->cfg->name, 1, reason, "Admit", note);
+	if ((qc = config_quota_for(d->config, t->ns->name)) != NULL)
+		d->event(d->event_arg, "AgentQuota", t->ns->name, qc->name, 1,
+		    reason, "Admit", note);
+}
+
+void
+dtask_quota_task(const struct dtask *t, const struct task_resource *res,
+    size_t nres, struct quota_task *qt, struct quota_res *qr)
+{
+	size_t	 i;
+
+	for (i = 0; i < nres && i < TASK_MAX_RESOURCES; i++) {
+		qr[i].name = res[i].name;
+		qr[i].value = res[i].value;
+	}
+	memset(qt, 0, sizeof *qt);
+	qt->id = t->id;
+	qt->parent = t->parent;
+	qt->root = t->root;
+	qt->depth = t->depth;
+	qt->res = qr;
+	qt->nres = i;
+}
+
+/*
+ * What the task is charged (charge.h): its requests against the pool's
+ * floor, which is spec.sandbox.defaultResources when set, else the
+ * requests of the warm pool's SandboxTemplate as last read.  Until the
+ * template has been read once, a namespace whose AgentQuota limits
+ * resources cannot know the charge: the task waits (deferred,
+ * sandbox.templateUnknown, whatever onExceeded says: it is the cluster's
+ * wait, not the task's fault) rather than being charged less than its pod
+ * will request.  Without resource limits nothing is at stake and the task
+ * goes on with what is known.  Returns QUOTA_ADMIT with out filled, or
+ * the verdict with qd filled.
+ */
+static enum quota_verdict
+dtask_charge(struct dtask *t, struct task_resource *out, size_t *nout,
+    struct quota_decision *qd)
+{
+	struct dpool	*p = t->pool;
+	const struct quota_config *qc;
+	struct task_resource def[TASK_MAX_RESOURCES];
+	const struct task_resource *floor = NULL;
+	size_t		 i, nfloor = 0;
+	int		 n;
+
+	memset(qd, 0, sizeof *qd);
+	if (p != NULL && p->cfg->ndefault_resources > 0) {
+		for (i = 0; i < p->cfg->ndefault_resources &&
+		    i < TASK_MAX_RESOURCES; i++) {
+			as_strlcpy(def[i].name,
+			    p->cfg->default_resources[i].name,
+			    sizeof def[i].name);
+			def[i].value = p->cfg->default_resources[i].value;
+		}
+		floor = def;
+		nfloor = i;
+	} else if (p != NULL && p->tpl_known) {
+		floor = p->tpl_res;
+		nfloor = p->tpl_nres;
+	} else if (p != NULL && (qc = config_quota_for(t->ns->d->config,
+	    t->ns->name)) != NULL && qc->nresources > 0) {
+		qd->verdict = QUOTA_DEFER;
+		as_strlcpy(qd->reason, "sandbox.templateUnknown",
+		    sizeof qd->reason);
+		snprintf(qd->detail, sizeof qd->detail, "the requests of warm "
+		    "pool %.48s's SandboxTemplate are not known yet: %.100s",
+		    p->cfg->warm_pool, p->tpl_err[0] != '\0' ? p->tpl_err :
+		    "not read yet");
+		return (QUOTA_DEFER);
+	}
+	if ((n = charge_task(t->res, t->nres, floor, nfloor, out)) < 0) {
+		qd->verdict = QUOTA_REJECT;
+		as_strlcpy(qd->reason, "task.badResources", sizeof qd->reason);
+		snprintf(qd->detail, sizeof qd->detail, "\"resources\" and "
+		    "the pool's requests name more than %d resources together",
+		    TASK_MAX_RESOURCES);
+		return (QUOTA_REJECT);
+	}
+	*nout = (size_t)n;
+	return (QUOTA_ADMIT);
+}
+
+/*
+ * Runs admission (quota.h) for a task holding its message, on what it is
+ * charged (dtask_charge).  Returns 1 when admitted (the caller goes on to
+ * claim; t->res is now the charge, which the claim's annotation carries),
+ * 0 when it was deferred (queued, message kept unacked) or rejected
+ * (dead-lettered).
+ */
+static int
+dtask_admit(struct dtask *t)
+{
+	struct dns	*ns = t->ns;
+	struct quota_task qt;
+	struct quota_res qr[TASK_MAX_RESOURCES];
+	struct quota_decision qd;
+	struct task_resource charged[TASK_MAX_RESOURCES];
+	size_t		 ncharged = 0;
+	double		 now = as_mono_now();
+
+	switch (dtask_charge(t, charged, &ncharged, &qd)) {
+	case QUOTA_ADMIT:
+		dtask_quota_task(t, charged, ncharged, &qt, qr);
+		quota_check(ns->quota, &qt, now, &qd);
+		break;
+	case QUOTA_REJECT:
+		/* The task's own fault, not a quota decision. */
+		if (t->st == T_DEFERRED)
+			dtask_undefer(t);
+		dtask_fail(t, qd.reason, qd.detail);
+		return (0);
+	case QUOTA_DEFER:
+		break;
+	}
+	if (qd.verdict == QUOTA_ADMIT) {
+		quota_count(ns->quota, QUOTA_ADMIT);
+		quota_admit(ns->quota, &qt, now);
+		t->admitted = 1;
+		t->why[0] = '\0';
+		free(t->res);
+		t->res = NULL;
+		t->nres = ncharged;
+		if (ncharged > 0) {
+			t->res = xcalloc(ncharged, sizeof *t->res);
+			memcpy(t->res, charged, ncharged * sizeof *t->res);
+		}
+		return (1);
+	}
+	if (qd.verdict == QUOTA_REJECT &&
+	    strcmp(qd.reason, "quota.maxSandboxes") == 0 && dns_spares(ns) > 0) {
+		/*
+		 * Idle warm spares hold the slots: a task comes before them.
+		 * It waits while dpool_size() shrinks the spares, and is
+		 * rejected only if no slot is left once they are gone.
+		 */
+		qd.verdict = QUOTA_DEFER;
+		snprintf(qd.detail + strlen(qd.detail), sizeof qd.detail -
+		    strlen(qd.detail), "; waiting for warm spares to give way");
+	}
+	if (qd.verdict == QUOTA_REJECT) {
+		quota_count(ns->quota, QUOTA_REJECT);
+		if (t->pool != NULL)
+			t->pool->rejected++;
+		if (t->st == T_DEFERRED)
+			dtask_undefer(t);
+		dtask_quota_event(t, qd.reason, qd.detail, 1);
+		dtask_fail(t, qd.reason, qd.detail);
+		return (0);
+	}
+	/* Defer: keep the message, wait in the namespace's FIFO. */
+	if (t->st != T_DEFERRED) {
+		quota_count(ns->quota, QUOTA_DEFER);
+		dtask_set_state(t, T_DEFERRED);
+		if (t->parent != NULL)
+			TAILQ_INSERT_TAIL(&ns->defer_desc, t, dq);
+		else
+			TAILQ_INSERT_TAIL(&ns->defer_roots, t, dq);
+		ns->ndeferred++;
+		if (t->pool != NULL) {
+			t->pool->deferred++;
+			dpool_window(t->pool);
+		}
+		if (strcmp(t->why, qd.reason) != 0 && t->pool != NULL)
+			log_info("dispatch", "%s: task %s deferred: %s: %s",
+			    t->pool->id, t->id, qd.reason, qd.detail);
+		if (strncmp(qd.reason, "sandbox.", 8) != 0)
+			dtask_quota_event(t, qd.reason, qd.detail, 0);
+	}
+	as_strlcpy(t->why, qd.reason, sizeof t->why);
+	free(t->why_detail);
+	t->why_detail = xstrdup(qd.detail);
+	return (0);
+}
+
+/*
+ * Re-checks deferred tasks, descendants first (they finish trees and free
+ * what their parents wait for), in arrival order.  New roots are looked at
+ * only when no descendant waits for namespace-wide capacity, so a stream of
+ * roots cannot starve the trees already running.
+ */
+/*
+ * One deferred queue: admits what fits, in order; returns 1 when a task
+ * still waits for namespace-wide capacity ("quota.*" reasons), which later
+ * tasks would not fit either.  *n counts checks against PUMP_MAX.
+ */
+static int
+dns_pump_queue(struct dns *ns, struct dtask *t, int *n, int stop)
+{
+	struct dtask	*next;
+	int		 blocked = 0;
+
+	(void)ns;
+	for (; t != NULL && *n < PUMP_MAX; t = next, (*n)++) {
+		next = TAILQ_NEXT(t, dq);
+		if (t->op || t->doomed)
+			continue;
+		if (dtask_admit(t)) {
+			dtask_undefer(t);
+			dtask_go(t);
+		} else if (t->st == T_DEFERRED &&
+		    strncmp(t->why, "quota.", 6) == 0) {
+			blocked = 1;
+			if (stop)
+				break;
+		}
+	}
+	return (blocked);
+}
+
+void
+dns_pump(struct dns *ns)
+{
+	int	 n = 0;
+
+	ns->pump = 0;
+	dns_replicas(ns);	/* spares may have shrunk since */
+	if (!dns_pump_queue(ns, TAILQ_FIRST(&ns->defer_desc), &n, 0))
+		(void)dns_pump_queue(ns, TAILQ_FIRST(&ns->defer_roots), &n, 1);
+}
+
+void
+dispatcher_kick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dispatcher *d = w->data;
+	struct dns	*ns;
+
+	(void)loop;
+	(void)revents;
+	LIST_FOREACH(ns, &d->nss, entry)
+		if (ns->pump)
+			dns_pump(ns);
+}
+
+/* Capacity freed in ns: re-check its deferred tasks on the next turn. */
+void
+dns_kick(struct dns *ns)
+{
+	if (ns->ndeferred == 0 || ns->pump)
+		return;
+	ns->pump = 1;
+	if (!ev_is_active(&ns->d->kick)) {
+		ev_timer_set(&ns->d->kick, 0., 0.);
+		ev_timer_start(ns->d->loop, &ns->d->kick);
+	}
+}
+
+/*
+ * The consumer's window: prefetch messages in progress, plus those
+ * deferred (they wait in our FIFO, not in the broker); no more once the
+ * namespace holds MAX_DEFERRED (backpressure to the source).
+ */
+static void
+dpool_window(struct dpool *p)
+{
+	long	 w;
+
+	if (p->cons == NULL)
+		return;
+	if (p->ns->ndeferred >= MAX_DEFERRED)
+		w = p->deferred;
+	else
+		w = p->cfg->source.prefetch + p->deferred;
+	if (w > 65535)
+		w = 65535;
+	p->ct->set_window(p->cons, (int)w);
+}
+
+/* Messages from a pool's consumer. */
+
+static void
+late_ack_done(int err, const char *errmsg, void *arg)
+{
+	struct dpool	*p = arg;
+
+	if (err != 0 && err != -AS_ECANCELED)
+		log_warn("dispatch", "%s: ack of a late redelivery failed, it "
+		    "comes back: %s", p->id, errmsg);
+}
+
+static void
+dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
+{
+	struct dpool	*p = arg;
+	struct dns	*ns = p->ns;
+	struct task	*tk;
+	struct task_error te;
+	struct dtask	*t, *par;
+	char		 detail[640];
+	double		 now = as_mono_now();
+	long		 before = p->ws.target;
+
+	(void)c;
+	p->received++;
+	if (msg->redelivered)
+		p->redelivered++;
+	warmpool_arrival(&p->ws, &p->wp, now, 1);
+	if (before == 0)
+		dpool_size(p, now);	/* wake the pool in this tick */
+	tk = xmalloc(sizeof *tk);
+	if (msg->truncated) {
+		snprintf(detail, sizeof detail, "the message is %" PRIu64 " "
+		    "bytes, more than the limit of %ld; the record keeps its "
+		    "first bytes, its size and its SHA-256", msg->size,
+		    p->cfg->max_task_bytes);
+		dpool_dead_letter(p, NULL, msg, "task.tooLarge", detail, NULL);
+		goto out;
+	}
+	if (task_parse(msg->body, msg->len, (size_t)p->cfg->max_task_bytes,
+	    tk, &te) != 0) {
+		/* task_parse keeps a valid id: the record names the task. */
+		dpool_dead_letter(p, NULL, msg, te.reason, te.detail,
+		    tk->id[0] != '\0' ? tk->id : NULL);
+		goto out;
+	}
+	if (tk->deadline > 0 && tk->deadline < as_wall_now()) {
+		dpool_dead_letter(p, NULL, msg, "task.deadlineExceeded",
+		    "the task's deadline passed before it was dispatched",
+		    tk->id);
+		goto out;
+	}
+	if ((t = dns_find(ns, tk->id)) != NULL) {
+		if (t->pool != NULL && t->pool != p) {
+			/*
+			 * Task ids are unique in a namespace (DESIGN.md 6):
+			 * another pool's live task is not this message's,
+			 * and nothing of it goes through the other pool's
+			 * consumer.
+			 */
+			snprintf(detail, sizeof detail, "task %s is live in "
+			    "pool %s; task ids are unique in a namespace",
+			    tk->id, t->pool->id);
+			dpool_dead_letter(p, NULL, msg, "task.duplicate",
+			    detail, tk->id);
+		} else if (t->msg != NULL || t->op) {
+			snprintf(detail, sizeof detail, "task %s is already "
+			    "being dispatched from another message", tk->id);
+			dpool_dead_letter(p, NULL, msg, "task.duplicate",
+			    detail, tk->id);
+		} else if ((t->st == T_RELEASING || t->doomed) &&
+		    !t->handed_off && !t->rebuilt) {
+			/*
+			 * It failed here and never ran: its own message was
+			 * dead-lettered; an ack would drop this one unseen.
+			 */
+			snprintf(detail, sizeof detail, "task %s failed and "
+			    "its claim is being released", tk->id);
+			dpool_dead_letter(p, NULL, msg, "task.duplicate",
+			    detail, tk->id);
+		} else if (t->st == T_RELEASING || t->doomed) {
+			/* It ran; this is a late redelivery. */
+			log_info("dispatch", "%s: task %s already finished; "
+			    "acking the redelivered message", p->id, tk->id);
+			if (p->ct->ack(p->cons, msg, late_ack_done, p) != 0)
+				consumer_msg_free(msg);
+		} else {
+			/* Rebuilt from its claim: the message joins it. */
+			t->msg = msg;
+			if (t->pool == NULL) {
+				t->pool = p;
+				p->live++;
+			}
+			if (t->st == T_RUNNING && t->sandbox[0] != '\0')
+				dtask_handoff(t);
+			else if (t->st == T_WAITING &&
+			    t->ready_by == 0)
+				t->ready_by = now +
+				    (double)p->cfg->ready_timeout_seconds;
+		}
+		goto out;
+	}
+	if (tk->parent[0] != '\0') {
+		par = dns_find(ns, tk->parent);
+		if (par == NULL || par->st == T_RELEASING ||
+		    par->st == T_DEFERRED || par->doomed) {
+			snprintf(detail, sizeof detail, "parent %s is not a "
+			    "live task of namespace %s", tk->parent, ns->name);
+			dpool_event(p, 1, "CascadeRejected", "Admit", "task %s "
+			    "rejected: cascade.unknownParent: %s", tk->id,
+			    detail);
+			dpool_dead_letter(p, NULL, msg, "cascade.unknownParent",
+			    detail, tk->id);
+			goto out;
+		}
+		t = dtask_new(ns, p, tk->id, tk->parent, par->root,
+		    par->depth + 1);
+	} else
+		t = dtask_new(ns, p, tk->id, NULL, tk->id, 0);
+	t->msg = msg;
+	as_strlcpy(t->traceparent, tk->traceparent, sizeof t->traceparent);
+	if (tk->nresources > 0) {
+		t->res = xcalloc(tk->nresources, sizeof *t->res);
+		memcpy(t->res, tk->resources, tk->nresources * sizeof *t->res);
+		t->nres = tk->nresources;
+	}
+	t->ready_by = now + (double)p->cfg->ready_timeout_seconds;
+	if (dtask_admit(t))
+		dtask_go(t);
+out:
+	free(tk);
+}
+
+static void
+dpool_state(struct consumer *c, int up, const char *errmsg, void *arg)
+{
+	struct dpool	*p = arg;
+
+	(void)c;
+	if (up && !p->up)
+		log_info("dispatch", "%s: consuming %s %s", p->id,
+		    p->cfg->source.type, p->cfg->source.queue);
+	else if (!up && (p->up || strcmp(p->src_err, errmsg) != 0))
+		log_warn("dispatch", "%s: source down: %s", p->id, errmsg);
+	if (!up && (p->up || p->src_err[0] == '\0'))
+		dpool_event(p, 1, "SourceError", "Consume", "cannot consume "
+		    "%s %s: %s", p->cfg->source.type, p->cfg->source.queue,
+		    errmsg);
+	p->up = up;
+	as_strlcpy(p->src_err, up ? "" : errmsg, sizeof p->src_err);
+}
+
+void
+dpool_start(struct dpool *p)
+{
+	if (p->started || p->cons == NULL)
+		return;
+	dpool_window(p);
+	if (p->ct->start(p->cons, dpool_deliver, dpool_state, p) != 0) {
+		log_error("dispatch", "%s: cannot start consuming", p->id);
+		return;
+	}
+	p->started = 1;
+}
+
+struct dns *
+dns_get(struct dispatcher *d, const char *name)
+{
+	struct informer_options io;
+	struct dns	*ns;
+	char		 path[256], err[256];
+
+	LIST_FOREACH(ns, &d->nss, entry)
+		if (strcmp(ns->name, name) == 0)
+			return (ns);
+	ns = xcalloc(1, sizeof *ns);
+	ns->d = d;
+	as_strlcpy(ns->name, name, sizeof ns->name);
+	ns->nbuckets = 64;
+	ns->buckets = xcalloc(ns->nbuckets, sizeof *ns->buckets);
+	TAILQ_INIT(&ns->tasks);
+	TAILQ_INIT(&ns->defer_desc);
+	TAILQ_INIT(&ns->defer_roots);
+	ns->quota = quota_ns_new(d->config != NULL ?
+	    config_quota_for(d->config, name) : NULL);
+	LIST_INSERT_HEAD(&d->nss, ns, entry);
+	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/sandboxclaims",
+	    name);
+	memset(&io, 0, sizeof io);
+	io.path = path;
+	io.label_selector = TASK_LABEL_MANAGED "=" TASK_LABEL_MANAGED_VALUE;
+	io.log_name = "claims";
+	ns->claims = d->ops->informer_new(d->k8s, &io, dns_claim_event, ns, err,
+	    sizeof err);
+	if (ns->claims == NULL)
+		log_error("dispatch", "namespace %s: cannot watch claims: %s",
+		    name, err);
+	return (ns);
+}
+
+void
+dns_free(struct dns *ns)
+{
+	struct dtask	*t;
+
+	ns->d->ops->informer_free(ns->claims);
+	ns->claims = NULL;
+	while ((t = TAILQ_FIRST(&ns->tasks)) != NULL) {
+		if (t->req != NULL)
+			/* Runs its completion. */
+			ns->d->ops->cancel(t->req);
+		t->req = NULL;
+		t->op = 0;	/* consumers are gone: nothing will call */
+		dtask_maybe_free(t);
+	}
+	LIST_REMOVE(ns, entry);
+	quota_ns_free(ns->quota);
+	free(ns->buckets);
+	free(ns);
+}

@@ -1,0 +1,459 @@
+/*
+ * dispatch_task.c: a task's record and the steps of its state machine
+ * (dispatch.c describes the states): making and freeing records, failing a
+ * task and settling a failure that came during a consumer operation, dead
+ * letters, acks, and the hand-off with its redelivery marker check.
+ *
+ * Ownership: a task is freed here only (dtask_maybe_free), once neither a
+ * consumer operation (t->op) nor a Kubernetes request (t->req) of its own
+ * is pending; each completion clears its flag first, then frees a doomed
+ * task.  A message passed to dpool_dead_letter() or acked is the
+ * consumer's from then on.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentscaler/common.h"
+#include "agentscaler/config.h"
+#include "agentscaler/consumer.h"
+#include "agentscaler/log.h"
+#include "agentscaler/quota.h"
+#include "agentscaler/task.h"
+
+#include "dispatch_int.h"
+
+/* Pool counters. */
+
+static void
+dpool_dead(struct dpool *p, const char *reason)
+{
+	size_t	 i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < p->ndead; i++)
+		if (strcmp(p->dead[i].reason, reason) == 0) {
+			p->dead[i].n++;
+			return;
+		}
+	if (p->ndead == MAX_REASONS)
+		i = MAX_REASONS - 1;	/* the last row absorbs the rest */
+	else {
+		i = p->ndead++;
+		as_strlcpy(p->dead[i].reason, reason, sizeof p->dead[i].reason);
+	}
+	p->dead[i].n++;
+}
+
+void
+dtask_set_waiting(struct dtask *t, int on)
+{
+	if (t->counted_waiting == on)
+		return;
+	t->counted_waiting = on;
+	if (t->pool != NULL)
+		t->pool->waiting += on ? 1 : -1;
+}
+
+void
+dtask_set_state(struct dtask *t, enum tstate st)
+{
+	t->st = st;
+	dtask_set_waiting(t, st == T_CLAIMING || st == T_WAITING);
+}
+
+struct dtask *
+dtask_new(struct dns *ns, struct dpool *p, const char *id, const char *parent,
+    const char *root, int depth)
+{
+	struct dtask	*t;
+
+	t = xcalloc(1, sizeof *t);
+	t->ns = ns;
+	t->pool = p;
+	t->id = xstrdup(id);
+	t->parent = parent != NULL && parent[0] != '\0' ? xstrdup(parent) :
+	    NULL;
+	t->root = xstrdup(root);
+	t->depth = depth;
+	if (p != NULL) {
+		p->live++;
+		task_claim_name(p->cfg->name, ns->name, id, t->claim);
+	}
+	dns_insert(ns, t);
+	return (t);
+}
+
+/* Frees now if nothing is pending, else once the last completion runs. */
+void
+dtask_maybe_free(struct dtask *t)
+{
+	t->doomed = 1;
+	if (t->admitted) {
+		/* The sandbox is gone (or never came): capacity frees now. */
+		t->admitted = 0;
+		quota_release(t->ns->quota, t->id, as_mono_now());
+		dns_kick(t->ns);
+	}
+	if (t->st == T_DEFERRED) {
+		dtask_undefer(t);
+		t->st = T_RELEASING;
+	}
+	if (t->op || t->req != NULL)
+		return;
+	dtask_set_waiting(t, 0);
+	if (t->pool != NULL)
+		t->pool->live--;
+	dns_remove(t->ns, t);
+	if (t->msg != NULL)
+		consumer_msg_free(t->msg);	/* the broker redelivers it */
+	free(t->id);
+	free(t->parent);
+	free(t->root);
+	free(t->res);
+	free(t->why_detail);
+	free(t->fail_detail);
+	free(t);
+}
+
+/* Dead letters. */
+
+struct dl_op {
+	struct dpool	*pool;		/* NULL once the pool is gone */
+	char		 reason[48];
+	struct dtask	*t;		/* task waiting on it, or NULL */
+};
+
+static void
+dl_done(int err, const char *errmsg, void *arg)
+{
+	struct dl_op	*op = arg;
+	struct dtask	*t = op->t;
+
+	if (err != -AS_ECANCELED && op->pool != NULL) {
+		if (err == 0)
+			dpool_dead(op->pool, op->reason);
+		else {
+			op->pool->dead_letter_errors++;
+			log_warn("dispatch", "%s: cannot dead-letter (%s); the "
+			    "message stays with the broker and comes back: %s",
+			    op->pool->id, op->reason, errmsg);
+		}
+	}
+	free(op);
+	if (t != NULL) {
+		t->op = 0;
+		if (t->doomed)
+			dtask_maybe_free(t);
+	}
+}
+
+/*
+ * The record of msg: task.tooLarge never copies the message whole (a cut
+ * message has only its prefix anyway), every other reason does.
+ */
+static char *
+dead_letter_record(struct dpool *p, struct consumer_msg *msg,
+    const char *reason, const char *detail, const char *task_id,
+    size_t *lenp)
+{
+	unsigned char	 sha[AS_SHA256_LEN];
+
+	if (msg->truncated)
+		return (task_dead_letter_record_cut(reason, detail, p->cfg->ns,
+		    p->cfg->name, task_id, msg->body, msg->len, msg->size,
+		    msg->sha256, as_wall_now(), lenp));
+	if (strcmp(reason, "task.tooLarge") == 0) {
+		as_sha256(msg->body, msg->len, sha);
+		return (task_dead_letter_record_cut(reason, detail, p->cfg->ns,
+		    p->cfg->name, task_id, msg->body, msg->len, msg->len, sha,
+		    as_wall_now(), lenp));
+	}
+	return (task_dead_letter_record(reason, detail, p->cfg->ns,
+	    p->cfg->name, task_id, msg->body, msg->len, as_wall_now(), lenp));
+}
+
+/*
+ * Dead-letters msg (taken over) of pool p with a reason.  t, when given, is
+ * held until the operation ends.
+ */
+void
+dpool_dead_letter(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
+    const char *reason, const char *detail, const char *task_id)
+{
+	struct dl_op	*op;
+	char		*rec;
+	size_t		 len;
+
+	log_info("dispatch", "%s: task %s dead-lettered to %s.rejected: %s: %s",
+	    p->id, task_id != NULL ? task_id : "(unparsed)",
+	    p->cfg->source.queue, reason, detail);
+	dispatch_recent_add(p->d, p->cfg->ns, task_id, reason, detail);
+	rec = dead_letter_record(p, msg, reason, detail, task_id, &len);
+	op = xcalloc(1, sizeof *op);
+	op->pool = p;
+	op->t = t;
+	as_strlcpy(op->reason, reason, sizeof op->reason);
+	if (t != NULL)
+		t->op = 1;
+	if (p->cons == NULL || p->ct->dead_letter(p->cons, msg, rec, len,
+	    dl_done, op) != 0) {
+		/* Not taken: the broker keeps it; it comes back. */
+		consumer_msg_free(msg);
+		p->dead_letter_errors++;
+		if (t != NULL)
+			t->op = 0;
+		free(op);
+	}
+	free(rec);
+}
+
+/* Fails a task: dead-letter its message (if held), then drop its claim. */
+void
+dtask_fail(struct dtask *t, const char *reason, const char *detail)
+{
+	struct consumer_msg *msg = t->msg;
+
+	if (t->op && msg != NULL) {
+		/* A hand-off or marker check is in flight: it decides. */
+		if (t->fail_reason[0] == '\0') {
+			as_strlcpy(t->fail_reason, reason,
+			    sizeof t->fail_reason);
+			free(t->fail_detail);
+			t->fail_detail = xstrdup(detail != NULL ? detail : "");
+		}
+		return;
+	}
+	t->msg = NULL;
+	if (strncmp(reason, "claim.", 6) == 0)
+		dpool_event(t->pool, 1, "ClaimFailed", "Claim", "task %s: claim "
+		    "%s failed: %s: %s", t->id, t->claim, reason, detail);
+	if (msg != NULL && t->pool != NULL)
+		dpool_dead_letter(t->pool, t, msg, reason, detail, t->id);
+	else if (msg != NULL)
+		consumer_msg_free(msg);
+	else
+		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
+		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
+	dtask_release(t);
+}
+
+/*
+ * The consumer operation in flight has ended on a task that failed
+ * meanwhile (dtask_fail): one that did not reach its sandbox is failed now
+ * (its message dead-lettered); one that did (handed) has its message acked
+ * and its claim released, as a task that failed after its hand-off.
+ */
+static void
+dtask_settle(struct dtask *t, int handed)
+{
+	char	 reason[48];
+	char	*detail = t->fail_detail;
+
+	as_strlcpy(reason, t->fail_reason, sizeof reason);
+	t->fail_reason[0] = '\0';
+	t->fail_detail = NULL;
+	if (!handed)
+		dtask_fail(t, reason, detail);
+	else {
+		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
+		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
+		dtask_release(t);
+	}
+	free(detail);
+}
+
+/* Acks and releases. */
+
+static void
+ack_done(int err, const char *errmsg, void *arg)
+{
+	struct dtask	*t = arg;
+
+	t->op = 0;
+	if (err == -AS_ECANCELED || t->doomed) {
+		if (t->doomed)
+			dtask_maybe_free(t);
+		return;
+	}
+	if (err != 0 && t->pool != NULL)
+		log_warn("dispatch", "%s: ack of task %s failed, the broker "
+		    "will redeliver it (handed off already; it will not be "
+		    "handed off twice): %s", t->pool->id, t->id, errmsg);
+	if (t->st == T_ACKING)
+		dtask_set_state(t, T_RUNNING);
+}
+
+static void
+dtask_ack(struct dtask *t)
+{
+	struct consumer_msg *msg = t->msg;
+
+	t->msg = NULL;
+	if (msg == NULL)
+		return;
+	if (t->pool == NULL || t->pool->cons == NULL) {
+		consumer_msg_free(msg);
+		return;
+	}
+	t->op = 1;
+	if (t->pool->ct->ack(t->pool->cons, msg, ack_done, t) != 0) {
+		t->op = 0;
+		consumer_msg_free(msg);
+	}
+}
+
+/* Hand-off. */
+
+static void
+handoff_done(int err, int outcome, const char *errmsg, void *arg)
+{
+	struct dtask	*t = arg;
+	struct dpool	*p = t->pool;
+
+	t->op = 0;
+	if (err == -AS_ECANCELED || t->doomed) {
+		if (t->doomed)
+			dtask_maybe_free(t);
+		return;
+	}
+	if (err != 0 && t->fail_reason[0] != '\0') {
+		dtask_settle(t, 0);
+		return;
+	}
+	if (err != 0) {
+		if (p != NULL)
+			log_warn("dispatch", "%s: hand-off of task %s to %s "
+			    "failed, retrying: %s", p->id, t->id, t->sandbox,
+			    errmsg);
+		dtask_set_state(t, T_WAITING);
+		t->retry_at = as_mono_now() + as_backoff(0.2, 5,
+		    t->attempts++);
+		return;
+	}
+	t->handed_off = 1;
+	t->attempts = 0;
+	if (p != NULL && t->msg != NULL) {
+		dispatch_hist_add(&p->handoff,
+		    as_mono_now() - t->msg->received);
+		if (outcome == CONSUMER_HANDOFF_DONE)
+			p->handed_off++;
+	}
+	dtask_set_state(t, T_ACKING);
+	dtask_ack(t);
+	if (t->fail_reason[0] != '\0')
+		dtask_settle(t, 1);
+	else if (outcome == CONSUMER_HANDOFF_ELSEWHERE) {
+		/*
+		 * The marker says this task went to another sandbox before:
+		 * an earlier claim of the same name, since gone, so the task
+		 * ran and this message is a late redelivery (its ack was
+		 * lost).  The claim made for it now is not needed.
+		 */
+		if (p != NULL)
+			log_info("dispatch", "%s: task %s ran before in another "
+			    "sandbox; redelivered message acked, claim %s "
+			    "released", p->id, t->id, t->claim);
+		dtask_release(t);
+	}
+}
+
+void
+dtask_handoff(struct dtask *t)
+{
+	struct dpool	*p = t->pool;
+	struct handoff_spec hs;
+	char		*body;
+	size_t		 len;
+
+	if (p == NULL || p->cons == NULL || t->msg == NULL) {
+		dtask_set_state(t, T_WAITING);
+		t->retry_at = as_mono_now() + 1;
+		return;
+	}
+	memset(&hs, 0, sizeof hs);
+	hs.ns = t->ns->name;
+	hs.pool = p->cfg->name;
+	hs.claim = t->claim;
+	hs.sandbox = t->sandbox;
+	hs.task_id = t->id;
+	hs.parent_id = t->parent;
+	hs.root_id = t->root;
+	hs.depth = t->depth;
+	body = task_handoff_body(&hs, t->msg->body, t->msg->len, &len);
+	dtask_set_state(t, T_HANDOFF);
+	t->retry_at = 0;
+	t->op = 1;
+	if (p->ct->handoff(p->cons, t->ns->name, t->sandbox, t->id, body, len,
+	    handoff_done, t) != 0) {
+		t->op = 0;
+		dtask_set_state(t, T_WAITING);
+		t->retry_at = as_mono_now() + 1;
+	}
+	free(body);
+}
+
+/*
+ * A redelivered message with no live task behind it: either the task never
+ * got far, or it ran and ended and only the ack was lost.  The hand-off
+ * marker tells which, before a claim is made for nothing.
+ */
+static void
+check_done(int err, int yes, const char *errmsg, void *arg)
+{
+	struct dtask	*t = arg;
+
+	t->op = 0;
+	if (err == -AS_ECANCELED || t->doomed) {
+		if (t->doomed)
+			dtask_maybe_free(t);
+		return;
+	}
+	if (err == 0 && yes) {
+		if (t->pool != NULL)
+			log_info("dispatch", "%s: task %s was handed off "
+			    "before and has ended; acking its redelivered "
+			    "message", t->pool->id, t->id);
+		dtask_set_state(t, T_ACKING);
+		dtask_ack(t);
+		t->fail_reason[0] = '\0';
+		dtask_release(t);
+		return;
+	}
+	if (t->fail_reason[0] != '\0') {
+		dtask_settle(t, 0);
+		return;
+	}
+	if (err != 0 && t->pool != NULL)
+		log_warn("dispatch", "%s: cannot check whether task %s ran "
+		    "before (%s); claiming", t->pool->id, t->id, errmsg);
+	dtask_claim(t);
+}
+
+static void
+dtask_check(struct dtask *t)
+{
+	struct dpool	*p = t->pool;
+
+	dtask_set_state(t, T_CLAIMING);
+	t->op = 1;
+	if (p->ct->handed_off(p->cons, t->ns->name, t->id, check_done,
+	    t) != 0) {
+		t->op = 0;
+		dtask_claim(t);
+	}
+}
+
+/* An admitted task with its message: check the marker, or claim. */
+void
+dtask_go(struct dtask *t)
+{
+	t->ready_by = as_mono_now() + (t->pool != NULL ?
+	    (double)t->pool->cfg->ready_timeout_seconds : 180.0);
+	if (t->msg != NULL && t->msg->redelivered && t->pool != NULL &&
+	    t->pool->ct->handed_off != NULL)
+		dtask_check(t);
+	else
+		dtask_claim(t);
+}
