@@ -94,7 +94,8 @@ class Endpoints(world.DaemonTestCase):
                               probe="/healthz", extra=("--admin-addr", "off"))
         self.assertEqual(d.get("/status")[0], 404)
         self.assertIn("/status and /explain are off", d.logs())
-        self.assertEqual(d.get("/readyz")[0], 200)
+        # Started on /healthz: ready once the API server has answered.
+        wait_for(lambda: d.get("/readyz")[0] == 200, 30, what="/readyz 200")
 
     def test_idle_and_slow_clients_do_not_starve_healthz(self):
         d = self.start_daemon({"pools": [world.pool("p", self.redis.url, "q", "agents", **FAST)]})

@@ -59,14 +59,14 @@ class ChargeTest(world.DaemonTestCase):
         self.redis.pipeline([("LPUSH", "tasks", json.dumps(t)) for t in tasks])
 
     def ns_status(self):
-        return self.daemon.get("/status")[1]["namespaces"][0]
+        return self.daemon.admin("/status")[1]["namespaces"][0]
 
     def pool_status(self):
-        return [p for p in self.daemon.get("/status")[1]["dispatch"] if p["name"] == "p"][0]
+        return [p for p in self.daemon.admin("/status")[1]["dispatch"] if p["name"] == "p"][0]
 
     def explain(self, tid):
-        out = subprocess.run([self.daemon.binary, "explain", tid, "--metrics-addr",
-                              "127.0.0.1:%d" % self.daemon.metrics_port],
+        out = subprocess.run([self.daemon.binary, "explain", tid, "--admin-addr",
+                              "127.0.0.1:%d" % self.daemon.admin_port],
                              capture_output=True, text=True, timeout=30)
         return out.stdout if out.returncode == 0 else ""
 
