@@ -552,8 +552,8 @@ dtask_save_budget(struct dtask *t, double now)
 	    t->st == T_CLAIMING || !quota_tree_save_due(t->ns->quota, t->root,
 	    now, BUDGET_SAVE_INTERVAL, &seconds))
 		return;
-	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/sandboxclaims/%s",
-	    t->ns->name, t->claim);
+	snprintf(path, sizeof path, CLAIMS_API
+	    "/namespaces/%s/sandboxclaims/%s", t->ns->name, t->claim);
 	body = xasprintf("{\"metadata\":{\"annotations\":{\""
 	    TASK_ANN_TREE_BUDGET "\":\"{\\\"seconds\\\":%.3f,"
 	    "\\\"at\\\":%.3f}\"}}}", seconds, as_wall_now());

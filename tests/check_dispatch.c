@@ -1259,8 +1259,8 @@ tree_seconds(const char *root)
 	    "namespaces"), 0);
 	cJSON_ArrayForEach(tr, cJSON_GetObjectItemCaseSensitive(ns,
 	    "largestTrees"))
-		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-		    tr, "root")), root) == 0)
+		if (strcmp(cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(tr, "root")), root) == 0)
 			v = cJSON_GetNumberValue(
 			    cJSON_GetObjectItemCaseSensitive(tr,
 			    "sandboxSeconds"));
