@@ -30,20 +30,38 @@
  * had outstanding.  A dead letter is MULTI; LPUSH "<queue>.rejected"
  * <record>; LREM <processing> 1 <body>; EXEC.
  *
- * Adoption (redis-list with adopt, i.e. under leader election, where only
- * the leader consumes).  A processing list is recovered by its own
- * instance only, and after a failover the old leader's would stay orphaned.
- * So an adopting consumer registers its processing list in the sorted set
+ * Adoption (redis-list with adopt; the daemon always sets it).  A
+ * processing list is recovered by its own instance only, and the instance
+ * name is the pod's: after a fail-over, or any restart under a Deployment
+ * (new pod, new name), the old list would stay orphaned.  So an adopting
+ * consumer registers its processing list in the sorted set
  * "agentscaler:processing-lists:<queue>" (score: when last seen in use)
  * and, in one script, moves every entry of the other lists registered
- * there into its own, oldest first, and delivers them redelivered (the
- * dispatcher then checks the hand-off marker, so a task the old leader
- * handed off is acked, not run twice).  It does so right after its own
- * recovery, before its first LMOVE, on every reconnect, and every ten
- * poll intervals (at least every second), which catches an LMOVE of the
- * old leader that reached the server late.  A list found empty that was
- * last seen in use more than REDIS_CONSUME_ADOPT_KEEP ago is forgotten,
- * so pod names of old deployments do not pile up.
+ * there that no live instance holds into its own, oldest first, and
+ * delivers them redelivered (the dispatcher then checks the hand-off
+ * marker, so a task the old instance handed off is acked, not run twice).
+ * It does so right after its own recovery, before its first LMOVE, on
+ * every reconnect, and every ten poll intervals (at least every second),
+ * which catches an LMOVE of a dead instance that reached the server late.
+ * A list found empty that was last seen in use more than
+ * REDIS_CONSUME_ADOPT_KEEP ago is forgotten, so pod names of old
+ * deployments do not pile up.
+ *
+ * Liveness.  Without leader election two instances consume at once (two
+ * replicas, or a rolling update's old and new pod), and taking a live
+ * instance's list would hand its messages to a second dispatcher while
+ * the first still works on them.  So the same script sets the heartbeat
+ * "agentscaler:processing-alive:<list>" with a TTL of three adoption
+ * periods (REDIS_CONSUME_ALIVE_PERIODS), and takes only lists whose
+ * heartbeat is gone: an instance dead, or cut off from Redis, for that
+ * long.  The TTL runs on the server's clock, so clocks of the instances
+ * need not agree, and a destroyed consumer leaves its heartbeat to expire
+ * (a pool rebuilt in the same process keeps its list).  Taking a list an
+ * instance still holds can only follow a Redis outage of that instance
+ * longer than the TTL; its tasks are then guarded as after a fail-over:
+ * one claim per task (409 adopts), and the hand-off marker.  The price is
+ * that the messages of a dead instance wait up to the TTL (3 s at a poll
+ * interval of 100 ms or less, 30 s at 1 s).
  *
  * redis-stream.  XREADGROUP GROUP <group> <instance>.  At every connect the
  * group is made with XGROUP CREATE <stream> <group> $ MKSTREAM (BUSYGROUP,
@@ -132,6 +150,8 @@
 #define REDIS_CONSUME_POLL	1.0	/* s, when poll_interval is 0 */
 #define REDIS_CONSUME_MAX_S	31536000.0	/* a year: longest period */
 #define REDIS_CONSUME_ADOPT_KEEP 86400	/* s an idle registration lives */
+#define REDIS_CONSUME_ALIVE_PERIODS 3	/* heartbeat TTL, adoption periods */
+#define REDIS_CONSUME_ALIVE_PREFIX "agentscaler:processing-alive:"
 
 /*
  * KEYS[1] inbox, KEYS[2] marker; ARGV[1] body, ARGV[2] marker TTL in s,
@@ -162,17 +182,20 @@ static const char redis_consume_unlist_lua[] =
 
 /*
  * KEYS[1] the registry (sorted set), KEYS[2] our processing list; ARGV[1]
- * now (unix s), ARGV[2] how long an unused registration is kept.  Returns
- * the entries moved from the other lists into ours, oldest first.  pcall:
- * a key of another type is skipped rather than failing the whole script,
- * which would leave what it moved so far undelivered.
+ * now (unix s), ARGV[2] how long an unused registration is kept, ARGV[3]
+ * the heartbeat's TTL (ms), ARGV[4] the heartbeat keys' prefix.  Renews
+ * our heartbeat, then returns the entries moved from the other lists
+ * whose heartbeat is gone into ours, oldest first.  pcall: a key of
+ * another type is skipped rather than failing the whole script, which
+ * would leave what it moved so far undelivered.
  */
 static const char redis_consume_adopt_lua[] =
     "local own, now, keep = KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]) "
     "redis.call('ZADD', KEYS[1], now, own) "
+    "redis.call('SET', ARGV[4] .. own, now, 'PX', ARGV[3]) "
     "local out = {} "
     "for _, l in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do "
-    "if l ~= own then "
+    "if l ~= own and redis.call('EXISTS', ARGV[4] .. l) == 0 then "
     "local n = 0 "
     "while true do "
     "local v = redis.pcall('LMOVE', l, own, 'RIGHT', 'LEFT') "
@@ -851,9 +874,12 @@ redis_consume_adopt(struct redis_consume *c)
 		return;
 	req = redis_consume_req_new(c, REDIS_CONSUME_ADOPT);
 	if (redis_endpoint_command(&c->cl, redis_consume_reply, req,
-	    "EVAL %s 2 %b %b %lld %d", redis_consume_adopt_lua, c->registry,
-	    strlen(c->registry), c->processing, strlen(c->processing),
-	    (long long)as_wall_now(), REDIS_CONSUME_ADOPT_KEEP) != 0) {
+	    "EVAL %s 2 %b %b %lld %d %lld %s", redis_consume_adopt_lua,
+	    c->registry, strlen(c->registry), c->processing,
+	    strlen(c->processing), (long long)as_wall_now(),
+	    REDIS_CONSUME_ADOPT_KEEP, (long long)(c->adopt_timer.repeat *
+	    REDIS_CONSUME_ALIVE_PERIODS * 1000), REDIS_CONSUME_ALIVE_PREFIX) !=
+	    0) {
 		free(req);
 		return;
 	}

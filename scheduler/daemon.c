@@ -1193,8 +1193,12 @@ daemon_run(const struct daemon_options *opts)
 	d.dopts.instance = opts->instance;
 	d.dopts.event = daemon_dispatch_event;
 	d.dopts.event_arg = &d;
-	/* With election, only the leader consumes: theirs are orphans. */
-	d.dopts.adopt = opts->leader_elect;
+	/*
+	 * With or without election: a restarted pod has a new name, and the
+	 * lists of dead instances are orphans.  A live instance's list is
+	 * never taken (its heartbeat, scalers/redis_consume.c).
+	 */
+	d.dopts.adopt = 1;
 	if (!opts->leader_elect) {
 		d.leading = 1;
 		d.dispatch = dispatcher_new(d.loop, d.k8s, &d.dopts);

@@ -31,6 +31,8 @@
 
 #define TTL_GRACE	30.0	/* s past shutdownTime before we delete */
 
+static void	 dtask_save_budget(struct dtask *, double);
+
 static struct dpool *
 dns_pool_by_name(struct dns *ns, const char *name)
 {
@@ -343,6 +345,7 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 			dns_pump(ns);	/* spawn tokens refill with time */
 		for (t = TAILQ_FIRST(&ns->tasks); t != NULL; t = next) {
 			next = TAILQ_NEXT(t, all);
+			dtask_save_budget(t, now);
 			if (t->doomed || t->op || t->req != NULL)
 				continue;
 			if (t->msg != NULL && t->ready_by > 0 &&
@@ -399,6 +402,166 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 		dpool_template(p, now);
 }
 
+/*
+ * Rebuilding the quota from claims at start.  A task rebuilt from its
+ * claim holds a sandbox: it counts whatever the limits say.  The claims of
+ * the initial list come in the API server's order, a child's before its
+ * parent's as often as not, and a child admitted before its parent is
+ * counted as nobody's child (maxChildrenPerTask would be bypassed).  So
+ * until the list is complete, rebuilt tasks are only recorded, and at the
+ * first sync, before any pool consumes, dns_rebuild() admits them tree by
+ * tree, parents first (a parent's depth is its child's minus one), then
+ * puts back what each tree had used of its sandbox-seconds budget.
+ *
+ * The budget is the one thing claims do not show by themselves: the
+ * sweep saves each tree's charge on a claim of the tree (the root's while
+ * it lives, since the root is usually first in the table) at most every
+ * BUDGET_SAVE_INTERVAL seconds, annotation TASK_ANN_TREE_BUDGET
+ * {"seconds", "at"}.  At rebuild a tree's charge is the latest save found
+ * on its claims, plus, for each live task, the time it has run since then
+ * (since its claim was made, if later): a live sandbox was charged up to
+ * the save and runs on meanwhile, whoever watches it.  Without any save
+ * (a tree younger than the interval) the live tasks' age alone is the
+ * charge.  What is lost: the seconds of tasks that ended after the last
+ * save, at most BUDGET_SAVE_INTERVAL x the tree's live tasks, and all of
+ * it when the claim holding the save goes with no other live one saved
+ * since; the budget is a backstop, not an invoice.
+ */
+
+#define BUDGET_SAVE_INTERVAL	30.0	/* s between saves of one tree */
+
+static void
+dtask_rebuild_admit(struct dtask *t)
+{
+	struct quota_task qt;
+	struct quota_res qr[TASK_MAX_RESOURCES];
+
+	if (t->admitted)
+		return;
+	/* The annotation holds what it was charged. */
+	dtask_quota_task(t, t->res, t->nres, &qt, qr);
+	quota_admit(t->ns->quota, &qt, as_mono_now());
+	t->admitted = 1;
+}
+
+/* By tree, then parents first. */
+static int
+dtask_rebuild_cmp(const void *a, const void *b)
+{
+	const struct dtask *x = *(struct dtask *const *)a;
+	const struct dtask *y = *(struct dtask *const *)b;
+	int		 c = strcmp(x->root, y->root);
+
+	if (c != 0)
+		return (c);
+	return (x->depth < y->depth ? -1 : x->depth > y->depth);
+}
+
+/* What the tree of v[0..n) had used, as its claims say (see above). */
+static double
+dns_rebuild_budget(struct dns *ns, struct dtask **v, size_t n, double wall)
+{
+	struct claim_view *cv;
+	const cJSON	*obj;
+	double		 saved = 0, at = 0, sum = 0, from;
+	size_t		 i;
+	char		 err[128];
+
+	cv = xcalloc(n, sizeof *cv);
+	for (i = 0; i < n; i++) {
+		cv[i].tree_seconds = -1;
+		obj = ns->claims != NULL ? ns->d->ops->informer_get(ns->claims,
+		    ns->name, v[i]->claim) : NULL;
+		if (obj == NULL || task_claim_parse(obj, &cv[i], err,
+		    sizeof err) != 0)
+			continue;
+		if (cv[i].tree_seconds >= 0 && cv[i].tree_saved_at > at) {
+			saved = cv[i].tree_seconds;
+			at = cv[i].tree_saved_at;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		from = cv[i].created > 0 ? cv[i].created :
+		    cv[i].requested_at > 0 ? cv[i].requested_at : wall;
+		if (from < at)
+			from = at;
+		if (wall > from)
+			sum += wall - from;
+	}
+	free(cv);
+	return (saved + sum);
+}
+
+static void
+dns_rebuild(struct dns *ns)
+{
+	struct dtask	*t, **v;
+	size_t		 n = 0, i, j;
+	double		 wall = as_wall_now(), seconds;
+
+	TAILQ_FOREACH(t, &ns->tasks, all)
+		if (t->rebuilt && !t->admitted && !t->doomed)
+			n++;
+	if (n == 0)
+		return;
+	v = xcalloc(n, sizeof *v);
+	n = 0;
+	TAILQ_FOREACH(t, &ns->tasks, all)
+		if (t->rebuilt && !t->admitted && !t->doomed)
+			v[n++] = t;
+	qsort(v, n, sizeof *v, dtask_rebuild_cmp);
+	for (i = 0; i < n; i++)
+		dtask_rebuild_admit(v[i]);
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && strcmp(v[j]->root, v[i]->root) == 0;
+		    j++)
+			;
+		seconds = dns_rebuild_budget(ns, v + i, j - i, wall);
+		if (seconds > 0)
+			quota_tree_restore(ns->quota, v[i]->root, seconds,
+			    as_mono_now());
+	}
+	free(v);
+}
+
+static void
+save_done(const struct k8s_response *r, void *arg)
+{
+	struct dtask	*t = arg;
+
+	t->save_req = NULL;
+	if (r->err == -AS_ECANCELED)
+		return;		/* dns_free, which frees t */
+	if (r->err != 0 && r->err != -AS_ENOTFOUND)
+		log_warn("dispatch", "%s/%s: cannot save the sandbox-seconds "
+		    "of tree %s, trying again later: %s", t->ns->name,
+		    t->claim, t->root, r->message);
+	if (t->doomed)
+		dtask_maybe_free(t);
+}
+
+/* Saves t's tree's sandbox-seconds on t's claim when due. */
+static void
+dtask_save_budget(struct dtask *t, double now)
+{
+	char		 path[512], *body;
+	double		 seconds;
+
+	if (t->doomed || !t->claim_exists || !t->admitted ||
+	    t->save_req != NULL || t->st == T_RELEASING ||
+	    t->st == T_CLAIMING || !quota_tree_save_due(t->ns->quota, t->root,
+	    now, BUDGET_SAVE_INTERVAL, &seconds))
+		return;
+	snprintf(path, sizeof path, CLAIMS_API
+	    "/namespaces/%s/sandboxclaims/%s", t->ns->name, t->claim);
+	body = xasprintf("{\"metadata\":{\"annotations\":{\""
+	    TASK_ANN_TREE_BUDGET "\":\"{\\\"seconds\\\":%.3f,"
+	    "\\\"at\\\":%.3f}\"}}}", seconds, as_wall_now());
+	t->save_req = t->ns->d->ops->request(t->ns->d->k8s, "PATCH", path,
+	    "application/merge-patch+json", body, save_done, t);
+	free(body);
+}
+
 /* Claim informer of a namespace. */
 
 void
@@ -415,6 +578,7 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 	(void)inf;
 	if (ev == INFORMER_SYNCED) {
 		if (!ns->synced) {
+			dns_rebuild(ns);
 			TAILQ_FOREACH(t, &ns->tasks, all)
 				nrebuilt += t->rebuilt;
 			log_info("dispatch", "namespace %s: %zu live tasks "
@@ -469,16 +633,12 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 			    v.nresources * sizeof *t->res);
 			t->nres = v.nresources;
 		}
-		/* Its sandbox exists: it counts, whatever the limits say. */
-		{
-			struct quota_task qt;
-			struct quota_res qr[TASK_MAX_RESOURCES];
-
-			/* The annotation holds what it was charged. */
-			dtask_quota_task(t, t->res, t->nres, &qt, qr);
-			quota_admit(ns->quota, &qt, as_mono_now());
-			t->admitted = 1;
-		}
+		/*
+		 * Before the first sync the quota waits for the whole list
+		 * (dns_rebuild), whose order is the API server's.
+		 */
+		if (ns->synced)
+			dtask_rebuild_admit(t);
 		dtask_set_state(t, T_WAITING);
 		dtask_apply(t, &v);
 		return;

@@ -80,6 +80,7 @@ struct dtask {
 	enum tstate		 st;
 	struct consumer_msg	*msg;		/* held, not yet acked */
 	struct k8s_req		*req;		/* Kubernetes request */
+	struct k8s_req		*save_req;	/* PATCH: tree budget */
 	int			 op;		/* consumer operation pending */
 	int			 claim_exists;
 	int			 rebuilt;	/* known from a claim at start */

@@ -620,6 +620,8 @@ dns_free(struct dns *ns)
 			/* Runs its completion. */
 			ns->d->ops->cancel(t->req);
 		t->req = NULL;
+		if (t->save_req != NULL)
+			ns->d->ops->cancel(t->save_req);	/* clears it */
 		t->op = 0;	/* consumers are gone: nothing will call */
 		dtask_maybe_free(t);
 	}

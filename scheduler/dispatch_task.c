@@ -100,7 +100,7 @@ dtask_maybe_free(struct dtask *t)
 		dtask_undefer(t);
 		t->st = T_RELEASING;
 	}
-	if (t->op || t->req != NULL)
+	if (t->op || t->req != NULL || t->save_req != NULL)
 		return;
 	dtask_set_waiting(t, 0);
 	if (t->pool != NULL)

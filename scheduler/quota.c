@@ -70,6 +70,7 @@ struct qtree {
 	double		 seconds;	/* sandbox-seconds charged up to at */
 	double		 tokens;	/* spawn bucket at at */
 	double		 at;
+	double		 saved_at;	/* quota_tree_save_due: last save */
 	int		 mark;		/* quota_top_trees scratch; -1 */
 	char		 root[];
 };
@@ -727,6 +728,7 @@ quota_admit(struct quota_ns *ns, const struct quota_task *t, double now)
 		tr->link.hash = quota_hash(root);
 		tr->tokens = ns->spawn_cap;
 		tr->at = now;
+		tr->saved_at = now;
 		tr->mark = -1;
 		qtable_insert(&ns->trees, &tr->link);
 	}
@@ -811,6 +813,41 @@ quota_release(struct quota_ns *ns, const char *id, double now)
 		qtable_remove(&ns->trees, &tr->link);
 		free(tr);
 	}
+}
+
+/*
+ * Budget persistence.  Only sandbox-seconds cannot be rebuilt from the
+ * claims after a restart (lineage, resources and live counts can): the
+ * dispatcher saves them on a claim of the tree at most once per interval
+ * and puts them back with quota_tree_restore().
+ */
+int
+quota_tree_save_due(struct quota_ns *ns, const char *root, double now,
+    double interval, double *seconds)
+{
+	struct qtree	*tr;
+
+	if (ns->budget <= 0 || root == NULL ||
+	    (tr = quota_tree_find(ns, root)) == NULL ||
+	    now - tr->saved_at < interval)
+		return (0);
+	quota_charge(ns, tr, now);
+	tr->saved_at = now;
+	*seconds = tr->seconds;
+	return (1);
+}
+
+void
+quota_tree_restore(struct quota_ns *ns, const char *root, double seconds,
+    double now)
+{
+	struct qtree	*tr;
+
+	if (root == NULL || (tr = quota_tree_find(ns, root)) == NULL)
+		return;
+	quota_charge(ns, tr, now);
+	if (seconds > tr->seconds)
+		tr->seconds = seconds;
 }
 
 int

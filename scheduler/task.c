@@ -1195,6 +1195,26 @@ claim_resources(const char *text, struct claim_view *out)
 	cJSON_Delete(o);
 }
 
+/* The tree budget annotation; a bad one reads as none. */
+static void
+claim_tree_budget(const char *text, struct claim_view *out)
+{
+	cJSON		*o;
+	const cJSON	*s, *at;
+
+	out->tree_seconds = -1;
+	if (text == NULL || (o = cJSON_Parse(text)) == NULL)
+		return;
+	s = cJSON_GetObjectItemCaseSensitive(o, "seconds");
+	at = cJSON_GetObjectItemCaseSensitive(o, "at");
+	if (cJSON_IsNumber(s) && s->valuedouble >= 0 && cJSON_IsNumber(at) &&
+	    at->valuedouble > 0) {
+		out->tree_seconds = s->valuedouble;
+		out->tree_saved_at = at->valuedouble;
+	}
+	cJSON_Delete(o);
+}
+
 int
 task_claim_parse(const cJSON *obj, struct claim_view *out, char *err,
     size_t errlen)
@@ -1234,6 +1254,7 @@ task_claim_parse(const cJSON *obj, struct claim_view *out, char *err,
 	    TASK_ANN_ROOT_ID));
 	out->requested_at = jtime(ann, TASK_ANN_REQUESTED_AT);
 	claim_resources(jstr(ann, TASK_ANN_RESOURCES), out);
+	claim_tree_budget(jstr(ann, TASK_ANN_TREE_BUDGET), out);
 
 	out->shutdown_time = jtime(jget(jget(obj, "spec"), "lifecycle"),
 	    "shutdownTime");

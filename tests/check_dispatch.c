@@ -674,13 +674,17 @@ fop_count(struct fcons *c, enum fop_kind kind)
 	return (n);
 }
 
-/* Delivers task message {"id": id} on queue; returns its serial. */
+/*
+ * Delivers task message {"id": id}, with "parent" unless NULL, on queue;
+ * returns its serial.
+ */
 static int
-fc_deliver(const char *queue, const char *id, int redelivered)
+fc_deliver_child(const char *queue, const char *id, const char *parent,
+    int redelivered)
 {
 	struct fcons	*c = fc_find(queue);
 	struct consumer_msg *msg;
-	char		 body[TASK_ID_MAX + 32];
+	char		 body[2 * TASK_ID_MAX + 32];
 	int		 serial;
 
 	ck_assert(c->started);
@@ -689,7 +693,11 @@ fc_deliver(const char *queue, const char *id, int redelivered)
 	serial = nmsgs++;
 	as_strlcpy(ledger[serial].task, id, sizeof ledger[serial].task);
 	ledger[serial].c = c;
-	snprintf(body, sizeof body, "{\"id\":\"%s\"}", id);
+	if (parent != NULL)
+		snprintf(body, sizeof body, "{\"id\":\"%s\",\"parent\":"
+		    "\"%s\"}", id, parent);
+	else
+		snprintf(body, sizeof body, "{\"id\":\"%s\"}", id);
 	msg = xcalloc(1, sizeof *msg);
 	msg->body = xstrdup(body);
 	msg->len = strlen(body);
@@ -701,6 +709,12 @@ fc_deliver(const char *queue, const char *id, int redelivered)
 	c->outstanding++;
 	c->deliver(&c->base, msg, c->arg);
 	return (serial);
+}
+
+static int
+fc_deliver(const char *queue, const char *id, int redelivered)
+{
+	return (fc_deliver_child(queue, id, NULL, redelivered));
 }
 
 static const struct consumer_type *
@@ -1191,6 +1205,123 @@ START_TEST(test_old_claim_name_adopted)
 END_TEST
 
 /*
+ * Defect 8 (issue 12): a restart or fail-over rebuilds the task table from
+ * the claims of the informer's initial list, in whatever order the API
+ * server lists them.  The claims of r's two children come before r's own
+ * (or after it, the order that always worked); at the sync the quota must
+ * count both as r's children (maxChildrenPerTask 2: a third child waits)
+ * and the tree must keep the sandbox-seconds it had used: 500 saved on a
+ * claim 50 s ago, plus 50 s for each of its three live tasks since (they
+ * were made before the save), so at least 650 of its 1000.
+ */
+#define RB_QUOTA \
+	"{\"metadata\":{\"name\":\"q\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"cascade\":{\"maxChildrenPerTask\":2," \
+	"\"sandboxSecondsPerRoot\":1000}}}"
+
+/* A claim of pool a for id (child of parent, or a root), made ago s back. */
+static void
+srv_put_tree_claim(const char *id, const char *parent, int depth,
+    double ago, const char *budget)
+{
+	char	 name[CLAIM_NAME_MAX + 1], key[160], made[64], *doc;
+	cJSON	*obj;
+
+	task_claim_name("a", NS, id, name);
+	as_rfc3339(as_wall_now() - ago, 0, made, sizeof made);
+	doc = xasprintf("{\"metadata\":{\"name\":\"%s\",\"namespace\":"
+	    "\"" NS "\",\"creationTimestamp\":\"%s\",\"labels\":{\""
+	    TASK_LABEL_MANAGED "\":\"" TASK_LABEL_MANAGED_VALUE "\",\""
+	    TASK_LABEL_POOL "\":\"a\",\"" TASK_LABEL_DEPTH "\":\"%d\"},"
+	    "\"annotations\":{\"" TASK_ANN_TASK_ID "\":\"%s\",\""
+	    TASK_ANN_ROOT_ID "\":\"r\"%s%s%s%s%s}}}", name, made, depth, id,
+	    parent != NULL ? ",\"" TASK_ANN_PARENT_ID "\":\"" : "",
+	    parent != NULL ? parent : "", parent != NULL ? "\"" : "",
+	    budget != NULL ? ",\"" TASK_ANN_TREE_BUDGET "\":" : "",
+	    budget != NULL ? budget : "");
+	ck_assert_ptr_nonnull(obj = cJSON_Parse(doc));
+	free(doc);
+	snprintf(key, sizeof key, "%s/%s", NS, name);
+	cJSON_AddItemToObject(server, key, obj);
+	srv_status(name, id, "True", "DependenciesReady");
+	fi_show(NS, name);
+}
+
+/* The sandbox-seconds /status shows for tree root, -1 when none. */
+static double
+tree_seconds(const char *root)
+{
+	cJSON	*st = cJSON_CreateObject(), *ns, *tr;
+	double	 v = -1;
+
+	dispatcher_status(disp, st);
+	ns = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(st,
+	    "namespaces"), 0);
+	cJSON_ArrayForEach(tr, cJSON_GetObjectItemCaseSensitive(ns,
+	    "largestTrees"))
+		if (strcmp(cJSON_GetStringValue(
+		    cJSON_GetObjectItemCaseSensitive(tr, "root")), root) == 0)
+			v = cJSON_GetNumberValue(
+			    cJSON_GetObjectItemCaseSensitive(tr,
+			    "sandboxSeconds"));
+	cJSON_Delete(st);
+	return (v);
+}
+
+static const struct {
+	const char	*name;
+	int		 parent_first;
+} rebuild_rows[] = {
+	{ "children's claims listed before the parent's", 0 },
+	{ "parent's claim listed first", 1 },
+};
+
+START_TEST(test_rebuild_children_first)
+{
+	static const char doc[] = "{\"pools\":[" POOL("a", "qa") ","
+	    POOL("b", "qb") "],\"quotas\":[" RB_QUOTA "]}";
+	static const char saved[] = "\"{\\\"seconds\\\":500,\\\"at\\\":%.3f}\"";
+	struct dispatch_options o;
+	char		 err[512], budget[128];
+	long		 live, deferred, q;
+
+	/* The same dispatcher, restarted on a quota, not synced yet. */
+	dispatcher_free(disp);
+	config_free(cfg);
+	ck_assert_int_eq(config_parse(doc, strlen(doc), NULL, &cfg, err,
+	    sizeof err), 0);
+	memset(&o, 0, sizeof o);
+	o.instance = "test";
+	o.sweep_interval = 86400;
+	o.sizing_interval = 86400;
+	o.ops = &fake_ops;
+	disp = dispatcher_new(loop, NULL, &o);
+	dispatcher_apply(disp, cfg);
+
+	snprintf(budget, sizeof budget, saved, as_wall_now() - 50);
+	if (rebuild_rows[_i].parent_first)
+		srv_put_tree_claim("r", NULL, 0, 100, budget);
+	srv_put_tree_claim("c1", "r", 1, 80, NULL);
+	srv_put_tree_claim("c2", "r", 1, 60, NULL);
+	if (!rebuild_rows[_i].parent_first)
+		srv_put_tree_claim("r", NULL, 0, 100, budget);
+	fi_synced(NS);
+	ck_assert_int_eq(live_tasks(), 3);
+
+	/* r has two live children already: a third waits for one to end. */
+	fc_deliver_child("qa", "c3", "r", 0);
+	ck_assert_msg(fk_find("POST", "/sandboxclaims") == NULL,
+	    "a third child of r was admitted");
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(deferred, 1);
+	ck_assert_int_eq(q, 3);
+	ck_assert_msg(tree_seconds("r") >= 650 && tree_seconds("r") < 1000,
+	    "tree r restarted at %g sandbox-seconds", tree_seconds("r"));
+	check_invariants();
+}
+END_TEST
+
+/*
  * Randomized interleavings: each run is reproducible from its seed (the
  * loop index) and bounded by RANDOM_STEPS.  Each step, chosen by the
  * seeded generator, delivers a message (ids from a small set, on either
@@ -1431,6 +1562,8 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(twin_rows));
 	tcase_add_test(tc, test_name_conflict_keeps_other_claim);
 	tcase_add_test(tc, test_old_claim_name_adopted);
+	tcase_add_loop_test(tc, test_rebuild_children_first, 0,
+	    AS_ARRAY_SIZE(rebuild_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");

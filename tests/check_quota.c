@@ -1005,6 +1005,50 @@ START_TEST(test_tracked_names)
 }
 END_TEST
 
+/*
+ * Budget persistence (issue 12, defect 8): a tree with a budget is due
+ * for a save once per interval from its start; a restored charge raises
+ * the tree's, never lowers it, and counts against the budget.  Without a
+ * budget nothing is saved.
+ */
+START_TEST(test_budget_save_restore)
+{
+	struct quota_ns		*ns = quota_ns_new(&q_budget);
+	struct quota_ns		*free_ns = quota_ns_new(NULL);
+	struct quota_task	 t = { .id = "r", .root = "r" };
+	struct quota_task	 c = { .id = "c", .parent = "r", .root = "r",
+	    .depth = 1 };
+	struct quota_decision	 d;
+	struct quota_tree_info	 ti;
+	double			 secs = -1;
+
+	quota_admit(ns, &t, 100);
+	ck_assert_int_eq(quota_tree_save_due(ns, "r", 101, 3, &secs), 0);
+	ck_assert_int_eq(quota_tree_save_due(ns, "r", 103, 3, &secs), 1);
+	ck_assert(secs == 3);
+	ck_assert_int_eq(quota_tree_save_due(ns, "r", 105, 3, &secs), 0);
+	ck_assert_int_eq(quota_tree_save_due(ns, "nope", 200, 3, &secs), 0);
+	quota_tree_restore(ns, "r", 4, 105);	/* 5 charged: kept */
+	ck_assert_uint_eq(quota_top_trees(ns, 105, &ti, 1), 1);
+	ck_assert(ti.seconds == 5);
+	quota_tree_restore(ns, "r", 9.5, 105);
+	ck_assert_uint_eq(quota_top_trees(ns, 105, &ti, 1), 1);
+	ck_assert(ti.seconds == 9.5);
+	quota_check(ns, &c, 105, &d);
+	ck_assert_int_eq(d.verdict, QUOTA_ADMIT);
+	quota_check(ns, &c, 105.5, &d);		/* 10 of 10 */
+	ck_assert_int_eq(d.verdict, QUOTA_REJECT);
+	ck_assert_str_eq(d.reason, "budget.sandboxSeconds");
+	quota_tree_restore(ns, "nope", 1, 105);	/* no tree: nothing */
+
+	quota_admit(free_ns, &t, 100);
+	ck_assert_int_eq(quota_tree_save_due(free_ns, "r", 1000, 3, &secs),
+	    0);
+	quota_ns_free(free_ns);
+	quota_ns_free(ns);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1017,6 +1061,7 @@ main(void)
 	tcase_add_test(tc, test_random_walk);
 	tcase_add_test(tc, test_many);
 	tcase_add_test(tc, test_tracked_names);
+	tcase_add_test(tc, test_budget_save_restore);
 	suite_add_tcase(s, tc);
 	return (tu_run_suite(s));
 }

@@ -713,6 +713,9 @@ START_TEST(test_list_adopt)
 	crash_holding_two(&src, &oa);
 	ck_assert_int_eq(tu_redis_cmd(&srv, "ZCARD "
 	    "agentscaler:processing-lists:q"), 1);
+	/* Its heartbeat outlives it by its TTL: let it expire now. */
+	ck_assert_int_eq(tu_redis_cmd(&srv, "DEL "
+	    "agentscaler:processing-alive:q:processing:as-a"), 1);
 
 	/* The next leader: m2, m3 first (redelivered, oldest first), then new. */
 	tu_redis_cmd(&srv, "LPUSH q m4");
@@ -755,6 +758,114 @@ START_TEST(test_list_adopt)
 	ck_assert_int_eq(tu_redis_cmd(&srv, "EXISTS q:processing:as-b"), 0);
 	b->type->destroy(b);
 	rec_free(&rb, 5);
+}
+END_TEST
+
+/* tu_run_until(): the key arg exists. */
+static int
+pred_key(void *arg)
+{
+	return (tu_redis_cmd(&srv, "EXISTS %s", (const char *)arg) == 1);
+}
+
+/* tu_run_until(): the processing list arg is registered for q. */
+static int
+pred_registered(void *arg)
+{
+	char	*v = tu_redis_str(&srv, "ZSCORE agentscaler:processing-lists:q "
+	    "%s", (const char *)arg);
+
+	free(v);
+	return (v != NULL);
+}
+
+/*
+ * b's heartbeat holds the time (unix s) of its last adoption round; waits
+ * until it is two seconds past its value now: two more rounds ran.
+ */
+static long long hb_until;
+
+static long long
+hb_b(void)
+{
+	char		*v = tu_redis_str(&srv, "GET "
+	    "agentscaler:processing-alive:q:processing:as-b");
+	long long	 n = v != NULL ? strtoll(v, NULL, 10) : -1;
+
+	free(v);
+	return (n);
+}
+
+static int
+pred_hb_b(void *arg)
+{
+	(void)arg;
+	return (hb_b() >= hb_until);
+}
+
+static void
+wait_rounds_b(void)
+{
+	hb_until = hb_b() + 2;
+	ck_assert(tu_run_until(loop, pred_hb_b, NULL, DEADLINE));
+}
+
+/*
+ * Issue 12, defect 7: adoption without leader election.  Two live
+ * instances consume q at once (two replicas, or a rolling update's old
+ * and new pod); neither takes the other's processing list, whose
+ * messages the other is working on: a live instance keeps a heartbeat.
+ * Once a dies (its heartbeat expires: three adoption periods, 3 s here),
+ * b takes what a left, each message once, redelivered.
+ */
+START_TEST(test_list_adopt_live)
+{
+	struct scaler_source src;
+	/* a's window of 2 is full with m1, m2: m3 is b's to take. */
+	struct consumer_options oa = tu_consumer_options("as-a", 2);
+	struct consumer_options ob = tu_consumer_options("as-b", 10);
+	struct consumer	*a, *b;
+	struct rec	 ra, rb;
+	static char	 hb_b[] = "agentscaler:processing-alive:q:processing:as-b";
+	int		 i;
+
+	oa.adopt = ob.adopt = 1;
+	oa.poll_interval = ob.poll_interval = 0.1;	/* rounds every 1 s */
+	src = source(&srv, "redis-list", "q", NULL);
+	tu_redis_cmd(&srv, "LPUSH q m1");
+	tu_redis_cmd(&srv, "LPUSH q m2");
+	a = start(&consumer_type_redis_list, &src, &oa, &ra);
+	ck_assert(tu_run_count(loop, &ra.n, 2, DEADLINE));
+	/* a's first adoption round has run: a is registered. */
+	ck_assert(tu_run_until(loop, pred_registered, "q:processing:as-a",
+	    DEADLINE));
+
+	/* b starts while a lives and holds m1, m2: it gets new work only. */
+	tu_redis_cmd(&srv, "LPUSH q m3");
+	b = start(&consumer_type_redis_list, &src, &ob, &rb);
+	ck_assert(tu_run_count(loop, &rb.n, 1, DEADLINE));
+	assert_msg(&rb, 0, "m3", 0);
+	/* More rounds of b (each renews its heartbeat) take nothing. */
+	ck_assert(tu_run_until(loop, pred_key, hb_b, DEADLINE));
+	wait_rounds_b();
+	ck_assert_msg(rb.n == 1, "b took %d messages of the live a", rb.n - 1);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN q:processing:as-a"), 2);
+	ck_assert_int_eq(ack_wait(a, ra.msgs[0]), 0);
+
+	/* a dies holding m2: b takes it once its heartbeat has expired. */
+	a->type->destroy(a);
+	rec_free(&ra, 1);
+	ck_assert(tu_run_count(loop, &rb.n, 2, DEADLINE));
+	assert_msg(&rb, 1, "m2", 1);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "EXISTS q:processing:as-a"), 0);
+	for (i = 0; i < 2; i++)
+		ck_assert_int_eq(ack_wait(b, rb.msgs[i]), 0);
+	/* More rounds: nothing more, nothing twice. */
+	wait_rounds_b();
+	ck_assert_int_eq(rb.n, 2);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "EXISTS q:processing:as-b"), 0);
+	b->type->destroy(b);
+	rec_free(&rb, 2);
 }
 END_TEST
 
@@ -1462,6 +1573,7 @@ redis_consume_suite(void)
 	tcase_add_test(tc, test_list_dead_letter);
 	tcase_add_test(tc, test_list_recovery);
 	tcase_add_test(tc, test_list_adopt);
+	tcase_add_test(tc, test_list_adopt_live);
 	tcase_add_test(tc, test_list_push);
 	tcase_add_loop_test(tc, test_handoff, 0, 2);
 	tcase_add_test(tc, test_stream_basic);

@@ -7,11 +7,13 @@
  *                  LEFT, FIFO with LPUSH producers); ack = LREM of that
  *                  entry; what the processing list holds at start is
  *                  delivered first, marked redelivered (crash recovery).
- *                  With adopt (leader election: one consumer at a time),
- *                  the processing lists that other instances registered
- *                  for the queue are emptied into ours, atomically, and
- *                  their entries delivered redelivered too: at start and
- *                  every ten poll intervals (late moves of an old leader).
+ *                  With adopt, the processing lists that other instances
+ *                  registered for the queue and no longer keep alive (a
+ *                  heartbeat key with a TTL) are emptied into ours,
+ *                  atomically, and their entries delivered redelivered
+ *                  too: at start and every ten poll intervals (late moves
+ *                  of a dead instance).  A live instance's list is never
+ *                  taken.
  *  - redis-stream: XREADGROUP GROUP <group> <instance> ... ">"; own pending
  *                  entries (id 0) first at start; XAUTOCLAIM takes entries
  *                  idle longer than claim_idle from dead consumers; ack =

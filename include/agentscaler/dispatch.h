@@ -76,8 +76,8 @@ struct dispatch_options {
 	dispatch_event_fn *event;	/* NULL: no Events */
 	void		*event_arg;
 	/*
-	 * 1 under leader election: consumers also take over what other
-	 * instances left in flight (consumer_options.adopt).
+	 * 1: consumers also take over what dead instances left in flight
+	 * (consumer_options.adopt); the daemon always sets it.
 	 */
 	int		 adopt;
 	/* NULL: the real client, informer and consumers (tests only). */

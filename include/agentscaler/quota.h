@@ -124,6 +124,21 @@ void		 quota_admit(struct quota_ns *, const struct quota_task *,
  * Unknown ids are ignored.
  */
 void		 quota_release(struct quota_ns *, const char *id, double now);
+/*
+ * Budget persistence across restarts (README, AgentQuota admission): 1
+ * when the live tree of root has a sandbox-seconds budget and was last
+ * saved interval or more ago (or was made that long ago); *seconds is
+ * then its charge up to now, and the tree counts as saved at now (a
+ * failed save is tried again an interval later).
+ */
+int		 quota_tree_save_due(struct quota_ns *, const char *root,
+		    double now, double interval, double *seconds);
+/*
+ * After a restart: the live tree of root has used at least seconds (its
+ * charge is raised to it, never lowered).  No live tree: nothing.
+ */
+void		 quota_tree_restore(struct quota_ns *, const char *root,
+		    double seconds, double now);
 /* 1 while id is a live task. */
 int		 quota_live(const struct quota_ns *, const char *id);
 /*

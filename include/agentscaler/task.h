@@ -43,6 +43,11 @@ struct cJSON;
 #define TASK_ANN_TRACEPARENT	"agentscaler.io/traceparent"
 #define TASK_ANN_RESOURCES	"agentscaler.io/resources"	/* JSON */
 #define TASK_ANN_REQUESTED_AT	"agents.x-k8s.io/client-first-requested-at"
+/*
+ * {"seconds": <the tree's sandbox-seconds>, "at": <unix s when saved>},
+ * saved on a claim of the tree at a bounded rate (dispatch_claim.c).
+ */
+#define TASK_ANN_TREE_BUDGET	"agentscaler.io/tree-budget"
 
 struct task_resource {
 	char	 name[128];	/* cpu, memory, nvidia.com/gpu */
@@ -201,6 +206,8 @@ struct claim_view {
 	double	 requested_at;		/* TASK_ANN_REQUESTED_AT; 0 */
 	struct task_resource resources[TASK_MAX_RESOURCES];
 	size_t	 nresources;		/* from TASK_ANN_RESOURCES */
+	double	 tree_seconds;		/* TASK_ANN_TREE_BUDGET; -1 none */
+	double	 tree_saved_at;		/* its "at", unix s; 0 */
 };
 
 /*

@@ -202,6 +202,64 @@ class DispatchTest(DispatchWorld):
         total = sum(self.redis.cmd("LLEN", k) for k in inboxes)
         self.assertEqual(total, 4)
 
+    def handed_ids(self):
+        """Task ids in every sandbox inbox (nothing consumes them here)."""
+        ids = []
+        for k in self.redis.cmd("KEYS", "agentscaler:inbox:*"):
+            ids += [json.loads(m)["agentscaler"]["id"] for m in self.redis.cmd("LRANGE", k, 0, -1)]
+        return ids
+
+    def test_restart_under_new_name_adopts_dead_list_not_live_one(self):
+        """Issue 12, defect 7: without --leader-elect, a restart under the
+        chart's Deployment comes back under a new pod name.  What the dead
+        pod held in its processing list is taken over once its heartbeat
+        expires and handed off exactly once; the list of another pod that
+        is alive (its heartbeat renewed) is never touched."""
+        world.sandbox_pool(self.kube, "wp", replicas=0)
+        ids = ["n-%02d" % i for i in range(8)]
+        self.start([self.pool()], extra=("--instance", "pod-old"))
+        self.redis.pipeline([("LPUSH", "tasks", task(t)) for t in ids])
+        # Killed while it holds messages (cold starts take 300 ms).
+        wait_for(lambda: self.redis.cmd("LLEN", "tasks:processing:pod-old") >= 1, 20, 0.005,
+                 "pod-old holding messages")
+        self.daemon.proc.kill()
+        self.daemon.proc.wait()
+        self.daemon.log.close()
+        self.daemon.cleanup()
+        held = self.redis.cmd("LLEN", "tasks:processing:pod-old")
+        # A live replica's list: registered, heartbeat renewed (long TTL here).
+        live = task("live-1")
+        self.redis.pipeline([
+            ("LPUSH", "tasks:processing:pod-live", live),
+            ("ZADD", "agentscaler:processing-lists:tasks", int(time.time()),
+             "tasks:processing:pod-live"),
+            ("SET", "agentscaler:processing-alive:tasks:processing:pod-live", "1", "PX",
+             "600000")])
+
+        self.start([self.pool()], extra=("--instance", "pod-new"))
+        try:
+            wait_for(lambda: sorted(set(self.handed_ids())) == ids, 60, 0.1,
+                     "every task handed off")
+        except AssertionError:
+            self.fail("handed off %r; old list %r; log:\n%s" % (
+                sorted(self.handed_ids()), self.redis.cmd("LRANGE", "tasks:processing:pod-old", 0, -1),
+                self.daemon.logs()[-4000:]))
+        wait_for(lambda: self.redis.cmd("LLEN", "tasks:processing:pod-new") == 0, 20, 0.1,
+                 "every message acked")
+        self.assertEqual(sorted(self.handed_ids()), ids, "a task handed off twice")
+        self.assertEqual(self.redis.cmd("EXISTS", "tasks:processing:pod-old"), 0)
+        if held:
+            self.assertIn("took over %d message" % held, self.daemon.logs())
+        self.assertEqual(self.rejected(), [])
+        # The live replica's message stays where it is, through more rounds
+        # (pod-new renews its heartbeat every 2 s: wait for a later one).
+        hb = "agentscaler:processing-alive:tasks:processing:pod-new"
+        first = int(self.redis.cmd("GET", hb))
+        wait_for(lambda: int(self.redis.cmd("GET", hb) or 0) >= first + 3, 20, 0.1,
+                 "later adoption rounds of pod-new")
+        self.assertEqual(self.redis.cmd("LRANGE", "tasks:processing:pod-live", 0, -1), [live])
+        self.assertNotIn("live-1", self.handed_ids())
+
     def test_warm_pool_follows_load_and_goes_to_zero(self):
         world.sandbox_pool(self.kube, "wp", replicas=1)
         self.runtime = world.AgentRuntime(self.kube, self.redis.url, work_ms=300)
