@@ -40,7 +40,8 @@ struct sw_entry {
 struct status_writer {
 	struct k8s_sink		 sink;
 	double			 min_interval;
-	const int		*leading;
+	int			 (*may_write)(void *);
+	void			*may_write_arg;
 	double			 (*clock)(void);
 	struct as_bucket	 bucket;
 	struct sw_entry		*b[SW_BUCKETS];
@@ -103,7 +104,7 @@ sw_flush(struct status_writer *w, struct sw_entry *e, double now)
 	char	*body, path[600];
 
 	if (e->want == NULL || e->req != NULL || now < e->next_at ||
-	    (w->leading != NULL && !*w->leading))
+	    (w->may_write != NULL && !w->may_write(w->may_write_arg)))
 		return;
 	if (e->base != NULL && cJSON_Compare(e->base, e->want, 1)) {
 		cJSON_Delete(e->want);
@@ -197,7 +198,8 @@ status_writer_new(const struct k8s_sink *sink,
 	w = xcalloc(1, sizeof *w);
 	w->sink = *sink;
 	w->min_interval = o->min_interval > 0 ? o->min_interval : 2;
-	w->leading = o->leading;
+	w->may_write = o->may_write;
+	w->may_write_arg = o->may_write_arg;
 	w->clock = o->clock != NULL ? o->clock : as_mono_now;
 	as_bucket_init(&w->bucket, o->qps > 0 ? o->qps : 10,
 	    o->burst >= 1 ? o->burst : 20, w->clock());

@@ -630,13 +630,15 @@ crd_new(struct ev_loop *loop, struct k8s_client *k8s,
 	k8s_client_sink(k8s, &c->sink);
 	memset(&so, 0, sizeof so);
 	so.min_interval = o->status_min_interval;
-	so.leading = o->leading;
+	so.may_write = o->may_write;
+	so.may_write_arg = o->arg;
 	so.loop = loop;
 	c->sw = status_writer_new(&c->sink, &so);
 	memset(&eo, 0, sizeof eo);
 	eo.controller = "agentscaler.io/agentscaler";
 	eo.instance = o->instance;
-	eo.leading = o->leading;
+	eo.may_write = o->may_write;
+	eo.may_write_arg = o->arg;
 	eo.loop = loop;
 	c->ev = events_new(&c->sink, &eo);
 	ev_init(&c->rebuild, crd_rebuild_cb);

@@ -22,7 +22,8 @@
  * this process may write, always 1 without election.  A standby polls its
  * sources, reads its targets and runs the maths (so its stabilization
  * windows are warm), but every write site asks daemon_may_write() first,
- * which also reads the elector's clock, and the dispatcher (consumers,
+ * which also reads the elector's clock (status and Event writes too: the
+ * CRD mode's writers ask it at each write through crd_options), and the dispatcher (consumers,
  * claims, warm-pool sizing) exists only while leading.  Stopping to lead
  * cancels the writes in flight and frees the dispatcher: held messages go
  * back to their sources.
@@ -130,6 +131,13 @@ daemon_may_write(const struct daemon *d)
 {
 	return (d->leading && (d->elector == NULL ||
 	    leader_is_leader(d->elector)));
+}
+
+/* daemon_may_write() for crd.h: status and Event writes ask it too. */
+static int
+daemon_may_write_cb(void *arg)
+{
+	return (daemon_may_write(arg));
 }
 
 static double
@@ -1244,7 +1252,7 @@ daemon_run(const struct daemon_options *opts)
 		d.secrets = secret_store_new(d.k8s, 0);
 		as_secret_provider(secret_store_lookup, d.secrets);
 		copts.instance = opts->instance;
-		copts.leading = &d.leading;
+		copts.may_write = daemon_may_write_cb;
 		copts.apply = daemon_crd_apply;
 		copts.pool_status = daemon_pool_status;
 		copts.quota_status = daemon_quota_status;

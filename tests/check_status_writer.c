@@ -24,6 +24,12 @@ static struct tu_sink	 sk;
 static struct status_writer *w;
 static int		 leading;
 
+static int
+may_write(void *arg)
+{
+	return (*(int *)arg);
+}
+
 static double
 fake_clock(void)
 {
@@ -43,7 +49,8 @@ setup(void)
 	o.qps = 100;
 	o.burst = 100;
 	o.clock = fake_clock;
-	o.leading = &leading;
+	o.may_write = may_write;
+	o.may_write_arg = &leading;
 	w = status_writer_new(&sk.sink, &o);
 }
 

@@ -6,7 +6,9 @@
  * object was seen with), coalesced (the latest status wins while a write is
  * in flight or waiting), at most one write per object every min_interval
  * seconds, and all objects together under one token bucket (qps, burst).
- * Nothing is written while *leading is 0.  A failed write is logged once
+ * Nothing is written while may_write() says no: asked at the moment of each
+ * write, so a leader past its renew deadline writes nothing even before
+ * its timers have run.  A failed write is logged once
  * (until a write succeeds) and tried again after a backoff; 404 means the
  * object is gone and forgets it.
  *
@@ -29,7 +31,9 @@ struct status_writer_options {
 	double		 min_interval;	/* s per object; default 2 */
 	double		 qps;		/* all objects; default 10 */
 	double		 burst;		/* default 20 */
-	const int	*leading;	/* NULL: always write */
+	/* 1 when this process may write now; NULL: always write. */
+	int		 (*may_write)(void *arg);
+	void		*may_write_arg;
 	double		 (*clock)(void);	/* monotonic; as_mono_now */
 	struct ev_loop	*loop;		/* NULL: the caller calls
 					   status_writer_tick() */
