@@ -78,6 +78,8 @@ struct pool {
 	long			 status_replicas;
 	double			 spec_time;	/* monotonic */
 	char			 k8s_err[256];
+	unsigned		 read_failures;	/* target reads failed in a row */
+	double			 read_at;	/* monotonic: next read no sooner */
 
 	struct autoscale_state	 as;
 	struct autoscale_decision last;
@@ -116,6 +118,7 @@ struct daemon {
 };
 
 static void	 pool_poll(struct pool *);
+static double	 pool_read_backoff(unsigned);
 static void	 pool_evaluate(struct pool *);
 static void	 pool_free(struct pool *);
 static void	 daemon_apply(struct daemon *, struct config *);
@@ -260,6 +263,26 @@ pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
 	p->spec_time = as_mono_now();
 }
 
+/*
+ * The wait before the next read of a target after failures reads failed
+ * in a row: exponential from 1 s to 30 s, jittered within its upper half
+ * (so that pools missing their targets together spread, and the wait
+ * never falls back to the start).  A missing Deployment is then read a
+ * few times a minute at most instead of at every poll.
+ */
+static double
+pool_read_backoff(unsigned failures)
+{
+	double	 hi = 1.0;
+	unsigned i;
+
+	for (i = 1; i < failures && hi < 30.0; i++)
+		hi *= 2;
+	if (hi > 30.0)
+		hi = 30.0;
+	return (hi * (0.5 + 0.5 * as_random()));
+}
+
 static void
 pool_get_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 {
@@ -268,10 +291,15 @@ pool_get_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 	if (err == -AS_ECANCELED)
 		return;
 	p->req = NULL;
-	if (err != 0)
+	if (err != 0) {
 		pool_set_k8s_error(p, "reading", msg);
-	else {
+		p->read_failures++;
+		p->read_at = as_mono_now() +
+		    pool_read_backoff(p->read_failures);
+	} else {
 		pool_k8s_ok(p, sc);
+		p->read_failures = 0;
+		p->read_at = 0;
 		p->dirty = 1;
 	}
 	if (p->dirty && p->spec_known) {
@@ -417,8 +445,10 @@ pool_evaluate(struct pool *p)
 	}
 	if (!p->spec_known || now - p->spec_time >
 	    p->d->opts->resync_seconds) {
-		p->req = k8s_scale_get(p->d->k8s, c->target_kind, c->ns,
-		    c->target_name, pool_get_done, p);
+		/* After failed reads, not before the backoff: hold. */
+		if (now >= p->read_at)
+			p->req = k8s_scale_get(p->d->k8s, c->target_kind,
+			    c->ns, c->target_name, pool_get_done, p);
 		return;
 	}
 	memset(&in, 0, sizeof in);
