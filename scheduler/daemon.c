@@ -23,10 +23,13 @@
  * sources, reads its targets and runs the maths (so its stabilization
  * windows are warm), but every write site asks daemon_may_write() first,
  * which also reads the elector's clock (status and Event writes too: the
- * CRD mode's writers ask it at each write through crd_options), and the dispatcher (consumers,
- * claims, warm-pool sizing) exists only while leading.  Stopping to lead
- * cancels the writes in flight and frees the dispatcher: held messages go
- * back to their sources.
+ * CRD mode's writers ask it at each write through crd_options), and the
+ * dispatcher (consumers, claims, warm-pool sizing) exists only while
+ * leading.  Stopping to lead cancels the writes in flight and frees the
+ * dispatcher: held messages go back to their sources.
+ *
+ * A target that cannot be read is read again after pool_read_backoff(),
+ * not at every poll; the replicas are held meanwhile.
  */
 #include <math.h>
 #include <stddef.h>
@@ -264,7 +267,7 @@ pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
 }
 
 /*
- * The wait before the next read of a target after failures reads failed
+ * The wait before the next read of a target after `failures` reads failed
  * in a row: exponential from 1 s to 30 s, jittered within its upper half
  * (so that pools missing their targets together spread, and the wait
  * never falls back to the start).  A missing Deployment is then read a
