@@ -64,7 +64,8 @@ struct events {
 	size_t			 cache_size;
 	double			 series_interval;
 	double			 finish_after;
-	const int		*leading;
+	int			 (*may_write)(void *);
+	void			*may_write_arg;
 	double			 (*clock)(void);
 	struct as_bucket	 bucket;
 	struct ev_entry		**b;
@@ -138,7 +139,7 @@ events_drop(struct events *r, struct ev_entry *e)
 static int
 events_may_write(const struct events *r)
 {
-	return (r->leading == NULL || *r->leading);
+	return (r->may_write == NULL || r->may_write(r->may_write_arg));
 }
 
 static void
@@ -288,7 +289,8 @@ events_new(const struct k8s_sink *sink, const struct events_options *o)
 	r->cache_size = o->cache_size > 0 ? o->cache_size : 4096;
 	r->series_interval = o->series_interval > 0 ? o->series_interval : 10;
 	r->finish_after = o->finish_after > 0 ? o->finish_after : 360;
-	r->leading = o->leading;
+	r->may_write = o->may_write;
+	r->may_write_arg = o->may_write_arg;
 	r->clock = o->clock != NULL ? o->clock : as_wall_now;
 	as_bucket_init(&r->bucket, o->qps > 0 ? o->qps : 5,
 	    o->burst >= 1 ? o->burst : 25, r->clock());

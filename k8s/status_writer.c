@@ -9,6 +9,11 @@
  * a quiet object costs no request.  The patch sets every key of want and
  * nulls the keys of base that want lost (merge patch, RFC 7386: arrays such
  * as conditions are replaced whole).
+ *
+ * A write refused for good (sw_permanent()) parks what was sent in
+ * `rejected`: setting that same status again is dropped, as unchanged is,
+ * and only a different one is sent.  Retrying it would be refused the same
+ * way every few seconds for ever.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,9 +35,11 @@ struct sw_entry {
 	cJSON			*base;
 	cJSON			*want;
 	cJSON			*sent;
+	cJSON			*rejected;	/* refused for good */
 	void			*req;
 	double			 next_at;	/* mono: earliest next write */
 	unsigned		 failures;
+	int			 rejected_logged;	/* until a write works */
 	int			 dead;		/* forgotten while in flight */
 	struct sw_entry		*next;
 };
@@ -40,8 +47,12 @@ struct sw_entry {
 struct status_writer {
 	struct k8s_sink		 sink;
 	double			 min_interval;
-	const int		*leading;
+	int			 (*may_write)(void *);
+	void			*may_write_arg;
 	double			 (*clock)(void);
+	void			 (*rejected)(void *, const char *, long,
+				    const char *);
+	void			*rejected_arg;
 	struct as_bucket	 bucket;
 	struct sw_entry		*b[SW_BUCKETS];
 	int			 logged;
@@ -53,6 +64,7 @@ struct status_writer {
 static struct sw_entry *sw_find(const struct status_writer *, const char *);
 static struct sw_entry *sw_get(struct status_writer *, const char *);
 static void	 sw_free_entry(struct sw_entry *);
+static int	 sw_permanent(long);
 static void	 sw_flush(struct status_writer *, struct sw_entry *, double);
 static void	 sw_done(const struct k8s_response *, void *);
 static void	 sw_timer_cb(struct ev_loop *, ev_timer *, int);
@@ -91,8 +103,21 @@ sw_free_entry(struct sw_entry *e)
 	cJSON_Delete(e->base);
 	cJSON_Delete(e->want);
 	cJSON_Delete(e->sent);
+	cJSON_Delete(e->rejected);
 	free(e->path);
 	free(e);
+}
+
+/*
+ * 1 when an answer with this HTTP code will be the same for the same body:
+ * a 4xx but 401 (credentials being renewed), 408, 409 and 429.  404 is
+ * handled before (the object went).
+ */
+static int
+sw_permanent(long code)
+{
+	return (code >= 400 && code < 500 && code != 401 && code != 408 &&
+	    code != 409 && code != 429);
 }
 
 /* Sends e's want if it may go now. */
@@ -103,7 +128,7 @@ sw_flush(struct status_writer *w, struct sw_entry *e, double now)
 	char	*body, path[600];
 
 	if (e->want == NULL || e->req != NULL || now < e->next_at ||
-	    (w->leading != NULL && !*w->leading))
+	    (w->may_write != NULL && !w->may_write(w->may_write_arg)))
 		return;
 	if (e->base != NULL && cJSON_Compare(e->base, e->want, 1)) {
 		cJSON_Delete(e->want);
@@ -163,9 +188,33 @@ sw_done(const struct k8s_response *r, void *arg)
 		w->st.writes++;
 		w->logged = 0;
 		e->failures = 0;
+		e->rejected_logged = 0;
+		cJSON_Delete(e->rejected);
+		e->rejected = NULL;
 		cJSON_Delete(e->base);
 		e->base = e->sent;
 		e->sent = NULL;
+		return;
+	}
+	if (sw_permanent(r->code) && r->code != 404) {
+		/* The same status would be refused again: park it. */
+		w->st.rejected++;
+		if (!e->rejected_logged)
+			log_warn("status", "%s/status refused (HTTP %ld), not "
+			    "retried until the status changes (further "
+			    "refusals are not logged until a write "
+			    "succeeds): %s", e->path, r->code, r->message);
+		e->rejected_logged = 1;
+		cJSON_Delete(e->rejected);
+		e->rejected = e->sent;
+		e->sent = NULL;
+		if (e->want != NULL && cJSON_Compare(e->want, e->rejected, 1)) {
+			cJSON_Delete(e->want);
+			e->want = NULL;
+		}
+		if (w->rejected != NULL)
+			w->rejected(w->rejected_arg, e->path, r->code,
+			    r->message);
 		return;
 	}
 	w->st.failed++;
@@ -197,8 +246,11 @@ status_writer_new(const struct k8s_sink *sink,
 	w = xcalloc(1, sizeof *w);
 	w->sink = *sink;
 	w->min_interval = o->min_interval > 0 ? o->min_interval : 2;
-	w->leading = o->leading;
+	w->may_write = o->may_write;
+	w->may_write_arg = o->may_write_arg;
 	w->clock = o->clock != NULL ? o->clock : as_mono_now;
+	w->rejected = o->rejected;
+	w->rejected_arg = o->rejected_arg;
 	as_bucket_init(&w->bucket, o->qps > 0 ? o->qps : 10,
 	    o->burst >= 1 ? o->burst : 20, w->clock());
 	if ((w->loop = o->loop) != NULL) {
@@ -241,9 +293,13 @@ status_writer_set(struct status_writer *w, const char *path, cJSON *status)
 	struct sw_entry	*e = sw_get(w, path);
 	const cJSON	*last;
 
-	/* Equal to what is on its way or there already: nothing to do. */
+	/*
+	 * Equal to what is on its way or there already, or to what was
+	 * refused for good: nothing to do.
+	 */
 	last = e->sent != NULL ? e->sent : e->base;
-	if (last != NULL && cJSON_Compare(last, status, 1)) {
+	if ((last != NULL && cJSON_Compare(last, status, 1)) ||
+	    (e->rejected != NULL && cJSON_Compare(e->rejected, status, 1))) {
 		cJSON_Delete(status);
 		if (e->want != NULL) {
 			cJSON_Delete(e->want);

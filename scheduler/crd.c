@@ -91,6 +91,8 @@ static void	 crd_warm_cb(struct informer *, enum informer_event,
 static void	 crd_rebuild(struct crd *);
 static void	 crd_rebuild_cb(struct ev_loop *, ev_timer *, int);
 static void	 crd_status_cb(struct ev_loop *, ev_timer *, int);
+static void	 crd_status_rejected(void *, const char *, long,
+		    const char *);
 static const char *crd_str(const cJSON *, const char *);
 static int	 crd_object_cmp(const void *, const void *);
 static void	 crd_condition(cJSON *, const cJSON *, const char *, int,
@@ -630,13 +632,17 @@ crd_new(struct ev_loop *loop, struct k8s_client *k8s,
 	k8s_client_sink(k8s, &c->sink);
 	memset(&so, 0, sizeof so);
 	so.min_interval = o->status_min_interval;
-	so.leading = o->leading;
+	so.may_write = o->may_write;
+	so.may_write_arg = o->arg;
+	so.rejected = crd_status_rejected;
+	so.rejected_arg = c;
 	so.loop = loop;
 	c->sw = status_writer_new(&c->sink, &so);
 	memset(&eo, 0, sizeof eo);
 	eo.controller = "agentscaler.io/agentscaler";
 	eo.instance = o->instance;
-	eo.leading = o->leading;
+	eo.may_write = o->may_write;
+	eo.may_write_arg = o->arg;
 	eo.loop = loop;
 	c->ev = events_new(&c->sink, &eo);
 	ev_init(&c->rebuild, crd_rebuild_cb);
@@ -740,12 +746,15 @@ crd_metrics(const struct crd *c, struct as_buf *b)
 	    "agentscaler_crd_applies_total %llu\n",
 	    (unsigned long long)c->applies);
 	as_buf_printf(b, "# HELP agentscaler_status_writes_total Status "
-	    "subresource writes by result (unchanged: not sent).\n"
+	    "subresource writes by result (unchanged: not sent; rejected: "
+	    "refused for good, not retried until the status changes).\n"
 	    "# TYPE agentscaler_status_writes_total counter\n"
 	    "agentscaler_status_writes_total{result=\"ok\"} %llu\n"
 	    "agentscaler_status_writes_total{result=\"failed\"} %llu\n"
+	    "agentscaler_status_writes_total{result=\"rejected\"} %llu\n"
 	    "agentscaler_status_writes_total{result=\"unchanged\"} %llu\n",
 	    (unsigned long long)sws.writes, (unsigned long long)sws.failed,
+	    (unsigned long long)sws.rejected,
 	    (unsigned long long)sws.unchanged);
 	as_buf_printf(b, "# HELP agentscaler_events_total Events by outcome: "
 	    "created, series updates, dropped by the rate limit, failed.\n"
@@ -756,6 +765,30 @@ crd_metrics(const struct crd *c, struct as_buf *b)
 	    "agentscaler_events_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)es.created, (unsigned long long)es.patched,
 	    (unsigned long long)es.dropped, (unsigned long long)es.failed);
+}
+
+/*
+ * The status writer's rejected callback: the object's status was refused
+ * for good (a 422 from the schema, say), so the operator learns it from a
+ * Warning Event on the object, since its status cannot say it.
+ */
+static void
+crd_status_rejected(void *arg, const char *path, long code, const char *msg)
+{
+	struct crd	*c = arg;
+	struct crd_obj	*o;
+	size_t		 i;
+
+	for (i = 0; i < CRD_BUCKETS; i++)
+		for (o = c->b[i]; o != NULL; o = o->next)
+			if (strcmp(o->path, path) == 0) {
+				crd_event(c, crd_kinds[o->quota], o->ns,
+				    o->name, EVENT_WARNING, "StatusRejected",
+				    "WriteStatus", "the API server refused "
+				    "the status (HTTP %ld); not retried until "
+				    "it changes: %s", code, msg);
+				return;
+			}
 }
 
 void

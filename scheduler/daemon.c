@@ -22,10 +22,14 @@
  * this process may write, always 1 without election.  A standby polls its
  * sources, reads its targets and runs the maths (so its stabilization
  * windows are warm), but every write site asks daemon_may_write() first,
- * which also reads the elector's clock, and the dispatcher (consumers,
- * claims, warm-pool sizing) exists only while leading.  Stopping to lead
- * cancels the writes in flight and frees the dispatcher: held messages go
- * back to their sources.
+ * which also reads the elector's clock (status and Event writes too: the
+ * CRD mode's writers ask it at each write through crd_options), and the
+ * dispatcher (consumers, claims, warm-pool sizing) exists only while
+ * leading.  Stopping to lead cancels the writes in flight and frees the
+ * dispatcher: held messages go back to their sources.
+ *
+ * A target that cannot be read is read again after pool_read_backoff(),
+ * not at every poll; the replicas are held meanwhile.
  */
 #include <math.h>
 #include <stddef.h>
@@ -77,6 +81,8 @@ struct pool {
 	long			 status_replicas;
 	double			 spec_time;	/* monotonic */
 	char			 k8s_err[256];
+	unsigned		 read_failures;	/* target reads failed in a row */
+	double			 read_at;	/* monotonic: next read no sooner */
 
 	struct autoscale_state	 as;
 	struct autoscale_decision last;
@@ -115,6 +121,7 @@ struct daemon {
 };
 
 static void	 pool_poll(struct pool *);
+static double	 pool_read_backoff(unsigned);
 static void	 pool_evaluate(struct pool *);
 static void	 pool_free(struct pool *);
 static void	 daemon_apply(struct daemon *, struct config *);
@@ -130,6 +137,13 @@ daemon_may_write(const struct daemon *d)
 {
 	return (d->leading && (d->elector == NULL ||
 	    leader_is_leader(d->elector)));
+}
+
+/* daemon_may_write() for crd.h: status and Event writes ask it too. */
+static int
+daemon_may_write_cb(void *arg)
+{
+	return (daemon_may_write(arg));
 }
 
 static double
@@ -252,6 +266,26 @@ pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
 	p->spec_time = as_mono_now();
 }
 
+/*
+ * The wait before the next read of a target after `failures` reads failed
+ * in a row: exponential from 1 s to 30 s, jittered within its upper half
+ * (so that pools missing their targets together spread, and the wait
+ * never falls back to the start).  A missing Deployment is then read a
+ * few times a minute at most instead of at every poll.
+ */
+static double
+pool_read_backoff(unsigned failures)
+{
+	double	 hi = 1.0;
+	unsigned i;
+
+	for (i = 1; i < failures && hi < 30.0; i++)
+		hi *= 2;
+	if (hi > 30.0)
+		hi = 30.0;
+	return (hi * (0.5 + 0.5 * as_random()));
+}
+
 static void
 pool_get_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 {
@@ -260,10 +294,15 @@ pool_get_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 	if (err == -AS_ECANCELED)
 		return;
 	p->req = NULL;
-	if (err != 0)
+	if (err != 0) {
 		pool_set_k8s_error(p, "reading", msg);
-	else {
+		p->read_failures++;
+		p->read_at = as_mono_now() +
+		    pool_read_backoff(p->read_failures);
+	} else {
 		pool_k8s_ok(p, sc);
+		p->read_failures = 0;
+		p->read_at = 0;
 		p->dirty = 1;
 	}
 	if (p->dirty && p->spec_known) {
@@ -409,8 +448,10 @@ pool_evaluate(struct pool *p)
 	}
 	if (!p->spec_known || now - p->spec_time >
 	    p->d->opts->resync_seconds) {
-		p->req = k8s_scale_get(p->d->k8s, c->target_kind, c->ns,
-		    c->target_name, pool_get_done, p);
+		/* After failed reads, not before the backoff: hold. */
+		if (now >= p->read_at)
+			p->req = k8s_scale_get(p->d->k8s, c->target_kind,
+			    c->ns, c->target_name, pool_get_done, p);
 		return;
 	}
 	memset(&in, 0, sizeof in);
@@ -1253,7 +1294,7 @@ daemon_run(const struct daemon_options *opts)
 		d.secrets = secret_store_new(d.k8s);
 		as_secret_provider(secret_store_lookup, d.secrets);
 		copts.instance = opts->instance;
-		copts.leading = &d.leading;
+		copts.may_write = daemon_may_write_cb;
 		copts.apply = daemon_crd_apply;
 		copts.pool_status = daemon_pool_status;
 		copts.quota_status = daemon_quota_status;

@@ -41,6 +41,12 @@
  * the request itself is freed once the delivery loop lets go of it
  * (r->delivering).
  *
+ * Outages.  An attempt that got no HTTP response at all (refused, reset,
+ * timed out, no route) marks the server unreachable; the first such
+ * attempt logs one warning, the first response after it (any status) one
+ * info line with how long it lasted.  Retries are logged at debug only, so
+ * an outage of any length under any load is two lines, not one per retry.
+ *
  * Reentrancy.  Completions run from our watchers, and may start requests,
  * cancel others or free the client.  Every watcher callback brackets its
  * work with c->depth; httpc_free inside a completion cancels all requests
@@ -194,6 +200,10 @@ struct httpc {
 
 	unsigned		 depth;		/* watcher callbacks running */
 	int			 closing;
+
+	int			 unreachable;	/* no response since ... */
+	double			 unreachable_at;	/* mono: ... this */
+	uint64_t		 unreachable_tries;
 };
 
 static int	 httpc_sock_cb(CURL *, curl_socket_t, int, void *, void *);
@@ -207,6 +217,7 @@ static void	 httpc_leave(struct httpc *);
 static void	 httpc_destroy(struct httpc *);
 static void	 httpc_pump(struct httpc *);
 static void	 httpc_count(struct httpc *, const char *, long);
+static void	 httpc_reach(struct httpc *, int, const char *);
 static void	 httpc_default_message(long, const char *, size_t, char *,
 		    size_t);
 static size_t	 req_write_cb(char *, size_t, size_t, void *);
@@ -1273,6 +1284,8 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 		    "line (%s)", r->url);
 	}
 
+	httpc_reach(c, code != 0 || r->resp_too_big, r->msg);
+
 	/* New credentials since this attempt began: they deserve a try. */
 	if (code == 401 && !r->auth_retried && (r->cred_gen != c->cred_gen ||
 	    (c->unauthorized != NULL &&
@@ -1299,10 +1312,39 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 		delay = as_backoff(c->retry_base, c->retry_cap,
 		    r->attempts - 1);
 	}
-	log_warn(c->log_name, "%s %s: %s; retry %u of %d in %.2fs (%s)",
+	/* An outage is logged by httpc_reach(), once; not every retry. */
+	log_debug(c->log_name, "%s %s: %s; retry %u of %d in %.2fs (%s)",
 	    r->method, r->path, r->msg, r->attempts, c->max_retries, delay,
 	    what);
 	req_sleep(r, delay);
+}
+
+/*
+ * Notes the outcome of one attempt: answered is 1 when an HTTP response
+ * arrived (any status).  Logs the start of an outage and its end, once
+ * each (see the top of this file).
+ */
+static void
+httpc_reach(struct httpc *c, int answered, const char *msg)
+{
+	if (answered) {
+		if (c->unreachable)
+			log_info(c->log_name, "%s answers again after %.1f s "
+			    "(%llu attempts failed meanwhile)", c->base_url,
+			    as_mono_now() - c->unreachable_at,
+			    (unsigned long long)c->unreachable_tries);
+		c->unreachable = 0;
+		return;
+	}
+	if (!c->unreachable) {
+		c->unreachable = 1;
+		c->unreachable_at = as_mono_now();
+		c->unreachable_tries = 0;
+		/* msg names the server already. */
+		log_warn(c->log_name, "server unreachable: %s; retrying "
+		    "(logged again when it answers, retries at debug)", msg);
+	}
+	c->unreachable_tries++;
 }
 
 /* Takes r off every list, then runs its completion once and frees it. */

@@ -30,6 +30,12 @@ static struct tu_sink	 sk;
 static struct events	*rec;
 static int		 leading;
 
+static int
+may_write(void *arg)
+{
+	return (*(int *)arg);
+}
+
 static const struct event_ref pool_a = { "agentscaler.io/v1alpha1",
     "AgentPool", "team-a", "web", "uid-1" };
 static const struct event_ref pool_b = { "agentscaler.io/v1alpha1",
@@ -46,7 +52,8 @@ make(size_t cache, double qps, double burst)
 	memset(&o, 0, sizeof o);
 	o.instance = "test-0";
 	o.clock = fake_clock;
-	o.leading = &leading;
+	o.may_write = may_write;
+	o.may_write_arg = &leading;
 	o.cache_size = cache;
 	o.qps = qps;
 	o.burst = burst;

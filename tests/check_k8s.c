@@ -1228,6 +1228,63 @@ START_TEST(test_ks_pause_resume)
 }
 END_TEST
 
+static int
+pred_failed_attempts(void *arg)
+{
+	return (stat_get(arg, "GET", 0) >= 8);
+}
+
+START_TEST(test_ks_outage_logged_once)
+{
+	struct k8s_options o;
+	struct k8s_client *c;
+	struct tu_capture cap;
+	struct result	 res[2];
+	char		*log;
+
+	/*
+	 * An outage is one warning when the API server stops answering and
+	 * one info line when it answers again; the retries in between are
+	 * debug.  Before, every retry of every request was a warning.
+	 */
+	memset(&o, 0, sizeof o);
+	memset(res, 0, sizeof res);
+	o.max_retries = 50;
+	o.retry_base = 0.05;
+	o.retry_cap = 0.1;
+	ks_deployment("outage-web", 1);
+	c = client_new(ks.url, &o);
+	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
+	    "outage-web", on_scale, &res[0]));
+	res[0].returned = 1;
+	ck_assert(tu_run_count(loop, &res[0].calls, 1, WAIT));
+	ck_assert_int_eq(res[0].err, 0);
+	memset(res, 0, sizeof res);
+	tu_capture_start(&cap);
+	ck_assert_int_eq(ks_admin("POST", "/pause", "{}") / 100, 2);
+	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
+	    "outage-web", on_scale, &res[0]));
+	ck_assert_ptr_nonnull(k8s_scale_get(c, "Deployment", "default",
+	    "outage-web", on_scale, &res[1]));
+	res[0].returned = res[1].returned = 1;
+	ck_assert(tu_run_until(loop, pred_failed_attempts, c, WAIT));
+	ck_assert_int_eq(res[0].calls + res[1].calls, 0);
+	ck_assert_int_eq(ks_admin("POST", "/resume", "{}") / 100, 2);
+	ck_assert(tu_run_count(loop, &res[0].calls, 1, WAIT));
+	ck_assert(tu_run_count(loop, &res[1].calls, 1, WAIT));
+	log = tu_capture_end(&cap);
+	ck_assert_int_eq(res[0].err, 0);
+	ck_assert_int_eq(res[1].err, 0);
+	ck_assert_msg(tu_count(log, "\"level\":\"warn\"") == 1,
+	    "%d warnings for one outage", tu_count(log,
+	    "\"level\":\"warn\""));
+	ck_assert_int_eq(tu_count(log, "unreachable"), 1);
+	ck_assert_int_eq(tu_count(log, "answers again"), 1);
+	free(log);
+	k8s_client_free(c);
+}
+END_TEST
+
 START_TEST(test_ks_cancel_pending)
 {
 	struct k8s_client *c;
@@ -1676,6 +1733,7 @@ k8s_suite(void)
 	tcase_add_test(tc, test_ks_cancel_pending);
 	tcase_add_test(tc, test_ks_rate_limit);
 	tcase_add_test(tc, test_ks_pause_resume);
+	tcase_add_test(tc, test_ks_outage_logged_once);
 
 	tc = tu_tcase(s, "kube-sim-tls", 120, ks_setup_tls, ks_teardown,
 	    ks_test_setup, ks_test_teardown);

@@ -21,10 +21,15 @@
 
 #include <ev.h>
 
+#include <cjson/cJSON.h>
+
 #include "agentscaler/common.h"
+#include "agentscaler/events.h"
 #include "agentscaler/k8s.h"
 #include "agentscaler/leader.h"
+#include "agentscaler/status_writer.h"
 #include "util/loop.h"
+#include "util/sink.h"
 #include "util/testutil.h"
 
 #define WAIT	20.0	/* seconds; a deadline, not a speed check */
@@ -690,6 +695,64 @@ START_TEST(test_wake_after_deadline)
 }
 END_TEST
 
+/*
+ * Status and Event writes ask leader_is_leader() at the moment of the
+ * write, as every other write does: past the renew deadline, before any
+ * timer of the elector has run (a process resumed after SIGSTOP), nothing
+ * goes out.  The daemon wires them as here (daemon_may_write()); before,
+ * they read a flag that only the stopped callback cleared, so both writes
+ * went out.
+ */
+static int
+leader_gate(void *arg)
+{
+	return (leader_is_leader(arg));
+}
+
+START_TEST(test_writes_refused_after_deadline)
+{
+	struct status_writer_options so;
+	struct events_options eo;
+	struct event_ref ref = { "agentscaler.io/v1alpha1", "AgentPool",
+	    "default", "web", "uid-1" };
+	struct status_writer *sw;
+	struct events	*ev;
+	struct tu_sink	 sk;
+	struct cand	 c;
+
+	cand_start(&c, "a");
+	ck_assert(tu_run_until(loop, pred_started, &c, WAIT));
+	tu_sink_init(&sk);
+	memset(&so, 0, sizeof so);
+	so.may_write = leader_gate;
+	so.may_write_arg = c.l;
+	sw = status_writer_new(&sk.sink, &so);
+	memset(&eo, 0, sizeof eo);
+	eo.may_write = leader_gate;
+	eo.may_write_arg = c.l;
+	ev = events_new(&sk.sink, &eo);
+	/* Leading: both go out. */
+	status_writer_set(sw, "/apis/x/a", cJSON_Parse("{\"n\":1}"));
+	events_record(ev, &ref, EVENT_NORMAL, "ScaledUp", "Scale", "1");
+	ck_assert_int_eq(sk.n, 2);
+	tu_sink_reply(&sk, 0, 200, "{}");
+	tu_sink_reply(&sk, 1, 200, "{}");
+	/* As a SIGSTOP would: no loop turn for longer than the deadline. */
+	usleep(700000);
+	ck_assert_int_eq(c.stopped, 0);		/* no timer has run */
+	status_writer_set(sw, "/apis/x/b", cJSON_Parse("{\"n\":2}"));
+	status_writer_tick(sw);
+	events_record(ev, &ref, EVENT_WARNING, "SourceError", "Read", "2");
+	events_tick(ev);
+	ck_assert_msg(sk.n == 2, "%d writes sent past the renew deadline",
+	    sk.n - 2);
+	status_writer_free(sw);
+	events_free(ev);
+	tu_sink_clear(&sk);
+	cand_end(&c);
+}
+END_TEST
+
 START_TEST(test_other_holder_appears)
 {
 	struct cand	 c;
@@ -765,6 +828,7 @@ leader_suite(void)
 	tcase_add_test(tc, test_deadline_while_unreachable);
 	tcase_add_test(tc, test_wake_after_deadline);
 	tcase_add_test(tc, test_other_holder_appears);
+	tcase_add_test(tc, test_writes_refused_after_deadline);
 	tcase_add_test(tc, test_release_not_leading);
 	return (s);
 }

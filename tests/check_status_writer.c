@@ -3,8 +3,8 @@
  * against a fake sink and an injected clock: written only on change (key
  * order does not matter), not before min_interval per object, the latest
  * wins, lost keys are nulled, the status seen on the object counts as
- * written, failures retry after a backoff, 404 stops, nothing while not
- * leading.
+ * written, failures retry after a backoff, 404 stops, a 422 is not retried
+ * until the status changes, nothing while not leading.
  */
 #include <check.h>
 #include <stdlib.h>
@@ -23,6 +23,24 @@ static double		 now_s;
 static struct tu_sink	 sk;
 static struct status_writer *w;
 static int		 leading;
+static int		 rejected_calls;
+static long		 rejected_code;
+
+static void
+on_rejected(void *arg, const char *path, long code, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+	ck_assert_str_eq(path, P);
+	rejected_calls++;
+	rejected_code = code;
+}
+
+static int
+may_write(void *arg)
+{
+	return (*(int *)arg);
+}
 
 static double
 fake_clock(void)
@@ -43,7 +61,10 @@ setup(void)
 	o.qps = 100;
 	o.burst = 100;
 	o.clock = fake_clock;
-	o.leading = &leading;
+	o.may_write = may_write;
+	o.may_write_arg = &leading;
+	o.rejected = on_rejected;
+	rejected_calls = 0;
 	w = status_writer_new(&sk.sink, &o);
 }
 
@@ -207,6 +228,44 @@ START_TEST(test_hold_keeps_the_status_for_later)
 }
 END_TEST
 
+START_TEST(test_rejected_is_not_retried)
+{
+	struct status_writer_stats st;
+	struct tu_capture cap;
+	char	*log;
+
+	/*
+	 * 422 (the CRD's schema refuses the status): the same status would
+	 * be refused again, so it is not retried, however long, nor sent
+	 * again when set again; a different status is.  Before, it was
+	 * retried after every backoff for ever.
+	 */
+	tu_capture_start(&cap);
+	set("{\"replicas\":-1}");
+	ck_assert_int_eq(sk.n, 1);
+	tu_sink_reply(&sk, 0, 422, "{}");
+	now_s += 120;
+	status_writer_tick(w);
+	now_s += 120;
+	set("{\"replicas\":-1}");
+	status_writer_tick(w);
+	ck_assert_msg(sk.n == 1, "a rejected status was sent %d more times",
+	    sk.n - 1);
+	log = tu_capture_end(&cap);
+	ck_assert_int_eq(tu_count(log, "refused (HTTP 422)"), 1);
+	free(log);
+	status_writer_get_stats(w, &st);
+	ck_assert_uint_eq(st.rejected, 1);
+	ck_assert_uint_eq(st.failed, 0);
+	ck_assert_int_eq(rejected_calls, 1);
+	ck_assert_int_eq(rejected_code, 422);
+	/* Another status is another content: sent. */
+	set("{\"replicas\":2}");
+	ck_assert_int_eq(sk.n, 2);
+	tu_sink_reply(&sk, 1, 200, "{}");
+}
+END_TEST
+
 static Suite *
 status_writer_suite(void)
 {
@@ -219,6 +278,7 @@ status_writer_suite(void)
 	tcase_add_test(tc, test_failures);
 	tcase_add_test(tc, test_standby);
 	tcase_add_test(tc, test_hold_keeps_the_status_for_later);
+	tcase_add_test(tc, test_rejected_is_not_retried);
 	return (s);
 }
 

@@ -84,7 +84,11 @@ struct crd_options {
 	const char	*watch_namespace;	/* NULL: all */
 	const struct config_tenancy *tenancy;	/* NULL: no shared Secrets */
 	const char	*instance;		/* reportingInstance */
-	const int	*leading;		/* writes only while *leading */
+	/*
+	 * 1 when this process may write status and Events now (the
+	 * daemon's daemon_may_write(), asked at each write); NULL: always.
+	 */
+	int		 (*may_write)(void *arg);
 	/* The config of the valid objects; the callee owns it. */
 	void		 (*apply)(void *arg, struct config *);
 	/* Snapshot of the running pool ns/name: 0, or -1 when none runs. */

@@ -16,7 +16,8 @@
  * the limit is dropped and counted), a write that fails is logged once (until
  * one succeeds again) and not retried, except a series PATCH of an Event
  * that is gone (404), which re-creates it as upstream does.  Nothing is
- * written while *leading is 0 (a standby replica).
+ * written while may_write() says no (a standby replica, or a leader past
+ * its renew deadline): it is asked at the moment of each write.
  *
  * Ownership: options and the strings passed to events_record() are copied;
  * the sink is borrowed until events_free(), which cancels what is in
@@ -51,14 +52,16 @@ struct events_options {
 	size_t		 cache_size;	/* keys kept; default 4096 */
 	double		 series_interval;	/* s; default 10 */
 	double		 finish_after;	/* s; default 360 */
-	const int	*leading;	/* NULL: always write */
+	/* 1 when this process may write now; NULL: always write. */
+	int		 (*may_write)(void *arg);
+	void		*may_write_arg;
 	double		 (*clock)(void);	/* wall seconds; as_wall_now */
 	struct ev_loop	*loop;		/* NULL: the caller calls
 					   events_tick() */
 };
 
 struct events_stats {
-	uint64_t	 recorded;	/* events_record() calls while leading */
+	uint64_t	 recorded;	/* events_record() calls that may write */
 	uint64_t	 created;	/* Events created (POST 2xx) */
 	uint64_t	 patched;	/* series written (PATCH 2xx) */
 	uint64_t	 dropped;	/* over the rate limit */

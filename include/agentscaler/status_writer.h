@@ -6,9 +6,14 @@
  * object was seen with), coalesced (the latest status wins while a write is
  * in flight or waiting), at most one write per object every min_interval
  * seconds, and all objects together under one token bucket (qps, burst).
- * Nothing is written while *leading is 0.  A failed write is logged once
- * (until a write succeeds) and tried again after a backoff; 404 means the
- * object is gone and forgets it.
+ * Nothing is written while may_write() says no: asked at the moment of each
+ * write, so a leader past its renew deadline writes nothing even before its
+ * timers have run.  A failed write is logged once (until a write succeeds)
+ * and tried again after a backoff; 404 means the object is gone and
+ * forgets it.  Any other 4xx but 401, 408, 409 and 429 (a 422 from the
+ * CRD's schema, a 400) is permanent for that content: not retried until a
+ * different status is set, logged once, counted as rejected and reported
+ * through the rejected callback.
  *
  * Ownership: status_writer_set() takes the cJSON it is given; paths are
  * copied; what status_writer_current() returns is borrowed until the next
@@ -29,8 +34,17 @@ struct status_writer_options {
 	double		 min_interval;	/* s per object; default 2 */
 	double		 qps;		/* all objects; default 10 */
 	double		 burst;		/* default 20 */
-	const int	*leading;	/* NULL: always write */
+	/* 1 when this process may write now; NULL: always write. */
+	int		 (*may_write)(void *arg);
+	void		*may_write_arg;
 	double		 (*clock)(void);	/* monotonic; as_mono_now */
+	/*
+	 * A status refused for good (code, the server's message), once per
+	 * content; NULL: none.  Runs inside the write's completion.
+	 */
+	void		 (*rejected)(void *arg, const char *path, long code,
+			    const char *msg);
+	void		*rejected_arg;
 	struct ev_loop	*loop;		/* NULL: the caller calls
 					   status_writer_tick() */
 };
@@ -38,7 +52,8 @@ struct status_writer_options {
 struct status_writer_stats {
 	uint64_t	 writes;	/* PATCHes that succeeded */
 	uint64_t	 unchanged;	/* statuses set equal to the last */
-	uint64_t	 failed;
+	uint64_t	 failed;	/* transient failures, retried */
+	uint64_t	 rejected;	/* refused for good, not retried */
 };
 
 struct status_writer *status_writer_new(const struct k8s_sink *,

@@ -159,6 +159,27 @@ class ScaleTest(World):
         self.replicas_become("ghost", 2, timeout=45)   # next resync or poll
         self.assertTrue(self._alive())
 
+    def test_missing_deployment_read_with_backoff(self):
+        # A target that does not exist is read again with an exponential
+        # backoff (from about 1 s, capped at 30 s), not at every poll.
+        # Counted against the pool's own polls: 40 polls of 100 ms.  The
+        # backoff's shortest waits (0.5, 1, 2, 4, 8, 15, 15... s) allow at
+        # most 11 reads in the 90 s this can last at worst (start and the
+        # bounded wait), so a slow machine cannot fail it; before, one
+        # read per poll: 40 or more.
+        self.start([world.pool("p", self.redis.url, "q", "ghost", **FAST)])
+        self.push("q", 2)
+        polls = lambda: m(self.daemon, "agentscaler_source_polls_total", namespace="default", pool="p") or 0
+        wait_for(lambda: polls() >= 40, 60, 0.05, "40 polls")
+        gets = [r for r in self.kube.requests()
+                if r["method"] == "GET" and r["path"].endswith("/deployments/ghost/scale")]
+        self.assertGreaterEqual(len(gets), 2, "read again at all")
+        self.assertLessEqual(len(gets), 11, "%d reads in %d polls" % (len(gets), polls()))
+        self.assertTrue(all(r["code"] == 404 for r in gets))
+        # Found once it exists (a success resets the backoff).
+        self.kube.create_deployment("ghost")
+        self.replicas_become("ghost", 2, timeout=60)
+
     def test_sighup_reload_good_and_bad(self):
         self.kube.create_deployment("agents")
         cfg = world.pool("p", self.redis.url, "q", "agents", maxReplicas=2, **FAST)

@@ -4,10 +4,11 @@
 Method.  One redis-server, one kube-sim and one agentscaler on loopback.  A
 pool scales Deployment `agents` (tasksPerReplica 1, cooldown 0, no
 stabilization, so an emptied list takes it back to zero at once).  Each trial
-waits until the Deployment is at 0 and the list is empty, then LPUSHes one
+waits until the Deployment is at 0 with no scale request of it still being
+handled (kube-sim logs a request on arrival, before applying it), then LPUSHes one
 task, taking time.monotonic() just before the write; the latency is the
 arrival time (kube-sim's monotonic clock, same CLOCK_MONOTONIC) of the first
-PATCH .../agents/scale that follows.  The list is then deleted and the pool
+PATCH .../agents/scale that follows, taken once it has been answered.  The list is then deleted and the pool
 returns to zero before the next trial.
 
 Sources: redis-list (LPUSH; reset by DEL), redis-stream (XADD to a stream
@@ -22,6 +23,13 @@ measures one pool from an empty list to its PATCH.  Push trials are spaced
 poll timer) so that the two scale writes of each stay under the default
 --kube-qps 20; the bench client, kube-sim (Python), redis-server and the
 daemon share the machine's cores.
+
+A trial whose PATCH does not come within --trial-timeout seconds (60) failed:
+it is counted and described (the pool's /status entry, the broker's view of
+the queue), never dropped; each line says "n=OK ok, FAILED failed" and the
+percentiles are over the trials that succeeded.  Any failed trial makes the
+bench exit 1.  --kinds picks the runs (for instance --kinds rabbitmq-http
+--trials 40 reruns only the management API's reaction phase).
 """
 import argparse
 import json
@@ -90,7 +98,67 @@ class Source:
             self.rabbit.purge(q)
 
 
-def run_mode(binary, kind, mode, trials, npools, rabbit=None):
+def scale_path(name):
+    return "/deployments/%s/scale" % name
+
+
+def at_rest(kube, name, since=0):
+    """1 when a trial may start on Deployment name: at 0 replicas, and no
+    request on its /scale still being handled.  kube-sim logs a request when
+    it arrives, before it is applied: a trial that saw its PATCH in the log
+    and then read 0 replicas had read them before that PATCH took effect,
+    pushed while the Deployment went to 1, and waited for a PATCH that was
+    never due (the queue was not empty and the pool was at 1).  Requests
+    before seq since are known answered."""
+    if kube.replicas(name) != 0:
+        return False
+    return not any(r["code"] is None and r["path"].endswith(scale_path(name))
+                   for r in kube.requests(since))
+
+
+def reaction(kube, seq, name, t_push):
+    """The first PATCH of name's /scale that arrived at or after t_push and
+    has been answered (so applied), from request seq on; None until then."""
+    for r in kube.requests(seq):
+        if (r["method"] == "PATCH" and r["path"].endswith(scale_path(name)) and
+                r["mono"] >= t_push):
+            return r if r["code"] is not None else None
+    return None
+
+
+def describe_failure(daemon, kube, src, kind, i, q, t_push, what):
+    """What a failed trial leaves to look at: the pool's /status entry, the
+    Deployment, the requests on its /scale around the trial, the daemon's
+    log lines about the pool and, for RabbitMQ, the broker's own view of
+    the queue."""
+    out = ["%s trial on pool bench-%d: %s" % (kind, i, what)]
+    name = "agents-%d" % i
+    out.append("  deployment %s: spec.replicas %s" % (name, kube.replicas(name)))
+    reqs = [r for r in kube.requests() if r["path"].endswith(scale_path(name))]
+    for r in reqs[-12:]:
+        out.append("  kube-sim: %+8.3f s from the push: %s %s" % (r["mono"] - t_push, r["method"],
+                                                                r["code"]))
+    lines = [ln for ln in daemon.logs().splitlines() if "default/bench-%d:" % i in ln]
+    out.extend("  daemon log: " + ln[:400] for ln in lines[-12:])
+    try:
+        code, st = daemon.admin("/status")
+        for p in (st or {}).get("pools", []) if code == 200 else []:
+            if p.get("name") == "bench-%d" % i:
+                out.append("  daemon /status: %s" % json.dumps(p, sort_keys=True))
+    except Exception as e:  # noqa: BLE001 - a report, not a check
+        out.append("  daemon /status: %s" % e)
+    if src.rabbit is not None:
+        code, obj = src.rabbit.api("GET", "/api/queues/%%2F/%s" % q)
+        keep = ("messages", "messages_ready", "messages_unacknowledged", "consumers", "state",
+                "idle_since")
+        out.append("  broker: %s %s" % (code, json.dumps({k: obj.get(k) for k in keep}
+                                                          if isinstance(obj, dict) else obj)))
+    return "\n".join(out)
+
+
+def run_mode(binary, kind, mode, trials, npools, rabbit=None, trial_timeout=60.0, log_level="warn"):
+    """Returns (latencies in ms of the trials that reacted, failed trials
+    described)."""
     src = Source(kind, mode == "push", rabbit)
     kube = world.KubeSim("--replica-delay-ms", "10")
     daemon = None
@@ -102,20 +170,20 @@ def run_mode(binary, kind, mode, trials, npools, rabbit=None):
             pools.append(src.pool("bench-%d" % i, "q-%d" % i, "agents-%d" % i,
                                   maxReplicas=10, cooldownSeconds=0,
                                   scaleDownStabilizationSeconds=0, pollIntervalMs=1000))
-        daemon = world.Daemon({"pools": pools}, kube, binary=binary, extra=["--log-level", "warn"])
+        daemon = world.Daemon({"pools": pools}, kube, binary=binary, extra=["--log-level", log_level])
         world.wait_for(lambda: daemon.started(), 60, what="ready")
         want_push = 1.0 if mode == "push" else 0.0
         world.wait_for(lambda: daemon.metrics().get(
             'agentscaler_source_push{namespace="default",pool="bench-0"}') == want_push, 15,
             what="push state %s" % want_push)
-        lat = []
+        lat, failed = [], []
         lock = threading.Lock()
 
         def worker(i, n):
             name, q = "agents-%d" % i, "q-%d" % i
-            path = "/deployments/%s/scale" % name
+            since = 0
             for _ in range(n):
-                world.wait_for(lambda: kube.replicas(name) == 0, 60, 0.01, "%s at zero" % name)
+                world.wait_for(lambda: at_rest(kube, name, since), 60, 0.01, "%s at zero" % name)
                 # Trials 100-250 ms apart: two scale writes per trial stay
                 # under the daemon's default --kube-qps 20, so the figure is
                 # the reaction, not our own rate limiter's queue.
@@ -126,15 +194,19 @@ def run_mode(binary, kind, mode, trials, npools, rabbit=None):
                 seq = reqs[-1]["seq"] + 1 if reqs else 0
                 t_push = time.monotonic()
                 src.push(q)
-
-                def patched():
-                    for r in kube.requests(seq):
-                        if r["method"] == "PATCH" and r["path"].endswith(path) and r["mono"] >= t_push:
-                            return r
-                    return None
-                r = world.wait_for(patched, 60, 0.002, "the PATCH")
+                try:
+                    r = world.wait_for(lambda: reaction(kube, seq, name, t_push), trial_timeout,
+                                       0.002, "the PATCH")
+                except AssertionError as e:
+                    # Counted and described, never dropped.
+                    with lock:
+                        failed.append(describe_failure(daemon, kube, src, kind, i, q, t_push,
+                                                       str(e)))
+                    src.reset(q)
+                    continue
                 with lock:
                     lat.append((r["mono"] - t_push) * 1000.0)
+                since = r["seq"]
                 src.reset(q)
 
         per = [trials // npools + (1 if i < trials % npools else 0) for i in range(npools)]
@@ -143,7 +215,10 @@ def run_mode(binary, kind, mode, trials, npools, rabbit=None):
             t.start()
         for t in ts:
             t.join()
-        return lat
+        if sum(per) != len(lat) + len(failed):
+            failed.append("%d trials neither reacted nor failed (a worker died)"
+                          % (sum(per) - len(lat) - len(failed)))
+        return lat, failed
     finally:
         if daemon is not None:
             daemon.stop()
@@ -187,6 +262,12 @@ def main():
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--modes", default="push,polling,cost")
     ap.add_argument("--sources", default="redis,rabbitmq")
+    ap.add_argument("--kinds", default="redis-list,redis-stream,rabbitmq-amqp,rabbitmq-http",
+                    help="reaction runs to make, by source kind")
+    ap.add_argument("--trial-timeout", type=float, default=60.0,
+                    help="seconds a trial waits for its PATCH before it counts as failed")
+    ap.add_argument("--daemon-log-level", default="warn",
+                    help="the daemon's --log-level (a failed trial shows its lines about the pool)")
     args = ap.parse_args()
     print(__doc__.strip())
     print()
@@ -195,16 +276,27 @@ def main():
             ("redis-stream", "push", 1), ("redis-stream", "polling", 8),
             ("rabbitmq-amqp", "polling", 8), ("rabbitmq-http", "polling", 8)]
     rabbit = None
+    nfailed = 0
     try:
         for kind, mode, npools in runs:
-            if mode not in args.modes.split(",") or kind.split("-")[0] not in args.sources.split(","):
+            if (mode not in args.modes.split(",") or kind.split("-")[0] not in args.sources.split(",")
+                    or kind not in args.kinds.split(",")):
                 continue
             if kind.startswith("rabbitmq") and rabbit is None:
                 rabbit = world.RabbitMQ()
-            lat = run_mode(args.bin, kind, mode, args.trials, npools, rabbit)
-            print("reaction from zero, %-13s %-8s n=%d  p50 %8.2f ms  p90 %8.2f ms  p99 %8.2f ms  "
-                  "max %8.2f ms" % (kind, mode, len(lat), pct(lat, 50), pct(lat, 90), pct(lat, 99),
-                                    max(lat)), flush=True)
+            lat, failed = run_mode(args.bin, kind, mode, args.trials, npools, rabbit,
+                                   args.trial_timeout, args.daemon_log_level)
+            nfailed += len(failed)
+            head = "reaction from zero, %-13s %-8s n=%d ok, %d failed" % (kind, mode, len(lat),
+                                                                         len(failed))
+            if lat:
+                print("%s  p50 %8.2f ms  p90 %8.2f ms  p99 %8.2f ms  max %8.2f ms%s"
+                      % (head, pct(lat, 50), pct(lat, 90), pct(lat, 99), max(lat),
+                         "  (of the trials that reacted)" if failed else ""), flush=True)
+            else:
+                print("%s  (no trial reacted)" % head, flush=True)
+            for f in failed:
+                print("  FAILED: " + f.replace("\n", "\n  "), flush=True)
     finally:
         if rabbit is not None:
             rabbit.stop()
@@ -248,6 +340,10 @@ def main():
                 rabbit.stop()
     print("reference: KEDA polls every 30 s by default (pollingInterval), so its mean reaction from "
           "zero is about 15 s plus the HPA/scale write.")
+    if nfailed:
+        print("%d reaction trials FAILED (see above)" % nfailed)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
