@@ -79,7 +79,10 @@
  * connection consumes: a queue that does not exist costs a connection
  * attempt every few seconds, not a busy loop.  Acks and dead letters of messages from that
  * connection then complete with -AS_ECONN: their tags are void and the
- * broker redelivers them (redelivered = 1).
+ * broker redelivers them (redelivered = 1).  Nothing of an old generation
+ * is ever sent on a new channel (rmqc_live_tag), and msg_live() tells the
+ * caller which messages it holds are void, so that it lets them go and
+ * takes their redeliveries as the same tasks (dispatch_ns.c).
  *
  * Callbacks.  Deliveries, state changes and completions are queued on
  * c->events and run from the instance's own zero-delay timer, never inside
@@ -253,6 +256,8 @@ static int	 rmqc_dead_letter(struct consumer *, struct consumer_msg *,
 static int	 rmqc_handoff(struct consumer *, const char *, const char *,
 		    const char *, const char *, size_t, consumer_handoff_fn *,
 		    void *);
+static int	 rmqc_msg_live(const struct consumer *,
+		    const struct consumer_msg *);
 static int	 rmqc_outstanding(const struct consumer *);
 static void	 rmqc_destroy(struct consumer *);
 
@@ -1175,6 +1180,16 @@ rmqc_handoff(struct consumer *base, const char *ns, const char *sandbox,
 	return (0);
 }
 
+/*
+ * Whether m came on the live connection: once it is gone the broker has m
+ * back, and its tag means nothing (or another message) on the next one.
+ */
+static int
+rmqc_msg_live(const struct consumer *base, const struct consumer_msg *m)
+{
+	return (rmqc_live_tag((const struct rmqc *)base, m) != 0);
+}
+
 static int
 rmqc_outstanding(const struct consumer *base)
 {
@@ -1250,6 +1265,7 @@ const struct consumer_type consumer_type_rabbitmq = {
 	.ack = rmqc_ack,
 	.dead_letter = rmqc_dead_letter,
 	.handoff = rmqc_handoff,
+	.msg_live = rmqc_msg_live,
 	.outstanding = rmqc_outstanding,
 	.destroy = rmqc_destroy,
 };

@@ -20,7 +20,8 @@
  * Nothing is lost and nothing is done twice across a crash: the source
  * message is acked only after the hand-off, the claim name is a function of
  * (pool, namespace, task id), a 409 adopts the claim an earlier attempt
- * made, the Redis hand-off is guarded by a per-task marker, and at start the
+ * made, the hand-off is guarded by a per-task marker (Redis: beside the
+ * queue; RabbitMQ: in memory, dispatch_mark.c), and at start the
  * table of live tasks is rebuilt from the claims' labels and annotations
  * before any pool of the namespace consumes a message.  A message seen again
  * for a live task joins that task instead of making a second claim.
@@ -206,6 +207,7 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d->sweep.data = d;
 	ev_init(&d->kick, dispatcher_kick_cb);
 	d->kick.data = d;
+	d->marks = dmarks_new();
 	d->sweep.repeat = d->sweep_interval;
 	return (d);
 }
@@ -272,6 +274,7 @@ dispatcher_free(struct dispatcher *d)
 		dns_free(LIST_FIRST(&d->nss));
 	/* Last: freeing tasks releases quota, which may kick the pump. */
 	ev_timer_stop(d->loop, &d->kick);
+	dmarks_free(d->marks);
 	free(d->recent);
 	free(d);
 }

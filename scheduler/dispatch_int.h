@@ -12,6 +12,8 @@
  *   dispatch_claim.c    SandboxClaims: create, adopt, delete, the claim
  *                       informer (rebuild at start), the sweep;
  *   dispatch_warm.c     warm pool sizing glue and the template reads;
+ *   dispatch_mark.c     hand-off markers of pools whose consumer keeps
+ *                       none (RabbitMQ), and why they live in memory;
  *   dispatch_metrics.c  /metrics, /status, explain, Events, CRD status.
  *
  * Ownership: a dispatcher owns its pools (struct dpool) and namespaces
@@ -66,6 +68,7 @@ struct reason_count {
 
 struct dns;
 struct dpool;
+struct dmarks;
 
 struct dtask {
 	struct dns		*ns;
@@ -97,6 +100,13 @@ struct dtask {
 	 */
 	char			 fail_reason[48];
 	char			*fail_detail;
+	/*
+	 * Why the task failed (dtask_fail), kept while its record lives: a
+	 * redelivery of its message (whose dead letter never happened: the
+	 * connection went) is dead-lettered with it; "" when none.
+	 */
+	char			 verdict[48];
+	char			*verdict_detail;
 	int			 counted_waiting;
 	enum launch		 launch;
 	double			 t_claim;	/* mono: POST sent */
@@ -200,6 +210,7 @@ struct dispatcher {
 	LIST_HEAD(, dpool)	 pools;
 	dispatch_event_fn	*event;
 	void			*event_arg;
+	struct dmarks		*marks;		/* dispatch_mark.c */
 };
 
 /* dispatch_task.c: task records and their state machine. */
@@ -216,6 +227,10 @@ void		 dpool_dead_letter(struct dpool *, struct dtask *,
 void		 dtask_fail(struct dtask *, const char *, const char *);
 void		 dtask_handoff(struct dtask *);
 void		 dtask_go(struct dtask *);
+/* The consumer of p lost its connection: lets its void messages go. */
+void		 dpool_release_void(struct dpool *);
+/* Whether t holds a message its consumer says is void (ct->msg_live). */
+int		 dtask_msg_void(const struct dtask *);
 
 /* dispatch_ns.c: namespaces, intake, admission, deferral. */
 struct dtask	*dns_find(const struct dns *, const char *id);
@@ -246,6 +261,17 @@ long		 dns_spares(const struct dns *);
 void		 dns_replicas(struct dns *);
 void		 dpool_size(struct dpool *, double now);
 void		 dpool_template(struct dpool *, double now);
+
+/* dispatch_mark.c: hand-off markers kept in memory. */
+struct dmarks	*dmarks_new(void);
+void		 dmarks_free(struct dmarks *);
+/* Sets (or renews) the marker of (ns, id) for ttl seconds from now. */
+void		 dmarks_add(struct dmarks *, const char *ns, const char *id,
+		    const char *sandbox, double ttl, double now);
+/* The sandbox the task went to, or NULL when no live marker. */
+const char	*dmarks_find(struct dmarks *, const char *ns, const char *id,
+		    double now);
+size_t		 dmarks_count(const struct dmarks *);
 
 /* dispatch_metrics.c: observability. */
 void		 dispatch_hist_init(struct hist *, const double *bounds,

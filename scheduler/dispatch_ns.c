@@ -473,7 +473,16 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			    tk->id, t->pool->id);
 			dpool_dead_letter(p, NULL, msg, "task.duplicate",
 			    detail, tk->id);
-		} else if (t->msg != NULL || t->op) {
+		} else if (dtask_msg_void(t)) {
+			/*
+			 * The task's message came on a connection that is gone
+			 * (the state callback has not said so yet): this is
+			 * it again.  It takes the place of the void copy, even
+			 * during a hand-off, which acks it when it lands.
+			 */
+			consumer_msg_free(t->msg);
+			t->msg = msg;
+		} else if (t->msg != NULL) {
 			snprintf(detail, sizeof detail, "task %s is already "
 			    "being dispatched from another message", tk->id);
 			dpool_dead_letter(p, NULL, msg, "task.duplicate",
@@ -483,17 +492,37 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			/*
 			 * It failed here and never ran: its own message was
 			 * dead-lettered; an ack would drop this one unseen.
+			 * Unless this is that message again, redelivered
+			 * because its dead letter went with the connection:
+			 * then it gets the task's own verdict.
 			 */
-			snprintf(detail, sizeof detail, "task %s failed and "
-			    "its claim is being released", tk->id);
-			dpool_dead_letter(p, NULL, msg, "task.duplicate",
-			    detail, tk->id);
-		} else if (t->st == T_RELEASING || t->doomed) {
-			/* It ran; this is a late redelivery. */
-			log_info("dispatch", "%s: task %s already finished; "
+			if (msg->redelivered && t->verdict[0] != '\0' &&
+			    p->ct->msg_live != NULL)
+				dpool_dead_letter(p, NULL, msg, t->verdict,
+				    t->verdict_detail, tk->id);
+			else {
+				snprintf(detail, sizeof detail, "task %s failed "
+				    "and its claim is being released", tk->id);
+				dpool_dead_letter(p, NULL, msg,
+				    "task.duplicate", detail, tk->id);
+			}
+		} else if (t->st == T_RELEASING || t->doomed ||
+		    t->handed_off) {
+			/*
+			 * It ran, or runs: this is a late redelivery (its ack
+			 * was lost with a connection, or is in flight).
+			 */
+			log_info("dispatch", "%s: task %s already handed off; "
 			    "acking the redelivered message", p->id, tk->id);
 			if (p->ct->ack(p->cons, msg, late_ack_done, p) != 0)
 				consumer_msg_free(msg);
+		} else if (t->op) {
+			/*
+			 * Its message went with a lost connection while a
+			 * hand-off or marker check was in flight: this is it
+			 * again, and joins; the completion goes on with it.
+			 */
+			t->msg = msg;
 		} else {
 			/* Rebuilt from its claim: the message joins it. */
 			t->msg = msg;
@@ -558,6 +587,8 @@ dpool_state(struct consumer *c, int up, const char *errmsg, void *arg)
 		    errmsg);
 	p->up = up;
 	as_strlcpy(p->src_err, up ? "" : errmsg, sizeof p->src_err);
+	if (!up)
+		dpool_release_void(p);
 }
 
 void

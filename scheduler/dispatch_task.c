@@ -23,6 +23,10 @@
 
 #include "dispatch_int.h"
 
+static int	 dtask_msg_void_of(const struct dtask *,
+		    const struct consumer_msg *);
+static void	 dtask_ran_before(struct dtask *);
+
 /* Pool counters. */
 
 static void
@@ -114,6 +118,7 @@ dtask_maybe_free(struct dtask *t)
 	free(t->res);
 	free(t->why_detail);
 	free(t->fail_detail);
+	free(t->verdict_detail);
 	free(t);
 }
 
@@ -215,8 +220,16 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 {
 	struct consumer_msg *msg = t->msg;
 
-	if (t->op && msg != NULL) {
-		/* A hand-off or marker check is in flight: it decides. */
+	if (t->verdict[0] == '\0') {
+		as_strlcpy(t->verdict, reason, sizeof t->verdict);
+		free(t->verdict_detail);
+		t->verdict_detail = xstrdup(detail != NULL ? detail : "");
+	}
+	if (t->op && (msg != NULL || t->st == T_HANDOFF)) {
+		/*
+		 * A hand-off or marker check is in flight (its message may have
+		 * gone with a lost connection meanwhile): it decides.
+		 */
 		if (t->fail_reason[0] == '\0') {
 			as_strlcpy(t->fail_reason, reason,
 			    sizeof t->fail_reason);
@@ -233,6 +246,11 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 		dpool_dead_letter(t->pool, t, msg, reason, detail, t->id);
 	else if (msg != NULL)
 		consumer_msg_free(msg);
+	else if (!t->handed_off && !t->rebuilt)
+		/* Its message went with a lost connection; it comes back. */
+		log_info("dispatch", "%s/%s: task %s failed while its message "
+		    "was away (its redelivery is dead-lettered): %s: %s",
+		    t->ns->name, t->claim, t->id, reason, detail);
 	else
 		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
 		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
@@ -285,23 +303,31 @@ ack_done(int err, const char *errmsg, void *arg)
 		dtask_set_state(t, T_RUNNING);
 }
 
+/*
+ * Acks the task's message; ACKING ends at once when there is none to ack:
+ * none held, or one whose connection is gone (a void message: its
+ * redelivery is acked when it comes, dpool_deliver).
+ */
 static void
 dtask_ack(struct dtask *t)
 {
 	struct consumer_msg *msg = t->msg;
 
 	t->msg = NULL;
-	if (msg == NULL)
-		return;
-	if (t->pool == NULL || t->pool->cons == NULL) {
+	if (msg != NULL && (t->pool == NULL || t->pool->cons == NULL ||
+	    dtask_msg_void_of(t, msg))) {
 		consumer_msg_free(msg);
-		return;
+		msg = NULL;
 	}
-	t->op = 1;
-	if (t->pool->ct->ack(t->pool->cons, msg, ack_done, t) != 0) {
+	if (msg != NULL) {
+		t->op = 1;
+		if (t->pool->ct->ack(t->pool->cons, msg, ack_done, t) == 0)
+			return;
 		t->op = 0;
 		consumer_msg_free(msg);
 	}
+	if (t->st == T_ACKING)
+		dtask_set_state(t, T_RUNNING);
 }
 
 /* Hand-off. */
@@ -334,6 +360,10 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 	}
 	t->handed_off = 1;
 	t->attempts = 0;
+	if (p != NULL && p->ct->handed_off == NULL)
+		/* The consumer keeps no marker: keep it here. */
+		dmarks_add(p->d->marks, t->ns->name, t->id, t->sandbox,
+		    (double)p->cfg->claim_ttl_seconds + 86400, as_mono_now());
 	if (p != NULL && t->msg != NULL) {
 		dispatch_hist_add(&p->handoff,
 		    as_mono_now() - t->msg->received);
@@ -394,6 +424,19 @@ dtask_handoff(struct dtask *t)
 	free(body);
 }
 
+/* The marker says the task was handed off before: ack, make no claim. */
+static void
+dtask_ran_before(struct dtask *t)
+{
+	if (t->pool != NULL)
+		log_info("dispatch", "%s: task %s was handed off before and has "
+		    "ended; acking its redelivered message", t->pool->id, t->id);
+	dtask_set_state(t, T_ACKING);
+	dtask_ack(t);
+	t->fail_reason[0] = '\0';
+	dtask_release(t);
+}
+
 /*
  * A redelivered message with no live task behind it: either the task never
  * got far, or it ran and ended and only the ack was lost.  The hand-off
@@ -411,14 +454,7 @@ check_done(int err, int yes, const char *errmsg, void *arg)
 		return;
 	}
 	if (err == 0 && yes) {
-		if (t->pool != NULL)
-			log_info("dispatch", "%s: task %s was handed off "
-			    "before and has ended; acking its redelivered "
-			    "message", t->pool->id, t->id);
-		dtask_set_state(t, T_ACKING);
-		dtask_ack(t);
-		t->fail_reason[0] = '\0';
-		dtask_release(t);
+		dtask_ran_before(t);
 		return;
 	}
 	if (t->fail_reason[0] != '\0') {
@@ -454,6 +490,57 @@ dtask_go(struct dtask *t)
 	if (t->msg != NULL && t->msg->redelivered && t->pool != NULL &&
 	    t->pool->ct->handed_off != NULL)
 		dtask_check(t);
+	else if (t->msg != NULL && t->msg->redelivered && t->pool != NULL &&
+	    dmarks_find(t->ns->d->marks, t->ns->name, t->id,
+	    as_mono_now()) != NULL)
+		dtask_ran_before(t);	/* dispatch_mark.c */
 	else
 		dtask_claim(t);
+}
+
+static int
+dtask_msg_void_of(const struct dtask *t, const struct consumer_msg *msg)
+{
+	const struct dpool *p = t->pool;
+
+	return (msg != NULL && p != NULL && p->cons != NULL &&
+	    p->ct->msg_live != NULL && !p->ct->msg_live(p->cons, msg));
+}
+
+int
+dtask_msg_void(const struct dtask *t)
+{
+	return (dtask_msg_void_of(t, t->msg));
+}
+
+/*
+ * The consumer of p lost its connection (RabbitMQ): what it delivered is
+ * void, back with the broker, which redelivers it.  A task holding such a
+ * message lets it go and goes on without it, as a task rebuilt from its
+ * claim does; the redelivery joins it (dpool_deliver).  An operation in
+ * flight on one (a hand-off) is left to finish: its completion finds no
+ * message, or the redelivery, which joined meanwhile.  A deferred task is
+ * only its message waiting in our queue: it goes, and its redelivery is
+ * queued again.
+ */
+void
+dpool_release_void(struct dpool *p)
+{
+	struct dtask	*t, *next;
+	size_t		 n = 0;
+
+	for (t = TAILQ_FIRST(&p->ns->tasks); t != NULL; t = next) {
+		next = TAILQ_NEXT(t, all);
+		if (t->pool != p || !dtask_msg_void(t))
+			continue;
+		consumer_msg_free(t->msg);
+		t->msg = NULL;
+		n++;
+		if (t->st == T_DEFERRED)
+			dtask_maybe_free(t);
+	}
+	if (n > 0)
+		log_info("dispatch", "%s: %zu held messages went back to the "
+		    "broker with the connection; their redeliveries join their "
+		    "tasks", p->id, n);
 }

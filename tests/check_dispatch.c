@@ -371,6 +371,7 @@ struct fcons {
 	int			 window;
 	int			 outstanding;
 	int			 started;
+	int			 gen;		/* connection, bumped by fc_lose */
 };
 
 static TAILQ_HEAD(, fop) ops = TAILQ_HEAD_INITIALIZER(ops);
@@ -383,6 +384,7 @@ static struct fcons *conss[MAX_CONS];
 struct mrec {
 	char		 task[TASK_ID_MAX + 1];
 	struct fcons	*c;
+	int		 gen;		/* the connection that delivered it */
 	int		 acked;
 	int		 dead;
 	char		 reason[64];
@@ -429,6 +431,8 @@ static int	 fc_handoff(struct consumer *, const char *, const char *,
 static int	 fc_handed_off(struct consumer *, const char *, const char *,
 		    consumer_check_fn *, void *);
 static int	 fc_outstanding(const struct consumer *);
+static int	 fc_msg_live(const struct consumer *,
+		    const struct consumer_msg *);
 static void	 fc_destroy(struct consumer *);
 
 static const struct consumer_type fake_consumer_type = {
@@ -444,6 +448,24 @@ static const struct consumer_type fake_consumer_type = {
 	.destroy = fc_destroy,
 };
 
+/*
+ * The same, as RabbitMQ behaves: no marker to ask, and a lost connection
+ * (fc_lose) voids what it delivered: its acks and dead letters fail
+ * (-AS_ECONN, never sent), the broker redelivers.
+ */
+static const struct consumer_type fake_rabbit_type = {
+	.name = "fake-rabbitmq",
+	.create = fc_create,
+	.start = fc_start,
+	.set_window = fc_set_window,
+	.ack = fc_ack,
+	.dead_letter = fc_dead_letter,
+	.handoff = fc_handoff,
+	.msg_live = fc_msg_live,
+	.outstanding = fc_outstanding,
+	.destroy = fc_destroy,
+};
+
 static struct consumer *
 fc_create(struct ev_loop *loop, const struct scaler_source *src,
     const struct consumer_options *co, char *err, size_t errlen)
@@ -454,7 +476,8 @@ fc_create(struct ev_loop *loop, const struct scaler_source *src,
 	(void)loop;
 	(void)err;
 	(void)errlen;
-	c->base.type = &fake_consumer_type;
+	c->base.type = strcmp(src->type, "rabbitmq") == 0 ?
+	    &fake_rabbit_type : &fake_consumer_type;
 	as_strlcpy(c->queue, src->queue, sizeof c->queue);
 	c->window = co->window;
 	for (i = 0; i < MAX_CONS && conss[i] != NULL; i++)
@@ -487,6 +510,16 @@ static int
 fc_outstanding(const struct consumer *base)
 {
 	return (((const struct fcons *)base)->outstanding);
+}
+
+static int
+msg_serial(const struct consumer_msg *msg);
+
+static int
+fc_msg_live(const struct consumer *base, const struct consumer_msg *msg)
+{
+	return (ledger[msg_serial(msg)].gen ==
+	    ((const struct fcons *)base)->gen);
 }
 
 static struct fop *
@@ -576,9 +609,13 @@ static void
 fop_complete(struct fop *op, int err, int outcome)
 {
 	struct mrec	*m;
-	const char	*errmsg = err != 0 ? "fake failure" : "";
+	const char	*errmsg;
 
 	TAILQ_REMOVE(&ops, op, entry);
+	if (op->msg != NULL && ledger[msg_serial(op->msg)].gen != op->c->gen)
+		/* Its tag is void: never sent (rabbitmq_consumer.c). */
+		err = -AS_ECONN;
+	errmsg = err != 0 ? "fake failure" : "";
 	if (op->msg != NULL) {
 		m = &ledger[msg_serial(op->msg)];
 		if (err == 0 && op->kind == OP_ACK)
@@ -594,7 +631,8 @@ fop_complete(struct fop *op, int err, int outcome)
 		    "message of task %s acked without a hand-off through "
 		    "its consumer (%s)", m->task, op->arg == op->c->arg ?
 		    "as a late redelivery" : "by its task");
-		op->c->outstanding--;
+		if (m->gen == op->c->gen)
+			op->c->outstanding--;
 		consumer_msg_free(op->msg);
 	}
 	if (op->kind == OP_HANDOFF && err == 0) {
@@ -693,6 +731,7 @@ fc_deliver_child(const char *queue, const char *id, const char *parent,
 	serial = nmsgs++;
 	as_strlcpy(ledger[serial].task, id, sizeof ledger[serial].task);
 	ledger[serial].c = c;
+	ledger[serial].gen = c->gen;
 	if (parent != NULL)
 		snprintf(body, sizeof body, "{\"id\":\"%s\",\"parent\":"
 		    "\"%s\"}", id, parent);
@@ -717,11 +756,35 @@ fc_deliver(const char *queue, const char *id, int redelivered)
 	return (fc_deliver_child(queue, id, NULL, redelivered));
 }
 
+/*
+ * The broker takes back what c delivered on its connection, which is gone
+ * (the state callback says so unless quiet: the test reports it later
+ * with fc_report), and c connects again.
+ */
+static void
+fc_lose(struct fcons *c, int quiet)
+{
+	c->gen++;
+	c->outstanding = 0;
+	if (!quiet)
+		c->state(&c->base, 0, "connection lost", c->arg);
+	if (!quiet)
+		c->state(&c->base, 1, NULL, c->arg);
+}
+
+static void
+fc_report(struct fcons *c)
+{
+	c->state(&c->base, 0, "connection lost", c->arg);
+	c->state(&c->base, 1, NULL, c->arg);
+}
+
 static const struct consumer_type *
 fc_type(const char *source_type, const char *address)
 {
-	(void)source_type;
 	(void)address;
+	if (strcmp(source_type, "rabbitmq") == 0)
+		return (&fake_rabbit_type);
 	return (&fake_consumer_type);
 }
 
@@ -749,10 +812,8 @@ static struct dispatcher *disp;
 	"\"sandbox\":{\"warmPool\":\"wp\",\"spare\":{\"min\":0,\"max\":0}}}}"
 
 static void
-setup(void)
+setup_doc(const char *doc)
 {
-	static const char doc[] = "{\"pools\":[" POOL("a", "qa") ","
-	    POOL("b", "qb") "]}";
 	struct dispatch_options o;
 	char		 err[512];
 
@@ -771,6 +832,12 @@ setup(void)
 	disp = dispatcher_new(loop, NULL, &o);
 	dispatcher_apply(disp, cfg);
 	fi_synced(NS);
+}
+
+static void
+setup(void)
+{
+	setup_doc("{\"pools\":[" POOL("a", "qa") "," POOL("b", "qb") "]}");
 }
 
 static void
@@ -1318,6 +1385,203 @@ START_TEST(test_rebuild_children_first)
 	ck_assert_msg(tree_seconds("r") >= 650 && tree_seconds("r") < 1000,
 	    "tree r restarted at %g sandbox-seconds", tree_seconds("r"));
 	check_invariants();
+	check_invariants();
+}
+END_TEST
+
+/*
+ * RabbitMQ (issue 12, defects 2 and 6): pool "a" on a broker whose lost
+ * connection voids the messages it delivered and redelivers them.
+ */
+static void
+setup_rabbit(void)
+{
+	setup_doc("{\"pools\":[{\"metadata\":{\"name\":\"a\",\"namespace\":\""
+	    NS "\"},\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":"
+	    "\"rabbitmq\",\"address\":\"amqp://127.0.0.1:1/%2F\",\"queue\":"
+	    "\"qr\"},\"sandbox\":{\"warmPool\":\"wp\",\"spare\":{\"min\":0,"
+	    "\"max\":0}}}}]}");
+}
+
+/* No message of any task was dead-lettered. */
+static void
+assert_no_dead_letter(void)
+{
+	int	 i;
+
+	for (i = 0; i < nmsgs; i++)
+		ck_assert_msg(ledger[i].dead == 0, "message %d of task %s "
+		    "dead-lettered: %s", i, ledger[i].task, ledger[i].reason);
+}
+
+/*
+ * Defect 2: the consumer loses its connection while task t1 holds its
+ * message, at each stage; the broker redelivers the message, before or
+ * after the state callback reports the loss.  The redelivery joins the
+ * task: no dead letter (before: task.duplicate, which acked the only live
+ * copy), the task goes on, one hand-off, and the redelivered copy is the
+ * one acked.
+ */
+enum lost_stage {
+	LS_CLAIMING,		/* the claim's POST in flight */
+	LS_WAITING,		/* the claim exists, not Ready */
+	LS_HANDOFF,		/* hand-off in flight, lands after */
+	LS_HANDED,		/* hand-off lands after the loss */
+	LS_ACKING		/* handed off, the ack in flight */
+};
+
+static const struct {
+	const char	*name;
+	enum lost_stage	 stage;
+	int		 quiet;		/* redelivery before the report */
+} lost_rows[] = {
+	{ "claiming", LS_CLAIMING, 0 },
+	{ "claiming, redelivered first", LS_CLAIMING, 1 },
+	{ "waiting", LS_WAITING, 0 },
+	{ "waiting, redelivered first", LS_WAITING, 1 },
+	{ "hand-off in flight", LS_HANDOFF, 0 },
+	{ "hand-off in flight, redelivered first", LS_HANDOFF, 1 },
+	{ "hand-off lands after the loss", LS_HANDED, 0 },
+	{ "ack in flight", LS_ACKING, 0 },
+	{ "ack in flight, redelivered first", LS_ACKING, 1 },
+};
+
+START_TEST(test_rabbit_lost_redelivered)
+{
+	struct fcons	*c = fc_find("qr");
+	enum lost_stage	 st = lost_rows[_i].stage;
+	struct freq	*r;
+	char		*name = NULL;
+	int		 serial;
+
+	if (st == LS_CLAIMING || st == LS_WAITING) {
+		fc_deliver("qr", "t1", 0);
+		if (st == LS_WAITING) {
+			ck_assert_ptr_nonnull(r = fk_find("POST",
+			    "/sandboxclaims"));
+			ck_assert_ptr_nonnull(name = srv_post(r, 0));
+			fi_show(NS, name);
+		}
+	} else
+		name = to_handoff("qr", "t1", "sb-1");
+	if (st == LS_ACKING) {
+		fop_complete(fop_find(c, OP_HANDOFF), 0,
+		    CONSUMER_HANDOFF_DONE);
+		ck_assert_ptr_nonnull(fop_find(c, OP_ACK));
+	}
+	fc_lose(c, lost_rows[_i].quiet);
+	check_invariants();
+	if (st == LS_HANDED)
+		fop_complete(fop_find(c, OP_HANDOFF), 0,
+		    CONSUMER_HANDOFF_DONE);
+	if (st == LS_ACKING && !lost_rows[_i].quiet)
+		complete_all_ops();	/* the ack fails: its tag is void */
+	serial = fc_deliver("qr", "t1", 1);
+	check_invariants();
+	if (lost_rows[_i].quiet)
+		fc_report(c);
+	check_invariants();
+	if (st == LS_CLAIMING) {
+		ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+		ck_assert_ptr_nonnull(name = srv_post(r, 0));
+		fi_show(NS, name);
+	}
+	if (st == LS_CLAIMING || st == LS_WAITING) {
+		srv_status(name, "sb-1", "True", "DependenciesReady");
+		fi_show(NS, name);
+	}
+	complete_all_ops();
+	assert_no_dead_letter();
+	ck_assert_int_eq(nhandoffs, 1);
+	ck_assert_int_eq(ledger[0].acked, 0);		/* given back */
+	ck_assert_int_eq(ledger[serial].acked, 1);
+	ck_assert_int_eq(c->outstanding, 0);
+	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_null(fk_find("DELETE", name));
+	ck_assert_int_eq(live_tasks(), 1);		/* it goes on */
+	fi_gone(NS, name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	free(name);
+}
+END_TEST
+
+/*
+ * Defect 2: a task fails while its message is void (the claim turns
+ * terminal after the loss, or its dead letter is in flight when the
+ * connection goes).  The redelivery is dead-lettered with the task's own
+ * reason, not task.duplicate, exactly once.
+ */
+static const struct {
+	const char	*name;
+	int		 fail_first;	/* dead letter in flight at the loss */
+} fail_lost_rows[] = {
+	{ "fails after the loss", 0 },
+	{ "dead letter in flight at the loss", 1 },
+};
+
+START_TEST(test_rabbit_fail_while_lost)
+{
+	struct fcons	*c = fc_find("qr");
+	struct freq	*r;
+	char		*name;
+	int		 serial;
+
+	fc_deliver("qr", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	srv_status(name, NULL, "False", "PodFailed");
+	if (fail_lost_rows[_i].fail_first) {
+		fi_show(NS, name);
+		ck_assert_int_eq(fop_count(c, OP_DL), 1);
+	}
+	fc_lose(c, 0);
+	if (!fail_lost_rows[_i].fail_first)
+		fi_show(NS, name);
+	complete_all_ops();	/* a dead letter of a void message fails */
+	check_invariants();
+	serial = fc_deliver("qr", "t1", 1);
+	complete_all_ops();
+	finish_delete(name);
+	check_invariants();
+	ck_assert_int_eq(ledger[0].dead + ledger[0].acked, 0);
+	ck_assert_int_eq(ledger[serial].dead, 1);
+	ck_assert_str_eq(ledger[serial].reason, "claim.PodFailed");
+	ck_assert_int_eq(nhandoffs, 0);
+	ck_assert_int_eq(live_tasks(), 0);
+	free(name);
+}
+END_TEST
+
+/*
+ * Defect 6: t1 was handed off, its ack went with the connection, and the
+ * task ended (its claim is gone) before the redelivery came.  The
+ * dispatcher's marker (dispatch_mark.c) turns it into an ack: no second
+ * claim, no second hand-off (before: a new claim, the task ran again).
+ */
+START_TEST(test_rabbit_redelivered_after_claim_gone)
+{
+	struct fcons	*c = fc_find("qr");
+	char		*name = to_handoff("qr", "t1", "sb-1");
+	int		 serial;
+
+	fop_complete(fop_find(c, OP_HANDOFF), 0, CONSUMER_HANDOFF_DONE);
+	fc_lose(c, 0);
+	complete_all_ops();		/* the ack fails: its tag is void */
+	fi_gone(NS, name);		/* the task ended */
+	ck_assert_int_eq(live_tasks(), 0);
+	serial = fc_deliver("qr", "t1", 1);
+	check_invariants();
+	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+	complete_all_ops();
+	check_invariants();
+	ck_assert_int_eq(ledger[serial].acked, 1);
+	assert_no_dead_letter();
+	ck_assert_int_eq(nhandoffs, 1);
+	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+	ck_assert_int_eq(live_tasks(), 0);
+	free(name);
 }
 END_TEST
 
@@ -1564,6 +1828,15 @@ dispatch_suite(void)
 	tcase_add_test(tc, test_old_claim_name_adopted);
 	tcase_add_loop_test(tc, test_rebuild_children_first, 0,
 	    AS_ARRAY_SIZE(rebuild_rows));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("rabbitmq");
+	tcase_add_checked_fixture(tc, setup_rabbit, teardown);
+	tcase_add_loop_test(tc, test_rabbit_lost_redelivered, 0,
+	    (int)AS_ARRAY_SIZE(lost_rows));
+	tcase_add_loop_test(tc, test_rabbit_fail_while_lost, 0,
+	    (int)AS_ARRAY_SIZE(fail_lost_rows));
+	tcase_add_test(tc, test_rabbit_redelivered_after_claim_gone);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");

@@ -45,6 +45,15 @@
  *  - RabbitMQ: durable queue "agentscaler.inbox.<ns>.<sandbox>" (declared),
  *    persistent message with message_id = task id, confirmed by the broker;
  *    the receiver dedupes by message_id (RabbitMQ has no server-side dedupe).
+ *    No marker here (handed_off is NULL): a queue cannot be asked whether
+ *    it holds a message, so the dispatcher keeps its own (dispatch_mark.c).
+ *
+ * A lost connection.  Redis entries stay in the processing list or the
+ * pending entries list and can be acked on the next connection.  RabbitMQ
+ * takes every unacked message back when the connection goes and
+ * redelivers it (redelivered = 1) under a new delivery tag: the messages
+ * of the old connection are void (msg_live() says so) and the state
+ * callback reports up = 0 before any redelivery is delivered.
  *
  * Oversized messages.  A message larger than max_bytes (consumer_options)
  * is not kept whole: the struct consumer_msg holds only its first
@@ -159,6 +168,17 @@ struct consumer_type {
 	int		 (*handed_off)(struct consumer *, const char *ns,
 			    const char *task_id, consumer_check_fn *,
 			    void *arg);
+	/*
+	 * Optional: 0 when msg, delivered by this consumer and still held by
+	 * the caller, is void: the connection that delivered it is gone, so
+	 * the broker has it back and redelivers it, and no ack or dead letter
+	 * of it can be sent (RabbitMQ: delivery tags are per channel).  1
+	 * while it is good.  Types whose messages outlive a connection (the
+	 * Redis ones: a processing list, a pending entries list) leave it
+	 * NULL.
+	 */
+	int		 (*msg_live)(const struct consumer *,
+			    const struct consumer_msg *);
 	/* Messages outstanding now (delivered, not yet acked). */
 	int		 (*outstanding)(const struct consumer *);
 	void		 (*destroy)(struct consumer *);

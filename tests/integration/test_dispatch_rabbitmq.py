@@ -58,6 +58,76 @@ class DispatchRabbitTest(world.DaemonTestCase):
             return code == 200 and info.get("messages", 1) == 0
         wait_for(drained, 30, 0.5, "source queue drained and acked")
 
+    def queue_info(self, queue):
+        code, info = self.rabbit.api("GET", "/api/queues/%2F/" + queue)
+        return info if code == 200 else {}
+
+    def holding(self):
+        """Tasks of the daemon's pool holding their message unacked
+        (/status: claiming or waiting for their sandbox)."""
+        code, body = self.daemon.admin("/status")
+        if code != 200:
+            return 0
+        pools = (body or {}).get("dispatch") or []
+        return sum(p["tasks"]["claiming"] + p["tasks"]["waiting"] for p in pools)
+
+    def consumer_connections(self, closed):
+        """Our connections not in closed, once the management API lists
+        them (after their first statistics, which can take seconds)."""
+        return wait_for(lambda: [c for c in self.rabbit.connections("agentscaler")
+                                 if c["name"] not in closed] or None, 30, 0.1,
+                        "the consumer's connection listed")
+
+    def close_connections(self, conns, closed):
+        """Closes conns from the broker's side (management API), as a broker
+        restart, a blip or a memory alarm would; returns how many."""
+        from urllib.parse import quote
+        n = 0
+        for c in conns:
+            code, _ = self.rabbit.api("DELETE", "/api/connections/" + quote(c["name"], safe=""))
+            closed.add(c["name"])
+            n += code in (200, 204)
+        return n
+
+    def test_connection_closed_by_broker_mid_load(self):
+        """Issue 12, defects 2 and 6: the broker closes the consumer's
+        connection twice while tasks hold unacked messages (cold starts of
+        3 s).  Every task reaches an agent exactly once, nothing is
+        dead-lettered (before: one task.duplicate per task in flight, which
+        acked the only live copy), and the queue ends empty."""
+        q = "dlost"
+        n = 24
+        self.rabbit.declare(q, durable=True)
+        self.kube = world.KubeSim("--cold-start-ms", "3000", "--warm-bind-ms", "10")
+        self.addCleanup(self.kube.stop)
+        world.sandbox_pool(self.kube, "wp", replicas=0)
+        self.runtime = world.AgentRuntime(self.kube, self.rabbit.http_url(), work_ms=50)
+        pool = world.pool_dispatch("p", self.rabbit.amqp_url(), q, "wp",
+                                   claim_ttl_seconds=600, spare_max=0, pollIntervalMs=200)
+        self.start_daemon({"pools": [pool]}, extra=("--instance", "as-lost"))
+        ids = ["l-%d" % i for i in range(n)]
+        closed = set()
+        for k in range(2):
+            conns = self.consumer_connections(closed)
+            for i in ids[k * n // 2:(k + 1) * n // 2]:
+                self.publish(q, json.dumps({"id": i, "payload": {}}))
+            # Tasks hold their messages unacked while their sandboxes start.
+            wait_for(lambda: self.holding() >= 4, 30, 0.05,
+                     "tasks holding unacked messages (round %d)" % k)
+            self.assertGreater(self.close_connections(conns, closed), 0)
+        self.runtime.wait_finished(n, timeout=120)
+        received = self.runtime.received_ids()
+        self.assertEqual(sorted(received), sorted(ids), "each task reached an agent once")
+        self.assertEqual(self.runtime.ids("duplicate"), [], "no task reached a sandbox twice")
+        wait_for(lambda: self.queue_info(q).get("messages", 1) == 0, 30, 0.5,
+                 "source queue drained and acked")
+        rejected = self.get_all(q + ".rejected")
+        self.assertEqual([json.loads(m["payload"])["reason"] for m in rejected], [],
+                         "no dead letter (task.duplicate) caused by the reconnects")
+        # Nor one attempted (a record whose publish did not land is logged).
+        self.assertEqual(self.daemon.stop(), 0)
+        self.assertNotIn("task.duplicate", self.daemon.logs())
+
     def test_http_address_refused_for_dispatch(self):
         pool = world.pool_dispatch("p", self.rabbit.http_url(), "q", "wp")
         d = world.Daemon({"pools": [pool]}, self.kube)
