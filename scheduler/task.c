@@ -1123,7 +1123,16 @@ task_claim_body(const struct claim_spec *cs, size_t *outlen)
 		as_rfc3339(cs->wall_now + (double)cs->ttl_seconds, 0, t,
 		    sizeof t);
 		json_put_str(lc, "shutdownTime", t);
-		json_put_str(lc, "shutdownPolicy", "Delete");
+		/*
+		 * DeleteForeground, not Delete: the controller then deletes
+		 * the claim with propagationPolicy Foreground, so the claim
+		 * (and our quota's hold on it) outlives its Sandbox and pod;
+		 * Delete frees the claim at once while the pod still runs.
+		 * Upstream extensions/api/v1beta1/sandboxclaim_types.go
+		 * (ShutdownPolicyDeleteForeground), accepted since before
+		 * v0.5 (the v1alpha1 enum has it too).
+		 */
+		json_put_str(lc, "shutdownPolicy", "DeleteForeground");
 	}
 	return (json_finish(o, outlen));
 }

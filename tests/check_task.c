@@ -1074,8 +1074,12 @@ START_TEST(test_claim_body)
 	ck_assert_int_eq(as_parse_rfc3339(jpath_str(j, "spec", "lifecycle",
 	    "shutdownTime"), &t), 0);
 	ck_assert_double_eq(t, 1795628085.0 + 3600);
+	/*
+	 * Foreground: the TTL's delete keeps the claim until its Sandbox and
+	 * pod are gone, so its quota is never freed early (issue 12).
+	 */
 	ck_assert_str_eq(jpath_str(j, "spec", "lifecycle", "shutdownPolicy"),
-	    "Delete");
+	    "DeleteForeground");
 	cJSON_Delete(j);
 	free(body);
 

@@ -175,7 +175,7 @@ struct claim_spec {
  * object of base units, so that quota usage is rebuilt from claims after a
  * restart), agents.x-k8s.io/created-by, traceparent
  * copied (also as opentelemetry.io/trace-context), spec.warmPoolRef, and
- * spec.lifecycle {shutdownTime, shutdownPolicy: Delete}.
+ * spec.lifecycle {shutdownTime, shutdownPolicy: DeleteForeground}.
  */
 char	*task_claim_body(const struct claim_spec *, size_t *outlen);
 

@@ -107,7 +107,7 @@ class DispatchTest(DispatchWorld):
         self.assertEqual(md["annotations"]["agentscaler.io/traceparent"], tp)
         self.assertIn("agents.x-k8s.io/client-first-requested-at", md["annotations"])
         self.assertEqual(c["spec"]["warmPoolRef"]["name"], "wp")
-        self.assertEqual(c["spec"]["lifecycle"]["shutdownPolicy"], "Delete")
+        self.assertEqual(c["spec"]["lifecycle"]["shutdownPolicy"], "DeleteForeground")
         st = calendar.timegm(time.strptime(c["spec"]["lifecycle"]["shutdownTime"],
                                            "%Y-%m-%dT%H:%M:%SZ"))
         self.assertAlmostEqual(st - time.time(), 900, delta=60)
