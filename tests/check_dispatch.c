@@ -37,6 +37,9 @@
 #include "agentscaler/task.h"
 #include "util/testutil.h"
 
+/* The sweep (readyTimeoutSeconds) is run by hand, with the clock moved. */
+#include "../scheduler/dispatch_int.h"
+
 #define NS		"ns"
 #define CLAIMS_PATH	"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/"
 
@@ -330,6 +333,26 @@ srv_status(const char *name, const char *sandbox, const char *ready,
 	cJSON_AddStringToObject(c, "status", ready);
 	cJSON_AddStringToObject(c, "reason", reason);
 	cJSON_AddItemToArray(conds, c);
+}
+
+/*
+ * The pod of the claim's sandbox reached a terminal phase: Ready=False and
+ * Finished=True, both with reason (PodSucceeded or PodFailed).  An evicted
+ * pod shows PodFailed this way for a moment before it is recreated.
+ */
+static void
+srv_finished(const char *name, const char *sandbox, const char *reason)
+{
+	cJSON	*c;
+
+	srv_status(name, sandbox, "False", reason);
+	c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "type", "Finished");
+	cJSON_AddStringToObject(c, "status", "True");
+	cJSON_AddStringToObject(c, "reason", reason);
+	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(srv_claim(NS, name), "status"),
+	    "conditions"), c);
 }
 
 static void
@@ -743,6 +766,7 @@ setup(void)
 	char		 err[512];
 
 	log_set_level(LOG_ERROR);
+	as_mono_skew = 0;
 	memset(ledger, 0, sizeof ledger);
 	nmsgs = nhandoffs = nhanded = 0;
 	server = cJSON_CreateObject();
@@ -795,6 +819,34 @@ ns_counts(long *live, long *deferred, long *quota_tasks)
 	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
 	    ns, "used"), "tasks"));
 	cJSON_Delete(root);
+}
+
+/* A counter of pool name in /status "dispatch" (-1: absent). */
+static long
+pool_counter(const char *pool, const char *key)
+{
+	cJSON	*root = cJSON_CreateObject(), *p, *v;
+	long	 n = -1;
+
+	dispatcher_status(disp, root);
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root,
+	    "dispatch")) {
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+		    p, "name")), pool) != 0)
+			continue;
+		if ((v = cJSON_GetObjectItemCaseSensitive(p, key)) != NULL)
+			n = (long)cJSON_GetNumberValue(v);
+	}
+	cJSON_Delete(root);
+	return (n);
+}
+
+/* Runs the sweep as if secs had passed since the last one. */
+static void
+sweep_after(double secs)
+{
+	as_mono_skew += secs;
+	dispatcher_sweep(loop, &disp->sweep, 0);
 }
 
 static long
@@ -1191,6 +1243,121 @@ START_TEST(test_old_claim_name_adopted)
 END_TEST
 
 /*
+ * Issue 12 (agent-sandbox semantics): Finished=True only says the pod
+ * reached a terminal phase, and an evicted or deleted pod passes through
+ * Failed before the controller recreates it.  After the hand-off, PodFailed
+ * (on Finished, or forwarded on Ready alone) is a failure: counted failed,
+ * never completed, the claim released.  PodSucceeded is the completion.
+ * Before, every row counted a completion.
+ */
+static const struct {
+	const char	*name;
+	const char	*reason;
+	int		 finished;	/* Finished=True too, else Ready only */
+	int		 during;	/* while the hand-off is in flight */
+	long		 completed;
+	long		 failed;
+} ended_rows[] = {
+	{ "evicted: Finished/PodFailed", "PodFailed", 1, 0, 0, 1 },
+	{ "Ready=False/PodFailed only", "PodFailed", 0, 0, 0, 1 },
+	{ "PodFailed during the hand-off", "PodFailed", 1, 1, 0, 1 },
+	{ "Finished/PodSucceeded", "PodSucceeded", 1, 0, 1, 0 },
+	{ "Ready=False/PodSucceeded only", "PodSucceeded", 0, 0, 1, 0 },
+};
+
+START_TEST(test_sandbox_ends_after_handoff)
+{
+	char	*name = to_handoff("qa", "t1", "sb-1");
+
+	if (!ended_rows[_i].during) {
+		complete_all_ops();		/* hand-off, then ack */
+		ck_assert_int_eq(ledger[0].acked, 1);
+	}
+	if (ended_rows[_i].finished)
+		srv_finished(name, "sb-1", ended_rows[_i].reason);
+	else
+		srv_status(name, "sb-1", "False", ended_rows[_i].reason);
+	fi_show(NS, name);
+	check_invariants();
+	complete_all_ops();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	ck_assert_int_eq(ledger[0].dead, 0);
+	finish_delete(name);		/* released: the claim goes */
+	check_invariants();
+	ck_assert_int_eq(live_tasks(), 0);
+	ck_assert_int_eq(pool_counter("a", "completed"),
+	    ended_rows[_i].completed);
+	ck_assert_int_eq(pool_counter("a", "failed"), ended_rows[_i].failed);
+	free(name);
+}
+END_TEST
+
+/*
+ * Issue 12: pod-level problems reach the claim only as non-terminal
+ * ReconcilerError ("exceeded quota") or DependenciesNotReady
+ * (unschedulable), and upstream recovers from TemplateNotFound and
+ * WarmPoolNotFound (#1315).  They are the cluster's fault: past
+ * readyTimeoutSeconds the task keeps its message and its claim and is
+ * handed off once Ready.  Before, the first two were dead-lettered
+ * claim.readyTimeout by the sweep, the last two at once.  The last row is
+ * the control: an unexplained wait still times out.
+ */
+static const struct {
+	const char	*reason;
+	const char	*sandbox;	/* bound already, or NULL */
+	const char	*dead;		/* dead letter expected, or NULL */
+} wait_rows[] = {
+	{ "ReconcilerError", NULL, NULL },
+	{ "ReconcilerError", "sb-1", NULL },
+	{ "DependenciesNotReady", "sb-1", NULL },
+	{ "TemplateNotFound", NULL, NULL },
+	{ "WarmPoolNotFound", NULL, NULL },
+	{ "SandboxNotReady", NULL, "claim.readyTimeout" },
+};
+
+START_TEST(test_cluster_fault_waits)
+{
+	struct freq	*r;
+	char		*name;
+	int		 i;
+
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	srv_status(name, wait_rows[_i].sandbox, "False",
+	    wait_rows[_i].reason);
+	fi_show(NS, name);
+	check_invariants();
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	/* Well past readyTimeoutSeconds (180 s), several times over. */
+	for (i = 0; i < 4 && fop_count(NULL, OP_DL) == 0; i++) {
+		sweep_after(1000);
+		check_invariants();
+	}
+	if (wait_rows[_i].dead != NULL) {
+		complete_all_ops();
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason, wait_rows[_i].dead);
+		finish_delete(name);
+		free(name);
+		return;
+	}
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	ck_assert_ptr_null(fk_find("DELETE", name));
+	/* The cluster recovers: the task goes on. */
+	srv_status(name, "sb-1", "True", "DependenciesReady");
+	fi_show(NS, name);
+	ck_assert_int_eq(fop_count(NULL, OP_HANDOFF), 1);
+	complete_all_ops();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	ck_assert_int_eq(ledger[0].dead, 0);
+	check_invariants();
+	free(name);
+}
+END_TEST
+
+/*
  * Randomized interleavings: each run is reproducible from its seed (the
  * loop index) and bounded by RANDOM_STEPS.  Each step, chosen by the
  * seeded generator, delivers a message (ids from a small set, on either
@@ -1431,6 +1598,10 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(twin_rows));
 	tcase_add_test(tc, test_name_conflict_keeps_other_claim);
 	tcase_add_test(tc, test_old_claim_name_adopted);
+	tcase_add_loop_test(tc, test_sandbox_ends_after_handoff, 0,
+	    (int)AS_ARRAY_SIZE(ended_rows));
+	tcase_add_loop_test(tc, test_cluster_fault_waits, 0,
+	    (int)AS_ARRAY_SIZE(wait_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");
