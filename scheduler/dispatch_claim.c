@@ -70,6 +70,82 @@ delete_done(const struct k8s_response *r, void *arg)
 	t->retry_at = as_mono_now() + as_backoff(0.5, 30, t->attempts++);
 }
 
+/* 1 when the Sandbox object obj is controlled by the claim of uid. */
+static int
+sandbox_owned_by(const cJSON *obj, const char *uid)
+{
+	const cJSON	*refs, *r;
+	const char	*ruid;
+
+	refs = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"),
+	    "ownerReferences");
+	cJSON_ArrayForEach(r, refs) {
+		ruid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r,
+		    "uid"));
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r,
+		    "controller")) && ruid != NULL && strcmp(ruid, uid) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+static void
+sandbox_get_done(const struct k8s_response *r, void *arg)
+{
+	struct dtask	*t = arg;
+	cJSON		*obj;
+	int		 owned;
+
+	t->req = NULL;
+	if (r->err == -AS_ECANCELED || t->doomed) {
+		if (t->doomed)
+			dtask_maybe_free(t);
+		return;
+	}
+	if (r->err == 0) {
+		obj = cJSON_ParseWithLength(r->body, r->body_len);
+		owned = obj == NULL || sandbox_owned_by(obj, t->claim_uid);
+		cJSON_Delete(obj);
+		if (owned) {
+			/* Still there (terminating): the quota keeps it. */
+			t->retry_at = as_mono_now() + as_backoff(0.5, 10,
+			    t->attempts++);
+			return;
+		}
+	} else if (r->err != -AS_ENOTFOUND && r->code != 403) {
+		t->retry_at = as_mono_now() + as_backoff(0.5, 10,
+		    t->attempts++);
+		return;
+	}
+	if (r->code == 403)
+		log_warn("dispatch", "%s/%s: cannot read Sandbox %s (%s); its "
+		    "quota is freed with the claim", t->ns->name, t->claim,
+		    t->sandbox, r->message);
+	t->await_sandbox = 0;
+	dtask_maybe_free(t);
+}
+
+/*
+ * The claim is gone but not through our foreground delete: a delete in
+ * the background (by someone else, or by a TTL with shutdownPolicy
+ * Delete) frees the claim while its Sandbox and pod still run.  The
+ * quota keeps the task until a GET of the Sandbox says it is gone (404,
+ * or no longer the claim's).
+ */
+static void
+dtask_await_sandbox(struct dtask *t)
+{
+	char	 path[512];
+
+	snprintf(path, sizeof path, "/apis/agents.x-k8s.io/v1beta1/namespaces/"
+	    "%s/sandboxes/%s", t->ns->name, t->sandbox);
+	t->req = t->ns->d->ops->request(t->ns->d->k8s, "GET", path, NULL,
+	    NULL, sandbox_get_done, t);
+	if (t->req == NULL)
+		t->retry_at = as_mono_now() + 1;
+}
+
 /* Deletes the claim (if any) and lets the record go with it. */
 void
 dtask_release(struct dtask *t)
@@ -78,6 +154,11 @@ dtask_release(struct dtask *t)
 
 	dtask_set_state(t, T_RELEASING);
 	t->retry_at = 0;
+	if (!t->claim_exists && t->await_sandbox) {
+		if (t->req == NULL)
+			dtask_await_sandbox(t);
+		return;
+	}
 	if (!t->claim_exists) {
 		dtask_maybe_free(t);
 		return;
@@ -512,6 +593,15 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 		if (t == NULL || strcmp(t->claim, v.name) != 0)
 			return;
 		t->claim_exists = 0;
+		/*
+		 * Our own delete is foreground: its DELETED comes once the
+		 * Sandbox is gone.  Any other may have been in the background.
+		 */
+		if (t->st != T_RELEASING && t->sandbox[0] != '\0' &&
+		    !t->doomed) {
+			t->await_sandbox = 1;
+			as_strlcpy(t->claim_uid, v.uid, sizeof t->claim_uid);
+		}
 		if (t->msg != NULL && !t->handed_off && !t->doomed &&
 		    t->st != T_RELEASING) {
 			dtask_fail(t, "claim.deleted", "the claim was deleted "
@@ -521,7 +611,10 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 		if (t->pool != NULL && (t->handed_off || t->rebuilt) &&
 		    !t->failed)
 			t->pool->completed++;
-		dtask_maybe_free(t);
+		if (t->await_sandbox && !t->doomed)
+			dtask_release(t);
+		else
+			dtask_maybe_free(t);
 		return;
 	}
 	if (t == NULL) {

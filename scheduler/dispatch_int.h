@@ -88,6 +88,13 @@ struct dtask {
 	int			 admitted;	/* counted by the quota */
 	int			 failed;	/* sandbox failed after hand-off */
 	/*
+	 * The claim went without our foreground delete (someone else's,
+	 * perhaps in the background): the quota holds the task until its
+	 * Sandbox is gone (dtask_release reads it), owned by claim_uid.
+	 */
+	int			 await_sandbox;
+	char			 claim_uid[64];
+	/*
 	 * The claim's Ready reason while it is the cluster's fault
 	 * (task_claim_cluster_wait), else "": readyTimeoutSeconds then
 	 * backs off instead of failing the task.

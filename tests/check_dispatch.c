@@ -966,6 +966,19 @@ finish_delete(const char *name)
 		fi_gone(NS, name);
 }
 
+/*
+ * Answers every pending GET of a Sandbox with 404: a claim deleted by
+ * someone else holds its quota until its Sandbox is gone.
+ */
+static void
+sandboxes_gone(void)
+{
+	struct freq	*r;
+
+	while ((r = fk_find("GET", "/sandboxes/")) != NULL)
+		fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+}
+
 /* Completes every pending consumer operation with success, oldest first. */
 static void
 complete_all_ops(void)
@@ -990,6 +1003,7 @@ START_TEST(test_happy_path)
 	ck_assert_int_eq(live_tasks(), 1);
 	/* The sandbox finishes: the claim goes, the record with it. */
 	fi_gone(NS, name);
+	sandboxes_gone();
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
 	free(name);
@@ -1095,6 +1109,7 @@ START_TEST(test_claim_gone_during_handoff)
 	complete_all_ops();
 	if (fk_find("DELETE", name) != NULL)
 		finish_delete(name);
+	sandboxes_gone();
 	check_invariants();
 	if (gone_rows[_i].handoff_err == 0) {
 		ck_assert_int_eq(ledger[0].acked, 1);
@@ -1237,6 +1252,7 @@ START_TEST(test_old_claim_name_adopted)
 	complete_all_ops();
 	ck_assert_int_eq(ledger[0].acked, 1);
 	fi_gone(NS, old);
+	sandboxes_gone();
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
 }
@@ -1353,6 +1369,77 @@ START_TEST(test_cluster_fault_waits)
 	ck_assert_int_eq(ledger[0].acked, 1);
 	ck_assert_int_eq(ledger[0].dead, 0);
 	check_invariants();
+	free(name);
+}
+END_TEST
+
+/*
+ * Issue 12 (defect 10): a claim deleted in the background by someone else
+ * goes while its Sandbox (and pod) still run.  The quota keeps counting
+ * the task until a GET of the Sandbox says it is gone (404) or no longer
+ * the claim's; our own foreground delete needs no GET.  Before, the quota
+ * let the task go with the claim.
+ */
+enum sb_after { SB_GONE, SB_OTHER_OWNER, SB_OURS };
+
+static const struct {
+	const char	*name;
+	enum sb_after	 after;
+} bg_rows[] = {
+	{ "Sandbox terminating, then gone", SB_GONE },
+	{ "Sandbox of that name owned by another claim", SB_OTHER_OWNER },
+	{ "our own foreground release", SB_OURS },
+};
+
+START_TEST(test_background_delete_holds_quota)
+{
+	char		*name = to_handoff("qa", "t1", "sb-1");
+	char		 body[512];
+	struct freq	*r;
+	long		 live, deferred, q;
+
+	complete_all_ops();		/* hand-off, then ack */
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(q, 1);
+	if (bg_rows[_i].after == SB_OURS) {
+		srv_finished(name, "sb-1", "PodSucceeded");
+		fi_show(NS, name);
+		finish_delete(name);
+		ck_assert_ptr_null(fk_find("GET", "/sandboxes/"));
+		ns_counts(&live, &deferred, &q);
+		ck_assert_int_eq(q, 0);
+		ck_assert_int_eq(live, 0);
+		free(name);
+		return;
+	}
+	fi_gone(NS, name);		/* someone else's delete */
+	check_invariants();
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(q, 1);
+	ck_assert_ptr_nonnull(r = fk_find("GET", "/sandboxes/sb-1"));
+	/* Still there, terminating, the claim's: the quota keeps it. */
+	snprintf(body, sizeof body, "{\"metadata\":{\"name\":\"sb-1\","
+	    "\"deletionTimestamp\":\"2026-01-01T00:00:00Z\","
+	    "\"ownerReferences\":[{\"kind\":\"SandboxClaim\",\"uid\":"
+	    "\"" NS "/%s\",\"controller\":true}]}}", name);
+	fk_reply(r, 0, 200, body);
+	check_invariants();
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(q, 1);
+	ck_assert_int_eq(live, 1);
+	sweep_after(60);
+	ck_assert_ptr_nonnull(r = fk_find("GET", "/sandboxes/sb-1"));
+	if (bg_rows[_i].after == SB_GONE)
+		fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+	else
+		fk_reply(r, 0, 200, "{\"metadata\":{\"name\":\"sb-1\","
+		    "\"ownerReferences\":[{\"kind\":\"SandboxClaim\","
+		    "\"uid\":\"other\",\"controller\":true}]}}");
+	check_invariants();
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(q, 0);
+	ck_assert_int_eq(live, 0);
+	ck_assert_int_eq(pool_counter("a", "completed"), 1);
 	free(name);
 }
 END_TEST
@@ -1602,6 +1689,8 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(ended_rows));
 	tcase_add_loop_test(tc, test_cluster_fault_waits, 0,
 	    (int)AS_ARRAY_SIZE(wait_rows));
+	tcase_add_loop_test(tc, test_background_delete_holds_quota, 0,
+	    (int)AS_ARRAY_SIZE(bg_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");
