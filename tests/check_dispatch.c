@@ -137,6 +137,32 @@ fk_reply(struct freq *r, int err, long code, const char *body)
 	free(r);
 }
 
+/* Answers a /scale request r with the pool's spec and status replicas. */
+static void
+fk_reply_scale(struct freq *r, long spec, long status)
+{
+	struct k8s_scale sc;
+
+	TAILQ_REMOVE(&reqs, r, entry);
+	sc.spec_replicas = spec;
+	sc.status_replicas = status;
+	r->sdone(0, &sc, "", r->arg);
+	free(r->body);
+	free(r);
+}
+
+/* The oldest pending /scale request of method. */
+static struct freq *
+fk_find_scale(const char *method)
+{
+	struct freq	*r;
+
+	TAILQ_FOREACH(r, &reqs, entry)
+		if (strcmp(r->method, method) == 0 && r->sdone != NULL)
+			return (r);
+	return (NULL);
+}
+
 static void
 fk_cancel(struct k8s_req *req)
 {
@@ -1445,6 +1471,44 @@ START_TEST(test_background_delete_holds_quota)
 END_TEST
 
 /*
+ * Issue 12: the warm pool's controller deletes surplus members without a
+ * precondition, so lowering spec.replicas while a claim is being made can
+ * delete the member it has just adopted.  The pool (pool a: spare max 0,
+ * found at 3) is lowered only once the claims that may take a spare are
+ * bound.  Before, the PATCH to 0 went out with the claim unbound.
+ */
+START_TEST(test_warm_pool_lowered_after_bind)
+{
+	struct dpool	*p;
+	struct freq	*r;
+	char		*name;
+
+	LIST_FOREACH(p, &disp->pools, entry)
+		if (strcmp(p->cfg->name, "a") == 0)
+			break;
+	ck_assert_ptr_nonnull(p);
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	dpool_size(p, as_mono_now());
+	ck_assert_ptr_nonnull(r = fk_find_scale("GET"));
+	fk_reply_scale(r, 3, 3);
+	dpool_size(p, as_mono_now());
+	ck_assert_ptr_null(fk_find_scale("PATCH"));
+	/* Bound (and handed off): now the surplus may go. */
+	srv_status(name, "wp-x7k2p", "True", "DependenciesReady");
+	fi_show(NS, name);
+	dpool_size(p, as_mono_now());
+	ck_assert_ptr_nonnull(r = fk_find_scale("PATCH"));
+	fk_reply_scale(r, 0, 0);
+	complete_all_ops();
+	check_invariants();
+	free(name);
+}
+END_TEST
+
+/*
  * Randomized interleavings: each run is reproducible from its seed (the
  * loop index) and bounded by RANDOM_STEPS.  Each step, chosen by the
  * seeded generator, delivers a message (ids from a small set, on either
@@ -1691,6 +1755,7 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(wait_rows));
 	tcase_add_loop_test(tc, test_background_delete_holds_quota, 0,
 	    (int)AS_ARRAY_SIZE(bg_rows));
+	tcase_add_test(tc, test_warm_pool_lowered_after_bind);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");
