@@ -72,6 +72,82 @@ delete_done(const struct k8s_response *r, void *arg)
 	t->retry_at = as_mono_now() + as_backoff(0.5, 30, t->attempts++);
 }
 
+/* 1 when the Sandbox object obj is controlled by the claim of uid. */
+static int
+sandbox_owned_by(const cJSON *obj, const char *uid)
+{
+	const cJSON	*refs, *r;
+	const char	*ruid;
+
+	refs = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"),
+	    "ownerReferences");
+	cJSON_ArrayForEach(r, refs) {
+		ruid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r,
+		    "uid"));
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r,
+		    "controller")) && ruid != NULL && strcmp(ruid, uid) == 0)
+			return (1);
+	}
+	return (0);
+}
+
+static void
+sandbox_get_done(const struct k8s_response *r, void *arg)
+{
+	struct dtask	*t = arg;
+	cJSON		*obj;
+	int		 owned;
+
+	t->req = NULL;
+	if (r->err == -AS_ECANCELED || t->doomed) {
+		if (t->doomed)
+			dtask_maybe_free(t);
+		return;
+	}
+	if (r->err == 0) {
+		obj = cJSON_ParseWithLength(r->body, r->body_len);
+		owned = obj == NULL || sandbox_owned_by(obj, t->claim_uid);
+		cJSON_Delete(obj);
+		if (owned) {
+			/* Still there (terminating): the quota keeps it. */
+			t->retry_at = as_mono_now() + as_backoff(0.5, 10,
+			    t->attempts++);
+			return;
+		}
+	} else if (r->err != -AS_ENOTFOUND && r->code != 403) {
+		t->retry_at = as_mono_now() + as_backoff(0.5, 10,
+		    t->attempts++);
+		return;
+	}
+	if (r->code == 403)
+		log_warn("dispatch", "%s/%s: cannot read Sandbox %s (%s); its "
+		    "quota is freed with the claim", t->ns->name, t->claim,
+		    t->sandbox, r->message);
+	t->await_sandbox = 0;
+	dtask_maybe_free(t);
+}
+
+/*
+ * The claim is gone but not through our foreground delete: a delete in
+ * the background (by someone else, or by a TTL with shutdownPolicy
+ * Delete) frees the claim while its Sandbox and pod still run.  The
+ * quota keeps the task until a GET of the Sandbox says it is gone (404,
+ * or no longer the claim's).
+ */
+static void
+dtask_await_sandbox(struct dtask *t)
+{
+	char	 path[512];
+
+	snprintf(path, sizeof path, "/apis/agents.x-k8s.io/v1beta1/namespaces/"
+	    "%s/sandboxes/%s", t->ns->name, t->sandbox);
+	t->req = t->ns->d->ops->request(t->ns->d->k8s, "GET", path, NULL,
+	    NULL, sandbox_get_done, t);
+	if (t->req == NULL)
+		t->retry_at = as_mono_now() + 1;
+}
+
 /* Deletes the claim (if any) and lets the record go with it. */
 void
 dtask_release(struct dtask *t)
@@ -80,6 +156,11 @@ dtask_release(struct dtask *t)
 
 	dtask_set_state(t, T_RELEASING);
 	t->retry_at = 0;
+	if (!t->claim_exists && t->await_sandbox) {
+		if (t->req == NULL)
+			dtask_await_sandbox(t);
+		return;
+	}
 	if (!t->claim_exists) {
 		dtask_maybe_free(t);
 		return;
@@ -137,10 +218,32 @@ dtask_ready(struct dtask *t, const struct claim_view *v)
 		dtask_set_state(t, T_RUNNING);
 }
 
+/*
+ * The sandbox of a task handed off ended in failure: counted, an Event,
+ * the claim released; never a completion.  Its message was acked at the
+ * hand-off, so there is nothing left to dead-letter or hand off again.
+ */
+void
+dtask_sandbox_failed(struct dtask *t, const char *reason, const char *detail)
+{
+	t->failed = 1;
+	if (t->pool != NULL)
+		t->pool->failed++;
+	log_warn("dispatch", "%s/%s: task %s failed after its hand-off: "
+	    "sandbox %s: %s: %s", t->ns->name, t->claim, t->id, t->sandbox,
+	    reason, detail);
+	dpool_event(t->pool, 1, "TaskFailed", "Sandbox", "task %s: sandbox %s "
+	    "failed after the hand-off: %s: %s", t->id, t->sandbox, reason,
+	    detail);
+	dispatch_recent_add(t->ns->d, t->ns->name, t->id, reason, detail);
+	dtask_release(t);
+}
+
 static void
 dtask_apply(struct dtask *t, const struct claim_view *v)
 {
-	char	 reason[96];
+	char		 reason[96];
+	const char	*ended;
 
 	t->claim_exists = 1;
 	if (v->shutdown_time > 0)
@@ -149,14 +252,36 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 		as_strlcpy(t->sandbox, v->sandbox, sizeof t->sandbox);
 	if (t->st == T_RELEASING || t->doomed)
 		return;
-	if (v->finished) {
+	/*
+	 * Finished=True only says the pod reached a terminal phase; an evicted
+	 * or deleted pod passes through Failed too, and the controller then
+	 * makes a new one under the same name (upstream
+	 * controllers/sandbox_controller.go; ref/agent-sandbox-api.md section
+	 * 15).  Only PodSucceeded is a completion; after the hand-off, a
+	 * PodFailed (on Finished or forwarded on Ready) is the task's failure.
+	 */
+	ended = v->finished ? v->finished_reason : v->ready_reason;
+	if (v->finished || (t->handed_off && v->ready != 1 &&
+	    (strcmp(ended, "PodFailed") == 0 ||
+	    strcmp(ended, "PodSucceeded") == 0))) {
 		if (t->msg != NULL && !t->handed_off)
 			dtask_fail(t, "claim.finishedBeforeHandoff",
 			    "the sandbox finished before the task reached it");
-		else
+		else if (strcmp(ended, "PodSucceeded") != 0) {
+			snprintf(reason, sizeof reason, "sandbox.%s",
+			    ended[0] != '\0' ? ended : "Finished");
+			dtask_sandbox_failed(t, reason, v->finished ?
+			    "the sandbox's pod ended without succeeding" :
+			    v->ready_message);
+		} else
 			dtask_release(t);
 		return;
 	}
+	if (task_claim_cluster_wait(v))
+		as_strlcpy(t->wait_reason, v->ready_reason,
+		    sizeof t->wait_reason);
+	else
+		t->wait_reason[0] = '\0';
 	if (task_claim_terminal(v) || v->deleting) {
 		if (t->pool != NULL && !t->handed_off)
 			t->pool->claims_failed++;
@@ -328,6 +453,33 @@ dtask_claim(struct dtask *t)
 
 /* The sweep: retries, timeouts, TTL backstop, sizing. */
 
+/*
+ * readyTimeoutSeconds passed while the claim shows a cluster fault
+ * (task_claim_cluster_wait): not the task's fault, so it is not
+ * dead-lettered.  The claim stays (it is the task's place in line; the
+ * controller retries with backoff), the message stays unacked, and the
+ * next look is backed off.  The first time says so in an Event.
+ */
+static void
+dtask_cluster_wait(struct dtask *t, double now)
+{
+	double	 base = t->pool != NULL ?
+	    (double)t->pool->cfg->ready_timeout_seconds : 180.0;
+
+	if (t->cluster_waits == 0) {
+		log_warn("dispatch", "%s/%s: task %s not Ready within its "
+		    "readyTimeoutSeconds, waiting on the cluster: %s",
+		    t->ns->name, t->claim, t->id, t->wait_reason);
+		dpool_event(t->pool, 1, "ClaimWaiting", "Claim", "task %s: "
+		    "claim %s not Ready within readyTimeoutSeconds: %s (the "
+		    "cluster's, not the task's: still waiting)", t->id,
+		    t->claim, t->wait_reason);
+	}
+	if (t->pool != NULL)
+		t->pool->cluster_waits++;
+	t->ready_by = now + as_backoff(base, 600, t->cluster_waits++);
+}
+
 void
 dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -348,6 +500,12 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 			dtask_save_budget(t, now);
 			if (t->doomed || t->op || t->req != NULL)
 				continue;
+			if (t->msg != NULL && t->ready_by > 0 &&
+			    now > t->ready_by && t->st == T_WAITING &&
+			    t->wait_reason[0] != '\0') {
+				dtask_cluster_wait(t, now);
+				continue;
+			}
 			if (t->msg != NULL && t->ready_by > 0 &&
 			    now > t->ready_by && (t->st == T_CLAIMING ||
 			    t->st == T_WAITING)) {
@@ -599,17 +757,28 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 		if (t == NULL || strcmp(t->claim, v.name) != 0)
 			return;
 		t->claim_exists = 0;
+		/*
+		 * Our own delete is foreground: its DELETED comes once the
+		 * Sandbox is gone.  Any other may have been in the background.
+		 */
+		if (t->st != T_RELEASING && t->sandbox[0] != '\0' &&
+		    !t->doomed) {
+			t->await_sandbox = 1;
+			as_strlcpy(t->claim_uid, v.uid, sizeof t->claim_uid);
+		}
 		if (t->msg != NULL && !t->handed_off && !t->doomed &&
 		    t->st != T_RELEASING) {
 			dtask_fail(t, "claim.deleted", "the claim was deleted "
 			    "before the task was handed off");
 			return;
 		}
-		if (t->pool != NULL && t->handed_off)
+		if (t->pool != NULL && (t->handed_off || t->rebuilt) &&
+		    !t->failed)
 			t->pool->completed++;
-		else if (t->pool != NULL && t->rebuilt)
-			t->pool->completed++;
-		dtask_maybe_free(t);
+		if (t->await_sandbox && !t->doomed)
+			dtask_release(t);
+		else
+			dtask_maybe_free(t);
 		return;
 	}
 	if (t == NULL) {

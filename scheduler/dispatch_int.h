@@ -90,6 +90,21 @@ struct dtask {
 	int			 handed_off;
 	int			 doomed;	/* free once nothing pending */
 	int			 admitted;	/* counted by the quota */
+	int			 failed;	/* sandbox failed after hand-off */
+	/*
+	 * The claim went without our foreground delete (someone else's,
+	 * perhaps in the background): the quota holds the task until its
+	 * Sandbox is gone (dtask_release reads it), owned by claim_uid.
+	 */
+	int			 await_sandbox;
+	char			 claim_uid[64];
+	/*
+	 * The claim's Ready reason while it is the cluster's fault
+	 * (task_claim_cluster_wait), else "": readyTimeoutSeconds then
+	 * backs off instead of failing the task.
+	 */
+	char			 wait_reason[48];
+	unsigned		 cluster_waits;
 	struct task_resource	*res;		/* requests, or NULL */
 	size_t			 nres;
 	char			 why[48];	/* last deferral reason */
@@ -183,6 +198,8 @@ struct dpool {
 	uint64_t		 received;
 	uint64_t		 handed_off;
 	uint64_t		 completed;
+	uint64_t		 failed;	/* sandbox failed after hand-off */
+	uint64_t		 cluster_waits;	/* ready timeouts backed off */
 	uint64_t		 claims_warm, claims_cold, claims_failed;
 	uint64_t		 redelivered;
 	uint64_t		 dead_letter_errors;
@@ -252,6 +269,9 @@ void		 dns_free(struct dns *);
 /* dispatch_claim.c: SandboxClaims and the sweep. */
 void		 dtask_claim(struct dtask *);
 void		 dtask_release(struct dtask *);
+/* After the hand-off: a failure (counted, Event), then released. */
+void		 dtask_sandbox_failed(struct dtask *, const char *reason,
+		    const char *detail);
 void		 dns_claim_event(struct informer *, enum informer_event,
 		    const cJSON *, void *);
 void		 dispatcher_sweep(struct ev_loop *, ev_timer *, int);

@@ -203,6 +203,12 @@ static const struct {
 	    DP_U(handed_off), "Tasks pushed to a sandbox's inbox." },
 	{ "agentscaler_dispatch_tasks_completed_total", "counter", NULL,
 	    DP_U(completed), "Tasks whose claim went away after the hand-off." },
+	{ "agentscaler_dispatch_tasks_failed_total", "counter", NULL,
+	    DP_U(failed), "Tasks whose sandbox failed after the hand-off "
+	    "(PodFailed, eviction included): never counted completed." },
+	{ "agentscaler_dispatch_claim_waits_total", "counter", NULL,
+	    DP_U(cluster_waits), "readyTimeoutSeconds extended because the "
+	    "claim showed a cluster fault (ReconcilerError, ...)." },
 	{ "agentscaler_dispatch_tasks_in_flight", "gauge", NULL, DP_L(live),
 	    "Live tasks: taken and not finished (claims included)." },
 	{ "agentscaler_dispatch_tasks_waiting", "gauge", NULL, DP_L(waiting),
@@ -373,6 +379,7 @@ dispatcher_status(const struct dispatcher *d, cJSON *root)
 		cJSON_AddNumberToObject(o, "received", (double)p->received);
 		cJSON_AddNumberToObject(o, "handedOff", (double)p->handed_off);
 		cJSON_AddNumberToObject(o, "completed", (double)p->completed);
+		cJSON_AddNumberToObject(o, "failed", (double)p->failed);
 		memset(counts, 0, sizeof counts);
 		TAILQ_FOREACH(t, &p->ns->tasks, all)
 			if (t->pool == p)
@@ -493,6 +500,9 @@ dispatcher_explain(const struct dispatcher *d, const char *id, cJSON *out)
 		} else {
 			cJSON_AddStringToObject(out, "claim", t->claim);
 			cJSON_AddStringToObject(out, "sandbox", t->sandbox);
+			if (t->wait_reason[0] != '\0')
+				cJSON_AddStringToObject(out, "waitingOn",
+				    t->wait_reason);
 			snprintf(text, sizeof text, "task %s is admitted in "
 			    "namespace %s (%s), claim %s%s%s", id, ns->name,
 			    tstate_names[t->st], t->claim, t->sandbox[0] ?

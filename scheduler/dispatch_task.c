@@ -274,6 +274,9 @@ dtask_settle(struct dtask *t, int handed)
 	t->fail_detail = NULL;
 	if (!handed)
 		dtask_fail(t, reason, detail);
+	else if (strcmp(reason, "claim.deleted") != 0)
+		/* It reached a sandbox that had failed: not a completion. */
+		dtask_sandbox_failed(t, reason, detail);
 	else {
 		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
 		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);

@@ -133,6 +133,21 @@ dns_replicas(struct dns *ns)
 	quota_set_replicas(ns->quota, ns->scale_replicas + dns_spares(ns));
 }
 
+/* Claims of p made and not yet bound to a Sandbox (at most max counted). */
+static long
+dpool_unbound(const struct dpool *p, long max)
+{
+	const struct dtask *t;
+	long		 n = 0;
+
+	TAILQ_FOREACH(t, &p->ns->tasks, all) {
+		if (t->pool == p && t->claim_exists && t->sandbox[0] == '\0' &&
+		    (t->st == T_CLAIMING || t->st == T_WAITING) && ++n >= max)
+			break;
+	}
+	return (n);
+}
+
 void
 dpool_size(struct dpool *p, double now)
 {
@@ -149,6 +164,16 @@ dpool_size(struct dpool *p, double now)
 	    (give = dns_waiting_for_slots(p->ns, cur)) > 0 &&
 	    target > cur - give)
 		target = cur - give;
+	/*
+	 * Lowering spec.replicas makes the warm pool's controller delete
+	 * surplus members without a precondition (upstream
+	 * extensions/controllers/sandboxwarmpool_controller.go, scale-down:
+	 * unready, then newest first), so a member a claim is adopting at that
+	 * moment can be deleted under it.  Lower the pool only once every
+	 * claim that may take a spare is bound.
+	 */
+	if (target < cur && dpool_unbound(p, 1) > 0)
+		target = cur;
 	p->ws.target = target;
 	if (p->scale_req != NULL)
 		return;

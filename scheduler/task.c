@@ -1123,7 +1123,16 @@ task_claim_body(const struct claim_spec *cs, size_t *outlen)
 		as_rfc3339(cs->wall_now + (double)cs->ttl_seconds, 0, t,
 		    sizeof t);
 		json_put_str(lc, "shutdownTime", t);
-		json_put_str(lc, "shutdownPolicy", "Delete");
+		/*
+		 * DeleteForeground, not Delete: the controller then deletes
+		 * the claim with propagationPolicy Foreground, so the claim
+		 * (and our quota's hold on it) outlives its Sandbox and pod;
+		 * Delete frees the claim at once while the pod still runs.
+		 * Upstream extensions/api/v1beta1/sandboxclaim_types.go
+		 * (ShutdownPolicyDeleteForeground), accepted since before
+		 * v0.5 (the v1alpha1 enum has it too).
+		 */
+		json_put_str(lc, "shutdownPolicy", "DeleteForeground");
 	}
 	return (json_finish(o, outlen));
 }
@@ -1280,16 +1289,37 @@ task_claim_parse(const cJSON *obj, struct claim_view *out, char *err,
 			copy_cut(out->ready_message,
 			    sizeof out->ready_message, jstr(c, "message"));
 		} else if (strcmp(type, "Finished") == 0 && s != NULL &&
-		    strcmp(s, "True") == 0)
+		    strcmp(s, "True") == 0) {
 			out->finished = 1;
+			copy_cut(out->finished_reason,
+			    sizeof out->finished_reason, jstr(c, "reason"));
+		}
 	}
 	return (0);
 }
 
+static int
+claim_reason_in(const struct claim_view *cv, const char *const *list,
+    size_t n)
+{
+	size_t	 i;
+
+	if (cv->ready == 1)
+		return (0);
+	for (i = 0; i < n; i++)
+		if (strcmp(cv->ready_reason, list[i]) == 0)
+			return (1);
+	return (0);
+}
+
 /*
- * The reasons the Python SDK fails fast on, plus the forwarded pod
- * outcomes: a pod that ends is not recreated (ref/agent-sandbox-api.md
- * sections 4.3 and 9, agent-sandbox #729).
+ * The reasons the controller never retries (upstream
+ * extensions/controllers/sandboxclaim_controller.go, computeReadyCondition),
+ * plus the forwarded pod outcomes: a pod that ends is not recreated
+ * (ref/agent-sandbox-api.md sections 4.3 and 9, agent-sandbox #729).  The
+ * Python SDK also fails fast on TemplateNotFound and WarmPoolNotFound, but
+ * the controller requeues those and recovers once the object appears
+ * (#1315): they are waits, not failures.
  */
 int
 task_claim_terminal(const struct claim_view *cv)
@@ -1297,17 +1327,25 @@ task_claim_terminal(const struct claim_view *cv)
 	static const char *const terminal[] = {
 		"InvalidMetadata", "EnvVarsInjectionRejected",
 		"VolumeClaimTemplatesError", "ClaimExpired", "SandboxExpired",
-		"TemplateNotFound", "WarmPoolNotFound", "PodFailed",
-		"PodSucceeded",
+		"PodFailed", "PodSucceeded",
 	};
-	size_t	 i;
 
-	if (cv->ready == 1)
-		return (0);
-	for (i = 0; i < AS_ARRAY_SIZE(terminal); i++)
-		if (strcmp(cv->ready_reason, terminal[i]) == 0)
-			return (1);
-	return (0);
+	return (claim_reason_in(cv, terminal, AS_ARRAY_SIZE(terminal)));
+}
+
+/*
+ * Pod-level problems reach the claim only as these non-terminal reasons
+ * (ref/agent-sandbox-api.md section 15): the controller retries them.
+ */
+int
+task_claim_cluster_wait(const struct claim_view *cv)
+{
+	static const char *const wait[] = {
+		"ReconcilerError", "DependenciesNotReady", "TemplateNotFound",
+		"WarmPoolNotFound",
+	};
+
+	return (claim_reason_in(cv, wait, AS_ARRAY_SIZE(wait)));
 }
 
 /*

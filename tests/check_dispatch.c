@@ -37,6 +37,9 @@
 #include "agentscaler/task.h"
 #include "util/testutil.h"
 
+/* The sweep (readyTimeoutSeconds) is run by hand, with the clock moved. */
+#include "../scheduler/dispatch_int.h"
+
 #define NS		"ns"
 #define CLAIMS_PATH	"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/"
 
@@ -132,6 +135,32 @@ fk_reply(struct freq *r, int err, long code, const char *body)
 	}
 	free(r->body);
 	free(r);
+}
+
+/* Answers a /scale request r with the pool's spec and status replicas. */
+static void
+fk_reply_scale(struct freq *r, long spec, long status)
+{
+	struct k8s_scale sc;
+
+	TAILQ_REMOVE(&reqs, r, entry);
+	sc.spec_replicas = spec;
+	sc.status_replicas = status;
+	r->sdone(0, &sc, "", r->arg);
+	free(r->body);
+	free(r);
+}
+
+/* The oldest pending /scale request of method. */
+static struct freq *
+fk_find_scale(const char *method)
+{
+	struct freq	*r;
+
+	TAILQ_FOREACH(r, &reqs, entry)
+		if (strcmp(r->method, method) == 0 && r->sdone != NULL)
+			return (r);
+	return (NULL);
 }
 
 static void
@@ -330,6 +359,26 @@ srv_status(const char *name, const char *sandbox, const char *ready,
 	cJSON_AddStringToObject(c, "status", ready);
 	cJSON_AddStringToObject(c, "reason", reason);
 	cJSON_AddItemToArray(conds, c);
+}
+
+/*
+ * The pod of the claim's sandbox reached a terminal phase: Ready=False and
+ * Finished=True, both with reason (PodSucceeded or PodFailed).  An evicted
+ * pod shows PodFailed this way for a moment before it is recreated.
+ */
+static void
+srv_finished(const char *name, const char *sandbox, const char *reason)
+{
+	cJSON	*c;
+
+	srv_status(name, sandbox, "False", reason);
+	c = cJSON_CreateObject();
+	cJSON_AddStringToObject(c, "type", "Finished");
+	cJSON_AddStringToObject(c, "status", "True");
+	cJSON_AddStringToObject(c, "reason", reason);
+	cJSON_AddItemToArray(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(srv_claim(NS, name), "status"),
+	    "conditions"), c);
 }
 
 static void
@@ -818,6 +867,7 @@ setup_doc(const char *doc)
 	char		 err[512];
 
 	log_set_level(LOG_ERROR);
+	as_mono_skew = 0;
 	memset(ledger, 0, sizeof ledger);
 	nmsgs = nhandoffs = nhanded = 0;
 	server = cJSON_CreateObject();
@@ -876,6 +926,34 @@ ns_counts(long *live, long *deferred, long *quota_tasks)
 	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
 	    ns, "used"), "tasks"));
 	cJSON_Delete(root);
+}
+
+/* A counter of pool name in /status "dispatch" (-1: absent). */
+static long
+pool_counter(const char *pool, const char *key)
+{
+	cJSON	*root = cJSON_CreateObject(), *p, *v;
+	long	 n = -1;
+
+	dispatcher_status(disp, root);
+	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(root,
+	    "dispatch")) {
+		if (strcmp(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
+		    p, "name")), pool) != 0)
+			continue;
+		if ((v = cJSON_GetObjectItemCaseSensitive(p, key)) != NULL)
+			n = (long)cJSON_GetNumberValue(v);
+	}
+	cJSON_Delete(root);
+	return (n);
+}
+
+/* Runs the sweep as if secs had passed since the last one. */
+static void
+sweep_after(double secs)
+{
+	as_mono_skew += secs;
+	dispatcher_sweep(loop, &disp->sweep, 0);
 }
 
 static long
@@ -995,6 +1073,19 @@ finish_delete(const char *name)
 		fi_gone(NS, name);
 }
 
+/*
+ * Answers every pending GET of a Sandbox with 404: a claim deleted by
+ * someone else holds its quota until its Sandbox is gone.
+ */
+static void
+sandboxes_gone(void)
+{
+	struct freq	*r;
+
+	while ((r = fk_find("GET", "/sandboxes/")) != NULL)
+		fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+}
+
 /* Completes every pending consumer operation with success, oldest first. */
 static void
 complete_all_ops(void)
@@ -1019,6 +1110,7 @@ START_TEST(test_happy_path)
 	ck_assert_int_eq(live_tasks(), 1);
 	/* The sandbox finishes: the claim goes, the record with it. */
 	fi_gone(NS, name);
+	sandboxes_gone();
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
 	free(name);
@@ -1124,6 +1216,7 @@ START_TEST(test_claim_gone_during_handoff)
 	complete_all_ops();
 	if (fk_find("DELETE", name) != NULL)
 		finish_delete(name);
+	sandboxes_gone();
 	check_invariants();
 	if (gone_rows[_i].handoff_err == 0) {
 		ck_assert_int_eq(ledger[0].acked, 1);
@@ -1266,6 +1359,7 @@ START_TEST(test_old_claim_name_adopted)
 	complete_all_ops();
 	ck_assert_int_eq(ledger[0].acked, 1);
 	fi_gone(NS, old);
+	sandboxes_gone();
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
 }
@@ -1500,6 +1594,7 @@ START_TEST(test_rabbit_lost_redelivered)
 	ck_assert_ptr_null(fk_find("DELETE", name));
 	ck_assert_int_eq(live_tasks(), 1);		/* it goes on */
 	fi_gone(NS, name);
+	sandboxes_gone();
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
 	free(name);
@@ -1570,6 +1665,7 @@ START_TEST(test_rabbit_redelivered_after_claim_gone)
 	fc_lose(c, 0);
 	complete_all_ops();		/* the ack fails: its tag is void */
 	fi_gone(NS, name);		/* the task ended */
+	sandboxes_gone();
 	ck_assert_int_eq(live_tasks(), 0);
 	serial = fc_deliver("qr", "t1", 1);
 	check_invariants();
@@ -1581,6 +1677,230 @@ START_TEST(test_rabbit_redelivered_after_claim_gone)
 	ck_assert_int_eq(nhandoffs, 1);
 	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
 	ck_assert_int_eq(live_tasks(), 0);
+	free(name);
+}
+END_TEST
+
+/*
+ * Issue 12 (agent-sandbox semantics): Finished=True only says the pod
+ * reached a terminal phase, and an evicted or deleted pod passes through
+ * Failed before the controller recreates it.  After the hand-off, PodFailed
+ * (on Finished, or forwarded on Ready alone) is a failure: counted failed,
+ * never completed, the claim released.  PodSucceeded is the completion.
+ * Before, every row counted a completion.
+ */
+static const struct {
+	const char	*name;
+	const char	*reason;
+	int		 finished;	/* Finished=True too, else Ready only */
+	int		 during;	/* while the hand-off is in flight */
+	long		 completed;
+	long		 failed;
+} ended_rows[] = {
+	{ "evicted: Finished/PodFailed", "PodFailed", 1, 0, 0, 1 },
+	{ "Ready=False/PodFailed only", "PodFailed", 0, 0, 0, 1 },
+	{ "PodFailed during the hand-off", "PodFailed", 1, 1, 0, 1 },
+	{ "Finished/PodSucceeded", "PodSucceeded", 1, 0, 1, 0 },
+	{ "Ready=False/PodSucceeded only", "PodSucceeded", 0, 0, 1, 0 },
+};
+
+START_TEST(test_sandbox_ends_after_handoff)
+{
+	char	*name = to_handoff("qa", "t1", "sb-1");
+
+	if (!ended_rows[_i].during) {
+		complete_all_ops();		/* hand-off, then ack */
+		ck_assert_int_eq(ledger[0].acked, 1);
+	}
+	if (ended_rows[_i].finished)
+		srv_finished(name, "sb-1", ended_rows[_i].reason);
+	else
+		srv_status(name, "sb-1", "False", ended_rows[_i].reason);
+	fi_show(NS, name);
+	check_invariants();
+	complete_all_ops();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	ck_assert_int_eq(ledger[0].dead, 0);
+	finish_delete(name);		/* released: the claim goes */
+	check_invariants();
+	ck_assert_int_eq(live_tasks(), 0);
+	ck_assert_int_eq(pool_counter("a", "completed"),
+	    ended_rows[_i].completed);
+	ck_assert_int_eq(pool_counter("a", "failed"), ended_rows[_i].failed);
+	free(name);
+}
+END_TEST
+
+/*
+ * Issue 12: pod-level problems reach the claim only as non-terminal
+ * ReconcilerError ("exceeded quota") or DependenciesNotReady
+ * (unschedulable), and upstream recovers from TemplateNotFound and
+ * WarmPoolNotFound (#1315).  They are the cluster's fault: past
+ * readyTimeoutSeconds the task keeps its message and its claim and is
+ * handed off once Ready.  Before, the first two were dead-lettered
+ * claim.readyTimeout by the sweep, the last two at once.  The last row is
+ * the control: an unexplained wait still times out.
+ */
+static const struct {
+	const char	*reason;
+	const char	*sandbox;	/* bound already, or NULL */
+	const char	*dead;		/* dead letter expected, or NULL */
+} wait_rows[] = {
+	{ "ReconcilerError", NULL, NULL },
+	{ "ReconcilerError", "sb-1", NULL },
+	{ "DependenciesNotReady", "sb-1", NULL },
+	{ "TemplateNotFound", NULL, NULL },
+	{ "WarmPoolNotFound", NULL, NULL },
+	{ "SandboxNotReady", NULL, "claim.readyTimeout" },
+};
+
+START_TEST(test_cluster_fault_waits)
+{
+	struct freq	*r;
+	char		*name;
+	int		 i;
+
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	srv_status(name, wait_rows[_i].sandbox, "False",
+	    wait_rows[_i].reason);
+	fi_show(NS, name);
+	check_invariants();
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	/* Well past readyTimeoutSeconds (180 s), several times over. */
+	for (i = 0; i < 4 && fop_count(NULL, OP_DL) == 0; i++) {
+		sweep_after(1000);
+		check_invariants();
+	}
+	if (wait_rows[_i].dead != NULL) {
+		complete_all_ops();
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason, wait_rows[_i].dead);
+		finish_delete(name);
+		free(name);
+		return;
+	}
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	ck_assert_ptr_null(fk_find("DELETE", name));
+	/* The cluster recovers: the task goes on. */
+	srv_status(name, "sb-1", "True", "DependenciesReady");
+	fi_show(NS, name);
+	ck_assert_int_eq(fop_count(NULL, OP_HANDOFF), 1);
+	complete_all_ops();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	ck_assert_int_eq(ledger[0].dead, 0);
+	check_invariants();
+	free(name);
+}
+END_TEST
+
+/*
+ * Issue 12 (defect 10): a claim deleted in the background by someone else
+ * goes while its Sandbox (and pod) still run.  The quota keeps counting
+ * the task until a GET of the Sandbox says it is gone (404) or no longer
+ * the claim's; our own foreground delete needs no GET.  Before, the quota
+ * let the task go with the claim.
+ */
+enum sb_after { SB_GONE, SB_OTHER_OWNER, SB_OURS };
+
+static const struct {
+	const char	*name;
+	enum sb_after	 after;
+} bg_rows[] = {
+	{ "Sandbox terminating, then gone", SB_GONE },
+	{ "Sandbox of that name owned by another claim", SB_OTHER_OWNER },
+	{ "our own foreground release", SB_OURS },
+};
+
+START_TEST(test_background_delete_holds_quota)
+{
+	char		*name = to_handoff("qa", "t1", "sb-1");
+	char		 body[512];
+	struct freq	*r;
+	long		 live, deferred, q;
+
+	complete_all_ops();		/* hand-off, then ack */
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(q, 1);
+	if (bg_rows[_i].after == SB_OURS) {
+		srv_finished(name, "sb-1", "PodSucceeded");
+		fi_show(NS, name);
+		finish_delete(name);
+		ck_assert_ptr_null(fk_find("GET", "/sandboxes/"));
+		ns_counts(&live, &deferred, &q);
+		ck_assert_int_eq(q, 0);
+		ck_assert_int_eq(live, 0);
+		free(name);
+		return;
+	}
+	fi_gone(NS, name);		/* someone else's delete */
+	check_invariants();
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(q, 1);
+	ck_assert_ptr_nonnull(r = fk_find("GET", "/sandboxes/sb-1"));
+	/* Still there, terminating, the claim's: the quota keeps it. */
+	snprintf(body, sizeof body, "{\"metadata\":{\"name\":\"sb-1\","
+	    "\"deletionTimestamp\":\"2026-01-01T00:00:00Z\","
+	    "\"ownerReferences\":[{\"kind\":\"SandboxClaim\",\"uid\":"
+	    "\"" NS "/%s\",\"controller\":true}]}}", name);
+	fk_reply(r, 0, 200, body);
+	check_invariants();
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(q, 1);
+	ck_assert_int_eq(live, 1);
+	sweep_after(60);
+	ck_assert_ptr_nonnull(r = fk_find("GET", "/sandboxes/sb-1"));
+	if (bg_rows[_i].after == SB_GONE)
+		fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+	else
+		fk_reply(r, 0, 200, "{\"metadata\":{\"name\":\"sb-1\","
+		    "\"ownerReferences\":[{\"kind\":\"SandboxClaim\","
+		    "\"uid\":\"other\",\"controller\":true}]}}");
+	check_invariants();
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(q, 0);
+	ck_assert_int_eq(live, 0);
+	ck_assert_int_eq(pool_counter("a", "completed"), 1);
+	free(name);
+}
+END_TEST
+
+/*
+ * Issue 12: the warm pool's controller deletes surplus members without a
+ * precondition, so lowering spec.replicas while a claim is being made can
+ * delete the member it has just adopted.  The pool (pool a: spare max 0,
+ * found at 3) is lowered only once the claims that may take a spare are
+ * bound.  Before, the PATCH to 0 went out with the claim unbound.
+ */
+START_TEST(test_warm_pool_lowered_after_bind)
+{
+	struct dpool	*p;
+	struct freq	*r;
+	char		*name;
+
+	LIST_FOREACH(p, &disp->pools, entry)
+		if (strcmp(p->cfg->name, "a") == 0)
+			break;
+	ck_assert_ptr_nonnull(p);
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	dpool_size(p, as_mono_now());
+	ck_assert_ptr_nonnull(r = fk_find_scale("GET"));
+	fk_reply_scale(r, 3, 3);
+	dpool_size(p, as_mono_now());
+	ck_assert_ptr_null(fk_find_scale("PATCH"));
+	/* Bound (and handed off): now the surplus may go. */
+	srv_status(name, "wp-x7k2p", "True", "DependenciesReady");
+	fi_show(NS, name);
+	dpool_size(p, as_mono_now());
+	ck_assert_ptr_nonnull(r = fk_find_scale("PATCH"));
+	fk_reply_scale(r, 0, 0);
+	complete_all_ops();
+	check_invariants();
 	free(name);
 }
 END_TEST
@@ -1826,6 +2146,13 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(twin_rows));
 	tcase_add_test(tc, test_name_conflict_keeps_other_claim);
 	tcase_add_test(tc, test_old_claim_name_adopted);
+	tcase_add_loop_test(tc, test_sandbox_ends_after_handoff, 0,
+	    (int)AS_ARRAY_SIZE(ended_rows));
+	tcase_add_loop_test(tc, test_cluster_fault_waits, 0,
+	    (int)AS_ARRAY_SIZE(wait_rows));
+	tcase_add_loop_test(tc, test_background_delete_holds_quota, 0,
+	    (int)AS_ARRAY_SIZE(bg_rows));
+	tcase_add_test(tc, test_warm_pool_lowered_after_bind);
 	tcase_add_loop_test(tc, test_rebuild_children_first, 0,
 	    AS_ARRAY_SIZE(rebuild_rows));
 	suite_add_tcase(s, tc);

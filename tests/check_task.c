@@ -1074,8 +1074,12 @@ START_TEST(test_claim_body)
 	ck_assert_int_eq(as_parse_rfc3339(jpath_str(j, "spec", "lifecycle",
 	    "shutdownTime"), &t), 0);
 	ck_assert_double_eq(t, 1795628085.0 + 3600);
+	/*
+	 * Foreground: the TTL's delete keeps the claim until its Sandbox and
+	 * pod are gone, so its quota is never freed early (issue 12).
+	 */
 	ck_assert_str_eq(jpath_str(j, "spec", "lifecycle", "shutdownPolicy"),
-	    "Delete");
+	    "DeleteForeground");
 	cJSON_Delete(j);
 	free(body);
 
@@ -1148,7 +1152,7 @@ static const struct {
 	    "DependenciesNotReady") "]}}", "research-0123456789abcdef", 0,
 	    "DependenciesNotReady", 0, 0, 0 },
 	{ CLAIM_MD("") ",\"status\":{\"conditions\":[" COND("Ready", "False",
-	    "WarmPoolNotFound") "]}}", "", 0, "WarmPoolNotFound", 0, 0, 1 },
+	    "WarmPoolNotFound") "]}}", "", 0, "WarmPoolNotFound", 0, 0, 0 },
 	{ CLAIM_MD("") ",\"status\":{\"sandbox\":{\"name\":\"s\"},"
 	    "\"conditions\":[" COND("Ready", "False", "PodFailed") "]}}", "s",
 	    0, "PodFailed", 0, 0, 1 },
@@ -1198,6 +1202,8 @@ START_TEST(test_claim_parse_rows)
 	if (claim_rows[_i].reason[0] != '\0')
 		ck_assert(strncmp(cv.ready_message, "m-", 2) == 0);
 	ck_assert_int_eq(cv.finished, claim_rows[_i].finished);
+	ck_assert_str_eq(cv.finished_reason, claim_rows[_i].finished ?
+	    "Done" : "");
 	ck_assert_int_eq(cv.deleting, claim_rows[_i].deleting);
 	ck_assert_int_eq(task_claim_terminal(&cv), claim_rows[_i].terminal);
 	cJSON_Delete(j);
@@ -1343,32 +1349,40 @@ START_TEST(test_claim_resources_round_trip)
 }
 END_TEST
 
+/*
+ * terminal: fail at once; wait: the cluster's fault (issue 12: upstream
+ * retries pod-level problems and recovers from TemplateNotFound and
+ * WarmPoolNotFound, #1315), waited for past readyTimeoutSeconds.
+ */
 static const struct {
 	const char	*reason;
 	int		 ready;
 	int		 terminal;
+	int		 wait;
 } terminal_rows[] = {
-	{ "InvalidMetadata", 0, 1 },
-	{ "EnvVarsInjectionRejected", 0, 1 },
-	{ "VolumeClaimTemplatesError", 0, 1 },
-	{ "ClaimExpired", 0, 1 },
-	{ "SandboxExpired", 0, 1 },
-	{ "TemplateNotFound", 0, 1 },
-	{ "WarmPoolNotFound", 0, 1 },
-	{ "PodFailed", 0, 1 },
-	{ "PodSucceeded", 0, 1 },
-	{ "PodFailed", -1, 1 },
-	{ "SandboxMissing", 0, 0 },
-	{ "SandboxNotReady", 0, 0 },
-	{ "SandboxCreatePending", 0, 0 },
-	{ "AdoptionConflict", 0, 0 },
-	{ "ReconcilerError", 0, 0 },
-	{ "DependenciesNotReady", 0, 0 },
-	{ "SandboxSuspended", 0, 0 },
-	{ "DependenciesReady", 1, 0 },
-	{ "podfailed", 0, 0 },			/* reasons are exact */
-	{ "", -1, 0 },
-	{ "ClaimExpired", 1, 0 },		/* Ready=True wins */
+	{ "InvalidMetadata", 0, 1, 0 },
+	{ "EnvVarsInjectionRejected", 0, 1, 0 },
+	{ "VolumeClaimTemplatesError", 0, 1, 0 },
+	{ "ClaimExpired", 0, 1, 0 },
+	{ "SandboxExpired", 0, 1, 0 },
+	{ "TemplateNotFound", 0, 0, 1 },
+	{ "WarmPoolNotFound", 0, 0, 1 },
+	{ "PodFailed", 0, 1, 0 },
+	{ "PodSucceeded", 0, 1, 0 },
+	{ "PodFailed", -1, 1, 0 },
+	{ "SandboxMissing", 0, 0, 0 },
+	{ "SandboxNotReady", 0, 0, 0 },
+	{ "SandboxCreatePending", 0, 0, 0 },
+	{ "AdoptionConflict", 0, 0, 0 },
+	{ "ReconcilerError", 0, 0, 1 },
+	{ "ReconcilerError", -1, 0, 1 },
+	{ "DependenciesNotReady", 0, 0, 1 },
+	{ "SandboxSuspended", 0, 0, 0 },
+	{ "DependenciesReady", 1, 0, 0 },
+	{ "podfailed", 0, 0, 0 },		/* reasons are exact */
+	{ "", -1, 0, 0 },
+	{ "ClaimExpired", 1, 0, 0 },		/* Ready=True wins */
+	{ "ReconcilerError", 1, 0, 0 },
 };
 
 START_TEST(test_claim_terminal)
@@ -1380,6 +1394,7 @@ START_TEST(test_claim_terminal)
 	as_strlcpy(cv.ready_reason, terminal_rows[_i].reason,
 	    sizeof cv.ready_reason);
 	ck_assert_int_eq(task_claim_terminal(&cv), terminal_rows[_i].terminal);
+	ck_assert_int_eq(task_claim_cluster_wait(&cv), terminal_rows[_i].wait);
 }
 END_TEST
 

@@ -104,6 +104,13 @@ void		 as_hex(const unsigned char *, size_t len, char *out);
 
 /* Monotonic clock in seconds. */
 double		 as_mono_now(void);
+#ifdef AS_TESTING
+/*
+ * Added to as_mono_now() in test builds only: a unit suite moves time
+ * forward without waiting (check_dispatch's readyTimeoutSeconds rows).
+ */
+extern double	 as_mono_skew;
+#endif
 /* Wall clock in seconds since the epoch. */
 double		 as_wall_now(void);
 

@@ -180,7 +180,7 @@ struct claim_spec {
  * object of base units, so that quota usage is rebuilt from claims after a
  * restart), agents.x-k8s.io/created-by, traceparent
  * copied (also as opentelemetry.io/trace-context), spec.warmPoolRef, and
- * spec.lifecycle {shutdownTime, shutdownPolicy: Delete}.
+ * spec.lifecycle {shutdownTime, shutdownPolicy: DeleteForeground}.
  */
 char	*task_claim_body(const struct claim_spec *, size_t *outlen);
 
@@ -200,6 +200,7 @@ struct claim_view {
 	char	 ready_reason[64];
 	char	 ready_message[256];
 	int	 finished;		/* Finished=True */
+	char	 finished_reason[64];	/* its reason: PodSucceeded, ... */
 	int	 deleting;		/* metadata.deletionTimestamp set */
 	double	 created;		/* creationTimestamp, unix s; 0 */
 	double	 shutdown_time;		/* spec.lifecycle.shutdownTime; 0 */
@@ -221,10 +222,19 @@ int	 task_claim_parse(const struct cJSON *obj, struct claim_view *out,
 /*
  * 1 when the claim's Ready reason means it will never become ready
  * (ref/agent-sandbox-api.md 4.3: InvalidMetadata, EnvVarsInjectionRejected,
- * VolumeClaimTemplatesError, ClaimExpired, SandboxExpired,
- * TemplateNotFound, WarmPoolNotFound, PodFailed, PodSucceeded).
+ * VolumeClaimTemplatesError, ClaimExpired, SandboxExpired, PodFailed,
+ * PodSucceeded).  TemplateNotFound and WarmPoolNotFound are not: upstream
+ * recovers from them (#1315), see task_claim_cluster_wait().
  */
 int	 task_claim_terminal(const struct claim_view *);
+
+/*
+ * 1 when the claim is not Ready for a reason that is the cluster's fault,
+ * not the task's: ReconcilerError (e.g. a compute ResourceQuota refusing
+ * the pod), DependenciesNotReady (pending, unschedulable),
+ * TemplateNotFound, WarmPoolNotFound.  The controller retries them all.
+ */
+int	 task_claim_cluster_wait(const struct claim_view *);
 
 struct handoff_spec {
 	const char	*ns;

@@ -50,6 +50,7 @@ EXPECTED_RULES = {
     ("extensions.agents.x-k8s.io", "sandboxtemplates"): {"get"},
     ("extensions.agents.x-k8s.io", "sandboxclaims"): {"get", "list", "watch", "create",
                                                       "delete"},
+    ("agents.x-k8s.io", "sandboxes"): {"get"},
     ("events.k8s.io", "events"): {"create", "patch"},
     # secretAccess.mode cluster (the default): an AgentPool's authSecretRef,
     # one named Secret of its namespace (issue 11)
@@ -224,7 +225,7 @@ class DefaultValuesTest(unittest.TestCase):
     def test_every_rule_is_commented(self):
         """Each rule of the shared rules template, and of the Secret Roles,
         has a comment above it."""
-        for name, indent, count in (("_rules.tpl", "", 9), ("secret-roles.yaml", "  ", 2)):
+        for name, indent, count in (("_rules.tpl", "", 10), ("secret-roles.yaml", "  ", 2)):
             with open(os.path.join(CHART, "templates", name)) as f:
                 lines = f.read().split("\n")
             rules = [i for i, ln in enumerate(lines) if ln.startswith(indent + "- apiGroups:")]

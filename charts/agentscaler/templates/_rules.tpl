@@ -44,6 +44,12 @@ secret-roles.yaml.
 - apiGroups: ["extensions.agents.x-k8s.io"]
   resources: ["sandboxclaims"]
   verbs: ["get", "list", "watch", "create", "delete"]
+# Dispatch mode: get reads the Sandbox of a claim someone else deleted
+# (possibly in the background), so the task's quota is freed only once the
+# Sandbox is gone.
+- apiGroups: ["agents.x-k8s.io"]
+  resources: ["sandboxes"]
+  verbs: ["get"]
 # Events about pools, quotas and claims (scaling, quota limits, rejected
 # tasks); patch updates the count of a repeated Event.
 - apiGroups: ["events.k8s.io"]

@@ -85,8 +85,27 @@ class Admin:
         if p == "/reconcile-quota" and method == "POST":
             self.api.quota_sync()
             return 200, {"ok": True}
+        if p == "/sandbox-sim" and method in ("GET", "POST"):
+            if self.sandboxes is None:
+                return 409, {"error": "sandbox controller disabled"}
+            if method == "GET":
+                with self.api.lock:
+                    return 200, self.sandboxes.settings()
+            if not isinstance(body, dict):
+                return 400, {"error": "body must be an object"}
+            return 200, self.sandboxes.configure(body)
         if p.startswith("/sandboxes/") and method == "POST":
             parts = p.split("/")
+            if len(parts) == 5 and parts[4] == "evict":
+                if self.sandboxes is None:
+                    return 409, {"error": "sandbox controller disabled"}
+                obj = self.sandboxes.evict(parts[2], parts[3],
+                                           float(body.get("recreateMs", 200)) / 1000.0)
+                if obj is None:
+                    raise ApiError(404, "NotFound", 'sandboxes.agents.x-k8s.io "%s" not found'
+                                   % parts[3], {"name": parts[3], "group": "agents.x-k8s.io",
+                                               "kind": "sandboxes"})
+                return 200, obj
             if len(parts) == 5 and parts[4] == "finish":
                 if self.sandboxes is None:
                     return 409, {"error": "sandbox controller disabled"}

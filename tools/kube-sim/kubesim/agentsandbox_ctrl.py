@@ -39,6 +39,7 @@ ANN = (("metadata", "annotations"),)   # internal_update(shallow=): annotations 
 ADOPT = (("metadata", "labels"), ("metadata", "annotations"),
          ("spec", "podTemplate", "metadata", "annotations"),
          ("spec", "podTemplate", "metadata", "labels"))   # what the adoption patch changes
+F_POD = "kube-sim.x-k8s.io/pod-termination"   # stands in for the pod's graceful end
 WARM_GRACE = 2.0
 WARM_RETRY = 0.5
 ALLOWED_LABEL_DOMAINS = ["sandbox.users.io"]
@@ -225,6 +226,14 @@ class SandboxControllers:
         self.unbound = {}    # (ns, pool name) -> {claim name} without status.sandbox.name
         self.waiting = {}    # (ns, pool name) -> {claim name} waiting for an IP-less member
         self.by_tpl = {}     # (ns, template name) -> {pool name}
+        # Opt-in behaviours of a real cluster (admin POST /sandbox-sim), all off by
+        # default: a pod-level fault every Sandbox not yet Ready shows, and the pod's
+        # graceful termination, which a Sandbox being deleted waits for.
+        self.fault = None    # None, ("ReconcilerError", message) or ("Unschedulable", msg)
+        self.faulted = set()  # sandbox keys held by the fault (requeued when it clears)
+        self.pod_term = 0.0  # seconds a deleted Sandbox's pod takes to terminate
+        self.terminating = {}  # sandbox uid -> monotonic time its pod is gone
+        self.evicted = {}    # sandbox uid -> monotonic time the pod is recreated
         self.loop = Loop("sandbox", self.run_pass, debounce=0.001, idle=1.0)
         api.store.listeners.append(self._on_event)
 
@@ -313,6 +322,9 @@ class SandboxControllers:
             uid = obj["metadata"].get("uid")
             self.born.pop(uid, None)
             self.finished.pop(uid, None)
+            self.evicted.pop(uid, None)
+            self.terminating.pop(uid, None)
+            self.faulted.discard(("sb", ns, name))
             self.ips.pop(uid, None)
             self._untime(("sb", ns, name))
         else:
@@ -378,6 +390,52 @@ class SandboxControllers:
             out = api.store.get(SB, ns, name)
         self.loop.wake()
         return out
+
+    def evict(self, ns, name, recreate_s):
+        """The Sandbox's pod is evicted (or deleted): it passes through phase Failed,
+        so the Sandbox (and its claim) show Ready=False/PodFailed and
+        Finished=True/PodFailed for recreate_s, then the controller makes a new pod
+        under the same name (upstream controllers/sandbox_controller.go); a new IP,
+        Ready again after the cold start."""
+        api = self.api
+        with api.lock:
+            sb = api.store.get(SB, ns, name)
+            if sb is None:
+                return None
+            self.evicted[sb["metadata"]["uid"]] = time.monotonic() + recreate_s
+            self._reconcile(("sb", ns, name), time.monotonic(), time.time())
+            out = api.store.get(SB, ns, name)
+        self.loop.wake()
+        return out
+
+    def configure(self, body):
+        """Admin POST /sandbox-sim: reconcilerError (message or null), unschedulable
+        (bool), podTerminationMs (number); keys left out keep their value."""
+        api = self.api
+        with api.lock:
+            if "reconcilerError" in body or "unschedulable" in body:
+                if body.get("reconcilerError"):
+                    self.fault = ("ReconcilerError", "Error seen: " +
+                                  str(body["reconcilerError"]))
+                elif body.get("unschedulable"):
+                    self.fault = ("Unschedulable", "0/1 nodes are available: "
+                                  "1 Insufficient cpu.")
+                else:
+                    self.fault = None
+                    for k in self.faulted:
+                        self.queue[k] = None
+                    self.faulted = set()
+            if "podTerminationMs" in body:
+                self.pod_term = max(0.0, float(body["podTerminationMs"] or 0) / 1000.0)
+            out = self.settings()
+        self.loop.wake()
+        return out
+
+    def settings(self):
+        f = self.fault
+        return {"reconcilerError": f[1] if f and f[0] == "ReconcilerError" else None,
+                "unschedulable": bool(f and f[0] == "Unschedulable"),
+                "podTerminationMs": self.pod_term * 1000.0}
 
     # ------------------------------------------------------------ loop
     def run_pass(self):
@@ -464,9 +522,27 @@ class SandboxControllers:
     # ------------------------------------------------------------ Sandbox
     def _sandbox(self, sb, now, wall, nxt):
         md = sb["metadata"]
-        if md.get("deletionTimestamp"):
-            return
         uid = md["uid"]
+        fins = md.get("finalizers") or []
+        if md.get("deletionTimestamp"):
+            if F_POD in fins:
+                # the pod's graceful termination; upstream has no finalizer here, the
+                # Pod is the Sandbox's blocking dependent that a foreground delete of
+                # the claim waits for (kube-sim has no Pods)
+                due = self.terminating.setdefault(uid, now + self.pod_term)
+                if now < due:
+                    nxt.append(due)
+                    return
+                self.terminating.pop(uid, None)
+                self._write(SB, sb, lambda n: n["metadata"].__setitem__(
+                    "finalizers", [f for f in n["metadata"].get("finalizers") or []
+                                   if f != F_POD]), ())
+            return
+        if self.pod_term > 0 and F_POD not in fins:
+            sb = self._write(SB, sb, lambda n: n["metadata"].__setitem__(
+                "finalizers", list(n["metadata"].get("finalizers") or []) + [F_POD]),
+                ()) or sb
+            md = sb["metadata"]
         spec = sb.get("spec") or {}
         gen = md.get("generation", 1)
         t = now_ts()
@@ -484,6 +560,21 @@ class SandboxControllers:
             return
         if expiry is not None:
             nxt.append(now + (expiry - wall))
+        ev = self.evicted.get(uid)
+        if ev is not None:
+            if now < ev:
+                _set_cond(conds, "Ready", "False", "PodFailed", "Pod has failed", gen, t)
+                _set_cond(conds, "Finished", "True", "PodFailed", "Pod has failed", gen, t)
+                for k in ("podIPs", "nodeName"):
+                    st.pop(k, None)
+                nxt.append(ev)
+                self._put_status(sb, st)
+                return
+            # recreated under the same name: a fresh pod, a new IP
+            del self.evicted[uid]
+            conds[:] = [c for c in conds if c.get("type") != "Finished"]
+            self.born[uid] = now
+            self.ips.pop(uid, None)
         if uid in self.finished:
             phase, ft = self.finished[uid]
             reason = "Pod" + phase
@@ -506,6 +597,24 @@ class SandboxControllers:
                                                                                 None),
                             ANN)
             return
+        key = ("sb", md.get("namespace"), md["name"])
+        if self.fault is not None and not _ready(sb):
+            # a pod-level problem: the controller cannot make or schedule the pod and
+            # retries; the claim sees only the non-terminal reason
+            self.faulted.add(key)
+            self.born[uid] = now
+            _set_cond(conds, "Suspended", "False", "NotSuspended",
+                      "Sandbox is not suspended", gen, t)
+            if self.fault[0] == "ReconcilerError":
+                _set_cond(conds, "Ready", "False", "ReconcilerError", self.fault[1], gen, t)
+            else:
+                _set_cond(conds, "Ready", "False", "DependenciesNotReady",
+                          "Pod exists with phase: Pending", gen, t)
+                _set_cond(conds, "PodScheduled", "False", "Unschedulable", self.fault[1],
+                          gen, t)
+            self._put_status(sb, st)
+            return
+        self.faulted.discard(key)
         born = self.born.setdefault(uid, now)
         _set_cond(conds, "Suspended", "False", "NotSuspended", "Sandbox is not suspended",
                   gen, t)
@@ -756,6 +865,9 @@ class SandboxControllers:
             f = dict(fc)
             f["observedGeneration"] = gen
             conds[:] = [c for c in conds if c.get("type") != "Finished"] + [f]
+        else:
+            # a recreated pod (after an eviction) is no longer terminal
+            conds[:] = [c for c in conds if c.get("type") != "Finished"]
         conds.sort(key=lambda c: c.get("type"))
         sbst = {"name": bound["metadata"]["name"]}
         ips = (bound.get("status") or {}).get("podIPs")
