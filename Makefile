@@ -34,7 +34,7 @@ SHELL	 = /bin/bash
 objs = $(patsubst %.c,$(1)/%.o,$(2))
 
 .PHONY: all deps test unit integration valgrind demo bench format \
-	format-check lint clean fuzz fuzz-smoke chart chart-rbac
+	format-check lint clean fuzz fuzz-smoke chart chart-rbac soak
 all: $(REL)/agentscaler
 
 define build_rules
@@ -122,6 +122,15 @@ bench: deps $(REL)/agentscaler $(REL)/tools/bench/poll_cost \
 	python3 tools/bench/bench.py --bin $(REL)/agentscaler
 	python3 tools/bench/dispatch_bench.py --bin $(REL)/agentscaler
 	python3 tools/kube-sim/bench.py
+
+# Not in CI: SOAK_MINUTES (60) of mixed load on every source type with a
+# broker restart or an API fault every 3 minutes; one line a minute (tasks,
+# the daemon's RSS, fds, live records), every task accounted for at the end.
+# SOAK_ARGS passes more flags (tools/soak/soak.py --help).
+SOAK_MINUTES ?= 60
+SOAK_ARGS ?=
+soak: deps $(REL)/agentscaler
+	python3 tools/soak/soak.py --bin $(REL)/agentscaler --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 # libFuzzer targets for the pure parsers (clang).  `make fuzz` runs each for
 # FUZZ_SECONDS; `make fuzz-smoke` (part of `make test`) runs a fixed number
