@@ -647,12 +647,23 @@ dns_free(struct dns *ns)
 	ns->d->ops->informer_free(ns->claims);
 	ns->claims = NULL;
 	while ((t = TAILQ_FIRST(&ns->tasks)) != NULL) {
-		if (t->req != NULL)
-			/* Runs its completion. */
-			ns->d->ops->cancel(t->req);
-		t->req = NULL;
-		if (t->save_req != NULL)
-			ns->d->ops->cancel(t->save_req);	/* clears it */
+		/*
+		 * A cancel runs the request's completion, which may free the
+		 * record (a release that was waiting for it): look again.
+		 */
+		if (t->req != NULL || t->save_req != NULL) {
+			struct k8s_req *r = t->req != NULL ? t->req :
+			    t->save_req;
+
+			ns->d->ops->cancel(r);
+			if (TAILQ_FIRST(&ns->tasks) == t) {
+				if (t->req == r)
+					t->req = NULL;
+				if (t->save_req == r)
+					t->save_req = NULL;
+			}
+			continue;
+		}
 		t->op = 0;	/* consumers are gone: nothing will call */
 		dtask_maybe_free(t);
 	}
