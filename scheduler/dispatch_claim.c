@@ -222,6 +222,11 @@ get_done(const struct k8s_response *r, void *arg)
 		    "exists for another task");
 		return;
 	}
+	if (t->pool == NULL && t->msg == NULL) {
+		/* Its pool was removed meanwhile (dispatch.c). */
+		dtask_release(t);
+		return;
+	}
 	dtask_set_state(t, T_WAITING);
 	dtask_apply(t, &v);
 	dtask_apply_cached(t);
@@ -244,6 +249,11 @@ post_done(const struct k8s_response *r, void *arg)
 	if (r->err == 0) {
 		t->claim_exists = 1;
 		t->attempts = 0;
+		if (t->pool == NULL && t->msg == NULL) {
+			/* Its pool was removed meanwhile (dispatch.c). */
+			dtask_release(t);
+			return;
+		}
 		dtask_set_state(t, T_WAITING);
 		obj = cJSON_ParseWithLength(r->body, r->body_len);
 		if (obj != NULL && task_claim_parse(obj, &v, err,

@@ -483,11 +483,18 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			/*
 			 * It failed here and never ran: its own message was
 			 * dead-lettered; an ack would drop this one unseen.
+			 * When that dead letter was cancelled (its pool was
+			 * replaced), this is the same message: same reason.
 			 */
-			snprintf(detail, sizeof detail, "task %s failed and "
-			    "its claim is being released", tk->id);
-			dpool_dead_letter(p, NULL, msg, "task.duplicate",
-			    detail, tk->id);
+			if (t->fail_reason[0] != '\0')
+				dpool_dead_letter(p, NULL, msg, t->fail_reason,
+				    t->fail_detail, tk->id);
+			else {
+				snprintf(detail, sizeof detail, "task %s failed "
+				    "and its claim is being released", tk->id);
+				dpool_dead_letter(p, NULL, msg,
+				    "task.duplicate", detail, tk->id);
+			}
 		} else if (t->st == T_RELEASING || t->doomed) {
 			/* It ran; this is a late redelivery. */
 			log_info("dispatch", "%s: task %s already finished; "

@@ -122,6 +122,7 @@ dtask_maybe_free(struct dtask *t)
 struct dl_op {
 	struct dpool	*pool;		/* NULL once the pool is gone */
 	char		 reason[48];
+	char		*detail;
 	struct dtask	*t;		/* task waiting on it, or NULL */
 };
 
@@ -141,6 +142,20 @@ dl_done(int err, const char *errmsg, void *arg)
 			    op->pool->id, op->reason, errmsg);
 		}
 	}
+	if (t != NULL && err == -AS_ECANCELED && !t->doomed &&
+	    t->fail_reason[0] == '\0') {
+		/*
+		 * Its pool was replaced or removed: the message went back to
+		 * the broker, and when it comes back while the task's claim is
+		 * still being released, it is dead-lettered for this reason
+		 * (dpool_deliver), not taken as a new task.
+		 */
+		as_strlcpy(t->fail_reason, op->reason, sizeof t->fail_reason);
+		free(t->fail_detail);
+		t->fail_detail = op->detail;
+		op->detail = NULL;
+	}
+	free(op->detail);
 	free(op);
 	if (t != NULL) {
 		t->op = 0;
@@ -195,6 +210,7 @@ dpool_dead_letter(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 	op->pool = p;
 	op->t = t;
 	as_strlcpy(op->reason, reason, sizeof op->reason);
+	op->detail = xstrdup(detail != NULL ? detail : "");
 	if (t != NULL)
 		t->op = 1;
 	if (p->cons == NULL || p->ct->dead_letter(p->cons, msg, rec, len,
@@ -204,6 +220,7 @@ dpool_dead_letter(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 		p->dead_letter_errors++;
 		if (t != NULL)
 			t->op = 0;
+		free(op->detail);
 		free(op);
 	}
 	free(rec);

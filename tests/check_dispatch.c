@@ -392,12 +392,14 @@ static int		 nmsgs;
 static int		 nhandoffs;	/* hand-offs completed */
 
 /*
- * Tasks handed off through each consumer, for the "no ack without
- * hand-off" check.
+ * Tasks handed off through each queue's consumers, for the "no ack without
+ * hand-off" check.  By queue, not by connection: the consumer of a pool
+ * that replaced another (dispatcher_apply) reads the same queue, and the
+ * hand-off marker lives on the broker.
  */
 #define MAX_HANDED	1024
 static struct {
-	const struct fcons *c;
+	char		 queue[64];
 	char		 task[TASK_ID_MAX + 1];
 } handed[MAX_HANDED];
 static int	 nhanded;
@@ -408,7 +410,8 @@ was_handed_off(const struct fcons *c, const char *task)
 	int	 i;
 
 	for (i = 0; i < nhanded; i++)
-		if (handed[i].c == c && strcmp(handed[i].task, task) == 0)
+		if (strcmp(handed[i].queue, c->queue) == 0 &&
+		    strcmp(handed[i].task, task) == 0)
 			return (1);
 	return (0);
 }
@@ -600,7 +603,8 @@ fop_complete(struct fop *op, int err, int outcome)
 	if (op->kind == OP_HANDOFF && err == 0) {
 		nhandoffs++;
 		if (!was_handed_off(op->c, op->task) && nhanded < MAX_HANDED) {
-			handed[nhanded].c = op->c;
+			as_strlcpy(handed[nhanded].queue, op->c->queue,
+			    sizeof handed[0].queue);
 			as_strlcpy(handed[nhanded++].task, op->task,
 			    sizeof handed[0].task);
 		}
@@ -797,6 +801,43 @@ ns_counts(long *live, long *deferred, long *quota_tasks)
 	cJSON_Delete(root);
 }
 
+/*
+ * The sums over the pools of the per-pool gauges of /metrics: in flight
+ * (live), waiting and deferred; each pool's asserted non-negative.
+ */
+enum { G_LIVE, G_WAITING, G_DEFERRED, G_N };
+
+static void
+pool_gauges(long sums[G_N])
+{
+	static const char *const fam[G_N] = {
+		"agentscaler_dispatch_tasks_in_flight{",
+		"agentscaler_dispatch_tasks_waiting{",
+		"agentscaler_dispatch_tasks_deferred{" };
+	struct as_buf	 b = { NULL, 0, 0 };
+	const char	*line, *end, *sp;
+	long		 v;
+	int		 k;
+
+	memset(sums, 0, G_N * sizeof *sums);
+	dispatcher_metrics(disp, &b);
+	for (line = b.p; line != NULL && *line != '\0'; line = end + 1) {
+		if ((end = strchr(line, '\n')) == NULL)
+			break;
+		for (k = 0; k < G_N; k++)
+			if (strncmp(line, fam[k], strlen(fam[k])) == 0)
+				break;
+		if (k == G_N)
+			continue;
+		for (sp = end; sp > line && sp[-1] != ' '; sp--)
+			;
+		v = strtol(sp, NULL, 10);
+		ck_assert_msg(v >= 0, "%.*s", (int)(end - line), line);
+		sums[k] += v;
+	}
+	free(b.p);
+}
+
 static long
 live_tasks(void)
 {
@@ -839,7 +880,7 @@ check_invariants(void)
 {
 	struct fop	*op, *o2;
 	struct freq	*r;
-	long		 live, deferred, q;
+	long		 live, deferred, q, g[G_N];
 	int		 quiet = TAILQ_EMPTY(&ops);
 	cJSON		*c, *tid, *ex;
 
@@ -867,6 +908,11 @@ check_invariants(void)
 	ck_assert_int_le(q, live - deferred);
 	if (quiet)
 		ck_assert_int_eq(q, live - deferred);
+	/* The pools' counts add up to the namespace's (no pool below 0). */
+	pool_gauges(g);
+	ck_assert_int_eq(g[G_DEFERRED], deferred);
+	ck_assert_int_le(g[G_LIVE], live);
+	ck_assert_int_le(g[G_WAITING], live - deferred);
 	cJSON_ArrayForEach(c, server) {
 		tid = cJSON_GetObjectItemCaseSensitive(
 		    cJSON_GetObjectItemCaseSensitive(
@@ -1190,6 +1236,267 @@ START_TEST(test_old_claim_name_adopted)
 }
 END_TEST
 
+/* Applies the config doc in place of cfg (which it frees). */
+static void
+reapply(const char *doc)
+{
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_msg(config_parse(doc, strlen(doc), NULL, &c, err,
+	    sizeof err) == 0, "%s", err);
+	dispatcher_apply(disp, c);
+	config_free(cfg);
+	cfg = c;
+	check_invariants();
+}
+
+/* The first claim on the server not yet bound and Ready, or NULL. */
+static const char *
+unready_claim(void)
+{
+	cJSON	*c;
+	char	*txt;
+	int	 ready;
+
+	cJSON_ArrayForEach(c, server) {
+		txt = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c,
+		    "status"));
+		ready = txt != NULL && strstr(txt, "\"True\"") != NULL;
+		free(txt);
+		if (!ready && cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(c, "metadata"),
+		    "deletionTimestamp") == NULL)
+			return (claim_name_of(c));
+	}
+	return (NULL);
+}
+
+/*
+ * A cluster and broker where everything works: completes consumer
+ * operations (the marker answering as the broker's would), answers claim
+ * requests, binds claims; until nothing is left to do.
+ */
+static void
+drive(void)
+{
+	struct fop	*op;
+	struct freq	*r;
+	const char	*name;
+	char		 sb[80], *made, *body;
+	char		 cname[CLAIM_NAME_MAX + 1];
+
+	for (;;) {
+		check_invariants();
+		if ((op = TAILQ_FIRST(&ops)) != NULL) {
+			fop_complete(op, 0, op->kind == OP_CHECK ?
+			    was_handed_off(op->c, op->task) :
+			    was_handed_off(op->c, op->task) ?
+			    CONSUMER_HANDOFF_DUPLICATE : CONSUMER_HANDOFF_DONE);
+			continue;
+		}
+		if ((r = fk_find("POST", "/sandboxclaims")) != NULL) {
+			if ((made = srv_post(r, 0)) != NULL) {
+				fi_show(NS, made);
+				free(made);
+			}
+			continue;
+		}
+		if ((r = fk_find("GET", "/sandboxclaims/")) != NULL) {
+			as_strlcpy(cname, strrchr(r->path, '/') + 1,
+			    sizeof cname);
+			if (srv_claim(NS, cname) == NULL)
+				fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+			else {
+				body = cJSON_PrintUnformatted(srv_claim(NS,
+				    cname));
+				fk_reply(r, 0, 200, body);
+				free(body);
+			}
+			continue;
+		}
+		if ((r = fk_find("DELETE", "/sandboxclaims/")) != NULL) {
+			as_strlcpy(cname, strrchr(r->path, '/') + 1,
+			    sizeof cname);
+			if (srv_claim(NS, cname) == NULL)
+				fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+			else
+				finish_delete(cname);
+			continue;
+		}
+		if ((name = unready_claim()) != NULL) {
+			snprintf(sb, sizeof sb, "sb-%s", name);
+			srv_status(name, sb, "True", "DependenciesReady");
+			fi_show(NS, name);
+			continue;
+		}
+		break;
+	}
+}
+
+/* Every claim's sandbox finishes: the claims go. */
+static void
+all_claims_gone(void)
+{
+	cJSON	*c;
+	char	 name[CLAIM_NAME_MAX + 1];
+
+	while ((c = cJSON_GetArrayItem(server, 0)) != NULL) {
+		as_strlcpy(name, claim_name_of(c), sizeof name);
+		fi_gone(NS, name);
+		check_invariants();
+	}
+}
+
+#define QUOTA1 \
+	"\"quotas\":[{\"metadata\":{\"name\":\"q\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"maxSandboxes\":1}}]"
+#define POOL_WP2(name, queue) \
+	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
+	"\"sandbox\":{\"warmPool\":\"wp2\",\"spare\":{\"min\":0,\"max\":0}}}}"
+
+/*
+ * Defect 3 (issue 12): pool a is replaced (its warm pool edited: a new
+ * pool of the same name) or removed while its task t1 is at each stage.
+ * Its held message goes back to the broker; a replacement takes the
+ * record over and the message, redelivered, joins it and is handed off
+ * (or dead-lettered for the reason its task failed); a removed pool's
+ * tasks that never reached a sandbox have their claims deleted.  Counts
+ * stay exact throughout (check_invariants: no pool's deferred count below
+ * 0, the pools' deferred counts add up to the namespace's).
+ */
+enum rp_stage { RP_DEFERRED, RP_CLAIMING, RP_WAITING, RP_HANDOFF, RP_ACKING,
+	RP_RUNNING, RP_DEAD };
+
+static const struct {
+	const char	*name;
+	enum rp_stage	 stage;
+	int		 removed;	/* else replaced */
+} replace_rows[] = {
+	{ "replaced while deferred", RP_DEFERRED, 0 },
+	{ "replaced while claiming", RP_CLAIMING, 0 },
+	{ "replaced while waiting", RP_WAITING, 0 },
+	{ "replaced during hand-off", RP_HANDOFF, 0 },
+	{ "replaced during ack", RP_ACKING, 0 },
+	{ "replaced while running", RP_RUNNING, 0 },
+	{ "replaced during dead letter", RP_DEAD, 0 },
+	{ "removed while deferred", RP_DEFERRED, 1 },
+	{ "removed while claiming", RP_CLAIMING, 1 },
+	{ "removed while waiting", RP_WAITING, 1 },
+	{ "removed during hand-off", RP_HANDOFF, 1 },
+	{ "removed while running", RP_RUNNING, 1 },
+	{ "removed during dead letter", RP_DEAD, 1 },
+};
+
+START_TEST(test_pool_replaced)
+{
+	static const char quota_doc[] = "{\"pools\":[" POOL("a", "qa") ","
+	    POOL("b", "qb") "]," QUOTA1 "}";
+	static const char replaced_doc[] = "{\"pools\":[" POOL_WP2("a", "qa")
+	    "," POOL("b", "qb") "]," QUOTA1 "}";
+	static const char removed_doc[] = "{\"pools\":[" POOL("b", "qb") "],"
+	    QUOTA1 "}";
+	enum rp_stage	 stage = replace_rows[_i].stage;
+	struct freq	*r;
+	char		*name = NULL, *name0 = NULL;
+	char		 cname[CLAIM_NAME_MAX + 1];
+	long		 live, deferred, q;
+	int		 s1, s2 = -1;
+
+	reapply(quota_doc);
+	if (stage == RP_DEFERRED) {
+		/* t0 of pool b holds the one sandbox the quota allows. */
+		name0 = to_handoff("qb", "t0", "sb-0");
+		complete_all_ops();
+	}
+	s1 = nmsgs;
+	switch (stage) {
+	case RP_DEFERRED:
+		fc_deliver("qa", "t1", 0);
+		ns_counts(&live, &deferred, &q);
+		ck_assert_int_eq(deferred, 1);
+		break;
+	case RP_CLAIMING:
+		fc_deliver("qa", "t1", 0);
+		break;
+	case RP_WAITING:
+		fc_deliver("qa", "t1", 0);
+		ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+		ck_assert_ptr_nonnull(name = srv_post(r, 0));
+		fi_show(NS, name);
+		break;
+	case RP_HANDOFF:
+		name = to_handoff("qa", "t1", "sb-1");
+		break;
+	case RP_ACKING:
+	case RP_RUNNING:
+		name = to_handoff("qa", "t1", "sb-1");
+		fop_complete(fop_find(NULL, OP_HANDOFF), 0,
+		    CONSUMER_HANDOFF_DONE);
+		ck_assert_int_eq(fop_count(NULL, OP_ACK), 1);
+		if (stage == RP_RUNNING)
+			complete_all_ops();
+		break;
+	case RP_DEAD:
+		fc_deliver("qa", "t1", 0);
+		ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+		ck_assert_ptr_nonnull(name = srv_post(r, 0));
+		fi_show(NS, name);
+		srv_status(name, NULL, "False", "PodFailed");
+		fi_show(NS, name);
+		ck_assert_int_eq(fop_count(NULL, OP_DL), 1);
+		break;
+	}
+	check_invariants();
+
+	reapply(replace_rows[_i].removed ? removed_doc : replaced_doc);
+	/* The message held went back to the broker (or was acked before). */
+	ck_assert_int_eq(ledger[s1].acked, stage == RP_RUNNING);
+	ck_assert_int_eq(ledger[s1].dead, 0);
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(deferred, 0);
+	if (!replace_rows[_i].removed && stage != RP_RUNNING) {
+		/* The broker redelivers it, to the new pool's consumer. */
+		s2 = fc_deliver("qa", "t1", 1);
+		check_invariants();
+	}
+	if (stage == RP_DEFERRED) {
+		if (!replace_rows[_i].removed) {
+			ns_counts(&live, &deferred, &q);
+			ck_assert_int_eq(deferred, 1);
+		}
+		drive();
+		fi_gone(NS, name0);	/* t0 ends: its slot frees */
+		ev_run(loop, EVRUN_NOWAIT);	/* the pump's kick */
+	}
+	drive();
+	if (replace_rows[_i].removed && (stage == RP_CLAIMING ||
+	    stage == RP_WAITING || stage == RP_DEAD)) {
+		/* It never reached a sandbox: its claim was deleted. */
+		task_claim_name("a", NS, "t1", cname);
+		ck_assert_ptr_null(srv_claim(NS, cname));
+	}
+	if (s2 >= 0 && stage == RP_DEAD) {
+		ck_assert_int_eq(ledger[s2].dead, 1);
+		ck_assert_str_eq(ledger[s2].reason, "claim.PodFailed");
+	} else if (s2 >= 0) {
+		ck_assert_msg(ledger[s2].acked == 1, "redelivered message of "
+		    "t1 not handed off and acked");
+		ck_assert_int_eq(fc_find("qa")->outstanding, 0);
+	}
+	if (!replace_rows[_i].removed)
+		/* The window is whole: prefetch, nothing deferred. */
+		ck_assert_int_eq(fc_find("qa")->window, 32);
+	all_claims_gone();
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	free(name);
+	free(name0);
+}
+END_TEST
+
 /*
  * Randomized interleavings: each run is reproducible from its seed (the
  * loop index) and bounded by RANDOM_STEPS.  Each step, chosen by the
@@ -1377,6 +1684,42 @@ random_claim_change(void)
 	}
 }
 
+/* The consumer on queue, or NULL (its pool was removed). */
+static struct fcons *
+fc_try(const char *queue)
+{
+	size_t	 i;
+
+	for (i = 0; i < MAX_CONS; i++)
+		if (conss[i] != NULL && strcmp(conss[i]->queue, queue) == 0)
+			return (conss[i]);
+	return (NULL);
+}
+
+#define QUOTA3 \
+	"\"quotas\":[{\"metadata\":{\"name\":\"q\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"maxSandboxes\":3}}]"
+
+/*
+ * A new config mid-run: pools replaced (warm pool edited) or removed, all
+ * under an AgentQuota that defers, so that deferred tasks meet it too.
+ */
+static void
+random_apply(void)
+{
+	static const char *const docs[] = {
+		"{\"pools\":[" POOL("a", "qa") "," POOL("b", "qb") "]," QUOTA3
+		    "}",
+		"{\"pools\":[" POOL_WP2("a", "qa") "," POOL("b", "qb") "],"
+		    QUOTA3 "}",
+		"{\"pools\":[" POOL("a", "qa") "," POOL_WP2("b", "qb") "],"
+		    QUOTA3 "}",
+		"{\"pools\":[" POOL("b", "qb") "]," QUOTA3 "}",
+	};
+
+	reapply(docs[rnd(AS_ARRAY_SIZE(docs))]);
+}
+
 START_TEST(test_random_interleavings)
 {
 	char		 id[16];
@@ -1385,10 +1728,14 @@ START_TEST(test_random_interleavings)
 
 	rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(_i + 1);
 	for (step = 0; step < RANDOM_STEPS; step++) {
+		if (rnd(RANDOM_STEPS / 8) == 0)
+			random_apply();
+		if (rnd(32) == 0)
+			ev_run(loop, EVRUN_NOWAIT);	/* the pump's kick */
 		switch (rnd(4)) {
 		case 0:
-			c = fc_find(rnd(2) ? "qa" : "qb");
-			if (c->outstanding >= c->window)
+			c = fc_try(rnd(2) ? "qa" : "qb");
+			if (c == NULL || c->outstanding >= c->window)
 				break;
 			snprintf(id, sizeof id, "t%u", rnd(8));
 			fc_deliver(c->queue, id, rnd(4) == 0);
@@ -1431,6 +1778,8 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(twin_rows));
 	tcase_add_test(tc, test_name_conflict_keeps_other_claim);
 	tcase_add_test(tc, test_old_claim_name_adopted);
+	tcase_add_loop_test(tc, test_pool_replaced, 0,
+	    (int)AS_ARRAY_SIZE(replace_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");
