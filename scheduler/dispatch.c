@@ -81,6 +81,7 @@ static const struct dispatch_ops dispatch_ops_real = {
 	.informer_new = informer_new,
 	.informer_free = informer_free,
 	.informer_get = informer_get,
+	.informer_stats = informer_get_stats,
 	.consumer_type = consumer_type_find,
 };
 
@@ -365,6 +366,12 @@ dispatcher_free(struct dispatcher *d)
 	ev_timer_stop(d->loop, &d->kick);
 	free(d->recent);
 	free(d);
+}
+
+void
+dispatcher_sweep_now(struct dispatcher *d)
+{
+	dispatcher_sweep(d->loop, &d->sweep, EV_TIMER);
 }
 
 long

@@ -430,6 +430,7 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	char		 detail[640];
 	double		 now = as_mono_now();
 	long		 before = p->ws.target;
+	int		 waiting;
 
 	(void)c;
 	p->received++;
@@ -486,10 +487,11 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			 * When that dead letter was cancelled (its pool was
 			 * replaced), this is the same message: same reason.
 			 */
-			if (t->fail_reason[0] != '\0')
+			if (t->fail_reason[0] != '\0') {
 				dpool_dead_letter(p, NULL, msg, t->fail_reason,
 				    t->fail_detail, tk->id);
-			else {
+				t->fail_reason[0] = '\0';	/* once */
+			} else {
 				snprintf(detail, sizeof detail, "task %s failed "
 				    "and its claim is being released", tk->id);
 				dpool_dead_letter(p, NULL, msg,
@@ -505,8 +507,12 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			/* Rebuilt from its claim: the message joins it. */
 			t->msg = msg;
 			if (t->pool == NULL) {
+				/* Counted waiting by no pool so far. */
+				waiting = t->counted_waiting;
+				dtask_set_waiting(t, 0);
 				t->pool = p;
 				p->live++;
+				dtask_set_waiting(t, waiting);
 			}
 			if (t->st == T_RUNNING && t->sandbox[0] != '\0')
 				dtask_handoff(t);

@@ -141,13 +141,22 @@ as_strlcpy(char *dst, const char *src, size_t size)
 	return (len);
 }
 
+#ifdef AS_TESTING
+double	 as_test_mono_skew;
+#endif
+
 double
 as_mono_now(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+#ifdef AS_TESTING
+	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 +
+	    as_test_mono_skew);
+#else
 	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+#endif
 }
 
 double

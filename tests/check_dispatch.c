@@ -165,6 +165,7 @@ struct finf {
 	informer_fn	*fn;
 	void		*arg;
 	cJSON		*cache;
+	int		 failing;	/* LIST/WATCH failing: an outage */
 };
 
 #define MAX_INF	4
@@ -217,6 +218,14 @@ fi_get(const struct informer *inf, const char *ns, const char *name)
 
 	(void)ns;
 	return (cJSON_GetObjectItemCaseSensitive(fi->cache, name));
+}
+
+static void
+fi_stats(const struct informer *inf, struct informer_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	st->failing = (uint64_t)((const struct finf *)inf)->failing;
+	st->errors = st->failing;
 }
 
 static struct finf *
@@ -723,6 +732,7 @@ static const struct dispatch_ops fake_ops = {
 	.informer_new = fi_new,
 	.informer_free = fi_free,
 	.informer_get = fi_get,
+	.informer_stats = fi_stats,
 	.consumer_type = fc_type,
 };
 
@@ -747,6 +757,7 @@ setup(void)
 	char		 err[512];
 
 	log_set_level(LOG_ERROR);
+	as_test_mono_skew = 0;
 	memset(ledger, 0, sizeof ledger);
 	nmsgs = nhandoffs = nhanded = 0;
 	server = cJSON_CreateObject();
@@ -1497,13 +1508,142 @@ START_TEST(test_pool_replaced)
 }
 END_TEST
 
+#define POOL_RT(name, queue, rt) \
+	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
+	"\"sandbox\":{\"warmPool\":\"wp\",\"readyTimeoutSeconds\":" rt "," \
+	"\"spare\":{\"min\":0,\"max\":0}}}}"
+
+/* Stores the POSTed claim on the server, but the answer is lost. */
+static void
+srv_post_lost(struct freq *r)
+{
+	cJSON	*obj = cJSON_Parse(r->body);
+	char	 key[160];
+
+	ck_assert_ptr_nonnull(obj);
+	snprintf(key, sizeof key, "%s/%s", NS, claim_name_of(obj));
+	ck_assert_ptr_null(srv_claim(NS, claim_name_of(obj)));
+	cJSON_AddItemToObject(server, key, obj);
+	fk_reply(r, -AS_ECONN, 0, NULL);
+}
+
+/*
+ * Defect 5 (issue 12): the API server cannot be reached for longer than
+ * readyTimeoutSeconds (10 s here; the clock is moved on, the sweep run by
+ * hand).  Time without it does not count: no claim.readyTimeout or
+ * claim.createFailed, and the task is handed off once it is back.  A POST
+ * that landed before its answer was lost leaves a claim that is deleted
+ * when the task fails later for a reason of its own, not left to its TTL.
+ */
+enum outage { O_WAITING, O_CLAIMING, O_ORPHAN };
+
+static const struct {
+	const char	*name;
+	enum outage	 kind;
+} outage_rows[] = {
+	{ "claim waits for Ready through an outage", O_WAITING },
+	{ "claim POST fails through an outage", O_CLAIMING },
+	{ "POST landed, answer lost, then refused", O_ORPHAN },
+};
+
+START_TEST(test_api_outage)
+{
+	static const char doc[] = "{\"pools\":[" POOL_RT("a", "qa", "10") ","
+	    POOL("b", "qb") "]}";
+	struct finf	*fi = fi_find(NS);
+	struct freq	*r;
+	char		*name = NULL;
+	int		 i;
+
+	reapply(doc);
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	switch (outage_rows[_i].kind) {
+	case O_WAITING:
+		ck_assert_ptr_nonnull(name = srv_post(r, 0));
+		fi_show(NS, name);
+		break;
+	case O_CLAIMING:
+		fk_reply(r, -AS_ECONN, 0, NULL);
+		break;
+	case O_ORPHAN:
+		srv_post_lost(r);
+		break;
+	}
+	/* The outage: the watch fails too.  Four times the timeout. */
+	fi->failing = 1;
+	for (i = 0; i < 8; i++) {
+		dispatcher_sweep_now(disp);
+		as_test_mono_skew += 5;
+		if ((r = fk_find("POST", "/sandboxclaims")) != NULL)
+			fk_reply(r, -AS_ECONN, 0, NULL);
+		check_invariants();
+		ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	}
+	fi->failing = 0;
+	dispatcher_sweep_now(disp);
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	if (outage_rows[_i].kind == O_ORPHAN) {
+		/*
+		 * Back, but the POST is refused now (403: a ResourceQuota on
+		 * claims), which is no outage: readyTimeoutSeconds runs out.
+		 */
+		for (i = 0; i < 6 && fop_count(NULL, OP_DL) == 0; i++) {
+			as_test_mono_skew += 5;
+			dispatcher_sweep_now(disp);
+			if ((r = fk_find("POST", "/sandboxclaims")) != NULL)
+				fk_reply(r, -AS_EFORBIDDEN, 403, "{}");
+			check_invariants();
+		}
+		ck_assert_int_eq(fop_count(NULL, OP_DL), 1);
+		drive();
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason, "claim.createFailed");
+		ck_assert_int_eq(cJSON_GetArraySize(server), 0);
+		ck_assert_int_eq(live_tasks(), 0);
+		return;
+	}
+	/* Back: the retried POST lands (after its backoff), then Ready. */
+	if (outage_rows[_i].kind == O_CLAIMING) {
+		as_test_mono_skew += 11;	/* the backoff's cap, 10 s */
+		dispatcher_sweep_now(disp);
+	}
+	drive();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	ck_assert_int_eq(ledger[0].dead, 0);
+	dispatcher_sweep_now(disp);	/* sees the outage over */
+	/* A timeout of the task's own still counts. */
+	fc_deliver("qa", "t2", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	free(name);
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	as_test_mono_skew += 11;
+	dispatcher_sweep_now(disp);
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 1);
+	drive();
+	ck_assert_int_eq(ledger[1].dead, 1);
+	ck_assert_str_eq(ledger[1].reason, "claim.readyTimeout");
+	all_claims_gone();
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	free(name);
+}
+END_TEST
+
 /*
  * Randomized interleavings: each run is reproducible from its seed (the
  * loop index) and bounded by RANDOM_STEPS.  Each step, chosen by the
  * seeded generator, delivers a message (ids from a small set, on either
  * pool, sometimes marked redelivered), completes one pending consumer
  * operation or Kubernetes request (success or failure), or changes a claim
- * and shows it to the informer; check_invariants() runs after every step.
+ * and shows it to the informer; now and then it applies a changed config
+ * (a pool replaced or removed), runs the deferred pump, starts or ends an
+ * API outage (the claim informer failing), or moves the clock on and runs
+ * the sweep (retries, readyTimeoutSeconds); check_invariants() runs after
+ * every step.
  * At the end the dispatcher is freed: every message must then be acked,
  * dead-lettered or given back (freed), never two of them (ASan finds what
  * is never freed).
@@ -1732,6 +1872,14 @@ START_TEST(test_random_interleavings)
 			random_apply();
 		if (rnd(32) == 0)
 			ev_run(loop, EVRUN_NOWAIT);	/* the pump's kick */
+		if (rnd(RANDOM_STEPS / 16) == 0)	/* an API outage */
+			fi_find(NS)->failing = !fi_find(NS)->failing;
+		if (rnd(64) == 0) {
+			/* Time passes (readyTimeoutSeconds: 180 s). */
+			as_test_mono_skew += rnd(90);
+			dispatcher_sweep_now(disp);
+			check_invariants();
+		}
 		switch (rnd(4)) {
 		case 0:
 			c = fc_try(rnd(2) ? "qa" : "qb");
@@ -1780,6 +1928,8 @@ dispatch_suite(void)
 	tcase_add_test(tc, test_old_claim_name_adopted);
 	tcase_add_loop_test(tc, test_pool_replaced, 0,
 	    (int)AS_ARRAY_SIZE(replace_rows));
+	tcase_add_loop_test(tc, test_api_outage, 0,
+	    (int)AS_ARRAY_SIZE(outage_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");

@@ -104,6 +104,10 @@ void		 as_hex(const unsigned char *, size_t len, char *out);
 
 /* Monotonic clock in seconds. */
 double		 as_mono_now(void);
+#ifdef AS_TESTING
+/* Tests only: added to as_mono_now(), to move time on without waiting. */
+extern double	 as_test_mono_skew;
+#endif
 /* Wall clock in seconds since the epoch. */
 double		 as_wall_now(void);
 
