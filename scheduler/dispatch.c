@@ -193,6 +193,10 @@ dtask_hand_over(struct dtask *t, struct dpool *succ)
 			dtask_set_state(t, T_RUNNING);
 		break;
 	case T_HANDOFF:			/* cancelled: landed or not */
+		t->rebuilt = 1;		/* as after a restart: the marker
+					   tells, should its claim go */
+		dtask_set_state(t, T_RUNNING);
+		break;
 	case T_ACKING:			/* handed off, the ack cancelled */
 		dtask_set_state(t, T_RUNNING);
 		break;

@@ -419,6 +419,83 @@ late_ack_done(int err, const char *errmsg, void *arg)
 		    "comes back: %s", p->id, errmsg);
 }
 
+/*
+ * A message of a task that is being released and that this process never
+ * handed off, though it may have run: known from its claim only (rebuilt
+ * at start, or its hand-off cut off by a pool's replacement).  The
+ * hand-off marker says whether it ran: then the message is acked; if not,
+ * or when it cannot tell, dead-lettered, for the reason its claim failed
+ * when known.  Never acked unseen.
+ */
+struct late_op {
+	struct dpool		*p;
+	struct consumer_msg	*msg;
+	char			 id[TASK_ID_MAX + 1];
+	char			 reason[48];
+	char			*detail;
+};
+
+static void
+late_dead_letter(struct late_op *op, const char *why)
+{
+	char	 detail[512];
+
+	if (op->detail != NULL)
+		as_strlcpy(detail, op->detail, sizeof detail);
+	else
+		snprintf(detail, sizeof detail, "task %s was known from its "
+		    "claim only, which is being released; %s", op->id, why);
+	dpool_dead_letter(op->p, NULL, op->msg, op->reason, detail, op->id);
+	op->msg = NULL;
+}
+
+static void
+late_check_done(int err, int yes, const char *errmsg, void *arg)
+{
+	struct late_op	*op = arg;
+
+	if (err == -AS_ECANCELED)
+		consumer_msg_free(op->msg);	/* back to the broker */
+	else if (err == 0 && yes) {
+		log_info("dispatch", "%s: task %s ran before; acking its "
+		    "redelivered message", op->p->id, op->id);
+		if (op->p->ct->ack(op->p->cons, op->msg, late_ack_done,
+		    op->p) != 0)
+			consumer_msg_free(op->msg);
+	} else
+		late_dead_letter(op, err != 0 ? errmsg :
+		    "no hand-off marker says it ran");
+	free(op->detail);
+	free(op);
+}
+
+static void
+dpool_late_check(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
+    const char *id)
+{
+	struct late_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->p = p;
+	op->msg = msg;
+	as_strlcpy(op->id, id, sizeof op->id);
+	if (t->fail_reason[0] != '\0') {
+		as_strlcpy(op->reason, t->fail_reason, sizeof op->reason);
+		op->detail = xstrdup(t->fail_detail != NULL ?
+		    t->fail_detail : "");
+		t->fail_reason[0] = '\0';	/* once */
+	} else
+		as_strlcpy(op->reason, "task.duplicate", sizeof op->reason);
+	if (p->ct->handed_off == NULL || p->ct->handed_off(p->cons,
+	    p->ns->name, id, late_check_done, op) != 0) {
+		late_dead_letter(op, p->ct->handed_off == NULL ? "this source "
+		    "keeps no hand-off marker to tell whether it ran" :
+		    "the hand-off marker cannot be read");
+		free(op->detail);
+		free(op);
+	}
+}
+
 static void
 dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 {
@@ -497,6 +574,10 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 				dpool_dead_letter(p, NULL, msg,
 				    "task.duplicate", detail, tk->id);
 			}
+		} else if ((t->st == T_RELEASING || t->doomed) &&
+		    !t->handed_off) {
+			/* Rebuilt: it may have run, or never. */
+			dpool_late_check(p, t, msg, tk->id);
 		} else if (t->st == T_RELEASING || t->doomed) {
 			/* It ran; this is a late redelivery. */
 			log_info("dispatch", "%s: task %s already finished; "

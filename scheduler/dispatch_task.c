@@ -250,7 +250,16 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 		dpool_dead_letter(t->pool, t, msg, reason, detail, t->id);
 	else if (msg != NULL)
 		consumer_msg_free(msg);
-	else
+	else if (!t->handed_off && t->fail_reason[0] == '\0') {
+		/*
+		 * Known from its claim only (rebuilt, or its pool replaced):
+		 * its message, if it comes back while the claim is being
+		 * released, gets this reason (dpool_deliver).
+		 */
+		as_strlcpy(t->fail_reason, reason, sizeof t->fail_reason);
+		free(t->fail_detail);
+		t->fail_detail = xstrdup(detail != NULL ? detail : "");
+	} else
 		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
 		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
 	dtask_release(t);

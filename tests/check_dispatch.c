@@ -1508,6 +1508,67 @@ START_TEST(test_pool_replaced)
 }
 END_TEST
 
+/*
+ * Defect 10 (issue 12): a task known from its claim only (rebuilt at
+ * start, never handed off by this process) whose claim fails or finishes
+ * and is being released; then its message comes (redelivered).  Before,
+ * it was acked as "a late redelivery" with neither hand-off nor dead
+ * letter.  The hand-off marker decides: there (the task ran before the
+ * restart), the message is acked; not there, it is dead-lettered, for the
+ * claim's reason when the claim failed.
+ */
+static const struct {
+	const char	*name;
+	int		 terminal;	/* else succeeded */
+	int		 marker;	/* the marker is there */
+	const char	*reason;	/* of the dead letter, or NULL */
+} rebuilt_rows[] = {
+	{ "claim failed, no marker", 1, 0, "claim.PodFailed" },
+	{ "claim failed, marker", 1, 1, NULL },
+	{ "claim succeeded, no marker", 0, 0, "claim.PodSucceeded" },
+	{ "claim succeeded, marker", 0, 1, NULL },
+};
+
+START_TEST(test_rebuilt_released_then_message)
+{
+	struct fop	*op;
+	char		 name[CLAIM_NAME_MAX + 1];
+
+	task_claim_name("a", NS, "t1", name);
+	srv_put_claim(name, "t1", rebuilt_rows[_i].terminal ? NULL : "sb-1");
+	fi_show(NS, name);
+	ck_assert_int_eq(live_tasks(), 1);
+	if (rebuilt_rows[_i].terminal)
+		srv_status(name, NULL, "False", "PodFailed");
+	else
+		srv_status(name, "sb-1", "False", "PodSucceeded");
+	fi_show(NS, name);
+	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	if (rebuilt_rows[_i].marker && nhanded < MAX_HANDED) {
+		/* Handed off before the restart. */
+		as_strlcpy(handed[nhanded].queue, "qa", sizeof handed[0].queue);
+		as_strlcpy(handed[nhanded++].task, "t1",
+		    sizeof handed[0].task);
+	}
+	fc_deliver("qa", "t1", 1);
+	check_invariants();
+	while ((op = TAILQ_FIRST(&ops)) != NULL) {
+		fop_complete(op, 0, op->kind == OP_CHECK ?
+		    was_handed_off(op->c, op->task) : 0);
+		check_invariants();
+	}
+	if (rebuilt_rows[_i].reason == NULL)
+		ck_assert_int_eq(ledger[0].acked, 1);
+	else {
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason, rebuilt_rows[_i].reason);
+	}
+	finish_delete(name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+}
+END_TEST
+
 #define POOL_RT(name, queue, rt) \
 	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
 	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
@@ -1930,6 +1991,8 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(replace_rows));
 	tcase_add_loop_test(tc, test_api_outage, 0,
 	    (int)AS_ARRAY_SIZE(outage_rows));
+	tcase_add_loop_test(tc, test_rebuilt_released_then_message, 0,
+	    (int)AS_ARRAY_SIZE(rebuilt_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");
