@@ -49,7 +49,7 @@ dns_pool_by_name(struct dns *ns, const char *name)
 	return (NULL);
 }
 
-/* A response that never reached the API server, or that it could not give. */
+/* No API server answered: no HTTP status, a 5xx or a 429. */
 static int
 k8s_unreachable(const struct k8s_response *r)
 {

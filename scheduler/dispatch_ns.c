@@ -569,8 +569,9 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 				    t->fail_detail, tk->id);
 				t->fail_reason[0] = '\0';	/* once */
 			} else {
-				snprintf(detail, sizeof detail, "task %s failed "
-				    "and its claim is being released", tk->id);
+				snprintf(detail, sizeof detail, "task %s "
+				    "failed and its claim is being released",
+				    tk->id);
 				dpool_dead_letter(p, NULL, msg,
 				    "task.duplicate", detail, tk->id);
 			}
