@@ -425,10 +425,14 @@ late_ack_done(int err, const char *errmsg, void *arg)
  * at start, or its hand-off cut off by a pool's replacement).  The
  * hand-off marker says whether it ran: then the message is acked; if not,
  * or when it cannot tell, dead-lettered, for the reason its claim failed
- * when known.  Never acked unseen.
+ * when known.  Never acked unseen.  The check, then its dead letter, is the
+ * task's consumer operation (t->op): the record stays until it ends, so a
+ * second copy meanwhile is refused, and no new record of the same id
+ * starts an operation beside it.
  */
 struct late_op {
 	struct dpool		*p;
+	struct dtask		*t;		/* held while the check runs */
 	struct consumer_msg	*msg;
 	char			 id[TASK_ID_MAX + 1];
 	char			 reason[48];
@@ -445,7 +449,7 @@ late_dead_letter(struct late_op *op, const char *why)
 	else
 		snprintf(detail, sizeof detail, "task %s was known from its "
 		    "claim only, which is being released; %s", op->id, why);
-	dpool_dead_letter(op->p, NULL, op->msg, op->reason, detail, op->id);
+	dpool_dead_letter(op->p, op->t, op->msg, op->reason, detail, op->id);
 	op->msg = NULL;
 }
 
@@ -453,7 +457,9 @@ static void
 late_check_done(int err, int yes, const char *errmsg, void *arg)
 {
 	struct late_op	*op = arg;
+	struct dtask	*t = op->t;
 
+	t->op = 0;
 	if (err == -AS_ECANCELED)
 		consumer_msg_free(op->msg);	/* back to the broker */
 	else if (err == 0 && yes) {
@@ -467,6 +473,8 @@ late_check_done(int err, int yes, const char *errmsg, void *arg)
 		    "no hand-off marker says it ran");
 	free(op->detail);
 	free(op);
+	if (t->doomed && !t->op)
+		dtask_maybe_free(t);
 }
 
 static void
@@ -477,6 +485,7 @@ dpool_late_check(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 
 	op = xcalloc(1, sizeof *op);
 	op->p = p;
+	op->t = t;
 	op->msg = msg;
 	as_strlcpy(op->id, id, sizeof op->id);
 	if (t->fail_reason[0] != '\0') {
@@ -486,8 +495,10 @@ dpool_late_check(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 		t->fail_reason[0] = '\0';	/* once */
 	} else
 		as_strlcpy(op->reason, "task.duplicate", sizeof op->reason);
+	t->op = 1;
 	if (p->ct->handed_off == NULL || p->ct->handed_off(p->cons,
 	    p->ns->name, id, late_check_done, op) != 0) {
+		t->op = 0;
 		late_dead_letter(op, p->ct->handed_off == NULL ? "this source "
 		    "keeps no hand-off marker to tell whether it ran" :
 		    "the hand-off marker cannot be read");
@@ -565,7 +576,8 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			    "being dispatched from another message", tk->id);
 			dpool_dead_letter(p, NULL, msg, "task.duplicate",
 			    detail, tk->id);
-		} else if (t->op && !t->handed_off) {
+		} else if (t->op && !t->handed_off && !t->doomed &&
+		    (t->st == T_HANDOFF || t->st == T_CLAIMING)) {
 			/*
 			 * Its message went with a lost connection while a
 			 * hand-off or marker check was in flight: this is it
@@ -574,6 +586,18 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			 * second operation starts on the task).
 			 */
 			t->msg = msg;
+		} else if (t->op && !t->handed_off) {
+			/*
+			 * The task is being finished: its own dead letter (or
+			 * the ack of a task that ran before) is in flight.
+			 * Nothing of this message joins a task that failed or
+			 * ended, and no second operation starts on it: this
+			 * one is refused as a second message.
+			 */
+			snprintf(detail, sizeof detail, "task %s is being "
+			    "finished from another message", tk->id);
+			dpool_dead_letter(p, NULL, msg, "task.duplicate",
+			    detail, tk->id);
 		} else if ((t->st == T_RELEASING || t->doomed) &&
 		    !t->handed_off && !t->rebuilt) {
 			/*
@@ -582,15 +606,17 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			 * Unless this is that message again: redelivered
 			 * because its dead letter went with the connection,
 			 * or cancelled when its pool was replaced; then it
-			 * gets the task's own verdict.
+			 * gets the task's own verdict, as an operation of the
+			 * task (t->op): the record stays until it ends, so a
+			 * later copy meets it here instead of a new record.
 			 */
 			if (t->fail_reason[0] != '\0') {
-				dpool_dead_letter(p, NULL, msg, t->fail_reason,
+				dpool_dead_letter(p, t, msg, t->fail_reason,
 				    t->fail_detail, tk->id);
 				t->fail_reason[0] = '\0';	/* once */
 			} else if (msg->redelivered && t->verdict[0] != '\0' &&
 			    p->ct->msg_live != NULL)
-				dpool_dead_letter(p, NULL, msg, t->verdict,
+				dpool_dead_letter(p, t, msg, t->verdict,
 				    t->verdict_detail, tk->id);
 			else {
 				snprintf(detail, sizeof detail, "task %s failed "
