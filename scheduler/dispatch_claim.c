@@ -56,11 +56,8 @@ delete_done(const struct k8s_response *r, void *arg)
 	struct dtask	*t = arg;
 
 	t->req = NULL;
-	if (r->err == -AS_ECANCELED || t->doomed) {
-		if (t->doomed)
-			dtask_maybe_free(t);
+	if (dtask_completion_moot(t, r->err))
 		return;
-	}
 	if (r->err == 0 || r->err == -AS_ENOTFOUND) {
 		/* The DELETED event frees the record; 404: it is gone. */
 		if (r->err == -AS_ENOTFOUND)
@@ -100,11 +97,8 @@ sandbox_get_done(const struct k8s_response *r, void *arg)
 	int		 owned;
 
 	t->req = NULL;
-	if (r->err == -AS_ECANCELED || t->doomed) {
-		if (t->doomed)
-			dtask_maybe_free(t);
+	if (dtask_completion_moot(t, r->err))
 		return;
-	}
 	if (r->err == 0) {
 		obj = cJSON_ParseWithLength(r->body, r->body_len);
 		owned = obj == NULL || sandbox_owned_by(obj, t->claim_uid);
@@ -325,11 +319,8 @@ get_done(const struct k8s_response *r, void *arg)
 	char		 err[128];
 
 	t->req = NULL;
-	if (r->err == -AS_ECANCELED || t->doomed) {
-		if (t->doomed)
-			dtask_maybe_free(t);
+	if (dtask_completion_moot(t, r->err))
 		return;
-	}
 	if (r->err == -AS_ENOTFOUND) {
 		dtask_claim(t);		/* gone in between: make it again */
 		return;
@@ -363,11 +354,8 @@ post_done(const struct k8s_response *r, void *arg)
 	char		 err[128], path[512];
 
 	t->req = NULL;
-	if (r->err == -AS_ECANCELED || t->doomed) {
-		if (t->doomed)
-			dtask_maybe_free(t);
+	if (dtask_completion_moot(t, r->err))
 		return;
-	}
 	if (r->err == 0) {
 		t->claim_exists = 1;
 		t->attempts = 0;

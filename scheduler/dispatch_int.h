@@ -237,6 +237,7 @@ void		 dtask_set_state(struct dtask *, enum tstate);
 struct dtask	*dtask_new(struct dns *, struct dpool *, const char *id,
 		    const char *parent, const char *root, int depth);
 void		 dtask_maybe_free(struct dtask *);
+int		 dtask_completion_moot(struct dtask *, int err);
 /* Takes msg over; t (or NULL) is held until the broker answers. */
 void		 dpool_dead_letter(struct dpool *, struct dtask *,
 		    struct consumer_msg *, const char *reason,

@@ -285,6 +285,22 @@ dtask_settle(struct dtask *t, int handed)
 	free(detail);
 }
 
+/*
+ * The common start of a completion on t, once its request or operation is
+ * cleared: 1 when there is nothing more to do, because it was cancelled or
+ * the task is being freed (which then happens here, if it was the last
+ * thing the record waited for).
+ */
+int
+dtask_completion_moot(struct dtask *t, int err)
+{
+	if (t->doomed) {
+		dtask_maybe_free(t);
+		return (1);
+	}
+	return (err == -AS_ECANCELED);
+}
+
 /* Acks and releases. */
 
 static void
@@ -293,11 +309,8 @@ ack_done(int err, const char *errmsg, void *arg)
 	struct dtask	*t = arg;
 
 	t->op = 0;
-	if (err == -AS_ECANCELED || t->doomed) {
-		if (t->doomed)
-			dtask_maybe_free(t);
+	if (dtask_completion_moot(t, err))
 		return;
-	}
 	if (err != 0 && t->pool != NULL)
 		log_warn("dispatch", "%s: ack of task %s failed, the broker "
 		    "will redeliver it (handed off already; it will not be "
@@ -342,11 +355,8 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 	struct dpool	*p = t->pool;
 
 	t->op = 0;
-	if (err == -AS_ECANCELED || t->doomed) {
-		if (t->doomed)
-			dtask_maybe_free(t);
+	if (dtask_completion_moot(t, err))
 		return;
-	}
 	if (err != 0 && t->fail_reason[0] != '\0') {
 		dtask_settle(t, 0);
 		return;
@@ -451,11 +461,8 @@ check_done(int err, int yes, const char *errmsg, void *arg)
 	struct dtask	*t = arg;
 
 	t->op = 0;
-	if (err == -AS_ECANCELED || t->doomed) {
-		if (t->doomed)
-			dtask_maybe_free(t);
+	if (dtask_completion_moot(t, err))
 		return;
-	}
 	if (err == 0 && yes) {
 		dtask_ran_before(t);
 		return;
