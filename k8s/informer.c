@@ -539,8 +539,10 @@ informer_get_stats(const struct informer *i, struct informer_stats *st)
 {
 	if (i == NULL)
 		memset(st, 0, sizeof *st);
-	else
+	else {
 		*st = i->st;
+		st->failing = i->failures;
+	}
 }
 
 /* ---- steps ---- */

@@ -39,6 +39,14 @@
  * meanwhile (its claim deleted or terminal during the hand-off) is kept and
  * decided when the operation ends (dtask_settle), never started beside it.
  *
+ * A pool whose config changed is replaced, never edited in place: the new
+ * pool is made first, so its namespace (with the task table) stays; then
+ * the old pool's held messages go back to the broker, its consumer
+ * operations end cancelled, and its tasks go over to the new pool of the
+ * same name (dtask_hand_over), where a message coming back joins its task.
+ * A removed pool's tasks that never reached a sandbox have their claims
+ * deleted.
+ *
  * Ownership here: a pool's config is borrowed from the config last applied;
  * dispatcher_free() frees the pools, then the namespaces with their tasks.
  */
@@ -74,6 +82,7 @@ static const struct dispatch_ops dispatch_ops_real = {
 	.informer_new = informer_new,
 	.informer_free = informer_free,
 	.informer_get = informer_get,
+	.informer_stats = informer_get_stats,
 	.consumer_type = consumer_type_find,
 };
 
@@ -140,8 +149,70 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	return (p);
 }
 
+/*
+ * What becomes of task t of a pool being replaced by succ (a new pool of
+ * the same namespace and name, so the same claim names) or removed (succ
+ * NULL), once the old consumer is gone: its message went back to the
+ * broker and every consumer operation of it ended (-AS_ECANCELED), so t
+ * holds neither.  A task that never got further than the quota's FIFO, or
+ * that has no claim and no claim request, is freed: its message comes
+ * back as a new one.  The others go to succ as a task rebuilt from its
+ * claim does, and their message joins them when it comes back; a hand-off
+ * whose outcome is unknown is made again then (the marker keeps it once).
+ * Without a successor, a task that never reached its sandbox has its claim
+ * deleted; one that may have is left to its claim, as after a restart.
+ */
 static void
-dpool_free(struct dpool *p)
+dtask_hand_over(struct dtask *t, struct dpool *succ)
+{
+	struct dpool	*p = t->pool;
+	int		 waiting = t->counted_waiting;
+
+	if (t->st == T_DEFERRED && !t->doomed) {
+		dtask_maybe_free(t);	/* off p's FIFO count, not succ's */
+		return;
+	}
+	dtask_set_waiting(t, 0);
+	p->live--;
+	t->pool = succ;
+	if (succ != NULL)
+		succ->live++;
+	dtask_set_waiting(t, waiting);
+	if (t->doomed)
+		return;			/* its completion frees it */
+	switch (t->st) {
+	case T_CLAIMING:
+		if (t->req == NULL && (!t->claim_exists || succ == NULL))
+			dtask_release(t);
+		/* a POST or GET in flight: its completion goes on */
+		break;
+	case T_WAITING:
+		if (succ == NULL)
+			dtask_release(t);
+		else if (t->sandbox[0] != '\0' && t->launch != L_UNKNOWN)
+			/* Ready before: the hand-off waits for the message. */
+			dtask_set_state(t, T_RUNNING);
+		break;
+	case T_HANDOFF:			/* cancelled: landed or not */
+		t->rebuilt = 1;		/* as after a restart: the marker
+					   tells, should its claim go */
+		dtask_set_state(t, T_RUNNING);
+		break;
+	case T_ACKING:			/* handed off, the ack cancelled */
+		dtask_set_state(t, T_RUNNING);
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * Frees p.  succ: the pool that replaces it (dispatcher_apply), which
+ * takes its tasks over (dtask_hand_over); NULL when p is removed, or when
+ * the dispatcher goes (hand_over 0: its tasks are only let go).
+ */
+static void
+dpool_free(struct dpool *p, struct dpool *succ, int hand_over)
 {
 	struct dtask	*t, *next;
 
@@ -162,7 +233,11 @@ dpool_free(struct dpool *p)
 		p->d->ops->cancel(p->tpl_req);
 	for (t = TAILQ_FIRST(&p->ns->tasks); t != NULL; t = next) {
 		next = TAILQ_NEXT(t, all);
-		if (t->pool == p) {
+		if (t->pool != p)
+			continue;
+		if (hand_over)
+			dtask_hand_over(t, succ);	/* may free t */
+		else {
 			dtask_set_waiting(t, 0);
 			p->live--;
 			t->pool = NULL;
@@ -215,16 +290,23 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 void
 dispatcher_apply(struct dispatcher *d, const struct config *c)
 {
-	struct dpool	*p, *next;
+	struct dpool	*p, *q, *next, **gone;
 	struct dns	*ns;
-	size_t		 i;
+	size_t		 i, ngone = 0, npools = 0;
 	int		 found, any = 0;
 
 	d->config = c;
 	LIST_FOREACH(ns, &d->nss, entry)
 		quota_ns_set_config(ns->quota, config_quota_for(c, ns->name));
 
-	/* Keep what is unchanged, drop what went or changed. */
+	/*
+	 * Keep what is unchanged; what went or changed goes only once the
+	 * new pools exist, so that a pool replaced by one of the same name
+	 * hands its tasks over (its namespace, with the task table, stays).
+	 */
+	LIST_FOREACH(p, &d->pools, entry)
+		npools++;
+	gone = xcalloc(npools + 1, sizeof *gone);
 	for (p = LIST_FIRST(&d->pools); p != NULL; p = next) {
 		next = LIST_NEXT(p, entry);
 		found = 0;
@@ -241,7 +323,7 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 				break;
 			}
 		if (!found)
-			dpool_free(p);
+			gone[ngone++] = p;
 	}
 	for (i = 0; i < c->npools; i++) {
 		if (c->pools[i].mode != POOL_MODE_DISPATCH)
@@ -254,6 +336,20 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 		if (!found)
 			dpool_new(d, &c->pools[i]);
 	}
+	for (i = 0; i < ngone; i++) {
+		/* Its successor: the new config's pool of the same name. */
+		LIST_FOREACH(q, &d->pools, entry)
+			if (q->cfg >= c->pools && q->cfg < c->pools +
+			    c->npools && strcmp(q->cfg->ns, gone[i]->cfg->ns) ==
+			    0 && strcmp(q->cfg->name, gone[i]->cfg->name) == 0)
+				break;
+		if (q != NULL)
+			log_info("dispatch", "%s: changed; its tasks go to the "
+			    "new pool, the messages held back to the broker",
+			    gone[i]->id);
+		dpool_free(gone[i], q, 1);
+	}
+	free(gone);
 	if (any)
 		ev_timer_again(d->loop, &d->sweep);
 	else
@@ -269,7 +365,7 @@ dispatcher_free(struct dispatcher *d)
 		return;
 	ev_timer_stop(d->loop, &d->sweep);
 	while ((p = LIST_FIRST(&d->pools)) != NULL)
-		dpool_free(p);
+		dpool_free(p, NULL, 0);
 	while (!LIST_EMPTY(&d->nss))
 		dns_free(LIST_FIRST(&d->nss));
 	/* Last: freeing tasks releases quota, which may kick the pump. */
@@ -277,6 +373,12 @@ dispatcher_free(struct dispatcher *d)
 	dmarks_free(d->marks);
 	free(d->recent);
 	free(d);
+}
+
+void
+dispatcher_sweep_now(struct dispatcher *d)
+{
+	dispatcher_sweep(d->loop, &d->sweep, EV_TIMER);
 }
 
 long

@@ -30,6 +30,7 @@
 #include "dispatch_int.h"
 
 #define TTL_GRACE	30.0	/* s past shutdownTime before we delete */
+#define API_GRACE	30.0	/* s a request's failure means an outage */
 
 static void	 dtask_save_budget(struct dtask *, double);
 
@@ -50,12 +51,48 @@ dns_pool_by_name(struct dns *ns, const char *name)
 	return (NULL);
 }
 
+/* No API server answered: no HTTP status, a 5xx or a 429. */
+static int
+k8s_unreachable(const struct k8s_response *r)
+{
+	return (r->err != 0 && r->err != -AS_ECANCELED && (r->code == 0 ||
+	    r->code >= 500 || r->code == 429));
+}
+
+void
+dns_api_note(struct dns *ns, const struct k8s_response *r)
+{
+	if (k8s_unreachable(r))
+		ns->api_failed_at = as_mono_now();
+	else if (r->err != -AS_ECANCELED)
+		ns->api_failed_at = 0;
+}
+
+/*
+ * Whether ns's API server is out of reach now: its claim informer fails
+ * to list or watch, or a request of ours found no server lately (within
+ * API_GRACE; a request answered since says otherwise).
+ */
+static int
+dns_api_down(const struct dns *ns, double now)
+{
+	struct informer_stats st;
+
+	if (ns->api_failed_at > 0 && now - ns->api_failed_at < API_GRACE)
+		return (1);
+	if (ns->claims == NULL || ns->d->ops->informer_stats == NULL)
+		return (0);
+	ns->d->ops->informer_stats(ns->claims, &st);
+	return (st.failing > 0);
+}
+
 static void
 delete_done(const struct k8s_response *r, void *arg)
 {
 	struct dtask	*t = arg;
 
 	t->req = NULL;
+	dns_api_note(t->ns, r);
 	if (dtask_completion_moot(t, r->err))
 		return;
 	if (r->err == 0 || r->err == -AS_ENOTFOUND) {
@@ -319,6 +356,7 @@ get_done(const struct k8s_response *r, void *arg)
 	char		 err[128];
 
 	t->req = NULL;
+	dns_api_note(t->ns, r);
 	if (dtask_completion_moot(t, r->err))
 		return;
 	if (r->err == -AS_ENOTFOUND) {
@@ -340,6 +378,11 @@ get_done(const struct k8s_response *r, void *arg)
 		    "exists for another task");
 		return;
 	}
+	if (t->pool == NULL && t->msg == NULL) {
+		/* Its pool was removed meanwhile (dispatch.c). */
+		dtask_release(t);
+		return;
+	}
 	dtask_set_state(t, T_WAITING);
 	dtask_apply(t, &v);
 	dtask_apply_cached(t);
@@ -354,11 +397,17 @@ post_done(const struct k8s_response *r, void *arg)
 	char		 err[128], path[512];
 
 	t->req = NULL;
+	dns_api_note(t->ns, r);
 	if (dtask_completion_moot(t, r->err))
 		return;
 	if (r->err == 0) {
 		t->claim_exists = 1;
 		t->attempts = 0;
+		if (t->pool == NULL && t->msg == NULL) {
+			/* Its pool was removed meanwhile (dispatch.c). */
+			dtask_release(t);
+			return;
+		}
 		dtask_set_state(t, T_WAITING);
 		obj = cJSON_ParseWithLength(r->body, r->body_len);
 		if (obj != NULL && task_claim_parse(obj, &v, err,
@@ -392,6 +441,13 @@ post_done(const struct k8s_response *r, void *arg)
 	if (t->attempts == 0 && t->pool != NULL)
 		log_warn("dispatch", "%s: cannot create claim %s for task %s, "
 		    "will retry: %s", t->pool->id, t->claim, t->id, r->message);
+	if (k8s_unreachable(r) && r->err != -AS_ETHROTTLED)
+		/*
+		 * The POST may have landed before its answer was lost: the
+		 * claim may exist.  A retry adopts it (409); a release
+		 * deletes it (404: it did not), never leaving it to its TTL.
+		 */
+		t->claim_exists = 1;
 	t->retry_at = as_mono_now() + as_backoff(0.5, 10, t->attempts++);
 }
 
@@ -477,24 +533,43 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 	struct dpool	*p;
 	double		 now = as_mono_now(), wall = as_wall_now();
 	char		 detail[128];
+	int		 down;
 
 	(void)loop;
 	(void)revents;
 	LIST_FOREACH(ns, &d->nss, entry) {
 		if (ns->ndeferred > 0)
 			dns_pump(ns);	/* spawn tokens refill with time */
+		/*
+		 * Time without the API server is not the tasks': their
+		 * readyTimeoutSeconds deadlines move on by it (from the first
+		 * sweep that saw the outage to the first that sees its end).
+		 */
+		down = dns_api_down(ns, now);
+		if (ns->down_since > 0)
+			TAILQ_FOREACH(t, &ns->tasks, all)
+				if (t->ready_by > 0)
+					t->ready_by += now - ns->down_since;
+		if (down && ns->down_since == 0)
+			log_warn("dispatch", "namespace %s: the API server "
+			    "cannot be reached; readyTimeoutSeconds waits for "
+			    "it", ns->name);
+		else if (!down && ns->down_since > 0)
+			log_info("dispatch", "namespace %s: the API server is "
+			    "reachable again", ns->name);
+		ns->down_since = down ? now : 0;
 		for (t = TAILQ_FIRST(&ns->tasks); t != NULL; t = next) {
 			next = TAILQ_NEXT(t, all);
 			dtask_save_budget(t, now);
 			if (t->doomed || t->op || t->req != NULL)
 				continue;
-			if (t->msg != NULL && t->ready_by > 0 &&
+			if (!down && t->msg != NULL && t->ready_by > 0 &&
 			    now > t->ready_by && t->st == T_WAITING &&
 			    t->wait_reason[0] != '\0') {
 				dtask_cluster_wait(t, now);
 				continue;
 			}
-			if (t->msg != NULL && t->ready_by > 0 &&
+			if (!down && t->msg != NULL && t->ready_by > 0 &&
 			    now > t->ready_by && (t->st == T_CLAIMING ||
 			    t->st == T_WAITING)) {
 				if (t->pool != NULL)

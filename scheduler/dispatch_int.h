@@ -150,6 +150,13 @@ struct dns {
 	size_t			 ndeferred;
 	int			 pump;		/* re-check deferred soon */
 	long			 scale_replicas;	/* scale-mode pools' */
+	/*
+	 * API outage (dispatch_claim.c): since when the sweep has seen one
+	 * (mono; 0: reachable), and when a request of ours last found no
+	 * API server (mono; 0: the last one was answered).
+	 */
+	double			 down_since;
+	double			 api_failed_at;
 	LIST_ENTRY(dns)		 entry;
 };
 
@@ -276,6 +283,8 @@ void		 dtask_sandbox_failed(struct dtask *, const char *reason,
 void		 dns_claim_event(struct informer *, enum informer_event,
 		    const cJSON *, void *);
 void		 dispatcher_sweep(struct ev_loop *, ev_timer *, int);
+/* Notes whether a response of ns's API server came (outage tracking). */
+void		 dns_api_note(struct dns *, const struct k8s_response *);
 
 /* dispatch_warm.c: warm pool sizing glue, template reads. */
 long		 dns_spares(const struct dns *);

@@ -419,6 +419,94 @@ late_ack_done(int err, const char *errmsg, void *arg)
 		    "comes back: %s", p->id, errmsg);
 }
 
+/*
+ * A message of a task that is being released and that this process never
+ * handed off, though it may have run: known from its claim only (rebuilt
+ * at start, or its hand-off cut off by a pool's replacement).  The
+ * hand-off marker says whether it ran: then the message is acked; if not,
+ * or when it cannot tell, dead-lettered, for the reason its claim failed
+ * when known.  Never acked unseen.  The check, then its dead letter, is the
+ * task's consumer operation (t->op): the record stays until it ends, so a
+ * second copy meanwhile is refused, and no new record of the same id
+ * starts an operation beside it.
+ */
+struct late_op {
+	struct dpool		*p;
+	struct dtask		*t;		/* held while the check runs */
+	struct consumer_msg	*msg;
+	char			 id[TASK_ID_MAX + 1];
+	char			 reason[48];
+	char			*detail;
+};
+
+static void
+late_dead_letter(struct late_op *op, const char *why)
+{
+	char	 detail[512];
+
+	if (op->detail != NULL)
+		as_strlcpy(detail, op->detail, sizeof detail);
+	else
+		snprintf(detail, sizeof detail, "task %s was known from its "
+		    "claim only, which is being released; %s", op->id, why);
+	dpool_dead_letter(op->p, op->t, op->msg, op->reason, detail, op->id);
+	op->msg = NULL;
+}
+
+static void
+late_check_done(int err, int yes, const char *errmsg, void *arg)
+{
+	struct late_op	*op = arg;
+	struct dtask	*t = op->t;
+
+	t->op = 0;
+	if (err == -AS_ECANCELED)
+		consumer_msg_free(op->msg);	/* back to the broker */
+	else if (err == 0 && yes) {
+		log_info("dispatch", "%s: task %s ran before; acking its "
+		    "redelivered message", op->p->id, op->id);
+		if (op->p->ct->ack(op->p->cons, op->msg, late_ack_done,
+		    op->p) != 0)
+			consumer_msg_free(op->msg);
+	} else
+		late_dead_letter(op, err != 0 ? errmsg :
+		    "no hand-off marker says it ran");
+	free(op->detail);
+	free(op);
+	if (t->doomed && !t->op)
+		dtask_maybe_free(t);
+}
+
+static void
+dpool_late_check(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
+    const char *id)
+{
+	struct late_op	*op;
+
+	op = xcalloc(1, sizeof *op);
+	op->p = p;
+	op->t = t;
+	op->msg = msg;
+	as_strlcpy(op->id, id, sizeof op->id);
+	if (t->fail_reason[0] != '\0') {
+		as_strlcpy(op->reason, t->fail_reason, sizeof op->reason);
+		op->detail = xstrdup(t->fail_detail != NULL ?
+		    t->fail_detail : "");
+		t->fail_reason[0] = '\0';	/* once */
+	} else
+		as_strlcpy(op->reason, "task.duplicate", sizeof op->reason);
+	t->op = 1;
+	if (p->ct->handed_off == NULL || p->ct->handed_off(p->cons,
+	    p->ns->name, id, late_check_done, op) != 0) {
+		t->op = 0;
+		late_dead_letter(op, p->ct->handed_off == NULL ? "this source "
+		    "keeps no hand-off marker to tell whether it ran" :
+		    "the hand-off marker cannot be read");
+		free(op->detail);
+		free(op);
+	}
+}
+
 static void
 dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 {
@@ -430,6 +518,7 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	char		 detail[640];
 	double		 now = as_mono_now();
 	long		 before = p->ws.target;
+	int		 waiting;
 
 	(void)c;
 	p->received++;
@@ -487,18 +576,47 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			    "being dispatched from another message", tk->id);
 			dpool_dead_letter(p, NULL, msg, "task.duplicate",
 			    detail, tk->id);
+		} else if (t->op && !t->handed_off && !t->doomed &&
+		    (t->st == T_HANDOFF || t->st == T_CLAIMING)) {
+			/*
+			 * Its message went with a lost connection while a
+			 * hand-off or marker check was in flight: this is it
+			 * again, and joins; the completion goes on with it
+			 * (and settles a failure recorded meanwhile, so no
+			 * second operation starts on the task).
+			 */
+			t->msg = msg;
+		} else if (t->op && !t->handed_off) {
+			/*
+			 * The task is being finished: its own dead letter (or
+			 * the ack of a task that ran before) is in flight.
+			 * Nothing of this message joins a task that failed or
+			 * ended, and no second operation starts on it: this
+			 * one is refused as a second message.
+			 */
+			snprintf(detail, sizeof detail, "task %s is being "
+			    "finished from another message", tk->id);
+			dpool_dead_letter(p, NULL, msg, "task.duplicate",
+			    detail, tk->id);
 		} else if ((t->st == T_RELEASING || t->doomed) &&
 		    !t->handed_off && !t->rebuilt) {
 			/*
 			 * It failed here and never ran: its own message was
 			 * dead-lettered; an ack would drop this one unseen.
-			 * Unless this is that message again, redelivered
-			 * because its dead letter went with the connection:
-			 * then it gets the task's own verdict.
+			 * Unless this is that message again: redelivered
+			 * because its dead letter went with the connection,
+			 * or cancelled when its pool was replaced; then it
+			 * gets the task's own verdict, as an operation of the
+			 * task (t->op): the record stays until it ends, so a
+			 * later copy meets it here instead of a new record.
 			 */
-			if (msg->redelivered && t->verdict[0] != '\0' &&
+			if (t->fail_reason[0] != '\0') {
+				dpool_dead_letter(p, t, msg, t->fail_reason,
+				    t->fail_detail, tk->id);
+				t->fail_reason[0] = '\0';	/* once */
+			} else if (msg->redelivered && t->verdict[0] != '\0' &&
 			    p->ct->msg_live != NULL)
-				dpool_dead_letter(p, NULL, msg, t->verdict,
+				dpool_dead_letter(p, t, msg, t->verdict,
 				    t->verdict_detail, tk->id);
 			else {
 				snprintf(detail, sizeof detail, "task %s failed "
@@ -506,8 +624,12 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 				dpool_dead_letter(p, NULL, msg,
 				    "task.duplicate", detail, tk->id);
 			}
+		} else if ((t->st == T_RELEASING || t->doomed) &&
+		    !t->handed_off) {
+			/* Rebuilt: it may have run, or never. */
+			dpool_late_check(p, t, msg, tk->id);
 		} else if (t->st == T_RELEASING || t->doomed ||
-		    t->handed_off) {
+		    (t->handed_off && t->pool == p)) {
 			/*
 			 * It ran, or runs: this is a late redelivery (its ack
 			 * was lost with a connection, or is in flight).
@@ -516,19 +638,16 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			    "acking the redelivered message", p->id, tk->id);
 			if (p->ct->ack(p->cons, msg, late_ack_done, p) != 0)
 				consumer_msg_free(msg);
-		} else if (t->op) {
-			/*
-			 * Its message went with a lost connection while a
-			 * hand-off or marker check was in flight: this is it
-			 * again, and joins; the completion goes on with it.
-			 */
-			t->msg = msg;
 		} else {
 			/* Rebuilt from its claim: the message joins it. */
 			t->msg = msg;
 			if (t->pool == NULL) {
+				/* Counted waiting by no pool so far. */
+				waiting = t->counted_waiting;
+				dtask_set_waiting(t, 0);
 				t->pool = p;
 				p->live++;
+				dtask_set_waiting(t, waiting);
 			}
 			if (t->st == T_RUNNING && t->sandbox[0] != '\0')
 				dtask_handoff(t);

@@ -127,6 +127,7 @@ dtask_maybe_free(struct dtask *t)
 struct dl_op {
 	struct dpool	*pool;		/* NULL once the pool is gone */
 	char		 reason[48];
+	char		*detail;
 	struct dtask	*t;		/* task waiting on it, or NULL */
 };
 
@@ -146,6 +147,20 @@ dl_done(int err, const char *errmsg, void *arg)
 			    op->pool->id, op->reason, errmsg);
 		}
 	}
+	if (t != NULL && err == -AS_ECANCELED && !t->doomed &&
+	    t->fail_reason[0] == '\0') {
+		/*
+		 * Its pool was replaced or removed: the message went back to
+		 * the broker, and when it comes back while the task's claim is
+		 * still being released, it is dead-lettered for this reason
+		 * (dpool_deliver), not taken as a new task.
+		 */
+		as_strlcpy(t->fail_reason, op->reason, sizeof t->fail_reason);
+		free(t->fail_detail);
+		t->fail_detail = op->detail;
+		op->detail = NULL;
+	}
+	free(op->detail);
 	free(op);
 	if (t != NULL) {
 		t->op = 0;
@@ -200,6 +215,7 @@ dpool_dead_letter(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 	op->pool = p;
 	op->t = t;
 	as_strlcpy(op->reason, reason, sizeof op->reason);
+	op->detail = xstrdup(detail != NULL ? detail : "");
 	if (t != NULL)
 		t->op = 1;
 	if (p->cons == NULL || p->ct->dead_letter(p->cons, msg, rec, len,
@@ -209,6 +225,7 @@ dpool_dead_letter(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 		p->dead_letter_errors++;
 		if (t != NULL)
 			t->op = 0;
+		free(op->detail);
 		free(op);
 	}
 	free(rec);
@@ -246,12 +263,21 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 		dpool_dead_letter(t->pool, t, msg, reason, detail, t->id);
 	else if (msg != NULL)
 		consumer_msg_free(msg);
-	else if (!t->handed_off && !t->rebuilt)
-		/* Its message went with a lost connection; it comes back. */
+	else if (!t->handed_off && t->fail_reason[0] == '\0') {
+		/*
+		 * Its message is away: gone with a lost connection (it comes
+		 * back redelivered), or the task is known from its claim only
+		 * (rebuilt, or its pool replaced).  That message, if it comes
+		 * back while the claim is being released, gets this reason
+		 * (dpool_deliver).
+		 */
+		as_strlcpy(t->fail_reason, reason, sizeof t->fail_reason);
+		free(t->fail_detail);
+		t->fail_detail = xstrdup(detail != NULL ? detail : "");
 		log_info("dispatch", "%s/%s: task %s failed while its message "
-		    "was away (its redelivery is dead-lettered): %s: %s",
-		    t->ns->name, t->claim, t->id, reason, detail);
-	else
+		    "was away: %s: %s", t->ns->name, t->claim, t->id, reason,
+		    detail);
+	} else
 		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
 		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
 	dtask_release(t);

@@ -143,6 +143,7 @@ as_strlcpy(char *dst, const char *src, size_t size)
 
 #ifdef AS_TESTING
 double	 as_mono_skew;
+int	 as_clock_frozen;
 #endif
 
 double
@@ -150,10 +151,13 @@ as_mono_now(void)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
 #ifdef AS_TESTING
+	if (as_clock_frozen)
+		return (1e6 + as_mono_skew);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + as_mono_skew);
 #else
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
 #endif
 }
@@ -163,6 +167,10 @@ as_wall_now(void)
 {
 	struct timespec ts;
 
+#ifdef AS_TESTING
+	if (as_clock_frozen)
+		return (1.8e9 + as_mono_skew);
+#endif
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return ((double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
 }

@@ -194,6 +194,7 @@ struct finf {
 	informer_fn	*fn;
 	void		*arg;
 	cJSON		*cache;
+	int		 failing;	/* LIST/WATCH failing: an outage */
 };
 
 #define MAX_INF	4
@@ -246,6 +247,14 @@ fi_get(const struct informer *inf, const char *ns, const char *name)
 
 	(void)ns;
 	return (cJSON_GetObjectItemCaseSensitive(fi->cache, name));
+}
+
+static void
+fi_stats(const struct informer *inf, struct informer_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	st->failing = (uint64_t)((const struct finf *)inf)->failing;
+	st->errors = st->failing;
 }
 
 static struct finf *
@@ -443,12 +452,14 @@ static int		 nmsgs;
 static int		 nhandoffs;	/* hand-offs completed */
 
 /*
- * Tasks handed off through each consumer, for the "no ack without
- * hand-off" check.
+ * Tasks handed off through each queue's consumers, for the "no ack without
+ * hand-off" check.  By queue, not by connection: the consumer of a pool
+ * that replaced another (dispatcher_apply) reads the same queue, and the
+ * hand-off marker lives on the broker.
  */
 #define MAX_HANDED	1024
 static struct {
-	const struct fcons *c;
+	char		 queue[64];
 	char		 task[TASK_ID_MAX + 1];
 } handed[MAX_HANDED];
 static int	 nhanded;
@@ -459,7 +470,8 @@ was_handed_off(const struct fcons *c, const char *task)
 	int	 i;
 
 	for (i = 0; i < nhanded; i++)
-		if (handed[i].c == c && strcmp(handed[i].task, task) == 0)
+		if (strcmp(handed[i].queue, c->queue) == 0 &&
+		    strcmp(handed[i].task, task) == 0)
 			return (1);
 	return (0);
 }
@@ -687,7 +699,8 @@ fop_complete(struct fop *op, int err, int outcome)
 	if (op->kind == OP_HANDOFF && err == 0) {
 		nhandoffs++;
 		if (!was_handed_off(op->c, op->task) && nhanded < MAX_HANDED) {
-			handed[nhanded].c = op->c;
+			as_strlcpy(handed[nhanded].queue, op->c->queue,
+			    sizeof handed[0].queue);
 			as_strlcpy(handed[nhanded++].task, op->task,
 			    sizeof handed[0].task);
 		}
@@ -845,6 +858,7 @@ static const struct dispatch_ops fake_ops = {
 	.informer_new = fi_new,
 	.informer_free = fi_free,
 	.informer_get = fi_get,
+	.informer_stats = fi_stats,
 	.consumer_type = fc_type,
 };
 
@@ -956,6 +970,43 @@ sweep_after(double secs)
 	dispatcher_sweep(loop, &disp->sweep, 0);
 }
 
+/*
+ * The sums over the pools of the per-pool gauges of /metrics: in flight
+ * (live), waiting and deferred; each pool's asserted non-negative.
+ */
+enum { G_LIVE, G_WAITING, G_DEFERRED, G_N };
+
+static void
+pool_gauges(long sums[G_N])
+{
+	static const char *const fam[G_N] = {
+		"agentscaler_dispatch_tasks_in_flight{",
+		"agentscaler_dispatch_tasks_waiting{",
+		"agentscaler_dispatch_tasks_deferred{" };
+	struct as_buf	 b = { NULL, 0, 0 };
+	const char	*line, *end, *sp;
+	long		 v;
+	int		 k;
+
+	memset(sums, 0, G_N * sizeof *sums);
+	dispatcher_metrics(disp, &b);
+	for (line = b.p; line != NULL && *line != '\0'; line = end + 1) {
+		if ((end = strchr(line, '\n')) == NULL)
+			break;
+		for (k = 0; k < G_N; k++)
+			if (strncmp(line, fam[k], strlen(fam[k])) == 0)
+				break;
+		if (k == G_N)
+			continue;
+		for (sp = end; sp > line && sp[-1] != ' '; sp--)
+			;
+		v = strtol(sp, NULL, 10);
+		ck_assert_msg(v >= 0, "%.*s", (int)(end - line), line);
+		sums[k] += v;
+	}
+	free(b.p);
+}
+
 static long
 live_tasks(void)
 {
@@ -998,7 +1049,7 @@ check_invariants(void)
 {
 	struct fop	*op, *o2;
 	struct freq	*r;
-	long		 live, deferred, q;
+	long		 live, deferred, q, g[G_N];
 	int		 quiet = TAILQ_EMPTY(&ops);
 	cJSON		*c, *tid, *ex;
 
@@ -1026,6 +1077,11 @@ check_invariants(void)
 	ck_assert_int_le(q, live - deferred);
 	if (quiet)
 		ck_assert_int_eq(q, live - deferred);
+	/* The pools' counts add up to the namespace's (no pool below 0). */
+	pool_gauges(g);
+	ck_assert_int_eq(g[G_DEFERRED], deferred);
+	ck_assert_int_le(g[G_LIVE], live);
+	ck_assert_int_le(g[G_WAITING], live - deferred);
 	cJSON_ArrayForEach(c, server) {
 		tid = cJSON_GetObjectItemCaseSensitive(
 		    cJSON_GetObjectItemCaseSensitive(
@@ -1362,6 +1418,460 @@ START_TEST(test_old_claim_name_adopted)
 	sandboxes_gone();
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
+}
+END_TEST
+
+/* Applies the config doc in place of cfg (which it frees). */
+static void
+reapply(const char *doc)
+{
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_msg(config_parse(doc, strlen(doc), NULL, &c, err,
+	    sizeof err) == 0, "%s", err);
+	dispatcher_apply(disp, c);
+	config_free(cfg);
+	cfg = c;
+	check_invariants();
+}
+
+/* The first claim on the server not yet bound and Ready, or NULL. */
+static const char *
+unready_claim(void)
+{
+	cJSON	*c;
+	char	*txt;
+	int	 ready;
+
+	cJSON_ArrayForEach(c, server) {
+		txt = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c,
+		    "status"));
+		ready = txt != NULL && strstr(txt, "\"True\"") != NULL;
+		free(txt);
+		if (!ready && cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetObjectItemCaseSensitive(c, "metadata"),
+		    "deletionTimestamp") == NULL)
+			return (claim_name_of(c));
+	}
+	return (NULL);
+}
+
+/*
+ * A cluster and broker where everything works: completes consumer
+ * operations (the marker answering as the broker's would), answers claim
+ * requests, binds claims; until nothing is left to do.
+ */
+static void
+drive(void)
+{
+	struct fop	*op;
+	struct freq	*r;
+	const char	*name;
+	char		 sb[80], *made, *body;
+	char		 cname[CLAIM_NAME_MAX + 1];
+
+	for (;;) {
+		check_invariants();
+		if ((op = TAILQ_FIRST(&ops)) != NULL) {
+			fop_complete(op, 0, op->kind == OP_CHECK ?
+			    was_handed_off(op->c, op->task) :
+			    was_handed_off(op->c, op->task) ?
+			    CONSUMER_HANDOFF_DUPLICATE : CONSUMER_HANDOFF_DONE);
+			continue;
+		}
+		/* A claim someone else deleted: its Sandbox is gone too. */
+		if ((r = fk_find("GET", "/sandboxes/")) != NULL) {
+			fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+			continue;
+		}
+		if ((r = fk_find("POST", "/sandboxclaims")) != NULL) {
+			if ((made = srv_post(r, 0)) != NULL) {
+				fi_show(NS, made);
+				free(made);
+			}
+			continue;
+		}
+		if ((r = fk_find("GET", "/sandboxclaims/")) != NULL) {
+			as_strlcpy(cname, strrchr(r->path, '/') + 1,
+			    sizeof cname);
+			if (srv_claim(NS, cname) == NULL)
+				fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+			else {
+				body = cJSON_PrintUnformatted(srv_claim(NS,
+				    cname));
+				fk_reply(r, 0, 200, body);
+				free(body);
+			}
+			continue;
+		}
+		if ((r = fk_find("DELETE", "/sandboxclaims/")) != NULL) {
+			as_strlcpy(cname, strrchr(r->path, '/') + 1,
+			    sizeof cname);
+			if (srv_claim(NS, cname) == NULL)
+				fk_reply(r, -AS_ENOTFOUND, 404, "{}");
+			else
+				finish_delete(cname);
+			continue;
+		}
+		if ((name = unready_claim()) != NULL) {
+			snprintf(sb, sizeof sb, "sb-%s", name);
+			srv_status(name, sb, "True", "DependenciesReady");
+			fi_show(NS, name);
+			continue;
+		}
+		break;
+	}
+}
+
+/* Every claim's sandbox finishes: the claims go. */
+static void
+all_claims_gone(void)
+{
+	cJSON	*c;
+	char	 name[CLAIM_NAME_MAX + 1];
+
+	while ((c = cJSON_GetArrayItem(server, 0)) != NULL) {
+		as_strlcpy(name, claim_name_of(c), sizeof name);
+		fi_gone(NS, name);
+		sandboxes_gone();
+		check_invariants();
+	}
+}
+
+#define QUOTA1 \
+	"\"quotas\":[{\"metadata\":{\"name\":\"q\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"maxSandboxes\":1}}]"
+#define POOL_WP2(name, queue) \
+	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
+	"\"sandbox\":{\"warmPool\":\"wp2\",\"spare\":{\"min\":0,\"max\":0}}}}"
+
+/*
+ * Defect 3 (issue 12): pool a is replaced (its warm pool edited: a new
+ * pool of the same name) or removed while its task t1 is at each stage.
+ * Its held message goes back to the broker; a replacement takes the
+ * record over and the message, redelivered, joins it and is handed off
+ * (or dead-lettered for the reason its task failed); a removed pool's
+ * tasks that never reached a sandbox have their claims deleted.  Counts
+ * stay exact throughout (check_invariants: no pool's deferred count below
+ * 0, the pools' deferred counts add up to the namespace's).
+ */
+enum rp_stage { RP_DEFERRED, RP_CLAIMING, RP_WAITING, RP_HANDOFF, RP_ACKING,
+	RP_RUNNING, RP_DEAD };
+
+static const struct {
+	const char	*name;
+	enum rp_stage	 stage;
+	int		 removed;	/* else replaced */
+} replace_rows[] = {
+	{ "replaced while deferred", RP_DEFERRED, 0 },
+	{ "replaced while claiming", RP_CLAIMING, 0 },
+	{ "replaced while waiting", RP_WAITING, 0 },
+	{ "replaced during hand-off", RP_HANDOFF, 0 },
+	{ "replaced during ack", RP_ACKING, 0 },
+	{ "replaced while running", RP_RUNNING, 0 },
+	{ "replaced during dead letter", RP_DEAD, 0 },
+	{ "removed while deferred", RP_DEFERRED, 1 },
+	{ "removed while claiming", RP_CLAIMING, 1 },
+	{ "removed while waiting", RP_WAITING, 1 },
+	{ "removed during hand-off", RP_HANDOFF, 1 },
+	{ "removed while running", RP_RUNNING, 1 },
+	{ "removed during dead letter", RP_DEAD, 1 },
+};
+
+START_TEST(test_pool_replaced)
+{
+	static const char quota_doc[] = "{\"pools\":[" POOL("a", "qa") ","
+	    POOL("b", "qb") "]," QUOTA1 "}";
+	static const char replaced_doc[] = "{\"pools\":[" POOL_WP2("a", "qa")
+	    "," POOL("b", "qb") "]," QUOTA1 "}";
+	static const char removed_doc[] = "{\"pools\":[" POOL("b", "qb") "],"
+	    QUOTA1 "}";
+	enum rp_stage	 stage = replace_rows[_i].stage;
+	struct freq	*r;
+	char		*name = NULL, *name0 = NULL;
+	char		 cname[CLAIM_NAME_MAX + 1];
+	long		 live, deferred, q;
+	int		 s1, s2 = -1;
+
+	reapply(quota_doc);
+	if (stage == RP_DEFERRED) {
+		/* t0 of pool b holds the one sandbox the quota allows. */
+		name0 = to_handoff("qb", "t0", "sb-0");
+		complete_all_ops();
+	}
+	s1 = nmsgs;
+	switch (stage) {
+	case RP_DEFERRED:
+		fc_deliver("qa", "t1", 0);
+		ns_counts(&live, &deferred, &q);
+		ck_assert_int_eq(deferred, 1);
+		break;
+	case RP_CLAIMING:
+		fc_deliver("qa", "t1", 0);
+		break;
+	case RP_WAITING:
+		fc_deliver("qa", "t1", 0);
+		ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+		ck_assert_ptr_nonnull(name = srv_post(r, 0));
+		fi_show(NS, name);
+		break;
+	case RP_HANDOFF:
+		name = to_handoff("qa", "t1", "sb-1");
+		break;
+	case RP_ACKING:
+	case RP_RUNNING:
+		name = to_handoff("qa", "t1", "sb-1");
+		fop_complete(fop_find(NULL, OP_HANDOFF), 0,
+		    CONSUMER_HANDOFF_DONE);
+		ck_assert_int_eq(fop_count(NULL, OP_ACK), 1);
+		if (stage == RP_RUNNING)
+			complete_all_ops();
+		break;
+	case RP_DEAD:
+		fc_deliver("qa", "t1", 0);
+		ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+		ck_assert_ptr_nonnull(name = srv_post(r, 0));
+		fi_show(NS, name);
+		srv_status(name, NULL, "False", "PodFailed");
+		fi_show(NS, name);
+		ck_assert_int_eq(fop_count(NULL, OP_DL), 1);
+		break;
+	}
+	check_invariants();
+
+	reapply(replace_rows[_i].removed ? removed_doc : replaced_doc);
+	/* The message held went back to the broker (or was acked before). */
+	ck_assert_int_eq(ledger[s1].acked, stage == RP_RUNNING);
+	ck_assert_int_eq(ledger[s1].dead, 0);
+	ns_counts(&live, &deferred, &q);
+	ck_assert_int_eq(deferred, 0);
+	if (!replace_rows[_i].removed && stage != RP_RUNNING) {
+		/* The broker redelivers it, to the new pool's consumer. */
+		s2 = fc_deliver("qa", "t1", 1);
+		check_invariants();
+	}
+	if (stage == RP_DEFERRED) {
+		if (!replace_rows[_i].removed) {
+			ns_counts(&live, &deferred, &q);
+			ck_assert_int_eq(deferred, 1);
+		}
+		drive();
+		fi_gone(NS, name0);	/* t0 ends: its slot frees */
+		sandboxes_gone();	/* once its Sandbox is gone */
+		ev_run(loop, EVRUN_NOWAIT);	/* the pump's kick */
+	}
+	drive();
+	if (replace_rows[_i].removed && (stage == RP_CLAIMING ||
+	    stage == RP_WAITING || stage == RP_DEAD)) {
+		/* It never reached a sandbox: its claim was deleted. */
+		task_claim_name("a", NS, "t1", cname);
+		ck_assert_ptr_null(srv_claim(NS, cname));
+	}
+	if (s2 >= 0 && stage == RP_DEAD) {
+		ck_assert_int_eq(ledger[s2].dead, 1);
+		ck_assert_str_eq(ledger[s2].reason, "claim.PodFailed");
+	} else if (s2 >= 0) {
+		ck_assert_msg(ledger[s2].acked == 1, "redelivered message of "
+		    "t1 not handed off and acked");
+		ck_assert_int_eq(fc_find("qa")->outstanding, 0);
+	}
+	if (!replace_rows[_i].removed)
+		/* The window is whole: prefetch, nothing deferred. */
+		ck_assert_int_eq(fc_find("qa")->window, 32);
+	all_claims_gone();
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	free(name);
+	free(name0);
+}
+END_TEST
+
+/*
+ * Defect 10 (issue 12): a task known from its claim only (rebuilt at
+ * start, never handed off by this process) whose claim fails or finishes
+ * and is being released; then its message comes (redelivered).  Before,
+ * it was acked as "a late redelivery" with neither hand-off nor dead
+ * letter.  The hand-off marker decides: there (the task ran before the
+ * restart), the message is acked; not there, it is dead-lettered, for the
+ * claim's reason when the claim failed.
+ */
+static const struct {
+	const char	*name;
+	int		 terminal;	/* else succeeded */
+	int		 marker;	/* the marker is there */
+	const char	*reason;	/* of the dead letter, or NULL */
+} rebuilt_rows[] = {
+	{ "claim failed, no marker", 1, 0, "claim.PodFailed" },
+	{ "claim failed, marker", 1, 1, NULL },
+	{ "claim succeeded, no marker", 0, 0, "claim.PodSucceeded" },
+	{ "claim succeeded, marker", 0, 1, NULL },
+};
+
+START_TEST(test_rebuilt_released_then_message)
+{
+	struct fop	*op;
+	char		 name[CLAIM_NAME_MAX + 1];
+
+	task_claim_name("a", NS, "t1", name);
+	srv_put_claim(name, "t1", rebuilt_rows[_i].terminal ? NULL : "sb-1");
+	fi_show(NS, name);
+	ck_assert_int_eq(live_tasks(), 1);
+	if (rebuilt_rows[_i].terminal)
+		srv_status(name, NULL, "False", "PodFailed");
+	else
+		srv_status(name, "sb-1", "False", "PodSucceeded");
+	fi_show(NS, name);
+	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	if (rebuilt_rows[_i].marker && nhanded < MAX_HANDED) {
+		/* Handed off before the restart. */
+		as_strlcpy(handed[nhanded].queue, "qa", sizeof handed[0].queue);
+		as_strlcpy(handed[nhanded++].task, "t1",
+		    sizeof handed[0].task);
+	}
+	fc_deliver("qa", "t1", 1);
+	check_invariants();
+	while ((op = TAILQ_FIRST(&ops)) != NULL) {
+		fop_complete(op, 0, op->kind == OP_CHECK ?
+		    was_handed_off(op->c, op->task) : 0);
+		check_invariants();
+	}
+	if (rebuilt_rows[_i].reason == NULL)
+		ck_assert_int_eq(ledger[0].acked, 1);
+	else {
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason, rebuilt_rows[_i].reason);
+	}
+	finish_delete(name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+}
+END_TEST
+
+#define POOL_RT(name, queue, rt) \
+	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
+	"\"sandbox\":{\"warmPool\":\"wp\",\"readyTimeoutSeconds\":" rt "," \
+	"\"spare\":{\"min\":0,\"max\":0}}}}"
+
+/* Stores the POSTed claim on the server, but the answer is lost. */
+static void
+srv_post_lost(struct freq *r)
+{
+	cJSON	*obj = cJSON_Parse(r->body);
+	char	 key[160];
+
+	ck_assert_ptr_nonnull(obj);
+	snprintf(key, sizeof key, "%s/%s", NS, claim_name_of(obj));
+	ck_assert_ptr_null(srv_claim(NS, claim_name_of(obj)));
+	cJSON_AddItemToObject(server, key, obj);
+	fk_reply(r, -AS_ECONN, 0, NULL);
+}
+
+/*
+ * Defect 5 (issue 12): the API server cannot be reached for longer than
+ * readyTimeoutSeconds (10 s here; the clock is moved on, the sweep run by
+ * hand).  Time without it does not count: no claim.readyTimeout or
+ * claim.createFailed, and the task is handed off once it is back.  A POST
+ * that landed before its answer was lost leaves a claim that is deleted
+ * when the task fails later for a reason of its own, not left to its TTL.
+ */
+enum outage { O_WAITING, O_CLAIMING, O_ORPHAN };
+
+static const struct {
+	const char	*name;
+	enum outage	 kind;
+} outage_rows[] = {
+	{ "claim waits for Ready through an outage", O_WAITING },
+	{ "claim POST fails through an outage", O_CLAIMING },
+	{ "POST landed, answer lost, then refused", O_ORPHAN },
+};
+
+START_TEST(test_api_outage)
+{
+	static const char doc[] = "{\"pools\":[" POOL_RT("a", "qa", "10") ","
+	    POOL("b", "qb") "]}";
+	struct finf	*fi = fi_find(NS);
+	struct freq	*r;
+	char		*name = NULL;
+	int		 i;
+
+	reapply(doc);
+	fc_deliver("qa", "t1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	switch (outage_rows[_i].kind) {
+	case O_WAITING:
+		ck_assert_ptr_nonnull(name = srv_post(r, 0));
+		fi_show(NS, name);
+		break;
+	case O_CLAIMING:
+		fk_reply(r, -AS_ECONN, 0, NULL);
+		break;
+	case O_ORPHAN:
+		srv_post_lost(r);
+		break;
+	}
+	/* The outage: the watch fails too.  Four times the timeout. */
+	fi->failing = 1;
+	for (i = 0; i < 8; i++) {
+		dispatcher_sweep_now(disp);
+		as_mono_skew += 5;
+		if ((r = fk_find("POST", "/sandboxclaims")) != NULL)
+			fk_reply(r, -AS_ECONN, 0, NULL);
+		check_invariants();
+		ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	}
+	fi->failing = 0;
+	dispatcher_sweep_now(disp);
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 0);
+	if (outage_rows[_i].kind == O_ORPHAN) {
+		/*
+		 * Back, but the POST is refused now (403: a ResourceQuota on
+		 * claims), which is no outage: readyTimeoutSeconds runs out.
+		 */
+		for (i = 0; i < 6 && fop_count(NULL, OP_DL) == 0; i++) {
+			as_mono_skew += 5;
+			dispatcher_sweep_now(disp);
+			if ((r = fk_find("POST", "/sandboxclaims")) != NULL)
+				fk_reply(r, -AS_EFORBIDDEN, 403, "{}");
+			check_invariants();
+		}
+		ck_assert_int_eq(fop_count(NULL, OP_DL), 1);
+		drive();
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason, "claim.createFailed");
+		ck_assert_int_eq(cJSON_GetArraySize(server), 0);
+		ck_assert_int_eq(live_tasks(), 0);
+		return;
+	}
+	/* Back: the retried POST lands (after its backoff), then Ready. */
+	if (outage_rows[_i].kind == O_CLAIMING) {
+		as_mono_skew += 11;	/* the backoff's cap, 10 s */
+		dispatcher_sweep_now(disp);
+	}
+	drive();
+	ck_assert_int_eq(ledger[0].acked, 1);
+	ck_assert_int_eq(ledger[0].dead, 0);
+	dispatcher_sweep_now(disp);	/* sees the outage over */
+	/* A timeout of the task's own still counts. */
+	fc_deliver("qa", "t2", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	free(name);
+	ck_assert_ptr_nonnull(name = srv_post(r, 0));
+	fi_show(NS, name);
+	as_mono_skew += 11;
+	dispatcher_sweep_now(disp);
+	ck_assert_int_eq(fop_count(NULL, OP_DL), 1);
+	drive();
+	ck_assert_int_eq(ledger[1].dead, 1);
+	ck_assert_str_eq(ledger[1].reason, "claim.readyTimeout");
+	all_claims_gone();
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	free(name);
 }
 END_TEST
 
@@ -1911,12 +2421,18 @@ END_TEST
  * seeded generator, delivers a message (ids from a small set, on either
  * pool, sometimes marked redelivered), completes one pending consumer
  * operation or Kubernetes request (success or failure), or changes a claim
- * and shows it to the informer; check_invariants() runs after every step.
+ * and shows it to the informer; now and then it applies a changed config
+ * (a pool replaced or removed), runs the deferred pump, starts or ends an
+ * API outage (the claim informer failing), or moves the clock on and runs
+ * the sweep (retries, readyTimeoutSeconds); check_invariants() runs after
+ * every step.
  * At the end the dispatcher is freed: every message must then be acked,
  * dead-lettered or given back (freed), never two of them (ASan finds what
  * is never freed).
  */
-#define RANDOM_SEEDS	20
+#ifndef RANDOM_SEEDS
+#define RANDOM_SEEDS	20	/* more seeds: compile with -DRANDOM_SEEDS=N */
+#endif
 #define RANDOM_STEPS	5000
 
 static uint64_t	 rng;
@@ -2092,6 +2608,42 @@ random_claim_change(void)
 	}
 }
 
+/* The consumer on queue, or NULL (its pool was removed). */
+static struct fcons *
+fc_try(const char *queue)
+{
+	size_t	 i;
+
+	for (i = 0; i < MAX_CONS; i++)
+		if (conss[i] != NULL && strcmp(conss[i]->queue, queue) == 0)
+			return (conss[i]);
+	return (NULL);
+}
+
+#define QUOTA3 \
+	"\"quotas\":[{\"metadata\":{\"name\":\"q\",\"namespace\":\"" NS "\"}," \
+	"\"spec\":{\"maxSandboxes\":3}}]"
+
+/*
+ * A new config mid-run: pools replaced (warm pool edited) or removed, all
+ * under an AgentQuota that defers, so that deferred tasks meet it too.
+ */
+static void
+random_apply(void)
+{
+	static const char *const docs[] = {
+		"{\"pools\":[" POOL("a", "qa") "," POOL("b", "qb") "]," QUOTA3
+		    "}",
+		"{\"pools\":[" POOL_WP2("a", "qa") "," POOL("b", "qb") "],"
+		    QUOTA3 "}",
+		"{\"pools\":[" POOL("a", "qa") "," POOL_WP2("b", "qb") "],"
+		    QUOTA3 "}",
+		"{\"pools\":[" POOL("b", "qb") "]," QUOTA3 "}",
+	};
+
+	reapply(docs[rnd(AS_ARRAY_SIZE(docs))]);
+}
+
 START_TEST(test_random_interleavings)
 {
 	char		 id[16];
@@ -2099,11 +2651,24 @@ START_TEST(test_random_interleavings)
 	int		 step, i;
 
 	rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(_i + 1);
+	as_clock_frozen = 1;	/* the seed alone decides what happens */
 	for (step = 0; step < RANDOM_STEPS; step++) {
+		if (rnd(RANDOM_STEPS / 8) == 0)
+			random_apply();
+		if (rnd(32) == 0)
+			ev_run(loop, EVRUN_NOWAIT);	/* the pump's kick */
+		if (rnd(RANDOM_STEPS / 16) == 0)	/* an API outage */
+			fi_find(NS)->failing = !fi_find(NS)->failing;
+		if (rnd(64) == 0) {
+			/* Time passes (readyTimeoutSeconds: 180 s). */
+			as_mono_skew += rnd(90);
+			dispatcher_sweep_now(disp);
+			check_invariants();
+		}
 		switch (rnd(4)) {
 		case 0:
-			c = fc_find(rnd(2) ? "qa" : "qb");
-			if (c->outstanding >= c->window)
+			c = fc_try(rnd(2) ? "qa" : "qb");
+			if (c == NULL || c->outstanding >= c->window)
 				break;
 			snprintf(id, sizeof id, "t%u", rnd(8));
 			fc_deliver(c->queue, id, rnd(4) == 0);
@@ -2121,6 +2686,7 @@ START_TEST(test_random_interleavings)
 		check_invariants();
 	}
 	ck_assert_int_gt(nhandoffs, 0);		/* it got somewhere */
+	as_clock_frozen = 0;
 	dispatcher_free(disp);
 	disp = NULL;
 	for (i = 0; i < nmsgs; i++)
@@ -2155,6 +2721,12 @@ dispatch_suite(void)
 	tcase_add_test(tc, test_warm_pool_lowered_after_bind);
 	tcase_add_loop_test(tc, test_rebuild_children_first, 0,
 	    AS_ARRAY_SIZE(rebuild_rows));
+	tcase_add_loop_test(tc, test_pool_replaced, 0,
+	    (int)AS_ARRAY_SIZE(replace_rows));
+	tcase_add_loop_test(tc, test_api_outage, 0,
+	    (int)AS_ARRAY_SIZE(outage_rows));
+	tcase_add_loop_test(tc, test_rebuilt_released_then_message, 0,
+	    (int)AS_ARRAY_SIZE(rebuilt_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("rabbitmq");

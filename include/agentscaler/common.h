@@ -110,6 +110,12 @@ double		 as_mono_now(void);
  * forward without waiting (check_dispatch's readyTimeoutSeconds rows).
  */
 extern double	 as_mono_skew;
+/*
+ * Test builds only: while set, neither clock is read; as_mono_now() is
+ * 1e6 + as_mono_skew and as_wall_now() 1.8e9 + as_mono_skew, so a seeded
+ * test sees the same times whatever the machine's load.
+ */
+extern int	 as_clock_frozen;
 #endif
 /* Wall clock in seconds since the epoch. */
 double		 as_wall_now(void);

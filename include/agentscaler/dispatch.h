@@ -46,7 +46,8 @@ typedef void	 dispatch_event_fn(void *arg, const char *kind, const char *ns,
  * and consumer operation in the order it chooses.  Each member has the
  * contract of the function it stands for: k8s_client_request(),
  * k8s_req_cancel(), k8s_scale_get(), k8s_scale_patch(), informer_new(),
- * informer_free(), informer_get() and consumer_type_find().
+ * informer_free(), informer_get(), informer_get_stats() and
+ * consumer_type_find().
  */
 struct dispatch_ops {
 	struct k8s_req	*(*request)(struct k8s_client *, const char *method,
@@ -65,6 +66,8 @@ struct dispatch_ops {
 	void		 (*informer_free)(struct informer *);
 	const struct cJSON *(*informer_get)(const struct informer *,
 			    const char *ns, const char *name);
+	void		 (*informer_stats)(const struct informer *,
+			    struct informer_stats *);
 	const struct consumer_type *(*consumer_type)(const char *source_type,
 			    const char *address);
 };
@@ -86,6 +89,11 @@ struct dispatch_options {
 
 struct dispatcher *dispatcher_new(struct ev_loop *, struct k8s_client *,
 	    const struct dispatch_options *);
+/*
+ * Runs the periodic sweep now, as its timer does every sweep_interval:
+ * retries, readyTimeoutSeconds, the TTL backstop, sizing.  For tests.
+ */
+void	 dispatcher_sweep_now(struct dispatcher *);
 /* Releases held messages (the broker redelivers them), stops, frees. */
 void	 dispatcher_free(struct dispatcher *);
 /*

@@ -60,6 +60,9 @@ struct informer_stats {
 	uint64_t	 events;	/* ADDED/MODIFIED/DELETED applied */
 	uint64_t	 bookmarks;
 	uint64_t	 errors;	/* failed LIST/WATCH attempts */
+	uint64_t	 failing;	/* of them, in a row now: 0 once a LIST
+					   or WATCH works (the API server is
+					   reachable) */
 };
 
 /* Starts listing at once.  Returns NULL with err on bad options. */

@@ -177,6 +177,37 @@ class DispatchTest(DispatchWorld):
         self.assertEqual(recs[0]["reason"], "claim.readyTimeout")
         wait_for(lambda: not self.claims(), 20, what="claim deleted")
 
+    def test_api_outage_does_not_count_towards_ready_timeout(self):
+        # Issue 12, defect 5.  Cold sandboxes are Ready 4 s after their
+        # claim; readyTimeoutSeconds is 2; the API server goes away right
+        # after the claims are made and stays away 5 s.  Time without it is
+        # not the tasks': none is dead-lettered, all are handed off after.
+        self.kube.stop()
+        self.kube = world.KubeSim("--cold-start-ms", "4000", "--warm-bind-ms", "10")
+        self.addCleanup(self.kube.stop)
+        world.sandbox_pool(self.kube, "wp", replicas=0, wait_ready=False)
+        self.start([self.pool(sandbox={"readyTimeoutSeconds": 2}, spare_max=0)])
+        self.redis.pipeline([("LPUSH", "tasks", task("o-%d" % i)) for i in range(3)])
+        wait_for(lambda: len(self.claims()) == 3 or None, 20, what="3 claims")
+        code, _ = self.kube.adm("POST", "/pause")
+        self.assertEqual(code, 200)
+        try:
+            wait_for(lambda: "claims: WATCH failed" in self.daemon.logs() or None, 20,
+                     what="the claim informer sees the outage")
+            # The fault's length is the test's input, not a wait for a
+            # condition: 2.5 times readyTimeoutSeconds.
+            time.sleep(5)
+            self.assertEqual(self.rejected(), [], "dead letters during the outage")
+        finally:
+            self.kube.adm("POST", "/resume")
+        wait_for(lambda: self.metric("agentscaler_dispatch_tasks_handed_off_total") == 3, 30,
+                 what="3 hand-offs after the outage")
+        wait_for(lambda: self.redis.cmd("LLEN", "tasks:processing:as-test") == 0, 10, what="acks")
+        self.assertEqual(self.rejected(), [])
+        logs = wait_for(lambda: "reachable again" in self.daemon.logs() and self.daemon.logs(),
+                        10, what="the daemon sees the outage end")
+        self.assertIn("cannot be reached", logs)
+
     def test_restart_rebuilds_live_tasks_before_consuming(self):
         world.sandbox_pool(self.kube, "wp", replicas=3)
         self.start([self.pool()])
