@@ -483,6 +483,9 @@ class Daemon:
              "--admin-addr", "127.0.0.1:%d" % self.admin_port]
         if kubesim is not None:
             args += ["--apiserver", kubesim.url]
+            # The real cluster (tests/e2e/kube.py): its CA and a token.
+            if hasattr(kubesim, "daemon_args"):
+                args += kubesim.daemon_args(self.dir)
         args += extra
         self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log, env=env)
         self.slow = bool(wrapper)
