@@ -256,6 +256,11 @@ void		 dtask_go(struct dtask *);
 void		 dpool_release_void(struct dpool *);
 /* Whether t holds a message its consumer says is void (ct->msg_live). */
 int		 dtask_msg_void(const struct dtask *);
+/*
+ * A task rebuilt from a claim whose sandbox succeeded, on a pool without a
+ * marker of its own: taken as handed off (marker set, message acked).
+ */
+int		 dtask_succeeded_unseen(struct dtask *);
 
 /* dispatch_ns.c: namespaces, intake, admission, deferral. */
 struct dtask	*dns_find(const struct dns *, const char *id);

@@ -477,6 +477,32 @@ dtask_ran_before(struct dtask *t)
 }
 
 /*
+ * A task known from its claim only (rebuilt at start), on a pool whose
+ * consumer keeps no hand-off marker (RabbitMQ), whose sandbox succeeded.
+ * PodSucceeded is the completion of the task the claim was made for, so a
+ * process before this one handed it off and only the ack was lost (a crash
+ * in between).  The marker is set here as if this process had handed it
+ * off, so that its redelivered message is acked whether it comes while the
+ * claim is released or after the claim is gone, and a message it already
+ * holds is acked now; never dead-lettered task.duplicate, nor claimed
+ * again.  Returns 1 when it applies (the task is then being released).
+ */
+int
+dtask_succeeded_unseen(struct dtask *t)
+{
+	struct dpool	*p = t->pool;
+
+	if (!t->rebuilt || t->handed_off || t->op || p == NULL ||
+	    p->ct->handed_off != NULL)
+		return (0);
+	t->handed_off = 1;
+	dmarks_add(p->d->marks, t->ns->name, t->id, t->sandbox,
+	    (double)p->cfg->claim_ttl_seconds + 86400, as_mono_now());
+	dtask_ran_before(t);
+	return (1);
+}
+
+/*
  * A redelivered message with no live task behind it: either the task never
  * got far, or it ran and ended and only the ack was lost.  The hand-off
  * marker tells which, before a claim is made for nothing.

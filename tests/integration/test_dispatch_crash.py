@@ -239,6 +239,11 @@ class CrashWorld(unittest.TestCase):
         """What else happens while the daemon runs (the RabbitMQ test
         closes connections); seeded by rnd."""
 
+    def log_lines(self, ids):
+        """The daemons' log lines that name any of ids, in process order."""
+        return "\n".join("%d: %s" % (k, ln) for k, dd in enumerate(self.daemons)
+                         for ln in dd.logs().splitlines() if any(i and i in ln for i in ids))
+
     def dead_summary(self):
         return ["%s:%s" % (r["reason"], r.get("taskId")) for r in self.source.dead_letters()]
 
@@ -301,12 +306,10 @@ class CrashWorld(unittest.TestCase):
         except AssertionError:
             left = self.kube.api("GET", CLAIMS)[1].get("items")
             ids = [c["metadata"]["annotations"].get("agentscaler.io/task-id") for c in left]
-            lines = [ln for dd in self.daemons for ln in dd.logs().splitlines()
-                     if any(i and i in ln for i in ids)]
             self.fail("claims left: %s\nlog lines about them:\n%s" % (
                 json.dumps([{"name": c["metadata"]["name"], "status": c.get("status"),
                              "meta": c["metadata"]} for c in left], indent=1)[:6000],
-                "\n".join(lines)[-6000:]))
+                self.log_lines(ids)[-6000:]))
         # Nothing left unacked in the source (read once every claim went:
         # a redelivery still on its way would be acked by then).
         wait_for(lambda: not any(src.left().values()), 30, 0.2,
@@ -340,8 +343,11 @@ class CrashWorld(unittest.TestCase):
             if r.get("taskId") not in VALID:
                 self.assertEqual(r["reason"], want[record_original(r)], r)
         valid_dead = [r for r in recs if r.get("taskId") in VALID]
-        self.assertEqual([r["taskId"] for r in valid_dead if r["taskId"] in counts], [],
-                         "dead-lettered although it reached an agent: %r" % valid_dead)
+        ran_dead = [r["taskId"] for r in valid_dead if r["taskId"] in counts]
+        self.assertEqual(ran_dead, [], "dead-lettered although it reached an agent: %r\n"
+                         "agents: %r\nlog lines about them:\n%s"
+                         % (valid_dead, [e for e in runtime.events() if e.get("id") in ran_dead],
+                            self.log_lines(ran_dead)[-8000:]))
         self.assertEqual([r for r in valid_dead if r["reason"] == "task.duplicate"], [],
                          "task.duplicate caused by a restart or a reconnect")
         self.assertEqual(sorted(set(counts) | {r["taskId"] for r in valid_dead}), VALID,
