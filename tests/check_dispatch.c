@@ -2194,6 +2194,22 @@ START_TEST(test_rabbit_redelivered_after_claim_gone)
 END_TEST
 
 /*
+ * Once every operation ends: message serial of t1 was acked as a task that
+ * ran, with no dead letter, no hand-off here and no claim made.
+ */
+static void
+assert_acked_as_ran(int serial)
+{
+	check_invariants();
+	complete_all_ops();
+	check_invariants();
+	assert_no_dead_letter();
+	ck_assert_int_eq(ledger[serial].acked, 1);
+	ck_assert_int_eq(nhandoffs, 0);
+	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+}
+
+/*
  * A crash between a hand-off and its ack (test_dispatch_crash.py's RabbitMQ
  * run, with fast agents): the restarted process rebuilds t1 from a claim
  * whose sandbox has already succeeded, and the broker redelivers t1's
@@ -2239,17 +2255,53 @@ START_TEST(test_rabbit_rebuilt_succeeded_then_message)
 	}
 	if (ran_rows[_i].stage != RAN_JOINED)
 		serial = fc_deliver("qr", "t1", 1);
-	check_invariants();
-	complete_all_ops();
-	check_invariants();
-	assert_no_dead_letter();
-	ck_assert_int_eq(ledger[serial].acked, 1);
-	ck_assert_int_eq(nhandoffs, 0);
-	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+	assert_acked_as_ran(serial);
 	if (ran_rows[_i].stage != RAN_GONE)
 		finish_delete(name);
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
+}
+END_TEST
+
+/*
+ * The broker closes the connection after t1's hand-off was published and
+ * before its confirm (test_dispatch_crash.py's RabbitMQ run, fast agents):
+ * the hand-off fails here, yet the sandbox got the task, ran it and
+ * succeeded.  The redelivery comes after the claim reports PodSucceeded, or
+ * joins before.  Its message is acked, no second hand-off, no claim; before:
+ * dead-lettered task.duplicate ("failed and its claim is being released"),
+ * or claim.finishedBeforeHandoff.
+ */
+static const struct {
+	const char	*name;
+	int		 joined;	/* redelivered before the end */
+} confirm_rows[] = {
+	{ "redelivered after the sandbox succeeded", 0 },
+	{ "redelivery joins, then the sandbox succeeds", 1 },
+};
+
+START_TEST(test_rabbit_confirm_lost_then_succeeded)
+{
+	struct fcons	*c = fc_find("qr");
+	char		*name = to_handoff("qr", "t1", "sb-1");
+	int		 serial = -1;
+
+	note_handed("qr", "t1");	/* the publish landed */
+	fc_lose(c, 0);
+	fop_complete(fop_find(c, OP_HANDOFF), -AS_ECONN, 0);
+	check_invariants();
+	if (confirm_rows[_i].joined)
+		serial = fc_deliver("qr", "t1", 1);
+	srv_finished(name, "sb-1", "PodSucceeded");
+	fi_show(NS, name);
+	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	if (!confirm_rows[_i].joined)
+		serial = fc_deliver("qr", "t1", 1);
+	assert_acked_as_ran(serial);
+	finish_delete(name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	free(name);
 }
 END_TEST
 
@@ -2800,6 +2852,8 @@ dispatch_suite(void)
 	tcase_add_test(tc, test_rabbit_redelivered_after_claim_gone);
 	tcase_add_loop_test(tc, test_rabbit_rebuilt_succeeded_then_message, 0,
 	    (int)AS_ARRAY_SIZE(ran_rows));
+	tcase_add_loop_test(tc, test_rabbit_confirm_lost_then_succeeded, 0,
+	    (int)AS_ARRAY_SIZE(confirm_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");
