@@ -292,6 +292,9 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 	 * PodFailed (on Finished or forwarded on Ready) is the task's failure.
 	 */
 	ended = v->finished ? v->finished_reason : v->ready_reason;
+	if ((v->finished || v->ready != 1) &&
+	    strcmp(ended, "PodSucceeded") == 0 && dtask_succeeded_unseen(t))
+		return;
 	if (v->finished || (t->handed_off && v->ready != 1 &&
 	    (strcmp(ended, "PodFailed") == 0 ||
 	    strcmp(ended, "PodSucceeded") == 0))) {

@@ -88,6 +88,7 @@ struct dtask {
 	int			 claim_exists;
 	int			 rebuilt;	/* known from a claim at start */
 	int			 handed_off;
+	int			 handoff_sent;	/* its outcome may be lost */
 	int			 doomed;	/* free once nothing pending */
 	int			 admitted;	/* counted by the quota */
 	int			 failed;	/* sandbox failed after hand-off */
@@ -256,6 +257,13 @@ void		 dtask_go(struct dtask *);
 void		 dpool_release_void(struct dpool *);
 /* Whether t holds a message its consumer says is void (ct->msg_live). */
 int		 dtask_msg_void(const struct dtask *);
+/*
+ * A task whose sandbox succeeded though no hand-off of this process was
+ * confirmed (rebuilt from its claim, or the confirm went with the
+ * connection), on a pool without a marker of its own: taken as handed off
+ * (marker set, message acked).
+ */
+int		 dtask_succeeded_unseen(struct dtask *);
 
 /* dispatch_ns.c: namespaces, intake, admission, deferral. */
 struct dtask	*dns_find(const struct dns *, const char *id);

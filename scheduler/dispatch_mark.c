@@ -24,7 +24,8 @@
  * a hand-off and before its ack, whose claim is also gone before the
  * restarted process consumes again: the claims are read before any message
  * is taken, so a task whose claim lives is rebuilt from it and the
- * redelivery joins it (README, "Dispatch mode").
+ * redelivery joins it (README, "Dispatch mode"); a rebuilt claim whose
+ * sandbox succeeded sets the marker itself (dtask_succeeded_unseen).
  *
  * Bounded: at most DMARK_MAX markers, each for marker_ttl (the claim TTL
  * plus a day, as on Redis); the oldest goes first when the table is full.

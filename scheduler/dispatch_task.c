@@ -459,7 +459,8 @@ dtask_handoff(struct dtask *t)
 		t->op = 0;
 		dtask_set_state(t, T_WAITING);
 		t->retry_at = as_mono_now() + 1;
-	}
+	} else
+		t->handoff_sent = 1;
 	free(body);
 }
 
@@ -474,6 +475,34 @@ dtask_ran_before(struct dtask *t)
 	dtask_ack(t);
 	t->fail_reason[0] = '\0';
 	dtask_release(t);
+}
+
+/*
+ * A task of a pool whose consumer keeps no hand-off marker (RabbitMQ),
+ * whose sandbox succeeded, though no hand-off of it was confirmed here:
+ * known from its claim only (rebuilt at start: the process before this one
+ * handed it off and crashed before the ack), or its hand-off was sent and
+ * the confirm went with the connection (the publish landed all the same).
+ * PodSucceeded is the completion of the task the claim was made for.  The
+ * marker is set here as if the hand-off had been confirmed, so that the
+ * redelivered message is acked whether it comes while the claim is
+ * released or after the claim is gone, and a message the task already
+ * holds is acked now; never dead-lettered task.duplicate, nor claimed
+ * again.  Returns 1 when it applies (the task is then being released).
+ */
+int
+dtask_succeeded_unseen(struct dtask *t)
+{
+	struct dpool	*p = t->pool;
+
+	if (!(t->rebuilt || t->handoff_sent) || t->handed_off || t->op ||
+	    p == NULL || p->ct->handed_off != NULL)
+		return (0);
+	t->handed_off = 1;
+	dmarks_add(p->d->marks, t->ns->name, t->id, t->sandbox,
+	    (double)p->cfg->claim_ttl_seconds + 86400, as_mono_now());
+	dtask_ran_before(t);
+	return (1);
 }
 
 /*

@@ -476,6 +476,16 @@ was_handed_off(const struct fcons *c, const char *task)
 	return (0);
 }
 
+/* Records task as handed off through queue (here, or before a restart). */
+static void
+note_handed(const char *queue, const char *task)
+{
+	if (nhanded == MAX_HANDED)
+		return;
+	as_strlcpy(handed[nhanded].queue, queue, sizeof handed[0].queue);
+	as_strlcpy(handed[nhanded++].task, task, sizeof handed[0].task);
+}
+
 static struct consumer *
 fc_create(struct ev_loop *loop, const struct scaler_source *src,
     const struct consumer_options *co, char *err, size_t errlen);
@@ -698,12 +708,8 @@ fop_complete(struct fop *op, int err, int outcome)
 	}
 	if (op->kind == OP_HANDOFF && err == 0) {
 		nhandoffs++;
-		if (!was_handed_off(op->c, op->task) && nhanded < MAX_HANDED) {
-			as_strlcpy(handed[nhanded].queue, op->c->queue,
-			    sizeof handed[0].queue);
-			as_strlcpy(handed[nhanded++].task, op->task,
-			    sizeof handed[0].task);
-		}
+		if (!was_handed_off(op->c, op->task))
+			note_handed(op->c->queue, op->task);
 	}
 	switch (op->kind) {
 	case OP_ACK:
@@ -1725,12 +1731,8 @@ START_TEST(test_rebuilt_released_then_message)
 		srv_status(name, "sb-1", "False", "PodSucceeded");
 	fi_show(NS, name);
 	ck_assert_ptr_nonnull(fk_find("DELETE", name));
-	if (rebuilt_rows[_i].marker && nhanded < MAX_HANDED) {
-		/* Handed off before the restart. */
-		as_strlcpy(handed[nhanded].queue, "qa", sizeof handed[0].queue);
-		as_strlcpy(handed[nhanded++].task, "t1",
-		    sizeof handed[0].task);
-	}
+	if (rebuilt_rows[_i].marker)
+		note_handed("qa", "t1");	/* before the restart */
 	fc_deliver("qa", "t1", 1);
 	check_invariants();
 	while ((op = TAILQ_FIRST(&ops)) != NULL) {
@@ -2187,6 +2189,118 @@ START_TEST(test_rabbit_redelivered_after_claim_gone)
 	ck_assert_int_eq(nhandoffs, 1);
 	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
 	ck_assert_int_eq(live_tasks(), 0);
+	free(name);
+}
+END_TEST
+
+/*
+ * Once every operation ends: message serial of t1 was acked as a task that
+ * ran, with no dead letter, no hand-off here and no claim made.
+ */
+static void
+assert_acked_as_ran(int serial)
+{
+	check_invariants();
+	complete_all_ops();
+	check_invariants();
+	assert_no_dead_letter();
+	ck_assert_int_eq(ledger[serial].acked, 1);
+	ck_assert_int_eq(nhandoffs, 0);
+	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+}
+
+/*
+ * A crash between a hand-off and its ack (test_dispatch_crash.py's RabbitMQ
+ * run, with fast agents): the restarted process rebuilds t1 from a claim
+ * whose sandbox has already succeeded, and the broker redelivers t1's
+ * message, while the claim is being released, after it is gone, or before
+ * the claim reports the end.  A RabbitMQ pool has no marker to ask, but
+ * PodSucceeded is the completion of the task the claim was made for: the
+ * message is acked, no claim is made.  Before: dead-lettered
+ * task.duplicate (or claim.finishedBeforeHandoff), although it ran.
+ */
+enum ran_stage { RAN_RELEASING, RAN_GONE, RAN_JOINED };
+
+static const struct {
+	const char	*name;
+	enum ran_stage	 stage;
+} ran_rows[] = {
+	{ "redelivered while the claim is released", RAN_RELEASING },
+	{ "redelivered after the claim is gone", RAN_GONE },
+	{ "redelivery joins, then the sandbox succeeds", RAN_JOINED },
+};
+
+START_TEST(test_rabbit_rebuilt_succeeded_then_message)
+{
+	char	 name[CLAIM_NAME_MAX + 1];
+	int	 serial = -1;
+
+	task_claim_name("a", NS, "t1", name);
+	srv_put_claim(name, "t1", NULL);
+	note_handed("qr", "t1");	/* by the process before the crash */
+	if (ran_rows[_i].stage != RAN_JOINED)
+		srv_finished(name, "sb-1", "PodSucceeded");
+	fi_show(NS, name);
+	ck_assert_int_eq(live_tasks(), 1);
+	if (ran_rows[_i].stage == RAN_JOINED) {
+		serial = fc_deliver("qr", "t1", 1);
+		check_invariants();
+		srv_finished(name, "sb-1", "PodSucceeded");
+		fi_show(NS, name);
+	}
+	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	if (ran_rows[_i].stage == RAN_GONE) {
+		finish_delete(name);
+		ck_assert_int_eq(live_tasks(), 0);
+	}
+	if (ran_rows[_i].stage != RAN_JOINED)
+		serial = fc_deliver("qr", "t1", 1);
+	assert_acked_as_ran(serial);
+	if (ran_rows[_i].stage != RAN_GONE)
+		finish_delete(name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+}
+END_TEST
+
+/*
+ * The broker closes the connection after t1's hand-off was published and
+ * before its confirm (test_dispatch_crash.py's RabbitMQ run, fast agents):
+ * the hand-off fails here, yet the sandbox got the task, ran it and
+ * succeeded.  The redelivery comes after the claim reports PodSucceeded, or
+ * joins before.  Its message is acked, no second hand-off, no claim; before:
+ * dead-lettered task.duplicate ("failed and its claim is being released"),
+ * or claim.finishedBeforeHandoff.
+ */
+static const struct {
+	const char	*name;
+	int		 joined;	/* redelivered before the end */
+} confirm_rows[] = {
+	{ "redelivered after the sandbox succeeded", 0 },
+	{ "redelivery joins, then the sandbox succeeds", 1 },
+};
+
+START_TEST(test_rabbit_confirm_lost_then_succeeded)
+{
+	struct fcons	*c = fc_find("qr");
+	char		*name = to_handoff("qr", "t1", "sb-1");
+	int		 serial = -1;
+
+	note_handed("qr", "t1");	/* the publish landed */
+	fc_lose(c, 0);
+	fop_complete(fop_find(c, OP_HANDOFF), -AS_ECONN, 0);
+	check_invariants();
+	if (confirm_rows[_i].joined)
+		serial = fc_deliver("qr", "t1", 1);
+	srv_finished(name, "sb-1", "PodSucceeded");
+	fi_show(NS, name);
+	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	if (!confirm_rows[_i].joined)
+		serial = fc_deliver("qr", "t1", 1);
+	assert_acked_as_ran(serial);
+	finish_delete(name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
 	free(name);
 }
 END_TEST
@@ -2736,6 +2850,10 @@ dispatch_suite(void)
 	tcase_add_loop_test(tc, test_rabbit_fail_while_lost, 0,
 	    (int)AS_ARRAY_SIZE(fail_lost_rows));
 	tcase_add_test(tc, test_rabbit_redelivered_after_claim_gone);
+	tcase_add_loop_test(tc, test_rabbit_rebuilt_succeeded_then_message, 0,
+	    (int)AS_ARRAY_SIZE(ran_rows));
+	tcase_add_loop_test(tc, test_rabbit_confirm_lost_then_succeeded, 0,
+	    (int)AS_ARRAY_SIZE(confirm_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");

@@ -24,16 +24,7 @@ class DispatchRabbitTest(world.DaemonTestCase):
         self.addCleanup(self.kube.stop)
 
     def publish(self, queue, body):
-        code, _ = self.rabbit.api("POST", "/api/exchanges/%2F/amq.default/publish",
-                                  {"properties": {"delivery_mode": 2}, "routing_key": queue,
-                                   "payload": body, "payload_encoding": "string"})
-        self.assertEqual(code, 200)
-
-    def get_all(self, queue):
-        code, msgs = self.rabbit.api("POST", "/api/queues/%%2F/%s/get" % queue,
-                                     {"count": 100, "ackmode": "ack_requeue_false",
-                                      "encoding": "auto"})
-        return msgs if code == 200 else []
+        self.rabbit.publish_body(queue, body)
 
     def test_amqp_dispatch_hand_off_and_dead_letter(self):
         q = "dtasks"
@@ -48,19 +39,14 @@ class DispatchRabbitTest(world.DaemonTestCase):
         self.publish(q, "garbage")
         self.runtime.wait_finished(4, timeout=60)
         self.assertEqual(sorted(self.runtime.received_ids()), ["a-%d" % i for i in range(4)])
-        recs = wait_for(lambda: self.get_all(q + ".rejected") or None, 20, what="dead letter")
-        rec = json.loads(recs[0]["payload"])
+        recs = wait_for(lambda: self.rabbit.take_all(q + ".rejected") or None, 20,
+                        what="dead letter")
+        rec = json.loads(recs[0])
         self.assertEqual(rec["reason"], "task.notJson")
         self.assertEqual(rec["original"], "garbage")
         # The source queue is empty and nothing is unacked.
-        def drained():
-            code, info = self.rabbit.api("GET", "/api/queues/%2F/" + q)
-            return code == 200 and info.get("messages", 1) == 0
-        wait_for(drained, 30, 0.5, "source queue drained and acked")
-
-    def queue_info(self, queue):
-        code, info = self.rabbit.api("GET", "/api/queues/%2F/" + queue)
-        return info if code == 200 else {}
+        wait_for(lambda: self.rabbit.queue_info(q).get("messages", 1) == 0, 30, 0.5,
+                 "source queue drained and acked")
 
     def holding(self):
         """Tasks of the daemon's pool holding their message unacked
@@ -70,24 +56,6 @@ class DispatchRabbitTest(world.DaemonTestCase):
             return 0
         pools = (body or {}).get("dispatch") or []
         return sum(p["tasks"]["claiming"] + p["tasks"]["waiting"] for p in pools)
-
-    def consumer_connections(self, closed):
-        """Our connections not in closed, once the management API lists
-        them (after their first statistics, which can take seconds)."""
-        return wait_for(lambda: [c for c in self.rabbit.connections("agentscaler")
-                                 if c["name"] not in closed] or None, 30, 0.1,
-                        "the consumer's connection listed")
-
-    def close_connections(self, conns, closed):
-        """Closes conns from the broker's side (management API), as a broker
-        restart, a blip or a memory alarm would; returns how many."""
-        from urllib.parse import quote
-        n = 0
-        for c in conns:
-            code, _ = self.rabbit.api("DELETE", "/api/connections/" + quote(c["name"], safe=""))
-            closed.add(c["name"])
-            n += code in (200, 204)
-        return n
 
     def test_connection_closed_by_broker_mid_load(self):
         """Issue 12, defects 2 and 6: the broker closes the consumer's
@@ -108,21 +76,21 @@ class DispatchRabbitTest(world.DaemonTestCase):
         ids = ["l-%d" % i for i in range(n)]
         closed = set()
         for k in range(2):
-            conns = self.consumer_connections(closed)
+            conns = self.rabbit.listed_connections(closed)
             for i in ids[k * n // 2:(k + 1) * n // 2]:
                 self.publish(q, json.dumps({"id": i, "payload": {}}))
             # Tasks hold their messages unacked while their sandboxes start.
             wait_for(lambda: self.holding() >= 4, 30, 0.05,
                      "tasks holding unacked messages (round %d)" % k)
-            self.assertGreater(self.close_connections(conns, closed), 0)
+            self.assertGreater(self.rabbit.close_connections(conns, closed), 0)
         self.runtime.wait_finished(n, timeout=120)
         received = self.runtime.received_ids()
         self.assertEqual(sorted(received), sorted(ids), "each task reached an agent once")
         self.assertEqual(self.runtime.ids("duplicate"), [], "no task reached a sandbox twice")
-        wait_for(lambda: self.queue_info(q).get("messages", 1) == 0, 30, 0.5,
+        wait_for(lambda: self.rabbit.queue_info(q).get("messages", 1) == 0, 30, 0.5,
                  "source queue drained and acked")
-        rejected = self.get_all(q + ".rejected")
-        self.assertEqual([json.loads(m["payload"])["reason"] for m in rejected], [],
+        rejected = self.rabbit.take_all(q + ".rejected")
+        self.assertEqual([json.loads(m)["reason"] for m in rejected], [],
                          "no dead letter (task.duplicate) caused by the reconnects")
         # Nor one attempted (a record whose publish did not land is logged).
         self.assertEqual(self.daemon.stop(), 0)

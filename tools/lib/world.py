@@ -771,6 +771,55 @@ class RabbitMQ:
         return [c for c in (conns or []) if
                 (c.get("client_properties") or {}).get("connection_name", "").startswith(name_prefix)]
 
+    def publish_body(self, queue, body, vhost="/"):
+        """One persistent message (str or bytes, sent as base64 so that any
+        bytes pass) to the default exchange; fails unless it was routed."""
+        import base64
+        from urllib.parse import quote
+        raw = body if isinstance(body, bytes) else body.encode()
+        code, obj = self.api("POST", "/api/exchanges/%s/amq.default/publish" % quote(vhost, safe=""),
+                             {"properties": {"delivery_mode": 2}, "routing_key": queue,
+                              "payload": base64.b64encode(raw).decode(),
+                              "payload_encoding": "base64"})
+        if code != 200 or not obj.get("routed"):
+            raise RuntimeError("publish to %s: %s %s" % (queue, code, obj))
+
+    def queue_info(self, queue, vhost="/"):
+        """The management API's view of queue ({} when it is not there)."""
+        code, info = self.api("GET", "/api/queues/" + self._q(vhost, queue))
+        return info if code == 200 else {}
+
+    def take_all(self, queue, vhost="/", count=1000):
+        """Takes (acks) up to count messages of queue; their bodies as str."""
+        import base64
+        code, msgs = self.api("POST", "/api/queues/%s/get" % self._q(vhost, queue),
+                              {"count": count, "ackmode": "ack_requeue_false",
+                               "encoding": "auto"})
+        if code != 200:
+            return []
+        return [base64.b64decode(m["payload"]).decode(errors="replace")
+                if m.get("payload_encoding") == "base64" else m["payload"] for m in msgs]
+
+    def listed_connections(self, closed, name_prefix="agentscaler", timeout=30):
+        """The connections named name_prefix... not in closed, once the
+        management API lists them (after their first statistics, which can
+        take seconds)."""
+        return wait_for(lambda: [c for c in self.connections(name_prefix)
+                                 if c["name"] not in closed] or None, timeout, 0.1,
+                        "a %s connection listed" % name_prefix)
+
+    def close_connections(self, conns, closed):
+        """Closes conns from the broker's side (management API), as a broker
+        restart, a blip or a memory alarm would; adds their names to closed
+        and returns how many the broker closed (one already gone is not)."""
+        from urllib.parse import quote
+        n = 0
+        for c in conns:
+            code, _ = self.api("DELETE", "/api/connections/" + quote(c["name"], safe=""))
+            closed.add(c["name"])
+            n += code in (200, 204)
+        return n
+
 
 class SharedRabbitMQ:
     """One broker for a whole test module, since starting one takes seconds:
