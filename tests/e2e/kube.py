@@ -102,8 +102,14 @@ def yaml_docs(text):
     c = cluster()
     r = c.kubectl("create", "--dry-run=client", "-o", "json", "-f", "-",
                   stdin=text)
-    out = json.loads(r.stdout)
-    return out["items"] if out.get("kind") == "List" else [out]
+    docs, dec, text, i = [], json.JSONDecoder(), r.stdout, 0
+    while True:         # one JSON object per document, back to back
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i == len(text):
+            return docs
+        obj, i = dec.raw_decode(text, i)
+        docs += obj["items"] if obj.get("kind") == "List" else [obj]
 
 
 class RealKube:
