@@ -162,6 +162,12 @@ def probe_scale_warmpool(b):
     base = "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/%s/sandboxwarmpools" % ns
     b.api("POST", tpl, sandbox_template("t"))
     c, o = b.api("POST", base, warm_pool("wp", "t", 0))
+    # The pool's controller publishes status.selector (the Scale's
+    # selector) at its first reconcile: wait for it, as an HPA would.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not b.api(
+            "GET", base + "/wp")[1].get("status", {}).get("selector"):
+        time.sleep(0.1)
     f = {"create": c}
     f.update(scale_facts(b, base, "wp"))
     return f
@@ -304,11 +310,15 @@ def probe_watch(b):
                 ev.get("object", {}).get("reason"))
         break
     # No resourceVersion: synthetic ADDED for what exists.
+    # No resourceVersion: synthetic ADDED for what exists (a real namespace
+    # also holds kube-root-ca.crt: only ours are compared).
     b.api("POST", cm_path(ns), configmap("w2"))
     first = None
     for ev in b.watch(cm_path(ns) + "?watch=1", timeout=10):
-        first = (ev.get("type"), ev.get("object", {}).get("metadata", {}).get("name"))
-        break
+        name = ev.get("object", {}).get("metadata", {}).get("name")
+        if name == "w2":
+            first = (ev.get("type"), name)
+            break
     return {"events": events, "too_old": gone, "initial": first}
 
 
@@ -337,21 +347,25 @@ def probe_quota(b):
     """count/<resource> quota: the write past it is a 403 whose message
     agentscaler reads as 'exceeded quota' (a wait, never the task's fault)."""
     ns = b.namespace("cf-quota")
+    # Secrets: a real namespace starts with a ConfigMap (kube-root-ca.crt)
+    # but no Secret, so both servers start the count at zero.
     q = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
-         "spec": {"hard": {"count/configmaps": "2"}}}
+         "spec": {"hard": {"count/secrets": "2"}}}
     cq, _ = b.api("POST", "/api/v1/namespaces/%s/resourcequotas" % ns, q)
 
     # The quota controller fills status.hard before enforcing.
     def ready():
         _, o = b.api("GET", "/api/v1/namespaces/%s/resourcequotas/q" % ns)
-        return "count/configmaps" in (o.get("status", {}).get("hard") or {})
+        return "count/secrets" in (o.get("status", {}).get("hard") or {})
     deadline = time.monotonic() + 30
     while not ready() and time.monotonic() < deadline:
         time.sleep(0.1)
     codes = []
     last = None
     for i in range(4):
-        c, o = b.api("POST", cm_path(ns), configmap("q%d" % i))
+        c, o = b.api("POST", "/api/v1/namespaces/%s/secrets" % ns,
+                     {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "q%d" % i},
+                      "stringData": {"k": "v"}})
         codes.append(c)
         if c >= 400:
             last = o
@@ -360,7 +374,7 @@ def probe_quota(b):
     return {"quota": cq, "codes_until_refused": codes,
             "refused": status_facts(codes[-1], last),
             "exceeded": "exceeded quota: q" in msg,
-            "names_resource": "count/configmaps" in msg}
+            "names_resource": "count/secrets" in msg}
 
 
 # ---- deletes -----------------------------------------------------------

@@ -7,7 +7,8 @@ by one.  The suite prints the score (facts equal / total, probes equal /
 total) and fails on any divergence that KNOWN does not explain.
 
 The real cluster is needed: without build/cluster/bin the suite fails,
-unless AGENTSCALER_E2E_OPTIONAL=1 (then it skips, saying so).
+unless AGENTSCALER_E2E_OPTIONAL=1 (then it skips, saying so): see
+tests/e2e/kube.py.
 """
 import json
 import os
@@ -28,6 +29,8 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
 sys.path.insert(0, HERE)
 import world  # noqa: E402
 import probes  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+import kube  # noqa: E402
 
 # Divergences that cannot matter to agentscaler, fact by fact, with why.
 # A fact listed here that no longer diverges fails too (the list stays true).
@@ -120,34 +123,21 @@ class SimBackend(Backend):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def cluster_module():
-    sys.path.insert(0, os.path.join(ROOT, "tools", "cluster"))
-    import cluster  # noqa: E402
-    return cluster
-
-
 class RealBackend(Backend):
+    """The e2e suites' cluster (tests/e2e/kube.py), shared in one process."""
     name = "kubernetes"
 
     def __init__(self):
-        self.cluster = cluster_module().Cluster()
-        self.cluster.start()
+        self.cluster = kube.cluster()
         self.url, self.ca, self.token = (self.cluster.url, self.cluster.ca,
                                          self.cluster.admin_token)
         self.install_crds(validate=True)
 
     def no_rights_token(self, ns):
-        self.api("POST", "/api/v1/namespaces/%s/serviceaccounts" % ns,
-                 {"apiVersion": "v1", "kind": "ServiceAccount",
-                  "metadata": {"name": "nobody"}})
         return self.cluster.token_for(ns, "nobody")
 
     def stop(self):
-        self.cluster.stop()
-
-
-def real_available():
-    return os.path.isdir(os.path.join(ROOT, "build", "cluster", "bin"))
+        pass            # the cluster stops when the process ends
 
 
 class ConformanceTest(unittest.TestCase):
@@ -155,17 +145,8 @@ class ConformanceTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if not real_available():
-            if os.environ.get("AGENTSCALER_E2E_OPTIONAL") == "1":
-                raise unittest.SkipTest("build/cluster/bin missing (make cluster); "
-                                        "AGENTSCALER_E2E_OPTIONAL=1")
-            raise AssertionError("build/cluster/bin missing: run `make cluster`")
+        cls.real = RealBackend()     # fails (or skips) without the cluster
         cls.sim = SimBackend()
-        try:
-            cls.real = RealBackend()
-        except BaseException:
-            cls.sim.stop()
-            raise
 
     @classmethod
     def tearDownClass(cls):
