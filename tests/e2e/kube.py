@@ -120,6 +120,8 @@ class RealKube:
     def __init__(self):
         self.c = cluster()
         self.url, self.ca = self.c.url, self.c.ca
+        self.admin = None               # no kube-sim admin port here
+        self.token = self.c.admin_token  # the tests' own (and the agents')
         self.sa = chart_service_account()
         self.sa_user = "system:serviceaccount:%s:%s" % self.sa
         self.token_dir = tempfile.mkdtemp(prefix="e2e-token-")

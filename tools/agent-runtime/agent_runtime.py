@@ -45,6 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "lib"))
 from world import RespConn, parse_redis_url  # noqa: E402
+import podstatus  # noqa: E402
 
 CLAIMS = "/apis/extensions.agents.x-k8s.io/v1beta1"
 MANAGED = "app.kubernetes.io/managed-by=agentscaler"
@@ -478,7 +479,7 @@ class Runtime:
                                        password, args.username)
         self.kube = HttpClient(args.apiserver, args.ca_file, args.token_file,
                                insecure=args.insecure_skip_tls_verify)
-        self.admin = HttpClient(args.admin)
+        self.admin = HttpClient(args.admin) if args.admin else None
         self.timers = []
         self.timer_cv = threading.Condition()
         self.timer_seq = itertools.count()
@@ -796,14 +797,37 @@ class Runtime:
             self.log.write("error", reason="finish sandbox: %s" % err, code=code,
                            **info, **where)
 
+    def finish_pod(self, agent):
+        """--finish-via pod-status: the sandbox's pod ends as the kubelet
+        would say (a real cluster whose pods kwok runs); (code, obj)."""
+        q = urllib.parse.quote
+        code, sb = self.kube.request("GET", "/apis/agents.x-k8s.io/v1beta1/namespaces/%s/"
+                                     "sandboxes/%s" % (q(agent.ns, safe=""),
+                                                       q(agent.sandbox, safe="")))
+        if code != 200:
+            return code, sb
+        path = "/api/v1/namespaces/%s/pods/%s" % (q(agent.ns, safe=""),
+                                                  q(podstatus.sandbox_pod_name(sb), safe=""))
+        code, pod = self.kube.request("GET", path)
+        if code != 200:
+            return code, pod
+        return self.kube.request("PUT", path + "/status",
+                                 podstatus.terminal(pod, self.args.finish_phase))
+
     def finish_sandbox(self, agent):
         path = "/sandboxes/%s/%s/finish" % (urllib.parse.quote(agent.ns, safe=""),
                                            urllib.parse.quote(agent.sandbox, safe=""))
         err = None
         for attempt in range(4):
             try:
-                code, obj = self.admin.request("POST", path, {"phase": self.args.finish_phase})
-                if code < 500:
+                if self.args.finish_via == "pod-status":
+                    code, obj = self.finish_pod(agent)
+                else:
+                    code, obj = self.admin.request("POST", path,
+                                                   {"phase": self.args.finish_phase})
+                if code == 409:             # the pod changed meanwhile: again
+                    err = "HTTP 409"
+                elif code < 500:
                     return code, None if code == 200 else (obj or {}).get(
                         "message", (obj or {}).get("error")) if isinstance(obj, dict) else obj
                 err = "HTTP %d" % code
@@ -866,8 +890,12 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="agent-runtime", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--apiserver", required=True, help="kube-sim API URL (http[s]://host:port)")
-    p.add_argument("--admin", required=True,
-                   help="kube-sim admin URL, for POST /sandboxes/<ns>/<name>/finish")
+    p.add_argument("--admin", help="kube-sim admin URL, for POST "
+                   "/sandboxes/<ns>/<name>/finish (--finish-via kube-sim)")
+    p.add_argument("--finish-via", choices=("kube-sim", "pod-status"), default="kube-sim",
+                   help="how a finished task ends its sandbox: kube-sim's admin call, or "
+                        "(a real cluster, pods run by kwok) the pod's status set terminal "
+                        "as the kubelet would")
     p.add_argument("--token-file", help="bearer token for the API (re-read at every request)")
     p.add_argument("--ca-file", help="CA bundle for an https:// apiserver")
     p.add_argument("--insecure-skip-tls-verify", action="store_true")
@@ -911,6 +939,8 @@ def parse_args(argv):
                 "--rabbit-pollers >= 1")
     if a.children and not a.publish_to:
         p.error("--children needs --publish-to")
+    if a.finish_via == "kube-sim" and not a.admin:
+        p.error("--admin is needed with --finish-via kube-sim")
     return a
 
 

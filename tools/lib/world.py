@@ -1100,8 +1100,12 @@ class AgentRuntime:
         self.dir = tempfile.mkdtemp(prefix="agent-runtime-")
         self.log_path = os.path.join(self.dir, "events.jsonl")
         self.err_path = os.path.join(self.dir, "stderr.log")
-        args = [sys.executable, self.BIN, "--apiserver", kubesim.url, "--admin", kubesim.admin,
+        args = [sys.executable, self.BIN, "--apiserver", kubesim.url,
                 "--inbox", inbox, "--log", self.log_path, "--work-ms", str(work_ms)]
+        # A real cluster (tests/e2e/kube.py) has no admin port: the pod ends
+        # as the kubelet would say.
+        args += ["--admin", kubesim.admin] if kubesim.admin else \
+            ["--finish-via", "pod-status"]
         if all_namespaces:
             args.append("--all-namespaces")
         else:
