@@ -265,7 +265,13 @@ class Cluster:
         self._wait("etcd", lambda: self._probe(etcd_url + "/health"), 30, "etcd /health")
         self.timings["etcd"] = time.monotonic() - t0
 
-        # kube-apiserver
+        # kube-apiserver, with an audit log of every request's outcome
+        # (who, what, the answer code): how the tests see a 403 (audit()).
+        self.audit_log = os.path.join(d, "logs", "audit.log")
+        audit_policy = os.path.join(d, "audit-policy.json")
+        with open(audit_policy, "w") as f:
+            json.dump({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                       "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}, f)
         port = free_port()
         self.url = "https://127.0.0.1:%d" % port
         self._spawn("kube-apiserver", [
@@ -286,6 +292,8 @@ class Cluster:
             # The master lease/endpoints reconciler would publish 127.0.0.1
             # as the kubernetes Service's endpoint, which validation refuses.
             "--endpoint-reconciler-type", "none",
+            "--audit-policy-file", audit_policy, "--audit-log-path", self.audit_log,
+            "--audit-log-format", "json", "--audit-log-mode", "blocking",
             "--allow-privileged=true", "--profiling=false", "--v=1"])
         self._wait("kube-apiserver",
                    lambda: self._probe(self.url + "/readyz", self.admin_token), 90,
@@ -418,6 +426,31 @@ class Cluster:
             return code, json.loads(raw)
         except ValueError:
             return code, raw.decode(errors="replace")
+
+    def audit(self, user=None):
+        """The audit events (audit.k8s.io/v1 Event, level Metadata: user,
+        verb, requestURI, objectRef, responseStatus.code) the API server has
+        logged so far, of user (a username) or of everyone.  The log is
+        written before each response is sent (blocking mode), so a request
+        answered is a request logged."""
+        out = []
+        try:
+            with open(self.audit_log, "rb") as f:
+                for line in f:
+                    try:
+                        e = json.loads(line)
+                    except ValueError:      # the line being written
+                        continue
+                    if user is None or e.get("user", {}).get("username") == user:
+                        out.append(e)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def forbidden(self, user):
+        """user's requests answered 403, as (verb, requestURI) pairs."""
+        return [(e.get("verb"), e.get("requestURI")) for e in self.audit(user)
+                if e.get("responseStatus", {}).get("code") == 403]
 
     def _must(self, method, path, body=None, ok=(200, 201), ctype="application/json"):
         code, obj = self.api(method, path, body, ctype)
