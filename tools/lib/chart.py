@@ -4,8 +4,8 @@ Helm is the one tools/cluster/build.sh builds from its pinned module
 (build/cluster/bin/helm; `make helm`).  template() renders the chart with
 `helm template` (values.schema.json and the chart's own `fail`s are Helm's
 to enforce), release() with `helm install --dry-run=client -o json` when a
-test needs what only a release holds: the NOTES and the values as Helm
-merged them.  Neither talks to a cluster.
+test needs what only a release holds: the NOTES and the chart's default
+values.  Neither talks to a cluster.
 
 Helm prints YAML and the standard library reads none: parse() has the
 kubectl of the same build turn it into JSON objects (`kubectl annotate
@@ -119,14 +119,29 @@ def template(values=(), release="agentscaler", namespace="agentscaler", api_vers
     return text, parse(text)
 
 
-def release(values=(), release="agentscaler", namespace="agentscaler", api_versions=(),
-            sets=(), chart=CHART):
+def release(values=(), release="agentscaler", namespace="agentscaler", sets=(),
+            chart=CHART):
     """The release `helm install --dry-run=client -o json` makes, as JSON:
-    manifest, info.notes, config (the values given), chart.values (the
-    chart's defaults)."""
+    manifest, info.notes, chart.values (the chart's defaults).  Helm's
+    install takes no --api-versions: a value that needs an API the default
+    capabilities lack is refused here."""
     out = helm("install", release, chart, "--namespace", namespace, "--dry-run=client",
-               "-o", "json", *_values_args(values, api_versions, sets)).stdout
+               "-o", "json", *_values_args(values, (), sets)).stdout
     return json.loads(out)
+
+
+def load_yaml(path):
+    """A YAML file (a values file) as JSON, parsed by kubectl: the file
+    indented under a key of an object kubectl decodes without knowing its
+    kind."""
+    with open(path) as f:
+        text = f.read()
+    doc = "apiVersion: agentscaler.io/v1\nkind: Values\nmetadata:\n  name: v\nvalues:\n" + \
+        "".join("  " + ln + "\n" for ln in text.split("\n"))
+    objs = parse(doc)
+    if len(objs) != 1:
+        raise RuntimeError("%s: %d documents" % (path, len(objs)))
+    return objs[0].get("values") or {}
 
 
 def service_account(objs):

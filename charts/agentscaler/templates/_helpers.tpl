@@ -102,7 +102,4 @@ it runs on every render.  Helm shows the message as the error.
 {{- end }}
 {{- end }}
 {{- end }}
-{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
-{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled" }}
-{{- end }}
 {{- end }}
