@@ -172,7 +172,7 @@ class ChartE2E(world.DaemonTestCase):
         return code == 200 and any(c["type"] == "Ready" and c["status"] == "True"
                                    for c in p.get("status", {}).get("conditions", []))
 
-    def test_install_upgrade_and_run(self):
+    def test_1_install_upgrade_and_run(self):
         crds_before = {n: self.c._crd_established(n) for n in CRDS}
 
         # ---- helm install, default values ----
@@ -259,8 +259,14 @@ class ChartE2E(world.DaemonTestCase):
                          e["objectRef"].get("subresource") == "scale"])
         self.assertTrue([e for e in events if e["objectRef"].get("resource") == "secrets" and
                          e["responseStatus"]["code"] == 200])
+        # and a 403 would have been seen: one the chart's RBAC refuses
+        token = rk.c.token_for(*sa)
+        code, _ = world.http("GET", self.c.url + "/api/v1/namespaces/%s/secrets" % self.team,
+                             headers={"Authorization": "Bearer " + token}, cafile=self.c.ca)
+        self.assertEqual(code, 403)
+        self.assertEqual(rk.forbidden(), [("list", "/api/v1/namespaces/%s/secrets" % self.team)])
 
-    def test_all_values_install(self):
+    def test_2_all_values_install(self):
         """values-all.yaml (every option) installed: the API server accepts
         every object it renders."""
         for ns in ("agents", "agents-batch", "platform"):

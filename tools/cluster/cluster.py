@@ -49,7 +49,11 @@ CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "deployme
                "replicaset-controller", "statefulset-controller", "resourcequota-controller",
                "serviceaccount-controller", "serviceaccount-token-controller",
                "root-ca-certificate-publisher-controller", "clusterrole-aggregation-controller",
-               "disruption-controller")
+               "disruption-controller",
+               # removes the node.kubernetes.io/not-ready taint that
+               # admission puts on every new Node once kwok makes it Ready;
+               # without it no pod is ever scheduled
+               "node-lifecycle-controller")
 SANDBOX_NS = "agent-sandbox-system"
 SANDBOX_SA = "agent-sandbox-controller"
 
@@ -265,13 +269,19 @@ class Cluster:
         self._wait("etcd", lambda: self._probe(etcd_url + "/health"), 30, "etcd /health")
         self.timings["etcd"] = time.monotonic() - t0
 
-        # kube-apiserver, with an audit log of every request's outcome
-        # (who, what, the answer code): how the tests see a 403 (audit()).
+        # kube-apiserver, with an audit log of each request's outcome (who,
+        # what, the answer code): how the tests see a 403 (audit()).  The
+        # control plane's own requests, most of the volume, are left out.
         self.audit_log = os.path.join(d, "logs", "audit.log")
         audit_policy = os.path.join(d, "audit-policy.json")
         with open(audit_policy, "w") as f:
             json.dump({"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
-                       "omitStages": ["RequestReceived"], "rules": [{"level": "Metadata"}]}, f)
+                       "omitStages": ["RequestReceived"], "rules": [
+                           {"level": "None", "users": [
+                               "system:apiserver", "system:kube-controller-manager",
+                               "system:kube-scheduler", "kwok"]},
+                           {"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+                           {"level": "Metadata"}]}, f)
         port = free_port()
         self.url = "https://127.0.0.1:%d" % port
         self._spawn("kube-apiserver", [
@@ -335,7 +345,10 @@ class Cluster:
                               "kwok")
         argv = [self._b("kwok"), "--kubeconfig", kwok_kc,
                 "--manage-nodes-with-label-selector", "agentscaler.dev/kwok=true",
-                "--cidr", self.pod_cidr, "--node-ip", "127.0.0.1"]
+                "--cidr", self.pod_cidr, "--node-ip", "127.0.0.1",
+                # node heartbeats (Leases), which the node lifecycle
+                # controller needs to keep the nodes Ready
+                "--node-lease-duration-seconds", "40"]
         for s in stages:
             argv += ["--config", s]
         self._spawn("kwok", argv)
@@ -498,8 +511,7 @@ class Cluster:
                   "extensions-rbac.generated.yaml"):
             r = self.kubectl("create", "--dry-run=client", "-o", "json", "-f",
                              os.path.join(k8s, f))
-            out = json.loads(r.stdout)
-            objs += out["items"] if out.get("kind") == "List" else [out]
+            objs += _json_stream(r.stdout)
         objs = [o for o in objs if o["kind"] not in ("Deployment", "Service")]
         path = os.path.join(self.dir, "agent-sandbox-install.json")
         with open(path, "w") as f:
@@ -614,6 +626,19 @@ class Cluster:
         code, _ = self.api("PUT", "/api/v1/namespaces/%s/pods/%s/status" % (ns, name),
                            dict(pod, status=status))
         return code
+
+
+def _json_stream(text):
+    """The objects of kubectl -o json output: one object, a List, or several
+    objects one after another (kubectl prints one per input document)."""
+    dec, i, out = json.JSONDecoder(), 0, []
+    text = text.strip()
+    while i < len(text):
+        obj, i = dec.raw_decode(text, i)
+        while i < len(text) and text[i].isspace():
+            i += 1
+        out += obj["items"] if obj.get("kind") == "List" else [obj]
+    return out
 
 
 def _first_ip(cidr):
