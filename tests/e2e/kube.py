@@ -19,7 +19,6 @@ AGENTSCALER_E2E_OPTIONAL=1, when they skip and say so.
 import atexit
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,9 +30,8 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
 sys.path.insert(0, os.path.join(ROOT, "tools", "cluster"))
 import chart  # noqa: E402
 import world  # noqa: E402
-from world import wait_for  # noqa: E402
 
-CHART = os.path.join(ROOT, "charts", "agentscaler")
+CHART = chart.CHART
 CHART_NAMESPACE = "agentscaler"
 RELEASE = "agentscaler"
 

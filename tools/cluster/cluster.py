@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools/lib"))
 import certs  # noqa: E402
-from world import free_port, wait_for  # noqa: E402
+from world import free_port, stop_pid, wait_for  # noqa: E402
 
 BIN = os.environ.get("AGENTSCALER_CLUSTER_BIN", os.path.join(ROOT, "build/cluster/bin"))
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
@@ -110,8 +110,8 @@ def _die_with_parent():
 
 
 def _stop_pid(pid, timeout=10.0):
-    """SIGTERM, then SIGKILL after timeout; pid is one of ours (a process
-    group leader started with start_new_session)."""
+    """SIGTERM, then SIGKILL after timeout; pid is one of ours but not our
+    child (cluster.py down; a child is stopped with world.stop_pid)."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -407,7 +407,9 @@ class Cluster:
         for name in reversed(list(self.procs)):
             p = self.procs[name]
             if p.poll() is None:
-                _stop_pid(p.pid)
+                # our child: wait() reaps it (_stop_pid's kill(pid, 0) sees
+                # the zombie alive and waited out its whole timeout)
+                stop_pid(p)
             try:
                 p.wait(5)
             except subprocess.TimeoutExpired:
@@ -666,7 +668,7 @@ class PodRunner:
         self._thread.join(10)
         for p in list(self.seen.values()):
             if p is not None and p.poll() is None:
-                _stop_pid(p.pid, 5)
+                stop_pid(p, 5)
 
     def _list(self):
         if self.namespaces:
