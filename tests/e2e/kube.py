@@ -19,7 +19,6 @@ AGENTSCALER_E2E_OPTIONAL=1, when they skip and say so.
 import atexit
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,10 +28,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
 sys.path.insert(0, os.path.join(ROOT, "tools", "cluster"))
+import chart  # noqa: E402
 import world  # noqa: E402
-from world import wait_for  # noqa: E402
 
-CHART = os.path.join(ROOT, "charts", "agentscaler")
+CHART = chart.CHART
 CHART_NAMESPACE = "agentscaler"
 RELEASE = "agentscaler"
 
@@ -61,16 +60,9 @@ def cluster():
 
 
 def helm(*args, check=True):
+    """helm (tools/lib/chart.py) against the cluster, as its administrator."""
     c = cluster()
-    r = subprocess.run([os.path.join(c.bin, "helm"), "--kubeconfig", c.kubeconfig] +
-                       list(args), capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, HOME=c.dir, HELM_CACHE_HOME=os.path.join(
-                           c.dir, "helm-cache"), HELM_CONFIG_HOME=os.path.join(
-                           c.dir, "helm-config"), HELM_DATA_HOME=os.path.join(
-                           c.dir, "helm-data")))
-    if check and r.returncode != 0:
-        raise AssertionError("helm %s: %s%s" % (" ".join(args), r.stdout, r.stderr))
-    return r
+    return chart.helm(*args, kubeconfig=c.kubeconfig, home=c.dir, check=check)
 
 
 def chart_service_account():
@@ -97,19 +89,8 @@ def chart_service_account():
 
 
 def yaml_docs(text):
-    """The documents of helm's YAML output, as JSON objects (kubectl
-    converts: it is the one YAML parser every machine here has)."""
-    c = cluster()
-    r = c.kubectl("create", "--dry-run=client", "-o", "json", "-f", "-",
-                  stdin=text)
-    docs, dec, text, i = [], json.JSONDecoder(), r.stdout, 0
-    while True:         # one JSON object per document, back to back
-        while i < len(text) and text[i].isspace():
-            i += 1
-        if i == len(text):
-            return docs
-        obj, i = dec.raw_decode(text, i)
-        docs += obj["items"] if obj.get("kind") == "List" else [obj]
+    """The documents of helm's YAML output, as JSON objects."""
+    return chart.parse(text)
 
 
 class RealKube:
@@ -117,12 +98,14 @@ class RealKube:
     url, ca, api(), create_deployment(), replicas(), plus daemon_args()
     (the chart ServiceAccount's token and the cluster's CA)."""
 
-    def __init__(self):
+    def __init__(self, sa=None):
+        """sa: (namespace, name) of the ServiceAccount the daemon runs as;
+        by default the chart's, its RBAC applied (chart_service_account)."""
         self.c = cluster()
         self.url, self.ca = self.c.url, self.c.ca
         self.admin = None               # no kube-sim admin port here
         self.token = self.c.admin_token  # the tests' own (and the agents')
-        self.sa = chart_service_account()
+        self.sa = sa or chart_service_account()
         self.sa_user = "system:serviceaccount:%s:%s" % self.sa
         self.token_dir = tempfile.mkdtemp(prefix="e2e-token-")
 
@@ -140,6 +123,10 @@ class RealKube:
 
     def pods(self, ns, selector=None):
         return self.c.pods(ns, selector)
+
+    def forbidden(self):
+        """The daemon's requests the API server answered 403 (audit log)."""
+        return self.c.forbidden(self.sa_user)
 
     def daemon_args(self, directory):
         path = os.path.join(directory, "sa-token")

@@ -272,15 +272,19 @@ CHART_NAMESPACE = "agentscaler"
 _chart_rbac = None
 
 
-def chart_rbac():
-    """(user, kube-sim rules) of the chart's ServiceAccount, rendered once."""
+def chart_rbac(values=(), namespace=CHART_NAMESPACE):
+    """(user, kube-sim rules) of the chart's ServiceAccount: the chart
+    rendered by the real Helm (tools/lib/chart.py), its RBAC converted by
+    tools/lib/rbac_rules.py.  With the default values and namespace, once."""
     global _chart_rbac
-    if _chart_rbac is None:
-        sys.path.insert(0, os.path.join(ROOT, "tools/chart-render"))
+    if values or namespace != CHART_NAMESPACE or _chart_rbac is None:
+        import chart
         import rbac_rules
-        user, rules, _objs = rbac_rules.chart_rbac(os.path.join(ROOT, "charts/agentscaler"),
-                                                   namespace=CHART_NAMESPACE)
-        _chart_rbac = (user, rules)
+        _text, objs = chart.template(values, namespace=namespace)
+        got = rbac_rules.rules_for(objs, namespace, chart.service_account(objs))
+        if values or namespace != CHART_NAMESPACE:
+            return got
+        _chart_rbac = got
     return _chart_rbac
 
 

@@ -1,12 +1,4 @@
-{{/*
-Named templates shared by the chart.  The chart keeps to a small subset of Go
-template and Sprig so that tools/chart-render can render it without helm
-(README there): actions if/else/with/range/define/include, variables, and the
-functions default, quote, toString, toYaml, toJson, nindent, printf, trunc,
-trimSuffix, replace, required, fail, contains, join, splitList, eq/ne/ge/gt,
-lt, and/or/not, int, index, list, dict, hasKey, has, sha256sum, and
-.Capabilities.APIVersions.Has.
-*/}}
+{{/* Named templates shared by the chart. */}}
 
 {{/* The chart name, at most 63 characters (a DNS label). */}}
 {{- define "agentscaler.name" -}}
@@ -109,8 +101,5 @@ it runs on every render.  Helm shows the message as the error.
 {{- fail (printf "secretAccess.shared lists %s twice" $s) }}
 {{- end }}
 {{- end }}
-{{- end }}
-{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
-{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled" }}
 {{- end }}
 {{- end }}
