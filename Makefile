@@ -34,7 +34,7 @@ SHELL	 = /bin/bash
 objs = $(patsubst %.c,$(1)/%.o,$(2))
 
 .PHONY: all deps test unit integration valgrind demo bench format \
-	format-check lint clean fuzz fuzz-smoke chart chart-rbac soak cluster helm
+	format-check lint clean fuzz fuzz-smoke chart chart-rbac e2e cluster helm soak
 all: $(REL)/agentscaler
 
 define build_rules
@@ -63,7 +63,7 @@ deps:
 # The ASan+UBSan gate: unit suites, then the integration suites with the
 # sanitized daemon.
 test: deps
-	$(MAKE) unit fuzz-smoke integration chart chart-rbac
+	$(MAKE) unit fuzz-smoke integration chart chart-rbac e2e
 
 unit: $(ASAN_TESTS)
 	@set -e; for t in $(ASAN_TESTS); do \
@@ -86,6 +86,19 @@ integration: $(ASAN)/agentscaler $(REL)/agentscaler
 # script builds both.
 cluster helm:
 	@tools/cluster/build.sh
+
+# The suites on the real control plane (tests/e2e, tests/conformance), in
+# one process so that they share one cluster (tests/e2e/kube.py): scale and
+# dispatch scenarios on the real agent-sandbox controller, the chart
+# installed and upgraded by Helm, kube-sim compared with kube-apiserver.
+# The chart's test goes first: it checks that `helm install` brings the
+# CRDs to a cluster that has none.
+E2E_TESTS = tests.e2e.test_e2e_chart tests.conformance.test_conformance \
+	$(filter-out tests.e2e.test_e2e_chart, \
+	$(patsubst %.py,%,$(subst /,.,$(wildcard tests/e2e/test_*.py))))
+e2e: cluster $(ASAN)/agentscaler
+	AGENTSCALER_BIN=$(ASAN)/agentscaler ASAN_OPTIONS=detect_leaks=1 \
+	    python3 -m unittest -v $(E2E_TESTS)
 
 # The chart's checks (tests/chart): helm lint --strict and helm template
 # with the real Helm, offline; the RBAC on kube-sim; the Dockerfile (reads

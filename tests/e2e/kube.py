@@ -138,3 +138,23 @@ class RealKube:
     def stop(self):
         import shutil
         shutil.rmtree(self.token_dir, ignore_errors=True)
+
+
+class E2ETestCase(world.DaemonTestCase):
+    """A daemon test on the real cluster, in a namespace of its own
+    (self.ns, "<prefix>-<6 hex>"): any request of the daemon's
+    ServiceAccount answered 403 during the test fails it."""
+    prefix = "e2e"
+
+    def setUp(self):
+        super().setUp()
+        self.kube = RealKube()
+        self.addCleanup(self.kube.stop)
+        self.ns = "%s-%s" % (self.prefix, os.urandom(3).hex())
+        self.kube.create_namespace(self.ns)
+        self.denied_before = len(self.kube.forbidden())
+
+    def tearDown(self):
+        super().tearDown()
+        denied = self.kube.forbidden()[self.denied_before:]
+        self.assertEqual(denied, [], "the chart's RBAC denied the daemon")

@@ -12,7 +12,6 @@ dead-letter list, the claims, Sandboxes and pods the API server holds.
 """
 import json
 import os
-import secrets
 import sys
 import threading
 import unittest
@@ -32,12 +31,11 @@ def task(tid, parent=None):
     return json.dumps(t)
 
 
-class DispatchE2E(world.DaemonTestCase):
+class DispatchE2E(kube.E2ETestCase):
+    prefix = "e2e-dispatch"
+
     def setUp(self):
         super().setUp()
-        self.kube = kube.RealKube()
-        self.ns = "e2e-dispatch-" + secrets.token_hex(3)
-        self.kube.create_namespace(self.ns)
         self.redis = world.Redis()
         self.addCleanup(self.redis.stop)
 

@@ -8,7 +8,6 @@ ReplicaSet controller made and kwok readied), not from our own metrics.
 """
 import json
 import os
-import secrets
 import sys
 import unittest
 
@@ -34,12 +33,8 @@ def all_pods(k, ns, app):
     return len(k.pods(ns, "app=" + app))
 
 
-class ScaleE2E(world.DaemonTestCase):
-    def setUp(self):
-        super().setUp()
-        self.kube = kube.RealKube()
-        self.ns = "e2e-scale-" + secrets.token_hex(3)
-        self.kube.create_namespace(self.ns)
+class ScaleE2E(kube.E2ETestCase):
+    prefix = "e2e-scale"
 
     def pool(self, name, source, target, **scaling):
         return {"apiVersion": "agentscaler.io/v1alpha1", "kind": "AgentPool",

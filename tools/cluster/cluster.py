@@ -491,7 +491,7 @@ class Cluster:
         if code != 200:
             return False
         return any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in obj.get("status", {}).get("conditions", []))
+                   for c in (obj.get("status") or {}).get("conditions") or [])
 
     def _create_node(self, name):
         self._must("POST", "/api/v1/nodes", {
