@@ -145,10 +145,11 @@ class E2ETestCase(world.DaemonTestCase):
     (self.ns, "<prefix>-<6 hex>"): any request of the daemon's
     ServiceAccount answered 403 during the test fails it."""
     prefix = "e2e"
+    kube_class = RealKube
 
     def setUp(self):
         super().setUp()
-        self.kube = RealKube()
+        self.kube = self.kube_class()
         self.addCleanup(self.kube.stop)
         self.ns = "%s-%s" % (self.prefix, os.urandom(3).hex())
         self.kube.create_namespace(self.ns)
