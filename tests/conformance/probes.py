@@ -235,7 +235,35 @@ def probe_crd_validation(b):
     typ["spec"]["source"]["authSecretRef"]["name"] = "ok"
     typ["spec"]["scaling"] = {"maxReplicas": "many"}
     c2, o2 = b.api("POST", base, typ)
-    return {"pattern": status_facts(c1, o1), "type": status_facts(c2, o2),
+
+    def variant(name, change):
+        v = json.loads(json.dumps(bad))
+        v["metadata"]["name"] = name
+        v["spec"]["source"]["authSecretRef"]["name"] = "ok"
+        change(v["spec"])
+        c, o = b.api("POST", base, v)
+        f = status_facts(c, o)
+        if isinstance(o, dict) and c >= 400:
+            f["message"] = o.get("message")
+            f["causes"] = [[x.get("field"), x.get("reason"), x.get("message")]
+                           for x in (o.get("details") or {}).get("causes") or []]
+        return f
+
+    def dres(value):
+        return lambda sp: sp.setdefault("sandbox", {}).__setitem__(
+            "defaultResources", {"cpu": value})
+    extra = {
+        "min_length": variant("ml", lambda sp: sp["source"].__setitem__("address", "")),
+        "type_message": variant("tm", lambda sp: sp.__setitem__(
+            "scaling", {"maxReplicas": "many"})),
+        "ios_int": variant("ios-int", dres(2)),
+        "ios_string": variant("ios-str", dres("500m")),
+        "ios_bad_pattern": variant("ios-pat", dres("lots")),
+        "ios_bool": variant("ios-bool", dres(True)),
+        "ios_object": variant("ios-obj", dres({"n": 1})),
+        "ios_float": variant("ios-float", dres(1.5)),
+    }
+    return {"extra": extra, "pattern": status_facts(c1, o1), "type": status_facts(c2, o2),
             "pattern_cause_field": [c.get("field") for c in
                                     (o1.get("details", {}) or {}).get("causes", [])]
             if isinstance(o1, dict) else None}
@@ -596,7 +624,18 @@ def probe_sb_cold_start(b):
     o = get(b, EXT % ns + "sandboxclaims/c")
     name = ((o or {}).get("status") or {}).get("sandbox", {}).get("name")
     sb = get(b, SBX % ns + "/" + name) if name else None
-    return {"create": c, "reasons": reasons, "sandbox_is_claim_name": name == "c",
+    # What the claim passes through: SandboxNotReady (the cold Sandbox
+    # created, no Ready yet), then the Sandbox's own Ready copied.  Whether
+    # a pass lands while the pod is Pending (DependenciesNotReady) is timing
+    # on the real controller (kwok makes pods Ready in about a second):
+    # seen or not, it must come in this order.
+    order = [None, ["False", "SandboxNotReady"], ["False", "DependenciesNotReady"],
+             ["True", "DependenciesReady"]]
+    idx = [order.index(r) if r in order else -1 for r in reasons]
+    return {"create": c, "reasons_known": -1 not in idx, "reasons_ordered": idx == sorted(idx),
+            "first_reason": next((r for r in reasons if r), None),
+            "last_reason": reasons[-1] if reasons else None,
+            "sandbox_is_claim_name": name == "c",
             "owner": owner(sb or {}),
             "launch_type": ((sb or {}).get("metadata", {}).get("labels") or {}).get(L_LAUNCH),
             "pool_members": len(pool_members(b, ns, "wp"))}
