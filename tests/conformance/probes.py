@@ -235,7 +235,35 @@ def probe_crd_validation(b):
     typ["spec"]["source"]["authSecretRef"]["name"] = "ok"
     typ["spec"]["scaling"] = {"maxReplicas": "many"}
     c2, o2 = b.api("POST", base, typ)
-    return {"pattern": status_facts(c1, o1), "type": status_facts(c2, o2),
+
+    def variant(name, change):
+        v = json.loads(json.dumps(bad))
+        v["metadata"]["name"] = name
+        v["spec"]["source"]["authSecretRef"]["name"] = "ok"
+        change(v["spec"])
+        c, o = b.api("POST", base, v)
+        f = status_facts(c, o)
+        if isinstance(o, dict) and c >= 400:
+            f["message"] = o.get("message")
+            f["causes"] = [[x.get("field"), x.get("reason"), x.get("message")]
+                           for x in (o.get("details") or {}).get("causes") or []]
+        return f
+
+    def dres(value):
+        return lambda sp: sp.setdefault("sandbox", {}).__setitem__(
+            "defaultResources", {"cpu": value})
+    extra = {
+        "min_length": variant("ml", lambda sp: sp["source"].__setitem__("address", "")),
+        "type_message": variant("tm", lambda sp: sp.__setitem__(
+            "scaling", {"maxReplicas": "many"})),
+        "ios_int": variant("ios-int", dres(2)),
+        "ios_string": variant("ios-str", dres("500m")),
+        "ios_bad_pattern": variant("ios-pat", dres("lots")),
+        "ios_bool": variant("ios-bool", dres(True)),
+        "ios_object": variant("ios-obj", dres({"n": 1})),
+        "ios_float": variant("ios-float", dres(1.5)),
+    }
+    return {"extra": extra, "pattern": status_facts(c1, o1), "type": status_facts(c2, o2),
             "pattern_cause_field": [c.get("field") for c in
                                     (o1.get("details", {}) or {}).get("causes", [])]
             if isinstance(o1, dict) else None}
@@ -465,3 +493,296 @@ def flatten(prefix, value, out):
     else:
         out[prefix] = value
     return out
+
+
+# ---- agent-sandbox scenarios --------------------------------------------
+#
+# The same scenarios against kube-sim's agent-sandbox model and the real
+# agent-sandbox controller (v1.0.1, extensions on).  A backend also has
+#   finish_pod(ns, sandbox, phase): the Sandbox's pod ends (Succeeded or
+#       Failed) as the kubelet would report it.
+# Facts are about what agentscaler reads of claims (Ready and Finished
+# conditions, status.sandbox.name) and what the controller does to the
+# objects (owners, counts, deletions): never names made of random
+# characters, times or uids.
+
+SBX = "/apis/agents.x-k8s.io/v1beta1/namespaces/%s/sandboxes"
+EXT = "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/%s/"
+L_POOL = "agents.x-k8s.io/warm-pool-sandbox"
+L_LAUNCH = "agents.x-k8s.io/launch-type"
+
+
+def until(fn, timeout=60, interval=0.1):
+    """fn() until it returns something true; that value, or None at timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() >= deadline:
+            return v or None
+        time.sleep(interval)
+
+
+def claim(name, pool, lifecycle=None):
+    c = {"apiVersion": "extensions.agents.x-k8s.io/v1beta1", "kind": "SandboxClaim",
+         "metadata": {"name": name}, "spec": {"warmPoolRef": {"name": pool}}}
+    if lifecycle:
+        c["spec"]["lifecycle"] = lifecycle
+    return c
+
+
+def cond(obj, typ):
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == typ:
+            return c
+    return None
+
+
+def cond_facts(obj, typ):
+    c = cond(obj, typ)
+    return [c.get("status"), c.get("reason")] if c else None
+
+
+def get(b, path):
+    c, o = b.api("GET", path)
+    return o if c == 200 else None
+
+
+def sandboxes(b, ns):
+    return (get(b, SBX % ns) or {}).get("items", [])
+
+
+def owner(o):
+    """(kind, name) of o's controller owner, or None."""
+    for r in (o.get("metadata") or {}).get("ownerReferences") or []:
+        if r.get("controller"):
+            return [r.get("kind"), r.get("name")]
+    return None
+
+
+def pool_members(b, ns, pool):
+    return sorted(s["metadata"]["name"] for s in sandboxes(b, ns)
+                  if owner(s) == ["SandboxWarmPool", pool]
+                  and not s["metadata"].get("deletionTimestamp"))
+
+
+def sb_setup(b, prefix, replicas, template=True):
+    ns = b.namespace(prefix)
+    if template:
+        b.api("POST", EXT % ns + "sandboxtemplates", sandbox_template("t"))
+    b.api("POST", EXT % ns + "sandboxwarmpools", warm_pool("wp", "t", replicas))
+    return ns
+
+
+def pool_ready(b, ns, n, pool="wp"):
+    """The pool reports n members, n Ready (as of its own status)."""
+    def ok():
+        st = (get(b, EXT % ns + "sandboxwarmpools/" + pool) or {}).get("status") or {}
+        # (0 is absent from the status: int32 with omitempty upstream)
+        return st.get("replicas", 0) == n and st.get("readyReplicas", 0) == n and \
+            len(pool_members(b, ns, pool)) == n
+    return bool(until(ok, timeout=90))
+
+
+def claim_ready(b, ns, name, timeout=60):
+    return until(lambda: (lambda o: o if (cond(o, "Ready") or {}).get("status") == "True"
+                          else None)(get(b, EXT % ns + "sandboxclaims/" + name)),
+                 timeout=timeout)
+
+
+def probe_sb_warm_bind(b):
+    ns = sb_setup(b, "cf-sb-warm", 2)
+    filled = pool_ready(b, ns, 2)
+    before = pool_members(b, ns, "wp")
+    c, _ = b.api("POST", EXT % ns + "sandboxclaims", claim("c", "wp"))
+    o = claim_ready(b, ns, "c")
+    name = ((o or {}).get("status") or {}).get("sandbox", {}).get("name")
+    sb = get(b, SBX % ns + "/" + name) if name else None
+    labels = (sb or {}).get("metadata", {}).get("labels") or {}
+    refilled = pool_ready(b, ns, 2)
+    after = pool_members(b, ns, "wp")
+    return {"filled": filled, "create": c, "ready": cond_facts(o, "Ready"),
+            "bound_former_member": name in before,
+            "name_has_pool_prefix": bool(name) and name.startswith("wp-"),
+            "owner": owner(sb or {}), "launch_type": labels.get(L_LAUNCH),
+            "pool_label": L_POOL in labels, "refilled": refilled,
+            "members_after": len(after), "bound_still_member": name in after}
+
+
+def probe_sb_cold_start(b):
+    ns = sb_setup(b, "cf-sb-cold", 0)
+    _, lst = b.api("GET", EXT % ns + "sandboxclaims")
+    rv = lst["metadata"]["resourceVersion"]
+    c, _ = b.api("POST", EXT % ns + "sandboxclaims", claim("c", "wp"))
+    reasons = []
+    for ev in b.watch(EXT % ns + "sandboxclaims?watch=1&resourceVersion=" + rv, timeout=60):
+        rc = cond(ev.get("object"), "Ready")
+        r = [rc.get("status"), rc.get("reason")] if rc else None
+        if not reasons or reasons[-1] != r:
+            reasons.append(r)
+        if rc and rc.get("status") == "True":
+            break
+    o = get(b, EXT % ns + "sandboxclaims/c")
+    name = ((o or {}).get("status") or {}).get("sandbox", {}).get("name")
+    sb = get(b, SBX % ns + "/" + name) if name else None
+    # What the claim passes through: SandboxNotReady (the cold Sandbox
+    # created, no Ready yet), then the Sandbox's own Ready copied.  Whether
+    # a pass lands while the pod is Pending (DependenciesNotReady) is timing
+    # on the real controller (kwok makes pods Ready in about a second):
+    # seen or not, it must come in this order.
+    order = [None, ["False", "SandboxNotReady"], ["False", "DependenciesNotReady"],
+             ["True", "DependenciesReady"]]
+    idx = [order.index(r) if r in order else -1 for r in reasons]
+    return {"create": c, "reasons_known": -1 not in idx, "reasons_ordered": idx == sorted(idx),
+            "first_reason": next((r for r in reasons if r), None),
+            "last_reason": reasons[-1] if reasons else None,
+            "sandbox_is_claim_name": name == "c",
+            "owner": owner(sb or {}),
+            "launch_type": ((sb or {}).get("metadata", {}).get("labels") or {}).get(L_LAUNCH),
+            "pool_members": len(pool_members(b, ns, "wp"))}
+
+
+def probe_sb_refill(b):
+    ns = sb_setup(b, "cf-sb-refill", 3)
+    full = pool_ready(b, ns, 3)
+    st = (get(b, EXT % ns + "sandboxwarmpools/wp") or {}).get("status") or {}
+    members = [s for s in sandboxes(b, ns) if owner(s) == ["SandboxWarmPool", "wp"]]
+    ready = [s for s in members if (cond(s, "Ready") or {}).get("status") == "True"]
+    # 3 -> 1: the pool shrinks to one member
+    b.api("PATCH", EXT % ns + "sandboxwarmpools/wp", {"spec": {"replicas": 1}}, MERGE)
+    shrunk = pool_ready(b, ns, 1)
+    return {"full": full, "status_replicas": st.get("replicas"),
+            "status_ready": st.get("readyReplicas"), "members": len(members),
+            "ready_members": len(ready),
+            "all_prefixed": all(s["metadata"]["name"].startswith("wp-") for s in members),
+            "labelled": all(L_POOL in (s["metadata"].get("labels") or {}) for s in members),
+            "shrunk_to_1": shrunk, "members_after_shrink": len(pool_members(b, ns, "wp"))}
+
+
+def probe_sb_replicas_zero(b):
+    ns = sb_setup(b, "cf-sb-zero", 2)
+    filled = pool_ready(b, ns, 2)
+    b.api("POST", EXT % ns + "sandboxclaims", claim("c", "wp"))
+    o = claim_ready(b, ns, "c")
+    bound = ((o or {}).get("status") or {}).get("sandbox", {}).get("name")
+    pool_ready(b, ns, 2)
+    c, _ = b.api("PATCH", EXT % ns + "sandboxwarmpools/wp/scale",
+                 {"spec": {"replicas": 0}}, MERGE)
+    emptied = pool_ready(b, ns, 0)
+    gone = until(lambda: [s["metadata"]["name"] for s in sandboxes(b, ns)] == [bound],
+                 timeout=30)
+    after = get(b, EXT % ns + "sandboxclaims/c")
+    st = (get(b, EXT % ns + "sandboxwarmpools/wp") or {}).get("status") or {}
+    return {"filled": filled, "scale": c, "emptied": emptied,
+            "only_claimed_left": bool(gone),
+            "claimed_kept": get(b, SBX % ns + "/" + bound) is not None if bound else None,
+            "claim_ready": cond_facts(after, "Ready"),
+            "status_replicas": st.get("replicas"), "status_ready": st.get("readyReplicas")}
+
+
+def probe_sb_ttl(b):
+    """lifecycle.shutdownTime with each shutdownPolicy (v1.0.1 has Delete,
+    DeleteForeground, Retain): what becomes of the claim and its Sandbox."""
+    ns = sb_setup(b, "cf-sb-ttl", 0)
+    exp = int(time.time()) + 12
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(exp))
+    policies = ("Delete", "DeleteForeground", "Retain")
+    creates = {}
+    for p in policies:
+        creates[p] = b.api("POST", EXT % ns + "sandboxclaims",
+                           claim(p.lower(), "wp", {"shutdownTime": when,
+                                                   "shutdownPolicy": p}))[0]
+    ready = {p: bool(claim_ready(b, ns, p.lower(), timeout=12)) for p in policies}
+    c, o = b.api("POST", EXT % ns + "sandboxclaims",
+                 claim("nopolicy", "wp", {"shutdownTime": when}))
+    defaulted = ((o.get("spec") or {}).get("lifecycle") or {}).get("shutdownPolicy") \
+        if isinstance(o, dict) else None
+    time.sleep(max(0.0, exp + 1 - time.time()))
+
+    def settled():
+        names = {s["metadata"]["name"] for s in sandboxes(b, ns)}
+        out = {}
+        for p in policies + ("nopolicy",):
+            n = p.lower()
+            o = get(b, EXT % ns + "sandboxclaims/" + n)
+            out[p] = {"claim_exists": o is not None,
+                      "claim_ready": cond_facts(o, "Ready"),
+                      "claim_sandbox_fields": sorted(((o.get("status") or {})
+                                                      .get("sandbox") or {}))
+                      if o else None,
+                      "sandbox_exists": n in names}
+        done = all(not v["sandbox_exists"] for v in out.values()) and \
+            all(v["claim_ready"] == ["False", "ClaimExpired"] for p, v in out.items()
+                if v["claim_exists"])
+        return out if done else None
+    out = until(settled, timeout=30)
+    if out is None:
+        out = {"unsettled": True}
+    out["creates"] = creates
+    out["ready_before"] = ready
+    out["default_policy"] = defaulted
+    return out
+
+
+def probe_sb_finished(b):
+    ns = sb_setup(b, "cf-sb-fin", 0)
+    out = {}
+    for phase in ("Succeeded", "Failed"):
+        n = phase.lower()
+        b.api("POST", EXT % ns + "sandboxclaims", claim(n, "wp"))
+    for phase in ("Succeeded", "Failed"):
+        n = phase.lower()
+        o = claim_ready(b, ns, n)
+        name = ((o or {}).get("status") or {}).get("sandbox", {}).get("name")
+        f = {"ready_before": bool(o)}
+        if name:
+            b.finish_pod(ns, name, phase)
+        o = until(lambda: (lambda c: c if cond(c, "Finished") else None)(
+            get(b, EXT % ns + "sandboxclaims/" + n)), timeout=30)
+        time.sleep(1.0)       # a pod that ends is not recreated: still so later
+        o = get(b, EXT % ns + "sandboxclaims/" + n)
+        sb = get(b, SBX % ns + "/" + name) if name else None
+        f.update({"claim_ready": cond_facts(o, "Ready"),
+                  "claim_finished": cond_facts(o, "Finished"),
+                  "claim_bound": ((o or {}).get("status") or {}).get("sandbox", {})
+                  .get("name") == name,
+                  "claim_has_ips": bool(((o or {}).get("status") or {}).get("sandbox", {})
+                                        .get("podIPs")),
+                  "sandbox_ready": cond_facts(sb, "Ready"),
+                  "sandbox_finished": cond_facts(sb, "Finished"),
+                  "sandbox_has_ips": bool(((sb or {}).get("status") or {}).get("podIPs"))})
+        out[phase] = f
+    return out
+
+
+def probe_sb_terminal(b):
+    ns = sb_setup(b, "cf-sb-term", 0, template=False)   # wp names template t: absent
+    b.api("POST", EXT % ns + "sandboxclaims", claim("nopool", "missing"))
+    b.api("POST", EXT % ns + "sandboxclaims", claim("notpl", "wp"))
+
+    def reason_of(n):
+        return until(lambda: cond_facts(get(b, EXT % ns + "sandboxclaims/" + n), "Ready"),
+                     timeout=30)
+    out = {}
+    for n in ("nopool", "notpl"):
+        r = reason_of(n)
+        time.sleep(0.5)
+        o = get(b, EXT % ns + "sandboxclaims/" + n)
+        out[n] = {"ready": r, "later": cond_facts(o, "Ready"),
+                  "bound": bool(((o or {}).get("status") or {}).get("sandbox", {})
+                                .get("name")),
+                  "sandboxes": len(sandboxes(b, ns))}
+    # the template appears: the claim recovers (the reason was not final)
+    b.api("POST", EXT % ns + "sandboxtemplates", sandbox_template("t"))
+    out["notpl_recovers"] = bool(claim_ready(b, ns, "notpl"))
+    return out
+
+
+PROBES += [
+    ("sb_warm_bind", probe_sb_warm_bind),
+    ("sb_cold_start", probe_sb_cold_start),
+    ("sb_refill", probe_sb_refill),
+    ("sb_replicas_zero", probe_sb_replicas_zero),
+    ("sb_ttl", probe_sb_ttl),
+    ("sb_finished", probe_sb_finished),
+    ("sb_terminal", probe_sb_terminal),
+]

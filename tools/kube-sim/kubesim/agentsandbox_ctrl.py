@@ -730,8 +730,12 @@ class SandboxControllers:
                 api.internal_delete(self.rt(SB), v, "Background")
         m = self.members.get((ns, uid), _NO_MEMBERS)
         st = clone(pool.get("status") or {})
-        st["replicas"] = len(m.objs) - m.deleting
-        st["readyReplicas"] = m.ready
+        # int32 fields with omitempty upstream (SandboxWarmPoolStatus): 0 is absent
+        for k, v in (("replicas", len(m.objs) - m.deleting), ("readyReplicas", m.ready)):
+            if v:
+                st[k] = v
+            else:
+                st.pop(k, None)
         st["selector"] = "%s=%s" % (L_POOL, label)
         st["observedGeneration"] = md.get("generation", 1)
         cur = api.store.get(POOL, ns, name)
@@ -773,8 +777,19 @@ class SandboxControllers:
                 api.internal_delete(self.rt(CLAIM), claim,
                                     "Foreground" if policy == "DeleteForeground"
                                     else "Background")
-            elif bound is not None:
-                api.internal_delete(self.rt(SB), bound, "Background")
+            else:
+                if bound is not None:
+                    api.internal_delete(self.rt(SB), bound, "Background")
+                    # its DELETED event does not requeue this claim (the key being
+                    # reconciled): look again now
+                    if api.store.get(SB, ns, bound["metadata"]["name"]) is not None:
+                        return
+                # Retain, the Sandbox gone: upstream computeAndSetStatus clears the
+                # bound identity (reconcileExpired returns no sandbox, no error)
+                sbst = st.get("sandbox") or {}
+                if sbst.get("name") or sbst.get("podIPs"):
+                    st["sandbox"] = {}
+                    self._put_status(claim, st)
             return
         if exp is not None:
             nxt.append(now + (exp - wall) + 0.001)

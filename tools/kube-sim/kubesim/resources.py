@@ -546,14 +546,17 @@ class _Node:
     nodes for every object of a kind)."""
 
     __slots__ = ("schema", "typ", "props", "addl", "preserve", "required", "minp",
-                 "items", "maxi", "enum", "mn", "mx", "ml", "pat", "datetime", "defaults",
-                 "plain")
+                 "items", "maxi", "enum", "mn", "mx", "ml", "minl", "pat", "datetime",
+                 "defaults", "plain", "ios", "anyof")
 
     def __init__(self, schema):
         g = schema.get
         self.schema = schema  # keeps id(schema) from being reused while cached
         t = g("type")
-        self.typ = None if g("x-kubernetes-int-or-string") else t
+        self.ios = bool(g("x-kubernetes-int-or-string"))
+        self.typ = None if self.ios else t
+        self.anyof = g("anyOf")
+        self.minl = g("minLength")
         self.props = g("properties")
         addl = g("additionalProperties")
         self.addl = addl
@@ -574,7 +577,7 @@ class _Node:
                          if isinstance(ps, dict) and "default" in ps]
         # a string with no constraint: nothing to do once the type matches
         self.plain = (t == "string" and self.enum is None and self.ml is None and
-                      self.pat is None and not self.datetime)
+                      self.minl is None and self.pat is None and not self.datetime)
 
 
 _NODES = {}
@@ -599,9 +602,30 @@ def apply_schema(schema, val, path, errs, top=False):
         return val
     t = n.typ
     if t and not _type_ok(t, val):
+        # the apiserver (go-openapi) shows the value's type, not the value
+        gt = _go_type(val)
         errs.append((path, "FieldValueTypeInvalid",
-                     "Invalid value: %s: %s in body must be of type %s: %s"
-                     % (_fmt_val(val), path, t, '"%s"' % _go_type(val))))
+                     'Invalid value: "%s": %s in body must be of type %s: "%s"'
+                     % (gt, path, t, gt)))
+        return val
+    if n.ios and not (val.__class__ is str or (val.__class__ is int)):
+        # int-or-string: the structural type, then (as kube-apiserver words it)
+        # the anyOf the schema spells it with
+        gt = _go_type(val)
+        errs.append((path, "FieldValueTypeInvalid",
+                     'Invalid value: "%s": %s in body must be of type integer,string: "%s"'
+                     % (gt, path, gt)))
+        if n.anyof:
+            errs.append(("<nil>", "FieldValueInvalid",
+                         'Invalid value: "": "%s" must validate at least one schema (anyOf)'
+                         % path))
+            errs.append((path, "FieldValueTypeInvalid",
+                         'Invalid value: "%s": %s in body must be of type integer: "%s"'
+                         % (gt, path, gt)))
+            if gt == "number":
+                errs.append(("<nil>", "FieldValueInvalid",
+                             'Invalid value: "": Checked value must be of type integer '
+                             '(default format) in %s' % path))
         return val
     if isinstance(val, dict):
         props = n.props
@@ -666,6 +690,11 @@ def apply_schema(schema, val, path, errs, top=False):
             if ml is not None and len(val) > ml:
                 errs.append((path, "TooLong", "Too long: may not be more than %d bytes"
                              % ml))
+            minl = n.minl
+            if minl is not None and len(val) < minl:
+                errs.append((path, "FieldValueInvalid",
+                             "Invalid value: %s: %s in body should be at least %d chars long"
+                             % (_fmt_val(val), path, minl)))
             if n.pat is not None and not n.pat[1].search(val):
                 errs.append((path, "FieldValueInvalid",
                              "Invalid value: %s: %s in body should match '%s'"
