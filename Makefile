@@ -78,6 +78,19 @@ integration: $(ASAN)/agentscaler $(REL)/agentscaler
 	    ASAN_OPTIONS=detect_leaks=1 \
 	    python3 -m unittest discover -s tests -p 'test_*.py' -t . -v
 
+# The real control plane of tools/cluster (issue 13): etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl, kwok, the agent-sandbox
+# controller and sandbox-router, and Helm, built from the Go modules pinned
+# in tools/cluster/go.mod and tools/cluster/helm/go.mod into
+# build/cluster/bin (skipped while the binaries are newer than those files).
+.PHONY: cluster e2e
+cluster:
+	@tools/cluster/build.sh
+
+# The suites in tests/e2e against that cluster (tools/cluster/cluster.py).
+e2e: cluster
+	python3 -m unittest discover -s tests/e2e -p 'test_*.py' -v
+
 # The chart's own checks alone: render, kubectl, kube-sim, schema, Dockerfile.
 chart: $(REL)/agentscaler
 	python3 -m unittest discover -s tests/chart -p 'test_*.py' -t . -v

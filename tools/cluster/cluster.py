@@ -282,6 +282,10 @@ class Cluster:
             "--authorization-mode", "Node,RBAC",
             "--enable-admission-plugins", "NamespaceLifecycle,LimitRanger,ServiceAccount,"
             "DefaultStorageClass,ResourceQuota",
+            # It taints each new Node not-ready until node-lifecycle-controller
+            # clears it; that controller is not run (kwok's nodes are always
+            # Ready), so the taint would stay and nothing would schedule.
+            "--disable-admission-plugins", "TaintNodesByCondition",
             "--service-cluster-ip-range", self.service_cidr,
             # The master lease/endpoints reconciler would publish 127.0.0.1
             # as the kubernetes Service's endpoint, which validation refuses.
@@ -465,8 +469,7 @@ class Cluster:
                   "extensions-rbac.generated.yaml"):
             r = self.kubectl("create", "--dry-run=client", "-o", "json", "-f",
                              os.path.join(k8s, f))
-            out = json.loads(r.stdout)
-            objs += out["items"] if out.get("kind") == "List" else [out]
+            objs += _json_stream(r.stdout)
         objs = [o for o in objs if o["kind"] not in ("Deployment", "Service")]
         path = os.path.join(self.dir, "agent-sandbox-install.json")
         with open(path, "w") as f:
@@ -581,6 +584,19 @@ class Cluster:
         code, _ = self.api("PUT", "/api/v1/namespaces/%s/pods/%s/status" % (ns, name),
                            dict(pod, status=status))
         return code
+
+
+def _json_stream(text):
+    """The objects of kubectl -o json output: one object, a List, or several
+    objects one after another (kubectl prints one per input document)."""
+    dec, i, out = json.JSONDecoder(), 0, []
+    text = text.strip()
+    while i < len(text):
+        obj, i = dec.raw_decode(text, i)
+        while i < len(text) and text[i].isspace():
+            i += 1
+        out += obj["items"] if obj.get("kind") == "List" else [obj]
+    return out
 
 
 def _first_ip(cidr):
