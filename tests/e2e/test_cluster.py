@@ -134,11 +134,17 @@ class ClusterTest(unittest.TestCase):
         and none after a scale to 0."""
         C.create_deployment("web", 0, self.ns)
         path = "/apis/apps/v1/namespaces/%s/deployments/web/scale" % self.ns
-        code, scale = C.api("GET", path)
-        self.assertEqual(code, 200, scale)
-        scale["spec"]["replicas"] = 2
-        code, obj = C.api("PUT", path, scale)
-        self.assertEqual(code, 200, obj)
+
+        def put_scale():
+            # The deployment controller writes status meanwhile: a PUT
+            # with the resourceVersion read may meet 409, as on any cluster.
+            code, scale = C.api("GET", path)
+            self.assertEqual(code, 200, scale)
+            scale["spec"]["replicas"] = 2
+            code, obj = C.api("PUT", path, scale)
+            self.assertIn(code, (200, 409), obj)
+            return code == 200
+        wait_for(put_scale, timeout=30, what="PUT /scale accepted")
         self.assertEqual(C.replicas("web", self.ns), 2)
         pods = wait_for(lambda: len(self.running_ready("app=web")) == 2 and
                         self.running_ready("app=web"), timeout=60, what="2 Running+Ready pods")
@@ -267,9 +273,12 @@ class ClusterTest(unittest.TestCase):
         def recreated():
             for k, v in conds(get(EXT % self.ns + "sandboxclaims/c4")).items():
                 seen.add("claim %s=%s/%s" % (k, v[0], v[1]))
+            for k, v in conds(get(SBX % self.ns + "/" + name)).items():
+                seen.add("sandbox %s=%s/%s" % (k, v[0], v[1]))
             p = get("/api/v1/namespaces/%s/pods/%s" % (self.ns, name))
             return p and p["metadata"]["uid"] != uid and self.claim_ready("c4")
-        wait_for(recreated, timeout=60, what="pod %s recreated and claim Ready" % name)
+        wait_for(recreated, timeout=60, interval=0.01,
+                 what="pod %s recreated and claim Ready" % name)
         observed["evicted_claim_conditions_seen"] = sorted(seen)
         record("evicted_recreated", self.ns, "c4", name)
 

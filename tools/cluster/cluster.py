@@ -105,24 +105,33 @@ def _die_with_parent():
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _stop_pid(pid, timeout=10.0):
-    """SIGTERM, then SIGKILL after timeout; pid is one of ours (a process
-    group leader started with start_new_session)."""
+def _stop_pid(pid, timeout=10.0, proc=None):
+    """SIGTERM, then SIGKILL after timeout, to one process of ours.  proc:
+    its Popen when it is our child (a child that has exited stays a zombie,
+    which kill(pid, 0) still finds, until it is waited for)."""
+    def gone():
+        if proc is not None:
+            return proc.poll() is not None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if gone():
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    if proc is not None:
+        proc.wait()
 
 
 def _kubeconfig(path, url, ca, token, user="admin"):
@@ -324,9 +333,11 @@ class Cluster:
 
         # kwok: stages from its module; nodes labelled for it.
         kwok_dir = module_dir("sigs.k8s.io/kwok")
+        # kwok's own node and pod stages, but deletion: stages.yaml (ours)
+        # stops a deleted pod's containers first, as a kubelet does.
         stages = [os.path.join(kwok_dir, "kustomize/stage", s) for s in (
             "node/fast/node-initialize.yaml", "pod/fast/pod-ready.yaml",
-            "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml")]
+            "pod/fast/pod-complete.yaml")] + [os.path.join(HERE, "stages.yaml")]
         kwok_kc = _kubeconfig(os.path.join(d, "kwok.kubeconfig"), self.url, self.ca, kwok_token,
                               "kwok")
         argv = [self._b("kwok"), "--kubeconfig", kwok_kc,
@@ -390,11 +401,7 @@ class Cluster:
         for name in reversed(list(self.procs)):
             p = self.procs[name]
             if p.poll() is None:
-                _stop_pid(p.pid)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+                _stop_pid(p.pid, proc=p)
         self.procs = {}
         if self.dir and not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -624,7 +631,7 @@ class PodRunner:
         self._thread.join(10)
         for p in list(self.seen.values()):
             if p is not None and p.poll() is None:
-                _stop_pid(p.pid, 5)
+                _stop_pid(p.pid, 5, proc=p)
 
     def _list(self):
         if self.namespaces:
