@@ -77,6 +77,37 @@ def record(key, ns, claim=None, sandbox=None):
     return out
 
 
+def sequence(ns, claim_name, until, timeout=60):
+    """Polls the claim (and its sandbox, once named) until until(claim) is
+    true; returns (claim, the distinct conditions seen in order, as
+    "claim|sandbox Type=Status/Reason")."""
+    seen = []
+
+    def note(who, obj):
+        for t, (st, reason) in sorted(conds(obj).items()):
+            k = "%s %s=%s/%s" % (who, t, st, reason)
+            if k not in seen:
+                seen.append(k)
+
+    def poll():
+        c = get(EXT % ns + "sandboxclaims/" + claim_name)
+        if not c:
+            return None
+        note("claim", c)
+        name = c.get("status", {}).get("sandbox", {}).get("name")
+        if name:
+            s = get(SBX % ns + "/" + name)
+            if s:
+                note("sandbox", s)
+        return c if until(c) else None
+    c = wait_for(poll, timeout=timeout, interval=0.01, what="claim %s" % claim_name)
+    return c, seen
+
+
+def is_ready(c):
+    return conds(c).get("Ready", ("",))[0] == "True"
+
+
 def template(name, restart="Never"):
     return {"apiVersion": "extensions.agents.x-k8s.io/v1beta1", "kind": "SandboxTemplate",
             "metadata": {"name": name},
@@ -175,7 +206,8 @@ class ClusterTest(unittest.TestCase):
         members = {s["metadata"]["name"] for s in sbxs}
 
         self.create(EXT + "sandboxclaims", claim("c1", "wp"))
-        c = wait_for(lambda: self.claim_ready("c1"), timeout=60, what="claim c1 Ready")
+        c, seen = sequence(self.ns, "c1", is_ready)
+        observed["warm_bind_conditions_seen"] = seen
         bound = c["status"]["sandbox"]["name"]
         self.assertIn(bound, members, "a warm member was adopted")
         rec = record("warm_bind", self.ns, "c1", bound)
@@ -188,8 +220,8 @@ class ClusterTest(unittest.TestCase):
 
         # The pod terminal, as a kubelet reports a container that exited 0.
         self.assertEqual(C.set_pod_phase(self.ns, bound, "Succeeded"), 200)
-        wait_for(lambda: conds(get(EXT % self.ns + "sandboxclaims/c1")).get("Finished"),
-                 timeout=60, what="claim c1 Finished")
+        _, seen = sequence(self.ns, "c1", lambda c: conds(c).get("Finished"))
+        observed["pod_succeeded_conditions_seen"] = seen
         rec = record("pod_succeeded", self.ns, "c1", bound)
         self.assertEqual(rec["sandbox"]["Finished"], ("True", "PodSucceeded"))
         self.assertEqual(rec["claim"]["Finished"], ("True", "PodSucceeded"))
@@ -200,15 +232,16 @@ class ClusterTest(unittest.TestCase):
         after the claim); the pod Failed shows Finished/PodFailed."""
         self.make_pool("cold", 0)
         self.create(EXT + "sandboxclaims", claim("c2", "cold"))
-        c = wait_for(lambda: self.claim_ready("c2"), timeout=60, what="claim c2 Ready")
+        c, seen = sequence(self.ns, "c2", is_ready)
+        observed["cold_start_conditions_seen"] = seen
         self.assertEqual(c["status"]["sandbox"]["name"], "c2")
         rec = record("cold_start", self.ns, "c2", "c2")
         self.assertEqual(rec["claim"]["Ready"], ("True", "DependenciesReady"))
         s = get(SBX % self.ns + "/c2")
         self.assertEqual(s["metadata"]["labels"].get("agents.x-k8s.io/launch-type"), "cold")
         self.assertEqual(C.set_pod_phase(self.ns, "c2", "Failed", exit_code=3), 200)
-        wait_for(lambda: conds(get(EXT % self.ns + "sandboxclaims/c2")).get("Finished"),
-                 timeout=60, what="claim c2 Finished")
+        _, seen = sequence(self.ns, "c2", lambda c: conds(c).get("Finished"))
+        observed["pod_failed_conditions_seen"] = seen
         rec = record("pod_failed", self.ns, "c2", "c2")
         self.assertEqual(rec["sandbox"]["Finished"], ("True", "PodFailed"))
         self.assertEqual(rec["claim"]["Ready"], ("False", "PodFailed"))
@@ -255,6 +288,26 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(runner.results.get("%s/%s" % (self.ns, name)), (0, 200))
         record("runner_exit0", self.ns, "c3", name)
         self.assertEqual(runner.errors, [])
+
+    def test_helm_reaches_the_cluster(self):
+        """The Helm built with the cluster runs and talks to it."""
+        import subprocess
+        env = dict(os.environ, KUBECONFIG=C.kubeconfig, HOME=C.dir,
+                   HELM_CACHE_HOME=os.path.join(C.dir, "helm-cache"),
+                   HELM_CONFIG_HOME=os.path.join(C.dir, "helm-config"),
+                   HELM_DATA_HOME=os.path.join(C.dir, "helm-data"))
+        helm = os.path.join(cluster.BIN, "helm")
+        r = subprocess.run([helm, "version", "--short"], capture_output=True, text=True,
+                           env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("v4."), r.stdout)
+        r = subprocess.run([helm, "list", "-n", self.ns, "-o", "json"], capture_output=True,
+                           text=True, env=env, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout), [])
+        observed["helm_version"] = r.stdout and subprocess.run(
+            [helm, "version", "--short"], capture_output=True, text=True, env=env,
+            timeout=60).stdout.strip()
 
     def test_pod_deleted_under_claim(self):
         """A claimed sandbox's pod deleted (as an eviction ends) is recreated
