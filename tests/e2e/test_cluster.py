@@ -34,7 +34,7 @@ def setUpModule():
     global C
     missing = cluster.missing_binaries()
     if missing:
-        msg = "build/cluster/bin lacks %s: run `make cluster`" % ", ".join(missing)
+        msg = "%s lacks %s: run `make cluster`" % (cluster.BIN, ", ".join(missing))
         if os.environ.get("AGENTSCALER_E2E_OPTIONAL") == "1":
             raise unittest.SkipTest(msg)
         raise AssertionError(msg)
@@ -288,6 +288,27 @@ class ClusterTest(unittest.TestCase):
         self.assertEqual(runner.results.get("%s/%s" % (self.ns, name)), (0, 200))
         record("runner_exit0", self.ns, "c3", name)
         self.assertEqual(runner.errors, [])
+
+    def test_quota_refuses_pod(self):
+        """A ResourceQuota of 1 pod (admission on, counted by the real
+        resourcequota controller): a pool of 2 gets one Ready sandbox, the
+        other's pod is refused and the sandbox says why."""
+        self.create("/api/v1/namespaces/%s/resourcequotas", {
+            "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "pods"},
+            "spec": {"hard": {"pods": "1"}}})
+        wait_for(lambda: get("/api/v1/namespaces/%s/resourcequotas/pods" % self.ns)
+                 .get("status", {}).get("hard"), timeout=30, what="quota status")
+        self.make_pool("q", 2)
+
+        def refused():
+            items = get(SBX % self.ns)["items"]
+            bad = [s for s in items if conds(s).get("Ready", ("", ""))[1] == "ReconcilerError"]
+            return len(items) == 2 and self.pool_ready("q") == 1 and bad and bad[0]
+        s = wait_for(refused, timeout=60, what="one sandbox refused by the quota")
+        msg = [c["message"] for c in s["status"]["conditions"] if c["type"] == "Ready"][0]
+        self.assertIn("exceeded quota", msg)
+        self.assertEqual(len(C.pods(self.ns)), 1)
+        observed["quota_refused_sandbox"] = {"Ready": conds(s)["Ready"], "message": msg}
 
     def test_helm_reaches_the_cluster(self):
         """The Helm built with the cluster runs and talks to it."""

@@ -65,8 +65,7 @@ def module_dir(module):
     """The module cache directory of a module pinned in tools/cluster/go.mod."""
     if module not in _module_dirs:
         r = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=HERE,
-                           capture_output=True, text=True, timeout=300,
-                           env=dict(os.environ, GOFLAGS="-mod=mod"))
+                           capture_output=True, text=True, timeout=300)
         d = r.stdout.strip()
         if r.returncode != 0 or not d or not os.path.isdir(d):
             # go list -m names the directory even before a download.
