@@ -63,7 +63,10 @@ echo "cluster: building the control plane (Kubernetes $kver) into $out"
     -o "$tmp/" tool)
 mv "$tmp/server" "$tmp/etcd"
 mv "$tmp/cmd" "$tmp/sandbox-router"
-(cd "$here/helm" && nice -n 10 go build -trimpath -ldflags "-s -w" \
+hver=$(sed -n 's/^[[:space:]]*helm.sh\/helm\/v4 \(v[0-9.]*\).*/\1/p' \
+    "$here/helm/go.mod" | head -n 1)
+(cd "$here/helm" && nice -n 10 go build -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$hver" \
     -o "$tmp/" tool)
 for b in $BINS; do
 	mv -f "$tmp/$b" "$out/$b"

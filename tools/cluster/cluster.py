@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools/lib"))
 import certs  # noqa: E402
-from world import free_port, stop_pid, wait_for  # noqa: E402
+from world import free_port, wait_for  # noqa: E402
 
 BIN = os.environ.get("AGENTSCALER_CLUSTER_BIN", os.path.join(ROOT, "build/cluster/bin"))
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
@@ -69,8 +69,7 @@ def module_dir(module):
     """The module cache directory of a module pinned in tools/cluster/go.mod."""
     if module not in _module_dirs:
         r = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=HERE,
-                           capture_output=True, text=True, timeout=300,
-                           env=dict(os.environ, GOFLAGS="-mod=mod"))
+                           capture_output=True, text=True, timeout=300)
         d = r.stdout.strip()
         if r.returncode != 0 or not d or not os.path.isdir(d):
             # go list -m names the directory even before a download.
@@ -105,28 +104,40 @@ def _server_cert(d, ca, name, sans):
 
 
 def _die_with_parent():
+    """SIGKILL when the test process dies (PR_SET_PDEATHSIG): a
+    kube-apiserver sent SIGTERM after etcd has gone waits in its graceful
+    shutdown for ever, and nothing of a throwaway cluster needs saving."""
     import ctypes
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def _stop_pid(pid, timeout=10.0):
-    """SIGTERM, then SIGKILL after timeout; pid is one of ours but not our
-    child (cluster.py down; a child is stopped with world.stop_pid)."""
+def _stop_pid(pid, timeout=10.0, proc=None):
+    """SIGTERM, then SIGKILL after timeout, to one process of ours.  proc:
+    its Popen when it is our child (a child that has exited stays a zombie,
+    which kill(pid, 0) still finds, until it is waited for)."""
+    def gone():
+        if proc is not None:
+            return proc.poll() is not None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if gone():
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    if proc is not None:
+        proc.wait()
 
 
 def _kubeconfig(path, url, ca, token, user="admin"):
@@ -298,6 +309,10 @@ class Cluster:
             "--authorization-mode", "Node,RBAC",
             "--enable-admission-plugins", "NamespaceLifecycle,LimitRanger,ServiceAccount,"
             "DefaultStorageClass,ResourceQuota",
+            # It taints each new Node not-ready until node-lifecycle-controller
+            # clears it; that controller is not run (kwok's nodes are always
+            # Ready), so the taint would stay and nothing would schedule.
+            "--disable-admission-plugins", "TaintNodesByCondition",
             "--service-cluster-ip-range", self.service_cidr,
             # The master lease/endpoints reconciler would publish 127.0.0.1
             # as the kubernetes Service's endpoint, which validation refuses.
@@ -338,9 +353,11 @@ class Cluster:
 
         # kwok: stages from its module; nodes labelled for it.
         kwok_dir = module_dir("sigs.k8s.io/kwok")
+        # kwok's own node and pod stages, but deletion: stages.yaml (ours)
+        # stops a deleted pod's containers first, as a kubelet does.
         stages = [os.path.join(kwok_dir, "kustomize/stage", s) for s in (
             "node/fast/node-initialize.yaml", "pod/fast/pod-ready.yaml",
-            "pod/fast/pod-complete.yaml", "pod/fast/pod-delete.yaml")]
+            "pod/fast/pod-complete.yaml")] + [os.path.join(HERE, "stages.yaml")]
         kwok_kc = _kubeconfig(os.path.join(d, "kwok.kubeconfig"), self.url, self.ca, kwok_token,
                               "kwok")
         argv = [self._b("kwok"), "--kubeconfig", kwok_kc,
@@ -407,13 +424,7 @@ class Cluster:
         for name in reversed(list(self.procs)):
             p = self.procs[name]
             if p.poll() is None:
-                # our child: wait() reaps it (_stop_pid's kill(pid, 0) sees
-                # the zombie alive and waited out its whole timeout)
-                stop_pid(p)
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+                _stop_pid(p.pid, proc=p)
         self.procs = {}
         if self.dir and not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
@@ -668,7 +679,7 @@ class PodRunner:
         self._thread.join(10)
         for p in list(self.seen.values()):
             if p is not None and p.poll() is None:
-                stop_pid(p, 5)
+                _stop_pid(p.pid, 5, proc=p)
 
     def _list(self):
         if self.namespaces:
