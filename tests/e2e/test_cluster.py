@@ -55,7 +55,7 @@ def tearDownModule():
 
 def conds(obj):
     return {c["type"]: (c["status"], c.get("reason", "")) for c in
-            obj.get("status", {}).get("conditions", [])}
+            (obj.get("status") or {}).get("conditions") or []}
 
 
 def get(path):

@@ -544,7 +544,7 @@ class Cluster:
                              + name)
         return code == 200 and any(
             c["type"] == "Established" and c["status"] == "True"
-            for c in obj.get("status", {}).get("conditions", []))
+            for c in (obj.get("status") or {}).get("conditions") or [])
 
     def token_for(self, namespace, serviceaccount, seconds=86400, audiences=None):
         """A bound token of the ServiceAccount (TokenRequest); the account is
