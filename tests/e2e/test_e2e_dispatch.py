@@ -20,6 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import kube  # noqa: E402
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "lib"))
+import podstatus  # noqa: E402
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 
@@ -124,6 +125,34 @@ class DispatchE2E(kube.E2ETestCase):
         self.assertEqual(self.metric("agentscaler_dispatch_tasks_completed_total"), 0)
         wait_for(lambda: self.events("TaskFailed"), 60, 0.2, "a TaskFailed Event")
         self.assertEqual(rt.received_ids(), ["fails"], "handed off once, never again")
+
+    def test_pod_evicted_after_hand_off(self):
+        """The sandbox's pod is evicted while its task works: the real
+        controller shows Finished=True/PodFailed for a moment, then makes a
+        new pod.  The task is a failure (its work was lost), the claim is
+        released, and the task is never handed off a second time."""
+        world.sandbox_pool(self.kube, "wp", replicas=1, ns=self.ns, timeout=90)
+        rt = self.start_runtime(work_ms=60000)
+        self.start_daemon(self.pool(spare_max=0))
+        self.push(task("evicted"))
+        wait_for(lambda: rt.received_ids(), 120, 0.1, "the task to reach its agent")
+        sandbox = rt.events("received")[0]["sandbox"]
+        code, sb = self.kube.api("GET", world.SANDBOX_API % self.ns + "/" + sandbox)
+        self.assertEqual(code, 200, sb)
+        pod = podstatus.sandbox_pod_name(sb)
+        code, obj = self.kube.api("POST", "/api/v1/namespaces/%s/pods/%s/eviction" % (
+            self.ns, pod), {"apiVersion": "policy/v1", "kind": "Eviction",
+                            "metadata": {"name": pod, "namespace": self.ns}})
+        self.assertEqual(code, 201, obj)
+        wait_for(lambda: self.metric("agentscaler_dispatch_tasks_failed_total") == 1, 120,
+                 0.2, "the evicted task counted failed (log: %s)"
+                 % self.daemon.logs()[-3000:])
+        wait_for(lambda: not any(c["metadata"]["name"] for c in self.items("claims")
+                                 if c.get("metadata", {}).get("labels", {}).get(
+                                     "app.kubernetes.io/managed-by") == "agentscaler"),
+                 120, 0.2, "its claim released")
+        self.assertEqual(self.metric("agentscaler_dispatch_tasks_completed_total"), 0)
+        self.assertEqual(rt.received_ids(), ["evicted"], "never handed off again")
 
     def test_resource_quota_refusing_pods_makes_tasks_wait(self):
         """A ResourceQuota lets one pod run: the second task's sandbox pod is
