@@ -73,6 +73,9 @@ struct dmarks;
 struct dtask {
 	struct dns		*ns;
 	struct dpool		*pool;		/* NULL: pool gone or unknown */
+	char			*pool_name;	/* the pool it came from, also
+						   while pool is NULL; or NULL
+						   (a claim naming none) */
 	char			*id;
 	char			*parent;	/* NULL for a root */
 	char			*root;

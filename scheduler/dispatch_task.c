@@ -83,6 +83,7 @@ dtask_new(struct dns *ns, struct dpool *p, const char *id, const char *parent,
 	t->depth = depth;
 	if (p != NULL) {
 		p->live++;
+		t->pool_name = xstrdup(p->cfg->name);
 		task_claim_name(p->cfg->name, ns->name, id, t->claim);
 	}
 	dns_insert(ns, t);
@@ -115,6 +116,7 @@ dtask_maybe_free(struct dtask *t)
 	free(t->id);
 	free(t->parent);
 	free(t->root);
+	free(t->pool_name);
 	free(t->res);
 	free(t->why_detail);
 	free(t->fail_detail);

@@ -2544,6 +2544,9 @@ END_TEST
  * dead-lettered or given back (freed), never two of them (ASan finds what
  * is never freed).
  */
+#ifndef RANDOM_FIRST
+#define RANDOM_FIRST	0	/* one seed: -DRANDOM_FIRST=N -DRANDOM_SEEDS=N+1 */
+#endif
 #ifndef RANDOM_SEEDS
 #define RANDOM_SEEDS	20	/* more seeds: compile with -DRANDOM_SEEDS=N */
 #endif
@@ -2859,7 +2862,8 @@ dispatch_suite(void)
 	tc = tcase_create("random");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 600);
-	tcase_add_loop_test(tc, test_random_interleavings, 0, RANDOM_SEEDS);
+	tcase_add_loop_test(tc, test_random_interleavings, RANDOM_FIRST,
+	    RANDOM_SEEDS);
 	suite_add_tcase(s, tc);
 	return (s);
 }
