@@ -551,8 +551,7 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	}
 	if ((t = dns_find(ns, tk->id)) != NULL) {
 		if ((t->pool != NULL && t->pool != p) || (t->pool == NULL &&
-		    t->pool_name != NULL &&
-		    strcmp(t->pool_name, p->cfg->name) != 0)) {
+		    !dpool_is_of(p, t))) {
 			/*
 			 * Task ids are unique in a namespace (DESIGN.md 6):
 			 * another pool's live task is not this message's,
@@ -652,7 +651,7 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 				t->pool = p;
 				p->live++;
 				if (t->pool_name == NULL)
-					t->pool_name = xstrdup(p->cfg->name);
+					t->pool_name = dpool_label(p);
 				dtask_set_waiting(t, waiting);
 			}
 			if (t->st == T_RUNNING && t->sandbox[0] != '\0')
