@@ -859,6 +859,8 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 			t->pool = p;
 			p->live++;
 		}
+		if (v.pool[0] != '\0')
+			t->pool_name = xstrdup(v.pool);
 		as_strlcpy(t->claim, v.name, sizeof t->claim);
 		t->rebuilt = 1;
 		t->claim_exists = 1;

@@ -73,6 +73,13 @@ struct dmarks;
 struct dtask {
 	struct dns		*ns;
 	struct dpool		*pool;		/* NULL: pool gone or unknown */
+	/*
+	 * The pool it came from, also while pool is NULL (removed), in the
+	 * form of the claim's pool label (task_pool_label: a name longer
+	 * than a label is cut and hashed), which is all a rebuilt record
+	 * knows; NULL when its claim names none.  dpool_is_of() compares.
+	 */
+	char			*pool_name;
 	char			*id;
 	char			*parent;	/* NULL for a root */
 	char			*root;
@@ -264,6 +271,11 @@ int		 dtask_msg_void(const struct dtask *);
  * (marker set, message acked).
  */
 int		 dtask_succeeded_unseen(struct dtask *);
+
+/* Pool p's name as a claim's pool label shows it (malloc'd). */
+char		*dpool_label(const struct dpool *);
+/* Whether t came from pool p, by name (t->pool_name; 1 when unknown). */
+int		 dpool_is_of(const struct dpool *, const struct dtask *);
 
 /* dispatch_ns.c: namespaces, intake, admission, deferral. */
 struct dtask	*dns_find(const struct dns *, const char *id);

@@ -550,16 +550,19 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 		goto out;
 	}
 	if ((t = dns_find(ns, tk->id)) != NULL) {
-		if (t->pool != NULL && t->pool != p) {
+		if ((t->pool != NULL && t->pool != p) || (t->pool == NULL &&
+		    !dpool_is_of(p, t))) {
 			/*
 			 * Task ids are unique in a namespace (DESIGN.md 6):
 			 * another pool's live task is not this message's,
 			 * and nothing of it goes through the other pool's
-			 * consumer.
+			 * consumer.  So too when that pool was removed and
+			 * its task lives on (dpool_free): it ran from the
+			 * other pool's message, never from this one.
 			 */
 			snprintf(detail, sizeof detail, "task %s is live in "
-			    "pool %s; task ids are unique in a namespace",
-			    tk->id, t->pool->id);
+			    "pool %s/%s; task ids are unique in a namespace",
+			    tk->id, ns->name, t->pool_name);
 			dpool_dead_letter(p, NULL, msg, "task.duplicate",
 			    detail, tk->id);
 		} else if (dtask_msg_void(t)) {
@@ -647,6 +650,8 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 				dtask_set_waiting(t, 0);
 				t->pool = p;
 				p->live++;
+				if (t->pool_name == NULL)
+					t->pool_name = dpool_label(p);
 				dtask_set_waiting(t, waiting);
 			}
 			if (t->st == T_RUNNING && t->sandbox[0] != '\0')

@@ -83,10 +83,31 @@ dtask_new(struct dns *ns, struct dpool *p, const char *id, const char *parent,
 	t->depth = depth;
 	if (p != NULL) {
 		p->live++;
+		t->pool_name = dpool_label(p);
 		task_claim_name(p->cfg->name, ns->name, id, t->claim);
 	}
 	dns_insert(ns, t);
 	return (t);
+}
+
+char *
+dpool_label(const struct dpool *p)
+{
+	char	 label[64];
+
+	task_pool_label(p->cfg->name, label);
+	return (xstrdup(label));
+}
+
+int
+dpool_is_of(const struct dpool *p, const struct dtask *t)
+{
+	char	 label[64];
+
+	if (t->pool_name == NULL)
+		return (1);
+	task_pool_label(p->cfg->name, label);
+	return (strcmp(label, t->pool_name) == 0);
 }
 
 /* Frees now if nothing is pending, else once the last completion runs. */
@@ -115,6 +136,7 @@ dtask_maybe_free(struct dtask *t)
 	free(t->id);
 	free(t->parent);
 	free(t->root);
+	free(t->pool_name);
 	free(t->res);
 	free(t->why_detail);
 	free(t->fail_detail);

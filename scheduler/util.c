@@ -197,6 +197,14 @@ as_random(void)
 	return ((double)(x >> 11) / 9007199254740992.0);
 }
 
+#ifdef AS_TESTING
+void
+as_random_seed(uint64_t seed)
+{
+	as_rng_state = seed != 0 ? seed : 0x9e3779b97f4a7c15ULL;
+}
+#endif
+
 double
 as_backoff(double base, double cap, unsigned attempt)
 {

@@ -125,6 +125,13 @@ double		 as_wall_now(void);
  * seeded at start; used only for jitter, never for anything secret.
  */
 double		 as_random(void);
+#ifdef AS_TESTING
+/*
+ * Test builds only: restarts as_random() from seed, so that a seeded test
+ * (check_dispatch's random interleavings) gets the same jitter each run.
+ */
+void		 as_random_seed(uint64_t seed);
+#endif
 
 /*
  * Exponential backoff with full jitter: a delay in [base/2, min(cap,
