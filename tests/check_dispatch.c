@@ -2683,7 +2683,7 @@ END_TEST
 #define RANDOM_FIRST	0	/* one seed: -DRANDOM_FIRST=N -DRANDOM_SEEDS=N+1 */
 #endif
 #ifndef RANDOM_SEEDS
-#define RANDOM_SEEDS	20	/* more seeds: compile with -DRANDOM_SEEDS=N */
+#define RANDOM_SEEDS	25	/* more seeds: compile with -DRANDOM_SEEDS=N */
 #endif
 #define RANDOM_STEPS	5000
 #ifndef RANDOM_JITTER
