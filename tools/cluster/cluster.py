@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools/lib"))
 import certs  # noqa: E402
-from world import free_port, wait_for  # noqa: E402
+from world import Deployments, free_port, http, wait_for  # noqa: E402
 
 BIN = os.environ.get("AGENTSCALER_CLUSTER_BIN", os.path.join(ROOT, "build/cluster/bin"))
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
@@ -152,7 +152,7 @@ def _kubeconfig(path, url, ca, token, user="admin"):
     return path
 
 
-class Cluster:
+class Cluster(Deployments):
     """A control plane on 127.0.0.1.  nodes: kwok Nodes to make.  pod_cidr:
     where kwok takes pod IPs from (loopback by default, so host processes
     can serve a pod's IP).  detach: children survive this process (cluster.py
@@ -433,25 +433,9 @@ class Cluster:
 
     def api(self, method, path, body=None, ctype="application/json", timeout=30):
         """(code, parsed JSON or text), as KubeSim.api."""
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method)
-        req.add_header("Authorization", "Bearer " + self.admin_token)
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", ctype)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout, context=self._ssl) as r:
-                code, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            code, raw = e.code, e.read()
-        except (urllib.error.URLError, OSError) as e:
-            return 0, str(e)
-        try:
-            return code, json.loads(raw)
-        except ValueError:
-            return code, raw.decode(errors="replace")
+        return http(method, self.url + path, body, ctype, timeout=timeout,
+                    headers={"Authorization": "Bearer " + self.admin_token,
+                             "Accept": "application/json"}, cafile=self.ca)
 
     def audit(self, user=None):
         """The audit events (audit.k8s.io/v1 Event, level Metadata: user,
@@ -572,25 +556,6 @@ class Cluster:
         # Pods are refused until the namespace's default ServiceAccount exists.
         wait_for(lambda: self._has_sa(ns, "default"), timeout=30, interval=0.05,
                  what="ServiceAccount %s/default" % ns)
-
-    def create_deployment(self, name, replicas=0, ns="default"):
-        body = {"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": {"replicas": replicas,
-                         "selector": {"matchLabels": {"app": name}},
-                         "template": {"metadata": {"labels": {"app": name}},
-                                      "spec": {"containers": [{"name": "agent",
-                                                               "image": "agent:1"}]}}}}
-        code, obj = self.api("POST", "/apis/apps/v1/namespaces/%s/deployments" % ns, body)
-        if code != 201:
-            raise RuntimeError("create deployment: %s %s" % (code, obj))
-        return obj
-
-    def replicas(self, name, ns="default"):
-        code, obj = self.api("GET", "/apis/apps/v1/namespaces/%s/deployments/%s" % (ns, name))
-        if code != 200:
-            raise RuntimeError("get deployment: %s %s" % (code, obj))
-        return obj["spec"].get("replicas", 1)
 
     def pods(self, ns="default", selector=None):
         path = "/api/v1/namespaces/%s/pods" % ns

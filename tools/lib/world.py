@@ -288,7 +288,31 @@ def chart_rbac(values=(), namespace=CHART_NAMESPACE):
     return _chart_rbac
 
 
-class KubeSim:
+class Deployments:
+    """create_deployment() and replicas() over self.api(), for every API
+    server the tests drive (KubeSim here, tools/cluster's Cluster)."""
+
+    def create_deployment(self, name, replicas=0, ns="default"):
+        body = {"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"replicas": replicas,
+                         "selector": {"matchLabels": {"app": name}},
+                         "template": {"metadata": {"labels": {"app": name}},
+                                      "spec": {"containers": [{"name": "agent",
+                                                               "image": "agent:1"}]}}}}
+        code, obj = self.api("POST", "/apis/apps/v1/namespaces/%s/deployments" % ns, body)
+        if code != 201:
+            raise RuntimeError("create deployment: %s %s" % (code, obj))
+        return obj
+
+    def replicas(self, name, ns="default"):
+        code, obj = self.api("GET", "/apis/apps/v1/namespaces/%s/deployments/%s" % (ns, name))
+        if code != 200:
+            raise RuntimeError("get deployment: %s %s" % (code, obj))
+        return obj["spec"].get("replicas", 1)
+
+
+class KubeSim(Deployments):
     def __init__(self, *args):
         args = list(args)
         self.chart_rbac = CHART_RBAC and "--tokens" not in args
@@ -387,24 +411,6 @@ class KubeSim:
 
     def adm(self, method, path, body=None):
         return http(method, self.admin + path, body)
-
-    def create_deployment(self, name, replicas=0, ns="default"):
-        body = {"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": {"replicas": replicas,
-                         "selector": {"matchLabels": {"app": name}},
-                         "template": {"metadata": {"labels": {"app": name}},
-                                      "spec": {"containers": [{"name": "agent", "image": "agent:1"}]}}}}
-        code, obj = self.api("POST", "/apis/apps/v1/namespaces/%s/deployments" % ns, body)
-        if code != 201:
-            raise RuntimeError("create deployment: %s %s" % (code, obj))
-        return obj
-
-    def replicas(self, name, ns="default"):
-        code, obj = self.api("GET", "/apis/apps/v1/namespaces/%s/deployments/%s" % (ns, name))
-        if code != 200:
-            raise RuntimeError("get deployment: %s %s" % (code, obj))
-        return obj["spec"].get("replicas", 1)
 
     def requests(self, since=0):
         code, obj = self.adm("GET", "/requests?since=%d" % since)
