@@ -18,6 +18,9 @@ out=${OUT:-$root/build/cluster/bin}
 BINS="etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok
 agent-sandbox-controller sandbox-router helm"
 
+# The polyglot machines install Go in /usr/local/go; a shell started
+# without a login profile may not have it on PATH.
+command -v go >/dev/null 2>&1 || PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null 2>&1 || {
 	echo "cluster: the go command is missing (Go 1.26 or newer is needed)" >&2
 	exit 1

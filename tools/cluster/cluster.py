@@ -65,17 +65,22 @@ def missing_binaries(bin_dir=BIN):
 _module_dirs = {}
 
 
+def _go():
+    """The go command (the polyglot machines keep it in /usr/local/go)."""
+    return shutil.which("go") or shutil.which("go", path="/usr/local/go/bin") or "go"
+
+
 def module_dir(module):
     """The module cache directory of a module pinned in tools/cluster/go.mod."""
     if module not in _module_dirs:
-        r = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=HERE,
+        r = subprocess.run([_go(), "list", "-m", "-f", "{{.Dir}}", module], cwd=HERE,
                            capture_output=True, text=True, timeout=300)
         d = r.stdout.strip()
         if r.returncode != 0 or not d or not os.path.isdir(d):
             # go list -m names the directory even before a download.
-            subprocess.run(["go", "mod", "download", module], cwd=HERE, check=True,
+            subprocess.run([_go(), "mod", "download", module], cwd=HERE, check=True,
                            capture_output=True, timeout=600)
-            r = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", module], cwd=HERE,
+            r = subprocess.run([_go(), "list", "-m", "-f", "{{.Dir}}", module], cwd=HERE,
                                capture_output=True, text=True, timeout=300)
             d = r.stdout.strip()
         if not d or not os.path.isdir(d):
