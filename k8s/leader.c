@@ -43,10 +43,10 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/leader.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/k8s/leader.h"
+#include "agentscaler/rt/log.h"
 
 #define LEASE_API	"/apis/coordination.k8s.io/v1"
 #define LEADER_LOG	"leader"

@@ -10,10 +10,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/secret_store.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "agentscaler/k8s/secret_store.h"
 
 #define SS_LOG		"secrets"
 #define SS_BUCKETS	1024

@@ -50,12 +50,12 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/httpc.h"
-#include "agentscaler/log.h"
-#include "agentscaler/rabbitmq.h"
-#include "agentscaler/scaler.h"
-#include "agentscaler/scaler_later.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/httpc.h"
+#include "agentscaler/rt/log.h"
+#include "rabbitmq.h"
+#include "agentscaler/scalers/scaler.h"
+#include "scaler_later.h"
 
 #define RMH_LOG			"rabbitmq"
 #define RMH_TIMEOUT		5.0	/* per request, seconds */

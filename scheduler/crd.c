@@ -25,14 +25,14 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/crd.h"
-#include "agentscaler/events.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/status_writer.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "crd.h"
+#include "agentscaler/k8s/events.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "agentscaler/k8s/status_writer.h"
 
 #define CRD_API		"/apis/agentscaler.io/v1alpha1"
 #define WARM_API	"/apis/extensions.agents.x-k8s.io/v1beta1"

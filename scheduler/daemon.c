@@ -41,19 +41,19 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/autoscale.h"
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/crd.h"
-#include "agentscaler/daemon.h"
-#include "agentscaler/dispatch.h"
-#include "agentscaler/http.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/leader.h"
-#include "agentscaler/log.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/scaler.h"
-#include "agentscaler/secret_store.h"
+#include "autoscale.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "crd.h"
+#include "daemon.h"
+#include "dispatch.h"
+#include "agentscaler/rt/http.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/k8s/leader.h"
+#include "agentscaler/rt/log.h"
+#include "quota.h"
+#include "agentscaler/scalers/scaler.h"
+#include "agentscaler/k8s/secret_store.h"
 
 struct daemon;
 
@@ -887,7 +887,7 @@ daemon_metrics(void *arg, struct http_reply *r)
 	as_buf_printf(&b, "# HELP agentscaler_build_info Build of the running "
 	    "daemon.\n# TYPE agentscaler_build_info gauge\n"
 	    "agentscaler_build_info{version=\"");
-	as_buf_label(&b, AS_VERSION);
+	as_buf_label(&b, as_version);
 	as_buf_printf(&b, "\"} 1\n");
 	as_buf_printf(&b, "# HELP agentscaler_uptime_seconds Seconds since "
 	    "start.\n# TYPE agentscaler_uptime_seconds gauge\n"
@@ -1068,7 +1068,7 @@ daemon_status(void *arg, struct http_reply *r)
 	size_t		 i;
 
 	root = cJSON_CreateObject();
-	cJSON_AddStringToObject(root, "version", AS_VERSION);
+	cJSON_AddStringToObject(root, "version", as_version);
 	arr = cJSON_AddArrayToObject(root, "pools");
 	for (i = 0; i < d->npools; i++) {
 		const struct pool *p = d->pools[i];
@@ -1253,7 +1253,7 @@ daemon_run(const struct daemon_options *opts)
 	http_server_route(d.http, "/healthz", daemon_healthz, &d);
 	http_server_route(d.http, "/readyz", daemon_readyz, &d);
 	log_info("daemon", "agentscaler %s serving /metrics /healthz /readyz "
-	    "on %s (port %d)", AS_VERSION, opts->metrics_addr,
+	    "on %s (port %d)", as_version, opts->metrics_addr,
 	    http_server_port(d.http));
 	/*
 	 * /status and /explain name tasks, namespaces and trees of every

@@ -34,12 +34,12 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/consumer.h"
-#include "agentscaler/dispatch.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/task.h"
-#include "agentscaler/warmpool.h"
+#include "agentscaler/scalers/consumer.h"
+#include "dispatch.h"
+#include "agentscaler/k8s/informer.h"
+#include "quota.h"
+#include "task.h"
+#include "warmpool.h"
 
 #define CLAIMS_API	"/apis/extensions.agents.x-k8s.io/v1beta1"
 #define MAX_REASONS	32

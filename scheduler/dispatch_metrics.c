@@ -18,11 +18,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/crd.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/warmpool.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "crd.h"
+#include "quota.h"
+#include "warmpool.h"
 
 #include "dispatch_int.h"
 

@@ -27,18 +27,18 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/consumer.h"
-#include "agentscaler/dispatch.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/task.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/config.h"
+#include "agentscaler/scalers/consumer.h"
+#include "scheduler/dispatch.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "scheduler/task.h"
 #include "util/testutil.h"
 
 /* The sweep (readyTimeoutSeconds) is run by hand, with the clock moved. */
-#include "../scheduler/dispatch_int.h"
+#include "scheduler/dispatch_int.h"
 
 #define NS		"ns"
 #define CLAIMS_PATH	"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/"

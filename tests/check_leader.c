@@ -23,11 +23,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/events.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/leader.h"
-#include "agentscaler/status_writer.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/events.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/k8s/leader.h"
+#include "agentscaler/k8s/status_writer.h"
 #include "util/loop.h"
 #include "util/sink.h"
 #include "util/testutil.h"

@@ -13,9 +13,9 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/secret_store.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/k8s/secret_store.h"
 #include "util/loop.h"
 #include "util/testutil.h"
 

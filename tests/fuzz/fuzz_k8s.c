@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/k8s.h"
+#include "agentscaler/k8s/k8s.h"
 
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

@@ -11,7 +11,7 @@
 
 #include <ev.h>
 
-#include "agentscaler/consumer.h"
+#include "agentscaler/scalers/consumer.h"
 
 /*
  * One operation's completions: tu_op_done() and the two others count,

@@ -18,8 +18,8 @@
 
 #include <stddef.h>
 
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
 
 struct as_buf;
 struct cJSON;

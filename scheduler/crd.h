@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agentscaler/events.h"
+#include "agentscaler/k8s/events.h"
 
 struct as_buf;
 struct cJSON;

@@ -16,7 +16,7 @@
 
 #include <openssl/evp.h>
 
-#include "agentscaler/common.h"
+#include "agentscaler/rt/common.h"
 
 static const char *const as_err_names[AS_EMAX] = {
 	[AS_OK] = "ok",

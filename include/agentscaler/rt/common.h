@@ -20,9 +20,11 @@
 
 #define AS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#ifndef AS_VERSION
-#define AS_VERSION "0.1.0-dev"
-#endif
+/*
+ * The version, "0.1.0+<git describe>" (scheduler/rt/version.c, the only
+ * object rebuilt when the commit changes).
+ */
+extern const char as_version[];
 
 /* Functions return 0 or one of these, negated. */
 enum as_err {
