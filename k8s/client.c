@@ -1,6 +1,6 @@
 /*
  * client.c: the Kubernetes API client, a thin layer over the HTTP client
- * (scheduler/httpc.c: libcurl multi on the caller's libev loop, the token
+ * (scheduler/rt/httpc.c: libcurl multi on the caller's libev loop, the token
  * bucket, retries and per-attempt timeouts all live there).
  *
  * What this layer adds: where the configuration comes from (kubeconfig,

@@ -8,7 +8,7 @@
  * messages_ready (ready), messages_unacknowledged (in flight: delivered,
  * not yet acknowledged, which AMQP cannot see), consumers and the publish
  * and deliver rates.  The requests go through the project's HTTP client
- * (scheduler/httpc.c: libcurl multi on the loop, a rate limiter, per-attempt
+ * (scheduler/rt/httpc.c: libcurl multi on the loop, a rate limiter, per-attempt
  * timeouts), one client per endpoint.
  *
  * Endpoints and coalescing.  Instances with the same loop, host, port,

@@ -1,7 +1,7 @@
 /*
  * dispatch_int.h: private to the dispatcher's files (scheduler/dispatch*.c):
  * its structs and the functions those files share.  Other modules use
- * include/agentscaler/dispatch.h only.
+ * scheduler/dispatch.h only.
  *
  *   dispatch.c          the public API: dispatcher_new/apply/free/headroom,
  *                       pool create and free;
