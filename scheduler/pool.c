@@ -464,9 +464,7 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 			np[n] = pool_new(d, c);
 		n++;
 	}
-	for (j = 0; j < d->npools; j++)
-		pool_free(d->pools[j]);
-	free(d->pools);
+	pool_free_all(d);	/* those no longer in the config */
 	d->pools = np;
 	d->npools = n;
 }
