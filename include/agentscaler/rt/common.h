@@ -9,6 +9,7 @@
 #ifndef AGENTSCALER_COMMON_H
 #define AGENTSCALER_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,9 @@ char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
 /* Formats into a new string; the caller frees it. */
 char		*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
+/* The same with a va_list, which it leaves for the caller to va_end(). */
+char		*xvasprintf(const char *, va_list)
+		    __attribute__((format(printf, 1, 0)));
 
 /*
  * Copies at most size-1 bytes and always terminates; returns strlen(src)
