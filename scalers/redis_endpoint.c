@@ -72,6 +72,7 @@
 #include "agentscaler/rt/log.h"
 #include "redis_endpoint.h"
 #include "agentscaler/scalers/scaler.h"
+#include "scaler_cache.h"
 #include "scaler_later.h"
 #include "scaler_url.h"
 
@@ -133,14 +134,13 @@ struct redis_endpoint_conn {
 };
 
 struct redis_endpoint {
-	LIST_ENTRY(redis_endpoint) entry;
+	struct scaler_cache_entry ce;		/* redis_endpoints */
 	struct ev_loop		*loop;
 	struct redis_addr	 addr;
 	char			 name[272];	/* host:port */
 	struct scaler_secret	 secret;	/* the password's source */
 	double			 connect_timeout;
 	double			 command_timeout;
-	unsigned		 refs;
 	LIST_HEAD(, redis_endpoint_client) clients;
 	unsigned		 main_losses;	/* main connection outages */
 	struct redis_endpoint_conn main;
@@ -187,8 +187,8 @@ static void	 redis_endpoint_link_kick(struct redis_endpoint_client *);
 static void	 redis_endpoint_links_kick(struct redis_endpoint *, int);
 static void	 redis_endpoint_config_extend(struct redis_endpoint *);
 
-static LIST_HEAD(, redis_endpoint) redis_endpoints =
-    LIST_HEAD_INITIALIZER(redis_endpoints);
+static struct scaler_cache redis_endpoints =
+    SCALER_CACHE_INITIALIZER(redis_endpoints);
 
 /*
  * The address parser; the authority is scalers/url.c's.  Error messages
@@ -888,11 +888,27 @@ redis_endpoint_conn_init(struct redis_endpoint_conn *c,
 
 /* Endpoints. */
 
+static int
+redis_endpoint_match(const struct scaler_cache_entry *e,
+    const struct scaler_cache_key *k)
+{
+	const struct redis_endpoint *ep = SCALER_CACHE_OWNER(e,
+	    struct redis_endpoint, ce);
+	const struct redis_addr *addr = k->addr;
+
+	return (ep->loop == k->loop && ep->addr.port == addr->port &&
+	    ep->addr.db == addr->db &&
+	    strcmp(ep->addr.host, addr->host) == 0 &&
+	    scaler_secret_same(&ep->secret, k->src));
+}
+
 /* Finds or opens the endpoint for this client; the caller holds a ref. */
 static struct redis_endpoint *
 redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
     const struct scaler_source *src)
 {
+	const struct scaler_cache_key key = { loop, addr, src };
+	struct scaler_cache_entry *e;
 	struct redis_endpoint *ep;
 	double		 ct, mt;
 
@@ -900,14 +916,9 @@ redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
 	    REDIS_ENDPOINT_TIMEOUT;
 	mt = src->command_timeout > 0 ? src->command_timeout :
 	    REDIS_ENDPOINT_TIMEOUT;
-	LIST_FOREACH(ep, &redis_endpoints, entry) {
-		if (ep->loop == loop && ep->addr.port == addr->port &&
-		    ep->addr.db == addr->db &&
-		    strcmp(ep->addr.host, addr->host) == 0 &&
-		    scaler_secret_same(&ep->secret, src))
-			break;
-	}
-	if (ep != NULL) {
+	if ((e = scaler_cache_get(&redis_endpoints, redis_endpoint_match,
+	    &key)) != NULL) {
+		ep = SCALER_CACHE_OWNER(e, struct redis_endpoint, ce);
 		/* Shared sockets get the strictest deadlines asked for. */
 		if (ct < ep->connect_timeout)
 			ep->connect_timeout = ct;
@@ -916,7 +927,6 @@ redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
 			ep->main.command_timer.repeat = mt;
 			ep->sub.command_timer.repeat = mt;
 		}
-		ep->refs++;
 		return (ep);
 	}
 
@@ -932,11 +942,10 @@ redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
 	scaler_secret_set(&ep->secret, src);
 	ep->connect_timeout = ct;
 	ep->command_timeout = mt;
-	ep->refs = 1;
 	LIST_INIT(&ep->clients);
 	redis_endpoint_conn_init(&ep->main, ep, REDIS_ENDPOINT_MAIN);
 	redis_endpoint_conn_init(&ep->sub, ep, REDIS_ENDPOINT_SUB);
-	LIST_INSERT_HEAD(&redis_endpoints, ep, entry);
+	scaler_cache_add(&redis_endpoints, &ep->ce);
 	redis_endpoint_conn_start(&ep->main);
 	return (ep);
 }
@@ -945,9 +954,8 @@ redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
 static void
 redis_endpoint_put(struct redis_endpoint *ep)
 {
-	if (--ep->refs > 0)
+	if (!scaler_cache_put(&ep->ce))
 		return;
-	LIST_REMOVE(ep, entry);
 	redis_endpoint_conn_close(&ep->sub);
 	redis_endpoint_conn_close(&ep->main);
 	scaler_secret_clear(&ep->secret);
