@@ -428,12 +428,9 @@ rmq_create(struct ev_loop *loop, const struct scaler_source *src, char *err,
 	struct rmq_scaler *s;
 	struct rabbitmq_addr addr;
 
-	if (rabbitmq_parse_address(src->address, &addr, err, errlen) != 0)
+	if (rabbitmq_parse_transport(src->address, RABBITMQ_AMQP, &addr, err,
+	    errlen) != 0)
 		return (NULL);
-	if (addr.transport != RABBITMQ_AMQP) {
-		snprintf(err, errlen, "not an amqp:// address");
-		return (NULL);
-	}
 	s = xcalloc(1, sizeof *s);
 	s->base.type = &rabbitmq_amqp_type;
 	s->loop = loop;
@@ -485,7 +482,6 @@ rmq_destroy(struct scaler *base)
 {
 	struct rmq_scaler *s = (struct rmq_scaler *)base;
 	struct rmq_endpoint *ep = s->ep;
-	struct scaler_result res;
 	scaler_done_fn	*fn;
 	void		*arg;
 	char		 name[sizeof ep->conn.name];
@@ -500,12 +496,7 @@ rmq_destroy(struct scaler *base)
 	LIST_REMOVE(s, entry);
 	rmq_endpoint_put(ep);
 	s->ep = NULL;
-	if (fn != NULL) {
-		memset(&res, 0, sizeof res);
-		rabbitmq_result_error(&res, -AS_ECANCELED, name, "poll "
-		    "canceled: source destroyed");
-		fn(&s->base, &res, arg);
-	}
+	rabbitmq_poll_canceled(&s->base, fn, arg, name);
 	free(s->queue);
 	free(s);
 }

@@ -629,9 +629,7 @@ rmh_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
 	ev_timer_init(&ep->flush_timer, rmh_flush_cb, 0., 0.);
 	ep->flush_timer.data = ep;
 
-	snprintf(base, sizeof base, "%s://%s%s%s:%d", addr->scheme,
-	    strchr(addr->host, ':') != NULL ? "[" : "", addr->host,
-	    strchr(addr->host, ':') != NULL ? "]" : "", addr->port);
+	snprintf(base, sizeof base, "%s://%s", addr->scheme, ep->name);
 	memset(&ho, 0, sizeof ho);
 	ho.base_url = base;
 	ho.log_name = RMH_LOG;
@@ -699,12 +697,9 @@ rmh_create(struct ev_loop *loop, const struct scaler_source *src, char *err,
 	struct rabbitmq_addr addr;
 	struct rmh_endpoint *ep;
 
-	if (rabbitmq_parse_address(src->address, &addr, err, errlen) != 0)
+	if (rabbitmq_parse_transport(src->address, RABBITMQ_HTTP, &addr, err,
+	    errlen) != 0)
 		return (NULL);
-	if (addr.transport != RABBITMQ_HTTP) {
-		snprintf(err, errlen, "not an http(s):// address");
-		return (NULL);
-	}
 	if ((ep = rmh_endpoint_get(loop, &addr, src, err, errlen)) == NULL)
 		return (NULL);
 	s = xcalloc(1, sizeof *s);
@@ -757,7 +752,6 @@ rmh_destroy(struct scaler *base)
 {
 	struct rmh_scaler *s = (struct rmh_scaler *)base;
 	struct rmh_endpoint *ep = s->ep;
-	struct scaler_result res;
 	scaler_done_fn	*fn;
 	void		*arg;
 	char		 name[sizeof ep->name];
@@ -769,12 +763,7 @@ rmh_destroy(struct scaler *base)
 	as_strlcpy(name, ep->name, sizeof name);
 	rmh_endpoint_put(ep);
 	s->ep = NULL;
-	if (fn != NULL) {
-		memset(&res, 0, sizeof res);
-		rabbitmq_result_error(&res, -AS_ECANCELED, name, "poll "
-		    "canceled: source destroyed");
-		fn(&s->base, &res, arg);
-	}
+	rabbitmq_poll_canceled(&s->base, fn, arg, name);
 	free(s->queue);
 	free(s);
 }

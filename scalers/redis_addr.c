@@ -4,7 +4,6 @@
  * struct or a reason out.  The authority part is scalers/url.c's, as for
  * the RabbitMQ addresses (scalers/rabbitmq_addr.c).
  */
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -22,6 +21,8 @@
  * password.
  */
 static const struct scaler_url_texts redis_endpoint_url_texts = {
+	.example = "redis://host:port/db",
+	.schemes = "redis://",
 	.credentials = "authSecretRef, passwordFile or passwordEnv",
 	.ipv6_example = "redis://[::1]:6379/0",
 };
@@ -39,15 +40,9 @@ redis_endpoint_parse_address(const char *url, struct redis_addr *out,
 	long		 v = 0;
 
 	memset(out, 0, sizeof *out);
-	if (url == NULL || *url == '\0') {
-		snprintf(err, errlen, "empty address; expected "
-		    "redis://host:port/db");
+	if ((slen = scaler_url_start(url, &redis_endpoint_url_texts, err,
+	    errlen)) == 0)
 		return (-AS_EINVAL);
-	}
-	if ((slen = scaler_url_scheme_length(url)) == 0) {
-		snprintf(err, errlen, "address must start with redis://");
-		return (-AS_EINVAL);
-	}
 	if (slen == 6 && strncasecmp(url, "rediss", 6) == 0) {
 		/* hiredis_ssl arrived in hiredis 1.0; Debian 12 has 0.14.1. */
 		snprintf(err, errlen, "rediss:// needs hiredis >= 1.0 with "
@@ -55,11 +50,9 @@ redis_endpoint_parse_address(const char *url, struct redis_addr *out,
 		    HIREDIS_MINOR, HIREDIS_PATCH);
 		return (-AS_EINVAL);
 	}
-	if (slen != 5 || strncasecmp(url, "redis", 5) != 0) {
-		snprintf(err, errlen, "unsupported scheme \"%.*s\"; expected "
-		    "redis://", (int)slen, url);
-		return (-AS_EINVAL);
-	}
+	if (slen != 5 || strncasecmp(url, "redis", 5) != 0)
+		return (scaler_url_unsupported(url, slen,
+		    &redis_endpoint_url_texts, err, errlen));
 	if (scaler_url_parse_authority(url + slen + 3,
 	    &redis_endpoint_url_texts, &a, err, errlen) != 0)
 		return (-AS_EINVAL);
@@ -99,15 +92,7 @@ redis_endpoint_validate(const char *what, const struct scaler_source *src,
 	if ((rc = redis_endpoint_parse_address(src->address, &addr, err,
 	    errlen)) != 0)
 		return (rc);
-	if ((rc = scaler_secret_check(src, err, errlen)) != 0)
-		return (rc);
-	if (!(src->connect_timeout >= 0) || !(src->command_timeout >= 0) ||
-	    isinf(src->connect_timeout) || isinf(src->command_timeout)) {
-		snprintf(err, errlen, "timeouts must be finite and not "
-		    "negative");
-		return (-AS_EINVAL);
-	}
-	return (0);
+	return (scaler_url_check_source(src, err, errlen));
 }
 
 int

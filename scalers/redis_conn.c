@@ -46,10 +46,7 @@ enum redis_conn_tag {
 	REDIS_CONN_TAG_PING
 };
 
-static void	 redis_conn_connect_timeout_cb(struct ev_loop *, ev_timer *,
-		    int);
-static void	 redis_conn_command_timeout_cb(struct ev_loop *, ev_timer *,
-		    int);
+static void	 redis_conn_timeout_cb(struct ev_loop *, ev_timer *, int);
 static void	 redis_conn_retry_cb(struct ev_loop *, ev_timer *, int);
 
 void
@@ -69,9 +66,8 @@ redis_conn_init(struct redis_conn *c, struct ev_loop *loop, const char *name,
 	c->command_timeout = command_timeout;
 	c->hooks = hooks;
 	c->arg = arg;
-	ev_timer_init(&c->connect_timer, redis_conn_connect_timeout_cb, 0.,
-	    0.);
-	ev_timer_init(&c->command_timer, redis_conn_command_timeout_cb, 0.,
+	ev_timer_init(&c->connect_timer, redis_conn_timeout_cb, 0., 0.);
+	ev_timer_init(&c->command_timer, redis_conn_timeout_cb, 0.,
 	    command_timeout);
 	ev_timer_init(&c->retry_timer, redis_conn_retry_cb, 0., 0.);
 	c->connect_timer.data = c->command_timer.data = c;
@@ -293,31 +289,21 @@ redis_conn_disconnect_cb(const redisAsyncContext *ac, int status)
 		redis_conn_lost(c, -AS_ECONN, ac->c.errstr, 1);
 }
 
+/* The connect timer or the command timer expired. */
 static void
-redis_conn_connect_timeout_cb(struct ev_loop *loop, ev_timer *w,
-    int revents)
+redis_conn_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct redis_conn *c = w->data;
 	char		 cause[96];
 
 	(void)loop;
 	(void)revents;
-	snprintf(cause, sizeof cause, "connect timed out after %g s",
-	    c->connect_timeout);
-	redis_conn_lost(c, -AS_ETIMEDOUT, cause, 0);
-}
-
-static void
-redis_conn_command_timeout_cb(struct ev_loop *loop, ev_timer *w,
-    int revents)
-{
-	struct redis_conn *c = w->data;
-	char		 cause[96];
-
-	(void)loop;
-	(void)revents;
-	snprintf(cause, sizeof cause, "command timed out: no reply within "
-	    "%g s", c->command_timeout);
+	if (w == &c->connect_timer)
+		snprintf(cause, sizeof cause, "connect timed out after %g s",
+		    c->connect_timeout);
+	else
+		snprintf(cause, sizeof cause, "command timed out: no reply "
+		    "within %g s", c->command_timeout);
 	redis_conn_lost(c, -AS_ETIMEDOUT, cause, 0);
 }
 

@@ -51,6 +51,7 @@
 #include "redis_endpoint.h"
 #include "redis_ep.h"
 #include "scaler_cache.h"
+#include "scaler_url.h"
 
 #define REDIS_ENDPOINT_TIMEOUT		2.0	/* connect, command: s */
 
@@ -146,12 +147,8 @@ redis_endpoint_get(struct ev_loop *loop, const struct redis_addr *addr,
 	ep = xcalloc(1, sizeof *ep);
 	ep->loop = loop;
 	ep->addr = *addr;
-	if (strchr(addr->host, ':') != NULL)
-		snprintf(ep->name, sizeof ep->name, "[%s]:%d", addr->host,
-		    addr->port);
-	else
-		snprintf(ep->name, sizeof ep->name, "%s:%d", addr->host,
-		    addr->port);
+	scaler_url_hostport(addr->host, addr->port, ep->name,
+	    sizeof ep->name);
 	scaler_secret_set(&ep->secret, src);
 	LIST_INIT(&ep->clients);
 	redis_conn_init(&ep->main, loop, ep->name, "connection", &ep->addr, 1,

@@ -279,8 +279,12 @@ void	 redis_endpoint_poll_sent(struct redis_endpoint_poll *);
 int	 redis_endpoint_source_subscribe(struct redis_endpoint_source *,
 	    const char *key, unsigned classes, scaler_wake_fn *fn, void *arg);
 
-/* 1 while the source's keyspace subscription is confirmed, else 0. */
-int	 redis_endpoint_source_pushing(const struct redis_endpoint_source *);
+/*
+ * The pushing() of every Redis source type (base is the struct scaler of
+ * a struct redis_endpoint_source, which the source embeds first): 1 while
+ * the source's keyspace subscription is confirmed, else 0.
+ */
+int	 redis_endpoint_source_pushing(const struct scaler *base);
 
 /*
  * Sets res->error to err and res->errmsg to "redis <endpoint>: " plus the

@@ -205,7 +205,10 @@ redis_endpoint_source_subscribe(struct redis_endpoint_source *s,
 }
 
 int
-redis_endpoint_source_pushing(const struct redis_endpoint_source *s)
+redis_endpoint_source_pushing(const struct scaler *base)
 {
+	const struct redis_endpoint_source *s =
+	    (const struct redis_endpoint_source *)base;
+
 	return (redis_endpoint_client_pushing(&s->cl));
 }
