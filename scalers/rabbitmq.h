@@ -57,6 +57,13 @@ struct rabbitmq_addr {
 int	 rabbitmq_parse_address(const char *url, struct rabbitmq_addr *out,
 	    char *err, size_t errlen);
 
+/*
+ * rabbitmq_parse_address() for one transport: also -AS_EINVAL, with "not
+ * an amqp:// address" or "not an http(s):// address", for the other.
+ */
+int	 rabbitmq_parse_transport(const char *url, enum rabbitmq_transport,
+	    struct rabbitmq_addr *out, char *err, size_t errlen);
+
 /* What the tests and the logs can see of an instance's endpoint. */
 struct rabbitmq_stats {
 	enum rabbitmq_transport transport;
@@ -117,6 +124,12 @@ void	 rabbitmq_endpoint_name(const struct rabbitmq_addr *, char *out,
 void	 rabbitmq_result_error(struct scaler_result *res, int err,
 	    const char *name, const char *fmt, ...)
 	    __attribute__((format(printf, 4, 5)));
+/*
+ * Runs the completion of a poll that destroy() canceled, unless fn is
+ * NULL: -AS_ECANCELED, "rabbitmq <name>: poll canceled: source destroyed".
+ */
+void	 rabbitmq_poll_canceled(struct scaler *s, scaler_done_fn *fn,
+	    void *arg, const char *name);
 /* NULL for NULL or "". */
 const char *rabbitmq_nonempty(const char *);
 /* strcmp that treats two NULLs as equal. */

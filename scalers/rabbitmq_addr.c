@@ -4,7 +4,6 @@
  * scaler and the consumer, the user name and password of a source, and the
  * error text of a failed read (rabbitmq.h).
  */
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,8 @@ static const struct rabbitmq_scheme rabbitmq_schemes[] = {
 };
 
 static const struct scaler_url_texts rabbitmq_url_texts = {
+	.example = "amqp://host:5672/vhost or http://host:15672/vhost",
+	.schemes = "amqp://, amqps://, http:// or https://",
 	.credentials = "username with authSecretRef, passwordFile or "
 	    "passwordEnv",
 	.ipv6_example = "amqp://[::1]:5672/",
@@ -98,26 +99,17 @@ rabbitmq_parse_address(const char *url, struct rabbitmq_addr *out, char *err,
 	size_t		 i, slen;
 
 	memset(out, 0, sizeof *out);
-	if (url == NULL || *url == '\0') {
-		snprintf(err, errlen, "empty address; expected "
-		    "amqp://host:5672/vhost or http://host:15672/vhost");
+	if ((slen = scaler_url_start(url, &rabbitmq_url_texts, err,
+	    errlen)) == 0)
 		return (-AS_EINVAL);
-	}
-	if ((slen = scaler_url_scheme_length(url)) == 0) {
-		snprintf(err, errlen, "address must start with amqp://, "
-		    "amqps://, http:// or https://");
-		return (-AS_EINVAL);
-	}
 	for (i = 0; i < AS_ARRAY_SIZE(rabbitmq_schemes); i++) {
 		if (strlen(rabbitmq_schemes[i].name) == slen &&
 		    strncasecmp(url, rabbitmq_schemes[i].name, slen) == 0)
 			sch = &rabbitmq_schemes[i];
 	}
-	if (sch == NULL) {
-		snprintf(err, errlen, "unsupported scheme \"%.*s\"; expected "
-		    "amqp://, amqps://, http:// or https://", (int)slen, url);
-		return (-AS_EINVAL);
-	}
+	if (sch == NULL)
+		return (scaler_url_unsupported(url, slen, &rabbitmq_url_texts,
+		    err, errlen));
 	if (scaler_url_parse_authority(url + slen + 3, &rabbitmq_url_texts,
 	    &a, err, errlen) != 0)
 		return (-AS_EINVAL);
@@ -192,10 +184,37 @@ void
 rabbitmq_endpoint_name(const struct rabbitmq_addr *a, char *out,
     size_t outlen)
 {
-	if (strchr(a->host, ':') != NULL)
-		snprintf(out, outlen, "[%s]:%d", a->host, a->port);
-	else
-		snprintf(out, outlen, "%s:%d", a->host, a->port);
+	scaler_url_hostport(a->host, a->port, out, outlen);
+}
+
+int
+rabbitmq_parse_transport(const char *url, enum rabbitmq_transport t,
+    struct rabbitmq_addr *out, char *err, size_t errlen)
+{
+	int	 rc;
+
+	if ((rc = rabbitmq_parse_address(url, out, err, errlen)) != 0)
+		return (rc);
+	if (out->transport != t) {
+		snprintf(err, errlen, "%s", t == RABBITMQ_AMQP ?
+		    "not an amqp:// address" : "not an http(s):// address");
+		return (-AS_EINVAL);
+	}
+	return (0);
+}
+
+void
+rabbitmq_poll_canceled(struct scaler *s, scaler_done_fn *fn, void *arg,
+    const char *name)
+{
+	struct scaler_result res;
+
+	if (fn == NULL)
+		return;
+	memset(&res, 0, sizeof res);
+	rabbitmq_result_error(&res, -AS_ECANCELED, name, "poll canceled: "
+	    "source destroyed");
+	fn(s, &res, arg);
 }
 
 void
@@ -275,14 +294,8 @@ rabbitmq_check_source(const struct scaler_source *src, int consumer,
 		    "use %ss://", addr->scheme, addr->scheme);
 		return (-AS_EINVAL);
 	}
-	if (scaler_secret_check(src, err, errlen) != 0)
+	if (scaler_url_check_source(src, err, errlen) != 0)
 		return (-AS_EINVAL);
-	if (!(src->connect_timeout >= 0) || !(src->command_timeout >= 0) ||
-	    isinf(src->connect_timeout) || isinf(src->command_timeout)) {
-		snprintf(err, errlen, "timeouts must be finite and not "
-		    "negative");
-		return (-AS_EINVAL);
-	}
 	return (0);
 }
 

@@ -53,6 +53,7 @@
 #include "rabbitmq.h"
 #include "rabbitmq_conn.h"
 #include "agentscaler/scalers/scaler.h"
+#include "scaler_cache.h"
 #include "scaler_later.h"
 
 #define RMQ_LOG			"rabbitmq"
@@ -73,9 +74,8 @@ struct rmq_decl {
 };
 
 struct rmq_endpoint {
-	LIST_ENTRY(rmq_endpoint) entry;
+	struct scaler_cache_entry ce;		/* rmq_endpoints */
 	struct rabbitmq_conn	 conn;
-	unsigned		 refs;
 	LIST_HEAD(, rmq_scaler)	 scalers;
 	TAILQ_HEAD(rmq_scaler_q, rmq_scaler) waiting;
 	TAILQ_HEAD(rmq_decl_q, rmq_decl) inflight;
@@ -115,8 +115,8 @@ static const struct rabbitmq_conn_hooks rmq_hooks = {
 	.down = rmq_down,
 };
 
-static LIST_HEAD(, rmq_endpoint) rmq_endpoints =
-    LIST_HEAD_INITIALIZER(rmq_endpoints);
+static struct scaler_cache rmq_endpoints =
+    SCALER_CACHE_INITIALIZER(rmq_endpoints);
 
 /* Polls: results are delivered from the instance's own timer. */
 
@@ -351,34 +351,43 @@ rmq_flush_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Endpoints. */
 
+static int
+rmq_endpoint_match(const struct scaler_cache_entry *e,
+    const struct scaler_cache_key *k)
+{
+	const struct rmq_endpoint *ep = SCALER_CACHE_OWNER(e,
+	    struct rmq_endpoint, ce);
+	const struct rabbitmq_addr *addr = k->addr;
+
+	return (rabbitmq_conn_matches(&ep->conn, k->loop, addr, k->src));
+}
+
 static struct rmq_endpoint *
 rmq_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
     const struct scaler_source *src)
 {
+	const struct scaler_cache_key key = { loop, addr, src };
+	struct scaler_cache_entry *e;
 	struct rmq_endpoint *ep;
 	char		 label[300];
 
-	LIST_FOREACH(ep, &rmq_endpoints, entry) {
-		if (rabbitmq_conn_matches(&ep->conn, loop, addr, src))
-			break;
-	}
-	if (ep != NULL) {
+	if ((e = scaler_cache_get(&rmq_endpoints, rmq_endpoint_match,
+	    &key)) != NULL) {
+		ep = SCALER_CACHE_OWNER(e, struct rmq_endpoint, ce);
 		/* A shared connection gets the strictest deadlines. */
 		rabbitmq_conn_tighten(&ep->conn, src);
-		ep->refs++;
 		return (ep);
 	}
 
 	ep = xcalloc(1, sizeof *ep);
 	snprintf(label, sizeof label, "agentscaler %s", addr->vhost);
 	rabbitmq_conn_init(&ep->conn, loop, addr, src, label, &rmq_hooks, ep);
-	ep->refs = 1;
 	LIST_INIT(&ep->scalers);
 	TAILQ_INIT(&ep->waiting);
 	TAILQ_INIT(&ep->inflight);
 	ev_timer_init(&ep->flush_timer, rmq_flush_cb, 0., 0.);
 	ep->flush_timer.data = ep;
-	LIST_INSERT_HEAD(&rmq_endpoints, ep, entry);
+	scaler_cache_add(&rmq_endpoints, &ep->ce);
 	return (ep);
 }
 
@@ -386,9 +395,8 @@ rmq_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
 static void
 rmq_endpoint_put(struct rmq_endpoint *ep)
 {
-	if (--ep->refs > 0)
+	if (!scaler_cache_put(&ep->ce))
 		return;
-	LIST_REMOVE(ep, entry);
 	ev_timer_stop(ep->conn.loop, &ep->flush_timer);
 	rabbitmq_conn_fini(&ep->conn);
 	/* No instance is left, so no declare has a waiter. */
@@ -403,7 +411,7 @@ rabbitmq_amqp_stats(const struct scaler *base, struct rabbitmq_stats *st)
 	const struct rmq_endpoint *ep = s->ep;
 
 	st->transport = RABBITMQ_AMQP;
-	st->sharing = ep->refs;
+	st->sharing = scaler_cache_refs(&ep->ce);
 	st->connected = ep->conn.amqp != NULL;
 	st->connects = ep->conn.connects;
 	st->reopens = ep->reopens;
@@ -420,12 +428,9 @@ rmq_create(struct ev_loop *loop, const struct scaler_source *src, char *err,
 	struct rmq_scaler *s;
 	struct rabbitmq_addr addr;
 
-	if (rabbitmq_parse_address(src->address, &addr, err, errlen) != 0)
+	if (rabbitmq_parse_transport(src->address, RABBITMQ_AMQP, &addr, err,
+	    errlen) != 0)
 		return (NULL);
-	if (addr.transport != RABBITMQ_AMQP) {
-		snprintf(err, errlen, "not an amqp:// address");
-		return (NULL);
-	}
 	s = xcalloc(1, sizeof *s);
 	s->base.type = &rabbitmq_amqp_type;
 	s->loop = loop;
@@ -477,7 +482,6 @@ rmq_destroy(struct scaler *base)
 {
 	struct rmq_scaler *s = (struct rmq_scaler *)base;
 	struct rmq_endpoint *ep = s->ep;
-	struct scaler_result res;
 	scaler_done_fn	*fn;
 	void		*arg;
 	char		 name[sizeof ep->conn.name];
@@ -492,12 +496,7 @@ rmq_destroy(struct scaler *base)
 	LIST_REMOVE(s, entry);
 	rmq_endpoint_put(ep);
 	s->ep = NULL;
-	if (fn != NULL) {
-		memset(&res, 0, sizeof res);
-		rabbitmq_result_error(&res, -AS_ECANCELED, name, "poll "
-		    "canceled: source destroyed");
-		fn(&s->base, &res, arg);
-	}
+	rabbitmq_poll_canceled(&s->base, fn, arg, name);
 	free(s->queue);
 	free(s);
 }

@@ -55,6 +55,7 @@
 #include "agentscaler/rt/log.h"
 #include "rabbitmq.h"
 #include "agentscaler/scalers/scaler.h"
+#include "scaler_cache.h"
 #include "scaler_later.h"
 
 #define RMH_LOG			"rabbitmq"
@@ -102,7 +103,7 @@ struct rmh_fetch {
 };
 
 struct rmh_endpoint {
-	LIST_ENTRY(rmh_endpoint) entry;
+	struct scaler_cache_entry ce;		/* rmh_endpoints */
 	struct ev_loop		*loop;
 	struct rabbitmq_addr	 addr;
 	char			 name[272];	/* host:port, for messages */
@@ -115,7 +116,6 @@ struct rmh_endpoint {
 	char			*login;		/* the user, when from a Secret */
 	double			 secret_at;
 	struct httpc		*h;
-	unsigned		 refs;
 	struct rmh_scaler_q	 waiting;
 	struct rmh_fetch	*fetch;		/* the listing running */
 	struct rmh_row		*rows;		/* the last listing, sorted */
@@ -145,8 +145,8 @@ static void	 rmh_destroy(struct scaler *);
 static void	 rmh_page(struct rmh_fetch *);
 static void	 rmh_page_done(const struct httpc_response *, void *);
 
-static LIST_HEAD(, rmh_endpoint) rmh_endpoints =
-    LIST_HEAD_INITIALIZER(rmh_endpoints);
+static struct scaler_cache rmh_endpoints =
+    SCALER_CACHE_INITIALIZER(rmh_endpoints);
 
 /* Percent-encodes everything but RFC 3986's unreserved characters. */
 static void
@@ -581,30 +581,40 @@ rmh_page_done(const struct httpc_response *resp, void *arg)
 
 static void	 rmh_endpoint_put(struct rmh_endpoint *);
 
+static int
+rmh_endpoint_match(const struct scaler_cache_entry *e,
+    const struct scaler_cache_key *k)
+{
+	const struct rmh_endpoint *ep = SCALER_CACHE_OWNER(e,
+	    struct rmh_endpoint, ce);
+	const struct rabbitmq_addr *addr = k->addr;
+
+	return (ep->loop == k->loop && ep->addr.port == addr->port &&
+	    ep->addr.tls == addr->tls &&
+	    strcmp(ep->addr.host, addr->host) == 0 &&
+	    strcmp(ep->addr.vhost, addr->vhost) == 0 &&
+	    strcmp(ep->user, rabbitmq_user(k->src)) == 0 &&
+	    scaler_secret_same(&ep->secret_src, k->src) &&
+	    rabbitmq_same(ep->ca_file, rabbitmq_nonempty(k->src->ca_file)) &&
+	    ep->insecure == (k->src->insecure_skip_verify != 0));
+}
+
 static struct rmh_endpoint *
 rmh_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
     const struct scaler_source *src, char *err, size_t errlen)
 {
+	const struct scaler_cache_key key = { loop, addr, src };
 	struct httpc_options ho;
+	struct scaler_cache_entry *e;
 	struct rmh_endpoint *ep;
 	const char	*user = rabbitmq_user(src);
 	const char	*ca = rabbitmq_nonempty(src->ca_file);
 	int		 insecure = src->insecure_skip_verify != 0;
 	char		 base[320];
 
-	LIST_FOREACH(ep, &rmh_endpoints, entry) {
-		if (ep->loop == loop && ep->addr.port == addr->port &&
-		    ep->addr.tls == addr->tls &&
-		    strcmp(ep->addr.host, addr->host) == 0 &&
-		    strcmp(ep->addr.vhost, addr->vhost) == 0 &&
-		    strcmp(ep->user, user) == 0 &&
-		    scaler_secret_same(&ep->secret_src, src) &&
-		    rabbitmq_same(ep->ca_file, ca) &&
-		    ep->insecure == insecure) {
-			ep->refs++;
-			return (ep);
-		}
-	}
+	if ((e = scaler_cache_get(&rmh_endpoints, rmh_endpoint_match,
+	    &key)) != NULL)
+		return (SCALER_CACHE_OWNER(e, struct rmh_endpoint, ce));
 
 	ep = xcalloc(1, sizeof *ep);
 	ep->loop = loop;
@@ -615,14 +625,11 @@ rmh_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
 	scaler_secret_set(&ep->secret_src, src);
 	ep->ca_file = ca != NULL ? xstrdup(ca) : NULL;
 	ep->insecure = insecure;
-	ep->refs = 1;
 	TAILQ_INIT(&ep->waiting);
 	ev_timer_init(&ep->flush_timer, rmh_flush_cb, 0., 0.);
 	ep->flush_timer.data = ep;
 
-	snprintf(base, sizeof base, "%s://%s%s%s:%d", addr->scheme,
-	    strchr(addr->host, ':') != NULL ? "[" : "", addr->host,
-	    strchr(addr->host, ':') != NULL ? "]" : "", addr->port);
+	snprintf(base, sizeof base, "%s://%s", addr->scheme, ep->name);
 	memset(&ho, 0, sizeof ho);
 	ho.base_url = base;
 	ho.log_name = RMH_LOG;
@@ -639,13 +646,11 @@ rmh_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
 	ho.message = rmh_message;
 	ho.unauthorized = rmh_unauthorized;
 	ho.arg = ep;
+	scaler_cache_add(&rmh_endpoints, &ep->ce);
 	if ((ep->h = httpc_new(loop, &ho, err, errlen)) == NULL) {
-		ep->refs = 1;
-		LIST_INSERT_HEAD(&rmh_endpoints, ep, entry);
 		rmh_endpoint_put(ep);
 		return (NULL);
 	}
-	LIST_INSERT_HEAD(&rmh_endpoints, ep, entry);
 	return (ep);
 }
 
@@ -653,9 +658,8 @@ rmh_endpoint_get(struct ev_loop *loop, const struct rabbitmq_addr *addr,
 static void
 rmh_endpoint_put(struct rmh_endpoint *ep)
 {
-	if (--ep->refs > 0)
+	if (!scaler_cache_put(&ep->ce))
 		return;
-	LIST_REMOVE(ep, entry);
 	ev_timer_stop(ep->loop, &ep->flush_timer);
 	if (ep->fetch != NULL) {
 		/* Its completion runs inside httpc_free and frees it. */
@@ -678,7 +682,7 @@ rabbitmq_http_stats(const struct scaler *base, struct rabbitmq_stats *st)
 	const struct rmh_scaler *s = (const struct rmh_scaler *)base;
 
 	st->transport = RABBITMQ_HTTP;
-	st->sharing = s->ep->refs;
+	st->sharing = scaler_cache_refs(&s->ep->ce);
 	st->requests = s->ep->requests;
 	st->batches = s->ep->batches;
 }
@@ -693,12 +697,9 @@ rmh_create(struct ev_loop *loop, const struct scaler_source *src, char *err,
 	struct rabbitmq_addr addr;
 	struct rmh_endpoint *ep;
 
-	if (rabbitmq_parse_address(src->address, &addr, err, errlen) != 0)
+	if (rabbitmq_parse_transport(src->address, RABBITMQ_HTTP, &addr, err,
+	    errlen) != 0)
 		return (NULL);
-	if (addr.transport != RABBITMQ_HTTP) {
-		snprintf(err, errlen, "not an http(s):// address");
-		return (NULL);
-	}
 	if ((ep = rmh_endpoint_get(loop, &addr, src, err, errlen)) == NULL)
 		return (NULL);
 	s = xcalloc(1, sizeof *s);
@@ -751,7 +752,6 @@ rmh_destroy(struct scaler *base)
 {
 	struct rmh_scaler *s = (struct rmh_scaler *)base;
 	struct rmh_endpoint *ep = s->ep;
-	struct scaler_result res;
 	scaler_done_fn	*fn;
 	void		*arg;
 	char		 name[sizeof ep->name];
@@ -763,12 +763,7 @@ rmh_destroy(struct scaler *base)
 	as_strlcpy(name, ep->name, sizeof name);
 	rmh_endpoint_put(ep);
 	s->ep = NULL;
-	if (fn != NULL) {
-		memset(&res, 0, sizeof res);
-		rabbitmq_result_error(&res, -AS_ECANCELED, name, "poll "
-		    "canceled: source destroyed");
-		fn(&s->base, &res, arg);
-	}
+	rabbitmq_poll_canceled(&s->base, fn, arg, name);
 	free(s->queue);
 	free(s);
 }

@@ -1,21 +1,23 @@
 /*
  * redis_endpoint.h: what the Redis sources (scalers/redis_list.c,
- * scalers/redis_stream.c) and consumers (scalers/redis_consume.c) share,
- * implemented in scalers/redis_endpoint.c:
+ * scalers/redis_stream.c) and consumers (scalers/redis_consume.c) share:
  *
- *  - the pure address parser;
- *  - endpoints: one per loop, host, port, database and password source,
+ *  - the pure address parser and source checks (redis_addr.h,
+ *    scalers/redis_addr.c);
+ *  - endpoints (scalers/redis_endpoint.c on scalers/redis_conn.c): one per loop, host, port, database and password source,
  *    each with ONE main connection that every user on it pipelines its
  *    commands on, and ONE subscriber connection for keyspace notifications,
  *    whatever the source or consumer types;
  *  - struct redis_endpoint_client, what every user of an endpoint embeds:
- *    the reference, the keyspace subscription with its wake-ups, the
- *    connection up/down notifications, and the commands in flight, each
- *    with a completion that runs exactly once;
+ *    the reference, the keyspace subscription with its wake-ups
+ *    (scalers/redis_keyspace.c), the connection up/down notifications, and
+ *    the commands in flight, each with a completion that runs exactly once
+ *    (scalers/redis_endpoint.c);
  *  - struct redis_endpoint_source, the base every Redis source embeds
  *    first (it starts with struct scaler itself), which carries the poll
  *    lifecycle of scaler.h (completion exactly once, never before poll()
- *    returns, -AS_ECANCELED on destroy) on top of a client.
+ *    returns, -AS_ECANCELED on destroy) on top of a client
+ *    (scalers/redis_source.c).
  *
  * A source's poll goes: redis_endpoint_poll_start(), one or more
  * redis_endpoint_poll_command(), redis_endpoint_poll_sent().  Each reply is
@@ -39,6 +41,7 @@
 #include <ev.h>
 
 #include "agentscaler/scalers/scaler.h"
+#include "redis_addr.h"
 #include "scaler_later.h"
 
 struct redisReply;
@@ -47,22 +50,6 @@ struct redis_endpoint_client;
 struct redis_endpoint_poll;
 struct redis_endpoint_req;
 struct redis_endpoint_tx;
-
-struct redis_addr {
-	char	 host[256];	/* name or address; IPv6 bare */
-	int	 port;		/* 1..65535, 6379 when absent */
-	int	 db;		/* 0 when absent */
-};
-
-/*
- * Parses "redis://host[:port][/db]" (IPv6 as "redis://[::1]:6379/2") into
- * *out.  Pure: no I/O, no name lookup.  Returns 0, or -AS_EINVAL with a
- * message in err for another scheme (rediss:// included: the hiredis this
- * is built with has no TLS before 1.0), inline credentials (refused, never
- * echoed), a bad host, port or database, or trailing garbage.
- */
-int	 redis_endpoint_parse_address(const char *url,
-	    struct redis_addr *out, char *err, size_t errlen);
 
 /*
  * Keyspace-notification classes a client needs (notify-keyspace-events
@@ -100,7 +87,7 @@ typedef void	 redis_endpoint_reply_fn(int err, const struct redisReply *,
 TAILQ_HEAD(redis_endpoint_reqs, redis_endpoint_req);
 
 /*
- * A user of an endpoint.  Private to scalers/redis_endpoint.c, except ep
+ * A user of an endpoint.  Private to the files of redis_ep.h, except ep
  * (read, for redis_endpoint_name() and messages).
  */
 struct redis_endpoint_client {
@@ -144,7 +131,7 @@ struct redis_endpoint_poll {
 };
 
 /*
- * The base of a source.  Private to scalers/redis_endpoint.c, except base
+ * The base of a source.  Private to the files of redis_ep.h, except base
  * (read) and cl.ep.
  */
 struct redis_endpoint_source {
@@ -155,15 +142,6 @@ struct redis_endpoint_source {
 	scaler_wake_fn		*wake_fn;
 	void			*wake_arg;
 };
-
-/*
- * Checks what every Redis source and consumer needs: an address that
- * parses, at most one password source, finite non-negative timeouts.  what
- * names the type in messages.  Returns 0 or -AS_EINVAL with a message in
- * err.
- */
-int	 redis_endpoint_validate(const char *what,
-	    const struct scaler_source *, char *err, size_t errlen);
 
 /* Clients. */
 
@@ -301,8 +279,12 @@ void	 redis_endpoint_poll_sent(struct redis_endpoint_poll *);
 int	 redis_endpoint_source_subscribe(struct redis_endpoint_source *,
 	    const char *key, unsigned classes, scaler_wake_fn *fn, void *arg);
 
-/* 1 while the source's keyspace subscription is confirmed, else 0. */
-int	 redis_endpoint_source_pushing(const struct redis_endpoint_source *);
+/*
+ * The pushing() of every Redis source type (base is the struct scaler of
+ * a struct redis_endpoint_source, which the source embeds first): 1 while
+ * the source's keyspace subscription is confirmed, else 0.
+ */
+int	 redis_endpoint_source_pushing(const struct scaler *base);
 
 /*
  * Sets res->error to err and res->errmsg to "redis <endpoint>: " plus the
@@ -316,12 +298,6 @@ void	 redis_endpoint_result_error(struct scaler_result *res, int err,
 void	 redis_endpoint_errmsg(char *buf, size_t len,
 	    const struct redis_endpoint *, const char *fmt, ...)
 	    __attribute__((format(printf, 4, 5)));
-
-/*
- * Maps an error reply's text to an as_err: -AS_EAUTH for NOAUTH, WRONGPASS
- * and NOPERM, -AS_EPROTO otherwise.
- */
-int	 redis_endpoint_reply_err(const char *text);
 
 /* The endpoint's name for messages, "host:port" or "[v6]:port"; borrowed. */
 const char *redis_endpoint_name(const struct redis_endpoint *);

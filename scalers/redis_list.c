@@ -38,7 +38,6 @@ static struct scaler *redis_list_create(struct ev_loop *,
 static int	 redis_list_poll(struct scaler *, scaler_done_fn *, void *);
 static int	 redis_list_subscribe(struct scaler *, scaler_wake_fn *,
 		    void *);
-static int	 redis_list_pushing(const struct scaler *);
 static void	 redis_list_destroy(struct scaler *);
 
 const struct scaler_type scaler_type_redis_list = {
@@ -47,7 +46,7 @@ const struct scaler_type scaler_type_redis_list = {
 	.create = redis_list_create,
 	.poll = redis_list_poll,
 	.subscribe = redis_list_subscribe,
-	.pushing = redis_list_pushing,
+	.pushing = redis_endpoint_source_pushing,
 	.destroy = redis_list_destroy,
 };
 
@@ -157,15 +156,6 @@ redis_list_subscribe(struct scaler *base, scaler_wake_fn *fn, void *arg)
 
 	return (redis_endpoint_source_subscribe(&s->rs, s->queue,
 	    REDIS_ENDPOINT_EV_LIST, fn, arg));
-}
-
-static int
-redis_list_pushing(const struct scaler *base)
-{
-	const struct redis_list_scaler *s =
-	    (const struct redis_list_scaler *)base;
-
-	return (redis_endpoint_source_pushing(&s->rs));
 }
 
 /* A pending poll completes with -AS_ECANCELED before this returns. */

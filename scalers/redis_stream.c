@@ -79,7 +79,6 @@ static struct scaler *redis_stream_create(struct ev_loop *,
 static int	 redis_stream_poll(struct scaler *, scaler_done_fn *, void *);
 static int	 redis_stream_subscribe(struct scaler *, scaler_wake_fn *,
 		    void *);
-static int	 redis_stream_pushing(const struct scaler *);
 static void	 redis_stream_destroy(struct scaler *);
 
 const struct scaler_type scaler_type_redis_stream = {
@@ -88,7 +87,7 @@ const struct scaler_type scaler_type_redis_stream = {
 	.create = redis_stream_create,
 	.poll = redis_stream_poll,
 	.subscribe = redis_stream_subscribe,
-	.pushing = redis_stream_pushing,
+	.pushing = redis_endpoint_source_pushing,
 	.destroy = redis_stream_destroy,
 };
 
@@ -368,15 +367,6 @@ redis_stream_subscribe(struct scaler *base, scaler_wake_fn *fn, void *arg)
 
 	return (redis_endpoint_source_subscribe(&s->rs, s->stream,
 	    REDIS_ENDPOINT_EV_STREAM, fn, arg));
-}
-
-static int
-redis_stream_pushing(const struct scaler *base)
-{
-	const struct redis_stream_scaler *s =
-	    (const struct redis_stream_scaler *)base;
-
-	return (redis_endpoint_source_pushing(&s->rs));
 }
 
 /* A pending poll completes with -AS_ECANCELED before this returns. */

@@ -17,10 +17,14 @@
 
 #include <stddef.h>
 
+struct scaler_source;
+
 #define SCALER_URL_HOST_MAX	255
 
-/* The source's own words in two of the messages. */
+/* The source's own words in the messages. */
 struct scaler_url_texts {
+	const char	*example;	/* after "empty address; expected " */
+	const char	*schemes;	/* after "must start with " */
 	const char	*credentials;	/* after "...not allowed; use " */
 	const char	*ipv6_example;	/* after "need brackets, as in " */
 };
@@ -37,6 +41,36 @@ struct scaler_url_authority {
  * else 0.
  */
 size_t	 scaler_url_scheme_length(const char *url);
+
+/*
+ * The start every parser shares: url (NULL allowed) is not empty and has a
+ * scheme.  Returns the scheme's length, or 0 with "empty address; expected
+ * <example>" or "address must start with <schemes>" in err.
+ */
+size_t	 scaler_url_start(const char *url, const struct scaler_url_texts *,
+	    char *err, size_t errlen);
+
+/*
+ * Writes "unsupported scheme "<the slen bytes of url>"; expected <schemes>"
+ * into err.  Returns -AS_EINVAL.
+ */
+int	 scaler_url_unsupported(const char *url, size_t slen,
+	    const struct scaler_url_texts *, char *err, size_t errlen);
+
+/*
+ * Writes a server's name for messages into out: "host:port", or
+ * "[host]:port" for an IPv6 address (a host with a ':').
+ */
+void	 scaler_url_hostport(const char *host, int port, char *out,
+	    size_t outlen);
+
+/*
+ * What a source that connects to its address needs besides the address:
+ * at most one password source (scaler_secret_check()) and finite,
+ * non-negative timeouts.  Returns 0, or -AS_EINVAL with a message in err.
+ */
+int	 scaler_url_check_source(const struct scaler_source *src, char *err,
+	    size_t errlen);
 
 /*
  * Parses the authority that starts at auth (just after "scheme://") and

@@ -1,16 +1,70 @@
 /*
  * url.c: the address parsing the Redis and RabbitMQ sources share (see
  * scaler_url.h).  Both parsers (redis_endpoint_parse_address() and
- * rabbitmq_parse_address()) check the empty address and the scheme
- * themselves, with their own messages, then hand the authority here and
- * parse their own path from out->end.
+ * rabbitmq_parse_address()) check the empty address and the scheme here,
+ * in their own words, match the scheme against their own table, hand the
+ * authority here and parse their own path from out->end.
  */
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/scaler.h"
 #include "scaler_url.h"
+
+size_t
+scaler_url_start(const char *url, const struct scaler_url_texts *t,
+    char *err, size_t errlen)
+{
+	size_t	 slen;
+
+	if (url == NULL || *url == '\0') {
+		snprintf(err, errlen, "empty address; expected %s",
+		    t->example);
+		return (0);
+	}
+	if ((slen = scaler_url_scheme_length(url)) == 0)
+		snprintf(err, errlen, "address must start with %s",
+		    t->schemes);
+	return (slen);
+}
+
+int
+scaler_url_unsupported(const char *url, size_t slen,
+    const struct scaler_url_texts *t, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "unsupported scheme \"%.*s\"; expected %s",
+	    (int)slen, url, t->schemes);
+	return (-AS_EINVAL);
+}
+
+int
+scaler_url_check_source(const struct scaler_source *src, char *err,
+    size_t errlen)
+{
+	int	 rc;
+
+	if ((rc = scaler_secret_check(src, err, errlen)) != 0)
+		return (rc);
+	if (!(src->connect_timeout >= 0) || !(src->command_timeout >= 0) ||
+	    isinf(src->connect_timeout) || isinf(src->command_timeout)) {
+		snprintf(err, errlen, "timeouts must be finite and not "
+		    "negative");
+		return (-AS_EINVAL);
+	}
+	return (0);
+}
+
+void
+scaler_url_hostport(const char *host, int port, char *out, size_t outlen)
+{
+	if (strchr(host, ':') != NULL)
+		snprintf(out, outlen, "[%s]:%d", host, port);
+	else
+		snprintf(out, outlen, "%s:%d", host, port);
+}
 
 int
 scaler_url_parse_number(const char *p, const char *end, long max, long *out)
