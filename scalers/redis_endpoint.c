@@ -503,7 +503,9 @@ redis_endpoint_req_send(struct redis_endpoint_client *cl,
 		redis_endpoint_errmsg(req->errmsg, sizeof req->errmsg, ep,
 		    "not connected: %s", redis_conn_cause(c,
 		    "connection closed"));
-		if (!ev_is_active(&c->retry_timer))
+		/* A pending retry runs this turn: it keeps its cause. */
+		if (!ev_is_active(&c->retry_timer) &&
+		    !ev_is_pending(&c->retry_timer))
 			redis_conn_fail(c, -AS_ECONN,
 			    "not connected");
 		goto fail;

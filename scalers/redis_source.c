@@ -173,7 +173,9 @@ redis_endpoint_poll_command(struct redis_endpoint_poll *p, int tag,
 		redis_endpoint_result_error(&p->res, rc, s->cl.ep,
 		    "not connected: %s", redis_conn_cause(c,
 		    "connection closed"));
-	if (c->ac == NULL && !ev_is_active(&c->retry_timer))
+	/* A pending retry runs this turn: it keeps the cause it has. */
+	if (c->ac == NULL && !ev_is_active(&c->retry_timer) &&
+	    !ev_is_pending(&c->retry_timer))
 		redis_conn_fail(c, -AS_ECONN, "not connected");
 	return (rc);
 }
