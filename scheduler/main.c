@@ -18,7 +18,10 @@
 #include "config.h"
 #include "daemon.h"
 #include "options.h"
+#include "agentscaler/k8s/k8s.h"
 #include "agentscaler/k8s/leader.h"
+#include "agentscaler/rt/json.h"
+#include "agentscaler/scalers/scaler.h"
 #include "agentscaler/rt/log.h"
 
 static size_t
@@ -119,6 +122,49 @@ explain_main(int argc, char **argv)
 }
 
 /*
+ * --print-vocabulary: the names other files repeat (the chart's CRD enums
+ * and RBAC rules, README), from the tables that own them, for the tests
+ * that hold those copies to them (tests/integration/test_vocabulary.py).
+ */
+static void
+print_vocabulary(void)
+{
+	const char *const	*v;
+	const char		*prefix, *resource, *group, *slash;
+	cJSON			*root, *arr, *o, *sb;
+	char			*s;
+
+	root = cJSON_CreateObject();
+	arr = cJSON_AddArrayToObject(root, "sourceTypes");
+	for (v = scaler_type_list(); *v != NULL; v++)
+		cJSON_AddItemToArray(arr, cJSON_CreateString(*v));
+	arr = cJSON_AddArrayToObject(root, "targetKinds");
+	for (v = k8s_kind_list(); *v != NULL; v++) {
+		if (k8s_kind_resource(*v, &prefix, &resource) != 0)
+			continue;
+		/* "/apis/<group>/<version>" or "/api/<version>" (core). */
+		group = strncmp(prefix, "/apis/", 6) == 0 ? prefix + 6 : "";
+		slash = strchr(group, '/');
+		o = cJSON_CreateObject();
+		cJSON_AddStringToObject(o, "kind", *v);
+		s = xstrndup(group, slash != NULL ? (size_t)(slash - group) :
+		    strlen(group));
+		cJSON_AddStringToObject(o, "apiGroup", s);
+		free(s);
+		cJSON_AddStringToObject(o, "resource", resource);
+		cJSON_AddItemToArray(arr, o);
+	}
+	sb = cJSON_AddObjectToObject(root, "sandbox");
+	cJSON_AddStringToObject(sb, "apiGroup", K8S_SANDBOX_GROUP);
+	cJSON_AddStringToObject(sb, "extensionsApiGroup",
+	    K8S_SANDBOX_EXT_GROUP);
+	cJSON_AddStringToObject(sb, "version", K8S_SANDBOX_VERSION);
+	s = as_json_print_free(root, NULL);
+	printf("%s\n", s);
+	free(s);
+}
+
+/*
  * The daemon's memory holds broker passwords and tokens: no core dump may
  * carry them, and other processes of the same user may not read or trace
  * it (/proc/PID/mem) once it is not dumpable.
@@ -167,6 +213,11 @@ main(int argc, char **argv)
 	}
 	if (o.val[O_HELP_CONFIG_JSON] != NULL) {
 		config_print_reference_json();
+		rc = DAEMON_EXIT_OK;
+		goto out;
+	}
+	if (o.val[O_PRINT_VOCABULARY] != NULL) {
+		print_vocabulary();
 		rc = DAEMON_EXIT_OK;
 		goto out;
 	}

@@ -161,6 +161,10 @@ static const struct option_row options_table[O_COUNT] = {
 	[O_HELP_CONFIG_JSON] = { "help-config-json", OPT_FLAG, NULL, 0, 0,
 	    "print the config field table as JSON and exit",
 	    NOFIELD },
+	[O_PRINT_VOCABULARY] = { "print-vocabulary", OPT_FLAG, NULL, 0, 0,
+	    "print the source types, workload kinds and API groups (from "
+	    "their registries) as JSON and exit",
+	    NOFIELD },
 	[O_HELP] = { "help", OPT_FLAG, NULL, 0, 0, "print this help and exit",
 	    NOFIELD },
 	[O_VERSION] = { "version", OPT_FLAG, NULL, 0, 0,

@@ -32,6 +32,7 @@
 #include "charge.h"
 #include "agentscaler/rt/common.h"
 #include "agentscaler/rt/json.h"
+#include "agentscaler/k8s/k8s.h"
 #include "quantity.h"
 #include "config.h"
 #include "task.h"
@@ -999,7 +1000,8 @@ task_claim_body(const struct claim_spec *cs, size_t *outlen)
 	size_t	 n;
 
 	o = cJSON_CreateObject();
-	json_put_str(o, "apiVersion", "extensions.agents.x-k8s.io/v1beta1");
+	json_put_str(o, "apiVersion", K8S_SANDBOX_EXT_GROUP "/"
+	    K8S_SANDBOX_VERSION);
 	json_put_str(o, "kind", "SandboxClaim");
 	md = cJSON_AddObjectToObject(o, "metadata");
 	json_put_str(md, "name", cs->name);
