@@ -38,6 +38,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
 #include "execcred.h"
 #include "kubeconfig.h"
 
@@ -91,15 +92,6 @@ static void	 ec_child_cb(struct ev_loop *, struct ev_child *, int);
 static void	 ec_check_done(struct execcred *);
 
 /* ---- pure ---- */
-
-static void
-ec_zero_string(cJSON *o, const char *key)
-{
-	cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	if (cJSON_IsString(v) && v->valuestring != NULL)
-		explicit_bzero(v->valuestring, strlen(v->valuestring));
-}
 
 int
 execcred_parse(const char *data, size_t len, const char *api_version,
@@ -189,11 +181,7 @@ execcred_parse(const char *data, size_t len, const char *api_version,
 	rc = 0;
 out:
 	execcred_cred_clear(&c);
-	if (cJSON_IsObject(status = cJSON_GetObjectItemCaseSensitive(root,
-	    "status"))) {
-		ec_zero_string((cJSON *)status, "token");
-		ec_zero_string((cJSON *)status, "clientKeyData");
-	}
+	as_json_wipe(root);	/* the token and the key, copied by cJSON */
 	cJSON_Delete(root);
 	return (rc);
 }
@@ -202,20 +190,16 @@ char *
 execcred_info(const char *api_version, const struct execcred_cluster *cl)
 {
 	cJSON	*root, *spec, *c;
-	char	*s, *out, *b64;
+	char	*b64;
 
 	root = cJSON_CreateObject();
 	spec = cJSON_CreateObject();
-	if (root == NULL || spec == NULL)
-		abort();
 	cJSON_AddStringToObject(root, "apiVersion", api_version);
 	cJSON_AddStringToObject(root, "kind", "ExecCredential");
 	cJSON_AddItemToObject(root, "spec", spec);
 	cJSON_AddBoolToObject(spec, "interactive", 0);
 	if (cl != NULL) {
-		if ((c = cJSON_CreateObject()) == NULL)
-			abort();
-		cJSON_AddItemToObject(spec, "cluster", c);
+		c = cJSON_AddObjectToObject(spec, "cluster");
 		cJSON_AddStringToObject(c, "server", cl->server != NULL ?
 		    cl->server : "");
 		if (cl->ca_data != NULL) {
@@ -228,12 +212,7 @@ execcred_info(const char *api_version, const struct execcred_cluster *cl)
 			cJSON_AddBoolToObject(c, "insecure-skip-tls-verify",
 			    1);
 	}
-	if ((s = cJSON_PrintUnformatted(root)) == NULL)
-		abort();
-	cJSON_Delete(root);
-	out = xstrdup(s);
-	cJSON_free(s);
-	return (out);
+	return (as_json_print_free(root, NULL));
 }
 
 void
@@ -329,10 +308,8 @@ execcred_free(struct execcred *x)
 	for (i = 0; x->argv[i] != NULL; i++)
 		free(x->argv[i]);
 	free(x->argv);
-	for (i = 0; x->envp[i] != NULL; i++) {
-		explicit_bzero(x->envp[i], strlen(x->envp[i]));
-		free(x->envp[i]);
-	}
+	for (i = 0; x->envp[i] != NULL; i++)
+		as_secret_free(x->envp[i], 0);
 	free(x->envp);
 	free(x->command);
 	free(x->api_version);
@@ -620,10 +597,7 @@ ec_result(struct execcred *x, struct execcred_cred *cred, char *err,
 static void
 ec_reset(struct execcred *x)
 {
-	if (x->out != NULL) {
-		explicit_bzero(x->out, x->out_len);
-		free(x->out);
-	}
+	as_secret_free(x->out, x->out_len);
 	x->out = NULL;
 	x->out_len = 0;
 	x->too_big = 0;

@@ -44,6 +44,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/k8s/leader.h"
 #include "agentscaler/rt/log.h"
@@ -271,7 +272,6 @@ leader_record_body(const char *ns, const char *name,
     const struct leader_record *rec)
 {
 	cJSON	*o, *meta, *spec;
-	char	*s, *out;
 
 	o = cJSON_CreateObject();
 	cJSON_AddStringToObject(o, "apiVersion", "coordination.k8s.io/v1");
@@ -292,13 +292,7 @@ leader_record_body(const char *ns, const char *name,
 		cJSON_AddStringToObject(spec, "renewTime", rec->renew);
 	cJSON_AddNumberToObject(spec, "leaseTransitions",
 	    (double)rec->transitions);
-	s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (s == NULL)
-		abort();	/* out of memory, as xmalloc */
-	out = xstrdup(s);
-	cJSON_free(s);
-	return (out);
+	return (as_json_print_free(o, NULL));
 }
 
 int

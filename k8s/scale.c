@@ -34,8 +34,7 @@ struct k8s_kind {
 /* Alphabetical; one row per workload kind we can scale. */
 static const struct k8s_kind k8s_kinds[] = {
 	{ "Deployment", "/apis/apps/v1", "deployments" },
-	{ "SandboxWarmPool", "/apis/extensions.agents.x-k8s.io/v1beta1",
-	    "sandboxwarmpools" },
+	{ "SandboxWarmPool", K8S_SANDBOX_EXT_API, "sandboxwarmpools" },
 	{ "StatefulSet", "/apis/apps/v1", "statefulsets" },
 };
 
@@ -71,6 +70,18 @@ k8s_kind_resource(const char *kind, const char **prefix,
 		return (0);
 	}
 	return (-AS_EINVAL);
+}
+
+const char *const *
+k8s_kind_list(void)
+{
+	static const char	*names[AS_ARRAY_SIZE(k8s_kinds) + 1];
+	size_t			 i;
+
+	if (names[0] == NULL)
+		for (i = 0; i < AS_ARRAY_SIZE(k8s_kinds); i++)
+			names[i] = k8s_kinds[i].kind;
+	return (names);
 }
 
 /*

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/rt/log.h"
 #include "agentscaler/rt/prom.h"
@@ -80,20 +81,6 @@ ss_entry_free(struct ss_entry *e)
 	free(e);
 }
 
-/* Wipes what cJSON copied out of the response: the base64 of the values. */
-static void
-ss_wipe_json(cJSON *o)
-{
-	cJSON	*it;
-
-	cJSON_ArrayForEach(it, o) {
-		if (cJSON_IsString(it) && it->valuestring != NULL)
-			explicit_bzero(it->valuestring,
-			    strlen(it->valuestring));
-		ss_wipe_json(it);
-	}
-}
-
 /* Takes the data of a Secret object; 0, or -1 with the reason in e->msg. */
 static int
 ss_take(struct ss_entry *e, const char *body)
@@ -124,7 +111,7 @@ ss_take(struct ss_entry *e, const char *body)
 		keys[n] = xstrdup(it->string);
 		vals[n++] = v;
 	}
-	ss_wipe_json(o);
+	as_json_wipe(o);	/* the base64 of the values */
 	cJSON_Delete(o);
 	ss_values_clear(e);
 	e->keys = keys;

@@ -14,12 +14,12 @@
 #include <cjson/cJSON.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
 #include "agentscaler/k8s/k8s.h"
 
 #define K8S_STATUS_RAW	200
 
 static size_t	 status_sanitise(char *, size_t, const char *, size_t);
-static const char *status_string(const cJSON *, const char *);
 
 /*
  * Copies at most len bytes of src into out as printable ASCII on one line:
@@ -58,18 +58,6 @@ status_sanitise(char *out, size_t outlen, const char *src, size_t len)
 	return (n);
 }
 
-/* Returns the string member key of o, or NULL when absent or not a string. */
-static const char *
-status_string(const cJSON *o, const char *key)
-{
-	const cJSON	*v;
-
-	v = cJSON_GetObjectItemCaseSensitive(o, key);
-	if (!cJSON_IsString(v) || v->valuestring == NULL)
-		return (NULL);
-	return (v->valuestring);
-}
-
 /*
  * The forms, by example:
  *   404 NotFound: deployments.apps "web" not found	(a Status)
@@ -92,10 +80,10 @@ k8s_status_message(long code, const char *body, size_t len, char *out,
 	if (len > 0)
 		j = cJSON_ParseWithLength(body, len);
 	if (cJSON_IsObject(j)) {
-		kind = status_string(j, "kind");
+		kind = as_json_str(j, "kind");
 		if (kind == NULL || strcmp(kind, "Status") == 0) {
-			reason = status_string(j, "reason");
-			message = status_string(j, "message");
+			reason = as_json_str(j, "reason");
+			message = as_json_str(j, "message");
 		}
 	}
 	if (reason != NULL && *reason == '\0')

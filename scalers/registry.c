@@ -30,6 +30,18 @@ scaler_type_find(const char *name)
 	return (NULL);
 }
 
+const char *const *
+scaler_type_list(void)
+{
+	static const char	*names[AS_ARRAY_SIZE(scaler_types)];
+	size_t			 i;
+
+	if (names[0] == NULL)
+		for (i = 0; scaler_types[i] != NULL; i++)
+			names[i] = scaler_types[i]->name;
+	return (names);
+}
+
 const char *
 scaler_type_names(void)
 {

@@ -20,6 +20,7 @@
 #include "agentscaler/rt/common.h"
 #include "quantity.h"
 #include "config.h"
+#include "agentscaler/k8s/k8s.h"
 #include "agentscaler/scalers/scaler.h"
 #include "task.h"
 
@@ -38,6 +39,14 @@ enum field_kind {
 			   struct quota_resource * followed by its count */
 };
 
+/*
+ * An enum's names, NULL-terminated, from the table that owns them (the
+ * scaler registry, the workload kinds of k8s/scale.c), so that the config,
+ * its reference, the CRDs' enums (tests/integration/test_crd_schema.py) and
+ * the code cannot name different lists.
+ */
+typedef const char *const *config_values_fn(void);
+
 struct field {
 	const char		*name;
 	enum field_kind		 kind;
@@ -46,7 +55,7 @@ struct field {
 	double			 min, max;
 	double			 def;		/* numbers, bools, enums */
 	const char		*def_str;	/* strings */
-	const char *const	*values;	/* F_ENUM, NULL-terminated */
+	config_values_fn	*values;	/* F_ENUM and enum strings */
 	const struct field	*sub;		/* F_OBJECT */
 	const char		*help;
 };
@@ -63,12 +72,22 @@ _Static_assert(offsetof(struct quota_config, nresources) ==
 #define PO(m) offsetof(struct pool_config, m)
 #define QO(m) offsetof(struct quota_config, m)
 
-static const char *const mode_values[] = { "scale", "dispatch", NULL };
-static const char *const source_values[] = { "redis-list", "redis-stream",
-    "rabbitmq", NULL };
-static const char *const kind_values[] = { "Deployment", "StatefulSet",
-    "SandboxWarmPool", NULL };
-static const char *const exceeded_values[] = { "defer", "reject", NULL };
+/* F_ENUM values are stored as indexes: the order is the enum's. */
+static const char *const *
+mode_values(void)
+{
+	static const char *const v[] = { "scale", "dispatch", NULL };
+
+	return (v);
+}
+
+static const char *const *
+exceeded_values(void)
+{
+	static const char *const v[] = { "defer", "reject", NULL };
+
+	return (v);
+}
 
 static const struct field metadata_fields[] = {
 	{ "name", F_STRING, PO(name), 1, 0, 0, 0, NULL, NULL, NULL,
@@ -107,8 +126,8 @@ static const struct field tls_fields[] = {
 };
 
 static const struct field source_fields[] = {
-	{ "type", F_STRING, PO(source.type), 1, 0, 0, 0, NULL, source_values,
-	    NULL, "redis-list | redis-stream | rabbitmq" },
+	{ "type", F_STRING, PO(source.type), 1, 0, 0, 0, NULL,
+	    scaler_type_list, NULL, NULL },
 	{ "address", F_STRING, PO(source.address), 1, 0, 0, 0, NULL, NULL,
 	    NULL, "redis://host:6379/0 (credentials never inline)" },
 	{ "authSecretRef", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL,
@@ -142,8 +161,8 @@ static const struct field source_fields[] = {
 };
 
 static const struct field target_fields[] = {
-	{ "kind", F_STRING, PO(target_kind), 1, 0, 0, 0, NULL, kind_values,
-	    NULL, "Deployment | StatefulSet | SandboxWarmPool" },
+	{ "kind", F_STRING, PO(target_kind), 1, 0, 0, 0, NULL, k8s_kind_list,
+	    NULL, NULL },
 	{ "name", F_STRING, PO(target_name), 1, 0, 0, 0, NULL, NULL, NULL,
 	    "workload to scale, in the pool's namespace" },
 	END_FIELDS
@@ -200,7 +219,7 @@ static const struct field scaling_fields[] = {
 
 static const struct field pool_spec_fields[] = {
 	{ "mode", F_ENUM, PO(mode), 0, 0, 0, POOL_MODE_SCALE, NULL,
-	    mode_values, NULL, "scale | dispatch" },
+	    mode_values, NULL, NULL },
 	{ "source", F_OBJECT, 0, 1, 0, 0, 0, NULL, NULL, source_fields,
 	    "where the tasks wait" },
 	{ "target", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, target_fields,
@@ -337,6 +356,29 @@ config_defaults(const struct field *tbl, void *base)
 	}
 }
 
+/* An enum's values as "a | b | c" in buf; buf. */
+static const char *
+config_values_text(const struct field *f, char *buf, size_t len)
+{
+	const char *const	*v = f->values();
+	size_t			 i, n = 0;
+
+	buf[0] = '\0';
+	for (i = 0; v[i] != NULL && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s",
+		    i > 0 ? " | " : "", v[i]);
+	return (buf);
+}
+
+/* A field's help text: its own, else its values ("a | b | c"). */
+static const char *
+config_help(const struct field *f, char *buf, size_t len)
+{
+	if (f->help != NULL || f->values == NULL)
+		return (f->help != NULL ? f->help : "");
+	return (config_values_text(f, buf, len));
+}
+
 static int
 config_enum_index(const char *const *values, const char *s)
 {
@@ -416,14 +458,14 @@ config_field(const struct field *f, const cJSON *v, void *base,
 			return (-AS_EINVAL);
 		}
 		if (f->values != NULL &&
-		    config_enum_index(f->values, v->valuestring) < 0)
+		    config_enum_index(f->values(), v->valuestring) < 0)
 			goto bad_enum;
 		free(*(char **)p);
 		*(char **)p = xstrdup(v->valuestring);
 		return (0);
 	case F_ENUM:
 		if (!cJSON_IsString(v) ||
-		    (i = config_enum_index(f->values, v->valuestring)) < 0)
+		    (i = config_enum_index(f->values(), v->valuestring)) < 0)
 			goto bad_enum;
 		*(int *)p = i;
 		return (0);
@@ -461,14 +503,9 @@ config_field(const struct field *f, const cJSON *v, void *base,
 bad_enum:
 	{
 		char	 vals[256];
-		size_t	 len = 0;
 
-		vals[0] = '\0';
-		for (i = 0; f->values[i] != NULL; i++)
-			len += (size_t)snprintf(vals + len, sizeof vals - len,
-			    "%s%s", i > 0 ? " | " : "", f->values[i]);
 		snprintf(err, errlen, "%s: expected one of %s, got %s", path,
-		    vals, got);
+		    config_values_text(f, vals, sizeof vals), got);
 	}
 	return (-AS_EINVAL);
 }
@@ -1132,7 +1169,7 @@ config_quota_for(const struct config *c, const char *ns)
 static void
 config_print_table(const struct field *tbl, const char *path)
 {
-	char	 sub[256];
+	char	 sub[256], vals[256];
 
 	for (; tbl->name != NULL; tbl++) {
 		config_path(sub, sizeof sub, path, tbl->name);
@@ -1150,7 +1187,8 @@ config_print_table(const struct field *tbl, const char *path)
 			    tbl->max, tbl->required ? ", required" : "");
 			continue;
 		default:
-			printf("  %-48s %s%s\n", sub, tbl->help,
+			printf("  %-48s %s%s\n", sub,
+			    config_help(tbl, vals, sizeof vals),
 			    tbl->required ? " (required)" : "");
 		}
 	}
@@ -1163,9 +1201,10 @@ config_json_table(const struct field *tbl, const char *path, cJSON *arr)
 	    [F_INT] = "integer", [F_NUMBER] = "number", [F_BOOL] = "boolean",
 	    [F_ENUM] = "enum", [F_OBJECT] = "object",
 	    [F_RESOURCES] = "quantities" };
-	cJSON	*o, *vals;
-	char	 sub[256];
-	size_t	 i;
+	const char *const	*values;
+	cJSON			*o, *vals;
+	char			 sub[256], help[256];
+	size_t			 i;
 
 	for (; tbl->name != NULL; tbl++) {
 		if (tbl->kind == F_IGNORE)
@@ -1175,7 +1214,8 @@ config_json_table(const struct field *tbl, const char *path, cJSON *arr)
 		cJSON_AddStringToObject(o, "path", sub);
 		cJSON_AddStringToObject(o, "type", types[tbl->kind]);
 		cJSON_AddBoolToObject(o, "required", tbl->required);
-		cJSON_AddStringToObject(o, "help", tbl->help);
+		cJSON_AddStringToObject(o, "help",
+		    config_help(tbl, help, sizeof help));
 		switch (tbl->kind) {
 		case F_INT:
 		case F_NUMBER:
@@ -1189,7 +1229,7 @@ config_json_table(const struct field *tbl, const char *path, cJSON *arr)
 			break;
 		case F_ENUM:
 			cJSON_AddStringToObject(o, "default",
-			    tbl->values[(int)tbl->def]);
+			    tbl->values()[(int)tbl->def]);
 			break;
 		case F_STRING:
 			if (tbl->def_str != NULL)
@@ -1200,10 +1240,11 @@ config_json_table(const struct field *tbl, const char *path, cJSON *arr)
 			break;
 		}
 		if (tbl->values != NULL) {
+			values = tbl->values();
 			vals = cJSON_AddArrayToObject(o, "enum");
-			for (i = 0; tbl->values[i] != NULL; i++)
+			for (i = 0; values[i] != NULL; i++)
 				cJSON_AddItemToArray(vals,
-				    cJSON_CreateString(tbl->values[i]));
+				    cJSON_CreateString(values[i]));
 		}
 		cJSON_AddItemToArray(arr, o);
 		if (tbl->kind == F_OBJECT)

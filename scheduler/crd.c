@@ -36,7 +36,7 @@
 #include "agentscaler/k8s/status_writer.h"
 
 #define CRD_API		"/apis/agentscaler.io/v1alpha1"
-#define WARM_API	"/apis/extensions.agents.x-k8s.io/v1beta1"
+#define WARM_API	K8S_SANDBOX_EXT_API
 #define CRD_BUCKETS	1024
 
 static const char *const crd_kinds[] = { "AgentPool", "AgentQuota" };

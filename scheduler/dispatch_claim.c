@@ -171,8 +171,8 @@ dtask_await_sandbox(struct dtask *t)
 {
 	char	 path[512];
 
-	snprintf(path, sizeof path, "/apis/agents.x-k8s.io/v1beta1/namespaces/"
-	    "%s/sandboxes/%s", t->ns->name, t->sandbox);
+	snprintf(path, sizeof path, K8S_SANDBOX_API "/namespaces/%s/"
+	    "sandboxes/%s", t->ns->name, t->sandbox);
 	t->req = t->ns->d->ops->request(t->ns->d->k8s, "GET", path, NULL,
 	    NULL, sandbox_get_done, t);
 	if (t->req == NULL)

@@ -37,11 +37,12 @@
 #include "agentscaler/scalers/consumer.h"
 #include "dispatch.h"
 #include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
 #include "quota.h"
 #include "task.h"
 #include "warmpool.h"
 
-#define CLAIMS_API	"/apis/extensions.agents.x-k8s.io/v1beta1"
+#define CLAIMS_API	K8S_SANDBOX_EXT_API
 #define MAX_REASONS	32
 
 enum tstate {

@@ -31,6 +31,8 @@
 
 #include "charge.h"
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
+#include "agentscaler/k8s/k8s.h"
 #include "quantity.h"
 #include "config.h"
 #include "task.h"
@@ -43,23 +45,11 @@ struct json_scan {
 	const char		*why;
 };
 
-static void	 task_oom(void) __attribute__((noreturn));
 static size_t	 utf8_seq(const unsigned char *, size_t);
 static size_t	 utf8_invalid_at(const char *, size_t);
 static int	 json_value(struct json_scan *, int);
 static int	 task_fail(struct task_error *, const char *, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
-
-/*
- * cJSON reports out-of-memory as a NULL or false return; the rest of the
- * project aborts on it (common.h, x*alloc), so this module does the same.
- */
-static void
-task_oom(void)
-{
-	fprintf(stderr, "agentscaler: out of memory building JSON\n");
-	abort();
-}
 
 /*
  * The length of the well-formed UTF-8 sequence at p (at most n bytes
@@ -703,68 +693,17 @@ out:
 	return (rc);
 }
 
-/* Adds item under key, taking ownership of item in every case. */
-static void
-json_put(cJSON *o, const char *key, cJSON *item)
-{
-	if (item == NULL)
-		task_oom();
-	if (!cJSON_AddItemToObject(o, key, item)) {
-		cJSON_Delete(item);
-		task_oom();
-	}
-}
-
-/* Adds a string (NULL as ""), made valid UTF-8 first. */
+/*
+ * Adds a string (NULL as ""), made valid UTF-8 first.  cJSON allocates
+ * through xmalloc (json.h): no allocation here can fail.
+ */
 static void
 json_put_str(cJSON *o, const char *key, const char *s)
 {
 	char	*c = utf8_clean(s != NULL ? s : "");
 
-	json_put(o, key, cJSON_CreateString(c));
+	cJSON_AddStringToObject(o, key, c);
 	free(c);
-}
-
-static cJSON *
-json_object(void)
-{
-	cJSON	*o;
-
-	if ((o = cJSON_CreateObject()) == NULL)
-		task_oom();
-	return (o);
-}
-
-static cJSON *
-json_put_object(cJSON *o, const char *key)
-{
-	cJSON	*c = json_object();
-
-	json_put(o, key, c);
-	return (c);
-}
-
-/*
- * Prints and frees o.  The text is copied into our own allocation so the
- * caller frees it with free() whatever allocator cJSON was built with.
- */
-static char *
-json_finish(cJSON *o, size_t *outlen)
-{
-	char	*s, *out;
-	size_t	 len;
-
-	s = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (s == NULL)
-		task_oom();
-	len = strlen(s);
-	out = xmalloc(len + 1);
-	memcpy(out, s, len + 1);
-	cJSON_free(s);
-	if (outlen != NULL)
-		*outlen = len;
-	return (out);
 }
 
 /*
@@ -777,7 +716,7 @@ task_dead_letter_record(const char *reason, const char *detail,
     const char *pool_ns, const char *pool_name, const char *task_id,
     const char *body, size_t len, double wall_now, size_t *outlen)
 {
-	cJSON	*o = json_object();
+	cJSON	*o = cJSON_CreateObject();
 	char	 at[40], *s;
 
 	if (body == NULL)
@@ -795,13 +734,13 @@ task_dead_letter_record(const char *reason, const char *detail,
 	if (utf8_invalid_at(body, len) == len &&
 	    (len == 0 || memchr(body, '\0', len) == NULL)) {
 		s = xstrndup(len > 0 ? body : "", len);
-		json_put(o, "original", cJSON_CreateString(s));
+		cJSON_AddStringToObject(o, "original", s);
 	} else {
 		s = as_base64_encode(body, len);
-		json_put(o, "originalBase64", cJSON_CreateString(s));
+		cJSON_AddStringToObject(o, "originalBase64", s);
 	}
 	free(s);
-	return (json_finish(o, outlen));
+	return (as_json_print_free(o, outlen));
 }
 
 /*
@@ -867,7 +806,7 @@ task_dead_letter_record_cut(const char *reason, const char *detail,
     const char *prefix, size_t prefix_len, uint64_t size,
     const unsigned char sha256[32], double wall_now, size_t *outlen)
 {
-	cJSON	*o = json_object();
+	cJSON	*o = cJSON_CreateObject();
 	char	 at[40], hex[2 * 32 + 1], *s, *ns, *name;
 	size_t	 keep, cut;
 
@@ -889,20 +828,20 @@ task_dead_letter_record_cut(const char *reason, const char *detail,
 		json_put_cut(o, "taskId", task_id);
 	as_rfc3339(wall_now, 1, at, sizeof at);
 	json_put_str(o, "at", at);
-	json_put(o, "size", cJSON_CreateNumber((double)size));
+	cJSON_AddNumberToObject(o, "size", (double)size);
 	as_hex(sha256, 32, hex);
 	json_put_str(o, "sha256", hex);
 	if ((cut = task_utf8_cut(prefix, keep)) != (size_t)-1) {
 		s = xstrndup(cut > 0 ? prefix : "", cut);
-		json_put(o, "originalPrefix", cJSON_CreateString(s));
+		cJSON_AddStringToObject(o, "originalPrefix", s);
 	} else {
 		cut = keep;
 		s = as_base64_encode(prefix, keep);
-		json_put(o, "originalPrefixBase64", cJSON_CreateString(s));
+		cJSON_AddStringToObject(o, "originalPrefixBase64", s);
 	}
 	free(s);
-	json_put(o, "truncated", cJSON_CreateBool(cut < size));
-	return (json_finish(o, outlen));
+	cJSON_AddBoolToObject(o, "truncated", cut < size);
+	return (as_json_print_free(o, outlen));
 }
 
 uint64_t
@@ -1056,17 +995,19 @@ task_pool_label(const char *pool, char out[64])
 char *
 task_claim_body(const struct claim_spec *cs, size_t *outlen)
 {
-	cJSON	*o = json_object(), *md, *labels, *ann, *spec, *lc, *tc;
+	cJSON	*o, *md, *labels, *ann, *spec, *lc, *tc;
 	char	 buf[64], t[40], *s;
 	size_t	 n;
 
-	json_put_str(o, "apiVersion", "extensions.agents.x-k8s.io/v1beta1");
+	o = cJSON_CreateObject();
+	json_put_str(o, "apiVersion", K8S_SANDBOX_EXT_GROUP "/"
+	    K8S_SANDBOX_VERSION);
 	json_put_str(o, "kind", "SandboxClaim");
-	md = json_put_object(o, "metadata");
+	md = cJSON_AddObjectToObject(o, "metadata");
 	json_put_str(md, "name", cs->name);
 	json_put_str(md, "namespace", cs->ns);
 
-	labels = json_put_object(md, "labels");
+	labels = cJSON_AddObjectToObject(md, "labels");
 	json_put_str(labels, TASK_LABEL_MANAGED, TASK_LABEL_MANAGED_VALUE);
 	task_pool_label(cs->pool, buf);
 	json_put_str(labels, TASK_LABEL_POOL, buf);
@@ -1081,7 +1022,7 @@ task_claim_body(const struct claim_spec *cs, size_t *outlen)
 	/* agent-sandbox's metrics normalise unknown values to "unknown". */
 	json_put_str(labels, "agents.x-k8s.io/created-by", "agentscaler");
 
-	ann = json_put_object(md, "annotations");
+	ann = cJSON_AddObjectToObject(md, "annotations");
 	json_put_str(ann, TASK_ANN_TASK_ID, cs->task_id);
 	if (cs->parent_id != NULL && cs->parent_id[0] != '\0')
 		json_put_str(ann, TASK_ANN_PARENT_ID, cs->parent_id);
@@ -1091,12 +1032,12 @@ task_claim_body(const struct claim_spec *cs, size_t *outlen)
 	as_rfc3339(cs->wall_now, 1, t, sizeof t);
 	json_put_str(ann, TASK_ANN_REQUESTED_AT, t);
 	if (cs->nresources > 0) {
-		cJSON	*ro = json_object();
+		cJSON	*ro = cJSON_CreateObject();
 
 		for (n = 0; n < cs->nresources && n < TASK_MAX_RESOURCES; n++)
-			json_put(ro, cs->resources[n].name,
-			    cJSON_CreateNumber(cs->resources[n].value));
-		s = json_finish(ro, &n);
+			cJSON_AddNumberToObject(ro, cs->resources[n].name,
+			    cs->resources[n].value);
+		s = as_json_print_free(ro, &n);
 		json_put_str(ann, TASK_ANN_RESOURCES, s);
 		free(s);
 	}
@@ -1109,18 +1050,18 @@ task_claim_body(const struct claim_spec *cs, size_t *outlen)
 		 * The plain agentscaler.io/traceparent above is the one we
 		 * rely on ourselves.
 		 */
-		tc = json_object();
+		tc = cJSON_CreateObject();
 		json_put_str(tc, "traceparent", cs->traceparent);
-		s = json_finish(tc, &n);
+		s = as_json_print_free(tc, &n);
 		json_put_str(ann, "opentelemetry.io/trace-context", s);
 		free(s);
 	}
 
-	spec = json_put_object(o, "spec");
-	json_put_str(json_put_object(spec, "warmPoolRef"), "name",
+	spec = cJSON_AddObjectToObject(o, "spec");
+	json_put_str(cJSON_AddObjectToObject(spec, "warmPoolRef"), "name",
 	    cs->warm_pool);
 	if (cs->ttl_seconds > 0) {
-		lc = json_put_object(spec, "lifecycle");
+		lc = cJSON_AddObjectToObject(spec, "lifecycle");
 		as_rfc3339(cs->wall_now + (double)cs->ttl_seconds, 0, t,
 		    sizeof t);
 		json_put_str(lc, "shutdownTime", t);
@@ -1135,7 +1076,7 @@ task_claim_body(const struct claim_spec *cs, size_t *outlen)
 		 */
 		json_put_str(lc, "shutdownPolicy", "DeleteForeground");
 	}
-	return (json_finish(o, outlen));
+	return (as_json_print_free(o, outlen));
 }
 
 /* Borrowed lookups that tolerate a NULL or non-object parent. */
@@ -1147,18 +1088,10 @@ jget(const cJSON *o, const char *key)
 	return (cJSON_GetObjectItemCaseSensitive(o, key));
 }
 
-static const char *
-jstr(const cJSON *o, const char *key)
-{
-	const cJSON	*v = jget(o, key);
-
-	return (cJSON_IsString(v) ? v->valuestring : NULL);
-}
-
 static double
 jtime(const cJSON *o, const char *key)
 {
-	const char	*s = jstr(o, key);
+	const char	*s = as_json_str(o, key);
 	double		 t;
 
 	if (s == NULL || as_parse_rfc3339(s, &t) != 0)
@@ -1236,49 +1169,50 @@ task_claim_parse(const cJSON *obj, struct claim_view *out, char *err,
 	memset(out, 0, sizeof *out);
 	out->ready = -1;
 	md = jget(obj, "metadata");
-	if ((name = jstr(md, "name")) == NULL || name[0] == '\0') {
+	if ((name = as_json_str(md, "name")) == NULL || name[0] == '\0') {
 		if (err != NULL && errlen > 0)
 			snprintf(err, errlen, "the SandboxClaim has no "
 			    "metadata.name");
 		return (-AS_EPROTO);
 	}
 	copy_cut(out->name, sizeof out->name, name);
-	copy_cut(out->ns, sizeof out->ns, jstr(md, "namespace"));
-	copy_cut(out->uid, sizeof out->uid, jstr(md, "uid"));
+	copy_cut(out->ns, sizeof out->ns, as_json_str(md, "namespace"));
+	copy_cut(out->uid, sizeof out->uid, as_json_str(md, "uid"));
 	out->created = jtime(md, "creationTimestamp");
-	s = jstr(md, "deletionTimestamp");
+	s = as_json_str(md, "deletionTimestamp");
 	out->deleting = s != NULL && s[0] != '\0';
 
 	labels = jget(md, "labels");
-	s = jstr(labels, TASK_LABEL_MANAGED);
+	s = as_json_str(labels, TASK_LABEL_MANAGED);
 	out->managed = s != NULL && strcmp(s, TASK_LABEL_MANAGED_VALUE) == 0;
-	copy_cut(out->pool, sizeof out->pool, jstr(labels, TASK_LABEL_POOL));
-	out->depth = claim_depth(jstr(labels, TASK_LABEL_DEPTH));
+	copy_cut(out->pool, sizeof out->pool, as_json_str(labels,
+	    TASK_LABEL_POOL));
+	out->depth = claim_depth(as_json_str(labels, TASK_LABEL_DEPTH));
 
 	ann = jget(md, "annotations");
-	copy_cut(out->task_id, sizeof out->task_id, jstr(ann,
+	copy_cut(out->task_id, sizeof out->task_id, as_json_str(ann,
 	    TASK_ANN_TASK_ID));
-	copy_cut(out->parent_id, sizeof out->parent_id, jstr(ann,
+	copy_cut(out->parent_id, sizeof out->parent_id, as_json_str(ann,
 	    TASK_ANN_PARENT_ID));
-	copy_cut(out->root_id, sizeof out->root_id, jstr(ann,
+	copy_cut(out->root_id, sizeof out->root_id, as_json_str(ann,
 	    TASK_ANN_ROOT_ID));
 	out->requested_at = jtime(ann, TASK_ANN_REQUESTED_AT);
-	claim_resources(jstr(ann, TASK_ANN_RESOURCES), out);
-	claim_tree_budget(jstr(ann, TASK_ANN_TREE_BUDGET), out);
+	claim_resources(as_json_str(ann, TASK_ANN_RESOURCES), out);
+	claim_tree_budget(as_json_str(ann, TASK_ANN_TREE_BUDGET), out);
 
 	out->shutdown_time = jtime(jget(jget(obj, "spec"), "lifecycle"),
 	    "shutdownTime");
 
 	status = jget(obj, "status");
 	copy_cut(out->sandbox, sizeof out->sandbox,
-	    jstr(jget(status, "sandbox"), "name"));
+	    as_json_str(jget(status, "sandbox"), "name"));
 	c = jget(status, "conditions");
 	if (!cJSON_IsArray(c))
 		return (0);
 	for (c = c->child; c != NULL; c = c->next) {
-		if ((type = jstr(c, "type")) == NULL)
+		if ((type = as_json_str(c, "type")) == NULL)
 			continue;
-		s = jstr(c, "status");
+		s = as_json_str(c, "status");
 		if (strcmp(type, "Ready") == 0 && !seen_ready) {
 			seen_ready = 1;
 			if (s != NULL && strcmp(s, "True") == 0)
@@ -1286,14 +1220,16 @@ task_claim_parse(const cJSON *obj, struct claim_view *out, char *err,
 			else if (s != NULL && strcmp(s, "False") == 0)
 				out->ready = 0;
 			copy_cut(out->ready_reason, sizeof out->ready_reason,
-			    jstr(c, "reason"));
+			    as_json_str(c, "reason"));
 			copy_cut(out->ready_message,
-			    sizeof out->ready_message, jstr(c, "message"));
+			    sizeof out->ready_message,
+			    as_json_str(c, "message"));
 		} else if (strcmp(type, "Finished") == 0 && s != NULL &&
 		    strcmp(s, "True") == 0) {
 			out->finished = 1;
 			copy_cut(out->finished_reason,
-			    sizeof out->finished_reason, jstr(c, "reason"));
+			    sizeof out->finished_reason,
+			    as_json_str(c, "reason"));
 		}
 	}
 	return (0);
@@ -1359,7 +1295,7 @@ task_handoff_body(const struct handoff_spec *h, const char *orig, size_t len,
     size_t *outlen)
 {
 	static const char pre[] = "{\"agentscaler\":", mid[] = ",\"task\":";
-	cJSON	*o = json_object();
+	cJSON	*o = cJSON_CreateObject();
 	char	*meta, *out;
 	size_t	 mlen, n = 0;
 
@@ -1375,10 +1311,10 @@ task_handoff_body(const struct handoff_spec *h, const char *orig, size_t len,
 	if (h->parent_id != NULL && h->parent_id[0] != '\0')
 		json_put_str(o, "parent", h->parent_id);
 	else
-		json_put(o, "parent", cJSON_CreateNull());
+		cJSON_AddNullToObject(o, "parent");
 	json_put_str(o, "root", h->root_id);
-	json_put(o, "depth", cJSON_CreateNumber(h->depth));
-	meta = json_finish(o, &mlen);
+	cJSON_AddNumberToObject(o, "depth", h->depth);
+	meta = as_json_print_free(o, &mlen);
 
 	out = xmalloc(sizeof pre - 1 + mlen + sizeof mid - 1 + len + 2);
 	memcpy(out + n, pre, sizeof pre - 1);

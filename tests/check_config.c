@@ -299,12 +299,12 @@ static const struct bad {
 	    "pollIntervalMs: expected an integer in [10, 3600000], got 1" },
 	{ POOL("{" SRC ",\"target\":{\"kind\":\"Pod\",\"name\":\"x\"}}"),
 	    "pools[0].spec.target.kind: expected one of Deployment | "
-	    "StatefulSet | SandboxWarmPool, got \"Pod\"" },
+	    "SandboxWarmPool | StatefulSet, got \"Pod\"" },
 	{ POOL("{" SRC ",\"target\":{\"kind\":\"Deployment\"}}"),
 	    "pools[0].spec.target.name: required field is missing" },
 	{ POOL("{\"source\":{\"type\":\"kafka\",\"address\":\"x\",\"queue\":"
 	    "\"q\"}," TGT "}"), "pools[0].spec.source.type: expected one of "
-	    "redis-list | redis-stream | rabbitmq, got \"kafka\"" },
+	    "rabbitmq | redis-list | redis-stream, got \"kafka\"" },
 	{ POOL("{\"source\":{\"type\":\"redis-list\",\"address\":\"x\"},"
 	    TGT "}"), "pools[0].spec.source.queue: required field is "
 	    "missing" },

@@ -225,6 +225,28 @@ START_TEST(test_kind_resource)
 }
 END_TEST
 
+/* The kinds the config's enum comes from: each one resolves. */
+START_TEST(test_kind_list)
+{
+	const char *const	*k;
+	size_t			 i, n = 0;
+
+	for (i = 0; i < 2; i++) {
+		k = k8s_kind_list();
+		ck_assert_str_eq(k[0], "Deployment");
+		ck_assert_str_eq(k[1], "SandboxWarmPool");
+		ck_assert_str_eq(k[2], "StatefulSet");
+		ck_assert_ptr_null(k[3]);
+	}
+	for (k = k8s_kind_list(); *k != NULL; k++, n++)
+		ck_assert_int_eq(k8s_kind_resource(*k, NULL, NULL), 0);
+	ck_assert_uint_eq(n, AS_ARRAY_SIZE(kind_rows) - 4);
+	ck_assert_str_eq(K8S_SANDBOX_API, "/apis/agents.x-k8s.io/v1beta1");
+	ck_assert_str_eq(K8S_SANDBOX_EXT_API,
+	    "/apis/extensions.agents.x-k8s.io/v1beta1");
+}
+END_TEST
+
 struct class_row {
 	int	 curl_ok;
 	long	 code;
@@ -1700,6 +1722,7 @@ k8s_suite(void)
 	tcase_add_test(tc, test_status_message_small);
 	tcase_add_loop_test(tc, test_kind_resource, 0,
 	    (int)AS_ARRAY_SIZE(kind_rows));
+	tcase_add_test(tc, test_kind_list);
 	tcase_add_loop_test(tc, test_classify, 0,
 	    (int)AS_ARRAY_SIZE(class_rows));
 	tcase_add_test(tc, test_retry_after);

@@ -10,6 +10,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/consumer.h"
 #include "agentscaler/scalers/scaler.h"
 #include "util/scaler_fake.h"
 #include "util/testutil.h"
@@ -79,6 +80,9 @@ fake_new(struct ev_loop *loop, const char *queue)
 
 START_TEST(test_registry)
 {
+	const char *const	*names;
+	int			 i;
+
 	/* The scripted fake is linked into tests only, never registered. */
 	ck_assert_ptr_null(scaler_type_find("fake"));
 	ck_assert_ptr_eq(scaler_type_find("redis-list"),
@@ -91,8 +95,40 @@ START_TEST(test_registry)
 	    "rabbitmq, redis-list, redis-stream");
 	ck_assert_str_eq(scaler_type_names(),
 	    "rabbitmq, redis-list, redis-stream");
+	/* The list the config's enum comes from: the same, each found. */
+	for (i = 0; i < 2; i++) {
+		names = scaler_type_list();
+		ck_assert_str_eq(names[0], "rabbitmq");
+		ck_assert_str_eq(names[1], "redis-list");
+		ck_assert_str_eq(names[2], "redis-stream");
+		ck_assert_ptr_null(names[3]);
+		ck_assert_ptr_eq(scaler_type_find(names[1]),
+		    &scaler_type_redis_list);
+	}
 	ck_assert_str_eq(scaler_type_fake.name, "fake");
 	ck_assert_str_eq(scaler_type_redis_list.name, "redis-list");
+}
+END_TEST
+
+/* Every source type consumes (dispatch mode); RabbitMQ only over AMQP. */
+START_TEST(test_consumer_registry)
+{
+	const char *const	*t;
+	const struct consumer_type *c;
+
+	for (t = scaler_type_list(); *t != NULL; t++) {
+		c = consumer_type_find(*t, "amqp://h/");
+		ck_assert_ptr_nonnull(c);
+		ck_assert_str_eq(c->name, *t);
+	}
+	ck_assert_ptr_eq(consumer_type_find("rabbitmq", "amqps://h/"),
+	    &consumer_type_rabbitmq);
+	ck_assert_ptr_null(consumer_type_find("rabbitmq", "http://h/"));
+	ck_assert_ptr_null(consumer_type_find("rabbitmq", NULL));
+	ck_assert_ptr_eq(consumer_type_find("redis-stream", NULL),
+	    &consumer_type_redis_stream);
+	ck_assert_ptr_null(consumer_type_find("fake", "amqp://h/"));
+	ck_assert_ptr_null(consumer_type_find(NULL, NULL));
 }
 END_TEST
 
@@ -234,6 +270,7 @@ scalers_suite(void)
 	TCase	*tc = tcase_create("registry and fake");
 
 	tcase_add_test(tc, test_registry);
+	tcase_add_test(tc, test_consumer_registry);
 	tcase_add_test(tc, test_fake_script);
 	tcase_add_test(tc, test_fake_delay_fail_cancel);
 	tcase_add_test(tc, test_fake_push_find);

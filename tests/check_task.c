@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
 #include "scheduler/task.h"
 #include "util/testutil.h"
 
@@ -509,14 +510,6 @@ parse_json(const char *s, size_t len)
 	return (j);
 }
 
-static const char *
-jstr(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return (cJSON_IsString(v) ? v->valuestring : NULL);
-}
-
 START_TEST(test_dead_letter_text)
 {
 	const char	*body = "{\"id\":\"t-1\",\"payload\":\"caf\xc3\xa9 "
@@ -530,14 +523,15 @@ START_TEST(test_dead_letter_text)
 	    "team-a", "research", "t-1", body, strlen(body), 1795628085.5,
 	    &len);
 	j = parse_json(r, len);
-	ck_assert_str_eq(jstr(j, "reason"), "cascade.maxDepth");
-	ck_assert_str_eq(jstr(j, "detail"), "depth 4 > 3");
-	ck_assert_str_eq(jstr(j, "pool"), "team-a/research");
-	ck_assert_str_eq(jstr(j, "taskId"), "t-1");
-	ck_assert_str_eq(jstr(j, "at"), "2026-11-25T17:34:45.500000000Z");
-	ck_assert_int_eq(as_parse_rfc3339(jstr(j, "at"), &at), 0);
+	ck_assert_str_eq(as_json_str(j, "reason"), "cascade.maxDepth");
+	ck_assert_str_eq(as_json_str(j, "detail"), "depth 4 > 3");
+	ck_assert_str_eq(as_json_str(j, "pool"), "team-a/research");
+	ck_assert_str_eq(as_json_str(j, "taskId"), "t-1");
+	ck_assert_str_eq(as_json_str(j, "at"),
+	    "2026-11-25T17:34:45.500000000Z");
+	ck_assert_int_eq(as_parse_rfc3339(as_json_str(j, "at"), &at), 0);
 	ck_assert_double_eq(at, 1795628085.5);
-	ck_assert_str_eq(jstr(j, "original"), body);
+	ck_assert_str_eq(as_json_str(j, "original"), body);
 	ck_assert_ptr_null(cJSON_GetObjectItem(j, "originalBase64"));
 	cJSON_Delete(j);
 	free(r);
@@ -547,10 +541,11 @@ START_TEST(test_dead_letter_text)
 	    "\\ detail", "ns", "p", NULL, "not json", 8, 0, &len);
 	j = parse_json(r, len);
 	ck_assert_ptr_null(cJSON_GetObjectItem(j, "taskId"));
-	ck_assert_str_eq(jstr(j, "detail"), "a \"quoted\"\n\x01\xef\xbf\xbd"
-	    "\\ detail");
-	ck_assert_str_eq(jstr(j, "original"), "not json");
-	ck_assert_str_eq(jstr(j, "at"), "1970-01-01T00:00:00.000000000Z");
+	ck_assert_str_eq(as_json_str(j, "detail"),
+	    "a \"quoted\"\n\x01\xef\xbf\xbd\\ detail");
+	ck_assert_str_eq(as_json_str(j, "original"), "not json");
+	ck_assert_str_eq(as_json_str(j, "at"),
+	    "1970-01-01T00:00:00.000000000Z");
 	cJSON_Delete(j);
 	free(r);
 
@@ -558,7 +553,7 @@ START_TEST(test_dead_letter_text)
 	r = task_dead_letter_record("task.notJson", "empty", "ns", "p", NULL,
 	    NULL, 0, 0, &len);
 	j = parse_json(r, len);
-	ck_assert_str_eq(jstr(j, "original"), "");
+	ck_assert_str_eq(as_json_str(j, "original"), "");
 	cJSON_Delete(j);
 	free(r);
 }
@@ -589,8 +584,8 @@ START_TEST(test_dead_letter_base64)
 	    NULL, b64_rows[_i].bytes, b64_rows[_i].len, 1.0, &len);
 	j = parse_json(r, len);
 	ck_assert_ptr_null(cJSON_GetObjectItem(j, "original"));
-	ck_assert_ptr_nonnull(jstr(j, "originalBase64"));
-	dec = b64_decode(jstr(j, "originalBase64"), &dlen);
+	ck_assert_ptr_nonnull(as_json_str(j, "originalBase64"));
+	dec = b64_decode(as_json_str(j, "originalBase64"), &dlen);
 	ck_assert_uint_eq(dlen, b64_rows[_i].len);
 	ck_assert(memcmp(dec, b64_rows[_i].bytes, dlen) == 0);
 	free(dec);
@@ -722,22 +717,23 @@ START_TEST(test_dead_letter_cut)
 	ck_assert_uint_le(len, TASK_CUT_RECORD_MAX);
 	ck_assert_uint_eq(strlen(r), len);
 	j = parse_json(r, len);
-	ck_assert_str_eq(jstr(j, "reason"), "task.tooLarge");
-	ck_assert_str_eq(jstr(j, "detail"), "the message is big");
-	ck_assert_str_eq(jstr(j, "pool"), "team-a/research");
-	ck_assert_str_eq(jstr(j, "at"), "2026-11-25T17:34:45.500000000Z");
+	ck_assert_str_eq(as_json_str(j, "reason"), "task.tooLarge");
+	ck_assert_str_eq(as_json_str(j, "detail"), "the message is big");
+	ck_assert_str_eq(as_json_str(j, "pool"), "team-a/research");
+	ck_assert_str_eq(as_json_str(j, "at"),
+	    "2026-11-25T17:34:45.500000000Z");
 	ck_assert_ptr_null(cJSON_GetObjectItem(j, "taskId"));
 	ck_assert_ptr_null(cJSON_GetObjectItem(j, "original"));
 	v = cJSON_GetObjectItem(j, "size");
 	ck_assert(cJSON_IsNumber(v));
 	ck_assert_double_eq(v->valuedouble, (double)row->size);
-	ck_assert_str_eq(jstr(j, "sha256"), hex);
+	ck_assert_str_eq(as_json_str(j, "sha256"), hex);
 	v = cJSON_GetObjectItem(j, "truncated");
 	ck_assert(cJSON_IsBool(v));
 	ck_assert_int_eq(cJSON_IsTrue(v), row->kept < row->size);
 	if (row->base64) {
 		ck_assert_ptr_null(cJSON_GetObjectItem(j, "originalPrefix"));
-		dec = (char *)b64_decode(jstr(j, "originalPrefixBase64"),
+		dec = (char *)b64_decode(as_json_str(j, "originalPrefixBase64"),
 		    &dlen);
 		ck_assert_uint_eq(dlen, row->kept);
 		ck_assert(memcmp(dec, m, dlen) == 0);
@@ -745,7 +741,7 @@ START_TEST(test_dead_letter_cut)
 	} else {
 		ck_assert_ptr_null(cJSON_GetObjectItem(j,
 		    "originalPrefixBase64"));
-		text = jstr(j, "originalPrefix");
+		text = as_json_str(j, "originalPrefix");
 		ck_assert_ptr_nonnull(text);
 		ck_assert_uint_eq(strlen(text), row->kept);
 		ck_assert(memcmp(text, m, row->kept) == 0);
@@ -776,9 +772,9 @@ START_TEST(test_dead_letter_cut_bounded)
 	    UINT64_MAX / 2, sha, 0, &len);
 	ck_assert_uint_le(len, TASK_CUT_RECORD_MAX);
 	j = parse_json(r, len);
-	ck_assert_uint_eq(strlen(jstr(j, "detail")), TASK_CUT_STR_MAX);
-	ck_assert_uint_eq(strlen(jstr(j, "taskId")), TASK_CUT_STR_MAX);
-	ck_assert_uint_eq(strlen(jstr(j, "originalPrefix")),
+	ck_assert_uint_eq(strlen(as_json_str(j, "detail")), TASK_CUT_STR_MAX);
+	ck_assert_uint_eq(strlen(as_json_str(j, "taskId")), TASK_CUT_STR_MAX);
+	ck_assert_uint_eq(strlen(as_json_str(j, "originalPrefix")),
 	    TASK_PREFIX_BYTES);
 	ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(j, "truncated")));
 	cJSON_Delete(j);
@@ -787,7 +783,7 @@ START_TEST(test_dead_letter_cut_bounded)
 	r = task_dead_letter_record_cut("task.tooLarge", "d", "ns", "p", NULL,
 	    NULL, 5, 5, sha, 0, &len);
 	j = parse_json(r, len);
-	ck_assert_str_eq(jstr(j, "originalPrefix"), "");
+	ck_assert_str_eq(as_json_str(j, "originalPrefix"), "");
 	cJSON_Delete(j);
 	free(r);
 	free(big);
@@ -1422,13 +1418,13 @@ START_TEST(test_handoff)
 	cJSON_Delete(o);
 	a = cJSON_GetObjectItemCaseSensitive(j, "agentscaler");
 	ck_assert_int_eq(cJSON_GetArraySize(a), 8);
-	ck_assert_str_eq(jstr(a, "namespace"), "team-a");
-	ck_assert_str_eq(jstr(a, "pool"), "research");
-	ck_assert_str_eq(jstr(a, "claim"), "research-00aa");
-	ck_assert_str_eq(jstr(a, "sandbox"), "research-warm-x7k2p");
-	ck_assert_str_eq(jstr(a, "id"), "t-2");
-	ck_assert_str_eq(jstr(a, "parent"), "t-1");
-	ck_assert_str_eq(jstr(a, "root"), "t-0");
+	ck_assert_str_eq(as_json_str(a, "namespace"), "team-a");
+	ck_assert_str_eq(as_json_str(a, "pool"), "research");
+	ck_assert_str_eq(as_json_str(a, "claim"), "research-00aa");
+	ck_assert_str_eq(as_json_str(a, "sandbox"), "research-warm-x7k2p");
+	ck_assert_str_eq(as_json_str(a, "id"), "t-2");
+	ck_assert_str_eq(as_json_str(a, "parent"), "t-1");
+	ck_assert_str_eq(as_json_str(a, "root"), "t-0");
 	ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(a, "depth")));
 	ck_assert_double_eq(cJSON_GetObjectItem(a, "depth")->valuedouble, 2);
 	cJSON_Delete(j);
@@ -1441,7 +1437,8 @@ START_TEST(test_handoff)
 	j = parse_json(body, len);
 	a = cJSON_GetObjectItemCaseSensitive(j, "agentscaler");
 	ck_assert(cJSON_IsNull(cJSON_GetObjectItem(a, "parent")));
-	ck_assert_str_eq(jstr(cJSON_GetObjectItem(j, "task"), "id"), "t-0");
+	ck_assert_str_eq(as_json_str(cJSON_GetObjectItem(j, "task"), "id"),
+	    "t-0");
 	cJSON_Delete(j);
 	free(body);
 }

@@ -1074,8 +1074,7 @@ req_setup(struct httpc_req *r)
 	if (h != NULL && c->bearer != NULL && *c->bearer != '\0') {
 		line = xasprintf("Authorization: Bearer %s", c->bearer);
 		h = curl_slist_append(h, line);
-		explicit_bzero(line, strlen(line));
-		free(line);
+		as_secret_free(line, 0);
 	}
 	/* curl_slist_append keeps the list on failure, but we lose it. */
 	if (h == NULL)

@@ -14,9 +14,11 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
 
 static const char *const as_err_names[AS_EMAX] = {
 	[AS_OK] = "ok",
@@ -54,16 +56,39 @@ xoom(size_t n)
 	abort();
 }
 
+#ifdef AS_TESTING
+unsigned long	 as_xmalloc_calls;
+#endif
+
 void *
 xmalloc(size_t n)
 {
 	void	*p;
 
+#ifdef AS_TESTING
+	as_xmalloc_calls++;
+#endif
 	if (n == 0)
 		n = 1;
 	if ((p = malloc(n)) == NULL)
 		xoom(n);
 	return (p);
+}
+
+/*
+ * cJSON allocates through xmalloc from before main() on (json.h): this
+ * object holds xmalloc, so every program that links the runtime has it.
+ * With a malloc other than the C library's, cJSON copies instead of calling
+ * realloc; it frees with free(), so its printed strings are free()d too.
+ */
+static void	 as_json_hooks(void) __attribute__((constructor));
+
+static void
+as_json_hooks(void)
+{
+	cJSON_Hooks	 h = { xmalloc, free };
+
+	cJSON_InitHooks(&h);
 }
 
 void *

@@ -267,9 +267,9 @@ class DefaultValuesTest(unittest.TestCase):
         self.assertIn("a pool may name a Secret of its own namespace", self.notes)
 
     def test_flags_known(self):
-        """Every flag the chart passes is one of the daemon's (main.c's
+        """Every flag the chart passes is one of the daemon's (options.c's
         options_table), or still pending from the parallel work."""
-        with open(os.path.join(ROOT, "scheduler", "main.c")) as f:
+        with open(os.path.join(ROOT, "scheduler", "options.c")) as f:
             known = set(re.findall(r'\[O_[A-Z_]+\] = \{ "([a-z-]+)"', f.read()))
         self.assertIn("metrics-addr", known)
         _t, objs = chart.template([VALUES_ALL], api_versions=["monitoring.coreos.com/v1"])

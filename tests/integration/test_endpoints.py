@@ -170,7 +170,7 @@ class Endpoints(world.DaemonTestCase):
 
 class FlagsDocumented(unittest.TestCase):
     def test_readme_flag_table_matches_help(self):
-        """README's flag table and `agentscaler --help` (both from main.c's
+        """README's flag table and `agentscaler --help` (both from options.c's
         options_table) name the same flags."""
         binary = os.environ.get("AGENTSCALER_BIN",
                                 os.path.join(world.ROOT, "build/release/agentscaler"))

@@ -152,12 +152,31 @@ typedef void	 k8s_scale_fn(int err, const struct k8s_scale *,
 		    const char *errmsg, void *arg);
 
 /*
- * Resolves a workload kind ("Deployment", "StatefulSet", "SandboxWarmPool")
- * to its API path prefix and resource, e.g. "/apis/apps/v1", "deployments".
- * Returns 0 or -AS_EINVAL for an unknown kind.
+ * The agent-sandbox API (kubernetes-sigs/agent-sandbox), named once:
+ * Sandboxes in the core group, SandboxClaims, SandboxWarmPools and
+ * SandboxTemplates in the extensions group, both at one version.
+ */
+#define K8S_SANDBOX_GROUP	"agents.x-k8s.io"
+#define K8S_SANDBOX_EXT_GROUP	"extensions." K8S_SANDBOX_GROUP
+#define K8S_SANDBOX_VERSION	"v1beta1"
+#define K8S_SANDBOX_API		"/apis/" K8S_SANDBOX_GROUP "/" \
+				    K8S_SANDBOX_VERSION
+#define K8S_SANDBOX_EXT_API	"/apis/" K8S_SANDBOX_EXT_GROUP "/" \
+				    K8S_SANDBOX_VERSION
+
+/*
+ * Resolves a workload kind (one of k8s_kind_list()) to its API path prefix
+ * and resource, e.g. "/apis/apps/v1", "deployments".  Returns 0 or
+ * -AS_EINVAL for an unknown kind.
  */
 int	 k8s_kind_resource(const char *kind, const char **prefix,
 	    const char **resource);
+/*
+ * The workload kinds agentscaler can scale, alphabetical, NULL-terminated
+ * (static): the one list the config's enum, --help-config and
+ * --print-vocabulary come from.
+ */
+const char *const *k8s_kind_list(void);
 
 /* GET .../<resource>/<name>/scale. */
 struct k8s_req *k8s_scale_get(struct k8s_client *, const char *kind,

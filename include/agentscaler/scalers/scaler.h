@@ -84,6 +84,11 @@ struct scaler {
 const struct scaler_type *scaler_type_find(const char *name);
 /* Returns the registry's names, comma-separated, for error messages. */
 const char	*scaler_type_names(void);
+/*
+ * The registry's names, alphabetical, NULL-terminated (static): the one
+ * list the config's enum, --help-config and --print-vocabulary come from.
+ */
+const char *const *scaler_type_list(void);
 
 static inline int
 scaler_poll(struct scaler *s, scaler_done_fn *fn, void *arg)
