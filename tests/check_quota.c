@@ -1140,18 +1140,7 @@ static const struct {
 	{ REJECT, QUOTA_R_MAX_SANDBOXES, -1, 0 },
 	{ DEFER, QUOTA_R_MAX_SANDBOXES, 3, 0 },	/* waits anyway */
 	{ ADMIT, NONE, 3, 0 },
-	/* other reasons do not clear when spares go */
-	{ REJECT, QUOTA_R_MAX_DEPTH, 3, 0 },
-	{ REJECT, QUOTA_R_UNKNOWN_PARENT, 3, 0 },
-	{ REJECT, QUOTA_R_BUDGET, 3, 0 },
-	{ REJECT, QUOTA_R_NEVER_FIT, 3, 0 },
-	{ REJECT, QUOTA_R_RESERVED, 3, 0 },
-	{ REJECT, QUOTA_R_RESOURCES, 3, 0 },
-	{ REJECT, QUOTA_R_MAX_ROOTS, 3, 0 },
-	{ REJECT, QUOTA_R_MAX_CHILDREN, 3, 0 },
-	{ REJECT, QUOTA_R_MAX_DESCENDANTS, 3, 0 },
-	{ REJECT, QUOTA_R_SPAWN_RATE, 3, 0 },
-	{ REJECT, QUOTA_R_TEMPLATE_UNKNOWN, 3, 0 },
+	{ REJECT, QUOTA_R_RESERVED, 3, 0 },	/* see test_..._other */
 };
 
 START_TEST(test_spares_give_way)
@@ -1172,6 +1161,27 @@ START_TEST(test_spares_give_way)
 	snprintf(want, sizeof want, "%s%s", det, give_rows[_i].gives ?
 	    GIVE_WAY_NOTE : "");
 	ck_assert_str_eq(d.detail, want);
+}
+END_TEST
+
+/* No other reason clears when spares go: every one of them, rejected. */
+START_TEST(test_spares_give_way_other)
+{
+	struct quota_decision	 d;
+	int			 r;
+
+	for (r = 0; r < QUOTA_R_COUNT; r++) {
+		if (r == QUOTA_R_MAX_SANDBOXES)
+			continue;
+		memset(&d, 0, sizeof d);
+		d.verdict = REJECT;
+		d.reason = (enum quota_reason)r;
+		as_strlcpy(d.detail, "n", sizeof d.detail);
+		ck_assert_msg(quota_spares_give_way(&d, 3) == 0 &&
+		    d.verdict == REJECT && d.reason == (enum quota_reason)r &&
+		    strcmp(d.detail, "n") == 0, "%s gave way",
+		    quota_reason_name((enum quota_reason)r));
+	}
 }
 END_TEST
 
@@ -1275,6 +1285,7 @@ main(void)
 	tcase_add_test(tc, test_reason_rows);
 	tcase_add_loop_test(tc, test_spares_give_way, 0,
 	    (int)AS_ARRAY_SIZE(give_rows));
+	tcase_add_test(tc, test_spares_give_way_other);
 	tcase_add_test(tc, test_spares_give_way_full);
 	tcase_add_loop_test(tc, test_spare_target, 0,
 	    (int)AS_ARRAY_SIZE(spare_rows));
