@@ -116,7 +116,7 @@ struct dtask {
 	unsigned		 cluster_waits;
 	struct task_resource	*res;		/* requests, or NULL */
 	size_t			 nres;
-	char			 why[48];	/* last deferral reason */
+	enum quota_reason	 why;		/* last deferral reason */
 	char			*why_detail;
 	/*
 	 * A failure that came while a consumer operation was in flight,

@@ -429,14 +429,16 @@ dispatcher_explain(const struct dispatcher *d, const char *id, cJSON *out)
 			    TAILQ_FIRST(&ns->defer_roots); q != NULL && q != t;
 			    q = TAILQ_NEXT(q, dq))
 				pos++;
-			cJSON_AddStringToObject(out, "reason", t->why);
+			cJSON_AddStringToObject(out, "reason",
+			    quota_reason_name(t->why));
 			cJSON_AddStringToObject(out, "detail",
 			    t->why_detail != NULL ? t->why_detail : "");
 			cJSON_AddNumberToObject(out, "queuePosition",
 			    (double)pos);
 			snprintf(text, sizeof text, "task %s waits (deferred) "
 			    "in namespace %s: %s: %s; %zu %s ahead of it",
-			    id, ns->name, t->why, t->why_detail != NULL ?
+			    id, ns->name, quota_reason_name(t->why),
+			    t->why_detail != NULL ?
 			    t->why_detail : "", pos, t->parent != NULL ?
 			    "descendants" : "new roots");
 		} else {

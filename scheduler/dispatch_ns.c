@@ -116,12 +116,13 @@ dtask_undefer(struct dtask *t)
 }
 
 /*
- * A task the quota deferred or rejected: CascadeRejected for cascade.*
- * limits, QuotaExceeded for the others, on the pool and on the namespace's
- * AgentQuota.
+ * A task the quota deferred or rejected: an Event under the reason's
+ * Event reason (quota_reason_event: CascadeRejected for cascade.* limits,
+ * QuotaExceeded for the others), on the pool and on the namespace's
+ * AgentQuota; none for a reason that has no Event.
  */
 static void
-dtask_quota_event(struct dtask *t, const char *why, const char *detail,
+dtask_quota_event(struct dtask *t, enum quota_reason why, const char *detail,
     int rejected)
 {
 	struct dispatcher *d = t->ns->d;
@@ -129,12 +130,10 @@ dtask_quota_event(struct dtask *t, const char *why, const char *detail,
 	const char	*reason;
 	char		 note[512];
 
-	if (d->event == NULL)
+	if (d->event == NULL || (reason = quota_reason_event(why)) == NULL)
 		return;
-	reason = strncmp(why, "cascade.", 8) == 0 ? "CascadeRejected" :
-	    "QuotaExceeded";
 	snprintf(note, sizeof note, "task %s %s: %s: %s", t->id, rejected ?
-	    "rejected" : "deferred", why, detail);
+	    "rejected" : "deferred", quota_reason_name(why), detail);
 	if (t->pool != NULL)
 		d->event(d->event_arg, "AgentPool", t->ns->name,
 		    t->pool->cfg->name, 1, reason, "Admit", note);
@@ -202,8 +201,7 @@ dtask_charge(struct dtask *t, struct task_resource *out, size_t *nout,
 	} else if (p != NULL && (qc = config_quota_for(t->ns->d->config,
 	    t->ns->name)) != NULL && qc->nresources > 0) {
 		qd->verdict = QUOTA_DEFER;
-		as_strlcpy(qd->reason, "sandbox.templateUnknown",
-		    sizeof qd->reason);
+		qd->reason = QUOTA_R_TEMPLATE_UNKNOWN;
 		snprintf(qd->detail, sizeof qd->detail, "the requests of warm "
 		    "pool %.48s's SandboxTemplate are not known yet: %.100s",
 		    p->cfg->warm_pool, p->tpl_err[0] != '\0' ? p->tpl_err :
@@ -211,8 +209,8 @@ dtask_charge(struct dtask *t, struct task_resource *out, size_t *nout,
 		return (QUOTA_DEFER);
 	}
 	if ((n = charge_task(t->res, t->nres, floor, nfloor, out)) < 0) {
+		/* The task's own fault: qd->reason stays QUOTA_R_NONE. */
 		qd->verdict = QUOTA_REJECT;
-		as_strlcpy(qd->reason, "task.badResources", sizeof qd->reason);
 		snprintf(qd->detail, sizeof qd->detail, "\"resources\" and "
 		    "the pool's requests name more than %d resources together",
 		    TASK_MAX_RESOURCES);
@@ -249,7 +247,7 @@ dtask_admit(struct dtask *t)
 		/* The task's own fault, not a quota decision. */
 		if (t->st == T_DEFERRED)
 			dtask_undefer(t);
-		dtask_fail(t, qd.reason, qd.detail);
+		dtask_fail(t, "task.badResources", qd.detail);
 		return (0);
 	case QUOTA_DEFER:
 		break;
@@ -258,7 +256,7 @@ dtask_admit(struct dtask *t)
 		quota_count(ns->quota, QUOTA_ADMIT);
 		quota_admit(ns->quota, &qt, now);
 		t->admitted = 1;
-		t->why[0] = '\0';
+		t->why = QUOTA_R_NONE;
 		free(t->res);
 		t->res = NULL;
 		t->nres = ncharged;
@@ -268,17 +266,9 @@ dtask_admit(struct dtask *t)
 		}
 		return (1);
 	}
-	if (qd.verdict == QUOTA_REJECT &&
-	    strcmp(qd.reason, "quota.maxSandboxes") == 0 && dns_spares(ns) > 0) {
-		/*
-		 * Idle warm spares hold the slots: a task comes before them.
-		 * It waits while dpool_size() shrinks the spares, and is
-		 * rejected only if no slot is left once they are gone.
-		 */
-		qd.verdict = QUOTA_DEFER;
-		snprintf(qd.detail + strlen(qd.detail), sizeof qd.detail -
-		    strlen(qd.detail), "; waiting for warm spares to give way");
-	}
+	/* Idle warm spares hold the slots: a task comes before them. */
+	if (qd.verdict == QUOTA_REJECT)
+		(void)quota_spares_give_way(&qd, dns_spares(ns));
 	if (qd.verdict == QUOTA_REJECT) {
 		quota_count(ns->quota, QUOTA_REJECT);
 		if (t->pool != NULL)
@@ -286,7 +276,7 @@ dtask_admit(struct dtask *t)
 		if (t->st == T_DEFERRED)
 			dtask_undefer(t);
 		dtask_quota_event(t, qd.reason, qd.detail, 1);
-		dtask_fail(t, qd.reason, qd.detail);
+		dtask_fail(t, quota_reason_name(qd.reason), qd.detail);
 		return (0);
 	}
 	/* Defer: keep the message, wait in the namespace's FIFO. */
@@ -302,13 +292,13 @@ dtask_admit(struct dtask *t)
 			t->pool->deferred++;
 			dpool_window(t->pool);
 		}
-		if (strcmp(t->why, qd.reason) != 0 && t->pool != NULL)
+		if (t->why != qd.reason && t->pool != NULL)
 			log_info("dispatch", "%s: task %s deferred: %s: %s",
-			    t->pool->id, t->id, qd.reason, qd.detail);
-		if (strncmp(qd.reason, "sandbox.", 8) != 0)
-			dtask_quota_event(t, qd.reason, qd.detail, 0);
+			    t->pool->id, t->id, quota_reason_name(qd.reason),
+			    qd.detail);
+		dtask_quota_event(t, qd.reason, qd.detail, 0);
 	}
-	as_strlcpy(t->why, qd.reason, sizeof t->why);
+	t->why = qd.reason;
 	free(t->why_detail);
 	t->why_detail = xstrdup(qd.detail);
 	return (0);
@@ -322,8 +312,9 @@ dtask_admit(struct dtask *t)
  */
 /*
  * One deferred queue: admits what fits, in order; returns 1 when a task
- * still waits for namespace-wide capacity ("quota.*" reasons), which later
- * tasks would not fit either.  *n counts checks against PUMP_MAX.
+ * still waits for namespace-wide capacity (quota_reason_namespace_wide),
+ * which later tasks would not fit either.  *n counts checks against
+ * PUMP_MAX.
  */
 static int
 dns_pump_queue(struct dns *ns, struct dtask *t, int *n, int stop)
@@ -340,7 +331,7 @@ dns_pump_queue(struct dns *ns, struct dtask *t, int *n, int stop)
 			dtask_undefer(t);
 			dtask_go(t);
 		} else if (t->st == T_DEFERRED &&
-		    strncmp(t->why, "quota.", 6) == 0) {
+		    quota_reason_namespace_wide(t->why)) {
 			blocked = 1;
 			if (stop)
 				break;
@@ -669,11 +660,12 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 		    par->st == T_DEFERRED || par->doomed) {
 			snprintf(detail, sizeof detail, "parent %s is not a "
 			    "live task of namespace %s", tk->parent, ns->name);
-			dpool_event(p, 1, "CascadeRejected", "Admit", "task %s "
-			    "rejected: cascade.unknownParent: %s", tk->id,
-			    detail);
-			dpool_dead_letter(p, NULL, msg, "cascade.unknownParent",
-			    detail, tk->id);
+			dpool_event(p, 1, quota_reason_event(
+			    QUOTA_R_UNKNOWN_PARENT), "Admit", "task %s "
+			    "rejected: %s: %s", tk->id, quota_reason_name(
+			    QUOTA_R_UNKNOWN_PARENT), detail);
+			dpool_dead_letter(p, NULL, msg, quota_reason_name(
+			    QUOTA_R_UNKNOWN_PARENT), detail, tk->id);
 			goto out;
 		}
 		t = dtask_new(ns, p, tk->id, tk->parent, par->root,

@@ -51,8 +51,9 @@ dns_spares(const struct dns *ns)
 }
 
 /*
- * Deferred tasks of ns that wait for a sandbox slot (quota.maxSandboxes),
- * counted up to max: the warm spares give up that many slots to them.
+ * Deferred tasks of ns that wait for a sandbox slot (QUOTA_R_MAX_SANDBOXES),
+ * counted up to max: the warm spares give up that many slots to them
+ * (quota_spare_target).
  */
 static long
 dns_waiting_for_slots(const struct dns *ns, long max)
@@ -63,11 +64,11 @@ dns_waiting_for_slots(const struct dns *ns, long max)
 	/* Up to 10000 deferred: stop as soon as max are found. */
 	for (t = TAILQ_FIRST(&ns->defer_desc); t != NULL && n < max;
 	    t = TAILQ_NEXT(t, dq))
-		if (strcmp(t->why, "quota.maxSandboxes") == 0)
+		if (t->why == QUOTA_R_MAX_SANDBOXES)
 			n++;
 	for (t = TAILQ_FIRST(&ns->defer_roots); t != NULL && n < max;
 	    t = TAILQ_NEXT(t, dq))
-		if (strcmp(t->why, "quota.maxSandboxes") == 0)
+		if (t->why == QUOTA_R_MAX_SANDBOXES)
 			n++;
 	return (n);
 }
@@ -151,19 +152,21 @@ dpool_unbound(const struct dpool *p, long max)
 void
 dpool_size(struct dpool *p, double now)
 {
-	long	 target, head, cur, give;
+	long	 target, head, cur, waiting = 0;
 
+	/* Sets p->ws.target, which dns_replicas() counts: first. */
 	target = warmpool_target(&p->ws, &p->wp, now, p->waiting);
-	/* Spares are sandboxes too: never past the namespace's quota. */
+	/*
+	 * Spares are sandboxes too: never past the namespace's quota, and
+	 * tasks waiting for a slot come first (quota_spare_target).  The
+	 * deferred queues are walked only when the namespace is full.
+	 */
 	dns_replicas(p->ns);
 	cur = p->spare_patched > 0 ? p->spare_patched : 0;
-	if ((head = quota_headroom(p->ns->quota)) >= 0 && target > cur + head)
-		target = cur + head;
-	/* Tasks waiting for a slot come first: spares give theirs up. */
-	if (head == 0 && cur > 0 && p->ns->ndeferred > 0 &&
-	    (give = dns_waiting_for_slots(p->ns, cur)) > 0 &&
-	    target > cur - give)
-		target = cur - give;
+	head = quota_headroom(p->ns->quota);
+	if (head == 0 && cur > 0 && p->ns->ndeferred > 0)
+		waiting = dns_waiting_for_slots(p->ns, cur);
+	target = quota_spare_target(target, cur, head, waiting);
 	/*
 	 * Lowering spec.replicas makes the warm pool's controller delete
 	 * surplus members without a precondition (upstream

@@ -140,6 +140,36 @@ struct quota_ns {
 static void	 quota_charge(const struct quota_ns *, struct qtree *,
 		    double);
 
+/*
+ * The one table of reasons: the name each has on the wire, the Event
+ * reason it is reported under, and whether a task deferred for it waits
+ * for the whole namespace's capacity.
+ */
+static const struct {
+	const char	*name;
+	const char	*event;		/* NULL: no Event */
+	int		 namespace_wide;
+} quota_reasons[QUOTA_R_COUNT] = {
+	[QUOTA_R_NONE] = { "", NULL, 0 },
+	[QUOTA_R_MAX_DEPTH] = { "cascade.maxDepth", "CascadeRejected", 0 },
+	[QUOTA_R_UNKNOWN_PARENT] = { "cascade.unknownParent",
+	    "CascadeRejected", 0 },
+	[QUOTA_R_BUDGET] = { "budget.sandboxSeconds", "QuotaExceeded", 0 },
+	[QUOTA_R_NEVER_FIT] = { "quota.resourcesNeverFit", "QuotaExceeded",
+	    1 },
+	[QUOTA_R_MAX_SANDBOXES] = { "quota.maxSandboxes", "QuotaExceeded",
+	    1 },
+	[QUOTA_R_RESERVED] = { "quota.reserved", "QuotaExceeded", 1 },
+	[QUOTA_R_RESOURCES] = { "quota.resources", "QuotaExceeded", 1 },
+	[QUOTA_R_MAX_ROOTS] = { "cascade.maxRoots", "CascadeRejected", 0 },
+	[QUOTA_R_MAX_CHILDREN] = { "cascade.maxChildrenPerTask",
+	    "CascadeRejected", 0 },
+	[QUOTA_R_MAX_DESCENDANTS] = { "cascade.maxDescendantsPerRoot",
+	    "CascadeRejected", 0 },
+	[QUOTA_R_SPAWN_RATE] = { "cascade.spawnRate", "CascadeRejected", 0 },
+	[QUOTA_R_TEMPLATE_UNKNOWN] = { "sandbox.templateUnknown", NULL, 0 },
+};
+
 /* Hash tables. */
 
 static void
@@ -547,17 +577,17 @@ quota_charge(const struct quota_ns *ns, struct qtree *tr, double now)
 
 static void
 quota_decide(struct quota_decision *d, enum quota_verdict v,
-    const char *reason, const char *fmt, ...)
+    enum quota_reason reason, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void
 quota_decide(struct quota_decision *d, enum quota_verdict v,
-    const char *reason, const char *fmt, ...)
+    enum quota_reason reason, const char *fmt, ...)
 {
 	va_list	 ap;
 
 	d->verdict = v;
-	as_strlcpy(d->reason, reason, sizeof d->reason);
+	d->reason = reason;
 	va_start(ap, fmt);
 	vsnprintf(d->detail, sizeof d->detail, fmt, ap);
 	va_end(ap);
@@ -583,7 +613,8 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 	size_t			 i;
 
 	d->verdict = QUOTA_ADMIT;
-	d->reason[0] = d->detail[0] = '\0';
+	d->reason = QUOTA_R_NONE;
+	d->detail[0] = '\0';
 	if (quota_task_find(ns, t->id) != NULL)
 		return;
 	if ((tr = quota_tree_find(ns, root)) != NULL)
@@ -593,13 +624,13 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 
 	/* Structural: no amount of waiting makes these fit. */
 	if (ns->max_depth >= 0 && t->depth > ns->max_depth) {
-		quota_decide(d, QUOTA_REJECT, "cascade.maxDepth", "depth %d "
+		quota_decide(d, QUOTA_REJECT, QUOTA_R_MAX_DEPTH, "depth %d "
 		    "> maxDepth %ld (the root has depth 0)", t->depth,
 		    ns->max_depth);
 		return;
 	}
 	if (tr != NULL && ns->budget > 0 && tr->seconds >= ns->budget) {
-		quota_decide(d, QUOTA_REJECT, "budget.sandboxSeconds", "tree "
+		quota_decide(d, QUOTA_REJECT, QUOTA_R_BUDGET, "tree "
 		    "%.*s has used %.15g of %.15g sandbox-seconds "
 		    "(sandboxSecondsPerRoot %.15g)", ID_SHOW, root,
 		    tr->seconds, ns->budget, ns->budget);
@@ -611,7 +642,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 		req = quota_task_req(t, ns->res[q->res].name);
 		if (qamt_gt(req, q->limit)) {
 			quota_decide(d, QUOTA_REJECT,
-			    "quota.resourcesNeverFit", "asks %.15g %s, more "
+			    QUOTA_R_NEVER_FIT, "asks %.15g %s, more "
 			    "than the whole quota of %.15g (%s)",
 			    qamt_double(req), ns->res[q->res].name,
 			    qamt_double(q->limit), q->quantity);
@@ -623,13 +654,13 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 	live = ns->reject ? QUOTA_REJECT : QUOTA_DEFER;
 	sandboxes = (long)ns->tasks.n + ns->replicas;
 	if (ns->max_sandboxes >= 0 && sandboxes >= ns->max_sandboxes) {
-		quota_decide(d, live, "quota.maxSandboxes", "%ld of %ld "
+		quota_decide(d, live, QUOTA_R_MAX_SANDBOXES, "%ld of %ld "
 		    "sandboxes live (maxSandboxes %ld)", sandboxes,
 		    ns->max_sandboxes, ns->max_sandboxes);
 		return;
 	}
 	if (!descendant && ns->root_cap >= 0 && sandboxes >= ns->root_cap) {
-		quota_decide(d, live, "quota.reserved", "%ld of %ld "
+		quota_decide(d, live, QUOTA_R_RESERVED, "%ld of %ld "
 		    "sandboxes live; new roots stop at %ld "
 		    "(reserveForDescendants %.15g keeps %ld for descendants)",
 		    sandboxes, ns->max_sandboxes, ns->root_cap, ns->reserve,
@@ -643,7 +674,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 		req = quota_task_req(t, r->name);
 		if (!qamt_zero(req) && qamt_gt(qamt_add(r->used, req),
 		    q->limit)) {
-			quota_decide(d, live, "quota.resources", "%s: %.15g in "
+			quota_decide(d, live, QUOTA_R_RESOURCES, "%s: %.15g in "
 			    "use + %.15g asked > %.15g (quota %s)", r->name,
 			    qamt_double(r->used), qamt_double(req),
 			    qamt_double(q->limit), q->quantity);
@@ -652,7 +683,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 	}
 	if (!descendant && tr == NULL && ns->max_roots >= 0 &&
 	    (long)ns->trees.n >= ns->max_roots) {
-		quota_decide(d, live, "cascade.maxRoots", "%zu of %ld trees "
+		quota_decide(d, live, QUOTA_R_MAX_ROOTS, "%zu of %ld trees "
 		    "live (maxRoots %ld)", ns->trees.n, ns->max_roots,
 		    ns->max_roots);
 		return;
@@ -661,7 +692,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 		p = quota_task_find(ns, t->parent);
 		n = p != NULL ? p->children : 0;
 		if (n >= ns->max_children) {
-			quota_decide(d, live, "cascade.maxChildrenPerTask",
+			quota_decide(d, live, QUOTA_R_MAX_CHILDREN,
 			    "parent %.*s has %ld of %ld live children "
 			    "(maxChildrenPerTask %ld)", ID_SHOW, t->parent, n,
 			    ns->max_children, ns->max_children);
@@ -670,7 +701,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 	}
 	n = tr != NULL ? tr->live : 0;
 	if (ns->max_descendants >= 0 && n >= ns->max_descendants) {
-		quota_decide(d, live, "cascade.maxDescendantsPerRoot", "tree "
+		quota_decide(d, live, QUOTA_R_MAX_DESCENDANTS, "tree "
 		    "%.*s has %ld of %ld live tasks (maxDescendantsPerRoot "
 		    "%ld; the root counts)", ID_SHOW, root, n,
 		    ns->max_descendants, ns->max_descendants);
@@ -679,7 +710,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 	if (descendant && ns->spawn_rate > 0) {
 		tokens = tr != NULL ? tr->tokens : ns->spawn_cap;
 		if (tokens < 1 - QUOTA_TOKEN_EPS) {
-			quota_decide(d, live, "cascade.spawnRate", "tree %.*s "
+			quota_decide(d, live, QUOTA_R_SPAWN_RATE, "tree %.*s "
 			    "spawn bucket empty (%.3g tokens; perSecond "
 			    "%.15g, burst %.15g): next token in %.3f s",
 			    ID_SHOW, root, tokens, ns->spawn_rate,
@@ -687,6 +718,62 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 			return;
 		}
 	}
+}
+
+/* Reasons: out-of-range values read as none rather than past the table. */
+
+const char *
+quota_reason_name(enum quota_reason r)
+{
+	return ((unsigned)r < QUOTA_R_COUNT ? quota_reasons[r].name : "");
+}
+
+const char *
+quota_reason_event(enum quota_reason r)
+{
+	return ((unsigned)r < QUOTA_R_COUNT ? quota_reasons[r].event : NULL);
+}
+
+int
+quota_reason_namespace_wide(enum quota_reason r)
+{
+	return ((unsigned)r < QUOTA_R_COUNT &&
+	    quota_reasons[r].namespace_wide);
+}
+
+/*
+ * Warm spares give way.  Idle spares hold sandbox slots that a task needs
+ * more; both halves of the rule live here so that the dispatcher only
+ * counts and acts.  A deferral needs no help (it waits anyway, and the
+ * sizing half makes room), and no other reason clears when spares go.
+ */
+int
+quota_spares_give_way(struct quota_decision *d, long spares)
+{
+	size_t	 len;
+
+	if (d->verdict != QUOTA_REJECT || d->reason != QUOTA_R_MAX_SANDBOXES ||
+	    spares <= 0)
+		return (0);
+	d->verdict = QUOTA_DEFER;
+	len = strlen(d->detail);
+	snprintf(d->detail + len, sizeof d->detail - len,
+	    "; waiting for warm spares to give way");
+	return (1);
+}
+
+long
+quota_spare_target(long want, long cur, long headroom, long waiting)
+{
+	long	 target = want;
+
+	if (headroom >= 0 && target > cur + headroom)
+		target = cur + headroom;
+	if (waiting > cur)
+		waiting = cur;
+	if (headroom == 0 && cur > 0 && waiting > 0 && target > cur - waiting)
+		target = cur - waiting;
+	return (target);
 }
 
 void

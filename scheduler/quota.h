@@ -59,9 +59,37 @@ enum quota_verdict {
 	QUOTA_REJECT
 };
 
+/*
+ * Why admission did not admit.  The names on the wire (Events, /explain,
+ * dead-letter records and their metrics labels) come from one table in
+ * quota.c through quota_reason_name(); code compares the enum, never the
+ * name.  The order is the order of the checks above.
+ */
+enum quota_reason {
+	QUOTA_R_NONE,			/* "": admitted */
+	QUOTA_R_MAX_DEPTH,		/* cascade.maxDepth */
+	QUOTA_R_UNKNOWN_PARENT,		/* cascade.unknownParent */
+	QUOTA_R_BUDGET,			/* budget.sandboxSeconds */
+	QUOTA_R_NEVER_FIT,		/* quota.resourcesNeverFit */
+	QUOTA_R_MAX_SANDBOXES,		/* quota.maxSandboxes */
+	QUOTA_R_RESERVED,		/* quota.reserved */
+	QUOTA_R_RESOURCES,		/* quota.resources */
+	QUOTA_R_MAX_ROOTS,		/* cascade.maxRoots */
+	QUOTA_R_MAX_CHILDREN,		/* cascade.maxChildrenPerTask */
+	QUOTA_R_MAX_DESCENDANTS,	/* cascade.maxDescendantsPerRoot */
+	QUOTA_R_SPAWN_RATE,		/* cascade.spawnRate */
+	/*
+	 * sandbox.templateUnknown: not a quota limit but the dispatcher's
+	 * wait for its charge floor (dispatch_ns.c), which shares the
+	 * deferred queues and /explain with the limits.
+	 */
+	QUOTA_R_TEMPLATE_UNKNOWN,
+	QUOTA_R_COUNT
+};
+
 struct quota_decision {
 	enum quota_verdict verdict;
-	char		 reason[48];	/* "" when admitted */
+	enum quota_reason reason;	/* QUOTA_R_NONE when admitted */
 	char		 detail[240];	/* numbers: "20 of 20 sandboxes live" */
 };
 
@@ -109,6 +137,42 @@ void		 quota_ns_free(struct quota_ns *);
  */
 void		 quota_check(struct quota_ns *, const struct quota_task *,
 		    double now, struct quota_decision *);
+/* The wire name of a reason ("quota.maxSandboxes"); "" for none. */
+const char	*quota_reason_name(enum quota_reason);
+/*
+ * The Kubernetes Event reason a deferral or rejection for r is reported
+ * under: "CascadeRejected" for the cascade.* limits, "QuotaExceeded" for
+ * the others; NULL when r is reported by no Event (none, and
+ * sandbox.templateUnknown, the cluster's wait rather than a limit).
+ */
+const char	*quota_reason_event(enum quota_reason r);
+/*
+ * 1 when a task deferred for r waits for capacity of the whole namespace
+ * (the quota.* reasons): tasks queued behind it would not fit either.
+ */
+int		 quota_reason_namespace_wide(enum quota_reason r);
+/*
+ * Warm spares give way to tasks, the admission half.  A task refused
+ * only because live sandboxes are at maxSandboxes (onExceeded: reject)
+ * while the namespace holds spares idle warm spares is deferred instead:
+ * the spares shrink (quota_spare_target) and it is checked again, and
+ * rejected only if no slot is left once they are gone.  Changes d (the
+ * verdict, and a note appended to the detail) and returns 1 when the rule
+ * applies, else leaves d alone and returns 0.
+ */
+int		 quota_spares_give_way(struct quota_decision *d, long spares);
+/*
+ * Warm spares give way to tasks, the sizing half.  want is the spare
+ * count the warm pool's policy asks for (warmpool_target), cur the spares
+ * the pool runs now, headroom quota_headroom() counted with them (-1:
+ * unlimited) and waiting the deferred tasks that wait for a slot
+ * (QUOTA_R_MAX_SANDBOXES), counted up to cur; waiting is read only when
+ * headroom is 0 and cur > 0, so the caller may pass 0 otherwise.  Returns
+ * the spare target: want, no higher than what headroom allows, and when
+ * the namespace is full, cur less one spare per waiting task.
+ */
+long		 quota_spare_target(long want, long cur, long headroom,
+		    long waiting);
 /* Records the decision in the counters (check + count, for metrics). */
 void		 quota_count(struct quota_ns *, enum quota_verdict);
 /*

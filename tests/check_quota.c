@@ -34,7 +34,7 @@ struct step {
 	int			 depth;
 	const char		*res;	/* "cpu=500m,memory=1Gi" */
 	enum quota_verdict	 want;
-	const char		*reason;
+	enum quota_reason	 reason;
 	const char		*detail;	/* a substring; NULL: any */
 	long			 a, b, c;
 	double			 x, y;
@@ -48,7 +48,7 @@ struct step {
 #define CK(t, i, p, r, d, rs, v, why, det) { .op = OP_CHECK, .now = (t), \
 	.id = (i), .parent = (p), .root = (r), .depth = (d), .res = (rs), \
 	.want = (v), .reason = (why), .detail = (det) }
-#define OK(t, i, p, r, d) TRY(t, i, p, r, d, NULL, QUOTA_ADMIT, "", "")
+#define OK(t, i, p, r, d) TRY(t, i, p, r, d, NULL, QUOTA_ADMIT, NONE, "")
 #define ROOT(t, i) OK(t, i, NULL, i, 0)
 #define AD(t, i, p, r, d) { .op = OP_ADMIT, .now = (t), .id = (i), \
 	.parent = (p), .root = (r), .depth = (d) }
@@ -79,6 +79,7 @@ struct step {
 #define ADMIT	QUOTA_ADMIT
 #define DEFER	QUOTA_DEFER
 #define REJECT	QUOTA_REJECT
+#define NONE	QUOTA_R_NONE
 
 /*
  * A quota: maxSandboxes, maxDepth, maxChildrenPerTask,
@@ -145,7 +146,7 @@ struct scenario {
 static const struct scenario scenarios[] = {
 	{ "no quota admits everything and still tracks", NULL, {
 		FILL(0, "r", 50, NULL, NULL, 0, "cpu=2"),
-		CK(0, "deep", "r-0", "r-0", 100, "cpu=1000", ADMIT, "", ""),
+		CK(0, "deep", "r-0", "r-0", 100, "cpu=1000", ADMIT, NONE, ""),
 		USAGE(50, 50, 50),
 		USED("cpu", 100),
 		HEAD(-1),
@@ -158,10 +159,10 @@ static const struct scenario scenarios[] = {
 	{ "maxSandboxes defers, with the numbers", &q_sb2, {
 		ROOT(0, "r1"),
 		ROOT(0, "r2"),
-		TRY(0, "r3", NULL, "r3", 0, NULL, DEFER, "quota.maxSandboxes",
+		TRY(0, "r3", NULL, "r3", 0, NULL, DEFER, QUOTA_R_MAX_SANDBOXES,
 		    "2 of 2 sandboxes live (maxSandboxes 2)"),
 		/* descendants are held by it too */
-		TRY(0, "c1", "r1", "r1", 1, NULL, DEFER, "quota.maxSandboxes",
+		TRY(0, "c1", "r1", "r1", 1, NULL, DEFER, QUOTA_R_MAX_SANDBOXES,
 		    "2 of 2"),
 		RL(1, "r1"),
 		ROOT(1, "r3"),
@@ -173,7 +174,7 @@ static const struct scenario scenarios[] = {
 	    &q_sb2_reject, {
 		ROOT(0, "r1"),
 		ROOT(0, "r2"),
-		TRY(0, "r3", NULL, "r3", 0, NULL, REJECT, "quota.maxSandboxes",
+		TRY(0, "r3", NULL, "r3", 0, NULL, REJECT, QUOTA_R_MAX_SANDBOXES,
 		    "2 of 2 sandboxes live (maxSandboxes 2)"),
 		COUNTS(2, 0, 1),
 		END } },
@@ -186,12 +187,12 @@ static const struct scenario scenarios[] = {
 		HEAD(1),
 		ROOT(0, "r2"),
 		HEAD(0),
-		CK(0, "r3", NULL, "r3", 0, NULL, DEFER, "quota.maxSandboxes",
+		CK(0, "r3", NULL, "r3", 0, NULL, DEFER, QUOTA_R_MAX_SANDBOXES,
 		    "5 of 5 sandboxes live (maxSandboxes 5)"),
 		USAGE(5, 2, 2),
 		RP(10),		/* over the quota: headroom stays 0 */
 		HEAD(0),
-		CK(0, "r3", NULL, "r3", 0, NULL, DEFER, "quota.maxSandboxes",
+		CK(0, "r3", NULL, "r3", 0, NULL, DEFER, QUOTA_R_MAX_SANDBOXES,
 		    "12 of 5"),
 		RP(0),
 		HEAD(3),
@@ -202,7 +203,7 @@ static const struct scenario scenarios[] = {
 	{ "maxDepth is structural: rejected even under defer", &q_depth1, {
 		ROOT(0, "r"),
 		OK(0, "c", "r", "r", 1),
-		TRY(0, "g", "c", "r", 2, NULL, REJECT, "cascade.maxDepth",
+		TRY(0, "g", "c", "r", 2, NULL, REJECT, QUOTA_R_MAX_DEPTH,
 		    "depth 2 > maxDepth 1"),
 		LIVE("g", 0),
 		COUNTS(2, 0, 1),
@@ -211,65 +212,65 @@ static const struct scenario scenarios[] = {
 	{ "a descendant: checks run in the documented order", &q_order, {
 		/* maxSandboxes 4, maxDepth 3, maxChildren 1, maxDesc 3,
 		 * spawn 1/s burst 1, cpu 2 */
-		TRY(0, "r", NULL, "r", 0, "cpu=1", ADMIT, "", ""),
-		TRY(0, "c1", "r", "r", 1, "cpu=1", ADMIT, "", ""),
+		TRY(0, "r", NULL, "r", 0, "cpu=1", ADMIT, NONE, ""),
+		TRY(0, "c1", "r", "r", 1, "cpu=1", ADMIT, NONE, ""),
 		RP(2),		/* 4 of 4 sandboxes, cpu 2 of 2, bucket 0 */
-		CK(0, "c2", "r", "r", 4, "cpu=3", REJECT, "cascade.maxDepth",
+		CK(0, "c2", "r", "r", 4, "cpu=3", REJECT, QUOTA_R_MAX_DEPTH,
 		    "depth 4 > maxDepth 3"),
 		CK(0, "c2", "r", "r", 1, "cpu=3", REJECT,
-		    "quota.resourcesNeverFit",
+		    QUOTA_R_NEVER_FIT,
 		    "asks 3 cpu, more than the whole quota of 2 (2)"),
-		CK(0, "c2", "r", "r", 1, "cpu=1", DEFER, "quota.maxSandboxes",
+		CK(0, "c2", "r", "r", 1, "cpu=1", DEFER, QUOTA_R_MAX_SANDBOXES,
 		    "4 of 4 sandboxes live"),
 		RP(0),
-		CK(0, "c2", "r", "r", 1, "cpu=1", DEFER, "quota.resources",
+		CK(0, "c2", "r", "r", 1, "cpu=1", DEFER, QUOTA_R_RESOURCES,
 		    "cpu: 2 in use + 1 asked > 2 (quota 2)"),
 		CK(0, "c2", "r", "r", 1, NULL, DEFER,
-		    "cascade.maxChildrenPerTask",
+		    QUOTA_R_MAX_CHILDREN,
 		    "parent r has 1 of 1 live children (maxChildrenPerTask 1)"),
-		CK(0, "c2", "c1", "r", 2, NULL, DEFER, "cascade.spawnRate",
+		CK(0, "c2", "c1", "r", 2, NULL, DEFER, QUOTA_R_SPAWN_RATE,
 		    "spawn bucket empty (0 tokens; perSecond 1, burst 1): "
 		    "next token in 1.000 s"),
-		CK(0.5, "c2", "c1", "r", 2, NULL, DEFER, "cascade.spawnRate",
+		CK(0.5, "c2", "c1", "r", 2, NULL, DEFER, QUOTA_R_SPAWN_RATE,
 		    "next token in 0.500 s"),
-		TRY(1, "c2", "c1", "r", 2, NULL, ADMIT, "", ""),
+		TRY(1, "c2", "c1", "r", 2, NULL, ADMIT, NONE, ""),
 		/* bucket 0.5 and tree full: the tree size is named first */
 		CK(1.5, "c3", "c2", "r", 3, NULL, DEFER,
-		    "cascade.maxDescendantsPerRoot",
+		    QUOTA_R_MAX_DESCENDANTS,
 		    "tree r has 3 of 3 live tasks (maxDescendantsPerRoot 3; "
 		    "the root counts)"),
 		RL(2, "c1"),	/* c2 keeps its ghost parent c1 */
-		TRY(2, "c3", "c2", "r", 3, NULL, ADMIT, "", ""),
+		TRY(2, "c3", "c2", "r", 3, NULL, ADMIT, NONE, ""),
 		/* 2 live for 1 s, 3 for 1 s; c1 went, c3 came */
 		TREE(2, "r", 3, 4, 3, 5, 0),
 		END } },
 
 	{ "a new root: checks run in the documented order", &q_root_order, {
 		/* maxSandboxes 10, roots stop at 8, cpu 2, maxRoots 1 */
-		TRY(0, "r", NULL, "r", 0, "cpu=1", ADMIT, "", ""),
-		CK(0, "x", NULL, "x", 0, "cpu=2", DEFER, "quota.resources",
+		TRY(0, "r", NULL, "r", 0, "cpu=1", ADMIT, NONE, ""),
+		CK(0, "x", NULL, "x", 0, "cpu=2", DEFER, QUOTA_R_RESOURCES,
 		    "cpu: 1 in use + 2 asked > 2"),
-		CK(0, "x", NULL, "x", 0, NULL, DEFER, "cascade.maxRoots",
+		CK(0, "x", NULL, "x", 0, NULL, DEFER, QUOTA_R_MAX_ROOTS,
 		    "1 of 1 trees live (maxRoots 1)"),
 		FILL(0, "c", 7, "r", "r", 1, NULL),
-		CK(0, "x", NULL, "x", 0, "cpu=2", DEFER, "quota.reserved",
+		CK(0, "x", NULL, "x", 0, "cpu=2", DEFER, QUOTA_R_RESERVED,
 		    "8 of 10 sandboxes live; new roots stop at 8"),
 		FILL(0, "d", 2, "r", "r", 1, NULL),
-		CK(0, "x", NULL, "x", 0, "cpu=2", DEFER, "quota.maxSandboxes",
+		CK(0, "x", NULL, "x", 0, "cpu=2", DEFER, QUOTA_R_MAX_SANDBOXES,
 		    "10 of 10 sandboxes live"),
 		CK(0, "x", NULL, "x", 0, "cpu=9", REJECT,
-		    "quota.resourcesNeverFit", "asks 9 cpu"),
+		    QUOTA_R_NEVER_FIT, "asks 9 cpu"),
 		END } },
 
 	{ "every limit on, onExceeded reject", &q_all_reject, {
-		TRY(0, "r", NULL, "r", 0, "cpu=1", ADMIT, "", ""),
-		TRY(0, "x", NULL, "x", 0, NULL, REJECT, "quota.maxSandboxes",
+		TRY(0, "r", NULL, "r", 0, "cpu=1", ADMIT, NONE, ""),
+		TRY(0, "x", NULL, "x", 0, NULL, REJECT, QUOTA_R_MAX_SANDBOXES,
 		    "1 of 1"),
-		TRY(0, "c", "r", "r", 1, NULL, REJECT, "quota.maxSandboxes",
+		TRY(0, "c", "r", "r", 1, NULL, REJECT, QUOTA_R_MAX_SANDBOXES,
 		    "1 of 1"),
-		TRY(0, "g", "r", "r", 2, NULL, REJECT, "cascade.maxDepth",
+		TRY(0, "g", "r", "r", 2, NULL, REJECT, QUOTA_R_MAX_DEPTH,
 		    "depth 2 > maxDepth 1"),
-		TRY(5, "c", "r", "r", 1, NULL, REJECT, "budget.sandboxSeconds",
+		TRY(5, "c", "r", "r", 1, NULL, REJECT, QUOTA_R_BUDGET,
 		    "tree r has used 5 of 5 sandbox-seconds "
 		    "(sandboxSecondsPerRoot 5)"),
 		COUNTS(1, 0, 4),
@@ -279,14 +280,14 @@ static const struct scenario scenarios[] = {
 		ROOT(0, "r"),
 		OK(0, "c1", "r", "r", 1),
 		/* 2 live x 4.75 s = 9.5 < 10 */
-		CK(4.75, "c2", "r", "r", 1, NULL, ADMIT, "", ""),
+		CK(4.75, "c2", "r", "r", 1, NULL, ADMIT, NONE, ""),
 		/* 2 x 5 = 10: reached */
-		CK(5, "c2", "r", "r", 1, NULL, REJECT, "budget.sandboxSeconds",
+		CK(5, "c2", "r", "r", 1, NULL, REJECT, QUOTA_R_BUDGET,
 		    "tree r has used 10 of 10 sandbox-seconds "
 		    "(sandboxSecondsPerRoot 10)"),
 		RL(5, "c1"),
 		CK(100, "c2", "r", "r", 1, NULL, REJECT,
-		    "budget.sandboxSeconds", "used 105 of 10"),
+		    QUOTA_R_BUDGET, "used 105 of 10"),
 		/* another tree has its own budget */
 		ROOT(100, "r2"),
 		OK(100, "r2c", "r2", "r2", 1),
@@ -300,7 +301,7 @@ static const struct scenario scenarios[] = {
 		RL(20, "c1"),			/* + 5 x 3 = 35; live 2 */
 		TREE(30, "r", 2, 3, 1, 55, -1),	/* + 10 x 2 */
 		/* checks charge too, and charging twice adds nothing */
-		CK(35, "x", "r", "r", 1, NULL, ADMIT, "", ""),
+		CK(35, "x", "r", "r", 1, NULL, ADMIT, NONE, ""),
 		TREE(35, "r", 2, 3, 1, 65, -1),
 		TREE(35, "r", 2, 3, 1, 65, -1),
 		/* time going backwards is ignored */
@@ -322,10 +323,10 @@ static const struct scenario scenarios[] = {
 		OK(0, "c3", "r", "r", 1),
 		TREE(0, "r", 4, 4, 1, 0, 0),
 		/* 2 per second: a token every 0.5 s */
-		TRY(0, "c4", "r", "r", 1, NULL, DEFER, "cascade.spawnRate",
+		TRY(0, "c4", "r", "r", 1, NULL, DEFER, QUOTA_R_SPAWN_RATE,
 		    "tree r spawn bucket empty (0 tokens; perSecond 2, burst "
 		    "3): next token in 0.500 s"),
-		TRY(0.25, "c4", "r", "r", 1, NULL, DEFER, "cascade.spawnRate",
+		TRY(0.25, "c4", "r", "r", 1, NULL, DEFER, QUOTA_R_SPAWN_RATE,
 		    "(0.5 tokens; perSecond 2, burst 3): next token in "
 		    "0.250 s"),
 		TREE(0.25, "r", 4, 4, 1, 1, 0.5),
@@ -355,7 +356,7 @@ static const struct scenario scenarios[] = {
 		OK(0, "c1", "r", "r", 1),
 		OK(0, "c2", "r", "r", 1),
 		TRY(0, "c3", "r", "r", 1, NULL, DEFER,
-		    "cascade.maxChildrenPerTask",
+		    QUOTA_R_MAX_CHILDREN,
 		    "parent r has 2 of 2 live children"),
 		OK(0, "g1", "c1", "r", 2),	/* c1 has none */
 		RL(1, "c1"),			/* g1 keeps a ghost c1 */
@@ -370,12 +371,12 @@ static const struct scenario scenarios[] = {
 		OK(3, "d1", "r", "r", 1),
 		OK(3, "d2", "r", "r", 1),
 		TRY(3, "d3", "r", "r", 1, NULL, DEFER,
-		    "cascade.maxChildrenPerTask", "parent r has 2 of 2"),
+		    QUOTA_R_MAX_CHILDREN, "parent r has 2 of 2"),
 		RL(4, "c2"),
 		RL(4, "c3"),			/* frees the ghost r */
 		RL(4, "g1"),			/* frees the ghost c1 */
 		TRY(4, "d3", "r", "r", 1, NULL, DEFER,
-		    "cascade.maxChildrenPerTask", "parent r has 2 of 2"),
+		    QUOTA_R_MAX_CHILDREN, "parent r has 2 of 2"),
 		RL(5, "d1"),
 		OK(5, "d3", "r", "r", 1),
 		RL(6, "d2"),
@@ -389,7 +390,7 @@ static const struct scenario scenarios[] = {
 		OK(0, "c1", "r", "r", 1),
 		OK(0, "g1", "c1", "r", 2),
 		TRY(0, "c2", "r", "r", 1, NULL, DEFER,
-		    "cascade.maxDescendantsPerRoot",
+		    QUOTA_R_MAX_DESCENDANTS,
 		    "tree r has 3 of 3 live tasks"),
 		ROOT(0, "s"),			/* other trees are not held */
 		RL(1, "g1"),
@@ -399,11 +400,11 @@ static const struct scenario scenarios[] = {
 	{ "maxRoots counts live trees, not root tasks", &q_roots, {
 		ROOT(0, "r1"),
 		ROOT(0, "r2"),
-		TRY(0, "r3", NULL, "r3", 0, NULL, DEFER, "cascade.maxRoots",
+		TRY(0, "r3", NULL, "r3", 0, NULL, DEFER, QUOTA_R_MAX_ROOTS,
 		    "2 of 2 trees live (maxRoots 2)"),
 		OK(0, "c1", "r1", "r1", 1),	/* descendants pass */
 		RL(1, "r1"),			/* tree r1 lives on in c1 */
-		TRY(1, "r3", NULL, "r3", 0, NULL, DEFER, "cascade.maxRoots",
+		TRY(1, "r3", NULL, "r3", 0, NULL, DEFER, QUOTA_R_MAX_ROOTS,
 		    "2 of 2"),
 		RL(2, "c1"),
 		ROOT(2, "r3"),
@@ -414,19 +415,19 @@ static const struct scenario scenarios[] = {
 	    &q_reserve, {
 		/* floor(10 x 0.8) = 8 */
 		FILL(0, "r", 8, NULL, NULL, 0, NULL),
-		TRY(0, "x", NULL, "x", 0, NULL, DEFER, "quota.reserved",
+		TRY(0, "x", NULL, "x", 0, NULL, DEFER, QUOTA_R_RESERVED,
 		    "8 of 10 sandboxes live; new roots stop at 8 "
 		    "(reserveForDescendants 0.2 keeps 2 for descendants)"),
 		OK(0, "c1", "r-0", "r-0", 1),
 		OK(0, "c2", "r-1", "r-1", 1),
 		TRY(0, "c3", "r-0", "r-0", 1, NULL, DEFER,
-		    "quota.maxSandboxes", "10 of 10"),
+		    QUOTA_R_MAX_SANDBOXES, "10 of 10"),
 		RL(1, "c1"),
-		CK(1, "c3", "r-0", "r-0", 1, NULL, ADMIT, "", ""),
-		CK(1, "x", NULL, "x", 0, NULL, DEFER, "quota.reserved",
+		CK(1, "c3", "r-0", "r-0", 1, NULL, ADMIT, NONE, ""),
+		CK(1, "x", NULL, "x", 0, NULL, DEFER, QUOTA_R_RESERVED,
 		    "9 of 10"),
 		RL(1, "c2"),
-		CK(1, "x", NULL, "x", 0, NULL, DEFER, "quota.reserved",
+		CK(1, "x", NULL, "x", 0, NULL, DEFER, QUOTA_R_RESERVED,
 		    "8 of 10"),
 		RL(1, "r-7"),
 		ROOT(1, "x"),
@@ -436,40 +437,42 @@ static const struct scenario scenarios[] = {
 	    &q_reserve25, {
 		/* floor(10 x 0.75) = 7 */
 		FILL(0, "r", 7, NULL, NULL, 0, NULL),
-		TRY(0, "x", NULL, "x", 0, NULL, REJECT, "quota.reserved",
+		TRY(0, "x", NULL, "x", 0, NULL, REJECT, QUOTA_R_RESERVED,
 		    "new roots stop at 7 (reserveForDescendants 0.25 keeps "
 		    "3 for descendants)"),
 		OK(0, "c1", "r-0", "r-0", 1),
 		END } },
 
 	{ "resources: sums by name against the quota", &q_res, {
-		TRY(0, "r1", NULL, "r1", 0, "cpu=3,memory=4Gi", ADMIT, "", ""),
-		TRY(0, "r2", NULL, "r2", 0, "cpu=2", DEFER, "quota.resources",
+		TRY(0, "r1", NULL, "r1", 0, "cpu=3,memory=4Gi", ADMIT, NONE,
+		    ""),
+		TRY(0, "r2", NULL, "r2", 0, "cpu=2", DEFER, QUOTA_R_RESOURCES,
 		    "cpu: 3 in use + 2 asked > 4 (quota 4)"),
 		/* no request: counts 0 */
-		TRY(0, "r3", NULL, "r3", 0, NULL, ADMIT, "", ""),
+		TRY(0, "r3", NULL, "r3", 0, NULL, ADMIT, NONE, ""),
 		/* exactly the limit fits */
-		TRY(0, "r4", NULL, "r4", 0, "cpu=1,memory=4Gi", ADMIT, "", ""),
+		TRY(0, "r4", NULL, "r4", 0, "cpu=1,memory=4Gi", ADMIT, NONE,
+		    ""),
 		USED("cpu", 4),
 		USED("memory", 8589934592.0),
 		TRY(0, "r5", NULL, "r5", 0, "memory=1", DEFER,
-		    "quota.resources", "memory: 8589934592 in use + 1 asked > "
+		    QUOTA_R_RESOURCES, "memory: 8589934592 in use + 1 asked > "
 		    "8589934592 (quota 8Gi)"),
 		TRY(0, "r6", NULL, "r6", 0, "cpu=5", REJECT,
-		    "quota.resourcesNeverFit",
+		    QUOTA_R_NEVER_FIT,
 		    "asks 5 cpu, more than the whole quota of 4 (4)"),
 		TRY(0, "r6", NULL, "r6", 0, "memory=9Gi", REJECT,
-		    "quota.resourcesNeverFit", "(8Gi)"),
+		    QUOTA_R_NEVER_FIT, "(8Gi)"),
 		/* names without a limit pass and are tracked */
 		TRY(0, "r7", NULL, "r7", 0, "nvidia.com/gpu=2,"
-		    "ephemeral-storage=1Gi", ADMIT, "", ""),
+		    "ephemeral-storage=1Gi", ADMIT, NONE, ""),
 		USED("nvidia.com/gpu", 2),
 		USED("ephemeral-storage", 1073741824.0),
 		USED("hugepages-2Mi", 0),
 		RL(1, "r1"),
 		USED("cpu", 1),
 		USED("memory", 4294967296.0),
-		TRY(1, "r2", NULL, "r2", 0, "cpu=2", ADMIT, "", ""),
+		TRY(1, "r2", NULL, "r2", 0, "cpu=2", ADMIT, NONE, ""),
 		RL(1, "r4"),
 		RL(1, "r2"),
 		RL(1, "r7"),
@@ -482,14 +485,14 @@ static const struct scenario scenarios[] = {
 	{ "resources: rounding never refuses what fits", &q_cpu300m, {
 		/* 0.1 + 0.1 + 0.1 is 0.30000000000000004 in doubles */
 		FILL(0, "f", 2, NULL, NULL, 0, "cpu=100m"),
-		TRY(0, "f-2", NULL, "f-2", 0, "cpu=100m", ADMIT, "", ""),
+		TRY(0, "f-2", NULL, "f-2", 0, "cpu=100m", ADMIT, NONE, ""),
 		USED("cpu", 0.3),
-		TRY(0, "g", NULL, "g", 0, "cpu=100m", DEFER, "quota.resources",
+		TRY(0, "g", NULL, "g", 0, "cpu=100m", DEFER, QUOTA_R_RESOURCES,
 		    "cpu: 0.3 in use + 0.1 asked > 0.3 (quota 300m)"),
-		TRY(0, "h", NULL, "h", 0, "cpu=0", ADMIT, "", ""),
+		TRY(0, "h", NULL, "h", 0, "cpu=0", ADMIT, NONE, ""),
 		RLN(1, "f", 3),
 		USED("cpu", 0),		/* exactly: no rounding dust left */
-		TRY(1, "g", NULL, "g", 0, "cpu=300m", ADMIT, "", ""),
+		TRY(1, "g", NULL, "g", 0, "cpu=300m", ADMIT, NONE, ""),
 		END } },
 
 	{ "admit is idempotent, unknown releases are ignored", &q_sb2, {
@@ -499,8 +502,8 @@ static const struct scenario scenarios[] = {
 		TREE(0, "r1", 1, 1, 0, 0, -1),
 		ROOT(0, "r2"),
 		/* a live task checked again keeps its sandbox */
-		CK(0, "r1", NULL, "r1", 0, NULL, ADMIT, "", ""),
-		CK(0, "r3", NULL, "r3", 0, NULL, DEFER, "quota.maxSandboxes",
+		CK(0, "r1", NULL, "r1", 0, NULL, ADMIT, NONE, ""),
+		CK(0, "r3", NULL, "r3", 0, NULL, DEFER, QUOTA_R_MAX_SANDBOXES,
 		    "2 of 2"),
 		RL(0, "nope"),
 		USAGE(2, 2, 2),
@@ -516,7 +519,7 @@ static const struct scenario scenarios[] = {
 		ROOT(0, "r2"),
 		OK(0, "c1", "r1", "r1", 1),
 		CFG(&q_sb2),
-		CK(0, "r4", NULL, "r4", 0, NULL, DEFER, "quota.maxSandboxes",
+		CK(0, "r4", NULL, "r4", 0, NULL, DEFER, QUOTA_R_MAX_SANDBOXES,
 		    "3 of 2 sandboxes live"),
 		USAGE(3, 3, 2),
 		HEAD(0),
@@ -528,7 +531,7 @@ static const struct scenario scenarios[] = {
 		TREE(0, "r1", 2, 2, 1, 0, 3),
 		CFG(NULL),
 		HEAD(-1),
-		CK(0, "r5", NULL, "r5", 500, "cpu=1e9", ADMIT, "", ""),
+		CK(0, "r5", NULL, "r5", 500, "cpu=1e9", ADMIT, NONE, ""),
 		USAGE(4, 4, 3),
 		END } },
 
@@ -627,10 +630,11 @@ START_TEST(test_scenario)
 			quota_check(ns, &t, st->now, &d);
 			quota_count(ns, d.verdict);
 			ck_assert_msg(d.verdict == st->want &&
-			    strcmp(d.reason, st->reason) == 0,
+			    d.reason == st->reason,
 			    "%s, step %d (%s): want %d %s, got %d %s (%s)",
-			    sc->name, row, st->id, st->want, st->reason,
-			    d.verdict, d.reason, d.detail);
+			    sc->name, row, st->id, st->want,
+			    quota_reason_name(st->reason), d.verdict,
+			    quota_reason_name(d.reason), d.detail);
 			ck_assert_msg(st->detail == NULL ||
 			    (st->detail[0] == '\0' ? d.detail[0] == '\0' :
 			    strstr(d.detail, st->detail) != NULL),
@@ -820,7 +824,7 @@ START_TEST(test_random_walk)
 	struct quota_decision	 d;
 	struct quota_usage	 u;
 	int			 n = 0, i, j, p, kids, size, nlive = 0, roots;
-	const char		*want;
+	enum quota_reason	 want;
 
 	while (n < WALK_MAX) {
 		if (nlive > 0 && walk_rand() % 3 == 0) {
@@ -853,16 +857,17 @@ START_TEST(test_random_walk)
 			if (m[j].root == m[i].root)
 				size++;
 		}
-		want = p >= 0 && kids >= 3 ? "cascade.maxChildrenPerTask" :
-		    size >= 6 ? "cascade.maxDescendantsPerRoot" : "";
+		want = p >= 0 && kids >= 3 ? QUOTA_R_MAX_CHILDREN :
+		    size >= 6 ? QUOTA_R_MAX_DESCENDANTS : QUOTA_R_NONE;
 		memset(&t, 0, sizeof t);
 		t.id = m[i].id;
 		t.parent = p >= 0 ? m[p].id : NULL;
 		t.root = m[m[i].root].id;
 		t.depth = m[i].depth;
 		quota_check(ns, &t, i, &d);
-		ck_assert_msg(strcmp(d.reason, want) == 0, "step %d: want "
-		    "\"%s\", got \"%s\" (%s)", i, want, d.reason, d.detail);
+		ck_assert_msg(d.reason == want, "step %d: want \"%s\", got "
+		    "\"%s\" (%s)", i, quota_reason_name(want),
+		    quota_reason_name(d.reason), d.detail);
 		if (d.verdict == QUOTA_ADMIT) {
 			quota_admit(ns, &t, i);
 			m[i].live = 1;
@@ -1039,13 +1044,225 @@ START_TEST(test_budget_save_restore)
 	ck_assert_int_eq(d.verdict, QUOTA_ADMIT);
 	quota_check(ns, &c, 105.5, &d);		/* 10 of 10 */
 	ck_assert_int_eq(d.verdict, QUOTA_REJECT);
-	ck_assert_str_eq(d.reason, "budget.sandboxSeconds");
+	ck_assert_int_eq(d.reason, QUOTA_R_BUDGET);
 	quota_tree_restore(ns, "nope", 1, 105);	/* no tree: nothing */
 
 	quota_admit(free_ns, &t, 100);
 	ck_assert_int_eq(quota_tree_save_due(free_ns, "r", 1000, 3, &secs),
 	    0);
 	quota_ns_free(free_ns);
+	quota_ns_free(ns);
+}
+END_TEST
+
+/*
+ * The one table of reasons: every reason's wire name (Events, /explain,
+ * dead letters and their metrics labels must not change), its Event
+ * reason and whether it waits for the whole namespace.  A row per reason;
+ * test_reason_rows checks that none is missing.
+ */
+static const struct {
+	enum quota_reason	 r;
+	const char		*name;
+	const char		*event;
+	int			 wide;
+} reason_rows[] = {
+	{ QUOTA_R_NONE, "", NULL, 0 },
+	{ QUOTA_R_MAX_DEPTH, "cascade.maxDepth", "CascadeRejected", 0 },
+	{ QUOTA_R_UNKNOWN_PARENT, "cascade.unknownParent", "CascadeRejected",
+	    0 },
+	{ QUOTA_R_BUDGET, "budget.sandboxSeconds", "QuotaExceeded", 0 },
+	{ QUOTA_R_NEVER_FIT, "quota.resourcesNeverFit", "QuotaExceeded", 1 },
+	{ QUOTA_R_MAX_SANDBOXES, "quota.maxSandboxes", "QuotaExceeded", 1 },
+	{ QUOTA_R_RESERVED, "quota.reserved", "QuotaExceeded", 1 },
+	{ QUOTA_R_RESOURCES, "quota.resources", "QuotaExceeded", 1 },
+	{ QUOTA_R_MAX_ROOTS, "cascade.maxRoots", "CascadeRejected", 0 },
+	{ QUOTA_R_MAX_CHILDREN, "cascade.maxChildrenPerTask",
+	    "CascadeRejected", 0 },
+	{ QUOTA_R_MAX_DESCENDANTS, "cascade.maxDescendantsPerRoot",
+	    "CascadeRejected", 0 },
+	{ QUOTA_R_SPAWN_RATE, "cascade.spawnRate", "CascadeRejected", 0 },
+	{ QUOTA_R_TEMPLATE_UNKNOWN, "sandbox.templateUnknown", NULL, 0 },
+	/* out of range: read as none */
+	{ QUOTA_R_COUNT, "", NULL, 0 },
+	{ (enum quota_reason)-1, "", NULL, 0 },
+};
+
+START_TEST(test_reason_table)
+{
+	enum quota_reason	 r = reason_rows[_i].r;
+	const char		*ev = quota_reason_event(r);
+
+	ck_assert_str_eq(quota_reason_name(r), reason_rows[_i].name);
+	ck_assert_msg(reason_rows[_i].event == NULL ? ev == NULL :
+	    ev != NULL && strcmp(ev, reason_rows[_i].event) == 0,
+	    "%s: event %s, want %s", reason_rows[_i].name, ev,
+	    reason_rows[_i].event);
+	ck_assert_int_eq(quota_reason_namespace_wide(r),
+	    reason_rows[_i].wide);
+}
+END_TEST
+
+/* Every reason has a row above, and no two share a wire name. */
+START_TEST(test_reason_rows)
+{
+	size_t	 i, j;
+	int	 seen;
+
+	for (i = 0; i < QUOTA_R_COUNT; i++) {
+		seen = 0;
+		for (j = 0; j < AS_ARRAY_SIZE(reason_rows); j++)
+			seen += reason_rows[j].r == (enum quota_reason)i;
+		ck_assert_msg(seen == 1, "reason %zu has %d rows", i, seen);
+		for (j = i + 1; j < QUOTA_R_COUNT; j++)
+			ck_assert_str_ne(quota_reason_name(i),
+			    quota_reason_name(j));
+	}
+}
+END_TEST
+
+#define GIVE_WAY_NOTE	"; waiting for warm spares to give way"
+
+/*
+ * Spares give way, the admission half: only a rejection, only for
+ * maxSandboxes, only while the namespace holds a spare.  Each row
+ * breaks one of the three conditions, or none.
+ */
+static const struct {
+	enum quota_verdict	 v;
+	enum quota_reason	 r;
+	long			 spares;
+	int			 gives;		/* deferred instead */
+} give_rows[] = {
+	{ REJECT, QUOTA_R_MAX_SANDBOXES, 1, 1 },
+	{ REJECT, QUOTA_R_MAX_SANDBOXES, 40, 1 },
+	{ REJECT, QUOTA_R_MAX_SANDBOXES, 0, 0 },	/* no spare */
+	{ REJECT, QUOTA_R_MAX_SANDBOXES, -1, 0 },
+	{ DEFER, QUOTA_R_MAX_SANDBOXES, 3, 0 },	/* waits anyway */
+	{ ADMIT, NONE, 3, 0 },
+	{ REJECT, QUOTA_R_RESERVED, 3, 0 },	/* see test_..._other */
+};
+
+START_TEST(test_spares_give_way)
+{
+	struct quota_decision	 d;
+	const char		*det = "2 of 2 sandboxes live (maxSandboxes 2)";
+	char			 want[sizeof d.detail];
+
+	memset(&d, 0, sizeof d);
+	d.verdict = give_rows[_i].v;
+	d.reason = give_rows[_i].r;
+	as_strlcpy(d.detail, det, sizeof d.detail);
+	ck_assert_int_eq(quota_spares_give_way(&d, give_rows[_i].spares),
+	    give_rows[_i].gives);
+	ck_assert_int_eq(d.verdict, give_rows[_i].gives ? DEFER :
+	    give_rows[_i].v);
+	ck_assert_int_eq(d.reason, give_rows[_i].r);
+	snprintf(want, sizeof want, "%s%s", det, give_rows[_i].gives ?
+	    GIVE_WAY_NOTE : "");
+	ck_assert_str_eq(d.detail, want);
+}
+END_TEST
+
+/* No other reason clears when spares go: every one of them, rejected. */
+START_TEST(test_spares_give_way_other)
+{
+	struct quota_decision	 d;
+	int			 r;
+
+	for (r = 0; r < QUOTA_R_COUNT; r++) {
+		if (r == QUOTA_R_MAX_SANDBOXES)
+			continue;
+		memset(&d, 0, sizeof d);
+		d.verdict = REJECT;
+		d.reason = (enum quota_reason)r;
+		as_strlcpy(d.detail, "n", sizeof d.detail);
+		ck_assert_msg(quota_spares_give_way(&d, 3) == 0 &&
+		    d.verdict == REJECT && d.reason == (enum quota_reason)r &&
+		    strcmp(d.detail, "n") == 0, "%s gave way",
+		    quota_reason_name((enum quota_reason)r));
+	}
+}
+END_TEST
+
+/* A full detail loses the note's tail, never its terminator. */
+START_TEST(test_spares_give_way_full)
+{
+	struct quota_decision	 d;
+	size_t			 len = sizeof d.detail - 10;
+
+	memset(&d, 0, sizeof d);
+	d.verdict = REJECT;
+	d.reason = QUOTA_R_MAX_SANDBOXES;
+	memset(d.detail, 'x', len);
+	d.detail[len] = '\0';
+	ck_assert_int_eq(quota_spares_give_way(&d, 1), 1);
+	ck_assert_uint_eq(strlen(d.detail), sizeof d.detail - 1);
+	ck_assert(strncmp(d.detail + len, GIVE_WAY_NOTE, 9) == 0);
+}
+END_TEST
+
+/*
+ * Spares give way, the sizing half: want (the warm pool's target) bounded
+ * by headroom, then, in a full namespace, cur less one per waiting task.
+ */
+static const struct {
+	long	 want, cur, head, waiting;
+	long	 target;
+} spare_rows[] = {
+	{ 5, 2, -1, 0, 5 },	/* unlimited */
+	{ 5, 2, -1, 2, 5 },	/* unlimited: nobody waits for a slot */
+	{ 3, 2, 5, 0, 3 },	/* fits */
+	{ 5, 2, 1, 0, 3 },	/* headroom caps the growth */
+	{ 5, 2, 1, 2, 3 },	/* not full: waiting is not read */
+	{ 1, 3, 2, 0, 1 },	/* shrinking is the pool's own */
+	{ 5, 2, 0, 0, 2 },	/* full: keep what runs */
+	{ 5, 2, 0, 1, 1 },	/* full: one spare per waiting task */
+	{ 5, 2, 0, 2, 0 },
+	{ 5, 2, 0, 7, 0 },	/* never below zero */
+	{ 0, 3, 0, 1, 0 },	/* already lower than cur - waiting */
+	{ 1, 3, 0, 1, 1 },
+	{ 4, 0, 0, 3, 0 },	/* no spare to give */
+};
+
+START_TEST(test_spare_target)
+{
+	ck_assert_int_eq(quota_spare_target(spare_rows[_i].want,
+	    spare_rows[_i].cur, spare_rows[_i].head, spare_rows[_i].waiting),
+	    spare_rows[_i].target);
+}
+END_TEST
+
+/*
+ * Both halves with quota_check, onExceeded: reject: one spare and one
+ * task fill maxSandboxes 2; the next task is deferred instead of rejected,
+ * the spare target drops by one, and once the spare has gone the task
+ * fits.  Without spares the same check stays a rejection.
+ */
+START_TEST(test_spares_give_way_check)
+{
+	struct quota_ns		*ns = quota_ns_new(&q_sb2_reject);
+	struct quota_task	 a = { .id = "a", .root = "a" };
+	struct quota_task	 b = { .id = "b", .root = "b" };
+	struct quota_decision	 d;
+
+	quota_set_replicas(ns, 1);
+	quota_admit(ns, &a, 0);
+	quota_check(ns, &b, 0, &d);
+	ck_assert_int_eq(d.verdict, REJECT);
+	ck_assert_int_eq(d.reason, QUOTA_R_MAX_SANDBOXES);
+	ck_assert_int_eq(quota_spares_give_way(&d, 1), 1);
+	ck_assert_int_eq(d.verdict, DEFER);
+	ck_assert_ptr_nonnull(strstr(d.detail, "(maxSandboxes 2)"
+	    GIVE_WAY_NOTE));
+	ck_assert_int_eq(quota_spare_target(1, 1, quota_headroom(ns), 1), 0);
+	quota_set_replicas(ns, 0);
+	quota_check(ns, &b, 1, &d);
+	ck_assert_int_eq(d.verdict, ADMIT);
+	quota_set_replicas(ns, 1);
+	quota_check(ns, &b, 2, &d);
+	ck_assert_int_eq(quota_spares_give_way(&d, 0), 0);
+	ck_assert_int_eq(d.verdict, REJECT);
 	quota_ns_free(ns);
 }
 END_TEST
@@ -1063,6 +1280,16 @@ main(void)
 	tcase_add_test(tc, test_many);
 	tcase_add_test(tc, test_tracked_names);
 	tcase_add_test(tc, test_budget_save_restore);
+	tcase_add_loop_test(tc, test_reason_table, 0,
+	    (int)AS_ARRAY_SIZE(reason_rows));
+	tcase_add_test(tc, test_reason_rows);
+	tcase_add_loop_test(tc, test_spares_give_way, 0,
+	    (int)AS_ARRAY_SIZE(give_rows));
+	tcase_add_test(tc, test_spares_give_way_other);
+	tcase_add_test(tc, test_spares_give_way_full);
+	tcase_add_loop_test(tc, test_spare_target, 0,
+	    (int)AS_ARRAY_SIZE(spare_rows));
+	tcase_add_test(tc, test_spares_give_way_check);
 	suite_add_tcase(s, tc);
 	return (tu_run_suite(s));
 }
