@@ -11,12 +11,13 @@
 #include <cjson/cJSON.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/hash.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/rt/log.h"
 #include "agentscaler/k8s/secret_store.h"
 
 #define SS_LOG		"secrets"
-#define SS_BUCKETS	1024
+#define SS_BUCKETS	1024	/* at first; the table grows */
 /* Seconds between reads of a Secret that could not be read. */
 #define SS_RETRY	1.0
 /* Seconds a connect waits for a read before the last copy serves. */
@@ -28,7 +29,7 @@ static const char *const ss_result_names[SS_NRESULTS] = {
 };
 
 struct ss_entry {
-	struct ss_entry		*next;
+	struct as_hash_entry	 link;		/* as_hash_str(id) */
 	struct secret_store	*st;
 	char			*id;		/* ns/name */
 	char			*ns;
@@ -48,10 +49,15 @@ struct ss_entry {
 struct secret_store {
 	struct k8s_client	*k8s;
 	uint64_t		 gen;		/* of the config being applied */
-	struct ss_entry		*b[SS_BUCKETS];
-	size_t			 n;
+	struct as_hash		 tab;
 	uint64_t		 reads[SS_NRESULTS];
 };
+
+static int
+ss_eq(const struct as_hash_entry *l, const void *id)
+{
+	return (strcmp(AS_HASH_ITEM(l, struct ss_entry, link)->id, id) == 0);
+}
 
 static void
 ss_values_clear(struct ss_entry *e)
@@ -226,25 +232,23 @@ ss_get(struct secret_store *st, const char *ns, size_t nslen,
 {
 	struct ss_entry	*e;
 	char		 id[520];
-	size_t		 h;
+	uint64_t	 h;
 
 	if (!ss_valid_name(ns, nslen) || !ss_valid_name(name, namelen))
 		return (NULL);
 	snprintf(id, sizeof id, "%.*s/%.*s", (int)nslen, ns, (int)namelen,
 	    name);
-	h = as_hash_str(id) % SS_BUCKETS;
-	for (e = st->b[h]; e != NULL; e = e->next)
-		if (strcmp(e->id, id) == 0)
-			return (e);
+	h = as_hash_str(id);
+	if ((e = AS_HASH_ITEM(as_hash_find(&st->tab, h, id), struct ss_entry,
+	    link)) != NULL)
+		return (e);
 	e = xcalloc(1, sizeof *e);
 	e->st = st;
 	e->id = xstrdup(id);
 	e->ns = xstrndup(ns, nslen);
 	e->name = xstrndup(name, namelen);
 	e->last = SS_OK;
-	e->next = st->b[h];
-	st->b[h] = e;
-	st->n++;
+	as_hash_insert(&st->tab, &e->link, h);
 	return (e);
 }
 
@@ -320,21 +324,19 @@ secret_store_begin(struct secret_store *st)
 void
 secret_store_end(struct secret_store *st)
 {
-	struct ss_entry	**pp, *e;
-	size_t		 i;
+	struct as_hash_entry *l, *next;
+	struct ss_entry	*e;
 
-	for (i = 0; i < SS_BUCKETS; i++)
-		for (pp = &st->b[i]; (e = *pp) != NULL;) {
-			if (e->gen == st->gen) {
-				pp = &e->next;
-				continue;
-			}
-			*pp = e->next;
-			st->n--;
-			if (e->req != NULL)	/* done runs now, cancelled */
-				k8s_req_cancel(e->req);
-			ss_entry_free(e);
-		}
+	for (l = as_hash_first(&st->tab); l != NULL; l = next) {
+		next = as_hash_next(&st->tab, l);
+		e = AS_HASH_ITEM(l, struct ss_entry, link);
+		if (e->gen == st->gen)
+			continue;
+		as_hash_remove(&st->tab, l);
+		if (e->req != NULL)	/* done runs now, cancelled */
+			k8s_req_cancel(e->req);
+		ss_entry_free(e);
+	}
 }
 
 struct secret_store *
@@ -343,24 +345,26 @@ secret_store_new(struct k8s_client *k8s)
 	struct secret_store *st = xcalloc(1, sizeof *st);
 
 	st->k8s = k8s;
+	as_hash_init(&st->tab, SS_BUCKETS, 0, ss_eq);
 	return (st);
 }
 
 void
 secret_store_free(struct secret_store *st)
 {
-	struct ss_entry	*e, *next;
-	size_t		 i;
+	struct as_hash_entry *l, *next;
+	struct ss_entry	*e;
 
 	if (st == NULL)
 		return;
-	for (i = 0; i < SS_BUCKETS; i++)
-		for (e = st->b[i]; e != NULL; e = next) {
-			next = e->next;
-			if (e->req != NULL)
-				k8s_req_cancel(e->req);
-			ss_entry_free(e);
-		}
+	for (l = as_hash_first(&st->tab); l != NULL; l = next) {
+		next = as_hash_next(&st->tab, l);
+		e = AS_HASH_ITEM(l, struct ss_entry, link);
+		if (e->req != NULL)
+			k8s_req_cancel(e->req);
+		ss_entry_free(e);
+	}
+	as_hash_fini(&st->tab);
 	free(st);
 }
 
@@ -378,5 +382,6 @@ secret_store_metrics(const struct secret_store *st, struct as_buf *b)
 		    (unsigned long long)(st != NULL ? st->reads[i] : 0));
 	as_buf_printf(b, "# HELP agentscaler_secrets Secrets held for broker "
 	    "credentials.\n# TYPE agentscaler_secrets gauge\n"
-	    "agentscaler_secrets %zu\n", st != NULL ? st->n : 0);
+	    "agentscaler_secrets %zu\n", st != NULL ?
+	    as_hash_count(&st->tab) : 0);
 }
