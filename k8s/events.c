@@ -78,7 +78,6 @@ struct events {
 	ev_timer		 timer;
 };
 
-static int	 events_eq(const struct as_hash_entry *, const void *);
 static struct ev_entry *events_find(const struct events *, const char *);
 static void	 events_unlink(struct events *, struct ev_entry *);
 static void	 events_drop(struct events *, struct ev_entry *);
@@ -94,18 +93,11 @@ static void	 events_create_done(const struct k8s_response *, void *);
 static void	 events_patch_done(const struct k8s_response *, void *);
 static void	 events_timer_cb(struct ev_loop *, ev_timer *, int);
 
-static int
-events_eq(const struct as_hash_entry *l, const void *key)
-{
-	return (strcmp(AS_HASH_ITEM(l, struct ev_entry, link)->key,
-	    key) == 0);
-}
-
 static struct ev_entry *
 events_find(const struct events *r, const char *key)
 {
-	return (AS_HASH_ITEM(as_hash_find(&r->tab, as_hash_str(key), key),
-	    struct ev_entry, link));
+	return (AS_HASH_ITEM(as_hash_find_str(&r->tab, key), struct ev_entry,
+	    link));
 }
 
 /* Takes e out of the table and the LRU list; it is then dead. */
@@ -289,8 +281,8 @@ events_new(const struct k8s_sink *sink, const struct events_options *o)
 	r->clock = o->clock != NULL ? o->clock : as_wall_now;
 	as_bucket_init(&r->bucket, o->qps > 0 ? o->qps : 5,
 	    o->burst >= 1 ? o->burst : 25, r->clock());
-	as_hash_init(&r->tab, r->cache_size < 64 ? 64 : r->cache_size, 0,
-	    events_eq);
+	as_hash_init_str(&r->tab, r->cache_size < 64 ? 64 : r->cache_size, 0,
+	    AS_HASH_KEYOFF(struct ev_entry, link, key));
 	TAILQ_INIT(&r->lru);
 	if ((r->loop = o->loop) != NULL) {
 		ev_timer_init(&r->timer, events_timer_cb, 1., 1.);
@@ -423,7 +415,7 @@ events_record(struct events *r, const struct event_ref *ref,
 	if (ref->uid != NULL && ref->uid[0] != '\0')
 		cJSON_AddStringToObject(reg, "uid", ref->uid);
 	e->event = o;
-	as_hash_insert(&r->tab, &e->link, as_hash_str(key));
+	as_hash_insert_str(&r->tab, &e->link);
 	TAILQ_INSERT_HEAD(&r->lru, e, lru);
 	while (as_hash_count(&r->tab) > r->cache_size)
 		events_drop(r, TAILQ_LAST(&r->lru, ev_lru));

@@ -135,7 +135,6 @@ struct informer {
 	struct informer_stats	 st;
 };
 
-static int	 tab_eq(const struct as_hash_entry *, const void *);
 static void	 tab_init(struct as_hash *);
 static struct inf_entry *tab_find(const struct as_hash *, const char *);
 static struct inf_entry *tab_insert(struct as_hash *, const char *,
@@ -175,24 +174,18 @@ static void	 inf_watch_done(const struct k8s_response *, void *);
 
 /* ---- the table ---- */
 
-static int
-tab_eq(const struct as_hash_entry *l, const void *key)
-{
-	return (strcmp(AS_HASH_ITEM(l, struct inf_entry, link)->key,
-	    key) == 0);
-}
-
 static void
 tab_init(struct as_hash *t)
 {
-	as_hash_init(t, INF_TABLE_MIN, 0, tab_eq);
+	as_hash_init_str(t, INF_TABLE_MIN, 0,
+	    AS_HASH_KEYOFF(struct inf_entry, link, key));
 }
 
 static struct inf_entry *
 tab_find(const struct as_hash *t, const char *key)
 {
-	return (AS_HASH_ITEM(as_hash_find(t, as_hash_str(key), key),
-	    struct inf_entry, link));
+	return (AS_HASH_ITEM(as_hash_find_str(t, key), struct inf_entry,
+	    link));
 }
 
 /* key must not be in t yet.  Entries keep their address when t grows. */
@@ -204,7 +197,7 @@ tab_insert(struct as_hash *t, const char *key, cJSON *obj)
 	e = xcalloc(1, sizeof *e);
 	e->key = xstrdup(key);
 	e->obj = obj;
-	as_hash_insert(t, &e->link, as_hash_str(key));
+	as_hash_insert_str(t, &e->link);
 	return (e);
 }
 

@@ -53,12 +53,6 @@ struct secret_store {
 	uint64_t		 reads[SS_NRESULTS];
 };
 
-static int
-ss_eq(const struct as_hash_entry *l, const void *id)
-{
-	return (strcmp(AS_HASH_ITEM(l, struct ss_entry, link)->id, id) == 0);
-}
-
 static void
 ss_values_clear(struct ss_entry *e)
 {
@@ -232,14 +226,12 @@ ss_get(struct secret_store *st, const char *ns, size_t nslen,
 {
 	struct ss_entry	*e;
 	char		 id[520];
-	uint64_t	 h;
 
 	if (!ss_valid_name(ns, nslen) || !ss_valid_name(name, namelen))
 		return (NULL);
 	snprintf(id, sizeof id, "%.*s/%.*s", (int)nslen, ns, (int)namelen,
 	    name);
-	h = as_hash_str(id);
-	if ((e = AS_HASH_ITEM(as_hash_find(&st->tab, h, id), struct ss_entry,
+	if ((e = AS_HASH_ITEM(as_hash_find_str(&st->tab, id), struct ss_entry,
 	    link)) != NULL)
 		return (e);
 	e = xcalloc(1, sizeof *e);
@@ -248,7 +240,7 @@ ss_get(struct secret_store *st, const char *ns, size_t nslen,
 	e->ns = xstrndup(ns, nslen);
 	e->name = xstrndup(name, namelen);
 	e->last = SS_OK;
-	as_hash_insert(&st->tab, &e->link, h);
+	as_hash_insert_str(&st->tab, &e->link);
 	return (e);
 }
 
@@ -345,7 +337,8 @@ secret_store_new(struct k8s_client *k8s)
 	struct secret_store *st = xcalloc(1, sizeof *st);
 
 	st->k8s = k8s;
-	as_hash_init(&st->tab, SS_BUCKETS, 0, ss_eq);
+	as_hash_init_str(&st->tab, SS_BUCKETS, 0,
+	    AS_HASH_KEYOFF(struct ss_entry, link, id));
 	return (st);
 }
 

@@ -62,7 +62,6 @@ struct status_writer {
 	ev_timer		 timer;
 };
 
-static int	 sw_eq(const struct as_hash_entry *, const void *);
 static struct sw_entry *sw_find(const struct status_writer *, const char *);
 static struct sw_entry *sw_get(struct status_writer *, const char *);
 static void	 sw_free_entry(struct sw_entry *);
@@ -71,18 +70,11 @@ static void	 sw_flush(struct status_writer *, struct sw_entry *, double);
 static void	 sw_done(const struct k8s_response *, void *);
 static void	 sw_timer_cb(struct ev_loop *, ev_timer *, int);
 
-static int
-sw_eq(const struct as_hash_entry *l, const void *path)
-{
-	return (strcmp(AS_HASH_ITEM(l, struct sw_entry, link)->path,
-	    path) == 0);
-}
-
 static struct sw_entry *
 sw_find(const struct status_writer *w, const char *path)
 {
-	return (AS_HASH_ITEM(as_hash_find(&w->tab, as_hash_str(path), path),
-	    struct sw_entry, link));
+	return (AS_HASH_ITEM(as_hash_find_str(&w->tab, path), struct sw_entry,
+	    link));
 }
 
 static struct sw_entry *
@@ -95,7 +87,7 @@ sw_get(struct status_writer *w, const char *path)
 	e = xcalloc(1, sizeof *e);
 	e->w = w;
 	e->path = xstrdup(path);
-	as_hash_insert(&w->tab, &e->link, as_hash_str(path));
+	as_hash_insert_str(&w->tab, &e->link);
 	return (e);
 }
 
@@ -255,7 +247,8 @@ status_writer_new(const struct k8s_sink *sink,
 	w->rejected_arg = o->rejected_arg;
 	as_bucket_init(&w->bucket, o->qps > 0 ? o->qps : 10,
 	    o->burst >= 1 ? o->burst : 20, w->clock());
-	as_hash_init(&w->tab, SW_BUCKETS, 0, sw_eq);
+	as_hash_init_str(&w->tab, SW_BUCKETS, 0,
+	    AS_HASH_KEYOFF(struct sw_entry, link, path));
 	if ((w->loop = o->loop) != NULL) {
 		ev_timer_init(&w->timer, sw_timer_cb, 0.25, 0.25);
 		w->timer.data = w;

@@ -31,16 +31,9 @@
 #define MAX_DEFERRED	10000	/* per namespace; then backpressure */
 #define PUMP_MAX	1000	/* deferred tasks re-checked per pump */
 
-static int	 dns_eq(const struct as_hash_entry *, const void *);
 static void	 dpool_window(struct dpool *);
 
 /* The task table of a namespace: the rt hash table on the task id. */
-
-static int
-dns_eq(const struct as_hash_entry *l, const void *id)
-{
-	return (strcmp(AS_HASH_ITEM(l, struct dtask, hlink)->id, id) == 0);
-}
 
 struct dtask *
 dns_find(const struct dns *ns, const char *id)
@@ -708,7 +701,8 @@ dns_get(struct dispatcher *d, const char *name)
 	ns = xcalloc(1, sizeof *ns);
 	ns->d = d;
 	as_strlcpy(ns->name, name, sizeof ns->name);
-	as_hash_init(&ns->byid, 64, 0, dns_eq);
+	as_hash_init_str(&ns->byid, 64, 0,
+	    AS_HASH_KEYOFF(struct dtask, hlink, id));
 	TAILQ_INIT(&ns->tasks);
 	TAILQ_INIT(&ns->defer_desc);
 	TAILQ_INIT(&ns->defer_roots);

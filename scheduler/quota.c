@@ -127,20 +127,6 @@ struct quota_ns {
 static void	 quota_charge(const struct quota_ns *, struct qtree *,
 		    double);
 
-/* Hash tables. */
-
-static int
-qtask_eq(const struct as_hash_entry *l, const void *id)
-{
-	return (strcmp(AS_HASH_ITEM(l, struct qtask, link)->id, id) == 0);
-}
-
-static int
-qtree_eq(const struct as_hash_entry *l, const void *root)
-{
-	return (strcmp(AS_HASH_ITEM(l, struct qtree, link)->root, root) == 0);
-}
-
 /* Fixed-point amounts. */
 
 static struct qamt
@@ -339,8 +325,10 @@ quota_ns_new(const struct quota_config *c)
 	struct quota_ns	*ns = xcalloc(1, sizeof *ns);
 
 	/* A drained burst gives its buckets back. */
-	as_hash_init(&ns->tasks, QUOTA_MIN_BUCKETS, AS_HASH_SHRINK, qtask_eq);
-	as_hash_init(&ns->trees, QUOTA_MIN_BUCKETS, AS_HASH_SHRINK, qtree_eq);
+	as_hash_init_str(&ns->tasks, QUOTA_MIN_BUCKETS, AS_HASH_SHRINK |
+	    AS_HASH_KEY_ARRAY, AS_HASH_KEYOFF(struct qtask, link, id));
+	as_hash_init_str(&ns->trees, QUOTA_MIN_BUCKETS, AS_HASH_SHRINK |
+	    AS_HASH_KEY_ARRAY, AS_HASH_KEYOFF(struct qtree, link, root));
 	quota_ns_set_config(ns, c);
 	return (ns);
 }

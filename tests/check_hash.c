@@ -1,8 +1,9 @@
 /*
  * check_hash.c: the one hash table (rt/hash.h): an empty table, insert and
  * find, collisions (records whose hashes are equal, or share a bucket),
- * remove, remove while iterating, growth, shrinking, clear, many keys, and
- * the documented iteration order.
+ * remove, remove while iterating, growth, shrinking, clear, many keys, the
+ * documented iteration order, and string keys compared by the table (a
+ * char * after the entry, the chars before it).
  */
 #include <check.h>
 #include <stdio.h>
@@ -338,6 +339,61 @@ START_TEST(test_order)
 }
 END_TEST
 
+/* A record whose key is a char * after its entry. */
+struct prec {
+	struct as_hash_entry	 link;
+	int			 value;
+	char			*name;
+};
+
+/* String keys: the table compares, with no eq function of the caller's. */
+START_TEST(test_string_keys)
+{
+	struct as_hash	 t, u;
+	struct rec	*r = recs_make(3000);
+	struct prec	*p = xcalloc(3000, sizeof *p);
+	char		 other[32];
+	size_t		 i;
+
+	/* The chars, before the entry (a negative offset). */
+	as_hash_init_str(&t, 0, AS_HASH_KEY_ARRAY,
+	    AS_HASH_KEYOFF(struct rec, link, key));
+	/* A char *, after it. */
+	as_hash_init_str(&u, 64, AS_HASH_SHRINK,
+	    AS_HASH_KEYOFF(struct prec, link, name));
+	for (i = 0; i < 3000; i++) {
+		as_hash_insert_str(&t, &r[i].link);
+		p[i].name = r[i].key;
+		p[i].value = (int)i;
+		as_hash_insert_str(&u, &p[i].link);
+	}
+	ck_assert_uint_eq(as_hash_count(&t), 3000);
+	for (i = 0; i < 3000; i++) {
+		ck_assert_uint_eq(r[i].link.hash, as_hash_str(r[i].key));
+		/* An equal string elsewhere finds it. */
+		as_strlcpy(other, r[i].key, sizeof other);
+		ck_assert_ptr_eq(AS_HASH_ITEM(as_hash_find_str(&t, other),
+		    struct rec, link), &r[i]);
+		ck_assert_ptr_eq(AS_HASH_ITEM(as_hash_find_str(&u, other),
+		    struct prec, link), &p[i]);
+		ck_assert_ptr_eq(AS_HASH_ITEM(as_hash_find(&u,
+		    as_hash_str(other), other), struct prec, link), &p[i]);
+	}
+	ck_assert_ptr_null(as_hash_find_str(&t, "ns-0/pool-3000"));
+	ck_assert_ptr_null(as_hash_find_str(&u, ""));
+	ck_assert_uint_eq(visit_all(&t), 3000);
+	for (i = 0; i < 3000; i += 2)
+		as_hash_remove(&u, &p[i].link);
+	for (i = 0; i < 3000; i++)
+		ck_assert_ptr_eq(AS_HASH_ITEM(as_hash_find_str(&u,
+		    r[i].key), struct prec, link), i % 2 == 0 ? NULL : &p[i]);
+	as_hash_fini(&t);
+	as_hash_fini(&u);
+	free(p);
+	free(r);
+}
+END_TEST
+
 static Suite *
 hash_suite(void)
 {
@@ -355,6 +411,7 @@ hash_suite(void)
 	tcase_add_test(tc, test_shrink);
 	tcase_add_test(tc, test_clear);
 	tcase_add_test(tc, test_order);
+	tcase_add_test(tc, test_string_keys);
 	suite_add_tcase(s, tc);
 	return (s);
 }

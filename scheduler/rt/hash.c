@@ -2,21 +2,24 @@
  * hash.c: the one hash table (hash.h).
  *
  * Separate chaining with the hash kept in each entry, as the tables it
- * replaced (k8s/informer.c, scheduler/quota.c and five more) did by hand:
- * a chain is short (load at most 1), a stored hash settles nearly every
- * mismatch without calling eq, and records are linked, not copied, so they
- * keep their address and need no allocation of the table's.  Open
- * addressing would save the next pointer but move entries, which the
- * callers (records on LRU and FIFO lists, pointers held across calls)
- * cannot have.
+ * replaced did by hand (k8s/informer.c, scheduler/quota.c and six more
+ * files): a chain is short (load at most 1), a stored hash settles nearly
+ * every mismatch without comparing keys, and records are linked, not
+ * copied, so they keep their address and need no allocation of the
+ * table's.  Open addressing would save the next pointer but move entries,
+ * which the callers (records on LRU and FIFO lists, pointers held across
+ * calls) cannot have.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include "agentscaler/rt/common.h"
 #include "agentscaler/rt/hash.h"
 
 #define AS_HASH_MIN	16
 
+static const char *as_hash_key(const struct as_hash *,
+		    const struct as_hash_entry *);
 static void	 as_hash_resize(struct as_hash *, size_t);
 static struct as_hash_entry *as_hash_scan(const struct as_hash *, size_t);
 
@@ -35,6 +38,26 @@ as_hash_init(struct as_hash *t, size_t min, unsigned flags, as_hash_eq_fn *eq)
 	t->n = 0;
 	t->flags = flags;
 	t->eq = eq;
+	t->keyoff = 0;
+}
+
+void
+as_hash_init_str(struct as_hash *t, size_t min, unsigned flags,
+    ptrdiff_t keyoff)
+{
+	as_hash_init(t, min, flags, NULL);
+	t->keyoff = keyoff;
+}
+
+/* The string key of e's record (a table made by as_hash_init_str). */
+static const char *
+as_hash_key(const struct as_hash *t, const struct as_hash_entry *e)
+{
+	const char	*p = (const char *)e + t->keyoff;
+
+	if (t->flags & AS_HASH_KEY_ARRAY)
+		return (p);
+	return (*(const char *const *)(const void *)p);
 }
 
 void
@@ -71,9 +94,16 @@ as_hash_find(const struct as_hash *t, uint64_t hash, const void *key)
 	if (t->b == NULL)
 		return (NULL);
 	for (e = t->b[hash & (t->nb - 1)]; e != NULL; e = e->next)
-		if (e->hash == hash && t->eq(e, key))
+		if (e->hash == hash && (t->eq != NULL ? t->eq(e, key) :
+		    strcmp(as_hash_key(t, e), key) == 0))
 			return (e);
 	return (NULL);
+}
+
+struct as_hash_entry *
+as_hash_find_str(const struct as_hash *t, const char *key)
+{
+	return (as_hash_find(t, as_hash_str(key), key));
 }
 
 void
@@ -88,6 +118,12 @@ as_hash_insert(struct as_hash *t, struct as_hash_entry *e, uint64_t hash)
 	e->next = *bp;
 	*bp = e;
 	t->n++;
+}
+
+void
+as_hash_insert_str(struct as_hash *t, struct as_hash_entry *e)
+{
+	as_hash_insert(t, e, as_hash_str(as_hash_key(t, e)));
 }
 
 void

@@ -3,11 +3,14 @@
  *
  * A record that lives in a table embeds a struct as_hash_entry (anywhere;
  * AS_HASH_ITEM gets the record back) and is inserted with its 64-bit hash,
- * which the entry keeps: lookups compare stored hashes before calling the
- * table's eq function, and growth rehashes without recomputing anything.
- * The caller picks the hash (as_hash_str() in common.h for a string key,
- * task_hash() for task ids, a mix for a composite key) and keeps the key in
- * the record; the table never sees the key except through eq.
+ * which the entry keeps: lookups compare stored hashes before comparing
+ * keys, and growth rehashes without recomputing anything.  The caller picks
+ * the hash (as_hash_str() in common.h for a string key, task_hash() for
+ * task ids, a mix for a composite key) and keeps the key in the record.
+ * Keys are compared in one of two ways, chosen when the table is made:
+ *  - a string in the record (as_hash_init_str): a char *, or the chars
+ *    themselves, at a fixed offset from the entry; strcmp compares;
+ *  - anything else (as_hash_init): the table's eq function compares.
  *
  * Buckets are a power of two, at least the min given to as_hash_init.  The
  * table doubles before an insert would put more entries than buckets (load
@@ -48,6 +51,7 @@ struct as_hash_entry {
 typedef int	 as_hash_eq_fn(const struct as_hash_entry *e, const void *key);
 
 #define AS_HASH_SHRINK	0x1	/* halve when under 1/8 full */
+#define AS_HASH_KEY_ARRAY 0x2	/* as_hash_init_str: chars, not a char * */
 
 /* A table, embedded by its owner; its fields are private. */
 struct as_hash {
@@ -56,7 +60,8 @@ struct as_hash {
 	size_t			 n;
 	size_t			 min;
 	unsigned		 flags;
-	as_hash_eq_fn		*eq;
+	as_hash_eq_fn		*eq;	/* NULL: a string at keyoff */
+	ptrdiff_t		 keyoff;
 };
 
 /*
@@ -72,24 +77,43 @@ as_hash_item(const struct as_hash_entry *e, size_t off)
 	return (e != NULL ? (void *)((char *)(uintptr_t)e - off) : NULL);
 }
 
+/* What as_hash_init_str wants: where key is from member, in type. */
+#define AS_HASH_KEYOFF(type, member, key)				\
+	((ptrdiff_t)offsetof(type, key) - (ptrdiff_t)offsetof(type, member))
+
 /*
  * Makes an empty table of at least min buckets (rounded up to a power of
  * two; 0 means 16), flags AS_HASH_SHRINK or 0, comparing keys with eq.
  */
 void		 as_hash_init(struct as_hash *, size_t min, unsigned flags,
 		    as_hash_eq_fn *eq);
+/*
+ * The same for records keyed by a string: a char * keyoff bytes from the
+ * entry (AS_HASH_KEYOFF), or with AS_HASH_KEY_ARRAY in flags the chars
+ * themselves; as_hash_find's key is then a const char *.
+ */
+void		 as_hash_init_str(struct as_hash *, size_t min, unsigned flags,
+		    ptrdiff_t keyoff);
 /* Frees the buckets; the records stay the caller's.  A zeroed table is fine. */
 void		 as_hash_fini(struct as_hash *);
 
-/* The entry with this hash whose record eq says has key, or NULL. */
+/* The entry with this hash whose record has key, or NULL. */
 struct as_hash_entry *as_hash_find(const struct as_hash *, uint64_t hash,
 		    const void *key);
+/*
+ * For a string-keyed table whose records go in under as_hash_str of their
+ * key (as_hash_insert_str): as_hash_find(t, as_hash_str(key), key).
+ */
+struct as_hash_entry *as_hash_find_str(const struct as_hash *,
+		    const char *key);
 /*
  * Puts e in under hash (which as_hash_find will be given for its key).  The
  * key must not be in the table already.
  */
 void		 as_hash_insert(struct as_hash *, struct as_hash_entry *e,
 		    uint64_t hash);
+/* as_hash_insert under as_hash_str of e's key (a string-keyed table). */
+void		 as_hash_insert_str(struct as_hash *, struct as_hash_entry *e);
 /* Takes e, which must be in the table, out of it. */
 void		 as_hash_remove(struct as_hash *, struct as_hash_entry *e);
 /* Takes every entry out at once, keeping the buckets (records untouched). */
