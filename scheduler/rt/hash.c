@@ -91,8 +91,6 @@ as_hash_find(const struct as_hash *t, uint64_t hash, const void *key)
 {
 	struct as_hash_entry	*e;
 
-	if (t->b == NULL)
-		return (NULL);
 	for (e = t->b[hash & (t->nb - 1)]; e != NULL; e = e->next)
 		if (e->hash == hash && (t->eq != NULL ? t->eq(e, key) :
 		    strcmp(as_hash_key(t, e), key) == 0))

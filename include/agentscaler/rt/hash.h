@@ -94,7 +94,11 @@ void		 as_hash_init(struct as_hash *, size_t min, unsigned flags,
  */
 void		 as_hash_init_str(struct as_hash *, size_t min, unsigned flags,
 		    ptrdiff_t keyoff);
-/* Frees the buckets; the records stay the caller's.  A zeroed table is fine. */
+/*
+ * Frees the buckets; the records stay the caller's.  Finding and inserting
+ * need a table made by as_hash_init*; fini, clear, count and iteration also
+ * take a zeroed or finished one (empty).
+ */
 void		 as_hash_fini(struct as_hash *);
 
 /* The entry with this hash whose record has key, or NULL. */
