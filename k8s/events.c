@@ -29,6 +29,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/hash.h"
 #include "agentscaler/k8s/events.h"
 #include "agentscaler/rt/log.h"
 
@@ -37,6 +38,7 @@
 #define EVENTS_NAME_MAX	253
 
 struct ev_entry {
+	struct as_hash_entry	 link;		/* as_hash_str(key) */
 	struct events		*r;
 	char			*key;
 	char			 ns[64];
@@ -51,7 +53,6 @@ struct ev_entry {
 	int			 created;
 	int			 failed;	/* no more writes */
 	int			 dead;		/* unlinked; free when req ends */
-	struct ev_entry		*hnext;
 	TAILQ_ENTRY(ev_entry)	 lru;
 };
 
@@ -68,9 +69,7 @@ struct events {
 	void			*may_write_arg;
 	double			 (*clock)(void);
 	struct as_bucket	 bucket;
-	struct ev_entry		**b;
-	size_t			 nb;
-	size_t			 n;
+	struct as_hash		 tab;
 	struct ev_lru		 lru;
 	uint64_t		 last_nanos;	/* keeps Event names unique */
 	int			 logged;	/* a failure was logged */
@@ -97,30 +96,18 @@ static void	 events_timer_cb(struct ev_loop *, ev_timer *, int);
 static struct ev_entry *
 events_find(const struct events *r, const char *key)
 {
-	struct ev_entry	*e;
-
-	for (e = r->b[as_hash_str(key) & (r->nb - 1)]; e != NULL; e = e->hnext)
-		if (strcmp(e->key, key) == 0)
-			return (e);
-	return (NULL);
+	return (AS_HASH_ITEM(as_hash_find_str(&r->tab, key), struct ev_entry,
+	    link));
 }
 
 /* Takes e out of the table and the LRU list; it is then dead. */
 static void
 events_unlink(struct events *r, struct ev_entry *e)
 {
-	struct ev_entry	**pp;
-
 	if (e->dead)
 		return;
-	for (pp = &r->b[as_hash_str(e->key) & (r->nb - 1)]; *pp != NULL;
-	    pp = &(*pp)->hnext)
-		if (*pp == e) {
-			*pp = e->hnext;
-			break;
-		}
+	as_hash_remove(&r->tab, &e->link);
 	TAILQ_REMOVE(&r->lru, e, lru);
-	r->n--;
 	e->dead = 1;
 }
 
@@ -294,9 +281,8 @@ events_new(const struct k8s_sink *sink, const struct events_options *o)
 	r->clock = o->clock != NULL ? o->clock : as_wall_now;
 	as_bucket_init(&r->bucket, o->qps > 0 ? o->qps : 5,
 	    o->burst >= 1 ? o->burst : 25, r->clock());
-	for (r->nb = 64; r->nb < r->cache_size; r->nb *= 2)
-		;
-	r->b = xcalloc(r->nb, sizeof *r->b);
+	as_hash_init_str(&r->tab, r->cache_size < 64 ? 64 : r->cache_size, 0,
+	    AS_HASH_KEYOFF(struct ev_entry, link, key));
 	TAILQ_INIT(&r->lru);
 	if ((r->loop = o->loop) != NULL) {
 		ev_timer_init(&r->timer, events_timer_cb, 1., 1.);
@@ -325,7 +311,7 @@ events_free(struct events *r)
 		else
 			events_drop(r, e);
 	}
-	free(r->b);
+	as_hash_fini(&r->tab);
 	free(r->controller);
 	free(r->instance);
 	free(r);
@@ -429,11 +415,9 @@ events_record(struct events *r, const struct event_ref *ref,
 	if (ref->uid != NULL && ref->uid[0] != '\0')
 		cJSON_AddStringToObject(reg, "uid", ref->uid);
 	e->event = o;
-	e->hnext = r->b[as_hash_str(key) & (r->nb - 1)];
-	r->b[as_hash_str(key) & (r->nb - 1)] = e;
+	as_hash_insert_str(&r->tab, &e->link);
 	TAILQ_INSERT_HEAD(&r->lru, e, lru);
-	r->n++;
-	while (r->n > r->cache_size)
+	while (as_hash_count(&r->tab) > r->cache_size)
 		events_drop(r, TAILQ_LAST(&r->lru, ev_lru));
 	events_create(r, e);
 }
@@ -474,5 +458,5 @@ void
 events_get_stats(const struct events *r, struct events_stats *st)
 {
 	*st = r->st;
-	st->cached = r->n;
+	st->cached = as_hash_count(&r->tab);
 }

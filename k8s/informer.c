@@ -54,6 +54,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/hash.h"
 #include "agentscaler/k8s/informer.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/rt/log.h"
@@ -82,16 +83,9 @@ enum inf_step {
 
 /* One cached object under "namespace/name" ("/name": cluster scope). */
 struct inf_entry {
+	struct as_hash_entry	 link;		/* as_hash_str(key) */
 	char			*key;
 	cJSON			*obj;
-	struct inf_entry	*next;
-};
-
-/* A chained hash table; nb is a power of two. */
-struct inf_table {
-	struct inf_entry	**b;
-	size_t			 nb;
-	size_t			 n;
 };
 
 struct informer {
@@ -115,12 +109,12 @@ struct informer {
 	struct ev_timer		 timer;		/* WAITING */
 	unsigned		 failures;	/* in a row: the backoff */
 
-	struct inf_table	 cache;
+	struct as_hash		 cache;
 	char			*rv;		/* last resourceVersion seen */
 	int			 synced;
 
 	/* The LIST in progress. */
-	struct inf_table	 fresh;
+	struct as_hash		 fresh;
 	struct inf_entry	**order;	/* fresh's entries, list order */
 	size_t			 norder;
 	size_t			 order_cap;
@@ -141,12 +135,12 @@ struct informer {
 	struct informer_stats	 st;
 };
 
-static void	 tab_init(struct inf_table *);
-static struct inf_entry *tab_find(const struct inf_table *, const char *);
-static struct inf_entry *tab_insert(struct inf_table *, const char *,
+static void	 tab_init(struct as_hash *);
+static struct inf_entry *tab_find(const struct as_hash *, const char *);
+static struct inf_entry *tab_insert(struct as_hash *, const char *,
 		    cJSON *);
-static cJSON	*tab_remove(struct inf_table *, const char *);
-static void	 tab_clear(struct inf_table *, struct informer *);
+static cJSON	*tab_remove(struct as_hash *, const char *);
+static void	 tab_clear(struct as_hash *, struct informer *);
 static int	 obj_key(const cJSON *, char *, size_t);
 static const char *obj_rv(const cJSON *);
 static int	 obj_is_string(const cJSON *, const char *);
@@ -181,74 +175,46 @@ static void	 inf_watch_done(const struct k8s_response *, void *);
 /* ---- the table ---- */
 
 static void
-tab_init(struct inf_table *t)
+tab_init(struct as_hash *t)
 {
-	t->nb = INF_TABLE_MIN;
-	t->b = xcalloc(t->nb, sizeof *t->b);
-	t->n = 0;
+	as_hash_init_str(t, INF_TABLE_MIN, 0,
+	    AS_HASH_KEYOFF(struct inf_entry, link, key));
 }
 
 static struct inf_entry *
-tab_find(const struct inf_table *t, const char *key)
+tab_find(const struct as_hash *t, const char *key)
 {
-	struct inf_entry *e;
-
-	for (e = t->b[as_hash_str(key) & (t->nb - 1)]; e != NULL; e = e->next)
-		if (strcmp(e->key, key) == 0)
-			return (e);
-	return (NULL);
+	return (AS_HASH_ITEM(as_hash_find_str(t, key), struct inf_entry,
+	    link));
 }
 
 /* key must not be in t yet.  Entries keep their address when t grows. */
 static struct inf_entry *
-tab_insert(struct inf_table *t, const char *key, cJSON *obj)
+tab_insert(struct as_hash *t, const char *key, cJSON *obj)
 {
-	struct inf_entry **nb, *e, *next;
-	size_t		 i, h;
+	struct inf_entry *e;
 
-	if (t->n >= t->nb) {
-		nb = xcalloc(t->nb * 2, sizeof *nb);
-		for (i = 0; i < t->nb; i++) {
-			for (e = t->b[i]; e != NULL; e = next) {
-				next = e->next;
-				h = as_hash_str(e->key) & (t->nb * 2 - 1);
-				e->next = nb[h];
-				nb[h] = e;
-			}
-		}
-		free(t->b);
-		t->b = nb;
-		t->nb *= 2;
-	}
 	e = xcalloc(1, sizeof *e);
 	e->key = xstrdup(key);
 	e->obj = obj;
-	h = as_hash_str(key) & (t->nb - 1);
-	e->next = t->b[h];
-	t->b[h] = e;
-	t->n++;
+	as_hash_insert_str(t, &e->link);
 	return (e);
 }
 
 /* Takes the entry out and returns its object (the caller's now), or NULL. */
 static cJSON *
-tab_remove(struct inf_table *t, const char *key)
+tab_remove(struct as_hash *t, const char *key)
 {
-	struct inf_entry **ep, *e;
+	struct inf_entry *e;
 	cJSON		*obj;
 
-	for (ep = &t->b[as_hash_str(key) & (t->nb - 1)]; (e = *ep) != NULL;
-	    ep = &e->next) {
-		if (strcmp(e->key, key) == 0) {
-			*ep = e->next;
-			obj = e->obj;
-			free(e->key);
-			free(e);
-			t->n--;
-			return (obj);
-		}
-	}
-	return (NULL);
+	if ((e = tab_find(t, key)) == NULL)
+		return (NULL);
+	as_hash_remove(t, &e->link);
+	obj = e->obj;
+	free(e->key);
+	free(e);
+	return (obj);
 }
 
 /*
@@ -256,26 +222,22 @@ tab_remove(struct inf_table *t, const char *key)
  * have been reported this turn) or, with i NULL, are freed.
  */
 static void
-tab_clear(struct inf_table *t, struct informer *i)
+tab_clear(struct as_hash *t, struct informer *i)
 {
-	struct inf_entry *e, *next;
-	size_t		 k;
+	struct as_hash_entry *l, *next;
+	struct inf_entry *e;
 
-	if (t->b == NULL)
-		return;
-	for (k = 0; k < t->nb; k++) {
-		for (e = t->b[k]; e != NULL; e = next) {
-			next = e->next;
-			if (i != NULL)
-				inf_trash(i, e->obj);
-			else
-				cJSON_Delete(e->obj);
-			free(e->key);
-			free(e);
-		}
-		t->b[k] = NULL;
+	for (l = as_hash_first(t); l != NULL; l = next) {
+		next = as_hash_next(t, l);
+		e = AS_HASH_ITEM(l, struct inf_entry, link);
+		if (i != NULL)
+			inf_trash(i, e->obj);
+		else
+			cJSON_Delete(e->obj);
+		free(e->key);
+		free(e);
 	}
-	t->n = 0;
+	as_hash_clear(t);
 }
 
 /* ---- objects ---- */
@@ -458,9 +420,9 @@ inf_destroy(struct informer *i)
 		cJSON_Delete(i->trash[k]);
 	free(i->trash);
 	tab_clear(&i->cache, NULL);
-	free(i->cache.b);
+	as_hash_fini(&i->cache);
 	tab_clear(&i->fresh, NULL);
-	free(i->fresh.b);
+	as_hash_fini(&i->fresh);
 	free(i->order);
 	free(i->cont);
 	free(i->list_rv);
@@ -512,20 +474,19 @@ void
 informer_foreach(const struct informer *i,
     void (*fn)(const cJSON *, void *), void *arg)
 {
-	struct inf_entry *e;
-	size_t		 k;
+	struct as_hash_entry *l;
 
 	if (i == NULL)
 		return;
-	for (k = 0; k < i->cache.nb; k++)
-		for (e = i->cache.b[k]; e != NULL; e = e->next)
-			fn(e->obj, arg);
+	for (l = as_hash_first(&i->cache); l != NULL;
+	    l = as_hash_next(&i->cache, l))
+		fn(AS_HASH_ITEM(l, struct inf_entry, link)->obj, arg);
 }
 
 size_t
 informer_size(const struct informer *i)
 {
-	return (i != NULL ? i->cache.n : 0);
+	return (i != NULL ? as_hash_count(&i->cache) : 0);
 }
 
 const char *
@@ -803,7 +764,8 @@ out:
 static void
 inf_list_finish(struct informer *i)
 {
-	struct inf_table old = i->cache;
+	struct as_hash	 old = i->cache;
+	struct as_hash_entry *l;
 	struct inf_entry *e, *o;
 	size_t		 k;
 
@@ -816,12 +778,13 @@ inf_list_finish(struct informer *i)
 	inf_recovered(i);
 	log_info("informer", "%s: %s %zu objects (%u pages) at "
 	    "resourceVersion %s", i->log_name, i->synced ? "re-listed" :
-	    "listed", i->cache.n, i->pages, i->rv);
+	    "listed", as_hash_count(&i->cache), i->pages, i->rv);
 
-	for (k = 0; k < old.nb; k++)
-		for (e = old.b[k]; e != NULL; e = e->next)
-			if (tab_find(&i->cache, e->key) == NULL)
-				inf_report(i, INFORMER_DELETED, e->obj);
+	for (l = as_hash_first(&old); l != NULL; l = as_hash_next(&old, l)) {
+		e = AS_HASH_ITEM(l, struct inf_entry, link);
+		if (tab_find(&i->cache, e->key) == NULL)
+			inf_report(i, INFORMER_DELETED, e->obj);
+	}
 	for (k = 0; k < i->norder; k++) {
 		e = i->order[k];
 		if ((o = tab_find(&old, e->key)) == NULL)
@@ -832,7 +795,7 @@ inf_list_finish(struct informer *i)
 	i->norder = 0;
 	/* Callbacks may still hold the old objects until we return. */
 	tab_clear(&old, i);
-	free(old.b);
+	as_hash_fini(&old);
 	i->synced = 1;
 	inf_report(i, INFORMER_SYNCED, NULL);
 	if (!i->dead)

@@ -12,13 +12,14 @@
 
 #include "agentscaler/rt/common.h"
 #include "agentscaler/rt/json.h"
+#include "agentscaler/rt/hash.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/rt/log.h"
 #include "agentscaler/rt/prom.h"
 #include "agentscaler/k8s/secret_store.h"
 
 #define SS_LOG		"secrets"
-#define SS_BUCKETS	1024
+#define SS_BUCKETS	1024	/* at first; the table grows */
 /* Seconds between reads of a Secret that could not be read. */
 #define SS_RETRY	1.0
 /* Seconds a connect waits for a read before the last copy serves. */
@@ -30,7 +31,7 @@ static const char *const ss_result_names[SS_NRESULTS] = {
 };
 
 struct ss_entry {
-	struct ss_entry		*next;
+	struct as_hash_entry	 link;		/* as_hash_str(id) */
 	struct secret_store	*st;
 	char			*id;		/* ns/name */
 	char			*ns;
@@ -50,8 +51,7 @@ struct ss_entry {
 struct secret_store {
 	struct k8s_client	*k8s;
 	uint64_t		 gen;		/* of the config being applied */
-	struct ss_entry		*b[SS_BUCKETS];
-	size_t			 n;
+	struct as_hash		 tab;
 	uint64_t		 reads[SS_NRESULTS];
 };
 
@@ -214,25 +214,21 @@ ss_get(struct secret_store *st, const char *ns, size_t nslen,
 {
 	struct ss_entry	*e;
 	char		 id[520];
-	size_t		 h;
 
 	if (!ss_valid_name(ns, nslen) || !ss_valid_name(name, namelen))
 		return (NULL);
 	snprintf(id, sizeof id, "%.*s/%.*s", (int)nslen, ns, (int)namelen,
 	    name);
-	h = as_hash_str(id) % SS_BUCKETS;
-	for (e = st->b[h]; e != NULL; e = e->next)
-		if (strcmp(e->id, id) == 0)
-			return (e);
+	if ((e = AS_HASH_ITEM(as_hash_find_str(&st->tab, id), struct ss_entry,
+	    link)) != NULL)
+		return (e);
 	e = xcalloc(1, sizeof *e);
 	e->st = st;
 	e->id = xstrdup(id);
 	e->ns = xstrndup(ns, nslen);
 	e->name = xstrndup(name, namelen);
 	e->last = SS_OK;
-	e->next = st->b[h];
-	st->b[h] = e;
-	st->n++;
+	as_hash_insert_str(&st->tab, &e->link);
 	return (e);
 }
 
@@ -308,21 +304,19 @@ secret_store_begin(struct secret_store *st)
 void
 secret_store_end(struct secret_store *st)
 {
-	struct ss_entry	**pp, *e;
-	size_t		 i;
+	struct as_hash_entry *l, *next;
+	struct ss_entry	*e;
 
-	for (i = 0; i < SS_BUCKETS; i++)
-		for (pp = &st->b[i]; (e = *pp) != NULL;) {
-			if (e->gen == st->gen) {
-				pp = &e->next;
-				continue;
-			}
-			*pp = e->next;
-			st->n--;
-			if (e->req != NULL)	/* done runs now, cancelled */
-				k8s_req_cancel(e->req);
-			ss_entry_free(e);
-		}
+	for (l = as_hash_first(&st->tab); l != NULL; l = next) {
+		next = as_hash_next(&st->tab, l);
+		e = AS_HASH_ITEM(l, struct ss_entry, link);
+		if (e->gen == st->gen)
+			continue;
+		as_hash_remove(&st->tab, l);
+		if (e->req != NULL)	/* done runs now, cancelled */
+			k8s_req_cancel(e->req);
+		ss_entry_free(e);
+	}
 }
 
 struct secret_store *
@@ -331,24 +325,27 @@ secret_store_new(struct k8s_client *k8s)
 	struct secret_store *st = xcalloc(1, sizeof *st);
 
 	st->k8s = k8s;
+	as_hash_init_str(&st->tab, SS_BUCKETS, 0,
+	    AS_HASH_KEYOFF(struct ss_entry, link, id));
 	return (st);
 }
 
 void
 secret_store_free(struct secret_store *st)
 {
-	struct ss_entry	*e, *next;
-	size_t		 i;
+	struct as_hash_entry *l, *next;
+	struct ss_entry	*e;
 
 	if (st == NULL)
 		return;
-	for (i = 0; i < SS_BUCKETS; i++)
-		for (e = st->b[i]; e != NULL; e = next) {
-			next = e->next;
-			if (e->req != NULL)
-				k8s_req_cancel(e->req);
-			ss_entry_free(e);
-		}
+	for (l = as_hash_first(&st->tab); l != NULL; l = next) {
+		next = as_hash_next(&st->tab, l);
+		e = AS_HASH_ITEM(l, struct ss_entry, link);
+		if (e->req != NULL)
+			k8s_req_cancel(e->req);
+		ss_entry_free(e);
+	}
+	as_hash_fini(&st->tab);
 	free(st);
 }
 
@@ -367,5 +364,5 @@ secret_store_metrics(const struct secret_store *st, struct prom *w)
 	prom_family(w, "agentscaler_secrets", PROM_GAUGE,
 	    "Secrets held for broker credentials.");
 	prom_sample(w, "agentscaler_secrets", NULL,
-	    st != NULL ? (double)st->n : 0);
+	    st != NULL ? (double)as_hash_count(&st->tab) : 0);
 }

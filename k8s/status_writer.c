@@ -24,12 +24,14 @@
 #include <ev.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/hash.h"
 #include "agentscaler/rt/log.h"
 #include "agentscaler/k8s/status_writer.h"
 
-#define SW_BUCKETS	256
+#define SW_BUCKETS	256	/* at first; the table grows */
 
 struct sw_entry {
+	struct as_hash_entry	 link;		/* as_hash_str(path) */
 	struct status_writer	*w;
 	char			*path;
 	cJSON			*base;
@@ -41,7 +43,6 @@ struct sw_entry {
 	unsigned		 failures;
 	int			 rejected_logged;	/* until a write works */
 	int			 dead;		/* forgotten while in flight */
-	struct sw_entry		*next;
 };
 
 struct status_writer {
@@ -54,7 +55,7 @@ struct status_writer {
 				    const char *);
 	void			*rejected_arg;
 	struct as_bucket	 bucket;
-	struct sw_entry		*b[SW_BUCKETS];
+	struct as_hash		 tab;
 	int			 logged;
 	struct status_writer_stats st;
 	struct ev_loop		*loop;
@@ -72,28 +73,21 @@ static void	 sw_timer_cb(struct ev_loop *, ev_timer *, int);
 static struct sw_entry *
 sw_find(const struct status_writer *w, const char *path)
 {
-	struct sw_entry	*e;
-
-	for (e = w->b[as_hash_str(path) % SW_BUCKETS]; e != NULL; e = e->next)
-		if (strcmp(e->path, path) == 0)
-			return (e);
-	return (NULL);
+	return (AS_HASH_ITEM(as_hash_find_str(&w->tab, path), struct sw_entry,
+	    link));
 }
 
 static struct sw_entry *
 sw_get(struct status_writer *w, const char *path)
 {
 	struct sw_entry	*e;
-	size_t		 h;
 
 	if ((e = sw_find(w, path)) != NULL)
 		return (e);
-	h = as_hash_str(path) % SW_BUCKETS;
 	e = xcalloc(1, sizeof *e);
 	e->w = w;
 	e->path = xstrdup(path);
-	e->next = w->b[h];
-	w->b[h] = e;
+	as_hash_insert_str(&w->tab, &e->link);
 	return (e);
 }
 
@@ -253,6 +247,8 @@ status_writer_new(const struct k8s_sink *sink,
 	w->rejected_arg = o->rejected_arg;
 	as_bucket_init(&w->bucket, o->qps > 0 ? o->qps : 10,
 	    o->burst >= 1 ? o->burst : 20, w->clock());
+	as_hash_init_str(&w->tab, SW_BUCKETS, 0,
+	    AS_HASH_KEYOFF(struct sw_entry, link, path));
 	if ((w->loop = o->loop) != NULL) {
 		ev_timer_init(&w->timer, sw_timer_cb, 0.25, 0.25);
 		w->timer.data = w;
@@ -265,8 +261,8 @@ status_writer_new(const struct k8s_sink *sink,
 void
 status_writer_free(struct status_writer *w)
 {
+	struct as_hash_entry *l, *next;
 	struct sw_entry	*e;
-	size_t		 i;
 
 	if (w == NULL)
 		return;
@@ -274,16 +270,17 @@ status_writer_free(struct status_writer *w)
 		ev_ref(w->loop);
 		ev_timer_stop(w->loop, &w->timer);
 	}
-	for (i = 0; i < SW_BUCKETS; i++) {
-		while ((e = w->b[i]) != NULL) {
-			w->b[i] = e->next;
-			if (e->req != NULL) {
-				e->dead = 1;
-				w->sink.cancel(w->sink.arg, e->req);
-			} else
-				sw_free_entry(e);
-		}
+	for (l = as_hash_first(&w->tab); l != NULL; l = next) {
+		next = as_hash_next(&w->tab, l);
+		as_hash_remove(&w->tab, l);
+		e = AS_HASH_ITEM(l, struct sw_entry, link);
+		if (e->req != NULL) {
+			e->dead = 1;
+			w->sink.cancel(w->sink.arg, e->req);
+		} else
+			sw_free_entry(e);
 	}
+	as_hash_fini(&w->tab);
 	free(w);
 }
 
@@ -327,20 +324,16 @@ status_writer_seen(struct status_writer *w, const char *path,
 void
 status_writer_forget(struct status_writer *w, const char *path)
 {
-	struct sw_entry	**pp, *e;
+	struct sw_entry	*e;
 
-	for (pp = &w->b[as_hash_str(path) % SW_BUCKETS]; (e = *pp) != NULL;
-	    pp = &e->next) {
-		if (strcmp(e->path, path) != 0)
-			continue;
-		*pp = e->next;
-		if (e->req != NULL) {
-			e->dead = 1;
-			w->sink.cancel(w->sink.arg, e->req);
-		} else
-			sw_free_entry(e);
+	if ((e = sw_find(w, path)) == NULL)
 		return;
-	}
+	as_hash_remove(&w->tab, &e->link);
+	if (e->req != NULL) {
+		e->dead = 1;
+		w->sink.cancel(w->sink.arg, e->req);
+	} else
+		sw_free_entry(e);
 }
 
 const cJSON *
@@ -357,26 +350,30 @@ status_writer_current(const struct status_writer *w, const char *path)
 void
 status_writer_hold(struct status_writer *w)
 {
+	struct as_hash_entry *l;
 	struct sw_entry	*e;
-	size_t		 i;
 
-	for (i = 0; i < SW_BUCKETS; i++)
-		for (e = w->b[i]; e != NULL; e = e->next)
-			if (e->req != NULL)
-				w->sink.cancel(w->sink.arg, e->req);
+	for (l = as_hash_first(&w->tab); l != NULL;
+	    l = as_hash_next(&w->tab, l)) {
+		e = AS_HASH_ITEM(l, struct sw_entry, link);
+		if (e->req != NULL)
+			w->sink.cancel(w->sink.arg, e->req);
+	}
 }
 
 void
 status_writer_tick(struct status_writer *w)
 {
+	struct as_hash_entry *l;
 	struct sw_entry	*e;
 	double		 now = w->clock();
-	size_t		 i;
 
-	for (i = 0; i < SW_BUCKETS; i++)
-		for (e = w->b[i]; e != NULL; e = e->next)
-			if (e->want != NULL)
-				sw_flush(w, e, now);
+	for (l = as_hash_first(&w->tab); l != NULL;
+	    l = as_hash_next(&w->tab, l)) {
+		e = AS_HASH_ITEM(l, struct sw_entry, link);
+		if (e->want != NULL)
+			sw_flush(w, e, now);
+	}
 }
 
 static void

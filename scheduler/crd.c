@@ -26,6 +26,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/hash.h"
 #include "config.h"
 #include "crd.h"
 #include "agentscaler/k8s/events.h"
@@ -37,12 +38,13 @@
 
 #define CRD_API		"/apis/agentscaler.io/v1alpha1"
 #define WARM_API	K8S_SANDBOX_EXT_API
-#define CRD_BUCKETS	1024
+#define CRD_BUCKETS	1024	/* at first; the table grows */
 
 static const char *const crd_kinds[] = { "AgentPool", "AgentQuota" };
 static const char *const crd_plurals[] = { "agentpools", "agentquotas" };
 
 struct crd_obj {
+	struct as_hash_entry link;	/* crd_key_hash() */
 	int		 quota;
 	char		 ns[64];
 	char		 name[254];
@@ -57,7 +59,13 @@ struct crd_obj {
 	char		 err[512];
 	long		 reported_gen;	/* InvalidSpec Event sent for */
 	char		 reported[512];
-	struct crd_obj	*next;		/* hash chain */
+};
+
+/* What crd_eq() compares an object with. */
+struct crd_key {
+	int		 quota;
+	const char	*ns;
+	const char	*name;
 };
 
 struct crd {
@@ -66,8 +74,7 @@ struct crd {
 	const struct crd_options *o;
 	struct informer		*inf[2];	/* pools, quotas */
 	struct informer		*warm;
-	struct crd_obj		*b[CRD_BUCKETS];
-	size_t			 nobjs;
+	struct as_hash		 objs;
 	int			 dirty;
 	uint64_t		 applies;
 	uint64_t		 invalid;
@@ -79,6 +86,7 @@ struct crd {
 };
 
 static uint64_t	 crd_key_hash(int, const char *, const char *);
+static int	 crd_eq(const struct as_hash_entry *, const void *);
 static struct crd_obj *crd_find(const struct crd *, int, const char *,
 		    const char *);
 static void	 crd_obj_free(struct crd_obj *);
@@ -114,17 +122,23 @@ crd_key_hash(int quota, const char *ns, const char *name)
 	    (uint64_t)quota);
 }
 
+static int
+crd_eq(const struct as_hash_entry *l, const void *arg)
+{
+	const struct crd_obj	*o = AS_HASH_ITEM(l, struct crd_obj, link);
+	const struct crd_key	*k = arg;
+
+	return (o->quota == k->quota && strcmp(o->ns, k->ns) == 0 &&
+	    strcmp(o->name, k->name) == 0);
+}
+
 static struct crd_obj *
 crd_find(const struct crd *c, int quota, const char *ns, const char *name)
 {
-	struct crd_obj	*o;
+	struct crd_key	 k = { quota, ns, name };
 
-	for (o = c->b[crd_key_hash(quota, ns, name) % CRD_BUCKETS]; o != NULL;
-	    o = o->next)
-		if (o->quota == quota && strcmp(o->ns, ns) == 0 &&
-		    strcmp(o->name, name) == 0)
-			return (o);
-	return (NULL);
+	return (AS_HASH_ITEM(as_hash_find(&c->objs, crd_key_hash(quota, ns,
+	    name), &k), struct crd_obj, link));
 }
 
 static void
@@ -155,7 +169,6 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 	struct crd_obj	*o;
 	const char	*ns, *name, *uid, *ts;
 	char		*spec;
-	size_t		 h;
 	int		 changed;
 
 	md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
@@ -175,10 +188,8 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 		snprintf(o->path, sizeof o->path, CRD_API "/namespaces/%s/%s/%s",
 		    ns, crd_plurals[quota], name);
 		o->reported_gen = -1;
-		h = crd_key_hash(quota, ns, name) % CRD_BUCKETS;
-		o->next = c->b[h];
-		c->b[h] = o;
-		c->nobjs++;
+		as_hash_insert(&c->objs, &o->link, crd_key_hash(quota, ns,
+		    name));
 		status_writer_seen(c->sw, o->path,
 		    cJSON_GetObjectItemCaseSensitive(obj, "status"));
 		changed = 1;
@@ -210,22 +221,15 @@ crd_remove(struct crd *c, int quota, const cJSON *obj)
 	const cJSON	*md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
 	const char	*ns = crd_str(md, "namespace"), *name = crd_str(md,
 			    "name");
-	struct crd_obj	**pp, *o;
+	struct crd_obj	*o;
 
-	if (ns == NULL || name == NULL)
+	if (ns == NULL || name == NULL ||
+	    (o = crd_find(c, quota, ns, name)) == NULL)
 		return;
-	for (pp = &c->b[crd_key_hash(quota, ns, name) % CRD_BUCKETS];
-	    (o = *pp) != NULL; pp = &o->next) {
-		if (o->quota != quota || strcmp(o->ns, ns) != 0 ||
-		    strcmp(o->name, name) != 0)
-			continue;
-		*pp = o->next;
-		c->nobjs--;
-		status_writer_forget(c->sw, o->path);
-		crd_obj_free(o);
-		crd_dirty(c);
-		return;
-	}
+	as_hash_remove(&c->objs, &o->link);
+	status_writer_forget(c->sw, o->path);
+	crd_obj_free(o);
+	crd_dirty(c);
 }
 
 static void
@@ -343,22 +347,24 @@ crd_rebuild(struct crd *c)
 {
 	struct crd_object *objs;
 	struct crd_obj	**byidx, *o;
+	struct as_hash_entry *l;
 	struct config	*cfg;
-	size_t		 i, n = 0;
+	size_t		 i, n = 0, nobjs = as_hash_count(&c->objs);
 	uint64_t	 bad = 0;
 
 	c->dirty = 0;
 	if (!informer_synced(c->inf[0]) || !informer_synced(c->inf[1]))
 		return;
-	objs = xcalloc(c->nobjs > 0 ? c->nobjs : 1, sizeof *objs);
-	byidx = xcalloc(c->nobjs > 0 ? c->nobjs : 1, sizeof *byidx);
-	for (i = 0; i < CRD_BUCKETS; i++)
-		for (o = c->b[i]; o != NULL; o = o->next) {
-			objs[n].quota = o->quota;
-			objs[n].obj = o->obj;
-			objs[n].created = o->created;
-			byidx[n++] = o;
-		}
+	objs = xcalloc(nobjs > 0 ? nobjs : 1, sizeof *objs);
+	byidx = xcalloc(nobjs > 0 ? nobjs : 1, sizeof *byidx);
+	for (l = as_hash_first(&c->objs); l != NULL;
+	    l = as_hash_next(&c->objs, l)) {
+		o = AS_HASH_ITEM(l, struct crd_obj, link);
+		objs[n].quota = o->quota;
+		objs[n].obj = o->obj;
+		objs[n].created = o->created;
+		byidx[n++] = o;
+	}
 	cfg = crd_build_config(objs, n, c->o->tenancy);
 	for (i = 0; i < n; i++) {
 		o = byidx[i];
@@ -560,59 +566,60 @@ crd_status_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct crd_pool_status	 ps;
 	struct crd_quota_status	 qs;
 	struct crd_obj		*o;
+	struct as_hash_entry	*l;
 	const cJSON		*prev, *wp, *st, *v;
 	cJSON			*doc;
 	double			 now = as_wall_now();
-	size_t			 i;
 
 	(void)loop;
 	(void)revents;
 	if (c->applies == 0)
 		return;
-	for (i = 0; i < CRD_BUCKETS; i++)
-		for (o = c->b[i]; o != NULL; o = o->next) {
-			prev = status_writer_current(c->sw, o->path);
-			doc = NULL;
-			if (!o->valid && o->err[0] != '\0')
-				doc = crd_invalid_status_json(o->err,
+	for (l = as_hash_first(&c->objs); l != NULL;
+	    l = as_hash_next(&c->objs, l)) {
+		o = AS_HASH_ITEM(l, struct crd_obj, link);
+		prev = status_writer_current(c->sw, o->path);
+		doc = NULL;
+		if (!o->valid && o->err[0] != '\0')
+			doc = crd_invalid_status_json(o->err,
+			    o->generation, prev, now);
+		else if (!o->valid)
+			continue;	/* not judged yet */
+		else if (o->quota) {
+			memset(&qs, 0, sizeof qs);
+			if (c->o->quota_status(c->o->arg, o->ns,
+			    &qs) == 0)
+				doc = crd_quota_status_json(&qs,
 				    o->generation, prev, now);
-			else if (!o->valid)
-				continue;	/* not judged yet */
-			else if (o->quota) {
-				memset(&qs, 0, sizeof qs);
-				if (c->o->quota_status(c->o->arg, o->ns,
-				    &qs) == 0)
-					doc = crd_quota_status_json(&qs,
-					    o->generation, prev, now);
-			} else {
-				memset(&ps, 0, sizeof ps);
-				ps.warm_replicas = ps.warm_ready = -1;
-				if (c->o->pool_status(c->o->arg, o->ns,
-				    o->name, &ps) != 0)
-					continue;
-				wp = ps.dispatch && o->warm_pool[0] != '\0' &&
-				    c->warm != NULL ? informer_get(c->warm,
-				    o->ns, o->warm_pool) : NULL;
-				st = cJSON_GetObjectItemCaseSensitive(wp,
-				    "status");
-				if (wp != NULL) {
-					v = cJSON_GetObjectItemCaseSensitive(
-					    st, "replicas");
-					ps.warm_replicas = cJSON_IsNumber(v) ?
-					    (long)v->valuedouble : 0;
-					v = cJSON_GetObjectItemCaseSensitive(
-					    st, "readyReplicas");
-					ps.warm_ready = cJSON_IsNumber(v) ?
-					    (long)v->valuedouble : 0;
-					if (ps.dispatch)
-						ps.replicas = ps.warm_replicas;
-				}
-				doc = crd_pool_status_json(&ps, o->generation,
-				    prev, now);
+		} else {
+			memset(&ps, 0, sizeof ps);
+			ps.warm_replicas = ps.warm_ready = -1;
+			if (c->o->pool_status(c->o->arg, o->ns,
+			    o->name, &ps) != 0)
+				continue;
+			wp = ps.dispatch && o->warm_pool[0] != '\0' &&
+			    c->warm != NULL ? informer_get(c->warm,
+			    o->ns, o->warm_pool) : NULL;
+			st = cJSON_GetObjectItemCaseSensitive(wp,
+			    "status");
+			if (wp != NULL) {
+				v = cJSON_GetObjectItemCaseSensitive(
+				    st, "replicas");
+				ps.warm_replicas = cJSON_IsNumber(v) ?
+				    (long)v->valuedouble : 0;
+				v = cJSON_GetObjectItemCaseSensitive(
+				    st, "readyReplicas");
+				ps.warm_ready = cJSON_IsNumber(v) ?
+				    (long)v->valuedouble : 0;
+				if (ps.dispatch)
+					ps.replicas = ps.warm_replicas;
 			}
-			if (doc != NULL)
-				status_writer_set(c->sw, o->path, doc);
+			doc = crd_pool_status_json(&ps, o->generation,
+			    prev, now);
 		}
+		if (doc != NULL)
+			status_writer_set(c->sw, o->path, doc);
+	}
 }
 
 struct crd *
@@ -627,6 +634,7 @@ crd_new(struct ev_loop *loop, struct k8s_client *k8s,
 	int			 k;
 
 	c = xcalloc(1, sizeof *c);
+	as_hash_init(&c->objs, CRD_BUCKETS, 0, crd_eq);
 	c->loop = loop;
 	c->k8s = k8s;
 	c->o = o;
@@ -693,8 +701,7 @@ crd_hold(struct crd *c)
 void
 crd_free(struct crd *c)
 {
-	struct crd_obj	*o;
-	size_t		 i;
+	struct as_hash_entry *l, *next;
 
 	if (c == NULL)
 		return;
@@ -703,11 +710,11 @@ crd_free(struct crd *c)
 	informer_free(c->warm);
 	ev_timer_stop(c->loop, &c->rebuild);
 	ev_timer_stop(c->loop, &c->status);
-	for (i = 0; i < CRD_BUCKETS; i++)
-		while ((o = c->b[i]) != NULL) {
-			c->b[i] = o->next;
-			crd_obj_free(o);
-		}
+	for (l = as_hash_first(&c->objs); l != NULL; l = next) {
+		next = as_hash_next(&c->objs, l);
+		crd_obj_free(AS_HASH_ITEM(l, struct crd_obj, link));
+	}
+	as_hash_fini(&c->objs);
 	status_writer_free(c->sw);
 	events_free(c->ev);
 	free(c);
@@ -743,7 +750,7 @@ crd_metrics(const struct crd *c, struct prom *w)
 	events_get_stats(c->ev, &es);
 	prom_family(w, "agentscaler_crd_objects", PROM_GAUGE, "AgentPools and "
 	    "AgentQuotas known, and of them invalid (not applied).");
-	objs[0] = (double)c->nobjs;
+	objs[0] = (double)as_hash_count(&c->objs);
 	objs[1] = (double)c->invalid;
 	prom_sample_each(w, "agentscaler_crd_objects", NULL, "state", states,
 	    objs, 2);
@@ -780,19 +787,20 @@ static void
 crd_status_rejected(void *arg, const char *path, long code, const char *msg)
 {
 	struct crd	*c = arg;
+	struct as_hash_entry *l;
 	struct crd_obj	*o;
-	size_t		 i;
 
-	for (i = 0; i < CRD_BUCKETS; i++)
-		for (o = c->b[i]; o != NULL; o = o->next)
-			if (strcmp(o->path, path) == 0) {
-				crd_event(c, crd_kinds[o->quota], o->ns,
-				    o->name, EVENT_WARNING, "StatusRejected",
-				    "WriteStatus", "the API server refused "
-				    "the status (HTTP %ld); not retried until "
-				    "it changes: %s", code, msg);
-				return;
-			}
+	for (l = as_hash_first(&c->objs); l != NULL;
+	    l = as_hash_next(&c->objs, l)) {
+		o = AS_HASH_ITEM(l, struct crd_obj, link);
+		if (strcmp(o->path, path) == 0) {
+			crd_event(c, crd_kinds[o->quota], o->ns, o->name,
+			    EVENT_WARNING, "StatusRejected", "WriteStatus",
+			    "the API server refused the status (HTTP %ld); "
+			    "not retried until it changes: %s", code, msg);
+			return;
+		}
+	}
 }
 
 void

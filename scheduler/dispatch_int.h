@@ -36,6 +36,7 @@
 
 #include "agentscaler/scalers/consumer.h"
 #include "dispatch.h"
+#include "agentscaler/rt/hash.h"
 #include "agentscaler/k8s/informer.h"
 #include "agentscaler/k8s/k8s.h"
 #include "quota.h"
@@ -138,7 +139,7 @@ struct dtask {
 	double			 shutdown_time;	/* wall, from the claim */
 	double			 retry_at;	/* mono; 0: none */
 	unsigned		 attempts;
-	struct dtask		*hnext;
+	struct as_hash_entry	 hlink;		/* ns->byid: task_hash("", id) */
 	TAILQ_ENTRY(dtask)	 all;
 	TAILQ_ENTRY(dtask)	 dq;		/* deferred queue */
 };
@@ -148,8 +149,7 @@ struct dns {
 	char			 name[64];
 	struct informer		*claims;
 	int			 synced;
-	struct dtask		**buckets;
-	size_t			 nbuckets;
+	struct as_hash		 byid;		/* tasks by id */
 	size_t			 ntasks;
 	TAILQ_HEAD(, dtask)	 tasks;
 	int			 refs;		/* pools using it */

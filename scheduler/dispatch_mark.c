@@ -29,7 +29,8 @@
  *
  * Bounded: at most DMARK_MAX markers, each for marker_ttl (the claim TTL
  * plus a day, as on Redis); the oldest goes first when the table is full.
- * Buckets hash (namespace, id) with task_hash(), as the task tables do.
+ * The table (rt/hash.h) hashes (namespace, id) with task_hash(), as the
+ * task tables do.
  *
  * Ownership: the table copies what it is given; dmarks_find() returns a
  * string borrowed until the next call on the table.
@@ -41,6 +42,7 @@
 #include <string.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/hash.h"
 #include "task.h"
 
 #include "dispatch_int.h"
@@ -48,7 +50,7 @@
 #define DMARK_MAX	65536	/* markers in one dispatcher */
 
 struct dmark {
-	struct dmark		*hnext;
+	struct as_hash_entry	 link;		/* task_hash(ns, id) */
 	TAILQ_ENTRY(dmark)	 fifo;		/* oldest first */
 	double			 expires;	/* mono */
 	char			*ns;
@@ -56,41 +58,50 @@ struct dmark {
 	char			*sandbox;
 };
 
+/* What dmarks_eq() compares a marker with. */
+struct dmark_key {
+	const char		*ns;
+	const char		*id;
+};
+
 struct dmarks {
-	struct dmark		**buckets;	/* DMARK_MAX, made lazily */
-	size_t			 n;
+	struct as_hash		 tab;
 	TAILQ_HEAD(, dmark)	 fifo;
 };
+
+static int
+dmarks_eq(const struct as_hash_entry *l, const void *arg)
+{
+	const struct dmark	*k = AS_HASH_ITEM(l, struct dmark, link);
+	const struct dmark_key	*key = arg;
+
+	return (strcmp(k->id, key->id) == 0 && strcmp(k->ns, key->ns) == 0);
+}
 
 struct dmarks *
 dmarks_new(void)
 {
 	struct dmarks	*m = xcalloc(1, sizeof *m);
 
+	as_hash_init(&m->tab, 64, 0, dmarks_eq);
 	TAILQ_INIT(&m->fifo);
 	return (m);
 }
 
-static struct dmark **
-dmarks_slot(struct dmarks *m, const char *ns, const char *id)
+static struct dmark *
+dmarks_get(const struct dmarks *m, const char *ns, const char *id)
 {
-	struct dmark	**pp;
+	struct dmark_key key = { ns, id };
 
-	pp = &m->buckets[task_hash(ns, id) & (DMARK_MAX - 1)];
-	for (; *pp != NULL; pp = &(*pp)->hnext)
-		if (strcmp((*pp)->id, id) == 0 && strcmp((*pp)->ns, ns) == 0)
-			break;
-	return (pp);
+	return (AS_HASH_ITEM(as_hash_find(&m->tab, task_hash(ns, id), &key),
+	    struct dmark, link));
 }
 
 static void
 dmarks_drop(struct dmarks *m, struct dmark *k)
 {
-	struct dmark	**pp = dmarks_slot(m, k->ns, k->id);
-
-	*pp = k->hnext;
+	as_hash_remove(&m->tab, &k->link);
 	TAILQ_REMOVE(&m->fifo, k, fifo);
-	m->n--;
 	free(k->ns);
 	free(k->id);
 	free(k->sandbox);
@@ -104,7 +115,7 @@ dmarks_free(struct dmarks *m)
 		return;
 	while (!TAILQ_EMPTY(&m->fifo))
 		dmarks_drop(m, TAILQ_FIRST(&m->fifo));
-	free(m->buckets);
+	as_hash_fini(&m->tab);
 	free(m);
 }
 
@@ -112,15 +123,12 @@ void
 dmarks_add(struct dmarks *m, const char *ns, const char *id,
     const char *sandbox, double ttl, double now)
 {
-	struct dmark	*k, **pp;
+	struct dmark	*k;
 
-	if (m->buckets == NULL)
-		m->buckets = xcalloc(DMARK_MAX, sizeof *m->buckets);
-	while ((k = TAILQ_FIRST(&m->fifo)) != NULL && (m->n >= DMARK_MAX ||
-	    k->expires <= now))
+	while ((k = TAILQ_FIRST(&m->fifo)) != NULL &&
+	    (as_hash_count(&m->tab) >= DMARK_MAX || k->expires <= now))
 		dmarks_drop(m, k);
-	pp = dmarks_slot(m, ns, id);
-	if ((k = *pp) != NULL) {
+	if ((k = dmarks_get(m, ns, id)) != NULL) {
 		/* Again (a hand-off repeated): renewed, last out. */
 		free(k->sandbox);
 		TAILQ_REMOVE(&m->fifo, k, fifo);
@@ -128,8 +136,7 @@ dmarks_add(struct dmarks *m, const char *ns, const char *id,
 		k = xcalloc(1, sizeof *k);
 		k->ns = xstrdup(ns);
 		k->id = xstrdup(id);
-		*pp = k;
-		m->n++;
+		as_hash_insert(&m->tab, &k->link, task_hash(ns, id));
 	}
 	k->sandbox = xstrdup(sandbox);
 	k->expires = now + ttl;
@@ -141,7 +148,7 @@ dmarks_find(struct dmarks *m, const char *ns, const char *id, double now)
 {
 	struct dmark	*k;
 
-	if (m->buckets == NULL || (k = *dmarks_slot(m, ns, id)) == NULL)
+	if ((k = dmarks_get(m, ns, id)) == NULL)
 		return (NULL);
 	if (k->expires <= now) {
 		dmarks_drop(m, k);
@@ -153,5 +160,5 @@ dmarks_find(struct dmarks *m, const char *ns, const char *id, double now)
 size_t
 dmarks_count(const struct dmarks *m)
 {
-	return (m->n);
+	return (as_hash_count(&m->tab));
 }

@@ -33,52 +33,19 @@
 
 static void	 dpool_window(struct dpool *);
 
-/* The task table of a namespace: chained hashing on the task id. */
-
-static size_t
-dns_bucket(const struct dns *ns, const char *id)
-{
-	return ((size_t)task_hash("", id) & (ns->nbuckets - 1));
-}
+/* The task table of a namespace: the rt hash table on the task id. */
 
 struct dtask *
 dns_find(const struct dns *ns, const char *id)
 {
-	struct dtask	*t;
-
-	for (t = ns->buckets[dns_bucket(ns, id)]; t != NULL; t = t->hnext)
-		if (strcmp(t->id, id) == 0)
-			return (t);
-	return (NULL);
-}
-
-static void
-dns_grow(struct dns *ns)
-{
-	struct dtask	**old = ns->buckets, *t, *next;
-	size_t		 i, n = ns->nbuckets;
-
-	ns->nbuckets = n * 2;
-	ns->buckets = xcalloc(ns->nbuckets, sizeof *ns->buckets);
-	for (i = 0; i < n; i++)
-		for (t = old[i]; t != NULL; t = next) {
-			next = t->hnext;
-			t->hnext = ns->buckets[dns_bucket(ns, t->id)];
-			ns->buckets[dns_bucket(ns, t->id)] = t;
-		}
-	free(old);
+	return (AS_HASH_ITEM(as_hash_find(&ns->byid, task_hash("", id), id),
+	    struct dtask, hlink));
 }
 
 void
 dns_insert(struct dns *ns, struct dtask *t)
 {
-	size_t	 b;
-
-	if (ns->ntasks + 1 > ns->nbuckets)
-		dns_grow(ns);
-	b = dns_bucket(ns, t->id);
-	t->hnext = ns->buckets[b];
-	ns->buckets[b] = t;
+	as_hash_insert(&ns->byid, &t->hlink, task_hash("", t->id));
 	TAILQ_INSERT_TAIL(&ns->tasks, t, all);
 	ns->ntasks++;
 }
@@ -86,14 +53,7 @@ dns_insert(struct dns *ns, struct dtask *t)
 void
 dns_remove(struct dns *ns, struct dtask *t)
 {
-	struct dtask	**pp;
-
-	for (pp = &ns->buckets[dns_bucket(ns, t->id)]; *pp != NULL;
-	    pp = &(*pp)->hnext)
-		if (*pp == t) {
-			*pp = t->hnext;
-			break;
-		}
+	as_hash_remove(&ns->byid, &t->hlink);
 	TAILQ_REMOVE(&ns->tasks, t, all);
 	ns->ntasks--;
 }
@@ -733,8 +693,8 @@ dns_get(struct dispatcher *d, const char *name)
 	ns = xcalloc(1, sizeof *ns);
 	ns->d = d;
 	as_strlcpy(ns->name, name, sizeof ns->name);
-	ns->nbuckets = 64;
-	ns->buckets = xcalloc(ns->nbuckets, sizeof *ns->buckets);
+	as_hash_init_str(&ns->byid, 64, 0,
+	    AS_HASH_KEYOFF(struct dtask, hlink, id));
 	TAILQ_INIT(&ns->tasks);
 	TAILQ_INIT(&ns->defer_desc);
 	TAILQ_INIT(&ns->defer_roots);
@@ -785,6 +745,6 @@ dns_free(struct dns *ns)
 	}
 	LIST_REMOVE(ns, entry);
 	quota_ns_free(ns->quota);
-	free(ns->buckets);
+	as_hash_fini(&ns->byid);
 	free(ns);
 }

@@ -2,8 +2,8 @@
  * quota.c: AgentQuota admission (quota.h), pure: no I/O, no clock, no
  * logging.  The dispatcher asks quota_check() for every task and reports
  * quota_admit() / quota_release(), so the hot path is built for 100,000
- * live tasks: two intrusive chained hash tables (live tasks by id, live
- * trees by root id), one allocation per admitted task (its id and its held
+ * live tasks: two hash tables (rt/hash.h; live tasks by id, live trees by
+ * root id), one allocation per admitted task (its id and its held
  * resources ride in the same block), one per new tree, and none in
  * quota_check() or when a check fails.
  *
@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/hash.h"
 #include "config.h"
 #include "quota.h"
 #include "task.h"
@@ -48,23 +49,9 @@
 #define QUOTA_MIN_BUCKETS 16
 #define ID_SHOW		64	/* bytes of an id quoted in a detail */
 
-/* The link every hashed record starts with. */
-struct qlink {
-	struct qlink	*next;
-	uint64_t	 hash;
-};
-
-/* Chained hash table of records whose key sits keyoff bytes after the link. */
-struct qtable {
-	struct qlink	**b;
-	size_t		 nb;		/* a power of two */
-	size_t		 n;
-	size_t		 keyoff;
-};
-
 /* A live tree: the root task and its live descendants. */
 struct qtree {
-	struct qlink	 link;
+	struct as_hash_entry link;	/* quota_hash(root) */
 	long		 live;		/* live tasks */
 	long		 total;		/* tasks ever admitted */
 	double		 seconds;	/* sandbox-seconds charged up to at */
@@ -89,7 +76,7 @@ struct qheld {
 };
 
 struct qtask {
-	struct qlink	 link;
+	struct as_hash_entry link;	/* quota_hash(id) */
 	struct qtree	*tree;
 	struct qtask	*parent;	/* live or ghost; NULL: none known */
 	long		 children;	/* live children */
@@ -131,8 +118,8 @@ struct quota_ns {
 	struct qres	*res;
 	size_t		 nres;		/* slots, free ones included */
 	size_t		 ntracked;	/* unpinned names tracked */
-	struct qtable	 tasks;
-	struct qtable	 trees;
+	struct as_hash	 tasks;		/* struct qtask, shrinking */
+	struct as_hash	 trees;		/* struct qtree, shrinking */
 	long		 replicas;
 	uint64_t	 admitted, deferred, rejected;
 };
@@ -169,81 +156,6 @@ static const struct {
 	[QUOTA_R_SPAWN_RATE] = { "cascade.spawnRate", "CascadeRejected", 0 },
 	[QUOTA_R_TEMPLATE_UNKNOWN] = { "sandbox.templateUnknown", NULL, 0 },
 };
-
-/* Hash tables. */
-
-static void
-qtable_init(struct qtable *tb, size_t keyoff)
-{
-	tb->nb = QUOTA_MIN_BUCKETS;
-	tb->b = xcalloc(tb->nb, sizeof *tb->b);
-	tb->n = 0;
-	tb->keyoff = keyoff;
-}
-
-static const char *
-qtable_key(const struct qtable *tb, const struct qlink *l)
-{
-	return ((const char *)l + tb->keyoff);
-}
-
-static struct qlink *
-qtable_find(const struct qtable *tb, const char *key, uint64_t h)
-{
-	struct qlink	*l;
-
-	for (l = tb->b[h & (tb->nb - 1)]; l != NULL; l = l->next)
-		if (l->hash == h && strcmp(qtable_key(tb, l), key) == 0)
-			return (l);
-	return (NULL);
-}
-
-static void
-qtable_resize(struct qtable *tb, size_t nb)
-{
-	struct qlink	**old = tb->b, *l, *next;
-	size_t		 i, onb = tb->nb;
-
-	tb->b = xcalloc(nb, sizeof *tb->b);
-	tb->nb = nb;
-	for (i = 0; i < onb; i++)
-		for (l = old[i]; l != NULL; l = next) {
-			next = l->next;
-			l->next = tb->b[l->hash & (nb - 1)];
-			tb->b[l->hash & (nb - 1)] = l;
-		}
-	free(old);
-}
-
-static void
-qtable_insert(struct qtable *tb, struct qlink *l)
-{
-	struct qlink	**bp;
-
-	if (tb->n + 1 > tb->nb)
-		qtable_resize(tb, tb->nb * 2);
-	bp = &tb->b[l->hash & (tb->nb - 1)];
-	l->next = *bp;
-	*bp = l;
-	tb->n++;
-}
-
-static void
-qtable_remove(struct qtable *tb, struct qlink *l)
-{
-	struct qlink	**pp;
-
-	for (pp = &tb->b[l->hash & (tb->nb - 1)]; *pp != NULL;
-	    pp = &(*pp)->next)
-		if (*pp == l) {
-			*pp = l->next;
-			tb->n--;
-			break;
-		}
-	/* Shrink with hysteresis: a drained burst gives its buckets back. */
-	if (tb->nb > QUOTA_MIN_BUCKETS && tb->n < tb->nb / 8)
-		qtable_resize(tb, tb->nb / 2);
-}
 
 /* Fixed-point amounts. */
 
@@ -328,14 +240,15 @@ quota_hash(const char *s)
 static struct qtask *
 quota_task_find(const struct quota_ns *ns, const char *id)
 {
-	return ((struct qtask *)qtable_find(&ns->tasks, id, quota_hash(id)));
+	return (AS_HASH_ITEM(as_hash_find(&ns->tasks, quota_hash(id), id),
+	    struct qtask, link));
 }
 
 static struct qtree *
 quota_tree_find(const struct quota_ns *ns, const char *root)
 {
-	return ((struct qtree *)qtable_find(&ns->trees, root,
-	    quota_hash(root)));
+	return (AS_HASH_ITEM(as_hash_find(&ns->trees, quota_hash(root), root),
+	    struct qtree, link));
 }
 
 static struct qheld *
@@ -441,8 +354,11 @@ quota_ns_new(const struct quota_config *c)
 {
 	struct quota_ns	*ns = xcalloc(1, sizeof *ns);
 
-	qtable_init(&ns->tasks, offsetof(struct qtask, id));
-	qtable_init(&ns->trees, offsetof(struct qtree, root));
+	/* A drained burst gives its buckets back. */
+	as_hash_init_str(&ns->tasks, QUOTA_MIN_BUCKETS, AS_HASH_SHRINK |
+	    AS_HASH_KEY_ARRAY, AS_HASH_KEYOFF(struct qtask, link, id));
+	as_hash_init_str(&ns->trees, QUOTA_MIN_BUCKETS, AS_HASH_SHRINK |
+	    AS_HASH_KEY_ARRAY, AS_HASH_KEYOFF(struct qtree, link, root));
 	quota_ns_set_config(ns, c);
 	return (ns);
 }
@@ -452,7 +368,7 @@ quota_ns_set_config(struct quota_ns *ns, const struct quota_config *c)
 {
 	double		 rate = 0, cap = 1;
 	size_t		 i;
-	struct qlink	*l;
+	struct as_hash_entry *l;
 
 	quota_limits_free(ns);
 	for (i = 0; i < ns->nres; i++)
@@ -506,9 +422,9 @@ quota_ns_set_config(struct quota_ns *ns, const struct quota_config *c)
 		quota_res_maybe_free(ns, i);
 	/* A new bucket shape starts every tree full under it. */
 	if (rate != ns->spawn_rate || cap != ns->spawn_cap)
-		for (i = 0; i < ns->trees.nb; i++)
-			for (l = ns->trees.b[i]; l != NULL; l = l->next)
-				((struct qtree *)l)->tokens = cap;
+		for (l = as_hash_first(&ns->trees); l != NULL;
+		    l = as_hash_next(&ns->trees, l))
+			AS_HASH_ITEM(l, struct qtree, link)->tokens = cap;
 	ns->spawn_rate = rate;
 	ns->spawn_cap = cap;
 }
@@ -516,32 +432,29 @@ quota_ns_set_config(struct quota_ns *ns, const struct quota_config *c)
 void
 quota_ns_free(struct quota_ns *ns)
 {
-	struct qlink	*l, *next;
+	struct as_hash_entry *l, *next;
 	struct qtask	*t, *p;
 	size_t		 i;
 
 	if (ns == NULL)
 		return;
 	/* Ghosts first: only their live children reach them. */
-	for (i = 0; i < ns->tasks.nb; i++)
-		for (l = ns->tasks.b[i]; l != NULL; l = l->next) {
-			t = (struct qtask *)l;
-			if ((p = t->parent) != NULL && p->ghost &&
-			    --p->children == 0)
-				free(p);
-		}
-	for (i = 0; i < ns->tasks.nb; i++)
-		for (l = ns->tasks.b[i]; l != NULL; l = next) {
-			next = l->next;
-			free(l);
-		}
-	for (i = 0; i < ns->trees.nb; i++)
-		for (l = ns->trees.b[i]; l != NULL; l = next) {
-			next = l->next;
-			free(l);
-		}
-	free(ns->tasks.b);
-	free(ns->trees.b);
+	for (l = as_hash_first(&ns->tasks); l != NULL;
+	    l = as_hash_next(&ns->tasks, l)) {
+		t = AS_HASH_ITEM(l, struct qtask, link);
+		if ((p = t->parent) != NULL && p->ghost && --p->children == 0)
+			free(p);
+	}
+	for (l = as_hash_first(&ns->tasks); l != NULL; l = next) {
+		next = as_hash_next(&ns->tasks, l);
+		free(AS_HASH_ITEM(l, struct qtask, link));
+	}
+	for (l = as_hash_first(&ns->trees); l != NULL; l = next) {
+		next = as_hash_next(&ns->trees, l);
+		free(AS_HASH_ITEM(l, struct qtree, link));
+	}
+	as_hash_fini(&ns->tasks);
+	as_hash_fini(&ns->trees);
 	for (i = 0; i < ns->nres; i++)
 		free(ns->res[i].name);
 	free(ns->res);
@@ -652,7 +565,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 
 	/* Live: these clear as tasks end. */
 	live = ns->reject ? QUOTA_REJECT : QUOTA_DEFER;
-	sandboxes = (long)ns->tasks.n + ns->replicas;
+	sandboxes = (long)as_hash_count(&ns->tasks) + ns->replicas;
 	if (ns->max_sandboxes >= 0 && sandboxes >= ns->max_sandboxes) {
 		quota_decide(d, live, QUOTA_R_MAX_SANDBOXES, "%ld of %ld "
 		    "sandboxes live (maxSandboxes %ld)", sandboxes,
@@ -682,10 +595,10 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 		}
 	}
 	if (!descendant && tr == NULL && ns->max_roots >= 0 &&
-	    (long)ns->trees.n >= ns->max_roots) {
+	    (long)as_hash_count(&ns->trees) >= ns->max_roots) {
 		quota_decide(d, live, QUOTA_R_MAX_ROOTS, "%zu of %ld trees "
-		    "live (maxRoots %ld)", ns->trees.n, ns->max_roots,
-		    ns->max_roots);
+		    "live (maxRoots %ld)", as_hash_count(&ns->trees),
+		    ns->max_roots, ns->max_roots);
 		return;
 	}
 	if (descendant && ns->max_children >= 0) {
@@ -812,12 +725,11 @@ quota_admit(struct quota_ns *ns, const struct quota_task *t, double now)
 		tr = xmalloc(sizeof *tr + rootlen + 1);
 		memset(tr, 0, sizeof *tr);
 		memcpy(tr->root, root, rootlen + 1);
-		tr->link.hash = quota_hash(root);
 		tr->tokens = ns->spawn_cap;
 		tr->at = now;
 		tr->saved_at = now;
 		tr->mark = -1;
-		qtable_insert(&ns->trees, &tr->link);
+		as_hash_insert(&ns->trees, &tr->link, quota_hash(root));
 	}
 
 	for (i = 0; t->res != NULL && i < t->nres; i++)
@@ -832,7 +744,6 @@ quota_admit(struct quota_ns *ns, const struct quota_task *t, double now)
 	rec = xmalloc(size);
 	memset(rec, 0, offsetof(struct qtask, id));
 	memcpy(rec->id, t->id, idlen + 1);
-	rec->link.hash = quota_hash(t->id);
 	rec->tree = tr;
 	rec->depth = t->depth;
 	held = qtask_held(rec);
@@ -858,7 +769,7 @@ quota_admit(struct quota_ns *ns, const struct quota_task *t, double now)
 		if (ns->spawn_rate > 0)
 			tr->tokens = tr->tokens >= 1 ? tr->tokens - 1 : 0;
 	}
-	qtable_insert(&ns->tasks, &rec->link);
+	as_hash_insert(&ns->tasks, &rec->link, quota_hash(t->id));
 	tr->live++;
 	tr->total++;
 }
@@ -891,13 +802,13 @@ quota_release(struct quota_ns *ns, const char *id, double now)
 	if ((p = t->parent) != NULL && --p->children == 0 && p->ghost)
 		free(p);
 	t->parent = NULL;
-	qtable_remove(&ns->tasks, &t->link);
+	as_hash_remove(&ns->tasks, &t->link);
 	if (t->children > 0)
 		t->ghost = 1;
 	else
 		free(t);
 	if (--tr->live == 0) {
-		qtable_remove(&ns->trees, &tr->link);
+		as_hash_remove(&ns->trees, &tr->link);
 		free(tr);
 	}
 }
@@ -952,7 +863,7 @@ quota_set_replicas(struct quota_ns *ns, long replicas)
 long
 quota_headroom(const struct quota_ns *ns)
 {
-	long	 live = (long)ns->tasks.n + ns->replicas;
+	long	 live = (long)as_hash_count(&ns->tasks) + ns->replicas;
 
 	if (ns->max_sandboxes < 0)
 		return (-1);
@@ -962,10 +873,10 @@ quota_headroom(const struct quota_ns *ns)
 void
 quota_usage(const struct quota_ns *ns, struct quota_usage *u)
 {
-	u->tasks = (long)ns->tasks.n;
+	u->tasks = (long)as_hash_count(&ns->tasks);
 	u->replicas = ns->replicas;
 	u->sandboxes = u->tasks + u->replicas;
-	u->roots = (long)ns->trees.n;
+	u->roots = (long)as_hash_count(&ns->trees);
 	u->admitted = ns->admitted;
 	u->deferred = ns->deferred;
 	u->rejected = ns->rejected;
@@ -1002,25 +913,25 @@ quota_top_trees(struct quota_ns *ns, double now, struct quota_tree_info *out,
     size_t n)
 {
 	struct qtree	**best, *tr;
-	struct qlink	*l;
+	struct as_hash_entry *l;
 	struct qtask	*t;
-	size_t		 i, j, k = 0;
+	size_t		 i, j, k = 0, ntrees = as_hash_count(&ns->trees);
 
-	if (n == 0 || ns->trees.n == 0)
+	if (n == 0 || ntrees == 0)
 		return (0);
-	if (n > ns->trees.n)
-		n = ns->trees.n;
+	if (n > ntrees)
+		n = ntrees;
 	best = xcalloc(n, sizeof *best);
-	for (i = 0; i < ns->trees.nb; i++)
-		for (l = ns->trees.b[i]; l != NULL; l = l->next) {
-			tr = (struct qtree *)l;
-			if (k == n && !quota_tree_above(tr, best[k - 1]))
-				continue;
-			j = k < n ? k++ : n - 1;
-			for (; j > 0 && quota_tree_above(tr, best[j - 1]); j--)
-				best[j] = best[j - 1];
-			best[j] = tr;
-		}
+	for (l = as_hash_first(&ns->trees); l != NULL;
+	    l = as_hash_next(&ns->trees, l)) {
+		tr = AS_HASH_ITEM(l, struct qtree, link);
+		if (k == n && !quota_tree_above(tr, best[k - 1]))
+			continue;
+		j = k < n ? k++ : n - 1;
+		for (; j > 0 && quota_tree_above(tr, best[j - 1]); j--)
+			best[j] = best[j - 1];
+		best[j] = tr;
+	}
 	for (i = 0; i < k; i++) {
 		tr = best[i];
 		quota_charge(ns, tr, now);
@@ -1032,13 +943,13 @@ quota_top_trees(struct quota_ns *ns, double now, struct quota_tree_info *out,
 		out[i].seconds = tr->seconds;
 		out[i].tokens = ns->spawn_rate > 0 ? tr->tokens : -1;
 	}
-	for (i = 0; i < ns->tasks.nb; i++)
-		for (l = ns->tasks.b[i]; l != NULL; l = l->next) {
-			t = (struct qtask *)l;
-			if (t->tree->mark >= 0 &&
-			    t->depth > out[t->tree->mark].max_depth)
-				out[t->tree->mark].max_depth = t->depth;
-		}
+	for (l = as_hash_first(&ns->tasks); l != NULL;
+	    l = as_hash_next(&ns->tasks, l)) {
+		t = AS_HASH_ITEM(l, struct qtask, link);
+		if (t->tree->mark >= 0 &&
+		    t->depth > out[t->tree->mark].max_depth)
+			out[t->tree->mark].max_depth = t->depth;
+	}
 	for (i = 0; i < k; i++)
 		best[i]->mark = -1;
 	free(best);
