@@ -26,6 +26,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
 #include "agentscaler/rt/hash.h"
 #include "config.h"
 #include "crd.h"
@@ -102,18 +103,9 @@ static void	 crd_rebuild_cb(struct ev_loop *, ev_timer *, int);
 static void	 crd_status_cb(struct ev_loop *, ev_timer *, int);
 static void	 crd_status_rejected(void *, const char *, long,
 		    const char *);
-static const char *crd_str(const cJSON *, const char *);
 static int	 crd_object_cmp(const void *, const void *);
 static void	 crd_condition(cJSON *, const cJSON *, const char *, int,
 		    const char *, const char *, long, double);
-
-static const char *
-crd_str(const cJSON *o, const char *key)
-{
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return (cJSON_IsString(v) ? v->valuestring : NULL);
-}
 
 static uint64_t
 crd_key_hash(int quota, const char *ns, const char *name)
@@ -172,12 +164,12 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 	int		 changed;
 
 	md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-	ns = crd_str(md, "namespace");
-	name = crd_str(md, "name");
+	ns = as_json_str(md, "namespace");
+	name = as_json_str(md, "name");
 	if (ns == NULL || name == NULL || strlen(ns) >= sizeof o->ns ||
 	    strlen(name) >= sizeof o->name)
 		return;
-	uid = crd_str(md, "uid");
+	uid = as_json_str(md, "uid");
 	spec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(obj,
 	    "spec"));
 	if ((o = crd_find(c, quota, ns, name)) == NULL) {
@@ -200,13 +192,13 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 	as_strlcpy(o->uid, uid != NULL ? uid : "", sizeof o->uid);
 	gen = cJSON_GetObjectItemCaseSensitive(md, "generation");
 	o->generation = cJSON_IsNumber(gen) ? (long)gen->valuedouble : 0;
-	ts = crd_str(md, "creationTimestamp");
+	ts = as_json_str(md, "creationTimestamp");
 	if (ts == NULL || as_parse_rfc3339(ts, &o->created) != 0)
 		o->created = 0;
 	sb = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
 	    obj, "spec"), "sandbox");
-	as_strlcpy(o->warm_pool, crd_str(sb, "warmPool") != NULL ?
-	    crd_str(sb, "warmPool") : "", sizeof o->warm_pool);
+	as_strlcpy(o->warm_pool, as_json_str(sb, "warmPool") != NULL ?
+	    as_json_str(sb, "warmPool") : "", sizeof o->warm_pool);
 	free(o->spec);
 	o->spec = spec;
 	cJSON_Delete(o->obj);
@@ -219,8 +211,8 @@ static void
 crd_remove(struct crd *c, int quota, const cJSON *obj)
 {
 	const cJSON	*md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
-	const char	*ns = crd_str(md, "namespace"), *name = crd_str(md,
-			    "name");
+	const char	*ns = as_json_str(md, "namespace");
+	const char	*name = as_json_str(md, "name");
 	struct crd_obj	*o;
 
 	if (ns == NULL || name == NULL ||
@@ -265,6 +257,12 @@ crd_warm_cb(struct informer *inf, enum informer_event ev, const cJSON *obj,
 }
 
 /* Orders quotas by namespace, then age, then name (the oldest wins). */
+static const char *
+crd_or_empty(const char *s)
+{
+	return (s != NULL ? s : "");
+}
+
 static int
 crd_object_cmp(const void *a, const void *b)
 {
@@ -277,14 +275,13 @@ crd_object_cmp(const void *a, const void *b)
 		return (x->quota - y->quota);
 	mx = cJSON_GetObjectItemCaseSensitive(x->obj, "metadata");
 	my = cJSON_GetObjectItemCaseSensitive(y->obj, "metadata");
-	if ((r = strcmp(crd_str(mx, "namespace") != NULL ?
-	    crd_str(mx, "namespace") : "", crd_str(my, "namespace") != NULL ?
-	    crd_str(my, "namespace") : "")) != 0)
+	if ((r = strcmp(crd_or_empty(as_json_str(mx, "namespace")),
+	    crd_or_empty(as_json_str(my, "namespace")))) != 0)
 		return (r);
 	if (x->quota && x->created != y->created)
 		return (x->created < y->created ? -1 : 1);
-	return (strcmp(crd_str(mx, "name") != NULL ? crd_str(mx, "name") : "",
-	    crd_str(my, "name") != NULL ? crd_str(my, "name") : ""));
+	return (strcmp(crd_or_empty(as_json_str(mx, "name")),
+	    crd_or_empty(as_json_str(my, "name"))));
 }
 
 struct config *
@@ -314,16 +311,17 @@ crd_build_config(struct crd_object *objs, size_t n,
 		cJSON_AddStringToObject(min, "apiVersion", CRD_GROUP_VERSION);
 		cJSON_AddStringToObject(min, "kind", crd_kinds[x->quota]);
 		m = cJSON_AddObjectToObject(min, "metadata");
-		if (crd_str(md, "name") != NULL)
-			cJSON_AddStringToObject(m, "name", crd_str(md, "name"));
-		if (crd_str(md, "namespace") != NULL)
+		if (as_json_str(md, "name") != NULL)
+			cJSON_AddStringToObject(m, "name",
+			    as_json_str(md, "name"));
+		if (as_json_str(md, "namespace") != NULL)
 			cJSON_AddStringToObject(m, "namespace",
-			    crd_str(md, "namespace"));
+			    as_json_str(md, "namespace"));
 		if (cJSON_GetObjectItemCaseSensitive(x->obj, "spec") != NULL)
 			cJSON_AddItemReferenceToObject(min, "spec",
 			    cJSON_GetObjectItemCaseSensitive(x->obj, "spec"));
-		if (x->quota && crd_str(md, "namespace") != NULL &&
-		    (qc = config_quota_for(c, crd_str(md, "namespace"))) !=
+		if (x->quota && as_json_str(md, "namespace") != NULL &&
+		    (qc = config_quota_for(c, as_json_str(md, "namespace"))) !=
 		    NULL)
 			snprintf(x->err, sizeof x->err, "metadata.namespace: "
 			    "namespace %s already has AgentQuota %s, the "
@@ -428,11 +426,12 @@ crd_condition(cJSON *arr, const cJSON *prev, const char *type, int status,
 
 	pc = cJSON_GetObjectItemCaseSensitive(prev, "conditions");
 	cJSON_ArrayForEach(it, pc) {
-		const char *ty = crd_str(it, "type"), *s = crd_str(it, "status");
+		const char *ty = as_json_str(it, "type");
+		const char *s = as_json_str(it, "status");
 
 		if (ty != NULL && strcmp(ty, type) == 0 && s != NULL &&
 		    strcmp(s, st) == 0)
-			t = crd_str(it, "lastTransitionTime");
+			t = as_json_str(it, "lastTransitionTime");
 	}
 	if (t == NULL) {
 		as_rfc3339(now, 0, ts, sizeof ts);
