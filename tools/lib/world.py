@@ -542,6 +542,41 @@ class Daemon:
         wait for before they put work in."""
         return self.get("/readyz")[0] == 200 and self.pools_started()
 
+    def metric(self, name, **labels):
+        """One sample of /metrics (labels in the daemon's order), or None."""
+        lab = ",".join('%s="%s"' % kv for kv in labels.items())
+        return self.metrics().get("%s{%s}" % (name, lab) if labels else name)
+
+    def pool_status(self, pool, ns="default"):
+        """The pool's entry of /status (desiredReplicas, lastReason...), or None."""
+        code, st = self.admin("/status")
+        if code != 200:
+            return None
+        for p in st.get("pools", []):
+            if p.get("namespace") == ns and p.get("name") == pool:
+                return p
+        return None
+
+    def polls(self, pool, ns="default"):
+        return self.metric("agentscaler_source_polls_total", namespace=ns, pool=pool) or 0
+
+    def evaluated(self, pool, n, ns="default", timeout=60):
+        """Waits until the pool has read its source n more times from now
+        (agentscaler_source_polls_total): each read, failed or not, is
+        followed by an evaluation of the pool.  What "holds steady" checks
+        wait for instead of a sleep: n polls of a pollIntervalMs of 100
+        (jittered by 10% at most) span at least (n - 1) * 90 ms of the
+        daemon's time, so with n past the cooldown and stabilization window
+        a daemon that would act has acted.  Returns the pool's /status."""
+        start = self.polls(pool, ns)
+
+        def done():
+            if self.proc.poll() is not None:
+                raise AssertionError("the daemon exited: " + self.logs()[-3000:])
+            return self.polls(pool, ns) >= start + n
+        wait_for(done, timeout, 0.05, "%d more evaluations of %s/%s" % (n, ns, pool))
+        return self.pool_status(pool, ns)
+
     def logs(self):
         if not self.log.closed:
             self.log.flush()
