@@ -9,12 +9,9 @@ PID.  Waits are bounded polls; nothing asserts on speed.  The one sleep is
 the quiet period in which no status write may happen.
 """
 import json
-import os
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 

@@ -9,13 +9,10 @@ Bounded: two roots, at most 2 x 85 admitted tasks, every wait has a limit.
 """
 import json
 import time
-import os
 import subprocess
-import sys
 import threading
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 

@@ -8,10 +8,8 @@ asserts on speed.  The management API counts a new queue only once its
 first statistics are in (a few seconds), so the http tests allow for that.
 """
 import os
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 
