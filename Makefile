@@ -8,16 +8,32 @@ PKGS	 = libcjson hiredis libcrypto libcurl libmicrohttpd librabbitmq \
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wformat=2
 VERSION	:= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
-CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(WARN) -Iinclude \
-	   -DAS_VERSION='"0.1.0+$(VERSION)"' \
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(WARN) -Iinclude -I. \
 	   $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS	 = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-SRCS	 = $(wildcard scheduler/*.c scalers/*.c k8s/*.c)
-LIB_SRCS = $(filter-out scheduler/main.c,$(SRCS))
+# The layers (README "Where things live"; `make layers` checks the #include
+# lines): scheduler/rt (the runtime) at the bottom; k8s/ and scalers/ on it,
+# never on each other; scheduler/ on top.  One archive per layer, linked
+# top first, so that a call downwards resolves and one upwards does not.
+RT_SRCS	 = $(wildcard scheduler/rt/*.c)
+K8S_SRCS = $(wildcard k8s/*.c)
+SCALERS_SRCS = $(wildcard scalers/*.c)
+SCHED_SRCS = $(filter-out scheduler/main.c,$(wildcard scheduler/*.c))
+LIB_SRCS = $(SCHED_SRCS) $(K8S_SRCS) $(SCALERS_SRCS) $(RT_SRCS)
+LAYER_LIBS = libsched.a libk8s.a libscalers.a librt.a
+HDRS	 = $(wildcard include/agentscaler/*/*.h scheduler/*.h scheduler/rt/*.h \
+	   k8s/*.h scalers/*.h)
+SRCS	 = $(LIB_SRCS) scheduler/main.c
 TEST_SRCS = $(wildcard tests/check_*.c)
 TEST_UTIL = $(wildcard tests/util/*.c)
+
+# The version is compiled into scheduler/rt/version.o alone; build/version
+# changes (and that object rebuilds) only when `git describe` does.
+VERSION_FILE = build/version
+$(shell mkdir -p build && (echo '0.1.0+$(VERSION)' | \
+	cmp -s - $(VERSION_FILE) || echo '0.1.0+$(VERSION)' > $(VERSION_FILE)))
 
 # Three builds, each in its own directory.
 REL	 = build/release
@@ -34,25 +50,37 @@ SHELL	 = /bin/bash
 objs = $(patsubst %.c,$(1)/%.o,$(2))
 
 .PHONY: all deps test unit integration valgrind demo bench format \
-	format-check lint clean fuzz fuzz-smoke chart chart-rbac e2e cluster helm soak
+	format-check lint layers clean fuzz fuzz-smoke chart chart-rbac e2e cluster helm soak
 all: $(REL)/agentscaler
 
 define build_rules
-$(1)/%.o: %.c $$(wildcard include/agentscaler/*.h scheduler/*.h) Makefile
+$(1)/%.o: %.c Makefile
 	@mkdir -p $$(dir $$@)
-	$$(CC) $(2) -c $$< -o $$@
-$(1)/libagentscaler.a: $$(call objs,$(1),$$(LIB_SRCS))
+	$$(CC) $(2) -MMD -MP -c $$< -o $$@
+$(1)/scheduler/rt/version.o: scheduler/rt/version.c $(VERSION_FILE) Makefile
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(2) -MMD -MP -DAS_VERSION='"$$(shell cat $(VERSION_FILE))"' \
+	    -c $$< -o $$@
+$(1)/librt.a: $$(call objs,$(1),$$(RT_SRCS))
+$(1)/libk8s.a: $$(call objs,$(1),$$(K8S_SRCS))
+$(1)/libscalers.a: $$(call objs,$(1),$$(SCALERS_SRCS))
+$(1)/libsched.a: $$(call objs,$(1),$$(SCHED_SRCS))
+$(1)/lib%.a:
 	rm -f $$@ && ar rcs $$@ $$^
-$(1)/agentscaler: $(1)/scheduler/main.o $(1)/libagentscaler.a
+$(1)/agentscaler: $(1)/scheduler/main.o $$(addprefix $(1)/,$$(LAYER_LIBS))
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
-$(1)/tools/bench/%: $(1)/tools/bench/%.o $(1)/libagentscaler.a
+$(1)/tools/bench/%: $(1)/tools/bench/%.o $$(addprefix $(1)/,$$(LAYER_LIBS))
 	$$(CC) $(2) -o $$@ $$^ $$(LIBS)
-$(1)/tests/%: $(1)/tests/%.o $$(call objs,$(1),$$(TEST_UTIL)) $(1)/libagentscaler.a
+$(1)/tests/%: $(1)/tests/%.o $$(call objs,$(1),$$(TEST_UTIL)) \
+	    $$(addprefix $(1)/,$$(LAYER_LIBS))
 	$$(CC) $(2) -o $$@ $$^ $$(CHECK_LIBS) $$(LIBS)
 endef
 $(eval $(call build_rules,$(REL),$(REL_CFLAGS)))
 $(eval $(call build_rules,$(ASAN),$(ASAN_CFLAGS)))
 $(eval $(call build_rules,$(VG),$(VG_CFLAGS)))
+# What each object was built from (-MMD -MP): a header edit rebuilds the
+# objects that include it, and only those.
+-include $(shell find build/release build/asan build/vg -name '*.d' 2>/dev/null)
 
 ASAN_TESTS = $(patsubst tests/%.c,$(ASAN)/tests/%,$(TEST_SRCS))
 VG_TESTS   = $(patsubst tests/%.c,$(VG)/tests/%,$(TEST_SRCS))
@@ -63,7 +91,7 @@ deps:
 # The ASan+UBSan gate: unit suites, then the integration suites with the
 # sanitized daemon.
 test: deps
-	$(MAKE) unit fuzz-smoke integration chart chart-rbac e2e
+	$(MAKE) lint unit fuzz-smoke integration chart chart-rbac e2e
 
 unit: $(ASAN_TESTS)
 	@set -e; for t in $(ASAN_TESTS); do \
@@ -163,7 +191,7 @@ FUZZ_CFLAGS = $(filter-out -Wformat=2,$(CFLAGS_BASE)) -O1 -fsanitize=fuzzer,addr
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 20000
 
-$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $$(wildcard include/agentscaler/*.h)
+$(FUZZ)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB_SRCS) $(HDRS) $(VERSION_FILE)
 	@mkdir -p $(FUZZ)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRCS) $(LIBS)
 
@@ -182,16 +210,26 @@ fuzz-smoke: $(FUZZ_BINS)
 	    build/fuzz-smoke/$$n tests/fuzz/corpus/$$n 2>&1 | tail -1; done
 
 format:
-	clang-format -i $(SRCS) $(TEST_SRCS) $(TEST_UTIL) include/agentscaler/*.h
+	clang-format -i $(SRCS) $(TEST_SRCS) $(TEST_UTIL) $(HDRS)
 
 format-check:
 	clang-format --dry-run --Werror $(SRCS) $(TEST_SRCS) $(TEST_UTIL) \
-	    include/agentscaler/*.h
+	    $(HDRS)
 
-# Banned functions (STYLE.md habit 15): sprintf, strcpy, strtok, atoi.
-lint:
+# Banned functions (STYLE.md habit 15): sprintf, strcpy, strtok, atoi; and
+# the layers.
+lint: layers
 	@! grep -nE '\b(sprintf|strcpy|strcat|strtok|atoi|gets)\(' $(SRCS) \
-	    include/agentscaler/*.h || (echo "lint: banned function" && false)
+	    $(HDRS) || (echo "lint: banned function" && false)
+
+# Every #include "..." of the C tree against the layers (tools/layers.py):
+# an include upwards, between k8s/ and scalers/, or of another folder's
+# private header fails, before anything is compiled; then the release
+# objects' symbols: a cycle between files fails.
+layers:
+	@python3 tools/layers.py
+	@$(MAKE) --no-print-directory $(REL)/agentscaler >/dev/null
+	@python3 tools/layers.py --objects $(REL)
 
 clean:
 	rm -rf build

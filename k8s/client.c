@@ -1,6 +1,6 @@
 /*
  * client.c: the Kubernetes API client, a thin layer over the HTTP client
- * (scheduler/httpc.c: libcurl multi on the caller's libev loop, the token
+ * (scheduler/rt/httpc.c: libcurl multi on the caller's libev loop, the token
  * bucket, retries and per-attempt timeouts all live there).
  *
  * What this layer adds: where the configuration comes from (kubeconfig,
@@ -34,14 +34,13 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/execcred.h"
-#include "agentscaler/httpc.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/kubeconfig.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "execcred.h"
+#include "agentscaler/rt/httpc.h"
+#include "agentscaler/k8s/k8s.h"
+#include "kubeconfig.h"
+#include "agentscaler/rt/log.h"
 
-#define K8S_SA_DIR		"/var/run/secrets/kubernetes.io/serviceaccount"
 #define K8S_TOKEN_PERIOD	60.0	/* seconds between token re-reads */
 #define K8S_EXEC_EARLY_MAX	60.0	/* refresh at most this early, s */
 #define K8S_EXEC_MIN_DELAY	1.0	/* between two plugin runs, s */
@@ -95,60 +94,6 @@ static void	 client_exec_timer_cb(struct ev_loop *, struct ev_timer *,
 static void	 client_exec_over(struct k8s_client *, const char *);
 static void	 client_exec_done(struct execcred *, int,
 		    struct execcred_cred *, const char *, void *);
-
-/*
- * In-cluster configuration as client-go's InClusterConfig: both variables
- * must be set, and an IPv6 host goes in brackets.
- */
-int
-k8s_options_incluster(struct k8s_options *opts, const char *dir, char *buf,
-    size_t buflen, char *err, size_t errlen)
-{
-	const char	*host, *port, *lb = "", *rb = "";
-	size_t		 off = 0;
-	int		 n;
-
-	if (dir == NULL)
-		dir = K8S_SA_DIR;
-	host = getenv("KUBERNETES_SERVICE_HOST");
-	port = getenv("KUBERNETES_SERVICE_PORT");
-	if (host == NULL || *host == '\0' || port == NULL || *port == '\0') {
-		snprintf(err, errlen, "not in a cluster: "
-		    "KUBERNETES_SERVICE_HOST or KUBERNETES_SERVICE_PORT unset");
-		return (-AS_EINVAL);
-	}
-	if (strchr(host, ':') != NULL && host[0] != '[') {
-		lb = "[";
-		rb = "]";
-	}
-	n = snprintf(buf, buflen, "https://%s%s%s:%s", lb, host, rb, port);
-	if (n < 0 || (size_t)n >= buflen)
-		goto small;
-	opts->apiserver = buf;
-	off = (size_t)n + 1;
-	n = snprintf(buf + off, buflen - off, "%s/token", dir);
-	if (n < 0 || (size_t)n >= buflen - off)
-		goto small;
-	opts->token_file = buf + off;
-	off += (size_t)n + 1;
-	n = snprintf(buf + off, buflen - off, "%s/ca.crt", dir);
-	if (n < 0 || (size_t)n >= buflen - off)
-		goto small;
-	opts->ca_file = buf + off;
-	if (access(opts->token_file, R_OK) != 0) {
-		snprintf(err, errlen, "%s: cannot read the token",
-		    opts->token_file);
-		return (-AS_EINVAL);
-	}
-	if (access(opts->ca_file, R_OK) != 0) {
-		snprintf(err, errlen, "%s: cannot read the CA", opts->ca_file);
-		return (-AS_EINVAL);
-	}
-	return (0);
-small:
-	snprintf(err, errlen, "in-cluster configuration: buffer too small");
-	return (-AS_EINVAL);
-}
 
 struct k8s_client *
 k8s_client_new(struct ev_loop *loop, const struct k8s_options *opts,

@@ -28,9 +28,9 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/events.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/events.h"
+#include "agentscaler/rt/log.h"
 
 #define EVENTS_API	"/apis/events.k8s.io/v1/namespaces/"
 #define EVENTS_NOTE_MAX	1024

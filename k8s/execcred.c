@@ -37,9 +37,9 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/execcred.h"
-#include "agentscaler/kubeconfig.h"
+#include "agentscaler/rt/common.h"
+#include "execcred.h"
+#include "kubeconfig.h"
 
 #define EC_TICK		0.05	/* s: deadline and waitpid polling */
 #define EC_STDERR_KEEP	1024	/* bytes of stderr kept for messages */

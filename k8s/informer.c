@@ -53,10 +53,10 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
 
 #define INF_PAGE_SIZE		500
 #define INF_WATCH_TIMEOUT	300

@@ -30,10 +30,12 @@
 
 #include <yaml.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/kubeconfig.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "kubeconfig.h"
 
+/* Where a pod finds its ServiceAccount (client-go rest.InClusterConfig). */
+#define K8S_SA_DIR	"/var/run/secrets/kubernetes.io/serviceaccount"
 #define KC_PATH_MAX	96	/* "users[123456].user.exec.env[12].name" */
 #define KC_MERGE_DEPTH	4	/* "<<" chains followed */
 #define KC_EXEC_V1	"client.authentication.k8s.io/v1"
@@ -1248,4 +1250,58 @@ out:
 	free(copy);
 	free(home);
 	return (rc);
+}
+
+/*
+ * In-cluster configuration as client-go's InClusterConfig: both variables
+ * must be set, and an IPv6 host goes in brackets.
+ */
+int
+k8s_options_incluster(struct k8s_options *opts, const char *dir, char *buf,
+    size_t buflen, char *err, size_t errlen)
+{
+	const char	*host, *port, *lb = "", *rb = "";
+	size_t		 off = 0;
+	int		 n;
+
+	if (dir == NULL)
+		dir = K8S_SA_DIR;
+	host = getenv("KUBERNETES_SERVICE_HOST");
+	port = getenv("KUBERNETES_SERVICE_PORT");
+	if (host == NULL || *host == '\0' || port == NULL || *port == '\0') {
+		snprintf(err, errlen, "not in a cluster: "
+		    "KUBERNETES_SERVICE_HOST or KUBERNETES_SERVICE_PORT unset");
+		return (-AS_EINVAL);
+	}
+	if (strchr(host, ':') != NULL && host[0] != '[') {
+		lb = "[";
+		rb = "]";
+	}
+	n = snprintf(buf, buflen, "https://%s%s%s:%s", lb, host, rb, port);
+	if (n < 0 || (size_t)n >= buflen)
+		goto small;
+	opts->apiserver = buf;
+	off = (size_t)n + 1;
+	n = snprintf(buf + off, buflen - off, "%s/token", dir);
+	if (n < 0 || (size_t)n >= buflen - off)
+		goto small;
+	opts->token_file = buf + off;
+	off += (size_t)n + 1;
+	n = snprintf(buf + off, buflen - off, "%s/ca.crt", dir);
+	if (n < 0 || (size_t)n >= buflen - off)
+		goto small;
+	opts->ca_file = buf + off;
+	if (access(opts->token_file, R_OK) != 0) {
+		snprintf(err, errlen, "%s: cannot read the token",
+		    opts->token_file);
+		return (-AS_EINVAL);
+	}
+	if (access(opts->ca_file, R_OK) != 0) {
+		snprintf(err, errlen, "%s: cannot read the CA", opts->ca_file);
+		return (-AS_EINVAL);
+	}
+	return (0);
+small:
+	snprintf(err, errlen, "in-cluster configuration: buffer too small");
+	return (-AS_EINVAL);
 }

@@ -43,10 +43,10 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/leader.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/k8s/leader.h"
+#include "agentscaler/rt/log.h"
 
 #define LEASE_API	"/apis/coordination.k8s.io/v1"
 #define LEADER_LOG	"leader"
@@ -865,70 +865,31 @@ leader_release(struct leader *l, double timeout, leader_released_fn *done,
 	return (0);
 }
 
-/* Observability. */
+/* Observability: the daemon renders these (scheduler/daemon_http.c). */
 
 void
-leader_metrics(const struct leader *l, struct as_buf *b)
+leader_get_stats(const struct leader *l, struct leader_stats *st)
 {
-	as_buf_printf(b, "# HELP agentscaler_lease_transitions "
-	    "leaseTransitions of the Lease as last observed.\n"
-	    "# TYPE agentscaler_lease_transitions gauge\n"
-	    "agentscaler_lease_transitions{lease=\"");
-	as_buf_label(b, l->ns);
-	as_buf_printf(b, "/");
-	as_buf_label(b, l->name);
-	as_buf_printf(b, "\"} %ld\n", l->obs.rec.transitions);
-	as_buf_printf(b, "# HELP agentscaler_lease_holder The Lease's holder "
-	    "as last observed (\"\" when released or not read yet).\n"
-	    "# TYPE agentscaler_lease_holder gauge\n"
-	    "agentscaler_lease_holder{holder=\"");
-	as_buf_label(b, leader_holder(l));
-	as_buf_printf(b, "\"} 1\n");
-	as_buf_printf(b, "# HELP agentscaler_lease_holder_changes_total "
-	    "Holder changes this process observed.\n"
-	    "# TYPE agentscaler_lease_holder_changes_total counter\n"
-	    "agentscaler_lease_holder_changes_total %llu\n",
-	    (unsigned long long)l->holder_changes);
-	as_buf_printf(b, "# HELP agentscaler_leadership_changes_total Times "
-	    "this process started and stopped leading.\n"
-	    "# TYPE agentscaler_leadership_changes_total counter\n"
-	    "agentscaler_leadership_changes_total{to=\"leader\"} %llu\n"
-	    "agentscaler_leadership_changes_total{to=\"standby\"} %llu\n",
-	    (unsigned long long)l->started_n,
-	    (unsigned long long)l->stopped_n);
-	as_buf_printf(b, "# HELP agentscaler_lease_errors_total Lease "
-	    "requests that failed.\n"
-	    "# TYPE agentscaler_lease_errors_total counter\n"
-	    "agentscaler_lease_errors_total %llu\n",
-	    (unsigned long long)l->errors);
-}
-
-void
-leader_status(const struct leader *l, cJSON *root)
-{
-	cJSON	*o;
 	double	 now = as_mono_now();
-	char	 lease[320];
 
-	o = cJSON_AddObjectToObject(root, "leaderElection");
-	snprintf(lease, sizeof lease, "%s/%s", l->ns, l->name);
-	cJSON_AddBoolToObject(o, "enabled", 1);
-	cJSON_AddBoolToObject(o, "leader", leader_is_leader(l));
-	cJSON_AddStringToObject(o, "identity", l->identity);
-	cJSON_AddStringToObject(o, "lease", lease);
-	cJSON_AddBoolToObject(o, "observed", l->obs.valid);
-	cJSON_AddStringToObject(o, "holder", leader_holder(l));
-	cJSON_AddNumberToObject(o, "leaseTransitions",
-	    (double)l->obs.rec.transitions);
-	if (l->obs.valid)
-		cJSON_AddNumberToObject(o, "unchangedForSeconds",
-		    now - l->obs.at);
-	if (leader_is_leader(l))
-		cJSON_AddNumberToObject(o, "renewedSecondsAgo",
-		    now - l->renewed_at);
-	cJSON_AddNumberToObject(o, "leaseDurationSeconds", l->duration);
-	cJSON_AddNumberToObject(o, "renewDeadlineSeconds", l->deadline);
-	cJSON_AddNumberToObject(o, "retryPeriodSeconds", l->retry);
-	cJSON_AddNumberToObject(o, "holderChanges", (double)l->holder_changes);
-	cJSON_AddStringToObject(o, "error", l->error);
+	memset(st, 0, sizeof *st);
+	st->ns = l->ns;
+	st->name = l->name;
+	st->identity = l->identity;
+	st->holder = leader_holder(l);
+	st->error = l->error;
+	st->leader = leader_is_leader(l);
+	st->observed = l->obs.valid;
+	st->transitions = l->obs.rec.transitions;
+	if (st->observed)
+		st->unchanged_for = now - l->obs.at;
+	if (st->leader)
+		st->renewed_ago = now - l->renewed_at;
+	st->duration = l->duration;
+	st->deadline = l->deadline;
+	st->retry = l->retry;
+	st->holder_changes = l->holder_changes;
+	st->started = l->started_n;
+	st->stopped = l->stopped_n;
+	st->errors = l->errors;
 }

@@ -18,9 +18,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
 
 /* Longest DNS subdomain (RFC 1123), the limit for names and namespaces. */
 #define K8S_NAME_MAX	253

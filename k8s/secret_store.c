@@ -10,10 +10,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/secret_store.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "agentscaler/rt/prom.h"
+#include "agentscaler/k8s/secret_store.h"
 
 #define SS_LOG		"secrets"
 #define SS_BUCKETS	1024
@@ -365,18 +366,19 @@ secret_store_free(struct secret_store *st)
 }
 
 void
-secret_store_metrics(const struct secret_store *st, struct as_buf *b)
+secret_store_metrics(const struct secret_store *st, struct prom *w)
 {
+	double	 v[SS_NRESULTS];
 	size_t	 i;
 
-	as_buf_printf(b, "# HELP agentscaler_secret_reads_total Secrets read "
-	    "through the API for broker credentials, by result.\n"
-	    "# TYPE agentscaler_secret_reads_total counter\n");
 	for (i = 0; i < SS_NRESULTS; i++)
-		as_buf_printf(b, "agentscaler_secret_reads_total{result=\"%s\"} "
-		    "%llu\n", ss_result_names[i],
-		    (unsigned long long)(st != NULL ? st->reads[i] : 0));
-	as_buf_printf(b, "# HELP agentscaler_secrets Secrets held for broker "
-	    "credentials.\n# TYPE agentscaler_secrets gauge\n"
-	    "agentscaler_secrets %zu\n", st != NULL ? st->n : 0);
+		v[i] = st != NULL ? (double)st->reads[i] : 0;
+	prom_family(w, "agentscaler_secret_reads_total", PROM_COUNTER,
+	    "Secrets read through the API for broker credentials, by result.");
+	prom_sample_each(w, "agentscaler_secret_reads_total", NULL, "result",
+	    ss_result_names, v, SS_NRESULTS);
+	prom_family(w, "agentscaler_secrets", PROM_GAUGE,
+	    "Secrets held for broker credentials.");
+	prom_sample(w, "agentscaler_secrets", NULL,
+	    st != NULL ? (double)st->n : 0);
 }

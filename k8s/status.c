@@ -13,8 +13,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
 
 #define K8S_STATUS_RAW	200
 

@@ -23,9 +23,9 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/log.h"
-#include "agentscaler/status_writer.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/log.h"
+#include "agentscaler/k8s/status_writer.h"
 
 #define SW_BUCKETS	256
 

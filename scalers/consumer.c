@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/consumer.h"
+#include "agentscaler/scalers/consumer.h"
 
 const struct consumer_type *
 consumer_type_find(const char *source_type, const char *address)

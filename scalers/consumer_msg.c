@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/consumer.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/consumer.h"
 
 struct consumer_msg *
 consumer_msg_new(const char *p, size_t len, size_t max_bytes)

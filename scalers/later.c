@@ -9,9 +9,9 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/scaler.h"
-#include "agentscaler/scaler_later.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/scaler.h"
+#include "scaler_later.h"
 
 static void	 scaler_later_cb(struct ev_loop *, ev_timer *, int);
 

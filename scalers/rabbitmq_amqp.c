@@ -47,13 +47,13 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/compat_amqp.h"
-#include "agentscaler/log.h"
-#include "agentscaler/rabbitmq.h"
-#include "agentscaler/rabbitmq_conn.h"
-#include "agentscaler/scaler.h"
-#include "agentscaler/scaler_later.h"
+#include "agentscaler/rt/common.h"
+#include "compat_amqp.h"
+#include "agentscaler/rt/log.h"
+#include "rabbitmq.h"
+#include "rabbitmq_conn.h"
+#include "agentscaler/scalers/scaler.h"
+#include "scaler_later.h"
 
 #define RMQ_LOG			"rabbitmq"
 

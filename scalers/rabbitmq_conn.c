@@ -48,12 +48,12 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/compat_amqp.h"
-#include "agentscaler/log.h"
-#include "agentscaler/rabbitmq.h"
-#include "agentscaler/rabbitmq_conn.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "compat_amqp.h"
+#include "agentscaler/rt/log.h"
+#include "rabbitmq.h"
+#include "rabbitmq_conn.h"
+#include "agentscaler/scalers/scaler.h"
 
 #define RCONN_LOG		"rabbitmq"
 #define RCONN_TIMEOUT		2.0	/* connect and command, seconds */

@@ -100,13 +100,13 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/compat_amqp.h"
-#include "agentscaler/consumer.h"
-#include "agentscaler/log.h"
-#include "agentscaler/rabbitmq.h"
-#include "agentscaler/rabbitmq_conn.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "compat_amqp.h"
+#include "agentscaler/scalers/consumer.h"
+#include "agentscaler/rt/log.h"
+#include "rabbitmq.h"
+#include "rabbitmq_conn.h"
+#include "agentscaler/scalers/scaler.h"
 
 #define RMQC_LOG		"rabbitmq"
 #define RMQC_TAG_PREFIX		"agentscaler."

@@ -8,7 +8,7 @@
  * messages_ready (ready), messages_unacknowledged (in flight: delivered,
  * not yet acknowledged, which AMQP cannot see), consumers and the publish
  * and deliver rates.  The requests go through the project's HTTP client
- * (scheduler/httpc.c: libcurl multi on the loop, a rate limiter, per-attempt
+ * (scheduler/rt/httpc.c: libcurl multi on the loop, a rate limiter, per-attempt
  * timeouts), one client per endpoint.
  *
  * Endpoints and coalescing.  Instances with the same loop, host, port,
@@ -50,12 +50,12 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/httpc.h"
-#include "agentscaler/log.h"
-#include "agentscaler/rabbitmq.h"
-#include "agentscaler/scaler.h"
-#include "agentscaler/scaler_later.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/httpc.h"
+#include "agentscaler/rt/log.h"
+#include "rabbitmq.h"
+#include "agentscaler/scalers/scaler.h"
+#include "scaler_later.h"
 
 #define RMH_LOG			"rabbitmq"
 #define RMH_TIMEOUT		5.0	/* per request, seconds */

@@ -139,11 +139,11 @@
 #include <ev.h>
 #include <hiredis/hiredis.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/consumer.h"
-#include "agentscaler/log.h"
-#include "agentscaler/redis_endpoint.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/consumer.h"
+#include "agentscaler/rt/log.h"
+#include "redis_endpoint.h"
+#include "agentscaler/scalers/scaler.h"
 
 #define REDIS_CONSUME_LOG	"redis"
 #define REDIS_CONSUME_BURST	16	/* LMOVEs in flight at most */

@@ -68,12 +68,12 @@
 #include <hiredis/async.h>
 #include <hiredis/adapters/libev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/log.h"
-#include "agentscaler/redis_endpoint.h"
-#include "agentscaler/scaler.h"
-#include "agentscaler/scaler_later.h"
-#include "agentscaler/scaler_url.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/log.h"
+#include "redis_endpoint.h"
+#include "agentscaler/scalers/scaler.h"
+#include "scaler_later.h"
+#include "scaler_url.h"
 
 #define REDIS_ENDPOINT_LOG		"redis"
 #define REDIS_ENDPOINT_TIMEOUT		2.0	/* connect, command: s */

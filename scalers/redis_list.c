@@ -15,10 +15,10 @@
 
 #include <hiredis/hiredis.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/redis_endpoint.h"
-#include "agentscaler/redis_list.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "redis_endpoint.h"
+#include "redis_list.h"
+#include "agentscaler/scalers/scaler.h"
 
 enum redis_list_tag {
 	REDIS_LIST_TAG_QUEUE,

@@ -41,9 +41,9 @@
 
 #include <hiredis/hiredis.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/redis_endpoint.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "redis_endpoint.h"
+#include "agentscaler/scalers/scaler.h"
 
 #define REDIS_STREAM_SCAN_CAP	1000	/* lag fallback: entries counted */
 

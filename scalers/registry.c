@@ -6,11 +6,10 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/scaler.h"
 
 static const struct scaler_type *const scaler_types[] = {
-	&scaler_type_fake,
 	&scaler_type_rabbitmq,
 	&scaler_type_redis_list,
 	&scaler_type_redis_stream,
@@ -40,9 +39,6 @@ scaler_type_names(void)
 	if (names[0] != '\0')
 		return (names);
 	for (i = 0; scaler_types[i] != NULL; i++) {
-		/* The scripted fake is for tests; users never pick it. */
-		if (scaler_types[i] == &scaler_type_fake)
-			continue;
 		if (len > 0)
 			len += as_strlcpy(names + len, ", ",
 			    sizeof names - len);

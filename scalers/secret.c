@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/scaler.h"
 
 static const char *
 secret_nonempty(const char *s)

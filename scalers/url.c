@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/scaler_url.h"
+#include "agentscaler/rt/common.h"
+#include "scaler_url.h"
 
 int
 scaler_url_parse_number(const char *p, const char *end, long max, long *out)

@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "agentscaler/autoscale.h"
+#include "autoscale.h"
 
 static long	 autoscale_clamp(long, long, long);
 static long	 autoscale_need(double, long);

@@ -15,9 +15,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/charge.h"
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
+#include "charge.h"
+#include "agentscaler/rt/common.h"
+#include "quantity.h"
+#include "config.h"
 
 #define NAME_PART_MAX	63
 #define DOMAIN_MAX	253
@@ -110,7 +111,7 @@ charge_name_check(const char *name, char *err, size_t errlen)
 			if (strcmp(name, standard_names[i]) == 0)
 				return (0);
 		if (strncmp(name, "hugepages-", 10) == 0 &&
-		    config_parse_quantity(name + 10, &v) == 0 && v > 0)
+		    quantity_parse(name + 10, &v) == 0 && v > 0)
 			return (0);
 		for (i = 0; i < AS_ARRAY_SIZE(standard_names); i++)
 			if (strcasecmp(name, standard_names[i]) == 0) {
@@ -211,7 +212,7 @@ reqs_map(const cJSON *m, struct reqs *q, int fill, const char *where,
 		    it->valuedouble >= 0)
 			v = it->valuedouble;
 		else if (!cJSON_IsString(it) ||
-		    config_parse_quantity(it->valuestring, &v) != 0) {
+		    quantity_parse(it->valuestring, &v) != 0) {
 			snprintf(err, errlen, "%s: \"%.64s\": not a quantity",
 			    where, it->string);
 			return (-AS_EINVAL);

@@ -25,14 +25,15 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/crd.h"
-#include "agentscaler/events.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/status_writer.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "crd.h"
+#include "agentscaler/k8s/events.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "agentscaler/rt/prom.h"
+#include "agentscaler/k8s/status_writer.h"
 
 #define CRD_API		"/apis/agentscaler.io/v1alpha1"
 #define WARM_API	"/apis/extensions.agents.x-k8s.io/v1beta1"
@@ -727,44 +728,47 @@ crd_readyz(const struct crd *c, struct as_buf *b)
 }
 
 void
-crd_metrics(const struct crd *c, struct as_buf *b)
+crd_metrics(const struct crd *c, struct prom *w)
 {
+	static const char *const states[] = { "all", "invalid" };
+	static const char *const sw_results[] = { "ok", "failed", "rejected",
+	    "unchanged" };
+	static const char *const ev_results[] = { "created", "series",
+	    "dropped", "failed" };
 	struct status_writer_stats sws;
 	struct events_stats	 es;
+	double			 objs[2], swv[4], evv[4];
 
 	status_writer_get_stats(c->sw, &sws);
 	events_get_stats(c->ev, &es);
-	as_buf_printf(b, "# HELP agentscaler_crd_objects AgentPools and "
-	    "AgentQuotas known, and of them invalid (not applied).\n"
-	    "# TYPE agentscaler_crd_objects gauge\n"
-	    "agentscaler_crd_objects{state=\"all\"} %zu\n"
-	    "agentscaler_crd_objects{state=\"invalid\"} %llu\n",
-	    c->nobjs, (unsigned long long)c->invalid);
-	as_buf_printf(b, "# HELP agentscaler_crd_applies_total Configs built "
-	    "from the objects and applied.\n"
-	    "# TYPE agentscaler_crd_applies_total counter\n"
-	    "agentscaler_crd_applies_total %llu\n",
-	    (unsigned long long)c->applies);
-	as_buf_printf(b, "# HELP agentscaler_status_writes_total Status "
-	    "subresource writes by result (unchanged: not sent; rejected: "
-	    "refused for good, not retried until the status changes).\n"
-	    "# TYPE agentscaler_status_writes_total counter\n"
-	    "agentscaler_status_writes_total{result=\"ok\"} %llu\n"
-	    "agentscaler_status_writes_total{result=\"failed\"} %llu\n"
-	    "agentscaler_status_writes_total{result=\"rejected\"} %llu\n"
-	    "agentscaler_status_writes_total{result=\"unchanged\"} %llu\n",
-	    (unsigned long long)sws.writes, (unsigned long long)sws.failed,
-	    (unsigned long long)sws.rejected,
-	    (unsigned long long)sws.unchanged);
-	as_buf_printf(b, "# HELP agentscaler_events_total Events by outcome: "
-	    "created, series updates, dropped by the rate limit, failed.\n"
-	    "# TYPE agentscaler_events_total counter\n"
-	    "agentscaler_events_total{result=\"created\"} %llu\n"
-	    "agentscaler_events_total{result=\"series\"} %llu\n"
-	    "agentscaler_events_total{result=\"dropped\"} %llu\n"
-	    "agentscaler_events_total{result=\"failed\"} %llu\n",
-	    (unsigned long long)es.created, (unsigned long long)es.patched,
-	    (unsigned long long)es.dropped, (unsigned long long)es.failed);
+	prom_family(w, "agentscaler_crd_objects", PROM_GAUGE, "AgentPools and "
+	    "AgentQuotas known, and of them invalid (not applied).");
+	objs[0] = (double)c->nobjs;
+	objs[1] = (double)c->invalid;
+	prom_sample_each(w, "agentscaler_crd_objects", NULL, "state", states,
+	    objs, 2);
+	prom_family(w, "agentscaler_crd_applies_total", PROM_COUNTER,
+	    "Configs built from the objects and applied.");
+	prom_sample_u64(w, "agentscaler_crd_applies_total", NULL, c->applies);
+	prom_family(w, "agentscaler_status_writes_total", PROM_COUNTER,
+	    "Status subresource writes by result (unchanged: not sent; "
+	    "rejected: refused for good, not retried until the status "
+	    "changes).");
+	swv[0] = (double)sws.writes;
+	swv[1] = (double)sws.failed;
+	swv[2] = (double)sws.rejected;
+	swv[3] = (double)sws.unchanged;
+	prom_sample_each(w, "agentscaler_status_writes_total", NULL, "result",
+	    sw_results, swv, 4);
+	prom_family(w, "agentscaler_events_total", PROM_COUNTER, "Events by "
+	    "outcome: created, series updates, dropped by the rate limit, "
+	    "failed.");
+	evv[0] = (double)es.created;
+	evv[1] = (double)es.patched;
+	evv[2] = (double)es.dropped;
+	evv[3] = (double)es.failed;
+	prom_sample_each(w, "agentscaler_events_total", NULL, "result",
+	    ev_results, evv, 4);
 }
 
 /*

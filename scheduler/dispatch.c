@@ -56,15 +56,15 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/consumer.h"
-#include "agentscaler/dispatch.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/warmpool.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "agentscaler/scalers/consumer.h"
+#include "dispatch.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "quota.h"
+#include "warmpool.h"
 
 #include "dispatch_int.h"
 

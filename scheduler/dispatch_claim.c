@@ -18,14 +18,14 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/task.h"
-#include "agentscaler/warmpool.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "quota.h"
+#include "task.h"
+#include "warmpool.h"
 
 #include "dispatch_int.h"
 

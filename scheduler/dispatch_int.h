@@ -1,7 +1,7 @@
 /*
  * dispatch_int.h: private to the dispatcher's files (scheduler/dispatch*.c):
  * its structs and the functions those files share.  Other modules use
- * include/agentscaler/dispatch.h only.
+ * scheduler/dispatch.h only.
  *
  *   dispatch.c          the public API: dispatcher_new/apply/free/headroom,
  *                       pool create and free;
@@ -34,12 +34,12 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/consumer.h"
-#include "agentscaler/dispatch.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/task.h"
-#include "agentscaler/warmpool.h"
+#include "agentscaler/scalers/consumer.h"
+#include "dispatch.h"
+#include "agentscaler/k8s/informer.h"
+#include "quota.h"
+#include "task.h"
+#include "warmpool.h"
 
 #define CLAIMS_API	"/apis/extensions.agents.x-k8s.io/v1beta1"
 #define MAX_REASONS	32

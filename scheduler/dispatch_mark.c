@@ -40,8 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/task.h"
+#include "agentscaler/rt/common.h"
+#include "task.h"
 
 #include "dispatch_int.h"
 

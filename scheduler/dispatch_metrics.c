@@ -18,11 +18,12 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/crd.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/warmpool.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/prom.h"
+#include "config.h"
+#include "crd.h"
+#include "quota.h"
+#include "warmpool.h"
 
 #include "dispatch_int.h"
 
@@ -124,232 +125,173 @@ dpool_status_charge(const struct dpool *p, cJSON *o)
 	}
 }
 
-static void
-m_head(struct as_buf *b, const char *name, const char *type, const char *help)
-{
-	as_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name,
-	    type);
-}
-
-static void
-m_labels(struct as_buf *b, const struct dpool *p)
-{
-	as_buf_printf(b, "namespace=\"");
-	as_buf_label(b, p->cfg->ns);
-	as_buf_printf(b, "\",pool=\"");
-	as_buf_label(b, p->cfg->name);
-	as_buf_printf(b, "\"");
-}
-
-static void
-m_value(struct as_buf *b, const char *name, const struct dpool *p,
-    const char *extra, double v)
-{
-	as_buf_printf(b, "%s{", name);
-	m_labels(b, p);
-	as_buf_printf(b, "%s%s} %.17g\n", extra != NULL ? "," : "",
-	    extra != NULL ? extra : "", v);
-}
-
-static void
-m_hist(struct as_buf *b, const char *name, const struct dpool *p,
-    const char *extra, const struct hist *h)
-{
-	uint64_t	 cum = 0;
-	size_t		 i;
-
-	for (i = 0; i <= h->n; i++) {
-		cum += h->counts[i];
-		as_buf_printf(b, "%s_bucket{", name);
-		m_labels(b, p);
-		if (extra != NULL)
-			as_buf_printf(b, ",%s", extra);
-		if (i < h->n)
-			as_buf_printf(b, ",le=\"%g\"} %llu\n", h->bounds[i],
-			    (unsigned long long)cum);
-		else
-			as_buf_printf(b, ",le=\"+Inf\"} %llu\n",
-			    (unsigned long long)cum);
-	}
-	as_buf_printf(b, "%s_sum{", name);
-	m_labels(b, p);
-	as_buf_printf(b, "%s%s} %.9g\n", extra != NULL ? "," : "",
-	    extra != NULL ? extra : "", h->sum);
-	as_buf_printf(b, "%s_count{", name);
-	m_labels(b, p);
-	as_buf_printf(b, "%s%s} %llu\n", extra != NULL ? "," : "",
-	    extra != NULL ? extra : "", (unsigned long long)h->total);
-}
-
 /* The per-pool counters and gauges, read from struct dpool. */
-#define DP_U(m) offsetof(struct dpool, m), 'u'
-#define DP_L(m) offsetof(struct dpool, m), 'l'
-static const struct {
-	const char	*name;
-	const char	*type;		/* NULL: same family as the row above */
-	const char	*extra;
-	size_t		 off;
-	char		 kind;		/* u uint64, l long, i int, r rate,
-					   c cold start */
-	const char	*help;
-} dp_rows[] = {
-	{ "agentscaler_dispatch_tasks_received_total", "counter", NULL,
-	    DP_U(received),
+#define DP_U(m) offsetof(struct dpool, m), PROM_F_U64
+#define DP_L(m) offsetof(struct dpool, m), PROM_F_LONG
+#define DP_I(m) offsetof(struct dpool, m), PROM_F_INT
+#define DP_RATE	0, PROM_F_CALL	/* computed: dp_computed() */
+#define DP_COLD	1, PROM_F_CALL
+static const struct prom_row dp_rows[] = {
+	{ "agentscaler_dispatch_tasks_received_total", PROM_COUNTER, NULL,
+	    NULL, DP_U(received),
 	    "Task messages taken off the source (redeliveries included)." },
-	{ "agentscaler_dispatch_tasks_redelivered_total", "counter", NULL,
-	    DP_U(redelivered),
+	{ "agentscaler_dispatch_tasks_redelivered_total", PROM_COUNTER, NULL,
+	    NULL, DP_U(redelivered),
 	    "Messages the broker marked redelivered or recovered at start." },
-	{ "agentscaler_dispatch_tasks_handed_off_total", "counter", NULL,
-	    DP_U(handed_off), "Tasks pushed to a sandbox's inbox." },
-	{ "agentscaler_dispatch_tasks_completed_total", "counter", NULL,
-	    DP_U(completed), "Tasks whose claim went away after the hand-off." },
-	{ "agentscaler_dispatch_tasks_failed_total", "counter", NULL,
+	{ "agentscaler_dispatch_tasks_handed_off_total", PROM_COUNTER, NULL,
+	    NULL, DP_U(handed_off), "Tasks pushed to a sandbox's inbox." },
+	{ "agentscaler_dispatch_tasks_completed_total", PROM_COUNTER, NULL,
+	    NULL, DP_U(completed),
+	    "Tasks whose claim went away after the hand-off." },
+	{ "agentscaler_dispatch_tasks_failed_total", PROM_COUNTER, NULL, NULL,
 	    DP_U(failed), "Tasks whose sandbox failed after the hand-off "
 	    "(PodFailed, eviction included): never counted completed." },
-	{ "agentscaler_dispatch_claim_waits_total", "counter", NULL,
+	{ "agentscaler_dispatch_claim_waits_total", PROM_COUNTER, NULL, NULL,
 	    DP_U(cluster_waits), "readyTimeoutSeconds extended because the "
 	    "claim showed a cluster fault (ReconcilerError, ...)." },
-	{ "agentscaler_dispatch_tasks_in_flight", "gauge", NULL, DP_L(live),
+	{ "agentscaler_dispatch_tasks_in_flight", PROM_GAUGE, NULL, NULL,
+	    DP_L(live),
 	    "Live tasks: taken and not finished (claims included)." },
-	{ "agentscaler_dispatch_tasks_waiting", "gauge", NULL, DP_L(waiting),
-	    "Live tasks waiting for their sandbox." },
-	{ "agentscaler_dispatch_tasks_deferred", "gauge", NULL, DP_L(deferred),
+	{ "agentscaler_dispatch_tasks_waiting", PROM_GAUGE, NULL, NULL,
+	    DP_L(waiting), "Live tasks waiting for their sandbox." },
+	{ "agentscaler_dispatch_tasks_deferred", PROM_GAUGE, NULL, NULL,
+	    DP_L(deferred),
 	    "Tasks held by the AgentQuota (message kept, not yet claimed)." },
-	{ "agentscaler_dispatch_tasks_rejected_total", "counter", NULL,
-	    DP_U(rejected), "Tasks the AgentQuota rejected (dead-lettered)." },
-	{ "agentscaler_dispatch_claims_total", "counter", "launch=\"warm\"",
+	{ "agentscaler_dispatch_tasks_rejected_total", PROM_COUNTER, NULL,
+	    NULL, DP_U(rejected),
+	    "Tasks the AgentQuota rejected (dead-lettered)." },
+	{ "agentscaler_dispatch_claims_total", PROM_COUNTER, "launch", "warm",
 	    DP_U(claims_warm), "Claims by launch type: warm (adopted a pool "
 	    "member), cold, failed (terminal reason or timeout)." },
-	{ "agentscaler_dispatch_claims_total", NULL, "launch=\"cold\"",
+	{ "agentscaler_dispatch_claims_total", PROM_COUNTER, "launch", "cold",
 	    DP_U(claims_cold), NULL },
-	{ "agentscaler_dispatch_claims_total", NULL, "launch=\"failed\"",
-	    DP_U(claims_failed), NULL },
-	{ "agentscaler_dispatch_dead_letter_errors_total", "counter", NULL,
-	    DP_U(dead_letter_errors),
+	{ "agentscaler_dispatch_claims_total", PROM_COUNTER, "launch",
+	    "failed", DP_U(claims_failed), NULL },
+	{ "agentscaler_dispatch_dead_letter_errors_total", PROM_COUNTER, NULL,
+	    NULL, DP_U(dead_letter_errors),
 	    "Dead letters the broker did not take (the message comes back)." },
-	{ "agentscaler_warm_spare_target", "gauge", NULL, DP_L(ws.target),
-	    "Warm sandboxes the pool should keep (sizing)." },
-	{ "agentscaler_warm_spare_replicas", "gauge", NULL, DP_L(spare_actual),
-	    "status.replicas of the SandboxWarmPool as last read (-1 unknown)." },
-	{ "agentscaler_dispatch_arrival_rate", "gauge", NULL, 0, 'r',
+	{ "agentscaler_warm_spare_target", PROM_GAUGE, NULL, NULL,
+	    DP_L(ws.target), "Warm sandboxes the pool should keep (sizing)." },
+	{ "agentscaler_warm_spare_replicas", PROM_GAUGE, NULL, NULL,
+	    DP_L(spare_actual),
+	    "status.replicas of the SandboxWarmPool as last read "
+	    "(-1 unknown)." },
+	{ "agentscaler_dispatch_arrival_rate", PROM_GAUGE, NULL, NULL, DP_RATE,
 	    "Arrival rate EWMA, tasks per second." },
-	{ "agentscaler_dispatch_cold_start_seconds", "gauge", NULL, 0, 'c',
-	    "Cold claim-to-ready EWMA used for sizing." },
-	{ "agentscaler_dispatch_source_up", "gauge", NULL,
-	    offsetof(struct dpool, up), 'i',
+	{ "agentscaler_dispatch_cold_start_seconds", PROM_GAUGE, NULL, NULL,
+	    DP_COLD, "Cold claim-to-ready EWMA used for sizing." },
+	{ "agentscaler_dispatch_source_up", PROM_GAUGE, NULL, NULL, DP_I(up),
 	    "1 while the pool's consumer is connected and consuming." },
 };
 
+/* A row's value for pool p. */
 static double
-dp_value(const struct dpool *p, size_t off, char kind)
+dp_value(const struct dpool *p, const struct prom_row *row)
 {
-	const char	*f = (const char *)p + off;
-
-	switch (kind) {
-	case 'u':
-		return ((double)*(const uint64_t *)f);
-	case 'l':
-		return ((double)*(const long *)f);
-	case 'r':
+	if (row->kind != PROM_F_CALL)
+		return (prom_row_value(row, p));
+	if (row->off == 0)
 		return (warmpool_rate(&p->ws, &p->wp, as_mono_now()));
-	case 'c':
-		return (p->ws.cold_samples > 0 ? p->ws.cold :
-		    p->wp.cold_default);
-	default:
-		return ((double)*(const int *)f);
-	}
+	return (p->ws.cold_samples > 0 ? p->ws.cold : p->wp.cold_default);
+}
+
+/* One histogram of pool p, with an extra label when key is not NULL. */
+static void
+dp_hist(struct prom *w, const char *name, const struct dpool *p,
+    const char *key, const char *value, const struct hist *h)
+{
+	const char	*labels[] = { "namespace", p->cfg->ns, "pool",
+	    p->cfg->name, key, value, NULL };
+
+	prom_histogram(w, name, labels, h->bounds, h->counts, h->n, h->sum,
+	    h->total);
 }
 
 /* Per namespace: what the AgentQuota sees. */
 static void
-dispatcher_quota_metrics(const struct dispatcher *d, struct as_buf *b)
+dispatcher_quota_metrics(const struct dispatcher *d, struct prom *w)
 {
 	static const char *const names[] = { "sandboxes", "replicas", "tasks",
 	    "roots" };
+	static const char *const verdicts[] = { "admit", "defer", "reject" };
 	const struct dns *ns;
 	struct quota_usage u;
-	long		 v[4];
-	size_t		 i;
+	const char	*labels[] = { "namespace", NULL, NULL };
+	double		 v[4];
 
-	m_head(b, "agentscaler_quota_used", "gauge", "What the namespace "
-	    "uses against its AgentQuota: sandboxes (tasks + replicas), "
-	    "replicas, live tasks, live trees (roots).");
+	prom_family(w, "agentscaler_quota_used", PROM_GAUGE, "What the "
+	    "namespace uses against its AgentQuota: sandboxes (tasks + "
+	    "replicas), replicas, live tasks, live trees (roots).");
 	LIST_FOREACH(ns, &d->nss, entry) {
 		quota_usage(ns->quota, &u);
-		v[0] = u.sandboxes;
-		v[1] = u.replicas;
-		v[2] = u.tasks;
-		v[3] = u.roots;
-		for (i = 0; i < 4; i++) {
-			as_buf_printf(b, "agentscaler_quota_used{namespace=\"");
-			as_buf_label(b, ns->name);
-			as_buf_printf(b, "\",what=\"%s\"} %ld\n", names[i],
-			    v[i]);
-		}
+		v[0] = (double)u.sandboxes;
+		v[1] = (double)u.replicas;
+		v[2] = (double)u.tasks;
+		v[3] = (double)u.roots;
+		labels[1] = ns->name;
+		prom_sample_each(w, "agentscaler_quota_used", labels, "what",
+		    names, v, 4);
 	}
-	m_head(b, "agentscaler_quota_decisions_total", "counter",
+	prom_family(w, "agentscaler_quota_decisions_total", PROM_COUNTER,
 	    "Admission decisions by verdict.");
 	LIST_FOREACH(ns, &d->nss, entry) {
 		quota_usage(ns->quota, &u);
-		as_buf_printf(b, "agentscaler_quota_decisions_total{namespace="
-		    "\"");
-		as_buf_label(b, ns->name);
-		as_buf_printf(b, "\",verdict=\"admit\"} %llu\n",
-		    (unsigned long long)u.admitted);
-		as_buf_printf(b, "agentscaler_quota_decisions_total{namespace="
-		    "\"");
-		as_buf_label(b, ns->name);
-		as_buf_printf(b, "\",verdict=\"defer\"} %llu\n",
-		    (unsigned long long)u.deferred);
-		as_buf_printf(b, "agentscaler_quota_decisions_total{namespace="
-		    "\"");
-		as_buf_label(b, ns->name);
-		as_buf_printf(b, "\",verdict=\"reject\"} %llu\n",
-		    (unsigned long long)u.rejected);
+		v[0] = (double)u.admitted;
+		v[1] = (double)u.deferred;
+		v[2] = (double)u.rejected;
+		labels[1] = ns->name;
+		prom_sample_each(w, "agentscaler_quota_decisions_total",
+		    labels, "verdict", verdicts, v, 3);
 	}
 }
 
 void
-dispatcher_metrics(const struct dispatcher *d, struct as_buf *b)
+dispatcher_metrics(const struct dispatcher *d, struct prom *w)
 {
+	static const char *const claim = "agentscaler_dispatch_claim_"
+	    "ready_seconds";
+	static const char *const handoff = "agentscaler_dispatch_handoff_"
+	    "seconds";
+	static const char *const dead = "agentscaler_dispatch_dead_letters_"
+	    "total";
+	const struct prom_row *row;
 	const struct dpool *p;
-	size_t		 i;
+	size_t		 i, j;
 
 	if (LIST_EMPTY(&d->pools))
 		return;
 	for (i = 0; i < AS_ARRAY_SIZE(dp_rows); i++) {
-		if (dp_rows[i].type != NULL)
-			m_head(b, dp_rows[i].name, dp_rows[i].type,
-			    dp_rows[i].help);
-		LIST_FOREACH(p, &d->pools, entry)
-			m_value(b, dp_rows[i].name, p, dp_rows[i].extra,
-			    dp_value(p, dp_rows[i].off, dp_rows[i].kind));
+		row = &dp_rows[i];
+		if (row->help != NULL)
+			prom_family(w, row->name, row->type, "%s", row->help);
+		LIST_FOREACH(p, &d->pools, entry) {
+			const char *labels[] = { "namespace", p->cfg->ns,
+			    "pool", p->cfg->name, row->label, row->value,
+			    NULL };
+
+			prom_sample(w, row->name, labels, dp_value(p, row));
+		}
 	}
-	m_head(b, "agentscaler_dispatch_claim_ready_seconds", "histogram",
+	prom_family(w, claim, PROM_HISTOGRAM,
 	    "Claim POST to bound and Ready, by launch type.");
 	LIST_FOREACH(p, &d->pools, entry) {
-		m_hist(b, "agentscaler_dispatch_claim_ready_seconds", p,
-		    "launch=\"warm\"", &p->ready_warm);
-		m_hist(b, "agentscaler_dispatch_claim_ready_seconds", p,
-		    "launch=\"cold\"", &p->ready_cold);
+		dp_hist(w, claim, p, "launch", "warm", &p->ready_warm);
+		dp_hist(w, claim, p, "launch", "cold", &p->ready_cold);
 	}
-	m_head(b, "agentscaler_dispatch_handoff_seconds", "histogram",
+	prom_family(w, handoff, PROM_HISTOGRAM,
 	    "Message taken off the source to task in the sandbox's inbox.");
 	LIST_FOREACH(p, &d->pools, entry)
-		m_hist(b, "agentscaler_dispatch_handoff_seconds", p, NULL,
-		    &p->handoff);
-	dispatcher_quota_metrics(d, b);
-	m_head(b, "agentscaler_dispatch_dead_letters_total", "counter",
+		dp_hist(w, handoff, p, NULL, NULL, &p->handoff);
+	dispatcher_quota_metrics(d, w);
+	prom_family(w, dead, PROM_COUNTER,
 	    "Task messages dead-lettered, by reason.");
 	LIST_FOREACH(p, &d->pools, entry)
-		for (i = 0; i < p->ndead; i++) {
-			as_buf_printf(b,
-			    "agentscaler_dispatch_dead_letters_total{");
-			m_labels(b, p);
-			as_buf_printf(b, ",reason=\"");
-			as_buf_label(b, p->dead[i].reason);
-			as_buf_printf(b, "\"} %llu\n",
-			    (unsigned long long)p->dead[i].n);
+		for (j = 0; j < p->ndead; j++) {
+			const char *labels[] = { "namespace", p->cfg->ns,
+			    "pool", p->cfg->name, "reason", p->dead[j].reason,
+			    NULL };
+
+			prom_sample_u64(w, dead, labels, p->dead[j].n);
 		}
 }
 

@@ -16,15 +16,15 @@
 
 #include <ev.h>
 
-#include "agentscaler/charge.h"
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/consumer.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/log.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/task.h"
-#include "agentscaler/warmpool.h"
+#include "charge.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "agentscaler/scalers/consumer.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/rt/log.h"
+#include "quota.h"
+#include "task.h"
+#include "warmpool.h"
 
 #include "dispatch_int.h"
 

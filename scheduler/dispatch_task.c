@@ -14,12 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/consumer.h"
-#include "agentscaler/log.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/task.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "agentscaler/scalers/consumer.h"
+#include "agentscaler/rt/log.h"
+#include "quota.h"
+#include "task.h"
 
 #include "dispatch_int.h"
 

@@ -16,14 +16,14 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/charge.h"
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/task.h"
-#include "agentscaler/warmpool.h"
+#include "charge.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "quota.h"
+#include "task.h"
+#include "warmpool.h"
 
 #include "dispatch_int.h"
 

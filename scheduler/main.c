@@ -17,11 +17,11 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/daemon.h"
-#include "agentscaler/leader.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "daemon.h"
+#include "agentscaler/k8s/leader.h"
+#include "agentscaler/rt/log.h"
 
 enum opt_kind { OPT_STRING, OPT_NUMBER, OPT_INT, OPT_FLAG };
 
@@ -395,7 +395,7 @@ main(int argc, char **argv)
 		return (DAEMON_EXIT_OK);
 	}
 	if (val[O_VERSION] != NULL) {
-		printf("agentscaler %s\n", AS_VERSION);
+		printf("agentscaler %s\n", as_version);
 		return (DAEMON_EXIT_OK);
 	}
 	if (val[O_HELP_CONFIG] != NULL) {

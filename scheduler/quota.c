@@ -35,10 +35,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/quota.h"
-#include "agentscaler/task.h"
+#include "agentscaler/rt/common.h"
+#include "config.h"
+#include "quota.h"
+#include "task.h"
 
 #define QAMT_NANO	1000000000
 #define QAMT_CAP	((int64_t)1 << 53)	/* units in one request */

@@ -29,10 +29,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/charge.h"
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/task.h"
+#include "charge.h"
+#include "agentscaler/rt/common.h"
+#include "quantity.h"
+#include "config.h"
+#include "task.h"
 
 /* A JSON syntax check over a buffer already known to be UTF-8. */
 struct json_scan {
@@ -508,7 +509,7 @@ task_resources(const cJSON *v, struct task *out, struct task_error *err)
 		if (cJSON_IsNumber(r))
 			val = r->valuedouble;
 		else if (cJSON_IsString(r)) {
-			if (config_parse_quantity(r->valuestring, &val) != 0) {
+			if (quantity_parse(r->valuestring, &val) != 0) {
 				quote(vq, sizeof vq, r->valuestring, 32);
 				return (task_fail(err, "task.badResources",
 				    "resource \"%s\": \"%s\" is not a "

@@ -3,7 +3,7 @@
  */
 #include <math.h>
 
-#include "agentscaler/warmpool.h"
+#include "warmpool.h"
 
 void
 warmpool_params_defaults(struct warmpool_params *p)

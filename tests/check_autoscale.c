@@ -8,7 +8,7 @@
 #include <check.h>
 #include <stdlib.h>
 
-#include "agentscaler/autoscale.h"
+#include "scheduler/autoscale.h"
 #include "util/testutil.h"
 
 struct step {

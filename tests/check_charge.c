@@ -14,9 +14,10 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/charge.h"
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
+#include "scheduler/charge.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/quantity.h"
+#include "scheduler/config.h"
 #include "util/testutil.h"
 
 /* err NULL: accepted; else a substring of the refusal. */
@@ -99,7 +100,7 @@ res_parse(const char *spec, struct task_resource *r, size_t max)
 		ck_assert_ptr_nonnull(eq);
 		*eq = '\0';
 		as_strlcpy(r[n].name, p, sizeof r[n].name);
-		ck_assert_int_eq(config_parse_quantity(eq + 1, &r[n].value), 0);
+		ck_assert_int_eq(quantity_parse(eq + 1, &r[n].value), 0);
 		n++;
 	}
 	return (n);

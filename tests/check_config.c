@@ -11,8 +11,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/quantity.h"
+#include "scheduler/config.h"
 #include "util/testutil.h"
 
 #define POOL(spec) "{\"pools\":[{\"metadata\":{\"name\":\"p1\"},\"spec\":" \
@@ -432,7 +433,7 @@ static const struct {
 START_TEST(test_quantity)
 {
 	double	 v = -1;
-	int	 rc = config_parse_quantity(quantity_rows[_i].s, &v);
+	int	 rc = quantity_parse(quantity_rows[_i].s, &v);
 
 	ck_assert_msg((rc == 0) == quantity_rows[_i].ok, "\"%s\": rc %d",
 	    quantity_rows[_i].s, rc);

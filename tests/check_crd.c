@@ -11,9 +11,9 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/crd.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/config.h"
+#include "scheduler/crd.h"
 #include "util/testutil.h"
 
 /* An object as the API server returns it: server metadata, status. */

@@ -27,18 +27,19 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/consumer.h"
-#include "agentscaler/dispatch.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/log.h"
-#include "agentscaler/task.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/config.h"
+#include "agentscaler/scalers/consumer.h"
+#include "scheduler/dispatch.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/log.h"
+#include "agentscaler/rt/prom.h"
+#include "scheduler/task.h"
 #include "util/testutil.h"
 
 /* The sweep (readyTimeoutSeconds) is run by hand, with the clock moved. */
-#include "../scheduler/dispatch_int.h"
+#include "scheduler/dispatch_int.h"
 
 #define NS		"ns"
 #define CLAIMS_PATH	"/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/"
@@ -989,14 +990,15 @@ pool_gauges(long sums[G_N])
 		"agentscaler_dispatch_tasks_in_flight{",
 		"agentscaler_dispatch_tasks_waiting{",
 		"agentscaler_dispatch_tasks_deferred{" };
-	struct as_buf	 b = { NULL, 0, 0 };
+	struct prom	 w;
 	const char	*line, *end, *sp;
 	long		 v;
 	int		 k;
 
 	memset(sums, 0, G_N * sizeof *sums);
-	dispatcher_metrics(disp, &b);
-	for (line = b.p; line != NULL && *line != '\0'; line = end + 1) {
+	memset(&w, 0, sizeof w);
+	dispatcher_metrics(disp, &w);
+	for (line = w.b.p; line != NULL && *line != '\0'; line = end + 1) {
 		if ((end = strchr(line, '\n')) == NULL)
 			break;
 		for (k = 0; k < G_N; k++)
@@ -1010,7 +1012,7 @@ pool_gauges(long sums[G_N])
 		ck_assert_msg(v >= 0, "%.*s", (int)(end - line), line);
 		sums[k] += v;
 	}
-	free(b.p);
+	free(w.b.p);
 }
 
 static long

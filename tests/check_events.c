@@ -13,8 +13,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/events.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/events.h"
 #include "util/sink.h"
 #include "util/testutil.h"
 

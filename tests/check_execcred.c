@@ -17,9 +17,9 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/execcred.h"
-#include "agentscaler/kubeconfig.h"
+#include "agentscaler/rt/common.h"
+#include "k8s/execcred.h"
+#include "k8s/kubeconfig.h"
 #include "util/loop.h"
 #include "util/testutil.h"
 

@@ -19,9 +19,9 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
 #include "util/loop.h"
 #include "util/testutil.h"
 

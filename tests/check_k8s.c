@@ -18,8 +18,8 @@
 #include <curl/curl.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
 #include "util/loop.h"
 #include "util/testutil.h"
 

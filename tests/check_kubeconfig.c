@@ -14,9 +14,9 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/kubeconfig.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "k8s/kubeconfig.h"
 #include "util/testutil.h"
 
 /* "hello" and a PEM-ish key, base64. */

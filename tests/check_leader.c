@@ -23,11 +23,11 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/events.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/leader.h"
-#include "agentscaler/status_writer.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/events.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/k8s/leader.h"
+#include "agentscaler/k8s/status_writer.h"
 #include "util/loop.h"
 #include "util/sink.h"
 #include "util/testutil.h"
@@ -781,6 +781,50 @@ START_TEST(test_other_holder_appears)
 }
 END_TEST
 
+/* leader_get_stats(): what the daemon's /metrics and /status show. */
+START_TEST(test_stats)
+{
+	struct cand	 c;
+	struct leader_stats st;
+	struct leader_record r, o;
+	char	 url[256];
+	char	*body;
+
+	cand_start(&c, "a");
+	leader_get_stats(c.l, &st);
+	ck_assert_str_eq(st.ns, "default");
+	ck_assert_str_eq(st.name, lease);
+	ck_assert_str_eq(st.identity, "a");
+	ck_assert_str_eq(st.holder, "");
+	ck_assert(!st.leader && !st.observed);
+	ck_assert(st.duration == 1 && st.deadline == 0.6 && st.retry == 0.2);
+	ck_assert(st.started == 0 && st.stopped == 0 && st.errors == 0);
+	ck_assert(tu_run_until(loop, pred_started, &c, WAIT));
+	leader_get_stats(c.l, &st);
+	ck_assert(st.leader && st.observed);
+	ck_assert_str_eq(st.holder, "a");
+	ck_assert(st.renewed_ago >= 0 && st.renewed_ago < 0.6);
+	ck_assert(st.unchanged_for >= 0);
+	ck_assert_int_eq(st.started, 1);
+	/* Another holder: a change of hands, a 409, stepping down. */
+	r = lease_now();
+	leader_record_next(&r, "intruder", 30, as_wall_now(), &o);
+	body = leader_record_body("default", lease, &o);
+	snprintf(url, sizeof url, "%s" LEASES "/%s", ks.url, lease);
+	ck_assert_int_eq(tu_http("PUT", url, "application/json", body, NULL),
+	    200);
+	free(body);
+	ck_assert(tu_run_until(loop, pred_stopped, &c, 0.55));
+	leader_get_stats(c.l, &st);
+	ck_assert(!st.leader && st.renewed_ago == 0);
+	ck_assert_str_eq(st.holder, "intruder");
+	ck_assert_int_eq(st.transitions, r.transitions + 1);
+	ck_assert_int_eq(st.stopped, 1);
+	ck_assert(st.holder_changes >= 1);
+	cand_end(&c);
+}
+END_TEST
+
 START_TEST(test_release_not_leading)
 {
 	struct cand	 c;
@@ -830,6 +874,7 @@ leader_suite(void)
 	tcase_add_test(tc, test_other_holder_appears);
 	tcase_add_test(tc, test_writes_refused_after_deadline);
 	tcase_add_test(tc, test_release_not_leading);
+	tcase_add_test(tc, test_stats);
 	return (s);
 }
 

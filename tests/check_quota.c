@@ -13,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/quota.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/quantity.h"
+#include "scheduler/config.h"
+#include "scheduler/quota.h"
 #include "util/testutil.h"
 
 enum op {
@@ -578,7 +579,7 @@ step_task(const struct step *st, const char *id, struct quota_task *t,
 		*eq = '\0';
 		ck_assert_uint_lt(t->nres, maxres);
 		res[t->nres].name = p;
-		ck_assert_msg(config_parse_quantity(eq + 1,
+		ck_assert_msg(quantity_parse(eq + 1,
 		    &res[t->nres].value) == 0, "bad quantity %s", eq + 1);
 		t->nres++;
 	}

@@ -23,10 +23,10 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/compat_amqp.h"
-#include "agentscaler/rabbitmq.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "scalers/compat_amqp.h"
+#include "scalers/rabbitmq.h"
+#include "agentscaler/scalers/scaler.h"
 #include "util/amqp.h"
 #include "util/loop.h"
 #include "util/testutil.h"

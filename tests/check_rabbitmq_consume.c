@@ -21,9 +21,9 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/compat_amqp.h"
-#include "agentscaler/consumer.h"
+#include "agentscaler/rt/common.h"
+#include "scalers/compat_amqp.h"
+#include "agentscaler/scalers/consumer.h"
 #include "util/amqp.h"
 #include "util/consumer.h"
 #include "util/loop.h"

@@ -21,10 +21,10 @@
 #include <ev.h>
 #include <hiredis/hiredis.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/consumer.h"
-#include "agentscaler/redis_endpoint.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/consumer.h"
+#include "scalers/redis_endpoint.h"
+#include "agentscaler/scalers/scaler.h"
 #include "util/consumer.h"
 #include "util/loop.h"
 #include "util/testutil.h"

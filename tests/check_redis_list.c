@@ -16,9 +16,9 @@
 #include <ev.h>
 #include <hiredis/hiredis.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/redis_list.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "scalers/redis_list.h"
+#include "agentscaler/scalers/scaler.h"
 #include "util/loop.h"
 #include "util/testutil.h"
 

@@ -15,9 +15,9 @@
 #include <ev.h>
 #include <hiredis/hiredis.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/redis_endpoint.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "scalers/redis_endpoint.h"
+#include "agentscaler/scalers/scaler.h"
 #include "util/loop.h"
 #include "util/testutil.h"
 

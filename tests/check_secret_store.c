@@ -13,9 +13,10 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/secret_store.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/k8s/secret_store.h"
+#include "agentscaler/rt/prom.h"
 #include "util/loop.h"
 #include "util/testutil.h"
 
@@ -124,17 +125,18 @@ look(struct lookup *l, const char *ref, double since)
 static double
 reads(const char *result)
 {
-	struct as_buf	 b = { NULL, 0, 0 };
+	struct prom	 w;
 	char		 pat[96];
 	const char	*p;
 	double		 v = -1;
 
-	secret_store_metrics(st, &b);
+	memset(&w, 0, sizeof w);
+	secret_store_metrics(st, &w);
 	snprintf(pat, sizeof pat, "agentscaler_secret_reads_total{result=\"%s\"} ",
 	    result);
-	if ((p = strstr(b.p, pat)) != NULL)
+	if ((p = strstr(w.b.p, pat)) != NULL)
 		v = strtod(p + strlen(pat), NULL);
-	free(b.p);
+	free(w.b.p);
 	return (v);
 }
 
@@ -244,7 +246,7 @@ END_TEST
 
 START_TEST(test_forgotten_when_no_pool_names_it)
 {
-	struct as_buf	 b = { NULL, 0, 0 };
+	struct prom	 w;
 	struct lookup	 l;
 
 	put_secret("a", "pw", "a-pw");
@@ -260,10 +262,11 @@ START_TEST(test_forgotten_when_no_pool_names_it)
 	secret_store_begin(st);
 	secret_store_want(st, "default", "a");
 	secret_store_end(st);
-	secret_store_metrics(st, &b);
-	ck_assert_msg(strstr(b.p, "agentscaler_secrets 1\n") != NULL, "%s",
-	    b.p);
-	free(b.p);
+	memset(&w, 0, sizeof w);
+	secret_store_metrics(st, &w);
+	ck_assert_msg(strstr(w.b.p, "agentscaler_secrets 1\n") != NULL, "%s",
+	    w.b.p);
+	free(w.b.p);
 }
 END_TEST
 

@@ -12,8 +12,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/status_writer.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/k8s/status_writer.h"
 #include "util/sink.h"
 #include "util/testutil.h"
 

@@ -13,8 +13,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/task.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/task.h"
 #include "util/testutil.h"
 
 #define TP	"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

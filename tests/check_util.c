@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
+#include "agentscaler/rt/common.h"
 #include "util/testutil.h"
 
 static const struct {

@@ -7,7 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "agentscaler/warmpool.h"
+#include "scheduler/warmpool.h"
 #include "util/testutil.h"
 
 enum ev { ARRIVE, COLD, EXPECT, END };

@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/quantity.h"
+#include "scheduler/config.h"
 
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 
@@ -29,7 +30,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else if (c != NULL || err[0] == '\0')
 		abort();	/* a failure always explains itself */
 	s = xstrndup((const char *)data, size > 64 ? 64 : size);
-	(void)config_parse_quantity(s, &q);
+	(void)quantity_parse(s, &q);
 	free(s);
 	return (0);
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/execcred.h"
+#include "k8s/execcred.h"
 
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/k8s.h"
+#include "agentscaler/k8s/k8s.h"
 
 #define SHORT	8
 

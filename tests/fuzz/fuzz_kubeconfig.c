@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/execcred.h"
-#include "agentscaler/kubeconfig.h"
+#include "agentscaler/rt/common.h"
+#include "k8s/execcred.h"
+#include "k8s/kubeconfig.h"
 
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

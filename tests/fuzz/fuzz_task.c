@@ -15,8 +15,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/task.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/task.h"
 
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

@@ -17,7 +17,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "agentscaler/informer.h"
+#include "agentscaler/k8s/informer.h"
 
 int	 LLVMFuzzerTestOneInput(const uint8_t *, size_t);
 

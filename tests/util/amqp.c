@@ -7,7 +7,7 @@
 
 #include <check.h>
 
-#include "agentscaler/compat_amqp.h"
+#include "scalers/compat_amqp.h"
 #include "amqp.h"
 #include "testutil.h"
 

@@ -14,8 +14,8 @@
 
 #include <stddef.h>
 
-#include "agentscaler/compat_amqp.h"
-#include "agentscaler/scaler.h"
+#include "scalers/compat_amqp.h"
+#include "agentscaler/scalers/scaler.h"
 #include "testutil.h"
 
 /* A rabbitmq source for address and queue, the rest zero. */

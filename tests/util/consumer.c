@@ -7,8 +7,8 @@
 #include <check.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/consumer.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/consumer.h"
 #include "consumer.h"
 #include "loop.h"
 

@@ -1,5 +1,5 @@
 /*
- * consumer.h: driving a dispatch-mode consumer (agentscaler/consumer.h)
+ * consumer.h: driving a dispatch-mode consumer (agentscaler/scalers/consumer.h)
  * in a test, the same for every type: the completions of its operations
  * recorded, and each operation run to its completion on the test's loop
  * under a deadline.
@@ -11,7 +11,7 @@
 
 #include <ev.h>
 
-#include "agentscaler/consumer.h"
+#include "agentscaler/scalers/consumer.h"
 
 /*
  * One operation's completions: tu_op_done() and the two others count,

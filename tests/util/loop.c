@@ -7,8 +7,8 @@
 #include <check.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/scaler.h"
 #include "loop.h"
 
 static void

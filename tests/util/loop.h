@@ -10,7 +10,7 @@
 
 #include <ev.h>
 
-#include "agentscaler/scaler.h"
+#include "agentscaler/scalers/scaler.h"
 
 /* A condition to wait for: nonzero once it holds. */
 typedef int	 tu_pred_fn(void *);

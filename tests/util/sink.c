@@ -7,7 +7,7 @@
 
 #include <check.h>
 
-#include "agentscaler/common.h"
+#include "agentscaler/rt/common.h"
 #include "sink.h"
 
 static void	*tu_sink_send(void *, const char *, const char *, const char *,

@@ -10,7 +10,7 @@
 #ifndef AGENTSCALER_TEST_SINK_H
 #define AGENTSCALER_TEST_SINK_H
 
-#include "agentscaler/k8s.h"
+#include "agentscaler/k8s/k8s.h"
 
 #define TU_SINK_MAX	256
 

@@ -22,7 +22,7 @@
 #include <curl/curl.h>
 #include <hiredis/hiredis.h>
 
-#include "agentscaler/common.h"
+#include "agentscaler/rt/common.h"
 #include "testutil.h"
 
 int

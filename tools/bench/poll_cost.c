@@ -21,10 +21,10 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/log.h"
-#include "agentscaler/rabbitmq.h"
-#include "agentscaler/scaler.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/log.h"
+#include "scalers/rabbitmq.h"
+#include "agentscaler/scalers/scaler.h"
 
 struct sweep {
 	size_t	 pending;

@@ -30,9 +30,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/config.h"
-#include "agentscaler/quota.h"
+#include "agentscaler/rt/common.h"
+#include "scheduler/config.h"
+#include "scheduler/quota.h"
 
 #define TREES		5000
 #define PER_TREE	20

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "agentscaler/autoscale.h"
+#include "autoscale.h"
 
 enum pool_mode { POOL_MODE_SCALE, POOL_MODE_DISPATCH };
 enum quota_on_exceeded { QUOTA_ON_DEFER, QUOTA_ON_REJECT };
@@ -157,14 +157,6 @@ int	 config_add_quota(struct config *c, const struct cJSON *obj,
 /* Finds the quota of a namespace, or NULL. */
 const struct quota_config *config_quota_for(const struct config *,
 	    const char *ns);
-
-/*
- * Pure: parses a Kubernetes quantity ("500m", "2", "1.5Gi", "1e3") into a
- * number of base units, with the syntax of k8s.io/apimachinery
- * pkg/api/resource (no hex, no spaces, no suffix after an exponent).
- * Returns 0, or -AS_EINVAL for anything else and for negative values.
- */
-int	 config_parse_quantity(const char *, double *);
 
 struct scaler_source;
 

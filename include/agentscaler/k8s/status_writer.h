@@ -25,7 +25,7 @@
 
 #include <stdint.h>
 
-#include "agentscaler/k8s.h"
+#include "agentscaler/k8s/k8s.h"
 
 struct cJSON;
 struct status_writer;

@@ -9,8 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/log.h"
 
 static enum log_level log_level = LOG_INFO;
 static enum log_format log_format = LOG_FORMAT_JSON;

@@ -63,9 +63,9 @@
 #include <curl/curl.h>
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/httpc.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/httpc.h"
+#include "agentscaler/rt/log.h"
 
 #define HTTPC_BODY_MAX		(64 * 1024 * 1024)
 #define HTTPC_RETRY_AFTER_MAX	300.0	/* the longest Retry-After we wait */
@@ -324,7 +324,7 @@ httpc_new(struct ev_loop *loop, const struct httpc_options *o, char *err,
 	c->tokens = c->burst;
 	c->tokens_at = as_mono_now();
 	snprintf(c->user_agent, sizeof c->user_agent, "agentscaler/%s",
-	    AS_VERSION);
+	    as_version);
 
 	if ((c->multi = curl_multi_init()) == NULL) {
 		snprintf(err, errlen, "curl_multi_init failed");

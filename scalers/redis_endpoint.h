@@ -38,8 +38,8 @@
 
 #include <ev.h>
 
-#include "agentscaler/scaler.h"
-#include "agentscaler/scaler_later.h"
+#include "agentscaler/scalers/scaler.h"
+#include "scaler_later.h"
 
 struct redisReply;
 struct redis_endpoint;

@@ -17,10 +17,10 @@
 
 #include <ev.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/scaler.h"
-#include "agentscaler/scaler_fake.h"
-#include "agentscaler/scaler_later.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/scaler.h"
+#include "scaler_fake.h"
+#include "scalers/scaler_later.h"
 
 struct fake_step {
 	int	 err;

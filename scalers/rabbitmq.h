@@ -11,8 +11,10 @@
  *		vhost and tick on the management API; ready, unacknowledged
  *		(in flight) and rates
  *
- * scalers/rabbitmq_source.c holds the pure address parser, validate(), the
- * dispatching type and the helpers both transports share.  The AMQP
+ * scalers/rabbitmq_addr.c holds the pure address parser, the checks and the
+ * helpers every RabbitMQ file shares (it depends on none of them);
+ * scalers/rabbitmq_source.c, the type that hands create() to a transport,
+ * sits above the transports.  The AMQP
  * connection itself is scalers/rabbitmq_conn.c (rabbitmq_conn.h), shared
  * with the dispatch-mode consumer, scalers/rabbitmq_consumer.c (consumer.h).
  *
@@ -26,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agentscaler/scaler.h"
+#include "agentscaler/scalers/scaler.h"
 
 #define RABBITMQ_NAME_MAX	255	/* AMQP shortstr: queue and vhost */
 

@@ -98,7 +98,6 @@ scaler_destroy(struct scaler *s)
 		s->type->destroy(s);
 }
 
-extern const struct scaler_type scaler_type_fake;
 extern const struct scaler_type scaler_type_rabbitmq;
 extern const struct scaler_type scaler_type_redis_list;
 extern const struct scaler_type scaler_type_redis_stream;

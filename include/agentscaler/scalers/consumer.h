@@ -86,7 +86,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agentscaler/scaler.h"
+#include "agentscaler/scalers/scaler.h"
 
 struct ev_loop;
 struct consumer;

@@ -18,7 +18,7 @@
 
 #include <stddef.h>
 
-#include "agentscaler/task.h"
+#include "task.h"
 
 struct cJSON;
 

@@ -26,8 +26,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct as_buf;
-struct cJSON;
 struct k8s_client;
 struct leader;
 
@@ -125,10 +123,33 @@ int		 leader_observed(const struct leader *);
 /* The last error talking to the API server, "" when the last call worked. */
 const char	*leader_error(const struct leader *);
 
-/* Prometheus text of the leader-election families. */
-void		 leader_metrics(const struct leader *, struct as_buf *);
-/* Adds "leaderElection": {...} to the /status document. */
-void		 leader_status(const struct leader *, struct cJSON *root);
+/*
+ * What the elector knows, for the daemon's /metrics and /status (which
+ * the scheduler writes): the strings are borrowed from the leader and
+ * valid until its next loop turn.
+ */
+struct leader_stats {
+	const char	*ns;		/* the Lease's */
+	const char	*name;
+	const char	*identity;	/* this process's */
+	const char	*holder;	/* leader_holder() */
+	const char	*error;		/* leader_error() */
+	int		 leader;	/* leader_is_leader() now */
+	int		 observed;	/* leader_observed() */
+	long		 transitions;	/* leaseTransitions last observed */
+	double		 unchanged_for;	/* s since it changed; if observed */
+	double		 renewed_ago;	/* s since renewing; if leader */
+	double		 duration;	/* the options, s */
+	double		 deadline;
+	double		 retry;
+	uint64_t	 holder_changes;	/* holder changes observed */
+	uint64_t	 started;	/* times this process started leading */
+	uint64_t	 stopped;	/* ... and stopped */
+	uint64_t	 errors;	/* Lease requests that failed */
+};
+
+/* Fills st from the elector's state, read now. */
+void		 leader_get_stats(const struct leader *, struct leader_stats *);
 
 /*
  * Pure: reads a Lease object.  Missing spec fields read as empty or 0.

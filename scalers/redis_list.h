@@ -10,7 +10,7 @@
 
 #include <stddef.h>
 
-#include "agentscaler/redis_endpoint.h"
+#include "redis_endpoint.h"
 
 /* The same as redis_endpoint_parse_address(). */
 int	 redis_list_parse_address(const char *url, struct redis_addr *out,

@@ -1,6 +1,7 @@
 /*
- * scaler_fake.h: the scripted "fake" scaler type (scalers/fake.c), for the
- * scheduler's unit tests.  It keeps the real contract: each poll completes
+ * scaler_fake.h: the scripted "fake" scaler type (tests/util/scaler_fake.c),
+ * for the unit tests; it is linked into test binaries only, never into
+ * agentscaler, and is not in the registry (scaler_type_find() never finds it).  It keeps the real contract: each poll completes
  * exactly once, on a later loop turn (a zero-delay ev_timer, or after the
  * scripted delay), with -AS_ECANCELED inside destroy() when still pending.
  *
@@ -18,6 +19,8 @@
 #define AGENTSCALER_SCALER_FAKE_H
 
 struct scaler;
+
+extern const struct scaler_type scaler_type_fake;
 
 /* Queues one result; err is 0 or a negative as_err. */
 void		 scaler_fake_push_result(struct scaler *, int err, double ready,

@@ -22,7 +22,7 @@
 
 #include <ev.h>
 
-#include "agentscaler/scaler.h"
+#include "agentscaler/scalers/scaler.h"
 
 struct scaler_later {
 	struct scaler_result	 res;		/* what arm() delivers */

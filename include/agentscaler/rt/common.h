@@ -9,6 +9,7 @@
 #ifndef AGENTSCALER_COMMON_H
 #define AGENTSCALER_COMMON_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,9 +21,11 @@
 
 #define AS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#ifndef AS_VERSION
-#define AS_VERSION "0.1.0-dev"
-#endif
+/*
+ * The version, "0.1.0+<git describe>" (scheduler/rt/version.c, the only
+ * object rebuilt when the commit changes).
+ */
+extern const char as_version[];
 
 /* Functions return 0 or one of these, negated. */
 enum as_err {
@@ -54,6 +57,9 @@ char		*xstrdup(const char *);
 char		*xstrndup(const char *, size_t);
 /* Formats into a new string; the caller frees it. */
 char		*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
+/* The same with a va_list, which it leaves for the caller to va_end(). */
+char		*xvasprintf(const char *, va_list)
+		    __attribute__((format(printf, 1, 0)));
 
 /*
  * Copies at most size-1 bytes and always terminates; returns strlen(src)

@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agentscaler/k8s.h"
+#include "agentscaler/k8s/k8s.h"
 
 struct events;
 

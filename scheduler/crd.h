@@ -28,9 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agentscaler/events.h"
+#include "agentscaler/k8s/events.h"
 
 struct as_buf;
+struct prom;
 struct cJSON;
 struct config;
 struct config_tenancy;
@@ -110,8 +111,8 @@ void		 crd_free(struct crd *);
 void		 crd_hold(struct crd *);
 /* Appends one line per informer that has not listed yet. */
 void		 crd_readyz(const struct crd *, struct as_buf *);
-/* Prometheus text of the CRD mode families. */
-void		 crd_metrics(const struct crd *, struct as_buf *);
+/* Prometheus text of the CRD mode families, into w. */
+void		 crd_metrics(const struct crd *, struct prom *w);
 /*
  * An Event regarding the AgentPool or AgentQuota (kind) ns/name, with its
  * uid; nothing when no such object is known.  note is printf-formatted.

@@ -7,9 +7,9 @@
 #ifndef AGENTSCALER_DAEMON_H
 #define AGENTSCALER_DAEMON_H
 
-#include "agentscaler/config.h"
-#include "agentscaler/k8s.h"
-#include "agentscaler/leader.h"
+#include "config.h"
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/k8s/leader.h"
 
 struct daemon_options {
 	const char		*config_path;	/* NULL: CRD mode */

@@ -35,9 +35,9 @@
 #include <ev.h>
 #include <microhttpd.h>
 
-#include "agentscaler/common.h"
-#include "agentscaler/http.h"
-#include "agentscaler/log.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/http.h"
+#include "agentscaler/rt/log.h"
 
 #define HTTP_MAX_ROUTES 16
 

@@ -38,9 +38,9 @@
 
 #include <ev.h>
 
-#include "agentscaler/compat_amqp.h"
-#include "agentscaler/rabbitmq.h"
-#include "agentscaler/scaler.h"
+#include "compat_amqp.h"
+#include "rabbitmq.h"
+#include "agentscaler/scalers/scaler.h"
 
 #define RABBITMQ_CHANNEL	1	/* the one channel we use */
 

@@ -18,12 +18,13 @@
 
 #include <stddef.h>
 
-#include "agentscaler/informer.h"
-#include "agentscaler/k8s.h"
+#include "agentscaler/k8s/informer.h"
+#include "agentscaler/k8s/k8s.h"
 
 struct as_buf;
 struct cJSON;
 struct config;
+struct prom;
 struct consumer_type;
 struct ev_loop;
 struct k8s_client;
@@ -116,8 +117,8 @@ long	 dispatcher_headroom(struct dispatcher *, const struct config *,
  */
 int	 dispatcher_explain(const struct dispatcher *, const char *id,
 	    struct cJSON *out);
-/* Prometheus text of the dispatch families. */
-void	 dispatcher_metrics(const struct dispatcher *, struct as_buf *);
+/* Prometheus text of the dispatch families, into w. */
+void	 dispatcher_metrics(const struct dispatcher *, struct prom *w);
 /* Adds "dispatch": {...} to the /status document. */
 void	 dispatcher_status(const struct dispatcher *, struct cJSON *root);
 /*

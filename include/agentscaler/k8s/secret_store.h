@@ -31,7 +31,7 @@
 
 struct k8s_client;
 struct secret_store;
-struct as_buf;
+struct prom;
 
 struct secret_store *secret_store_new(struct k8s_client *);
 /* Cancels reads in flight, wipes every value, frees; NULL is fine. */
@@ -48,6 +48,6 @@ void	 secret_store_end(struct secret_store *);
 int	 secret_store_lookup(void *arg, const char *ref, double since,
 	    char **out, char *err, size_t errlen);
 /* Prometheus text: agentscaler_secret_reads_total{result}, and how many. */
-void	 secret_store_metrics(const struct secret_store *, struct as_buf *);
+void	 secret_store_metrics(const struct secret_store *, struct prom *);
 
 #endif

@@ -1,0 +1,65 @@
+/*
+ * daemon_state.h: the state of the running daemon, private to its files:
+ * daemon.c (start, config, leadership, signals, shutdown), pool.c (the
+ * scale pools, which read and write it) and daemon_http.c (the endpoints,
+ * which read it).  The calls go one way, daemon.c -> daemon_http.c ->
+ * pool.c; what the lower files need of the upper one is inline here.
+ *
+ * Ownership: daemon_run() owns the struct and everything it points to.
+ */
+#ifndef AGENTSCALER_DAEMON_STATE_H
+#define AGENTSCALER_DAEMON_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "agentscaler/k8s/leader.h"
+#include "daemon.h"
+#include "dispatch.h"
+
+struct config;
+struct crd;
+struct http_server;
+struct k8s_client;
+struct pool;
+struct secret_store;
+
+struct daemon {
+	struct ev_loop		*loop;
+	const struct daemon_options *opts;
+	struct config		*config;
+	struct pool		**pools;
+	size_t			 npools;
+	struct k8s_client	*k8s;
+	struct dispatcher	*dispatch;
+	struct http_server	*http;		/* --metrics-addr */
+	struct http_server	*admin;		/* --admin-addr, or NULL */
+	ev_signal		 sigterm, sigint, sighup;
+	uint64_t		 reloads_ok, reloads_failed;
+	double			 started;
+	struct crd		*crd;		/* CRD mode, else NULL */
+	struct secret_store	*secrets;	/* CRD mode, else NULL */
+
+	/* Leader election; elector NULL when off. */
+	struct leader		*elector;
+	struct k8s_client	*lease_k8s;	/* the elector's own client */
+	int			 leading;	/* 1 without election */
+	int			 releasing;	/* SIGTERM: Lease going */
+	struct dispatch_options	 dopts;
+};
+/*
+ * 1 when this process may write to Kubernetes now: always without leader
+ * election; with it, while it holds the Lease within its renew deadline,
+ * read from the clock at this call (leader_is_leader()), so a write is
+ * refused even before the elector's timers have run.
+ */
+static inline int
+daemon_may_write(const struct daemon *d)
+{
+	return (d->leading && (d->elector == NULL ||
+	    leader_is_leader(d->elector)));
+}
+
+#endif

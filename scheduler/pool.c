@@ -1,0 +1,569 @@
+/*
+ * pool.c: the pools of scale mode (pool.h).
+ *
+ * Who runs what: every pool owns one jittered poll timer and, when its
+ * source can push, a wake-up callback.  A poll completion records the
+ * source's reading and evaluates the pool: the pure autoscale_decide() turns
+ * (state, reading, current replicas, now) into a desired count, and a PATCH
+ * of the target's /scale carries it out.  A pool has at most one Kubernetes
+ * request in flight; an evaluation that arrives meanwhile marks the pool
+ * dirty and runs again when the request completes, so each target sees at
+ * most one write at a time and always the newest decision.
+ *
+ * Time: decisions use the monotonic clock, sampled when the reading
+ * arrives, never ev_now() (wall clock; ref/c-event-loop-patterns.md 5).
+ *
+ * Failures: a source error holds the replicas where they are (the maths
+ * never acts on a value it could not read); Kubernetes errors are retried by
+ * the client, then again at the next poll.  Both are logged on change, not
+ * on every tick, and counted in /metrics.
+ *
+ * A standby (daemon.c) polls its sources, reads its targets and runs the
+ * maths (so its stabilization windows are warm), but writes only when
+ * daemon_may_write() says so.
+ *
+ * A target that cannot be read is read again after pool_read_backoff(),
+ * not at every poll; the replicas are held meanwhile.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ev.h>
+
+#include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/common.h"
+#include "agentscaler/rt/log.h"
+#include "agentscaler/scalers/scaler.h"
+#include "autoscale.h"
+#include "config.h"
+#include "crd.h"
+#include "daemon_state.h"
+#include "dispatch.h"
+#include "pool.h"
+#include "quota.h"
+
+static void	 pool_poll(struct pool *);
+static double	 pool_read_backoff(unsigned);
+static void	 pool_evaluate(struct pool *);
+static void	 pool_free(struct pool *);
+
+static double
+pool_interval(const struct pool *p)
+{
+	double	 base = (double)p->cfg->poll_interval_ms / 1000.0;
+
+	/* +-10% jitter so pools sharing a broker spread their polls. */
+	return (base * (0.9 + 0.2 * as_random()));
+}
+
+static void
+pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
+{
+	struct pool	*p = arg;
+
+	(void)s;
+	if (r->error == -AS_ECANCELED)
+		return;		/* the pool is being destroyed */
+	p->polling = 0;
+	p->polls++;
+	if (r->error != 0) {
+		p->source_errors++;
+		if (p->source_ok || strcmp(p->source_err, r->errmsg) != 0)
+			log_warn("pool", "%s: cannot read the source, holding "
+			    "replicas: %s", p->id, r->errmsg);
+		if (p->source_ok || p->source_err[0] == '\0')
+			crd_event(p->d->crd, "AgentPool", p->cfg->ns,
+			    p->cfg->name, EVENT_WARNING, "SourceError", "Poll",
+			    "cannot read %s %s, holding replicas: %s",
+			    p->cfg->source.type, p->cfg->source.queue,
+			    r->errmsg);
+		p->source_ok = 0;
+		as_strlcpy(p->source_err, r->errmsg, sizeof p->source_err);
+	} else {
+		if (!p->source_ok && p->source_err[0] != '\0')
+			log_info("pool", "%s: source readable again", p->id);
+		p->source_ok = 1;
+		p->source_read = 1;
+		p->source_err[0] = '\0';
+		p->ready = r->ready;
+		p->in_flight = r->in_flight;
+	}
+	pool_evaluate(p);
+	if (p->wake_pending) {
+		p->wake_pending = 0;
+		pool_poll(p);
+	}
+}
+
+static void
+pool_poll(struct pool *p)
+{
+	int	 rc;
+
+	if (p->scaler == NULL)
+		return;
+	if (p->polling) {
+		p->wake_pending = 1;
+		return;
+	}
+	if ((rc = scaler_poll(p->scaler, pool_poll_done, p)) != 0) {
+		log_warn("pool", "%s: poll refused: %s", p->id,
+		    as_strerror(rc));
+		return;
+	}
+	p->polling = 1;
+}
+
+static void
+pool_wake(struct scaler *s, void *arg)
+{
+	struct pool	*p = arg;
+
+	(void)s;
+	p->wakeups++;
+	pool_poll(p);
+}
+
+static void
+pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct pool	*p = w->data;
+
+	(void)revents;
+	pool_poll(p);
+	w->repeat = pool_interval(p);
+	ev_timer_again(loop, w);
+}
+
+int
+pool_pushing(const struct pool *p)
+{
+	if (p->scaler == NULL || p->scaler->type->pushing == NULL)
+		return (0);
+	return (p->scaler->type->pushing(p->scaler));
+}
+
+static void
+pool_set_k8s_error(struct pool *p, const char *what, const char *msg)
+{
+	p->kube_errors++;
+	if (strcmp(p->k8s_err, msg) != 0)
+		log_warn("pool", "%s: %s %s %s failed: %s", p->id, what,
+		    p->cfg->target_kind, p->cfg->target_name, msg);
+	as_strlcpy(p->k8s_err, msg, sizeof p->k8s_err);
+}
+
+static void
+pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
+{
+	if (p->k8s_err[0] != '\0')
+		log_info("pool", "%s: %s %s reachable again", p->id,
+		    p->cfg->target_kind, p->cfg->target_name);
+	p->k8s_err[0] = '\0';
+	p->spec_known = 1;
+	p->spec_replicas = sc->spec_replicas;
+	p->status_replicas = sc->status_replicas;
+	p->spec_time = as_mono_now();
+}
+
+/*
+ * The wait before the next read of a target after `failures` reads failed
+ * in a row: exponential from 1 s to 30 s, jittered within its upper half
+ * (so that pools missing their targets together spread, and the wait
+ * never falls back to the start).  A missing Deployment is then read a
+ * few times a minute at most instead of at every poll.
+ */
+static double
+pool_read_backoff(unsigned failures)
+{
+	double	 hi = 1.0;
+	unsigned i;
+
+	for (i = 1; i < failures && hi < 30.0; i++)
+		hi *= 2;
+	if (hi > 30.0)
+		hi = 30.0;
+	return (hi * (0.5 + 0.5 * as_random()));
+}
+
+static void
+pool_get_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
+{
+	struct pool	*p = arg;
+
+	if (err == -AS_ECANCELED)
+		return;
+	p->req = NULL;
+	if (err != 0) {
+		pool_set_k8s_error(p, "reading", msg);
+		p->read_failures++;
+		p->read_at = as_mono_now() +
+		    pool_read_backoff(p->read_failures);
+	} else {
+		pool_k8s_ok(p, sc);
+		p->read_failures = 0;
+		p->read_at = 0;
+		p->dirty = 1;
+	}
+	if (p->dirty && p->spec_known) {
+		p->dirty = 0;
+		pool_evaluate(p);
+	}
+}
+
+static void
+pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
+    void *arg)
+{
+	struct pool	*p = arg;
+	long		 before = p->spec_replicas;
+
+	if (err == -AS_ECANCELED)
+		return;
+	p->req = NULL;
+	if (err != 0) {
+		pool_set_k8s_error(p, "scaling", msg);
+		/* Read it again before the next decision. */
+		if (err == -AS_ENOTFOUND || err == -AS_ECONFLICT)
+			p->spec_known = 0;
+	} else {
+		pool_k8s_ok(p, sc);
+		if (sc->spec_replicas > before)
+			p->scale_up++;
+		else if (sc->spec_replicas < before)
+			p->scale_down++;
+		p->last_scale_wall = as_wall_now();
+		log_info("pool", "%s: scaled %s %s from %ld to %ld (%s, "
+		    "backlog %.0f, in flight %.0f)", p->id,
+		    p->cfg->target_kind, p->cfg->target_name, before,
+		    sc->spec_replicas, autoscale_reason_name(p->last.reason),
+		    p->ready, p->in_flight);
+		if (sc->spec_replicas != before)
+			crd_event(p->d->crd, "AgentPool", p->cfg->ns,
+			    p->cfg->name, EVENT_NORMAL, sc->spec_replicas >
+			    before ? "ScaledUp" : sc->spec_replicas == 0 ?
+			    "ScaledToZero" : "ScaledDown", "Scale",
+			    "%s %s scaled from %ld to %ld (%s, backlog %.0f, "
+			    "in flight %.0f)", p->cfg->target_kind,
+			    p->cfg->target_name, before, sc->spec_replicas,
+			    autoscale_reason_name(p->last.reason), p->ready,
+			    p->in_flight);
+	}
+	if (p->dirty) {
+		p->dirty = 0;
+		pool_evaluate(p);
+	}
+}
+
+/* What a pool would ask for from its latest reading, within min/max. */
+static long
+pool_need(const struct pool *q, double backlog)
+{
+	double	 need;
+
+	/* Clamped as a double: a long cannot hold every backlog. */
+	need = ceil(backlog / (double)q->cfg->scaling.tasks_per_replica);
+	if (need > (double)q->cfg->scaling.max_replicas)
+		need = (double)q->cfg->scaling.max_replicas;
+	if (!(need >= (double)q->cfg->scaling.min_replicas))
+		need = (double)q->cfg->scaling.min_replicas;
+	return ((long)need);
+}
+
+/*
+ * The most replicas this pool may run under its namespace's AgentQuota,
+ * or -1 without a limit.  The namespace's budget for scale pools (what
+ * maxSandboxes leaves after dispatch tasks and warm spares) is shared by
+ * quota_share(): equal shares, water-filled over what each pool needs, so
+ * pools that compete converge to fair shares.  The cap also never exceeds
+ * what is free right now (replicas written or being written count), so a
+ * pool grows into its share only as another shrinks out of it: the sum
+ * never overshoots.
+ */
+static long
+pool_quota_cap(struct pool *p, double backlog)
+{
+	struct daemon	*d = p->d;
+	long		*need, *fair, used = 0, head, budget, cap, c;
+	size_t		 i, n = 0, self = 0;
+
+	for (i = 0; i < d->npools; i++) {
+		const struct pool *q = d->pools[i];
+
+		if (strcmp(q->cfg->ns, p->cfg->ns) == 0)
+			used += q->as.desired > q->spec_replicas ?
+			    q->as.desired : q->spec_replicas;
+	}
+	head = dispatcher_headroom(d->dispatch, d->config, p->cfg->ns, used);
+	if (head < 0)
+		return (-1);
+	budget = head + used;
+	need = xcalloc(d->npools, sizeof *need);
+	fair = xcalloc(d->npools, sizeof *fair);
+	for (i = 0; i < d->npools; i++) {
+		const struct pool *q = d->pools[i];
+
+		if (strcmp(q->cfg->ns, p->cfg->ns) != 0)
+			continue;
+		if (q == p)
+			self = n;
+		/*
+		 * A pool that has not polled yet may need anything: its fair
+		 * share is kept for it, so the first pool to read does not
+		 * take the whole budget only to give it back (pods started
+		 * and then killed).  After a failed read it needs nothing
+		 * new; the replicas it holds are in "used" all the same.
+		 */
+		if (q == p)
+			need[n++] = pool_need(q, backlog);
+		else if (q->polls == 0)
+			need[n++] = q->cfg->scaling.max_replicas;
+		else
+			need[n++] = q->source_read ? pool_need(q, q->ready +
+			    (q->cfg->source.count_in_flight ? q->in_flight :
+			    0)) : 0;
+	}
+	quota_share(budget, need, fair, n);
+	c = p->as.desired > p->spec_replicas ? p->as.desired :
+	    p->spec_replicas;
+	cap = fair[self];
+	if (cap > c + head)
+		cap = c + head;
+	free(need);
+	free(fair);
+	return (cap > 0 ? cap : 0);
+}
+
+static void
+pool_evaluate(struct pool *p)
+{
+	const struct pool_config *c = p->cfg;
+	struct autoscale_input	 in;
+	struct autoscale_decision d;
+	double			 now = as_mono_now();
+
+	if (p->req != NULL) {
+		p->dirty = 1;
+		return;
+	}
+	if (!p->spec_known || now - p->spec_time >
+	    p->d->opts->resync_seconds) {
+		/* After failed reads, not before the backoff: hold. */
+		if (now >= p->read_at)
+			p->req = k8s_scale_get(p->d->k8s, c->target_kind,
+			    c->ns, c->target_name, pool_get_done, p);
+		return;
+	}
+	memset(&in, 0, sizeof in);
+	in.source_ok = p->source_ok;
+	in.backlog = p->ready + (c->source.count_in_flight ? p->in_flight : 0);
+	in.in_flight = c->source.count_in_flight ? p->in_flight : 0;
+	in.current = p->spec_replicas;
+	in.quota_cap = pool_quota_cap(p, in.backlog);
+	in.now = now;
+	autoscale_decide(&p->as, &c->scaling, &in, &d);
+	p->last = d;
+	/* A standby decides (its windows stay warm) but never writes. */
+	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))
+		return;
+	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
+	    c->target_name, d.desired, pool_patch_done, p);
+}
+
+static struct pool *
+pool_new(struct daemon *d, const struct pool_config *c)
+{
+	const struct scaler_type *st;
+	struct scaler_source	 src;
+	struct pool		*p;
+	char			 err[256];
+
+	p = xcalloc(1, sizeof *p);
+	p->d = d;
+	p->cfg = c;
+	/* Unknown until the first read: nothing is decided before it. */
+	p->source_ok = 0;
+	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
+	st = scaler_type_find(c->source.type);	/* checked by config */
+	config_pool_source(c, &src);
+	p->scaler = st != NULL ? st->create(d->loop, &src, err, sizeof err) :
+	    NULL;
+	if (p->scaler == NULL) {
+		/* Config validated the source; this is a resource failure. */
+		log_error("pool", "%s: cannot create the %s source: %s", p->id,
+		    c->source.type, st != NULL ? err : "unknown type");
+		p->source_ok = 0;
+		as_strlcpy(p->source_err, err, sizeof p->source_err);
+	} else if (st->subscribe != NULL &&
+	    st->subscribe(p->scaler, pool_wake, p) == 0)
+		log_info("pool", "%s: push wake-ups requested on %s %s", p->id,
+		    c->source.type, c->source.queue);
+	else
+		log_info("pool", "%s: polling %s %s every %ld ms", p->id,
+		    c->source.type, c->source.queue, c->poll_interval_ms);
+	ev_init(&p->poll_timer, pool_timer_cb);
+	p->poll_timer.data = p;
+	/* First poll soon, spread across pools. */
+	p->poll_timer.repeat = 0.01 + 0.05 * as_random();
+	ev_timer_again(d->loop, &p->poll_timer);
+	return (p);
+}
+
+static void
+pool_free(struct pool *p)
+{
+	if (p == NULL)
+		return;
+	ev_timer_stop(p->d->loop, &p->poll_timer);
+	if (p->req != NULL)
+		k8s_req_cancel(p->req);
+	p->req = NULL;
+	scaler_destroy(p->scaler);
+	free(p);
+}
+
+void
+pool_apply_config(struct daemon *d, const struct config *nc)
+{
+	struct pool	**np, *p;
+	size_t		 i, j, n;
+
+	np = xcalloc(nc->npools, sizeof *np);
+	for (i = 0, n = 0; i < nc->npools; i++) {
+		const struct pool_config *c = &nc->pools[i];
+
+		if (c->mode != POOL_MODE_SCALE)
+			continue;	/* the dispatcher's */
+
+		for (j = 0; j < d->npools; j++) {
+			p = d->pools[j];
+			if (p == NULL || strcmp(p->cfg->ns, c->ns) != 0 ||
+			    strcmp(p->cfg->name, c->name) != 0)
+				continue;
+			if (config_same_source(p->cfg, c)) {
+				np[n] = p;
+				d->pools[j] = NULL;
+				if (strcmp(p->cfg->target_kind,
+				    c->target_kind) != 0 ||
+				    strcmp(p->cfg->target_name,
+				    c->target_name) != 0) {
+					if (p->req != NULL)
+						k8s_req_cancel(p->req);
+					p->req = NULL;
+					p->spec_known = 0;
+					memset(&p->as, 0, sizeof p->as);
+				}
+				p->cfg = c;
+			}
+			break;
+		}
+		if (np[n] == NULL)
+			np[n] = pool_new(d, c);
+		n++;
+	}
+	pool_free_all(d);	/* those no longer in the config */
+	d->pools = np;
+	d->npools = n;
+}
+
+void
+pool_forget_targets(struct daemon *d)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->npools; i++) {
+		struct pool *p = d->pools[i];
+
+		if (p->req != NULL)
+			k8s_req_cancel(p->req);
+		p->req = NULL;
+		p->dirty = 0;
+		p->spec_known = 0;
+	}
+}
+
+void
+pool_evaluate_all(struct daemon *d)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->npools; i++)
+		pool_evaluate(d->pools[i]);
+}
+
+void
+pool_free_all(struct daemon *d)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->npools; i++)
+		pool_free(d->pools[i]);
+	free(d->pools);
+	d->pools = NULL;
+	d->npools = 0;
+}
+
+/* CRD mode (crd.h): the status of the objects. */
+
+int
+pool_crd_status(void *arg, const char *ns, const char *name,
+    struct crd_pool_status *st)
+{
+	struct daemon	*d = arg;
+	const struct pool *p;
+	size_t		 i;
+
+	for (i = 0; i < d->npools; i++) {
+		p = d->pools[i];
+		if (strcmp(p->cfg->ns, ns) != 0 ||
+		    strcmp(p->cfg->name, name) != 0)
+			continue;
+		st->replicas = p->spec_known ? p->spec_replicas : -1;
+		st->desired = p->as.desired;
+		st->backlog = lround(p->ready);
+		st->in_flight = lround(p->in_flight);
+		st->last_scale = p->last_scale_wall;
+		st->started = p->source_read && p->spec_known;
+		st->source_ok = p->source_ok;
+		as_strlcpy(st->source_err, p->source_err,
+		    sizeof st->source_err);
+		as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+		st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
+		if (st->quota_limited)
+			snprintf(st->quota_msg, sizeof st->quota_msg, "needs "
+			    "%ld replicas, the namespace's AgentQuota allows "
+			    "%ld", p->last.need, p->last.desired);
+		return (0);
+	}
+	if (d->dispatch == NULL)
+		return (-1);	/* a standby: the leader writes status */
+	return (dispatcher_pool_status(d->dispatch, ns, name, st));
+}
+
+int
+pool_crd_quota_status(void *arg, const char *ns, struct crd_quota_status *st)
+{
+	struct daemon	*d = arg;
+	const struct quota_config *qc;
+	size_t		 i;
+	long		 n = 0;
+
+	if (d->dispatch != NULL &&
+	    dispatcher_quota_status(d->dispatch, ns, st) == 0)
+		return (0);
+	/* Scale pools only: their replicas are all the namespace uses. */
+	for (i = 0; i < d->npools; i++)
+		if (strcmp(d->pools[i]->cfg->ns, ns) == 0)
+			n += d->pools[i]->spec_replicas;
+	st->sandboxes = st->replicas = n;
+	qc = config_quota_for(d->config, ns);
+	st->limited = qc != NULL && qc->max_sandboxes >= 0 &&
+	    n >= qc->max_sandboxes;
+	if (st->limited)
+		snprintf(st->limited_msg, sizeof st->limited_msg, "%ld of %ld "
+		    "sandboxes in use", n, qc->max_sandboxes);
+	return (0);
+}

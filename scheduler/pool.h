@@ -1,0 +1,97 @@
+/*
+ * pool.h: the pools of scale mode (scheduler/pool.c): each reads its
+ * source, runs autoscale_decide() and writes its target's /scale.  The
+ * daemon (daemon.c) creates them from its config and drives leadership;
+ * its HTTP endpoints (daemon_http.c) read them.
+ *
+ * Ownership: the daemon owns its pools (d->pools); a pool's cfg points
+ * into d->config and is swapped by pool_apply_config() with it.
+ */
+#ifndef AGENTSCALER_POOL_H
+#define AGENTSCALER_POOL_H
+
+#include <stdint.h>
+
+#include <ev.h>
+
+#include "autoscale.h"
+#include "config.h"
+#include "crd.h"
+
+struct daemon;
+struct k8s_req;
+struct scaler;
+
+struct pool {
+	struct daemon		*d;
+	const struct pool_config *cfg;	/* points into d->config */
+	char			 id[320];	/* ns/name, for logs */
+	struct scaler		*scaler;
+	ev_timer		 poll_timer;
+	int			 polling;	/* a poll is in flight */
+	int			 wake_pending;	/* woken while polling */
+
+	/* Latest reading of the source. */
+	int			 source_ok;
+	int			 source_read;	/* at least one good read */
+	double			 ready;
+	double			 in_flight;
+	char			 source_err[192];
+
+	/* The target, as Kubernetes last told us. */
+	struct k8s_req		*req;
+	int			 dirty;
+	int			 spec_known;
+	long			 spec_replicas;
+	long			 status_replicas;
+	double			 spec_time;	/* monotonic */
+	char			 k8s_err[256];
+	unsigned		 read_failures;	/* target reads failed in a row */
+	double			 read_at;	/* monotonic: next read no sooner */
+
+	struct autoscale_state	 as;
+	struct autoscale_decision last;
+	double			 last_scale_wall;
+
+	uint64_t		 scale_up;
+	uint64_t		 scale_down;
+	uint64_t		 source_errors;
+	uint64_t		 kube_errors;
+	uint64_t		 polls;
+	uint64_t		 wakeups;
+};
+
+/*
+ * Builds the scale pools of nc (POOL_MODE_SCALE) into d->pools: a pool
+ * whose identity and source are unchanged keeps its connection, its
+ * readings and its autoscale state (its target read again when the target
+ * changed); the others are made anew, and those nc no longer has are
+ * freed.  d->config still holds the old config; nc stays the caller's.
+ */
+void	 pool_apply_config(struct daemon *, const struct config *nc);
+/* Frees every pool of d (at exit). */
+void	 pool_free_all(struct daemon *);
+
+/*
+ * Leadership changed hands: each pool's request in flight is cancelled
+ * and its target read again before the next decision (the other process
+ * may have written it meanwhile).
+ */
+void	 pool_forget_targets(struct daemon *);
+/* Evaluates every pool now (a new leader's first decisions). */
+void	 pool_evaluate_all(struct daemon *);
+
+/* 1 while the source's push wake-ups are live; read live, never cached. */
+int	 pool_pushing(const struct pool *);
+
+/*
+ * crd_options.pool_status and .quota_status (arg: the daemon): the status
+ * of the AgentPool ns/name and of the AgentQuota of ns, from the scale
+ * pools, else from the dispatcher.  Return 0, or -1 when unknown here.
+ */
+int	 pool_crd_status(void *arg, const char *ns, const char *name,
+	    struct crd_pool_status *);
+int	 pool_crd_quota_status(void *arg, const char *ns,
+	    struct crd_quota_status *);
+
+#endif
