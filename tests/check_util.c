@@ -38,18 +38,57 @@ START_TEST(test_redact)
 }
 END_TEST
 
+/*
+ * as_backoff(base, cap, a) is a delay drawn from [base/2, min(cap,
+ * base * 2^a)]: each attempt's draws stay in its own range, the range's
+ * top doubles until the cap and is reached (nearly), and the draws are
+ * spread over the range (jitter).  A constant, a delay without jitter, one
+ * that does not grow, or one past the cap fails here.  Seeded: the same
+ * draws every run.
+ */
 START_TEST(test_backoff_bounds)
 {
+	const double	 base = 0.1, cap = 5.0;
+	double		 d, hi, lo, max, min, sum, mean, prev_mean = 0;
 	unsigned	 a;
-	int		 i;
+	int		 i, n = 400;
 
+	as_random_seed(42);
 	for (a = 0; a < 40; a++) {
-		for (i = 0; i < 200; i++) {
-			double d = as_backoff(0.1, 5.0, a);
-
-			ck_assert(d >= 0.05 && d <= 5.0);
+		hi = base * ldexp(1.0, (int)(a < 30 ? a : 30));
+		if (hi > cap)
+			hi = cap;
+		lo = base / 2;
+		max = 0;
+		min = 1e9;
+		sum = 0;
+		for (i = 0; i < n; i++) {
+			d = as_backoff(base, cap, a);
+			ck_assert_msg(d >= lo && d <= hi,
+			    "attempt %u: %f outside [%f, %f]", a, d, lo, hi);
+			if (d > max)
+				max = d;
+			if (d < min)
+				min = d;
+			sum += d;
 		}
+		mean = sum / n;
+		/* Jitter: the draws cover the range, top and bottom. */
+		ck_assert_msg(max > hi - (hi - lo) / 10,
+		    "attempt %u: largest %f, range top %f", a, max, hi);
+		ck_assert_msg(min < lo + (hi - lo) / 10,
+		    "attempt %u: smallest %f, range bottom %f", a, min, lo);
+		/* Uniform: the mean is near the middle of the range. */
+		ck_assert_msg(fabs(mean - (lo + hi) / 2) < (hi - lo) / 10,
+		    "attempt %u: mean %f, range [%f, %f]", a, mean, lo, hi);
+		/* Growth until the cap: each attempt waits longer on average. */
+		if (a > 0 && base * ldexp(1.0, (int)a - 1) < cap)
+			ck_assert_msg(mean > prev_mean * 1.3,
+			    "attempt %u: mean %f after %f", a, mean, prev_mean);
+		prev_mean = mean;
 	}
+	/* The cap is reached: late attempts wait up to cap, never more. */
+	ck_assert(hi == cap);
 }
 END_TEST
 

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import unittest
 
@@ -25,7 +24,6 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CHART = os.path.join(ROOT, "charts", "agentscaler")
 HERE = os.path.dirname(os.path.abspath(__file__))
 VALUES_ALL = os.path.join(HERE, "values-all.yaml")
-sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
 
 import chart  # noqa: E402
 
@@ -736,12 +734,7 @@ class ChartRbacTest(unittest.TestCase):
     def setUpClass(cls):
         import world
         cls.world = world
-        saved = world.CHART_RBAC
-        world.CHART_RBAC = True
-        try:
-            cls.kube = world.KubeSim("--no-sandbox-controller")
-        finally:
-            world.CHART_RBAC = saved
+        cls.kube = world.KubeSim("--no-sandbox-controller", rbac=True)
 
     @classmethod
     def tearDownClass(cls):
@@ -853,12 +846,7 @@ class ChartRbacTest(unittest.TestCase):
                               (["infra"], ["rabbit"]))])
         self.assertEqual(flatten_rules([r for r in rules if r["namespaces"] == ["*"]]),
                          POOL_RULES)
-        saved = self.world.CHART_RBAC, self.world._chart_rbac
-        self.world.CHART_RBAC, self.world._chart_rbac = True, (user, rules)
-        try:
-            kube = self.world.KubeSim("--no-sandbox-controller")
-        finally:
-            self.world.CHART_RBAC, self.world._chart_rbac = saved
+        kube = self.world.KubeSim("--no-sandbox-controller", rbac=(user, rules))
         try:
             for ns, names in (("team-a", ["a", "b"]), ("team-b", ["a"]),
                               ("platform", ["redis", "amqp", "other"]),

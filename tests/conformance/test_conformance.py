@@ -17,7 +17,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,14 +24,10 @@ import unittest
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
-sys.path.insert(0, HERE)
 import world  # noqa: E402
 import podstatus  # noqa: E402
-import probes  # noqa: E402
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-import kube  # noqa: E402
+from tests.conformance import probes  # noqa: E402
+from tests.e2e import kube  # noqa: E402
 
 # Divergences that cannot matter to agentscaler, fact by fact, with why.
 # A fact listed here that no longer diverges fails too (the list stays true).

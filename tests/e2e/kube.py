@@ -19,15 +19,11 @@ AGENTSCALER_E2E_OPTIONAL=1, when they skip and say so.
 import atexit
 import json
 import os
-import sys
 import tempfile
 import threading
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
-sys.path.insert(0, os.path.join(ROOT, "tools", "cluster"))
 import chart  # noqa: E402
 import world  # noqa: E402
 

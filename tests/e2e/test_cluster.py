@@ -17,8 +17,6 @@ import unittest
 import urllib.request
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-sys.path.insert(0, os.path.join(ROOT, "tools", "cluster"))
-sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
 import cluster  # noqa: E402
 from world import wait_for  # noqa: E402
 

@@ -21,14 +21,11 @@ import base64
 import json
 import os
 import secrets
-import sys
 import tempfile
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import kube  # noqa: E402
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "lib"))
+from tests.e2e import kube  # noqa: E402
 import chart  # noqa: E402
 import world  # noqa: E402
 from world import wait_for  # noqa: E402

@@ -11,15 +11,10 @@ What is checked comes from the real parts: the runtime's event log, the
 dead-letter list, the claims, Sandboxes and pods the API server holds.
 """
 import json
-import os
-import sys
 import threading
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import kube  # noqa: E402
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "lib"))
+from tests.e2e import kube  # noqa: E402
 import podstatus  # noqa: E402
 import world  # noqa: E402
 from world import wait_for  # noqa: E402

@@ -7,14 +7,9 @@ Facts come from the cluster (the Deployment's spec.replicas, the pods the
 ReplicaSet controller made and kwok readied), not from our own metrics.
 """
 import json
-import os
-import sys
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import kube  # noqa: E402
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "lib"))
+from tests.e2e import kube  # noqa: E402
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 

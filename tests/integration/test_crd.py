@@ -9,12 +9,9 @@ PID.  Waits are bounded polls; nothing asserts on speed.  The one sleep is
 the quiet period in which no status write may happen.
 """
 import json
-import os
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 
@@ -130,8 +127,13 @@ class CrdScaleTest(CrdWorld):
         self.kubectl.run("delete", "agentpool", "p1")
         wait_for(lambda: not d.admin("/status")[1]["pools"], 30, what="pool gone")
         self.assertNotIn('pool="p1"', d.get("/metrics")[1])
+        # A witness on the same queue: once it has scaled to the backlog and
+        # gone on evaluating, a pool still reading q1 would have scaled too.
+        self.kube.create_deployment("witness", 0)
+        self.apply(world.pool("w1", self.redis.url, "q1", "witness", **FAST))
         self.push("q1", 3)
-        time.sleep(1)
+        wait_for(lambda: self.kube.replicas("witness") == 3, 30, what="the witness scales")
+        d.evaluated("w1", 10)
         self.assertEqual(self.kube.replicas("web"), 0, "a deleted pool does not scale")
 
     def test_invalid_objects_are_reported_on_their_own(self):
@@ -192,10 +194,16 @@ class CrdScaleTest(CrdWorld):
         self.push("q1", 2)
         wait_for(lambda: ((self.pool_obj("p1") or {}).get("status") or {}).get("replicas") == 2
                  and world.is_true(self.pool_obj("p1"), "Ready"), 30, what="status settled")
-        # Let the last rate-limited write through, then a quiet period.
-        time.sleep(3)
+        # The status walk (every second) counts a status equal to the one
+        # written as unchanged, and drops anything still waiting for the
+        # rate limit: once it has, nothing is left to write.  Then a quiet
+        # period of five more walks, each of which found nothing to write.
+        unchanged = lambda: d.metric("agentscaler_status_writes_total", result="unchanged") or 0
+        u = unchanged()
+        wait_for(lambda: unchanged() > u, 30, what="a status walk with nothing to write")
         seq = self.next_seq()
-        time.sleep(5)
+        u = unchanged()
+        wait_for(lambda: unchanged() >= u + 5, 30, what="five more quiet status walks")
         self.assertEqual(self.status_patches(seq), [], "no status write while nothing changes")
         # A change is written.
         self.push("q1", 1, prefix="more")
@@ -219,7 +227,9 @@ class CrdScaleTest(CrdWorld):
         self.push("q1", 1)
         self.push("q2", 1)
         wait_for(lambda: self.kube.replicas("web") == 1, 30, what="own namespace scales")
-        time.sleep(1)
+        # Pools poll alike: once "mine" has gone on evaluating, "other"
+        # would have scaled had it been seen.
+        d.evaluated("mine", 10, ns=NS)
         self.assertEqual(self.kube.replicas("web", ns="team-b"), 0)
         names = [p["name"] for p in d.admin("/status")[1]["pools"]]
         self.assertEqual(names, ["mine"])

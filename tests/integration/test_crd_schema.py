@@ -9,10 +9,8 @@ then read back from the API.  No PyYAML.
 import json
 import os
 import subprocess
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 
 TYPES = {"string": "string", "enum": "string", "integer": "integer", "number": "number",

@@ -4,11 +4,8 @@ management API).  One broker per module; each test its own queues.
 Waits are bounded polls; nothing asserts on speed.
 """
 import json
-import os
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 

@@ -6,12 +6,9 @@ PID.  Waits are bounded polls; nothing asserts on speed.
 """
 import calendar
 import json
-import os
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 

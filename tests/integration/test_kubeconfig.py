@@ -17,7 +17,6 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import certs  # noqa: E402
 import world  # noqa: E402
 from world import wait_for  # noqa: E402

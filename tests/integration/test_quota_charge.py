@@ -9,12 +9,9 @@ cpu 1.  Before the change a task without requests counted 0 and
 {"CPU": "0.1"} counted 0 cpu, so every task fitted.
 """
 import json
-import os
 import subprocess
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 

@@ -9,13 +9,10 @@ Bounded: two roots, at most 2 x 85 admitted tasks, every wait has a limit.
 """
 import json
 import time
-import os
 import subprocess
-import sys
 import threading
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 
@@ -197,15 +194,18 @@ class QuotaLimitsTest(QuotaWorld):
                  for n in ("a", "b")]
         return {"pools": pools, "quotas": [quota(maxSandboxes=6)]}
 
-    def sample_until(self, seen, cond, what, settle=1.5):
+    def sample_until(self, seen, cond, what, settle=15):
+        """Samples both pools' replicas until cond holds, then on until each
+        pool has evaluated settle more times (polls of 100 ms: past the
+        stabilization window), so that a later overshoot is seen too."""
         def probe():
             seen.append((self.kube.replicas("a"), self.kube.replicas("b")))
             return cond(seen[-1])
         wait_for(probe, 20, 0.05, what)
-        end = time.monotonic() + settle
-        while time.monotonic() < end:
-            probe()
-            time.sleep(0.05)
+        start = {n: self.daemon.polls(n) for n in ("a", "b")}
+        wait_for(lambda: probe() is not None and
+                 all(self.daemon.polls(n) >= start[n] + settle for n in start),
+                 30, 0.05, "%d more evaluations of each pool after %s" % (settle, what))
 
     def test_scale_pools_with_backlog_at_start_get_fair_shares_at_once(self):
         # Both queues are full before the daemon starts.  The pool that

@@ -8,11 +8,8 @@ asserts on speed.  The management API counts a new queue only once its
 first statistics are in (a few seconds), so the http tests allow for that.
 """
 import os
-import sys
-import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 
@@ -112,7 +109,9 @@ class ScaleTest(RabbitWorld):
         self.rabbit.purge("e2e-inflight")                      # only ready messages go
         wait_for(lambda: self.metric("agentscaler_pool_backlog", "p") == 0, 20, what="backlog 0")
         self.replicas_become("agents", 3)
-        time.sleep(2.0)                                        # past cooldown + stabilization
+        # Evaluated past cooldown + stabilization (25 polls: 2.1 s at least).
+        st = self.daemon.evaluated("p", 25)
+        self.assertEqual(st["desiredReplicas"], 3, st)
         self.assertEqual(self.kube.replicas("agents"), 3)      # never below in flight
         worker.close()                                         # unacked: back to ready
         wait_for(lambda: self.metric("agentscaler_pool_backlog", "p") == 3, 20, what="requeued 3")
@@ -180,8 +179,12 @@ class OutageTest(RabbitWorld):
         try:
             wait_for(lambda: self.metric("agentscaler_source_up", "a") == 0 and
                      self.metric("agentscaler_source_up", "h") == 0, 20, what="source_up to drop")
-            # Longer than cooldown + stabilization: an unreadable source holds.
-            time.sleep(2.0)
+            # Evaluated for longer than cooldown + stabilization (25 polls:
+            # 2.1 s at least): an unreadable source holds.
+            for pool in ("a", "h"):
+                st = self.daemon.evaluated(pool, 25)
+                self.assertEqual((st["lastReason"], st["desiredReplicas"]),
+                                 ("source-error", 3), st)
             self.assertEqual(self.kube.replicas("agents-a"), 3)
             self.assertEqual(self.kube.replicas("agents-h"), 3)
         finally:

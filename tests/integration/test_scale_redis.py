@@ -12,7 +12,6 @@ import tempfile
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 
@@ -107,9 +106,12 @@ class ScaleTest(World):
         self.push("q.processing", 3)
         self.replicas_become("agents", 5)
         self.redis.cmd("DEL", "q")
-        # Three still in flight: never below them, even after the cooldown.
+        # Three still in flight: never below them, even after the cooldown
+        # and the stabilization window (1.5 s; 25 evaluations span 2.1 s at
+        # least).
         self.replicas_become("agents", 3)
-        time.sleep(1.5)
+        st = self.daemon.evaluated("p", 25)
+        self.assertEqual(st["desiredReplicas"], 3, st)
         self.assertEqual(self.kube.replicas("agents"), 3)
         self.redis.cmd("DEL", "q.processing")
         self.replicas_become("agents", 0)
@@ -122,8 +124,10 @@ class ScaleTest(World):
         self.redis.stop()
         wait_for(lambda: m(self.daemon, "agentscaler_source_up", namespace="default", pool="p") == 0,
                  15, what="source_up to drop")
-        # Longer than cooldown + stabilization: a source error never scales to zero.
-        time.sleep(2.0)
+        # Evaluated for longer than cooldown + stabilization (25 polls: 2.1 s
+        # at least): a source error never scales to zero.
+        st = self.daemon.evaluated("p", 25)
+        self.assertEqual((st["lastReason"], st["desiredReplicas"]), ("source-error", 3), st)
         self.assertEqual(self.kube.replicas("agents"), 3)
         self.assertGreater(m(self.daemon, "agentscaler_source_errors_total", namespace="default", pool="p"), 0)
         self.redis.start()

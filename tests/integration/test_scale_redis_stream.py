@@ -5,12 +5,9 @@ Reuses the World base of test_scale_redis (one redis, one kube-sim, the
 daemon, torn down by PID).  Waits are bounded polls; nothing asserts on
 speed.
 """
-import os
-import sys
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 from tests.integration.test_scale_redis import FAST, World, m  # noqa: E402

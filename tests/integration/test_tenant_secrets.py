@@ -14,13 +14,10 @@ PID; waits are bounded polls on conditions.
 """
 import base64
 import json
-import os
 import socket
-import sys
 import threading
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 

@@ -5,18 +5,14 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
-import tempfile
 import time
 import unittest
 import urllib.parse
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-KUBE_SIM = os.path.join(ROOT, "tools", "kube-sim", "kube-sim")
 EXT = "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/%s/"
 SBX = "/apis/agents.x-k8s.io/v1beta1/namespaces/%s/sandboxes"
 DEPLOYS = "/apis/apps/v1/namespaces/%s/deployments"
@@ -27,16 +23,8 @@ class KubeSim:
 
     def __init__(self, *args, env=None):
         self.args = list(args)
-        self.proc = subprocess.Popen([sys.executable, KUBE_SIM] + self.args,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=env)
-        line = self._readline(20.0)
-        if not line:
-            err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() \
-                is not None else ""
-            self.stop()
-            raise RuntimeError("kube-sim did not start: %s" % err)
-        self.info = json.loads(line)
+        # tools/lib/kubesim_proc.py: the one way kube-sim starts
+        self.proc, self.info = start_kube_sim(self.args, stderr=subprocess.PIPE, env=env)
         self.url = self.info["url"]
         self.admin = self.info["admin"]
         self.ca = self.info["ca"]
@@ -45,37 +33,8 @@ class KubeSim:
         self.host, self.port, self.tls = u.hostname, u.port, u.scheme == "https"
         self._conn = None
 
-    def _readline(self, timeout):
-        import select
-        deadline = time.monotonic() + timeout
-        buf = b""
-        fd = self.proc.stdout.fileno()
-        while time.monotonic() < deadline:
-            r, _, _ = select.select([fd], [], [], 0.1)
-            if r:
-                ch = os.read(fd, 4096)
-                if not ch:
-                    return None
-                buf += ch
-                if b"\n" in buf:
-                    return buf.split(b"\n", 1)[0].decode()
-            if self.proc.poll() is not None and not r:
-                return None
-        return None
-
     def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        for f in (self.proc.stdout, self.proc.stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
+        stop_kube_sim(self.proc)
         if self._conn is not None:
             self._conn.close()
 
@@ -254,8 +213,8 @@ def cond(obj, typ):
 
 # The same kubectl wrapper the integration suites use (fresh HOME per
 # instance, no kubeconfig).
-sys.path.insert(0, os.path.join(ROOT, "tools", "lib"))
 from world import Kubectl  # noqa: E402,F401
+from kubesim_proc import start_kube_sim, stop_kube_sim  # noqa: E402
 
 
 def have_kubectl():

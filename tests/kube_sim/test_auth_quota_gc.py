@@ -265,25 +265,32 @@ class GcTest(SimTestCase):
 
 
 class EventTtlTest(SimTestCase):
-    SIM_ARGS = ("--event-ttl-s", "1")
+    SIM_ARGS = ("--event-ttl-s", "2")
 
     def test_events_expire_after_their_last_write(self):
+        # e2 is created first, so that without its later writes it would go
+        # no later than e1 (the collector expires in order of expiry).  It
+        # is written again until e1 has expired: each write must restart its
+        # TTL, so e2 is still there once e1 is gone.  No clock is read here:
+        # only each write's distance from the next (one GET and one PATCH)
+        # must stay under the TTL.
         base = "/api/v1/namespaces/default/events"
-        ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e1"},
+        ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e2"},
               "involvedObject": {"kind": "ConfigMap", "name": "x", "namespace": "default"},
               "reason": "Test", "message": "m", "type": "Normal"}
-        c, _ = self.sim.post(base, ev)
-        self.assertEqual(c, 201)
-        ev2 = dict(ev, metadata={"name": "e2"})
-        self.assertEqual(self.sim.post(base, ev2)[0], 201)
-        t0 = time.monotonic()
-        time.sleep(0.6)
-        c, _ = self.sim.patch(base + "/e2", {"message": "again"})  # restarts e2's TTL
-        self.assertEqual(c, 200)
-        wait_for(lambda: self.sim.get(base + "/e1")[0] == 404, timeout=10, msg="e1 expired")
-        if time.monotonic() - t0 < 1.5:
-            self.assertEqual(self.sim.get(base + "/e2")[0], 200)
-        wait_for(lambda: self.sim.get(base + "/e2")[0] == 404, timeout=10, msg="e2 expired")
+        self.assertEqual(self.sim.post(base, ev)[0], 201)
+        self.assertEqual(self.sim.post(base, dict(ev, metadata={"name": "e1"}))[0], 201)
+        writes = [0]
+
+        def e1_gone_while_e2_written():
+            c, _ = self.sim.patch(base + "/e2", {"message": "again %d" % writes[0]})
+            self.assertEqual(c, 200, "e2 expired before e1 though written since")
+            writes[0] += 1
+            return self.sim.get(base + "/e1")[0] == 404
+        wait_for(e1_gone_while_e2_written, timeout=20, msg="e1 expired")
+        self.assertEqual(self.sim.get(base + "/e2")[0], 200, "e2 outlives e1")
+        self.assertGreater(writes[0], 1)
+        wait_for(lambda: self.sim.get(base + "/e2")[0] == 404, timeout=20, msg="e2 expired")
         # the events.k8s.io/v1 view shares the storage
         self.assertEqual(self.sim.get("/apis/events.k8s.io/v1/namespaces/default/events/e1")[0],
                          404)

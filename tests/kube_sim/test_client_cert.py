@@ -8,14 +8,13 @@ import os
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import unittest
 
-from .ksim import DEPLOYS, KUBE_SIM, KubeSim, SimTestCase
+from .ksim import DEPLOYS, KubeSim, SimTestCase
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
-import certs  # noqa: E402
+import certs
+from kubesim_proc import kube_sim_command
 
 
 class ClientCertTest(SimTestCase):
@@ -92,7 +91,7 @@ class ClientCertTest(SimTestCase):
 
 class ClientCaNeedsTlsTest(unittest.TestCase):
     def test_refused_without_tls(self):
-        r = subprocess.run([sys.executable, KUBE_SIM, "--port", "0", "--client-ca", "/x.crt"],
+        r = subprocess.run(kube_sim_command() + ["--port", "0", "--client-ca", "/x.crt"],
                            capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 2)
         self.assertIn(b"--client-ca needs --tls", r.stderr)

@@ -73,9 +73,8 @@ class SandboxTest(SimTestCase):
                          (2, 2, 1))
         # NameHash is FNV-1a 32
         from importlib import import_module
-        import sys, os
-        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools",
-                                        "kube-sim"))
+        import paths
+        paths.use("tools/kube-sim", first=False)
         self.assertEqual(import_module("kubesim.util").name_hash("pool"),
                          st["selector"].split("=")[1])
         # pool default replicas is 1

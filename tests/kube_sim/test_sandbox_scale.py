@@ -2,8 +2,6 @@
 keep the semantics the full-scan one had (oldest Ready member first, exact refill,
 scale-down order, waiting claims, per-claim watches)."""
 
-import os
-import sys
 import threading
 import time
 import unittest
@@ -191,7 +189,8 @@ class TimerHeapTest(unittest.TestCase):
     hours away, and a benchmark deletes thousands of claims a minute)."""
 
     def test_stale_timers_are_dropped(self):
-        sys.path.insert(0, os.path.join(ROOT, "tools", "kube-sim"))
+        import paths
+        paths.use("tools/kube-sim", first=False)
         from kubesim.agentsandbox_ctrl import SandboxControllers
         from kubesim.api import Api
         sc = SandboxControllers(Api(history=10), 2.0, 0.05)

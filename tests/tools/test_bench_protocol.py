@@ -10,14 +10,10 @@ kube-sim by injected latency and the protocol must neither take it as the
 reaction nor call the Deployment at rest until it has been answered.
 Bounded waits on conditions; no timing is asserted.
 """
-import os
-import sys
 import threading
 import time
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "bench"))
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 import bench  # noqa: E402

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "lib"))
-from world import RespConn, parse_redis_url  # noqa: E402
+from redis_server import RespConn, parse_redis_url  # noqa: E402
 import podstatus  # noqa: E402
 
 CLAIMS = "/apis/extensions.agents.x-k8s.io/v1beta1"

@@ -37,7 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tools/lib"))
 import certs  # noqa: E402
-from world import Deployments, free_port, http, wait_for  # noqa: E402
+from httpjson import http  # noqa: E402
+from kube_world import Deployments  # noqa: E402
+from procs import free_port, wait_for  # noqa: E402
 
 BIN = os.environ.get("AGENTSCALER_CLUSTER_BIN", os.path.join(ROOT, "build/cluster/bin"))
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",

@@ -20,21 +20,18 @@ import http.client
 import json
 import os
 import select
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
+from kubesim_proc import start_kube_sim, stop_kube_sim  # noqa: E402
 
 
 def start(extra=()):
-    p = subprocess.Popen([sys.executable, os.path.join(HERE, "kube-sim"), "--port", "0",
-                          "--admin-port", "0"] + list(extra), stdout=subprocess.PIPE)
-    info = json.loads(p.stdout.readline())
-    return p, info
+    return start_kube_sim(["--port", "0", "--admin-port", "0"] + list(extra))
 
 
 def writes(port, threads, seconds, ns, prefix):
@@ -162,8 +159,7 @@ def main():
         for s in socks:
             s.close()
     finally:
-        os.kill(p.pid, signal.SIGTERM)
-        p.wait(10)
+        stop_kube_sim(p)
     print("total bench time %.1f s" % (time.monotonic() - t_start))
 
 

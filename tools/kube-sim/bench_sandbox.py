@@ -46,31 +46,24 @@ import http.client
 import json
 import os
 import select
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
+from kubesim_proc import start_kube_sim, stop_kube_sim  # noqa: E402
 EXT = "/apis/extensions.agents.x-k8s.io/v1beta1/namespaces/%s/"
 SBX = "/apis/agents.x-k8s.io/v1beta1/namespaces/%s/sandboxes"
 NS = "bench"
 
 
 def start(extra, profile=None):
-    if profile:
-        cmd = [sys.executable, os.path.abspath(__file__), "--serve-profiled", profile, "--"]
-    else:
-        cmd = [sys.executable, os.path.join(HERE, "kube-sim")]
-    p = subprocess.Popen(cmd + ["--port", "0", "--admin-port", "0"] + list(extra),
-                         stdout=subprocess.PIPE)
-    line = p.stdout.readline()
-    if not line:
-        p.wait(10)
-        raise SystemExit("kube-sim did not start (exit %s)" % p.returncode)
-    return p, json.loads(line)
+    command = [sys.executable, os.path.abspath(__file__), "--serve-profiled", profile,
+               "--"] if profile else None
+    return start_kube_sim(["--port", "0", "--admin-port", "0"] + list(extra),
+                          command=command)
 
 
 def cpu_times(pid):
@@ -82,13 +75,7 @@ def cpu_times(pid):
 
 
 def stop(p):
-    if p.poll() is None:
-        os.kill(p.pid, signal.SIGTERM)
-        try:
-            p.wait(60)  # a profiled kube-sim writes its stats first
-        except subprocess.TimeoutExpired:
-            os.kill(p.pid, signal.SIGKILL)
-            p.wait(10)
+    stop_kube_sim(p, timeout=60)  # a profiled kube-sim writes its stats first
 
 
 class Client:
@@ -444,7 +431,6 @@ def serve_profiled(out, argv):
     """kube-sim in this process with a cProfile profiler in every thread."""
     import cProfile
     import pstats
-    sys.path.insert(0, HERE)
     profs = []
     orig = threading.Thread.run
 

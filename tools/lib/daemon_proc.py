@@ -1,0 +1,176 @@
+"""The agentscaler daemon under test (Daemon) and the test case that runs it
+(DaemonTestCase)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from httpjson import http
+from procs import ROOT, free_port, stop_pid, wait_for
+
+
+class Daemon:
+    """The agentscaler daemon under test; AGENTSCALER_WRAPPER (valgrind).
+    kubesim None: no --apiserver (the caller passes --kubeconfig or sets
+    KUBECONFIG in env, the daemon's environment when given)."""
+
+    def __init__(self, config, kubesim, extra=(), binary=None, log_path=None, env=None):
+        """config None: CRD mode (no --config; the daemon watches AgentPools)."""
+        self.dir = tempfile.mkdtemp(prefix="agentscaler-")
+        self.config_path = os.path.join(self.dir, "pools.json")
+        if config is not None:
+            self.write_config(config)
+        # /metrics /healthz /readyz on one port; /status /explain on the
+        # admin port (--admin-addr), as in the chart.
+        self.metrics_port = free_port()
+        self.admin_port = free_port()
+        self.binary = binary or os.environ.get("AGENTSCALER_BIN",
+                                               os.path.join(ROOT, "build/release/agentscaler"))
+        wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
+        self.log_path = log_path or os.path.join(self.dir, "daemon.log")
+        self.log = open(self.log_path, "wb")
+        extra = list(extra)
+        if getattr(kubesim, "chart_rbac", False) and "--token-file" not in extra:
+            extra += ["--token-file", kubesim.sa_token_file(self.dir)]
+        args = wrapper + [self.binary] + \
+            (["--config", self.config_path] if config is not None else []) + \
+            ["--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
+             "--admin-addr", "127.0.0.1:%d" % self.admin_port]
+        if kubesim is not None:
+            args += ["--apiserver", kubesim.url]
+            # The real cluster (tests/e2e/kube.py): its CA and a token.
+            if hasattr(kubesim, "daemon_args"):
+                args += kubesim.daemon_args(self.dir)
+        args += extra
+        self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log, env=env)
+        self.slow = bool(wrapper)
+
+    def write_config(self, config):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(config if isinstance(config, str) else json.dumps(config))
+        os.replace(tmp, self.config_path)
+
+    def reload(self, config):
+        self.write_config(config)
+        self.proc.send_signal(signal.SIGHUP)
+
+    def metrics(self):
+        code, text = http("GET", "http://127.0.0.1:%d/metrics" % self.metrics_port)
+        out = {}
+        if code != 200:
+            return out
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+        return out
+
+    def get(self, path):
+        """GET on the metrics address: /metrics /healthz /readyz."""
+        return http("GET", "http://127.0.0.1:%d%s" % (self.metrics_port, path))
+
+    def admin(self, path):
+        """GET on the admin address: /status /explain."""
+        return http("GET", "http://127.0.0.1:%d%s" % (self.admin_port, path))
+
+    def pools_started(self):
+        """Every pool has read its source and its target, and every
+        dispatch pool consumes (/status).  /readyz no longer says so: it is
+        about the process, and a pool's trouble is the pool's."""
+        code, st = self.admin("/status")
+        return (code == 200 and all(p.get("started") for p in st.get("pools", [])) and
+                all(p.get("consuming") for p in st.get("dispatch", [])))
+
+    def started(self):
+        """Ready (/readyz 200) and every pool started: what tests and tools
+        wait for before they put work in."""
+        return self.get("/readyz")[0] == 200 and self.pools_started()
+
+    def metric(self, name, **labels):
+        """One sample of /metrics (labels in the daemon's order), or None."""
+        lab = ",".join('%s="%s"' % kv for kv in labels.items())
+        return self.metrics().get("%s{%s}" % (name, lab) if labels else name)
+
+    def pool_status(self, pool, ns="default"):
+        """The pool's entry of /status (desiredReplicas, lastReason...), or None."""
+        code, st = self.admin("/status")
+        if code != 200:
+            return None
+        for p in st.get("pools", []):
+            if p.get("namespace") == ns and p.get("name") == pool:
+                return p
+        return None
+
+    def polls(self, pool, ns="default"):
+        return self.metric("agentscaler_source_polls_total", namespace=ns, pool=pool) or 0
+
+    def evaluated(self, pool, n, ns="default", timeout=60):
+        """Waits until the pool has read its source n more times from now
+        (agentscaler_source_polls_total): each read, failed or not, is
+        followed by an evaluation of the pool.  What "holds steady" checks
+        wait for instead of a sleep: n polls of a pollIntervalMs of 100
+        (jittered by 10% at most) span at least (n - 1) * 90 ms of the
+        daemon's time, so with n past the cooldown and stabilization window
+        a daemon that would act has acted.  Returns the pool's /status."""
+        start = self.polls(pool, ns)
+
+        def done():
+            if self.proc.poll() is not None:
+                raise AssertionError("the daemon exited: " + self.logs()[-3000:])
+            return self.polls(pool, ns) >= start + n
+        wait_for(done, timeout, 0.05, "%d more evaluations of %s/%s" % (n, ns, pool))
+        return self.pool_status(pool, ns)
+
+    def logs(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def stop(self):
+        rc = stop_pid(self.proc, timeout=60 if self.slow else 15)
+        self.log.close()
+        return rc
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class DaemonTestCase(unittest.TestCase):
+    """A test that runs the daemon (self.daemon, None until started) against
+    self.kube, which the subclass's setUp makes, and maybe the example agent
+    runtime (self.runtime).  tearDown stops both; the daemon's log goes to
+    stderr when it exits non-zero or AGENTSCALER_TEST_LOGS is set, and a
+    non-zero exit fails the test (valgrind and ASan reports make it so).
+    """
+
+    def setUp(self):
+        self.daemon = None
+        self.runtime = None
+
+    def tearDown(self):
+        if self.runtime is not None:
+            self.runtime.cleanup()
+        if self.daemon is not None:
+            rc = self.daemon.stop()
+            if rc != 0 or os.environ.get("AGENTSCALER_TEST_LOGS"):
+                print(self.daemon.logs()[-20000:], file=sys.stderr)
+            self.daemon.cleanup()
+            self.assertEqual(rc, 0, "daemon exit code (valgrind or ASan reports fail it)")
+
+    def start_daemon(self, config, probe="/readyz", extra=()):
+        """Starts the daemon and waits until probe answers 200 (with
+        /readyz, also until its pools started); a daemon that exits first
+        fails the test with the end of its log."""
+        self.daemon = Daemon(config, self.kube, extra=extra)
+        wait_for(lambda: (self.daemon.started() if probe == "/readyz"
+                          else self.daemon.get(probe)[0] == 200)
+                 if self.daemon.proc.poll() is None
+                 else self.fail(self.daemon.logs()[-5000:]),
+                 30, 0.05, "the daemon's " + probe)
+        return self.daemon
