@@ -136,7 +136,7 @@ chart: helm $(REL)/agentscaler
 
 # Integration scenarios again, with kube-sim authorizing by the RBAC the chart
 # grants its ServiceAccount and the daemon on that ServiceAccount's token
-# (AGENTSCALER_CHART_RBAC=1, tools/lib/world.py): any 403 fails.  The one
+# (AGENTSCALER_CHART_RBAC=1, tools/lib/kube_world.py): any 403 fails.  The one
 # list of modules to extend:
 CHART_RBAC_TESTS = tests.integration.test_scale_redis \
 	tests.integration.test_scale_redis_stream \

@@ -14,7 +14,7 @@ import unittest
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
 
-# include/agentscaler/http.h
+# include/agentscaler/rt/http.h
 HTTP_MAX_CONNS = 64
 
 FAST = dict(pollIntervalMs=100)

@@ -13,11 +13,9 @@ import json
 import os
 import re
 import subprocess
-import sys
 import unittest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools", "lib"))
-import world  # noqa: E402
+import world
 
 CHART = os.path.join(world.ROOT, "charts", "agentscaler")
 

@@ -104,7 +104,7 @@ def inbox_queue(ns, sandbox):
 
 
 def handoff(task, ns, sandbox, claim, pool="pool", parent=None, root=None, depth=0):
-    """The inbox message (include/agentscaler/task.h task_handoff_body)."""
+    """The inbox message (scheduler/task.h task_handoff_body)."""
     return {"agentscaler": {"namespace": ns, "pool": pool, "claim": claim, "sandbox": sandbox,
                             "id": task["id"], "parent": parent,
                             "root": root or task["id"], "depth": depth},
