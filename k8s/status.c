@@ -70,7 +70,7 @@ k8s_status_message(long code, const char *body, size_t len, char *out,
 {
 	cJSON		*j = NULL;
 	const char	*reason = NULL, *message = NULL, *kind;
-	char		 text[512];
+	char		 text[512], rtext[128];
 	size_t		 n;
 
 	if (out == NULL || outlen == 0)
@@ -92,9 +92,12 @@ k8s_status_message(long code, const char *body, size_t len, char *out,
 		message = NULL;
 	if (message != NULL) {
 		status_sanitise(text, sizeof text, message, strlen(message));
-		if (reason != NULL)
-			snprintf(out, outlen, "%ld %s: %s", code, reason, text);
-		else
+		if (reason != NULL) {
+			/* The reason is the server's text too: one line. */
+			status_sanitise(rtext, sizeof rtext, reason,
+			    strlen(reason));
+			snprintf(out, outlen, "%ld %s: %s", code, rtext, text);
+		} else
 			snprintf(out, outlen, "%ld: %s", code, text);
 	} else if (reason != NULL) {
 		status_sanitise(text, sizeof text, reason, strlen(reason));

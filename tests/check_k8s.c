@@ -145,6 +145,9 @@ static const struct status_row status_rows[] = {
 	{ "message made one line", 422, "{\"kind\":\"Status\",\"reason\":"
 	    "\"Invalid\",\"message\":\"a\\n\\tb\\u0007 c\\u00e9\"}",
 	    "422 Invalid: a b c?" },
+	{ "reason made one line beside a message", 500, "{\"kind\":"
+	    "\"Status\",\"reason\":\"a\\nb\",\"message\":\"m\"}",
+	    "500 a b: m" },
 	{ "APF plain text 429", 429,
 	    "Too many requests, please try again later.\n",
 	    "429: Too many requests, please try again later." },

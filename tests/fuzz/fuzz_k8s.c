@@ -44,11 +44,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (strncmp(msg, num, strlen(num)) != 0 ||
 	    (msg[strlen(num)] != ':' && msg[strlen(num)] != ' '))
 		abort();
-	/*
-	 * Not checked yet: that the line is printable.  The reason is printed
-	 * unsanitised when a message is there too, e.g. {"reason":"a\nb",
-	 * "message":"m"} gives "500 a\nb: m" (k8s/status.c).
-	 */
+	/* One printable ASCII line: the server's text is sanitised. */
+	for (i = 0; i < n; i++)
+		if ((unsigned char)msg[i] < 0x20 ||
+		    (unsigned char)msg[i] >= 0x7f)
+			abort();
 
 	memset(cut, 0x5a, sizeof cut);
 	k8s_status_message(code, (const char *)data, size, cut, SHORT);
