@@ -325,8 +325,11 @@ class CrashWorld(unittest.TestCase):
         # sandbox; into the same one (a RabbitMQ hand-off repeated after a
         # crash before its ack) the reader dedupes it by message_id.
         dups = runtime.events("duplicate")
-        self.assertEqual([e["id"] for e in dups if e.get("first_sandbox") != e.get("sandbox")], [],
-                         "a task ran in two sandboxes")
+        two = [e["id"] for e in dups if e.get("first_sandbox") != e.get("sandbox")]
+        self.assertEqual(two, [], "a task ran in two sandboxes: %r\nagents: %r\n"
+                         "log lines about them:\n%s"
+                         % (dups, [e for e in runtime.events() if e.get("id") in two],
+                            self.log_lines(two)[-12000:]))
         if not src.repeats_into_same_sandbox:
             self.assertEqual([e["id"] for e in dups], [], "an inbox got the same task twice")
         # The dead-letter destination: each bad message once, with the reason
