@@ -19,7 +19,8 @@ counters:
 Bounded: 20 kills (and 6 connection closes on RabbitMQ), 155 messages per
 source, every wait has a timeout; loopback only.  The random moments come
 from a seeded generator (printed) so a failure can be replayed with
-AGENTSCALER_CRASH_SEED.
+AGENTSCALER_CRASH_SEED; AGENTSCALER_CRASH_LOGS=<dir> keeps every process's
+log and the agents' events there.
 """
 import calendar
 import collections
@@ -203,6 +204,17 @@ class CrashWorld(unittest.TestCase):
         self.source = self.make_source()
 
     def tearDown(self):
+        keep = os.environ.get("AGENTSCALER_CRASH_LOGS")
+        if keep:
+            # Every process's log and the agents' events, for reading an
+            # interleaving afterwards (pass or fail).
+            os.makedirs(keep, exist_ok=True)
+            for k, d in enumerate(self.daemons):
+                with open(os.path.join(keep, "daemon-%02d.log" % k), "w") as f:
+                    f.write(d.logs())
+            if getattr(self, "runtime", None) is not None:
+                with open(os.path.join(keep, "agents.json"), "w") as f:
+                    json.dump(self.runtime.events(), f, indent=0)
         for d in self.daemons:
             if d.proc.poll() is None:
                 rc = d.stop()
@@ -256,6 +268,7 @@ class CrashWorld(unittest.TestCase):
         runtime = world.AgentRuntime(self.kube, src.inbox, work_ms=150,
                                      extra=("--work-jitter", "150"))
         self.addCleanup(runtime.cleanup)
+        self.runtime = runtime
         cfg = {"pools": [src.pool(claim_ttl_seconds=TTL, spare_min=4, spare_max=30,
                                   pollIntervalMs=100, cooldownSeconds=600)]}
         msgs = [json.dumps({"id": t, "payload": {"i": i}}).encode() for i, t in enumerate(VALID)]
