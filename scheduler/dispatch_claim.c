@@ -308,7 +308,7 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 			    "the sandbox's pod ended without succeeding" :
 			    v->ready_message);
 		} else
-			dtask_release(t);
+			dtask_succeeded(t);
 		return;
 	}
 	if (task_claim_cluster_wait(v))
@@ -566,6 +566,12 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 			dtask_save_budget(t, now);
 			if (t->doomed || t->op || t->req != NULL)
 				continue;
+			if (t->held) {
+				/* Still held: the TTL backstop below. */
+				dtask_hold_sweep(t, now);
+				if (t->st != T_RUNNING)
+					continue;
+			}
 			if (!down && t->msg != NULL && t->ready_by > 0 &&
 			    now > t->ready_by && t->st == T_WAITING &&
 			    t->wait_reason[0] != '\0') {

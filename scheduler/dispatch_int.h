@@ -44,6 +44,12 @@
 #include "warmpool.h"
 
 #define CLAIMS_API	K8S_SANDBOX_EXT_API
+/*
+ * s a claim whose sandbox succeeded is kept, once the consumer is up, for
+ * the redelivery of a message whose ack is not known to have landed, on a
+ * source that keeps no hand-off marker (RabbitMQ; dispatch_mark.c)
+ */
+#define DISPATCH_ACK_HOLD	10.0
 #define MAX_REASONS	32
 
 enum tstate {
@@ -98,6 +104,16 @@ struct dtask {
 	int			 rebuilt;	/* known from a claim at start */
 	int			 handed_off;
 	int			 handoff_sent;	/* its outcome may be lost */
+	int			 acked;		/* its message's ack was sent */
+	/*
+	 * Its sandbox succeeded before its message was acked here (a pool
+	 * without a marker of its own): the claim is kept, as the only
+	 * record past a crash that the task ran, until the redelivery is
+	 * acked or the consumer has been up DISPATCH_ACK_HOLD seconds
+	 * (dtask_hold); since held_at (mono).
+	 */
+	int			 held;
+	double			 held_at;
 	int			 doomed;	/* free once nothing pending */
 	int			 admitted;	/* counted by the quota */
 	int			 failed;	/* sandbox failed after hand-off */
@@ -187,6 +203,7 @@ struct dpool {
 	struct consumer		*cons;
 	int			 started;
 	int			 up;
+	double			 up_since;	/* mono: consuming; 0: down */
 	char			 src_err[192];
 
 	struct warmpool_params	 wp;
@@ -260,6 +277,8 @@ void		 dpool_dead_letter(struct dpool *, struct dtask *,
 		    const char *detail, const char *task_id);
 void		 dtask_fail(struct dtask *, const char *, const char *);
 void		 dtask_handoff(struct dtask *);
+/* Acks the message t holds (if any); ACKING ends with it. */
+void		 dtask_ack(struct dtask *);
 void		 dtask_go(struct dtask *);
 /* The consumer of p lost its connection: lets its void messages go. */
 void		 dpool_release_void(struct dpool *);
@@ -272,6 +291,13 @@ int		 dtask_msg_void(const struct dtask *);
  * (marker set, message acked).
  */
 int		 dtask_succeeded_unseen(struct dtask *);
+/*
+ * The sandbox of a task handed off succeeded: its claim is released, or
+ * kept while its message's ack is not known to have landed (dtask_hold).
+ */
+void		 dtask_succeeded(struct dtask *);
+/* A held task whose redelivery did not come within the hold: released. */
+void		 dtask_hold_sweep(struct dtask *, double now);
 
 /* Pool p's name as a claim's pool label shows it (malloc'd). */
 char		*dpool_label(const struct dpool *);

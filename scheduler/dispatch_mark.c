@@ -25,7 +25,12 @@
  * restarted process consumes again: the claims are read before any message
  * is taken, so a task whose claim lives is rebuilt from it and the
  * redelivery joins it (README, "Dispatch mode"); a rebuilt claim whose
- * sandbox succeeded sets the marker itself (dtask_succeeded_unseen).
+ * sandbox succeeded sets the marker itself (dtask_succeeded_unseen).  So
+ * that a claim is there to be read, the claim of a task that ended before
+ * its message was acked here is kept until that message comes back and is
+ * acked, or the consumer has been up DISPATCH_ACK_HOLD seconds without it
+ * (dtask_hold): deleted at once, a crash before the redelivery left no
+ * record at all, and the task ran again in another sandbox.
  *
  * Bounded: at most DMARK_MAX markers, each for marker_ttl (the claim TTL
  * plus a day, as on Redis); the oldest goes first when the table is full.

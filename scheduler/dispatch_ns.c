@@ -582,6 +582,19 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 		    !t->handed_off) {
 			/* Rebuilt: it may have run, or never. */
 			dpool_late_check(p, t, msg, tk->id);
+		} else if (t->handed_off && t->pool == p && !t->acked &&
+		    !t->op && !t->doomed && t->st == T_RUNNING) {
+			/*
+			 * It ran, and its ack did not land here (rebuilt from
+			 * its claim, or the ack went with a connection): the
+			 * task acks this one, and a claim kept for it then
+			 * goes (dtask_hold).
+			 */
+			log_info("dispatch", "%s: task %s already handed off; "
+			    "acking the redelivered message", p->id, tk->id);
+			t->msg = msg;
+			dtask_set_state(t, T_ACKING);
+			dtask_ack(t);
 		} else if (t->st == T_RELEASING || t->doomed ||
 		    (t->handed_off && t->pool == p)) {
 			/*
@@ -662,6 +675,10 @@ dpool_state(struct consumer *c, int up, const char *errmsg, void *arg)
 		    "%s %s: %s", p->cfg->source.type, p->cfg->source.queue,
 		    errmsg);
 	p->up = up;
+	if (!up)
+		p->up_since = 0;
+	else if (p->up_since == 0)
+		p->up_since = as_mono_now();
 	as_strlcpy(p->src_err, up ? "" : errmsg, sizeof p->src_err);
 	if (!up)
 		dpool_release_void(p);

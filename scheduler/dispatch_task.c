@@ -26,6 +26,7 @@
 static int	 dtask_msg_void_of(const struct dtask *,
 		    const struct consumer_msg *);
 static void	 dtask_ran_before(struct dtask *);
+static int	 dtask_hold(struct dtask *);
 
 /* Pool counters. */
 
@@ -359,12 +360,19 @@ ack_done(int err, const char *errmsg, void *arg)
 	t->op = 0;
 	if (dtask_completion_moot(t, err))
 		return;
-	if (err != 0 && t->pool != NULL)
+	if (err == 0)
+		t->acked = 1;
+	else if (t->pool != NULL)
 		log_warn("dispatch", "%s: ack of task %s failed, the broker "
 		    "will redeliver it (handed off already; it will not be "
 		    "handed off twice): %s", t->pool->id, t->id, errmsg);
 	if (t->st == T_ACKING)
 		dtask_set_state(t, T_RUNNING);
+	if (t->held && t->acked && t->st == T_RUNNING) {
+		/* The claim was kept for this ack (dtask_hold). */
+		t->held = 0;
+		dtask_release(t);
+	}
 }
 
 /*
@@ -372,7 +380,7 @@ ack_done(int err, const char *errmsg, void *arg)
  * none held, or one whose connection is gone (a void message: its
  * redelivery is acked when it comes, dpool_deliver).
  */
-static void
+void
 dtask_ack(struct dtask *t)
 {
 	struct consumer_msg *msg = t->msg;
@@ -486,6 +494,74 @@ dtask_handoff(struct dtask *t)
 	free(body);
 }
 
+/*
+ * A task that ran and ended, on a pool whose consumer keeps no hand-off
+ * marker (RabbitMQ), whose message was not acked here: rebuilt from its
+ * claim (the process before a crash handed it off and died before the
+ * ack), or its ack or its hand-off's confirm went with a lost connection,
+ * or its ack is in flight.  The broker will redeliver that message.  The
+ * marker in memory turns the redelivery into an ack while this process
+ * lives, but past a crash the claim is the only record that the task ran:
+ * deleted now, the next process would claim again and run the task a
+ * second time, in another sandbox.  So the claim is kept (the sandbox has
+ * ended; the quota still counts it) until the redelivery is acked here
+ * (ack_done, dpool_deliver), or until the consumer has been up
+ * DISPATCH_ACK_HOLD seconds since without it coming (its ack had landed:
+ * RabbitMQ requeues a dead connection's messages in their place, ahead of
+ * anything newer, so they come back first), or until the TTL backstop.
+ * Returns 1 when the claim is kept.
+ */
+static int
+dtask_hold(struct dtask *t)
+{
+	struct dpool	*p = t->pool;
+
+	if (p == NULL || p->ct->handed_off != NULL || t->acked ||
+	    !t->claim_exists || t->doomed)
+		return (0);
+	if (!t->held) {
+		t->held = 1;
+		t->held_at = as_mono_now();
+		log_info("dispatch", "%s/%s: task %s ended before its message "
+		    "was acked here; the claim is kept for the redelivery "
+		    "(at most %.0f s once consuming)", t->ns->name, t->claim,
+		    t->id, DISPATCH_ACK_HOLD);
+	}
+	if (t->st != T_ACKING)
+		dtask_set_state(t, T_RUNNING);
+	t->retry_at = 0;
+	return (1);
+}
+
+void
+dtask_succeeded(struct dtask *t)
+{
+	if (!dtask_hold(t))
+		dtask_release(t);
+}
+
+void
+dtask_hold_sweep(struct dtask *t, double now)
+{
+	struct dpool	*p = t->pool;
+	double		 from;
+
+	if (!t->held || t->st != T_RUNNING || t->op || t->doomed)
+		return;
+	if (p != NULL) {
+		if (p->up_since == 0)
+			return;		/* nothing comes while it is down */
+		from = p->up_since > t->held_at ? p->up_since : t->held_at;
+		if (now - from < DISPATCH_ACK_HOLD)
+			return;
+	}
+	log_info("dispatch", "%s/%s: task %s: no redelivery of its message "
+	    "within %.0f s of consuming (its ack had landed); releasing the "
+	    "claim", t->ns->name, t->claim, t->id, DISPATCH_ACK_HOLD);
+	t->held = 0;
+	dtask_release(t);
+}
+
 /* The marker says the task was handed off before: ack, make no claim. */
 static void
 dtask_ran_before(struct dtask *t)
@@ -496,7 +572,7 @@ dtask_ran_before(struct dtask *t)
 	dtask_set_state(t, T_ACKING);
 	dtask_ack(t);
 	t->fail_reason[0] = '\0';
-	dtask_release(t);
+	dtask_succeeded(t);
 }
 
 /*
@@ -507,10 +583,11 @@ dtask_ran_before(struct dtask *t)
  * the confirm went with the connection (the publish landed all the same).
  * PodSucceeded is the completion of the task the claim was made for.  The
  * marker is set here as if the hand-off had been confirmed, so that the
- * redelivered message is acked whether it comes while the claim is
- * released or after the claim is gone, and a message the task already
- * holds is acked now; never dead-lettered task.duplicate, nor claimed
- * again.  Returns 1 when it applies (the task is then being released).
+ * redelivered message is acked whether it comes while the claim is kept
+ * for it (dtask_hold) or after the claim is gone, and a message the task
+ * already holds is acked now; never dead-lettered task.duplicate, nor
+ * claimed again.  Returns 1 when it applies (the task then ends: its claim
+ * kept until its message is acked, or released).
  */
 int
 dtask_succeeded_unseen(struct dtask *t)

@@ -2350,27 +2350,29 @@ assert_acked_as_ran(int serial)
  * A crash between a hand-off and its ack (test_dispatch_crash.py's RabbitMQ
  * run, with fast agents): the restarted process rebuilds t1 from a claim
  * whose sandbox has already succeeded, and the broker redelivers t1's
- * message, while the claim is being released, after it is gone, or before
- * the claim reports the end.  A RabbitMQ pool has no marker to ask, but
+ * message, while the claim is kept for it (test_rabbit_claim_kept_until_acked),
+ * after it is gone (no redelivery within the hold), or before the claim
+ * reports the end.  A RabbitMQ pool has no marker to ask, but
  * PodSucceeded is the completion of the task the claim was made for: the
  * message is acked, no claim is made.  Before: dead-lettered
  * task.duplicate (or claim.finishedBeforeHandoff), although it ran.
  */
-enum ran_stage { RAN_RELEASING, RAN_GONE, RAN_JOINED };
+enum ran_stage { RAN_KEPT, RAN_GONE, RAN_JOINED };
 
 static const struct {
 	const char	*name;
 	enum ran_stage	 stage;
 } ran_rows[] = {
-	{ "redelivered while the claim is released", RAN_RELEASING },
+	{ "redelivered while the claim is kept", RAN_KEPT },
 	{ "redelivered after the claim is gone", RAN_GONE },
 	{ "redelivery joins, then the sandbox succeeds", RAN_JOINED },
 };
 
 START_TEST(test_rabbit_rebuilt_succeeded_then_message)
 {
-	char	 name[CLAIM_NAME_MAX + 1];
-	int	 serial = -1;
+	struct fcons	*c = fc_find("qr");
+	char		 name[CLAIM_NAME_MAX + 1];
+	int		 serial = -1;
 
 	task_claim_name("a", NS, "t1", name);
 	srv_put_claim(name, "t1", NULL);
@@ -2385,8 +2387,11 @@ START_TEST(test_rabbit_rebuilt_succeeded_then_message)
 		srv_finished(name, "sb-1", "PodSucceeded");
 		fi_show(NS, name);
 	}
-	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	/* Kept until the message is acked (an ack in flight, or to come). */
+	ck_assert_ptr_null(fk_find("DELETE", name));
 	if (ran_rows[_i].stage == RAN_GONE) {
+		c->state(&c->base, 1, NULL, c->arg);	/* consume-ok */
+		sweep_after(DISPATCH_ACK_HOLD + 1);
 		finish_delete(name);
 		ck_assert_int_eq(live_tasks(), 0);
 	}
@@ -2431,7 +2436,8 @@ START_TEST(test_rabbit_confirm_lost_then_succeeded)
 		serial = fc_deliver("qr", "t1", 1);
 	srv_finished(name, "sb-1", "PodSucceeded");
 	fi_show(NS, name);
-	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	/* Kept until the message is acked (an ack in flight, or to come). */
+	ck_assert_ptr_null(fk_find("DELETE", name));
 	if (!confirm_rows[_i].joined)
 		serial = fc_deliver("qr", "t1", 1);
 	assert_acked_as_ran(serial);
@@ -2439,6 +2445,133 @@ START_TEST(test_rabbit_confirm_lost_then_succeeded)
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
 	free(name);
+}
+END_TEST
+
+/*
+ * The process crashes (kill -9) and starts again on the same broker and
+ * API server: its in-memory hand-off markers are gone, what its tasks
+ * held goes back to the broker, and the new process rebuilds its tasks
+ * from the claims left before it consumes.
+ */
+static void
+restart_dispatcher(void)
+{
+	struct dispatch_options o;
+	cJSON		*c;
+
+	dispatcher_free(disp);
+	memset(&o, 0, sizeof o);
+	o.instance = "test";
+	o.sweep_interval = 86400;
+	o.sizing_interval = 86400;
+	o.ops = &fake_ops;
+	disp = dispatcher_new(loop, NULL, &o);
+	dispatcher_apply(disp, cfg);
+	cJSON_ArrayForEach(c, server)
+		fi_show(NS, claim_name_of(c));
+	fi_synced(NS);
+	check_invariants();
+}
+
+/*
+ * The crash test's RabbitMQ run on a loaded machine ("a task ran in two
+ * sandboxes"): t1's sandbox succeeded while t1's message was not acked
+ * here, because the process before a crash handed it off and died before
+ * its ack (t1 rebuilt from its claim), or the ack went with a lost
+ * connection, or the hand-off's confirm did.  The broker will redeliver
+ * that message, and RabbitMQ keeps no marker: while this process lives its
+ * memory has one, but past a crash the claim is the only record that t1
+ * ran.  Before, the claim was deleted at once; a crash before the
+ * redelivery was acked then left nothing, and the next process claimed
+ * again: t1 ran a second time, in another sandbox.  Now the claim is kept
+ * until the redelivery is acked (then deleted), or until the consumer has
+ * been up DISPATCH_ACK_HOLD seconds without it (its ack had landed), and a
+ * crash meanwhile finds the claim again.
+ */
+enum unacked_how { UA_REBUILT, UA_ACK_LOST, UA_CONFIRM_LOST };
+
+static const struct {
+	const char	*name;
+	enum unacked_how how;
+	int		 crash;		/* a crash before the redelivery */
+	int		 never;		/* no redelivery: the ack had landed */
+} unacked_rows[] = {
+	{ "rebuilt, crash, then redelivered", UA_REBUILT, 1, 0 },
+	{ "rebuilt, redelivered", UA_REBUILT, 0, 0 },
+	{ "rebuilt, never redelivered", UA_REBUILT, 0, 1 },
+	{ "ack lost, crash, then redelivered", UA_ACK_LOST, 1, 0 },
+	{ "ack lost, redelivered", UA_ACK_LOST, 0, 0 },
+	{ "confirm lost, crash, then redelivered", UA_CONFIRM_LOST, 1, 0 },
+	{ "confirm lost, redelivered", UA_CONFIRM_LOST, 0, 0 },
+};
+
+START_TEST(test_rabbit_claim_kept_until_acked)
+{
+	char		 name[CLAIM_NAME_MAX + 1], *made = NULL;
+	struct fcons	*c = fc_find("qr");
+	int		 serial;
+
+	task_claim_name("a", NS, "t1", name);
+	switch (unacked_rows[_i].how) {
+	case UA_REBUILT:
+		srv_put_claim(name, "t1", NULL);
+		note_handed("qr", "t1");	/* before the crash */
+		break;
+	case UA_ACK_LOST:
+		made = to_handoff("qr", "t1", "sb-1");
+		fop_complete(fop_find(c, OP_HANDOFF), 0,
+		    CONSUMER_HANDOFF_DONE);
+		fc_lose(c, 0);
+		complete_all_ops();	/* the ack fails: its tag is void */
+		break;
+	case UA_CONFIRM_LOST:
+		made = to_handoff("qr", "t1", "sb-1");
+		note_handed("qr", "t1");	/* the publish landed */
+		fc_lose(c, 0);
+		fop_complete(fop_find(c, OP_HANDOFF), -AS_ECONN, 0);
+		break;
+	}
+	free(made);
+	srv_finished(name, "sb-1", "PodSucceeded");
+	fi_show(NS, name);
+	check_invariants();
+	if (unacked_rows[_i].crash) {
+		if (fk_find("DELETE", name) != NULL)
+			finish_delete(name);	/* before: the claim went */
+		restart_dispatcher();
+		c = fc_find("qr");
+	} else
+		ck_assert_msg(fk_find("DELETE", name) == NULL, "the claim of "
+		    "t1 is deleted while t1's message is unacked");
+	if (unacked_rows[_i].never) {
+		/* The consumer is up; no redelivery comes within the hold. */
+		c->state(&c->base, 1, NULL, c->arg);	/* consume-ok */
+		sweep_after(DISPATCH_ACK_HOLD / 2);
+		ck_assert_ptr_null(fk_find("DELETE", name));
+		sweep_after(DISPATCH_ACK_HOLD / 2 + 1);
+		ck_assert_ptr_nonnull(fk_find("DELETE", name));
+		finish_delete(name);
+		ck_assert_int_eq(live_tasks(), 0);
+		assert_no_dead_letter();
+		ck_assert_int_eq(nhandoffs, 0);
+		return;
+	}
+	serial = fc_deliver("qr", "t1", 1);
+	check_invariants();
+	ck_assert_msg(fk_find("POST", "/sandboxclaims") == NULL, "t1 is "
+	    "claimed again: it runs a second time in another sandbox");
+	ck_assert_int_eq(live_tasks(), 1);
+	ck_assert_ptr_null(fk_find("DELETE", name));	/* not before the ack */
+	complete_all_ops();
+	check_invariants();
+	assert_no_dead_letter();
+	ck_assert_int_eq(ledger[serial].acked, 1);
+	ck_assert_int_eq(nhandoffs, unacked_rows[_i].how == UA_ACK_LOST);
+	ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+	finish_delete(name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
 }
 END_TEST
 
@@ -3009,6 +3142,8 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(ran_rows));
 	tcase_add_loop_test(tc, test_rabbit_confirm_lost_then_succeeded, 0,
 	    (int)AS_ARRAY_SIZE(confirm_rows));
+	tcase_add_loop_test(tc, test_rabbit_claim_kept_until_acked, 0,
+	    (int)AS_ARRAY_SIZE(unacked_rows));
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");

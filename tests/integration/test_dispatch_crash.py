@@ -19,7 +19,8 @@ counters:
 Bounded: 20 kills (and 6 connection closes on RabbitMQ), 155 messages per
 source, every wait has a timeout; loopback only.  The random moments come
 from a seeded generator (printed) so a failure can be replayed with
-AGENTSCALER_CRASH_SEED.
+AGENTSCALER_CRASH_SEED; AGENTSCALER_CRASH_LOGS=<dir> keeps every process's
+log and the agents' events there.
 """
 import calendar
 import collections
@@ -202,6 +203,17 @@ class CrashWorld(unittest.TestCase):
         self.source = self.make_source()
 
     def tearDown(self):
+        keep = os.environ.get("AGENTSCALER_CRASH_LOGS")
+        if keep:
+            # Every process's log and the agents' events, for reading an
+            # interleaving afterwards (pass or fail).
+            os.makedirs(keep, exist_ok=True)
+            for k, d in enumerate(self.daemons):
+                with open(os.path.join(keep, "daemon-%02d.log" % k), "w") as f:
+                    f.write(d.logs())
+            if getattr(self, "runtime", None) is not None:
+                with open(os.path.join(keep, "agents.json"), "w") as f:
+                    json.dump(self.runtime.events(), f, indent=0)
         for d in self.daemons:
             if d.proc.poll() is None:
                 rc = d.stop()
@@ -255,6 +267,7 @@ class CrashWorld(unittest.TestCase):
         runtime = world.AgentRuntime(self.kube, src.inbox, work_ms=150,
                                      extra=("--work-jitter", "150"))
         self.addCleanup(runtime.cleanup)
+        self.runtime = runtime
         cfg = {"pools": [src.pool(claim_ttl_seconds=TTL, spare_min=4, spare_max=30,
                                   pollIntervalMs=100, cooldownSeconds=600)]}
         msgs = [json.dumps({"id": t, "payload": {"i": i}}).encode() for i, t in enumerate(VALID)]
@@ -324,8 +337,11 @@ class CrashWorld(unittest.TestCase):
         # sandbox; into the same one (a RabbitMQ hand-off repeated after a
         # crash before its ack) the reader dedupes it by message_id.
         dups = runtime.events("duplicate")
-        self.assertEqual([e["id"] for e in dups if e.get("first_sandbox") != e.get("sandbox")], [],
-                         "a task ran in two sandboxes")
+        two = [e["id"] for e in dups if e.get("first_sandbox") != e.get("sandbox")]
+        self.assertEqual(two, [], "a task ran in two sandboxes: %r\nagents: %r\n"
+                         "log lines about them:\n%s"
+                         % (dups, [e for e in runtime.events() if e.get("id") in two],
+                            self.log_lines(two)[-12000:]))
         if not src.repeats_into_same_sandbox:
             self.assertEqual([e["id"] for e in dups], [], "an inbox got the same task twice")
         # The dead-letter destination: each bad message once, with the reason
