@@ -45,9 +45,10 @@
 
 #define CLAIMS_API	K8S_SANDBOX_EXT_API
 /*
- * s a claim whose sandbox succeeded is kept, once the consumer is up, for
- * the redelivery of a message whose ack is not known to have landed, on a
- * source that keeps no hand-off marker (RabbitMQ; dispatch_mark.c)
+ * Seconds a claim whose sandbox succeeded is kept, once the consumer is
+ * up, for the redelivery of a message whose ack is not known to have
+ * landed, on a source that keeps no hand-off marker (RabbitMQ;
+ * dispatch_mark.c).
  */
 #define DISPATCH_ACK_HOLD	10.0
 #define MAX_REASONS	32

@@ -522,7 +522,7 @@ dtask_hold(struct dtask *t)
 	if (!t->held) {
 		t->held = 1;
 		t->held_at = as_mono_now();
-		log_info("dispatch", "%s/%s: task %s ended before its message "
+		log_debug("dispatch", "%s/%s: task %s ended before its message "
 		    "was acked here; the claim is kept for the redelivery "
 		    "(at most %.0f s once consuming)", t->ns->name, t->claim,
 		    t->id, DISPATCH_ACK_HOLD);
