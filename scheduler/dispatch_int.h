@@ -167,6 +167,8 @@ struct dns {
 	double			 down_since;
 	double			 api_failed_at;
 	LIST_ENTRY(dns)		 entry;
+	struct as_hash_entry	 nslink;	/* d->nss_byname */
+	LIST_HEAD(, dpool)	 pools;		/* its dpools, as in d->pools */
 };
 
 /* A rejected or dead-lettered task, for explain. */
@@ -223,6 +225,7 @@ struct dpool {
 	size_t			 ndead;
 	struct hist		 ready_warm, ready_cold, handoff;
 	LIST_ENTRY(dpool)	 entry;
+	LIST_ENTRY(dpool)	 nsentry;	/* ns->pools */
 };
 
 struct dispatcher {
@@ -240,6 +243,7 @@ struct dispatcher {
 	struct recent		*recent;	/* ring of RECENT */
 	size_t			 nrecent;
 	LIST_HEAD(, dns)	 nss;
+	struct as_hash		 nss_byname;	/* the same, by name */
 	LIST_HEAD(, dpool)	 pools;
 	dispatch_event_fn	*event;
 	void			*event_arg;
@@ -293,6 +297,8 @@ void		 dispatcher_kick_cb(struct ev_loop *, ev_timer *, int);
 void		 dpool_start(struct dpool *);
 /* Finds or makes the namespace (and starts its claim informer). */
 struct dns	*dns_get(struct dispatcher *, const char *name);
+/* The namespace, or NULL: a lookup (d->nss_byname). */
+struct dns	*dns_lookup(const struct dispatcher *, const char *name);
 void		 dns_free(struct dns *);
 
 /* dispatch_claim.c: SandboxClaims and the sweep. */

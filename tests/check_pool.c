@@ -36,7 +36,7 @@
 #include "util/testutil.h"
 
 /* Visits allowed per pool and per sweep: a constant, whatever N is. */
-#define VISITS_PER_POOL	4
+#define VISITS_PER_POOL	8
 
 struct layout {
 	size_t	 npools;
