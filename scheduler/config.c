@@ -933,9 +933,12 @@ config_pool_hash(const char *ns, const char *name)
 static int
 config_pool_eq(const struct as_hash_entry *e, const void *arg)
 {
-	const struct config_ref	*r = AS_HASH_ITEM(e, struct config_ref, link);
+	const struct config_ref	*r;
 	const struct config_pool_key *k = arg;
-	const struct pool_config *p = &r->c->pools[r->i];
+	const struct pool_config *p;
+
+	r = AS_HASH_ITEM(e, struct config_ref, link);
+	p = &r->c->pools[r->i];
 
 	return (strcmp(p->ns, k->ns) == 0 && strcmp(p->name, k->name) == 0);
 }
@@ -943,8 +946,9 @@ config_pool_eq(const struct as_hash_entry *e, const void *arg)
 static int
 config_quota_eq(const struct as_hash_entry *e, const void *arg)
 {
-	const struct config_ref	*r = AS_HASH_ITEM(e, struct config_ref, link);
+	const struct config_ref	*r;
 
+	r = AS_HASH_ITEM(e, struct config_ref, link);
 	return (strcmp(r->c->quotas[r->i].ns, arg) == 0);
 }
 

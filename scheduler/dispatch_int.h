@@ -168,7 +168,7 @@ struct dns {
 	double			 api_failed_at;
 	LIST_ENTRY(dns)		 entry;
 	struct as_hash_entry	 nslink;	/* d->nss_byname */
-	LIST_HEAD(, dpool)	 pools;		/* its dpools, as in d->pools */
+	LIST_HEAD(, dpool)	 pools;	/* its dpools, in d->pools order */
 };
 
 /* A rejected or dead-lettered task, for explain. */
@@ -243,7 +243,7 @@ struct dispatcher {
 	struct recent		*recent;	/* ring of RECENT */
 	size_t			 nrecent;
 	LIST_HEAD(, dns)	 nss;
-	struct as_hash		 nss_byname;	/* the same, by name */
+	struct as_hash		 nss_byname;	/* nss by name */
 	LIST_HEAD(, dpool)	 pools;
 	dispatch_event_fn	*event;
 	void			*event_arg;

@@ -61,15 +61,15 @@
  * quota_share() gives its last units in), with what the quota cap needs.
  */
 struct pool_ns {
-	struct as_hash_entry	 link;		/* d->pool_nss, by name */
+	struct as_hash_entry	 link;	/* d->pool_nss, by name */
 	char			*name;
 	struct pool		**pools;
 	size_t			 n;
-	long			 used;	/* sum of the pools' counted */
-	long			*need;	/* pool_need_seen() of each pool */
+	long			 used;	/* the pools' counted, summed */
+	long			*need;	/* each pool's pool_need_seen() */
 	long			*fair;	/* quota_share(budget, need) */
-	long			*scratch;	/* a share with another need */
-	long			 budget;	/* fair's, when fair_valid */
+	long			*scratch; /* a share with another need */
+	long			 budget;	/* fair's, if fair_valid */
 	int			 fair_valid;
 };
 

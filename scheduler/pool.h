@@ -31,10 +31,10 @@ struct pool {
 	const struct pool_config *cfg;	/* points into d->config */
 	char			 id[320];	/* ns/name, for logs */
 	struct as_hash_entry	 index_link;	/* d->pool_index */
-	struct pool_ns		*ns;		/* its namespace's pools */
+	struct pool_ns		*ns;		/* its namespace */
 	size_t			 ns_idx;	/* its place there */
 	long			 counted;	/* in ns->used */
-	int			 kept;		/* pool_apply_config() */
+	int			 kept;		/* in pool_apply_config */
 	struct scaler		*scaler;
 	ev_timer		 poll_timer;
 	int			 polling;	/* a poll is in flight */

@@ -41,7 +41,7 @@
 struct layout {
 	size_t	 npools;
 	size_t	 per_ns;	/* pools per namespace */
-	long	 max_sandboxes;	/* the quota of each namespace; -2: none */
+	long	 max_sandboxes;	/* each namespace's quota; -2: none */
 	int	 first_sweep;	/* the first sweep is linear too */
 };
 
