@@ -908,10 +908,88 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 	return (0);
 }
 
+/*
+ * An entry of the indexes: the pool or quota at i of c (the arrays move as
+ * they grow; the entries stay).
+ */
+struct config_ref {
+	struct as_hash_entry	 link;
+	const struct config	*c;
+	size_t			 i;
+};
+
+/* What the pool index is asked for. */
+struct config_pool_key {
+	const char	*ns;
+	const char	*name;
+};
+
+static uint64_t
+config_pool_hash(const char *ns, const char *name)
+{
+	return (as_hash_str(ns) * 31 + as_hash_str(name));
+}
+
+static int
+config_pool_eq(const struct as_hash_entry *e, const void *arg)
+{
+	const struct config_ref	*r;
+	const struct config_pool_key *k = arg;
+	const struct pool_config *p;
+
+	r = AS_HASH_ITEM(e, struct config_ref, link);
+	p = &r->c->pools[r->i];
+
+	return (strcmp(p->ns, k->ns) == 0 && strcmp(p->name, k->name) == 0);
+}
+
+static int
+config_quota_eq(const struct as_hash_entry *e, const void *arg)
+{
+	const struct config_ref	*r;
+
+	r = AS_HASH_ITEM(e, struct config_ref, link);
+	return (strcmp(r->c->quotas[r->i].ns, arg) == 0);
+}
+
+/* The index of the entry e found, or (size_t)-1 for NULL. */
+static size_t
+config_ref_index(const struct as_hash_entry *e)
+{
+	return (e != NULL ? AS_HASH_ITEM(e, struct config_ref, link)->i :
+	    (size_t)-1);
+}
+
+static void
+config_ref_add(struct config *c, struct as_hash *t, size_t i, uint64_t h)
+{
+	struct config_ref	*r = xcalloc(1, sizeof *r);
+
+	r->c = c;
+	r->i = i;
+	as_hash_insert(t, &r->link, h);
+}
+
+static void
+config_refs_free(struct as_hash *t)
+{
+	struct as_hash_entry	*e, *next;
+
+	for (e = as_hash_first(t); e != NULL; e = next) {
+		next = as_hash_next(t, e);
+		free(AS_HASH_ITEM(e, struct config_ref, link));
+	}
+	as_hash_fini(t);
+}
+
 struct config *
 config_new(void)
 {
-	return (xcalloc(1, sizeof(struct config)));
+	struct config	*c = xcalloc(1, sizeof *c);
+
+	as_hash_init(&c->pool_index, 0, 0, config_pool_eq);
+	as_hash_init(&c->quota_index, 0, 0, config_quota_eq);
+	return (c);
 }
 
 /* Makes room for one more element in *arr (of *n, capacity *cap). */
@@ -930,6 +1008,7 @@ config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
     size_t errlen)
 {
 	struct pool_config	*p;
+	struct config_pool_key	 k;
 	char			 at[256];
 	size_t			 j;
 	int			 rc;
@@ -945,17 +1024,19 @@ config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
 	    (rc = config_check_pool(p, obj, secrets_dir, crd, path, err,
 	    errlen)) != 0)
 		goto fail;
-	for (j = 0; j < c->npools; j++) {
-		if (strcmp(c->pools[j].ns, p->ns) == 0 &&
-		    strcmp(c->pools[j].name, p->name) == 0) {
-			config_path(at, sizeof at, path, "metadata.name");
-			snprintf(err, errlen, "%s: pool %s/%s is declared "
-			    "twice (first at pools[%zu])", at, p->ns, p->name,
-			    j);
-			rc = -AS_EINVAL;
-			goto fail;
-		}
+	k.ns = p->ns;
+	k.name = p->name;
+	j = config_ref_index(as_hash_find(&c->pool_index,
+	    config_pool_hash(p->ns, p->name), &k));
+	if (j != (size_t)-1) {
+		config_path(at, sizeof at, path, "metadata.name");
+		snprintf(err, errlen, "%s: pool %s/%s is declared twice "
+		    "(first at pools[%zu])", at, p->ns, p->name, j);
+		rc = -AS_EINVAL;
+		goto fail;
 	}
+	config_ref_add(c, &c->pool_index, c->npools,
+	    config_pool_hash(p->ns, p->name));
 	c->npools++;
 	return (0);
 fail:
@@ -981,16 +1062,17 @@ config_add_quota(struct config *c, const cJSON *obj, const char *path,
 	    (rc = config_apply(quota_top_fields, obj, q, path, err,
 	    errlen)) != 0)
 		goto fail;
-	for (j = 0; j < c->nquotas; j++) {
-		if (strcmp(c->quotas[j].ns, q->ns) == 0) {
-			config_path(at, sizeof at, path, "metadata.namespace");
-			snprintf(err, errlen, "%s: namespace %s already has a "
-			    "quota (%s); at most one per namespace", at, q->ns,
-			    c->quotas[j].name);
-			rc = -AS_EINVAL;
-			goto fail;
-		}
+	j = config_ref_index(as_hash_find(&c->quota_index, as_hash_str(q->ns),
+	    q->ns));
+	if (j != (size_t)-1) {
+		config_path(at, sizeof at, path, "metadata.namespace");
+		snprintf(err, errlen, "%s: namespace %s already has a quota "
+		    "(%s); at most one per namespace", at, q->ns,
+		    c->quotas[j].name);
+		rc = -AS_EINVAL;
+		goto fail;
 	}
+	config_ref_add(c, &c->quota_index, c->nquotas, as_hash_str(q->ns));
 	c->nquotas++;
 	return (0);
 fail:
@@ -1152,6 +1234,8 @@ config_free(struct config *c)
 		config_free_quota(&c->quotas[i]);
 	free(c->pools);
 	free(c->quotas);
+	config_refs_free(&c->pool_index);
+	config_refs_free(&c->quota_index);
 	free(c);
 }
 
@@ -1160,10 +1244,11 @@ config_quota_for(const struct config *c, const char *ns)
 {
 	size_t	 i;
 
-	for (i = 0; c != NULL && i < c->nquotas; i++)
-		if (strcmp(c->quotas[i].ns, ns) == 0)
-			return (&c->quotas[i]);
-	return (NULL);
+	if (c == NULL)
+		return (NULL);
+	i = config_ref_index(as_hash_find(&c->quota_index, as_hash_str(ns),
+	    ns));
+	return (i != (size_t)-1 ? &c->quotas[i] : NULL);
 }
 
 static void

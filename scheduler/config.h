@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 
+#include "agentscaler/rt/hash.h"
 #include "autoscale.h"
 
 enum pool_mode { POOL_MODE_SCALE, POOL_MODE_DISPATCH };
@@ -93,6 +94,13 @@ struct config {
 	size_t			 nquotas;
 	size_t			 pools_cap;	/* allocated, for config_add_* */
 	size_t			 quotas_cap;
+	/*
+	 * Private to config.c: the pools by (namespace, name) and the quotas
+	 * by namespace, so that adding one and finding a quota cost the same
+	 * with ten thousand as with one (issue 15).
+	 */
+	struct as_hash		 pool_index;
+	struct as_hash		 quota_index;
 };
 
 struct cJSON;

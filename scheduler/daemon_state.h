@@ -16,6 +16,7 @@
 #include <ev.h>
 
 #include "agentscaler/k8s/leader.h"
+#include "agentscaler/rt/hash.h"
 #include "daemon.h"
 #include "dispatch.h"
 
@@ -32,6 +33,18 @@ struct daemon {
 	struct config		*config;
 	struct pool		**pools;
 	size_t			 npools;
+	/*
+	 * Indexes of the pools (pool.c), rebuilt by pool_apply_config(): by
+	 * (namespace, name), and the pools of each namespace (struct
+	 * pool_ns), so that nothing done for one pool walks all of them.
+	 */
+	struct as_hash		 pool_index;
+	struct as_hash		 pool_nss;
+	/*
+	 * Pools visited by the loops of pool.c, all together: what a sweep
+	 * costs, which a test (tests/check_pool.c) holds linear in npools.
+	 */
+	uint64_t		 pool_visits;
 	struct k8s_client	*k8s;
 	struct dispatcher	*dispatch;
 	struct http_server	*http;		/* --metrics-addr */

@@ -118,6 +118,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	p->ns = dns_get(d, c->ns);
 	p->ns->refs++;
 	LIST_INSERT_HEAD(&d->pools, p, entry);
+	LIST_INSERT_HEAD(&p->ns->pools, p, nsentry);
 
 	config_pool_source(c, &src);
 	memset(&co, 0, sizeof co);
@@ -244,6 +245,7 @@ dpool_free(struct dpool *p, struct dpool *succ, int hand_over)
 		}
 	}
 	LIST_REMOVE(p, entry);
+	LIST_REMOVE(p, nsentry);
 	if (--p->ns->refs == 0)
 		dns_free(p->ns);
 	free(p);
@@ -277,6 +279,8 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d->event_arg = o->event_arg;
 	d->sizing_interval = o->sizing_interval > 0 ? o->sizing_interval : 1;
 	LIST_INIT(&d->nss);
+	as_hash_init_str(&d->nss_byname, 0, AS_HASH_SHRINK | AS_HASH_KEY_ARRAY,
+	    AS_HASH_KEYOFF(struct dns, nslink, name));
 	LIST_INIT(&d->pools);
 	ev_init(&d->sweep, dispatcher_sweep);
 	d->sweep.data = d;
@@ -368,6 +372,7 @@ dispatcher_free(struct dispatcher *d)
 		dpool_free(p, NULL, 0);
 	while (!LIST_EMPTY(&d->nss))
 		dns_free(LIST_FIRST(&d->nss));
+	as_hash_fini(&d->nss_byname);
 	/* Last: freeing tasks releases quota, which may kick the pump. */
 	ev_timer_stop(d->loop, &d->kick);
 	dmarks_free(d->marks);
@@ -388,13 +393,11 @@ dispatcher_headroom(struct dispatcher *d, const struct config *c,
 	const struct quota_config *qc;
 	struct dns	*n;
 
-	for (n = d != NULL ? LIST_FIRST(&d->nss) : NULL; n != NULL;
-	    n = LIST_NEXT(n, entry))
-		if (strcmp(n->name, ns) == 0) {
-			n->scale_replicas = scale_replicas;
-			dns_replicas(n);
-			return (quota_headroom(n->quota));
-		}
+	if (d != NULL && (n = dns_lookup(d, ns)) != NULL) {
+		n->scale_replicas = scale_replicas;
+		dns_replicas(n);
+		return (quota_headroom(n->quota));
+	}
 	if ((qc = config_quota_for(c, ns)) == NULL || qc->max_sandboxes < 0)
 		return (-1);
 	return (qc->max_sandboxes > scale_replicas ?

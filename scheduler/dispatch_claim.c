@@ -41,9 +41,7 @@ dns_pool_by_name(struct dns *ns, const char *name)
 	char		 label[64];
 
 	/* name is the claim's pool label: compare reduced forms. */
-	LIST_FOREACH(p, &ns->d->pools, entry) {
-		if (p->ns != ns)
-			continue;
+	LIST_FOREACH(p, &ns->pools, nsentry) {
 		task_pool_label(p->cfg->name, label);
 		if (strcmp(label, name) == 0)
 			return (p);
@@ -816,9 +814,8 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 			    nrebuilt);
 		}
 		ns->synced = 1;
-		LIST_FOREACH(p, &ns->d->pools, entry)
-			if (p->ns == ns)
-				dpool_start(p);
+		LIST_FOREACH(p, &ns->pools, nsentry)
+			dpool_start(p);
 		return;
 	}
 	if (task_claim_parse(obj, &v, err, sizeof err) != 0 || !v.managed ||

@@ -184,6 +184,8 @@ struct dns {
 	double			 down_since;
 	double			 api_failed_at;
 	LIST_ENTRY(dns)		 entry;
+	struct as_hash_entry	 nslink;	/* d->nss_byname */
+	LIST_HEAD(, dpool)	 pools;	/* its dpools, in d->pools order */
 };
 
 /* A rejected or dead-lettered task, for explain. */
@@ -241,6 +243,7 @@ struct dpool {
 	size_t			 ndead;
 	struct hist		 ready_warm, ready_cold, handoff;
 	LIST_ENTRY(dpool)	 entry;
+	LIST_ENTRY(dpool)	 nsentry;	/* ns->pools */
 };
 
 struct dispatcher {
@@ -258,6 +261,7 @@ struct dispatcher {
 	struct recent		*recent;	/* ring of RECENT */
 	size_t			 nrecent;
 	LIST_HEAD(, dns)	 nss;
+	struct as_hash		 nss_byname;	/* nss by name */
 	LIST_HEAD(, dpool)	 pools;
 	dispatch_event_fn	*event;
 	void			*event_arg;
@@ -320,6 +324,8 @@ void		 dispatcher_kick_cb(struct ev_loop *, ev_timer *, int);
 void		 dpool_start(struct dpool *);
 /* Finds or makes the namespace (and starts its claim informer). */
 struct dns	*dns_get(struct dispatcher *, const char *name);
+/* The namespace, or NULL: a lookup (d->nss_byname). */
+struct dns	*dns_lookup(const struct dispatcher *, const char *name);
 void		 dns_free(struct dns *);
 
 /* dispatch_claim.c: SandboxClaims and the sweep. */

@@ -526,9 +526,7 @@ dispatcher_quota_status(const struct dispatcher *d, const char *ns,
 	size_t		 k;
 	long		 head;
 
-	LIST_FOREACH(n, &d->nss, entry) {
-		if (strcmp(n->name, ns) != 0)
-			continue;
+	if ((n = dns_lookup(d, ns)) != NULL) {
 		quota_usage(n->quota, &u);
 		st->sandboxes = u.sandboxes;
 		st->replicas = u.replicas;

@@ -698,15 +698,21 @@ dpool_start(struct dpool *p)
 }
 
 struct dns *
+dns_lookup(const struct dispatcher *d, const char *name)
+{
+	return (AS_HASH_ITEM(as_hash_find_str(&d->nss_byname, name),
+	    struct dns, nslink));
+}
+
+struct dns *
 dns_get(struct dispatcher *d, const char *name)
 {
 	struct informer_options io;
 	struct dns	*ns;
 	char		 path[256], err[256];
 
-	LIST_FOREACH(ns, &d->nss, entry)
-		if (strcmp(ns->name, name) == 0)
-			return (ns);
+	if ((ns = dns_lookup(d, name)) != NULL)
+		return (ns);
 	ns = xcalloc(1, sizeof *ns);
 	ns->d = d;
 	as_strlcpy(ns->name, name, sizeof ns->name);
@@ -715,9 +721,11 @@ dns_get(struct dispatcher *d, const char *name)
 	TAILQ_INIT(&ns->tasks);
 	TAILQ_INIT(&ns->defer_desc);
 	TAILQ_INIT(&ns->defer_roots);
+	LIST_INIT(&ns->pools);
 	ns->quota = quota_ns_new(d->config != NULL ?
 	    config_quota_for(d->config, name) : NULL);
 	LIST_INSERT_HEAD(&d->nss, ns, entry);
+	as_hash_insert_str(&d->nss_byname, &ns->nslink);
 	snprintf(path, sizeof path, CLAIMS_API "/namespaces/%s/sandboxclaims",
 	    name);
 	memset(&io, 0, sizeof io);
@@ -761,6 +769,7 @@ dns_free(struct dns *ns)
 		dtask_maybe_free(t);
 	}
 	LIST_REMOVE(ns, entry);
+	as_hash_remove(&ns->d->nss_byname, &ns->nslink);
 	quota_ns_free(ns->quota);
 	as_hash_fini(&ns->byid);
 	free(ns);

@@ -44,9 +44,8 @@ dns_spares(const struct dns *ns)
 	const struct dpool *q;
 	long		 n = 0;
 
-	LIST_FOREACH(q, &ns->d->pools, entry)
-		if (q->ns == ns)
-			n += dpool_spares(q);
+	LIST_FOREACH(q, &ns->pools, nsentry)
+		n += dpool_spares(q);
 	return (n);
 }
 

@@ -24,6 +24,17 @@
  *
  * A target that cannot be read is read again after pool_read_backoff(),
  * not at every poll; the replicas are held meanwhile.
+ *
+ * Scale: nothing done for one pool walks every pool (issue 15).  The pools
+ * are indexed by (namespace, name) (d->pool_index, for the CRD status
+ * sweep and config reloads) and grouped by namespace (struct pool_ns, in
+ * d->pool_nss), and a group keeps what the quota cap needs of its pools:
+ * the replicas they hold (used) and what each would ask for (need), both
+ * updated when a pool's reading or replicas change.  A namespace without
+ * an AgentQuota costs its pools one lookup each; with one, its fair shares
+ * (quota_share(), a pure function of the budget and the needs) are kept
+ * until a need or the budget changes, so idle pools share them for free.
+ * d->pool_visits counts the pools the loops here visit.
  */
 #include <math.h>
 #include <stddef.h>
@@ -45,10 +56,37 @@
 #include "pool.h"
 #include "quota.h"
 
+/*
+ * The scale pools of one namespace, in d->pools order (the order
+ * quota_share() gives its last units in), with what the quota cap needs.
+ */
+struct pool_ns {
+	struct as_hash_entry	 link;	/* d->pool_nss, by name */
+	char			*name;
+	struct pool		**pools;
+	size_t			 n;
+	long			 used;	/* the pools' counted, summed */
+	long			*need;	/* each pool's pool_need_seen() */
+	long			*fair;	/* quota_share(budget, need) */
+	long			*scratch; /* a share with another need */
+	long			 budget;	/* fair's, if fair_valid */
+	int			 fair_valid;
+};
+
+/* What the index of (namespace, name) is asked for. */
+struct pool_key {
+	const char	*ns;
+	const char	*name;
+};
+
 static void	 pool_poll(struct pool *);
 static double	 pool_read_backoff(unsigned);
 static void	 pool_evaluate(struct pool *);
 static void	 pool_free(struct pool *);
+static void	 pool_recount(struct pool *);
+static void	 pool_renote(struct pool *);
+static void	 pool_groups_free(struct daemon *);
+TESTABLE long	 pool_need(const struct pool *, double);
 
 static double
 pool_interval(const struct pool *p)
@@ -59,7 +97,7 @@ pool_interval(const struct pool *p)
 	return (base * (0.9 + 0.2 * as_random()));
 }
 
-static void
+TESTABLE void
 pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 {
 	struct pool	*p = arg;
@@ -91,6 +129,7 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		p->ready = r->ready;
 		p->in_flight = r->in_flight;
 	}
+	pool_renote(p);
 	pool_evaluate(p);
 	if (p->wake_pending) {
 		p->wake_pending = 0;
@@ -167,6 +206,7 @@ pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
 	p->spec_replicas = sc->spec_replicas;
 	p->status_replicas = sc->status_replicas;
 	p->spec_time = as_mono_now();
+	pool_recount(p);
 }
 
 /*
@@ -259,7 +299,7 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 }
 
 /* What a pool would ask for from its latest reading, within min/max. */
-static long
+TESTABLE long
 pool_need(const struct pool *q, double backlog)
 {
 	double	 need;
@@ -274,6 +314,55 @@ pool_need(const struct pool *q, double backlog)
 }
 
 /*
+ * What the other pools of its namespace take a pool to need, from what it
+ * last read.  A pool that has not polled yet may need anything: its fair
+ * share is kept for it, so the first pool to read does not take the whole
+ * budget only to give it back (pods started and then killed).  After a
+ * failed read it needs nothing new; the replicas it holds are in "used"
+ * all the same.
+ */
+static long
+pool_need_seen(const struct pool *q)
+{
+	if (q->polls == 0)
+		return (q->cfg->scaling.max_replicas);
+	return (q->source_read ? pool_need(q, q->ready +
+	    (q->cfg->source.count_in_flight ? q->in_flight : 0)) : 0);
+}
+
+/* The replicas a pool holds against its quota: written or being written. */
+static long
+pool_holds(const struct pool *q)
+{
+	return (q->as.desired > q->spec_replicas ? q->as.desired :
+	    q->spec_replicas);
+}
+
+/* After p's desired or spec replicas changed: its namespace's used. */
+static void
+pool_recount(struct pool *p)
+{
+	long	 c = pool_holds(p);
+
+	if (p->ns == NULL)
+		return;
+	p->ns->used += c - p->counted;
+	p->counted = c;
+}
+
+/* After p's reading changed: what its namespace takes it to need. */
+static void
+pool_renote(struct pool *p)
+{
+	long	 need = pool_need_seen(p);
+
+	if (p->ns == NULL || p->ns->need[p->ns_idx] == need)
+		return;
+	p->ns->need[p->ns_idx] = need;
+	p->ns->fair_valid = 0;
+}
+
+/*
  * The most replicas this pool may run under its namespace's AgentQuota,
  * or -1 without a limit.  The namespace's budget for scale pools (what
  * maxSandboxes leaves after dispatch tasks and warm spares) is shared by
@@ -282,58 +371,43 @@ pool_need(const struct pool *q, double backlog)
  * what is free right now (replicas written or being written count), so a
  * pool grows into its share only as another shrinks out of it: the sum
  * never overshoots.
+ *
+ * The pool's own need is backlog's; the others' are pool_need_seen().
+ * When the two agree for this pool (it has read its source), the shares
+ * are the namespace's, kept while the needs and the budget stand.
  */
-static long
+TESTABLE long
 pool_quota_cap(struct pool *p, double backlog)
 {
 	struct daemon	*d = p->d;
-	long		*need, *fair, used = 0, head, budget, cap, c;
-	size_t		 i, n = 0, self = 0;
+	struct pool_ns	*ns = p->ns;
+	long		 head, budget, cap, c, self, seen;
 
-	for (i = 0; i < d->npools; i++) {
-		const struct pool *q = d->pools[i];
-
-		if (strcmp(q->cfg->ns, p->cfg->ns) == 0)
-			used += q->as.desired > q->spec_replicas ?
-			    q->as.desired : q->spec_replicas;
-	}
-	head = dispatcher_headroom(d->dispatch, d->config, p->cfg->ns, used);
+	head = dispatcher_headroom(d->dispatch, d->config, p->cfg->ns,
+	    ns->used);
 	if (head < 0)
 		return (-1);
-	budget = head + used;
-	need = xcalloc(d->npools, sizeof *need);
-	fair = xcalloc(d->npools, sizeof *fair);
-	for (i = 0; i < d->npools; i++) {
-		const struct pool *q = d->pools[i];
-
-		if (strcmp(q->cfg->ns, p->cfg->ns) != 0)
-			continue;
-		if (q == p)
-			self = n;
-		/*
-		 * A pool that has not polled yet may need anything: its fair
-		 * share is kept for it, so the first pool to read does not
-		 * take the whole budget only to give it back (pods started
-		 * and then killed).  After a failed read it needs nothing
-		 * new; the replicas it holds are in "used" all the same.
-		 */
-		if (q == p)
-			need[n++] = pool_need(q, backlog);
-		else if (q->polls == 0)
-			need[n++] = q->cfg->scaling.max_replicas;
-		else
-			need[n++] = q->source_read ? pool_need(q, q->ready +
-			    (q->cfg->source.count_in_flight ? q->in_flight :
-			    0)) : 0;
+	budget = head + ns->used;
+	self = pool_need(p, backlog);
+	seen = ns->need[p->ns_idx];
+	if (self == seen) {
+		if (!ns->fair_valid || ns->budget != budget) {
+			quota_share(budget, ns->need, ns->fair, ns->n);
+			d->pool_visits += ns->n;
+			ns->budget = budget;
+			ns->fair_valid = 1;
+		}
+		cap = ns->fair[p->ns_idx];
+	} else {
+		ns->need[p->ns_idx] = self;
+		quota_share(budget, ns->need, ns->scratch, ns->n);
+		d->pool_visits += ns->n;
+		ns->need[p->ns_idx] = seen;
+		cap = ns->scratch[p->ns_idx];
 	}
-	quota_share(budget, need, fair, n);
-	c = p->as.desired > p->spec_replicas ? p->as.desired :
-	    p->spec_replicas;
-	cap = fair[self];
+	c = pool_holds(p);
 	if (cap > c + head)
 		cap = c + head;
-	free(need);
-	free(fair);
 	return (cap > 0 ? cap : 0);
 }
 
@@ -366,6 +440,7 @@ pool_evaluate(struct pool *p)
 	in.now = now;
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
+	pool_recount(p);
 	/* A standby decides (its windows stay warm) but never writes. */
 	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))
 		return;
@@ -425,11 +500,115 @@ pool_free(struct pool *p)
 	free(p);
 }
 
+static uint64_t
+pool_key_hash(const char *ns, const char *name)
+{
+	return (as_hash_str(ns) * 31 + as_hash_str(name));
+}
+
+static int
+pool_key_eq(const struct as_hash_entry *e, const void *arg)
+{
+	const struct pool	*p = AS_HASH_ITEM(e, struct pool, index_link);
+	const struct pool_key	*k = arg;
+
+	return (strcmp(p->cfg->ns, k->ns) == 0 &&
+	    strcmp(p->cfg->name, k->name) == 0);
+}
+
+/* The scale pool ns/name, or NULL. */
+static struct pool *
+pool_find(const struct daemon *d, const char *ns, const char *name)
+{
+	struct pool_key	 k = { ns, name };
+
+	if (as_hash_count(&d->pool_index) == 0)
+		return (NULL);	/* perhaps never made: no pools yet */
+	return (AS_HASH_ITEM(as_hash_find(&d->pool_index, pool_key_hash(ns,
+	    name), &k), struct pool, index_link));
+}
+
+/* The pools of namespace ns, or NULL. */
+static struct pool_ns *
+pool_ns_find(const struct daemon *d, const char *ns)
+{
+	if (as_hash_count(&d->pool_nss) == 0)
+		return (NULL);
+	return (AS_HASH_ITEM(as_hash_find_str(&d->pool_nss, ns),
+	    struct pool_ns, link));
+}
+
+static void
+pool_groups_free(struct daemon *d)
+{
+	struct as_hash_entry *l, *next;
+	struct pool_ns	*g;
+
+	for (l = as_hash_first(&d->pool_nss); l != NULL; l = next) {
+		next = as_hash_next(&d->pool_nss, l);
+		g = AS_HASH_ITEM(l, struct pool_ns, link);
+		free(g->name);
+		free(g->pools);
+		free(g->need);
+		free(g->fair);
+		free(g->scratch);
+		free(g);
+	}
+	as_hash_fini(&d->pool_nss);
+	as_hash_fini(&d->pool_index);
+}
+
+/*
+ * Indexes d->pools anew: by (namespace, name), and into their namespaces'
+ * groups (in d->pools order), with each group's used and needs.
+ */
+static void
+pool_index_build(struct daemon *d)
+{
+	struct pool_ns	*g;
+	struct pool	*p;
+	size_t		 i;
+
+	pool_groups_free(d);
+	as_hash_init(&d->pool_index, d->npools, 0, pool_key_eq);
+	as_hash_init_str(&d->pool_nss, 0, 0,
+	    AS_HASH_KEYOFF(struct pool_ns, link, name));
+	/* First the size of each group, then its arrays, then its pools. */
+	for (i = 0; i < d->npools; i++) {
+		p = d->pools[i];
+		d->pool_visits++;
+		as_hash_insert(&d->pool_index, &p->index_link,
+		    pool_key_hash(p->cfg->ns, p->cfg->name));
+		if ((g = pool_ns_find(d, p->cfg->ns)) == NULL) {
+			g = xcalloc(1, sizeof *g);
+			g->name = xstrdup(p->cfg->ns);
+			as_hash_insert_str(&d->pool_nss, &g->link);
+		}
+		p->ns = g;
+		p->ns_idx = g->n++;
+	}
+	for (i = 0; i < d->npools; i++) {
+		p = d->pools[i];
+		d->pool_visits++;
+		g = p->ns;
+		if (g->pools == NULL) {
+			g->pools = xcalloc(g->n, sizeof *g->pools);
+			g->need = xcalloc(g->n, sizeof *g->need);
+			g->fair = xcalloc(g->n, sizeof *g->fair);
+			g->scratch = xcalloc(g->n, sizeof *g->scratch);
+		}
+		g->pools[p->ns_idx] = p;
+		p->counted = pool_holds(p);
+		g->used += p->counted;
+		g->need[p->ns_idx] = pool_need_seen(p);
+	}
+}
+
 void
 pool_apply_config(struct daemon *d, const struct config *nc)
 {
 	struct pool	**np, *p;
-	size_t		 i, j, n;
+	size_t		 i, n;
 
 	np = xcalloc(nc->npools, sizeof *np);
 	for (i = 0, n = 0; i < nc->npools; i++) {
@@ -437,36 +616,37 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 
 		if (c->mode != POOL_MODE_SCALE)
 			continue;	/* the dispatcher's */
-
-		for (j = 0; j < d->npools; j++) {
-			p = d->pools[j];
-			if (p == NULL || strcmp(p->cfg->ns, c->ns) != 0 ||
-			    strcmp(p->cfg->name, c->name) != 0)
-				continue;
-			if (config_same_source(p->cfg, c)) {
-				np[n] = p;
-				d->pools[j] = NULL;
-				if (strcmp(p->cfg->target_kind,
-				    c->target_kind) != 0 ||
-				    strcmp(p->cfg->target_name,
-				    c->target_name) != 0) {
-					if (p->req != NULL)
-						k8s_req_cancel(p->req);
-					p->req = NULL;
-					p->spec_known = 0;
-					memset(&p->as, 0, sizeof p->as);
-				}
-				p->cfg = c;
+		d->pool_visits++;
+		p = pool_find(d, c->ns, c->name);
+		if (p != NULL && config_same_source(p->cfg, c)) {
+			np[n] = p;
+			p->kept = 1;
+			if (strcmp(p->cfg->target_kind, c->target_kind) != 0 ||
+			    strcmp(p->cfg->target_name, c->target_name) != 0) {
+				if (p->req != NULL)
+					k8s_req_cancel(p->req);
+				p->req = NULL;
+				p->spec_known = 0;
+				memset(&p->as, 0, sizeof p->as);
 			}
-			break;
-		}
-		if (np[n] == NULL)
+			p->cfg = c;
+		} else
 			np[n] = pool_new(d, c);
 		n++;
 	}
-	pool_free_all(d);	/* those no longer in the config */
+	/* Those no longer in the config, or whose source changed. */
+	for (i = 0; i < d->npools; i++) {
+		p = d->pools[i];
+		d->pool_visits++;
+		if (p->kept)
+			p->kept = 0;
+		else
+			pool_free(p);
+	}
+	free(d->pools);
 	d->pools = np;
 	d->npools = n;
+	pool_index_build(d);
 }
 
 void
@@ -477,6 +657,7 @@ pool_forget_targets(struct daemon *d)
 	for (i = 0; i < d->npools; i++) {
 		struct pool *p = d->pools[i];
 
+		d->pool_visits++;
 		if (p->req != NULL)
 			k8s_req_cancel(p->req);
 		p->req = NULL;
@@ -490,8 +671,10 @@ pool_evaluate_all(struct daemon *d)
 {
 	size_t	 i;
 
-	for (i = 0; i < d->npools; i++)
+	for (i = 0; i < d->npools; i++) {
+		d->pool_visits++;
 		pool_evaluate(d->pools[i]);
+	}
 }
 
 void
@@ -504,6 +687,7 @@ pool_free_all(struct daemon *d)
 	free(d->pools);
 	d->pools = NULL;
 	d->npools = 0;
+	pool_groups_free(d);
 }
 
 /* CRD mode (crd.h): the status of the objects. */
@@ -514,13 +698,9 @@ pool_crd_status(void *arg, const char *ns, const char *name,
 {
 	struct daemon	*d = arg;
 	const struct pool *p;
-	size_t		 i;
 
-	for (i = 0; i < d->npools; i++) {
-		p = d->pools[i];
-		if (strcmp(p->cfg->ns, ns) != 0 ||
-		    strcmp(p->cfg->name, name) != 0)
-			continue;
+	d->pool_visits++;
+	if ((p = pool_find(d, ns, name)) != NULL) {
 		st->replicas = p->spec_known ? p->spec_replicas : -1;
 		st->desired = p->as.desired;
 		st->backlog = lround(p->ready);
@@ -548,6 +728,7 @@ pool_crd_quota_status(void *arg, const char *ns, struct crd_quota_status *st)
 {
 	struct daemon	*d = arg;
 	const struct quota_config *qc;
+	const struct pool_ns *g;
 	size_t		 i;
 	long		 n = 0;
 
@@ -555,9 +736,10 @@ pool_crd_quota_status(void *arg, const char *ns, struct crd_quota_status *st)
 	    dispatcher_quota_status(d->dispatch, ns, st) == 0)
 		return (0);
 	/* Scale pools only: their replicas are all the namespace uses. */
-	for (i = 0; i < d->npools; i++)
-		if (strcmp(d->pools[i]->cfg->ns, ns) == 0)
-			n += d->pools[i]->spec_replicas;
+	for (i = 0, g = pool_ns_find(d, ns); g != NULL && i < g->n; i++) {
+		d->pool_visits++;
+		n += g->pools[i]->spec_replicas;
+	}
 	st->sandboxes = st->replicas = n;
 	qc = config_quota_for(d->config, ns);
 	st->limited = qc != NULL && qc->max_sandboxes >= 0 &&

@@ -10,22 +10,31 @@
 #ifndef AGENTSCALER_POOL_H
 #define AGENTSCALER_POOL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <ev.h>
 
+#include "agentscaler/rt/hash.h"
 #include "autoscale.h"
 #include "config.h"
 #include "crd.h"
 
 struct daemon;
 struct k8s_req;
+struct pool_ns;
 struct scaler;
+struct scaler_result;
 
 struct pool {
 	struct daemon		*d;
 	const struct pool_config *cfg;	/* points into d->config */
 	char			 id[320];	/* ns/name, for logs */
+	struct as_hash_entry	 index_link;	/* d->pool_index */
+	struct pool_ns		*ns;		/* its namespace */
+	size_t			 ns_idx;	/* its place there */
+	long			 counted;	/* in ns->used */
+	int			 kept;		/* in pool_apply_config */
 	struct scaler		*scaler;
 	ev_timer		 poll_timer;
 	int			 polling;	/* a poll is in flight */
@@ -93,5 +102,13 @@ int	 pool_crd_status(void *arg, const char *ns, const char *name,
 	    struct crd_pool_status *);
 int	 pool_crd_quota_status(void *arg, const char *ns,
 	    struct crd_quota_status *);
+
+#ifdef AS_TESTING
+/* For tests/check_pool.c: what the timers and the quota cap do. */
+void	 pool_poll_done(struct scaler *, const struct scaler_result *,
+	    void *);
+long	 pool_quota_cap(struct pool *, double backlog);
+long	 pool_need(const struct pool *, double backlog);
+#endif
 
 #endif
