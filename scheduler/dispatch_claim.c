@@ -185,6 +185,7 @@ dtask_release(struct dtask *t)
 
 	dtask_set_state(t, T_RELEASING);
 	t->retry_at = 0;
+	t->held = 0;	/* released, whatever held it: the sweep retries it */
 	if (!t->claim_exists && t->await_sandbox) {
 		if (t->req == NULL)
 			dtask_await_sandbox(t);
@@ -564,7 +565,7 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 			dtask_save_budget(t, now);
 			if (t->doomed || t->op || t->req != NULL)
 				continue;
-			if (t->held) {
+			if (t->held && t->st == T_RUNNING) {
 				/* Still held: the TTL backstop below. */
 				dtask_hold_sweep(t, now);
 				if (t->st != T_RUNNING)

@@ -555,9 +555,15 @@ dtask_hold_sweep(struct dtask *t, double now)
 		if (now - from < DISPATCH_ACK_HOLD)
 			return;
 	}
-	log_info("dispatch", "%s/%s: task %s: no redelivery of its message "
-	    "within %.0f s of consuming (its ack had landed); releasing the "
-	    "claim", t->ns->name, t->claim, t->id, DISPATCH_ACK_HOLD);
+	if (p == NULL)
+		log_info("dispatch", "%s/%s: task %s: its pool is gone; "
+		    "releasing the claim kept for its redelivery", t->ns->name,
+		    t->claim, t->id);
+	else
+		log_info("dispatch", "%s/%s: task %s: no redelivery of its "
+		    "message within %.0f s of consuming (its ack had landed); "
+		    "releasing the claim", t->ns->name, t->claim, t->id,
+		    DISPATCH_ACK_HOLD);
 	t->held = 0;
 	dtask_release(t);
 }

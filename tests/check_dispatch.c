@@ -2576,6 +2576,45 @@ START_TEST(test_rabbit_claim_kept_until_acked)
 END_TEST
 
 /*
+ * A held claim (test_rabbit_claim_kept_until_acked) released another way:
+ * deleted by someone else (or its TTL) while held, and the GET of its
+ * Sandbox fails.  The task waits for the Sandbox to go and must be retried
+ * by the sweep like any releasing task; before, a task released while held
+ * stayed held and the sweep skipped it for good: its record and its quota
+ * stayed until a restart.
+ */
+START_TEST(test_rabbit_held_claim_deleted)
+{
+	char		 name[CLAIM_NAME_MAX + 1], *made;
+	struct fcons	*c = fc_find("qr");
+	struct freq	*r;
+
+	task_claim_name("a", NS, "t1", name);
+	made = to_handoff("qr", "t1", "sb-1");
+	fop_complete(fop_find(c, OP_HANDOFF), 0, CONSUMER_HANDOFF_DONE);
+	fc_lose(c, 0);
+	complete_all_ops();	/* the ack fails: its tag is void */
+	free(made);
+	srv_finished(name, "sb-1", "PodSucceeded");
+	fi_show(NS, name);
+	ck_assert_ptr_null(fk_find("DELETE", name));	/* held */
+	fi_gone(NS, name);	/* deleted in the background */
+	ck_assert_ptr_nonnull(r = fk_find("GET", "/sandboxes/sb-1"));
+	fk_reply(r, -AS_ECONN, 503, "{}");	/* unanswered: ask again */
+	ck_assert_ptr_null(fk_find("GET", "/sandboxes/sb-1"));
+	ck_assert_int_eq(live_tasks(), 1);
+	sweep_after(11);
+	ck_assert_msg(fk_find("GET", "/sandboxes/sb-1") != NULL, "the sweep "
+	    "never asks again whether the Sandbox of a task released while "
+	    "held is gone: its record and quota stay");
+	sandboxes_gone();
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	assert_no_dead_letter();
+}
+END_TEST
+
+/*
  * Issue 12 (agent-sandbox semantics): Finished=True only says the pod
  * reached a terminal phase, and an evicted or deleted pod passes through
  * Failed before the controller recreates it.  After the hand-off, PodFailed
@@ -3142,6 +3181,7 @@ dispatch_suite(void)
 	    (int)AS_ARRAY_SIZE(ran_rows));
 	tcase_add_loop_test(tc, test_rabbit_confirm_lost_then_succeeded, 0,
 	    (int)AS_ARRAY_SIZE(confirm_rows));
+	tcase_add_test(tc, test_rabbit_held_claim_deleted);
 	tcase_add_loop_test(tc, test_rabbit_claim_kept_until_acked, 0,
 	    (int)AS_ARRAY_SIZE(unacked_rows));
 	suite_add_tcase(s, tc);
