@@ -50,7 +50,8 @@ SHELL	 = /bin/bash
 objs = $(patsubst %.c,$(1)/%.o,$(2))
 
 .PHONY: all deps test unit integration valgrind demo bench format \
-	format-check lint layers clean fuzz fuzz-smoke chart chart-rbac e2e cluster helm soak
+	format-check lint layers clean fuzz fuzz-smoke chart chart-rbac e2e cluster helm soak \
+	clients
 all: $(REL)/agentscaler
 
 define build_rules
@@ -91,7 +92,7 @@ deps:
 # The ASan+UBSan gate: unit suites, then the integration suites with the
 # sanitized daemon.
 test: deps
-	$(MAKE) lint unit fuzz-smoke integration chart chart-rbac e2e
+	$(MAKE) lint unit fuzz-smoke integration clients chart chart-rbac e2e
 
 unit: $(ASAN_TESTS)
 	@set -e; for t in $(ASAN_TESTS); do \
@@ -106,6 +107,14 @@ integration: $(ASAN)/agentscaler $(REL)/agentscaler
 	@set -e; for d in $(PY_SUITES); do \
 	    AGENTSCALER_BIN=$(ASAN)/agentscaler ASAN_OPTIONS=detect_leaks=1 \
 	    python3 -m unittest discover -s $$d -p 'test_*.py' -t . -v; done
+
+# The agent protocol and its Python client (docs/protocol.md, clients/python,
+# tests/clients) in build/venv (tools/deps.sh: jsonschema, redis, pika), on
+# real redis-server and rabbitmq-server and the daemon's own task parser.
+clients: deps $(ASAN)/agentscaler
+	AGENTSCALER_BIN=$(ASAN)/agentscaler ASAN_OPTIONS=detect_leaks=1 \
+	    build/venv/bin/python -m unittest discover -s tests/clients \
+	    -p 'test_*.py' -t . -v
 
 # The real control plane of tools/cluster (issue 13) and Helm, built from
 # the Go modules pinned in tools/cluster/go.mod and tools/cluster/helm/go.mod

@@ -1,18 +1,34 @@
 #!/bin/sh
-# Installs every Debian package the build, the tests and the demo need.
+# Installs every Debian package the build, the tests and the demo need, then
+# the Python venv of the client tests (build/venv: clients/python with its
+# extras, and jsonschema; pinned in tests/clients/requirements.txt).
 # Idempotent: does nothing when all are present, and runs apt-get update only
-# when a package is missing and the package lists are empty or stale.
+# when a package is missing and the package lists are empty or stale; the
+# venv is remade only when the requirements or the package's pyproject change.
 set -e
+cd "$(dirname "$0")/.."
+venv() {
+	stamp=build/venv/.stamp
+	want=$(cat tests/clients/requirements.txt clients/python/pyproject.toml |
+	    sha256sum | cut -d' ' -f1)
+	[ -f $stamp ] && [ "$(cat $stamp)" = "$want" ] && return 0
+	echo "deps: making build/venv"
+	rm -rf build/venv
+	python3 -m venv build/venv
+	build/venv/bin/pip install -q -r tests/clients/requirements.txt
+	build/venv/bin/pip install -q -e "clients/python[all]"
+	echo "$want" > $stamp
+}
 PKGS="build-essential pkg-config libev-dev libhiredis-dev librabbitmq-dev
 libcurl4-openssl-dev libssl-dev libcjson-dev check libsubunit-dev
 libmicrohttpd-dev libyaml-dev redis-server rabbitmq-server openssl python3
-valgrind clang-format curl clang libclang-rt-14-dev"
+python3-venv valgrind clang-format curl clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 	    missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+[ -z "$missing" ] && { venv; exit 0; }
 if [ "$(id -u)" != 0 ]; then
 	echo "deps: missing:$missing; run 'make deps' as root" >&2
 	exit 1
@@ -25,3 +41,4 @@ if [ -z "$(find $lists -maxdepth 1 -name '*_Packages*' -mtime -1 2>/dev/null)" ]
 fi
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
+venv
