@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"os"
 )
 
 // Task is the message a producer puts on a pool's queue.  ID: 1..253
@@ -54,4 +56,39 @@ func NewTask(payload json.RawMessage) Task {
 		Payload:     payload,
 		Traceparent: "00-" + randHex(16) + "-" + randHex(8) + "-01",
 	}
+}
+
+// Env is the environment variable k, or def when it is unset or empty.
+func Env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+// Out prints v as one line of JSON.
+func Out(v interface{}) {
+	b, _ := json.Marshal(v)
+	fmt.Println(string(b))
+}
+
+// Fail prints err and exits 1.
+func Fail(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(1)
+}
+
+// TaskFromArgs is a new task whose payload is the first argument (JSON),
+// and its message as bytes.
+func TaskFromArgs() (Task, []byte) {
+	var payload json.RawMessage
+	if len(os.Args) > 1 {
+		payload = json.RawMessage(os.Args[1])
+	}
+	task := NewTask(payload)
+	body, err := json.Marshal(task)
+	if err != nil {
+		Fail(err)
+	}
+	return task, body
 }

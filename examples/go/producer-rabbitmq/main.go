@@ -24,54 +24,39 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
 func main() {
-	conn, err := amqp.Dial(env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
+	conn, err := amqp.Dial(producers.Env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
 	if err != nil {
-		fail(err)
+		producers.Fail(err)
 	}
 	defer conn.Close()
 	ch, err := conn.Channel()
 	if err != nil {
-		fail(err)
+		producers.Fail(err)
 	}
 	if err := ch.Confirm(false); err != nil {
-		fail(err)
+		producers.Fail(err)
 	}
 	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
-	queue := env("QUEUE", "tasks")
-	exchange := env("RESULTS_EXCHANGE", queue+".results")
-	wait, _ := strconv.Atoi(env("WAIT_SECONDS", "0"))
-	var payload json.RawMessage
-	if len(os.Args) > 1 {
-		payload = json.RawMessage(os.Args[1])
-	}
-	task := producers.NewTask(payload)
-	body, err := json.Marshal(task)
-	if err != nil {
-		fail(err)
-	}
+	queue := producers.Env("QUEUE", "tasks")
+	exchange := producers.Env("RESULTS_EXCHANGE", queue+".results")
+	wait, _ := strconv.Atoi(producers.Env("WAIT_SECONDS", "0"))
+	task, body := producers.TaskFromArgs()
 
 	var deliveries <-chan amqp.Delivery
 	if wait > 0 {
 		if err := ch.ExchangeDeclare(exchange, "direct", true, false, false, false, nil); err != nil {
-			fail(err)
+			producers.Fail(err)
 		}
 		q, err := ch.QueueDeclare("", false, true, true, false, nil)
 		if err != nil {
-			fail(err)
+			producers.Fail(err)
 		}
 		if err := ch.QueueBind(q.Name, task.ID, exchange, false, nil); err != nil {
-			fail(err)
+			producers.Fail(err)
 		}
 		if deliveries, err = ch.Consume(q.Name, "", false, true, false, false, nil); err != nil {
-			fail(err)
+			producers.Fail(err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -80,17 +65,17 @@ func main() {
 		amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent,
 			MessageId: task.ID, Body: body})
 	if err != nil {
-		fail(err)
+		producers.Fail(err)
 	}
 	if ok, err := conf.WaitContext(ctx); err != nil || !ok {
-		fail(fmt.Errorf("publish not confirmed: %v", err))
+		producers.Fail(fmt.Errorf("publish not confirmed: %v", err))
 	}
 	select {
 	case r := <-returns:
-		fail(fmt.Errorf("unroutable: %s %s", r.ReplyText, r.RoutingKey))
+		producers.Fail(fmt.Errorf("unroutable: %s %s", r.ReplyText, r.RoutingKey))
 	default:
 	}
-	out(map[string]interface{}{"submitted": task})
+	producers.Out(map[string]interface{}{"submitted": task})
 	if wait == 0 {
 		return
 	}
@@ -103,21 +88,11 @@ func main() {
 			if err := json.Unmarshal(d.Body, &res); err != nil || res.ID != task.ID {
 				continue
 			}
-			out(map[string]interface{}{"result": res})
+			producers.Out(map[string]interface{}{"result": res})
 			return
 		case <-timeout:
 			fmt.Fprintf(os.Stderr, "no result for %s in %ds\n", task.ID, wait)
 			os.Exit(2)
 		}
 	}
-}
-
-func out(v interface{}) {
-	b, _ := json.Marshal(v)
-	fmt.Println(string(b))
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, err)
-	os.Exit(1)
 }

@@ -23,40 +23,25 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
 func main() {
-	opt, err := redis.ParseURL(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	opt, err := redis.ParseURL(producers.Env("REDIS_URL", "redis://127.0.0.1:6379/0"))
 	if err != nil {
-		fail(err)
+		producers.Fail(err)
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	ctx := context.Background()
-	queue := env("QUEUE", "tasks")
-	results := env("RESULTS", queue+".results")
-	wait, _ := strconv.Atoi(env("WAIT_SECONDS", "0"))
-	var payload json.RawMessage
-	if len(os.Args) > 1 {
-		payload = json.RawMessage(os.Args[1])
-	}
-	task := producers.NewTask(payload)
-	body, err := json.Marshal(task)
-	if err != nil {
-		fail(err)
-	}
+	queue := producers.Env("QUEUE", "tasks")
+	results := producers.Env("RESULTS", queue+".results")
+	wait, _ := strconv.Atoi(producers.Env("WAIT_SECONDS", "0"))
+	task, body := producers.TaskFromArgs()
 
 	// Where the results stream ends now: a result can only come after.
 	since := "0-0"
 	if wait > 0 {
 		last, err := rdb.XRevRangeN(ctx, results, "+", "-", 1).Result()
 		if err != nil {
-			fail(err)
+			producers.Fail(err)
 		}
 		if len(last) > 0 {
 			since = last[0].ID
@@ -69,9 +54,9 @@ func main() {
 		err = rdb.LPush(ctx, queue, body).Err()
 	}
 	if err != nil {
-		fail(err)
+		producers.Fail(err)
 	}
-	out(map[string]interface{}{"submitted": task})
+	producers.Out(map[string]interface{}{"submitted": task})
 	if wait == 0 {
 		return
 	}
@@ -87,7 +72,7 @@ func main() {
 			continue
 		}
 		if err != nil {
-			fail(err)
+			producers.Fail(err)
 		}
 		for _, s := range got {
 			for _, m := range s.Messages {
@@ -97,23 +82,13 @@ func main() {
 				}
 				var res producers.Result
 				if err := json.Unmarshal([]byte(fmt.Sprint(m.Values["result"])), &res); err != nil {
-					fail(err)
+					producers.Fail(err)
 				}
-				out(map[string]interface{}{"result": res})
+				producers.Out(map[string]interface{}{"result": res})
 				return
 			}
 		}
 	}
 	fmt.Fprintf(os.Stderr, "no result for %s in %ds\n", task.ID, wait)
 	os.Exit(2)
-}
-
-func out(v interface{}) {
-	b, _ := json.Marshal(v)
-	fmt.Println(string(b))
-}
-
-func fail(err error) {
-	fmt.Fprintln(os.Stderr, err)
-	os.Exit(1)
 }
