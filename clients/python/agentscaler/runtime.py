@@ -154,6 +154,7 @@ class _Task:
         self.events = []        # dicts, seq ascending; acknowledged ones dropped
         self.last_seq = 0
         self.acked = 0
+        self.returned = 0       # the highest seq an answer carried
         self.state = "running"
         self.children = {}
 
@@ -212,7 +213,7 @@ class Runtime:
                 raise RuntimeError("task %s has ended" % st.id)
             last = st.events[-1] if st.events else None
             if (typ == "progress" and last is not None and last["type"] == "progress"
-                    and last["seq"] > st.acked):
+                    and last["seq"] > st.returned):
                 ev = dict(fields, seq=last["seq"], type=typ, time=P.now_rfc3339())
                 st.events[-1] = ev
             else:
@@ -302,12 +303,13 @@ class Runtime:
     def events(self, tid, query, authz):
         try:
             after = int(query.get("after", ["0"])[0])
+            ack = int(query.get("ack", [str(after)])[0])
             wait = float(query.get("wait", ["0"])[0])
-            if after < 0 or wait < 0 or wait != wait:
+            if after < 0 or ack < 0 or ack > after or wait < 0 or wait != wait:
                 raise ValueError
         except ValueError:
-            return 400, P.error_body("request.invalid", "after is an integer >= 0, wait a "
-                                     "number >= 0", tid)
+            return 400, P.error_body("request.invalid", "after and ack are integers >= 0, "
+                                     "ack <= after, wait a number >= 0", tid)
         wait = min(wait, P.MAX_WAIT)
         end = time.monotonic() + wait
         with self._cv:
@@ -318,10 +320,10 @@ class Runtime:
                 return 400, P.error_body("request.invalid", "after=%d is beyond the last event "
                                          "(%d)" % (after, st.last_seq), tid)
             # Acknowledge: the terminal event stays until DELETE.
-            if after > st.acked:
-                st.acked = after
+            if ack > st.acked:
+                st.acked = ack
                 st.events = [e for e in st.events
-                             if e["seq"] > after or e["type"] in P.TERMINAL]
+                             if e["seq"] > ack or e["type"] in P.TERMINAL]
             while True:
                 if any(e["seq"] > after and e["type"] in P.WAKING for e in st.events):
                     break
@@ -333,12 +335,22 @@ class Runtime:
                 return self._held(tid, authz)[1]
             out = [e for e in st.events if e["seq"] > after]
             more = len(out) > P.MAX_EVENTS
-            out = out[:P.MAX_EVENTS]
+            out = [self._view(st, e) for e in out[:P.MAX_EVENTS]]
+            if out:
+                st.returned = max(st.returned, out[-1]["seq"])
             first = st.events[0]["seq"] if st.events else st.last_seq + 1
             return 200, {"apiVersion": API_VERSION, "kind": "EventList", "taskId": st.id,
                          "attempt": st.attempt, "instance": self.instance, "state": st.state,
                          "first": first, "next": out[-1]["seq"] if out else after,
                          "more": more, "events": out}
+
+    @staticmethod
+    def _view(st, ev):
+        """An event as it is sent: a spawn with the replies taken so far."""
+        if ev["type"] != "spawn":
+            return ev
+        h = st.children.get(ev["key"])
+        return dict(ev, replies=sorted(h.seen) if h is not None else [])
 
     def reply(self, tid, body, authz):
         why = _check_reply(body)
