@@ -162,7 +162,9 @@ class _Task:
 class Runtime:
     """The server.  start() binds and serves in a thread (port 0 picks a
     free one: see .port); stop() ends it.  exit_after_ack: stop once the
-    task is acknowledged (DELETE), so that the pod can reach Succeeded."""
+    task is acknowledged (DELETE), so that the pod can reach Succeeded.
+    port=None: no server of its own; a front that serves many runtimes on
+    one port (make_handler) calls it instead."""
 
     def __init__(self, handler, port=P.DEFAULT_PORT, host="0.0.0.0", exit_after_ack=False,
                  name="agentscaler-python/0.1", log=None):
@@ -176,10 +178,11 @@ class Runtime:
         self._tombstones = {}   # id -> acknowledged attempt
         self._stopping = False
         self.done = threading.Event()   # set by stop()
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = None
+        self._server = self.port = self._thread = None
+        if port is not None:
+            self._server = ThreadingHTTPServer((host, port), make_handler(lambda _req: self))
+            self._server.daemon_threads = True
+            self.port = self._server.server_address[1]
 
     # -- life
 
@@ -196,8 +199,9 @@ class Runtime:
                 return
             self._stopping = True
             self._cv.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
         self.done.set()
 
     def _emit(self, **rec):
@@ -449,7 +453,10 @@ def _check_reply(body):
     return None
 
 
-def _make_handler(rt):
+def make_handler(resolve):
+    """A BaseHTTPRequestHandler class serving the protocol; resolve(request)
+    gives the Runtime a request is for, or an answer (code, body) of its
+    own (a front routing by X-Sandbox-* headers, as agent-runtime's)."""
     prefix = P.BASE_PATH + "/tasks/"
 
     class H(BaseHTTPRequestHandler):
@@ -470,6 +477,7 @@ def _make_handler(rt):
                 self.wfile.write(data)
 
         def _body(self):
+            self.body_read = True
             n = int(self.headers.get("Content-Length") or 0)
             if n > P.MAX_BODY:
                 self.close_connection = True
@@ -481,6 +489,9 @@ def _make_handler(rt):
                 return None, (400, P.error_body("request.invalid", "not JSON: %s" % e))
 
         def _route(self, method):
+            rt = resolve(self)
+            if not isinstance(rt, Runtime):
+                return rt
             u = urlsplit(self.path)
             path = u.path
             authz = self.headers.get("Authorization")
@@ -510,11 +521,14 @@ def _make_handler(rt):
             return 404, P.error_body("request.unknownPath", "no such path: %s" % path[:200])
 
         def _do(self, method):
+            self.body_read = False
             try:
                 code, body = self._route(method)
             except Exception as e:  # noqa: BLE001 -- a bug answers 500, not a dead socket
                 code, body = 500, P.error_body("runtime.internal", "%s: %s"
                                                % (type(e).__name__, e))
+            if not self.body_read and self.headers.get("Content-Length", "0") != "0":
+                self.close_connection = True    # its unread body would be the next request
             try:
                 self._send(code, body)
             except (BrokenPipeError, ConnectionResetError):
