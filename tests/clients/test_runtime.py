@@ -443,7 +443,8 @@ class FailureTest(RuntimeCase):
     def test_handler_failures(self):
         for exc, reason, retry in ((TaskFailed("tool.timeout", "hung", retryable=True),
                                     "tool.timeout", True),
-                                   (KeyError("x"), "handler.error", False)):
+                                   (KeyError("x"), "handler.error", False),
+                                   (TypeError("a bug"), "handler.error", False)):
             gate = Gate(exc=exc)
             gate.go.set()
             rt = self.runtime(gate)

@@ -17,6 +17,7 @@ and a Context; what it returns (JSON-serialisable) is the task's result;
 an exception fails it (TaskFailed sets the reason and whether a retry may
 help; anything else is reason handler.error, not retryable).
 """
+import hmac
 import json
 import os
 import signal
@@ -235,21 +236,20 @@ class Runtime:
         ctx = Context(self, st)
         try:
             result = self.handler(st.task, ctx)
-            json.dumps(result)
         except TaskFailed as e:
-            self._append(st, "failed", {"error": {"reason": e.reason, "message": e.message[:4096],
-                                                  "retryable": e.retryable}})
-        except TypeError as e:
-            self._append(st, "failed", {"error": {"reason": "runtime.badResult",
-                                                  "message": str(e)[:4096],
-                                                  "retryable": False}})
+            return self._fail(st, e.reason, e.message, e.retryable)
         except Exception as e:  # noqa: BLE001 -- any handler error fails the task
-            msg = "%s: %s" % (type(e).__name__, e)
             self._emit(event="handler-error", id=st.id, trace=traceback.format_exc()[-2000:])
-            self._append(st, "failed", {"error": {"reason": "handler.error",
-                                                  "message": msg[:4096], "retryable": False}})
-        else:
-            self._append(st, "completed", {"result": result})
+            return self._fail(st, "handler.error", "%s: %s" % (type(e).__name__, e), False)
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as e:
+            return self._fail(st, "runtime.badResult", "the result is not JSON: %s" % e, False)
+        self._append(st, "completed", {"result": result})
+
+    def _fail(self, st, reason, message, retryable):
+        self._append(st, "failed", {"error": {"reason": reason, "message": message[:4096],
+                                              "retryable": retryable}})
 
     # -- requests (each returns (code, body or None))
 
@@ -264,7 +264,7 @@ class Runtime:
         if not authz:
             return 401, P.error_body("auth.missing", "this task needs Authorization: Bearer",
                                      st.id)
-        if authz != "Bearer " + st.token:
+        if not hmac.compare_digest(authz.encode(), ("Bearer " + st.token).encode()):
             return 401, P.error_body("auth.mismatch", "not this task's token", st.id)
         return None
 
