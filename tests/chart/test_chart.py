@@ -42,8 +42,11 @@ EXPECTED_RULES = {
     ("agentscaler.io", "agentquotas"): {"get", "list", "watch"},
     ("agentscaler.io", "agentpools/status"): {"patch"},
     ("agentscaler.io", "agentquotas/status"): {"patch"},
-    ("apps", "deployments/scale"): {"get", "patch"},
-    ("apps", "statefulsets/scale"): {"get", "patch"},
+    # scale mode (issue 15): targets watched, written through /scale
+    ("apps", "deployments"): {"list", "watch"},
+    ("apps", "statefulsets"): {"list", "watch"},
+    ("apps", "deployments/scale"): {"patch"},
+    ("apps", "statefulsets/scale"): {"patch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools"): {"get", "list", "watch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools/scale"): {"get", "patch"},
     ("extensions.agents.x-k8s.io", "sandboxtemplates"): {"get"},
@@ -375,7 +378,7 @@ class AllValuesTest(unittest.TestCase):
                   "--metrics-addr=0.0.0.0:9191", "--admin-addr=127.0.0.1:9292",
                   "--log-format=text", "--log-level=debug",
                   "--kube-qps=50", "--kube-burst=100", "--kube-timeout=5.5",
-                  "--kube-retries=3", "--resync-seconds=60",
+                  "--kube-retries=3",
                   "--secrets-dir=/var/run/agentscaler/secrets",
                   "--secret-namespaces=agents",
                   "--shared-secrets=platform/redis-shared,agents-batch/batch-redis,"
