@@ -35,6 +35,11 @@
  * idle that long, and a quiet one on a server without bookmarks is simply
  * reopened.  A dead TCP connection thus costs at most INF_IDLE_MAX.
  *
+ * An optional transform (informer_options.transform, client-go's
+ * SetTransform) trims every object, listed or watched, before the cache
+ * takes it and before it is reported: a cache of thousands of workloads
+ * then holds what its user reads, not whole objects.
+ *
  * Lifetimes.  The cache owns its cJSON objects.  An object replaced or
  * deleted goes to i->trash, freed when control returns to the loop (the
  * outermost of our entry points: the two completions, the line callback and

@@ -53,20 +53,18 @@ class TargetsTest(world.DaemonTestCase):
 
     def test_scaled_by_someone_else(self):
         # (a) The pool holds 2 (backlog 2); someone scales to 6.  The pool
-        # sees 6 through its watch (its replicas metric) and acts on it:
-        # back to its need, 2, after the stabilization window.  Had it not
-        # seen the 6 it would believe 2 already and never write again.
+        # sees 6 through its watch and acts on it: back to its need, 2
+        # ("scaled ... from 6 to 2": the replicas it wrote over were the 6
+        # it was told of).  Had it not seen the 6 it would believe 2 still
+        # and never write again.
         self.kube.create_deployment("agents")
-        self.start_daemon({"pools": [world.pool("p", self.redis.url, "q", "agents",
-                                                scaleDownStabilizationSeconds=3,
-                                                pollIntervalMs=100, cooldownSeconds=1)]})
+        self.start_daemon({"pools": [world.pool("p", self.redis.url, "q", "agents", **FAST)]})
         self.push("q", 2)
         self.replicas_become("agents", 2)
         self.scale_by_hand("agents", 6)
-        wait_for(lambda: self.m("agentscaler_pool_replicas", namespace="default", pool="p") == 6,
-                 15, 0.02, "the pool to see 6 replicas")
-        self.replicas_become("agents", 2, timeout=30)
-        wait_for(lambda: "from 6 to 2" in self.daemon.logs(), 10, what="the scale-down log")
+        wait_for(lambda: "from 6 to 2" in self.daemon.logs(), 30, 0.05,
+                 "the pool to scale 6 back to 2 (logs: %s)" % self.daemon.logs()[-2000:])
+        self.replicas_become("agents", 2)
         reqs = self.kube.requests()
         self.assertEqual(scale_gets(reqs), [])
         patches = [r for r in reqs if r["method"] == "PATCH" and r["path"].endswith("/agents/scale")]
