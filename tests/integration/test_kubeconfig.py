@@ -131,7 +131,7 @@ class KubeconfigTest(world.DaemonTestCase):
         """(user, code) of every request kube-sim saw for the target's
         Deployments (LIST and WATCH)."""
         return [(r["user"], r["code"]) for r in self.kube.requests(since)
-                if r["path"] == TARGET]
+                if r["path"] == TARGET and r["method"] == "GET"]
 
     def wait_user(self, user, since=0, timeout=30):
         wait_for(lambda: self.nudge() or (user, 200) in self.target_users(since), timeout, 0.05,
