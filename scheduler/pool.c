@@ -275,7 +275,7 @@ pool_target_reset(struct pool *p)
 	pool_target_take(p, &st, 1);
 }
 
-static void
+TESTABLE void
 pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
     void *arg)
 {

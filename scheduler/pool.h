@@ -109,6 +109,10 @@ int	 pool_crd_quota_status(void *arg, const char *ns,
 	    struct crd_quota_status *);
 
 #ifdef AS_TESTING
+struct k8s_scale;
+/* For tests/check_pool_targets.c: the answer to a PATCH of /scale. */
+void	 pool_patch_done(int, const struct k8s_scale *, const char *,
+	    void *);
 /* For tests/check_pool.c: what the timers and the quota cap do. */
 void	 pool_poll_done(struct scaler *, const struct scaler_result *,
 	    void *);

@@ -16,156 +16,8 @@
 #include "agentscaler/rt/common.h"
 #include "agentscaler/rt/log.h"
 #include "scheduler/targets.h"
+#include "util/informer_fake.h"
 #include "util/testutil.h"
-
-/* The fake: a cache the test fills, and the callback to report to. */
-struct informer {
-	char			 path[256];
-	informer_fn		*fn;
-	void			*arg;
-	informer_transform_fn	*transform;
-	int			 synced;
-	cJSON			*objs;	/* array */
-};
-
-static struct informer	*made[32];
-static int		 nmade, nlive;
-
-static struct informer *
-fake_new(struct k8s_client *kc, const struct informer_options *o,
-    informer_fn *fn, void *arg, char *err, size_t errlen)
-{
-	struct informer	*i;
-
-	(void)kc;
-	(void)err;
-	(void)errlen;
-	ck_assert_int_lt(nmade, (int)AS_ARRAY_SIZE(made));
-	i = xcalloc(1, sizeof *i);
-	as_strlcpy(i->path, o->path, sizeof i->path);
-	i->fn = fn;
-	i->arg = arg;
-	i->transform = o->transform;
-	i->objs = cJSON_CreateArray();
-	made[nmade++] = i;
-	nlive++;
-	return (i);
-}
-
-static void
-fake_free(struct informer *i)
-{
-	int	 k;
-
-	for (k = 0; k < nmade; k++)
-		if (made[k] == i)
-			made[k] = NULL;
-	cJSON_Delete(i->objs);
-	free(i);
-	nlive--;
-}
-
-static const char *
-str_at(const cJSON *o, const char *a, const char *b)
-{
-	const cJSON	*v = cJSON_GetObjectItemCaseSensitive(o, a);
-
-	v = cJSON_GetObjectItemCaseSensitive(v, b);
-	return (cJSON_IsString(v) ? v->valuestring : "");
-}
-
-static int
-fake_index(const struct informer *i, const char *ns, const char *name)
-{
-	const cJSON	*o;
-	int		 k = 0;
-
-	cJSON_ArrayForEach(o, i->objs) {
-		if (strcmp(str_at(o, "metadata", "namespace"), ns) == 0 &&
-		    strcmp(str_at(o, "metadata", "name"), name) == 0)
-			return (k);
-		k++;
-	}
-	return (-1);
-}
-
-static const cJSON *
-fake_get(const struct informer *i, const char *ns, const char *name)
-{
-	int	 k = fake_index(i, ns, name);
-
-	return (k < 0 ? NULL : cJSON_GetArrayItem(i->objs, k));
-}
-
-static int
-fake_synced(const struct informer *i)
-{
-	return (i->synced);
-}
-
-static void
-fake_stats(const struct informer *i, struct informer_stats *st)
-{
-	(void)i;
-	memset(st, 0, sizeof *st);
-}
-
-static const struct targets_ops fake_ops = {
-	.informer_new = fake_new,
-	.informer_free = fake_free,
-	.informer_get = fake_get,
-	.informer_synced = fake_synced,
-	.informer_stats = fake_stats,
-};
-
-/* A Deployment as the API server sends it, with what the slim drops. */
-static cJSON *
-deploy(const char *ns, const char *name, int rv, long spec, long status)
-{
-	char	 buf[1024];
-	cJSON	*o;
-
-	snprintf(buf, sizeof buf, "{\"kind\":\"Deployment\",\"apiVersion\":"
-	    "\"apps/v1\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\","
-	    "\"resourceVersion\":\"%d\",\"uid\":\"u-%s\",\"labels\":{\"a\":"
-	    "\"b\"},\"managedFields\":[{\"manager\":\"kubectl\"}]},\"spec\":"
-	    "{\"replicas\":%ld,\"selector\":{},\"template\":{\"spec\":{}}},"
-	    "\"status\":{\"replicas\":%ld,\"readyReplicas\":%ld,"
-	    "\"conditions\":[]}}", name, ns, rv, name, spec, status, status);
-	ck_assert_ptr_nonnull(o = cJSON_Parse(buf));
-	return (o);
-}
-
-/* The informer's way: transform, cache, report. */
-static void
-fake_event(struct informer *i, enum informer_event ev, cJSON *obj)
-{
-	int	 k;
-
-	if (i->transform != NULL)
-		i->transform(obj, NULL);
-	k = fake_index(i, str_at(obj, "metadata", "namespace"), str_at(obj,
-	    "metadata", "name"));
-	if (ev == INFORMER_DELETED) {
-		ck_assert_int_ge(k, 0);
-		cJSON_DeleteItemFromArray(i->objs, k);
-		i->fn(i, ev, obj, i->arg);
-		cJSON_Delete(obj);
-		return;
-	}
-	if (k >= 0)
-		cJSON_ReplaceItemInArray(i->objs, k, obj);
-	else
-		cJSON_AddItemToArray(i->objs, obj);
-	i->fn(i, ev, obj, i->arg);
-}
-
-static void
-fake_sync(struct informer *i)
-{
-	i->synced = 1;
-	i->fn(i, INFORMER_SYNCED, NULL, i->arg);
-}
 
 /* A subscriber: what it was told, how often. */
 struct sub_rec {
@@ -189,8 +41,8 @@ targets_fake(int cluster_wide)
 
 	memset(&o, 0, sizeof o);
 	o.cluster_wide = cluster_wide;
-	o.ops = &fake_ops;
-	nmade = nlive = 0;
+	o.ops = &fake_inf_ops;
+	fake_inf_reset();
 	return (targets_new(NULL, &o));
 }
 
@@ -221,16 +73,16 @@ START_TEST(test_two_on_one)
 	b = targets_subscribe(ts, "Deployment", "ns", "web", on_target, &rb);
 	c = targets_subscribe(ts, "Deployment", "ns", "ghost", on_target, &rc);
 	ck_assert(a != NULL && b != NULL && c != NULL);
-	ck_assert_int_eq(nmade, 1);
-	i = made[0];
+	ck_assert_int_eq(fake_inf_nmade, 1);
+	i = fake_inf_made[0];
 	ck_assert_str_eq(i->path, "/apis/apps/v1/namespaces/ns/deployments");
 	targets_get(a, &st);
 	ck_assert_int_eq(st.listed, 0);
 	ck_assert_int_eq(ra.calls, 0);	/* never from inside subscribe */
 
-	fake_event(i, INFORMER_ADDED, deploy("ns", "web", 10, 2, 1));
-	fake_event(i, INFORMER_ADDED, deploy("ns", "other", 11, 5, 5));
-	fake_sync(i);
+	fake_inf_event(i, INFORMER_ADDED, fake_deploy("ns", "web", 10, 2, 1));
+	fake_inf_event(i, INFORMER_ADDED, fake_deploy("ns", "other", 11, 5, 5));
+	fake_inf_sync(i);
 	ck_assert_int_eq(ra.calls, 1);
 	ck_assert_int_eq(rb.calls, 1);
 	ck_assert(ra.last.listed && ra.last.found);
@@ -244,29 +96,29 @@ START_TEST(test_two_on_one)
 	ck_assert_str_eq(rc.last.err, "deployments.apps \"ghost\" not found");
 
 	/* Scaled by someone else: both told. */
-	fake_event(i, INFORMER_MODIFIED, deploy("ns", "web", 12, 4, 1));
+	fake_inf_event(i, INFORMER_MODIFIED, fake_deploy("ns", "web", 12, 4, 1));
 	ck_assert_int_eq(ra.calls, 2);
 	ck_assert_int_eq(rb.calls, 2);
 	ck_assert_int_eq(rb.last.spec_replicas, 4);
 	/* A new resourceVersion, the same replicas: nobody. */
-	fake_event(i, INFORMER_MODIFIED, deploy("ns", "web", 13, 4, 1));
+	fake_inf_event(i, INFORMER_MODIFIED, fake_deploy("ns", "web", 13, 4, 1));
 	ck_assert_int_eq(ra.calls, 2);
 	targets_get(a, &st);
 	ck_assert_str_eq(st.rv, "13");
 	/* Status moves: told. */
-	fake_event(i, INFORMER_MODIFIED, deploy("ns", "web", 14, 4, 4));
+	fake_inf_event(i, INFORMER_MODIFIED, fake_deploy("ns", "web", 14, 4, 4));
 	ck_assert_int_eq(ra.calls, 3);
 	ck_assert_int_eq(ra.last.status_replicas, 4);
 	/* Another object: nobody. */
-	fake_event(i, INFORMER_MODIFIED, deploy("ns", "other", 15, 6, 5));
+	fake_inf_event(i, INFORMER_MODIFIED, fake_deploy("ns", "other", 15, 6, 5));
 	ck_assert_int_eq(ra.calls + rb.calls + rc.calls, 3 + 3 + 1);
 
 	/* Deleted, then made again. */
-	fake_event(i, INFORMER_DELETED, deploy("ns", "web", 16, 4, 4));
+	fake_inf_event(i, INFORMER_DELETED, fake_deploy("ns", "web", 16, 4, 4));
 	ck_assert_int_eq(ra.calls, 4);
 	ck_assert(ra.last.listed && !ra.last.found);
 	ck_assert_str_eq(rb.last.err, "deployments.apps \"web\" not found");
-	fake_event(i, INFORMER_ADDED, deploy("ns", "web", 17, 1, 0));
+	fake_inf_event(i, INFORMER_ADDED, fake_deploy("ns", "web", 17, 1, 0));
 	ck_assert_int_eq(rb.calls, 5);
 	ck_assert(rb.last.found);
 	ck_assert_int_eq(rb.last.spec_replicas, 1);
@@ -279,7 +131,7 @@ START_TEST(test_two_on_one)
 	targets_unsubscribe(ts, a);
 	targets_unsubscribe(ts, b);
 	targets_unsubscribe(ts, c);
-	ck_assert_int_eq(nlive, 0);	/* the last one freed the watch */
+	ck_assert_int_eq(fake_inf_nlive, 0);	/* the last one freed the watch */
 	targets_free(ts);
 }
 END_TEST
@@ -294,18 +146,18 @@ START_TEST(test_relist_drops)
 	memset(&r, 0, sizeof r);
 	ck_assert_ptr_nonnull(targets_subscribe(ts, "StatefulSet", "ns", "db",
 	    on_target, &r));
-	i = made[0];
+	i = fake_inf_made[0];
 	ck_assert_str_eq(i->path, "/apis/apps/v1/namespaces/ns/statefulsets");
-	fake_event(i, INFORMER_ADDED, deploy("ns", "db", 3, 2, 2));
-	fake_sync(i);
+	fake_inf_event(i, INFORMER_ADDED, fake_deploy("ns", "db", 3, 2, 2));
+	fake_inf_sync(i);
 	ck_assert(r.last.found);
-	cJSON_DeleteItemFromArray(i->objs, fake_index(i, "ns", "db"));
-	fake_sync(i);
+	cJSON_DeleteItemFromArray(i->objs, fake_inf_index(i, "ns", "db"));
+	fake_inf_sync(i);
 	ck_assert_int_eq(r.calls, 2);
 	ck_assert(!r.last.found);
 	ck_assert_str_eq(r.last.err, "statefulsets.apps \"db\" not found");
 	targets_free(ts);	/* with a subscription in */
-	ck_assert_int_eq(nlive, 0);
+	ck_assert_int_eq(fake_inf_nlive, 0);
 }
 END_TEST
 
@@ -326,23 +178,23 @@ START_TEST(test_informer_life)
 	s[3] = targets_subscribe(ts, "StatefulSet", "a", "x", on_target, &r);
 	s[4] = targets_subscribe(ts, "SandboxWarmPool", "a", "x", on_target,
 	    &r);
-	ck_assert_int_eq(nlive, 4);
-	ck_assert_str_eq(made[3]->path, "/apis/extensions.agents.x-k8s.io/"
+	ck_assert_int_eq(fake_inf_nlive, 4);
+	ck_assert_str_eq(fake_inf_made[3]->path, "/apis/extensions.agents.x-k8s.io/"
 	    "v1beta1/namespaces/a/sandboxwarmpools");
 	ck_assert_ptr_null(targets_subscribe(ts, "Pod", "a", "x", on_target,
 	    &r));
 	ck_assert_ptr_null(targets_subscribe(NULL, "Deployment", "a", "x",
 	    on_target, &r));
 	targets_unsubscribe(ts, s[0]);
-	ck_assert_int_eq(nlive, 4);
+	ck_assert_int_eq(fake_inf_nlive, 4);
 	targets_unsubscribe(ts, s[1]);
-	ck_assert_int_eq(nlive, 3);
-	ck_assert_ptr_null(made[0]);
+	ck_assert_int_eq(fake_inf_nlive, 3);
+	ck_assert_ptr_null(fake_inf_made[0]);
 	targets_unsubscribe(ts, NULL);
 	targets_unsubscribe(ts, s[2]);
 	targets_unsubscribe(ts, s[3]);
 	targets_unsubscribe(ts, s[4]);
-	ck_assert_int_eq(nlive, 0);
+	ck_assert_int_eq(fake_inf_nlive, 0);
 	targets_free(ts);
 
 	ts = targets_fake(1);
@@ -350,19 +202,19 @@ START_TEST(test_informer_life)
 	s[1] = targets_subscribe(ts, "Deployment", "b", "x", on_target, &r);
 	s[2] = targets_subscribe(ts, "SandboxWarmPool", "c", "x", on_target,
 	    &r);
-	ck_assert_int_eq(nlive, 2);
-	ck_assert_str_eq(made[0]->path, "/apis/apps/v1/deployments");
-	ck_assert_str_eq(made[1]->path, "/apis/extensions.agents.x-k8s.io/"
+	ck_assert_int_eq(fake_inf_nlive, 2);
+	ck_assert_str_eq(fake_inf_made[0]->path, "/apis/apps/v1/deployments");
+	ck_assert_str_eq(fake_inf_made[1]->path, "/apis/extensions.agents.x-k8s.io/"
 	    "v1beta1/sandboxwarmpools");
 	/* Cluster-wide: the namespace in the object picks the target. */
-	fake_event(made[0], INFORMER_ADDED, deploy("b", "x", 5, 3, 0));
-	fake_sync(made[0]);
+	fake_inf_event(fake_inf_made[0], INFORMER_ADDED, fake_deploy("b", "x", 5, 3, 0));
+	fake_inf_sync(fake_inf_made[0]);
 	targets_get(s[1], &r.last);
 	ck_assert_int_eq(r.last.spec_replicas, 3);
 	targets_get(s[0], &r.last);
 	ck_assert(r.last.listed && !r.last.found);
 	targets_free(ts);
-	ck_assert_int_eq(nlive, 0);
+	ck_assert_int_eq(fake_inf_nlive, 0);
 }
 END_TEST
 
@@ -393,12 +245,12 @@ START_TEST(test_synced)
 	ck_assert_ptr_nonnull(strstr(b.p, "and 3 more"));
 	free(b.p);
 	for (k = 0; k < 7; k++)
-		fake_sync(made[k]);
+		fake_inf_sync(fake_inf_made[k]);
 	ck_assert_int_eq(targets_synced(ts, NULL), 0);
-	fake_sync(made[7]);
+	fake_inf_sync(fake_inf_made[7]);
 	ck_assert_int_eq(targets_synced(ts, NULL), 1);
 
-	fake_event(made[0], INFORMER_ADDED, deploy("n0", "y", 9, 7, 0));
+	fake_inf_event(fake_inf_made[0], INFORMER_ADDED, fake_deploy("n0", "y", 9, 7, 0));
 	late = targets_subscribe(ts, "Deployment", "n0", "y", on_target, &r);
 	targets_get(late, &st);
 	ck_assert(st.listed && st.found);
@@ -427,11 +279,11 @@ START_TEST(test_event_cost)
 		targets_subscribe(ts, "Deployment", "ns", name, on_target,
 		    &r[k]);
 	}
-	fake_sync(made[0]);
+	fake_inf_sync(fake_inf_made[0]);
 	targets_get_stats(ts, &a);
 	ck_assert_uint_eq(a.notified, (uint64_t)n);	/* all not found */
-	fake_event(made[0], INFORMER_ADDED, deploy("ns", "d77", 2, 1, 0));
-	fake_event(made[0], INFORMER_ADDED, deploy("elsewhere", "d5", 3, 1,
+	fake_inf_event(fake_inf_made[0], INFORMER_ADDED, fake_deploy("ns", "d77", 2, 1, 0));
+	fake_inf_event(fake_inf_made[0], INFORMER_ADDED, fake_deploy("elsewhere", "d5", 3, 1,
 	    0));
 	targets_get_stats(ts, &b);
 	ck_assert_uint_eq(b.notified - a.notified, 1);
@@ -446,7 +298,7 @@ END_TEST
 /* The cache keeps names, versions and replicas; nothing else. */
 START_TEST(test_slim)
 {
-	cJSON	*o = deploy("ns", "web", 4, 3, 2);
+	cJSON	*o = fake_deploy("ns", "web", 4, 3, 2);
 	char	*text;
 
 	cJSON_AddStringToObject(cJSON_GetObjectItemCaseSensitive(o,
