@@ -153,6 +153,7 @@ CHART_RBAC_TESTS = tests.integration.test_scale_redis \
 	tests.integration.test_quota_runaway \
 	tests.integration.test_quota_charge \
 	tests.integration.test_tenant_secrets \
+	tests.integration.test_targets \
 	tests.integration.test_crd
 chart-rbac: helm $(ASAN)/agentscaler
 	AGENTSCALER_CHART_RBAC=1 AGENTSCALER_BIN=$(ASAN)/agentscaler \

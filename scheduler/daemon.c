@@ -39,6 +39,7 @@
 #include "daemon_state.h"
 #include "dispatch.h"
 #include "pool.h"
+#include "targets.h"
 
 static void	 daemon_apply(struct daemon *, struct config *);
 
@@ -250,6 +251,7 @@ daemon_run(const struct daemon_options *opts)
 {
 	struct daemon	 d;
 	struct crd_options copts;
+	struct targets_options topts;
 	struct config	*c = NULL;
 	char		 err[512];
 	int		 rc = DAEMON_EXIT_FAIL;
@@ -272,6 +274,18 @@ daemon_run(const struct daemon_options *opts)
 		rc = DAEMON_EXIT_CONFIG;
 		goto out;
 	}
+	/*
+	 * The scale pools' targets: one watch per kind across the cluster
+	 * when the AgentPools come from every namespace, else one per (kind,
+	 * namespace) of the pools (the rule and why: targets.c).
+	 */
+	memset(&topts, 0, sizeof topts);
+	topts.cluster_wide = opts->config_path == NULL &&
+	    opts->watch_namespace == NULL;
+	d.targets = targets_new(d.k8s, &topts);
+	if (opts->resync_seconds > 0)
+		log_warn("daemon", "--resync-seconds is deprecated and ignored: "
+		    "the targets' replicas come from watches, never re-read");
 	d.dopts.instance = opts->instance;
 	d.dopts.event = daemon_dispatch_event;
 	d.dopts.event_arg = &d;
@@ -329,6 +343,7 @@ daemon_run(const struct daemon_options *opts)
 out:
 	crd_free(d.crd);
 	pool_free_all(&d);
+	targets_free(d.targets);
 	as_secret_provider(NULL, NULL);
 	secret_store_free(d.secrets);
 	dispatcher_free(d.dispatch);

@@ -26,6 +26,7 @@ struct http_server;
 struct k8s_client;
 struct pool;
 struct secret_store;
+struct targets;
 
 struct daemon {
 	struct ev_loop		*loop;
@@ -46,6 +47,7 @@ struct daemon {
 	 */
 	uint64_t		 pool_visits;
 	struct k8s_client	*k8s;
+	struct targets		*targets;	/* the scale pools' targets */
 	struct dispatcher	*dispatch;
 	struct http_server	*http;		/* --metrics-addr */
 	struct http_server	*admin;		/* --admin-addr, or NULL */

@@ -22,8 +22,26 @@
  * maths (so its stabilization windows are warm), but writes only when
  * daemon_may_write() says so.
  *
- * A target that cannot be read is read again after pool_read_backoff(),
- * not at every poll; the replicas are held meanwhile.
+ * Targets are watched, never read one by one (targets.c: one list + watch
+ * per kind and namespace, or per kind): a pool is told when its target's
+ * replicas change, appear or go, and evaluates then.  Until the watch has
+ * listed, and while the target is absent from it ("not found", as a 404
+ * said before), the pool holds its replicas and writes nothing.  Writes
+ * stay merge patches of /scale, whose answer updates the pool at once.
+ *
+ * PATCH answer against watch event.  Our PATCH's answer carries the
+ * object's resourceVersion R after the write; the watch delivers the same
+ * write later as an event at R, and may deliver older events first (a
+ * status update made just before our write, already on its way).  Taking
+ * one of those would set the pool back to the replicas before its own
+ * write, and its next evaluation would write, log and count the scale a
+ * second time.  So the pool keeps the resourceVersion of what it holds
+ * (spec_rv) and ignores what is older, from either side: an event older
+ * than its answer, and an answer older than an event that won the race
+ * (someone wrote after us; theirs is the current value).  Equal or newer
+ * is taken, so kubectl scale by someone else becomes the pool's current
+ * replicas.  Versions that are not decimal integers are not compared
+ * (targets_rv_older()): every value is taken, the last one winning.
  *
  * Scale: nothing done for one pool walks every pool (issue 15).  The pools
  * are indexed by (namespace, name) (d->pool_index, for the CRD status
@@ -55,6 +73,7 @@
 #include "dispatch.h"
 #include "pool.h"
 #include "quota.h"
+#include "targets.h"
 
 /*
  * The scale pools of one namespace, in d->pools order (the order
@@ -80,7 +99,6 @@ struct pool_key {
 };
 
 static void	 pool_poll(struct pool *);
-static double	 pool_read_backoff(unsigned);
 static void	 pool_evaluate(struct pool *);
 static void	 pool_free(struct pool *);
 static void	 pool_recount(struct pool *);
@@ -195,82 +213,89 @@ pool_set_k8s_error(struct pool *p, const char *what, const char *msg)
 	as_strlcpy(p->k8s_err, msg, sizeof p->k8s_err);
 }
 
+/* The target's replicas are spec/status at resourceVersion rv. */
 static void
-pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
+pool_k8s_ok(struct pool *p, long spec, long status, const char *rv)
 {
 	if (p->k8s_err[0] != '\0')
 		log_info("pool", "%s: %s %s reachable again", p->id,
 		    p->cfg->target_kind, p->cfg->target_name);
 	p->k8s_err[0] = '\0';
 	p->spec_known = 1;
-	p->spec_replicas = sc->spec_replicas;
-	p->status_replicas = sc->status_replicas;
+	p->spec_replicas = spec;
+	p->status_replicas = status;
+	as_strlcpy(p->spec_rv, rv, sizeof p->spec_rv);
 	p->spec_time = as_mono_now();
 	pool_recount(p);
 }
 
 /*
- * The wait before the next read of a target after `failures` reads failed
- * in a row: exponential from 1 s to 30 s, jittered within its upper half
- * (so that pools missing their targets together spread, and the wait
- * never falls back to the start).  A missing Deployment is then read a
- * few times a minute at most instead of at every poll.
+ * What the watch says of p's target: taken unless older than what p holds
+ * (see "PATCH answer against watch event" above), or always with force.
+ * Not listed yet: nothing known.  Absent or unusable: the pool's
+ * Kubernetes error, and its replicas held (nothing is written while the
+ * target is unknown).
  */
-static double
-pool_read_backoff(unsigned failures)
+static void
+pool_target_take(struct pool *p, const struct target_state *st, int force)
 {
-	double	 hi = 1.0;
-	unsigned i;
-
-	for (i = 1; i < failures && hi < 30.0; i++)
-		hi *= 2;
-	if (hi > 30.0)
-		hi = 30.0;
-	return (hi * (0.5 + 0.5 * as_random()));
+	if (!st->listed)
+		return;
+	if (st->err[0] != '\0') {
+		pool_set_k8s_error(p, "reading", st->err);
+		p->spec_known = 0;
+		p->spec_rv[0] = '\0';
+		return;
+	}
+	if (!force && p->spec_known && targets_rv_older(st->rv, p->spec_rv))
+		return;
+	pool_k8s_ok(p, st->spec_replicas, st->status_replicas, st->rv);
 }
 
+/* targets.h: p's target changed; the pool acts on it at once. */
 static void
-pool_get_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
+pool_target_cb(const struct target_state *st, void *arg)
 {
 	struct pool	*p = arg;
 
-	if (err == -AS_ECANCELED)
-		return;
-	p->req = NULL;
-	if (err != 0) {
-		pool_set_k8s_error(p, "reading", msg);
-		p->read_failures++;
-		p->read_at = as_mono_now() +
-		    pool_read_backoff(p->read_failures);
-	} else {
-		pool_k8s_ok(p, sc);
-		p->read_failures = 0;
-		p->read_at = 0;
-		p->dirty = 1;
-	}
-	if (p->dirty && p->spec_known) {
-		p->dirty = 0;
+	pool_target_take(p, st, 0);
+	if (p->spec_known)
 		pool_evaluate(p);
-	}
 }
 
+/* Forgets what p held of its target and takes its watch's view. */
 static void
+pool_target_reset(struct pool *p)
+{
+	struct target_state st;
+
+	p->spec_known = 0;
+	p->spec_rv[0] = '\0';
+	targets_get(p->target, &st);
+	pool_target_take(p, &st, 1);
+}
+
+TESTABLE void
 pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
     void *arg)
 {
 	struct pool	*p = arg;
-	long		 before = p->spec_replicas;
+	/* Not spec_replicas: the watch may have told us of our write first. */
+	long		 before = p->patch_from;
 
 	if (err == -AS_ECANCELED)
 		return;
 	p->req = NULL;
 	if (err != 0) {
 		pool_set_k8s_error(p, "scaling", msg);
-		/* Read it again before the next decision. */
+		/* Not what we held: the watch's view is the best we have. */
 		if (err == -AS_ENOTFOUND || err == -AS_ECONFLICT)
-			p->spec_known = 0;
+			pool_target_reset(p);
 	} else {
-		pool_k8s_ok(p, sc);
+		/* An event newer than this answer won the race: keep it. */
+		if (!targets_rv_older(sc->resource_version, p->spec_rv))
+			pool_k8s_ok(p, sc->spec_replicas, sc->status_replicas,
+			    sc->resource_version);
 		if (sc->spec_replicas > before)
 			p->scale_up++;
 		else if (sc->spec_replicas < before)
@@ -423,14 +448,8 @@ pool_evaluate(struct pool *p)
 		p->dirty = 1;
 		return;
 	}
-	if (!p->spec_known || now - p->spec_time >
-	    p->d->opts->resync_seconds) {
-		/* After failed reads, not before the backoff: hold. */
-		if (now >= p->read_at)
-			p->req = k8s_scale_get(p->d->k8s, c->target_kind,
-			    c->ns, c->target_name, pool_get_done, p);
-		return;
-	}
+	if (!p->spec_known)
+		return;		/* not listed yet, or not found: hold */
 	memset(&in, 0, sizeof in);
 	in.source_ok = p->source_ok;
 	in.backlog = p->ready + (c->source.count_in_flight ? p->in_flight : 0);
@@ -444,6 +463,7 @@ pool_evaluate(struct pool *p)
 	/* A standby decides (its windows stay warm) but never writes. */
 	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))
 		return;
+	p->patch_from = p->spec_replicas;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
 	    c->target_name, d.desired, pool_patch_done, p);
 }
@@ -462,6 +482,9 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	/* Unknown until the first read: nothing is decided before it. */
 	p->source_ok = 0;
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
+	p->target = targets_subscribe(d->targets, c->target_kind, c->ns,
+	    c->target_name, pool_target_cb, p);
+	pool_target_reset(p);
 	st = scaler_type_find(c->source.type);	/* checked by config */
 	config_pool_source(c, &src);
 	p->scaler = st != NULL ? st->create(d->loop, &src, err, sizeof err) :
@@ -496,6 +519,7 @@ pool_free(struct pool *p)
 	if (p->req != NULL)
 		k8s_req_cancel(p->req);
 	p->req = NULL;
+	targets_unsubscribe(p->d->targets, p->target);
 	scaler_destroy(p->scaler);
 	free(p);
 }
@@ -609,6 +633,7 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 {
 	struct pool	**np, *p;
 	size_t		 i, n;
+	int		 retarget;
 
 	np = xcalloc(nc->npools, sizeof *np);
 	for (i = 0, n = 0; i < nc->npools; i++) {
@@ -621,15 +646,22 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 		if (p != NULL && config_same_source(p->cfg, c)) {
 			np[n] = p;
 			p->kept = 1;
-			if (strcmp(p->cfg->target_kind, c->target_kind) != 0 ||
-			    strcmp(p->cfg->target_name, c->target_name) != 0) {
+			retarget = strcmp(p->cfg->target_kind,
+			    c->target_kind) != 0 ||
+			    strcmp(p->cfg->target_name, c->target_name) != 0;
+			p->cfg = c;
+			if (retarget) {
 				if (p->req != NULL)
 					k8s_req_cancel(p->req);
 				p->req = NULL;
-				p->spec_known = 0;
+				p->dirty = 0;
 				memset(&p->as, 0, sizeof p->as);
+				targets_unsubscribe(d->targets, p->target);
+				p->target = targets_subscribe(d->targets,
+				    c->target_kind, c->ns, c->target_name,
+				    pool_target_cb, p);
+				pool_target_reset(p);
 			}
-			p->cfg = c;
 		} else
 			np[n] = pool_new(d, c);
 		n++;
@@ -662,7 +694,7 @@ pool_forget_targets(struct daemon *d)
 			k8s_req_cancel(p->req);
 		p->req = NULL;
 		p->dirty = 0;
-		p->spec_known = 0;
+		pool_target_reset(p);
 	}
 }
 

@@ -119,7 +119,7 @@ static void
 fk_reply(struct freq *r, int err, long code, const char *body)
 {
 	struct k8s_response resp;
-	struct k8s_scale sc = { 0, 0 };
+	struct k8s_scale sc = { 0, 0, "" };
 
 	TAILQ_REMOVE(&reqs, r, entry);
 	if (r->sdone != NULL)
