@@ -237,4 +237,9 @@ size_t		 quota_top_trees(struct quota_ns *, double now,
 void		 quota_share(long headroom, const long *want, long *cap,
 		    size_t n);
 
+#ifdef AS_TESTING
+/* For tests/check_quota.c: quota_share()'s steps, comparisons included. */
+extern uint64_t	 quota_share_steps;
+#endif
+
 #endif
