@@ -30,6 +30,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -985,7 +986,7 @@ quota_long_cmp(const void *a, const void *b)
  * the next the level rises by what is left over the pools above it.  So
  * O(n log n) whatever the wants, and no allocation.
  */
-void
+long
 quota_share(long headroom, const long *want, long *cap, size_t n)
 {
 	long	 left = headroom, level = 0, step;
@@ -994,7 +995,7 @@ quota_share(long headroom, const long *want, long *cap, size_t n)
 	if (headroom < 0) {
 		for (i = 0; i < n; i++)
 			cap[i] = want[i] > 0 ? want[i] : 0;
-		return;
+		return (LONG_MAX);
 	}
 	for (i = 0; i < n; i++) {
 		QUOTA_SHARE_STEP();
@@ -1024,4 +1025,5 @@ quota_share(long headroom, const long *want, long *cap, size_t n)
 			left--;
 		}
 	}
+	return (level);
 }

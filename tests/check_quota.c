@@ -843,7 +843,7 @@ share_rand(unsigned long below)
 START_TEST(test_share_same_as_rounds)
 {
 	static const long scale[] = { 3, 10, 1000, 100000, 1L << 40 };
-	long		 want[300], cap[300], ref[300], sum;
+	long		 want[300], cap[300], ref[300], sum, level;
 	size_t		 n, i;
 	int		 round;
 
@@ -882,11 +882,16 @@ START_TEST(test_share_same_as_rounds)
 		if (head < -1)
 			head = 0;
 		ref_quota_share(head, want, ref, n);
-		quota_share(head, want, cap, n);
-		for (i = 0; i < n; i++)
+		level = quota_share(head, want, cap, n);
+		for (i = 0; i < n; i++) {
 			ck_assert_msg(cap[i] == ref[i], "seed %d round %d: n %zu "
 			    "headroom %ld, cap[%zu] %ld, the rounds gave %ld",
 			    _i, round, n, head, i, cap[i], ref[i]);
+			/* The level it returns: min(want, level), +1 at most. */
+			if (want[i] > 0)
+				ck_assert(cap[i] - (want[i] < level ? want[i] :
+				    level) <= (want[i] > level ? 1 : 0));
+		}
 	}
 }
 END_TEST
