@@ -41,6 +41,13 @@
  * iteration: the pools whose readings arrived meanwhile are evaluated
  * together before the loop next blocks (pool_evaluate_soon()).
  * d->pool_visits counts the pools the loops here visit.
+ *
+ * Status: after each event of a pool (a reading, a decision, a target
+ * read or written, a poll tick) what its AgentPool status would report is
+ * hashed, and only when that changed is the CRD told (crd_status_touch()):
+ * the status tick makes the statuses of the pools that changed, not of
+ * every pool (d->status_touches counts them).  A namespace's replicas for
+ * its AgentQuota's status are kept summed in its group.
  */
 #include <math.h>
 #include <stddef.h>
@@ -72,6 +79,7 @@ struct pool_ns {
 	struct pool		**pools;
 	size_t			 n;
 	long			 used;	/* the pools' counted, summed */
+	long			 replicas;	/* their spec_counted, summed */
 	long			*need;	/* each pool's pool_need_seen() */
 	long			 need_sum;	/* their positive needs, summed */
 	int			 contended;	/* need_sum > budget last seen */
@@ -98,6 +106,7 @@ static void	 pool_free(struct pool *);
 static void	 pool_recount(struct pool *);
 static void	 pool_renote(struct pool *);
 static void	 pool_groups_free(struct daemon *);
+static void	 pool_status_note(struct pool *);
 TESTABLE long	 pool_need(const struct pool *, double);
 
 static double
@@ -143,6 +152,7 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 	}
 	pool_renote(p);
 	pool_evaluate_soon(p);
+	pool_status_note(p);
 	if (p->wake_pending) {
 		p->wake_pending = 0;
 		pool_poll(p);
@@ -184,6 +194,7 @@ pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct pool	*p = w->data;
 
 	(void)revents;
+	pool_status_note(p);	/* a change no completion noted */
 	pool_poll(p);
 	w->repeat = pool_interval(p);
 	ev_timer_again(loop, w);
@@ -219,6 +230,7 @@ pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
 	p->status_replicas = sc->status_replicas;
 	p->spec_time = as_mono_now();
 	pool_recount(p);
+	pool_status_note(p);
 }
 
 /*
@@ -308,6 +320,7 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 		p->dirty = 0;
 		pool_evaluate(p);
 	}
+	pool_status_note(p);
 }
 
 /* What a pool would ask for from its latest reading, within min/max. */
@@ -360,6 +373,8 @@ pool_recount(struct pool *p)
 		return;
 	p->ns->used += c - p->counted;
 	p->counted = c;
+	p->ns->replicas += p->spec_replicas - p->spec_counted;
+	p->spec_counted = p->spec_replicas;
 }
 
 /* What a need counts in need_sum: quota_share() ignores wants <= 0. */
@@ -533,6 +548,7 @@ pool_defer_flush(struct daemon *d)
 		d->pool_visits++;
 		pool_defer_unlink(p);
 		pool_evaluate(p);
+		pool_status_note(p);
 	}
 	ev_prepare_stop(d->loop, &d->pool_defer_w);
 }
@@ -751,6 +767,8 @@ pool_index_build(struct daemon *d)
 		g->pools[p->ns_idx] = p;
 		p->counted = pool_holds(p);
 		g->used += p->counted;
+		p->spec_counted = p->spec_replicas;
+		g->replicas += p->spec_counted;
 		g->need[p->ns_idx] = pool_need_seen(p);
 		g->need_sum += pool_need_pos(g->need[p->ns_idx]);
 	}
@@ -845,6 +863,45 @@ pool_free_all(struct daemon *d)
 
 /* CRD mode (crd.h): the status of the objects. */
 
+/* What p's AgentPool status reports (pool_crd_status()). */
+static void
+pool_status_fill(const struct pool *p, struct crd_pool_status *st)
+{
+	st->replicas = p->spec_known ? p->spec_replicas : -1;
+	st->desired = p->as.desired;
+	st->backlog = lround(p->ready);
+	st->in_flight = lround(p->in_flight);
+	st->last_scale = p->last_scale_wall;
+	st->started = p->source_read && p->spec_known;
+	st->source_ok = p->source_ok;
+	as_strlcpy(st->source_err, p->source_err, sizeof st->source_err);
+	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
+	if (st->quota_limited)
+		snprintf(st->quota_msg, sizeof st->quota_msg, "needs %ld "
+		    "replicas, the namespace's AgentQuota allows %ld",
+		    p->last.need, p->last.desired);
+}
+
+/*
+ * After an event of p: when what its status reports changed since it was
+ * last noted (a hash of the whole report), the CRD makes it again.
+ */
+static void
+pool_status_note(struct pool *p)
+{
+	struct crd_pool_status st;
+	uint64_t	 h;
+
+	memset(&st, 0, sizeof st);
+	pool_status_fill(p, &st);
+	if ((h = crd_pool_status_hash(&st)) == p->status_hash)
+		return;
+	p->status_hash = h;
+	p->d->status_touches++;
+	crd_status_touch(p->d->crd, p->cfg->ns, p->cfg->name);
+}
+
 int
 pool_crd_status(void *arg, const char *ns, const char *name,
     struct crd_pool_status *st)
@@ -854,21 +911,7 @@ pool_crd_status(void *arg, const char *ns, const char *name,
 
 	d->pool_visits++;
 	if ((p = pool_find(d, ns, name)) != NULL) {
-		st->replicas = p->spec_known ? p->spec_replicas : -1;
-		st->desired = p->as.desired;
-		st->backlog = lround(p->ready);
-		st->in_flight = lround(p->in_flight);
-		st->last_scale = p->last_scale_wall;
-		st->started = p->source_read && p->spec_known;
-		st->source_ok = p->source_ok;
-		as_strlcpy(st->source_err, p->source_err,
-		    sizeof st->source_err);
-		as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
-		st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
-		if (st->quota_limited)
-			snprintf(st->quota_msg, sizeof st->quota_msg, "needs "
-			    "%ld replicas, the namespace's AgentQuota allows "
-			    "%ld", p->last.need, p->last.desired);
+		pool_status_fill(p, st);
 		return (0);
 	}
 	if (d->dispatch == NULL)
@@ -882,17 +925,13 @@ pool_crd_quota_status(void *arg, const char *ns, struct crd_quota_status *st)
 	struct daemon	*d = arg;
 	const struct quota_config *qc;
 	const struct pool_ns *g;
-	size_t		 i;
-	long		 n = 0;
+	long		 n;
 
 	if (d->dispatch != NULL &&
 	    dispatcher_quota_status(d->dispatch, ns, st) == 0)
 		return (0);
 	/* Scale pools only: their replicas are all the namespace uses. */
-	for (i = 0, g = pool_ns_find(d, ns); g != NULL && i < g->n; i++) {
-		d->pool_visits++;
-		n += g->pools[i]->spec_replicas;
-	}
+	n = (g = pool_ns_find(d, ns)) != NULL ? g->replicas : 0;
 	st->sandboxes = st->replicas = n;
 	qc = config_quota_for(d->config, ns);
 	st->limited = qc != NULL && qc->max_sandboxes >= 0 &&

@@ -34,6 +34,8 @@ struct pool {
 	struct pool_ns		*ns;		/* its namespace */
 	size_t			 ns_idx;	/* its place there */
 	long			 counted;	/* in ns->used */
+	long			 spec_counted;	/* in ns->replicas */
+	uint64_t		 status_hash;	/* pool_status_note() */
 	int			 kept;		/* in pool_apply_config */
 	int			 deferred;	/* in d->pool_defer */
 	struct pool		*defer_prev, *defer_next;

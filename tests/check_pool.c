@@ -300,6 +300,47 @@ START_TEST(test_busy_sweep_batched)
 }
 END_TEST
 
+/*
+ * Event-driven status: the pools whose AgentPool status would change are
+ * the ones the CRD is told of (d->status_touches), so a status tick
+ * makes those, not every pool's.  10,000 idle pools: after the first
+ * sweep (each pool's first reading) a sweep changes no status; one that
+ * brings every hundredth pool a backlog changes those 100.
+ */
+START_TEST(test_status_touches)
+{
+	static const struct layout l = { 10000, 10, 5 };
+	struct scaler_result r;
+	struct fixture	 f;
+	uint64_t	 t0;
+	size_t		 i;
+	int		 k;
+
+	fixture_init(&f);
+	fixture_apply(&f, layout_config(&l));
+	targets_known(&f.d);
+	t0 = f.d.status_touches;
+	sweep_polls(&f.d);
+	ck_assert_uint_le(f.d.status_touches - t0, l.npools);
+	for (k = 0; k < 2; k++) {
+		t0 = f.d.status_touches;
+		sweep_polls(&f.d);
+		ck_assert_msg(f.d.status_touches == t0, "idle sweep %d: %llu "
+		    "statuses changed", k,
+		    (unsigned long long)(f.d.status_touches - t0));
+	}
+	t0 = f.d.status_touches;
+	for (i = 0; i < l.npools; i += 100) {
+		memset(&r, 0, sizeof r);
+		r.ready = 3;
+		pool_poll_done(f.d.pools[i]->scaler, &r, f.d.pools[i]);
+	}
+	pool_defer_flush(&f.d);
+	ck_assert_uint_eq(f.d.status_touches - t0, l.npools / 100);
+	fixture_fini(&f);
+}
+END_TEST
+
 /* One poll of pool i with a backlog of ready tasks. */
 static void
 poll_one(struct daemon *d, size_t i, double ready)
@@ -499,6 +540,7 @@ pool_suite(void)
 	tcase_add_loop_test(tc, test_busy_sweep_batched, 0, 3);
 	tcase_add_test(tc, test_cap_same_as_walk);
 	tcase_add_test(tc, test_cap_level_falls);
+	tcase_add_test(tc, test_status_touches);
 	suite_add_tcase(s, tc);
 	return (s);
 }
