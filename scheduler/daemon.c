@@ -246,6 +246,15 @@ daemon_dispatch_event(void *arg, const char *kind, const char *ns,
 	    EVENT_NORMAL, reason, action, "%s", note);
 }
 
+/* A dispatch pool's status changed: its AgentPool's is made again. */
+static void
+daemon_dispatch_status(void *arg, const char *ns, const char *name)
+{
+	struct daemon	*d = arg;
+
+	crd_status_touch(d->crd, ns, name);
+}
+
 int
 daemon_run(const struct daemon_options *opts)
 {
@@ -289,6 +298,8 @@ daemon_run(const struct daemon_options *opts)
 	d.dopts.instance = opts->instance;
 	d.dopts.event = daemon_dispatch_event;
 	d.dopts.event_arg = &d;
+	d.dopts.status = daemon_dispatch_status;
+	d.dopts.status_arg = &d;
 	/*
 	 * With or without election: a restarted pod has a new name, and the
 	 * lists of dead instances are orphans.  A live instance's list is

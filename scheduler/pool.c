@@ -52,7 +52,20 @@
  * an AgentQuota costs its pools one lookup each; with one, its fair shares
  * (quota_share(), a pure function of the budget and the needs) are kept
  * until a need or the budget changes, so idle pools share them for free.
+ * The sum of the needs is kept too: while it is within the budget every
+ * share is its need, and no share is computed.  A contended namespace
+ * whose needs change (its first sweep, every pool going from "not read
+ * yet" to its reading; or churn) computes its shares at most once per loop
+ * iteration: the pools whose readings arrived meanwhile are evaluated
+ * together before the loop next blocks (pool_evaluate_soon()).
  * d->pool_visits counts the pools the loops here visit.
+ *
+ * Status: after each event of a pool (a reading, a decision, a target
+ * read or written, a poll tick) what its AgentPool status would report is
+ * hashed, and only when that changed is the CRD told (crd_status_touch()):
+ * the status tick makes the statuses of the pools that changed, not of
+ * every pool (d->status_touches counts them).  A namespace's replicas for
+ * its AgentQuota's status are kept summed in its group.
  */
 #include <math.h>
 #include <stddef.h>
@@ -85,7 +98,12 @@ struct pool_ns {
 	struct pool		**pools;
 	size_t			 n;
 	long			 used;	/* the pools' counted, summed */
+	long			 replicas;	/* their spec_counted, summed */
 	long			*need;	/* each pool's pool_need_seen() */
+	long			 need_sum;	/* their positive needs, summed */
+	int			 contended;	/* need_sum > budget last seen */
+	long			 level;	/* quota_share()'s, for fair */
+	int			 level_valid;	/* no need has risen since */
 	long			*fair;	/* quota_share(budget, need) */
 	long			*scratch; /* a share with another need */
 	long			 budget;	/* fair's, if fair_valid */
@@ -100,10 +118,13 @@ struct pool_key {
 
 static void	 pool_poll(struct pool *);
 static void	 pool_evaluate(struct pool *);
+static void	 pool_evaluate_soon(struct pool *);
+static void	 pool_defer_unlink(struct pool *);
 static void	 pool_free(struct pool *);
 static void	 pool_recount(struct pool *);
 static void	 pool_renote(struct pool *);
 static void	 pool_groups_free(struct daemon *);
+static void	 pool_status_note(struct pool *);
 TESTABLE long	 pool_need(const struct pool *, double);
 
 static double
@@ -148,7 +169,8 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		p->in_flight = r->in_flight;
 	}
 	pool_renote(p);
-	pool_evaluate(p);
+	pool_evaluate_soon(p);
+	pool_status_note(p);
 	if (p->wake_pending) {
 		p->wake_pending = 0;
 		pool_poll(p);
@@ -190,6 +212,7 @@ pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct pool	*p = w->data;
 
 	(void)revents;
+	pool_status_note(p);	/* a change no completion noted */
 	pool_poll(p);
 	w->repeat = pool_interval(p);
 	ev_timer_again(loop, w);
@@ -227,6 +250,7 @@ pool_k8s_ok(struct pool *p, long spec, long status, const char *rv)
 	as_strlcpy(p->spec_rv, rv, sizeof p->spec_rv);
 	p->spec_time = as_mono_now();
 	pool_recount(p);
+	pool_status_note(p);
 }
 
 /*
@@ -321,6 +345,7 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 		p->dirty = 0;
 		pool_evaluate(p);
 	}
+	pool_status_note(p);
 }
 
 /* What a pool would ask for from its latest reading, within min/max. */
@@ -373,6 +398,15 @@ pool_recount(struct pool *p)
 		return;
 	p->ns->used += c - p->counted;
 	p->counted = c;
+	p->ns->replicas += p->spec_replicas - p->spec_counted;
+	p->spec_counted = p->spec_replicas;
+}
+
+/* What a need counts in need_sum: quota_share() ignores wants <= 0. */
+static long
+pool_need_pos(long need)
+{
+	return (need > 0 ? need : 0);
 }
 
 /* After p's reading changed: what its namespace takes it to need. */
@@ -383,8 +417,23 @@ pool_renote(struct pool *p)
 
 	if (p->ns == NULL || p->ns->need[p->ns_idx] == need)
 		return;
+	p->ns->need_sum += pool_need_pos(need) -
+	    pool_need_pos(p->ns->need[p->ns_idx]);
+	if (need > p->ns->need[p->ns_idx])
+		p->ns->level_valid = 0;	/* the level may fall */
 	p->ns->need[p->ns_idx] = need;
 	p->ns->fair_valid = 0;
+}
+
+/*
+ * The headroom dispatcher_headroom() leaves p's namespace, -1 without a
+ * quota; the dispatcher hears of the replicas the scale pools hold.
+ */
+static long
+pool_quota_head(struct pool *p)
+{
+	return (dispatcher_headroom(p->d->dispatch, p->d->config, p->cfg->ns,
+	    p->ns->used));
 }
 
 /*
@@ -398,8 +447,14 @@ pool_renote(struct pool *p)
  * never overshoots.
  *
  * The pool's own need is backlog's; the others' are pool_need_seen().
- * When the two agree for this pool (it has read its source), the shares
- * are the namespace's, kept while the needs and the budget stand.
+ * Without computing a share: when the needs fit in the budget, every
+ * share is its need; a pool that needs nothing gets nothing; and while no
+ * need has risen and the budget has not fallen since the shares were last
+ * computed, their level (quota_share()'s) can only have risen, so a pool
+ * that needs no more than it (and no more than the others take it to
+ * need) gets its need.  Otherwise, when the pool's two needs agree (it
+ * has read its source), the shares are the namespace's, kept while the
+ * needs and the budget stand.
  */
 TESTABLE long
 pool_quota_cap(struct pool *p, double backlog)
@@ -408,19 +463,32 @@ pool_quota_cap(struct pool *p, double backlog)
 	struct pool_ns	*ns = p->ns;
 	long		 head, budget, cap, c, self, seen;
 
-	head = dispatcher_headroom(d->dispatch, d->config, p->cfg->ns,
-	    ns->used);
-	if (head < 0)
+	if ((head = pool_quota_head(p)) < 0) {
+		ns->contended = 0;
 		return (-1);
+	}
 	budget = head + ns->used;
 	self = pool_need(p, backlog);
 	seen = ns->need[p->ns_idx];
-	if (self == seen) {
+	if (ns->need_sum - pool_need_pos(seen) + pool_need_pos(self) <=
+	    budget) {
+		cap = pool_need_pos(self);
+		if (self == seen)
+			ns->contended = 0;
+	} else if (self <= 0)
+		cap = 0;
+	else if (ns->level_valid && budget >= ns->budget && self <= seen &&
+	    self <= ns->level)
+		cap = self;
+	else if (self == seen) {
+		ns->contended = 1;
 		if (!ns->fair_valid || ns->budget != budget) {
-			quota_share(budget, ns->need, ns->fair, ns->n);
+			ns->level = quota_share(budget, ns->need, ns->fair,
+			    ns->n);
 			d->pool_visits += ns->n;
 			ns->budget = budget;
 			ns->fair_valid = 1;
+			ns->level_valid = 1;
 		}
 		cap = ns->fair[p->ns_idx];
 	} else {
@@ -455,7 +523,16 @@ pool_evaluate(struct pool *p)
 	in.backlog = p->ready + (c->source.count_in_flight ? p->in_flight : 0);
 	in.in_flight = c->source.count_in_flight ? p->in_flight : 0;
 	in.current = p->spec_replicas;
-	in.quota_cap = pool_quota_cap(p, in.backlog);
+	if (p->source_ok)
+		in.quota_cap = pool_quota_cap(p, in.backlog);
+	else {
+		/*
+		 * Without a reading the decision holds whatever the cap
+		 * (autoscale_decide()): no share of another need to compute.
+		 */
+		(void)pool_quota_head(p);
+		in.quota_cap = -1;
+	}
 	in.now = now;
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
@@ -466,6 +543,95 @@ pool_evaluate(struct pool *p)
 	p->patch_from = p->spec_replicas;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
 	    c->target_name, d.desired, pool_patch_done, p);
+}
+
+/*
+ * Whether p's quota cap, in its contended namespace whose shares are not
+ * known, takes a share computed (pool_quota_cap()'s cheap cases).
+ */
+static int
+pool_quota_costly(const struct pool *p)
+{
+	const struct pool_ns *ns = p->ns;
+	long		 need = ns->need[p->ns_idx];
+
+	return (need > 0 && (!ns->level_valid || need > ns->level));
+}
+
+/* Runs the evaluations pool_evaluate_soon() put off, in their order. */
+TESTABLE void
+pool_defer_flush(struct daemon *d)
+{
+	struct pool	*p;
+
+	while ((p = d->pool_defer_head) != NULL) {
+		d->pool_visits++;
+		pool_defer_unlink(p);
+		pool_evaluate(p);
+		pool_status_note(p);
+	}
+	ev_prepare_stop(d->loop, &d->pool_defer_w);
+}
+
+static void
+pool_defer_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	pool_defer_flush(w->data);
+}
+
+static void
+pool_defer_unlink(struct pool *p)
+{
+	struct daemon	*d = p->d;
+
+	if (!p->deferred)
+		return;
+	if (p->defer_prev != NULL)
+		p->defer_prev->defer_next = p->defer_next;
+	else
+		d->pool_defer_head = p->defer_next;
+	if (p->defer_next != NULL)
+		p->defer_next->defer_prev = p->defer_prev;
+	else
+		d->pool_defer_tail = p->defer_prev;
+	p->defer_prev = p->defer_next = NULL;
+	p->deferred = 0;
+}
+
+/*
+ * After a reading: evaluates p now, unless the reading changed the needs
+ * of a contended namespace, whose shares then cost a quota_share() of all
+ * its pools.  Then p waits for the loop's next ev_prepare (before it
+ * blocks, so no later than the other callbacks of this iteration) with
+ * the others whose readings arrived meanwhile, and their namespace
+ * computes its shares once for all of them, not once for each.
+ */
+static void
+pool_evaluate_soon(struct pool *p)
+{
+	struct daemon	*d = p->d;
+
+	if (p->deferred)
+		return;		/* it will read the newest reading */
+	if (!p->source_ok || p->ns == NULL || !p->ns->contended ||
+	    p->ns->fair_valid || !pool_quota_costly(p)) {
+		pool_evaluate(p);
+		return;
+	}
+	p->deferred = 1;
+	p->defer_prev = d->pool_defer_tail;
+	if (d->pool_defer_tail != NULL)
+		d->pool_defer_tail->defer_next = p;
+	else
+		d->pool_defer_head = p;
+	d->pool_defer_tail = p;
+	if (!ev_is_active(&d->pool_defer_w)) {
+		ev_prepare_init(&d->pool_defer_w, pool_defer_cb);
+		d->pool_defer_w.data = d;
+		ev_prepare_start(d->loop, &d->pool_defer_w);
+	}
 }
 
 static struct pool *
@@ -516,6 +682,7 @@ pool_free(struct pool *p)
 	if (p == NULL)
 		return;
 	ev_timer_stop(p->d->loop, &p->poll_timer);
+	pool_defer_unlink(p);
 	if (p->req != NULL)
 		k8s_req_cancel(p->req);
 	p->req = NULL;
@@ -624,7 +791,10 @@ pool_index_build(struct daemon *d)
 		g->pools[p->ns_idx] = p;
 		p->counted = pool_holds(p);
 		g->used += p->counted;
+		p->spec_counted = p->spec_replicas;
+		g->replicas += p->spec_counted;
 		g->need[p->ns_idx] = pool_need_seen(p);
+		g->need_sum += pool_need_pos(g->need[p->ns_idx]);
 	}
 }
 
@@ -719,10 +889,50 @@ pool_free_all(struct daemon *d)
 	free(d->pools);
 	d->pools = NULL;
 	d->npools = 0;
+	ev_prepare_stop(d->loop, &d->pool_defer_w);
 	pool_groups_free(d);
 }
 
 /* CRD mode (crd.h): the status of the objects. */
+
+/* What p's AgentPool status reports (pool_crd_status()). */
+static void
+pool_status_fill(const struct pool *p, struct crd_pool_status *st)
+{
+	st->replicas = p->spec_known ? p->spec_replicas : -1;
+	st->desired = p->as.desired;
+	st->backlog = lround(p->ready);
+	st->in_flight = lround(p->in_flight);
+	st->last_scale = p->last_scale_wall;
+	st->started = p->source_read && p->spec_known;
+	st->source_ok = p->source_ok;
+	as_strlcpy(st->source_err, p->source_err, sizeof st->source_err);
+	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
+	if (st->quota_limited)
+		snprintf(st->quota_msg, sizeof st->quota_msg, "needs %ld "
+		    "replicas, the namespace's AgentQuota allows %ld",
+		    p->last.need, p->last.desired);
+}
+
+/*
+ * After an event of p: when what its status reports changed since it was
+ * last noted (a hash of the whole report), the CRD makes it again.
+ */
+static void
+pool_status_note(struct pool *p)
+{
+	struct crd_pool_status st;
+	uint64_t	 h;
+
+	memset(&st, 0, sizeof st);
+	pool_status_fill(p, &st);
+	if ((h = crd_pool_status_hash(&st)) == p->status_hash)
+		return;
+	p->status_hash = h;
+	p->d->status_touches++;
+	crd_status_touch(p->d->crd, p->cfg->ns, p->cfg->name);
+}
 
 int
 pool_crd_status(void *arg, const char *ns, const char *name,
@@ -733,21 +943,7 @@ pool_crd_status(void *arg, const char *ns, const char *name,
 
 	d->pool_visits++;
 	if ((p = pool_find(d, ns, name)) != NULL) {
-		st->replicas = p->spec_known ? p->spec_replicas : -1;
-		st->desired = p->as.desired;
-		st->backlog = lround(p->ready);
-		st->in_flight = lround(p->in_flight);
-		st->last_scale = p->last_scale_wall;
-		st->started = p->source_read && p->spec_known;
-		st->source_ok = p->source_ok;
-		as_strlcpy(st->source_err, p->source_err,
-		    sizeof st->source_err);
-		as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
-		st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
-		if (st->quota_limited)
-			snprintf(st->quota_msg, sizeof st->quota_msg, "needs "
-			    "%ld replicas, the namespace's AgentQuota allows "
-			    "%ld", p->last.need, p->last.desired);
+		pool_status_fill(p, st);
 		return (0);
 	}
 	if (d->dispatch == NULL)
@@ -761,17 +957,13 @@ pool_crd_quota_status(void *arg, const char *ns, struct crd_quota_status *st)
 	struct daemon	*d = arg;
 	const struct quota_config *qc;
 	const struct pool_ns *g;
-	size_t		 i;
-	long		 n = 0;
+	long		 n;
 
 	if (d->dispatch != NULL &&
 	    dispatcher_quota_status(d->dispatch, ns, st) == 0)
 		return (0);
 	/* Scale pools only: their replicas are all the namespace uses. */
-	for (i = 0, g = pool_ns_find(d, ns); g != NULL && i < g->n; i++) {
-		d->pool_visits++;
-		n += g->pools[i]->spec_replicas;
-	}
+	n = (g = pool_ns_find(d, ns)) != NULL ? g->replicas : 0;
 	st->sandboxes = st->replicas = n;
 	qc = config_quota_for(d->config, ns);
 	st->limited = qc != NULL && qc->max_sandboxes >= 0 &&

@@ -35,7 +35,11 @@ struct pool {
 	struct pool_ns		*ns;		/* its namespace */
 	size_t			 ns_idx;	/* its place there */
 	long			 counted;	/* in ns->used */
+	long			 spec_counted;	/* in ns->replicas */
+	uint64_t		 status_hash;	/* pool_status_note() */
 	int			 kept;		/* in pool_apply_config */
+	int			 deferred;	/* in d->pool_defer */
+	struct pool		*defer_prev, *defer_next;
 	struct scaler		*scaler;
 	ev_timer		 poll_timer;
 	int			 polling;	/* a poll is in flight */
@@ -118,6 +122,7 @@ void	 pool_poll_done(struct scaler *, const struct scaler_result *,
 	    void *);
 long	 pool_quota_cap(struct pool *, double backlog);
 long	 pool_need(const struct pool *, double backlog);
+void	 pool_defer_flush(struct daemon *);
 #endif
 
 #endif
