@@ -36,7 +36,7 @@ class Peer:
             if pod_ip:
                 self.headers["X-Sandbox-Pod-IP"] = pod_ip
         if token:
-            self.headers["Authorization"] = "Bearer " + token
+            self.headers[P.TOKEN_HEADER] = token
         if traceparent:
             self.headers["traceparent"] = traceparent
         self.timeout = timeout
