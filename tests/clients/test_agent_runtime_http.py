@@ -1,6 +1,7 @@
 """tools/agent-runtime --handoff http: the example agent on the Python
-runtime library, serving every sandbox of kube-sim on one port routed by
-the sandbox-router's headers.  The test plays agentscaler (CheckedPeer:
+runtime library, each sandbox of kube-sim served on an address of its own
+and reached through the real sandbox-router (tools/lib/router_proc.py) by
+X-Sandbox-Pod-IP and X-Sandbox-Port.  The test plays agentscaler (CheckedPeer:
 every message checked against its schema): hand-off, long-poll, a child
 admitted and one rejected by the cascade, their verdicts and result
 delivered, the acknowledgement finishing the sandbox (claim Finished).
@@ -8,37 +9,42 @@ Waits are bounded polls; nothing asserts on speed."""
 import unittest
 
 import world
-from world import wait_for
+from world import SandboxRouter, router_missing, wait_for
 
 from agentscaler import protocol as P
-from agentscaler.peer import Peer, reply, result_message, task_body
+from agentscaler.peer import is_protocol_answer, reply, result_message, task_body
 
 from tests.clients.schemas import CheckedPeer
 
-HTTP = ("--handoff", "http", "--listen", "127.0.0.1:0")
+HTTP = ("--handoff", "http", "--port", "0")
 
 
+@unittest.skipIf(router_missing(), router_missing())
 class AgentRuntimeHttpTest(unittest.TestCase):
     def setUp(self):
         self.kube = world.KubeSim("--cold-start-ms", "300", "--warm-bind-ms", "10")
         self.addCleanup(self.kube.stop)
         world.sandbox_pool(self.kube, "wp", replicas=2)
+        self.router = SandboxRouter()
+        self.addCleanup(self.router.cleanup)
 
     def agents(self, *extra, **kw):
         ar = world.AgentRuntime(self.kube, None, extra=HTTP + extra, **kw)
         self.addCleanup(ar.cleanup)
-        return ar, "http://127.0.0.1:%d" % ar.wait_ready()[0]["port"]
+        return ar
 
-    def sandbox(self, url, claim):
+    def sandbox(self, ar, claim):
         world.create_claim(self.kube, claim, warm_pool="wp")
         sb = world.wait_claim_ready(self.kube, claim)
-        peer = CheckedPeer(url, sandbox=sb, namespace="default")
+        ip, port = ar.address(sb)
+        peer = CheckedPeer(self.router.url, sandbox=sb, namespace="default", pod_ip=ip,
+                           port=port)
         wait_for(lambda: peer.health()[0] == 200, 30, 0.05, "the agent of sandbox %s" % sb)
         return sb, peer
 
     def test_parent_spawns_children_through_agentscaler(self):
-        ar, url = self.agents("--children", "2", "--wait-children", work_ms=20)
-        sb, peer = self.sandbox(url, "c-parent")
+        ar = self.agents("--children", "2", "--wait-children", work_ms=20)
+        sb, peer = self.sandbox(ar, "c-parent")
         msg = P.task_message(id="root-1", payload={"q": 1})
         self.assertEqual(peer.put(task_body(msg, claim="c-parent", sandbox=sb))[0], 201)
         got, after = [], 0
@@ -74,14 +80,14 @@ class AgentRuntimeHttpTest(unittest.TestCase):
         self.assertEqual(sorted((e["key"], e["type"]) for e in ar.events("reply")),
                          [("1", "admitted"), ("1", "result"), ("2", "rejected")])
 
-    def test_routing_and_duplicates(self):
-        ar, url = self.agents(work_ms=0)
-        code, body = Peer(url).health()
-        self.assertEqual((code, body), (400, {"detail": "X-Sandbox-ID header is required"}))
-        code, body = Peer(url, sandbox="nope").health()
-        self.assertEqual(code, 502, "no agent for that sandbox: as the router says")
-        sb1, p1 = self.sandbox(url, "c-1")
-        sb2, p2 = self.sandbox(url, "c-2")
+    def test_addresses_and_duplicates(self):
+        ar = self.agents(work_ms=0)
+        sb1, p1 = self.sandbox(ar, "c-1")
+        sb2, p2 = self.sandbox(ar, "c-2")
+        # Each sandbox on its own address: one's address is not the other's.
+        self.assertNotEqual(ar.address(sb1)[0], ar.address(sb2)[0])
+        code, h1 = p1.health()
+        self.assertNotEqual(h1["instance"], p2.health()[1]["instance"])
         msg = P.task_message(id="t-dup", payload=None)
         self.assertEqual(p1.put(task_body(msg, claim="c-1", sandbox=sb1))[0], 201)
         self.assertEqual(p1.put(task_body(msg, claim="c-1", sandbox=sb1))[0], 200)
@@ -95,6 +101,12 @@ class AgentRuntimeHttpTest(unittest.TestCase):
         self.assertEqual(el["events"][-1]["error"]["reason"], "task.duplicate")
         self.assertEqual(ar.received_ids(), ["t-dup"])
         self.assertEqual([e["first_sandbox"] for e in ar.events("duplicate")], [sb1])
+        # The claim of sb1 goes: its runtime stops listening (the router's 502).
+        code, _ = self.kube.api("DELETE", world.EXT_API % "default" + "sandboxclaims/c-1")
+        self.assertEqual(code, 200)
+        wait_for(lambda: p1.health()[0] == 502, 30, 0.05, "sandbox %s's runtime gone" % sb1)
+        self.assertFalse(is_protocol_answer(p1.health()[1]))
+        self.assertEqual(p2.health()[0], 200)
 
 
 if __name__ == "__main__":

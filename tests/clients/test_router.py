@@ -84,6 +84,20 @@ class RouterErrorsTest(RouterCase):
         gate.go.set()
         self.assertEqual(gate.runs, ["a"], "only the runtime's 201 started anything")
 
+    def test_many_answers_through_the_router_arrive_whole(self):
+        """200 PUTs answered 409 through one router (its pooled connection to
+        the runtime reused): every answer arrives whole and is the
+        runtime's.  With the answer's head and body in two writes, the
+        router cut a few of them (runtime.py, H.wbufsize)."""
+        gate = Gate()
+        rt = self.runtime(gate)
+        peer = self.via(self.router(), rt)
+        self.assertRuntimes(peer.put(task_body(message("a"))), 201)
+        other = task_body(message("b"))
+        for _ in range(200):
+            self.assertRuntimes(peer.put(other), 409, "task.conflict")
+        gate.go.set()
+
     def test_a_runtime_gone_is_the_routers_502_and_a_restarted_one_answers_404(self):
         """A runtime that restarted lost its task: 404 with the protocol's
         Error (agentscaler's retry or dead-letter policy), unlike the

@@ -5,6 +5,7 @@ answer), spawn + replies + child results, acknowledgement, tokens, and a
 runtime restart seen as 404 (behind the real sandbox-router, with the
 router's own errors: test_router.py).  Every message is checked against
 its schema (schemas.CheckedPeer).  Waits are bounded; nothing asserts on speed."""
+import socket
 import threading
 import unittest
 
@@ -413,6 +414,27 @@ class FailureTest(RuntimeCase):
         peer.put(task_body(message("o")))
         ev, _ = self.end(peer, "o")
         self.assertEqual(ev["error"]["reason"], "runtime.badResult")
+
+class PeerTransportTest(unittest.TestCase):
+    def test_an_answer_cut_short_is_a_transport_failure(self):
+        """A peer that sends less than its Content-Length and hangs up:
+        OSError (retried like a reset), not an answer."""
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        self.addCleanup(srv.close)
+
+        def serve():
+            c, _ = srv.accept()
+            with c:
+                c.recv(65536)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}")
+        th = threading.Thread(target=serve, daemon=True)
+        th.start()
+        with self.assertRaises(OSError):
+            Peer("http://127.0.0.1:%d" % srv.getsockname()[1]).health()
+        th.join(10)
+
 
 class ZSchemaCoverageTest(unittest.TestCase):
     """Runs last by name: every message kind and event type went through
