@@ -6,6 +6,9 @@ every message checked against its schema): hand-off, long-poll, a child
 admitted and one rejected by the cascade, their verdicts and result
 delivered, the acknowledgement finishing the sandbox (claim Finished).
 Waits are bounded polls; nothing asserts on speed."""
+import json
+import os
+import tempfile
 import unittest
 
 import world
@@ -111,3 +114,43 @@ class AgentRuntimeHttpTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PodIpTest(unittest.TestCase):
+    """The agent listens on its claim's pod IP when that is on loopback
+    (kube-sim --pod-ip-range, kwok's pods on the real cluster), else on
+    --listen-net; a pod IP that comes before any task moves it there.
+    In process: the claim events are fed to Runtime.on_claim."""
+
+    def setUp(self):
+        import importlib.util
+        path = world.ROOT + "/tools/agent-runtime/agent_runtime.py"
+        spec = importlib.util.spec_from_file_location("agent_runtime_under_test", path)
+        self.mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.mod)
+        fd, self.log = tempfile.mkstemp(prefix="agent-runtime-podip-", suffix=".jsonl")
+        os.close(fd)
+        self.addCleanup(os.unlink, self.log)
+        args = self.mod.parse_args(["--apiserver", "http://127.0.0.1:9", "--admin",
+                                    "http://127.0.0.1:9", "--handoff", "http", "--port", "0",
+                                    "--listen-net", "127.79.0.0/24", "--log", self.log])
+        self.rt = self.mod.Runtime(args)
+        self.addCleanup(self.rt.log.close)
+        self.addCleanup(self.rt.inbox.close)
+
+    def claim(self, pod_ips):
+        return {"metadata": {"namespace": "default", "name": "c", "uid": "u"},
+                "status": {"sandbox": {"name": "sb", "podIPs": pod_ips}}}
+
+    def address(self):
+        srv, _ = self.rt.inbox.servers["default/sb"]
+        return srv.server_address[0]
+
+    def test_pod_ip_on_loopback_is_used(self):
+        self.rt.on_claim("ADDED", self.claim(["10.244.0.1"]))       # not ours: the network's
+        self.assertEqual(self.address(), "127.79.0.1")
+        self.rt.on_claim("MODIFIED", self.claim(["127.79.0.200"]))  # it came: moved there
+        self.assertEqual(self.address(), "127.79.0.200")
+        with open(self.log) as f:
+            ips = [json.loads(line)["ip"] for line in f if '"listening"' in line]
+        self.assertEqual(ips, ["127.79.0.1", "127.79.0.200"])

@@ -24,7 +24,7 @@ from tests.clients.test_runtime import Gate, message
 
 # An address on loopback where nothing listens (the router dials it and
 # gets connection refused, then 502 after its dial retries).
-NOWHERE = "127.77.255.254"
+NOWHERE = "127.79.255.254"
 
 
 @unittest.skipIf(router_missing(), router_missing())

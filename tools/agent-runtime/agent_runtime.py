@@ -382,8 +382,9 @@ class HttpHandoff:
     listening on an address of its own as a pod listens on its pod IP, so
     that agent-sandbox's sandbox-router reaches it by X-Sandbox-Pod-IP and
     X-Sandbox-Port (tools/lib/router_proc.py runs the real one; kube-sim
-    has no pod IPs, so the address is this process's choice): the next
-    free address of --listen-net, port --port (0: a free one per sandbox).
+    without --pod-ip-range has no pod IPs): the claim's pod IP
+    (status.sandbox.podIPs[0]) when it is a loopback address, else the next
+    free address of --listen-net; port --port (0: a free one per sandbox).
     A "listening" event names each (namespace, sandbox, ip, port).  One
     thread accepts on every sandbox's socket (a selector); each connection
     gets a thread, a long-poll holding one."""
@@ -410,8 +411,17 @@ class HttpHandoff:
     def check(self):
         pass
 
-    def _listen(self, handler):
-        """A server on the next free address of the network: (server, ip)."""
+    def _listen(self, handler, pod_ip):
+        """A server on pod_ip, or on the next free address of the network:
+        (server, ip)."""
+        if pod_ip:
+            try:
+                srv = ProtoServer((pod_ip, self.port), handler)
+                srv.timeout = 0
+                return srv, pod_ip
+            except OSError as e:
+                diag("cannot listen on the pod IP; taking one of --listen-net", ip=pod_ip,
+                     error=str(e))
         for _ in range(self.net.num_addresses):
             if self.hosts is None:
                 self.hosts = iter(self.net.hosts())
@@ -439,11 +449,19 @@ class HttpHandoff:
         with self.lock:
             for name, agent in live.items():
                 if name in self.servers:
-                    continue
+                    srv, r = self.servers[name]
+                    if not agent.pod_ip or srv.server_address[0] == agent.pod_ip or \
+                            r.health()[1]["task"] is not None:
+                        continue
+                    # Its pod IP came after it listened elsewhere, before any task.
+                    del self.servers[name]
+                    self.used.discard(srv.server_address[:2])
+                    self.closing.append(srv)
+                    gone.append(r)
                 r = ProtoRuntime(lambda task, ctx, a=agent: self.rt.work_http(a, task, ctx),
                                  port=None, log=lambda rec, a=agent: self.rt.on_protocol(a, rec))
                 try:
-                    srv, ip = self._listen(make_handler(lambda _req, r=r: r))
+                    srv, ip = self._listen(make_handler(lambda _req, r=r: r), agent.pod_ip)
                 except OSError as e:
                     diag("cannot listen for a sandbox", sandbox=name, error=str(e))
                     continue
@@ -454,7 +472,7 @@ class HttpHandoff:
             for name in list(self.servers):
                 if name not in live:
                     srv, r = self.servers.pop(name)
-                    self.used.discard((srv.server_address[0], srv.server_address[1]))
+                    self.used.discard(srv.server_address[:2])
                     self.closing.append(srv)
                     gone.append(r)
         for r in gone:
@@ -558,9 +576,19 @@ class Publisher:
 # ---------------------------------------------------------------- agents
 
 
+def _loopback_ip(ip):
+    """ip when it is a loopback address (a pod IP this process can listen
+    on: kube-sim --pod-ip-range 127.x, kwok's pods on a real cluster here),
+    else None."""
+    try:
+        return ip if ip and ipaddress.ip_address(ip).is_loopback else None
+    except ValueError:
+        return None
+
+
 class Agent:
     __slots__ = ("ns", "claim", "uid", "sandbox", "inbox", "state", "bound_t", "requested_at",
-                 "task", "gone", "children")
+                 "task", "gone", "children", "pod_ip")
 
     def __init__(self, ns, claim, uid, sandbox, inbox, requested_at):
         self.ns, self.claim, self.uid, self.sandbox = ns, claim, uid, sandbox
@@ -571,6 +599,7 @@ class Agent:
         self.task = None          # dict: id, parent, root, depth, pool
         self.gone = False         # the claim was deleted
         self.children = 0         # sub-tasks published
+        self.pod_ip = None        # the claim's status.sandbox.podIPs[0], when on loopback
 
 
 class Table:
@@ -648,6 +677,7 @@ class Runtime:
         key = (ns, name, uid)
         st = obj.get("status") or {}
         sandbox = (st.get("sandbox") or {}).get("name")
+        pod_ip = _loopback_ip(((st.get("sandbox") or {}).get("podIPs") or [None])[0])
         finished = any(c.get("type") == "Finished" and c.get("status") == "True"
                        for c in st.get("conditions") or [])
         changed = False
@@ -661,9 +691,14 @@ class Runtime:
                 inbox = self.inbox.name(ns, sandbox)
                 agent = Agent(ns, name, uid, sandbox, inbox,
                               (md.get("annotations") or {}).get(A_REQUESTED))
+                agent.pod_ip = pod_ip
                 self.table.by_claim[key] = agent
                 self.table.inboxes[inbox] = agent
                 self.table.last_activity = time.monotonic()
+                changed = True
+            elif agent is not None and pod_ip != agent.pod_ip and agent.state == WAITING and \
+                    sandbox == agent.sandbox and not finished:
+                agent.pod_ip = pod_ip       # the pod IP came (or changed) before any task
                 changed = True
             elif agent is not None and sandbox and sandbox != agent.sandbox and \
                     agent.state == WAITING:
@@ -1127,10 +1162,10 @@ def parse_args(argv):
     p.add_argument("--handoff", choices=("inbox", "http"), default="inbox",
                    help="how tasks arrive: a broker inbox (--inbox) or the agent protocol "
                         "over HTTP (docs/protocol.md) served on --listen-net and --port")
-    p.add_argument("--listen-net", default="127.77.0.0/16",
-                   help="--handoff http: each sandbox's runtime listens on the next free "
-                        "address of this loopback network (its \"pod IP\" for the "
-                        "sandbox-router's X-Sandbox-Pod-IP; logged in a listening event)")
+    p.add_argument("--listen-net", default="127.78.0.0/16",
+                   help="--handoff http: each sandbox's runtime listens on its claim's pod IP "
+                        "when that is a loopback address, else on the next free address of "
+                        "this loopback network (logged in a listening event)")
     p.add_argument("--port", type=int, default=8888,
                    help="--handoff http: the port of every sandbox's runtime (0: a free "
                         "one each)")
