@@ -16,6 +16,7 @@ tool says `import world` and `world.Redis`, `world.KubeSim`, `world.pool`:
   pools            AgentPool objects: pool, pool_stream, pool_rabbit, pool_dispatch
   sandboxes        warm pools, claims, sandboxes, inboxes, the hand-off message
   agent_proc       AgentRuntime (tools/agent-runtime as a child process)
+  router_proc      SandboxRouter (agent-sandbox's real sandbox-router), router_missing
 """
 from agent_proc import AgentRuntime  # noqa: F401
 from daemon_proc import Daemon, DaemonTestCase  # noqa: F401
@@ -28,6 +29,7 @@ from procs import ROOT, free_port, stop_pid, wait_for  # noqa: F401
 from rabbitmq_server import (AmqpClient, AmqpConsumer, AmqpPublisher, RabbitMQ,  # noqa: F401
                              SharedRabbitMQ)
 from redis_server import Redis, RespConn, parse_redis_url  # noqa: F401
+from router_proc import SandboxRouter, router_missing  # noqa: F401
 from sandboxes import (EXT_API, MANAGED_BY, SANDBOX_API, condition, create_claim,  # noqa: F401
                        create_namespace, get_claim, get_sandbox, handoff, inbox_key,
                        inbox_queue, is_true, sandbox_pool, wait_claim_ready)
