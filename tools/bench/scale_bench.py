@@ -26,7 +26,7 @@ into kube-sim, the daemon without --config), and its line says so.
   RSS       VmRSS and VmHWM (peak) of the daemon (/proc/<pid>/status) at the
             end of the window.
   reaction  from zero of one pool while all the others are polled: --trials
-            pools spread over the N, one at a time.  A trial takes
+            pools spread over the N.  A trial takes
             time.monotonic() just before LPUSH of one task to the pool's
             list; the reaction is kube-sim's time.monotonic() (the same
             CLOCK_MONOTONIC) stamped when the request line of the first
@@ -36,10 +36,13 @@ into kube-sim, the daemon without --config), and its line says so.
             pool's evaluation, the daemon's client rate limiter and the
             HTTP request up to its arrival; not kube-sim applying it.  Each
             trial waits --trial-timeout seconds; one that gets no PATCH by
-            then is FAILED and counted (never dropped); trials not started
-            when --reaction-budget seconds are spent are counted as not run.
-            After each trial the list is deleted (the pool goes back to zero
-            in the background).
+            then is FAILED and counted (never dropped).  The next trial
+            starts when this one reacted, or --trial-spacing (5) seconds
+            after it started, whichever is first: slow reactions overlap,
+            each adding one PATCH to the daemon's queue, so that the trials
+            fit in time; trials not started within --reaction-budget
+            seconds are counted as not run.  After each trial the list is
+            deleted (the pool goes back to zero in the background).
 
 The daemon runs with --kube-qps 200 (the default 20 cannot resync 10,000
 targets every 30 s: see issue 15) and --log-level warn.  KEDA's published
@@ -50,9 +53,10 @@ throttling of tens of seconds per request) and keda#6063 degraded scale-out
 reaction from zero is up to 30 s plus the HPA's own loop.
 
 Bounded: each case takes at most about seed + --ready-timeout + 5 +
---window + --reaction-budget + teardown seconds; the default set (1k, 10k,
-10k over 1,000 namespaces with AgentQuotas, 50k) finishes within about 25
-minutes on a 2-core machine, then stops by itself; --quick runs the 1k case.
+--window + --reaction-budget + --trial-timeout + teardown seconds; the
+default set (1k, 10k, 10k over 1,000 namespaces with AgentQuotas, 50k)
+finishes within about 25 minutes on a 2-core machine, then stops by
+itself; --quick runs the 1k case.
 """
 import argparse
 import json
@@ -62,6 +66,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import world  # noqa: E402
+from bench import pct  # noqa: E402  (tools/bench/bench.py)
 
 CONFIG_MAX_BYTES = 4 * 1024 * 1024      # scheduler/config.c
 SEED_BATCH = 5000
@@ -75,13 +80,6 @@ KEDA = {
              "(keda#3810, keda#6063); no published figures at this count; reaction from "
              "zero up to its 30 s default pollingInterval + HPA",
 }
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    k = (len(xs) - 1) * p / 100.0
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def proc_cpu(pid):
@@ -153,50 +151,78 @@ def next_seq(kube):
     return r["next"]
 
 
+def scale_path(i, nns):
+    return "/namespaces/%s/deployments/d-%d/scale" % (ns_of(i, nns), i)
+
+
 def scale_patch(kube, since, i, nns):
-    """The first answered PATCH of d-i's /scale from request since on, or None."""
-    path = "/namespaces/%s/deployments/d-%d/scale" % (ns_of(i, nns), i)
-    code, r = world.http("GET", kube.admin + "/requests?since=%d&method=PATCH&path=%s"
-                         % (since, path))
-    if code != 200:
-        return None
-    for e in r["requests"]:
-        if e["path"].endswith(path):
+    """The first PATCH of d-i's /scale from request since on once it has
+    been answered; None before."""
+    return first_patch(scale_patches(kube, since), since, i, nns)
+
+
+def scale_patches(kube, since):
+    """Every PATCH of a /scale from request since on (kube-sim's request
+    log, filtered there): one look serves every trial in flight."""
+    code, r = world.http("GET", kube.admin + "/requests?since=%d&method=PATCH&path=/scale"
+                         % since)
+    return r["requests"] if code == 200 else []
+
+
+def first_patch(reqs, since, i, nns):
+    """Of reqs, the first PATCH of d-i's /scale at or after since, if it
+    has been answered; None otherwise (also while it is in flight)."""
+    path = scale_path(i, nns)
+    for e in reqs:
+        if e["seq"] >= since and e["path"].endswith(path):
             return e if e["code"] is not None else None
     return None
 
 
 def reaction_trials(daemon, kube, redis, n, nns, args):
-    """Latencies (ms) of the trials that reacted, failure lines, count not run."""
+    """Latencies (ms) of the trials that reacted, failure lines, count not
+    run.  A trial starts when the one before it reacted, or --trial-spacing
+    seconds after that one started, whichever comes first: slow reactions
+    overlap (each adds one PATCH to the daemon's queue) so that the trials
+    fit the budget."""
     lat, failed = [], []
     picks = [(k * n) // args.trials + (n // (2 * args.trials)) for k in range(args.trials)]
     budget_end = time.monotonic() + args.reaction_budget
+    live = {}           # pool index -> (request seq before the push, t_push)
+    last_start = None
+    k = 0
     not_run = 0
-    for i in picks:
-        if time.monotonic() >= budget_end:
-            not_run += 1
+    while k < len(picks) or live:
+        now = time.monotonic()
+        if k < len(picks) and now >= budget_end:
+            not_run = len(picks) - k
+            k = len(picks)
+        if k < len(picks) and (not live or now - last_start >= args.trial_spacing):
+            i = picks[k]
+            k += 1
+            since = next_seq(kube)
+            t_push = time.monotonic()
+            redis.cmd("LPUSH", "q-%d" % i, json.dumps({"id": "bench"}))
+            live[i] = (since, t_push)
+            last_start = t_push
             continue
-        q = "q-%d" % i
-        since = next_seq(kube)
-        t_push = time.monotonic()
-        redis.cmd("LPUSH", q, json.dumps({"id": "bench"}))
-        deadline = t_push + args.trial_timeout
-        got = None
-        while time.monotonic() < deadline:
-            got = scale_patch(kube, since, i, nns)
-            if got is not None:
-                break
-            if daemon.proc.poll() is not None:
-                break
-            time.sleep(0.002)
-        if got is not None:
-            lat.append((got["mono"] - t_push) * 1000.0)
-        else:
-            failed.append("pool p-%d: no PATCH of d-%d/scale within %.0f s of the LPUSH%s"
-                          % (i, i, args.trial_timeout,
-                             " (the daemon exited)" if daemon.proc.poll() is not None else ""))
-        redis.cmd("DEL", q)
-        time.sleep(0.2)
+        if not live:
+            break
+        reqs = scale_patches(kube, min(s for s, _ in live.values()))
+        for i in list(live):
+            since, t_push = live[i]
+            e = first_patch(reqs, since, i, nns)
+            if e is not None:
+                lat.append((e["mono"] - t_push) * 1000.0)
+            elif time.monotonic() > t_push + args.trial_timeout or daemon.proc.poll() is not None:
+                failed.append("pool p-%d: no PATCH of d-%d/scale within %.0f s of the LPUSH%s"
+                              % (i, i, args.trial_timeout, " (the daemon exited)"
+                                 if daemon.proc.poll() is not None else ""))
+            else:
+                continue
+            del live[i]
+            redis.cmd("DEL", "q-%d" % i)
+        time.sleep(0.002 if len(live) <= 1 else 0.02)
     return lat, failed, not_run
 
 
@@ -324,7 +350,10 @@ def main():
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--trial-timeout", type=float, default=40.0)
     ap.add_argument("--reaction-budget", type=float, default=120.0,
-                    help="seconds of reaction trials per case at most")
+                    help="seconds in which trials may start, per case")
+    ap.add_argument("--trial-spacing", type=float, default=5.0,
+                    help="seconds after which the next trial starts even if this one has "
+                         "not reacted yet")
     ap.add_argument("--ready-timeout", type=float, default=120.0)
     ap.add_argument("--window", type=float, default=30.0)
     ap.add_argument("--kube-qps", type=float, default=200)
