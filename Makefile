@@ -176,11 +176,19 @@ valgrind: deps $(VG_TESTS) $(VG)/agentscaler
 demo: deps $(REL)/agentscaler
 	python3 tools/demo.py --bin $(REL)/agentscaler
 
+# scale_bench.py (issue 15): 1k, 10k, 10k over 1,000 namespaces and 50k
+# pools, about 25 minutes at most; SCALE_BENCH_ARGS=--quick runs the 1k
+# case only.  dispatch_scale: 10,000 dispatch pools and 100,000 live tasks
+# over fakes, in 1,000 namespaces and then in one.
+SCALE_BENCH_ARGS ?=
 bench: deps $(REL)/agentscaler $(REL)/tools/bench/poll_cost \
+	$(REL)/tools/bench/quota_bench $(REL)/tools/bench/dispatch_scale
 	$(REL)/tools/bench/quota_bench
-	$(REL)/tools/bench/quota_bench
+	$(REL)/tools/bench/dispatch_scale
+	$(REL)/tools/bench/dispatch_scale 10000 1 100000
 	python3 tools/bench/bench.py --bin $(REL)/agentscaler
 	python3 tools/bench/dispatch_bench.py --bin $(REL)/agentscaler
+	python3 tools/bench/scale_bench.py --bin $(REL)/agentscaler $(SCALE_BENCH_ARGS)
 	python3 tools/kube-sim/bench.py
 
 # Not in CI: SOAK_MINUTES (60) of mixed load on every source type with a

@@ -103,6 +103,46 @@ class AdminTest(SimTestCase):
         c, r = self.sim.adm("GET", "/requests?since=0")
         self.assertEqual(r["requests"], [])
 
+    def test_request_log_filtered(self):
+        c, r = self.sim.adm("GET", "/requests?since=0")
+        since = r["next"]
+        self.sim.post(DEPLOYS % "default", deployment("rlf"))
+        p = DEPLOYS % "default" + "/rlf/scale"
+        self.sim.get(p)
+        self.assertEqual(self.sim.patch(p, {"spec": {"replicas": 2}})[0], 200)
+        self.sim.get(DEPLOYS % "default" + "/missing")
+        c, r = self.sim.adm("GET", "/requests?since=%d&method=patch&path=/rlf/scale" % since)
+        self.assertEqual([(x["method"], x["path"], x["code"]) for x in r["requests"]],
+                         [("PATCH", p, 200)])
+        # next counts every request, matching or not
+        c, all_ = self.sim.adm("GET", "/requests?since=%d" % since)
+        self.assertEqual(r["next"], all_["requests"][-1]["seq"] + 1)
+        self.assertEqual(len(all_["requests"]), 4)
+        c, r = self.sim.adm("GET", "/requests?since=%d&path=/rlf/scale" % since)
+        self.assertEqual([x["method"] for x in r["requests"]], ["GET", "PATCH"])
+
+    def test_create_objects(self):
+        objs = [deployment("bulk-%d" % i) for i in range(50)]
+        objs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bulk-ns"}})
+        objs.append(dict(deployment("bulk-in-ns"), metadata={"name": "bulk-in-ns",
+                                                               "namespace": "bulk-ns"}))
+        objs.append(deployment("bulk-0"))                     # already exists
+        objs.append({"apiVersion": "apps/v1", "kind": "Nope", "metadata": {"name": "x"}})
+        c, r = self.sim.adm("POST", "/objects", {"items": objs})
+        self.assertEqual(c, 200)
+        self.assertEqual((r["created"], r["failed"]), (52, 2))
+        self.assertIn("already exists", r["errors"][0])
+        self.assertIn("no kind Nope", r["errors"][1])
+        c, lst = self.sim.get(DEPLOYS % "default")
+        names = {o["metadata"]["name"] for o in lst["items"]}
+        self.assertTrue({"bulk-%d" % i for i in range(50)} <= names)
+        c, o = self.sim.get(DEPLOYS % "bulk-ns" + "/bulk-in-ns/scale")
+        self.assertEqual((c, o["spec"]["replicas"]), (200, 1))
+        c, r = self.sim.adm("POST", "/objects", [deployment("bulk-list")])
+        self.assertEqual((r["created"], r["failed"]), (1, 0))
+        c, r = self.sim.adm("POST", "/objects", {"items": 3})
+        self.assertEqual(r["created"], 0)
+
     def test_request_log_code_is_there_when_the_client_has_the_response(self):
         # The code used to be set after the response bytes were written, so
         # a client that asked /requests right away could see code None.

@@ -72,10 +72,24 @@ class Admin:
                 return 200, {"requests": [], "next": st.seq + 1}
             if method == "GET":
                 since = int(q.get("since", 0) or 0)
+                want_m = (q.get("method") or "").upper()
+                want_p = q.get("path") or ""
+                reqs = []
                 with st.lock:
-                    reqs = [dict(e) for e in st.log if e["seq"] >= since]
+                    # Newest first, down to since: a poll for the last few
+                    # requests costs those, not the whole log.
+                    for e in reversed(st.log):
+                        if e["seq"] < since:
+                            break
+                        if (want_m and e["method"] != want_m) or \
+                                (want_p and want_p not in e["path"]):
+                            continue
+                        reqs.append(dict(e))
                     nxt = st.seq + 1
+                reqs.reverse()
                 return 200, {"requests": reqs, "next": nxt}
+        if p == "/objects" and method == "POST":
+            return 200, self.create_objects(body)
         if p == "/gc" and method == "POST":
             if self.collector is not None:
                 self.collector.request_full()
@@ -119,3 +133,32 @@ class Admin:
                                                "kind": "sandboxes"})
                 return 200, obj
         return 404, {"error": "no such admin endpoint: %s %s" % (method, path)}
+
+    def create_objects(self, body):
+        """POST /objects: creates each object of the list (or of
+        {"items": [...]}) as a POST of it would, in one admin request
+        (benchmarks seed tens of thousands of Deployments this way).  Every
+        object is tried; the answer counts those created and describes the
+        first few failures."""
+        items = body.get("items") if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            return {"created": 0, "failed": 0,
+                    "errors": ["the body must be a list of objects or {\"items\": [...]}"]}
+        created, errors = 0, []
+        for i, obj in enumerate(items):
+            try:
+                if not isinstance(obj, dict):
+                    raise ValueError("not an object")
+                rt = self.api.find_by_kind(obj.get("apiVersion"), obj.get("kind"))
+                if rt is None:
+                    raise ValueError("no kind %s in %s" % (obj.get("kind"), obj.get("apiVersion")))
+                ns = None
+                if rt.namespaced:
+                    ns = (obj.get("metadata") or {}).get("namespace") or "default"
+                self.api.create(rt, ns, obj, {}, owned=True)
+                created += 1
+            except ApiError as e:
+                errors.append("items[%d]: %s" % (i, e.status().get("message")))
+            except (ValueError, TypeError, AttributeError) as e:
+                errors.append("items[%d]: %s" % (i, e))
+        return {"created": created, "failed": len(errors), "errors": errors[:10]}
