@@ -258,7 +258,8 @@ dpool_same(const struct pool_config *a, const struct pool_config *b)
 	    config_same_source(a, b) && strcmp(a->warm_pool, b->warm_pool) == 0 &&
 	    a->claim_ttl_seconds == b->claim_ttl_seconds &&
 	    a->poll_interval_ms == b->poll_interval_ms &&
-	    a->max_task_bytes == b->max_task_bytes);	/* the consumer cuts */
+	    a->max_task_bytes == b->max_task_bytes &&	/* the consumer cuts */
+	    config_same_handoff(a, b));
 }
 
 struct dispatcher *
