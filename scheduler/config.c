@@ -1563,6 +1563,25 @@ config_pool_source(const struct pool_config *c, struct scaler_source *src)
 	src->insecure_skip_verify = c->source.tls_insecure;
 }
 
+void
+config_pool_results(const struct pool_config *c, struct scaler_source *src)
+{
+	const struct pool_source_config *r = &c->results;
+
+	memset(src, 0, sizeof *src);
+	src->type = r->type;
+	src->address = r->address;
+	src->queue = r->queue;
+	src->password_file = r->password_file;
+	src->password_env = r->password_env;
+	src->password_secret = r->password_secret;
+	src->username_file = r->username_file;
+	src->username_secret = r->username_secret;
+	src->username = r->username;
+	src->ca_file = r->tls_ca_file;
+	src->insecure_skip_verify = r->tls_insecure;
+}
+
 int
 config_same_source(const struct pool_config *a, const struct pool_config *b)
 {

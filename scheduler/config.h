@@ -200,6 +200,9 @@ struct scaler_source;
  */
 void	 config_pool_source(const struct pool_config *p,
 	    struct scaler_source *src);
+/* Fills src (strings borrowed) with the pool's spec.results. */
+void	 config_pool_results(const struct pool_config *p,
+	    struct scaler_source *src);
 /* 1 when the two pools' sources are the same (every source field). */
 int	 config_same_source(const struct pool_config *,
 	    const struct pool_config *);

@@ -140,6 +140,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 		log_error("dispatch", "%s: cannot consume: %s", p->id, err);
 		as_strlcpy(p->src_err, err, sizeof p->src_err);
 	}
+	dpool_http_init(p);
 	dpool_template(p, 0);
 	if (p->ns->synced)
 		dpool_start(p);
@@ -244,6 +245,7 @@ dpool_free(struct dpool *p, struct dpool *succ, int hand_over)
 			t->pool = NULL;
 		}
 	}
+	dpool_http_fini(p);	/* its tasks' requests: -AS_ECANCELED */
 	LIST_REMOVE(p, entry);
 	LIST_REMOVE(p, nsentry);
 	if (--p->ns->refs == 0)
@@ -288,6 +290,7 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	ev_init(&d->kick, dispatcher_kick_cb);
 	d->kick.data = d;
 	d->marks = dmarks_new();
+	dispatcher_http_key(d, o->handoff_key_file);
 	d->sweep.repeat = d->sweep_interval;
 	return (d);
 }
@@ -377,6 +380,7 @@ dispatcher_free(struct dispatcher *d)
 	/* Last: freeing tasks releases quota, which may kick the pump. */
 	ev_timer_stop(d->loop, &d->kick);
 	dmarks_free(d->marks);
+	as_secret_free(d->hkey, d->hkeylen);
 	free(d->recent);
 	free(d);
 }

@@ -78,6 +78,9 @@ struct reason_count {
 struct dns;
 struct dpool;
 struct dmarks;
+struct dhttp;
+struct httpc;
+struct results;
 
 struct dtask {
 	struct dns		*ns;
@@ -156,6 +159,7 @@ struct dtask {
 	double			 shutdown_time;	/* wall, from the claim */
 	double			 retry_at;	/* mono; 0: none */
 	unsigned		 attempts;
+	struct dhttp		*http;		/* handoff http; NULL */
 	struct as_hash_entry	 hlink;		/* ns->byid: task_hash("", id) */
 	TAILQ_ENTRY(dtask)	 all;
 	TAILQ_ENTRY(dtask)	 dq;		/* deferred queue */
@@ -242,6 +246,8 @@ struct dpool {
 	struct reason_count	 dead[MAX_REASONS];
 	size_t			 ndead;
 	struct hist		 ready_warm, ready_cold, handoff;
+	struct httpc		*hc;		/* handoff http: the client */
+	struct results		*results;	/* and the Results' publisher */
 	LIST_ENTRY(dpool)	 entry;
 	LIST_ENTRY(dpool)	 nsentry;	/* ns->pools */
 };
@@ -266,6 +272,8 @@ struct dispatcher {
 	dispatch_event_fn	*event;
 	void			*event_arg;
 	struct dmarks		*marks;		/* dispatch_mark.c */
+	char			*hkey;		/* handoff http: token key */
+	size_t			 hkeylen;
 };
 
 /* dispatch_task.c: task records and their state machine. */
@@ -282,6 +290,8 @@ void		 dpool_dead_letter(struct dpool *, struct dtask *,
 		    const char *detail, const char *task_id);
 void		 dtask_fail(struct dtask *, const char *, const char *);
 void		 dtask_handoff(struct dtask *);
+/* What task_handoff_body() says of t (t->pool set; strings borrowed). */
+void		 dtask_handoff_spec(const struct dtask *, struct handoff_spec *);
 /* Acks the message t holds (if any); ACKING ends with it. */
 void		 dtask_ack(struct dtask *);
 void		 dtask_go(struct dtask *);
@@ -356,6 +366,27 @@ void		 dmarks_add(struct dmarks *, const char *ns, const char *id,
 const char	*dmarks_find(struct dmarks *, const char *ns, const char *id,
 		    double now);
 size_t		 dmarks_count(const struct dmarks *);
+
+/* dispatch_http.c: handoff.mode http (docs/protocol.md section 8). */
+int		 dpool_http(const struct dpool *);
+/* The pool's client and results publisher, when it hands off over http. */
+void		 dpool_http_init(struct dpool *);
+void		 dpool_http_fini(struct dpool *);
+/* Reads the token key (NULL or unreadable: a random one). */
+void		 dispatcher_http_key(struct dispatcher *, const char *file);
+/* Hands t (holding its message) off: PUT, ack, follow, publish, release. */
+void		 dhttp_handoff(struct dtask *);
+/* t is known from its claim only, and Ready: follow it from after=0. */
+void		 dhttp_resume(struct dtask *);
+/*
+ * t's sandbox ended (PodSucceeded: succeeded) while t is followed: its
+ * Result is published and it is released here.  Returns 0 when t is not
+ * a task of this kind (nothing done).
+ */
+int		 dhttp_ended(struct dtask *, int succeeded, const char *reason,
+		    const char *detail);
+/* Cancels what t's protocol state has in flight and frees it. */
+void		 dhttp_free(struct dtask *);
 
 /* dispatch_metrics.c: observability. */
 void		 dispatch_hist_init(struct hist *, const double *bounds,

@@ -119,6 +119,7 @@ struct httpc_req {
 	char			**xheaders;	/* "Name: value", NULL-ended */
 	double			 timeout;	/* 0: the client's */
 	int			 no_retry;	/* the caller retries */
+	int			 own_base;	/* another server than c's */
 
 	unsigned		 attempts;	/* finished, 401 retry not */
 	int			 auth_retried;
@@ -828,6 +829,7 @@ httpc_request_ex(struct httpc *c, const char *method, const char *path,
 		url = xasprintf("%s%s", o->base_url, path);
 		free(r->url);
 		r->url = url;
+		r->own_base = 1;
 	}
 	if (n > 0) {
 		r->xheaders = xcalloc(n + 1, sizeof *r->xheaders);
@@ -1336,7 +1338,9 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 		    "line (%s)", r->url);
 	}
 
-	httpc_reach(c, code != 0 || r->resp_too_big, r->msg);
+	/* The outage log is about c's server; others are the caller's. */
+	if (!r->own_base)
+		httpc_reach(c, code != 0 || r->resp_too_big, r->msg);
 
 	/* New credentials since this attempt began: they deserve a try. */
 	if (code == 401 && !r->auth_retried && (r->cred_gen != c->cred_gen ||

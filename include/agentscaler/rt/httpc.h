@@ -136,7 +136,9 @@ struct httpc_req *httpc_request(struct httpc *, const char *method,
  * every attempt (copied; wiped when freed, as they may carry a token); a
  * line without a colon or with CR or LF refuses the request; timeout (s,
  * 0: the client's) bounds each attempt; no_retry leaves every retry to
- * the caller (401 aside).  o may be NULL.  Returns as httpc_request().
+ * the caller (401 aside).  A request to another base URL is left out of
+ * the client's outage log (its server is not the client's).  o may be
+ * NULL.  Returns as httpc_request().
  */
 struct httpc_req_options {
 	const char		*content_type;

@@ -1,0 +1,191 @@
+"""handoff.mode http end to end (issue 16, docs/protocol.md section 8): a
+real redis-server, kube-sim with its agent-sandbox controller putting pod
+IPs on loopback (--pod-ip-range), the daemon, and the real Python runtime
+(clients/python, agentscaler.runtime) serving each Ready sandbox at its pod
+IP (tools/lib/runtime_fleet.py), reached with via: podIP.
+
+Checked against what the real parts saw: the runtimes' own event log (each
+task run exactly once), the Redis lists (the source, its processing list,
+the dead letters, the results list), and every Result validated against
+docs/protocol/result.schema.json.  Waits are bounded polls; nothing asserts
+on speed.
+"""
+import json
+import os
+import re
+import shutil
+import tempfile
+import unittest
+
+import paths  # noqa: E402
+import world  # noqa: E402
+from world import wait_for  # noqa: E402
+from runtime_fleet import RuntimeFleet, pod_ip_args  # noqa: E402
+
+paths.use("clients/python")     # tests.clients.schemas reads agentscaler.peer
+from tests.clients import schemas  # noqa: E402  (jsonschema, as tests/clients)
+
+NS = "default"
+CLAIMS = world.EXT_API % NS + "sandboxclaims"
+INSTANCE = "as-http"
+PROCESSING = "tasks:processing:" + INSTANCE
+
+
+def task(tid, **payload):
+    return json.dumps({"id": tid, "payload": payload or {"n": tid}})
+
+
+class HttpWorld(world.DaemonTestCase):
+    def setUp(self):
+        super().setUp()
+        self.redis = world.Redis()
+        self.addCleanup(self.redis.stop)
+        self.kube = world.KubeSim("--cold-start-ms", "300", "--warm-bind-ms", "10",
+                                  *pod_ip_args())
+        self.addCleanup(self.kube.stop)
+        self.dir = tempfile.mkdtemp(prefix="dispatch-http-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.key_file = os.path.join(self.dir, "handoff-key")
+        with open(self.key_file, "w") as f:
+            f.write("a key the replicas share\n")
+
+    def fleet(self, serving=True):
+        f = RuntimeFleet(self.kube, NS, serving=serving)
+        self.addCleanup(f.stop)
+        return f
+
+    def pool(self, fleet, **kw):
+        args = dict(claim_ttl_seconds=600, spare_min=0, spare_max=10, pollIntervalMs=200,
+                    cooldownSeconds=60)
+        args.update(kw)
+        p = world.pool_dispatch("p", self.redis.url, "tasks", "wp", **args)
+        p["spec"]["handoff"] = {"mode": "http", "via": "podIP", "port": fleet.port,
+                                "deadlineSeconds": 120}
+        p["spec"]["results"] = {"type": "redis-list", "address": self.redis.url,
+                                "queue": "results"}
+        return p
+
+    def start(self, pools):
+        return self.start_daemon({"pools": pools}, extra=(
+            "--instance", INSTANCE, "--handoff-key-file", self.key_file))
+
+    def results(self):
+        out = [json.loads(r) for r in self.redis.cmd("LRANGE", "results", 0, -1)]
+        for r in out:
+            schemas.check("result", r)
+        return out
+
+    def results_by_id(self):
+        return {r["id"]: r for r in self.results()}
+
+    def claims(self):
+        code, obj = self.kube.api("GET", CLAIMS)
+        self.assertEqual(code, 200)
+        return obj.get("items") or []
+
+    def rejected(self):
+        return [json.loads(r) for r in self.redis.cmd("LRANGE", "tasks.rejected", 0, -1)]
+
+
+class DispatchHttpTest(HttpWorld):
+    def test_tasks_handed_off_over_http_results_published(self):
+        world.sandbox_pool(self.kube, "wp", replicas=3)
+        fleet = self.fleet()
+        self.start([self.pool(fleet, spare_min=2)])
+        ids = ["h-%d" % i for i in range(6)]
+        msgs = [task(t) for t in ids[:5]] + [task(ids[5], fail="tool.broken")]
+        self.redis.pipeline([("LPUSH", "tasks", m) for m in msgs])
+        got = wait_for(lambda: (lambda r: r if len(r) >= 6 else None)(self.results_by_id()),
+                       60, 0.1, "6 results")
+        self.assertEqual(sorted(got), sorted(ids))
+        for t in ids[:5]:
+            r = got[t]
+            self.assertEqual(r["state"], "completed")
+            self.assertEqual(r["result"]["echo"], {"n": t})
+            self.assertEqual(r["sandbox"]["namespace"], NS)
+            self.assertEqual(r["sandbox"]["pool"], "p")
+            self.assertTrue(r["startedAt"] and r["finishedAt"] and r["traceparent"])
+        self.assertEqual(got[ids[5]]["state"], "failed")
+        self.assertEqual(got[ids[5]]["error"]["reason"], "tool.broken")
+        # Each ran exactly once, in the sandbox the Result names.
+        for t in ids:
+            runs = fleet.events("started", t)
+            self.assertEqual(len(runs), 1, "%s ran %d times" % (t, len(runs)))
+        # Acked, released: nothing in flight, no claim left, no dead letter.
+        self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0)
+        self.assertEqual(self.redis.cmd("LLEN", "tasks"), 0)
+        wait_for(lambda: not self.claims(), 30, what="claims deleted")
+        self.assertEqual(self.rejected(), [])
+        self.assertEqual(self.daemon.metric("agentscaler_dispatch_tasks_handed_off_total",
+                                            namespace=NS, pool="p"), 6)
+
+    def test_message_acked_only_after_the_runtime_accepted(self):
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        fleet = self.fleet(serving=False)       # no runtime answers yet
+        self.start([self.pool(fleet)])
+        self.redis.cmd("LPUSH", "tasks", task("wait-1"))
+        wait_for(lambda: any(((c.get("status") or {}).get("sandbox") or {}).get("name")
+                             for c in self.claims()), 20, what="the claim bound")
+        # The hand-off is refused at the socket, over and over: the message
+        # stays taken and unacked, nothing is dead-lettered.
+        wait_for(lambda: "hand-off of task wait-1 to sandbox" in self.daemon.logs(), 30,
+                 what="a hand-off refused")
+        self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 1)
+        self.assertEqual(self.results(), [])
+        self.assertEqual(self.rejected(), [])
+        fleet.serve(True)
+        r = wait_for(lambda: self.results_by_id().get("wait-1"), 60, 0.1, "the result")
+        self.assertEqual(r["state"], "completed")
+        self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0, "acked once accepted")
+        self.assertEqual(len(fleet.events("started", "wait-1")), 1)
+
+    def test_runtime_restart_mid_task_is_runtime_lost(self):
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        fleet = self.fleet()
+        self.start([self.pool(fleet)])
+        self.redis.cmd("LPUSH", "tasks", task("lost-1", sleep=60))
+        ev = fleet.wait_started("lost-1")
+        wait_for(lambda: self.redis.cmd("LLEN", PROCESSING) == 0, 20, what="acked")
+        fleet.kill(ev["ip"])                    # the watcher starts a new one there
+        r = wait_for(lambda: self.results_by_id().get("lost-1"), 60, 0.1, "the result")
+        self.assertEqual(r["state"], "failed")
+        self.assertEqual(r["error"]["reason"], "runtime.lost")
+        self.assertIn("task.unknown", r["error"]["message"])
+        self.assertEqual(len(fleet.events("started", "lost-1")), 1, "never run again")
+        wait_for(lambda: not self.claims(), 30, what="claim deleted")
+        code, body = self.daemon.admin("/explain?task=lost-1")
+        self.assertIn("runtime.lost", json.dumps(body))
+
+
+class DispatchHttpCrashTest(HttpWorld):
+    def test_exactly_once_across_sigkill(self):
+        world.sandbox_pool(self.kube, "wp", replicas=4)
+        fleet = self.fleet()
+        pool = self.pool(fleet, spare_min=4)
+        d = self.start([pool])
+        ids = ["k-%02d" % i for i in range(10)]
+        self.redis.pipeline([("LPUSH", "tasks", task(t, sleep=1.5)) for t in ids])
+        wait_for(lambda: len(fleet.events("started")) >= 2, 30, what="two tasks running")
+        d.proc.kill()
+        d.proc.wait()
+        d.log.close()
+        self.daemon = None
+        d2 = self.start([pool])
+        rebuilt = re.search(r"namespace default: (\d+) live tasks rebuilt", d2.logs())
+        self.assertTrue(rebuilt and int(rebuilt.group(1)) > 0, "tasks were in flight at the kill")
+        got = wait_for(lambda: (lambda r: r if len(r) >= len(ids) else None)(
+            self.results_by_id()), 120, 0.2, "every result")
+        self.assertEqual(sorted(got), ids)
+        self.assertTrue(all(r["state"] == "completed" for r in got.values()),
+                        [r for r in got.values() if r["state"] != "completed"])
+        for t in ids:
+            self.assertEqual(len(fleet.events("started", t)), 1, "%s ran twice: %s\n%s" % (
+                t, fleet.events(tid=t), d2.logs()[-4000:]))
+        self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0)
+        self.assertEqual(self.rejected(), [])
+        wait_for(lambda: not self.claims(), 30, what="claims deleted")
+        d.cleanup()
+
+
+if __name__ == "__main__":
+    unittest.main()
