@@ -15,6 +15,7 @@ from agentscaler.peer import result_message
 from agentscaler.producer import RedisProducer
 
 from tests.clients import schemas
+from tests.integration.test_dispatch_redis import DispatchWorld
 
 TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -120,17 +121,10 @@ BAD = [({"id": "sp ace", "payload": 1}, "task.badId"),
        ({"payload": 1}, "task.missingId")]
 
 
-class DaemonParsesTest(world.DaemonTestCase):
+class DaemonParsesTest(DispatchWorld):
     """The daemon's own parser on what the producer sends: dispatch mode
     on kube-sim hands each message to its sandbox's inbox with the
     original under "task" (scheduler/task.c task_handoff_body)."""
-
-    def setUp(self):
-        super().setUp()
-        self.redis = world.Redis()
-        self.addCleanup(self.redis.stop)
-        self.kube = world.KubeSim("--cold-start-ms", "300", "--warm-bind-ms", "10")
-        self.addCleanup(self.kube.stop)
 
     def inboxes(self):
         out = {}
@@ -161,14 +155,12 @@ class DaemonParsesTest(world.DaemonTestCase):
             self.assertEqual(got[tid]["task"], msg, "handed off untouched")
             self.assertEqual(got[tid]["agentscaler"]["depth"], 0)
         rejected = wait_for(lambda: (lambda r: r if len(r) == len(BAD) else None)(
-            [json.loads(x) for x in self.redis.cmd("LRANGE", "tasks.rejected", 0, -1)]),
-            60, 0.1, "every bad task dead-lettered")
+            self.rejected()), 60, 0.1, "every bad task dead-lettered")
         self.assertEqual(sorted(r["reason"] for r in rejected), sorted(r for _m, r in BAD))
         # The trace context went onto the claim as given.
-        code, claims = self.kube.api("GET", world.EXT_API % "default" + "sandboxclaims")
         ann = {c["metadata"]["annotations"]["agentscaler.io/task-id"]:
                c["metadata"]["annotations"].get("agentscaler.io/traceparent")
-               for c in claims["items"]}
+               for c in self.claims()}
         for tid, msg in sent.items():
             self.assertEqual(ann[tid], msg["traceparent"])
 

@@ -161,9 +161,13 @@ class LongPollTest(RuntimeCase):
             ctx.progress("one", fraction=0.25)
             ctx.progress("two", fraction=0.5, data={"step": 2})
             seen.set()
+            more.wait(60)
+            ctx.progress("three")
+            seen2.set()
             gate.go.wait(60)
             return 1
         gate = Gate()
+        more, seen2 = threading.Event(), threading.Event()
         rt = self.runtime(handler)
         peer = self.peer(rt)
         peer.put(task_body(message("p")))
@@ -175,6 +179,11 @@ class LongPollTest(RuntimeCase):
                          [("progress", 2, "two")])
         code, el = peer.events("p", el["next"], wait=0.3)
         self.assertEqual((code, el["events"], el["next"], el["state"]), (200, [], 2, "running"))
+        # Once an answer carried it, a newer level is a new event.
+        more.set()
+        self.assertTrue(seen2.wait(30))
+        code, el = peer.events("p", 2, wait=0.3)
+        self.assertEqual([(e["seq"], e["message"]) for e in el["events"]], [(3, "three")])
         gate.go.set()
 
     def test_replay_after_a_dropped_long_poll(self):
@@ -252,6 +261,10 @@ class AcknowledgementTest(RuntimeCase):
         self.assertEqual(el["first"], 1)
         code, el = peer.events("k", 2, 0)       # acknowledges 1 and 2
         self.assertEqual((el["first"], [e["seq"] for e in el["events"]]), (3, [3]))
+        # A restarted agentscaler, which persists no cursor, polls from 0 and
+        # gets what is not acknowledged yet.
+        code, el = peer.events("k", 0, 0)
+        self.assertEqual((el["first"], [e["seq"] for e in el["events"]]), (3, [3]))
         code, err = peer.delete("k")
         self.assertEqual((code, err["reason"]), (409, "task.running"), "DELETE does not cancel")
         gate.go.set()
@@ -263,6 +276,39 @@ class AcknowledgementTest(RuntimeCase):
         self.assertEqual([e["type"] for e in el["events"]], ["completed"])
         self.assertEqual(peer.delete("k"), (204, None))
         self.assertTrue(rt.done.wait(30), "exit_after_ack stops the runtime")
+
+    def test_a_deferred_spawn_holds_ack_not_reading(self):
+        """ack= below after=: the deferred child's spawn stays in the log (a
+        restarted agentscaler finds it, with the replies the runtime took),
+        while reading goes on past it without answering at once."""
+        def handler(task, ctx):
+            a = ctx.spawn({"payload": "a"})
+            ctx.progress("waiting for a")
+            return a.result(60)
+        rt = self.runtime(handler)
+        peer = self.peer(rt)
+        peer.put(task_body(message("d")))
+        evs, el = self.poll_until(peer, "d", lambda ev: {"spawn", "progress"} <= {
+            e["type"] for e in ev})
+        spawn = [e for e in evs if e["type"] == "spawn"][0]
+        self.assertEqual(spawn["replies"], [])
+        cid = P.child_id("d", spawn["key"])
+        peer.reply("d", reply(spawn["key"], "deferred", cid, reason="quota.maxSandboxes"))
+        # Everything read, only what came before the spawn acknowledged.
+        code, el = peer.events("d", el["next"], wait=0.3, ack=spawn["seq"] - 1)
+        self.assertEqual((code, el["events"]), (200, []), "no answer at once: nothing new")
+        self.assertEqual(el["first"], spawn["seq"])
+        # As a restarted agentscaler sees it.
+        code, el = peer.events("d", 0, 0, ack=0)
+        again = [e for e in el["events"] if e["type"] == "spawn"][0]
+        self.assertEqual((again["seq"], again["replies"]), (spawn["seq"], ["deferred"]))
+        code, err = peer.events("d", 1, 0, ack=2)
+        self.assertEqual((code, err["reason"]), (400, "request.invalid"), "ack beyond after")
+        peer.reply("d", reply(spawn["key"], "admitted", cid))
+        peer.reply("d", reply(spawn["key"], "result", cid,
+                              result=result_message(cid, "completed", value=7)))
+        ev, _ = self.end(peer, "d")
+        self.assertEqual(ev["result"], 7)
 
     def test_tombstone_refuses_the_same_attempt(self):
         gate = Gate()
@@ -397,7 +443,8 @@ class FailureTest(RuntimeCase):
     def test_handler_failures(self):
         for exc, reason, retry in ((TaskFailed("tool.timeout", "hung", retryable=True),
                                     "tool.timeout", True),
-                                   (KeyError("x"), "handler.error", False)):
+                                   (KeyError("x"), "handler.error", False),
+                                   (TypeError("a bug"), "handler.error", False)):
             gate = Gate(exc=exc)
             gate.go.set()
             rt = self.runtime(gate)

@@ -23,6 +23,15 @@ thousand sandboxes do not mean a thousand threads:
 Every agent is a small state record in one table behind one lock.
 
 Standard library only; the RESP client is tools/lib/world.py's RespConn.
+
+--handoff http (issue 16, docs/protocol.md): no inbox; agentscaler hands
+each sandbox its task over the agent protocol.  One port (--listen) serves
+every live sandbox, routed as the sandbox-router routes (X-Sandbox-ID,
+X-Sandbox-Namespace), each sandbox with its own protocol runtime from
+clients/python (agentscaler.runtime) whose handler is this agent's work;
+children are spawned through agentscaler (ctx.spawn), and the sandbox is
+finished once agentscaler acknowledges the task's end (DELETE), as a pod
+would exit then.
 """
 import argparse
 import base64
@@ -41,11 +50,16 @@ import time
 import traceback
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from http.server import ThreadingHTTPServer
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "lib"))
+_TOOLS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(_TOOLS, "lib"))
+sys.path.insert(0, os.path.join(os.path.dirname(_TOOLS), "clients", "python"))
 from redis_server import RespConn, parse_redis_url  # noqa: E402
 import podstatus  # noqa: E402
+from agentscaler import protocol as AP  # noqa: E402
+from agentscaler.runtime import (ChildFailed, ChildRejected, Runtime as ProtoRuntime,  # noqa: E402
+                                 TaskFailed, make_handler)
 
 CLAIMS = "/apis/extensions.agents.x-k8s.io/v1beta1"
 MANAGED = "app.kubernetes.io/managed-by=agentscaler"
@@ -359,6 +373,71 @@ class RabbitInbox:
 # ---------------------------------------------------------------- publishers
 
 
+class HttpHandoff:
+    """--handoff http: the "inbox" of every sandbox is its protocol runtime,
+    all served on one port and routed by the X-Sandbox-* headers (a router's
+    errors as the sandbox-router gives them: 400 without X-Sandbox-ID, 502
+    for a sandbox with no live agent).  One thread accepts; each request
+    gets a thread (ThreadingHTTPServer), a long-poll holding one."""
+
+    transport = "http"
+
+    def __init__(self, rt, listen):
+        host, _, port = listen.rpartition(":")
+        self.rt = rt
+        self.lock = threading.Lock()
+        self.runtimes = {}        # name() -> agentscaler.runtime.Runtime
+        self.srv = ThreadingHTTPServer((host or "127.0.0.1", int(port)),
+                                       make_handler(self.resolve))
+        self.srv.daemon_threads = True
+        self.srv.timeout = 0.2
+        self.port = self.srv.server_address[1]
+
+    @staticmethod
+    def name(ns, sandbox):
+        return "%s/%s" % (ns, sandbox)
+
+    def check(self):
+        pass
+
+    def wake(self):
+        """Makes the runtimes follow the table: one per live agent."""
+        with self.rt.table.lock:
+            live = dict(self.rt.table.inboxes)
+        gone = []
+        with self.lock:
+            for name, agent in live.items():
+                if name not in self.runtimes:
+                    self.runtimes[name] = ProtoRuntime(
+                        lambda task, ctx, a=agent: self.rt.work_http(a, task, ctx), port=None,
+                        log=lambda rec, a=agent: self.rt.on_protocol(a, rec))
+            for name in list(self.runtimes):
+                if name not in live:
+                    gone.append(self.runtimes.pop(name))
+        for r in gone:
+            r.stop()              # its long-polls answer at once
+
+    def resolve(self, req):
+        sid = req.headers.get("X-Sandbox-ID")
+        if not sid:
+            return 400, {"detail": "X-Sandbox-ID header is required"}
+        ns = req.headers.get("X-Sandbox-Namespace") or "default"
+        with self.lock:
+            r = self.runtimes.get(self.name(ns, sid))
+        return r if r is not None else (502, {"detail": "sandbox %s/%s unreachable" % (ns, sid)})
+
+    def run(self):
+        while not self.rt.stopping.is_set():
+            self.srv.handle_request()
+
+    def close(self):
+        self.srv.server_close()
+        with self.lock:
+            runtimes, self.runtimes = list(self.runtimes.values()), {}
+        for r in runtimes:
+            r.stop()
+
+
 class Publisher:
     """Where sub-tasks go: a Redis list (LPUSH, as producers do), a Redis
     stream (XADD <stream> * task <json>) or a RabbitMQ queue (management API
@@ -458,7 +537,10 @@ class Runtime:
         self.table = Table()
         self.log = EventLog(args.log)
         password = read_secret(args.password_file, args.password_env)
-        if args.inbox.startswith("redis://"):
+        self.http = args.handoff == "http"
+        if self.http:
+            self.inbox = HttpHandoff(self, args.listen)
+        elif args.inbox.startswith("redis://"):
             parse_redis_url(args.inbox)
             self.inbox = RedisInbox(self, args.inbox, password, args.username)
         elif args.inbox.startswith(("http://", "https://")):
@@ -584,7 +666,8 @@ class Runtime:
                         self.ready = True
                         self.log.write("ready", namespace=None if self.args.all_namespaces
                                        else self.args.namespace, transport=self.inbox.transport,
-                                       pid=os.getpid())
+                                       pid=os.getpid(),
+                                       **({"port": self.inbox.port} if self.http else {}))
                 self.watch()
                 backoff = 0.1
             except (OSError, HttpError, ValueError, http.client.HTTPException) as e:
@@ -697,6 +780,80 @@ class Runtime:
         else:
             self.start_work(agent)
 
+    def work_http(self, agent, task, ctx):
+        """--handoff http: the handler of agent's protocol runtime (its own
+        thread): the same work as an inbox delivery, children spawned
+        through agentscaler and, with --wait-children, waited for; the
+        result says what happened.  The sandbox finishes on DELETE."""
+        meta = ctx.agentscaler
+        tid = ctx.id
+        depth = meta.get("depth", 0)
+        info = {"id": tid, "parent": meta.get("parent"), "root": meta.get("root") or tid,
+                "depth": depth if isinstance(depth, int) else 0, "pool": meta.get("pool")}
+        where = {"sandbox": agent.sandbox, "claim": agent.claim, "namespace": agent.ns}
+        arrival = {"transport": "http", "bound_t": agent.bound_t, "attempt": ctx.attempt,
+                   "traceparent": ctx.traceparent}
+        if agent.requested_at:
+            arrival["requested_at"] = agent.requested_at
+        with self.table.lock:
+            self.table.last_activity = time.monotonic()
+            first = self.table.seen.get((agent.ns, tid))
+            if first is None:
+                self.table.seen[(agent.ns, tid)] = agent.sandbox
+                agent.task = info
+                agent.state = WORKING
+        if first is not None:
+            self.log.write("duplicate", first_sandbox=first, arrival=arrival, **info, **where)
+            raise TaskFailed("task.duplicate", "task %s went to sandbox %s first" % (tid, first))
+        self.log.write("received", arrival=arrival, **info, **where)
+        a = self.args
+        handles = self.spawn_http(agent, ctx, info) if a.spawn_at == "start" else []
+        work = a.work_ms + (random.uniform(0, a.work_jitter) if a.work_jitter else 0)
+        if self.stopping.wait(work / 1000.0):
+            raise TaskFailed("runtime.stopping", "stopped while working", retryable=True)
+        if a.spawn_at == "end":
+            handles = self.spawn_http(agent, ctx, info)
+        children = []
+        for h in handles if a.wait_children else ():
+            c = {"key": h.key, "id": AP.child_id(tid, h.key)}
+            try:
+                c["result"] = h.result(a.child_timeout)
+            except ChildRejected as e:
+                c["rejected"] = e.reason
+            except ChildFailed as e:
+                c["failed"] = e.reason
+            except TimeoutError:
+                c["timeout"] = True
+            children.append(c)
+            self.log.write("child", parent=tid, **c, **where)
+        with self.table.lock:
+            agent.state = FINISHING
+        return {"worked": True, "children": children if a.wait_children else len(handles)}
+
+    def spawn_http(self, agent, ctx, info):
+        a = self.args
+        where = {"sandbox": agent.sandbox, "claim": agent.claim, "namespace": agent.ns}
+        handles = []
+        if a.children > 0 and (a.max_depth is None or info["depth"] < a.max_depth):
+            for k in range(1, a.children + 1):
+                h = ctx.spawn({"payload": {"spawnedBy": info["id"]}}, key=str(k))
+                handles.append(h)
+                self.log.write("spawned", id=AP.child_id(info["id"], h.key), parent=info["id"],
+                               root=info["root"], depth=info["depth"] + 1, to="agentscaler",
+                               **where)
+        agent.children = len(handles)
+        return handles
+
+    def on_protocol(self, agent, rec):
+        """What agent's protocol runtime reports: replies are logged; the
+        task's acknowledgement (DELETE) finishes the sandbox, as a pod
+        exits once its task is acknowledged."""
+        if rec.get("event") == "reply":
+            self.log.write("reply", id=rec.get("id"), key=rec.get("key"), type=rec.get("type"),
+                           duplicate=rec.get("duplicate"), sandbox=agent.sandbox)
+        elif rec.get("event") == "acknowledged":
+            self.submit(agent, worked=agent.task is not None)
+
     def start_work(self, agent):
         work = self.args.work_ms + (random.uniform(0, self.args.work_jitter)
                                     if self.args.work_jitter else 0)
@@ -783,7 +940,7 @@ class Runtime:
         info = dict(agent.task or {})
         where = {"sandbox": agent.sandbox, "claim": agent.claim, "namespace": agent.ns}
         a = self.args
-        if worked and a.spawn_at == "end":
+        if worked and a.spawn_at == "end" and not self.http:
             self.spawn(agent)
         if agent.gone:
             self.log.write("abandoned", reason="claim deleted before the task finished",
@@ -902,7 +1059,18 @@ def parse_args(argv):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--namespace", "-n", default="default", help="claims of this namespace")
     g.add_argument("--all-namespaces", "-A", action="store_true", help="claims of every namespace")
-    p.add_argument("--inbox", required=True,
+    p.add_argument("--handoff", choices=("inbox", "http"), default="inbox",
+                   help="how tasks arrive: a broker inbox (--inbox) or the agent protocol "
+                        "over HTTP (docs/protocol.md) served on --listen")
+    p.add_argument("--listen", default="127.0.0.1:8888",
+                   help="--handoff http: HOST:PORT serving every sandbox, routed by "
+                        "X-Sandbox-ID/-Namespace like the sandbox-router (port 0: any free "
+                        "one, logged in the ready event)")
+    p.add_argument("--wait-children", action="store_true",
+                   help="--handoff http: wait for each child's result before ending")
+    p.add_argument("--child-timeout", type=float, default=600.0,
+                   help="--wait-children: seconds to wait for one child")
+    p.add_argument("--inbox",
                    help="redis://host:6379/0 (lists agentscaler:inbox:<ns>:<sandbox>) or "
                         "http://host:15672/vhost (RabbitMQ management API; queues "
                         "agentscaler.inbox.<ns>.<sandbox>)")
@@ -937,8 +1105,10 @@ def parse_args(argv):
             a.work_jitter < 0:
         p.error("--children, --work-ms, --work-jitter must be >= 0; --workers and "
                 "--rabbit-pollers >= 1")
-    if a.children and not a.publish_to:
-        p.error("--children needs --publish-to")
+    if a.handoff == "inbox" and not a.inbox:
+        p.error("--inbox is needed with --handoff inbox")
+    if a.children and not a.publish_to and a.handoff == "inbox":
+        p.error("--children needs --publish-to (or --handoff http)")
     if a.finish_via == "kube-sim" and not a.admin:
         p.error("--admin is needed with --finish-via kube-sim")
     return a

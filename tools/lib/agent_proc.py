@@ -11,7 +11,8 @@ from procs import ROOT, jsonl_records, stop_pid, wait_for
 class AgentRuntime:
     """tools/agent-runtime/agent_runtime.py, the example agent of every
     sandbox; started and stopped by PID.  Its JSON-lines event log is read
-    back parsed.  inbox: redis://... or the RabbitMQ management URL."""
+    back parsed.  inbox: redis://... or the RabbitMQ management URL, or None
+    with extra=("--handoff", "http", "--listen", "127.0.0.1:0")."""
 
     BIN = os.path.join(ROOT, "tools/agent-runtime/agent_runtime.py")
 
@@ -23,7 +24,9 @@ class AgentRuntime:
         self.log_path = os.path.join(self.dir, "events.jsonl")
         self.err_path = os.path.join(self.dir, "stderr.log")
         args = [sys.executable, self.BIN, "--apiserver", kubesim.url,
-                "--inbox", inbox, "--log", self.log_path, "--work-ms", str(work_ms)]
+                "--log", self.log_path, "--work-ms", str(work_ms)]
+        # inbox None: --handoff http (in extra), no broker.
+        args += ["--inbox", inbox] if inbox is not None else []
         # A real cluster (tests/e2e/kube.py) has no admin port: the pod ends
         # as the kubelet would say.
         args += ["--admin", kubesim.admin] if kubesim.admin else \

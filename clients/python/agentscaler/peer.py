@@ -68,9 +68,11 @@ class Peer:
     def put(self, task_body):
         return self.request("PUT", self._t(task_body["agentscaler"]["id"]), task_body)
 
-    def events(self, tid, after=0, wait=0):
-        return self.request("GET", "%s/events?after=%d&wait=%g" % (self._t(tid), after, wait),
-                            timeout=wait + 15)
+    def events(self, tid, after=0, wait=0, ack=None):
+        q = "after=%d&wait=%g" % (after, wait)
+        if ack is not None:
+            q += "&ack=%d" % ack
+        return self.request("GET", "%s/events?%s" % (self._t(tid), q), timeout=wait + 15)
 
     def reply(self, tid, reply):
         return self.request("POST", self._t(tid) + "/replies", reply)

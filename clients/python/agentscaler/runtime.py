@@ -17,6 +17,7 @@ and a Context; what it returns (JSON-serialisable) is the task's result;
 an exception fails it (TaskFailed sets the reason and whether a retry may
 help; anything else is reason handler.error, not retryable).
 """
+import hmac
 import json
 import os
 import signal
@@ -154,6 +155,7 @@ class _Task:
         self.events = []        # dicts, seq ascending; acknowledged ones dropped
         self.last_seq = 0
         self.acked = 0
+        self.returned = 0       # the highest seq an answer carried
         self.state = "running"
         self.children = {}
 
@@ -161,7 +163,9 @@ class _Task:
 class Runtime:
     """The server.  start() binds and serves in a thread (port 0 picks a
     free one: see .port); stop() ends it.  exit_after_ack: stop once the
-    task is acknowledged (DELETE), so that the pod can reach Succeeded."""
+    task is acknowledged (DELETE), so that the pod can reach Succeeded.
+    port=None: no server of its own; a front that serves many runtimes on
+    one port (make_handler) calls it instead."""
 
     def __init__(self, handler, port=P.DEFAULT_PORT, host="0.0.0.0", exit_after_ack=False,
                  name="agentscaler-python/0.1", log=None):
@@ -175,10 +179,11 @@ class Runtime:
         self._tombstones = {}   # id -> acknowledged attempt
         self._stopping = False
         self.done = threading.Event()   # set by stop()
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = None
+        self._server = self.port = self._thread = None
+        if port is not None:
+            self._server = ThreadingHTTPServer((host, port), make_handler(lambda _req: self))
+            self._server.daemon_threads = True
+            self.port = self._server.server_address[1]
 
     # -- life
 
@@ -195,8 +200,9 @@ class Runtime:
                 return
             self._stopping = True
             self._cv.notify_all()
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
         self.done.set()
 
     def _emit(self, **rec):
@@ -212,7 +218,7 @@ class Runtime:
                 raise RuntimeError("task %s has ended" % st.id)
             last = st.events[-1] if st.events else None
             if (typ == "progress" and last is not None and last["type"] == "progress"
-                    and last["seq"] > st.acked):
+                    and last["seq"] > st.returned):
                 ev = dict(fields, seq=last["seq"], type=typ, time=P.now_rfc3339())
                 st.events[-1] = ev
             else:
@@ -230,21 +236,20 @@ class Runtime:
         ctx = Context(self, st)
         try:
             result = self.handler(st.task, ctx)
-            json.dumps(result)
         except TaskFailed as e:
-            self._append(st, "failed", {"error": {"reason": e.reason, "message": e.message[:4096],
-                                                  "retryable": e.retryable}})
-        except TypeError as e:
-            self._append(st, "failed", {"error": {"reason": "runtime.badResult",
-                                                  "message": str(e)[:4096],
-                                                  "retryable": False}})
+            return self._fail(st, e.reason, e.message, e.retryable)
         except Exception as e:  # noqa: BLE001 -- any handler error fails the task
-            msg = "%s: %s" % (type(e).__name__, e)
             self._emit(event="handler-error", id=st.id, trace=traceback.format_exc()[-2000:])
-            self._append(st, "failed", {"error": {"reason": "handler.error",
-                                                  "message": msg[:4096], "retryable": False}})
-        else:
-            self._append(st, "completed", {"result": result})
+            return self._fail(st, "handler.error", "%s: %s" % (type(e).__name__, e), False)
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as e:
+            return self._fail(st, "runtime.badResult", "the result is not JSON: %s" % e, False)
+        self._append(st, "completed", {"result": result})
+
+    def _fail(self, st, reason, message, retryable):
+        self._append(st, "failed", {"error": {"reason": reason, "message": message[:4096],
+                                              "retryable": retryable}})
 
     # -- requests (each returns (code, body or None))
 
@@ -259,7 +264,7 @@ class Runtime:
         if not authz:
             return 401, P.error_body("auth.missing", "this task needs Authorization: Bearer",
                                      st.id)
-        if authz != "Bearer " + st.token:
+        if not hmac.compare_digest(authz.encode(), ("Bearer " + st.token).encode()):
             return 401, P.error_body("auth.mismatch", "not this task's token", st.id)
         return None
 
@@ -302,12 +307,13 @@ class Runtime:
     def events(self, tid, query, authz):
         try:
             after = int(query.get("after", ["0"])[0])
+            ack = int(query.get("ack", [str(after)])[0])
             wait = float(query.get("wait", ["0"])[0])
-            if after < 0 or wait < 0 or wait != wait:
+            if after < 0 or ack < 0 or ack > after or wait < 0 or wait != wait:
                 raise ValueError
         except ValueError:
-            return 400, P.error_body("request.invalid", "after is an integer >= 0, wait a "
-                                     "number >= 0", tid)
+            return 400, P.error_body("request.invalid", "after and ack are integers >= 0, "
+                                     "ack <= after, wait a number >= 0", tid)
         wait = min(wait, P.MAX_WAIT)
         end = time.monotonic() + wait
         with self._cv:
@@ -318,10 +324,10 @@ class Runtime:
                 return 400, P.error_body("request.invalid", "after=%d is beyond the last event "
                                          "(%d)" % (after, st.last_seq), tid)
             # Acknowledge: the terminal event stays until DELETE.
-            if after > st.acked:
-                st.acked = after
+            if ack > st.acked:
+                st.acked = ack
                 st.events = [e for e in st.events
-                             if e["seq"] > after or e["type"] in P.TERMINAL]
+                             if e["seq"] > ack or e["type"] in P.TERMINAL]
             while True:
                 if any(e["seq"] > after and e["type"] in P.WAKING for e in st.events):
                     break
@@ -333,12 +339,22 @@ class Runtime:
                 return self._held(tid, authz)[1]
             out = [e for e in st.events if e["seq"] > after]
             more = len(out) > P.MAX_EVENTS
-            out = out[:P.MAX_EVENTS]
+            out = [self._view(st, e) for e in out[:P.MAX_EVENTS]]
+            if out:
+                st.returned = max(st.returned, out[-1]["seq"])
             first = st.events[0]["seq"] if st.events else st.last_seq + 1
             return 200, {"apiVersion": API_VERSION, "kind": "EventList", "taskId": st.id,
                          "attempt": st.attempt, "instance": self.instance, "state": st.state,
                          "first": first, "next": out[-1]["seq"] if out else after,
                          "more": more, "events": out}
+
+    @staticmethod
+    def _view(st, ev):
+        """An event as it is sent: a spawn with the replies taken so far."""
+        if ev["type"] != "spawn":
+            return ev
+        h = st.children.get(ev["key"])
+        return dict(ev, replies=sorted(h.seen) if h is not None else [])
 
     def reply(self, tid, body, authz):
         why = _check_reply(body)
@@ -437,7 +453,10 @@ def _check_reply(body):
     return None
 
 
-def _make_handler(rt):
+def make_handler(resolve):
+    """A BaseHTTPRequestHandler class serving the protocol; resolve(request)
+    gives the Runtime a request is for, or an answer (code, body) of its
+    own (a front routing by X-Sandbox-* headers, as agent-runtime's)."""
     prefix = P.BASE_PATH + "/tasks/"
 
     class H(BaseHTTPRequestHandler):
@@ -458,6 +477,7 @@ def _make_handler(rt):
                 self.wfile.write(data)
 
         def _body(self):
+            self.body_read = True
             n = int(self.headers.get("Content-Length") or 0)
             if n > P.MAX_BODY:
                 self.close_connection = True
@@ -469,6 +489,9 @@ def _make_handler(rt):
                 return None, (400, P.error_body("request.invalid", "not JSON: %s" % e))
 
         def _route(self, method):
+            rt = resolve(self)
+            if not isinstance(rt, Runtime):
+                return rt
             u = urlsplit(self.path)
             path = u.path
             authz = self.headers.get("Authorization")
@@ -498,11 +521,14 @@ def _make_handler(rt):
             return 404, P.error_body("request.unknownPath", "no such path: %s" % path[:200])
 
         def _do(self, method):
+            self.body_read = False
             try:
                 code, body = self._route(method)
             except Exception as e:  # noqa: BLE001 -- a bug answers 500, not a dead socket
                 code, body = 500, P.error_body("runtime.internal", "%s: %s"
                                                % (type(e).__name__, e))
+            if not self.body_read and self.headers.get("Content-Length", "0") != "0":
+                self.close_connection = True    # its unread body would be the next request
             try:
                 self._send(code, body)
             except (BrokenPipeError, ConnectionResetError):
