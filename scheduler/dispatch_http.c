@@ -79,6 +79,15 @@ struct dhttp {
 	long			 attempt;
 	double			 started_at;	/* wall; 0: not known */
 	int			 lost_wait;	/* 404 on a rebuilt task */
+	char			 instance[65];	/* the runtime's, last seen */
+	/*
+	 * handoff.maxAttempts > 1: the message, kept from the hand-off for
+	 * another attempt (a retryable failure, runtime.lost); again: the
+	 * end in progress starts attempt + 1 instead of a Result.
+	 */
+	char			*body;
+	size_t			 blen;
+	int			 again;
 	char			 pod_ip[64];
 	char			 token[HH_TOKEN_LEN + 1];
 	char			 tp[56];
@@ -104,6 +113,8 @@ static void	 dh_poll(struct dhttp *);
 static void	 dh_events(struct dhttp *);
 static void	 dh_publish(struct dhttp *);
 static void	 dh_delete(struct dhttp *);
+static void	 dh_finish(struct dhttp *);
+static void	 dh_begin(struct dhttp *, enum dh_phase);
 
 int
 dpool_http(const struct dpool *p)
@@ -222,6 +233,7 @@ dhttp_free(struct dtask *t)
 		h->pub->h = NULL;	/* its completion frees it */
 	hh_answer_free(&h->ans);
 	explicit_bzero(h->token, sizeof h->token);
+	free(h->body);
 	free(h->result);
 	free(h->detail);
 	free(h);
@@ -526,15 +538,23 @@ dh_put(struct dhttp *h)
 	struct dtask	*t = h->t;
 	struct dpool	*p = t->pool;
 	struct handoff_spec hs;
+	const char	*msg = t->msg != NULL ? t->msg->body : h->body;
+	size_t		 len = t->msg != NULL ? t->msg->len : h->blen;
 	char		*body;
 
-	if (t->msg == NULL || p == NULL) {
+	if (msg == NULL || p == NULL) {
 		dh_poll(h);	/* the message went: follow, or wait for it */
 		return;
 	}
+	if (t->msg != NULL && h->body == NULL &&
+	    p->cfg->handoff.max_attempts > 1) {
+		h->body = xmalloc(len + 1);
+		memcpy(h->body, msg, len);
+		h->body[len] = '\0';
+		h->blen = len;
+	}
 	dtask_handoff_spec(t, &hs);
-	body = hh_task_body(&hs, t->msg->body, t->msg->len, h->attempt, h->tp,
-	    h->token, NULL);
+	body = hh_task_body(&hs, msg, len, h->attempt, h->tp, h->token, NULL);
 	h->phase = DH_PUT;
 	t->handoff_sent = 1;
 	if (dh_send(h, "PUT", "", body, DH_REQ_TIMEOUT, dh_put_done) != 0)
@@ -543,6 +563,36 @@ dh_put(struct dhttp *h)
 }
 
 /* POLL: the long-poll, and what its events do. */
+
+/*
+ * The pool's retry policy (handoff.maxAttempts): 1 when h's task may run
+ * again, as attempt + 1 in the same sandbox, because this process still
+ * holds its message (section 8, "Failures").
+ */
+static int
+dh_may_retry(const struct dhttp *h)
+{
+	const struct dpool *p = h->t->pool;
+
+	return (p != NULL && h->body != NULL &&
+	    h->attempt < p->cfg->handoff.max_attempts);
+}
+
+/* Attempt h->attempt failed with reason; attempt + 1 follows its end. */
+static void
+dh_again(struct dhttp *h, const char *reason, const char *message)
+{
+	struct dtask	*t = h->t;
+	char		 detail[320];
+
+	log_info("dispatch", "%s/%s: task %s attempt %ld failed (%s: %s); "
+	    "attempt %ld follows", t->ns->name, t->claim, t->id, h->attempt,
+	    reason, message != NULL ? message : "", h->attempt + 1);
+	snprintf(detail, sizeof detail, "attempt %ld: %s", h->attempt,
+	    message != NULL ? message : "");
+	dispatch_recent_add(t->ns->d, t->ns->name, t->id, reason, detail);
+	h->again = 1;
+}
 
 /* Ends the task with a Result (section 8 step 4). */
 static void
@@ -608,6 +658,18 @@ dh_poll_done(const struct httpc_response *r, void *arg)
 		return;
 	}
 	h->tries = 0;
+	if (h->ans.kind == HH_EVENT_LIST && h->instance[0] != '\0' &&
+	    strncmp(h->instance, h->ans.instance, sizeof h->instance - 1) != 0 &&
+	    h->after > 0) {
+		/* Another runtime process holds it: read its log from 0. */
+		as_strlcpy(h->instance, h->ans.instance, sizeof h->instance);
+		hh_answer_free(&h->ans);
+		h->after = 0;
+		dh_poll(h);
+		return;
+	}
+	if (h->ans.kind == HH_EVENT_LIST)
+		as_strlcpy(h->instance, h->ans.instance, sizeof h->instance);
 	if (h->ans.kind == HH_EVENT_LIST) {
 		if (!t->handed_off) {
 			/* Rebuilt, and the runtime holds it: ack what came. */
@@ -645,6 +707,12 @@ dh_poll_done(const struct httpc_response *r, void *arg)
 		 */
 		h->lost_wait = 1;
 		dh_retry(h, DH_POLL, 1.0);
+		return;
+	}
+	if (r->code == 404 && dh_may_retry(h)) {
+		dh_again(h, "runtime.lost", msg);
+		h->del = 0;
+		dh_finish(h);
 		return;
 	}
 	if (r->code == 404) {
@@ -763,8 +831,18 @@ dh_events(struct dhttp *h)
 			    h->t->ns->name, h->t->claim, h->t->id, ev->key);
 			dh_reply(h);
 			return;		/* dh_reply_done goes on */
-		case HH_EV_COMPLETED:
 		case HH_EV_FAILED:
+			if (ev->retryable && dh_may_retry(h)) {
+				/* Acknowledged, then attempt + 1 (dh_finish). */
+				dh_again(h, ev->reason, ev->message);
+				hh_answer_free(&h->ans);
+				h->del = 1;
+				h->tries = 0;
+				dh_delete(h);
+				return;
+			}
+			/* FALLTHROUGH */
+		case HH_EV_COMPLETED:
 			dh_end(h, ev->type == HH_EV_FAILED, ev->result,
 			    ev->reason, ev->message, ev->retryable, 1);
 			hh_answer_free(&h->ans);
@@ -840,6 +918,19 @@ dh_finish(struct dhttp *h)
 {
 	struct dtask	*t = h->t;
 
+	if (h->again) {
+		h->again = 0;
+		h->attempt++;
+		h->after = 0;
+		h->started_at = 0;
+		h->instance[0] = '\0';
+		h->tries = 0;
+		h->deadline = as_mono_now() + (double)(t->pool != NULL ?
+		    t->pool->cfg->handoff.deadline_seconds : 120);
+		h->phase = DH_IDLE;
+		dh_begin(h, DH_PUT);
+		return;
+	}
 	h->phase = DH_DONE;
 	if (h->failed) {
 		dtask_sandbox_failed(t, h->reason, h->detail);

@@ -54,13 +54,13 @@ class HttpWorld(world.DaemonTestCase):
         self.addCleanup(f.stop)
         return f
 
-    def pool(self, fleet, **kw):
+    def pool(self, fleet, max_attempts=1, **kw):
         args = dict(claim_ttl_seconds=600, spare_min=0, spare_max=10, pollIntervalMs=200,
                     cooldownSeconds=60)
         args.update(kw)
         p = world.pool_dispatch("p", self.redis.url, "tasks", "wp", **args)
         p["spec"]["handoff"] = {"mode": "http", "via": "podIP", "port": fleet.port,
-                                "deadlineSeconds": 120}
+                                "deadlineSeconds": 120, "maxAttempts": max_attempts}
         p["spec"]["results"] = {"type": "redis-list", "address": self.redis.url,
                                 "queue": "results"}
         return p
@@ -155,6 +155,29 @@ class DispatchHttpTest(HttpWorld):
         wait_for(lambda: not self.claims(), 30, what="claim deleted")
         code, body = self.daemon.admin("/explain?task=lost-1")
         self.assertIn("runtime.lost", json.dumps(body))
+
+    def test_retryable_failure_runs_again_under_max_attempts(self):
+        world.sandbox_pool(self.kube, "wp", replicas=2)
+        fleet = self.fleet()
+        self.start([self.pool(fleet, max_attempts=2)])
+        self.redis.pipeline([
+            ("LPUSH", "tasks", task("again-1", fail="tool.flaky", retryable=True,
+                                    failAttempts=1)),
+            ("LPUSH", "tasks", task("again-2", fail="tool.flaky", retryable=True))])
+        got = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(self.results_by_id()),
+                       60, 0.1, "2 results")
+        # Failed once, retryable: attempt 2 in the same sandbox completes.
+        self.assertEqual(got["again-1"]["state"], "completed")
+        self.assertEqual(got["again-1"]["attempt"], 2)
+        runs = fleet.events("started", "again-1")
+        self.assertEqual([e["attempt"] for e in runs], [1, 2])
+        self.assertEqual(runs[0]["ip"], runs[1]["ip"])
+        # Fails every time: maxAttempts 2 runs, then the failure is the Result.
+        self.assertEqual(got["again-2"]["state"], "failed")
+        self.assertEqual(got["again-2"]["error"]["reason"], "tool.flaky")
+        self.assertEqual(got["again-2"]["attempt"], 2)
+        self.assertEqual(len(fleet.events("started", "again-2")), 2)
+        self.assertEqual(len(self.results()), 2, "one Result per task, none per attempt")
 
 
 class DispatchHttpCrashTest(HttpWorld):

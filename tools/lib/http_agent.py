@@ -6,7 +6,8 @@ handler driven by the task's payload:
 
     {"sleep": s}             run s seconds (default 0.05)
     {"fail": reason}         fail with that reason (retryable when
-                             "retryable": true)
+                             "retryable": true), on every attempt or,
+                             with "failAttempts": n, on the first n
 
 Every run appends JSON lines to --log: {"event": "started", "id", "pid",
 "ip"} when the handler starts and {"event": "done", "id", ...} when it
@@ -43,7 +44,7 @@ def main():
         p = p if isinstance(p, dict) else {}
         log("started", task["id"], attempt=ctx.attempt)
         time.sleep(float(p.get("sleep", 0.05)))
-        if p.get("fail"):
+        if p.get("fail") and ctx.attempt <= int(p.get("failAttempts", 1 << 30)):
             log("failing", task["id"])
             raise TaskFailed(p["fail"], "asked to fail", retryable=bool(p.get("retryable")))
         log("done", task["id"])
