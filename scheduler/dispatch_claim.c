@@ -283,6 +283,7 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 		t->shutdown_time = v->shutdown_time;
 	if (v->sandbox[0] != '\0')
 		as_strlcpy(t->sandbox, v->sandbox, sizeof t->sandbox);
+	as_strlcpy(t->pod_ip, v->pod_ip, sizeof t->pod_ip);
 	if (t->st == T_RELEASING || t->doomed)
 		return;
 	/*

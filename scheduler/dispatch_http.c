@@ -4,8 +4,9 @@
  * pool's HTTP client (scheduler/rt/httpc.c) and results publisher
  * (agentscaler/scalers/results.h); the messages are handoff_http.c's.
  *
- *   POD      via podIP (or to tell the router the pod's IP): GET the
- *            Sandbox for status.podIPs[0];
+ *   POD      the pod's IP: the claim's status.sandbox.podIPs[0] as
+ *            its watch shows it, else (via podIP) a GET of the Sandbox;
+ *            via the router it goes in X-Sandbox-Pod-IP when known;
  *   PUT      the Task; a transport failure (no answer, a 5xx, anything
  *            without the protocol's apiVersion) is retried with jittered
  *            backoff (0.2 s doubling to 5 s) until handoff.deadlineSeconds,
@@ -427,6 +428,13 @@ dh_pod(struct dhttp *h, enum dh_phase then)
 	h->phase = DH_POD;
 	h->after_pod = then;
 	h->pod_ip[0] = '\0';
+	if (t->pod_ip[0] != '\0') {
+		/* The claim's status.sandbox.podIPs, kept fresh by its watch. */
+		as_strlcpy(h->pod_ip, t->pod_ip, sizeof h->pod_ip);
+		h->phase = then;
+		dh_step(h);
+		return;
+	}
 	snprintf(path, sizeof path, K8S_SANDBOX_API "/namespaces/%s/"
 	    "sandboxes/%s", t->ns->name, t->sandbox);
 	h->kreq = t->ns->d->ops->request(t->ns->d->k8s, "GET", path, NULL,
@@ -501,8 +509,8 @@ dh_put_done(const struct httpc_response *r, void *arg)
 			    "%s; retrying", t->ns->name, t->claim, t->id, msg);
 		/* A restarted pod may have a new IP: read it again. */
 		h->after_pod = DH_PUT;
-		dh_retry(h, t->pool != NULL && t->pool->cfg->handoff.via ==
-		    HANDOFF_VIA_POD_IP ? DH_POD : DH_PUT, dh_backoff(h));
+		dh_retry(h, h->pod_ip[0] != '\0' ? DH_POD : DH_PUT,
+		    dh_backoff(h));
 		return;
 	}
 	if (a.kind == HH_TASK_STATUS && (r->code == 200 || r->code == 201)) {
@@ -654,13 +662,16 @@ dh_poll_done(const struct httpc_response *r, void *arg)
 		hh_answer_free(&h->ans);
 		log_debug("dispatch", "%s/%s: events of task %s: %s; retrying",
 		    t->ns->name, t->claim, t->id, msg);
-		dh_retry(h, DH_POLL, dh_backoff(h));
+		/* The pod may be a new one, at a new IP. */
+		h->after_pod = DH_POLL;
+		dh_retry(h, h->pod_ip[0] != '\0' ? DH_POD : DH_POLL,
+		    dh_backoff(h));
 		return;
 	}
 	h->tries = 0;
 	if (h->ans.kind == HH_EVENT_LIST && h->instance[0] != '\0' &&
-	    strncmp(h->instance, h->ans.instance, sizeof h->instance - 1) != 0 &&
-	    h->after > 0) {
+	    strncmp(h->instance, h->ans.instance,
+	    sizeof h->instance - 1) != 0 && h->after > 0) {
 		/* Another runtime process holds it: read its log from 0. */
 		as_strlcpy(h->instance, h->ans.instance, sizeof h->instance);
 		hh_answer_free(&h->ans);
@@ -833,7 +844,7 @@ dh_events(struct dhttp *h)
 			return;		/* dh_reply_done goes on */
 		case HH_EV_FAILED:
 			if (ev->retryable && dh_may_retry(h)) {
-				/* Acknowledged, then attempt + 1 (dh_finish). */
+				/* Acknowledged, then attempt + 1. */
 				dh_again(h, ev->reason, ev->message);
 				hh_answer_free(&h->ans);
 				h->del = 1;
@@ -1030,8 +1041,9 @@ dh_begin(struct dhttp *h, enum dh_phase phase)
 	const struct dpool *p = h->t->pool;
 
 	ev_timer_stop(h->t->ns->d->loop, &h->timer);
-	if (p != NULL && p->cfg->handoff.via == HANDOFF_VIA_POD_IP &&
-	    h->pod_ip[0] == '\0') {
+	/* Via the router too: X-Sandbox-Pod-IP spares it a DNS lookup. */
+	if (p != NULL && (p->cfg->handoff.via == HANDOFF_VIA_POD_IP ||
+	    h->t->pod_ip[0] != '\0') && h->pod_ip[0] == '\0') {
 		dh_pod(h, phase);
 		return;
 	}

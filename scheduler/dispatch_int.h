@@ -98,6 +98,7 @@ struct dtask {
 	int			 depth;
 	char			 claim[CLAIM_NAME_MAX + 1];
 	char			 sandbox[254];
+	char			 pod_ip[64];	/* the claim's; "" unknown */
 	char			 traceparent[56];
 	enum tstate		 st;
 	struct consumer_msg	*msg;		/* held, not yet acked */

@@ -24,6 +24,7 @@ from runtime_fleet import RuntimeFleet, pod_ip_args  # noqa: E402
 
 paths.use("clients/python")     # tests.clients.schemas reads agentscaler.peer
 from tests.clients import schemas  # noqa: E402  (jsonschema, as tests/clients)
+from tests.clients.router import Router  # noqa: E402
 
 NS = "default"
 CLAIMS = world.EXT_API % NS + "sandboxclaims"
@@ -178,6 +179,40 @@ class DispatchHttpTest(HttpWorld):
         self.assertEqual(got["again-2"]["attempt"], 2)
         self.assertEqual(len(fleet.events("started", "again-2")), 2)
         self.assertEqual(len(self.results()), 2, "one Result per task, none per attempt")
+
+
+class DispatchHttpRouterTest(HttpWorld):
+    """via: router, through tests/clients/router.py (the stand-in for
+    agent-sandbox's sandbox-router: it routes by the X-Sandbox-* headers
+    and answers its own errors as {"detail"}), restarted mid-task."""
+
+    def test_through_the_router_restarted_mid_task(self):
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        fleet = self.fleet()
+        router = Router().start()
+        self.addCleanup(router.stop)
+        p = self.pool(fleet)
+        p["spec"]["handoff"].update(via="router", router=router.url())
+        self.start([p])
+        self.redis.cmd("LPUSH", "tasks", task("r-1", sleep=2))
+        run = fleet.wait_started("r-1")
+        wait_for(lambda: any(m == "GET" for m, _, _ in router.seen), 20, what="a long-poll")
+        router.stop()                   # cuts the long-poll in flight
+        router.start()                  # the same port
+        r = wait_for(lambda: self.results_by_id().get("r-1"), 60, 0.1, "the result")
+        self.assertEqual(r["state"], "completed")
+        self.assertEqual(len(fleet.events("started", "r-1")), 1)
+        methods = {m for m, _, _ in router.seen}
+        self.assertTrue({"PUT", "GET", "DELETE"} <= methods, methods)
+        for _m, path, hdrs in router.seen:
+            self.assertTrue(path.startswith("/agentscaler/v1/tasks/r-1"), path)
+            self.assertEqual(hdrs["X-Sandbox-ID"], r["sandbox"]["name"])
+            self.assertEqual(hdrs["X-Sandbox-Namespace"], NS)
+            self.assertEqual(hdrs["X-Sandbox-Port"], str(fleet.port))
+            self.assertEqual(hdrs["X-Sandbox-Pod-IP"], run["ip"])
+            self.assertEqual(hdrs["traceparent"], r["traceparent"])
+            self.assertTrue(hdrs["Authorization"].startswith("Bearer "))
+        self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0)
 
 
 class DispatchHttpCrashTest(HttpWorld):
