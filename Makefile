@@ -110,8 +110,9 @@ integration: $(ASAN)/agentscaler $(REL)/agentscaler
 
 # The agent protocol and its Python client (docs/protocol.md, clients/python,
 # tests/clients) in build/venv (tools/deps.sh: jsonschema, redis, pika), on
-# real redis-server and rabbitmq-server and the daemon's own task parser.
-clients: deps $(ASAN)/agentscaler
+# real redis-server and rabbitmq-server, the real sandbox-router (make
+# cluster: build/cluster/bin) and the daemon's own task parser.
+clients: deps cluster $(ASAN)/agentscaler
 	AGENTSCALER_BIN=$(ASAN)/agentscaler ASAN_OPTIONS=detect_leaks=1 \
 	    build/venv/bin/python -m unittest discover -s tests/clients \
 	    -p 'test_*.py' -t . -v
@@ -153,6 +154,7 @@ CHART_RBAC_TESTS = tests.integration.test_scale_redis \
 	tests.integration.test_quota_runaway \
 	tests.integration.test_quota_charge \
 	tests.integration.test_tenant_secrets \
+	tests.integration.test_targets \
 	tests.integration.test_crd
 chart-rbac: helm $(ASAN)/agentscaler
 	AGENTSCALER_CHART_RBAC=1 AGENTSCALER_BIN=$(ASAN)/agentscaler \

@@ -35,6 +35,11 @@
  * idle that long, and a quiet one on a server without bookmarks is simply
  * reopened.  A dead TCP connection thus costs at most INF_IDLE_MAX.
  *
+ * An optional transform (informer_options.transform, client-go's
+ * SetTransform) trims every object, listed or watched, before the cache
+ * takes it and before it is reported: a cache of thousands of workloads
+ * then holds what its user reads, not whole objects.
+ *
  * Lifetimes.  The cache owns its cJSON objects.  An object replaced or
  * deleted goes to i->trash, freed when control returns to the loop (the
  * outermost of our entry points: the two completions, the line callback and
@@ -102,6 +107,8 @@ struct informer {
 	double			 idle_timeout;
 	informer_fn		*fn;
 	void			*arg;
+	informer_transform_fn	*transform;
+	void			*transform_arg;
 
 	enum inf_state		 state;
 	enum inf_step		 next;		/* WAITING: what comes next */
@@ -367,6 +374,8 @@ informer_new(struct k8s_client *kc, const struct informer_options *o,
 		i->idle_timeout = INF_IDLE_MAX;
 	i->fn = fn;
 	i->arg = arg;
+	i->transform = o->transform;
+	i->transform_arg = o->transform_arg;
 	ev_timer_init(&i->timer, inf_timer_cb, 0., 0.);
 	i->timer.data = i;
 	tab_init(&i->cache);
@@ -737,6 +746,8 @@ inf_list_parse(struct informer *i, const char *body, size_t len, char *err,
 			cJSON_AddStringToObject(it, "kind", kind);
 		if (api[0] != '\0' && !obj_is_string(it, "apiVersion"))
 			cJSON_AddStringToObject(it, "apiVersion", api);
+		if (i->transform != NULL)
+			i->transform(it, i->transform_arg);
 		if ((e = tab_find(&i->fresh, key)) != NULL) {
 			/* Listed twice: the later copy wins. */
 			cJSON_Delete(e->obj);
@@ -980,6 +991,8 @@ inf_watch_event(struct informer *i, const char *type, cJSON *obj)
 	struct inf_entry *e;
 	char		 key[INF_KEY_MAX];
 
+	if (i->transform != NULL)
+		i->transform(obj, i->transform_arg);
 	if (obj_key(obj, key, sizeof key) != 0) {
 		log_warn("informer", "%s: a %s event without a name is "
 		    "ignored", i->log_name, type);

@@ -163,9 +163,9 @@ int
 k8s_scale_parse(const char *body, size_t len, struct k8s_scale *sc,
     char *err, size_t errlen)
 {
-	const cJSON	*kind, *spec, *status;
+	const cJSON	*kind, *spec, *status, *rv;
 	cJSON		*j = NULL;
-	struct k8s_scale out = { 0, 0 };
+	struct k8s_scale out = { 0, 0, "" };
 	int		 rc = -AS_EPROTO, r;
 
 	if (body == NULL || len == 0) {
@@ -207,6 +207,13 @@ k8s_scale_parse(const char *body, size_t len, struct k8s_scale *sc,
 		snprintf(err, errlen, "status.replicas is missing");
 		goto out;
 	}
+	/* The workload's version after the write (one too long: none). */
+	rv = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    j, "metadata"), "resourceVersion");
+	if (cJSON_IsString(rv) &&
+	    strlen(rv->valuestring) < sizeof out.resource_version)
+		as_strlcpy(out.resource_version, rv->valuestring,
+		    sizeof out.resource_version);
 	*sc = out;
 	rc = 0;
 out:

@@ -10,11 +10,17 @@
  * nulls the keys of base that want lost (merge patch, RFC 7386: arrays such
  * as conditions are replaced whole).
  *
+ * The entries with a want are also queued (`pending`), and the timer
+ * walks that queue only: an object whose status does not change costs the
+ * timer nothing, however many there are.
+ *
  * A write refused for good (sw_permanent()) parks what was sent in
  * `rejected`: setting that same status again is dropped, as unchanged is,
  * and only a different one is sent.  Retrying it would be refused the same
  * way every few seconds for ever.
  */
+#include <sys/queue.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +49,8 @@ struct sw_entry {
 	unsigned		 failures;
 	int			 rejected_logged;	/* until a write works */
 	int			 dead;		/* forgotten while in flight */
+	int			 pending;	/* in w->pending */
+	TAILQ_ENTRY(sw_entry)	 plink;
 };
 
 struct status_writer {
@@ -56,6 +64,7 @@ struct status_writer {
 	void			*rejected_arg;
 	struct as_bucket	 bucket;
 	struct as_hash		 tab;
+	TAILQ_HEAD(, sw_entry)	 pending;	/* perhaps with a want */
 	int			 logged;
 	struct status_writer_stats st;
 	struct ev_loop		*loop;
@@ -69,6 +78,25 @@ static int	 sw_permanent(long);
 static void	 sw_flush(struct status_writer *, struct sw_entry *, double);
 static void	 sw_done(const struct k8s_response *, void *);
 static void	 sw_timer_cb(struct ev_loop *, ev_timer *, int);
+
+/* After e got a want: the timer looks at it. */
+static void
+sw_pend(struct sw_entry *e)
+{
+	if (e->pending)
+		return;
+	e->pending = 1;
+	TAILQ_INSERT_TAIL(&e->w->pending, e, plink);
+}
+
+static void
+sw_unpend(struct sw_entry *e)
+{
+	if (!e->pending)
+		return;
+	e->pending = 0;
+	TAILQ_REMOVE(&e->w->pending, e, plink);
+}
 
 static struct sw_entry *
 sw_find(const struct status_writer *w, const char *path)
@@ -152,6 +180,7 @@ sw_flush(struct status_writer *w, struct sw_entry *e, double now)
 		/* Refused (a bad path): keep it for the next try. */
 		e->want = e->sent;
 		e->sent = NULL;
+		sw_pend(e);
 		e->next_at = now + as_backoff(1, 60, e->failures++);
 	}
 }
@@ -175,6 +204,8 @@ sw_done(const struct k8s_response *r, void *arg)
 		else
 			cJSON_Delete(e->sent);
 		e->sent = NULL;
+		if (e->want != NULL)
+			sw_pend(e);
 		return;
 	}
 	now = w->clock();
@@ -228,6 +259,8 @@ sw_done(const struct k8s_response *r, void *arg)
 	else
 		cJSON_Delete(e->sent);
 	e->sent = NULL;
+	if (e->want != NULL)
+		sw_pend(e);
 	e->next_at = now + as_backoff(1, 60, e->failures++);
 }
 
@@ -249,6 +282,7 @@ status_writer_new(const struct k8s_sink *sink,
 	    o->burst >= 1 ? o->burst : 20, w->clock());
 	as_hash_init_str(&w->tab, SW_BUCKETS, 0,
 	    AS_HASH_KEYOFF(struct sw_entry, link, path));
+	TAILQ_INIT(&w->pending);
 	if ((w->loop = o->loop) != NULL) {
 		ev_timer_init(&w->timer, sw_timer_cb, 0.25, 0.25);
 		w->timer.data = w;
@@ -307,6 +341,7 @@ status_writer_set(struct status_writer *w, const char *path, cJSON *status)
 	}
 	cJSON_Delete(e->want);
 	e->want = status;
+	sw_pend(e);
 	sw_flush(w, e, w->clock());
 }
 
@@ -329,6 +364,7 @@ status_writer_forget(struct status_writer *w, const char *path)
 	if ((e = sw_find(w, path)) == NULL)
 		return;
 	as_hash_remove(&w->tab, &e->link);
+	sw_unpend(e);
 	if (e->req != NULL) {
 		e->dead = 1;
 		w->sink.cancel(w->sink.arg, e->req);
@@ -364,15 +400,16 @@ status_writer_hold(struct status_writer *w)
 void
 status_writer_tick(struct status_writer *w)
 {
-	struct as_hash_entry *l;
-	struct sw_entry	*e;
+	struct sw_entry	*e, *next;
 	double		 now = w->clock();
 
-	for (l = as_hash_first(&w->tab); l != NULL;
-	    l = as_hash_next(&w->tab, l)) {
-		e = AS_HASH_ITEM(l, struct sw_entry, link);
+	for (e = TAILQ_FIRST(&w->pending); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, plink);
+		w->st.visits++;
 		if (e->want != NULL)
 			sw_flush(w, e, now);
+		if (e->want == NULL)
+			sw_unpend(e);
 	}
 }
 

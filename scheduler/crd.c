@@ -11,12 +11,21 @@
  * informers have listed once, so a pool never starts without its quota.
  * Status-only changes (our own writes among them) never rebuild.
  *
- * A status timer walks the table every status_interval: an invalid object
- * gets Ready=False/InvalidSpec, a valid one the status computed from the
- * daemon's snapshot of its pool (or namespace); the status writer drops
- * what did not change.  Invalid objects also get one Warning Event per
+ * Statuses are made again when what they report changed, not for every
+ * object every time (issue 15): the daemon says which pool's status
+ * changed (crd_status_touch()), and each status_interval the timer makes
+ * the statuses of the pools touched since (an invalid object gets
+ * Ready=False/InvalidSpec, a valid one the status computed from the
+ * daemon's snapshot of its pool) and of every AgentQuota (one per
+ * namespace, each an O(1) snapshot); the status writer drops what did not
+ * change.  A new or edited object, a rebuild (validity), a warm pool's
+ * change (for the pools using it) touch statuses too, and every
+ * CRD_STATUS_RESYNC seconds all of them are made again, in case a change
+ * went unsaid.  Invalid objects also get one Warning Event per
  * (generation, message).
  */
+#include <sys/queue.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +49,7 @@
 #define CRD_API		"/apis/agentscaler.io/v1alpha1"
 #define WARM_API	K8S_SANDBOX_EXT_API
 #define CRD_BUCKETS	1024	/* at first; the table grows */
+#define CRD_STATUS_RESYNC 60.0	/* s: every status made again */
 
 static const char *const crd_kinds[] = { "AgentPool", "AgentQuota" };
 static const char *const crd_plurals[] = { "agentpools", "agentquotas" };
@@ -60,6 +70,18 @@ struct crd_obj {
 	char		 err[512];
 	long		 reported_gen;	/* InvalidSpec Event sent for */
 	char		 reported[512];
+	int		 stale;		/* in c->stale */
+	TAILQ_ENTRY(crd_obj) stale_link;
+	struct crd_warm	*warm;		/* its warm pool's users */
+	TAILQ_ENTRY(crd_obj) warm_link;
+	TAILQ_ENTRY(crd_obj) quota_link;	/* c->quotas, for quotas */
+};
+
+/* The pools using one SandboxWarmPool, "ns/name" (c->warms). */
+struct crd_warm {
+	struct as_hash_entry link;	/* as_hash_str(key) */
+	char		 key[320];
+	TAILQ_HEAD(, crd_obj) objs;
 };
 
 /* What crd_eq() compares an object with. */
@@ -81,6 +103,12 @@ struct crd {
 	uint64_t		 invalid;
 	ev_timer		 rebuild;
 	ev_timer		 status;
+	TAILQ_HEAD(, crd_obj)	 stale;		/* pools: status to make */
+	TAILQ_HEAD(, crd_obj)	 quotas;	/* made at every tick */
+	struct as_hash		 warms;		/* struct crd_warm by key */
+	double			 resync_at;	/* mono: all stale then */
+	uint64_t		 status_made;	/* statuses made, all told */
+	uint64_t		 status_ticks;	/* status timer runs */
 	struct k8s_sink		 sink;
 	struct status_writer	*sw;
 	struct events		*ev;
@@ -133,6 +161,87 @@ crd_find(const struct crd *c, int quota, const char *ns, const char *name)
 	    name), &k), struct crd_obj, link));
 }
 
+/* o's status is made at the next status tick. */
+static void
+crd_stale(struct crd *c, struct crd_obj *o)
+{
+	if (o->stale || o->quota)
+		return;		/* quotas: made every time */
+	o->stale = 1;
+	TAILQ_INSERT_TAIL(&c->stale, o, stale_link);
+}
+
+/* o uses warm pool o->warm_pool now ("": none). */
+static void
+crd_warm_link(struct crd *c, struct crd_obj *o)
+{
+	struct crd_warm	*w = o->warm;
+	char		 key[sizeof w->key];
+
+	snprintf(key, sizeof key, "%s/%s", o->ns, o->warm_pool);
+	if (w != NULL && strcmp(w->key, key) == 0 && o->warm_pool[0] != '\0')
+		return;
+	if (w != NULL) {
+		TAILQ_REMOVE(&w->objs, o, warm_link);
+		o->warm = NULL;
+		if (TAILQ_EMPTY(&w->objs)) {
+			as_hash_remove(&c->warms, &w->link);
+			free(w);
+		}
+	}
+	if (o->quota || o->warm_pool[0] == '\0')
+		return;
+	if ((w = AS_HASH_ITEM(as_hash_find_str(&c->warms, key),
+	    struct crd_warm, link)) == NULL) {
+		w = xcalloc(1, sizeof *w);
+		as_strlcpy(w->key, key, sizeof w->key);
+		TAILQ_INIT(&w->objs);
+		as_hash_insert_str(&c->warms, &w->link);
+	}
+	TAILQ_INSERT_TAIL(&w->objs, o, warm_link);
+	o->warm = w;
+}
+
+static void
+crd_stale_all(struct crd *c)
+{
+	struct as_hash_entry *l;
+
+	for (l = as_hash_first(&c->objs); l != NULL;
+	    l = as_hash_next(&c->objs, l))
+		crd_stale(c, AS_HASH_ITEM(l, struct crd_obj, link));
+}
+
+uint64_t
+crd_pool_status_hash(const struct crd_pool_status *st)
+{
+	const long	 v[] = { st->dispatch, st->replicas, st->desired,
+	    st->backlog, st->in_flight, st->claims_warm, st->claims_cold,
+	    st->claims_pending, st->warm_replicas, st->warm_ready,
+	    st->started, st->source_ok, st->quota_limited };
+	const unsigned char *b = (const unsigned char *)v;
+	uint64_t	 h = 14695981039346656037ULL;	/* FNV-1a */
+	size_t		 i;
+
+	for (i = 0; i < sizeof v; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	b = (const unsigned char *)&st->last_scale;
+	for (i = 0; i < sizeof st->last_scale; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	h = h * 31 + as_hash_str(st->source_err);
+	h = h * 31 + as_hash_str(st->target_err);
+	return (h * 31 + as_hash_str(st->quota_msg));
+}
+
+void
+crd_status_touch(struct crd *c, const char *ns, const char *name)
+{
+	struct crd_obj	*o;
+
+	if (c != NULL && (o = crd_find(c, 0, ns, name)) != NULL)
+		crd_stale(c, o);
+}
+
 static void
 crd_obj_free(struct crd_obj *o)
 {
@@ -182,6 +291,8 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 		o->reported_gen = -1;
 		as_hash_insert(&c->objs, &o->link, crd_key_hash(quota, ns,
 		    name));
+		if (quota)
+			TAILQ_INSERT_TAIL(&c->quotas, o, quota_link);
 		status_writer_seen(c->sw, o->path,
 		    cJSON_GetObjectItemCaseSensitive(obj, "status"));
 		changed = 1;
@@ -199,12 +310,15 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 	    obj, "spec"), "sandbox");
 	as_strlcpy(o->warm_pool, as_json_str(sb, "warmPool") != NULL ?
 	    as_json_str(sb, "warmPool") : "", sizeof o->warm_pool);
+	crd_warm_link(c, o);
 	free(o->spec);
 	o->spec = spec;
 	cJSON_Delete(o->obj);
 	o->obj = cJSON_Duplicate(obj, 1);
-	if (changed)
+	if (changed) {
+		crd_stale(c, o);
 		crd_dirty(c);
+	}
 }
 
 static void
@@ -219,6 +333,12 @@ crd_remove(struct crd *c, int quota, const cJSON *obj)
 	    (o = crd_find(c, quota, ns, name)) == NULL)
 		return;
 	as_hash_remove(&c->objs, &o->link);
+	if (o->stale)
+		TAILQ_REMOVE(&c->stale, o, stale_link);
+	if (o->quota)
+		TAILQ_REMOVE(&c->quotas, o, quota_link);
+	o->warm_pool[0] = '\0';
+	crd_warm_link(c, o);
 	status_writer_forget(c->sw, o->path);
 	crd_obj_free(o);
 	crd_dirty(c);
@@ -245,15 +365,31 @@ crd_informer_cb(struct informer *inf, enum informer_event ev,
 	}
 }
 
-/* Warm pools are read from the cache when statuses are made. */
+/*
+ * Warm pools are read from the cache when statuses are made: the pools
+ * using this one (c->warms) have theirs made again.
+ */
 static void
 crd_warm_cb(struct informer *inf, enum informer_event ev, const cJSON *obj,
     void *arg)
 {
+	struct crd	*c = arg;
+	struct crd_warm	*w;
+	struct crd_obj	*o;
+	const cJSON	*md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const char	*ns = as_json_str(md, "namespace");
+	const char	*name = as_json_str(md, "name");
+	char		 key[sizeof w->key];
+
 	(void)inf;
-	(void)ev;
-	(void)obj;
-	(void)arg;
+	if (ev == INFORMER_SYNCED || ns == NULL || name == NULL)
+		return;
+	snprintf(key, sizeof key, "%s/%s", ns, name);
+	if ((w = AS_HASH_ITEM(as_hash_find_str(&c->warms, key),
+	    struct crd_warm, link)) == NULL)
+		return;
+	TAILQ_FOREACH(o, &w->objs, warm_link)
+		crd_stale(c, o);
 }
 
 /* Orders quotas by namespace, then age, then name (the oldest wins). */
@@ -397,6 +533,7 @@ crd_rebuild(struct crd *c)
 	    (unsigned long long)bad);
 	c->o->apply(c->o->arg, cfg);
 	/* Statuses (InvalidSpec at once) without waiting for the timer. */
+	crd_stale_all(c);
 	ev_feed_event(c->loop, &c->status, EV_TIMER);
 }
 
@@ -558,67 +695,80 @@ crd_invalid_status_json(const char *msg, long generation, const cJSON *prev,
 	return (o);
 }
 
+/* Makes o's status and gives it to the writer. */
+static void
+crd_status_make(struct crd *c, struct crd_obj *o, double now)
+{
+	struct crd_pool_status	 ps;
+	struct crd_quota_status	 qs;
+	const cJSON		*prev, *wp, *st, *v;
+	cJSON			*doc = NULL;
+
+	c->status_made++;
+	prev = status_writer_current(c->sw, o->path);
+	if (!o->valid && o->err[0] != '\0')
+		doc = crd_invalid_status_json(o->err, o->generation, prev, now);
+	else if (!o->valid)
+		return;		/* not judged yet */
+	else if (o->quota) {
+		memset(&qs, 0, sizeof qs);
+		if (c->o->quota_status(c->o->arg, o->ns, &qs) == 0)
+			doc = crd_quota_status_json(&qs, o->generation, prev,
+			    now);
+	} else {
+		memset(&ps, 0, sizeof ps);
+		ps.warm_replicas = ps.warm_ready = -1;
+		if (c->o->pool_status(c->o->arg, o->ns, o->name, &ps) != 0)
+			return;
+		wp = ps.dispatch && o->warm_pool[0] != '\0' &&
+		    c->warm != NULL ? informer_get(c->warm, o->ns,
+		    o->warm_pool) : NULL;
+		st = cJSON_GetObjectItemCaseSensitive(wp, "status");
+		if (wp != NULL) {
+			v = cJSON_GetObjectItemCaseSensitive(st, "replicas");
+			ps.warm_replicas = cJSON_IsNumber(v) ?
+			    (long)v->valuedouble : 0;
+			v = cJSON_GetObjectItemCaseSensitive(st,
+			    "readyReplicas");
+			ps.warm_ready = cJSON_IsNumber(v) ?
+			    (long)v->valuedouble : 0;
+			if (ps.dispatch)
+				ps.replicas = ps.warm_replicas;
+		}
+		doc = crd_pool_status_json(&ps, o->generation, prev, now);
+	}
+	if (doc != NULL)
+		status_writer_set(c->sw, o->path, doc);
+}
+
+/*
+ * The status tick: the pools touched since the last one, every quota;
+ * every object each CRD_STATUS_RESYNC seconds.  A pool whose status could
+ * not be made (no pool runs it yet) is made again when touched.
+ */
 static void
 crd_status_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct crd		*c = w->data;
-	struct crd_pool_status	 ps;
-	struct crd_quota_status	 qs;
-	struct crd_obj		*o;
-	struct as_hash_entry	*l;
-	const cJSON		*prev, *wp, *st, *v;
-	cJSON			*doc;
-	double			 now = as_wall_now();
+	struct crd	*c = w->data;
+	struct crd_obj	*o;
+	double		 now = as_wall_now(), mono = as_mono_now();
 
 	(void)loop;
 	(void)revents;
 	if (c->applies == 0)
 		return;
-	for (l = as_hash_first(&c->objs); l != NULL;
-	    l = as_hash_next(&c->objs, l)) {
-		o = AS_HASH_ITEM(l, struct crd_obj, link);
-		prev = status_writer_current(c->sw, o->path);
-		doc = NULL;
-		if (!o->valid && o->err[0] != '\0')
-			doc = crd_invalid_status_json(o->err,
-			    o->generation, prev, now);
-		else if (!o->valid)
-			continue;	/* not judged yet */
-		else if (o->quota) {
-			memset(&qs, 0, sizeof qs);
-			if (c->o->quota_status(c->o->arg, o->ns,
-			    &qs) == 0)
-				doc = crd_quota_status_json(&qs,
-				    o->generation, prev, now);
-		} else {
-			memset(&ps, 0, sizeof ps);
-			ps.warm_replicas = ps.warm_ready = -1;
-			if (c->o->pool_status(c->o->arg, o->ns,
-			    o->name, &ps) != 0)
-				continue;
-			wp = ps.dispatch && o->warm_pool[0] != '\0' &&
-			    c->warm != NULL ? informer_get(c->warm,
-			    o->ns, o->warm_pool) : NULL;
-			st = cJSON_GetObjectItemCaseSensitive(wp,
-			    "status");
-			if (wp != NULL) {
-				v = cJSON_GetObjectItemCaseSensitive(
-				    st, "replicas");
-				ps.warm_replicas = cJSON_IsNumber(v) ?
-				    (long)v->valuedouble : 0;
-				v = cJSON_GetObjectItemCaseSensitive(
-				    st, "readyReplicas");
-				ps.warm_ready = cJSON_IsNumber(v) ?
-				    (long)v->valuedouble : 0;
-				if (ps.dispatch)
-					ps.replicas = ps.warm_replicas;
-			}
-			doc = crd_pool_status_json(&ps, o->generation,
-			    prev, now);
-		}
-		if (doc != NULL)
-			status_writer_set(c->sw, o->path, doc);
+	c->status_ticks++;
+	if (mono >= c->resync_at) {
+		c->resync_at = mono + CRD_STATUS_RESYNC;
+		crd_stale_all(c);
 	}
+	while ((o = TAILQ_FIRST(&c->stale)) != NULL) {
+		TAILQ_REMOVE(&c->stale, o, stale_link);
+		o->stale = 0;
+		crd_status_make(c, o, now);
+	}
+	TAILQ_FOREACH(o, &c->quotas, quota_link)
+		crd_status_make(c, o, now);
 }
 
 struct crd *
@@ -634,6 +784,11 @@ crd_new(struct ev_loop *loop, struct k8s_client *k8s,
 
 	c = xcalloc(1, sizeof *c);
 	as_hash_init(&c->objs, CRD_BUCKETS, 0, crd_eq);
+	TAILQ_INIT(&c->stale);
+	TAILQ_INIT(&c->quotas);
+	as_hash_init_str(&c->warms, 0, AS_HASH_KEY_ARRAY,
+	    AS_HASH_KEYOFF(struct crd_warm, link, key));
+	c->resync_at = as_mono_now() + CRD_STATUS_RESYNC;
 	c->loop = loop;
 	c->k8s = k8s;
 	c->o = o;
@@ -714,6 +869,11 @@ crd_free(struct crd *c)
 		crd_obj_free(AS_HASH_ITEM(l, struct crd_obj, link));
 	}
 	as_hash_fini(&c->objs);
+	for (l = as_hash_first(&c->warms); l != NULL; l = next) {
+		next = as_hash_next(&c->warms, l);
+		free(AS_HASH_ITEM(l, struct crd_warm, link));
+	}
+	as_hash_fini(&c->warms);
 	status_writer_free(c->sw);
 	events_free(c->ev);
 	free(c);
@@ -756,6 +916,17 @@ crd_metrics(const struct crd *c, struct prom *w)
 	prom_family(w, "agentscaler_crd_applies_total", PROM_COUNTER,
 	    "Configs built from the objects and applied.");
 	prom_sample_u64(w, "agentscaler_crd_applies_total", NULL, c->applies);
+	prom_family(w, "agentscaler_crd_statuses_made_total", PROM_COUNTER,
+	    "Status documents made (for pools whose status changed, every "
+	    "quota, and all of them once a minute), before the writer drops "
+	    "the unchanged.");
+	prom_sample_u64(w, "agentscaler_crd_statuses_made_total", NULL,
+	    c->status_made);
+	prom_family(w, "agentscaler_crd_status_ticks_total", PROM_COUNTER,
+	    "Runs of the status timer (every status interval, once a config "
+	    "is applied).");
+	prom_sample_u64(w, "agentscaler_crd_status_ticks_total", NULL,
+	    c->status_ticks);
 	prom_family(w, "agentscaler_status_writes_total", PROM_COUNTER,
 	    "Status subresource writes by result (unchanged: not sent; "
 	    "rejected: refused for good, not retried until the status "

@@ -43,6 +43,7 @@ struct crd;
 #define CRD_MAX_RESOURCES	16
 
 /* What a running pool looks like, for its AgentPool status. */
+/* Every field counts in crd_pool_status_hash(). */
 struct crd_pool_status {
 	int		 dispatch;	/* dispatch mode */
 	long		 replicas;	/* scale: target spec; dispatch: warm
@@ -109,6 +110,17 @@ struct crd	*crd_new(struct ev_loop *, struct k8s_client *,
 void		 crd_free(struct crd *);
 /* Leadership lost: status and Event writes in flight are cancelled. */
 void		 crd_hold(struct crd *);
+/*
+ * What AgentPool ns/name reports changed: its status is made again at the
+ * next status tick.  Nothing when no such object is known, or c is NULL.
+ */
+void		 crd_status_touch(struct crd *, const char *ns,
+		    const char *name);
+/*
+ * Pure: a hash of every field of the report, to tell whether it changed
+ * (a field added to struct crd_pool_status goes into it too).
+ */
+uint64_t	 crd_pool_status_hash(const struct crd_pool_status *st);
 /* Appends one line per informer that has not listed yet. */
 void		 crd_readyz(const struct crd *, struct as_buf *);
 /* Prometheus text of the CRD mode families, into w. */

@@ -39,6 +39,7 @@
 #include "daemon_state.h"
 #include "dispatch.h"
 #include "pool.h"
+#include "targets.h"
 
 static void	 daemon_apply(struct daemon *, struct config *);
 
@@ -249,11 +250,21 @@ daemon_dispatch_event(void *arg, const char *kind, const char *ns,
 	    EVENT_NORMAL, reason, action, "%s", note);
 }
 
+/* A dispatch pool's status changed: its AgentPool's is made again. */
+static void
+daemon_dispatch_status(void *arg, const char *ns, const char *name)
+{
+	struct daemon	*d = arg;
+
+	crd_status_touch(d->crd, ns, name);
+}
+
 int
 daemon_run(const struct daemon_options *opts)
 {
 	struct daemon	 d;
 	struct crd_options copts;
+	struct targets_options topts;
 	struct config	*c = NULL;
 	char		 err[512];
 	int		 rc = DAEMON_EXIT_FAIL;
@@ -276,10 +287,24 @@ daemon_run(const struct daemon_options *opts)
 		rc = DAEMON_EXIT_CONFIG;
 		goto out;
 	}
+	/*
+	 * The scale pools' targets: one watch per kind across the cluster
+	 * when the AgentPools come from every namespace, else one per (kind,
+	 * namespace) of the pools (the rule and why: targets.c).
+	 */
+	memset(&topts, 0, sizeof topts);
+	topts.cluster_wide = opts->config_path == NULL &&
+	    opts->watch_namespace == NULL;
+	d.targets = targets_new(d.k8s, &topts);
+	if (opts->resync_seconds > 0)
+		log_warn("daemon", "--resync-seconds is deprecated and ignored: "
+		    "the targets' replicas come from watches, never re-read");
 	d.dopts.instance = opts->instance;
 	d.dopts.handoff_key_file = opts->handoff_key_file;
 	d.dopts.event = daemon_dispatch_event;
 	d.dopts.event_arg = &d;
+	d.dopts.status = daemon_dispatch_status;
+	d.dopts.status_arg = &d;
 	/*
 	 * With or without election: a restarted pod has a new name, and the
 	 * lists of dead instances are orphans.  A live instance's list is
@@ -334,6 +359,7 @@ daemon_run(const struct daemon_options *opts)
 out:
 	crd_free(d.crd);
 	pool_free_all(&d);
+	targets_free(d.targets);
 	as_secret_provider(NULL, NULL);
 	secret_store_free(d.secrets);
 	dispatcher_free(d.dispatch);

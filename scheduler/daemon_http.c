@@ -30,6 +30,7 @@
 #include "daemon_state.h"
 #include "dispatch.h"
 #include "pool.h"
+#include "targets.h"
 
 /* /metrics: Prometheus text exposition format 0.0.4. */
 
@@ -264,7 +265,9 @@ daemon_k8s_answered(const char *verb, long code, uint64_t count, void *arg)
  * /readyz is about this process, not its tenants: 200 once it can do its
  * work: in CRD mode the informers listed and the config applied, else the
  * API server answered (any status but 401: a missing Deployment is a 404
- * answer); with election the Lease read; the claims of every dispatch
+ * answer); the watches of the scale pools' targets listed (targets.h: then
+ * a missing target is known missing); with election the Lease read; the
+ * claims of every dispatch
  * namespace listed, since its tasks are rebuilt from them before anything
  * is admitted.  Answering at all means the loop runs.  A pool's own trouble
  * (its source unreachable, its target missing) is that pool's: its status
@@ -298,6 +301,8 @@ daemon_readyz(void *arg, struct http_reply *r)
 		if (!answered)
 			as_buf_printf(&b, "Kubernetes API not reached yet\n");
 	}
+	/* The targets' replicas: their watches have listed. */
+	(void)targets_synced(d->targets, &b);
 	if (d->dispatch != NULL)
 		dispatcher_readyz(d->dispatch, &b, &pools);
 	if (d->elector != NULL && !leader_observed(d->elector))

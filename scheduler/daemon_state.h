@@ -26,6 +26,7 @@ struct http_server;
 struct k8s_client;
 struct pool;
 struct secret_store;
+struct targets;
 
 struct daemon {
 	struct ev_loop		*loop;
@@ -45,7 +46,16 @@ struct daemon {
 	 * costs, which a test (tests/check_pool.c) holds linear in npools.
 	 */
 	uint64_t		 pool_visits;
+	/* AgentPool statuses pool.c said changed (crd_status_touch()). */
+	uint64_t		 status_touches;
+	/*
+	 * Pools whose evaluation waits for the loop's next ev_prepare
+	 * (pool.c, pool_evaluate_soon()), in order, and that watcher.
+	 */
+	struct pool		*pool_defer_head, *pool_defer_tail;
+	ev_prepare		 pool_defer_w;
 	struct k8s_client	*k8s;
+	struct targets		*targets;	/* the scale pools' targets */
 	struct dispatcher	*dispatch;
 	struct http_server	*http;		/* --metrics-addr */
 	struct http_server	*admin;		/* --admin-addr, or NULL */

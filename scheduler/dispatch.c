@@ -88,6 +88,36 @@ static const struct dispatch_ops dispatch_ops_real = {
 
 /* Pools. */
 
+static uint64_t
+dpool_key_hash(const char *ns, const char *name)
+{
+	return (as_hash_str(ns) * 31 + as_hash_str(name));
+}
+
+struct dpool_key {
+	const char	*ns;
+	const char	*name;
+};
+
+static int
+dpool_key_eq(const struct as_hash_entry *e, const void *arg)
+{
+	const struct dpool	*p = AS_HASH_ITEM(e, struct dpool, keylink);
+	const struct dpool_key	*k = arg;
+
+	return (strcmp(p->cfg->ns, k->ns) == 0 &&
+	    strcmp(p->cfg->name, k->name) == 0);
+}
+
+struct dpool *
+dpool_find(const struct dispatcher *d, const char *ns, const char *name)
+{
+	struct dpool_key k = { ns, name };
+
+	return (AS_HASH_ITEM(as_hash_find(&d->pools_byname,
+	    dpool_key_hash(ns, name), &k), struct dpool, keylink));
+}
+
 static struct dpool *
 dpool_new(struct dispatcher *d, const struct pool_config *c)
 {
@@ -117,8 +147,11 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	p->ws.last_arrival = as_mono_now();
 	p->ns = dns_get(d, c->ns);
 	p->ns->refs++;
+	TAILQ_INIT(&p->tasks);
 	LIST_INSERT_HEAD(&d->pools, p, entry);
 	LIST_INSERT_HEAD(&p->ns->pools, p, nsentry);
+	as_hash_insert(&d->pools_byname, &p->keylink, dpool_key_hash(c->ns,
+	    c->name));
 
 	config_pool_source(c, &src);
 	memset(&co, 0, sizeof co);
@@ -167,19 +200,11 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 static void
 dtask_hand_over(struct dtask *t, struct dpool *succ)
 {
-	struct dpool	*p = t->pool;
-	int		 waiting = t->counted_waiting;
-
 	if (t->st == T_DEFERRED && !t->doomed) {
 		dtask_maybe_free(t);	/* off p's FIFO count, not succ's */
 		return;
 	}
-	dtask_set_waiting(t, 0);
-	p->live--;
-	t->pool = succ;
-	if (succ != NULL)
-		succ->live++;
-	dtask_set_waiting(t, waiting);
+	dtask_set_pool(t, succ);
 	if (t->doomed)
 		return;			/* its completion frees it */
 	switch (t->st) {
@@ -219,9 +244,9 @@ dpool_free(struct dpool *p, struct dpool *succ, int hand_over)
 	struct dtask	*t, *next;
 
 	/* Messages we hold go back to the broker with the consumer. */
-	for (t = TAILQ_FIRST(&p->ns->tasks); t != NULL; t = next) {
-		next = TAILQ_NEXT(t, all);
-		if (t->pool == p && t->msg != NULL) {
+	TAILQ_FOREACH(t, &p->tasks, plink) {
+		p->d->visits++;
+		if (t->msg != NULL) {
 			consumer_msg_free(t->msg);
 			t->msg = NULL;
 		}
@@ -233,19 +258,22 @@ dpool_free(struct dpool *p, struct dpool *succ, int hand_over)
 		p->d->ops->cancel(p->scale_req);
 	if (p->tpl_req != NULL)
 		p->d->ops->cancel(p->tpl_req);
-	for (t = TAILQ_FIRST(&p->ns->tasks); t != NULL; t = next) {
-		next = TAILQ_NEXT(t, all);
-		if (t->pool != p)
-			continue;
+	for (t = TAILQ_FIRST(&p->tasks); t != NULL; t = next) {
+		next = TAILQ_NEXT(t, plink);
+		p->d->visits++;
 		if (hand_over)
 			dtask_hand_over(t, succ);	/* may free t */
 		else {
 			dtask_set_waiting(t, 0);
-			p->live--;
-			t->pool = NULL;
+			dtask_set_pool(t, NULL);
 		}
 	}
+	/* A task freed later (a completion pending) points at no pool. */
+	while ((t = TAILQ_FIRST(&p->tasks)) != NULL)
+		dtask_set_pool(t, NULL);
 	dpool_http_fini(p);	/* its tasks' requests: -AS_ECANCELED */
+	as_hash_remove(&p->d->pools_byname, &p->keylink);
+	p->ns->spares -= p->spares_counted;
 	LIST_REMOVE(p, entry);
 	LIST_REMOVE(p, nsentry);
 	if (--p->ns->refs == 0)
@@ -280,11 +308,14 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d->sweep_interval = o->sweep_interval > 0 ? o->sweep_interval : 0.25;
 	d->event = o->event;
 	d->event_arg = o->event_arg;
+	d->status = o->status;
+	d->status_arg = o->status_arg;
 	d->sizing_interval = o->sizing_interval > 0 ? o->sizing_interval : 1;
 	LIST_INIT(&d->nss);
 	as_hash_init_str(&d->nss_byname, 0, AS_HASH_SHRINK | AS_HASH_KEY_ARRAY,
 	    AS_HASH_KEYOFF(struct dns, nslink, name));
 	LIST_INIT(&d->pools);
+	as_hash_init(&d->pools_byname, 0, AS_HASH_SHRINK, dpool_key_eq);
 	ev_init(&d->sweep, dispatcher_sweep);
 	d->sweep.data = d;
 	ev_init(&d->kick, dispatcher_kick_cb);
@@ -295,13 +326,20 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	return (d);
 }
 
+/*
+ * In work linear in the pools (d->pools_byname, no pool compared with
+ * every other): the pools of the config whose identity and what
+ * dpool_same() compares are unchanged are kept; the others are made anew,
+ * before the old ones go.
+ */
 void
 dispatcher_apply(struct dispatcher *d, const struct config *c)
 {
-	struct dpool	*p, *q, *next, **gone;
+	const struct pool_config *pc;
+	struct dpool	*p, *q, **gone;
 	struct dns	*ns;
 	size_t		 i, ngone = 0, npools = 0;
-	int		 found, any = 0;
+	int		 any = 0;
 
 	d->config = c;
 	LIST_FOREACH(ns, &d->nss, entry)
@@ -312,45 +350,46 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 	 * new pools exist, so that a pool replaced by one of the same name
 	 * hands its tasks over (its namespace, with the task table, stays).
 	 */
+	for (i = 0; i < c->npools; i++) {
+		pc = &c->pools[i];
+		if (pc->mode != POOL_MODE_DISPATCH)
+			continue;
+		d->visits++;
+		any = 1;
+		if ((p = dpool_find(d, pc->ns, pc->name)) == NULL ||
+		    !dpool_same(p->cfg, pc))
+			continue;
+		p->cfg = pc;
+		p->wp.spare_min = p->cfg->spare_min;
+		p->wp.spare_max = p->cfg->spare_max;
+		p->wp.cooldown = p->cfg->scaling.cooldown_seconds;
+		warmpool_params_defaults(&p->wp);
+		p->kept = 1;
+	}
+	for (i = 0; i < c->npools; i++) {
+		pc = &c->pools[i];
+		if (pc->mode != POOL_MODE_DISPATCH)
+			continue;
+		d->visits++;
+		if ((p = dpool_find(d, pc->ns, pc->name)) != NULL && p->kept)
+			continue;
+		q = dpool_new(d, pc);
+		q->kept = 1;
+		if (p != NULL)
+			p->succ = q;	/* the new pool of its name */
+	}
 	LIST_FOREACH(p, &d->pools, entry)
 		npools++;
 	gone = xcalloc(npools + 1, sizeof *gone);
-	for (p = LIST_FIRST(&d->pools); p != NULL; p = next) {
-		next = LIST_NEXT(p, entry);
-		found = 0;
-		for (i = 0; i < c->npools; i++)
-			if (c->pools[i].mode == POOL_MODE_DISPATCH &&
-			    dpool_same(p->cfg, &c->pools[i])) {
-				p->cfg = &c->pools[i];
-				p->wp.spare_min = p->cfg->spare_min;
-				p->wp.spare_max = p->cfg->spare_max;
-				p->wp.cooldown =
-				    p->cfg->scaling.cooldown_seconds;
-				warmpool_params_defaults(&p->wp);
-				found = 1;
-				break;
-			}
-		if (!found)
+	LIST_FOREACH(p, &d->pools, entry) {
+		d->visits++;
+		if (p->kept)
+			p->kept = 0;
+		else
 			gone[ngone++] = p;
 	}
-	for (i = 0; i < c->npools; i++) {
-		if (c->pools[i].mode != POOL_MODE_DISPATCH)
-			continue;
-		any = 1;
-		found = 0;
-		LIST_FOREACH(p, &d->pools, entry)
-			if (p->cfg == &c->pools[i])
-				found = 1;
-		if (!found)
-			dpool_new(d, &c->pools[i]);
-	}
 	for (i = 0; i < ngone; i++) {
-		/* Its successor: the new config's pool of the same name. */
-		LIST_FOREACH(q, &d->pools, entry)
-			if (q->cfg >= c->pools && q->cfg < c->pools +
-			    c->npools && strcmp(q->cfg->ns, gone[i]->cfg->ns) ==
-			    0 && strcmp(q->cfg->name, gone[i]->cfg->name) == 0)
-				break;
+		q = gone[i]->succ;
 		if (q != NULL)
 			log_info("dispatch", "%s: changed; its tasks go to the "
 			    "new pool, the messages held back to the broker",
@@ -377,6 +416,7 @@ dispatcher_free(struct dispatcher *d)
 	while (!LIST_EMPTY(&d->nss))
 		dns_free(LIST_FIRST(&d->nss));
 	as_hash_fini(&d->nss_byname);
+	as_hash_fini(&d->pools_byname);
 	/* Last: freeing tasks releases quota, which may kick the pump. */
 	ev_timer_stop(d->loop, &d->kick);
 	dmarks_free(d->marks);

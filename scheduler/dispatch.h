@@ -80,6 +80,12 @@ struct dispatch_options {
 	dispatch_event_fn *event;	/* NULL: no Events */
 	void		*event_arg;
 	/*
+	 * What pool ns/name's CRD status reports (dispatcher_pool_status())
+	 * changed, as the sweep saw it; NULL: nobody listens.
+	 */
+	void		(*status)(void *arg, const char *ns, const char *name);
+	void		*status_arg;
+	/*
 	 * 1: consumers also take over what dead instances left in flight
 	 * (consumer_options.adopt); the daemon always sets it.
 	 */

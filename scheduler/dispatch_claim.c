@@ -40,8 +40,15 @@ dns_pool_by_name(struct dns *ns, const char *name)
 	struct dpool	*p;
 	char		 label[64];
 
+	/* A name short enough is its own label: found by a lookup. */
+	if ((p = dpool_find(ns->d, ns->name, name)) != NULL) {
+		task_pool_label(p->cfg->name, label);
+		if (strcmp(label, name) == 0)
+			return (p);
+	}
 	/* name is the claim's pool label: compare reduced forms. */
 	LIST_FOREACH(p, &ns->pools, nsentry) {
+		ns->d->visits++;
 		task_pool_label(p->cfg->name, label);
 		if (strcmp(label, name) == 0)
 			return (p);
@@ -220,7 +227,9 @@ dtask_ready(struct dtask *t, const struct claim_view *v)
 	double		 lat = -1;
 
 	as_strlcpy(t->sandbox, v->sandbox, sizeof t->sandbox);
+	dtask_unshow(t);
 	t->launch = strcmp(v->sandbox, v->name) == 0 ? L_COLD : L_WARM;
+	dtask_show(t);
 	if (t->t_claim > 0)
 		lat = as_mono_now() - t->t_claim;
 	else if (v->requested_at > 0)
@@ -638,8 +647,10 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 		LIST_FOREACH(p, &d->pools, entry)
 			dpool_size(p, now);
 	}
-	LIST_FOREACH(p, &d->pools, entry)
+	LIST_FOREACH(p, &d->pools, entry) {
 		dpool_template(p, now);
+		dpool_status_note(p);
+	}
 }
 
 /*
@@ -870,10 +881,7 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 		p = dns_pool_by_name(ns, v.pool);
 		t = dtask_new(ns, NULL, v.task_id, v.parent_id,
 		    v.root_id[0] != '\0' ? v.root_id : v.task_id, v.depth);
-		if (p != NULL) {
-			t->pool = p;
-			p->live++;
-		}
+		dtask_set_pool(t, p);
 		if (v.pool[0] != '\0')
 			t->pool_name = xstrdup(v.pool);
 		as_strlcpy(t->claim, v.name, sizeof t->claim);

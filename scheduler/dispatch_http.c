@@ -13,7 +13,7 @@
  *            then the task fails handoff.unreachable; 201 or 200: the
  *            source message is acked, only now; 409 handoff.conflict; 410
  *            the task ran and was acknowledged before: ack and clean up;
- *   POLL     GET events?after=N&wait=50 (attempt timeout 65 s), over and
+ *   POLL     GET events?after=N&wait=25 (attempt timeout 40 s), over and
  *            over; after only passes an event once its effects are done;
  *            404 task.unknown on a task handed off: runtime.lost; spawn
  *            events are answered rejected spawn.unsupported (sub-tasks
@@ -294,7 +294,8 @@ dh_headers(const struct dhttp *h, char lines[6][320], const char *hdr[7])
 	snprintf(lines[n], sizeof lines[n], "traceparent: %s", h->tp);
 	hdr[n] = lines[n];
 	n++;
-	snprintf(lines[n], sizeof lines[n], "Authorization: Bearer %s",
+	/* Not Authorization: the sandbox-router deletes it (section 2). */
+	snprintf(lines[n], sizeof lines[n], "X-Agentscaler-Token: %s",
 	    h->token);
 	hdr[n] = lines[n];
 	n++;

@@ -60,6 +60,13 @@ enum tstate {
 
 enum launch { L_UNKNOWN, L_WARM, L_COLD };
 
+/*
+ * What a pool's CRD status counts of a task (dtask_shown()): a claim
+ * pending, on a warm sandbox or a cold one; kept per pool (p->shown) as
+ * the fields it reads change, so the status walks no task.
+ */
+enum dshown { DS_NONE, DS_PENDING, DS_WARM, DS_COLD, DS_N };
+
 /* Fixed-bucket histogram for /metrics. */
 #define HIST_MAX	18
 struct hist {
@@ -163,6 +170,7 @@ struct dtask {
 	struct dhttp		*http;		/* handoff http; NULL */
 	struct as_hash_entry	 hlink;		/* ns->byid: task_hash("", id) */
 	TAILQ_ENTRY(dtask)	 all;
+	TAILQ_ENTRY(dtask)	 plink;		/* pool->tasks */
 	TAILQ_ENTRY(dtask)	 dq;		/* deferred queue */
 };
 
@@ -181,6 +189,7 @@ struct dns {
 	size_t			 ndeferred;
 	int			 pump;		/* re-check deferred soon */
 	long			 scale_replicas;	/* scale-mode pools' */
+	long			 spares;	/* its pools' spares_counted */
 	/*
 	 * API outage (dispatch_claim.c): since when the sweep has seen one
 	 * (mono; 0: reachable), and when a request of ours last found no
@@ -219,6 +228,7 @@ struct dpool {
 	struct k8s_req		*scale_req;
 	long			 spare_patched;	/* -1: not yet */
 	long			 spare_actual;	/* status.replicas; -1 */
+	long			 spares_counted;	/* in ns->spares */
 	double			 scale_read;	/* mono */
 	char			 k8s_err[256];
 
@@ -232,6 +242,13 @@ struct dpool {
 	unsigned		 tpl_attempts;
 	char			 tpl_err[320];	/* last read's; "" */
 
+	/*
+	 * Its tasks (t->pool == p), in the order they came to it, so that
+	 * nothing done for one pool walks its namespace's tasks; moved by
+	 * dtask_set_pool() only, with live, waiting and shown.
+	 */
+	TAILQ_HEAD(, dtask)	 tasks;
+	long			 shown[DS_N];	/* tasks by dtask_shown() */
 	long			 live;		/* tasks of this pool */
 	long			 deferred;	/* of them, deferred */
 	uint64_t		 rejected;
@@ -251,6 +268,10 @@ struct dpool {
 	struct results		*results;	/* and the Results' publisher */
 	LIST_ENTRY(dpool)	 entry;
 	LIST_ENTRY(dpool)	 nsentry;	/* ns->pools */
+	struct as_hash_entry	 keylink;	/* d->pools_byname */
+	uint64_t		 status_hash;	/* dpool_status_note() */
+	struct dpool		*succ;		/* dispatcher_apply's */
+	int			 kept;		/* dispatcher_apply's */
 };
 
 struct dispatcher {
@@ -270,15 +291,42 @@ struct dispatcher {
 	LIST_HEAD(, dns)	 nss;
 	struct as_hash		 nss_byname;	/* nss by name */
 	LIST_HEAD(, dpool)	 pools;
+	/*
+	 * The pools by (namespace, name): a pool and the one replacing it
+	 * share a key for the length of dispatcher_apply().
+	 */
+	struct as_hash		 pools_byname;
 	dispatch_event_fn	*event;
 	void			*event_arg;
+	void			(*status)(void *, const char *, const char *);
+	void			*status_arg;
 	struct dmarks		*marks;		/* dispatch_mark.c */
 	char			*hkey;		/* handoff http: token key */
 	size_t			 hkeylen;
+	/*
+	 * Pools and tasks visited by the loops that serve one pool (apply,
+	 * free, sizing, status, a claim's pool): what tests/check_dispatch.c
+	 * holds to the pool's own share, never every pool or task.
+	 */
+	uint64_t		 visits;
 };
 
 /* dispatch_task.c: task records and their state machine. */
 void		 dtask_set_waiting(struct dtask *, int);
+/*
+ * Moves t to pool p (NULL: none), off its pool's tasks, live, waiting
+ * and shown counts, onto p's.
+ */
+void		 dtask_set_pool(struct dtask *, struct dpool *);
+/*
+ * Around a change of what dtask_shown() reads (t->launch, t->doomed):
+ * takes t off its pool's shown count, then puts it back.
+ */
+void		 dtask_unshow(struct dtask *);
+void		 dtask_show(struct dtask *);
+/* The pool ns/name, or NULL: a lookup (d->pools_byname). */
+struct dpool	*dpool_find(const struct dispatcher *, const char *ns,
+		    const char *name);
 void		 dtask_set_state(struct dtask *, enum tstate);
 /* A record in ns's table, counted live by p (may be NULL). */
 struct dtask	*dtask_new(struct dns *, struct dpool *, const char *id,
@@ -353,6 +401,8 @@ void		 dns_api_note(struct dns *, const struct k8s_response *);
 
 /* dispatch_warm.c: warm pool sizing glue, template reads. */
 long		 dns_spares(const struct dns *);
+/* After p's spare_patched or ws.target changed: its namespace's spares. */
+void		 dpool_respare(struct dpool *);
 void		 dns_replicas(struct dns *);
 void		 dpool_size(struct dpool *, double now);
 void		 dpool_template(struct dpool *, double now);
@@ -395,6 +445,11 @@ void		 dispatch_hist_init(struct hist *, const double *bounds,
 void		 dispatch_hist_add(struct hist *, double);
 void		 dpool_event(struct dpool *, int, const char *, const char *,
 		    const char *, ...) __attribute__((format(printf, 5, 6)));
+/*
+ * After the sweep: when what p's CRD status reports changed since it was
+ * last noted, d->status is told.
+ */
+void		 dpool_status_note(struct dpool *);
 void		 dispatch_recent_add(struct dispatcher *, const char *ns,
 		    const char *id, const char *reason, const char *detail);
 

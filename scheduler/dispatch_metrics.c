@@ -27,6 +27,9 @@
 
 #include "dispatch_int.h"
 
+static void	 dpool_status_fill(const struct dpool *,
+		    struct crd_pool_status *);
+
 #define RECENT		1024	/* rejections kept for explain */
 
 static const char *const tstate_names[] = {
@@ -323,9 +326,8 @@ dispatcher_status(const struct dispatcher *d, cJSON *root)
 		cJSON_AddNumberToObject(o, "completed", (double)p->completed);
 		cJSON_AddNumberToObject(o, "failed", (double)p->failed);
 		memset(counts, 0, sizeof counts);
-		TAILQ_FOREACH(t, &p->ns->tasks, all)
-			if (t->pool == p)
-				counts[t->st]++;
+		TAILQ_FOREACH(t, &p->tasks, plink)
+			counts[t->st]++;
 		st = cJSON_AddObjectToObject(o, "tasks");
 		for (i = 0; i < AS_ARRAY_SIZE(tstate_names); i++)
 			cJSON_AddNumberToObject(st, tstate_names[i],
@@ -481,39 +483,48 @@ dispatcher_pool_status(const struct dispatcher *d, const char *ns,
     const char *name, struct crd_pool_status *st)
 {
 	const struct dpool *p;
-	const struct dtask *t;
 
-	LIST_FOREACH(p, &d->pools, entry) {
-		if (strcmp(p->cfg->ns, ns) != 0 ||
-		    strcmp(p->cfg->name, name) != 0)
-			continue;
-		st->dispatch = 1;
-		st->replicas = p->spare_actual;
-		st->desired = p->ws.target;
-		st->backlog = p->deferred + p->waiting;
-		st->in_flight = p->live;
-		TAILQ_FOREACH(t, &p->ns->tasks, all) {
-			if (t->pool != p || t->doomed)
-				continue;
-			if (t->counted_waiting)
-				st->claims_pending++;
-			else if (t->launch == L_WARM)
-				st->claims_warm++;
-			else if (t->launch == L_COLD)
-				st->claims_cold++;
-		}
-		st->started = p->ns->synced && p->started;
-		st->source_ok = p->up;
-		as_strlcpy(st->source_err, p->src_err, sizeof st->source_err);
-		as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
-		st->quota_limited = p->deferred > 0;
-		if (st->quota_limited)
-			snprintf(st->quota_msg, sizeof st->quota_msg, "%ld tasks "
-			    "deferred by the namespace's AgentQuota",
-			    p->deferred);
-		return (0);
-	}
-	return (-1);
+	if ((p = dpool_find(d, ns, name)) == NULL)
+		return (-1);
+	dpool_status_fill(p, st);
+	return (0);
+}
+
+void
+dpool_status_note(struct dpool *p)
+{
+	struct crd_pool_status st;
+	uint64_t	 h;
+
+	memset(&st, 0, sizeof st);
+	dpool_status_fill(p, &st);
+	if ((h = crd_pool_status_hash(&st)) == p->status_hash)
+		return;
+	p->status_hash = h;
+	if (p->d->status != NULL)
+		p->d->status(p->d->status_arg, p->cfg->ns, p->cfg->name);
+}
+
+/* What p's CRD status reports, without the warm pool's (crd.c's). */
+static void
+dpool_status_fill(const struct dpool *p, struct crd_pool_status *st)
+{
+	st->dispatch = 1;
+	st->replicas = p->spare_actual;
+	st->desired = p->ws.target;
+	st->backlog = p->deferred + p->waiting;
+	st->in_flight = p->live;
+	st->claims_pending = p->shown[DS_PENDING];
+	st->claims_warm = p->shown[DS_WARM];
+	st->claims_cold = p->shown[DS_COLD];
+	st->started = p->ns->synced && p->started;
+	st->source_ok = p->up;
+	as_strlcpy(st->source_err, p->src_err, sizeof st->source_err);
+	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+	st->quota_limited = p->deferred > 0;
+	if (st->quota_limited)
+		snprintf(st->quota_msg, sizeof st->quota_msg, "%ld tasks "
+		    "deferred by the namespace's AgentQuota", p->deferred);
 }
 
 int

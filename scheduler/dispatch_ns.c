@@ -469,7 +469,6 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 	char		 detail[640];
 	double		 now = as_mono_now();
 	long		 before = p->ws.target;
-	int		 waiting;
 
 	(void)c;
 	p->received++;
@@ -609,14 +608,10 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			/* Rebuilt from its claim: the message joins it. */
 			t->msg = msg;
 			if (t->pool == NULL) {
-				/* Counted waiting by no pool so far. */
-				waiting = t->counted_waiting;
-				dtask_set_waiting(t, 0);
-				t->pool = p;
-				p->live++;
+				/* Counted waiting by no pool so far: now p's. */
+				dtask_set_pool(t, p);
 				if (t->pool_name == NULL)
 					t->pool_name = dpool_label(p);
-				dtask_set_waiting(t, waiting);
 			}
 			if (t->st == T_RUNNING && t->sandbox[0] != '\0')
 				dtask_handoff(t);

@@ -51,14 +51,65 @@ dpool_dead(struct dpool *p, const char *reason)
 	p->dead[i].n++;
 }
 
+static enum dshown
+dtask_shown(const struct dtask *t)
+{
+	if (t->doomed)
+		return (DS_NONE);
+	if (t->counted_waiting)
+		return (DS_PENDING);
+	return (t->launch == L_WARM ? DS_WARM : t->launch == L_COLD ?
+	    DS_COLD : DS_NONE);
+}
+
+void
+dtask_unshow(struct dtask *t)
+{
+	if (t->pool != NULL)
+		t->pool->shown[dtask_shown(t)]--;
+}
+
+void
+dtask_show(struct dtask *t)
+{
+	if (t->pool != NULL)
+		t->pool->shown[dtask_shown(t)]++;
+}
+
 void
 dtask_set_waiting(struct dtask *t, int on)
 {
 	if (t->counted_waiting == on)
 		return;
+	dtask_unshow(t);
 	t->counted_waiting = on;
+	dtask_show(t);
 	if (t->pool != NULL)
 		t->pool->waiting += on ? 1 : -1;
+}
+
+void
+dtask_set_pool(struct dtask *t, struct dpool *p)
+{
+	struct dpool	*o = t->pool;
+
+	if (o == p)
+		return;
+	if (o != NULL) {
+		dtask_unshow(t);
+		o->live--;
+		if (t->counted_waiting)
+			o->waiting--;
+		TAILQ_REMOVE(&o->tasks, t, plink);
+	}
+	t->pool = p;
+	if (p != NULL) {
+		dtask_show(t);
+		p->live++;
+		if (t->counted_waiting)
+			p->waiting++;
+		TAILQ_INSERT_TAIL(&p->tasks, t, plink);
+	}
 }
 
 void
@@ -76,14 +127,13 @@ dtask_new(struct dns *ns, struct dpool *p, const char *id, const char *parent,
 
 	t = xcalloc(1, sizeof *t);
 	t->ns = ns;
-	t->pool = p;
 	t->id = xstrdup(id);
 	t->parent = parent != NULL && parent[0] != '\0' ? xstrdup(parent) :
 	    NULL;
 	t->root = xstrdup(root);
 	t->depth = depth;
+	dtask_set_pool(t, p);
 	if (p != NULL) {
-		p->live++;
 		t->pool_name = dpool_label(p);
 		task_claim_name(p->cfg->name, ns->name, id, t->claim);
 	}
@@ -115,7 +165,9 @@ dpool_is_of(const struct dpool *p, const struct dtask *t)
 void
 dtask_maybe_free(struct dtask *t)
 {
+	dtask_unshow(t);
 	t->doomed = 1;
+	dtask_show(t);
 	if (t->admitted) {
 		/* The sandbox is gone (or never came): capacity frees now. */
 		t->admitted = 0;
@@ -130,8 +182,7 @@ dtask_maybe_free(struct dtask *t)
 		return;
 	dhttp_free(t);
 	dtask_set_waiting(t, 0);
-	if (t->pool != NULL)
-		t->pool->live--;
+	dtask_set_pool(t, NULL);
 	dns_remove(t->ns, t);
 	if (t->msg != NULL)
 		consumer_msg_free(t->msg);	/* the broker redelivers it */
@@ -710,9 +761,9 @@ dpool_release_void(struct dpool *p)
 	struct dtask	*t, *next;
 	size_t		 n = 0;
 
-	for (t = TAILQ_FIRST(&p->ns->tasks); t != NULL; t = next) {
-		next = TAILQ_NEXT(t, all);
-		if (t->pool != p || !dtask_msg_void(t))
+	for (t = TAILQ_FIRST(&p->tasks); t != NULL; t = next) {
+		next = TAILQ_NEXT(t, plink);
+		if (!dtask_msg_void(t))
 			continue;
 		consumer_msg_free(t->msg);
 		t->msg = NULL;

@@ -38,15 +38,20 @@ dpool_spares(const struct dpool *q)
 	return (patched > q->ws.target ? patched : q->ws.target);
 }
 
+/* Kept up to date by dpool_respare(): no walk of the pools. */
 long
 dns_spares(const struct dns *ns)
 {
-	const struct dpool *q;
-	long		 n = 0;
+	return (ns->spares);
+}
 
-	LIST_FOREACH(q, &ns->pools, nsentry)
-		n += dpool_spares(q);
-	return (n);
+void
+dpool_respare(struct dpool *p)
+{
+	long	 n = dpool_spares(p);
+
+	p->ns->spares += n - p->spares_counted;
+	p->spares_counted = n;
 }
 
 /*
@@ -100,6 +105,7 @@ scale_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 		p->spare_patched = sc->spec_replicas;
 	else if (p->spare_patched < 0)
 		p->spare_patched = sc->spec_replicas;
+	dpool_respare(p);
 }
 
 static void
@@ -115,6 +121,7 @@ patch_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 		if (sc->spec_replicas < p->spare_patched)
 			dns_kick(p->ns);	/* slots freed for waiting tasks */
 		p->spare_patched = sc->spec_replicas;
+		dpool_respare(p);
 	}
 	scale_done(err, sc, msg, arg);
 }
@@ -140,8 +147,9 @@ dpool_unbound(const struct dpool *p, long max)
 	const struct dtask *t;
 	long		 n = 0;
 
-	TAILQ_FOREACH(t, &p->ns->tasks, all) {
-		if (t->pool == p && t->claim_exists && t->sandbox[0] == '\0' &&
+	TAILQ_FOREACH(t, &p->tasks, plink) {
+		p->d->visits++;
+		if (t->claim_exists && t->sandbox[0] == '\0' &&
 		    (t->st == T_CLAIMING || t->st == T_WAITING) && ++n >= max)
 			break;
 	}
@@ -155,6 +163,7 @@ dpool_size(struct dpool *p, double now)
 
 	/* Sets p->ws.target, which dns_replicas() counts: first. */
 	target = warmpool_target(&p->ws, &p->wp, now, p->waiting);
+	dpool_respare(p);
 	/*
 	 * Spares are sandboxes too: never past the namespace's quota, and
 	 * tasks waiting for a slot come first (quota_spare_target).  The
@@ -177,6 +186,7 @@ dpool_size(struct dpool *p, double now)
 	if (target < cur && dpool_unbound(p, 1) > 0)
 		target = cur;
 	p->ws.target = target;
+	dpool_respare(p);
 	if (p->scale_req != NULL)
 		return;
 	if (p->spare_patched < 0 || now - p->scale_read > 5) {

@@ -23,7 +23,11 @@
 #define HH_BASE_PATH	"/agentscaler/v1"
 #define HH_TOKEN_LEN	64		/* hex of HMAC-SHA256 */
 #define HH_MAX_EVENTS	256		/* per EventList (section 6) */
-#define HH_WAIT		50		/* long-poll wait, s (section 7) */
+/*
+ * Long-poll wait, s (section 7): under the sandbox-router's 30 s wait for
+ * response headers, past which it answers 502.
+ */
+#define HH_WAIT		25
 
 struct cJSON;
 
@@ -102,7 +106,7 @@ void		 hh_token(const void *key, size_t keylen, const char *ns,
 /*
  * The path of task id's resource, HH_BASE_PATH "/tasks/<id>" with id
  * percent-encoded (every byte but A-Z a-z 0-9 - . _ ~), then suffix ("",
- * "/events?after=3&wait=50", "/replies").  Returns a malloc'd string.
+ * "/events?after=3&wait=25", "/replies").  Returns a malloc'd string.
  */
 char		*hh_path(const char *id, const char *suffix);
 

@@ -111,8 +111,9 @@ static const struct option_row options_table[O_COUNT] = {
 	[O_KUBE_RETRIES] = { "kube-retries", OPT_INT, "5", 0, 100,
 	    "retries of a failed Kubernetes request (5xx, 429, timeouts)",
 	    FIELD(k8s.max_retries) },
-	[O_RESYNC] = { "resync-seconds", OPT_NUMBER, "30", 1, 86400,
-	    "re-read each target's replicas at least this often",
+	[O_RESYNC] = { "resync-seconds", OPT_NUMBER, "0", 0, 86400,
+	    "deprecated and ignored (a warning if set): the targets' "
+	    "replicas come from list + watch, never re-read",
 	    FIELD(resync_seconds) },
 	[O_INSTANCE] = { "instance", OPT_STRING, NULL, 0, 0,
 	    "stable name of this agentscaler: its Redis processing lists and "

@@ -22,8 +22,26 @@
  * maths (so its stabilization windows are warm), but writes only when
  * daemon_may_write() says so.
  *
- * A target that cannot be read is read again after pool_read_backoff(),
- * not at every poll; the replicas are held meanwhile.
+ * Targets are watched, never read one by one (targets.c: one list + watch
+ * per kind and namespace, or per kind): a pool is told when its target's
+ * replicas change, appear or go, and evaluates then.  Until the watch has
+ * listed, and while the target is absent from it ("not found", as a 404
+ * said before), the pool holds its replicas and writes nothing.  Writes
+ * stay merge patches of /scale, whose answer updates the pool at once.
+ *
+ * PATCH answer against watch event.  Our PATCH's answer carries the
+ * object's resourceVersion R after the write; the watch delivers the same
+ * write later as an event at R, and may deliver older events first (a
+ * status update made just before our write, already on its way).  Taking
+ * one of those would set the pool back to the replicas before its own
+ * write, and its next evaluation would write, log and count the scale a
+ * second time.  So the pool keeps the resourceVersion of what it holds
+ * (spec_rv) and ignores what is older, from either side: an event older
+ * than its answer, and an answer older than an event that won the race
+ * (someone wrote after us; theirs is the current value).  Equal or newer
+ * is taken, so kubectl scale by someone else becomes the pool's current
+ * replicas.  Versions that are not decimal integers are not compared
+ * (targets_rv_older()): every value is taken, the last one winning.
  *
  * Scale: nothing done for one pool walks every pool (issue 15).  The pools
  * are indexed by (namespace, name) (d->pool_index, for the CRD status
@@ -34,7 +52,20 @@
  * an AgentQuota costs its pools one lookup each; with one, its fair shares
  * (quota_share(), a pure function of the budget and the needs) are kept
  * until a need or the budget changes, so idle pools share them for free.
+ * The sum of the needs is kept too: while it is within the budget every
+ * share is its need, and no share is computed.  A contended namespace
+ * whose needs change (its first sweep, every pool going from "not read
+ * yet" to its reading; or churn) computes its shares at most once per loop
+ * iteration: the pools whose readings arrived meanwhile are evaluated
+ * together before the loop next blocks (pool_evaluate_soon()).
  * d->pool_visits counts the pools the loops here visit.
+ *
+ * Status: after each event of a pool (a reading, a decision, a target
+ * read or written, a poll tick) what its AgentPool status would report is
+ * hashed, and only when that changed is the CRD told (crd_status_touch()):
+ * the status tick makes the statuses of the pools that changed, not of
+ * every pool (d->status_touches counts them).  A namespace's replicas for
+ * its AgentQuota's status are kept summed in its group.
  */
 #include <math.h>
 #include <stddef.h>
@@ -55,6 +86,7 @@
 #include "dispatch.h"
 #include "pool.h"
 #include "quota.h"
+#include "targets.h"
 
 /*
  * The scale pools of one namespace, in d->pools order (the order
@@ -66,7 +98,12 @@ struct pool_ns {
 	struct pool		**pools;
 	size_t			 n;
 	long			 used;	/* the pools' counted, summed */
+	long			 replicas;	/* their spec_counted, summed */
 	long			*need;	/* each pool's pool_need_seen() */
+	long			 need_sum;	/* their positive needs, summed */
+	int			 contended;	/* need_sum > budget last seen */
+	long			 level;	/* quota_share()'s, for fair */
+	int			 level_valid;	/* no need has risen since */
 	long			*fair;	/* quota_share(budget, need) */
 	long			*scratch; /* a share with another need */
 	long			 budget;	/* fair's, if fair_valid */
@@ -80,12 +117,14 @@ struct pool_key {
 };
 
 static void	 pool_poll(struct pool *);
-static double	 pool_read_backoff(unsigned);
 static void	 pool_evaluate(struct pool *);
+static void	 pool_evaluate_soon(struct pool *);
+static void	 pool_defer_unlink(struct pool *);
 static void	 pool_free(struct pool *);
 static void	 pool_recount(struct pool *);
 static void	 pool_renote(struct pool *);
 static void	 pool_groups_free(struct daemon *);
+static void	 pool_status_note(struct pool *);
 TESTABLE long	 pool_need(const struct pool *, double);
 
 static double
@@ -130,7 +169,8 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		p->in_flight = r->in_flight;
 	}
 	pool_renote(p);
-	pool_evaluate(p);
+	pool_evaluate_soon(p);
+	pool_status_note(p);
 	if (p->wake_pending) {
 		p->wake_pending = 0;
 		pool_poll(p);
@@ -172,6 +212,7 @@ pool_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct pool	*p = w->data;
 
 	(void)revents;
+	pool_status_note(p);	/* a change no completion noted */
 	pool_poll(p);
 	w->repeat = pool_interval(p);
 	ev_timer_again(loop, w);
@@ -195,82 +236,90 @@ pool_set_k8s_error(struct pool *p, const char *what, const char *msg)
 	as_strlcpy(p->k8s_err, msg, sizeof p->k8s_err);
 }
 
+/* The target's replicas are spec/status at resourceVersion rv. */
 static void
-pool_k8s_ok(struct pool *p, const struct k8s_scale *sc)
+pool_k8s_ok(struct pool *p, long spec, long status, const char *rv)
 {
 	if (p->k8s_err[0] != '\0')
 		log_info("pool", "%s: %s %s reachable again", p->id,
 		    p->cfg->target_kind, p->cfg->target_name);
 	p->k8s_err[0] = '\0';
 	p->spec_known = 1;
-	p->spec_replicas = sc->spec_replicas;
-	p->status_replicas = sc->status_replicas;
+	p->spec_replicas = spec;
+	p->status_replicas = status;
+	as_strlcpy(p->spec_rv, rv, sizeof p->spec_rv);
 	p->spec_time = as_mono_now();
 	pool_recount(p);
+	pool_status_note(p);
 }
 
 /*
- * The wait before the next read of a target after `failures` reads failed
- * in a row: exponential from 1 s to 30 s, jittered within its upper half
- * (so that pools missing their targets together spread, and the wait
- * never falls back to the start).  A missing Deployment is then read a
- * few times a minute at most instead of at every poll.
+ * What the watch says of p's target: taken unless older than what p holds
+ * (see "PATCH answer against watch event" above), or always with force.
+ * Not listed yet: nothing known.  Absent or unusable: the pool's
+ * Kubernetes error, and its replicas held (nothing is written while the
+ * target is unknown).
  */
-static double
-pool_read_backoff(unsigned failures)
+static void
+pool_target_take(struct pool *p, const struct target_state *st, int force)
 {
-	double	 hi = 1.0;
-	unsigned i;
-
-	for (i = 1; i < failures && hi < 30.0; i++)
-		hi *= 2;
-	if (hi > 30.0)
-		hi = 30.0;
-	return (hi * (0.5 + 0.5 * as_random()));
+	if (!st->listed)
+		return;
+	if (st->err[0] != '\0') {
+		pool_set_k8s_error(p, "reading", st->err);
+		p->spec_known = 0;
+		p->spec_rv[0] = '\0';
+		return;
+	}
+	if (!force && p->spec_known && targets_rv_older(st->rv, p->spec_rv))
+		return;
+	pool_k8s_ok(p, st->spec_replicas, st->status_replicas, st->rv);
 }
 
+/* targets.h: p's target changed; the pool acts on it at once. */
 static void
-pool_get_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
+pool_target_cb(const struct target_state *st, void *arg)
 {
 	struct pool	*p = arg;
 
-	if (err == -AS_ECANCELED)
-		return;
-	p->req = NULL;
-	if (err != 0) {
-		pool_set_k8s_error(p, "reading", msg);
-		p->read_failures++;
-		p->read_at = as_mono_now() +
-		    pool_read_backoff(p->read_failures);
-	} else {
-		pool_k8s_ok(p, sc);
-		p->read_failures = 0;
-		p->read_at = 0;
-		p->dirty = 1;
-	}
-	if (p->dirty && p->spec_known) {
-		p->dirty = 0;
+	pool_target_take(p, st, 0);
+	if (p->spec_known)
 		pool_evaluate(p);
-	}
 }
 
+/* Forgets what p held of its target and takes its watch's view. */
 static void
+pool_target_reset(struct pool *p)
+{
+	struct target_state st;
+
+	p->spec_known = 0;
+	p->spec_rv[0] = '\0';
+	targets_get(p->target, &st);
+	pool_target_take(p, &st, 1);
+}
+
+TESTABLE void
 pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
     void *arg)
 {
 	struct pool	*p = arg;
-	long		 before = p->spec_replicas;
+	/* Not spec_replicas: the watch may have told us of our write first. */
+	long		 before = p->patch_from;
 
 	if (err == -AS_ECANCELED)
 		return;
 	p->req = NULL;
 	if (err != 0) {
 		pool_set_k8s_error(p, "scaling", msg);
-		/* Read it again before the next decision. */
+		/* Not what we held: the watch's view is the best we have. */
 		if (err == -AS_ENOTFOUND || err == -AS_ECONFLICT)
-			p->spec_known = 0;
+			pool_target_reset(p);
 	} else {
-		pool_k8s_ok(p, sc);
+		/* An event newer than this answer won the race: keep it. */
+		if (!targets_rv_older(sc->resource_version, p->spec_rv))
+			pool_k8s_ok(p, sc->spec_replicas, sc->status_replicas,
+			    sc->resource_version);
 		if (sc->spec_replicas > before)
 			p->scale_up++;
 		else if (sc->spec_replicas < before)
@@ -296,6 +345,7 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 		p->dirty = 0;
 		pool_evaluate(p);
 	}
+	pool_status_note(p);
 }
 
 /* What a pool would ask for from its latest reading, within min/max. */
@@ -348,6 +398,15 @@ pool_recount(struct pool *p)
 		return;
 	p->ns->used += c - p->counted;
 	p->counted = c;
+	p->ns->replicas += p->spec_replicas - p->spec_counted;
+	p->spec_counted = p->spec_replicas;
+}
+
+/* What a need counts in need_sum: quota_share() ignores wants <= 0. */
+static long
+pool_need_pos(long need)
+{
+	return (need > 0 ? need : 0);
 }
 
 /* After p's reading changed: what its namespace takes it to need. */
@@ -358,8 +417,23 @@ pool_renote(struct pool *p)
 
 	if (p->ns == NULL || p->ns->need[p->ns_idx] == need)
 		return;
+	p->ns->need_sum += pool_need_pos(need) -
+	    pool_need_pos(p->ns->need[p->ns_idx]);
+	if (need > p->ns->need[p->ns_idx])
+		p->ns->level_valid = 0;	/* the level may fall */
 	p->ns->need[p->ns_idx] = need;
 	p->ns->fair_valid = 0;
+}
+
+/*
+ * The headroom dispatcher_headroom() leaves p's namespace, -1 without a
+ * quota; the dispatcher hears of the replicas the scale pools hold.
+ */
+static long
+pool_quota_head(struct pool *p)
+{
+	return (dispatcher_headroom(p->d->dispatch, p->d->config, p->cfg->ns,
+	    p->ns->used));
 }
 
 /*
@@ -373,8 +447,14 @@ pool_renote(struct pool *p)
  * never overshoots.
  *
  * The pool's own need is backlog's; the others' are pool_need_seen().
- * When the two agree for this pool (it has read its source), the shares
- * are the namespace's, kept while the needs and the budget stand.
+ * Without computing a share: when the needs fit in the budget, every
+ * share is its need; a pool that needs nothing gets nothing; and while no
+ * need has risen and the budget has not fallen since the shares were last
+ * computed, their level (quota_share()'s) can only have risen, so a pool
+ * that needs no more than it (and no more than the others take it to
+ * need) gets its need.  Otherwise, when the pool's two needs agree (it
+ * has read its source), the shares are the namespace's, kept while the
+ * needs and the budget stand.
  */
 TESTABLE long
 pool_quota_cap(struct pool *p, double backlog)
@@ -383,19 +463,32 @@ pool_quota_cap(struct pool *p, double backlog)
 	struct pool_ns	*ns = p->ns;
 	long		 head, budget, cap, c, self, seen;
 
-	head = dispatcher_headroom(d->dispatch, d->config, p->cfg->ns,
-	    ns->used);
-	if (head < 0)
+	if ((head = pool_quota_head(p)) < 0) {
+		ns->contended = 0;
 		return (-1);
+	}
 	budget = head + ns->used;
 	self = pool_need(p, backlog);
 	seen = ns->need[p->ns_idx];
-	if (self == seen) {
+	if (ns->need_sum - pool_need_pos(seen) + pool_need_pos(self) <=
+	    budget) {
+		cap = pool_need_pos(self);
+		if (self == seen)
+			ns->contended = 0;
+	} else if (self <= 0)
+		cap = 0;
+	else if (ns->level_valid && budget >= ns->budget && self <= seen &&
+	    self <= ns->level)
+		cap = self;
+	else if (self == seen) {
+		ns->contended = 1;
 		if (!ns->fair_valid || ns->budget != budget) {
-			quota_share(budget, ns->need, ns->fair, ns->n);
+			ns->level = quota_share(budget, ns->need, ns->fair,
+			    ns->n);
 			d->pool_visits += ns->n;
 			ns->budget = budget;
 			ns->fair_valid = 1;
+			ns->level_valid = 1;
 		}
 		cap = ns->fair[p->ns_idx];
 	} else {
@@ -423,20 +516,23 @@ pool_evaluate(struct pool *p)
 		p->dirty = 1;
 		return;
 	}
-	if (!p->spec_known || now - p->spec_time >
-	    p->d->opts->resync_seconds) {
-		/* After failed reads, not before the backoff: hold. */
-		if (now >= p->read_at)
-			p->req = k8s_scale_get(p->d->k8s, c->target_kind,
-			    c->ns, c->target_name, pool_get_done, p);
-		return;
-	}
+	if (!p->spec_known)
+		return;		/* not listed yet, or not found: hold */
 	memset(&in, 0, sizeof in);
 	in.source_ok = p->source_ok;
 	in.backlog = p->ready + (c->source.count_in_flight ? p->in_flight : 0);
 	in.in_flight = c->source.count_in_flight ? p->in_flight : 0;
 	in.current = p->spec_replicas;
-	in.quota_cap = pool_quota_cap(p, in.backlog);
+	if (p->source_ok)
+		in.quota_cap = pool_quota_cap(p, in.backlog);
+	else {
+		/*
+		 * Without a reading the decision holds whatever the cap
+		 * (autoscale_decide()): no share of another need to compute.
+		 */
+		(void)pool_quota_head(p);
+		in.quota_cap = -1;
+	}
 	in.now = now;
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
@@ -444,8 +540,98 @@ pool_evaluate(struct pool *p)
 	/* A standby decides (its windows stay warm) but never writes. */
 	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))
 		return;
+	p->patch_from = p->spec_replicas;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
 	    c->target_name, d.desired, pool_patch_done, p);
+}
+
+/*
+ * Whether p's quota cap, in its contended namespace whose shares are not
+ * known, takes a share computed (pool_quota_cap()'s cheap cases).
+ */
+static int
+pool_quota_costly(const struct pool *p)
+{
+	const struct pool_ns *ns = p->ns;
+	long		 need = ns->need[p->ns_idx];
+
+	return (need > 0 && (!ns->level_valid || need > ns->level));
+}
+
+/* Runs the evaluations pool_evaluate_soon() put off, in their order. */
+TESTABLE void
+pool_defer_flush(struct daemon *d)
+{
+	struct pool	*p;
+
+	while ((p = d->pool_defer_head) != NULL) {
+		d->pool_visits++;
+		pool_defer_unlink(p);
+		pool_evaluate(p);
+		pool_status_note(p);
+	}
+	ev_prepare_stop(d->loop, &d->pool_defer_w);
+}
+
+static void
+pool_defer_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	pool_defer_flush(w->data);
+}
+
+static void
+pool_defer_unlink(struct pool *p)
+{
+	struct daemon	*d = p->d;
+
+	if (!p->deferred)
+		return;
+	if (p->defer_prev != NULL)
+		p->defer_prev->defer_next = p->defer_next;
+	else
+		d->pool_defer_head = p->defer_next;
+	if (p->defer_next != NULL)
+		p->defer_next->defer_prev = p->defer_prev;
+	else
+		d->pool_defer_tail = p->defer_prev;
+	p->defer_prev = p->defer_next = NULL;
+	p->deferred = 0;
+}
+
+/*
+ * After a reading: evaluates p now, unless the reading changed the needs
+ * of a contended namespace, whose shares then cost a quota_share() of all
+ * its pools.  Then p waits for the loop's next ev_prepare (before it
+ * blocks, so no later than the other callbacks of this iteration) with
+ * the others whose readings arrived meanwhile, and their namespace
+ * computes its shares once for all of them, not once for each.
+ */
+static void
+pool_evaluate_soon(struct pool *p)
+{
+	struct daemon	*d = p->d;
+
+	if (p->deferred)
+		return;		/* it will read the newest reading */
+	if (!p->source_ok || p->ns == NULL || !p->ns->contended ||
+	    p->ns->fair_valid || !pool_quota_costly(p)) {
+		pool_evaluate(p);
+		return;
+	}
+	p->deferred = 1;
+	p->defer_prev = d->pool_defer_tail;
+	if (d->pool_defer_tail != NULL)
+		d->pool_defer_tail->defer_next = p;
+	else
+		d->pool_defer_head = p;
+	d->pool_defer_tail = p;
+	if (!ev_is_active(&d->pool_defer_w)) {
+		ev_prepare_init(&d->pool_defer_w, pool_defer_cb);
+		d->pool_defer_w.data = d;
+		ev_prepare_start(d->loop, &d->pool_defer_w);
+	}
 }
 
 static struct pool *
@@ -462,6 +648,9 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	/* Unknown until the first read: nothing is decided before it. */
 	p->source_ok = 0;
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
+	p->target = targets_subscribe(d->targets, c->target_kind, c->ns,
+	    c->target_name, pool_target_cb, p);
+	pool_target_reset(p);
 	st = scaler_type_find(c->source.type);	/* checked by config */
 	config_pool_source(c, &src);
 	p->scaler = st != NULL ? st->create(d->loop, &src, err, sizeof err) :
@@ -493,9 +682,11 @@ pool_free(struct pool *p)
 	if (p == NULL)
 		return;
 	ev_timer_stop(p->d->loop, &p->poll_timer);
+	pool_defer_unlink(p);
 	if (p->req != NULL)
 		k8s_req_cancel(p->req);
 	p->req = NULL;
+	targets_unsubscribe(p->d->targets, p->target);
 	scaler_destroy(p->scaler);
 	free(p);
 }
@@ -600,7 +791,10 @@ pool_index_build(struct daemon *d)
 		g->pools[p->ns_idx] = p;
 		p->counted = pool_holds(p);
 		g->used += p->counted;
+		p->spec_counted = p->spec_replicas;
+		g->replicas += p->spec_counted;
 		g->need[p->ns_idx] = pool_need_seen(p);
+		g->need_sum += pool_need_pos(g->need[p->ns_idx]);
 	}
 }
 
@@ -609,6 +803,7 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 {
 	struct pool	**np, *p;
 	size_t		 i, n;
+	int		 retarget;
 
 	np = xcalloc(nc->npools, sizeof *np);
 	for (i = 0, n = 0; i < nc->npools; i++) {
@@ -621,15 +816,22 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 		if (p != NULL && config_same_source(p->cfg, c)) {
 			np[n] = p;
 			p->kept = 1;
-			if (strcmp(p->cfg->target_kind, c->target_kind) != 0 ||
-			    strcmp(p->cfg->target_name, c->target_name) != 0) {
+			retarget = strcmp(p->cfg->target_kind,
+			    c->target_kind) != 0 ||
+			    strcmp(p->cfg->target_name, c->target_name) != 0;
+			p->cfg = c;
+			if (retarget) {
 				if (p->req != NULL)
 					k8s_req_cancel(p->req);
 				p->req = NULL;
-				p->spec_known = 0;
+				p->dirty = 0;
 				memset(&p->as, 0, sizeof p->as);
+				targets_unsubscribe(d->targets, p->target);
+				p->target = targets_subscribe(d->targets,
+				    c->target_kind, c->ns, c->target_name,
+				    pool_target_cb, p);
+				pool_target_reset(p);
 			}
-			p->cfg = c;
 		} else
 			np[n] = pool_new(d, c);
 		n++;
@@ -662,7 +864,7 @@ pool_forget_targets(struct daemon *d)
 			k8s_req_cancel(p->req);
 		p->req = NULL;
 		p->dirty = 0;
-		p->spec_known = 0;
+		pool_target_reset(p);
 	}
 }
 
@@ -687,10 +889,50 @@ pool_free_all(struct daemon *d)
 	free(d->pools);
 	d->pools = NULL;
 	d->npools = 0;
+	ev_prepare_stop(d->loop, &d->pool_defer_w);
 	pool_groups_free(d);
 }
 
 /* CRD mode (crd.h): the status of the objects. */
+
+/* What p's AgentPool status reports (pool_crd_status()). */
+static void
+pool_status_fill(const struct pool *p, struct crd_pool_status *st)
+{
+	st->replicas = p->spec_known ? p->spec_replicas : -1;
+	st->desired = p->as.desired;
+	st->backlog = lround(p->ready);
+	st->in_flight = lround(p->in_flight);
+	st->last_scale = p->last_scale_wall;
+	st->started = p->source_read && p->spec_known;
+	st->source_ok = p->source_ok;
+	as_strlcpy(st->source_err, p->source_err, sizeof st->source_err);
+	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
+	if (st->quota_limited)
+		snprintf(st->quota_msg, sizeof st->quota_msg, "needs %ld "
+		    "replicas, the namespace's AgentQuota allows %ld",
+		    p->last.need, p->last.desired);
+}
+
+/*
+ * After an event of p: when what its status reports changed since it was
+ * last noted (a hash of the whole report), the CRD makes it again.
+ */
+static void
+pool_status_note(struct pool *p)
+{
+	struct crd_pool_status st;
+	uint64_t	 h;
+
+	memset(&st, 0, sizeof st);
+	pool_status_fill(p, &st);
+	if ((h = crd_pool_status_hash(&st)) == p->status_hash)
+		return;
+	p->status_hash = h;
+	p->d->status_touches++;
+	crd_status_touch(p->d->crd, p->cfg->ns, p->cfg->name);
+}
 
 int
 pool_crd_status(void *arg, const char *ns, const char *name,
@@ -701,21 +943,7 @@ pool_crd_status(void *arg, const char *ns, const char *name,
 
 	d->pool_visits++;
 	if ((p = pool_find(d, ns, name)) != NULL) {
-		st->replicas = p->spec_known ? p->spec_replicas : -1;
-		st->desired = p->as.desired;
-		st->backlog = lround(p->ready);
-		st->in_flight = lround(p->in_flight);
-		st->last_scale = p->last_scale_wall;
-		st->started = p->source_read && p->spec_known;
-		st->source_ok = p->source_ok;
-		as_strlcpy(st->source_err, p->source_err,
-		    sizeof st->source_err);
-		as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
-		st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
-		if (st->quota_limited)
-			snprintf(st->quota_msg, sizeof st->quota_msg, "needs "
-			    "%ld replicas, the namespace's AgentQuota allows "
-			    "%ld", p->last.need, p->last.desired);
+		pool_status_fill(p, st);
 		return (0);
 	}
 	if (d->dispatch == NULL)
@@ -729,17 +957,13 @@ pool_crd_quota_status(void *arg, const char *ns, struct crd_quota_status *st)
 	struct daemon	*d = arg;
 	const struct quota_config *qc;
 	const struct pool_ns *g;
-	size_t		 i;
-	long		 n = 0;
+	long		 n;
 
 	if (d->dispatch != NULL &&
 	    dispatcher_quota_status(d->dispatch, ns, st) == 0)
 		return (0);
 	/* Scale pools only: their replicas are all the namespace uses. */
-	for (i = 0, g = pool_ns_find(d, ns); g != NULL && i < g->n; i++) {
-		d->pool_visits++;
-		n += g->pools[i]->spec_replicas;
-	}
+	n = (g = pool_ns_find(d, ns)) != NULL ? g->replicas : 0;
 	st->sandboxes = st->replicas = n;
 	qc = config_quota_for(d->config, ns);
 	st->limited = qc != NULL && qc->max_sandboxes >= 0 &&

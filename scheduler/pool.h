@@ -25,6 +25,7 @@ struct k8s_req;
 struct pool_ns;
 struct scaler;
 struct scaler_result;
+struct target_sub;
 
 struct pool {
 	struct daemon		*d;
@@ -34,7 +35,11 @@ struct pool {
 	struct pool_ns		*ns;		/* its namespace */
 	size_t			 ns_idx;	/* its place there */
 	long			 counted;	/* in ns->used */
+	long			 spec_counted;	/* in ns->replicas */
+	uint64_t		 status_hash;	/* pool_status_note() */
 	int			 kept;		/* in pool_apply_config */
+	int			 deferred;	/* in d->pool_defer */
+	struct pool		*defer_prev, *defer_next;
 	struct scaler		*scaler;
 	ev_timer		 poll_timer;
 	int			 polling;	/* a poll is in flight */
@@ -47,16 +52,20 @@ struct pool {
 	double			 in_flight;
 	char			 source_err[192];
 
-	/* The target, as Kubernetes last told us. */
+	/*
+	 * The target, as Kubernetes last told us: its watch (targets.h), or
+	 * the answer to our last PATCH, whichever is newer (spec_rv).
+	 */
+	struct target_sub	*target;
 	struct k8s_req		*req;
 	int			 dirty;
 	int			 spec_known;
 	long			 spec_replicas;
 	long			 status_replicas;
 	double			 spec_time;	/* monotonic */
+	char			 spec_rv[32];	/* resourceVersion, or "" */
+	long			 patch_from;	/* spec_replicas at our PATCH */
 	char			 k8s_err[256];
-	unsigned		 read_failures;	/* target reads failed in a row */
-	double			 read_at;	/* monotonic: next read no sooner */
 
 	struct autoscale_state	 as;
 	struct autoscale_decision last;
@@ -83,8 +92,8 @@ void	 pool_free_all(struct daemon *);
 
 /*
  * Leadership changed hands: each pool's request in flight is cancelled
- * and its target read again before the next decision (the other process
- * may have written it meanwhile).
+ * and its target taken again from its watch before the next decision (the
+ * other process may have written it meanwhile; the watch has seen that).
  */
 void	 pool_forget_targets(struct daemon *);
 /* Evaluates every pool now (a new leader's first decisions). */
@@ -104,11 +113,16 @@ int	 pool_crd_quota_status(void *arg, const char *ns,
 	    struct crd_quota_status *);
 
 #ifdef AS_TESTING
+struct k8s_scale;
+/* For tests/check_pool_targets.c: the answer to a PATCH of /scale. */
+void	 pool_patch_done(int, const struct k8s_scale *, const char *,
+	    void *);
 /* For tests/check_pool.c: what the timers and the quota cap do. */
 void	 pool_poll_done(struct scaler *, const struct scaler_result *,
 	    void *);
 long	 pool_quota_cap(struct pool *, double backlog);
 long	 pool_need(const struct pool *, double backlog);
+void	 pool_defer_flush(struct daemon *);
 #endif
 
 #endif

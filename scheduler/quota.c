@@ -30,6 +30,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -956,41 +957,73 @@ quota_top_trees(struct quota_ns *ns, double now, struct quota_tree_info *out,
 	return (k);
 }
 
+#ifdef AS_TESTING
+uint64_t	 quota_share_steps;
+#define QUOTA_SHARE_STEP()	(quota_share_steps++)
+#else
+#define QUOTA_SHARE_STEP()	((void)0)
+#endif
+
+static int
+quota_long_cmp(const void *a, const void *b)
+{
+	long	 x = *(const long *)a, y = *(const long *)b;
+
+	QUOTA_SHARE_STEP();
+	return ((x > y) - (x < y));
+}
+
 /*
  * Water-filling: every pool that wants more gets an equal share of what is
  * left, a pool is never given more than it wants, and what a satisfied
- * pool leaves goes round again to the others.  When the equal share falls
- * below one, the last units go one each in index order.  Each round either
- * satisfies a pool or leaves less than one unit per pool, so it ends
- * within n + 1 rounds, without sorting or allocating.
+ * pool leaves goes round again to the others; the last units, fewer than
+ * the pools still wanting, go one each in index order.
+ *
+ * Done by level rather than in rounds: every pool ends at min(want, L)
+ * plus at most one of the last units, where L is the highest level whose
+ * sum of min(want, L) the headroom pays.  The positive wants, sorted (in
+ * cap, which is overwritten after), give L in one pass: from one want to
+ * the next the level rises by what is left over the pools above it.  So
+ * O(n log n) whatever the wants, and no allocation.
  */
-void
+long
 quota_share(long headroom, const long *want, long *cap, size_t n)
 {
-	long	 left = headroom, share, give;
-	size_t	 i, active = 0;
+	long	 left = headroom, level = 0, step;
+	size_t	 i, m = 0;
 
-	for (i = 0; i < n; i++) {
-		cap[i] = headroom < 0 && want[i] > 0 ? want[i] : 0;
-		if (want[i] > 0)
-			active++;
+	if (headroom < 0) {
+		for (i = 0; i < n; i++)
+			cap[i] = want[i] > 0 ? want[i] : 0;
+		return (LONG_MAX);
 	}
-	if (headroom < 0)
-		return;
-	while (active > 0 && left > 0) {
-		share = left / (long)active;
-		for (i = 0; i < n && left > 0; i++) {
-			if (want[i] <= cap[i])
-				continue;
-			give = want[i] - cap[i];
-			if (share > 0 && give > share)
-				give = share;
-			else if (share == 0)
-				give = 1;
-			cap[i] += give;
-			left -= give;
-			if (cap[i] == want[i])
-				active--;
+	for (i = 0; i < n; i++) {
+		QUOTA_SHARE_STEP();
+		if (want[i] > 0)
+			cap[m++] = want[i];
+	}
+	qsort(cap, m, sizeof *cap, quota_long_cmp);
+	for (i = 0; i < m; i++) {
+		QUOTA_SHARE_STEP();
+		/* m - i pools want more than level; all of them pay a step. */
+		step = left / (long)(m - i);
+		if (cap[i] - level > step) {
+			level += step;
+			left -= step * (long)(m - i);
+			break;
+		}
+		left -= (cap[i] - level) * (long)(m - i);
+		level = cap[i];
+	}
+	if (i == m)
+		left = 0;	/* every want met */
+	for (i = 0; i < n; i++) {
+		QUOTA_SHARE_STEP();
+		cap[i] = want[i] <= 0 ? 0 : want[i] < level ? want[i] : level;
+		if (want[i] > level && left > 0) {
+			cap[i]++;
+			left--;
 		}
 	}
+	return (level);
 }

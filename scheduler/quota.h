@@ -232,9 +232,16 @@ size_t		 quota_top_trees(struct quota_ns *, double now,
  * increase it may take.  Rule (documented in the README): water-filling
  * in equal shares, smallest wants first, so that no pool gets more than it
  * asked and leftover goes to the others; ties by index.  headroom < 0:
- * unlimited (cap = want).
+ * unlimited (cap = want).  Returns the level: each pool got min(want,
+ * level), and of those that want more the first (headroom left) got one
+ * more; LONG_MAX when unlimited.
  */
-void		 quota_share(long headroom, const long *want, long *cap,
+long		 quota_share(long headroom, const long *want, long *cap,
 		    size_t n);
+
+#ifdef AS_TESTING
+/* For tests/check_quota.c: quota_share()'s steps, comparisons included. */
+extern uint64_t	 quota_share_steps;
+#endif
 
 #endif

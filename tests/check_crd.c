@@ -205,6 +205,85 @@ START_TEST(test_pool_status)
 }
 END_TEST
 
+/*
+ * The hash that tells the daemon a pool's status changed (what the status
+ * tick makes again): the same for the same report, another for a change
+ * of any one field.
+ */
+START_TEST(test_pool_status_hash)
+{
+	struct crd_pool_status a, b;
+	uint64_t	 h;
+	int		 k;
+
+	memset(&a, 0, sizeof a);
+	a.replicas = 2;
+	a.backlog = 5;
+	a.last_scale = 1700000000.5;
+	snprintf(a.source_err, sizeof a.source_err, "down");
+	h = crd_pool_status_hash(&a);
+	b = a;
+	ck_assert_uint_eq(crd_pool_status_hash(&b), h);
+	for (k = 0; k < 17; k++) {
+		b = a;
+		switch (k) {
+		case 0:
+			b.dispatch = 1;
+			break;
+		case 1:
+			b.replicas = 3;
+			break;
+		case 2:
+			b.desired = 1;
+			break;
+		case 3:
+			b.backlog = 4;
+			break;
+		case 4:
+			b.in_flight = 1;
+			break;
+		case 5:
+			b.last_scale += 1;
+			break;
+		case 6:
+			b.claims_warm = 1;
+			break;
+		case 7:
+			b.claims_cold = 1;
+			break;
+		case 8:
+			b.claims_pending = 1;
+			break;
+		case 9:
+			b.warm_replicas = 1;
+			break;
+		case 10:
+			b.warm_ready = 1;
+			break;
+		case 11:
+			b.started = 1;
+			break;
+		case 12:
+			b.source_ok = 1;
+			break;
+		case 13:
+			b.source_err[0] = '\0';
+			break;
+		case 14:
+			snprintf(b.target_err, sizeof b.target_err, "x");
+			break;
+		case 15:
+			b.quota_limited = 1;
+			break;
+		default:
+			snprintf(b.quota_msg, sizeof b.quota_msg, "y");
+			break;
+		}
+		ck_assert_msg(crd_pool_status_hash(&b) != h, "field %d", k);
+	}
+}
+END_TEST
+
 START_TEST(test_quota_and_invalid_status)
 {
 	struct crd_quota_status q;
@@ -253,6 +332,7 @@ crd_suite(void)
 	tcase_add_test(tc, test_oldest_quota_wins);
 	tcase_add_test(tc, test_pool_status);
 	tcase_add_test(tc, test_quota_and_invalid_status);
+	tcase_add_test(tc, test_pool_status_hash);
 	suite_add_tcase(s, tc);
 	return (s);
 }

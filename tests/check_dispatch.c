@@ -29,6 +29,7 @@
 
 #include "agentscaler/rt/common.h"
 #include "scheduler/config.h"
+#include "scheduler/crd.h"
 #include "agentscaler/scalers/consumer.h"
 #include "scheduler/dispatch.h"
 #include "agentscaler/k8s/informer.h"
@@ -119,7 +120,7 @@ static void
 fk_reply(struct freq *r, int err, long code, const char *body)
 {
 	struct k8s_response resp;
-	struct k8s_scale sc = { 0, 0 };
+	struct k8s_scale sc = { 0, 0, "" };
 
 	TAILQ_REMOVE(&reqs, r, entry);
 	if (r->sdone != NULL)
@@ -881,13 +882,13 @@ static struct dispatcher *disp;
 	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
 	"\"sandbox\":{\"warmPool\":\"wp\",\"spare\":{\"min\":0,\"max\":0}}}}"
 
+/* The dispatcher on config doc, its consumers and requests from dops. */
 static void
-setup_doc(const char *doc)
+setup_ops(const char *doc, const struct dispatch_ops *dops)
 {
 	struct dispatch_options o;
 	char		 err[512];
 
-	log_set_level(LOG_ERROR);
 	as_mono_skew = 0;
 	memset(ledger, 0, sizeof ledger);
 	nmsgs = nhandoffs = nhanded = 0;
@@ -899,10 +900,17 @@ setup_doc(const char *doc)
 	o.instance = "test";
 	o.sweep_interval = 86400;	/* the tests run no sweep */
 	o.sizing_interval = 86400;
-	o.ops = &fake_ops;
+	o.ops = dops;
 	disp = dispatcher_new(loop, NULL, &o);
 	dispatcher_apply(disp, cfg);
 	fi_synced(NS);
+}
+
+static void
+setup_doc(const char *doc)
+{
+	log_set_level(LOG_ERROR);
+	setup_ops(doc, &fake_ops);
 }
 
 static void
@@ -1046,6 +1054,8 @@ fop_on_task(const struct fop *op)
 	return (op->kind != OP_DL || strcmp(op->reason, "task.duplicate") != 0);
 }
 
+static void	 check_pool_counts(void);
+
 /*
  * The invariants of the file's opening note that hold after every step
  * (the message ones are asserted as operations complete).  A dead letter
@@ -1090,6 +1100,7 @@ check_invariants(void)
 	ck_assert_int_eq(g[G_DEFERRED], deferred);
 	ck_assert_int_le(g[G_LIVE], live);
 	ck_assert_int_le(g[G_WAITING], live - deferred);
+	check_pool_counts();
 	cJSON_ArrayForEach(c, server) {
 		tid = cJSON_GetObjectItemCaseSensitive(
 		    cJSON_GetObjectItemCaseSensitive(
@@ -1101,6 +1112,53 @@ check_invariants(void)
 		    cJSON_GetObjectItemCaseSensitive(ex, "claim") != NULL,
 		    "claim %s without a live task", c->string);
 		cJSON_Delete(ex);
+	}
+}
+
+/*
+ * Each pool's counts, kept as tasks move (dtask_set_pool, dtask_show),
+ * equal a walk of its namespace's tasks: live, waiting, what its CRD status
+ * shows, and its own task list; and its namespace's spares the sum of its
+ * pools'.
+ */
+static void
+check_pool_counts(void)
+{
+	struct dpool	*p, *q;
+	struct dtask	*t;
+	long		 live, waiting, shown[DS_N], mine, spares;
+	int		 k;
+
+	if (disp == NULL)
+		return;
+	LIST_FOREACH(p, &disp->pools, entry) {
+		live = waiting = mine = 0;
+		memset(shown, 0, sizeof shown);
+		TAILQ_FOREACH(t, &p->ns->tasks, all) {
+			if (t->pool != p)
+				continue;
+			live++;
+			waiting += t->counted_waiting;
+			shown[t->doomed ? DS_NONE : t->counted_waiting ?
+			    DS_PENDING : t->launch == L_WARM ? DS_WARM :
+			    t->launch == L_COLD ? DS_COLD : DS_NONE]++;
+		}
+		TAILQ_FOREACH(t, &p->tasks, plink) {
+			ck_assert_ptr_eq(t->pool, p);
+			mine++;
+		}
+		ck_assert_int_eq(p->live, live);
+		ck_assert_int_eq(mine, live);
+		ck_assert_int_eq(p->waiting, waiting);
+		for (k = 0; k < DS_N; k++)
+			ck_assert_msg(p->shown[k] == shown[k], "%s: shown[%d] "
+			    "%ld, the walk %ld", p->id, k, p->shown[k],
+			    shown[k]);
+		spares = 0;
+		LIST_FOREACH(q, &p->ns->pools, nsentry)
+			spares += q->spares_counted;
+		ck_assert_int_eq(p->ns->spares, spares);
+		ck_assert_ptr_eq(dpool_find(disp, p->cfg->ns, p->cfg->name), p);
 	}
 }
 
@@ -3133,6 +3191,160 @@ START_TEST(test_random_interleavings)
 }
 END_TEST
 
+/*
+ * Scale (issue 15): P pools in one namespace, ten tasks each, and no
+ * consumer (the dispatcher's own loops only).  What is done for one pool
+ * visits that pool and its own tasks (disp->visits counts the loops),
+ * never every pool or every task of the namespace: a reload of the same
+ * config, one that removes half the pools, and the CRD status of every
+ * pool (now no loop at all), whose claim counts equal a walk.  Counts,
+ * not a clock: the old loops (every pool compared with every other, every
+ * removed pool walking the namespace's tasks) cost P^2.
+ */
+#define SCALE_TASKS	10
+
+static const struct consumer_type *
+fc_none(const char *source_type, const char *address)
+{
+	(void)source_type;
+	(void)address;
+	return (NULL);
+}
+
+/* Pools p<from> .. p<to - 1> of namespace NS: a config document. */
+static char *
+scale_doc(size_t from, size_t to)
+{
+	size_t		 i, len = 0, cap = (to - from + 1) * 400;
+	char		*doc = xmalloc(cap), name[32];
+
+	len += (size_t)snprintf(doc + len, cap - len, "{\"pools\":[");
+	for (i = from; i < to; i++) {
+		snprintf(name, sizeof name, "p%zu", i);
+		len += (size_t)snprintf(doc + len, cap - len, "%s{\"metadata\":"
+		    "{\"name\":\"%s\",\"namespace\":\"" NS "\"},\"spec\":"
+		    "{\"mode\":\"dispatch\",\"source\":{\"type\":"
+		    "\"redis-list\",\"address\":\"redis://127.0.0.1:1/0\","
+		    "\"queue\":\"q%s\"},\"sandbox\":{\"warmPool\":\"wp\","
+		    "\"spare\":{\"min\":0,\"max\":0}}}}", i > from ? "," :
+		    "", name, name);
+	}
+	len += (size_t)snprintf(doc + len, cap - len, "]}");
+	ck_assert_uint_lt(len, cap);
+	return (doc);
+}
+
+static struct config *
+scale_config(size_t from, size_t to)
+{
+	struct config	*c;
+	char		*doc = scale_doc(from, to), err[512];
+
+	ck_assert_int_eq(config_parse(doc, strlen(doc), NULL, &c, err,
+	    sizeof err), 0);
+	free(doc);
+	return (c);
+}
+
+static void
+count_status(void *arg, const char *ns, const char *name)
+{
+	(void)ns;
+	(void)name;
+	(*(size_t *)arg)++;
+}
+
+/* cfg becomes c, applied. */
+static void
+scale_apply(struct config *c)
+{
+	dispatcher_apply(disp, c);
+	config_free(cfg);
+	cfg = c;
+}
+
+START_TEST(test_scale_counts)
+{
+	static const size_t sizes[] = { 100, 1000, 4000 };
+	static struct dispatch_ops none_ops;
+	struct crd_pool_status st;
+	struct dpool	*p;
+	struct dtask	*t;
+	char		 id[64], name[32], *doc;
+	size_t		 np = sizes[_i], i, k, n;
+	uint64_t	 bound;
+
+	/* Above every level: each pool would say it cannot consume. */
+	log_set_level((enum log_level)(LOG_ERROR + 1));
+	none_ops = fake_ops;
+	none_ops.consumer_type = fc_none;
+	doc = scale_doc(0, np);
+	setup_ops(doc, &none_ops);
+	free(doc);
+	/* Ten tasks a pool: claims pending, on warm and on cold sandboxes. */
+	LIST_FOREACH(p, &disp->pools, entry)
+		for (k = 0; k < SCALE_TASKS; k++) {
+			snprintf(id, sizeof id, "%s-t%zu", p->cfg->name, k);
+			t = dtask_new(p->ns, p, id, NULL, id, 0);
+			if (k % 3 == 0) {
+				dtask_set_state(t, T_WAITING);
+				continue;
+			}
+			dtask_unshow(t);
+			t->launch = k % 3 == 1 ? L_WARM : L_COLD;
+			dtask_show(t);
+		}
+	if (np <= 100)
+		check_pool_counts();
+	disp->visits = 0;
+	for (i = 0; i < np; i++) {
+		snprintf(name, sizeof name, "p%zu", i);
+		memset(&st, 0, sizeof st);
+		ck_assert_int_eq(dispatcher_pool_status(disp, NS, name, &st),
+		    0);
+		ck_assert_int_eq(st.in_flight, SCALE_TASKS);
+		ck_assert_int_eq(st.claims_pending, 4);
+		ck_assert_int_eq(st.claims_warm, 3);
+		ck_assert_int_eq(st.claims_cold, 3);
+	}
+	ck_assert_uint_eq(disp->visits, 0);
+	/*
+	 * The sweep's notes tell the CRD of the pools whose status changed:
+	 * all at first, then none, then the one whose task moved on.
+	 */
+	disp->status = count_status;
+	disp->status_arg = &n;
+	for (k = 0; k < 3; k++) {
+		if (k == 2)
+			dtask_set_waiting(TAILQ_FIRST(&LIST_FIRST(
+			    &disp->pools)->tasks), 0);
+		n = 0;
+		LIST_FOREACH(p, &disp->pools, entry)
+			dpool_status_note(p);
+		ck_assert_uint_eq(n, k == 0 ? np : k == 1 ? 0 : 1);
+	}
+	/* The same pools again: each kept, in linear work. */
+	disp->visits = 0;
+	scale_apply(scale_config(0, np));
+	ck_assert_msg(disp->visits <= 3 * np, "%zu pools: a reload visited "
+	    "%llu", np, (unsigned long long)disp->visits);
+	LIST_FOREACH(p, &disp->pools, entry)
+		ck_assert_int_eq(p->live, SCALE_TASKS);
+	/* Half of them removed: those and their own tasks visited. */
+	disp->visits = 0;
+	scale_apply(scale_config(np / 2, np));
+	bound = 3 * np + 2 * SCALE_TASKS * (np / 2);
+	ck_assert_msg(disp->visits <= bound, "%zu pools: removing half "
+	    "visited %llu, more than %llu", np,
+	    (unsigned long long)disp->visits, (unsigned long long)bound);
+	LIST_FOREACH(p, &disp->pools, entry)
+		ck_assert_int_eq(p->live, SCALE_TASKS);
+	if (np <= 100)
+		check_pool_counts();
+	teardown();
+}
+END_TEST
+
 static Suite *
 dispatch_suite(void)
 {
@@ -3184,6 +3396,11 @@ dispatch_suite(void)
 	tcase_add_test(tc, test_rabbit_held_claim_deleted);
 	tcase_add_loop_test(tc, test_rabbit_claim_kept_until_acked, 0,
 	    (int)AS_ARRAY_SIZE(unacked_rows));
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("scale");
+	tcase_set_timeout(tc, 300);
+	tcase_add_loop_test(tc, test_scale_counts, 0, 3);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("random");

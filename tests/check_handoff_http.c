@@ -209,10 +209,22 @@ START_TEST(test_token_and_path)
 	p = hh_path("t-1", "");
 	ck_assert_str_eq(p, "/agentscaler/v1/tasks/t-1");
 	free(p);
-	p = hh_path("a/b c%?#~._", "/events?after=3&wait=50");
+	p = hh_path("a/b c%?#~._", "/events?after=3&wait=25");
 	ck_assert_str_eq(p, "/agentscaler/v1/tasks/a%2Fb%20c%25%3F%23~._"
-	    "/events?after=3&wait=50");
+	    "/events?after=3&wait=25");
 	free(p);
+}
+END_TEST
+
+/*
+ * The long-poll's answer begins only when its wait ends; the sandbox-router
+ * answers 502 when no response header came within its
+ * --response-header-timeout, 30 s by default (docs/protocol.md section 7).
+ */
+START_TEST(test_wait_under_router_header_timeout)
+{
+	ck_assert_int_eq(HH_WAIT, 25);
+	ck_assert_int_le(HH_WAIT + 5, 30);
 }
 END_TEST
 
@@ -310,6 +322,7 @@ handoff_http_suite(void)
 	    (int)AS_ARRAY_SIZE(answer_rows));
 	tcase_add_test(tc, test_answer_fields);
 	tcase_add_test(tc, test_token_and_path);
+	tcase_add_test(tc, test_wait_under_router_header_timeout);
 	tcase_add_test(tc, test_traceparent);
 	tcase_add_test(tc, test_result);
 	suite_add_tcase(s, tc);

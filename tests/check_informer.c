@@ -906,6 +906,70 @@ START_TEST(test_watch_events)
 }
 END_TEST
 
+/*
+ * The transform hook: keeps "data.k" only, marked, and drops metadata.uid;
+ * counts its calls.
+ */
+static void
+tr_slim(cJSON *obj, void *arg)
+{
+	cJSON		*md, *data;
+	const cJSON	*k;
+	char		 v[64];
+
+	(*(int *)arg)++;
+	md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	data = cJSON_GetObjectItemCaseSensitive(obj, "data");
+	k = cJSON_GetObjectItemCaseSensitive(data, "k");
+	snprintf(v, sizeof v, "T:%s", cJSON_IsString(k) ? k->valuestring : "");
+	cJSON_DeleteItemFromObjectCaseSensitive(md, "uid");
+	cJSON_DeleteItemFromObjectCaseSensitive(obj, "data");
+	data = cJSON_AddObjectToObject(obj, "data");
+	cJSON_AddStringToObject(data, "k", v);
+}
+
+/*
+ * Every object, listed or watched, deleted ones too, goes through the
+ * transform once before it is cached and reported.
+ */
+START_TEST(test_transform)
+{
+	struct informer_options o;
+	struct informer	*inf;
+	struct rec	 r;
+	const cJSON	*b;
+	int		 calls = 0;
+
+	memset(&r, 0, sizeof r);
+	memset(&o, 0, sizeof o);
+	o.transform = tr_slim;
+	o.transform_arg = &calls;
+	cm_create("a", NULL, "v");
+	cm_create("b", NULL, "v");
+	cm_create("c", NULL, "v");
+	inf = inf_synced(&r, &o);
+	ck_assert_int_eq(r.n, 4);
+	expect(&r, 0, INFORMER_ADDED, "a", "T:v");
+	ck_assert_int_eq(calls, 3);
+
+	cm_create("d", NULL, "v");
+	cm_patch("b", "{\"data\":{\"k\":\"v2\"}}");
+	cm_delete("c");
+	ck_assert(tu_run_count(loop, &r.n, 7, WAIT));
+	expect(&r, 4, INFORMER_ADDED, "d", "T:v");
+	expect(&r, 5, INFORMER_MODIFIED, "b", "T:v2");
+	expect(&r, 6, INFORMER_DELETED, "c", "T:v");
+	ck_assert_int_eq(calls, 6);
+	ck_assert_ptr_nonnull(b = informer_get(inf, ns, "b"));
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(b, "metadata"), "uid"));
+	ck_assert_str_eq(str_at(b, "data", "k"), "T:v2");
+	/* What the cache needs stays: the resourceVersions match. */
+	cache_matches(inf, NULL);
+	inf_end(&r);
+}
+END_TEST
+
 START_TEST(test_label_selector)
 {
 	struct informer_options o;
@@ -1553,6 +1617,7 @@ informer_suite(void)
 	    test_teardown);
 	tcase_add_test(tc, test_list_paged);
 	tcase_add_test(tc, test_watch_events);
+	tcase_add_test(tc, test_transform);
 	tcase_add_test(tc, test_label_selector);
 	tcase_add_test(tc, test_field_selector);
 	tcase_add_test(tc, test_cluster_scoped);

@@ -53,6 +53,12 @@ static const struct parse_row parse_rows[] = {
 	    0, 0, 0, NULL },
 	{ "no kind, no spec", "{\"status\":{\"replicas\":4}}", -1, 0, 0, 4,
 	    NULL },
+	{ "resourceVersion", "{\"metadata\":{\"resourceVersion\":\"41\"},"
+	    "\"spec\":{\"replicas\":1},\"status\":{\"replicas\":1}}", -1, 0,
+	    1, 1, NULL },
+	{ "resourceVersion too long", "{\"metadata\":{\"resourceVersion\":"
+	    "\"123456789012345678901234567890123\"},\"status\":{\"replicas\""
+	    ":1}}", -1, 0, 0, 1, NULL },
 	{ "large", "{\"spec\":{\"replicas\":2147483647},"
 	    "\"status\":{\"replicas\":7}}", -1, 0, 2147483647, 7, NULL },
 	{ "missing status", "{\"kind\":\"Scale\",\"spec\":{\"replicas\":1}}",
@@ -92,7 +98,7 @@ static const struct parse_row parse_rows[] = {
 START_TEST(test_scale_parse)
 {
 	const struct parse_row *row = &parse_rows[_i];
-	struct k8s_scale sc = { -7, -7 };
+	struct k8s_scale sc = { -7, -7, "x" };
 	char		 err[256] = "";
 	size_t		 len;
 	int		 rc;
@@ -104,6 +110,9 @@ START_TEST(test_scale_parse)
 	if (rc == 0) {
 		ck_assert_int_eq(sc.spec_replicas, row->spec);
 		ck_assert_int_eq(sc.status_replicas, row->status);
+		/* The workload's resourceVersion, when the answer has one. */
+		ck_assert_str_eq(sc.resource_version, strstr(row->body,
+		    "\"resourceVersion\":\"41\"") != NULL ? "41" : "");
 	} else {
 		ck_assert_msg(strstr(err, row->err) != NULL,
 		    "%s: err \"%s\" lacks \"%s\"", row->name, err, row->err);

@@ -70,7 +70,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(d.secrets_dir, "/etc/agentscaler/secrets");
 	ck_assert_str_eq(d.metrics_addr, "127.0.0.1:9090");
 	ck_assert_str_eq(d.admin_addr, "127.0.0.1:9091");
-	ck_assert_double_eq(d.resync_seconds, 30);
+	ck_assert_double_eq(d.resync_seconds, 0);	/* deprecated */
 	ck_assert_ptr_null(d.k8s.kubeconfig);
 	ck_assert_ptr_null(d.k8s.context);
 	ck_assert_ptr_null(d.k8s.apiserver);

@@ -42,26 +42,28 @@ struct layout {
 	size_t	 npools;
 	size_t	 per_ns;	/* pools per namespace */
 	long	 max_sandboxes;	/* each namespace's quota; -2: none */
-	int	 first_sweep;	/* the first sweep is linear too */
 };
 
 /*
- * One namespace with a quota: while needs change (the first sweep, every
- * pool going from "not polled" to its reading) each change costs one
- * quota_share() of the namespace, so only the steady sweeps are held
- * linear there (first_sweep 0).
+ * One namespace with a quota, contended (each pool "not read yet" needs
+ * its maxReplicas, 10) or not: the first sweep, every pool going from
+ * "not read yet" to its reading, changes every need, which the pools whose
+ * readings arrive together share one quota_share() for.
  */
 static const struct layout layouts[] = {
-	{ 100, 10, -2, 1 },
-	{ 1000, 10, -2, 1 },
-	{ 10000, 10, -2, 1 },
-	{ 100, 10, 5, 1 },
-	{ 1000, 10, 5, 1 },
-	{ 10000, 10, 5, 1 },
-	{ 10000, 10000, -2, 1 },
-	{ 100, 100, 40, 0 },
-	{ 1000, 1000, 400, 0 },
-	{ 10000, 10000, 4000, 0 },
+	{ 100, 10, -2 },
+	{ 1000, 10, -2 },
+	{ 10000, 10, -2 },
+	{ 100, 10, 5 },
+	{ 1000, 10, 5 },
+	{ 10000, 10, 5 },
+	{ 10000, 10000, -2 },
+	{ 100, 100, 40 },
+	{ 1000, 1000, 400 },
+	{ 10000, 10000, 4000 },
+	{ 100, 100, 2000 },
+	{ 1000, 1000, 20000 },
+	{ 10000, 10000, 200000 },
 };
 
 struct fixture {
@@ -166,7 +168,11 @@ targets_known(struct daemon *d)
 	}
 }
 
-/* One poll of every pool, as the timers do it: an idle queue. */
+/*
+ * One poll of every pool, as the timers do it: an idle queue.  The
+ * readings arrive in batches of 100 (the callbacks of one loop
+ * iteration), each followed by the loop's ev_prepare.
+ */
 static uint64_t
 sweep_polls(struct daemon *d)
 {
@@ -175,8 +181,12 @@ sweep_polls(struct daemon *d)
 
 	memset(&r, 0, sizeof r);
 	d->pool_visits = 0;
-	for (i = 0; i < d->npools; i++)
+	for (i = 0; i < d->npools; i++) {
 		pool_poll_done(d->pools[i]->scaler, &r, d->pools[i]);
+		if (i % 100 == 99)
+			pool_defer_flush(d);
+	}
+	pool_defer_flush(d);
 	return (d->pool_visits);
 }
 
@@ -208,13 +218,6 @@ START_TEST(test_sweep_linear)
 	const struct layout *l = &layouts[_i];
 	struct fixture	 f;
 	uint64_t	 v, bound = (uint64_t)VISITS_PER_POOL * l->npools;
-	/*
-	 * The first sweep changes every need once, and with a quota each
-	 * change costs one share of the namespace: linear in N while the
-	 * namespaces stay small.
-	 */
-	uint64_t	 first = bound + (l->max_sandboxes >= 0 ?
-	    (uint64_t)l->per_ns * l->npools : 0);
 	int		 k;
 
 	fixture_init(&f);
@@ -228,13 +231,10 @@ START_TEST(test_sweep_linear)
 	targets_known(&f.d);
 	for (k = 0; k < 3; k++) {
 		v = sweep_polls(&f.d);
-		if (k > 0 || l->first_sweep)
-			ck_assert_msg(v <= (k == 0 ? first : bound), "%zu "
-			    "pools (%zu per namespace, quota %ld): sweep %d of "
-			    "the polls visited %llu pools, more than %llu",
-			    l->npools, l->per_ns, l->max_sandboxes, k,
-			    (unsigned long long)v, (unsigned long long)(k ==
-			    0 ? first : bound));
+		ck_assert_msg(v <= bound, "%zu pools (%zu per namespace, "
+		    "quota %ld): sweep %d of the polls visited %llu pools, "
+		    "more than %llu", l->npools, l->per_ns, l->max_sandboxes,
+		    k, (unsigned long long)v, (unsigned long long)bound);
 		v = sweep_status(&f.d);
 		ck_assert_msg(v <= bound, "%zu pools (%zu per namespace): the "
 		    "status sweep visited %llu pools, more than %llu",
@@ -248,6 +248,137 @@ START_TEST(test_sweep_linear)
 	ck_assert_msg(f.d.pool_visits <= bound, "%zu pools: a reload visited "
 	    "%llu pools, more than %llu", l->npools,
 	    (unsigned long long)f.d.pool_visits, (unsigned long long)bound);
+	fixture_fini(&f);
+}
+END_TEST
+
+/*
+ * Busy pools in one contended namespace (quota: one replica a pool, each
+ * needing 4 to 8), their needs changing at every sweep and all their
+ * readings arriving in one loop iteration: the namespace computes its
+ * shares once for all of them, at the loop's ev_prepare, not once per
+ * pool (which cost N visits each, N^2 a sweep).
+ */
+START_TEST(test_busy_sweep_batched)
+{
+	static const size_t sizes[] = { 100, 1000, 10000 };
+	struct layout	 l = { sizes[_i], sizes[_i], (long)sizes[_i] };
+	struct scaler_result r;
+	struct fixture	 f;
+	uint64_t	 bound = (uint64_t)VISITS_PER_POOL * l.npools;
+	size_t		 i;
+	int		 k;
+
+	fixture_init(&f);
+	fixture_apply(&f, layout_config(&l));
+	targets_known(&f.d);
+	/* The loop runs below: no poll of the (absent) broker meanwhile. */
+	for (i = 0; i < f.d.npools; i++)
+		ev_timer_stop(f.loop, &f.d.pools[i]->poll_timer);
+	for (k = 0; k < 4; k++) {
+		f.d.pool_visits = 0;
+		for (i = 0; i < f.d.npools; i++) {
+			memset(&r, 0, sizeof r);
+			r.ready = (double)((k % 2 ? 3 : 6) + (i + (size_t)k) %
+			    3);
+			pool_poll_done(f.d.pools[i]->scaler, &r, f.d.pools[i]);
+		}
+		/* What waits runs before the loop blocks. */
+		ck_assert_ptr_nonnull(f.d.pool_defer_head);
+		ev_run(f.loop, EVRUN_NOWAIT);
+		ck_assert_ptr_null(f.d.pool_defer_head);
+		ck_assert_msg(f.d.pool_visits <= bound, "%zu busy pools, "
+		    "sweep %d: %llu visits, more than %llu", l.npools, k,
+		    (unsigned long long)f.d.pool_visits,
+		    (unsigned long long)bound);
+		/* Each was evaluated, against the quota. */
+		for (i = 0; i < f.d.npools; i++)
+			ck_assert_int_eq(f.d.pools[i]->last.need,
+			    (k % 2 ? 3 : 6) + (long)((i + (size_t)k) % 3));
+	}
+	fixture_fini(&f);
+}
+END_TEST
+
+/*
+ * Event-driven status: the pools whose AgentPool status would change are
+ * the ones the CRD is told of (d->status_touches), so a status tick
+ * makes those, not every pool's.  10,000 idle pools: after the first
+ * sweep (each pool's first reading) a sweep changes no status; one that
+ * brings every hundredth pool a backlog changes those 100.
+ */
+START_TEST(test_status_touches)
+{
+	static const struct layout l = { 10000, 10, 5 };
+	struct scaler_result r;
+	struct fixture	 f;
+	uint64_t	 t0;
+	size_t		 i;
+	int		 k;
+
+	fixture_init(&f);
+	fixture_apply(&f, layout_config(&l));
+	targets_known(&f.d);
+	t0 = f.d.status_touches;
+	sweep_polls(&f.d);
+	ck_assert_uint_le(f.d.status_touches - t0, l.npools);
+	for (k = 0; k < 2; k++) {
+		t0 = f.d.status_touches;
+		sweep_polls(&f.d);
+		ck_assert_msg(f.d.status_touches == t0, "idle sweep %d: %llu "
+		    "statuses changed", k,
+		    (unsigned long long)(f.d.status_touches - t0));
+	}
+	t0 = f.d.status_touches;
+	for (i = 0; i < l.npools; i += 100) {
+		memset(&r, 0, sizeof r);
+		r.ready = 3;
+		pool_poll_done(f.d.pools[i]->scaler, &r, f.d.pools[i]);
+	}
+	pool_defer_flush(&f.d);
+	ck_assert_uint_eq(f.d.status_touches - t0, l.npools / 100);
+	fixture_fini(&f);
+}
+END_TEST
+
+/* One poll of pool i with a backlog of ready tasks. */
+static void
+poll_one(struct daemon *d, size_t i, double ready)
+{
+	struct scaler_result r;
+
+	memset(&r, 0, sizeof r);
+	r.ready = ready;
+	pool_poll_done(d->pools[i]->scaler, &r, d->pools[i]);
+}
+
+static long	 ref_quota_cap(struct pool *, double);
+
+/*
+ * The level a pool that needs little takes its need under, kept from the
+ * last shares while needs only fall, is dropped when one rises: quota 6,
+ * needs 1, 1, 10, 2 share 1, 1, 2, 2 (level 2); when the first pool's
+ * need rises to 10 the level falls to 1 and the last pool, which needs 2,
+ * may keep only 1.
+ */
+START_TEST(test_cap_level_falls)
+{
+	static const struct layout l = { 4, 4, 6 };
+	static const double ready[] = { 1, 1, 10, 2 };
+	struct fixture	 f;
+	size_t		 i;
+
+	fixture_init(&f);
+	fixture_apply(&f, layout_config(&l));
+	targets_known(&f.d);
+	for (i = 0; i < 4; i++)
+		poll_one(&f.d, i, ready[i]);
+	pool_defer_flush(&f.d);
+	ck_assert_int_eq(f.d.pools[3]->as.desired, 2);
+	poll_one(&f.d, 0, 10);
+	ck_assert_int_eq(ref_quota_cap(f.d.pools[3], 2), 1);
+	ck_assert_int_eq(pool_quota_cap(f.d.pools[3], 2), 1);
+	pool_defer_flush(&f.d);
 	fixture_fini(&f);
 }
 END_TEST
@@ -377,6 +508,9 @@ START_TEST(test_cap_same_as_walk)
 			r.in_flight = (double)((seed >> 12) % 5);
 			pool_poll_done(p->scaler, &r, p);
 		}
+		if (round % 2 == 0)
+			check_caps(&f.d, round);	/* some evaluations wait */
+		pool_defer_flush(&f.d);
 		check_caps(&f.d, round);
 		if (round % 10 == 9) {
 			/*
@@ -403,7 +537,10 @@ pool_suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_loop_test(tc, test_sweep_linear, 0,
 	    (int)(sizeof layouts / sizeof layouts[0]));
+	tcase_add_loop_test(tc, test_busy_sweep_batched, 0, 3);
 	tcase_add_test(tc, test_cap_same_as_walk);
+	tcase_add_test(tc, test_cap_level_falls);
+	tcase_add_test(tc, test_status_touches);
 	suite_add_tcase(s, tc);
 	return (s);
 }

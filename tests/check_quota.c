@@ -790,6 +790,156 @@ START_TEST(test_share)
 END_TEST
 
 /*
+ * quota_share() as it was before it found its level by sorting: rounds of
+ * equal shares, then the last units one each in index order.  The
+ * reference the sorted version must equal.
+ */
+static void
+ref_quota_share(long headroom, const long *want, long *cap, size_t n)
+{
+	long	 left = headroom, share, give;
+	size_t	 i, active = 0;
+
+	for (i = 0; i < n; i++) {
+		cap[i] = headroom < 0 && want[i] > 0 ? want[i] : 0;
+		if (want[i] > 0)
+			active++;
+	}
+	if (headroom < 0)
+		return;
+	while (active > 0 && left > 0) {
+		share = left / (long)active;
+		for (i = 0; i < n && left > 0; i++) {
+			if (want[i] <= cap[i])
+				continue;
+			give = want[i] - cap[i];
+			if (share > 0 && give > share)
+				give = share;
+			else if (share == 0)
+				give = 1;
+			cap[i] += give;
+			left -= give;
+			if (cap[i] == want[i])
+				active--;
+		}
+	}
+}
+
+static unsigned long share_seed;
+
+static unsigned long
+share_rand(unsigned long below)
+{
+	share_seed = share_seed * 6364136223846793005UL +
+	    1442695040888963407UL;
+	return ((share_seed >> 17) % below);
+}
+
+/*
+ * Random wants (ties, zeros, negatives, small and huge values) and
+ * headrooms (unlimited, none, short of the sum, about it, beyond it): the
+ * sorted quota_share() gives what the rounds gave, cap for cap.
+ */
+START_TEST(test_share_same_as_rounds)
+{
+	static const long scale[] = { 3, 10, 1000, 100000, 1L << 40 };
+	long		 want[300], cap[300], ref[300], sum, level;
+	size_t		 n, i;
+	int		 round;
+
+	share_seed = 1000003UL * (unsigned long)(_i + 1);
+	for (round = 0; round < 200; round++) {
+		long	 top = scale[share_rand(AS_ARRAY_SIZE(scale))];
+		long	 head;
+
+		n = share_rand(AS_ARRAY_SIZE(want) + 1);
+		for (i = 0, sum = 0; i < n; i++) {
+			want[i] = (long)share_rand((unsigned long)top + 1);
+			if (share_rand(8) == 0)
+				want[i] = -want[i];	/* wants nothing */
+			if (i > 0 && share_rand(4) == 0)
+				want[i] = want[share_rand(i)];	/* a tie */
+			if (want[i] > 0)
+				sum += want[i];
+		}
+		switch (share_rand(5)) {
+		case 0:
+			head = -1;
+			break;
+		case 1:
+			head = (long)share_rand(n + 2);
+			break;
+		case 2:
+			head = sum + (long)share_rand(n + 2) - (long)n / 2;
+			break;
+		case 3:
+			head = sum * 2 + 1;
+			break;
+		default:
+			head = sum > 0 ? (long)share_rand((unsigned long)sum) :
+			    0;
+		}
+		if (head < -1)
+			head = 0;
+		ref_quota_share(head, want, ref, n);
+		level = quota_share(head, want, cap, n);
+		for (i = 0; i < n; i++) {
+			ck_assert_msg(cap[i] == ref[i], "seed %d round %d: n %zu "
+			    "headroom %ld, cap[%zu] %ld, the rounds gave %ld",
+			    _i, round, n, head, i, cap[i], ref[i]);
+			/* The level it returns: min(want, level), +1 at most. */
+			if (want[i] > 0)
+				ck_assert(cap[i] - (want[i] < level ? want[i] :
+				    level) <= (want[i] > level ? 1 : 0));
+		}
+	}
+}
+END_TEST
+
+/*
+ * quota_share()'s steps (quota_share_steps counts each want visited and
+ * each comparison of the sort) stay within a constant times n log2 n for
+ * distinct wants, in 1,000 to 64,000 pools: a count, so a quadratic
+ * version fails however fast the machine is.
+ */
+START_TEST(test_share_steps)
+{
+	static const size_t sizes[] = { 1000, 4000, 16000, 64000 };
+	long		*want, *cap, sum;
+	size_t		 k, i, n, lg;
+	uint64_t	 bound;
+
+	for (k = 0; k < AS_ARRAY_SIZE(sizes); k++) {
+		n = sizes[k];
+		want = xcalloc(n, sizeof *want);
+		cap = xcalloc(n, sizeof *cap);
+		/* Distinct wants in a shuffled order, one short of all. */
+		for (i = 0, sum = 0; i < n; i++) {
+			want[i] = (long)((i * 7919) % n) * 3 + 1;
+			sum += want[i];
+		}
+		for (lg = 1; ((size_t)1 << lg) < n; lg++)
+			;
+		bound = (uint64_t)n * (lg + 4) * 2;
+		quota_share_steps = 0;
+		quota_share(sum - 1, want, cap, n);
+		ck_assert_msg(quota_share_steps <= bound, "%zu pools: %llu "
+		    "steps, more than %llu", n,
+		    (unsigned long long)quota_share_steps,
+		    (unsigned long long)bound);
+		quota_share_steps = 0;
+		quota_share(sum / 3, want, cap, n);
+		ck_assert_msg(quota_share_steps <= bound, "%zu pools, a third "
+		    "of the sum: %llu steps, more than %llu", n,
+		    (unsigned long long)quota_share_steps,
+		    (unsigned long long)bound);
+		free(want);
+		free(cap);
+	}
+}
+END_TEST
+
+/*
  * A random walk of spawns and releases, with maxChildrenPerTask 3 and
  * maxDescendantsPerRoot 6: every check must agree with a naive model that
  * counts by scanning, parents often end before their children, and
@@ -1276,6 +1426,8 @@ main(void)
 	tcase_add_loop_test(tc, test_scenario, 0,
 	    (int)AS_ARRAY_SIZE(scenarios));
 	tcase_add_loop_test(tc, test_share, 0, (int)AS_ARRAY_SIZE(share_rows));
+	tcase_add_loop_test(tc, test_share_same_as_rounds, 0, 50);
+	tcase_add_test(tc, test_share_steps);
 	tcase_add_test(tc, test_random_walk);
 	tcase_add_test(tc, test_many);
 	tcase_add_test(tc, test_tracked_names);

@@ -7,6 +7,7 @@
  * until the status changes, nothing while not leading.
  */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -106,6 +107,51 @@ START_TEST(test_only_on_change)
 	status_writer_get_stats(w, &st);
 	ck_assert_uint_eq(st.writes, 1);
 	ck_assert_uint_eq(st.unchanged, 2);
+}
+END_TEST
+
+/*
+ * The timer looks at the objects with something to write, not at every
+ * object (issue 15): 2,000 objects whose status stands cost a tick
+ * nothing; 5 changed while not leading are looked at, each tick, until
+ * written, then no more.
+ */
+START_TEST(test_tick_visits_pending_only)
+{
+	struct status_writer_stats st;
+	cJSON		*seen = cJSON_Parse("{\"replicas\":1}");
+	char		 path[128];
+	int		 i;
+
+	for (i = 0; i < 2000; i++) {
+		snprintf(path, sizeof path, P "-%d", i);
+		status_writer_seen(w, path, seen);
+		status_writer_set(w, path, cJSON_Duplicate(seen, 1));
+	}
+	status_writer_tick(w);
+	status_writer_get_stats(w, &st);
+	ck_assert_uint_eq(st.unchanged, 2000);
+	ck_assert_uint_eq(st.visits, 0);
+	leading = 0;
+	for (i = 0; i < 5; i++) {
+		snprintf(path, sizeof path, P "-%d", i * 100);
+		status_writer_set(w, path, cJSON_Parse("{\"replicas\":2}"));
+	}
+	status_writer_tick(w);
+	status_writer_tick(w);
+	status_writer_get_stats(w, &st);
+	ck_assert_uint_eq(st.visits, 10);
+	ck_assert_int_eq(sk.n, 0);
+	leading = 1;
+	status_writer_tick(w);
+	ck_assert_int_eq(sk.n, 5);
+	for (i = 0; i < 5; i++)
+		tu_sink_reply(&sk, i, 200, "{}");
+	status_writer_tick(w);
+	status_writer_get_stats(w, &st);
+	ck_assert_uint_eq(st.visits, 15);
+	ck_assert_uint_eq(st.writes, 5);
+	cJSON_Delete(seen);
 }
 END_TEST
 
@@ -274,6 +320,7 @@ status_writer_suite(void)
 
 	tcase_add_test(tc, test_only_on_change);
 	tcase_add_test(tc, test_rate_and_coalescing);
+	tcase_add_test(tc, test_tick_visits_pending_only);
 	tcase_add_test(tc, test_seen_status);
 	tcase_add_test(tc, test_failures);
 	tcase_add_test(tc, test_standby);

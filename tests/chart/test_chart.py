@@ -42,8 +42,11 @@ EXPECTED_RULES = {
     ("agentscaler.io", "agentquotas"): {"get", "list", "watch"},
     ("agentscaler.io", "agentpools/status"): {"patch"},
     ("agentscaler.io", "agentquotas/status"): {"patch"},
-    ("apps", "deployments/scale"): {"get", "patch"},
-    ("apps", "statefulsets/scale"): {"get", "patch"},
+    # scale mode (issue 15): targets watched, written through /scale
+    ("apps", "deployments"): {"list", "watch"},
+    ("apps", "statefulsets"): {"list", "watch"},
+    ("apps", "deployments/scale"): {"patch"},
+    ("apps", "statefulsets/scale"): {"patch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools"): {"get", "list", "watch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools/scale"): {"get", "patch"},
     ("extensions.agents.x-k8s.io", "sandboxtemplates"): {"get"},
@@ -223,7 +226,7 @@ class DefaultValuesTest(unittest.TestCase):
     def test_every_rule_is_commented(self):
         """Each rule of the shared rules template, and of the Secret Roles,
         has a comment above it."""
-        for name, indent, count in (("_rules.tpl", "", 10), ("secret-roles.yaml", "  ", 2)):
+        for name, indent, count in (("_rules.tpl", "", 11), ("secret-roles.yaml", "  ", 2)):
             with open(os.path.join(CHART, "templates", name)) as f:
                 lines = f.read().split("\n")
             rules = [i for i, ln in enumerate(lines) if ln.startswith(indent + "- apiGroups:")]
@@ -375,7 +378,7 @@ class AllValuesTest(unittest.TestCase):
                   "--metrics-addr=0.0.0.0:9191", "--admin-addr=127.0.0.1:9292",
                   "--log-format=text", "--log-level=debug",
                   "--kube-qps=50", "--kube-burst=100", "--kube-timeout=5.5",
-                  "--kube-retries=3", "--resync-seconds=60",
+                  "--kube-retries=3",
                   "--secrets-dir=/var/run/agentscaler/secrets",
                   "--secret-namespaces=agents",
                   "--shared-secrets=platform/redis-shared,agents-batch/batch-redis,"
@@ -771,7 +774,10 @@ class ChartRbacTest(unittest.TestCase):
         self.assertEqual(code, 201, obj)
         ext = "/apis/extensions.agents.x-k8s.io/v1beta1"
         allowed = [
-            ("GET", "/apis/apps/v1/namespaces/team-a/deployments/web/scale", None),
+            # scale targets are listed and watched (issue 15), one namespace
+            # or the whole cluster
+            ("GET", "/apis/apps/v1/namespaces/team-a/deployments?limit=500", None),
+            ("GET", "/apis/apps/v1/statefulsets?limit=500", None),
             ("PATCH", "/apis/apps/v1/namespaces/team-a/deployments/web/scale",
              {"spec": {"replicas": 2}}),
             ("GET", ext + "/sandboxclaims?labelSelector=app.kubernetes.io%2Fmanaged-by%3D"
@@ -804,6 +810,7 @@ class ChartRbacTest(unittest.TestCase):
         self.assertEqual(self.kube.forbidden(), [])
         denied = [
             ("GET", "/apis/apps/v1/namespaces/team-a/deployments/web"),
+            ("GET", "/apis/apps/v1/namespaces/team-a/deployments/web/scale"),
             ("PATCH", "/apis/apps/v1/namespaces/team-a/deployments/web"),
             ("GET", "/api/v1/namespaces/team-a/secrets"),
             ("GET", "/api/v1/namespaces/team-a/secrets?watch=true"),

@@ -1,44 +1,53 @@
 """tools/agent-runtime --handoff http: the example agent on the Python
-runtime library, serving every sandbox of kube-sim on one port routed by
-the sandbox-router's headers.  The test plays agentscaler (CheckedPeer:
+runtime library, each sandbox of kube-sim served on an address of its own
+and reached through the real sandbox-router (tools/lib/router_proc.py) by
+X-Sandbox-Pod-IP and X-Sandbox-Port.  The test plays agentscaler (CheckedPeer:
 every message checked against its schema): hand-off, long-poll, a child
 admitted and one rejected by the cascade, their verdicts and result
 delivered, the acknowledgement finishing the sandbox (claim Finished).
 Waits are bounded polls; nothing asserts on speed."""
+import json
+import os
+import tempfile
 import unittest
 
 import world
-from world import wait_for
+from world import SandboxRouter, router_missing, wait_for
 
 from agentscaler import protocol as P
-from agentscaler.peer import Peer, reply, result_message, task_body
+from agentscaler.peer import is_protocol_answer, reply, result_message, task_body
 
 from tests.clients.schemas import CheckedPeer
 
-HTTP = ("--handoff", "http", "--listen", "127.0.0.1:0")
+HTTP = ("--handoff", "http", "--port", "0")
 
 
+@unittest.skipIf(router_missing(), router_missing())
 class AgentRuntimeHttpTest(unittest.TestCase):
     def setUp(self):
         self.kube = world.KubeSim("--cold-start-ms", "300", "--warm-bind-ms", "10")
         self.addCleanup(self.kube.stop)
         world.sandbox_pool(self.kube, "wp", replicas=2)
+        self.router = SandboxRouter()
+        self.addCleanup(self.router.cleanup)
 
     def agents(self, *extra, **kw):
         ar = world.AgentRuntime(self.kube, None, extra=HTTP + extra, **kw)
         self.addCleanup(ar.cleanup)
-        return ar, "http://127.0.0.1:%d" % ar.wait_ready()[0]["port"]
+        return ar
 
-    def sandbox(self, url, claim):
+    def sandbox(self, ar, claim):
         world.create_claim(self.kube, claim, warm_pool="wp")
         sb = world.wait_claim_ready(self.kube, claim)
-        peer = CheckedPeer(url, sandbox=sb, namespace="default")
+        ip, port = ar.address(sb)
+        peer = CheckedPeer(self.router.url, sandbox=sb, namespace="default", pod_ip=ip,
+                           port=port)
         wait_for(lambda: peer.health()[0] == 200, 30, 0.05, "the agent of sandbox %s" % sb)
         return sb, peer
 
     def test_parent_spawns_children_through_agentscaler(self):
-        ar, url = self.agents("--children", "2", "--wait-children", work_ms=20)
-        sb, peer = self.sandbox(url, "c-parent")
+        ar = self.agents("--children", "2", "--wait-children", work_ms=20)
+        sb, peer = self.sandbox(ar, "c-parent")
         msg = P.task_message(id="root-1", payload={"q": 1})
         self.assertEqual(peer.put(task_body(msg, claim="c-parent", sandbox=sb))[0], 201)
         got, after = [], 0
@@ -74,14 +83,14 @@ class AgentRuntimeHttpTest(unittest.TestCase):
         self.assertEqual(sorted((e["key"], e["type"]) for e in ar.events("reply")),
                          [("1", "admitted"), ("1", "result"), ("2", "rejected")])
 
-    def test_routing_and_duplicates(self):
-        ar, url = self.agents(work_ms=0)
-        code, body = Peer(url).health()
-        self.assertEqual((code, body), (400, {"detail": "X-Sandbox-ID header is required"}))
-        code, body = Peer(url, sandbox="nope").health()
-        self.assertEqual(code, 502, "no agent for that sandbox: as the router says")
-        sb1, p1 = self.sandbox(url, "c-1")
-        sb2, p2 = self.sandbox(url, "c-2")
+    def test_addresses_and_duplicates(self):
+        ar = self.agents(work_ms=0)
+        sb1, p1 = self.sandbox(ar, "c-1")
+        sb2, p2 = self.sandbox(ar, "c-2")
+        # Each sandbox on its own address: one's address is not the other's.
+        self.assertNotEqual(ar.address(sb1)[0], ar.address(sb2)[0])
+        code, h1 = p1.health()
+        self.assertNotEqual(h1["instance"], p2.health()[1]["instance"])
         msg = P.task_message(id="t-dup", payload=None)
         self.assertEqual(p1.put(task_body(msg, claim="c-1", sandbox=sb1))[0], 201)
         self.assertEqual(p1.put(task_body(msg, claim="c-1", sandbox=sb1))[0], 200)
@@ -95,7 +104,53 @@ class AgentRuntimeHttpTest(unittest.TestCase):
         self.assertEqual(el["events"][-1]["error"]["reason"], "task.duplicate")
         self.assertEqual(ar.received_ids(), ["t-dup"])
         self.assertEqual([e["first_sandbox"] for e in ar.events("duplicate")], [sb1])
+        # The claim of sb1 goes: its runtime stops listening (the router's 502).
+        code, _ = self.kube.api("DELETE", world.EXT_API % "default" + "sandboxclaims/c-1")
+        self.assertEqual(code, 200)
+        wait_for(lambda: p1.health()[0] == 502, 30, 0.05, "sandbox %s's runtime gone" % sb1)
+        self.assertFalse(is_protocol_answer(p1.health()[1]))
+        self.assertEqual(p2.health()[0], 200)
 
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PodIpTest(unittest.TestCase):
+    """The agent listens on its claim's pod IP when that is on loopback
+    (kube-sim --pod-ip-range, kwok's pods on the real cluster), else on
+    --listen-net; a pod IP that comes before any task moves it there.
+    In process: the claim events are fed to Runtime.on_claim."""
+
+    def setUp(self):
+        import importlib.util
+        path = world.ROOT + "/tools/agent-runtime/agent_runtime.py"
+        spec = importlib.util.spec_from_file_location("agent_runtime_under_test", path)
+        self.mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(self.mod)
+        fd, self.log = tempfile.mkstemp(prefix="agent-runtime-podip-", suffix=".jsonl")
+        os.close(fd)
+        self.addCleanup(os.unlink, self.log)
+        args = self.mod.parse_args(["--apiserver", "http://127.0.0.1:9", "--admin",
+                                    "http://127.0.0.1:9", "--handoff", "http", "--port", "0",
+                                    "--listen-net", "127.79.0.0/24", "--log", self.log])
+        self.rt = self.mod.Runtime(args)
+        self.addCleanup(self.rt.log.close)
+        self.addCleanup(self.rt.inbox.close)
+
+    def claim(self, pod_ips):
+        return {"metadata": {"namespace": "default", "name": "c", "uid": "u"},
+                "status": {"sandbox": {"name": "sb", "podIPs": pod_ips}}}
+
+    def address(self):
+        srv, _ = self.rt.inbox.servers["default/sb"]
+        return srv.server_address[0]
+
+    def test_pod_ip_on_loopback_is_used(self):
+        self.rt.on_claim("ADDED", self.claim(["10.244.0.1"]))       # not ours: the network's
+        self.assertEqual(self.address(), "127.79.0.1")
+        self.rt.on_claim("MODIFIED", self.claim(["127.79.0.200"]))  # it came: moved there
+        self.assertEqual(self.address(), "127.79.0.200")
+        with open(self.log) as f:
+            ips = [json.loads(line)["ip"] for line in f if '"listening"' in line]
+        self.assertEqual(ips, ["127.79.0.1", "127.79.0.200"])

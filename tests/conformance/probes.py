@@ -351,6 +351,40 @@ def probe_watch(b):
     return {"events": events, "too_old": gone, "initial": first}
 
 
+def watch_scale_facts(b, base, make):
+    """A /scale write as a scale pool's watch of the workloads sees it
+    (issue 15, scheduler/targets.c): LIST, then a PATCH of /scale, then a
+    watch from the list's resourceVersion: the write comes as a MODIFIED
+    event of the workload with the new spec.replicas, at the resourceVersion
+    the Scale answer carried (the pool compares the two)."""
+    b.api("POST", base, make("w", 0))
+    _, lst = b.api("GET", base + "?limit=500")
+    rv = lst["metadata"]["resourceVersion"]
+    c, sc = b.api("PATCH", base + "/w/scale", {"spec": {"replicas": 2}}, MERGE)
+    seen = None
+    for ev in b.watch(base + "?watch=1&allowWatchBookmarks=true&resourceVersion=" + rv,
+                      timeout=10):
+        o = ev.get("object", {})
+        if o.get("metadata", {}).get("name") == "w" and o.get("spec", {}).get("replicas") == 2:
+            seen = {"type": ev.get("type"),
+                    "rv_is_scale_rv": o["metadata"].get("resourceVersion") ==
+                    sc.get("metadata", {}).get("resourceVersion"),
+                    "listed_in": [i["metadata"]["name"] for i in lst.get("items", [])]}
+            break
+    return {"patch": c, "scale_has_rv": bool(sc.get("metadata", {}).get("resourceVersion")),
+            "event": seen}
+
+
+def probe_watch_scale_deployment(b):
+    ns = b.namespace("cf-wscale-d")
+    return watch_scale_facts(b, "/apis/apps/v1/namespaces/%s/deployments" % ns, deployment)
+
+
+def probe_watch_scale_statefulset(b):
+    ns = b.namespace("cf-wscale-s")
+    return watch_scale_facts(b, "/apis/apps/v1/namespaces/%s/statefulsets" % ns, statefulset)
+
+
 # ---- auth --------------------------------------------------------------
 
 def probe_auth(b):
@@ -479,6 +513,8 @@ PROBES = [
     ("selectors", probe_selectors),
     ("list_paging", probe_list_paging),
     ("watch", probe_watch),
+    ("watch_scale_deployment", probe_watch_scale_deployment),
+    ("watch_scale_statefulset", probe_watch_scale_statefulset),
     ("auth", probe_auth),
     ("quota", probe_quota),
     ("deletes", probe_deletes),

@@ -1,14 +1,17 @@
 """handoff.mode http end to end (issue 16, docs/protocol.md section 8): a
 real redis-server, kube-sim with its agent-sandbox controller putting pod
-IPs on loopback (--pod-ip-range), the daemon, and the real Python runtime
-(clients/python, agentscaler.runtime) serving each Ready sandbox at its pod
-IP (tools/lib/runtime_fleet.py), reached with via: podIP.
+IPs on loopback (--pod-ip-range), the daemon, and tools/agent-runtime
+--handoff http (the Python runtime of clients/python, one per sandbox,
+listening on the sandbox's pod IP; the task's payload says how it goes:
+{"sleep": s}, {"fail": reason, "retryable", "failAttempts"}), reached with
+via: podIP, or through agent-sandbox's real sandbox-router
+(world.SandboxRouter) with via: router.
 
-Checked against what the real parts saw: the runtimes' own event log (each
-task run exactly once), the Redis lists (the source, its processing list,
-the dead letters, the results list), and every Result validated against
-docs/protocol/result.schema.json.  Waits are bounded polls; nothing asserts
-on speed.
+Checked against what the real parts saw: the agents' own event log (each
+task received exactly once per attempt), the Redis lists (the source, its
+processing list, the dead letters, the results list), and every Result
+validated against docs/protocol/result.schema.json.  Waits are bounded
+polls; nothing asserts on speed.
 """
 import json
 import os
@@ -20,11 +23,9 @@ import unittest
 import paths  # noqa: E402
 import world  # noqa: E402
 from world import wait_for  # noqa: E402
-from runtime_fleet import RuntimeFleet, pod_ip_args  # noqa: E402
 
 paths.use("clients/python")     # tests.clients.schemas reads agentscaler.peer
 from tests.clients import schemas  # noqa: E402  (jsonschema, as tests/clients)
-from tests.clients.router import Router  # noqa: E402
 
 NS = "default"
 CLAIMS = world.EXT_API % NS + "sandboxclaims"
@@ -42,25 +43,38 @@ class HttpWorld(world.DaemonTestCase):
         self.redis = world.Redis()
         self.addCleanup(self.redis.stop)
         self.kube = world.KubeSim("--cold-start-ms", "300", "--warm-bind-ms", "10",
-                                  *pod_ip_args())
+                                  *world.pod_ip_args())
         self.addCleanup(self.kube.stop)
         self.dir = tempfile.mkdtemp(prefix="dispatch-http-")
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.key_file = os.path.join(self.dir, "handoff-key")
         with open(self.key_file, "w") as f:
             f.write("a key the replicas share\n")
+        self.port = world.free_port()   # every sandbox's runtime, on its own pod IP
+        self.agent_logs = []            # of every agent-runtime started, in order
 
-    def fleet(self, serving=True):
-        f = RuntimeFleet(self.kube, NS, serving=serving)
-        self.addCleanup(f.stop)
-        return f
+    def agents(self):
+        """tools/agent-runtime --handoff http: a runtime per sandbox, on
+        the claim's pod IP and self.port."""
+        ar = world.AgentRuntime(self.kube, None, namespace=NS, extra=(
+            "--handoff", "http", "--port", str(self.port)))
+        self.addCleanup(ar.cleanup)
+        self.agent_logs.append(ar)
+        return ar
 
-    def pool(self, fleet, max_attempts=1, **kw):
+    def received(self, tid):
+        """Every agent-runtime's received events of tid, in order."""
+        return [e for ar in self.agent_logs for e in ar.events("received") if e["id"] == tid]
+
+    def wait_received(self, tid):
+        return wait_for(lambda: self.received(tid), 30, what="%s received" % tid)[0]
+
+    def pool(self, max_attempts=1, **kw):
         args = dict(claim_ttl_seconds=600, spare_min=0, spare_max=10, pollIntervalMs=200,
                     cooldownSeconds=60)
         args.update(kw)
         p = world.pool_dispatch("p", self.redis.url, "tasks", "wp", **args)
-        p["spec"]["handoff"] = {"mode": "http", "via": "podIP", "port": fleet.port,
+        p["spec"]["handoff"] = {"mode": "http", "via": "podIP", "port": self.port,
                                 "deadlineSeconds": 120, "maxAttempts": max_attempts}
         p["spec"]["results"] = {"type": "redis-list", "address": self.redis.url,
                                 "queue": "results"}
@@ -91,8 +105,8 @@ class HttpWorld(world.DaemonTestCase):
 class DispatchHttpTest(HttpWorld):
     def test_tasks_handed_off_over_http_results_published(self):
         world.sandbox_pool(self.kube, "wp", replicas=3)
-        fleet = self.fleet()
-        self.start([self.pool(fleet, spare_min=2)])
+        ar = self.agents()
+        self.start([self.pool(spare_min=2)])
         ids = ["h-%d" % i for i in range(6)]
         msgs = [task(t) for t in ids[:5]] + [task(ids[5], fail="tool.broken")]
         self.redis.pipeline([("LPUSH", "tasks", m) for m in msgs])
@@ -102,16 +116,20 @@ class DispatchHttpTest(HttpWorld):
         for t in ids[:5]:
             r = got[t]
             self.assertEqual(r["state"], "completed")
-            self.assertEqual(r["result"]["echo"], {"n": t})
+            self.assertEqual(r["result"], {"worked": True, "children": 0})
             self.assertEqual(r["sandbox"]["namespace"], NS)
             self.assertEqual(r["sandbox"]["pool"], "p")
             self.assertTrue(r["startedAt"] and r["finishedAt"] and r["traceparent"])
         self.assertEqual(got[ids[5]]["state"], "failed")
         self.assertEqual(got[ids[5]]["error"]["reason"], "tool.broken")
-        # Each ran exactly once, in the sandbox the Result names.
+        # Each ran exactly once, in the sandbox the Result names, under its
+        # traceparent.
         for t in ids:
-            runs = fleet.events("started", t)
+            runs = self.received(t)
             self.assertEqual(len(runs), 1, "%s ran %d times" % (t, len(runs)))
+            self.assertEqual(runs[0]["sandbox"], got[t]["sandbox"]["name"])
+            self.assertEqual(runs[0]["arrival"]["traceparent"], got[t]["traceparent"])
+        self.assertEqual(ar.events("duplicate"), [])
         # Acked, released: nothing in flight, no claim left, no dead letter.
         self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0)
         self.assertEqual(self.redis.cmd("LLEN", "tasks"), 0)
@@ -122,8 +140,7 @@ class DispatchHttpTest(HttpWorld):
 
     def test_message_acked_only_after_the_runtime_accepted(self):
         world.sandbox_pool(self.kube, "wp", replicas=1)
-        fleet = self.fleet(serving=False)       # no runtime answers yet
-        self.start([self.pool(fleet)])
+        self.start([self.pool()])              # no runtime listens yet
         self.redis.cmd("LPUSH", "tasks", task("wait-1"))
         wait_for(lambda: any(((c.get("status") or {}).get("sandbox") or {}).get("name")
                              for c in self.claims()), 20, what="the claim bound")
@@ -134,33 +151,35 @@ class DispatchHttpTest(HttpWorld):
         self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 1)
         self.assertEqual(self.results(), [])
         self.assertEqual(self.rejected(), [])
-        fleet.serve(True)
+        self.agents()
         r = wait_for(lambda: self.results_by_id().get("wait-1"), 60, 0.1, "the result")
         self.assertEqual(r["state"], "completed")
         self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0, "acked once accepted")
-        self.assertEqual(len(fleet.events("started", "wait-1")), 1)
+        self.assertEqual(len(self.received("wait-1")), 1)
 
     def test_runtime_restart_mid_task_is_runtime_lost(self):
         world.sandbox_pool(self.kube, "wp", replicas=1)
-        fleet = self.fleet()
-        self.start([self.pool(fleet)])
+        ar = self.agents()
+        self.start([self.pool()])
         self.redis.cmd("LPUSH", "tasks", task("lost-1", sleep=60))
-        ev = fleet.wait_started("lost-1")
+        self.wait_received("lost-1")
         wait_for(lambda: self.redis.cmd("LLEN", PROCESSING) == 0, 20, what="acked")
-        fleet.kill(ev["ip"])                    # the watcher starts a new one there
+        ar.proc.kill()                          # the container restarts: a new runtime
+        ar.proc.wait()
+        self.agents()
         r = wait_for(lambda: self.results_by_id().get("lost-1"), 60, 0.1, "the result")
         self.assertEqual(r["state"], "failed")
         self.assertEqual(r["error"]["reason"], "runtime.lost")
         self.assertIn("task.unknown", r["error"]["message"])
-        self.assertEqual(len(fleet.events("started", "lost-1")), 1, "never run again")
+        self.assertEqual(len(self.received("lost-1")), 1, "never run again")
         wait_for(lambda: not self.claims(), 30, what="claim deleted")
         code, body = self.daemon.admin("/explain?task=lost-1")
         self.assertIn("runtime.lost", json.dumps(body))
 
     def test_retryable_failure_runs_again_under_max_attempts(self):
         world.sandbox_pool(self.kube, "wp", replicas=2)
-        fleet = self.fleet()
-        self.start([self.pool(fleet, max_attempts=2)])
+        ar = self.agents()
+        self.start([self.pool(max_attempts=2)])
         self.redis.pipeline([
             ("LPUSH", "tasks", task("again-1", fail="tool.flaky", retryable=True,
                                     failAttempts=1)),
@@ -170,60 +189,65 @@ class DispatchHttpTest(HttpWorld):
         # Failed once, retryable: attempt 2 in the same sandbox completes.
         self.assertEqual(got["again-1"]["state"], "completed")
         self.assertEqual(got["again-1"]["attempt"], 2)
-        runs = fleet.events("started", "again-1")
-        self.assertEqual([e["attempt"] for e in runs], [1, 2])
-        self.assertEqual(runs[0]["ip"], runs[1]["ip"])
+        runs = self.received("again-1")
+        self.assertEqual([e["arrival"]["attempt"] for e in runs], [1, 2])
+        self.assertEqual(runs[0]["sandbox"], runs[1]["sandbox"])
         # Fails every time: maxAttempts 2 runs, then the failure is the Result.
         self.assertEqual(got["again-2"]["state"], "failed")
         self.assertEqual(got["again-2"]["error"]["reason"], "tool.flaky")
         self.assertEqual(got["again-2"]["attempt"], 2)
-        self.assertEqual(len(fleet.events("started", "again-2")), 2)
+        self.assertEqual(len(self.received("again-2")), 2)
+        self.assertEqual(ar.events("duplicate"), [])
         self.assertEqual(len(self.results()), 2, "one Result per task, none per attempt")
 
 
+@unittest.skipIf(world.router_missing(), world.router_missing())
 class DispatchHttpRouterTest(HttpWorld):
-    """via: router, through tests/clients/router.py (the stand-in for
-    agent-sandbox's sandbox-router: it routes by the X-Sandbox-* headers
-    and answers its own errors as {"detail"}), restarted mid-task."""
+    """via: router, through agent-sandbox's real sandbox-router: it routes
+    by X-Sandbox-ID/-Namespace/-Port/-Pod-IP (a loopback pod IP, which
+    it dials instead of the Sandbox's DNS name) and deletes Authorization
+    (the task token goes in X-Agentscaler-Token); restarted mid-task."""
 
     def test_through_the_router_restarted_mid_task(self):
         world.sandbox_pool(self.kube, "wp", replicas=1)
-        fleet = self.fleet()
-        router = Router().start()
-        self.addCleanup(router.stop)
-        p = self.pool(fleet)
-        p["spec"]["handoff"].update(via="router", router=router.url())
+        ar = self.agents()
+        router = world.SandboxRouter()
+        self.addCleanup(router.cleanup)
+        p = self.pool()
+        p["spec"]["handoff"].update(via="router", router=router.url)
         self.start([p])
-        self.redis.cmd("LPUSH", "tasks", task("r-1", sleep=2))
-        run = fleet.wait_started("r-1")
-        wait_for(lambda: any(m == "GET" for m, _, _ in router.seen), 20, what="a long-poll")
-        router.stop()                   # cuts the long-poll in flight
-        router.start()                  # the same port
+        self.redis.cmd("LPUSH", "tasks", task("r-1", sleep=3))
+        run = self.wait_received("r-1")
+        # The first long-poll (answered by "started") went through; the next
+        # one is held until the task ends: the restart cuts it.
+        wait_for(lambda: "/events" in router.log(), 20, what="a long-poll answered")
+        router.restart(kill=True)               # the same port
         r = wait_for(lambda: self.results_by_id().get("r-1"), 60, 0.1, "the result")
         self.assertEqual(r["state"], "completed")
-        self.assertEqual(len(fleet.events("started", "r-1")), 1)
-        methods = {m for m, _, _ in router.seen}
-        self.assertTrue({"PUT", "GET", "DELETE"} <= methods, methods)
-        for _m, path, hdrs in router.seen:
-            self.assertTrue(path.startswith("/agentscaler/v1/tasks/r-1"), path)
-            self.assertEqual(hdrs["X-Sandbox-ID"], r["sandbox"]["name"])
-            self.assertEqual(hdrs["X-Sandbox-Namespace"], NS)
-            self.assertEqual(hdrs["X-Sandbox-Port"], str(fleet.port))
-            self.assertEqual(hdrs["X-Sandbox-Pod-IP"], run["ip"])
-            self.assertEqual(hdrs["traceparent"], r["traceparent"])
-            self.assertTrue(hdrs["Authorization"].startswith("Bearer "))
+        self.assertEqual(r["sandbox"]["name"], run["sandbox"])
+        self.assertEqual(run["arrival"]["traceparent"], r["traceparent"])
+        self.assertEqual(len(self.received("r-1")), 1)
+        reqs = router.requests()
+        self.assertTrue({"PUT", "GET", "DELETE"} <= {q["method"] for q in reqs}, reqs)
+        for q in reqs:
+            self.assertTrue(q["path"].startswith("/agentscaler/v1/tasks/r-1"), q)
+            self.assertEqual((q["sandbox_id"], q["sandbox_namespace"]), (run["sandbox"], NS))
+            # The token passed the router (it deletes Authorization): no 401.
+            self.assertNotEqual(q["status"], 401, q)
+        self.assertEqual(router.log().count("starting sandbox-router"), 2)
         self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0)
 
 
 class DispatchHttpCrashTest(HttpWorld):
     def test_exactly_once_across_sigkill(self):
         world.sandbox_pool(self.kube, "wp", replicas=4)
-        fleet = self.fleet()
-        pool = self.pool(fleet, spare_min=4)
+        self.agents()
+        pool = self.pool(spare_min=4)
         d = self.start([pool])
         ids = ["k-%02d" % i for i in range(10)]
         self.redis.pipeline([("LPUSH", "tasks", task(t, sleep=1.5)) for t in ids])
-        wait_for(lambda: len(fleet.events("started")) >= 2, 30, what="two tasks running")
+        wait_for(lambda: sum(len(self.received(t)) for t in ids) >= 2, 30,
+                 what="two tasks running")
         d.proc.kill()
         d.proc.wait()
         d.log.close()
@@ -237,8 +261,8 @@ class DispatchHttpCrashTest(HttpWorld):
         self.assertTrue(all(r["state"] == "completed" for r in got.values()),
                         [r for r in got.values() if r["state"] != "completed"])
         for t in ids:
-            self.assertEqual(len(fleet.events("started", t)), 1, "%s ran twice: %s\n%s" % (
-                t, fleet.events(tid=t), d2.logs()[-4000:]))
+            self.assertEqual(len(self.received(t)), 1, "%s ran twice: %s\n%s" % (
+                t, self.received(t), d2.logs()[-4000:]))
         self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0)
         self.assertEqual(self.rejected(), [])
         wait_for(lambda: not self.claims(), 30, what="claims deleted")

@@ -215,8 +215,9 @@ class LeaderTest(unittest.TestCase):
         # The standby: reads (its targets, the Lease) but no other write.
         self.assertEqual(self.writes(standby), [], "standby wrote to Kubernetes")
         self.assertTrue([r for r in self.requests(standby) if r["method"] == "GET"
-                         and r["path"].endswith("/deployments/web/scale")],
-                        "the standby keeps its target read")
+                         and r["path"].endswith("/namespaces/default/deployments")
+                         and "watch=" in (r.get("query") or "")],
+                        "the standby keeps its target watched")
         self.assertTrue(self.writes(lead), "the leader wrote")
         # ... and consumed nothing.
         self.assertEqual(self.redis.cmd("EXISTS", "tasks:processing:" + standby), 0)
@@ -231,8 +232,8 @@ class LeaderTest(unittest.TestCase):
         self.assertEqual((code, body), (200, "ok: standby (Lease held by %s)\n" % lead))
         self.assertEqual(self.daemons[lead].get("/readyz"), (200, "ok: leader\n"))
         # The standby's scale pool is warm: it read the source and decided.
-        # (Its copy of the target's replicas is re-read every
-        # --resync-seconds, and always before its first write as leader.)
+        # (Its copy of the target's replicas comes from its watch, taken
+        # again before its first write as leader.)
         pools = self.daemons[standby].admin("/status")[1]["pools"]
         self.assertEqual(pools[0]["backlog"], 5)
         self.assertEqual(pools[0]["desiredReplicas"], 5)

@@ -163,24 +163,20 @@ class ScaleTest(World):
         self.replicas_become("ghost", 2, timeout=45)   # next resync or poll
         self.assertTrue(self._alive())
 
-    def test_missing_deployment_read_with_backoff(self):
-        # A target that does not exist is read again with an exponential
-        # backoff (from about 1 s, capped at 30 s), not at every poll.
-        # Counted against the pool's own polls: 40 polls of 100 ms.  The
-        # backoff's shortest waits (0.5, 1, 2, 4, 8, 15, 15... s) allow at
-        # most 11 reads in the 90 s this can last at worst (start and the
-        # bounded wait), so a slow machine cannot fail it; before, one
-        # read per poll: 40 or more.
+    def test_missing_deployment_watched_not_read(self):
+        # A target that does not exist is not read at all (issue 15): its
+        # namespace's Deployments are watched, and its absence from the
+        # list is the "not found".  40 polls of 100 ms: before, a GET of
+        # /scale with a backoff (up to 11), before that one per poll.
         self.start([world.pool("p", self.redis.url, "q", "ghost", **FAST)])
         self.push("q", 2)
         polls = lambda: m(self.daemon, "agentscaler_source_polls_total", namespace="default", pool="p") or 0
         wait_for(lambda: polls() >= 40, 60, 0.05, "40 polls")
-        gets = [r for r in self.kube.requests()
-                if r["method"] == "GET" and r["path"].endswith("/deployments/ghost/scale")]
-        self.assertGreaterEqual(len(gets), 2, "read again at all")
-        self.assertLessEqual(len(gets), 11, "%d reads in %d polls" % (len(gets), polls()))
-        self.assertTrue(all(r["code"] == 404 for r in gets))
-        # Found once it exists (a success resets the backoff).
+        reqs = self.kube.requests()
+        gets = [r for r in reqs if r["method"] == "GET" and r["path"].endswith("/scale")]
+        self.assertEqual(gets, [])
+        self.assertEqual([r for r in reqs if r["method"] == "PATCH"], [], "nothing written")
+        # Found once it exists: the watch says so.
         self.kube.create_deployment("ghost")
         self.replicas_become("ghost", 2, timeout=60)
 
@@ -269,7 +265,8 @@ class AuthTest(World):
 
 
 class RbacTest(World):
-    """Least privilege: a token that may read but not write /scale."""
+    """Least privilege: a token that may watch Deployments but not write
+    their /scale."""
 
     def setUp(self):
         self.tmp = tempfile.mkdtemp()
@@ -281,13 +278,16 @@ class RbacTest(World):
             f.write('tok-as-1,agentscaler,u1,""\ntok-admin,admin,u2,"system:masters"\n')
         with open(self.token, "w") as f:
             f.write("tok-as-1\n")
-        self.set_verbs(["get"])
+        self.set_verbs([])
         self.kube_args = ("--tokens", self.tokens, "--rules", self.rules)
         super().setUp()
 
     def set_verbs(self, verbs):
-        rules = [{"users": ["agentscaler"], "verbs": verbs, "apiGroups": ["apps"],
-                  "resources": ["deployments/scale"], "namespaces": ["default"]}]
+        rules = [{"users": ["agentscaler"], "verbs": ["list", "watch"], "apiGroups": ["apps"],
+                  "resources": ["deployments"], "namespaces": ["default"]}]
+        if verbs:
+            rules.append({"users": ["agentscaler"], "verbs": verbs, "apiGroups": ["apps"],
+                          "resources": ["deployments/scale"], "namespaces": ["default"]})
         tmp = self.rules + ".tmp"
         with open(tmp, "w") as f:
             json.dump(rules, f)
@@ -306,7 +306,7 @@ class RbacTest(World):
         self.assertIn('agentscaler_kube_requests_total{verb="PATCH",code="403"}',
                       self.daemon.get("/metrics")[1])
         self.assertTrue(self._alive())
-        self.set_verbs(["get", "patch"])
+        self.set_verbs(["patch"])
         self.replicas_become("agents", 3)
 
 

@@ -25,22 +25,26 @@ Every agent is a small state record in one table behind one lock.
 Standard library only; the RESP client is tools/lib/world.py's RespConn.
 
 --handoff http (issue 16, docs/protocol.md): no inbox; agentscaler hands
-each sandbox its task over the agent protocol.  One port (--listen) serves
-every live sandbox, routed as the sandbox-router routes (X-Sandbox-ID,
-X-Sandbox-Namespace), each sandbox with its own protocol runtime from
-clients/python (agentscaler.runtime) whose handler is this agent's work;
+each sandbox its task over the agent protocol.  Every live sandbox has its
+own protocol runtime from clients/python (agentscaler.runtime),
+whose handler is this agent's work, listening on an address of its own
+(--listen-net, --port) as a pod listens on its pod IP, for the real
+sandbox-router to reach by X-Sandbox-Pod-IP and X-Sandbox-Port;
 children are spawned through agentscaler (ctx.spawn), and the sandbox is
 finished once agentscaler acknowledges the task's end (DELETE), as a pod
 would exit then.
 """
 import argparse
 import base64
+import errno
 import heapq
 import http.client
+import ipaddress
 import itertools
 import json
 import os
 import random
+import selectors
 import signal
 import socket
 import ssl
@@ -59,7 +63,7 @@ from redis_server import RespConn, parse_redis_url  # noqa: E402
 import podstatus  # noqa: E402
 from agentscaler import protocol as AP  # noqa: E402
 from agentscaler.runtime import (ChildFailed, ChildRejected, Runtime as ProtoRuntime,  # noqa: E402
-                                 TaskFailed, make_handler)
+                                 Server as ProtoServer, TaskFailed, make_handler)
 
 CLAIMS = "/apis/extensions.agents.x-k8s.io/v1beta1"
 MANAGED = "app.kubernetes.io/managed-by=agentscaler"
@@ -375,23 +379,30 @@ class RabbitInbox:
 
 class HttpHandoff:
     """--handoff http: the "inbox" of every sandbox is its protocol runtime,
-    all served on one port and routed by the X-Sandbox-* headers (a router's
-    errors as the sandbox-router gives them: 400 without X-Sandbox-ID, 502
-    for a sandbox with no live agent).  One thread accepts; each request
-    gets a thread (ThreadingHTTPServer), a long-poll holding one."""
+    listening on an address of its own as a pod listens on its pod IP, so
+    that agent-sandbox's sandbox-router reaches it by X-Sandbox-Pod-IP and
+    X-Sandbox-Port (tools/lib/router_proc.py runs the real one; kube-sim
+    without --pod-ip-range has no pod IPs): the claim's pod IP
+    (status.sandbox.podIPs[0]) when it is a loopback address, else the next
+    free address of --listen-net; port --port (0: a free one per sandbox).
+    A "listening" event names each (namespace, sandbox, ip, port).  One
+    thread accepts on every sandbox's socket (a selector); each connection
+    gets a thread, a long-poll holding one."""
 
     transport = "http"
 
-    def __init__(self, rt, listen):
-        host, _, port = listen.rpartition(":")
+    def __init__(self, rt, net, port):
         self.rt = rt
+        self.net = ipaddress.ip_network(net)
+        if not self.net.is_loopback:
+            raise ValueError("--listen-net must be a loopback network (127.0.0.0/8)")
+        self.port = port
         self.lock = threading.Lock()
-        self.runtimes = {}        # name() -> agentscaler.runtime.Runtime
-        self.srv = ThreadingHTTPServer((host or "127.0.0.1", int(port)),
-                                       make_handler(self.resolve))
-        self.srv.daemon_threads = True
-        self.srv.timeout = 0.2
-        self.port = self.srv.server_address[1]
+        self.servers = {}         # name() -> (agentscaler.runtime.Server, Runtime)
+        self.closing = []         # servers of gone sandboxes, closed by run()
+        self.used = set()         # addresses (ip, port) held
+        self.hosts = None         # iterator over the network's addresses
+        self.wake_r, self.wake_w = socket.socketpair()
 
     @staticmethod
     def name(ns, sandbox):
@@ -400,6 +411,36 @@ class HttpHandoff:
     def check(self):
         pass
 
+    def _listen(self, handler, pod_ip):
+        """A server on pod_ip, or on the next free address of the network:
+        (server, ip)."""
+        if pod_ip:
+            try:
+                srv = ProtoServer((pod_ip, self.port), handler)
+                srv.timeout = 0
+                return srv, pod_ip
+            except OSError as e:
+                diag("cannot listen on the pod IP; taking one of --listen-net", ip=pod_ip,
+                     error=str(e))
+        for _ in range(self.net.num_addresses):
+            if self.hosts is None:
+                self.hosts = iter(self.net.hosts())
+            ip = str(next(self.hosts, None) or "")
+            if not ip:
+                self.hosts = None
+                continue
+            if (ip, self.port) in self.used:
+                continue
+            try:
+                srv = ProtoServer((ip, self.port), handler)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    continue          # another process holds it: the next one
+                raise
+            srv.timeout = 0           # handle_request() takes what select() saw
+            return srv, ip
+        raise OSError(errno.EADDRINUSE, "no free address in %s" % self.net)
+
     def wake(self):
         """Makes the runtimes follow the table: one per live agent."""
         with self.rt.table.lock:
@@ -407,35 +448,76 @@ class HttpHandoff:
         gone = []
         with self.lock:
             for name, agent in live.items():
-                if name not in self.runtimes:
-                    self.runtimes[name] = ProtoRuntime(
-                        lambda task, ctx, a=agent: self.rt.work_http(a, task, ctx), port=None,
-                        log=lambda rec, a=agent: self.rt.on_protocol(a, rec))
-            for name in list(self.runtimes):
+                if name in self.servers:
+                    srv, r = self.servers[name]
+                    if not agent.pod_ip or srv.server_address[0] == agent.pod_ip or \
+                            r.health()[1]["task"] is not None:
+                        continue
+                    # Its pod IP came after it listened elsewhere, before any task.
+                    del self.servers[name]
+                    self.used.discard(srv.server_address[:2])
+                    self.closing.append(srv)
+                    gone.append(r)
+                r = ProtoRuntime(lambda task, ctx, a=agent: self.rt.work_http(a, task, ctx),
+                                 port=None, log=lambda rec, a=agent: self.rt.on_protocol(a, rec))
+                try:
+                    srv, ip = self._listen(make_handler(lambda _req, r=r: r), agent.pod_ip)
+                except OSError as e:
+                    diag("cannot listen for a sandbox", sandbox=name, error=str(e))
+                    continue
+                self.used.add((ip, srv.server_address[1]))
+                self.servers[name] = (srv, r)
+                self.rt.log.write("listening", namespace=agent.ns, sandbox=agent.sandbox,
+                                  claim=agent.claim, ip=ip, port=srv.server_address[1])
+            for name in list(self.servers):
                 if name not in live:
-                    gone.append(self.runtimes.pop(name))
+                    srv, r = self.servers.pop(name)
+                    self.used.discard(srv.server_address[:2])
+                    self.closing.append(srv)
+                    gone.append(r)
         for r in gone:
             r.stop()              # its long-polls answer at once
-
-    def resolve(self, req):
-        sid = req.headers.get("X-Sandbox-ID")
-        if not sid:
-            return 400, {"detail": "X-Sandbox-ID header is required"}
-        ns = req.headers.get("X-Sandbox-Namespace") or "default"
-        with self.lock:
-            r = self.runtimes.get(self.name(ns, sid))
-        return r if r is not None else (502, {"detail": "sandbox %s/%s unreachable" % (ns, sid)})
+        try:
+            self.wake_w.send(b"x")
+        except OSError:
+            pass
 
     def run(self):
-        while not self.rt.stopping.is_set():
-            self.srv.handle_request()
+        sel = selectors.DefaultSelector()
+        sel.register(self.wake_r, selectors.EVENT_READ, None)
+        registered = set()
+        try:
+            while not self.rt.stopping.is_set():
+                with self.lock:
+                    want = {srv for srv, _ in self.servers.values()}
+                    closing, self.closing = self.closing, []
+                for srv in registered - want:
+                    sel.unregister(srv)
+                registered &= want
+                for srv in closing:
+                    srv.close_all()
+                for srv in want - registered:
+                    sel.register(srv, selectors.EVENT_READ, srv)
+                    registered.add(srv)
+                for key, _ in sel.select(0.5):
+                    if key.data is None:
+                        self.wake_r.recv(4096)
+                    else:
+                        key.data.handle_request()
+        finally:
+            sel.close()
 
     def close(self):
-        self.srv.server_close()
         with self.lock:
-            runtimes, self.runtimes = list(self.runtimes.values()), {}
-        for r in runtimes:
-            r.stop()
+            servers, self.servers = list(self.servers.values()), {}
+            servers += [(srv, None) for srv in self.closing]
+            self.closing = []
+        for srv, r in servers:
+            if r is not None:
+                r.stop()
+            srv.close_all()
+        self.wake_r.close()
+        self.wake_w.close()
 
 
 class Publisher:
@@ -494,9 +576,19 @@ class Publisher:
 # ---------------------------------------------------------------- agents
 
 
+def _loopback_ip(ip):
+    """ip when it is a loopback address (a pod IP this process can listen
+    on: kube-sim --pod-ip-range 127.x, kwok's pods on a real cluster here),
+    else None."""
+    try:
+        return ip if ip and ipaddress.ip_address(ip).is_loopback else None
+    except ValueError:
+        return None
+
+
 class Agent:
     __slots__ = ("ns", "claim", "uid", "sandbox", "inbox", "state", "bound_t", "requested_at",
-                 "task", "gone", "children")
+                 "task", "gone", "children", "pod_ip", "again")
 
     def __init__(self, ns, claim, uid, sandbox, inbox, requested_at):
         self.ns, self.claim, self.uid, self.sandbox = ns, claim, uid, sandbox
@@ -507,6 +599,8 @@ class Agent:
         self.task = None          # dict: id, parent, root, depth, pool
         self.gone = False         # the claim was deleted
         self.children = 0         # sub-tasks published
+        self.pod_ip = None        # the claim's status.sandbox.podIPs[0], when on loopback
+        self.again = False        # --handoff http: the task failed retryable (attempt + 1 may come)
 
 
 class Table:
@@ -539,7 +633,7 @@ class Runtime:
         password = read_secret(args.password_file, args.password_env)
         self.http = args.handoff == "http"
         if self.http:
-            self.inbox = HttpHandoff(self, args.listen)
+            self.inbox = HttpHandoff(self, args.listen_net, args.port)
         elif args.inbox.startswith("redis://"):
             parse_redis_url(args.inbox)
             self.inbox = RedisInbox(self, args.inbox, password, args.username)
@@ -584,6 +678,7 @@ class Runtime:
         key = (ns, name, uid)
         st = obj.get("status") or {}
         sandbox = (st.get("sandbox") or {}).get("name")
+        pod_ip = _loopback_ip(((st.get("sandbox") or {}).get("podIPs") or [None])[0])
         finished = any(c.get("type") == "Finished" and c.get("status") == "True"
                        for c in st.get("conditions") or [])
         changed = False
@@ -597,9 +692,14 @@ class Runtime:
                 inbox = self.inbox.name(ns, sandbox)
                 agent = Agent(ns, name, uid, sandbox, inbox,
                               (md.get("annotations") or {}).get(A_REQUESTED))
+                agent.pod_ip = pod_ip
                 self.table.by_claim[key] = agent
                 self.table.inboxes[inbox] = agent
                 self.table.last_activity = time.monotonic()
+                changed = True
+            elif agent is not None and pod_ip != agent.pod_ip and agent.state == WAITING and \
+                    sandbox == agent.sandbox and not finished:
+                agent.pod_ip = pod_ip       # the pod IP came (or changed) before any task
                 changed = True
             elif agent is not None and sandbox and sandbox != agent.sandbox and \
                     agent.state == WAITING:
@@ -667,7 +767,8 @@ class Runtime:
                         self.log.write("ready", namespace=None if self.args.all_namespaces
                                        else self.args.namespace, transport=self.inbox.transport,
                                        pid=os.getpid(),
-                                       **({"port": self.inbox.port} if self.http else {}))
+                                       **({"listen_net": str(self.inbox.net),
+                                           "port": self.inbox.port} if self.http else {}))
                 self.watch()
                 backoff = 0.1
             except (OSError, HttpError, ValueError, http.client.HTTPException) as e:
@@ -798,10 +899,13 @@ class Runtime:
         with self.table.lock:
             self.table.last_activity = time.monotonic()
             first = self.table.seen.get((agent.ns, tid))
+            if first == agent.sandbox and ctx.attempt > 1:
+                first = None          # attempt + 1 in its sandbox (handoff.maxAttempts)
             if first is None:
                 self.table.seen[(agent.ns, tid)] = agent.sandbox
                 agent.task = info
                 agent.state = WORKING
+                agent.again = False
         if first is not None:
             self.log.write("duplicate", first_sandbox=first, arrival=arrival, **info, **where)
             raise TaskFailed("task.duplicate", "task %s went to sandbox %s first" % (tid, first))
@@ -809,8 +913,17 @@ class Runtime:
         a = self.args
         handles = self.spawn_http(agent, ctx, info) if a.spawn_at == "start" else []
         work = a.work_ms + (random.uniform(0, a.work_jitter) if a.work_jitter else 0)
+        asked = task.get("payload") if isinstance(task, dict) else None
+        asked = asked if isinstance(asked, dict) else {}
+        if isinstance(asked.get("sleep"), (int, float)):
+            work = asked["sleep"] * 1000.0
         if self.stopping.wait(work / 1000.0):
             raise TaskFailed("runtime.stopping", "stopped while working", retryable=True)
+        if isinstance(asked.get("fail"), str) and \
+                ctx.attempt <= int(asked.get("failAttempts", 1 << 30)):
+            agent.again = bool(asked.get("retryable"))
+            self.log.write("failing", reason=asked["fail"], attempt=ctx.attempt, **info, **where)
+            raise TaskFailed(asked["fail"], "the payload asked to fail", retryable=agent.again)
         if a.spawn_at == "end":
             handles = self.spawn_http(agent, ctx, info)
         children = []
@@ -852,7 +965,12 @@ class Runtime:
             self.log.write("reply", id=rec.get("id"), key=rec.get("key"), type=rec.get("type"),
                            duplicate=rec.get("duplicate"), sandbox=agent.sandbox)
         elif rec.get("event") == "acknowledged":
-            self.submit(agent, worked=agent.task is not None)
+            with self.table.lock:
+                again = agent.again
+                if again:
+                    agent.state = WAITING     # its next attempt comes here, or its claim goes
+            if not again:
+                self.submit(agent, worked=agent.task is not None)
 
     def start_work(self, agent):
         work = self.args.work_ms + (random.uniform(0, self.args.work_jitter)
@@ -1061,11 +1179,14 @@ def parse_args(argv):
     g.add_argument("--all-namespaces", "-A", action="store_true", help="claims of every namespace")
     p.add_argument("--handoff", choices=("inbox", "http"), default="inbox",
                    help="how tasks arrive: a broker inbox (--inbox) or the agent protocol "
-                        "over HTTP (docs/protocol.md) served on --listen")
-    p.add_argument("--listen", default="127.0.0.1:8888",
-                   help="--handoff http: HOST:PORT serving every sandbox, routed by "
-                        "X-Sandbox-ID/-Namespace like the sandbox-router (port 0: any free "
-                        "one, logged in the ready event)")
+                        "over HTTP (docs/protocol.md) served on --listen-net and --port")
+    p.add_argument("--listen-net", default="127.78.0.0/16",
+                   help="--handoff http: each sandbox's runtime listens on its claim's pod IP "
+                        "when that is a loopback address, else on the next free address of "
+                        "this loopback network (logged in a listening event)")
+    p.add_argument("--port", type=int, default=8888,
+                   help="--handoff http: the port of every sandbox's runtime (0: a free "
+                        "one each)")
     p.add_argument("--wait-children", action="store_true",
                    help="--handoff http: wait for each child's result before ending")
     p.add_argument("--child-timeout", type=float, default=600.0,

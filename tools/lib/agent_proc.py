@@ -12,7 +12,8 @@ class AgentRuntime:
     """tools/agent-runtime/agent_runtime.py, the example agent of every
     sandbox; started and stopped by PID.  Its JSON-lines event log is read
     back parsed.  inbox: redis://... or the RabbitMQ management URL, or None
-    with extra=("--handoff", "http", "--listen", "127.0.0.1:0")."""
+    with extra=("--handoff", "http", "--port", "0"): each sandbox's runtime
+    then listens on an address of its own (address())."""
 
     BIN = os.path.join(ROOT, "tools/agent-runtime/agent_runtime.py")
 
@@ -99,6 +100,13 @@ class AgentRuntime:
             evs = [e for e in self.events(event) if pred is None or pred(e)]
             return evs if len(evs) >= n else None
         return wait_for(got, timeout, what="%d %r event(s) from agent-runtime" % (n, event))
+
+    def address(self, sandbox, namespace="default", timeout=30):
+        """--handoff http: (ip, port) where sandbox's runtime listens, for
+        the sandbox-router's X-Sandbox-Pod-IP and X-Sandbox-Port."""
+        ev = self.wait_event("listening", 1, lambda e: (e["namespace"], e["sandbox"]) ==
+                             (namespace, sandbox), timeout)[-1]
+        return ev["ip"], ev["port"]
 
     def wait_ready(self, timeout=20):
         return self.wait_event("ready", 1, timeout=timeout)

@@ -17,13 +17,20 @@ secret-roles.yaml.
 - apiGroups: ["agentscaler.io"]
   resources: ["agentpools/status", "agentquotas/status"]
   verbs: ["patch"]
-# Scale mode: read and set the replicas of target Deployments and
-# StatefulSets through /scale only; the workloads themselves are not read.
+# Scale mode: the replicas of target Deployments and StatefulSets come from
+# list and watch (one watch per namespace, or per kind cluster-wide, instead
+# of a GET per target); the cache keeps only names, versions and replica
+# counts.  Nothing is read one by one, so no get.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets"]
+  verbs: ["list", "watch"]
+# ... and are set through /scale only, with merge patches.
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
-  verbs: ["get", "patch"]
-# agent-sandbox warm pools: watched for their ready members (dispatch mode);
-# get also reads a pool's spec.sandboxTemplateRef (below).
+  verbs: ["patch"]
+# agent-sandbox warm pools: watched for their ready members (dispatch mode)
+# and for the replicas of SandboxWarmPool targets (scale mode); get also
+# reads a pool's spec.sandboxTemplateRef (below).
 - apiGroups: ["extensions.agents.x-k8s.io"]
   resources: ["sandboxwarmpools"]
   verbs: ["get", "list", "watch"]
@@ -32,8 +39,8 @@ secret-roles.yaml.
 - apiGroups: ["extensions.agents.x-k8s.io"]
   resources: ["sandboxtemplates"]
   verbs: ["get"]
-# Warm-pool sizing (dispatch) and SandboxWarmPool targets (scale mode) set
-# the pool size through /scale.
+# Warm-pool sizing (dispatch) reads and sets the pool size through /scale;
+# SandboxWarmPool targets (scale mode) set it there (patch).
 - apiGroups: ["extensions.agents.x-k8s.io"]
   resources: ["sandboxwarmpools/scale"]
   verbs: ["get", "patch"]

@@ -5,9 +5,10 @@ library only.  The daemon's own implementation is in C; this one serves
 the tests, the benchmark and whoever wants to drive a runtime by hand.
 
 Every call returns (status, body): body is the decoded JSON (None when
-empty).  A transport failure (connection refused or reset, timeout)
-raises OSError; an answer without the protocol's apiVersion is not the
-runtime's (is_protocol_answer()).
+empty).  A transport failure (connection refused or reset, timeout, an
+answer cut short) raises OSError; an answer without the protocol's
+apiVersion is not the runtime's (is_protocol_answer(): the router's
+{"detail"} errors, a proxy's page), a transport failure too.
 """
 import http.client
 import json
@@ -36,7 +37,7 @@ class Peer:
             if pod_ip:
                 self.headers["X-Sandbox-Pod-IP"] = pod_ip
         if token:
-            self.headers["Authorization"] = "Bearer " + token
+            self.headers[P.TOKEN_HEADER] = token
         if traceparent:
             self.headers["traceparent"] = traceparent
         self.timeout = timeout
@@ -50,9 +51,13 @@ class Peer:
             if body is not None:
                 data = json.dumps(body).encode()
                 hdrs["Content-Type"] = "application/json"
-            conn.request(method, self.prefix + path, body=data, headers=hdrs)
-            r = conn.getresponse()
-            raw = r.read()
+            try:
+                conn.request(method, self.prefix + path, body=data, headers=hdrs)
+                r = conn.getresponse()
+                raw = r.read()
+            except http.client.HTTPException as e:    # IncompleteRead, a bad status line
+                raise ConnectionError("%s %s: %s: %s" % (method, path, type(e).__name__, e)) \
+                    from e
             try:
                 obj = json.loads(raw) if raw else None
             except ValueError:

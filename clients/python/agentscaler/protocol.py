@@ -10,7 +10,11 @@ API_VERSION = "agentscaler.io/v1"
 BASE_PATH = "/agentscaler/v1"
 DEFAULT_PORT = 8888
 MAX_WAIT = 60.0          # the runtime caps a long-poll's wait (seconds)
-POLL_WAIT = 50           # what agentscaler asks for (section 7)
+POLL_WAIT = 25           # what agentscaler asks for: under the router's 30 s
+                         # --response-header-timeout (section 7)
+# The task token's header (section 2): not Authorization, which the
+# sandbox-router consumes and never forwards.
+TOKEN_HEADER = "X-Agentscaler-Token"
 MAX_EVENTS = 256         # per EventList
 MAX_BODY = 2 * 1024 * 1024
 TASK_ID_MAX = 253

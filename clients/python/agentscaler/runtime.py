@@ -21,6 +21,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -178,11 +179,11 @@ class Runtime:
         self._task = None
         self._tombstones = {}   # id -> acknowledged attempt
         self._stopping = False
+        self._closed = False    # stopped: a request read now gets no answer
         self.done = threading.Event()   # set by stop()
         self._server = self.port = self._thread = None
         if port is not None:
-            self._server = ThreadingHTTPServer((host, port), make_handler(lambda _req: self))
-            self._server.daemon_threads = True
+            self._server = Server((host, port), make_handler(lambda _req: self))
             self.port = self._server.server_address[1]
 
     # -- life
@@ -202,7 +203,9 @@ class Runtime:
             self._cv.notify_all()
         if self._server is not None:
             self._server.shutdown()
-            self._server.server_close()
+        self._closed = True
+        if self._server is not None:
+            self._server.close_all()
         self.done.set()
 
     def _emit(self, **rec):
@@ -258,17 +261,17 @@ class Runtime:
                 "attempt": st.attempt, "state": st.state, "next": st.last_seq,
                 "instance": self.instance}
 
-    def _auth(self, st, authz):
+    def _auth(self, st, token):
         if st.token is None:
             return None
-        if not authz:
-            return 401, P.error_body("auth.missing", "this task needs Authorization: Bearer",
+        if not token:
+            return 401, P.error_body("auth.missing", "this task needs %s" % P.TOKEN_HEADER,
                                      st.id)
-        if not hmac.compare_digest(authz.encode(), ("Bearer " + st.token).encode()):
+        if not hmac.compare_digest(token.encode(), st.token.encode()):
             return 401, P.error_body("auth.mismatch", "not this task's token", st.id)
         return None
 
-    def _held(self, tid, authz):
+    def _held(self, tid, token):
         """The task tid if held, else an error answer."""
         st = self._task
         if st is None or st.id != tid:
@@ -276,10 +279,10 @@ class Runtime:
                 return None, (410, P.error_body("task.acknowledged",
                                                 "task %s ended and was acknowledged" % tid, tid))
             return None, (404, P.error_body("task.unknown", "no task %s here" % tid, tid))
-        bad = self._auth(st, authz)
+        bad = self._auth(st, token)
         return (None, bad) if bad else (st, None)
 
-    def put(self, tid, body, authz):
+    def put(self, tid, body, token):
         why = _check_task(tid, body)
         if why:
             return 400, P.error_body("request.invalid", why, tid)
@@ -287,7 +290,7 @@ class Runtime:
         with self._cv:
             st = self._task
             if st is not None and st.id == tid:
-                bad = self._auth(st, authz)
+                bad = self._auth(st, token)
                 return bad or (200, self._status(st))
             if st is not None:
                 return 409, P.error_body("task.conflict", "this runtime holds task %s" % st.id,
@@ -304,7 +307,7 @@ class Runtime:
                              name="task-" + tid[:32]).start()
             return 201, self._status(st)
 
-    def events(self, tid, query, authz):
+    def events(self, tid, query, token):
         try:
             after = int(query.get("after", ["0"])[0])
             ack = int(query.get("ack", [str(after)])[0])
@@ -317,7 +320,7 @@ class Runtime:
         wait = min(wait, P.MAX_WAIT)
         end = time.monotonic() + wait
         with self._cv:
-            st, err = self._held(tid, authz)
+            st, err = self._held(tid, token)
             if err:
                 return err
             if after > st.last_seq:
@@ -336,7 +339,7 @@ class Runtime:
                     break
                 self._cv.wait(left)
             if self._task is not st:
-                return self._held(tid, authz)[1]
+                return self._held(tid, token)[1]
             out = [e for e in st.events if e["seq"] > after]
             more = len(out) > P.MAX_EVENTS
             out = [self._view(st, e) for e in out[:P.MAX_EVENTS]]
@@ -356,13 +359,13 @@ class Runtime:
         h = st.children.get(ev["key"])
         return dict(ev, replies=sorted(h.seen) if h is not None else [])
 
-    def reply(self, tid, body, authz):
+    def reply(self, tid, body, token):
         why = _check_reply(body)
         if why:
             return 400, P.error_body("request.invalid", why, tid)
         key, typ = body["key"], body["type"]
         with self._cv:
-            st, err = self._held(tid, authz)
+            st, err = self._held(tid, token)
             if err:
                 return err
             h = st.children.get(key)
@@ -388,14 +391,14 @@ class Runtime:
         return 200, {"apiVersion": API_VERSION, "kind": "ReplyAck", "key": key, "type": typ,
                      "duplicate": dup}
 
-    def delete(self, tid, authz):
+    def delete(self, tid, token):
         with self._cv:
             st = self._task
             if st is None or st.id != tid:
                 if tid in self._tombstones:
                     return 204, None
                 return 404, P.error_body("task.unknown", "no task %s here" % tid, tid)
-            bad = self._auth(st, authz)
+            bad = self._auth(st, token)
             if bad:
                 return bad
             if st.state == "running":
@@ -453,6 +456,41 @@ def _check_reply(body):
     return None
 
 
+class Server(ThreadingHTTPServer):
+    """A thread per connection; close_all() closes the listening socket and
+    ends the connections that stay open (a client's or the router's
+    keep-alive), as the runtime's exit would: their reading side is shut,
+    so an answer being written still goes out and an idle connection sees
+    its end at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler_class):
+        self._live = set()
+        self._live_lock = threading.Lock()
+        super().__init__(address, handler_class)
+
+    def process_request(self, request, client_address):
+        with self._live_lock:
+            self._live.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._live_lock:
+            self._live.discard(request)
+        super().shutdown_request(request)
+
+    def close_all(self):
+        self.server_close()
+        with self._live_lock:
+            live = list(self._live)
+        for c in live:
+            try:
+                c.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+
+
 def make_handler(resolve):
     """A BaseHTTPRequestHandler class serving the protocol; resolve(request)
     gives the Runtime a request is for, or an answer (code, body) of its
@@ -462,6 +500,13 @@ def make_handler(resolve):
     class H(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "agentscaler-runtime"
+        # Buffered: an answer's head and body leave in one write (flushed
+        # after each request).  Unbuffered, the body waited ~40 ms for the
+        # ACK of the head (Nagle against delayed ACK), and the real
+        # sandbox-router (v1.0.1) cut about 3 in 100 answers to a PUT or
+        # POST in that gap ("ReverseProxy read error during body copy: use
+        # of closed network connection"; tests/clients/test_router.py).
+        wbufsize = 1 << 16
 
         def log_message(self, fmt, *args):
             pass
@@ -492,9 +537,11 @@ def make_handler(resolve):
             rt = resolve(self)
             if not isinstance(rt, Runtime):
                 return rt
+            if rt._closed:
+                return None       # as a process that exited: the connection ends
             u = urlsplit(self.path)
             path = u.path
-            authz = self.headers.get("Authorization")
+            token = self.headers.get(P.TOKEN_HEADER)
             if path == P.BASE_PATH + "/health":
                 return rt.health() if method == "GET" else _405()
             if not path.startswith(prefix):
@@ -507,26 +554,29 @@ def make_handler(resolve):
             if len(parts) == 1:
                 if method == "PUT":
                     body, err = self._body()
-                    return err or rt.put(tid, body, authz)
+                    return err or rt.put(tid, body, token)
                 if method == "DELETE":
-                    return rt.delete(tid, authz)
+                    return rt.delete(tid, token)
                 return _405()
             if parts[1:] == ["events"]:
-                return rt.events(tid, parse_qs(u.query), authz) if method == "GET" else _405()
+                return rt.events(tid, parse_qs(u.query), token) if method == "GET" else _405()
             if parts[1:] == ["replies"]:
                 if method != "POST":
                     return _405()
                 body, err = self._body()
-                return err or rt.reply(tid, body, authz)
+                return err or rt.reply(tid, body, token)
             return 404, P.error_body("request.unknownPath", "no such path: %s" % path[:200])
 
         def _do(self, method):
             self.body_read = False
             try:
-                code, body = self._route(method)
+                answer = self._route(method)
             except Exception as e:  # noqa: BLE001 -- a bug answers 500, not a dead socket
-                code, body = 500, P.error_body("runtime.internal", "%s: %s"
-                                               % (type(e).__name__, e))
+                answer = 500, P.error_body("runtime.internal", "%s: %s" % (type(e).__name__, e))
+            if answer is None:
+                self.close_connection = True
+                return
+            code, body = answer
             if not self.body_read and self.headers.get("Content-Length", "0") != "0":
                 self.close_connection = True    # its unread body would be the next request
             try:

@@ -40,6 +40,16 @@ enum informer_event {
 typedef void	 informer_fn(struct informer *, enum informer_event,
 		    const struct cJSON *obj, void *arg);
 
+/*
+ * Called on every object before it is cached or reported (each listed
+ * item, each ADDED, MODIFIED and DELETED), as client-go's SetTransform
+ * (k8s.io/client-go/tools/cache/shared_informer.go): it may delete or
+ * change anything of obj in place, to keep the cache small, except
+ * metadata.name, metadata.namespace and metadata.resourceVersion, which
+ * the cache itself reads.
+ */
+typedef void	 informer_transform_fn(struct cJSON *obj, void *arg);
+
 struct informer_options {
 	const char	*path;		/* collection, e.g. /apis/extensions.
 					   agents.x-k8s.io/v1beta1/namespaces/
@@ -51,6 +61,8 @@ struct informer_options {
 	double		 backoff_base;	/* s, default 0.2 */
 	double		 backoff_cap;	/* s, default 10 */
 	const char	*log_name;	/* for logs; default the path */
+	informer_transform_fn *transform;	/* NULL: objects kept whole */
+	void		*transform_arg;
 };
 
 struct informer_stats {

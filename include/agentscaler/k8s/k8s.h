@@ -146,6 +146,7 @@ void	 k8s_client_foreach_stat(const struct k8s_client *,
 struct k8s_scale {
 	long		 spec_replicas;
 	long		 status_replicas;
+	char		 resource_version[32];	/* metadata's, or "" */
 };
 
 typedef void	 k8s_scale_fn(int err, const struct k8s_scale *,

@@ -54,6 +54,7 @@ struct status_writer_stats {
 	uint64_t	 unchanged;	/* statuses set equal to the last */
 	uint64_t	 failed;	/* transient failures, retried */
 	uint64_t	 rejected;	/* refused for good, not retried */
+	uint64_t	 visits;	/* entries the ticks looked at */
 };
 
 struct status_writer *status_writer_new(const struct k8s_sink *,
