@@ -170,7 +170,8 @@ static const struct field source_fields[] = {
 static const char *const *
 results_type_values(void)
 {
-	static const char *const v[] = { "redis-list", "redis-stream", NULL };
+	static const char *const v[] = { "rabbitmq", "redis-list",
+	    "redis-stream", NULL };
 
 	return (v);
 }
@@ -179,7 +180,8 @@ static const struct field results_fields[] = {
 	{ "type", F_STRING, SO(type), 1, 0, 0, 0, NULL, results_type_values,
 	    NULL, NULL },
 	{ "address", F_STRING, SO(address), 1, 0, 0, 0, NULL, NULL, NULL,
-	    "redis://host:6379/0 (credentials never inline)" },
+	    "redis://host:6379/0 or amqp://host:5672/vhost (credentials "
+	    "never inline)" },
 	{ "authSecretRef", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL,
 	    secret_ref_fields, "{name, key} of the password Secret" },
 	{ "passwordFile", F_STRING, SO(password_file), 0, 0, 0, 0, NULL, NULL,
@@ -189,11 +191,16 @@ static const struct field results_fields[] = {
 	    NULL, "environment variable holding the password; --config only, "
 	    "refused in CRD mode" },
 	{ "username", F_STRING, SO(username), 0, 0, 0, 0, NULL, NULL, NULL,
-	    "Redis ACL user (the password comes from the secret)" },
+	    "Redis ACL user or RabbitMQ user (the password comes from the "
+	    "secret)" },
 	{ "tls", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, tls_fields,
 	    "TLS options of the connection" },
-	{ "queue", F_STRING, SO(queue), 1, 0, 0, 0, NULL, NULL, NULL,
-	    "list (LPUSH) or stream (XADD) the Results go to" },
+	{ "queue", F_STRING, SO(queue), 0, 0, 0, 0, NULL, NULL, NULL,
+	    "list (LPUSH), stream (XADD) or RabbitMQ queue (by the default "
+	    "exchange) the Results go to" },
+	{ "exchange", F_STRING, SO(exchange), 0, 0, 0, 0, NULL, NULL, NULL,
+	    "rabbitmq, instead of queue: a durable direct exchange the "
+	    "Results go to with routing key = task id" },
 	END_FIELDS
 };
 
@@ -913,6 +920,16 @@ config_check_handoff(struct pool_config *p, const cJSON *spec,
 		    "authSecretRef, passwordFile, passwordEnv", at);
 		return (-AS_EINVAL);
 	}
+	/* A queue, or (rabbitmq only) an exchange instead: one of them. */
+	if (strcmp(p->results.type, "rabbitmq") == 0 ?
+	    (p->results.queue != NULL) == (p->results.exchange != NULL) :
+	    p->results.queue == NULL || p->results.exchange != NULL) {
+		config_path(at, sizeof at, path, "spec.results");
+		snprintf(err, errlen, "%s: %s", at,
+		    strcmp(p->results.type, "rabbitmq") == 0 ? "give one of "
+		    "queue, exchange" : "give queue (exchange is rabbitmq's)");
+		return (-AS_EINVAL);
+	}
 	return (config_check_secret(p, &p->results, "spec.results",
 	    secrets_dir, crd, path, err, errlen));
 }
@@ -1368,6 +1385,7 @@ config_free_source(struct pool_source_config *s)
 	free(s->type);
 	free(s->address);
 	free(s->queue);
+	free(s->exchange);
 	free(s->processing_list);
 	free(s->consumer_group);
 	free(s->secret_name);
@@ -1572,6 +1590,7 @@ config_pool_results(const struct pool_config *c, struct scaler_source *src)
 	src->type = r->type;
 	src->address = r->address;
 	src->queue = r->queue;
+	src->exchange = r->exchange;
 	src->password_file = r->password_file;
 	src->password_env = r->password_env;
 	src->password_secret = r->password_secret;
@@ -1616,6 +1635,7 @@ config_same_handoff(const struct pool_config *a, const struct pool_config *b)
 	    STR(x->tls_ca_file, y->tls_ca_file) &&
 	    a->has_results == b->has_results && STR(r->type, q->type) &&
 	    STR(r->address, q->address) && STR(r->queue, q->queue) &&
+	    STR(r->exchange, q->exchange) &&
 	    STR(r->password_file, q->password_file) &&
 	    STR(r->password_env, q->password_env) &&
 	    STR(r->password_secret, q->password_secret) &&

@@ -28,6 +28,7 @@ struct pool_source_config {
 	char	*type;
 	char	*address;
 	char	*queue;
+	char	*exchange;		/* results, rabbitmq: instead of queue */
 	char	*processing_list;	/* redis-list in-flight list */
 	char	*consumer_group;
 	char	*secret_name;		/* authSecretRef */

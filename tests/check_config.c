@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/scaler.h"
 #include "scheduler/quantity.h"
 #include "scheduler/config.h"
 #include "util/testutil.h"
@@ -163,6 +164,12 @@ START_TEST(test_handoff_crd)
 	    "\"results\":{\"type\":\"redis-list\",\"address\":\"redis://r\","
 	    "\"queue\":\"out\",\"authSecretRef\":{\"name\":\"rs\",\"key\":"
 	    "\"pw\"}}}}";
+	const char *obj3 = "{\"metadata\":{\"name\":\"p2\",\"namespace\":"
+	    "\"team-a\"},\"spec\":{" DSP ",\"handoff\":{\"mode\":\"http\"},"
+	    "\"results\":{\"type\":\"rabbitmq\",\"address\":\"amqp://r\","
+	    "\"exchange\":\"xr\",\"authSecretRef\":{\"name\":\"rs\",\"key\":"
+	    "\"pw\"}}}}";
+	struct scaler_source src;
 	struct config_tenancy t;
 	struct config	*c = config_new();
 	cJSON		*j;
@@ -180,6 +187,16 @@ START_TEST(test_handoff_crd)
 	    0);
 	ck_assert_str_eq(c->pools[0].results.password_secret,
 	    "team-a/rs/pw");
+	cJSON_Delete(j);
+	/* RabbitMQ to an exchange: into the source the publisher gets. */
+	j = cJSON_Parse(obj3);
+	ck_assert_msg(config_add_pool(c, j, NULL, &t, "", err, sizeof err) ==
+	    0, "%s", err);
+	config_pool_results(&c->pools[1], &src);
+	ck_assert_str_eq(src.type, "rabbitmq");
+	ck_assert_str_eq(src.exchange, "xr");
+	ck_assert_ptr_null(src.queue);
+	ck_assert_str_eq(src.password_secret, "team-a/rs/pw");
 	cJSON_Delete(j);
 	config_free(c);
 }
@@ -444,8 +461,20 @@ static const struct bad {
 	    "only with handoff.mode http" },
 	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
 	    "\"type\":\"kafka\",\"address\":\"x\",\"queue\":\"q\"}}"),
-	    "pools[0].spec.results.type: expected one of redis-list | "
-	    "redis-stream, got \"kafka\"" },
+	    "pools[0].spec.results.type: expected one of rabbitmq | "
+	    "redis-list | redis-stream, got \"kafka\"" },
+	/* A queue, or (rabbitmq) an exchange instead: exactly one. */
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"rabbitmq\",\"address\":\"amqp://r\",\"queue\":\"q\","
+	    "\"exchange\":\"x\"}}"), "pools[0].spec.results: give one of queue, "
+	    "exchange" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"rabbitmq\",\"address\":\"amqp://r\"}}"),
+	    "pools[0].spec.results: give one of queue, exchange" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"redis-list\",\"address\":\"redis://r\","
+	    "\"exchange\":\"x\"}}"), "pools[0].spec.results: give queue "
+	    "(exchange is rabbitmq's)" },
 	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
 	    "\"type\":\"redis-list\",\"address\":\"x\",\"queue\":\"q\","
 	    "\"passwordFile\":\"/a\",\"passwordEnv\":\"B\"}}"),

@@ -4,7 +4,11 @@
  * destination"): a Redis list (LPUSH of the Result JSON) or a Redis
  * stream (XADD <stream> * id <task id> result <Result JSON>), on the
  * endpoint connection the Redis sources and consumers share
- * (scalers/redis_endpoint.h).  RabbitMQ is not done yet.
+ * (scalers/redis_endpoint.h); or RabbitMQ, a queue by the default
+ * exchange or a durable direct exchange with routing key = the task id,
+ * persistent, message_id = correlation_id = the task id, on an AMQP
+ * connection of the publisher's own with publisher confirms: a send
+ * completes 0 only once the broker confirmed it.
  *
  * At least once is the caller's: a failed send completes with the error
  * and the caller sends again; a send whose reply was lost may have landed,
@@ -27,8 +31,8 @@ struct results;
 typedef void	 results_done_fn(int err, const char *errmsg, void *arg);
 
 /*
- * A publisher to src (type "redis-list" or "redis-stream", address,
- * queue, password source).  Returns NULL with a reason in err.
+ * A publisher to src (type "redis-list", "redis-stream" or "rabbitmq",
+ * address, queue (or, rabbitmq only, exchange), password source).  Returns NULL with a reason in err.
  */
 struct results	*results_new(struct ev_loop *, const struct scaler_source *src,
 		    char *err, size_t errlen);
