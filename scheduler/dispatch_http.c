@@ -83,9 +83,15 @@ struct dh_spawn {
 	TAILQ_ENTRY(dh_spawn)	 link;
 };
 
-/* A Reply waiting to go (h->outq). */
+/*
+ * A Reply waiting to go (h->outq).  waiter: the child whose Result it
+ * carries, which DELETEs its task on its runtime only once this reply is
+ * answered (section 8 step 4), so that a restart in between finds the
+ * child's end again and tells the parent again; NULL: none, or gone.
+ */
 struct dh_out {
 	struct dh_spawn		*s;
+	struct dhttp		*waiter;
 	enum hh_reply		 type;
 	char			*body;
 	TAILQ_ENTRY(dh_out)	 link;
@@ -135,6 +141,7 @@ struct dhttp {
 	struct httpc_req	*rreq;
 	ev_timer		 rtimer;
 	unsigned		 rtries;
+	struct dh_out		*told;		/* its Result, in the parent's */
 };
 
 struct dh_pub {
@@ -150,7 +157,8 @@ static void	 dh_delete(struct dhttp *);
 static void	 dh_finish(struct dhttp *);
 static void	 dh_begin(struct dhttp *, enum dh_phase);
 static void	 dh_reply_timer_cb(struct ev_loop *, ev_timer *, int);
-static void	 dh_tell_parent(struct dhttp *);
+static int	 dh_tell_parent(struct dhttp *);
+static void	 dh_out_done(struct dh_out *);
 
 int
 dpool_http(const struct dpool *p)
@@ -272,10 +280,11 @@ dhttp_free(struct dtask *t)
 		httpc_req_cancel(h->req);
 	if (h->rreq != NULL)
 		httpc_req_cancel(h->rreq);
+	if (h->told != NULL)
+		h->told->waiter = NULL;
 	while ((o = TAILQ_FIRST(&h->outq)) != NULL) {
 		TAILQ_REMOVE(&h->outq, o, link);
-		free(o->body);
-		free(o);
+		dh_out_done(o);
 	}
 	while ((s = TAILQ_FIRST(&h->spawns)) != NULL) {
 		TAILQ_REMOVE(&h->spawns, s, link);
@@ -922,8 +931,7 @@ dh_reply_done(const struct httpc_response *r, void *arg)
 			o->s->have |= HH_RB(o->type);
 			o->s->final = 1;	/* ack may pass it now */
 		}
-		free(o->body);
-		free(o);
+		dh_out_done(o);
 	}
 	dh_reply_kick(h);
 }
@@ -947,14 +955,14 @@ dh_reply_kick(struct dhttp *h)
  * verdict backwards or repeat one (hh_reply_may_follow, over what the
  * runtime has and what was queued).  result: the child's Result, or NULL.
  */
-static void
+static struct dh_out *
 dh_queue(struct dhttp *h, struct dh_spawn *s, enum hh_reply type,
     const char *reason, const char *detail, const char *result)
 {
 	struct dh_out	*o;
 
 	if (!hh_reply_may_follow(s->sent | s->have, type))
-		return;
+		return (NULL);
 	s->sent |= HH_RB(type);
 	o = xcalloc(1, sizeof *o);
 	o->s = s;
@@ -966,6 +974,27 @@ dh_queue(struct dhttp *h, struct dh_spawn *s, enum hh_reply type,
 	    h->t->claim, h->t->id, s->child, hh_reply_name(type),
 	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
 	dh_reply_kick(h);
+	return (o);
+}
+
+/*
+ * A Reply answered (or dropped with its parent): freed, and the child
+ * waiting on it goes on to its DELETE (on its own timer: never inside
+ * another task's completion or free).
+ */
+static void
+dh_out_done(struct dh_out *o)
+{
+	struct dhttp	*w = o->waiter;
+
+	if (w != NULL) {
+		w->told = NULL;
+		w->deadline = as_mono_now() + (double)(w->t->pool != NULL ?
+		    w->t->pool->cfg->handoff.deadline_seconds : 120);
+		dh_retry(w, DH_DELETE, 0.);
+	}
+	free(o->body);
+	free(o);
 }
 
 /*
@@ -1068,7 +1097,7 @@ dh_parent(const struct dtask *c, struct dh_spawn **sp, int make)
 	size_t		 n;
 
 	if (c->parent == NULL || (pt = dns_find(c->ns, c->parent)) == NULL ||
-	    (ph = pt->http) == NULL || dh_moot(ph) || !pt->handed_off)
+	    (ph = pt->http) == NULL || dh_moot(ph) || pt->sandbox[0] == '\0')
 		return (NULL);
 	n = strlen(c->parent);
 	if (key == NULL && strncmp(c->id, c->parent, n) == 0 &&
@@ -1139,16 +1168,26 @@ dhttp_child_failed(struct dtask *c, const char *reason, const char *detail)
 	free(res);
 }
 
-/* h's task ended, its Result published: its parent's runtime is told. */
-static void
+/*
+ * h's task ended, its Result published: its parent's runtime is told.
+ * Returns 1 when h waits for that reply before its DELETE (dh_out_done).
+ */
+static int
 dh_tell_parent(struct dhttp *h)
 {
 	struct dh_spawn	*s;
 	struct dhttp	*ph;
+	struct dh_out	*o;
 
-	if (h->again || (ph = dh_parent(h->t, &s, 1)) == NULL)
-		return;
-	dh_queue(ph, s, HH_R_RESULT, NULL, NULL, h->result);
+	if (h->again || h->told != NULL ||
+	    (ph = dh_parent(h->t, &s, 1)) == NULL)
+		return (0);
+	if ((o = dh_queue(ph, s, HH_R_RESULT, NULL, NULL, h->result)) == NULL)
+		return (0);
+	o->waiter = h;
+	h->told = o;
+	h->phase = DH_PUBLISH;		/* its end is under way */
+	return (1);
 }
 
 /* Works through h->ans from h->idx; after passes each event once done. */
@@ -1220,8 +1259,8 @@ dh_pub_done(int err, const char *errmsg, void *arg)
 		return;
 	}
 	h->tries = 0;
-	dh_tell_parent(h);
-	dh_delete(h);
+	if (!dh_tell_parent(h))
+		dh_delete(h);
 }
 
 static void
@@ -1236,8 +1275,8 @@ dh_publish(struct dhttp *h)
 		log_info("dispatch", "%s/%s: task %s %s (pool %s has no "
 		    "results destination): %s", t->ns->name, t->claim, t->id,
 		    h->failed ? "failed" : "completed", p->id, h->result);
-		dh_tell_parent(h);
-		dh_delete(h);
+		if (!dh_tell_parent(h))
+			dh_delete(h);
 		return;
 	}
 	if (p == NULL || p->results == NULL) {
