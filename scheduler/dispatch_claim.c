@@ -425,6 +425,7 @@ post_done(const struct k8s_response *r, void *arg)
 	if (r->err == 0) {
 		t->claim_exists = 1;
 		t->attempts = 0;
+		dhttp_child_admitted(t);	/* a spawned child's verdict */
 		if (t->pool == NULL && t->msg == NULL) {
 			/* Its pool was removed meanwhile (dispatch.c). */
 			dtask_release(t);
@@ -442,6 +443,7 @@ post_done(const struct k8s_response *r, void *arg)
 	if (r->err == -AS_ECONFLICT) {
 		/* An earlier attempt made it: adopt (DESIGN.md 7 step 4). */
 		t->claim_exists = 1;
+		dhttp_child_admitted(t);
 		snprintf(path, sizeof path, CLAIMS_API
 		    "/namespaces/%s/sandboxclaims/%s", t->ns->name, t->claim);
 		t->req = t->ns->d->ops->request(t->ns->d->k8s, "GET", path,

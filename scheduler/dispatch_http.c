@@ -13,11 +13,18 @@
  *            then the task fails handoff.unreachable; 201 or 200: the
  *            source message is acked, only now; 409 handoff.conflict; 410
  *            the task ran and was acknowledged before: ack and clean up;
- *   POLL     GET events?after=N&wait=25 (attempt timeout 40 s), over and
- *            over; after only passes an event once its effects are done;
- *            404 task.unknown on a task handed off: runtime.lost; spawn
- *            events are answered rejected spawn.unsupported (sub-tasks
- *            through the protocol are not built yet);
+ *   POLL     GET events?after=N&ack=A&wait=25 (attempt timeout 40 s), over
+ *            and over; after passes each event read, ack only those whose
+ *            effects are done (a deferred spawn holds it below itself);
+ *            404 task.unknown on a task handed off: runtime.lost;
+ *   SPAWN    a spawn event becomes a child task <id>/<key> whose parent is
+ *            this task (where it was read), with a message of its own
+ *            that no broker holds (t->spawn_key: its ack is a no-op, a
+ *            rejection dead-letters nothing), admitted like a producer's
+ *            child (dtask_admit); its verdicts (deferred, admitted once
+ *            its claim is made, rejected) and, at its end, its Result go
+ *            to this task's runtime as Replies, from a queue of their own
+ *            (h->outq, one POST at a time beside the long-poll);
  *   PUBLISH  the Result, to the pool's results destination, retried until
  *            it is confirmed (at least once; the task is not released
  *            before);
@@ -52,6 +59,7 @@
 #include "agentscaler/scalers/scaler.h"
 #include "config.h"
 #include "handoff_http.h"
+#include "quota.h"
 #include "task.h"
 
 #include "dispatch_int.h"
@@ -59,10 +67,35 @@
 #define DH_REQ_TIMEOUT	10.0	/* s per request (section 2) */
 #define DH_POLL_SLACK	15.0	/* s beyond the long-poll's wait */
 
-enum dh_phase { DH_IDLE, DH_POD, DH_PUT, DH_POLL, DH_REPLY, DH_PUBLISH,
+enum dh_phase { DH_IDLE, DH_POD, DH_PUT, DH_POLL, DH_PUBLISH,
 	DH_DELETE, DH_DONE };
 
 struct dh_pub;
+
+/* A spawn read from the task's log (section 8 step 3). */
+struct dh_spawn {
+	char			*key;
+	long			 seq;		/* 0: known from its child */
+	char			 child[TASK_ID_MAX + 1];
+	unsigned		 have;		/* HH_RB: the runtime's */
+	unsigned		 sent;		/* HH_RB: queued by this side */
+	int			 final;		/* ack may pass it */
+	TAILQ_ENTRY(dh_spawn)	 link;
+};
+
+/*
+ * A Reply waiting to go (h->outq).  waiter: the child whose Result it
+ * carries, which DELETEs its task on its runtime only once this reply is
+ * answered (section 8 step 4), so that a restart in between finds the
+ * child's end again and tells the parent again; NULL: none, or gone.
+ */
+struct dh_out {
+	struct dh_spawn		*s;
+	struct dhttp		*waiter;
+	enum hh_reply		 type;
+	char			*body;
+	TAILQ_ENTRY(dh_out)	 link;
+};
 
 struct dhttp {
 	struct dtask		*t;
@@ -102,6 +135,13 @@ struct dhttp {
 	int			 del;
 	char			 reason[64];
 	char			*detail;
+	/* Sub-tasks: the spawns read, the Replies to send, one at a time. */
+	TAILQ_HEAD(, dh_spawn)	 spawns;
+	TAILQ_HEAD(, dh_out)	 outq;
+	struct httpc_req	*rreq;
+	ev_timer		 rtimer;
+	unsigned		 rtries;
+	struct dh_out		*told;		/* its Result, in the parent's */
 };
 
 struct dh_pub {
@@ -116,6 +156,9 @@ static void	 dh_publish(struct dhttp *);
 static void	 dh_delete(struct dhttp *);
 static void	 dh_finish(struct dhttp *);
 static void	 dh_begin(struct dhttp *, enum dh_phase);
+static void	 dh_reply_timer_cb(struct ev_loop *, ev_timer *, int);
+static int	 dh_tell_parent(struct dhttp *);
+static void	 dh_out_done(struct dh_out *);
 
 int
 dpool_http(const struct dpool *p)
@@ -204,6 +247,10 @@ dh_get(struct dtask *t)
 	h->attempt = 1;
 	ev_init(&h->timer, NULL);
 	h->timer.data = h;
+	TAILQ_INIT(&h->spawns);
+	TAILQ_INIT(&h->outq);
+	ev_init(&h->rtimer, dh_reply_timer_cb);
+	h->rtimer.data = h;
 	if (hh_traceparent_ok(t->traceparent))
 		as_strlcpy(h->tp, t->traceparent, sizeof h->tp);
 	else {
@@ -221,13 +268,29 @@ void
 dhttp_free(struct dtask *t)
 {
 	struct dhttp	*h = t->http;
+	struct dh_spawn	*s;
+	struct dh_out	*o;
 
 	if (h == NULL)
 		return;
 	h->freeing = 1;
 	ev_timer_stop(t->ns->d->loop, &h->timer);
+	ev_timer_stop(t->ns->d->loop, &h->rtimer);
 	if (h->req != NULL)
 		httpc_req_cancel(h->req);
+	if (h->rreq != NULL)
+		httpc_req_cancel(h->rreq);
+	if (h->told != NULL)
+		h->told->waiter = NULL;
+	while ((o = TAILQ_FIRST(&h->outq)) != NULL) {
+		TAILQ_REMOVE(&h->outq, o, link);
+		dh_out_done(o);
+	}
+	while ((s = TAILQ_FIRST(&h->spawns)) != NULL) {
+		TAILQ_REMOVE(&h->spawns, s, link);
+		free(s->key);
+		free(s);
+	}
 	if (h->kreq != NULL)
 		t->ns->d->ops->cancel(h->kreq);
 	if (h->pub != NULL)
@@ -328,8 +391,8 @@ dh_headers(const struct dhttp *h, char lines[6][320], const char *hdr[7])
  * (no pool or client; the caller retries).
  */
 static int
-dh_send(struct dhttp *h, const char *method, const char *suffix,
-    const char *body, double timeout, httpc_done_fn *fn)
+dh_send_on(struct dhttp *h, struct httpc_req **slot, const char *method,
+    const char *suffix, const char *body, double timeout, httpc_done_fn *fn)
 {
 	struct dtask	*t = h->t;
 	struct dpool	*p = t->pool;
@@ -354,10 +417,18 @@ dh_send(struct dhttp *h, const char *method, const char *suffix,
 		o.base_url = base;
 	}
 	path = hh_path(t->id, suffix);
-	h->req = httpc_request_ex(p->hc, method, path, &o, body, fn, h);
+	*slot = httpc_request_ex(p->hc, method, path, &o, body, fn, h);
 	free(path);
 	explicit_bzero(lines[1], sizeof lines[1]);
-	return (h->req != NULL ? 0 : -1);
+	return (*slot != NULL ? 0 : -1);
+}
+
+/* dh_send_on() for the task's step in flight (h->req). */
+static int
+dh_send(struct dhttp *h, const char *method, const char *suffix,
+    const char *body, double timeout, httpc_done_fn *fn)
+{
+	return (dh_send_on(h, &h->req, method, suffix, body, timeout, fn));
 }
 
 /*
@@ -485,7 +556,8 @@ dh_put_done(const struct httpc_response *r, void *arg)
 	if (dh_moot(h))
 		return;
 	ok = dh_answer(r, &a, msg, sizeof msg) == 0;
-	if (!ok || a.kind == HH_EVENT_LIST || r->code >= 500) {
+	if (!ok || a.kind == HH_EVENT_LIST ||
+	    a.kind == HH_REPLY_ACK || r->code >= 500) {
 		if (ok) {
 			/* The runtime's 5xx (stopping, say): try again. */
 			snprintf(msg, sizeof msg, "HTTP %ld %s", r->code,
@@ -736,88 +808,386 @@ dh_poll_done(const struct httpc_response *r, void *arg)
 	    "handoff.refused", msg, 0, 0);
 }
 
+/*
+ * The ack of the next long-poll: after, or below the first spawn whose
+ * verdict is not final yet (a deferred child's spawn stays in the log, so
+ * that a restarted agentscaler reads it again).
+ */
+static long
+dh_ack(const struct dhttp *h)
+{
+	const struct dh_spawn *s;
+	long		 ack = h->after;
+
+	TAILQ_FOREACH(s, &h->spawns, link)
+		if (!s->final && s->seq > 0 && s->seq - 1 < ack)
+			ack = s->seq - 1;
+	return (ack);
+}
+
 static void
 dh_poll(struct dhttp *h)
 {
-	char	 suffix[64];
+	char	 suffix[96];
 
 	h->phase = DH_POLL;
-	snprintf(suffix, sizeof suffix, "/events?after=%ld&wait=%d",
-	    h->after, HH_WAIT);
+	snprintf(suffix, sizeof suffix, "/events?after=%ld&ack=%ld&wait=%d",
+	    h->after, dh_ack(h), HH_WAIT);
 	if (dh_send(h, "GET", suffix, NULL, HH_WAIT + DH_POLL_SLACK,
 	    dh_poll_done) != 0)
 		dh_retry(h, DH_POLL, dh_backoff(h));
 }
 
-/*
- * The child id of a spawn (section 8 step 3): <parent>/<key> when it fits
- * in 253 bytes, else the parent's first 220 bytes, "/#" and 31 hex digits
- * of SHA-256(parent, NUL, key).
- */
-static void
-dh_child_id(const char *parent, const char *key, char out[TASK_ID_MAX + 1])
+/* SPAWN: sub-tasks through the protocol (section 8 step 3). */
+
+static struct dh_spawn *
+dh_spawn_find(const struct dhttp *h, const char *key)
 {
-	unsigned char	 md[AS_SHA256_LEN];
-	char		 hex[2 * AS_SHA256_LEN + 1];
-	struct as_sha256 s = { NULL };
+	struct dh_spawn	*s;
 
-	size_t		 np = strlen(parent), nk = strlen(key);
+	TAILQ_FOREACH(s, &h->spawns, link)
+		if (strcmp(s->key, key) == 0)
+			return (s);
+	return (NULL);
+}
 
-	if (np + 1 + nk <= TASK_ID_MAX) {
-		memcpy(out, parent, np);
-		out[np] = '/';
-		memcpy(out + np + 1, key, nk + 1);
-		return;
-	}
-	as_sha256_init(&s);
-	as_sha256_update(&s, parent, strlen(parent) + 1);
-	as_sha256_update(&s, key, strlen(key));
-	as_sha256_final(&s, md);
-	as_hex(md, sizeof md, hex);
-	snprintf(out, TASK_ID_MAX + 1, "%.220s/#%.31s", parent, hex);
+static struct dh_spawn *
+dh_spawn_add(struct dhttp *h, const char *key, long seq, unsigned have)
+{
+	struct dh_spawn	*s;
+
+	s = xcalloc(1, sizeof *s);
+	s->key = xstrdup(key);
+	s->seq = seq;
+	s->have = have;
+	hh_child_id(h->t->id, key, s->child);
+	TAILQ_INSERT_TAIL(&h->spawns, s, link);
+	return (s);
+}
+
+static void	 dh_reply_kick(struct dhttp *);
+
+static void
+dh_reply_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct dhttp	*h = w->data;
+
+	(void)loop;
+	(void)revents;
+	dh_reply_kick(h);
+}
+
+static void
+dh_reply_later(struct dhttp *h, double delay)
+{
+	struct ev_loop	*loop = h->t->ns->d->loop;
+
+	ev_timer_stop(loop, &h->rtimer);
+	ev_timer_set(&h->rtimer, delay, 0.);
+	ev_timer_start(loop, &h->rtimer);
 }
 
 static void
 dh_reply_done(const struct httpc_response *r, void *arg)
 {
 	struct dhttp	*h = arg;
+	struct dh_out	*o;
+	struct hh_answer a;
+	char		 msg[320];
+	int		 theirs;
 
-	h->req = NULL;
-	if (dh_moot(h))
+	h->rreq = NULL;
+	if (h->freeing)
 		return;
-	if (r->err == -AS_ECANCELED || (r->code != 200 && r->code != 404 &&
-	    r->code != 410 && r->code != 400)) {
-		/* Replies are idempotent by (key, type): send it again. */
-		dh_retry(h, DH_REPLY, r->err == -AS_ECANCELED ? 0.2 :
-		    dh_backoff(h));
+	if (r->err == -AS_ECANCELED) {
+		dh_reply_later(h, 0.2);
 		return;
 	}
-	h->tries = 0;
-	h->idx++;
-	dh_events(h);
+	theirs = dh_answer(r, &a, msg, sizeof msg) == 0;
+	if (theirs)
+		hh_answer_free(&a);
+	if (!theirs || r->code >= 500) {
+		/* Replies are idempotent by (key, type): send it again. */
+		log_debug("dispatch", "%s/%s: reply to task %s: %s; retrying",
+		    h->t->ns->name, h->t->claim, h->t->id, theirs ?
+		    "HTTP 5xx" : msg);
+		dh_reply_later(h, as_backoff(0.2, 5, h->rtries++));
+		return;
+	}
+	/*
+	 * 200 (taken, or a duplicate); 404/410 (the parent no longer waits:
+	 * a child's result is on the results destination anyway); 400, 401:
+	 * not this reply's to mend by sending it again.
+	 */
+	h->rtries = 0;
+	if ((o = TAILQ_FIRST(&h->outq)) != NULL) {
+		TAILQ_REMOVE(&h->outq, o, link);
+		if (r->code != 200)
+			log_info("dispatch", "%s/%s: task %s: reply %s for "
+			    "child %s dropped: HTTP %ld", h->t->ns->name,
+			    h->t->claim, h->t->id, hh_reply_name(o->type),
+			    o->s->child, r->code);
+		if (o->type == HH_R_ADMITTED || o->type == HH_R_REJECTED) {
+			o->s->have |= HH_RB(o->type);
+			o->s->final = 1;	/* ack may pass it now */
+		}
+		dh_out_done(o);
+	}
+	dh_reply_kick(h);
 }
 
+/* Sends the first Reply waiting, unless one is in flight or waits. */
 static void
-dh_reply(struct dhttp *h)
+dh_reply_kick(struct dhttp *h)
 {
-	const struct hh_event *ev = &h->ans.events[h->idx];
-	char		 child[TASK_ID_MAX + 1], *body;
-	cJSON		*o;
+	struct dh_out	*o = TAILQ_FIRST(&h->outq);
 
-	dh_child_id(h->t->id, ev->key, child);
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "key", ev->key);
-	cJSON_AddStringToObject(o, "type", "rejected");
-	cJSON_AddStringToObject(o, "child", child);
-	cJSON_AddStringToObject(o, "reason", "spawn.unsupported");
-	cJSON_AddStringToObject(o, "detail", "this agentscaler does not "
-	    "admit sub-tasks through the protocol yet");
-	body = as_json_print_free(o, NULL);
-	h->phase = DH_REPLY;
-	if (dh_send(h, "POST", "/replies", body, DH_REQ_TIMEOUT,
-	    dh_reply_done) != 0)
-		dh_retry(h, DH_REPLY, dh_backoff(h));
+	if (o == NULL || h->rreq != NULL || h->freeing ||
+	    ev_is_active(&h->rtimer))
+		return;
+	if (dh_send_on(h, &h->rreq, "POST", "/replies", o->body,
+	    DH_REQ_TIMEOUT, dh_reply_done) != 0)
+		dh_reply_later(h, as_backoff(0.2, 5, h->rtries++));
+}
+
+/*
+ * Queues the Reply type for spawn s, unless it would move the key's
+ * verdict backwards or repeat one (hh_reply_may_follow, over what the
+ * runtime has and what was queued).  result: the child's Result, or NULL.
+ */
+static struct dh_out *
+dh_queue(struct dhttp *h, struct dh_spawn *s, enum hh_reply type,
+    const char *reason, const char *detail, const char *result)
+{
+	struct dh_out	*o;
+
+	if (!hh_reply_may_follow(s->sent | s->have, type))
+		return (NULL);
+	s->sent |= HH_RB(type);
+	o = xcalloc(1, sizeof *o);
+	o->s = s;
+	o->type = type;
+	o->body = hh_reply_body(s->key, type, s->child, reason, detail,
+	    result);
+	TAILQ_INSERT_TAIL(&h->outq, o, link);
+	log_info("dispatch", "%s/%s: task %s: child %s %s%s%s", h->t->ns->name,
+	    h->t->claim, h->t->id, s->child, hh_reply_name(type),
+	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
+	dh_reply_kick(h);
+	return (o);
+}
+
+/*
+ * A Reply answered (or dropped with its parent): freed, and the child
+ * waiting on it goes on to its DELETE (on its own timer: never inside
+ * another task's completion or free).
+ */
+static void
+dh_out_done(struct dh_out *o)
+{
+	struct dhttp	*w = o->waiter;
+
+	if (w != NULL) {
+		w->told = NULL;
+		w->deadline = as_mono_now() + (double)(w->t->pool != NULL ?
+		    w->t->pool->cfg->handoff.deadline_seconds : 120);
+		dh_retry(w, DH_DELETE, 0.);
+	}
+	free(o->body);
+	free(o);
+}
+
+/*
+ * A spawn event of h's task: the child is made and admitted, or found
+ * (a replay: the answer was lost, or agentscaler restarted and rebuilt
+ * the child from its claim), or refused.
+ */
+static void
+dh_spawn(struct dhttp *h, const struct hh_event *ev)
+{
+	struct dtask	*t = h->t, *c;
+	struct dpool	*p = t->pool;
+	struct dh_spawn	*s;
+	struct task	*tk = NULL;
+	struct task_error te;
+	char		*body = NULL, detail[640];
+	size_t		 len;
+
+	if (dh_spawn_find(h, ev->key) != NULL)
+		return;		/* read before: its answer was repeated */
+	s = dh_spawn_add(h, ev->key, ev->seq, ev->replies);
+	c = dns_find(t->ns, s->child);
+	if (c != NULL && (c->parent == NULL || strcmp(c->parent,
+	    t->id) != 0)) {
+		snprintf(detail, sizeof detail, "task %s is live in "
+		    "namespace %s and is not a child of %s", s->child,
+		    t->ns->name, t->id);
+		dh_queue(h, s, HH_R_REJECTED, "spawn.idInUse", detail, NULL);
+		return;
+	}
+	if (c != NULL) {
+		/* Its claim exists, or is being made: no second one. */
+		if (c->spawn_key == NULL)
+			c->spawn_key = xstrdup(ev->key);
+		if (c->st == T_DEFERRED)
+			dh_queue(h, s, HH_R_DEFERRED, quota_reason_name(
+			    c->why), c->why_detail, NULL);
+		else if (c->claim_exists || c->handed_off)
+			dh_queue(h, s, HH_R_ADMITTED, NULL, NULL, NULL);
+		else if (c->st == T_RELEASING || c->doomed)
+			s->final = 1;	/* ending: its result tells */
+		return;			/* claiming: post_done tells */
+	}
+	if (ev->replies & HH_RB_FINAL) {
+		/* Decided before (its claim gone since): never again. */
+		s->final = 1;
+		return;
+	}
+	if (p == NULL) {
+		dh_queue(h, s, HH_R_REJECTED, "spawn.invalid", "the parent's "
+		    "pool is gone", NULL);
+		return;
+	}
+	body = hh_child_message(t->id, ev->key, ev->task, h->tp, &len);
+	tk = xmalloc(sizeof *tk);
+	if (task_parse(body, len, (size_t)p->cfg->max_task_bytes, tk,
+	    &te) != 0) {
+		snprintf(detail, sizeof detail, "%s: %s", te.reason,
+		    te.detail);
+		dh_queue(h, s, HH_R_REJECTED, "spawn.invalid", detail, NULL);
+		goto out;
+	}
+	if (tk->deadline > 0 && tk->deadline < as_wall_now()) {
+		dh_queue(h, s, HH_R_REJECTED, "task.deadlineExceeded", "the "
+		    "child's deadline passed before it was dispatched", NULL);
+		goto out;
+	}
+	c = dtask_new(t->ns, p, tk->id, t->id, t->root, t->depth + 1);
+	c->spawn_key = xstrdup(ev->key);
+	c->msg = consumer_msg_new(body, len, 0);
+	as_strlcpy(c->traceparent, tk->traceparent, sizeof c->traceparent);
+	if (tk->nresources > 0) {
+		c->res = xcalloc(tk->nresources, sizeof *c->res);
+		memcpy(c->res, tk->resources, tk->nresources * sizeof *c->res);
+		c->nres = tk->nresources;
+	}
+	c->ready_by = as_mono_now() + (double)p->cfg->ready_timeout_seconds;
+	p->received++;
+	/* The admission of a producer's child whose parent is live. */
+	if (dtask_admit(c))
+		dtask_go(c);
+out:
+	free(tk);
 	free(body);
+}
+
+/*
+ * The parent's protocol state and spawn record of child c, or NULL when
+ * c was not spawned through the protocol or its parent no longer follows
+ * (gone, ending).  make: a record is made for a child known from its
+ * claim only (rebuilt) whose spawn was acknowledged before the restart.
+ */
+static struct dhttp *
+dh_parent(const struct dtask *c, struct dh_spawn **sp, int make)
+{
+	struct dtask	*pt;
+	struct dhttp	*ph;
+	const char	*key = c->spawn_key;
+	char		 id[TASK_ID_MAX + 1];
+	size_t		 n;
+
+	if (c->parent == NULL || (pt = dns_find(c->ns, c->parent)) == NULL ||
+	    (ph = pt->http) == NULL || dh_moot(ph) || pt->sandbox[0] == '\0')
+		return (NULL);
+	n = strlen(c->parent);
+	if (key == NULL && strncmp(c->id, c->parent, n) == 0 &&
+	    c->id[n] == '/')
+		key = c->id + n + 1;
+	if (key == NULL)
+		return (NULL);
+	hh_child_id(c->parent, key, id);
+	if (strcmp(id, c->id) != 0)
+		return (NULL);
+	if ((*sp = dh_spawn_find(ph, key)) == NULL) {
+		if (!make)
+			return (NULL);
+		*sp = dh_spawn_add(ph, key, 0, 0);
+		(*sp)->final = 1;
+	}
+	return (ph);
+}
+
+void
+dhttp_child_deferred(struct dtask *c, const char *reason, const char *detail)
+{
+	struct dh_spawn	*s;
+	struct dhttp	*ph;
+
+	if (c->spawn_key != NULL && (ph = dh_parent(c, &s, 0)) != NULL)
+		dh_queue(ph, s, HH_R_DEFERRED, reason, detail, NULL);
+}
+
+void
+dhttp_child_admitted(struct dtask *c)
+{
+	struct dh_spawn	*s;
+	struct dhttp	*ph;
+
+	if (c->spawn_key != NULL && (ph = dh_parent(c, &s, 0)) != NULL)
+		dh_queue(ph, s, HH_R_ADMITTED, NULL, NULL, NULL);
+}
+
+void
+dhttp_child_failed(struct dtask *c, const char *reason, const char *detail)
+{
+	struct dh_spawn	*s;
+	struct dhttp	*ph;
+	struct hh_result r;
+	char		*res;
+
+	if (c->spawn_key == NULL || (ph = dh_parent(c, &s, 0)) == NULL)
+		return;
+	if (!((s->sent | s->have) & HH_RB(HH_R_ADMITTED))) {
+		dh_queue(ph, s, HH_R_REJECTED, reason, detail, NULL);
+		return;
+	}
+	/* Admitted, then failed before a runtime took it: its Result. */
+	memset(&r, 0, sizeof r);
+	r.id = c->id;
+	r.failed = 1;
+	r.reason = reason;
+	r.message = detail != NULL ? detail : "";
+	r.ns = c->ns->name;
+	r.pool = c->pool != NULL ? c->pool->cfg->name : c->pool_name;
+	r.parent = c->parent;
+	r.root = c->root;
+	r.finished_at = as_wall_now();
+	r.traceparent = c->traceparent[0] != '\0' ? c->traceparent : NULL;
+	res = hh_result_body(&r, NULL);
+	dh_queue(ph, s, HH_R_RESULT, NULL, NULL, res);
+	free(res);
+}
+
+/*
+ * h's task ended, its Result published: its parent's runtime is told.
+ * Returns 1 when h waits for that reply before its DELETE (dh_out_done).
+ */
+static int
+dh_tell_parent(struct dhttp *h)
+{
+	struct dh_spawn	*s;
+	struct dhttp	*ph;
+	struct dh_out	*o;
+
+	if (h->again || h->told != NULL ||
+	    (ph = dh_parent(h->t, &s, 1)) == NULL)
+		return (0);
+	if ((o = dh_queue(ph, s, HH_R_RESULT, NULL, NULL, h->result)) == NULL)
+		return (0);
+	o->waiter = h;
+	h->told = o;
+	h->phase = DH_PUBLISH;		/* its end is under way */
+	return (1);
 }
 
 /* Works through h->ans from h->idx; after passes each event once done. */
@@ -838,11 +1208,10 @@ dh_events(struct dhttp *h)
 		case HH_EV_PROGRESS:
 			break;
 		case HH_EV_SPAWN:
-			log_info("dispatch", "%s/%s: task %s asks for a "
-			    "sub-task (key %s): rejected, spawn.unsupported",
-			    h->t->ns->name, h->t->claim, h->t->id, ev->key);
-			dh_reply(h);
-			return;		/* dh_reply_done goes on */
+			dh_spawn(h, ev);
+			if (dh_moot(h))
+				return;
+			break;
 		case HH_EV_FAILED:
 			if (ev->retryable && dh_may_retry(h)) {
 				/* Acknowledged, then attempt + 1. */
@@ -890,7 +1259,8 @@ dh_pub_done(int err, const char *errmsg, void *arg)
 		return;
 	}
 	h->tries = 0;
-	dh_delete(h);
+	if (!dh_tell_parent(h))
+		dh_delete(h);
 }
 
 static void
@@ -905,7 +1275,8 @@ dh_publish(struct dhttp *h)
 		log_info("dispatch", "%s/%s: task %s %s (pool %s has no "
 		    "results destination): %s", t->ns->name, t->claim, t->id,
 		    h->failed ? "failed" : "completed", p->id, h->result);
-		dh_delete(h);
+		if (!dh_tell_parent(h))
+			dh_delete(h);
 		return;
 	}
 	if (p == NULL || p->results == NULL) {
@@ -1020,9 +1391,6 @@ dh_step(struct dhttp *h)
 		break;
 	case DH_POLL:
 		dh_poll(h);
-		break;
-	case DH_REPLY:
-		dh_reply(h);
 		break;
 	case DH_PUBLISH:
 		dh_publish(h);

@@ -168,6 +168,13 @@ struct dtask {
 	double			 retry_at;	/* mono; 0: none */
 	unsigned		 attempts;
 	struct dhttp		*http;		/* handoff http; NULL */
+	/*
+	 * A child spawned through the protocol (dispatch_http.c), under
+	 * this key of its parent's; NULL otherwise.  Its message is made
+	 * here, held by no broker: its ack does nothing, a rejection
+	 * dead-letters nothing (the parent's runtime is told instead).
+	 */
+	char			*spawn_key;
 	struct as_hash_entry	 hlink;		/* ns->byid: task_hash("", id) */
 	TAILQ_ENTRY(dtask)	 all;
 	TAILQ_ENTRY(dtask)	 plink;		/* pool->tasks */
@@ -373,6 +380,12 @@ struct dtask	*dns_find(const struct dns *, const char *id);
 void		 dns_insert(struct dns *, struct dtask *);
 void		 dns_remove(struct dns *, struct dtask *);
 void		 dtask_undefer(struct dtask *);
+/*
+ * Admission of t, holding its message, against the namespace's AgentQuota
+ * (lineage from t->parent's record): 1 admitted (the caller claims, with
+ * dtask_go), 0 deferred (queued) or rejected (failed: dtask_fail).
+ */
+int		 dtask_admit(struct dtask *);
 /* Fills qt and qr (TASK_MAX_RESOURCES) to point into t and res. */
 void		 dtask_quota_task(const struct dtask *,
 		    const struct task_resource *, size_t, struct quota_task *,
@@ -438,6 +451,17 @@ int		 dhttp_ended(struct dtask *, int succeeded, const char *reason,
 		    const char *detail);
 /* Cancels what t's protocol state has in flight and frees it. */
 void		 dhttp_free(struct dtask *);
+/*
+ * A child spawned through the protocol (t->spawn_key) was deferred, had
+ * its claim made, or failed before any runtime took it: its parent's
+ * runtime is told (Reply deferred, admitted; rejected, or a failed Result
+ * once admitted).  Nothing for any other task.
+ */
+void		 dhttp_child_deferred(struct dtask *, const char *reason,
+		    const char *detail);
+void		 dhttp_child_admitted(struct dtask *);
+void		 dhttp_child_failed(struct dtask *, const char *reason,
+		    const char *detail);
 
 /* dispatch_metrics.c: observability. */
 void		 dispatch_hist_init(struct hist *, const double *bounds,

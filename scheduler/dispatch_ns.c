@@ -187,7 +187,7 @@ dtask_charge(struct dtask *t, struct task_resource *out, size_t *nout,
  * 0 when it was deferred (queued, message kept unacked) or rejected
  * (dead-lettered).
  */
-static int
+int
 dtask_admit(struct dtask *t)
 {
 	struct dns	*ns = t->ns;
@@ -257,6 +257,8 @@ dtask_admit(struct dtask *t)
 			    t->pool->id, t->id, quota_reason_name(qd.reason),
 			    qd.detail);
 		dtask_quota_event(t, qd.reason, qd.detail, 0);
+		dhttp_child_deferred(t, quota_reason_name(qd.reason),
+		    qd.detail);
 	}
 	t->why = qd.reason;
 	free(t->why_detail);

@@ -194,6 +194,7 @@ dtask_maybe_free(struct dtask *t)
 	free(t->why_detail);
 	free(t->fail_detail);
 	free(t->verdict_detail);
+	free(t->spawn_key);
 	free(t);
 }
 
@@ -334,7 +335,14 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 	if (strncmp(reason, "claim.", 6) == 0)
 		dpool_event(t->pool, 1, "ClaimFailed", "Claim", "task %s: claim "
 		    "%s failed: %s: %s", t->id, t->claim, reason, detail);
-	if (msg != NULL && t->pool != NULL)
+	if (msg != NULL && t->spawn_key != NULL) {
+		/* No broker holds it: the parent's runtime is told. */
+		consumer_msg_free(msg);
+		log_info("dispatch", "%s/%s: child task %s failed: %s: %s",
+		    t->ns->name, t->claim, t->id, reason, detail);
+		dispatch_recent_add(t->ns->d, t->ns->name, t->id, reason,
+		    detail);
+	} else if (msg != NULL && t->pool != NULL)
 		dpool_dead_letter(t->pool, t, msg, reason, detail, t->id);
 	else if (msg != NULL)
 		consumer_msg_free(msg);
@@ -355,6 +363,7 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 	} else
 		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
 		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
+	dhttp_child_failed(t, reason, detail);
 	dtask_release(t);
 }
 
@@ -438,6 +447,12 @@ dtask_ack(struct dtask *t)
 	struct consumer_msg *msg = t->msg;
 
 	t->msg = NULL;
+	if (msg != NULL && t->spawn_key != NULL) {
+		/* Made here, held by no broker: nothing to ack. */
+		consumer_msg_free(msg);
+		msg = NULL;
+		t->acked = 1;
+	}
 	if (msg != NULL && (t->pool == NULL || t->pool->cons == NULL ||
 	    dtask_msg_void_of(t, msg))) {
 		consumer_msg_free(msg);
@@ -735,7 +750,8 @@ dtask_msg_void_of(const struct dtask *t, const struct consumer_msg *msg)
 {
 	const struct dpool *p = t->pool;
 
-	return (msg != NULL && p != NULL && p->cons != NULL &&
+	return (msg != NULL && t->spawn_key == NULL && p != NULL &&
+	    p->cons != NULL &&
 	    p->ct->msg_live != NULL && !p->ct->msg_live(p->cons, msg));
 }
 

@@ -71,6 +71,28 @@ hh_fail(char *err, size_t errlen, const char *what)
 	return (-AS_EPROTO);
 }
 
+static const char *const reply_types[] = {
+	"deferred", "admitted", "rejected", "result", NULL
+};
+
+/* A spawn's "replies": the set of reply types it names (others: none). */
+static unsigned
+hh_replies(const cJSON *a)
+{
+	const cJSON	*x;
+	unsigned	 have = 0;
+	size_t		 i;
+
+	cJSON_ArrayForEach(x, a) {
+		if (!cJSON_IsString(x))
+			continue;
+		for (i = 0; reply_types[i] != NULL; i++)
+			if (strcmp(x->valuestring, reply_types[i]) == 0)
+				have |= HH_RB(i);
+	}
+	return (have);
+}
+
 static int
 hh_event_parse(const cJSON *e, struct hh_event *ev, char *err, size_t errlen)
 {
@@ -110,6 +132,8 @@ hh_event_parse(const cJSON *e, struct hh_event *ev, char *err, size_t errlen)
 			return (hh_fail(err, errlen, "a spawn event without "
 			    "key or task.payload"));
 		ev->task = x;
+		ev->replies = hh_replies(
+		    cJSON_GetObjectItemCaseSensitive(e, "replies"));
 		break;
 	case HH_EV_COMPLETED:
 		ev->result = cJSON_GetObjectItemCaseSensitive(e, "result");
@@ -206,6 +230,12 @@ hh_answer_parse(const char *body, size_t len, struct hh_answer *a, char *err,
 			    "detail");
 			goto out;
 		}
+		rc = 0;
+		goto out;
+	}
+	if (strcmp(kind, "ReplyAck") == 0) {
+		/* Nothing this side reads but that it is the runtime's. */
+		a->kind = HH_REPLY_ACK;
 		rc = 0;
 		goto out;
 	}
@@ -423,4 +453,106 @@ hh_result_body(const struct hh_result *r, size_t *outlen)
 	cJSON_AddStringToObject(o, "finishedAt", ts);
 	hh_put_opt(o, "traceparent", r->traceparent);
 	return (as_json_print_free(o, outlen));
+}
+
+const char *
+hh_reply_name(enum hh_reply r)
+{
+	return ((unsigned)r < HH_R_N ? reply_types[r] : "?");
+}
+
+int
+hh_reply_may_follow(unsigned have, enum hh_reply r)
+{
+	switch (r) {
+	case HH_R_DEFERRED:
+		return ((have & (HH_RB(HH_R_DEFERRED) | HH_RB_FINAL)) == 0);
+	case HH_R_ADMITTED:
+	case HH_R_REJECTED:
+		return ((have & HH_RB_FINAL) == 0);
+	case HH_R_RESULT:
+		/* A result before admitted implies it (section 4). */
+		return ((have & (HH_RB(HH_R_REJECTED) |
+		    HH_RB(HH_R_RESULT))) == 0);
+	default:
+		return (0);
+	}
+}
+
+void
+hh_child_id(const char *parent, const char *key, char out[TASK_ID_MAX + 1])
+{
+	unsigned char	 md[AS_SHA256_LEN];
+	char		 hex[2 * AS_SHA256_LEN + 1];
+	struct as_sha256 s = { NULL };
+	size_t		 np = strlen(parent), nk = strlen(key);
+
+	if (np + 1 + nk <= TASK_ID_MAX) {
+		memcpy(out, parent, np);
+		out[np] = '/';
+		memcpy(out + np + 1, key, nk + 1);
+		return;
+	}
+	as_sha256_init(&s);
+	as_sha256_update(&s, parent, np + 1);
+	as_sha256_update(&s, key, nk);
+	as_sha256_final(&s, md);
+	as_hex(md, sizeof md, hex);
+	snprintf(out, TASK_ID_MAX + 1, "%.220s/#%.31s", parent, hex);
+}
+
+char *
+hh_child_message(const char *parent, const char *key, const cJSON *spawn,
+    const char *parent_tp, size_t *outlen)
+{
+	static const char *const copied[] = {
+		"payload", "resources", "deadline", NULL
+	};
+	char		 id[TASK_ID_MAX + 1];
+	const cJSON	*x;
+	const char	*tp;
+	cJSON		*o;
+	size_t		 i;
+
+	hh_child_id(parent, key, id);
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "id", id);
+	cJSON_AddStringToObject(o, "parent", parent);
+	for (i = 0; copied[i] != NULL; i++)
+		if ((x = cJSON_GetObjectItemCaseSensitive(spawn,
+		    copied[i])) != NULL)
+			cJSON_AddItemToObject(o, copied[i],
+			    cJSON_Duplicate(x, 1));
+	tp = as_json_str(spawn, "traceparent");
+	if (tp == NULL)
+		tp = parent_tp;
+	if (tp != NULL)
+		cJSON_AddStringToObject(o, "traceparent", tp);
+	return (as_json_print_free(o, outlen));
+}
+
+char *
+hh_reply_body(const char *key, enum hh_reply type, const char *child,
+    const char *reason, const char *detail, const char *result)
+{
+	cJSON	*o, *r;
+
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "apiVersion", HH_API_VERSION);
+	cJSON_AddStringToObject(o, "kind", "Reply");
+	cJSON_AddStringToObject(o, "key", key);
+	cJSON_AddStringToObject(o, "type", hh_reply_name(type));
+	cJSON_AddStringToObject(o, "child", child);
+	if (reason != NULL)
+		cJSON_AddStringToObject(o, "reason", reason);
+	if (detail != NULL) {
+		/* reply.schema: at most 4096 characters. */
+		char	 cut[4097];
+
+		as_strlcpy(cut, detail, sizeof cut);
+		cJSON_AddStringToObject(o, "detail", cut);
+	}
+	if (result != NULL && (r = cJSON_Parse(result)) != NULL)
+		cJSON_AddItemToObject(o, "result", r);
+	return (as_json_print_free(o, NULL));
 }

@@ -31,7 +31,7 @@
 
 struct cJSON;
 
-enum hh_kind { HH_TASK_STATUS, HH_EVENT_LIST, HH_ERROR };
+enum hh_kind { HH_TASK_STATUS, HH_EVENT_LIST, HH_ERROR, HH_REPLY_ACK };
 enum hh_event_type {
 	HH_EV_STARTED, HH_EV_PROGRESS, HH_EV_SPAWN, HH_EV_COMPLETED,
 	HH_EV_FAILED
@@ -44,6 +44,7 @@ struct hh_event {
 	long			 attempt;	/* started */
 	const char		*key;		/* spawn */
 	const struct cJSON	*task;		/* spawn: {payload, ...} */
+	unsigned		 replies;	/* spawn: HH_RB() of replies */
 	const struct cJSON	*result;	/* completed: any JSON */
 	const char		*reason;	/* failed: error.* */
 	const char		*message;
@@ -71,7 +72,8 @@ struct hh_answer {
 
 /*
  * Parses an answer of the runtime.  Returns 0 with *a filled (free it with
- * hh_answer_free()) when body is a TaskStatus, an EventList or an Error of
+ * hh_answer_free()) when body is a TaskStatus, an EventList, a ReplyAck
+ * (kind only) or an Error of
  * agentscaler.io/v1 with the fields this side reads; -AS_EPROTO with a
  * reason in err otherwise: not JSON, no or another apiVersion or kind (the
  * router's or a proxy's answer), or a protocol object that breaks its
@@ -144,5 +146,53 @@ struct hh_result {
 };
 
 char		*hh_result_body(const struct hh_result *, size_t *outlen);
+
+/*
+ * Sub-tasks (section 8 step 3).  The reply types, in the order a key's
+ * verdict moves; HH_RB(type) is its bit in a set of them (what the runtime
+ * has taken, the spawn event's "replies"; what this side sent).
+ */
+enum hh_reply { HH_R_DEFERRED, HH_R_ADMITTED, HH_R_REJECTED, HH_R_RESULT,
+	HH_R_N };
+#define HH_RB(r)	(1u << (r))
+#define HH_RB_FINAL	(HH_RB(HH_R_ADMITTED) | HH_RB(HH_R_REJECTED) | \
+			    HH_RB(HH_R_RESULT))
+
+/* "deferred", "admitted", "rejected", "result". */
+const char	*hh_reply_name(enum hh_reply);
+/*
+ * Whether a reply of type r may follow the set have (HH_RB bits) without
+ * moving the key's verdict backwards or repeating one: deferred only
+ * before any verdict; admitted and rejected only before a final one;
+ * result only after none but deferred or admitted.
+ */
+int		 hh_reply_may_follow(unsigned have, enum hh_reply r);
+
+/*
+ * The child id of a spawn of task parent under key: "<parent>/<key>" when
+ * it fits in TASK_ID_MAX bytes, else the parent's first 220 bytes, "/#"
+ * and the first 31 hex digits of SHA-256(parent, NUL, key).
+ */
+void		 hh_child_id(const char *parent, const char *key,
+		    char out[TASK_ID_MAX + 1]);
+
+/*
+ * The child's task message (task-message.schema.json): {"id": the child
+ * id, "parent": parent, "payload", "resources", "deadline" (when the spawn
+ * has them), "traceparent": the spawn's, else parent_tp (NULL: none)}.
+ * spawn is the event's task object.  Returns a malloc'd string, *outlen its
+ * length; what it says is for task_parse() to judge.
+ */
+char		*hh_child_message(const char *parent, const char *key,
+		    const struct cJSON *spawn, const char *parent_tp,
+		    size_t *outlen);
+
+/*
+ * A Reply body (reply.schema.json): reason and detail NULL: none; result
+ * a Result's JSON text, or NULL.  Returns a malloc'd string.
+ */
+char		*hh_reply_body(const char *key, enum hh_reply type,
+		    const char *child, const char *reason, const char *detail,
+		    const char *result);
 
 #endif

@@ -311,6 +311,168 @@ START_TEST(test_result)
 }
 END_TEST
 
+/* A spawn event's "replies" is read as the set the runtime holds. */
+START_TEST(test_spawn_replies)
+{
+	const char	*b = EL(EV(2, "\"type\":\"spawn\",\"key\":\"a\","
+	    "\"task\":{\"payload\":1},\"replies\":[\"deferred\","
+	    "\"admitted\",\"bogus\"]") "," EV(3, "\"type\":\"spawn\","
+	    "\"key\":\"b\",\"task\":{\"payload\":1}"), 3);
+	struct hh_answer a;
+	char		 err[160];
+
+	ck_assert_msg(hh_answer_parse(b, strlen(b), &a, err, sizeof err) ==
+	    0, "%s", err);
+	ck_assert_uint_eq(a.events[0].replies, HH_RB(HH_R_DEFERRED) |
+	    HH_RB(HH_R_ADMITTED));
+	ck_assert_uint_eq(a.events[1].replies, 0);
+	hh_answer_free(&a);
+	b = "{" V "\"kind\":\"ReplyAck\",\"key\":\"a\",\"type\":"
+	    "\"admitted\",\"duplicate\":false}";
+	ck_assert_int_eq(hh_answer_parse(b, strlen(b), &a, err, sizeof err),
+	    0);
+	ck_assert_int_eq(a.kind, HH_REPLY_ACK);
+	hh_answer_free(&a);
+}
+END_TEST
+
+/*
+ * Verdict monotonicity on agentscaler's side (section 4): deferred, then
+ * admitted | rejected, then result after admitted (or alone); never back,
+ * never twice.
+ */
+static const struct {
+	unsigned	 have;
+	enum hh_reply	 r;
+	int		 ok;
+} follow_rows[] = {
+	{ 0, HH_R_DEFERRED, 1 },
+	{ 0, HH_R_ADMITTED, 1 },
+	{ 0, HH_R_REJECTED, 1 },
+	{ 0, HH_R_RESULT, 1 },
+	{ HH_RB(HH_R_DEFERRED), HH_R_DEFERRED, 0 },
+	{ HH_RB(HH_R_DEFERRED), HH_R_ADMITTED, 1 },
+	{ HH_RB(HH_R_DEFERRED), HH_R_REJECTED, 1 },
+	{ HH_RB(HH_R_ADMITTED), HH_R_DEFERRED, 0 },
+	{ HH_RB(HH_R_ADMITTED), HH_R_ADMITTED, 0 },
+	{ HH_RB(HH_R_ADMITTED), HH_R_REJECTED, 0 },
+	{ HH_RB(HH_R_ADMITTED), HH_R_RESULT, 1 },
+	{ HH_RB(HH_R_REJECTED), HH_R_DEFERRED, 0 },
+	{ HH_RB(HH_R_REJECTED), HH_R_ADMITTED, 0 },
+	{ HH_RB(HH_R_REJECTED), HH_R_RESULT, 0 },
+	{ HH_RB(HH_R_RESULT), HH_R_ADMITTED, 0 },
+	{ HH_RB(HH_R_RESULT), HH_R_DEFERRED, 0 },
+	{ HH_RB(HH_R_RESULT), HH_R_RESULT, 0 },
+	{ HH_RB(HH_R_DEFERRED) | HH_RB(HH_R_ADMITTED), HH_R_RESULT, 1 },
+};
+
+START_TEST(test_reply_may_follow)
+{
+	ck_assert_int_eq(hh_reply_may_follow(follow_rows[_i].have,
+	    follow_rows[_i].r), follow_rows[_i].ok);
+}
+END_TEST
+
+START_TEST(test_child_id)
+{
+	char	 out[TASK_ID_MAX + 1], parent[TASK_ID_MAX + 1], again[256];
+
+	hh_child_id("t-1", "k", out);
+	ck_assert_str_eq(out, "t-1/k");
+	/* 253 bytes exactly: still the plain form. */
+	memset(parent, 'p', 251);
+	parent[251] = '\0';
+	hh_child_id(parent, "k", out);
+	ck_assert_uint_eq(strlen(out), 253);
+	ck_assert_str_eq(out + 251, "/k");
+	/* Longer: 220 bytes, "/#", 31 hex digits; a function of both. */
+	hh_child_id(parent, "kk", out);
+	ck_assert_uint_eq(strlen(out), 220 + 2 + 31);
+	ck_assert_int_eq(strncmp(out + 220, "/#", 2), 0);
+	as_strlcpy(again, out, sizeof again);
+	hh_child_id(parent, "kk", out);
+	ck_assert_str_eq(out, again);
+	hh_child_id(parent, "kl", out);
+	ck_assert_str_ne(out, again);
+}
+END_TEST
+
+/*
+ * The child's message: id and parent set here, never by the runtime;
+ * payload, resources, deadline copied; the spawn's traceparent, else the
+ * parent's; nothing else of the spawn (a "parent" or "id" in it is not
+ * taken).
+ */
+START_TEST(test_child_message)
+{
+	const char	*sp = "{\"payload\":{\"f\":\"a.c\"},\"resources\":"
+	    "{\"cpu\":\"1\"},\"deadline\":\"2030-01-01T00:00:00Z\","
+	    "\"parent\":\"forged\",\"id\":\"forged\"}";
+	const char	*tp2 = "00-11111111111111111111111111111111-"
+	    "2222222222222222-01";
+	cJSON		*spawn = cJSON_Parse(sp), *o;
+	char		*m;
+	size_t		 len;
+
+	m = hh_child_message("t-1", "k1", spawn, TP, &len);
+	ck_assert_uint_eq(len, strlen(m));
+	o = cJSON_Parse(m);
+	ck_assert_str_eq(as_json_str(o, "id"), "t-1/k1");
+	ck_assert_str_eq(as_json_str(o, "parent"), "t-1");
+	ck_assert_str_eq(as_json_str(o, "traceparent"), TP);
+	ck_assert_str_eq(as_json_str(o, "deadline"), "2030-01-01T00:00:00Z");
+	ck_assert_str_eq(as_json_str(cJSON_GetObjectItemCaseSensitive(o,
+	    "payload"), "f"), "a.c");
+	ck_assert_str_eq(as_json_str(cJSON_GetObjectItemCaseSensitive(o,
+	    "resources"), "cpu"), "1");
+	cJSON_Delete(o);
+	free(m);
+	cJSON_AddStringToObject(spawn, "traceparent", tp2);
+	m = hh_child_message("t-1", "k1", spawn, TP, NULL);
+	o = cJSON_Parse(m);
+	ck_assert_str_eq(as_json_str(o, "traceparent"), tp2);
+	cJSON_Delete(o);
+	free(m);
+	cJSON_Delete(spawn);
+	spawn = cJSON_Parse("{\"payload\":null}");
+	m = hh_child_message("t-1", "k1", spawn, NULL, NULL);
+	o = cJSON_Parse(m);
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(o,
+	    "traceparent"));
+	ck_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(o,
+	    "payload")));
+	cJSON_Delete(o);
+	free(m);
+	cJSON_Delete(spawn);
+}
+END_TEST
+
+START_TEST(test_reply_body)
+{
+	char	*b = hh_reply_body("k1", HH_R_REJECTED, "t-1/k1",
+	    "cascade.maxDepth", "depth 3 > 2", NULL);
+	cJSON	*o = cJSON_Parse(b);
+
+	ck_assert_str_eq(as_json_str(o, "apiVersion"), HH_API_VERSION);
+	ck_assert_str_eq(as_json_str(o, "kind"), "Reply");
+	ck_assert_str_eq(as_json_str(o, "type"), "rejected");
+	ck_assert_str_eq(as_json_str(o, "child"), "t-1/k1");
+	ck_assert_str_eq(as_json_str(o, "reason"), "cascade.maxDepth");
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(o, "result"));
+	cJSON_Delete(o);
+	free(b);
+	b = hh_reply_body("k1", HH_R_RESULT, "t-1/k1", NULL, NULL,
+	    "{\"id\":\"t-1/k1\",\"state\":\"completed\"}");
+	o = cJSON_Parse(b);
+	ck_assert_str_eq(as_json_str(o, "type"), "result");
+	ck_assert_ptr_null(cJSON_GetObjectItemCaseSensitive(o, "reason"));
+	ck_assert_str_eq(as_json_str(cJSON_GetObjectItemCaseSensitive(o,
+	    "result"), "state"), "completed");
+	cJSON_Delete(o);
+	free(b);
+}
+END_TEST
+
 static Suite *
 handoff_http_suite(void)
 {
@@ -325,6 +487,12 @@ handoff_http_suite(void)
 	tcase_add_test(tc, test_wait_under_router_header_timeout);
 	tcase_add_test(tc, test_traceparent);
 	tcase_add_test(tc, test_result);
+	tcase_add_test(tc, test_spawn_replies);
+	tcase_add_loop_test(tc, test_reply_may_follow, 0,
+	    (int)AS_ARRAY_SIZE(follow_rows));
+	tcase_add_test(tc, test_child_id);
+	tcase_add_test(tc, test_child_message);
+	tcase_add_test(tc, test_reply_body);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -926,6 +926,9 @@ class Runtime:
             raise TaskFailed(asked["fail"], "the payload asked to fail", retryable=agent.again)
         if a.spawn_at == "end":
             handles = self.spawn_http(agent, ctx, info)
+        if isinstance(asked.get("spawn"), list):
+            return {"worked": True, "children": self.spawn_asked(agent, ctx, info,
+                                                                asked["spawn"])}
         children = []
         for h in handles if a.wait_children else ():
             c = {"key": h.key, "id": AP.child_id(tid, h.key)}
@@ -942,6 +945,43 @@ class Runtime:
         with self.table.lock:
             agent.state = FINISHING
         return {"worked": True, "children": children if a.wait_children else len(handles)}
+
+    def spawn_asked(self, agent, ctx, info, specs):
+        """The payload's {"spawn": [spec, ...]}: each spec (a child spec
+        {"payload", "resources"?, "deadline"?}, or a bare payload) spawned
+        through agentscaler under keys 1..N, then each waited for (at most
+        --child-timeout s): its result, or its verdict and reason."""
+        where = {"sandbox": agent.sandbox, "claim": agent.claim, "namespace": agent.ns}
+        handles = []
+        for spec in specs:
+            if not (isinstance(spec, dict) and "payload" in spec):
+                spec = {"payload": spec}
+            h = ctx.spawn(spec)
+            handles.append(h)
+            self.log.write("spawned", id=AP.child_id(info["id"], h.key), parent=info["id"],
+                           root=info["root"], depth=info["depth"] + 1, to="agentscaler",
+                           **where)
+        agent.children = len(handles)
+        out = []
+        for h in handles:
+            c = {"key": h.key, "id": AP.child_id(info["id"], h.key)}
+            try:
+                c["result"] = h.result(self.args.child_timeout)
+                c["verdict"] = "admitted"
+            except ChildRejected as e:
+                c["verdict"] = "rejected"
+                c["reason"], c["detail"] = e.reason, h.detail
+            except ChildFailed as e:
+                c["verdict"] = "admitted"
+                c["failed"] = e.reason
+            except TimeoutError:
+                c["timeout"] = True
+            if h.result_message is not None:
+                c["parent"] = h.result_message.get("parent")
+            c["replies"] = sorted(h.seen)
+            out.append(c)
+            self.log.write("child", **dict(c, parent=info["id"]), **where)
+        return out
 
     def spawn_http(self, agent, ctx, info):
         a = self.args
