@@ -103,6 +103,8 @@ struct binf {
 	char			 ns[64];
 	informer_fn		*fn;
 	void			*arg;
+	informer_transform_fn	*transform;	/* as the real informer */
+	void			*transform_arg;
 	struct as_hash		 claims;
 };
 
@@ -300,7 +302,7 @@ static void
 breq_reply(struct breq *r, int err, long code, const char *body)
 {
 	struct k8s_response resp;
-	struct k8s_scale sc = { 0, 0 };
+	struct k8s_scale sc = { 0, 0, "" };
 
 	breq_unlink(r);
 	if (r->sdone != NULL)
@@ -361,6 +363,8 @@ bi_new(struct k8s_client *k, const struct informer_options *io,
 		fi->ns[i] = p[i];
 	fi->fn = fn;
 	fi->arg = arg;
+	fi->transform = io->transform;
+	fi->transform_arg = io->transform_arg;
 	as_hash_init(&fi->claims, 0, 0, bclaim_eq);
 	as_hash_insert(&infs, &fi->hlink, as_hash_str(fi->ns));
 	return ((struct informer *)fi);
@@ -422,6 +426,8 @@ bi_put(struct binf *fi, cJSON *obj)
 {
 	struct bclaim	*c = xcalloc(1, sizeof *c);
 
+	if (fi->transform != NULL)
+		fi->transform(obj, fi->transform_arg);
 	as_strlcpy(c->name, cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
 	    obj, "metadata"), "name")), sizeof c->name);
