@@ -63,13 +63,12 @@ struct crd_obj {
 	char		 path[400];	/* the object's API path */
 	char		*spec;		/* printed, to see spec changes */
 	char		 warm_pool[254];	/* spec.sandbox.warmPool */
-	cJSON		*obj;		/* a copy of the object */
 	long		 generation;
 	double		 created;
 	int		 valid;
-	char		 err[512];
+	char		*err;		/* why invalid; NULL: none known */
 	long		 reported_gen;	/* InvalidSpec Event sent for */
-	char		 reported[512];
+	char		*reported;	/* its message; NULL: none */
 	int		 stale;		/* in c->stale */
 	TAILQ_ENTRY(crd_obj) stale_link;
 	struct crd_warm	*warm;		/* its warm pool's users */
@@ -247,9 +246,23 @@ crd_obj_free(struct crd_obj *o)
 {
 	if (o == NULL)
 		return;
-	cJSON_Delete(o->obj);
 	free(o->spec);
+	free(o->err);
+	free(o->reported);
 	free(o);
+}
+
+void
+crd_slim(cJSON *obj, void *arg)
+{
+	static const char *const top[] = { "metadata", "spec", "status",
+	    NULL };
+	static const char *const md[] = { "name", "namespace", "uid",
+	    "resourceVersion", "generation", "creationTimestamp", NULL };
+
+	(void)arg;
+	as_json_keep(obj, top);
+	as_json_keep(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
 }
 
 static void
@@ -313,8 +326,6 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 	crd_warm_link(c, o);
 	free(o->spec);
 	o->spec = spec;
-	cJSON_Delete(o->obj);
-	o->obj = cJSON_Duplicate(obj, 1);
 	if (changed) {
 		crd_stale(c, o);
 		crd_dirty(c);
@@ -494,8 +505,11 @@ crd_rebuild(struct crd *c)
 	for (l = as_hash_first(&c->objs); l != NULL;
 	    l = as_hash_next(&c->objs, l)) {
 		o = AS_HASH_ITEM(l, struct crd_obj, link);
+		/* The informer's cache, which crd_slim() made small. */
+		objs[n].obj = informer_get(c->inf[o->quota], o->ns, o->name);
+		if (objs[n].obj == NULL)
+			continue;	/* cannot be: its event made o */
 		objs[n].quota = o->quota;
-		objs[n].obj = o->obj;
 		objs[n].created = o->created;
 		byidx[n++] = o;
 	}
@@ -503,26 +517,30 @@ crd_rebuild(struct crd *c)
 	for (i = 0; i < n; i++) {
 		o = byidx[i];
 		if (objs[i].valid) {
-			if (!o->valid && o->err[0] != '\0')
+			if (!o->valid && o->err != NULL)
 				log_info("crd", "%s %s/%s: valid now",
 				    crd_kinds[o->quota], o->ns, o->name);
 			o->valid = 1;
-			o->err[0] = '\0';
+			free(o->err);
+			o->err = NULL;
 			continue;
 		}
 		bad++;
 		o->valid = 0;
-		as_strlcpy(o->err, objs[i].err, sizeof o->err);
+		free(o->err);
+		o->err = objs[i].err[0] != '\0' ? xstrdup(objs[i].err) : NULL;
 		if (o->reported_gen == o->generation &&
-		    strcmp(o->reported, o->err) == 0)
+		    strcmp(crd_or_empty(o->reported), crd_or_empty(o->err)) == 0)
 			continue;
 		log_warn("crd", "%s %s/%s (generation %ld) is invalid and not "
 		    "applied: %s", crd_kinds[o->quota], o->ns, o->name,
-		    o->generation, o->err);
+		    o->generation, crd_or_empty(o->err));
 		crd_event(c, crd_kinds[o->quota], o->ns, o->name,
-		    EVENT_WARNING, "InvalidSpec", "Validate", "%s", o->err);
+		    EVENT_WARNING, "InvalidSpec", "Validate", "%s",
+		    crd_or_empty(o->err));
 		o->reported_gen = o->generation;
-		as_strlcpy(o->reported, o->err, sizeof o->reported);
+		free(o->reported);
+		o->reported = xstrdup(crd_or_empty(o->err));
 	}
 	free(objs);
 	free(byidx);
@@ -706,7 +724,7 @@ crd_status_make(struct crd *c, struct crd_obj *o, double now)
 
 	c->status_made++;
 	prev = status_writer_current(c->sw, o->path);
-	if (!o->valid && o->err[0] != '\0')
+	if (!o->valid && o->err != NULL)
 		doc = crd_invalid_status_json(o->err, o->generation, prev, now);
 	else if (!o->valid)
 		return;		/* not judged yet */
@@ -826,6 +844,7 @@ crd_new(struct ev_loop *loop, struct k8s_client *k8s,
 			    "sandboxwarmpools");
 		io.path = path;
 		io.log_name = k < 2 ? crd_plurals[k] : "sandboxwarmpools";
+		io.transform = k < 2 ? crd_slim : NULL;
 		if (k < 2)
 			c->inf[k] = informer_new(k8s, &io, crd_informer_cb, c,
 			    err, errlen);
