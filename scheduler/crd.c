@@ -60,9 +60,9 @@ struct crd_obj {
 	char		 ns[64];
 	char		 name[254];
 	char		 uid[64];
-	char		 path[400];	/* the object's API path */
+	char		*path;		/* the object's API path */
 	char		*spec;		/* printed, to see spec changes */
-	char		 warm_pool[254];	/* spec.sandbox.warmPool */
+	char		*warm_pool;	/* spec.sandbox.warmPool; "" */
 	long		 generation;
 	double		 created;
 	int		 valid;
@@ -95,6 +95,10 @@ struct crd {
 	struct k8s_client	*k8s;
 	const struct crd_options *o;
 	struct informer		*inf[2];	/* pools, quotas */
+	struct crd_cache_arg {
+		struct crd	*c;
+		int		 quota;
+	}			 cache_arg[2];	/* crd_cache_slim()'s */
 	struct informer		*warm;
 	struct as_hash		 objs;
 	int			 dirty;
@@ -247,6 +251,8 @@ crd_obj_free(struct crd_obj *o)
 	if (o == NULL)
 		return;
 	free(o->spec);
+	free(o->path);
+	free(o->warm_pool);
 	free(o->err);
 	free(o->reported);
 	free(o);
@@ -263,6 +269,27 @@ crd_slim(cJSON *obj, void *arg)
 	(void)arg;
 	as_json_keep(obj, top);
 	as_json_keep(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
+}
+
+/*
+ * The informers' transform: crd_slim(), and the status too once the
+ * object is known here.  Its status is read at first sight only (the
+ * status writer's base, crd_upsert()); after that the writer keeps its
+ * own, and every write of ours coming back as MODIFIED would otherwise
+ * cache it again beside the writer's copy (issue 15).
+ */
+static void
+crd_cache_slim(cJSON *obj, void *arg)
+{
+	const struct crd_cache_arg *a = arg;
+	const cJSON	*md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const char	*ns = as_json_str(md, "namespace");
+	const char	*name = as_json_str(md, "name");
+
+	crd_slim(obj, NULL);
+	if (ns != NULL && name != NULL &&
+	    crd_find(a->c, a->quota, ns, name) != NULL)
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, "status");
 }
 
 static void
@@ -299,8 +326,8 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 		o->quota = quota;
 		as_strlcpy(o->ns, ns, sizeof o->ns);
 		as_strlcpy(o->name, name, sizeof o->name);
-		snprintf(o->path, sizeof o->path, CRD_API "/namespaces/%s/%s/%s",
-		    ns, crd_plurals[quota], name);
+		o->path = xasprintf(CRD_API "/namespaces/%s/%s/%s", ns,
+		    crd_plurals[quota], name);
 		o->reported_gen = -1;
 		as_hash_insert(&c->objs, &o->link, crd_key_hash(quota, ns,
 		    name));
@@ -321,8 +348,9 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 		o->created = 0;
 	sb = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
 	    obj, "spec"), "sandbox");
-	as_strlcpy(o->warm_pool, as_json_str(sb, "warmPool") != NULL ?
-	    as_json_str(sb, "warmPool") : "", sizeof o->warm_pool);
+	free(o->warm_pool);
+	o->warm_pool = xstrdup(as_json_str(sb, "warmPool") != NULL ?
+	    as_json_str(sb, "warmPool") : "");
 	crd_warm_link(c, o);
 	free(o->spec);
 	o->spec = spec;
@@ -348,7 +376,8 @@ crd_remove(struct crd *c, int quota, const cJSON *obj)
 		TAILQ_REMOVE(&c->stale, o, stale_link);
 	if (o->quota)
 		TAILQ_REMOVE(&c->quotas, o, quota_link);
-	o->warm_pool[0] = '\0';
+	free(o->warm_pool);
+	o->warm_pool = xstrdup("");
 	crd_warm_link(c, o);
 	status_writer_forget(c->sw, o->path);
 	crd_obj_free(o);
@@ -844,7 +873,12 @@ crd_new(struct ev_loop *loop, struct k8s_client *k8s,
 			    "sandboxwarmpools");
 		io.path = path;
 		io.log_name = k < 2 ? crd_plurals[k] : "sandboxwarmpools";
-		io.transform = k < 2 ? crd_slim : NULL;
+		if (k < 2) {
+			c->cache_arg[k].c = c;
+			c->cache_arg[k].quota = k;
+			io.transform = crd_cache_slim;
+			io.transform_arg = &c->cache_arg[k];
+		}
 		if (k < 2)
 			c->inf[k] = informer_new(k8s, &io, crd_informer_cb, c,
 			    err, errlen);
