@@ -215,6 +215,8 @@ crd_stale_all(struct crd *c)
 		crd_stale(c, AS_HASH_ITEM(l, struct crd_obj, link));
 }
 
+_Static_assert(sizeof(double) == sizeof(uint64_t), "last_scale in a word");
+
 uint64_t
 crd_pool_status_hash(const struct crd_pool_status *st)
 {
@@ -222,15 +224,18 @@ crd_pool_status_hash(const struct crd_pool_status *st)
 	    st->backlog, st->in_flight, st->claims_warm, st->claims_cold,
 	    st->claims_pending, st->warm_replicas, st->warm_ready,
 	    st->started, st->source_ok, st->quota_limited };
-	const unsigned char *b = (const unsigned char *)v;
-	uint64_t	 h = 14695981039346656037ULL;	/* FNV-1a */
+	uint64_t	 h = 14695981039346656037ULL, w;
 	size_t		 i;
 
-	for (i = 0; i < sizeof v; i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
-	b = (const unsigned char *)&st->last_scale;
-	for (i = 0; i < sizeof st->last_scale; i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
+	/*
+	 * FNV-1a's step a word at a time, not a byte (it runs after every
+	 * poll of every pool, issue 15): xor then multiply by an odd number
+	 * is one-to-one, so a change of any one field changes the hash.
+	 */
+	for (i = 0; i < AS_ARRAY_SIZE(v); i++)
+		h = (h ^ (uint64_t)v[i]) * 1099511628211ULL;
+	memcpy(&w, &st->last_scale, sizeof w);
+	h = (h ^ w) * 1099511628211ULL;
 	h = h * 31 + as_hash_str(st->source_err);
 	h = h * 31 + as_hash_str(st->target_err);
 	return (h * 31 + as_hash_str(st->quota_msg));
