@@ -330,6 +330,7 @@ tgroup_get(struct targets *ts, const char *kind, const char *ns)
 	io.path = path;
 	io.log_name = path;
 	io.transform = targets_slim;
+	io.compact = 1;		/* printed: a few hundred bytes each */
 	g->inf = ts->ops.informer_new(ts->kc, &io, tgroup_event, g, err,
 	    sizeof err);
 	if (g->inf == NULL)
