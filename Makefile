@@ -188,6 +188,7 @@ bench: deps $(REL)/agentscaler $(REL)/tools/bench/poll_cost \
 	$(REL)/tools/bench/dispatch_scale 10000 1 100000
 	python3 tools/bench/bench.py --bin $(REL)/agentscaler
 	python3 tools/bench/dispatch_bench.py --bin $(REL)/agentscaler
+	python3 tools/bench/handoff_bench.py --bin $(REL)/agentscaler
 	python3 tools/bench/scale_bench.py --bin $(REL)/agentscaler $(SCALE_BENCH_ARGS)
 	python3 tools/kube-sim/bench.py
 

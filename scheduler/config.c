@@ -6,7 +6,9 @@
  * error.  Checks that span fields run after the walk.
  *
  * Offsets in a table are into the top struct (struct pool_config or struct
- * quota_config); nested JSON objects only group keys.
+ * quota_config) plus the offs of the F_OBJECT rows above them: a nested
+ * object with off 0 only groups keys, one with an off is a struct of its
+ * own (the source and results, struct pool_source_config; the handoff).
  */
 #include <ctype.h>
 #include <math.h>
@@ -33,7 +35,8 @@ enum field_kind {
 	F_NUMBER,
 	F_BOOL,
 	F_ENUM,		/* one of values, stored as its index (int) */
-	F_OBJECT,	/* keys of a nested object; sub is its table */
+	F_OBJECT,	/* keys of a nested object; sub is its table, whose
+			   offsets are from base + off */
 	F_IGNORE,	/* accepted and ignored (metadata.labels, status) */
 	F_RESOURCES	/* map of resource name to quantity: off is a
 			   struct quota_resource * followed by its count */
@@ -71,6 +74,9 @@ _Static_assert(offsetof(struct quota_config, nresources) ==
 #define END_FIELDS { NULL, 0, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL }
 #define PO(m) offsetof(struct pool_config, m)
 #define QO(m) offsetof(struct quota_config, m)
+/* Into the struct of an F_OBJECT whose off is that struct's. */
+#define SO(m) offsetof(struct pool_source_config, m)
+#define HO(m) offsetof(struct pool_handoff_config, m)
 
 /* F_ENUM values are stored as indexes: the order is the enum's. */
 static const char *const *
@@ -101,62 +107,147 @@ static const struct field metadata_fields[] = {
 };
 
 static const struct field secret_ref_fields[] = {
-	{ "name", F_STRING, PO(source.secret_name), 1, 0, 0, 0, NULL, NULL,
+	{ "name", F_STRING, SO(secret_name), 1, 0, 0, 0, NULL, NULL,
 	    NULL, "Secret name (DNS-1123 subdomain); CRD mode: a Secret of "
 	    "the pool's namespace, read through the API; --config: the file "
 	    "<secrets-dir>/<name>/<key>" },
-	{ "key", F_STRING, PO(source.secret_key), 1, 0, 0, 0, NULL, NULL,
+	{ "key", F_STRING, SO(secret_key), 1, 0, 0, 0, NULL, NULL,
 	    NULL, "key in the Secret holding the password ([-._a-zA-Z0-9]+)" },
-	{ "usernameKey", F_STRING, PO(source.secret_user_key), 0, 0, 0, 0,
+	{ "usernameKey", F_STRING, SO(secret_user_key), 0, 0, 0, 0,
 	    NULL, NULL, NULL, "key in the same Secret holding the user name "
 	    "(rabbitmq, or a Redis ACL user); instead of username" },
-	{ "namespace", F_STRING, PO(source.secret_ns), 0, 0, 0, 0, NULL, NULL,
+	{ "namespace", F_STRING, SO(secret_ns), 0, 0, 0, 0, NULL, NULL,
 	    NULL, "CRD mode: another namespace, only for a Secret the "
 	    "administrator shares (--shared-secrets)" },
 	END_FIELDS
 };
 
 static const struct field tls_fields[] = {
-	{ "caFile", F_STRING, PO(source.tls_ca_file), 0, 0, 0, 0, NULL, NULL,
+	{ "caFile", F_STRING, SO(tls_ca_file), 0, 0, 0, 0, NULL, NULL,
 	    NULL, "CA bundle for amqps:// and https:// (default: system CAs); "
 	    "--config only, refused in CRD mode" },
-	{ "insecureSkipVerify", F_BOOL, PO(source.tls_insecure), 0, 0, 1, 0,
+	{ "insecureSkipVerify", F_BOOL, SO(tls_insecure), 0, 0, 1, 0,
 	    NULL, NULL, NULL, "do not verify the broker's certificate (tests)" },
 	END_FIELDS
 };
 
 static const struct field source_fields[] = {
-	{ "type", F_STRING, PO(source.type), 1, 0, 0, 0, NULL,
+	{ "type", F_STRING, SO(type), 1, 0, 0, 0, NULL,
 	    scaler_type_list, NULL, NULL },
-	{ "address", F_STRING, PO(source.address), 1, 0, 0, 0, NULL, NULL,
+	{ "address", F_STRING, SO(address), 1, 0, 0, 0, NULL, NULL,
 	    NULL, "redis://host:6379/0 (credentials never inline)" },
 	{ "authSecretRef", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL,
 	    secret_ref_fields, "{name, key} of the password Secret" },
-	{ "passwordFile", F_STRING, PO(source.password_file), 0, 0, 0, 0,
+	{ "passwordFile", F_STRING, SO(password_file), 0, 0, 0, 0,
 	    NULL, NULL, NULL, "file holding the password; --config only, "
 	    "refused in CRD mode" },
-	{ "passwordEnv", F_STRING, PO(source.password_env), 0, 0, 0, 0, NULL,
+	{ "passwordEnv", F_STRING, SO(password_env), 0, 0, 0, 0, NULL,
 	    NULL, NULL, "environment variable holding the password; --config "
 	    "only, refused in CRD mode" },
-	{ "username", F_STRING, PO(source.username), 0, 0, 0, 0, NULL, NULL,
+	{ "username", F_STRING, SO(username), 0, 0, 0, 0, NULL, NULL,
 	    NULL, "rabbitmq user (the password comes from the secret)" },
 	{ "tls", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, tls_fields,
 	    "TLS options of the broker connection" },
-	{ "queue", F_STRING, PO(source.queue), 1, 0, 0, 0, NULL, NULL, NULL,
+	{ "queue", F_STRING, SO(queue), 1, 0, 0, 0, NULL, NULL, NULL,
 	    "list, stream or queue name" },
-	{ "processingList", F_STRING, PO(source.processing_list), 0, 0, 0, 0,
+	{ "processingList", F_STRING, SO(processing_list), 0, 0, 0, 0,
 	    NULL, NULL, NULL,
 	    "redis-list: list of taken tasks (default: scale mode "
 	    "<queue>.processing, dispatch mode <queue>:processing:<instance>)" },
-	{ "consumerGroup", F_STRING, PO(source.consumer_group), 0, 0, 0, 0,
+	{ "consumerGroup", F_STRING, SO(consumer_group), 0, 0, 0, 0,
 	    NULL, NULL, NULL, "redis-stream consumer group" },
-	{ "countInFlight", F_BOOL, PO(source.count_in_flight), 0, 0, 1, 0,
+	{ "countInFlight", F_BOOL, SO(count_in_flight), 0, 0, 1, 0,
 	    NULL, NULL, NULL, "backlog = ready + in flight" },
-	{ "prefetch", F_INT, PO(source.prefetch), 0, 1, 10000, 32, NULL, NULL,
+	{ "prefetch", F_INT, SO(prefetch), 0, 1, 10000, 32, NULL, NULL,
 	    NULL, "dispatch: most messages taken and not yet acked" },
-	{ "claimIdleSeconds", F_INT, PO(source.claim_idle_seconds), 0, 1,
+	{ "claimIdleSeconds", F_INT, SO(claim_idle_seconds), 0, 1,
 	    86400, 300, NULL, NULL, NULL,
 	    "dispatch, redis-stream: take others' pending entries idle this long" },
+	END_FIELDS
+};
+
+/* spec.results: a subset of the source's keys, into pool_config.results. */
+static const char *const *
+results_type_values(void)
+{
+	static const char *const v[] = { "rabbitmq", "redis-list",
+	    "redis-stream", NULL };
+
+	return (v);
+}
+
+static const struct field results_fields[] = {
+	{ "type", F_STRING, SO(type), 1, 0, 0, 0, NULL, results_type_values,
+	    NULL, NULL },
+	{ "address", F_STRING, SO(address), 1, 0, 0, 0, NULL, NULL, NULL,
+	    "redis://host:6379/0 or amqp://host:5672/vhost (credentials "
+	    "never inline)" },
+	{ "authSecretRef", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL,
+	    secret_ref_fields, "{name, key} of the password Secret" },
+	{ "passwordFile", F_STRING, SO(password_file), 0, 0, 0, 0, NULL, NULL,
+	    NULL, "file holding the password; --config only, refused in CRD "
+	    "mode" },
+	{ "passwordEnv", F_STRING, SO(password_env), 0, 0, 0, 0, NULL, NULL,
+	    NULL, "environment variable holding the password; --config only, "
+	    "refused in CRD mode" },
+	{ "username", F_STRING, SO(username), 0, 0, 0, 0, NULL, NULL, NULL,
+	    "Redis ACL user or RabbitMQ user (the password comes from the "
+	    "secret)" },
+	{ "tls", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, tls_fields,
+	    "TLS options of the connection" },
+	{ "queue", F_STRING, SO(queue), 0, 0, 0, 0, NULL, NULL, NULL,
+	    "list (LPUSH), stream (XADD) or RabbitMQ queue (by the default "
+	    "exchange) the Results go to" },
+	{ "exchange", F_STRING, SO(exchange), 0, 0, 0, 0, NULL, NULL, NULL,
+	    "rabbitmq, instead of queue: a durable direct exchange the "
+	    "Results go to with routing key = task id" },
+	END_FIELDS
+};
+
+static const char *const *
+handoff_mode_values(void)
+{
+	static const char *const v[] = { "inbox", "http", NULL };
+
+	return (v);
+}
+
+static const char *const *
+handoff_via_values(void)
+{
+	static const char *const v[] = { "router", "podIP", NULL };
+
+	return (v);
+}
+
+static const struct field handoff_tls_fields[] = {
+	{ "caFile", F_STRING, HO(tls_ca_file), 0, 0, 0, 0, NULL, NULL, NULL,
+	    "CA bundle for an https:// router (default: system CAs; always "
+	    "verified); --config only, refused in CRD mode" },
+	END_FIELDS
+};
+
+static const struct field handoff_fields[] = {
+	{ "mode", F_ENUM, HO(mode), 0, 0, 0, HANDOFF_INBOX, NULL,
+	    handoff_mode_values, NULL, "inbox (a Redis list or RabbitMQ queue "
+	    "per sandbox, read by the agent) | http (the agent protocol, "
+	    "docs/protocol.md)" },
+	{ "via", F_ENUM, HO(via), 0, 0, 0, HANDOFF_VIA_ROUTER, NULL,
+	    handoff_via_values, NULL, "http: router (the sandbox-router) | "
+	    "podIP (straight to the pod)" },
+	{ "router", F_STRING, HO(router), 0, 0, 0, 0,
+	    "http://sandbox-router-svc.agent-sandbox-system.svc:8080", NULL,
+	    NULL, "http, via router: the router's base URL (https:// for "
+	    "TLS)" },
+	{ "port", F_INT, HO(port), 0, 1, 65535, 8888, NULL, NULL, NULL,
+	    "http: the runtime's port in the sandbox" },
+	{ "deadlineSeconds", F_INT, HO(deadline_seconds), 0, 1, 86400, 120,
+	    NULL, NULL, NULL, "http: a hand-off not accepted by then fails "
+	    "handoff.unreachable" },
+	{ "maxAttempts", F_INT, HO(max_attempts), 0, 1, 100, 1, NULL, NULL,
+	    NULL, "http: runs of a task whose failure is retryable" },
+	{ "tls", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, handoff_tls_fields,
+	    "http: TLS to the router" },
 	END_FIELDS
 };
 
@@ -220,14 +311,19 @@ static const struct field scaling_fields[] = {
 static const struct field pool_spec_fields[] = {
 	{ "mode", F_ENUM, PO(mode), 0, 0, 0, POOL_MODE_SCALE, NULL,
 	    mode_values, NULL, NULL },
-	{ "source", F_OBJECT, 0, 1, 0, 0, 0, NULL, NULL, source_fields,
-	    "where the tasks wait" },
+	{ "source", F_OBJECT, PO(source), 1, 0, 0, 0, NULL, NULL,
+	    source_fields, "where the tasks wait" },
 	{ "target", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, target_fields,
 	    "scale mode: the workload to scale" },
 	{ "sandbox", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, sandbox_fields,
 	    "dispatch mode: warm pool and claims" },
 	{ "scaling", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, scaling_fields,
 	    "replica maths (DESIGN.md section 8)" },
+	{ "handoff", F_OBJECT, PO(handoff), 0, 0, 0, 0, NULL, NULL,
+	    handoff_fields, "dispatch mode: how a task reaches its sandbox" },
+	{ "results", F_OBJECT, PO(results), 0, 0, 0, 0, NULL, NULL,
+	    results_fields, "dispatch mode, http hand-off: where Results "
+	    "are published" },
 	END_FIELDS
 };
 
@@ -284,12 +380,24 @@ static int	 config_apply(const struct field *, const cJSON *, void *,
 		    const char *, char *, size_t);
 static void	 config_defaults(const struct field *, void *);
 static void	 config_free_pool(struct pool_config *);
+static void	 config_free_source(struct pool_source_config *);
 static void	 config_free_quota(struct quota_config *);
 
 static void
 config_path(char *out, size_t outlen, const char *path, const char *key)
 {
 	snprintf(out, outlen, "%s%s%s", path, *path != '\0' ? "." : "", key);
+}
+
+/* path.where.key, as config_path() makes path.key. */
+static void
+config_sub(char *out, size_t outlen, const char *path, const char *where,
+    const char *key)
+{
+	char	 k[128];
+
+	snprintf(k, sizeof k, "%s.%s", where, key);
+	config_path(out, outlen, path, k);
 }
 
 /* Describes a JSON value briefly for error messages. */
@@ -348,7 +456,7 @@ config_defaults(const struct field *tbl, void *base)
 			*(int *)p = (int)tbl->def;
 			break;
 		case F_OBJECT:
-			config_defaults(tbl->sub, base);
+			config_defaults(tbl->sub, (char *)base + tbl->off);
 			break;
 		default:
 			break;
@@ -493,7 +601,7 @@ config_field(const struct field *f, const cJSON *v, void *base,
 			*(double *)p = d;
 		return (0);
 	case F_OBJECT:
-		return (config_apply(f->sub, v, base, path, err, errlen));
+		return (config_apply(f->sub, v, p, path, err, errlen));
 	case F_RESOURCES:
 		return (config_resources(v, p, path, err, errlen));
 	case F_IGNORE:
@@ -654,18 +762,18 @@ config_listed(const char *s, const char *const *list, size_t n)
  * pool's namespace or a shared one, read through the API.
  */
 static int
-config_check_secret(struct pool_config *p, const char *secrets_dir,
+config_check_secret(struct pool_config *p, struct pool_source_config *s,
+    const char *where, const char *secrets_dir,
     const struct config_tenancy *crd, const char *path, char *err,
     size_t errlen)
 {
-	struct pool_source_config *s = &p->source;
 	const char	*field = NULL, *ns;
 	char		 at[256], key[320];
 
 	if (s->secret_name != NULL) {
 		if (!config_dns_subdomain(s->secret_name, 253)) {
-			config_path(at, sizeof at, path,
-			    "spec.source.authSecretRef.name");
+			config_sub(at, sizeof at, path, where,
+			    "authSecretRef.name");
 			snprintf(err, errlen, "%s: expected a Secret name "
 			    "(DNS-1123 subdomain: lowercase letters, digits, "
 			    "'-', '.'), got \"%.64s\"", at, s->secret_name);
@@ -674,10 +782,9 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 		if (!config_secret_key(s->secret_key) ||
 		    (s->secret_user_key != NULL &&
 		    !config_secret_key(s->secret_user_key))) {
-			config_path(at, sizeof at, path,
+			config_sub(at, sizeof at, path, where,
 			    config_secret_key(s->secret_key) ?
-			    "spec.source.authSecretRef.usernameKey" :
-			    "spec.source.authSecretRef.key");
+			    "authSecretRef.usernameKey" : "authSecretRef.key");
 			snprintf(err, errlen, "%s: expected a Secret key "
 			    "([-._a-zA-Z0-9]+, not \".\" or \"..\"), got "
 			    "\"%.64s\"", at, config_secret_key(s->secret_key) ?
@@ -685,7 +792,7 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 			return (-AS_EINVAL);
 		}
 		if (s->secret_user_key != NULL && s->username != NULL) {
-			config_path(at, sizeof at, path, "spec.source.username");
+			config_sub(at, sizeof at, path, where, "username");
 			snprintf(err, errlen, "%s: give username or "
 			    "authSecretRef.usernameKey, not both", at);
 			return (-AS_EINVAL);
@@ -693,8 +800,8 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 	}
 	if (crd == NULL) {
 		if (s->secret_ns != NULL) {
-			config_path(at, sizeof at, path,
-			    "spec.source.authSecretRef.namespace");
+			config_sub(at, sizeof at, path, where,
+			    "authSecretRef.namespace");
 			snprintf(err, errlen, "%s: only in CRD mode; with "
 			    "--config the Secret is the file "
 			    "<secrets-dir>/<name>/<key>", at);
@@ -711,13 +818,13 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 		return (0);
 	}
 	if (s->password_file != NULL)
-		field = "spec.source.passwordFile";
+		field = "passwordFile";
 	else if (s->password_env != NULL)
-		field = "spec.source.passwordEnv";
+		field = "passwordEnv";
 	else if (s->tls_ca_file != NULL)
-		field = "spec.source.tls.caFile";
+		field = "tls.caFile";
 	if (field != NULL) {
-		config_path(at, sizeof at, path, field);
+		config_sub(at, sizeof at, path, where, field);
 		snprintf(err, errlen, "%s: refused in CRD mode: an AgentPool "
 		    "may not name a file or variable of agentscaler; put the "
 		    "password in a Secret of namespace %s and name it with "
@@ -728,7 +835,7 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 		return (0);
 	ns = s->secret_ns != NULL ? s->secret_ns : p->ns;
 	snprintf(key, sizeof key, "%s/%s", ns, s->secret_name);
-	config_path(at, sizeof at, path, "spec.source.authSecretRef");
+	config_sub(at, sizeof at, path, where, "authSecretRef");
 	if (strcmp(ns, p->ns) != 0) {
 		if (!config_listed(key, crd->shared, crd->nshared)) {
 			snprintf(err, errlen, "%s: Secret %s is in another "
@@ -751,6 +858,80 @@ config_check_secret(struct pool_config *p, const char *secrets_dir,
 		s->username_secret = xasprintf("%s/%s", key,
 		    s->secret_user_key);
 	return (0);
+}
+
+/*
+ * spec.handoff and spec.results: dispatch mode only; http through the
+ * router needs an http(s):// router URL; the router's CA is a file of the
+ * daemon (refused in CRD mode, as the source's); the results destination
+ * takes its password as the source does.
+ */
+static int
+config_check_handoff(struct pool_config *p, const cJSON *spec,
+    const char *secrets_dir, const struct config_tenancy *crd,
+    const char *path, char *err, size_t errlen)
+{
+	struct pool_handoff_config *h = &p->handoff;
+	const char	*which = NULL;
+	char		 at[256];
+	int		 nauth;
+
+	p->has_results = cJSON_GetObjectItemCaseSensitive(spec,
+	    "results") != NULL;
+	if (p->mode != POOL_MODE_DISPATCH) {
+		if (cJSON_GetObjectItemCaseSensitive(spec, "handoff") != NULL)
+			which = "spec.handoff";
+		else if (p->has_results)
+			which = "spec.results";
+		if (which != NULL) {
+			config_path(at, sizeof at, path, which);
+			snprintf(err, errlen, "%s: dispatch mode only", at);
+			return (-AS_EINVAL);
+		}
+		return (0);
+	}
+	if (strncmp(h->router, "http://", 7) != 0 &&
+	    strncmp(h->router, "https://", 8) != 0) {
+		config_path(at, sizeof at, path, "spec.handoff.router");
+		snprintf(err, errlen, "%s: expected an http:// or https:// URL, "
+		    "got \"%.64s\"", at, h->router);
+		return (-AS_EINVAL);
+	}
+	if (crd != NULL && h->tls_ca_file != NULL) {
+		config_path(at, sizeof at, path, "spec.handoff.tls.caFile");
+		snprintf(err, errlen, "%s: refused in CRD mode: an AgentPool "
+		    "may not name a file of agentscaler", at);
+		return (-AS_EINVAL);
+	}
+	if (p->has_results && h->mode != HANDOFF_HTTP) {
+		config_path(at, sizeof at, path, "spec.results");
+		snprintf(err, errlen, "%s: only with handoff.mode http (an "
+		    "inbox agent publishes its own results)", at);
+		return (-AS_EINVAL);
+	}
+	if (!p->has_results)
+		return (0);
+	nauth = (p->results.secret_name != NULL) +
+	    (p->results.password_file != NULL) +
+	    (p->results.password_env != NULL);
+	if (nauth > 1) {
+		config_path(at, sizeof at, path, "spec.results");
+		snprintf(err, errlen, "%s: give at most one of "
+		    "authSecretRef, passwordFile, passwordEnv", at);
+		return (-AS_EINVAL);
+	}
+	/* A queue, or (rabbitmq only) an exchange instead: one of them. */
+	if (strcmp(p->results.type, "rabbitmq") == 0 ?
+	    (p->results.queue != NULL) == (p->results.exchange != NULL) :
+	    p->results.queue == NULL || p->results.exchange != NULL) {
+		config_path(at, sizeof at, path, "spec.results");
+		snprintf(err, errlen, "%s: %s", at,
+		    strcmp(p->results.type, "rabbitmq") == 0 ? "give one of "
+		    "queue, exchange" : "give queue (exchange is rabbitmq's)");
+		return (-AS_EINVAL);
+	}
+	return (config_check_secret(p, &p->results, "spec.results",
+	    secrets_dir, crd, path, err, errlen));
 }
 
 static const struct field pool_top_fields[] = {
@@ -869,7 +1050,10 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		    p->source.type, scaler_type_names());
 		return (-AS_EINVAL);
 	}
-	if ((rc = config_check_secret(p, secrets_dir, crd, path, err,
+	if ((rc = config_check_secret(p, &p->source, "spec.source",
+	    secrets_dir, crd, path, err, errlen)) != 0)
+		return (rc);
+	if ((rc = config_check_handoff(p, spec, secrets_dir, crd, path, err,
 	    errlen)) != 0)
 		return (rc);
 	/*
@@ -1181,22 +1365,10 @@ config_free_pool(struct pool_config *p)
 		return;
 	free(p->ns);
 	free(p->name);
-	free(p->source.type);
-	free(p->source.address);
-	free(p->source.queue);
-	free(p->source.processing_list);
-	free(p->source.consumer_group);
-	free(p->source.secret_name);
-	free(p->source.secret_key);
-	free(p->source.password_file);
-	free(p->source.password_env);
-	free(p->source.secret_ns);
-	free(p->source.secret_user_key);
-	free(p->source.username_file);
-	free(p->source.username_secret);
-	free(p->source.password_secret);
-	free(p->source.username);
-	free(p->source.tls_ca_file);
+	config_free_source(&p->source);
+	config_free_source(&p->results);
+	free(p->handoff.router);
+	free(p->handoff.tls_ca_file);
 	free(p->target_kind);
 	free(p->target_name);
 	free(p->warm_pool);
@@ -1205,6 +1377,28 @@ config_free_pool(struct pool_config *p)
 		free(p->default_resources[j].quantity);
 	}
 	free(p->default_resources);
+}
+
+static void
+config_free_source(struct pool_source_config *s)
+{
+	free(s->type);
+	free(s->address);
+	free(s->queue);
+	free(s->exchange);
+	free(s->processing_list);
+	free(s->consumer_group);
+	free(s->secret_name);
+	free(s->secret_key);
+	free(s->password_file);
+	free(s->password_env);
+	free(s->secret_ns);
+	free(s->secret_user_key);
+	free(s->username_file);
+	free(s->username_secret);
+	free(s->password_secret);
+	free(s->username);
+	free(s->tls_ca_file);
 }
 
 static void
@@ -1387,6 +1581,26 @@ config_pool_source(const struct pool_config *c, struct scaler_source *src)
 	src->insecure_skip_verify = c->source.tls_insecure;
 }
 
+void
+config_pool_results(const struct pool_config *c, struct scaler_source *src)
+{
+	const struct pool_source_config *r = &c->results;
+
+	memset(src, 0, sizeof *src);
+	src->type = r->type;
+	src->address = r->address;
+	src->queue = r->queue;
+	src->exchange = r->exchange;
+	src->password_file = r->password_file;
+	src->password_env = r->password_env;
+	src->password_secret = r->password_secret;
+	src->username_file = r->username_file;
+	src->username_secret = r->username_secret;
+	src->username = r->username;
+	src->ca_file = r->tls_ca_file;
+	src->insecure_skip_verify = r->tls_insecure;
+}
+
 int
 config_same_source(const struct pool_config *a, const struct pool_config *b)
 {
@@ -1404,4 +1618,31 @@ config_same_source(const struct pool_config *a, const struct pool_config *b)
 	    a->source.prefetch == b->source.prefetch &&
 	    a->source.claim_idle_seconds == b->source.claim_idle_seconds);
 #undef SAME
+}
+
+int
+config_same_handoff(const struct pool_config *a, const struct pool_config *b)
+{
+	const struct pool_handoff_config *x = &a->handoff, *y = &b->handoff;
+	const struct pool_source_config *r = &a->results, *q = &b->results;
+
+#define STR(u, v) (((u) == NULL && (v) == NULL) || ((u) != NULL && \
+	(v) != NULL && strcmp((u), (v)) == 0))
+	return (x->mode == y->mode && x->via == y->via &&
+	    STR(x->router, y->router) && x->port == y->port &&
+	    x->deadline_seconds == y->deadline_seconds &&
+	    x->max_attempts == y->max_attempts &&
+	    STR(x->tls_ca_file, y->tls_ca_file) &&
+	    a->has_results == b->has_results && STR(r->type, q->type) &&
+	    STR(r->address, q->address) && STR(r->queue, q->queue) &&
+	    STR(r->exchange, q->exchange) &&
+	    STR(r->password_file, q->password_file) &&
+	    STR(r->password_env, q->password_env) &&
+	    STR(r->password_secret, q->password_secret) &&
+	    STR(r->username_file, q->username_file) &&
+	    STR(r->username_secret, q->username_secret) &&
+	    STR(r->username, q->username) &&
+	    STR(r->tls_ca_file, q->tls_ca_file) &&
+	    r->tls_insecure == q->tls_insecure);
+#undef STR
 }

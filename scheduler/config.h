@@ -20,11 +20,15 @@
 
 enum pool_mode { POOL_MODE_SCALE, POOL_MODE_DISPATCH };
 enum quota_on_exceeded { QUOTA_ON_DEFER, QUOTA_ON_REJECT };
+/* spec.handoff.mode and .via (docs/protocol.md section 2). */
+enum handoff_mode { HANDOFF_INBOX, HANDOFF_HTTP };
+enum handoff_via { HANDOFF_VIA_ROUTER, HANDOFF_VIA_POD_IP };
 
 struct pool_source_config {
 	char	*type;
 	char	*address;
 	char	*queue;
+	char	*exchange;		/* results, rabbitmq: instead of queue */
 	char	*processing_list;	/* redis-list in-flight list */
 	char	*consumer_group;
 	char	*secret_name;		/* authSecretRef */
@@ -42,6 +46,21 @@ struct pool_source_config {
 	int	 count_in_flight;
 	long	 prefetch;		/* dispatch: consumer window */
 	long	 claim_idle_seconds;	/* dispatch: redis-stream XAUTOCLAIM */
+};
+
+/*
+ * spec.handoff of a dispatch pool: how a task reaches its sandbox.  inbox
+ * is the broker inbox (DESIGN.md section 7 step 6); http the agent
+ * protocol (docs/protocol.md) through the sandbox-router or to the pod IP.
+ */
+struct pool_handoff_config {
+	enum handoff_mode	 mode;
+	enum handoff_via	 via;
+	char			*router;	/* base URL of the router */
+	long			 port;		/* the runtime's */
+	long			 deadline_seconds;
+	long			 max_attempts;
+	char			*tls_ca_file;	/* to the router; NULL: system */
 };
 
 struct quota_resource {
@@ -68,6 +87,13 @@ struct pool_config {
 	size_t			 ndefault_resources;	/* right after */
 	struct autoscale_params	 scaling;
 	long			 poll_interval_ms;
+	struct pool_handoff_config handoff;
+	/*
+	 * spec.results: where the Results of an http hand-off go (a Redis
+	 * list or stream); has_results 0 when the pool names none.
+	 */
+	struct pool_source_config results;
+	int			 has_results;
 };
 
 struct quota_config {
@@ -175,8 +201,14 @@ struct scaler_source;
  */
 void	 config_pool_source(const struct pool_config *p,
 	    struct scaler_source *src);
+/* Fills src (strings borrowed) with the pool's spec.results. */
+void	 config_pool_results(const struct pool_config *p,
+	    struct scaler_source *src);
 /* 1 when the two pools' sources are the same (every source field). */
 int	 config_same_source(const struct pool_config *,
+	    const struct pool_config *);
+/* 1 when the two pools' spec.handoff and spec.results are the same. */
+int	 config_same_handoff(const struct pool_config *,
 	    const struct pool_config *);
 
 /* Help text for the config file format, generated from the field table. */

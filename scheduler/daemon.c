@@ -254,6 +254,10 @@ daemon_crd_apply(void *arg, struct config *c)
 			secret_store_want(d->secrets, p->source.secret_ns !=
 			    NULL ? p->source.secret_ns : p->ns,
 			    p->source.secret_name);
+		if (p->has_results && p->results.password_secret != NULL)
+			secret_store_want(d->secrets, p->results.secret_ns !=
+			    NULL ? p->results.secret_ns : p->ns,
+			    p->results.secret_name);
 	}
 	secret_store_end(d->secrets);
 	daemon_apply(d, c);
@@ -320,6 +324,7 @@ daemon_run(const struct daemon_options *opts)
 		log_warn("daemon", "--resync-seconds is deprecated and ignored: "
 		    "the targets' replicas come from watches, never re-read");
 	d.dopts.instance = opts->instance;
+	d.dopts.handoff_key_file = opts->handoff_key_file;
 	d.dopts.event = daemon_dispatch_event;
 	d.dopts.event_arg = &d;
 	d.dopts.status = daemon_dispatch_status;

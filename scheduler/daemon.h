@@ -15,6 +15,7 @@ struct daemon_options {
 	const char		*config_path;	/* NULL: CRD mode */
 	const char		*watch_namespace;	/* CRD mode; NULL: all */
 	const char		*secrets_dir;	/* --config's authSecretRef */
+	const char		*handoff_key_file;	/* NULL: random */
 	struct config_tenancy	 tenancy;	/* CRD mode: who reads what */
 	const char		*metrics_addr;	/* /metrics /healthz /readyz */
 	const char		*admin_addr;	/* /status /explain; NULL: off */

@@ -173,6 +173,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 		log_error("dispatch", "%s: cannot consume: %s", p->id, err);
 		as_strlcpy(p->src_err, err, sizeof p->src_err);
 	}
+	dpool_http_init(p);
 	dpool_template(p, 0);
 	if (p->ns->synced)
 		dpool_start(p);
@@ -270,6 +271,7 @@ dpool_free(struct dpool *p, struct dpool *succ, int hand_over)
 	/* A task freed later (a completion pending) points at no pool. */
 	while ((t = TAILQ_FIRST(&p->tasks)) != NULL)
 		dtask_set_pool(t, NULL);
+	dpool_http_fini(p);	/* its tasks' requests: -AS_ECANCELED */
 	as_hash_remove(&p->d->pools_byname, &p->keylink);
 	p->ns->spares -= p->spares_counted;
 	LIST_REMOVE(p, entry);
@@ -286,7 +288,8 @@ dpool_same(const struct pool_config *a, const struct pool_config *b)
 	    config_same_source(a, b) && strcmp(a->warm_pool, b->warm_pool) == 0 &&
 	    a->claim_ttl_seconds == b->claim_ttl_seconds &&
 	    a->poll_interval_ms == b->poll_interval_ms &&
-	    a->max_task_bytes == b->max_task_bytes);	/* the consumer cuts */
+	    a->max_task_bytes == b->max_task_bytes &&	/* the consumer cuts */
+	    config_same_handoff(a, b));
 }
 
 struct dispatcher *
@@ -318,6 +321,7 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	ev_init(&d->kick, dispatcher_kick_cb);
 	d->kick.data = d;
 	d->marks = dmarks_new();
+	dispatcher_http_key(d, o->handoff_key_file);
 	d->sweep.repeat = d->sweep_interval;
 	return (d);
 }
@@ -416,6 +420,7 @@ dispatcher_free(struct dispatcher *d)
 	/* Last: freeing tasks releases quota, which may kick the pump. */
 	ev_timer_stop(d->loop, &d->kick);
 	dmarks_free(d->marks);
+	as_secret_free(d->hkey, d->hkeylen);
 	free(d->recent);
 	free(d);
 }

@@ -90,6 +90,11 @@ struct dispatch_options {
 	 * (consumer_options.adopt); the daemon always sets it.
 	 */
 	int		 adopt;
+	/*
+	 * handoff http: the file of the key the tasks' tokens derive from
+	 * (docs/protocol.md section 2); NULL: a random key of this process.
+	 */
+	const char	*handoff_key_file;
 	/* NULL: the real client, informer and consumers (tests only). */
 	const struct dispatch_ops *ops;
 };

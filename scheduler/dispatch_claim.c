@@ -247,8 +247,11 @@ dtask_ready(struct dtask *t, const struct claim_view *v)
 				dispatch_hist_add(&p->ready_warm, lat);
 		}
 	}
+	as_strlcpy(t->claim_uid, v->uid, sizeof t->claim_uid);
 	if (t->msg != NULL)
 		dtask_handoff(t);
+	else if (dpool_http(p))
+		dhttp_resume(t);	/* follow it from the runtime's log */
 	else
 		/*
 		 * Known from the claim only: its message was acked before a
@@ -289,6 +292,7 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 		t->shutdown_time = v->shutdown_time;
 	if (v->sandbox[0] != '\0')
 		as_strlcpy(t->sandbox, v->sandbox, sizeof t->sandbox);
+	as_strlcpy(t->pod_ip, v->pod_ip, sizeof t->pod_ip);
 	if (t->st == T_RELEASING || t->doomed)
 		return;
 	/*
@@ -306,6 +310,13 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 	if (v->finished || (t->handed_off && v->ready != 1 &&
 	    (strcmp(ended, "PodFailed") == 0 ||
 	    strcmp(ended, "PodSucceeded") == 0))) {
+		snprintf(reason, sizeof reason, "sandbox.%s",
+		    ended[0] != '\0' ? ended : "Finished");
+		if (t->http != NULL && dhttp_ended(t,
+		    strcmp(ended, "PodSucceeded") == 0, reason, v->finished ?
+		    "the sandbox's pod ended without a terminal event" :
+		    v->ready_message))
+			return;		/* dispatch_http.c publishes */
 		if (t->msg != NULL && !t->handed_off)
 			dtask_fail(t, "claim.finishedBeforeHandoff",
 			    "the sandbox finished before the task reached it");

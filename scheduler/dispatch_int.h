@@ -85,6 +85,9 @@ struct reason_count {
 struct dns;
 struct dpool;
 struct dmarks;
+struct dhttp;
+struct httpc;
+struct results;
 
 struct dtask {
 	struct dns		*ns;
@@ -102,6 +105,7 @@ struct dtask {
 	int			 depth;
 	char			 claim[CLAIM_NAME_MAX + 1];
 	char			 sandbox[254];
+	char			 pod_ip[64];	/* the claim's; "" unknown */
 	char			 traceparent[56];
 	enum tstate		 st;
 	struct consumer_msg	*msg;		/* held, not yet acked */
@@ -163,6 +167,7 @@ struct dtask {
 	double			 shutdown_time;	/* wall, from the claim */
 	double			 retry_at;	/* mono; 0: none */
 	unsigned		 attempts;
+	struct dhttp		*http;		/* handoff http; NULL */
 	struct as_hash_entry	 hlink;		/* ns->byid: task_hash("", id) */
 	TAILQ_ENTRY(dtask)	 all;
 	TAILQ_ENTRY(dtask)	 plink;		/* pool->tasks */
@@ -259,6 +264,8 @@ struct dpool {
 	struct reason_count	 dead[MAX_REASONS];
 	size_t			 ndead;
 	struct hist		 ready_warm, ready_cold, handoff;
+	struct httpc		*hc;		/* handoff http: the client */
+	struct results		*results;	/* and the Results' publisher */
 	LIST_ENTRY(dpool)	 entry;
 	LIST_ENTRY(dpool)	 nsentry;	/* ns->pools */
 	struct as_hash_entry	 keylink;	/* d->pools_byname */
@@ -294,6 +301,8 @@ struct dispatcher {
 	void			(*status)(void *, const char *, const char *);
 	void			*status_arg;
 	struct dmarks		*marks;		/* dispatch_mark.c */
+	char			*hkey;		/* handoff http: token key */
+	size_t			 hkeylen;
 	/*
 	 * Pools and tasks visited by the loops that serve one pool (apply,
 	 * free, sizing, status, a claim's pool): what tests/check_dispatch.c
@@ -330,6 +339,8 @@ void		 dpool_dead_letter(struct dpool *, struct dtask *,
 		    const char *detail, const char *task_id);
 void		 dtask_fail(struct dtask *, const char *, const char *);
 void		 dtask_handoff(struct dtask *);
+/* What task_handoff_body() says of t (t->pool set; strings borrowed). */
+void		 dtask_handoff_spec(const struct dtask *, struct handoff_spec *);
 /* Acks the message t holds (if any); ACKING ends with it. */
 void		 dtask_ack(struct dtask *);
 void		 dtask_go(struct dtask *);
@@ -406,6 +417,27 @@ void		 dmarks_add(struct dmarks *, const char *ns, const char *id,
 const char	*dmarks_find(struct dmarks *, const char *ns, const char *id,
 		    double now);
 size_t		 dmarks_count(const struct dmarks *);
+
+/* dispatch_http.c: handoff.mode http (docs/protocol.md section 8). */
+int		 dpool_http(const struct dpool *);
+/* The pool's client and results publisher, when it hands off over http. */
+void		 dpool_http_init(struct dpool *);
+void		 dpool_http_fini(struct dpool *);
+/* Reads the token key (NULL or unreadable: a random one). */
+void		 dispatcher_http_key(struct dispatcher *, const char *file);
+/* Hands t (holding its message) off: PUT, ack, follow, publish, release. */
+void		 dhttp_handoff(struct dtask *);
+/* t is known from its claim only, and Ready: follow it from after=0. */
+void		 dhttp_resume(struct dtask *);
+/*
+ * t's sandbox ended (PodSucceeded: succeeded) while t is followed: its
+ * Result is published and it is released here.  Returns 0 when t is not
+ * a task of this kind (nothing done).
+ */
+int		 dhttp_ended(struct dtask *, int succeeded, const char *reason,
+		    const char *detail);
+/* Cancels what t's protocol state has in flight and frees it. */
+void		 dhttp_free(struct dtask *);
 
 /* dispatch_metrics.c: observability. */
 void		 dispatch_hist_init(struct hist *, const double *bounds,

@@ -180,6 +180,7 @@ dtask_maybe_free(struct dtask *t)
 	}
 	if (t->op || t->req != NULL || t->save_req != NULL)
 		return;
+	dhttp_free(t);
 	dtask_set_waiting(t, 0);
 	dtask_set_pool(t, NULL);
 	dns_remove(t->ns, t);
@@ -510,6 +511,20 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 }
 
 void
+dtask_handoff_spec(const struct dtask *t, struct handoff_spec *hs)
+{
+	memset(hs, 0, sizeof *hs);
+	hs->ns = t->ns->name;
+	hs->pool = t->pool->cfg->name;
+	hs->claim = t->claim;
+	hs->sandbox = t->sandbox;
+	hs->task_id = t->id;
+	hs->parent_id = t->parent;
+	hs->root_id = t->root;
+	hs->depth = t->depth;
+}
+
+void
 dtask_handoff(struct dtask *t)
 {
 	struct dpool	*p = t->pool;
@@ -522,15 +537,11 @@ dtask_handoff(struct dtask *t)
 		t->retry_at = as_mono_now() + 1;
 		return;
 	}
-	memset(&hs, 0, sizeof hs);
-	hs.ns = t->ns->name;
-	hs.pool = p->cfg->name;
-	hs.claim = t->claim;
-	hs.sandbox = t->sandbox;
-	hs.task_id = t->id;
-	hs.parent_id = t->parent;
-	hs.root_id = t->root;
-	hs.depth = t->depth;
+	if (dpool_http(p)) {
+		dhttp_handoff(t);	/* dispatch_http.c */
+		return;
+	}
+	dtask_handoff_spec(t, &hs);
 	body = task_handoff_body(&hs, t->msg->body, t->msg->len, &len);
 	dtask_set_state(t, T_HANDOFF);
 	t->retry_at = 0;

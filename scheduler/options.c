@@ -56,6 +56,12 @@ static const struct option_row options_table[O_COUNT] = {
 	    "--config: where authSecretRef {name, key} is mounted as "
 	    "<dir>/<name>/<key> (CRD mode reads Secrets through the API)",
 	    FIELD(secrets_dir) },
+	[O_HANDOFF_KEY_FILE] = { "handoff-key-file", OPT_STRING, NULL, 0, 0,
+	    "dispatch, handoff http: the key the tasks' tokens are derived "
+	    "from (docs/protocol.md section 2), a file every replica mounts "
+	    "(a Secret); without it a random key per process, and a "
+	    "restarted agentscaler cannot follow the tasks it handed off",
+	    FIELD(handoff_key_file) },
 	[O_METRICS_ADDR] = { "metrics-addr", OPT_STRING, "127.0.0.1:9090", 0, 0,
 	    "listen address of /metrics /healthz /readyz (Prometheus and "
 	    "the kubelet's probes)",

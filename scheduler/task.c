@@ -1215,6 +1215,9 @@ task_claim_parse(const cJSON *obj, struct claim_view *out, char *err,
 	status = jget(obj, "status");
 	copy_cut(out->sandbox, sizeof out->sandbox,
 	    as_json_str(jget(status, "sandbox"), "name"));
+	c = cJSON_GetArrayItem(jget(jget(status, "sandbox"), "podIPs"), 0);
+	if (cJSON_IsString(c) && strlen(c->valuestring) < sizeof out->pod_ip)
+		as_strlcpy(out->pod_ip, c->valuestring, sizeof out->pod_ip);
 	c = jget(status, "conditions");
 	if (!cJSON_IsArray(c))
 		return (0);

@@ -196,6 +196,7 @@ struct claim_view {
 	char	 root_id[TASK_ID_MAX + 1];
 	int	 depth;
 	char	 sandbox[254];		/* status.sandbox.name; "" unbound */
+	char	 pod_ip[64];		/* status.sandbox.podIPs[0]; "" */
 	int	 ready;			/* Ready: 1 True, 0 False, -1 none */
 	char	 ready_reason[64];
 	char	 ready_message[256];

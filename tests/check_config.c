@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/scalers/scaler.h"
 #include "scheduler/quantity.h"
 #include "scheduler/config.h"
 #include "util/testutil.h"
@@ -94,6 +95,109 @@ START_TEST(test_default_resources)
 	    "nvidia.com/gpu");
 	ck_assert_uint_eq(c->pools[1].ndefault_resources, 0);
 	ck_assert_ptr_null(c->pools[1].default_resources);
+	config_free(c);
+}
+END_TEST
+
+/*
+ * spec.handoff and spec.results (issue 16): a dispatch pool without them
+ * keeps the broker inbox, as every pool did before; http takes the
+ * protocol's defaults; the results destination resolves its password as
+ * the source does.
+ */
+#define DSP "\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":\"wp\"}"
+START_TEST(test_handoff)
+{
+	const char *doc = "{\"pools\":[{\"metadata\":{\"name\":\"a\"},"
+	    "\"spec\":{" DSP "}},{\"metadata\":{\"name\":\"b\"},\"spec\":{"
+	    DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{\"type\":"
+	    "\"redis-stream\",\"address\":\"redis://r:6379\",\"queue\":"
+	    "\"results\",\"authSecretRef\":{\"name\":\"rs\",\"key\":\"pw\"}}}},"
+	    "{\"metadata\":{\"name\":\"c\"},\"spec\":{" DSP ",\"handoff\":{"
+	    "\"mode\":\"http\",\"via\":\"podIP\",\"router\":\"https://r:8443"
+	    "\",\"port\":9000,\"deadlineSeconds\":5,\"maxAttempts\":3,"
+	    "\"tls\":{\"caFile\":\"/ca.pem\"}}}}]}";
+	struct config	*c;
+	const struct pool_config *a, *b, *x;
+	char		 err[512];
+
+	ck_assert_int_eq(config_parse(doc, strlen(doc), "/s", &c, err,
+	    sizeof err), 0);
+	a = &c->pools[0];
+	b = &c->pools[1];
+	x = &c->pools[2];
+	ck_assert_int_eq(a->handoff.mode, HANDOFF_INBOX);
+	ck_assert_int_eq(a->has_results, 0);
+	ck_assert_int_eq(b->handoff.mode, HANDOFF_HTTP);
+	ck_assert_int_eq(b->handoff.via, HANDOFF_VIA_ROUTER);
+	ck_assert_str_eq(b->handoff.router,
+	    "http://sandbox-router-svc.agent-sandbox-system.svc:8080");
+	ck_assert_int_eq(b->handoff.port, 8888);
+	ck_assert_int_eq(b->handoff.deadline_seconds, 120);
+	ck_assert_int_eq(b->handoff.max_attempts, 1);
+	ck_assert_ptr_null(b->handoff.tls_ca_file);
+	ck_assert_int_eq(b->has_results, 1);
+	ck_assert_str_eq(b->results.type, "redis-stream");
+	ck_assert_str_eq(b->results.queue, "results");
+	ck_assert_str_eq(b->results.password_file, "/s/rs/pw");
+	ck_assert_int_eq(x->handoff.via, HANDOFF_VIA_POD_IP);
+	ck_assert_str_eq(x->handoff.router, "https://r:8443");
+	ck_assert_int_eq(x->handoff.port, 9000);
+	ck_assert_int_eq(x->handoff.deadline_seconds, 5);
+	ck_assert_int_eq(x->handoff.max_attempts, 3);
+	ck_assert_str_eq(x->handoff.tls_ca_file, "/ca.pem");
+	ck_assert_int_eq(config_same_handoff(a, a), 1);
+	ck_assert_int_eq(config_same_handoff(a, b), 0);
+	ck_assert_int_eq(config_same_handoff(b, x), 0);
+	config_free(c);
+}
+END_TEST
+
+/* CRD mode: the router's CA, like the source's, is a file of the daemon. */
+START_TEST(test_handoff_crd)
+{
+	const char *obj = "{\"metadata\":{\"name\":\"p\",\"namespace\":"
+	    "\"team-a\"},\"spec\":{" DSP ",\"handoff\":{\"mode\":\"http\","
+	    "\"tls\":{\"caFile\":\"/etc/passwd\"}}}}";
+	const char *obj2 = "{\"metadata\":{\"name\":\"p\",\"namespace\":"
+	    "\"team-a\"},\"spec\":{" DSP ",\"handoff\":{\"mode\":\"http\"},"
+	    "\"results\":{\"type\":\"redis-list\",\"address\":\"redis://r\","
+	    "\"queue\":\"out\",\"authSecretRef\":{\"name\":\"rs\",\"key\":"
+	    "\"pw\"}}}}";
+	const char *obj3 = "{\"metadata\":{\"name\":\"p2\",\"namespace\":"
+	    "\"team-a\"},\"spec\":{" DSP ",\"handoff\":{\"mode\":\"http\"},"
+	    "\"results\":{\"type\":\"rabbitmq\",\"address\":\"amqp://r\","
+	    "\"exchange\":\"xr\",\"authSecretRef\":{\"name\":\"rs\",\"key\":"
+	    "\"pw\"}}}}";
+	struct scaler_source src;
+	struct config_tenancy t;
+	struct config	*c = config_new();
+	cJSON		*j;
+	char		 err[512] = "";
+
+	memset(&t, 0, sizeof t);
+	j = cJSON_Parse(obj);
+	ck_assert_int_eq(config_add_pool(c, j, NULL, &t, "", err, sizeof err),
+	    -AS_EINVAL);
+	ck_assert_msg(strstr(err, "spec.handoff.tls.caFile: refused in CRD "
+	    "mode") != NULL, "%s", err);
+	cJSON_Delete(j);
+	j = cJSON_Parse(obj2);
+	ck_assert_int_eq(config_add_pool(c, j, NULL, &t, "", err, sizeof err),
+	    0);
+	ck_assert_str_eq(c->pools[0].results.password_secret,
+	    "team-a/rs/pw");
+	cJSON_Delete(j);
+	/* RabbitMQ to an exchange: into the source the publisher gets. */
+	j = cJSON_Parse(obj3);
+	ck_assert_msg(config_add_pool(c, j, NULL, &t, "", err, sizeof err) ==
+	    0, "%s", err);
+	config_pool_results(&c->pools[1], &src);
+	ck_assert_str_eq(src.type, "rabbitmq");
+	ck_assert_str_eq(src.exchange, "xr");
+	ck_assert_ptr_null(src.queue);
+	ck_assert_str_eq(src.password_secret, "team-a/rs/pw");
+	cJSON_Delete(j);
 	config_free(c);
 }
 END_TEST
@@ -342,6 +446,43 @@ static const struct bad {
 	    "{\"Memory\":\"1Gi\"}}}]}",
 	    "quotas[0].spec.resources.Memory: not a Kubernetes resource name "
 	    "(names are case-sensitive: write \"memory\")" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"grpc\"}}"),
+	    "pools[0].spec.handoff.mode: expected one of inbox | http, got "
+	    "\"grpc\"" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\",\"router\":"
+	    "\"ftp://r\"}}"), "pools[0].spec.handoff.router: expected an "
+	    "http:// or https:// URL" },
+	{ POOL("{" DSP ",\"handoff\":{\"port\":0}}"),
+	    "spec.handoff.port: expected an integer in [1, 65535], got 0" },
+	{ POOL("{" SRC "," TGT ",\"handoff\":{\"mode\":\"http\"}}"),
+	    "pools[0].spec.handoff: dispatch mode only" },
+	{ POOL("{" DSP ",\"results\":{\"type\":\"redis-list\",\"address\":"
+	    "\"redis://r\",\"queue\":\"out\"}}"), "pools[0].spec.results: "
+	    "only with handoff.mode http" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"kafka\",\"address\":\"x\",\"queue\":\"q\"}}"),
+	    "pools[0].spec.results.type: expected one of rabbitmq | "
+	    "redis-list | redis-stream, got \"kafka\"" },
+	/* A queue, or (rabbitmq) an exchange instead: exactly one. */
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"rabbitmq\",\"address\":\"amqp://r\",\"queue\":\"q\","
+	    "\"exchange\":\"x\"}}"), "pools[0].spec.results: give one of queue, "
+	    "exchange" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"rabbitmq\",\"address\":\"amqp://r\"}}"),
+	    "pools[0].spec.results: give one of queue, exchange" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"redis-list\",\"address\":\"redis://r\","
+	    "\"exchange\":\"x\"}}"), "pools[0].spec.results: give queue "
+	    "(exchange is rabbitmq's)" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"redis-list\",\"address\":\"x\",\"queue\":\"q\","
+	    "\"passwordFile\":\"/a\",\"passwordEnv\":\"B\"}}"),
+	    "pools[0].spec.results: give at most one of" },
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
+	    "\"type\":\"redis-list\",\"address\":\"x\",\"queue\":\"q\","
+	    "\"consumerGroup\":\"g\"}}"), "pools[0].spec.results.consumerGroup: "
+	    "unknown field" },
 	{ POOL("{\"mode\":\"both\"," SRC "}"),
 	    "spec.mode: expected one of scale | dispatch, got \"both\"" },
 	{ POOL("{" SRC "," TGT ",\"scaling\":{},\"scaling\":{}}"),
@@ -475,6 +616,8 @@ config_suite(void)
 
 	tcase_add_test(tc, test_good);
 	tcase_add_test(tc, test_secret_ref);
+	tcase_add_test(tc, test_handoff);
+	tcase_add_test(tc, test_handoff_crd);
 	tcase_add_loop_test(tc, test_crd_tenancy, 0,
 	    (int)AS_ARRAY_SIZE(crd_rows));
 	tcase_add_test(tc, test_file_mode_secret_names);

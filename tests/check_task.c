@@ -1260,6 +1260,41 @@ START_TEST(test_claim_slim_reads_same)
 }
 END_TEST
 
+/* status.sandbox.podIPs[0] (handoff http, X-Sandbox-Pod-IP or via podIP). */
+START_TEST(test_claim_pod_ip)
+{
+	static const struct {
+		const char	*status;
+		const char	*ip;
+	} rows[] = {
+		{ "{\"sandbox\":{\"name\":\"s\",\"podIPs\":[\"10.1.2.3\","
+		    "\"fd00::1\"]}}", "10.1.2.3" },
+		{ "{\"sandbox\":{\"name\":\"s\",\"podIPs\":[]}}", "" },
+		{ "{\"sandbox\":{\"name\":\"s\",\"podIPs\":[7]}}", "" },
+		{ "{\"sandbox\":{\"name\":\"s\",\"podIPs\":\"10.1.2.3\"}}", "" },
+		{ "{\"sandbox\":{\"name\":\"s\",\"podIPs\":[\"1234567890"
+		    "1234567890123456789012345678901234567890123456789012345"
+		    "67890\"]}}", "" },
+		{ "{}", "" },
+	};
+	struct claim_view cv;
+	char		*doc, err[128];
+	cJSON		*j;
+	size_t		 i;
+
+	for (i = 0; i < AS_ARRAY_SIZE(rows); i++) {
+		doc = xasprintf("{\"metadata\":{\"name\":\"c\"},\"status\":"
+		    "%s}", rows[i].status);
+		j = parse_json(doc, strlen(doc));
+		ck_assert_int_eq(task_claim_parse(j, &cv, err, sizeof err), 0);
+		ck_assert_msg(strcmp(cv.pod_ip, rows[i].ip) == 0, "row %zu: %s",
+		    i, cv.pod_ip);
+		cJSON_Delete(j);
+		free(doc);
+	}
+}
+END_TEST
+
 START_TEST(test_claim_parse_sparse)
 {
 	struct claim_view cv;
@@ -1538,6 +1573,7 @@ task_suite(void)
 	tcase_add_loop_test(tc, test_claim_slim_reads_same, 0,
 	    (int)(AS_ARRAY_SIZE(claim_rows) + AS_ARRAY_SIZE(slim_extra)));
 	tcase_add_test(tc, test_claim_parse_sparse);
+	tcase_add_test(tc, test_claim_pod_ip);
 	tcase_add_test(tc, test_claim_round_trip);
 	tcase_add_loop_test(tc, test_claim_terminal, 0,
 	    (int)AS_ARRAY_SIZE(terminal_rows));

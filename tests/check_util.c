@@ -388,6 +388,65 @@ START_TEST(test_sha1)
 }
 END_TEST
 
+/*
+ * RFC 4231 section 4, HMAC-SHA-256 of test cases 1 to 7 (case 5 is
+ * compared on its first 128 bits, as the RFC truncates it); the agent
+ * protocol's token (docs/protocol.md section 2).  Keys and data are
+ * (byte, count) runs or literal strings.
+ */
+static const struct hmac_row {
+	const char	*key;		/* NULL: keyb x keyn */
+	int		 keyb;
+	size_t		 keyn;
+	const char	*data;		/* NULL: datab x datan */
+	int		 datab;
+	size_t		 datan;
+	const char	*mac;
+} hmac_rows[] = {
+	{ NULL, 0x0b, 20, "Hi There", 0, 0, "b0344c61d8db38535ca8afceaf0bf12b"
+	    "881dc200c9833da726e9376c2e32cff7" },
+	{ "Jefe", 0, 0, "what do ya want for nothing?", 0, 0,
+	    "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843" },
+	{ NULL, 0xaa, 20, NULL, 0xdd, 50, "773ea91e36800e46854db8ebd09181a7"
+	    "2959098b3ef8c122d9635514ced565fe" },
+	{ "\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f"
+	    "\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19", 0, 0, NULL, 0xcd, 50,
+	    "82558a389a443c0ea4cc819899f2083a85f0faa3e578f8077a2e3ff46729665b" },
+	{ NULL, 0x0c, 20, "Test With Truncation", 0, 0,
+	    "a3b6167473100ee06e0c796c2955552b" },
+	{ NULL, 0xaa, 131, "Test Using Larger Than Block-Size Key - Hash Key "
+	    "First", 0, 0, "60e431591ee0b67f0d8a26aacbf5b77f"
+	    "8e0bc6213728c5140546040f0ee37f54" },
+	{ NULL, 0xaa, 131, "This is a test using a larger than block-size key "
+	    "and a larger than block-size data. The key needs to be hashed "
+	    "before being used by the HMAC algorithm.", 0, 0,
+	    "9b09ffa71b942fcb27635fbcd5b0e944bfdc63644f0713938a7f51535c3a35e2" },
+};
+
+START_TEST(test_hmac_sha256)
+{
+	const struct hmac_row *row = &hmac_rows[_i];
+	unsigned char	 key[256], data[256], md[AS_SHA256_LEN];
+	char		 hex[2 * AS_SHA256_LEN + 1];
+	size_t		 kn, dn;
+
+	kn = row->key != NULL ? strlen(row->key) : row->keyn;
+	if (row->key != NULL)
+		memcpy(key, row->key, kn);
+	else
+		memset(key, row->keyb, kn);
+	dn = row->data != NULL ? strlen(row->data) : row->datan;
+	if (row->data != NULL)
+		memcpy(data, row->data, dn);
+	else
+		memset(data, row->datab, dn);
+	as_hmac_sha256(key, kn, data, dn, md);
+	as_hex(md, sizeof md, hex);
+	hex[strlen(row->mac)] = '\0';
+	ck_assert_str_eq(hex, row->mac);
+}
+END_TEST
+
 static Suite *
 util_suite(void)
 {
@@ -411,6 +470,8 @@ util_suite(void)
 	tcase_add_test(tc, test_rfc3339_round_trip);
 	tcase_add_test(tc, test_bucket_and_micro);
 	tcase_add_loop_test(tc, test_sha256, 0, (int)AS_ARRAY_SIZE(sha_rows));
+	tcase_add_loop_test(tc, test_hmac_sha256, 0,
+	    (int)AS_ARRAY_SIZE(hmac_rows));
 	tcase_add_test(tc, test_sha1);
 	tcase_add_loop_test(tc, test_base64_decode, 0,
 	    (int)AS_ARRAY_SIZE(b64_rows));

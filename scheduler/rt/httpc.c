@@ -116,6 +116,11 @@ struct httpc_req {
 	httpc_done_fn		*done;
 	void			*arg;
 
+	char			**xheaders;	/* "Name: value", NULL-ended */
+	double			 timeout;	/* 0: the client's */
+	int			 no_retry;	/* the caller retries */
+	int			 own_base;	/* another server than c's */
+
 	unsigned		 attempts;	/* finished, 401 retry not */
 	int			 auth_retried;
 	unsigned		 cred_gen;	/* of the attempt's credentials */
@@ -793,6 +798,52 @@ httpc_request(struct httpc *c, const char *method, const char *path,
 	return (r);
 }
 
+/* A header line the caller gives: "Name: value", no CR, LF or NUL. */
+static int
+header_ok(const char *h)
+{
+	const char	*colon = strchr(h, ':');
+
+	return (colon != NULL && colon != h && strpbrk(h, "\r\n") == NULL);
+}
+
+struct httpc_req *
+httpc_request_ex(struct httpc *c, const char *method, const char *path,
+    const struct httpc_req_options *o, const char *body, httpc_done_fn *done,
+    void *arg)
+{
+	struct httpc_req *r;
+	size_t		 i, n = 0;
+	char		*url;
+
+	if (o != NULL && o->headers != NULL)
+		for (; o->headers[n] != NULL; n++)
+			if (!header_ok(o->headers[n]))
+				return (NULL);
+	if (o != NULL && (o->timeout < 0 || o->timeout > HTTPC_TIMEOUT_MAX))
+		return (NULL);
+	if ((r = req_new(c, method, path, o != NULL ? o->content_type : NULL,
+	    body, done, arg)) == NULL)
+		return (NULL);
+	if (o != NULL && o->base_url != NULL) {
+		url = xasprintf("%s%s", o->base_url, path);
+		free(r->url);
+		r->url = url;
+		r->own_base = 1;
+	}
+	if (n > 0) {
+		r->xheaders = xcalloc(n + 1, sizeof *r->xheaders);
+		for (i = 0; i < n; i++)
+			r->xheaders[i] = xstrdup(o->headers[i]);
+	}
+	if (o != NULL) {
+		r->timeout = o->timeout;
+		r->no_retry = o->no_retry;
+	}
+	req_enqueue(r);
+	return (r);
+}
+
 struct httpc_req *
 httpc_stream(struct httpc *c, const char *path,
     const struct httpc_stream_options *o, httpc_line_fn *line,
@@ -1000,6 +1051,7 @@ req_setup(struct httpc_req *r)
 	struct curl_slist *h;
 	CURL		*e;
 	char		*line;
+	size_t		 i;
 
 	if ((e = curl_easy_init()) == NULL)
 		return (-AS_ENOMEM);
@@ -1015,7 +1067,7 @@ req_setup(struct httpc_req *r)
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	/* A stream (a watch) lives for minutes: only idle_timeout ends it. */
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->stream ? 0L :
-	    (long)(c->timeout * 1000));
+	    (long)((r->timeout > 0 ? r->timeout : c->timeout) * 1000));
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)(c->connect_timeout * 1000));
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -1076,6 +1128,9 @@ req_setup(struct httpc_req *r)
 		h = curl_slist_append(h, line);
 		as_secret_free(line, 0);
 	}
+	for (i = 0; h != NULL && r->xheaders != NULL &&
+	    r->xheaders[i] != NULL; i++)
+		h = curl_slist_append(h, r->xheaders[i]);
 	/* curl_slist_append keeps the list on failure, but we lose it. */
 	if (h == NULL)
 		return (-AS_ENOMEM);
@@ -1283,7 +1338,9 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 		    "line (%s)", r->url);
 	}
 
-	httpc_reach(c, code != 0 || r->resp_too_big, r->msg);
+	/* The outage log is about c's server; others are the caller's. */
+	if (!r->own_base)
+		httpc_reach(c, code != 0 || r->resp_too_big, r->msg);
 
 	/* New credentials since this attempt began: they deserve a try. */
 	if (code == 401 && !r->auth_retried && (r->cred_gen != c->cred_gen ||
@@ -1296,7 +1353,7 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 		return;
 	}
 	/* A stream's owner decides what to do next. */
-	if (r->err == 0 || !retry || r->stream ||
+	if (r->err == 0 || !retry || r->stream || r->no_retry ||
 	    r->attempts > (unsigned)c->max_retries) {
 		req_complete(r);
 		return;
@@ -1373,6 +1430,8 @@ req_complete(struct httpc_req *r)
 static void
 req_free(struct httpc_req *r)
 {
+	size_t	 i;
+
 	free(r->sbuf);
 	as_secret_free(r->resp, r->resp_cap);
 	free(r->method);
@@ -1380,6 +1439,11 @@ req_free(struct httpc_req *r)
 	free(r->url);
 	free(r->content_type);
 	free(r->body);
+	if (r->xheaders != NULL) {
+		for (i = 0; r->xheaders[i] != NULL; i++)
+			as_secret_free(r->xheaders[i], 0);	/* a token */
+		free(r->xheaders);
+	}
 	free(r);
 }
 

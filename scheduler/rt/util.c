@@ -690,6 +690,39 @@ as_sha256(const void *p, size_t len, unsigned char out[AS_SHA256_LEN])
 	as_sha256_final(&s, out);
 }
 
+/*
+ * RFC 2104 over SHA-256 (block 64 bytes): H((K ^ opad) || H((K ^ ipad) ||
+ * m)), with a key longer than a block hashed first.
+ */
+void
+as_hmac_sha256(const void *key, size_t keylen, const void *p, size_t len,
+    unsigned char out[AS_SHA256_LEN])
+{
+	struct as_sha256 s = { NULL };
+	unsigned char	 k[64], pad[64], inner[AS_SHA256_LEN];
+	size_t		 i;
+
+	memset(k, 0, sizeof k);
+	if (keylen > sizeof k)
+		as_sha256(key, keylen, k);
+	else if (keylen > 0)
+		memcpy(k, key, keylen);
+	for (i = 0; i < sizeof pad; i++)
+		pad[i] = k[i] ^ 0x36;
+	as_sha256_init(&s);
+	as_sha256_update(&s, pad, sizeof pad);
+	as_sha256_update(&s, p, len);
+	as_sha256_final(&s, inner);
+	for (i = 0; i < sizeof pad; i++)
+		pad[i] = k[i] ^ 0x5c;
+	as_sha256_init(&s);
+	as_sha256_update(&s, pad, sizeof pad);
+	as_sha256_update(&s, inner, sizeof inner);
+	as_sha256_final(&s, out);
+	explicit_bzero(k, sizeof k);
+	explicit_bzero(pad, sizeof pad);
+}
+
 void
 as_sha1_hex(const void *p, size_t len, char out[41])
 {

@@ -131,3 +131,25 @@ class SandboxSimTest(SimTestCase):
         self.assertEqual(self.sim.get(self.ext + "sandboxclaims/bg")[0], 404)
         self.assertEqual(self.sim.get(self.sbx + "/bg")[0], 200)
         wait_for(lambda: self.sim.get(self.sbx + "/bg")[0] == 404, msg="sandbox gone")
+
+
+class PodIpRangeTest(SimTestCase):
+    """--pod-ip-range (issue 16): pod IPs from the given network, on
+    loopback in the tests that serve each pod at its IP (the agent
+    protocol's handoff via podIP); without it, 10.244.0.0 up as before."""
+
+    SIM_ARGS = ("--cold-start-ms", "50", "--warm-bind-ms", "10",
+                "--pod-ip-range", "127.77.9.0/29")
+
+    def test_ips_from_the_range(self):
+        ext = EXT % "default"
+        self.assertEqual(self.sim.post(ext + "sandboxtemplates", template())[0], 201)
+        self.assertEqual(self.sim.post(ext + "sandboxwarmpools", pool("pool", 3))[0], 201)
+
+        def ips():
+            items = self.sim.get(SBX % "default")[1].get("items") or []
+            got = [((s.get("status") or {}).get("podIPs") or [None])[0] for s in items]
+            return sorted(got) if len(got) == 3 and all(got) else None
+        # From the first address after the network's up.
+        self.assertEqual(wait_for(ips, msg="3 pod IPs"),
+                         ["127.77.9.1", "127.77.9.2", "127.77.9.3"])

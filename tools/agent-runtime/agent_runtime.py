@@ -588,7 +588,7 @@ def _loopback_ip(ip):
 
 class Agent:
     __slots__ = ("ns", "claim", "uid", "sandbox", "inbox", "state", "bound_t", "requested_at",
-                 "task", "gone", "children", "pod_ip")
+                 "task", "gone", "children", "pod_ip", "again")
 
     def __init__(self, ns, claim, uid, sandbox, inbox, requested_at):
         self.ns, self.claim, self.uid, self.sandbox = ns, claim, uid, sandbox
@@ -600,6 +600,7 @@ class Agent:
         self.gone = False         # the claim was deleted
         self.children = 0         # sub-tasks published
         self.pod_ip = None        # the claim's status.sandbox.podIPs[0], when on loopback
+        self.again = False        # --handoff http: the task failed retryable (attempt + 1 may come)
 
 
 class Table:
@@ -898,10 +899,13 @@ class Runtime:
         with self.table.lock:
             self.table.last_activity = time.monotonic()
             first = self.table.seen.get((agent.ns, tid))
+            if first == agent.sandbox and ctx.attempt > 1:
+                first = None          # attempt + 1 in its sandbox (handoff.maxAttempts)
             if first is None:
                 self.table.seen[(agent.ns, tid)] = agent.sandbox
                 agent.task = info
                 agent.state = WORKING
+                agent.again = False
         if first is not None:
             self.log.write("duplicate", first_sandbox=first, arrival=arrival, **info, **where)
             raise TaskFailed("task.duplicate", "task %s went to sandbox %s first" % (tid, first))
@@ -909,8 +913,17 @@ class Runtime:
         a = self.args
         handles = self.spawn_http(agent, ctx, info) if a.spawn_at == "start" else []
         work = a.work_ms + (random.uniform(0, a.work_jitter) if a.work_jitter else 0)
+        asked = task.get("payload") if isinstance(task, dict) else None
+        asked = asked if isinstance(asked, dict) else {}
+        if isinstance(asked.get("sleep"), (int, float)):
+            work = asked["sleep"] * 1000.0
         if self.stopping.wait(work / 1000.0):
             raise TaskFailed("runtime.stopping", "stopped while working", retryable=True)
+        if isinstance(asked.get("fail"), str) and \
+                ctx.attempt <= int(asked.get("failAttempts", 1 << 30)):
+            agent.again = bool(asked.get("retryable"))
+            self.log.write("failing", reason=asked["fail"], attempt=ctx.attempt, **info, **where)
+            raise TaskFailed(asked["fail"], "the payload asked to fail", retryable=agent.again)
         if a.spawn_at == "end":
             handles = self.spawn_http(agent, ctx, info)
         children = []
@@ -952,7 +965,12 @@ class Runtime:
             self.log.write("reply", id=rec.get("id"), key=rec.get("key"), type=rec.get("type"),
                            duplicate=rec.get("duplicate"), sandbox=agent.sandbox)
         elif rec.get("event") == "acknowledged":
-            self.submit(agent, worked=agent.task is not None)
+            with self.table.lock:
+                again = agent.again
+                if again:
+                    agent.state = WAITING     # its next attempt comes here, or its claim goes
+            if not again:
+                self.submit(agent, worked=agent.task is not None)
 
     def start_work(self, agent):
         work = self.args.work_ms + (random.uniform(0, self.args.work_jitter)

@@ -1,12 +1,11 @@
 """tools/agent-runtime/agent_runtime.py as a child process (AgentRuntime)."""
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 
-from procs import ROOT, stop_pid, wait_for
+from procs import ROOT, jsonl_records, stop_pid, wait_for
 
 
 class AgentRuntime:
@@ -74,18 +73,8 @@ class AgentRuntime:
 
     def events(self, event=None):
         """Every complete line of the log, parsed; only `event` ones if given."""
-        try:
-            with open(self.log_path, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        out = []
-        for line in data.split(b"\n")[:-1]:     # the last piece may be half written
-            if line.strip():
-                rec = json.loads(line)
-                if event is None or rec.get("event") == event:
-                    out.append(rec)
-        return out
+        return [rec for rec in jsonl_records(self.log_path)
+                if event is None or rec.get("event") == event]
 
     def ids(self, event):
         return [e.get("id") for e in self.events(event)]

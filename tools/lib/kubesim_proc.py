@@ -9,6 +9,7 @@ only.
 """
 import json
 import os
+import random
 import select
 import signal
 import subprocess
@@ -23,6 +24,13 @@ KUBE_SIM = os.path.join(ROOT, "tools", "kube-sim", "kube-sim")
 def kube_sim_command():
     """argv that runs kube-sim (before its own arguments)."""
     return [sys.executable, KUBE_SIM]
+
+
+def pod_ip_args():
+    """kube-sim arguments putting pod IPs on loopback, where a test's agents
+    can listen on them: a random 127.77.x.0/24 (a /24 of its own, so that
+    two worlds on one machine do not share addresses)."""
+    return ("--pod-ip-range", "127.77.%d.0/24" % random.randrange(1, 255))
 
 
 def _read_line(proc, timeout):

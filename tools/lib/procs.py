@@ -1,5 +1,6 @@
 """Processes and ports of the embedded world: a free loopback port, waiting
 for a condition, stopping a child by its PID.  Standard library only."""
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +26,17 @@ def wait_for(pred, timeout=20.0, interval=0.02, what="condition"):
             return last
         time.sleep(interval)
     raise AssertionError("timed out after %.1fs waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def jsonl_records(path):
+    """Every complete line of a JSON-lines log, parsed (the last piece may
+    be half written and is left out); [] when there is no file yet."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in data.split(b"\n")[:-1] if line.strip()]
 
 
 def stop_pid(proc, timeout=10.0):

@@ -22,6 +22,7 @@ Started and stopped by its PID; stop() sends SIGTERM (the router drains for
 stop cuts the requests in flight, as a restarted router pod does) or
 SIGKILL with kill=True.  start() again serves on the same port.  Standard
 library only."""
+import json
 import os
 import signal
 import subprocess
@@ -115,6 +116,20 @@ class SandboxRouter:
                 return f.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def requests(self):
+        """The requests it proxied, from its access log: dicts with method,
+        path, status, sandbox_id, sandbox_namespace (one per answer; a
+        request cut by a stop is not logged)."""
+        out = []
+        for line in self.log().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue            # a stack trace's line
+            if isinstance(rec, dict) and rec.get("msg") == "request":
+                out.append(rec)
+        return out
 
     def cleanup(self):
         self.stop()

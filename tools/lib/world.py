@@ -10,7 +10,8 @@ tool says `import world` and `world.Redis`, `world.KubeSim`, `world.pool`:
   httpjson         http (one JSON request)
   redis_server     Redis (a redis-server), RespConn, parse_redis_url
   rabbitmq_server  RabbitMQ, SharedRabbitMQ, AmqpConsumer, AmqpPublisher
-  kubesim_proc     start_kube_sim, stop_kube_sim: the one way kube-sim starts
+  kubesim_proc     start_kube_sim, stop_kube_sim: the one way kube-sim starts;
+                   pod_ip_args (pod IPs on loopback)
   kube_world       KubeSim, Deployments, Kubectl, kube_tokens, the chart's RBAC
   daemon_proc      Daemon, DaemonTestCase
   pools            AgentPool objects: pool, pool_stream, pool_rabbit, pool_dispatch
@@ -23,7 +24,7 @@ from daemon_proc import Daemon, DaemonTestCase  # noqa: F401
 from httpjson import http  # noqa: F401
 from kube_world import (CHART_NAMESPACE, CHART_RBAC, CRDS, Deployments, Kubectl,  # noqa: F401
                         KubeSim, chart_rbac, kube_tokens)
-from kubesim_proc import KUBE_SIM, start_kube_sim, stop_kube_sim  # noqa: F401
+from kubesim_proc import KUBE_SIM, pod_ip_args, start_kube_sim, stop_kube_sim  # noqa: F401
 from pools import pool, pool_dispatch, pool_rabbit, pool_stream  # noqa: F401
 from procs import ROOT, free_port, stop_pid, wait_for  # noqa: F401
 from rabbitmq_server import (AmqpClient, AmqpConsumer, AmqpPublisher, RabbitMQ,  # noqa: F401

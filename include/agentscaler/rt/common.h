@@ -105,6 +105,9 @@ void		 as_sha256_final(struct as_sha256 *,
 void		 as_sha256_discard(struct as_sha256 *);
 void		 as_sha256(const void *, size_t, unsigned char out[AS_SHA256_LEN]);
 void		 as_sha1_hex(const void *, size_t, char out[41]);
+/* HMAC-SHA256 (RFC 2104, RFC 4231) of a buffer under a key of any length. */
+void		 as_hmac_sha256(const void *key, size_t keylen, const void *,
+		    size_t, unsigned char out[AS_SHA256_LEN]);
 /* len bytes as 2 * len lowercase hex digits and a NUL. */
 void		 as_hex(const unsigned char *, size_t len, char *out);
 

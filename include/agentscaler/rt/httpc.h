@@ -129,6 +129,27 @@ void		 httpc_hold(struct httpc *, int on);
 struct httpc_req *httpc_request(struct httpc *, const char *method,
 		    const char *path, const char *content_type,
 		    const char *body, httpc_done_fn *, void *arg);
+/*
+ * httpc_request() with per-request options (the agent protocol's hand-off,
+ * scheduler/handoff_http.c): base_url replaces the client's (a pod's
+ * address, say); headers, "Name: value" lines ending with NULL, go with
+ * every attempt (copied; wiped when freed, as they may carry a token); a
+ * line without a colon or with CR or LF refuses the request; timeout (s,
+ * 0: the client's) bounds each attempt; no_retry leaves every retry to
+ * the caller (401 aside).  A request to another base URL is left out of
+ * the client's outage log (its server is not the client's).  o may be
+ * NULL.  Returns as httpc_request().
+ */
+struct httpc_req_options {
+	const char		*content_type;
+	const char		*base_url;
+	const char *const	*headers;
+	double			 timeout;
+	int			 no_retry;
+};
+struct httpc_req *httpc_request_ex(struct httpc *, const char *method,
+		    const char *path, const struct httpc_req_options *,
+		    const char *body, httpc_done_fn *, void *arg);
 /* Ends a pending request now; its completion runs with -AS_ECANCELED. */
 void		 httpc_req_cancel(struct httpc_req *);
 

@@ -24,6 +24,7 @@ struct scaler_source {
 	const char	*type;		/* "redis-list", ... */
 	const char	*address;	/* redis://host:port/db */
 	const char	*queue;		/* list, stream or queue name */
+	const char	*exchange;	/* results (rabbitmq): instead of queue */
 	const char	*processing;	/* in-flight list (redis-list) or NULL */
 	const char	*consumer_group;
 	const char	*password_file;	/* secret from a file, re-read on connect */

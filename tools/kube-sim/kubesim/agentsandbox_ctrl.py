@@ -12,6 +12,7 @@ scans every object, so the cost of a claim does not grow with the pool size
 
 import bisect
 import collections
+import ipaddress
 import heapq
 import json
 import time
@@ -207,8 +208,11 @@ class SandboxControllers:
     SLICE = 0.005          # seconds of work per lock hold
     CREATE_BATCH = 50      # pool member creates per reconcile (then requeued)
 
-    def __init__(self, api, cold_start_s, warm_bind_s):
+    def __init__(self, api, cold_start_s, warm_bind_s, pod_ip_range=None):
         self.api = api
+        # --pod-ip-range: pod IPs from this network, first address + 1 up (a
+        # ValueError for a bad CIDR stops kube-sim at start)
+        self.ip_net = ipaddress.IPv4Network(pod_ip_range) if pod_ip_range else None
         self.cold = cold_start_s
         self.warm = warm_bind_s
         self.born = {}       # sandbox uid -> monotonic start of the current pod
@@ -622,8 +626,12 @@ class SandboxControllers:
             ip = self.ips.get(uid)
             if ip is None:
                 self.ipn += 1
-                ip = "10.%d.%d.%d" % (244 + (self.ipn >> 16) % 10, (self.ipn >> 8) & 255,
-                                      self.ipn & 255 or 1)
+                if self.ip_net is not None:
+                    n = self.ip_net.num_addresses - 2       # not the first, not the last
+                    ip = str(self.ip_net.network_address + 1 + (self.ipn - 1) % n)
+                else:
+                    ip = "10.%d.%d.%d" % (244 + (self.ipn >> 16) % 10, (self.ipn >> 8) & 255,
+                                          self.ipn & 255 or 1)
                 self.ips[uid] = ip
             svc = bool(spec.get("service"))
             _set_cond(conds, "Ready", "True", "DependenciesReady",

@@ -32,6 +32,10 @@ def parse_args(argv):
     p.add_argument("--replica-delay-ms", type=int, default=200)
     p.add_argument("--cold-start-ms", type=int, default=2000)
     p.add_argument("--warm-bind-ms", type=int, default=50)
+    p.add_argument("--pod-ip-range", default=None, metavar="CIDR",
+                   help="pod IPs of sandboxes from this IPv4 range (e.g. 127.77.0.0/16, so "
+                        "that a test can serve each pod at its IP on loopback); default "
+                        "10.244.0.0 up, as a cluster's pod network")
     p.add_argument("--no-deployment-controller", action="store_true")
     p.add_argument("--no-sandbox-controller", action="store_true")
     p.add_argument("--no-agent-sandbox-crds", action="store_true")
@@ -115,7 +119,8 @@ def main(argv):
     if not args.no_sandbox_controller and not args.no_agent_sandbox_crds:
         from .agentsandbox import SandboxControllers
         sandboxes = SandboxControllers(api, args.cold_start_ms / 1000.0,
-                                       args.warm_bind_ms / 1000.0)
+                                       args.warm_bind_ms / 1000.0,
+                                       pod_ip_range=args.pod_ip_range)
         sandboxes.loop.start()
     admin = Admin(api, server, state, sandboxes, collector)
     admin_srv = AdminServer(("127.0.0.1", args.admin_port), admin)

@@ -1,0 +1,143 @@
+"""handoff.mode http on the real cluster (issue 16, "What it must show").
+
+The real agent-sandbox controller binds SandboxClaims to members of a real
+SandboxWarmPool; kwok runs their pods, with pod IPs on loopback: kwok
+v0.8.0's pod-ready stage sets status.podIPs from PodIPsWith
+(pkg/kwok/controllers/pod_controller.go), which allocates from the node's
+spec.podCIDRs, else its spec.podCIDR, else kwok's --cidr; our nodes have
+no podCIDR and tools/cluster/cluster.py passes --cidr 127.2.0.0/16.  tools/agent-runtime --handoff http serves each sandbox's
+protocol at its pod IP (the claim's status.sandbox.podIPs[0], loopback),
+so the real sandbox-router (--allow-loopback-pod-ip) reaches it as it
+would reach a pod.  The daemon runs as the chart's ServiceAccount under
+the real RBAC, hands tasks from Redis over HTTP through the router and
+publishes the Results to a Redis list.
+
+Checked against the real parts: the runtimes' own records (each task
+received exactly once, in the sandbox whose pod IP it listened on), the
+router's access log, the Results (schema-checked), the source and
+processing lists.  Waits are bounded polls; nothing asserts on speed.
+"""
+import ipaddress
+import json
+import os
+import re
+import unittest
+
+from tests.e2e import kube  # noqa: E402
+import paths  # noqa: E402
+import world  # noqa: E402
+from world import wait_for  # noqa: E402
+
+paths.use("clients/python")
+from tests.clients import schemas  # noqa: E402
+
+INSTANCE = "as-e2e-http"
+PROCESSING = "tasks:processing:" + INSTANCE
+
+
+def task(tid, **payload):
+    return json.dumps({"id": tid, "payload": payload or {"n": tid}})
+
+
+class HttpE2E(kube.E2ETestCase):
+    prefix = "e2e-http"
+
+    def setUp(self):
+        super().setUp()
+        self.redis = world.Redis()
+        self.addCleanup(self.redis.stop)
+        self.router = world.SandboxRouter()
+        self.addCleanup(self.router.cleanup)
+        self.key_file = os.path.join(self.router.dir, "handoff-key")
+        with open(self.key_file, "w") as f:
+            f.write("a key the replicas share\n")
+        self.port = world.free_port()
+        self.ar = world.AgentRuntime(self.kube, None, namespace=self.ns, extra=(
+            "--handoff", "http", "--port", str(self.port)))
+        self.addCleanup(self.ar.cleanup)
+
+    def config(self, spare):
+        p = world.pool_dispatch("p", self.redis.url, "tasks", "wp", claim_ttl_seconds=600,
+                                spare_min=spare, spare_max=spare + 8, pollIntervalMs=200,
+                                cooldownSeconds=60, namespace=self.ns)
+        p["spec"]["handoff"] = {"mode": "http", "via": "router", "router": self.router.url,
+                                "port": self.port, "deadlineSeconds": 120}
+        p["spec"]["results"] = {"type": "redis-list", "address": self.redis.url,
+                                "queue": "results"}
+        return {"pools": [p]}
+
+    def start(self, spare):
+        return self.start_daemon(self.config(spare), extra=(
+            "--instance", INSTANCE, "--handoff-key-file", self.key_file))
+
+    def received(self, tid):
+        return [e for e in self.ar.events("received") if e["id"] == tid]
+
+    def results(self):
+        out = {}
+        for raw in self.redis.cmd("LRANGE", "results", 0, -1):
+            r = json.loads(raw)
+            schemas.check("result", r)
+            out[r["id"]] = r
+        return out
+
+    def pods(self):
+        code, obj = self.kube.api("GET", "/api/v1/namespaces/%s/pods" % self.ns)
+        self.assertEqual(code, 200, obj)
+        return obj.get("items") or []
+
+    def test_router_restart_and_sigkill_every_task_once(self):
+        n = 10
+        world.sandbox_pool(self.kube, "wp", replicas=4, ns=self.ns, timeout=120)
+        # kwok's pods are on loopback: the runtime serves each at its pod IP.
+        ips = wait_for(lambda: (lambda p: p if len(p) >= 4 else None)(
+            [q["status"].get("podIP") for q in self.pods() if q["status"].get("podIP")]),
+            120, 0.2, "4 pods with IPs")
+        for ip in ips:
+            self.assertTrue(ipaddress.ip_address(ip).is_loopback, ips)
+        d = self.start(spare=4)
+        ids = ["e-%02d" % i for i in range(n)]
+        self.redis.pipeline([("LPUSH", "tasks", task(t, sleep=2)) for t in ids])
+        # Tasks run; a long-poll is held by the router: kill it mid-run.
+        wait_for(lambda: sum(len(self.received(t)) for t in ids) >= 2, 120, 0.1,
+                 "two tasks running")
+        wait_for(lambda: "/events" in self.router.log(), 60, 0.1, "a long-poll through the router")
+        self.router.restart(kill=True)
+        # Then agentscaler, SIGKILL, while tasks hold their sandboxes.
+        wait_for(lambda: sum(len(self.received(t)) for t in ids) >= 4, 120, 0.1,
+                 "four tasks received")
+        d.proc.kill()
+        d.proc.wait()
+        d.log.close()
+        self.daemon = None
+        d2 = self.start(spare=4)
+        rebuilt = re.search(r"namespace %s: (\d+) live tasks rebuilt" % self.ns, d2.logs())
+        got = wait_for(lambda: (lambda r: r if len(r) >= n else None)(self.results()),
+                       240, 0.2, "every result (log: %s)" % d2.logs()[-2000:])
+        self.assertEqual(sorted(got), ids)
+        for t in ids:
+            r = got[t]
+            self.assertEqual(r["state"], "completed", r)
+            runs = self.received(t)
+            self.assertEqual(len(runs), 1, "%s ran %d times: %s" % (t, len(runs), runs))
+            self.assertEqual(runs[0]["sandbox"], r["sandbox"]["name"])
+            self.assertEqual(r["sandbox"]["namespace"], self.ns)
+        self.assertEqual(self.ar.events("duplicate"), [])
+        # Each runtime listened on its pod's loopback IP, and the router saw
+        # the hand-offs (the log of its second life included).
+        listening = self.ar.events("listening")
+        self.assertTrue(listening)
+        for e in listening:
+            self.assertTrue(ipaddress.ip_address(e["ip"]).is_loopback, e)
+        self.assertEqual(self.router.log().count("starting sandbox-router"), 2)
+        puts = [q for q in self.router.requests() if q["method"] == "PUT"]
+        self.assertTrue(puts)
+        self.assertEqual(self.redis.cmd("LLEN", "tasks"), 0)
+        wait_for(lambda: self.redis.cmd("LLEN", PROCESSING) == 0, 60, 0.2, "all acked")
+        print("\nreal cluster, http hand-off: %d tasks, %s rebuilt after SIGKILL, "
+              "%d PUTs through the router" % (n, rebuilt.group(1) if rebuilt else "0",
+                                              len(puts)))
+
+
+if __name__ == "__main__":
+    unittest.main()
