@@ -87,10 +87,16 @@ enum inf_step {
 };
 
 /* One cached object under "namespace/name" ("/name": cluster scope). */
+/*
+ * A cached object: its tree, or with informer_options.compact its printed
+ * text and resourceVersion (obj NULL), parsed again when read (ent_obj).
+ */
 struct inf_entry {
 	struct as_hash_entry	 link;		/* as_hash_str(key) */
 	char			*key;
 	cJSON			*obj;
+	char			*text;
+	char			*rv;
 };
 
 struct informer {
@@ -109,6 +115,8 @@ struct informer {
 	void			*arg;
 	informer_transform_fn	*transform;
 	void			*transform_arg;
+	int			 compact;
+	ev_prepare		 lent;		/* frees trash lent by reads */
 
 	enum inf_state		 state;
 	enum inf_step		 next;		/* WAITING: what comes next */
@@ -144,9 +152,13 @@ struct informer {
 
 static void	 tab_init(struct as_hash *);
 static struct inf_entry *tab_find(const struct as_hash *, const char *);
-static struct inf_entry *tab_insert(struct as_hash *, const char *,
-		    cJSON *);
+static struct inf_entry *tab_insert(struct informer *, struct as_hash *,
+		    const char *, cJSON *);
 static cJSON	*tab_remove(struct as_hash *, const char *);
+static void	 ent_put(struct informer *, struct inf_entry *, cJSON *);
+static const cJSON *ent_obj(const struct informer *, struct inf_entry *);
+static const char *ent_rv(const struct inf_entry *);
+static void	 inf_lent_cb(struct ev_loop *, ev_prepare *, int);
 static void	 tab_clear(struct as_hash *, struct informer *);
 static int	 obj_key(const cJSON *, char *, size_t);
 static const char *obj_rv(const cJSON *);
@@ -197,15 +209,79 @@ tab_find(const struct as_hash *t, const char *key)
 
 /* key must not be in t yet.  Entries keep their address when t grows. */
 static struct inf_entry *
-tab_insert(struct as_hash *t, const char *key, cJSON *obj)
+tab_insert(struct informer *i, struct as_hash *t, const char *key,
+    cJSON *obj)
 {
 	struct inf_entry *e;
 
 	e = xcalloc(1, sizeof *e);
 	e->key = xstrdup(key);
-	e->obj = obj;
+	ent_put(i, e, obj);
 	as_hash_insert_str(t, &e->link);
 	return (e);
+}
+
+/*
+ * obj (taken over) becomes e's content.  Compact: printed, and the tree
+ * goes to the trash, so that what is reported this turn stays valid.  An
+ * old tree of e is the caller's to dispose of.
+ */
+static void
+ent_put(struct informer *i, struct inf_entry *e, cJSON *obj)
+{
+	if (!i->compact) {
+		e->obj = obj;
+		return;
+	}
+	free(e->text);
+	free(e->rv);
+	e->obj = NULL;
+	e->text = cJSON_PrintUnformatted(obj);
+	e->rv = xstrdup(obj_rv(obj));
+	inf_trash(i, obj);
+}
+
+/*
+ * e's object: compact, parsed again and lent until the next return to the
+ * loop (the trash; inf_lent_cb empties it when no callback of ours runs).
+ */
+static const cJSON *
+ent_obj(const struct informer *ci, struct inf_entry *e)
+{
+	/* Reads lend objects: the trash is the informer's, not the cache. */
+	struct informer	*i = (struct informer *)(uintptr_t)ci;
+	cJSON		*obj;
+
+	if (e->obj != NULL || e->text == NULL)
+		return (e->obj);
+	if ((obj = cJSON_Parse(e->text)) == NULL)
+		return (NULL);	/* cannot be: we printed it */
+	inf_trash(i, obj);
+	if (i->depth == 0 && !ev_is_active(&i->lent))
+		ev_prepare_start(i->loop, &i->lent);
+	return (obj);
+}
+
+static const char *
+ent_rv(const struct inf_entry *e)
+{
+	return (e->obj != NULL ? obj_rv(e->obj) : e->rv != NULL ? e->rv : "");
+}
+
+/* Back to the loop after a read outside our callbacks: the lent go. */
+static void
+inf_lent_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct informer	*i = w->data;
+	size_t		 k;
+
+	(void)revents;
+	ev_prepare_stop(loop, w);
+	if (i->depth > 0)
+		return;		/* inf_leave() will */
+	for (k = 0; k < i->ntrash; k++)
+		cJSON_Delete(i->trash[k]);
+	i->ntrash = 0;
 }
 
 /* Takes the entry out and returns its object (the caller's now), or NULL. */
@@ -219,6 +295,8 @@ tab_remove(struct as_hash *t, const char *key)
 		return (NULL);
 	as_hash_remove(t, &e->link);
 	obj = e->obj;
+	free(e->text);
+	free(e->rv);
 	free(e->key);
 	free(e);
 	return (obj);
@@ -241,6 +319,8 @@ tab_clear(struct as_hash *t, struct informer *i)
 			inf_trash(i, e->obj);
 		else
 			cJSON_Delete(e->obj);
+		free(e->text);
+		free(e->rv);
 		free(e->key);
 		free(e);
 	}
@@ -376,6 +456,9 @@ informer_new(struct k8s_client *kc, const struct informer_options *o,
 	i->arg = arg;
 	i->transform = o->transform;
 	i->transform_arg = o->transform_arg;
+	i->compact = o->compact;
+	ev_prepare_init(&i->lent, inf_lent_cb);
+	i->lent.data = i;
 	ev_timer_init(&i->timer, inf_timer_cb, 0., 0.);
 	i->timer.data = i;
 	tab_init(&i->cache);
@@ -425,6 +508,7 @@ inf_destroy(struct informer *i)
 {
 	size_t	 k;
 
+	ev_prepare_stop(i->loop, &i->lent);
 	for (k = 0; k < i->ntrash; k++)
 		cJSON_Delete(i->trash[k]);
 	free(i->trash);
@@ -476,7 +560,7 @@ informer_get(const struct informer *i, const char *ns, const char *name)
 	if (n < 0 || (size_t)n >= sizeof key)
 		return (NULL);
 	e = tab_find(&i->cache, key);
-	return (e != NULL ? e->obj : NULL);
+	return (e != NULL ? ent_obj(i, e) : NULL);
 }
 
 void
@@ -489,7 +573,7 @@ informer_foreach(const struct informer *i,
 		return;
 	for (l = as_hash_first(&i->cache); l != NULL;
 	    l = as_hash_next(&i->cache, l))
-		fn(AS_HASH_ITEM(l, struct inf_entry, link)->obj, arg);
+		fn(ent_obj(i, AS_HASH_ITEM(l, struct inf_entry, link)), arg);
 }
 
 size_t
@@ -751,7 +835,7 @@ inf_list_parse(struct informer *i, const char *body, size_t len, char *err,
 		if ((e = tab_find(&i->fresh, key)) != NULL) {
 			/* Listed twice: the later copy wins. */
 			cJSON_Delete(e->obj);
-			e->obj = it;
+			ent_put(i, e, it);
 			continue;
 		}
 		if (i->norder == i->order_cap) {
@@ -759,7 +843,7 @@ inf_list_parse(struct informer *i, const char *body, size_t len, char *err,
 			i->order = xrealloc(i->order, i->order_cap *
 			    sizeof *i->order);
 		}
-		i->order[i->norder++] = tab_insert(&i->fresh, key, it);
+		i->order[i->norder++] = tab_insert(i, &i->fresh, key, it);
 	}
 	i->pages++;
 	rc = 0;
@@ -794,14 +878,14 @@ inf_list_finish(struct informer *i)
 	for (l = as_hash_first(&old); l != NULL; l = as_hash_next(&old, l)) {
 		e = AS_HASH_ITEM(l, struct inf_entry, link);
 		if (tab_find(&i->cache, e->key) == NULL)
-			inf_report(i, INFORMER_DELETED, e->obj);
+			inf_report(i, INFORMER_DELETED, ent_obj(i, e));
 	}
 	for (k = 0; k < i->norder; k++) {
 		e = i->order[k];
 		if ((o = tab_find(&old, e->key)) == NULL)
-			inf_report(i, INFORMER_ADDED, e->obj);
-		else if (strcmp(obj_rv(o->obj), obj_rv(e->obj)) != 0)
-			inf_report(i, INFORMER_MODIFIED, e->obj);
+			inf_report(i, INFORMER_ADDED, ent_obj(i, e));
+		else if (strcmp(ent_rv(o), ent_rv(e)) != 0)
+			inf_report(i, INFORMER_MODIFIED, ent_obj(i, e));
 	}
 	i->norder = 0;
 	/* Callbacks may still hold the old objects until we return. */
@@ -1011,16 +1095,16 @@ inf_watch_event(struct informer *i, const char *type, cJSON *obj)
 		inf_report(i, INFORMER_DELETED, obj);
 		return;
 	}
-	if (e != NULL && strcmp(obj_rv(e->obj), obj_rv(obj)) == 0) {
+	if (e != NULL && strcmp(ent_rv(e), obj_rv(obj)) == 0) {
 		cJSON_Delete(obj);	/* seen already */
 		return;
 	}
 	if (e != NULL) {
 		inf_trash(i, e->obj);
-		e->obj = obj;
+		ent_put(i, e, obj);
 		inf_report(i, INFORMER_MODIFIED, obj);
 	} else {
-		tab_insert(&i->cache, key, obj);
+		tab_insert(i, &i->cache, key, obj);
 		inf_report(i, INFORMER_ADDED, obj);
 	}
 }

@@ -266,6 +266,26 @@ int	 redis_endpoint_poll_command(struct redis_endpoint_poll *, int tag,
 	    const char *fmt, ...);
 
 /*
+ * A command formatted once, at the source's creation, and sent by each
+ * poll as it is: hiredis's formatting of "LLEN %b" on every poll of every
+ * pool was a quarter of an idle daemon's CPU at 1,000 pools (issue 15).
+ * Zeroed is empty; redis_endpoint_fmt_set() replaces what f holds (fmt as
+ * redis_endpoint_poll_command's; aborts on out-of-memory) and
+ * redis_endpoint_fmt_clear() frees it.
+ */
+struct redis_endpoint_fmt {
+	char	*cmd;
+	size_t	 len;
+};
+
+void	 redis_endpoint_fmt_set(struct redis_endpoint_fmt *, const char *fmt,
+	    ...);
+void	 redis_endpoint_fmt_clear(struct redis_endpoint_fmt *);
+/* redis_endpoint_poll_command() with a command formatted already. */
+int	 redis_endpoint_poll_formatted(struct redis_endpoint_poll *, int tag,
+	    const struct redis_endpoint_fmt *);
+
+/*
  * Ends the queueing phase of redis_endpoint_poll_start(); if nothing went
  * out, the completion runs on the next loop turn.  Call it exactly once,
  * from the source's poll(), after the last redis_endpoint_poll_command().

@@ -29,6 +29,8 @@ struct redis_list_scaler {
 	struct redis_endpoint_source rs;	/* first: the scaler base */
 	char			*queue;
 	char			*processing;	/* or NULL */
+	struct redis_endpoint_fmt llen_queue;	/* LLEN queue */
+	struct redis_endpoint_fmt llen_processing;	/* or empty */
 };
 
 static int	 redis_list_validate(const struct scaler_source *, char *,
@@ -91,8 +93,13 @@ redis_list_create(struct ev_loop *loop, const struct scaler_source *src,
 		return (NULL);
 	}
 	s->queue = xstrdup(src->queue);
-	if (src->count_in_flight && src->processing != NULL)
+	redis_endpoint_fmt_set(&s->llen_queue, "LLEN %b", s->queue,
+	    strlen(s->queue));
+	if (src->count_in_flight && src->processing != NULL) {
 		s->processing = xstrdup(src->processing);
+		redis_endpoint_fmt_set(&s->llen_processing, "LLEN %b",
+		    s->processing, strlen(s->processing));
+	}
 	return (&s->rs.base);
 }
 
@@ -136,10 +143,10 @@ redis_list_poll(struct scaler *base, scaler_done_fn *fn, void *arg)
 	if ((rc = redis_endpoint_poll_start(&s->rs, sizeof *p,
 	    redis_list_take, fn, arg, &p)) != 0)
 		return (rc);
-	if (redis_endpoint_poll_command(p, REDIS_LIST_TAG_QUEUE, "LLEN %b",
-	    s->queue, strlen(s->queue)) == 0 && s->processing != NULL)
-		redis_endpoint_poll_command(p, REDIS_LIST_TAG_PROCESSING,
-		    "LLEN %b", s->processing, strlen(s->processing));
+	if (redis_endpoint_poll_formatted(p, REDIS_LIST_TAG_QUEUE,
+	    &s->llen_queue) == 0 && s->processing != NULL)
+		redis_endpoint_poll_formatted(p, REDIS_LIST_TAG_PROCESSING,
+		    &s->llen_processing);
 	redis_endpoint_poll_sent(p);
 	return (0);
 }
@@ -165,6 +172,8 @@ redis_list_destroy(struct scaler *base)
 	struct redis_list_scaler *s = (struct redis_list_scaler *)base;
 
 	redis_endpoint_source_fini(&s->rs);
+	redis_endpoint_fmt_clear(&s->llen_queue);
+	redis_endpoint_fmt_clear(&s->llen_processing);
 	free(s->queue);
 	free(s->processing);
 	free(s);

@@ -8,6 +8,7 @@
  * goes to the source's take function, and the last completes the poll.
  */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,9 @@ struct redis_endpoint_cmd {
 	struct redis_endpoint_poll *p;
 	int			 tag;
 };
+
+static int	 redis_endpoint_poll_queued(struct redis_endpoint_poll *,
+		    struct redis_endpoint_cmd *, int);
 
 static void
 redis_endpoint_source_woken(struct redis_endpoint_client *cl, void *arg)
@@ -163,6 +167,59 @@ redis_endpoint_poll_command(struct redis_endpoint_poll *p, int tag,
 	va_start(ap, fmt);
 	rc = redis_conn_commandv(c, redis_endpoint_cmd_cb, cmd, fmt, ap);
 	va_end(ap);
+	return (redis_endpoint_poll_queued(p, cmd, rc));
+}
+
+void
+redis_endpoint_fmt_set(struct redis_endpoint_fmt *f, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 n;
+
+	redis_endpoint_fmt_clear(f);
+	va_start(ap, fmt);
+	n = redisvFormatCommand(&f->cmd, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		/* hiredis fails here only for want of memory: as xmalloc. */
+		fprintf(stderr, "agentscaler: out of memory formatting a "
+		    "Redis command\n");
+		abort();
+	}
+	f->len = (size_t)n;
+}
+
+void
+redis_endpoint_fmt_clear(struct redis_endpoint_fmt *f)
+{
+	if (f->cmd != NULL)
+		redisFreeCommand(f->cmd);
+	f->cmd = NULL;
+	f->len = 0;
+}
+
+int
+redis_endpoint_poll_formatted(struct redis_endpoint_poll *p, int tag,
+    const struct redis_endpoint_fmt *f)
+{
+	struct redis_endpoint_cmd *cmd;
+
+	cmd = xmalloc(sizeof *cmd);
+	cmd->p = p;
+	cmd->tag = tag;
+	return (redis_endpoint_poll_queued(p, cmd, redis_conn_formatted(
+	    &p->src->cl.ep->main, redis_endpoint_cmd_cb, cmd, f->cmd,
+	    f->len)));
+}
+
+/* The end of both: rc is the queueing's; cmd is freed when it failed. */
+static int
+redis_endpoint_poll_queued(struct redis_endpoint_poll *p,
+    struct redis_endpoint_cmd *cmd, int rc)
+{
+	struct redis_endpoint_source *s = p->src;
+	struct redis_conn *c = &s->cl.ep->main;
+
 	if (rc == 0) {
 		p->outstanding++;
 		return (0);

@@ -13,8 +13,10 @@
  * burst of push wake-ups cannot overflow it.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "agentscaler/rt/common.h"
 #include "autoscale.h"
 
 static long	 autoscale_clamp(long, long, long);
@@ -85,9 +87,23 @@ autoscale_window_add(struct autoscale_state *st, double now, long need,
 		    (st->nwindow - 1) * sizeof st->window[0]);
 		st->nwindow--;
 	}
+	if (st->nwindow == st->capwindow) {
+		st->capwindow = st->capwindow > 0 ? st->capwindow * 2 : 2;
+		if (st->capwindow > AUTOSCALE_WINDOW)
+			st->capwindow = AUTOSCALE_WINDOW;
+		st->window = xrealloc(st->window, st->capwindow *
+		    sizeof st->window[0]);
+	}
 	st->window[st->nwindow].t = now;
 	st->window[st->nwindow].need = need;
 	st->nwindow++;
+}
+
+void
+autoscale_state_reset(struct autoscale_state *st)
+{
+	free(st->window);
+	memset(st, 0, sizeof *st);
 }
 
 static long

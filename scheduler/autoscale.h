@@ -23,16 +23,26 @@ struct autoscale_params {
 
 #define AUTOSCALE_WINDOW 64
 
+/*
+ * Zeroed is the initial state.  The window grows on the heap as samples
+ * come, up to AUTOSCALE_WINDOW (a pool without stabilization holds one or
+ * two: 10,000 pools do not carry 1 KB each, issue 15);
+ * autoscale_state_reset() frees it.
+ */
 struct autoscale_state {
 	int	 started;		/* 0 until the first evaluation */
 	long	 desired;		/* last decision */
 	double	 last_active;		/* last time backlog > activation */
 	size_t	 nwindow;
-	struct {
+	size_t	 capwindow;		/* allocated */
+	struct autoscale_sample {
 		double	 t;
 		long	 need;
-	}	 window[AUTOSCALE_WINDOW];	/* clamped needs, oldest first */
+	}	*window;		/* clamped needs, oldest first */
 };
+
+/* Frees the window and zeroes st (the initial state again). */
+void	 autoscale_state_reset(struct autoscale_state *st);
 
 struct autoscale_input {
 	int	 source_ok;	/* 0: the source could not be read */

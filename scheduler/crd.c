@@ -60,16 +60,15 @@ struct crd_obj {
 	char		 ns[64];
 	char		 name[254];
 	char		 uid[64];
-	char		 path[400];	/* the object's API path */
+	char		*path;		/* the object's API path */
 	char		*spec;		/* printed, to see spec changes */
-	char		 warm_pool[254];	/* spec.sandbox.warmPool */
-	cJSON		*obj;		/* a copy of the object */
+	char		*warm_pool;	/* spec.sandbox.warmPool; "" */
 	long		 generation;
 	double		 created;
 	int		 valid;
-	char		 err[512];
+	char		*err;		/* why invalid; NULL: none known */
 	long		 reported_gen;	/* InvalidSpec Event sent for */
-	char		 reported[512];
+	char		*reported;	/* its message; NULL: none */
 	int		 stale;		/* in c->stale */
 	TAILQ_ENTRY(crd_obj) stale_link;
 	struct crd_warm	*warm;		/* its warm pool's users */
@@ -96,6 +95,10 @@ struct crd {
 	struct k8s_client	*k8s;
 	const struct crd_options *o;
 	struct informer		*inf[2];	/* pools, quotas */
+	struct crd_cache_arg {
+		struct crd	*c;
+		int		 quota;
+	}			 cache_arg[2];	/* crd_cache_slim()'s */
 	struct informer		*warm;
 	struct as_hash		 objs;
 	int			 dirty;
@@ -212,6 +215,8 @@ crd_stale_all(struct crd *c)
 		crd_stale(c, AS_HASH_ITEM(l, struct crd_obj, link));
 }
 
+_Static_assert(sizeof(double) == sizeof(uint64_t), "last_scale in a word");
+
 uint64_t
 crd_pool_status_hash(const struct crd_pool_status *st)
 {
@@ -219,15 +224,18 @@ crd_pool_status_hash(const struct crd_pool_status *st)
 	    st->backlog, st->in_flight, st->claims_warm, st->claims_cold,
 	    st->claims_pending, st->warm_replicas, st->warm_ready,
 	    st->started, st->source_ok, st->quota_limited };
-	const unsigned char *b = (const unsigned char *)v;
-	uint64_t	 h = 14695981039346656037ULL;	/* FNV-1a */
+	uint64_t	 h = 14695981039346656037ULL, w;
 	size_t		 i;
 
-	for (i = 0; i < sizeof v; i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
-	b = (const unsigned char *)&st->last_scale;
-	for (i = 0; i < sizeof st->last_scale; i++)
-		h = (h ^ b[i]) * 1099511628211ULL;
+	/*
+	 * FNV-1a's step a word at a time, not a byte (it runs after every
+	 * poll of every pool, issue 15): xor then multiply by an odd number
+	 * is one-to-one, so a change of any one field changes the hash.
+	 */
+	for (i = 0; i < AS_ARRAY_SIZE(v); i++)
+		h = (h ^ (uint64_t)v[i]) * 1099511628211ULL;
+	memcpy(&w, &st->last_scale, sizeof w);
+	h = (h ^ w) * 1099511628211ULL;
 	h = h * 31 + as_hash_str(st->source_err);
 	h = h * 31 + as_hash_str(st->target_err);
 	return (h * 31 + as_hash_str(st->quota_msg));
@@ -247,9 +255,46 @@ crd_obj_free(struct crd_obj *o)
 {
 	if (o == NULL)
 		return;
-	cJSON_Delete(o->obj);
 	free(o->spec);
+	free(o->path);
+	free(o->warm_pool);
+	free(o->err);
+	free(o->reported);
 	free(o);
+}
+
+void
+crd_slim(cJSON *obj, void *arg)
+{
+	static const char *const top[] = { "metadata", "spec", "status",
+	    NULL };
+	static const char *const md[] = { "name", "namespace", "uid",
+	    "resourceVersion", "generation", "creationTimestamp", NULL };
+
+	(void)arg;
+	as_json_keep(obj, top);
+	as_json_keep(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
+}
+
+/*
+ * The informers' transform: crd_slim(), and the status too once the
+ * object is known here.  Its status is read at first sight only (the
+ * status writer's base, crd_upsert()); after that the writer keeps its
+ * own, and every write of ours coming back as MODIFIED would otherwise
+ * cache it again beside the writer's copy (issue 15).
+ */
+static void
+crd_cache_slim(cJSON *obj, void *arg)
+{
+	const struct crd_cache_arg *a = arg;
+	const cJSON	*md = cJSON_GetObjectItemCaseSensitive(obj, "metadata");
+	const char	*ns = as_json_str(md, "namespace");
+	const char	*name = as_json_str(md, "name");
+
+	crd_slim(obj, NULL);
+	if (ns != NULL && name != NULL &&
+	    crd_find(a->c, a->quota, ns, name) != NULL)
+		cJSON_DeleteItemFromObjectCaseSensitive(obj, "status");
 }
 
 static void
@@ -286,8 +331,8 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 		o->quota = quota;
 		as_strlcpy(o->ns, ns, sizeof o->ns);
 		as_strlcpy(o->name, name, sizeof o->name);
-		snprintf(o->path, sizeof o->path, CRD_API "/namespaces/%s/%s/%s",
-		    ns, crd_plurals[quota], name);
+		o->path = xasprintf(CRD_API "/namespaces/%s/%s/%s", ns,
+		    crd_plurals[quota], name);
 		o->reported_gen = -1;
 		as_hash_insert(&c->objs, &o->link, crd_key_hash(quota, ns,
 		    name));
@@ -308,13 +353,12 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 		o->created = 0;
 	sb = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
 	    obj, "spec"), "sandbox");
-	as_strlcpy(o->warm_pool, as_json_str(sb, "warmPool") != NULL ?
-	    as_json_str(sb, "warmPool") : "", sizeof o->warm_pool);
+	free(o->warm_pool);
+	o->warm_pool = xstrdup(as_json_str(sb, "warmPool") != NULL ?
+	    as_json_str(sb, "warmPool") : "");
 	crd_warm_link(c, o);
 	free(o->spec);
 	o->spec = spec;
-	cJSON_Delete(o->obj);
-	o->obj = cJSON_Duplicate(obj, 1);
 	if (changed) {
 		crd_stale(c, o);
 		crd_dirty(c);
@@ -337,7 +381,8 @@ crd_remove(struct crd *c, int quota, const cJSON *obj)
 		TAILQ_REMOVE(&c->stale, o, stale_link);
 	if (o->quota)
 		TAILQ_REMOVE(&c->quotas, o, quota_link);
-	o->warm_pool[0] = '\0';
+	free(o->warm_pool);
+	o->warm_pool = xstrdup("");
 	crd_warm_link(c, o);
 	status_writer_forget(c->sw, o->path);
 	crd_obj_free(o);
@@ -494,8 +539,11 @@ crd_rebuild(struct crd *c)
 	for (l = as_hash_first(&c->objs); l != NULL;
 	    l = as_hash_next(&c->objs, l)) {
 		o = AS_HASH_ITEM(l, struct crd_obj, link);
+		/* The informer's cache, which crd_slim() made small. */
+		objs[n].obj = informer_get(c->inf[o->quota], o->ns, o->name);
+		if (objs[n].obj == NULL)
+			continue;	/* cannot be: its event made o */
 		objs[n].quota = o->quota;
-		objs[n].obj = o->obj;
 		objs[n].created = o->created;
 		byidx[n++] = o;
 	}
@@ -503,26 +551,30 @@ crd_rebuild(struct crd *c)
 	for (i = 0; i < n; i++) {
 		o = byidx[i];
 		if (objs[i].valid) {
-			if (!o->valid && o->err[0] != '\0')
+			if (!o->valid && o->err != NULL)
 				log_info("crd", "%s %s/%s: valid now",
 				    crd_kinds[o->quota], o->ns, o->name);
 			o->valid = 1;
-			o->err[0] = '\0';
+			free(o->err);
+			o->err = NULL;
 			continue;
 		}
 		bad++;
 		o->valid = 0;
-		as_strlcpy(o->err, objs[i].err, sizeof o->err);
+		free(o->err);
+		o->err = objs[i].err[0] != '\0' ? xstrdup(objs[i].err) : NULL;
 		if (o->reported_gen == o->generation &&
-		    strcmp(o->reported, o->err) == 0)
+		    strcmp(crd_or_empty(o->reported), crd_or_empty(o->err)) == 0)
 			continue;
 		log_warn("crd", "%s %s/%s (generation %ld) is invalid and not "
 		    "applied: %s", crd_kinds[o->quota], o->ns, o->name,
-		    o->generation, o->err);
+		    o->generation, crd_or_empty(o->err));
 		crd_event(c, crd_kinds[o->quota], o->ns, o->name,
-		    EVENT_WARNING, "InvalidSpec", "Validate", "%s", o->err);
+		    EVENT_WARNING, "InvalidSpec", "Validate", "%s",
+		    crd_or_empty(o->err));
 		o->reported_gen = o->generation;
-		as_strlcpy(o->reported, o->err, sizeof o->reported);
+		free(o->reported);
+		o->reported = xstrdup(crd_or_empty(o->err));
 	}
 	free(objs);
 	free(byidx);
@@ -706,7 +758,7 @@ crd_status_make(struct crd *c, struct crd_obj *o, double now)
 
 	c->status_made++;
 	prev = status_writer_current(c->sw, o->path);
-	if (!o->valid && o->err[0] != '\0')
+	if (!o->valid && o->err != NULL)
 		doc = crd_invalid_status_json(o->err, o->generation, prev, now);
 	else if (!o->valid)
 		return;		/* not judged yet */
@@ -826,6 +878,12 @@ crd_new(struct ev_loop *loop, struct k8s_client *k8s,
 			    "sandboxwarmpools");
 		io.path = path;
 		io.log_name = k < 2 ? crd_plurals[k] : "sandboxwarmpools";
+		if (k < 2) {
+			c->cache_arg[k].c = c;
+			c->cache_arg[k].quota = k;
+			io.transform = crd_cache_slim;
+			io.transform_arg = &c->cache_arg[k];
+		}
 		if (k < 2)
 			c->inf[k] = informer_new(k8s, &io, crd_informer_cb, c,
 			    err, errlen);

@@ -134,6 +134,16 @@ void		 crd_event(struct crd *, const char *kind, const char *ns,
 		    const char *action, const char *fmt, ...)
 		    __attribute__((format(printf, 8, 9)));
 
+/*
+ * The AgentPool and AgentQuota informers' transform (arg unused): keeps
+ * of obj, in place, the metadata crd.c reads (name, namespace, uid,
+ * resourceVersion, generation, creationTimestamp), spec and status
+ * (whose first sight is the status writer's base); managedFields, labels,
+ * annotations (kubectl's last-applied copy of the spec) go.  The cache is
+ * then the only copy crd.c keeps of an object (issue 15).
+ */
+void		 crd_slim(struct cJSON *obj, void *arg);
+
 /* One object as the informers have it, for crd_build_config(). */
 struct crd_object {
 	int		 quota;		/* 0 AgentPool, 1 AgentQuota */

@@ -26,6 +26,9 @@
 #include <string.h>
 
 #include <ev.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/k8s/leader.h"
@@ -64,6 +67,27 @@ daemon_apply(struct daemon *d, struct config *nc)
 	d->config = nc;
 	log_info("daemon", "config loaded: %zu pools, %zu quotas", nc->npools,
 	    nc->nquotas);
+}
+
+#define DAEMON_TRIM_FIRST 10.0	/* s after start: the first lists are in */
+#define DAEMON_TRIM_EVERY 60.0
+
+/*
+ * Hands the heap's free pages back to the system now and then: the start
+ * (a config file's tree, the first LISTs, a large /status) and every
+ * re-list leave megabytes free between live blocks, which glibc keeps
+ * mapped; malloc_trim() releases them (issue 15: RSS is what a memory
+ * limit counts).  A walk of the heap, a few milliseconds at 10,000 pools.
+ */
+static void
+daemon_trim_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
 }
 
 static void
@@ -325,6 +349,9 @@ daemon_run(const struct daemon_options *opts)
 	ev_signal_start(d.loop, &d.sigterm);
 	ev_signal_start(d.loop, &d.sigint);
 	ev_signal_start(d.loop, &d.sighup);
+	ev_timer_init(&d.trim, daemon_trim_cb, DAEMON_TRIM_FIRST,
+	    DAEMON_TRIM_EVERY);
+	ev_timer_start(d.loop, &d.trim);
 
 	daemon_apply(&d, c);
 	c = NULL;
@@ -373,6 +400,7 @@ out:
 		ev_signal_stop(d.loop, &d.sigterm);
 		ev_signal_stop(d.loop, &d.sigint);
 		ev_signal_stop(d.loop, &d.sighup);
+		ev_timer_stop(d.loop, &d.trim);
 		/* Let cancelled transfers and freed contexts settle. */
 		ev_run(d.loop, EVRUN_NOWAIT);
 		ev_loop_destroy(d.loop);

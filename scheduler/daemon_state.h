@@ -60,6 +60,7 @@ struct daemon {
 	struct http_server	*http;		/* --metrics-addr */
 	struct http_server	*admin;		/* --admin-addr, or NULL */
 	ev_signal		 sigterm, sigint, sighup;
+	ev_timer		 trim;		/* daemon_trim_cb */
 	uint64_t		 reloads_ok, reloads_failed;
 	double			 started;
 	struct crd		*crd;		/* CRD mode, else NULL */

@@ -729,6 +729,9 @@ dns_get(struct dispatcher *d, const char *name)
 	io.path = path;
 	io.label_selector = TASK_LABEL_MANAGED "=" TASK_LABEL_MANAGED_VALUE;
 	io.log_name = "claims";
+	/* Issue 15: bytes per live task. */
+	io.transform = task_claim_slim;
+	io.compact = 1;
 	ns->claims = d->ops->informer_new(d->k8s, &io, dns_claim_event, ns, err,
 	    sizeof err);
 	if (ns->claims == NULL)

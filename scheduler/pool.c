@@ -688,6 +688,7 @@ pool_free(struct pool *p)
 	p->req = NULL;
 	targets_unsubscribe(p->d->targets, p->target);
 	scaler_destroy(p->scaler);
+	autoscale_state_reset(&p->as);
 	free(p);
 }
 
@@ -825,7 +826,7 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 					k8s_req_cancel(p->req);
 				p->req = NULL;
 				p->dirty = 0;
-				memset(&p->as, 0, sizeof p->as);
+				autoscale_state_reset(&p->as);
 				targets_unsubscribe(d->targets, p->target);
 				p->target = targets_subscribe(d->targets,
 				    c->target_kind, c->ns, c->target_name,

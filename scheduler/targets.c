@@ -47,6 +47,7 @@
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/rt/common.h"
 #include "agentscaler/rt/hash.h"
+#include "agentscaler/rt/json.h"
 #include "agentscaler/rt/log.h"
 #include "targets.h"
 
@@ -177,24 +178,6 @@ targets_free(struct targets *ts)
 /* ---- objects ---- */
 
 /* Removes every child of o whose name is not in keep (NULL-ended). */
-static void
-json_keep(cJSON *o, const char *const *keep)
-{
-	cJSON	*c, *next;
-	size_t	 k;
-
-	if (!cJSON_IsObject(o))
-		return;
-	for (c = o->child; c != NULL; c = next) {
-		next = c->next;
-		for (k = 0; keep[k] != NULL; k++)
-			if (c->string != NULL && strcmp(c->string, keep[k]) == 0)
-				break;
-		if (keep[k] == NULL)
-			cJSON_Delete(cJSON_DetachItemViaPointer(o, c));
-	}
-}
-
 void
 targets_slim(cJSON *obj, void *arg)
 {
@@ -207,10 +190,10 @@ targets_slim(cJSON *obj, void *arg)
 	    NULL };
 
 	(void)arg;
-	json_keep(obj, top);
-	json_keep(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
-	json_keep(cJSON_GetObjectItemCaseSensitive(obj, "spec"), spec);
-	json_keep(cJSON_GetObjectItemCaseSensitive(obj, "status"), status);
+	as_json_keep(obj, top);
+	as_json_keep(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
+	as_json_keep(cJSON_GetObjectItemCaseSensitive(obj, "spec"), spec);
+	as_json_keep(cJSON_GetObjectItemCaseSensitive(obj, "status"), status);
 }
 
 /*
@@ -347,6 +330,7 @@ tgroup_get(struct targets *ts, const char *kind, const char *ns)
 	io.path = path;
 	io.log_name = path;
 	io.transform = targets_slim;
+	io.compact = 1;		/* printed: a few hundred bytes each */
 	g->inf = ts->ops.informer_new(ts->kc, &io, tgroup_event, g, err,
 	    sizeof err);
 	if (g->inf == NULL)

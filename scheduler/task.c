@@ -1088,6 +1088,15 @@ jget(const cJSON *o, const char *key)
 	return (cJSON_GetObjectItemCaseSensitive(o, key));
 }
 
+/* jget() for a tree the caller may change. */
+static cJSON *
+jmut(cJSON *o, const char *key)
+{
+	if (!cJSON_IsObject(o))
+		return (NULL);
+	return (cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
 static double
 jtime(const cJSON *o, const char *key)
 {
@@ -1236,6 +1245,41 @@ task_claim_parse(const cJSON *obj, struct claim_view *out, char *err,
 		}
 	}
 	return (0);
+}
+
+void
+task_claim_slim(cJSON *obj, void *arg)
+{
+	static const char *const top[] = { "metadata", "spec", "status",
+	    NULL };
+	static const char *const md[] = { "name", "namespace", "uid",
+	    "resourceVersion", "creationTimestamp", "deletionTimestamp",
+	    "labels", "annotations", NULL };
+	static const char *const labels[] = { TASK_LABEL_MANAGED,
+	    TASK_LABEL_POOL, TASK_LABEL_DEPTH, NULL };
+	static const char *const ann[] = { TASK_ANN_TASK_ID,
+	    TASK_ANN_PARENT_ID, TASK_ANN_ROOT_ID, TASK_ANN_REQUESTED_AT,
+	    TASK_ANN_RESOURCES, TASK_ANN_TREE_BUDGET, NULL };
+	static const char *const spec[] = { "lifecycle", NULL };
+	static const char *const lifecycle[] = { "shutdownTime", NULL };
+	static const char *const status[] = { "sandbox", "conditions", NULL };
+	static const char *const cond[] = { "type", "status", "reason",
+	    "message", NULL };
+	cJSON		*m, *c;
+
+	(void)arg;
+	as_json_keep(obj, top);
+	m = jmut(obj, "metadata");
+	as_json_keep(m, md);
+	as_json_keep(jmut(m, "labels"), labels);
+	as_json_keep(jmut(m, "annotations"), ann);
+	as_json_keep(jmut(obj, "spec"), spec);
+	as_json_keep(jmut(jmut(obj, "spec"), "lifecycle"), lifecycle);
+	as_json_keep(jmut(obj, "status"), status);
+	c = jmut(jmut(obj, "status"), "conditions");
+	if (cJSON_IsArray(c))
+		for (c = c->child; c != NULL; c = c->next)
+			as_json_keep(c, cond);
 }
 
 static int

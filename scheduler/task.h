@@ -221,6 +221,17 @@ int	 task_claim_parse(const struct cJSON *obj, struct claim_view *out,
 	    char *err, size_t errlen);
 
 /*
+ * The claim informers' transform (informer_options.transform, arg
+ * unused): deletes from the SandboxClaim obj, in place, all that
+ * task_claim_parse() does not read (managedFields, ownerReferences, other
+ * labels and annotations, the spec but its lifecycle, the conditions'
+ * times), so that a cached claim costs a few hundred bytes, not kilobytes
+ * (issue 15).  status.sandbox is kept whole.  A field task_claim_parse()
+ * starts reading must be kept here too (tests/check_task.c parses both).
+ */
+void	 task_claim_slim(struct cJSON *obj, void *arg);
+
+/*
  * 1 when the claim's Ready reason means it will never become ready
  * (ref/agent-sandbox-api.md 4.3: InvalidMetadata, EnvVarsInjectionRejected,
  * VolumeClaimTemplatesError, ClaimExpired, SandboxExpired, PodFailed,

@@ -160,6 +160,7 @@ START_TEST(test_scenario)
 		    autoscale_reason_name(s->why));
 		current = d.desired;
 	}
+	autoscale_state_reset(&st);
 }
 END_TEST
 
@@ -178,10 +179,14 @@ START_TEST(test_window_bounded)
 		in.current = st.desired;
 		autoscale_decide(&st, &p, &in, &d);
 		ck_assert_uint_le(st.nwindow, AUTOSCALE_WINDOW);
+		ck_assert_uint_le(st.capwindow, AUTOSCALE_WINDOW);
 	}
 	/* The 500 seen 1 ms ago is inside the window: no scale down. */
 	ck_assert_int_eq(d.desired, 500);
 	ck_assert_int_eq(d.reason, AUTOSCALE_STABILIZING);
+	autoscale_state_reset(&st);
+	ck_assert_ptr_null(st.window);
+	ck_assert_int_eq(st.started, 0);
 }
 END_TEST
 

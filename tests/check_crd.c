@@ -79,6 +79,77 @@ START_TEST(test_each_object_alone)
 }
 END_TEST
 
+/*
+ * crd_slim() keeps what CRD mode reads: the config built from slimmed
+ * objects is the one built from whole ones (same pools, same verdicts),
+ * and the metadata crd_upsert() reads and the status stay; the server's
+ * bookkeeping and kubectl's copy of the spec go.
+ */
+START_TEST(test_slim_builds_the_same)
+{
+	const char *const docs[] = {
+	    POOL_OBJ("good", "redis://127.0.0.1:6379/0", ""),
+	    POOL_OBJ("bad-address", "redis://", ""),
+	    "{\"metadata\":{\"name\":\"q\",\"namespace\":\"team-a\","
+		"\"creationTimestamp\":\"2026-01-01T00:00:00Z\",\"annotations\":"
+		"{\"kubectl.kubernetes.io/last-applied-configuration\":\"{}\"},"
+		"\"labels\":{\"a\":\"b\"},\"finalizers\":[\"f\"]},\"spec\":"
+		"{\"maxSandboxes\":5}}",
+	    QUOTA_OBJ("q2", "team-a", "2026-02-01T00:00:00Z"),
+	};
+	const int	 quota[] = { 0, 0, 1, 1 };
+	struct crd_object whole[4], slim[4];
+	cJSON		*kw[4], *ks[4];
+	struct config	*cw, *cs;
+	char		*text;
+	size_t		 i;
+
+	cw = build(docs, quota, 4, whole, kw);
+	cs = build(docs, quota, 4, slim, ks);
+	config_free(cs);
+	for (i = 0; i < 4; i++)
+		crd_slim(ks[i], NULL);
+	cs = crd_build_config(slim, 4, NULL);
+	ck_assert_uint_eq(cs->npools, cw->npools);
+	ck_assert_uint_eq(cs->nquotas, cw->nquotas);
+	ck_assert_uint_eq(cs->npools, 1);
+	ck_assert_uint_eq(cs->nquotas, 1);
+	ck_assert_str_eq(cs->pools[0].name, cw->pools[0].name);
+	ck_assert_str_eq(cs->pools[0].source.address,
+	    cw->pools[0].source.address);
+	ck_assert_int_eq(cs->pools[0].scaling.max_replicas,
+	    cw->pools[0].scaling.max_replicas);
+	ck_assert_str_eq(cs->quotas[0].name, "q");
+	ck_assert_int_eq(cs->quotas[0].max_sandboxes,
+	    cw->quotas[0].max_sandboxes);
+	for (i = 0; i < 4; i++) {
+		ck_assert_int_eq(slim[i].valid, whole[i].valid);
+		ck_assert_str_eq(slim[i].err, whole[i].err);
+	}
+	text = cJSON_PrintUnformatted(ks[0]);
+	ck_assert_str_eq(text, "{\"metadata\":{\"name\":\"good\","
+	    "\"namespace\":\"team-a\",\"uid\":\"u-good\",\"generation\":2,"
+	    "\"resourceVersion\":\"17\",\"creationTimestamp\":"
+	    "\"2026-01-01T00:00:00Z\"},\"spec\":{\"mode\":\"scale\","
+	    "\"source\":{\"type\":\"redis-list\",\"address\":"
+	    "\"redis://127.0.0.1:6379/0\",\"queue\":\"q\"},\"target\":{"
+	    "\"kind\":\"Deployment\",\"name\":\"web\"},\"scaling\":{"
+	    "\"maxReplicas\":5}},\"status\":{\"replicas\":1}}");
+	free(text);
+	text = cJSON_PrintUnformatted(ks[2]);
+	ck_assert_ptr_null(strstr(text, "last-applied"));
+	ck_assert_ptr_null(strstr(text, "labels"));
+	ck_assert_ptr_null(strstr(text, "finalizers"));
+	free(text);
+	config_free(cw);
+	config_free(cs);
+	for (i = 0; i < 4; i++) {
+		cJSON_Delete(kw[i]);
+		cJSON_Delete(ks[i]);
+	}
+}
+END_TEST
+
 START_TEST(test_oldest_quota_wins)
 {
 	const char *const docs[] = {
@@ -329,6 +400,7 @@ crd_suite(void)
 	TCase	*tc = tcase_create("pure");
 
 	tcase_add_test(tc, test_each_object_alone);
+	tcase_add_test(tc, test_slim_builds_the_same);
 	tcase_add_test(tc, test_oldest_quota_wins);
 	tcase_add_test(tc, test_pool_status);
 	tcase_add_test(tc, test_quota_and_invalid_status);

@@ -630,6 +630,7 @@ struct rec {
 	int		 synced;
 	int		 free_on;	/* informer_free at this event */
 	int		 freed;
+	int		 compact;	/* informer_options.compact */
 };
 
 static const char *
@@ -649,6 +650,7 @@ on_event(struct informer *inf, enum informer_event type, const cJSON *obj,
 {
 	struct rec	*r = arg;
 	struct ev_rec	*e;
+	const cJSON	*cached;
 
 	/* r->inf is set when informer_new returns: nothing comes before. */
 	ck_assert_ptr_eq(inf, r->inf);
@@ -665,9 +667,13 @@ on_event(struct informer *inf, enum informer_event type, const cJSON *obj,
 	case INFORMER_ADDED:
 	case INFORMER_MODIFIED:
 		ck_assert_ptr_nonnull(obj);
-		/* The object handed over is the cache's. */
-		ck_assert_ptr_eq(informer_get(inf, ns, str_at(obj, "metadata",
-		    "name")), obj);
+		/* The object handed over is the cache's (compact: a copy). */
+		cached = informer_get(inf, ns, str_at(obj, "metadata",
+		    "name"));
+		if (!r->compact)
+			ck_assert_ptr_eq(cached, obj);
+		ck_assert_ptr_nonnull(cached);
+		ck_assert(cJSON_Compare(cached, obj, 1));
 		if (type == INFORMER_ADDED)
 			r->added++;
 		else
@@ -823,6 +829,7 @@ START_TEST(test_list_paged)
 	seq = ks_seq();
 	r.c = client_new(0);
 	o.page_size = 3;
+	o.compact = r.compact = _i;
 	inf = inf_new(r.c, &r, &o);
 	ck_assert(!informer_synced(inf));
 	ck_assert_uint_eq(informer_size(inf), 0);
@@ -875,14 +882,17 @@ pred_rv_current(void *arg)
 
 START_TEST(test_watch_events)
 {
+	struct informer_options o;
 	struct informer	*inf;
 	struct rec	 r;
 
 	memset(&r, 0, sizeof r);
+	memset(&o, 0, sizeof o);
+	o.compact = r.compact = _i;
 	cm_create("a", NULL, "v");
 	cm_create("b", NULL, "v");
 	cm_create("c", NULL, "v");
-	inf = inf_synced(&r, NULL);
+	inf = inf_synced(&r, &o);
 	ck_assert_int_eq(r.n, 4);
 
 	cm_create("d", NULL, "v");
@@ -944,6 +954,7 @@ START_TEST(test_transform)
 	memset(&o, 0, sizeof o);
 	o.transform = tr_slim;
 	o.transform_arg = &calls;
+	o.compact = r.compact = _i;
 	cm_create("a", NULL, "v");
 	cm_create("b", NULL, "v");
 	cm_create("c", NULL, "v");
@@ -1269,14 +1280,17 @@ END_TEST
  */
 START_TEST(test_compact_relist)
 {
+	struct informer_options o;
 	struct informer	*inf;
 	struct rec	 r;
 
 	memset(&r, 0, sizeof r);
+	memset(&o, 0, sizeof o);
+	o.compact = r.compact = _i;
 	cm_create("a", NULL, "v");
 	cm_create("b", NULL, "v");
 	cm_create("c", NULL, "v");
-	inf = inf_synced(&r, NULL);
+	inf = inf_synced(&r, &o);
 	ck_assert(tu_run_until(loop, pred_watching, &seq0, WAIT));
 	tu_kubesim_fault(&ks, "GET", "watch=true", 503, 100000, -1);
 	ck_assert_int_eq(ks_admin("POST", "/drop-watches", "{}", NULL), 200);
@@ -1615,9 +1629,12 @@ informer_suite(void)
 
 	tc = tu_tcase(s, "informer", 120, ks_setup, ks_teardown, test_setup,
 	    test_teardown);
-	tcase_add_test(tc, test_list_paged);
-	tcase_add_test(tc, test_watch_events);
-	tcase_add_test(tc, test_transform);
+	/* _i: informer_options.compact off, on */
+	tcase_add_loop_test(tc, test_list_paged, 0, 2);
+	/* _i: informer_options.compact off, on */
+	tcase_add_loop_test(tc, test_watch_events, 0, 2);
+	/* _i: informer_options.compact off, on */
+	tcase_add_loop_test(tc, test_transform, 0, 2);
 	tcase_add_test(tc, test_label_selector);
 	tcase_add_test(tc, test_field_selector);
 	tcase_add_test(tc, test_cluster_scoped);
@@ -1625,7 +1642,8 @@ informer_suite(void)
 	tcase_add_test(tc, test_drop_watches);
 	tcase_add_test(tc, test_watch_timeout_rewatch);
 	tcase_add_test(tc, test_event_too_large);
-	tcase_add_test(tc, test_compact_relist);
+	/* _i: informer_options.compact off, on */
+	tcase_add_loop_test(tc, test_compact_relist, 0, 2);
 	tcase_add_test(tc, test_watch_status_410);
 	tcase_add_test(tc, test_continue_expired);
 	tcase_add_test(tc, test_list_500_backoff);

@@ -17,6 +17,7 @@
 #include <hiredis/hiredis.h>
 
 #include "agentscaler/rt/common.h"
+#include "scalers/redis_endpoint.h"
 #include "scalers/redis_list.h"
 #include "agentscaler/scalers/scaler.h"
 #include "util/loop.h"
@@ -180,6 +181,23 @@ START_TEST(test_parse_long_host)
 	ck_assert_int_eq(redis_list_parse_address("x", &a, err, 4),
 	    -AS_EINVAL);
 	ck_assert_uint_eq(strlen(err), 3);
+}
+END_TEST
+
+/* A poll's command, formatted once: one argument per key, spaces and all. */
+START_TEST(test_fmt_once)
+{
+	static const char want[] = "*2\r\n$4\r\nLLEN\r\n$6\r\na b\r\nc\r\n";
+	struct redis_endpoint_fmt f = { NULL, 0 };
+
+	redis_endpoint_fmt_set(&f, "LLEN %b", "a b\r\nc", (size_t)6);
+	ck_assert_uint_eq(f.len, sizeof want - 1);
+	ck_assert(memcmp(f.cmd, want, f.len) == 0);
+	redis_endpoint_fmt_set(&f, "LLEN %b", "q", (size_t)1);
+	ck_assert_uint_eq(f.len, strlen("*2\r\n$4\r\nLLEN\r\n$1\r\nq\r\n"));
+	redis_endpoint_fmt_clear(&f);
+	ck_assert_ptr_null(f.cmd);
+	redis_endpoint_fmt_clear(&f);
 }
 END_TEST
 
@@ -773,6 +791,7 @@ redis_list_suite(void)
 	    (int)AS_ARRAY_SIZE(addr_rows));
 	tcase_add_test(tc, test_parse_long_host);
 	tcase_add_test(tc, test_validate);
+	tcase_add_test(tc, test_fmt_once);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("server");

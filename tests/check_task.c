@@ -1206,6 +1206,60 @@ START_TEST(test_claim_parse_rows)
 }
 END_TEST
 
+/*
+ * task_claim_slim keeps all that task_claim_parse reads: every row, and a
+ * claim as the API server returns it (managedFields, owner, finalizers,
+ * other labels and annotations, resources and tree budget), read the same
+ * after it; what it drops is gone.
+ */
+static const char *const slim_extra[] = {
+	CLAIM_MD(",\"managedFields\":[{\"manager\":\"agentscaler\","
+	    "\"operation\":\"Update\",\"fieldsV1\":{\"f:metadata\":{}}}],"
+	    "\"ownerReferences\":[{\"uid\":\"o\",\"controller\":true}],"
+	    "\"finalizers\":[\"x\"],\"generation\":3,\"deletionTimestamp\":"
+	    "\"2026-11-25T17:40:00Z\"") ",\"status\":{\"sandbox\":{\"name\":"
+	    "\"s\"},\"conditions\":[" COND("Ready", "True", "DependenciesReady")
+	    "," COND("Finished", "True", "Done") "]}}",
+	"{\"metadata\":{\"name\":\"c\",\"namespace\":\"n\",\"labels\":{"
+	    "\"app.kubernetes.io/managed-by\":\"agentscaler\",\"other\":\"x\"},"
+	    "\"annotations\":{\"agentscaler.io/task-id\":\"t\","
+	    "\"agentscaler.io/resources\":\"{\\\"cpu\\\":0.5,\\\"memory\\\":"
+	    "1073741824}\",\"agentscaler.io/tree-budget\":\"{\\\"seconds\\\":"
+	    "12.5,\\\"at\\\":1795628000}\",\"kubectl.kubernetes.io/last-"
+	    "applied-configuration\":\"{}\"}},\"spec\":{\"lifecycle\":{"
+	    "\"shutdownTime\":\"2026-11-25T18:34:45Z\"}}}",
+	"{\"metadata\":{\"name\":\"c\",\"labels\":[],\"annotations\":1},"
+	    "\"spec\":[],\"status\":{\"conditions\":[1,\"x\",{}]}}",
+};
+
+START_TEST(test_claim_slim_reads_same)
+{
+	struct claim_view full, slim;
+	cJSON		*j;
+	char		 err[128], *text;
+	const char	*doc;
+	size_t		 nrows = AS_ARRAY_SIZE(claim_rows);
+
+	doc = (size_t)_i < nrows ? claim_rows[_i].json :
+	    slim_extra[(size_t)_i - nrows];
+	j = parse_json(doc, strlen(doc));
+	ck_assert_int_eq(task_claim_parse(j, &full, err, sizeof err), 0);
+	task_claim_slim(j, NULL);
+	ck_assert_int_eq(task_claim_parse(j, &slim, err, sizeof err), 0);
+	ck_assert(memcmp(&full, &slim, sizeof full) == 0);
+	text = cJSON_PrintUnformatted(j);
+	ck_assert_ptr_null(strstr(text, "managedFields"));
+	ck_assert_ptr_null(strstr(text, "ownerReferences"));
+	ck_assert_ptr_null(strstr(text, "lastTransitionTime"));
+	ck_assert_ptr_null(strstr(text, "warmPoolRef"));
+	ck_assert_ptr_null(strstr(text, "last-applied"));
+	ck_assert_ptr_null(strstr(text, "\"other\""));
+	ck_assert_ptr_null(strstr(text, "apiVersion"));
+	free(text);
+	cJSON_Delete(j);
+}
+END_TEST
+
 /* status.sandbox.podIPs[0] (handoff http, X-Sandbox-Pod-IP or via podIP). */
 START_TEST(test_claim_pod_ip)
 {
@@ -1516,6 +1570,8 @@ task_suite(void)
 	tc = tcase_create("claim");
 	tcase_add_loop_test(tc, test_claim_parse_rows, 0,
 	    (int)AS_ARRAY_SIZE(claim_rows));
+	tcase_add_loop_test(tc, test_claim_slim_reads_same, 0,
+	    (int)(AS_ARRAY_SIZE(claim_rows) + AS_ARRAY_SIZE(slim_extra)));
 	tcase_add_test(tc, test_claim_parse_sparse);
 	tcase_add_test(tc, test_claim_pod_ip);
 	tcase_add_test(tc, test_claim_round_trip);

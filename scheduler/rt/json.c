@@ -48,3 +48,21 @@ as_json_wipe(cJSON *o)
 	cJSON_ArrayForEach(it, o)
 		as_json_wipe(it);
 }
+
+void
+as_json_keep(cJSON *o, const char *const *keep)
+{
+	cJSON	*c, *next;
+	size_t	 k;
+
+	if (!cJSON_IsObject(o))
+		return;
+	for (c = o->child; c != NULL; c = next) {
+		next = c->next;
+		for (k = 0; keep[k] != NULL; k++)
+			if (c->string != NULL && strcmp(c->string, keep[k]) == 0)
+				break;
+		if (keep[k] == NULL)
+			cJSON_Delete(cJSON_DetachItemViaPointer(o, c));
+	}
+}

@@ -216,6 +216,34 @@ class CrdScaleTest(CrdWorld):
         m = d.metrics()
         self.assertGreater(m.get('agentscaler_status_writes_total{result="ok"}', 0), 0)
 
+    def test_restart_rewrites_no_invalid_status(self):
+        """The informers drop a known object's status from their cache
+        (crd_cache_slim, issue 15) but keep it at first sight: a new process
+        takes it as the status writer's base, so an invalid AgentPool's
+        InvalidSpec status, the same after a restart, is not written again.
+        (A valid pool's is: a new process reports Starting first.)"""
+        bad = world.pool("bad", self.redis.url, "q2", "web", **FAST)
+        bad["spec"]["source"]["address"] = "redis://"          # no host
+        d = self.start()
+        self.apply(bad)
+        wait_for(lambda: any(c["reason"] == "InvalidSpec" for c in
+                             ((self.pool_obj("bad") or {}).get("status") or {})
+                             .get("conditions") or []), 30, what="bad: InvalidSpec")
+        rv = self.pool_obj("bad")["metadata"]["resourceVersion"]
+        rc = d.stop()
+        d.cleanup()
+        self.daemon = None
+        self.assertEqual(rc, 0)
+        seq = self.next_seq()
+        d = self.start()
+        ticks = lambda: d.metric("agentscaler_crd_status_ticks_total") or 0
+        made = lambda: d.metric("agentscaler_crd_statuses_made_total") or 0
+        wait_for(lambda: made() >= 1, 30, what="the status made after the restart")
+        t = ticks()
+        wait_for(lambda: ticks() >= t + 3, 30, what="three more status ticks")
+        self.assertEqual(self.status_patches(seq), [], "an unchanged status rewritten")
+        self.assertEqual(self.pool_obj("bad")["metadata"]["resourceVersion"], rv)
+
     def test_standby_until_listed_and_watch_namespace(self):
         """--watch-namespace: objects of other namespaces are not seen."""
         world.create_namespace(self.kube, "team-b")

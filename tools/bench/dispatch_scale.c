@@ -95,7 +95,8 @@ static size_t		 nidle;
 struct bclaim {
 	struct as_hash_entry	 hlink;
 	char			 name[CLAIM_NAME_MAX + 1];
-	cJSON			*obj;
+	cJSON			*obj;		/* NULL when compact */
+	char			*text;		/* compact: obj printed */
 };
 
 struct binf {
@@ -103,10 +104,16 @@ struct binf {
 	char			 ns[64];
 	informer_fn		*fn;
 	void			*arg;
+	informer_transform_fn	*transform;	/* as the real informer */
+	void			*transform_arg;
+	int			 compact;	/* as the real informer */
 	struct as_hash		 claims;
 };
 
 static struct as_hash	 infs;
+/* Claims parsed again for a compact cache's reader, freed by lent_free. */
+static cJSON		**lent;
+static size_t		 nlent, lent_cap;
 
 /* The fake consumer: operations complete in order, with success. */
 
@@ -153,6 +160,8 @@ static const cJSON	*bi_get(const struct informer *, const char *,
 			    const char *);
 static void		 bi_stats(const struct informer *,
 			    struct informer_stats *);
+static const cJSON	*bclaim_obj(struct bclaim *);
+static void		 lent_free(void);
 static const struct consumer_type *bc_type(const char *, const char *);
 static void		 die(const char *, ...)
 			    __attribute__((format(printf, 1, 2), noreturn));
@@ -300,7 +309,7 @@ static void
 breq_reply(struct breq *r, int err, long code, const char *body)
 {
 	struct k8s_response resp;
-	struct k8s_scale sc = { 0, 0 };
+	struct k8s_scale sc = { 0, 0, "" };
 
 	breq_unlink(r);
 	if (r->sdone != NULL)
@@ -361,6 +370,9 @@ bi_new(struct k8s_client *k, const struct informer_options *io,
 		fi->ns[i] = p[i];
 	fi->fn = fn;
 	fi->arg = arg;
+	fi->transform = io->transform;
+	fi->transform_arg = io->transform_arg;
+	fi->compact = io->compact;
 	as_hash_init(&fi->claims, 0, 0, bclaim_eq);
 	as_hash_insert(&infs, &fi->hlink, as_hash_str(fi->ns));
 	return ((struct informer *)fi);
@@ -393,6 +405,7 @@ bi_free(struct informer *inf)
 		c = AS_HASH_ITEM(e, struct bclaim, hlink);
 		as_hash_remove(&fi->claims, e);
 		cJSON_Delete(c->obj);
+		free(c->text);
 		free(c);
 	}
 	as_hash_fini(&fi->claims);
@@ -406,7 +419,33 @@ bi_get(const struct informer *inf, const char *ns, const char *name)
 	struct bclaim	*c = bclaim_find((const struct binf *)inf, name);
 
 	(void)ns;
-	return (c != NULL ? c->obj : NULL);
+	return (c != NULL ? bclaim_obj(c) : NULL);
+}
+
+/* c's object: compact, parsed again and lent until lent_free(). */
+static const cJSON *
+bclaim_obj(struct bclaim *c)
+{
+	cJSON	*obj;
+
+	if (c->obj != NULL)
+		return (c->obj);
+	if ((obj = cJSON_Parse(c->text)) == NULL)
+		die("dispatch_scale: a cached claim does not parse");
+	if (nlent == lent_cap) {
+		lent_cap = lent_cap > 0 ? lent_cap * 2 : 64;
+		lent = xrealloc(lent, lent_cap * sizeof *lent);
+	}
+	lent[nlent++] = obj;
+	return (obj);
+}
+
+/* What the real informer frees on return to the loop. */
+static void
+lent_free(void)
+{
+	while (nlent > 0)
+		cJSON_Delete(lent[--nlent]);
 }
 
 static void
@@ -422,9 +461,16 @@ bi_put(struct binf *fi, cJSON *obj)
 {
 	struct bclaim	*c = xcalloc(1, sizeof *c);
 
+	if (fi->transform != NULL)
+		fi->transform(obj, fi->transform_arg);
 	as_strlcpy(c->name, cJSON_GetStringValue(
 	    cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
 	    obj, "metadata"), "name")), sizeof c->name);
+	if (fi->compact) {
+		c->text = cJSON_PrintUnformatted(obj);
+		cJSON_Delete(obj);
+		obj = NULL;
+	}
 	c->obj = obj;
 	as_hash_insert(&fi->claims, &c->hlink, as_hash_str(c->name));
 	return (c);
@@ -439,8 +485,11 @@ bi_gone(struct binf *fi, const char *name)
 	if (c == NULL)
 		return;
 	as_hash_remove(&fi->claims, &c->hlink);
-	fi->fn((struct informer *)fi, INFORMER_DELETED, c->obj, fi->arg);
+	fi->fn((struct informer *)fi, INFORMER_DELETED, bclaim_obj(c),
+	    fi->arg);
+	lent_free();
 	cJSON_Delete(c->obj);
+	free(c->text);
 	free(c);
 }
 
@@ -702,7 +751,9 @@ serve(struct breq *r)
 		free(body);
 		claim_ready(obj, "sb");
 		c = bi_put(fi, obj);
-		fi->fn((struct informer *)fi, INFORMER_ADDED, c->obj, fi->arg);
+		fi->fn((struct informer *)fi, INFORMER_ADDED, bclaim_obj(c),
+		    fi->arg);
+		lent_free();
 		break;
 	case R_DELETE_CLAIM:
 		name = strrchr(r->path, '/') + 1;
@@ -762,6 +813,7 @@ one_task(struct ev_loop *loop, long i, long serial, const char *ns)
 	c->deliver(&c->base, msg, c->arg);
 	drain();
 	ev_run(loop, EVRUN_NOWAIT);
+	lent_free();
 	drain();
 	/* The sandbox is done: its claim goes, then its Sandbox. */
 	task_claim_name(pool, ns, id, name);
@@ -916,7 +968,8 @@ main(int argc, char **argv)
 			    nns);
 			fi = binf_find(ns);
 			fi->fn((struct informer *)fi, INFORMER_ADDED,
-			    cs[k]->obj, fi->arg);
+			    bclaim_obj(cs[k]), fi->arg);
+			lent_free();
 		}
 		drain();
 		st->intake_us = n > 0 ? (cpu_s() - c0) * 1e6 / (double)n : 0;
@@ -1002,6 +1055,8 @@ main(int argc, char **argv)
 		breq_reply(TAILQ_FIRST(&idle), -AS_ECANCELED, 0, NULL);
 	printf("dispatcher_free: %.0f ms CPU\n", (cpu_s() - c0) * 1e3);
 	config_free(cfg);
+	lent_free();
+	free(lent);
 	as_hash_fini(&infs);
 	as_hash_fini(&conss);
 	ev_loop_destroy(loop);

@@ -63,6 +63,14 @@ struct informer_options {
 	const char	*log_name;	/* for logs; default the path */
 	informer_transform_fn *transform;	/* NULL: objects kept whole */
 	void		*transform_arg;
+	/*
+	 * 1: the cache keeps each object as its printed JSON, a few hundred
+	 * bytes where a cJSON tree costs about 80 per node (issue 15), and
+	 * parses it again when read: informer_get(), informer_foreach() and
+	 * a re-list's events each parse once.  What they return is then lent
+	 * until the next return to the loop, as everything here is.
+	 */
+	int		 compact;
 };
 
 struct informer_stats {

@@ -38,6 +38,13 @@ char		*as_json_print_free(cJSON *o, size_t *lenp);
  */
 void		 as_json_wipe(cJSON *o);
 
+/*
+ * Deletes every member of the object o whose key is not in keep (a
+ * NULL-terminated list); what an informer's transform uses to cache only
+ * what its readers read.  o NULL or not an object: nothing.
+ */
+void		 as_json_keep(cJSON *o, const char *const *keep);
+
 #ifdef AS_TESTING
 /* Test builds only: how many times xmalloc() has run (cJSON's hooks). */
 extern unsigned long	 as_xmalloc_calls;
