@@ -50,7 +50,17 @@ check_answer(const struct hh_answer *a)
 			if (a->events[i].type == HH_EV_FAILED &&
 			    a->events[i].reason == NULL)
 				abort();
+			if (a->events[i].type == HH_EV_SPAWN &&
+			    (a->events[i].key == NULL ||
+			    a->events[i].key[0] == '\0' ||
+			    a->events[i].task == NULL))
+				abort();
 		}
+		break;
+	case HH_REPLY_ACK:
+		/* The runtime's, and nothing more is read from it. */
+		if (a->events != NULL || a->nevents != 0)
+			abort();
 		break;
 	}
 }
