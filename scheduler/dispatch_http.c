@@ -809,9 +809,24 @@ dh_poll_done(const struct httpc_response *r, void *arg)
 }
 
 /*
+ * 1 when the child of spawn s is live here but no runtime has accepted it
+ * yet: only the parent's log holds its message (the claim does not), so
+ * a restart must find that spawn again (section 8 step 3).
+ */
+static int
+dh_child_pending(const struct dhttp *h, const struct dh_spawn *s)
+{
+	const struct dtask *c = dns_find(h->t->ns, s->child);
+
+	return (c != NULL && !c->handed_off && c->parent != NULL &&
+	    strcmp(c->parent, h->t->id) == 0);
+}
+
+/*
  * The ack of the next long-poll: after, or below the first spawn whose
  * verdict is not final yet (a deferred child's spawn stays in the log, so
- * that a restarted agentscaler reads it again).
+ * that a restarted agentscaler reads it again), or whose admitted child
+ * was not handed off yet and has not ended.
  */
 static long
 dh_ack(const struct dhttp *h)
@@ -820,7 +835,8 @@ dh_ack(const struct dhttp *h)
 	long		 ack = h->after;
 
 	TAILQ_FOREACH(s, &h->spawns, link)
-		if (!s->final && s->seq > 0 && s->seq - 1 < ack)
+		if (s->seq > 0 && s->seq - 1 < ack &&
+		    (!s->final || dh_child_pending(h, s)))
 			ack = s->seq - 1;
 	return (ack);
 }
@@ -1029,6 +1045,24 @@ dh_spawn(struct dhttp *h, const struct hh_event *ev)
 		/* Its claim exists, or is being made: no second one. */
 		if (c->spawn_key == NULL)
 			c->spawn_key = xstrdup(ev->key);
+		if (ev->replies & HH_RB_FINAL)
+			s->final = 1;	/* the runtime has its verdict */
+		if (c->msg == NULL && !c->handed_off && !c->doomed &&
+		    c->st != T_RELEASING && p != NULL) {
+			/*
+			 * Rebuilt from its claim, never handed off: its
+			 * message is rebuilt from the spawn, which the ack
+			 * held for it, and it is handed off once its sandbox
+			 * is Ready (or at its next 404, if it is).
+			 */
+			body = hh_child_message(t->id, ev->key, ev->task,
+			    h->tp, &len);
+			c->msg = consumer_msg_new(body, len, 0);
+			free(body);
+			log_info("dispatch", "%s/%s: child task %s rebuilt "
+			    "from the spawn in the log of task %s; handing it "
+			    "off", c->ns->name, c->claim, c->id, t->id);
+		}
 		if (c->st == T_DEFERRED)
 			dh_queue(h, s, HH_R_DEFERRED, quota_reason_name(
 			    c->why), c->why_detail, NULL);

@@ -319,6 +319,7 @@ class Runtime:
                                      "ack <= after, wait a number >= 0", tid)
         wait = min(wait, P.MAX_WAIT)
         end = time.monotonic() + wait
+        self._emit(event="poll", id=tid, after=after, ack=ack)
         with self._cv:
             st, err = self._held(tid, token)
             if err:
