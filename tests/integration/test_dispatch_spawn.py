@@ -89,7 +89,7 @@ class SpawnTest(HttpWorld):
             cascade={"maxDepth": 1, "maxChildrenPerTask": 2})])
         self.submit("cas", {"spawn": [{"payload": {"spawn": [{"payload": {"n": 0}}]}},
                                       {"payload": {"n": 2}}, {"payload": {"n": 3}}]})
-        got = self.wait_results(["cas", "cas/1", "cas/2"])
+        got = self.wait_results(["cas", "cas/1", "cas/2", "cas/3", "cas/1/1"])
         self.assert_ran_once(["cas", "cas/1", "cas/2"])
         kids = {c["key"]: c for c in got["cas"]["result"]["children"]}
         self.assertEqual(kids["1"]["verdict"], "admitted")
@@ -105,11 +105,27 @@ class SpawnTest(HttpWorld):
         self.assertEqual(grand[0]["verdict"], "rejected")
         self.assertEqual(grand[0]["reason"], "cascade.maxDepth")
         # Rejected children never ran, and have no broker message to
-        # dead-letter.
+        # dead-letter; each has a failed Result on the pool's results
+        # destination (schema-checked by results()), as a producer waiting
+        # on its id would read it.
         self.assertEqual(self.received("cas/3"), [])
         self.assertEqual(self.received("cas/1/1"), [])
         self.assertEqual(self.rejected(), [])
-        self.assertNotIn("cas/3", got)
+        for cid, parent, reason in (("cas/3", "cas", "cascade.maxChildrenPerTask"),
+                                    ("cas/1/1", "cas/1", "cascade.maxDepth")):
+            r = got[cid]
+            self.assertEqual(r["state"], "failed", r)
+            self.assertEqual(r["error"]["reason"], reason)
+            self.assertTrue(r["error"]["message"])
+            self.assertIsNone(r["sandbox"])
+            self.assertIsNone(r["startedAt"])
+            self.assertEqual(r["parent"], parent)
+            self.assertEqual(r["root"], "cas")
+            self.assertTrue(r["finishedAt"] and r["traceparent"])
+        # Once each: published before the parent's runtime got the verdict.
+        ids = [r["id"] for r in self.results()]
+        self.assertEqual(ids.count("cas/3"), 1)
+        self.assertEqual(ids.count("cas/1/1"), 1)
 
     def test_deferred_child_is_admitted_later(self):
         world.sandbox_pool(self.kube, "wp", replicas=3)
