@@ -9,8 +9,9 @@ no podCIDR and tools/cluster/cluster.py passes --cidr 127.2.0.0/16.  tools/agent
 protocol at its pod IP (the claim's status.sandbox.podIPs[0], loopback),
 so the real sandbox-router (--allow-loopback-pod-ip) reaches it as it
 would reach a pod.  The daemon runs as the chart's ServiceAccount under
-the real RBAC, hands tasks from Redis over HTTP through the router and
-publishes the Results to a Redis list.
+the real RBAC, hands tasks from Redis (or RabbitMQ) over HTTP through the
+router and publishes the Results to a Redis list (or a RabbitMQ queue);
+parents spawn children through the protocol under a real AgentQuota.
 
 Checked against the real parts: the runtimes' own records (each task
 received exactly once, in the sandbox whose pod IP it listened on), the
@@ -196,6 +197,45 @@ class HttpE2E(kube.E2ETestCase):
         posts = [q for q in self.router.requests() if q["method"] == "POST"]
         self.assertTrue(posts)
         wait_for(lambda: self.redis.cmd("LLEN", PROCESSING) == 0, 60, 0.2, "acked")
+
+    def test_rabbitmq_tasks_handed_off_results_to_a_queue(self):
+        """Tasks from a RabbitMQ queue handed off over HTTP through the
+        real router, their Results published to a RabbitMQ queue (with
+        publisher confirms); the source acked only after the hand-off."""
+        from tests.integration import test_dispatch_http_rabbitmq as hr
+        rabbit = world.RabbitMQ()
+        self.addCleanup(rabbit.stop)
+        rabbit.declare("htasks", durable=True)
+        world.sandbox_pool(self.kube, "wp", replicas=3, ns=self.ns, timeout=120)
+        cfg = self.config(3)
+        p = cfg["pools"][0]
+        p["spec"]["source"] = dict(p["spec"]["source"], type="rabbitmq",
+                                   address=rabbit.amqp_url(), queue="htasks")
+        p["spec"]["results"] = {"type": "rabbitmq", "address": rabbit.amqp_url(),
+                                "queue": "hresults"}
+        self.start_daemon(cfg, extra=("--instance", INSTANCE, "--handoff-key-file",
+                                      self.key_file))
+        ids = ["r-%d" % i for i in range(4)]
+        for t in ids[:3]:
+            rabbit.publish_body("htasks", task(t))
+        rabbit.publish_body("htasks", task(ids[3], fail="tool.broken"))
+        got = wait_for(lambda g=[]: hr.collect(rabbit, "hresults", 4, g), 120, 0.2,
+                       "4 results")
+        by_id = {r["id"]: (props, r) for props, r in got}
+        self.assertEqual(sorted(by_id), ids)
+        for t in ids:
+            props, r = by_id[t]
+            self.assertEqual((props.get("message_id"), props.get("delivery_mode")), (t, 2))
+            self.assertEqual(r["state"], "failed" if t == ids[3] else "completed", r)
+            runs = self.received(t)
+            self.assertEqual(len(runs), 1, "%s ran %d times" % (t, len(runs)))
+            self.assertEqual(runs[0]["sandbox"], r["sandbox"]["name"])
+            self.assertEqual(r["sandbox"]["namespace"], self.ns)
+        self.assertEqual(by_id[ids[3]][1]["error"]["reason"], "tool.broken")
+        self.assertTrue(any(q["method"] == "PUT" and q["path"].startswith(
+            "/agentscaler/v1/tasks/r-") for q in self.router.requests()))
+        wait_for(lambda: rabbit.queue_info("htasks").get("messages", 1) == 0, 60, 0.5,
+                 "source queue drained and acked")
 
 
 if __name__ == "__main__":
