@@ -88,11 +88,15 @@ struct dh_spawn {
  * carries, which DELETEs its task on its runtime only once this reply is
  * answered (section 8 step 4), so that a restart in between finds the
  * child's end again and tells the parent again; NULL: none, or gone.
+ * publish: not a Reply but a rejected child's Result (body) for the
+ * pool's results destination, queued before its rejected Reply, so that
+ * the spawn is acknowledged only once both are done.
  */
 struct dh_out {
 	struct dh_spawn		*s;
 	struct dhttp		*waiter;
 	enum hh_reply		 type;
+	int			 publish;
 	char			*body;
 	TAILQ_ENTRY(dh_out)	 link;
 };
@@ -139,6 +143,7 @@ struct dhttp {
 	TAILQ_HEAD(, dh_spawn)	 spawns;
 	TAILQ_HEAD(, dh_out)	 outq;
 	struct httpc_req	*rreq;
+	struct dh_pub		*rpub;		/* outq's publish in flight */
 	ev_timer		 rtimer;
 	unsigned		 rtries;
 	struct dh_out		*told;		/* its Result, in the parent's */
@@ -295,6 +300,8 @@ dhttp_free(struct dtask *t)
 		t->ns->d->ops->cancel(h->kreq);
 	if (h->pub != NULL)
 		h->pub->h = NULL;	/* its completion frees it */
+	if (h->rpub != NULL)
+		h->rpub->h = NULL;
 	hh_answer_free(&h->ans);
 	explicit_bzero(h->token, sizeof h->token);
 	free(h->body);
@@ -809,9 +816,24 @@ dh_poll_done(const struct httpc_response *r, void *arg)
 }
 
 /*
+ * 1 when the child of spawn s is live here but no runtime has accepted it
+ * yet: only the parent's log holds its message (the claim does not), so
+ * a restart must find that spawn again (section 8 step 3).
+ */
+static int
+dh_child_pending(const struct dhttp *h, const struct dh_spawn *s)
+{
+	const struct dtask *c = dns_find(h->t->ns, s->child);
+
+	return (c != NULL && !c->handed_off && c->parent != NULL &&
+	    strcmp(c->parent, h->t->id) == 0);
+}
+
+/*
  * The ack of the next long-poll: after, or below the first spawn whose
  * verdict is not final yet (a deferred child's spawn stays in the log, so
- * that a restarted agentscaler reads it again).
+ * that a restarted agentscaler reads it again), or whose admitted child
+ * was not handed off yet and has not ended.
  */
 static long
 dh_ack(const struct dhttp *h)
@@ -820,7 +842,8 @@ dh_ack(const struct dhttp *h)
 	long		 ack = h->after;
 
 	TAILQ_FOREACH(s, &h->spawns, link)
-		if (!s->final && s->seq > 0 && s->seq - 1 < ack)
+		if (s->seq > 0 && s->seq - 1 < ack &&
+		    (!s->final || dh_child_pending(h, s)))
 			ack = s->seq - 1;
 	return (ack);
 }
@@ -936,15 +959,67 @@ dh_reply_done(const struct httpc_response *r, void *arg)
 	dh_reply_kick(h);
 }
 
+static void
+dh_rpub_done(int err, const char *errmsg, void *arg)
+{
+	struct dh_pub	*op = arg;
+	struct dhttp	*h = op->h;
+	struct dh_out	*o;
+
+	free(op);
+	if (h == NULL)
+		return;		/* the parent is gone */
+	h->rpub = NULL;
+	if (err != 0) {
+		log_warn("dispatch", "%s/%s: cannot publish the result of "
+		    "rejected child %s (%s); retrying", h->t->ns->name,
+		    h->t->claim, TAILQ_FIRST(&h->outq)->s->child, errmsg);
+		dh_reply_later(h, err == -AS_ECANCELED ? 0.2 :
+		    as_backoff(0.2, 5, h->rtries++));
+		return;
+	}
+	h->rtries = 0;
+	o = TAILQ_FIRST(&h->outq);
+	TAILQ_REMOVE(&h->outq, o, link);
+	dh_out_done(o);
+	dh_reply_kick(h);
+}
+
+/* Publishes o, the Result of a rejected child (its pool's destination). */
+static void
+dh_reply_publish(struct dhttp *h, struct dh_out *o)
+{
+	struct dpool	*p = h->t->pool;
+	struct dh_pub	*op;
+
+	if (p == NULL || p->results == NULL) {
+		dh_reply_later(h, as_backoff(0.2, 5, h->rtries++));
+		return;
+	}
+	op = xcalloc(1, sizeof *op);
+	op->h = h;
+	h->rpub = op;
+	if (results_send(p->results, o->s->child, o->body, strlen(o->body),
+	    dh_rpub_done, op) != 0) {
+		h->rpub = NULL;
+		free(op);
+		dh_reply_later(h, as_backoff(0.2, 5, h->rtries++));
+	}
+}
+
 /* Sends the first Reply waiting, unless one is in flight or waits. */
 static void
 dh_reply_kick(struct dhttp *h)
 {
 	struct dh_out	*o = TAILQ_FIRST(&h->outq);
 
-	if (o == NULL || h->rreq != NULL || h->freeing ||
+	if (o == NULL || h->rreq != NULL || h->rpub != NULL || h->freeing ||
 	    ev_is_active(&h->rtimer))
 		return;
+	if (o->publish) {
+		dh_reply_publish(h, o);
+		return;
+	}
 	if (dh_send_on(h, &h->rreq, "POST", "/replies", o->body,
 	    DH_REQ_TIMEOUT, dh_reply_done) != 0)
 		dh_reply_later(h, as_backoff(0.2, 5, h->rtries++));
@@ -975,6 +1050,55 @@ dh_queue(struct dhttp *h, struct dh_spawn *s, enum hh_reply type,
 	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
 	dh_reply_kick(h);
 	return (o);
+}
+
+/*
+ * The failed Result of h's child s, which no runtime took: no sandbox,
+ * never started.  tp: the child's traceparent, or NULL for h's.
+ */
+static char *
+dh_child_result(const struct dhttp *h, const struct dh_spawn *s,
+    const char *reason, const char *detail, const char *tp)
+{
+	const struct dtask *t = h->t;
+	struct hh_result r;
+
+	memset(&r, 0, sizeof r);
+	r.id = s->child;
+	r.failed = 1;
+	r.reason = reason;
+	r.message = detail != NULL ? detail : "";
+	r.ns = t->ns->name;
+	r.pool = t->pool != NULL ? t->pool->cfg->name : t->pool_name;
+	r.parent = t->id;
+	r.root = t->root != NULL ? t->root : t->id;
+	r.finished_at = as_wall_now();
+	r.traceparent = tp != NULL && tp[0] != '\0' ? tp : h->tp;
+	return (hh_result_body(&r, NULL));
+}
+
+/*
+ * Child s of h's task rejected: its failed Result goes to the pool's
+ * results destination (a producer waiting on the child's id learns it
+ * too), then the rejected Reply to the parent's runtime.
+ */
+static void
+dh_reject(struct dhttp *h, struct dh_spawn *s, const char *reason,
+    const char *detail, const char *tp)
+{
+	const struct dpool *p = h->t->pool;
+	struct dh_out	*o;
+
+	if (!hh_reply_may_follow(s->sent | s->have, HH_R_REJECTED))
+		return;
+	if (p != NULL && p->cfg->has_results) {
+		o = xcalloc(1, sizeof *o);
+		o->s = s;
+		o->publish = 1;
+		o->body = dh_child_result(h, s, reason, detail, tp);
+		TAILQ_INSERT_TAIL(&h->outq, o, link);
+	}
+	dh_queue(h, s, HH_R_REJECTED, reason, detail, NULL);
 }
 
 /*
@@ -1029,6 +1153,24 @@ dh_spawn(struct dhttp *h, const struct hh_event *ev)
 		/* Its claim exists, or is being made: no second one. */
 		if (c->spawn_key == NULL)
 			c->spawn_key = xstrdup(ev->key);
+		if (ev->replies & HH_RB_FINAL)
+			s->final = 1;	/* the runtime has its verdict */
+		if (c->msg == NULL && !c->handed_off && !c->doomed &&
+		    c->st != T_RELEASING && p != NULL) {
+			/*
+			 * Rebuilt from its claim, never handed off: its
+			 * message is rebuilt from the spawn, which the ack
+			 * held for it, and it is handed off once its sandbox
+			 * is Ready (or at its next 404, if it is).
+			 */
+			body = hh_child_message(t->id, ev->key, ev->task,
+			    h->tp, &len);
+			c->msg = consumer_msg_new(body, len, 0);
+			free(body);
+			log_info("dispatch", "%s/%s: child task %s rebuilt "
+			    "from the spawn in the log of task %s; handing it "
+			    "off", c->ns->name, c->claim, c->id, t->id);
+		}
 		if (c->st == T_DEFERRED)
 			dh_queue(h, s, HH_R_DEFERRED, quota_reason_name(
 			    c->why), c->why_detail, NULL);
@@ -1045,7 +1187,7 @@ dh_spawn(struct dhttp *h, const struct hh_event *ev)
 	}
 	if (p == NULL) {
 		dh_queue(h, s, HH_R_REJECTED, "spawn.invalid", "the parent's "
-		    "pool is gone", NULL);
+		    "pool is gone", NULL);	/* and its destination */
 		return;
 	}
 	body = hh_child_message(t->id, ev->key, ev->task, h->tp, &len);
@@ -1054,12 +1196,13 @@ dh_spawn(struct dhttp *h, const struct hh_event *ev)
 	    &te) != 0) {
 		snprintf(detail, sizeof detail, "%s: %s", te.reason,
 		    te.detail);
-		dh_queue(h, s, HH_R_REJECTED, "spawn.invalid", detail, NULL);
+		dh_reject(h, s, "spawn.invalid", detail, NULL);
 		goto out;
 	}
 	if (tk->deadline > 0 && tk->deadline < as_wall_now()) {
-		dh_queue(h, s, HH_R_REJECTED, "task.deadlineExceeded", "the "
-		    "child's deadline passed before it was dispatched", NULL);
+		dh_reject(h, s, "task.deadlineExceeded", "the child's "
+		    "deadline passed before it was dispatched",
+		    tk->traceparent);
 		goto out;
 	}
 	c = dtask_new(t->ns, p, tk->id, t->id, t->root, t->depth + 1);
@@ -1142,28 +1285,16 @@ dhttp_child_failed(struct dtask *c, const char *reason, const char *detail)
 {
 	struct dh_spawn	*s;
 	struct dhttp	*ph;
-	struct hh_result r;
 	char		*res;
 
 	if (c->spawn_key == NULL || (ph = dh_parent(c, &s, 0)) == NULL)
 		return;
 	if (!((s->sent | s->have) & HH_RB(HH_R_ADMITTED))) {
-		dh_queue(ph, s, HH_R_REJECTED, reason, detail, NULL);
+		dh_reject(ph, s, reason, detail, c->traceparent);
 		return;
 	}
 	/* Admitted, then failed before a runtime took it: its Result. */
-	memset(&r, 0, sizeof r);
-	r.id = c->id;
-	r.failed = 1;
-	r.reason = reason;
-	r.message = detail != NULL ? detail : "";
-	r.ns = c->ns->name;
-	r.pool = c->pool != NULL ? c->pool->cfg->name : c->pool_name;
-	r.parent = c->parent;
-	r.root = c->root;
-	r.finished_at = as_wall_now();
-	r.traceparent = c->traceparent[0] != '\0' ? c->traceparent : NULL;
-	res = hh_result_body(&r, NULL);
+	res = dh_child_result(ph, s, reason, detail, c->traceparent);
 	dh_queue(ph, s, HH_R_RESULT, NULL, NULL, res);
 	free(res);
 }

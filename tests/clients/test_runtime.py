@@ -119,6 +119,26 @@ class HandoffTest(RuntimeCase):
         self.assertEqual(peer.request("POST", P.BASE_PATH + "/tasks/x")[0], 405)
         self.assertEqual(peer.health()[1]["task"], None, "nothing was accepted")
 
+    def test_an_id_whose_slash_a_proxy_decoded(self):
+        """A child's id holds '/', sent as %2F; agent-sandbox's
+        sandbox-router forwards it decoded: the method says where the id
+        ends, both spellings reach the same task."""
+        gate = Gate()
+        rt = self.runtime(gate)
+        peer = self.peer(rt)
+        body = task_body(message("par/1"))
+        code, st = peer.request("PUT", P.BASE_PATH + "/tasks/par/1", body)
+        self.assertEqual((code, st.get("id")), (201, "par/1"), st)
+        code, el = peer.request("GET", P.BASE_PATH + "/tasks/par/1/events?after=0&wait=0")
+        self.assertEqual((code, el["taskId"]), (200, "par/1"))
+        code, el = peer.request("GET", P.BASE_PATH + "/tasks/par%2F1/events?after=0&wait=0")
+        self.assertEqual((code, el["taskId"]), (200, "par/1"))
+        self.assertEqual(peer.request("PUT", P.BASE_PATH + "/tasks/par%2F1", body)[0], 200)
+        gate.go.set()
+        self.end(peer, "par/1")
+        self.assertEqual(peer.request("DELETE", P.BASE_PATH + "/tasks/par/1")[0], 204)
+        self.assertEqual(gate.runs, ["par/1"])
+
     def test_health(self):
         gate = Gate()
         rt = self.runtime(gate)

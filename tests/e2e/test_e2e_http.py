@@ -9,8 +9,9 @@ no podCIDR and tools/cluster/cluster.py passes --cidr 127.2.0.0/16.  tools/agent
 protocol at its pod IP (the claim's status.sandbox.podIPs[0], loopback),
 so the real sandbox-router (--allow-loopback-pod-ip) reaches it as it
 would reach a pod.  The daemon runs as the chart's ServiceAccount under
-the real RBAC, hands tasks from Redis over HTTP through the router and
-publishes the Results to a Redis list.
+the real RBAC, hands tasks from Redis (or RabbitMQ) over HTTP through the
+router and publishes the Results to a Redis list (or a RabbitMQ queue);
+parents spawn children through the protocol under a real AgentQuota.
 
 Checked against the real parts: the runtimes' own records (each task
 received exactly once, in the sandbox whose pod IP it listened on), the
@@ -56,7 +57,7 @@ class HttpE2E(kube.E2ETestCase):
             "--handoff", "http", "--port", str(self.port)))
         self.addCleanup(self.ar.cleanup)
 
-    def config(self, spare):
+    def config(self, spare, quota=None):
         p = world.pool_dispatch("p", self.redis.url, "tasks", "wp", claim_ttl_seconds=600,
                                 spare_min=spare, spare_max=spare + 8, pollIntervalMs=200,
                                 cooldownSeconds=60, namespace=self.ns)
@@ -64,10 +65,15 @@ class HttpE2E(kube.E2ETestCase):
                                 "port": self.port, "deadlineSeconds": 120}
         p["spec"]["results"] = {"type": "redis-list", "address": self.redis.url,
                                 "queue": "results"}
-        return {"pools": [p]}
+        cfg = {"pools": [p]}
+        if quota:
+            cfg["quotas"] = [{"apiVersion": "agentscaler.io/v1alpha1", "kind": "AgentQuota",
+                              "metadata": {"name": "q", "namespace": self.ns},
+                              "spec": quota}]
+        return cfg
 
-    def start(self, spare):
-        return self.start_daemon(self.config(spare), extra=(
+    def start(self, spare, quota=None):
+        return self.start_daemon(self.config(spare, quota), extra=(
             "--instance", INSTANCE, "--handoff-key-file", self.key_file))
 
     def received(self, tid):
@@ -137,6 +143,99 @@ class HttpE2E(kube.E2ETestCase):
         print("\nreal cluster, http hand-off: %d tasks, %s rebuilt after SIGKILL, "
               "%d PUTs through the router" % (n, rebuilt.group(1) if rebuilt else "0",
                                               len(puts)))
+
+    def test_parent_spawns_children_cascade_stopped_by_quota(self):
+        """A parent's runtime spawns two children through the protocol
+        (through the real router), one of which spawns a grandchild over
+        the AgentQuota's maxDepth 1: the children run once each in their
+        own sandboxes, the grandchild is rejected with cascade.maxDepth,
+        that verdict reaches its parent's runtime, and the whole tree is
+        read back from the parent's Result (and the rejected grandchild's
+        failed Result on the results list)."""
+        world.sandbox_pool(self.kube, "wp", replicas=3, ns=self.ns, timeout=120)
+        self.start(spare=3, quota={"maxSandboxes": 10, "onExceeded": "reject",
+                                   "cascade": {"maxDepth": 1, "maxChildrenPerTask": 4}})
+        self.redis.cmd("LPUSH", "tasks", json.dumps({"id": "fam", "payload": {"spawn": [
+            {"payload": {"spawn": [{"payload": {"n": 0}}]}}, {"payload": {"n": 2}}]}}))
+        ids = ["fam", "fam/1", "fam/2", "fam/1/1"]
+        try:
+            got = wait_for(lambda: (lambda r: r if set(ids) <= set(r) else None)(
+                self.results()), 240, 0.2, "the results of %s" % ids)
+        except AssertionError:
+            self.fail("results %s; runtime %s; daemon log: %s" % (
+                sorted(self.results()), self.ar.events()[-30:], self.daemon.logs()[-6000:]))
+        for t in ("fam", "fam/1", "fam/2"):
+            self.assertEqual(got[t]["state"], "completed", got[t])
+            runs = self.received(t)
+            self.assertEqual(len(runs), 1, "%s ran %d times" % (t, len(runs)))
+            self.assertEqual(runs[0]["sandbox"], got[t]["sandbox"]["name"])
+        self.assertEqual(len({got[t]["sandbox"]["name"] for t in ("fam", "fam/1", "fam/2")}), 3)
+        for k in ("fam/1", "fam/2"):
+            self.assertEqual(got[k]["parent"], "fam")
+            self.assertEqual(self.received(k)[0]["depth"], 1)
+        # The tree, from the parent's Result.
+        kids = {c["key"]: c for c in got["fam"]["result"]["children"]}
+        self.assertEqual(sorted(kids), ["1", "2"])
+        for k in ("1", "2"):
+            self.assertEqual(kids[k]["verdict"], "admitted")
+            self.assertEqual(kids[k]["parent"], "fam")
+            self.assertIn("result", kids[k]["replies"])
+        self.assertEqual(kids["2"]["result"], {"worked": True, "children": 0})
+        grand = kids["1"]["result"]["children"]
+        self.assertEqual(len(grand), 1)
+        self.assertEqual(grand[0]["id"], "fam/1/1")
+        self.assertEqual(grand[0]["verdict"], "rejected")
+        self.assertEqual(grand[0]["reason"], "cascade.maxDepth")
+        self.assertEqual(grand[0]["replies"], ["rejected"])
+        # It never ran; its failed Result is on the results list.
+        self.assertEqual(self.received("fam/1/1"), [])
+        r = got["fam/1/1"]
+        self.assertEqual((r["state"], r["error"]["reason"], r["sandbox"], r["parent"]),
+                         ("failed", "cascade.maxDepth", None, "fam/1"))
+        self.assertEqual(self.ar.events("duplicate"), [])
+        # The replies went through the router too.
+        posts = [q for q in self.router.requests() if q["method"] == "POST"]
+        self.assertTrue(posts)
+        wait_for(lambda: self.redis.cmd("LLEN", PROCESSING) == 0, 60, 0.2, "acked")
+
+    def test_rabbitmq_tasks_handed_off_results_to_a_queue(self):
+        """Tasks from a RabbitMQ queue handed off over HTTP through the
+        real router, their Results published to a RabbitMQ queue (with
+        publisher confirms); the source acked only after the hand-off."""
+        from tests.integration import test_dispatch_http_rabbitmq as hr
+        rabbit = world.RabbitMQ()
+        self.addCleanup(rabbit.stop)
+        rabbit.declare("htasks", durable=True)
+        world.sandbox_pool(self.kube, "wp", replicas=3, ns=self.ns, timeout=120)
+        cfg = self.config(3)
+        p = cfg["pools"][0]
+        p["spec"]["source"] = dict(p["spec"]["source"], type="rabbitmq",
+                                   address=rabbit.amqp_url(), queue="htasks")
+        p["spec"]["results"] = {"type": "rabbitmq", "address": rabbit.amqp_url(),
+                                "queue": "hresults"}
+        self.start_daemon(cfg, extra=("--instance", INSTANCE, "--handoff-key-file",
+                                      self.key_file))
+        ids = ["r-%d" % i for i in range(4)]
+        for t in ids[:3]:
+            rabbit.publish_body("htasks", task(t))
+        rabbit.publish_body("htasks", task(ids[3], fail="tool.broken"))
+        got = wait_for(lambda g=[]: hr.collect(rabbit, "hresults", 4, g), 120, 0.2,
+                       "4 results")
+        by_id = {r["id"]: (props, r) for props, r in got}
+        self.assertEqual(sorted(by_id), ids)
+        for t in ids:
+            props, r = by_id[t]
+            self.assertEqual((props.get("message_id"), props.get("delivery_mode")), (t, 2))
+            self.assertEqual(r["state"], "failed" if t == ids[3] else "completed", r)
+            runs = self.received(t)
+            self.assertEqual(len(runs), 1, "%s ran %d times" % (t, len(runs)))
+            self.assertEqual(runs[0]["sandbox"], r["sandbox"]["name"])
+            self.assertEqual(r["sandbox"]["namespace"], self.ns)
+        self.assertEqual(by_id[ids[3]][1]["error"]["reason"], "tool.broken")
+        self.assertTrue(any(q["method"] == "PUT" and q["path"].startswith(
+            "/agentscaler/v1/tasks/r-") for q in self.router.requests()))
+        wait_for(lambda: rabbit.queue_info("htasks").get("messages", 1) == 0, 60, 0.5,
+                 "source queue drained and acked")
 
 
 if __name__ == "__main__":

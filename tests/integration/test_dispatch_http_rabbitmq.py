@@ -35,6 +35,28 @@ def task(tid, **payload):
     return json.dumps({"id": tid, "payload": payload or {"n": tid}})
 
 
+def take(rabbit, queue):
+    """Takes (acks) the messages of queue: [(properties, Result)], each
+    Result checked against the schema (also tests/e2e/test_e2e_http.py)."""
+    code, msgs = rabbit.api("POST", "/api/queues/%%2F/%s/get" % quote(queue, safe=""),
+                            {"count": 1000, "ackmode": "ack_requeue_false",
+                             "encoding": "base64"})
+    if code != 200:
+        return []
+    out = []
+    for m in msgs:
+        r = json.loads(base64.b64decode(m["payload"]))
+        schemas.check("result", r)
+        out.append((m["properties"], r))
+    return out
+
+
+def collect(rabbit, queue, n, got):
+    """got, once it holds the Results of n distinct ids; else None."""
+    got.extend(take(rabbit, queue))
+    return got if len({r["id"] for _, r in got}) >= n else None
+
+
 class HttpRabbitTest(world.DaemonTestCase):
     def setUp(self):
         super().setUp()
@@ -67,23 +89,10 @@ class HttpRabbitTest(world.DaemonTestCase):
                                                   "--handoff-key-file", self.key_file))
 
     def take(self, queue):
-        """Takes (acks) the messages of queue: [(properties, Result)], each
-        Result checked against the schema."""
-        code, msgs = self.rabbit.api("POST", "/api/queues/%%2F/%s/get" % quote(queue, safe=""),
-                                     {"count": 1000, "ackmode": "ack_requeue_false",
-                                      "encoding": "base64"})
-        if code != 200:
-            return []
-        out = []
-        for m in msgs:
-            r = json.loads(base64.b64decode(m["payload"]))
-            schemas.check("result", r)
-            out.append((m["properties"], r))
-        return out
+        return take(self.rabbit, queue)
 
     def collect(self, queue, n, got):
-        got.extend(self.take(queue))
-        return got if len({r["id"] for _, r in got}) >= n else None
+        return collect(self.rabbit, queue, n, got)
 
     def check_results(self, got, ids, failed):
         by_id = {r["id"]: (props, r) for props, r in got}

@@ -89,7 +89,7 @@ class SpawnTest(HttpWorld):
             cascade={"maxDepth": 1, "maxChildrenPerTask": 2})])
         self.submit("cas", {"spawn": [{"payload": {"spawn": [{"payload": {"n": 0}}]}},
                                       {"payload": {"n": 2}}, {"payload": {"n": 3}}]})
-        got = self.wait_results(["cas", "cas/1", "cas/2"])
+        got = self.wait_results(["cas", "cas/1", "cas/2", "cas/3", "cas/1/1"])
         self.assert_ran_once(["cas", "cas/1", "cas/2"])
         kids = {c["key"]: c for c in got["cas"]["result"]["children"]}
         self.assertEqual(kids["1"]["verdict"], "admitted")
@@ -105,11 +105,27 @@ class SpawnTest(HttpWorld):
         self.assertEqual(grand[0]["verdict"], "rejected")
         self.assertEqual(grand[0]["reason"], "cascade.maxDepth")
         # Rejected children never ran, and have no broker message to
-        # dead-letter.
+        # dead-letter; each has a failed Result on the pool's results
+        # destination (schema-checked by results()), as a producer waiting
+        # on its id would read it.
         self.assertEqual(self.received("cas/3"), [])
         self.assertEqual(self.received("cas/1/1"), [])
         self.assertEqual(self.rejected(), [])
-        self.assertNotIn("cas/3", got)
+        for cid, parent, reason in (("cas/3", "cas", "cascade.maxChildrenPerTask"),
+                                    ("cas/1/1", "cas/1", "cascade.maxDepth")):
+            r = got[cid]
+            self.assertEqual(r["state"], "failed", r)
+            self.assertEqual(r["error"]["reason"], reason)
+            self.assertTrue(r["error"]["message"])
+            self.assertIsNone(r["sandbox"])
+            self.assertIsNone(r["startedAt"])
+            self.assertEqual(r["parent"], parent)
+            self.assertEqual(r["root"], "cas")
+            self.assertTrue(r["finishedAt"] and r["traceparent"])
+        # Once each: published before the parent's runtime got the verdict.
+        ids = [r["id"] for r in self.results()]
+        self.assertEqual(ids.count("cas/3"), 1)
+        self.assertEqual(ids.count("cas/1/1"), 1)
 
     def test_deferred_child_is_admitted_later(self):
         world.sandbox_pool(self.kube, "wp", replicas=3)
@@ -156,6 +172,48 @@ class SpawnTest(HttpWorld):
             self.assertEqual(kids[k]["result"], {"worked": True, "children": 0})
             self.assertEqual(kids[k]["parent"], "rst")
         self.assertEqual(kids["2"]["replies"], ["admitted", "deferred", "result"])
+        self.assertEqual(ar.events("duplicate"), [])
+        wait_for(lambda: not self.claims(), 30, what="claims deleted")
+
+    def test_admitted_child_not_handed_off_survives_a_restart(self):
+        """The parent's ack= stays below a spawn until its admitted child
+        was handed off: the daemon killed (SIGKILL) after the child's claim
+        was made and its admitted delivered, before any runtime took it
+        (its sandbox is not Ready: the warm pool's one sandbox runs the
+        parent, new ones are unschedulable), the next one rebuilds the
+        child from its claim and its message from the replayed spawn, and
+        hands it off; before, the child ended runtime.lost (its claim
+        holds no payload, and the spawn was acknowledged)."""
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        ar = self.agents()
+        code, _ = self.kube.adm("POST", "/sandbox-sim", {"unschedulable": True})
+        self.assertEqual(code, 200)
+        cfg = ([self.pool(spare_min=1)], [])
+        self.start_cfg(*cfg)
+        self.submit("lst", {"spawn": [{"payload": {"n": 1}}]})
+
+        def polled_after_admitted():
+            evs = ar.events()
+            at = [i for i, e in enumerate(evs) if e["event"] == "reply" and
+                  e["id"] == "lst" and e["key"] == "1" and e["type"] == "admitted"]
+            # A long-poll of the parent sent after the runtime had the
+            # verdict: the one that, before, acknowledged the spawn.
+            return at and [e for e in evs[at[0]:] if e["event"] == "poll" and e["id"] == "lst"]
+        wait_for(polled_after_admitted, 90, 0.1, "a long-poll of lst after lst/1's admitted")
+        self.assertEqual(len(self.claims()), 2, "lst/1's claim made")
+        self.assertEqual(self.received("lst/1"), [])
+        self.daemon.proc.kill()
+        self.daemon.proc.wait()
+        self.start_cfg(*cfg)
+        code, _ = self.kube.adm("POST", "/sandbox-sim", {"unschedulable": False})
+        self.assertEqual(code, 200)
+        got = self.wait_results(["lst", "lst/1"], timeout=120)
+        self.assert_ran_once(["lst", "lst/1"])
+        self.assertEqual(got["lst/1"]["state"], "completed", got["lst/1"])
+        self.assertEqual(got["lst/1"]["parent"], "lst")
+        kid = got["lst"]["result"]["children"][0]
+        self.assertEqual(kid["verdict"], "admitted")
+        self.assertEqual(kid["result"], {"worked": True, "children": 0})
         self.assertEqual(ar.events("duplicate"), [])
         wait_for(lambda: not self.claims(), 30, what="claims deleted")
 

@@ -1004,6 +1004,9 @@ class Runtime:
         if rec.get("event") == "reply":
             self.log.write("reply", id=rec.get("id"), key=rec.get("key"), type=rec.get("type"),
                            duplicate=rec.get("duplicate"), sandbox=agent.sandbox)
+        elif rec.get("event") == "poll":
+            self.log.write("poll", id=rec.get("id"), after=rec.get("after"), ack=rec.get("ack"),
+                           sandbox=agent.sandbox)
         elif rec.get("event") == "acknowledged":
             with self.table.lock:
                 again = agent.again

@@ -319,6 +319,7 @@ class Runtime:
                                      "ack <= after, wait a number >= 0", tid)
         wait = min(wait, P.MAX_WAIT)
         end = time.monotonic() + wait
+        self._emit(event="poll", id=tid, after=after, ack=ack)
         with self._cv:
             st, err = self._held(tid, token)
             if err:
@@ -546,26 +547,32 @@ def make_handler(resolve):
                 return rt.health() if method == "GET" else _405()
             if not path.startswith(prefix):
                 return 404, P.error_body("request.unknownPath", "no such path: %s" % path[:200])
+            # The id is percent-encoded, but a proxy may decode its %2F
+            # (agent-sandbox's sandbox-router does): a child's id holds
+            # '/'.  The method says where the id ends (docs/protocol.md
+            # section 3): GET .../events, POST .../replies, PUT and DELETE
+            # the whole rest.
             rest = path[len(prefix):]
-            parts = rest.split("/")
-            tid = _unquote(parts[0])
+            sub = {"GET": "/events", "POST": "/replies"}.get(method)
+            if sub is not None:
+                if not rest.endswith(sub):
+                    return (404, P.error_body("request.unknownPath", "no such path: %s"
+                                              % path[:200])) if "/" in rest else _405()
+                rest = rest[:-len(sub)]
+            elif method not in ("PUT", "DELETE"):
+                return _405()
+            tid = _unquote(rest)
             if not P.valid_id(tid):
                 return 400, P.error_body("request.invalid", "bad task id in the path")
-            if len(parts) == 1:
-                if method == "PUT":
-                    body, err = self._body()
-                    return err or rt.put(tid, body, token)
-                if method == "DELETE":
-                    return rt.delete(tid, token)
-                return _405()
-            if parts[1:] == ["events"]:
-                return rt.events(tid, parse_qs(u.query), token) if method == "GET" else _405()
-            if parts[1:] == ["replies"]:
-                if method != "POST":
-                    return _405()
+            if method == "PUT":
                 body, err = self._body()
-                return err or rt.reply(tid, body, token)
-            return 404, P.error_body("request.unknownPath", "no such path: %s" % path[:200])
+                return err or rt.put(tid, body, token)
+            if method == "DELETE":
+                return rt.delete(tid, token)
+            if method == "GET":
+                return rt.events(tid, parse_qs(u.query), token)
+            body, err = self._body()
+            return err or rt.reply(tid, body, token)
 
         def _do(self, method):
             self.body_read = False
