@@ -1050,18 +1050,13 @@ END_TEST
 static void
 broker_setup(void)
 {
-	tu_rabbit_continue();
-	tu_rabbit_need();
-	ck_assert_ptr_nonnull(loop = ev_loop_new(EVFLAG_AUTO));
-	b = tu_amqp_open(&rb, "/");
+	tu_amqp_fixture(&rb, &loop, &b);
 }
 
 static void
 broker_teardown(void)
 {
-	tu_amqp_close(b);
-	ev_loop_destroy(loop);
-	loop = NULL;
+	tu_amqp_fixture_end(&loop, b);
 }
 
 static Suite *

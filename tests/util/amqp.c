@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <check.h>
+#include <ev.h>
 
 #include "scalers/compat_amqp.h"
 #include "amqp.h"
@@ -57,6 +58,24 @@ tu_amqp_close(amqp_connection_state_t c)
 	amqp_channel_close(c, 1, AMQP_REPLY_SUCCESS);
 	amqp_connection_close(c, AMQP_REPLY_SUCCESS);
 	amqp_destroy_connection(c);
+}
+
+void
+tu_amqp_fixture(const struct tu_rabbit *rb, struct ev_loop **loop,
+    amqp_connection_state_t *b)
+{
+	tu_rabbit_continue();
+	tu_rabbit_need();
+	ck_assert_ptr_nonnull(*loop = ev_loop_new(EVFLAG_AUTO));
+	*b = tu_amqp_open(rb, "/");
+}
+
+void
+tu_amqp_fixture_end(struct ev_loop **loop, amqp_connection_state_t b)
+{
+	tu_amqp_close(b);
+	ev_loop_destroy(*loop);
+	*loop = NULL;
 }
 
 void

@@ -18,6 +18,8 @@
 #include "agentscaler/scalers/scaler.h"
 #include "testutil.h"
 
+struct ev_loop;
+
 /* A rabbitmq source for address and queue, the rest zero. */
 struct scaler_source tu_amqp_source(const char *address, const char *queue);
 
@@ -25,6 +27,15 @@ struct scaler_source tu_amqp_source(const char *address, const char *queue);
 amqp_connection_state_t tu_amqp_open(const struct tu_rabbit *,
 	    const char *vhost);
 void	 tu_amqp_close(amqp_connection_state_t);
+/*
+ * The fixture of a broker test: a running broker whatever came before
+ * (tu_rabbit_continue, tu_rabbit_need), a loop of the test's own in *loop
+ * and a connection to vhost "/" in *b; tu_amqp_fixture_end() undoes it.
+ */
+void	 tu_amqp_fixture(const struct tu_rabbit *, struct ev_loop **loop,
+	    amqp_connection_state_t *b);
+void	 tu_amqp_fixture_end(struct ev_loop **loop,
+	    amqp_connection_state_t b);
 /* Declares q (durable or not) and purges what an earlier run left. */
 void	 tu_amqp_declare(amqp_connection_state_t, const char *q, int durable);
 void	 tu_amqp_delete(amqp_connection_state_t, const char *q);
