@@ -66,6 +66,8 @@
 
 #define DH_REQ_TIMEOUT	10.0	/* s per request (section 2) */
 #define DH_POLL_SLACK	15.0	/* s beyond the long-poll's wait */
+/* Bytes read of one answer: a runtime is tenant code (protocol section 2). */
+#define DH_ANSWER_MAX	(4 * 1024 * 1024)
 
 enum dh_phase { DH_IDLE, DH_POD, DH_PUT, DH_POLL, DH_PUBLISH,
 	DH_DELETE, DH_DONE };
@@ -190,6 +192,7 @@ dpool_http_init(struct dpool *p)
 	o.qps = 10000;
 	o.burst = 10000;
 	o.timeout = DH_REQ_TIMEOUT;
+	o.max_body = DH_ANSWER_MAX;
 	o.max_retries = -1;		/* the steps retry themselves */
 	if ((p->hc = httpc_new(p->d->loop, &o, err, sizeof err)) == NULL)
 		log_error("dispatch", "%s: hand-off client: %s", p->id, err);
