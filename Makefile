@@ -102,8 +102,9 @@ unit: $(ASAN_TESTS)
 
 # Every Python suite on the embedded world (kube-sim).  The chart's checks
 # are `make chart`; the suites on the real control plane are `make e2e`.
+# The http hand-off tests run the real sandbox-router (make cluster).
 PY_SUITES = tests/integration tests/kube_sim tests/tools
-integration: $(ASAN)/agentscaler $(REL)/agentscaler
+integration: cluster $(ASAN)/agentscaler $(REL)/agentscaler
 	@set -e; for d in $(PY_SUITES); do \
 	    AGENTSCALER_BIN=$(ASAN)/agentscaler ASAN_OPTIONS=detect_leaks=1 \
 	    python3 -m unittest discover -s $$d -p 'test_*.py' -t . -v; done
