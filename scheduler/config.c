@@ -95,6 +95,14 @@ exceeded_values(void)
 	return (v);
 }
 
+static const char *const *
+keyspace_values(void)
+{
+	static const char *const v[] = { "auto", "off", "require", NULL };
+
+	return (v);
+}
+
 static const struct field metadata_fields[] = {
 	{ "name", F_STRING, PO(name), 1, 0, 0, 0, NULL, NULL, NULL,
 	    "object name (DNS-1123 subdomain)" },
@@ -145,7 +153,8 @@ static const struct field source_fields[] = {
 	    NULL, NULL, "environment variable holding the password; --config "
 	    "only, refused in CRD mode" },
 	{ "username", F_STRING, SO(username), 0, 0, 0, 0, NULL, NULL,
-	    NULL, "rabbitmq user (the password comes from the secret)" },
+	    NULL, "RabbitMQ user, or Redis 6 ACL user (AUTH user password); "
+	    "the password comes from the secret" },
 	{ "tls", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, tls_fields,
 	    "TLS options of the broker connection" },
 	{ "queue", F_STRING, SO(queue), 1, 0, 0, 0, NULL, NULL, NULL,
@@ -163,6 +172,15 @@ static const struct field source_fields[] = {
 	{ "claimIdleSeconds", F_INT, SO(claim_idle_seconds), 0, 1,
 	    86400, 300, NULL, NULL, NULL,
 	    "dispatch, redis-stream: take others' pending entries idle this long" },
+	{ "keyspaceNotifications", F_ENUM, SO(keyspace_notifications), 0, 0,
+	    0, SCALER_KEYSPACE_AUTO, NULL, keyspace_values, NULL,
+	    "Redis: auto turns on notify-keyspace-events (CONFIG SET) for push "
+	    "wake-ups and polls when refused; off never sends CONFIG, polls "
+	    "only; require fails the source when they are off and cannot be "
+	    "turned on" },
+	{ "streamField", F_STRING, SO(stream_field), 0, 0, 0, 0, "task",
+	    NULL, NULL, "redis-stream, dispatch: the entry field holding the "
+	    "task JSON (XADD <stream> * task <JSON>)" },
 	END_FIELDS
 };
 
@@ -1075,6 +1093,8 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		src.processing = p->source.processing_list;
 		src.consumer_group = p->source.consumer_group;
 		src.count_in_flight = p->source.count_in_flight;
+		src.keyspace_notifications = p->source.keyspace_notifications;
+		src.stream_field = p->source.stream_field;
 		src.username = p->source.username;
 		src.password_file = p->source.password_file;
 		src.password_env = p->source.password_env;
@@ -1399,6 +1419,7 @@ config_free_source(struct pool_source_config *s)
 	free(s->password_secret);
 	free(s->username);
 	free(s->tls_ca_file);
+	free(s->stream_field);
 }
 
 static void
@@ -1576,6 +1597,8 @@ config_pool_source(const struct pool_config *c, struct scaler_source *src)
 	src->username_file = c->source.username_file;
 	src->username_secret = c->source.username_secret;
 	src->count_in_flight = c->source.count_in_flight;
+	src->keyspace_notifications = c->source.keyspace_notifications;
+	src->stream_field = c->source.stream_field;
 	src->username = c->source.username;
 	src->ca_file = c->source.tls_ca_file;
 	src->insecure_skip_verify = c->source.tls_insecure;
@@ -1611,8 +1634,10 @@ config_same_source(const struct pool_config *a, const struct pool_config *b)
 	    SAME(source.consumer_group) && SAME(source.password_file) &&
 	    SAME(source.password_env) && SAME(source.password_secret) &&
 	    SAME(source.username_file) && SAME(source.username_secret) &&
-	    SAME(source.username) &&
+	    SAME(source.username) && SAME(source.stream_field) &&
 	    SAME(source.tls_ca_file) &&
+	    a->source.keyspace_notifications ==
+	    b->source.keyspace_notifications &&
 	    a->source.tls_insecure == b->source.tls_insecure &&
 	    a->source.count_in_flight == b->source.count_in_flight &&
 	    a->source.prefetch == b->source.prefetch &&

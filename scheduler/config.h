@@ -46,6 +46,8 @@ struct pool_source_config {
 	int	 count_in_flight;
 	long	 prefetch;		/* dispatch: consumer window */
 	long	 claim_idle_seconds;	/* dispatch: redis-stream XAUTOCLAIM */
+	int	 keyspace_notifications;	/* enum scaler_keyspace */
+	char	*stream_field;		/* redis-stream: the body's field */
 };
 
 /*

@@ -346,6 +346,41 @@ START_TEST(test_username_key)
 }
 END_TEST
 
+/*
+ * source.keyspaceNotifications and streamField: defaults (auto, "task"),
+ * parsed values, both carried to the scaler's source, and a change of
+ * either is a change of source (the pool's scaler is made again).
+ */
+START_TEST(test_redis_source_options)
+{
+	const char *d1 = POOL("{" SRC "," TGT "}");
+	const char *d2 = POOL("{\"source\":{\"type\":\"redis-stream\","
+	    "\"address\":\"redis://127.0.0.1:6379/0\",\"queue\":\"tasks\","
+	    "\"consumerGroup\":\"g\",\"keyspaceNotifications\":\"off\","
+	    "\"streamField\":\"job\",\"username\":\"agents\"}," TGT "}");
+	struct config	*a, *b;
+	struct scaler_source src;
+	char		 err[512];
+
+	ck_assert_int_eq(config_parse(d1, strlen(d1), NULL, &a, err,
+	    sizeof err), 0);
+	ck_assert_int_eq(a->pools[0].source.keyspace_notifications,
+	    SCALER_KEYSPACE_AUTO);
+	ck_assert_str_eq(a->pools[0].source.stream_field, "task");
+	ck_assert_int_eq(config_parse(d2, strlen(d2), NULL, &b, err,
+	    sizeof err), 0);
+	ck_assert_int_eq(b->pools[0].source.keyspace_notifications,
+	    SCALER_KEYSPACE_OFF);
+	config_pool_source(&b->pools[0], &src);
+	ck_assert_int_eq(src.keyspace_notifications, SCALER_KEYSPACE_OFF);
+	ck_assert_str_eq(src.stream_field, "job");
+	ck_assert_str_eq(src.username, "agents");
+	ck_assert(!config_same_source(&a->pools[0], &b->pools[0]));
+	config_free(a);
+	config_free(b);
+}
+END_TEST
+
 /* The operator's file keeps files and variables, but no traversal. */
 START_TEST(test_file_mode_secret_names)
 {
@@ -446,6 +481,10 @@ static const struct bad {
 	    "{\"Memory\":\"1Gi\"}}}]}",
 	    "quotas[0].spec.resources.Memory: not a Kubernetes resource name "
 	    "(names are case-sensitive: write \"memory\")" },
+	{ POOL("{\"source\":{\"type\":\"redis-list\",\"address\":\"redis://r\","
+	    "\"queue\":\"q\",\"keyspaceNotifications\":\"never\"}," TGT "}"),
+	    "pools[0].spec.source.keyspaceNotifications: expected one of auto | "
+	    "off | require, got \"never\"" },
 	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"grpc\"}}"),
 	    "pools[0].spec.handoff.mode: expected one of inbox | http, got "
 	    "\"grpc\"" },
@@ -622,6 +661,7 @@ config_suite(void)
 	    (int)AS_ARRAY_SIZE(crd_rows));
 	tcase_add_test(tc, test_file_mode_secret_names);
 	tcase_add_test(tc, test_username_key);
+	tcase_add_test(tc, test_redis_source_options);
 	tcase_add_test(tc, test_default_resources);
 	tcase_add_loop_test(tc, test_bad, 0,
 	    (int)(sizeof bad_rows / sizeof bad_rows[0]));

@@ -1173,6 +1173,29 @@ START_TEST(test_stream_body_rules)
 }
 END_TEST
 
+/* source.streamField: that field first, the usual rules after it. */
+START_TEST(test_stream_field)
+{
+	struct scaler_source src;
+	struct consumer_options o = tu_consumer_options("as-1", 10);
+	struct consumer	*c;
+	struct rec	 rec;
+
+	src = source(&srv, "redis-stream", "s", "g");
+	src.stream_field = "job";
+	c = start(&consumer_type_redis_stream, &src, &o, &rec);
+	free(xadd(&srv, "s", "task", "T1", "job", "J1"));
+	free(xadd(&srv, "s", "meta", "M2", "job", "J2"));
+	free(xadd(&srv, "s", "meta", "M3", "body", "B3"));
+	ck_assert(tu_run_count(loop, &rec.n, 3, DEADLINE));
+	ck_assert_str_eq(rec.msgs[0]->body, "J1");
+	ck_assert_str_eq(rec.msgs[1]->body, "J2");
+	ck_assert_str_eq(rec.msgs[2]->body, "B3");
+	c->type->destroy(c);
+	rec_free(&rec, 0);
+}
+END_TEST
+
 START_TEST(test_stream_recovery)
 {
 	struct scaler_source src;
@@ -1578,6 +1601,7 @@ redis_consume_suite(void)
 	tcase_add_loop_test(tc, test_handoff, 0, 2);
 	tcase_add_test(tc, test_stream_basic);
 	tcase_add_test(tc, test_stream_body_rules);
+	tcase_add_test(tc, test_stream_field);
 	tcase_add_test(tc, test_stream_recovery);
 	tcase_add_test(tc, test_stream_autoclaim);
 	tcase_add_test(tc, test_stream_dead_letter);
