@@ -43,6 +43,20 @@ server_cmd_db(const struct tu_redis *r, int db, const char *cmd)
 	redisFree(c);
 }
 
+/* Writes text to /tmp/check_redis_list.<pid>.<suffix>, named in path. */
+static void
+pw_file(char *path, size_t len, const char *suffix, const char *text)
+{
+	FILE	*fp;
+
+	snprintf(path, len, "/tmp/check_redis_list.%d.%s", (int)getpid(),
+	    suffix);
+	fp = fopen(path, "w");
+	ck_assert(fp != NULL);
+	fputs(text, fp);
+	fclose(fp);
+}
+
 /* One poll to completion; returns its result. */
 static struct scaler_result
 poll_wait(struct ev_loop *loop, struct scaler *s)
@@ -548,17 +562,11 @@ START_TEST(test_acl_user_inline)
 	struct scaler_result res;
 	struct scaler	*s, *d;
 	char		 path[64];
-	FILE		*fp;
 
 	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "ACL SETUSER agents on >%s ~* "
 	    "+@all", "agents-pw"), 0);
-	snprintf(path, sizeof path, "/tmp/check_redis_list.%d.acl",
-	    (int)getpid());
-	fp = fopen(path, "w");
-	ck_assert(fp != NULL);
-	fputs("agents-pw\n", fp);
-	fclose(fp);
+	pw_file(path, sizeof path, "acl", "agents-pw\n");
 	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s a", "tasks"), 1);
 	/* the default user gets a password: only the ACL user can get in */
 	ck_assert_int_eq(tu_redis_cmd(&r, "CONFIG SET requirepass %s",
@@ -651,12 +659,7 @@ START_TEST(test_auth)
 	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "CONFIG SET requirepass %s",
 	    "s3cret-pw"), 0);
-	snprintf(path, sizeof path, "/tmp/check_redis_list.%d.pw",
-	    (int)getpid());
-	fp = fopen(path, "w");
-	ck_assert(fp != NULL);
-	fputs("wr0ng-pw\n", fp);
-	fclose(fp);
+	pw_file(path, sizeof path, "pw", "wr0ng-pw\n");
 	tu_capture_start(&cap);
 	src = source(&r, "tasks");
 	src.password_file = path;
