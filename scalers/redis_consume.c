@@ -752,10 +752,19 @@ static void
 redis_consume_fetch(struct redis_consume *c)
 {
 	struct redis_consume_req *req;
+	char		 cause[160];
 	int		 room, rc;
 
 	if (c->destroyed || !c->started || !c->ready || c->empty)
 		return;
+	/* As a scaler's polls (redis_source.c): nothing taken, the reason. */
+	if (c->cl.keyspace == SCALER_KEYSPACE_REQUIRE &&
+	    redis_endpoint_client_push_refused(&c->cl, cause, sizeof cause)) {
+		redis_consume_down(c, "keyspaceNotifications is require, and "
+		    "the server's notify-keyspace-events lacks what this "
+		    "source needs: %s", cause);
+		return;
+	}
 	room = redis_consume_room(c);
 	if (c->kind == REDIS_CONSUME_LIST) {
 		while (room > 0 && c->fetching < c->burst) {

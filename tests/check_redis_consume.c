@@ -1418,6 +1418,49 @@ START_TEST(test_restart)
 }
 END_TEST
 
+/*
+ * source.keyspaceNotifications require, the user without CONFIG: once the
+ * refusal is known the consumer reports itself down with the reason and
+ * takes nothing; off subscribes to nothing and still consumes.
+ */
+START_TEST(test_keyspace_require)
+{
+	struct consumer_options o = tu_consumer_options("as-1", 4);
+	struct scaler_source src;
+	struct consumer	*c;
+	struct rec	 rec;
+	char		 err[256];
+
+	ck_assert_int_eq(tu_redis_cmd(&srv, "ACL SETUSER default %s",
+	    "-config"), 0);
+	src = source(&srv, "redis-list", "q", NULL);
+	src.keyspace_notifications = SCALER_KEYSPACE_REQUIRE;
+	memset(&rec, 0, sizeof rec);
+	rec.up = -1;
+	c = consumer_type_redis_list.create(loop, &src, &o, err, sizeof err);
+	ck_assert_msg(c != NULL, "%s", err);
+	rec.c = c;
+	ck_assert_int_eq(c->type->start(c, rec_deliver, rec_state, &rec), 0);
+	ck_assert(tu_run_until(loop, pred_down, &rec, DEADLINE));
+	ck_assert_msg(strstr(rec.why, "keyspaceNotifications is require") !=
+	    NULL && strstr(rec.why, "CONFIG GET refused") != NULL, "%s",
+	    rec.why);
+	tu_redis_cmd(&srv, "LPUSH q m1");
+	tu_run_for(loop, 0.5);
+	ck_assert_int_eq(rec.n, 0);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN %s", "q"), 1);
+	c->type->destroy(c);
+	rec_free(&rec, 0);
+
+	src.keyspace_notifications = SCALER_KEYSPACE_OFF;
+	c = start(&consumer_type_redis_list, &src, &o, &rec);
+	ck_assert(tu_run_count(loop, &rec.n, 1, DEADLINE));
+	ck_assert_str_eq(rec.msgs[0]->body, "m1");
+	c->type->destroy(c);
+	rec_free(&rec, 0);
+}
+END_TEST
+
 START_TEST(test_refused)
 {
 	struct consumer_options o = tu_consumer_options("as-1", 1);
@@ -1598,6 +1641,7 @@ redis_consume_suite(void)
 	tcase_add_test(tc, test_list_adopt);
 	tcase_add_test(tc, test_list_adopt_live);
 	tcase_add_test(tc, test_list_push);
+	tcase_add_test(tc, test_keyspace_require);
 	tcase_add_loop_test(tc, test_handoff, 0, 2);
 	tcase_add_test(tc, test_stream_basic);
 	tcase_add_test(tc, test_stream_body_rules);
