@@ -196,6 +196,24 @@ start(const struct consumer_type *t, const struct scaler_source *src,
 	return (c);
 }
 
+/* A redis-list consumer started that reports itself down first. */
+static struct consumer *
+start_down(const struct scaler_source *src, const struct consumer_options *o,
+    struct rec *rec)
+{
+	struct consumer	*c;
+	char		 err[256];
+
+	memset(rec, 0, sizeof *rec);
+	rec->up = -1;
+	c = consumer_type_redis_list.create(loop, src, o, err, sizeof err);
+	ck_assert_msg(c != NULL, "%s", err);
+	rec->c = c;
+	ck_assert_int_eq(c->type->start(c, rec_deliver, rec_state, rec), 0);
+	ck_assert(tu_run_until(loop, pred_down, rec, DEADLINE));
+	return (c);
+}
+
 /* Acks m and waits for the completion; returns its error. */
 static int
 ack_wait(struct consumer *c, struct consumer_msg *m)
@@ -1429,19 +1447,12 @@ START_TEST(test_keyspace_require)
 	struct scaler_source src;
 	struct consumer	*c;
 	struct rec	 rec;
-	char		 err[256];
 
 	ck_assert_int_eq(tu_redis_cmd(&srv, "ACL SETUSER default %s",
 	    "-config"), 0);
 	src = source(&srv, "redis-list", "q", NULL);
 	src.keyspace_notifications = SCALER_KEYSPACE_REQUIRE;
-	memset(&rec, 0, sizeof rec);
-	rec.up = -1;
-	c = consumer_type_redis_list.create(loop, &src, &o, err, sizeof err);
-	ck_assert_msg(c != NULL, "%s", err);
-	rec.c = c;
-	ck_assert_int_eq(c->type->start(c, rec_deliver, rec_state, &rec), 0);
-	ck_assert(tu_run_until(loop, pred_down, &rec, DEADLINE));
+	c = start_down(&src, &o, &rec);
 	ck_assert_msg(strstr(rec.why, "keyspaceNotifications is require") !=
 	    NULL && strstr(rec.why, "CONFIG GET refused") != NULL, "%s",
 	    rec.why);
@@ -1468,7 +1479,7 @@ START_TEST(test_refused)
 	struct consumer	*c;
 	struct rec	 rec;
 	struct tu_op	 d;
-	char		 addr[64], name[64], err[256];
+	char		 addr[64], name[64];
 	int		 port = tu_free_port();
 
 	snprintf(addr, sizeof addr, "redis://127.0.0.1:%d/0", port);
@@ -1476,13 +1487,7 @@ START_TEST(test_refused)
 	memset(&src, 0, sizeof src);
 	src.address = addr;
 	src.queue = "q";
-	memset(&rec, 0, sizeof rec);
-	rec.up = -1;
-	c = consumer_type_redis_list.create(loop, &src, &o, err, sizeof err);
-	ck_assert_msg(c != NULL, "%s", err);
-	rec.c = c;
-	ck_assert_int_eq(c->type->start(c, rec_deliver, rec_state, &rec), 0);
-	ck_assert(tu_run_until(loop, pred_down, &rec, DEADLINE));
+	c = start_down(&src, &o, &rec);
 	ck_assert_int_eq(rec.ndown, 1);
 	ck_assert_msg(strstr(rec.why, "refused") != NULL, "%s", rec.why);
 	ck_assert(strncmp(rec.why, name, strlen(name)) == 0);
