@@ -195,6 +195,12 @@ class Keda:
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")[-n:]
 
+    def errors(self):
+        """The operator's log lines at level error (it logs JSON lines)."""
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return [ln.decode(errors="replace") for ln in f if b'"level":"error"' in ln]
+
     def stop(self):
         world.stop_pid(self.proc)
         self.log.close()
@@ -314,7 +320,7 @@ def run(args, keda_dir):
             t.join()
         stop.set()
         tailer.join()
-        return results, time.monotonic() - t_start
+        return results, keda.errors(), time.monotonic() - t_start
     finally:
         if daemon is not None:
             daemon.stop()
@@ -373,7 +379,7 @@ def main():
         return 0
     print("machine: %d CPUs, %s; load average %.2f" % (os.cpu_count(), os.uname().release,
                                                        os.getloadavg()[0]))
-    results, took = run(args, args.keda_dir)
+    results, keda_errors, took = run(args, args.keda_dir)
     sources = args.sources.split(",")
     lines, failures = table(results, sources)
     print()
@@ -388,6 +394,9 @@ def main():
                 "FAILED" if isinstance(r, str) else "%.1f" % r for r in rs)))
     for f in failures:
         print("  FAILED: " + f)
+    print("keda-operator log: %d lines at level error" % len(keda_errors))
+    for ln in keda_errors[:10]:
+        print("  " + ln.rstrip()[:300])
     print("(one run, %.0f s in all)" % took)
     return 1 if failures else 0
 
