@@ -198,7 +198,7 @@ bench: deps cluster $(REL)/agentscaler $(REL)/tools/bench/poll_cost \
 	$(REL)/tools/bench/dispatch_scale 10000 1 100000
 	python3 tools/bench/bench.py --bin $(REL)/agentscaler
 	@tools/cluster/keda/build.sh || \
-	    echo "keda: the KEDA operator did not build (error above); keda_bench.py skips"
+	    echo "keda: the KEDA operator did not build (error above); keda_bench.py skips unless an older build is in build/keda"
 	python3 tools/bench/keda_bench.py --bin $(REL)/agentscaler
 	python3 tools/bench/dispatch_bench.py --bin $(REL)/agentscaler
 	python3 tools/bench/handoff_bench.py --bin $(REL)/agentscaler
