@@ -246,17 +246,18 @@ static const struct field handoff_tls_fields[] = {
 };
 
 static const struct field handoff_fields[] = {
-	{ "mode", F_ENUM, HO(mode), 0, 0, 0, HANDOFF_INBOX, NULL,
-	    handoff_mode_values, NULL, "inbox (a Redis list or RabbitMQ queue "
-	    "per sandbox, read by the agent) | http (the agent protocol, "
-	    "docs/protocol.md)" },
+	{ "mode", F_ENUM, HO(mode), 0, 0, 0, HANDOFF_HTTP, NULL,
+	    handoff_mode_values, NULL, "http (the agent protocol, "
+	    "docs/protocol.md) | inbox (a Redis list or RabbitMQ queue "
+	    "per sandbox, read by the agent: needs broker egress and "
+	    "credentials in the sandbox)" },
 	{ "via", F_ENUM, HO(via), 0, 0, 0, HANDOFF_VIA_ROUTER, NULL,
 	    handoff_via_values, NULL, "http: router (the sandbox-router) | "
 	    "podIP (straight to the pod)" },
-	{ "router", F_STRING, HO(router), 0, 0, 0, 0,
-	    "http://sandbox-router-svc.agent-sandbox-system.svc:8080", NULL,
-	    NULL, "http, via router: the router's base URL (https:// for "
-	    "TLS)" },
+	{ "router", F_STRING, HO(router), 0, 0, 0, 0, HANDOFF_ROUTER_DEFAULT,
+	    NULL, NULL, "http, via router: the router's base URL (https:// "
+	    "for TLS); CRD mode: one of --handoff-routers, default the "
+	    "first" },
 	{ "port", F_INT, HO(port), 0, 1, 65535, 8888, NULL, NULL, NULL,
 	    "http: the runtime's port in the sandbox" },
 	{ "deadlineSeconds", F_INT, HO(deadline_seconds), 0, 1, 86400, 120,
@@ -878,6 +879,67 @@ config_check_secret(struct pool_config *p, struct pool_source_config *s,
 	return (0);
 }
 
+/* 1 when a and b are the same URL but for one trailing '/'. */
+static int
+config_same_url(const char *a, const char *b)
+{
+	size_t	 la = strlen(a), lb = strlen(b);
+
+	if (la > 0 && a[la - 1] == '/')
+		la--;
+	if (lb > 0 && b[lb - 1] == '/')
+		lb--;
+	return (la == lb && strncmp(a, b, la) == 0);
+}
+
+/*
+ * CRD mode: a tenant writes spec.handoff, and the daemon sends each task's
+ * requests where it points.  The router must be one the operator allowed
+ * (--handoff-routers; a pool naming none takes the first), and via podIP
+ * needs --pod-cidrs, the ranges a pod IP is checked against before it is
+ * used (the IP comes from the claim's status, in the tenant's namespace).
+ */
+static int
+config_check_handoff_crd(struct pool_config *p, const cJSON *spec,
+    const struct config_tenancy *crd, const char *path, char *err,
+    size_t errlen)
+{
+	struct pool_handoff_config *h = &p->handoff;
+	char	 at[256];
+	size_t	 i;
+
+	if (h->mode != HANDOFF_HTTP)
+		return (0);
+	if (h->via == HANDOFF_VIA_POD_IP) {
+		if (crd->npod_cidrs > 0)
+			return (0);
+		config_path(at, sizeof at, path, "spec.handoff.via");
+		snprintf(err, errlen, "%s: podIP refused in CRD mode: "
+		    "agentscaler has no --pod-cidrs to check a pod IP "
+		    "against", at);
+		return (-AS_EINVAL);
+	}
+	if (cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    spec, "handoff"), "router") == NULL && crd->nrouters > 0) {
+		free(h->router);
+		h->router = xstrdup(crd->routers[0]);
+		return (0);
+	}
+	for (i = 0; i < crd->nrouters; i++)
+		if (config_same_url(h->router, crd->routers[i]))
+			return (0);
+	config_path(at, sizeof at, path, "spec.handoff.router");
+	if (crd->nrouters == 0)
+		snprintf(err, errlen, "%s: refused in CRD mode: agentscaler "
+		    "allows no router (--handoff-routers is empty)", at);
+	else
+		snprintf(err, errlen, "%s: \"%.64s\" refused in CRD mode: "
+		    "not one of the routers agentscaler allows "
+		    "(--handoff-routers: %.128s%s)", at, h->router,
+		    crd->routers[0], crd->nrouters > 1 ? ", ..." : "");
+	return (-AS_EINVAL);
+}
+
 /*
  * spec.handoff and spec.results: dispatch mode only; http through the
  * router needs an http(s):// router URL; the router's CA is a file of the
@@ -892,7 +954,7 @@ config_check_handoff(struct pool_config *p, const cJSON *spec,
 	struct pool_handoff_config *h = &p->handoff;
 	const char	*which = NULL;
 	char		 at[256];
-	int		 nauth;
+	int		 nauth, rc;
 
 	p->has_results = cJSON_GetObjectItemCaseSensitive(spec,
 	    "results") != NULL;
@@ -908,6 +970,9 @@ config_check_handoff(struct pool_config *p, const cJSON *spec,
 		}
 		return (0);
 	}
+	if (crd != NULL && (rc = config_check_handoff_crd(p, spec, crd, path,
+	    err, errlen)) != 0)
+		return (rc);
 	if (strncmp(h->router, "http://", 7) != 0 &&
 	    strncmp(h->router, "https://", 8) != 0) {
 		config_path(at, sizeof at, path, "spec.handoff.router");

@@ -156,13 +156,15 @@ class DefaultValuesTest(unittest.TestCase):
         for a in ("--leader-elect", "--lease-name=agentscaler", "--lease-namespace=platform",
                   "--lease-duration=15", "--renew-deadline=10", "--retry-period=2",
                   "--metrics-addr=0.0.0.0:9090", "--admin-addr=127.0.0.1:9091",
-                  "--secrets-dir=/etc/agentscaler/secrets", "--log-format=json"):
+                  "--secrets-dir=/etc/agentscaler/secrets", "--log-format=json",
+                  "--handoff-routers=http://sandbox-router-svc.default.svc:8080"):
             self.assertIn(a, args)
         # the CLI in the pod (kubectl exec ... agentscaler explain) finds it
         self.assertIn({"name": "AGENTSCALER_ADMIN_ADDR", "value": "127.0.0.1:9091"}, c["env"])
         self.assertFalse([a for a in args if a.startswith(("--config", "--watch-namespace",
                                                            "--secret-namespaces",
-                                                           "--shared-secrets"))])
+                                                           "--shared-secrets",
+                                                           "--pod-cidrs"))])
         self.assertEqual(c["env"][0], {"name": "AGENTSCALER_INSTANCE", "valueFrom": {
             "fieldRef": {"fieldPath": "metadata.name"}}})
         # the admin port is no container port: loopback only
@@ -382,6 +384,9 @@ class AllValuesTest(unittest.TestCase):
                   "--kube-retries=3",
                   "--secrets-dir=/var/run/agentscaler/secrets",
                   "--secret-namespaces=agents",
+                  "--handoff-routers=https://sandbox-router.platform.svc:8443,"
+                  "http://sandbox-router-svc.default.svc:8080",
+                  "--pod-cidrs=10.244.0.0/16,fd00:10:244::/56",
                   "--shared-secrets=platform/redis-shared,agents-batch/batch-redis,"
                   "platform/rabbitmq-shared"):
             self.assertIn(a, c["args"])
