@@ -303,8 +303,10 @@ static const struct field scaling_fields[] = {
 	    NULL, "look-back window on the way down" },
 	{ "maxScaleUpStep", F_INT, PO(scaling.max_scale_up_step), 0, 0,
 	    100000, 0, NULL, NULL, NULL, "0 = jump straight to the need" },
-	{ "pollIntervalMs", F_INT, PO(poll_interval_ms), 0, 10, 3600000, 1000,
-	    NULL, NULL, NULL, "poll period; push sources wake earlier" },
+	{ "pollIntervalMs", F_INT, PO(poll_interval_ms), 0,
+	    CONFIG_POLL_FLOOR_MS, 3600000, 1000, NULL, NULL, NULL,
+	    "poll period in milliseconds (KEDA's pollingInterval counts "
+	    "seconds: 30 s is 30000); push sources wake earlier" },
 	END_FIELDS
 };
 
@@ -1186,6 +1188,34 @@ config_grow(void **arr, size_t n, size_t *cap, size_t size)
 	*arr = xrealloc(*arr, *cap * size);
 }
 
+/*
+ * pollIntervalMs below the floor.  KEDA's pollingInterval counts seconds
+ * (keda.sh docs, ScaledObject spec: "pollingInterval: 30"), and a value
+ * carried over by habit would poll the broker every 30 ms: refused with
+ * the reading it most likely meant, not the table's bare range.
+ */
+static int
+config_check_poll_units(const cJSON *obj, const char *path, char *err,
+    size_t errlen)
+{
+	const cJSON	*v;
+	char		 at[256];
+
+	v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "spec"), "scaling"),
+	    "pollIntervalMs");
+	if (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
+	    v->valuedouble >= CONFIG_POLL_FLOOR_MS ||
+	    v->valuedouble != floor(v->valuedouble))
+		return (0);
+	config_path(at, sizeof at, path, "spec.scaling.pollIntervalMs");
+	snprintf(err, errlen, "%s: %.0f is in milliseconds, below the %d ms "
+	    "floor; KEDA's pollingInterval counts seconds: for %.0f s write "
+	    "%.0f", at, v->valuedouble, CONFIG_POLL_FLOOR_MS, v->valuedouble,
+	    v->valuedouble * 1000);
+	return (-AS_EINVAL);
+}
+
 int
 config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
     const struct config_tenancy *crd, const char *path, char *err,
@@ -1203,6 +1233,7 @@ config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
 	memset(p, 0, sizeof *p);
 	config_defaults(pool_top_fields, p);
 	if ((rc = config_header(obj, "AgentPool", path, err, errlen)) != 0 ||
+	    (rc = config_check_poll_units(obj, path, err, errlen)) != 0 ||
 	    (rc = config_apply(pool_top_fields, obj, p, path, err,
 	    errlen)) != 0 ||
 	    (rc = config_check_pool(p, obj, secrets_dir, crd, path, err,

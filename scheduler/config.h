@@ -18,6 +18,12 @@
 #include "agentscaler/rt/hash.h"
 #include "autoscale.h"
 
+/*
+ * The least spec.scaling.pollIntervalMs: below it a value is taken for
+ * KEDA's seconds (config.c, config_check_poll_units()).
+ */
+#define CONFIG_POLL_FLOOR_MS	100
+
 enum pool_mode { POOL_MODE_SCALE, POOL_MODE_DISPATCH };
 enum quota_on_exceeded { QUOTA_ON_DEFER, QUOTA_ON_REJECT };
 /* spec.handoff.mode and .via (docs/protocol.md section 2). */

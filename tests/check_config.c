@@ -399,8 +399,17 @@ static const struct bad {
 	    "of: minReplicas, maxReplicas" },
 	{ POOL("{" SRC "," TGT ",\"scaling\":{\"minReplicas\":5,"
 	    "\"maxReplicas\":3}}"), "minReplicas: 5 is above maxReplicas 3" },
-	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":1}}"),
-	    "pollIntervalMs: expected an integer in [10, 3600000], got 1" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":0}}"),
+	    "pollIntervalMs: expected an integer in [100, 3600000], got 0" },
+	/* KEDA's seconds by habit: refused with the reading it meant. */
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":30}}"),
+	    "pools[0].spec.scaling.pollIntervalMs: 30 is in milliseconds, "
+	    "below the 100 ms floor; KEDA's pollingInterval counts seconds: "
+	    "for 30 s write 30000" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":99}}"),
+	    "99 is in milliseconds, below the 100 ms floor" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":30.5}}"),
+	    "pollIntervalMs: expected an integer" },
 	{ POOL("{" SRC ",\"target\":{\"kind\":\"Pod\",\"name\":\"x\"}}"),
 	    "pools[0].spec.target.kind: expected one of Deployment | "
 	    "SandboxWarmPool | StatefulSet, got \"Pod\"" },
