@@ -11,6 +11,7 @@
  * own (the source and results, struct pool_source_config; the handoff).
  */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #include "charge.h"
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
 #include "quantity.h"
 #include "config.h"
 #include "agentscaler/k8s/k8s.h"
@@ -326,6 +328,10 @@ static const struct field pool_spec_fields[] = {
 	{ "results", F_OBJECT, PO(results), 0, 0, 0, 0, NULL, NULL,
 	    results_fields, "dispatch mode, http hand-off: where Results "
 	    "are published" },
+	{ "shadow", F_BOOL, PO(shadow), 0, 0, 1, 0, NULL, NULL, NULL,
+	    "decide, log and report (status, metrics) without writing the "
+	    "target or claims and without consuming: run beside another "
+	    "autoscaler first" },
 	END_FIELDS
 };
 
@@ -960,6 +966,65 @@ static const struct field quota_top_fields[] = {
 	END_FIELDS
 };
 
+/*
+ * metadata.annotations: agentscaler.io/paused "true" or "false", and
+ * agentscaler.io/paused-replicas, a count as KEDA's
+ * autoscaling.keda.sh/paused-replicas (keda.sh docs, "Pause
+ * autoscaling"): the target is scaled to it and held there.  Other
+ * annotations are not ours and are ignored.
+ */
+static int
+config_check_annotations(struct pool_config *p, const cJSON *obj,
+    const char *path, char *err, size_t errlen)
+{
+	const cJSON	*ann;
+	const char	*v;
+	char		 at[256], *end;
+	long		 n;
+
+	p->paused_replicas = -1;
+	ann = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "annotations");
+	if ((v = as_json_str(ann, CONFIG_ANN_PAUSED)) != NULL) {
+		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+			config_path(at, sizeof at, path,
+			    "metadata.annotations." CONFIG_ANN_PAUSED);
+			snprintf(err, errlen, "%s: expected \"true\" or "
+			    "\"false\", got \"%s\"", at, v);
+			return (-AS_EINVAL);
+		}
+		p->paused = strcmp(v, "true") == 0;
+	}
+	if ((v = as_json_str(ann, CONFIG_ANN_PAUSED_REPLICAS)) != NULL) {
+		config_path(at, sizeof at, path,
+		    "metadata.annotations." CONFIG_ANN_PAUSED_REPLICAS);
+		errno = 0;
+		n = strtol(v, &end, 10);
+		if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 ||
+		    n > p->scaling.max_replicas) {
+			snprintf(err, errlen, "%s: expected a count in [0, "
+			    "maxReplicas %ld], got \"%s\"", at,
+			    p->scaling.max_replicas, v);
+			return (-AS_EINVAL);
+		}
+		if (p->mode != POOL_MODE_SCALE) {
+			snprintf(err, errlen, "%s: scale mode only (a dispatch "
+			    "pool has no replicas to hold; use %s)", at,
+			    CONFIG_ANN_PAUSED);
+			return (-AS_EINVAL);
+		}
+		p->paused = 1;
+		p->paused_replicas = n;
+	}
+	return (0);
+}
+
+int
+config_pool_consumes(const struct pool_config *p)
+{
+	return (p->mode == POOL_MODE_DISPATCH && !p->shadow && !p->paused);
+}
+
 /* Checks that span fields of one pool. */
 static int
 config_check_pool(struct pool_config *p, const cJSON *obj,
@@ -1045,6 +1110,8 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		    "authSecretRef, passwordFile, passwordEnv", at);
 		return (-AS_EINVAL);
 	}
+	if ((rc = config_check_annotations(p, obj, path, err, errlen)) != 0)
+		return (rc);
 	if ((st = scaler_type_find(p->source.type)) == NULL) {
 		config_path(at, sizeof at, path, "spec.source.type");
 		snprintf(err, errlen, "%s: \"%s\" is not "

@@ -100,7 +100,22 @@ struct pool_config {
 	 */
 	struct pool_source_config results;
 	int			 has_results;
+	/*
+	 * Adoption beside another autoscaler (README "Adopting it beside
+	 * KEDA"): spec.shadow, or the daemon's --shadow (set by the daemon
+	 * on every pool it applies): decide, log and report, write nothing,
+	 * consume nothing.  metadata.annotations agentscaler.io/paused
+	 * "true" (paused) and agentscaler.io/paused-replicas N (-1: not
+	 * given): no writes, or the target held at N.
+	 */
+	int			 shadow;
+	int			 paused;
+	long			 paused_replicas;
+	double			 created;	/* CRD: creationTimestamp; 0 */
 };
+
+#define CONFIG_ANN_PAUSED		"agentscaler.io/paused"
+#define CONFIG_ANN_PAUSED_REPLICAS	"agentscaler.io/paused-replicas"
 
 struct quota_config {
 	char			*ns;
@@ -216,6 +231,14 @@ int	 config_same_source(const struct pool_config *,
 /* 1 when the two pools' spec.handoff and spec.results are the same. */
 int	 config_same_handoff(const struct pool_config *,
 	    const struct pool_config *);
+
+/*
+ * 1 when the dispatcher runs p (consumes its source and claims): a
+ * dispatch pool neither in shadow nor paused.  The scale pools
+ * (pool.c) run every other pool, shadow and paused dispatch pools
+ * included: they read the backlog and report what they would claim.
+ */
+int	 config_pool_consumes(const struct pool_config *p);
 
 /* Help text for the config file format, generated from the field table. */
 void	 config_print_reference(void);

@@ -60,6 +60,10 @@ daemon_may_write_cb(void *arg)
 static void
 daemon_apply(struct daemon *d, struct config *nc)
 {
+	size_t	 i;
+
+	for (i = 0; i < nc->npools && d->opts->shadow; i++)
+		nc->pools[i].shadow = 1;
 	pool_apply_config(d, nc);
 	if (d->dispatch != NULL)
 		dispatcher_apply(d->dispatch, nc);

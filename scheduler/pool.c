@@ -60,6 +60,18 @@
  * together before the loop next blocks (pool_evaluate_soon()).
  * d->pool_visits counts the pools the loops here visit.
  *
+ * Adoption (README "Adopting it beside KEDA").  A pool in shadow mode
+ * (spec.shadow, or --shadow) polls, reads its target and decides as any
+ * other, then stops short of the write: the decision is logged when it
+ * changes, kept in p->would (status condition Shadow, metric
+ * agentscaler_pool_shadow_desired_replicas) and never written.  A shadow
+ * or paused dispatch pool is run here, not by the dispatcher: it reads
+ * the backlog (the source's scaler, as a scale pool does) and would
+ * claim one sandbox per task waiting; nothing is consumed.  A paused
+ * pool (annotation agentscaler.io/paused) writes nothing, or holds its
+ * target at agentscaler.io/paused-replicas.  Neither counts a need
+ * against its namespace's quota: the replicas it holds are what it uses.
+ *
  * Status: after each event of a pool (a reading, a decision, a target
  * read or written, a poll tick) what its AgentPool status would report is
  * hashed, and only when that changed is the CRD told (crd_status_touch()):
@@ -295,6 +307,8 @@ pool_target_reset(struct pool *p)
 
 	p->spec_known = 0;
 	p->spec_rv[0] = '\0';
+	if (p->target == NULL)
+		return;		/* a dispatch pool: no target */
 	targets_get(p->target, &st);
 	pool_target_take(p, &st, 1);
 }
@@ -374,6 +388,9 @@ pool_need(const struct pool *q, double backlog)
 static long
 pool_need_seen(const struct pool *q)
 {
+	if (q->cfg->mode != POOL_MODE_SCALE || q->cfg->shadow ||
+	    q->cfg->paused)
+		return (0);	/* asks for nothing it would write */
 	if (q->polls == 0)
 		return (q->cfg->scaling.max_replicas);
 	return (q->source_read ? pool_need(q, q->ready +
@@ -384,6 +401,8 @@ pool_need_seen(const struct pool *q)
 static long
 pool_holds(const struct pool *q)
 {
+	if (q->cfg->shadow || q->cfg->paused)
+		return (q->spec_replicas);	/* it writes no decision */
 	return (q->as.desired > q->spec_replicas ? q->as.desired :
 	    q->spec_replicas);
 }
@@ -504,6 +523,27 @@ pool_quota_cap(struct pool *p, double backlog)
 	return (cap > 0 ? cap : 0);
 }
 
+/* Shadow mode: what p would do is now would; logged when it changes. */
+static void
+pool_shadow_note(struct pool *p, long would)
+{
+	const struct pool_config *c = p->cfg;
+
+	if (would == p->would)
+		return;
+	p->would = would;
+	if (c->mode == POOL_MODE_DISPATCH)
+		log_info("pool", "%s: shadow: would claim %ld sandboxes "
+		    "(backlog %.0f); nothing consumed", p->id, would,
+		    p->ready);
+	else
+		log_info("pool", "%s: shadow: would scale %s %s from %ld to "
+		    "%ld (%s, backlog %.0f, in flight %.0f); nothing written",
+		    p->id, c->target_kind, c->target_name, p->spec_replicas,
+		    would, autoscale_reason_name(p->last.reason), p->ready,
+		    p->in_flight);
+}
+
 static void
 pool_evaluate(struct pool *p)
 {
@@ -511,7 +551,14 @@ pool_evaluate(struct pool *p)
 	struct autoscale_input	 in;
 	struct autoscale_decision d;
 	double			 now = as_mono_now();
+	long			 want;
 
+	if (c->mode == POOL_MODE_DISPATCH) {
+		/* Shadow or paused (config_pool_consumes()): a claim a task. */
+		if (p->source_ok && c->shadow)
+			pool_shadow_note(p, lround(p->ready));
+		return;
+	}
 	if (p->req != NULL) {
 		p->dirty = 1;
 		return;
@@ -537,12 +584,22 @@ pool_evaluate(struct pool *p)
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
 	pool_recount(p);
+	want = d.desired;
+	if (c->shadow) {
+		pool_shadow_note(p, want);
+		return;
+	}
+	if (c->paused) {
+		if (c->paused_replicas < 0)
+			return;
+		want = c->paused_replicas;	/* KEDA's paused-replicas */
+	}
 	/* A standby decides (its windows stay warm) but never writes. */
-	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))
+	if (want == p->spec_replicas || !daemon_may_write(p->d))
 		return;
 	p->patch_from = p->spec_replicas;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
-	    c->target_name, d.desired, pool_patch_done, p);
+	    c->target_name, want, pool_patch_done, p);
 }
 
 /*
@@ -647,10 +704,13 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	p->cfg = c;
 	/* Unknown until the first read: nothing is decided before it. */
 	p->source_ok = 0;
+	p->would = -1;
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
-	p->target = targets_subscribe(d->targets, c->target_kind, c->ns,
-	    c->target_name, pool_target_cb, p);
-	pool_target_reset(p);
+	if (c->mode == POOL_MODE_SCALE) {
+		p->target = targets_subscribe(d->targets, c->target_kind,
+		    c->ns, c->target_name, pool_target_cb, p);
+		pool_target_reset(p);
+	}
 	st = scaler_type_find(c->source.type);	/* checked by config */
 	config_pool_source(c, &src);
 	p->scaler = st != NULL ? st->create(d->loop, &src, err, sizeof err) :
@@ -810,16 +870,20 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 	for (i = 0, n = 0; i < nc->npools; i++) {
 		const struct pool_config *c = &nc->pools[i];
 
-		if (c->mode != POOL_MODE_SCALE)
+		if (config_pool_consumes(c))
 			continue;	/* the dispatcher's */
 		d->pool_visits++;
 		p = pool_find(d, c->ns, c->name);
-		if (p != NULL && config_same_source(p->cfg, c)) {
+		if (p != NULL && p->cfg->mode == c->mode &&
+		    config_same_source(p->cfg, c)) {
 			np[n] = p;
 			p->kept = 1;
-			retarget = strcmp(p->cfg->target_kind,
+			if (!c->shadow)
+				p->would = -1;
+			retarget = c->mode == POOL_MODE_SCALE &&
+			    (strcmp(p->cfg->target_kind,
 			    c->target_kind) != 0 ||
-			    strcmp(p->cfg->target_name, c->target_name) != 0;
+			    strcmp(p->cfg->target_name, c->target_name) != 0);
 			p->cfg = c;
 			if (retarget) {
 				if (p->req != NULL)
@@ -896,6 +960,42 @@ pool_free_all(struct daemon *d)
 
 /* CRD mode (crd.h): the status of the objects. */
 
+/* The Shadow and Paused conditions of p, and a dispatch pool's view. */
+static void
+pool_status_hold(const struct pool *p, struct crd_pool_status *st)
+{
+	const struct pool_config *c = p->cfg;
+	int	 disp = c->mode == POOL_MODE_DISPATCH;
+
+	if (disp) {
+		st->dispatch = 1;
+		st->replicas = -1;
+		st->desired = p->would > 0 ? p->would : 0;
+		st->in_flight = 0;
+		st->started = p->source_read;
+		st->warm_replicas = -1;
+	}
+	st->shadow = c->shadow;
+	st->paused = c->paused && !c->shadow;
+	if (c->shadow && p->would < 0)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "no decision yet; "
+		    "nothing is %s", disp ? "consumed" : "written");
+	else if (c->shadow && disp)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "would claim %ld "
+		    "sandboxes for the backlog; nothing is consumed", p->would);
+	else if (c->shadow)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "would scale %s/%s "
+		    "to %ld (now %ld); nothing is written", c->target_kind,
+		    c->target_name, p->would, p->spec_replicas);
+	else if (c->paused && c->paused_replicas >= 0)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "%s: %s/%s held at "
+		    "%ld replicas", CONFIG_ANN_PAUSED_REPLICAS, c->target_kind,
+		    c->target_name, c->paused_replicas);
+	else if (c->paused)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "%s: nothing is %s",
+		    CONFIG_ANN_PAUSED, disp ? "consumed" : "written");
+}
+
 /* What p's AgentPool status reports (pool_crd_status()). */
 static void
 pool_status_fill(const struct pool *p, struct crd_pool_status *st)
@@ -909,7 +1009,9 @@ pool_status_fill(const struct pool *p, struct crd_pool_status *st)
 	st->source_ok = p->source_ok;
 	as_strlcpy(st->source_err, p->source_err, sizeof st->source_err);
 	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
-	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
+	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA &&
+	    !p->cfg->shadow;
+	pool_status_hold(p, st);
 	if (st->quota_limited)
 		snprintf(st->quota_msg, sizeof st->quota_msg, "needs %ld "
 		    "replicas, the namespace's AgentQuota allows %ld",

@@ -4,6 +4,11 @@
  * daemon (daemon.c) creates them from its config and drives leadership;
  * its HTTP endpoints (daemon_http.c) read them.
  *
+ * Besides the scale pools it runs the dispatch pools the dispatcher does
+ * not (config_pool_consumes()): in shadow mode or paused, such a pool
+ * reads its backlog and reports the claims it would make, consuming
+ * nothing.
+ *
  * Ownership: the daemon owns its pools (d->pools); a pool's cfg points
  * into d->config and is swapped by pool_apply_config() with it.
  */
@@ -69,6 +74,12 @@ struct pool {
 
 	struct autoscale_state	 as;
 	struct autoscale_decision last;
+	/*
+	 * Shadow mode (cfg->shadow): what the pool would do and does not,
+	 * the replicas it would write (scale) or the claims it would make
+	 * for the backlog (dispatch); -1 before the first decision.
+	 */
+	long			 would;
 	double			 last_scale_wall;
 
 	uint64_t		 scale_up;

@@ -410,6 +410,24 @@ static const struct bad {
 	    "99 is in milliseconds, below the 100 ms floor" },
 	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":30.5}}"),
 	    "pollIntervalMs: expected an integer" },
+	{ POOL("{" SRC "," TGT ",\"shadow\":1}"),
+	    "pools[0].spec.shadow: expected true or false, got 1" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused\":\"yes\"}},\"spec\":{" SRC "," TGT "}}]}",
+	    "pools[0].metadata.annotations.agentscaler.io/paused: expected "
+	    "\"true\" or \"false\", got \"yes\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"-1\"}},\"spec\":{" SRC ","
+	    TGT "}}]}", "agentscaler.io/paused-replicas: expected a count in "
+	    "[0, maxReplicas 100], got \"-1\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"101\"}},\"spec\":{" SRC ","
+	    TGT "}}]}", "got \"101\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"1\"}},\"spec\":{\"mode\":"
+	    "\"dispatch\",\"source\":{\"type\":\"redis-list\",\"address\":"
+	    "\"redis://h:6379/0\",\"queue\":\"t\"},\"sandbox\":{\"warmPool\":"
+	    "\"wp\"}}}]}", "paused-replicas: scale mode only" },
 	{ POOL("{" SRC ",\"target\":{\"kind\":\"Pod\",\"name\":\"x\"}}"),
 	    "pools[0].spec.target.kind: expected one of Deployment | "
 	    "SandboxWarmPool | StatefulSet, got \"Pod\"" },
@@ -598,6 +616,51 @@ START_TEST(test_quantity)
 }
 END_TEST
 
+/*
+ * Adoption: spec.shadow, and the pause annotations (ours only; others are
+ * ignored).  Which pools the dispatcher runs: config_pool_consumes().
+ */
+#define ANN_POOL(ann, spec) "{\"pools\":[{\"metadata\":{\"name\":" \
+	"\"p1\",\"annotations\":{" ann "}},\"spec\":" spec "}]}"
+#define DISP "\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://h:6379/0\",\"queue\":\"t\"},\"sandbox\":{" \
+	"\"warmPool\":\"wp\"}"
+static const struct adopt_row {
+	const char	*doc;
+	int		 shadow, paused;
+	long		 paused_replicas;
+	int		 consumes;
+} adopt_rows[] = {
+	{ POOL("{" SRC "," TGT "}"), 0, 0, -1, 0 },
+	{ POOL("{" SRC "," TGT ",\"shadow\":true}"), 1, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"true\",\"x/y\":\"z\"",
+	    "{" SRC "," TGT "}"), 0, 1, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"false\"", "{" SRC "," TGT
+	    "}"), 0, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused-replicas\":\"2\"", "{" SRC ","
+	    TGT "}"), 0, 1, 2, 0 },
+	{ POOL("{" DISP "}"), 0, 0, -1, 1 },
+	{ POOL("{" DISP ",\"shadow\":true}"), 1, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"true\"", "{" DISP "}"), 0,
+	    1, -1, 0 },
+};
+
+START_TEST(test_adopt)
+{
+	const struct adopt_row *r = &adopt_rows[_i];
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_msg(config_parse(r->doc, strlen(r->doc), NULL, &c, err,
+	    sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(c->pools[0].shadow, r->shadow);
+	ck_assert_int_eq(c->pools[0].paused, r->paused);
+	ck_assert_int_eq(c->pools[0].paused_replicas, r->paused_replicas);
+	ck_assert_int_eq(config_pool_consumes(&c->pools[0]), r->consumes);
+	config_free(c);
+}
+END_TEST
+
 /* Every truncation of a good document is rejected cleanly, never crashes. */
 START_TEST(test_truncations)
 {
@@ -637,6 +700,7 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_quantity, 0,
 	    (int)(sizeof quantity_rows / sizeof quantity_rows[0]));
 	tcase_add_test(tc, test_truncations);
+	tcase_add_loop_test(tc, test_adopt, 0, (int)AS_ARRAY_SIZE(adopt_rows));
 	suite_add_tcase(s, tc);
 	return (s);
 }
