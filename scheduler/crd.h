@@ -72,7 +72,7 @@ struct crd_pool_status {
 	int		 shadow;
 	int		 paused;
 	char		 hold_msg[224];
-	char		 conflict[224];	/* "": none */
+	char		 conflict[640];	/* "": none */
 };
 
 /* What the namespace uses against its AgentQuota. */

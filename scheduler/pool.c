@@ -72,6 +72,17 @@
  * target at agentscaler.io/paused-replicas.  Neither counts a need
  * against its namespace's quota: the replicas it holds are what it uses.
  *
+ * Ownership: a scale pool does not fight another autoscaler.  Before it
+ * writes, it asks owners.h whether an HPA or a ScaledObject scales its
+ * target (one lookup in an index kept by list + watch), and the config
+ * whether another AgentPool does: of the pools on one target that write
+ * (not in shadow mode), the oldest (creationTimestamp, then name) owns
+ * it.  A pool that finds an owner yields: it writes nothing, reports the
+ * condition Conflict naming the owner, and a Warning Event TargetConflict
+ * when it starts (Normal ConflictResolved when it ends).  Until the
+ * owners' informers of its namespace have listed (or failed: not installed,
+ * not granted), a pool does not write either.
+ *
  * Status: after each event of a pool (a reading, a decision, a target
  * read or written, a poll tick) what its AgentPool status would report is
  * hashed, and only when that changed is the CRD told (crd_status_touch()):
@@ -96,6 +107,7 @@
 #include "crd.h"
 #include "daemon_state.h"
 #include "dispatch.h"
+#include "owners.h"
 #include "pool.h"
 #include "quota.h"
 #include "targets.h"
@@ -523,6 +535,49 @@ pool_quota_cap(struct pool *p, double backlog)
 	return (cap > 0 ? cap : 0);
 }
 
+/*
+ * What p yields to now into p->conflict (logged and an Event when it
+ * changes); *known 0 while its namespace's owners are not listed yet.
+ */
+static void
+pool_conflict_note(struct pool *p, int *known)
+{
+	const struct pool_config *c = p->cfg;
+	char		 who[300], msg[sizeof p->conflict];
+
+	if (!owners_get(p->owner, who, sizeof who, known) && p->rival[0])
+		as_strlcpy(who, p->rival, sizeof who);
+	if (who[0] != '\0')
+		snprintf(msg, sizeof msg, "%s scales %s/%s; this pool yields "
+		    "and writes nothing", who, c->target_kind, c->target_name);
+	else
+		msg[0] = '\0';
+	if (strcmp(msg, p->conflict) == 0)
+		return;
+	if (msg[0] != '\0') {
+		log_warn("pool", "%s: %s", p->id, msg);
+		crd_event(p->d->crd, "AgentPool", c->ns, c->name,
+		    EVENT_WARNING, "TargetConflict", "Scale", "%s", msg);
+	} else {
+		log_info("pool", "%s: %s %s has no other owner now; the pool "
+		    "writes it", p->id, c->target_kind, c->target_name);
+		crd_event(p->d->crd, "AgentPool", c->ns, c->name,
+		    EVENT_NORMAL, "ConflictResolved", "Scale", "%s/%s has no "
+		    "other owner now", c->target_kind, c->target_name);
+	}
+	as_strlcpy(p->conflict, msg, sizeof p->conflict);
+}
+
+/* owners.h: the owners of p's target changed. */
+static void
+pool_owner_cb(void *arg)
+{
+	struct pool	*p = arg;
+
+	pool_evaluate(p);
+	pool_status_note(p);
+}
+
 /* Shadow mode: what p would do is now would; logged when it changes. */
 static void
 pool_shadow_note(struct pool *p, long would)
@@ -552,6 +607,7 @@ pool_evaluate(struct pool *p)
 	struct autoscale_decision d;
 	double			 now = as_mono_now();
 	long			 want;
+	int			 known = 1;
 
 	if (c->mode == POOL_MODE_DISPATCH) {
 		/* Shadow or paused (config_pool_consumes()): a claim a task. */
@@ -559,6 +615,7 @@ pool_evaluate(struct pool *p)
 			pool_shadow_note(p, lround(p->ready));
 		return;
 	}
+	pool_conflict_note(p, &known);
 	if (p->req != NULL) {
 		p->dirty = 1;
 		return;
@@ -589,6 +646,8 @@ pool_evaluate(struct pool *p)
 		pool_shadow_note(p, want);
 		return;
 	}
+	if (p->conflict[0] != '\0' || !known)
+		return;		/* yields, or does not know yet */
 	if (c->paused) {
 		if (c->paused_replicas < 0)
 			return;
@@ -709,6 +768,8 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	if (c->mode == POOL_MODE_SCALE) {
 		p->target = targets_subscribe(d->targets, c->target_kind,
 		    c->ns, c->target_name, pool_target_cb, p);
+		p->owner = owners_subscribe(d->owners, c->target_kind, c->ns,
+		    c->target_name, pool_owner_cb, p);
 		pool_target_reset(p);
 	}
 	st = scaler_type_find(c->source.type);	/* checked by config */
@@ -747,6 +808,7 @@ pool_free(struct pool *p)
 		k8s_req_cancel(p->req);
 	p->req = NULL;
 	targets_unsubscribe(p->d->targets, p->target);
+	owners_unsubscribe(p->d->owners, p->owner);
 	scaler_destroy(p->scaler);
 	autoscale_state_reset(&p->as);
 	free(p);
@@ -859,6 +921,62 @@ pool_index_build(struct daemon *d)
 	}
 }
 
+/* Orders scale pools by target, then age, then name (pool_rivals()). */
+static int
+pool_rival_cmp(const void *a, const void *b)
+{
+	const struct pool_config *x = (*(struct pool *const *)a)->cfg;
+	const struct pool_config *y = (*(struct pool *const *)b)->cfg;
+	int		 r;
+
+	if ((r = strcmp(x->ns, y->ns)) != 0 ||
+	    (r = strcmp(x->target_kind, y->target_kind)) != 0 ||
+	    (r = strcmp(x->target_name, y->target_name)) != 0)
+		return (r);
+	if (x->created != y->created)
+		return (x->created < y->created ? -1 : 1);
+	return (strcmp(x->name, y->name));
+}
+
+/*
+ * AgentPools on one target: of those that write (scale mode, not in
+ * shadow mode) the oldest owns it, by creationTimestamp then name (a
+ * file's pools have none: by name); the others' rival names it.
+ */
+static void
+pool_rivals(struct daemon *d)
+{
+	struct pool	**v, *p;
+	size_t		 i, n = 0;
+
+	v = xcalloc(d->npools > 0 ? d->npools : 1, sizeof *v);
+	for (i = 0; i < d->npools; i++) {
+		p = d->pools[i];
+		p->rival[0] = '\0';
+		if (p->cfg->mode == POOL_MODE_SCALE && !p->cfg->shadow)
+			v[n++] = p;
+	}
+	d->pool_visits += d->npools;
+	qsort(v, n, sizeof *v, pool_rival_cmp);
+	for (i = 1; i < n; i++) {
+		if (pool_rival_cmp(&v[i - 1], &v[i]) == 0 ||
+		    strcmp(v[i - 1]->cfg->ns, v[i]->cfg->ns) != 0 ||
+		    strcmp(v[i - 1]->cfg->target_kind,
+		    v[i]->cfg->target_kind) != 0 ||
+		    strcmp(v[i - 1]->cfg->target_name,
+		    v[i]->cfg->target_name) != 0)
+			continue;
+		/* v[i - 1] is the owner, or yields to the same one. */
+		if (v[i - 1]->rival[0] != '\0')
+			as_strlcpy(v[i]->rival, v[i - 1]->rival,
+			    sizeof v[i]->rival);
+		else
+			snprintf(v[i]->rival, sizeof v[i]->rival,
+			    "AgentPool %s (first by age, then name)", v[i - 1]->cfg->name);
+	}
+	free(v);
+}
+
 void
 pool_apply_config(struct daemon *d, const struct config *nc)
 {
@@ -895,6 +1013,10 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 				p->target = targets_subscribe(d->targets,
 				    c->target_kind, c->ns, c->target_name,
 				    pool_target_cb, p);
+				owners_unsubscribe(d->owners, p->owner);
+				p->owner = owners_subscribe(d->owners,
+				    c->target_kind, c->ns, c->target_name,
+				    pool_owner_cb, p);
 				pool_target_reset(p);
 			}
 		} else
@@ -914,6 +1036,7 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 	d->pools = np;
 	d->npools = n;
 	pool_index_build(d);
+	pool_rivals(d);
 }
 
 void
@@ -1011,6 +1134,7 @@ pool_status_fill(const struct pool *p, struct crd_pool_status *st)
 	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
 	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA &&
 	    !p->cfg->shadow;
+	as_strlcpy(st->conflict, p->conflict, sizeof st->conflict);
 	pool_status_hold(p, st);
 	if (st->quota_limited)
 		snprintf(st->quota_msg, sizeof st->quota_msg, "needs %ld "

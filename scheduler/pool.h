@@ -27,6 +27,7 @@
 
 struct daemon;
 struct k8s_req;
+struct owner_sub;
 struct pool_ns;
 struct scaler;
 struct scaler_result;
@@ -80,6 +81,14 @@ struct pool {
 	 * for the backlog (dispatch); -1 before the first decision.
 	 */
 	long			 would;
+	/*
+	 * Who else scales the target (owners.h), or an older AgentPool on
+	 * it (rival, set by pool_apply_config()): the pool yields and writes
+	 * nothing while conflict is set ("" none).
+	 */
+	struct owner_sub	*owner;
+	char			 rival[300];
+	char			 conflict[640];
 	double			 last_scale_wall;
 
 	uint64_t		 scale_up;

@@ -16,6 +16,36 @@ NS = "default"
 POOLS = "/apis/agentscaler.io/v1alpha1/namespaces/%s/agentpools" % NS
 CLAIMS = world.EXT_API % NS + "sandboxclaims"
 FAST = dict(pollIntervalMs=100, cooldownSeconds=1, scaleDownStabilizationSeconds=0.5)
+HPAS = "/apis/autoscaling/v2/namespaces/%s/horizontalpodautoscalers" % NS
+SOS = "/apis/keda.sh/v1alpha1/namespaces/%s/scaledobjects" % NS
+EVENTS = "/apis/events.k8s.io/v1/namespaces/%s/events" % NS
+
+# KEDA's ScaledObject CRD, reduced to what kube-sim needs to serve it (no
+# KEDA runs here: the objects are only stored, as agentscaler reads them).
+SO_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "scaledobjects.keda.sh"},
+    "spec": {"group": "keda.sh", "scope": "Namespaced",
+             "names": {"plural": "scaledobjects", "singular": "scaledobject",
+                       "kind": "ScaledObject", "listKind": "ScaledObjectList"},
+             "versions": [{"name": "v1alpha1", "served": True, "storage": True,
+                           "schema": {"openAPIV3Schema": {
+                               "type": "object",
+                               "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def hpa(name, target):
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                        "name": target},
+                     "minReplicas": 1, "maxReplicas": 10}}
+
+
+def scaled_object(name, target):
+    return {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {"scaleTargetRef": {"name": target}}}
 
 
 def cond(obj, ctype):
@@ -45,9 +75,23 @@ class AdoptWorld(world.DaemonTestCase):
     def next_seq(self):
         return self.kube.adm("GET", "/requests?since=0")[1]["next"]
 
+    def create(self, path, obj):
+        code, out = self.kube.api("POST", path, obj)
+        self.assertEqual(code, 201, out)
 
-@unittest.skipUnless(world.Kubectl.available(), "kubectl not installed")
-class CrdAdoptTest(AdoptWorld):
+    def install_keda_crd(self):
+        self.create("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", SO_CRD)
+        wait_for(lambda: self.kube.api("GET", SOS)[0] == 200, 30, what="ScaledObjects served")
+
+    def events(self, name, reason):
+        items = (self.kube.api("GET", EVENTS)[1] or {}).get("items") or []
+        return [e for e in items if (e.get("regarding") or {}).get("name") == name and
+                e.get("reason") == reason]
+
+
+class CrdWorld(AdoptWorld):
+    """CRD mode: kube-sim with the chart's CRDs, objects through kubectl."""
+
     def setUp(self):
         super().setUp()
         self.kubectl = world.Kubectl(self.kube)
@@ -61,6 +105,9 @@ class CrdAdoptTest(AdoptWorld):
         code, obj = self.kube.api("GET", POOLS + "/" + name)
         return obj if code == 200 else None
 
+
+@unittest.skipUnless(world.Kubectl.available(), "kubectl not installed")
+class CrdAdoptTest(CrdWorld):
     def test_shadow_pool_decides_and_writes_nothing(self):
         """spec.shadow: the decision is in the status (condition Shadow,
         "would scale ... to 4") and in /metrics, the target is never
@@ -121,6 +168,74 @@ class CrdAdoptTest(AdoptWorld):
                  what="Paused gone")
 
 
+class ConflictTest(AdoptWorld):
+    def test_yields_to_an_hpa(self):
+        """An HPA on the target (file mode, kube-sim serving HPAs): the
+        pool writes nothing while it exists and scales once it is gone."""
+        self.kube.create_deployment("web", 1)
+        self.create(HPAS, hpa("web-hpa", "web"))
+        seq = self.next_seq()
+        d = self.start_daemon({"pools": [world.pool("p1", self.redis.url, "q1", "web",
+                                                    maxReplicas=10, **FAST)]})
+        self.push("q1", 4)
+        wait_for(lambda: "default/p1: HorizontalPodAutoscaler web-hpa scales "
+                 "Deployment/web; this pool yields and writes nothing" in d.logs(),
+                 30, what="the conflict logged")
+        d.evaluated("p1", 10)
+        self.assertEqual(self.kube.replicas("web"), 1)
+        self.assertEqual(self.scale_writes(seq, "web"), [])
+        # One list and watches per resource, never a GET of an HPA.
+        self.assertFalse([r for r in self.kube.requests(seq)
+                          if r["method"] == "GET" and r["path"].startswith(HPAS + "/")])
+        self.assertEqual(self.kube.api("DELETE", HPAS + "/web-hpa")[0], 200)
+        wait_for(lambda: self.kube.replicas("web") == 4, 30, what="scaled once the HPA went")
+        self.assertIn("Deployment web has no other owner now", d.logs())
+
+
+@unittest.skipUnless(world.Kubectl.available(), "kubectl not installed")
+class CrdConflictTest(CrdWorld):
+    def test_yields_to_a_scaled_object(self):
+        """A KEDA ScaledObject on the target (CRD installed, no KEDA):
+        condition Conflict and a Warning Event; removed: the pool scales."""
+        self.install_keda_crd()
+        self.kube.create_deployment("web", 1)
+        self.create(SOS, scaled_object("web-so", "web"))
+        self.start_daemon(None)
+        self.apply(world.pool("p1", self.redis.url, "q1", "web", maxReplicas=10, **FAST))
+        self.push("q1", 3)
+        c = wait_for(lambda: cond(self.pool_obj("p1"), "Conflict"), 30, what="Conflict")
+        self.assertEqual(c["message"], "ScaledObject web-so scales Deployment/web; this pool "
+                         "yields and writes nothing")
+        ev = wait_for(lambda: self.events("p1", "TargetConflict"), 30, what="the Event")
+        self.assertEqual(ev[0]["type"], "Warning")
+        self.assertEqual(self.kube.replicas("web"), 1)
+        self.assertEqual(self.kube.api("DELETE", SOS + "/web-so")[0], 200)
+        wait_for(lambda: self.kube.replicas("web") == 3, 30, what="scaled once the SO went")
+        wait_for(lambda: cond(self.pool_obj("p1"), "Conflict") is None, 30,
+                 what="Conflict gone")
+        wait_for(lambda: self.events("p1", "ConflictResolved"), 30, what="resolved Event")
+
+    def test_older_agentpool_owns_the_target(self):
+        """Two AgentPools on one target: the first by age then name owns
+        it, the other yields with Conflict; once the owner goes, it
+        scales."""
+        self.kube.create_deployment("web", 0)
+        self.start_daemon(None)
+        self.apply(world.pool("a", self.redis.url, "qa", "web", maxReplicas=10, **FAST))
+        self.apply(world.pool("b", self.redis.url, "qb", "web", maxReplicas=10, **FAST))
+        c = wait_for(lambda: cond(self.pool_obj("b"), "Conflict"), 30, what="b: Conflict")
+        self.assertEqual(c["message"], "AgentPool a (first by age, then name) scales "
+                         "Deployment/web; this pool yields and writes nothing")
+        self.push("qb", 2)           # only b's queue has work: a keeps web at 0
+        wait_for(lambda: world.is_true(self.pool_obj("a"), "Ready"), 30, what="a Ready")
+        self.assertIsNone(cond(self.pool_obj("a"), "Conflict"))
+        self.assertEqual(self.kube.replicas("web"), 0)
+        self.kubectl.run("delete", "agentpool", "a")
+        wait_for(lambda: self.kube.replicas("web") == 2, 30, what="b scales")
+        wait_for(lambda: cond(self.pool_obj("b"), "Conflict") is None, 30,
+                 what="b: Conflict gone")
+
+
 class GlobalShadowTest(AdoptWorld):
     def test_dispatch_pool_consumes_nothing(self):
         """--shadow on a dispatch pool: no message taken, no claim made;
@@ -146,3 +261,4 @@ class GlobalShadowTest(AdoptWorld):
 
 if __name__ == "__main__":
     unittest.main()
+
