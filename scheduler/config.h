@@ -1,7 +1,9 @@
 /*
  * config.h: AgentPool and AgentQuota objects (DESIGN.md section 5), parsed
- * from the JSON shape `{"pools": [...], "quotas": [...]}` of --config, and
- * later from the CRDs.  Parsing is pure: bytes in, a struct config out.
+ * from --config: the JSON shape `{"pools": [...], "quotas": [...]}`, or
+ * YAML as kubectl apply reads it (one or more documents of bare objects,
+ * Lists of them, or the same shape); and from the CRDs.  Parsing is pure:
+ * bytes in, a struct config out.
  *
  * Every error names the field path and what was expected, e.g.
  * `pools[0].spec.scaling.maxReplicas: expected an integer in [0, 100000],
@@ -159,6 +161,19 @@ struct cJSON;
  */
 int	 config_parse(const char *buf, size_t len, const char *secrets_dir,
 	    struct config **out, char *err, size_t errlen);
+/*
+ * --check-config: every object of a document judged on its own (a second
+ * pool of the same name is refused as in config_parse()).  fn is called
+ * once per object, in order, with who ("pools[0]" in the {pools, quotas}
+ * shape, else "AgentPool team-a/p1 (line 3)"), its error or NULL when
+ * valid, and skipped 1 for an object of another kind (a Deployment in the
+ * same file for kubectl apply).  Returns the number of invalid objects,
+ * or -AS_EINVAL with err when the document itself cannot be read.
+ */
+typedef void	 config_check_fn(void *arg, const char *who, const char *err,
+		    int skipped);
+int	 config_check(const char *buf, size_t len, const char *secrets_dir,
+	    config_check_fn *fn, void *arg, char *err, size_t errlen);
 /* Reads and parses a file; same contract as config_parse(). */
 int	 config_load(const char *path, const char *secrets_dir,
 	    struct config **out, char *err, size_t errlen);

@@ -164,6 +164,68 @@ print_vocabulary(void)
 	free(s);
 }
 
+/* What --check-config says of one object. */
+struct check_tally {
+	size_t	 pools, quotas, skipped, bad;
+};
+
+static void
+check_report(void *arg, const char *who, const char *err, int skipped)
+{
+	struct check_tally *t = arg;
+
+	if (skipped) {
+		t->skipped++;
+		printf("%s: not an AgentPool or AgentQuota, not checked\n", who);
+	} else if (err != NULL) {
+		t->bad++;
+		fprintf(stderr, "%s\n", err);
+	} else {
+		if (strncmp(who, "AgentQuota", 10) == 0 ||
+		    strncmp(who, "quotas[", 7) == 0)
+			t->quotas++;
+		else
+			t->pools++;
+		printf("%s: ok\n", who);
+	}
+}
+
+/*
+ * --check-config --config FILE: JSON or YAML (one or more documents, as
+ * kubectl apply reads them); every object judged on its own, each error
+ * on stderr with its kind/namespace/name.  Exit 0 when all are valid,
+ * 2 otherwise.
+ */
+static int
+check_config(const char *path, const char *secrets_dir)
+{
+	struct check_tally t;
+	char		*buf, err[512];
+	size_t		 len;
+	int		 n;
+
+	memset(&t, 0, sizeof t);
+	if ((buf = as_read_file(path, 4 * 1024 * 1024, &len, err,
+	    sizeof err)) == NULL) {
+		fprintf(stderr, "agentscaler: %s\n", err);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	n = config_check(buf, len, secrets_dir, check_report, &t, err,
+	    sizeof err);
+	free(buf);
+	if (n < 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	if (n > 0) {
+		fprintf(stderr, "%s: %d of %zu objects invalid\n", path, n,
+		    t.pools + t.quotas + t.bad);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	printf("%s: %zu pools, %zu quotas: ok\n", path, t.pools, t.quotas);
+	return (DAEMON_EXIT_OK);
+}
+
 /*
  * The daemon's memory holds broker passwords and tokens: no core dump may
  * carry them, and other processes of the same user may not read or trace
@@ -241,17 +303,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (o.val[O_CHECK_CONFIG] != NULL) {
-		struct config *c;
-
-		if (config_load(o.val[O_CONFIG], o.val[O_SECRETS_DIR], &c, err,
-		    sizeof err) != 0) {
-			log_error("config", "%s", err);
-			goto out;
-		}
-		printf("%s: %zu pools, %zu quotas: ok\n", o.val[O_CONFIG],
-		    c->npools, c->nquotas);
-		config_free(c);
-		rc = DAEMON_EXIT_OK;
+		rc = check_config(o.val[O_CONFIG], o.val[O_SECRETS_DIR]);
 		goto out;
 	}
 	if (options_daemon(&o, &opts, err, sizeof err) != 0) {

@@ -661,6 +661,108 @@ START_TEST(test_adopt)
 }
 END_TEST
 
+/* YAML as kubectl apply reads it: documents of bare objects, Lists. */
+#define Y_POOL(name, extra) "apiVersion: agentscaler.io/v1alpha1\n" \
+	"kind: AgentPool\nmetadata:\n  name: " name "\n  namespace: team-a\n" \
+	"spec:\n  source: {type: redis-list, address: 'redis://h:6379/0', " \
+	"queue: q}\n  target: {kind: Deployment, name: web}\n" extra
+#define Y_QUOTA "kind: AgentQuota\nmetadata: {name: q, namespace: team-a}\n" \
+	"spec: {maxSandboxes: 5}\n"
+static const struct yaml_row {
+	const char	*doc;
+	int		 npools, nquotas;	/* -1: refused */
+	const char	*err;
+} yaml_rows[] = {
+	{ Y_POOL("p1", "") "---\n" Y_QUOTA, 1, 1, NULL },
+	{ "# a comment\n---\n" Y_POOL("p1", "  shadow: true\n") "---\n", 1, 0,
+	    NULL },
+	{ "kind: List\nitems:\n- kind: AgentQuota\n  metadata: {name: q}\n"
+	    "  spec: {maxSandboxes: 1}\n", 0, 1, NULL },
+	{ "pools:\n- metadata: {name: p1}\n  spec:\n    source: {type: "
+	    "redis-list, address: 'redis://h:6379/0', queue: q}\n    target: "
+	    "{kind: Deployment, name: web}\n", 1, 0, NULL },
+	{ Y_POOL("p1", "") "---\n" Y_POOL("p2", "  scaling: {maxReplicas: "
+	    "ten}\n"), -1, 0, "AgentPool team-a/p2 (line 10): "
+	    "spec.scaling.maxReplicas: expected an integer" },
+	{ Y_POOL("p1", "") "---\n" Y_POOL("p1", ""), -1, 0,
+	    "AgentPool team-a/p1 (line 10): metadata.name: pool team-a/p1 is "
+	    "declared twice" },
+	{ "kind: Deployment\nmetadata: {name: web}\n", -1, 0,
+	    "Deployment default/web (line 1): not an AgentPool or AgentQuota" },
+	{ "- 1\n", -1, 0, "line 1: expected an AgentPool or AgentQuota object" },
+	{ "pools: 3\n", -1, 0, "pools: expected an array" },
+	{ "# nothing\n", -1, 0, "config: no document" },
+	{ "a: [\n", -1, 0, "not valid YAML" },
+};
+
+START_TEST(test_yaml)
+{
+	const struct yaml_row *r = &yaml_rows[_i];
+	struct config	*c;
+	char		 err[512];
+	int		 rc;
+
+	rc = config_parse(r->doc, strlen(r->doc), NULL, &c, err, sizeof err);
+	if (r->npools < 0) {
+		ck_assert_int_eq(rc, -AS_EINVAL);
+		ck_assert_ptr_null(c);
+		ck_assert_msg(strstr(err, r->err) != NULL, "%s", err);
+		return;
+	}
+	ck_assert_msg(rc == 0, "%s", err);
+	ck_assert_uint_eq(c->npools, (size_t)r->npools);
+	ck_assert_uint_eq(c->nquotas, (size_t)r->nquotas);
+	config_free(c);
+}
+END_TEST
+
+/* --check-config: every object judged, each error named. */
+struct check_log {
+	char	 text[2048];
+	int	 calls;
+};
+
+static void
+check_cb(void *arg, const char *who, const char *err, int skipped)
+{
+	struct check_log *l = arg;
+	size_t	 n = strlen(l->text);
+
+	l->calls++;
+	snprintf(l->text + n, sizeof l->text - n, "%s|%s|%d\n", who,
+	    err != NULL ? err : "ok", skipped);
+}
+
+START_TEST(test_check)
+{
+	const char	*doc = Y_POOL("p1", "  scaling: {pollIntervalMs: 30}\n")
+	    "---\n" Y_QUOTA "---\nkind: Deployment\nmetadata: {name: web}\n"
+	    "---\n" Y_POOL("p2", "") "---\n" Y_POOL("p2", "");
+	struct check_log l;
+	char		 err[256];
+
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(config_check(doc, strlen(doc), NULL, check_cb, &l,
+	    err, sizeof err), 2);
+	ck_assert_int_eq(l.calls, 5);
+	ck_assert_str_eq(l.text,
+	    "AgentPool team-a/p1 (line 1)|AgentPool team-a/p1 (line 1): "
+	    "spec.scaling.pollIntervalMs: 30 is in milliseconds, below the 100 "
+	    "ms floor; KEDA's pollingInterval counts seconds: for 30 s write "
+	    "30000|0\n"
+	    "AgentQuota team-a/q (line 11)|ok|0\n"
+	    "Deployment default/web (line 15)|ok|1\n"
+	    "AgentPool team-a/p2 (line 18)|ok|0\n"
+	    "AgentPool team-a/p2 (line 27)|AgentPool team-a/p2 (line 27): "
+	    "metadata.name: pool team-a/p2 is declared twice|0\n");
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(config_check("{\"pools\": 1}", 13, NULL, check_cb,
+	    &l, err, sizeof err), -AS_EINVAL);
+	ck_assert_str_eq(err, "pools: expected an array");
+	ck_assert_int_eq(l.calls, 0);
+}
+END_TEST
+
 /* Every truncation of a good document is rejected cleanly, never crashes. */
 START_TEST(test_truncations)
 {
@@ -701,6 +803,8 @@ config_suite(void)
 	    (int)(sizeof quantity_rows / sizeof quantity_rows[0]));
 	tcase_add_test(tc, test_truncations);
 	tcase_add_loop_test(tc, test_adopt, 0, (int)AS_ARRAY_SIZE(adopt_rows));
+	tcase_add_loop_test(tc, test_yaml, 0, (int)AS_ARRAY_SIZE(yaml_rows));
+	tcase_add_test(tc, test_check);
 	suite_add_tcase(s, tc);
 	return (s);
 }

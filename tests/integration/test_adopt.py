@@ -7,6 +7,9 @@ PID.  Waits are bounded polls; "nothing was written" is checked after a
 number of the pool's own evaluations (Daemon.evaluated), never a sleep.
 """
 import json
+import os
+import subprocess
+import tempfile
 import unittest
 
 import world  # noqa: E402
@@ -262,3 +265,57 @@ class GlobalShadowTest(AdoptWorld):
 if __name__ == "__main__":
     unittest.main()
 
+
+class CheckConfigYamlTest(unittest.TestCase):
+    """--check-config on a multi-document YAML file as kubectl would apply
+    it: every object judged, each error named by kind/namespace/name and
+    line, other kinds listed as not checked, exit 2 when any is invalid."""
+
+    DOC = """apiVersion: agentscaler.io/v1alpha1
+kind: AgentPool
+metadata: {name: good, namespace: team-a}
+spec:
+  source: {type: redis-list, address: "redis://127.0.0.1:1/0", queue: q}
+  target: {kind: Deployment, name: web}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: team-a}
+---
+apiVersion: agentscaler.io/v1alpha1
+kind: AgentPool
+metadata: {name: bad, namespace: team-a}
+spec:
+  source: {type: redis-list, address: "redis://127.0.0.1:1/0", queue: q}
+  target: {kind: Deployment, name: web}
+  scaling: {pollIntervalMs: 30}
+---
+kind: AgentQuota
+metadata: {name: q, namespace: team-a}
+spec: {maxSandboxes: 5}
+"""
+
+    def run_check(self, text):
+        binary = os.environ.get("AGENTSCALER_BIN", os.path.join(world.ROOT,
+                                                                "build/release/agentscaler"))
+        wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "pools.yaml")
+            with open(path, "w") as f:
+                f.write(text)
+            return subprocess.run(wrapper + [binary, "--check-config", "--config", path],
+                                  capture_output=True, text=True, timeout=120)
+
+    def test_each_object_judged(self):
+        r = self.run_check(self.DOC)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("AgentPool team-a/good (line 1): ok", r.stdout)
+        self.assertIn("Deployment team-a/web (line 8): not an AgentPool or AgentQuota, "
+                      "not checked", r.stdout)
+        self.assertIn("AgentQuota team-a/q (line 20): ok", r.stdout)
+        self.assertIn("AgentPool team-a/bad (line 12): spec.scaling.pollIntervalMs: 30 is in "
+                      "milliseconds", r.stderr)
+        self.assertIn("1 of 3 objects invalid", r.stderr)
+        r = self.run_check(self.DOC.replace("pollIntervalMs: 30", "pollIntervalMs: 30000"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("2 pools, 1 quotas: ok", r.stdout)
