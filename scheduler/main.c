@@ -1,7 +1,7 @@
 /*
  * main.c: the process: the flags (declared once, in options.c), the
  * one-shot modes (--help, --version, --help-config, --check-config,
- * explain), then the daemon.
+ * explain, convert), then the daemon.
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,11 +16,13 @@
 
 #include "agentscaler/rt/common.h"
 #include "config.h"
+#include "convert.h"
 #include "daemon.h"
 #include "options.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/k8s/leader.h"
 #include "agentscaler/rt/json.h"
+#include "agentscaler/rt/yaml.h"
 #include "agentscaler/scalers/scaler.h"
 #include "agentscaler/rt/log.h"
 
@@ -164,6 +166,55 @@ print_vocabulary(void)
 	free(s);
 }
 
+/*
+ * agentscaler convert [--no-shadow] [FILE|-]: KEDA ScaledObjects (and
+ * their TriggerAuthentications) in YAML, AgentPools out (convert.h).  Exit
+ * 0 with at least one pool, 1 when none could be made, 2 on bad input.
+ */
+static int
+convert_main(int argc, char **argv)
+{
+	const char	*path = NULL;
+	struct as_buf	 out = { NULL, 0, 0 };
+	cJSON		*docs = NULL;
+	char		*buf = NULL, err[512];
+	size_t		 len;
+	int		 i, shadow = 1, n, rc = 2;
+
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--no-shadow") == 0)
+			shadow = 0;
+		else if (path == NULL && (argv[i][0] != '-' ||
+		    strcmp(argv[i], "-") == 0))
+			path = argv[i];
+		else {
+			fprintf(stderr, "usage: agentscaler convert "
+			    "[--no-shadow] [FILE|-]\n");
+			return (2);
+		}
+	}
+	if (path == NULL || strcmp(path, "-") == 0)
+		path = "/dev/stdin";
+	if ((buf = as_read_file(path, 4 * 1024 * 1024, &len, err,
+	    sizeof err)) == NULL) {
+		fprintf(stderr, "agentscaler convert: %s\n", err);
+		return (2);
+	}
+	if (as_yaml_parse(buf, len, &docs, NULL, err, sizeof err) != 0 ||
+	    (n = convert_keda(docs, shadow, &out, err, sizeof err)) < 0) {
+		fprintf(stderr, "agentscaler convert: %s: %s\n", path, err);
+		goto out;
+	}
+	if (out.p != NULL)
+		fputs(out.p, stdout);
+	rc = n > 0 ? 0 : 1;
+out:
+	free(out.p);
+	free(buf);
+	cJSON_Delete(docs);
+	return (rc);
+}
+
 /* What --check-config says of one object. */
 struct check_tally {
 	size_t	 pools, quotas, skipped, bad;
@@ -256,6 +307,8 @@ main(int argc, char **argv)
 
 	if (argc >= 2 && strcmp(argv[1], "explain") == 0)
 		return (explain_main(argc, argv));
+	if (argc >= 2 && strcmp(argv[1], "convert") == 0)
+		return (convert_main(argc, argv));
 	if (options_parse(&o, argc, argv) != 0)
 		goto out;
 	if (o.val[O_HELP] != NULL) {

@@ -216,6 +216,16 @@ yjs_node(struct yjs *y, yaml_node_t *n, int depth, cJSON **out)
 	}
 }
 
+void
+as_yaml_problem(const yaml_parser_t *p, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "not valid YAML: line %zu, column %zu: %s%s%s",
+	    p->problem_mark.line + 1, p->problem_mark.column + 1,
+	    p->problem != NULL ? p->problem : "error",
+	    p->context != NULL ? " " : "",
+	    p->context != NULL ? p->context : "");
+}
+
 int
 as_yaml_parse(const char *buf, size_t len, cJSON **out, cJSON **lines,
     char *err, size_t errlen)
@@ -240,12 +250,7 @@ as_yaml_parse(const char *buf, size_t len, cJSON **out, cJSON **lines,
 	lns = cJSON_CreateArray();
 	for (;;) {
 		if (!yaml_parser_load(&parser, &doc)) {
-			snprintf(err, errlen, "not valid YAML: line %zu, column "
-			    "%zu: %s%s%s", parser.problem_mark.line + 1,
-			    parser.problem_mark.column + 1,
-			    parser.problem != NULL ? parser.problem : "error",
-			    parser.context != NULL ? " " : "",
-			    parser.context != NULL ? parser.context : "");
+			as_yaml_problem(&parser, err, errlen);
 			rc = -AS_EINVAL;
 			goto out;
 		}

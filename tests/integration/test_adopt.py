@@ -319,3 +319,55 @@ spec: {maxSandboxes: 5}
         r = self.run_check(self.DOC.replace("pollIntervalMs: 30", "pollIntervalMs: 30000"))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("2 pools, 1 quotas: ok", r.stdout)
+
+
+@unittest.skipUnless(world.Kubectl.available(), "kubectl not installed")
+class WalkthroughTest(CrdWorld):
+    """README "From KEDA to agentscaler", step by step, on kube-sim (the
+    ScaledObject stored, no KEDA running): convert, apply in shadow mode
+    beside the ScaledObject, compare, then switch over."""
+
+    def test_from_keda_to_agentscaler(self):
+        self.install_keda_crd()
+        self.kube.create_deployment("web", 1)
+        host = self.redis.url.split("://", 1)[1].rsplit("/", 1)[0]
+        so_yaml = """apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: web, namespace: default}
+spec:
+  scaleTargetRef: {name: web}
+  pollingInterval: 1
+  cooldownPeriod: 1
+  maxReplicaCount: 10
+  triggers:
+  - type: redis
+    metadata: {address: "%s", listName: jobs, listLength: "2"}
+""" % host
+        self.kubectl.run("apply", "--validate=false", "-f", "-", stdin=so_yaml)
+        # 1. convert
+        binary = os.environ.get("AGENTSCALER_BIN", os.path.join(world.ROOT,
+                                                                "build/release/agentscaler"))
+        wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
+        r = subprocess.run(wrapper + [binary, "convert", "-"], input=so_yaml,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("shadow: true", r.stdout)
+        self.assertIn("pollIntervalMs: 1000", r.stdout)
+        # 2. apply in shadow mode beside the ScaledObject
+        self.start_daemon(None)
+        self.kubectl.run("apply", "--validate=false", "-f", "-", stdin=r.stdout)
+        self.push("jobs", 8)
+        c = wait_for(lambda: (lambda c: c if c and "to 4" in c["message"] else None)(
+            cond(self.pool_obj("web"), "Shadow")), 30, what="would scale to 4")
+        self.assertEqual(c["message"], "would scale Deployment/web to 4 (now 1); "
+                         "nothing is written")
+        c = wait_for(lambda: cond(self.pool_obj("web"), "Conflict"), 30, what="Conflict")
+        self.assertIn("ScaledObject web scales Deployment/web", c["message"])
+        self.assertEqual(self.kube.replicas("web"), 1)
+        # 3. switch over: the ScaledObject goes, shadow is unset
+        self.kubectl.run("delete", "scaledobject", "web")
+        self.kubectl.run("patch", "agentpool", "web", "--type=merge",
+                         "-p", json.dumps({"spec": {"shadow": False}}))
+        wait_for(lambda: self.kube.replicas("web") == 4, 30, what="agentscaler scales")
+        wait_for(lambda: cond(self.pool_obj("web"), "Conflict") is None and
+                 cond(self.pool_obj("web"), "Shadow") is None, 30, what="conditions clear")

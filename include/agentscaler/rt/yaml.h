@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include <cjson/cJSON.h>
+#include <yaml.h>
 
 #define YAML_MAX_NODES	1000000
 #define YAML_MAX_DEPTH	64
@@ -35,5 +36,11 @@
  */
 int	 as_yaml_parse(const char *buf, size_t len, cJSON **out, cJSON **lines,
 	    char *err, size_t errlen);
+
+/*
+ * "not valid YAML: line L, column C: <libyaml's problem and context>" of a
+ * parser whose load failed, into err (kubeconfig.c says it the same way).
+ */
+void	 as_yaml_problem(const yaml_parser_t *, char *err, size_t errlen);
 
 #endif
