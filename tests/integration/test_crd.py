@@ -96,7 +96,7 @@ class CrdScaleTest(CrdWorld):
         self.assertEqual(out[1].split()[:6], ["p1", "scale", "4", "4", "4", "True"])
         self.assertIn("p1", self.kubectl.run("get", "apool").stdout)
         polls_before = d.metrics().get(
-            'agentscaler_source_polls_total{namespace="default",pool="p1"}')
+            'agentscaler_source_reads_total{namespace="default",pool="p1"}')
         self.assertGreater(polls_before, 0)
 
         # Edit with kubectl: applies live, same process, pool kept.
@@ -106,7 +106,7 @@ class CrdScaleTest(CrdWorld):
         self.assertEqual(d.proc.pid, pid)
         self.assertIsNone(d.proc.poll())
         polls_after = d.metrics().get(
-            'agentscaler_source_polls_total{namespace="default",pool="p1"}')
+            'agentscaler_source_reads_total{namespace="default",pool="p1"}')
         self.assertGreaterEqual(polls_after, polls_before, "the pool was not rebuilt")
         self.assertEqual(d.logs().count("default/p1: push wake-ups requested"), 1)
         wait_for(lambda: ((self.pool_obj("p1") or {}).get("status") or {})
