@@ -365,6 +365,8 @@ k8s_client_foreach_latency(const struct k8s_client *c,
 const struct prom_hist *
 k8s_client_limiter_wait(const struct k8s_client *c)
 {
+	if (c == NULL || c->closing)
+		return (NULL);
 	return (httpc_limiter_wait(c->h));
 }
 

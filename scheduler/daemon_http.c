@@ -268,10 +268,10 @@ metrics_kube(const struct daemon *d, struct prom *w)
 	prom_family(w, &m_kube_wait);
 	for (i = 0; i < 2; i++) {
 		const char *labels[] = { "client", name[i], NULL };
+		const struct prom_hist *h = k8s_client_limiter_wait(c[i]);
 
-		if (c[i] != NULL)
-			prom_histogram(w, labels,
-			    k8s_client_limiter_wait(c[i]));
+		if (h != NULL)
+			prom_histogram(w, labels, h);
 	}
 }
 

@@ -145,7 +145,7 @@ void	 k8s_client_foreach_stat(const struct k8s_client *,
 /*
  * Each verb's histogram of request durations, the rate limiter's wait
  * included (watches excluded), and the histogram of that wait alone
- * (httpc.h).
+ * (httpc.h; NULL for NULL or a client being freed).
  */
 void	 k8s_client_foreach_latency(const struct k8s_client *,
 	    void (*fn)(const char *verb, const struct prom_hist *, void *),
