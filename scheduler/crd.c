@@ -1004,10 +1004,39 @@ crd_readyz(const struct crd *c, struct as_buf *b)
 		as_buf_printf(b, "config not applied yet\n");
 }
 
+/* The families of the CRD mode. */
+static const struct prom_def m_objects = { "agentscaler_crd_objects",
+    PROM_GAUGE, "state", "CRD mode: AgentPools and AgentQuotas known, by "
+    "state: valid (applied), invalid (not applied)." };
+static const struct prom_def m_applies = { "agentscaler_crd_applies_total",
+    PROM_COUNTER, "", "CRD mode: configs built from the objects and "
+    "applied." };
+static const struct prom_def m_made = {
+    "agentscaler_crd_statuses_made_total", PROM_COUNTER, "",
+    "CRD mode: status documents made (for pools whose status changed, "
+    "every quota, and all of them once a minute), before the writer drops "
+    "the unchanged." };
+static const struct prom_def m_ticks = {
+    "agentscaler_crd_status_ticks_total", PROM_COUNTER, "",
+    "CRD mode: runs of the status timer (every status interval, once a "
+    "config is applied)." };
+static const struct prom_def m_writes = {
+    "agentscaler_status_writes_total", PROM_COUNTER, "result",
+    "CRD mode: status subresource writes by result: ok, failed (retried), "
+    "rejected (refused for good, not retried until the status changes), "
+    "unchanged (not sent)." };
+static const struct prom_def m_events = { "agentscaler_events_total",
+    PROM_COUNTER, "result", "CRD mode: Events by result: created, series "
+    "(updates), dropped (by the rate limit), failed." };
+
+const struct prom_def *const crd_metric_defs[] = {
+	&m_objects, &m_applies, &m_made, &m_ticks, &m_writes, &m_events, NULL
+};
+
 void
 crd_metrics(const struct crd *c, struct prom *w)
 {
-	static const char *const states[] = { "all", "invalid" };
+	static const char *const states[] = { "valid", "invalid" };
 	static const char *const sw_results[] = { "ok", "failed", "rejected",
 	    "unchanged" };
 	static const char *const ev_results[] = { "created", "series",
@@ -1018,45 +1047,28 @@ crd_metrics(const struct crd *c, struct prom *w)
 
 	status_writer_get_stats(c->sw, &sws);
 	events_get_stats(c->ev, &es);
-	prom_family(w, "agentscaler_crd_objects", PROM_GAUGE, "AgentPools and "
-	    "AgentQuotas known, and of them invalid (not applied).");
-	objs[0] = (double)as_hash_count(&c->objs);
+	prom_family(w, &m_objects);
 	objs[1] = (double)c->invalid;
-	prom_sample_each(w, "agentscaler_crd_objects", NULL, "state", states,
-	    objs, 2);
-	prom_family(w, "agentscaler_crd_applies_total", PROM_COUNTER,
-	    "Configs built from the objects and applied.");
-	prom_sample_u64(w, "agentscaler_crd_applies_total", NULL, c->applies);
-	prom_family(w, "agentscaler_crd_statuses_made_total", PROM_COUNTER,
-	    "Status documents made (for pools whose status changed, every "
-	    "quota, and all of them once a minute), before the writer drops "
-	    "the unchanged.");
-	prom_sample_u64(w, "agentscaler_crd_statuses_made_total", NULL,
-	    c->status_made);
-	prom_family(w, "agentscaler_crd_status_ticks_total", PROM_COUNTER,
-	    "Runs of the status timer (every status interval, once a config "
-	    "is applied).");
-	prom_sample_u64(w, "agentscaler_crd_status_ticks_total", NULL,
-	    c->status_ticks);
-	prom_family(w, "agentscaler_status_writes_total", PROM_COUNTER,
-	    "Status subresource writes by result (unchanged: not sent; "
-	    "rejected: refused for good, not retried until the status "
-	    "changes).");
+	objs[0] = (double)as_hash_count(&c->objs) - objs[1];
+	prom_sample_each(w, NULL, "state", states, objs, 2);
+	prom_family(w, &m_applies);
+	prom_sample_u64(w, NULL, c->applies);
+	prom_family(w, &m_made);
+	prom_sample_u64(w, NULL, c->status_made);
+	prom_family(w, &m_ticks);
+	prom_sample_u64(w, NULL, c->status_ticks);
+	prom_family(w, &m_writes);
 	swv[0] = (double)sws.writes;
 	swv[1] = (double)sws.failed;
 	swv[2] = (double)sws.rejected;
 	swv[3] = (double)sws.unchanged;
-	prom_sample_each(w, "agentscaler_status_writes_total", NULL, "result",
-	    sw_results, swv, 4);
-	prom_family(w, "agentscaler_events_total", PROM_COUNTER, "Events by "
-	    "outcome: created, series updates, dropped by the rate limit, "
-	    "failed.");
+	prom_sample_each(w, NULL, "result", sw_results, swv, 4);
+	prom_family(w, &m_events);
 	evv[0] = (double)es.created;
 	evv[1] = (double)es.patched;
 	evv[2] = (double)es.dropped;
 	evv[3] = (double)es.failed;
-	prom_sample_each(w, "agentscaler_events_total", NULL, "result",
-	    ev_results, evv, 4);
+	prom_sample_each(w, NULL, "result", ev_results, evv, 4);
 }
 
 /*

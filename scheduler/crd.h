@@ -32,6 +32,7 @@
 
 struct as_buf;
 struct prom;
+struct prom_def;
 struct cJSON;
 struct config;
 struct config_tenancy;
@@ -135,6 +136,8 @@ uint64_t	 crd_pool_status_hash(const struct crd_pool_status *st);
 void		 crd_readyz(const struct crd *, struct as_buf *);
 /* Prometheus text of the CRD mode families, into w. */
 void		 crd_metrics(const struct crd *, struct prom *w);
+/* Their definitions (prom.h), NULL-ended, for --print-metrics. */
+extern const struct prom_def *const crd_metric_defs[];
 /*
  * An Event regarding the AgentPool or AgentQuota (kind) ns/name, with its
  * uid; nothing when no such object is known.  note is printf-formatted.

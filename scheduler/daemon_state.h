@@ -17,6 +17,7 @@
 
 #include "agentscaler/k8s/leader.h"
 #include "agentscaler/rt/hash.h"
+#include "agentscaler/rt/prom.h"
 #include "daemon.h"
 #include "dispatch.h"
 
@@ -65,6 +66,10 @@ struct daemon {
 	ev_timer		 trim;		/* daemon_trim_cb */
 	uint64_t		 reloads_ok, reloads_failed;
 	double			 started;
+	/* The loop's lateness (daemon_http.c). */
+	ev_timer		 lag_timer;
+	double			 lag_due;
+	struct prom_hist	 lag;
 	struct crd		*crd;		/* CRD mode, else NULL */
 	struct secret_store	*secrets;	/* CRD mode, else NULL */
 

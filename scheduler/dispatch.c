@@ -132,11 +132,11 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
 	p->spare_patched = -1;
 	p->spare_actual = -1;
-	dispatch_hist_init(&p->ready_warm, ready_bounds,
+	prom_hist_init(&p->ready_warm, ready_bounds,
 	    AS_ARRAY_SIZE(ready_bounds));
-	dispatch_hist_init(&p->ready_cold, ready_bounds,
+	prom_hist_init(&p->ready_cold, ready_bounds,
 	    AS_ARRAY_SIZE(ready_bounds));
-	dispatch_hist_init(&p->handoff, handoff_bounds,
+	prom_hist_init(&p->handoff, handoff_bounds,
 	    AS_ARRAY_SIZE(handoff_bounds));
 	p->wp.spare_min = c->spare_min;
 	p->wp.spare_max = c->spare_max;

@@ -25,6 +25,7 @@ struct as_buf;
 struct cJSON;
 struct config;
 struct prom;
+struct prom_def;
 struct consumer_type;
 struct ev_loop;
 struct k8s_client;
@@ -138,6 +139,8 @@ int	 dispatcher_explain(const struct dispatcher *, const char *id,
 	    struct cJSON *out);
 /* Prometheus text of the dispatch families, into w. */
 void	 dispatcher_metrics(const struct dispatcher *, struct prom *w);
+/* Their definitions (prom.h), NULL-ended, for --print-metrics. */
+extern const struct prom_def *const dispatch_metric_defs[];
 /* Adds "dispatch": {...} to the /status document. */
 void	 dispatcher_status(const struct dispatcher *, struct cJSON *root);
 /*

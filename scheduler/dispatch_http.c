@@ -565,7 +565,7 @@ dh_accepted(struct dhttp *h)
 	t->attempts = 0;
 	h->tries = 0;
 	if (p != NULL && t->msg != NULL) {
-		dispatch_hist_add(&p->handoff,
+		prom_hist_add(&p->handoff,
 		    as_mono_now() - t->msg->received);
 		p->handed_off++;
 	}

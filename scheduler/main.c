@@ -18,6 +18,7 @@
 #include "config.h"
 #include "convert.h"
 #include "daemon.h"
+#include "daemon_http.h"
 #include "options.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/k8s/leader.h"
@@ -333,6 +334,11 @@ main(int argc, char **argv)
 	}
 	if (o.val[O_PRINT_VOCABULARY] != NULL) {
 		print_vocabulary();
+		rc = DAEMON_EXIT_OK;
+		goto out;
+	}
+	if (o.val[O_PRINT_METRICS] != NULL) {
+		daemon_http_print_metrics(stdout);
 		rc = DAEMON_EXIT_OK;
 		goto out;
 	}

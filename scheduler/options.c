@@ -191,6 +191,10 @@ static const struct option_row options_table[O_COUNT] = {
 	    "print the source types, workload kinds and API groups (from "
 	    "their registries) as JSON and exit",
 	    NOFIELD },
+	[O_PRINT_METRICS] = { "print-metrics", OPT_FLAG, NULL, 0, 0,
+	    "print every metric family and label as the README's Markdown "
+	    "tables and exit",
+	    NOFIELD },
 	[O_HELP] = { "help", OPT_FLAG, NULL, 0, 0, "print this help and exit",
 	    NOFIELD },
 	[O_VERSION] = { "version", OPT_FLAG, NULL, 0, 0,

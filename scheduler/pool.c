@@ -141,6 +141,7 @@ struct pool_key {
 };
 
 static void	 pool_poll(struct pool *);
+static enum pool_src_err pool_src_err_of(int);
 static void	 pool_evaluate(struct pool *);
 static void	 pool_evaluate_soon(struct pool *);
 static void	 pool_defer_unlink(struct pool *);
@@ -160,6 +161,43 @@ pool_interval(const struct pool *p)
 	return (base * (0.9 + 0.2 * as_random()));
 }
 
+const char *const pool_src_err_names[POOL_SRC_ERR_COUNT] = {
+	[POOL_SRC_ERR_AUTH] = "auth",
+	[POOL_SRC_ERR_CONNECTION] = "connection",
+	[POOL_SRC_ERR_NOT_FOUND] = "not_found",
+	[POOL_SRC_ERR_OTHER] = "other",
+	[POOL_SRC_ERR_PROTOCOL] = "protocol",
+	[POOL_SRC_ERR_TIMEOUT] = "timeout",
+};
+
+/* Buckets of the source reads and of the reaction, in seconds. */
+static const double pool_read_bounds[] = { 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+static const double pool_reaction_bounds[] = { 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+
+static enum pool_src_err
+pool_src_err_of(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case AS_EAUTH:
+	case AS_EFORBIDDEN:
+		return (POOL_SRC_ERR_AUTH);
+	case AS_ECONN:
+	case AS_EIO:
+		return (POOL_SRC_ERR_CONNECTION);
+	case AS_ENOTFOUND:
+		return (POOL_SRC_ERR_NOT_FOUND);
+	case AS_EPROTO:
+	case AS_EINVAL:
+		return (POOL_SRC_ERR_PROTOCOL);
+	case AS_ETIMEDOUT:
+		return (POOL_SRC_ERR_TIMEOUT);
+	default:
+		return (POOL_SRC_ERR_OTHER);
+	}
+}
+
 TESTABLE void
 pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 {
@@ -170,8 +208,9 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		return;		/* the pool is being destroyed */
 	p->polling = 0;
 	p->polls++;
+	prom_hist_add(&p->read_took, as_mono_now() - p->poll_at);
 	if (r->error != 0) {
-		p->source_errors++;
+		p->source_errors[pool_src_err_of(r->error)]++;
 		if (p->source_ok || strcmp(p->source_err, r->errmsg) != 0)
 			log_warn("pool", "%s: cannot read the source, holding "
 			    "replicas: %s", p->id, r->errmsg);
@@ -191,6 +230,7 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		p->source_err[0] = '\0';
 		p->ready = r->ready;
 		p->in_flight = r->in_flight;
+		p->seen_at = p->poll_from;
 	}
 	pool_renote(p);
 	pool_evaluate_soon(p);
@@ -218,6 +258,9 @@ pool_poll(struct pool *p)
 		return;
 	}
 	p->polling = 1;
+	p->poll_at = as_mono_now();
+	p->poll_from = p->wake_at > 0 ? p->wake_at : p->poll_at;
+	p->wake_at = 0;
 }
 
 static void
@@ -227,6 +270,8 @@ pool_wake(struct scaler *s, void *arg)
 
 	(void)s;
 	p->wakeups++;
+	if (p->wake_at == 0)
+		p->wake_at = as_mono_now();
 	pool_poll(p);
 }
 
@@ -346,9 +391,12 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 		if (!targets_rv_older(sc->resource_version, p->spec_rv))
 			pool_k8s_ok(p, sc->spec_replicas, sc->status_replicas,
 			    sc->resource_version);
-		if (sc->spec_replicas > before)
+		if (sc->spec_replicas > before) {
 			p->scale_up++;
-		else if (sc->spec_replicas < before)
+			if (p->patch_seen > 0)
+				prom_hist_add(&p->reaction, as_mono_now() -
+				    p->patch_seen);
+		} else if (sc->spec_replicas < before)
 			p->scale_down++;
 		p->last_scale_wall = as_wall_now();
 		log_info("pool", "%s: scaled %s %s from %ld to %ld (%s, "
@@ -657,6 +705,7 @@ pool_evaluate(struct pool *p)
 	if (want == p->spec_replicas || !daemon_may_write(p->d))
 		return;
 	p->patch_from = p->spec_replicas;
+	p->patch_seen = p->seen_at;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
 	    c->target_name, want, pool_patch_done, p);
 }
@@ -761,6 +810,10 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	p = xcalloc(1, sizeof *p);
 	p->d = d;
 	p->cfg = c;
+	prom_hist_init(&p->read_took, pool_read_bounds,
+	    AS_ARRAY_SIZE(pool_read_bounds));
+	prom_hist_init(&p->reaction, pool_reaction_bounds,
+	    AS_ARRAY_SIZE(pool_reaction_bounds));
 	/* Unknown until the first read: nothing is decided before it. */
 	p->source_ok = 0;
 	p->would = -1;

@@ -21,6 +21,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/hash.h"
+#include "agentscaler/rt/prom.h"
 #include "autoscale.h"
 #include "config.h"
 #include "crd.h"
@@ -32,6 +33,21 @@ struct pool_ns;
 struct scaler;
 struct scaler_result;
 struct target_sub;
+
+/*
+ * Why a read of the source failed, a bounded label (the source error
+ * message itself goes to the log, the Event and /status).
+ */
+enum pool_src_err {
+	POOL_SRC_ERR_AUTH,		/* -AS_EAUTH, -AS_EFORBIDDEN */
+	POOL_SRC_ERR_CONNECTION,	/* -AS_ECONN, -AS_EIO */
+	POOL_SRC_ERR_NOT_FOUND,		/* -AS_ENOTFOUND */
+	POOL_SRC_ERR_OTHER,
+	POOL_SRC_ERR_PROTOCOL,		/* -AS_EPROTO, -AS_EINVAL */
+	POOL_SRC_ERR_TIMEOUT,		/* -AS_ETIMEDOUT */
+	POOL_SRC_ERR_COUNT
+};
+extern const char *const pool_src_err_names[POOL_SRC_ERR_COUNT];
 
 struct pool {
 	struct daemon		*d;
@@ -93,10 +109,21 @@ struct pool {
 
 	uint64_t		 scale_up;
 	uint64_t		 scale_down;
-	uint64_t		 source_errors;
+	uint64_t		 source_errors[POOL_SRC_ERR_COUNT];
 	uint64_t		 kube_errors;
 	uint64_t		 polls;
 	uint64_t		 wakeups;
+
+	/*
+	 * Latencies: of each read of the source (poll_at: its start), and
+	 * from the source event behind a scale-up (the push wake-up, else
+	 * the start of the read that showed the backlog: seen_at, copied
+	 * to patch_seen at the PATCH) to the PATCH's answer.
+	 */
+	double			 wake_at;	/* mono; 0: no wake-up pending */
+	double			 poll_at, poll_from, seen_at, patch_seen;
+	struct prom_hist	 read_took;
+	struct prom_hist	 reaction;
 };
 
 /*

@@ -300,7 +300,8 @@ class AllValuesTest(unittest.TestCase):
         # ServiceMonitor (they do not mention it); the defaults as Helm read
         # them
         rel = chart.release([VALUES_ALL], "prod", "agents-system",
-                            ["metrics.serviceMonitor.enabled=false"])
+                            ["metrics.serviceMonitor.enabled=false",
+                             "metrics.prometheusRule.enabled=false"])
         cls.notes, cls.defaults = rel["info"]["notes"], rel["chart"]["values"]
         cls.values = chart.load_yaml(VALUES_ALL)
 
@@ -344,9 +345,11 @@ class AllValuesTest(unittest.TestCase):
         self.assertEqual(sorted((o["kind"], o["metadata"]["name"],
                                  o["metadata"].get("namespace")) for o in self.objs), sorted([
             ("ConfigMap", "prod-scaler", "agents-system"),
+            ("ConfigMap", "prod-scaler-dashboard", "agents-system"),
             ("Deployment", "prod-scaler", "agents-system"),
             ("NetworkPolicy", "prod-scaler", "agents-system"),
             ("PodDisruptionBudget", "prod-scaler", "agents-system"),
+            ("PrometheusRule", "prod-scaler", "agents-system"),
             ("Role", "prod-scaler", "agents"),
             ("Role", "prod-scaler", "agents-batch"),
             ("Role", "prod-scaler-leader-election", "agents-system"),
@@ -427,7 +430,8 @@ class AllValuesTest(unittest.TestCase):
         self.assertEqual(c["readinessProbe"]["periodSeconds"], 3)
 
     def test_config_map_holds_the_inline_config(self):
-        cm = one(self.objs, "ConfigMap")
+        cm = [o for o in self.objs if o["kind"] == "ConfigMap" and
+              o["metadata"]["name"] == "prod-scaler"][0]
         cfg = json.loads(cm["data"]["pools.json"])
         # the same data; numbers (float64 in helm) come out as JSON integers
         self.assertEqual(json.loads(cm["data"]["pools.json"], parse_int=float),
@@ -725,6 +729,8 @@ class RefusedValuesTest(unittest.TestCase):
          "serviceAccount.name is required when serviceAccount.create is false"),
         ("metrics:\n  serviceMonitor:\n    enabled: true\n",
          "needs the monitoring.coreos.com/v1 API"),
+        ("metrics:\n  prometheusRule:\n    enabled: true\n",
+         "metrics.prometheusRule.enabled needs the monitoring.coreos.com/v1 API"),
         ("metrics:\n  service:\n    enabled: false\n  serviceMonitor:\n    enabled: true\n",
          "metrics.serviceMonitor.enabled needs metrics.service.enabled"),
         ("secretAccess:\n  mode: namespaces\n",
