@@ -65,6 +65,8 @@ struct oref {
 	struct as_hash_entry	 link;	/* o->refs */
 	char			*key;	/* r/ns/name */
 	char			*target;	/* Kind/ns/name */
+	const char		*name;	/* in key */
+	struct oref		*prev, *next;	/* its target's refs[res] */
 	int			 res;
 };
 
@@ -80,7 +82,11 @@ struct owned {
 	struct as_hash_entry	 link;	/* o->owned */
 	char			*key;	/* Kind/ns/name */
 	size_t			 n[OWNERS_NRES];
-	char			 name[OWNERS_NRES][254];	/* one of each */
+	/*
+	 * The objects naming it, of each resource: the first is the one
+	 * reported, so a deleted one is never named while another stays.
+	 */
+	struct oref		*refs[OWNERS_NRES];
 	struct owner_sub	*subs;
 };
 
@@ -259,18 +265,25 @@ owned_notify(struct owned *t)
 	}
 }
 
-/* r names target key (NULL: nothing now); counts and names move. */
+/* r names target key (NULL: nothing now); counts and lists move. */
 static void
-oref_point(struct owners *o, struct oref *r, const char *key,
-    const char *name)
+oref_point(struct owners *o, struct oref *r, const char *key)
 {
 	struct owned	*t;
+	struct oref	*h;
 
 	if (r->target != NULL && key != NULL && strcmp(r->target, key) == 0)
 		return;
 	if (r->target != NULL &&
 	    (t = owned_get(o, r->target, 0)) != NULL) {
 		t->n[r->res]--;
+		if (r->prev != NULL)
+			r->prev->next = r->next;
+		else
+			t->refs[r->res] = r->next;
+		if (r->next != NULL)
+			r->next->prev = r->prev;
+		r->prev = r->next = NULL;
 		owned_notify(t);
 		owned_release(o, t);
 	}
@@ -279,8 +292,17 @@ oref_point(struct owners *o, struct oref *r, const char *key,
 	if (key == NULL)
 		return;
 	t = owned_get(o, key, 1);
-	if (t->n[r->res]++ == 0)
-		as_strlcpy(t->name[r->res], name, sizeof t->name[r->res]);
+	t->n[r->res]++;
+	/* After the first: the one named stays named while it is there. */
+	if ((h = t->refs[r->res]) == NULL)
+		t->refs[r->res] = r;
+	else {
+		r->prev = h;
+		r->next = h->next;
+		if (h->next != NULL)
+			h->next->prev = r;
+		h->next = r;
+	}
 	owned_notify(t);
 }
 
@@ -314,10 +336,11 @@ ogroup_event(struct informer *inf, enum informer_event ev, const cJSON *obj,
 	if (r == NULL) {
 		r = xcalloc(1, sizeof *r);
 		r->key = xstrdup(rkey);
+		r->name = r->key + (strlen(rkey) - strlen(name));
 		r->res = g->res;
 		as_hash_insert_str(&o->refs, &r->link);
 	}
-	oref_point(o, r, has ? tkey : NULL, name);
+	oref_point(o, r, has ? tkey : NULL);
 	if (!has) {
 		as_hash_remove(&o->refs, &r->link);
 		free(r->key);
@@ -387,7 +410,7 @@ ogroup_put(struct owners *o, struct ogroup *g)
 		if (strncmp(r->key, prefix, n) != 0 ||
 		    (!o->cluster_wide && r->key[n] != '/'))
 			continue;
-		oref_point(o, r, NULL, "");
+		oref_point(o, r, NULL);
 		as_hash_remove(&o->refs, &r->link);
 		free(r->key);
 		free(r);
@@ -465,9 +488,9 @@ owners_get(const struct owner_sub *s, char *who, size_t len, int *known)
 			*known = 0;	/* its first LIST is under way */
 	}
 	for (i = 0; i < OWNERS_NRES; i++)
-		if (s->t->n[i] > 0) {
+		if (s->t->refs[i] != NULL) {
 			snprintf(who, len, "%s %s", owners_res[i].kind,
-			    s->t->name[i]);
+			    s->t->refs[i]->name);
 			return (1);
 		}
 	return (0);
