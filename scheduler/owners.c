@@ -1,7 +1,8 @@
 /*
  * owners.c: HPAs and ScaledObjects by the target they scale (owners.h).
  *
- * Design.  Three tables, all rt/hash.h:
+ * Design.  Three tables, all rt/hash.h (groups and owned kept by
+ * informer_group.h, shared with targets.c):
  *
  *	groups	one per informer, keyed "r/ns" (r: 0 HPAs, 1 ScaledObjects;
  *		"r/" cluster-wide), counted by the subscriptions using it
@@ -35,8 +36,8 @@
 #include "agentscaler/rt/hash.h"
 #include "agentscaler/rt/json.h"
 #include "agentscaler/rt/log.h"
+#include "informer_group.h"
 #include "owners.h"
-#include "targets.h"
 
 #define OWNERS_NRES	2
 
@@ -53,44 +54,42 @@ static const struct {
 };
 
 struct ogroup {
-	struct as_hash_entry	 link;	/* o->groups */
-	char			*key;
+	struct informer_group	 ig;	/* first: users are subscriptions */
 	struct owners		*o;
 	int			 res;
-	struct informer		*inf;
-	size_t			 users;
 };
 
 struct oref {
 	struct as_hash_entry	 link;	/* o->refs */
 	char			*key;	/* r/ns/name */
 	char			*target;	/* Kind/ns/name */
+	const char		*name;	/* in key */
+	struct oref		*prev, *next;	/* its target's refs[res] */
 	int			 res;
 };
 
 struct owner_sub {
+	struct informer_sub	 base;	/* first: t's list */
 	struct owned		*t;
 	struct ogroup		*g[OWNERS_NRES];
-	struct owner_sub	*prev, *next;
 	owners_fn		*fn;
 	void			*arg;
 };
 
 struct owned {
-	struct as_hash_entry	 link;	/* o->owned */
-	char			*key;	/* Kind/ns/name */
+	struct informer_key	 k;	/* first: Kind/ns/name, subs */
 	size_t			 n[OWNERS_NRES];
-	char			 name[OWNERS_NRES][254];	/* one of each */
-	struct owner_sub	*subs;
+	/*
+	 * The objects naming it, of each resource: the first is the one
+	 * reported, so a deleted one is never named while another stays.
+	 */
+	struct oref		*refs[OWNERS_NRES];
 };
 
 struct owners {
-	struct k8s_client	*kc;
-	struct targets_ops	 ops;
-	int			 cluster_wide;
-	struct as_hash		 groups;
+	struct informer_groups	 groups;
 	struct as_hash		 refs;
-	struct as_hash		 owned;
+	struct informer_index	 owned;
 };
 
 static void	 ogroup_event(struct informer *, enum informer_event,
@@ -102,73 +101,37 @@ owners_new(struct k8s_client *kc, const struct owners_options *opts)
 	struct owners	*o;
 
 	o = xcalloc(1, sizeof *o);
-	o->kc = kc;
-	if (opts != NULL && opts->ops != NULL)
-		o->ops = *opts->ops;
-	else {
-		o->ops.informer_new = informer_new;
-		o->ops.informer_free = informer_free;
-		o->ops.informer_synced = informer_synced;
-		o->ops.informer_stats = informer_get_stats;
-	}
-	o->cluster_wide = opts != NULL && opts->cluster_wide;
-	as_hash_init_str(&o->groups, 0, 0,
-	    AS_HASH_KEYOFF(struct ogroup, link, key));
+	informer_groups_init(&o->groups, kc, opts != NULL ? opts->ops : NULL,
+	    opts != NULL && opts->cluster_wide);
 	as_hash_init_str(&o->refs, 0, AS_HASH_SHRINK,
 	    AS_HASH_KEYOFF(struct oref, link, key));
-	as_hash_init_str(&o->owned, 0, AS_HASH_SHRINK,
-	    AS_HASH_KEYOFF(struct owned, link, key));
+	informer_index_init(&o->owned, NULL);
 	return (o);
 }
 
+/* r, out of o->refs (its target NULL unless o goes too). */
 static void
-ogroup_free(struct ogroup *g)
+oref_free(struct oref *r)
 {
-	if (g->inf != NULL)
-		g->o->ops.informer_free(g->inf);
-	free(g->key);
-	free(g);
-}
-
-static void
-owned_free(struct owned *t)
-{
-	struct owner_sub *s, *next;
-
-	for (s = t->subs; s != NULL; s = next) {
-		next = s->next;
-		free(s);
-	}
-	free(t->key);
-	free(t);
+	free(r->key);
+	free(r->target);
+	free(r);
 }
 
 void
 owners_free(struct owners *o)
 {
 	struct as_hash_entry *l, *next;
-	struct oref	*r;
 
 	if (o == NULL)
 		return;
-	for (l = as_hash_first(&o->groups); l != NULL; l = next) {
-		next = as_hash_next(&o->groups, l);
-		ogroup_free(AS_HASH_ITEM(l, struct ogroup, link));
-	}
-	as_hash_fini(&o->groups);
+	informer_groups_fini(&o->groups);
 	for (l = as_hash_first(&o->refs); l != NULL; l = next) {
 		next = as_hash_next(&o->refs, l);
-		r = AS_HASH_ITEM(l, struct oref, link);
-		free(r->key);
-		free(r->target);
-		free(r);
+		oref_free(AS_HASH_ITEM(l, struct oref, link));
 	}
 	as_hash_fini(&o->refs);
-	for (l = as_hash_first(&o->owned); l != NULL; l = next) {
-		next = as_hash_next(&o->owned, l);
-		owned_free(AS_HASH_ITEM(l, struct owned, link));
-	}
-	as_hash_fini(&o->owned);
+	informer_index_fini(&o->owned);
 	free(o);
 }
 
@@ -217,16 +180,8 @@ owners_target_key(const cJSON *obj, char *key, size_t len)
 static struct owned *
 owned_get(struct owners *o, const char *key, int make)
 {
-	struct owned	*t;
-
-	t = AS_HASH_ITEM(as_hash_find_str(&o->owned, key), struct owned,
-	    link);
-	if (t != NULL || !make)
-		return (t);
-	t = xcalloc(1, sizeof *t);
-	t->key = xstrdup(key);
-	as_hash_insert_str(&o->owned, &t->link);
-	return (t);
+	return ((struct owned *)informer_index_get(&o->owned, key,
+	    make ? sizeof(struct owned) : 0, NULL));
 }
 
 /* Drops t once nothing names it and nobody follows it. */
@@ -238,10 +193,9 @@ owned_release(struct owners *o, struct owned *t)
 	for (i = 0; i < OWNERS_NRES; i++)
 		if (t->n[i] > 0)
 			return;
-	if (t->subs != NULL)
+	if (t->k.subs != NULL)
 		return;
-	as_hash_remove(&o->owned, &t->link);
-	owned_free(t);
+	informer_index_drop(&o->owned, &t->k);
 }
 
 /*
@@ -251,26 +205,33 @@ owned_release(struct owners *o, struct owned *t)
 static void
 owned_notify(struct owned *t)
 {
-	struct owner_sub *s, *next;
+	struct informer_sub *s, *next;
 
-	for (s = t->subs; s != NULL; s = next) {
+	for (s = t->k.subs; s != NULL; s = next) {
 		next = s->next;
-		s->fn(s->arg);
+		((struct owner_sub *)s)->fn(((struct owner_sub *)s)->arg);
 	}
 }
 
-/* r names target key (NULL: nothing now); counts and names move. */
+/* r names target key (NULL: nothing now); counts and lists move. */
 static void
-oref_point(struct owners *o, struct oref *r, const char *key,
-    const char *name)
+oref_point(struct owners *o, struct oref *r, const char *key)
 {
 	struct owned	*t;
+	struct oref	*h;
 
 	if (r->target != NULL && key != NULL && strcmp(r->target, key) == 0)
 		return;
 	if (r->target != NULL &&
 	    (t = owned_get(o, r->target, 0)) != NULL) {
 		t->n[r->res]--;
+		if (r->prev != NULL)
+			r->prev->next = r->next;
+		else
+			t->refs[r->res] = r->next;
+		if (r->next != NULL)
+			r->next->prev = r->prev;
+		r->prev = r->next = NULL;
 		owned_notify(t);
 		owned_release(o, t);
 	}
@@ -279,8 +240,17 @@ oref_point(struct owners *o, struct oref *r, const char *key,
 	if (key == NULL)
 		return;
 	t = owned_get(o, key, 1);
-	if (t->n[r->res]++ == 0)
-		as_strlcpy(t->name[r->res], name, sizeof t->name[r->res]);
+	t->n[r->res]++;
+	/* After the first: the one named stays named while it is there. */
+	if ((h = t->refs[r->res]) == NULL)
+		t->refs[r->res] = r;
+	else {
+		r->prev = h;
+		r->next = h->next;
+		if (h->next != NULL)
+			h->next->prev = r;
+		h->next = r;
+	}
 	owned_notify(t);
 }
 
@@ -314,14 +284,14 @@ ogroup_event(struct informer *inf, enum informer_event ev, const cJSON *obj,
 	if (r == NULL) {
 		r = xcalloc(1, sizeof *r);
 		r->key = xstrdup(rkey);
+		r->name = r->key + (strlen(rkey) - strlen(name));
 		r->res = g->res;
 		as_hash_insert_str(&o->refs, &r->link);
 	}
-	oref_point(o, r, has ? tkey : NULL, name);
+	oref_point(o, r, has ? tkey : NULL);
 	if (!has) {
 		as_hash_remove(&o->refs, &r->link);
-		free(r->key);
-		free(r);
+		oref_free(r);
 	}
 }
 
@@ -332,39 +302,24 @@ ogroup_get(struct owners *o, int res, const char *ns)
 {
 	struct informer_options io;
 	struct ogroup	*g;
-	char		*key, *path, err[256];
+	char		 tag[16], err[256];
 
-	key = xasprintf("%d/%s", res, o->cluster_wide ? "" : ns);
-	g = AS_HASH_ITEM(as_hash_find_str(&o->groups, key), struct ogroup,
-	    link);
-	if (g != NULL) {
-		free(key);
-		g->users++;
+	snprintf(tag, sizeof tag, "%d", res);
+	g = (struct ogroup *)informer_groups_use(&o->groups, tag, ns);
+	if (g != NULL)
 		return (g);
-	}
-	g = xcalloc(1, sizeof *g);
-	g->key = key;
-	g->o = o;
-	g->res = res;
-	g->users = 1;
-	as_hash_insert_str(&o->groups, &g->link);
-	if (o->cluster_wide)
-		path = xasprintf("%s/%s", owners_res[res].prefix,
-		    owners_res[res].resource);
-	else
-		path = xasprintf("%s/namespaces/%s/%s", owners_res[res].prefix,
-		    ns, owners_res[res].resource);
 	memset(&io, 0, sizeof io);
-	io.path = path;
 	io.transform = owners_slim;
 	io.compact = 1;
 	/* Not installed (KEDA) or not granted: none, asked again later. */
 	io.backoff_cap = 60;
-	g->inf = o->ops.informer_new(o->kc, &io, ogroup_event, g, err,
-	    sizeof err);
-	if (g->inf == NULL)
-		log_warn("owners", "cannot watch %s: %s", path, err);
-	free(path);
+	g = (struct ogroup *)informer_groups_add(&o->groups, sizeof *g, tag,
+	    ns, owners_res[res].prefix, owners_res[res].resource, &io,
+	    ogroup_event, err, sizeof err);
+	g->o = o;
+	g->res = res;
+	if (g->ig.inf == NULL)
+		log_warn("owners", "cannot watch %s: %s", g->ig.path, err);
 	return (g);
 }
 
@@ -374,26 +329,23 @@ ogroup_put(struct owners *o, struct ogroup *g)
 {
 	struct as_hash_entry *l, *next;
 	struct oref	*r;
-	char		 prefix[300];
 	size_t		 n;
 
-	if (g == NULL || --g->users > 0)
+	if (g == NULL || !informer_groups_put(&o->groups, &g->ig))
 		return;
 	/* Its refs: "res/" then its namespace, or every one cluster-wide. */
-	n = (size_t)snprintf(prefix, sizeof prefix, "%s", g->key);
+	n = strlen(g->ig.key);
 	for (l = as_hash_first(&o->refs); l != NULL; l = next) {
 		next = as_hash_next(&o->refs, l);
 		r = AS_HASH_ITEM(l, struct oref, link);
-		if (strncmp(r->key, prefix, n) != 0 ||
-		    (!o->cluster_wide && r->key[n] != '/'))
+		if (strncmp(r->key, g->ig.key, n) != 0 ||
+		    (!o->groups.cluster_wide && r->key[n] != '/'))
 			continue;
-		oref_point(o, r, NULL, "");
+		oref_point(o, r, NULL);
 		as_hash_remove(&o->refs, &r->link);
-		free(r->key);
-		free(r);
+		oref_free(r);
 	}
-	as_hash_remove(&o->groups, &g->link);
-	ogroup_free(g);
+	informer_groups_free(&o->groups, &g->ig);
 }
 
 /* ---- subscriptions ---- */
@@ -403,44 +355,38 @@ owners_subscribe(struct owners *o, const char *kind, const char *ns,
     const char *name, owners_fn *fn, void *arg)
 {
 	struct owner_sub *s;
+	struct owned	*t;
 	char		 key[600];
 	int		 i;
 
 	if (o == NULL)
 		return (NULL);
 	snprintf(key, sizeof key, "%s/%s/%s", kind, ns, name);
-	s = xcalloc(1, sizeof *s);
+	t = owned_get(o, key, 1);
+	s = (struct owner_sub *)informer_key_subscribe(&t->k, sizeof *s);
+	s->t = t;
 	s->fn = fn;
 	s->arg = arg;
 	for (i = 0; i < OWNERS_NRES; i++)
 		s->g[i] = ogroup_get(o, i, ns);
-	s->t = owned_get(o, key, 1);
-	s->next = s->t->subs;
-	if (s->next != NULL)
-		s->next->prev = s;
-	s->t->subs = s;
 	return (s);
 }
 
 void
 owners_unsubscribe(struct owners *o, struct owner_sub *s)
 {
+	struct ogroup	*g[OWNERS_NRES];
 	struct owned	*t;
 	int		 i;
 
 	if (o == NULL || s == NULL)
 		return;
 	t = s->t;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		t->subs = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
+	memcpy(g, s->g, sizeof g);
+	(void)informer_key_unsubscribe(&t->k, &s->base);
 	owned_release(o, t);
 	for (i = 0; i < OWNERS_NRES; i++)
-		ogroup_put(o, s->g[i]);
-	free(s);
+		ogroup_put(o, g[i]);
 }
 
 int
@@ -457,17 +403,17 @@ owners_get(const struct owner_sub *s, char *who, size_t len, int *known)
 		return (0);
 	for (i = 0; i < OWNERS_NRES; i++) {
 		g = s->g[i];
-		if (g == NULL || g->inf == NULL ||
-		    g->o->ops.informer_synced(g->inf))
+		if (g == NULL || g->ig.inf == NULL ||
+		    informer_group_synced(&g->o->groups, &g->ig))
 			continue;
-		g->o->ops.informer_stats(g->inf, &st);
+		g->o->groups.ops.informer_stats(g->ig.inf, &st);
 		if (st.errors == 0)
 			*known = 0;	/* its first LIST is under way */
 	}
 	for (i = 0; i < OWNERS_NRES; i++)
-		if (s->t->n[i] > 0) {
+		if (s->t->refs[i] != NULL) {
 			snprintf(who, len, "%s %s", owners_res[i].kind,
-			    s->t->name[i]);
+			    s->t->refs[i]->name);
 			return (1);
 		}
 	return (0);

@@ -25,13 +25,13 @@ struct cJSON;
 struct k8s_client;
 struct owners;
 struct owner_sub;
-struct targets_ops;
+struct informer_ops;
 
 typedef void	 owners_fn(void *arg);
 
 struct owners_options {
 	int			 cluster_wide;	/* as targets_options */
-	const struct targets_ops *ops;		/* NULL: the real informers */
+	const struct informer_ops *ops;		/* NULL: the real informers */
 };
 
 struct owners	*owners_new(struct k8s_client *,

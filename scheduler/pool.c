@@ -151,6 +151,8 @@ static void	 pool_renote(struct pool *);
 static void	 pool_groups_free(struct daemon *);
 static void	 pool_status_note(struct pool *);
 TESTABLE long	 pool_need(const struct pool *, double);
+TESTABLE enum pool_write pool_write_choice(const struct pool_write_input *,
+		    long *);
 
 static double
 pool_interval(const struct pool *p)
@@ -647,6 +649,29 @@ pool_shadow_note(struct pool *p, long would)
 		    p->in_flight);
 }
 
+TESTABLE enum pool_write
+pool_write_choice(const struct pool_write_input *in, long *want)
+{
+	*want = in->desired;
+	if (in->shadow)
+		return (POOL_HOLD_SHADOW);
+	if (in->conflict)
+		return (POOL_HOLD_CONFLICT);	/* yields to the owner */
+	if (!in->owners_known)
+		return (POOL_HOLD_UNKNOWN);	/* owners not listed yet */
+	if (in->paused) {
+		if (in->paused_replicas < 0)
+			return (POOL_HOLD_PAUSED);
+		*want = in->paused_replicas;	/* KEDA's paused-replicas */
+	}
+	if (*want == in->current)
+		return (POOL_HOLD_SAME);
+	/* A standby decides (its windows stay warm) but never writes. */
+	if (!in->may_write)
+		return (POOL_HOLD_STANDBY);
+	return (POOL_WRITE);
+}
+
 static void
 pool_evaluate(struct pool *p)
 {
@@ -654,6 +679,7 @@ pool_evaluate(struct pool *p)
 	struct autoscale_input	 in;
 	struct autoscale_decision d;
 	double			 now = as_mono_now();
+	struct pool_write_input	 wi;
 	long			 want;
 	int			 known = 1;
 
@@ -689,20 +715,18 @@ pool_evaluate(struct pool *p)
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
 	pool_recount(p);
-	want = d.desired;
-	if (c->shadow) {
-		pool_shadow_note(p, want);
-		return;
-	}
-	if (p->conflict[0] != '\0' || !known)
-		return;		/* yields, or does not know yet */
-	if (c->paused) {
-		if (c->paused_replicas < 0)
-			return;
-		want = c->paused_replicas;	/* KEDA's paused-replicas */
-	}
-	/* A standby decides (its windows stay warm) but never writes. */
-	if (want == p->spec_replicas || !daemon_may_write(p->d))
+	memset(&wi, 0, sizeof wi);
+	wi.shadow = c->shadow;
+	wi.conflict = p->conflict[0] != '\0';
+	wi.owners_known = known;
+	wi.paused = c->paused;
+	wi.paused_replicas = c->paused_replicas;
+	wi.desired = d.desired;
+	wi.current = p->spec_replicas;
+	wi.may_write = daemon_may_write(p->d);
+	if (c->shadow)
+		pool_shadow_note(p, d.desired);
+	if (pool_write_choice(&wi, &want) != POOL_WRITE)
 		return;
 	p->patch_from = p->spec_replicas;
 	p->patch_seen = p->seen_at;

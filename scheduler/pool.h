@@ -159,7 +159,37 @@ int	 pool_crd_status(void *arg, const char *ns, const char *name,
 int	 pool_crd_quota_status(void *arg, const char *ns,
 	    struct crd_quota_status *);
 
+/* What a scale pool does with its decision (pool_write_choice()). */
+enum pool_write {
+	POOL_WRITE,		/* patch the target to *want */
+	POOL_HOLD_SHADOW,	/* shadow mode: logged, never written */
+	POOL_HOLD_CONFLICT,	/* an HPA, ScaledObject or older pool owns it */
+	POOL_HOLD_UNKNOWN,	/* its owners are not listed yet */
+	POOL_HOLD_PAUSED,	/* paused without paused-replicas */
+	POOL_HOLD_SAME,		/* the target has *want already */
+	POOL_HOLD_STANDBY,	/* not the leader: decides, never writes */
+};
+
+struct pool_write_input {
+	int		 shadow;
+	int		 conflict;	/* the pool yields to an owner */
+	int		 owners_known;
+	int		 paused;
+	long		 paused_replicas;	/* -1: none */
+	long		 desired;	/* autoscale_decide() */
+	long		 current;	/* the target's spec.replicas */
+	int		 may_write;	/* daemon_may_write() */
+};
+
 #ifdef AS_TESTING
+/*
+ * Pure: whether a scale pool writes its target, and the replicas into
+ * *want (the decision, or paused-replicas when paused); the first reason
+ * to hold, in this order: shadow, conflict, owners unknown, paused,
+ * already there, standby.
+ */
+enum pool_write pool_write_choice(const struct pool_write_input *,
+	    long *want);
 struct k8s_scale;
 /* For tests/check_pool_targets.c: the answer to a PATCH of /scale. */
 void	 pool_patch_done(int, const struct k8s_scale *, const char *,

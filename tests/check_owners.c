@@ -204,6 +204,50 @@ START_TEST(test_owners_cluster_wide)
 }
 END_TEST
 
+/*
+ * Two HPAs on one target and the named one deleted: the message names the
+ * other, still there, never the deleted one (issue 18, i18adopt's known
+ * issue: the name was kept until the count fell to zero).
+ */
+START_TEST(test_owners_named_deleted)
+{
+	struct owners	*o = owners_fake(0);
+	struct owner_sub *s;
+	struct informer	*hpa;
+	const char	*other;
+	char		 named[128];
+	int		 known;
+
+	s = owners_subscribe(o, "Deployment", "ns", "web", on_change, NULL);
+	hpa = fake_inf_made[1];
+	fake_inf_event(hpa, INFORMER_ADDED, owner_obj("ns", "h1",
+	    "Deployment", "web"));
+	fake_inf_event(hpa, INFORMER_ADDED, owner_obj("ns", "h2",
+	    "Deployment", "web"));
+	fake_inf_event(hpa, INFORMER_ADDED, owner_obj("ns", "h3",
+	    "Deployment", "web"));
+	/* The first seen is named while it stays. */
+	ck_assert_str_eq(who_of(s, &known), "HorizontalPodAutoscaler h1");
+	fake_inf_event(hpa, INFORMER_DELETED, owner_obj("ns", "h1",
+	    "Deployment", "web"));
+	as_strlcpy(named, who_of(s, &known), sizeof named);
+	ck_assert_msg(strcmp(named, "HorizontalPodAutoscaler h2") == 0 ||
+	    strcmp(named, "HorizontalPodAutoscaler h3") == 0, "%s", named);
+	/* Retargeted away counts as gone from web: the other is named. */
+	other = strcmp(named, "HorizontalPodAutoscaler h2") == 0 ? "h3" : "h2";
+	fake_inf_event(hpa, INFORMER_MODIFIED, owner_obj("ns",
+	    named + strlen("HorizontalPodAutoscaler "), "Deployment", "db"));
+	ck_assert_str_eq(who_of(s, &known) + strlen(
+	    "HorizontalPodAutoscaler "), other);
+	fake_inf_event(hpa, INFORMER_DELETED, owner_obj("ns", "h2",
+	    "Deployment", "web"));
+	fake_inf_event(hpa, INFORMER_DELETED, owner_obj("ns", "h3",
+	    "Deployment", "web"));
+	ck_assert_str_eq(who_of(s, &known), "");
+	owners_free(o);
+}
+END_TEST
+
 static Suite *
 owners_suite(void)
 {
@@ -215,6 +259,7 @@ owners_suite(void)
 	    (int)AS_ARRAY_SIZE(key_rows));
 	tcase_add_test(tc, test_owners_follow);
 	tcase_add_test(tc, test_owners_cluster_wide);
+	tcase_add_test(tc, test_owners_named_deleted);
 	suite_add_tcase(s, tc);
 	return (s);
 }

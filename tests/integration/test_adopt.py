@@ -58,18 +58,7 @@ def cond(obj, ctype):
     return None
 
 
-class AdoptWorld(world.DaemonTestCase):
-    def setUp(self):
-        super().setUp()
-        self.redis = world.Redis()
-        self.addCleanup(self.redis.stop)
-        self.kube = world.KubeSim("--replica-delay-ms", "50")
-        self.addCleanup(self.kube.stop)
-
-    def push(self, queue, n):
-        self.redis.pipeline([("LPUSH", queue, json.dumps({"id": "t-%d" % i}))
-                             for i in range(n)])
-
+class AdoptWorld(world.RedisKubeTestCase):
     def scale_writes(self, since, name):
         return [r for r in self.kube.requests(since)
                 if r["method"] in ("PATCH", "PUT") and

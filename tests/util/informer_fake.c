@@ -93,7 +93,7 @@ fake_stats(const struct informer *i, struct informer_stats *st)
 	st->errors = st->failing = i->errors;
 }
 
-const struct targets_ops fake_inf_ops = {
+const struct informer_ops fake_inf_ops = {
 	.informer_new = fake_new,
 	.informer_free = fake_free,
 	.informer_get = fake_get,
