@@ -4,7 +4,7 @@
 
 CC	?= cc
 PKGS	 = libcjson hiredis libcrypto libcurl libmicrohttpd librabbitmq \
-	   yaml-0.1
+	   yaml-0.1 zlib
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wformat=2
 VERSION	:= $(shell git describe --always --dirty 2>/dev/null || echo unknown)

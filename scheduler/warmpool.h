@@ -14,9 +14,43 @@
  * measurement.  The first arrival after idle makes the target at least
  * max(spare.min, 1) at once, so the pool starts refilling in the same tick
  * as the cold start that serves that arrival.
+ *
+ * Two policies (spec.sandbox.spare.policy):
+ *
+ *   rate        the formula above;
+ *   predictive  expected arrivals over the time a new spare takes to be
+ *               ready, from what the dispatcher knows that a queue-length
+ *               scaler does not:
+ *
+ *     spare = ceil(safety x H x (roots + l_s x S + l_n x N)), where
+ *       H      a high quantile of the measured cold start: the mean plus
+ *              two mean absolute deviations (both EWMAs, weight
+ *              cold_alpha), cold_default until the first sample;
+ *       roots  the rate of arrivals without a parent (the EWMA above,
+ *              less the same EWMA of children);
+ *       S, N   running tasks that have spawned at least once, and those
+ *              that have not (warmpool_load);
+ *       l_s    children per second of running task-time of tasks that had
+ *              spawned before, l_n the same for first children: counts
+ *              and task-seconds decayed with learn_tau, so the tree shape
+ *              of the last minutes is what counts (a parent that has
+ *              spawned will likely spawn again: l_s > l_n);
+ *     plus waiting - 1 when more than one task waits for its sandbox (a
+ *     burst the spares did not cover goes on), clamped to [spare.min, spare.max] and to
+ *     the quota head-room; 0 once nothing arrived for cooldown seconds,
+ *     nothing waits and the running tasks are expected to spawn less
+ *     than half a task over H.
+ *
+ * The state of both is kept by the same calls, so the policy can change
+ * at a reload.
  */
 #ifndef AGENTSCALER_WARMPOOL_H
 #define AGENTSCALER_WARMPOOL_H
+
+enum warmpool_policy {
+	WARMPOOL_PREDICTIVE,
+	WARMPOOL_RATE
+};
 
 struct warmpool_params {
 	long	 spare_min;
@@ -26,6 +60,16 @@ struct warmpool_params {
 	double	 rate_tau;	/* s; default 10 */
 	double	 cold_alpha;	/* (0, 1]; default 0.3 */
 	double	 cold_default;	/* s; default 2 */
+	double	 learn_tau;	/* s; default 300 */
+	enum warmpool_policy policy;
+};
+
+/* What the dispatcher runs now (predictive policy). */
+struct warmpool_load {
+	long	 waiting;	/* arrived, no sandbox ready yet */
+	long	 running;	/* have their sandbox */
+	long	 spawners;	/* of the running, those that spawned */
+	long	 headroom;	/* sandboxes the quota still allows; -1: any */
 };
 
 struct warmpool_state {
@@ -36,6 +80,13 @@ struct warmpool_state {
 	double	 last_arrival;	/* monotonic */
 	int	 arrived;	/* at least one arrival */
 	long	 target;	/* last warmpool_target() */
+	/* predictive */
+	double	 child_rate;	/* EWMA of children, as rate */
+	double	 cold_dev;	/* EWMA of |sample - cold| */
+	double	 learn_t;	/* the decayed sums below are as of this */
+	double	 spawn_s, spawn_n;	/* children of spawners, first ones */
+	double	 secs_s, secs_n;	/* running task-seconds by class */
+	struct warmpool_load load;	/* as of learn_t */
 };
 
 /* Fills unset (zero) fields with the defaults above. */
@@ -55,5 +106,26 @@ double	 warmpool_rate(const struct warmpool_state *,
  */
 long	 warmpool_target(struct warmpool_state *,
 	    const struct warmpool_params *, double now, long waiting);
+
+/*
+ * A child arrived; parent_spawned: its parent had spawned before.  Call it
+ * before warmpool_arrival() for the same child (both rates then decay
+ * from the same instant).
+ */
+void	 warmpool_spawn(struct warmpool_state *, const struct warmpool_params *,
+	    double now, int parent_spawned);
+/* The running tasks as of now (counts the task-seconds since the last). */
+void	 warmpool_load(struct warmpool_state *, const struct warmpool_params *,
+	    double now, const struct warmpool_load *);
+/* The predictive policy's spare target at now (calls warmpool_load). */
+long	 warmpool_target_predictive(struct warmpool_state *,
+	    const struct warmpool_params *, double now,
+	    const struct warmpool_load *);
+/* The target by p->policy; waiting is load->waiting for rate. */
+long	 warmpool_target_policy(struct warmpool_state *,
+	    const struct warmpool_params *, double now,
+	    const struct warmpool_load *);
+/* "predictive" or "rate". */
+const char *warmpool_policy_name(enum warmpool_policy);
 
 #endif

@@ -25,7 +25,8 @@ struct scenario {
 	struct step		 steps[16];
 };
 
-#define PARAMS(min, max, cool) { (min), (max), (cool), 1.5, 10, 0.3, 2 }
+#define PARAMS(min, max, cool) { (min), (max), (cool), 1.5, 10, 0.3, 2, 300, \
+	WARMPOOL_RATE }
 
 static const struct scenario scenarios[] = {
 	{ "idle pool stays at zero", PARAMS(0, 50, 60), {
