@@ -487,6 +487,8 @@ arrive(struct sim *s, long i)
 		if (par >= 0)
 			warmpool_spawn(&s->ws, &s->wp, s->now,
 			    s->t[par].spawned);
+		else
+			warmpool_root(&s->ws, &s->wp, s->now);
 		warmpool_arrival(&s->ws, &s->wp, s->now, 1);
 	}
 	if (par >= 0 && !s->t[par].spawned) {

@@ -18,6 +18,8 @@ warmpool_params_defaults(struct warmpool_params *p)
 		p->cold_default = 2;
 	if (p->learn_tau <= 0)
 		p->learn_tau = 300;
+	if (p->root_tau <= 0)
+		p->root_tau = 3;
 	if (p->spare_min < 0)
 		p->spare_min = 0;
 	if (p->spare_max < p->spare_min)
@@ -135,8 +137,16 @@ warmpool_spawn(struct warmpool_state *s, const struct warmpool_params *p,
 		s->spawn_s += 1;
 	else
 		s->spawn_n += 1;
-	s->child_rate = decayed(s->child_rate, now - s->rate_t, p->rate_tau) +
-	    1.0 / p->rate_tau;
+}
+
+void
+warmpool_root(struct warmpool_state *s, const struct warmpool_params *p,
+    double now)
+{
+	s->roots = decayed(s->roots, now - s->roots_t, p->root_tau) +
+	    1.0 / p->root_tau;
+	if (now > s->roots_t)
+		s->roots_t = now;
 }
 
 void
@@ -162,28 +172,30 @@ long
 warmpool_target_predictive(struct warmpool_state *s,
     const struct warmpool_params *p, double now, const struct warmpool_load *l)
 {
-	double	 h, roots, expect, need;
+	double	 h, rate, roots, expect, need, floor_;
 	long	 t, over;
 
 	warmpool_load(s, p, now, l);
 	h = s->cold_samples > 0 ? s->cold + 2 * s->cold_dev : p->cold_default;
-	/*
-	 * child_rate decays from rate_t like rate (warmpool_arrival comes
-	 * with every warmpool_spawn), so the difference is the roots' EWMA.
-	 */
-	roots = warmpool_rate(s, p, now) - decayed(s->child_rate,
-	    now - s->rate_t, p->rate_tau);
-	if (roots < 0)
-		roots = 0;
+	rate = warmpool_rate(s, p, now);
+	roots = decayed(s->roots, now - s->roots_t, p->root_tau);
+	s->peak = decayed(s->peak, now - s->peak_t, p->learn_tau);
+	if (now > s->peak_t)
+		s->peak_t = now;
+	if (rate > s->peak)
+		s->peak = rate;
+	floor_ = (1 + p->safety) * h * s->peak;
 	expect = h * (per_second(s->spawn_s, s->secs_s) *
 	    (double)s->load.spawners + per_second(s->spawn_n, s->secs_n) *
 	    (double)(s->load.running - s->load.spawners));
-	if (!s->arrived || (l->waiting <= 0 && expect * p->safety < 0.5 &&
-	    now - s->last_arrival >= p->cooldown)) {
+	if (!s->arrived || (l->waiting <= 0 && (1 + p->safety) * expect < 0.5 &&
+	    floor_ < 0.5 && now - s->last_arrival >= p->cooldown)) {
 		s->target = 0;
 		return (0);
 	}
-	need = ceil(p->safety * (h * roots + expect) - 1e-9);
+	need = ceil((1 + p->safety) * (h * roots + expect) - 1e-9);
+	if (need < ceil(floor_ - 1e-9))
+		need = ceil(floor_ - 1e-9);
 	over = l->waiting > 1 ? l->waiting - 1 : 0;
 	if (!isfinite(need) || need + (double)over > (double)p->spare_max)
 		t = p->spare_max;

@@ -22,12 +22,21 @@
  *               ready, from what the dispatcher knows that a queue-length
  *               scaler does not:
  *
- *     spare = ceil(safety x H x (roots + l_s x S + l_n x N)), where
+ *     spare = ceil((1 + safety) x D), D = H x (roots + l_s x S + l_n x N),
+ *
+ *     D being the arrivals expected while a new spare boots.  The pool's
+ *     size counts its booting members too, and in a burst about D of them
+ *     are booting (the replacements of the last H seconds' adoptions), so
+ *     the Ready part, what the next arrivals find, is safety x D.  Where
+ *
  *       H      a high quantile of the measured cold start: the mean plus
  *              two mean absolute deviations (both EWMAs, weight
  *              cold_alpha), cold_default until the first sample;
- *       roots  the rate of arrivals without a parent (the EWMA above,
- *              less the same EWMA of children);
+ *       roots  the rate of arrivals without a parent, an EWMA as above
+ *              with the shorter root_tau: a burst of roots must raise
+ *              the pool within a cold start, and the 10 s average lags a
+ *              rising rate by about 10 s x its slope (children come from
+ *              running tasks, counted by l_s and l_n);
  *       S, N   running tasks that have spawned at least once, and those
  *              that have not (warmpool_load);
  *       l_s    children per second of running task-time of tasks that had
@@ -36,10 +45,16 @@
  *              of the last minutes is what counts (a parent that has
  *              spawned will likely spawn again: l_s > l_n);
  *     plus waiting - 1 when more than one task waits for its sandbox (a
- *     burst the spares did not cover goes on), clamped to [spare.min, spare.max] and to
- *     the quota head-room; 0 once nothing arrived for cooldown seconds,
- *     nothing waits and the running tasks are expected to spawn less
- *     than half a task over H.
+ *     burst the spares did not cover goes on); never below the burst
+ *     floor ceil((1 + safety) x H x P), P the highest arrival rate, decayed
+ *     with learn_tau (the head of the next burst finds spares: bursts
+ *     repeat, and a new spare is H away); clamped to [spare.min,
+ *     spare.max] and to the quota head-room; 0 once nothing arrived for
+ *     cooldown seconds, nothing waits, the running tasks' spawns and the
+ *     floor each ask less than half a sandbox: a pool idle longer than
+ *     cooldown keeps a floor that decays (with the defaults, a peak of
+ *     one task a second keeps 5 spares at a 2 s cold start, and none
+ *     after about 11 minutes).
  *
  * The state of both is kept by the same calls, so the policy can change
  * at a reload.
@@ -61,6 +76,7 @@ struct warmpool_params {
 	double	 cold_alpha;	/* (0, 1]; default 0.3 */
 	double	 cold_default;	/* s; default 2 */
 	double	 learn_tau;	/* s; default 300 */
+	double	 root_tau;	/* s; default 3 */
 	enum warmpool_policy policy;
 };
 
@@ -81,12 +97,15 @@ struct warmpool_state {
 	int	 arrived;	/* at least one arrival */
 	long	 target;	/* last warmpool_target() */
 	/* predictive */
-	double	 child_rate;	/* EWMA of children, as rate */
+	double	 roots;		/* EWMA of roots (root_tau), as rate */
+	double	 roots_t;	/* roots as of */
 	double	 cold_dev;	/* EWMA of |sample - cold| */
 	double	 learn_t;	/* the decayed sums below are as of this */
 	double	 spawn_s, spawn_n;	/* children of spawners, first ones */
 	double	 secs_s, secs_n;	/* running task-seconds by class */
 	struct warmpool_load load;	/* as of learn_t */
+	double	 peak;		/* arrival rate at its peak, decayed */
+	double	 peak_t;
 };
 
 /* Fills unset (zero) fields with the defaults above. */
@@ -108,12 +127,14 @@ long	 warmpool_target(struct warmpool_state *,
 	    const struct warmpool_params *, double now, long waiting);
 
 /*
- * A child arrived; parent_spawned: its parent had spawned before.  Call it
- * before warmpool_arrival() for the same child (both rates then decay
- * from the same instant).
+ * A child arrived (besides warmpool_arrival()); parent_spawned: its parent
+ * had spawned before.
  */
 void	 warmpool_spawn(struct warmpool_state *, const struct warmpool_params *,
 	    double now, int parent_spawned);
+/* A root arrived (besides warmpool_arrival()). */
+void	 warmpool_root(struct warmpool_state *, const struct warmpool_params *,
+	    double now);
 /* The running tasks as of now (counts the task-seconds since the last). */
 void	 warmpool_load(struct warmpool_state *, const struct warmpool_params *,
 	    double now, const struct warmpool_load *);

@@ -25,7 +25,7 @@ struct scenario {
 	struct step		 steps[16];
 };
 
-#define PARAMS(min, max, cool) { (min), (max), (cool), 1.5, 10, 0.3, 2, 300, \
+#define PARAMS(min, max, cool) { (min), (max), (cool), 1.5, 10, 0.3, 2, 300, 3, \
 	WARMPOOL_RATE }
 
 static const struct scenario scenarios[] = {
