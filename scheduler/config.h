@@ -17,6 +17,7 @@
 
 #include "agentscaler/rt/hash.h"
 #include "autoscale.h"
+#include "warmpool.h"
 
 enum pool_mode { POOL_MODE_SCALE, POOL_MODE_DISPATCH };
 enum quota_on_exceeded { QUOTA_ON_DEFER, QUOTA_ON_REJECT };
@@ -80,6 +81,7 @@ struct pool_config {
 	long			 claim_ttl_seconds;
 	long			 spare_min;
 	long			 spare_max;
+	enum warmpool_policy	 spare_policy;	/* spec.sandbox.spare.policy */
 	long			 ready_timeout_seconds;
 	long			 max_task_bytes;
 	/* spec.sandbox.defaultResources: the charge floor (charge.h) */

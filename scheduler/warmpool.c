@@ -189,7 +189,7 @@ warmpool_target_predictive(struct warmpool_state *s,
 	    (double)s->load.spawners + per_second(s->spawn_n, s->secs_n) *
 	    (double)(s->load.running - s->load.spawners));
 	if (!s->arrived || (l->waiting <= 0 && (1 + p->safety) * expect < 0.5 &&
-	    floor_ < 0.5 && now - s->last_arrival >= p->cooldown)) {
+	    now - s->last_arrival >= p->cooldown)) {
 		s->target = 0;
 		return (0);
 	}

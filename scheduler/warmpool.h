@@ -50,11 +50,11 @@
  *     with learn_tau (the head of the next burst finds spares: bursts
  *     repeat, and a new spare is H away); clamped to [spare.min,
  *     spare.max] and to the quota head-room; 0 once nothing arrived for
- *     cooldown seconds, nothing waits, the running tasks' spawns and the
- *     floor each ask less than half a sandbox: a pool idle longer than
- *     cooldown keeps a floor that decays (with the defaults, a peak of
- *     one task a second keeps 5 spares at a 2 s cold start, and none
- *     after about 11 minutes).
+ *     cooldown seconds, nothing waits and the running tasks' spawns ask
+ *     less than half a sandbox (the floor lives within the cooldown:
+ *     with the defaults, a peak of one task a second keeps 5 spares at a
+ *     2 s cold start, 3 a minute later; a cooldown as long as the gaps
+ *     between bursts carries it to the next one).
  *
  * The state of both is kept by the same calls, so the policy can change
  * at a reload.

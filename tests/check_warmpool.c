@@ -215,19 +215,21 @@ static const struct pscenario pscenarios[] = {
 		LOAD(10, 0, 0, 0, 2),
 		EXP(10, 2),
 		PEND } },
-	{ "the burst floor outlives cooldown, then decays to zero", 300, 60, {
+	{ "the burst floor decays within the cooldown, then zero", 300, 600, {
 		/*
 		 * 10 roots at 0: roots 10/3 s, D = 6.67, x 2.5 = 16.7 ->
 		 * 17.  At 100 s: peak rate 1/s x e^(-100/300) = 0.717,
-		 * floor 2.5 x 2 x 0.717 = 3.58 -> 4 (the rate policy is
-		 * at 0 after the 60 s cooldown).  At 1000 s: 0.036 x 5 =
-		 * 0.18, below half a sandbox: 0.
+		 * floor 2.5 x 2 x 0.717 = 3.58 -> 4 (the rate policy: its
+		 * rate is e^-10, its floor while active 1).  At 600 s, the
+		 * cooldown: 0, both.
 		 */
 		PEV(P_ROOT, 0, 10),
 		EXP(0, 17),
 		EXP(100, 4),
-		RATE(100, 0),
-		EXP(1000, 0),
+		RATE(100, 1),
+		EXP(599, 1),
+		EXP(600, 0),
+		RATE(600, 0),
 		PEND } },
 	{ "H is the cold start's mean + 2 mean deviations", 1e9, 60, {
 		/*
