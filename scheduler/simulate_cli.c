@@ -119,6 +119,12 @@ print_aim(const struct sim_result *r, size_t n)
 	for (i = 0; i < 2 && k != NULL; i++) {
 		if ((a = find(r, n, names[i])) == NULL || a->started == 0)
 			continue;
+		if (a->started != k->started) {
+			printf("%s vs keda: not comparable, %zu tasks ran "
+			    "against %zu (the quota)\n", names[i], a->started,
+			    k->started);
+			continue;
+		}
 		printf("%s vs keda: p95 wait %.1fx lower (%.2f s vs %.2f s), "
 		    "sandbox-seconds %.2fx, warm %.1f %%\n", names[i],
 		    a->p95 > 0 ? k->p95 / a->p95 : 0, a->p95, k->p95,
