@@ -191,17 +191,16 @@ fy(const struct frame *f, double v)
 static double
 round_up(double v)
 {
+	static const double steps[] = { 1, 1.2, 1.6, 2, 2.4, 3, 4, 5, 6, 8 };
 	double	 p;
+	size_t	 i;
 
 	if (!(v > 0))
 		return (1);
 	p = pow(10, floor(log10(v)));
-	if (v <= p)
-		return (p);
-	if (v <= 2 * p)
-		return (2 * p);
-	if (v <= 5 * p)
-		return (5 * p);
+	for (i = 0; i < sizeof steps / sizeof steps[0]; i++)
+		if (v <= steps[i] * p)
+			return (steps[i] * p);
 	return (10 * p);
 }
 
