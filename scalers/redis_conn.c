@@ -381,7 +381,7 @@ redis_conn_start(struct redis_conn *c)
 	if (c->ac != NULL)
 		return;
 	redis_conn_reset(c);
-	/* A user name (Redis 6 ACL) only from a Secret's usernameKey. */
+	/* A user name (Redis 6 ACL): usernameKey, or source.username. */
 	if ((rc = scaler_secret_user(c->secret, c->down_at, &user, cause,
 	    sizeof cause)) != 0 || (rc = scaler_secret_read(c->secret,
 	    c->down_at, &secret, cause, sizeof cause)) != 0) {

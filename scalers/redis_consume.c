@@ -78,8 +78,9 @@
  * turns claiming off.  A dead letter is MULTI; XADD "<stream>.rejected" *
  * record <record>; XACK; EXEC.
  *
- * The body of a stream entry is the value of its field "task", else
- * "body", else "data", else the value of its only field.  An entry with
+ * The body of a stream entry is the value of its field source.streamField
+ * ("task" by default), else "body", else "data", else the value of its
+ * only field.  An entry with
  * none of these and several fields is still delivered, as the JSON object
  * {"streamEntry": "<id>", "fields": {"<name>": "<value>", ...}}: it has no
  * top-level "id", so the dispatcher's parser (task_parse()) refuses it with
@@ -265,6 +266,7 @@ struct redis_consume {
 	char			*key;		/* the list or stream */
 	char			*processing;	/* list */
 	char			*group;		/* stream */
+	char			*field;		/* stream: the body's field */
 	char			*instance;
 	char			*rejected;	/* "<key>.rejected" */
 	char			*registry;	/* adopt: processing lists */
@@ -480,6 +482,7 @@ redis_consume_release(struct redis_consume *c)
 	free(c->key);
 	free(c->processing);
 	free(c->group);
+	free(c->field);
 	free(c->instance);
 	free(c->rejected);
 	free(c->registry);
@@ -585,10 +588,10 @@ redis_consume_json_str(struct as_buf *b, const char *s, size_t len)
  * pass through memory once more.
  */
 static const char *
-redis_consume_stream_body(const char *id, const redisReply *fields,
-    struct as_buf *b, size_t *lenp)
+redis_consume_stream_body(const char *field, const char *id,
+    const redisReply *fields, struct as_buf *b, size_t *lenp)
 {
-	static const char *const names[] = { "task", "body", "data" };
+	const char	*names[] = { field, "body", "data" };
 	const redisReply *k, *v;
 	size_t		 i, j;
 
@@ -749,10 +752,19 @@ static void
 redis_consume_fetch(struct redis_consume *c)
 {
 	struct redis_consume_req *req;
+	char		 cause[160];
 	int		 room, rc;
 
 	if (c->destroyed || !c->started || !c->ready || c->empty)
 		return;
+	/* As a scaler's polls (redis_source.c): nothing taken, the reason. */
+	if (c->cl.keyspace == SCALER_KEYSPACE_REQUIRE &&
+	    redis_endpoint_client_push_refused(&c->cl, cause, sizeof cause)) {
+		redis_consume_down(c, "keyspaceNotifications is require, and "
+		    "the server's notify-keyspace-events lacks what this "
+		    "source needs: %s", cause);
+		return;
+	}
 	room = redis_consume_room(c);
 	if (c->kind == REDIS_CONSUME_LIST) {
 		while (room > 0 && c->fetching < c->burst) {
@@ -1004,8 +1016,8 @@ redis_consume_took_entries(struct redis_consume *c, const redisReply *r,
 		if (skip_held && redis_consume_held_find(c, idbuf) != NULL)
 			continue;
 		memset(&b, 0, sizeof b);
-		body = redis_consume_stream_body(idbuf, e->element[1], &b,
-		    &len);
+		body = redis_consume_stream_body(c->field, idbuf,
+		    e->element[1], &b, &len);
 		redis_consume_enqueue(c, redis_consume_msg_new(c, body, len,
 		    redelivered, idbuf));
 		free(b.p);
@@ -1377,8 +1389,11 @@ redis_consume_create(enum redis_consume_kind kind, struct ev_loop *loop,
 		c->processing = src->processing != NULL ?
 		    xstrdup(src->processing) :
 		    xasprintf("%s:processing:%s", src->queue, opt->instance);
-	else
+	else {
 		c->group = xstrdup(src->consumer_group);
+		c->field = xstrdup(src->stream_field != NULL &&
+		    *src->stream_field != '\0' ? src->stream_field : "task");
+	}
 	c->window = opt->window;
 	c->poll_interval = opt->poll_interval > 0 ? opt->poll_interval :
 	    REDIS_CONSUME_POLL;

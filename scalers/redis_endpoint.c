@@ -318,6 +318,7 @@ redis_endpoint_client_init(struct redis_endpoint_client *cl,
 	    errlen)) != 0)
 		return (rc);
 	cl->loop = loop;
+	cl->keyspace = src->keyspace_notifications;
 	TAILQ_INIT(&cl->reqs);
 	TAILQ_INIT(&cl->failed);
 	ev_timer_init(&cl->wake_timer, redis_endpoint_wake_cb, 0., 0.);

@@ -101,6 +101,7 @@ struct redis_endpoint_client {
 	char			*channel;	/* keyspace channel */
 	unsigned		 classes;	/* REDIS_ENDPOINT_EV_* */
 	int			 sub;		/* subscription state */
+	int			 keyspace;	/* enum scaler_keyspace */
 	/* Connection up/down. */
 	redis_endpoint_link_fn	*link_fn;
 	void			*link_arg;
@@ -180,6 +181,13 @@ int	 redis_endpoint_client_subscribe(struct redis_endpoint_client *,
 
 /* 1 while the client's keyspace subscription is confirmed, else 0. */
 int	 redis_endpoint_client_pushing(const struct redis_endpoint_client *);
+
+/*
+ * 1 when the server has the notifications the client needs off and refused
+ * to turn them on (or to say), with the reason in err; else 0.
+ */
+int	 redis_endpoint_client_push_refused(const struct redis_endpoint_client *,
+	    char *err, size_t errlen);
 
 /*
  * Link events, each from a timer of the client (never from inside hiredis

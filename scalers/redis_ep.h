@@ -55,6 +55,7 @@ struct redis_endpoint {
 	unsigned		 ev_on;		/* classes on */
 	unsigned		 ev_refused;	/* SET refused */
 	enum redis_endpoint_push push_logged;	/* mode last announced */
+	char			 push_cause[160]; /* why CONFIG was refused */
 };
 
 /*

@@ -146,6 +146,7 @@ redis_keyspace_config_refused(struct redis_conn *c, const char *what,
 	unsigned	 missing;
 
 	snprintf(cause, sizeof cause, "%s refused: %s", what, reason);
+	as_strlcpy(ep->push_cause, cause, sizeof ep->push_cause);
 	c->checking = 0;
 	if (c == &ep->sub) {
 		redis_keyspace_push_mode(ep, REDIS_ENDPOINT_PUSH_REFUSED,
@@ -408,6 +409,9 @@ redis_endpoint_client_subscribe(struct redis_endpoint_client *cl,
 
 	if (fn == NULL || ep == NULL)
 		return (-AS_EINVAL);
+	/* keyspaceNotifications off: no CONFIG, no SUBSCRIBE, polls only. */
+	if (cl->keyspace == SCALER_KEYSPACE_OFF)
+		return (-AS_EINVAL);
 	cl->wake_fn = fn;
 	cl->wake_arg = arg;
 	if (!first)
@@ -429,4 +433,20 @@ int
 redis_endpoint_client_pushing(const struct redis_endpoint_client *cl)
 {
 	return (cl->sub == REDIS_ENDPOINT_SUB_LIVE);
+}
+
+int
+redis_endpoint_client_push_refused(const struct redis_endpoint_client *cl,
+    char *err, size_t errlen)
+{
+	const struct redis_endpoint *ep = cl->ep;
+
+	if (ep == NULL || cl->wake_fn == NULL ||
+	    redis_endpoint_client_pushing(cl))
+		return (0);
+	if (ep->push_logged != REDIS_ENDPOINT_PUSH_REFUSED &&
+	    (redis_keyspace_ev_need(cl) & ep->ev_refused) == 0)
+		return (0);
+	as_strlcpy(err, ep->push_cause, errlen);
+	return (1);
 }

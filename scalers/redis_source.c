@@ -84,6 +84,7 @@ redis_endpoint_poll_start(struct redis_endpoint_source *s, size_t size,
     struct redis_endpoint_poll **pp)
 {
 	struct redis_endpoint_poll *p;
+	char		 cause[160];
 	int		 rc;
 
 	*pp = NULL;
@@ -95,6 +96,13 @@ redis_endpoint_poll_start(struct redis_endpoint_source *s, size_t size,
 	p->src = s;
 	p->take = take;
 	p->outstanding = 1;		/* held until poll_sent() */
+	/* The replies are then skipped: the result keeps this error. */
+	if (s->cl.keyspace == SCALER_KEYSPACE_REQUIRE &&
+	    redis_endpoint_client_push_refused(&s->cl, cause, sizeof cause))
+		redis_endpoint_result_error(&p->res, -AS_EPROTO, s->cl.ep,
+		    "keyspaceNotifications is require, and the server's "
+		    "notify-keyspace-events lacks what this source needs: %s",
+		    cause);
 	s->poll = p;
 	*pp = p;
 	return (0);

@@ -40,6 +40,7 @@ scaler_secret_set(struct scaler_secret *s, const struct scaler_source *src)
 	s->ref = secret_dup(src->password_secret);
 	s->user_file = secret_dup(src->username_file);
 	s->user_ref = secret_dup(src->username_secret);
+	s->user = secret_dup(src->username);
 }
 
 int
@@ -50,7 +51,8 @@ scaler_secret_same(const struct scaler_secret *s,
 	    secret_same(s->env, src->password_env) &&
 	    secret_same(s->ref, src->password_secret) &&
 	    secret_same(s->user_file, src->username_file) &&
-	    secret_same(s->user_ref, src->username_secret));
+	    secret_same(s->user_ref, src->username_secret) &&
+	    secret_same(s->user, src->username));
 }
 
 void
@@ -61,7 +63,9 @@ scaler_secret_clear(struct scaler_secret *s)
 	free(s->ref);
 	free(s->user_file);
 	free(s->user_ref);
+	free(s->user);
 	s->file = s->env = s->ref = s->user_file = s->user_ref = NULL;
+	s->user = NULL;
 }
 
 int
@@ -119,6 +123,10 @@ scaler_secret_user(const struct scaler_secret *s, double since, char **out,
 	if ((rc = secret_fetch(s->user_ref, s->user_file, since, out, err,
 	    errlen)) != 0)
 		return (rc);
+	if (*out == NULL && s->user != NULL) {
+		*out = xstrdup(s->user);
+		return (0);
+	}
 	return (secret_nonempty_value(out, "user name", s->user_ref != NULL ?
 	    s->user_ref : s->user_file, err, errlen));
 }

@@ -95,6 +95,14 @@ exceeded_values(void)
 	return (v);
 }
 
+static const char *const *
+keyspace_values(void)
+{
+	static const char *const v[] = { "auto", "off", "require", NULL };
+
+	return (v);
+}
+
 static const struct field metadata_fields[] = {
 	{ "name", F_STRING, PO(name), 1, 0, 0, 0, NULL, NULL, NULL,
 	    "object name (DNS-1123 subdomain)" },
@@ -145,7 +153,8 @@ static const struct field source_fields[] = {
 	    NULL, NULL, "environment variable holding the password; --config "
 	    "only, refused in CRD mode" },
 	{ "username", F_STRING, SO(username), 0, 0, 0, 0, NULL, NULL,
-	    NULL, "rabbitmq user (the password comes from the secret)" },
+	    NULL, "RabbitMQ user, or Redis 6 ACL user (AUTH user password); "
+	    "the password comes from the secret" },
 	{ "tls", F_OBJECT, 0, 0, 0, 0, 0, NULL, NULL, tls_fields,
 	    "TLS options of the broker connection" },
 	{ "queue", F_STRING, SO(queue), 1, 0, 0, 0, NULL, NULL, NULL,
@@ -163,6 +172,15 @@ static const struct field source_fields[] = {
 	{ "claimIdleSeconds", F_INT, SO(claim_idle_seconds), 0, 1,
 	    86400, 300, NULL, NULL, NULL,
 	    "dispatch, redis-stream: take others' pending entries idle this long" },
+	{ "keyspaceNotifications", F_ENUM, SO(keyspace_notifications), 0, 0,
+	    0, SCALER_KEYSPACE_AUTO, NULL, keyspace_values, NULL,
+	    "Redis: auto turns on notify-keyspace-events (CONFIG SET) for push "
+	    "wake-ups and polls when refused; off never sends CONFIG, polls "
+	    "only; require fails the source when they are off and cannot be "
+	    "turned on" },
+	{ "streamField", F_STRING, SO(stream_field), 0, 0, 0, 0, "task",
+	    NULL, NULL, "redis-stream, dispatch: the entry field holding the "
+	    "task JSON (XADD <stream> * task <JSON>)" },
 	END_FIELDS
 };
 
@@ -228,17 +246,18 @@ static const struct field handoff_tls_fields[] = {
 };
 
 static const struct field handoff_fields[] = {
-	{ "mode", F_ENUM, HO(mode), 0, 0, 0, HANDOFF_INBOX, NULL,
-	    handoff_mode_values, NULL, "inbox (a Redis list or RabbitMQ queue "
-	    "per sandbox, read by the agent) | http (the agent protocol, "
-	    "docs/protocol.md)" },
+	{ "mode", F_ENUM, HO(mode), 0, 0, 0, HANDOFF_HTTP, NULL,
+	    handoff_mode_values, NULL, "http (the agent protocol, "
+	    "docs/protocol.md) | inbox (a Redis list or RabbitMQ queue "
+	    "per sandbox, read by the agent: needs broker egress and "
+	    "credentials in the sandbox)" },
 	{ "via", F_ENUM, HO(via), 0, 0, 0, HANDOFF_VIA_ROUTER, NULL,
 	    handoff_via_values, NULL, "http: router (the sandbox-router) | "
 	    "podIP (straight to the pod)" },
-	{ "router", F_STRING, HO(router), 0, 0, 0, 0,
-	    "http://sandbox-router-svc.agent-sandbox-system.svc:8080", NULL,
-	    NULL, "http, via router: the router's base URL (https:// for "
-	    "TLS)" },
+	{ "router", F_STRING, HO(router), 0, 0, 0, 0, HANDOFF_ROUTER_DEFAULT,
+	    NULL, NULL, "http, via router: the router's base URL (https:// "
+	    "for TLS); CRD mode: one of --handoff-routers, default the "
+	    "first" },
 	{ "port", F_INT, HO(port), 0, 1, 65535, 8888, NULL, NULL, NULL,
 	    "http: the runtime's port in the sandbox" },
 	{ "deadlineSeconds", F_INT, HO(deadline_seconds), 0, 1, 86400, 120,
@@ -873,6 +892,67 @@ config_check_secret(struct pool_config *p, struct pool_source_config *s,
 	return (0);
 }
 
+/* 1 when a and b are the same URL but for one trailing '/'. */
+static int
+config_same_url(const char *a, const char *b)
+{
+	size_t	 la = strlen(a), lb = strlen(b);
+
+	if (la > 0 && a[la - 1] == '/')
+		la--;
+	if (lb > 0 && b[lb - 1] == '/')
+		lb--;
+	return (la == lb && strncmp(a, b, la) == 0);
+}
+
+/*
+ * CRD mode: a tenant writes spec.handoff, and the daemon sends each task's
+ * requests where it points.  The router must be one the operator allowed
+ * (--handoff-routers; a pool naming none takes the first), and via podIP
+ * needs --pod-cidrs, the ranges a pod IP is checked against before it is
+ * used (the IP comes from the claim's status, in the tenant's namespace).
+ */
+static int
+config_check_handoff_crd(struct pool_config *p, const cJSON *spec,
+    const struct config_tenancy *crd, const char *path, char *err,
+    size_t errlen)
+{
+	struct pool_handoff_config *h = &p->handoff;
+	char	 at[256];
+	size_t	 i;
+
+	if (h->mode != HANDOFF_HTTP)
+		return (0);
+	if (h->via == HANDOFF_VIA_POD_IP) {
+		if (crd->npod_cidrs > 0)
+			return (0);
+		config_path(at, sizeof at, path, "spec.handoff.via");
+		snprintf(err, errlen, "%s: podIP refused in CRD mode: "
+		    "agentscaler has no --pod-cidrs to check a pod IP "
+		    "against", at);
+		return (-AS_EINVAL);
+	}
+	if (cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    spec, "handoff"), "router") == NULL && crd->nrouters > 0) {
+		free(h->router);
+		h->router = xstrdup(crd->routers[0]);
+		return (0);
+	}
+	for (i = 0; i < crd->nrouters; i++)
+		if (config_same_url(h->router, crd->routers[i]))
+			return (0);
+	config_path(at, sizeof at, path, "spec.handoff.router");
+	if (crd->nrouters == 0)
+		snprintf(err, errlen, "%s: refused in CRD mode: agentscaler "
+		    "allows no router (--handoff-routers is empty)", at);
+	else
+		snprintf(err, errlen, "%s: \"%.64s\" refused in CRD mode: "
+		    "not one of the routers agentscaler allows "
+		    "(--handoff-routers: %.128s%s)", at, h->router,
+		    crd->routers[0], crd->nrouters > 1 ? ", ..." : "");
+	return (-AS_EINVAL);
+}
+
 /*
  * spec.handoff and spec.results: dispatch mode only; http through the
  * router needs an http(s):// router URL; the router's CA is a file of the
@@ -887,7 +967,7 @@ config_check_handoff(struct pool_config *p, const cJSON *spec,
 	struct pool_handoff_config *h = &p->handoff;
 	const char	*which = NULL;
 	char		 at[256];
-	int		 nauth;
+	int		 nauth, rc;
 
 	p->has_results = cJSON_GetObjectItemCaseSensitive(spec,
 	    "results") != NULL;
@@ -903,6 +983,9 @@ config_check_handoff(struct pool_config *p, const cJSON *spec,
 		}
 		return (0);
 	}
+	if (crd != NULL && (rc = config_check_handoff_crd(p, spec, crd, path,
+	    err, errlen)) != 0)
+		return (rc);
 	if (strncmp(h->router, "http://", 7) != 0 &&
 	    strncmp(h->router, "https://", 8) != 0) {
 		config_path(at, sizeof at, path, "spec.handoff.router");
@@ -1088,6 +1171,8 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		src.processing = p->source.processing_list;
 		src.consumer_group = p->source.consumer_group;
 		src.count_in_flight = p->source.count_in_flight;
+		src.keyspace_notifications = p->source.keyspace_notifications;
+		src.stream_field = p->source.stream_field;
 		src.username = p->source.username;
 		src.password_file = p->source.password_file;
 		src.password_env = p->source.password_env;
@@ -1412,6 +1497,7 @@ config_free_source(struct pool_source_config *s)
 	free(s->password_secret);
 	free(s->username);
 	free(s->tls_ca_file);
+	free(s->stream_field);
 }
 
 static void
@@ -1589,6 +1675,8 @@ config_pool_source(const struct pool_config *c, struct scaler_source *src)
 	src->username_file = c->source.username_file;
 	src->username_secret = c->source.username_secret;
 	src->count_in_flight = c->source.count_in_flight;
+	src->keyspace_notifications = c->source.keyspace_notifications;
+	src->stream_field = c->source.stream_field;
 	src->username = c->source.username;
 	src->ca_file = c->source.tls_ca_file;
 	src->insecure_skip_verify = c->source.tls_insecure;
@@ -1624,8 +1712,10 @@ config_same_source(const struct pool_config *a, const struct pool_config *b)
 	    SAME(source.consumer_group) && SAME(source.password_file) &&
 	    SAME(source.password_env) && SAME(source.password_secret) &&
 	    SAME(source.username_file) && SAME(source.username_secret) &&
-	    SAME(source.username) &&
+	    SAME(source.username) && SAME(source.stream_field) &&
 	    SAME(source.tls_ca_file) &&
+	    a->source.keyspace_notifications ==
+	    b->source.keyspace_notifications &&
 	    a->source.tls_insecure == b->source.tls_insecure &&
 	    a->source.count_in_flight == b->source.count_in_flight &&
 	    a->source.prefetch == b->source.prefetch &&

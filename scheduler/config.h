@@ -19,11 +19,20 @@
 #include "autoscale.h"
 #include "warmpool.h"
 
+struct pod_cidr;
+
 enum pool_mode { POOL_MODE_SCALE, POOL_MODE_DISPATCH };
 enum quota_on_exceeded { QUOTA_ON_DEFER, QUOTA_ON_REJECT };
 /* spec.handoff.mode and .via (docs/protocol.md section 2). */
 enum handoff_mode { HANDOFF_INBOX, HANDOFF_HTTP };
 enum handoff_via { HANDOFF_VIA_ROUTER, HANDOFF_VIA_POD_IP };
+/*
+ * The stock sandbox-router's Service: sandbox-router-svc, port 8080, in
+ * the namespace its manifests name (kubernetes-sigs/agent-sandbox
+ * sandbox-router/deploy/service.yaml: "default").  spec.handoff.router's
+ * default in --config mode, --handoff-routers' default in CRD mode.
+ */
+#define HANDOFF_ROUTER_DEFAULT "http://sandbox-router-svc.default.svc:8080"
 
 struct pool_source_config {
 	char	*type;
@@ -47,6 +56,8 @@ struct pool_source_config {
 	int	 count_in_flight;
 	long	 prefetch;		/* dispatch: consumer window */
 	long	 claim_idle_seconds;	/* dispatch: redis-stream XAUTOCLAIM */
+	int	 keyspace_notifications;	/* enum scaler_keyspace */
+	char	*stream_field;		/* redis-stream: the body's field */
 };
 
 /*
@@ -174,6 +185,16 @@ struct config_tenancy {
 	size_t			 nshared;
 	const char *const	*secret_namespaces;	/* NULL: all */
 	size_t			 nsecret_namespaces;
+	/*
+	 * spec.handoff.router may name only one of these (--handoff-routers,
+	 * the operator's); a pool naming none takes the first.  None: no pool
+	 * may hand off through a router.
+	 */
+	const char *const	*routers;
+	size_t			 nrouters;
+	/* --pod-cidrs: none, and via podIP is refused. */
+	const struct pod_cidr	*pod_cidrs;
+	size_t			 npod_cidrs;
 };
 
 /*

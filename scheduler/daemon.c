@@ -325,6 +325,8 @@ daemon_run(const struct daemon_options *opts)
 		    "the targets' replicas come from watches, never re-read");
 	d.dopts.instance = opts->instance;
 	d.dopts.handoff_key_file = opts->handoff_key_file;
+	d.dopts.pod_cidrs = opts->tenancy.pod_cidrs;
+	d.dopts.npod_cidrs = opts->tenancy.npod_cidrs;
 	d.dopts.event = daemon_dispatch_event;
 	d.dopts.event_arg = &d;
 	d.dopts.status = daemon_dispatch_status;

@@ -323,6 +323,8 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d->kick.data = d;
 	d->marks = dmarks_new();
 	dispatcher_http_key(d, o->handoff_key_file);
+	d->pod_cidrs = o->pod_cidrs;
+	d->npod_cidrs = o->npod_cidrs;
 	d->sweep.repeat = d->sweep_interval;
 	return (d);
 }

@@ -29,6 +29,7 @@ struct consumer_type;
 struct ev_loop;
 struct k8s_client;
 struct dispatcher;
+struct pod_cidr;
 
 struct crd_pool_status;
 struct crd_quota_status;
@@ -95,6 +96,13 @@ struct dispatch_options {
 	 * (docs/protocol.md section 2); NULL: a random key of this process.
 	 */
 	const char	*handoff_key_file;
+	/*
+	 * handoff http: the pod IPs agentscaler may connect to or name to
+	 * the router (podcidr.h; borrowed, outliving the dispatcher); none:
+	 * any.
+	 */
+	const struct pod_cidr *pod_cidrs;
+	size_t		 npod_cidrs;
 	/* NULL: the real client, informer and consumers (tests only). */
 	const struct dispatch_ops *ops;
 };

@@ -312,6 +312,9 @@ struct dispatcher {
 	struct dmarks		*marks;		/* dispatch_mark.c */
 	char			*hkey;		/* handoff http: token key */
 	size_t			 hkeylen;
+	/* --pod-cidrs (borrowed); none: a pod IP is taken as it is. */
+	const struct pod_cidr	*pod_cidrs;
+	size_t			 npod_cidrs;
 	/*
 	 * Pools and tasks visited by the loops that serve one pool (apply,
 	 * free, sizing, status, a claim's pool): what tests/check_dispatch.c

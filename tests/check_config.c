@@ -15,6 +15,7 @@
 #include "agentscaler/scalers/scaler.h"
 #include "scheduler/quantity.h"
 #include "scheduler/config.h"
+#include "scheduler/podcidr.h"
 #include "util/testutil.h"
 
 #define POOL(spec) "{\"pools\":[{\"metadata\":{\"name\":\"p1\"},\"spec\":" \
@@ -118,8 +119,8 @@ END_TEST
 
 /*
  * spec.handoff and spec.results (issue 16): a dispatch pool without them
- * keeps the broker inbox, as every pool did before; http takes the
- * protocol's defaults; the results destination resolves its password as
+ * hands off over http (the default since issue 16; inbox is asked for);
+ * http takes the protocol's defaults, the router the stock Service; the results destination resolves its password as
  * the source does.
  */
 #define DSP "\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":\"wp\"}"
@@ -133,7 +134,8 @@ START_TEST(test_handoff)
 	    "{\"metadata\":{\"name\":\"c\"},\"spec\":{" DSP ",\"handoff\":{"
 	    "\"mode\":\"http\",\"via\":\"podIP\",\"router\":\"https://r:8443"
 	    "\",\"port\":9000,\"deadlineSeconds\":5,\"maxAttempts\":3,"
-	    "\"tls\":{\"caFile\":\"/ca.pem\"}}}}]}";
+	    "\"tls\":{\"caFile\":\"/ca.pem\"}}}},{\"metadata\":{\"name\":"
+	    "\"d\"},\"spec\":{" DSP ",\"handoff\":{\"mode\":\"inbox\"}}}]}";
 	struct config	*c;
 	const struct pool_config *a, *b, *x;
 	char		 err[512];
@@ -143,12 +145,12 @@ START_TEST(test_handoff)
 	a = &c->pools[0];
 	b = &c->pools[1];
 	x = &c->pools[2];
-	ck_assert_int_eq(a->handoff.mode, HANDOFF_INBOX);
+	ck_assert_int_eq(a->handoff.mode, HANDOFF_HTTP);
 	ck_assert_int_eq(a->has_results, 0);
 	ck_assert_int_eq(b->handoff.mode, HANDOFF_HTTP);
 	ck_assert_int_eq(b->handoff.via, HANDOFF_VIA_ROUTER);
 	ck_assert_str_eq(b->handoff.router,
-	    "http://sandbox-router-svc.agent-sandbox-system.svc:8080");
+	    "http://sandbox-router-svc.default.svc:8080");
 	ck_assert_int_eq(b->handoff.port, 8888);
 	ck_assert_int_eq(b->handoff.deadline_seconds, 120);
 	ck_assert_int_eq(b->handoff.max_attempts, 1);
@@ -165,6 +167,8 @@ START_TEST(test_handoff)
 	ck_assert_str_eq(x->handoff.tls_ca_file, "/ca.pem");
 	ck_assert_int_eq(config_same_handoff(a, a), 1);
 	ck_assert_int_eq(config_same_handoff(a, b), 0);
+	ck_assert_int_eq(config_same_handoff(a, &c->pools[3]), 0);
+	ck_assert_int_eq(c->pools[3].handoff.mode, HANDOFF_INBOX);
 	ck_assert_int_eq(config_same_handoff(b, x), 0);
 	config_free(c);
 }
@@ -186,6 +190,7 @@ START_TEST(test_handoff_crd)
 	    "\"results\":{\"type\":\"rabbitmq\",\"address\":\"amqp://r\","
 	    "\"exchange\":\"xr\",\"authSecretRef\":{\"name\":\"rs\",\"key\":"
 	    "\"pw\"}}}}";
+	static const char *const routers[] = { HANDOFF_ROUTER_DEFAULT };
 	struct scaler_source src;
 	struct config_tenancy t;
 	struct config	*c = config_new();
@@ -193,6 +198,8 @@ START_TEST(test_handoff_crd)
 	char		 err[512] = "";
 
 	memset(&t, 0, sizeof t);
+	t.routers = routers;
+	t.nrouters = 1;
 	j = cJSON_Parse(obj);
 	ck_assert_int_eq(config_add_pool(c, j, NULL, &t, "", err, sizeof err),
 	    -AS_EINVAL);
@@ -216,6 +223,126 @@ START_TEST(test_handoff_crd)
 	ck_assert_str_eq(src.password_secret, "team-a/rs/pw");
 	cJSON_Delete(j);
 	config_free(c);
+}
+END_TEST
+
+/*
+ * CRD mode: spec.handoff.router is a tenant's, and the daemon sends each
+ * task's requests there: only a router of --handoff-routers is taken (a
+ * pool naming none gets the first), and via podIP needs --pod-cidrs.
+ * File mode (the operator's file) takes any http(s) router.
+ */
+static const char *const crd_routers[] = {
+	"http://sandbox-router-svc.default.svc:8080",
+	"https://router.ops.svc:8443/",
+};
+
+static const struct {
+	const char	*handoff;	/* spec.handoff; NULL: none */
+	size_t		 nrouters;	/* of crd_routers */
+	int		 cidrs;		/* --pod-cidrs given */
+	int		 crd;		/* 0: --config file mode */
+	const char	*want;		/* the router; or "!" error text */
+} router_rows[] = {
+	{ NULL, 2, 0, 1, "http://sandbox-router-svc.default.svc:8080" },
+	{ "{\"via\":\"router\"}", 2, 0, 1,
+	    "http://sandbox-router-svc.default.svc:8080" },
+	{ "{\"router\":\"https://router.ops.svc:8443\"}", 2, 0, 1,
+	    "https://router.ops.svc:8443" },
+	{ "{\"router\":\"http://sandbox-router-svc.default.svc:8080/\"}", 2,
+	    0, 1, "http://sandbox-router-svc.default.svc:8080/" },
+	{ "{\"router\":\"http://169.254.169.254/latest\"}", 2, 0, 1,
+	    "!spec.handoff.router: \"http://169.254.169.254/latest\" refused "
+	    "in CRD mode: not one of the routers agentscaler allows "
+	    "(--handoff-routers: http://sandbox-router-svc.default.svc:8080, "
+	    "...)" },
+	{ "{\"router\":\"http://sandbox-router-svc.default.svc:8080.evil\"}",
+	    1, 0, 1, "!refused in CRD mode: not one of the routers" },
+	{ "{\"router\":\"http://127.0.0.1:6379\"}", 2, 0, 0,
+	    "http://127.0.0.1:6379" },
+	{ NULL, 0, 0, 1, "!spec.handoff.router: refused in CRD mode: "
+	    "agentscaler allows no router (--handoff-routers is empty)" },
+	{ NULL, 0, 0, 0, HANDOFF_ROUTER_DEFAULT },
+	{ "{\"via\":\"podIP\"}", 2, 0, 1, "!spec.handoff.via: podIP "
+	    "refused in CRD mode: agentscaler has no --pod-cidrs" },
+	{ "{\"via\":\"podIP\",\"router\":\"http://x:1\"}", 2, 1, 1,
+	    "http://x:1" },
+	{ "{\"via\":\"podIP\"}", 0, 0, 0, HANDOFF_ROUTER_DEFAULT },
+	{ "{\"mode\":\"inbox\",\"router\":\"http://x:1\"}", 0, 0, 1,
+	    "http://x:1" },
+};
+
+START_TEST(test_handoff_routers)
+{
+	struct pod_cidr	 cidr;
+	struct config_tenancy t;
+	struct config	*c = config_new();
+	cJSON		*j;
+	char		 doc[512], err[512] = "";
+	const char	*want = router_rows[_i].want;
+	int		 rc;
+
+	memset(&t, 0, sizeof t);
+	t.routers = crd_routers;
+	t.nrouters = router_rows[_i].nrouters;
+	ck_assert_int_eq(pod_cidr_parse("10.0.0.0/8", &cidr), 0);
+	if (router_rows[_i].cidrs) {
+		t.pod_cidrs = &cidr;
+		t.npod_cidrs = 1;
+	}
+	snprintf(doc, sizeof doc, "{\"metadata\":{\"name\":\"p\","
+	    "\"namespace\":\"team-a\"},\"spec\":{" DSP "%s%s}}",
+	    router_rows[_i].handoff != NULL ? ",\"handoff\":" : "",
+	    router_rows[_i].handoff != NULL ? router_rows[_i].handoff : "");
+	j = cJSON_Parse(doc);
+	ck_assert_ptr_nonnull(j);
+	rc = config_add_pool(c, j, "/s", router_rows[_i].crd ? &t : NULL, "",
+	    err, sizeof err);
+	if (want[0] == '!') {
+		ck_assert_int_eq(rc, -AS_EINVAL);
+		ck_assert_msg(strstr(err, want + 1) != NULL, "%s", err);
+	} else {
+		ck_assert_msg(rc == 0, "%s", err);
+		ck_assert_str_eq(c->pools[0].handoff.router, want);
+	}
+	cJSON_Delete(j);
+	config_free(c);
+}
+END_TEST
+
+/* --pod-cidrs: parsing and membership, both families. */
+START_TEST(test_pod_cidr)
+{
+	struct pod_cidr	 v[2];
+	static const char *const bad[] = { "10.0.0.0", "10.0.0.0/33",
+	    "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8x", "ten/8", "::/129",
+	    "10.0.0.0/ 8", "" };
+	size_t		 i;
+
+	ck_assert_int_eq(pod_cidr_parse("10.244.7.9/16", &v[0]), 0);
+	ck_assert_int_eq(pod_cidr_parse("fd00:10::/56", &v[1]), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "10.244.0.1"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "10.244.255.255"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "10.245.0.1"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "169.254.169.254"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "fd00:10:0:ff::1"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "fd00:10:0:100::1"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "::ffff:10.244.0.1"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "metadata.google.internal"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, ""), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "fd00:10::1"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 0, "10.244.0.1"), 0);
+	ck_assert_int_eq(pod_cidr_parse("127.0.0.1/32", &v[0]), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "127.0.0.1"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "127.0.0.2"), 0);
+	ck_assert_int_eq(pod_cidr_parse("0.0.0.0/0", &v[0]), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "203.0.113.5"), 1);
+	ck_assert_int_eq(pod_cidr_parse("10.1.2.3/12", &v[0]), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "10.15.0.1"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "10.16.0.1"), 0);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(pod_cidr_parse(bad[i], &v[0]) == -AS_EINVAL,
+		    "%s", bad[i]);
 }
 END_TEST
 
@@ -300,7 +427,8 @@ static const struct crd_row {
 START_TEST(test_crd_tenancy)
 {
 	const struct crd_row *row = &crd_rows[_i];
-	struct config_tenancy t = { crd_shared, 1, NULL, 0 };
+	struct config_tenancy t = { crd_shared, 1, NULL, 0, NULL, 0, NULL,
+	    0 };
 	struct config	*c = config_new();
 	cJSON		*o = cJSON_Parse(row->obj);
 	char		 err[512] = "";
@@ -341,7 +469,7 @@ START_TEST(test_username_key)
 	const char *doc = "{\"pools\":[" CRD_POOL("team-a",
 	    ",\"authSecretRef\":{\"name\":\"rmq\",\"key\":\"password\","
 	    "\"usernameKey\":\"user\"}") "]}";
-	struct config_tenancy t = { NULL, 0, NULL, 0 };
+	struct config_tenancy t = { NULL, 0, NULL, 0, NULL, 0, NULL, 0 };
 	struct config	*c = config_new(), *f;
 	cJSON		*o = cJSON_Parse(obj);
 	char		 err[512];
@@ -360,6 +488,41 @@ START_TEST(test_username_key)
 	config_free(f);
 	config_free(c);
 	cJSON_Delete(o);
+}
+END_TEST
+
+/*
+ * source.keyspaceNotifications and streamField: defaults (auto, "task"),
+ * parsed values, both carried to the scaler's source, and a change of
+ * either is a change of source (the pool's scaler is made again).
+ */
+START_TEST(test_redis_source_options)
+{
+	const char *d1 = POOL("{" SRC "," TGT "}");
+	const char *d2 = POOL("{\"source\":{\"type\":\"redis-stream\","
+	    "\"address\":\"redis://127.0.0.1:6379/0\",\"queue\":\"tasks\","
+	    "\"consumerGroup\":\"g\",\"keyspaceNotifications\":\"off\","
+	    "\"streamField\":\"job\",\"username\":\"agents\"}," TGT "}");
+	struct config	*a, *b;
+	struct scaler_source src;
+	char		 err[512];
+
+	ck_assert_int_eq(config_parse(d1, strlen(d1), NULL, &a, err,
+	    sizeof err), 0);
+	ck_assert_int_eq(a->pools[0].source.keyspace_notifications,
+	    SCALER_KEYSPACE_AUTO);
+	ck_assert_str_eq(a->pools[0].source.stream_field, "task");
+	ck_assert_int_eq(config_parse(d2, strlen(d2), NULL, &b, err,
+	    sizeof err), 0);
+	ck_assert_int_eq(b->pools[0].source.keyspace_notifications,
+	    SCALER_KEYSPACE_OFF);
+	config_pool_source(&b->pools[0], &src);
+	ck_assert_int_eq(src.keyspace_notifications, SCALER_KEYSPACE_OFF);
+	ck_assert_str_eq(src.stream_field, "job");
+	ck_assert_str_eq(src.username, "agents");
+	ck_assert(!config_same_source(&a->pools[0], &b->pools[0]));
+	config_free(a);
+	config_free(b);
 }
 END_TEST
 
@@ -466,6 +629,10 @@ static const struct bad {
 	    "{\"Memory\":\"1Gi\"}}}]}",
 	    "quotas[0].spec.resources.Memory: not a Kubernetes resource name "
 	    "(names are case-sensitive: write \"memory\")" },
+	{ POOL("{\"source\":{\"type\":\"redis-list\",\"address\":\"redis://r\","
+	    "\"queue\":\"q\",\"keyspaceNotifications\":\"never\"}," TGT "}"),
+	    "pools[0].spec.source.keyspaceNotifications: expected one of auto | "
+	    "off | require, got \"never\"" },
 	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"grpc\"}}"),
 	    "pools[0].spec.handoff.mode: expected one of inbox | http, got "
 	    "\"grpc\"" },
@@ -476,8 +643,9 @@ static const struct bad {
 	    "spec.handoff.port: expected an integer in [1, 65535], got 0" },
 	{ POOL("{" SRC "," TGT ",\"handoff\":{\"mode\":\"http\"}}"),
 	    "pools[0].spec.handoff: dispatch mode only" },
-	{ POOL("{" DSP ",\"results\":{\"type\":\"redis-list\",\"address\":"
-	    "\"redis://r\",\"queue\":\"out\"}}"), "pools[0].spec.results: "
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"inbox\"},\"results\":{"
+	    "\"type\":\"redis-list\",\"address\":\"redis://r\",\"queue\":"
+	    "\"out\"}}"), "pools[0].spec.results: "
 	    "only with handoff.mode http" },
 	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
 	    "\"type\":\"kafka\",\"address\":\"x\",\"queue\":\"q\"}}"),
@@ -638,10 +806,14 @@ config_suite(void)
 	tcase_add_test(tc, test_secret_ref);
 	tcase_add_test(tc, test_handoff);
 	tcase_add_test(tc, test_handoff_crd);
+	tcase_add_loop_test(tc, test_handoff_routers, 0,
+	    sizeof router_rows / sizeof router_rows[0]);
+	tcase_add_test(tc, test_pod_cidr);
 	tcase_add_loop_test(tc, test_crd_tenancy, 0,
 	    (int)AS_ARRAY_SIZE(crd_rows));
 	tcase_add_test(tc, test_file_mode_secret_names);
 	tcase_add_test(tc, test_username_key);
+	tcase_add_test(tc, test_redis_source_options);
 	tcase_add_test(tc, test_default_resources);
 	tcase_add_loop_test(tc, test_bad, 0,
 	    (int)(sizeof bad_rows / sizeof bad_rows[0]));

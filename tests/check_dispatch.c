@@ -880,6 +880,7 @@ static struct dispatcher *disp;
 	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
 	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
 	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
+	"\"handoff\":{\"mode\":\"inbox\"}," \
 	"\"sandbox\":{\"warmPool\":\"wp\",\"spare\":{\"min\":0,\"max\":0}}}}"
 
 /* The dispatcher on config doc, its consumers and requests from dops. */
@@ -1625,6 +1626,7 @@ all_claims_gone(void)
 	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
 	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
 	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
+	"\"handoff\":{\"mode\":\"inbox\"}," \
 	"\"sandbox\":{\"warmPool\":\"wp2\",\"spare\":{\"min\":0,\"max\":0}}}}"
 
 /*
@@ -1953,6 +1955,7 @@ END_TEST
 	"{\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" NS "\"}," \
 	"\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
 	"\"address\":\"redis://127.0.0.1:1/0\",\"queue\":\"" queue "\"}," \
+	"\"handoff\":{\"mode\":\"inbox\"}," \
 	"\"sandbox\":{\"warmPool\":\"wp\",\"readyTimeoutSeconds\":" rt "," \
 	"\"spare\":{\"min\":0,\"max\":0}}}}"
 
@@ -2202,7 +2205,8 @@ setup_rabbit(void)
 	setup_doc("{\"pools\":[{\"metadata\":{\"name\":\"a\",\"namespace\":\""
 	    NS "\"},\"spec\":{\"mode\":\"dispatch\",\"source\":{\"type\":"
 	    "\"rabbitmq\",\"address\":\"amqp://127.0.0.1:1/%2F\",\"queue\":"
-	    "\"qr\"},\"sandbox\":{\"warmPool\":\"wp\",\"spare\":{\"min\":0,"
+	    "\"qr\"},\"handoff\":{\"mode\":\"inbox\"},\"sandbox\":{"
+	    "\"warmPool\":\"wp\",\"spare\":{\"min\":0,"
 	    "\"max\":0}}}}]}");
 }
 
@@ -3254,7 +3258,8 @@ scale_doc(size_t from, size_t to)
 		    "{\"name\":\"%s\",\"namespace\":\"" NS "\"},\"spec\":"
 		    "{\"mode\":\"dispatch\",\"source\":{\"type\":"
 		    "\"redis-list\",\"address\":\"redis://127.0.0.1:1/0\","
-		    "\"queue\":\"q%s\"},\"sandbox\":{\"warmPool\":\"wp\","
+		    "\"queue\":\"q%s\"},\"handoff\":{\"mode\":\"inbox\"},"
+		    "\"sandbox\":{\"warmPool\":\"wp\","
 		    "\"spare\":{\"min\":0,\"max\":0}}}}", i > from ? "," :
 		    "", name, name);
 	}

@@ -196,6 +196,24 @@ start(const struct consumer_type *t, const struct scaler_source *src,
 	return (c);
 }
 
+/* A redis-list consumer started that reports itself down first. */
+static struct consumer *
+start_down(const struct scaler_source *src, const struct consumer_options *o,
+    struct rec *rec)
+{
+	struct consumer	*c;
+	char		 err[256];
+
+	memset(rec, 0, sizeof *rec);
+	rec->up = -1;
+	c = consumer_type_redis_list.create(loop, src, o, err, sizeof err);
+	ck_assert_msg(c != NULL, "%s", err);
+	rec->c = c;
+	ck_assert_int_eq(c->type->start(c, rec_deliver, rec_state, rec), 0);
+	ck_assert(tu_run_until(loop, pred_down, rec, DEADLINE));
+	return (c);
+}
+
 /* Acks m and waits for the completion; returns its error. */
 static int
 ack_wait(struct consumer *c, struct consumer_msg *m)
@@ -1173,6 +1191,29 @@ START_TEST(test_stream_body_rules)
 }
 END_TEST
 
+/* source.streamField: that field first, the usual rules after it. */
+START_TEST(test_stream_field)
+{
+	struct scaler_source src;
+	struct consumer_options o = tu_consumer_options("as-1", 10);
+	struct consumer	*c;
+	struct rec	 rec;
+
+	src = source(&srv, "redis-stream", "s", "g");
+	src.stream_field = "job";
+	c = start(&consumer_type_redis_stream, &src, &o, &rec);
+	free(xadd(&srv, "s", "task", "T1", "job", "J1"));
+	free(xadd(&srv, "s", "meta", "M2", "job", "J2"));
+	free(xadd(&srv, "s", "meta", "M3", "body", "B3"));
+	ck_assert(tu_run_count(loop, &rec.n, 3, DEADLINE));
+	ck_assert_str_eq(rec.msgs[0]->body, "J1");
+	ck_assert_str_eq(rec.msgs[1]->body, "J2");
+	ck_assert_str_eq(rec.msgs[2]->body, "B3");
+	c->type->destroy(c);
+	rec_free(&rec, 0);
+}
+END_TEST
+
 START_TEST(test_stream_recovery)
 {
 	struct scaler_source src;
@@ -1395,6 +1436,42 @@ START_TEST(test_restart)
 }
 END_TEST
 
+/*
+ * source.keyspaceNotifications require, the user without CONFIG: once the
+ * refusal is known the consumer reports itself down with the reason and
+ * takes nothing; off subscribes to nothing and still consumes.
+ */
+START_TEST(test_keyspace_require)
+{
+	struct consumer_options o = tu_consumer_options("as-1", 4);
+	struct scaler_source src;
+	struct consumer	*c;
+	struct rec	 rec;
+
+	ck_assert_int_eq(tu_redis_cmd(&srv, "ACL SETUSER default %s",
+	    "-config"), 0);
+	src = source(&srv, "redis-list", "q", NULL);
+	src.keyspace_notifications = SCALER_KEYSPACE_REQUIRE;
+	c = start_down(&src, &o, &rec);
+	ck_assert_msg(strstr(rec.why, "keyspaceNotifications is require") !=
+	    NULL && strstr(rec.why, "CONFIG GET refused") != NULL, "%s",
+	    rec.why);
+	tu_redis_cmd(&srv, "LPUSH q m1");
+	tu_run_for(loop, 0.5);
+	ck_assert_int_eq(rec.n, 0);
+	ck_assert_int_eq(tu_redis_cmd(&srv, "LLEN %s", "q"), 1);
+	c->type->destroy(c);
+	rec_free(&rec, 0);
+
+	src.keyspace_notifications = SCALER_KEYSPACE_OFF;
+	c = start(&consumer_type_redis_list, &src, &o, &rec);
+	ck_assert(tu_run_count(loop, &rec.n, 1, DEADLINE));
+	ck_assert_str_eq(rec.msgs[0]->body, "m1");
+	c->type->destroy(c);
+	rec_free(&rec, 0);
+}
+END_TEST
+
 START_TEST(test_refused)
 {
 	struct consumer_options o = tu_consumer_options("as-1", 1);
@@ -1402,7 +1479,7 @@ START_TEST(test_refused)
 	struct consumer	*c;
 	struct rec	 rec;
 	struct tu_op	 d;
-	char		 addr[64], name[64], err[256];
+	char		 addr[64], name[64];
 	int		 port = tu_free_port();
 
 	snprintf(addr, sizeof addr, "redis://127.0.0.1:%d/0", port);
@@ -1410,13 +1487,7 @@ START_TEST(test_refused)
 	memset(&src, 0, sizeof src);
 	src.address = addr;
 	src.queue = "q";
-	memset(&rec, 0, sizeof rec);
-	rec.up = -1;
-	c = consumer_type_redis_list.create(loop, &src, &o, err, sizeof err);
-	ck_assert_msg(c != NULL, "%s", err);
-	rec.c = c;
-	ck_assert_int_eq(c->type->start(c, rec_deliver, rec_state, &rec), 0);
-	ck_assert(tu_run_until(loop, pred_down, &rec, DEADLINE));
+	c = start_down(&src, &o, &rec);
 	ck_assert_int_eq(rec.ndown, 1);
 	ck_assert_msg(strstr(rec.why, "refused") != NULL, "%s", rec.why);
 	ck_assert(strncmp(rec.why, name, strlen(name)) == 0);
@@ -1575,9 +1646,11 @@ redis_consume_suite(void)
 	tcase_add_test(tc, test_list_adopt);
 	tcase_add_test(tc, test_list_adopt_live);
 	tcase_add_test(tc, test_list_push);
+	tcase_add_test(tc, test_keyspace_require);
 	tcase_add_loop_test(tc, test_handoff, 0, 2);
 	tcase_add_test(tc, test_stream_basic);
 	tcase_add_test(tc, test_stream_body_rules);
+	tcase_add_test(tc, test_stream_field);
 	tcase_add_test(tc, test_stream_recovery);
 	tcase_add_test(tc, test_stream_autoclaim);
 	tcase_add_test(tc, test_stream_dead_letter);

@@ -43,6 +43,20 @@ server_cmd_db(const struct tu_redis *r, int db, const char *cmd)
 	redisFree(c);
 }
 
+/* Writes text to /tmp/check_redis_list.<pid>.<suffix>, named in path. */
+static void
+pw_file(char *path, size_t len, const char *suffix, const char *text)
+{
+	FILE	*fp;
+
+	snprintf(path, len, "/tmp/check_redis_list.%d.%s", (int)getpid(),
+	    suffix);
+	fp = fopen(path, "w");
+	ck_assert(fp != NULL);
+	fputs(text, fp);
+	fclose(fp);
+}
+
 /* One poll to completion; returns its result. */
 static struct scaler_result
 poll_wait(struct ev_loop *loop, struct scaler *s)
@@ -467,6 +481,113 @@ START_TEST(test_push_fallback)
 }
 END_TEST
 
+/*
+ * source.keyspaceNotifications.  off: subscribe() declines (the pool
+ * polls), no subscriber connects and no CONFIG is sent, even where it would
+ * be allowed.  require on a server refusing CONFIG: polls fail with the
+ * reason once the refusal is known; auto on the same endpoint polls fine.
+ */
+START_TEST(test_keyspace_modes)
+{
+	static const char *const extra[] = { "--rename-command", "CONFIG", "",
+	    NULL };
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r, q;
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*s, *a;
+	struct tu_rec	 w, wa;
+	struct tu_capture	 cap;
+	char		*log, *stats;
+
+	memset(&w, 0, sizeof w);
+	memset(&wa, 0, sizeof wa);
+	/* off, on a server that allows CONFIG */
+	tu_redis_up(&q, NULL);
+	src = source(&q, "tasks");
+	src.keyspace_notifications = SCALER_KEYSPACE_OFF;
+	s = make(loop, &src);
+	ck_assert_int_eq(s->type->subscribe(s, tu_rec_wake, &w), -AS_EINVAL);
+	ck_assert_int_eq(tu_redis_cmd(&q, "LPUSH %s a b", "tasks"), 2);
+	res = poll_wait(loop, s);
+	ck_assert(res.error == 0 && res.ready == 2);
+	tu_run_for(loop, 0.2);
+	ck_assert_int_eq(s->type->pushing(s), 0);
+	ck_assert_int_eq(w.nwake, 0);
+	stats = tu_redis_str(&q, "INFO %s", "commandstats");
+	ck_assert_msg(strstr(stats, "cmdstat_config") == NULL, "%s", stats);
+	ck_assert(strstr(stats, "cmdstat_subscribe") == NULL);
+	free(stats);
+	scaler_destroy(s);
+	tu_redis_down(&q);
+
+	/* require and auto, on a server without CONFIG */
+	tu_redis_up(&r, extra);
+	tu_capture_start(&cap);
+	src = source(&r, "tasks");
+	src.keyspace_notifications = SCALER_KEYSPACE_REQUIRE;
+	s = make(loop, &src);
+	src.keyspace_notifications = SCALER_KEYSPACE_AUTO;
+	a = make(loop, &src);
+	ck_assert_int_eq(s->type->subscribe(s, tu_rec_wake, &w), 0);
+	ck_assert_int_eq(a->type->subscribe(a, tu_rec_wake, &wa), 0);
+	tu_run_for(loop, 0.5);
+	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s a", "tasks"), 1);
+	res = poll_wait(loop, s);
+	ck_assert_int_eq(res.error, -AS_EPROTO);
+	ck_assert_msg(strstr(res.errmsg, "keyspaceNotifications is require") !=
+	    NULL && strstr(res.errmsg, "CONFIG GET refused") != NULL, "%s",
+	    res.errmsg);
+	res = poll_wait(loop, a);
+	ck_assert(res.error == 0 && res.ready == 1);
+	scaler_destroy(s);
+	scaler_destroy(a);
+	log = tu_capture_end(&cap);
+	free(log);
+	tu_redis_down(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
+/*
+ * source.username with a password (file mode, inline): AUTH user password
+ * as a Redis 6 ACL user, where AUTH password alone would log in as the
+ * default user.
+ */
+START_TEST(test_acl_user_inline)
+{
+	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
+	struct tu_redis	 r;
+	struct scaler_source src;
+	struct scaler_result res;
+	struct scaler	*s, *d;
+	char		 path[64];
+
+	tu_redis_up(&r, NULL);
+	ck_assert_int_eq(tu_redis_cmd(&r, "ACL SETUSER agents on >%s ~* "
+	    "+@all", "agents-pw"), 0);
+	pw_file(path, sizeof path, "acl", "agents-pw\n");
+	ck_assert_int_eq(tu_redis_cmd(&r, "LPUSH %s a", "tasks"), 1);
+	/* the default user gets a password: only the ACL user can get in */
+	ck_assert_int_eq(tu_redis_cmd(&r, "CONFIG SET requirepass %s",
+	    "admin-pw"), 0);
+	src = source(&r, "tasks");
+	src.password_file = path;
+	d = make(loop, &src);			/* AUTH agents-pw: default */
+	res = poll_wait(loop, d);
+	ck_assert_int_eq(res.error, -AS_EAUTH);
+	src.username = "agents";
+	s = make(loop, &src);			/* another endpoint */
+	res = poll_wait(loop, s);
+	ck_assert_msg(res.error == 0 && res.ready == 1, "%s", res.errmsg);
+	scaler_destroy(s);
+	scaler_destroy(d);
+	unlink(path);
+	tu_redis_down(&r);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
 START_TEST(test_restart)
 {
 	struct ev_loop	*loop = ev_loop_new(EVFLAG_AUTO);
@@ -538,12 +659,7 @@ START_TEST(test_auth)
 	tu_redis_up(&r, NULL);
 	ck_assert_int_eq(tu_redis_cmd(&r, "CONFIG SET requirepass %s",
 	    "s3cret-pw"), 0);
-	snprintf(path, sizeof path, "/tmp/check_redis_list.%d.pw",
-	    (int)getpid());
-	fp = fopen(path, "w");
-	ck_assert(fp != NULL);
-	fputs("wr0ng-pw\n", fp);
-	fclose(fp);
+	pw_file(path, sizeof path, "pw", "wr0ng-pw\n");
 	tu_capture_start(&cap);
 	src = source(&r, "tasks");
 	src.password_file = path;
@@ -800,6 +916,8 @@ redis_list_suite(void)
 	tcase_add_test(tc, test_shared_connection);
 	tcase_add_test(tc, test_push_wakeup);
 	tcase_add_test(tc, test_push_fallback);
+	tcase_add_test(tc, test_keyspace_modes);
+	tcase_add_test(tc, test_acl_user_inline);
 	tcase_add_test(tc, test_restart);
 	tcase_add_test(tc, test_auth);
 	tcase_add_test(tc, test_command_timeout);

@@ -156,9 +156,14 @@ def dispatch_demo(args):
         world.sandbox_pool(kube, "sandboxes", replicas=4)
         runtime = world.AgentRuntime(kube, redis.url, work_ms=2500, children=2, max_depth=1,
                                      publish_to="redis-list:tasks", extra=("--spawn-at", "start"))
+        # handoff inbox, asked for: the daemon's default is http (issue 16),
+        # but these agents read a Redis inbox and publish their sub-tasks to
+        # the broker themselves (--publish-to), which is what the demo's load
+        # is made of; on a real cluster that needs broker egress and
+        # credentials in every sandbox (README, "Dispatch mode").
         pool = world.pool_dispatch("coding-agents", redis.url, "tasks", "sandboxes",
                                    claim_ttl_seconds=600, spare_min=2, spare_max=20,
-                                   cooldownSeconds=8, pollIntervalMs=1000)
+                                   cooldownSeconds=8, pollIntervalMs=1000, handoff="inbox")
         daemon = world.Daemon({"pools": [pool]}, kube, binary=args.bin,
                               extra=["--log-format", "text", "--instance", "demo"])
         world.wait_for(lambda: daemon.started(), 20, what="agentscaler ready")

@@ -103,7 +103,8 @@ def values_file(directory, text):
 
 def template_cli(*args):
     """`helm template` of the chart; CompletedProcess, whatever the exit."""
-    return chart.helm("template", "agentscaler", CHART, *args, check=False, timeout=60)
+    return chart.helm("template", "agentscaler", CHART, "-f", chart.IMAGE_VALUES, *args,
+                      check=False, timeout=60)
 
 
 class DefaultValuesTest(unittest.TestCase):
@@ -155,13 +156,15 @@ class DefaultValuesTest(unittest.TestCase):
         for a in ("--leader-elect", "--lease-name=agentscaler", "--lease-namespace=platform",
                   "--lease-duration=15", "--renew-deadline=10", "--retry-period=2",
                   "--metrics-addr=0.0.0.0:9090", "--admin-addr=127.0.0.1:9091",
-                  "--secrets-dir=/etc/agentscaler/secrets", "--log-format=json"):
+                  "--secrets-dir=/etc/agentscaler/secrets", "--log-format=json",
+                  "--handoff-routers=http://sandbox-router-svc.default.svc:8080"):
             self.assertIn(a, args)
         # the CLI in the pod (kubectl exec ... agentscaler explain) finds it
         self.assertIn({"name": "AGENTSCALER_ADMIN_ADDR", "value": "127.0.0.1:9091"}, c["env"])
         self.assertFalse([a for a in args if a.startswith(("--config", "--watch-namespace",
                                                            "--secret-namespaces",
-                                                           "--shared-secrets"))])
+                                                           "--shared-secrets",
+                                                           "--pod-cidrs"))])
         self.assertEqual(c["env"][0], {"name": "AGENTSCALER_INSTANCE", "valueFrom": {
             "fieldRef": {"fieldPath": "metadata.name"}}})
         # the admin port is no container port: loopback only
@@ -381,6 +384,9 @@ class AllValuesTest(unittest.TestCase):
                   "--kube-retries=3",
                   "--secrets-dir=/var/run/agentscaler/secrets",
                   "--secret-namespaces=agents",
+                  "--handoff-routers=https://sandbox-router.platform.svc:8443,"
+                  "http://sandbox-router-svc.default.svc:8080",
+                  "--pod-cidrs=10.244.0.0/16,fd00:10:244::/56",
                   "--shared-secrets=platform/redis-shared,agents-batch/batch-redis,"
                   "platform/rabbitmq-shared"):
             self.assertIn(a, c["args"])
@@ -402,6 +408,11 @@ class AllValuesTest(unittest.TestCase):
             self.assertEqual(v.get("optional"), optional)
         self.assertEqual(mounts["config"]["mountPath"], "/etc/agentscaler/config")
         self.assertEqual(vols["config"]["configMap"]["name"], "prod-scaler")
+        # extraVolumes / extraVolumeMounts, after the chart's own
+        self.assertEqual(pod["volumes"][-1], {"name": "broker-ca",
+                                              "configMap": {"name": "broker-ca"}})
+        self.assertEqual(c["volumeMounts"][-1], {"name": "broker-ca", "readOnly": True,
+                                                 "mountPath": "/etc/agentscaler/ca"})
         req = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         self.assertEqual(req[0]["topologyKey"], "topology.kubernetes.io/zone")
         self.assertEqual(pod["nodeSelector"], {"kubernetes.io/os": "linux"})
@@ -600,6 +611,42 @@ podDisruptionBudget:
         self.assertIn("--secret-namespaces=a", args)
         self.assertIn("--shared-secrets=b/c", args)
 
+    def test_subchart_global(self):
+        """A parent chart's global values pass the strict schema (the chart
+        can be a dependency) and change nothing."""
+        f = values_file(self.dir, "global:\n  imageRegistry: registry.example.com\n"
+                        "  storageClass: fast\n")
+        _t, objs, _n = render([f])
+        _t, plain, _n = render()
+        self.assertEqual(objs, plain)
+
+    def test_image_required(self):
+        """No default image: helm template without image.repository stops
+        with a message saying what to set."""
+        r = chart.helm("template", "agentscaler", CHART, check=False, timeout=60)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("image.repository is required", r.stderr)
+        self.assertIn("--set image.repository=", r.stderr)
+        self.assertEqual(r.stdout, "")
+        f = values_file(self.dir, "image:\n  repository: registry.example.com/a/agentscaler\n"
+                        "  tag: v2\n")
+        _t, objs = chart.template([f], image=False)
+        self.assertEqual(one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0][
+            "image"], "registry.example.com/a/agentscaler:v2")
+
+    def test_crds_carry_the_chart_version(self):
+        """The annotation the upgrade check compares (_helpers.tpl
+        crdsCurrent) is this chart's version: a chart release with changed
+        CRDs bumps both."""
+        with open(os.path.join(CHART, "Chart.yaml")) as f:
+            version = re.search(r"^version: (\S+)$", f.read(), re.M).group(1)
+        for name in ("agentpools", "agentquotas"):
+            with self.subTest(crd=name):
+                with open(os.path.join(CHART, "crds", name + ".yaml")) as f:
+                    crd = chart.parse(f.read())[0]
+                self.assertEqual(crd["metadata"]["annotations"]["agentscaler.io/chart-version"],
+                                 version)
+
     def test_custom_affinity_wins(self):
         f = values_file(self.dir, """
 affinity:
@@ -709,7 +756,8 @@ class LintTest(unittest.TestCase):
     through helm template."""
 
     def lint(self, *args):
-        return chart.helm("lint", "--strict", CHART, *args, check=False, timeout=60)
+        return chart.helm("lint", "--strict", CHART, "-f", chart.IMAGE_VALUES, *args,
+                          check=False, timeout=60)
 
     def test_lint_strict(self):
         for args in ([], ["-f", VALUES_ALL]):

@@ -69,7 +69,8 @@ def chart_service_account():
             return _chart_sa
     c = cluster()
     c.create_namespace(CHART_NAMESPACE)
-    out = helm("template", RELEASE, CHART, "--namespace", CHART_NAMESPACE).stdout
+    out = helm("template", RELEASE, CHART, "--namespace", CHART_NAMESPACE,
+               "-f", chart.IMAGE_VALUES).stdout
     keep = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
     docs = [d for d in yaml_docs(out) if d.get("kind") in keep]
     path = os.path.join(c.dir, "chart-rbac.json")

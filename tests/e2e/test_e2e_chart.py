@@ -82,7 +82,8 @@ class ChartE2E(world.DaemonTestCase):
         with open(vf, "w") as f:
             json.dump(values, f)
         extra = ["--create-namespace"] if verb == "install" else []
-        kube.helm(verb, self.release, chart.CHART, "--namespace", self.ns, "-f", vf, *extra)
+        kube.helm(verb, self.release, chart.CHART, "--namespace", self.ns,
+                  "-f", chart.IMAGE_VALUES, "-f", vf, *extra)
         _text, objs = chart.template([vf], self.release, self.ns)
         return objs
 
@@ -263,6 +264,68 @@ class ChartE2E(world.DaemonTestCase):
         self.assertEqual(code, 403)
         self.assertEqual(rk.forbidden(), [("list", "/api/v1/namespaces/%s/secrets" % self.team)])
 
+    def dry_run_pool(self, scaling):
+        """The AgentPool as the API server would store it (create with
+        dryRun=All: defaults applied, unknown fields pruned), its scaling."""
+        pool = {"apiVersion": "agentscaler.io/v1alpha1", "kind": "AgentPool",
+                "metadata": {"name": "probe", "namespace": self.team},
+                "spec": {"source": {"type": "redis-list", "address": "redis://r:6379",
+                                    "queue": "q"},
+                         "target": {"kind": "Deployment", "name": "agents"},
+                         "scaling": dict(maxReplicas=5, **scaling)}}
+        code, obj = self.c.api("POST", "/apis/agentscaler.io/v1alpha1/namespaces/%s/agentpools"
+                               "?dryRun=All" % self.team, pool)
+        self.assertEqual(code, 201, obj)
+        return obj["spec"]["scaling"]
+
+    def test_3_crd_upgrade(self):
+        """The CRD upgrade path of the README: the cluster holds an older
+        AgentPool CRD (another chart version, a field missing: the API
+        server prunes it); `helm upgrade` refuses with the command to run;
+        `kubectl apply --server-side --force-conflicts -f crds/` upgrades
+        the CRD (the field is kept now) and the upgrade then succeeds."""
+        crd_dir = os.path.join(chart.CHART, "crds")
+        self.addCleanup(self.c.kubectl, "apply", "--server-side", "--force-conflicts",
+                        "-f", crd_dir)
+        self.helm_install("install", {})
+        for n in CRDS:
+            wait_for(lambda: self.c._crd_established(n), 60, 0.1, "CRD %s" % n)
+        with open(os.path.join(crd_dir, "agentpools.yaml")) as f:
+            old = chart.parse(f.read())[0]
+        old["metadata"]["annotations"]["agentscaler.io/chart-version"] = "0.0.1"
+        spec = old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        del spec["properties"]["scaling"]["properties"]["activationBacklog"]
+        path = os.path.join(self.c.dir, "old-agentpools-%s.json" % self.release)
+        with open(path, "w") as f:
+            json.dump(old, f)
+        self.c.kubectl("apply", "--server-side", "--force-conflicts", "-f", path)
+        wait_for(lambda: "activationBacklog" not in self.dry_run_pool({"activationBacklog": 3}),
+                 60, 0.2, "the old CRD pruning scaling.activationBacklog")
+
+        vf = os.path.join(self.c.dir, "values-%s-stale.json" % self.release)
+        with open(vf, "w") as f:
+            json.dump({"replicaCount": 3}, f)
+        r = kube.helm("upgrade", self.release, chart.CHART, "--namespace", self.ns,
+                      "-f", chart.IMAGE_VALUES, "-f", vf, check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn("the CRD agentpools.agentscaler.io in the cluster is from chart 0.0.1, "
+                      "older than this chart (0.1.0)", r.stderr)
+        self.assertIn("kubectl apply --server-side --force-conflicts -f charts/agentscaler/crds/",
+                      r.stderr)
+        st = json.loads(kube.helm("status", self.release, "--namespace", self.ns,
+                                  "-o", "json").stdout)
+        self.assertEqual(st["version"], 1)      # nothing changed
+
+        # the README's step, then the same upgrade
+        self.c.kubectl("apply", "--server-side", "--force-conflicts", "-f", crd_dir)
+        wait_for(lambda: self.dry_run_pool({"activationBacklog": 3}).get(
+            "activationBacklog") == 3, 60, 0.2, "the upgraded CRD keeping activationBacklog")
+        code, crd = self.c.api("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
+                               "agentpools.agentscaler.io")
+        self.assertEqual(crd["metadata"]["annotations"]["agentscaler.io/chart-version"], "0.1.0")
+        objs = self.helm_install("upgrade", {"replicaCount": 3})
+        self.check_installed(objs, 2)
+
     def test_2_all_values_install(self):
         """values-all.yaml (every option) installed: the API server accepts
         every object it renders."""
@@ -277,7 +340,7 @@ class ChartE2E(world.DaemonTestCase):
         # daemon), its objects are the point.
         self.release, self.ns = "prod", "agents-system"
         kube.helm("install", self.release, chart.CHART, "--namespace", self.ns,
-                  "--create-namespace", "-f", VALUES_ALL)
+                  "--create-namespace", "-f", chart.IMAGE_VALUES, "-f", VALUES_ALL)
         _text, objs = chart.template([VALUES_ALL], self.release, self.ns,
                                      ["monitoring.coreos.com/v1"])
         self.assertIn("ServiceMonitor", {o["kind"] for o in objs})

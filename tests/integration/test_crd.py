@@ -91,9 +91,10 @@ class CrdScaleTest(CrdWorld):
         wait_for(lambda: ((self.pool_obj("p1") or {}).get("status") or {}).get("replicas") == 4,
                  30, what="status.replicas 4")
         out = self.kubectl.run("get", "agentpools").stdout.splitlines()
-        self.assertEqual(out[0].split(), ["NAME", "MODE", "BACKLOG", "REPLICAS", "DESIRED",
-                                          "READY", "AGE"])
-        self.assertEqual(out[1].split()[:6], ["p1", "scale", "4", "4", "4", "True"])
+        self.assertEqual(out[0].split(), ["NAME", "MODE", "TARGET", "MIN", "MAX", "BACKLOG",
+                                          "REPLICAS", "DESIRED", "ACTIVE", "READY", "AGE"])
+        self.assertEqual(out[1].split()[:10], ["p1", "scale", "web", "0", "10", "4", "4", "4",
+                                               "True", "True"])
         self.assertIn("p1", self.kubectl.run("get", "apool").stdout)
         polls_before = d.metrics().get(
             'agentscaler_source_polls_total{namespace="default",pool="p1"}')

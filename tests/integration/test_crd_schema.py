@@ -9,8 +9,10 @@ then read back from the API.  No PyYAML.
 import json
 import os
 import subprocess
+import tempfile
 import unittest
 
+import crd_cases  # noqa: E402
 import world  # noqa: E402
 
 TYPES = {"string": "string", "enum": "string", "integer": "integer", "number": "number",
@@ -26,6 +28,7 @@ class CrdSchemaTest(unittest.TestCase):
         out = subprocess.run([binary, "--help-config-json"], capture_output=True, check=True,
                              text=True, timeout=60).stdout
         cls.table = json.loads(out)
+        cls.binary = binary
         cls.kube = world.KubeSim("--no-sandbox-controller")
         cls.kubectl = world.Kubectl(cls.kube)
         try:
@@ -102,7 +105,8 @@ class CrdSchemaTest(unittest.TestCase):
     def test_names_status_and_columns(self):
         for plural, kind, short, cols in (
                 ("agentpools", "AgentPool", "apool",
-                 ["Mode", "Backlog", "Replicas", "Desired", "Age"]),
+                 ["Mode", "Target", "Min", "Max", "Backlog", "Replicas", "Desired", "Active",
+                  "Ready", "Age"]),
                 ("agentquotas", "AgentQuota", "aquota", ["Max", "Used", "Age"])):
             crd = self.crds[plural]
             names = crd["spec"]["names"]
@@ -124,6 +128,94 @@ class CrdSchemaTest(unittest.TestCase):
         qst = self.version("agentquotas")["schema"]["openAPIV3Schema"]["properties"]["status"]
         for k in ("used", "roots", "deferred", "rejected"):
             self.assertIn(k, qst["properties"])
+
+    def rules(self, plural):
+        """(schema path, rule, message) of every x-kubernetes-validations."""
+        out = []
+
+        def walk(node, path):
+            for r in node.get("x-kubernetes-validations") or []:
+                out.append((path, r["rule"], r.get("message", "")))
+            for k, sub in (node.get("properties") or {}).items():
+                walk(sub, path + "." + k if path else k)
+            if isinstance(node.get("items"), dict):
+                walk(node["items"], path + "[]")
+            if isinstance(node.get("additionalProperties"), dict):
+                walk(node["additionalProperties"], path + "{}")
+        walk(self.version(plural)["schema"]["openAPIV3Schema"], "")
+        return out
+
+    def check_config(self, kind, spec):
+        """(exit code, stderr) of --check-config on the one object."""
+        key = "pools" if kind == "AgentPool" else "quotas"
+        fd, path = tempfile.mkstemp(suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump({key: [crd_cases.obj(kind, spec)]}, f)
+        try:
+            r = subprocess.run([self.binary, "--config", path, "--check-config"],
+                               capture_output=True, text=True, timeout=60)
+        finally:
+            os.unlink(path)
+        return r.returncode, r.stdout + r.stderr
+
+    def test_cel_rules_in_step_with_the_parser(self):
+        """Every CEL rule of the CRDs has a case in tools/lib/crd_cases.py
+        and every case a rule; the parser refuses each case with its own
+        error (the rule refuses nothing the parser takes) and accepts the
+        valid objects.  The real API server runs the same cases:
+        tests/e2e/test_e2e_crd_validation.py."""
+        for plural, kind in (("agentpools", "AgentPool"), ("agentquotas", "AgentQuota")):
+            rules = self.rules(plural)
+            self.assertTrue(rules, plural)
+            cases = [c for c in crd_cases.CASES if c[1] == kind]
+            for path, rule, msg in rules:
+                with self.subTest(kind=kind, rule=rule):
+                    self.assertTrue(msg, "a rule without a message")
+                    self.assertTrue([c for c in cases if c[3] in msg],
+                                    "no case in crd_cases.py breaks %s" % rule)
+            for name, _k, _s, msg, _p in cases:
+                with self.subTest(case=name):
+                    self.assertTrue([r for r in rules if msg in r[2]],
+                                    "case %r names no rule of the CRD" % name)
+        for name, kind, spec, _msg, parser in crd_cases.CASES:
+            with self.subTest(case=name):
+                code, out = self.check_config(kind, spec)
+                self.assertEqual(code, 2, out)
+                self.assertIn(parser, out)
+        for kind, spec in crd_cases.VALID:
+            with self.subTest(valid=spec):
+                code, out = self.check_config(kind, spec)
+                self.assertEqual(code, 0, out)
+
+    def test_every_field_described(self):
+        """Every property of both schemas, spec and status, says what it
+        is (kubectl explain shows it); not metadata, where the API server
+        allows nothing but name and generateName."""
+        def walk(node, path):
+            for k, sub in (node.get("properties") or {}).items():
+                p = path + "." + k
+                if p.count(".") == 1 and k == "metadata":
+                    continue    # the API server refuses anything there but name
+                with self.subTest(field=p):
+                    self.assertTrue(sub.get("description"), "%s has no description" % p)
+                walk(sub, p)
+            if isinstance(node.get("items"), dict):
+                walk(node["items"], path + "[]")
+        for plural in ("agentpools", "agentquotas"):
+            schema = self.version(plural)["schema"]["openAPIV3Schema"]
+            self.assertTrue(schema.get("description"))
+            walk(schema, plural)
+
+    def test_conditions_are_a_map_by_type(self):
+        """status.conditions is keyed by type (listType map), so a
+        server-side apply or a merge of one condition replaces that one."""
+        for plural in ("agentpools", "agentquotas"):
+            cond = self.version(plural)["schema"]["openAPIV3Schema"]["properties"]["status"][
+                "properties"]["conditions"]
+            with self.subTest(crd=plural):
+                self.assertEqual(cond.get("x-kubernetes-list-type"), "map")
+                self.assertEqual(cond.get("x-kubernetes-list-map-keys"), ["type"])
+                self.assertIn("type", cond["items"]["required"])
 
     def test_short_names_do_not_clash(self):
         """apool and aquota are unknown to kube-sim's built-ins and to the

@@ -442,6 +442,22 @@ class DispatchStreamTest(DispatchWorld):
                  what="XPENDING 0")
         wait_for(lambda: not self.claims(), 30, what="claims released")
 
+    def test_stream_field_names_the_body(self):
+        """source.streamField: the producer's own field layout (here the
+        body in "job", beside a "meta" field); with the default ("task")
+        these entries would be dead-lettered as having no task id."""
+        world.sandbox_pool(self.kube, "wp", replicas=2)
+        self.redis.cmd("XGROUP", "CREATE", "tasks", "agents", "0", "MKSTREAM")
+        self.runtime = world.AgentRuntime(self.kube, self.redis.url, work_ms=50)
+        p = self.stream_pool()
+        p["spec"]["source"]["streamField"] = "job"
+        self.start([p])
+        for i in range(3):
+            self.redis.cmd("XADD", "tasks", "*", "meta", "m-%d" % i, "job", task("f-%d" % i))
+        self.runtime.wait_finished(3, timeout=60)
+        self.assertEqual(sorted(self.runtime.received_ids()), ["f-0", "f-1", "f-2"])
+        self.assertEqual(self.redis.cmd("XLEN", "tasks.rejected"), 0)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -153,6 +153,39 @@ class CrdTest(SimTestCase):
         names = [x["name"] for x in self.sim.get("/apis")[1]["groups"]]
         self.assertNotIn("example.org", names)
 
+    def test_cel_rules_not_run_but_skipping_told(self):
+        """x-kubernetes-validations are not evaluated (README: CEL); an
+        object with a blocking schema error gets the real server's notice
+        that the rules were not checked, and a CRD without rules does not."""
+        crd = widget_crd()
+        crd["metadata"]["name"] = "sprockets.example.com"
+        crd["spec"]["names"] = {"kind": "Sprocket", "plural": "sprockets"}
+        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        spec["x-kubernetes-validations"] = [{"rule": "self.replicas <= 5",
+                                             "message": "at most 5"}]
+        self.assertEqual(self.sim.post(CRDS, crd)[0], 201)
+        base = "/apis/example.com/v1/namespaces/default/sprockets"
+
+        def sprocket(name, **spec):
+            o = widget(name, **spec)
+            o["kind"] = "Sprocket"
+            return o
+        c, o = self.sim.post(base, sprocket("s1", replicas=9))      # the rule is not run
+        self.assertEqual(c, 201, o)
+        body = self.assertStatus(self.sim.post(base, sprocket("s2", replicas="x")), 422,
+                                 "Invalid")
+        causes = [[x["field"], x["reason"]] for x in body["details"]["causes"]]
+        self.assertEqual(causes, [["spec.replicas", "FieldValueTypeInvalid"],
+                                  ["<nil>", "FieldValueInvalid"]])
+        self.assertIn("some validation rules were not checked", body["message"])
+        body = self.assertStatus(self.sim.post(WIDGETS, widget("w2", replicas="x")), 422,
+                                 "Invalid")
+        self.assertEqual(len(body["details"]["causes"]), 1)
+        # a minimum is not blocking: the rules would run, no notice
+        body = self.assertStatus(self.sim.post(base, sprocket("s3", replicas=-1)), 422,
+                                 "Invalid")
+        self.assertEqual(len(body["details"]["causes"]), 1)
+
     def test_crd_name_must_match(self):
         crd = widget_crd()
         crd["metadata"]["name"] = "wrong.example.com"

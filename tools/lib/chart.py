@@ -26,6 +26,10 @@ BIN = os.environ.get("AGENTSCALER_CLUSTER_BIN", os.path.join(ROOT, "build", "clu
 HELM = os.path.join(BIN, "helm")
 KUBECTL = os.path.join(BIN, "kubectl")
 
+# image.repository is required (the chart names no default image): the
+# values file every rendering and install of the tests starts from.
+IMAGE_VALUES = os.path.join(ROOT, "tests", "chart", "values-image.yaml")
+
 _home = None
 
 
@@ -98,8 +102,10 @@ def parse(text):
     return objs
 
 
-def _values_args(values, api_versions, sets):
-    args = []
+def _values_args(values, api_versions, sets, image=True):
+    """-f, --api-versions and --set arguments; image: IMAGE_VALUES first,
+    so that the test's own values may still name another image."""
+    args = ["-f", IMAGE_VALUES] if image else []
     for v in values:
         args += ["-f", v]
     for a in api_versions:
@@ -110,23 +116,23 @@ def _values_args(values, api_versions, sets):
 
 
 def template(values=(), release="agentscaler", namespace="agentscaler", api_versions=(),
-             sets=(), chart=CHART):
+             sets=(), chart=CHART, image=True):
     """(text, objects) of `helm template`: the chart's objects in Helm's
     install order.  AssertionError with Helm's message when it refuses the
     values."""
     text = helm("template", release, chart, "--namespace", namespace,
-                *_values_args(values, api_versions, sets)).stdout
+                *_values_args(values, api_versions, sets, image)).stdout
     return text, parse(text)
 
 
 def release(values=(), release="agentscaler", namespace="agentscaler", sets=(),
-            chart=CHART):
+            chart=CHART, image=True):
     """The release `helm install --dry-run=client -o json` makes, as JSON:
     manifest, info.notes, chart.values (the chart's defaults).  Helm's
     install takes no --api-versions: a value that needs an API the default
     capabilities lack is refused here."""
     out = helm("install", release, chart, "--namespace", namespace, "--dry-run=client",
-               "-o", "json", *_values_args(values, (), sets)).stdout
+               "-o", "json", *_values_args(values, (), sets, image)).stdout
     return json.loads(out)
 
 

@@ -52,6 +52,7 @@ import urllib.parse
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "lib"))
 import world  # noqa: E402
+from jsonlines import Tail  # noqa: E402
 from world import wait_for  # noqa: E402
 
 READY_TIMEOUT = 20          # pools' readyTimeoutSeconds; the kube-sim pause lasts longer
@@ -78,25 +79,6 @@ class Stop(Exception):
 
 def on_sigterm(signum, frame):
     raise KeyboardInterrupt
-
-
-class Tail:
-    """The complete JSON lines appended to a file since the last call."""
-
-    def __init__(self, path):
-        self.path, self.off, self.rest = path, 0, b""
-
-    def read(self):
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(self.off)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        self.off += len(data)
-        lines = (self.rest + data).split(b"\n")
-        self.rest = lines.pop()
-        return [json.loads(ln) for ln in lines if ln.strip()]
 
 
 class Ledger:

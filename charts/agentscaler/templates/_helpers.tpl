@@ -63,13 +63,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default .Release.Namespace .Values.leaderElection.leaseNamespace }}
 {{- end }}
 
-{{/* The image reference: repository[:tag][@digest]. */}}
+{{/*
+The image reference: repository[:tag][@digest].  No default repository: the
+chart is not published with an image anybody here owns, so the installer
+names the one built from the Dockerfile.
+*/}}
 {{- define "agentscaler.image" -}}
+{{- $repo := required "image.repository is required: the registry path of the image built from the repository's Dockerfile (e.g. --set image.repository=registry.example.com/agentscaler); the chart names no default image" .Values.image.repository }}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}
-{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest }}
+{{- printf "%s:%s@%s" $repo $tag .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- printf "%s:%s" $repo $tag }}
 {{- end }}
 {{- end }}
 
@@ -99,6 +104,29 @@ it runs on every render.  Helm shows the message as the error.
 {{- range $j, $t := $.Values.secretAccess.shared }}
 {{- if and (lt $j $i) (eq $s $t) }}
 {{- fail (printf "secretAccess.shared lists %s twice" $s) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- include "agentscaler.crdsCurrent" . }}
+{{- end }}
+
+{{/*
+Helm installs crds/ on the first install and never again (it neither
+upgrades nor deletes them), so `helm upgrade` alone would run a new daemon
+against the AgentPool/AgentQuota schemas of an older chart: fields the new
+version reads would be pruned by the API server.  Each CRD carries the chart
+version it came with (annotation agentscaler.io/chart-version); on install
+and upgrade against a cluster (lookup answers nothing under `helm template`
+and --dry-run=client) a CRD older than this chart stops the release with the
+one command that upgrades it (README, "Upgrading").
+*/}}
+{{- define "agentscaler.crdsCurrent" -}}
+{{- range $name := list "agentpools.agentscaler.io" "agentquotas.agentscaler.io" }}
+{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" $name }}
+{{- if $crd }}
+{{- $have := dig "metadata" "annotations" "agentscaler.io/chart-version" "0.0.0" $crd }}
+{{- if semverCompare (printf "<%s" $.Chart.Version) $have }}
+{{- fail (printf "the CRD %s in the cluster is from chart %s, older than this chart (%s); Helm never upgrades crds/: run `kubectl apply --server-side --force-conflicts -f charts/agentscaler/crds/` (the crds/ directory of this chart) first, then the helm upgrade again" $name $have $.Chart.Version) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -37,8 +37,24 @@ struct scaler_source {
 	const char	*ca_file;	/* TLS: CA bundle; NULL: system CAs */
 	int		 insecure_skip_verify;	/* TLS: do not verify (tests) */
 	int		 count_in_flight;
+	/* Redis: SCALER_KEYSPACE_*, whether keyspace notifications are used */
+	int		 keyspace_notifications;
+	const char	*stream_field;	/* redis-stream: the task body's field */
 	double		 connect_timeout;	/* seconds */
 	double		 command_timeout;	/* seconds */
+};
+
+/*
+ * source.keyspaceNotifications of a Redis source.  auto: turn on the
+ * notify-keyspace-events classes it needs (CONFIG SET) and poll when the
+ * server refuses; off: never CONFIG, never subscribe, poll only; require:
+ * as auto, but a server that has them off and refuses to turn them on (or
+ * to say: CONFIG GET refused) fails the source's polls with the reason.
+ */
+enum scaler_keyspace {
+	SCALER_KEYSPACE_AUTO,
+	SCALER_KEYSPACE_OFF,
+	SCALER_KEYSPACE_REQUIRE
 };
 
 struct scaler_result {
@@ -121,6 +137,7 @@ struct scaler_secret {
 	char	*ref;
 	char	*user_file;	/* the user name, from the same Secret */
 	char	*user_ref;
+	char	*user;		/* or given inline (source.username) */
 };
 
 void	 scaler_secret_set(struct scaler_secret *, const struct scaler_source *);
@@ -141,8 +158,9 @@ int	 scaler_secret_check(const struct scaler_source *, char *err,
 int	 scaler_secret_read(const struct scaler_secret *, double since,
 	    char **out, char *err, size_t errlen);
 /*
- * The user name when it comes from a Secret (authSecretRef.usernameKey):
- * as scaler_secret_read(), *out NULL when the source names none.
+ * The user name, from a Secret or file (authSecretRef.usernameKey) or else
+ * source.username: as scaler_secret_read(), *out NULL when the source
+ * names none.
  */
 int	 scaler_secret_user(const struct scaler_secret *, double since,
 	    char **out, char *err, size_t errlen);

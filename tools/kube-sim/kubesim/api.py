@@ -7,9 +7,9 @@ import re
 import threading
 
 from . import patch as P
-from .resources import (apply_schema, builtin_types, crd_types, default_builtin,
-                        event_core_to_new, event_new_to_core, validate_builtin,
-                        validate_builtin_update)
+from .resources import (apply_schema, builtin_types, cel_not_checked, crd_types,
+                        default_builtin, event_core_to_new, event_new_to_core,
+                        validate_builtin, validate_builtin_update)
 from .selectors import FieldSelector, LabelSelector, selector_from_match_labels
 from .store import Store
 from .util import (ApiError, already_exists, bad_request, clone, conflict, details,
@@ -166,6 +166,7 @@ class Api:
             errs = []
             apply_schema(rt.schema, obj, "", errs, top=True)
             if errs:
+                cel_not_checked(rt.schema, errs)
                 raise invalid(rt.kind, rt.group, name, errs)
 
     def get(self, rt, ns, name):

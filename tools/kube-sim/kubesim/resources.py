@@ -590,6 +590,37 @@ def _node(schema):
     return n
 
 
+# Schema errors after which kube-apiserver does not run a CRD's CEL rules
+# (apiextensions-apiserver pkg/registry/customresource/strategy.go,
+# hasBlockingErr): a wrong type, a required field missing, an enum value
+# not supported, too long, too many.
+_CEL_BLOCKING = {"FieldValueTypeInvalid", "FieldValueRequired", "FieldValueNotSupported",
+                 "FieldValueTooLong", "TooLong", "FieldValueTooMany", "TooMany"}
+_HAS_CEL = {}
+
+
+def _has_cel(schema):
+    if isinstance(schema, dict):
+        return "x-kubernetes-validations" in schema or any(
+            _has_cel(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_cel(v) for v in schema)
+    return False
+
+
+def cel_not_checked(schema, errs):
+    """kube-sim evaluates no CEL (x-kubernetes-validations); but where the
+    real server would have skipped the rules for a blocking schema error it
+    says so with one more cause, and so does this."""
+    key = id(schema)
+    if key not in _HAS_CEL or _HAS_CEL[key][0] is not schema:
+        _HAS_CEL[key] = (schema, _has_cel(schema))
+    if _HAS_CEL[key][1] and any(t in _CEL_BLOCKING for _f, t, _m in errs):
+        errs.append(("<nil>", "FieldValueInvalid", "Invalid value: null: some validation "
+                     "rules were not checked because the object was invalid; correct the "
+                     "existing errors to complete validation"))
+
+
 def apply_schema(schema, val, path, errs, top=False):
     """Default, prune and validate val in place against a structural schema.
     Returns the (possibly replaced) value."""
