@@ -223,7 +223,8 @@ crd_pool_status_hash(const struct crd_pool_status *st)
 	const long	 v[] = { st->dispatch, st->replicas, st->desired,
 	    st->backlog, st->in_flight, st->claims_warm, st->claims_cold,
 	    st->claims_pending, st->warm_replicas, st->warm_ready,
-	    st->started, st->source_ok, st->quota_limited };
+	    st->started, st->source_ok, st->quota_limited, st->shadow,
+	    st->paused };
 	uint64_t	 h = 14695981039346656037ULL, w;
 	size_t		 i;
 
@@ -238,6 +239,8 @@ crd_pool_status_hash(const struct crd_pool_status *st)
 	h = (h ^ w) * 1099511628211ULL;
 	h = h * 31 + as_hash_str(st->source_err);
 	h = h * 31 + as_hash_str(st->target_err);
+	h = h * 31 + as_hash_str(st->hold_msg);
+	h = h * 31 + as_hash_str(st->conflict);
 	return (h * 31 + as_hash_str(st->quota_msg));
 }
 
@@ -269,11 +272,22 @@ crd_slim(cJSON *obj, void *arg)
 	static const char *const top[] = { "metadata", "spec", "status",
 	    NULL };
 	static const char *const md[] = { "name", "namespace", "uid",
-	    "resourceVersion", "generation", "creationTimestamp", NULL };
+	    "resourceVersion", "generation", "creationTimestamp",
+	    "annotations", NULL };
+	cJSON		*ann, *it, *next;
 
 	(void)arg;
 	as_json_keep(obj, top);
 	as_json_keep(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
+	/* Of the annotations, ours only (the pause: config.h). */
+	ann = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "annotations");
+	for (it = ann != NULL ? ann->child : NULL; it != NULL; it = next) {
+		next = it->next;
+		if (it->string == NULL ||
+		    strncmp(it->string, "agentscaler.io/", 15) != 0)
+			cJSON_Delete(cJSON_DetachItemViaPointer(ann, it));
+	}
 }
 
 /*
@@ -307,6 +321,30 @@ crd_dirty(struct crd *c)
 	}
 }
 
+/*
+ * What a change of obj's config is seen in: its spec and its
+ * agentscaler.io annotations (crd_slim() kept only those), printed.
+ */
+static char *
+crd_spec_print(const cJSON *obj)
+{
+	const cJSON	*ann;
+	char		*spec, *a, *s;
+
+	spec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(obj,
+	    "spec"));
+	ann = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "annotations");
+	if (spec == NULL || ann == NULL || ann->child == NULL)
+		return (spec);
+	if ((a = cJSON_PrintUnformatted(ann)) == NULL)
+		return (spec);
+	s = xasprintf("%s\n%s", spec, a);
+	free(spec);
+	free(a);
+	return (s);
+}
+
 /* An ADDED or MODIFIED object. */
 static void
 crd_upsert(struct crd *c, int quota, const cJSON *obj)
@@ -324,8 +362,8 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 	    strlen(name) >= sizeof o->name)
 		return;
 	uid = as_json_str(md, "uid");
-	spec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(obj,
-	    "spec"));
+	/* The spec and our annotations (the pause) count as changes. */
+	spec = crd_spec_print(obj);
 	if ((o = crd_find(c, quota, ns, name)) == NULL) {
 		o = xcalloc(1, sizeof *o);
 		o->quota = quota;
@@ -498,6 +536,11 @@ crd_build_config(struct crd_object *objs, size_t n,
 		if (as_json_str(md, "namespace") != NULL)
 			cJSON_AddStringToObject(m, "namespace",
 			    as_json_str(md, "namespace"));
+		if (cJSON_GetObjectItemCaseSensitive(md, "annotations") !=
+		    NULL)
+			cJSON_AddItemReferenceToObject(m, "annotations",
+			    cJSON_GetObjectItemCaseSensitive(md,
+			    "annotations"));
 		if (cJSON_GetObjectItemCaseSensitive(x->obj, "spec") != NULL)
 			cJSON_AddItemReferenceToObject(min, "spec",
 			    cJSON_GetObjectItemCaseSensitive(x->obj, "spec"));
@@ -511,10 +554,10 @@ crd_build_config(struct crd_object *objs, size_t n,
 		else if (x->quota)
 			x->valid = config_add_quota(c, min, "", x->err,
 			    sizeof x->err) == 0;
-		else
-			x->valid = config_add_pool(c, min, NULL,
-			    tenancy != NULL ? tenancy : &none, "", x->err,
-			    sizeof x->err) == 0;
+		else if ((x->valid = config_add_pool(c, min, NULL,
+		    tenancy != NULL ? tenancy : &none, "", x->err,
+		    sizeof x->err) == 0))
+			c->pools[c->npools - 1].created = x->created;
 		cJSON_Delete(min);
 	}
 	free(ord);
@@ -700,6 +743,16 @@ crd_pool_status_json(const struct crd_pool_status *s, long generation,
 	crd_condition(c, prev, "SourceError", source_err, source_err ?
 	    "SourceUnreadable" : "SourceReadable", source_err ?
 	    s->source_err : "", generation, now);
+	/* Present only while true: most pools never have them. */
+	if (s->shadow)
+		crd_condition(c, prev, "Shadow", 1, "ShadowMode", s->hold_msg,
+		    generation, now);
+	if (s->paused)
+		crd_condition(c, prev, "Paused", 1, "PausedByAnnotation",
+		    s->hold_msg, generation, now);
+	if (s->conflict[0] != '\0')
+		crd_condition(c, prev, "Conflict", 1, "TargetOwned",
+		    s->conflict, generation, now);
 	return (o);
 }
 

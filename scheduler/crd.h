@@ -63,6 +63,16 @@ struct crd_pool_status {
 	char		 target_err[256];
 	int		 quota_limited;
 	char		 quota_msg[160];
+	/*
+	 * Why nothing is written (condition Shadow, Paused or Conflict, each
+	 * present only while true), with its message: "would scale
+	 * Deployment/x to 3 (now 1)", "held at 2 replicas", "HPA x
+	 * scales Deployment/y".
+	 */
+	int		 shadow;
+	int		 paused;
+	char		 hold_msg[224];
+	char		 conflict[640];	/* "": none */
 };
 
 /* What the namespace uses against its AgentQuota. */

@@ -90,6 +90,37 @@ static const struct prom_row metrics_pool_rows[] = {
 	    "Failed reads or writes of the pool's target." },
 };
 
+/*
+ * Shadow mode (pool.h): what each shadow pool would do, to set beside
+ * another autoscaler's decisions on the same queue (KEDA's HPA desired
+ * replicas).  Only the pools in shadow mode that have decided.
+ */
+static void
+metrics_shadow(const struct daemon *d, struct prom *w)
+{
+	const struct pool *p;
+	size_t		 j;
+
+	prom_family(w, "agentscaler_pool_shadow_desired_replicas", PROM_GAUGE,
+	    "Shadow mode: replicas the pool would scale its target to, or "
+	    "sandboxes a dispatch pool would claim for its backlog; nothing "
+	    "is written.");
+	for (j = 0; j < d->npools; j++) {
+		const char *labels[] = { "namespace", NULL, "pool", NULL,
+		    "mode", NULL, NULL };
+
+		p = d->pools[j];
+		if (!p->cfg->shadow || p->would < 0)
+			continue;
+		labels[1] = p->cfg->ns;
+		labels[3] = p->cfg->name;
+		labels[5] = p->cfg->mode == POOL_MODE_SCALE ? "scale" :
+		    "dispatch";
+		prom_sample(w, "agentscaler_pool_shadow_desired_replicas",
+		    labels, (double)p->would);
+	}
+}
+
 static void
 metrics_pools(const struct daemon *d, struct prom *w)
 {
@@ -113,6 +144,7 @@ metrics_pools(const struct daemon *d, struct prom *w)
 			    prom_row_value(row, p));
 		}
 	}
+	metrics_shadow(d, w);
 }
 
 /* The elector's families (leader.h). */
@@ -276,6 +308,22 @@ daemon_k8s_answered(const char *verb, long code, uint64_t count, void *arg)
  * rollout must not stall, nor a replica leave its Service, because one
  * tenant's Redis is down.
  */
+/*
+ * Whether a pool of the config talks to Kubernetes: a shadow or paused
+ * dispatch pool (config_pool_consumes()) reads its broker only.
+ */
+static int
+daemon_uses_k8s(const struct daemon *d)
+{
+	size_t	 i;
+
+	for (i = 0; d->config != NULL && i < d->config->npools; i++)
+		if (d->config->pools[i].mode == POOL_MODE_SCALE ||
+		    config_pool_consumes(&d->config->pools[i]))
+			return (1);
+	return (0);
+}
+
 static void
 daemon_readyz(void *arg, struct http_reply *r)
 {
@@ -291,11 +339,11 @@ daemon_readyz(void *arg, struct http_reply *r)
 			as_buf_printf(&pools, "%s: source not read yet%s%s\n",
 			    p->id, p->source_err[0] ? ": " : "",
 			    p->source_err);
-		else if (!p->spec_known)
+		else if (!p->spec_known && p->cfg->mode == POOL_MODE_SCALE)
 			as_buf_printf(&pools, "%s: target not read yet%s%s\n",
 			    p->id, p->k8s_err[0] ? ": " : "", p->k8s_err);
 	}
-	if (d->crd == NULL && d->config != NULL && d->config->npools > 0) {
+	if (d->crd == NULL && daemon_uses_k8s(d)) {
 		k8s_client_foreach_stat(d->k8s, daemon_k8s_answered,
 		    &answered);
 		if (!answered)
@@ -415,7 +463,11 @@ daemon_status(void *arg, struct http_reply *r)
 		o = cJSON_CreateObject();
 		cJSON_AddStringToObject(o, "namespace", p->cfg->ns);
 		cJSON_AddStringToObject(o, "name", p->cfg->name);
-		cJSON_AddStringToObject(o, "target", p->cfg->target_name);
+		cJSON_AddStringToObject(o, "mode", p->cfg->mode ==
+		    POOL_MODE_SCALE ? "scale" : "dispatch");
+		if (p->cfg->target_name != NULL)
+			cJSON_AddStringToObject(o, "target",
+			    p->cfg->target_name);
 		cJSON_AddNumberToObject(o, "backlog", p->ready);
 		cJSON_AddNumberToObject(o, "inFlight", p->in_flight);
 		cJSON_AddNumberToObject(o, "desiredReplicas", p->as.desired);
@@ -423,11 +475,15 @@ daemon_status(void *arg, struct http_reply *r)
 		cJSON_AddStringToObject(o, "lastReason",
 		    autoscale_reason_name(p->last.reason));
 		cJSON_AddBoolToObject(o, "started", p->source_read &&
-		    p->spec_known);
+		    (p->spec_known || p->cfg->mode != POOL_MODE_SCALE));
 		cJSON_AddBoolToObject(o, "sourceOk", p->source_ok);
 		cJSON_AddBoolToObject(o, "push", pool_pushing(p));
 		cJSON_AddStringToObject(o, "sourceError", p->source_err);
 		cJSON_AddStringToObject(o, "kubeError", p->k8s_err);
+		cJSON_AddBoolToObject(o, "shadow", p->cfg->shadow);
+		cJSON_AddBoolToObject(o, "paused", p->cfg->paused);
+		if (p->cfg->shadow && p->would >= 0)
+			cJSON_AddNumberToObject(o, "wouldScaleTo", p->would);
 		cJSON_AddItemToArray(arr, o);
 	}
 	if (d->dispatch != NULL)

@@ -26,6 +26,7 @@ struct http_server;
 struct k8s_client;
 struct pool;
 struct secret_store;
+struct owners;
 struct targets;
 
 struct daemon {
@@ -56,6 +57,7 @@ struct daemon {
 	ev_prepare		 pool_defer_w;
 	struct k8s_client	*k8s;
 	struct targets		*targets;	/* the scale pools' targets */
+	struct owners		*owners;	/* their HPAs, ScaledObjects */
 	struct dispatcher	*dispatch;
 	struct http_server	*http;		/* --metrics-addr */
 	struct http_server	*admin;		/* --admin-addr, or NULL */

@@ -355,8 +355,8 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 	 */
 	for (i = 0; i < c->npools; i++) {
 		pc = &c->pools[i];
-		if (pc->mode != POOL_MODE_DISPATCH)
-			continue;
+		if (!config_pool_consumes(pc))
+			continue;	/* scale, shadow or paused: pool.c */
 		d->visits++;
 		any = 1;
 		if ((p = dpool_find(d, pc->ns, pc->name)) == NULL ||
@@ -372,8 +372,8 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 	}
 	for (i = 0; i < c->npools; i++) {
 		pc = &c->pools[i];
-		if (pc->mode != POOL_MODE_DISPATCH)
-			continue;
+		if (!config_pool_consumes(pc))
+			continue;	/* scale, shadow or paused: pool.c */
 		d->visits++;
 		if ((p = dpool_find(d, pc->ns, pc->name)) != NULL && p->kept)
 			continue;

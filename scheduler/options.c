@@ -176,6 +176,11 @@ static const struct option_row options_table[O_COUNT] = {
 	    "nor sent to the router; CRD mode refuses handoff via podIP "
 	    "without it",
 	    NOFIELD },
+	[O_SHADOW] = { "shadow", OPT_FLAG, NULL, 0, 0,
+	    "shadow mode for every pool (as spec.shadow: true): decisions "
+	    "are computed, logged, exported and written to status, nothing "
+	    "is written to targets or claims and nothing is consumed",
+	    FIELD(shadow) },
 	[O_HELP_CONFIG] = { "help-config", OPT_FLAG, NULL, 0, 0,
 	    "print the config file reference and exit",
 	    NOFIELD },

@@ -60,6 +60,29 @@
  * together before the loop next blocks (pool_evaluate_soon()).
  * d->pool_visits counts the pools the loops here visit.
  *
+ * Adoption (README "Adopting it beside KEDA").  A pool in shadow mode
+ * (spec.shadow, or --shadow) polls, reads its target and decides as any
+ * other, then stops short of the write: the decision is logged when it
+ * changes, kept in p->would (status condition Shadow, metric
+ * agentscaler_pool_shadow_desired_replicas) and never written.  A shadow
+ * or paused dispatch pool is run here, not by the dispatcher: it reads
+ * the backlog (the source's scaler, as a scale pool does) and would
+ * claim one sandbox per task waiting; nothing is consumed.  A paused
+ * pool (annotation agentscaler.io/paused) writes nothing, or holds its
+ * target at agentscaler.io/paused-replicas.  Neither counts a need
+ * against its namespace's quota: the replicas it holds are what it uses.
+ *
+ * Ownership: a scale pool does not fight another autoscaler.  Before it
+ * writes, it asks owners.h whether an HPA or a ScaledObject scales its
+ * target (one lookup in an index kept by list + watch), and the config
+ * whether another AgentPool does: of the pools on one target that write
+ * (not in shadow mode), the oldest (creationTimestamp, then name) owns
+ * it.  A pool that finds an owner yields: it writes nothing, reports the
+ * condition Conflict naming the owner, and a Warning Event TargetConflict
+ * when it starts (Normal ConflictResolved when it ends).  Until the
+ * owners' informers of its namespace have listed (or failed: not installed,
+ * not granted), a pool does not write either.
+ *
  * Status: after each event of a pool (a reading, a decision, a target
  * read or written, a poll tick) what its AgentPool status would report is
  * hashed, and only when that changed is the CRD told (crd_status_touch()):
@@ -84,6 +107,7 @@
 #include "crd.h"
 #include "daemon_state.h"
 #include "dispatch.h"
+#include "owners.h"
 #include "pool.h"
 #include "quota.h"
 #include "targets.h"
@@ -295,6 +319,8 @@ pool_target_reset(struct pool *p)
 
 	p->spec_known = 0;
 	p->spec_rv[0] = '\0';
+	if (p->target == NULL)
+		return;		/* a dispatch pool: no target */
 	targets_get(p->target, &st);
 	pool_target_take(p, &st, 1);
 }
@@ -374,6 +400,9 @@ pool_need(const struct pool *q, double backlog)
 static long
 pool_need_seen(const struct pool *q)
 {
+	if (q->cfg->mode != POOL_MODE_SCALE || q->cfg->shadow ||
+	    q->cfg->paused)
+		return (0);	/* asks for nothing it would write */
 	if (q->polls == 0)
 		return (q->cfg->scaling.max_replicas);
 	return (q->source_read ? pool_need(q, q->ready +
@@ -384,6 +413,8 @@ pool_need_seen(const struct pool *q)
 static long
 pool_holds(const struct pool *q)
 {
+	if (q->cfg->shadow || q->cfg->paused)
+		return (q->spec_replicas);	/* it writes no decision */
 	return (q->as.desired > q->spec_replicas ? q->as.desired :
 	    q->spec_replicas);
 }
@@ -504,6 +535,70 @@ pool_quota_cap(struct pool *p, double backlog)
 	return (cap > 0 ? cap : 0);
 }
 
+/*
+ * What p yields to now into p->conflict (logged and an Event when it
+ * changes); *known 0 while its namespace's owners are not listed yet.
+ */
+static void
+pool_conflict_note(struct pool *p, int *known)
+{
+	const struct pool_config *c = p->cfg;
+	char		 who[300], msg[sizeof p->conflict];
+
+	if (!owners_get(p->owner, who, sizeof who, known) && p->rival[0])
+		as_strlcpy(who, p->rival, sizeof who);
+	if (who[0] != '\0')
+		snprintf(msg, sizeof msg, "%s scales %s/%s; this pool yields "
+		    "and writes nothing", who, c->target_kind, c->target_name);
+	else
+		msg[0] = '\0';
+	if (strcmp(msg, p->conflict) == 0)
+		return;
+	if (msg[0] != '\0') {
+		log_warn("pool", "%s: %s", p->id, msg);
+		crd_event(p->d->crd, "AgentPool", c->ns, c->name,
+		    EVENT_WARNING, "TargetConflict", "Scale", "%s", msg);
+	} else {
+		log_info("pool", "%s: %s %s has no other owner now; the pool "
+		    "writes it", p->id, c->target_kind, c->target_name);
+		crd_event(p->d->crd, "AgentPool", c->ns, c->name,
+		    EVENT_NORMAL, "ConflictResolved", "Scale", "%s/%s has no "
+		    "other owner now", c->target_kind, c->target_name);
+	}
+	as_strlcpy(p->conflict, msg, sizeof p->conflict);
+}
+
+/* owners.h: the owners of p's target changed. */
+static void
+pool_owner_cb(void *arg)
+{
+	struct pool	*p = arg;
+
+	pool_evaluate(p);
+	pool_status_note(p);
+}
+
+/* Shadow mode: what p would do is now would; logged when it changes. */
+static void
+pool_shadow_note(struct pool *p, long would)
+{
+	const struct pool_config *c = p->cfg;
+
+	if (would == p->would)
+		return;
+	p->would = would;
+	if (c->mode == POOL_MODE_DISPATCH)
+		log_info("pool", "%s: shadow: would claim %ld sandboxes "
+		    "(backlog %.0f); nothing consumed", p->id, would,
+		    p->ready);
+	else
+		log_info("pool", "%s: shadow: would scale %s %s from %ld to "
+		    "%ld (%s, backlog %.0f, in flight %.0f); nothing written",
+		    p->id, c->target_kind, c->target_name, p->spec_replicas,
+		    would, autoscale_reason_name(p->last.reason), p->ready,
+		    p->in_flight);
+}
+
 static void
 pool_evaluate(struct pool *p)
 {
@@ -511,7 +606,16 @@ pool_evaluate(struct pool *p)
 	struct autoscale_input	 in;
 	struct autoscale_decision d;
 	double			 now = as_mono_now();
+	long			 want;
+	int			 known = 1;
 
+	if (c->mode == POOL_MODE_DISPATCH) {
+		/* Shadow or paused (config_pool_consumes()): a claim a task. */
+		if (p->source_ok && c->shadow)
+			pool_shadow_note(p, lround(p->ready));
+		return;
+	}
+	pool_conflict_note(p, &known);
 	if (p->req != NULL) {
 		p->dirty = 1;
 		return;
@@ -537,12 +641,24 @@ pool_evaluate(struct pool *p)
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
 	pool_recount(p);
+	want = d.desired;
+	if (c->shadow) {
+		pool_shadow_note(p, want);
+		return;
+	}
+	if (p->conflict[0] != '\0' || !known)
+		return;		/* yields, or does not know yet */
+	if (c->paused) {
+		if (c->paused_replicas < 0)
+			return;
+		want = c->paused_replicas;	/* KEDA's paused-replicas */
+	}
 	/* A standby decides (its windows stay warm) but never writes. */
-	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))
+	if (want == p->spec_replicas || !daemon_may_write(p->d))
 		return;
 	p->patch_from = p->spec_replicas;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
-	    c->target_name, d.desired, pool_patch_done, p);
+	    c->target_name, want, pool_patch_done, p);
 }
 
 /*
@@ -647,10 +763,15 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	p->cfg = c;
 	/* Unknown until the first read: nothing is decided before it. */
 	p->source_ok = 0;
+	p->would = -1;
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
-	p->target = targets_subscribe(d->targets, c->target_kind, c->ns,
-	    c->target_name, pool_target_cb, p);
-	pool_target_reset(p);
+	if (c->mode == POOL_MODE_SCALE) {
+		p->target = targets_subscribe(d->targets, c->target_kind,
+		    c->ns, c->target_name, pool_target_cb, p);
+		p->owner = owners_subscribe(d->owners, c->target_kind, c->ns,
+		    c->target_name, pool_owner_cb, p);
+		pool_target_reset(p);
+	}
 	st = scaler_type_find(c->source.type);	/* checked by config */
 	config_pool_source(c, &src);
 	p->scaler = st != NULL ? st->create(d->loop, &src, err, sizeof err) :
@@ -687,6 +808,7 @@ pool_free(struct pool *p)
 		k8s_req_cancel(p->req);
 	p->req = NULL;
 	targets_unsubscribe(p->d->targets, p->target);
+	owners_unsubscribe(p->d->owners, p->owner);
 	scaler_destroy(p->scaler);
 	autoscale_state_reset(&p->as);
 	free(p);
@@ -799,6 +921,62 @@ pool_index_build(struct daemon *d)
 	}
 }
 
+/* Orders scale pools by target, then age, then name (pool_rivals()). */
+static int
+pool_rival_cmp(const void *a, const void *b)
+{
+	const struct pool_config *x = (*(struct pool *const *)a)->cfg;
+	const struct pool_config *y = (*(struct pool *const *)b)->cfg;
+	int		 r;
+
+	if ((r = strcmp(x->ns, y->ns)) != 0 ||
+	    (r = strcmp(x->target_kind, y->target_kind)) != 0 ||
+	    (r = strcmp(x->target_name, y->target_name)) != 0)
+		return (r);
+	if (x->created != y->created)
+		return (x->created < y->created ? -1 : 1);
+	return (strcmp(x->name, y->name));
+}
+
+/*
+ * AgentPools on one target: of those that write (scale mode, not in
+ * shadow mode) the oldest owns it, by creationTimestamp then name (a
+ * file's pools have none: by name); the others' rival names it.
+ */
+static void
+pool_rivals(struct daemon *d)
+{
+	struct pool	**v, *p;
+	size_t		 i, n = 0;
+
+	v = xcalloc(d->npools > 0 ? d->npools : 1, sizeof *v);
+	for (i = 0; i < d->npools; i++) {
+		p = d->pools[i];
+		p->rival[0] = '\0';
+		if (p->cfg->mode == POOL_MODE_SCALE && !p->cfg->shadow)
+			v[n++] = p;
+	}
+	d->pool_visits += d->npools;
+	qsort(v, n, sizeof *v, pool_rival_cmp);
+	for (i = 1; i < n; i++) {
+		if (pool_rival_cmp(&v[i - 1], &v[i]) == 0 ||
+		    strcmp(v[i - 1]->cfg->ns, v[i]->cfg->ns) != 0 ||
+		    strcmp(v[i - 1]->cfg->target_kind,
+		    v[i]->cfg->target_kind) != 0 ||
+		    strcmp(v[i - 1]->cfg->target_name,
+		    v[i]->cfg->target_name) != 0)
+			continue;
+		/* v[i - 1] is the owner, or yields to the same one. */
+		if (v[i - 1]->rival[0] != '\0')
+			as_strlcpy(v[i]->rival, v[i - 1]->rival,
+			    sizeof v[i]->rival);
+		else
+			snprintf(v[i]->rival, sizeof v[i]->rival,
+			    "AgentPool %s (first by age, then name)", v[i - 1]->cfg->name);
+	}
+	free(v);
+}
+
 void
 pool_apply_config(struct daemon *d, const struct config *nc)
 {
@@ -810,16 +988,20 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 	for (i = 0, n = 0; i < nc->npools; i++) {
 		const struct pool_config *c = &nc->pools[i];
 
-		if (c->mode != POOL_MODE_SCALE)
+		if (config_pool_consumes(c))
 			continue;	/* the dispatcher's */
 		d->pool_visits++;
 		p = pool_find(d, c->ns, c->name);
-		if (p != NULL && config_same_source(p->cfg, c)) {
+		if (p != NULL && p->cfg->mode == c->mode &&
+		    config_same_source(p->cfg, c)) {
 			np[n] = p;
 			p->kept = 1;
-			retarget = strcmp(p->cfg->target_kind,
+			if (!c->shadow)
+				p->would = -1;
+			retarget = c->mode == POOL_MODE_SCALE &&
+			    (strcmp(p->cfg->target_kind,
 			    c->target_kind) != 0 ||
-			    strcmp(p->cfg->target_name, c->target_name) != 0;
+			    strcmp(p->cfg->target_name, c->target_name) != 0);
 			p->cfg = c;
 			if (retarget) {
 				if (p->req != NULL)
@@ -831,6 +1013,10 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 				p->target = targets_subscribe(d->targets,
 				    c->target_kind, c->ns, c->target_name,
 				    pool_target_cb, p);
+				owners_unsubscribe(d->owners, p->owner);
+				p->owner = owners_subscribe(d->owners,
+				    c->target_kind, c->ns, c->target_name,
+				    pool_owner_cb, p);
 				pool_target_reset(p);
 			}
 		} else
@@ -850,6 +1036,7 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 	d->pools = np;
 	d->npools = n;
 	pool_index_build(d);
+	pool_rivals(d);
 }
 
 void
@@ -896,6 +1083,42 @@ pool_free_all(struct daemon *d)
 
 /* CRD mode (crd.h): the status of the objects. */
 
+/* The Shadow and Paused conditions of p, and a dispatch pool's view. */
+static void
+pool_status_hold(const struct pool *p, struct crd_pool_status *st)
+{
+	const struct pool_config *c = p->cfg;
+	int	 disp = c->mode == POOL_MODE_DISPATCH;
+
+	if (disp) {
+		st->dispatch = 1;
+		st->replicas = -1;
+		st->desired = p->would > 0 ? p->would : 0;
+		st->in_flight = 0;
+		st->started = p->source_read;
+		st->warm_replicas = -1;
+	}
+	st->shadow = c->shadow;
+	st->paused = c->paused && !c->shadow;
+	if (c->shadow && p->would < 0)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "no decision yet; "
+		    "nothing is %s", disp ? "consumed" : "written");
+	else if (c->shadow && disp)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "would claim %ld "
+		    "sandboxes for the backlog; nothing is consumed", p->would);
+	else if (c->shadow)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "would scale %s/%s "
+		    "to %ld (now %ld); nothing is written", c->target_kind,
+		    c->target_name, p->would, p->spec_replicas);
+	else if (c->paused && c->paused_replicas >= 0)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "%s: %s/%s held at "
+		    "%ld replicas", CONFIG_ANN_PAUSED_REPLICAS, c->target_kind,
+		    c->target_name, c->paused_replicas);
+	else if (c->paused)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "%s: nothing is %s",
+		    CONFIG_ANN_PAUSED, disp ? "consumed" : "written");
+}
+
 /* What p's AgentPool status reports (pool_crd_status()). */
 static void
 pool_status_fill(const struct pool *p, struct crd_pool_status *st)
@@ -909,7 +1132,10 @@ pool_status_fill(const struct pool *p, struct crd_pool_status *st)
 	st->source_ok = p->source_ok;
 	as_strlcpy(st->source_err, p->source_err, sizeof st->source_err);
 	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
-	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
+	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA &&
+	    !p->cfg->shadow;
+	as_strlcpy(st->conflict, p->conflict, sizeof st->conflict);
+	pool_status_hold(p, st);
 	if (st->quota_limited)
 		snprintf(st->quota_msg, sizeof st->quota_msg, "needs %ld "
 		    "replicas, the namespace's AgentQuota allows %ld",

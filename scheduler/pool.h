@@ -4,6 +4,11 @@
  * daemon (daemon.c) creates them from its config and drives leadership;
  * its HTTP endpoints (daemon_http.c) read them.
  *
+ * Besides the scale pools it runs the dispatch pools the dispatcher does
+ * not (config_pool_consumes()): in shadow mode or paused, such a pool
+ * reads its backlog and reports the claims it would make, consuming
+ * nothing.
+ *
  * Ownership: the daemon owns its pools (d->pools); a pool's cfg points
  * into d->config and is swapped by pool_apply_config() with it.
  */
@@ -22,6 +27,7 @@
 
 struct daemon;
 struct k8s_req;
+struct owner_sub;
 struct pool_ns;
 struct scaler;
 struct scaler_result;
@@ -69,6 +75,20 @@ struct pool {
 
 	struct autoscale_state	 as;
 	struct autoscale_decision last;
+	/*
+	 * Shadow mode (cfg->shadow): what the pool would do and does not,
+	 * the replicas it would write (scale) or the claims it would make
+	 * for the backlog (dispatch); -1 before the first decision.
+	 */
+	long			 would;
+	/*
+	 * Who else scales the target (owners.h), or an older AgentPool on
+	 * it (rival, set by pool_apply_config()): the pool yields and writes
+	 * nothing while conflict is set ("" none).
+	 */
+	struct owner_sub	*owner;
+	char			 rival[300];
+	char			 conflict[640];
 	double			 last_scale_wall;
 
 	uint64_t		 scale_up;

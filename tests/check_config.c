@@ -579,8 +579,35 @@ static const struct bad {
 	    "of: minReplicas, maxReplicas" },
 	{ POOL("{" SRC "," TGT ",\"scaling\":{\"minReplicas\":5,"
 	    "\"maxReplicas\":3}}"), "minReplicas: 5 is above maxReplicas 3" },
-	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":1}}"),
-	    "pollIntervalMs: expected an integer in [10, 3600000], got 1" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":0}}"),
+	    "pollIntervalMs: expected an integer in [100, 3600000], got 0" },
+	/* KEDA's seconds by habit: refused with the reading it meant. */
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":30}}"),
+	    "pools[0].spec.scaling.pollIntervalMs: 30 is in milliseconds, "
+	    "below the 100 ms floor; KEDA's pollingInterval counts seconds: "
+	    "for 30 s write 30000" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":99}}"),
+	    "99 is in milliseconds, below the 100 ms floor" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":30.5}}"),
+	    "pollIntervalMs: expected an integer" },
+	{ POOL("{" SRC "," TGT ",\"shadow\":1}"),
+	    "pools[0].spec.shadow: expected true or false, got 1" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused\":\"yes\"}},\"spec\":{" SRC "," TGT "}}]}",
+	    "pools[0].metadata.annotations.agentscaler.io/paused: expected "
+	    "\"true\" or \"false\", got \"yes\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"-1\"}},\"spec\":{" SRC ","
+	    TGT "}}]}", "agentscaler.io/paused-replicas: expected a count in "
+	    "[0, maxReplicas 100], got \"-1\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"101\"}},\"spec\":{" SRC ","
+	    TGT "}}]}", "got \"101\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"1\"}},\"spec\":{\"mode\":"
+	    "\"dispatch\",\"source\":{\"type\":\"redis-list\",\"address\":"
+	    "\"redis://h:6379/0\",\"queue\":\"t\"},\"sandbox\":{\"warmPool\":"
+	    "\"wp\"}}}]}", "paused-replicas: scale mode only" },
 	{ POOL("{" SRC ",\"target\":{\"kind\":\"Pod\",\"name\":\"x\"}}"),
 	    "pools[0].spec.target.kind: expected one of Deployment | "
 	    "SandboxWarmPool | StatefulSet, got \"Pod\"" },
@@ -777,6 +804,153 @@ START_TEST(test_quantity)
 }
 END_TEST
 
+/*
+ * Adoption: spec.shadow, and the pause annotations (ours only; others are
+ * ignored).  Which pools the dispatcher runs: config_pool_consumes().
+ */
+#define ANN_POOL(ann, spec) "{\"pools\":[{\"metadata\":{\"name\":" \
+	"\"p1\",\"annotations\":{" ann "}},\"spec\":" spec "}]}"
+#define DISP "\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://h:6379/0\",\"queue\":\"t\"},\"sandbox\":{" \
+	"\"warmPool\":\"wp\"}"
+static const struct adopt_row {
+	const char	*doc;
+	int		 shadow, paused;
+	long		 paused_replicas;
+	int		 consumes;
+} adopt_rows[] = {
+	{ POOL("{" SRC "," TGT "}"), 0, 0, -1, 0 },
+	{ POOL("{" SRC "," TGT ",\"shadow\":true}"), 1, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"true\",\"x/y\":\"z\"",
+	    "{" SRC "," TGT "}"), 0, 1, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"false\"", "{" SRC "," TGT
+	    "}"), 0, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused-replicas\":\"2\"", "{" SRC ","
+	    TGT "}"), 0, 1, 2, 0 },
+	{ POOL("{" DISP "}"), 0, 0, -1, 1 },
+	{ POOL("{" DISP ",\"shadow\":true}"), 1, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"true\"", "{" DISP "}"), 0,
+	    1, -1, 0 },
+};
+
+START_TEST(test_adopt)
+{
+	const struct adopt_row *r = &adopt_rows[_i];
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_msg(config_parse(r->doc, strlen(r->doc), NULL, &c, err,
+	    sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(c->pools[0].shadow, r->shadow);
+	ck_assert_int_eq(c->pools[0].paused, r->paused);
+	ck_assert_int_eq(c->pools[0].paused_replicas, r->paused_replicas);
+	ck_assert_int_eq(config_pool_consumes(&c->pools[0]), r->consumes);
+	config_free(c);
+}
+END_TEST
+
+/* YAML as kubectl apply reads it: documents of bare objects, Lists. */
+#define Y_POOL(name, extra) "apiVersion: agentscaler.io/v1alpha1\n" \
+	"kind: AgentPool\nmetadata:\n  name: " name "\n  namespace: team-a\n" \
+	"spec:\n  source: {type: redis-list, address: 'redis://h:6379/0', " \
+	"queue: q}\n  target: {kind: Deployment, name: web}\n" extra
+#define Y_QUOTA "kind: AgentQuota\nmetadata: {name: q, namespace: team-a}\n" \
+	"spec: {maxSandboxes: 5}\n"
+static const struct yaml_row {
+	const char	*doc;
+	int		 npools, nquotas;	/* -1: refused */
+	const char	*err;
+} yaml_rows[] = {
+	{ Y_POOL("p1", "") "---\n" Y_QUOTA, 1, 1, NULL },
+	{ "# a comment\n---\n" Y_POOL("p1", "  shadow: true\n") "---\n", 1, 0,
+	    NULL },
+	{ "kind: List\nitems:\n- kind: AgentQuota\n  metadata: {name: q}\n"
+	    "  spec: {maxSandboxes: 1}\n", 0, 1, NULL },
+	{ "pools:\n- metadata: {name: p1}\n  spec:\n    source: {type: "
+	    "redis-list, address: 'redis://h:6379/0', queue: q}\n    target: "
+	    "{kind: Deployment, name: web}\n", 1, 0, NULL },
+	{ Y_POOL("p1", "") "---\n" Y_POOL("p2", "  scaling: {maxReplicas: "
+	    "ten}\n"), -1, 0, "AgentPool team-a/p2 (line 10): "
+	    "spec.scaling.maxReplicas: expected an integer" },
+	{ Y_POOL("p1", "") "---\n" Y_POOL("p1", ""), -1, 0,
+	    "AgentPool team-a/p1 (line 10): metadata.name: pool team-a/p1 is "
+	    "declared twice" },
+	{ "kind: Deployment\nmetadata: {name: web}\n", -1, 0,
+	    "Deployment default/web (line 1): not an AgentPool or AgentQuota" },
+	{ "- 1\n", -1, 0, "line 1: expected an AgentPool or AgentQuota object" },
+	{ "pools: 3\n", -1, 0, "pools: expected an array" },
+	{ "# nothing\n", -1, 0, "config: no document" },
+	{ "a: [\n", -1, 0, "not valid YAML" },
+};
+
+START_TEST(test_yaml)
+{
+	const struct yaml_row *r = &yaml_rows[_i];
+	struct config	*c;
+	char		 err[512];
+	int		 rc;
+
+	rc = config_parse(r->doc, strlen(r->doc), NULL, &c, err, sizeof err);
+	if (r->npools < 0) {
+		ck_assert_int_eq(rc, -AS_EINVAL);
+		ck_assert_ptr_null(c);
+		ck_assert_msg(strstr(err, r->err) != NULL, "%s", err);
+		return;
+	}
+	ck_assert_msg(rc == 0, "%s", err);
+	ck_assert_uint_eq(c->npools, (size_t)r->npools);
+	ck_assert_uint_eq(c->nquotas, (size_t)r->nquotas);
+	config_free(c);
+}
+END_TEST
+
+/* --check-config: every object judged, each error named. */
+struct check_log {
+	char	 text[2048];
+	int	 calls;
+};
+
+static void
+check_cb(void *arg, const char *who, const char *err, int skipped)
+{
+	struct check_log *l = arg;
+	size_t	 n = strlen(l->text);
+
+	l->calls++;
+	snprintf(l->text + n, sizeof l->text - n, "%s|%s|%d\n", who,
+	    err != NULL ? err : "ok", skipped);
+}
+
+START_TEST(test_check)
+{
+	const char	*doc = Y_POOL("p1", "  scaling: {pollIntervalMs: 30}\n")
+	    "---\n" Y_QUOTA "---\nkind: Deployment\nmetadata: {name: web}\n"
+	    "---\n" Y_POOL("p2", "") "---\n" Y_POOL("p2", "");
+	struct check_log l;
+	char		 err[256];
+
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(config_check(doc, strlen(doc), NULL, check_cb, &l,
+	    err, sizeof err), 2);
+	ck_assert_int_eq(l.calls, 5);
+	ck_assert_str_eq(l.text,
+	    "AgentPool team-a/p1 (line 1)|AgentPool team-a/p1 (line 1): "
+	    "spec.scaling.pollIntervalMs: 30 is in milliseconds, below the 100 "
+	    "ms floor; KEDA's pollingInterval counts seconds: for 30 s write "
+	    "30000|0\n"
+	    "AgentQuota team-a/q (line 11)|ok|0\n"
+	    "Deployment default/web (line 15)|ok|1\n"
+	    "AgentPool team-a/p2 (line 18)|ok|0\n"
+	    "AgentPool team-a/p2 (line 27)|AgentPool team-a/p2 (line 27): "
+	    "metadata.name: pool team-a/p2 is declared twice|0\n");
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(config_check("{\"pools\": 1}", 13, NULL, check_cb,
+	    &l, err, sizeof err), -AS_EINVAL);
+	ck_assert_str_eq(err, "pools: expected an array");
+	ck_assert_int_eq(l.calls, 0);
+}
+END_TEST
+
 /* Every truncation of a good document is rejected cleanly, never crashes. */
 START_TEST(test_truncations)
 {
@@ -821,6 +995,9 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_quantity, 0,
 	    (int)(sizeof quantity_rows / sizeof quantity_rows[0]));
 	tcase_add_test(tc, test_truncations);
+	tcase_add_loop_test(tc, test_adopt, 0, (int)AS_ARRAY_SIZE(adopt_rows));
+	tcase_add_loop_test(tc, test_yaml, 0, (int)AS_ARRAY_SIZE(yaml_rows));
+	tcase_add_test(tc, test_check);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -47,6 +47,9 @@ EXPECTED_RULES = {
     ("apps", "statefulsets"): {"list", "watch"},
     ("apps", "deployments/scale"): {"patch"},
     ("apps", "statefulsets/scale"): {"patch"},
+    # ownership (issue 18): HPAs and KEDA ScaledObjects on the targets
+    ("autoscaling", "horizontalpodautoscalers"): {"list", "watch"},
+    ("keda.sh", "scaledobjects"): {"list", "watch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools"): {"get", "list", "watch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools/scale"): {"get", "patch"},
     ("extensions.agents.x-k8s.io", "sandboxtemplates"): {"get"},
@@ -229,7 +232,7 @@ class DefaultValuesTest(unittest.TestCase):
     def test_every_rule_is_commented(self):
         """Each rule of the shared rules template, and of the Secret Roles,
         has a comment above it."""
-        for name, indent, count in (("_rules.tpl", "", 11), ("secret-roles.yaml", "  ", 2)):
+        for name, indent, count in (("_rules.tpl", "", 13), ("secret-roles.yaml", "  ", 2)):
             with open(os.path.join(CHART, "templates", name)) as f:
                 lines = f.read().split("\n")
             rules = [i for i, ln in enumerate(lines) if ln.startswith(indent + "- apiGroups:")]

@@ -21,6 +21,7 @@ struct informer {
 	void			*arg;
 	informer_transform_fn	*transform;
 	int			 synced;
+	unsigned		 errors;	/* failed LISTs, as the stats say */
 	cJSON			*objs;	/* array */
 };
 
