@@ -4,7 +4,7 @@
 
 CC	?= cc
 PKGS	 = libcjson hiredis libcrypto libcurl libmicrohttpd librabbitmq \
-	   yaml-0.1
+	   yaml-0.1 zlib
 WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
 	   -Wmissing-prototypes -Wpointer-arith -Wformat=2
 VERSION	:= $(shell git describe --always --dirty 2>/dev/null || echo unknown)
@@ -49,7 +49,7 @@ SHELL	 = /bin/bash
 
 objs = $(patsubst %.c,$(1)/%.o,$(2))
 
-.PHONY: all deps test unit integration valgrind demo bench format \
+.PHONY: all deps test unit integration valgrind demo bench bench-sim format \
 	format-check lint layers clean fuzz fuzz-smoke chart chart-rbac e2e cluster helm keda soak \
 	clients promtool
 all: $(REL)/agentscaler
@@ -199,6 +199,7 @@ demo: deps $(REL)/agentscaler
 SCALE_BENCH_ARGS ?=
 bench: deps cluster $(REL)/agentscaler $(REL)/tools/bench/poll_cost \
 	$(REL)/tools/bench/quota_bench $(REL)/tools/bench/dispatch_scale
+	@$(MAKE) --no-print-directory bench-sim
 	$(REL)/tools/bench/quota_bench
 	$(REL)/tools/bench/dispatch_scale
 	$(REL)/tools/bench/dispatch_scale 10000 1 100000
@@ -210,6 +211,18 @@ bench: deps cluster $(REL)/agentscaler $(REL)/tools/bench/poll_cost \
 	python3 tools/bench/handoff_bench.py --bin $(REL)/agentscaler
 	python3 tools/bench/scale_bench.py --bin $(REL)/agentscaler $(SCALE_BENCH_ARGS)
 	python3 tools/kube-sim/bench.py
+
+# The policy simulator (issue 17), first in `make bench` and alone in
+# seconds: over the reference traces of tools/bench/traces (seeded
+# generators, README there), per trace the policies side by side and a
+# picture in build/bench/sim-TRACE.png; then one trace under an AgentQuota.
+bench-sim: $(REL)/agentscaler
+	@mkdir -p build/bench; set -e; for t in tools/bench/traces/*.jsonl; do \
+	    $(REL)/agentscaler simulate --trace $$t \
+	    --config tools/bench/traces/pool.json \
+	    --png build/bench/sim-$$(basename $$t .jsonl).png; echo; done
+	$(REL)/agentscaler simulate --trace tools/bench/traces/cascade-1.jsonl \
+	    --config tools/bench/traces/pool-quota.json --policies predictive,rate
 
 # Not in CI: SOAK_MINUTES (60) of mixed load on every source type with a
 # broker restart or an API fault every 3 minutes; one line a minute (tasks,

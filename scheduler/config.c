@@ -281,11 +281,24 @@ static const struct field target_fields[] = {
 	END_FIELDS
 };
 
+static const char *const *
+spare_policy_values(void)
+{
+	/* enum warmpool_policy's order */
+	static const char *const v[] = { "predictive", "rate", NULL };
+
+	return (v);
+}
+
 static const struct field spare_fields[] = {
 	{ "min", F_INT, PO(spare_min), 0, 0, 100000, 0, NULL, NULL, NULL,
 	    "fewest warm sandboxes" },
 	{ "max", F_INT, PO(spare_max), 0, 0, 100000, 50, NULL, NULL, NULL,
 	    "most warm sandboxes" },
+	{ "policy", F_ENUM, PO(spare_policy), 0, 0, 0, WARMPOOL_PREDICTIVE,
+	    NULL, spare_policy_values, NULL, "warm-pool sizing: predictive "
+	    "(arrivals expected over a cold start, from running trees) | rate "
+	    "(arrival rate x cold start x 1.5); see `agentscaler simulate`" },
 	END_FIELDS
 };
 

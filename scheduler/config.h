@@ -19,6 +19,7 @@
 
 #include "agentscaler/rt/hash.h"
 #include "autoscale.h"
+#include "warmpool.h"
 
 struct pod_cidr;
 
@@ -99,6 +100,7 @@ struct pool_config {
 	long			 claim_ttl_seconds;
 	long			 spare_min;
 	long			 spare_max;
+	enum warmpool_policy	 spare_policy;	/* spec.sandbox.spare.policy */
 	long			 ready_timeout_seconds;
 	long			 max_task_bytes;
 	/* spec.sandbox.defaultResources: the charge floor (charge.h) */

@@ -141,6 +141,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	p->wp.spare_min = c->spare_min;
 	p->wp.spare_max = c->spare_max;
 	p->wp.cooldown = c->scaling.cooldown_seconds;
+	p->wp.policy = c->spare_policy;
 	warmpool_params_defaults(&p->wp);
 	/* Start as just active: the cooldown runs from now. */
 	p->ws.arrived = 1;
@@ -365,6 +366,7 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 		p->wp.spare_min = p->cfg->spare_min;
 		p->wp.spare_max = p->cfg->spare_max;
 		p->wp.cooldown = p->cfg->scaling.cooldown_seconds;
+		p->wp.policy = p->cfg->spare_policy;
 		warmpool_params_defaults(&p->wp);
 		p->kept = 1;
 	}

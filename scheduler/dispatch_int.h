@@ -98,6 +98,7 @@ struct dtask {
 	char			*parent;	/* NULL for a root */
 	char			*root;
 	int			 depth;
+	int			 spawned;	/* has had a child */
 	char			 claim[CLAIM_NAME_MAX + 1];
 	char			 sandbox[254];
 	char			 pod_ip[64];	/* the claim's; "" unknown */
@@ -254,6 +255,7 @@ struct dpool {
 	long			 live;		/* tasks of this pool */
 	long			 deferred;	/* of them, deferred */
 	long			 waiting;	/* CLAIMING + WAITING */
+	long			 spawners;	/* of live, with a child */
 	uint64_t		 received;
 	uint64_t		 handed_off;
 	uint64_t		 completed;
@@ -332,6 +334,7 @@ void		 dtask_show(struct dtask *);
 struct dpool	*dpool_find(const struct dispatcher *, const char *ns,
 		    const char *name);
 void		 dtask_set_state(struct dtask *, enum tstate);
+void		 dtask_set_spawned(struct dtask *);
 /* A record in ns's table, counted live by p (may be NULL). */
 struct dtask	*dtask_new(struct dns *, struct dpool *, const char *id,
 		    const char *parent, const char *root, int depth);

@@ -638,8 +638,13 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 		}
 		t = dtask_new(ns, p, tk->id, tk->parent, par->root,
 		    par->depth + 1);
-	} else
+		/* The predictive sizing learns the trees' spawning. */
+		warmpool_spawn(&p->ws, &p->wp, now, par->spawned);
+		dtask_set_spawned(par);
+	} else {
 		t = dtask_new(ns, p, tk->id, NULL, tk->id, 0);
+		warmpool_root(&p->ws, &p->wp, now);
+	}
 	t->msg = msg;
 	as_strlcpy(t->traceparent, tk->traceparent, sizeof t->traceparent);
 	if (tk->nresources > 0) {

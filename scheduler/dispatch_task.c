@@ -86,6 +86,8 @@ dtask_set_pool(struct dtask *t, struct dpool *p)
 		o->live--;
 		if (t->counted_waiting)
 			o->waiting--;
+		if (t->spawned)
+			o->spawners--;
 		TAILQ_REMOVE(&o->tasks, t, plink);
 	}
 	t->pool = p;
@@ -94,8 +96,21 @@ dtask_set_pool(struct dtask *t, struct dpool *p)
 		p->live++;
 		if (t->counted_waiting)
 			p->waiting++;
+		if (t->spawned)
+			p->spawners++;
 		TAILQ_INSERT_TAIL(&p->tasks, t, plink);
 	}
+}
+
+/* t has a child now: counted once in its pool's spawners. */
+void
+dtask_set_spawned(struct dtask *t)
+{
+	if (t->spawned)
+		return;
+	t->spawned = 1;
+	if (t->pool != NULL)
+		t->pool->spawners++;
 }
 
 void

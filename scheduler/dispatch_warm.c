@@ -159,10 +159,20 @@ dpool_unbound(const struct dpool *p, long max)
 void
 dpool_size(struct dpool *p, double now)
 {
+	struct warmpool_load l;
 	long	 target, head, cur, waiting = 0;
 
+	/* What the predictive policy reads (warmpool.h). */
+	l.waiting = p->waiting;
+	l.running = p->live - p->deferred - p->waiting;
+	if (l.running < 0)
+		l.running = 0;
+	l.spawners = p->spawners;
+	head = quota_headroom(p->ns->quota);
+	cur = p->spare_patched > 0 ? p->spare_patched : 0;
+	l.headroom = head >= 0 ? head + cur : -1;
 	/* Sets p->ws.target, which dns_replicas() counts: first. */
-	target = warmpool_target(&p->ws, &p->wp, now, p->waiting);
+	target = warmpool_target_policy(&p->ws, &p->wp, now, &l);
 	dpool_respare(p);
 	/*
 	 * Spares are sandboxes too: never past the namespace's quota, and

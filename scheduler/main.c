@@ -1,7 +1,7 @@
 /*
  * main.c: the process: the flags (declared once, in options.c), the
  * one-shot modes (--help, --version, --help-config, --check-config,
- * explain, convert), then the daemon.
+ * explain, convert, simulate), then the daemon.
  */
 #include <errno.h>
 #include <signal.h>
@@ -20,6 +20,7 @@
 #include "daemon.h"
 #include "daemon_http.h"
 #include "options.h"
+#include "simulate.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/k8s/leader.h"
 #include "agentscaler/rt/json.h"
@@ -310,6 +311,8 @@ main(int argc, char **argv)
 		return (explain_main(argc, argv));
 	if (argc >= 2 && strcmp(argv[1], "convert") == 0)
 		return (convert_main(argc, argv));
+	if (argc >= 2 && strcmp(argv[1], "simulate") == 0)
+		return (simulate_main(argc, argv));
 	if (options_parse(&o, argc, argv) != 0)
 		goto out;
 	if (o.val[O_HELP] != NULL) {

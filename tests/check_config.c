@@ -58,6 +58,7 @@ START_TEST(test_good)
 	ck_assert_int_eq(c->pools[0].poll_interval_ms, 1000);
 	ck_assert_int_eq(c->pools[0].claim_ttl_seconds, 3600);
 	ck_assert_int_eq(c->pools[0].spare_max, 50);
+	ck_assert_int_eq(c->pools[0].spare_policy, WARMPOOL_PREDICTIVE);
 	q = config_quota_for(c, "team-a");
 	ck_assert_ptr_nonnull(q);
 	ck_assert_ptr_null(config_quota_for(c, "team-b"));
@@ -68,6 +69,22 @@ START_TEST(test_good)
 	ck_assert_int_eq(q->max_roots, -1);
 	ck_assert_int_eq(q->spawn_burst, 4);
 	ck_assert_int_eq(q->on_exceeded, QUOTA_ON_REJECT);
+	config_free(c);
+}
+END_TEST
+
+/* spec.sandbox.spare.policy: the warm pool's sizing (warmpool.h). */
+START_TEST(test_spare_policy)
+{
+	const char *doc = "{\"pools\":[{\"metadata\":{\"name\":\"d\"},"
+	    "\"spec\":{\"mode\":\"dispatch\"," SRC ",\"sandbox\":{"
+	    "\"warmPool\":\"wp\",\"spare\":{\"policy\":\"rate\"}}}}]}";
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_msg(config_parse(doc, strlen(doc), NULL, &c, err,
+	    sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(c->pools[0].spare_policy, WARMPOOL_RATE);
 	config_free(c);
 }
 END_TEST
@@ -616,6 +633,9 @@ static const struct bad {
 	{ POOL("{\"mode\":\"dispatch\"," SRC "}"),
 	    "spec.sandbox: required in dispatch mode" },
 	{ POOL("{\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":"
+	    "\"wp\",\"spare\":{\"policy\":\"ewma\"}}}"),
+	    "spec.sandbox.spare.policy: expected one of predictive | rate" },
+	{ POOL("{\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":"
 	    "\"wp\",\"defaultResources\":{\"CPU\":\"1\"}}}"),
 	    "pools[0].spec.sandbox.defaultResources.CPU: not a Kubernetes "
 	    "resource name (names are case-sensitive: write \"cpu\")" },
@@ -971,6 +991,7 @@ config_suite(void)
 	tcase_add_test(tc, test_default_resources);
 	tcase_add_loop_test(tc, test_bad, 0,
 	    (int)(sizeof bad_rows / sizeof bad_rows[0]));
+	tcase_add_test(tc, test_spare_policy);
 	tcase_add_loop_test(tc, test_quantity, 0,
 	    (int)(sizeof quantity_rows / sizeof quantity_rows[0]));
 	tcase_add_test(tc, test_truncations);

@@ -1133,19 +1133,20 @@ check_pool_counts(void)
 {
 	struct dpool	*p, *q;
 	struct dtask	*t;
-	long		 live, waiting, shown[DS_N], mine, spares;
+	long		 live, waiting, shown[DS_N], mine, spares, spawners;
 	int		 k;
 
 	if (disp == NULL)
 		return;
 	LIST_FOREACH(p, &disp->pools, entry) {
-		live = waiting = mine = 0;
+		live = waiting = mine = spawners = 0;
 		memset(shown, 0, sizeof shown);
 		TAILQ_FOREACH(t, &p->ns->tasks, all) {
 			if (t->pool != p)
 				continue;
 			live++;
 			waiting += t->counted_waiting;
+			spawners += t->spawned;
 			shown[t->doomed ? DS_NONE : t->counted_waiting ?
 			    DS_PENDING : t->launch == L_WARM ? DS_WARM :
 			    t->launch == L_COLD ? DS_COLD : DS_NONE]++;
@@ -1157,6 +1158,7 @@ check_pool_counts(void)
 		ck_assert_int_eq(p->live, live);
 		ck_assert_int_eq(mine, live);
 		ck_assert_int_eq(p->waiting, waiting);
+		ck_assert_int_eq(p->spawners, spawners);
 		for (k = 0; k < DS_N; k++)
 			ck_assert_msg(p->shown[k] == shown[k], "%s: shown[%d] "
 			    "%ld, the walk %ld", p->id, k, p->shown[k],
@@ -2869,6 +2871,33 @@ START_TEST(test_background_delete_holds_quota)
 END_TEST
 
 /*
+ * Issue 17: the predictive warm-pool sizing reads the running tasks that
+ * have spawned (dpool->spawners, kept with the pool's tasks) and learns
+ * from each child whether its parent had spawned before.
+ */
+START_TEST(test_spawners_counted)
+{
+	struct dpool	*p;
+
+	LIST_FOREACH(p, &disp->pools, entry)
+		if (strcmp(p->cfg->name, "a") == 0)
+			break;
+	ck_assert_ptr_nonnull(p);
+	fc_deliver("qa", "t1", 0);
+	ck_assert_int_eq(p->spawners, 0);
+	ck_assert(p->ws.roots > 0);
+	fc_deliver_child("qa", "c1", "t1", 0);
+	ck_assert_int_eq(p->spawners, 1);
+	ck_assert(p->ws.spawn_n == 1 && p->ws.spawn_s == 0);
+	fc_deliver_child("qa", "c2", "t1", 0);
+	ck_assert_int_eq(p->spawners, 1);
+	ck_assert(p->ws.spawn_s > 0.99);
+	check_invariants();
+	complete_all_ops();
+}
+END_TEST
+
+/*
  * Issue 12: the warm pool's controller deletes surplus members without a
  * precondition, so lowering spec.replicas while a claim is being made can
  * delete the member it has just adopted.  The pool (pool a: spare max 0,
@@ -3380,6 +3409,7 @@ dispatch_suite(void)
 	tcase_add_loop_test(tc, test_background_delete_holds_quota, 0,
 	    (int)AS_ARRAY_SIZE(bg_rows));
 	tcase_add_test(tc, test_warm_pool_lowered_after_bind);
+	tcase_add_test(tc, test_spawners_counted);
 	tcase_add_loop_test(tc, test_rebuild_children_first, 0,
 	    AS_ARRAY_SIZE(rebuild_rows));
 	tcase_add_loop_test(tc, test_pool_replaced, 0,

@@ -25,7 +25,8 @@ struct scenario {
 	struct step		 steps[16];
 };
 
-#define PARAMS(min, max, cool) { (min), (max), (cool), 1.5, 10, 0.3, 2 }
+#define PARAMS(min, max, cool) { (min), (max), (cool), 1.5, 10, 0.3, 2, 300, 3, \
+	WARMPOOL_RATE }
 
 static const struct scenario scenarios[] = {
 	{ "idle pool stays at zero", PARAMS(0, 50, 60), {
@@ -145,6 +146,157 @@ START_TEST(test_defaults)
 }
 END_TEST
 
+/*
+ * The predictive policy.  learn_tau 1e9 in most rows makes the decayed
+ * task-seconds plain ones (tau x (1 - exp(-dt / tau)) = dt), so the
+ * arithmetic in the comments is exact enough.
+ */
+enum pev { P_ROOT, P_SPAWN, P_LOAD, P_COLD, P_EXPECT, P_RATE, P_END };
+
+struct pstep {
+	enum pev ev;
+	double	 now;
+	double	 a;		/* ROOT: n; SPAWN: parent spawned; COLD: s */
+	long	 running, spawners, waiting, headroom;	/* LOAD */
+	long	 want;		/* EXPECT: predictive, RATE: rate policy */
+};
+
+struct pscenario {
+	const char		*name;
+	double			 learn_tau;
+	double			 cooldown;
+	struct pstep		 steps[12];
+};
+
+#define LOAD(t, r, s, w, h) { P_LOAD, (t), 0, (r), (s), (w), (h), 0 }
+#define EXP(t, n) { P_EXPECT, (t), 0, 0, 0, 0, 0, (n) }
+#define RATE(t, n) { P_RATE, (t), 0, 0, 0, 0, 0, (n) }
+#define PEV(e, t, a) { (e), (t), (a), 0, 0, 0, 0, 0 }
+#define PEND PEV(P_END, 0, 0)
+
+static const struct pscenario pscenarios[] = {
+	{ "roots: (1 + safety) x cold x the 3 s root rate", 1e9, 60, {
+		/*
+		 * 3 roots at once: roots 3/3 s = 1/s, D = 2 s x 1 = 2,
+		 * 2.5 x 2 = 5 (floor: rate 0.3 x 2 x 2.5 = 1.5, below);
+		 * the rate policy: 0.3/s x 2 x 1.5 = 0.9 -> 1.
+		 */
+		PEV(P_ROOT, 10, 3),
+		EXP(10, 5),
+		RATE(10, 1),
+		PEND } },
+	{ "running spawners: the pool grows before a child arrives", 1e9,
+	    60, {
+		/*
+		 * A root runs 20 s and spawns (first child: l_n = 1 per 20
+		 * s); it and its child run 20 s more and it spawns again
+		 * (l_s = 1 per 20 spawner-seconds; l_n = 1 per 40).  Then
+		 * 20 spawners and 1 other run: D = 2 x (20 / 20 + 1 / 40) =
+		 * 2.05, 2.5 x 2.05 = 5.125 -> 6.  The rate policy sees 3
+		 * arrivals: 0.115/s x 2 x 1.5 -> 1.
+		 */
+		PEV(P_ROOT, 0, 1),
+		LOAD(0, 1, 0, 0, -1),
+		PEV(P_SPAWN, 20, 0),
+		LOAD(20, 2, 1, 0, -1),
+		PEV(P_SPAWN, 40, 1),
+		LOAD(40, 21, 20, 0, -1),
+		EXP(40, 6),
+		RATE(40, 1),
+		PEND } },
+	{ "tasks waiting beyond the first add", 1e9, 60, {
+		/* 5 as in the first row, + (4 - 1) */
+		PEV(P_ROOT, 10, 3),
+		LOAD(10, 0, 0, 4, -1),
+		EXP(10, 8),
+		PEND } },
+	{ "the quota head-room caps", 1e9, 60, {
+		PEV(P_ROOT, 10, 3),
+		LOAD(10, 0, 0, 0, 2),
+		EXP(10, 2),
+		PEND } },
+	{ "the burst floor decays within the cooldown, then zero", 300, 600, {
+		/*
+		 * 10 roots at 0: roots 10/3 s, D = 6.67, x 2.5 = 16.7 ->
+		 * 17.  At 100 s: peak rate 1/s x e^(-100/300) = 0.717,
+		 * floor 2.5 x 2 x 0.717 = 3.58 -> 4 (the rate policy: its
+		 * rate is e^-10, its floor while active 1).  At 600 s, the
+		 * cooldown: 0, both.
+		 */
+		PEV(P_ROOT, 0, 10),
+		EXP(0, 17),
+		EXP(100, 4),
+		RATE(100, 1),
+		EXP(599, 1),
+		EXP(600, 0),
+		RATE(600, 0),
+		PEND } },
+	{ "H is the cold start's mean + 2 mean deviations", 1e9, 60, {
+		/*
+		 * Samples 2 and 4: mean 2 + 0.3 x 2 = 2.6, deviation
+		 * 0.3 x 2 = 0.6: H = 3.8.  3 roots: 2.5 x 3.8 x 1 = 9.5
+		 * -> 10.
+		 */
+		PEV(P_COLD, 0, 2),
+		PEV(P_COLD, 0, 4),
+		PEV(P_ROOT, 0, 3),
+		EXP(0, 10),
+		PEND } },
+	{ "never active: zero", 1e9, 60, {
+		LOAD(5, 3, 3, 0, -1),
+		EXP(5, 0),
+		PEND } },
+};
+
+START_TEST(test_predictive)
+{
+	const struct pscenario	*sc = &pscenarios[_i];
+	struct warmpool_params	 p = PARAMS(0, 100, sc->cooldown);
+	struct warmpool_state	 s = { 0 };
+	struct warmpool_load	 l = { 0, 0, 0, -1 };
+	const struct pstep	*st;
+	long			 got;
+	unsigned		 k;
+
+	p.learn_tau = sc->learn_tau;
+	warmpool_params_defaults(&p);
+	for (st = sc->steps; st->ev != P_END; st++) {
+		switch (st->ev) {
+		case P_ROOT:
+			for (k = 0; k < (unsigned)st->a; k++)
+				warmpool_root(&s, &p, st->now);
+			warmpool_arrival(&s, &p, st->now, (unsigned)st->a);
+			break;
+		case P_SPAWN:
+			warmpool_spawn(&s, &p, st->now, st->a != 0);
+			warmpool_arrival(&s, &p, st->now, 1);
+			break;
+		case P_LOAD:
+			l.running = st->running;
+			l.spawners = st->spawners;
+			l.waiting = st->waiting;
+			l.headroom = st->headroom;
+			warmpool_load(&s, &p, st->now, &l);
+			break;
+		case P_COLD:
+			warmpool_cold_sample(&s, &p, st->a);
+			break;
+		case P_EXPECT:
+		case P_RATE:
+			p.policy = st->ev == P_RATE ? WARMPOOL_RATE :
+			    WARMPOOL_PREDICTIVE;
+			got = warmpool_target_policy(&s, &p, st->now, &l);
+			ck_assert_msg(got == st->want, "%s: at %g %s want %ld, "
+			    "got %ld", sc->name, st->now,
+			    warmpool_policy_name(p.policy), st->want, got);
+			break;
+		default:
+			break;
+		}
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -154,6 +306,8 @@ main(void)
 	tcase_add_loop_test(tc, test_scenario, 0,
 	    (int)(sizeof scenarios / sizeof scenarios[0]));
 	tcase_add_test(tc, test_steady_rate_reads_true);
+	tcase_add_loop_test(tc, test_predictive, 0,
+	    (int)(sizeof pscenarios / sizeof pscenarios[0]));
 	tcase_add_test(tc, test_defaults);
 	suite_add_tcase(s, tc);
 	return (tu_run_suite(s));
