@@ -48,7 +48,7 @@ venv() {
 	echo "$want" > $stamp
 }
 PKGS="build-essential pkg-config libev-dev libhiredis-dev librabbitmq-dev
-libcurl4-openssl-dev libssl-dev libcjson-dev check libsubunit-dev
+libcurl4-openssl-dev libssl-dev zlib1g-dev libcjson-dev check libsubunit-dev
 libmicrohttpd-dev libyaml-dev redis-server rabbitmq-server openssl python3
 python3-venv valgrind clang-format curl clang libclang-rt-14-dev"
 missing=""
