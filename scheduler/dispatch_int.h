@@ -474,6 +474,11 @@ void		 dhttp_child_failed(struct dtask *, const char *reason,
 void		 dtask_trace_new(struct dtask *);
 void		 dtask_trace_state(struct dtask *, enum tstate);
 void		 dtask_trace_end(struct dtask *);
+#ifdef AS_TESTING
+struct trace_span;
+/* Test builds only: sees every span as it is finished. */
+extern void	(*dispatch_span_hook)(const struct trace_span *);
+#endif
 
 /*
  * The log fields (log_kv()) of task t, with reason (may be NULL): its pool,

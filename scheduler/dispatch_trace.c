@@ -48,6 +48,21 @@ struct dtrace {
 	int			 deferred;	/* the phase was */
 };
 
+#ifdef AS_TESTING
+void	(*dispatch_span_hook)(const struct trace_span *);
+#endif
+
+/* A finished span to the exporter (and, in tests, to the hook). */
+static void
+dtrace_emit(struct dtask *t, const struct trace_span *s)
+{
+#ifdef AS_TESTING
+	if (dispatch_span_hook != NULL)
+		dispatch_span_hook(s);
+#endif
+	otlp_emit(t->ns->d->otlp, s);
+}
+
 static uint64_t
 dtrace_now(void)
 {
@@ -126,7 +141,7 @@ dtrace_phase_end(struct dtask *t, uint64_t now)
 		trace_span_str(&s, "agentscaler.claim", t->claim);
 	if (tr->deferred)
 		trace_span_int(&s, "agentscaler.deferred", 1);
-	otlp_emit(t->ns->d->otlp, &s);
+	dtrace_emit(t, &s);
 	tr->phase = NULL;
 	tr->deferred = 0;
 }
@@ -217,7 +232,7 @@ dtask_trace_end(struct dtask *t)
 		s.link = tr->link;
 		as_strlcpy(s.link_type, "parent_task", sizeof s.link_type);
 	}
-	otlp_emit(t->ns->d->otlp, &s);
+	dtrace_emit(t, &s);
 	free(tr);
 	t->tr = NULL;
 }

@@ -400,23 +400,32 @@ pred_failed(void *arg)
 	return (st.dropped_failed >= w->failed);
 }
 
+/* Emits n spans, ids 0..n-1, to x. */
+static void
+emit_n(struct otlp *x, int n)
+{
+	struct trace_span	 s;
+	int			 i;
+
+	for (i = 0; i < n; i++) {
+		mkspan(&s, "x", (uint8_t)i);
+		otlp_emit(x, &s);
+	}
+}
+
 START_TEST(test_batching)
 {
 	struct ev_loop		*loop = ev_loop_new(EVFLAG_AUTO);
 	struct otlp_stats	 st;
-	struct trace_span	 s;
 	struct coll		 c;
 	struct want		 w;
 	struct otlp		*x;
-	int			 i, port;
+	int			 port;
 
 	port = coll_listen(&c, loop, 1);
 	/* A long interval: only full batches go before the tail's tick. */
 	x = exporter(loop, port, 64, 5, 0.2, 5);
-	for (i = 0; i < 23; i++) {
-		mkspan(&s, "x", (uint8_t)i);
-		otlp_emit(x, &s);
-	}
+	emit_n(x, 23);
 	w = (struct want){ &c, x, 23, 0 };
 	ck_assert(tu_run_until(loop, pred_spans, &w, 20));
 	otlp_stats(x, &st);
@@ -441,19 +450,15 @@ START_TEST(test_collector_away)
 {
 	struct ev_loop		*loop = ev_loop_new(EVFLAG_AUTO);
 	struct otlp_stats	 st;
-	struct trace_span	 s;
 	struct coll		 c;
 	struct want		 w;
 	struct otlp		*x;
-	int			 i, port;
+	int			 port;
 
 	port = coll_listen(&c, loop, 0);
 	close(c.lfd);		/* refused from now on */
 	x = exporter(loop, port, 4, 4, 0.1, 1);
-	for (i = 0; i < 10; i++) {
-		mkspan(&s, "x", (uint8_t)i);
-		otlp_emit(x, &s);
-	}
+	emit_n(x, 10);
 	otlp_stats(x, &st);
 	/* 4 went out as a batch at once, 4 wait, 2 found the ring full. */
 	ck_assert_uint_eq(st.pending, 4);
@@ -473,19 +478,15 @@ START_TEST(test_collector_slow)
 {
 	struct ev_loop		*loop = ev_loop_new(EVFLAG_AUTO);
 	struct otlp_stats	 st;
-	struct trace_span	 s;
 	struct coll		 c;
 	struct want		 w;
 	struct otlp		*x;
-	int			 i, port;
+	int			 port;
 
 	port = coll_listen(&c, loop, 1);
 	c.mute = 1;
 	x = exporter(loop, port, 8, 2, 0.1, 0.3);
-	for (i = 0; i < 12; i++) {
-		mkspan(&s, "x", (uint8_t)i);
-		otlp_emit(x, &s);
-	}
+	emit_n(x, 12);
 	otlp_stats(x, &st);
 	ck_assert_uint_eq(st.dropped_full, 2);	/* 2 sent, 8 kept */
 	w = (struct want){ &c, x, 0, 2 };
