@@ -400,6 +400,20 @@ pred_failed(void *arg)
 	return (st.dropped_failed >= w->failed);
 }
 
+/*
+ * Frees the exporter x, stops the stand-in c once every connection is
+ * closed, then its loop.
+ */
+static void
+coll_end(struct coll *c, struct otlp *x)
+{
+	otlp_free(x);
+	ev_io_stop(c->loop, &c->lw);
+	close(c->lfd);
+	ck_assert(tu_run_until(c->loop, pred_closed, c, 10));
+	ev_loop_destroy(c->loop);
+}
+
 /* Emits n spans, ids 0..n-1, to x. */
 static void
 emit_n(struct otlp *x, int n)
@@ -437,11 +451,7 @@ START_TEST(test_batching)
 	ck_assert_int_eq(c.max_batch, 5);
 	ck_assert_int_ge(c.requests, 5);
 	ck_assert_int_eq(c.bad, 0);
-	otlp_free(x);
-	ev_io_stop(loop, &c.lw);
-	close(c.lfd);
-	ck_assert(tu_run_until(loop, pred_closed, &c, 10));
-	ev_loop_destroy(loop);
+	coll_end(&c, x);
 }
 END_TEST
 
@@ -494,11 +504,7 @@ START_TEST(test_collector_slow)
 	otlp_stats(x, &st);
 	ck_assert_uint_eq(st.exported, 0);
 	ck_assert_int_ge(c.requests, 1);
-	otlp_free(x);
-	ev_io_stop(loop, &c.lw);
-	close(c.lfd);
-	ck_assert(tu_run_until(loop, pred_closed, &c, 10));
-	ev_loop_destroy(loop);
+	coll_end(&c, x);
 }
 END_TEST
 
