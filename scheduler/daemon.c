@@ -35,6 +35,7 @@
 #include "agentscaler/k8s/secret_store.h"
 #include "agentscaler/rt/common.h"
 #include "agentscaler/rt/log.h"
+#include "agentscaler/rt/otlp.h"
 #include "config.h"
 #include "crd.h"
 #include "daemon.h"
@@ -288,6 +289,37 @@ daemon_dispatch_status(void *arg, const char *ns, const char *name)
 	crd_status_touch(d->crd, ns, name);
 }
 
+/*
+ * --otlp-endpoint: the exporter of the tasks' spans, under the resource
+ * service.name agentscaler and, when the chart passes them (the downward
+ * API), the pod's namespace and name (OTel semantic conventions,
+ * resource/k8s.md).  Returns 0, or -1 with the reason logged.
+ */
+static int
+daemon_otlp(struct daemon *d)
+{
+	struct trace_resource	 res[] = {
+		{ "service.name", "agentscaler" },
+		{ "service.version", as_version },
+		{ "service.instance.id", d->opts->instance },
+		{ "k8s.namespace.name", getenv("POD_NAMESPACE") },
+		{ "k8s.pod.name", getenv("POD_NAME") },
+	};
+	struct otlp_options	 o;
+	char			 err[256];
+
+	memset(&o, 0, sizeof o);
+	o.endpoint = d->opts->otlp_endpoint;
+	o.resource = res;
+	o.nresource = AS_ARRAY_SIZE(res);
+	if ((d->otlp = otlp_new(d->loop, &o, err, sizeof err)) == NULL) {
+		log_error("daemon", "--otlp-endpoint: %s", err);
+		return (-1);
+	}
+	log_info("daemon", "exporting traces to %s", o.endpoint);
+	return (0);
+}
+
 int
 daemon_run(const struct daemon_options *opts)
 {
@@ -337,6 +369,12 @@ daemon_run(const struct daemon_options *opts)
 	d.dopts.handoff_key_file = opts->handoff_key_file;
 	d.dopts.pod_cidrs = opts->tenancy.pod_cidrs;
 	d.dopts.npod_cidrs = opts->tenancy.npod_cidrs;
+	if (opts->otlp_endpoint != NULL && opts->otlp_endpoint[0] != '\0' &&
+	    daemon_otlp(&d) != 0) {
+		rc = DAEMON_EXIT_CONFIG;
+		goto out;
+	}
+	d.dopts.otlp = d.otlp;
 	d.dopts.event = daemon_dispatch_event;
 	d.dopts.event_arg = &d;
 	d.dopts.status = daemon_dispatch_status;
@@ -403,6 +441,7 @@ out:
 	as_secret_provider(NULL, NULL);
 	secret_store_free(d.secrets);
 	dispatcher_free(d.dispatch);
+	otlp_free(d.otlp);	/* after the tasks' last spans */
 	leader_free(d.elector);
 	k8s_client_free(d.lease_k8s);
 	config_free(d.config);

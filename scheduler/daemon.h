@@ -19,6 +19,7 @@ struct daemon_options {
 	struct config_tenancy	 tenancy;	/* CRD mode: who reads what */
 	const char		*metrics_addr;	/* /metrics /healthz /readyz */
 	const char		*admin_addr;	/* /status /explain; NULL: off */
+	const char		*otlp_endpoint;	/* traces; NULL: off */
 	double			 resync_seconds;	/* deprecated, unused */
 	char			 instance[128];	/* dispatch: stable name */
 	struct k8s_options	 k8s;

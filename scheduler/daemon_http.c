@@ -24,6 +24,7 @@
 #include "agentscaler/rt/common.h"
 #include "agentscaler/rt/http.h"
 #include "agentscaler/rt/log.h"
+#include "agentscaler/rt/otlp.h"
 #include "agentscaler/rt/prom.h"
 #include "autoscale.h"
 #include "crd.h"
@@ -152,6 +153,12 @@ static const struct prom_def m_http_closed = {
     "oldest, for a new one at the limit), expired (no complete request "
     "within 10 s)." };
 
+static const struct prom_def m_trace_dropped = {
+    "agentscaler_trace_spans_dropped_total", PROM_COUNTER, "reason",
+    "Spans not exported (--otlp-endpoint): queue_full (the exporter's "
+    "queue was full: the collector is away or slow), export_failed (the "
+    "collector refused or never answered their request)." };
+
 static const struct prom_def *const daemon_metric_defs[] = {
 	&m_build_info, &m_reloads, &m_loop_lag, &m_leader,
 	&m_lease_transitions, &m_holder_changes, &m_leadership,
@@ -159,7 +166,8 @@ static const struct prom_def *const daemon_metric_defs[] = {
 	&m_http_conns, &m_http_closed, &m_pool_info, &m_source_tasks,
 	&m_desired, &m_min, &m_max, &m_spec, &m_status, &m_scale_writes, &m_reaction,
 	&m_kube_errors, &m_source_up, &m_source_push, &m_source_reads,
-	&m_source_errors, &m_source_read_took, &m_wakeups, &m_shadow, NULL
+	&m_source_errors, &m_source_read_took, &m_wakeups, &m_shadow,
+	&m_trace_dropped, NULL
 };
 
 /* Every label of every family, for the README (--print-metrics). */
@@ -455,6 +463,24 @@ metrics_leader(const struct leader *l, struct prom *w)
 	prom_sample_u64(w, NULL, st.errors);
 }
 
+/* Spans the trace exporter dropped (otlp.h); none without one. */
+static void
+metrics_traces(const struct otlp *o, struct prom *w)
+{
+	static const char *const reasons[] = { "queue_full",
+	    "export_failed" };
+	struct otlp_stats st;
+	double		 dropped[2];
+
+	if (o == NULL)
+		return;
+	otlp_stats(o, &st);
+	prom_family(w, &m_trace_dropped);
+	dropped[0] = (double)st.dropped_full;
+	dropped[1] = (double)st.dropped_failed;
+	prom_sample_each(w, NULL, "reason", reasons, dropped, 2);
+}
+
 /* The connection bounds of both listeners (http.h). */
 static void
 metrics_http(const struct daemon *d, struct prom *w)
@@ -531,6 +557,7 @@ daemon_metrics(void *arg, struct http_reply *r)
 		crd_metrics(d->crd, &w);
 	if (d->secrets != NULL)
 		secret_store_metrics(d->secrets, &w);
+	metrics_traces(d->otlp, &w);
 	if (w.strays > 0)
 		log_warn("daemon", "/metrics: %u samples off their family's "
 		    "labels (a bug)", w.strays);

@@ -60,6 +60,7 @@ struct daemon {
 	struct targets		*targets;	/* the scale pools' targets */
 	struct owners		*owners;	/* their HPAs, ScaledObjects */
 	struct dispatcher	*dispatch;
+	struct otlp		*otlp;		/* traces, or NULL */
 	struct http_server	*http;		/* --metrics-addr */
 	struct http_server	*admin;		/* --admin-addr, or NULL */
 	ev_signal		 sigterm, sigint, sighup;

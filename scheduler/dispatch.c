@@ -171,14 +171,16 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	    p->ct->validate(&src, &co, err, sizeof err) == 0))
 		p->cons = p->ct->create(d->loop, &src, &co, err, sizeof err);
 	if (p->cons == NULL) {
-		log_error("dispatch", "%s: cannot consume: %s", p->id, err);
+		log_kv(LOG_ERROR, "dispatch", DPOOL_LOG(p, NULL, NULL),
+		    "%s: cannot consume: %s", p->id, err);
 		as_strlcpy(p->src_err, err, sizeof p->src_err);
 	}
 	dpool_http_init(p);
 	dpool_template(p, 0);
 	if (p->ns->synced)
 		dpool_start(p);
-	log_info("dispatch", "%s: dispatch pool on %s %s, warm pool %s, "
+	log_kv(LOG_INFO, "dispatch", DPOOL_LOG(p, NULL, NULL),
+	    "%s: dispatch pool on %s %s, warm pool %s, "
 	    "spare %ld..%ld, prefetch %ld", p->id, c->source.type,
 	    c->source.queue, c->warm_pool, c->spare_min, c->spare_max,
 	    c->source.prefetch);
@@ -306,6 +308,7 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	as_strlcpy(d->instance, o->instance != NULL && o->instance[0] ?
 	    o->instance : "agentscaler", sizeof d->instance);
 	d->adopt = o->adopt;
+	d->otlp = o->otlp;
 	d->sweep_interval = o->sweep_interval > 0 ? o->sweep_interval : 0.25;
 	d->event = o->event;
 	d->event_arg = o->event_arg;
@@ -395,7 +398,8 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 	for (i = 0; i < ngone; i++) {
 		q = gone[i]->succ;
 		if (q != NULL)
-			log_info("dispatch", "%s: changed; its tasks go to the "
+			log_kv(LOG_INFO, "dispatch", DPOOL_LOG(gone[i], NULL,
+			    NULL), "%s: changed; its tasks go to the "
 			    "new pool, the messages held back to the broker",
 			    gone[i]->id);
 		dpool_free(gone[i], q, 1);

@@ -31,6 +31,7 @@ struct ev_loop;
 struct k8s_client;
 struct dispatcher;
 struct pod_cidr;
+struct otlp;
 
 struct crd_pool_status;
 struct crd_quota_status;
@@ -104,6 +105,8 @@ struct dispatch_options {
 	 */
 	const struct pod_cidr *pod_cidrs;
 	size_t		 npod_cidrs;
+	/* Where the tasks' spans go (borrowed); NULL: no traces. */
+	struct otlp	*otlp;
 	/* NULL: the real client, informer and consumers (tests only). */
 	const struct dispatch_ops *ops;
 };

@@ -106,7 +106,8 @@ delete_done(const struct k8s_response *r, void *arg)
 			dtask_maybe_free(t);
 		return;
 	}
-	log_warn("dispatch", "%s/%s: cannot delete claim, retrying: %s",
+	log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, NULL),
+	    "%s/%s: cannot delete claim, retrying: %s",
 	    t->ns->name, t->claim, r->message);
 	t->retry_at = as_mono_now() + as_backoff(0.5, 30, t->attempts++);
 }
@@ -157,7 +158,8 @@ sandbox_get_done(const struct k8s_response *r, void *arg)
 		return;
 	}
 	if (r->code == 403)
-		log_warn("dispatch", "%s/%s: cannot read Sandbox %s (%s); its "
+		log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, NULL),
+		    "%s/%s: cannot read Sandbox %s (%s); its "
 		    "quota is freed with the claim", t->ns->name, t->claim,
 		    t->sandbox, r->message);
 	t->await_sandbox = 0;
@@ -271,7 +273,8 @@ dtask_sandbox_failed(struct dtask *t, const char *reason, const char *detail)
 	t->failed = 1;
 	if (t->pool != NULL)
 		t->pool->failed++;
-	log_warn("dispatch", "%s/%s: task %s failed after its hand-off: "
+	log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, reason),
+	    "%s/%s: task %s failed after its hand-off: "
 	    "sandbox %s: %s: %s", t->ns->name, t->claim, t->id, t->sandbox,
 	    reason, detail);
 	dpool_event(t->pool, 1, "TaskFailed", "Sandbox", "task %s: sandbox %s "
@@ -463,7 +466,8 @@ post_done(const struct k8s_response *r, void *arg)
 	 * message and try again, until readyTimeoutSeconds.
 	 */
 	if (t->attempts == 0 && t->pool != NULL)
-		log_warn("dispatch", "%s: cannot create claim %s for task %s, "
+		log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, NULL),
+		    "%s: cannot create claim %s for task %s, "
 		    "will retry: %s", t->pool->id, t->claim, t->id, r->message);
 	if (k8s_unreachable(r) && r->err != -AS_ETHROTTLED)
 		/*
@@ -535,7 +539,8 @@ dtask_cluster_wait(struct dtask *t, double now)
 	    (double)t->pool->cfg->ready_timeout_seconds : 180.0;
 
 	if (t->cluster_waits == 0) {
-		log_warn("dispatch", "%s/%s: task %s not Ready within its "
+		log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, t->wait_reason),
+		    "%s/%s: task %s not Ready within its "
 		    "readyTimeoutSeconds, waiting on the cluster: %s",
 		    t->ns->name, t->claim, t->id, t->wait_reason);
 		dpool_event(t->pool, 1, "ClaimWaiting", "Claim", "task %s: "
@@ -575,11 +580,13 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 				if (t->ready_by > 0)
 					t->ready_by += now - ns->down_since;
 		if (down && ns->down_since == 0)
-			log_warn("dispatch", "namespace %s: the API server "
+			log_kv(LOG_WARN, "dispatch", &(struct log_fields){
+			    .ns = ns->name }, "namespace %s: the API server "
 			    "cannot be reached; readyTimeoutSeconds waits for "
 			    "it", ns->name);
 		else if (!down && ns->down_since > 0)
-			log_info("dispatch", "namespace %s: the API server is "
+			log_kv(LOG_INFO, "dispatch", &(struct log_fields){
+			    .ns = ns->name }, "namespace %s: the API server is "
 			    "reachable again", ns->name);
 		ns->down_since = down ? now : 0;
 		for (t = TAILQ_FIRST(&ns->tasks); t != NULL; t = next) {
@@ -615,7 +622,8 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 			}
 			if (t->st == T_RUNNING && t->shutdown_time > 0 &&
 			    wall > t->shutdown_time + TTL_GRACE) {
-				log_info("dispatch", "%s/%s: task %s outlived "
+				log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+				    "%s/%s: task %s outlived "
 				    "its claim's shutdownTime; deleting",
 				    ns->name, t->claim, t->id);
 				dtask_release(t);
@@ -834,7 +842,8 @@ dns_claim_event(struct informer *inf, enum informer_event ev,
 			dns_rebuild(ns);
 			TAILQ_FOREACH(t, &ns->tasks, all)
 				nrebuilt += t->rebuilt;
-			log_info("dispatch", "namespace %s: %zu live tasks "
+			log_kv(LOG_INFO, "dispatch", &(struct log_fields){
+			    .ns = ns->name }, "namespace %s: %zu live tasks "
 			    "rebuilt from claims; consuming", ns->name,
 			    nrebuilt);
 		}

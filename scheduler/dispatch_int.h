@@ -14,7 +14,8 @@
  *   dispatch_warm.c     warm pool sizing glue and the template reads;
  *   dispatch_mark.c     hand-off markers of pools whose consumer keeps
  *                       none (RabbitMQ), and why they live in memory;
- *   dispatch_metrics.c  /metrics, /status, explain, Events, CRD status.
+ *   dispatch_metrics.c  /metrics, /status, explain, Events, CRD status;
+ *   dispatch_trace.c    a task's spans (OTLP traces).
  *
  * Ownership: a dispatcher owns its pools (struct dpool) and namespaces
  * (struct dns, freed with the last pool that uses it); a namespace owns its
@@ -37,6 +38,7 @@
 #include "agentscaler/scalers/consumer.h"
 #include "dispatch.h"
 #include "agentscaler/rt/hash.h"
+#include "agentscaler/rt/log.h"
 #include "agentscaler/k8s/informer.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/rt/prom.h"
@@ -81,7 +83,9 @@ struct dns;
 struct dpool;
 struct dmarks;
 struct dhttp;
+struct dtrace;
 struct httpc;
+struct otlp;
 struct results;
 
 struct dtask {
@@ -171,6 +175,7 @@ struct dtask {
 	 * dead-letters nothing (the parent's runtime is told instead).
 	 */
 	char			*spawn_key;
+	struct dtrace		*tr;		/* its spans; NULL: off */
 	struct as_hash_entry	 hlink;		/* ns->byid: task_hash("", id) */
 	TAILQ_ENTRY(dtask)	 all;
 	TAILQ_ENTRY(dtask)	 plink;		/* pool->tasks */
@@ -304,6 +309,7 @@ struct dispatcher {
 	void			(*status)(void *, const char *, const char *);
 	void			*status_arg;
 	struct dmarks		*marks;		/* dispatch_mark.c */
+	struct otlp		*otlp;		/* traces; NULL: off */
 	char			*hkey;		/* handoff http: token key */
 	size_t			 hkeylen;
 	/* --pod-cidrs (borrowed); none: a pod IP is taken as it is. */
@@ -462,6 +468,36 @@ void		 dhttp_child_deferred(struct dtask *, const char *reason,
 void		 dhttp_child_admitted(struct dtask *);
 void		 dhttp_child_failed(struct dtask *, const char *reason,
 		    const char *detail);
+
+/*
+ * dispatch_trace.c: a task's spans (nothing when d->otlp is NULL).
+ * dtask_trace_new() at its arrival, dtask_trace_state() on each state
+ * change (dtask_set_state()), dtask_trace_end() when its record is freed.
+ */
+void		 dtask_trace_new(struct dtask *);
+void		 dtask_trace_state(struct dtask *, enum tstate);
+void		 dtask_trace_end(struct dtask *);
+#ifdef AS_TESTING
+struct trace_span;
+/* Test builds only: sees every span as it is finished. */
+extern void	(*dispatch_span_hook)(const struct trace_span *);
+#endif
+
+/*
+ * The log fields (log_kv()) of task t, with reason (may be NULL): its pool,
+ * namespace, id, claim and, once its claim was asked for, the
+ * milliseconds since (duration_ms).
+ */
+#define DTASK_LOG(t, r) (&(struct log_fields){				\
+	.pool = (t)->pool != NULL ? (t)->pool->cfg->name : (t)->pool_name,	\
+	.ns = (t)->ns->name, .task = (t)->id,				\
+	.claim = (t)->claim[0] != '\0' ? (t)->claim : NULL, .reason = (r),	\
+	.duration_ms = (as_mono_now() - (t)->t_claim) * 1e3,		\
+	.has_duration = (t)->t_claim > 0 })
+/* The log fields of pool p, about task id (may be NULL), with reason. */
+#define DPOOL_LOG(p, id, r) (&(struct log_fields){			\
+	.pool = (p)->cfg->name, .ns = (p)->cfg->ns, .task = (id),	\
+	.reason = (r) })
 
 /* dispatch_metrics.c: observability. */
 void		 dpool_event(struct dpool *, int, const char *, const char *,

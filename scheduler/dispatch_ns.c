@@ -251,7 +251,9 @@ dtask_admit(struct dtask *t)
 			dpool_window(t->pool);
 		}
 		if (t->why != qd.reason && t->pool != NULL)
-			log_info("dispatch", "%s: task %s deferred: %s: %s",
+			log_kv(LOG_INFO, "dispatch", DTASK_LOG(t,
+			    quota_reason_name(qd.reason)),
+			    "%s: task %s deferred: %s: %s",
 			    t->pool->id, t->id, quota_reason_name(qd.reason),
 			    qd.detail);
 		dtask_quota_event(t, qd.reason, qd.detail, 0);
@@ -414,7 +416,8 @@ late_check_done(int err, int yes, const char *errmsg, void *arg)
 	if (err == -AS_ECANCELED)
 		consumer_msg_free(op->msg);	/* back to the broker */
 	else if (err == 0 && yes) {
-		log_info("dispatch", "%s: task %s ran before; acking its "
+		log_kv(LOG_INFO, "dispatch", DPOOL_LOG(op->p, op->id, NULL),
+		    "%s: task %s ran before; acking its "
 		    "redelivered message", op->p->id, op->id);
 		if (op->p->ct->ack(op->p->cons, op->msg, late_ack_done,
 		    op->p) != 0)
@@ -589,8 +592,9 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			 * task acks this one, and a claim kept for it then
 			 * goes (dtask_hold).
 			 */
-			log_info("dispatch", "%s: task %s already handed off; "
-			    "acking the redelivered message", p->id, tk->id);
+			log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+			    "%s: task %s already handed off; acking the "
+			    "redelivered message", p->id, tk->id);
 			t->msg = msg;
 			dtask_set_state(t, T_ACKING);
 			dtask_ack(t);
@@ -600,8 +604,9 @@ dpool_deliver(struct consumer *c, struct consumer_msg *msg, void *arg)
 			 * It ran, or runs: this is a late redelivery (its ack
 			 * was lost with a connection, or is in flight).
 			 */
-			log_info("dispatch", "%s: task %s already handed off; "
-			    "acking the redelivered message", p->id, tk->id);
+			log_kv(LOG_INFO, "dispatch", DPOOL_LOG(p, tk->id,
+			    NULL), "%s: task %s already handed off; acking "
+			    "the redelivered message", p->id, tk->id);
 			if (p->ct->ack(p->cons, msg, late_ack_done, p) != 0)
 				consumer_msg_free(msg);
 		} else {
@@ -666,10 +671,12 @@ dpool_state(struct consumer *c, int up, const char *errmsg, void *arg)
 
 	(void)c;
 	if (up && !p->up)
-		log_info("dispatch", "%s: consuming %s %s", p->id,
+		log_kv(LOG_INFO, "dispatch", DPOOL_LOG(p, NULL, NULL),
+		    "%s: consuming %s %s", p->id,
 		    p->cfg->source.type, p->cfg->source.queue);
 	else if (!up && (p->up || strcmp(p->src_err, errmsg) != 0))
-		log_warn("dispatch", "%s: source down: %s", p->id, errmsg);
+		log_kv(LOG_WARN, "dispatch", DPOOL_LOG(p, NULL, NULL),
+		    "%s: source down: %s", p->id, errmsg);
 	if (!up && (p->up || p->src_err[0] == '\0'))
 		dpool_event(p, 1, "SourceError", "Consume", "cannot consume "
 		    "%s %s: %s", p->cfg->source.type, p->cfg->source.queue,
@@ -691,7 +698,8 @@ dpool_start(struct dpool *p)
 		return;
 	dpool_window(p);
 	if (p->ct->start(p->cons, dpool_deliver, dpool_state, p) != 0) {
-		log_error("dispatch", "%s: cannot start consuming", p->id);
+		log_kv(LOG_ERROR, "dispatch", DPOOL_LOG(p, NULL, NULL),
+		    "%s: cannot start consuming", p->id);
 		return;
 	}
 	p->started = 1;

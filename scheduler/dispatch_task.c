@@ -116,6 +116,7 @@ dtask_set_spawned(struct dtask *t)
 void
 dtask_set_state(struct dtask *t, enum tstate st)
 {
+	dtask_trace_state(t, st);
 	t->st = st;
 	dtask_set_waiting(t, st == T_CLAIMING || st == T_WAITING);
 }
@@ -139,6 +140,7 @@ dtask_new(struct dns *ns, struct dpool *p, const char *id, const char *parent,
 		task_claim_name(p->cfg->name, ns->name, id, t->claim);
 	}
 	dns_insert(ns, t);
+	dtask_trace_new(t);
 	return (t);
 }
 
@@ -182,6 +184,7 @@ dtask_maybe_free(struct dtask *t)
 	if (t->op || t->req != NULL || t->save_req != NULL)
 		return;
 	dhttp_free(t);
+	dtask_trace_end(t);
 	dtask_set_waiting(t, 0);
 	dtask_set_pool(t, NULL);
 	dns_remove(t->ns, t);
@@ -219,7 +222,8 @@ dl_done(int err, const char *errmsg, void *arg)
 			dpool_dead(op->pool, op->reason);
 		else {
 			op->pool->dead_letter_errors++;
-			log_warn("dispatch", "%s: cannot dead-letter (%s); the "
+			log_kv(LOG_WARN, "dispatch", DPOOL_LOG(op->pool,
+			    NULL, op->reason), "%s: cannot dead-letter (%s); the "
 			    "message stays with the broker and comes back: %s",
 			    op->pool->id, op->reason, errmsg);
 		}
@@ -283,7 +287,8 @@ dpool_dead_letter(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 	char		*rec;
 	size_t		 len;
 
-	log_info("dispatch", "%s: task %s dead-lettered to %s.rejected: %s: %s",
+	log_kv(LOG_INFO, "dispatch", DPOOL_LOG(p, task_id, reason),
+	    "%s: task %s dead-lettered to %s.rejected: %s: %s",
 	    p->id, task_id != NULL ? task_id : "(unparsed)",
 	    p->cfg->source.queue, reason, detail);
 	dispatch_recent_add(p->d, p->cfg->ns, task_id, reason, detail);
@@ -339,7 +344,8 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 	if (msg != NULL && t->spawn_key != NULL) {
 		/* No broker holds it: the parent's runtime is told. */
 		consumer_msg_free(msg);
-		log_info("dispatch", "%s/%s: child task %s failed: %s: %s",
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, reason),
+		    "%s/%s: child task %s failed: %s: %s",
 		    t->ns->name, t->claim, t->id, reason, detail);
 		dispatch_recent_add(t->ns->d, t->ns->name, t->id, reason,
 		    detail);
@@ -358,12 +364,14 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 		as_strlcpy(t->fail_reason, reason, sizeof t->fail_reason);
 		free(t->fail_detail);
 		t->fail_detail = xstrdup(detail != NULL ? detail : "");
-		log_info("dispatch", "%s/%s: task %s failed while its message "
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, reason),
+		    "%s/%s: task %s failed while its message "
 		    "was away: %s: %s", t->ns->name, t->claim, t->id, reason,
 		    detail);
 	} else
-		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
-		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, reason),
+		    "%s/%s: task %s failed after hand-off: %s: %s",
+		    t->ns->name, t->claim, t->id, reason, detail);
 	dhttp_child_failed(t, reason, detail);
 	dtask_release(t);
 }
@@ -389,8 +397,9 @@ dtask_settle(struct dtask *t, int handed)
 		/* It reached a sandbox that had failed: not a completion. */
 		dtask_sandbox_failed(t, reason, detail);
 	else {
-		log_info("dispatch", "%s/%s: task %s failed after hand-off: "
-		    "%s: %s", t->ns->name, t->claim, t->id, reason, detail);
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, reason),
+		    "%s/%s: task %s failed after hand-off: %s: %s",
+		    t->ns->name, t->claim, t->id, reason, detail);
 		dtask_release(t);
 	}
 	free(detail);
@@ -425,7 +434,8 @@ ack_done(int err, const char *errmsg, void *arg)
 	if (err == 0)
 		t->acked = 1;
 	else if (t->pool != NULL)
-		log_warn("dispatch", "%s: ack of task %s failed, the broker "
+		log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, NULL),
+		    "%s: ack of task %s failed, the broker "
 		    "will redeliver it (handed off already; it will not be "
 		    "handed off twice): %s", t->pool->id, t->id, errmsg);
 	if (t->st == T_ACKING)
@@ -487,7 +497,8 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 	}
 	if (err != 0) {
 		if (p != NULL)
-			log_warn("dispatch", "%s: hand-off of task %s to %s "
+			log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, NULL),
+			    "%s: hand-off of task %s to %s "
 			    "failed, retrying: %s", p->id, t->id, t->sandbox,
 			    errmsg);
 		dtask_set_state(t, T_WAITING);
@@ -519,7 +530,8 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 		 * lost).  The claim made for it now is not needed.
 		 */
 		if (p != NULL)
-			log_info("dispatch", "%s: task %s ran before in another "
+			log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+			    "%s: task %s ran before in another "
 			    "sandbox; redelivered message acked, claim %s "
 			    "released", p->id, t->id, t->claim);
 		dtask_release(t);
@@ -634,11 +646,13 @@ dtask_hold_sweep(struct dtask *t, double now)
 			return;
 	}
 	if (p == NULL)
-		log_info("dispatch", "%s/%s: task %s: its pool is gone; "
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+		    "%s/%s: task %s: its pool is gone; "
 		    "releasing the claim kept for its redelivery", t->ns->name,
 		    t->claim, t->id);
 	else
-		log_info("dispatch", "%s/%s: task %s: no redelivery of its "
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+		    "%s/%s: task %s: no redelivery of its "
 		    "message within %.0f s of consuming (its ack had landed); "
 		    "releasing the claim", t->ns->name, t->claim, t->id,
 		    DISPATCH_ACK_HOLD);
@@ -651,7 +665,8 @@ static void
 dtask_ran_before(struct dtask *t)
 {
 	if (t->pool != NULL)
-		log_info("dispatch", "%s: task %s was handed off before and has "
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+		    "%s: task %s was handed off before and has "
 		    "ended; acking its redelivered message", t->pool->id, t->id);
 	dtask_set_state(t, T_ACKING);
 	dtask_ack(t);
@@ -710,7 +725,8 @@ check_done(int err, int yes, const char *errmsg, void *arg)
 		return;
 	}
 	if (err != 0 && t->pool != NULL)
-		log_warn("dispatch", "%s: cannot check whether task %s ran "
+		log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, NULL),
+		    "%s: cannot check whether task %s ran "
 		    "before (%s); claiming", t->pool->id, t->id, errmsg);
 	dtask_claim(t);
 }

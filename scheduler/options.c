@@ -72,6 +72,13 @@ static const struct option_row options_table[O_COUNT] = {
 	    "namespaces and trees: keep it on loopback (kubectl exec, "
 	    "port-forward); \"off\" or empty: not served",
 	    FIELD(admin_addr) },
+	[O_OTLP_ENDPOINT] = { "otlp-endpoint", OPT_STRING, NULL, 0, 0,
+	    "dispatch: export each task's spans (admission, claim, Ready, "
+	    "hand-off, completion) as OTLP/HTTP JSON to this collector URL "
+	    "(http://host:4318; POST /v1/traces), in batches, dropping (and "
+	    "counting) what a collector that is away cannot take; off when "
+	    "unset",
+	    FIELD(otlp_endpoint) },
 	[O_LOG_FORMAT] = { "log-format", OPT_STRING, "json", 0, 0,
 	    "json | text",
 	    NOFIELD },

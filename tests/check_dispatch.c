@@ -35,7 +35,9 @@
 #include "agentscaler/k8s/informer.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/rt/log.h"
+#include "agentscaler/rt/otlp.h"
 #include "agentscaler/rt/prom.h"
+#include "agentscaler/rt/trace.h"
 #include "scheduler/task.h"
 #include "util/testutil.h"
 
@@ -883,6 +885,23 @@ static struct dispatcher *disp;
 	"\"handoff\":{\"mode\":\"inbox\"}," \
 	"\"sandbox\":{\"warmPool\":\"wp\",\"spare\":{\"min\":0,\"max\":0}}}}"
 
+/*
+ * Traced fixtures (setup_traced): an exporter that never sends (its
+ * collector is a closed port, its interval an hour), and every span the
+ * dispatcher finishes, in order, from dispatch_span_hook.
+ */
+static int			 traced;
+static struct otlp		*tr_otlp;
+static struct trace_span	 tr_spans[64];
+static size_t			 tr_n;
+
+static void
+tr_hook(const struct trace_span *s)
+{
+	ck_assert_uint_lt(tr_n, AS_ARRAY_SIZE(tr_spans));
+	tr_spans[tr_n++] = *s;
+}
+
 /* The dispatcher on config doc, its consumers and requests from dops. */
 static void
 setup_ops(const char *doc, const struct dispatch_ops *dops)
@@ -902,6 +921,16 @@ setup_ops(const char *doc, const struct dispatch_ops *dops)
 	o.sweep_interval = 86400;	/* the tests run no sweep */
 	o.sizing_interval = 86400;
 	o.ops = dops;
+	if (traced) {
+		struct otlp_options	 oo = { .endpoint = "http://127.0.0.1:1",
+		    .ring = 256, .batch = 256, .interval = 3600 };
+
+		tr_otlp = otlp_new(loop, &oo, err, sizeof err);
+		ck_assert_msg(tr_otlp != NULL, "%s", err);
+		tr_n = 0;
+		dispatch_span_hook = tr_hook;
+		o.otlp = tr_otlp;
+	}
 	disp = dispatcher_new(loop, NULL, &o);
 	dispatcher_apply(disp, cfg);
 	fi_synced(NS);
@@ -921,12 +950,23 @@ setup(void)
 }
 
 static void
+setup_traced(void)
+{
+	traced = 1;
+	setup();
+}
+
+static void
 teardown(void)
 {
 	struct freq	*r;
 
 	dispatcher_free(disp);	/* NULL: the test freed it */
 	disp = NULL;
+	otlp_free(tr_otlp);
+	tr_otlp = NULL;
+	dispatch_span_hook = NULL;
+	traced = 0;
 	ck_assert_msg(TAILQ_EMPTY(&ops), "consumer operations left");
 	while ((r = TAILQ_FIRST(&reqs)) != NULL)
 		fk_reply(r, -AS_ECANCELED, 0, NULL);	/* never reached */
@@ -1245,6 +1285,108 @@ START_TEST(test_happy_path)
 	ck_assert_int_eq(live_tasks(), 0);
 	check_invariants();
 	free(name);
+}
+END_TEST
+
+/* The span of tr_spans named name about task id, or NULL. */
+static const struct trace_span *
+tr_find(const char *name, const char *id)
+{
+	size_t	 i, j;
+
+	for (i = 0; i < tr_n; i++) {
+		if (strcmp(tr_spans[i].name, name) != 0)
+			continue;
+		for (j = 0; j < tr_spans[i].nattrs; j++)
+			if (strcmp(tr_spans[i].attrs[j].key,
+			    "agentscaler.task.id") == 0 &&
+			    strcmp(tr_spans[i].attrs[j].s, id) == 0)
+				return (&tr_spans[i]);
+	}
+	return (NULL);
+}
+
+/*
+ * Traces (issue 19): a task's phases, arrival to completion, each a child
+ * of its task span, in order, then the task span itself, handed to the
+ * exporter (which holds them: its collector is away).
+ */
+START_TEST(test_traced_phases)
+{
+	static const char *const phases[] = { "agentscaler.admit",
+	    "agentscaler.claim", "agentscaler.wait_ready",
+	    "agentscaler.handoff", "agentscaler.run", "agentscaler.complete" };
+	const struct trace_span	*top;
+	struct otlp_stats	 st;
+	char			*name = to_handoff("qa", "t1", "sb-1");
+	size_t			 i;
+
+	fop_complete(fop_find(NULL, OP_HANDOFF), 0, CONSUMER_HANDOFF_DONE);
+	complete_all_ops();
+	fi_gone(NS, name);
+	sandboxes_gone();
+	ck_assert_int_eq(live_tasks(), 0);
+	ck_assert_uint_eq(tr_n, AS_ARRAY_SIZE(phases) + 1);
+	top = &tr_spans[tr_n - 1];
+	ck_assert_str_eq(top->name, "invoke_agent a");
+	ck_assert_ptr_eq(tr_find("invoke_agent a", "t1"), top);
+	ck_assert_int_eq(top->kind, TRACE_KIND_CLIENT);
+	ck_assert_int_eq(top->status, TRACE_OK);
+	ck_assert(trace_id_zero(top->parent_id, 8));	/* no traceparent */
+	ck_assert(!top->has_link);
+	for (i = 0; i < AS_ARRAY_SIZE(phases); i++) {
+		ck_assert_str_eq(tr_spans[i].name, phases[i]);
+		ck_assert_mem_eq(tr_spans[i].ctx.trace_id, top->ctx.trace_id,
+		    16);
+		ck_assert_mem_eq(tr_spans[i].parent_id, top->ctx.span_id, 8);
+		ck_assert(tr_spans[i].start_ns <= tr_spans[i].end_ns);
+		ck_assert(tr_spans[i].start_ns >= top->start_ns);
+		if (i > 0)
+			ck_assert(tr_spans[i].start_ns >=
+			    tr_spans[i - 1].end_ns);
+	}
+	otlp_stats(tr_otlp, &st);
+	ck_assert_uint_eq(st.pending, tr_n);
+	free(name);
+}
+END_TEST
+
+/*
+ * A sub-task without a traceparent of its own: in its parent task's trace,
+ * under the parent's span, and linked to it.
+ */
+START_TEST(test_traced_child_linked)
+{
+	const struct trace_span	*par, *kid;
+	struct freq		*r;
+	char			*pn = to_handoff("qa", "p1", "sb-1"), *cn;
+
+	fop_complete(fop_find(NULL, OP_HANDOFF), 0, CONSUMER_HANDOFF_DONE);
+	complete_all_ops();
+	fc_deliver_child("qa", "c1", "p1", 0);
+	ck_assert_ptr_nonnull(r = fk_find("POST", "/sandboxclaims"));
+	ck_assert_ptr_nonnull(cn = srv_post(r, 0));
+	fi_show(NS, cn);
+	srv_status(cn, "sb-2", "True", "DependenciesReady");
+	fi_show(NS, cn);
+	fop_complete(fop_find(NULL, OP_HANDOFF), 0, CONSUMER_HANDOFF_DONE);
+	complete_all_ops();
+	fi_gone(NS, cn);
+	fi_gone(NS, pn);
+	sandboxes_gone();
+	ck_assert_int_eq(live_tasks(), 0);
+	ck_assert_ptr_nonnull(par = tr_find("invoke_agent a", "p1"));
+	ck_assert_ptr_nonnull(kid = tr_find("invoke_agent a", "c1"));
+	ck_assert(!par->has_link);
+	ck_assert(kid->has_link);
+	ck_assert_str_eq(kid->link_type, "parent_task");
+	ck_assert_mem_eq(kid->link.trace_id, par->ctx.trace_id, 16);
+	ck_assert_mem_eq(kid->link.span_id, par->ctx.span_id, 8);
+	ck_assert_mem_eq(kid->ctx.trace_id, par->ctx.trace_id, 16);
+	ck_assert_mem_eq(kid->parent_id, par->ctx.span_id, 8);
+	ck_assert_ptr_nonnull(tr_find("agentscaler.handoff", "c1"));
+	free(pn);
+	free(cn);
 }
 END_TEST
 
@@ -3390,6 +3532,12 @@ dispatch_suite(void)
 {
 	Suite	*s = suite_create("dispatch");
 	TCase	*tc;
+
+	tc = tcase_create("traced");
+	tcase_add_checked_fixture(tc, setup_traced, teardown);
+	tcase_add_test(tc, test_traced_phases);
+	tcase_add_test(tc, test_traced_child_linked);
+	suite_add_tcase(s, tc);
 
 	tc = tcase_create("state");
 	tcase_add_checked_fixture(tc, setup, teardown);

@@ -84,21 +84,30 @@ log_escape(char *buf, size_t len, size_t size, const char *s)
 	return (len);
 }
 
-void
-log_msg(enum log_level level, const char *component, const char *fmt, ...)
+/* Appends ,"key":"value" (value escaped) when value is not NULL. */
+static size_t
+log_put(char *buf, size_t len, size_t size, const char *key,
+    const char *value)
+{
+	if (value == NULL || len + strlen(key) + 8 >= size)
+		return (len);
+	len += (size_t)snprintf(buf + len, size - len, ",\"%s\":\"", key);
+	len = log_escape(buf, len, size - 2, value);
+	buf[len++] = '"';
+	return (len);
+}
+
+static void
+log_vemit(enum log_level level, const char *component,
+    const struct log_fields *f, const char *fmt, va_list ap)
 {
 	char		 msg[2048], line[4608], ts[40];
 	struct timespec	 now;
 	struct tm	 tm;
-	va_list		 ap;
 	size_t		 len;
 	int		 n;
 
-	if (level < log_level)
-		return;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
@@ -117,12 +126,49 @@ log_msg(enum log_level level, const char *component, const char *fmt, ...)
 		    "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
 		    log_level_names[level]);
 		len = log_escape(line, len, sizeof line - 8, component);
-		memcpy(line + len, "\",\"msg\":\"", 9);
-		len += 9;
+		line[len++] = '"';
+		if (f != NULL) {
+			len = log_put(line, len, 2048, "pool", f->pool);
+			len = log_put(line, len, 2048, "namespace", f->ns);
+			len = log_put(line, len, 2048, "task", f->task);
+			len = log_put(line, len, 2048, "claim", f->claim);
+			len = log_put(line, len, 2048, "reason", f->reason);
+			if (f->has_duration)
+				len += (size_t)snprintf(line + len,
+				    sizeof line - len, ",\"duration_ms\":%.3f",
+				    f->duration_ms);
+		}
+		memcpy(line + len, ",\"msg\":\"", 8);
+		len += 8;
 		len = log_escape(line, len, sizeof line - 4, msg);
 		line[len++] = '"';
 		line[len++] = '}';
 	}
 	line[len++] = '\n';
 	(void)!write(STDERR_FILENO, line, len);
+}
+
+void
+log_msg(enum log_level level, const char *component, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (level < log_level)
+		return;
+	va_start(ap, fmt);
+	log_vemit(level, component, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_kv(enum log_level level, const char *component,
+    const struct log_fields *f, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (level < log_level)
+		return;
+	va_start(ap, fmt);
+	log_vemit(level, component, f, fmt, ap);
+	va_end(ap);
 }

@@ -386,6 +386,7 @@ class AllValuesTest(unittest.TestCase):
                   "--lease-duration=30", "--renew-deadline=20", "--retry-period=4",
                   "--metrics-addr=0.0.0.0:9191", "--admin-addr=127.0.0.1:9292",
                   "--log-format=text", "--log-level=debug",
+                  "--otlp-endpoint=http://otel-collector.observability:4318",
                   "--kube-qps=50", "--kube-burst=100", "--kube-timeout=5.5",
                   "--kube-retries=3",
                   "--secrets-dir=/var/run/agentscaler/secrets",
@@ -398,6 +399,11 @@ class AllValuesTest(unittest.TestCase):
             self.assertIn(a, c["args"])
         self.assertEqual(c["args"][-1], "--resync-seconds=90")          # extraArgs last
         self.assertIn({"name": "TZ", "value": "UTC"}, c["env"])
+        # the traces' resource: the pod's namespace and name (downward API)
+        self.assertIn({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.namespace"}}}, c["env"])
+        self.assertIn({"name": "POD_NAME", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.name"}}}, c["env"])
         self.assertEqual(d["spec"]["template"]["metadata"]["labels"]["team"], "platform")
         ann = d["spec"]["template"]["metadata"]["annotations"]
         self.assertEqual(ann["example.com/team"], "platform")

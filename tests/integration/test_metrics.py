@@ -147,7 +147,10 @@ class Live(world.DaemonTestCase):
         quota = {"apiVersion": "agentscaler.io/v1alpha1", "kind": "AgentQuota",
                  "metadata": {"name": "limits", "namespace": "default"},
                  "spec": {"maxSandboxes": 10}}
-        self.start_daemon({"pools": [pool], "quotas": [quota]}, extra=("--instance", "as-m"))
+        # Traces on, to a collector that is away: the exporter's family
+        # too, its spans dropped as export_failed.
+        self.start_daemon({"pools": [pool], "quotas": [quota]}, extra=(
+            "--instance", "as-m", "--otlp-endpoint", "http://127.0.0.1:%d" % world.free_port()))
         self.redis.pipeline([("LPUSH", "tasks", json.dumps({"id": "t-%d" % i}))
                              for i in range(3)] +
                             [("LPUSH", "tasks", "not json")])
@@ -159,7 +162,8 @@ class Live(world.DaemonTestCase):
         self.check(text, {"agentscaler_dispatch_tasks", "agentscaler_dispatch_claims_total",
                           "agentscaler_dispatch_handoff_seconds", "agentscaler_quota",
                           "agentscaler_quota_sandboxes", "agentscaler_quota_decisions_total",
-                          "agentscaler_dispatch_dead_letters_total", "agentscaler_pool_info"})
+                          "agentscaler_dispatch_dead_letters_total", "agentscaler_pool_info",
+                          "agentscaler_trace_spans_dropped_total"})
         self.assertIn('agentscaler_quota{namespace="default",quota="limits",'
                       'resource="sandboxes",type="hard"} 10', text)
         self.assertEqual(self.daemon.metric_sum("agentscaler_quota_decisions_total",
