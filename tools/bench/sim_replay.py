@@ -48,7 +48,6 @@ from world import wait_for  # noqa: E402
 
 NS = "default"
 TRACES = os.path.join(world.ROOT, "tools", "bench", "traces")
-SANDBOXES = world.SANDBOX_API % NS
 
 
 def load_trace(path, speed):
@@ -68,9 +67,11 @@ def load_trace(path, speed):
     return rows
 
 
-def pool_config(redis_url, port, speed, policy, base=os.path.join(TRACES, "pool.json")):
+def pool_config(redis_url, port, speed, policy, ns=NS, router=None,
+                base=os.path.join(TRACES, "pool.json")):
     """The trace's AgentPool (spare bounds, cooldown / speed, the warm-pool
-    sizing policy: predictive or rate) on this world."""
+    sizing policy: predictive or rate) on this world; the hand-off straight
+    to the pod IP, or through router (a sandbox-router's URL)."""
     with open(base) as f:
         spec = json.load(f)["pools"][0]["spec"]
     scaling = dict(spec.get("scaling", {}))
@@ -79,9 +80,11 @@ def pool_config(redis_url, port, speed, policy, base=os.path.join(TRACES, "pool.
     spare = spec["sandbox"].get("spare", {})
     p = world.pool_dispatch("agents", redis_url, "tasks", "wp", claim_ttl_seconds=600,
                             spare_min=spare.get("min", 0), spare_max=spare.get("max", 50),
-                            namespace=NS, handoff={"mode": "http", "via": "podIP", "port": port,
+                            namespace=ns, handoff={"mode": "http", "port": port,
                                                    "deadlineSeconds": 120, "maxAttempts": 1},
                             **scaling)
+    p["spec"]["handoff"].update({"via": "router", "router": router} if router else
+                                {"via": "podIP"})
     p["spec"]["sandbox"]["spare"]["policy"] = policy
     p["spec"]["results"] = {"type": "redis-list", "address": redis_url, "queue": "results"}
     return {"pools": [p]}
@@ -106,26 +109,34 @@ def percentile(xs, q):
     return xs[k]
 
 
-def live(rows, cold_ms, bind_ms, speed, binary=None, policy="predictive", timeout=None):
-    """Replays rows against the daemon on kube-sim; returns the measures."""
+def live(rows, cold_ms, bind_ms, speed, binary=None, policy="predictive", timeout=None,
+         kube=None, ns=NS, router=None, daemon_extra=()):
+    """Replays rows against the daemon; returns the measures.  kube None:
+    a kube-sim of its own (cold_ms, bind_ms), else that API server (the
+    real cluster's tests/e2e/kube.RealKube: cold_ms and bind_ms unused, the
+    cold start is what its pods take), with namespace ns, router (the
+    hand-off through a sandbox-router rather than to the pod IP) and
+    daemon_extra (its credentials)."""
     tmp = tempfile.mkdtemp(prefix="sim-replay-")
     stack = []
     try:
         redis = world.Redis()
         stack.append(redis.stop)
-        kube = world.KubeSim("--cold-start-ms", str(cold_ms), "--warm-bind-ms", str(bind_ms),
-                             *world.pod_ip_args())
-        stack.append(kube.stop)
-        world.sandbox_pool(kube, "wp", replicas=0, ns=NS)
+        if kube is None:
+            kube = world.KubeSim("--cold-start-ms", str(cold_ms), "--warm-bind-ms",
+                                 str(bind_ms), *world.pod_ip_args())
+            stack.append(kube.stop)
+        world.sandbox_pool(kube, "wp", replicas=0, ns=ns, timeout=90)
         port = world.free_port()
-        ar = world.AgentRuntime(kube, None, namespace=NS,
+        ar = world.AgentRuntime(kube, None, namespace=ns,
                                 extra=("--handoff", "http", "--port", str(port)))
         stack.append(ar.cleanup)
         key = os.path.join(tmp, "handoff-key")
         with open(key, "w") as f:
             f.write("sim replay\n")
-        d = world.Daemon(pool_config(redis.url, port, speed, policy), kube, binary=binary,
-                         extra=("--instance", "sim-replay", "--handoff-key-file", key))
+        d = world.Daemon(pool_config(redis.url, port, speed, policy, ns, router), kube,
+                         binary=binary, extra=["--instance", "sim-replay",
+                                               "--handoff-key-file", key] + list(daemon_extra))
         stack.append(d.cleanup)
         stack.append(d.stop)
         def ready():
@@ -140,7 +151,7 @@ def live(rows, cold_ms, bind_ms, speed, binary=None, policy="predictive", timeou
 
         def watch_peak():
             while not done.wait(0.05):
-                code, obj = kube.api("GET", SANDBOXES)
+                code, obj = kube.api("GET", world.SANDBOX_API % ns)
                 if code != 200:
                     continue
                 now = time.time()
@@ -181,7 +192,8 @@ def live(rows, cold_ms, bind_ms, speed, binary=None, policy="predictive", timeou
         # Where the wait went: LPUSH -> claim requested (the daemon's read
         # and POST), -> claim bound as the runtime saw it (kube-sim), ->
         # received (the hand-off).
-        parts = {"toClaim": [], "toBound": [], "toHandoff": []}
+        parts = {"toClaim": [], "toBound": [], "toHandoff": [], "coldBound": [],
+                 "warmBound": []}
         for i in want:
             a = got[i].get("arrival") or {}
             req, bound = unix_time(a.get("requested_at")), a.get("bound_t")
@@ -189,6 +201,9 @@ def live(rows, cold_ms, bind_ms, speed, binary=None, policy="predictive", timeou
                 parts["toClaim"].append(req - pushed[i])
                 parts["toBound"].append(bound - req)
                 parts["toHandoff"].append(got[i]["t"] - bound)
+                # A cold claim's sandbox is named after the claim.
+                parts["coldBound" if got[i].get("sandbox") == got[i].get("claim")
+                      else "warmBound"].append(bound - req)
         warm = d.metric_sum("agentscaler_dispatch_claims_total", launch="warm",
                             outcome="ready") or 0
         cold = d.metric_sum("agentscaler_dispatch_claims_total", launch="cold",
@@ -240,12 +255,20 @@ def simulated(rows, cold_ms, bind_ms, speed, binary=None, policy="predictive", h
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def compare(trace, speed=10.0, cold_ms=300, bind_ms=20, binary=None, policy="predictive"):
-    """Live first, then the simulator twice: with kube-sim's parameters as
-    set, and calibrated (the live hand-off's median, bound -> received,
-    added to both latencies)."""
+def compare(trace, speed=10.0, cold_ms=300, bind_ms=20, binary=None, policy="predictive",
+            **where):
+    """Live first, then the simulator twice: with the cluster's parameters
+    (kube-sim's as set; on another API server, live(where), the medians the
+    replay measured: claim -> bound of cold and of warm claims), and
+    calibrated (the live hand-off's median, bound -> received, added to
+    both latencies)."""
     rows = load_trace(trace, speed)
-    got = live(rows, cold_ms, bind_ms, speed, binary, policy)
+    got = live(rows, cold_ms, bind_ms, speed, binary, policy, **where)
+    if where.get("kube") is not None:
+        cold, warm = got["parts"]["coldBound"][0], got["parts"]["warmBound"][0]
+        cold_ms = int(round(1000 * cold)) if cold is not None else cold_ms
+        bind_ms = int(round(1000 * warm)) if warm is not None else bind_ms
+    got["model"] = {"coldStartMs": cold_ms, "warmBindMs": bind_ms}
     h = got["parts"]["toHandoff"][0] or 0.0
     return {"live": got, "handoff": h,
             "simulated": simulated(rows, cold_ms, bind_ms, speed, binary, policy),
@@ -267,6 +290,8 @@ def table(out):
     lines.append("live wait parts p50/p95 (s): LPUSH->claim %.3f/%.3f, claim->bound %.3f/%.3f, "
                  "bound->received %.3f/%.3f; calibrated adds %.3f s to cold start and bind" % (
                      tuple(p["toClaim"] + p["toBound"] + p["toHandoff"]) + (out["handoff"],)))
+    lines.append("model: cold start %d ms, warm bind %d ms" % (
+        out["live"]["model"]["coldStartMs"], out["live"]["model"]["warmBindMs"]))
     return "\n".join(lines)
 
 
