@@ -440,6 +440,7 @@ claim_write(struct sim *s, long i)
 		return;
 	}
 	s->t[i].sbox = best;
+	s->r->adopted++;
 	s->b[best].pooled = 0;
 	s->b[best].task = i;
 	if (s->b[best].is_ready) {

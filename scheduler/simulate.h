@@ -102,6 +102,8 @@ struct sim_result {
 	size_t	 rejected;
 	size_t	 dropped;	/* never arrived: an ancestor was rejected */
 	size_t	 warm;		/* started on a Ready sandbox */
+	size_t	 adopted;	/* claims that took a warm-pool member,
+				   Ready or not: the daemon's launch="warm" */
 	double	 p50, p95, p99, mean, max;
 	double	 busy, idle;	/* sandbox-seconds */
 	long	 peak;

@@ -167,6 +167,8 @@ print_json(const char *source, const struct sim_cluster *cl,
 		cJSON_AddNumberToObject(o, "waitMax", r->max);
 		cJSON_AddNumberToObject(o, "warmHitRatio", r->started ?
 		    (double)r->warm / (double)r->started : 0);
+		cJSON_AddNumberToObject(o, "adoptedRatio", r->started ?
+		    (double)r->adopted / (double)r->started : 0);
 		cJSON_AddNumberToObject(o, "sandboxSecondsBusy", r->busy);
 		cJSON_AddNumberToObject(o, "sandboxSecondsIdle", r->idle);
 		cJSON_AddNumberToObject(o, "peakSandboxes", (double)r->peak);

@@ -370,6 +370,7 @@ START_TEST(test_run_cold)
 	run("{\"t\": 0, \"id\": \"a\", \"work\": 10}", "static-0", NULL, &r);
 	ck_assert_uint_eq(r.started, 1);
 	ck_assert_uint_eq(r.warm, 0);
+	ck_assert_uint_eq(r.adopted, 0);
 	NEAR(r.p50, 3.05);
 	NEAR(r.busy, 10);
 	NEAR(r.idle, 4.05);
@@ -391,10 +392,34 @@ START_TEST(test_run_warm)
 	 */
 	run("{\"t\": 5, \"id\": \"a\", \"work\": 10}", "static-1", NULL, &r);
 	ck_assert_uint_eq(r.warm, 1);
+	ck_assert_uint_eq(r.adopted, 1);
 	NEAR(r.p95, 0.2);
 	NEAR(r.busy, 10);
 	NEAR(r.busy + r.idle, 16.2 + 11.15);
 	ck_assert_int_eq(r.peak, 2);
+	sim_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_run_adopts_unready)
+{
+	struct sim_result r;
+
+	/*
+	 * a at 5 takes the Ready spare (as test_run_warm); its refill is
+	 * written at 5.05 and Ready a cold start later, so b at 6 adopts it
+	 * unready (agent-sandbox's claim controller falls back to the
+	 * member closest to Ready): no warm hit, but an adoption, what the
+	 * daemon counts as launch="warm" (the claim got a pool member, not
+	 * a sandbox of its own).  b starts when the member is Ready, sooner
+	 * than a cold start of its own.
+	 */
+	run("{\"t\": 5, \"id\": \"a\", \"work\": 10}\n"
+	    "{\"t\": 6, \"id\": \"b\", \"work\": 10}", "static-1", NULL, &r);
+	ck_assert_uint_eq(r.started, 2);
+	ck_assert_uint_eq(r.warm, 1);
+	ck_assert_uint_eq(r.adopted, 2);
+	ck_assert(r.max > 1 && r.max < 3.05);
 	sim_result_free(&r);
 }
 END_TEST
@@ -576,6 +601,7 @@ main(void)
 	tcase_add_test(tc, test_png_encode);
 	tcase_add_test(tr, test_run_cold);
 	tcase_add_test(tr, test_run_warm);
+	tcase_add_test(tr, test_run_adopts_unready);
 	tcase_add_test(tr, test_run_keda_deployment);
 	tcase_add_test(tr, test_run_quota);
 	tcase_add_test(tr, test_run_child_follows_parent);

@@ -148,6 +148,13 @@ def hist_quantile(mt, name, labels, q):
     return None
 
 
+def claim_counts(mt):
+    """(warm, cold) claims of coding-agents that became ready, from /metrics."""
+    key = ('agentscaler_dispatch_claims_total{namespace="default",pool="coding-agents",'
+           'launch="%s",outcome="ready"}')
+    return mt.get(key % "warm", 0), mt.get(key % "cold", 0)
+
+
 def dispatch_demo(args):
     print("\n== dispatch mode: one warm sandbox per task, warm pool sized to the load\n")
     redis = world.Redis()
@@ -178,6 +185,7 @@ def dispatch_demo(args):
         bursts = list(DISPATCH_BURSTS)
         pushed = 0
         zero_at = None
+        first_burst = None      # (warm, cold) claims when the second burst comes
         next_print = 0.0
         while True:
             t = time.monotonic() - t0
@@ -185,6 +193,8 @@ def dispatch_demo(args):
                 break
             while bursts and t >= bursts[0][0]:
                 _, n = bursts.pop(0)
+                if pushed and first_burst is None:
+                    first_burst = claim_counts(daemon.metrics())
                 redis.pipeline([("LPUSH", "tasks", json.dumps(
                     {"id": "job-%d" % (pushed + i), "payload": {"repo": "demo"}}))
                     for i in range(n)])
@@ -214,10 +224,7 @@ def dispatch_demo(args):
         mt = daemon.metrics()
         lw = {"namespace": "default", "pool": "coding-agents", "launch": "warm"}
         lc = dict(lw, launch="cold")
-        warm = mt.get('agentscaler_dispatch_claims_total{namespace="default",pool="coding-agents",'
-                      'launch="warm",outcome="ready"}', 0)
-        cold = mt.get('agentscaler_dispatch_claims_total{namespace="default",pool="coding-agents",'
-                      'launch="cold",outcome="ready"}', 0)
+        warm, cold = claim_counts(mt)
         print("\nsummary:")
         print("  root tasks pushed %d; tasks received by agents %d (sub-tasks included), "
               "each exactly once: %s" % (pushed, len(runtime.received_ids()),
@@ -226,6 +233,12 @@ def dispatch_demo(args):
               "(histogram buckets)" % (warm, cold,
                                        hist_quantile(mt, "agentscaler_dispatch_claim_ready_seconds", lw, 0.5),
                                        hist_quantile(mt, "agentscaler_dispatch_claim_ready_seconds", lc, 0.5)))
+        w0, c0 = first_burst or (warm, cold)
+        later = (warm - w0) + (cold - c0)
+        print("  after the first burst (issue 17: most should be warm): %d of %d claims warm (%s), "
+              "warm-pool policy predictive" % (warm - w0, later,
+                                                "%.0f %%" % (100.0 * (warm - w0) / later)
+                                                if later else "no claims"))
         print("  hand-off (message taken to task in the inbox) p50 <= %s s" % hist_quantile(
             mt, "agentscaler_dispatch_handoff_seconds", {"pool": "coding-agents"}, 0.5))
         print("  warm pool went to zero when idle: %s; the task at t=30 s scaled it up again"
