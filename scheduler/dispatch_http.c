@@ -261,7 +261,13 @@ dh_get(struct dtask *t)
 	TAILQ_INIT(&h->outq);
 	ev_init(&h->rtimer, dh_reply_timer_cb);
 	h->rtimer.data = h;
-	if (hh_traceparent_ok(t->traceparent))
+	/*
+	 * With tracing on, the runtime's parent is this task's span (same
+	 * trace as the message's traceparent); without, the message's own.
+	 */
+	if (dtask_trace_parent(t, h->tp) == 0)
+		;
+	else if (hh_traceparent_ok(t->traceparent))
 		as_strlcpy(h->tp, t->traceparent, sizeof h->tp);
 	else {
 		for (i = 0; i < sizeof rnd; i++)

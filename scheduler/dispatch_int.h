@@ -477,6 +477,8 @@ void		 dhttp_child_failed(struct dtask *, const char *reason,
 void		 dtask_trace_new(struct dtask *);
 void		 dtask_trace_state(struct dtask *, enum tstate);
 void		 dtask_trace_end(struct dtask *);
+/* The task span as a traceparent for the runtime; -1 without tracing. */
+int		 dtask_trace_parent(struct dtask *, char out[56]);
 #ifdef AS_TESTING
 struct trace_span;
 /* Test builds only: sees every span as it is finished. */

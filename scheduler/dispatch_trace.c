@@ -109,6 +109,28 @@ dtrace_resolve(struct dtask *t)
 	}
 }
 
+/*
+ * The task span's context as a W3C traceparent (sampled): what the
+ * hand-off sends the runtime, so that the agent's own spans sit under the
+ * scheduler's task span in one trace (the trace follows the task into its
+ * sandbox).  -1 when tracing is off.
+ */
+int
+dtask_trace_parent(struct dtask *t, char out[56])
+{
+	uint8_t		 b[24];
+	char		 hex[49];
+
+	if (t->tr == NULL)
+		return (-1);
+	dtrace_resolve(t);
+	memcpy(b, t->tr->ctx.trace_id, 16);
+	memcpy(b + 16, t->tr->ctx.span_id, 8);
+	as_hex(b, sizeof b, hex);
+	snprintf(out, 56, "00-%.32s-%.16s-01", hex, hex + 32);
+	return (0);
+}
+
 static void
 dtrace_common(const struct dtask *t, struct trace_span *s)
 {

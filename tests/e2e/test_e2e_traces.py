@@ -86,6 +86,11 @@ class TracesJaegerTest(HttpWorld):
         par = task_span("par")
         # The parent's span is a child of the caller's (the traceparent).
         self.assertEqual(refs(par, "CHILD_OF"), [(TRACE, CALLER)])
+        # The trace follows the task into its sandbox: the runtime was
+        # given the task span as its parent (the Result carries what the
+        # runtime was given: protocol section 3).
+        self.assertEqual(self.results_by_id()["par"]["traceparent"],
+                         "00-%s-%s-01" % (TRACE, par["spanID"]))
         self.assertEqual(refs(par, "FOLLOWS_FROM"), [])
         self.assertEqual(tag(par, "gen_ai.operation.name"), "invoke_agent")
         self.assertEqual(tag(par, "k8s.namespace.name"), "default")
