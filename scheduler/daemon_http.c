@@ -28,8 +28,10 @@
 #include "crd.h"
 #include "daemon_http.h"
 #include "daemon_state.h"
+#include "decisions.h"
 #include "dispatch.h"
 #include "pool.h"
+#include "status_page.h"
 #include "targets.h"
 
 /* /metrics: Prometheus text exposition format 0.0.4. */
@@ -428,16 +430,30 @@ daemon_status(void *arg, struct http_reply *r)
 		cJSON_AddBoolToObject(o, "push", pool_pushing(p));
 		cJSON_AddStringToObject(o, "sourceError", p->source_err);
 		cJSON_AddStringToObject(o, "kubeError", p->k8s_err);
+		decisions_json(&p->recent,
+		    cJSON_AddArrayToObject(o, "decisions"));
 		cJSON_AddItemToArray(arr, o);
 	}
-	if (d->dispatch != NULL)
+	if (d->dispatch != NULL) {
 		dispatcher_status(d->dispatch, root);
+		dispatcher_status_recent(d->dispatch, root);
+	}
 	daemon_http_leader_status(d, root);
 	r->content_type = "application/json";
 	r->body = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
 	if (r->body == NULL)
 		r->body = xstrdup("{}");
+}
+
+/* /ui: the status page (status_page.h), which reads /status. */
+static void
+daemon_ui(void *arg, struct http_reply *r)
+{
+	(void)arg;
+	r->content_type = "text/html; charset=utf-8";
+	r->body = xstrdup(status_page_html);
+	r->len = strlen(r->body);
 }
 
 /* Starting and stopping the listeners. */
@@ -456,6 +472,7 @@ static const struct daemon_route daemon_metrics_routes[] = {
 static const struct daemon_route daemon_admin_routes[] = {
 	{ "/status", daemon_status },
 	{ "/explain", daemon_explain },
+	{ "/ui", daemon_ui },
 };
 
 /* Listens on addr and routes the n routes; NULL after logging why. */
@@ -489,7 +506,7 @@ daemon_http_start(struct daemon *d)
 	    "on %s (port %d)", as_version, opts->metrics_addr,
 	    http_server_port(d->http));
 	/*
-	 * /status and /explain name tasks, namespaces and trees of every
+	 * /status, /explain and /ui name tasks, namespaces and trees of every
 	 * tenant: on an address of their own, loopback by default, never on
 	 * the one Prometheus and the probes reach.
 	 */
@@ -502,7 +519,7 @@ daemon_http_start(struct daemon *d)
 	    daemon_admin_routes, AS_ARRAY_SIZE(daemon_admin_routes));
 	if (d->admin == NULL)
 		return (-AS_EINVAL);
-	log_info("daemon", "serving /status /explain on %s (port %d)",
+	log_info("daemon", "serving /status /explain /ui on %s (port %d)",
 	    opts->admin_addr, http_server_port(d->admin));
 	return (0);
 }

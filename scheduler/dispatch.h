@@ -133,6 +133,13 @@ void	 dispatcher_metrics(const struct dispatcher *, struct prom *w);
 /* Adds "dispatch": {...} to the /status document. */
 void	 dispatcher_status(const struct dispatcher *, struct cJSON *root);
 /*
+ * Adds "deferredTasks" (at most 25 per namespace, each with its reason and
+ * place in the queue) and "recentDeadLetters" (the newest 25 of the
+ * explain ring, newest first) to the /status document.
+ */
+void	 dispatcher_status_recent(const struct dispatcher *,
+	    struct cJSON *root);
+/*
  * The status snapshot of dispatch pool ns/name (crd.h).  Returns 0, or -1
  * when no such pool runs.
  */

@@ -209,7 +209,8 @@ struct dns {
 	LIST_HEAD(, dpool)	 pools;	/* its dpools, in d->pools order */
 };
 
-/* A rejected or dead-lettered task, for explain. */
+/* A rejected or dead-lettered task, for explain; RECENT kept. */
+#define RECENT		1024
 struct recent {
 	char		 ns[64];
 	char		 id[TASK_ID_MAX + 1];

@@ -30,8 +30,6 @@
 static void	 dpool_status_fill(const struct dpool *,
 		    struct crd_pool_status *);
 
-#define RECENT		1024	/* rejections kept for explain */
-
 static const char *const tstate_names[] = {
 	"claiming", "waiting", "handoff", "acking", "running", "releasing",
 	"deferred"

@@ -83,6 +83,7 @@
 #include "config.h"
 #include "crd.h"
 #include "daemon_state.h"
+#include "decisions.h"
 #include "dispatch.h"
 #include "pool.h"
 #include "quota.h"
@@ -536,6 +537,8 @@ pool_evaluate(struct pool *p)
 	in.now = now;
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
+	(void)decisions_note(&p->recent, as_wall_now(), in.backlog,
+	    in.current, d.desired, autoscale_reason_name(d.reason), 10);
 	pool_recount(p);
 	/* A standby decides (its windows stay warm) but never writes. */
 	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))

@@ -19,6 +19,7 @@
 #include "autoscale.h"
 #include "config.h"
 #include "crd.h"
+#include "decisions.h"
 
 struct daemon;
 struct k8s_req;
@@ -69,6 +70,7 @@ struct pool {
 
 	struct autoscale_state	 as;
 	struct autoscale_decision last;
+	struct decisions	 recent;	/* for /status and /ui */
 	double			 last_scale_wall;
 
 	uint64_t		 scale_up;
