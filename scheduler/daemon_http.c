@@ -335,12 +335,16 @@ daemon_readyz(void *arg, struct http_reply *r)
 	r->len = b.len;
 }
 
-/* /explain?task=ID: why a task waits, runs or was rejected. */
+/*
+ * /explain?task=ID[&namespace=NS]: why a task waits, runs or was rejected
+ * (in namespace NS only, when given).
+ */
 static void
 daemon_explain(void *arg, struct http_reply *r)
 {
 	struct daemon	*d = arg;
 	const char	*id = http_query(r, "task");
+	const char	*ns = http_query(r, "namespace");
 	cJSON		*o;
 
 	r->content_type = "application/json";
@@ -357,7 +361,8 @@ daemon_explain(void *arg, struct http_reply *r)
 		cJSON_AddStringToObject(o, "explanation", "this agentscaler is "
 		    "a standby and holds no tasks; ask the leader (the Lease's "
 		    "holder, see /status)");
-	} else if (!dispatcher_explain(d->dispatch, id, o))
+	} else if (!dispatcher_explain_ns(d->dispatch, id,
+	    ns != NULL && *ns != '\0' ? ns : NULL, o))
 		r->status = 404;
 	r->body = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);

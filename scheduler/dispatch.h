@@ -95,6 +95,14 @@ struct dispatch_options {
 	 * (docs/protocol.md section 2); NULL: a random key of this process.
 	 */
 	const char	*handoff_key_file;
+	/*
+	 * The ConfigMap ns/name that keeps the newest rejections across
+	 * restarts and leaders (dispatch_recent.c): read when the
+	 * dispatcher starts, written a second after each change.  NULL: kept
+	 * in memory only.
+	 */
+	const char	*rejections_ns;
+	const char	*rejections_name;
 	/* NULL: the real client, informer and consumers (tests only). */
 	const struct dispatch_ops *ops;
 };
@@ -128,6 +136,9 @@ long	 dispatcher_headroom(struct dispatcher *, const struct config *,
  */
 int	 dispatcher_explain(const struct dispatcher *, const char *id,
 	    struct cJSON *out);
+/* As dispatcher_explain(), in namespace ns only (NULL: every one). */
+int	 dispatcher_explain_ns(const struct dispatcher *, const char *id,
+	    const char *ns, struct cJSON *out);
 /* Prometheus text of the dispatch families, into w. */
 void	 dispatcher_metrics(const struct dispatcher *, struct prom *w);
 /* Adds "dispatch": {...} to the /status document. */
