@@ -51,7 +51,7 @@ objs = $(patsubst %.c,$(1)/%.o,$(2))
 
 .PHONY: all deps test unit integration valgrind demo bench format \
 	format-check lint layers clean fuzz fuzz-smoke chart chart-rbac e2e cluster helm keda soak \
-	clients
+	clients promtool
 all: $(REL)/agentscaler
 
 define build_rules
@@ -89,6 +89,12 @@ VG_TESTS   = $(patsubst tests/%.c,$(VG)/tests/%,$(TEST_SRCS))
 deps:
 	@tools/deps.sh
 
+# promtool, out of Debian's prometheus package (tools/deps.sh): the checks
+# of a live /metrics (tests/integration/test_metrics.py) and of the chart's
+# alert rules (tests/chart/test_observability.py).
+promtool:
+	@tools/deps.sh promtool
+
 # The ASan+UBSan gate: unit suites, then the integration suites with the
 # sanitized daemon.
 test: deps
@@ -104,7 +110,7 @@ unit: $(ASAN_TESTS)
 # are `make chart`; the suites on the real control plane are `make e2e`.
 # The http hand-off tests run the real sandbox-router (make cluster).
 PY_SUITES = tests/integration tests/kube_sim tests/tools
-integration: cluster $(ASAN)/agentscaler $(REL)/agentscaler
+integration: cluster promtool $(ASAN)/agentscaler $(REL)/agentscaler
 	@set -e; for d in $(PY_SUITES); do \
 	    AGENTSCALER_BIN=$(ASAN)/agentscaler ASAN_OPTIONS=detect_leaks=1 \
 	    python3 -m unittest discover -s $$d -p 'test_*.py' -t . -v; done
@@ -148,7 +154,7 @@ e2e: cluster $(ASAN)/agentscaler
 # The chart's checks (tests/chart): helm lint --strict and helm template
 # with the real Helm, offline; the RBAC on kube-sim; the Dockerfile (reads
 # the release binary's linked libraries).
-chart: helm $(REL)/agentscaler
+chart: helm promtool $(REL)/agentscaler
 	python3 -m unittest discover -s tests/chart -p 'test_*.py' -t . -v
 
 # Integration scenarios again, with kube-sim authorizing by the RBAC the chart

@@ -353,6 +353,23 @@ k8s_client_foreach_stat(const struct k8s_client *c,
 	httpc_foreach_stat(c->h, fn, arg);
 }
 
+void
+k8s_client_foreach_latency(const struct k8s_client *c,
+    void (*fn)(const char *, const struct prom_hist *, void *), void *arg)
+{
+	if (c == NULL || c->closing)
+		return;
+	httpc_foreach_latency(c->h, fn, arg);
+}
+
+const struct prom_hist *
+k8s_client_limiter_wait(const struct k8s_client *c)
+{
+	if (c == NULL || c->closing)
+		return (NULL);
+	return (httpc_limiter_wait(c->h));
+}
+
 
 /*
  * Re-reads the token file when forced (after a 401) or when the copy is a

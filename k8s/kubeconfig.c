@@ -31,6 +31,7 @@
 #include <yaml.h>
 
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/yaml.h"
 #include "agentscaler/k8s/k8s.h"
 #include "kubeconfig.h"
 
@@ -674,12 +675,7 @@ kubeconfig_parse(const char *data, size_t len, const char *dir,
 	yaml_parser_set_input_string(&parser, (const unsigned char *)(data !=
 	    NULL ? data : ""), data != NULL ? len : 0);
 	if (!yaml_parser_load(&parser, &doc)) {
-		snprintf(err, errlen, "not valid YAML: line %zu, column %zu: "
-		    "%s%s%s", parser.problem_mark.line + 1,
-		    parser.problem_mark.column + 1,
-		    parser.problem != NULL ? parser.problem : "error",
-		    parser.context != NULL ? " " : "",
-		    parser.context != NULL ? parser.context : "");
+		as_yaml_problem(&parser, err, errlen);
 		goto out;
 	}
 	have_doc = 1;

@@ -349,6 +349,16 @@ secret_store_free(struct secret_store *st)
 	free(st);
 }
 
+static const struct prom_def m_reads = { "agentscaler_secret_reads_total",
+    PROM_COUNTER, "result", "CRD mode: Secrets read through the API for "
+    "broker credentials, by result." };
+static const struct prom_def m_secrets = { "agentscaler_secrets",
+    PROM_GAUGE, "", "CRD mode: Secrets held for broker credentials." };
+
+const struct prom_def *const secret_store_metric_defs[] = {
+	&m_reads, &m_secrets, NULL
+};
+
 void
 secret_store_metrics(const struct secret_store *st, struct prom *w)
 {
@@ -357,12 +367,8 @@ secret_store_metrics(const struct secret_store *st, struct prom *w)
 
 	for (i = 0; i < SS_NRESULTS; i++)
 		v[i] = st != NULL ? (double)st->reads[i] : 0;
-	prom_family(w, "agentscaler_secret_reads_total", PROM_COUNTER,
-	    "Secrets read through the API for broker credentials, by result.");
-	prom_sample_each(w, "agentscaler_secret_reads_total", NULL, "result",
-	    ss_result_names, v, SS_NRESULTS);
-	prom_family(w, "agentscaler_secrets", PROM_GAUGE,
-	    "Secrets held for broker credentials.");
-	prom_sample(w, "agentscaler_secrets", NULL,
-	    st != NULL ? (double)as_hash_count(&st->tab) : 0);
+	prom_family(w, &m_reads);
+	prom_sample_each(w, NULL, "result", ss_result_names, v, SS_NRESULTS);
+	prom_family(w, &m_secrets);
+	prom_sample(w, NULL, st != NULL ? (double)as_hash_count(&st->tab) : 0);
 }

@@ -11,6 +11,7 @@
  * own (the source and results, struct pool_source_config; the handoff).
  */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@
 
 #include "charge.h"
 #include "agentscaler/rt/common.h"
+#include "agentscaler/rt/json.h"
+#include "agentscaler/rt/yaml.h"
 #include "quantity.h"
 #include "config.h"
 #include "agentscaler/k8s/k8s.h"
@@ -246,17 +249,18 @@ static const struct field handoff_tls_fields[] = {
 };
 
 static const struct field handoff_fields[] = {
-	{ "mode", F_ENUM, HO(mode), 0, 0, 0, HANDOFF_INBOX, NULL,
-	    handoff_mode_values, NULL, "inbox (a Redis list or RabbitMQ queue "
-	    "per sandbox, read by the agent) | http (the agent protocol, "
-	    "docs/protocol.md)" },
+	{ "mode", F_ENUM, HO(mode), 0, 0, 0, HANDOFF_HTTP, NULL,
+	    handoff_mode_values, NULL, "http (the agent protocol, "
+	    "docs/protocol.md) | inbox (a Redis list or RabbitMQ queue "
+	    "per sandbox, read by the agent: needs broker egress and "
+	    "credentials in the sandbox)" },
 	{ "via", F_ENUM, HO(via), 0, 0, 0, HANDOFF_VIA_ROUTER, NULL,
 	    handoff_via_values, NULL, "http: router (the sandbox-router) | "
 	    "podIP (straight to the pod)" },
-	{ "router", F_STRING, HO(router), 0, 0, 0, 0,
-	    "http://sandbox-router-svc.agent-sandbox-system.svc:8080", NULL,
-	    NULL, "http, via router: the router's base URL (https:// for "
-	    "TLS)" },
+	{ "router", F_STRING, HO(router), 0, 0, 0, 0, HANDOFF_ROUTER_DEFAULT,
+	    NULL, NULL, "http, via router: the router's base URL (https:// "
+	    "for TLS); CRD mode: one of --handoff-routers, default the "
+	    "first" },
 	{ "port", F_INT, HO(port), 0, 1, 65535, 8888, NULL, NULL, NULL,
 	    "http: the runtime's port in the sandbox" },
 	{ "deadlineSeconds", F_INT, HO(deadline_seconds), 0, 1, 86400, 120,
@@ -321,8 +325,10 @@ static const struct field scaling_fields[] = {
 	    NULL, "look-back window on the way down" },
 	{ "maxScaleUpStep", F_INT, PO(scaling.max_scale_up_step), 0, 0,
 	    100000, 0, NULL, NULL, NULL, "0 = jump straight to the need" },
-	{ "pollIntervalMs", F_INT, PO(poll_interval_ms), 0, 10, 3600000, 1000,
-	    NULL, NULL, NULL, "poll period; push sources wake earlier" },
+	{ "pollIntervalMs", F_INT, PO(poll_interval_ms), 0,
+	    CONFIG_POLL_FLOOR_MS, 3600000, 1000, NULL, NULL, NULL,
+	    "poll period in milliseconds (KEDA's pollingInterval counts "
+	    "seconds: 30 s is 30000); push sources wake earlier" },
 	END_FIELDS
 };
 
@@ -342,6 +348,10 @@ static const struct field pool_spec_fields[] = {
 	{ "results", F_OBJECT, PO(results), 0, 0, 0, 0, NULL, NULL,
 	    results_fields, "dispatch mode, http hand-off: where Results "
 	    "are published" },
+	{ "shadow", F_BOOL, PO(shadow), 0, 0, 1, 0, NULL, NULL, NULL,
+	    "decide, log and report (status, metrics) without writing the "
+	    "target or claims and without consuming: run beside another "
+	    "autoscaler first" },
 	END_FIELDS
 };
 
@@ -878,6 +888,67 @@ config_check_secret(struct pool_config *p, struct pool_source_config *s,
 	return (0);
 }
 
+/* 1 when a and b are the same URL but for one trailing '/'. */
+static int
+config_same_url(const char *a, const char *b)
+{
+	size_t	 la = strlen(a), lb = strlen(b);
+
+	if (la > 0 && a[la - 1] == '/')
+		la--;
+	if (lb > 0 && b[lb - 1] == '/')
+		lb--;
+	return (la == lb && strncmp(a, b, la) == 0);
+}
+
+/*
+ * CRD mode: a tenant writes spec.handoff, and the daemon sends each task's
+ * requests where it points.  The router must be one the operator allowed
+ * (--handoff-routers; a pool naming none takes the first), and via podIP
+ * needs --pod-cidrs, the ranges a pod IP is checked against before it is
+ * used (the IP comes from the claim's status, in the tenant's namespace).
+ */
+static int
+config_check_handoff_crd(struct pool_config *p, const cJSON *spec,
+    const struct config_tenancy *crd, const char *path, char *err,
+    size_t errlen)
+{
+	struct pool_handoff_config *h = &p->handoff;
+	char	 at[256];
+	size_t	 i;
+
+	if (h->mode != HANDOFF_HTTP)
+		return (0);
+	if (h->via == HANDOFF_VIA_POD_IP) {
+		if (crd->npod_cidrs > 0)
+			return (0);
+		config_path(at, sizeof at, path, "spec.handoff.via");
+		snprintf(err, errlen, "%s: podIP refused in CRD mode: "
+		    "agentscaler has no --pod-cidrs to check a pod IP "
+		    "against", at);
+		return (-AS_EINVAL);
+	}
+	if (cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    spec, "handoff"), "router") == NULL && crd->nrouters > 0) {
+		free(h->router);
+		h->router = xstrdup(crd->routers[0]);
+		return (0);
+	}
+	for (i = 0; i < crd->nrouters; i++)
+		if (config_same_url(h->router, crd->routers[i]))
+			return (0);
+	config_path(at, sizeof at, path, "spec.handoff.router");
+	if (crd->nrouters == 0)
+		snprintf(err, errlen, "%s: refused in CRD mode: agentscaler "
+		    "allows no router (--handoff-routers is empty)", at);
+	else
+		snprintf(err, errlen, "%s: \"%.64s\" refused in CRD mode: "
+		    "not one of the routers agentscaler allows "
+		    "(--handoff-routers: %.128s%s)", at, h->router,
+		    crd->routers[0], crd->nrouters > 1 ? ", ..." : "");
+	return (-AS_EINVAL);
+}
+
 /*
  * spec.handoff and spec.results: dispatch mode only; http through the
  * router needs an http(s):// router URL; the router's CA is a file of the
@@ -892,7 +963,7 @@ config_check_handoff(struct pool_config *p, const cJSON *spec,
 	struct pool_handoff_config *h = &p->handoff;
 	const char	*which = NULL;
 	char		 at[256];
-	int		 nauth;
+	int		 nauth, rc;
 
 	p->has_results = cJSON_GetObjectItemCaseSensitive(spec,
 	    "results") != NULL;
@@ -908,6 +979,9 @@ config_check_handoff(struct pool_config *p, const cJSON *spec,
 		}
 		return (0);
 	}
+	if (crd != NULL && (rc = config_check_handoff_crd(p, spec, crd, path,
+	    err, errlen)) != 0)
+		return (rc);
 	if (strncmp(h->router, "http://", 7) != 0 &&
 	    strncmp(h->router, "https://", 8) != 0) {
 		config_path(at, sizeof at, path, "spec.handoff.router");
@@ -975,6 +1049,65 @@ static const struct field quota_top_fields[] = {
 	    "written by agentscaler" },
 	END_FIELDS
 };
+
+/*
+ * metadata.annotations: agentscaler.io/paused "true" or "false", and
+ * agentscaler.io/paused-replicas, a count as KEDA's
+ * autoscaling.keda.sh/paused-replicas (keda.sh docs, "Pause
+ * autoscaling"): the target is scaled to it and held there.  Other
+ * annotations are not ours and are ignored.
+ */
+static int
+config_check_annotations(struct pool_config *p, const cJSON *obj,
+    const char *path, char *err, size_t errlen)
+{
+	const cJSON	*ann;
+	const char	*v;
+	char		 at[256], *end;
+	long		 n;
+
+	p->paused_replicas = -1;
+	ann = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "annotations");
+	if ((v = as_json_str(ann, CONFIG_ANN_PAUSED)) != NULL) {
+		if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0) {
+			config_path(at, sizeof at, path,
+			    "metadata.annotations." CONFIG_ANN_PAUSED);
+			snprintf(err, errlen, "%s: expected \"true\" or "
+			    "\"false\", got \"%s\"", at, v);
+			return (-AS_EINVAL);
+		}
+		p->paused = strcmp(v, "true") == 0;
+	}
+	if ((v = as_json_str(ann, CONFIG_ANN_PAUSED_REPLICAS)) != NULL) {
+		config_path(at, sizeof at, path,
+		    "metadata.annotations." CONFIG_ANN_PAUSED_REPLICAS);
+		errno = 0;
+		n = strtol(v, &end, 10);
+		if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 ||
+		    n > p->scaling.max_replicas) {
+			snprintf(err, errlen, "%s: expected a count in [0, "
+			    "maxReplicas %ld], got \"%s\"", at,
+			    p->scaling.max_replicas, v);
+			return (-AS_EINVAL);
+		}
+		if (p->mode != POOL_MODE_SCALE) {
+			snprintf(err, errlen, "%s: scale mode only (a dispatch "
+			    "pool has no replicas to hold; use %s)", at,
+			    CONFIG_ANN_PAUSED);
+			return (-AS_EINVAL);
+		}
+		p->paused = 1;
+		p->paused_replicas = n;
+	}
+	return (0);
+}
+
+int
+config_pool_consumes(const struct pool_config *p)
+{
+	return (p->mode == POOL_MODE_DISPATCH && !p->shadow && !p->paused);
+}
 
 /* Checks that span fields of one pool. */
 static int
@@ -1061,6 +1194,8 @@ config_check_pool(struct pool_config *p, const cJSON *obj,
 		    "authSecretRef, passwordFile, passwordEnv", at);
 		return (-AS_EINVAL);
 	}
+	if ((rc = config_check_annotations(p, obj, path, err, errlen)) != 0)
+		return (rc);
 	if ((st = scaler_type_find(p->source.type)) == NULL) {
 		config_path(at, sizeof at, path, "spec.source.type");
 		snprintf(err, errlen, "%s: \"%s\" is not "
@@ -1206,6 +1341,34 @@ config_grow(void **arr, size_t n, size_t *cap, size_t size)
 	*arr = xrealloc(*arr, *cap * size);
 }
 
+/*
+ * pollIntervalMs below the floor.  KEDA's pollingInterval counts seconds
+ * (keda.sh docs, ScaledObject spec: "pollingInterval: 30"), and a value
+ * carried over by habit would poll the broker every 30 ms: refused with
+ * the reading it most likely meant, not the table's bare range.
+ */
+static int
+config_check_poll_units(const cJSON *obj, const char *path, char *err,
+    size_t errlen)
+{
+	const cJSON	*v;
+	char		 at[256];
+
+	v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "spec"), "scaling"),
+	    "pollIntervalMs");
+	if (!cJSON_IsNumber(v) || v->valuedouble < 1 ||
+	    v->valuedouble >= CONFIG_POLL_FLOOR_MS ||
+	    v->valuedouble != floor(v->valuedouble))
+		return (0);
+	config_path(at, sizeof at, path, "spec.scaling.pollIntervalMs");
+	snprintf(err, errlen, "%s: %.0f is in milliseconds, below the %d ms "
+	    "floor; KEDA's pollingInterval counts seconds: for %.0f s write "
+	    "%.0f", at, v->valuedouble, CONFIG_POLL_FLOOR_MS, v->valuedouble,
+	    v->valuedouble * 1000);
+	return (-AS_EINVAL);
+}
+
 int
 config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
     const struct config_tenancy *crd, const char *path, char *err,
@@ -1223,6 +1386,7 @@ config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
 	memset(p, 0, sizeof *p);
 	config_defaults(pool_top_fields, p);
 	if ((rc = config_header(obj, "AgentPool", path, err, errlen)) != 0 ||
+	    (rc = config_check_poll_units(obj, path, err, errlen)) != 0 ||
 	    (rc = config_apply(pool_top_fields, obj, p, path, err,
 	    errlen)) != 0 ||
 	    (rc = config_check_pool(p, obj, secrets_dir, crd, path, err,
@@ -1234,8 +1398,13 @@ config_add_pool(struct config *c, const cJSON *obj, const char *secrets_dir,
 	    config_pool_hash(p->ns, p->name), &k));
 	if (j != (size_t)-1) {
 		config_path(at, sizeof at, path, "metadata.name");
-		snprintf(err, errlen, "%s: pool %s/%s is declared twice "
-		    "(first at pools[%zu])", at, p->ns, p->name, j);
+		if (path[0] != '\0')
+			snprintf(err, errlen, "%s: pool %s/%s is declared "
+			    "twice (first at pools[%zu])", at, p->ns, p->name,
+			    j);
+		else
+			snprintf(err, errlen, "%s: pool %s/%s is declared "
+			    "twice", at, p->ns, p->name);
 		rc = -AS_EINVAL;
 		goto fail;
 	}
@@ -1284,46 +1453,47 @@ fail:
 	return (rc);
 }
 
-int
-config_parse(const char *buf, size_t len, const char *secrets_dir,
-    struct config **out, char *err, size_t errlen)
-{
-	struct config	*c = NULL;
-	const cJSON	*pools, *quotas, *it, *top;
-	cJSON		*doc = NULL;
+/*
+ * One object of a config file (config_items()): an AgentPool (kind 0), an
+ * AgentQuota (1), or an object of another kind (-1: kubectl would apply
+ * it; it is not ours).  path is "pools[0]" in the {pools, quotas} shape,
+ * "" for a bare object, whose errors name it by kind/namespace/name; line
+ * is its YAML document's first line (0 in JSON).
+ */
+struct config_item {
+	const cJSON	*obj;
+	int		 kind;
 	char		 path[64];
-	size_t		 i, n;
-	int		 rc = -AS_EINVAL;
+	int		 line;
+};
 
-	*out = NULL;
-	if (len > CONFIG_MAX_BYTES) {
-		snprintf(err, errlen, "config: larger than %d bytes",
-		    CONFIG_MAX_BYTES);
-		return (-AS_EINVAL);
-	}
-	if ((doc = cJSON_ParseWithLength(buf, len)) == NULL) {
-		const char *at = cJSON_GetErrorPtr();
-		size_t off = at != NULL && at >= buf && at <= buf + len ?
-		    (size_t)(at - buf) : 0;
-		int line = 1;
+static void
+config_item_add(struct config_item **v, size_t *n, size_t *cap,
+    const cJSON *obj, int kind, const char *path, int line)
+{
+	config_grow((void **)v, *n, cap, sizeof **v);
+	(*v)[*n].obj = obj;
+	(*v)[*n].kind = kind;
+	as_strlcpy((*v)[*n].path, path, sizeof (*v)[*n].path);
+	(*v)[*n].line = line;
+	(*n)++;
+}
 
-		for (i = 0; i < off; i++)
-			line += buf[i] == '\n';
-		snprintf(err, errlen, "config: not valid JSON (near byte %zu, "
-		    "line %d)", off, line);
-		return (-AS_EINVAL);
-	}
-	if (!cJSON_IsObject(doc)) {
-		snprintf(err, errlen, "config: expected an object with "
-		    "\"pools\" and \"quotas\"");
-		goto out;
-	}
+/* The {"pools": [...], "quotas": [...]} shape of doc into v. */
+static int
+config_shape(const cJSON *doc, struct config_item **v, size_t *n,
+    size_t *cap, int line, char *err, size_t errlen)
+{
+	const cJSON	*pools, *quotas, *it, *top;
+	char		 path[64];
+	size_t		 i;
+
 	cJSON_ArrayForEach(top, doc) {
 		if (strcmp(top->string, "pools") != 0 &&
 		    strcmp(top->string, "quotas") != 0) {
 			snprintf(err, errlen, "%s: unknown field (expected one "
 			    "of: pools, quotas)", top->string);
-			goto out;
+			return (-AS_EINVAL);
 		}
 	}
 	pools = cJSON_GetObjectItemCaseSensitive(doc, "pools");
@@ -1332,28 +1502,222 @@ config_parse(const char *buf, size_t len, const char *secrets_dir,
 	    (quotas != NULL && !cJSON_IsArray(quotas))) {
 		snprintf(err, errlen, "%s: expected an array",
 		    pools != NULL && !cJSON_IsArray(pools) ? "pools" : "quotas");
-		goto out;
+		return (-AS_EINVAL);
 	}
-	c = config_new();
-	n = 0;
+	i = 0;
 	cJSON_ArrayForEach(it, pools) {
-		snprintf(path, sizeof path, "pools[%zu]", n++);
-		if ((rc = config_add_pool(c, it, secrets_dir, NULL, path, err,
+		snprintf(path, sizeof path, "pools[%zu]", i++);
+		config_item_add(v, n, cap, it, 0, path, line);
+	}
+	i = 0;
+	cJSON_ArrayForEach(it, quotas) {
+		snprintf(path, sizeof path, "quotas[%zu]", i++);
+		config_item_add(v, n, cap, it, 1, path, line);
+	}
+	return (0);
+}
+
+/* One YAML document: a bare object, a List of them, or the shape. */
+static int
+config_doc(const cJSON *doc, int line, struct config_item **v, size_t *n,
+    size_t *cap, char *err, size_t errlen)
+{
+	const char	*kind = as_json_str(doc, "kind");
+	const cJSON	*it;
+
+	if (!cJSON_IsObject(doc)) {
+		snprintf(err, errlen, "line %d: expected an AgentPool or "
+		    "AgentQuota object, a List of them, or {pools, quotas}",
+		    line);
+		return (-AS_EINVAL);
+	}
+	if (kind == NULL)
+		return (config_shape(doc, v, n, cap, line, err, errlen));
+	if (strcmp(kind, "List") == 0 || (strlen(kind) > 4 &&
+	    strcmp(kind + strlen(kind) - 4, "List") == 0)) {
+		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(doc,
+		    "items"))
+			if (config_doc(it, line, v, n, cap, err, errlen) != 0)
+				return (-AS_EINVAL);
+		return (0);
+	}
+	config_item_add(v, n, cap, doc, strcmp(kind, "AgentPool") == 0 ? 0 :
+	    strcmp(kind, "AgentQuota") == 0 ? 1 : -1, "", line);
+	return (0);
+}
+
+/*
+ * The objects of a config file: JSON in the {pools, quotas} shape (a
+ * file that starts with '{' or '['), else YAML, one document or many, as
+ * kubectl apply reads them: bare AgentPool and AgentQuota objects, Lists
+ * of them, or the {pools, quotas} shape.  *root holds what *v points
+ * into; the caller frees both.
+ */
+static int
+config_items(const char *buf, size_t len, cJSON **root,
+    struct config_item **v, size_t *n, char *err, size_t errlen)
+{
+	const cJSON	*doc, *ln;
+	cJSON		*lines = NULL;
+	size_t		 i, cap = 0;
+	int		 rc;
+
+	*root = NULL;
+	*v = NULL;
+	*n = 0;
+	if (len > CONFIG_MAX_BYTES) {
+		snprintf(err, errlen, "config: larger than %d bytes",
+		    CONFIG_MAX_BYTES);
+		return (-AS_EINVAL);
+	}
+	for (i = 0; i < len && isspace((unsigned char)buf[i]); i++)
+		;
+	if (i < len && (buf[i] == '{' || buf[i] == '[')) {
+		if ((*root = cJSON_ParseWithLength(buf, len)) == NULL) {
+			const char *at = cJSON_GetErrorPtr();
+			size_t off = at != NULL && at >= buf &&
+			    at <= buf + len ? (size_t)(at - buf) : 0;
+			int line = 1;
+
+			for (i = 0; i < off; i++)
+				line += buf[i] == '\n';
+			snprintf(err, errlen, "config: not valid JSON (near "
+			    "byte %zu, line %d)", off, line);
+			return (-AS_EINVAL);
+		}
+		if (!cJSON_IsObject(*root)) {
+			snprintf(err, errlen, "config: expected an object with "
+			    "\"pools\" and \"quotas\"");
+			return (-AS_EINVAL);
+		}
+		return (config_shape(*root, v, n, &cap, 0, err, errlen));
+	}
+	if ((rc = as_yaml_parse(buf, len, root, &lines, err, errlen)) != 0)
+		return (rc);
+	if (cJSON_GetArraySize(*root) == 0) {
+		cJSON_Delete(lines);
+		snprintf(err, errlen, "config: no document (neither JSON nor "
+		    "YAML objects)");
+		return (-AS_EINVAL);
+	}
+	for (doc = (*root)->child, ln = lines->child; doc != NULL && rc == 0;
+	    doc = doc->next, ln = ln->next)
+		rc = config_doc(doc, (int)ln->valuedouble, v, n, &cap, err,
+		    errlen);
+	cJSON_Delete(lines);
+	return (rc);
+}
+
+/* "AgentPool team-a/p1 (line 3)" of a bare object, for its errors. */
+static void
+config_item_name(const struct config_item *x, char *out, size_t len)
+{
+	const cJSON	*md = cJSON_GetObjectItemCaseSensitive(x->obj,
+	    "metadata");
+	const char	*ns = as_json_str(md, "namespace");
+	const char	*name = as_json_str(md, "name");
+	const char	*kind = as_json_str(x->obj, "kind");
+	char		 at[32];
+
+	if (x->line > 0)
+		snprintf(at, sizeof at, " (line %d)", x->line);
+	else
+		at[0] = '\0';
+	snprintf(out, len, "%s %s/%s%s", kind != NULL ? kind : x->kind == 1 ?
+	    "AgentQuota" : "AgentPool", ns != NULL ? ns : "default",
+	    name != NULL ? name : "(no name)", at);
+}
+
+/* Adds x to c; its error named by its path, or by its name when bare. */
+static int
+config_item_apply(struct config *c, const struct config_item *x,
+    const char *secrets_dir, char *err, size_t errlen)
+{
+	char	 e[768], who[400];
+	int	 rc;
+
+	if (x->kind < 0) {
+		config_item_name(x, who, sizeof who);
+		snprintf(err, errlen, "%s: not an AgentPool or AgentQuota",
+		    who);
+		return (-AS_EINVAL);
+	}
+	rc = x->kind == 0 ? config_add_pool(c, x->obj, secrets_dir, NULL,
+	    x->path, e, sizeof e) : config_add_quota(c, x->obj, x->path, e,
+	    sizeof e);
+	if (rc == 0)
+		return (0);
+	if (x->path[0] != '\0') {
+		snprintf(err, errlen, "%s", e);
+		return (rc);
+	}
+	config_item_name(x, who, sizeof who);
+	snprintf(err, errlen, "%s: %s", who, e);
+	return (rc);
+}
+
+int
+config_parse(const char *buf, size_t len, const char *secrets_dir,
+    struct config **out, char *err, size_t errlen)
+{
+	struct config_item *v = NULL;
+	struct config	*c = NULL;
+	cJSON		*root = NULL;
+	size_t		 i, n;
+	int		 rc;
+
+	*out = NULL;
+	if ((rc = config_items(buf, len, &root, &v, &n, err, errlen)) != 0)
+		goto out;
+	c = config_new();
+	for (i = 0; i < n; i++)
+		if ((rc = config_item_apply(c, &v[i], secrets_dir, err,
 		    errlen)) != 0)
 			goto out;
-	}
-	n = 0;
-	cJSON_ArrayForEach(it, quotas) {
-		snprintf(path, sizeof path, "quotas[%zu]", n++);
-		if ((rc = config_add_quota(c, it, path, err, errlen)) != 0)
-			goto out;
-	}
 	*out = c;
 	c = NULL;
-	rc = 0;
 out:
 	config_free(c);
-	cJSON_Delete(doc);
+	free(v);
+	cJSON_Delete(root);
+	return (rc);
+}
+
+int
+config_check(const char *buf, size_t len, const char *secrets_dir,
+    config_check_fn *fn, void *arg, char *err, size_t errlen)
+{
+	struct config_item *v = NULL;
+	struct config	*c = NULL;
+	cJSON		*root = NULL;
+	char		 e[1024], who[400];
+	size_t		 i, n;
+	int		 rc, bad = 0;
+
+	if ((rc = config_items(buf, len, &root, &v, &n, err, errlen)) != 0)
+		goto out;
+	c = config_new();
+	for (i = 0; i < n; i++) {
+		if (v[i].path[0] != '\0')
+			as_strlcpy(who, v[i].path, sizeof who);
+		else
+			config_item_name(&v[i], who, sizeof who);
+		if (v[i].kind < 0) {
+			fn(arg, who, NULL, 1);
+			continue;
+		}
+		if (config_item_apply(c, &v[i], secrets_dir, e,
+		    sizeof e) != 0) {
+			bad++;
+			fn(arg, who, e, 0);
+		} else
+			fn(arg, who, NULL, 0);
+	}
+	rc = bad;
+out:
+	config_free(c);
+	free(v);
+	cJSON_Delete(root);
 	return (rc);
 }
 

@@ -1,7 +1,9 @@
 /*
  * config.h: AgentPool and AgentQuota objects (DESIGN.md section 5), parsed
- * from the JSON shape `{"pools": [...], "quotas": [...]}` of --config, and
- * later from the CRDs.  Parsing is pure: bytes in, a struct config out.
+ * from --config: the JSON shape `{"pools": [...], "quotas": [...]}`, or
+ * YAML as kubectl apply reads it (one or more documents of bare objects,
+ * Lists of them, or the same shape); and from the CRDs.  Parsing is pure:
+ * bytes in, a struct config out.
  *
  * Every error names the field path and what was expected, e.g.
  * `pools[0].spec.scaling.maxReplicas: expected an integer in [0, 100000],
@@ -18,11 +20,26 @@
 #include "agentscaler/rt/hash.h"
 #include "autoscale.h"
 
+struct pod_cidr;
+
+/*
+ * The least spec.scaling.pollIntervalMs: below it a value is taken for
+ * KEDA's seconds (config.c, config_check_poll_units()).
+ */
+#define CONFIG_POLL_FLOOR_MS	100
+
 enum pool_mode { POOL_MODE_SCALE, POOL_MODE_DISPATCH };
 enum quota_on_exceeded { QUOTA_ON_DEFER, QUOTA_ON_REJECT };
 /* spec.handoff.mode and .via (docs/protocol.md section 2). */
 enum handoff_mode { HANDOFF_INBOX, HANDOFF_HTTP };
 enum handoff_via { HANDOFF_VIA_ROUTER, HANDOFF_VIA_POD_IP };
+/*
+ * The stock sandbox-router's Service: sandbox-router-svc, port 8080, in
+ * the namespace its manifests name (kubernetes-sigs/agent-sandbox
+ * sandbox-router/deploy/service.yaml: "default").  spec.handoff.router's
+ * default in --config mode, --handoff-routers' default in CRD mode.
+ */
+#define HANDOFF_ROUTER_DEFAULT "http://sandbox-router-svc.default.svc:8080"
 
 struct pool_source_config {
 	char	*type;
@@ -96,7 +113,22 @@ struct pool_config {
 	 */
 	struct pool_source_config results;
 	int			 has_results;
+	/*
+	 * Adoption beside another autoscaler (README "Adopting it beside
+	 * KEDA"): spec.shadow, or the daemon's --shadow (set by the daemon
+	 * on every pool it applies): decide, log and report, write nothing,
+	 * consume nothing.  metadata.annotations agentscaler.io/paused
+	 * "true" (paused) and agentscaler.io/paused-replicas N (-1: not
+	 * given): no writes, or the target held at N.
+	 */
+	int			 shadow;
+	int			 paused;
+	long			 paused_replicas;
+	double			 created;	/* CRD: creationTimestamp; 0 */
 };
+
+#define CONFIG_ANN_PAUSED		"agentscaler.io/paused"
+#define CONFIG_ANN_PAUSED_REPLICAS	"agentscaler.io/paused-replicas"
 
 struct quota_config {
 	char			*ns;
@@ -140,6 +172,19 @@ struct cJSON;
  */
 int	 config_parse(const char *buf, size_t len, const char *secrets_dir,
 	    struct config **out, char *err, size_t errlen);
+/*
+ * --check-config: every object of a document judged on its own (a second
+ * pool of the same name is refused as in config_parse()).  fn is called
+ * once per object, in order, with who ("pools[0]" in the {pools, quotas}
+ * shape, else "AgentPool team-a/p1 (line 3)"), its error or NULL when
+ * valid, and skipped 1 for an object of another kind (a Deployment in the
+ * same file for kubectl apply).  Returns the number of invalid objects,
+ * or -AS_EINVAL with err when the document itself cannot be read.
+ */
+typedef void	 config_check_fn(void *arg, const char *who, const char *err,
+		    int skipped);
+int	 config_check(const char *buf, size_t len, const char *secrets_dir,
+	    config_check_fn *fn, void *arg, char *err, size_t errlen);
 /* Reads and parses a file; same contract as config_parse(). */
 int	 config_load(const char *path, const char *secrets_dir,
 	    struct config **out, char *err, size_t errlen);
@@ -174,6 +219,16 @@ struct config_tenancy {
 	size_t			 nshared;
 	const char *const	*secret_namespaces;	/* NULL: all */
 	size_t			 nsecret_namespaces;
+	/*
+	 * spec.handoff.router may name only one of these (--handoff-routers,
+	 * the operator's); a pool naming none takes the first.  None: no pool
+	 * may hand off through a router.
+	 */
+	const char *const	*routers;
+	size_t			 nrouters;
+	/* --pod-cidrs: none, and via podIP is refused. */
+	const struct pod_cidr	*pod_cidrs;
+	size_t			 npod_cidrs;
 };
 
 /*
@@ -212,6 +267,14 @@ int	 config_same_source(const struct pool_config *,
 /* 1 when the two pools' spec.handoff and spec.results are the same. */
 int	 config_same_handoff(const struct pool_config *,
 	    const struct pool_config *);
+
+/*
+ * 1 when the dispatcher runs p (consumes its source and claims): a
+ * dispatch pool neither in shadow nor paused.  The scale pools
+ * (pool.c) run every other pool, shadow and paused dispatch pools
+ * included: they read the backlog and report what they would claim.
+ */
+int	 config_pool_consumes(const struct pool_config *p);
 
 /* Help text for the config file format, generated from the field table. */
 void	 config_print_reference(void);

@@ -223,7 +223,8 @@ crd_pool_status_hash(const struct crd_pool_status *st)
 	const long	 v[] = { st->dispatch, st->replicas, st->desired,
 	    st->backlog, st->in_flight, st->claims_warm, st->claims_cold,
 	    st->claims_pending, st->warm_replicas, st->warm_ready,
-	    st->started, st->source_ok, st->quota_limited };
+	    st->started, st->source_ok, st->quota_limited, st->shadow,
+	    st->paused };
 	uint64_t	 h = 14695981039346656037ULL, w;
 	size_t		 i;
 
@@ -238,6 +239,8 @@ crd_pool_status_hash(const struct crd_pool_status *st)
 	h = (h ^ w) * 1099511628211ULL;
 	h = h * 31 + as_hash_str(st->source_err);
 	h = h * 31 + as_hash_str(st->target_err);
+	h = h * 31 + as_hash_str(st->hold_msg);
+	h = h * 31 + as_hash_str(st->conflict);
 	return (h * 31 + as_hash_str(st->quota_msg));
 }
 
@@ -269,11 +272,22 @@ crd_slim(cJSON *obj, void *arg)
 	static const char *const top[] = { "metadata", "spec", "status",
 	    NULL };
 	static const char *const md[] = { "name", "namespace", "uid",
-	    "resourceVersion", "generation", "creationTimestamp", NULL };
+	    "resourceVersion", "generation", "creationTimestamp",
+	    "annotations", NULL };
+	cJSON		*ann, *it, *next;
 
 	(void)arg;
 	as_json_keep(obj, top);
 	as_json_keep(cJSON_GetObjectItemCaseSensitive(obj, "metadata"), md);
+	/* Of the annotations, ours only (the pause: config.h). */
+	ann = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "annotations");
+	for (it = ann != NULL ? ann->child : NULL; it != NULL; it = next) {
+		next = it->next;
+		if (it->string == NULL ||
+		    strncmp(it->string, "agentscaler.io/", 15) != 0)
+			cJSON_Delete(cJSON_DetachItemViaPointer(ann, it));
+	}
 }
 
 /*
@@ -307,6 +321,30 @@ crd_dirty(struct crd *c)
 	}
 }
 
+/*
+ * What a change of obj's config is seen in: its spec and its
+ * agentscaler.io annotations (crd_slim() kept only those), printed.
+ */
+static char *
+crd_spec_print(const cJSON *obj)
+{
+	const cJSON	*ann;
+	char		*spec, *a, *s;
+
+	spec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(obj,
+	    "spec"));
+	ann = cJSON_GetObjectItemCaseSensitive(
+	    cJSON_GetObjectItemCaseSensitive(obj, "metadata"), "annotations");
+	if (spec == NULL || ann == NULL || ann->child == NULL)
+		return (spec);
+	if ((a = cJSON_PrintUnformatted(ann)) == NULL)
+		return (spec);
+	s = xasprintf("%s\n%s", spec, a);
+	free(spec);
+	free(a);
+	return (s);
+}
+
 /* An ADDED or MODIFIED object. */
 static void
 crd_upsert(struct crd *c, int quota, const cJSON *obj)
@@ -324,8 +362,8 @@ crd_upsert(struct crd *c, int quota, const cJSON *obj)
 	    strlen(name) >= sizeof o->name)
 		return;
 	uid = as_json_str(md, "uid");
-	spec = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(obj,
-	    "spec"));
+	/* The spec and our annotations (the pause) count as changes. */
+	spec = crd_spec_print(obj);
 	if ((o = crd_find(c, quota, ns, name)) == NULL) {
 		o = xcalloc(1, sizeof *o);
 		o->quota = quota;
@@ -498,6 +536,11 @@ crd_build_config(struct crd_object *objs, size_t n,
 		if (as_json_str(md, "namespace") != NULL)
 			cJSON_AddStringToObject(m, "namespace",
 			    as_json_str(md, "namespace"));
+		if (cJSON_GetObjectItemCaseSensitive(md, "annotations") !=
+		    NULL)
+			cJSON_AddItemReferenceToObject(m, "annotations",
+			    cJSON_GetObjectItemCaseSensitive(md,
+			    "annotations"));
 		if (cJSON_GetObjectItemCaseSensitive(x->obj, "spec") != NULL)
 			cJSON_AddItemReferenceToObject(min, "spec",
 			    cJSON_GetObjectItemCaseSensitive(x->obj, "spec"));
@@ -511,10 +554,10 @@ crd_build_config(struct crd_object *objs, size_t n,
 		else if (x->quota)
 			x->valid = config_add_quota(c, min, "", x->err,
 			    sizeof x->err) == 0;
-		else
-			x->valid = config_add_pool(c, min, NULL,
-			    tenancy != NULL ? tenancy : &none, "", x->err,
-			    sizeof x->err) == 0;
+		else if ((x->valid = config_add_pool(c, min, NULL,
+		    tenancy != NULL ? tenancy : &none, "", x->err,
+		    sizeof x->err) == 0))
+			c->pools[c->npools - 1].created = x->created;
 		cJSON_Delete(min);
 	}
 	free(ord);
@@ -700,6 +743,16 @@ crd_pool_status_json(const struct crd_pool_status *s, long generation,
 	crd_condition(c, prev, "SourceError", source_err, source_err ?
 	    "SourceUnreadable" : "SourceReadable", source_err ?
 	    s->source_err : "", generation, now);
+	/* Present only while true: most pools never have them. */
+	if (s->shadow)
+		crd_condition(c, prev, "Shadow", 1, "ShadowMode", s->hold_msg,
+		    generation, now);
+	if (s->paused)
+		crd_condition(c, prev, "Paused", 1, "PausedByAnnotation",
+		    s->hold_msg, generation, now);
+	if (s->conflict[0] != '\0')
+		crd_condition(c, prev, "Conflict", 1, "TargetOwned",
+		    s->conflict, generation, now);
 	return (o);
 }
 
@@ -951,10 +1004,39 @@ crd_readyz(const struct crd *c, struct as_buf *b)
 		as_buf_printf(b, "config not applied yet\n");
 }
 
+/* The families of the CRD mode. */
+static const struct prom_def m_objects = { "agentscaler_crd_objects",
+    PROM_GAUGE, "state", "CRD mode: AgentPools and AgentQuotas known, by "
+    "state: valid (applied), invalid (not applied)." };
+static const struct prom_def m_applies = { "agentscaler_crd_applies_total",
+    PROM_COUNTER, "", "CRD mode: configs built from the objects and "
+    "applied." };
+static const struct prom_def m_made = {
+    "agentscaler_crd_statuses_made_total", PROM_COUNTER, "",
+    "CRD mode: status documents made (for pools whose status changed, "
+    "every quota, and all of them once a minute), before the writer drops "
+    "the unchanged." };
+static const struct prom_def m_ticks = {
+    "agentscaler_crd_status_ticks_total", PROM_COUNTER, "",
+    "CRD mode: runs of the status timer (every status interval, once a "
+    "config is applied)." };
+static const struct prom_def m_writes = {
+    "agentscaler_status_writes_total", PROM_COUNTER, "result",
+    "CRD mode: status subresource writes by result: ok, failed (retried), "
+    "rejected (refused for good, not retried until the status changes), "
+    "unchanged (not sent)." };
+static const struct prom_def m_events = { "agentscaler_events_total",
+    PROM_COUNTER, "result", "CRD mode: Events by result: created, series "
+    "(updates), dropped (by the rate limit), failed." };
+
+const struct prom_def *const crd_metric_defs[] = {
+	&m_objects, &m_applies, &m_made, &m_ticks, &m_writes, &m_events, NULL
+};
+
 void
 crd_metrics(const struct crd *c, struct prom *w)
 {
-	static const char *const states[] = { "all", "invalid" };
+	static const char *const states[] = { "valid", "invalid" };
 	static const char *const sw_results[] = { "ok", "failed", "rejected",
 	    "unchanged" };
 	static const char *const ev_results[] = { "created", "series",
@@ -965,45 +1047,28 @@ crd_metrics(const struct crd *c, struct prom *w)
 
 	status_writer_get_stats(c->sw, &sws);
 	events_get_stats(c->ev, &es);
-	prom_family(w, "agentscaler_crd_objects", PROM_GAUGE, "AgentPools and "
-	    "AgentQuotas known, and of them invalid (not applied).");
-	objs[0] = (double)as_hash_count(&c->objs);
+	prom_family(w, &m_objects);
 	objs[1] = (double)c->invalid;
-	prom_sample_each(w, "agentscaler_crd_objects", NULL, "state", states,
-	    objs, 2);
-	prom_family(w, "agentscaler_crd_applies_total", PROM_COUNTER,
-	    "Configs built from the objects and applied.");
-	prom_sample_u64(w, "agentscaler_crd_applies_total", NULL, c->applies);
-	prom_family(w, "agentscaler_crd_statuses_made_total", PROM_COUNTER,
-	    "Status documents made (for pools whose status changed, every "
-	    "quota, and all of them once a minute), before the writer drops "
-	    "the unchanged.");
-	prom_sample_u64(w, "agentscaler_crd_statuses_made_total", NULL,
-	    c->status_made);
-	prom_family(w, "agentscaler_crd_status_ticks_total", PROM_COUNTER,
-	    "Runs of the status timer (every status interval, once a config "
-	    "is applied).");
-	prom_sample_u64(w, "agentscaler_crd_status_ticks_total", NULL,
-	    c->status_ticks);
-	prom_family(w, "agentscaler_status_writes_total", PROM_COUNTER,
-	    "Status subresource writes by result (unchanged: not sent; "
-	    "rejected: refused for good, not retried until the status "
-	    "changes).");
+	objs[0] = (double)as_hash_count(&c->objs) - objs[1];
+	prom_sample_each(w, NULL, "state", states, objs, 2);
+	prom_family(w, &m_applies);
+	prom_sample_u64(w, NULL, c->applies);
+	prom_family(w, &m_made);
+	prom_sample_u64(w, NULL, c->status_made);
+	prom_family(w, &m_ticks);
+	prom_sample_u64(w, NULL, c->status_ticks);
+	prom_family(w, &m_writes);
 	swv[0] = (double)sws.writes;
 	swv[1] = (double)sws.failed;
 	swv[2] = (double)sws.rejected;
 	swv[3] = (double)sws.unchanged;
-	prom_sample_each(w, "agentscaler_status_writes_total", NULL, "result",
-	    sw_results, swv, 4);
-	prom_family(w, "agentscaler_events_total", PROM_COUNTER, "Events by "
-	    "outcome: created, series updates, dropped by the rate limit, "
-	    "failed.");
+	prom_sample_each(w, NULL, "result", sw_results, swv, 4);
+	prom_family(w, &m_events);
 	evv[0] = (double)es.created;
 	evv[1] = (double)es.patched;
 	evv[2] = (double)es.dropped;
 	evv[3] = (double)es.failed;
-	prom_sample_each(w, "agentscaler_events_total", NULL, "result",
-	    ev_results, evv, 4);
+	prom_sample_each(w, NULL, "result", ev_results, evv, 4);
 }
 
 /*

@@ -32,6 +32,7 @@
 
 struct as_buf;
 struct prom;
+struct prom_def;
 struct cJSON;
 struct config;
 struct config_tenancy;
@@ -63,6 +64,16 @@ struct crd_pool_status {
 	char		 target_err[256];
 	int		 quota_limited;
 	char		 quota_msg[160];
+	/*
+	 * Why nothing is written (condition Shadow, Paused or Conflict, each
+	 * present only while true), with its message: "would scale
+	 * Deployment/x to 3 (now 1)", "held at 2 replicas", "HPA x
+	 * scales Deployment/y".
+	 */
+	int		 shadow;
+	int		 paused;
+	char		 hold_msg[224];
+	char		 conflict[640];	/* "": none */
 };
 
 /* What the namespace uses against its AgentQuota. */
@@ -125,6 +136,8 @@ uint64_t	 crd_pool_status_hash(const struct crd_pool_status *st);
 void		 crd_readyz(const struct crd *, struct as_buf *);
 /* Prometheus text of the CRD mode families, into w. */
 void		 crd_metrics(const struct crd *, struct prom *w);
+/* Their definitions (prom.h), NULL-ended, for --print-metrics. */
+extern const struct prom_def *const crd_metric_defs[];
 /*
  * An Event regarding the AgentPool or AgentQuota (kind) ns/name, with its
  * uid; nothing when no such object is known.  note is printf-formatted.

@@ -41,6 +41,7 @@
 #include "daemon_http.h"
 #include "daemon_state.h"
 #include "dispatch.h"
+#include "owners.h"
 #include "pool.h"
 #include "targets.h"
 
@@ -60,6 +61,10 @@ daemon_may_write_cb(void *arg)
 static void
 daemon_apply(struct daemon *d, struct config *nc)
 {
+	size_t	 i;
+
+	for (i = 0; i < nc->npools && d->opts->shadow; i++)
+		nc->pools[i].shadow = 1;
 	pool_apply_config(d, nc);
 	if (d->dispatch != NULL)
 		dispatcher_apply(d->dispatch, nc);
@@ -289,6 +294,7 @@ daemon_run(const struct daemon_options *opts)
 	struct daemon	 d;
 	struct crd_options copts;
 	struct targets_options topts;
+	struct owners_options oopts;
 	struct config	*c = NULL;
 	char		 err[512];
 	int		 rc = DAEMON_EXIT_FAIL;
@@ -317,14 +323,20 @@ daemon_run(const struct daemon_options *opts)
 	 * namespace) of the pools (the rule and why: targets.c).
 	 */
 	memset(&topts, 0, sizeof topts);
+	memset(&oopts, 0, sizeof oopts);
 	topts.cluster_wide = opts->config_path == NULL &&
 	    opts->watch_namespace == NULL;
 	d.targets = targets_new(d.k8s, &topts);
+	/* Who else scales them (HPAs, ScaledObjects): the same rule. */
+	oopts.cluster_wide = topts.cluster_wide;
+	d.owners = owners_new(d.k8s, &oopts);
 	if (opts->resync_seconds > 0)
 		log_warn("daemon", "--resync-seconds is deprecated and ignored: "
 		    "the targets' replicas come from watches, never re-read");
 	d.dopts.instance = opts->instance;
 	d.dopts.handoff_key_file = opts->handoff_key_file;
+	d.dopts.pod_cidrs = opts->tenancy.pod_cidrs;
+	d.dopts.npod_cidrs = opts->tenancy.npod_cidrs;
 	d.dopts.event = daemon_dispatch_event;
 	d.dopts.event_arg = &d;
 	d.dopts.status = daemon_dispatch_status;
@@ -395,6 +407,7 @@ out:
 	crd_free(d.crd);
 	pool_free_all(&d);
 	targets_free(d.targets);
+	owners_free(d.owners);
 	as_secret_provider(NULL, NULL);
 	secret_store_free(d.secrets);
 	dispatcher_free(d.dispatch);

@@ -28,6 +28,8 @@ struct daemon_options {
 	 */
 	int			 leader_elect;
 	struct leader_options	 leader;
+	/* --shadow: every pool in shadow mode (config.h, pool_config). */
+	int			 shadow;
 };
 
 /* Exit codes of daemon_run() and of the process. */

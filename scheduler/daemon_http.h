@@ -9,6 +9,8 @@
 #ifndef AGENTSCALER_DAEMON_HTTP_H
 #define AGENTSCALER_DAEMON_HTTP_H
 
+#include <stdio.h>
+
 struct daemon;
 
 /*
@@ -19,5 +21,11 @@ struct daemon;
 int	 daemon_http_start(struct daemon *);
 /* Closes both listeners; safe when they never started. */
 void	 daemon_http_stop(struct daemon *);
+/*
+ * --print-metrics: every family the daemon can write (the definitions of
+ * daemon_http.c, the dispatcher, the CRD mode, the secret store and the
+ * process_* family) and every label, as the README's Markdown tables.
+ */
+void	 daemon_http_print_metrics(FILE *);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include "agentscaler/k8s/leader.h"
 #include "agentscaler/rt/hash.h"
+#include "agentscaler/rt/prom.h"
 #include "daemon.h"
 #include "dispatch.h"
 
@@ -26,6 +27,7 @@ struct http_server;
 struct k8s_client;
 struct pool;
 struct secret_store;
+struct owners;
 struct targets;
 
 struct daemon {
@@ -56,6 +58,7 @@ struct daemon {
 	ev_prepare		 pool_defer_w;
 	struct k8s_client	*k8s;
 	struct targets		*targets;	/* the scale pools' targets */
+	struct owners		*owners;	/* their HPAs, ScaledObjects */
 	struct dispatcher	*dispatch;
 	struct http_server	*http;		/* --metrics-addr */
 	struct http_server	*admin;		/* --admin-addr, or NULL */
@@ -63,6 +66,10 @@ struct daemon {
 	ev_timer		 trim;		/* daemon_trim_cb */
 	uint64_t		 reloads_ok, reloads_failed;
 	double			 started;
+	/* The loop's lateness (daemon_http.c). */
+	ev_timer		 lag_timer;
+	double			 lag_due;
+	struct prom_hist	 lag;
 	struct crd		*crd;		/* CRD mode, else NULL */
 	struct secret_store	*secrets;	/* CRD mode, else NULL */
 

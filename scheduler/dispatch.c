@@ -132,11 +132,11 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
 	p->spare_patched = -1;
 	p->spare_actual = -1;
-	dispatch_hist_init(&p->ready_warm, ready_bounds,
+	prom_hist_init(&p->ready_warm, ready_bounds,
 	    AS_ARRAY_SIZE(ready_bounds));
-	dispatch_hist_init(&p->ready_cold, ready_bounds,
+	prom_hist_init(&p->ready_cold, ready_bounds,
 	    AS_ARRAY_SIZE(ready_bounds));
-	dispatch_hist_init(&p->handoff, handoff_bounds,
+	prom_hist_init(&p->handoff, handoff_bounds,
 	    AS_ARRAY_SIZE(handoff_bounds));
 	p->wp.spare_min = c->spare_min;
 	p->wp.spare_max = c->spare_max;
@@ -322,6 +322,8 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d->kick.data = d;
 	d->marks = dmarks_new();
 	dispatcher_http_key(d, o->handoff_key_file);
+	d->pod_cidrs = o->pod_cidrs;
+	d->npod_cidrs = o->npod_cidrs;
 	d->sweep.repeat = d->sweep_interval;
 	if (o->rejections_ns != NULL && o->rejections_name != NULL)
 		dispatch_recent_store_start(d, o->rejections_ns,
@@ -355,8 +357,8 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 	 */
 	for (i = 0; i < c->npools; i++) {
 		pc = &c->pools[i];
-		if (pc->mode != POOL_MODE_DISPATCH)
-			continue;
+		if (!config_pool_consumes(pc))
+			continue;	/* scale, shadow or paused: pool.c */
 		d->visits++;
 		any = 1;
 		if ((p = dpool_find(d, pc->ns, pc->name)) == NULL ||
@@ -371,8 +373,8 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 	}
 	for (i = 0; i < c->npools; i++) {
 		pc = &c->pools[i];
-		if (pc->mode != POOL_MODE_DISPATCH)
-			continue;
+		if (!config_pool_consumes(pc))
+			continue;	/* scale, shadow or paused: pool.c */
 		d->visits++;
 		if ((p = dpool_find(d, pc->ns, pc->name)) != NULL && p->kept)
 			continue;

@@ -25,10 +25,12 @@ struct as_buf;
 struct cJSON;
 struct config;
 struct prom;
+struct prom_def;
 struct consumer_type;
 struct ev_loop;
 struct k8s_client;
 struct dispatcher;
+struct pod_cidr;
 
 struct crd_pool_status;
 struct crd_quota_status;
@@ -103,6 +105,13 @@ struct dispatch_options {
 	 */
 	const char	*rejections_ns;
 	const char	*rejections_name;
+	/*
+	 * handoff http: the pod IPs agentscaler may connect to or name to
+	 * the router (podcidr.h; borrowed, outliving the dispatcher); none:
+	 * any.
+	 */
+	const struct pod_cidr *pod_cidrs;
+	size_t		 npod_cidrs;
 	/* NULL: the real client, informer and consumers (tests only). */
 	const struct dispatch_ops *ops;
 };
@@ -141,6 +150,8 @@ int	 dispatcher_explain_ns(const struct dispatcher *, const char *id,
 	    const char *ns, struct cJSON *out);
 /* Prometheus text of the dispatch families, into w. */
 void	 dispatcher_metrics(const struct dispatcher *, struct prom *w);
+/* Their definitions (prom.h), NULL-ended, for --print-metrics. */
+extern const struct prom_def *const dispatch_metric_defs[];
 /* Adds "dispatch": {...} to the /status document. */
 void	 dispatcher_status(const struct dispatcher *, struct cJSON *root);
 /*

@@ -236,15 +236,15 @@ dtask_ready(struct dtask *t, const struct claim_view *v)
 		lat = as_wall_now() - v->requested_at;
 	if (p != NULL) {
 		if (t->launch == L_COLD) {
-			p->claims_cold++;
+			p->claims_ready[L_COLD]++;
 			if (lat >= 0) {
-				dispatch_hist_add(&p->ready_cold, lat);
+				prom_hist_add(&p->ready_cold, lat);
 				warmpool_cold_sample(&p->ws, &p->wp, lat);
 			}
 		} else {
-			p->claims_warm++;
+			p->claims_ready[L_WARM]++;
 			if (lat >= 0)
-				dispatch_hist_add(&p->ready_warm, lat);
+				prom_hist_add(&p->ready_warm, lat);
 		}
 	}
 	as_strlcpy(t->claim_uid, v->uid, sizeof t->claim_uid);
@@ -337,7 +337,7 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 		t->wait_reason[0] = '\0';
 	if (task_claim_terminal(v) || v->deleting) {
 		if (t->pool != NULL && !t->handed_off)
-			t->pool->claims_failed++;
+			t->pool->claims_failed[t->launch]++;
 		snprintf(reason, sizeof reason, "claim.%s", v->deleting ?
 		    "deleted" : v->ready_reason);
 		dtask_fail(t, reason, v->deleting ? "the claim is being "
@@ -603,7 +603,7 @@ dispatcher_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 			    now > t->ready_by && (t->st == T_CLAIMING ||
 			    t->st == T_WAITING)) {
 				if (t->pool != NULL)
-					t->pool->claims_failed++;
+					t->pool->claims_failed[t->launch]++;
 				snprintf(detail, sizeof detail, "claim %s not "
 				    "bound and Ready within %lds", t->claim,
 				    t->pool != NULL ?

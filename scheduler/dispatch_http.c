@@ -59,6 +59,7 @@
 #include "agentscaler/scalers/scaler.h"
 #include "config.h"
 #include "handoff_http.h"
+#include "podcidr.h"
 #include "quota.h"
 #include "task.h"
 
@@ -129,6 +130,7 @@ struct dhttp {
 	size_t			 blen;
 	int			 again;
 	char			 pod_ip[64];
+	int			 pod_refused;	/* outside --pod-cidrs */
 	char			 token[HH_TOKEN_LEN + 1];
 	char			 tp[56];
 	/* The answer being worked through (spawn replies) and where. */
@@ -465,6 +467,31 @@ dh_answer(const struct httpc_response *r, struct hh_answer *a, char *msg,
 
 /* Sandbox GET: the pod's IP. */
 
+/*
+ * Takes ip as the pod's when --pod-cidrs holds it (or none is set): it
+ * comes from a status of the tenant's namespace, and an address outside
+ * the pods' ranges is neither connected to nor named to the router.
+ */
+static void
+dh_pod_take(struct dhttp *h, const char *ip)
+{
+	const struct dispatcher *d = h->t->ns->d;
+
+	h->pod_ip[0] = '\0';
+	if (ip == NULL || ip[0] == '\0' || strlen(ip) >= sizeof h->pod_ip)
+		return;
+	if (d->npod_cidrs > 0 && !pod_cidr_match(d->pod_cidrs, d->npod_cidrs,
+	    ip)) {
+		if (!h->pod_refused)
+			log_warn("dispatch", "%s/%s: task %s: pod IP %.64s is "
+			    "outside --pod-cidrs: not used", h->t->ns->name,
+			    h->t->sandbox, h->t->id, ip);
+		h->pod_refused = 1;
+		return;
+	}
+	as_strlcpy(h->pod_ip, ip, sizeof h->pod_ip);
+}
+
 static void
 dh_pod_done(const struct k8s_response *r, void *arg)
 {
@@ -482,16 +509,16 @@ dh_pod_done(const struct k8s_response *r, void *arg)
 	ips = cJSON_GetObjectItemCaseSensitive(
 	    cJSON_GetObjectItemCaseSensitive(obj, "status"), "podIPs");
 	ip = cJSON_GetArrayItem(ips, 0);
-	if (cJSON_IsString(ip) && ip->valuestring[0] != '\0' &&
-	    strlen(ip->valuestring) < sizeof h->pod_ip)
-		as_strlcpy(h->pod_ip, ip->valuestring, sizeof h->pod_ip);
+	if (cJSON_IsString(ip))
+		dh_pod_take(h, ip->valuestring);
 	cJSON_Delete(obj);
 	if (h->pod_ip[0] == '\0' && h->t->pool != NULL &&
 	    h->t->pool->cfg->handoff.via == HANDOFF_VIA_POD_IP) {
 		if (h->after_pod == DH_PUT && h->t->msg != NULL &&
 		    !h->t->handed_off && as_mono_now() > h->deadline) {
-			dtask_fail(h->t, "handoff.unreachable", "the sandbox "
-			    "shows no pod IP");
+			dtask_fail(h->t, "handoff.unreachable", h->pod_refused ?
+			    "the sandbox's pod IP is outside --pod-cidrs" :
+			    "the sandbox shows no pod IP");
 			return;
 		}
 		dh_retry(h, DH_POD, dh_backoff(h));
@@ -510,9 +537,10 @@ dh_pod(struct dhttp *h, enum dh_phase then)
 	h->phase = DH_POD;
 	h->after_pod = then;
 	h->pod_ip[0] = '\0';
-	if (t->pod_ip[0] != '\0') {
-		/* The claim's status.sandbox.podIPs, kept fresh by its watch. */
-		as_strlcpy(h->pod_ip, t->pod_ip, sizeof h->pod_ip);
+	/* The claim's status.sandbox.podIPs, kept fresh by its watch. */
+	if (t->pod_ip[0] != '\0')
+		dh_pod_take(h, t->pod_ip);
+	if (h->pod_ip[0] != '\0') {
 		h->phase = then;
 		dh_step(h);
 		return;
@@ -537,7 +565,7 @@ dh_accepted(struct dhttp *h)
 	t->attempts = 0;
 	h->tries = 0;
 	if (p != NULL && t->msg != NULL) {
-		dispatch_hist_add(&p->handoff,
+		prom_hist_add(&p->handoff,
 		    as_mono_now() - t->msg->received);
 		p->handed_off++;
 	}

@@ -39,6 +39,7 @@
 #include "agentscaler/rt/hash.h"
 #include "agentscaler/k8s/informer.h"
 #include "agentscaler/k8s/k8s.h"
+#include "agentscaler/rt/prom.h"
 #include "quota.h"
 #include "task.h"
 #include "warmpool.h"
@@ -51,7 +52,6 @@
  * dispatch_mark.c).
  */
 #define DISPATCH_ACK_HOLD	10.0
-#define MAX_REASONS	32
 
 enum tstate {
 	T_CLAIMING, T_WAITING, T_HANDOFF, T_ACKING, T_RUNNING, T_RELEASING,
@@ -67,20 +67,15 @@ enum launch { L_UNKNOWN, L_WARM, L_COLD };
  */
 enum dshown { DS_NONE, DS_PENDING, DS_WARM, DS_COLD, DS_N };
 
-/* Fixed-bucket histogram for /metrics. */
-#define HIST_MAX	18
-struct hist {
-	const double	*bounds;
-	size_t		 n;
-	uint64_t	 counts[HIST_MAX];	/* per bucket, not cumulative */
-	uint64_t	 total;
-	double		 sum;
-};
-
-struct reason_count {
-	char		 reason[48];
-	uint64_t	 n;
-};
+/*
+ * The dead-letter reasons /metrics counts (dispatch_metrics.c), sorted: a
+ * bounded label.  A reason not in the list (a claim's Ready reason, a
+ * runtime's own) is counted under its prefix's ".other", else "other".
+ */
+#define DEAD_REASONS	40
+extern const char *const dispatch_dead_reasons[DEAD_REASONS];
+/* The index in dispatch_dead_reasons of what counts reason. */
+size_t		 dispatch_dead_reason(const char *reason);
 
 struct dns;
 struct dpool;
@@ -260,19 +255,18 @@ struct dpool {
 	long			 shown[DS_N];	/* tasks by dtask_shown() */
 	long			 live;		/* tasks of this pool */
 	long			 deferred;	/* of them, deferred */
-	uint64_t		 rejected;
 	long			 waiting;	/* CLAIMING + WAITING */
 	uint64_t		 received;
 	uint64_t		 handed_off;
 	uint64_t		 completed;
 	uint64_t		 failed;	/* sandbox failed after hand-off */
 	uint64_t		 cluster_waits;	/* ready timeouts backed off */
-	uint64_t		 claims_warm, claims_cold, claims_failed;
+	/* Claims that became Ready, and that failed, by enum launch. */
+	uint64_t		 claims_ready[3], claims_failed[3];
 	uint64_t		 redelivered;
 	uint64_t		 dead_letter_errors;
-	struct reason_count	 dead[MAX_REASONS];
-	size_t			 ndead;
-	struct hist		 ready_warm, ready_cold, handoff;
+	uint64_t		 dead[DEAD_REASONS];
+	struct prom_hist	 ready_warm, ready_cold, handoff;
 	struct httpc		*hc;		/* handoff http: the client */
 	struct results		*results;	/* and the Results' publisher */
 	LIST_ENTRY(dpool)	 entry;
@@ -313,6 +307,9 @@ struct dispatcher {
 	struct dmarks		*marks;		/* dispatch_mark.c */
 	char			*hkey;		/* handoff http: token key */
 	size_t			 hkeylen;
+	/* --pod-cidrs (borrowed); none: a pod IP is taken as it is. */
+	const struct pod_cidr	*pod_cidrs;
+	size_t			 npod_cidrs;
 	/*
 	 * Pools and tasks visited by the loops that serve one pool (apply,
 	 * free, sizing, status, a claim's pool): what tests/check_dispatch.c
@@ -467,9 +464,6 @@ void		 dhttp_child_failed(struct dtask *, const char *reason,
 		    const char *detail);
 
 /* dispatch_metrics.c: observability. */
-void		 dispatch_hist_init(struct hist *, const double *bounds,
-		    size_t n);
-void		 dispatch_hist_add(struct hist *, double);
 void		 dpool_event(struct dpool *, int, const char *, const char *,
 		    const char *, ...) __attribute__((format(printf, 5, 6)));
 /*

@@ -9,6 +9,7 @@
  * and what it writes into the caller's buffer or JSON; strings passed in
  * are borrowed for the call.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -35,28 +36,51 @@ static const char *const tstate_names[] = {
 	"deferred"
 };
 
-/* Histograms. */
+/* Dead-letter reasons: the bounded label of /metrics. */
 
-void
-dispatch_hist_init(struct hist *h, const double *bounds, size_t n)
+const char *const dispatch_dead_reasons[DEAD_REASONS] = {
+	"budget.sandboxSeconds", "cascade.maxChildrenPerTask",
+	"cascade.maxDepth", "cascade.maxDescendantsPerRoot",
+	"cascade.maxRoots", "cascade.spawnRate", "cascade.unknownParent",
+	"claim.createFailed", "claim.deleted", "claim.finishedBeforeHandoff",
+	"claim.nameConflict", "claim.other", "claim.readyTimeout",
+	"claim.rejected", "handoff.conflict", "handoff.other",
+	"handoff.refused", "handoff.unauthorized", "handoff.unreachable",
+	"other", "quota.maxSandboxes", "quota.reserved", "quota.resources",
+	"quota.resourcesNeverFit", "runtime.lost", "runtime.other",
+	"sandbox.templateUnknown", "task.badDeadline", "task.badId",
+	"task.badParent", "task.badResources", "task.badTraceparent",
+	"task.deadlineExceeded", "task.duplicate", "task.invalidUtf8",
+	"task.missingId", "task.notJson", "task.notObject", "task.other",
+	"task.tooLarge",
+};
+
+static int
+dead_reason_cmp(const void *key, const void *elem)
 {
-	memset(h, 0, sizeof *h);
-	h->bounds = bounds;
-	h->n = n;
+	return (strcmp(key, *(const char *const *)elem));
 }
 
-void
-dispatch_hist_add(struct hist *h, double v)
+size_t
+dispatch_dead_reason(const char *reason)
 {
-	size_t	 i;
+	const char *const *hit;
+	const char	*dot;
+	char		 other[64];
 
-	if (!(v >= 0))
-		v = 0;
-	for (i = 0; i < h->n && v > h->bounds[i]; i++)
-		;
-	h->counts[i]++;
-	h->total++;
-	h->sum += v;
+	hit = bsearch(reason, dispatch_dead_reasons, DEAD_REASONS,
+	    sizeof *dispatch_dead_reasons, dead_reason_cmp);
+	if (hit == NULL && (dot = strchr(reason, '.')) != NULL &&
+	    (size_t)(dot - reason) < sizeof other - 7) {
+		snprintf(other, sizeof other, "%.*s.other", (int)(dot - reason),
+		    reason);
+		hit = bsearch(other, dispatch_dead_reasons, DEAD_REASONS,
+		    sizeof *dispatch_dead_reasons, dead_reason_cmp);
+	}
+	if (hit == NULL)
+		hit = bsearch("other", dispatch_dead_reasons, DEAD_REASONS,
+		    sizeof *dispatch_dead_reasons, dead_reason_cmp);
+	return ((size_t)(hit - dispatch_dead_reasons));
 }
 
 /* Events (dispatch_options.event): about the pool's AgentPool. */
@@ -108,66 +132,124 @@ dpool_status_charge(const struct dpool *p, cJSON *o)
 	}
 }
 
-/* The per-pool counters and gauges, read from struct dpool. */
-#define DP_U(m) offsetof(struct dpool, m), PROM_F_U64
-#define DP_L(m) offsetof(struct dpool, m), PROM_F_LONG
-#define DP_I(m) offsetof(struct dpool, m), PROM_F_INT
-#define DP_RATE	0, PROM_F_CALL	/* computed: dp_computed() */
-#define DP_COLD	1, PROM_F_CALL
-static const struct prom_row dp_rows[] = {
-	{ "agentscaler_dispatch_tasks_received_total", PROM_COUNTER, NULL,
-	    NULL, DP_U(received),
-	    "Task messages taken off the source (redeliveries included)." },
-	{ "agentscaler_dispatch_tasks_redelivered_total", PROM_COUNTER, NULL,
-	    NULL, DP_U(redelivered),
-	    "Messages the broker marked redelivered or recovered at start." },
-	{ "agentscaler_dispatch_tasks_handed_off_total", PROM_COUNTER, NULL,
-	    NULL, DP_U(handed_off), "Tasks pushed to a sandbox's inbox." },
-	{ "agentscaler_dispatch_tasks_completed_total", PROM_COUNTER, NULL,
-	    NULL, DP_U(completed),
-	    "Tasks whose claim went away after the hand-off." },
-	{ "agentscaler_dispatch_tasks_failed_total", PROM_COUNTER, NULL, NULL,
-	    DP_U(failed), "Tasks whose sandbox failed after the hand-off "
-	    "(PodFailed, eviction included): never counted completed." },
-	{ "agentscaler_dispatch_claim_waits_total", PROM_COUNTER, NULL, NULL,
-	    DP_U(cluster_waits), "readyTimeoutSeconds extended because the "
-	    "claim showed a cluster fault (ReconcilerError, ...)." },
-	{ "agentscaler_dispatch_tasks_in_flight", PROM_GAUGE, NULL, NULL,
-	    DP_L(live),
-	    "Live tasks: taken and not finished (claims included)." },
-	{ "agentscaler_dispatch_tasks_waiting", PROM_GAUGE, NULL, NULL,
-	    DP_L(waiting), "Live tasks waiting for their sandbox." },
-	{ "agentscaler_dispatch_tasks_deferred", PROM_GAUGE, NULL, NULL,
-	    DP_L(deferred),
-	    "Tasks held by the AgentQuota (message kept, not yet claimed)." },
-	{ "agentscaler_dispatch_tasks_rejected_total", PROM_COUNTER, NULL,
-	    NULL, DP_U(rejected),
-	    "Tasks the AgentQuota rejected (dead-lettered)." },
-	{ "agentscaler_dispatch_claims_total", PROM_COUNTER, "launch", "warm",
-	    DP_U(claims_warm), "Claims by launch type: warm (adopted a pool "
-	    "member), cold, failed (terminal reason or timeout)." },
-	{ "agentscaler_dispatch_claims_total", PROM_COUNTER, "launch", "cold",
-	    DP_U(claims_cold), NULL },
-	{ "agentscaler_dispatch_claims_total", PROM_COUNTER, "launch",
-	    "failed", DP_U(claims_failed), NULL },
-	{ "agentscaler_dispatch_dead_letter_errors_total", PROM_COUNTER, NULL,
-	    NULL, DP_U(dead_letter_errors),
-	    "Dead letters the broker did not take (the message comes back)." },
-	{ "agentscaler_warm_spare_target", PROM_GAUGE, NULL, NULL,
-	    DP_L(ws.target), "Warm sandboxes the pool should keep (sizing)." },
-	{ "agentscaler_warm_spare_replicas", PROM_GAUGE, NULL, NULL,
-	    DP_L(spare_actual),
-	    "status.replicas of the SandboxWarmPool as last read "
-	    "(-1 unknown)." },
-	{ "agentscaler_dispatch_arrival_rate", PROM_GAUGE, NULL, NULL, DP_RATE,
-	    "Arrival rate EWMA, tasks per second." },
-	{ "agentscaler_dispatch_cold_start_seconds", PROM_GAUGE, NULL, NULL,
-	    DP_COLD, "Cold claim-to-ready EWMA used for sizing." },
-	{ "agentscaler_dispatch_source_up", PROM_GAUGE, NULL, NULL, DP_I(up),
-	    "1 while the pool's consumer is connected and consuming." },
+/* The families of dispatch mode. */
+static const struct prom_def m_received = {
+    "agentscaler_dispatch_tasks_received_total", PROM_COUNTER,
+    "namespace pool", "Dispatch mode: task messages taken off the source "
+    "(redeliveries included)." };
+static const struct prom_def m_redelivered = {
+    "agentscaler_dispatch_tasks_redelivered_total", PROM_COUNTER,
+    "namespace pool", "Dispatch mode: messages the broker marked "
+    "redelivered or recovered at start." };
+static const struct prom_def m_handed_off = {
+    "agentscaler_dispatch_tasks_handed_off_total", PROM_COUNTER,
+    "namespace pool", "Dispatch mode: tasks handed to a sandbox." };
+static const struct prom_def m_completed = {
+    "agentscaler_dispatch_tasks_completed_total", PROM_COUNTER,
+    "namespace pool", "Dispatch mode: tasks whose claim went away after "
+    "the hand-off." };
+static const struct prom_def m_failed = {
+    "agentscaler_dispatch_tasks_failed_total", PROM_COUNTER,
+    "namespace pool", "Dispatch mode: tasks whose sandbox failed after "
+    "the hand-off (PodFailed, eviction included); never counted "
+    "completed." };
+static const struct prom_def m_claim_waits = {
+    "agentscaler_dispatch_claim_waits_total", PROM_COUNTER,
+    "namespace pool", "Dispatch mode: readyTimeoutSeconds extended because "
+    "the claim showed a cluster fault (ReconcilerError, ...)." };
+static const struct prom_def m_tasks = { "agentscaler_dispatch_tasks",
+    PROM_GAUGE, "namespace pool state", "Dispatch mode: live tasks by "
+    "state: claiming, waiting (for the sandbox), handoff, acking, running, "
+    "releasing, deferred (held by the AgentQuota); they sum to the live "
+    "tasks." };
+static const struct prom_def m_claims = {
+    "agentscaler_dispatch_claims_total", PROM_COUNTER,
+    "namespace pool launch outcome", "Dispatch mode: claims ended waiting, "
+    "by launch type and outcome (ready; failed: terminal reason, deleted "
+    "or readyTimeoutSeconds)." };
+static const struct prom_def m_dl_errors = {
+    "agentscaler_dispatch_dead_letter_errors_total", PROM_COUNTER,
+    "namespace pool", "Dispatch mode: dead letters the broker did not take "
+    "(the message comes back)." };
+static const struct prom_def m_spare_target = {
+    "agentscaler_warm_spare_target", PROM_GAUGE, "namespace pool",
+    "Dispatch mode: warm sandboxes the pool should keep (sizing)." };
+static const struct prom_def m_spare_replicas = {
+    "agentscaler_warm_spare_replicas", PROM_GAUGE, "namespace pool",
+    "Dispatch mode: status.replicas of the SandboxWarmPool as last read "
+    "(absent until read)." };
+static const struct prom_def m_rate = {
+    "agentscaler_dispatch_arrival_rate", PROM_GAUGE, "namespace pool",
+    "Dispatch mode: arrival rate EWMA used for sizing, tasks per "
+    "second." };
+static const struct prom_def m_cold = {
+    "agentscaler_dispatch_cold_start_seconds", PROM_GAUGE, "namespace pool",
+    "Dispatch mode: cold claim-to-ready EWMA used for sizing." };
+static const struct prom_def m_up = { "agentscaler_dispatch_source_up",
+    PROM_GAUGE, "namespace pool", "Dispatch mode: 1 while the pool's "
+    "consumer is connected and consuming." };
+static const struct prom_def m_claim_ready = {
+    "agentscaler_dispatch_claim_ready_seconds", PROM_HISTOGRAM,
+    "namespace pool launch", "Dispatch mode: claim POST to bound and "
+    "Ready, by launch type (warm, cold)." };
+static const struct prom_def m_handoff = {
+    "agentscaler_dispatch_handoff_seconds", PROM_HISTOGRAM,
+    "namespace pool", "Dispatch mode: arrival to hand-off: message taken "
+    "off the source to task handed to its sandbox." };
+static const struct prom_def m_dead = {
+    "agentscaler_dispatch_dead_letters_total", PROM_COUNTER,
+    "namespace pool reason", "Dispatch mode: task messages dead-lettered, "
+    "by reason (the closed list of README \"Dispatch mode\"; an unlisted "
+    "one counts as its prefix's .other, else other)." };
+static const struct prom_def m_quota = { "agentscaler_quota", PROM_GAUGE,
+    "namespace quota resource type", "AgentQuota of the namespace, in the "
+    "shape of kube-state-metrics' kube_resourcequota: hard (limit; absent "
+    "when unlimited) and used, for sandboxes (tasks + warm spares) and "
+    "each resource it limits (cpu in cores, memory in bytes)." };
+static const struct prom_def m_quota_sandboxes = {
+    "agentscaler_quota_sandboxes", PROM_GAUGE, "namespace kind",
+    "Live sandboxes counted against the namespace's AgentQuota, by what "
+    "holds them: task, replica (warm spares); they sum to used "
+    "sandboxes." };
+static const struct prom_def m_quota_trees = {
+    "agentscaler_quota_task_trees", PROM_GAUGE, "namespace",
+    "Live task trees (roots) of the namespace." };
+static const struct prom_def m_quota_decisions = {
+    "agentscaler_quota_decisions_total", PROM_COUNTER,
+    "namespace verdict reason", "Admission decisions by verdict (admit, "
+    "defer, reject) and reason (none when admitted)." };
+
+const struct prom_def *const dispatch_metric_defs[] = {
+	&m_received, &m_redelivered, &m_handed_off, &m_completed, &m_failed,
+	&m_claim_waits, &m_tasks, &m_claims, &m_dl_errors, &m_spare_target,
+	&m_spare_replicas, &m_rate, &m_cold, &m_up, &m_claim_ready,
+	&m_handoff, &m_dead, &m_quota, &m_quota_sandboxes, &m_quota_trees,
+	&m_quota_decisions, NULL
 };
 
-/* A row's value for pool p. */
+/* The per-pool counters and gauges, read from struct dpool. */
+#define DP_U(m) offsetof(struct dpool, m), PROM_F_U64
+#define DP_I(m) offsetof(struct dpool, m), PROM_F_INT
+#define DP_L(m) offsetof(struct dpool, m), PROM_F_LONG
+#define DP_RATE	0, PROM_F_CALL	/* computed: dp_value() */
+#define DP_COLD	1, PROM_F_CALL
+#define DP_SPARE 2, PROM_F_CALL
+static const struct prom_row dp_rows[] = {
+	{ &m_received, NULL, NULL, DP_U(received) },
+	{ &m_redelivered, NULL, NULL, DP_U(redelivered) },
+	{ &m_handed_off, NULL, NULL, DP_U(handed_off) },
+	{ &m_completed, NULL, NULL, DP_U(completed) },
+	{ &m_failed, NULL, NULL, DP_U(failed) },
+	{ &m_claim_waits, NULL, NULL, DP_U(cluster_waits) },
+	{ &m_dl_errors, NULL, NULL, DP_U(dead_letter_errors) },
+	{ &m_spare_target, NULL, NULL, DP_L(ws.target) },
+	{ &m_spare_replicas, NULL, NULL, DP_SPARE },
+	{ &m_rate, NULL, NULL, DP_RATE },
+	{ &m_cold, NULL, NULL, DP_COLD },
+	{ &m_up, NULL, NULL, DP_I(up) },
+};
+
+/* A row's value for pool p; NAN: no series (unknown). */
 static double
 dp_value(const struct dpool *p, const struct prom_row *row)
 {
@@ -175,107 +257,186 @@ dp_value(const struct dpool *p, const struct prom_row *row)
 		return (prom_row_value(row, p));
 	if (row->off == 0)
 		return (warmpool_rate(&p->ws, &p->wp, as_mono_now()));
+	if (row->off == 2)
+		return (p->spare_actual >= 0 ? (double)p->spare_actual : NAN);
 	return (p->ws.cold_samples > 0 ? p->ws.cold : p->wp.cold_default);
 }
 
 /* One histogram of pool p, with an extra label when key is not NULL. */
 static void
-dp_hist(struct prom *w, const char *name, const struct dpool *p,
-    const char *key, const char *value, const struct hist *h)
+dp_hist(struct prom *w, const struct dpool *p, const char *key,
+    const char *value, const struct prom_hist *h)
 {
 	const char	*labels[] = { "namespace", p->cfg->ns, "pool",
 	    p->cfg->name, key, value, NULL };
 
-	prom_histogram(w, name, labels, h->bounds, h->counts, h->n, h->sum,
-	    h->total);
+	prom_histogram(w, labels, h);
+}
+
+/* The live tasks of each pool by state. */
+static void
+dp_tasks(const struct dispatcher *d, struct prom *w)
+{
+	const struct dpool *p;
+	const struct dtask *t;
+	double		 counts[AS_ARRAY_SIZE(tstate_names)];
+
+	prom_family(w, &m_tasks);
+	LIST_FOREACH(p, &d->pools, entry) {
+		const char *labels[] = { "namespace", p->cfg->ns, "pool",
+		    p->cfg->name, NULL };
+
+		memset(counts, 0, sizeof counts);
+		TAILQ_FOREACH(t, &p->tasks, plink)
+			counts[t->st]++;
+		prom_sample_each(w, labels, "state", tstate_names, counts,
+		    AS_ARRAY_SIZE(tstate_names));
+	}
+}
+
+/* Claims by launch type and outcome, every pair that can happen. */
+static void
+dp_claims(const struct dispatcher *d, struct prom *w)
+{
+	static const struct {
+		const char	*launch, *outcome;
+		enum launch	 l;
+		int		 failed;
+	} pairs[] = {
+		{ "warm", "ready", L_WARM, 0 }, { "cold", "ready", L_COLD, 0 },
+		{ "warm", "failed", L_WARM, 1 }, { "cold", "failed", L_COLD, 1 },
+		{ "unknown", "failed", L_UNKNOWN, 1 },
+	};
+	const struct dpool *p;
+	size_t		 i;
+
+	prom_family(w, &m_claims);
+	LIST_FOREACH(p, &d->pools, entry)
+		for (i = 0; i < AS_ARRAY_SIZE(pairs); i++) {
+			const char *labels[] = { "namespace", p->cfg->ns,
+			    "pool", p->cfg->name, "launch", pairs[i].launch,
+			    "outcome", pairs[i].outcome, NULL };
+
+			prom_sample_u64(w, labels, pairs[i].failed ?
+			    p->claims_failed[pairs[i].l] :
+			    p->claims_ready[pairs[i].l]);
+		}
 }
 
 /* Per namespace: what the AgentQuota sees. */
 static void
 dispatcher_quota_metrics(const struct dispatcher *d, struct prom *w)
 {
-	static const char *const names[] = { "sandboxes", "replicas", "tasks",
-	    "roots" };
 	static const char *const verdicts[] = { "admit", "defer", "reject" };
+	static const char *const kinds[] = { "task", "replica" };
+	const struct quota_config *qc;
 	const struct dns *ns;
 	struct quota_usage u;
 	const char	*labels[] = { "namespace", NULL, NULL };
-	double		 v[4];
+	double		 v[2];
+	size_t		 k;
+	int		 verdict, r;
 
-	prom_family(w, "agentscaler_quota_used", PROM_GAUGE, "What the "
-	    "namespace uses against its AgentQuota: sandboxes (tasks + "
-	    "replicas), replicas, live tasks, live trees (roots).");
+	prom_family(w, &m_quota);
+	LIST_FOREACH(ns, &d->nss, entry) {
+		const char *ql[] = { "namespace", ns->name, "quota", NULL,
+		    "resource", "sandboxes", "type", NULL, NULL };
+
+		qc = d->config != NULL ? config_quota_for(d->config,
+		    ns->name) : NULL;
+		if (qc == NULL)
+			continue;
+		quota_usage(ns->quota, &u);
+		ql[3] = qc->name;
+		if (qc->max_sandboxes >= 0) {
+			ql[7] = "hard";
+			prom_sample(w, ql, (double)qc->max_sandboxes);
+		}
+		ql[7] = "used";
+		prom_sample(w, ql, (double)u.sandboxes);
+		for (k = 0; k < qc->nresources; k++) {
+			ql[5] = qc->resources[k].name;
+			ql[7] = "hard";
+			prom_sample(w, ql, qc->resources[k].value);
+			ql[7] = "used";
+			prom_sample(w, ql, quota_used(ns->quota,
+			    qc->resources[k].name));
+		}
+	}
+	prom_family(w, &m_quota_sandboxes);
 	LIST_FOREACH(ns, &d->nss, entry) {
 		quota_usage(ns->quota, &u);
-		v[0] = (double)u.sandboxes;
+		labels[1] = ns->name;
+		v[0] = (double)u.tasks;
 		v[1] = (double)u.replicas;
-		v[2] = (double)u.tasks;
-		v[3] = (double)u.roots;
-		labels[1] = ns->name;
-		prom_sample_each(w, "agentscaler_quota_used", labels, "what",
-		    names, v, 4);
+		prom_sample_each(w, labels, "kind", kinds, v, 2);
 	}
-	prom_family(w, "agentscaler_quota_decisions_total", PROM_COUNTER,
-	    "Admission decisions by verdict.");
+	prom_family(w, &m_quota_trees);
 	LIST_FOREACH(ns, &d->nss, entry) {
 		quota_usage(ns->quota, &u);
-		v[0] = (double)u.admitted;
-		v[1] = (double)u.deferred;
-		v[2] = (double)u.rejected;
 		labels[1] = ns->name;
-		prom_sample_each(w, "agentscaler_quota_decisions_total",
-		    labels, "verdict", verdicts, v, 3);
+		prom_sample(w, labels, (double)u.roots);
 	}
+	prom_family(w, &m_quota_decisions);
+	LIST_FOREACH(ns, &d->nss, entry)
+		for (verdict = QUOTA_ADMIT; verdict <= QUOTA_REJECT; verdict++)
+			for (r = 0; r < QUOTA_R_COUNT; r++) {
+				const char *dl[] = { "namespace", ns->name,
+				    "verdict", verdicts[verdict], "reason",
+				    r == QUOTA_R_NONE ? "none" :
+				    quota_reason_name(r), NULL };
+
+				/* Admitted: no reason; held back: one. */
+				if ((verdict == QUOTA_ADMIT) !=
+				    (r == QUOTA_R_NONE))
+					continue;
+				prom_sample_u64(w, dl, quota_decisions(
+				    ns->quota, verdict, r));
+			}
 }
 
 void
 dispatcher_metrics(const struct dispatcher *d, struct prom *w)
 {
-	static const char *const claim = "agentscaler_dispatch_claim_"
-	    "ready_seconds";
-	static const char *const handoff = "agentscaler_dispatch_handoff_"
-	    "seconds";
-	static const char *const dead = "agentscaler_dispatch_dead_letters_"
-	    "total";
 	const struct prom_row *row;
 	const struct dpool *p;
+	double		 v;
 	size_t		 i, j;
 
 	if (LIST_EMPTY(&d->pools))
 		return;
 	for (i = 0; i < AS_ARRAY_SIZE(dp_rows); i++) {
 		row = &dp_rows[i];
-		if (row->help != NULL)
-			prom_family(w, row->name, row->type, "%s", row->help);
+		prom_family(w, row->def);
 		LIST_FOREACH(p, &d->pools, entry) {
 			const char *labels[] = { "namespace", p->cfg->ns,
 			    "pool", p->cfg->name, row->label, row->value,
 			    NULL };
 
-			prom_sample(w, row->name, labels, dp_value(p, row));
+			if (!isnan(v = dp_value(p, row)))
+				prom_sample(w, labels, v);
 		}
 	}
-	prom_family(w, claim, PROM_HISTOGRAM,
-	    "Claim POST to bound and Ready, by launch type.");
+	dp_tasks(d, w);
+	dp_claims(d, w);
+	prom_family(w, &m_claim_ready);
 	LIST_FOREACH(p, &d->pools, entry) {
-		dp_hist(w, claim, p, "launch", "warm", &p->ready_warm);
-		dp_hist(w, claim, p, "launch", "cold", &p->ready_cold);
+		dp_hist(w, p, "launch", "warm", &p->ready_warm);
+		dp_hist(w, p, "launch", "cold", &p->ready_cold);
 	}
-	prom_family(w, handoff, PROM_HISTOGRAM,
-	    "Message taken off the source to task in the sandbox's inbox.");
+	prom_family(w, &m_handoff);
 	LIST_FOREACH(p, &d->pools, entry)
-		dp_hist(w, handoff, p, NULL, NULL, &p->handoff);
-	dispatcher_quota_metrics(d, w);
-	prom_family(w, dead, PROM_COUNTER,
-	    "Task messages dead-lettered, by reason.");
+		dp_hist(w, p, NULL, NULL, &p->handoff);
+	prom_family(w, &m_dead);
 	LIST_FOREACH(p, &d->pools, entry)
-		for (j = 0; j < p->ndead; j++) {
+		for (j = 0; j < DEAD_REASONS; j++) {
 			const char *labels[] = { "namespace", p->cfg->ns,
-			    "pool", p->cfg->name, "reason", p->dead[j].reason,
-			    NULL };
+			    "pool", p->cfg->name, "reason",
+			    dispatch_dead_reasons[j], NULL };
 
-			prom_sample_u64(w, dead, labels, p->dead[j].n);
+			prom_sample_u64(w, labels, p->dead[j]);
 		}
+	dispatcher_quota_metrics(d, w);
 }
 
 void
@@ -313,9 +474,11 @@ dispatcher_status(const struct dispatcher *d, cJSON *root)
 			cJSON_AddNumberToObject(st, tstate_names[i],
 			    (double)counts[i]);
 		dl = cJSON_AddObjectToObject(o, "deadLetters");
-		for (i = 0; i < p->ndead; i++)
-			cJSON_AddNumberToObject(dl, p->dead[i].reason,
-			    (double)p->dead[i].n);
+		for (i = 0; i < DEAD_REASONS; i++)
+			if (p->dead[i] > 0)
+				cJSON_AddNumberToObject(dl,
+				    dispatch_dead_reasons[i],
+				    (double)p->dead[i]);
 		cJSON_AddItemToArray(arr, o);
 	}
 	arr = cJSON_AddArrayToObject(root, "namespaces");

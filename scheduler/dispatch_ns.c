@@ -213,7 +213,7 @@ dtask_admit(struct dtask *t)
 		break;
 	}
 	if (qd.verdict == QUOTA_ADMIT) {
-		quota_count(ns->quota, QUOTA_ADMIT);
+		quota_count(ns->quota, QUOTA_ADMIT, QUOTA_R_NONE);
 		quota_admit(ns->quota, &qt, now);
 		t->admitted = 1;
 		t->why = QUOTA_R_NONE;
@@ -230,9 +230,7 @@ dtask_admit(struct dtask *t)
 	if (qd.verdict == QUOTA_REJECT)
 		(void)quota_spares_give_way(&qd, dns_spares(ns));
 	if (qd.verdict == QUOTA_REJECT) {
-		quota_count(ns->quota, QUOTA_REJECT);
-		if (t->pool != NULL)
-			t->pool->rejected++;
+		quota_count(ns->quota, QUOTA_REJECT, qd.reason);
 		if (t->st == T_DEFERRED)
 			dtask_undefer(t);
 		dtask_quota_event(t, qd.reason, qd.detail, 1);
@@ -241,7 +239,7 @@ dtask_admit(struct dtask *t)
 	}
 	/* Defer: keep the message, wait in the namespace's FIFO. */
 	if (t->st != T_DEFERRED) {
-		quota_count(ns->quota, QUOTA_DEFER);
+		quota_count(ns->quota, QUOTA_DEFER, qd.reason);
 		dtask_set_state(t, T_DEFERRED);
 		if (t->parent != NULL)
 			TAILQ_INSERT_TAIL(&ns->defer_desc, t, dq);

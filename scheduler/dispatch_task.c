@@ -33,22 +33,8 @@ static int	 dtask_hold(struct dtask *);
 static void
 dpool_dead(struct dpool *p, const char *reason)
 {
-	size_t	 i;
-
-	if (p == NULL)
-		return;
-	for (i = 0; i < p->ndead; i++)
-		if (strcmp(p->dead[i].reason, reason) == 0) {
-			p->dead[i].n++;
-			return;
-		}
-	if (p->ndead == MAX_REASONS)
-		i = MAX_REASONS - 1;	/* the last row absorbs the rest */
-	else {
-		i = p->ndead++;
-		as_strlcpy(p->dead[i].reason, reason, sizeof p->dead[i].reason);
-	}
-	p->dead[i].n++;
+	if (p != NULL)
+		p->dead[dispatch_dead_reason(reason)]++;
 }
 
 static enum dshown
@@ -501,7 +487,7 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 		dmarks_add(p->d->marks, t->ns->name, t->id, t->sandbox,
 		    (double)p->cfg->claim_ttl_seconds + 86400, as_mono_now());
 	if (p != NULL && t->msg != NULL) {
-		dispatch_hist_add(&p->handoff,
+		prom_hist_add(&p->handoff,
 		    as_mono_now() - t->msg->received);
 		if (outcome == CONSUMER_HANDOFF_DONE)
 			p->handed_off++;

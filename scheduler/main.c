@@ -1,7 +1,7 @@
 /*
  * main.c: the process: the flags (declared once, in options.c), the
  * one-shot modes (--help, --version, --help-config, --check-config,
- * explain), then the daemon.
+ * explain, convert), then the daemon.
  */
 #include <errno.h>
 #include <signal.h>
@@ -16,11 +16,14 @@
 
 #include "agentscaler/rt/common.h"
 #include "config.h"
+#include "convert.h"
 #include "daemon.h"
+#include "daemon_http.h"
 #include "options.h"
 #include "agentscaler/k8s/k8s.h"
 #include "agentscaler/k8s/leader.h"
 #include "agentscaler/rt/json.h"
+#include "agentscaler/rt/yaml.h"
 #include "agentscaler/scalers/scaler.h"
 #include "agentscaler/rt/log.h"
 
@@ -174,6 +177,117 @@ print_vocabulary(void)
 }
 
 /*
+ * agentscaler convert [--no-shadow] [FILE|-]: KEDA ScaledObjects (and
+ * their TriggerAuthentications) in YAML, AgentPools out (convert.h).  Exit
+ * 0 with at least one pool, 1 when none could be made, 2 on bad input.
+ */
+static int
+convert_main(int argc, char **argv)
+{
+	const char	*path = NULL;
+	struct as_buf	 out = { NULL, 0, 0 };
+	cJSON		*docs = NULL;
+	char		*buf = NULL, err[512];
+	size_t		 len;
+	int		 i, shadow = 1, n, rc = 2;
+
+	for (i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--no-shadow") == 0)
+			shadow = 0;
+		else if (path == NULL && (argv[i][0] != '-' ||
+		    strcmp(argv[i], "-") == 0))
+			path = argv[i];
+		else {
+			fprintf(stderr, "usage: agentscaler convert "
+			    "[--no-shadow] [FILE|-]\n");
+			return (2);
+		}
+	}
+	if (path == NULL || strcmp(path, "-") == 0)
+		path = "/dev/stdin";
+	if ((buf = as_read_file(path, 4 * 1024 * 1024, &len, err,
+	    sizeof err)) == NULL) {
+		fprintf(stderr, "agentscaler convert: %s\n", err);
+		return (2);
+	}
+	if (as_yaml_parse(buf, len, &docs, NULL, err, sizeof err) != 0 ||
+	    (n = convert_keda(docs, shadow, &out, err, sizeof err)) < 0) {
+		fprintf(stderr, "agentscaler convert: %s: %s\n", path, err);
+		goto out;
+	}
+	if (out.p != NULL)
+		fputs(out.p, stdout);
+	rc = n > 0 ? 0 : 1;
+out:
+	free(out.p);
+	free(buf);
+	cJSON_Delete(docs);
+	return (rc);
+}
+
+/* What --check-config says of one object. */
+struct check_tally {
+	size_t	 pools, quotas, skipped, bad;
+};
+
+static void
+check_report(void *arg, const char *who, const char *err, int skipped)
+{
+	struct check_tally *t = arg;
+
+	if (skipped) {
+		t->skipped++;
+		printf("%s: not an AgentPool or AgentQuota, not checked\n", who);
+	} else if (err != NULL) {
+		t->bad++;
+		fprintf(stderr, "%s\n", err);
+	} else {
+		if (strncmp(who, "AgentQuota", 10) == 0 ||
+		    strncmp(who, "quotas[", 7) == 0)
+			t->quotas++;
+		else
+			t->pools++;
+		printf("%s: ok\n", who);
+	}
+}
+
+/*
+ * --check-config --config FILE: JSON or YAML (one or more documents, as
+ * kubectl apply reads them); every object judged on its own, each error
+ * on stderr with its kind/namespace/name.  Exit 0 when all are valid,
+ * 2 otherwise.
+ */
+static int
+check_config(const char *path, const char *secrets_dir)
+{
+	struct check_tally t;
+	char		*buf, err[512];
+	size_t		 len;
+	int		 n;
+
+	memset(&t, 0, sizeof t);
+	if ((buf = as_read_file(path, 4 * 1024 * 1024, &len, err,
+	    sizeof err)) == NULL) {
+		fprintf(stderr, "agentscaler: %s\n", err);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	n = config_check(buf, len, secrets_dir, check_report, &t, err,
+	    sizeof err);
+	free(buf);
+	if (n < 0) {
+		fprintf(stderr, "%s: %s\n", path, err);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	if (n > 0) {
+		fprintf(stderr, "%s: %d of %zu objects invalid\n", path, n,
+		    t.pools + t.quotas + t.bad);
+		return (DAEMON_EXIT_CONFIG);
+	}
+	printf("%s: %zu pools, %zu quotas: ok\n", path, t.pools, t.quotas);
+	return (DAEMON_EXIT_OK);
+}
+
+/*
  * The daemon's memory holds broker passwords and tokens: no core dump may
  * carry them, and other processes of the same user may not read or trace
  * it (/proc/PID/mem) once it is not dumpable.
@@ -203,6 +317,8 @@ main(int argc, char **argv)
 
 	if (argc >= 2 && strcmp(argv[1], "explain") == 0)
 		return (explain_main(argc, argv));
+	if (argc >= 2 && strcmp(argv[1], "convert") == 0)
+		return (convert_main(argc, argv));
 	if (options_parse(&o, argc, argv) != 0)
 		goto out;
 	if (o.val[O_HELP] != NULL) {
@@ -230,6 +346,11 @@ main(int argc, char **argv)
 		rc = DAEMON_EXIT_OK;
 		goto out;
 	}
+	if (o.val[O_PRINT_METRICS] != NULL) {
+		daemon_http_print_metrics(stdout);
+		rc = DAEMON_EXIT_OK;
+		goto out;
+	}
 	if (options_numbers(&o) != 0)
 		goto out;
 	if (log_parse_format(o.val[O_LOG_FORMAT], &fmt) != 0) {
@@ -250,17 +371,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (o.val[O_CHECK_CONFIG] != NULL) {
-		struct config *c;
-
-		if (config_load(o.val[O_CONFIG], o.val[O_SECRETS_DIR], &c, err,
-		    sizeof err) != 0) {
-			log_error("config", "%s", err);
-			goto out;
-		}
-		printf("%s: %zu pools, %zu quotas: ok\n", o.val[O_CONFIG],
-		    c->npools, c->nquotas);
-		config_free(c);
-		rc = DAEMON_EXIT_OK;
+		rc = check_config(o.val[O_CONFIG], o.val[O_SECRETS_DIR]);
 		goto out;
 	}
 	if (options_daemon(&o, &opts, err, sizeof err) != 0) {

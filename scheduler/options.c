@@ -19,6 +19,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "options.h"
+#include "podcidr.h"
 
 enum opt_kind { OPT_STRING, OPT_NUMBER, OPT_INT, OPT_FLAG };
 
@@ -162,6 +163,24 @@ static const struct option_row options_table[O_COUNT] = {
 	    "Secrets of their own namespace (default: all; the chart's RBAC "
 	    "must match)",
 	    NOFIELD },
+	[O_HANDOFF_ROUTERS] = { "handoff-routers", OPT_STRING,
+	    HANDOFF_ROUTER_DEFAULT, 0, 0,
+	    "CRD mode: comma-separated base URLs of the sandbox-routers an "
+	    "AgentPool's spec.handoff.router may name (any other is refused; "
+	    "a pool naming none takes the first; empty: none); only an "
+	    "administrator sets this",
+	    NOFIELD },
+	[O_POD_CIDRS] = { "pod-cidrs", OPT_STRING, NULL, 0, 0,
+	    "comma-separated CIDRs of the cluster's pod IPs: a sandbox's pod "
+	    "IP (from its claim's status) outside them is never connected to "
+	    "nor sent to the router; CRD mode refuses handoff via podIP "
+	    "without it",
+	    NOFIELD },
+	[O_SHADOW] = { "shadow", OPT_FLAG, NULL, 0, 0,
+	    "shadow mode for every pool (as spec.shadow: true): decisions "
+	    "are computed, logged, exported and written to status, nothing "
+	    "is written to targets or claims and nothing is consumed",
+	    FIELD(shadow) },
 	[O_HELP_CONFIG] = { "help-config", OPT_FLAG, NULL, 0, 0,
 	    "print the config file reference and exit",
 	    NOFIELD },
@@ -171,6 +190,10 @@ static const struct option_row options_table[O_COUNT] = {
 	[O_PRINT_VOCABULARY] = { "print-vocabulary", OPT_FLAG, NULL, 0, 0,
 	    "print the source types, workload kinds and API groups (from "
 	    "their registries) as JSON and exit",
+	    NOFIELD },
+	[O_PRINT_METRICS] = { "print-metrics", OPT_FLAG, NULL, 0, 0,
+	    "print every metric family and label as the README's Markdown "
+	    "tables and exit",
 	    NOFIELD },
 	[O_HELP] = { "help", OPT_FLAG, NULL, 0, 0, "print this help and exit",
 	    NOFIELD },
@@ -256,6 +279,29 @@ opt_list_free(char **v, size_t n)
 	free(v);
 }
 
+/* --pod-cidrs into o->pod_cidrs. */
+static int
+options_pod_cidrs(struct options *o, char *err, size_t errlen)
+{
+	char	**v;
+	size_t	 n, i;
+	int	 rc = 0;
+
+	free(o->pod_cidrs);
+	o->pod_cidrs = NULL;
+	o->npod_cidrs = 0;
+	v = opt_list(o->val[O_POD_CIDRS], &n);
+	if (n > 0)
+		o->pod_cidrs = xcalloc(n, sizeof *o->pod_cidrs);
+	for (i = 0; i < n && rc == 0; i++)
+		if ((rc = pod_cidr_parse(v[i], &o->pod_cidrs[i])) != 0)
+			snprintf(err, errlen, "--pod-cidrs: expected "
+			    "ADDRESS/BITS, got \"%s\"", v[i]);
+	if (rc == 0)
+		o->npod_cidrs = n;
+	opt_list_free(v, n);
+	return (rc);
+}
 
 const char *
 options_default(enum options_id id)
@@ -348,6 +394,7 @@ options_daemon(struct options *o, struct daemon_options *d, char *err,
 	const struct option_row	*r;
 	char			*p;
 	size_t			 i;
+	int			 rc;
 
 	memset(d, 0, sizeof *d);
 	for (i = 0; i < O_COUNT; i++) {
@@ -396,6 +443,22 @@ options_daemon(struct options *o, struct daemon_options *d, char *err,
 			return (-AS_EINVAL);
 		}
 	}
+	opt_list_free(o->routers, o->nrouters);
+	o->routers = opt_list(o->val[O_HANDOFF_ROUTERS], &o->nrouters);
+	for (i = 0; i < o->nrouters; i++)
+		if (strncmp(o->routers[i], "http://", 7) != 0 &&
+		    strncmp(o->routers[i], "https://", 8) != 0) {
+			snprintf(err, errlen, "--handoff-routers: expected "
+			    "http:// or https:// URLs, got \"%s\"",
+			    o->routers[i]);
+			return (-AS_EINVAL);
+		}
+	if ((rc = options_pod_cidrs(o, err, errlen)) != 0)
+		return (rc);
+	d->tenancy.routers = (const char *const *)o->routers;
+	d->tenancy.nrouters = o->nrouters;
+	d->tenancy.pod_cidrs = o->pod_cidrs;
+	d->tenancy.npod_cidrs = o->npod_cidrs;
 	d->tenancy.shared = (const char *const *)o->shared;
 	d->tenancy.nshared = o->nshared;
 	d->tenancy.secret_namespaces = (const char *const *)o->secret_ns;
@@ -408,6 +471,10 @@ options_free(struct options *o)
 {
 	opt_list_free(o->shared, o->nshared);
 	opt_list_free(o->secret_ns, o->nsecret_ns);
-	o->shared = o->secret_ns = NULL;
-	o->nshared = o->nsecret_ns = 0;
+	opt_list_free(o->routers, o->nrouters);
+	free(o->pod_cidrs);
+	o->shared = o->secret_ns = o->routers = NULL;
+	o->nshared = o->nsecret_ns = o->nrouters = 0;
+	o->pod_cidrs = NULL;
+	o->npod_cidrs = 0;
 }

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 struct daemon_options;
+struct pod_cidr;
 
 enum options_id {
 	O_CONFIG, O_SECRETS_DIR, O_HANDOFF_KEY_FILE, O_METRICS_ADDR, O_ADMIN_ADDR, O_LOG_FORMAT,
@@ -25,9 +26,10 @@ enum options_id {
 	O_KUBE_BURST, O_KUBE_TIMEOUT, O_KUBE_RETRIES, O_RESYNC, O_INSTANCE,
 	O_LEADER_ELECT, O_LEASE_NAME, O_LEASE_NAMESPACE, O_LEASE_DURATION,
 	O_RENEW_DEADLINE, O_RETRY_PERIOD, O_CHECK_CONFIG, O_WATCH_NAMESPACE,
-	O_SHARED_SECRETS, O_SECRET_NAMESPACES,
-	O_HELP_CONFIG, O_HELP_CONFIG_JSON, O_PRINT_VOCABULARY, O_HELP,
-	O_VERSION, O_COUNT
+	O_SHARED_SECRETS, O_SECRET_NAMESPACES, O_HANDOFF_ROUTERS, O_POD_CIDRS,
+	O_SHADOW,
+	O_HELP_CONFIG, O_HELP_CONFIG_JSON, O_PRINT_VOCABULARY, O_PRINT_METRICS,
+	O_HELP, O_VERSION, O_COUNT
 };
 
 struct options {
@@ -40,6 +42,10 @@ struct options {
 	size_t		 nshared;
 	char		**secret_ns;
 	size_t		 nsecret_ns;
+	char		**routers;
+	size_t		 nrouters;
+	struct pod_cidr	*pod_cidrs;
+	size_t		 npod_cidrs;
 	char		 lease_ns[256];
 };
 
@@ -62,9 +68,10 @@ int		 options_numbers(struct options *);
  * Fills d from o: every flag with a field in struct daemon_options is
  * copied by the table, then the rest: --admin-addr "off" or "" as NULL,
  * --instance defaulting to the host name, --lease-namespace to
- * leader_default_namespace(), --shared-secrets and --secret-namespaces
- * split at commas.  Returns 0, or -AS_EINVAL with the reason in err (a
- * --shared-secrets item that is not NAMESPACE/NAME).
+ * leader_default_namespace(), --shared-secrets, --secret-namespaces,
+ * --handoff-routers and --pod-cidrs split at commas.  Returns 0, or
+ * -AS_EINVAL with the reason in err (a --shared-secrets item that is not
+ * NAMESPACE/NAME, a router that is no http(s):// URL, a bad CIDR).
  */
 int		 options_daemon(struct options *, struct daemon_options *d,
 		    char *err, size_t errlen);

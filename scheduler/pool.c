@@ -60,6 +60,29 @@
  * together before the loop next blocks (pool_evaluate_soon()).
  * d->pool_visits counts the pools the loops here visit.
  *
+ * Adoption (README "Adopting it beside KEDA").  A pool in shadow mode
+ * (spec.shadow, or --shadow) polls, reads its target and decides as any
+ * other, then stops short of the write: the decision is logged when it
+ * changes, kept in p->would (status condition Shadow, metric
+ * agentscaler_pool_shadow_desired_replicas) and never written.  A shadow
+ * or paused dispatch pool is run here, not by the dispatcher: it reads
+ * the backlog (the source's scaler, as a scale pool does) and would
+ * claim one sandbox per task waiting; nothing is consumed.  A paused
+ * pool (annotation agentscaler.io/paused) writes nothing, or holds its
+ * target at agentscaler.io/paused-replicas.  Neither counts a need
+ * against its namespace's quota: the replicas it holds are what it uses.
+ *
+ * Ownership: a scale pool does not fight another autoscaler.  Before it
+ * writes, it asks owners.h whether an HPA or a ScaledObject scales its
+ * target (one lookup in an index kept by list + watch), and the config
+ * whether another AgentPool does: of the pools on one target that write
+ * (not in shadow mode), the oldest (creationTimestamp, then name) owns
+ * it.  A pool that finds an owner yields: it writes nothing, reports the
+ * condition Conflict naming the owner, and a Warning Event TargetConflict
+ * when it starts (Normal ConflictResolved when it ends).  Until the
+ * owners' informers of its namespace have listed (or failed: not installed,
+ * not granted), a pool does not write either.
+ *
  * Status: after each event of a pool (a reading, a decision, a target
  * read or written, a poll tick) what its AgentPool status would report is
  * hashed, and only when that changed is the CRD told (crd_status_touch()):
@@ -85,6 +108,7 @@
 #include "daemon_state.h"
 #include "decisions.h"
 #include "dispatch.h"
+#include "owners.h"
 #include "pool.h"
 #include "quota.h"
 #include "targets.h"
@@ -118,6 +142,7 @@ struct pool_key {
 };
 
 static void	 pool_poll(struct pool *);
+static enum pool_src_err pool_src_err_of(int);
 static void	 pool_evaluate(struct pool *);
 static void	 pool_evaluate_soon(struct pool *);
 static void	 pool_defer_unlink(struct pool *);
@@ -127,6 +152,8 @@ static void	 pool_renote(struct pool *);
 static void	 pool_groups_free(struct daemon *);
 static void	 pool_status_note(struct pool *);
 TESTABLE long	 pool_need(const struct pool *, double);
+TESTABLE enum pool_write pool_write_choice(const struct pool_write_input *,
+		    long *);
 
 static double
 pool_interval(const struct pool *p)
@@ -135,6 +162,43 @@ pool_interval(const struct pool *p)
 
 	/* +-10% jitter so pools sharing a broker spread their polls. */
 	return (base * (0.9 + 0.2 * as_random()));
+}
+
+const char *const pool_src_err_names[POOL_SRC_ERR_COUNT] = {
+	[POOL_SRC_ERR_AUTH] = "auth",
+	[POOL_SRC_ERR_CONNECTION] = "connection",
+	[POOL_SRC_ERR_NOT_FOUND] = "not_found",
+	[POOL_SRC_ERR_OTHER] = "other",
+	[POOL_SRC_ERR_PROTOCOL] = "protocol",
+	[POOL_SRC_ERR_TIMEOUT] = "timeout",
+};
+
+/* Buckets of the source reads and of the reaction, in seconds. */
+static const double pool_read_bounds[] = { 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
+static const double pool_reaction_bounds[] = { 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 };
+
+static enum pool_src_err
+pool_src_err_of(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case AS_EAUTH:
+	case AS_EFORBIDDEN:
+		return (POOL_SRC_ERR_AUTH);
+	case AS_ECONN:
+	case AS_EIO:
+		return (POOL_SRC_ERR_CONNECTION);
+	case AS_ENOTFOUND:
+		return (POOL_SRC_ERR_NOT_FOUND);
+	case AS_EPROTO:
+	case AS_EINVAL:
+		return (POOL_SRC_ERR_PROTOCOL);
+	case AS_ETIMEDOUT:
+		return (POOL_SRC_ERR_TIMEOUT);
+	default:
+		return (POOL_SRC_ERR_OTHER);
+	}
 }
 
 TESTABLE void
@@ -147,8 +211,9 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		return;		/* the pool is being destroyed */
 	p->polling = 0;
 	p->polls++;
+	prom_hist_add(&p->read_took, as_mono_now() - p->poll_at);
 	if (r->error != 0) {
-		p->source_errors++;
+		p->source_errors[pool_src_err_of(r->error)]++;
 		if (p->source_ok || strcmp(p->source_err, r->errmsg) != 0)
 			log_warn("pool", "%s: cannot read the source, holding "
 			    "replicas: %s", p->id, r->errmsg);
@@ -168,6 +233,7 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		p->source_err[0] = '\0';
 		p->ready = r->ready;
 		p->in_flight = r->in_flight;
+		p->seen_at = p->poll_from;
 	}
 	pool_renote(p);
 	pool_evaluate_soon(p);
@@ -195,6 +261,9 @@ pool_poll(struct pool *p)
 		return;
 	}
 	p->polling = 1;
+	p->poll_at = as_mono_now();
+	p->poll_from = p->wake_at > 0 ? p->wake_at : p->poll_at;
+	p->wake_at = 0;
 }
 
 static void
@@ -204,6 +273,8 @@ pool_wake(struct scaler *s, void *arg)
 
 	(void)s;
 	p->wakeups++;
+	if (p->wake_at == 0)
+		p->wake_at = as_mono_now();
 	pool_poll(p);
 }
 
@@ -296,6 +367,8 @@ pool_target_reset(struct pool *p)
 
 	p->spec_known = 0;
 	p->spec_rv[0] = '\0';
+	if (p->target == NULL)
+		return;		/* a dispatch pool: no target */
 	targets_get(p->target, &st);
 	pool_target_take(p, &st, 1);
 }
@@ -321,9 +394,12 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 		if (!targets_rv_older(sc->resource_version, p->spec_rv))
 			pool_k8s_ok(p, sc->spec_replicas, sc->status_replicas,
 			    sc->resource_version);
-		if (sc->spec_replicas > before)
+		if (sc->spec_replicas > before) {
 			p->scale_up++;
-		else if (sc->spec_replicas < before)
+			if (p->patch_seen > 0)
+				prom_hist_add(&p->reaction, as_mono_now() -
+				    p->patch_seen);
+		} else if (sc->spec_replicas < before)
 			p->scale_down++;
 		p->last_scale_wall = as_wall_now();
 		log_info("pool", "%s: scaled %s %s from %ld to %ld (%s, "
@@ -375,6 +451,9 @@ pool_need(const struct pool *q, double backlog)
 static long
 pool_need_seen(const struct pool *q)
 {
+	if (q->cfg->mode != POOL_MODE_SCALE || q->cfg->shadow ||
+	    q->cfg->paused)
+		return (0);	/* asks for nothing it would write */
 	if (q->polls == 0)
 		return (q->cfg->scaling.max_replicas);
 	return (q->source_read ? pool_need(q, q->ready +
@@ -385,6 +464,8 @@ pool_need_seen(const struct pool *q)
 static long
 pool_holds(const struct pool *q)
 {
+	if (q->cfg->shadow || q->cfg->paused)
+		return (q->spec_replicas);	/* it writes no decision */
 	return (q->as.desired > q->spec_replicas ? q->as.desired :
 	    q->spec_replicas);
 }
@@ -505,6 +586,93 @@ pool_quota_cap(struct pool *p, double backlog)
 	return (cap > 0 ? cap : 0);
 }
 
+/*
+ * What p yields to now into p->conflict (logged and an Event when it
+ * changes); *known 0 while its namespace's owners are not listed yet.
+ */
+static void
+pool_conflict_note(struct pool *p, int *known)
+{
+	const struct pool_config *c = p->cfg;
+	char		 who[300], msg[sizeof p->conflict];
+
+	if (!owners_get(p->owner, who, sizeof who, known) && p->rival[0])
+		as_strlcpy(who, p->rival, sizeof who);
+	if (who[0] != '\0')
+		snprintf(msg, sizeof msg, "%s scales %s/%s; this pool yields "
+		    "and writes nothing", who, c->target_kind, c->target_name);
+	else
+		msg[0] = '\0';
+	if (strcmp(msg, p->conflict) == 0)
+		return;
+	if (msg[0] != '\0') {
+		log_warn("pool", "%s: %s", p->id, msg);
+		crd_event(p->d->crd, "AgentPool", c->ns, c->name,
+		    EVENT_WARNING, "TargetConflict", "Scale", "%s", msg);
+	} else {
+		log_info("pool", "%s: %s %s has no other owner now; the pool "
+		    "writes it", p->id, c->target_kind, c->target_name);
+		crd_event(p->d->crd, "AgentPool", c->ns, c->name,
+		    EVENT_NORMAL, "ConflictResolved", "Scale", "%s/%s has no "
+		    "other owner now", c->target_kind, c->target_name);
+	}
+	as_strlcpy(p->conflict, msg, sizeof p->conflict);
+}
+
+/* owners.h: the owners of p's target changed. */
+static void
+pool_owner_cb(void *arg)
+{
+	struct pool	*p = arg;
+
+	pool_evaluate(p);
+	pool_status_note(p);
+}
+
+/* Shadow mode: what p would do is now would; logged when it changes. */
+static void
+pool_shadow_note(struct pool *p, long would)
+{
+	const struct pool_config *c = p->cfg;
+
+	if (would == p->would)
+		return;
+	p->would = would;
+	if (c->mode == POOL_MODE_DISPATCH)
+		log_info("pool", "%s: shadow: would claim %ld sandboxes "
+		    "(backlog %.0f); nothing consumed", p->id, would,
+		    p->ready);
+	else
+		log_info("pool", "%s: shadow: would scale %s %s from %ld to "
+		    "%ld (%s, backlog %.0f, in flight %.0f); nothing written",
+		    p->id, c->target_kind, c->target_name, p->spec_replicas,
+		    would, autoscale_reason_name(p->last.reason), p->ready,
+		    p->in_flight);
+}
+
+TESTABLE enum pool_write
+pool_write_choice(const struct pool_write_input *in, long *want)
+{
+	*want = in->desired;
+	if (in->shadow)
+		return (POOL_HOLD_SHADOW);
+	if (in->conflict)
+		return (POOL_HOLD_CONFLICT);	/* yields to the owner */
+	if (!in->owners_known)
+		return (POOL_HOLD_UNKNOWN);	/* owners not listed yet */
+	if (in->paused) {
+		if (in->paused_replicas < 0)
+			return (POOL_HOLD_PAUSED);
+		*want = in->paused_replicas;	/* KEDA's paused-replicas */
+	}
+	if (*want == in->current)
+		return (POOL_HOLD_SAME);
+	/* A standby decides (its windows stay warm) but never writes. */
+	if (!in->may_write)
+		return (POOL_HOLD_STANDBY);
+	return (POOL_WRITE);
+}
+
 static void
 pool_evaluate(struct pool *p)
 {
@@ -512,7 +680,17 @@ pool_evaluate(struct pool *p)
 	struct autoscale_input	 in;
 	struct autoscale_decision d;
 	double			 now = as_mono_now();
+	struct pool_write_input	 wi;
+	long			 want;
+	int			 known = 1;
 
+	if (c->mode == POOL_MODE_DISPATCH) {
+		/* Shadow or paused (config_pool_consumes()): a claim a task. */
+		if (p->source_ok && c->shadow)
+			pool_shadow_note(p, lround(p->ready));
+		return;
+	}
+	pool_conflict_note(p, &known);
 	if (p->req != NULL) {
 		p->dirty = 1;
 		return;
@@ -540,12 +718,23 @@ pool_evaluate(struct pool *p)
 	(void)decisions_note(&p->recent, as_wall_now(), in.backlog,
 	    in.current, d.desired, autoscale_reason_name(d.reason), 10);
 	pool_recount(p);
-	/* A standby decides (its windows stay warm) but never writes. */
-	if (d.desired == p->spec_replicas || !daemon_may_write(p->d))
+	memset(&wi, 0, sizeof wi);
+	wi.shadow = c->shadow;
+	wi.conflict = p->conflict[0] != '\0';
+	wi.owners_known = known;
+	wi.paused = c->paused;
+	wi.paused_replicas = c->paused_replicas;
+	wi.desired = d.desired;
+	wi.current = p->spec_replicas;
+	wi.may_write = daemon_may_write(p->d);
+	if (c->shadow)
+		pool_shadow_note(p, d.desired);
+	if (pool_write_choice(&wi, &want) != POOL_WRITE)
 		return;
 	p->patch_from = p->spec_replicas;
+	p->patch_seen = p->seen_at;
 	p->req = k8s_scale_patch(p->d->k8s, c->target_kind, c->ns,
-	    c->target_name, d.desired, pool_patch_done, p);
+	    c->target_name, want, pool_patch_done, p);
 }
 
 /*
@@ -648,12 +837,21 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	p = xcalloc(1, sizeof *p);
 	p->d = d;
 	p->cfg = c;
+	prom_hist_init(&p->read_took, pool_read_bounds,
+	    AS_ARRAY_SIZE(pool_read_bounds));
+	prom_hist_init(&p->reaction, pool_reaction_bounds,
+	    AS_ARRAY_SIZE(pool_reaction_bounds));
 	/* Unknown until the first read: nothing is decided before it. */
 	p->source_ok = 0;
+	p->would = -1;
 	snprintf(p->id, sizeof p->id, "%s/%s", c->ns, c->name);
-	p->target = targets_subscribe(d->targets, c->target_kind, c->ns,
-	    c->target_name, pool_target_cb, p);
-	pool_target_reset(p);
+	if (c->mode == POOL_MODE_SCALE) {
+		p->target = targets_subscribe(d->targets, c->target_kind,
+		    c->ns, c->target_name, pool_target_cb, p);
+		p->owner = owners_subscribe(d->owners, c->target_kind, c->ns,
+		    c->target_name, pool_owner_cb, p);
+		pool_target_reset(p);
+	}
 	st = scaler_type_find(c->source.type);	/* checked by config */
 	config_pool_source(c, &src);
 	p->scaler = st != NULL ? st->create(d->loop, &src, err, sizeof err) :
@@ -690,6 +888,7 @@ pool_free(struct pool *p)
 		k8s_req_cancel(p->req);
 	p->req = NULL;
 	targets_unsubscribe(p->d->targets, p->target);
+	owners_unsubscribe(p->d->owners, p->owner);
 	scaler_destroy(p->scaler);
 	autoscale_state_reset(&p->as);
 	free(p);
@@ -802,6 +1001,62 @@ pool_index_build(struct daemon *d)
 	}
 }
 
+/* Orders scale pools by target, then age, then name (pool_rivals()). */
+static int
+pool_rival_cmp(const void *a, const void *b)
+{
+	const struct pool_config *x = (*(struct pool *const *)a)->cfg;
+	const struct pool_config *y = (*(struct pool *const *)b)->cfg;
+	int		 r;
+
+	if ((r = strcmp(x->ns, y->ns)) != 0 ||
+	    (r = strcmp(x->target_kind, y->target_kind)) != 0 ||
+	    (r = strcmp(x->target_name, y->target_name)) != 0)
+		return (r);
+	if (x->created != y->created)
+		return (x->created < y->created ? -1 : 1);
+	return (strcmp(x->name, y->name));
+}
+
+/*
+ * AgentPools on one target: of those that write (scale mode, not in
+ * shadow mode) the oldest owns it, by creationTimestamp then name (a
+ * file's pools have none: by name); the others' rival names it.
+ */
+static void
+pool_rivals(struct daemon *d)
+{
+	struct pool	**v, *p;
+	size_t		 i, n = 0;
+
+	v = xcalloc(d->npools > 0 ? d->npools : 1, sizeof *v);
+	for (i = 0; i < d->npools; i++) {
+		p = d->pools[i];
+		p->rival[0] = '\0';
+		if (p->cfg->mode == POOL_MODE_SCALE && !p->cfg->shadow)
+			v[n++] = p;
+	}
+	d->pool_visits += d->npools;
+	qsort(v, n, sizeof *v, pool_rival_cmp);
+	for (i = 1; i < n; i++) {
+		if (pool_rival_cmp(&v[i - 1], &v[i]) == 0 ||
+		    strcmp(v[i - 1]->cfg->ns, v[i]->cfg->ns) != 0 ||
+		    strcmp(v[i - 1]->cfg->target_kind,
+		    v[i]->cfg->target_kind) != 0 ||
+		    strcmp(v[i - 1]->cfg->target_name,
+		    v[i]->cfg->target_name) != 0)
+			continue;
+		/* v[i - 1] is the owner, or yields to the same one. */
+		if (v[i - 1]->rival[0] != '\0')
+			as_strlcpy(v[i]->rival, v[i - 1]->rival,
+			    sizeof v[i]->rival);
+		else
+			snprintf(v[i]->rival, sizeof v[i]->rival,
+			    "AgentPool %s (first by age, then name)", v[i - 1]->cfg->name);
+	}
+	free(v);
+}
+
 void
 pool_apply_config(struct daemon *d, const struct config *nc)
 {
@@ -813,16 +1068,20 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 	for (i = 0, n = 0; i < nc->npools; i++) {
 		const struct pool_config *c = &nc->pools[i];
 
-		if (c->mode != POOL_MODE_SCALE)
+		if (config_pool_consumes(c))
 			continue;	/* the dispatcher's */
 		d->pool_visits++;
 		p = pool_find(d, c->ns, c->name);
-		if (p != NULL && config_same_source(p->cfg, c)) {
+		if (p != NULL && p->cfg->mode == c->mode &&
+		    config_same_source(p->cfg, c)) {
 			np[n] = p;
 			p->kept = 1;
-			retarget = strcmp(p->cfg->target_kind,
+			if (!c->shadow)
+				p->would = -1;
+			retarget = c->mode == POOL_MODE_SCALE &&
+			    (strcmp(p->cfg->target_kind,
 			    c->target_kind) != 0 ||
-			    strcmp(p->cfg->target_name, c->target_name) != 0;
+			    strcmp(p->cfg->target_name, c->target_name) != 0);
 			p->cfg = c;
 			if (retarget) {
 				if (p->req != NULL)
@@ -834,6 +1093,10 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 				p->target = targets_subscribe(d->targets,
 				    c->target_kind, c->ns, c->target_name,
 				    pool_target_cb, p);
+				owners_unsubscribe(d->owners, p->owner);
+				p->owner = owners_subscribe(d->owners,
+				    c->target_kind, c->ns, c->target_name,
+				    pool_owner_cb, p);
 				pool_target_reset(p);
 			}
 		} else
@@ -853,6 +1116,7 @@ pool_apply_config(struct daemon *d, const struct config *nc)
 	d->pools = np;
 	d->npools = n;
 	pool_index_build(d);
+	pool_rivals(d);
 }
 
 void
@@ -899,6 +1163,42 @@ pool_free_all(struct daemon *d)
 
 /* CRD mode (crd.h): the status of the objects. */
 
+/* The Shadow and Paused conditions of p, and a dispatch pool's view. */
+static void
+pool_status_hold(const struct pool *p, struct crd_pool_status *st)
+{
+	const struct pool_config *c = p->cfg;
+	int	 disp = c->mode == POOL_MODE_DISPATCH;
+
+	if (disp) {
+		st->dispatch = 1;
+		st->replicas = -1;
+		st->desired = p->would > 0 ? p->would : 0;
+		st->in_flight = 0;
+		st->started = p->source_read;
+		st->warm_replicas = -1;
+	}
+	st->shadow = c->shadow;
+	st->paused = c->paused && !c->shadow;
+	if (c->shadow && p->would < 0)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "no decision yet; "
+		    "nothing is %s", disp ? "consumed" : "written");
+	else if (c->shadow && disp)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "would claim %ld "
+		    "sandboxes for the backlog; nothing is consumed", p->would);
+	else if (c->shadow)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "would scale %s/%s "
+		    "to %ld (now %ld); nothing is written", c->target_kind,
+		    c->target_name, p->would, p->spec_replicas);
+	else if (c->paused && c->paused_replicas >= 0)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "%s: %s/%s held at "
+		    "%ld replicas", CONFIG_ANN_PAUSED_REPLICAS, c->target_kind,
+		    c->target_name, c->paused_replicas);
+	else if (c->paused)
+		snprintf(st->hold_msg, sizeof st->hold_msg, "%s: nothing is %s",
+		    CONFIG_ANN_PAUSED, disp ? "consumed" : "written");
+}
+
 /* What p's AgentPool status reports (pool_crd_status()). */
 static void
 pool_status_fill(const struct pool *p, struct crd_pool_status *st)
@@ -912,7 +1212,10 @@ pool_status_fill(const struct pool *p, struct crd_pool_status *st)
 	st->source_ok = p->source_ok;
 	as_strlcpy(st->source_err, p->source_err, sizeof st->source_err);
 	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
-	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA;
+	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA &&
+	    !p->cfg->shadow;
+	as_strlcpy(st->conflict, p->conflict, sizeof st->conflict);
+	pool_status_hold(p, st);
 	if (st->quota_limited)
 		snprintf(st->quota_msg, sizeof st->quota_msg, "needs %ld "
 		    "replicas, the namespace's AgentQuota allows %ld",

@@ -4,6 +4,11 @@
  * daemon (daemon.c) creates them from its config and drives leadership;
  * its HTTP endpoints (daemon_http.c) read them.
  *
+ * Besides the scale pools it runs the dispatch pools the dispatcher does
+ * not (config_pool_consumes()): in shadow mode or paused, such a pool
+ * reads its backlog and reports the claims it would make, consuming
+ * nothing.
+ *
  * Ownership: the daemon owns its pools (d->pools); a pool's cfg points
  * into d->config and is swapped by pool_apply_config() with it.
  */
@@ -16,6 +21,7 @@
 #include <ev.h>
 
 #include "agentscaler/rt/hash.h"
+#include "agentscaler/rt/prom.h"
 #include "autoscale.h"
 #include "config.h"
 #include "crd.h"
@@ -23,10 +29,26 @@
 
 struct daemon;
 struct k8s_req;
+struct owner_sub;
 struct pool_ns;
 struct scaler;
 struct scaler_result;
 struct target_sub;
+
+/*
+ * Why a read of the source failed, a bounded label (the source error
+ * message itself goes to the log, the Event and /status).
+ */
+enum pool_src_err {
+	POOL_SRC_ERR_AUTH,		/* -AS_EAUTH, -AS_EFORBIDDEN */
+	POOL_SRC_ERR_CONNECTION,	/* -AS_ECONN, -AS_EIO */
+	POOL_SRC_ERR_NOT_FOUND,		/* -AS_ENOTFOUND */
+	POOL_SRC_ERR_OTHER,
+	POOL_SRC_ERR_PROTOCOL,		/* -AS_EPROTO, -AS_EINVAL */
+	POOL_SRC_ERR_TIMEOUT,		/* -AS_ETIMEDOUT */
+	POOL_SRC_ERR_COUNT
+};
+extern const char *const pool_src_err_names[POOL_SRC_ERR_COUNT];
 
 struct pool {
 	struct daemon		*d;
@@ -71,14 +93,39 @@ struct pool {
 	struct autoscale_state	 as;
 	struct autoscale_decision last;
 	struct decisions	 recent;	/* for /status and /ui */
+	/*
+	 * Shadow mode (cfg->shadow): what the pool would do and does not,
+	 * the replicas it would write (scale) or the claims it would make
+	 * for the backlog (dispatch); -1 before the first decision.
+	 */
+	long			 would;
+	/*
+	 * Who else scales the target (owners.h), or an older AgentPool on
+	 * it (rival, set by pool_apply_config()): the pool yields and writes
+	 * nothing while conflict is set ("" none).
+	 */
+	struct owner_sub	*owner;
+	char			 rival[300];
+	char			 conflict[640];
 	double			 last_scale_wall;
 
 	uint64_t		 scale_up;
 	uint64_t		 scale_down;
-	uint64_t		 source_errors;
+	uint64_t		 source_errors[POOL_SRC_ERR_COUNT];
 	uint64_t		 kube_errors;
 	uint64_t		 polls;
 	uint64_t		 wakeups;
+
+	/*
+	 * Latencies: of each read of the source (poll_at: its start), and
+	 * from the source event behind a scale-up (the push wake-up, else
+	 * the start of the read that showed the backlog: seen_at, copied
+	 * to patch_seen at the PATCH) to the PATCH's answer.
+	 */
+	double			 wake_at;	/* mono; 0: no wake-up pending */
+	double			 poll_at, poll_from, seen_at, patch_seen;
+	struct prom_hist	 read_took;
+	struct prom_hist	 reaction;
 };
 
 /*
@@ -114,7 +161,37 @@ int	 pool_crd_status(void *arg, const char *ns, const char *name,
 int	 pool_crd_quota_status(void *arg, const char *ns,
 	    struct crd_quota_status *);
 
+/* What a scale pool does with its decision (pool_write_choice()). */
+enum pool_write {
+	POOL_WRITE,		/* patch the target to *want */
+	POOL_HOLD_SHADOW,	/* shadow mode: logged, never written */
+	POOL_HOLD_CONFLICT,	/* an HPA, ScaledObject or older pool owns it */
+	POOL_HOLD_UNKNOWN,	/* its owners are not listed yet */
+	POOL_HOLD_PAUSED,	/* paused without paused-replicas */
+	POOL_HOLD_SAME,		/* the target has *want already */
+	POOL_HOLD_STANDBY,	/* not the leader: decides, never writes */
+};
+
+struct pool_write_input {
+	int		 shadow;
+	int		 conflict;	/* the pool yields to an owner */
+	int		 owners_known;
+	int		 paused;
+	long		 paused_replicas;	/* -1: none */
+	long		 desired;	/* autoscale_decide() */
+	long		 current;	/* the target's spec.replicas */
+	int		 may_write;	/* daemon_may_write() */
+};
+
 #ifdef AS_TESTING
+/*
+ * Pure: whether a scale pool writes its target, and the replicas into
+ * *want (the decision, or paused-replicas when paused); the first reason
+ * to hold, in this order: shadow, conflict, owners unknown, paused,
+ * already there, standby.
+ */
+enum pool_write pool_write_choice(const struct pool_write_input *,
+	    long *want);
 struct k8s_scale;
 /* For tests/check_pool_targets.c: the answer to a PATCH of /scale. */
 void	 pool_patch_done(int, const struct k8s_scale *, const char *,

@@ -123,6 +123,7 @@ struct quota_ns {
 	struct as_hash	 trees;		/* struct qtree, shrinking */
 	long		 replicas;
 	uint64_t	 admitted, deferred, rejected;
+	uint64_t	 decisions[3][QUOTA_R_COUNT];	/* [verdict][reason] */
 };
 
 static void	 quota_charge(const struct quota_ns *, struct qtree *,
@@ -691,8 +692,10 @@ quota_spare_target(long want, long cur, long headroom, long waiting)
 }
 
 void
-quota_count(struct quota_ns *ns, enum quota_verdict v)
+quota_count(struct quota_ns *ns, enum quota_verdict v, enum quota_reason r)
 {
+	if ((unsigned)v < 3 && (unsigned)r < QUOTA_R_COUNT)
+		ns->decisions[v][r]++;
 	switch (v) {
 	case QUOTA_ADMIT:
 		ns->admitted++;
@@ -869,6 +872,14 @@ quota_headroom(const struct quota_ns *ns)
 	if (ns->max_sandboxes < 0)
 		return (-1);
 	return (live >= ns->max_sandboxes ? 0 : ns->max_sandboxes - live);
+}
+
+uint64_t
+quota_decisions(const struct quota_ns *ns, enum quota_verdict v,
+    enum quota_reason r)
+{
+	return ((unsigned)v < 3 && (unsigned)r < QUOTA_R_COUNT ?
+	    ns->decisions[v][r] : 0);
 }
 
 void

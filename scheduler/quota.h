@@ -174,7 +174,11 @@ int		 quota_spares_give_way(struct quota_decision *d, long spares);
 long		 quota_spare_target(long want, long cur, long headroom,
 		    long waiting);
 /* Records the decision in the counters (check + count, for metrics). */
-void		 quota_count(struct quota_ns *, enum quota_verdict);
+void		 quota_count(struct quota_ns *, enum quota_verdict,
+		    enum quota_reason);
+/* Decisions counted with verdict v for reason r (QUOTA_R_NONE: admit). */
+uint64_t	 quota_decisions(const struct quota_ns *, enum quota_verdict v,
+		    enum quota_reason r);
 /*
  * The task is live: takes one sandbox and its resources, joins (or
  * starts) its tree, counts as a live child of its parent, takes a spawn

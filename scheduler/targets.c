@@ -1,10 +1,10 @@
 /*
  * targets.c: the scale pools' targets, watched (targets.h).
  *
- * Design.  Three tables, all rt/hash.h:
+ * Design.  Two tables, kept by informer_group.h (shared with owners.c):
  *
  *	groups	 one per informer, keyed "Kind/namespace" ("Kind/" for a
- *		 cluster-wide one), with the list of its targets
+ *		 cluster-wide one), with the list of its targets (its users)
  *	targets	 one per (kind, namespace, name) somebody subscribed to,
  *		 keyed "Kind/namespace/name", with its last state and the
  *		 list of its subscriptions (two pools on one target: two)
@@ -49,6 +49,7 @@
 #include "agentscaler/rt/hash.h"
 #include "agentscaler/rt/json.h"
 #include "agentscaler/rt/log.h"
+#include "informer_group.h"
 #include "targets.h"
 
 /* readyz: at most this many informers named, then a count. */
@@ -58,53 +59,36 @@ struct tgroup;
 struct target;
 
 struct target_sub {
+	struct informer_sub	 base;	/* first: t's list */
 	struct target		*t;
-	struct target_sub	*prev, *next;
 	target_fn		*fn;
 	void			*arg;
 };
 
 struct target {
-	struct as_hash_entry	 link;	/* ts->targets */
-	char			*key;	/* Kind/ns/name */
+	struct informer_key	 k;	/* first: Kind/ns/name, subs */
 	char			*ns;
 	char			*name;
 	struct tgroup		*g;
 	struct target		*prev, *next;	/* g's targets */
-	struct target_sub	*subs;
 	struct target_state	 st;
 };
 
 struct tgroup {
-	struct as_hash_entry	 link;	/* ts->groups */
-	char			*key;	/* Kind/ns, Kind/ cluster-wide */
+	struct informer_group	 ig;	/* first: users are its targets */
 	const char		*kind;	/* static: k8s_kind_list() */
-	char			*ns;	/* NULL: cluster-wide */
 	struct targets		*ts;
-	struct informer		*inf;	/* NULL: could not be made */
 	struct target		*targets;
-	size_t			 ntargets;
 	int			 synced;
 };
 
 struct targets {
-	struct k8s_client	*kc;
-	struct targets_ops	 ops;
-	int			 cluster_wide;
-	struct as_hash		 groups;
-	struct as_hash		 targets;
+	struct informer_groups	 groups;
+	struct informer_index	 targets;
 	size_t			 unsynced;	/* groups not listed yet */
 	size_t			 nsubs;
 	uint64_t		 events;
 	uint64_t		 notified;
-};
-
-static const struct targets_ops targets_ops_real = {
-	.informer_new = informer_new,
-	.informer_free = informer_free,
-	.informer_get = informer_get,
-	.informer_synced = informer_synced,
-	.informer_stats = informer_get_stats,
 };
 
 static void	 tgroup_event(struct informer *, enum informer_event,
@@ -112,6 +96,7 @@ static void	 tgroup_event(struct informer *, enum informer_event,
 static void	 target_set(struct targets *, struct target *,
 		    const struct target_state *);
 static void	 target_refresh(struct target *);
+static void	 target_clear(struct informer_key *);
 
 struct targets *
 targets_new(struct k8s_client *kc, const struct targets_options *o)
@@ -119,59 +104,29 @@ targets_new(struct k8s_client *kc, const struct targets_options *o)
 	struct targets	*ts;
 
 	ts = xcalloc(1, sizeof *ts);
-	ts->kc = kc;
-	ts->ops = o != NULL && o->ops != NULL ? *o->ops : targets_ops_real;
-	ts->cluster_wide = o != NULL && o->cluster_wide;
-	as_hash_init_str(&ts->groups, 0, 0,
-	    AS_HASH_KEYOFF(struct tgroup, link, key));
-	as_hash_init_str(&ts->targets, 0, AS_HASH_SHRINK,
-	    AS_HASH_KEYOFF(struct target, link, key));
+	informer_groups_init(&ts->groups, kc, o != NULL ? o->ops : NULL,
+	    o != NULL && o->cluster_wide);
+	informer_index_init(&ts->targets, target_clear);
 	return (ts);
 }
 
+/* What a target hangs on its record (informer_index clear). */
 static void
-tgroup_free(struct tgroup *g)
+target_clear(struct informer_key *k)
 {
-	if (g->inf != NULL)
-		g->ts->ops.informer_free(g->inf);
-	free(g->key);
-	free(g->ns);
-	free(g);
-}
+	struct target	*t = (struct target *)k;
 
-static void
-target_free(struct target *t)
-{
-	struct target_sub *s, *next;
-
-	for (s = t->subs; s != NULL; s = next) {
-		next = s->next;
-		free(s);
-	}
-	free(t->key);
 	free(t->ns);
 	free(t->name);
-	free(t);
 }
 
 void
 targets_free(struct targets *ts)
 {
-	struct as_hash_entry *l, *next;
-
 	if (ts == NULL)
 		return;
-	for (l = as_hash_first(&ts->groups); l != NULL; l = next) {
-		next = as_hash_next(&ts->groups, l);
-		tgroup_free(AS_HASH_ITEM(l, struct tgroup, link));
-	}
-	as_hash_fini(&ts->groups);
-	/* The records go; the table is not changed while walked. */
-	for (l = as_hash_first(&ts->targets); l != NULL; l = next) {
-		next = as_hash_next(&ts->targets, l);
-		target_free(AS_HASH_ITEM(l, struct target, link));
-	}
-	as_hash_fini(&ts->targets);
+	informer_groups_fini(&ts->groups);
+	informer_index_fini(&ts->targets);
 	free(ts);
 }
 
@@ -298,61 +253,42 @@ tgroup_get(struct targets *ts, const char *kind, const char *ns)
 	struct informer_options io;
 	struct tgroup	*g;
 	const char	*prefix, *resource, *const *kinds;
-	char		*key, *path, err[256];
+	char		 err[256];
 
-	key = xasprintf("%s/%s", kind, ts->cluster_wide ? "" : ns);
-	g = AS_HASH_ITEM(as_hash_find_str(&ts->groups, key), struct tgroup,
-	    link);
-	if (g != NULL) {
-		free(key);
+	g = (struct tgroup *)informer_groups_use(&ts->groups, kind, ns);
+	if (g != NULL)
 		return (g);
-	}
-	if (k8s_kind_resource(kind, &prefix, &resource) != 0) {
-		free(key);
+	if (k8s_kind_resource(kind, &prefix, &resource) != 0)
 		return (NULL);
-	}
-	g = xcalloc(1, sizeof *g);
-	g->key = key;
+	memset(&io, 0, sizeof io);
+	io.transform = targets_slim;
+	io.compact = 1;		/* printed: a few hundred bytes each */
+	g = (struct tgroup *)informer_groups_add(&ts->groups, sizeof *g, kind,
+	    ns, prefix, resource, &io, tgroup_event, err, sizeof err);
 	g->ts = ts;
 	for (kinds = k8s_kind_list(); *kinds != NULL; kinds++)
 		if (strcmp(*kinds, kind) == 0)
 			g->kind = *kinds;
-	if (!ts->cluster_wide)
-		g->ns = xstrdup(ns);
-	as_hash_insert_str(&ts->groups, &g->link);
 	ts->unsynced++;
-	if (g->ns != NULL)
-		path = xasprintf("%s/namespaces/%s/%s", prefix, g->ns,
-		    resource);
-	else
-		path = xasprintf("%s/%s", prefix, resource);
-	memset(&io, 0, sizeof io);
-	io.path = path;
-	io.log_name = path;
-	io.transform = targets_slim;
-	io.compact = 1;		/* printed: a few hundred bytes each */
-	g->inf = ts->ops.informer_new(ts->kc, &io, tgroup_event, g, err,
-	    sizeof err);
-	if (g->inf == NULL)
-		log_error("targets", "cannot watch %s: %s", path, err);
+	if (g->ig.inf == NULL)
+		log_error("targets", "cannot watch %s: %s", g->ig.path, err);
 	else
 		log_info("targets", "watching %s for the replicas of %s "
-		    "targets", path, kind);
-	free(path);
+		    "targets", g->ig.path, kind);
 	return (g);
 }
 
+/* One target fewer; the watch ends with the last. */
 static void
 tgroup_put(struct targets *ts, struct tgroup *g)
 {
-	if (g->ntargets > 0)
+	if (!informer_groups_put(&ts->groups, &g->ig))
 		return;
 	if (!g->synced)
 		ts->unsynced--;
-	as_hash_remove(&ts->groups, &g->link);
 	log_info("targets", "no target left in %s %s: its watch ends",
-	    g->kind, g->ns != NULL ? g->ns : "(all namespaces)");
-	tgroup_free(g);
+	    g->kind, g->ig.ns != NULL ? g->ig.ns : "(all namespaces)");
+	informer_groups_free(&ts->groups, &g->ig);
 }
 
 /* The target the object of a group's informer is, if anyone wants it. */
@@ -370,8 +306,8 @@ tgroup_target(struct tgroup *g, const cJSON *obj)
 		return (NULL);
 	key = xasprintf("%s/%s/%s", g->kind, ns->valuestring,
 	    name->valuestring);
-	t = AS_HASH_ITEM(as_hash_find_str(&g->ts->targets, key),
-	    struct target, link);
+	t = (struct target *)informer_index_get(&g->ts->targets, key, 0,
+	    NULL);
 	free(key);
 	return (t);
 }
@@ -415,10 +351,10 @@ target_refresh(struct target *t)
 	struct tgroup	*g = t->g;
 	struct target_state st;
 
-	if (g->inf == NULL || !g->ts->ops.informer_synced(g->inf))
+	if (!informer_group_synced(&g->ts->groups, &g->ig))
 		return;
-	targets_parse(g->ts->ops.informer_get(g->inf, t->ns, t->name),
-	    g->kind, t->name, &st);
+	targets_parse(g->ts->groups.ops.informer_get(g->ig.inf, t->ns,
+	    t->name), g->kind, t->name, &st);
 	target_set(g->ts, t, &st);
 }
 
@@ -427,7 +363,8 @@ static void
 target_set(struct targets *ts, struct target *t, const struct target_state *st)
 {
 	const struct target_state *o = &t->st;
-	struct target_sub *s, *next;
+	struct informer_sub *s, *next;
+	struct target_sub *ts_s;
 	int		 changed;
 
 	changed = o->listed != st->listed || o->found != st->found ||
@@ -438,10 +375,11 @@ target_set(struct targets *ts, struct target *t, const struct target_state *st)
 	t->st = *st;
 	if (!changed)
 		return;
-	for (s = t->subs; s != NULL; s = next) {
+	for (s = t->k.subs; s != NULL; s = next) {
 		next = s->next;
 		ts->notified++;
-		s->fn(&t->st, s->arg);
+		ts_s = (struct target_sub *)s;
+		ts_s->fn(&t->st, ts_s->arg);
 	}
 }
 
@@ -458,16 +396,14 @@ targets_subscribe(struct targets *ts, const char *kind, const char *ns,
 	    k8s_kind_resource(kind, NULL, NULL) != 0)
 		return (NULL);
 	key = xasprintf("%s/%s/%s", kind, ns, name);
-	t = AS_HASH_ITEM(as_hash_find_str(&ts->targets, key), struct target,
-	    link);
+	t = (struct target *)informer_index_get(&ts->targets, key, 0, NULL);
 	if (t == NULL) {
 		if ((g = tgroup_get(ts, kind, ns)) == NULL) {
 			free(key);
 			return (NULL);
 		}
-		t = xcalloc(1, sizeof *t);
-		t->key = key;
-		key = NULL;
+		t = (struct target *)informer_index_get(&ts->targets, key,
+		    sizeof *t, NULL);
 		t->ns = xstrdup(ns);
 		t->name = xstrdup(name);
 		t->g = g;
@@ -475,22 +411,16 @@ targets_subscribe(struct targets *ts, const char *kind, const char *ns,
 		if (g->targets != NULL)
 			g->targets->prev = t;
 		g->targets = t;
-		g->ntargets++;
-		as_hash_insert_str(&ts->targets, &t->link);
 		/* Known at once if the informer has listed already. */
-		if (g->inf != NULL && ts->ops.informer_synced(g->inf))
-			targets_parse(ts->ops.informer_get(g->inf, ns, name),
-			    g->kind, name, &t->st);
+		if (informer_group_synced(&ts->groups, &g->ig))
+			targets_parse(ts->groups.ops.informer_get(g->ig.inf,
+			    ns, name), g->kind, name, &t->st);
 	}
 	free(key);
-	s = xcalloc(1, sizeof *s);
+	s = (struct target_sub *)informer_key_subscribe(&t->k, sizeof *s);
 	s->t = t;
 	s->fn = fn;
 	s->arg = arg;
-	s->next = t->subs;
-	if (t->subs != NULL)
-		t->subs->prev = s;
-	t->subs = s;
 	ts->nsubs++;
 	return (s);
 }
@@ -504,15 +434,8 @@ targets_unsubscribe(struct targets *ts, struct target_sub *s)
 	if (ts == NULL || s == NULL)
 		return;
 	t = s->t;
-	if (s->prev != NULL)
-		s->prev->next = s->next;
-	else
-		t->subs = s->next;
-	if (s->next != NULL)
-		s->next->prev = s->prev;
-	free(s);
 	ts->nsubs--;
-	if (t->subs != NULL)
+	if (!informer_key_unsubscribe(&t->k, &s->base))
 		return;
 	g = t->g;
 	if (t->prev != NULL)
@@ -521,9 +444,7 @@ targets_unsubscribe(struct targets *ts, struct target_sub *s)
 		g->targets = t->next;
 	if (t->next != NULL)
 		t->next->prev = t->prev;
-	g->ntargets--;
-	as_hash_remove(&ts->targets, &t->link);
-	target_free(t);
+	informer_index_drop(&ts->targets, &t->k);
 	tgroup_put(ts, g);
 }
 
@@ -548,16 +469,18 @@ targets_synced(const struct targets *ts, struct as_buf *b)
 		return (1);
 	if (b == NULL)
 		return (0);
-	for (l = as_hash_first(&ts->groups); l != NULL;
-	    l = as_hash_next(&ts->groups, l)) {
-		g = AS_HASH_ITEM(l, struct tgroup, link);
+	for (l = as_hash_first(&ts->groups.groups); l != NULL;
+	    l = as_hash_next(&ts->groups.groups, l)) {
+		g = (struct tgroup *)AS_HASH_ITEM(l, struct informer_group,
+		    link);
 		if (g->synced || n++ >= TARGETS_READYZ_LINES)
 			continue;
 		memset(&is, 0, sizeof is);
-		if (g->inf != NULL)
-			ts->ops.informer_stats(g->inf, &is);
+		if (g->ig.inf != NULL)
+			ts->groups.ops.informer_stats(g->ig.inf, &is);
 		as_buf_printf(b, "%ss of %s not listed yet%s\n", g->kind,
-		    g->ns != NULL ? g->ns : "all namespaces", g->inf == NULL ?
+		    g->ig.ns != NULL ? g->ig.ns : "all namespaces",
+		    g->ig.inf == NULL ?
 		    ": cannot watch them" : is.failing > 0 ?
 		    ": listing fails (see the logs)" : "");
 	}
@@ -573,8 +496,8 @@ targets_get_stats(const struct targets *ts, struct targets_stats *st)
 	memset(st, 0, sizeof *st);
 	if (ts == NULL)
 		return;
-	st->informers = as_hash_count(&ts->groups);
-	st->targets = as_hash_count(&ts->targets);
+	st->informers = as_hash_count(&ts->groups.groups);
+	st->targets = informer_index_count(&ts->targets);
 	st->subscriptions = ts->nsubs;
 	st->events = ts->events;
 	st->notified = ts->notified;

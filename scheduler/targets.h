@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "agentscaler/k8s/informer.h"
+#include "informer_group.h"
 
 struct as_buf;
 struct cJSON;
@@ -46,19 +47,6 @@ struct target_state {
 
 typedef void	 target_fn(const struct target_state *, void *arg);
 
-/* The informer functions, replaceable by tests (NULL: the real ones). */
-struct targets_ops {
-	struct informer	*(*informer_new)(struct k8s_client *,
-			    const struct informer_options *, informer_fn *,
-			    void *, char *, size_t);
-	void		 (*informer_free)(struct informer *);
-	const struct cJSON *(*informer_get)(const struct informer *,
-			    const char *, const char *);
-	int		 (*informer_synced)(const struct informer *);
-	void		 (*informer_stats)(const struct informer *,
-			    struct informer_stats *);
-};
-
 struct targets_options {
 	/*
 	 * 1: one informer per kind for all namespaces (the daemon watches
@@ -66,7 +54,7 @@ struct targets_options {
 	 * everywhere); 0: one per (kind, namespace) in use.
 	 */
 	int			 cluster_wide;
-	const struct targets_ops *ops;
+	const struct informer_ops *ops;	/* NULL: the real informers */
 };
 
 struct targets	*targets_new(struct k8s_client *,

@@ -15,6 +15,7 @@
 #include "agentscaler/scalers/scaler.h"
 #include "scheduler/quantity.h"
 #include "scheduler/config.h"
+#include "scheduler/podcidr.h"
 #include "util/testutil.h"
 
 #define POOL(spec) "{\"pools\":[{\"metadata\":{\"name\":\"p1\"},\"spec\":" \
@@ -101,8 +102,8 @@ END_TEST
 
 /*
  * spec.handoff and spec.results (issue 16): a dispatch pool without them
- * keeps the broker inbox, as every pool did before; http takes the
- * protocol's defaults; the results destination resolves its password as
+ * hands off over http (the default since issue 16; inbox is asked for);
+ * http takes the protocol's defaults, the router the stock Service; the results destination resolves its password as
  * the source does.
  */
 #define DSP "\"mode\":\"dispatch\"," SRC ",\"sandbox\":{\"warmPool\":\"wp\"}"
@@ -116,7 +117,8 @@ START_TEST(test_handoff)
 	    "{\"metadata\":{\"name\":\"c\"},\"spec\":{" DSP ",\"handoff\":{"
 	    "\"mode\":\"http\",\"via\":\"podIP\",\"router\":\"https://r:8443"
 	    "\",\"port\":9000,\"deadlineSeconds\":5,\"maxAttempts\":3,"
-	    "\"tls\":{\"caFile\":\"/ca.pem\"}}}}]}";
+	    "\"tls\":{\"caFile\":\"/ca.pem\"}}}},{\"metadata\":{\"name\":"
+	    "\"d\"},\"spec\":{" DSP ",\"handoff\":{\"mode\":\"inbox\"}}}]}";
 	struct config	*c;
 	const struct pool_config *a, *b, *x;
 	char		 err[512];
@@ -126,12 +128,12 @@ START_TEST(test_handoff)
 	a = &c->pools[0];
 	b = &c->pools[1];
 	x = &c->pools[2];
-	ck_assert_int_eq(a->handoff.mode, HANDOFF_INBOX);
+	ck_assert_int_eq(a->handoff.mode, HANDOFF_HTTP);
 	ck_assert_int_eq(a->has_results, 0);
 	ck_assert_int_eq(b->handoff.mode, HANDOFF_HTTP);
 	ck_assert_int_eq(b->handoff.via, HANDOFF_VIA_ROUTER);
 	ck_assert_str_eq(b->handoff.router,
-	    "http://sandbox-router-svc.agent-sandbox-system.svc:8080");
+	    "http://sandbox-router-svc.default.svc:8080");
 	ck_assert_int_eq(b->handoff.port, 8888);
 	ck_assert_int_eq(b->handoff.deadline_seconds, 120);
 	ck_assert_int_eq(b->handoff.max_attempts, 1);
@@ -148,6 +150,8 @@ START_TEST(test_handoff)
 	ck_assert_str_eq(x->handoff.tls_ca_file, "/ca.pem");
 	ck_assert_int_eq(config_same_handoff(a, a), 1);
 	ck_assert_int_eq(config_same_handoff(a, b), 0);
+	ck_assert_int_eq(config_same_handoff(a, &c->pools[3]), 0);
+	ck_assert_int_eq(c->pools[3].handoff.mode, HANDOFF_INBOX);
 	ck_assert_int_eq(config_same_handoff(b, x), 0);
 	config_free(c);
 }
@@ -169,6 +173,7 @@ START_TEST(test_handoff_crd)
 	    "\"results\":{\"type\":\"rabbitmq\",\"address\":\"amqp://r\","
 	    "\"exchange\":\"xr\",\"authSecretRef\":{\"name\":\"rs\",\"key\":"
 	    "\"pw\"}}}}";
+	static const char *const routers[] = { HANDOFF_ROUTER_DEFAULT };
 	struct scaler_source src;
 	struct config_tenancy t;
 	struct config	*c = config_new();
@@ -176,6 +181,8 @@ START_TEST(test_handoff_crd)
 	char		 err[512] = "";
 
 	memset(&t, 0, sizeof t);
+	t.routers = routers;
+	t.nrouters = 1;
 	j = cJSON_Parse(obj);
 	ck_assert_int_eq(config_add_pool(c, j, NULL, &t, "", err, sizeof err),
 	    -AS_EINVAL);
@@ -199,6 +206,126 @@ START_TEST(test_handoff_crd)
 	ck_assert_str_eq(src.password_secret, "team-a/rs/pw");
 	cJSON_Delete(j);
 	config_free(c);
+}
+END_TEST
+
+/*
+ * CRD mode: spec.handoff.router is a tenant's, and the daemon sends each
+ * task's requests there: only a router of --handoff-routers is taken (a
+ * pool naming none gets the first), and via podIP needs --pod-cidrs.
+ * File mode (the operator's file) takes any http(s) router.
+ */
+static const char *const crd_routers[] = {
+	"http://sandbox-router-svc.default.svc:8080",
+	"https://router.ops.svc:8443/",
+};
+
+static const struct {
+	const char	*handoff;	/* spec.handoff; NULL: none */
+	size_t		 nrouters;	/* of crd_routers */
+	int		 cidrs;		/* --pod-cidrs given */
+	int		 crd;		/* 0: --config file mode */
+	const char	*want;		/* the router; or "!" error text */
+} router_rows[] = {
+	{ NULL, 2, 0, 1, "http://sandbox-router-svc.default.svc:8080" },
+	{ "{\"via\":\"router\"}", 2, 0, 1,
+	    "http://sandbox-router-svc.default.svc:8080" },
+	{ "{\"router\":\"https://router.ops.svc:8443\"}", 2, 0, 1,
+	    "https://router.ops.svc:8443" },
+	{ "{\"router\":\"http://sandbox-router-svc.default.svc:8080/\"}", 2,
+	    0, 1, "http://sandbox-router-svc.default.svc:8080/" },
+	{ "{\"router\":\"http://169.254.169.254/latest\"}", 2, 0, 1,
+	    "!spec.handoff.router: \"http://169.254.169.254/latest\" refused "
+	    "in CRD mode: not one of the routers agentscaler allows "
+	    "(--handoff-routers: http://sandbox-router-svc.default.svc:8080, "
+	    "...)" },
+	{ "{\"router\":\"http://sandbox-router-svc.default.svc:8080.evil\"}",
+	    1, 0, 1, "!refused in CRD mode: not one of the routers" },
+	{ "{\"router\":\"http://127.0.0.1:6379\"}", 2, 0, 0,
+	    "http://127.0.0.1:6379" },
+	{ NULL, 0, 0, 1, "!spec.handoff.router: refused in CRD mode: "
+	    "agentscaler allows no router (--handoff-routers is empty)" },
+	{ NULL, 0, 0, 0, HANDOFF_ROUTER_DEFAULT },
+	{ "{\"via\":\"podIP\"}", 2, 0, 1, "!spec.handoff.via: podIP "
+	    "refused in CRD mode: agentscaler has no --pod-cidrs" },
+	{ "{\"via\":\"podIP\",\"router\":\"http://x:1\"}", 2, 1, 1,
+	    "http://x:1" },
+	{ "{\"via\":\"podIP\"}", 0, 0, 0, HANDOFF_ROUTER_DEFAULT },
+	{ "{\"mode\":\"inbox\",\"router\":\"http://x:1\"}", 0, 0, 1,
+	    "http://x:1" },
+};
+
+START_TEST(test_handoff_routers)
+{
+	struct pod_cidr	 cidr;
+	struct config_tenancy t;
+	struct config	*c = config_new();
+	cJSON		*j;
+	char		 doc[512], err[512] = "";
+	const char	*want = router_rows[_i].want;
+	int		 rc;
+
+	memset(&t, 0, sizeof t);
+	t.routers = crd_routers;
+	t.nrouters = router_rows[_i].nrouters;
+	ck_assert_int_eq(pod_cidr_parse("10.0.0.0/8", &cidr), 0);
+	if (router_rows[_i].cidrs) {
+		t.pod_cidrs = &cidr;
+		t.npod_cidrs = 1;
+	}
+	snprintf(doc, sizeof doc, "{\"metadata\":{\"name\":\"p\","
+	    "\"namespace\":\"team-a\"},\"spec\":{" DSP "%s%s}}",
+	    router_rows[_i].handoff != NULL ? ",\"handoff\":" : "",
+	    router_rows[_i].handoff != NULL ? router_rows[_i].handoff : "");
+	j = cJSON_Parse(doc);
+	ck_assert_ptr_nonnull(j);
+	rc = config_add_pool(c, j, "/s", router_rows[_i].crd ? &t : NULL, "",
+	    err, sizeof err);
+	if (want[0] == '!') {
+		ck_assert_int_eq(rc, -AS_EINVAL);
+		ck_assert_msg(strstr(err, want + 1) != NULL, "%s", err);
+	} else {
+		ck_assert_msg(rc == 0, "%s", err);
+		ck_assert_str_eq(c->pools[0].handoff.router, want);
+	}
+	cJSON_Delete(j);
+	config_free(c);
+}
+END_TEST
+
+/* --pod-cidrs: parsing and membership, both families. */
+START_TEST(test_pod_cidr)
+{
+	struct pod_cidr	 v[2];
+	static const char *const bad[] = { "10.0.0.0", "10.0.0.0/33",
+	    "10.0.0.0/", "10.0.0.0/-1", "10.0.0.0/8x", "ten/8", "::/129",
+	    "10.0.0.0/ 8", "" };
+	size_t		 i;
+
+	ck_assert_int_eq(pod_cidr_parse("10.244.7.9/16", &v[0]), 0);
+	ck_assert_int_eq(pod_cidr_parse("fd00:10::/56", &v[1]), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "10.244.0.1"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "10.244.255.255"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "10.245.0.1"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "169.254.169.254"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "fd00:10:0:ff::1"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "fd00:10:0:100::1"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "::ffff:10.244.0.1"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, "metadata.google.internal"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 2, ""), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "fd00:10::1"), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 0, "10.244.0.1"), 0);
+	ck_assert_int_eq(pod_cidr_parse("127.0.0.1/32", &v[0]), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "127.0.0.1"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "127.0.0.2"), 0);
+	ck_assert_int_eq(pod_cidr_parse("0.0.0.0/0", &v[0]), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "203.0.113.5"), 1);
+	ck_assert_int_eq(pod_cidr_parse("10.1.2.3/12", &v[0]), 0);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "10.15.0.1"), 1);
+	ck_assert_int_eq(pod_cidr_match(v, 1, "10.16.0.1"), 0);
+	for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ck_assert_msg(pod_cidr_parse(bad[i], &v[0]) == -AS_EINVAL,
+		    "%s", bad[i]);
 }
 END_TEST
 
@@ -283,7 +410,8 @@ static const struct crd_row {
 START_TEST(test_crd_tenancy)
 {
 	const struct crd_row *row = &crd_rows[_i];
-	struct config_tenancy t = { crd_shared, 1, NULL, 0 };
+	struct config_tenancy t = { crd_shared, 1, NULL, 0, NULL, 0, NULL,
+	    0 };
 	struct config	*c = config_new();
 	cJSON		*o = cJSON_Parse(row->obj);
 	char		 err[512] = "";
@@ -324,7 +452,7 @@ START_TEST(test_username_key)
 	const char *doc = "{\"pools\":[" CRD_POOL("team-a",
 	    ",\"authSecretRef\":{\"name\":\"rmq\",\"key\":\"password\","
 	    "\"usernameKey\":\"user\"}") "]}";
-	struct config_tenancy t = { NULL, 0, NULL, 0 };
+	struct config_tenancy t = { NULL, 0, NULL, 0, NULL, 0, NULL, 0 };
 	struct config	*c = config_new(), *f;
 	cJSON		*o = cJSON_Parse(obj);
 	char		 err[512];
@@ -434,8 +562,35 @@ static const struct bad {
 	    "of: minReplicas, maxReplicas" },
 	{ POOL("{" SRC "," TGT ",\"scaling\":{\"minReplicas\":5,"
 	    "\"maxReplicas\":3}}"), "minReplicas: 5 is above maxReplicas 3" },
-	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":1}}"),
-	    "pollIntervalMs: expected an integer in [10, 3600000], got 1" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":0}}"),
+	    "pollIntervalMs: expected an integer in [100, 3600000], got 0" },
+	/* KEDA's seconds by habit: refused with the reading it meant. */
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":30}}"),
+	    "pools[0].spec.scaling.pollIntervalMs: 30 is in milliseconds, "
+	    "below the 100 ms floor; KEDA's pollingInterval counts seconds: "
+	    "for 30 s write 30000" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":99}}"),
+	    "99 is in milliseconds, below the 100 ms floor" },
+	{ POOL("{" SRC "," TGT ",\"scaling\":{\"pollIntervalMs\":30.5}}"),
+	    "pollIntervalMs: expected an integer" },
+	{ POOL("{" SRC "," TGT ",\"shadow\":1}"),
+	    "pools[0].spec.shadow: expected true or false, got 1" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused\":\"yes\"}},\"spec\":{" SRC "," TGT "}}]}",
+	    "pools[0].metadata.annotations.agentscaler.io/paused: expected "
+	    "\"true\" or \"false\", got \"yes\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"-1\"}},\"spec\":{" SRC ","
+	    TGT "}}]}", "agentscaler.io/paused-replicas: expected a count in "
+	    "[0, maxReplicas 100], got \"-1\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"101\"}},\"spec\":{" SRC ","
+	    TGT "}}]}", "got \"101\"" },
+	{ "{\"pools\":[{\"metadata\":{\"name\":\"p1\",\"annotations\":{"
+	    "\"agentscaler.io/paused-replicas\":\"1\"}},\"spec\":{\"mode\":"
+	    "\"dispatch\",\"source\":{\"type\":\"redis-list\",\"address\":"
+	    "\"redis://h:6379/0\",\"queue\":\"t\"},\"sandbox\":{\"warmPool\":"
+	    "\"wp\"}}}]}", "paused-replicas: scale mode only" },
 	{ POOL("{" SRC ",\"target\":{\"kind\":\"Pod\",\"name\":\"x\"}}"),
 	    "pools[0].spec.target.kind: expected one of Deployment | "
 	    "SandboxWarmPool | StatefulSet, got \"Pod\"" },
@@ -495,8 +650,9 @@ static const struct bad {
 	    "spec.handoff.port: expected an integer in [1, 65535], got 0" },
 	{ POOL("{" SRC "," TGT ",\"handoff\":{\"mode\":\"http\"}}"),
 	    "pools[0].spec.handoff: dispatch mode only" },
-	{ POOL("{" DSP ",\"results\":{\"type\":\"redis-list\",\"address\":"
-	    "\"redis://r\",\"queue\":\"out\"}}"), "pools[0].spec.results: "
+	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"inbox\"},\"results\":{"
+	    "\"type\":\"redis-list\",\"address\":\"redis://r\",\"queue\":"
+	    "\"out\"}}"), "pools[0].spec.results: "
 	    "only with handoff.mode http" },
 	{ POOL("{" DSP ",\"handoff\":{\"mode\":\"http\"},\"results\":{"
 	    "\"type\":\"kafka\",\"address\":\"x\",\"queue\":\"q\"}}"),
@@ -628,6 +784,153 @@ START_TEST(test_quantity)
 }
 END_TEST
 
+/*
+ * Adoption: spec.shadow, and the pause annotations (ours only; others are
+ * ignored).  Which pools the dispatcher runs: config_pool_consumes().
+ */
+#define ANN_POOL(ann, spec) "{\"pools\":[{\"metadata\":{\"name\":" \
+	"\"p1\",\"annotations\":{" ann "}},\"spec\":" spec "}]}"
+#define DISP "\"mode\":\"dispatch\",\"source\":{\"type\":\"redis-list\"," \
+	"\"address\":\"redis://h:6379/0\",\"queue\":\"t\"},\"sandbox\":{" \
+	"\"warmPool\":\"wp\"}"
+static const struct adopt_row {
+	const char	*doc;
+	int		 shadow, paused;
+	long		 paused_replicas;
+	int		 consumes;
+} adopt_rows[] = {
+	{ POOL("{" SRC "," TGT "}"), 0, 0, -1, 0 },
+	{ POOL("{" SRC "," TGT ",\"shadow\":true}"), 1, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"true\",\"x/y\":\"z\"",
+	    "{" SRC "," TGT "}"), 0, 1, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"false\"", "{" SRC "," TGT
+	    "}"), 0, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused-replicas\":\"2\"", "{" SRC ","
+	    TGT "}"), 0, 1, 2, 0 },
+	{ POOL("{" DISP "}"), 0, 0, -1, 1 },
+	{ POOL("{" DISP ",\"shadow\":true}"), 1, 0, -1, 0 },
+	{ ANN_POOL("\"agentscaler.io/paused\":\"true\"", "{" DISP "}"), 0,
+	    1, -1, 0 },
+};
+
+START_TEST(test_adopt)
+{
+	const struct adopt_row *r = &adopt_rows[_i];
+	struct config	*c;
+	char		 err[512];
+
+	ck_assert_msg(config_parse(r->doc, strlen(r->doc), NULL, &c, err,
+	    sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(c->pools[0].shadow, r->shadow);
+	ck_assert_int_eq(c->pools[0].paused, r->paused);
+	ck_assert_int_eq(c->pools[0].paused_replicas, r->paused_replicas);
+	ck_assert_int_eq(config_pool_consumes(&c->pools[0]), r->consumes);
+	config_free(c);
+}
+END_TEST
+
+/* YAML as kubectl apply reads it: documents of bare objects, Lists. */
+#define Y_POOL(name, extra) "apiVersion: agentscaler.io/v1alpha1\n" \
+	"kind: AgentPool\nmetadata:\n  name: " name "\n  namespace: team-a\n" \
+	"spec:\n  source: {type: redis-list, address: 'redis://h:6379/0', " \
+	"queue: q}\n  target: {kind: Deployment, name: web}\n" extra
+#define Y_QUOTA "kind: AgentQuota\nmetadata: {name: q, namespace: team-a}\n" \
+	"spec: {maxSandboxes: 5}\n"
+static const struct yaml_row {
+	const char	*doc;
+	int		 npools, nquotas;	/* -1: refused */
+	const char	*err;
+} yaml_rows[] = {
+	{ Y_POOL("p1", "") "---\n" Y_QUOTA, 1, 1, NULL },
+	{ "# a comment\n---\n" Y_POOL("p1", "  shadow: true\n") "---\n", 1, 0,
+	    NULL },
+	{ "kind: List\nitems:\n- kind: AgentQuota\n  metadata: {name: q}\n"
+	    "  spec: {maxSandboxes: 1}\n", 0, 1, NULL },
+	{ "pools:\n- metadata: {name: p1}\n  spec:\n    source: {type: "
+	    "redis-list, address: 'redis://h:6379/0', queue: q}\n    target: "
+	    "{kind: Deployment, name: web}\n", 1, 0, NULL },
+	{ Y_POOL("p1", "") "---\n" Y_POOL("p2", "  scaling: {maxReplicas: "
+	    "ten}\n"), -1, 0, "AgentPool team-a/p2 (line 10): "
+	    "spec.scaling.maxReplicas: expected an integer" },
+	{ Y_POOL("p1", "") "---\n" Y_POOL("p1", ""), -1, 0,
+	    "AgentPool team-a/p1 (line 10): metadata.name: pool team-a/p1 is "
+	    "declared twice" },
+	{ "kind: Deployment\nmetadata: {name: web}\n", -1, 0,
+	    "Deployment default/web (line 1): not an AgentPool or AgentQuota" },
+	{ "- 1\n", -1, 0, "line 1: expected an AgentPool or AgentQuota object" },
+	{ "pools: 3\n", -1, 0, "pools: expected an array" },
+	{ "# nothing\n", -1, 0, "config: no document" },
+	{ "a: [\n", -1, 0, "not valid YAML" },
+};
+
+START_TEST(test_yaml)
+{
+	const struct yaml_row *r = &yaml_rows[_i];
+	struct config	*c;
+	char		 err[512];
+	int		 rc;
+
+	rc = config_parse(r->doc, strlen(r->doc), NULL, &c, err, sizeof err);
+	if (r->npools < 0) {
+		ck_assert_int_eq(rc, -AS_EINVAL);
+		ck_assert_ptr_null(c);
+		ck_assert_msg(strstr(err, r->err) != NULL, "%s", err);
+		return;
+	}
+	ck_assert_msg(rc == 0, "%s", err);
+	ck_assert_uint_eq(c->npools, (size_t)r->npools);
+	ck_assert_uint_eq(c->nquotas, (size_t)r->nquotas);
+	config_free(c);
+}
+END_TEST
+
+/* --check-config: every object judged, each error named. */
+struct check_log {
+	char	 text[2048];
+	int	 calls;
+};
+
+static void
+check_cb(void *arg, const char *who, const char *err, int skipped)
+{
+	struct check_log *l = arg;
+	size_t	 n = strlen(l->text);
+
+	l->calls++;
+	snprintf(l->text + n, sizeof l->text - n, "%s|%s|%d\n", who,
+	    err != NULL ? err : "ok", skipped);
+}
+
+START_TEST(test_check)
+{
+	const char	*doc = Y_POOL("p1", "  scaling: {pollIntervalMs: 30}\n")
+	    "---\n" Y_QUOTA "---\nkind: Deployment\nmetadata: {name: web}\n"
+	    "---\n" Y_POOL("p2", "") "---\n" Y_POOL("p2", "");
+	struct check_log l;
+	char		 err[256];
+
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(config_check(doc, strlen(doc), NULL, check_cb, &l,
+	    err, sizeof err), 2);
+	ck_assert_int_eq(l.calls, 5);
+	ck_assert_str_eq(l.text,
+	    "AgentPool team-a/p1 (line 1)|AgentPool team-a/p1 (line 1): "
+	    "spec.scaling.pollIntervalMs: 30 is in milliseconds, below the 100 "
+	    "ms floor; KEDA's pollingInterval counts seconds: for 30 s write "
+	    "30000|0\n"
+	    "AgentQuota team-a/q (line 11)|ok|0\n"
+	    "Deployment default/web (line 15)|ok|1\n"
+	    "AgentPool team-a/p2 (line 18)|ok|0\n"
+	    "AgentPool team-a/p2 (line 27)|AgentPool team-a/p2 (line 27): "
+	    "metadata.name: pool team-a/p2 is declared twice|0\n");
+	memset(&l, 0, sizeof l);
+	ck_assert_int_eq(config_check("{\"pools\": 1}", 13, NULL, check_cb,
+	    &l, err, sizeof err), -AS_EINVAL);
+	ck_assert_str_eq(err, "pools: expected an array");
+	ck_assert_int_eq(l.calls, 0);
+}
+END_TEST
+
 /* Every truncation of a good document is rejected cleanly, never crashes. */
 START_TEST(test_truncations)
 {
@@ -657,6 +960,9 @@ config_suite(void)
 	tcase_add_test(tc, test_secret_ref);
 	tcase_add_test(tc, test_handoff);
 	tcase_add_test(tc, test_handoff_crd);
+	tcase_add_loop_test(tc, test_handoff_routers, 0,
+	    sizeof router_rows / sizeof router_rows[0]);
+	tcase_add_test(tc, test_pod_cidr);
 	tcase_add_loop_test(tc, test_crd_tenancy, 0,
 	    (int)AS_ARRAY_SIZE(crd_rows));
 	tcase_add_test(tc, test_file_mode_secret_names);
@@ -668,6 +974,9 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_quantity, 0,
 	    (int)(sizeof quantity_rows / sizeof quantity_rows[0]));
 	tcase_add_test(tc, test_truncations);
+	tcase_add_loop_test(tc, test_adopt, 0, (int)AS_ARRAY_SIZE(adopt_rows));
+	tcase_add_loop_test(tc, test_yaml, 0, (int)AS_ARRAY_SIZE(yaml_rows));
+	tcase_add_test(tc, test_check);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -150,6 +150,45 @@ START_TEST(test_slim_builds_the_same)
 }
 END_TEST
 
+/*
+ * The pause annotations survive the slimming (ours only, not kubectl's
+ * copy of the spec) and reach the config; so does the pool's age.
+ */
+START_TEST(test_slim_keeps_pause)
+{
+	const char *const docs[] = {
+	    "{\"metadata\":{\"name\":\"p\",\"namespace\":\"team-a\","
+		"\"creationTimestamp\":\"2026-01-01T00:00:00Z\",\"annotations\":"
+		"{\"kubectl.kubernetes.io/last-applied-configuration\":\"{}\","
+		"\"agentscaler.io/paused-replicas\":\"2\"}},\"spec\":{\"source\":"
+		"{\"type\":\"redis-list\",\"address\":\"redis://h:6379/0\","
+		"\"queue\":\"q\"},\"target\":{\"kind\":\"Deployment\",\"name\":"
+		"\"web\"}}}",
+	};
+	const int	 quota[] = { 0 };
+	struct crd_object objs[1];
+	cJSON		*keep[1];
+	struct config	*c;
+	char		*text;
+
+	c = build(docs, quota, 1, objs, keep);
+	config_free(c);
+	crd_slim(keep[0], NULL);
+	text = cJSON_PrintUnformatted(cJSON_GetObjectItem(cJSON_GetObjectItem(
+	    keep[0], "metadata"), "annotations"));
+	ck_assert_str_eq(text, "{\"agentscaler.io/paused-replicas\":\"2\"}");
+	free(text);
+	objs[0].created = 1767225600;
+	c = crd_build_config(objs, 1, NULL);
+	ck_assert_uint_eq(c->npools, 1);
+	ck_assert_int_eq(c->pools[0].paused, 1);
+	ck_assert_int_eq(c->pools[0].paused_replicas, 2);
+	ck_assert_double_eq(c->pools[0].created, 1767225600);
+	config_free(c);
+	cJSON_Delete(keep[0]);
+}
+END_TEST
+
 START_TEST(test_oldest_quota_wins)
 {
 	const char *const docs[] = {
@@ -272,6 +311,31 @@ START_TEST(test_pool_status)
 	    "3 tasks deferred");
 	ck_assert_str_eq(cond(a, "Ready", "reason"), "Starting");
 	ck_assert_ptr_null(cJSON_GetObjectItem(a, "lastScaleTime"));
+	/* Shadow, Paused and Conflict: present only while true. */
+	ck_assert_ptr_null(cond(a, "Shadow", "status"));
+	ck_assert_ptr_null(cond(a, "Paused", "status"));
+	ck_assert_ptr_null(cond(a, "Conflict", "status"));
+	cJSON_Delete(a);
+	memset(&s, 0, sizeof s);
+	s.shadow = 1;
+	as_strlcpy(s.hold_msg, "would scale Deployment/web to 3 (now 1)",
+	    sizeof s.hold_msg);
+	as_strlcpy(s.conflict, "HorizontalPodAutoscaler web scales it",
+	    sizeof s.conflict);
+	a = crd_pool_status_json(&s, 1, NULL, t0);
+	ck_assert_str_eq(cond(a, "Shadow", "status"), "True");
+	ck_assert_str_eq(cond(a, "Shadow", "message"),
+	    "would scale Deployment/web to 3 (now 1)");
+	ck_assert_str_eq(cond(a, "Conflict", "reason"), "TargetOwned");
+	ck_assert_ptr_null(cond(a, "Paused", "status"));
+	cJSON_Delete(a);
+	memset(&s, 0, sizeof s);
+	s.paused = 1;
+	as_strlcpy(s.hold_msg, "agentscaler.io/paused: nothing is written",
+	    sizeof s.hold_msg);
+	a = crd_pool_status_json(&s, 1, NULL, t0);
+	ck_assert_str_eq(cond(a, "Paused", "reason"), "PausedByAnnotation");
+	ck_assert_ptr_null(cond(a, "Shadow", "status"));
 	cJSON_Delete(a);
 }
 END_TEST
@@ -295,7 +359,7 @@ START_TEST(test_pool_status_hash)
 	h = crd_pool_status_hash(&a);
 	b = a;
 	ck_assert_uint_eq(crd_pool_status_hash(&b), h);
-	for (k = 0; k < 17; k++) {
+	for (k = 0; k < 21; k++) {
 		b = a;
 		switch (k) {
 		case 0:
@@ -345,6 +409,18 @@ START_TEST(test_pool_status_hash)
 			break;
 		case 15:
 			b.quota_limited = 1;
+			break;
+		case 16:
+			b.shadow = 1;
+			break;
+		case 17:
+			b.paused = 1;
+			break;
+		case 18:
+			snprintf(b.hold_msg, sizeof b.hold_msg, "h");
+			break;
+		case 19:
+			snprintf(b.conflict, sizeof b.conflict, "c");
 			break;
 		default:
 			snprintf(b.quota_msg, sizeof b.quota_msg, "y");
@@ -401,6 +477,7 @@ crd_suite(void)
 
 	tcase_add_test(tc, test_each_object_alone);
 	tcase_add_test(tc, test_slim_builds_the_same);
+	tcase_add_test(tc, test_slim_keeps_pause);
 	tcase_add_test(tc, test_oldest_quota_wins);
 	tcase_add_test(tc, test_pool_status);
 	tcase_add_test(tc, test_quota_and_invalid_status);

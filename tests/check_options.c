@@ -13,6 +13,7 @@
 #include "agentscaler/rt/common.h"
 #include "scheduler/daemon.h"
 #include "scheduler/options.h"
+#include "scheduler/podcidr.h"
 #include "util/testutil.h"
 
 extern char **environ;
@@ -89,6 +90,11 @@ START_TEST(test_defaults)
 	ck_assert_double_eq(d.leader.retry_period, 2);
 	ck_assert_uint_eq(d.tenancy.nshared, 0);
 	ck_assert_uint_eq(d.tenancy.nsecret_namespaces, 0);
+	/* The stock router Service, and no pod ranges (via podIP refused). */
+	ck_assert_uint_eq(d.tenancy.nrouters, 1);
+	ck_assert_str_eq(d.tenancy.routers[0],
+	    "http://sandbox-router-svc.default.svc:8080");
+	ck_assert_uint_eq(d.tenancy.npod_cidrs, 0);
 	if (gethostname(host, sizeof host) == 0 && host[0] != '\0') {
 		host[sizeof host - 1] = '\0';
 		ck_assert_str_eq(d.instance, host);
@@ -116,6 +122,8 @@ START_TEST(test_every_field)
 		"--lease-duration", "17", "--renew-deadline", "8.5",
 		"--retry-period", "1.5", "--watch-namespace", "wns",
 		"--shared-secrets", "a/x,,b/y", "--secret-namespaces", "n1,n2",
+		"--handoff-routers", "https://r1:8443,,http://r2",
+		"--pod-cidrs", "10.244.0.0/16,fd00::/8",
 		"--log-level", "debug", NULL
 	};
 	struct options		 o;
@@ -153,6 +161,15 @@ START_TEST(test_every_field)
 	ck_assert_str_eq(d.tenancy.shared[1], "b/y");
 	ck_assert_uint_eq(d.tenancy.nsecret_namespaces, 2);
 	ck_assert_str_eq(d.tenancy.secret_namespaces[1], "n2");
+	ck_assert_uint_eq(d.tenancy.nrouters, 2);
+	ck_assert_str_eq(d.tenancy.routers[0], "https://r1:8443");
+	ck_assert_str_eq(d.tenancy.routers[1], "http://r2");
+	ck_assert_uint_eq(d.tenancy.npod_cidrs, 2);
+	ck_assert_int_eq(pod_cidr_match(d.tenancy.pod_cidrs, 2, "10.244.9.9"),
+	    1);
+	ck_assert_int_eq(pod_cidr_match(d.tenancy.pod_cidrs, 2, "fd00::1"), 1);
+	ck_assert_int_eq(pod_cidr_match(d.tenancy.pod_cidrs, 2, "10.245.0.1"),
+	    0);
 	ck_assert_str_eq(o.val[O_LOG_LEVEL], "debug");
 	options_free(&o);
 }
@@ -201,6 +218,10 @@ static const struct {
 	{ { "--shared-secrets", "noslash", NULL }, "NAMESPACE/NAME" },
 	{ { "--shared-secrets", "a/b/c", NULL }, "NAMESPACE/NAME" },
 	{ { "--shared-secrets", "/name", NULL }, "NAMESPACE/NAME" },
+	{ { "--handoff-routers", "sandbox-router-svc:8080", NULL },
+	    "--handoff-routers: expected http:// or https:// URLs" },
+	{ { "--pod-cidrs", "10.0.0.0/8,10.1.0.0", NULL },
+	    "--pod-cidrs: expected ADDRESS/BITS, got \"10.1.0.0\"" },
 };
 
 START_TEST(test_bad)

@@ -528,6 +528,54 @@ START_TEST(test_cap_same_as_walk)
 }
 END_TEST
 
+/*
+ * The pool-level choice to write or hold (issue 18): shadow and paused
+ * pools write nothing, paused-replicas holds N, a pool yields while an
+ * HPA, a ScaledObject or an older AgentPool owns its target (the caller
+ * sets conflict from owners_get() or the rival pool) or while its owners
+ * are not listed yet.
+ */
+static const struct {
+	const char		*name;
+	struct pool_write_input	 in;
+	enum pool_write		 want;
+	long			 replicas;
+} write_rows[] = {
+	{ "scales", { 0, 0, 1, 0, -1, 5, 2, 1 }, POOL_WRITE, 5 },
+	{ "shadow writes nothing", { 1, 0, 1, 0, -1, 5, 2, 1 },
+	    POOL_HOLD_SHADOW, 5 },
+	{ "shadow before conflict", { 1, 1, 1, 1, 3, 5, 2, 1 },
+	    POOL_HOLD_SHADOW, 5 },
+	{ "paused writes nothing", { 0, 0, 1, 1, -1, 5, 2, 1 },
+	    POOL_HOLD_PAUSED, 5 },
+	{ "paused-replicas holds N", { 0, 0, 1, 1, 3, 5, 2, 1 },
+	    POOL_WRITE, 3 },
+	{ "paused-replicas already there", { 0, 0, 1, 1, 2, 5, 2, 1 },
+	    POOL_HOLD_SAME, 2 },
+	{ "paused-replicas 0", { 0, 0, 1, 1, 0, 5, 2, 1 }, POOL_WRITE, 0 },
+	{ "yields to an owner (HPA, ScaledObject, older pool)",
+	    { 0, 1, 1, 0, -1, 5, 2, 1 }, POOL_HOLD_CONFLICT, 5 },
+	{ "yields when paused too", { 0, 1, 1, 1, 3, 5, 2, 1 },
+	    POOL_HOLD_CONFLICT, 5 },
+	{ "owners not listed yet", { 0, 0, 0, 0, -1, 5, 2, 1 },
+	    POOL_HOLD_UNKNOWN, 5 },
+	{ "already there", { 0, 0, 1, 0, -1, 2, 2, 1 }, POOL_HOLD_SAME, 2 },
+	{ "standby", { 0, 0, 1, 0, -1, 5, 2, 0 }, POOL_HOLD_STANDBY, 5 },
+	{ "standby, paused-replicas", { 0, 0, 1, 1, 3, 5, 2, 0 },
+	    POOL_HOLD_STANDBY, 3 },
+};
+
+START_TEST(test_write_choice)
+{
+	long	 want = -7;
+
+	ck_assert_msg(pool_write_choice(&write_rows[_i].in, &want) ==
+	    write_rows[_i].want, "%s", write_rows[_i].name);
+	ck_assert_msg(want == write_rows[_i].replicas, "%s: %ld",
+	    write_rows[_i].name, want);
+}
+END_TEST
+
 static Suite *
 pool_suite(void)
 {
@@ -541,6 +589,8 @@ pool_suite(void)
 	tcase_add_test(tc, test_cap_same_as_walk);
 	tcase_add_test(tc, test_cap_level_falls);
 	tcase_add_test(tc, test_status_touches);
+	tcase_add_loop_test(tc, test_write_choice, 0,
+	    (int)(sizeof write_rows / sizeof write_rows[0]));
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -628,7 +628,7 @@ START_TEST(test_scenario)
 			    names, sizeof names);
 			memset(&d, 0x55, sizeof d);
 			quota_check(ns, &t, st->now, &d);
-			quota_count(ns, d.verdict);
+			quota_count(ns, d.verdict, d.reason);
 			ck_assert_msg(d.verdict == st->want &&
 			    d.reason == st->reason,
 			    "%s, step %d (%s): want %d %s, got %d %s (%s)",
@@ -1417,6 +1417,36 @@ START_TEST(test_spares_give_way_check)
 }
 END_TEST
 
+/*
+ * Decisions are counted by verdict and reason (the reason label of
+ * agentscaler_quota_decisions_total), next to the totals by verdict.
+ */
+START_TEST(test_decisions_by_reason)
+{
+	struct quota_config q = { .max_sandboxes = 1 };
+	struct quota_ns	*ns = quota_ns_new(&q);
+	struct quota_usage u;
+
+	quota_count(ns, QUOTA_ADMIT, QUOTA_R_NONE);
+	quota_count(ns, QUOTA_DEFER, QUOTA_R_MAX_SANDBOXES);
+	quota_count(ns, QUOTA_DEFER, QUOTA_R_MAX_SANDBOXES);
+	quota_count(ns, QUOTA_REJECT, QUOTA_R_MAX_DEPTH);
+	ck_assert_uint_eq(quota_decisions(ns, QUOTA_ADMIT, QUOTA_R_NONE), 1);
+	ck_assert_uint_eq(quota_decisions(ns, QUOTA_DEFER,
+	    QUOTA_R_MAX_SANDBOXES), 2);
+	ck_assert_uint_eq(quota_decisions(ns, QUOTA_REJECT,
+	    QUOTA_R_MAX_SANDBOXES), 0);
+	ck_assert_uint_eq(quota_decisions(ns, QUOTA_REJECT, QUOTA_R_MAX_DEPTH),
+	    1);
+	ck_assert_uint_eq(quota_decisions(ns, QUOTA_REJECT, QUOTA_R_COUNT), 0);
+	quota_usage(ns, &u);
+	ck_assert_uint_eq(u.admitted, 1);
+	ck_assert_uint_eq(u.deferred, 2);
+	ck_assert_uint_eq(u.rejected, 1);
+	quota_ns_free(ns);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1442,6 +1472,7 @@ main(void)
 	tcase_add_loop_test(tc, test_spare_target, 0,
 	    (int)AS_ARRAY_SIZE(spare_rows));
 	tcase_add_test(tc, test_spares_give_way_check);
+	tcase_add_test(tc, test_decisions_by_reason);
 	suite_add_tcase(s, tc);
 	return (tu_run_suite(s));
 }

@@ -93,18 +93,19 @@ def scale_demo(args):
                     break
             if t >= next_print:
                 mt = daemon.metrics()
-                lab = '{namespace="default",pool="research-agents"}'
+                lab = '{namespace="default",pool="research-agents"%s}'
                 print("%5.0f %8d %9d %8d %9d %6d" % (
-                    t, mt.get("agentscaler_pool_backlog" + lab, 0),
-                    mt.get("agentscaler_pool_in_flight" + lab, 0),
-                    mt.get("agentscaler_pool_desired_replicas" + lab, 0), spec, ready), flush=True)
+                    t, mt.get("agentscaler_pool_source_tasks" + lab % ',state="ready"', 0),
+                    mt.get("agentscaler_pool_source_tasks" + lab % ',state="in_flight"', 0),
+                    mt.get("agentscaler_pool_desired_replicas" + lab % "", 0), spec, ready),
+                      flush=True)
                 next_print += 1.0
             time.sleep(0.05)
 
         mt = daemon.metrics()
         lab = '{namespace="default",pool="research-agents",direction="%s"}'
-        ups = mt.get("agentscaler_pool_scale_events_total" + lab % "up", 0)
-        downs = mt.get("agentscaler_pool_scale_events_total" + lab % "down", 0)
+        ups = mt.get("agentscaler_pool_scale_writes_total" + lab % "up", 0)
+        downs = mt.get("agentscaler_pool_scale_writes_total" + lab % "down", 0)
         patches = [r for r in kube.requests() if r["method"] == "PATCH"]
         print("\nsummary:")
         print("  tasks pushed %d, finished %d" % (pushed, done))
@@ -156,9 +157,14 @@ def dispatch_demo(args):
         world.sandbox_pool(kube, "sandboxes", replicas=4)
         runtime = world.AgentRuntime(kube, redis.url, work_ms=2500, children=2, max_depth=1,
                                      publish_to="redis-list:tasks", extra=("--spawn-at", "start"))
+        # handoff inbox, asked for: the daemon's default is http (issue 16),
+        # but these agents read a Redis inbox and publish their sub-tasks to
+        # the broker themselves (--publish-to), which is what the demo's load
+        # is made of; on a real cluster that needs broker egress and
+        # credentials in every sandbox (README, "Dispatch mode").
         pool = world.pool_dispatch("coding-agents", redis.url, "tasks", "sandboxes",
                                    claim_ttl_seconds=600, spare_min=2, spare_max=20,
-                                   cooldownSeconds=8, pollIntervalMs=1000)
+                                   cooldownSeconds=8, pollIntervalMs=1000, handoff="inbox")
         daemon = world.Daemon({"pools": [pool]}, kube, binary=args.bin,
                               extra=["--log-format", "text", "--instance", "demo"])
         world.wait_for(lambda: daemon.started(), 20, what="agentscaler ready")
@@ -192,12 +198,15 @@ def dispatch_demo(args):
                     zero_at = t
                 print("%5.0f %6d %8d %7d %6d %6d %7d %7d %6d" % (
                     t, redis.cmd("LLEN", "tasks"),
-                    mt.get("agentscaler_dispatch_tasks_waiting" + lab, 0),
-                    mt.get("agentscaler_dispatch_tasks_in_flight" + lab, 0),
+                    daemon.metric_sum("agentscaler_dispatch_tasks", pool="coding-agents",
+                                      state="claiming") +
+                    daemon.metric_sum("agentscaler_dispatch_tasks", pool="coding-agents",
+                                      state="waiting"),
+                    daemon.metric_sum("agentscaler_dispatch_tasks", pool="coding-agents"),
                     mt.get('agentscaler_dispatch_claims_total{namespace="default",'
-                           'pool="coding-agents",launch="warm"}', 0),
+                           'pool="coding-agents",launch="warm",outcome="ready"}', 0),
                     mt.get('agentscaler_dispatch_claims_total{namespace="default",'
-                           'pool="coding-agents",launch="cold"}', 0),
+                           'pool="coding-agents",launch="cold",outcome="ready"}', 0),
                     mt.get("agentscaler_warm_spare_target" + lab, 0), spec, ready), flush=True)
                 next_print += 1.0
             time.sleep(0.05)
@@ -206,9 +215,9 @@ def dispatch_demo(args):
         lw = {"namespace": "default", "pool": "coding-agents", "launch": "warm"}
         lc = dict(lw, launch="cold")
         warm = mt.get('agentscaler_dispatch_claims_total{namespace="default",pool="coding-agents",'
-                      'launch="warm"}', 0)
+                      'launch="warm",outcome="ready"}', 0)
         cold = mt.get('agentscaler_dispatch_claims_total{namespace="default",pool="coding-agents",'
-                      'launch="cold"}', 0)
+                      'launch="cold",outcome="ready"}', 0)
         print("\nsummary:")
         print("  root tasks pushed %d; tasks received by agents %d (sub-tasks included), "
               "each exactly once: %s" % (pushed, len(runtime.received_ids()),

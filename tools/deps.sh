@@ -5,8 +5,36 @@
 # Idempotent: does nothing when all are present, and runs apt-get update only
 # when a package is missing and the package lists are empty or stale; the
 # venv is remade only when the requirements or the package's pyproject change.
+# promtool (the /metrics and alert-rule checks) is taken out of Debian's
+# prometheus package without installing it (installing would start a
+# Prometheus server): `apt-get download` + `dpkg -x`, only usr/bin/promtool,
+# into build/tools/promtool.  `tools/deps.sh promtool` does only that part.
 set -e
 cd "$(dirname "$0")/.."
+lists=/var/lib/apt/lists
+apt_fresh() {
+	if [ -z "$(find $lists -maxdepth 1 -name '*_Packages*' -mtime -1 \
+	    2>/dev/null)" ]; then
+		apt-get update -q
+	fi
+}
+promtool() {
+	[ -x build/tools/promtool ] && return 0
+	echo "deps: extracting promtool from Debian's prometheus package"
+	apt_fresh
+	tmp=$(mktemp -d)
+	chmod a+rwx "$tmp"	# apt-get download fetches as _apt
+	(cd "$tmp" && apt-get download -q prometheus >/dev/null &&
+	    dpkg -x prometheus_*.deb root)
+	mkdir -p build/tools
+	cp "$tmp/root/usr/bin/promtool" build/tools/promtool.tmp
+	mv build/tools/promtool.tmp build/tools/promtool
+	rm -rf "$tmp"
+}
+if [ "${1:-}" = promtool ]; then
+	promtool
+	exit 0
+fi
 venv() {
 	stamp=build/venv/.stamp
 	want=$(cat tests/clients/requirements.txt clients/python/pyproject.toml |
@@ -29,17 +57,15 @@ for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 	    missing="$missing $p"
 done
-[ -z "$missing" ] && { venv; exit 0; }
+[ -z "$missing" ] && { venv; promtool; exit 0; }
 if [ "$(id -u)" != 0 ]; then
 	echo "deps: missing:$missing; run 'make deps' as root" >&2
 	exit 1
 fi
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
-lists=/var/lib/apt/lists
-if [ -z "$(find $lists -maxdepth 1 -name '*_Packages*' -mtime -1 2>/dev/null)" ]; then
-	apt-get update -q
-fi
+apt_fresh
 # shellcheck disable=SC2086
 apt-get install -y -q --no-install-recommends $missing
 venv
+promtool

@@ -66,6 +66,7 @@
 #include "agentscaler/rt/common.h"
 #include "agentscaler/rt/httpc.h"
 #include "agentscaler/rt/log.h"
+#include "agentscaler/rt/prom.h"
 
 #define HTTPC_BODY_MAX		(64 * 1024 * 1024)
 #define HTTPC_RETRY_AFTER_MAX	300.0	/* the longest Retry-After we wait */
@@ -99,6 +100,21 @@ struct httpc_stat {
 	uint64_t		 count;
 };
 
+/* The durations of one verb's attempts, the limiter's wait included. */
+struct httpc_lat {
+	char			 verb[16];
+	struct prom_hist	 h;
+};
+
+/*
+ * Buckets of the attempt durations and of the limiter's wait, those of
+ * client-go's rest_client_request_duration_seconds and
+ * rest_client_rate_limiter_duration_seconds (k8s.io/client-go
+ * tools/metrics), up to a minute.
+ */
+static const double httpc_took_bounds[] = { 0.005, 0.025, 0.1, 0.25, 0.5,
+    1, 2, 4, 8, 15, 30, 60 };
+
 struct httpc_req {
 	struct httpc		*client;
 	enum httpc_req_state	 state;
@@ -106,6 +122,7 @@ struct httpc_req {
 	TAILQ_ENTRY(httpc_req)	 wait;		/* on c->waitq while QUEUED */
 	struct ev_timer		 timer;		/* SLEEPING */
 	int			 fail_on_wake;	/* the timer delivers err */
+	double			 queued_at;	/* mono: this attempt queued */
 
 	char			*method;
 	char			*path;
@@ -202,6 +219,9 @@ struct httpc {
 
 	struct httpc_stat	*stats;
 	size_t			 nstats;
+	struct httpc_lat	*lat;
+	size_t			 nlat;
+	struct prom_hist	 wait;		/* queued to started */
 
 	unsigned		 depth;		/* watcher callbacks running */
 	int			 closing;
@@ -221,7 +241,7 @@ static void	 httpc_deliver(struct httpc *);
 static void	 httpc_leave(struct httpc *);
 static void	 httpc_destroy(struct httpc *);
 static void	 httpc_pump(struct httpc *);
-static void	 httpc_count(struct httpc *, const char *, long);
+static void	 httpc_count(struct httpc *, const struct httpc_req *, long);
 static void	 httpc_reach(struct httpc *, int, const char *);
 static void	 httpc_default_message(long, const char *, size_t, char *,
 		    size_t);
@@ -328,6 +348,8 @@ httpc_new(struct ev_loop *loop, const struct httpc_options *o, char *err,
 	c->arg = o->arg;
 	c->tokens = c->burst;
 	c->tokens_at = as_mono_now();
+	prom_hist_init(&c->wait, httpc_took_bounds,
+	    AS_ARRAY_SIZE(httpc_took_bounds));
 	snprintf(c->user_agent, sizeof c->user_agent, "agentscaler/%s",
 	    as_version);
 
@@ -410,6 +432,7 @@ httpc_destroy(struct httpc *c)
 	free(c->cert_blob);
 	free(c->user);
 	free(c->stats);
+	free(c->lat);
 	free(c->base_url);
 	free(c->log_name);
 	free(c->ca_file);
@@ -505,11 +528,48 @@ httpc_foreach_stat(const struct httpc *c,
 		fn(c->stats[i].verb, c->stats[i].code, c->stats[i].count, arg);
 }
 
-static void
-httpc_count(struct httpc *c, const char *verb, long code)
+void
+httpc_foreach_latency(const struct httpc *c,
+    void (*fn)(const char *, const struct prom_hist *, void *), void *arg)
 {
 	size_t	 i;
 
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->nlat; i++)
+		fn(c->lat[i].verb, &c->lat[i].h, arg);
+}
+
+const struct prom_hist *
+httpc_limiter_wait(const struct httpc *c)
+{
+	return (&c->wait);
+}
+
+/*
+ * Counts the end of r's attempt under (verb, code), and for a request that
+ * is not a stream its duration from the queue (the limiter's wait in).
+ */
+static void
+httpc_count(struct httpc *c, const struct httpc_req *r, long code)
+{
+	const char	*verb = r->method;
+	size_t		 i;
+
+	if (!r->stream) {
+		for (i = 0; i < c->nlat &&
+		    strcmp(c->lat[i].verb, verb) != 0; i++)
+			;
+		if (i == c->nlat) {
+			c->lat = xrealloc(c->lat, (c->nlat + 1) *
+			    sizeof *c->lat);
+			as_strlcpy(c->lat[i].verb, verb, sizeof c->lat[i].verb);
+			prom_hist_init(&c->lat[i].h, httpc_took_bounds,
+			    AS_ARRAY_SIZE(httpc_took_bounds));
+			c->nlat++;
+		}
+		prom_hist_add(&c->lat[i].h, as_mono_now() - r->queued_at);
+	}
 	for (i = 0; i < c->nstats; i++) {
 		if (c->stats[i].code == code &&
 		    strcmp(c->stats[i].verb, verb) == 0) {
@@ -774,6 +834,7 @@ httpc_pump(struct httpc *c)
 	    c->tokens >= 1.0 - HTTPC_TOKEN_SLACK) {
 		c->tokens -= 1.0;
 		TAILQ_REMOVE(&c->waitq, r, wait);
+		prom_hist_add(&c->wait, now - r->queued_at);
 		req_start(r);
 	}
 	if (TAILQ_EMPTY(&c->waitq) || ev_is_active(&c->rl_timer))
@@ -923,6 +984,7 @@ static void
 req_enqueue(struct httpc_req *r)
 {
 	r->state = HTTPC_REQ_QUEUED;
+	r->queued_at = as_mono_now();
 	TAILQ_INSERT_TAIL(&r->client->waitq, r, wait);
 	httpc_pump(r->client);
 }
@@ -1243,7 +1305,7 @@ req_idle(struct httpc_req *r)
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
 	req_detach(r);
-	httpc_count(c, r->method, code);
+	httpc_count(c, r, code);
 	r->attempts++;
 	r->code = code;
 	r->err = -AS_ETIMEDOUT;
@@ -1300,7 +1362,7 @@ req_attempt_done(struct httpc_req *r, CURLcode res)
 			delay = httpc_retry_after(hdr->value, time(NULL));
 	}
 	req_detach(r);
-	httpc_count(c, r->method, code);
+	httpc_count(c, r, code);
 	r->attempts++;
 	r->code = code;
 	r->err = httpc_classify(res == CURLE_OK, code, &retry);
@@ -1457,7 +1519,7 @@ req_cancel(struct httpc_req *r)
 		TAILQ_REMOVE(&c->waitq, r, wait);
 		break;
 	case HTTPC_REQ_RUNNING:
-		httpc_count(c, r->method, 0);
+		httpc_count(c, r, 0);
 		req_detach(r);
 		break;
 	case HTTPC_REQ_SLEEPING:

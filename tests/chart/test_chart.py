@@ -47,6 +47,9 @@ EXPECTED_RULES = {
     ("apps", "statefulsets"): {"list", "watch"},
     ("apps", "deployments/scale"): {"patch"},
     ("apps", "statefulsets/scale"): {"patch"},
+    # ownership (issue 18): HPAs and KEDA ScaledObjects on the targets
+    ("autoscaling", "horizontalpodautoscalers"): {"list", "watch"},
+    ("keda.sh", "scaledobjects"): {"list", "watch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools"): {"get", "list", "watch"},
     ("extensions.agents.x-k8s.io", "sandboxwarmpools/scale"): {"get", "patch"},
     ("extensions.agents.x-k8s.io", "sandboxtemplates"): {"get"},
@@ -156,13 +159,15 @@ class DefaultValuesTest(unittest.TestCase):
         for a in ("--leader-elect", "--lease-name=agentscaler", "--lease-namespace=platform",
                   "--lease-duration=15", "--renew-deadline=10", "--retry-period=2",
                   "--metrics-addr=0.0.0.0:9090", "--admin-addr=127.0.0.1:9091",
-                  "--secrets-dir=/etc/agentscaler/secrets", "--log-format=json"):
+                  "--secrets-dir=/etc/agentscaler/secrets", "--log-format=json",
+                  "--handoff-routers=http://sandbox-router-svc.default.svc:8080"):
             self.assertIn(a, args)
         # the CLI in the pod (kubectl exec ... agentscaler explain) finds it
         self.assertIn({"name": "AGENTSCALER_ADMIN_ADDR", "value": "127.0.0.1:9091"}, c["env"])
         self.assertFalse([a for a in args if a.startswith(("--config", "--watch-namespace",
                                                            "--secret-namespaces",
-                                                           "--shared-secrets"))])
+                                                           "--shared-secrets",
+                                                           "--pod-cidrs"))])
         self.assertEqual(c["env"][0], {"name": "AGENTSCALER_INSTANCE", "valueFrom": {
             "fieldRef": {"fieldPath": "metadata.name"}}})
         # the admin port is no container port: loopback only
@@ -230,7 +235,7 @@ class DefaultValuesTest(unittest.TestCase):
     def test_every_rule_is_commented(self):
         """Each rule of the shared rules template, and of the Secret Roles,
         has a comment above it."""
-        for name, indent, count in (("_rules.tpl", "", 11), ("secret-roles.yaml", "  ", 2)):
+        for name, indent, count in (("_rules.tpl", "", 13), ("secret-roles.yaml", "  ", 2)):
             with open(os.path.join(CHART, "templates", name)) as f:
                 lines = f.read().split("\n")
             rules = [i for i, ln in enumerate(lines) if ln.startswith(indent + "- apiGroups:")]
@@ -298,7 +303,8 @@ class AllValuesTest(unittest.TestCase):
         # ServiceMonitor (they do not mention it); the defaults as Helm read
         # them
         rel = chart.release([VALUES_ALL], "prod", "agents-system",
-                            ["metrics.serviceMonitor.enabled=false"])
+                            ["metrics.serviceMonitor.enabled=false",
+                             "metrics.prometheusRule.enabled=false"])
         cls.notes, cls.defaults = rel["info"]["notes"], rel["chart"]["values"]
         cls.values = chart.load_yaml(VALUES_ALL)
 
@@ -342,9 +348,11 @@ class AllValuesTest(unittest.TestCase):
         self.assertEqual(sorted((o["kind"], o["metadata"]["name"],
                                  o["metadata"].get("namespace")) for o in self.objs), sorted([
             ("ConfigMap", "prod-scaler", "agents-system"),
+            ("ConfigMap", "prod-scaler-dashboard", "agents-system"),
             ("Deployment", "prod-scaler", "agents-system"),
             ("NetworkPolicy", "prod-scaler", "agents-system"),
             ("PodDisruptionBudget", "prod-scaler", "agents-system"),
+            ("PrometheusRule", "prod-scaler", "agents-system"),
             ("Role", "prod-scaler", "agents"),
             ("Role", "prod-scaler", "agents-batch"),
             ("Role", "prod-scaler-leader-election", "agents-system"),
@@ -385,6 +393,9 @@ class AllValuesTest(unittest.TestCase):
                   "--kube-retries=3",
                   "--secrets-dir=/var/run/agentscaler/secrets",
                   "--secret-namespaces=agents",
+                  "--handoff-routers=https://sandbox-router.platform.svc:8443,"
+                  "http://sandbox-router-svc.default.svc:8080",
+                  "--pod-cidrs=10.244.0.0/16,fd00:10:244::/56",
                   "--shared-secrets=platform/redis-shared,agents-batch/batch-redis,"
                   "platform/rabbitmq-shared"):
             self.assertIn(a, c["args"])
@@ -422,7 +433,8 @@ class AllValuesTest(unittest.TestCase):
         self.assertEqual(c["readinessProbe"]["periodSeconds"], 3)
 
     def test_config_map_holds_the_inline_config(self):
-        cm = one(self.objs, "ConfigMap")
+        cm = [o for o in self.objs if o["kind"] == "ConfigMap" and
+              o["metadata"]["name"] == "prod-scaler"][0]
         cfg = json.loads(cm["data"]["pools.json"])
         # the same data; numbers (float64 in helm) come out as JSON integers
         self.assertEqual(json.loads(cm["data"]["pools.json"], parse_int=float),
@@ -720,6 +732,8 @@ class RefusedValuesTest(unittest.TestCase):
          "serviceAccount.name is required when serviceAccount.create is false"),
         ("metrics:\n  serviceMonitor:\n    enabled: true\n",
          "needs the monitoring.coreos.com/v1 API"),
+        ("metrics:\n  prometheusRule:\n    enabled: true\n",
+         "metrics.prometheusRule.enabled needs the monitoring.coreos.com/v1 API"),
         ("metrics:\n  service:\n    enabled: false\n  serviceMonitor:\n    enabled: true\n",
          "metrics.serviceMonitor.enabled needs metrics.service.enabled"),
         ("secretAccess:\n  mode: namespaces\n",

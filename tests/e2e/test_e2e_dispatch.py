@@ -53,8 +53,7 @@ class DispatchE2E(kube.E2ETestCase):
 
     def metric(self, name, **labels):
         labels = dict({"namespace": self.ns, "pool": "p"}, **labels)
-        lab = ",".join('%s="%s"' % kv for kv in labels.items())
-        return self.daemon.metrics().get("%s{%s}" % (name, lab), 0)
+        return self.daemon.metric_sum(name, **labels) or 0
 
     def items(self, what):
         path = {"claims": world.EXT_API % self.ns + "sandboxclaims",
@@ -92,8 +91,8 @@ class DispatchE2E(kube.E2ETestCase):
                          if c["metadata"].get("labels", {}).get(
                              "app.kubernetes.io/managed-by") == "agentscaler"]
         wait_for(lambda: not owned(), 120, 0.2, "agentscaler's claims deleted")
-        warm = self.metric("agentscaler_dispatch_claims_total", launch="warm")
-        cold = self.metric("agentscaler_dispatch_claims_total", launch="cold")
+        warm = self.metric("agentscaler_dispatch_claims_total", launch="warm", outcome="ready")
+        cold = self.metric("agentscaler_dispatch_claims_total", launch="cold", outcome="ready")
         self.assertEqual(warm + cold, 5)
         self.assertGreaterEqual(warm, 2, "the two warm members were claimed warm")
         self.assertEqual(self.redis.cmd("LLEN", "tasks"), 0)

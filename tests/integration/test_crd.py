@@ -97,7 +97,7 @@ class CrdScaleTest(CrdWorld):
                                                "True", "True"])
         self.assertIn("p1", self.kubectl.run("get", "apool").stdout)
         polls_before = d.metrics().get(
-            'agentscaler_source_polls_total{namespace="default",pool="p1"}')
+            'agentscaler_source_reads_total{namespace="default",pool="p1"}')
         self.assertGreater(polls_before, 0)
 
         # Edit with kubectl: applies live, same process, pool kept.
@@ -107,7 +107,7 @@ class CrdScaleTest(CrdWorld):
         self.assertEqual(d.proc.pid, pid)
         self.assertIsNone(d.proc.poll())
         polls_after = d.metrics().get(
-            'agentscaler_source_polls_total{namespace="default",pool="p1"}')
+            'agentscaler_source_reads_total{namespace="default",pool="p1"}')
         self.assertGreaterEqual(polls_after, polls_before, "the pool was not rebuilt")
         self.assertEqual(d.logs().count("default/p1: push wake-ups requested"), 1)
         wait_for(lambda: ((self.pool_obj("p1") or {}).get("status") or {})

@@ -18,6 +18,14 @@ import world  # noqa: E402
 TYPES = {"string": "string", "enum": "string", "integer": "integer", "number": "number",
          "boolean": "boolean", "object": "object", "quantities": "object"}
 
+# Where the CRD's default differs from the parser's, and why.
+CRD_DEFAULT = {
+    # --config mode takes the stock router; CRD mode the first of the
+    # daemon's --handoff-routers (a default here would be stored in every
+    # object and pin the pool to it when the operator changes the list).
+    "spec.handoff.router": None,
+}
+
 
 @unittest.skipUnless(world.Kubectl.available(), "kubectl not installed")
 class CrdSchemaTest(unittest.TestCase):
@@ -81,7 +89,7 @@ class CrdSchemaTest(unittest.TestCase):
                 self.assertEqual(n.get("enum"), f.get("enum"))
                 self.assertEqual(n.get("minimum"), f.get("min"))
                 self.assertEqual(n.get("maximum"), f.get("max"))
-                self.assertEqual(n.get("default"), f.get("default"))
+                self.assertEqual(n.get("default"), CRD_DEFAULT.get(path, f.get("default")))
                 name = path.rsplit(".", 1)[-1]
                 self.assertEqual(name in (parent.get("required") or []), f["required"],
                                  "required flag of %s" % path)

@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import paths  # noqa: E402
 import world  # noqa: E402
@@ -26,11 +28,13 @@ from world import wait_for  # noqa: E402
 
 paths.use("clients/python")     # tests.clients.schemas reads agentscaler.peer
 from tests.clients import schemas  # noqa: E402  (jsonschema, as tests/clients)
+from tests.integration.test_tenant_secrets import Listener  # noqa: E402
 
 NS = "default"
 CLAIMS = world.EXT_API % NS + "sandboxclaims"
 INSTANCE = "as-http"
 PROCESSING = "tasks:processing:" + INSTANCE
+AGENTPOOLS = "/apis/agentscaler.io/v1alpha1/namespaces/%s/agentpools"
 
 
 def task(tid, **payload):
@@ -100,6 +104,150 @@ class HttpWorld(world.DaemonTestCase):
 
     def rejected(self):
         return [json.loads(r) for r in self.redis.cmd("LRANGE", "tasks.rejected", 0, -1)]
+
+
+@unittest.skipUnless(world.Kubectl.available(), "kubectl not installed")
+class DispatchHttpCrdTest(HttpWorld):
+    """CRD mode: a tenant writes spec.handoff, and the daemon sends each
+    task's PUT/GET/DELETE where it points.  Only a router of
+    --handoff-routers is taken (a pool naming none gets the first); via
+    podIP needs --pod-cidrs.  Two loopback listeners stand in for the
+    routers and record what reaches them."""
+
+    def crd_pool(self, name, queue, handoff=None):
+        p = world.pool_dispatch(name, self.redis.url, queue, "wp", claim_ttl_seconds=600,
+                                spare_min=0, spare_max=4, pollIntervalMs=200,
+                                cooldownSeconds=60, handoff=handoff)
+        code, out = self.kube.api("POST", AGENTPOOLS % NS, p)
+        self.assertEqual(code, 201, out)
+
+    def invalid(self, name):
+        code, obj = self.kube.api("GET", AGENTPOOLS % NS + "/" + name)
+        c = world.condition(obj if code == 200 else None, "Ready")
+        return c if c and c["status"] == "False" and c["reason"] == "InvalidSpec" else None
+
+    def test_router_outside_the_allowlist_is_refused_and_never_contacted(self):
+        kubectl = world.Kubectl(self.kube)
+        self.addCleanup(kubectl.cleanup)
+        kubectl.install_crds()
+        world.sandbox_pool(self.kube, "wp", replicas=2)
+        allowed, hostile = Listener(), Listener()
+        self.addCleanup(allowed.stop)
+        self.addCleanup(hostile.stop)
+        allowed_url = "http://127.0.0.1:%d" % allowed.port
+        hostile_url = "http://127.0.0.1:%d" % hostile.port
+        self.start_daemon(None, extra=("--instance", INSTANCE, "--handoff-key-file",
+                                       self.key_file, "--handoff-routers",
+                                       allowed_url + ",https://router.example:8443"))
+        self.crd_pool("evil", "evil-q", {"mode": "http", "router": hostile_url})
+        self.crd_pool("pod", "pod-q", {"mode": "http", "via": "podIP"})
+        self.crd_pool("ok", "ok-q")                 # no handoff: http, the first router
+        c = wait_for(lambda: self.invalid("evil"), 30, what="evil: InvalidSpec")
+        self.assertIn('spec.handoff.router: "%s" refused in CRD mode: not one of the '
+                      'routers agentscaler allows' % hostile_url, c["message"])
+        c = wait_for(lambda: self.invalid("pod"), 30, what="pod: InvalidSpec")
+        self.assertIn("spec.handoff.via: podIP refused in CRD mode", c["message"])
+        self.redis.cmd("LPUSH", "evil-q", task("evil-1"))
+        self.redis.cmd("LPUSH", "pod-q", task("pod-1"))
+        self.redis.cmd("LPUSH", "ok-q", task("ok-1"))
+        # The pool naming no router hands off to the first allowed one...
+        wait_for(lambda: b"PUT /agentscaler/v1/tasks/ok-1" in allowed.received, 60, 0.1,
+                 "ok-1's PUT at the allowed router")
+        # ...and the hostile one heard nothing; the refused pools' tasks
+        # stayed where their producers put them.
+        self.assertEqual(hostile.connections, 0)
+        self.assertEqual(hostile.received, b"")
+        self.assertEqual(self.redis.cmd("LLEN", "evil-q"), 1)
+        self.assertEqual(self.redis.cmd("LLEN", "pod-q"), 1)
+        self.assertNotIn(b"evil-1", allowed.received)
+
+    def test_pod_ip_outside_pod_cidrs_is_never_used(self):
+        """--pod-cidrs (any mode): the pod IP comes from the claim's
+        status, in the tenant's namespace; one outside the ranges is neither
+        connected to nor named to the router: the hand-off fails
+        handoff.unreachable with that reason (never accepted, so the
+        message is dead-lettered), and the runtime listening on it never
+        hears of the task."""
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        self.agents()
+        p = self.pool()
+        p["spec"]["handoff"]["deadlineSeconds"] = 2
+        self.start_daemon({"pools": [p]}, extra=(
+            "--instance", INSTANCE, "--handoff-key-file", self.key_file,
+            "--pod-cidrs", "10.0.0.0/8,fd00::/8"))
+        self.redis.cmd("LPUSH", "tasks", task("far-1"))
+        r = wait_for(self.rejected, 60, 0.1, "far-1 dead-lettered")[0]
+        self.assertEqual(r["reason"], "handoff.unreachable", r)
+        self.assertIn("far-1", json.dumps(r))
+        self.assertIn("outside --pod-cidrs", json.dumps(r))
+        self.assertEqual(self.received("far-1"), [])
+        self.assertIn("is outside --pod-cidrs: not used", self.daemon.logs())
+
+
+class BigAnswerRouter:
+    """A stand-in router whose "runtime" accepts every PUT with a
+    TaskStatus padded past the hand-off client's 4 MiB answer cap
+    (DH_ANSWER_MAX, docs/protocol.md section 2): counts the PUTs."""
+
+    PAD = 5 << 20
+
+    def __init__(self):
+        self.puts = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_PUT(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(n)
+                outer.puts += 1
+                tid = self.path.rsplit("/", 1)[-1]
+                body = json.dumps({"apiVersion": "agentscaler.io/v1", "kind": "TaskStatus",
+                                   "id": tid, "attempt": 1, "state": "running", "next": 0,
+                                   "instance": "big", "pad": "x" * outer.PAD}).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass                # the daemon hung up past its cap
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class DispatchHttpOversizeTest(HttpWorld):
+    def test_oversized_answer_is_a_transport_failure(self):
+        """A runtime is tenant code: an answer past 4 MiB is not read
+        whole, it is a transport failure, retried until deadlineSeconds,
+        then handoff.unreachable (the message dead-lettered, never acked as
+        accepted); the daemon lives on.  Without the cap the padded
+        TaskStatus is read and the hand-off accepted."""
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        big = BigAnswerRouter()
+        self.addCleanup(big.stop)
+        p = self.pool()
+        p["spec"]["handoff"].update(via="router", router=big.url, deadlineSeconds=3)
+        self.start([p])
+        self.redis.cmd("LPUSH", "tasks", task("big-1"))
+        r = wait_for(self.rejected, 60, 0.1, "big-1 dead-lettered")[0]
+        self.assertEqual(r["reason"], "handoff.unreachable", r)
+        self.assertIn("big-1", json.dumps(r))
+        self.assertIn("response larger than %d bytes" % (4 << 20), json.dumps(r))
+        self.assertGreaterEqual(big.puts, 2, "retried as a transport failure")
+        self.assertEqual(self.redis.cmd("LLEN", PROCESSING), 0)
+        self.assertEqual(self.results(), [])
+        self.assertEqual(self.daemon.get("/healthz")[0], 200)
 
 
 class DispatchHttpTest(HttpWorld):

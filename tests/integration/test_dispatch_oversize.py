@@ -89,8 +89,7 @@ class OversizeCase(world.DaemonTestCase):
 
     def metric(self, name, **labels):
         labels = dict({"namespace": NS, "pool": "p"}, **labels)
-        lab = ",".join('%s="%s"' % kv for kv in labels.items())
-        return self.daemon.metrics().get("%s{%s}" % (name, lab), 0)
+        return self.daemon.metric_sum(name, **labels) or 0
 
     def handed_off(self, n):
         wait_for(lambda: self.metric("agentscaler_dispatch_tasks_handed_off_total") >= n, 60,

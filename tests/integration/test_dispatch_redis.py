@@ -39,8 +39,7 @@ class DispatchWorld(world.DaemonTestCase):
 
     def metric(self, name, **labels):
         labels = dict({"namespace": NS, "pool": "p"}, **labels)
-        lab = ",".join('%s="%s"' % kv for kv in labels.items())
-        return self.daemon.metrics().get("%s{%s}" % (name, lab), 0)
+        return self.daemon.metric_sum(name, **labels) or 0
 
     def claims(self):
         code, obj = self.kube.api("GET", CLAIMS)
@@ -74,8 +73,8 @@ class DispatchTest(DispatchWorld):
         wait_for(lambda: self.metric("agentscaler_dispatch_tasks_completed_total") == 8, 20,
                  what="8 completed")
         self.assertEqual(self.metric("agentscaler_dispatch_tasks_handed_off_total"), 8)
-        warm = self.metric("agentscaler_dispatch_claims_total", launch="warm")
-        cold = self.metric("agentscaler_dispatch_claims_total", launch="cold")
+        warm = self.metric("agentscaler_dispatch_claims_total", launch="warm", outcome="ready")
+        cold = self.metric("agentscaler_dispatch_claims_total", launch="cold", outcome="ready")
         self.assertEqual(warm + cold, 8)
         self.assertGreaterEqual(warm, 4, "the 4 warm members are claimed warm")
         self.assertEqual(self.redis.cmd("LLEN", "tasks"), 0)
@@ -158,7 +157,7 @@ class DispatchTest(DispatchWorld):
         wait_for(lambda: self.metric("agentscaler_dispatch_tasks_handed_off_total") == 1, 30,
                  what="handed off once the pool exists")
         self.assertEqual(self.rejected(), [])
-        self.assertEqual(self.metric("agentscaler_dispatch_claims_total", launch="failed"), 0)
+        self.assertEqual(self.metric("agentscaler_dispatch_claims_total", outcome="failed"), 0)
 
     def test_ready_timeout_dead_letters_and_deletes_claim(self):
         # No claim controller: the claim never gets a status.  (A slow cold
@@ -324,8 +323,8 @@ class DispatchTest(DispatchWorld):
         # With no warm member, kube-sim (as agent-sandbox) waits up to 2 s
         # for one of the members this scale-up creates, else cold-starts;
         # either way the task got its sandbox.
-        self.assertEqual(self.metric("agentscaler_dispatch_claims_total", launch="warm")
-                         + self.metric("agentscaler_dispatch_claims_total", launch="cold"), 31)
+        self.assertEqual(self.metric("agentscaler_dispatch_claims_total", launch="warm", outcome="ready")
+                         + self.metric("agentscaler_dispatch_claims_total", launch="cold", outcome="ready"), 31)
 
 
 class SandboxSemanticsTest(DispatchWorld):
@@ -370,7 +369,7 @@ class SandboxSemanticsTest(DispatchWorld):
         wait_for(lambda: self.metric("agentscaler_dispatch_tasks_handed_off_total") == 1, 30,
                  what="handed off once the cluster recovered")
         self.assertEqual(self.rejected(), [])
-        self.assertEqual(self.metric("agentscaler_dispatch_claims_total", launch="failed"), 0)
+        self.assertEqual(self.metric("agentscaler_dispatch_claims_total", outcome="failed"), 0)
 
     def _quota_freed_after_sandbox(self, end):
         """maxSandboxes 1: the second task's claim is made only once the

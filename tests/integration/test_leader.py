@@ -227,7 +227,16 @@ class LeaderTest(unittest.TestCase):
         self.assertEqual(sm.get("agentscaler_leader"), 0)
         self.assertEqual(self.daemons[lead].metrics().get("agentscaler_leader"), 1)
         self.assertFalse([k for k in sm if k.startswith("agentscaler_dispatch_tasks_received")])
-        self.assertEqual(sm.get('agentscaler_lease_holder{holder="%s"}' % lead), 1)
+        # The standby writes no per-pool series (its pools would repeat
+        # the leader's and double every sum), only its own: process,
+        # clients, election.  One series names no holder (no churn).
+        lm = self.daemons[lead].metrics()
+        for prefix in ("agentscaler_pool_", "agentscaler_source_"):
+            self.assertFalse([k for k in sm if k.startswith(prefix)], prefix)
+            self.assertTrue([k for k in lm if k.startswith(prefix)], prefix)
+        self.assertFalse([k for k in sm if "holder=" in k])
+        self.assertIn("process_start_time_seconds", sm)
+        self.assertIn("agentscaler_lease_holder_changes_total", sm)
         code, body = self.daemons[standby].get("/readyz")
         self.assertEqual((code, body), (200, "ok: standby (Lease held by %s)\n" % lead))
         self.assertEqual(self.daemons[lead].get("/readyz"), (200, "ok: leader\n"))

@@ -96,8 +96,8 @@ class RunawayTest(QuotaWorld):
         self.assertEqual({r["reason"] for r in recs}, {"cascade.maxDepth"})
         self.assertTrue(all(r["taskId"].count(".") == 4 for r in recs))
         # The live limits deferred rather than dropped.
-        m = self.daemon.metrics()
-        deferred = m.get('agentscaler_quota_decisions_total{namespace="default",verdict="defer"}', 0)
+        deferred = self.daemon.metric_sum("agentscaler_quota_decisions_total",
+                                          namespace="default", verdict="defer") or 0
         self.assertGreater(deferred, 0)
         # explain says why a depth-4 task was rejected (the newest is first).
         out = self.explain(recs[0]["taskId"])
@@ -158,8 +158,8 @@ class QuotaLimitsTest(QuotaWorld):
         pool = world.pool_dispatch("p", self.redis.url, "tasks", "wp", spare_min=1,
                                    spare_max=1, pollIntervalMs=200)
         self.start({"pools": [pool], "quotas": [quota(maxSandboxes=1, onExceeded=mode)]})
-        wait_for(lambda: self.daemon.metrics().get(
-            'agentscaler_quota_used{namespace="default",what="sandboxes"}') == 1,
+        wait_for(lambda: self.daemon.metric_sum(
+            "agentscaler_quota", namespace="default", resource="sandboxes", type="used") == 1,
             20, 0.1, "the spare counted")
 
     def test_warm_spares_give_way_to_a_task_in_reject_mode(self):

@@ -17,9 +17,8 @@ FAST = dict(pollIntervalMs=100, cooldownSeconds=1, scaleDownStabilizationSeconds
 
 
 def m(daemon, name, **labels):
-    lab = ",".join('%s="%s"' % kv for kv in labels.items())
-    key = "%s{%s}" % (name, lab) if labels else name
-    return daemon.metrics().get(key)
+    """The sum of name's series with these labels (others summed over)."""
+    return daemon.metric_sum(name, **labels)
 
 
 # One broker for the whole module: starting one takes seconds.
@@ -54,6 +53,11 @@ class RabbitWorld(world.DaemonTestCase):
     def metric(self, name, pool):
         return m(self.daemon, name, namespace="default", pool=pool)
 
+    def tasks(self, state, pool="p"):
+        """agentscaler_pool_source_tasks of the state (ready, in_flight)."""
+        return m(self.daemon, "agentscaler_pool_source_tasks", namespace="default", pool=pool,
+                 state=state)
+
     def queue(self, name):
         self.rabbit.declare(name)
         self.addCleanup(self.rabbit.delete, name)
@@ -70,7 +74,7 @@ class ScaleTest(RabbitWorld):
         self.assertEqual(self.kube.replicas("agents"), 0)
         self.rabbit.publish(queue, 7)
         self.replicas_become("agents", 4)          # ceil(7 / 2)
-        wait_for(lambda: self.metric("agentscaler_pool_backlog", "p") == 7, 15, what="backlog metric")
+        wait_for(lambda: self.tasks("ready") == 7, 15, what="backlog metric")
         self.rabbit.purge(queue)
         self.replicas_become("agents", 0)
         self.assertEqual(self.metric("agentscaler_source_up", "p"), 1)
@@ -103,18 +107,18 @@ class ScaleTest(RabbitWorld):
         self.replicas_become("agents", 5)
         worker = world.AmqpConsumer(self.rabbit.amqp_port, "e2e-inflight", 3)
         self.addCleanup(worker.close)
-        wait_for(lambda: self.metric("agentscaler_pool_in_flight", "p") == 3, 20, what="in flight 3")
-        self.assertEqual(self.metric("agentscaler_pool_backlog", "p"), 2)
+        wait_for(lambda: self.tasks("in_flight") == 3, 20, what="in flight 3")
+        self.assertEqual(self.tasks("ready"), 2)
         self.assertEqual(self.kube.replicas("agents"), 5)      # ready 2 + in flight 3
         self.rabbit.purge("e2e-inflight")                      # only ready messages go
-        wait_for(lambda: self.metric("agentscaler_pool_backlog", "p") == 0, 20, what="backlog 0")
+        wait_for(lambda: self.tasks("ready") == 0, 20, what="backlog 0")
         self.replicas_become("agents", 3)
         # Evaluated past cooldown + stabilization (25 polls: 2.1 s at least).
         st = self.daemon.evaluated("p", 25)
         self.assertEqual(st["desiredReplicas"], 3, st)
         self.assertEqual(self.kube.replicas("agents"), 3)      # never below in flight
         worker.close()                                         # unacked: back to ready
-        wait_for(lambda: self.metric("agentscaler_pool_backlog", "p") == 3, 20, what="requeued 3")
+        wait_for(lambda: self.tasks("ready") == 3, 20, what="requeued 3")
         self.assertEqual(self.kube.replicas("agents"), 3)
         self.rabbit.purge("e2e-inflight")
         self.replicas_become("agents", 0)

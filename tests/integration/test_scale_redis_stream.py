@@ -30,8 +30,8 @@ class StreamTest(World):
                                "STREAMS", stream, ">")
         return [entry[0] for entry in reply[0][1]] if reply else []
 
-    def metric(self, name, pool="p"):
-        return m(self.daemon, name, namespace="default", pool=pool)
+    def metric(self, name, pool="p", **labels):
+        return m(self.daemon, name, namespace="default", pool=pool, **labels)
 
     def test_scale_from_zero_with_pending_counted_and_back(self):
         self.redis.cmd("XGROUP", "CREATE", "tasks", "workers", "$", "MKSTREAM")
@@ -44,13 +44,13 @@ class StreamTest(World):
 
         self.xadd("tasks", 12)
         self.replicas_become("agents", 6)                       # ceil(12 / 2)
-        wait_for(lambda: self.metric("agentscaler_pool_backlog") == 12, 10, what="lag 12")
+        wait_for(lambda: self.metric("agentscaler_pool_source_tasks", state="ready") == 12, 10, what="lag 12")
 
         # Delivered but not acknowledged: no longer lag, still work in flight.
         ids = self.read_group("tasks", "workers", "agent-1", 12)
         self.assertEqual(len(ids), 12)
-        wait_for(lambda: self.metric("agentscaler_pool_in_flight") == 12, 10, what="pending 12")
-        self.assertEqual(self.metric("agentscaler_pool_backlog"), 0)
+        wait_for(lambda: self.metric("agentscaler_pool_source_tasks", state="in_flight") == 12, 10, what="pending 12")
+        self.assertEqual(self.metric("agentscaler_pool_source_tasks", state="ready"), 0)
         time.sleep(1.5)                                         # past cooldown + window
         self.assertEqual(self.kube.replicas("agents"), 6)
 
@@ -59,7 +59,7 @@ class StreamTest(World):
         self.redis.cmd("XACK", "tasks", "workers", *ids[8:])
         self.replicas_become("agents", 0)
         self.assertEqual(self.metric("agentscaler_source_up"), 1)
-        self.assertGreaterEqual(m(self.daemon, "agentscaler_pool_scale_events_total",
+        self.assertGreaterEqual(m(self.daemon, "agentscaler_pool_scale_writes_total",
                                   namespace="default", pool="p", direction="down"), 1)
 
     def test_missing_stream_reported_then_created(self):

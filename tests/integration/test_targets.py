@@ -6,7 +6,6 @@ list + watch (scheduler/targets.c); kube-sim's request log shows that no
 Each test builds its own world on free loopback ports and tears it down by
 PID.  Waits are bounded polls; nothing asserts on speed.
 """
-import json
 import unittest
 
 import world  # noqa: E402
@@ -26,24 +25,9 @@ def lists(reqs, path):
             "watch=" not in (r.get("query") or "")]
 
 
-class TargetsTest(world.DaemonTestCase):
-    def setUp(self):
-        super().setUp()
-        self.redis = world.Redis()
-        self.addCleanup(self.redis.stop)
-        self.kube = world.KubeSim("--replica-delay-ms", "50")
-        self.addCleanup(self.kube.stop)
-
+class TargetsTest(world.RedisKubeTestCase):
     def m(self, name, **labels):
         return self.daemon.metric(name, **labels)
-
-    def push(self, queue, n):
-        self.redis.pipeline([("LPUSH", queue, json.dumps({"id": "t-%d" % i})) for i in range(n)])
-
-    def replicas_become(self, name, want, ns="default", timeout=20):
-        wait_for(lambda: self.kube.replicas(name, ns) == want, timeout, 0.02,
-                 "deployment %s/%s to have %d replicas (logs: %s)" % (
-                     ns, name, want, self.daemon.logs()[-2000:]))
 
     def scale_by_hand(self, name, n, ns="default"):
         """What `kubectl scale` sends: a merge patch of /scale."""

@@ -1,10 +1,12 @@
 /*
- * informer_fake.h: a fake informer behind struct targets_ops
- * (scheduler/targets.h) for check_targets and check_pool_targets: the test
- * fills its cache and sends its events by hand, as k8s/informer.c would
- * (transform first, then cache, then report).
+ * informer_fake.h: a fake informer behind struct informer_ops
+ * (scheduler/informer_group.h) for check_targets, check_pool_targets
+ * and check_owners: the test fills its cache and sends its events by
+ * hand, as k8s/informer.c would (transform first, then cache, then
+ * report).
  *
- * Ownership: the fakes are made and freed through the ops by targets.c;
+ * Ownership: the fakes are made and freed through the ops by
+ * informer_group.c;
  * objects given to fake_inf_event() are taken.
  */
 #ifndef TESTS_INFORMER_FAKE_H
@@ -13,7 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "agentscaler/k8s/informer.h"
-#include "scheduler/targets.h"
+#include "scheduler/informer_group.h"
 
 struct informer {
 	char			 path[256];
@@ -21,11 +23,12 @@ struct informer {
 	void			*arg;
 	informer_transform_fn	*transform;
 	int			 synced;
+	unsigned		 errors;	/* failed LISTs, as the stats say */
 	cJSON			*objs;	/* array */
 };
 
 /* The ops, and the fakes made so far (freed ones NULL), and those live. */
-extern const struct targets_ops fake_inf_ops;
+extern const struct informer_ops fake_inf_ops;
 extern struct informer	*fake_inf_made[32];
 extern int		 fake_inf_nmade, fake_inf_nlive;
 

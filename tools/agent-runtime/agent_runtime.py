@@ -402,6 +402,7 @@ class HttpHandoff:
         self.closing = []         # servers of gone sandboxes, closed by run()
         self.used = set()         # addresses (ip, port) held
         self.hosts = None         # iterator over the network's addresses
+        self.warm = {}            # --listen-warm: name() -> pod IP of sandboxes not claimed
         self.wake_r, self.wake_w = socket.socketpair()
 
     @staticmethod
@@ -441,12 +442,68 @@ class HttpHandoff:
             return srv, ip
         raise OSError(errno.EADDRINUSE, "no free address in %s" % self.net)
 
+    def set_warm(self, warm):
+        """--listen-warm: the sandboxes (name() -> loopback pod IP) to serve
+        before any claim binds them, as a warm pod's runtime listens from
+        its start."""
+        with self.lock:
+            if warm == self.warm:
+                return
+            self.warm = warm
+        self.wake()
+
+    def _agent(self, name, timeout):
+        """The agent of sandbox name once its claim is seen (a warm
+        runtime may be handed its task before this process saw the bind),
+        or None after timeout."""
+        end = time.monotonic() + timeout
+        while True:
+            with self.rt.table.lock:
+                agent = self.rt.table.inboxes.get(name)
+            if agent is not None or time.monotonic() >= end or self.rt.stopping.is_set():
+                return agent
+            time.sleep(0.005)
+
+    def _warm_work(self, name, task, ctx):
+        accepted_t = time.time()      # before waiting for this process to see the bind
+        agent = self._agent(name, 30.0)
+        if agent is None:
+            raise TaskFailed("runtime.unbound", "no claim of this sandbox was seen",
+                             retryable=True)
+        return self.rt.work_http(agent, task, ctx, accepted_t)
+
+    def _warm_log(self, name, rec):
+        agent = self._agent(name, 5.0 if rec.get("event") == "acknowledged" else 0)
+        if agent is not None:
+            self.rt.on_protocol(agent, rec)
+
+    def _serve_warm(self, live):
+        """Caller holds self.lock: a runtime for every warm sandbox not
+        served yet, its handler finding its agent when the task comes."""
+        for name, ip in self.warm.items():
+            if name in self.servers or name in live:
+                continue
+            r = ProtoRuntime(lambda task, ctx, n=name: self._warm_work(n, task, ctx),
+                             port=None, log=lambda rec, n=name: self._warm_log(n, rec))
+            try:
+                srv, got = self._listen(make_handler(lambda _req, r=r: r), ip)
+            except OSError as e:
+                diag("cannot listen for a warm sandbox", sandbox=name, error=str(e))
+                continue
+            self.used.add((got, srv.server_address[1]))
+            self.servers[name] = (srv, r)
+            ns, _, sandbox = name.partition("/")
+            self.rt.log.write("listening", namespace=ns, sandbox=sandbox, claim=None, ip=got,
+                              port=srv.server_address[1], warm=True)
+
     def wake(self):
-        """Makes the runtimes follow the table: one per live agent."""
+        """Makes the runtimes follow the table: one per live agent (and,
+        with --listen-warm, one per warm sandbox)."""
         with self.rt.table.lock:
             live = dict(self.rt.table.inboxes)
         gone = []
         with self.lock:
+            self._serve_warm(live)
             for name, agent in live.items():
                 if name in self.servers:
                     srv, r = self.servers[name]
@@ -470,7 +527,7 @@ class HttpHandoff:
                 self.rt.log.write("listening", namespace=agent.ns, sandbox=agent.sandbox,
                                   claim=agent.claim, ip=ip, port=srv.server_address[1])
             for name in list(self.servers):
-                if name not in live:
+                if name not in live and name not in self.warm:
                     srv, r = self.servers.pop(name)
                     self.used.discard(srv.server_address[:2])
                     self.closing.append(srv)
@@ -881,7 +938,7 @@ class Runtime:
         else:
             self.start_work(agent)
 
-    def work_http(self, agent, task, ctx):
+    def work_http(self, agent, task, ctx, accepted_t=None):
         """--handoff http: the handler of agent's protocol runtime (its own
         thread): the same work as an inbox delivery, children spawned
         through agentscaler and, with --wait-children, waited for; the
@@ -896,6 +953,8 @@ class Runtime:
                    "traceparent": ctx.traceparent}
         if agent.requested_at:
             arrival["requested_at"] = agent.requested_at
+        if accepted_t is not None:
+            arrival["accepted_t"] = accepted_t      # --listen-warm: the handler's start
         with self.table.lock:
             self.table.last_activity = time.monotonic()
             first = self.table.seen.get((agent.ns, tid))
@@ -1167,10 +1226,32 @@ class Runtime:
         with self.timer_cv:
             self.timer_cv.notify_all()
 
+    def warm_loop(self):
+        """--listen-warm: lists the namespace's Sandboxes every 0.1 s and
+        serves each one's loopback pod IP before any claim binds it."""
+        path = "/apis/agents.x-k8s.io/v1beta1/namespaces/%s/sandboxes" % urllib.parse.quote(
+            self.args.namespace, safe="")
+        while not self.stopping.wait(0.1):
+            try:
+                code, obj = self.kube.request("GET", path)
+            except (OSError, http.client.HTTPException):
+                continue
+            if code != 200:
+                continue
+            warm = {}
+            for sb in (obj or {}).get("items") or []:
+                md, st = sb.get("metadata") or {}, sb.get("status") or {}
+                ip = _loopback_ip((st.get("podIPs") or [None])[0])
+                if ip and not md.get("deletionTimestamp"):
+                    warm[self.inbox.name(md.get("namespace"), md.get("name"))] = ip
+            self.inbox.set_warm(warm)
+
     def run(self):
         self.inbox.check()
         threads = [threading.Thread(target=self.watch_loop, name="watch", daemon=True),
                    threading.Thread(target=self.timer_loop, name="timers", daemon=True)]
+        if self.args.listen_warm:
+            threads.append(threading.Thread(target=self.warm_loop, name="warm", daemon=True))
         n = self.args.rabbit_pollers if isinstance(self.inbox, RabbitInbox) else 1
         for i in range(n):
             threads.append(threading.Thread(target=self.inbox.run, name="inbox%d" % i,
@@ -1230,6 +1311,10 @@ def parse_args(argv):
     p.add_argument("--port", type=int, default=8888,
                    help="--handoff http: the port of every sandbox's runtime (0: a free "
                         "one each)")
+    p.add_argument("--listen-warm", action="store_true",
+                   help="--handoff http, one --namespace: serve every Sandbox at its loopback "
+                        "pod IP from its start, before a claim binds it, as a warm pod's "
+                        "runtime listens (Sandboxes listed every 0.1 s)")
     p.add_argument("--wait-children", action="store_true",
                    help="--handoff http: wait for each child's result before ending")
     p.add_argument("--child-timeout", type=float, default=600.0,

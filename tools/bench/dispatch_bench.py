@@ -379,11 +379,13 @@ class World:
               % (indent, n, hist_quantile(b, 0.5) * 1000, hist_quantile(b, 0.99) * 1000,
                  " ".join(counts)))
         launch = metric_by_label(m, "agentscaler_dispatch_claims_total", "launch")
-        print("%sclaims by launch: %s;  handed off %d, dead letters %d, in flight %d"
+        launch["failed"] = metric_by_label(m, "agentscaler_dispatch_claims_total",
+                                           "outcome").get("failed", 0)
+        print("%sclaims by launch (failed: any launch): %s;  handed off %d, dead letters %d, in flight %d"
               % (indent, ", ".join("%s %d" % kv for kv in sorted(launch.items())),
                  metric_sum(m, "agentscaler_dispatch_tasks_handed_off_total"),
                  metric_sum(m, "agentscaler_dispatch_dead_letters_total"),
-                 metric_sum(m, "agentscaler_dispatch_tasks_in_flight")))
+                 metric_sum(m, "agentscaler_dispatch_tasks")))
         return launch
 
     def report_leftovers(self, indent="  "):

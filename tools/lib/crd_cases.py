@@ -81,8 +81,9 @@ CASES = [
     ("handoff in scale mode", "AgentPool", _with(SCALE, handoff={"mode": "http"}),
      "handoff and results are for dispatch mode only", "spec.handoff: dispatch mode only"),
     ("results with the inbox hand-off", "AgentPool",
-     _with(DISPATCH, results={"type": "redis-list", "address": "redis://redis:6379/0",
-                              "queue": "results"}),
+     _with(DISPATCH, handoff={"mode": "inbox"},
+           results={"type": "redis-list", "address": "redis://redis:6379/0",
+                    "queue": "results"}),
      "results needs handoff.mode http", "only with handoff.mode http"),
     ("router not a URL", "AgentPool",
      _with(DISPATCH, handoff={"mode": "http", "router": "sandbox-router:8080"}),
@@ -122,6 +123,10 @@ VALID = [
                         results={"type": "rabbitmq", "address": "amqp://rabbit:5672/",
                                  "exchange": "results"})),
     ("AgentPool", _with(DISPATCH, source=dict(RABBIT, address="amqps://rabbit:5671/v"))),
+    # http is the default hand-off, so results need no handoff object.
+    ("AgentPool", _with(DISPATCH, results={"type": "redis-list",
+                                           "address": "redis://redis:6379/0",
+                                           "queue": "results"})),
     ("AgentQuota", {"resources": {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "1Gi",
                                   "hugepages-2Mi": "1Gi", "nvidia.com/gpu": 2}}),
 ]

@@ -2,6 +2,7 @@
 (DaemonTestCase)."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,6 +13,15 @@ import unittest
 from httpjson import http
 from procs import ROOT, free_port, stop_pid, wait_for
 
+
+def parse_series(key):
+    """('name', {label: value}) of a /metrics series key
+    name{a="1",b="2"} (values unescaped)."""
+    name, _, rest = key.partition("{")
+    labels = {}
+    for k, v in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', rest):
+        labels[k] = v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+    return name, labels
 
 class Daemon:
     """The agentscaler daemon under test; AGENTSCALER_WRAPPER (valgrind).
@@ -96,6 +106,16 @@ class Daemon:
         lab = ",".join('%s="%s"' % kv for kv in labels.items())
         return self.metrics().get("%s{%s}" % (name, lab) if labels else name)
 
+    def metric_sum(self, name, **labels):
+        """The sum of the samples of family name whose labels include
+        labels (any order; others summed over), or None when none has."""
+        got = None
+        for key, v in self.metrics().items():
+            n, lab = parse_series(key)
+            if n == name and all(lab.get(k) == str(want) for k, want in labels.items()):
+                got = (got or 0) + v
+        return got
+
     def pool_status(self, pool, ns="default"):
         """The pool's entry of /status (desiredReplicas, lastReason...), or None."""
         code, st = self.admin("/status")
@@ -107,11 +127,11 @@ class Daemon:
         return None
 
     def polls(self, pool, ns="default"):
-        return self.metric("agentscaler_source_polls_total", namespace=ns, pool=pool) or 0
+        return self.metric("agentscaler_source_reads_total", namespace=ns, pool=pool) or 0
 
     def evaluated(self, pool, n, ns="default", timeout=60):
         """Waits until the pool has read its source n more times from now
-        (agentscaler_source_polls_total): each read, failed or not, is
+        (agentscaler_source_reads_total): each read, failed or not, is
         followed by an evaluation of the pool.  What "holds steady" checks
         wait for instead of a sleep: n polls of a pollIntervalMs of 100
         (jittered by 10% at most) span at least (n - 1) * 90 ms of the

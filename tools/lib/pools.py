@@ -32,11 +32,17 @@ def pool_rabbit(name, address, queue, target, count_in_flight=False, **scaling):
 
 def pool_dispatch(name, address, queue, warm_pool, source_type=None, consumer_group=None,
                   claim_ttl_seconds=3600, spare_min=0, spare_max=50, namespace="default",
-                  **scaling):
+                  handoff="inbox", **scaling):
     """An AgentPool in dispatch mode (DESIGN.md sections 5 and 7): one
     SandboxClaim per task from warm_pool.  The source type follows the
     address (redis:// -> redis-list, or redis-stream when consumer_group is
-    given; amqp:// or http:// -> rabbitmq) unless source_type says."""
+    given; amqp:// or http:// -> rabbitmq) unless source_type says.
+
+    handoff: spec.handoff.  The daemon's default is http (issue 16); the
+    worlds built on this helper run inbox agents (tools/agent-runtime's
+    default, kube-sim), so it asks for {"mode": "inbox"} explicitly; a
+    mode name or a dict sets another, None leaves spec.handoff out (the
+    daemon's default)."""
     if source_type is None:
         if address.startswith("redis"):
             source_type = "redis-stream" if consumer_group else "redis-list"
@@ -49,5 +55,7 @@ def pool_dispatch(name, address, queue, warm_pool, source_type=None, consumer_gr
             "sandbox": {"warmPool": warm_pool, "claimTTLSeconds": claim_ttl_seconds,
                         "spare": {"min": spare_min, "max": spare_max}},
             "scaling": scaling}
+    if handoff is not None:
+        spec["handoff"] = {"mode": handoff} if isinstance(handoff, str) else dict(handoff)
     return {"apiVersion": "agentscaler.io/v1alpha1", "kind": "AgentPool",
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}

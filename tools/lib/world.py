@@ -14,6 +14,7 @@ tool says `import world` and `world.Redis`, `world.KubeSim`, `world.pool`:
                    pod_ip_args (pod IPs on loopback)
   kube_world       KubeSim, Deployments, Kubectl, kube_tokens, the chart's RBAC
   daemon_proc      Daemon, DaemonTestCase
+  scale_world      RedisKubeTestCase (redis-server + kube-sim + the daemon)
   pools            AgentPool objects: pool, pool_stream, pool_rabbit, pool_dispatch
   sandboxes        warm pools, claims, sandboxes, inboxes, the hand-off message
   agent_proc       AgentRuntime (tools/agent-runtime as a child process)
@@ -31,6 +32,7 @@ from rabbitmq_server import (AmqpClient, AmqpConsumer, AmqpPublisher, RabbitMQ, 
                              SharedRabbitMQ)
 from redis_server import Redis, RespConn, parse_redis_url  # noqa: F401
 from router_proc import SandboxRouter, router_missing  # noqa: F401
+from scale_world import RedisKubeTestCase  # noqa: F401
 from sandboxes import (EXT_API, MANAGED_BY, SANDBOX_API, condition, create_claim,  # noqa: F401
                        create_namespace, get_claim, get_sandbox, handoff, inbox_key,
                        inbox_queue, is_true, sandbox_pool, wait_claim_ready)

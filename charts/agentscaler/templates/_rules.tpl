@@ -28,6 +28,18 @@ secret-roles.yaml.
 - apiGroups: ["apps"]
   resources: ["deployments/scale", "statefulsets/scale"]
   verbs: ["patch"]
+# Ownership (scale mode): a target that an HPA or a KEDA ScaledObject scales
+# is left to it (README "Adopting it beside KEDA"); both are listed and
+# watched, never read one by one.  Where KEDA is not installed the
+# ScaledObject list answers 404: none, asked again later.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "watch"]
+# ... and KEDA's ScaledObjects (KEDA makes an HPA for each; the ScaledObject
+# is the one named in the pool's Conflict condition).
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["list", "watch"]
 # agent-sandbox warm pools: watched for their ready members (dispatch mode)
 # and for the replicas of SandboxWarmPool targets (scale mode); get also
 # reads a pool's spec.sandboxTemplateRef (below).

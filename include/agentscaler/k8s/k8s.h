@@ -25,6 +25,7 @@ struct k8s_client;
 struct k8s_req;
 struct kubeconfig_cluster;
 struct kubeconfig_exec;
+struct prom_hist;
 
 /*
  * Where the configuration comes from (k8s_client_new() resolves it, see
@@ -141,6 +142,15 @@ struct ev_loop	*k8s_client_loop(const struct k8s_client *);
 void	 k8s_client_foreach_stat(const struct k8s_client *,
 	    void (*fn)(const char *verb, long code, uint64_t count, void *),
 	    void *arg);
+/*
+ * Each verb's histogram of request durations, the rate limiter's wait
+ * included (watches excluded), and the histogram of that wait alone
+ * (httpc.h; NULL for NULL or a client being freed).
+ */
+void	 k8s_client_foreach_latency(const struct k8s_client *,
+	    void (*fn)(const char *verb, const struct prom_hist *, void *),
+	    void *arg);
+const struct prom_hist *k8s_client_limiter_wait(const struct k8s_client *);
 
 /* The scale subresource of a workload (autoscaling/v1 Scale). */
 struct k8s_scale {

@@ -32,6 +32,7 @@
 struct k8s_client;
 struct secret_store;
 struct prom;
+struct prom_def;
 
 struct secret_store *secret_store_new(struct k8s_client *);
 /* Cancels reads in flight, wipes every value, frees; NULL is fine. */
@@ -49,5 +50,7 @@ int	 secret_store_lookup(void *arg, const char *ref, double since,
 	    char **out, char *err, size_t errlen);
 /* Prometheus text: agentscaler_secret_reads_total{result}, and how many. */
 void	 secret_store_metrics(const struct secret_store *, struct prom *);
+/* Their definitions (prom.h), NULL-ended, for --print-metrics. */
+extern const struct prom_def *const secret_store_metric_defs[];
 
 #endif

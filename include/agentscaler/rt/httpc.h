@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <time.h>
 
+struct prom_hist;
+
 struct ev_loop;
 struct httpc;
 struct httpc_req;
@@ -183,6 +185,16 @@ struct httpc_req *httpc_stream(struct httpc *, const char *path,
 void		 httpc_foreach_stat(const struct httpc *,
 		    void (*fn)(const char *verb, long code, uint64_t count,
 		    void *), void *arg);
+/*
+ * Calls fn for each verb's histogram of attempt durations, from queued
+ * (the token bucket's wait included) to the attempt's end; streams are
+ * not counted (they last as long as they are wanted).
+ */
+void		 httpc_foreach_latency(const struct httpc *,
+		    void (*fn)(const char *verb, const struct prom_hist *,
+		    void *), void *arg);
+/* The histogram of attempts' waits in the token bucket's queue. */
+const struct prom_hist *httpc_limiter_wait(const struct httpc *);
 /* The base URL as used, without trailing slashes (borrowed). */
 const char	*httpc_base_url(const struct httpc *);
 /* The loop the client runs on. */

@@ -117,6 +117,10 @@ def builtin_types():
         RType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
         RType("rbac.authorization.k8s.io", "v1", "roles", "Role"),
         RType("coordination.k8s.io", "v1", "leases", "Lease"),
+        # Served (stored, listed, watched) so that agentscaler's ownership
+        # check (scheduler/owners.c) can be tested; no controller acts on it.
+        RType("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler",
+              short=["hpa"], status=True, categories=["all"]),
         RType("events.k8s.io", "v1", "events", "Event", short=["ev"],
               create_on_update=True, extra_fields=NEW_EVENT_FIELDS, storage=False,
               storage_key=("", "events")),

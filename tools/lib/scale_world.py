@@ -1,0 +1,32 @@
+"""The world of the scale-pool integration tests (test_targets, test_adopt):
+a real redis-server, kube-sim whose Deployments reach their replicas 50 ms
+after a write, and the daemon (DaemonTestCase)."""
+import json
+
+from daemon_proc import DaemonTestCase
+from kube_world import KubeSim
+from procs import wait_for
+from redis_server import Redis
+
+
+class RedisKubeTestCase(DaemonTestCase):
+    """self.redis and self.kube, made in setUp and stopped by cleanups; the
+    subclass starts the daemon."""
+
+    def setUp(self):
+        super().setUp()
+        self.redis = Redis()
+        self.addCleanup(self.redis.stop)
+        self.kube = KubeSim("--replica-delay-ms", "50")
+        self.addCleanup(self.kube.stop)
+
+    def push(self, queue, n):
+        """n tasks ({"id": "t-<i>"}) onto the Redis list queue."""
+        self.redis.pipeline([("LPUSH", queue, json.dumps({"id": "t-%d" % i}))
+                             for i in range(n)])
+
+    def replicas_become(self, name, want, ns="default", timeout=20):
+        """Waits (bounded) until Deployment ns/name has want replicas."""
+        wait_for(lambda: self.kube.replicas(name, ns) == want, timeout, 0.02,
+                 "deployment %s/%s to have %d replicas (logs: %s)" % (
+                     ns, name, want, self.daemon.logs()[-2000:]))
