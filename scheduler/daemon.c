@@ -385,6 +385,14 @@ daemon_run(const struct daemon_options *opts)
 	 * never taken (its heartbeat, scalers/redis_consume.c).
 	 */
 	d.dopts.adopt = 1;
+	/*
+	 * The newest rejections outlive a restart and a change of leader in
+	 * a ConfigMap beside the Lease (dispatch_recent.c; README "explain").
+	 */
+	snprintf(d.rejections_cm, sizeof d.rejections_cm, "%s-rejections",
+	    opts->leader.name);
+	d.dopts.rejections_ns = opts->leader.ns;
+	d.dopts.rejections_name = d.rejections_cm;
 	if (!opts->leader_elect) {
 		d.leading = 1;
 		d.dispatch = dispatcher_new(d.loop, d.k8s, &d.dopts);

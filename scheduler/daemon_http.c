@@ -30,9 +30,11 @@
 #include "crd.h"
 #include "daemon_http.h"
 #include "daemon_state.h"
+#include "decisions.h"
 #include "dispatch.h"
 #include "pool.h"
 #include "config.h"
+#include "status_page.h"
 #include "targets.h"
 
 /* /metrics: Prometheus text exposition format 0.0.4. */
@@ -686,12 +688,16 @@ daemon_readyz(void *arg, struct http_reply *r)
 	r->len = b.len;
 }
 
-/* /explain?task=ID: why a task waits, runs or was rejected. */
+/*
+ * /explain?task=ID[&namespace=NS]: why a task waits, runs or was rejected
+ * (in namespace NS only, when given).
+ */
 static void
 daemon_explain(void *arg, struct http_reply *r)
 {
 	struct daemon	*d = arg;
 	const char	*id = http_query(r, "task");
+	const char	*ns = http_query(r, "namespace");
 	cJSON		*o;
 
 	r->content_type = "application/json";
@@ -708,7 +714,8 @@ daemon_explain(void *arg, struct http_reply *r)
 		cJSON_AddStringToObject(o, "explanation", "this agentscaler is "
 		    "a standby and holds no tasks; ask the leader (the Lease's "
 		    "holder, see /status)");
-	} else if (!dispatcher_explain(d->dispatch, id, o))
+	} else if (!dispatcher_explain_ns(d->dispatch, id,
+	    ns != NULL && *ns != '\0' ? ns : NULL, o))
 		r->status = 404;
 	r->body = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);
@@ -789,16 +796,30 @@ daemon_status(void *arg, struct http_reply *r)
 		cJSON_AddBoolToObject(o, "paused", p->cfg->paused);
 		if (p->cfg->shadow && p->would >= 0)
 			cJSON_AddNumberToObject(o, "wouldScaleTo", p->would);
+		decisions_json(&p->recent,
+		    cJSON_AddArrayToObject(o, "decisions"));
 		cJSON_AddItemToArray(arr, o);
 	}
-	if (d->dispatch != NULL)
+	if (d->dispatch != NULL) {
 		dispatcher_status(d->dispatch, root);
+		dispatcher_status_recent(d->dispatch, root);
+	}
 	daemon_http_leader_status(d, root);
 	r->content_type = "application/json";
 	r->body = cJSON_PrintUnformatted(root);
 	cJSON_Delete(root);
 	if (r->body == NULL)
 		r->body = xstrdup("{}");
+}
+
+/* /ui: the status page (status_page.h), which reads /status. */
+static void
+daemon_ui(void *arg, struct http_reply *r)
+{
+	(void)arg;
+	r->content_type = "text/html; charset=utf-8";
+	r->body = xstrdup(status_page_html);
+	r->len = strlen(r->body);
 }
 
 /* Starting and stopping the listeners. */
@@ -817,6 +838,7 @@ static const struct daemon_route daemon_metrics_routes[] = {
 static const struct daemon_route daemon_admin_routes[] = {
 	{ "/status", daemon_status },
 	{ "/explain", daemon_explain },
+	{ "/ui", daemon_ui },
 };
 
 /* Listens on addr and routes the n routes; NULL after logging why. */
@@ -858,7 +880,7 @@ daemon_http_start(struct daemon *d)
 	    "on %s (port %d)", as_version, opts->metrics_addr,
 	    http_server_port(d->http));
 	/*
-	 * /status and /explain name tasks, namespaces and trees of every
+	 * /status, /explain and /ui name tasks, namespaces and trees of every
 	 * tenant: on an address of their own, loopback by default, never on
 	 * the one Prometheus and the probes reach.
 	 */
@@ -871,7 +893,7 @@ daemon_http_start(struct daemon *d)
 	    daemon_admin_routes, AS_ARRAY_SIZE(daemon_admin_routes));
 	if (d->admin == NULL)
 		return (-AS_EINVAL);
-	log_info("daemon", "serving /status /explain on %s (port %d)",
+	log_info("daemon", "serving /status /explain /ui on %s (port %d)",
 	    opts->admin_addr, http_server_port(d->admin));
 	return (0);
 }

@@ -80,6 +80,7 @@ struct daemon {
 	int			 leading;	/* 1 without election */
 	int			 releasing;	/* SIGTERM: Lease going */
 	struct dispatch_options	 dopts;
+	char			 rejections_cm[280];	/* its ConfigMap */
 };
 /*
  * 1 when this process may write to Kubernetes now: always without leader

@@ -329,6 +329,9 @@ dispatcher_new(struct ev_loop *loop, struct k8s_client *k8s,
 	d->pod_cidrs = o->pod_cidrs;
 	d->npod_cidrs = o->npod_cidrs;
 	d->sweep.repeat = d->sweep_interval;
+	if (o->rejections_ns != NULL && o->rejections_name != NULL)
+		dispatch_recent_store_start(d, o->rejections_ns,
+		    o->rejections_name);
 	return (d);
 }
 
@@ -429,6 +432,7 @@ dispatcher_free(struct dispatcher *d)
 	ev_timer_stop(d->loop, &d->kick);
 	dmarks_free(d->marks);
 	as_secret_free(d->hkey, d->hkeylen);
+	dispatch_recent_store_stop(d);
 	free(d->recent);
 	free(d);
 }

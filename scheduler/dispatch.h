@@ -99,6 +99,14 @@ struct dispatch_options {
 	 */
 	const char	*handoff_key_file;
 	/*
+	 * The ConfigMap ns/name that keeps the newest rejections across
+	 * restarts and leaders (dispatch_recent.c): read when the
+	 * dispatcher starts, written a second after each change.  NULL: kept
+	 * in memory only.
+	 */
+	const char	*rejections_ns;
+	const char	*rejections_name;
+	/*
 	 * handoff http: the pod IPs agentscaler may connect to or name to
 	 * the router (podcidr.h; borrowed, outliving the dispatcher); none:
 	 * any.
@@ -140,12 +148,22 @@ long	 dispatcher_headroom(struct dispatcher *, const struct config *,
  */
 int	 dispatcher_explain(const struct dispatcher *, const char *id,
 	    struct cJSON *out);
+/* As dispatcher_explain(), in namespace ns only (NULL: every one). */
+int	 dispatcher_explain_ns(const struct dispatcher *, const char *id,
+	    const char *ns, struct cJSON *out);
 /* Prometheus text of the dispatch families, into w. */
 void	 dispatcher_metrics(const struct dispatcher *, struct prom *w);
 /* Their definitions (prom.h), NULL-ended, for --print-metrics. */
 extern const struct prom_def *const dispatch_metric_defs[];
 /* Adds "dispatch": {...} to the /status document. */
 void	 dispatcher_status(const struct dispatcher *, struct cJSON *root);
+/*
+ * Adds "deferredTasks" (at most 25 per namespace, each with its reason and
+ * place in the queue) and "recentDeadLetters" (the newest 25 of the
+ * explain ring, newest first) to the /status document.
+ */
+void	 dispatcher_status_recent(const struct dispatcher *,
+	    struct cJSON *root);
 /*
  * The status snapshot of dispatch pool ns/name (crd.h).  Returns 0, or -1
  * when no such pool runs.

@@ -81,6 +81,7 @@ size_t		 dispatch_dead_reason(const char *reason);
 
 struct dns;
 struct dpool;
+struct drstore;
 struct dmarks;
 struct dhttp;
 struct dtrace;
@@ -210,7 +211,8 @@ struct dns {
 	LIST_HEAD(, dpool)	 pools;	/* its dpools, in d->pools order */
 };
 
-/* A rejected or dead-lettered task, for explain. */
+/* A rejected or dead-lettered task, for explain; RECENT kept. */
+#define RECENT		1024
 struct recent {
 	char		 ns[64];
 	char		 id[TASK_ID_MAX + 1];
@@ -296,6 +298,7 @@ struct dispatcher {
 	const struct config	*config;
 	struct recent		*recent;	/* ring of RECENT */
 	size_t			 nrecent;
+	struct drstore		*rstore;	/* NULL: not kept */
 	LIST_HEAD(, dns)	 nss;
 	struct as_hash		 nss_byname;	/* nss by name */
 	LIST_HEAD(, dpool)	 pools;
@@ -509,7 +512,25 @@ void		 dpool_event(struct dpool *, int, const char *, const char *,
  * last noted, d->status is told.
  */
 void		 dpool_status_note(struct dpool *);
+/*
+ * dispatch_recent.c: notes a rejection or dead letter in d->recent (for
+ * explain, /status and the page) and, when a ConfigMap keeps them, has it
+ * written a second later.
+ */
 void		 dispatch_recent_add(struct dispatcher *, const char *ns,
 		    const char *id, const char *reason, const char *detail);
+/* Puts an entry of time wall in d->recent, and nothing else. */
+void		 dispatch_recent_put(struct dispatcher *, const char *ns,
+		    const char *id, const char *reason, const char *detail,
+		    double wall);
+/*
+ * Keeps the newest rejections in the ConfigMap ns/name: reads it now (what
+ * it holds goes into d->recent before what arrived meanwhile) and writes
+ * it after changes.  Stopping sends the last unsaved change on its own
+ * (it outlives d) and frees the rest.
+ */
+void		 dispatch_recent_store_start(struct dispatcher *,
+		    const char *ns, const char *name);
+void		 dispatch_recent_store_stop(struct dispatcher *);
 
 #endif

@@ -31,8 +31,6 @@
 static void	 dpool_status_fill(const struct dpool *,
 		    struct crd_pool_status *);
 
-#define RECENT		1024	/* rejections kept for explain */
-
 static const char *const tstate_names[] = {
 	"claiming", "waiting", "handoff", "acking", "running", "releasing",
 	"deferred"
@@ -100,24 +98,6 @@ dpool_event(struct dpool *p, int warning, const char *reason,
 	va_end(ap);
 	p->d->event(p->d->event_arg, "AgentPool", p->cfg->ns, p->cfg->name,
 	    warning, reason, action, note);
-}
-
-void
-dispatch_recent_add(struct dispatcher *d, const char *ns, const char *id,
-    const char *reason, const char *detail)
-{
-	struct recent	*r;
-
-	if (id == NULL || *id == '\0')
-		return;
-	if (d->recent == NULL)
-		d->recent = xcalloc(RECENT, sizeof *d->recent);
-	r = &d->recent[d->nrecent++ % RECENT];
-	as_strlcpy(r->ns, ns, sizeof r->ns);
-	as_strlcpy(r->id, id, sizeof r->id);
-	as_strlcpy(r->reason, reason, sizeof r->reason);
-	as_strlcpy(r->detail, detail != NULL ? detail : "", sizeof r->detail);
-	r->wall = as_wall_now();
 }
 
 /* Observability. */
@@ -569,6 +549,13 @@ dispatcher_readyz(const struct dispatcher *d, struct as_buf *notready,
 int
 dispatcher_explain(const struct dispatcher *d, const char *id, cJSON *out)
 {
+	return (dispatcher_explain_ns(d, id, NULL, out));
+}
+
+int
+dispatcher_explain_ns(const struct dispatcher *d, const char *id,
+    const char *in_ns, cJSON *out)
+{
 	const struct dns *ns;
 	const struct dtask *t, *q;
 	const struct recent *r;
@@ -577,6 +564,8 @@ dispatcher_explain(const struct dispatcher *d, const char *id, cJSON *out)
 
 	cJSON_AddStringToObject(out, "task", id);
 	LIST_FOREACH(ns, &d->nss, entry) {
+		if (in_ns != NULL && strcmp(ns->name, in_ns) != 0)
+			continue;
 		if ((t = dns_find(ns, id)) == NULL)
 			continue;
 		cJSON_AddStringToObject(out, "namespace", ns->name);
@@ -622,7 +611,8 @@ dispatcher_explain(const struct dispatcher *d, const char *id, cJSON *out)
 	}
 	for (i = 0; i < d->nrecent && i < RECENT; i++) {
 		r = &d->recent[(d->nrecent - 1 - i) % RECENT];
-		if (strcmp(r->id, id) != 0)
+		if (strcmp(r->id, id) != 0 ||
+		    (in_ns != NULL && strcmp(r->ns, in_ns) != 0))
 			continue;
 		as_rfc3339(r->wall, 0, t3, sizeof t3);
 		cJSON_AddStringToObject(out, "namespace", r->ns);
@@ -635,8 +625,10 @@ dispatcher_explain(const struct dispatcher *d, const char *id, cJSON *out)
 		cJSON_AddStringToObject(out, "explanation", text);
 		return (1);
 	}
-	snprintf(text, sizeof text, "task %s is not known: never seen, or "
-	    "finished, or rejected more than %d rejections ago", id, RECENT);
+	snprintf(text, sizeof text, "task %s is not known%s%s: never seen, "
+	    "or finished, or rejected more than %d rejections ago", id,
+	    in_ns != NULL ? " in namespace " : "", in_ns != NULL ? in_ns : "",
+	    RECENT);
 	cJSON_AddStringToObject(out, "explanation", text);
 	return (0);
 }

@@ -42,13 +42,13 @@ static int
 explain_usage(void)
 {
 	fprintf(stderr, "usage: agentscaler explain TASK-ID "
-	    "[--admin-addr HOST:PORT] [--json]\n");
+	    "[-n|--namespace NS] [--admin-addr HOST:PORT] [--json]\n");
 	return (2);
 }
 
 /*
- * agentscaler explain TASK-ID [--admin-addr HOST:PORT] [--json]: asks a
- * running daemon, on its admin address (AGENTSCALER_ADMIN_ADDR as the
+ * agentscaler explain TASK-ID [-n NS] [--admin-addr HOST:PORT] [--json]:
+ * asks a running daemon, on its admin address (AGENTSCALER_ADMIN_ADDR as the
  * daemon reads it, else the default), why a task waits or was rejected.
  * Exit 0 when the task is known, 1 when not, 2 when the daemon cannot be
  * asked.
@@ -57,10 +57,10 @@ static int
 explain_main(int argc, char **argv)
 {
 	const char	*addr = getenv("AGENTSCALER_ADMIN_ADDR");
-	const char	*id = NULL;
+	const char	*id = NULL, *ns = NULL;
 	struct as_buf	 b = { NULL, 0, 0 };
 	CURL		*c;
-	char		*esc, url[1024];
+	char		*esc, *nesc = NULL, url[1024];
 	cJSON		*o;
 	const cJSON	*e;
 	long		 code = 0;
@@ -77,7 +77,12 @@ explain_main(int argc, char **argv)
 			fprintf(stderr, "agentscaler explain: /explain is "
 			    "served on the admin address: use --admin-addr\n");
 			return (2);
-		} else if (strcmp(argv[i], "--json") == 0)
+		} else if ((strcmp(argv[i], "-n") == 0 ||
+		    strcmp(argv[i], "--namespace") == 0) && i + 1 < argc)
+			ns = argv[++i];
+		else if (strncmp(argv[i], "--namespace=", 12) == 0)
+			ns = argv[i] + 12;
+		else if (strcmp(argv[i], "--json") == 0)
 			json = 1;
 		else if (id == NULL && argv[i][0] != '-')
 			id = argv[i];
@@ -97,9 +102,13 @@ explain_main(int argc, char **argv)
 	    (c = curl_easy_init()) == NULL)
 		return (2);
 	esc = curl_easy_escape(c, id, 0);
-	snprintf(url, sizeof url, "http://%s/explain?task=%s", addr,
-	    esc != NULL ? esc : "");
+	if (ns != NULL)
+		nesc = curl_easy_escape(c, ns, 0);
+	snprintf(url, sizeof url, "http://%s/explain?task=%s%s%s", addr,
+	    esc != NULL ? esc : "", nesc != NULL ? "&namespace=" : "",
+	    nesc != NULL ? nesc : "");
 	curl_free(esc);
+	curl_free(nesc);
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, explain_write);

@@ -106,6 +106,7 @@
 #include "config.h"
 #include "crd.h"
 #include "daemon_state.h"
+#include "decisions.h"
 #include "dispatch.h"
 #include "owners.h"
 #include "pool.h"
@@ -714,6 +715,8 @@ pool_evaluate(struct pool *p)
 	in.now = now;
 	autoscale_decide(&p->as, &c->scaling, &in, &d);
 	p->last = d;
+	(void)decisions_note(&p->recent, as_wall_now(), in.backlog,
+	    in.current, d.desired, autoscale_reason_name(d.reason), 10);
 	pool_recount(p);
 	memset(&wi, 0, sizeof wi);
 	wi.shadow = c->shadow;

@@ -25,6 +25,7 @@
 #include "autoscale.h"
 #include "config.h"
 #include "crd.h"
+#include "decisions.h"
 
 struct daemon;
 struct k8s_req;
@@ -91,6 +92,7 @@ struct pool {
 
 	struct autoscale_state	 as;
 	struct autoscale_decision last;
+	struct decisions	 recent;	/* for /status and /ui */
 	/*
 	 * Shadow mode (cfg->shadow): what the pool would do and does not,
 	 * the replicas it would write (scale) or the claims it would make

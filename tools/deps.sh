@@ -50,6 +50,7 @@ venv() {
 PKGS="build-essential pkg-config libev-dev libhiredis-dev librabbitmq-dev
 libcurl4-openssl-dev libssl-dev zlib1g-dev libcjson-dev check libsubunit-dev
 libmicrohttpd-dev libyaml-dev redis-server rabbitmq-server openssl python3
+chromium fonts-liberation
 python3-venv valgrind clang-format curl clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do

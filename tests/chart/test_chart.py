@@ -227,7 +227,10 @@ class DefaultValuesTest(unittest.TestCase):
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
              "verbs": ["create"]},
             {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-             "resourceNames": ["agentscaler"], "verbs": ["get", "update"]}])
+             "resourceNames": ["agentscaler"], "verbs": ["get", "update"]},
+            {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["configmaps"],
+             "resourceNames": ["agentscaler-rejections"], "verbs": ["get", "patch"]}])
 
     def test_every_rule_is_commented(self):
         """Each rule of the shared rules template, and of the Secret Roles,
@@ -824,7 +827,12 @@ class ChartRbacTest(unittest.TestCase):
              "resources": ["leases"], "namespaces": ["agentscaler"]},
             {"users": [user], "verbs": ["get", "update"], "apiGroups": ["coordination.k8s.io"],
              "resources": ["leases"], "namespaces": ["agentscaler"],
-             "resourceNames": ["agentscaler"]}])
+             "resourceNames": ["agentscaler"]},
+            {"users": [user], "verbs": ["create"], "apiGroups": [""],
+             "resources": ["configmaps"], "namespaces": ["agentscaler"]},
+            {"users": [user], "verbs": ["get", "patch"], "apiGroups": [""],
+             "resources": ["configmaps"], "namespaces": ["agentscaler"],
+             "resourceNames": ["agentscaler-rejections"]}])
 
     def test_allowed_and_denied(self):
         k = self.kube
