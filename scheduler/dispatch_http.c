@@ -489,7 +489,8 @@ dh_pod_take(struct dhttp *h, const char *ip)
 	if (d->npod_cidrs > 0 && !pod_cidr_match(d->pod_cidrs, d->npod_cidrs,
 	    ip)) {
 		if (!h->pod_refused)
-			log_warn("dispatch", "%s/%s: task %s: pod IP %.64s is "
+			log_kv(LOG_WARN, "dispatch", DTASK_LOG(h->t, NULL),
+			    "%s/%s: task %s: pod IP %.64s is "
 			    "outside --pod-cidrs: not used", h->t->ns->name,
 			    h->t->sandbox, h->t->id, ip);
 		h->pod_refused = 1;
@@ -575,7 +576,8 @@ dh_accepted(struct dhttp *h)
 		    as_mono_now() - t->msg->received);
 		p->handed_off++;
 	}
-	log_debug("dispatch", "%s/%s: task %s accepted by the runtime of "
+	log_kv(LOG_DEBUG, "dispatch", DTASK_LOG(t, NULL),
+	    "%s/%s: task %s accepted by the runtime of "
 	    "sandbox %s", t->ns->name, t->claim, t->id, t->sandbox);
 	/* Only now: the runtime holds the task (section 8 step 1). */
 	dtask_set_state(t, T_ACKING);
@@ -617,12 +619,14 @@ dh_put_done(const struct httpc_response *r, void *arg)
 		}
 		/* Once at info, so that an operator sees it; then debug. */
 		if (h->tries == 0)
-			log_info("dispatch", "%s/%s: hand-off of task %s to "
+			log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+			    "%s/%s: hand-off of task %s to "
 			    "sandbox %s not accepted yet: %s; retrying until "
 			    "the hand-off deadline", t->ns->name, t->claim,
 			    t->id, t->sandbox, msg);
 		else
-			log_debug("dispatch", "%s/%s: hand-off of task %s: "
+			log_kv(LOG_DEBUG, "dispatch", DTASK_LOG(t, NULL),
+			    "%s/%s: hand-off of task %s: "
 			    "%s; retrying", t->ns->name, t->claim, t->id, msg);
 		/* A restarted pod may have a new IP: read it again. */
 		h->after_pod = DH_PUT;
@@ -643,7 +647,8 @@ dh_put_done(const struct httpc_response *r, void *arg)
 	if (r->code == 410) {
 		/* Ran and acknowledged before (section 8 step 1): clean up. */
 		hh_answer_free(&a);
-		log_info("dispatch", "%s/%s: task %s ended and was "
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+		    "%s/%s: task %s ended and was "
 		    "acknowledged before; acking its message, releasing the "
 		    "claim", t->ns->name, t->claim, t->id);
 		t->handed_off = 1;
@@ -710,7 +715,8 @@ dh_again(struct dhttp *h, const char *reason, const char *message)
 	struct dtask	*t = h->t;
 	char		 detail[320];
 
-	log_info("dispatch", "%s/%s: task %s attempt %ld failed (%s: %s); "
+	log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, reason),
+	    "%s/%s: task %s attempt %ld failed (%s: %s); "
 	    "attempt %ld follows", t->ns->name, t->claim, t->id, h->attempt,
 	    reason, message != NULL ? message : "", h->attempt + 1);
 	snprintf(detail, sizeof detail, "attempt %ld: %s", h->attempt,
@@ -777,7 +783,8 @@ dh_poll_done(const struct httpc_response *r, void *arg)
 	    h->ans.kind != HH_ERROR)) {
 		/* Router restarts, dropped connections: the same after. */
 		hh_answer_free(&h->ans);
-		log_debug("dispatch", "%s/%s: events of task %s: %s; retrying",
+		log_kv(LOG_DEBUG, "dispatch", DTASK_LOG(t, NULL),
+		    "%s/%s: events of task %s: %s; retrying",
 		    t->ns->name, t->claim, t->id, msg);
 		/* The pod may be a new one, at a new IP. */
 		h->after_pod = DH_POLL;
@@ -812,7 +819,8 @@ dh_poll_done(const struct httpc_response *r, void *arg)
 	snprintf(msg, sizeof msg, "%s: %s", h->ans.reason, h->ans.detail);
 	if (r->code == 410) {
 		hh_answer_free(&h->ans);
-		log_info("dispatch", "%s/%s: task %s was acknowledged on the "
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+		    "%s/%s: task %s was acknowledged on the "
 		    "runtime already; releasing", t->ns->name, t->claim, t->id);
 		dtask_release(t);
 		return;
@@ -968,7 +976,8 @@ dh_reply_done(const struct httpc_response *r, void *arg)
 		hh_answer_free(&a);
 	if (!theirs || r->code >= 500) {
 		/* Replies are idempotent by (key, type): send it again. */
-		log_debug("dispatch", "%s/%s: reply to task %s: %s; retrying",
+		log_kv(LOG_DEBUG, "dispatch", DTASK_LOG(h->t, NULL),
+		    "%s/%s: reply to task %s: %s; retrying",
 		    h->t->ns->name, h->t->claim, h->t->id, theirs ?
 		    "HTTP 5xx" : msg);
 		dh_reply_later(h, as_backoff(0.2, 5, h->rtries++));
@@ -983,7 +992,8 @@ dh_reply_done(const struct httpc_response *r, void *arg)
 	if ((o = TAILQ_FIRST(&h->outq)) != NULL) {
 		TAILQ_REMOVE(&h->outq, o, link);
 		if (r->code != 200)
-			log_info("dispatch", "%s/%s: task %s: reply %s for "
+			log_kv(LOG_INFO, "dispatch", DTASK_LOG(h->t, NULL),
+			    "%s/%s: task %s: reply %s for "
 			    "child %s dropped: HTTP %ld", h->t->ns->name,
 			    h->t->claim, h->t->id, hh_reply_name(o->type),
 			    o->s->child, r->code);
@@ -1082,7 +1092,8 @@ dh_queue(struct dhttp *h, struct dh_spawn *s, enum hh_reply type,
 	o->body = hh_reply_body(s->key, type, s->child, reason, detail,
 	    result);
 	TAILQ_INSERT_TAIL(&h->outq, o, link);
-	log_info("dispatch", "%s/%s: task %s: child %s %s%s%s", h->t->ns->name,
+	log_kv(LOG_INFO, "dispatch", DTASK_LOG(h->t, NULL),
+	    "%s/%s: task %s: child %s %s%s%s", h->t->ns->name,
 	    h->t->claim, h->t->id, s->child, hh_reply_name(type),
 	    reason != NULL ? ": " : "", reason != NULL ? reason : "");
 	dh_reply_kick(h);
@@ -1204,7 +1215,8 @@ dh_spawn(struct dhttp *h, const struct hh_event *ev)
 			    h->tp, &len);
 			c->msg = consumer_msg_new(body, len, 0);
 			free(body);
-			log_info("dispatch", "%s/%s: child task %s rebuilt "
+			log_kv(LOG_INFO, "dispatch", DTASK_LOG(c, NULL),
+			    "%s/%s: child task %s rebuilt "
 			    "from the spawn in the log of task %s; handing it "
 			    "off", c->ns->name, c->claim, c->id, t->id);
 		}
@@ -1440,7 +1452,8 @@ dh_publish(struct dhttp *h)
 
 	h->phase = DH_PUBLISH;
 	if (p != NULL && !p->cfg->has_results) {
-		log_info("dispatch", "%s/%s: task %s %s (pool %s has no "
+		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+		    "%s/%s: task %s %s (pool %s has no "
 		    "results destination): %s", t->ns->name, t->claim, t->id,
 		    h->failed ? "failed" : "completed", p->id, h->result);
 		if (!dh_tell_parent(h))
@@ -1487,7 +1500,8 @@ dh_finish(struct dhttp *h)
 		dtask_sandbox_failed(t, h->reason, h->detail);
 		return;
 	}
-	log_info("dispatch", "%s/%s: task %s completed; result published",
+	log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, NULL),
+	    "%s/%s: task %s completed; result published",
 	    t->ns->name, t->claim, t->id);
 	dtask_release(t);
 }

@@ -113,6 +113,10 @@
 #include "quota.h"
 #include "targets.h"
 
+/* The log fields of pool p: JSON keys in the JSON log format (rt/log.h). */
+#define POOL_LOG(p) (&(struct log_fields){ .pool = (p)->cfg->name,	\
+	.ns = (p)->cfg->ns })
+
 /*
  * The scale pools of one namespace, in d->pools order (the order
  * quota_share() gives its last units in), with what the quota cap needs.
@@ -215,7 +219,8 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 	if (r->error != 0) {
 		p->source_errors[pool_src_err_of(r->error)]++;
 		if (p->source_ok || strcmp(p->source_err, r->errmsg) != 0)
-			log_warn("pool", "%s: cannot read the source, holding "
+			log_kv(LOG_WARN, "pool", POOL_LOG(p),
+			    "%s: cannot read the source, holding "
 			    "replicas: %s", p->id, r->errmsg);
 		if (p->source_ok || p->source_err[0] == '\0')
 			crd_event(p->d->crd, "AgentPool", p->cfg->ns,
@@ -227,7 +232,8 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 		as_strlcpy(p->source_err, r->errmsg, sizeof p->source_err);
 	} else {
 		if (!p->source_ok && p->source_err[0] != '\0')
-			log_info("pool", "%s: source readable again", p->id);
+			log_kv(LOG_INFO, "pool", POOL_LOG(p),
+			    "%s: source readable again", p->id);
 		p->source_ok = 1;
 		p->source_read = 1;
 		p->source_err[0] = '\0';
@@ -256,7 +262,8 @@ pool_poll(struct pool *p)
 		return;
 	}
 	if ((rc = scaler_poll(p->scaler, pool_poll_done, p)) != 0) {
-		log_warn("pool", "%s: poll refused: %s", p->id,
+		log_kv(LOG_WARN, "pool", POOL_LOG(p),
+		    "%s: poll refused: %s", p->id,
 		    as_strerror(rc));
 		return;
 	}
@@ -303,7 +310,8 @@ pool_set_k8s_error(struct pool *p, const char *what, const char *msg)
 {
 	p->kube_errors++;
 	if (strcmp(p->k8s_err, msg) != 0)
-		log_warn("pool", "%s: %s %s %s failed: %s", p->id, what,
+		log_kv(LOG_WARN, "pool", POOL_LOG(p),
+		    "%s: %s %s %s failed: %s", p->id, what,
 		    p->cfg->target_kind, p->cfg->target_name, msg);
 	as_strlcpy(p->k8s_err, msg, sizeof p->k8s_err);
 }
@@ -313,7 +321,8 @@ static void
 pool_k8s_ok(struct pool *p, long spec, long status, const char *rv)
 {
 	if (p->k8s_err[0] != '\0')
-		log_info("pool", "%s: %s %s reachable again", p->id,
+		log_kv(LOG_INFO, "pool", POOL_LOG(p),
+		    "%s: %s %s reachable again", p->id,
 		    p->cfg->target_kind, p->cfg->target_name);
 	p->k8s_err[0] = '\0';
 	p->spec_known = 1;
@@ -402,7 +411,8 @@ pool_patch_done(int err, const struct k8s_scale *sc, const char *msg,
 		} else if (sc->spec_replicas < before)
 			p->scale_down++;
 		p->last_scale_wall = as_wall_now();
-		log_info("pool", "%s: scaled %s %s from %ld to %ld (%s, "
+		log_kv(LOG_INFO, "pool", POOL_LOG(p),
+		    "%s: scaled %s %s from %ld to %ld (%s, "
 		    "backlog %.0f, in flight %.0f)", p->id,
 		    p->cfg->target_kind, p->cfg->target_name, before,
 		    sc->spec_replicas, autoscale_reason_name(p->last.reason),
@@ -606,11 +616,13 @@ pool_conflict_note(struct pool *p, int *known)
 	if (strcmp(msg, p->conflict) == 0)
 		return;
 	if (msg[0] != '\0') {
-		log_warn("pool", "%s: %s", p->id, msg);
+		log_kv(LOG_WARN, "pool", POOL_LOG(p),
+		    "%s: %s", p->id, msg);
 		crd_event(p->d->crd, "AgentPool", c->ns, c->name,
 		    EVENT_WARNING, "TargetConflict", "Scale", "%s", msg);
 	} else {
-		log_info("pool", "%s: %s %s has no other owner now; the pool "
+		log_kv(LOG_INFO, "pool", POOL_LOG(p),
+		    "%s: %s %s has no other owner now; the pool "
 		    "writes it", p->id, c->target_kind, c->target_name);
 		crd_event(p->d->crd, "AgentPool", c->ns, c->name,
 		    EVENT_NORMAL, "ConflictResolved", "Scale", "%s/%s has no "
@@ -858,16 +870,19 @@ pool_new(struct daemon *d, const struct pool_config *c)
 	    NULL;
 	if (p->scaler == NULL) {
 		/* Config validated the source; this is a resource failure. */
-		log_error("pool", "%s: cannot create the %s source: %s", p->id,
+		log_kv(LOG_ERROR, "pool", POOL_LOG(p),
+		    "%s: cannot create the %s source: %s", p->id,
 		    c->source.type, st != NULL ? err : "unknown type");
 		p->source_ok = 0;
 		as_strlcpy(p->source_err, err, sizeof p->source_err);
 	} else if (st->subscribe != NULL &&
 	    st->subscribe(p->scaler, pool_wake, p) == 0)
-		log_info("pool", "%s: push wake-ups requested on %s %s", p->id,
+		log_kv(LOG_INFO, "pool", POOL_LOG(p),
+		    "%s: push wake-ups requested on %s %s", p->id,
 		    c->source.type, c->source.queue);
 	else
-		log_info("pool", "%s: polling %s %s every %ld ms", p->id,
+		log_kv(LOG_INFO, "pool", POOL_LOG(p),
+		    "%s: polling %s %s every %ld ms", p->id,
 		    c->source.type, c->source.queue, c->poll_interval_ms);
 	ev_init(&p->poll_timer, pool_timer_cb);
 	p->poll_timer.data = p;

@@ -96,6 +96,14 @@ class ScaleTest(World):
         text = self.daemon.get("/metrics")[1]
         self.assertIn('agentscaler_kube_requests_total{client="main",verb="PATCH",code="200"}', text)
         self.assertIn("agentscaler_build_info{version=", text)
+        # The JSON log's scale lines carry the pool and its namespace as
+        # keys (issue 19, scheduler/pool.c on log_kv).
+        lines = [json.loads(ln) for ln in self.daemon.logs().splitlines()
+                 if ln.startswith("{")]
+        scaled = [ln for ln in lines if ln.get("component") == "pool" and
+                  ln["msg"].startswith("default/a: scaled")]
+        self.assertTrue(scaled, lines[-20:])
+        self.assertEqual((scaled[0].get("pool"), scaled[0].get("namespace")), ("a", "default"))
 
     def test_in_flight_counts_and_holds(self):
         self.kube.create_deployment("agents")
