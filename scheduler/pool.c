@@ -676,6 +676,15 @@ pool_write_choice(const struct pool_write_input *in, long *want)
 		if (in->paused_replicas < 0)
 			return (POOL_HOLD_PAUSED);
 		*want = in->paused_replicas;	/* KEDA's paused-replicas */
+		/*
+		 * The annotation is the tenant's, like the decision's inputs:
+		 * it holds the target, but never past the AgentQuota (what
+		 * the target already has is left alone, as the cap does).
+		 */
+		if (in->quota_limit >= 0 && *want > in->quota_limit)
+			*want = in->current > in->quota_limit ?
+			    (in->current < *want ? in->current : *want) :
+			    in->quota_limit;
 	}
 	if (*want == in->current)
 		return (POOL_HOLD_SAME);
@@ -736,6 +745,13 @@ pool_evaluate(struct pool *p)
 	wi.owners_known = known;
 	wi.paused = c->paused;
 	wi.paused_replicas = c->paused_replicas;
+	wi.quota_limit = -1;
+	if (c->paused && c->paused_replicas >= 0) {
+		long head = pool_quota_head(p);
+
+		if (head >= 0)
+			wi.quota_limit = pool_holds(p) + head;
+	}
 	wi.desired = d.desired;
 	wi.current = p->spec_replicas;
 	wi.may_write = daemon_may_write(p->d);

@@ -181,12 +181,19 @@ struct pool_write_input {
 	long		 desired;	/* autoscale_decide() */
 	long		 current;	/* the target's spec.replicas */
 	int		 may_write;	/* daemon_may_write() */
+	/*
+	 * The most replicas the namespace's AgentQuota lets this pool hold
+	 * (what it holds + the head-room), or -1 without a quota: the
+	 * paused-replicas annotation never raises the target past it.
+	 */
+	long		 quota_limit;
 };
 
 #ifdef AS_TESTING
 /*
  * Pure: whether a scale pool writes its target, and the replicas into
- * *want (the decision, or paused-replicas when paused); the first reason
+ * *want (the decision, or paused-replicas when paused, never above
+ * max(quota_limit, current) under a quota); the first reason
  * to hold, in this order: shadow, conflict, owners unknown, paused,
  * already there, standby.
  */

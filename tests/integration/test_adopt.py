@@ -159,6 +159,25 @@ class CrdAdoptTest(CrdWorld):
         wait_for(lambda: cond(self.pool_obj("p1"), "Paused") is None, 30,
                  what="Paused gone")
 
+    def test_paused_replicas_never_past_the_quota(self):
+        """The annotation is the tenant's: agentscaler.io/paused-replicas
+        above the namespace's AgentQuota (maxSandboxes 4) holds the target
+        at the quota, not at the annotation (the write bypassed the quota
+        before)."""
+        self.kube.create_deployment("web", 0)
+        d = self.start_daemon(None)
+        self.apply({"apiVersion": "agentscaler.io/v1alpha1", "kind": "AgentQuota",
+                    "metadata": {"name": "q", "namespace": NS},
+                    "spec": {"maxSandboxes": 4}})
+        self.apply(world.pool("p1", self.redis.url, "q1", "web", maxReplicas=100, **FAST))
+        self.push("q1", 2)
+        wait_for(lambda: self.kube.replicas("web") == 2, 30, what="2 replicas")
+        self.kubectl.run("annotate", "agentpool", "p1", "agentscaler.io/paused=true",
+                         "agentscaler.io/paused-replicas=50")
+        wait_for(lambda: self.kube.replicas("web") == 4, 30, what="held at the quota's 4")
+        d.evaluated("p1", 10)
+        self.assertEqual(self.kube.replicas("web"), 4)
+
 
 class ConflictTest(AdoptWorld):
     def test_yields_to_an_hpa(self):
