@@ -1306,6 +1306,18 @@ tr_find(const char *name, const char *id)
 	return (NULL);
 }
 
+/* The string attribute key of s, or NULL. */
+static const char *
+tr_attr(const struct trace_span *s, const char *key)
+{
+	size_t	 j;
+
+	for (j = 0; j < s->nattrs; j++)
+		if (strcmp(s->attrs[j].key, key) == 0)
+			return (s->attrs[j].s);
+	return (NULL);
+}
+
 /*
  * Traces (issue 19): a task's phases, arrival to completion, each a child
  * of its task span, in order, then the task span itself, handed to the
@@ -1385,6 +1397,9 @@ START_TEST(test_traced_child_linked)
 	ck_assert_mem_eq(kid->ctx.trace_id, par->ctx.trace_id, 16);
 	ck_assert_mem_eq(kid->parent_id, par->ctx.span_id, 8);
 	ck_assert_ptr_nonnull(tr_find("agentscaler.handoff", "c1"));
+	/* A sub-task's span carries every attribute (9; 8 fitted before). */
+	ck_assert_str_eq(tr_attr(kid, "agentscaler.task.parent"), "p1");
+	ck_assert_ptr_nonnull(tr_attr(kid, "agentscaler.launch"));
 	free(pn);
 	free(cn);
 }

@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TRACE_MAX_ATTRS	8
+#define TRACE_MAX_ATTRS	12
 #define TRACE_NAME_MAX	48
 #define TRACE_KEY_MAX	40
 #define TRACE_VAL_MAX	160
