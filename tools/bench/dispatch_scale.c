@@ -844,13 +844,18 @@ config_doc(long npools, long nns)
 	long		 i;
 
 	memset(&b, 0, sizeof b);
+	/*
+	 * The inbox hand-off: this bench's consumer fake takes the task (an
+	 * http pool, the default, would PUT to the stock router's name).
+	 */
 	as_buf_printf(&b, "{\"pools\":[");
 	for (i = 0; i < npools; i++)
 		as_buf_printf(&b, "%s{\"metadata\":{\"name\":\"p%ld\","
 		    "\"namespace\":\"n%ld\"},\"spec\":{\"mode\":\"dispatch\","
 		    "\"source\":{\"type\":\"redis-list\",\"address\":"
 		    "\"redis://127.0.0.1:1/0\",\"queue\":\"q%ld\"},\"sandbox\":"
-		    "{\"warmPool\":\"wp\",\"spare\":{\"min\":0,\"max\":0}}}}",
+		    "{\"warmPool\":\"wp\",\"spare\":{\"min\":0,\"max\":0}},"
+		    "\"handoff\":{\"mode\":\"inbox\"}}}",
 		    i > 0 ? "," : "", i, i % nns, i);
 	as_buf_printf(&b, "]}");
 	return (b.p);
