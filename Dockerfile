@@ -14,7 +14,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
        build-essential pkg-config \
        libev-dev libhiredis-dev librabbitmq-dev libcurl4-openssl-dev libcjson-dev \
-       libmicrohttpd-dev libssl-dev libyaml-dev \
+       libmicrohttpd-dev libssl-dev libyaml-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Makefile ./
@@ -33,7 +33,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
        ca-certificates \
        libcjson1 libcurl4 libev4 libhiredis0.14 libmicrohttpd12 librabbitmq4 \
-       libssl3 libyaml-0-2 \
+       libssl3 libyaml-0-2 zlib1g \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/build/release/agentscaler /usr/local/bin/agentscaler
 # Numeric, so that runAsNonRoot is verifiable without /etc/passwd; the same
