@@ -391,8 +391,15 @@ daemon_run(const struct daemon_options *opts)
 	 */
 	snprintf(d.rejections_cm, sizeof d.rejections_cm, "%s-rejections",
 	    opts->leader.name);
-	d.dopts.rejections_ns = opts->leader.ns;
-	d.dopts.rejections_name = d.rejections_cm;
+	/*
+	 * Only with --leader-elect: the chart grants the ConfigMap beside
+	 * the Lease with leader election; a single replica keeps them in
+	 * memory.
+	 */
+	if (opts->leader_elect) {
+		d.dopts.rejections_ns = opts->leader.ns;
+		d.dopts.rejections_name = d.rejections_cm;
+	}
 	if (!opts->leader_elect) {
 		d.leading = 1;
 		d.dispatch = dispatcher_new(d.loop, d.k8s, &d.dopts);

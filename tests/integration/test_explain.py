@@ -60,7 +60,7 @@ class ExplainTest(world.DaemonTestCase):
         return [r["task"] for r in json.loads(cm["data"]["rejections"])]
 
     def test_rejections_survive_a_restart(self):
-        d = self.start_daemon(self.cfg, extra=("--instance", "one"))
+        d = self.start_daemon(self.cfg, extra=("--instance", "one", "--leader-elect"))
         self.reject("orphan-1")
         wait_for(lambda: "rejected" in self.explain(d, "orphan-1")[1], 20, 0.1,
                  "orphan-1 rejected")
@@ -68,7 +68,7 @@ class ExplainTest(world.DaemonTestCase):
         d.stop()
         d.cleanup()
         self.daemon = None
-        d = self.start_daemon(self.cfg, extra=("--instance", "two"))
+        d = self.start_daemon(self.cfg, extra=("--instance", "two", "--leader-elect"))
         wait_for(lambda: self.explain(d, "orphan-1")[0] == 0, 20, 0.1,
                  "orphan-1 explained after the restart")
         rc, out = self.explain(d, "orphan-1", "--json")
