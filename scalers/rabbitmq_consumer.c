@@ -64,6 +64,26 @@
  * CONSUMER_HANDOFF_DUPLICATE: a hand-off repeated after a crash or a
  * failure lands twice and the inbox's reader dedupes by message_id.
  *
+ * Acks.  basic.ack has no reply, and bytes written to a socket are not
+ * bytes the broker read: an ack written just before the connection goes
+ * (a broker that closes it, agentscaler killed with deliveries unread, so
+ * that its kernel resets the connection) may never be processed, and the
+ * message comes back.  An ack therefore completes only once the broker is
+ * known to have processed it: behind acks goes a fence, basic.qos with
+ * the prefetch already in force (global = 0 changes only consumers made
+ * after it, so it changes nothing), and the channel handles its frames in
+ * order, so its qos-ok means every ack sent before it was processed (the
+ * channel has passed it to the queue before its own end could requeue
+ * anything).  One fence is on the wire at a time; acks sent meanwhile
+ * wait for the next, so a burst of acks costs about two round trips.  The
+ * ack of a dead letter's original goes the same way: the dead letter
+ * completes once both its record is confirmed and the original's ack is.
+ * A connection lost before the fence's reply fails the operations it
+ * covered with the cause's error: their acks may have landed or not
+ * (dispatch keeps the claim of such a task for its redelivery:
+ * scheduler/dispatch_mark.c; a dead letter's original that comes back is
+ * dead-lettered again: a second record, nothing lost).
+ *
  * Timeouts.  Every reply we wait for (a synchronous method's, a publish
  * confirm) must come within the command timeout of the request; when one
  * does not, the connection is declared lost ("no reply within ..."), which
@@ -127,6 +147,7 @@ enum rmqc_kind {
 enum rmqc_stage {
 	RMQC_WAITING,		/* on c->waiting until the channel is set up */
 	RMQC_CONFIRMING,	/* published; on c->confirms */
+	RMQC_FENCING,		/* basic.ack sent; on c->acks */
 	RMQC_DONE		/* on c->events, result known */
 };
 
@@ -141,6 +162,8 @@ struct rmqc_item {
 	size_t			 len;
 	char			*message_id;	/* handoff: the task id */
 	uint64_t		 seq;	/* publish sequence number */
+	int			 fenced;	/* the fence on the wire
+						   covers its ack */
 	double			 sent;	/* as_mono_now() of the publish */
 	consumer_done_fn	*done;
 	consumer_handoff_fn	*hdone;
@@ -158,7 +181,8 @@ enum rmqc_rpc_kind {
 	RMQC_RPC_QOS,
 	RMQC_RPC_CONSUME,
 	RMQC_RPC_CANCEL,
-	RMQC_RPC_DECLARE
+	RMQC_RPC_DECLARE,
+	RMQC_RPC_FENCE		/* basic.qos behind acks: see rmqc_fence */
 };
 
 struct rmqc_rpc {
@@ -215,6 +239,9 @@ struct rmqc {
 	int			 outstanding;
 	TAILQ_HEAD(, rmqc_rpc)	 rpcs;
 	struct rmqc_items	 confirms;	/* in sequence order */
+	struct rmqc_items	 acks;		/* sent, landing not known */
+	int			 unfenced;	/* on acks, behind no fence */
+	int			 fence_out;	/* a fence is on the wire */
 	LIST_HEAD(, rmqc_name)	 declared;
 	enum rmqc_content	 content;
 	uint64_t		 ctag_no;	/* delivery tag */
@@ -553,6 +580,65 @@ rmqc_apply_window(struct rmqc *c)
 }
 
 /*
+ * Sends a fence behind the acks not yet covered by one, unless one is on
+ * the wire already (its reply sends the next).  See "Acks" above.
+ */
+static void
+rmqc_fence(struct rmqc *c)
+{
+	struct rmqc_item *it;
+	amqp_basic_qos_t q;
+
+	if (c->fence_out || c->gen == 0 || c->unfenced == 0)
+		return;
+	/*
+	 * An ack needs a delivery, which needs a consume after a basic.qos;
+	 * 0 would make later consumers unlimited: never sent.
+	 */
+	if (c->qos <= 0) {
+		rabbitmq_conn_lost(&c->conn, -AS_EPROTO, "an ack to confirm "
+		    "and no prefetch set");
+		return;
+	}
+	memset(&q, 0, sizeof q);
+	q.prefetch_count = (uint16_t)c->qos;
+	if (rmqc_rpc(c, RMQC_RPC_FENCE, AMQP_BASIC_QOS_METHOD, &q,
+	    AMQP_BASIC_QOS_OK_METHOD, "basic.qos (ack fence)") != 0)
+		return;		/* lost: the down hook failed the acks */
+	c->fence_out = 1;
+	c->unfenced = 0;
+	TAILQ_FOREACH_REVERSE(it, &c->acks, rmqc_items, entry) {
+		if (it->fenced)
+			break;
+		it->fenced = 1;
+	}
+}
+
+/* An ack is on the wire for it: done once a fence says it landed. */
+static void
+rmqc_ack_sent(struct rmqc *c, struct rmqc_item *it)
+{
+	c->outstanding--;
+	it->stage = RMQC_FENCING;
+	TAILQ_INSERT_TAIL(&c->acks, it, entry);
+	c->unfenced++;
+}
+
+/* The fence's reply: every ack it covered was processed. */
+static void
+rmqc_fence_reply(struct rmqc *c)
+{
+	struct rmqc_item *it;
+
+	c->fence_out = 0;
+	while ((it = TAILQ_FIRST(&c->acks)) != NULL && it->fenced) {
+		TAILQ_REMOVE(&c->acks, it, entry);
+		rmqc_finish(c, it, 0, NULL);
+	}
+	rmqc_fence(c);
+}
+
+/*
  * The reply to the oldest synchronous method of its kind on the wire.  Not
  * always the oldest of all: RabbitMQ has the queue send consume-ok, so the
  * replies to methods sent after a basic.consume may come before it.
@@ -589,6 +675,9 @@ rmqc_rpc_reply(struct rmqc *c, amqp_method_number_t id)
 		c->consume = RMQC_OFF;
 		log_debug(RMQC_LOG, "%s: paused on %s", c->conn.name, c->queue);
 		rmqc_apply_window(c);
+		break;
+	case RMQC_RPC_FENCE:
+		rmqc_fence_reply(c);
 		break;
 	case RMQC_RPC_QOS:
 	case RMQC_RPC_DECLARE:
@@ -747,10 +836,11 @@ rmqc_confirmed(struct rmqc *c, uint64_t tag, int multiple, int ok)
 				    c->conn.cause);
 				break;
 			}
-			c->outstanding--;
-			rmqc_finish(c, it, 0, NULL);
+			rmqc_ack_sent(c, it);
 		}
 	}
+	if (c->gen == gen)
+		rmqc_fence(c);
 	if (c->gen == gen)
 		rmqc_deadline(c);
 }
@@ -880,6 +970,22 @@ rmqc_down(struct rabbitmq_conn *conn, int err, const char *cause)
 			rmqc_finish(c, it, err, "hand-off not confirmed (it "
 			    "may have reached the inbox): %s", cause);
 	}
+	c->fence_out = 0;
+	c->unfenced = 0;
+	while ((it = TAILQ_FIRST(&c->acks)) != NULL) {
+		TAILQ_REMOVE(&c->acks, it, entry);
+		if (it->kind == RMQC_DEAD)
+			rmqc_finish(c, it, err, "the dead letter is in %.64s, "
+			    "but the connection was lost before the broker "
+			    "confirmed the ack of the original %s (it may have "
+			    "landed; if not, the broker redelivers it): %s",
+			    it->queue, it->msg->ref, cause);
+		else
+			rmqc_finish(c, it, err, "connection lost before the "
+			    "broker confirmed the ack of message %s (it may "
+			    "have landed; if not, the broker redelivers it): %s",
+			    it->msg->ref, cause);
+	}
 	while ((it = TAILQ_FIRST(&c->waiting)) != NULL) {
 		TAILQ_REMOVE(&c->waiting, it, entry);
 		rmqc_finish(c, it, err, "not connected: %s", cause);
@@ -1007,6 +1113,7 @@ rmqc_create(struct ev_loop *loop, const struct scaler_source *src,
 	c->reported = -1;
 	TAILQ_INIT(&c->rpcs);
 	TAILQ_INIT(&c->confirms);
+	TAILQ_INIT(&c->acks);
 	LIST_INIT(&c->declared);
 	TAILQ_INIT(&c->waiting);
 	TAILQ_INIT(&c->events);
@@ -1104,8 +1211,8 @@ rmqc_ack(struct consumer *base, struct consumer_msg *m,
 		    "message %s (%s); the broker will redeliver it", m->ref,
 		    c->conn.cause);
 	else {
-		c->outstanding--;
-		rmqc_finish(c, it, 0, NULL);
+		rmqc_ack_sent(c, it);
+		rmqc_fence(c);
 	}
 	return (0);
 }
@@ -1240,6 +1347,10 @@ rmqc_destroy(struct consumer *base)
 	}
 	while ((it = TAILQ_FIRST(&c->confirms)) != NULL) {
 		TAILQ_REMOVE(&c->confirms, it, entry);
+		rmqc_cancel(c, it);
+	}
+	while ((it = TAILQ_FIRST(&c->acks)) != NULL) {
+		TAILQ_REMOVE(&c->acks, it, entry);
 		rmqc_cancel(c, it);
 	}
 	while ((it = TAILQ_FIRST(&c->waiting)) != NULL) {

@@ -281,7 +281,9 @@ dtask_sandbox_failed(struct dtask *t, const char *reason, const char *detail)
 	    "failed after the hand-off: %s: %s", t->id, t->sandbox, reason,
 	    detail);
 	dispatch_recent_add(t->ns->d, t->ns->name, t->id, reason, detail);
-	dtask_release(t);
+	/* It ran: as with a success, the claim waits for the ack to land. */
+	if (!dtask_hold(t))
+		dtask_release(t);
 }
 
 static void
@@ -310,6 +312,20 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 	if ((v->finished || v->ready != 1) &&
 	    strcmp(ended, "PodSucceeded") == 0 && dtask_succeeded_unseen(t))
 		return;
+	if ((v->finished || v->ready != 1) &&
+	    strcmp(ended, "PodSucceeded") == 0 && t->op && t->http == NULL &&
+	    t->st == T_HANDOFF && (t->rebuilt || t->handoff_sent)) {
+		/*
+		 * A hand-off is in flight (a repeat after a crash or a lost
+		 * confirm, or the first, whose publish the runtime may have
+		 * run before its confirm came) and the sandbox has already
+		 * succeeded: the task ran, unless the broker refuses the only
+		 * hand-off there was.  The hand-off's completion settles it
+		 * (handoff_done), not "finished before the hand-off".
+		 */
+		t->succeeded_seen = 1;
+		return;
+	}
 	if (v->finished || (t->handed_off && v->ready != 1 &&
 	    (strcmp(ended, "PodFailed") == 0 ||
 	    strcmp(ended, "PodSucceeded") == 0))) {

@@ -117,9 +117,18 @@ struct dtask {
 	int			 rebuilt;	/* known from a claim at start */
 	int			 handed_off;
 	int			 handoff_sent;	/* its outcome may be lost */
-	int			 acked;		/* its message's ack was sent */
+	int			 acked;		/* its message's ack landed */
 	/*
-	 * Its sandbox succeeded before its message was acked here (a pool
+	 * Its sandbox succeeded while a hand-off that may repeat an earlier
+	 * one (rebuilt, or handoff_sent) was in flight: the task ran; the
+	 * hand-off's completion settles it as a success (handoff_done).
+	 */
+	int			 succeeded_seen;
+	/* A hand-off of it failed in a way that may have delivered it. */
+	int			 handoff_unknown;
+	/*
+	 * Its sandbox succeeded (or failed after the hand-off) before its
+	 * message was acked here (a pool
 	 * without a marker of its own): the claim is kept, as the only
 	 * record past a crash that the task ran, until the redelivery is
 	 * acked or the consumer has been up DISPATCH_ACK_HOLD seconds
@@ -378,6 +387,11 @@ int		 dtask_succeeded_unseen(struct dtask *);
 void		 dtask_succeeded(struct dtask *);
 /* A held task whose redelivery did not come within the hold: released. */
 void		 dtask_hold_sweep(struct dtask *, double now);
+/*
+ * A task that ran and ended (succeeded, or failed after its hand-off): 1
+ * when its claim is kept because its message's ack has not landed yet.
+ */
+int		 dtask_hold(struct dtask *);
 
 /* Pool p's name as a claim's pool label shows it (malloc'd). */
 char		*dpool_label(const struct dpool *);

@@ -26,7 +26,6 @@
 static int	 dtask_msg_void_of(const struct dtask *,
 		    const struct consumer_msg *);
 static void	 dtask_ran_before(struct dtask *);
-static int	 dtask_hold(struct dtask *);
 
 /* Pool counters. */
 
@@ -487,15 +486,49 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 {
 	struct dtask	*t = arg;
 	struct dpool	*p = t->pool;
+	int		 ran;
 
 	t->op = 0;
 	if (dtask_completion_moot(t, err))
 		return;
+	/*
+	 * Its sandbox succeeded while this hand-off was in flight, after an
+	 * earlier one (dtask_apply): the task ran, whatever this one's fate,
+	 * and nothing that failed meanwhile makes it a failure.
+	 */
+	ran = t->succeeded_seen;
+	t->succeeded_seen = 0;
+	if (ran && !t->rebuilt && !t->handoff_unknown &&
+	    (err == -AS_EIO || err == -AS_ENOTFOUND)) {
+		/*
+		 * The broker refused the only hand-off there was: the sandbox
+		 * ended without the task.
+		 */
+		ran = 0;
+		if (t->fail_reason[0] == '\0') {
+			as_strlcpy(t->fail_reason, "claim.finishedBeforeHandoff",
+			    sizeof t->fail_reason);
+			free(t->fail_detail);
+			t->fail_detail = xstrdup("the sandbox finished before "
+			    "the task reached it");
+		}
+	}
+	if (ran) {
+		t->fail_reason[0] = '\0';
+		if (err != 0) {
+			if (!dtask_succeeded_unseen(t))
+				dtask_succeeded(t);
+			return;
+		}
+	}
 	if (err != 0 && t->fail_reason[0] != '\0') {
 		dtask_settle(t, 0);
 		return;
 	}
 	if (err != 0) {
+		/* Refused outright (nack, return), or perhaps delivered. */
+		if (err != -AS_EIO && err != -AS_ENOTFOUND)
+			t->handoff_unknown = 1;
 		if (p != NULL)
 			log_kv(LOG_WARN, "dispatch", DTASK_LOG(t, NULL),
 			    "%s: hand-off of task %s to %s "
@@ -522,6 +555,8 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 	dtask_ack(t);
 	if (t->fail_reason[0] != '\0')
 		dtask_settle(t, 1);
+	else if (ran)
+		dtask_succeeded(t);
 	else if (outcome == CONSUMER_HANDOFF_ELSEWHERE) {
 		/*
 		 * The marker says this task went to another sandbox before:
@@ -601,7 +636,7 @@ dtask_handoff(struct dtask *t)
  * anything newer, so they come back first), or until the TTL backstop.
  * Returns 1 when the claim is kept.
  */
-static int
+int
 dtask_hold(struct dtask *t)
 {
 	struct dpool	*p = t->pool;

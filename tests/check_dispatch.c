@@ -2803,6 +2803,130 @@ START_TEST(test_rabbit_claim_kept_until_acked)
 END_TEST
 
 /*
+ * The crash test's RabbitMQ run on a loaded machine, again ("a task ran in
+ * two sandboxes", five tasks at once): t1 is rebuilt from its Ready claim
+ * (the process before a crash handed it off and died before its ack), its
+ * redelivery joins it and the hand-off is repeated into the same sandbox;
+ * while that repeat is in flight the sandbox reports PodSucceeded (the
+ * first hand-off ran).  Before, that was "claim.finishedBeforeHandoff":
+ * settled as a failure once the repeat was confirmed, TaskFailed, and the
+ * claim deleted at once, with the redelivery's ack not yet landed; a crash
+ * then, and the next process claimed t1 again.  Now it is a success, and
+ * the claim stays until the ack lands.
+ */
+static const struct {
+	const char	*name;
+	int		 confirmed;	/* the repeat's confirm comes */
+	int		 crash;		/* before the ack lands */
+} repeat_rows[] = {
+	{ "repeat confirmed, crash before the ack lands", 1, 1 },
+	{ "repeat confirmed, the ack lands", 1, 0 },
+	{ "the repeat's confirm goes with the connection", 0, 0 },
+};
+
+START_TEST(test_rabbit_repeat_handoff_succeeded)
+{
+	struct fcons	*c = fc_find("qr");
+	struct dpool	*p;
+	char		 name[CLAIM_NAME_MAX + 1];
+	int		 serial;
+
+	task_claim_name("a", NS, "t1", name);
+	srv_put_claim(name, "t1", "sb-1");
+	note_handed("qr", "t1");	/* by the process before the crash */
+	fi_show(NS, name);
+	ck_assert_int_eq(live_tasks(), 1);
+	serial = fc_deliver("qr", "t1", 1);
+	check_invariants();
+	ck_assert_ptr_nonnull(fop_find(c, OP_HANDOFF));	/* the repeat */
+	srv_finished(name, "sb-1", "PodSucceeded");
+	fi_show(NS, name);
+	ck_assert_ptr_null(fk_find("DELETE", name));
+	if (!repeat_rows[_i].confirmed) {
+		fc_lose(c, 0);
+		fop_complete(fop_find(c, OP_HANDOFF), -AS_ECONN, 0);
+		check_invariants();
+		ck_assert_msg(fk_find("DELETE", name) == NULL, "the claim of "
+		    "t1 is deleted while t1's message is unacked");
+		serial = fc_deliver("qr", "t1", 1);
+		assert_acked_as_ran(serial);
+	} else {
+		fop_complete(fop_find(c, OP_HANDOFF), 0,
+		    CONSUMER_HANDOFF_DONE);
+		check_invariants();
+		ck_assert_ptr_nonnull(fop_find(c, OP_ACK));
+		ck_assert_msg(fk_find("DELETE", name) == NULL, "the claim of "
+		    "t1 is deleted before its message's ack landed");
+		if (repeat_rows[_i].crash) {
+			restart_dispatcher();
+			c = fc_find("qr");
+			serial = fc_deliver("qr", "t1", 1);
+			check_invariants();
+			ck_assert_msg(fk_find("POST", "/sandboxclaims") == NULL,
+			    "t1 is claimed again: it runs a second time in "
+			    "another sandbox");
+		}
+		complete_all_ops();
+		check_invariants();
+		assert_no_dead_letter();
+		ck_assert_int_eq(ledger[serial].acked, 1);
+		ck_assert_ptr_null(fk_find("POST", "/sandboxclaims"));
+	}
+	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	ck_assert_ptr_nonnull(p = dpool_find(disp, NS, "a"));
+	ck_assert_msg(p->failed == 0, "t1 counted failed: it succeeded");
+	finish_delete(name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+}
+END_TEST
+
+/*
+ * The other side of test_rabbit_repeat_handoff_succeeded: t1's first and
+ * only hand-off is in flight when its sandbox reports PodSucceeded, and
+ * the broker then refuses the publish (basic.nack): the sandbox ended
+ * without the task, which is dead-lettered claim.finishedBeforeHandoff,
+ * not acked as a task that ran.  With a hand-off whose outcome was lost
+ * before (a connection gone), the task may have run: it is not dead-
+ * lettered, and its claim waits for the redelivery.
+ */
+START_TEST(test_rabbit_refused_handoff_sandbox_succeeded)
+{
+	struct fcons	*c = fc_find("qr");
+	char		*name = to_handoff("qr", "t1", "sb-1");
+	int		 serial = -1;
+
+	if (_i == 1) {
+		/* A first attempt's confirm went with the connection. */
+		note_handed("qr", "t1");	/* the publish landed */
+		fc_lose(c, 0);
+		fop_complete(fop_find(c, OP_HANDOFF), -AS_ECONN, 0);
+		serial = fc_deliver("qr", "t1", 1);	/* retried on it */
+		sweep_after(6);
+		ck_assert_ptr_nonnull(fop_find(c, OP_HANDOFF));
+	}
+	srv_finished(name, "sb-1", "PodSucceeded");
+	fi_show(NS, name);
+	fop_complete(fop_find(c, OP_HANDOFF), -AS_EIO, 0);
+	check_invariants();
+	if (_i == 0) {
+		complete_all_ops();
+		ck_assert_int_eq(ledger[0].dead, 1);
+		ck_assert_str_eq(ledger[0].reason,
+		    "claim.finishedBeforeHandoff");
+	} else {
+		ck_assert_ptr_null(fk_find("DELETE", name));
+		assert_acked_as_ran(serial);
+	}
+	ck_assert_ptr_nonnull(fk_find("DELETE", name));
+	finish_delete(name);
+	ck_assert_int_eq(live_tasks(), 0);
+	check_invariants();
+	free(name);
+}
+END_TEST
+
+/*
  * A held claim (test_rabbit_claim_kept_until_acked) released another way:
  * deleted by someone else (or its TTL) while held, and the GET of its
  * Sandbox fails.  The task waits for the Sandbox to go and must be retried
@@ -3600,6 +3724,10 @@ dispatch_suite(void)
 	tcase_add_test(tc, test_rabbit_held_claim_deleted);
 	tcase_add_loop_test(tc, test_rabbit_claim_kept_until_acked, 0,
 	    (int)AS_ARRAY_SIZE(unacked_rows));
+	tcase_add_loop_test(tc, test_rabbit_repeat_handoff_succeeded, 0,
+	    (int)(sizeof repeat_rows / sizeof repeat_rows[0]));
+	tcase_add_loop_test(tc, test_rabbit_refused_handoff_sandbox_succeeded,
+	    0, 2);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("scale");

@@ -882,6 +882,101 @@ START_TEST(test_command_timeout)
 }
 END_TEST
 
+/*
+ * An ack completes once the broker has processed it, not once it is
+ * written: with the broker stopped (SIGSTOP) the ack's bytes sit in a
+ * socket buffer, and a connection lost now could lose them, so the ack
+ * must not report success yet (it did, at once, before the fence: the
+ * crash test's task that ran in two sandboxes).  Once the broker runs
+ * again it completes, and the queue is empty.
+ */
+START_TEST(test_ack_waits_for_broker)
+{
+	struct scaler_source src;
+	struct consumer	*c;
+	struct crec	 r;
+	struct tu_op	 d;
+	int		 early;
+
+	tu_amqp_declare(b, "cq-fence", 1);
+	tu_amqp_publish_body(b, "cq-fence", "f0", 2);
+	src = tu_amqp_source(rb.amqp_url, "cq-fence");
+	src.command_timeout = 10;
+	c = make_src(&src, "t", 2, &r);
+	wait_msgs(&r, 1);
+	ck_assert(tu_run_until(loop, pred_up, &r, DEADLINE));
+	ck_assert_int_eq(kill(-rb.pid, SIGSTOP), 0);
+	memset(&d, 0, sizeof d);
+	ck_assert_int_eq(c->type->ack(c, r.msgs[0], tu_op_done, &d), 0);
+	r.msgs[0] = NULL;
+	tu_run_for(loop, SETTLE);
+	early = d.n;
+	kill(-rb.pid, SIGCONT);		/* before any assertion */
+	ck_assert_msg(early == 0, "the ack completed (%d) while the broker "
+	    "was stopped", d.err);
+	ck_assert_int_eq(c->type->outstanding(c), 0);
+	ck_assert(tu_run_until(loop, tu_pred_op, &d, DEADLINE));
+	ck_assert_msg(d.err == 0, "%d %s", d.err, d.msg);
+	ck_assert_int_eq(r.ndown, 0);
+	wait_qstat("cq-fence", "messages", 0);
+	c->type->destroy(c);
+	tu_amqp_delete(b, "cq-fence");
+}
+END_TEST
+
+/*
+ * Acks whose fence is on the wire when the connection goes fail with the
+ * cause, saying they may have landed (the broker was stopped past the
+ * command timeout); a burst of acks behind one fence all complete.
+ */
+START_TEST(test_ack_fence_lost)
+{
+	struct scaler_source src;
+	struct consumer	*c;
+	struct crec	 r;
+	struct tu_op	 d[4];
+	int		 i, done, down;
+
+	tu_amqp_declare(b, "cq-fence2", 1);
+	publish_bodies("cq-fence2", "g", 4);
+	src = tu_amqp_source(rb.amqp_url, "cq-fence2");
+	src.command_timeout = 0.5;
+	c = make_src(&src, "t", 4, &r);
+	wait_msgs(&r, 4);
+	ck_assert(tu_run_until(loop, pred_up, &r, DEADLINE));
+	memset(d, 0, sizeof d);
+	/* Two acks in one go: both covered by fences, both complete. */
+	for (i = 0; i < 2; i++) {
+		ck_assert_int_eq(c->type->ack(c, r.msgs[i], tu_op_done, &d[i]),
+		    0);
+		r.msgs[i] = NULL;
+	}
+	ck_assert(tu_run_until(loop, tu_pred_op, &d[1], DEADLINE));
+	ck_assert(tu_run_until(loop, tu_pred_op, &d[0], DEADLINE));
+	ck_assert_msg(d[0].err == 0 && d[1].err == 0, "%s / %s", d[0].msg,
+	    d[1].msg);
+	ck_assert_int_eq(kill(-rb.pid, SIGSTOP), 0);
+	for (i = 2; i < 4; i++) {
+		ck_assert_int_eq(c->type->ack(c, r.msgs[i], tu_op_done, &d[i]),
+		    0);
+		r.msgs[i] = NULL;
+	}
+	done = tu_run_until(loop, tu_pred_op, &d[3], DEADLINE);
+	down = tu_run_until(loop, pred_down, &r, DEADLINE);
+	kill(-rb.pid, SIGCONT);		/* before any assertion */
+	ck_assert(done && down);
+	for (i = 2; i < 4; i++) {
+		ck_assert_msg(d[i].n == 1 && d[i].err == -AS_ETIMEDOUT,
+		    "%d %d %s", d[i].n, d[i].err, d[i].msg);
+		ck_assert_msg(strstr(d[i].msg, "may have landed") != NULL,
+		    "%s", d[i].msg);
+	}
+	ck_assert(tu_run_until(loop, pred_up, &r, DEADLINE));
+	c->type->destroy(c);
+	tu_amqp_delete(b, "cq-fence2");
+}
+END_TEST
+
 /* cq-nack.rejected is under the policy named arg. */
 static int
 pred_policy(void *arg)
@@ -977,8 +1072,9 @@ END_TEST
 /*
  * destroy() with operations in flight: each completes exactly once, inside
  * destroy() and after its own call returned; what was still waiting for
- * the broker gets -AS_ECANCELED, an ack already written its 0.  The
- * dead-lettered original was never acked: it comes back.
+ * the broker gets -AS_ECANCELED, an ack written but not yet known to have
+ * landed (its fence unanswered) too.  The dead-lettered original was never
+ * acked: it comes back.
  */
 START_TEST(test_destroy_in_flight)
 {
@@ -1001,7 +1097,7 @@ START_TEST(test_destroy_in_flight)
 	ck_assert_int_eq(da.n + dd.n + dh.n, 0);
 	c->type->destroy(c);
 	ck_assert_int_eq(da.n, 1);
-	ck_assert_int_eq(da.err, 0);
+	ck_assert_int_eq(da.err, -AS_ECANCELED);
 	ck_assert_int_eq(dd.n, 1);
 	ck_assert_int_eq(dd.err, -AS_ECANCELED);
 	ck_assert_int_eq(dh.n, 1);
@@ -1021,7 +1117,7 @@ START_TEST(test_destroy_in_flight)
 	/*
 	 * Destroyed from inside its own delivery callback.  The dead-lettered
 	 * original comes back (and f0 too, should the close have overtaken
-	 * its ack: acks are never confirmed in AMQP).
+	 * its ack: destroy() does not wait for the fence).
 	 */
 	c = make("cq-inflight", 5, &r);
 	r.destroy_in_deliver = c;
@@ -1086,6 +1182,8 @@ consume_suite(void)
 	tcase_add_test(tc, test_amqps);
 	tcase_add_test(tc, test_destroy_in_flight);
 	tcase_add_test(tc, test_command_timeout);
+	tcase_add_test(tc, test_ack_waits_for_broker);
+	tcase_add_test(tc, test_ack_fence_lost);
 	return (s);
 }
 

@@ -69,6 +69,8 @@ class RedisListSource:
     # The hand-off marker beside the queue keeps a hand-off repeated after a
     # crash from pushing twice.
     repeats_into_same_sandbox = False
+    # A dead letter and the original's removal are one MULTI/EXEC.
+    dead_letter_repeats_after_fault = False
 
     def __init__(self, test):
         self.redis = world.Redis()
@@ -146,6 +148,12 @@ class RabbitSource:
     # and its ack hands the task again to the same sandbox, whose reader
     # dedupes by message_id (README, "Where the hand-off marker lives").
     repeats_into_same_sandbox = True
+    # A dead letter is a confirmed publish, then the original's ack: a
+    # crash or a closed connection between the two (the ack not yet
+    # confirmed by its fence, scalers/rabbitmq_consumer.c) brings the
+    # original back, and it is dead-lettered again (README, "Where the
+    # hand-off marker lives for RabbitMQ").  Only across such a fault.
+    dead_letter_repeats_after_fault = True
 
     def __init__(self, test, broker):
         self.rabbit = broker
@@ -200,6 +208,7 @@ class CrashWorld(unittest.TestCase):
         self.kube.token = "test-token"
         self.addCleanup(self.kube.stop)
         self.daemons = []
+        self.faults = []        # wall times of kills and broker closes
         self.source = self.make_source()
 
     def tearDown(self):
@@ -293,6 +302,7 @@ class CrashWorld(unittest.TestCase):
         for k in range(KILLS):
             self.between_kills(rnd)
             time.sleep(rnd.uniform(0.05, 0.6))
+            self.faults.append(time.time())
             d.proc.kill()
             d.proc.wait()
             d.log.close()
@@ -351,7 +361,9 @@ class CrashWorld(unittest.TestCase):
         bad = collections.Counter(record_original(r) for r in recs
                                   if r.get("taskId") not in VALID)
         self.assertEqual(sorted(bad), sorted(b for b, _ in BAD), [r["reason"] for r in recs])
-        self.assertEqual([b for b, n in bad.items() if n > 1], [], "a bad message twice")
+        twice = self.unexplained_repeats(recs)
+        self.assertEqual(twice, [], "a bad message twice (kills and closes at %r)"
+                         % (self.faults,))
         want = dict(BAD)
         for r in recs:
             self.assertTrue(r["reason"] and r["detail"], r)
@@ -388,9 +400,14 @@ class CrashWorld(unittest.TestCase):
             if posts:
                 self.assertLess(min(lists), min(posts),
                                 "process %d created a claim before listing" % k)
-        # The logs say what was rebuilt.
-        rebuilt = sum("rebuilt from claims" in d.logs() for d in self.daemons)
-        self.assertEqual(rebuilt, KILLS + 1)
+        # The logs say what was rebuilt: every process that made a claim, and
+        # the last one (a process killed while starting, before its list
+        # answered, made nothing and says nothing).
+        for k, dd in enumerate(self.daemons):
+            made = any(r.get("user") == "daemon-%d" % k and r["method"] == "POST"
+                       and "sandboxclaims" in r["path"] for r in reqs)
+            if made or k == KILLS:
+                self.assertIn("rebuilt from claims", dd.logs(), "process %d" % k)
         print("%s crash test seed %d: %d tasks handed off once (%d repeated into the same "
               "sandbox), %d valid dead-lettered %r, %d bad dead-lettered, %d claims, %d kills%s, "
               "%.0f s" % (src.name, seed, len(counts), len(dups), len(valid_dead),
@@ -400,6 +417,26 @@ class CrashWorld(unittest.TestCase):
 
     def extra_summary(self):
         return ""
+
+    def unexplained_repeats(self, recs):
+        """The bad messages dead-lettered more than once, but for the repeats
+        the source allows: on RabbitMQ, a repeat made after a kill or a broker
+        close that came after the record before it."""
+        def wall(at):
+            return calendar.timegm(time.strptime(at[:19], "%Y-%m-%dT%H:%M:%S")) + \
+                float("0" + at[19:].rstrip("Z"))
+        times = collections.defaultdict(list)
+        for r in recs:
+            if r.get("taskId") not in VALID:
+                times[record_original(r)].append(wall(r["at"]))
+        out = []
+        for body, ts in times.items():
+            ts.sort()
+            for a, b in zip(ts, ts[1:]):
+                if not (self.source.dead_letter_repeats_after_fault and
+                        any(a - 0.01 <= f <= b + 0.01 for f in self.faults)):
+                    out.append(body)
+        return out
 
 
 class CrashTest(CrashWorld):
@@ -442,6 +479,7 @@ class RabbitCrashTest(CrashWorld):
             self.round = 0
         if self.round in self.close_at:
             time.sleep(rnd.uniform(0.05, 0.4))
+            self.faults.append(time.time())
             self.source.close_connections()
         self.round += 1
 
