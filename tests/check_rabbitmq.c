@@ -107,6 +107,32 @@ broker_connections(const char *vhost)
 	return (n);
 }
 
+/*
+ * The heartbeat (seconds) the broker negotiated with the one agentscaler
+ * connection of vhost, or -1 when it lists none.
+ */
+static int
+broker_heartbeat(const char *vhost)
+{
+	char	*out = NULL, *line, *save = NULL, *tab;
+	int	 hb = -1;
+
+	ck_assert_int_eq(tu_rabbit_ctl(&rb, &out, "list_connections",
+	    "--no-table-headers", "--silent", "vhost", "timeout",
+	    "client_properties", NULL), 0);
+	for (line = strtok_r(out, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, vhost, strlen(vhost)) == 0 &&
+		    line[strlen(vhost)] == '\t' &&
+		    strstr(line, "agentscaler") != NULL) {
+			tab = line + strlen(vhost) + 1;
+			hb = (int)strtol(tab, NULL, 10);
+		}
+	}
+	free(out);
+	return (hb);
+}
+
 /* ---- the loop ---- */
 
 /* One poll to completion; returns its result. */
@@ -1012,9 +1038,20 @@ START_TEST(test_destroy_pending)
 END_TEST
 
 /*
- * With a 1 s heartbeat the broker closes a connection that stays silent
- * for about 2 s; ours stays open while idle because the heartbeat timer
- * drains (and so sends heartbeats) on its own.
+ * An idle connection stays open: heartbeats go out while nothing else
+ * does.  rabbitmq-c sends one from inside its wait call once a heartbeat
+ * interval T has passed since its last frame out (amqp_heartbeat_send() in
+ * librabbitmq/amqp_private.h), and every drain makes that call: the
+ * heartbeat timer's, every T / 2, and the one each heartbeat of the
+ * broker's wakes (so the timer alone is not what this shows: without it
+ * the test still passes).  The broker hears from us at least every 1.5 T;
+ * it closes a connection after two of its checks, T apart, found nothing
+ * new: 2 to 3 T after the last frame (rabbit_heartbeat.erl,
+ * start_heartbeat_receiver).  With T = 1 s a stall of half a second (a
+ * loaded machine, ASan) could get the connection closed and reconnected;
+ * T = 2 s leaves a whole second, and 8 s of idling still outlast 3 T, by
+ * when a client sending no heartbeats has been closed (connects 2).  The
+ * broker must list T itself: idling with heartbeats off proves nothing.
  */
 START_TEST(test_amqp_heartbeat)
 {
@@ -1026,12 +1063,13 @@ START_TEST(test_amqp_heartbeat)
 
 	tu_rabbit_need();
 	mkvhost("t-heartbeat");
-	rabbitmq_amqp_heartbeat = 1;
+	rabbitmq_amqp_heartbeat = 2;
 	src = tu_amqp_source(amqp_url("t-heartbeat"), "hb");
 	s = make(loop, &src);
 	res = poll_wait(loop, s);
 	ck_assert_int_eq(res.error, -AS_ENOTFOUND);
-	tu_run_for(loop, 5.0);
+	ck_assert_int_eq(broker_heartbeat("t-heartbeat"), 2);
+	tu_run_for(loop, 8.0);
 	rabbitmq_amqp_heartbeat = saved;
 	ck_assert_int_eq(stats_of(s).connected, 1);
 	ck_assert_int_eq(broker_connections("t-heartbeat"), 1);

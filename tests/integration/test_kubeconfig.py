@@ -369,8 +369,7 @@ class KubeconfigTest(world.DaemonTestCase):
                                 os.path.join(world.ROOT, "build/release/agentscaler"))
         wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
         r = subprocess.run(wrapper + [binary, "--config", cfg, "--metrics-addr",
-                                      "127.0.0.1:%d" % world.free_port(), "--admin-addr",
-                                      "127.0.0.1:%d" % world.free_port()] + extra,
+                                      "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"] + extra,
                            capture_output=True, timeout=120)
         return r.returncode, r.stderr.decode(errors="replace")
 

@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools/lib"))
 import certs  # noqa: E402
 from httpjson import http  # noqa: E402
 from kube_world import Deployments  # noqa: E402
-from procs import free_port, wait_for  # noqa: E402
+from procs import check_port_in_use, free_port, start_retrying, wait_for  # noqa: E402
 
 BIN = os.environ.get("AGENTSCALER_CLUSTER_BIN", os.path.join(ROOT, "build/cluster/bin"))
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl",
@@ -197,6 +197,9 @@ class Cluster(Deployments):
     def _alive(self, name):
         p = self.procs[name]
         if p.poll() is not None:
+            # A port taken between free_port() and its bind: start()
+            # begins again on other ports.
+            check_port_in_use(self.log_tail(name), name)
             raise RuntimeError("%s exited with %s; its log: %s" % (
                 name, p.returncode, self.log_tail(name)))
         return True
@@ -236,13 +239,20 @@ class Cluster(Deployments):
         if missing:
             raise RuntimeError("missing %s in %s: run `make cluster`" % (
                 ", ".join(missing), self.bin))
-        self.dir = tempfile.mkdtemp(prefix="agentscaler-cluster-")
-        os.makedirs(os.path.join(self.dir, "logs"))
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+
+        def attempt():
+            """Everything stopped (and its files gone) when it fails; a
+            component whose port was taken fails it with PortInUse, and the
+            whole control plane starts again on other ports (a minute, on
+            what is a rare race: see procs.free_port)."""
+            self.dir = tempfile.mkdtemp(prefix="agentscaler-cluster-")
+            os.makedirs(os.path.join(self.dir, "logs"))
+            try:
+                self._start()
+            except BaseException:
+                self.stop()
+                raise
+        start_retrying(attempt, attempts=3)
         return self
 
     def _start(self):

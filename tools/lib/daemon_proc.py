@@ -11,7 +11,7 @@ import tempfile
 import unittest
 
 from httpjson import http
-from procs import ROOT, free_port, stop_pid, wait_for
+from procs import ROOT, stop_pid, wait_for
 
 
 def parse_series(key):
@@ -35,9 +35,11 @@ class Daemon:
         if config is not None:
             self.write_config(config)
         # /metrics /healthz /readyz on one port; /status /explain on the
-        # admin port (--admin-addr), as in the chart.
-        self.metrics_port = free_port()
-        self.admin_port = free_port()
+        # admin port (--admin-addr), as in the chart.  Both on port 0: the
+        # daemon binds what the kernel picks and logs it (scheduler/
+        # daemon_http.c), so no other process can take a port between our
+        # pick and its bind (see procs.free_port).
+        self._ports = {}
         self.binary = binary or os.environ.get("AGENTSCALER_BIN",
                                                os.path.join(ROOT, "build/release/agentscaler"))
         wrapper = os.environ.get("AGENTSCALER_WRAPPER", "").split()
@@ -48,8 +50,7 @@ class Daemon:
             extra += ["--token-file", kubesim.sa_token_file(self.dir)]
         args = wrapper + [self.binary] + \
             (["--config", self.config_path] if config is not None else []) + \
-            ["--metrics-addr", "127.0.0.1:%d" % self.metrics_port,
-             "--admin-addr", "127.0.0.1:%d" % self.admin_port]
+            ["--metrics-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"]
         if kubesim is not None:
             args += ["--apiserver", kubesim.url]
             # The real cluster (tests/e2e/kube.py): its CA and a token.
@@ -58,6 +59,46 @@ class Daemon:
         args += extra
         self.proc = subprocess.Popen(args, stderr=self.log, stdout=self.log, env=env)
         self.slow = bool(wrapper)
+
+    # The lines daemon_http_start() logs once each endpoint listens.
+    PORT_LINES = {"metrics": re.compile(r"serving /metrics [^\n]*? on \S+ \(port (\d+)\)"),
+                  "admin": re.compile(r"serving /status [^\n]*? on \S+ \(port (\d+)\)|"
+                                      r"(/status and /explain are off)")}
+
+    def port(self, which, wait=True):
+        """The port the daemon bound for which ("metrics" or "admin"), read
+        from its log; None while it has not logged it (wait=False) or when
+        the admin address is off.  wait: until it does; a daemon that exits
+        first fails with the end of its log."""
+        if which not in self._ports:
+            def logged():
+                m = self.PORT_LINES[which].search(self.logs())
+                if m:
+                    self._ports[which] = int(m.group(1)) if m.group(1) else None
+                    return True
+                if wait and self.proc.poll() is not None:
+                    raise AssertionError("the daemon exited before it listened: " +
+                                         self.logs()[-3000:])
+                return False
+            if not (logged() or wait):
+                return None
+            if which not in self._ports:
+                wait_for(logged, 120 if self.slow else 30, 0.02,
+                         "the daemon's %s port in its log" % which)
+        return self._ports[which]
+
+    @property
+    def metrics_port(self):
+        return self.port("metrics")
+
+    @property
+    def admin_port(self):
+        return self.port("admin")
+
+    def _url(self, which, path):
+        """http://127.0.0.1:PORT/path, or None before the daemon listens."""
+        port = self.port(which, wait=False)
+        return None if port is None else "http://127.0.0.1:%d%s" % (port, path)
 
     def write_config(self, config):
         tmp = self.config_path + ".tmp"
@@ -70,7 +111,8 @@ class Daemon:
         self.proc.send_signal(signal.SIGHUP)
 
     def metrics(self):
-        code, text = http("GET", "http://127.0.0.1:%d/metrics" % self.metrics_port)
+        url = self._url("metrics", "/metrics")
+        code, text = http("GET", url) if url else (0, "")
         out = {}
         if code != 200:
             return out
@@ -81,12 +123,16 @@ class Daemon:
         return out
 
     def get(self, path):
-        """GET on the metrics address: /metrics /healthz /readyz."""
-        return http("GET", "http://127.0.0.1:%d%s" % (self.metrics_port, path))
+        """GET on the metrics address: /metrics /healthz /readyz; (0, why)
+        while the daemon does not listen yet."""
+        url = self._url("metrics", path)
+        return http("GET", url) if url else (0, "not listening yet")
 
     def admin(self, path):
-        """GET on the admin address: /status /explain."""
-        return http("GET", "http://127.0.0.1:%d%s" % (self.admin_port, path))
+        """GET on the admin address: /status /explain; (0, why) while the
+        daemon does not listen there (yet)."""
+        url = self._url("admin", path)
+        return http("GET", url) if url else (0, "not listening yet")
 
     def pools_started(self):
         """Every pool has read its source and its target, and every

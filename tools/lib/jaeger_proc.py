@@ -22,7 +22,7 @@ import subprocess
 import tempfile
 import urllib.request
 
-from procs import ROOT, free_port, stop_pid, wait_for
+from procs import ROOT, check_port_in_use, free_port, start_retrying, stop_pid, wait_for
 
 JAEGER_BIN = os.environ.get("AGENTSCALER_JAEGER_BIN",
                             os.path.join(ROOT, "build/jaeger/bin/jaeger"))
@@ -73,16 +73,20 @@ def jaeger_missing():
 
 class Jaeger:
     def __init__(self):
-        self.otlp_port = free_port()
-        self.query_port = free_port()
-        self.query_grpc_port = free_port()
         self.dir = tempfile.mkdtemp(prefix="jaeger-")
         self.config = os.path.join(self.dir, "config.yaml")
         self.log_path = os.path.join(self.dir, "jaeger.log")
+        self.proc = None
+        self._configure()
+
+    def _configure(self):
+        """Picks its three ports and writes its configuration."""
+        self.otlp_port = free_port()
+        self.query_port = free_port()
+        self.query_grpc_port = free_port()
         with open(self.config, "w") as f:
             f.write(CONFIG % {"query": self.query_port, "query_grpc": self.query_grpc_port,
                               "otlp": self.otlp_port})
-        self.proc = None
 
     @property
     def otlp_url(self):
@@ -93,15 +97,27 @@ class Jaeger:
         return "http://127.0.0.1:%d" % self.query_port
 
     def start(self, timeout=60):
+        """Starts it; a port taken before it bound it: three other ports
+        (procs.start_retrying)."""
         why = jaeger_missing()
         if why:
             raise RuntimeError(why)
-        with open(self.log_path, "ab") as log:
-            env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-            self.proc = subprocess.Popen([JAEGER_BIN, "--config", self.config],
-                                         stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, env=env)
-        wait_for(self.ready, timeout, 0.1, "jaeger's query API (log %s)" % self.log_path)
+
+        def attempt():
+            if self.proc is not None:
+                self._configure()
+            with open(self.log_path, "wb") as log:
+                env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+                self.proc = subprocess.Popen([JAEGER_BIN, "--config", self.config],
+                                             stdout=log, stderr=log,
+                                             stdin=subprocess.DEVNULL, env=env)
+            try:
+                wait_for(self.ready, timeout, 0.1, "jaeger's query API (log %s)" % self.log_path)
+            except AssertionError:
+                stop_pid(self.proc)
+                check_port_in_use(self.log(), "jaeger")
+                raise
+        start_retrying(attempt)
         return self
 
     def ready(self):

@@ -12,7 +12,8 @@ import time
 import urllib.error
 import urllib.request
 
-from procs import free_port, stop_pid, wait_for
+from procs import (PortInUse, check_port_in_use, free_port, listening, start_retrying,
+                   stop_pid, wait_for)
 
 
 class RabbitMQ:
@@ -31,9 +32,27 @@ class RabbitMQ:
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="rabbit-")
         self.node = "w%d@localhost" % os.getpid()
+        self.proc = self.epmd = None
+
+        def first_start():
+            """A port taken before it bound it: the attempt's processes
+            stopped, its files gone, four other ports."""
+            if self.epmd is not None:
+                self._halt()
+                for sub in ("mnesia", "log"):
+                    shutil.rmtree(os.path.join(self.dir, sub), ignore_errors=True)
+            self._configure()
+            self.start()
+        try:
+            start_retrying(first_start)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _configure(self):
+        """Picks the four ports; writes the configuration and environment."""
         self.amqp_port, self.mgmt_port = free_port(), free_port()
         self.dist_port, self.epmd_port = free_port(), free_port()
-        self.proc = self.epmd = None
         with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
             f.write("listeners.tcp.default = 127.0.0.1:%d\n"
                     "management.tcp.ip = 127.0.0.1\n"
@@ -55,11 +74,6 @@ class RabbitMQ:
                         RABBITMQ_ENABLED_PLUGINS_FILE=os.path.join(self.dir, "enabled_plugins"),
                         RABBITMQ_CONFIG_FILE=os.path.join(self.dir, "rabbitmq"),
                         RABBITMQ_CONF_ENV_FILE=os.path.join(self.dir, "no-env.conf"))
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
 
     def amqp_url(self, vhost=""):
         return "amqp://127.0.0.1:%d/%s" % (self.amqp_port, vhost)
@@ -88,14 +102,39 @@ class RabbitMQ:
                            timeout=timeout)
         return r.returncode, r.stdout
 
+    def _epmd_up(self):
+        """Our epmd listens (not another process on a port it lost)."""
+        if self.epmd.poll() is not None:
+            if self.epmd.returncode == 0:
+                # What epmd does when its port is taken: it takes the
+                # listener for another epmd and exits 0 without a word
+                # (its -d says "there is already a epmd running").
+                raise PortInUse("epmd: port %d taken (epmd exited 0)" % self.epmd_port)
+            raise RuntimeError("epmd exited %s (see %s)" % (self.epmd.returncode, self.dir))
+        return listening(self.epmd.pid, self.epmd_port)
+
+    def _logs(self):
+        """What epmd and the broker wrote (their bind errors among it)."""
+        out = []
+        for top, _, files in os.walk(self.dir):
+            for name in files:
+                if name.endswith((".log", ".out")):
+                    try:
+                        with open(os.path.join(top, name), errors="replace") as f:
+                            out.append(f.read()[-20000:])
+                    except OSError:
+                        pass
+        return "\n".join(out)
+
     def start(self):
         self.epmd = self._spawn(["/usr/bin/epmd", "-address", "127.0.0.1", "-port",
                                  str(self.epmd_port)], "epmd.log")
-        wait_for(lambda: self._port_open(self.epmd_port), 10, what="epmd")
+        wait_for(self._epmd_up, 10, what="epmd")
         self.proc = self._spawn([self.BIN + "rabbitmq-server"], "server.out")
         deadline = time.monotonic() + 120
         while True:
             if self.proc.poll() is not None:
+                check_port_in_use(self._logs(), "rabbitmq-server")
                 raise RuntimeError("rabbitmq-server exited %s (see %s)" % (self.proc.returncode, self.dir))
             # An early await_startup exits 69 before the node has registered.
             if self.ctl("await_startup", "--timeout", "60")[0] == 0:
@@ -103,14 +142,6 @@ class RabbitMQ:
             if time.monotonic() > deadline:
                 raise AssertionError("rabbitmq-server did not start in 120 s (see %s)" % self.dir)
             time.sleep(0.2)
-
-    @staticmethod
-    def _port_open(port):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            return False
 
     def stop_app(self):
         """A broker restart as clients see it: every connection and listener closes."""
@@ -121,7 +152,7 @@ class RabbitMQ:
         if self.ctl("start_app")[0] != 0 or self.ctl("await_startup", "--timeout", "60")[0] != 0:
             raise RuntimeError("rabbitmqctl start_app failed")
 
-    def stop(self):
+    def _halt(self):
         if self.proc is not None and self.proc.poll() is None:
             try:
                 self.ctl("stop", timeout=60)
@@ -131,6 +162,9 @@ class RabbitMQ:
                 self.proc.wait()
         stop_pid(self.epmd)
         self.proc = self.epmd = None
+
+    def stop(self):
+        self._halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def api(self, method, path, body=None):

@@ -2,29 +2,54 @@
 for any redis:// address (RespConn).  Standard library only."""
 import socket
 import subprocess
+import tempfile
 
-from procs import free_port, stop_pid, wait_for
+from procs import check_port_in_use, free_port, listening, start_retrying, stop_pid, wait_for
 
 
 class Redis:
-    """A real redis-server on a free loopback port, talked to in RESP."""
+    """A real redis-server on a free loopback port, talked to in RESP.  A
+    port taken before it binds: another port (procs.start_retrying) on the
+    first start; restart() keeps the port and fails if it is gone."""
 
     def __init__(self, extra=()):
-        self.port = free_port()
         self.extra = list(extra)
-        self.proc = None
-        self.start()
+        self.proc = self.out = None
+        self.port = None
+
+        def first_start():
+            self.port = free_port()
+            self.start()
+        start_retrying(first_start)
 
     @property
     def url(self):
         return "redis://127.0.0.1:%d/0" % self.port
 
     def start(self):
+        if self.out is not None:
+            self.out.close()
+        self.out = tempfile.TemporaryFile()        # its warnings: a bind failure
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--loglevel", "warning"] + self.extra,
-            stdout=subprocess.DEVNULL)
-        wait_for(self._ping, 10, what="redis-server to answer")
+            stdout=self.out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(self._up, 10, what="redis-server to answer on port %d" % self.port)
+        except BaseException:
+            stop_pid(self.proc)
+            raise
+
+    def _up(self):
+        """Answers, and it is ours that listens (not another server that
+        took the port while ours failed to bind it)."""
+        if self.proc.poll() is not None:
+            self.out.seek(0)
+            text = self.out.read().decode(errors="replace")
+            check_port_in_use(text, "redis-server")
+            raise AssertionError("redis-server exited %s: %s" % (self.proc.returncode,
+                                                                  text[-2000:]))
+        return self._ping() and listening(self.proc.pid, self.port)
 
     def _ping(self):
         try:
@@ -36,6 +61,9 @@ class Redis:
 
     def stop(self):
         stop_pid(self.proc)
+        if self.out is not None:
+            self.out.close()
+            self.out = None
 
     def restart(self):
         self.stop()

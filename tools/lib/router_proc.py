@@ -29,7 +29,8 @@ import subprocess
 import tempfile
 import urllib.request
 
-from procs import ROOT, free_port, stop_pid, wait_for
+from procs import (ROOT, check_port_in_use, free_port, listening, start_retrying, stop_pid,
+                   wait_for)
 
 BIN_DIR = os.environ.get("AGENTSCALER_CLUSTER_BIN", os.path.join(ROOT, "build/cluster/bin"))
 ROUTER_BIN = os.path.join(BIN_DIR, "sandbox-router")
@@ -46,15 +47,17 @@ class SandboxRouter:
     """extra: more router flags (e.g. "--response-header-timeout", "2s")."""
 
     def __init__(self, extra=(), start=True):
-        self.port = free_port()
-        self.probe_port = free_port()
-        self.metrics_port = free_port()
+        self.pick_ports()
+        self.started = False       # once it has: start() keeps its ports
         self.extra = list(extra)
         self.dir = tempfile.mkdtemp(prefix="sandbox-router-")
         self.log_path = os.path.join(self.dir, "router.log")
         self.proc = None
         if start:
             self.start()
+
+    def pick_ports(self):
+        self.port, self.probe_port, self.metrics_port = free_port(), free_port(), free_port()
 
     @property
     def url(self):
@@ -71,9 +74,25 @@ class SandboxRouter:
                 "--shutdown-timeout", "0s"] + self.extra
 
     def start(self, timeout=30):
+        """Starts it and waits until it is ready.  A port taken before the
+        first start binds it: other ports (procs.start_retrying); a restart
+        keeps them, as clients were told them."""
         why = router_missing()
         if why:
             raise RuntimeError(why)
+        if self.started:
+            return self._start(timeout)
+
+        def first_start():
+            if self.proc is not None:
+                self.pick_ports()
+            return self._start(timeout)
+        start_retrying(first_start)
+        self.started = True
+        return self
+
+    def _start(self, timeout):
+        self.log_start = len(self.log())        # this start's lines follow
         with open(self.log_path, "ab") as log:
             env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
             self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log,
@@ -83,18 +102,24 @@ class SandboxRouter:
                      % self.probe_port)
         except AssertionError as e:
             self.stop(kill=True)
+            check_port_in_use(self.log()[self.log_start:], "sandbox-router")
             raise AssertionError("%s; its log:\n%s" % (e, self.log()[-3000:]))
         return self
 
     def _ready(self):
+        """Ready, and listening on all three of its ports itself (not
+        another process that took one while it failed to bind it)."""
         if self.proc.poll() is not None:
             raise AssertionError("sandbox-router exited %s" % self.proc.returncode)
         try:
             with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.probe_port,
                                         timeout=2) as r:
-                return r.status == 200
+                if r.status != 200:
+                    return False
         except OSError:
             return False
+        return all(listening(self.proc.pid, p)
+                   for p in (self.port, self.probe_port, self.metrics_port))
 
     def stop(self, kill=False):
         if self.proc is None or self.proc.poll() is not None:
