@@ -18,6 +18,14 @@
  * dispatcher (consumers, claims, warm-pool sizing) exists only while
  * leading.  Stopping to lead cancels the writes in flight and frees the
  * dispatcher: held messages go back to their sources.
+ *
+ * A clean stop (SIGTERM, SIGINT) flushes before it frees (daemon_drain()):
+ * the writes stop, the dispatcher goes (its tasks' last spans are made
+ * then, and its rejections not yet in their ConfigMap are sent, if this
+ * process still leads), the exporter sends every span it holds, and the
+ * loop runs until both ended, DAEMON_DRAIN_WAIT at most.  The Lease is
+ * released once the rejections are written, so the next leader reads
+ * them; then the loop stops.  A second signal stops it at once.
  */
 #include <stddef.h>
 #include <signal.h>
@@ -47,6 +55,7 @@
 #include "targets.h"
 
 static void	 daemon_apply(struct daemon *, struct config *);
+static void	 daemon_drain_step(struct daemon *);
 
 /* daemon_may_write() for crd.h: status and Event writes ask it too. */
 static int
@@ -133,7 +142,7 @@ daemon_start_leading(struct leader *l, void *arg)
 	struct daemon	*d = arg;
 
 	(void)l;
-	if (d->leading)
+	if (d->leading || d->stopping)
 		return;
 	d->leading = 1;
 	log_info("daemon", "leader: writing to Kubernetes and consuming tasks");
@@ -162,7 +171,8 @@ daemon_stop_leading(struct leader *l, void *arg)
 	d->leading = 0;
 	pool_forget_targets(d);
 	crd_hold(d->crd);	/* status, Events in flight */
-	dispatcher_free(d->dispatch);
+	/* A standby writes nothing: the unsaved rejections are dropped. */
+	(void)dispatcher_free_save(d->dispatch, 0, NULL, NULL);
 	d->dispatch = NULL;
 	log_warn("daemon", "standby: no more writes to Kubernetes, no tasks "
 	    "consumed");
@@ -209,7 +219,92 @@ daemon_released(struct leader *l, int err, void *arg)
 	if (err != 0)
 		log_warn("daemon", "the Lease was not released (%s); the "
 		    "standby takes over when it expires", as_strerror(err));
+	d->wait_lease = 0;
+	daemon_drain_step(d);
+}
+
+/* A clean stop's flush. */
+
+static void
+daemon_rejections_saved(void *arg)
+{
+	struct daemon	*d = arg;
+
+	d->wait_rejections = 0;
+	daemon_drain_step(d);
+}
+
+static void
+daemon_spans_flushed(void *arg)
+{
+	struct daemon	*d = arg;
+
+	d->wait_spans = 0;
+	daemon_drain_step(d);
+}
+
+/*
+ * The next step of the stop: the Lease goes once the rejections are
+ * written (or the deadline passed), the loop stops once the Lease is
+ * released and the spans are sent (or the deadline passed).
+ */
+static void
+daemon_drain_step(struct daemon *d)
+{
+	if (d->drain_over || (d->wait_rejections && !d->drain_expired))
+		return;
+	if (d->elector != NULL && !d->releasing) {
+		d->releasing = 1;
+		d->wait_lease = 1;
+		if (leader_release(d->elector, DAEMON_RELEASE_WAIT,
+		    daemon_released, d) == 0)
+			return;
+		d->wait_lease = 0;
+	}
+	if (d->wait_lease || (d->wait_spans && !d->drain_expired))
+		return;
 	ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void
+daemon_drain_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct daemon	*d = w->data;
+
+	(void)loop;
+	(void)revents;
+	d->drain_expired = 1;
+	if (d->wait_rejections || d->wait_spans)
+		log_warn("daemon", "stopping: still sending after %.0f s "
+		    "(%s%s%s); exiting without waiting more", DAEMON_DRAIN_WAIT,
+		    d->wait_rejections ? "the rejections ConfigMap" : "",
+		    d->wait_rejections && d->wait_spans ? ", " : "",
+		    d->wait_spans ? "the spans" : "");
+	daemon_drain_step(d);
+}
+
+/*
+ * The first SIGTERM or SIGINT: nothing writes from here on but the
+ * flush.  The dispatcher goes first (freeing its tasks ends their spans;
+ * its rejections' last write is sent while this process still leads),
+ * then the exporter sends what it holds; daemon_drain_step() waits for
+ * both, DAEMON_DRAIN_WAIT at most.
+ */
+static void
+daemon_drain(struct daemon *d)
+{
+	struct dispatcher *dp = d->dispatch;
+	int		 save = daemon_may_write(d);
+
+	d->stopping = 1;
+	ev_timer_start(d->loop, &d->drain_timer);
+	d->leading = 0;
+	crd_hold(d->crd);	/* status, Events */
+	d->dispatch = NULL;
+	d->wait_rejections = dispatcher_free_save(dp, save,
+	    daemon_rejections_saved, d);
+	d->wait_spans = otlp_flush(d->otlp, daemon_spans_flushed, d);
+	daemon_drain_step(d);
 }
 
 static void
@@ -225,19 +320,20 @@ daemon_signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		daemon_reload(d);
 		return;
 	}
+	/*
+	 * Stop writing, flush, then hand the Lease over (each bounded), so
+	 * the standby need not wait for it to expire.  A second signal does
+	 * not wait.
+	 */
+	if (d->stopping) {
+		log_info("daemon", "%s again: exiting now", w->signum ==
+		    SIGTERM ? "SIGTERM" : "SIGINT");
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
 	log_info("daemon", "%s: stopping", w->signum == SIGTERM ? "SIGTERM" :
 	    "SIGINT");
-	/*
-	 * Stop writing, then hand the Lease over (bounded), so the standby
-	 * need not wait for it to expire.  A second signal does not wait.
-	 */
-	if (d->elector != NULL && !d->releasing) {
-		d->releasing = 1;
-		if (leader_release(d->elector, DAEMON_RELEASE_WAIT,
-		    daemon_released, d) == 0)
-			return;
-	}
-	ev_break(loop, EVBREAK_ALL);
+	daemon_drain(d);
 }
 
 /* CRD mode (crd.h): the objects' config, status snapshots, Events. */
@@ -417,6 +513,9 @@ daemon_run(const struct daemon_options *opts)
 	ev_timer_init(&d.trim, daemon_trim_cb, DAEMON_TRIM_FIRST,
 	    DAEMON_TRIM_EVERY);
 	ev_timer_start(d.loop, &d.trim);
+	ev_timer_init(&d.drain_timer, daemon_drain_timeout_cb,
+	    DAEMON_DRAIN_WAIT, 0);
+	d.drain_timer.data = &d;
 
 	daemon_apply(&d, c);
 	c = NULL;
@@ -446,6 +545,7 @@ daemon_run(const struct daemon_options *opts)
 		goto out;
 	}
 	ev_run(d.loop, 0);
+	d.drain_over = 1;
 	rc = DAEMON_EXIT_OK;
 	log_info("daemon", "stopped");
 out:
@@ -455,7 +555,8 @@ out:
 	owners_free(d.owners);
 	as_secret_provider(NULL, NULL);
 	secret_store_free(d.secrets);
-	dispatcher_free(d.dispatch);
+	/* Here only when the loop never ran: a failed start, nothing kept. */
+	(void)dispatcher_free_save(d.dispatch, 0, NULL, NULL);
 	otlp_free(d.otlp);	/* after the tasks' last spans */
 	leader_free(d.elector);
 	k8s_client_free(d.lease_k8s);
@@ -468,6 +569,7 @@ out:
 		ev_signal_stop(d.loop, &d.sigint);
 		ev_signal_stop(d.loop, &d.sighup);
 		ev_timer_stop(d.loop, &d.trim);
+		ev_timer_stop(d.loop, &d.drain_timer);
 		/* Let cancelled transfers and freed contexts settle. */
 		ev_run(d.loop, EVRUN_NOWAIT);
 		ev_loop_destroy(d.loop);

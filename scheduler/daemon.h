@@ -40,6 +40,15 @@ struct daemon_options {
 
 /* Seconds SIGTERM waits for the Lease's release before exiting anyway. */
 #define DAEMON_RELEASE_WAIT	2.0
+/*
+ * Seconds SIGTERM waits at most for what is buffered to go out: the
+ * spans the exporter holds (--otlp-endpoint) and the rejections not yet in
+ * their ConfigMap (--leader-elect).  The Lease's release follows the
+ * rejections' write, so a stop takes DAEMON_DRAIN_WAIT +
+ * DAEMON_RELEASE_WAIT at most (5 s; the chart's
+ * terminationGracePeriodSeconds is 30).
+ */
+#define DAEMON_DRAIN_WAIT	3.0
 
 /*
  * Loads the config, starts every pool and serves until SIGTERM or SIGINT;
@@ -49,6 +58,8 @@ struct daemon_options {
  * With leader election, a standby reads (sources, targets) but neither
  * writes to Kubernetes nor consumes tasks until it holds the Lease, and
  * SIGTERM releases the Lease (waiting DAEMON_RELEASE_WAIT at most).
+ * SIGTERM first flushes the exporter's spans and the rejections' last
+ * write (DAEMON_DRAIN_WAIT at most); a second SIGTERM exits at once.
  * Returns one of the exit codes above.
  */
 int	 daemon_run(const struct daemon_options *);

@@ -79,6 +79,17 @@ struct daemon {
 	struct k8s_client	*lease_k8s;	/* the elector's own client */
 	int			 leading;	/* 1 without election */
 	int			 releasing;	/* SIGTERM: Lease going */
+	/*
+	 * A clean stop's flush (daemon.c, daemon_drain()): what it waits
+	 * for, and its deadline.
+	 */
+	int			 stopping;	/* SIGTERM or SIGINT came */
+	int			 drain_expired;	/* the deadline passed */
+	int			 drain_over;	/* the loop has stopped */
+	int			 wait_rejections;	/* their last write */
+	int			 wait_spans;	/* the exporter's flush */
+	int			 wait_lease;	/* the Lease's release */
+	ev_timer		 drain_timer;
 	struct dispatch_options	 dopts;
 	char			 rejections_cm[280];	/* its ConfigMap */
 };

@@ -417,10 +417,18 @@ dispatcher_apply(struct dispatcher *d, const struct config *c)
 void
 dispatcher_free(struct dispatcher *d)
 {
+	(void)dispatcher_free_save(d, 1, NULL, NULL);
+}
+
+int
+dispatcher_free_save(struct dispatcher *d, int save, dispatcher_saved_fn *done,
+    void *arg)
+{
 	struct dpool	*p;
+	int		 waits;
 
 	if (d == NULL)
-		return;
+		return (0);
 	ev_timer_stop(d->loop, &d->sweep);
 	while ((p = LIST_FIRST(&d->pools)) != NULL)
 		dpool_free(p, NULL, 0);
@@ -432,9 +440,10 @@ dispatcher_free(struct dispatcher *d)
 	ev_timer_stop(d->loop, &d->kick);
 	dmarks_free(d->marks);
 	as_secret_free(d->hkey, d->hkeylen);
-	dispatch_recent_store_stop(d);
+	waits = dispatch_recent_store_stop(d, save, done, arg);
 	free(d->recent);
 	free(d);
+	return (waits);
 }
 
 void

@@ -126,8 +126,25 @@ struct dispatcher *dispatcher_new(struct ev_loop *, struct k8s_client *,
  * retries, readyTimeoutSeconds, the TTL backstop, sizing.  For tests.
  */
 void	 dispatcher_sweep_now(struct dispatcher *);
-/* Releases held messages (the broker redelivers them), stops, frees. */
+/*
+ * Releases held messages (the broker redelivers them), stops, frees.  The
+ * rejections not yet in their ConfigMap (rejections_name) are sent on
+ * their own, as by dispatcher_free_save(d, 1, NULL, NULL).
+ */
 void	 dispatcher_free(struct dispatcher *);
+/* Told once when the last rejections write of a dispatcher ended. */
+typedef void dispatcher_saved_fn(void *arg);
+/*
+ * dispatcher_free() for the daemon: with save (it still leads), the
+ * rejections not yet in their ConfigMap go out on their own, after the
+ * write in flight; without (leadership lost: a standby never writes),
+ * nothing more is sent.  Returns 1 when done(arg) will be called, once,
+ * after this returns, when those writes ended (written, refused, or
+ * cancelled by freeing the client); 0 when none is on its way.  The
+ * tasks' last spans are emitted to options.otlp before this returns.
+ */
+int	 dispatcher_free_save(struct dispatcher *, int save,
+	    dispatcher_saved_fn *done, void *arg);
 /*
  * Takes the dispatch-mode pools of c: new ones start, removed ones stop,
  * unchanged ones (same source and sandbox settings) keep running.

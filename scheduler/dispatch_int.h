@@ -540,11 +540,16 @@ void		 dispatch_recent_put(struct dispatcher *, const char *ns,
 /*
  * Keeps the newest rejections in the ConfigMap ns/name: reads it now (what
  * it holds goes into d->recent before what arrived meanwhile) and writes
- * it after changes.  Stopping sends the last unsaved change on its own
- * (it outlives d) and frees the rest.
+ * it after changes.  Stopping with save sends the last unsaved change on
+ * its own (it outlives d, after the write in flight) and frees the rest;
+ * without save nothing more is sent.  Returns 1 when done(arg) will be
+ * called once that write, or the one in flight, ended (sent, failed or
+ * cancelled with its client), 0 when nothing is on its way (done not
+ * called).
  */
 void		 dispatch_recent_store_start(struct dispatcher *,
 		    const char *ns, const char *name);
-void		 dispatch_recent_store_stop(struct dispatcher *);
+int		 dispatch_recent_store_stop(struct dispatcher *, int save,
+		    dispatcher_saved_fn *done, void *arg);
 
 #endif

@@ -16,6 +16,11 @@
  * leader kept; a failed read or write is retried every RETRY seconds.
  * KEPT x about 700 bytes stays far below the 1 MiB of an object.  Losing a
  * second of rejections in a crash is the price of not writing per task.
+ * A clean stop loses nothing: the store's stop sends the last change on
+ * its own, after the write in flight, and tells the daemon when that
+ * chain ended (dispatcher_free_save()), which waits for it, bounded,
+ * before the Lease is released.  Leadership lost sends nothing: a
+ * standby never writes.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -61,9 +66,11 @@ struct drsave {
 	char			*create;	/* the whole object */
 	int			 posted;
 	struct drsave		*then;		/* detached: sent after this */
+	dispatcher_saved_fn	*done;		/* told when freed, or NULL */
+	void			*done_arg;
 };
 
-static void	 drsave_send(struct drsave *);
+static int	 drsave_send(struct drsave *);
 
 void
 dispatch_recent_put(struct dispatcher *d, const char *ns, const char *id,
@@ -178,12 +185,15 @@ drsave_new(struct drstore *st)
 	return (sv);
 }
 
+/* Frees sv and what follows it; the last of a stop's chain says so. */
 static void
 drsave_free(struct drsave *sv)
 {
 	if (sv == NULL)
 		return;
 	drsave_free(sv->then);
+	if (sv->done != NULL)
+		sv->done(sv->done_arg);
 	free(sv->patch);
 	free(sv->create);
 	free(sv);
@@ -223,6 +233,11 @@ drsave_done(const struct k8s_response *res, void *arg)
 	}
 	if (st == NULL) {
 		/* Detached: send what was noted after this one, if any. */
+		if (res->err != 0)
+			log_warn("dispatch", "rejections ConfigMap %s: the last "
+			    "write before stopping failed: %ld %s; the newest "
+			    "rejections are not kept", sv->obj, res->code,
+			    res->message);
 		then = sv->then;
 		sv->then = NULL;
 		drsave_free(sv);
@@ -244,7 +259,8 @@ drsave_done(const struct k8s_response *res, void *arg)
 	drsave_free(sv);
 }
 
-static void
+/* Sends sv; returns 0, or -1 when it could not be sent (sv is freed). */
+static int
 drsave_send(struct drsave *sv)
 {
 	struct k8s_req	*req;
@@ -259,7 +275,9 @@ drsave_send(struct drsave *sv)
 		if (sv->st != NULL)
 			sv->st->inflight = NULL;
 		drsave_free(sv);
+		return (-1);
 	}
+	return (0);
 }
 
 /*
@@ -360,7 +378,7 @@ drstore_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	if ((st->inflight = drsave_new(st)) == NULL)
 		return;
 	st->dirty = 0;
-	drsave_send(st->inflight);
+	(void)drsave_send(st->inflight);
 }
 
 void
@@ -381,18 +399,19 @@ dispatch_recent_store_start(struct dispatcher *d, const char *ns,
 	drstore_load(st);
 }
 
-void
-dispatch_recent_store_stop(struct dispatcher *d)
+int
+dispatch_recent_store_stop(struct dispatcher *d, int save,
+    dispatcher_saved_fn *done, void *arg)
 {
 	struct drstore	*st = d->rstore;
-	struct drsave	*last = NULL;
+	struct drsave	*last = NULL, *tail = NULL;
 
 	if (st == NULL)
-		return;
+		return (0);
 	ev_timer_stop(d->loop, &st->timer);
 	if (st->load != NULL)
 		k8s_req_cancel(st->load);
-	if (st->loaded && st->dirty)
+	if (save && st->loaded && st->dirty)
 		last = drsave_new(st);
 	if (last != NULL)
 		last->st = NULL;
@@ -400,10 +419,16 @@ dispatch_recent_store_stop(struct dispatcher *d)
 		/* Its answer finds no store; the last write follows it. */
 		st->inflight->st = NULL;
 		st->inflight->then = last;
-	} else if (last != NULL)
-		drsave_send(last);
+		tail = last != NULL ? last : st->inflight;
+	} else if (last != NULL && drsave_send(last) == 0)
+		tail = last;
 	d->rstore = NULL;
 	free(st);
+	if (tail == NULL || done == NULL)
+		return (0);
+	tail->done = done;
+	tail->done_arg = arg;
+	return (1);
 }
 
 #define STATUS_DEFERRED	25	/* deferred tasks listed per namespace */

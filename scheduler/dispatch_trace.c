@@ -46,6 +46,11 @@ struct dtrace {
 	const char		*phase;		/* NULL: none open */
 	uint64_t		 phase_ns;
 	int			 deferred;	/* the phase was */
+	/*
+	 * The task's pool, last seen: a dispatcher that stops frees its
+	 * pools before its tasks, whose last spans still name it.
+	 */
+	char			 pool[TRACE_VAL_MAX];
 };
 
 #ifdef AS_TESTING
@@ -69,6 +74,16 @@ dtrace_now(void)
 	return ((uint64_t)(as_wall_now() * 1e9));
 }
 
+/* The task's pool's name (noted while it has one), or NULL. */
+static const char *
+dtrace_pool(const struct dtask *t)
+{
+	if (t->pool != NULL)
+		as_strlcpy(t->tr->pool, t->pool->cfg->name,
+		    sizeof t->tr->pool);
+	return (t->tr->pool[0] != '\0' ? t->tr->pool : NULL);
+}
+
 void
 dtask_trace_new(struct dtask *t)
 {
@@ -78,6 +93,7 @@ dtask_trace_new(struct dtask *t)
 	t->tr->start_ns = dtrace_now();
 	t->tr->phase = "agentscaler.admit";
 	t->tr->phase_ns = t->tr->start_ns;
+	(void)dtrace_pool(t);
 }
 
 /* Ids, parent and link, once the task's traceparent is known. */
@@ -136,8 +152,8 @@ dtrace_common(const struct dtask *t, struct trace_span *s)
 {
 	trace_span_str(s, "agentscaler.task.id", t->id);
 	trace_span_str(s, "k8s.namespace.name", t->ns->name);
-	if (t->pool != NULL)
-		trace_span_str(s, "agentscaler.pool", t->pool->cfg->name);
+	if (dtrace_pool(t) != NULL)
+		trace_span_str(s, "agentscaler.pool", dtrace_pool(t));
 }
 
 static void
@@ -197,6 +213,7 @@ dtask_trace_state(struct dtask *t, enum tstate st)
 
 	if (t->tr == NULL)
 		return;
+	(void)dtrace_pool(t);
 	ph = dtrace_phase_of(st);
 	if (st == T_DEFERRED)
 		t->tr->deferred = 1;
@@ -222,9 +239,9 @@ dtask_trace_end(struct dtask *t)
 	memset(&s, 0, sizeof s);
 	s.ctx = tr->ctx;
 	memcpy(s.parent_id, tr->parent, 8);
-	if (t->pool != NULL)
-		snprintf(s.name, sizeof s.name, "invoke_agent %s",
-		    t->pool->cfg->name);
+	if (dtrace_pool(t) != NULL)	/* cut to fit, as before */
+		snprintf(s.name, sizeof s.name, "invoke_agent %.*s",
+		    (int)(sizeof s.name - 14), dtrace_pool(t));
 	else
 		as_strlcpy(s.name, "invoke_agent", sizeof s.name);
 	s.kind = TRACE_KIND_CLIENT;
@@ -232,8 +249,8 @@ dtask_trace_end(struct dtask *t)
 	s.end_ns = now;
 	dtrace_common(t, &s);
 	trace_span_str(&s, "gen_ai.operation.name", "invoke_agent");
-	if (t->pool != NULL)
-		trace_span_str(&s, "gen_ai.agent.name", t->pool->cfg->name);
+	if (dtrace_pool(t) != NULL)
+		trace_span_str(&s, "gen_ai.agent.name", dtrace_pool(t));
 	trace_span_str(&s, "agentscaler.claim", t->claim);
 	if (t->parent != NULL)
 		trace_span_str(&s, "agentscaler.task.parent", t->parent);

@@ -1405,6 +1405,30 @@ START_TEST(test_traced_child_linked)
 }
 END_TEST
 
+/*
+ * A task still running when the dispatcher goes (a clean stop): its run
+ * and task spans end then and still name its pool, though the pools are
+ * freed before the tasks.
+ */
+START_TEST(test_traced_live_at_free)
+{
+	const struct trace_span	*top, *run;
+	char			*name = to_handoff("qa", "t1", "sb-1");
+
+	fop_complete(fop_find(NULL, OP_HANDOFF), 0, CONSUMER_HANDOFF_DONE);
+	complete_all_ops();
+	ck_assert_int_eq(live_tasks(), 1);
+	ck_assert_ptr_null(tr_find("invoke_agent a", "t1"));
+	dispatcher_free(disp);
+	disp = NULL;
+	ck_assert_ptr_nonnull(top = tr_find("invoke_agent a", "t1"));
+	ck_assert_str_eq(tr_attr(top, "gen_ai.agent.name"), "a");
+	ck_assert_ptr_nonnull(run = tr_find("agentscaler.run", "t1"));
+	ck_assert_str_eq(tr_attr(run, "agentscaler.pool"), "a");
+	free(name);
+}
+END_TEST
+
 /* A claim that fails before the hand-off: dead letter, claim deleted. */
 static const struct {
 	const char	*name;
@@ -3676,6 +3700,7 @@ dispatch_suite(void)
 	tcase_add_checked_fixture(tc, setup_traced, teardown);
 	tcase_add_test(tc, test_traced_phases);
 	tcase_add_test(tc, test_traced_child_linked);
+	tcase_add_test(tc, test_traced_live_at_free);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("state");

@@ -3,7 +3,9 @@
  * across restarts and leaders (scheduler/dispatch_recent.c), against
  * kube-sim: written after changes, at most KEPT (256) of them, read by the
  * next dispatcher before what it noted meanwhile, the last change sent
- * when the dispatcher stops; and the status page's lists.
+ * when the dispatcher stops (and its end told to the daemon, which waits
+ * for it on a clean stop), nothing sent when leadership was lost; and the
+ * status page's lists.
  */
 #include <sys/queue.h>
 
@@ -191,6 +193,64 @@ START_TEST(test_stop_sends_the_last_change)
 }
 END_TEST
 
+static void
+saved_cb(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static int
+pred_saved(void *arg)
+{
+	return (*(int *)arg > 0);
+}
+
+static int
+pred_read(void *arg)
+{
+	struct dispatcher *d = arg;
+
+	return (d->nrecent > 0);
+}
+
+/*
+ * A clean stop (save): the last change's end is told, once, after the
+ * call, and by then the ConfigMap has it.  A stop without save (the
+ * leadership was lost) sends nothing: the next reader finds only what
+ * was written before.
+ */
+START_TEST(test_stop_tells_when_saved)
+{
+	struct dispatcher *d;
+	char		*k;
+	int		 n = 0;
+
+	d = disp_new();
+	dispatch_recent_add(d, "ns1", "first", "r", "d");
+	ck_assert(tu_run_until(loop, pred_loaded, d, WAIT));
+	dispatch_recent_add(d, "ns1", "last", "r", "d");
+	ck_assert_int_eq(dispatcher_free_save(d, 1, saved_cb, &n), 1);
+	ck_assert_int_eq(n, 0);
+	ck_assert(tu_run_until(loop, pred_saved, &n, WAIT));
+	ck_assert_int_eq(n, 1);
+	k = kept();
+	ck_assert_str_eq(k, "first,last");
+	free(k);
+
+	d = disp_new();
+	ck_assert(tu_run_until(loop, pred_read, d, WAIT));
+	dispatch_recent_add(d, "ns1", "unsaved", "r", "d");
+	n = 0;
+	ck_assert_int_eq(dispatcher_free_save(d, 0, saved_cb, &n), 0);
+	d = disp_new();
+	ck_assert(tu_run_until(loop, pred_read, d, WAIT));
+	ck_assert_uint_eq(d->nrecent, 2);
+	ck_assert_str_eq(d->recent[1].id, "last");
+	ck_assert_int_eq(dispatcher_free_save(d, 1, saved_cb, &n), 0);
+	ck_assert_int_eq(n, 0);
+}
+END_TEST
+
 START_TEST(test_at_most_256_newest)
 {
 	struct dispatcher *d;
@@ -256,6 +316,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_written_then_read_first);
 	tcase_add_test(tc, test_stop_sends_the_last_change);
+	tcase_add_test(tc, test_stop_tells_when_saved);
 	tcase_add_test(tc, test_at_most_256_newest);
 	tcase_add_test(tc, test_status_lists);
 	suite_add_tcase(s, tc);

@@ -4,8 +4,9 @@
  * encoding, attribute encoding and limits, the ring's bound and drop
  * count, batching over the wire to a small collector stand-in on the
  * test's loop (every request a valid ExportTraceServiceRequest of at most
- * batch spans, all spans delivered once), and drops counted when the
- * collector is away (connection refused) or slow (never answers).
+ * batch spans, all spans delivered once), drops counted when the
+ * collector is away (connection refused) or slow (never answers), and the
+ * flush of a clean stop (the whole ring now, done told once).
  */
 #include <sys/socket.h>
 
@@ -508,6 +509,74 @@ START_TEST(test_collector_slow)
 }
 END_TEST
 
+static void
+flushed_cb(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static int
+pred_flushed(void *arg)
+{
+	return (*(int *)arg > 0);
+}
+
+/*
+ * Flush: an hour's interval, batches of 5: 12 spans, 5 sent as a batch,
+ * 7 waiting; the flush sends them now (two more requests, one at a time)
+ * and says so once.
+ */
+START_TEST(test_flush)
+{
+	struct ev_loop		*loop = ev_loop_new(EVFLAG_AUTO);
+	struct otlp_stats	 st;
+	struct coll		 c;
+	struct otlp		*x;
+	int			 port, done = 0;
+
+	port = coll_listen(&c, loop, 1);
+	x = exporter(loop, port, 64, 5, 3600, 5);
+	ck_assert_int_eq(otlp_flush(x, flushed_cb, &done), 0);	/* empty */
+	emit_n(x, 12);
+	ck_assert_int_eq(otlp_flush(x, flushed_cb, &done), 1);
+	ck_assert_int_eq(done, 0);	/* never within the call */
+	ck_assert(tu_run_until(loop, pred_flushed, &done, 20));
+	otlp_stats(x, &st);
+	ck_assert_uint_eq(st.exported, 12);
+	ck_assert_uint_eq(st.pending, 0);
+	ck_assert_int_eq(c.spans, 12);
+	ck_assert_int_eq(c.max_batch, 5);
+	ck_assert_int_eq(c.requests, 3);
+	ck_assert_int_eq(done, 1);
+	coll_end(&c, x);
+}
+END_TEST
+
+/* Flush to a collector that is away: done told once, every span counted. */
+START_TEST(test_flush_away)
+{
+	struct ev_loop		*loop = ev_loop_new(EVFLAG_AUTO);
+	struct otlp_stats	 st;
+	struct coll		 c;
+	struct otlp		*x;
+	int			 port, done = 0;
+
+	port = coll_listen(&c, loop, 0);
+	close(c.lfd);
+	x = exporter(loop, port, 64, 5, 3600, 1);
+	emit_n(x, 12);
+	ck_assert_int_eq(otlp_flush(x, flushed_cb, &done), 1);
+	ck_assert(tu_run_until(loop, pred_flushed, &done, 30));
+	otlp_stats(x, &st);
+	ck_assert_uint_eq(st.exported, 0);
+	ck_assert_uint_eq(st.pending, 0);
+	ck_assert_uint_eq(st.dropped_failed, 12);
+	ck_assert_int_eq(done, 1);
+	otlp_free(x);
+	ev_loop_destroy(loop);
+}
+END_TEST
+
 static Suite *
 trace_suite(void)
 {
@@ -524,6 +593,8 @@ trace_suite(void)
 	tcase_add_test(tc, test_batching);
 	tcase_add_test(tc, test_collector_away);
 	tcase_add_test(tc, test_collector_slow);
+	tcase_add_test(tc, test_flush);
+	tcase_add_test(tc, test_flush_away);
 	suite_add_tcase(s, tc);
 	return (s);
 }

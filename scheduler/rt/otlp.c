@@ -34,9 +34,29 @@ struct otlp {
 	size_t			 nres;
 	uint64_t		 exported, failed;
 	int			 warned;	/* collector down logged */
+	otlp_flushed_fn		*flushed;	/* a flush waits, or NULL */
+	void			*flushed_arg;
 };
 
 static void	 otlp_send(struct otlp *);
+
+/*
+ * A flush sends the next batch when none is in flight (one the client
+ * refuses at once is counted and the next one tried), and ends when there
+ * is nothing left to send nor to wait for.
+ */
+static void
+otlp_flush_more(struct otlp *o)
+{
+	otlp_flushed_fn	*fn = o->flushed;
+
+	while (o->req == NULL && o->ring.n > 0)
+		otlp_send(o);
+	if (fn == NULL || o->req != NULL)
+		return;
+	o->flushed = NULL;
+	fn(o->flushed_arg);
+}
 
 static void
 otlp_done(const struct httpc_response *r, void *arg)
@@ -58,7 +78,11 @@ otlp_done(const struct httpc_response *r, void *arg)
 		}
 	}
 	o->req_n = 0;
-	if (r->err != -AS_ECANCELED && o->ring.n >= o->batch_max)
+	if (r->err == -AS_ECANCELED)
+		return;
+	if (o->flushed != NULL)
+		otlp_flush_more(o);
+	else if (o->ring.n >= o->batch_max)
 		otlp_send(o);
 }
 
@@ -90,7 +114,10 @@ otlp_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
 	(void)loop;
 	(void)revents;
-	otlp_send(o);
+	if (o->flushed != NULL)
+		otlp_flush_more(o);
+	else
+		otlp_send(o);
 }
 
 struct otlp *
@@ -154,6 +181,23 @@ otlp_new(struct ev_loop *loop, const struct otlp_options *opt, char *err,
 	return (o);
 }
 
+int
+otlp_flush(struct otlp *o, otlp_flushed_fn *done, void *arg)
+{
+	if (o == NULL || (o->req == NULL && o->ring.n == 0))
+		return (0);
+	/* A request in flight goes first; its end sends the rest. */
+	while (o->req == NULL && o->ring.n > 0)
+		otlp_send(o);
+	o->flushed = done;
+	o->flushed_arg = arg;
+	if (o->req == NULL) {
+		/* All refused at once: done on the loop, not in this call. */
+		ev_feed_event(o->loop, &o->timer, EV_TIMER);
+	}
+	return (1);
+}
+
 void
 otlp_free(struct otlp *o)
 {
@@ -161,6 +205,7 @@ otlp_free(struct otlp *o)
 
 	if (o == NULL)
 		return;
+	o->flushed = NULL;	/* its caller frees us: nothing to tell */
 	ev_ref(o->loop);
 	ev_timer_stop(o->loop, &o->timer);
 	httpc_free(o->hc);	/* the request in flight completes */

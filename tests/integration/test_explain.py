@@ -80,6 +80,29 @@ class ExplainTest(world.DaemonTestCase):
         wait_for(lambda: self.kept() == ["orphan-1", "orphan-2"], 20, 0.1,
                  "both kept, oldest first")
 
+    def test_rejection_just_before_sigterm_is_kept(self):
+        """A rejection less than a second old (SAVE_DELAY) when SIGTERM
+        comes is written before the daemon exits, and before the Lease is
+        released (scheduler/daemon.c daemon_drain), even when the write
+        takes longer than the release (kube-sim's latency on ConfigMap
+        patches).  Before: its write was sent beside the release and
+        cancelled when the release answered first."""
+        d = self.start_daemon(self.cfg, extra=("--instance", "one", "--leader-elect"))
+        self.reject("orphan-a")
+        wait_for(lambda: "orphan-a" in self.kept(), 20, 0.1, "orphan-a kept in the ConfigMap")
+        code, _ = self.kube.adm("POST", "/latency", {"ms": 500, "method": "PATCH",
+                                                     "path": "/configmaps/"})
+        self.assertEqual(code, 200)
+        self.reject("orphan-b")
+        wait_for(lambda: "rejected" in self.explain(d, "orphan-b")[1], 20, 0.02,
+                 "orphan-b rejected")
+        rc = d.stop()
+        logs = d.logs()
+        d.cleanup()
+        self.daemon = None
+        self.assertEqual(rc, 0, logs[-3000:])
+        self.assertEqual(self.kept(), ["orphan-a", "orphan-b"], logs[-3000:])
+
     def test_explain_namespace(self):
         d = self.start_daemon(self.cfg)
         self.reject("orphan-ns")
@@ -160,6 +183,7 @@ class PluginTest(ExplainTest):
 
     # The single-daemon tests run in ExplainTest only.
     test_rejections_survive_a_restart = None
+    test_rejection_just_before_sigterm_is_kept = None
     test_explain_namespace = None
 
 

@@ -42,6 +42,21 @@ struct otlp_stats {
 /* Returns an exporter, or NULL with the reason in err (a bad URL). */
 struct otlp	*otlp_new(struct ev_loop *, const struct otlp_options *,
 		    char *err, size_t errlen);
+/*
+ * Called once a flush (otlp_flush()) ended: the ring is empty and no
+ * request is in flight, whether the collector took the spans or not.
+ */
+typedef void	 otlp_flushed_fn(void *arg);
+/*
+ * For a clean stop: sends what the ring holds now without waiting for the
+ * interval, batch after batch (one request at a time), and calls done(arg)
+ * once when the last one ended.  Returns 1 when done will be called (never
+ * before this returns), 0 when there was nothing to send nor in flight (o
+ * NULL too).  Failures are counted and logged as for any export; spans
+ * emitted meanwhile go with it.  otlp_free() before the end drops the
+ * rest; done is not called then.
+ */
+int		 otlp_flush(struct otlp *, otlp_flushed_fn *done, void *arg);
 /* Cancels the request in flight (its spans count as dropped), frees. */
 void		 otlp_free(struct otlp *);
 /* Queues a finished span; a NULL exporter does nothing. */
