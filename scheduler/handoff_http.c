@@ -498,7 +498,9 @@ hh_child_id(const char *parent, const char *key, char out[TASK_ID_MAX + 1])
 	as_sha256_update(&s, key, nk);
 	as_sha256_final(&s, md);
 	as_hex(md, sizeof md, hex);
-	snprintf(out, TASK_ID_MAX + 1, "%.220s/#%.31s", parent, hex);
+	/* Whole characters of the parent: the id must stay UTF-8. */
+	snprintf(out, TASK_ID_MAX + 1, "%.*s/#%.31s",
+	    AS_UTF8_PREC(parent, 220), hex);
 }
 
 char *
@@ -549,7 +551,7 @@ hh_reply_body(const char *key, enum hh_reply type, const char *child,
 		/* reply.schema: at most 4096 characters. */
 		char	 cut[4097];
 
-		as_strlcpy(cut, detail, sizeof cut);
+		as_strlcpy_utf8(cut, detail, sizeof cut);
 		cJSON_AddStringToObject(o, "detail", cut);
 	}
 	if (result != NULL && (r = cJSON_Parse(result)) != NULL)

@@ -84,6 +84,11 @@ size_t		 as_utf8_cut(const char *s, size_t max);
 size_t		 as_strlcpy_utf8(char *dst, const char *src, size_t size);
 size_t		 as_utf8_trim(char *s);
 /*
+ * The two arguments of "%.*s" printing at most max bytes of s, whole
+ * characters ("%.64s" cuts anywhere).  s is evaluated twice.
+ */
+#define AS_UTF8_PREC(s, max)	(int)as_utf8_cut((s), (max)), (s)
+/*
  * The length of the well-formed sequence at p (n bytes available), or 0:
  * overlong forms, surrogates and code points above U+10FFFF are
  * ill-formed.  as_utf8_invalid_at: the offset of the first ill-formed
