@@ -607,6 +607,7 @@ dispatcher_explain_ns(const struct dispatcher *d, const char *id,
 			    tstate_names[t->st], t->claim, t->sandbox[0] ?
 			    ", sandbox " : "", t->sandbox);
 		}
+		as_utf8_trim(text);	/* details are the runtime's text */
 		cJSON_AddStringToObject(out, "explanation", text);
 		return (1);
 	}
@@ -623,6 +624,7 @@ dispatcher_explain_ns(const struct dispatcher *d, const char *id,
 		cJSON_AddStringToObject(out, "at", t3);
 		snprintf(text, sizeof text, "task %s was rejected at %s and "
 		    "dead-lettered: %s: %s", id, t3, r->reason, r->detail);
+		as_utf8_trim(text);	/* details are the runtime's text */
 		cJSON_AddStringToObject(out, "explanation", text);
 		return (1);
 	}

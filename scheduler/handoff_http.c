@@ -498,9 +498,7 @@ hh_child_id(const char *parent, const char *key, char out[TASK_ID_MAX + 1])
 	as_sha256_update(&s, key, nk);
 	as_sha256_final(&s, md);
 	as_hex(md, sizeof md, hex);
-	/* Whole characters of the parent: the id must stay UTF-8. */
-	snprintf(out, TASK_ID_MAX + 1, "%.*s/#%.31s",
-	    AS_UTF8_PREC(parent, 220), hex);
+	snprintf(out, TASK_ID_MAX + 1, "%.220s/#%.31s", parent, hex);
 }
 
 char *

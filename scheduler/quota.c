@@ -547,9 +547,8 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 	if (tr != NULL && ns->budget > 0 && tr->seconds >= ns->budget) {
 		quota_decide(d, QUOTA_REJECT, QUOTA_R_BUDGET, "tree "
 		    "%.*s has used %.15g of %.15g sandbox-seconds "
-		    "(sandboxSecondsPerRoot %.15g)",
-		    AS_UTF8_PREC(root, ID_SHOW), tr->seconds, ns->budget,
-		    ns->budget);
+		    "(sandboxSecondsPerRoot %.15g)", ID_SHOW, root,
+		    tr->seconds, ns->budget, ns->budget);
 		return;
 	}
 	for (i = 0; i < ns->nlimits; i++) {
@@ -610,8 +609,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 		if (n >= ns->max_children) {
 			quota_decide(d, live, QUOTA_R_MAX_CHILDREN,
 			    "parent %.*s has %ld of %ld live children "
-			    "(maxChildrenPerTask %ld)",
-			    AS_UTF8_PREC(t->parent, ID_SHOW), n,
+			    "(maxChildrenPerTask %ld)", ID_SHOW, t->parent, n,
 			    ns->max_children, ns->max_children);
 			return;
 		}
@@ -620,7 +618,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 	if (ns->max_descendants >= 0 && n >= ns->max_descendants) {
 		quota_decide(d, live, QUOTA_R_MAX_DESCENDANTS, "tree "
 		    "%.*s has %ld of %ld live tasks (maxDescendantsPerRoot "
-		    "%ld; the root counts)", AS_UTF8_PREC(root, ID_SHOW), n,
+		    "%ld; the root counts)", ID_SHOW, root, n,
 		    ns->max_descendants, ns->max_descendants);
 		return;
 	}
@@ -630,7 +628,7 @@ quota_check(struct quota_ns *ns, const struct quota_task *t, double now,
 			quota_decide(d, live, QUOTA_R_SPAWN_RATE, "tree %.*s "
 			    "spawn bucket empty (%.3g tokens; perSecond "
 			    "%.15g, burst %.15g): next token in %.3f s",
-			    AS_UTF8_PREC(root, ID_SHOW), tokens, ns->spawn_rate,
+			    ID_SHOW, root, tokens, ns->spawn_rate,
 			    ns->spawn_cap, (1 - tokens) / ns->spawn_rate);
 			return;
 		}

@@ -394,13 +394,6 @@ START_TEST(test_child_id)
 	ck_assert_str_eq(out, again);
 	hh_child_id(parent, "kl", out);
 	ck_assert_str_ne(out, again);
-	/* A parent id with a character across byte 220 keeps it whole. */
-	memset(parent, 'p', 219);
-	memcpy(parent + 219, "\xc3\xa9\xc3\xa9", 4);
-	hh_child_id(parent, "kk", out);
-	ck_assert_uint_eq(strlen(out), 219 + 2 + 31);
-	ck_assert_int_eq(strncmp(out + 219, "/#", 2), 0);
-	ck_assert_uint_eq(as_utf8_invalid_at(out, strlen(out)), strlen(out));
 }
 END_TEST
 
