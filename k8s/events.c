@@ -377,6 +377,7 @@ events_record(struct events *r, const struct event_ref *ref,
 	va_start(ap, fmt);
 	vsnprintf(note, sizeof note, fmt, ap);
 	va_end(ap);
+	as_utf8_trim(note);	/* a cut note holds no half character */
 
 	e = xcalloc(1, sizeof *e);
 	e->r = r;

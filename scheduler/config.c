@@ -455,7 +455,7 @@ config_describe(const cJSON *v, char *out, size_t outlen)
 		as_strlcpy(out, "null", outlen);
 	else if ((s = cJSON_PrintUnformatted(v)) != NULL) {
 		if (strlen(s) > 40)
-			snprintf(out, outlen, "%.37s...", s);
+			snprintf(out, outlen, "%.*s...", AS_UTF8_PREC(s, 37));
 		else
 			as_strlcpy(out, s, outlen);
 		cJSON_free(s);
@@ -562,8 +562,8 @@ config_resources(const cJSON *v, void *dst, const char *path, char *err,
 
 		/* Names as in a task (charge.h): "CPU" would match nothing. */
 		if (charge_name_check(it->string, why, sizeof why) != 0) {
-			snprintf(err, errlen, "%s.%.64s: %s", path, it->string,
-			    why);
+			snprintf(err, errlen, "%s.%.*s: %s", path,
+			    AS_UTF8_PREC(it->string, 64), why);
 			return (-AS_EINVAL);
 		}
 		if (cJSON_IsString(it))
@@ -808,7 +808,7 @@ config_check_secret(struct pool_config *p, struct pool_source_config *s,
     const struct config_tenancy *crd, const char *path, char *err,
     size_t errlen)
 {
-	const char	*field = NULL, *ns;
+	const char	*field = NULL, *ns, *bad;
 	char		 at[256], key[320];
 
 	if (s->secret_name != NULL) {
@@ -817,7 +817,8 @@ config_check_secret(struct pool_config *p, struct pool_source_config *s,
 			    "authSecretRef.name");
 			snprintf(err, errlen, "%s: expected a Secret name "
 			    "(DNS-1123 subdomain: lowercase letters, digits, "
-			    "'-', '.'), got \"%.64s\"", at, s->secret_name);
+			    "'-', '.'), got \"%.*s\"", at,
+			    AS_UTF8_PREC(s->secret_name, 64));
 			return (-AS_EINVAL);
 		}
 		if (!config_secret_key(s->secret_key) ||
@@ -826,10 +827,11 @@ config_check_secret(struct pool_config *p, struct pool_source_config *s,
 			config_sub(at, sizeof at, path, where,
 			    config_secret_key(s->secret_key) ?
 			    "authSecretRef.usernameKey" : "authSecretRef.key");
+			bad = config_secret_key(s->secret_key) ?
+			    s->secret_user_key : s->secret_key;
 			snprintf(err, errlen, "%s: expected a Secret key "
 			    "([-._a-zA-Z0-9]+, not \".\" or \"..\"), got "
-			    "\"%.64s\"", at, config_secret_key(s->secret_key) ?
-			    s->secret_user_key : s->secret_key);
+			    "\"%.*s\"", at, AS_UTF8_PREC(bad, 64));
 			return (-AS_EINVAL);
 		}
 		if (s->secret_user_key != NULL && s->username != NULL) {
@@ -955,9 +957,10 @@ config_check_handoff_crd(struct pool_config *p, const cJSON *spec,
 		snprintf(err, errlen, "%s: refused in CRD mode: agentscaler "
 		    "allows no router (--handoff-routers is empty)", at);
 	else
-		snprintf(err, errlen, "%s: \"%.64s\" refused in CRD mode: "
+		snprintf(err, errlen, "%s: \"%.*s\" refused in CRD mode: "
 		    "not one of the routers agentscaler allows "
-		    "(--handoff-routers: %.128s%s)", at, h->router,
+		    "(--handoff-routers: %.128s%s)", at,
+		    AS_UTF8_PREC(h->router, 64),
 		    crd->routers[0], crd->nrouters > 1 ? ", ..." : "");
 	return (-AS_EINVAL);
 }
@@ -999,7 +1002,7 @@ config_check_handoff(struct pool_config *p, const cJSON *spec,
 	    strncmp(h->router, "https://", 8) != 0) {
 		config_path(at, sizeof at, path, "spec.handoff.router");
 		snprintf(err, errlen, "%s: expected an http:// or https:// URL, "
-		    "got \"%.64s\"", at, h->router);
+		    "got \"%.*s\"", at, AS_UTF8_PREC(h->router, 64));
 		return (-AS_EINVAL);
 	}
 	if (crd != NULL && h->tls_ca_file != NULL) {

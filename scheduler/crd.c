@@ -1114,6 +1114,7 @@ crd_event(struct crd *c, const char *kind, const char *ns, const char *name,
 	va_start(ap, fmt);
 	vsnprintf(note, sizeof note, fmt, ap);
 	va_end(ap);
+	as_utf8_trim(note);
 	memset(&ref, 0, sizeof ref);
 	ref.api_version = CRD_GROUP_VERSION;
 	ref.kind = crd_kinds[o->quota];

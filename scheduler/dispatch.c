@@ -173,7 +173,7 @@ dpool_new(struct dispatcher *d, const struct pool_config *c)
 	if (p->cons == NULL) {
 		log_kv(LOG_ERROR, "dispatch", DPOOL_LOG(p, NULL, NULL),
 		    "%s: cannot consume: %s", p->id, err);
-		as_strlcpy(p->src_err, err, sizeof p->src_err);
+		as_strlcpy_utf8(p->src_err, err, sizeof p->src_err);
 	}
 	dpool_http_init(p);
 	dpool_template(p, 0);

@@ -350,7 +350,7 @@ dtask_apply(struct dtask *t, const struct claim_view *v)
 		return;
 	}
 	if (task_claim_cluster_wait(v))
-		as_strlcpy(t->wait_reason, v->ready_reason,
+		as_strlcpy_utf8(t->wait_reason, v->ready_reason,
 		    sizeof t->wait_reason);
 	else
 		t->wait_reason[0] = '\0';

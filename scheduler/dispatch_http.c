@@ -721,6 +721,7 @@ dh_again(struct dhttp *h, const char *reason, const char *message)
 	    reason, message != NULL ? message : "", h->attempt + 1);
 	snprintf(detail, sizeof detail, "attempt %ld: %s", h->attempt,
 	    message != NULL ? message : "");
+	as_utf8_trim(detail);
 	dispatch_recent_add(t->ns->d, t->ns->name, t->id, reason, detail);
 	h->again = 1;
 }
@@ -754,7 +755,7 @@ dh_end(struct dhttp *h, int failed, const cJSON *result, const char *reason,
 	h->result = hh_result_body(&r, &h->result_len);
 	h->failed = failed;
 	h->del = del;
-	as_strlcpy(h->reason, failed ? reason : "", sizeof h->reason);
+	as_strlcpy_utf8(h->reason, failed ? reason : "", sizeof h->reason);
 	free(h->detail);
 	h->detail = xstrdup(message != NULL ? message : "");
 	h->tries = 0;

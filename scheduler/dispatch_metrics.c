@@ -96,6 +96,7 @@ dpool_event(struct dpool *p, int warning, const char *reason,
 	va_start(ap, fmt);
 	vsnprintf(note, sizeof note, fmt, ap);
 	va_end(ap);
+	as_utf8_trim(note);
 	p->d->event(p->d->event_arg, "AgentPool", p->cfg->ns, p->cfg->name,
 	    warning, reason, action, note);
 }
@@ -606,6 +607,7 @@ dispatcher_explain_ns(const struct dispatcher *d, const char *id,
 			    tstate_names[t->st], t->claim, t->sandbox[0] ?
 			    ", sandbox " : "", t->sandbox);
 		}
+		as_utf8_trim(text);	/* details are the runtime's text */
 		cJSON_AddStringToObject(out, "explanation", text);
 		return (1);
 	}
@@ -622,6 +624,7 @@ dispatcher_explain_ns(const struct dispatcher *d, const char *id,
 		cJSON_AddStringToObject(out, "at", t3);
 		snprintf(text, sizeof text, "task %s was rejected at %s and "
 		    "dead-lettered: %s: %s", id, t3, r->reason, r->detail);
+		as_utf8_trim(text);	/* details are the runtime's text */
 		cJSON_AddStringToObject(out, "explanation", text);
 		return (1);
 	}
@@ -674,8 +677,8 @@ dpool_status_fill(const struct dpool *p, struct crd_pool_status *st)
 	st->claims_cold = p->shown[DS_COLD];
 	st->started = p->ns->synced && p->started;
 	st->source_ok = p->up;
-	as_strlcpy(st->source_err, p->src_err, sizeof st->source_err);
-	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+	as_strlcpy_utf8(st->source_err, p->src_err, sizeof st->source_err);
+	as_strlcpy_utf8(st->target_err, p->k8s_err, sizeof st->target_err);
 	st->quota_limited = p->deferred > 0;
 	if (st->quota_limited)
 		snprintf(st->quota_msg, sizeof st->quota_msg, "%ld tasks "

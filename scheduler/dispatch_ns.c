@@ -94,6 +94,7 @@ dtask_quota_event(struct dtask *t, enum quota_reason why, const char *detail,
 		return;
 	snprintf(note, sizeof note, "task %s %s: %s: %s", t->id, rejected ?
 	    "rejected" : "deferred", quota_reason_name(why), detail);
+	as_utf8_trim(note);
 	if (t->pool != NULL)
 		d->event(d->event_arg, "AgentPool", t->ns->name,
 		    t->pool->cfg->name, 1, reason, "Admit", note);
@@ -163,9 +164,9 @@ dtask_charge(struct dtask *t, struct task_resource *out, size_t *nout,
 		qd->verdict = QUOTA_DEFER;
 		qd->reason = QUOTA_R_TEMPLATE_UNKNOWN;
 		snprintf(qd->detail, sizeof qd->detail, "the requests of warm "
-		    "pool %.48s's SandboxTemplate are not known yet: %.100s",
-		    p->cfg->warm_pool, p->tpl_err[0] != '\0' ? p->tpl_err :
-		    "not read yet");
+		    "pool %.48s's SandboxTemplate are not known yet: %.*s",
+		    p->cfg->warm_pool, AS_UTF8_PREC(p->tpl_err[0] != '\0' ?
+		    p->tpl_err : "not read yet", 100));
 		return (QUOTA_DEFER);
 	}
 	if ((n = charge_task(t->res, t->nres, floor, nfloor, out)) < 0) {
@@ -398,10 +399,11 @@ late_dead_letter(struct late_op *op, const char *why)
 	char	 detail[512];
 
 	if (op->detail != NULL)
-		as_strlcpy(detail, op->detail, sizeof detail);
+		as_strlcpy_utf8(detail, op->detail, sizeof detail);
 	else
 		snprintf(detail, sizeof detail, "task %s was known from its "
 		    "claim only, which is being released; %s", op->id, why);
+	as_utf8_trim(detail);
 	dpool_dead_letter(op->p, op->t, op->msg, op->reason, detail, op->id);
 	op->msg = NULL;
 }
@@ -443,7 +445,7 @@ dpool_late_check(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 	op->msg = msg;
 	as_strlcpy(op->id, id, sizeof op->id);
 	if (t->fail_reason[0] != '\0') {
-		as_strlcpy(op->reason, t->fail_reason, sizeof op->reason);
+		as_strlcpy_utf8(op->reason, t->fail_reason, sizeof op->reason);
 		op->detail = xstrdup(t->fail_detail != NULL ?
 		    t->fail_detail : "");
 		t->fail_reason[0] = '\0';	/* once */
@@ -686,7 +688,7 @@ dpool_state(struct consumer *c, int up, const char *errmsg, void *arg)
 		p->up_since = 0;
 	else if (p->up_since == 0)
 		p->up_since = as_mono_now();
-	as_strlcpy(p->src_err, up ? "" : errmsg, sizeof p->src_err);
+	as_strlcpy_utf8(p->src_err, up ? "" : errmsg, sizeof p->src_err);
 	if (!up)
 		dpool_release_void(p);
 }

@@ -84,9 +84,10 @@ dispatch_recent_put(struct dispatcher *d, const char *ns, const char *id,
 		d->recent = xcalloc(RECENT, sizeof *d->recent);
 	r = &d->recent[d->nrecent++ % RECENT];
 	as_strlcpy(r->ns, ns, sizeof r->ns);
-	as_strlcpy(r->id, id, sizeof r->id);
-	as_strlcpy(r->reason, reason, sizeof r->reason);
-	as_strlcpy(r->detail, detail != NULL ? detail : "", sizeof r->detail);
+	as_strlcpy_utf8(r->id, id, sizeof r->id);
+	as_strlcpy_utf8(r->reason, reason, sizeof r->reason);
+	as_strlcpy_utf8(r->detail, detail != NULL ? detail : "",
+	    sizeof r->detail);
 	r->wall = wall;
 }
 

@@ -235,7 +235,8 @@ dl_done(int err, const char *errmsg, void *arg)
 		 * still being released, it is dead-lettered for this reason
 		 * (dpool_deliver), not taken as a new task.
 		 */
-		as_strlcpy(t->fail_reason, op->reason, sizeof t->fail_reason);
+		as_strlcpy_utf8(t->fail_reason, op->reason,
+		    sizeof t->fail_reason);
 		free(t->fail_detail);
 		t->fail_detail = op->detail;
 		op->detail = NULL;
@@ -295,7 +296,7 @@ dpool_dead_letter(struct dpool *p, struct dtask *t, struct consumer_msg *msg,
 	op = xcalloc(1, sizeof *op);
 	op->pool = p;
 	op->t = t;
-	as_strlcpy(op->reason, reason, sizeof op->reason);
+	as_strlcpy_utf8(op->reason, reason, sizeof op->reason);
 	op->detail = xstrdup(detail != NULL ? detail : "");
 	if (t != NULL)
 		t->op = 1;
@@ -319,7 +320,7 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 	struct consumer_msg *msg = t->msg;
 
 	if (t->verdict[0] == '\0') {
-		as_strlcpy(t->verdict, reason, sizeof t->verdict);
+		as_strlcpy_utf8(t->verdict, reason, sizeof t->verdict);
 		free(t->verdict_detail);
 		t->verdict_detail = xstrdup(detail != NULL ? detail : "");
 	}
@@ -329,7 +330,7 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 		 * gone with a lost connection meanwhile): it decides.
 		 */
 		if (t->fail_reason[0] == '\0') {
-			as_strlcpy(t->fail_reason, reason,
+			as_strlcpy_utf8(t->fail_reason, reason,
 			    sizeof t->fail_reason);
 			free(t->fail_detail);
 			t->fail_detail = xstrdup(detail != NULL ? detail : "");
@@ -360,7 +361,7 @@ dtask_fail(struct dtask *t, const char *reason, const char *detail)
 		 * back while the claim is being released, gets this reason
 		 * (dpool_deliver).
 		 */
-		as_strlcpy(t->fail_reason, reason, sizeof t->fail_reason);
+		as_strlcpy_utf8(t->fail_reason, reason, sizeof t->fail_reason);
 		free(t->fail_detail);
 		t->fail_detail = xstrdup(detail != NULL ? detail : "");
 		log_kv(LOG_INFO, "dispatch", DTASK_LOG(t, reason),
@@ -387,7 +388,7 @@ dtask_settle(struct dtask *t, int handed)
 	char	 reason[48];
 	char	*detail = t->fail_detail;
 
-	as_strlcpy(reason, t->fail_reason, sizeof reason);
+	as_strlcpy_utf8(reason, t->fail_reason, sizeof reason);
 	t->fail_reason[0] = '\0';
 	t->fail_detail = NULL;
 	if (!handed)

@@ -260,8 +260,8 @@ dtask_trace_end(struct dtask *t)
 		    "warm" : "cold");
 	if (t->verdict[0] != '\0' || t->failed) {
 		s.status = TRACE_ERROR;
-		as_strlcpy(s.status_msg, t->verdict[0] != '\0' ? t->verdict :
-		    "sandbox failed", sizeof s.status_msg);
+		as_strlcpy_utf8(s.status_msg, t->verdict[0] != '\0' ?
+		    t->verdict : "sandbox failed", sizeof s.status_msg);
 		trace_span_str(&s, "error.type", t->verdict[0] != '\0' ?
 		    t->verdict : "sandbox.failed");
 	} else if (t->handed_off)

@@ -92,7 +92,7 @@ scale_done(int err, const struct k8s_scale *sc, const char *msg, void *arg)
 		if (strcmp(p->k8s_err, msg) != 0)
 			log_warn("dispatch", "%s: warm pool %s: %s", p->id,
 			    p->cfg->warm_pool, msg);
-		as_strlcpy(p->k8s_err, msg, sizeof p->k8s_err);
+		as_strlcpy_utf8(p->k8s_err, msg, sizeof p->k8s_err);
 		return;
 	}
 	if (p->k8s_err[0] != '\0')
@@ -246,7 +246,7 @@ tpl_fail(struct dpool *p, const char *fmt, ...)
 		    "the requests of SandboxWarmPool %s's template: %s",
 		    p->cfg->warm_pool, msg);
 	}
-	as_strlcpy(p->tpl_err, msg, sizeof p->tpl_err);
+	as_strlcpy_utf8(p->tpl_err, msg, sizeof p->tpl_err);
 	p->tpl_at = as_mono_now() + as_backoff(1, 10,
 	    p->tpl_attempts++);
 	if (!p->tpl_known)

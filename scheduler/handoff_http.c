@@ -549,7 +549,7 @@ hh_reply_body(const char *key, enum hh_reply type, const char *child,
 		/* reply.schema: at most 4096 characters. */
 		char	 cut[4097];
 
-		as_strlcpy(cut, detail, sizeof cut);
+		as_strlcpy_utf8(cut, detail, sizeof cut);
 		cJSON_AddStringToObject(o, "detail", cut);
 	}
 	if (result != NULL && (r = cJSON_Parse(result)) != NULL)

@@ -229,7 +229,7 @@ pool_poll_done(struct scaler *s, const struct scaler_result *r, void *arg)
 			    p->cfg->source.type, p->cfg->source.queue,
 			    r->errmsg);
 		p->source_ok = 0;
-		as_strlcpy(p->source_err, r->errmsg, sizeof p->source_err);
+		as_strlcpy_utf8(p->source_err, r->errmsg, sizeof p->source_err);
 	} else {
 		if (!p->source_ok && p->source_err[0] != '\0')
 			log_kv(LOG_INFO, "pool", POOL_LOG(p),
@@ -313,7 +313,7 @@ pool_set_k8s_error(struct pool *p, const char *what, const char *msg)
 		log_kv(LOG_WARN, "pool", POOL_LOG(p),
 		    "%s: %s %s %s failed: %s", p->id, what,
 		    p->cfg->target_kind, p->cfg->target_name, msg);
-	as_strlcpy(p->k8s_err, msg, sizeof p->k8s_err);
+	as_strlcpy_utf8(p->k8s_err, msg, sizeof p->k8s_err);
 }
 
 /* The target's replicas are spec/status at resourceVersion rv. */
@@ -628,7 +628,7 @@ pool_conflict_note(struct pool *p, int *known)
 		    EVENT_NORMAL, "ConflictResolved", "Scale", "%s/%s has no "
 		    "other owner now", c->target_kind, c->target_name);
 	}
-	as_strlcpy(p->conflict, msg, sizeof p->conflict);
+	as_strlcpy_utf8(p->conflict, msg, sizeof p->conflict);
 }
 
 /* owners.h: the owners of p's target changed. */
@@ -890,7 +890,7 @@ pool_new(struct daemon *d, const struct pool_config *c)
 		    "%s: cannot create the %s source: %s", p->id,
 		    c->source.type, st != NULL ? err : "unknown type");
 		p->source_ok = 0;
-		as_strlcpy(p->source_err, err, sizeof p->source_err);
+		as_strlcpy_utf8(p->source_err, err, sizeof p->source_err);
 	} else if (st->subscribe != NULL &&
 	    st->subscribe(p->scaler, pool_wake, p) == 0)
 		log_kv(LOG_INFO, "pool", POOL_LOG(p),
@@ -1241,11 +1241,11 @@ pool_status_fill(const struct pool *p, struct crd_pool_status *st)
 	st->last_scale = p->last_scale_wall;
 	st->started = p->source_read && p->spec_known;
 	st->source_ok = p->source_ok;
-	as_strlcpy(st->source_err, p->source_err, sizeof st->source_err);
-	as_strlcpy(st->target_err, p->k8s_err, sizeof st->target_err);
+	as_strlcpy_utf8(st->source_err, p->source_err, sizeof st->source_err);
+	as_strlcpy_utf8(st->target_err, p->k8s_err, sizeof st->target_err);
 	st->quota_limited = p->last.reason == AUTOSCALE_QUOTA &&
 	    !p->cfg->shadow;
-	as_strlcpy(st->conflict, p->conflict, sizeof st->conflict);
+	as_strlcpy_utf8(st->conflict, p->conflict, sizeof st->conflict);
 	pool_status_hold(p, st);
 	if (st->quota_limited)
 		snprintf(st->quota_msg, sizeof st->quota_msg, "needs %ld "

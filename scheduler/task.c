@@ -45,65 +45,9 @@ struct json_scan {
 	const char		*why;
 };
 
-static size_t	 utf8_seq(const unsigned char *, size_t);
-static size_t	 utf8_invalid_at(const char *, size_t);
 static int	 json_value(struct json_scan *, int);
 static int	 task_fail(struct task_error *, const char *, const char *, ...)
 		    __attribute__((format(printf, 3, 4)));
-
-/*
- * The length of the well-formed UTF-8 sequence at p (at most n bytes
- * available), or 0: overlong forms, surrogates (U+D800..U+DFFF) and code
- * points above U+10FFFF are all ill-formed (Unicode 15, table 3-7).
- */
-static size_t
-utf8_seq(const unsigned char *p, size_t n)
-{
-	unsigned char	 c = p[0], lo = 0x80, hi = 0xbf;
-	size_t		 need, i;
-
-	if (c < 0x80)
-		return (1);
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 1;
-	else if (c >= 0xe0 && c <= 0xef) {
-		need = 2;
-		if (c == 0xe0)
-			lo = 0xa0;	/* overlong */
-		else if (c == 0xed)
-			hi = 0x9f;	/* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		need = 3;
-		if (c == 0xf0)
-			lo = 0x90;	/* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f;	/* above U+10FFFF */
-	} else
-		return (0);	/* continuation, 0xc0, 0xc1, 0xf5.. */
-	if (n < need + 1)
-		return (0);
-	if (p[1] < lo || p[1] > hi)
-		return (0);
-	for (i = 2; i <= need; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return (0);
-	return (need + 1);
-}
-
-/* The offset of the first ill-formed byte, or len when all is UTF-8. */
-static size_t
-utf8_invalid_at(const char *buf, size_t len)
-{
-	const unsigned char	*p = (const unsigned char *)buf;
-	size_t			 i = 0, n;
-
-	while (i < len) {
-		if ((n = utf8_seq(p + i, len - i)) == 0)
-			return (i);
-		i += n;
-	}
-	return (len);
-}
 
 /* A copy of s that is valid UTF-8: ill-formed bytes become U+FFFD. */
 static char *
@@ -114,11 +58,11 @@ utf8_clean(const char *s)
 	char			*out;
 
 	len = strlen(s);
-	if (utf8_invalid_at(s, len) == len)
+	if (as_utf8_invalid_at(s, len) == len)
 		return (xstrdup(s));
 	out = xmalloc(len * 3 + 1);
 	while (i < len) {
-		if ((n = utf8_seq(p + i, len - i)) == 0) {
+		if ((n = as_utf8_seq(p + i, len - i)) == 0) {
 			memcpy(out + o, "\xef\xbf\xbd", 3);
 			o += 3;
 			i++;
@@ -139,20 +83,7 @@ utf8_clean(const char *s)
 static void
 copy_cut(char *dst, size_t size, const char *src)
 {
-	size_t	 n;
-
-	if (src == NULL) {
-		dst[0] = '\0';
-		return;
-	}
-	n = strlen(src);
-	if (n >= size) {
-		n = size - 1;
-		while (n > 0 && ((unsigned char)src[n] & 0xc0) == 0x80)
-			n--;
-	}
-	memcpy(dst, src, n);
-	dst[n] = '\0';
+	as_strlcpy_utf8(dst, src != NULL ? src : "", size);
 }
 
 /*
@@ -653,7 +584,7 @@ task_parse(const char *buf, size_t len, size_t max_bytes, struct task *out,
 		buf = "";
 		len = 0;
 	}
-	if ((at = utf8_invalid_at(buf, len)) < len)
+	if ((at = as_utf8_invalid_at(buf, len)) < len)
 		return (task_fail(err, "task.invalidUtf8", "the message is not "
 		    "valid UTF-8 (byte %zu)", at));
 	if (json_check(buf, len, &why, &at) != 0)
@@ -731,7 +662,7 @@ task_dead_letter_record(const char *reason, const char *detail,
 		json_put_str(o, "taskId", task_id);
 	as_rfc3339(wall_now, 1, at, sizeof at);
 	json_put_str(o, "at", at);
-	if (utf8_invalid_at(body, len) == len &&
+	if (as_utf8_invalid_at(body, len) == len &&
 	    (len == 0 || memchr(body, '\0', len) == NULL)) {
 		s = xstrndup(len > 0 ? body : "", len);
 		cJSON_AddStringToObject(o, "original", s);
@@ -763,7 +694,7 @@ utf8_partial(const unsigned char *p, size_t n)
 		t[1] = 0xa0;
 	else if (n == 1 && t[0] == 0xf0)
 		t[1] = 0x90;
-	got = utf8_seq(t, 4);
+	got = as_utf8_seq(t, 4);
 	return (got > n);
 }
 
@@ -776,7 +707,7 @@ task_utf8_cut(const char *buf, size_t len)
 		return (0);
 	if (memchr(buf, '\0', len) != NULL)
 		return ((size_t)-1);
-	if ((at = utf8_invalid_at(buf, len)) == len)
+	if ((at = as_utf8_invalid_at(buf, len)) == len)
 		return (len);
 	if (len - at < 4 && utf8_partial((const unsigned char *)buf + at,
 	    len - at))
@@ -784,12 +715,15 @@ task_utf8_cut(const char *buf, size_t len)
 	return ((size_t)-1);
 }
 
-/* Adds s (NULL as "") cut to TASK_CUT_STR_MAX bytes. */
+/* Adds s (NULL as "") cut to TASK_CUT_STR_MAX bytes, whole characters. */
 static void
 json_put_cut(cJSON *o, const char *key, const char *s)
 {
-	char	*c = xstrndup(s != NULL ? s : "", TASK_CUT_STR_MAX);
+	char	*c;
 
+	if (s == NULL)
+		s = "";
+	c = xstrndup(s, as_utf8_cut(s, TASK_CUT_STR_MAX));
 	json_put_str(o, key, c);
 	free(c);
 }

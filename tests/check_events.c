@@ -146,6 +146,42 @@ START_TEST(test_create_fields)
 }
 END_TEST
 
+/*
+ * A note past EVENTS_NOTE_MAX (a runtime's long error message, say) loses
+ * whole characters: the Event stays UTF-8 at every cut.
+ */
+START_TEST(test_note_cut_utf8)
+{
+	char	 text[1400];
+	size_t	 i, len;
+	int	 shift;
+	cJSON	*o;
+	const char *note;
+
+	for (shift = 0; shift < 3; shift++) {
+		memset(text, 'a', (size_t)shift);
+		for (i = (size_t)shift; i + 3 < sizeof text; i += 3)
+			memcpy(text + i, "\xe2\x82\xac", 3);
+		text[i] = '\0';
+		events_record(rec, &pool_a, EVENT_WARNING, "TaskFailed",
+		    "Sandbox", "%s", text);
+		ck_assert_int_eq(sk.n, shift + 1);
+		ck_assert_uint_eq(as_utf8_invalid_at(sk.r[shift].body,
+		    strlen(sk.r[shift].body)), strlen(sk.r[shift].body));
+		o = body(shift);
+		note = cJSON_GetObjectItem(o, "note")->valuestring;
+		len = strlen(note);
+		ck_assert_uint_gt(len, 1023 - 3);
+		ck_assert_uint_le(len, 1023);
+		ck_assert(strncmp(note, text, len) == 0);
+		ck_assert_uint_eq(as_utf8_invalid_at(note, len), len);
+		cJSON_Delete(o);
+		tu_sink_reply(&sk, shift, 201, "{}");
+		now_s += 1000;		/* the next is a new Event */
+	}
+}
+END_TEST
+
 START_TEST(test_series)
 {
 	struct events_stats st;
@@ -352,6 +388,7 @@ events_suite(void)
 
 	tcase_add_test(tc, test_create_fields);
 	tcase_add_test(tc, test_series);
+	tcase_add_test(tc, test_note_cut_utf8);
 	tcase_add_test(tc, test_keys);
 	tcase_add_test(tc, test_finish_and_recreate);
 	tcase_add_test(tc, test_failures_not_retried);

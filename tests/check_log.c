@@ -132,6 +132,43 @@ START_TEST(test_text_unchanged)
 }
 END_TEST
 
+/*
+ * A message or field past its buffer is cut at a character, in both
+ * formats: every line stays UTF-8 (a collector may refuse it otherwise).
+ */
+START_TEST(test_cut_utf8)
+{
+	char	*big, *out;
+	size_t	 i, n = 3 * 1500;
+	int	 fmt, shift;
+
+	big = xmalloc(n + 4);
+	/* 0 to 2 ASCII bytes first: some cut lands inside a character. */
+	for (shift = 0; shift < 3; shift++) {
+		memset(big, 'a', (size_t)shift);
+		for (i = (size_t)shift; i + 3 <= n; i += 3)
+			memcpy(big + i, "\xe2\x82\xac", 3);
+		big[i] = '\0';
+		log_set_level(LOG_INFO);
+		for (fmt = 0; fmt < 2; fmt++) {
+			log_set_format(fmt ? LOG_FORMAT_JSON :
+			    LOG_FORMAT_TEXT);
+			capture();
+			log_kv(LOG_INFO, "dispatch", &(struct log_fields){
+			    .pool = big, .task = big }, "%s", big);
+			out = capture_end();
+			ck_assert_uint_gt(strlen(out), 2000);
+			ck_assert_msg(as_utf8_invalid_at(out, strlen(out)) ==
+			    strlen(out), "format %d shift %d: not UTF-8 at "
+			    "byte %zu", fmt, shift,
+			    as_utf8_invalid_at(out, strlen(out)));
+			free(out);
+		}
+	}
+	free(big);
+}
+END_TEST
+
 START_TEST(test_level)
 {
 	char	*out;
@@ -157,6 +194,7 @@ log_suite(void)
 	tcase_add_test(tc, test_json_absent);
 	tcase_add_test(tc, test_text_unchanged);
 	tcase_add_test(tc, test_level);
+	tcase_add_test(tc, test_cut_utf8);
 	suite_add_tcase(s, tc);
 	return (s);
 }

@@ -790,6 +790,35 @@ START_TEST(test_dead_letter_cut_bounded)
 }
 END_TEST
 
+/*
+ * A detail or task id cut at TASK_CUT_STR_MAX loses whole characters: the
+ * record holds no half sequence (which used to read back as U+FFFD).
+ */
+START_TEST(test_dead_letter_cut_utf8)
+{
+	unsigned char	 sha[AS_SHA256_LEN];
+	char		 text[TASK_CUT_STR_MAX + 8], *r;
+	const char	*d;
+	size_t		 len;
+	cJSON		*j;
+
+	memset(text, 'a', TASK_CUT_STR_MAX - 1);
+	/* A 3-byte character across the cut, then more. */
+	memcpy(text + TASK_CUT_STR_MAX - 1, "\xe2\x82\xac" "bc", 6);
+	as_sha256("", 0, sha);
+	r = task_dead_letter_record_cut("task.tooLarge", text, "ns", "p",
+	    text, "", 0, 1, sha, 0, &len);
+	ck_assert_uint_eq(as_utf8_invalid_at(r, len), len);
+	j = parse_json(r, len);
+	d = as_json_str(j, "detail");
+	ck_assert_uint_eq(strlen(d), TASK_CUT_STR_MAX - 1);
+	ck_assert(strstr(d, "\xef\xbf\xbd") == NULL);
+	ck_assert_str_eq(as_json_str(j, "taskId"), d);
+	cJSON_Delete(j);
+	free(r);
+}
+END_TEST
+
 START_TEST(test_hashes)
 {
 	char	 h[9];
@@ -1557,6 +1586,7 @@ task_suite(void)
 	tcase_add_loop_test(tc, test_dead_letter_cut, 0,
 	    (int)AS_ARRAY_SIZE(cut_rows));
 	tcase_add_test(tc, test_dead_letter_cut_bounded);
+	tcase_add_test(tc, test_dead_letter_cut_utf8);
 	tcase_add_test(tc, test_hashes);
 	tcase_add_loop_test(tc, test_claim_name_rows, 0,
 	    (int)AS_ARRAY_SIZE(claim_name_rows));

@@ -190,6 +190,13 @@ START_TEST(test_attr_limits)
 	trace_span_str(&s, "k0", big);
 	ck_assert_int_eq(s.attrs[0].is_int, 0);
 	ck_assert_uint_eq(strlen(s.attrs[0].s), TRACE_VAL_MAX - 1);
+	/* Cut at a character: OTLP string values must be UTF-8. */
+	for (i = 0; i + 4 < (int)sizeof big; i += 4)
+		memcpy(big + i, "\xf0\x9f\x98\x80", 4);
+	big[i] = '\0';
+	trace_span_str(&s, "k0", big);
+	ck_assert_uint_eq(strlen(s.attrs[0].s), (TRACE_VAL_MAX - 1) / 4 * 4);
+	ck_assert(strncmp(s.attrs[0].s, big, strlen(s.attrs[0].s)) == 0);
 }
 END_TEST
 

@@ -1,10 +1,11 @@
 /*
  * check_util.c: the shared helpers: secret redaction, backoff bounds,
- * bounded copies, the growable buffer with Prometheus escaping, and RFC
+ * bounded copies (and UTF-8 at their cuts), the growable buffer with Prometheus escaping, and RFC
  * 3339 times.
  */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,191 @@ START_TEST(test_buf_and_strlcpy)
 	free(b.p);
 	ck_assert_uint_eq(as_strlcpy(small, "abcdef", sizeof small), 6);
 	ck_assert_str_eq(small, "abc");
+}
+END_TEST
+
+/*
+ * UTF-8 at cuts.  size is the destination's (as_strlcpy_utf8); want is
+ * what it holds.  Ill-formed input is kept byte for byte: only a sequence
+ * the cut would split is dropped.
+ */
+static const struct {
+	const char	*src;
+	size_t		 size;
+	const char	*want;
+} utf8_rows[] = {
+	{ "abcdef", 4, "abc" },			/* ASCII as as_strlcpy */
+	{ "abc", 4, "abc" },			/* exact fit */
+	{ "abc", 0, NULL },			/* size 0: nothing written */
+	{ "abc", 1, "" },
+	{ "\xc3\xa9", 1, "" },
+	{ "\xc3\xa9", 2, "" },			/* 2-byte split */
+	{ "\xc3\xa9", 3, "\xc3\xa9" },		/* exact fit */
+	{ "a\xc3\xa9z", 3, "a" },
+	{ "a\xe2\x82\xac", 3, "a" },		/* 3-byte after 1 */
+	{ "a\xe2\x82\xac", 4, "a" },		/* after 2 */
+	{ "a\xe2\x82\xac", 5, "a\xe2\x82\xac" },
+	{ "\xf0\x9f\x98\x80!", 4, "" },		/* 4-byte after 3 */
+	{ "\xf0\x9f\x98\x80!", 5, "\xf0\x9f\x98\x80" },
+	/* Ill-formed input: kept as it is. */
+	{ "\xff\xfe" "abc", 3, "\xff\xfe" },
+	{ "a\x80\x80\x80\x80z", 4, "a\x80\x80" },	/* stray continuations */
+	{ "\xc3\xa9\x80\x80", 4, "\xc3\xa9\x80" },	/* sequence ends first */
+	{ "\xc0\xaf" "x", 2, "\xc0" },		/* 0xc0 leads nothing */
+	{ "\xe2\x82" "abc", 3, "\xe2\x82" },	/* truncated, not by us */
+	{ "\xf0\x9f\x98", 3, "" },		/* ... but split by us */
+};
+
+START_TEST(test_utf8_rows)
+{
+	char	 out[16];
+	size_t	 n;
+
+	memset(out, 'Z', sizeof out);
+	n = as_strlcpy_utf8(out, utf8_rows[_i].src, utf8_rows[_i].size);
+	ck_assert_uint_eq(n, strlen(utf8_rows[_i].src));
+	if (utf8_rows[_i].want == NULL)
+		ck_assert_int_eq(out[0], 'Z');
+	else {
+		ck_assert_str_eq(out, utf8_rows[_i].want);
+		ck_assert_uint_eq(as_utf8_cut(utf8_rows[_i].src,
+		    utf8_rows[_i].size - 1), strlen(utf8_rows[_i].want));
+	}
+}
+END_TEST
+
+/* Whole characters in s[0..n): 1 when every byte of it is UTF-8. */
+static int
+utf8_ok(const char *s, size_t n)
+{
+	return (as_utf8_invalid_at(s, n) == n);
+}
+
+/*
+ * Every cut of every 2-, 3- and 4-byte character after 0 to 3 ASCII bytes,
+ * through all three helpers: the output is the longest whole-character
+ * prefix that fits.
+ */
+START_TEST(test_utf8_every_offset)
+{
+	static const char *const chars[] = {
+		"\xc3\xa9", "\xdf\xbf", "\xe2\x82\xac", "\xef\xbf\xbd",
+		"\xed\x9f\xbf", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf",
+	};
+	char	 src[32], out[32], buf[32];
+	size_t	 c, lead, size, want, clen;
+
+	for (c = 0; c < AS_ARRAY_SIZE(chars); c++)
+	for (lead = 0; lead < 4; lead++) {
+		clen = strlen(chars[c]);
+		snprintf(src, sizeof src, "%.*s%s%s", (int)lead, "xyz",
+		    chars[c], chars[c]);
+		for (size = 1; size <= strlen(src) + 1; size++) {
+			/* Whole characters: lead ASCII, then clen each. */
+			want = size - 1 < lead ? size - 1 :
+			    lead + (size - 1 - lead) / clen * clen;
+			as_strlcpy_utf8(out, src, size);
+			ck_assert_uint_eq(strlen(out), want);
+			ck_assert(memcmp(out, src, want) == 0);
+			ck_assert(utf8_ok(out, want));
+			ck_assert_uint_eq(as_utf8_cut(src, size - 1), want);
+			/* The same buffer cut by snprintf, then trimmed. */
+			snprintf(buf, size, "%s", src);
+			ck_assert_uint_eq(as_utf8_trim(buf), want);
+			ck_assert_str_eq(buf, out);
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_utf8_trim)
+{
+	char	 a[] = "", b[] = "abc", c[] = "ab\xe2\x82", d[] = "\xff",
+		 e[] = "a\x80\x80\x80\x80", f[] = "\xc3\xa9";
+
+	ck_assert_uint_eq(as_utf8_trim(a), 0);
+	ck_assert_uint_eq(as_utf8_trim(b), 3);
+	ck_assert_uint_eq(as_utf8_trim(c), 2);
+	ck_assert_str_eq(c, "ab");
+	ck_assert_uint_eq(as_utf8_trim(d), 1);		/* kept */
+	ck_assert_uint_eq(as_utf8_trim(e), 5);		/* kept */
+	ck_assert_uint_eq(as_utf8_trim(f), 2);
+}
+END_TEST
+
+/*
+ * Random byte strings, drawn mostly from UTF-8's structural bytes so that
+ * valid input is common: the output is always a prefix of the input that
+ * fits, and valid whenever the input was.
+ */
+START_TEST(test_utf8_fuzz)
+{
+	static const unsigned char pick[] = {
+		'a', 0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0,
+		0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff,
+	};
+	static const char *const whole[] = {
+		"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+	};
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	char	 src[40], out[40], buf[40];
+	size_t	 i, len, size, n, valid = 0;
+	int	 round;
+
+	for (round = 0; round < 20000; round++) {
+		len = 0;
+		while (len < 30) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			if (round % 2 == 0) {	/* whole characters */
+				const char *w = whole[x % 4];
+
+				memcpy(src + len, w, strlen(w));
+				len += strlen(w);
+			} else
+				src[len++] = (char)pick[x % sizeof pick];
+		}
+		src[len] = '\0';
+		len = strlen(src);		/* a picked NUL ends it */
+		if (utf8_ok(src, len))
+			valid++;
+		for (size = 0; size <= len + 1; size++) {
+			memset(out, 'Z', sizeof out);
+			as_strlcpy_utf8(out, src, size);
+			if (size == 0) {
+				ck_assert_int_eq(out[0], 'Z');
+				continue;
+			}
+			n = strlen(out);
+			ck_assert_uint_lt(n, size);
+			ck_assert(memcmp(out, src, n) == 0);
+			ck_assert_uint_ge(n + 3, size - 1 < len ? size - 1 :
+			    len);
+			snprintf(buf, size, "%s", src);
+			i = as_utf8_trim(buf);
+			ck_assert(memcmp(buf, src, i) == 0);
+			if (utf8_ok(src, len)) {
+				ck_assert(utf8_ok(out, n));
+				ck_assert(utf8_ok(buf, i));
+				ck_assert_str_eq(buf, out);
+			}
+		}
+	}
+	ck_assert_uint_gt(valid, 10000);	/* the even rounds at least */
+}
+END_TEST
+
+START_TEST(test_label_utf8)
+{
+	struct as_buf	 b = { NULL, 0, 0 };
+
+	/* Whole characters pass; ill-formed bytes become U+FFFD. */
+	as_buf_label(&b, "p\xc3\xa9-\xe2\x82");
+	ck_assert_str_eq(b.p, "p\xc3\xa9-\xef\xbf\xbd\xef\xbf\xbd");
+	ck_assert(utf8_ok(b.p, b.len));
+	b.len = 0;
+	as_buf_label(&b, "\xff\"\xf0\x9f\x98\x80");
+	ck_assert_str_eq(b.p, "\xef\xbf\xbd\\\"\xf0\x9f\x98\x80");
+	free(b.p);
 }
 END_TEST
 
@@ -464,6 +650,12 @@ util_suite(void)
 	    (int)AS_ARRAY_SIZE(redact_rows));
 	tcase_add_test(tc, test_backoff_bounds);
 	tcase_add_test(tc, test_buf_and_strlcpy);
+	tcase_add_loop_test(tc, test_utf8_rows, 0,
+	    (int)AS_ARRAY_SIZE(utf8_rows));
+	tcase_add_test(tc, test_utf8_every_offset);
+	tcase_add_test(tc, test_utf8_trim);
+	tcase_add_test(tc, test_utf8_fuzz);
+	tcase_add_test(tc, test_label_utf8);
 	tcase_add_loop_test(tc, test_rfc3339_parse, 0,
 	    (int)AS_ARRAY_SIZE(rfc3339_rows));
 	tcase_add_test(tc, test_rfc3339_format);

@@ -56,15 +56,28 @@ log_parse_format(const char *s, enum log_format *out)
 	return (0);
 }
 
-/* Appends s to buf as the inside of a JSON string; returns the new length. */
+/*
+ * Appends s to buf as the inside of a JSON string; returns the new length.
+ * A well-formed UTF-8 sequence goes in whole or not at all (the room
+ * checked for an escape fits the longest), so a cut splits none.
+ */
 static size_t
 log_escape(char *buf, size_t len, size_t size, const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char c;
+	size_t	 n;
 
-	for (; *s != '\0' && len + 7 < size; s++) {
+	for (; *s != '\0' && len + 7 < size; s += n) {
 		c = (unsigned char)*s;
+		/* The NUL stops as_utf8_seq before the 4 bytes it may read. */
+		n = c >= 0x80 ? as_utf8_seq((const unsigned char *)s, 4) : 1;
+		if (n > 1) {
+			memcpy(buf + len, s, n);
+			len += n;
+			continue;
+		}
+		n = 1;
 		if (c == '"' || c == '\\') {
 			buf[len++] = '\\';
 			buf[len++] = (char)c;
@@ -108,6 +121,7 @@ log_vemit(enum log_level level, const char *component,
 	int		 n;
 
 	vsnprintf(msg, sizeof msg, fmt, ap);
+	as_utf8_trim(msg);
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);

@@ -110,7 +110,7 @@ trace_span_str(struct trace_span *s, const char *key, const char *v)
 	if ((a = trace_span_attr(s, key)) == NULL)
 		return;
 	a->is_int = 0;
-	as_strlcpy(a->s, v != NULL ? v : "", sizeof a->s);
+	as_strlcpy_utf8(a->s, v != NULL ? v : "", sizeof a->s);
 }
 
 void

@@ -176,6 +176,131 @@ as_strlcpy(char *dst, const char *src, size_t size)
 	return (len);
 }
 
+/*
+ * UTF-8 (RFC 3629; Unicode 15, table 3-7 for the ill-formed cases).  The cut
+ * helpers look only at the bytes around the cut: they never split a
+ * sequence, but leave ill-formed bytes elsewhere as they are, so that
+ * valid input stays valid and a prefix of it.
+ */
+size_t
+as_utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char	 c, lo = 0x80, hi = 0xbf;
+	size_t		 need, i;
+
+	if (n == 0)
+		return (0);
+	c = p[0];
+	if (c < 0x80)
+		return (1);
+	if (c >= 0xc2 && c <= 0xdf)
+		need = 1;
+	else if (c >= 0xe0 && c <= 0xef) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0;	/* overlong */
+		else if (c == 0xed)
+			hi = 0x9f;	/* surrogates */
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90;	/* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f;	/* above U+10FFFF */
+	} else
+		return (0);	/* continuation, 0xc0, 0xc1, 0xf5.. */
+	if (n < need + 1)
+		return (0);
+	if (p[1] < lo || p[1] > hi)
+		return (0);
+	for (i = 2; i <= need; i++)
+		if (p[i] < 0x80 || p[i] > 0xbf)
+			return (0);
+	return (need + 1);
+}
+
+size_t
+as_utf8_invalid_at(const char *buf, size_t len)
+{
+	const unsigned char	*p = (const unsigned char *)buf;
+	size_t			 i = 0, n;
+
+	while (i < len) {
+		if ((n = as_utf8_seq(p + i, len - i)) == 0)
+			return (i);
+		i += n;
+	}
+	return (len);
+}
+
+/* How many bytes the sequence a lead byte opens takes; 0: not a lead. */
+static size_t
+utf8_lead_len(unsigned char c)
+{
+	if (c >= 0xc2 && c <= 0xdf)
+		return (2);
+	if (c >= 0xe0 && c <= 0xef)
+		return (3);
+	if (c >= 0xf0 && c <= 0xf4)
+		return (4);
+	return (0);
+}
+
+/*
+ * The bytes of s[0..n) to keep when nothing known follows: n, or the start
+ * of a sequence its lead byte says runs past n (at most 3 bytes back).
+ */
+static size_t
+utf8_keep(const unsigned char *s, size_t n)
+{
+	size_t	 k = n, len;
+
+	while (k > 0 && n - k < 3) {
+		k--;
+		if ((s[k] & 0xc0) != 0x80) {
+			len = utf8_lead_len(s[k]);
+			return (len > 0 && k + len > n ? k : n);
+		}
+	}
+	return (n);
+}
+
+size_t
+as_utf8_cut(const char *s, size_t max)
+{
+	const char	*nul = memchr(s, '\0', max);
+
+	if (nul != NULL)
+		return ((size_t)(nul - s));
+	/* s[max] exists: a continuation byte there means a split. */
+	if (((unsigned char)s[max] & 0xc0) != 0x80)
+		return (max);
+	return (utf8_keep((const unsigned char *)s, max));
+}
+
+size_t
+as_strlcpy_utf8(char *dst, const char *src, size_t size)
+{
+	size_t	 n;
+
+	if (size > 0) {
+		n = as_utf8_cut(src, size - 1);
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return (strlen(src));
+}
+
+size_t
+as_utf8_trim(char *s)
+{
+	size_t	 n = strlen(s);
+
+	n = utf8_keep((const unsigned char *)s, n);
+	s[n] = '\0';
+	return (n);
+}
+
 #ifdef AS_TESTING
 double	 as_mono_skew;
 int	 as_clock_frozen;
@@ -423,15 +548,21 @@ as_buf_printf(struct as_buf *b, const char *fmt, ...)
 void
 as_buf_label(struct as_buf *b, const char *s)
 {
-	for (; *s != '\0'; s++) {
+	size_t	 n, left = strlen(s);
+
+	for (; *s != '\0'; s += n, left -= n) {
+		n = 1;
 		if (*s == '\\')
 			as_buf_printf(b, "\\\\");
 		else if (*s == '"')
 			as_buf_printf(b, "\\\"");
 		else if (*s == '\n')
 			as_buf_printf(b, "\\n");
-		else
-			as_buf_printf(b, "%c", *s);
+		else if ((n = as_utf8_seq((const unsigned char *)s, left)) == 0) {
+			as_buf_printf(b, "\xef\xbf\xbd");
+			n = 1;
+		} else
+			as_buf_printf(b, "%.*s", (int)n, s);
 	}
 }
 

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import unittest
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import paths  # noqa: E402
@@ -347,6 +348,37 @@ class DispatchHttpTest(HttpWorld):
         self.assertEqual(len(self.received("again-2")), 2)
         self.assertEqual(ar.events("duplicate"), [])
         self.assertEqual(len(self.results()), 2, "one Result per task, none per attempt")
+
+    def test_runtime_message_cut_at_characters(self):
+        """A runtime's failure message is free text (error.schema.json:
+        4096 characters).  Cut into the rejections ring (240 bytes) and
+        /explain's sentence, it loses whole characters: /status and
+        /explain stay UTF-8 (they read as JSON with a strict decode)."""
+        world.sandbox_pool(self.kube, "wp", replicas=1)
+        self.agents()
+        self.start([self.pool(max_attempts=2)])
+        # "x" first: the byte limits, less "attempt 1: ", fall inside a
+        # 3-byte character.
+        message = "x" + "\u20ac" * 400
+        self.redis.cmd("LPUSH", "tasks", task("utf8-1", fail="tool.flaky", retryable=True,
+                                              failAttempts=1, failMessage=message))
+        got = wait_for(lambda: self.results_by_id().get("utf8-1"), 60, 0.1, "utf8-1's result")
+        self.assertEqual(got["state"], "completed")
+        self.assertEqual(got["attempt"], 2)
+
+        def strict(path):
+            url = "http://127.0.0.1:%d%s" % (self.daemon.admin_port, path)
+            with urllib.request.urlopen(url, timeout=10) as r:
+                return json.loads(r.read().decode("utf-8"))     # strict
+        rows = [d for d in strict("/status").get("recentDeadLetters", [])
+                if d.get("task") == "utf8-1"]
+        self.assertEqual(len(rows), 1, "the failed attempt is in the ring")
+        detail = rows[0]["detail"]
+        self.assertTrue(detail.startswith("attempt 1: x\u20ac"), detail)
+        self.assertTrue(("attempt 1: " + message).startswith(detail), "a prefix, cut whole")
+        self.assertGreater(len(detail.encode()), 240 - 4)
+        explain = strict("/explain?task=utf8-1")
+        self.assertIn(detail, explain["explanation"])
 
 
 @unittest.skipIf(world.router_missing(), world.router_missing())

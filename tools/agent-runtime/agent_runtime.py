@@ -982,7 +982,9 @@ class Runtime:
                 ctx.attempt <= int(asked.get("failAttempts", 1 << 30)):
             agent.again = bool(asked.get("retryable"))
             self.log.write("failing", reason=asked["fail"], attempt=ctx.attempt, **info, **where)
-            raise TaskFailed(asked["fail"], "the payload asked to fail", retryable=agent.again)
+            msg = asked.get("failMessage")
+            raise TaskFailed(asked["fail"], msg if isinstance(msg, str) and msg else
+                             "the payload asked to fail", retryable=agent.again)
         if a.spawn_at == "end":
             handles = self.spawn_http(agent, ctx, info)
         if isinstance(asked.get("spawn"), list):

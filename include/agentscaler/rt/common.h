@@ -67,6 +67,36 @@ char		*xvasprintf(const char *, va_list)
  */
 size_t		 as_strlcpy(char *dst, const char *src, size_t size);
 
+/*
+ * UTF-8 at cuts: tenant and broker text cut into a fixed buffer must stay
+ * valid UTF-8 (Prometheus label values, protobuf strings, Kubernetes
+ * Events).  These never split a sequence: they back off to the start of
+ * the last whole one.  Ill-formed input is kept as it is, byte for byte
+ * (only a sequence the cut itself would split is dropped), so valid input
+ * gives valid output, always a prefix of the input.  Pure; no allocation.
+ *
+ * as_utf8_cut: how many bytes of s to keep to fit in max bytes (for
+ * "%.*s").  as_strlcpy_utf8: as_strlcpy, cut so; returns strlen(src).
+ * as_utf8_trim: drops an incomplete sequence at the end of s (a buffer
+ * snprintf has cut); returns the new length.
+ */
+size_t		 as_utf8_cut(const char *s, size_t max);
+size_t		 as_strlcpy_utf8(char *dst, const char *src, size_t size);
+size_t		 as_utf8_trim(char *s);
+/*
+ * The two arguments of "%.*s" printing at most max bytes of s, whole
+ * characters ("%.64s" cuts anywhere).  s is evaluated twice.
+ */
+#define AS_UTF8_PREC(s, max)	(int)as_utf8_cut((s), (max)), (s)
+/*
+ * The length of the well-formed sequence at p (n bytes available), or 0:
+ * overlong forms, surrogates and code points above U+10FFFF are
+ * ill-formed.  as_utf8_invalid_at: the offset of the first ill-formed
+ * byte of buf, or len when all of it is UTF-8.
+ */
+size_t		 as_utf8_seq(const unsigned char *p, size_t n);
+size_t		 as_utf8_invalid_at(const char *buf, size_t len);
+
 /* 64-bit FNV-1a hash of a string, for hash tables (no adversary). */
 uint64_t	 as_hash_str(const char *);
 
@@ -223,7 +253,10 @@ struct as_buf {
 
 void		 as_buf_printf(struct as_buf *, const char *, ...)
 		    __attribute__((format(printf, 2, 3)));
-/* Appends s with Prometheus label-value escaping (\\, \", \n). */
+/*
+ * Appends s with Prometheus label-value escaping (\\, \", \n); an
+ * ill-formed UTF-8 byte becomes U+FFFD, as the text format wants UTF-8.
+ */
 void		 as_buf_label(struct as_buf *, const char *s);
 
 /*
