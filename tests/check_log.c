@@ -169,6 +169,35 @@ START_TEST(test_cut_utf8)
 }
 END_TEST
 
+/*
+ * Bytes that are not UTF-8 (a broker's or a tenant's) become U+FFFD in a
+ * JSON line, which stays valid UTF-8 and JSON; before, they were copied
+ * as they came.
+ */
+START_TEST(test_json_invalid_utf8)
+{
+	cJSON	*o;
+	char	*out;
+
+	log_set_format(LOG_FORMAT_JSON);
+	log_set_level(LOG_INFO);
+	capture();
+	log_kv(LOG_INFO, "dispatch", &(struct log_fields){ .task = "t\xc3(" },
+	    "bad \xff\xfe end \xe2\x82\xac");
+	out = capture_end();
+	ck_assert_msg(as_utf8_invalid_at(out, strlen(out)) == strlen(out),
+	    "not UTF-8 at byte %zu: %s", as_utf8_invalid_at(out, strlen(out)),
+	    out);
+	o = cJSON_Parse(out);
+	ck_assert_msg(o != NULL, "not JSON: %s", out);
+	ck_assert_str_eq(as_json_str(o, "msg"),
+	    "bad \xef\xbf\xbd\xef\xbf\xbd end \xe2\x82\xac");
+	ck_assert_str_eq(as_json_str(o, "task"), "t\xef\xbf\xbd(");
+	cJSON_Delete(o);
+	free(out);
+}
+END_TEST
+
 START_TEST(test_level)
 {
 	char	*out;
@@ -195,6 +224,7 @@ log_suite(void)
 	tcase_add_test(tc, test_text_unchanged);
 	tcase_add_test(tc, test_level);
 	tcase_add_test(tc, test_cut_utf8);
+	tcase_add_test(tc, test_json_invalid_utf8);
 	suite_add_tcase(s, tc);
 	return (s);
 }

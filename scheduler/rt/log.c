@@ -84,6 +84,10 @@ log_escape(char *buf, size_t len, size_t size, const char *s)
 		} else if (c == '\n') {
 			buf[len++] = '\\';
 			buf[len++] = 'n';
+		} else if (c >= 0x80) {
+			/* Not UTF-8 (tenant or broker text): U+FFFD. */
+			memcpy(buf + len, "\xef\xbf\xbd", 3);
+			len += 3;
 		} else if (c < 0x20) {
 			buf[len++] = '\\';
 			buf[len++] = 'u';

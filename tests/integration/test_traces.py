@@ -72,7 +72,9 @@ class TracesDrainTest(world.DaemonTestCase):
         sink = self.sink(mute=True)
         d = self.start_with_live_task(sink.url)
         logs = self.stop(d)
-        warns = [r for r in map(json.loads, filter(None, logs.splitlines()))
+        # Only the daemon's JSON lines (a wrapper such as valgrind adds its own).
+        lines = [ln for ln in logs.splitlines() if ln.startswith("{")]
+        warns = [r for r in map(json.loads, lines)
                  if r.get("level") == "warn" and r.get("component") == "daemon" and
                  "still sending" in r.get("msg", "")]
         self.assertEqual(len(warns), 1, logs[-3000:])
@@ -81,6 +83,10 @@ class TracesDrainTest(world.DaemonTestCase):
     def test_collector_away(self):
         d = self.start_with_live_task("http://127.0.0.1:%d" % world.free_port())
         logs = self.stop(d)
+        # The failure is said once (by a routine export before the SIGTERM
+        # or by the stop's flush: the exporter warns once per outage); what
+        # this proves is the exit 0 with nobody listening.
+        # test_live_task_spans_sent_on_sigterm proves the flush itself.
         self.assertIn("cannot export", logs)
 
     def test_second_sigterm_exits_at_once(self):

@@ -22,7 +22,8 @@ import subprocess
 import tempfile
 import urllib.request
 
-from procs import ROOT, check_port_in_use, free_port, start_retrying, stop_pid, wait_for
+from procs import (ROOT, check_port_in_use, free_port, listening, start_retrying, stop_pid,
+                   wait_for)
 
 JAEGER_BIN = os.environ.get("AGENTSCALER_JAEGER_BIN",
                             os.path.join(ROOT, "build/jaeger/bin/jaeger"))
@@ -123,13 +124,12 @@ class Jaeger:
     def ready(self):
         if self.proc.poll() is not None:
             raise AssertionError("jaeger exited %s: %s" % (self.proc.returncode, self.log()))
-        try:
-            import socket
-            with socket.create_connection(("127.0.0.1", self.otlp_port), 0.5):
-                pass
-            return self.get("/api/services") is not None
-        except OSError:
+        # Jaeger itself on all three ports, not another process holding one
+        # (a taken port is then retried, not mistaken for Jaeger's).
+        if not all(listening(self.proc.pid, p) for p in
+                   (self.otlp_port, self.query_port, self.query_grpc_port)):
             return False
+        return self.get("/api/services") is not None
 
     def get(self, path):
         """The query API's JSON at path, or None (not there yet)."""

@@ -41,6 +41,13 @@ class RabbitMQ:
                 self._halt()
                 for sub in ("mnesia", "log"):
                     shutil.rmtree(os.path.join(self.dir, sub), ignore_errors=True)
+                # The outputs are appended to: the last attempt's bind
+                # error must not be read as the next one's.
+                for name in ("epmd.log", "server.out"):
+                    try:
+                        os.unlink(os.path.join(self.dir, name))
+                    except FileNotFoundError:
+                        pass
             self._configure()
             self.start()
         try:
