@@ -25,7 +25,10 @@
  * process still leads), the exporter sends every span it holds, and the
  * loop runs until both ended, DAEMON_DRAIN_WAIT at most.  The Lease is
  * released once the rejections are written, so the next leader reads
- * them; then the loop stops.  A second signal stops it at once.
+ * them; then the loop stops.  Their write is abandoned (the one in
+ * flight cancelled, the one queued dropped) when the Lease is lost
+ * meanwhile or the deadline passes first: none lands once another may
+ * lead.  A second signal stops it at once.
  */
 #include <stddef.h>
 #include <signal.h>
@@ -166,6 +169,12 @@ daemon_stop_leading(struct leader *l, void *arg)
 	struct daemon	*d = arg;
 
 	(void)l;
+	/*
+	 * Lost during a stop (daemon_drain() already cleared d->leading):
+	 * the rejections' last write, in flight or queued, goes no further.
+	 */
+	if (d->stopping)
+		dispatcher_save_abandon(d->wait_rejections);
 	if (!d->leading)
 		return;
 	d->leading = 0;
@@ -230,7 +239,7 @@ daemon_rejections_saved(void *arg)
 {
 	struct daemon	*d = arg;
 
-	d->wait_rejections = 0;
+	d->wait_rejections = NULL;
 	daemon_drain_step(d);
 }
 
@@ -245,7 +254,8 @@ daemon_spans_flushed(void *arg)
 
 /*
  * The next step of the stop: the Lease goes once the rejections are
- * written (or the deadline passed), the loop stops once the Lease is
+ * written (or the deadline passed: their write is abandoned first, so
+ * none lands after the release), the loop stops once the Lease is
  * released and the spans are sent (or the deadline passed).
  */
 static void
@@ -253,6 +263,11 @@ daemon_drain_step(struct daemon *d)
 {
 	if (d->drain_over || (d->wait_rejections && !d->drain_expired))
 		return;
+	if (d->wait_rejections != NULL) {
+		/* Its done runs now and steps again. */
+		dispatcher_save_abandon(d->wait_rejections);
+		return;
+	}
 	if (d->elector != NULL && !d->releasing) {
 		d->releasing = 1;
 		d->wait_lease = 1;

@@ -86,7 +86,7 @@ struct daemon {
 	int			 stopping;	/* SIGTERM or SIGINT came */
 	int			 drain_expired;	/* the deadline passed */
 	int			 drain_over;	/* the loop has stopped */
-	int			 wait_rejections;	/* their last write */
+	struct dispatcher_save	*wait_rejections;	/* their last write */
 	int			 wait_spans;	/* the exporter's flush */
 	int			 wait_lease;	/* the Lease's release */
 	ev_timer		 drain_timer;

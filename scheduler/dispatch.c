@@ -420,15 +420,15 @@ dispatcher_free(struct dispatcher *d)
 	(void)dispatcher_free_save(d, 1, NULL, NULL);
 }
 
-int
+struct dispatcher_save *
 dispatcher_free_save(struct dispatcher *d, int save, dispatcher_saved_fn *done,
     void *arg)
 {
 	struct dpool	*p;
-	int		 waits;
+	struct dispatcher_save *waits;
 
 	if (d == NULL)
-		return (0);
+		return (NULL);
 	ev_timer_stop(d->loop, &d->sweep);
 	while ((p = LIST_FIRST(&d->pools)) != NULL)
 		dpool_free(p, NULL, 0);

@@ -134,17 +134,28 @@ void	 dispatcher_sweep_now(struct dispatcher *);
 void	 dispatcher_free(struct dispatcher *);
 /* Told once when the last rejections write of a dispatcher ended. */
 typedef void dispatcher_saved_fn(void *arg);
+/* The rejections writes a dispatcher_free_save() left on their way. */
+struct dispatcher_save;
 /*
  * dispatcher_free() for the daemon: with save (it still leads), the
  * rejections not yet in their ConfigMap go out on their own, after the
  * write in flight; without (leadership lost: a standby never writes),
- * nothing more is sent.  Returns 1 when done(arg) will be called, once,
- * after this returns, when those writes ended (written, refused, or
- * cancelled by freeing the client); 0 when none is on its way.  The
- * tasks' last spans are emitted to options.otlp before this returns.
+ * nothing more is sent and the write in flight is cancelled.  Returns a
+ * handle when done(arg) will be called, once, after this returns, when
+ * those writes ended (written, refused, cancelled by freeing the client
+ * or abandoned); NULL when none is on its way (or done is NULL).  The
+ * handle is valid until done runs.  The tasks' last spans are emitted to
+ * options.otlp before this returns.
  */
-int	 dispatcher_free_save(struct dispatcher *, int save,
+struct dispatcher_save *dispatcher_free_save(struct dispatcher *, int save,
 	    dispatcher_saved_fn *done, void *arg);
+/*
+ * The process may write no more (the Lease lost during the stop, or about
+ * to be released): the write in flight is cancelled, the one queued
+ * behind it freed unsent, and done runs before this returns.  NULL does
+ * nothing.
+ */
+void	 dispatcher_save_abandon(struct dispatcher_save *);
 /*
  * Takes the dispatch-mode pools of c: new ones start, removed ones stop,
  * unchanged ones (same source and sandbox settings) keep running.

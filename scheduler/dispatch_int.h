@@ -542,14 +542,12 @@ void		 dispatch_recent_put(struct dispatcher *, const char *ns,
  * it holds goes into d->recent before what arrived meanwhile) and writes
  * it after changes.  Stopping with save sends the last unsaved change on
  * its own (it outlives d, after the write in flight) and frees the rest;
- * without save nothing more is sent.  Returns 1 when done(arg) will be
- * called once that write, or the one in flight, ended (sent, failed or
- * cancelled with its client), 0 when nothing is on its way (done not
- * called).
+ * without save nothing more is sent (the write in flight is cancelled).
+ * Returns dispatcher_free_save()'s handle.
  */
 void		 dispatch_recent_store_start(struct dispatcher *,
 		    const char *ns, const char *name);
-int		 dispatch_recent_store_stop(struct dispatcher *, int save,
-		    dispatcher_saved_fn *done, void *arg);
+struct dispatcher_save *dispatch_recent_store_stop(struct dispatcher *,
+		    int save, dispatcher_saved_fn *done, void *arg);
 
 #endif

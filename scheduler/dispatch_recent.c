@@ -20,7 +20,11 @@
  * its own, after the write in flight, and tells the daemon when that
  * chain ended (dispatcher_free_save()), which waits for it, bounded,
  * before the Lease is released.  Leadership lost sends nothing: a
- * standby never writes.
+ * standby never writes.  A stop without save cancels the write in
+ * flight, and dispatcher_save_abandon() ends a stop's chain the same way
+ * (the Lease lost during the stop, or the stop's deadline passed before
+ * the Lease is released): the write in flight is cancelled and the one
+ * behind it freed unsent.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -65,8 +69,15 @@ struct drsave {
 	char			*patch;		/* merge patch */
 	char			*create;	/* the whole object */
 	int			 posted;
+	struct k8s_req		*req;		/* while sent */
 	struct drsave		*then;		/* detached: sent after this */
-	dispatcher_saved_fn	*done;		/* told when freed, or NULL */
+	struct dispatcher_save	*chain;		/* detached: its stop's */
+};
+
+/* A stop's writes: the one in flight, then the last change, if any. */
+struct dispatcher_save {
+	struct drsave		*cur;		/* sent */
+	dispatcher_saved_fn	*done;		/* told when it ends, or NULL */
 	void			*done_arg;
 };
 
@@ -186,18 +197,24 @@ drsave_new(struct drstore *st)
 	return (sv);
 }
 
-/* Frees sv and what follows it; the last of a stop's chain says so. */
+/* Frees sv and what follows it; freeing a stop's last write ends it. */
 static void
 drsave_free(struct drsave *sv)
 {
+	struct dispatcher_save *sa;
+
 	if (sv == NULL)
 		return;
+	sa = sv->then == NULL ? sv->chain : NULL;
 	drsave_free(sv->then);
-	if (sv->done != NULL)
-		sv->done(sv->done_arg);
 	free(sv->patch);
 	free(sv->create);
 	free(sv);
+	if (sa == NULL)
+		return;
+	if (sa->done != NULL)
+		sa->done(sa->done_arg);
+	free(sa);
 }
 
 static void
@@ -220,7 +237,9 @@ drsave_done(const struct k8s_response *res, void *arg)
 	struct drsave	*sv = arg, *then;
 	struct drstore	*st = sv->st;
 
+	sv->req = NULL;
 	if (res->err == -AS_ECANCELED) {
+		/* What follows it is freed unsent. */
 		if (st != NULL)
 			st->inflight = NULL;
 		drsave_free(sv);
@@ -239,11 +258,15 @@ drsave_done(const struct k8s_response *res, void *arg)
 			    "write before stopping failed: %ld %s; the newest "
 			    "rejections are not kept", sv->obj, res->code,
 			    res->message);
-		then = sv->then;
-		sv->then = NULL;
+		if ((then = sv->then) != NULL) {
+			/* The chain goes on with it. */
+			sv->then = NULL;
+			sv->chain = NULL;
+			then->chain->cur = then;
+		}
 		drsave_free(sv);
 		if (then != NULL)
-			drsave_send(then);
+			(void)drsave_send(then);
 		return;
 	}
 	st->inflight = NULL;
@@ -278,6 +301,7 @@ drsave_send(struct drsave *sv)
 		drsave_free(sv);
 		return (-1);
 	}
+	sv->req = req;
 	return (0);
 }
 
@@ -400,36 +424,53 @@ dispatch_recent_store_start(struct dispatcher *d, const char *ns,
 	drstore_load(st);
 }
 
-int
+struct dispatcher_save *
 dispatch_recent_store_stop(struct dispatcher *d, int save,
     dispatcher_saved_fn *done, void *arg)
 {
 	struct drstore	*st = d->rstore;
-	struct drsave	*last = NULL, *tail = NULL;
+	struct drsave	*last = NULL, *head = NULL;
+	struct dispatcher_save *sa;
 
 	if (st == NULL)
-		return (0);
+		return (NULL);
 	ev_timer_stop(d->loop, &st->timer);
 	if (st->load != NULL)
 		k8s_req_cancel(st->load);
+	/* Without save nothing more goes out, the write in flight neither. */
+	if (!save && st->inflight != NULL)
+		k8s_req_cancel(st->inflight->req);	/* clears st->inflight */
 	if (save && st->loaded && st->dirty)
 		last = drsave_new(st);
 	if (last != NULL)
 		last->st = NULL;
 	if (st->inflight != NULL) {
 		/* Its answer finds no store; the last write follows it. */
-		st->inflight->st = NULL;
-		st->inflight->then = last;
-		tail = last != NULL ? last : st->inflight;
+		head = st->inflight;
+		head->st = NULL;
+		head->then = last;
 	} else if (last != NULL && drsave_send(last) == 0)
-		tail = last;
+		head = last;
 	d->rstore = NULL;
 	free(st);
-	if (tail == NULL || done == NULL)
-		return (0);
-	tail->done = done;
-	tail->done_arg = arg;
-	return (1);
+	if (head == NULL)
+		return (NULL);
+	sa = xcalloc(1, sizeof *sa);
+	sa->cur = head;
+	sa->done = done;
+	sa->done_arg = arg;
+	head->chain = sa;
+	if (head->then != NULL)
+		head->then->chain = sa;
+	return (done != NULL ? sa : NULL);
+}
+
+void
+dispatcher_save_abandon(struct dispatcher_save *sa)
+{
+	/* Its completion frees it, what follows it, then sa (done runs). */
+	if (sa != NULL)
+		k8s_req_cancel(sa->cur->req);
 }
 
 #define STATUS_DEFERRED	25	/* deferred tasks listed per namespace */

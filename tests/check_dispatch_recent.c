@@ -4,8 +4,8 @@
  * kube-sim: written after changes, at most KEPT (256) of them, read by the
  * next dispatcher before what it noted meanwhile, the last change sent
  * when the dispatcher stops (and its end told to the daemon, which waits
- * for it on a clean stop), nothing sent when leadership was lost; and the
- * status page's lists.
+ * for it on a clean stop), nothing sent when leadership was lost, before
+ * or during the stop; and the status page's lists.
  */
 #include <sys/queue.h>
 
@@ -214,6 +214,63 @@ pred_read(void *arg)
 }
 
 /*
+ * The ConfigMap writes (PATCH, POST) kube-sim logged from seq since on;
+ * *next: the seq after the last request it logged, of any kind.
+ */
+static int
+cm_writes(long since, long *next)
+{
+	char	 path[64], *body = NULL;
+	cJSON	*o, *e;
+	int	 n = 0;
+
+	snprintf(path, sizeof path, "/requests?since=%ld", since);
+	ck_assert_int_eq(tu_kubesim_admin(&ks, "GET", path, NULL, &body), 200);
+	ck_assert_ptr_nonnull(o = cJSON_Parse(body));
+	cJSON_ArrayForEach(e, cJSON_GetObjectItem(o, "requests")) {
+		const char *m = cJSON_GetObjectItem(e, "method")->valuestring;
+
+		if ((strcmp(m, "PATCH") == 0 || strcmp(m, "POST") == 0) &&
+		    strstr(cJSON_GetObjectItem(e, "path")->valuestring,
+		    "/configmaps") != NULL)
+			n++;
+	}
+	*next = (long)cJSON_GetObjectItem(o, "next")->valuedouble;
+	cJSON_Delete(o);
+	free(body);
+	return (n);
+}
+
+static int
+pred_writes(void *arg)
+{
+	long	*since = arg, next;
+
+	return (cm_writes(*since, &next) > 0);
+}
+
+/*
+ * Runs the loop until kube-sim logged no request for 1.5 s (longer than
+ * SAVE_DELAY, so a write still due shows), WAIT at most; returns the
+ * ConfigMap writes from seq since on.
+ */
+static int
+cm_writes_settled(long since)
+{
+	long	 next, last = -1;
+	int	 quiet = 0, n = 0, i;
+
+	for (i = 0; i < (int)(WAIT * 10) && quiet < 15; i++) {
+		tu_run_for(loop, 0.1);
+		n = cm_writes(since, &next);
+		quiet = next == last ? quiet + 1 : 0;
+		last = next;
+	}
+	ck_assert_int_ge(quiet, 15);
+	return (n);
+}
+
+/*
  * A clean stop (save): the last change's end is told, once, after the
  * call, and by then the ConfigMap has it.  A stop without save (the
  * leadership was lost) sends nothing: the next reader finds only what
@@ -223,13 +280,14 @@ START_TEST(test_stop_tells_when_saved)
 {
 	struct dispatcher *d;
 	char		*k;
+	long		 since;
 	int		 n = 0;
 
 	d = disp_new();
 	dispatch_recent_add(d, "ns1", "first", "r", "d");
 	ck_assert(tu_run_until(loop, pred_loaded, d, WAIT));
 	dispatch_recent_add(d, "ns1", "last", "r", "d");
-	ck_assert_int_eq(dispatcher_free_save(d, 1, saved_cb, &n), 1);
+	ck_assert_ptr_nonnull(dispatcher_free_save(d, 1, saved_cb, &n));
 	ck_assert_int_eq(n, 0);
 	ck_assert(tu_run_until(loop, pred_saved, &n, WAIT));
 	ck_assert_int_eq(n, 1);
@@ -240,14 +298,54 @@ START_TEST(test_stop_tells_when_saved)
 	d = disp_new();
 	ck_assert(tu_run_until(loop, pred_read, d, WAIT));
 	dispatch_recent_add(d, "ns1", "unsaved", "r", "d");
+	(void)cm_writes(0, &since);
 	n = 0;
-	ck_assert_int_eq(dispatcher_free_save(d, 0, saved_cb, &n), 0);
+	ck_assert_ptr_null(dispatcher_free_save(d, 0, saved_cb, &n));
+	/* Nothing goes out, even given the time a write would take. */
+	ck_assert_int_eq(cm_writes_settled(since), 0);
+	ck_assert_int_eq(n, 0);
 	d = disp_new();
 	ck_assert(tu_run_until(loop, pred_read, d, WAIT));
 	ck_assert_uint_eq(d->nrecent, 2);
 	ck_assert_str_eq(d->recent[1].id, "last");
-	ck_assert_int_eq(dispatcher_free_save(d, 1, saved_cb, &n), 0);
+	ck_assert_ptr_null(dispatcher_free_save(d, 1, saved_cb, &n));
 	ck_assert_int_eq(n, 0);
+}
+END_TEST
+
+/*
+ * The Lease lost during a clean stop (or the stop's deadline before the
+ * Lease is released): abandoning the stop's writes cancels the one in
+ * flight (its end is told at once, not when the slow server answers) and
+ * frees the one queued behind it unsent.
+ */
+START_TEST(test_lease_lost_during_the_stop)
+{
+	struct dispatcher *d;
+	struct dispatcher_save *sa;
+	char	 lat[256];
+	long	 since;
+	int	 n = 0;
+
+	d = disp_new();
+	dispatch_recent_add(d, "ns1", "first", "r", "d");
+	ck_assert(tu_run_until(loop, pred_loaded, d, WAIT));
+	snprintf(lat, sizeof lat, "{\"ms\": 60000, \"method\": \"PATCH\", "
+	    "\"path\": \"%s\"}", cm);
+	ck_assert_int_eq(tu_kubesim_admin(&ks, "POST", "/latency", lat, NULL),
+	    200);
+	(void)cm_writes(0, &since);
+	dispatch_recent_add(d, "ns1", "second", "r", "d");
+	/* Its PATCH reached the server, which holds it a minute. */
+	ck_assert(tu_run_until(loop, pred_writes, &since, WAIT));
+	dispatch_recent_add(d, "ns1", "third", "r", "d");
+	ck_assert_ptr_nonnull(sa = dispatcher_free_save(d, 1, saved_cb, &n));
+	ck_assert_int_eq(n, 0);
+	dispatcher_save_abandon(sa);
+	ck_assert_int_eq(n, 1);
+	/* The one in flight only: "third" is never sent. */
+	ck_assert_int_eq(cm_writes_settled(since), 1);
+	ck_assert_int_eq(n, 1);
 }
 END_TEST
 
@@ -317,6 +415,7 @@ main(void)
 	tcase_add_test(tc, test_written_then_read_first);
 	tcase_add_test(tc, test_stop_sends_the_last_change);
 	tcase_add_test(tc, test_stop_tells_when_saved);
+	tcase_add_test(tc, test_lease_lost_during_the_stop);
 	tcase_add_test(tc, test_at_most_256_newest);
 	tcase_add_test(tc, test_status_lists);
 	suite_add_tcase(s, tc);
