@@ -832,6 +832,28 @@ START_TEST(test_missing_queue)
 END_TEST
 
 /*
+ * A consumer of a new durable queue holding one message, body, whose
+ * replies must come within command_timeout: up, with the message
+ * delivered (r->msgs[0]).
+ */
+static struct consumer *
+consume_one(const char *queue, const char *body, double command_timeout,
+    int window, struct crec *r)
+{
+	struct scaler_source src;
+	struct consumer	*c;
+
+	tu_amqp_declare(b, queue, 1);
+	tu_amqp_publish_body(b, queue, body, 2);
+	src = tu_amqp_source(rb.amqp_url, queue);
+	src.command_timeout = command_timeout;
+	c = make_src(&src, "t", window, r);
+	wait_msgs(r, 1);
+	ck_assert(tu_run_until(loop, pred_up, r, DEADLINE));
+	return (c);
+}
+
+/*
  * A broker that stops answering (SIGSTOP): a dead letter and a hand-off
  * waiting for their confirms fail within the command timeout, the
  * consumer goes down, comes back once the broker does, and the original
@@ -839,18 +861,11 @@ END_TEST
  */
 START_TEST(test_command_timeout)
 {
-	struct scaler_source src;
 	struct consumer	*c;
 	struct crec	 r;
 	struct tu_op	 dd, dh;
 
-	tu_amqp_declare(b, "cq-timeout", 1);
-	tu_amqp_publish_body(b, "cq-timeout", "t0", 2);
-	src = tu_amqp_source(rb.amqp_url, "cq-timeout");
-	src.command_timeout = 0.5;
-	c = make_src(&src, "t", 1, &r);
-	wait_msgs(&r, 1);
-	ck_assert(tu_run_until(loop, pred_up, &r, DEADLINE));
+	c = consume_one("cq-timeout", "t0", 0.5, 1, &r);
 	ck_assert_int_eq(kill(-rb.pid, SIGSTOP), 0);
 	memset(&dd, 0, sizeof dd);
 	memset(&dh, 0, sizeof dh);
@@ -892,19 +907,12 @@ END_TEST
  */
 START_TEST(test_ack_waits_for_broker)
 {
-	struct scaler_source src;
 	struct consumer	*c;
 	struct crec	 r;
 	struct tu_op	 d;
 	int		 early;
 
-	tu_amqp_declare(b, "cq-fence", 1);
-	tu_amqp_publish_body(b, "cq-fence", "f0", 2);
-	src = tu_amqp_source(rb.amqp_url, "cq-fence");
-	src.command_timeout = 10;
-	c = make_src(&src, "t", 2, &r);
-	wait_msgs(&r, 1);
-	ck_assert(tu_run_until(loop, pred_up, &r, DEADLINE));
+	c = consume_one("cq-fence", "f0", 10, 2, &r);
 	ck_assert_int_eq(kill(-rb.pid, SIGSTOP), 0);
 	memset(&d, 0, sizeof d);
 	ck_assert_int_eq(c->type->ack(c, r.msgs[0], tu_op_done, &d), 0);

@@ -30,13 +30,11 @@ def quota():
             "spec": {"maxSandboxes": 4, "onExceeded": "defer", "cascade": {"maxDepth": 2}}}
 
 
-class ExplainTest(world.DaemonTestCase):
+class ExplainTest(world.RedisKubeTestCase):
+    KUBE_ARGS = ("--warm-bind-ms", "10")
+
     def setUp(self):
         super().setUp()
-        self.redis = world.Redis()
-        self.addCleanup(self.redis.stop)
-        self.kube = world.KubeSim("--warm-bind-ms", "10")
-        self.addCleanup(self.kube.stop)
         world.sandbox_pool(self.kube, "wp", replicas=1)
         self.cfg = {"pools": [world.pool_dispatch("agents", self.redis.url, "tasks", "wp",
                                                   claim_ttl_seconds=600, spare_max=0,

@@ -32,13 +32,11 @@ def template(name, cpu):
                  "resources": {"requests": {"cpu": cpu}}}]}}}}
 
 
-class ChargeTest(world.DaemonTestCase):
+class ChargeTest(world.RedisKubeTestCase):
+    KUBE_ARGS = ("--warm-bind-ms", "10")
+
     def setUp(self):
         super().setUp()
-        self.redis = world.Redis()
-        self.addCleanup(self.redis.stop)
-        self.kube = world.KubeSim("--warm-bind-ms", "10")
-        self.addCleanup(self.kube.stop)
 
     def make_template(self, name="tpl", cpu="1"):
         code, obj = self.kube.api("POST", world.EXT_API % NS + "sandboxtemplates",

@@ -30,13 +30,11 @@ CELL = ("(() => { const r = document.querySelector('#%s tr[data-key=\"%s\"]');"
 
 
 @unittest.skipUnless(chromium_path(), "chromium is not installed (make deps)")
-class StatusPageTest(world.DaemonTestCase):
+class StatusPageTest(world.RedisKubeTestCase):
+    KUBE_ARGS = ("--warm-bind-ms", "10")
+
     def setUp(self):
         super().setUp()
-        self.redis = world.Redis()
-        self.addCleanup(self.redis.stop)
-        self.kube = world.KubeSim("--warm-bind-ms", "10")
-        self.addCleanup(self.kube.stop)
 
     def cell(self, page, table, key, col):
         return page.eval(CELL % (table, key, col))

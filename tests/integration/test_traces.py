@@ -19,13 +19,11 @@ from world import wait_for  # noqa: E402
 NS = "default"
 
 
-class TracesDrainTest(world.DaemonTestCase):
+class TracesDrainTest(world.RedisKubeTestCase):
+    KUBE_ARGS = ("--warm-bind-ms", "10")
+
     def setUp(self):
         super().setUp()
-        self.redis = world.Redis()
-        self.addCleanup(self.redis.stop)
-        self.kube = world.KubeSim("--warm-bind-ms", "10")
-        self.addCleanup(self.kube.stop)
         world.sandbox_pool(self.kube, "wp", replicas=1)
         self.cfg = {"pools": [world.pool_dispatch("agents", self.redis.url, "tasks", "wp",
                                                   claim_ttl_seconds=600, spare_max=0,

@@ -10,14 +10,16 @@ from redis_server import Redis
 
 
 class RedisKubeTestCase(DaemonTestCase):
-    """self.redis and self.kube, made in setUp and stopped by cleanups; the
-    subclass starts the daemon."""
+    """self.redis and self.kube (kube-sim run with KUBE_ARGS), made in setUp
+    and stopped by cleanups; the subclass starts the daemon."""
+
+    KUBE_ARGS = ("--replica-delay-ms", "50")
 
     def setUp(self):
         super().setUp()
         self.redis = Redis()
         self.addCleanup(self.redis.stop)
-        self.kube = KubeSim("--replica-delay-ms", "50")
+        self.kube = KubeSim(*self.KUBE_ARGS)
         self.addCleanup(self.kube.stop)
 
     def push(self, queue, n):
