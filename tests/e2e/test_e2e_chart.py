@@ -35,15 +35,23 @@ CRDS = ("agentpools.agentscaler.io", "agentquotas.agentscaler.io")
 FAST = dict(pollIntervalMs=200, cooldownSeconds=1, scaleDownStabilizationSeconds=1)
 PASSWORD = "e2e-" + secrets.token_hex(8)
 # A minimal ServiceMonitor CRD, as the Prometheus Operator would install it.
-SERVICE_MONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
-             "names": {"plural": "servicemonitors", "singular": "servicemonitor",
-                       "kind": "ServiceMonitor", "listKind": "ServiceMonitorList"},
-             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
-                 "openAPIV3Schema": {"type": "object", "properties": {"spec": {
-                     "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+def operator_crd(kind, plural):
+    """A stand-in CRD of the Prometheus Operator's kind (its schema open):
+    what lets the API server hold the chart's monitoring objects."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": plural + ".monitoring.coreos.com"},
+        "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+                 "names": {"plural": plural, "singular": kind.lower(),
+                           "kind": kind, "listKind": kind + "List"},
+                 "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+                     "openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                         "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}}]}}
+
+
+# The monitoring kinds values-all.yaml turns on (ServiceMonitor and, since
+# issue 19, PrometheusRule).
+OPERATOR_CRDS = [("ServiceMonitor", "servicemonitors"), ("PrometheusRule", "prometheusrules")]
 
 
 def live(c, objs):
@@ -331,11 +339,13 @@ class ChartE2E(world.DaemonTestCase):
         every object it renders."""
         for ns in ("agents", "agents-batch", "platform"):
             self.c.create_namespace(ns)
-        code, obj = self.c.api("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                               SERVICE_MONITOR_CRD)
-        self.assertIn(code, (201, 409), obj)
-        wait_for(lambda: self.c._crd_established("servicemonitors.monitoring.coreos.com"),
-                 60, 0.1, "the ServiceMonitor CRD")
+        for kind, plural in OPERATOR_CRDS:
+            code, obj = self.c.api("POST",
+                                   "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                                   operator_crd(kind, plural))
+            self.assertIn(code, (201, 409), obj)
+            wait_for(lambda: self.c._crd_established(plural + ".monitoring.coreos.com"),
+                     60, 0.1, "the %s CRD" % kind)
         # The release's own name; values-all.yaml's pools run nowhere (no
         # daemon), its objects are the point.
         self.release, self.ns = "prod", "agents-system"
@@ -344,6 +354,7 @@ class ChartE2E(world.DaemonTestCase):
         _text, objs = chart.template([VALUES_ALL], self.release, self.ns,
                                      ["monitoring.coreos.com/v1"])
         self.assertIn("ServiceMonitor", {o["kind"] for o in objs})
+        self.assertIn("PrometheusRule", {o["kind"] for o in objs})
         self.assertIn("PodDisruptionBudget", {o["kind"] for o in objs})
         self.check_installed(objs, 1)
 
