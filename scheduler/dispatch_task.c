@@ -493,9 +493,10 @@ handoff_done(int err, int outcome, const char *errmsg, void *arg)
 	if (dtask_completion_moot(t, err))
 		return;
 	/*
-	 * Its sandbox succeeded while this hand-off was in flight, after an
-	 * earlier one (dtask_apply): the task ran, whatever this one's fate,
-	 * and nothing that failed meanwhile makes it a failure.
+	 * Its sandbox succeeded while this hand-off was in flight
+	 * (dtask_apply): a hand-off reached it (an earlier one, or this one
+	 * before its confirm came) and the task ran, whatever this one's
+	 * fate, unless the broker refused the only one there was.
 	 */
 	ran = t->succeeded_seen;
 	t->succeeded_seen = 0;
