@@ -35,11 +35,7 @@ class ExplainTest(world.RedisKubeTestCase):
 
     def setUp(self):
         super().setUp()
-        world.sandbox_pool(self.kube, "wp", replicas=1)
-        self.cfg = {"pools": [world.pool_dispatch("agents", self.redis.url, "tasks", "wp",
-                                                  claim_ttl_seconds=600, spare_max=0,
-                                                  pollIntervalMs=100)],
-                    "quotas": [quota()]}
+        self.cfg = {"pools": self.one_warm_dispatch_pool(), "quotas": [quota()]}
 
     def explain(self, daemon, tid, *flags):
         r = subprocess.run([daemon.binary, "explain", tid, "--admin-addr",

@@ -24,10 +24,7 @@ class TracesDrainTest(world.RedisKubeTestCase):
 
     def setUp(self):
         super().setUp()
-        world.sandbox_pool(self.kube, "wp", replicas=1)
-        self.cfg = {"pools": [world.pool_dispatch("agents", self.redis.url, "tasks", "wp",
-                                                  claim_ttl_seconds=600, spare_max=0,
-                                                  pollIntervalMs=100)]}
+        self.cfg = {"pools": self.one_warm_dispatch_pool()}
 
     def sink(self, **kw):
         s = OtlpSink(**kw)

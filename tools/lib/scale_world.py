@@ -6,7 +6,9 @@ import json
 from daemon_proc import DaemonTestCase
 from kube_world import KubeSim
 from procs import wait_for
+from pools import pool_dispatch
 from redis_server import Redis
+from sandboxes import sandbox_pool
 
 
 class RedisKubeTestCase(DaemonTestCase):
@@ -21,6 +23,14 @@ class RedisKubeTestCase(DaemonTestCase):
         self.addCleanup(self.redis.stop)
         self.kube = KubeSim(*self.KUBE_ARGS)
         self.addCleanup(self.kube.stop)
+
+    def one_warm_dispatch_pool(self):
+        """A SandboxWarmPool "wp" of one and a dispatch pool "agents" on the
+        Redis list "tasks" claiming from it (no spares, TTL 600 s, 100 ms
+        polls): the pools list of a config."""
+        sandbox_pool(self.kube, "wp", replicas=1)
+        return [pool_dispatch("agents", self.redis.url, "tasks", "wp", claim_ttl_seconds=600,
+                              spare_max=0, pollIntervalMs=100)]
 
     def push(self, queue, n):
         """n tasks ({"id": "t-<i>"}) onto the Redis list queue."""
